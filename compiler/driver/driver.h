@@ -1,0 +1,42 @@
+// The compile pipeline shared by the CLI, tests and benches: import -> passes -> memory plan.
+#ifndef PTC_COMPILER_DRIVER_DRIVER_H_
+#define PTC_COMPILER_DRIVER_DRIVER_H_
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "passes/pass.h"
+#include "runtime/plan/plan.h"
+
+namespace ptc::driver {
+
+struct CompileOptions {
+  std::string target = "cpu";
+  std::map<std::string, int64_t> dims;  // --dim NAME=N
+  std::string passes = "default";       // comma list, "default" or "none"
+  std::string print_ir_after;           // regex over pass names
+  std::function<void(const std::string& pass, const std::string& ir)> print_sink;
+  std::string dump_dir;
+};
+
+struct CompileReport {
+  std::vector<passes::PassTiming> pass_timings;
+  double import_seconds = 0;
+  int64_t nodes_before = 0;
+  int64_t nodes_after = 0;
+};
+
+absl::StatusOr<plan::Plan> CompileOnnxFile(const std::string& model_path,
+                                           const CompileOptions& options,
+                                           CompileReport* report = nullptr);
+// Compiles an already-imported module (tests, `ptc model` builders).
+absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
+                                         const CompileOptions& options,
+                                         CompileReport* report = nullptr);
+
+}  // namespace ptc::driver
+
+#endif  // PTC_COMPILER_DRIVER_DRIVER_H_

@@ -1,0 +1,83 @@
+// The IR op set: names, operands, attributes, and type inference.
+//
+// IR ops are ONNX ops after normalization by the importer: operands that ONNX passes as
+// (constant) inputs become attributes, negative axes are made non-negative, and shapes are
+// static. Every op below is specified here; kernels (codegen/cpu), the importer
+// (compiler/onnx) and passes follow this table.
+//
+// Broadcasting is numpy/ONNX multidirectional broadcasting. Unless said otherwise all inputs
+// share one dtype and outputs have that dtype.
+//
+//   Elementwise binary (2 inputs, broadcast):  add sub mul div pow max min
+//       div on integers truncates toward zero (C semantics).
+//   Comparisons (2 inputs, broadcast, output bool): equal less greater less_equal greater_equal
+//   Logical (bool): and or xor (2 inputs, broadcast), not (1 input)
+//   where(cond: bool, a, b)                broadcast of all three; output dtype of a
+//   Elementwise unary: neg abs sqrt reciprocal exp log erf tanh sigmoid relu identity floor ceil
+//   gelu(x) {approximate="none"|"tanh"}    (made by fusion passes and the importer's Gelu)
+//   cast(x) {to=DTYPE}                     ONNX Cast semantics (float->int truncates)
+//   matmul(a, b)                           numpy matmul (rank >= 1, batch dims broadcast)
+//   gemm(a, b [, c]) {alpha=1.0, beta=1.0, trans_a=0, trans_b=0}   a, b rank 2; c broadcasts
+//   softmax(x) {axis}  log_softmax(x) {axis}          opset-13 semantics (one axis)
+//   layer_norm(x, scale [, bias]) {axis, epsilon} -> (y [, mean [, inv_std_dev]])
+//       normalizes over dims [axis, rank); mean / inv_std_dev are f32 with those dims as 1.
+//   reduce_sum / reduce_mean / reduce_max / reduce_min (x) {axes=[...], keepdims=0|1}
+//       axes sorted, unique, non-negative; an empty list reduces every axis.
+//   reshape(x) {shape=[...]}               final static shape (no 0 / -1); same element count
+//       (the importer maps Reshape, Flatten, Squeeze and Unsqueeze to reshape)
+//   expand(x) {shape=[...]}                final broadcast output shape
+//   transpose(x) {perm=[...]}
+//   split(x) {axis, sizes=[...]} -> one output per size
+//   slice(x) {starts=[...], ends=[...], steps=[...]}   one entry per axis of x, normalized:
+//       step > 0: 0 <= start <= end <= dim;  step < 0: -1 <= end <= start <= dim - 1;
+//       output dim = max(0, ceil((end - start) / step)).
+//   concat(x0, x1, ...) {axis}
+//   gather(data, indices) {axis}           indices i32/i64; negative indices count from the end
+//   trilu(x) {upper=1, k=0}                on the last two dims
+//   constant() {value=TENSOR} or {ref="NAME"}   small values inline, large ones in Module::tensors()
+//   softmax_ce_loss(scores, labels [, weights]) {reduction="mean"|"sum"|"none", ignore_index?}
+//       -> (loss [, log_prob])                ONNX SoftmaxCrossEntropyLoss semantics
+//   nll_loss(input, target [, weight]) {reduction, ignore_index?}   ONNX NegativeLogLikelihoodLoss
+//   dropout(x) {ratio, seed} -> (y [, mask: bool])   training only; inference imports identity
+//
+// New ops (fusions, training ops) are added to this table and to ops.cc's registry.
+#ifndef PTC_COMPILER_IR_OPS_H_
+#define PTC_COMPILER_IR_OPS_H_
+
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "compiler/ir/ir.h"
+
+namespace ptc::ir {
+
+struct OpDef {
+  std::string_view name;
+  int min_inputs = 0;
+  int max_inputs = 0;   // -1: variadic
+  int min_outputs = 1;
+  int max_outputs = 1;  // -1: variadic (split)
+  // Output types from input types and attributes; an error names the problem (caller adds where).
+  absl::StatusOr<std::vector<TensorType>> (*infer)(const std::vector<TensorType>& inputs,
+                                                   const AttrMap& attrs, int num_outputs) = nullptr;
+  bool elementwise = false;  // output[i] depends only on broadcast input[i] (fusion candidates)
+  bool pure = true;          // no side effects (dropout is not: it draws random numbers)
+};
+
+// nullptr if `op` is not an IR op.
+const OpDef* FindOp(std::string_view op);
+std::vector<std::string_view> AllOpNames();
+
+// Infers the output types of `op` applied to `inputs` with `attrs`; num_outputs is the number
+// of outputs requested (split, layer_norm, losses).
+absl::StatusOr<std::vector<TensorType>> InferTypes(std::string_view op,
+                                                   const std::vector<TensorType>& inputs,
+                                                   const AttrMap& attrs, int num_outputs = 1);
+
+// numpy broadcasting of two shapes; error when incompatible.
+absl::StatusOr<Shape> BroadcastShapes(const Shape& a, const Shape& b);
+
+}  // namespace ptc::ir
+
+#endif  // PTC_COMPILER_IR_OPS_H_
