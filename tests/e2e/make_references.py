@@ -1,0 +1,385 @@
+#!/usr/bin/python3
+"""Generates the end-to-end reference data under tests/data/e2e/ from PyTorch.
+
+Each case is a small deterministic PyTorch model exported to ONNX (do_constant_folding=False,
+so the exporter's Shape/Gather/Range chains reach ptc's importer) at opset 14 and 17, with its
+inputs and the outputs PyTorch computed, stored in the ONNX backend test-data convention:
+
+  tests/data/e2e/<name>_opset<N>/
+    model.onnx
+    input_0.pb, input_1.pb, ...     onnx.TensorProto, name = the graph input name
+    output_0.pb, ...                onnx.TensorProto, name = the graph output name (torch values)
+    meta.json                       dims to bind (--dim), input/output names, tolerances
+    grads/<param>.pb                (gpt_loss only) d loss / d param from torch autograd
+  meta.json of gpt_loss also lists the losses of a few AdamW steps (llm.c test_gpt2 style).
+
+The references are PyTorch's numbers, independent of ptc. When onnxruntime is installed it is
+used as a sanity check that the exported ONNX file reproduces them.
+
+Regenerate (Debian's torch 1.13 + onnx 1.12 live in /usr/bin/python3):
+  /usr/bin/python3 tests/e2e/make_references.py [--out tests/data/e2e]
+"""
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+
+import numpy as np
+import onnx
+import onnx.numpy_helper
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+OPSETS = (14, 17)
+RTOL = 1e-4
+ATOL = 1e-5
+
+
+# ----------------------------------------------------------------------------------------------
+# Models
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, dim, n_head, block_size):
+        super().__init__()
+        self.n_head = n_head
+        self.c_attn = nn.Linear(dim, 3 * dim)
+        self.c_proj = nn.Linear(dim, dim)
+        self.register_buffer(
+            "bias", torch.tril(torch.ones(block_size, block_size)).view(1, 1, block_size, block_size))
+
+    def forward(self, x):
+        b, t, c = x.size()
+        q, k, v = self.c_attn(x).split(c, dim=2)
+        hs = c // self.n_head
+        q = q.view(b, t, self.n_head, hs).transpose(1, 2)  # [B, H, T, hs]
+        k = k.view(b, t, self.n_head, hs).transpose(1, 2)
+        v = v.view(b, t, self.n_head, hs).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # [B, H, T, T]
+        att = att.masked_fill(self.bias[:, :, :t, :t] == 0, float("-inf"))
+        att = F.softmax(att, dim=-1)
+        y = att @ v  # [B, H, T, hs]
+        y = y.transpose(1, 2).contiguous().view(b, t, c)
+        return self.c_proj(y)
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.c_fc = nn.Linear(dim, 4 * dim)
+        self.c_proj = nn.Linear(4 * dim, dim)
+
+    def forward(self, x):
+        return self.c_proj(F.gelu(self.c_fc(x)))  # exact (erf) GELU
+
+
+class Block(nn.Module):
+    def __init__(self, dim, n_head, block_size):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(dim)
+        self.attn = CausalSelfAttention(dim, n_head, block_size)
+        self.ln_2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class Gpt(nn.Module):
+    """GPT-2 style decoder (nanoGPT layout) with a weight-tied LM head."""
+
+    def __init__(self, vocab, n_layer, dim, n_head, block_size):
+        super().__init__()
+        self.wte = nn.Embedding(vocab, dim)
+        self.wpe = nn.Embedding(block_size, dim)
+        self.h = nn.ModuleList([Block(dim, n_head, block_size) for _ in range(n_layer)])
+        self.ln_f = nn.LayerNorm(dim)
+        self.lm_head = nn.Linear(dim, vocab, bias=False)
+        self.lm_head.weight = self.wte.weight
+
+    def logits(self, idx):
+        _, t = idx.size()
+        pos = torch.arange(0, t, dtype=torch.long, device=idx.device).unsqueeze(0)  # [1, T]
+        x = self.wte(idx) + self.wpe(pos)  # [B, T, C]
+        for block in self.h:
+            x = block(x)
+        return self.lm_head(self.ln_f(x))  # [B, T, V]
+
+    def forward(self, idx):
+        return self.logits(idx)
+
+
+class GptLoss(nn.Module):
+    def __init__(self, gpt):
+        super().__init__()
+        self.gpt = gpt
+
+    def forward(self, idx, targets):
+        logits = self.gpt.logits(idx)
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+
+
+class Seq2Seq(nn.Module):
+    """torch.nn.Transformer encoder-decoder with learned position embeddings."""
+
+    def __init__(self, src_vocab, tgt_vocab, dim, n_head, max_len):
+        super().__init__()
+        self.src_emb = nn.Embedding(src_vocab, dim)
+        self.tgt_emb = nn.Embedding(tgt_vocab, dim)
+        self.pos_emb = nn.Embedding(max_len, dim)
+        self.transformer = nn.Transformer(
+            d_model=dim, nhead=n_head, num_encoder_layers=2, num_decoder_layers=2,
+            dim_feedforward=64, dropout=0.0, batch_first=True)
+        self.out = nn.Linear(dim, tgt_vocab)
+
+    def forward(self, src, tgt):
+        s = src.size(1)
+        t = tgt.size(1)
+        src_pos = torch.arange(0, s, dtype=torch.long, device=src.device).unsqueeze(0)
+        tgt_pos = torch.arange(0, t, dtype=torch.long, device=tgt.device).unsqueeze(0)
+        x = self.src_emb(src) + self.pos_emb(src_pos)  # [B, S, C]
+        y = self.tgt_emb(tgt) + self.pos_emb(tgt_pos)  # [B, T, C]
+        # Causal mask: 0 on and below the diagonal, -inf above.
+        tgt_mask = torch.triu(torch.full((t, t), float("-inf"), device=tgt.device), diagonal=1)
+        h = self.transformer(x, y, tgt_mask=tgt_mask)  # [B, T, C]
+        return self.out(h)  # [B, T, V]
+
+
+def perturb_norms(model, gen):
+    """LayerNorm defaults (gamma 1, beta 0) would hide scale/bias bugs: randomize them."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.LayerNorm):
+                m.weight.copy_(1.0 + 0.1 * torch.randn(m.weight.shape, generator=gen))
+                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=gen))
+
+
+# ----------------------------------------------------------------------------------------------
+# Cases
+
+
+GPT_CFG = dict(vocab=97, n_layer=2, dim=32, n_head=4, block_size=32)
+GPT_BATCH, GPT_SEQ = 2, 16
+
+
+def make_gpt(seed):
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    model = Gpt(**GPT_CFG)
+    # nn.Embedding's N(0, 1) tied to the LM head gives logits ~ N(0, 32) and a loss of ~20;
+    # std 0.3 keeps the logits ~ N(0, 3): a softmax that is neither flat nor one-hot.
+    with torch.no_grad():
+        model.wte.weight.normal_(0.0, 0.3, generator=gen)
+        model.wpe.weight.normal_(0.0, 0.3, generator=gen)
+    perturb_norms(model, gen)
+    return model.eval()
+
+
+def case_gpt():
+    model = make_gpt(1234)
+    gen = torch.Generator().manual_seed(1)
+    idx = torch.randint(0, GPT_CFG["vocab"], (GPT_BATCH, GPT_SEQ), generator=gen)
+    return dict(
+        name="gpt",
+        description="GPT-2 style decoder: vocab 97, 2 layers, dim 32, 4 heads, block 32, "
+                    "hand-written causal attention, exact GELU, tied LM head",
+        model=model,
+        inputs=[("idx", idx)],
+        output_names=["logits"],
+        dynamic_axes={"idx": {0: "batch", 1: "seq"}, "logits": {0: "batch", 1: "seq"}},
+        dims={"batch": GPT_BATCH, "seq": GPT_SEQ},
+    )
+
+
+def case_gpt_loss():
+    model = GptLoss(make_gpt(1234)).eval()
+    gen = torch.Generator().manual_seed(2)
+    idx = torch.randint(0, GPT_CFG["vocab"], (GPT_BATCH, GPT_SEQ), generator=gen)
+    targets = torch.randint(0, GPT_CFG["vocab"], (GPT_BATCH, GPT_SEQ), generator=gen)
+    return dict(
+        name="gpt_loss",
+        description="the gpt case with its loss: F.cross_entropy(logits.view(-1, V), "
+                    "targets.view(-1)) (SoftmaxCrossEntropyLoss); grads/ holds d loss / d param",
+        model=model,
+        inputs=[("idx", idx), ("targets", targets)],
+        output_names=["loss"],
+        dynamic_axes={"idx": {0: "batch", 1: "seq"}, "targets": {0: "batch", 1: "seq"}},
+        dims={"batch": GPT_BATCH, "seq": GPT_SEQ},
+        training=True,
+    )
+
+
+def case_seq2seq():
+    torch.manual_seed(4321)
+    gen = torch.Generator().manual_seed(4322)
+    model = Seq2Seq(src_vocab=53, tgt_vocab=47, dim=32, n_head=4, max_len=32)
+    perturb_norms(model, gen)
+    model.eval()
+    src = torch.randint(0, 53, (2, 12), generator=gen)
+    tgt = torch.randint(0, 47, (2, 10), generator=gen)
+    return dict(
+        name="seq2seq",
+        description="torch.nn.Transformer encoder-decoder (d_model 32, 4 heads, 2+2 layers, "
+                    "ffn 64, batch_first) with embeddings, causal tgt mask (triu) and output "
+                    "projection",
+        model=model,
+        inputs=[("src", src), ("tgt", tgt)],
+        output_names=["logits"],
+        dynamic_axes={"src": {0: "batch", 1: "src_seq"}, "tgt": {0: "batch", 1: "tgt_seq"},
+                      "logits": {0: "batch", 1: "tgt_seq"}},
+        dims={"batch": 2, "src_seq": 12, "tgt_seq": 10},
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Export and checks
+
+
+def save_tensor(path, array, name):
+    proto = onnx.numpy_helper.from_array(np.ascontiguousarray(array), name=name)
+    with open(path, "wb") as f:
+        f.write(proto.SerializeToString())
+
+
+def max_errors(got, want):
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    abs_err = np.abs(got - want)
+    rel_err = abs_err / np.maximum(np.abs(want), 1e-30)
+    return float(abs_err.max(initial=0.0)), float(rel_err.max(initial=0.0))
+
+
+def check_with_ort(model_path, feeds, outputs, label):
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        print(f"  {label}: onnxruntime not installed, ORT cross-check skipped")
+        return
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(model_path, opts, providers=["CPUExecutionProvider"])
+    got = sess.run(None, feeds)
+    for i, (g, w) in enumerate(zip(got, outputs)):
+        if not np.allclose(g, w, rtol=RTOL, atol=ATOL):
+            a, r = max_errors(g, w)
+            raise SystemExit(f"{label}: ORT output {i} differs from torch: max abs {a:g} rel {r:g}")
+        a, r = max_errors(g, w)
+        print(f"  {label}: ORT output {i} matches torch (max abs {a:.2e}, rel {r:.2e})")
+
+
+def training_reference(model, inputs, out_dir, initializer_names):
+    """Gradients of the loss w.r.t. every parameter, and the losses of a few AdamW steps."""
+    model = GptLoss(make_gpt(1234))  # fresh copy: the exported one must stay untouched
+    model.train()  # no dropout in these models: train() == eval() numerically
+    args = [t for _, t in inputs]
+    loss = model(*args)
+    loss.backward()
+    grads_dir = os.path.join(out_dir, "grads")
+    os.makedirs(grads_dir)
+    grads = {}
+    for name, p in model.named_parameters():
+        # The exporter names initializers after the wrapped module's parameters.
+        if name not in initializer_names:
+            raise SystemExit(f"parameter {name} is not an initializer of the exported model "
+                             f"(initializers: {sorted(initializer_names)})")
+        fname = name + ".pb"
+        save_tensor(os.path.join(grads_dir, fname), p.grad.numpy(), name)
+        grads[name] = "grads/" + fname
+
+    model = GptLoss(make_gpt(1234))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
+                            weight_decay=0.0)
+    losses = []
+    for _ in range(5):
+        opt.zero_grad()
+        loss = model(*args)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    return {
+        "grads": grads,
+        "adamw": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0,
+                  "steps": 5, "note": "same batch every step; loss before each update",
+                  "losses": losses},
+    }
+
+
+def export_case(case, opset, root):
+    label = f"{case['name']}_opset{opset}"
+    out_dir = os.path.join(root, label)
+    if os.path.exists(out_dir):
+        shutil.rmtree(out_dir)
+    os.makedirs(out_dir)
+    model = case["model"]
+    input_names = [n for n, _ in case["inputs"]]
+    args = tuple(t for _, t in case["inputs"])
+    with torch.no_grad():
+        outputs = model(*args)
+    if not isinstance(outputs, (tuple, list)):
+        outputs = (outputs,)
+    outputs = [o.detach().numpy() for o in outputs]
+
+    model_path = os.path.join(out_dir, "model.onnx")
+    # Exported with grad enabled: keeps nn.Transformer off its fused inference fast path.
+    torch.onnx.export(
+        model, args, model_path, opset_version=opset, do_constant_folding=False,
+        input_names=input_names, output_names=case["output_names"],
+        dynamic_axes=case["dynamic_axes"], training=torch.onnx.TrainingMode.EVAL)
+    proto = onnx.load(model_path)
+    onnx.checker.check_model(proto, full_check=True)
+    op_types = sorted({n.op_type for n in proto.graph.node})
+    print(f"{label}: {len(proto.graph.node)} nodes, ops {' '.join(op_types)}")
+
+    feeds = {}
+    for i, (name, t) in enumerate(case["inputs"]):
+        save_tensor(os.path.join(out_dir, f"input_{i}.pb"), t.numpy(), name)
+        feeds[name] = t.numpy()
+    for i, (name, o) in enumerate(zip(case["output_names"], outputs)):
+        save_tensor(os.path.join(out_dir, f"output_{i}.pb"), o, name)
+    check_with_ort(model_path, feeds, outputs, label)
+
+    meta = {
+        "name": case["name"],
+        "description": case["description"],
+        "opset": opset,
+        "model": "model.onnx",
+        "dims": case["dims"],
+        "inputs": input_names,
+        "outputs": case["output_names"],
+        "rtol": RTOL,
+        "atol": ATOL,
+        "onnx_ops": op_types,
+        "generator": "tests/e2e/make_references.py (torch %s, onnx %s)" % (
+            torch.__version__, onnx.__version__),
+    }
+    if case.get("training"):
+        initializer_names = {init.name for init in proto.graph.initializer}
+        meta["training"] = training_reference(model, case["inputs"], out_dir, initializer_names)
+    with open(os.path.join(out_dir, "meta.json"), "w") as f:
+        json.dump(meta, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=os.path.join(here, "..", "data", "e2e"))
+    args = parser.parse_args()
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(1)
+    root = os.path.normpath(args.out)
+    os.makedirs(root, exist_ok=True)
+    for make in (case_gpt, case_gpt_loss, case_seq2seq):
+        for opset in OPSETS:
+            export_case(make(), opset, root)
+    print(f"wrote {root}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
