@@ -1,0 +1,78 @@
+#include "compiler/driver/driver.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "codegen/cpu/kernel.h"
+#include "compiler/ir/verifier.h"
+#include "compiler/onnx/importer.h"
+#include "compiler/support/status.h"
+#include "passes/plan_memory.h"
+
+namespace ptc::driver {
+namespace {
+
+double Now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Workspace bytes of a node's CPU kernel (0 for constants, which have no kernel).
+absl::StatusOr<int64_t> CpuWorkspaceBytes(const ir::Node& node) {
+  if (node.op() == "constant") return 0;
+  PTC_ASSIGN_OR_RETURN(auto kernel, cpu::CreateKernel(node));
+  return static_cast<int64_t>(kernel->WorkspaceBytes());
+}
+
+}  // namespace
+
+absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
+                                         const CompileOptions& options, CompileReport* report) {
+  if (options.target != "cpu") {
+    return absl::UnimplementedError(absl::StrCat(
+        "target '", options.target, "' is not available in this build; use --target cpu"));
+  }
+  ir::Function* main = module->main();
+  if (main == nullptr) return absl::InvalidArgumentError("the model has no function to compile");
+  if (report) report->nodes_before = static_cast<int64_t>(main->nodes().size());
+  PTC_RETURN_IF_ERROR(ir::Verify(*module));
+
+  passes::PipelineOptions popts;
+  popts.print_ir_after = options.print_ir_after;
+  popts.print_sink = options.print_sink;
+  popts.dump_dir = options.dump_dir;
+  passes::Pipeline pipeline(popts);
+  PTC_ASSIGN_OR_RETURN(auto pass_list, passes::CreatePasses(options.passes));
+  for (auto& p : pass_list) pipeline.Add(std::move(p));
+  PTC_RETURN_IF_ERROR(pipeline.Run(*module));
+  if (report) {
+    report->pass_timings = pipeline.timings();
+    report->nodes_after = static_cast<int64_t>(main->nodes().size());
+  }
+
+  passes::PlanMemoryOptions mopts;
+  mopts.workspace_bytes = CpuWorkspaceBytes;
+  PTC_ASSIGN_OR_RETURN(plan::MemoryPlan memory, passes::PlanMemory(*main, mopts));
+
+  plan::Plan plan;
+  plan.module = std::move(module);
+  plan.target = options.target;
+  plan.memory = std::move(memory);
+  plan.options["passes"] = options.passes;
+  for (const auto& [name, value] : options.dims) {
+    plan.options[absl::StrCat("dim.", name)] = absl::StrCat(value);
+  }
+  return plan;
+}
+
+absl::StatusOr<plan::Plan> CompileOnnxFile(const std::string& model_path,
+                                           const CompileOptions& options, CompileReport* report) {
+  onnx_import::ImportOptions iopts;
+  iopts.dims = options.dims;
+  double t0 = Now();
+  PTC_ASSIGN_OR_RETURN(auto module, onnx_import::ImportOnnxFile(model_path, iopts));
+  if (report) report->import_seconds = Now() - t0;
+  return CompileModule(std::move(module), options, report);
+}
+
+}  // namespace ptc::driver

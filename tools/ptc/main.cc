@@ -1,0 +1,371 @@
+// ptc: the command line. Parses flags, calls the libraries, prints. No logic of its own.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "compiler/driver/driver.h"
+#include "compiler/driver/dump.h"
+#include "compiler/driver/tensor_io.h"
+#include "compiler/ir/printer.h"
+#include "compiler/onnx/importer.h"
+#include "compiler/support/status.h"
+#include "nlohmann/json.hpp"
+#include "runtime/cpu/executor.h"
+#include "runtime/plan/plan.h"
+
+namespace {
+
+using ptc::ir::Tensor;
+
+int Fail(const absl::Status& status) {
+  std::string msg(status.message());
+  std::replace(msg.begin(), msg.end(), '\n', ' ');
+  std::fprintf(stderr, "ptc: error: %s\n", msg.c_str());
+  return 1;
+}
+
+absl::StatusOr<std::map<std::string, int64_t>> ParseDims(const std::vector<std::string>& dims) {
+  std::map<std::string, int64_t> out;
+  for (const std::string& d : dims) {
+    std::vector<std::string> kv = absl::StrSplit(d, absl::MaxSplits('=', 1));
+    int64_t v = 0;
+    if (kv.size() != 2 || kv[0].empty() || !absl::SimpleAtoi(kv[1], &v) || v <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--dim '", d, "' must look like NAME=N with N > 0, e.g. --dim batch=8"));
+    }
+    out[kv[0]] = v;
+  }
+  return out;
+}
+
+std::string HumanBytes(int64_t b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(b);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  return u == 0 ? absl::StrCat(b, " B") : absl::StrFormat("%.1f %s", v, units[u]);
+}
+
+bool EndsWith(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct CompileArgs {
+  std::string model, output, target = "cpu", passes = "default", print_ir_after, dump_dir;
+  std::vector<std::string> dims;
+  bool stats = false;
+};
+
+int Compile(const CompileArgs& a) {
+  auto dims = ParseDims(a.dims);
+  if (!dims.ok()) return Fail(dims.status());
+  ptc::driver::CompileOptions opts;
+  opts.target = a.target;
+  opts.dims = *dims;
+  opts.passes = a.passes;
+  opts.print_ir_after = a.print_ir_after;
+  opts.dump_dir = a.dump_dir;
+  opts.print_sink = [](const std::string& pass, const std::string& ir) {
+    std::fprintf(stderr, "// ----- IR after %s -----\n%s", pass.c_str(), ir.c_str());
+  };
+  ptc::driver::CompileReport report;
+  auto plan = ptc::driver::CompileOnnxFile(a.model, opts, &report);
+  if (!plan.ok()) return Fail(plan.status());
+  plan->options["source"] = a.model;
+  if (absl::Status s = ptc::plan::SavePlan(*plan, a.output); !s.ok()) return Fail(s);
+  std::fprintf(stderr, "compiled %s -> %s: %lld nodes -> %lld, arena %s (lower bound %s)\n",
+               a.model.c_str(), a.output.c_str(), static_cast<long long>(report.nodes_before),
+               static_cast<long long>(report.nodes_after),
+               HumanBytes(plan->memory.arena_bytes).c_str(),
+               HumanBytes(plan->memory.lower_bound).c_str());
+  if (a.stats) {
+    std::fprintf(stderr, "  import            %8.3f s\n", report.import_seconds);
+    for (const auto& t : report.pass_timings) {
+      std::string counters;
+      for (const auto& [k, v] : t.counters) absl::StrAppend(&counters, " ", k, "=", v);
+      std::fprintf(stderr, "  %-18s%8.3f s %s%s\n", t.name.c_str(), t.seconds,
+                   t.changed ? "changed" : "-", counters.c_str());
+    }
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct RunArgs {
+  std::string plan, output_dir, json;
+  std::vector<std::string> inputs;
+  bool profile = false, random_inputs = false;
+  int repeat = 1, warmup = 0;
+  uint64_t seed = 1;
+};
+
+Tensor RandomTensor(const ptc::ir::TensorType& type, std::mt19937_64& rng) {
+  Tensor t(type.dtype, type.shape);
+  int64_t n = t.num_elements();
+  std::uniform_real_distribution<float> uf(-1.f, 1.f);
+  switch (type.dtype) {
+    case ptc::ir::DType::kF32:
+      for (int64_t i = 0; i < n; ++i) t.mutable_data_as<float>()[i] = uf(rng);
+      break;
+    case ptc::ir::DType::kF64:
+      for (int64_t i = 0; i < n; ++i) t.mutable_data_as<double>()[i] = uf(rng);
+      break;
+    case ptc::ir::DType::kI64:  // token ids: small non-negative values fit any vocabulary
+      for (int64_t i = 0; i < n; ++i) t.mutable_data_as<int64_t>()[i] = rng() % 2;
+      break;
+    case ptc::ir::DType::kI32:
+      for (int64_t i = 0; i < n; ++i) t.mutable_data_as<int32_t>()[i] = rng() % 2;
+      break;
+    default:
+      break;  // zeros
+  }
+  return t;
+}
+
+int Run(const RunArgs& a) {
+  auto plan = ptc::plan::LoadPlan(a.plan);
+  if (!plan.ok()) return Fail(plan.status());
+  auto exec = ptc::cpu::Executor::Create(*plan);
+  if (!exec.ok()) return Fail(exec.status());
+  const ptc::ir::Function* main = plan->module->main();
+  std::map<std::string, Tensor> inputs;
+  for (const std::string& spec : a.inputs) {
+    std::vector<std::string> kv = absl::StrSplit(spec, absl::MaxSplits('=', 1));
+    if (kv.size() != 2) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("--input '", spec, "' must look like NAME=FILE.pb")));
+    }
+    auto t = ptc::driver::ReadTensorFile(kv[1]);
+    if (!t.ok()) return Fail(t.status());
+    inputs[kv[0]] = std::move(t->tensor);
+  }
+  std::mt19937_64 rng(a.seed);
+  std::vector<std::string> missing;
+  for (const ptc::ir::Value* p : main->params()) {
+    if (p->is_param() || inputs.count(p->name())) continue;
+    if (a.random_inputs) {
+      inputs[p->name()] = RandomTensor(p->type(), rng);
+    } else {
+      missing.push_back(absl::StrCat(p->name(), ": ", p->type().ToString()));
+    }
+  }
+  if (!missing.empty()) {
+    std::string m;
+    for (const auto& s : missing) absl::StrAppend(&m, m.empty() ? "" : ", ", s);
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        "missing inputs (", m, "); pass --input NAME=FILE.pb or --random-inputs")));
+  }
+  for (int i = 0; i < a.warmup; ++i) {
+    auto r = (*exec)->Run(inputs);
+    if (!r.ok()) return Fail(r.status());
+  }
+  (*exec)->EnableProfiling(a.profile);
+  std::vector<double> times;
+  absl::StatusOr<std::vector<Tensor>> outputs;
+  for (int i = 0; i < std::max(1, a.repeat); ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    outputs = (*exec)->Run(inputs);
+    auto t1 = std::chrono::steady_clock::now();
+    if (!outputs.ok()) return Fail(outputs.status());
+    times.push_back(std::chrono::duration<double>(t1 - t0).count());
+  }
+  std::vector<double> sorted = times;
+  std::sort(sorted.begin(), sorted.end());
+  double median = sorted[sorted.size() / 2];
+  if (!a.output_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(a.output_dir, ec);
+    for (size_t i = 0; i < outputs->size(); ++i) {
+      std::string path = absl::StrCat(a.output_dir, "/output_", i, ".pb");
+      absl::Status s = ptc::driver::WriteTensorFile(path, main->results()[i]->name(), (*outputs)[i]);
+      if (!s.ok()) return Fail(s);
+    }
+  }
+  std::fprintf(stderr, "ran %s: %zu run(s), median %.3f ms, arena %s\n", a.plan.c_str(),
+               times.size(), median * 1e3, HumanBytes((*exec)->arena_bytes()).c_str());
+  for (size_t i = 0; i < outputs->size(); ++i) {
+    const Tensor& t = (*outputs)[i];
+    double sum = 0;
+    int64_t n = t.num_elements();
+    for (int64_t k = 0; k < n; ++k) sum += t.GetDouble(k);
+    std::fprintf(stderr, "  output %zu %%%s %s mean %.6g\n", i, main->results()[i]->name().c_str(),
+                 t.type().ToString().c_str(), n ? sum / n : 0.0);
+  }
+  std::vector<ptc::cpu::NodeProfile> prof;
+  if (a.profile) {
+    prof = (*exec)->Profile();
+    double total = 0;
+    std::map<std::string, std::pair<double, int>> by_op;
+    for (const auto& p : prof) {
+      total += p.seconds;
+      by_op[p.op].first += p.seconds;
+      by_op[p.op].second += 1;
+    }
+    std::vector<std::pair<std::string, std::pair<double, int>>> ops(by_op.begin(), by_op.end());
+    std::sort(ops.begin(), ops.end(),
+              [](const auto& x, const auto& y) { return x.second.first > y.second.first; });
+    int runs = std::max(1, a.repeat);
+    std::fprintf(stderr, "\nprofile (per run, %d run(s)):\n  %-22s %6s %10s %7s\n", runs, "op",
+                 "nodes", "ms", "%");
+    for (const auto& [op, v] : ops) {
+      std::fprintf(stderr, "  %-22s %6d %10.3f %6.1f%%\n", op.c_str(), v.second,
+                   v.first / runs * 1e3, total > 0 ? 100 * v.first / total : 0.0);
+    }
+    std::vector<size_t> idx(prof.size());
+    for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+    std::sort(idx.begin(), idx.end(), [&](size_t x, size_t y) { return prof[x].seconds > prof[y].seconds; });
+    std::fprintf(stderr, "\n  slowest nodes:\n");
+    for (size_t k = 0; k < std::min<size_t>(10, idx.size()); ++k) {
+      const auto& p = prof[idx[k]];
+      std::fprintf(stderr, "  %-16s %-28s %9.3f ms  %s\n", p.op.c_str(), p.name.c_str(),
+                   p.seconds / runs * 1e3, p.loc.c_str());
+    }
+  }
+  if (!a.json.empty()) {
+    nlohmann::json j;
+    j["plan"] = a.plan;
+    j["runs"] = times.size();
+    j["seconds"] = times;
+    j["median_seconds"] = median;
+    j["arena_bytes"] = (*exec)->arena_bytes();
+    if (a.profile) {
+      j["profile"] = nlohmann::json::array();
+      for (const auto& p : prof) {
+        j["profile"].push_back({{"op", p.op}, {"value", p.name}, {"loc", p.loc},
+                                {"seconds", p.seconds / std::max(1, a.repeat)}});
+      }
+    }
+    std::ofstream out(a.json);
+    out << j.dump(2) << "\n";
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct DumpArgs {
+  std::string input, format = "text";
+  std::vector<std::string> dims;
+};
+
+int Dump(const DumpArgs& a) {
+  std::unique_ptr<ptc::ir::Module> owned;
+  const ptc::ir::Module* module = nullptr;
+  ptc::plan::Plan plan;
+  const ptc::plan::MemoryPlan* memory = nullptr;
+  if (EndsWith(a.input, ".onnx")) {
+    auto dims = ParseDims(a.dims);
+    if (!dims.ok()) return Fail(dims.status());
+    ptc::onnx_import::ImportOptions opts;
+    opts.dims = *dims;
+    auto m = ptc::onnx_import::ImportOnnxFile(a.input, opts);
+    if (!m.ok()) return Fail(m.status());
+    owned = std::move(*m);
+    module = owned.get();
+  } else {
+    auto p = ptc::plan::LoadPlan(a.input);
+    if (!p.ok()) return Fail(p.status());
+    plan = std::move(*p);
+    module = plan.module.get();
+    memory = &plan.memory;
+  }
+  if (a.format == "text") {
+    std::fputs(ptc::ir::PrintModule(*module).c_str(), stdout);
+  } else if (a.format == "json") {
+    std::fputs(ptc::driver::DumpJson(*module, memory).c_str(), stdout);
+  } else if (a.format == "dot") {
+    std::fputs(ptc::driver::DumpDot(*module).c_str(), stdout);
+  } else {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--format '", a.format, "' is not one of text, json, dot")));
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"ptc: a compiler and runtime that makes transformer training and inference fit "
+               "in less memory and run faster."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "ptc 0.1.0");
+  app.footer(
+      "Examples:\n"
+      "  ptc compile gpt.onnx -o gpt.plan --dim batch=8 --dim seq=128\n"
+      "  ptc run gpt.plan --input input_ids=input_0.pb --output-dir out/ --profile\n"
+      "  ptc dump gpt.plan --format dot | dot -Tsvg > gpt.svg\n"
+      "Run 'ptc SUBCOMMAND --help' for each command's flags.");
+
+  CompileArgs ca;
+  CLI::App* compile = app.add_subcommand("compile", "Compile an ONNX model into a plan");
+  compile->add_option("model", ca.model, "ONNX model file")->required()->check(CLI::ExistingFile);
+  compile->add_option("-o,--output", ca.output, "plan file to write (weights go to PLAN.weights)")
+      ->required();
+  compile->add_option("--target", ca.target, "cpu (cuda: see README)")->capture_default_str();
+  compile->add_option("--dim", ca.dims, "bind a symbolic dim: NAME=N (repeatable)");
+  compile->add_option("--passes", ca.passes,
+                      "comma-separated pass list, 'default' or 'none'")->capture_default_str();
+  compile->add_option("--print-ir-after", ca.print_ir_after,
+                      "print the IR to stderr after passes whose name matches this regex");
+  compile->add_option("--dump-dir", ca.dump_dir, "write the IR after each pass into this folder");
+  compile->add_flag("--stats", ca.stats, "print per-pass time and counters");
+  compile->footer(
+      "Examples:\n"
+      "  ptc compile gpt.onnx -o gpt.plan --dim batch=8 --dim seq=128\n"
+      "  ptc compile gpt.onnx -o gpt.plan --passes fold-constants,dce --print-ir-after 'dce'\n");
+
+  RunArgs ra;
+  CLI::App* run = app.add_subcommand("run", "Run a compiled plan (inference)");
+  run->add_option("plan", ra.plan, "plan file")->required()->check(CLI::ExistingFile);
+  run->add_option("--input", ra.inputs, "NAME=FILE.pb: an ONNX TensorProto file (repeatable)");
+  run->add_option("--output-dir", ra.output_dir, "write outputs as output_0.pb, output_1.pb, ...");
+  run->add_flag("--profile", ra.profile, "per-op and per-node timings");
+  run->add_flag("--random-inputs", ra.random_inputs,
+                "fill inputs not given with random values (timing, smoke tests)");
+  run->add_option("--repeat", ra.repeat, "run N times, report the median")->capture_default_str();
+  run->add_option("--warmup", ra.warmup, "untimed runs first")->capture_default_str();
+  run->add_option("--seed", ra.seed, "seed for --random-inputs")->capture_default_str();
+  run->add_option("--json", ra.json, "write timings (and profile) as JSON to this file");
+  run->footer(
+      "Examples:\n"
+      "  ptc run gpt.plan --input input_ids=input_0.pb --output-dir out/\n"
+      "  ptc run gpt.plan --random-inputs --warmup 2 --repeat 20 --profile\n");
+
+  DumpArgs da;
+  CLI::App* dump = app.add_subcommand("dump", "Show a plan's or an ONNX model's graph");
+  dump->add_option("input", da.input, "plan file or MODEL.onnx")->required()->check(CLI::ExistingFile);
+  dump->add_option("--format", da.format, "text | json | dot")->capture_default_str();
+  dump->add_option("--dim", da.dims, "bind a symbolic dim when dumping an ONNX model");
+  dump->footer(
+      "Examples:\n"
+      "  ptc dump gpt.plan                       # IR text (re-parses to the same text)\n"
+      "  ptc dump gpt.plan --format json | jq '.memory.arena_bytes'\n"
+      "  ptc dump gpt.onnx --dim batch=1 --dim seq=16 --format dot | dot -Tsvg > g.svg\n");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (*compile) return Compile(ca);
+  if (*run) return Run(ra);
+  if (*dump) return Dump(da);
+  return 0;
+}
