@@ -58,7 +58,7 @@ absl::StatusOr<DType> ParseDType(std::string_view name) {
                   DType::kI32, DType::kI64, DType::kBool}) {
     if (DTypeName(d) == name) return d;
   }
-  return absl::InvalidArgumentError(absl::StrCat("unknown dtype '", name, "'"));
+  return absl::InvalidArgumentError(absl::StrCat("unknown dtype '", std::string(name), "'"));
 }
 
 size_t DTypeSize(DType dtype) {
@@ -98,7 +98,7 @@ int64_t TensorType::byte_size() const {
 }
 
 std::string TensorType::ToString() const {
-  return absl::StrCat(DTypeName(dtype), ShapeToString(shape));
+  return absl::StrCat(std::string(DTypeName(dtype)), ShapeToString(shape));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -201,7 +201,7 @@ absl::StatusOr<T> GetAttr(const Node& n, const std::string& name, const std::opt
   }
   if (const T* v = std::get_if<T>(&it->second)) return *v;
   return absl::InvalidArgumentError(absl::StrCat(n.Describe(), ": attribute '", name,
-                                                 "' must be ", type_name));
+                                                 "' must be ", std::string(type_name)));
 }
 }  // namespace
 
