@@ -241,7 +241,8 @@ def case_seq2seq():
 
 
 def save_tensor(path, array, name):
-    proto = onnx.numpy_helper.from_array(np.ascontiguousarray(array), name=name)
+    # np.array, not np.ascontiguousarray: the latter turns a 0-d loss into shape [1].
+    proto = onnx.numpy_helper.from_array(np.array(array, order="C"), name=name)
     with open(path, "wb") as f:
         f.write(proto.SerializeToString())
 
@@ -265,6 +266,9 @@ def check_with_ort(model_path, feeds, outputs, label):
     sess = ort.InferenceSession(model_path, opts, providers=["CPUExecutionProvider"])
     got = sess.run(None, feeds)
     for i, (g, w) in enumerate(zip(got, outputs)):
+        if g.shape != w.shape or g.dtype != w.dtype:
+            raise SystemExit(f"{label}: ORT output {i} is {g.dtype}{list(g.shape)}, torch's "
+                             f"{w.dtype}{list(w.shape)}")
         if not np.allclose(g, w, rtol=RTOL, atol=ATOL):
             a, r = max_errors(g, w)
             raise SystemExit(f"{label}: ORT output {i} differs from torch: max abs {a:g} rel {r:g}")
