@@ -1,0 +1,87 @@
+// dce: dead code elimination.
+//
+// Removes nodes none of whose outputs is used by a later node or returned by the function, in
+// one backward sweep (removing a user can make its producers dead, which the sweep sees next).
+// Also drops Module::tensors() entries that only erased `constant {ref}` nodes referenced.
+//
+// Preconditions / what it leaves alone:
+//   - impure nodes (OpDef::pure == false, e.g. dropout) stay even when unused: removing one
+//     would change which random numbers later nodes draw (counter "kept.impure");
+//   - function parameters stay even when unused: they are the function's signature (weights
+//     included; pruning weights is a separate decision);
+//   - a tensor named like a parameter (a weight) is never dropped.
+// Run after any rewrite pass (fold-constants, simplify, cse, fusions) to clean up.
+//
+//   before:  %a = exp(%x) : f32[4]            after:  %b = neg(%x) : f32[4]
+//            %b = neg(%x) : f32[4]                    return %b
+//            return %b
+#include <set>
+
+#include "compiler/ir/ops.h"
+#include "passes/matcher.h"
+#include "passes/passes.h"
+
+namespace ptc::passes {
+namespace {
+
+class DcePass : public Pass {
+ public:
+  std::string_view name() const override { return "dce"; }
+
+  absl::StatusOr<bool> Run(ir::Module& module) override {
+    bool changed = false;
+    std::set<std::string> dropped_refs;
+    for (const auto& fn : module.functions()) {
+      std::set<const ir::Value*> live(fn->results().begin(), fn->results().end());
+      std::set<const ir::Node*> dead;
+      for (auto it = fn->nodes().rbegin(); it != fn->nodes().rend(); ++it) {
+        const ir::Node& n = **it;
+        bool used = false;
+        for (const ir::Value* out : n.outputs()) used |= live.count(out) > 0;
+        const ir::OpDef* def = ir::FindOp(n.op());
+        if (!used && def != nullptr && !def->pure) {
+          Count("kept.impure");
+          used = true;
+        }
+        if (used) {
+          live.insert(n.inputs().begin(), n.inputs().end());
+          continue;
+        }
+        dead.insert(&n);
+        if (IsConstantOp(n)) {
+          auto ref = n.attrs().find("ref");
+          if (ref != n.attrs().end()) {
+            if (auto* s = std::get_if<std::string>(&ref->second)) dropped_refs.insert(*s);
+          }
+        }
+      }
+      if (dead.empty()) continue;
+      Count("removed", static_cast<int64_t>(dead.size()));
+      fn->EraseNodesIf([&](const ir::Node& n) { return dead.count(&n) > 0; });
+      changed = true;
+    }
+    if (!dropped_refs.empty()) {
+      // Refs still used elsewhere, and weights, stay.
+      std::set<std::string> keep;
+      for (const auto& fn : module.functions()) {
+        for (const ir::Value* p : fn->params()) keep.insert(p->name());
+        for (const auto& n : fn->nodes()) {
+          if (!IsConstantOp(*n)) continue;
+          auto ref = n->attrs().find("ref");
+          if (ref == n->attrs().end()) continue;
+          if (auto* s = std::get_if<std::string>(&ref->second)) keep.insert(*s);
+        }
+      }
+      for (const std::string& r : dropped_refs) {
+        if (keep.count(r) == 0 && module.tensors().erase(r) > 0) Count("removed.tensors");
+      }
+    }
+    return changed;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Pass> CreateDcePass() { return std::make_unique<DcePass>(); }
+
+}  // namespace ptc::passes

@@ -1,0 +1,37 @@
+// Factories and option structs for the passes in this folder (one pass per .cc file). The
+// pipeline's RegisteredPasses() list (pipeline.cc) is the one place that names them all.
+#ifndef PTC_PASSES_PASSES_H_
+#define PTC_PASSES_PASSES_H_
+
+#include <cstdint>
+#include <memory>
+
+#include "passes/pass.h"
+
+namespace ptc::passes {
+
+struct FoldConstantsOptions {
+  // Results at most this many elements become inline `constant {value=...}`; larger ones go to
+  // Module::tensors() and are referenced with `constant {ref="..."}`.
+  int64_t max_inline_elements = 16;
+  // Nodes whose outputs together exceed this many bytes are not folded (counter
+  // "declined.too-large"): folding would bloat the weights file for little gain.
+  int64_t max_folded_bytes = int64_t{64} << 20;
+};
+std::unique_ptr<Pass> CreateFoldConstantsPass(FoldConstantsOptions options = {});
+
+std::unique_ptr<Pass> CreateDcePass();
+std::unique_ptr<Pass> CreateCsePass();
+std::unique_ptr<Pass> CreateSimplifyPass();
+
+struct FuseElementwiseOptions {
+  bool match_gelu = true;      // x*0.5*(1+erf(x/sqrt2)) -> gelu {approximate="none"}
+  bool fuse_chains = true;     // chains of elementwise ops -> fused_elementwise
+  int max_inputs = 8;          // operands of one fused_elementwise
+  int max_program_length = 64; // tokens of its postfix program
+};
+std::unique_ptr<Pass> CreateFuseElementwisePass(FuseElementwiseOptions options = {});
+
+}  // namespace ptc::passes
+
+#endif  // PTC_PASSES_PASSES_H_

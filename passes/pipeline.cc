@@ -1,0 +1,164 @@
+// The pass pipeline: runs passes in order, verifies the IR after each one, records time and
+// counters per pass, prints or dumps the IR after selected passes. Also the one explicit list
+// of every pass (RegisteredPasses) and the default pipelines.
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "compiler/ir/printer.h"
+#include "compiler/ir/verifier.h"
+#include "compiler/support/status.h"
+#include "passes/pass.h"
+#include "passes/passes.h"
+
+namespace ptc::passes {
+namespace {
+
+absl::Status WriteFile(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  out.close();
+  if (!out) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot write IR dump '", path.string(), "': check that --dump-dir is a ",
+                     "writable folder"));
+  }
+  return absl::OkStatus();
+}
+
+// Keeps the status code (an InvalidArgument from a pass stays one) and prefixes the message.
+absl::Status Annotate(const absl::Status& s, const std::string& prefix) {
+  return absl::Status(s.code(), absl::StrCat(prefix, s.message()));
+}
+
+}  // namespace
+
+std::vector<std::string> Pipeline::PassNames() const {
+  std::vector<std::string> names;
+  for (const auto& p : passes_) names.emplace_back(p->name());
+  return names;
+}
+
+absl::Status Pipeline::Run(ir::Module& module) {
+  timings_.clear();
+  std::optional<std::regex> print_re;
+  if (!options_.print_ir_after.empty()) {
+    try {
+      print_re.emplace(options_.print_ir_after, std::regex::ECMAScript);
+    } catch (const std::regex_error& e) {
+      return absl::InvalidArgumentError(absl::StrCat("--print-ir-after: invalid regex '",
+                                                     options_.print_ir_after, "': ", e.what()));
+    }
+  }
+  std::filesystem::path dump_dir;
+  if (!options_.dump_dir.empty()) {
+    dump_dir = options_.dump_dir;
+    std::error_code ec;
+    std::filesystem::create_directories(dump_dir, ec);
+    if (ec) {
+      return absl::UnavailableError(absl::StrCat("cannot create --dump-dir '", dump_dir.string(),
+                                                 "': ", ec.message()));
+    }
+    PTC_RETURN_IF_ERROR(WriteFile(dump_dir / "00-input.ir", ir::PrintModule(module)));
+  }
+  auto sink = options_.print_sink;
+  if (!sink) {
+    sink = [](const std::string& pass, const std::string& text) {
+      std::fprintf(stderr, "// -----// IR Dump After %s //----- //\n%s\n", pass.c_str(),
+                   text.c_str());
+    };
+  }
+
+  for (size_t i = 0; i < passes_.size(); ++i) {
+    Pass& pass = *passes_[i];
+    const std::string name(pass.name());
+    auto start = std::chrono::steady_clock::now();
+    absl::StatusOr<bool> changed = pass.Run(module);
+    double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    timings_.push_back(PassTiming{name, seconds, changed.ok() && *changed, pass.counters()});
+    if (!changed.ok()) {
+      return Annotate(changed.status(), absl::StrCat("pass '", name, "' failed: "));
+    }
+    if (options_.verify_each) {
+      absl::Status v = ir::Verify(module);
+      if (!v.ok()) {
+        // Pass bugs are internal errors; the message says which pass to blame.
+        return absl::InternalError(absl::StrCat("pass '", name, "' produced invalid IR: ",
+                                                v.message(),
+                                                " (rerun with --print-ir-after=", name,
+                                                " to see it)"));
+      }
+    }
+    if (print_re && std::regex_match(name, *print_re)) sink(name, ir::PrintModule(module));
+    if (!dump_dir.empty()) {
+      PTC_RETURN_IF_ERROR(WriteFile(dump_dir / absl::StrFormat("%02d-%s.ir", i + 1, name),
+                                    ir::PrintModule(module)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+const std::vector<PassInfo>& RegisteredPasses() {
+  static const auto* passes = new std::vector<PassInfo>{
+      {"fold-constants", "evaluate nodes whose inputs are all constants",
+       [] { return CreateFoldConstantsPass(); }},
+      {"simplify", "remove no-op shape ops, merge reshape/transpose chains",
+       [] { return CreateSimplifyPass(); }},
+      {"cse", "merge identical nodes (same op, inputs and attributes)",
+       [] { return CreateCsePass(); }},
+      {"dce", "remove nodes whose outputs are unused", [] { return CreateDcePass(); }},
+      {"fuse-elementwise", "match gelu; fuse chains of elementwise ops (CPU)",
+       [] { return CreateFuseElementwisePass(); }},
+  };
+  return *passes;
+}
+
+std::vector<std::string> DefaultPassList(std::string_view target) {
+  std::vector<std::string> list = {"fold-constants", "simplify", "cse", "dce"};
+  if (target == "cpu") {
+    // fuse-elementwise pays on CPU: a GPT-2-like MLP/residual block measured faster with it
+    // (see tools/ptc_opt --bench and the passes report); it runs after cse so that duplicated
+    // subexpressions are not fused twice, and dce cleans up the absorbed producers.
+    list.push_back("fuse-elementwise");
+    list.push_back("dce");
+  }
+  return list;
+}
+
+absl::StatusOr<std::vector<std::unique_ptr<Pass>>> CreatePasses(std::string_view list) {
+  std::vector<std::unique_ptr<Pass>> out;
+  std::vector<std::string> names;
+  for (absl::string_view part : absl::StrSplit(std::string(list), ',')) {
+    std::string name(absl::StripAsciiWhitespace(part));
+    if (name.empty() || name == "none") continue;
+    if (name == "default") {
+      for (const std::string& n : DefaultPassList("cpu")) names.push_back(n);
+      continue;
+    }
+    names.push_back(name);
+  }
+  for (const std::string& name : names) {
+    const PassInfo* found = nullptr;
+    for (const PassInfo& info : RegisteredPasses()) {
+      if (info.name == name) found = &info;
+    }
+    if (found == nullptr) {
+      std::vector<std::string> known;
+      for (const PassInfo& info : RegisteredPasses()) known.emplace_back(info.name);
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown pass '", name, "' in pass list '", std::string(list), "'; known passes: ",
+                       absl::StrJoin(known, ", "), " (or 'default', 'none')"));
+    }
+    out.push_back(found->create());
+  }
+  return out;
+}
+
+}  // namespace ptc::passes

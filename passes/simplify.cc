@@ -1,0 +1,125 @@
+// simplify: local algebraic clean-ups of shape ops, mostly leftovers of ONNX import and of
+// constant folding of shape subgraphs.
+//
+//   reshape(reshape(x))            -> reshape(x)          (the outer target shape)
+//   reshape(x) to x's shape        -> x
+//   transpose(transpose(x, p), q)  -> transpose(x, p∘q)   (and x when p∘q is the identity)
+//   transpose(x) {perm=identity}   -> x
+//   identity(x)                    -> x
+//   expand(x) to x's shape         -> x
+//   cast(x) {to=x's dtype}         -> x
+//   split(x) with one output       -> x
+//   concat(x) with one operand     -> x
+//
+// Preconditions: none beyond valid IR; a value is never replaced by one of another type (the
+// pass checks, counter "declined.type-mismatch"). The inner node of a merged chain stays when
+// it has other users; dce removes it otherwise, so run dce after simplify.
+//
+//   before:  %a = reshape(%x) {shape=[8,4]} : f32[8,4]     after:  %b = reshape(%x) {shape=[32]}
+//            %b = reshape(%a) {shape=[32]} : f32[32]                    : f32[32]
+//            %c = identity(%b) : f32[32]                              return %b
+//            return %c
+#include <set>
+
+#include "compiler/support/status.h"
+#include "passes/matcher.h"
+#include "passes/passes.h"
+
+namespace ptc::passes {
+namespace {
+
+bool IsIdentityPerm(const std::vector<int64_t>& perm) {
+  for (size_t i = 0; i < perm.size(); ++i) {
+    if (perm[i] != static_cast<int64_t>(i)) return false;
+  }
+  return true;
+}
+
+class SimplifyPass : public Pass {
+ public:
+  std::string_view name() const override { return "simplify"; }
+
+  absl::StatusOr<bool> Run(ir::Module& module) override {
+    bool changed = false;
+    for (const auto& fn : module.functions()) {
+      std::set<const ir::Node*> erase;
+      for (size_t i = 0; i < fn->nodes().size(); ++i) {
+        ir::Node* n = fn->nodes()[i].get();
+        PTC_ASSIGN_OR_RETURN(bool c, Simplify(*fn, *n, erase));
+        changed |= c;
+      }
+      if (!erase.empty()) {
+        fn->EraseNodesIf([&](const ir::Node& n) { return erase.count(&n) > 0; });
+      }
+    }
+    return changed;
+  }
+
+ private:
+  // Replaces every use of n's output with `v` and erases n.
+  bool Forward(ir::Function& fn, ir::Node& n, ir::Value* v, std::set<const ir::Node*>& erase,
+               const char* counter) {
+    if (v->type() != n.output()->type()) {
+      Count("declined.type-mismatch");
+      return false;
+    }
+    fn.ReplaceAllUsesWith(n.output(), v);
+    erase.insert(&n);
+    Count(counter);
+    return true;
+  }
+
+  absl::StatusOr<bool> Simplify(ir::Function& fn, ir::Node& n, std::set<const ir::Node*>& erase) {
+    const std::string& op = n.op();
+    if (n.num_inputs() < 1) return false;
+    ir::Value* x = n.input(0);
+    ir::Node* p = x->producer();
+    if (op == "identity" && n.num_outputs() == 1) {
+      return Forward(fn, n, x, erase, "identity");
+    }
+    if ((op == "reshape" || op == "expand") && x->type() == n.output()->type()) {
+      return Forward(fn, n, x, erase, op == "reshape" ? "reshape.noop" : "expand.noop");
+    }
+    if (op == "reshape" && p != nullptr && p->op() == "reshape" && !erase.count(p)) {
+      // The outer target shape is final; the inner reshape is skipped.
+      n.set_input(0, p->input(0));
+      Count("reshape.chain");
+      if (p->input(0)->type() == n.output()->type()) {
+        return Forward(fn, n, p->input(0), erase, "reshape.noop");
+      }
+      return true;
+    }
+    if (op == "cast" && n.num_outputs() == 1 && x->type() == n.output()->type()) {
+      return Forward(fn, n, x, erase, "cast.noop");
+    }
+    if ((op == "split" || op == "concat") && n.num_outputs() == 1 && n.num_inputs() == 1) {
+      return Forward(fn, n, x, erase, op == "split" ? "split.single" : "concat.single");
+    }
+    if (op == "transpose") {
+      PTC_ASSIGN_OR_RETURN(std::vector<int64_t> q, n.GetInts("perm"));
+      if (IsIdentityPerm(q)) return Forward(fn, n, x, erase, "transpose.noop");
+      if (p != nullptr && p->op() == "transpose" && !erase.count(p)) {
+        PTC_ASSIGN_OR_RETURN(std::vector<int64_t> perm_p, p->GetInts("perm"));
+        if (perm_p.size() != q.size()) return false;  // invalid IR; the verifier reports it
+        // y = transpose(x, p): y[i] = x[p[i]]; z = transpose(y, q): z[j] = x[p[q[j]]].
+        std::vector<int64_t> composed(q.size());
+        for (size_t j = 0; j < q.size(); ++j) {
+          if (q[j] < 0 || q[j] >= static_cast<int64_t>(perm_p.size())) return false;
+          composed[j] = perm_p[q[j]];
+        }
+        Count("transpose.chain");
+        if (IsIdentityPerm(composed)) return Forward(fn, n, p->input(0), erase, "transpose.noop");
+        n.set_input(0, p->input(0));
+        n.set_attr("perm", composed);
+        return true;
+      }
+    }
+    return false;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Pass> CreateSimplifyPass() { return std::make_unique<SimplifyPass>(); }
+
+}  // namespace ptc::passes
