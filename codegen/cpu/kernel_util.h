@@ -1,0 +1,266 @@
+// Internal helpers shared by the CPU kernel files: dtype conversion, parallel loops, broadcast
+// iteration plans, vectorizable math. Not part of the kernel API (see kernel.h).
+#ifndef PTC_CODEGEN_CPU_KERNEL_UTIL_H_
+#define PTC_CODEGEN_CPU_KERNEL_UTIL_H_
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "codegen/cpu/kernel.h"
+#include "compiler/ir/ir.h"
+#include "compiler/support/status.h"
+
+namespace ptc::cpu::internal {
+
+using KernelPtr = std::unique_ptr<Kernel>;
+using KernelOr = absl::StatusOr<KernelPtr>;
+
+// ---------------------------------------------------------------------------------------------
+// Scalar conversions for the 16-bit float formats (round to nearest even).
+
+inline float HalfToFloat(uint16_t h) { return _cvtsh_ss(h); }
+inline uint16_t FloatToHalf(float f) { return _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT); }
+inline float Bf16ToFloat(uint16_t h) {
+  uint32_t bits = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+inline uint16_t FloatToBf16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40);  // NaN
+  uint32_t rounding = 0x7fffu + ((bits >> 16) & 1u);
+  return static_cast<uint16_t>((bits + rounding) >> 16);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+inline absl::Status Unsupported(const ir::Node& node, absl::string_view what) {
+  return absl::UnimplementedError(absl::StrCat(node.Describe(), ": ", what));
+}
+inline absl::Status Invalid(const ir::Node& node, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": ", what));
+}
+inline std::string DTypeStr(ir::DType d) { return std::string(ir::DTypeName(d)); }
+// "f32[2,3]" of input / output i.
+inline std::string InType(const ir::Node& node, int i) { return node.input(i)->type().ToString(); }
+inline std::string OutType(const ir::Node& node, int i) {
+  return node.output(i)->type().ToString();
+}
+
+// Checks input/output counts.
+inline absl::Status CheckArity(const ir::Node& node, int min_in, int max_in, int min_out,
+                               int max_out) {
+  int ni = static_cast<int>(node.num_inputs()), no = static_cast<int>(node.num_outputs());
+  if (ni < min_in || (max_in >= 0 && ni > max_in) || no < min_out || (max_out >= 0 && no > max_out)) {
+    return Invalid(node, absl::StrCat("takes ", min_in, "..", max_in, " inputs and ", min_out, "..",
+                                      max_out, " outputs, got ", ni, " and ", no));
+  }
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parallel loops. Small work runs on the calling thread (the OpenMP fork costs microseconds).
+
+inline int MaxThreads() { return omp_get_max_threads(); }
+
+// Calls f(begin, end) on disjoint chunks of [0, n) in parallel when n > grain.
+template <typename F>
+void ParallelFor(int64_t n, int64_t grain, F&& f) {
+  if (n <= 0) return;
+  int nt = MaxThreads();
+  if (nt <= 1 || n <= grain || omp_in_parallel()) {
+    f(int64_t{0}, n);
+    return;
+  }
+  int64_t chunks = std::min<int64_t>(nt, (n + grain - 1) / std::max<int64_t>(grain, 1));
+  if (chunks <= 1) {
+    f(int64_t{0}, n);
+    return;
+  }
+#pragma omp parallel for num_threads(chunks) schedule(static)
+  for (int64_t c = 0; c < chunks; ++c) {
+    int64_t b = n * c / chunks, e = n * (c + 1) / chunks;
+    if (b < e) f(b, e);
+  }
+}
+
+// Elements per thread below which elementwise loops stay serial.
+inline constexpr int64_t kElementGrain = 1 << 15;
+
+// ---------------------------------------------------------------------------------------------
+// Broadcast plans: output dims with per-input element strides (0 where broadcast), size-1 dims
+// dropped and adjacent dims merged, so that typical cases become 1-2 dims.
+
+inline constexpr int kMaxBroadcastInputs = 3;
+
+struct BroadcastPlan {
+  int num_inputs = 0;
+  std::vector<int64_t> dims;                                  // collapsed; never empty
+  std::vector<std::array<int64_t, kMaxBroadcastInputs>> strides;  // [dim][input]
+  int64_t total = 0;
+
+  int64_t inner() const { return dims.back(); }
+  int64_t inner_stride(int i) const { return strides.back()[i]; }
+
+  // Calls f(out_offset, in_offsets (array), len) for each contiguous-output segment of
+  // [begin, end); input i advances by inner_stride(i) per element within a segment.
+  template <typename F>
+  void ForEachSegment(int64_t begin, int64_t end, F&& f) const {
+    if (begin >= end) return;
+    const int r = static_cast<int>(dims.size());
+    const int64_t in = inner();
+    int64_t row = begin / in, col = begin % in;
+    // Multi-index of `row` over the outer dims.
+    int64_t idx[16] = {0};
+    std::array<int64_t, kMaxBroadcastInputs> off{};
+    int64_t rem = row;
+    for (int d = r - 2; d >= 0; --d) {
+      idx[d] = rem % dims[d];
+      rem /= dims[d];
+      for (int i = 0; i < num_inputs; ++i) off[i] += idx[d] * strides[d][i];
+    }
+    int64_t pos = begin;
+    while (pos < end) {
+      int64_t len = std::min(in - col, end - pos);
+      std::array<int64_t, kMaxBroadcastInputs> o;
+      for (int i = 0; i < num_inputs; ++i) o[i] = off[i] + col * strides[r - 1][i];
+      f(pos, o, len);
+      pos += len;
+      col = 0;
+      for (int d = r - 2; d >= 0; --d) {
+        ++idx[d];
+        for (int i = 0; i < num_inputs; ++i) off[i] += strides[d][i];
+        if (idx[d] < dims[d]) break;
+        for (int i = 0; i < num_inputs; ++i) off[i] -= idx[d] * strides[d][i];
+        idx[d] = 0;
+      }
+    }
+  }
+};
+
+// Plan for broadcasting `ins` (each numpy-broadcastable to `out`) to `out`.
+absl::StatusOr<BroadcastPlan> MakeBroadcastPlan(const ir::Shape& out,
+                                                const std::vector<ir::Shape>& ins);
+
+// ---------------------------------------------------------------------------------------------
+// Vectorizable float math (GCC vectorizes loops that call these; no libm calls).
+// Accuracy: exp ~1 ulp, tanh ~2 ulp, erf ~3 ulp (checked against double precision in tests).
+
+inline float FastExp(float x) {
+  // exp(x) = 2^n * exp(r), r = x - n ln2, |r| <= ln2/2; Cephes polynomial. 2^n is applied as
+  // two factors so that results near overflow and subnormal results stay exact.
+  float xc = std::min(std::max(x, -104.0f), 88.8f);
+  float n = std::floor(xc * 1.44269504088896341f + 0.5f);
+  float r = xc - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
+  float r2 = r * r;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r2 + r + 1.0f;
+  int32_t ni = static_cast<int32_t>(n);
+  int32_t n1 = ni / 2, n2 = ni - n1;
+  int32_t b1 = (n1 + 127) << 23, b2 = (n2 + 127) << 23;
+  float s1, s2;
+  std::memcpy(&s1, &b1, 4);
+  std::memcpy(&s2, &b2, 4);
+  float y = p * s1 * s2;
+  y = x < -104.0f ? 0.0f : y;
+  y = x > 88.75f ? INFINITY : y;
+  return x != x ? x : y;
+}
+
+inline float FastTanh(float x) {
+  float ax = std::fabs(x);
+  // Small |x|: Cephes odd polynomial (relative error ~1e-7).
+  float z = x * x;
+  float p = -5.70498872745e-3f;
+  p = p * z + 2.06390887954e-2f;
+  p = p * z - 5.37397155531e-2f;
+  p = p * z + 1.33314422036e-1f;
+  p = p * z - 3.33332819422e-1f;
+  float small = p * z * x + x;
+  // Large |x|: 1 - 2 / (exp(2|x|) + 1).
+  float e = FastExp(2.0f * std::min(ax, 20.0f));
+  float big = 1.0f - 2.0f / (e + 1.0f);
+  big = std::copysign(big, x);
+  return ax < 0.625f ? small : big;
+}
+
+inline float FastSigmoid(float x) { return 1.0f / (1.0f + FastExp(-x)); }
+
+inline float FastErf(float x) {
+  // Rational approximation on [-4, 4] (Eigen / XLA); erf(|x| > 4) == 1 in f32.
+  float xc = std::min(std::max(x, -4.0f), 4.0f);
+  float x2 = xc * xc;
+  float p = -2.72614225801306e-10f;
+  p = p * x2 + 2.77068142495902e-08f;
+  p = p * x2 + -2.10102402082508e-06f;
+  p = p * x2 + -5.69250639462346e-05f;
+  p = p * x2 + -7.34990630326855e-04f;
+  p = p * x2 + -2.95459980854025e-03f;
+  p = p * x2 + -1.60960333262415e-02f;
+  p = p * xc;
+  float q = -1.45660718464996e-05f;
+  q = q * x2 + -2.13374055278905e-04f;
+  q = q * x2 + -1.68282697438203e-03f;
+  q = q * x2 + -7.37332916720468e-03f;
+  q = q * x2 + -1.42647390514189e-02f;
+  return p / q;
+}
+
+// Math with one implementation per type: fast vectorizable for float, libm for double.
+inline float Exp(float x) { return FastExp(x); }
+inline double Exp(double x) { return std::exp(x); }
+inline float Tanh(float x) { return FastTanh(x); }
+inline double Tanh(double x) { return std::tanh(x); }
+inline float Erf(float x) { return FastErf(x); }
+inline double Erf(double x) { return std::erf(x); }
+inline float Sigmoid(float x) { return FastSigmoid(x); }
+inline double Sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+
+// ---------------------------------------------------------------------------------------------
+// Kernel factories, one per op family (defined in the other files of this folder).
+
+KernelOr MakeElementwiseKernel(const ir::Node& node);  // binary, compare, logical, unary, gelu
+KernelOr MakeWhereKernel(const ir::Node& node);
+KernelOr MakeCastKernel(const ir::Node& node);
+KernelOr MakeMatMulKernel(const ir::Node& node);
+KernelOr MakeGemmKernel(const ir::Node& node);
+KernelOr MakeSoftmaxKernel(const ir::Node& node);  // softmax, log_softmax
+KernelOr MakeLayerNormKernel(const ir::Node& node);
+KernelOr MakeReduceKernel(const ir::Node& node);
+KernelOr MakeCopyKernel(const ir::Node& node);  // reshape, identity
+KernelOr MakeExpandKernel(const ir::Node& node);
+KernelOr MakeTransposeKernel(const ir::Node& node);
+KernelOr MakeSplitKernel(const ir::Node& node);
+KernelOr MakeSliceKernel(const ir::Node& node);
+KernelOr MakeConcatKernel(const ir::Node& node);
+KernelOr MakeGatherKernel(const ir::Node& node);
+KernelOr MakeTriluKernel(const ir::Node& node);
+KernelOr MakeConstantKernel(const ir::Node& node);
+KernelOr MakeDropoutKernel(const ir::Node& node);
+KernelOr MakeSoftmaxCeLossKernel(const ir::Node& node);
+KernelOr MakeNllLossKernel(const ir::Node& node);
+
+}  // namespace ptc::cpu::internal
+
+#endif  // PTC_CODEGEN_CPU_KERNEL_UTIL_H_

@@ -1,0 +1,282 @@
+// matmul (numpy semantics, broadcast batch dims) and gemm through OpenBLAS.
+//
+// matmul plans, in CreateKernel, either one GEMM (b has no batch dims and a's batch dims fold
+// into M: the linear-layer case [B,T,K] x [K,N]) or a list of per-batch offsets. Many small
+// batched products (attention: B*H products of [T,D] x [D,T]) run in parallel over the batch
+// with OpenBLAS single-threaded; few large ones run one after another with OpenBLAS threads.
+#include <cblas.h>
+
+#include <type_traits>
+
+#include "absl/strings/str_cat.h"
+#include "codegen/cpu/kernel_util.h"
+
+extern "C" {
+// OpenBLAS extensions (declared in its cblas.h; repeated here for other cblas headers).
+int openblas_get_num_threads(void);
+void openblas_set_num_threads(int num_threads);
+}
+
+namespace ptc::cpu::internal {
+namespace {
+
+using ir::DType;
+
+template <typename T>
+void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
+          const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if constexpr (std::is_same_v<T, float>) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
+                n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  } else if constexpr (std::is_same_v<T, double>) {
+    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
+                n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  } else {  // integers: plain loops (shape arithmetic, tests)
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t j = 0; j < n; ++j) {
+        using U = std::make_unsigned_t<T>;
+        U acc = 0;
+        for (int64_t p = 0; p < k; ++p) {
+          T av = ta ? a[p * lda + i] : a[i * lda + p];
+          T bv = tb ? b[j * ldb + p] : b[p * ldb + j];
+          acc += static_cast<U>(av) * static_cast<U>(bv);
+        }
+        U prev = beta == T(0) ? U(0) : static_cast<U>(beta) * static_cast<U>(c[i * ldc + j]);
+        c[i * ldc + j] = static_cast<T>(static_cast<U>(alpha) * acc + prev);
+      }
+    }
+  }
+}
+
+// Runs OpenBLAS single-threaded in this scope (restored afterwards).
+class BlasSingleThread {
+ public:
+  BlasSingleThread() : prev_(openblas_get_num_threads()) {
+    if (prev_ != 1) openblas_set_num_threads(1);
+  }
+  ~BlasSingleThread() {
+    if (prev_ != 1) openblas_set_num_threads(prev_);
+  }
+
+ private:
+  int prev_;
+};
+
+template <typename T>
+class MatMulKernel : public Kernel {
+ public:
+  struct Plan {
+    int64_t m, n, k;
+    std::vector<int64_t> a_off, b_off;  // per batch (elements); output batch i at i*m*n
+  };
+  explicit MatMulKernel(Plan p) : p_(std::move(p)) {}
+
+  absl::Status Run(absl::Span<const void* const> inputs, absl::Span<void* const> outputs,
+                   void*) override {
+    const T* a = static_cast<const T*>(inputs[0]);
+    const T* b = static_cast<const T*>(inputs[1]);
+    T* c = static_cast<T*>(outputs[0]);
+    const int64_t m = p_.m, n = p_.n, k = p_.k;
+    const int64_t batches = static_cast<int64_t>(p_.a_off.size());
+    if (k == 0) {
+      std::fill(c, c + batches * m * n, T(0));
+      return absl::OkStatus();
+    }
+    const double flops_each = 2.0 * m * n * k;
+    const bool parallel_batches =
+        std::is_floating_point_v<T> && batches >= 2 * MaxThreads() && MaxThreads() > 1 &&
+        flops_each < 64.0 * 1024 * 1024;
+    if (parallel_batches) {
+      BlasSingleThread single;
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < batches; ++i) {
+        Gemm<T>(false, false, m, n, k, T(1), a + p_.a_off[i], k, b + p_.b_off[i], n, T(0),
+                c + i * m * n, n);
+      }
+    } else {
+      for (int64_t i = 0; i < batches; ++i) {
+        Gemm<T>(false, false, m, n, k, T(1), a + p_.a_off[i], k, b + p_.b_off[i], n, T(0),
+                c + i * m * n, n);
+      }
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  Plan p_;
+};
+
+template <typename T>
+class GemmKernel : public Kernel {
+ public:
+  GemmKernel(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, double beta,
+             std::optional<BroadcastPlan> c_plan)
+      : ta_(ta), tb_(tb), m_(m), n_(n), k_(k), alpha_(alpha), beta_(beta),
+        c_plan_(std::move(c_plan)) {}
+
+  absl::Status Run(absl::Span<const void* const> inputs, absl::Span<void* const> outputs,
+                   void*) override {
+    const T* a = static_cast<const T*>(inputs[0]);
+    const T* b = static_cast<const T*>(inputs[1]);
+    T* y = static_cast<T*>(outputs[0]);
+    T beta = T(0);
+    if (c_plan_.has_value() && beta_ != 0.0) {
+      const T* c = static_cast<const T*>(inputs[2]);
+      const T bt = static_cast<T>(beta_);
+      const int64_t sc = c_plan_->inner_stride(0);
+      c_plan_->ForEachSegment(0, c_plan_->total, [&](int64_t o, const auto& off, int64_t len) {
+        for (int64_t i = 0; i < len; ++i) y[o + i] = bt * c[off[0] + i * sc];
+      });
+      beta = T(1);
+    }
+    if (k_ == 0) {
+      if (beta == T(0)) std::fill(y, y + m_ * n_, T(0));
+      return absl::OkStatus();
+    }
+    Gemm<T>(ta_, tb_, m_, n_, k_, static_cast<T>(alpha_), a, ta_ ? m_ : k_, b, tb_ ? k_ : n_, beta,
+            y, n_);
+    return absl::OkStatus();
+  }
+
+ private:
+  bool ta_, tb_;
+  int64_t m_, n_, k_;
+  double alpha_, beta_;
+  std::optional<BroadcastPlan> c_plan_;
+};
+
+}  // namespace
+
+KernelOr MakeMatMulKernel(const ir::Node& node) {
+  PTC_RETURN_IF_ERROR(CheckArity(node, 2, 2, 1, 1));
+  const ir::TensorType& at = node.input(0)->type();
+  const ir::TensorType& bt = node.input(1)->type();
+  const ir::TensorType& ot = node.output(0)->type();
+  if (at.dtype != bt.dtype || ot.dtype != at.dtype) {
+    return Invalid(node, absl::StrCat("dtypes must match: ", at.ToString(), " x ", bt.ToString(),
+                                      " -> ", ot.ToString()));
+  }
+  if (at.rank() < 1 || bt.rank() < 1) return Invalid(node, "operands must have rank >= 1");
+  ir::Shape a = at.shape, b = bt.shape;
+  if (a.size() == 1) a.insert(a.begin(), 1);
+  if (b.size() == 1) b.push_back(1);
+  const int64_t m = a[a.size() - 2], k = a.back(), n = b.back();
+  if (b[b.size() - 2] != k) {
+    return Invalid(node, absl::StrCat("inner dimensions differ: ", at.ToString(), " x ",
+                                      bt.ToString()));
+  }
+  ir::Shape a_batch(a.begin(), a.end() - 2), b_batch(b.begin(), b.end() - 2);
+  auto batch_or = [&]() -> absl::StatusOr<ir::Shape> {
+    // numpy broadcasting of the batch dims
+    size_t r = std::max(a_batch.size(), b_batch.size());
+    ir::Shape out(r);
+    for (size_t i = 0; i < r; ++i) {
+      int64_t da = i + a_batch.size() >= r ? a_batch[i + a_batch.size() - r] : 1;
+      int64_t db = i + b_batch.size() >= r ? b_batch[i + b_batch.size() - r] : 1;
+      if (da != db && da != 1 && db != 1) {
+        return absl::InvalidArgumentError("batch dims do not broadcast");
+      }
+      out[i] = da == 1 ? db : da;
+    }
+    return out;
+  }();
+  if (!batch_or.ok()) {
+    return Invalid(node, absl::StrCat(batch_or.status().message(), ": ", at.ToString(), " x ",
+                                      bt.ToString()));
+  }
+  ir::Shape batch = *batch_or;
+  // Expected output shape (numpy drops the prepended / appended 1).
+  ir::Shape want = batch;
+  if (at.rank() > 1) want.push_back(m);
+  if (bt.rank() > 1) want.push_back(n);
+  if (want != ot.shape) {
+    return Invalid(node, absl::StrCat("output type ", ot.ToString(), " should have shape ",
+                                      ir::ShapeToString(want)));
+  }
+  int64_t nb = ir::NumElements(batch);
+  typename MatMulKernel<float>::Plan plan;
+  // b without (non-1) batch dims and a contiguous: fold a's batch into M.
+  bool b_shared = ir::NumElements(b_batch) == 1;
+  if (b_shared && nb > 1) {
+    plan.m = m * nb;
+    plan.n = n;
+    plan.k = k;
+    plan.a_off = {0};
+    plan.b_off = {0};
+  } else {
+    plan.m = m;
+    plan.n = n;
+    plan.k = k;
+    auto pa = MakeBroadcastPlan(batch, {a_batch, b_batch});
+    if (!pa.ok()) return Invalid(node, pa.status().message());
+    pa->ForEachSegment(0, pa->total, [&](int64_t, const auto& off, int64_t len) {
+      for (int64_t i = 0; i < len; ++i) {
+        plan.a_off.push_back((off[0] + i * pa->inner_stride(0)) * m * k);
+        plan.b_off.push_back((off[1] + i * pa->inner_stride(1)) * k * n);
+      }
+    });
+  }
+  switch (at.dtype) {
+    case DType::kF32: return KernelPtr(new MatMulKernel<float>(std::move(plan)));
+    case DType::kF64: {
+      typename MatMulKernel<double>::Plan p{plan.m, plan.n, plan.k, plan.a_off, plan.b_off};
+      return KernelPtr(new MatMulKernel<double>(std::move(p)));
+    }
+    case DType::kI32: {
+      typename MatMulKernel<int32_t>::Plan p{plan.m, plan.n, plan.k, plan.a_off, plan.b_off};
+      return KernelPtr(new MatMulKernel<int32_t>(std::move(p)));
+    }
+    case DType::kI64: {
+      typename MatMulKernel<int64_t>::Plan p{plan.m, plan.n, plan.k, plan.a_off, plan.b_off};
+      return KernelPtr(new MatMulKernel<int64_t>(std::move(p)));
+    }
+    default:
+      return Unsupported(node, absl::StrCat("dtype ", DTypeStr(at.dtype), " is not supported"));
+  }
+}
+
+KernelOr MakeGemmKernel(const ir::Node& node) {
+  PTC_RETURN_IF_ERROR(CheckArity(node, 2, 3, 1, 1));
+  const ir::TensorType& at = node.input(0)->type();
+  const ir::TensorType& bt = node.input(1)->type();
+  const ir::TensorType& ot = node.output(0)->type();
+  PTC_ASSIGN_OR_RETURN(double alpha, node.GetFloat("alpha", 1.0));
+  PTC_ASSIGN_OR_RETURN(double beta, node.GetFloat("beta", 1.0));
+  PTC_ASSIGN_OR_RETURN(int64_t ta, node.GetInt("trans_a", 0));
+  PTC_ASSIGN_OR_RETURN(int64_t tb, node.GetInt("trans_b", 0));
+  if (at.rank() != 2 || bt.rank() != 2) {
+    return Invalid(node, absl::StrCat("a and b must have rank 2, got ", at.ToString(), " and ",
+                                      bt.ToString()));
+  }
+  if (at.dtype != bt.dtype || ot.dtype != at.dtype) return Invalid(node, "dtypes must match");
+  int64_t m = ta ? at.shape[1] : at.shape[0], k = ta ? at.shape[0] : at.shape[1];
+  int64_t kb = tb ? bt.shape[1] : bt.shape[0], n = tb ? bt.shape[0] : bt.shape[1];
+  if (k != kb || ot.shape != ir::Shape{m, n}) {
+    return Invalid(node, absl::StrCat("shapes do not match: ", at.ToString(), " x ", bt.ToString(),
+                                      " -> ", ot.ToString(), " (trans_a=", ta, ", trans_b=", tb,
+                                      ")"));
+  }
+  std::optional<BroadcastPlan> c_plan;
+  if (node.num_inputs() == 3) {
+    const ir::TensorType& ct = node.input(2)->type();
+    if (ct.dtype != at.dtype) return Invalid(node, "c must have the dtype of a");
+    auto p = MakeBroadcastPlan(ot.shape, {ct.shape});
+    if (!p.ok()) return Invalid(node, p.status().message());
+    c_plan = std::move(p).value();
+  }
+  switch (at.dtype) {
+    case DType::kF32:
+      return KernelPtr(new GemmKernel<float>(ta, tb, m, n, k, alpha, beta, std::move(c_plan)));
+    case DType::kF64:
+      return KernelPtr(new GemmKernel<double>(ta, tb, m, n, k, alpha, beta, std::move(c_plan)));
+    case DType::kI32:
+      return KernelPtr(new GemmKernel<int32_t>(ta, tb, m, n, k, alpha, beta, std::move(c_plan)));
+    case DType::kI64:
+      return KernelPtr(new GemmKernel<int64_t>(ta, tb, m, n, k, alpha, beta, std::move(c_plan)));
+    default:
+      return Unsupported(node, absl::StrCat("dtype ", DTypeStr(at.dtype), " is not supported"));
+  }
+}
+
+}  // namespace ptc::cpu::internal

@@ -1,0 +1,166 @@
+// softmax_ce_loss and nll_loss with ONNX SoftmaxCrossEntropyLoss / NegativeLogLikelihoodLoss
+// semantics: inputs [N, C, d1...] viewed as [N, C, D], labels [N, d1...] viewed as [N, D].
+// Per element: l = -w[label] * log_prob[n, label, d], w = 0 where label == ignore_index.
+// reduction none -> l; sum -> sum(l); mean -> sum(l) / sum(w).
+#include <cmath>
+#include <limits>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "codegen/cpu/kernel_util.h"
+
+namespace ptc::cpu::internal {
+namespace {
+
+using ir::DType;
+
+enum class Reduction { kNone, kSum, kMean };
+
+template <typename T, typename L>
+class LossKernel : public Kernel {
+ public:
+  LossKernel(bool softmax, int64_t n, int64_t c, int64_t d, Reduction red,
+             std::optional<int64_t> ignore, bool has_weight, bool log_prob_out, std::string where)
+      : softmax_(softmax), n_(n), c_(c), d_(d), red_(red), ignore_(ignore),
+        has_weight_(has_weight), log_prob_out_(log_prob_out), where_(std::move(where)) {}
+
+  size_t WorkspaceBytes() const override {
+    return softmax_ && !log_prob_out_ ? n_ * c_ * d_ * sizeof(T) : 0;
+  }
+
+  absl::Status Run(absl::Span<const void* const> inputs, absl::Span<void* const> outputs,
+                   void* workspace) override {
+    const T* x = static_cast<const T*>(inputs[0]);
+    const L* labels = static_cast<const L*>(inputs[1]);
+    const T* weight = has_weight_ ? static_cast<const T*>(inputs[2]) : nullptr;
+    T* loss = static_cast<T*>(outputs[0]);
+    const int64_t n = n_, c = c_, d = d_;
+    // Validate labels first: untrusted data must not index out of bounds.
+    for (int64_t i = 0; i < n * d; ++i) {
+      int64_t lab = labels[i];
+      if (ignore_.has_value() && lab == *ignore_) continue;
+      if (lab < 0 || lab >= c) {
+        return absl::InvalidArgumentError(absl::StrCat(where_, ": label ", lab, " (element ", i,
+                                                       ") is out of range [0, ", c, ")"));
+      }
+    }
+    const T* lp = x;
+    if (softmax_) {
+      T* out_lp = log_prob_out_ ? static_cast<T*>(outputs[1]) : static_cast<T*>(workspace);
+      ParallelFor(n * d, std::max<int64_t>(1, kElementGrain / 4 / std::max<int64_t>(c, 1)),
+                  [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; ++r) {
+          const int64_t i = r / d, k = r % d;
+          const T* xr = x + i * c * d + k;
+          T* yr = out_lp + i * c * d + k;
+          T mx = -std::numeric_limits<T>::infinity();
+          for (int64_t j = 0; j < c; ++j) mx = std::max(mx, xr[j * d]);
+          double sum = 0;
+          for (int64_t j = 0; j < c; ++j) sum += std::exp(static_cast<double>(xr[j * d] - mx));
+          const T lse = mx + static_cast<T>(std::log(sum));
+          for (int64_t j = 0; j < c; ++j) yr[j * d] = xr[j * d] - lse;
+        }
+      });
+      lp = out_lp;
+    }
+    double total = 0, wsum = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t k = 0; k < d; ++k) {
+        const int64_t lab = labels[i * d + k];
+        double l = 0, w = 0;
+        if (!(ignore_.has_value() && lab == *ignore_)) {
+          w = weight ? static_cast<double>(weight[lab]) : 1.0;
+          l = -w * static_cast<double>(lp[(i * c + lab) * d + k]);
+        }
+        if (red_ == Reduction::kNone) loss[i * d + k] = static_cast<T>(l);
+        total += l;
+        wsum += w;
+      }
+    }
+    if (red_ == Reduction::kSum) loss[0] = static_cast<T>(total);
+    if (red_ == Reduction::kMean) loss[0] = static_cast<T>(total / wsum);
+    return absl::OkStatus();
+  }
+
+ private:
+  bool softmax_;
+  int64_t n_, c_, d_;
+  Reduction red_;
+  std::optional<int64_t> ignore_;
+  bool has_weight_, log_prob_out_;
+  std::string where_;
+};
+
+KernelOr MakeLoss(const ir::Node& node, bool softmax) {
+  PTC_RETURN_IF_ERROR(CheckArity(node, 2, 3, 1, softmax ? 2 : 1));
+  const ir::TensorType& x = node.input(0)->type();
+  const ir::TensorType& lab = node.input(1)->type();
+  if (x.rank() < 2) return Invalid(node, absl::StrCat("scores must be [N, C, ...], got ", x.ToString()));
+  ir::Shape lab_want = x.shape;
+  lab_want.erase(lab_want.begin() + 1);
+  if (lab.shape != lab_want || (lab.dtype != DType::kI32 && lab.dtype != DType::kI64)) {
+    return Invalid(node, absl::StrCat("labels must be i32/i64", ir::ShapeToString(lab_want),
+                                      " for scores ", x.ToString(), ", got ", lab.ToString()));
+  }
+  const int64_t n = x.shape[0], c = x.shape[1];
+  const int64_t d = n * c ? x.num_elements() / (n * c) : 0;
+  bool has_weight = node.num_inputs() == 3;
+  if (has_weight) {
+    const ir::TensorType& w = node.input(2)->type();
+    if (w.dtype != x.dtype || w.shape != ir::Shape{c}) {
+      return Invalid(node, absl::StrCat("weights must be ", DTypeStr(x.dtype), "[", c,
+                                        "], got ", w.ToString()));
+    }
+  }
+  PTC_ASSIGN_OR_RETURN(std::string rs, node.GetString("reduction", "mean"));
+  Reduction red;
+  if (rs == "none") {
+    red = Reduction::kNone;
+  } else if (rs == "sum") {
+    red = Reduction::kSum;
+  } else if (rs == "mean") {
+    red = Reduction::kMean;
+  } else {
+    return Invalid(node, absl::StrCat("reduction must be none, sum or mean, got \"", rs, "\""));
+  }
+  std::optional<int64_t> ignore;
+  if (node.has_attr("ignore_index")) {
+    PTC_ASSIGN_OR_RETURN(int64_t ii, node.GetInt("ignore_index"));
+    ignore = ii;
+  }
+  ir::TensorType loss_want{x.dtype, red == Reduction::kNone ? lab.shape : ir::Shape{}};
+  if (node.output(0)->type() != loss_want) {
+    return Invalid(node, absl::StrCat("loss output should be ", loss_want.ToString(), ", got ",
+                                      OutType(node, 0)));
+  }
+  bool log_prob_out = softmax && node.num_outputs() == 2;
+  if (log_prob_out && node.output(1)->type() != x) {
+    return Invalid(node, absl::StrCat("log_prob output should be ", x.ToString()));
+  }
+  std::string where = node.Describe();
+#define PTC_LOSS(T)                                                                             \
+  if (lab.dtype == DType::kI64) {                                                               \
+    return KernelPtr(new LossKernel<T, int64_t>(softmax, n, c, d, red, ignore, has_weight,      \
+                                                log_prob_out, where));                          \
+  }                                                                                             \
+  return KernelPtr(                                                                             \
+      new LossKernel<T, int32_t>(softmax, n, c, d, red, ignore, has_weight, log_prob_out, where));
+  switch (x.dtype) {
+    case DType::kF32: {
+      PTC_LOSS(float)
+    }
+    case DType::kF64: {
+      PTC_LOSS(double)
+    }
+    default:
+      return Unsupported(node, absl::StrCat("dtype ", x.ToString(), " is not supported"));
+  }
+#undef PTC_LOSS
+}
+
+}  // namespace
+
+KernelOr MakeSoftmaxCeLossKernel(const ir::Node& node) { return MakeLoss(node, true); }
+KernelOr MakeNllLossKernel(const ir::Node& node) { return MakeLoss(node, false); }
+
+}  // namespace ptc::cpu::internal
