@@ -24,8 +24,8 @@ std::pair<std::string, std::string> SplitPlanInput(const uint8_t* data, size_t s
 std::string JoinPlanInput(const std::string& plan, const std::string& weights);
 // bytes -> plan::LoadPlanFromBytes(SplitPlanInput(bytes)).
 absl::Status FuzzPlanLoad(const uint8_t* data, size_t size);
-// bytes -> ir::ParseModule(bytes), then print(parse) must round-trip when parsing succeeds
-// and the module verifies.
+// bytes -> ir::ParseModule(bytes) -> ir::Verify; the parse or verify error, else OK after
+// checking that print(parse(print(module))) == print(module) (aborts when not).
 absl::Status FuzzIrParse(const uint8_t* data, size_t size);
 
 }  // namespace ptc::fuzz

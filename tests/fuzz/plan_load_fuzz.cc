@@ -39,7 +39,8 @@ absl::Status FuzzIrParse(const uint8_t* data, size_t size) {
   absl::StatusOr<std::unique_ptr<ir::Module>> module = ir::ParseModule(text);
   if (!module.ok()) return module.status();
   // A module that parses and verifies must print and re-parse to the same text.
-  if (!ir::Verify(**module).ok()) return absl::OkStatus();
+  absl::Status verified = ir::Verify(**module);
+  if (!verified.ok()) return verified;
   std::string printed = ir::PrintModule(**module);
   absl::StatusOr<std::unique_ptr<ir::Module>> again = ir::ParseModule(printed);
   PTC_CHECK(again.ok());
