@@ -1,0 +1,329 @@
+// Type inference and attribute validation for every op in ops.h. Expected types are computed
+// by hand from the op specifications (numpy / ONNX semantics).
+#include "compiler/ir/ops.h"
+
+#include <set>
+
+#include "compiler/ir/op_util.h"
+#include "compiler/ir/ops_fused.h"
+#include "gtest/gtest.h"
+
+namespace ptc::ir {
+namespace {
+
+TensorType T(DType d, Shape s) { return TensorType{d, std::move(s)}; }
+TensorType F32(Shape s) { return T(DType::kF32, std::move(s)); }
+TensorType I64(Shape s) { return T(DType::kI64, std::move(s)); }
+TensorType Bool(Shape s) { return T(DType::kBool, std::move(s)); }
+
+std::vector<TensorType> Infer(std::string_view op, std::vector<TensorType> in, AttrMap attrs = {},
+                              int num_outputs = 1) {
+  auto r = InferTypes(op, in, attrs, num_outputs);
+  EXPECT_TRUE(r.ok()) << op << ": " << r.status();
+  return r.ok() ? *r : std::vector<TensorType>{};
+}
+
+// Expects an error whose message contains every one of `needles`.
+void ExpectError(std::string_view op, std::vector<TensorType> in, AttrMap attrs,
+                 std::vector<std::string> needles, int num_outputs = 1) {
+  auto r = InferTypes(op, in, attrs, num_outputs);
+  ASSERT_FALSE(r.ok()) << op << " unexpectedly inferred " << (*r)[0].ToString();
+  for (const auto& n : needles) {
+    EXPECT_NE(std::string(r.status().message()).find(n), std::string::npos)
+        << "message '" << r.status().message() << "' lacks '" << n << "'";
+  }
+}
+
+TEST(Ops, RegistryIsCompleteAndUnique) {
+  const std::vector<std::string> spec = {
+      "add", "sub", "mul", "div", "pow", "max", "min", "equal", "less", "greater", "less_equal",
+      "greater_equal", "and", "or", "xor", "not", "where", "neg", "abs", "sqrt", "reciprocal",
+      "exp", "log", "erf", "tanh", "sigmoid", "relu", "identity", "floor", "ceil", "gelu", "cast",
+      "matmul", "gemm", "softmax", "log_softmax", "layer_norm", "reduce_sum", "reduce_mean",
+      "reduce_max", "reduce_min", "reshape", "expand", "transpose", "split", "slice", "concat",
+      "gather", "trilu", "constant", "softmax_ce_loss", "nll_loss", "dropout"};
+  for (const auto& name : spec) {
+    const OpDef* def = FindOp(name);
+    ASSERT_NE(def, nullptr) << name;
+    EXPECT_EQ(def->name, name);
+    EXPECT_NE(def->infer, nullptr) << name;
+  }
+  EXPECT_EQ(FindOp("Add"), nullptr);
+  EXPECT_EQ(FindOp("no_such_op"), nullptr);
+  std::set<std::string_view> seen;
+  for (auto n : AllOpNames()) EXPECT_TRUE(seen.insert(n).second) << "duplicate op " << n;
+  EXPECT_EQ(AllOpNames().size(), spec.size() + FusedOpDefs().size());
+  EXPECT_FALSE(FindOp("dropout")->pure);
+  EXPECT_TRUE(FindOp("add")->elementwise);
+  EXPECT_FALSE(FindOp("matmul")->elementwise);
+}
+
+TEST(Ops, BroadcastShapes) {
+  EXPECT_EQ(*BroadcastShapes({2, 1, 4}, {3, 1}), (Shape{2, 3, 4}));
+  EXPECT_EQ(*BroadcastShapes({}, {5}), (Shape{5}));
+  EXPECT_EQ(*BroadcastShapes({0, 1}, {1, 7}), (Shape{0, 7}));
+  auto bad = BroadcastShapes({2, 3}, {4});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(std::string(bad.status().message()).find("[2,3]"), std::string::npos);
+  EXPECT_NE(std::string(bad.status().message()).find("[4]"), std::string::npos);
+}
+
+TEST(Ops, ElementwiseBinary) {
+  for (const char* op : {"add", "sub", "mul", "div", "pow", "max", "min"}) {
+    EXPECT_EQ(Infer(op, {F32({2, 1, 4}), F32({3, 1})}), (std::vector{F32({2, 3, 4})})) << op;
+  }
+  EXPECT_EQ(Infer("add", {I64({2}), I64({})}), (std::vector{I64({2})}));
+  ExpectError("add", {F32({2, 3}), F32({4})}, {}, {"broadcast", "f32[2,3]", "f32[4]"});
+  ExpectError("mul", {F32({2}), I64({2})}, {}, {"dtype mismatch", "input 1", "i64[2]"});
+  ExpectError("add", {Bool({2}), Bool({2})}, {}, {"bool"});
+  ExpectError("add", {F32({2})}, {}, {"takes 2 inputs, got 1"});
+  ExpectError("add", {F32({2}), F32({2})}, {}, {"outputs"}, /*num_outputs=*/2);
+}
+
+TEST(Ops, ComparisonsAndLogical) {
+  for (const char* op : {"equal", "less", "greater", "less_equal", "greater_equal"}) {
+    EXPECT_EQ(Infer(op, {F32({2, 3}), F32({3})}), (std::vector{Bool({2, 3})})) << op;
+  }
+  EXPECT_EQ(Infer("equal", {Bool({2}), Bool({2})}), (std::vector{Bool({2})}));
+  for (const char* op : {"and", "or", "xor"}) {
+    EXPECT_EQ(Infer(op, {Bool({4, 1}), Bool({5})}), (std::vector{Bool({4, 5})})) << op;
+  }
+  EXPECT_EQ(Infer("not", {Bool({3})}), (std::vector{Bool({3})}));
+  ExpectError("and", {F32({2}), F32({2})}, {}, {"must be bool"});
+  ExpectError("not", {I64({2})}, {}, {"must be bool"});
+}
+
+TEST(Ops, Where) {
+  EXPECT_EQ(Infer("where", {Bool({2, 1}), F32({3}), F32({1, 1})}), (std::vector{F32({2, 3})}));
+  ExpectError("where", {F32({2}), F32({2}), F32({2})}, {}, {"input 0", "bool"});
+  ExpectError("where", {Bool({2}), F32({2}), I64({2})}, {}, {"dtype mismatch"});
+  ExpectError("where", {Bool({2}), F32({3}), F32({3})}, {}, {"broadcast"});
+}
+
+TEST(Ops, Unary) {
+  for (const char* op : {"neg", "abs", "sqrt", "reciprocal", "exp", "log", "erf", "tanh",
+                         "sigmoid", "relu", "identity", "floor", "ceil"}) {
+    EXPECT_EQ(Infer(op, {T(DType::kF16, {2, 3})}), (std::vector{T(DType::kF16, {2, 3})})) << op;
+  }
+  EXPECT_EQ(Infer("neg", {I64({2})}), (std::vector{I64({2})}));
+  EXPECT_EQ(Infer("identity", {Bool({2})}), (std::vector{Bool({2})}));
+  ExpectError("sqrt", {I64({2})}, {}, {"float"});
+  ExpectError("exp", {F32({2}), F32({2})}, {}, {"takes 1 inputs, got 2"});
+}
+
+TEST(Ops, GeluAndCast) {
+  EXPECT_EQ(Infer("gelu", {F32({4})}), (std::vector{F32({4})}));
+  EXPECT_EQ(Infer("gelu", {F32({4})}, {{"approximate", std::string("tanh")}}),
+            (std::vector{F32({4})}));
+  ExpectError("gelu", {F32({4})}, {{"approximate", std::string("fast")}}, {"approximate", "fast"});
+  EXPECT_EQ(Infer("cast", {F32({2, 2})}, {{"to", DType::kBF16}}),
+            (std::vector{T(DType::kBF16, {2, 2})}));
+  ExpectError("cast", {F32({2})}, {}, {"'to'", "required"});
+  ExpectError("cast", {F32({2})}, {{"to", int64_t{1}}}, {"'to'", "dtype", "an integer"});
+}
+
+TEST(Ops, MatMul) {
+  EXPECT_EQ(Infer("matmul", {F32({2, 3}), F32({3, 4})}), (std::vector{F32({2, 4})}));
+  EXPECT_EQ(Infer("matmul", {F32({5, 1, 2, 3}), F32({7, 3, 4})}),
+            (std::vector{F32({5, 7, 2, 4})}));
+  EXPECT_EQ(Infer("matmul", {F32({3}), F32({3, 4})}), (std::vector{F32({4})}));
+  EXPECT_EQ(Infer("matmul", {F32({2, 3}), F32({3})}), (std::vector{F32({2})}));
+  EXPECT_EQ(Infer("matmul", {F32({3}), F32({3})}), (std::vector{F32({})}));
+  ExpectError("matmul", {F32({2, 3}), F32({4, 5})}, {}, {"inner", "3 vs 4", "f32[2,3]", "f32[4,5]"});
+  ExpectError("matmul", {F32({2, 2, 3}), F32({3, 3, 4})}, {}, {"batch"});
+  ExpectError("matmul", {F32({}), F32({3})}, {}, {"rank >= 1"});
+}
+
+TEST(Ops, Gemm) {
+  EXPECT_EQ(Infer("gemm", {F32({2, 3}), F32({3, 4})}), (std::vector{F32({2, 4})}));
+  AttrMap t = {{"trans_a", int64_t{1}}, {"trans_b", int64_t{1}}, {"alpha", 2.0}};
+  EXPECT_EQ(Infer("gemm", {F32({3, 2}), F32({4, 3}), F32({4})}, t), (std::vector{F32({2, 4})}));
+  ExpectError("gemm", {F32({2, 3}), F32({3, 4}), F32({3})}, {}, {"bias", "f32[3]", "[2,4]"});
+  ExpectError("gemm", {F32({2, 3}), F32({2, 4})}, {}, {"inner"});
+  ExpectError("gemm", {F32({2, 3, 1}), F32({3, 4})}, {}, {"rank 2"});
+  ExpectError("gemm", {F32({2, 3}), F32({3, 4})}, {{"alpha", std::string("x")}}, {"'alpha'"});
+  ExpectError("gemm", {F32({2, 3}), F32({3, 4})}, {{"trans_a", int64_t{2}}}, {"trans_a"});
+}
+
+TEST(Ops, SoftmaxAndLayerNorm) {
+  EXPECT_EQ(Infer("softmax", {F32({2, 5})}, {{"axis", int64_t{1}}}), (std::vector{F32({2, 5})}));
+  EXPECT_EQ(Infer("log_softmax", {F32({2, 5})}, {{"axis", int64_t{0}}}),
+            (std::vector{F32({2, 5})}));
+  ExpectError("softmax", {F32({2, 5})}, {}, {"'axis'", "required"});
+  ExpectError("softmax", {F32({2, 5})}, {{"axis", int64_t{-1}}}, {"'axis'", "-1", "[0, 2)"});
+  ExpectError("softmax", {F32({2, 5})}, {{"axis", int64_t{2}}}, {"out of range"});
+
+  AttrMap ln = {{"axis", int64_t{2}}, {"epsilon", 1e-5}};
+  const auto x = T(DType::kF16, {2, 3, 4});
+  EXPECT_EQ(Infer("layer_norm", {x, T(DType::kF16, {4})}, ln), (std::vector{x}));
+  EXPECT_EQ(Infer("layer_norm", {x, T(DType::kF16, {4}), T(DType::kF16, {4})}, ln, 3),
+            (std::vector{x, F32({2, 3, 1}), F32({2, 3, 1})}));
+  AttrMap ln1 = {{"axis", int64_t{1}}};
+  EXPECT_EQ(Infer("layer_norm", {F32({2, 3, 4}), F32({3, 4})}, ln1, 2),
+            (std::vector{F32({2, 3, 4}), F32({2, 1, 1})}));
+  ExpectError("layer_norm", {F32({2, 3, 4}), F32({3})}, ln, {"scale", "f32[3]", "[4]"});
+  ExpectError("layer_norm", {F32({2, 4}), F32({4})}, {{"axis", int64_t{1}}}, {"outputs"}, 4);
+  ExpectError("layer_norm", {F32({2, 4})}, {{"axis", int64_t{1}}}, {"takes 2 to 3 inputs"});
+}
+
+TEST(Ops, Reductions) {
+  const auto x = F32({2, 3, 4});
+  for (const char* op : {"reduce_sum", "reduce_mean", "reduce_max", "reduce_min"}) {
+    EXPECT_EQ(Infer(op, {x}, {{"axes", std::vector<int64_t>{0, 2}}, {"keepdims", int64_t{0}}}),
+              (std::vector{F32({3})}))
+        << op;
+    EXPECT_EQ(Infer(op, {x}, {{"axes", std::vector<int64_t>{1}}, {"keepdims", int64_t{1}}}),
+              (std::vector{F32({2, 1, 4})}))
+        << op;
+    EXPECT_EQ(Infer(op, {x}, {{"axes", std::vector<int64_t>{}}, {"keepdims", int64_t{0}}}),
+              (std::vector{F32({})}))
+        << op;
+  }
+  ExpectError("reduce_sum", {x}, {{"axes", std::vector<int64_t>{2, 0}}}, {"sorted"});
+  ExpectError("reduce_sum", {x}, {{"axes", std::vector<int64_t>{1, 1}}}, {"unique"});
+  ExpectError("reduce_sum", {x}, {{"axes", std::vector<int64_t>{3}}}, {"'axes'", "3"});
+  ExpectError("reduce_sum", {x}, {{"keepdims", int64_t{2}}}, {"keepdims"});
+}
+
+TEST(Ops, ReshapeExpandTranspose) {
+  EXPECT_EQ(Infer("reshape", {F32({2, 3, 4})}, {{"shape", std::vector<int64_t>{6, 4}}}),
+            (std::vector{F32({6, 4})}));
+  ExpectError("reshape", {F32({2, 3})}, {{"shape", std::vector<int64_t>{4, 2}}},
+              {"6 elements", "8 elements"});
+  ExpectError("reshape", {F32({2, 3})}, {{"shape", std::vector<int64_t>{-1, 3}}}, {"-1"});
+  ExpectError("reshape", {F32({2, 3})}, {}, {"'shape'", "required"});
+  EXPECT_EQ(Infer("expand", {F32({3, 1})}, {{"shape", std::vector<int64_t>{2, 3, 4}}}),
+            (std::vector{F32({2, 3, 4})}));
+  ExpectError("expand", {F32({3, 2})}, {{"shape", std::vector<int64_t>{3, 4}}},
+              {"f32[3,2]", "[3,4]"});
+  ExpectError("expand", {F32({3})}, {{"shape", std::vector<int64_t>{1}}}, {"broadcast"});
+  EXPECT_EQ(Infer("transpose", {F32({2, 3, 4})}, {{"perm", std::vector<int64_t>{2, 0, 1}}}),
+            (std::vector{F32({4, 2, 3})}));
+  ExpectError("transpose", {F32({2, 3})}, {{"perm", std::vector<int64_t>{0, 0}}}, {"permutation"});
+  ExpectError("transpose", {F32({2, 3})}, {{"perm", std::vector<int64_t>{1, 0, 2}}},
+              {"permutation"});
+}
+
+TEST(Ops, Split) {
+  AttrMap a = {{"axis", int64_t{1}}, {"sizes", std::vector<int64_t>{1, 4}}};
+  EXPECT_EQ(Infer("split", {F32({2, 5})}, a, 2), (std::vector{F32({2, 1}), F32({2, 4})}));
+  ExpectError("split", {F32({2, 5})}, a, {"'sizes'", "2 entries", "3 outputs"}, 3);
+  AttrMap bad = {{"axis", int64_t{1}}, {"sizes", std::vector<int64_t>{2, 2}}};
+  ExpectError("split", {F32({2, 5})}, bad, {"sum to", "(5)"}, 2);
+  AttrMap neg = {{"axis", int64_t{1}}, {"sizes", std::vector<int64_t>{-1, 6}}};
+  ExpectError("split", {F32({2, 5})}, neg, {"non-negative"}, 2);
+}
+
+TEST(Ops, Slice) {
+  AttrMap a = {{"starts", std::vector<int64_t>{0, 2, 1}},
+               {"ends", std::vector<int64_t>{3, -1, 4}},
+               {"steps", std::vector<int64_t>{2, -1, 1}}};
+  // axis 0: ceil(3/2)=2; axis 1: indices 2,1,0 -> 3; axis 2: 1..4 -> 3
+  EXPECT_EQ(Infer("slice", {F32({5, 3, 4})}, a), (std::vector{F32({2, 3, 3})}));
+  AttrMap empty = {{"starts", std::vector<int64_t>{2}},
+                   {"ends", std::vector<int64_t>{2}},
+                   {"steps", std::vector<int64_t>{3}}};
+  EXPECT_EQ(Infer("slice", {F32({4})}, empty), (std::vector{F32({0})}));
+  AttrMap past = {{"starts", std::vector<int64_t>{0}},
+                  {"ends", std::vector<int64_t>{5}},
+                  {"steps", std::vector<int64_t>{1}}};
+  ExpectError("slice", {F32({4})}, past, {"axis 0", "end=5", "normalized"});
+  AttrMap zero = {{"starts", std::vector<int64_t>{0}},
+                  {"ends", std::vector<int64_t>{1}},
+                  {"steps", std::vector<int64_t>{0}}};
+  ExpectError("slice", {F32({4})}, zero, {"step=0"});
+  AttrMap short_attrs = {{"starts", std::vector<int64_t>{0}},
+                         {"ends", std::vector<int64_t>{1}},
+                         {"steps", std::vector<int64_t>{1}}};
+  ExpectError("slice", {F32({4, 4})}, short_attrs, {"one entry per axis"});
+}
+
+TEST(Ops, ConcatGatherTrilu) {
+  EXPECT_EQ(Infer("concat", {F32({2, 3}), F32({2, 1}), F32({2, 4})}, {{"axis", int64_t{1}}}),
+            (std::vector{F32({2, 8})}));
+  ExpectError("concat", {F32({2, 3}), F32({3, 3})}, {{"axis", int64_t{1}}},
+              {"input 1", "f32[3,3]"});
+  ExpectError("concat", {}, {{"axis", int64_t{0}}}, {"at least 1"});
+  EXPECT_EQ(Infer("gather", {F32({10, 4}), I64({2, 3})}, {{"axis", int64_t{0}}}),
+            (std::vector{F32({2, 3, 4})}));
+  EXPECT_EQ(Infer("gather", {F32({10, 4}), T(DType::kI32, {})}, {{"axis", int64_t{1}}}),
+            (std::vector{F32({10})}));
+  ExpectError("gather", {F32({10, 4}), F32({2})}, {{"axis", int64_t{0}}}, {"i32 or i64"});
+  ExpectError("gather", {F32({10, 4}), I64({2})}, {{"axis", int64_t{2}}}, {"'axis'"});
+  EXPECT_EQ(Infer("trilu", {F32({2, 3, 3})}, {{"upper", int64_t{0}}, {"k", int64_t{-1}}}),
+            (std::vector{F32({2, 3, 3})}));
+  ExpectError("trilu", {F32({3})}, {}, {"rank >= 2"});
+}
+
+TEST(Ops, Constant) {
+  Tensor t = Tensor::FromVector<float>(DType::kF32, {2}, {1.0f, 2.0f});
+  EXPECT_EQ(Infer("constant", {}, {{"value", t}}), (std::vector{F32({2})}));
+  ExpectError("constant", {}, {}, {"exactly one", "'value'", "'ref'"});
+  ExpectError("constant", {}, {{"value", t}, {"ref", std::string("w")}}, {"exactly one"});
+  ExpectError("constant", {}, {{"value", int64_t{3}}}, {"'value'", "a tensor"});
+  auto ref = InferTypes("constant", {}, {{"ref", std::string("w")}});
+  ASSERT_FALSE(ref.ok());
+  EXPECT_EQ(ref.status().code(), absl::StatusCode::kFailedPrecondition);
+
+  // InferNodeTypes resolves refs through the module.
+  Module m;
+  Function* f = m.AddFunction("main");
+  Node* c = f->AddNode("constant", {}, {F32({3})}, {{"ref", std::string("w")}});
+  EXPECT_EQ(*InferNodeTypes(*c, nullptr), (std::vector{F32({3})}));  // declared type accepted
+  m.tensors()["w"] = Tensor(DType::kF32, {4});
+  EXPECT_EQ(*InferNodeTypes(*c, &m), (std::vector{F32({4})}));
+  m.tensors().clear();
+  m.tensors()["other"] = Tensor(DType::kF32, {4});
+  EXPECT_FALSE(InferNodeTypes(*c, &m).ok());
+}
+
+TEST(Ops, Losses) {
+  const auto scores = F32({8, 10});
+  EXPECT_EQ(Infer("softmax_ce_loss", {scores, I64({8})}), (std::vector{F32({})}));
+  EXPECT_EQ(Infer("softmax_ce_loss", {scores, I64({8}), F32({10})},
+                  {{"reduction", std::string("none")}, {"ignore_index", int64_t{-100}}}, 2),
+            (std::vector{F32({8}), scores}));
+  EXPECT_EQ(Infer("softmax_ce_loss", {F32({2, 5, 3, 4}), T(DType::kI32, {2, 3, 4})},
+                  {{"reduction", std::string("none")}}),
+            (std::vector{F32({2, 3, 4})}));
+  ExpectError("softmax_ce_loss", {scores, I64({7})}, {}, {"labels", "i64[7]", "[8]"});
+  ExpectError("softmax_ce_loss", {scores, F32({8})}, {}, {"i32 or i64"});
+  ExpectError("softmax_ce_loss", {scores, I64({8}), F32({9})}, {}, {"weights", "f32[10]"});
+  ExpectError("softmax_ce_loss", {scores, I64({8})}, {{"reduction", std::string("avg")}},
+              {"'reduction'", "avg"});
+  ExpectError("softmax_ce_loss", {F32({8}), I64({8})}, {}, {"rank >= 2"});
+  ExpectError("softmax_ce_loss", {scores, I64({8})}, {}, {"outputs"}, 3);
+  EXPECT_EQ(Infer("nll_loss", {scores, I64({8})}, {{"reduction", std::string("sum")}}),
+            (std::vector{F32({})}));
+  EXPECT_EQ(Infer("nll_loss", {scores, I64({8}), F32({10})}, {{"reduction", std::string("none")}}),
+            (std::vector{F32({8})}));
+  ExpectError("nll_loss", {scores, I64({8})}, {}, {"outputs"}, 2);
+}
+
+TEST(Ops, Dropout) {
+  EXPECT_EQ(Infer("dropout", {F32({2, 3})}, {{"ratio", 0.1}, {"seed", int64_t{7}}}, 2),
+            (std::vector{F32({2, 3}), Bool({2, 3})}));
+  EXPECT_EQ(Infer("dropout", {F32({2, 3})}, {}), (std::vector{F32({2, 3})}));
+  ExpectError("dropout", {F32({2})}, {{"ratio", 1.0}}, {"'ratio'", "[0, 1)"});
+}
+
+TEST(Ops, UnknownOpAndBadInputShape) {
+  auto r = InferTypes("frobnicate", {}, {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(std::string(r.status().message()).find("frobnicate"), std::string::npos);
+  ExpectError("relu", {F32({-3})}, {}, {"invalid shape"});
+}
+
+TEST(Ops, AttrHelpers) {
+  AttrMap a = {{"i", int64_t{3}}, {"f", 2.5}, {"s", std::string("x")}};
+  EXPECT_EQ(*GetFloatAttr(a, "i"), 3.0);  // ints accepted as floats
+  EXPECT_EQ(*GetIntAttr(a, "missing", 9), 9);
+  auto bad = GetIntAttr(a, "f");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(std::string(bad.status().message()), "attribute 'f' must be an integer, got a float");
+  EXPECT_EQ(std::string(GetStringAttr(a, "nope").status().message()),
+            "attribute 'nope' is required");
+}
+
+}  // namespace
+}  // namespace ptc::ir
