@@ -3,7 +3,8 @@
 // A node whose every operand is produced by a `constant` op is run once with the CPU kernels
 // (ptc::cpu::EvaluateNode) and each output is replaced by a new constant: inline
 // `constant {value=dense<...>}` up to `max_inline_elements` elements, otherwise a new
-// Module::tensors() entry "fold.<value name>" referenced by `constant {ref="..."}`. One forward
+// Module::tensors() entry "fold.<value name>" referenced by `constant {ref="..."}` (inline
+// anyway when the module has no tensors at all, as IR parsed from text). One forward
 // sweep folds whole constant subgraphs (a folded node's users see constant operands next).
 // The operand constants are left for dce.
 //
@@ -78,7 +79,9 @@ class FoldConstantsPass : public Pass {
           ir::Value* old = n->output(k);
           ir::Tensor& t = (*outs)[k];
           ir::AttrMap attrs;
-          if (t.num_elements() <= options_.max_inline_elements) {
+          // A module without tensors (IR parsed from text) stays without: the verifier
+          // would then require a tensor for every weight parameter too.
+          if (t.num_elements() <= options_.max_inline_elements || module.tensors().empty()) {
             attrs["value"] = t;
           } else {
             std::string ref = UniqueTensorName(module, absl::StrCat("fold.", old->name()));
