@@ -103,7 +103,7 @@ KernelOr MakeLoss(const ir::Node& node, bool softmax) {
                                       " for scores ", x.ToString(), ", got ", lab.ToString()));
   }
   const int64_t n = x.shape[0], c = x.shape[1];
-  const int64_t d = n * c ? x.num_elements() / (n * c) : 0;
+  const int64_t d = (n * c != 0) ? x.num_elements() / (n * c) : 0;
   bool has_weight = node.num_inputs() == 3;
   if (has_weight) {
     const ir::TensorType& w = node.input(2)->type();

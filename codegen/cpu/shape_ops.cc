@@ -631,7 +631,7 @@ KernelOr MakeTriluKernel(const ir::Node& node) {
   PTC_ASSIGN_OR_RETURN(int64_t upper, node.GetInt("upper", 1));
   PTC_ASSIGN_OR_RETURN(int64_t k, node.GetInt("k", 0));
   int64_t rows = in.shape[in.rank() - 2], cols = in.shape[in.rank() - 1];
-  int64_t batch = rows * cols ? in.num_elements() / (rows * cols) : 0;
+  int64_t batch = (rows * cols != 0) ? in.num_elements() / (rows * cols) : 0;
   switch (ir::DTypeSize(in.dtype)) {
     case 1: return KernelPtr(new TriluKernel<uint8_t>(batch, rows, cols, upper != 0, k));
     case 2: return KernelPtr(new TriluKernel<uint16_t>(batch, rows, cols, upper != 0, k));

@@ -1,0 +1,966 @@
+// One case table for every CPU kernel (ggml test-backend-ops style): each case names an op,
+// its attributes and input types; inputs are random; a naive double-precision reference written
+// here (independent of the kernels) gives the expected outputs AND the output types the node is
+// built with; EvaluateNode must match within the case's tolerance. Error cases expect an error
+// Status whose message contains a given substring.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "codegen/cpu/kernel.h"
+#include "compiler/ir/ir.h"
+#include "gtest/gtest.h"
+
+namespace ptc::cpu {
+namespace {
+
+using ir::AttrMap;
+using ir::DType;
+using ir::Shape;
+using ir::TensorType;
+
+// ---------------------------------------------------------------------------------------------
+// Reference tensors: values as doubles.
+
+struct Ref {
+  DType dtype = DType::kF32;
+  Shape shape;
+  std::vector<double> v;
+};
+
+int64_t Numel(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n *= d;
+  return n;
+}
+
+std::vector<int64_t> Unravel(int64_t i, const Shape& s) {
+  std::vector<int64_t> idx(s.size());
+  for (int d = static_cast<int>(s.size()) - 1; d >= 0; --d) {
+    idx[d] = s[d] ? i % s[d] : 0;
+    if (s[d]) i /= s[d];
+  }
+  return idx;
+}
+
+int64_t Ravel(const std::vector<int64_t>& idx, const Shape& s) {
+  int64_t i = 0;
+  for (size_t d = 0; d < s.size(); ++d) i = i * s[d] + idx[d];
+  return i;
+}
+
+// Linear index into `in` of the output multi-index `out_idx` under numpy broadcasting.
+int64_t BroadcastIndex(const std::vector<int64_t>& out_idx, const Shape& in) {
+  int64_t i = 0;
+  size_t off = out_idx.size() - in.size();
+  for (size_t d = 0; d < in.size(); ++d) i = i * in[d] + (in[d] == 1 ? 0 : out_idx[off + d]);
+  return i;
+}
+
+Shape Broadcast(const std::vector<Shape>& shapes) {
+  size_t r = 0;
+  for (const Shape& s : shapes) r = std::max(r, s.size());
+  Shape out(r, 1);
+  for (const Shape& s : shapes) {
+    for (size_t d = 0; d < s.size(); ++d) {
+      int64_t& o = out[r - s.size() + d];
+      if (s[d] != 1) o = s[d];
+    }
+  }
+  return out;
+}
+
+int64_t IntAttr(const AttrMap& a, const std::string& k, int64_t def) {
+  auto it = a.find(k);
+  return it == a.end() ? def : std::get<int64_t>(it->second);
+}
+double FloatAttr(const AttrMap& a, const std::string& k, double def) {
+  auto it = a.find(k);
+  return it == a.end() ? def : std::get<double>(it->second);
+}
+std::vector<int64_t> IntsAttr(const AttrMap& a, const std::string& k) {
+  auto it = a.find(k);
+  return it == a.end() ? std::vector<int64_t>{} : std::get<std::vector<int64_t>>(it->second);
+}
+std::string StrAttr(const AttrMap& a, const std::string& k, const std::string& def) {
+  auto it = a.find(k);
+  return it == a.end() ? def : std::get<std::string>(it->second);
+}
+
+bool IsInt(DType d) {
+  return d == DType::kI8 || d == DType::kU8 || d == DType::kI32 || d == DType::kI64;
+}
+
+// Rounds a double to what dtype `d` stores (for expected values of integer / bool outputs).
+double StoreAs(DType d, double x) {
+  if (d == DType::kBool) return x != 0 ? 1 : 0;
+  if (IsInt(d)) return std::trunc(x);
+  return x;
+}
+
+Ref Elementwise(const std::vector<Ref>& in, DType out_dtype,
+                const std::function<double(const std::vector<double>&)>& f) {
+  std::vector<Shape> shapes;
+  for (const Ref& r : in) shapes.push_back(r.shape);
+  Ref out{out_dtype, Broadcast(shapes), {}};
+  int64_t n = Numel(out.shape);
+  out.v.resize(n);
+  std::vector<double> args(in.size());
+  for (int64_t i = 0; i < n; ++i) {
+    auto idx = Unravel(i, out.shape);
+    for (size_t k = 0; k < in.size(); ++k) args[k] = in[k].v[BroadcastIndex(idx, in[k].shape)];
+    out.v[i] = StoreAs(out_dtype, f(args));
+  }
+  return out;
+}
+
+double RefLogSumExp(const std::vector<double>& xs) {
+  double m = -INFINITY;
+  for (double x : xs) m = std::max(m, x);
+  double s = 0;
+  for (double x : xs) s += std::exp(x - m);
+  return m + std::log(s);
+}
+
+// Naive reference of every op. Returns the outputs (the first num_outputs ones).
+std::vector<Ref> Reference(const std::string& op, const AttrMap& a, const std::vector<Ref>& in,
+                           int num_outputs) {
+  const DType dt = in.empty() ? DType::kF32 : in[0].dtype;
+  const bool integer = IsInt(dt);
+  auto bin = [&](std::function<double(double, double)> f, DType out_dt) {
+    return std::vector<Ref>{
+        Elementwise(in, out_dt, [&](const std::vector<double>& x) { return f(x[0], x[1]); })};
+  };
+  auto un = [&](std::function<double(double)> f) {
+    return std::vector<Ref>{
+        Elementwise(in, dt, [&](const std::vector<double>& x) { return f(x[0]); })};
+  };
+  if (op == "add") return bin([](double x, double y) { return x + y; }, dt);
+  if (op == "sub") return bin([](double x, double y) { return x - y; }, dt);
+  if (op == "mul") return bin([](double x, double y) { return x * y; }, dt);
+  if (op == "div") {
+    return bin([&](double x, double y) { return integer ? std::trunc(x / y) : x / y; }, dt);
+  }
+  if (op == "pow") return bin([](double x, double y) { return std::pow(x, y); }, dt);
+  if (op == "max") return bin([](double x, double y) { return std::max(x, y); }, dt);
+  if (op == "min") return bin([](double x, double y) { return std::min(x, y); }, dt);
+  if (op == "equal") return bin([](double x, double y) { return x == y; }, DType::kBool);
+  if (op == "less") return bin([](double x, double y) { return x < y; }, DType::kBool);
+  if (op == "greater") return bin([](double x, double y) { return x > y; }, DType::kBool);
+  if (op == "less_equal") return bin([](double x, double y) { return x <= y; }, DType::kBool);
+  if (op == "greater_equal") return bin([](double x, double y) { return x >= y; }, DType::kBool);
+  if (op == "and") return bin([](double x, double y) { return x && y; }, DType::kBool);
+  if (op == "or") return bin([](double x, double y) { return x || y; }, DType::kBool);
+  if (op == "xor") return bin([](double x, double y) { return (x != 0) != (y != 0); }, DType::kBool);
+  if (op == "not") return un([](double x) { return x == 0; });
+  if (op == "neg") return un([](double x) { return -x; });
+  if (op == "abs") return un([](double x) { return std::fabs(x); });
+  if (op == "sqrt") return un([](double x) { return std::sqrt(x); });
+  if (op == "reciprocal") return un([](double x) { return 1 / x; });
+  if (op == "exp") return un([](double x) { return std::exp(x); });
+  if (op == "log") return un([](double x) { return std::log(x); });
+  if (op == "erf") return un([](double x) { return std::erf(x); });
+  if (op == "tanh") return un([](double x) { return std::tanh(x); });
+  if (op == "sigmoid") return un([](double x) { return 1 / (1 + std::exp(-x)); });
+  if (op == "relu") return un([](double x) { return x > 0 ? x : 0; });
+  if (op == "identity") return un([](double x) { return x; });
+  if (op == "floor") return un([](double x) { return std::floor(x); });
+  if (op == "ceil") return un([](double x) { return std::ceil(x); });
+  if (op == "gelu") {
+    if (StrAttr(a, "approximate", "none") == "tanh") {
+      return un([](double x) {
+        return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+      });
+    }
+    return un([](double x) { return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0))); });
+  }
+  if (op == "where") {
+    return {Elementwise(in, in[1].dtype,
+                        [](const std::vector<double>& x) { return x[0] != 0 ? x[1] : x[2]; })};
+  }
+  if (op == "cast") {
+    DType to = std::get<DType>(a.at("to"));
+    Ref out{to, in[0].shape, {}};
+    for (double x : in[0].v) out.v.push_back(StoreAs(to, x));
+    return {out};
+  }
+  if (op == "matmul") {
+    Shape as = in[0].shape, bs = in[1].shape;
+    bool a1 = as.size() == 1, b1 = bs.size() == 1;
+    if (a1) as.insert(as.begin(), 1);
+    if (b1) bs.push_back(1);
+    int64_t m = as[as.size() - 2], k = as.back(), n = bs.back();
+    Shape abatch(as.begin(), as.end() - 2), bbatch(bs.begin(), bs.end() - 2);
+    Shape batch = Broadcast({abatch, bbatch});
+    Shape full = batch;
+    full.push_back(m);
+    full.push_back(n);
+    Ref out{dt, {}, std::vector<double>(Numel(full))};
+    for (int64_t i = 0; i < Numel(full); ++i) {
+      auto idx = Unravel(i, full);
+      std::vector<int64_t> bidx(idx.begin(), idx.end() - 2);
+      int64_t ai = BroadcastIndex(bidx, abatch), bi = BroadcastIndex(bidx, bbatch);
+      int64_t r = idx[idx.size() - 2], c = idx.back();
+      double s = 0;
+      for (int64_t p = 0; p < k; ++p) s += in[0].v[(ai * m + r) * k + p] * in[1].v[(bi * k + p) * n + c];
+      out.v[i] = s;
+    }
+    out.shape = batch;
+    if (!a1) out.shape.push_back(m);
+    if (!b1) out.shape.push_back(n);
+    return {out};
+  }
+  if (op == "gemm") {
+    bool ta = IntAttr(a, "trans_a", 0), tb = IntAttr(a, "trans_b", 0);
+    double alpha = FloatAttr(a, "alpha", 1), beta = FloatAttr(a, "beta", 1);
+    int64_t m = ta ? in[0].shape[1] : in[0].shape[0], k = ta ? in[0].shape[0] : in[0].shape[1];
+    int64_t n = tb ? in[1].shape[0] : in[1].shape[1];
+    Ref out{dt, {m, n}, std::vector<double>(m * n)};
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t j = 0; j < n; ++j) {
+        double s = 0;
+        for (int64_t p = 0; p < k; ++p) {
+          s += in[0].v[ta ? p * m + i : i * k + p] * in[1].v[tb ? j * k + p : p * n + j];
+        }
+        double c = in.size() > 2 ? in[2].v[BroadcastIndex({i, j}, in[2].shape)] : 0;
+        out.v[i * n + j] = alpha * s + beta * c;
+      }
+    }
+    return {out};
+  }
+  if (op == "softmax" || op == "log_softmax") {
+    int64_t axis = IntAttr(a, "axis", -1);
+    const Shape& s = in[0].shape;
+    if (axis < 0) axis += s.size();
+    Ref out{dt, s, std::vector<double>(in[0].v.size())};
+    for (int64_t i = 0; i < Numel(s); ++i) {
+      auto idx = Unravel(i, s);
+      std::vector<double> row;
+      for (int64_t j = 0; j < s[axis]; ++j) {
+        idx[axis] = j;
+        row.push_back(in[0].v[Ravel(idx, s)]);
+      }
+      double lse = RefLogSumExp(row);
+      out.v[i] = op == "softmax" ? std::exp(in[0].v[i] - lse) : in[0].v[i] - lse;
+    }
+    return {out};
+  }
+  if (op == "layer_norm") {
+    int64_t axis = IntAttr(a, "axis", -1);
+    double eps = FloatAttr(a, "epsilon", 1e-5);
+    const Shape& s = in[0].shape;
+    if (axis < 0) axis += s.size();
+    int64_t d = 1;
+    for (size_t i = axis; i < s.size(); ++i) d *= s[i];
+    int64_t rows = Numel(s) / d;
+    Shape stat = s;
+    for (size_t i = axis; i < s.size(); ++i) stat[i] = 1;
+    Ref y{dt, s, std::vector<double>(Numel(s))}, mean{DType::kF32, stat, {}}, istd{DType::kF32, stat, {}};
+    for (int64_t r = 0; r < rows; ++r) {
+      double mu = 0, var = 0;
+      for (int64_t j = 0; j < d; ++j) mu += in[0].v[r * d + j];
+      mu /= d;
+      for (int64_t j = 0; j < d; ++j) var += (in[0].v[r * d + j] - mu) * (in[0].v[r * d + j] - mu);
+      var /= d;
+      double is = 1 / std::sqrt(var + eps);
+      for (int64_t j = 0; j < d; ++j) {
+        double b = in.size() > 2 ? in[2].v[in[2].v.size() == 1 ? 0 : j] : 0;
+        y.v[r * d + j] = (in[0].v[r * d + j] - mu) * is * in[1].v[in[1].v.size() == 1 ? 0 : j] + b;
+      }
+      mean.v.push_back(mu);
+      istd.v.push_back(is);
+    }
+    std::vector<Ref> outs{y, mean, istd};
+    outs.resize(num_outputs);
+    return outs;
+  }
+  if (op.rfind("reduce_", 0) == 0) {
+    std::vector<int64_t> axes = IntsAttr(a, "axes");
+    bool keep = IntAttr(a, "keepdims", 1);
+    const Shape& s = in[0].shape;
+    std::vector<bool> red(s.size(), axes.empty());
+    for (int64_t ax : axes) red[ax] = true;
+    Shape kept;  // keepdims shape
+    for (size_t d = 0; d < s.size(); ++d) kept.push_back(red[d] ? 1 : s[d]);
+    std::vector<std::vector<double>> groups(Numel(kept));
+    for (int64_t i = 0; i < Numel(s); ++i) {
+      auto idx = Unravel(i, s);
+      for (size_t d = 0; d < s.size(); ++d) {
+        if (red[d]) idx[d] = 0;
+      }
+      groups[Ravel(idx, kept)].push_back(in[0].v[i]);
+    }
+    Ref out{dt, {}, {}};
+    for (size_t d = 0; d < s.size(); ++d) {
+      if (!red[d]) out.shape.push_back(s[d]);
+      else if (keep) out.shape.push_back(1);
+    }
+    for (auto& g : groups) {
+      double r = 0;
+      if (op == "reduce_sum" || op == "reduce_mean") {
+        for (double x : g) r += x;
+        if (op == "reduce_mean") r /= g.size();
+      } else if (op == "reduce_max") {
+        r = *std::max_element(g.begin(), g.end());
+      } else {
+        r = *std::min_element(g.begin(), g.end());
+      }
+      out.v.push_back(StoreAs(dt, r));
+    }
+    return {out};
+  }
+  if (op == "reshape") return {Ref{dt, IntsAttr(a, "shape"), in[0].v}};
+  if (op == "expand") {
+    Ref shape_only{dt, IntsAttr(a, "shape"), std::vector<double>(Numel(IntsAttr(a, "shape")))};
+    return {Elementwise({in[0], shape_only}, dt,
+                        [](const std::vector<double>& x) { return x[0]; })};
+  }
+  if (op == "transpose") {
+    std::vector<int64_t> perm = IntsAttr(a, "perm");
+    const Shape& s = in[0].shape;
+    Shape os;
+    for (int64_t p : perm) os.push_back(s[p]);
+    Ref out{dt, os, std::vector<double>(in[0].v.size())};
+    for (int64_t i = 0; i < Numel(os); ++i) {
+      auto oi = Unravel(i, os);
+      std::vector<int64_t> ii(s.size());
+      for (size_t d = 0; d < perm.size(); ++d) ii[perm[d]] = oi[d];
+      out.v[i] = in[0].v[Ravel(ii, s)];
+    }
+    return {out};
+  }
+  if (op == "split" || op == "slice") {
+    const Shape& s = in[0].shape;
+    std::vector<int64_t> starts, ends, steps;
+    std::vector<std::vector<int64_t>> slices;  // per output: starts, ends for each dim
+    std::vector<Ref> outs;
+    auto take = [&](const std::vector<int64_t>& st, const std::vector<int64_t>& en,
+                    const std::vector<int64_t>& sp) {
+      Shape os;
+      for (size_t d = 0; d < s.size(); ++d) {
+        os.push_back(std::max<int64_t>(0, sp[d] > 0 ? (en[d] - st[d] + sp[d] - 1) / sp[d]
+                                                    : (st[d] - en[d] - sp[d] - 1) / -sp[d]));
+      }
+      Ref out{dt, os, {}};
+      for (int64_t i = 0; i < Numel(os); ++i) {
+        auto oi = Unravel(i, os);
+        for (size_t d = 0; d < s.size(); ++d) oi[d] = st[d] + oi[d] * sp[d];
+        out.v.push_back(in[0].v[Ravel(oi, s)]);
+      }
+      outs.push_back(out);
+    };
+    if (op == "slice") {
+      take(IntsAttr(a, "starts"), IntsAttr(a, "ends"), IntsAttr(a, "steps"));
+    } else {
+      int64_t axis = IntAttr(a, "axis", 0), pos = 0;
+      for (int64_t size : IntsAttr(a, "sizes")) {
+        std::vector<int64_t> st(s.size(), 0), en = s, sp(s.size(), 1);
+        st[axis] = pos;
+        en[axis] = pos + size;
+        pos += size;
+        take(st, en, sp);
+      }
+    }
+    return outs;
+  }
+  if (op == "concat") {
+    int64_t axis = IntAttr(a, "axis", 0);
+    Shape os = in[0].shape;
+    os[axis] = 0;
+    for (const Ref& r : in) os[axis] += r.shape[axis];
+    Ref out{dt, os, {}};
+    for (int64_t i = 0; i < Numel(os); ++i) {
+      auto oi = Unravel(i, os);
+      size_t k = 0;
+      while (oi[axis] >= in[k].shape[axis]) oi[axis] -= in[k++].shape[axis];
+      out.v.push_back(in[k].v[Ravel(oi, in[k].shape)]);
+    }
+    return {out};
+  }
+  if (op == "gather") {
+    int64_t axis = IntAttr(a, "axis", 0);
+    const Shape& s = in[0].shape;
+    Shape os(s.begin(), s.begin() + axis);
+    os.insert(os.end(), in[1].shape.begin(), in[1].shape.end());
+    os.insert(os.end(), s.begin() + axis + 1, s.end());
+    Ref out{dt, os, {}};
+    const size_t ir = in[1].shape.size();
+    for (int64_t i = 0; i < Numel(os); ++i) {
+      auto oi = Unravel(i, os);
+      std::vector<int64_t> ii(oi.begin(), oi.begin() + axis);
+      std::vector<int64_t> qi(oi.begin() + axis, oi.begin() + axis + ir);
+      int64_t q = static_cast<int64_t>(in[1].v[Ravel(qi, in[1].shape)]);
+      ii.push_back(q < 0 ? q + s[axis] : q);
+      ii.insert(ii.end(), oi.begin() + axis + ir, oi.end());
+      out.v.push_back(in[0].v[Ravel(ii, s)]);
+    }
+    return {out};
+  }
+  if (op == "trilu") {
+    bool upper = IntAttr(a, "upper", 1);
+    int64_t k = IntAttr(a, "k", 0);
+    const Shape& s = in[0].shape;
+    Ref out{dt, s, in[0].v};
+    for (int64_t i = 0; i < Numel(s); ++i) {
+      auto idx = Unravel(i, s);
+      int64_t r = idx[s.size() - 2], c = idx.back();
+      bool keep = upper ? c - r >= k : c - r <= k;
+      if (!keep) out.v[i] = 0;
+    }
+    return {out};
+  }
+  if (op == "constant") {
+    const ir::Tensor& t = std::get<ir::Tensor>(a.at("value"));
+    Ref out{t.dtype(), t.shape(), {}};
+    for (int64_t i = 0; i < t.num_elements(); ++i) out.v.push_back(t.GetDouble(i));
+    return {out};
+  }
+  if (op == "softmax_ce_loss" || op == "nll_loss") {
+    const Shape& s = in[0].shape;
+    int64_t n = s[0], c = s[1], d = Numel(s) / (n * c);
+    std::string red = StrAttr(a, "reduction", "mean");
+    bool has_ignore = a.count("ignore_index");
+    int64_t ignore = IntAttr(a, "ignore_index", 0);
+    Ref lp{dt, s, in[0].v};
+    if (op == "softmax_ce_loss") {
+      for (int64_t i = 0; i < n; ++i) {
+        for (int64_t k = 0; k < d; ++k) {
+          std::vector<double> row;
+          for (int64_t j = 0; j < c; ++j) row.push_back(in[0].v[(i * c + j) * d + k]);
+          double lse = RefLogSumExp(row);
+          for (int64_t j = 0; j < c; ++j) lp.v[(i * c + j) * d + k] -= lse;
+        }
+      }
+    }
+    Ref loss{dt, red == "none" ? in[1].shape : Shape{}, {}};
+    double total = 0, wsum = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t k = 0; k < d; ++k) {
+        int64_t lab = static_cast<int64_t>(in[1].v[i * d + k]);
+        double w = (has_ignore && lab == ignore) ? 0 : (in.size() > 2 ? in[2].v[lab] : 1);
+        double l = w == 0 ? 0 : -w * lp.v[(i * c + lab) * d + k];
+        if (red == "none") loss.v.push_back(l);
+        total += l;
+        wsum += w;
+      }
+    }
+    if (red == "sum") loss.v = {total};
+    if (red == "mean") loss.v = {total / wsum};
+    std::vector<Ref> outs{loss, lp};
+    outs.resize(num_outputs);
+    return outs;
+  }
+  ADD_FAILURE() << "no reference for op " << op;
+  return {};
+}
+
+// ---------------------------------------------------------------------------------------------
+// The case table.
+
+enum class Gen { kAuto, kPositive, kRange };
+
+struct In {
+  DType dtype;
+  Shape shape;
+  Gen gen = Gen::kAuto;
+  int64_t lo = 0, hi = 0;  // kRange: integers in [lo, hi] (any dtype)
+};
+
+struct Case {
+  std::string op;
+  AttrMap attrs;
+  std::vector<In> inputs;
+  int num_outputs = 1;
+  double rtol = -1, atol = -1;  // < 0: per-dtype defaults
+  std::string error;            // non-empty: EvaluateNode must fail with this in the message
+  std::vector<TensorType> out_types;  // for error cases (no reference)
+};
+
+In F32(Shape s, Gen g = Gen::kAuto) { return In{DType::kF32, std::move(s), g}; }
+In F64(Shape s, Gen g = Gen::kAuto) { return In{DType::kF64, std::move(s), g}; }
+In I64(Shape s) { return In{DType::kI64, std::move(s)}; }
+In I32(Shape s) { return In{DType::kI32, std::move(s)}; }
+In Bool(Shape s) { return In{DType::kBool, std::move(s)}; }
+In Range(DType d, Shape s, int64_t lo, int64_t hi) { return In{d, std::move(s), Gen::kRange, lo, hi}; }
+
+std::string CaseName(const Case& c) {
+  std::vector<std::string> ins;
+  for (const In& i : c.inputs) {
+    ins.push_back(TensorType{i.dtype, i.shape}.ToString());
+  }
+  std::string attrs;
+  for (const auto& [k, v] : c.attrs) {
+    absl::StrAppend(&attrs, k, "=");
+    if (auto* i = std::get_if<int64_t>(&v)) absl::StrAppend(&attrs, *i);
+    else if (auto* s = std::get_if<std::string>(&v)) absl::StrAppend(&attrs, *s);
+    else if (auto* l = std::get_if<std::vector<int64_t>>(&v)) absl::StrAppend(&attrs, "[", absl::StrJoin(*l, ","), "]");
+    else if (auto* d = std::get_if<double>(&v)) absl::StrAppend(&attrs, *d);
+    else if (auto* t = std::get_if<DType>(&v)) absl::StrAppend(&attrs, std::string(ir::DTypeName(*t)));
+    absl::StrAppend(&attrs, " ");
+  }
+  return absl::StrCat(c.op, "(", absl::StrJoin(ins, ", "), ") {", attrs, "}");
+}
+
+std::vector<Case> AllCases() {
+  using V = std::vector<int64_t>;
+  std::vector<Case> cs;
+  // Elementwise binary: same shape, scalar, row and column broadcast, both-sided broadcast,
+  // large (threaded) tensors, every dtype family.
+  for (std::string op : {"add", "sub", "mul", "div", "max", "min"}) {
+    cs.push_back({op, {}, {F32({3, 5}), F32({3, 5})}});
+    cs.push_back({op, {}, {F32({2, 3, 8}), F32({8})}});
+    cs.push_back({op, {}, {F32({2, 3, 1}), F32({3, 4})}});
+    cs.push_back({op, {}, {F32({}), F32({4, 2})}});
+    cs.push_back({op, {}, {F64({4, 1, 3}), F64({1, 5, 1})}});
+    cs.push_back({op, {}, {F32({64, 1024}), F32({64, 1})}});
+    cs.push_back({op, {}, {F32({200, 300}), F32({200, 300})}});
+    if (op != "div") {
+      cs.push_back({op, {}, {I64({3, 4}), I64({4})}});
+      cs.push_back({op, {}, {I32({2, 3}), I32({2, 3})}});
+    }
+  }
+  cs.push_back({"add", {}, {In{DType::kF16, {4, 6}}, In{DType::kF16, {6}}}});
+  cs.push_back({"mul", {}, {In{DType::kBF16, {4, 6}}, In{DType::kBF16, {4, 6}}}});
+  // Integer division truncates toward zero; divisors never 0 here.
+  cs.push_back({"div", {}, {Range(DType::kI64, {5, 7}, -50, 50), Range(DType::kI64, {7}, 1, 9)}});
+  cs.push_back({"div", {}, {Range(DType::kI32, {4, 4}, -50, 50), Range(DType::kI32, {4, 4}, -9, -1)}});
+  cs.push_back({"pow", {}, {F32({3, 4}, Gen::kPositive), F32({4})}});
+  cs.push_back({"pow", {}, {F64({3, 4}, Gen::kPositive), F64({})}});
+  cs.push_back({"pow", {}, {Range(DType::kI64, {6}, -3, 3), Range(DType::kI64, {6}, 0, 4)}});
+  for (std::string op : {"equal", "less", "greater", "less_equal", "greater_equal"}) {
+    cs.push_back({op, {}, {Range(DType::kF32, {3, 4}, -2, 2), Range(DType::kF32, {4}, -2, 2)}});
+    cs.push_back({op, {}, {Range(DType::kI64, {2, 3, 4}, -2, 2), Range(DType::kI64, {3, 1}, -2, 2)}});
+  }
+  cs.push_back({"equal", {}, {Bool({2, 5}), Bool({5})}});
+  for (std::string op : {"and", "or", "xor"}) {
+    cs.push_back({op, {}, {Bool({3, 4}), Bool({3, 4})}});
+    cs.push_back({op, {}, {Bool({2, 3, 4}), Bool({1, 4})}});
+  }
+  cs.push_back({"not", {}, {Bool({7, 3})}});
+  // Unary float ops, f32 (fast math) and f64; big enough to take the threaded path too.
+  for (std::string op : {"neg", "abs", "exp", "erf", "tanh", "sigmoid", "relu", "identity",
+                         "floor", "ceil"}) {
+    cs.push_back({op, {}, {F32({4, 33})}});
+    cs.push_back({op, {}, {F64({3, 5})}});
+    cs.push_back({op, {}, {F32({128, 1024})}});
+  }
+  for (std::string op : {"sqrt", "reciprocal", "log"}) {
+    cs.push_back({op, {}, {F32({4, 33}, Gen::kPositive)}});
+    cs.push_back({op, {}, {F64({3, 5}, Gen::kPositive)}});
+  }
+  cs.push_back({"exp", {}, {In{DType::kF16, {3, 9}}}});
+  cs.push_back({"tanh", {}, {In{DType::kBF16, {3, 9}}}});
+  cs.push_back({"neg", {}, {I64({3, 4})}});
+  cs.push_back({"abs", {}, {I32({3, 4})}});
+  cs.push_back({"relu", {}, {I64({9})}});
+  cs.push_back({"identity", {}, {I64({2, 2})}});
+  cs.push_back({"identity", {}, {Bool({5})}});
+  cs.push_back({"gelu", {}, {F32({8, 100})}});
+  cs.push_back({"gelu", {{"approximate", std::string("none")}}, {F64({8, 10})}});
+  cs.push_back({"gelu", {{"approximate", std::string("tanh")}}, {F32({64, 768})}});
+  cs.push_back({"gelu", {{"approximate", std::string("tanh")}}, {F64({8, 10})}});
+  // where: full and broadcast conditions, any value dtype.
+  cs.push_back({"where", {}, {Bool({3, 4}), F32({3, 4}), F32({3, 4})}});
+  cs.push_back({"where", {}, {Bool({1, 1, 4, 4}), F32({}), F32({2, 3, 4, 4})}});
+  cs.push_back({"where", {}, {Bool({4}), I64({3, 4}), I64({1})}});
+  cs.push_back({"where", {}, {Bool({2, 1}), In{DType::kF16, {2, 3}}, In{DType::kF16, {3}}}});
+  // cast: every family, incl. f16/bf16 and bool, and round trips (f16 -> f32 is exact).
+  for (DType from : {DType::kF32, DType::kF64, DType::kI32, DType::kI64, DType::kBool,
+                     DType::kF16, DType::kBF16, DType::kI8, DType::kU8}) {
+    for (DType to : {DType::kF32, DType::kF64, DType::kI32, DType::kI64, DType::kBool,
+                     DType::kF16, DType::kBF16, DType::kI8, DType::kU8}) {
+      In in = IsInt(from) || from == DType::kBool ? Range(from, {3, 5}, 0, 100)
+                                                  : Range(from, {3, 5}, -100, 100);
+      if (from == DType::kI8 || from == DType::kI32 || from == DType::kI64) in.lo = -100;
+      if (to == DType::kU8 || to == DType::kBool) in.lo = 0;  // in range for unsigned targets
+      if (from == DType::kBool) in.hi = 1;
+      Case c{"cast", {{"to", to}}, {in}};
+      cs.push_back(c);
+    }
+  }
+  cs.push_back({"cast", {{"to", DType::kI64}}, {F32({4, 5})}});  // truncation of fractions
+  cs.push_back({"cast", {{"to", DType::kF16}}, {F32({4, 5})}, 1, 1e-3, 1e-4});
+  cs.push_back({"cast", {{"to", DType::kBF16}}, {F32({4, 5})}, 1, 8e-3, 1e-4});
+  // matmul: 1-D operands, batched with broadcast, linear-layer fold, many small batches.
+  cs.push_back({"matmul", {}, {F32({3, 4}), F32({4, 5})}});
+  cs.push_back({"matmul", {}, {F32({4}), F32({4, 5})}});
+  cs.push_back({"matmul", {}, {F32({2, 3, 4}), F32({4})}});
+  cs.push_back({"matmul", {}, {F32({4}), F32({4})}});
+  cs.push_back({"matmul", {}, {F32({2, 7, 16}), F32({16, 9})}});
+  cs.push_back({"matmul", {}, {F32({2, 1, 3, 4}), F32({5, 4, 6})}});
+  cs.push_back({"matmul", {}, {F32({3, 4}), F32({2, 4, 5})}});
+  cs.push_back({"matmul", {}, {F32({2, 6, 16, 8}), F32({2, 6, 8, 16})}, 1, 1e-5, 1e-5});
+  cs.push_back({"matmul", {}, {F64({3, 2, 5}), F64({3, 5, 2})}});
+  cs.push_back({"matmul", {}, {I64({2, 3}), I64({3, 2})}});
+  cs.push_back({"matmul", {}, {In{DType::kF16, {2, 3}}, In{DType::kF16, {3, 4}}}, 1, 2e-3, 2e-3});
+  cs.push_back({"gemm", {}, {F32({3, 4}), F32({4, 5})}});
+  cs.push_back({"gemm", {{"trans_a", int64_t{1}}, {"trans_b", int64_t{1}}, {"alpha", 0.5},
+                         {"beta", 2.0}},
+                {F32({4, 3}), F32({5, 4}), F32({5})}});
+  cs.push_back({"gemm", {{"trans_b", int64_t{1}}}, {F64({3, 4}), F64({5, 4}), F64({3, 1})}});
+  cs.push_back({"gemm", {{"beta", 0.0}}, {F32({3, 4}), F32({4, 5}), F32({3, 5})}});
+  // softmax / log_softmax on the last and on a middle axis.
+  for (std::string op : {"softmax", "log_softmax"}) {
+    cs.push_back({op, {{"axis", int64_t{-1}}}, {F32({4, 7})}});
+    cs.push_back({op, {{"axis", int64_t{1}}}, {F32({2, 5, 3})}});
+    cs.push_back({op, {{"axis", int64_t{2}}}, {F64({2, 3, 9})}});
+    cs.push_back({op, {{"axis", int64_t{3}}}, {F32({8, 4, 64, 64})}});
+  }
+  cs.push_back({"softmax", {{"axis", int64_t{1}}}, {In{DType::kF16, {3, 8}}}});
+  // layer_norm with 1, 2, 3 outputs, with and without bias, over 1 and 2 dims.
+  cs.push_back({"layer_norm", {{"axis", int64_t{-1}}, {"epsilon", 1e-5}},
+                {F32({2, 3, 8}), F32({8}), F32({8})}});
+  cs.push_back({"layer_norm", {{"axis", int64_t{1}}, {"epsilon", 1e-3}},
+                {F32({4, 3, 5}), F32({3, 5}), F32({3, 5})}, 3});
+  cs.push_back({"layer_norm", {{"axis", int64_t{2}}}, {F64({2, 3, 6}), F64({6})}, 2});
+  cs.push_back({"layer_norm", {{"axis", int64_t{1}}, {"epsilon", 1e-5}},
+                {F32({1024, 768}), F32({768}), F32({768})}, 3, 1e-4, 1e-5});
+  cs.push_back({"layer_norm", {{"axis", int64_t{1}}}, {In{DType::kBF16, {2, 16}}, In{DType::kBF16, {16}}}, 3});
+  // reductions: keepdims 0/1, leading / middle / trailing / all axes, ints.
+  for (std::string op : {"reduce_sum", "reduce_mean", "reduce_max", "reduce_min"}) {
+    for (int64_t keep : {0, 1}) {
+      cs.push_back({op, {{"axes", V{1}}, {"keepdims", keep}}, {F32({3, 4, 5})}});
+      cs.push_back({op, {{"axes", V{0, 2}}, {"keepdims", keep}}, {F32({3, 4, 5})}});
+      cs.push_back({op, {{"axes", V{}}, {"keepdims", keep}}, {F64({2, 3})}});
+      cs.push_back({op, {{"axes", V{2}}, {"keepdims", keep}}, {F32({16, 32, 256})}});
+      cs.push_back({op, {{"axes", V{0}}, {"keepdims", keep}}, {I64({4, 3})}});
+    }
+  }
+  cs.push_back({"reduce_sum", {{"axes", V{1, 3}}, {"keepdims", int64_t{0}}}, {I32({2, 3, 1, 4})}});
+  // Data movement.
+  cs.push_back({"reshape", {{"shape", V{4, 3}}}, {F32({2, 6})}});
+  cs.push_back({"reshape", {{"shape", V{6}}}, {I64({2, 3})}});
+  cs.push_back({"expand", {{"shape", V{2, 3, 4}}}, {F32({3, 1})}});
+  cs.push_back({"expand", {{"shape", V{3, 2}}}, {I64({2})}});
+  cs.push_back({"expand", {{"shape", V{2, 2}}}, {Bool({})}});
+  cs.push_back({"transpose", {{"perm", V{1, 0}}}, {F32({3, 5})}});
+  cs.push_back({"transpose", {{"perm", V{0, 2, 1, 3}}}, {F32({2, 3, 4, 5})}});
+  cs.push_back({"transpose", {{"perm", V{0, 2, 3, 1}}}, {F32({2, 3, 4, 5})}});
+  cs.push_back({"transpose", {{"perm", V{2, 0, 1}}}, {I64({70, 3, 45})}});
+  cs.push_back({"transpose", {{"perm", V{1, 0}}}, {In{DType::kF16, {33, 65}}}});
+  cs.push_back({"transpose", {{"perm", V{0, 2, 1, 3}}}, {F32({8, 128, 12, 64})}});
+  cs.push_back({"transpose", {{"perm", V{1, 0, 2}}}, {Bool({2, 3, 1})}});
+  cs.push_back({"split", {{"axis", int64_t{1}}, {"sizes", V{2, 3, 1}}}, {F32({2, 6, 3})}, 3});
+  cs.push_back({"split", {{"axis", int64_t{0}}, {"sizes", V{1, 1}}}, {I64({2, 3})}, 2});
+  cs.push_back({"split", {{"axis", int64_t{2}}, {"sizes", V{768, 768, 768}}}, {F32({2, 16, 2304})}, 3});
+  cs.push_back({"slice", {{"starts", V{1, 0}}, {"ends", V{3, 5}}, {"steps", V{1, 2}}}, {F32({4, 5})}});
+  cs.push_back({"slice", {{"starts", V{3, 4}}, {"ends", V{-1, 0}}, {"steps", V{-1, -2}}}, {F32({4, 5})}});
+  cs.push_back({"slice", {{"starts", V{0, 2, 1}}, {"ends", V{2, 2, 3}}, {"steps", V{1, 1, 1}}}, {I64({2, 3, 4})}});
+  cs.push_back({"slice", {{"starts", V{0, 5}}, {"ends", V{3, -1}}, {"steps", V{2, -3}}}, {I32({3, 6})}});
+  cs.push_back({"concat", {{"axis", int64_t{1}}}, {F32({2, 3}), F32({2, 1}), F32({2, 4})}});
+  cs.push_back({"concat", {{"axis", int64_t{0}}}, {I64({1}), I64({2}), I64({1})}});
+  cs.push_back({"concat", {{"axis", int64_t{2}}}, {F64({2, 2, 3}), F64({2, 2, 2})}});
+  cs.push_back({"gather", {{"axis", int64_t{0}}}, {F32({10, 6}), Range(DType::kI64, {2, 3}, -10, 9)}});
+  cs.push_back({"gather", {{"axis", int64_t{1}}}, {F32({3, 5, 2}), Range(DType::kI32, {4}, -5, 4)}});
+  cs.push_back({"gather", {{"axis", int64_t{0}}}, {I64({4}), Range(DType::kI64, {}, -4, 3)}});
+  cs.push_back({"gather", {{"axis", int64_t{0}}}, {F32({1000, 768}), Range(DType::kI64, {8, 128}, -1000, 999)}});
+  for (int64_t upper : {0, 1}) {
+    for (int64_t k : {-2, 0, 1, 5}) {
+      cs.push_back({"trilu", {{"upper", upper}, {"k", k}}, {F32({2, 4, 5})}});
+    }
+  }
+  cs.push_back({"trilu", {{"upper", int64_t{0}}}, {Bool({3, 3})}});
+  cs.push_back({"constant", {{"value", ir::Tensor::FromVector<float>(DType::kF32, {2, 2}, {1, -2, 3.5f, 4})}}, {}});
+  cs.push_back({"constant", {{"value", ir::Tensor::FromVector<int64_t>(DType::kI64, {3}, {7, -1, 0})}}, {}});
+  // Losses: every reduction, with / without weights and ignore_index, [N,C] and [N,C,d].
+  for (std::string op : {"softmax_ce_loss", "nll_loss"}) {
+    for (std::string red : {"none", "sum", "mean"}) {
+      for (bool ignore : {false, true}) {
+        for (bool weights : {false, true}) {
+          AttrMap a{{"reduction", red}};
+          if (ignore) a["ignore_index"] = int64_t{2};
+          std::vector<In> ins{F32({6, 5}), Range(DType::kI64, {6}, 0, 4)};
+          if (weights) ins.push_back(F32({5}, Gen::kPositive));
+          cs.push_back({op, a, ins, op == "softmax_ce_loss" ? 2 : 1});
+          std::vector<In> ins3{F64({3, 4, 2}), Range(DType::kI32, {3, 2}, 0, 3)};
+          if (weights) ins3.push_back(F64({4}, Gen::kPositive));
+          cs.push_back({op, a, ins3, 1});
+        }
+      }
+    }
+  }
+  cs.push_back({"softmax_ce_loss", {{"ignore_index", int64_t{-1}}}, {F32({4, 3}), Range(DType::kI64, {4}, -1, 2)}, 2});
+  // Error cases: untrusted data and malformed nodes return errors, never crash.
+  Case e;
+  e = {"div", {}, {I64({3}), Range(DType::kI64, {3}, 0, 0)}, 1, -1, -1, "division by zero", {{DType::kI64, {3}}}};
+  cs.push_back(e);
+  e = {"gather", {{"axis", int64_t{0}}}, {F32({3, 2}), Range(DType::kI64, {2}, 3, 3)}, 1, -1, -1, "out of range", {{DType::kF32, {2, 2}}}};
+  cs.push_back(e);
+  e = {"gather", {{"axis", int64_t{0}}}, {F32({3, 2}), Range(DType::kI32, {2}, -4, -4)}, 1, -1, -1, "out of range", {{DType::kF32, {2, 2}}}};
+  cs.push_back(e);
+  e = {"nll_loss", {{"reduction", std::string("sum")}}, {F32({2, 3}), Range(DType::kI64, {2}, 3, 3)}, 1, -1, -1, "out of range", {{DType::kF32, {}}}};
+  cs.push_back(e);
+  e = {"constant", {{"ref", std::string("w")}}, {}, 1, -1, -1, "cannot be evaluated", {{DType::kF32, {2}}}};
+  cs.push_back(e);
+  e = {"transpose", {{"perm", V{0, 0}}}, {F32({2, 3})}, 1, -1, -1, "permutation", {{DType::kF32, {2, 3}}}};
+  cs.push_back(e);
+  e = {"add", {}, {F32({2, 3}), F32({4})}, 1, -1, -1, "broadcast", {{DType::kF32, {2, 3}}}};
+  cs.push_back(e);
+  e = {"matmul", {}, {F32({2, 3}), F32({4, 5})}, 1, -1, -1, "inner dimensions", {{DType::kF32, {2, 5}}}};
+  cs.push_back(e);
+  e = {"reshape", {{"shape", V{5}}}, {F32({2, 3})}, 1, -1, -1, "cannot reshape", {{DType::kF32, {5}}}};
+  cs.push_back(e);
+  e = {"slice", {{"starts", V{4}}, {"ends", V{2}}, {"steps", V{1}}}, {F32({5})}, 1, -1, -1, "not normalized", {{DType::kF32, {0}}}};
+  cs.push_back(e);
+  e = {"no_such_op", {}, {F32({2})}, 1, -1, -1, "no CPU kernel", {{DType::kF32, {2}}}};
+  cs.push_back(e);
+  return cs;
+}
+
+ir::Tensor RandomTensor(const In& in, std::mt19937_64& rng) {
+  ir::Tensor t(in.dtype, in.shape);
+  int64_t n = t.num_elements();
+  std::uniform_real_distribution<double> normal(-2, 2), positive(0.1, 3);
+  std::uniform_int_distribution<int64_t> small(-5, 5);
+  std::uniform_int_distribution<int64_t> range(in.lo, std::max(in.lo, in.hi));
+  for (int64_t i = 0; i < n; ++i) {
+    double v;
+    if (in.gen == Gen::kRange) {
+      v = static_cast<double>(range(rng));
+    } else if (in.dtype == DType::kBool) {
+      v = static_cast<double>(rng() & 1);
+    } else if (IsInt(in.dtype)) {
+      v = static_cast<double>(small(rng));
+    } else {
+      v = in.gen == Gen::kPositive ? positive(rng) : normal(rng);
+    }
+    void* p = t.mutable_data();
+    switch (in.dtype) {
+      case DType::kF32: static_cast<float*>(p)[i] = static_cast<float>(v); break;
+      case DType::kF64: static_cast<double*>(p)[i] = v; break;
+      case DType::kF16: {  // exact for the values used (integers, or rounded to 1/64)
+        float f = std::round(v * 64) / 64;
+        static_cast<uint16_t*>(p)[i] = _cvtss_sh(f, 0);
+        break;
+      }
+      case DType::kBF16: {  // multiples of 1/16 below 8 are exact in bf16
+        float f = std::round(v * 16) / 16;
+        uint32_t bits;
+        std::memcpy(&bits, &f, 4);
+        static_cast<uint16_t*>(p)[i] = static_cast<uint16_t>(bits >> 16);
+        break;
+      }
+      case DType::kI8: static_cast<int8_t*>(p)[i] = static_cast<int8_t>(v); break;
+      case DType::kU8: static_cast<uint8_t*>(p)[i] = static_cast<uint8_t>(v); break;
+      case DType::kI32: static_cast<int32_t*>(p)[i] = static_cast<int32_t>(v); break;
+      case DType::kI64: static_cast<int64_t*>(p)[i] = static_cast<int64_t>(v); break;
+      case DType::kBool: static_cast<uint8_t*>(p)[i] = v != 0; break;
+    }
+  }
+  return t;
+}
+
+void DefaultTolerance(DType d, double* rtol, double* atol) {
+  switch (d) {
+    case DType::kF32: *rtol = 2e-5; *atol = 1e-6; break;
+    case DType::kF64: *rtol = 1e-11; *atol = 1e-12; break;
+    case DType::kF16: *rtol = 2e-3; *atol = 1e-3; break;
+    case DType::kBF16: *rtol = 1.6e-2; *atol = 1e-2; break;
+    default: *rtol = 0; *atol = 0; break;
+  }
+}
+
+class KernelCaseTest : public testing::TestWithParam<Case> {};
+
+TEST_P(KernelCaseTest, MatchesReference) {
+  const Case& c = GetParam();
+  SCOPED_TRACE(CaseName(c));
+  std::mt19937_64 rng(std::hash<std::string>()(CaseName(c)));
+  std::vector<ir::Tensor> inputs;
+  std::vector<Ref> refs;
+  for (const In& in : c.inputs) {
+    inputs.push_back(RandomTensor(in, rng));
+    Ref r{in.dtype, in.shape, {}};
+    for (int64_t i = 0; i < inputs.back().num_elements(); ++i) r.v.push_back(inputs.back().GetDouble(i));
+    refs.push_back(std::move(r));
+  }
+  std::vector<Ref> expected;
+  std::vector<TensorType> out_types = c.out_types;
+  if (c.error.empty()) {
+    expected = Reference(c.op, c.attrs, refs, c.num_outputs);
+    ASSERT_EQ(static_cast<int>(expected.size()), c.num_outputs);
+    out_types.clear();
+    for (const Ref& r : expected) out_types.push_back({r.dtype, r.shape});
+  }
+  ir::Function fn("test");
+  std::vector<ir::Value*> params;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    params.push_back(fn.AddParam(absl::StrCat("x", i), inputs[i].type()));
+  }
+  ir::Node* node = fn.AddNode(c.op, params, out_types, c.attrs, "/test");
+  absl::StatusOr<std::vector<ir::Tensor>> got = EvaluateNode(*node, inputs);
+  if (!c.error.empty()) {
+    ASSERT_FALSE(got.ok()) << "expected an error containing '" << c.error << "'";
+    EXPECT_NE(got.status().message().find(c.error), std::string::npos) << got.status();
+    EXPECT_NE(got.status().message().find(c.op), std::string::npos)
+        << "the error should name the op: " << got.status();
+    return;
+  }
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->size(), expected.size());
+  for (size_t o = 0; o < expected.size(); ++o) {
+    const ir::Tensor& t = (*got)[o];
+    ASSERT_EQ(t.type(), out_types[o]);
+    double rtol = c.rtol, atol = c.atol;
+    double drtol, datol;
+    DefaultTolerance(t.dtype(), &drtol, &datol);
+    if (rtol < 0) rtol = drtol;
+    if (atol < 0) atol = datol;
+    int failures = 0;
+    for (int64_t i = 0; i < t.num_elements() && failures < 5; ++i) {
+      double want = expected[o].v[i];
+      // For 16-bit outputs the reference is rounded like the output type stores it.
+      double g = t.GetDouble(i);
+      bool ok = (std::isnan(want) && std::isnan(g)) || std::fabs(g - want) <= atol + rtol * std::fabs(want);
+      if (!ok) {
+        ++failures;
+        ADD_FAILURE() << "output " << o << " element " << i << ": got " << g << ", want " << want;
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(All, KernelCaseTest, testing::ValuesIn(AllCases()),
+                         [](const testing::TestParamInfo<Case>& info) {
+                           std::string name = absl::StrCat(info.index, "_", info.param.op);
+                           return name;
+                         });
+
+// ---------------------------------------------------------------------------------------------
+// The vectorized f32 math against double precision over wide ranges (ulp-level accuracy).
+
+void CheckUnaryAccuracy(const std::string& op, float lo, float hi, double max_rel, double atol,
+                        double (*ref)(double)) {
+  const int64_t n = 200001;
+  std::vector<float> xs(n);
+  for (int64_t i = 0; i < n; ++i) xs[i] = lo + (hi - lo) * static_cast<float>(i) / (n - 1);
+  ir::Function fn("t");
+  ir::Value* x = fn.AddParam("x", {DType::kF32, {n}});
+  ir::Node* node = fn.AddNode(op, {x}, {{DType::kF32, {n}}});
+  auto got = EvaluateNode(*node, {ir::Tensor::FromVector(DType::kF32, {n}, xs)});
+  ASSERT_TRUE(got.ok()) << got.status();
+  double worst = 0;
+  float worst_x = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    double want = ref(xs[i]);
+    double g = (*got)[0].data_as<float>()[i];
+    double err = std::fabs(g - want) - atol;
+    double rel = err <= 0 ? 0 : err / std::max(std::fabs(want), 1e-30);
+    if (rel > worst) {
+      worst = rel;
+      worst_x = xs[i];
+    }
+  }
+  EXPECT_LE(worst, max_rel) << op << " worst relative error at x=" << worst_x;
+}
+
+double Sigmoid(double x) { return 1 / (1 + std::exp(-x)); }
+
+TEST(KernelMathTest, ExpAccuracy) {
+  CheckUnaryAccuracy("exp", -87.0f, 88.0f, 4e-7, 0, [](double x) { return std::exp(x); });
+  CheckUnaryAccuracy("exp", -103.0f, -87.0f, 1e-2, 1e-44, [](double x) { return std::exp(x); });
+}
+TEST(KernelMathTest, TanhAccuracy) {
+  CheckUnaryAccuracy("tanh", -12.0f, 12.0f, 6e-7, 0, [](double x) { return std::tanh(x); });
+  CheckUnaryAccuracy("tanh", -0.01f, 0.01f, 6e-7, 0, [](double x) { return std::tanh(x); });
+}
+TEST(KernelMathTest, ErfAccuracy) {
+  CheckUnaryAccuracy("erf", -6.0f, 6.0f, 1e-6, 0, [](double x) { return std::erf(x); });
+  CheckUnaryAccuracy("erf", -1e-3f, 1e-3f, 1e-6, 0, [](double x) { return std::erf(x); });
+}
+TEST(KernelMathTest, SigmoidAccuracy) {
+  CheckUnaryAccuracy("sigmoid", -80.0f, 30.0f, 1e-6, 0, Sigmoid);
+}
+
+TEST(KernelMathTest, SpecialValues) {
+  std::vector<float> xs = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1e-30f, -1e-30f, 100.0f, -200.0f};
+  const int64_t n = xs.size();
+  for (std::string op : {"exp", "tanh", "erf", "sigmoid"}) {
+    ir::Function fn("t");
+    ir::Value* x = fn.AddParam("x", {DType::kF32, {n}});
+    ir::Node* node = fn.AddNode(op, {x}, {{DType::kF32, {n}}});
+    auto got = EvaluateNode(*node, {ir::Tensor::FromVector(DType::kF32, {n}, xs)});
+    ASSERT_TRUE(got.ok()) << got.status();
+    for (int64_t i = 0; i < n; ++i) {
+      double want = op == "exp" ? std::exp(double(xs[i]))
+                    : op == "tanh" ? std::tanh(double(xs[i]))
+                    : op == "erf" ? std::erf(double(xs[i]))
+                                  : Sigmoid(xs[i]);
+      want = static_cast<float>(want);  // f32 overflow (exp(100) = inf) is the right answer
+      double g = (*got)[0].data_as<float>()[i];
+      if (std::isnan(want)) {
+        EXPECT_TRUE(std::isnan(g)) << op << "(" << xs[i] << ")";
+      } else if (std::isinf(want)) {
+        EXPECT_EQ(g, want) << op << "(" << xs[i] << ")";
+      } else if (false) {
+        EXPECT_TRUE(std::isnan(g)) << op << "(" << xs[i] << ")";
+      } else {
+        EXPECT_NEAR(g, want, 1e-6 * std::max(1.0, std::fabs(want))) << op << "(" << xs[i] << ")";
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// dropout draws random numbers: check its properties instead of values.
+
+TEST(KernelDropoutTest, MaskScalesAndRate) {
+  const int64_t n = 100000;
+  ir::Function fn("t");
+  ir::Value* x = fn.AddParam("x", {DType::kF32, {n}});
+  ir::Node* node = fn.AddNode("dropout", {x}, {{DType::kF32, {n}}, {DType::kBool, {n}}},
+                              {{"ratio", 0.25}, {"seed", int64_t{7}}});
+  std::vector<float> xs(n);
+  for (int64_t i = 0; i < n; ++i) xs[i] = 1.0f + static_cast<float>(i % 7);
+  auto got = EvaluateNode(*node, {ir::Tensor::FromVector(DType::kF32, {n}, xs)});
+  ASSERT_TRUE(got.ok()) << got.status();
+  int64_t kept = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    float y = (*got)[0].data_as<float>()[i];
+    bool m = (*got)[1].data_as<uint8_t>()[i];
+    kept += m;
+    EXPECT_FLOAT_EQ(y, m ? xs[i] / 0.75f : 0.0f) << i;
+    if (testing::Test::HasFailure()) break;
+  }
+  EXPECT_NEAR(static_cast<double>(kept) / n, 0.75, 0.01);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernels run repeatedly with the same workspace (as in the executor) and HasKernel covers
+// every op the table exercises.
+
+TEST(KernelApiTest, HasKernelAndRepeatedRuns) {
+  for (const char* op : {"add", "matmul", "gemm", "layer_norm", "softmax_ce_loss", "nll_loss",
+                         "gather", "constant", "dropout", "trilu", "cast", "where"}) {
+    EXPECT_TRUE(HasKernel(op)) << op;
+  }
+  EXPECT_FALSE(HasKernel("no_such_op"));
+  ir::Function fn("t");
+  ir::Value* a = fn.AddParam("a", {DType::kF32, {4, 8}});
+  ir::Node* node = fn.AddNode("reduce_sum", {a}, {{DType::kF32, {8}}},
+                              {{"axes", std::vector<int64_t>{0}}, {"keepdims", int64_t{0}}});
+  auto kernel = CreateKernel(*node);
+  ASSERT_TRUE(kernel.ok()) << kernel.status();
+  std::vector<float> in(32), out(8);
+  for (int i = 0; i < 32; ++i) in[i] = static_cast<float>(i);
+  std::vector<char> ws((*kernel)->WorkspaceBytes() + 64);
+  for (int run = 0; run < 3; ++run) {
+    const void* ins[] = {in.data()};
+    void* outs[] = {out.data()};
+    ASSERT_TRUE((*kernel)->Run(ins, outs, ws.data()).ok());
+    for (int j = 0; j < 8; ++j) EXPECT_EQ(out[j], 4 * j + 48) << "run " << run;  // j+(j+8)+(j+16)+(j+24)
+  }
+}
+
+}  // namespace
+}  // namespace ptc::cpu
