@@ -513,6 +513,7 @@ class Parser {
     if (Consume(':')) {
       while (true) {
         if (count == n) {
+          SkipSpace();
           return Error(absl::StrCat("expected '>': ", type.ToString(), " holds ", n,
                                     " elements"));
         }
