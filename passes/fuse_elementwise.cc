@@ -63,7 +63,10 @@ bool FusableDType(ir::DType d) { return d == ir::DType::kF32 || d == ir::DType::
 class FuseElementwisePass : public Pass {
  public:
   explicit FuseElementwisePass(FuseElementwiseOptions options) : options_(options) {}
-  std::string_view name() const override { return "fuse-elementwise"; }
+  // With chain fusion off it is the gelu matcher alone, registered as its own pass.
+  std::string_view name() const override {
+    return options_.fuse_chains ? "fuse-elementwise" : "match-gelu";
+  }
 
   absl::StatusOr<bool> Run(ir::Module& module) override {
     bool changed = false;

@@ -116,6 +116,12 @@ const std::vector<PassInfo>& RegisteredPasses() {
       {"dce", "remove nodes whose outputs are unused", [] { return CreateDcePass(); }},
       {"fuse-elementwise", "match gelu; fuse chains of elementwise ops (CPU)",
        [] { return CreateFuseElementwisePass(); }},
+      {"match-gelu", "match x*0.5*(1+erf(x/sqrt2)) into gelu (fuse-elementwise's first step)",
+       [] {
+         FuseElementwiseOptions o;
+         o.fuse_chains = false;
+         return CreateFuseElementwisePass(o);
+       }},
   };
   return *passes;
 }
