@@ -26,6 +26,10 @@ struct ImportOptions {
   bool run_checker = true;
   // Constants with more elements than this go to Module::tensors() (constant {ref=...}).
   int64_t inline_constant_limit = 16;
+  // Known values for graph inputs (name -> tensor of the input's type). Such inputs stay
+  // parameters, but their values may be folded into attributes, e.g. a Reshape `shape` or a
+  // Slice `starts` fed as a graph input (the conformance runner passes its test data here).
+  std::map<std::string, ir::Tensor> input_values;
 };
 
 // Errors say what and where: file, ONNX node name, op type, opset, shapes, and what to do.

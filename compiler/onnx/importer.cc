@@ -1,0 +1,1588 @@
+// ONNX -> IR import. See importer.h for the contract.
+//
+// Flow: parse (CodedInputStream, 2 GiB limit) -> opset check -> initializers (typed fields,
+// raw_data, external data confined to the model's folder) -> a "check model" (the graph with
+// symbolic dims bound, small initializers inline and large ones as typed graph inputs, so that
+// neither the checker nor shape inference touches weight bytes) -> onnx::checker ->
+// onnx shape inference (strict, with data propagation) -> nodes in topological order, each
+// normalized to IR ops (ops.h) or folded to a constant when its inputs are known.
+//
+// Values are tracked per ONNX name as an Entry: a static type, a known constant (if any) and
+// the IR value (created lazily for constants: a constant only becomes a `constant` node when a
+// real node uses it, so Shape -> Gather -> Concat -> Reshape chains leave no trace but the
+// reshape's attribute).
+#include "compiler/onnx/importer.h"
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <queue>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "codegen/cpu/kernel.h"
+#include "compiler/ir/ops.h"
+#include "compiler/onnx/onnx_util.h"
+#include "compiler/support/status.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "onnx/checker.h"
+#include "onnx/defs/schema.h"
+#include "onnx/shape_inference/implementation.h"
+
+namespace ptc::onnx_import {
+namespace {
+
+constexpr int kMinOpset = 13;
+constexpr int kMaxOpset = 17;
+// Folded constants larger than this stay as nodes (they would bloat the weights).
+constexpr int64_t kMaxFoldBytes = int64_t{64} << 20;
+// Initializers up to this many elements are given to ONNX shape inference with their data
+// (shape operands); larger ones are passed as typed inputs only.
+constexpr int64_t kMaxInferenceInitializerElements = 4096;
+// Marks initializers that the exporter wrote for IR constants (not weights).
+constexpr char kConstantDocString[] = "ptc:constant";
+constexpr char kPtcDomain[] = "ai.ptc";
+constexpr char kDTypeAttrDoc[] = "ptc:dtype";
+
+std::string Sanitize(absl::string_view name) {
+  std::string out;
+  out.reserve(name.size());
+  for (char ch : name) {
+    bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '.';
+    out.push_back(ok ? ch : '_');
+  }
+  if (out.empty()) out = "v";
+  return out;
+}
+
+std::string TypesToString(const std::vector<ir::TensorType>& types) {
+  std::vector<std::string> parts;
+  for (const auto& t : types) parts.push_back(t.ToString());
+  return absl::StrCat("(", absl::StrJoin(parts, ", "), ")");
+}
+
+struct Entry {
+  std::string name;  // ONNX name ("" for intermediates the importer made)
+  ir::TensorType type;
+  ir::Value* value = nullptr;
+  std::optional<ir::Tensor> constant;
+  bool foldable = false;  // the constant may feed folding (not a trainable weight)
+  std::string loc;        // where a constant came from (loc of its constant node)
+};
+using EntryPtr = std::shared_ptr<Entry>;
+
+
+class Importer;
+
+// One ONNX node being converted: its attributes and inputs, and error formatting.
+class NodeCtx {
+ public:
+  NodeCtx(Importer* imp, const onnx::NodeProto& node, std::string loc)
+      : imp_(imp), node_(node), loc_(std::move(loc)) {}
+
+  const onnx::NodeProto& node() const { return node_; }
+  const std::string& loc() const { return loc_; }
+  const std::string& op_type() const { return node_.op_type(); }
+  absl::Status Error(absl::string_view msg) const;
+  absl::Status Unimplemented(absl::string_view msg) const;
+
+  const onnx::AttributeProto* FindAttr(absl::string_view name) const {
+    for (const auto& a : node_.attribute()) {
+      if (a.name() == name) return &a;
+    }
+    return nullptr;
+  }
+  absl::StatusOr<int64_t> AttrInt(absl::string_view name, std::optional<int64_t> def) const {
+    const auto* a = FindAttr(name);
+    if (a == nullptr) {
+      if (def) return *def;
+      return Error(absl::StrCat("missing required attribute '", name, "'"));
+    }
+    if (a->type() != onnx::AttributeProto::INT) return WrongType(name, "INT");
+    return a->i();
+  }
+  absl::StatusOr<double> AttrFloat(absl::string_view name, std::optional<double> def) const {
+    const auto* a = FindAttr(name);
+    if (a == nullptr) {
+      if (def) return *def;
+      return Error(absl::StrCat("missing required attribute '", name, "'"));
+    }
+    if (a->type() != onnx::AttributeProto::FLOAT) return WrongType(name, "FLOAT");
+    return static_cast<double>(a->f());
+  }
+  absl::StatusOr<std::string> AttrString(absl::string_view name,
+                                         std::optional<std::string> def) const {
+    const auto* a = FindAttr(name);
+    if (a == nullptr) {
+      if (def) return *def;
+      return Error(absl::StrCat("missing required attribute '", name, "'"));
+    }
+    if (a->type() != onnx::AttributeProto::STRING) return WrongType(name, "STRING");
+    return a->s();
+  }
+  absl::StatusOr<std::optional<std::vector<int64_t>>> AttrInts(absl::string_view name) const {
+    const auto* a = FindAttr(name);
+    if (a == nullptr) return std::optional<std::vector<int64_t>>();
+    if (a->type() != onnx::AttributeProto::INTS) return WrongType(name, "INTS");
+    return std::optional<std::vector<int64_t>>(
+        std::vector<int64_t>(a->ints().begin(), a->ints().end()));
+  }
+
+  int num_inputs() const { return node_.input_size(); }
+  int num_outputs() const { return node_.output_size(); }
+  // nullptr when the optional input is absent.
+  Entry* In(int i) const;
+  absl::StatusOr<Entry*> Req(int i) const;
+  // A constant input, for operands that become attributes.
+  absl::StatusOr<ir::Tensor> ConstIn(int i, absl::string_view what) const;
+  absl::StatusOr<std::vector<int64_t>> ConstInts(int i, absl::string_view what) const;
+  // ONNX output names; "" for absent optional outputs.
+  std::vector<std::string> OutNames(int n) const {
+    std::vector<std::string> names;
+    for (int i = 0; i < n; ++i) names.push_back(i < node_.output_size() ? node_.output(i) : "");
+    return names;
+  }
+  // Number of outputs actually requested (up to the last non-empty name).
+  int UsedOutputs() const {
+    int n = 0;
+    for (int i = 0; i < node_.output_size(); ++i) {
+      if (!node_.output(i).empty()) n = i + 1;
+    }
+    return n;
+  }
+
+  absl::StatusOr<int64_t> NormAxis(int64_t axis, int64_t rank, absl::string_view what) const {
+    if (axis < -rank || axis >= rank) {
+      return Error(absl::StrCat(what, " ", axis, " is out of range for rank ", rank,
+                                " (valid: [", -rank, ", ", rank - 1, "])"));
+    }
+    return axis < 0 ? axis + rank : axis;
+  }
+
+ private:
+  absl::Status WrongType(absl::string_view name, absl::string_view want) const {
+    return Error(absl::StrCat("attribute '", name, "' must be of type ", want));
+  }
+  Importer* imp_;
+  const onnx::NodeProto& node_;
+  std::string loc_;
+};
+
+class Importer {
+ public:
+  Importer(std::string base_dir, std::string source, const ImportOptions& options)
+      : options_(options), source_(std::move(source)), external_(base_dir) {}
+
+  absl::StatusOr<std::unique_ptr<ir::Module>> Run(const std::string& bytes);
+
+  // --- used by NodeCtx ---
+  absl::Status NodeError(const NodeCtx& c, absl::string_view msg, absl::StatusCode code) const {
+    return absl::Status(code, absl::StrCat(source_, ": node '", c.loc(), "' (", c.op_type(),
+                                           ", opset ", opset_, "): ", msg));
+  }
+  Entry* Lookup(const std::string& name) {
+    auto it = env_.find(name);
+    return it == env_.end() ? nullptr : it->second.get();
+  }
+
+ private:
+  absl::Status Error(absl::string_view msg) const {
+    return absl::InvalidArgumentError(absl::StrCat(source_, ": ", msg));
+  }
+  absl::Status Parse(const std::string& bytes);
+  absl::Status CheckOpsets();
+  absl::Status LoadInitializers();
+  absl::Status BindInputs();
+  absl::Status BuildCheckModel();
+  absl::Status CheckAndInfer();
+  absl::Status CreateParams();
+  absl::Status ConvertNodes();
+  absl::Status ConvertNode(const onnx::NodeProto& node, int index);
+  absl::Status ConvertPtcNode(NodeCtx& c);
+  absl::Status SetResults();
+  void RemoveUnusedParams();
+
+  // Emits `op` (or folds it when all inputs are foldable constants) and binds the non-empty
+  // names in `names` (one per output) in the environment.
+  absl::StatusOr<std::vector<EntryPtr>> Emit(const NodeCtx& c, absl::string_view op,
+                                             const std::vector<Entry*>& inputs,
+                                             ir::AttrMap attrs,
+                                             const std::vector<std::string>& names);
+  absl::StatusOr<EntryPtr> Emit1(const NodeCtx& c, absl::string_view op,
+                                 const std::vector<Entry*>& inputs, ir::AttrMap attrs,
+                                 const std::string& name) {
+    PTC_ASSIGN_OR_RETURN(auto outs, Emit(c, op, inputs, std::move(attrs), {name}));
+    return outs[0];
+  }
+  absl::StatusOr<std::vector<ir::Tensor>> Fold(absl::string_view op,
+                                               const std::vector<Entry*>& inputs,
+                                               const ir::AttrMap& attrs,
+                                               const std::vector<ir::TensorType>& types);
+  EntryPtr BindConstant(const std::string& name, ir::Tensor t, const std::string& loc);
+  // `name` becomes another name for the value of `src` (Identity and friends).
+  void Alias(const std::string& name, const std::string& src) {
+    if (!name.empty()) env_[name] = env_.at(src);
+  }
+  absl::StatusOr<ir::Value*> Materialize(Entry* e);
+  absl::Status CrossCheck(const NodeCtx& c, const std::string& name, const ir::TensorType& t);
+  std::string UniqueTensorName(const std::string& base);
+
+  ImportOptions options_;
+  std::string source_;
+  ExternalDataReader external_;
+  onnx::ModelProto model_;
+  onnx::ModelProto check_model_;
+  google::protobuf::RepeatedPtrField<onnx::TensorProto> init_protos_;
+  std::vector<std::pair<std::string, ir::Tensor>> initializers_;  // in file order
+  std::set<std::string> constant_initializers_;  // marked ptc:constant by the exporter
+  std::map<std::string, ir::TensorType> input_types_;  // graph inputs (not initializers)
+  std::map<std::string, onnx::TypeProto> onnx_types_;  // ONNX-inferred types by name
+  int opset_ = 0;
+  std::map<std::string, EntryPtr> env_;
+  std::vector<EntryPtr> temps_;  // intermediates the importer made (chains)
+  std::unique_ptr<ir::Module> module_;
+  ir::Function* fn_ = nullptr;
+};
+
+absl::Status NodeCtx::Error(absl::string_view msg) const {
+  return imp_->NodeError(*this, msg, absl::StatusCode::kInvalidArgument);
+}
+absl::Status NodeCtx::Unimplemented(absl::string_view msg) const {
+  return imp_->NodeError(*this, msg, absl::StatusCode::kUnimplemented);
+}
+
+Entry* NodeCtx::In(int i) const {
+  if (i >= node_.input_size() || node_.input(i).empty()) return nullptr;
+  return imp_->Lookup(node_.input(i));
+}
+
+absl::StatusOr<Entry*> NodeCtx::Req(int i) const {
+  if (i >= node_.input_size() || node_.input(i).empty()) {
+    return Error(absl::StrCat("missing required input ", i));
+  }
+  Entry* e = imp_->Lookup(node_.input(i));
+  if (e == nullptr) {
+    return Error(absl::StrCat("input '", node_.input(i), "' is not defined before this node"));
+  }
+  return e;
+}
+
+absl::StatusOr<ir::Tensor> NodeCtx::ConstIn(int i, absl::string_view what) const {
+  PTC_ASSIGN_OR_RETURN(Entry * e, Req(i));
+  if (!e->constant) {
+    return Unimplemented(absl::StrCat(
+        "input '", what, "' ('", node_.input(i),
+        "') is computed at run time; ptc needs it to be a constant (an initializer, a Constant "
+        "node, or computable from static shapes). Re-export the model with fixed shapes or "
+        "constant folding (torch.onnx.export(..., do_constant_folding=True)), and bind symbolic "
+        "dims with --dim NAME=N"));
+  }
+  return *e->constant;
+}
+
+absl::StatusOr<std::vector<int64_t>> NodeCtx::ConstInts(int i, absl::string_view what) const {
+  PTC_ASSIGN_OR_RETURN(ir::Tensor t, ConstIn(i, what));
+  if (t.dtype() != ir::DType::kI64 && t.dtype() != ir::DType::kI32) {
+    return Error(absl::StrCat("input '", what, "' must be int64 or int32, got ",
+                              t.type().ToString()));
+  }
+  if (t.type().rank() > 1) {
+    return Error(absl::StrCat("input '", what, "' must be 1-D, got ", t.type().ToString()));
+  }
+  std::vector<int64_t> v(static_cast<size_t>(t.num_elements()));
+  for (int64_t k = 0; k < t.num_elements(); ++k) v[k] = t.GetInt(k);
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing and model-level checks
+
+absl::Status Importer::Parse(const std::string& bytes) {
+  if (bytes.size() > static_cast<size_t>(INT_MAX)) {
+    return Error(absl::StrCat(
+        "the model is ", bytes.size(),
+        " bytes; protobuf cannot parse messages over 2 GiB. Save the weights as external data: "
+        "onnx.save(model, path, save_as_external_data=True)"));
+  }
+  google::protobuf::io::ArrayInputStream array(bytes.data(), static_cast<int>(bytes.size()));
+  google::protobuf::io::CodedInputStream coded(&array);
+  coded.SetTotalBytesLimit(INT_MAX);
+  if (!model_.ParseFromCodedStream(&coded) || !coded.ConsumedEntireMessage()) {
+    return Error("not a valid ONNX model (protobuf parse failed; the file is truncated or "
+                 "corrupt)");
+  }
+  if (!model_.has_graph()) return Error("the model has no graph");
+  return absl::OkStatus();
+}
+
+absl::Status Importer::CheckOpsets() {
+  opset_ = -1;
+  for (const auto& imp : model_.opset_import()) {
+    if (imp.domain().empty() || imp.domain() == "ai.onnx") {
+      opset_ = static_cast<int>(std::clamp<int64_t>(imp.version(), INT_MIN, INT_MAX));
+    }
+  }
+  if (opset_ < 0) {
+    std::vector<std::string> domains;
+    for (const auto& imp : model_.opset_import()) domains.push_back(imp.domain());
+    return Error(absl::StrCat("the model has no opset_import for the default ONNX domain (it "
+                              "imports: ", absl::StrJoin(domains, ", "),
+                              "); ptc imports default-domain ops only"));
+  }
+  if (opset_ < kMinOpset) {
+    // An older model is accepted only when none of its ops changed between its opset and
+    // opset 13 (the same schema resolves at both), so opset-13 semantics apply unchanged.
+    for (const auto& node : model_.graph().node()) {
+      if (!node.domain().empty() && node.domain() != "ai.onnx") continue;
+      const auto* old_schema =
+          onnx::OpSchemaRegistry::Schema(node.op_type(), opset_, onnx::ONNX_DOMAIN);
+      const auto* new_schema =
+          onnx::OpSchemaRegistry::Schema(node.op_type(), kMinOpset, onnx::ONNX_DOMAIN);
+      if (old_schema == nullptr || new_schema == nullptr ||
+          old_schema->SinceVersion() != new_schema->SinceVersion()) {
+        return Error(absl::StrCat(
+            "opset ", opset_, " is older than ptc supports (", kMinOpset, "..", kMaxOpset,
+            ") and op ", node.op_type(), " (node '", node.name(), "') changed since; convert "
+            "the model first: python3 -c \"import onnx, onnx.version_converter as vc; "
+            "onnx.save(vc.convert_version(onnx.load('in.onnx'), 17), 'out.onnx')\""));
+      }
+    }
+  }
+  if (opset_ > kMaxOpset) {
+    return Error(absl::StrCat("opset ", opset_, " is newer than ptc supports (", kMinOpset, "..",
+                              kMaxOpset, "); export with opset_version=", kMaxOpset));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Importer::LoadInitializers() {
+  const auto& g = model_.graph();
+  if (g.sparse_initializer_size() > 0) {
+    return Error("sparse initializers are not supported; densify them before export");
+  }
+  init_protos_.Swap(model_.mutable_graph()->mutable_initializer());
+  std::set<std::string> seen;
+  for (const auto& proto : init_protos_) {
+    if (proto.name().empty()) return Error("an initializer has no name");
+    if (!seen.insert(proto.name()).second) {
+      return Error(absl::StrCat("initializer '", proto.name(), "' is defined twice"));
+    }
+    auto t = TensorFromProto(proto, &external_);
+    if (!t.ok()) {
+      return absl::Status(t.status().code(), absl::StrCat(source_, ": ", t.status().message()));
+    }
+    if (proto.doc_string() == kConstantDocString) constant_initializers_.insert(proto.name());
+    initializers_.emplace_back(proto.name(), *std::move(t));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Importer::BindInputs() {
+  std::set<std::string> init_names;
+  for (const auto& [name, t] : initializers_) init_names.insert(name);
+  for (const auto& [name, value] : options_.dims) {
+    if (value < 0) {
+      return Error(absl::StrCat("--dim ", name, "=", value, ": dims must be >= 0"));
+    }
+  }
+  std::vector<std::string> unbound;
+  std::set<std::string> unbound_names;
+  for (const auto& vi : model_.graph().input()) {
+    if (init_names.count(vi.name())) continue;
+    if (!vi.type().has_tensor_type()) {
+      return Error(absl::StrCat("graph input '", vi.name(),
+                                "' is not a tensor; ptc imports tensor inputs only"));
+    }
+    const auto& tt = vi.type().tensor_type();
+    auto dtype = DTypeFromOnnx(tt.elem_type());
+    if (!dtype.ok()) {
+      return Error(absl::StrCat("graph input '", vi.name(), "': ", dtype.status().message()));
+    }
+    if (!tt.has_shape()) {
+      return Error(absl::StrCat("graph input '", vi.name(),
+                                "' has no shape; ptc needs static shapes: export the model with "
+                                "input shapes (named dims can be bound with --dim NAME=N)"));
+    }
+    ir::Shape shape;
+    for (int i = 0; i < tt.shape().dim_size(); ++i) {
+      const auto& d = tt.shape().dim(i);
+      if (d.has_dim_value()) {
+        shape.push_back(d.dim_value());
+      } else if (d.has_dim_param() && !d.dim_param().empty()) {
+        auto it = options_.dims.find(d.dim_param());
+        if (it == options_.dims.end()) {
+          if (unbound_names.insert(d.dim_param()).second) {
+            unbound.push_back(absl::StrCat("'", d.dim_param(), "' (graph input '", vi.name(),
+                                           "', dim ", i, ")"));
+          }
+          shape.push_back(0);
+        } else {
+          shape.push_back(it->second);
+        }
+      } else {
+        return Error(absl::StrCat(
+            "graph input '", vi.name(), "' dim ", i,
+            " is unknown (neither a value nor a name); re-export the model with a fixed or "
+            "named dimension"));
+      }
+    }
+    if (unbound.empty()) {
+      if (absl::Status s = CheckShape(shape, *dtype); !s.ok()) {
+        return Error(absl::StrCat("graph input '", vi.name(), "': ", s.message()));
+      }
+    }
+    input_types_[vi.name()] = ir::TensorType{*dtype, shape};
+  }
+  if (!unbound.empty()) {
+    std::vector<std::string> flags;
+    for (const auto& n : unbound_names) flags.push_back(absl::StrCat("--dim ", n, "=N"));
+    return Error(absl::StrCat("unbound symbolic dim", unbound.size() > 1 ? "s " : " ",
+                              absl::StrJoin(unbound, ", "),
+                              "; ptc needs static shapes: bind ", unbound.size() > 1 ? "them" : "it",
+                              " with ", absl::StrJoin(flags, " ")));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Importer::BuildCheckModel() {
+  check_model_ = model_;  // the graph without initializers (swapped out): cheap
+  auto* g = check_model_.mutable_graph();
+  // Bind symbolic dims everywhere ONNX declares types.
+  auto bind = [&](onnx::ValueInfoProto* vi) {
+    if (!vi->type().has_tensor_type() || !vi->type().tensor_type().has_shape()) return;
+    auto* shape = vi->mutable_type()->mutable_tensor_type()->mutable_shape();
+    for (auto& d : *shape->mutable_dim()) {
+      if (d.has_dim_param()) {
+        auto it = options_.dims.find(d.dim_param());
+        if (it != options_.dims.end()) d.set_dim_value(it->second);
+      }
+    }
+  };
+  for (auto& vi : *g->mutable_input()) bind(&vi);
+  for (auto& vi : *g->mutable_output()) bind(&vi);
+  for (auto& vi : *g->mutable_value_info()) bind(&vi);
+  std::set<std::string> inputs;
+  for (const auto& vi : g->input()) inputs.insert(vi.name());
+  for (const auto& [name, t] : initializers_) {
+    if (t.num_elements() <= kMaxInferenceInitializerElements) {
+      TensorToProto(t, name, g->add_initializer());
+    } else if (!inputs.count(name)) {
+      auto* vi = g->add_input();
+      vi->set_name(name);
+      auto* tt = vi->mutable_type()->mutable_tensor_type();
+      tt->set_elem_type(DTypeToOnnx(t.dtype()));
+      auto* shape = tt->mutable_shape();
+      for (int64_t d : t.shape()) shape->add_dim()->set_dim_value(d);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Importer::CheckAndInfer() {
+  if (options_.run_checker) {
+    try {
+      onnx::checker::check_model(check_model_);
+    } catch (const std::exception& e) {
+      return Error(absl::StrCat("onnx::checker rejected the model: ", e.what()));
+    }
+  }
+  try {
+    onnx::ShapeInferenceOptions opts(/*check_type_val=*/true, /*strict_mode_val=*/1,
+                                     /*data_prop_val=*/true);
+    onnx::shape_inference::InferShapes(check_model_, onnx::OpSchemaRegistry::Instance(), opts);
+  } catch (const std::exception& e) {
+    return Error(absl::StrCat("ONNX shape inference failed: ", e.what()));
+  }
+  const auto& g = check_model_.graph();
+  for (const auto& vi : g.value_info()) onnx_types_[vi.name()] = vi.type();
+  for (const auto& vi : g.output()) onnx_types_[vi.name()] = vi.type();
+  return absl::OkStatus();
+}
+
+std::string Importer::UniqueTensorName(const std::string& base) {
+  std::string name = base;
+  for (int i = 1; module_->tensors().count(name) || fn_->FindValue(name) != nullptr; ++i) {
+    name = absl::StrCat(base, "_", i);
+  }
+  return name;
+}
+
+absl::Status Importer::CreateParams() {
+  std::map<std::string, const ir::Tensor*> inits;
+  for (const auto& [name, t] : initializers_) inits[name] = &t;
+  std::set<std::string> input_names;
+  // Graph inputs first (the function's interface), in order.
+  for (const auto& vi : model_.graph().input()) {
+    if (!input_names.insert(vi.name()).second) {
+      return Error(absl::StrCat("graph input '", vi.name(), "' is listed twice"));
+    }
+    auto e = std::make_shared<Entry>();
+    e->name = vi.name();
+    auto it = inits.find(vi.name());
+    if (it != inits.end()) {
+      // An initializer that is also an input: an overridable default, so a weight (never
+      // folded), but its value may still serve as an attribute operand.
+      e->type = it->second->type();
+      e->constant = *it->second;
+      e->value = fn_->AddParam(vi.name(), e->type, {"param"});
+      module_->tensors()[vi.name()] = *it->second;
+    } else {
+      e->type = input_types_.at(vi.name());
+      e->value = fn_->AddParam(vi.name(), e->type);
+      auto known = options_.input_values.find(vi.name());
+      if (known != options_.input_values.end()) {
+        if (known->second.type() != e->type) {
+          return Error(absl::StrCat("the value given for graph input '", vi.name(), "' is ",
+                                    known->second.type().ToString(), " but the input is ",
+                                    e->type.ToString()));
+        }
+        e->constant = known->second;
+        e->foldable = true;
+      }
+    }
+    env_[vi.name()] = e;
+  }
+  for (const auto& [name, t] : initializers_) {
+    if (input_names.count(name)) continue;
+    auto e = std::make_shared<Entry>();
+    e->name = name;
+    e->type = t.type();
+    e->constant = t;
+    if (constant_initializers_.count(name)) {
+      e->foldable = true;
+      e->loc = name;
+    } else {
+      // Float initializers are weights (trainable: never folded away); integer and bool ones
+      // are shape/index data and fold.
+      e->foldable = !ir::IsFloat(t.dtype());
+      e->value = fn_->AddParam(name, t.type(), {"param"});
+      module_->tensors()[name] = t;
+    }
+    env_[name] = e;
+  }
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Emission, folding, constants
+
+absl::StatusOr<ir::Value*> Importer::Materialize(Entry* e) {
+  if (e->value != nullptr) return e->value;
+  PTC_CHECK(e->constant.has_value());
+  const ir::Tensor& t = *e->constant;
+  ir::AttrMap attrs;
+  std::string base = Sanitize(e->name.empty() ? "const" : e->name);
+  if (t.num_elements() <= options_.inline_constant_limit) {
+    attrs["value"] = t;
+  } else {
+    std::string ref = UniqueTensorName(base);
+    module_->tensors()[ref] = t;
+    attrs["ref"] = ref;
+  }
+  ir::Node* n = fn_->AddNode("constant", {}, {t.type()}, std::move(attrs), e->loc, {base});
+  e->value = n->output(0);
+  return e->value;
+}
+
+EntryPtr Importer::BindConstant(const std::string& name, ir::Tensor t, const std::string& loc) {
+  auto e = std::make_shared<Entry>();
+  e->name = name;
+  e->type = t.type();
+  e->constant = std::move(t);
+  e->foldable = true;
+  e->loc = loc;
+  if (name.empty()) {
+    temps_.push_back(e);
+  } else {
+    env_[name] = e;
+  }
+  return e;
+}
+
+absl::Status Importer::CrossCheck(const NodeCtx& c, const std::string& name,
+                                  const ir::TensorType& t) {
+  auto it = onnx_types_.find(name);
+  if (it == onnx_types_.end() || !it->second.has_tensor_type()) return absl::OkStatus();
+  const auto& tt = it->second.tensor_type();
+  bool mismatch = false;
+  if (tt.elem_type() != 0) {
+    auto d = DTypeFromOnnx(tt.elem_type());
+    if (!d.ok() || *d != t.dtype) mismatch = true;
+  }
+  std::string onnx_shape = "?";
+  if (tt.has_shape()) {
+    std::vector<std::string> dims;
+    if (tt.shape().dim_size() != t.rank()) mismatch = true;
+    for (int i = 0; i < tt.shape().dim_size(); ++i) {
+      const auto& d = tt.shape().dim(i);
+      if (d.has_dim_value()) {
+        dims.push_back(absl::StrCat(d.dim_value()));
+        if (i < t.rank() && d.dim_value() != t.shape[i]) mismatch = true;
+      } else {
+        dims.push_back(d.has_dim_param() ? d.dim_param() : "?");
+      }
+    }
+    onnx_shape = absl::StrCat("[", absl::StrJoin(dims, ","), "]");
+  }
+  if (mismatch) {
+    return c.Error(absl::StrCat("output '", name, "': ptc infers ", t.ToString(),
+                                " but ONNX shape inference says ",
+                                OnnxDTypeName(tt.elem_type()), onnx_shape,
+                                "; this is a ptc importer bug or an inconsistent model"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<ir::Tensor>> Importer::Fold(absl::string_view op,
+                                                       const std::vector<Entry*>& inputs,
+                                                       const ir::AttrMap& attrs,
+                                                       const std::vector<ir::TensorType>& types) {
+  ir::Function scratch("fold");
+  std::vector<ir::Value*> params;
+  std::vector<ir::Tensor> tensors;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    params.push_back(scratch.AddParam(absl::StrCat("x", i), inputs[i]->type));
+    tensors.push_back(*inputs[i]->constant);
+  }
+  ir::Node* n = scratch.AddNode(std::string(op), params, types, attrs);
+  PTC_ASSIGN_OR_RETURN(std::vector<ir::Tensor> outs, cpu::EvaluateNode(*n, tensors));
+  if (outs.size() != types.size()) return absl::InternalError("fold: wrong output count");
+  for (size_t i = 0; i < outs.size(); ++i) {
+    if (outs[i].type() != types[i]) return absl::InternalError("fold: wrong output type");
+  }
+  return outs;
+}
+
+absl::StatusOr<std::vector<EntryPtr>> Importer::Emit(const NodeCtx& c, absl::string_view op,
+                                                     const std::vector<Entry*>& inputs,
+                                                     ir::AttrMap attrs,
+                                                     const std::vector<std::string>& names) {
+  int nout = static_cast<int>(names.size());
+  std::vector<ir::TensorType> in_types;
+  for (Entry* e : inputs) in_types.push_back(e->type);
+  auto types_or = ir::InferTypes(std::string(op), in_types, attrs, nout);
+  if (!types_or.ok()) {
+    return c.Error(absl::StrCat("`", op, "` on inputs ", TypesToString(in_types), ": ",
+                                types_or.status().message()));
+  }
+  std::vector<ir::TensorType> types = *std::move(types_or);
+  if (static_cast<int>(types.size()) != nout) {
+    return c.Error(absl::StrCat("`", op, "` produced ", types.size(), " output types, expected ",
+                                nout));
+  }
+  for (int i = 0; i < nout; ++i) {
+    if (!names[i].empty()) PTC_RETURN_IF_ERROR(CrossCheck(c, names[i], types[i]));
+  }
+  std::vector<EntryPtr> outs;
+  bool fold = std::all_of(inputs.begin(), inputs.end(),
+                          [](Entry* e) { return e->constant && e->foldable; });
+  const ir::OpDef* def = ir::FindOp(std::string(op));
+  if (def != nullptr && !def->pure) fold = false;
+  int64_t bytes = 0;
+  for (const auto& t : types) {
+    int64_t b = t.byte_size();
+    if (b < 0 || bytes > kMaxFoldBytes - b) {
+      fold = false;
+      break;
+    }
+    bytes += b;
+  }
+  if (fold) {
+    auto folded = Fold(op, inputs, attrs, types);
+    if (folded.ok()) {
+      for (int i = 0; i < nout; ++i) outs.push_back(BindConstant(names[i], (*folded)[i], c.loc()));
+      return outs;
+    }
+    // No kernel for this case: keep the node; it still runs at run time.
+  }
+  std::vector<ir::Value*> values;
+  for (Entry* e : inputs) {
+    PTC_ASSIGN_OR_RETURN(ir::Value * v, Materialize(e));
+    values.push_back(v);
+  }
+  std::vector<std::string> ir_names;
+  for (const auto& n : names) ir_names.push_back(n.empty() ? Sanitize(c.loc()) : Sanitize(n));
+  ir::Node* node =
+      fn_->AddNode(std::string(op), values, types, std::move(attrs), c.loc(), ir_names);
+  for (int i = 0; i < nout; ++i) {
+    auto e = std::make_shared<Entry>();
+    e->name = names[i];
+    e->type = types[i];
+    e->value = node->output(i);
+    if (names[i].empty()) {
+      temps_.push_back(e);
+    } else {
+      env_[names[i]] = e;
+    }
+    outs.push_back(e);
+  }
+  return outs;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nodes
+
+absl::Status Importer::ConvertNodes() {
+  const auto& g = check_model_.graph();
+  int n = g.node_size();
+  // Kahn's algorithm, smallest index first: keeps the file's order where it is valid.
+  std::map<std::string, int> producer;
+  for (int i = 0; i < n; ++i) {
+    for (const auto& out : g.node(i).output()) {
+      if (out.empty()) continue;
+      if (env_.count(out) || !producer.emplace(out, i).second) {
+        return Error(absl::StrCat("value '", out, "' is defined more than once (node '",
+                                  g.node(i).name(), "')"));
+      }
+    }
+  }
+  std::vector<int> pending(n, 0);
+  std::vector<std::vector<int>> users(n);
+  for (int i = 0; i < n; ++i) {
+    std::set<int> deps;
+    for (const auto& in : g.node(i).input()) {
+      if (in.empty() || env_.count(in)) continue;
+      auto it = producer.find(in);
+      if (it == producer.end()) {
+        return Error(absl::StrCat("node '", g.node(i).name(), "' (", g.node(i).op_type(),
+                                  ") uses undefined value '", in, "'"));
+      }
+      deps.insert(it->second);
+    }
+    pending[i] = static_cast<int>(deps.size());
+    for (int d : deps) users[d].push_back(i);
+  }
+  std::priority_queue<int, std::vector<int>, std::greater<int>> ready;
+  for (int i = 0; i < n; ++i) {
+    if (pending[i] == 0) ready.push(i);
+  }
+  int done = 0;
+  while (!ready.empty()) {
+    int i = ready.top();
+    ready.pop();
+    ++done;
+    PTC_RETURN_IF_ERROR(ConvertNode(g.node(i), i));
+    for (int u : users[i]) {
+      if (--pending[u] == 0) ready.push(u);
+    }
+  }
+  if (done != n) return Error("the graph has a cycle");
+  return absl::OkStatus();
+}
+
+namespace {
+
+const std::map<std::string, std::string, std::less<>>& UnaryOps() {
+  static const auto* m = new std::map<std::string, std::string, std::less<>>{
+      {"Neg", "neg"},         {"Abs", "abs"},     {"Sqrt", "sqrt"},
+      {"Reciprocal", "reciprocal"}, {"Exp", "exp"}, {"Log", "log"},
+      {"Erf", "erf"},         {"Tanh", "tanh"},   {"Sigmoid", "sigmoid"},
+      {"Relu", "relu"},       {"Floor", "floor"}, {"Ceil", "ceil"},
+      {"Not", "not"}};
+  return *m;
+}
+
+const std::map<std::string, std::string, std::less<>>& BinaryOps() {
+  static const auto* m = new std::map<std::string, std::string, std::less<>>{
+      {"Add", "add"},         {"Sub", "sub"},
+      {"Mul", "mul"},         {"Div", "div"},
+      {"Equal", "equal"},     {"Less", "less"},
+      {"Greater", "greater"}, {"LessOrEqual", "less_equal"},
+      {"GreaterOrEqual", "greater_equal"},
+      {"And", "and"},         {"Or", "or"},
+      {"Xor", "xor"}};
+  return *m;
+}
+
+const std::vector<std::string>& OtherOps() {
+  static const auto* v = new std::vector<std::string>{
+      "Pow", "Max", "Min", "Sum", "Where", "Identity", "Cast", "MatMul", "Gemm", "Softmax",
+      "LogSoftmax", "LayerNormalization", "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin",
+      "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Expand", "Transpose", "Split", "Slice",
+      "Concat", "Gather", "Trilu", "Constant", "ConstantOfShape", "Range", "Shape", "Size",
+      "Dropout", "SoftmaxCrossEntropyLoss", "NegativeLogLikelihoodLoss"};
+  return *v;
+}
+
+// ONNX Slice clamping for one axis; returns normalized (start, end) per ops.h.
+std::pair<int64_t, int64_t> ClampSlice(int64_t start, int64_t end, int64_t step, int64_t dim) {
+  if (start < 0) start += dim;
+  if (end < 0) end += dim;
+  if (step > 0) {
+    start = std::clamp<int64_t>(start, 0, dim);
+    end = std::clamp<int64_t>(end, 0, dim);
+    end = std::max(end, start);
+  } else {
+    if (dim == 0) return {-1, -1};
+    start = std::clamp<int64_t>(start, 0, dim - 1);
+    end = std::clamp<int64_t>(end, -1, dim - 1);
+    end = std::min(end, start);
+  }
+  return {start, end};
+}
+
+}  // namespace
+
+absl::Status Importer::ConvertNode(const onnx::NodeProto& node, int index) {
+  std::string loc = node.name().empty() ? absl::StrCat(node.op_type(), "_", index) : node.name();
+  NodeCtx c(this, node, loc);
+  const std::string& op = node.op_type();
+  const std::string& domain = node.domain();
+  if (domain == kPtcDomain) return ConvertPtcNode(c);
+  if (!domain.empty() && domain != "ai.onnx") {
+    return c.Unimplemented(absl::StrCat("domain '", domain, "' is not supported in ", source_,
+                                        "; ptc imports the default ONNX domain (opsets ",
+                                        kMinOpset, "..", kMaxOpset, ") only"));
+  }
+  for (const auto& a : node.attribute()) {
+    if (a.type() == onnx::AttributeProto::GRAPH || a.type() == onnx::AttributeProto::GRAPHS) {
+      return c.Unimplemented(absl::StrCat("subgraph attributes (control flow) are not supported "
+                                          "in ", source_));
+    }
+  }
+  auto out0 = [&]() -> std::string { return node.output_size() > 0 ? node.output(0) : ""; };
+  for (int i = 0; i < node.input_size(); ++i) {
+    if (!node.input(i).empty() && Lookup(node.input(i)) == nullptr) {
+      return c.Error(absl::StrCat("input '", node.input(i), "' is not defined before this node"));
+    }
+  }
+
+  if (auto it = UnaryOps().find(op); it != UnaryOps().end()) {
+    PTC_ASSIGN_OR_RETURN(Entry * x, c.Req(0));
+    return Emit1(c, it->second, {x}, {}, out0()).status();
+  }
+  if (auto it = BinaryOps().find(op); it != BinaryOps().end()) {
+    PTC_ASSIGN_OR_RETURN(Entry * a, c.Req(0));
+    PTC_ASSIGN_OR_RETURN(Entry * b, c.Req(1));
+    return Emit1(c, it->second, {a, b}, {}, out0()).status();
+  }
+  if (op == "Pow") {
+    PTC_ASSIGN_OR_RETURN(Entry * a, c.Req(0));
+    PTC_ASSIGN_OR_RETURN(Entry * b, c.Req(1));
+    if (b->type.dtype != a->type.dtype) {
+      // ONNX allows a different exponent type; the IR's pow takes one dtype.
+      PTC_ASSIGN_OR_RETURN(EntryPtr cast, Emit1(c, "cast", {b}, {{"to", a->type.dtype}}, ""));
+      return Emit1(c, "pow", {a, cast.get()}, {}, out0()).status();
+    }
+    return Emit1(c, "pow", {a, b}, {}, out0()).status();
+  }
+  if (op == "Max" || op == "Min" || op == "Sum") {
+    if (node.input_size() < 1) return c.Error("needs at least one input");
+    std::string ir_op = op == "Max" ? "max" : op == "Min" ? "min" : "add";
+    PTC_ASSIGN_OR_RETURN(Entry * acc, c.Req(0));
+    if (node.input_size() == 1) {
+      Alias(out0(), node.input(0));
+      return absl::OkStatus();
+    }
+    for (int i = 1; i < node.input_size(); ++i) {
+      PTC_ASSIGN_OR_RETURN(Entry * b, c.Req(i));
+      std::string name = i + 1 == node.input_size() ? out0() : "";
+      PTC_ASSIGN_OR_RETURN(EntryPtr r, Emit1(c, ir_op, {acc, b}, {}, name));
+      acc = r.get();
+    }
+    return absl::OkStatus();
+  }
+  if (op == "Where") {
+    PTC_ASSIGN_OR_RETURN(Entry * cond, c.Req(0));
+    PTC_ASSIGN_OR_RETURN(Entry * a, c.Req(1));
+    PTC_ASSIGN_OR_RETURN(Entry * b, c.Req(2));
+    return Emit1(c, "where", {cond, a, b}, {}, out0()).status();
+  }
+  if (op == "Identity") {
+    PTC_ASSIGN_OR_RETURN(Entry * x, c.Req(0));
+    PTC_RETURN_IF_ERROR(CrossCheck(c, out0(), x->type));
+    Alias(out0(), node.input(0));
+    return absl::OkStatus();
+  }
+  if (op == "Cast") {
+    PTC_ASSIGN_OR_RETURN(Entry * x, c.Req(0));
+    PTC_ASSIGN_OR_RETURN(int64_t to, c.AttrInt("to", std::nullopt));
+    auto dtype = DTypeFromOnnx(static_cast<int32_t>(std::clamp<int64_t>(to, 0, 1000)));
+    if (!dtype.ok()) return c.Unimplemented(dtype.status().message());
+    return Emit1(c, "cast", {x}, {{"to", *dtype}}, out0()).status();
+  }
+  if (op == "MatMul") {
+    PTC_ASSIGN_OR_RETURN(Entry * a, c.Req(0));
+    PTC_ASSIGN_OR_RETURN(Entry * b, c.Req(1));
+    return Emit1(c, "matmul", {a, b}, {}, out0()).status();
+  }
+  if (op == "Gemm") {
+    PTC_ASSIGN_OR_RETURN(Entry * a, c.Req(0));
+    PTC_ASSIGN_OR_RETURN(Entry * b, c.Req(1));
+    std::vector<Entry*> ins = {a, b};
+    if (Entry* cc = c.In(2)) ins.push_back(cc);
+    PTC_ASSIGN_OR_RETURN(double alpha, c.AttrFloat("alpha", 1.0));
+    PTC_ASSIGN_OR_RETURN(double beta, c.AttrFloat("beta", 1.0));
+    PTC_ASSIGN_OR_RETURN(int64_t ta, c.AttrInt("transA", 0));
+    PTC_ASSIGN_OR_RETURN(int64_t tb, c.AttrInt("transB", 0));
+    ir::AttrMap attrs = {{"alpha", alpha}, {"beta", beta}, {"trans_a", int64_t{ta != 0}},
+                         {"trans_b", int64_t{tb != 0}}};
+    return Emit1(c, "gemm", ins, std::move(attrs), out0()).status();
+  }
+  if (op == "Softmax" || op == "LogSoftmax") {
+    PTC_ASSIGN_OR_RETURN(Entry * x, c.Req(0));
+    PTC_ASSIGN_OR_RETURN(int64_t axis, c.AttrInt("axis", -1));
+    PTC_ASSIGN_OR_RETURN(axis, c.NormAxis(axis, x->type.rank(), "axis"));
+    return Emit1(c, op == "Softmax" ? "softmax" : "log_softmax", {x}, {{"axis", axis}}, out0())
+        .status();
+  }
+  if (op == "LayerNormalization") {
+    PTC_ASSIGN_OR_RETURN(Entry * x, c.Req(0));
+    PTC_ASSIGN_OR_RETURN(Entry * scale, c.Req(1));
+    std::vector<Entry*> ins = {x, scale};
+    if (Entry* b = c.In(2)) ins.push_back(b);
+    PTC_ASSIGN_OR_RETURN(int64_t axis, c.AttrInt("axis", -1));
+    PTC_ASSIGN_OR_RETURN(axis, c.NormAxis(axis, x->type.rank(), "axis"));
+    PTC_ASSIGN_OR_RETURN(double eps, c.AttrFloat("epsilon", 1e-5));
+    PTC_ASSIGN_OR_RETURN(int64_t stash, c.AttrInt("stash_type", 1));
+    if (stash != onnx::TensorProto::FLOAT) {
+      return c.Unimplemented(absl::StrCat("stash_type ", OnnxDTypeName(static_cast<int32_t>(
+                                              std::clamp<int64_t>(stash, 0, 1000))),
+                                          " is not supported (ptc computes statistics in f32)"));
+    }
+    int nout = std::max(1, c.UsedOutputs());
+    return Emit(c, "layer_norm", ins, {{"axis", axis}, {"epsilon", eps}}, c.OutNames(nout))
+        .status();
+  }
+  if (op == "ReduceSum" || op == "ReduceMean" || op == "ReduceMax" || op == "ReduceMin") {
+    PTC_ASSIGN_OR_RETURN(Entry * x, c.Req(0));
+    std::vector<int64_t> axes;
+    bool axes_given = false;
+    if (op == "ReduceSum") {  // opset 13+: axes is an input
+      if (c.In(1) != nullptr) {
+        PTC_ASSIGN_OR_RETURN(axes, c.ConstInts(1, "axes"));
+        axes_given = true;
+      }
+    } else {
+      PTC_ASSIGN_OR_RETURN(auto a, c.AttrInts("axes"));
+      if (a) {
+        axes = *a;
+        axes_given = true;
+      }
+    }
+    PTC_ASSIGN_OR_RETURN(int64_t keepdims, c.AttrInt("keepdims", 1));
+    PTC_ASSIGN_OR_RETURN(int64_t noop, c.AttrInt("noop_with_empty_axes", 0));
+    if (axes.empty() && noop != 0) {
+      PTC_RETURN_IF_ERROR(CrossCheck(c, out0(), x->type));
+      Alias(out0(), node.input(0));
+      return absl::OkStatus();
+    }
+    (void)axes_given;
+    std::set<int64_t> norm;
+    for (int64_t a : axes) {
+      PTC_ASSIGN_OR_RETURN(int64_t n, c.NormAxis(a, x->type.rank(), "axis"));
+      if (!norm.insert(n).second) return c.Error(absl::StrCat("axis ", a, " is repeated"));
+    }
+    std::string ir_op = op == "ReduceSum"    ? "reduce_sum"
+                        : op == "ReduceMean" ? "reduce_mean"
+                        : op == "ReduceMax"  ? "reduce_max"
+                                             : "reduce_min";
+    ir::AttrMap attrs = {{"axes", std::vector<int64_t>(norm.begin(), norm.end())},
+                         {"keepdims", int64_t{keepdims != 0}}};
+    return Emit1(c, ir_op, {x}, std::move(attrs), out0()).status();
+  }
+  if (op == "Reshape") {
+    PTC_ASSIGN_OR_RETURN(Entry * x, c.Req(0));
+    PTC_ASSIGN_OR_RETURN(std::vector<int64_t> spec, c.ConstInts(1, "shape"));
+    PTC_ASSIGN_OR_RETURN(int64_t allowzero, c.AttrInt("allowzero", 0));
+    const ir::Shape& in = x->type.shape;
+    ir::Shape out;
+    int infer = -1;
+    bool has_zero = false;
+    for (size_t i = 0; i < spec.size(); ++i) {
+      int64_t s = spec[i];
+      if (s == 0 && allowzero == 0) {
+        if (i >= in.size()) {
+          return c.Error(absl::StrCat("shape ", ir::ShapeToString(spec), " copies dim ", i,
+                                      " (0) but the input ", x->type.ToString(), " has rank ",
+                                      in.size()));
+        }
+        out.push_back(in[i]);
+      } else if (s == -1) {
+        if (infer >= 0) {
+          return c.Error(absl::StrCat("shape ", ir::ShapeToString(spec), " has more than one -1"));
+        }
+        infer = static_cast<int>(i);
+        out.push_back(1);
+      } else if (s < 0) {
+        return c.Error(absl::StrCat("shape ", ir::ShapeToString(spec), " has a negative dim"));
+      } else {
+        has_zero |= s == 0;
+        out.push_back(s);
+      }
+    }
+    if (has_zero && infer >= 0) {
+      return c.Error("allowzero=1 with both 0 and -1 in the shape is invalid");
+    }
+    int64_t total = x->type.num_elements();
+    int64_t known = ir::NumElements(out);
+    if (known < 0) return c.Error(absl::StrCat("shape ", ir::ShapeToString(spec), " overflows"));
+    if (infer >= 0) {
+      if (known == 0 || total % known != 0) {
+        return c.Error(absl::StrCat("cannot reshape ", x->type.ToString(), " to ",
+                                    ir::ShapeToString(spec), ": ", total,
+                                    " elements do not divide evenly"));
+      }
+      out[infer] = total / known;
+    } else if (known != total) {
+      return c.Error(absl::StrCat("cannot reshape ", x->type.ToString(), " (", total,
+                                  " elements) to ", ir::ShapeToString(out), " (", known, ")"));
+    }
+    return Emit1(c, "reshape", {x}, {{"shape", out}}, out0()).status();
+  }
+  if (op == "Flatten") {
+    PTC_ASSIGN_OR_RETURN(Entry * x, c.Req(0));
+    PTC_ASSIGN_OR_RETURN(int64_t axis, c.AttrInt("axis", 1));
+    int64_t r = x->type.rank();
+    if (axis < -r || axis > r) {
+      return c.Error(absl::StrCat("axis ", axis, " is out of range for rank ", r));
+    }
+    if (axis < 0) axis += r;
+    const ir::Shape& s = x->type.shape;
+    int64_t a = ir::NumElements(ir::Shape(s.begin(), s.begin() + axis));
+    int64_t b = ir::NumElements(ir::Shape(s.begin() + axis, s.end()));
+    return Emit1(c, "reshape", {x}, {{"shape", ir::Shape{a, b}}}, out0()).status();
+  }
+  if (op == "Squeeze") {
+    PTC_ASSIGN_OR_RETURN(Entry * x, c.Req(0));
+    const ir::Shape& s = x->type.shape;
+    std::set<int64_t> drop;
+    if (c.In(1) != nullptr) {
+      PTC_ASSIGN_OR_RETURN(std::vector<int64_t> axes, c.ConstInts(1, "axes"));
+      for (int64_t a : axes) {
+        PTC_ASSIGN_OR_RETURN(int64_t n, c.NormAxis(a, x->type.rank(), "axis"));
+        if (s[n] != 1) {
+          return c.Error(absl::StrCat("cannot squeeze axis ", a, " of ", x->type.ToString(),
+                                      ": its size is ", s[n], ", not 1"));
+        }
+        drop.insert(n);
+      }
+    } else {
+      for (size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == 1) drop.insert(static_cast<int64_t>(i));
+      }
+    }
+    ir::Shape out;
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (!drop.count(static_cast<int64_t>(i))) out.push_back(s[i]);
+    }
+    return Emit1(c, "reshape", {x}, {{"shape", out}}, out0()).status();
+  }
+  if (op == "Unsqueeze") {
+    PTC_ASSIGN_OR_RETURN(Entry * x, c.Req(0));
+    PTC_ASSIGN_OR_RETURN(std::vector<int64_t> axes, c.ConstInts(1, "axes"));
+    int64_t r = x->type.rank() + static_cast<int64_t>(axes.size());
+    std::set<int64_t> add;
+    for (int64_t a : axes) {
+      PTC_ASSIGN_OR_RETURN(int64_t n, c.NormAxis(a, r, "axis"));
+      if (!add.insert(n).second) return c.Error(absl::StrCat("axis ", a, " is repeated"));
+    }
+    ir::Shape out;
+    size_t k = 0;
+    for (int64_t i = 0; i < r; ++i) {
+      if (add.count(i)) {
+        out.push_back(1);
+      } else {
+        out.push_back(x->type.shape[k++]);
+      }
+    }
+    return Emit1(c, "reshape", {x}, {{"shape", out}}, out0()).status();
+  }
+  if (op == "Expand") {
+    PTC_ASSIGN_OR_RETURN(Entry * x, c.Req(0));
+    PTC_ASSIGN_OR_RETURN(std::vector<int64_t> shape, c.ConstInts(1, "shape"));
+    for (int64_t d : shape) {
+      if (d < 0) return c.Error(absl::StrCat("shape ", ir::ShapeToString(shape), " is negative"));
+    }
+    auto out = ir::BroadcastShapes(x->type.shape, shape);
+    if (!out.ok()) {
+      return c.Error(absl::StrCat("cannot expand ", x->type.ToString(), " to ",
+                                  ir::ShapeToString(shape), ": ", out.status().message()));
+    }
+    if (absl::Status s = CheckShape(*out, x->type.dtype); !s.ok()) return c.Error(s.message());
+    return Emit1(c, "expand", {x}, {{"shape", *out}}, out0()).status();
+  }
+  if (op == "Transpose") {
+    PTC_ASSIGN_OR_RETURN(Entry * x, c.Req(0));
+    int64_t r = x->type.rank();
+    PTC_ASSIGN_OR_RETURN(auto perm_attr, c.AttrInts("perm"));
+    std::vector<int64_t> perm;
+    if (perm_attr) {
+      perm = *perm_attr;
+    } else {
+      for (int64_t i = r - 1; i >= 0; --i) perm.push_back(i);
+    }
+    if (static_cast<int64_t>(perm.size()) != r) {
+      return c.Error(absl::StrCat("perm has ", perm.size(), " entries for rank ", r));
+    }
+    std::set<int64_t> seen;
+    for (int64_t& p : perm) {
+      PTC_ASSIGN_OR_RETURN(p, c.NormAxis(p, r, "perm entry"));
+      if (!seen.insert(p).second) return c.Error("perm is not a permutation");
+    }
+    return Emit1(c, "transpose", {x}, {{"perm", perm}}, out0()).status();
+  }
+  if (op == "Split") {
+    PTC_ASSIGN_OR_RETURN(Entry * x, c.Req(0));
+    PTC_ASSIGN_OR_RETURN(int64_t axis, c.AttrInt("axis", 0));
+    PTC_ASSIGN_OR_RETURN(axis, c.NormAxis(axis, x->type.rank(), "axis"));
+    int64_t dim = x->type.shape[axis];
+    int n = c.num_outputs();
+    if (n < 1) return c.Error("has no outputs");
+    std::vector<int64_t> sizes;
+    PTC_ASSIGN_OR_RETURN(auto split_attr, c.AttrInts("split"));  // opset < 13 form
+    if (c.In(1) != nullptr) {
+      PTC_ASSIGN_OR_RETURN(sizes, c.ConstInts(1, "split"));
+    } else if (split_attr) {
+      sizes = *split_attr;
+    } else {
+      if (dim % n != 0) {
+        return c.Error(absl::StrCat("cannot split dim ", axis, " of ", x->type.ToString(),
+                                    " into ", n, " equal parts"));
+      }
+      sizes.assign(n, dim / n);
+    }
+    if (static_cast<int>(sizes.size()) != n) {
+      return c.Error(absl::StrCat("split has ", sizes.size(), " sizes but the node has ", n,
+                                  " outputs"));
+    }
+    int64_t sum = 0;
+    for (int64_t s : sizes) {
+      if (s < 0 || s > dim) return c.Error(absl::StrCat("invalid split size ", s));
+      sum += s;
+    }
+    if (sum != dim) {
+      return c.Error(absl::StrCat("split sizes ", ir::ShapeToString(sizes), " sum to ", sum,
+                                  ", not to dim ", axis, " of ", x->type.ToString()));
+    }
+    return Emit(c, "split", {x}, {{"axis", axis}, {"sizes", sizes}}, c.OutNames(n)).status();
+  }
+  if (op == "Slice") {
+    PTC_ASSIGN_OR_RETURN(Entry * x, c.Req(0));
+    PTC_ASSIGN_OR_RETURN(std::vector<int64_t> starts, c.ConstInts(1, "starts"));
+    PTC_ASSIGN_OR_RETURN(std::vector<int64_t> ends, c.ConstInts(2, "ends"));
+    int64_t r = x->type.rank();
+    std::vector<int64_t> axes, steps;
+    if (c.In(3) != nullptr) {
+      PTC_ASSIGN_OR_RETURN(axes, c.ConstInts(3, "axes"));
+    } else {
+      for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
+    }
+    if (c.In(4) != nullptr) {
+      PTC_ASSIGN_OR_RETURN(steps, c.ConstInts(4, "steps"));
+    } else {
+      steps.assign(starts.size(), 1);
+    }
+    if (ends.size() != starts.size() || axes.size() != starts.size() ||
+        steps.size() != starts.size()) {
+      return c.Error("starts, ends, axes and steps must have the same length");
+    }
+    std::vector<int64_t> fs(r, 0), fe(x->type.shape), fst(r, 1);
+    std::set<int64_t> seen;
+    for (size_t i = 0; i < starts.size(); ++i) {
+      PTC_ASSIGN_OR_RETURN(int64_t a, c.NormAxis(axes[i], r, "axis"));
+      if (!seen.insert(a).second) return c.Error(absl::StrCat("axis ", axes[i], " is repeated"));
+      if (steps[i] == 0) return c.Error("step 0 is invalid");
+      int64_t step = std::max<int64_t>(steps[i], -INT64_MAX);
+      auto [s, e] = ClampSlice(starts[i], ends[i], step, x->type.shape[a]);
+      fs[a] = s;
+      fe[a] = e;
+      fst[a] = step;
+    }
+    return Emit1(c, "slice", {x}, {{"starts", fs}, {"ends", fe}, {"steps", fst}}, out0())
+        .status();
+  }
+  if (op == "Concat") {
+    if (node.input_size() < 1) return c.Error("needs at least one input");
+    std::vector<Entry*> ins;
+    for (int i = 0; i < node.input_size(); ++i) {
+      PTC_ASSIGN_OR_RETURN(Entry * e, c.Req(i));
+      ins.push_back(e);
+    }
+    PTC_ASSIGN_OR_RETURN(int64_t axis, c.AttrInt("axis", std::nullopt));
+    PTC_ASSIGN_OR_RETURN(axis, c.NormAxis(axis, ins[0]->type.rank(), "axis"));
+    return Emit1(c, "concat", ins, {{"axis", axis}}, out0()).status();
+  }
+  if (op == "Gather") {
+    PTC_ASSIGN_OR_RETURN(Entry * data, c.Req(0));
+    PTC_ASSIGN_OR_RETURN(Entry * idx, c.Req(1));
+    PTC_ASSIGN_OR_RETURN(int64_t axis, c.AttrInt("axis", 0));
+    PTC_ASSIGN_OR_RETURN(axis, c.NormAxis(axis, data->type.rank(), "axis"));
+    if (idx->constant) {
+      int64_t dim = data->type.shape[axis];
+      for (int64_t i = 0; i < idx->constant->num_elements(); ++i) {
+        int64_t v = idx->constant->GetInt(i);
+        if (v < -dim || v >= dim) {
+          return c.Error(absl::StrCat("index ", v, " is out of range for dim ", axis, " of ",
+                                      data->type.ToString()));
+        }
+      }
+    }
+    return Emit1(c, "gather", {data, idx}, {{"axis", axis}}, out0()).status();
+  }
+  if (op == "Trilu") {
+    PTC_ASSIGN_OR_RETURN(Entry * x, c.Req(0));
+    int64_t k = 0;
+    if (c.In(1) != nullptr) {
+      PTC_ASSIGN_OR_RETURN(std::vector<int64_t> kv, c.ConstInts(1, "k"));
+      if (kv.size() != 1) return c.Error("k must have one element");
+      k = kv[0];
+    }
+    PTC_ASSIGN_OR_RETURN(int64_t upper, c.AttrInt("upper", 1));
+    return Emit1(c, "trilu", {x}, {{"upper", int64_t{upper != 0}}, {"k", k}}, out0()).status();
+  }
+  if (op == "Constant") {
+    if (node.attribute_size() != 1) {
+      return c.Error("must have exactly one value attribute");
+    }
+    const auto& a = node.attribute(0);
+    ir::Tensor t;
+    if (a.name() == "value" && a.type() == onnx::AttributeProto::TENSOR) {
+      auto r = TensorFromProto(a.t(), nullptr);
+      if (!r.ok()) return c.Error(r.status().message());
+      t = *std::move(r);
+    } else if (a.name() == "value_float" && a.type() == onnx::AttributeProto::FLOAT) {
+      t = ir::Tensor::FromVector<float>(ir::DType::kF32, {}, {a.f()});
+    } else if (a.name() == "value_floats" && a.type() == onnx::AttributeProto::FLOATS) {
+      std::vector<float> v(a.floats().begin(), a.floats().end());
+      t = ir::Tensor::FromVector<float>(ir::DType::kF32, {static_cast<int64_t>(v.size())}, v);
+    } else if (a.name() == "value_int" && a.type() == onnx::AttributeProto::INT) {
+      t = ir::Tensor::FromVector<int64_t>(ir::DType::kI64, {}, {a.i()});
+    } else if (a.name() == "value_ints" && a.type() == onnx::AttributeProto::INTS) {
+      std::vector<int64_t> v(a.ints().begin(), a.ints().end());
+      t = ir::Tensor::FromVector<int64_t>(ir::DType::kI64, {static_cast<int64_t>(v.size())}, v);
+    } else {
+      return c.Unimplemented(absl::StrCat("Constant with attribute '", a.name(),
+                                          "' is not supported (strings and sparse tensors)"));
+    }
+    PTC_RETURN_IF_ERROR(CrossCheck(c, out0(), t.type()));
+    BindConstant(out0(), std::move(t), loc);
+    return absl::OkStatus();
+  }
+  if (op == "ConstantOfShape") {
+    PTC_ASSIGN_OR_RETURN(std::vector<int64_t> shape, c.ConstInts(0, "input"));
+    ir::Tensor value = ir::Tensor::FromVector<float>(ir::DType::kF32, {}, {0.0f});
+    if (const auto* a = c.FindAttr("value")) {
+      if (a->type() != onnx::AttributeProto::TENSOR) return c.Error("value must be a tensor");
+      auto r = TensorFromProto(a->t(), nullptr);
+      if (!r.ok()) return c.Error(r.status().message());
+      if (r->num_elements() != 1) return c.Error("value must have one element");
+      value = ir::Tensor::FromBytes(r->dtype(), {}, r->data(), r->nbytes());
+    }
+    if (absl::Status s = CheckShape(shape, value.dtype()); !s.ok()) return c.Error(s.message());
+    ir::TensorType type{value.dtype(), shape};
+    PTC_RETURN_IF_ERROR(CrossCheck(c, out0(), type));
+    if (type.byte_size() > kMaxFoldBytes) {
+      // Too large to store: broadcast the scalar at run time.
+      EntryPtr scalar = BindConstant("", value, loc);
+      return Emit1(c, "expand", {scalar.get()}, {{"shape", shape}}, out0()).status();
+    }
+    ir::Tensor t(value.dtype(), shape);
+    size_t es = ir::DTypeSize(value.dtype());
+    char* dst = static_cast<char*>(t.mutable_data());
+    for (int64_t i = 0; i < t.num_elements(); ++i) std::memcpy(dst + i * es, value.data(), es);
+    BindConstant(out0(), std::move(t), loc);
+    return absl::OkStatus();
+  }
+  if (op == "Range") {
+    PTC_ASSIGN_OR_RETURN(ir::Tensor start, c.ConstIn(0, "start"));
+    PTC_ASSIGN_OR_RETURN(ir::Tensor limit, c.ConstIn(1, "limit"));
+    PTC_ASSIGN_OR_RETURN(ir::Tensor delta, c.ConstIn(2, "delta"));
+    ir::DType dt = start.dtype();
+    if (limit.dtype() != dt || delta.dtype() != dt || start.num_elements() != 1 ||
+        limit.num_elements() != 1 || delta.num_elements() != 1) {
+      return c.Error("start, limit and delta must be scalars of one type");
+    }
+    int64_t n = 0;
+    if (ir::IsFloat(dt)) {
+      double s = start.GetDouble(0), l = limit.GetDouble(0), d = delta.GetDouble(0);
+      if (d == 0 || !std::isfinite(s) || !std::isfinite(l) || !std::isfinite(d)) {
+        return c.Error("delta must be non-zero and all values finite");
+      }
+      double count = std::ceil((l - s) / d);
+      if (count > 1e12) return c.Error("the range is too large");
+      n = count > 0 ? static_cast<int64_t>(count) : 0;
+    } else {
+      int64_t s = start.GetInt(0), l = limit.GetInt(0), d = delta.GetInt(0);
+      if (d == 0) return c.Error("delta must be non-zero");
+      // In 128-bit to avoid overflow on hostile values.
+      __int128 diff = static_cast<__int128>(l) - s;
+      __int128 cnt = d > 0 ? (diff + d - 1) / d : (diff + d + 1) / d;
+      if (cnt > (__int128{1} << 40)) return c.Error("the range is too large");
+      n = cnt > 0 ? static_cast<int64_t>(cnt) : 0;
+    }
+    ir::TensorType type{dt, {n}};
+    if (type.byte_size() > kMaxFoldBytes) return c.Error("the range is too large");
+    PTC_RETURN_IF_ERROR(CrossCheck(c, out0(), type));
+    ir::Tensor t(dt, {n});
+    for (int64_t i = 0; i < n; ++i) {
+      switch (dt) {
+        case ir::DType::kF32:
+          t.mutable_data_as<float>()[i] = static_cast<float>(start.GetDouble(0)) +
+                                          static_cast<float>(i) *
+                                              static_cast<float>(delta.GetDouble(0));
+          break;
+        case ir::DType::kF64:
+          t.mutable_data_as<double>()[i] = start.GetDouble(0) + i * delta.GetDouble(0);
+          break;
+        case ir::DType::kI32:
+          t.mutable_data_as<int32_t>()[i] =
+              static_cast<int32_t>(start.GetInt(0) + i * delta.GetInt(0));
+          break;
+        case ir::DType::kI64:
+          t.mutable_data_as<int64_t>()[i] = start.GetInt(0) + i * delta.GetInt(0);
+          break;
+        default:
+          return c.Unimplemented(absl::StrCat("Range of ", std::string(ir::DTypeName(dt))));
+      }
+    }
+    BindConstant(out0(), std::move(t), loc);
+    return absl::OkStatus();
+  }
+  if (op == "Shape" || op == "Size") {
+    PTC_ASSIGN_OR_RETURN(Entry * x, c.Req(0));
+    if (op == "Size") {
+      ir::Tensor t = ir::Tensor::FromVector<int64_t>(ir::DType::kI64, {},
+                                                     {x->type.num_elements()});
+      PTC_RETURN_IF_ERROR(CrossCheck(c, out0(), t.type()));
+      BindConstant(out0(), std::move(t), loc);
+      return absl::OkStatus();
+    }
+    int64_t r = x->type.rank();
+    PTC_ASSIGN_OR_RETURN(int64_t start, c.AttrInt("start", 0));
+    PTC_ASSIGN_OR_RETURN(int64_t end, c.AttrInt("end", r));
+    if (start < 0) start += r;
+    if (end < 0) end += r;
+    start = std::clamp<int64_t>(start, 0, r);
+    end = std::clamp<int64_t>(end, 0, r);
+    std::vector<int64_t> dims;
+    for (int64_t i = start; i < end; ++i) dims.push_back(x->type.shape[i]);
+    ir::Tensor t = ir::Tensor::FromVector<int64_t>(
+        ir::DType::kI64, {static_cast<int64_t>(dims.size())}, dims);
+    PTC_RETURN_IF_ERROR(CrossCheck(c, out0(), t.type()));
+    BindConstant(out0(), std::move(t), loc);
+    return absl::OkStatus();
+  }
+  if (op == "Dropout") {
+    PTC_ASSIGN_OR_RETURN(Entry * x, c.Req(0));
+    if (c.In(2) != nullptr) {
+      Entry* tm = c.In(2);
+      if (!tm->constant) {
+        return c.Unimplemented(
+            "training_mode is computed at run time; ptc imports inference graphs (Dropout "
+            "becomes identity) and adds training dropout itself: make training_mode a constant "
+            "false or drop it");
+      }
+      if (tm->constant->num_elements() != 1) return c.Error("training_mode must be a scalar");
+      if (tm->constant->GetInt(0) != 0) {
+        return c.Unimplemented(
+            "training_mode is true; ptc imports inference graphs (Dropout becomes identity) "
+            "and adds training dropout itself: export the model in eval mode");
+      }
+    }
+    PTC_RETURN_IF_ERROR(CrossCheck(c, out0(), x->type));
+    Alias(out0(), node.input(0));
+    if (node.output_size() > 1 && !node.output(1).empty()) {
+      // Inference: the mask is all true.
+      EntryPtr one = BindConstant(
+          "", ir::Tensor::FromVector<uint8_t>(ir::DType::kBool, {}, {uint8_t{1}}), loc);
+      PTC_RETURN_IF_ERROR(
+          Emit1(c, "expand", {one.get()}, {{"shape", x->type.shape}}, node.output(1)).status());
+    }
+    return absl::OkStatus();
+  }
+  if (op == "SoftmaxCrossEntropyLoss" || op == "NegativeLogLikelihoodLoss") {
+    PTC_ASSIGN_OR_RETURN(Entry * scores, c.Req(0));
+    PTC_ASSIGN_OR_RETURN(Entry * labels, c.Req(1));
+    std::vector<Entry*> ins = {scores, labels};
+    if (Entry* w = c.In(2)) ins.push_back(w);
+    PTC_ASSIGN_OR_RETURN(std::string reduction, c.AttrString("reduction", "mean"));
+    if (reduction != "mean" && reduction != "sum" && reduction != "none") {
+      return c.Error(absl::StrCat("unknown reduction '", reduction, "'"));
+    }
+    ir::AttrMap attrs = {{"reduction", reduction}};
+    if (c.FindAttr("ignore_index") != nullptr) {
+      PTC_ASSIGN_OR_RETURN(int64_t ii, c.AttrInt("ignore_index", std::nullopt));
+      attrs["ignore_index"] = ii;
+    }
+    bool sce = op == "SoftmaxCrossEntropyLoss";
+    int nout = sce ? std::max(1, c.UsedOutputs()) : 1;
+    return Emit(c, sce ? "softmax_ce_loss" : "nll_loss", ins, std::move(attrs), c.OutNames(nout))
+        .status();
+  }
+  return c.Unimplemented(absl::StrCat("unsupported ONNX op ", op, " (opset ", opset_,
+                                      ") in ", source_,
+                                      "; see SupportedOnnxOps() / `ptc ops` for the list"));
+}
+
+// Nodes the exporter wrote in the "ai.ptc" domain: IR ops taken as they are.
+absl::Status Importer::ConvertPtcNode(NodeCtx& c) {
+  const auto& node = c.node();
+  if (ir::FindOp(node.op_type()) == nullptr) {
+    return c.Unimplemented(absl::StrCat("unknown ptc op '", node.op_type(), "' in domain ",
+                                        kPtcDomain));
+  }
+  std::vector<Entry*> ins;
+  for (int i = 0; i < node.input_size(); ++i) {
+    PTC_ASSIGN_OR_RETURN(Entry * e, c.Req(i));
+    ins.push_back(e);
+  }
+  ir::AttrMap attrs;
+  for (const auto& a : node.attribute()) {
+    switch (a.type()) {
+      case onnx::AttributeProto::INT:
+        if (a.doc_string() == kDTypeAttrDoc) {
+          auto d = DTypeFromOnnx(static_cast<int32_t>(std::clamp<int64_t>(a.i(), 0, 1000)));
+          if (!d.ok()) return c.Error(d.status().message());
+          attrs[a.name()] = *d;
+        } else {
+          attrs[a.name()] = a.i();
+        }
+        break;
+      case onnx::AttributeProto::FLOAT: attrs[a.name()] = static_cast<double>(a.f()); break;
+      case onnx::AttributeProto::STRING: attrs[a.name()] = a.s(); break;
+      case onnx::AttributeProto::INTS:
+        attrs[a.name()] = std::vector<int64_t>(a.ints().begin(), a.ints().end());
+        break;
+      case onnx::AttributeProto::FLOATS:
+        attrs[a.name()] = std::vector<double>(a.floats().begin(), a.floats().end());
+        break;
+      case onnx::AttributeProto::STRINGS:
+        attrs[a.name()] = std::vector<std::string>(a.strings().begin(), a.strings().end());
+        break;
+      case onnx::AttributeProto::TENSOR: {
+        auto t = TensorFromProto(a.t(), nullptr);
+        if (!t.ok()) return c.Error(t.status().message());
+        attrs[a.name()] = *std::move(t);
+        break;
+      }
+      default:
+        return c.Error(absl::StrCat("attribute '", a.name(), "' has an unsupported type"));
+    }
+  }
+  return Emit(c, node.op_type(), ins, std::move(attrs), c.OutNames(node.output_size())).status();
+}
+
+absl::Status Importer::SetResults() {
+  std::vector<ir::Value*> results;
+  for (const auto& vi : check_model_.graph().output()) {
+    Entry* e = Lookup(vi.name());
+    if (e == nullptr) {
+      return Error(absl::StrCat("graph output '", vi.name(), "' is not produced by any node"));
+    }
+    auto it = onnx_types_.find(vi.name());
+    if (it != onnx_types_.end() && it->second.has_tensor_type() &&
+        it->second.tensor_type().elem_type() != 0) {
+      auto d = DTypeFromOnnx(it->second.tensor_type().elem_type());
+      if (!d.ok() || *d != e->type.dtype) {
+        return Error(absl::StrCat("graph output '", vi.name(), "' is declared ",
+                                  OnnxDTypeName(it->second.tensor_type().elem_type()),
+                                  " but computes ", e->type.ToString()));
+      }
+    }
+    PTC_ASSIGN_OR_RETURN(ir::Value * v, Materialize(e));
+    results.push_back(v);
+  }
+  fn_->set_results(std::move(results));
+  return absl::OkStatus();
+}
+
+void Importer::RemoveUnusedParams() {
+  std::set<std::string> inputs;
+  for (const auto& vi : model_.graph().input()) inputs.insert(vi.name());
+  auto uses = fn_->ComputeUses();
+  std::set<const ir::Value*> results(fn_->results().begin(), fn_->results().end());
+  std::vector<ir::Value*> dead;
+  for (ir::Value* p : fn_->params()) {
+    if (inputs.count(p->name()) || results.count(p)) continue;
+    auto it = uses.find(p);
+    if (it == uses.end() || it->second.empty()) dead.push_back(p);
+  }
+  for (ir::Value* p : dead) {
+    module_->tensors().erase(p->name());
+    fn_->RemoveParam(p);
+  }
+}
+
+absl::StatusOr<std::unique_ptr<ir::Module>> Importer::Run(const std::string& bytes) {
+  PTC_RETURN_IF_ERROR(Parse(bytes));
+  PTC_RETURN_IF_ERROR(CheckOpsets());
+  PTC_RETURN_IF_ERROR(LoadInitializers());
+  PTC_RETURN_IF_ERROR(BindInputs());
+  PTC_RETURN_IF_ERROR(BuildCheckModel());
+  PTC_RETURN_IF_ERROR(CheckAndInfer());
+  module_ = std::make_unique<ir::Module>();
+  fn_ = module_->AddFunction("main");
+  module_->metadata()["source"] = source_;
+  module_->metadata()["opset"] = absl::StrCat(opset_);
+  if (!model_.producer_name().empty()) module_->metadata()["producer"] = model_.producer_name();
+  PTC_RETURN_IF_ERROR(CreateParams());
+  PTC_RETURN_IF_ERROR(ConvertNodes());
+  PTC_RETURN_IF_ERROR(SetResults());
+  RemoveUnusedParams();
+  return std::move(module_);
+}
+
+std::string DirName(const std::string& path) {
+  size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ir::Module>> ImportOnnxFile(const std::string& path,
+                                                           const ImportOptions& options) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ONNX model '", path, "'"));
+  in.seekg(0, std::ios::end);
+  std::streamoff size = in.tellg();
+  if (size < 0) return absl::InvalidArgumentError(absl::StrCat("cannot read '", path, "'"));
+  if (size > static_cast<std::streamoff>(INT_MAX)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": the model is ", size,
+        " bytes; protobuf cannot parse messages over 2 GiB. Save the weights as external data: "
+        "onnx.save(model, path, save_as_external_data=True)"));
+  }
+  in.seekg(0, std::ios::beg);
+  std::string bytes(static_cast<size_t>(size), '\0');
+  if (!in.read(bytes.data(), size)) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot read '", path, "'"));
+  }
+  return ImportOnnxBytes(bytes, DirName(path), path, options);
+}
+
+absl::StatusOr<std::unique_ptr<ir::Module>> ImportOnnxBytes(const std::string& bytes,
+                                                            const std::string& base_dir,
+                                                            const std::string& source_name,
+                                                            const ImportOptions& options) {
+  Importer importer(base_dir, source_name.empty() ? "<bytes>" : source_name, options);
+  try {
+    return importer.Run(bytes);
+  } catch (const std::exception& e) {
+    // onnx / protobuf internals throw on some malformed inputs; never let that escape.
+    return absl::InvalidArgumentError(
+        absl::StrCat(source_name, ": malformed ONNX model: ", e.what()));
+  }
+}
+
+std::vector<std::string> SupportedOnnxOps() {
+  std::vector<std::string> ops;
+  for (const auto& [k, v] : UnaryOps()) ops.push_back(k);
+  for (const auto& [k, v] : BinaryOps()) ops.push_back(k);
+  for (const auto& k : OtherOps()) ops.push_back(k);
+  std::sort(ops.begin(), ops.end());
+  return ops;
+}
+
+}  // namespace ptc::onnx_import
