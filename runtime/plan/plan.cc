@@ -355,7 +355,9 @@ absl::StatusOr<Plan> LoadFromViews(const std::string& source, const char* plan_d
   // IR.
   absl::StatusOr<std::unique_ptr<ir::Module>> module = ir::ParseModule(proto.ir_text());
   if (!module.ok()) return Invalid(source, absl::StrCat("IR text: ", module.status().message()));
-  if (*module == nullptr) return Invalid(source, "IR text: no module");
+  if (*module == nullptr || (*module)->main() == nullptr) {
+    return Invalid(source, "IR text has no function; recompile the model");
+  }
   Plan plan;
   plan.module = std::move(*module);
   PTC_RETURN_IF_ERROR(LoadWeights(source, index, weights, *plan.module));

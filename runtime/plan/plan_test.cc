@@ -377,6 +377,10 @@ TEST_F(PlanTest, RejectsIrParseErrorsWithLineAndColumn) {
   EXPECT_THAT(std::string(s.message()), MatchesRegex(".*IR text.*[0-9]+:[0-9]+.*"));
 }
 
+TEST_F(PlanTest, RejectsIrWithoutFunctions) {
+  ExpectError(LoadModified([](PlanProto& p) { p.set_ir_text(""); }), "no function");
+}
+
 TEST_F(PlanTest, RejectsIrThatDoesNotVerify) {
   // The result type of `add` (in its line and in the signature) no longer matches type inference.
   absl::Status s = LoadModified([&](PlanProto& p) {

@@ -49,7 +49,8 @@ def write(rel, data, **expect):
 # ONNX
 
 
-def base_graph(initializers=None, x_shape=(2, 3), nodes=None, inputs=None, outputs=None):
+def base_graph(initializers=None, x_shape=(2, 3), nodes=None, inputs=None, outputs=None,
+               y_shape=None):
     if initializers is None:
         initializers = [
             numpy_helper.from_array(np.arange(12, dtype=np.float32).reshape(3, 4) / 8, "W"),
@@ -60,7 +61,9 @@ def base_graph(initializers=None, x_shape=(2, 3), nodes=None, inputs=None, outpu
         helper.make_node("Add", ["XW", "B"], ["Y"], name="/Add"),
     ]
     inputs = inputs or [helper.make_tensor_value_info("X", TensorProto.FLOAT, list(x_shape))]
-    outputs = outputs or [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)]
+    if y_shape is None:
+        y_shape = [x_shape[0], 4]
+    outputs = outputs or [helper.make_tensor_value_info("Y", TensorProto.FLOAT, list(y_shape))]
     return helper.make_graph(nodes, "g", inputs, outputs, initializer=initializers)
 
 
@@ -251,8 +254,8 @@ def gen_onnx():
     nodes = [helper.make_node("ConstantOfShape", ["S"], ["C"], name="/COS",
                               value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0])),
              helper.make_node("Identity", ["X"], ["Y"], name="/Id")]
-    outs = [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None),
-            helper.make_tensor_value_info("C", TensorProto.FLOAT, None)]
+    outs = [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [2, 3]),
+            helper.make_tensor_value_info("C", TensorProto.FLOAT, [1 << 20, 1 << 20])]
     write("onnx/constant_of_shape_huge.onnx",
           model_bytes(base_graph(nodes=nodes, initializers=[shape], outputs=outs)),
           bytes="any", file="any")
@@ -260,18 +263,20 @@ def gen_onnx():
                  for n, v in (("start", 0), ("limit", 1 << 40), ("delta", 1))]
     nodes = [helper.make_node("Range", ["start", "limit", "delta"], ["R"], name="/Range"),
              helper.make_node("Identity", ["X"], ["Y"], name="/Id")]
-    outs = [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None),
-            helper.make_tensor_value_info("R", TensorProto.INT64, None)]
+    outs = [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [2, 3]),
+            helper.make_tensor_value_info("R", TensorProto.INT64, [1 << 40])]
     write("onnx/range_huge.onnx",
           model_bytes(base_graph(nodes=nodes, initializers=rng_inits, outputs=outs)),
           bytes="any", file="any")
     shape = numpy_helper.from_array(np.array([1 << 40, 3], np.int64), "S")
     nodes = [helper.make_node("Reshape", ["X", "S"], ["Y"], name="/Reshape")]
     write("onnx/reshape_huge.onnx",
-          model_bytes(base_graph(nodes=nodes, initializers=[shape])), bytes="error", file="error")
+          model_bytes(base_graph(nodes=nodes, initializers=[shape], y_shape=(1 << 40, 3))),
+          bytes="error", file="error")
     shape = numpy_helper.from_array(np.array([1 << 30, 1 << 30, 3], np.int64), "S")
     nodes = [helper.make_node("Expand", ["X", "S"], ["Y"], name="/Expand")]
-    g = base_graph(nodes=nodes, initializers=[shape], x_shape=(1, 3))
+    g = base_graph(nodes=nodes, initializers=[shape], x_shape=(1, 3),
+                   y_shape=(1 << 30, 1 << 30, 3))
     write("onnx/expand_huge.onnx", model_bytes(g), bytes="any", file="any")
 
     # Deep recursion: Model.graph -> Graph.node -> Node.attribute -> Attribute.g -> ...
@@ -293,7 +298,7 @@ def gen_onnx():
         node = helper.make_node("If", [f"cond{i}"], ["Y"], then_branch=then_g, else_branch=then_g,
                                 name=f"/If{i}")
         inner = helper.make_graph([node], f"g{i}", list(inner.input),
-                                  [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+                                  [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [2, 3])],
                                   initializer=[cond])
     write("onnx/nested_if.onnx", model_bytes(inner), bytes="any", file="any")
     # A length prefix far beyond the data.
@@ -302,7 +307,8 @@ def gen_onnx():
     # Huge counts: 4000-node chain, a rank-3000 tensor, 20000 opset imports.
     nodes = [helper.make_node("Relu", ["X" if i == 0 else f"r{i - 1}"],
                               ["Y" if i == 3999 else f"r{i}"]) for i in range(4000)]
-    write("onnx/many_nodes.onnx", model_bytes(base_graph(nodes=nodes, initializers=[])),
+    write("onnx/many_nodes.onnx",
+          model_bytes(base_graph(nodes=nodes, initializers=[], y_shape=(2, 3))),
           bytes="any", file="any")
     inits = [tensor("W", [1] * 3000, floats=[1.0]), b_init()]
     write("onnx/rank_3000.onnx", model_bytes(base_graph(initializers=inits)), bytes="error",

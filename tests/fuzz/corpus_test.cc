@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <sys/stat.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -68,6 +69,10 @@ std::map<std::string, std::map<std::string, std::string>> ReadExpectations() {
 void Check(const std::string& name, const std::string& mode, const std::string& expected,
            const absl::Status& status) {
   SCOPED_TRACE(name + " (" + mode + "): " + status.ToString());
+  // PTC_CORPUS_VERBOSE=1 lists every outcome (to review that errors fail for the intended reason).
+  if (std::getenv("PTC_CORPUS_VERBOSE")) {
+    std::printf("%-45s %-5s %s\n", name.c_str(), mode.c_str(), status.ToString().substr(0, 220).c_str());
+  }
   if (expected == "ok") {
     EXPECT_TRUE(status.ok());
   } else if (expected == "error") {
