@@ -7,6 +7,10 @@
 // Operands are read in one of four ways, chosen at creation: full (same shape as the output:
 // read in place, no copy), scalar (one element, broadcast), suffix (broadcast over leading
 // dims only, e.g. a bias [C] against [B,T,C]: index = i mod n), and general (strided).
+// The vectorizable math in kernel_util.h clamps with float selects; GCC if-converts (and so
+// vectorizes) them only without trapping math. ptc never enables FP exceptions.
+#pragma GCC optimize("no-trapping-math")
+
 #include <algorithm>
 #include <cmath>
 #include <string>
