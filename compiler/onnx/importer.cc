@@ -205,6 +205,7 @@ class Importer {
   absl::Status BuildCheckModel();
   absl::Status CheckAndInfer();
   absl::Status CreateParams();
+  absl::Status SortNodes();
   absl::Status ConvertNodes();
   absl::Status ConvertNode(const onnx::NodeProto& node, int index);
   absl::Status ConvertPtcNode(NodeCtx& c);
@@ -247,6 +248,7 @@ class Importer {
   std::map<std::string, ir::TensorType> input_types_;  // graph inputs (not initializers)
   std::map<std::string, onnx::TypeProto> onnx_types_;  // ONNX-inferred types by name
   int opset_ = 0;
+  std::vector<int> node_index_;  // file index of each node of check_model_ (after sorting)
   std::map<std::string, EntryPtr> env_;
   std::vector<EntryPtr> temps_;  // intermediates the importer made (chains)
   std::unique_ptr<ir::Module> module_;
@@ -495,6 +497,7 @@ absl::Status Importer::CheckAndInfer() {
       return Error(absl::StrCat("onnx::checker rejected the model: ", e.what()));
     }
   }
+  PTC_RETURN_IF_ERROR(SortNodes());
   try {
     onnx::ShapeInferenceOptions opts(/*check_type_val=*/true, /*strict_mode_val=*/1,
                                      /*data_prop_val=*/true);
@@ -731,17 +734,20 @@ absl::StatusOr<std::vector<EntryPtr>> Importer::Emit(const NodeCtx& c, absl::str
 // ---------------------------------------------------------------------------------------------
 // Nodes
 
-absl::Status Importer::ConvertNodes() {
-  const auto& g = check_model_.graph();
-  int n = g.node_size();
+absl::Status Importer::SortNodes() {
+  auto* g = check_model_.mutable_graph();
+  int n = g->node_size();
+  std::set<std::string> defined;
+  for (const auto& vi : g->input()) defined.insert(vi.name());
+  for (const auto& [name, t] : initializers_) defined.insert(name);
   // Kahn's algorithm, smallest index first: keeps the file's order where it is valid.
   std::map<std::string, int> producer;
   for (int i = 0; i < n; ++i) {
-    for (const auto& out : g.node(i).output()) {
+    for (const auto& out : g->node(i).output()) {
       if (out.empty()) continue;
-      if (env_.count(out) || !producer.emplace(out, i).second) {
+      if (defined.count(out) || !producer.emplace(out, i).second) {
         return Error(absl::StrCat("value '", out, "' is defined more than once (node '",
-                                  g.node(i).name(), "')"));
+                                  g->node(i).name(), "')"));
       }
     }
   }
@@ -749,11 +755,11 @@ absl::Status Importer::ConvertNodes() {
   std::vector<std::vector<int>> users(n);
   for (int i = 0; i < n; ++i) {
     std::set<int> deps;
-    for (const auto& in : g.node(i).input()) {
-      if (in.empty() || env_.count(in)) continue;
+    for (const auto& in : g->node(i).input()) {
+      if (in.empty() || defined.count(in)) continue;
       auto it = producer.find(in);
       if (it == producer.end()) {
-        return Error(absl::StrCat("node '", g.node(i).name(), "' (", g.node(i).op_type(),
+        return Error(absl::StrCat("node '", g->node(i).name(), "' (", g->node(i).op_type(),
                                   ") uses undefined value '", in, "'"));
       }
       deps.insert(it->second);
@@ -765,17 +771,27 @@ absl::Status Importer::ConvertNodes() {
   for (int i = 0; i < n; ++i) {
     if (pending[i] == 0) ready.push(i);
   }
-  int done = 0;
+  node_index_.clear();
   while (!ready.empty()) {
     int i = ready.top();
     ready.pop();
-    ++done;
-    PTC_RETURN_IF_ERROR(ConvertNode(g.node(i), i));
+    node_index_.push_back(i);
     for (int u : users[i]) {
       if (--pending[u] == 0) ready.push(u);
     }
   }
-  if (done != n) return Error("the graph has a cycle");
+  if (static_cast<int>(node_index_.size()) != n) return Error("the graph has a cycle");
+  google::protobuf::RepeatedPtrField<onnx::NodeProto> sorted;
+  for (int i : node_index_) *sorted.Add() = g->node(i);
+  g->mutable_node()->Swap(&sorted);
+  return absl::OkStatus();
+}
+
+absl::Status Importer::ConvertNodes() {
+  const auto& g = check_model_.graph();
+  for (int i = 0; i < g.node_size(); ++i) {
+    PTC_RETURN_IF_ERROR(ConvertNode(g.node(i), node_index_[i]));
+  }
   return absl::OkStatus();
 }
 
