@@ -13,12 +13,15 @@
 // reshape's attribute).
 #include "compiler/onnx/importer.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <climits>
 #include <cmath>
 #include <cstring>
 #include <exception>
-#include <fstream>
 #include <functional>
 #include <optional>
 #include <queue>
@@ -32,6 +35,7 @@
 #include "compiler/onnx/onnx_util.h"
 #include "compiler/support/status.h"
 #include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "onnx/checker.h"
 #include "onnx/defs/schema.h"
@@ -182,7 +186,7 @@ class Importer {
   Importer(std::string base_dir, std::string source, const ImportOptions& options)
       : options_(options), source_(std::move(source)), external_(base_dir) {}
 
-  absl::StatusOr<std::unique_ptr<ir::Module>> Run(const std::string& bytes);
+  absl::StatusOr<std::unique_ptr<ir::Module>> Run(google::protobuf::io::ZeroCopyInputStream* stream);
 
   // --- used by NodeCtx ---
   absl::Status NodeError(const NodeCtx& c, absl::string_view msg, absl::StatusCode code) const {
@@ -198,7 +202,7 @@ class Importer {
   absl::Status Error(absl::string_view msg) const {
     return absl::InvalidArgumentError(absl::StrCat(source_, ": ", msg));
   }
-  absl::Status Parse(const std::string& bytes);
+  absl::Status Parse(google::protobuf::io::ZeroCopyInputStream* stream);
   absl::Status CheckOpsets();
   absl::Status LoadInitializers();
   absl::Status BindInputs();
@@ -308,15 +312,8 @@ absl::StatusOr<std::vector<int64_t>> NodeCtx::ConstInts(int i, absl::string_view
 // ---------------------------------------------------------------------------------------------
 // Parsing and model-level checks
 
-absl::Status Importer::Parse(const std::string& bytes) {
-  if (bytes.size() > static_cast<size_t>(INT_MAX)) {
-    return Error(absl::StrCat(
-        "the model is ", bytes.size(),
-        " bytes; protobuf cannot parse messages over 2 GiB. Save the weights as external data: "
-        "onnx.save(model, path, save_as_external_data=True)"));
-  }
-  google::protobuf::io::ArrayInputStream array(bytes.data(), static_cast<int>(bytes.size()));
-  google::protobuf::io::CodedInputStream coded(&array);
+absl::Status Importer::Parse(google::protobuf::io::ZeroCopyInputStream* stream) {
+  google::protobuf::io::CodedInputStream coded(stream);
   coded.SetTotalBytesLimit(INT_MAX);
   if (!model_.ParseFromCodedStream(&coded) || !coded.ConsumedEntireMessage()) {
     return Error("not a valid ONNX model (protobuf parse failed; the file is truncated or "
@@ -385,6 +382,7 @@ absl::Status Importer::LoadInitializers() {
     if (proto.doc_string() == kConstantDocString) constant_initializers_.insert(proto.name());
     initializers_.emplace_back(proto.name(), *std::move(t));
   }
+  init_protos_.Clear();  // the data now lives in the tensors
   return absl::OkStatus();
 }
 
@@ -1355,7 +1353,8 @@ absl::Status Importer::ConvertNode(const onnx::NodeProto& node, int index) {
               static_cast<int32_t>(start.GetInt(0) + i * delta.GetInt(0));
           break;
         case ir::DType::kI64:
-          t.mutable_data_as<int64_t>()[i] = start.GetInt(0) + i * delta.GetInt(0);
+          t.mutable_data_as<int64_t>()[i] = static_cast<int64_t>(
+              static_cast<__int128>(start.GetInt(0)) + static_cast<__int128>(i) * delta.GetInt(0));
           break;
         default:
           return c.Unimplemented(absl::StrCat("Range of ", std::string(ir::DTypeName(dt))));
@@ -1529,8 +1528,9 @@ void Importer::RemoveUnusedParams() {
   }
 }
 
-absl::StatusOr<std::unique_ptr<ir::Module>> Importer::Run(const std::string& bytes) {
-  PTC_RETURN_IF_ERROR(Parse(bytes));
+absl::StatusOr<std::unique_ptr<ir::Module>> Importer::Run(
+    google::protobuf::io::ZeroCopyInputStream* stream) {
+  PTC_RETURN_IF_ERROR(Parse(stream));
   PTC_RETURN_IF_ERROR(CheckOpsets());
   PTC_RETURN_IF_ERROR(LoadInitializers());
   PTC_RETURN_IF_ERROR(BindInputs());
@@ -1557,39 +1557,60 @@ std::string DirName(const std::string& path) {
 
 }  // namespace
 
+namespace {
+
+constexpr char kTooLarge[] =
+    " bytes; protobuf cannot parse messages over 2 GiB. Save the weights as external data: "
+    "onnx.save(model, path, save_as_external_data=True)";
+
+absl::StatusOr<std::unique_ptr<ir::Module>> RunImporter(
+    google::protobuf::io::ZeroCopyInputStream* stream, const std::string& base_dir,
+    const std::string& source_name, const ImportOptions& options) {
+  Importer importer(base_dir, source_name.empty() ? "<bytes>" : source_name, options);
+  try {
+    return importer.Run(stream);
+  } catch (const std::exception& e) {
+    // onnx / protobuf internals throw on some malformed inputs; never let that escape.
+    return absl::InvalidArgumentError(
+        absl::StrCat(source_name, ": malformed ONNX model: ", e.what()));
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<ir::Module>> ImportOnnxFile(const std::string& path,
                                                            const ImportOptions& options) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ONNX model '", path, "'"));
-  in.seekg(0, std::ios::end);
-  std::streamoff size = in.tellg();
-  if (size < 0) return absl::InvalidArgumentError(absl::StrCat("cannot read '", path, "'"));
-  if (size > static_cast<std::streamoff>(INT_MAX)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": the model is ", size,
-        " bytes; protobuf cannot parse messages over 2 GiB. Save the weights as external data: "
-        "onnx.save(model, path, save_as_external_data=True)"));
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return absl::NotFoundError(
+        absl::StrCat("cannot open ONNX model '", path, "': ", std::strerror(errno)));
   }
-  in.seekg(0, std::ios::beg);
-  std::string bytes(static_cast<size_t>(size), '\0');
-  if (!in.read(bytes.data(), size)) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot read '", path, "'"));
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return absl::InvalidArgumentError(absl::StrCat("'", path, "' is not a regular file"));
   }
-  return ImportOnnxBytes(bytes, DirName(path), path, options);
+  if (st.st_size > static_cast<off_t>(INT_MAX)) {
+    ::close(fd);
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": the model is ", st.st_size, kTooLarge));
+  }
+  // Streamed from the file: the bytes are never held in memory next to the parsed model.
+  google::protobuf::io::FileInputStream stream(fd);
+  stream.SetCloseOnDelete(true);
+  return RunImporter(&stream, DirName(path), path, options);
 }
 
 absl::StatusOr<std::unique_ptr<ir::Module>> ImportOnnxBytes(const std::string& bytes,
                                                             const std::string& base_dir,
                                                             const std::string& source_name,
                                                             const ImportOptions& options) {
-  Importer importer(base_dir, source_name.empty() ? "<bytes>" : source_name, options);
-  try {
-    return importer.Run(bytes);
-  } catch (const std::exception& e) {
-    // onnx / protobuf internals throw on some malformed inputs; never let that escape.
+  if (bytes.size() > static_cast<size_t>(INT_MAX)) {
     return absl::InvalidArgumentError(
-        absl::StrCat(source_name, ": malformed ONNX model: ", e.what()));
+        absl::StrCat(source_name, ": the model is ", bytes.size(), kTooLarge));
   }
+  google::protobuf::io::ArrayInputStream stream(bytes.data(), static_cast<int>(bytes.size()));
+  return RunImporter(&stream, base_dir, source_name, options);
 }
 
 std::vector<std::string> SupportedOnnxOps() {
