@@ -6,7 +6,7 @@
 
 Every runtime gets the same ONNX file (or, for PyTorch, the state_dict it was exported from),
 batch 8 x seq 128 token ids and the same thread count, and is timed as the median of --repeats
-single forward passes after --warmup passes:
+single forward passes (in --rounds interleaved rounds, each after --warmup passes):
   ptc          the Google Benchmark binary ptc_gpt_inference_bench (--iterations=1
                --benchmark_repetitions=N, --benchmark_format=json), OMP/OpenBLAS threads = N
   onnxruntime  InferenceSession, CPU provider, intra-op threads = N, graph optimizations ALL
@@ -54,14 +54,15 @@ def time_calls(fn, repeats, warmup):
     return samples
 
 
-def run_ptc(bench, model_path, args):
+def run_ptc(bench, model_path, args, repeats):
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
                OPENBLAS_NUM_THREADS=str(args.threads))
     cmd = [bench, f"--model={model_path}", f"--passes={args.passes}", "--iterations=1",
-           f"--benchmark_repetitions={args.repeats}",
+           f"--benchmark_repetitions={repeats}",
            f"--benchmark_min_warmup_time={args.ptc_warmup_seconds}",
            "--benchmark_format=json"]
-    print("ptc:", " ".join(cmd), file=sys.stderr)
+    if args.verbose:
+        print("ptc:", " ".join(cmd), file=sys.stderr)
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"ptc bench failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -76,7 +77,8 @@ def run_ptc(bench, model_path, args):
     return samples, extra
 
 
-def run_ort(model_path, idx, args):
+def make_ort(model_path, idx, args):
+    """Returns (run_once, logits, version)."""
     import onnxruntime as ort
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = args.threads
@@ -86,10 +88,11 @@ def run_ort(model_path, idx, args):
     sess = ort.InferenceSession(model_path, opts, providers=["CPUExecutionProvider"])
     feeds = {"idx": idx}
     out = sess.run(None, feeds)[0]
-    return time_calls(lambda: sess.run(None, feeds), args.repeats, args.warmup), out, ort.__version__
+    return (lambda: sess.run(None, feeds)), out, ort.__version__
 
 
-def run_torch(variant, pt_path, idx, args):
+def make_torch(variant, pt_path, idx, args):
+    """Returns (run_once, logits)."""
     torch.set_num_threads(args.threads)
     model, _ = make_bench_models.build_model(variant)
     model.load_state_dict(torch.load(pt_path))
@@ -97,8 +100,11 @@ def run_torch(variant, pt_path, idx, args):
     x = torch.from_numpy(idx)
     with torch.no_grad():
         out = model(x).numpy()
-        samples = time_calls(lambda: model(x), args.repeats, args.warmup)
-    return samples, out
+
+    def run_once():
+        with torch.no_grad():
+            model(x)
+    return run_once, out
 
 
 def main():
@@ -111,7 +117,10 @@ def main():
     parser.add_argument("--passes", default="default")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=3, help="untimed runs before each round")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="interleave the runtimes in this many rounds of repeats/rounds runs")
+    parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--ptc-warmup-seconds", type=float, default=0.5)
     parser.add_argument("--json-out", default=None)
     args = parser.parse_args()
@@ -126,31 +135,49 @@ def main():
 
     results = {}
     notes = []
+    runners = {}  # name -> function(repeats) -> samples (seconds)
     bench = args.ptc_bench or find_ptc_bench()
     if bench is None:
         notes.append("ptc: no ptc_gpt_inference_bench found (build the bench target or pass "
                      "--ptc-bench)")
     else:
-        try:
-            samples, extra = run_ptc(bench, model_path, args)
-            results["ptc"] = dict(samples=samples, **extra)
-        except RuntimeError as e:
-            notes.append(f"ptc: {e}")
+        def ptc_runner(repeats):
+            samples, extra = run_ptc(bench, model_path, args, repeats)
+            results.setdefault("ptc", {"samples": []}).update(extra)
+            return samples
+        runners["ptc"] = ptc_runner
+        results["ptc"] = {"samples": []}
+    ort_out = None
     try:
-        samples, ort_out, ort_version = run_ort(model_path, idx, args)
-        results["onnxruntime"] = dict(samples=samples, version=ort_version)
+        ort_once, ort_out, ort_version = make_ort(model_path, idx, args)
+        results["onnxruntime"] = dict(samples=[], version=ort_version)
+        runners["onnxruntime"] = lambda n: time_calls(ort_once, n, args.warmup)
     except ImportError:
-        ort_out = None
         notes.append("onnxruntime: not installed")
-    samples, torch_out = run_torch(args.variant, pt_path, idx, args)
-    results["pytorch"] = dict(samples=samples, version=torch.__version__)
+    torch_once, torch_out = make_torch(args.variant, pt_path, idx, args)
+    results["pytorch"] = dict(samples=[], version=torch.__version__)
+    runners["pytorch"] = lambda n: time_calls(torch_once, n, args.warmup)
     if ort_out is not None:
         err = float(np.max(np.abs(ort_out - torch_out)))
         notes.append(f"ORT vs PyTorch logits: max abs diff {err:.2e} (same weights check)")
 
+    # Interleaved rounds, so that load bursts on a shared machine hit every runtime alike.
+    load_before = os.getloadavg()[0]
+    per_round = max(1, args.repeats // args.rounds)
+    for _ in range(args.rounds):
+        for name, runner in list(runners.items()):
+            try:
+                results.setdefault(name, {"samples": []})["samples"] += runner(per_round)
+            except RuntimeError as e:
+                notes.append(f"{name}: {e}")
+                del runners[name]
+                results.pop(name, None)
+    notes.append(f"load average (1 min) before/after: {load_before:.1f} / "
+                 f"{os.getloadavg()[0]:.1f}")
+
     print(f"\nGPT inference, {args.variant} ({meta['parameters'] / 1e6:.1f}M params, "
           f"{meta['config']}), batch {batch} x seq {seq}, {args.threads} threads, "
-          f"median of {args.repeats} after warmup")
+          f"median of {per_round * args.rounds} after warmup, {args.rounds} interleaved rounds")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus")
     ptc_median = statistics.median(results["ptc"]["samples"]) if "ptc" in results else None
     header = f"{'runtime':<12} {'median ms':>10} {'min ms':>9} {'tokens/s':>10} {'ptc/runtime':>12}"
