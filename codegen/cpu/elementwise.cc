@@ -133,14 +133,18 @@ template <typename T, typename O, typename Op>
 void BinarySegment(O* __restrict out, const T* __restrict a, const T* __restrict b, int64_t n,
                    int64_t sa, int64_t sb) {
   if (sa == 1 && sb == 1) {
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) out[i] = Op::Apply(a[i], b[i]);
   } else if (sa == 1 && sb == 0) {
     const T bv = b[0];
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) out[i] = Op::Apply(a[i], bv);
   } else if (sa == 0 && sb == 1) {
     const T av = a[0];
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) out[i] = Op::Apply(av, b[i]);
   } else {
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) out[i] = Op::Apply(a[i * sa], b[i * sb]);
   }
 }
@@ -326,6 +330,7 @@ class UnaryKernel : public Kernel {
                             K == UnaryKind::kGeluErf || K == UnaryKind::kGeluTanh ||
                             K == UnaryKind::kLog;
     ParallelFor(n_, kHeavy ? kElementGrain / 8 : kElementGrain, [&](int64_t b, int64_t e) {
+#pragma omp simd
       for (int64_t i = b; i < e; ++i) y[i] = UnaryApply<K, T>(x[i]);
     });
     return absl::OkStatus();
@@ -414,14 +419,18 @@ class WhereKernel : public Kernel {
         const E* __restrict bb = b + off[2];
         E* __restrict oo = out + o;
         if (sc == 1 && sa == 1 && sb == 1) {
+          #pragma omp simd
           for (int64_t i = 0; i < len; ++i) oo[i] = cc[i] ? aa[i] : bb[i];
         } else if (sc == 1 && sa == 0 && sb == 1) {
           const E av = aa[0];
+          #pragma omp simd
           for (int64_t i = 0; i < len; ++i) oo[i] = cc[i] ? av : bb[i];
         } else if (sc == 1 && sa == 1 && sb == 0) {
           const E bv = bb[0];
+          #pragma omp simd
           for (int64_t i = 0; i < len; ++i) oo[i] = cc[i] ? aa[i] : bv;
         } else {
+          #pragma omp simd
           for (int64_t i = 0; i < len; ++i) oo[i] = cc[i * sc] ? aa[i * sa] : bb[i * sb];
         }
       });
@@ -515,6 +524,7 @@ class CastKernel : public Kernel {
     const SF* __restrict x = static_cast<const SF*>(inputs[0]);
     ST* __restrict y = static_cast<ST*>(outputs[0]);
     ParallelFor(n_, kElementGrain, [&](int64_t b, int64_t e) {
+#pragma omp simd
       for (int64_t i = b; i < e; ++i) {
         CF v = Storage<FromTag>::ToCompute(x[i]);
         y[i] = Storage<ToTag>::FromCompute(ConvertValue<CT, CF>(v));

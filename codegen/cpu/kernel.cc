@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "codegen/cpu/fused_kernels.h"
 #include "codegen/cpu/kernel_util.h"
+#include "codegen/cpu/train_kernels.h"
 #include "compiler/support/status.h"
 
 namespace ptc::cpu {
@@ -77,6 +78,7 @@ bool IsHalf(ir::DType d) { return d == ir::DType::kF16 || d == ir::DType::kBF16;
 
 void ToF32(ir::DType d, const uint16_t* in, float* out, int64_t n) {
   if (d == ir::DType::kF16) {
+#pragma omp simd
     for (int64_t i = 0; i < n; ++i) out[i] = HalfToFloat(in[i]);
   } else {
     for (int64_t i = 0; i < n; ++i) out[i] = Bf16ToFloat(in[i]);
@@ -84,6 +86,7 @@ void ToF32(ir::DType d, const uint16_t* in, float* out, int64_t n) {
 }
 void FromF32(ir::DType d, const float* in, uint16_t* out, int64_t n) {
   if (d == ir::DType::kF16) {
+#pragma omp simd
     for (int64_t i = 0; i < n; ++i) out[i] = FloatToHalf(in[i]);
   } else {
     for (int64_t i = 0; i < n; ++i) out[i] = FloatToBf16(in[i]);
@@ -255,6 +258,8 @@ absl::StatusOr<std::unique_ptr<Kernel>> CreateKernel(const ir::Node& node) {
   if (node.op().rfind("fused_", 0) == 0) return CreateFusedKernel(node);
   const internal::OpEntry* e = internal::FindEntry(node.op());
   if (e == nullptr) {
+    PTC_ASSIGN_OR_RETURN(std::unique_ptr<Kernel> train, CreateTrainKernel(node));
+    if (train != nullptr) return train;
     return absl::UnimplementedError(
         absl::StrCat(node.Describe(), ": no CPU kernel for this op (see compiler/ir/ops.h)"));
   }
@@ -282,7 +287,7 @@ absl::StatusOr<std::unique_ptr<Kernel>> CreateKernel(const ir::Node& node) {
 
 bool HasKernel(std::string_view op) {
   if (op.rfind("fused_", 0) == 0) return HasFusedKernel(op);
-  return internal::FindEntry(op) != nullptr;
+  return internal::FindEntry(op) != nullptr || HasTrainKernel(op);
 }
 
 absl::StatusOr<std::vector<ir::Tensor>> EvaluateNode(const ir::Node& node,

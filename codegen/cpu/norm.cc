@@ -62,22 +62,27 @@ class SoftmaxKernel : public Kernel {
   void Row(const T* __restrict x, T* __restrict y) const {
     const int64_t n = n_;
     T mx = -std::numeric_limits<T>::infinity();
+#pragma omp simd reduction(max : mx)
     for (int64_t j = 0; j < n; ++j) mx = std::max(mx, x[j]);
     // A row of -inf (fully masked) gives NaN like PyTorch would not: keep it finite-safe.
     if (mx == -std::numeric_limits<T>::infinity()) mx = 0;
     if constexpr (kLog) {
       T sum = 0;
+#pragma omp simd reduction(+ : sum)
       for (int64_t j = 0; j < n; ++j) sum += Exp(static_cast<T>(x[j] - mx));
       const T lse = mx + std::log(sum);
+#pragma omp simd
       for (int64_t j = 0; j < n; ++j) y[j] = x[j] - lse;
     } else {
       T sum = 0;
+#pragma omp simd reduction(+ : sum)
       for (int64_t j = 0; j < n; ++j) {
         T e = Exp(static_cast<T>(x[j] - mx));
         y[j] = e;
         sum += e;
       }
       const T inv = T(1) / sum;
+#pragma omp simd
       for (int64_t j = 0; j < n; ++j) y[j] *= inv;
     }
   }
@@ -109,9 +114,11 @@ class LayerNormKernel : public Kernel {
         T* __restrict yr = y + r * d;
         // Two passes over a row that sits in L1/L2: exact mean, then centered variance.
         T sum = 0;
+#pragma omp simd reduction(+ : sum)
         for (int64_t j = 0; j < d; ++j) sum += xr[j];
         const T mean = d ? sum / T(d) : T(0);
         T sq = 0;
+#pragma omp simd reduction(+ : sq)
         for (int64_t j = 0; j < d; ++j) {
           T c = xr[j] - mean;
           sq += c * c;
@@ -121,8 +128,10 @@ class LayerNormKernel : public Kernel {
         if (mean_out) mean_out[r] = static_cast<float>(mean);
         if (istd_out) istd_out[r] = static_cast<float>(istd);
         if (!scale_bcast_ && bias_mode_ == 2) {
+#pragma omp simd
           for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - mean) * istd * scale[j] + bias[j];
         } else if (!scale_bcast_ && bias_mode_ == 0) {
+#pragma omp simd
           for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - mean) * istd * scale[j];
         } else {
           for (int64_t j = 0; j < d; ++j) {
