@@ -41,6 +41,9 @@ def substitute(cmd, path, ptc_opt, filecheck):
     cmd = cmd.replace("%s", shlex.quote(path))
     cmd = re.sub(r"(?<![\w/.-])ptc-opt(?![\w-])", shlex.quote(ptc_opt), cmd)
     cmd = re.sub(r"(?<![\w/.-])FileCheck(?![\w-])", shlex.quote(filecheck), cmd)
+    # LLVM's `not` (inverts the exit status) sits next to FileCheck.
+    not_tool = os.path.join(os.path.dirname(filecheck), "not")
+    cmd = re.sub(r"^not\s", shlex.quote(not_tool) + " ", cmd)
     return cmd
 
 
