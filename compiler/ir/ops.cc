@@ -23,6 +23,7 @@
 #include "absl/strings/str_join.h"
 #include "compiler/ir/op_util.h"
 #include "compiler/ir/ops_fused.h"
+#include "compiler/ir/ops_train.h"
 #include "compiler/support/status.h"
 
 namespace ptc::ir {
@@ -127,10 +128,11 @@ InferResult InferWhere(const Types& in, const AttrMap&, int) {
 
 InferResult InferGelu(const Types& in, const AttrMap& attrs, int) {
   PTC_RETURN_IF_ERROR(RequireFloat(in, 0));
-  PTC_ASSIGN_OR_RETURN(std::string approx, GetStringAttr(attrs, "approximate", "none"));
-  if (approx != "none" && approx != "tanh") {
+  auto approx = GetStringAttr(attrs, "approximate", "none");
+  if (!approx.ok()) return approx.status();
+  if (*approx != "none" && *approx != "tanh") {
     return Invalid(absl::StrCat("attribute 'approximate' must be \"none\" or \"tanh\", got \"",
-                                approx, "\""));
+                                *approx, "\""));
   }
   return Types{in[0]};
 }
@@ -595,7 +597,7 @@ const std::vector<OpDef>& CoreOpDefs() {
 const absl::flat_hash_map<std::string_view, const OpDef*>& OpIndex() {
   static const auto* index = [] {
     auto* m = new absl::flat_hash_map<std::string_view, const OpDef*>();
-    for (const auto* table : {&CoreOpDefs(), &FusedOpDefs()}) {
+    for (const auto* table : {&CoreOpDefs(), &FusedOpDefs(), &TrainOpDefs()}) {
       for (const OpDef& def : *table) m->emplace(def.name, &def);  // first definition wins
     }
     return m;
@@ -619,7 +621,7 @@ const OpDef* FindOp(std::string_view op) {
 
 std::vector<std::string_view> AllOpNames() {
   std::vector<std::string_view> names;
-  for (const auto* table : {&CoreOpDefs(), &FusedOpDefs()}) {
+  for (const auto* table : {&CoreOpDefs(), &FusedOpDefs(), &TrainOpDefs()}) {
     for (const OpDef& def : *table) names.push_back(def.name);
   }
   return names;
