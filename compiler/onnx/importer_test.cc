@@ -372,6 +372,43 @@ TEST(ImportTest, ConstantFormsShapeRangeConstantOfShape) {
   EXPECT_TRUE(Nodes(**m, "add").empty());
 }
 
+TEST(ImportTest, FloatRangeSizeSumAndComparisons) {
+  ModelBuilder b;
+  b.Input("x", F32, {int64_t{2}, int64_t{3}});
+  AttrF(b.Node("Constant", {}, {"start"}), "value_float", 1.0f);
+  AttrF(b.Node("Constant", {}, {"limit"}), "value_float", 2.0f);
+  AttrF(b.Node("Constant", {}, {"delta"}), "value_float", 0.25f);
+  b.Node("Range", {"start", "limit", "delta"}, {"r"});
+  b.Node("Size", {"x"}, {"n"});
+  b.Node("Sum", {"x", "x", "x"}, {"s3"});
+  b.Node("Equal", {"s3", "x"}, {"eq"});
+  b.Node("Not", {"eq"}, {"ne"});
+  b.Node("Where", {"ne", "s3", "x"}, {"w"});
+  b.Output("r", F32, 1).Output("n", I64, 0).Output("w", F32, 2);
+  auto m = Import(b);
+  ASSERT_TRUE(m.ok()) << m.status();
+  // ceil((2 - 1) / 0.25) = 4 elements: 1, 1.25, 1.5, 1.75
+  EXPECT_EQ(ResultConstant(**m, 0), (std::vector<double>{1.0, 1.25, 1.5, 1.75}));
+  EXPECT_EQ(ResultConstant(**m, 1), (std::vector<double>{6}));
+  EXPECT_EQ(Nodes(**m, "add").size(), 2u);  // Sum of three inputs: two adds
+  EXPECT_EQ(Nodes(**m, "equal").size(), 1u);
+  EXPECT_EQ(Nodes(**m, "not").size(), 1u);
+  EXPECT_EQ(Nodes(**m, "where")[0]->output()->type(), T(ir::DType::kF32, {2, 3}));
+}
+
+TEST(ImportTest, HugeConstantOfShapeStaysAnExpand) {
+  ModelBuilder b;
+  b.ConstI64("shape", {4096, 8192});  // 128 MiB of f32: not folded into a stored constant
+  b.Node("ConstantOfShape", {"shape"}, {"z"});
+  b.OutputDims("z", F32, {int64_t{4096}, int64_t{8192}});
+  auto m = Import(b);
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto ex = Nodes(**m, "expand");
+  ASSERT_EQ(ex.size(), 1u);
+  EXPECT_EQ(Ints(ex[0], "shape"), (std::vector<int64_t>{4096, 8192}));
+  EXPECT_TRUE((*m)->tensors().empty());
+}
+
 TEST(ImportTest, LargeConstantsGoToModuleTensors) {
   ModelBuilder b;
   b.Input("x", F32, {int64_t{20}});
