@@ -446,11 +446,6 @@ class WhereKernel : public Kernel {
 // cast: every pair of dtypes. Float -> int truncates; out-of-range and NaN saturate / give 0
 // (C++ leaves them undefined; inputs are untrusted).
 
-template <typename T>
-struct Load {
-  static T Get(const void* p, int64_t i) { return static_cast<const T*>(p)[i]; }
-};
-
 template <typename To, typename From>
 inline To ConvertValue(From v) {
   if constexpr (std::is_same_v<To, bool>) {
