@@ -28,8 +28,12 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-import torch
+# --no-spin must reach libgomp before torch loads it (it reads OMP_WAIT_POLICY once, at load).
+if "--no-spin" in sys.argv:
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -85,6 +89,8 @@ def make_ort(model_path, idx, args):
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if args.no_spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sess = ort.InferenceSession(model_path, opts, providers=["CPUExecutionProvider"])
     feeds = {"idx": idx}
     out = sess.run(None, feeds)[0]
@@ -120,6 +126,11 @@ def main():
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs before each round")
     parser.add_argument("--rounds", type=int, default=4,
                         help="interleave the runtimes in this many rounds of repeats/rounds runs")
+    parser.add_argument("--no-spin", action="store_true",
+                        help="idle threads sleep instead of spinning (OMP_WAIT_POLICY=PASSIVE for "
+                             "ptc and PyTorch, allow_spinning=0 for ORT): fairer on an "
+                             "oversubscribed machine, where spinning threads steal each other's "
+                             "cores")
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--ptc-warmup-seconds", type=float, default=0.5)
     parser.add_argument("--json-out", default=None)
@@ -172,6 +183,8 @@ def main():
                 notes.append(f"{name}: {e}")
                 del runners[name]
                 results.pop(name, None)
+    if args.no_spin:
+        notes.append("--no-spin: OMP_WAIT_POLICY=PASSIVE, ORT allow_spinning=0")
     notes.append(f"load average (1 min) before/after: {load_before:.1f} / "
                  f"{os.getloadavg()[0]:.1f}")
 
