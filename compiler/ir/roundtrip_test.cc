@@ -59,7 +59,7 @@ std::string Canonical(const std::vector<std::string>& lines) {
 
 TEST(IrRoundTrip, AllIrFilesUnderTests) {
   std::vector<fs::path> files;
-  for (const fs::path dir : {SourceDir() / "tests", SourceDir() / "compiler/ir/testdata"}) {
+  for (const fs::path& dir : {SourceDir() / "tests", SourceDir() / "compiler/ir/testdata"}) {
     if (!fs::exists(dir)) continue;
     for (const auto& e : fs::recursive_directory_iterator(dir)) {
       if (e.is_regular_file() && e.path().extension() == ".ir") files.push_back(e.path());
