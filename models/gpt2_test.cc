@@ -1,5 +1,6 @@
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -176,6 +177,19 @@ TEST(Gpt2Test, WriteModelWithExternalData) {
     onnx::checker::check_model(path);
   } catch (const std::exception& e) {
     ADD_FAILURE() << e.what();
+  }
+  // ptc's importer reads the external data back (resolved against the model's folder).
+  onnx_import::ImportOptions import_options;
+  import_options.dims = {{"batch", 1}, {"seq", 4}};
+  auto module = onnx_import::ImportOnnxFile(path, import_options);
+  ASSERT_TRUE(module.ok()) << module.status();
+  const auto& tensors = (*module)->tensors();
+  for (const auto& want : model->graph().initializer()) {
+    auto it = tensors.find(want.name());
+    ASSERT_NE(it, tensors.end()) << want.name();
+    ASSERT_EQ(it->second.nbytes(), want.raw_data().size()) << want.name();
+    EXPECT_EQ(std::memcmp(it->second.data(), want.raw_data().data(), want.raw_data().size()), 0)
+        << want.name();
   }
   // Inline (negative threshold): everything in the one file, and no data file is made.
   const std::string inline_path = (dir / "inline.onnx").string();

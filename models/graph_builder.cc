@@ -3,6 +3,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <thread>
+#include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -122,6 +124,23 @@ onnx::TensorProto* GraphBuilder::AddInitializer(const std::string& name,
   return t;
 }
 
+namespace {
+
+uint64_t SplitMix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+uint64_t Fnv1a(const std::string& s) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char ch : s) h = (h ^ ch) * 0x100000001b3ull;
+  return h;
+}
+
+}  // namespace
+
 std::string GraphBuilder::ParamNormal(const std::string& name, const std::vector<int64_t>& dims,
                                       double std) {
   onnx::TensorProto* t = AddInitializer(name, dims);
@@ -130,7 +149,24 @@ std::string GraphBuilder::ParamNormal(const std::string& name, const std::vector
   std::string* raw = t->mutable_raw_data();
   raw->resize(static_cast<size_t>(n) * sizeof(float));
   float* p = reinterpret_cast<float*>(raw->data());
-  for (int64_t i = 0; i < n; ++i) p[i] = static_cast<float>(std * rng_.Next());
+  // Each tensor, and each chunk of it, has its own stream seeded from (seed, name, chunk): the
+  // values do not depend on the order parameters are created in nor on the thread count, and
+  // the chunks of big tensors (GPT-2 XL: 1.5B samples) are drawn in parallel.
+  const uint64_t base = SplitMix64(seed_ ^ Fnv1a(name));
+  const int64_t chunks = (n + kRngChunk - 1) / kRngChunk;
+  auto fill = [&](int64_t first_chunk, int64_t step) {
+    for (int64_t c = first_chunk; c < chunks; c += step) {
+      NormalRng rng(SplitMix64(base + static_cast<uint64_t>(c)));
+      const int64_t end = std::min(n, (c + 1) * kRngChunk);
+      for (int64_t i = c * kRngChunk; i < end; ++i) p[i] = static_cast<float>(std * rng.Next());
+    }
+  };
+  const int64_t threads =
+      std::min<int64_t>(chunks, std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<std::thread> workers;
+  for (int64_t w = 1; w < threads; ++w) workers.emplace_back(fill, w, threads);
+  fill(0, threads);
+  for (std::thread& w : workers) w.join();
   return name;
 }
 

@@ -18,6 +18,9 @@ namespace ptc::models::internal {
 inline constexpr int kOpset = 17;
 inline constexpr int kIrVersion = 8;
 
+// Elements per independently seeded RNG stream of a weight tensor.
+inline constexpr int64_t kRngChunk = int64_t{1} << 20;
+
 // Deterministic N(0, 1) samples: std::mt19937_64 (its output sequence is fixed by the standard)
 // turned into doubles with 53 bits and Box-Muller, so that a seed gives the same weights on every
 // machine and standard library (std::normal_distribution is implementation-defined).
@@ -50,7 +53,7 @@ struct Dim {
 
 class GraphBuilder {
  public:
-  GraphBuilder(onnx::GraphProto* graph, uint64_t seed) : graph_(graph), rng_(seed) {}
+  GraphBuilder(onnx::GraphProto* graph, uint64_t seed) : graph_(graph), seed_(seed) {}
 
   // Names nodes of the enclosed ops "/<scope>/<Op>[_k]" like the PyTorch exporter's module
   // scopes ("/h.0/attn/MatMul"). Scopes nest; use the RAII Scope below.
@@ -139,7 +142,7 @@ class GraphBuilder {
   onnx::TensorProto* AddInitializer(const std::string& name, const std::vector<int64_t>& dims);
 
   onnx::GraphProto* graph_;
-  NormalRng rng_;
+  uint64_t seed_;
   std::vector<std::string> scopes_;
   std::map<std::string, int> name_counts_;
 };
