@@ -1,11 +1,53 @@
+// Registry of the CPU kernels of training ops (compiler/ir/ops_train.cc). The kernels live in
+// train_grad_kernels.cc (gradient ops) and train_optim_kernels.cc (optimizer ops, assign).
 #include "codegen/cpu/train_kernels.h"
 
+#include "codegen/cpu/train_kernels_internal.h"
+
 namespace ptc::cpu {
+namespace {
+
+struct TrainOpEntry {
+  std::string_view op;
+  internal::KernelOr (*factory)(const ir::Node&);
+};
+
+constexpr TrainOpEntry kTrainOps[] = {
+    {"gather_grad", internal::MakeGatherGradKernel},
+    {"slice_grad", internal::MakeSliceGradKernel},
+    {"softmax_ce_loss_grad", internal::MakeLossGradKernel},
+    {"nll_loss_grad", internal::MakeLossGradKernel},
+    {"layer_norm_grad", internal::MakeLayerNormGradKernel},
+    {"gelu_grad", internal::MakeGeluGradKernel},
+    {"lr_schedule", internal::MakeLrScheduleKernel},
+    {"adamw_update", internal::MakeAdamWKernel},
+    {"sgd_update", internal::MakeSgdKernel},
+    {"assign", internal::MakeAssignKernel},
+};
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateTrainKernel(const ir::Node& node) {
+  for (const TrainOpEntry& e : kTrainOps) {
+    if (e.op == node.op()) {
+      for (const ir::Value* v : node.inputs()) {
+        if (v == nullptr) return internal::Invalid(node, "has a null input");
+        if (v->type().dtype == ir::DType::kF16 || v->type().dtype == ir::DType::kBF16) {
+          return internal::Unsupported(node, "f16/bf16 training ops have no CPU kernel yet; "
+                                             "train in f32 (master weights)");
+        }
+      }
+      return e.factory(node);
+    }
+  }
   return std::unique_ptr<Kernel>();
 }
 
-bool HasTrainKernel(std::string_view op) { return false; }
+bool HasTrainKernel(std::string_view op) {
+  for (const TrainOpEntry& e : kTrainOps) {
+    if (e.op == op) return true;
+  }
+  return false;
+}
 
 }  // namespace ptc::cpu

@@ -1,10 +1,229 @@
-// Ops of training graphs. See ops_train.h.
+// Ops of training graphs. See ops_train.h. Documentation of every op (to be merged into ops.h):
+//
+//   Gradient ops (made by compiler/autodiff; "dy" is the gradient of the forward output):
+//   gather_grad(dy, indices) {axis, shape=[...]}      scatter-add: the gradient of
+//       gather(data, indices) {axis} w.r.t. data, data's shape given by `shape`; repeated
+//       indices accumulate, negative indices count from the end; dtype of dy.
+//   slice_grad(dy) {starts, ends, steps, shape=[...]}  zeros of `shape` with dy written at the
+//       positions slice(x) {starts, ends, steps} reads (same normalized attributes as slice).
+//   softmax_ce_loss_grad(dloss, log_prob, labels [, weights]) {reduction, ignore_index?}
+//       -> dscores (type of log_prob): dloss * w[label] * (exp(log_prob) - onehot(label)),
+//       divided by sum(w) for reduction "mean"; dloss is f[] or f[N, d1...] for "none".
+//   nll_loss_grad(dloss, input, target [, weight]) {reduction, ignore_index?} -> dinput
+//       (type of input): -dloss * w[target] at the target class, 0 elsewhere ("mean": / sum w).
+//   layer_norm_grad(dy, x, scale, mean, inv_std_dev) {axis} -> (dx, dscale, dbias)
+//       scale has the normalized shape x.shape[axis:]; mean / inv_std_dev are the f32 outputs
+//       of the forward layer_norm; dscale and dbias have scale's type.
+//   gelu_grad(dy, x) {approximate="none"|"tanh"}       dy * gelu'(x); type of x.
+//
+//   Optimizer ops (made by compiler/autodiff/optimizer.cc); scalars are f32[]:
+//   lr_schedule(step) {lr, schedule="constant"|"cosine", warmup=0, total_steps=0,
+//       min_lr_ratio=0.0} -> f32[]   the learning rate of the update that follows `step`
+//       updates: lr * (step+1)/warmup while step < warmup; then for "cosine" with
+//       total_steps > warmup: lr * (r + (1-r) * 0.5 * (1 + cos(pi * p))), r = min_lr_ratio,
+//       p = min(1, (step - warmup) / (total_steps - warmup)); else lr.
+//   adamw_update(w, g, m, v, lr, step) {beta1, beta2, eps, weight_decay} -> (w', m', v')
+//       torch.optim.AdamW for one tensor; `step` is the 1-based step count t (after the
+//       increment): w *= 1 - lr*wd; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;
+//       w -= lr / (1-b1^t) * m / (sqrt(v) / sqrt(1-b2^t) + eps). w, g, m, v share one type.
+//   sgd_update(w, g, lr [, mom]) {momentum=0, weight_decay=0} -> (w' [, mom'])
+//       torch.optim.SGD (dampening 0, no nesterov): g += wd*w; mom = momentum*mom + g (with a
+//       zero-initialized buffer, identical to torch's first step); w -= lr * (mom or g).
+//   assign(target, value)  -> ()   impure, no outputs. target is a parameter of the function;
+//       the runtime writes value into target's storage after every other node of the step has
+//       run. Types must be equal.
 #include "compiler/ir/ops_train.h"
 
+#include "absl/strings/str_cat.h"
+#include "compiler/ir/op_util.h"
+#include "compiler/support/status.h"
+
 namespace ptc::ir {
+namespace {
+
+using Types = std::vector<TensorType>;
+using InferResult = absl::StatusOr<Types>;
+
+absl::Status Invalid(std::string msg) { return absl::InvalidArgumentError(std::move(msg)); }
+
+absl::Status RequireFloat(const TensorType& t, std::string_view what) {
+  if (!IsFloat(t.dtype)) {
+    return Invalid(absl::StrCat(std::string(what), " ", t.ToString(), " must be a float type"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RequireScalarF32(const TensorType& t, std::string_view what) {
+  if (t != TensorType{DType::kF32, {}}) {
+    return Invalid(absl::StrCat(std::string(what), " must be f32[], got ", t.ToString()));
+  }
+  return absl::OkStatus();
+}
+
+InferResult InferGatherGrad(const Types& in, const AttrMap& attrs, int) {
+  PTC_RETURN_IF_ERROR(RequireFloat(in[0], "dy"));
+  if (in[1].dtype != DType::kI32 && in[1].dtype != DType::kI64) {
+    return Invalid(absl::StrCat("indices ", in[1].ToString(), " must be i32 or i64"));
+  }
+  PTC_ASSIGN_OR_RETURN(int64_t axis, GetIntAttr(attrs, "axis"));
+  PTC_ASSIGN_OR_RETURN(Shape shape, GetIntsAttr(attrs, "shape"));
+  TensorType data{in[0].dtype, shape};
+  PTC_RETURN_IF_ERROR(CheckAxis(axis, data.rank(), "axis", data));
+  Shape want(shape.begin(), shape.begin() + axis);
+  want.insert(want.end(), in[1].shape.begin(), in[1].shape.end());
+  want.insert(want.end(), shape.begin() + axis + 1, shape.end());
+  if (want != in[0].shape) {
+    return Invalid(absl::StrCat("dy ", in[0].ToString(), " must have shape ",
+                                ShapeToString(want), " (gather of ", data.ToString(),
+                                " by indices ", in[1].ToString(), " at axis ", axis, ")"));
+  }
+  if (data.num_elements() < 0) return Invalid("attribute 'shape' is invalid");
+  return Types{data};
+}
+
+InferResult InferSliceGrad(const Types& in, const AttrMap& attrs, int) {
+  PTC_ASSIGN_OR_RETURN(Shape shape, GetIntsAttr(attrs, "shape"));
+  if (NumElements(shape) < 0) return Invalid("attribute 'shape' is invalid");
+  TensorType x{in[0].dtype, shape};
+  // The forward slice's output type must be dy's.
+  PTC_ASSIGN_OR_RETURN(Types fwd, InferTypes("slice", {x}, attrs, 1));
+  if (fwd[0] != in[0]) {
+    return Invalid(absl::StrCat("dy ", in[0].ToString(), " is not the type ", fwd[0].ToString(),
+                                " of the slice of ", x.ToString()));
+  }
+  return Types{x};
+}
+
+InferResult InferSoftmaxCeGrad(const Types& in, const AttrMap& attrs, int) {
+  // Same checks as the forward loss on (log_prob, labels [, weights]).
+  Types fwd_in = {in[1], in[2]};
+  if (in.size() == 4) fwd_in.push_back(in[3]);
+  PTC_ASSIGN_OR_RETURN(Types fwd, InferTypes("softmax_ce_loss", fwd_in, attrs, 1));
+  if (in[0] != fwd[0]) {
+    return Invalid(absl::StrCat("dloss ", in[0].ToString(), " must have the loss type ",
+                                fwd[0].ToString()));
+  }
+  return Types{in[1]};
+}
+
+InferResult InferNllGrad(const Types& in, const AttrMap& attrs, int) {
+  Types fwd_in = {in[1], in[2]};
+  if (in.size() == 4) fwd_in.push_back(in[3]);
+  PTC_ASSIGN_OR_RETURN(Types fwd, InferTypes("nll_loss", fwd_in, attrs, 1));
+  if (in[0] != fwd[0]) {
+    return Invalid(absl::StrCat("dloss ", in[0].ToString(), " must have the loss type ",
+                                fwd[0].ToString()));
+  }
+  return Types{in[1]};
+}
+
+InferResult InferLayerNormGrad(const Types& in, const AttrMap& attrs, int) {
+  PTC_RETURN_IF_ERROR(RequireFloat(in[1], "x"));
+  PTC_ASSIGN_OR_RETURN(int64_t axis, GetIntAttr(attrs, "axis"));
+  PTC_RETURN_IF_ERROR(CheckAxis(axis, in[1].rank(), "axis", in[1]));
+  if (in[0] != in[1]) {
+    return Invalid(absl::StrCat("dy ", in[0].ToString(), " must have x's type ",
+                                in[1].ToString()));
+  }
+  Shape normalized(in[1].shape.begin() + axis, in[1].shape.end());
+  TensorType scale{in[1].dtype, normalized};
+  if (in[2] != scale) {
+    return Invalid(absl::StrCat("scale ", in[2].ToString(), " must be ", scale.ToString()));
+  }
+  Shape stat(in[1].shape.begin(), in[1].shape.begin() + axis);
+  stat.resize(in[1].shape.size(), 1);
+  TensorType stat_type{DType::kF32, stat};
+  if (in[3] != stat_type || in[4] != stat_type) {
+    return Invalid(absl::StrCat("mean ", in[3].ToString(), " and inv_std_dev ",
+                                in[4].ToString(), " must be ", stat_type.ToString()));
+  }
+  return Types{in[1], scale, scale};
+}
+
+InferResult InferGeluGrad(const Types& in, const AttrMap& attrs, int) {
+  PTC_RETURN_IF_ERROR(RequireFloat(in[1], "x"));
+  if (in[0] != in[1]) {
+    return Invalid(absl::StrCat("dy ", in[0].ToString(), " must have x's type ",
+                                in[1].ToString()));
+  }
+  PTC_ASSIGN_OR_RETURN(Types t, InferTypes("gelu", {in[1]}, attrs, 1));
+  return t;
+}
+
+InferResult InferLrSchedule(const Types& in, const AttrMap& attrs, int) {
+  PTC_RETURN_IF_ERROR(RequireScalarF32(in[0], "step"));
+  PTC_RETURN_IF_ERROR(GetFloatAttr(attrs, "lr").status());
+  PTC_ASSIGN_OR_RETURN(std::string s, GetStringAttr(attrs, "schedule", "constant"));
+  if (s != "constant" && s != "cosine") {
+    return Invalid(absl::StrCat("attribute 'schedule' must be \"constant\" or \"cosine\", got \"",
+                                s, "\""));
+  }
+  PTC_ASSIGN_OR_RETURN(int64_t warmup, GetIntAttr(attrs, "warmup", 0));
+  PTC_ASSIGN_OR_RETURN(int64_t total, GetIntAttr(attrs, "total_steps", 0));
+  if (warmup < 0 || total < 0) return Invalid("'warmup' and 'total_steps' must be >= 0");
+  PTC_RETURN_IF_ERROR(GetFloatAttr(attrs, "min_lr_ratio", 0.0).status());
+  return Types{{DType::kF32, {}}};
+}
+
+InferResult InferAdamW(const Types& in, const AttrMap& attrs, int) {
+  PTC_RETURN_IF_ERROR(RequireFloat(in[0], "w"));
+  for (int i = 1; i < 4; ++i) {
+    if (in[i] != in[0]) {
+      return Invalid(absl::StrCat("input ", i, " ", in[i].ToString(), " must have w's type ",
+                                  in[0].ToString()));
+    }
+  }
+  PTC_RETURN_IF_ERROR(RequireScalarF32(in[4], "lr"));
+  PTC_RETURN_IF_ERROR(RequireScalarF32(in[5], "step"));
+  for (const char* a : {"beta1", "beta2", "eps", "weight_decay"}) {
+    PTC_RETURN_IF_ERROR(GetFloatAttr(attrs, a).status());
+  }
+  return Types{in[0], in[0], in[0]};
+}
+
+InferResult InferSgd(const Types& in, const AttrMap& attrs, int num_outputs) {
+  PTC_RETURN_IF_ERROR(RequireFloat(in[0], "w"));
+  if (in[1] != in[0] || (in.size() == 4 && in[3] != in[0])) {
+    return Invalid(absl::StrCat("g and mom must have w's type ", in[0].ToString()));
+  }
+  PTC_RETURN_IF_ERROR(RequireScalarF32(in[2], "lr"));
+  if (num_outputs != static_cast<int>(in.size()) - 2) {
+    return Invalid("sgd_update has 2 outputs with a momentum buffer input, else 1");
+  }
+  PTC_RETURN_IF_ERROR(GetFloatAttr(attrs, "momentum", 0.0).status());
+  PTC_RETURN_IF_ERROR(GetFloatAttr(attrs, "weight_decay", 0.0).status());
+  return Types(num_outputs, in[0]);
+}
+
+InferResult InferAssign(const Types& in, const AttrMap&, int) {
+  if (in[0] != in[1]) {
+    return Invalid(absl::StrCat("assign: value ", in[1].ToString(), " must have the target's type ",
+                                in[0].ToString()));
+  }
+  return Types{};
+}
+
+}  // namespace
 
 const std::vector<OpDef>& TrainOpDefs() {
-  static const auto* defs = new std::vector<OpDef>{};
+  static const auto* defs = new std::vector<OpDef>{
+      {.name = "gather_grad", .min_inputs = 2, .max_inputs = 2, .infer = InferGatherGrad},
+      {.name = "slice_grad", .min_inputs = 1, .max_inputs = 1, .infer = InferSliceGrad},
+      {.name = "softmax_ce_loss_grad", .min_inputs = 3, .max_inputs = 4,
+       .infer = InferSoftmaxCeGrad},
+      {.name = "nll_loss_grad", .min_inputs = 3, .max_inputs = 4, .infer = InferNllGrad},
+      {.name = "layer_norm_grad", .min_inputs = 5, .max_inputs = 5, .min_outputs = 3,
+       .max_outputs = 3, .infer = InferLayerNormGrad},
+      {.name = "gelu_grad", .min_inputs = 2, .max_inputs = 2, .infer = InferGeluGrad,
+       .elementwise = true},
+      {.name = "lr_schedule", .min_inputs = 1, .max_inputs = 1, .infer = InferLrSchedule},
+      {.name = "adamw_update", .min_inputs = 6, .max_inputs = 6, .min_outputs = 3,
+       .max_outputs = 3, .infer = InferAdamW},
+      {.name = "sgd_update", .min_inputs = 3, .max_inputs = 4, .min_outputs = 1,
+       .max_outputs = 2, .infer = InferSgd},
+      {.name = "assign", .min_inputs = 2, .max_inputs = 2, .min_outputs = 0, .max_outputs = 0,
+       .infer = InferAssign, .pure = false},
+  };
   return *defs;
 }
 
