@@ -144,7 +144,9 @@ TEST_F(PlanTest, RoundTripIsBitExact) {
     ASSERT_NE(it, loaded->module->tensors().end()) << name;
     EXPECT_EQ(it->second.type(), t.type()) << name;
     ASSERT_EQ(it->second.nbytes(), t.nbytes()) << name;
-    if (t.nbytes()) EXPECT_EQ(std::memcmp(it->second.data(), t.data(), t.nbytes()), 0) << name;
+    if (t.nbytes()) {
+      EXPECT_EQ(std::memcmp(it->second.data(), t.data(), t.nbytes()), 0) << name;
+    }
     EXPECT_EQ(reinterpret_cast<uintptr_t>(it->second.data()) % 64, 0u) << name;
   }
   EXPECT_EQ(loaded->target, "cpu");
