@@ -1,8 +1,13 @@
 #include "runtime/cpu/executor.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "codegen/cpu/kernel.h"
@@ -11,64 +16,149 @@
 namespace ptc::cpu {
 namespace {
 
+int64_t AlignUp(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
+
 struct Step {
   const ir::Node* node = nullptr;
-  std::unique_ptr<Kernel> kernel;  // null: nothing to run (constant, aliasing reshape)
+  int32_t index = 0;               // schedule index of node
+  std::unique_ptr<Kernel> kernel;  // null: a staging copy of an assign's new value
   std::vector<const void*> inputs;
   std::vector<void*> outputs;
   void* workspace = nullptr;
+  int64_t stage_bytes = 0;  // staging copy: bytes from inputs[0] to outputs[0]
 };
+
+// An `assign(%target, %new_value)`: applied after every other node of the step.
+struct Assign {
+  const ir::Node* node = nullptr;
+  void* target = nullptr;
+  const ir::Value* source = nullptr;
+  void* staging = nullptr;  // non-null: the new value was saved here at the assign's position
+  int64_t bytes = 0;
+};
+
+struct FreeDeleter {
+  void operator()(char* p) const { std::free(p); }
+};
+using AlignedBuffer = std::unique_ptr<char, FreeDeleter>;
+
+AlignedBuffer AllocateAligned(int64_t bytes) {
+  size_t alloc = static_cast<size_t>(AlignUp(std::max<int64_t>(bytes, 64), 64));
+  AlignedBuffer b(static_cast<char*>(std::aligned_alloc(64, alloc)));
+  if (b) std::memset(b.get(), 0, alloc);
+  return b;
+}
+
+bool IsStateParam(const ir::Value* p) { return p->is_param() || p->flags().count("state") > 0; }
+
+// Arena plan for functions the compiler did not plan (e.g. @eval): greedy by size over
+// [definition, last use] intervals, the same algorithm as passes/plan_memory.cc (the runtime
+// cannot depend on passes/). Assign sources and results live to the end.
+absl::StatusOr<plan::MemoryPlan> PlanFunctionLocally(const ir::Function& f) {
+  const auto& nodes = f.nodes();
+  const int32_t end = static_cast<int32_t>(nodes.size());
+  std::vector<plan::BufferAssignment> bufs;
+  std::map<const ir::Value*, size_t> index_of;
+  for (int32_t i = 0; i < end; ++i) {
+    const ir::Node& n = *nodes[i];
+    if (n.op() == "constant") continue;
+    for (const ir::Value* in : n.inputs()) {
+      auto it = index_of.find(in);
+      if (it != index_of.end()) bufs[it->second].last = n.op() == "assign" ? end : i;
+    }
+    for (const ir::Value* out : n.outputs()) {
+      int64_t bytes = out->type().byte_size();
+      if (bytes < 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(n.Describe(), ": output size overflows: ", out->type().ToString()));
+      }
+      index_of[out] = bufs.size();
+      bufs.push_back({out->name(), -1, AlignUp(bytes, 64), i, i, ""});
+    }
+    if (n.op() != "assign") {
+      PTC_ASSIGN_OR_RETURN(auto kernel, CreateKernel(n));
+      int64_t ws = static_cast<int64_t>(kernel->WorkspaceBytes());
+      if (ws > 0) bufs.push_back({absl::StrCat("ws@", i), -1, AlignUp(ws, 64), i, i, ""});
+    }
+  }
+  for (const ir::Value* r : f.results()) {
+    auto it = index_of.find(r);
+    if (it != index_of.end()) bufs[it->second].last = end;
+  }
+  std::vector<size_t> order(bufs.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return bufs[a].bytes > bufs[b].bytes; });
+  plan::MemoryPlan mp;
+  std::vector<size_t> placed;
+  for (size_t idx : order) {
+    plan::BufferAssignment& b = bufs[idx];
+    std::vector<std::pair<int64_t, int64_t>> busy;
+    for (size_t p : placed) {
+      const plan::BufferAssignment& o = bufs[p];
+      if (o.first <= b.last && b.first <= o.last) busy.push_back({o.offset, o.offset + o.bytes});
+    }
+    std::sort(busy.begin(), busy.end());
+    int64_t cursor = 0;
+    for (const auto& [lo, hi] : busy) {
+      if (lo - cursor >= b.bytes) break;
+      cursor = std::max(cursor, hi);
+    }
+    b.offset = cursor;
+    mp.arena_bytes = std::max(mp.arena_bytes, cursor + b.bytes);
+    placed.push_back(idx);
+  }
+  mp.buffers = std::move(bufs);
+  return mp;
+}
 
 class CpuExecutor final : public Executor {
  public:
-  absl::Status Init(const plan::Plan& plan) {
-    const ir::Function* f = plan.module ? plan.module->main() : nullptr;
-    if (f == nullptr) return absl::InvalidArgumentError("plan has no main function");
+  absl::Status Init(const plan::Plan& plan, const ExecutorOptions& options) {
+    if (!plan.module) return absl::InvalidArgumentError("plan has no module");
+    const ir::Function* main = plan.module->main();
+    const ir::Function* f = options.function == "main" ? main
+                                                        : plan.module->FindFunction(options.function);
+    if (f == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("plan has no function @", options.function));
+    }
     function_ = f;
-    const plan::MemoryPlan& mp = plan.memory;
+    plan::MemoryPlan local_plan;
+    const plan::MemoryPlan* mpp = &plan.memory;
+    if (f != main) {
+      PTC_ASSIGN_OR_RETURN(local_plan, PlanFunctionLocally(*f));
+      mpp = &local_plan;
+    }
+    const plan::MemoryPlan& mp = *mpp;
     if (mp.arena_bytes < 0 || mp.arena_bytes > (int64_t{1} << 40)) {
       return absl::InvalidArgumentError(absl::StrCat("plan arena size ", mp.arena_bytes,
                                                      " bytes is out of range"));
     }
     arena_bytes_ = mp.arena_bytes;
-    size_t alloc = static_cast<size_t>((arena_bytes_ + 63) / 64 * 64);
-    if (alloc == 0) alloc = 64;
-    arena_.reset(static_cast<char*>(std::aligned_alloc(64, alloc)));
+    arena_ = AllocateAligned(arena_bytes_);
     if (!arena_) {
       return absl::ResourceExhaustedError(
           absl::StrCat("cannot allocate the plan's arena of ", arena_bytes_, " bytes"));
     }
     std::map<std::string, const plan::BufferAssignment*> assign;
     for (const auto& b : mp.buffers) {
-      if (b.offset < 0 || b.bytes < 0 || b.offset + b.bytes > arena_bytes_) {
+      if (b.offset < 0 || b.bytes < 0 || b.offset > arena_bytes_ ||
+          b.bytes > arena_bytes_ - b.offset) {
         return absl::InvalidArgumentError(
             absl::StrCat("memory plan buffer '", b.value, "' lies outside the arena"));
       }
       assign[b.value] = &b;
     }
-    // Parameters: weights bind to the module's tensors; the others are inputs.
-    for (const ir::Value* p : f->params()) {
-      if (p->is_param()) {
-        auto it = plan.module->tensors().find(p->name());
-        if (it == plan.module->tensors().end()) {
-          return absl::InvalidArgumentError(absl::StrCat("weight '", p->name(), "' has no data"));
-        }
-        if (it->second.type() != p->type()) {
-          return absl::InvalidArgumentError(absl::StrCat("weight '", p->name(), "' is ",
-                                                         it->second.type().ToString(),
-                                                         " but the graph expects ",
-                                                         p->type().ToString()));
-        }
-        ptr_[p] = const_cast<void*>(it->second.data());
-      } else {
-        input_params_.push_back(p);
-      }
-    }
+    for (const auto& n : f->nodes()) training_ |= n->op() == "assign";
+    PTC_RETURN_IF_ERROR(BindParameters(plan, options));
+
     const auto& nodes = f->nodes();
     for (size_t i = 0; i < nodes.size(); ++i) {
       const ir::Node& n = *nodes[i];
       Step step;
       step.node = &n;
+      step.index = static_cast<int32_t>(i);
       if (n.op() == "constant") {
         ir::Tensor t;
         if (n.has_attr("ref")) {
@@ -91,6 +181,10 @@ class CpuExecutor final : public Executor {
         ptr_[n.output()] = const_cast<void*>(t.data());
         continue;  // no step
       }
+      if (n.op() == "assign") {
+        PTC_RETURN_IF_ERROR(AddAssign(n, static_cast<int32_t>(i), mp));
+        continue;
+      }
       for (const ir::Value* out : n.outputs()) {
         auto it = assign.find(out->name());
         if (it == assign.end()) {
@@ -108,7 +202,6 @@ class CpuExecutor final : public Executor {
             return absl::InvalidArgumentError(absl::StrCat(
                 "buffer of %", out->name(), " aliases unknown value '", b.alias_of, "'"));
           }
-          aliases_.push_back({out, src});
           ptr_[out] = ptr_[src];
         } else {
           ptr_[out] = arena_.get() + b.offset;
@@ -129,15 +222,28 @@ class CpuExecutor final : public Executor {
       }
       steps_.push_back(std::move(step));
     }
+    // Staging copies run right after the step that precedes the assign in the schedule.
+    for (Assign& a : assigns_) {
+      if (a.staging == nullptr) continue;
+      int32_t pos = f->NodeIndex(a.node);
+      auto it = std::find_if(steps_.begin(), steps_.end(),
+                             [&](const Step& s) { return s.index > pos; });
+      Step copy;
+      copy.node = a.node;
+      copy.index = pos;
+      copy.stage_bytes = a.bytes;
+      copy.outputs = {a.staging};
+      steps_.insert(it, std::move(copy));
+    }
     for (const ir::Value* r : f->results()) {
-      if (!ptr_.count(r) && !r->is_param() && r->producer() != nullptr) {
+      if (!ptr_.count(r) && !IsStateParam(r) && r->producer() != nullptr) {
         return absl::InvalidArgumentError(absl::StrCat("result %", r->name(), " has no buffer"));
       }
     }
     profile_.resize(steps_.size());
     for (size_t i = 0; i < steps_.size(); ++i) {
       const ir::Node* n = steps_[i].node;
-      profile_[i].op = n->op();
+      profile_[i].op = steps_[i].kernel ? n->op() : "assign-stage";
       profile_[i].name = n->num_outputs() ? n->output()->name() : "";
       profile_[i].loc = n->loc();
     }
@@ -169,6 +275,10 @@ class CpuExecutor final : public Executor {
     }
     // Input pointers may have changed: refresh the steps' operand pointers.
     for (Step& s : steps_) {
+      if (!s.kernel) {  // staging copy of an assign's new value
+        s.inputs = {ptr_.at(s.node->input(1))};
+        continue;
+      }
       s.inputs.clear();
       s.outputs.clear();
       for (const ir::Value* v : s.node->inputs()) s.inputs.push_back(ptr_.at(v));
@@ -176,6 +286,10 @@ class CpuExecutor final : public Executor {
     }
     for (size_t i = 0; i < steps_.size(); ++i) {
       Step& s = steps_[i];
+      if (!s.kernel) {
+        std::memcpy(s.outputs[0], s.inputs[0], static_cast<size_t>(s.stage_bytes));
+        continue;
+      }
       if (profiling_) {
         auto t0 = std::chrono::steady_clock::now();
         PTC_RETURN_IF_ERROR(s.kernel->Run(s.inputs, s.outputs, s.workspace));
@@ -189,11 +303,16 @@ class CpuExecutor final : public Executor {
         }
       }
     }
+    // Results are read before the assigns: they are values of this step (old parameters).
     std::vector<ir::Tensor> outs;
     for (const ir::Value* r : function_->results()) {
       ir::Tensor t(r->type().dtype, r->type().shape);
       if (t.nbytes()) std::memcpy(t.mutable_data(), ptr_.at(r), t.nbytes());
       outs.push_back(std::move(t));
+    }
+    for (const Assign& a : assigns_) {
+      const void* src = a.staging != nullptr ? a.staging : ptr_.at(a.source);
+      if (src != a.target) std::memmove(a.target, src, static_cast<size_t>(a.bytes));
     }
     return outs;
   }
@@ -201,19 +320,198 @@ class CpuExecutor final : public Executor {
   void EnableProfiling(bool on) override { profiling_ = on; }
   std::vector<NodeProfile> Profile() const override { return profile_; }
   int64_t arena_bytes() const override { return arena_bytes_; }
+  int64_t state_bytes() const override { return state_bytes_ + staging_bytes_; }
+  bool is_training() const override { return training_; }
+
+  std::map<std::string, ir::Tensor> State() const override {
+    std::map<std::string, ir::Tensor> out;
+    for (const ir::Value* p : state_params_) {
+      out[p->name()] = ir::Tensor::FromBytes(p->type().dtype, p->type().shape, ptr_.at(p),
+                                             static_cast<size_t>(p->type().byte_size()));
+    }
+    return out;
+  }
+
+  std::map<std::string, ir::Tensor> LiveState() override {
+    std::map<std::string, ir::Tensor> out;
+    for (const ir::Value* p : state_params_) {
+      out[p->name()] = ir::Tensor::Borrow(p->type().dtype, p->type().shape, ptr_.at(p), nullptr);
+    }
+    return out;
+  }
+
+  absl::Status SetState(const std::map<std::string, ir::Tensor>& state) override {
+    for (const auto& [name, t] : state) {
+      const ir::Value* p = nullptr;
+      for (const ir::Value* q : state_params_) {
+        if (q->name() == name) p = q;
+      }
+      if (p == nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "state tensor '", name, "' is not a \"param\" or \"state\" parameter of @",
+            function_->name()));
+      }
+      if (t.type() != p->type()) {
+        return absl::InvalidArgumentError(absl::StrCat("state tensor '", name, "' is ",
+                                                       t.type().ToString(), " but @",
+                                                       function_->name(), " expects ",
+                                                       p->type().ToString()));
+      }
+      if (!writable_.count(p)) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "parameter '", name, "' is bound to read-only plan weights (inference plan); create "
+            "the executor with writable_params to change it"));
+      }
+    }
+    for (const auto& [name, t] : state) {
+      for (const ir::Value* q : state_params_) {
+        if (q->name() == name && t.nbytes()) std::memcpy(ptr_.at(q), t.data(), t.nbytes());
+      }
+    }
+    return absl::OkStatus();
+  }
 
  private:
-  struct FreeDeleter {
-    void operator()(char* p) const { std::free(p); }
-  };
+  // Weights and state bind to executor-owned copies (training), to shared storage, or to the
+  // module's tensors in place (inference); every other parameter is an input of Run().
+  absl::Status BindParameters(const plan::Plan& plan, const ExecutorOptions& options) {
+    std::vector<const ir::Value*> owned;
+    int64_t total = 0;
+    for (const ir::Value* p : function_->params()) {
+      if (!IsStateParam(p)) {
+        input_params_.push_back(p);
+        continue;
+      }
+      state_params_.push_back(p);
+      int64_t bytes = p->type().byte_size();
+      if (bytes < 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("parameter '", p->name(), "' has an overflowing size"));
+      }
+      auto shared = options.shared_state.find(p->name());
+      if (shared != options.shared_state.end()) {
+        if (shared->second.type() != p->type()) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "shared state '", p->name(), "' is ", shared->second.type().ToString(), " but @",
+              function_->name(), " expects ", p->type().ToString()));
+        }
+        ptr_[p] = const_cast<void*>(shared->second.data());
+        writable_.insert(p);
+        continue;
+      }
+      auto it = plan.module->tensors().find(p->name());
+      bool is_state = p->flags().count("state") > 0;
+      if (it == plan.module->tensors().end() && !is_state) {
+        return absl::InvalidArgumentError(absl::StrCat("weight '", p->name(), "' has no data"));
+      }
+      if (it != plan.module->tensors().end() && it->second.type() != p->type()) {
+        return absl::InvalidArgumentError(absl::StrCat("weight '", p->name(), "' is ",
+                                                       it->second.type().ToString(),
+                                                       " but the graph expects ",
+                                                       p->type().ToString()));
+      }
+      if (training_ || options.writable_params || is_state) {
+        owned.push_back(p);
+        total += AlignUp(bytes, 64);
+      } else {
+        ptr_[p] = const_cast<void*>(it->second.data());
+      }
+    }
+    if (owned.empty()) return absl::OkStatus();
+    state_storage_ = AllocateAligned(total);
+    if (!state_storage_) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("cannot allocate ", total, " bytes for the weights and optimizer state"));
+    }
+    state_bytes_ = total;
+    int64_t offset = 0;
+    for (const ir::Value* p : owned) {
+      char* dst = state_storage_.get() + offset;
+      auto it = plan.module->tensors().find(p->name());
+      if (it != plan.module->tensors().end() && it->second.nbytes()) {
+        std::memcpy(dst, it->second.data(), it->second.nbytes());
+      }  // state without an initial tensor starts at zero
+      ptr_[p] = dst;
+      writable_.insert(p);
+      offset += AlignUp(p->type().byte_size(), 64);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status AddAssign(const ir::Node& n, int32_t index, const plan::MemoryPlan& mp) {
+    if (n.num_inputs() != 2 || n.num_outputs() != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(n.Describe(), ": assign takes (target, new_value) and has no outputs"));
+    }
+    const ir::Value* target = n.input(0);
+    const ir::Value* source = n.input(1);
+    if (target->producer() != nullptr || !writable_.count(target)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          n.Describe(), ": the target %", target->name(),
+          " must be a \"param\" or \"state\" parameter of the function"));
+    }
+    if (source->type() != target->type()) {
+      return absl::InvalidArgumentError(absl::StrCat(n.Describe(), ": new value is ",
+                                                     source->type().ToString(), " but %",
+                                                     target->name(), " is ",
+                                                     target->type().ToString()));
+    }
+    for (const Assign& a : assigns_) {
+      if (a.target == ptr_.at(target)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(n.Describe(), ": %", target->name(), " is assigned twice in one step"));
+      }
+    }
+    Assign a;
+    a.node = &n;
+    a.target = ptr_.at(target);
+    a.source = source;
+    a.bytes = target->type().byte_size();
+    // The deferred copy reads the new value after the whole step: that is only safe if no later
+    // node writes its bytes (the planner keeps it live to the end) and it is not itself a
+    // parameter updated by another assign. Otherwise save it at the assign's position.
+    bool stage = false;
+    if (source->producer() == nullptr) {
+      stage = writable_.count(source) > 0;
+    } else if (source->producer()->op() != "constant") {
+      const plan::BufferAssignment* sb = nullptr;
+      for (const auto& b : mp.buffers) {
+        if (b.value == source->name()) sb = &b;
+      }
+      if (sb == nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            n.Describe(), ": new value %", source->name(), " has no buffer in the memory plan"));
+      }
+      for (const auto& b : mp.buffers) {
+        if (!b.alias_of.empty() || b.first <= index || &b == sb) continue;
+        if (b.offset < sb->offset + sb->bytes && sb->offset < b.offset + b.bytes) stage = true;
+      }
+    }
+    if (stage) {
+      staging_.push_back(AllocateAligned(a.bytes));
+      if (!staging_.back()) return absl::ResourceExhaustedError("cannot allocate staging memory");
+      a.staging = staging_.back().get();
+      staging_bytes_ += AlignUp(a.bytes, 64);
+    }
+    assigns_.push_back(a);
+    return absl::OkStatus();
+  }
+
   const ir::Function* function_ = nullptr;
-  std::unique_ptr<char, FreeDeleter> arena_;
+  AlignedBuffer arena_;
   int64_t arena_bytes_ = 0;
+  AlignedBuffer state_storage_;
+  int64_t state_bytes_ = 0;
+  std::vector<AlignedBuffer> staging_;
+  int64_t staging_bytes_ = 0;
+  bool training_ = false;
   std::map<const ir::Value*, void*> ptr_;
   std::vector<const ir::Value*> input_params_;
-  std::vector<std::pair<const ir::Value*, const ir::Value*>> aliases_;
+  std::vector<const ir::Value*> state_params_;
+  std::set<const ir::Value*> writable_;
   std::vector<ir::Tensor> constants_;
   std::vector<Step> steps_;
+  std::vector<Assign> assigns_;
   std::vector<NodeProfile> profile_;
   bool profiling_ = false;
 };
@@ -221,9 +519,24 @@ class CpuExecutor final : public Executor {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const plan::Plan& plan) {
+  return Create(plan, ExecutorOptions{});
+}
+
+absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const plan::Plan& plan,
+                                                           const ExecutorOptions& options) {
   auto ex = std::make_unique<CpuExecutor>();
-  PTC_RETURN_IF_ERROR(ex->Init(plan));
+  PTC_RETURN_IF_ERROR(ex->Init(plan, options));
   return std::unique_ptr<Executor>(std::move(ex));
+}
+
+int64_t ProcessRssBytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return -1;
+  long long size = 0, resident = 0;
+  int n = std::fscanf(f, "%lld %lld", &size, &resident);
+  std::fclose(f);
+  if (n != 2) return -1;
+  return static_cast<int64_t>(resident) * static_cast<int64_t>(sysconf(_SC_PAGESIZE));
 }
 
 }  // namespace ptc::cpu
