@@ -61,6 +61,32 @@ absl::Status WriteModel(const onnx::ModelProto& model, const std::string& path,
   const std::string data_tmp = data_path + ".tmp";
   const std::string model_tmp = path + ".tmp";
 
+  auto goes_external = [&](const onnx::TensorProto& t) {
+    return external_data_threshold >= 0 && t.has_raw_data() &&
+           static_cast<int64_t>(t.raw_data().size()) >= external_data_threshold &&
+           t.data_location() != onnx::TensorProto::EXTERNAL;
+  };
+  // Size check before anything is copied or written (an XL model inline is 6 GB).
+  size_t external_bytes = 0;
+  for (const onnx::TensorProto& t : model.graph().initializer()) {
+    if (goes_external(t)) external_bytes += t.raw_data().size();
+  }
+  const size_t inline_bytes = model.ByteSizeLong() - external_bytes;
+  if (inline_bytes > static_cast<size_t>(INT_MAX)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "WriteModel ", path, ": the model is ", inline_bytes,
+        " bytes with its inline initializers, over protobuf's 2 GiB limit; write the weights as "
+        "external data (a threshold >= 0, e.g. ", kDefaultExternalDataThreshold, ")"));
+  }
+  if (external_bytes == 0) {
+    std::ofstream f(model_tmp, std::ios::binary | std::ios::trunc);
+    if (!f) return IoError("create", model_tmp);
+    if (!model.SerializeToOstream(&f)) return IoError("write", model_tmp);
+    f.close();
+    if (!f) return IoError("write", model_tmp);
+    return RenameInto(model_tmp, path);
+  }
+
   onnx::ModelProto out;
   {
     FieldMask mask;
@@ -78,10 +104,7 @@ absl::Status WriteModel(const onnx::ModelProto& model, const std::string& path,
   int64_t offset = 0;
   for (const onnx::TensorProto& t : model.graph().initializer()) {
     onnx::TensorProto* o = out.mutable_graph()->add_initializer();
-    const bool external = external_data_threshold >= 0 && t.has_raw_data() &&
-                          static_cast<int64_t>(t.raw_data().size()) >= external_data_threshold &&
-                          t.data_location() != onnx::TensorProto::EXTERNAL;
-    if (!external) {
+    if (!goes_external(t)) {
       *o = t;
       continue;
     }
@@ -108,17 +131,6 @@ absl::Status WriteModel(const onnx::ModelProto& model, const std::string& path,
     offset += static_cast<int64_t>(t.raw_data().size());
   }
 
-  const size_t bytes = out.ByteSizeLong();
-  if (bytes > static_cast<size_t>(INT_MAX)) {
-    if (data.is_open()) {
-      data.close();
-      std::remove(data_tmp.c_str());
-    }
-    return absl::InvalidArgumentError(absl::StrCat(
-        "WriteModel ", path, ": the model is ", bytes,
-        " bytes with its inline initializers, over protobuf's 2 GiB limit; write the weights as "
-        "external data (a threshold >= 0, e.g. ", kDefaultExternalDataThreshold, ")"));
-  }
   if (data.is_open()) {
     data.close();
     if (!data) return IoError("write", data_tmp);
@@ -131,9 +143,7 @@ absl::Status WriteModel(const onnx::ModelProto& model, const std::string& path,
     if (!f) return IoError("write", model_tmp);
   }
   // The data first: a model file never names data that is not there.
-  if (offset > 0 || fs::exists(data_tmp)) {
-    if (absl::Status s = RenameInto(data_tmp, data_path); !s.ok()) return s;
-  }
+  if (absl::Status s = RenameInto(data_tmp, data_path); !s.ok()) return s;
   return RenameInto(model_tmp, path);
 }
 
