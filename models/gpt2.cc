@@ -48,23 +48,23 @@ absl::StatusOr<Gpt2Config> Gpt2Preset(std::string_view name) {
 
 absl::Status Validate(const Gpt2Config& c) {
   using internal::Field;
-  PTC_RETURN_IF_ERROR(internal::CheckFields("gpt2", {Field{"vocab", c.vocab, internal::kMaxVocab},
-                                                     Field{"layers", c.layers, internal::kMaxLayers},
-                                                     Field{"dim", c.dim, internal::kMaxDim},
-                                                     Field{"heads", c.heads, c.dim},
-                                                     Field{"seq", c.seq, internal::kMaxSeq}}));
+  PTC_RETURN_IF_ERROR(internal::CheckFields(
+      "gpt2",
+      {Field{"vocab", c.vocab, internal::kMaxVocab},
+       Field{"layers", c.layers, internal::kMaxLayers}, Field{"dim", c.dim, internal::kMaxDim},
+       Field{"heads", c.heads, c.dim}, Field{"seq", c.seq, internal::kMaxSeq}}));
   PTC_RETURN_IF_ERROR(internal::CheckHeads("gpt2", c.dim, c.heads));
   return internal::CheckStd("gpt2", c.init_std);
 }
 
 int64_t ParameterCount(const Gpt2Config& c) {
   const int64_t d = c.dim;
-  const int64_t per_layer = 2 * d                  // ln_1
-                            + d * 3 * d + 3 * d    // attn.c_attn
-                            + d * d + d            // attn.c_proj
-                            + 2 * d                // ln_2
-                            + d * 4 * d + 4 * d    // mlp.c_fc
-                            + 4 * d * d + d;       // mlp.c_proj
+  const int64_t per_layer = 2 * d                                 // ln_1
+                            + d * 3 * d + 3 * d                   // attn.c_attn
+                            + d * d + d                           // attn.c_proj
+                            + 2 * d                               // ln_2
+                            + d * 4 * d + 4 * d                   // mlp.c_fc
+                            + 4 * d * d + d;                      // mlp.c_proj
   return c.vocab * d + c.seq * d + c.layers * per_layer + 2 * d;  // wte, wpe, blocks, ln_f
 }
 
@@ -73,10 +73,9 @@ absl::StatusOr<onnx::ModelProto> BuildGpt2(const Gpt2Config& c) {
   onnx::ModelProto model;
   internal::InitModel(&model, "gpt2",
                       {{"ptc.model", "gpt2"},
-                       {"ptc.config", absl::StrCat("vocab=", c.vocab, " layers=", c.layers,
-                                                   " dim=", c.dim, " heads=", c.heads,
-                                                   " seq=", c.seq, " loss=", c.with_loss,
-                                                   " seed=", c.seed)}});
+                       {"ptc.config", absl::StrCat("vocab=", c.vocab, " layers=", c.layers, " dim=",
+                                                   c.dim, " heads=", c.heads, " seq=", c.seq,
+                                                   " loss=", c.with_loss, " seed=", c.seed)}});
   GraphBuilder b(model.mutable_graph(), c.seed);
   const int64_t d = c.dim, hd = c.dim / c.heads;
   const double proj_std = c.init_std / std::sqrt(2.0 * static_cast<double>(c.layers));
@@ -96,7 +95,8 @@ absl::StatusOr<onnx::ModelProto> BuildGpt2(const Gpt2Config& c) {
   {
     GraphBuilder::Scope s(&b, "embed");
     const std::string tok = b.Op("Gather", {wte, "input_ids"}, {internal::AttrInt("axis", 0)});
-    const std::string pos = b.Op("Gather", {wpe, b.Positions(dims)}, {internal::AttrInt("axis", 0)});
+    const std::string pos =
+        b.Op("Gather", {wpe, b.Positions(dims)}, {internal::AttrInt("axis", 0)});
     x = b.Op("Add", {tok, pos});  // [B, T, C]
   }
   for (int64_t l = 0; l < c.layers; ++l) {

@@ -102,7 +102,8 @@ TEST(Gpt2Test, SeedIsDeterministic) {
 }
 
 TEST(Gpt2Test, PresetsAndErrors) {
-  EXPECT_EQ(Gpt2PresetNames(), (std::vector<std::string>{"tiny", "small", "medium", "large", "xl"}));
+  EXPECT_EQ(Gpt2PresetNames(),
+            (std::vector<std::string>{"tiny", "small", "medium", "large", "xl"}));
   auto bad = Gpt2Preset("huge");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("tiny, small, medium, large, xl"), std::string::npos)

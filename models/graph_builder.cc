@@ -1,10 +1,10 @@
 #include "models/graph_builder.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <thread>
-#include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -70,8 +70,7 @@ std::string GraphBuilder::NodeName(const std::string& op_type) {
 }
 
 std::vector<std::string> GraphBuilder::OpN(const std::string& op_type,
-                                           const std::vector<std::string>& inputs,
-                                           int num_outputs,
+                                           const std::vector<std::string>& inputs, int num_outputs,
                                            std::vector<onnx::AttributeProto> attrs) {
   onnx::NodeProto* node = graph_->add_node();
   const std::string name = NodeName(op_type);
@@ -103,8 +102,8 @@ std::string GraphBuilder::ConstI64(const std::vector<int64_t>& values,
   onnx::TensorProto t;
   t.set_data_type(onnx::TensorProto::INT64);
   for (int64_t d : dims) t.add_dims(d);
-  t.set_raw_data(std::string(reinterpret_cast<const char*>(values.data()),
-                             values.size() * sizeof(int64_t)));
+  t.set_raw_data(
+      std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(int64_t)));
   return ConstTensor(std::move(t));
 }
 
@@ -210,8 +209,7 @@ void GraphBuilder::Output(const std::string& name, int elem_type, const std::vec
   SetValueInfo(graph_->add_output(), name, elem_type, dims);
 }
 
-std::string GraphBuilder::Linear(const std::string& x, const std::string& w,
-                                 const std::string& b) {
+std::string GraphBuilder::Linear(const std::string& x, const std::string& w, const std::string& b) {
   const std::string y = Op("MatMul", {x, w});
   return b.empty() ? y : Op("Add", {y, b});
 }
@@ -293,8 +291,7 @@ std::string GraphBuilder::SplitHeads(const std::string& x, const SeqDims& dims, 
   return Transpose(Reshape(x, shape), perm);
 }
 
-std::string GraphBuilder::MergeHeads(const std::string& y, const SeqDims& dims,
-                                     int64_t model_dim) {
+std::string GraphBuilder::MergeHeads(const std::string& y, const SeqDims& dims, int64_t model_dim) {
   const std::string t = Transpose(y, {0, 2, 1, 3});  // [B, T, H, D]
   const std::string shape =
       Op("Concat", {dims.b1, dims.t1, VectorI64({model_dim})}, {AttrInt("axis", 0)});

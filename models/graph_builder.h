@@ -44,8 +44,8 @@ onnx::AttributeProto AttrString(const std::string& name, const std::string& v);
 
 // A graph input/output dim: a fixed size or a symbolic name.
 struct Dim {
-  Dim(int64_t v) : value(v) {}  // NOLINT: implicit on purpose ({"batch", 8})
-  Dim(const char* p) : param(p) {}  // NOLINT
+  Dim(int64_t v) : value(v) {}                 // NOLINT: implicit on purpose ({"batch", 8})
+  Dim(const char* p) : param(p) {}             // NOLINT
   Dim(std::string p) : param(std::move(p)) {}  // NOLINT
   int64_t value = -1;
   std::string param;
@@ -123,8 +123,8 @@ class GraphBuilder {
   // A bool [max_seq, max_seq] lower-triangular Constant Slice'd to [T, T].
   std::string CausalMask(int64_t max_seq, const SeqDims& dims);
   // [B, T, H*D] -> Reshape [B, T, H, D] -> Transpose(perm).
-  std::string SplitHeads(const std::string& x, const SeqDims& dims, int64_t heads,
-                         int64_t head_dim, const std::vector<int64_t>& perm);
+  std::string SplitHeads(const std::string& x, const SeqDims& dims, int64_t heads, int64_t head_dim,
+                         const std::vector<int64_t>& perm);
   // [B, H, T, D] -> Transpose [B, T, H, D] -> Reshape [B, T, H*D].
   std::string MergeHeads(const std::string& y, const SeqDims& dims, int64_t model_dim);
   // softmax(q @ kt * scale [masked]) @ v; q [B, H, T, D], kt [B, H, D, S], v [B, H, S, D];

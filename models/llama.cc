@@ -75,10 +75,10 @@ std::string Rope(GraphBuilder& b, const std::string& x, const std::string& cos,
 std::string RepeatKv(GraphBuilder& b, const std::string& x, const GraphBuilder::SeqDims& dims,
                      int64_t kv_heads, int64_t rep, int64_t head_dim) {
   const std::string x5 = b.Unsqueeze(x, {2});  // [B, KVH, 1, T, D]
-  const std::string shape5 = b.Op("Concat",
-                                  {dims.b1, b.VectorI64({kv_heads}), b.VectorI64({rep}), dims.t1,
-                                   b.VectorI64({head_dim})},
-                                  {AttrInt("axis", 0)});
+  const std::string shape5 =
+      b.Op("Concat",
+           {dims.b1, b.VectorI64({kv_heads}), b.VectorI64({rep}), dims.t1, b.VectorI64({head_dim})},
+           {AttrInt("axis", 0)});
   const std::string expanded = b.Op("Expand", {x5, shape5});  // [B, KVH, rep, T, D]
   const std::string shape4 =
       b.Op("Concat", {dims.b1, b.VectorI64({kv_heads * rep}), dims.t1, b.VectorI64({head_dim})},
@@ -93,8 +93,8 @@ std::string TableConstant(GraphBuilder& b, const std::vector<float>& values, int
   t.set_data_type(onnx::TensorProto::FLOAT);
   t.add_dims(rows);
   t.add_dims(cols);
-  t.set_raw_data(std::string(reinterpret_cast<const char*>(values.data()),
-                             values.size() * sizeof(float)));
+  t.set_raw_data(
+      std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float)));
   return b.ConstTensor(std::move(t));
 }
 
@@ -109,10 +109,10 @@ absl::StatusOr<LlamaConfig> LlamaPreset(std::string_view name) {
 absl::Status Validate(const LlamaConfig& c) {
   using internal::Field;
   PTC_RETURN_IF_ERROR(internal::CheckFields(
-      "llama", {Field{"vocab", c.vocab, internal::kMaxVocab},
-                Field{"layers", c.layers, internal::kMaxLayers},
-                Field{"dim", c.dim, internal::kMaxDim}, Field{"heads", c.heads, c.dim},
-                Field{"seq", c.seq, internal::kMaxSeq}}));
+      "llama",
+      {Field{"vocab", c.vocab, internal::kMaxVocab},
+       Field{"layers", c.layers, internal::kMaxLayers}, Field{"dim", c.dim, internal::kMaxDim},
+       Field{"heads", c.heads, c.dim}, Field{"seq", c.seq, internal::kMaxSeq}}));
   PTC_RETURN_IF_ERROR(internal::CheckHeads("llama", c.dim, c.heads));
   if ((c.dim / c.heads) % 2 != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -120,9 +120,9 @@ absl::Status Validate(const LlamaConfig& c) {
         " must be even for rotary embeddings (dim = ", c.dim, ", heads = ", c.heads, ")"));
   }
   if (c.kv_heads < 0 || (c.kv_heads > 0 && c.heads % c.kv_heads != 0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("llama config: kv_heads = ", c.kv_heads, " must divide heads = ", c.heads,
-                     " (or be 0 for one KV head per head)"));
+    return absl::InvalidArgumentError(absl::StrCat("llama config: kv_heads = ", c.kv_heads,
+                                                   " must divide heads = ", c.heads,
+                                                   " (or be 0 for one KV head per head)"));
   }
   if (c.ffn < 0 || c.ffn > 4 * internal::kMaxDim) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -138,9 +138,9 @@ absl::Status Validate(const LlamaConfig& c) {
 
 int64_t ParameterCount(const LlamaConfig& c) {
   const int64_t d = c.dim, hd = c.dim / c.heads, kv = KvHeads(c) * hd, f = Ffn(c);
-  const int64_t per_layer = 2 * d                          // input / post-attention norms
-                            + d * d + 2 * d * kv + d * d   // q, k, v, o projections
-                            + 3 * d * f;                   // gate, up, down
+  const int64_t per_layer = 2 * d                               // input / post-attention norms
+                            + d * d + 2 * d * kv + d * d        // q, k, v, o projections
+                            + 3 * d * f;                        // gate, up, down
   return c.vocab * d + c.layers * per_layer + d + d * c.vocab;  // embed, layers, norm, lm_head
 }
 

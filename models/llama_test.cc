@@ -76,8 +76,7 @@ TEST(LlamaTest, ImportsWithBoundDims) {
     auto module = onnx_import::ImportOnnxBytes(model->SerializeAsString(), "", "llama", options);
     ASSERT_TRUE(module.ok()) << module.status();
     ASSERT_EQ((*module)->main()->results().size(), 1u);
-    EXPECT_EQ((*module)->main()->results()[0]->type().ToString(),
-              loss ? "f32[]" : "f32[2,16,64]");
+    EXPECT_EQ((*module)->main()->results()[0]->type().ToString(), loss ? "f32[]" : "f32[2,16,64]");
   }
 }
 

@@ -28,9 +28,9 @@ absl::StatusOr<Config> FindPreset(const std::vector<std::pair<std::string, Confi
   for (const auto& [n, config] : presets) {
     if (n == name) return config;
   }
-  return absl::InvalidArgumentError(absl::StrCat("unknown ", family, " preset '", std::string(name),
-                                                 "'; presets: ",
-                                                 absl::StrJoin(PresetNames(presets), ", ")));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown ", family, " preset '", std::string(name),
+                   "'; presets: ", absl::StrJoin(PresetNames(presets), ", ")));
 }
 
 // Upper bounds keep every size product (parameter counts, byte sizes) far from int64 overflow

@@ -64,10 +64,9 @@ class Seq2SeqBuilder {
   }
 
   // q from x (dims xd), k and v from kv_src (dims kd); fused qkv when x is kv_src.
-  std::string Attention(const std::string& prefix, const std::string& scope,
-                        const std::string& x, const GraphBuilder::SeqDims& xd,
-                        const std::string& kv_src, const GraphBuilder::SeqDims& kd,
-                        const std::string& mask, bool self) {
+  std::string Attention(const std::string& prefix, const std::string& scope, const std::string& x,
+                        const GraphBuilder::SeqDims& xd, const std::string& kv_src,
+                        const GraphBuilder::SeqDims& kd, const std::string& mask, bool self) {
     const int64_t hd = d_ / c_.heads;
     std::vector<std::string> qkv;
     Weights in_proj1, in_proj2;
@@ -120,26 +119,26 @@ absl::StatusOr<Seq2SeqConfig> Seq2SeqPreset(std::string_view name) {
 absl::Status Validate(const Seq2SeqConfig& c) {
   using internal::Field;
   PTC_RETURN_IF_ERROR(internal::CheckFields(
-      "seq2seq", {Field{"src_vocab", c.src_vocab, internal::kMaxVocab},
-                  Field{"tgt_vocab", c.tgt_vocab, internal::kMaxVocab},
-                  Field{"encoder_layers", c.encoder_layers, internal::kMaxLayers},
-                  Field{"decoder_layers", c.decoder_layers, internal::kMaxLayers},
-                  Field{"dim", c.dim, internal::kMaxDim}, Field{"heads", c.heads, c.dim},
-                  Field{"ffn", c.ffn, 4 * internal::kMaxDim},
-                  Field{"seq", c.seq, internal::kMaxSeq}}));
+      "seq2seq",
+      {Field{"src_vocab", c.src_vocab, internal::kMaxVocab},
+       Field{"tgt_vocab", c.tgt_vocab, internal::kMaxVocab},
+       Field{"encoder_layers", c.encoder_layers, internal::kMaxLayers},
+       Field{"decoder_layers", c.decoder_layers, internal::kMaxLayers},
+       Field{"dim", c.dim, internal::kMaxDim}, Field{"heads", c.heads, c.dim},
+       Field{"ffn", c.ffn, 4 * internal::kMaxDim}, Field{"seq", c.seq, internal::kMaxSeq}}));
   PTC_RETURN_IF_ERROR(internal::CheckHeads("seq2seq", c.dim, c.heads));
   return internal::CheckStd("seq2seq", c.init_std);
 }
 
 int64_t ParameterCount(const Seq2SeqConfig& c) {
   const int64_t d = c.dim, f = c.ffn;
-  const int64_t attn = 4 * d * d + 4 * d;          // q, k, v, out with biases
-  const int64_t ffn = d * f + f + f * d + d;       // linear1, linear2
+  const int64_t attn = 4 * d * d + 4 * d;     // q, k, v, out with biases
+  const int64_t ffn = d * f + f + f * d + d;  // linear1, linear2
   const int64_t norm = 2 * d;
-  return (c.src_vocab + c.tgt_vocab + c.seq) * d   // embeddings
-         + c.encoder_layers * (attn + ffn + 2 * norm) + norm
-         + c.decoder_layers * (2 * attn + ffn + 3 * norm) + norm
-         + d * c.tgt_vocab + c.tgt_vocab;          // output projection
+  return (c.src_vocab + c.tgt_vocab + c.seq) * d  // embeddings
+         + c.encoder_layers * (attn + ffn + 2 * norm) + norm +
+         c.decoder_layers * (2 * attn + ffn + 3 * norm) + norm + d * c.tgt_vocab +
+         c.tgt_vocab;  // output projection
 }
 
 absl::StatusOr<onnx::ModelProto> BuildSeq2Seq(const Seq2SeqConfig& c) {
@@ -149,11 +148,10 @@ absl::StatusOr<onnx::ModelProto> BuildSeq2Seq(const Seq2SeqConfig& c) {
   internal::InitModel(
       &model, "seq2seq",
       {{"ptc.model", "seq2seq"},
-       {"ptc.config",
-        absl::StrCat("src_vocab=", c.src_vocab, " tgt_vocab=", c.tgt_vocab,
-                     " encoder_layers=", c.encoder_layers, " decoder_layers=", c.decoder_layers,
-                     " dim=", d, " heads=", c.heads, " ffn=", c.ffn, " seq=", c.seq,
-                     " loss=", c.with_loss, " seed=", c.seed)}});
+       {"ptc.config", absl::StrCat("src_vocab=", c.src_vocab, " tgt_vocab=", c.tgt_vocab,
+                                   " encoder_layers=", c.encoder_layers, " decoder_layers=",
+                                   c.decoder_layers, " dim=", d, " heads=", c.heads, " ffn=", c.ffn,
+                                   " seq=", c.seq, " loss=", c.with_loss, " seed=", c.seed)}});
   GraphBuilder b(model.mutable_graph(), c.seed);
   Seq2SeqBuilder s2s(&b, c);
 
@@ -184,8 +182,8 @@ absl::StatusOr<onnx::ModelProto> BuildSeq2Seq(const Seq2SeqConfig& c) {
     const std::string p = absl::StrCat("encoder.layers.", l);
     GraphBuilder::Scope scope(&b, p);
     const Weights norm1 = s2s.Norm(p + ".norm1"), norm2 = s2s.Norm(p + ".norm2");
-    x = s2s.AddNorm(x, s2s.Attention(p + ".self_attn", "self_attn", x, sd, x, sd, "", true),
-                    norm1, "norm1");
+    x = s2s.AddNorm(x, s2s.Attention(p + ".self_attn", "self_attn", x, sd, x, sd, "", true), norm1,
+                    "norm1");
     x = s2s.AddNorm(x, s2s.Ffn(p, x), norm2, "norm2");
   }
   const Weights enc_norm = s2s.Norm("encoder.norm");

@@ -58,8 +58,7 @@ TEST(Seq2SeqTest, ImportsWithBoundDims) {
     auto module = onnx_import::ImportOnnxBytes(model->SerializeAsString(), "", "seq2seq", options);
     ASSERT_TRUE(module.ok()) << module.status();
     ASSERT_EQ((*module)->main()->results().size(), 1u);
-    EXPECT_EQ((*module)->main()->results()[0]->type().ToString(),
-              loss ? "f32[]" : "f32[2,16,40]");
+    EXPECT_EQ((*module)->main()->results()[0]->type().ToString(), loss ? "f32[]" : "f32[2,16,40]");
   }
 }
 
@@ -94,8 +93,8 @@ Mat AddNormRef(const Mat& x, const Mat& y, WeightMap& w, const std::string& name
     for (double v : z[t]) var += (v - mean) * (v - mean);
     var /= n;
     for (size_t i = 0; i < n; ++i) {
-      z[t][i] = (z[t][i] - mean) / std::sqrt(var + 1e-5) * w[name + ".weight"][i] +
-                w[name + ".bias"][i];
+      z[t][i] =
+          (z[t][i] - mean) / std::sqrt(var + 1e-5) * w[name + ".weight"][i] + w[name + ".bias"][i];
     }
   }
   return z;
@@ -148,7 +147,8 @@ Mat Seq2SeqReference(const Seq2SeqConfig& c, WeightMap& w, const std::vector<int
   auto embed = [&](const std::string& table, const std::vector<int64_t>& ids) {
     Mat x = Zeros(ids.size(), C);
     for (size_t t = 0; t < ids.size(); ++t) {
-      for (size_t i = 0; i < C; ++i) x[t][i] = w[table][ids[t] * C + i] + w["pos_emb.weight"][t * C + i];
+      for (size_t i = 0; i < C; ++i)
+        x[t][i] = w[table][ids[t] * C + i] + w["pos_emb.weight"][t * C + i];
     }
     return x;
   };
@@ -186,14 +186,15 @@ TEST(Seq2SeqTest, MatchesReferenceForwardPass) {
   // Source and target lengths differ (5 vs 7), so cross attention is [T, S] = [7, 5].
   const std::vector<int64_t> src = {1, 49, 20, 3, 0};
   const std::vector<int64_t> tgt = {39, 2, 11, 11, 30, 0, 5};
-  auto out = testing::RunWithPtc(*model, {{"batch", 1}, {"src_seq", 5}, {"tgt_seq", 7}},
-                                 {{"src_ids", testing::I64Tensor(src, {1, 5})},
-                                  {"tgt_ids", testing::I64Tensor(tgt, {1, 7})}});
+  auto out = testing::RunWithPtc(
+      *model, {{"batch", 1}, {"src_seq", 5}, {"tgt_seq", 7}},
+      {{"src_ids", testing::I64Tensor(src, {1, 5})}, {"tgt_ids", testing::I64Tensor(tgt, {1, 7})}});
   ASSERT_TRUE(out.ok()) << out.status();
   ASSERT_EQ(out->size(), 1u);
   EXPECT_EQ((*out)[0].type().ToString(), "f32[1,7,40]");
   std::vector<double> flat;
-  for (const auto& row : Seq2SeqReference(c, w, src, tgt)) flat.insert(flat.end(), row.begin(), row.end());
+  for (const auto& row : Seq2SeqReference(c, w, src, tgt))
+    flat.insert(flat.end(), row.begin(), row.end());
   EXPECT_EQ(testing::CompareToReference((*out)[0], flat, 1e-4), "");
 }
 

@@ -43,7 +43,8 @@ absl::Status RenameInto(const std::string& from, const std::string& to) {
   std::error_code ec;
   fs::rename(from, to, ec);
   if (ec) {
-    return absl::InternalError(absl::StrCat("cannot rename ", from, " to ", to, ": ", ec.message()));
+    return absl::InternalError(
+        absl::StrCat("cannot rename ", from, " to ", to, ": ", ec.message()));
   }
   return absl::OkStatus();
 }
@@ -76,7 +77,8 @@ absl::Status WriteModel(const onnx::ModelProto& model, const std::string& path,
     return absl::InvalidArgumentError(absl::StrCat(
         "WriteModel ", path, ": the model is ", inline_bytes,
         " bytes with its inline initializers, over protobuf's 2 GiB limit; write the weights as "
-        "external data (a threshold >= 0, e.g. ", kDefaultExternalDataThreshold, ")"));
+        "external data (a threshold >= 0, e.g. ",
+        kDefaultExternalDataThreshold, ")"));
   }
   if (external_bytes == 0) {
     std::ofstream f(model_tmp, std::ios::binary | std::ios::trunc);
