@@ -203,6 +203,19 @@ TEST(Gpt2Test, WriteModelWithExternalData) {
   fs::remove_all(dir);
 }
 
+TEST(Gpt2Test, WriteModelReportsUnwritablePaths) {
+  auto model = BuildGpt2(Small());
+  ASSERT_TRUE(model.ok()) << model.status();
+  const std::string missing =
+      (fs::temp_directory_path() / "ptc_models_no_such_dir" / "m.onnx").string();
+  for (int64_t threshold : {int64_t{1024}, int64_t{-1}}) {
+    absl::Status s = WriteModel(*model, missing, threshold);
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(s.message().find("ptc_models_no_such_dir"), std::string::npos) << s;
+  }
+  EXPECT_FALSE(WriteModel(*model, "").ok());
+}
+
 TEST(Gpt2Test, ImportsWithBoundDims) {
   for (bool loss : {false, true}) {
     auto model = BuildGpt2(Small(loss));
@@ -330,15 +343,18 @@ TEST(Gpt2Test, TinyMatchesReferenceForwardPass) {
   testing::PerturbBiasesAndNorms(&*model);
   auto w = testing::Weights(*model);
   const std::vector<int64_t> ids = {72, 101, 108, 108, 111, 44, 32, 255};  // "Hello, \xff"
-  auto out = testing::RunWithPtc(*model, {{"batch", 1}, {"seq", 8}},
-                                 {{"input_ids", testing::I64Tensor(ids, {1, 8})}});
-  ASSERT_TRUE(out.ok()) << out.status();
-  ASSERT_EQ(out->size(), 1u);
-  EXPECT_EQ((*out)[0].type().ToString(), "f32[1,8,256]");
   const Mat ref = Gpt2Reference(c, w, ids);
   std::vector<double> flat;
   for (const auto& row : ref) flat.insert(flat.end(), row.begin(), row.end());
-  EXPECT_EQ(testing::CompareToReference((*out)[0], flat, 1e-4), "");
+  // The default pipeline and no passes at all must both match.
+  for (const char* passes : {"default", "none"}) {
+    auto out = testing::RunWithPtc(*model, {{"batch", 1}, {"seq", 8}},
+                                   {{"input_ids", testing::I64Tensor(ids, {1, 8})}}, passes);
+    ASSERT_TRUE(out.ok()) << "passes=" << passes << ": " << out.status();
+    ASSERT_EQ(out->size(), 1u);
+    EXPECT_EQ((*out)[0].type().ToString(), "f32[1,8,256]");
+    EXPECT_EQ(testing::CompareToReference((*out)[0], flat, 1e-4), "") << "passes=" << passes;
+  }
 }
 
 TEST(Gpt2Test, LossMatchesReference) {
