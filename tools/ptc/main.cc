@@ -20,6 +20,7 @@
 #include "compiler/ir/printer.h"
 #include "compiler/onnx/importer.h"
 #include "compiler/support/status.h"
+#include "models/models.h"
 #include "nlohmann/json.hpp"
 #include "runtime/cpu/executor.h"
 #include "runtime/plan/plan.h"
@@ -299,6 +300,46 @@ int Dump(const DumpArgs& a) {
   return 0;
 }
 
+// ---------------------------------------------------------------------------------------------
+
+struct ModelArgs {
+  std::string family, preset = "tiny", output;
+  std::vector<std::string> sets;
+  bool loss = false;
+  int64_t external_threshold = ptc::models::kDefaultExternalDataThreshold;
+  std::map<std::string, std::string> overrides;
+};
+
+int Model(ModelArgs& a) {
+  for (const std::string& kv : a.sets) {
+    std::vector<std::string> parts = absl::StrSplit(kv, absl::MaxSplits('=', 1));
+    if (parts.size() != 2) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("--set '", kv, "' must look like KEY=VALUE, e.g. --set layers=6")));
+    }
+    a.overrides[parts[0]] = parts[1];
+  }
+  if (a.loss) a.overrides["loss"] = "true";
+  auto model = ptc::models::BuildModel(a.family, a.preset, a.overrides);
+  if (!model.ok()) return Fail(model.status());
+  if (absl::Status s = ptc::models::WriteModel(*model, a.output, a.external_threshold); !s.ok()) {
+    return Fail(s);
+  }
+  int64_t params = 0;
+  for (const auto& init : model->graph().initializer()) {
+    int64_t n = 1;
+    for (int64_t d : init.dims()) n *= d;
+    params += n;
+  }
+  std::fprintf(stderr, "wrote %s: %s %s, %.2fM parameters, inputs:", a.output.c_str(),
+               a.family.c_str(), a.preset.c_str(), params / 1e6);
+  for (const auto& in : model->graph().input()) std::fprintf(stderr, " %s", in.name().c_str());
+  std::fprintf(stderr, ", outputs:");
+  for (const auto& out : model->graph().output()) std::fprintf(stderr, " %s", out.name().c_str());
+  std::fprintf(stderr, "\n");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -308,6 +349,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "ptc 0.1.0");
   app.footer(
       "Examples:\n"
+      "  ptc model gpt2 --preset tiny -o gpt.onnx\n"
       "  ptc compile gpt.onnx -o gpt.plan --dim batch=8 --dim seq=128\n"
       "  ptc run gpt.plan --input input_ids=input_0.pb --output-dir out/ --profile\n"
       "  ptc dump gpt.plan --format dot | dot -Tsvg > gpt.svg\n"
@@ -359,6 +401,32 @@ int main(int argc, char** argv) {
       "  ptc dump gpt.plan --format json | jq '.memory.arena_bytes'\n"
       "  ptc dump gpt.onnx --dim batch=1 --dim seq=16 --format dot | dot -Tsvg > g.svg\n");
 
+  ModelArgs ma;
+  CLI::App* model = app.add_subcommand("model", "Build a transformer as an ONNX model");
+  model->add_option("family", ma.family, "gpt2 | seq2seq | llama")->required();
+  model->add_option("--preset", ma.preset,
+                    "gpt2: tiny small medium large xl; seq2seq: tiny base big; llama: tiny 1b 7b")
+      ->capture_default_str();
+  model->add_option("-o,--output", ma.output, "ONNX file to write (large weights go to FILE.data)")
+      ->required();
+  model->add_option("--set", ma.sets,
+                    "override a config field: vocab, layers, dim, heads, seq, kv_heads, ffn, "
+                    "src_vocab, tgt_vocab, encoder_layers, decoder_layers, seed (repeatable)");
+  for (const char* key : {"vocab", "layers", "dim", "heads", "seq"}) {
+    model->add_option_function<std::string>(
+        absl::StrCat("--", key), [&ma, key](const std::string& v) { ma.overrides[key] = v; },
+        absl::StrCat("same as --set ", key, "=N"));
+  }
+  model->add_flag("--loss", ma.loss, "end the graph in the loss (adds a `labels` input)");
+  model->add_option("--external-data-threshold", ma.external_threshold,
+                    "initializers of at least this many bytes go to FILE.data (-1: inline)")
+      ->capture_default_str();
+  model->footer(
+      "Examples:\n"
+      "  ptc model gpt2 --preset tiny --loss -o tiny.onnx\n"
+      "  ptc model gpt2 --preset small -o gpt2-124m.onnx\n"
+      "  ptc model llama --preset tiny --layers 2 --dim 128 -o llama.onnx\n");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -367,5 +435,6 @@ int main(int argc, char** argv) {
   if (*compile) return Compile(ca);
   if (*run) return Run(ra);
   if (*dump) return Dump(da);
+  if (*model) return Model(ma);
   return 0;
 }
