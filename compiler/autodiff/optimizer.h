@@ -1,0 +1,30 @@
+// Internal to compiler/autodiff: the optimizer part of a training step (training.h contract):
+// gradient accumulation, global-norm clipping, lr schedule, AdamW / SGD updates and the assign
+// nodes of weights and optimizer state.
+#ifndef PTC_COMPILER_AUTODIFF_OPTIMIZER_H_
+#define PTC_COMPILER_AUTODIFF_OPTIMIZER_H_
+
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "compiler/autodiff/training.h"
+#include "compiler/ir/ir.h"
+
+namespace ptc::autodiff::internal {
+
+struct OptimizerOutputs {
+  ir::Value* grad_norm = nullptr;  // f32[]
+  ir::Value* lr = nullptr;         // f32[]
+  std::vector<ir::Value*> state;   // the "state" parameters, in creation order
+};
+
+// Appends the update of `weights` (parameters of `f`) from `grads` (same order, same types).
+// State parameters get zero tensors in module.tensors().
+absl::StatusOr<OptimizerOutputs> AppendOptimizer(ir::Module& module, ir::Function& f,
+                                                 const std::vector<ir::Value*>& weights,
+                                                 const std::vector<ir::Value*>& grads,
+                                                 const TrainOptions& options);
+
+}  // namespace ptc::autodiff::internal
+
+#endif  // PTC_COMPILER_AUTODIFF_OPTIMIZER_H_
