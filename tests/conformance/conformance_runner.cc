@@ -47,10 +47,10 @@ absl::StatusOr<std::map<std::string, std::string>> ReadExclusions(const std::str
   int lineno = 0;
   while (std::getline(in, line)) {
     ++lineno;
-    std::string_view s = absl::StripAsciiWhitespace(line);
+    absl::string_view s = absl::StripAsciiWhitespace(line);
     if (s.empty() || s[0] == '#') continue;
     size_t hash = s.find('#');
-    if (hash == std::string_view::npos) {
+    if (hash == absl::string_view::npos) {
       return absl::InvalidArgumentError(
           absl::StrCat(path, ":", lineno, ": exclusion without a reason (`name  # reason`)"));
     }
@@ -93,10 +93,58 @@ bool Close(const Tensor& got, const Tensor& want, std::string* why) {
   return true;
 }
 
-absl::Status RunTest(const fs::path& dir, const onnx::ModelProto& model) {
+// Compiles the test's model and runs one data set. When the model computes shapes from
+// graph inputs (Reshape's shape, Slice's starts, Range's bounds), ptc needs them constant: the
+// first attempt binds nothing; if import fails, the integer inputs of the data set (then, if
+// still needed, all of them) are bound as values (ImportOptions::input_values) and the model
+// is recompiled for that data set.
+absl::Status RunDataSet(const fs::path& dir, const fs::path& set,
+                        const std::vector<std::string>& input_names) {
+  std::map<std::string, Tensor> inputs;
+  for (size_t i = 0; i < input_names.size(); ++i) {
+    fs::path p = set / absl::StrCat("input_", i, ".pb");
+    if (!fs::exists(p)) continue;  // optional input left out
+    PTC_ASSIGN_OR_RETURN(auto t, ptc::driver::ReadTensorFile(p.string()));
+    inputs[input_names[i]] = std::move(t.tensor);
+  }
+  std::string model_path = (dir / "model.onnx").string();
   ptc::driver::CompileOptions opts;
-  PTC_ASSIGN_OR_RETURN(auto plan, ptc::driver::CompileOnnxFile((dir / "model.onnx").string(), opts));
-  PTC_ASSIGN_OR_RETURN(auto exec, ptc::cpu::Executor::Create(plan));
+  absl::StatusOr<ptc::plan::Plan> plan = ptc::driver::CompileOnnxFile(model_path, opts);
+  if (!plan.ok()) {
+    ptc::onnx_import::ImportOptions iopts;
+    // Integer inputs first (shapes, axes, indices); then everything (Range over floats).
+    for (const auto& [name, t] : inputs) {
+      if (!ptc::ir::IsFloat(t.dtype())) iopts.input_values[name] = t;
+    }
+    if (!ptc::onnx_import::ImportOnnxFile(model_path, iopts).ok()) {
+      for (const auto& [name, t] : inputs) iopts.input_values[name] = t;
+    }
+    if (iopts.input_values.empty()) return plan.status();
+    auto module = ptc::onnx_import::ImportOnnxFile(model_path, iopts);
+    if (!module.ok()) return module.status();
+    plan = ptc::driver::CompileModule(std::move(*module), opts);
+    if (!plan.ok()) return plan.status();
+  }
+  PTC_ASSIGN_OR_RETURN(auto exec, ptc::cpu::Executor::Create(*plan));
+  // Inputs the compiled function no longer takes (bound as values) are dropped.
+  std::map<std::string, Tensor> feed;
+  for (const ptc::ir::Value* p : plan->module->main()->params()) {
+    auto it = inputs.find(p->name());
+    if (it != inputs.end()) feed[p->name()] = it->second;
+  }
+  PTC_ASSIGN_OR_RETURN(auto outs, exec->Run(feed));
+  for (size_t i = 0; i < outs.size(); ++i) {
+    fs::path p = set / absl::StrCat("output_", i, ".pb");
+    PTC_ASSIGN_OR_RETURN(auto want, ptc::driver::ReadTensorFile(p.string()));
+    std::string why;
+    if (!Close(outs[i], want.tensor, &why)) {
+      return absl::InternalError(absl::StrCat(set.filename().string(), " output ", i, ": ", why));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunTest(const fs::path& dir, const onnx::ModelProto& model) {
   std::set<std::string> initializers;
   for (const auto& init : model.graph().initializer()) initializers.insert(init.name());
   std::vector<std::string> input_names;
@@ -110,24 +158,7 @@ absl::Status RunTest(const fs::path& dir, const onnx::ModelProto& model) {
     }
   }
   std::sort(sets.begin(), sets.end());
-  for (const fs::path& set : sets) {
-    std::map<std::string, Tensor> inputs;
-    for (size_t i = 0; i < input_names.size(); ++i) {
-      fs::path p = set / absl::StrCat("input_", i, ".pb");
-      if (!fs::exists(p)) continue;  // optional input left out
-      PTC_ASSIGN_OR_RETURN(auto t, ptc::driver::ReadTensorFile(p.string()));
-      inputs[input_names[i]] = std::move(t.tensor);
-    }
-    PTC_ASSIGN_OR_RETURN(auto outs, exec->Run(inputs));
-    for (size_t i = 0; i < outs.size(); ++i) {
-      fs::path p = set / absl::StrCat("output_", i, ".pb");
-      PTC_ASSIGN_OR_RETURN(auto want, ptc::driver::ReadTensorFile(p.string()));
-      std::string why;
-      if (!Close(outs[i], want.tensor, &why)) {
-        return absl::InternalError(absl::StrCat(set.filename().string(), " output ", i, ": ", why));
-      }
-    }
-  }
+  for (const fs::path& set : sets) PTC_RETURN_IF_ERROR(RunDataSet(dir, set, input_names));
   return absl::OkStatus();
 }
 
