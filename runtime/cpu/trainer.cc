@@ -1,0 +1,392 @@
+#include "runtime/cpu/trainer.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <optional>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "compiler/support/status.h"
+#include "runtime/cpu/checkpoint.h"
+#include "runtime/cpu/executor.h"
+#include "runtime/cpu/file_util.h"
+
+namespace ptc::train {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string Bytes(int64_t b) {
+  if (b < 0) return "?";
+  if (b >= (int64_t{1} << 30)) return absl::StrFormat("%.2f GiB", b / 1073741824.0);
+  if (b >= (int64_t{1} << 20)) return absl::StrFormat("%.1f MiB", b / 1048576.0);
+  return absl::StrFormat("%.1f KiB", b / 1024.0);
+}
+
+std::string Duration(double s) {
+  if (!(s >= 0) || s > 1e7) return "?";
+  int64_t t = static_cast<int64_t>(s + 0.5);
+  if (t >= 3600) return absl::StrFormat("%dh%02dm", t / 3600, (t / 60) % 60);
+  if (t >= 60) return absl::StrFormat("%dm%02ds", t / 60, t % 60);
+  return absl::StrFormat("%ds", t);
+}
+
+double Scalar(const ir::Tensor& t) {
+  return t.num_elements() == 1 ? t.GetDouble(0) : std::nan("");
+}
+
+// The data inputs of a step function: token ids and labels, both integer [batch, seq].
+struct DataInputs {
+  std::string ids, labels;
+  int64_t batch = 0, seq = 0;
+  ir::DType dtype = ir::DType::kI64;
+};
+
+absl::StatusOr<DataInputs> FindDataInputs(const ir::Function& f, const std::string& labels_name) {
+  std::vector<const ir::Value*> inputs;
+  for (const ir::Value* p : f.params()) {
+    if (!p->is_param() && !p->flags().count("state")) inputs.push_back(p);
+  }
+  std::string listing;
+  for (const ir::Value* p : inputs) absl::StrAppend(&listing, " %", p->name(), ": ", p->type().ToString());
+  if (inputs.size() != 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "@", f.name(), " has ", inputs.size(), " data inputs (", listing,
+        " ); the trainer feeds exactly two: token ids and '", labels_name, "' [batch, seq]"));
+  }
+  DataInputs d;
+  const ir::Value* ids = inputs[0]->name() == labels_name ? inputs[1] : inputs[0];
+  const ir::Value* labels = inputs[0]->name() == labels_name ? inputs[0] : inputs[1];
+  if (labels->name() != labels_name) {
+    return absl::InvalidArgumentError(absl::StrCat("@", f.name(), " has no input named '",
+                                                   labels_name, "' (inputs:", listing, ")"));
+  }
+  if (ids->type() != labels->type() || ids->type().rank() != 2 ||
+      (ids->type().dtype != ir::DType::kI64 && ids->type().dtype != ir::DType::kI32)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "@", f.name(), ": token ids and labels must both be i64 or i32 [batch, seq] (inputs:",
+        listing, ")"));
+  }
+  d.ids = ids->name();
+  d.labels = labels->name();
+  d.batch = ids->type().shape[0];
+  d.seq = ids->type().shape[1];
+  d.dtype = ids->type().dtype;
+  return d;
+}
+
+std::map<std::string, ir::Tensor> Feed(const DataInputs& d, data::Batch b) {
+  return {{d.ids, std::move(b.input_ids)}, {d.labels, std::move(b.labels)}};
+}
+
+std::string SanitizeFileName(const std::string& name) {
+  std::string s = name;
+  for (char& c : s) {
+    if (c == '/' || c == '\\' || c == '\0') c = '_';
+  }
+  if (s.empty() || s == "." || s == "..") s = "_" + s;
+  return s;
+}
+
+class Progress {
+ public:
+  Progress(std::ostream& out, const TrainerOptions& o, int64_t total) : out_(out), total_(total) {
+    style_ = o.progress_style;
+    if (style_ == ProgressStyle::kAuto) {
+      style_ = (&out == &std::cerr && ::isatty(2)) ? ProgressStyle::kBar : ProgressStyle::kLines;
+    }
+    every_ = o.log_every > 0 ? o.log_every : std::max<int64_t>(1, total / 20);
+  }
+  void Step(int64_t step, const std::string& line) {
+    if (style_ == ProgressStyle::kBar) {
+      out_ << "\r" << line << "\x1b[K" << std::flush;
+      dirty_ = true;
+    } else if (style_ == ProgressStyle::kLines && (step % every_ == 0 || step == total_ || step == 1)) {
+      out_ << line << "\n" << std::flush;
+    }
+  }
+  void Line(const std::string& line) {
+    if (style_ == ProgressStyle::kNone) return;
+    if (dirty_) out_ << "\n";
+    dirty_ = false;
+    out_ << line << "\n" << std::flush;
+  }
+  void Finish() {
+    if (dirty_) out_ << "\n" << std::flush;
+    dirty_ = false;
+  }
+
+ private:
+  std::ostream& out_;
+  int64_t total_;
+  ProgressStyle style_;
+  int64_t every_ = 1;
+  bool dirty_ = false;
+};
+
+}  // namespace
+
+absl::StatusOr<data::Split> LoadTrainingData(const TrainerOptions& o, int64_t batch,
+                                             int64_t seq) {
+  PTC_ASSIGN_OR_RETURN(data::Tokens tokens, data::LoadCorpus(o.data));
+  if (o.vocab_size > 0 && tokens.MaxId() >= o.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the data (", tokens.source(), ") has token id ", tokens.MaxId(),
+        " but the model's vocabulary has ", o.vocab_size, " entries"));
+  }
+  return data::SplitTrainVal(tokens, o.val_fraction, batch * seq + 1);
+}
+
+absl::StatusOr<TrainResult> Train(const plan::Plan& plan, const TrainerOptions& o,
+                                  std::ostream& out) {
+  TrainResult result;
+  result.rss_before = cpu::ProcessRssBytes();
+  if (!plan.module || plan.module->main() == nullptr) {
+    return absl::InvalidArgumentError("the plan has no main function");
+  }
+  if (o.steps <= 0) return absl::InvalidArgumentError("--steps must be positive");
+  const ir::Function& main = *plan.module->main();
+  PTC_ASSIGN_OR_RETURN(std::unique_ptr<cpu::Executor> exec, cpu::Executor::Create(plan));
+  if (!exec->is_training()) {
+    return absl::InvalidArgumentError(
+        "the plan is not a training step (its @main has no assign nodes): compile it with "
+        "`ptc compile --train`");
+  }
+  PTC_ASSIGN_OR_RETURN(DataInputs din, FindDataInputs(main, o.labels_input));
+  const auto& results = main.results();
+  if (results.empty() || results[0]->type() != ir::TensorType{ir::DType::kF32, {}}) {
+    return absl::InvalidArgumentError("the training step's first result must be the loss f32[]");
+  }
+  auto scalar_result = [&](size_t i) {
+    return i < results.size() && results[i]->type().num_elements() == 1 &&
+           !absl::StartsWith(results[i]->name(), "grad.");
+  };
+  const bool has_gnorm = scalar_result(1), has_lr = has_gnorm && scalar_result(2);
+  std::vector<std::pair<size_t, std::string>> grads;  // result index, weight name
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (absl::StartsWith(results[i]->name(), "grad.")) {
+      grads.push_back({i, results[i]->name().substr(5)});
+    }
+  }
+  if (!o.dump_gradients.empty() && grads.empty()) {
+    return absl::InvalidArgumentError(
+        "--dump-gradients: the plan returns no grad.<weight> results (compile with gradients "
+        "kept)");
+  }
+  std::unique_ptr<cpu::Executor> eval;
+  std::optional<DataInputs> eval_din;
+  if (const ir::Function* ef = plan.module->FindFunction("eval"); ef != nullptr && ef != &main) {
+    cpu::ExecutorOptions eo;
+    eo.function = "eval";
+    eo.shared_state = exec->LiveState();
+    PTC_ASSIGN_OR_RETURN(eval, cpu::Executor::Create(plan, eo));
+    if (eval->is_training()) {
+      return absl::InvalidArgumentError("@eval must not update parameters (it has assign nodes)");
+    }
+    PTC_ASSIGN_OR_RETURN(eval_din, FindDataInputs(*ef, o.labels_input));
+    if (eval_din->batch != din.batch || eval_din->seq != din.seq || eval_din->dtype != din.dtype) {
+      return absl::InvalidArgumentError("@eval's data inputs differ in shape from @main's");
+    }
+  }
+
+  PTC_ASSIGN_OR_RETURN(data::Split split, LoadTrainingData(o, din.batch, din.seq));
+  uint64_t seed = o.seed;
+  const std::string plan_hash = checkpoint::HashModule(*plan.module);
+  std::map<std::string, std::string> kinds;
+  for (const ir::Value* p : main.params()) {
+    if (p->flags().count("state")) {
+      kinds[p->name()] = "state";
+    } else if (p->is_param()) {
+      kinds[p->name()] = "param";
+    }
+  }
+  Progress progress(out, o, o.steps);
+
+  int64_t step = 0;
+  data::IteratorState data_state;
+  if (o.resume) {
+    if (o.checkpoint_dir.empty()) {
+      return absl::InvalidArgumentError("--resume needs --checkpoint DIR");
+    }
+    auto ck = checkpoint::LoadLatestCheckpoint(o.checkpoint_dir);
+    if (ck.ok()) {
+      if (ck->plan_hash != plan_hash) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "checkpoint ", ck->path, " was written by another plan (hash ", ck->plan_hash,
+            ", this plan ", plan_hash, "): resume with the plan that trained it"));
+      }
+      for (const auto& [name, kind] : kinds) {
+        if (!ck->tensors.count(name)) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("checkpoint ", ck->path, " lacks the tensor '", name, "'"));
+        }
+      }
+      PTC_RETURN_IF_ERROR(exec->SetState(ck->tensors));
+      step = ck->step;
+      seed = ck->seed;
+      data_state = ck->data;
+      progress.Line(absl::StrCat("resuming from ", ck->path, " (step ", step, ")"));
+    } else if (absl::IsNotFound(ck.status())) {
+      progress.Line(absl::StrCat("no checkpoint in ", o.checkpoint_dir, ": starting at step 0"));
+    } else {
+      return ck.status();
+    }
+  }
+  PTC_ASSIGN_OR_RETURN(data::BatchIterator train_it,
+                       data::BatchIterator::Create(split.train, din.batch, din.seq, seed,
+                                                   /*shuffle=*/true, din.dtype));
+  PTC_RETURN_IF_ERROR(train_it.SetState(data_state));
+  std::optional<data::BatchIterator> val_it;
+  if (eval && split.val.size() > din.batch * din.seq) {
+    PTC_ASSIGN_OR_RETURN(val_it, data::BatchIterator::Create(split.val, din.batch, din.seq, seed,
+                                                             /*shuffle=*/false, din.dtype));
+  }
+
+  std::ofstream log;
+  if (!o.log_json.empty()) {
+    log.open(o.log_json, step > 0 ? std::ios::app : std::ios::trunc);
+    if (!log) return absl::InvalidArgumentError(absl::StrCat("cannot write ", o.log_json));
+  }
+  result.first_step = step;
+  result.arena_bytes = exec->arena_bytes() + (eval ? eval->arena_bytes() : 0);
+  result.state_bytes = exec->state_bytes();
+  const int64_t planned = result.arena_bytes + result.state_bytes;
+  progress.Line(absl::StrCat(
+      "training ", o.steps, " steps of ", din.batch, "x", din.seq, " tokens on ",
+      split.train.source(), ": ", split.train.size(), " train / ", split.val.size(),
+      " val tokens; memory: arena ", Bytes(exec->arena_bytes()), ", weights+state ",
+      Bytes(result.state_bytes), ", RSS ", Bytes(result.rss_before),
+      eval ? "" : "; no @eval in the plan: no validation loss"));
+
+  auto run_eval = [&]() -> absl::StatusOr<double> {
+    PTC_RETURN_IF_ERROR(val_it->SetState({}));
+    int64_t n = std::max<int64_t>(1, std::min(o.eval_batches, val_it->batches_per_epoch()));
+    double sum = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      PTC_ASSIGN_OR_RETURN(auto outs, eval->Run(Feed(*eval_din, val_it->Next())));
+      sum += Scalar(outs.at(0));
+    }
+    return sum / static_cast<double>(n);
+  };
+  auto write_checkpoint = [&]() -> absl::Status {
+    checkpoint::Checkpoint ck;
+    ck.step = step;
+    ck.plan_hash = plan_hash;
+    ck.seed = seed;
+    ck.data = train_it.state();
+    ck.tensors = exec->State();
+    ck.kinds = kinds;
+    PTC_ASSIGN_OR_RETURN(result.last_checkpoint,
+                         checkpoint::WriteCheckpoint(o.checkpoint_dir, ck));
+    return absl::OkStatus();
+  };
+
+  const auto t_start = Clock::now();
+  double ema = 0, ema_weight = 0;
+  int64_t run_steps = 0;
+  bool dumped = false;
+  while (step < o.steps) {
+    if (o.stop_after > 0 && run_steps >= o.stop_after) break;
+    const auto t0 = Clock::now();
+    PTC_ASSIGN_OR_RETURN(auto outs, exec->Run(Feed(din, train_it.Next())));
+    ++step;
+    ++run_steps;
+    const double loss = Scalar(outs[0]);
+    const double gnorm = has_gnorm ? Scalar(outs[1]) : std::nan("");
+    const double lr = has_lr ? Scalar(outs[2]) : std::nan("");
+    result.losses.push_back(loss);
+    if (!std::isfinite(loss)) {
+      progress.Finish();
+      return absl::InternalError(absl::StrCat(
+          "the loss is ", loss, " at step ", step, ": training diverged (lower the learning "
+          "rate or enable gradient clipping)"));
+    }
+    if (!o.dump_gradients.empty() && !dumped) {
+      PTC_RETURN_IF_ERROR(fileutil::MakeDirs(o.dump_gradients));
+      nlohmann::json index = nlohmann::json::object();
+      for (const auto& [i, weight] : grads) {
+        std::string file = SanitizeFileName(weight) + ".pb";
+        if (index.contains(file)) file = absl::StrCat(SanitizeFileName(weight), ".", i, ".pb");
+        PTC_RETURN_IF_ERROR(checkpoint::WriteTensorProtoFile(
+            absl::StrCat(o.dump_gradients, "/", file), weight, outs[i]));
+        index[file] = weight;
+      }
+      PTC_RETURN_IF_ERROR(fileutil::WriteFileAtomic(
+          absl::StrCat(o.dump_gradients, "/index.json"),
+          nlohmann::json{{"step", step}, {"files", index}}.dump(1) + "\n"));
+      dumped = true;
+    }
+    const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+    const double elapsed = std::chrono::duration<double>(Clock::now() - t_start).count();
+    const double tok_s = static_cast<double>(run_steps * din.batch * din.seq) / elapsed;
+    ema = 0.9 * ema + 0.1 * loss;
+    ema_weight = 0.9 * ema_weight + 0.1;
+    const int64_t rss = cpu::ProcessRssBytes();
+    const double eta = elapsed / run_steps * static_cast<double>(o.steps - step);
+    progress.Step(step, absl::StrFormat(
+        "step %d/%d | loss %.4f | lr %.3g | grad_norm %.3g | %.0f tok/s | mem %s planned, RSS %s "
+        "| ETA %s",
+        step, o.steps, ema / ema_weight, lr, gnorm, tok_s, Bytes(planned), Bytes(rss),
+        Duration(eta)));
+    if (log.is_open()) {
+      nlohmann::json j = {{"step", step},           {"loss", loss},
+                          {"lr", has_lr ? nlohmann::json(lr) : nlohmann::json(nullptr)},
+                          {"grad_norm", has_gnorm && std::isfinite(gnorm) ? nlohmann::json(gnorm)
+                                                                          : nlohmann::json(nullptr)},
+                          {"tokens_per_s", static_cast<double>(din.batch * din.seq) / dt},
+                          {"peak_bytes", planned},  {"rss_bytes", rss}};
+      log << j.dump() << "\n" << std::flush;
+    }
+    const bool last = step == o.steps;
+    if (val_it && ((o.eval_every > 0 && step % o.eval_every == 0) || last)) {
+      PTC_ASSIGN_OR_RETURN(result.val_loss, run_eval());
+      progress.Line(absl::StrFormat("step %d: val loss %.4f, perplexity %.2f", step,
+                                    result.val_loss, std::exp(result.val_loss)));
+      if (log.is_open()) {
+        log << nlohmann::json{{"step", step},
+                              {"val_loss", result.val_loss},
+                              {"val_perplexity", std::exp(result.val_loss)}}
+                   .dump()
+            << "\n"
+            << std::flush;
+      }
+    }
+    if (!o.checkpoint_dir.empty() &&
+        ((o.checkpoint_every > 0 && step % o.checkpoint_every == 0) || last)) {
+      PTC_RETURN_IF_ERROR(write_checkpoint());
+    }
+  }
+  progress.Finish();
+  result.last_step = step;
+  result.rss_after = cpu::ProcessRssBytes();
+  result.final_state = exec->State();
+  return result;
+}
+
+absl::Status RunTraining(const plan::Plan& plan, const TrainerOptions& options,
+                         std::ostream& progress) {
+  PTC_ASSIGN_OR_RETURN(TrainResult r, Train(plan, options, progress));
+  if (options.progress_style == ProgressStyle::kNone) return absl::OkStatus();
+  std::string line = absl::StrCat("trained steps ", r.first_step + 1, "..", r.last_step);
+  if (!r.losses.empty()) absl::StrAppend(&line, absl::StrFormat(", last loss %.4f", r.losses.back()));
+  if (r.val_loss >= 0) {
+    absl::StrAppend(&line, absl::StrFormat(", val loss %.4f (perplexity %.2f)", r.val_loss,
+                                           std::exp(r.val_loss)));
+  }
+  absl::StrAppend(&line, "; memory: arena ", Bytes(r.arena_bytes), " + weights/state ",
+                  Bytes(r.state_bytes), ", RSS ", Bytes(r.rss_before), " -> ",
+                  Bytes(r.rss_after));
+  if (!r.last_checkpoint.empty()) absl::StrAppend(&line, "; checkpoint ", r.last_checkpoint);
+  progress << line << "\n";
+  return absl::OkStatus();
+}
+
+}  // namespace ptc::train

@@ -1,0 +1,82 @@
+// The training loop over a training-step plan (compiler/autodiff/training.h): next batch ->
+// Executor::Run -> loss, with progress, JSON logs, evaluation, checkpoints and resume.
+//
+// Plan requirements (errors say which is missing):
+//   - @main has assign nodes (a training step) and exactly two integer data inputs of the same
+//     shape [batch, seq]: the labels (named TrainerOptions::labels_input) and the token ids;
+//   - results: loss f32[], then optionally grad_norm f32[] and lr f32[], then "grad.<weight>"
+//     values (needed only for dump_gradients).
+//   - optional @eval: the same "param" / "state" parameter names and data inputs, first result
+//     the loss, no assign nodes: run on the validation split every eval_every steps. Without
+//     @eval no validation loss is reported (running @main would update the weights).
+// Determinism: the batch order is a function of (seed, epoch, position) and everything else is
+// in the plan's state, so N steps straight equal N/2 steps + checkpoint + resume + N/2 steps
+// bit for bit.
+#ifndef PTC_RUNTIME_CPU_TRAINER_H_
+#define PTC_RUNTIME_CPU_TRAINER_H_
+
+#include <cstdint>
+#include <map>
+#include <ostream>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "compiler/ir/ir.h"
+#include "runtime/cpu/data.h"
+#include "runtime/plan/plan.h"
+
+namespace ptc::train {
+
+enum class ProgressStyle {
+  kAuto,   // a redrawn bar when the progress stream is std::cerr on a TTY, else plain lines
+  kBar,    // one line redrawn with \r
+  kLines,  // a plain line every `log_every` steps
+  kNone,
+};
+
+struct TrainerOptions {
+  int64_t steps = 100;     // total optimizer steps (a resumed run continues up to this)
+  std::string data;        // corpus file / folder / token file; "" = Debian's fortunes
+  double val_fraction = 0.05;
+  int64_t eval_every = 0;  // 0 = only at the end (when the plan has @eval)
+  int64_t eval_batches = 4;
+  std::string log_json;    // one JSON object per step (and per evaluation)
+  std::string checkpoint_dir;
+  int64_t checkpoint_every = 0;  // 0 = only at the end (when checkpoint_dir is set)
+  bool resume = false;     // continue from checkpoint_dir's latest checkpoint (if any)
+  std::string dump_gradients;  // folder: grad.<weight> results of the first step run
+  uint64_t seed = 0;
+  std::string labels_input = "labels";
+  int64_t vocab_size = 0;  // > 0: reject data with larger token ids
+  ProgressStyle progress_style = ProgressStyle::kAuto;
+  int64_t log_every = 0;   // plain-line interval; 0 = about 20 lines per run
+  // Tests: stop (as if killed) after this many steps of this run; 0 = off.
+  int64_t stop_after = 0;
+};
+
+struct TrainResult {
+  int64_t first_step = 0;  // steps already done when this run started (resume)
+  int64_t last_step = 0;
+  std::vector<double> losses;  // per step run
+  double val_loss = -1;        // last evaluation; -1 when none
+  int64_t arena_bytes = 0;
+  int64_t state_bytes = 0;
+  int64_t rss_before = 0, rss_after = 0;
+  std::map<std::string, ir::Tensor> final_state;
+  std::string last_checkpoint;
+};
+
+absl::StatusOr<TrainResult> Train(const plan::Plan& plan, const TrainerOptions& options,
+                                  std::ostream& progress);
+
+// The CLI entry point: Train() with the result summarized on `progress`.
+absl::Status RunTraining(const plan::Plan& plan, const TrainerOptions& options,
+                         std::ostream& progress);
+
+// Same training data as Train() uses for a plan with inputs [batch, seq] (exposed for tests).
+absl::StatusOr<data::Split> LoadTrainingData(const TrainerOptions& options, int64_t batch,
+                                             int64_t seq);
+
+}  // namespace ptc::train
+
+#endif  // PTC_RUNTIME_CPU_TRAINER_H_
