@@ -3,7 +3,8 @@
 // What: every intermediate value (node outputs other than constants) and every kernel workspace
 // gets a 64-byte aligned offset in one arena; buffers whose lifetimes do not overlap share
 // bytes. Reshape/identity outputs alias their input's buffer (lifetime extended to the last use
-// of any alias). Lifetimes are schedule indices [def, last use]; results live to the end.
+// of any alias). Lifetimes are schedule indices [def, last use]; results and the new values of
+// `assign` nodes (applied by the runtime after the step) live to the end.
 //
 // Algorithm: greedy by size (largest first), each buffer placed at the lowest offset that does
 // not collide with an already placed buffer whose lifetime overlaps (the "greedy by size"
@@ -92,7 +93,13 @@ absl::StatusOr<plan::MemoryPlan> PlanMemory(const ir::Function& f,
       iv.last = std::max(iv.last, i);
     }
   }
-  for (const ir::Value* r : f.results()) {
+  // Results, and the new values of `assign` (written into their targets after the whole step
+  // has run), live to the end of the schedule.
+  std::vector<const ir::Value*> live_to_end(f.results().begin(), f.results().end());
+  for (const auto& n : nodes) {
+    if (n->op() == "assign" && n->num_inputs() == 2) live_to_end.push_back(n->input(1));
+  }
+  for (const ir::Value* r : live_to_end) {
     auto it = root.find(r);
     if (it != root.end()) intervals[index_of.at(it->second)].last = end;
   }

@@ -36,6 +36,10 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
   if (main == nullptr) return absl::InvalidArgumentError("the model has no function to compile");
   if (report) report->nodes_before = static_cast<int64_t>(main->nodes().size());
   PTC_RETURN_IF_ERROR(ir::Verify(*module));
+  if (options.train) {
+    PTC_RETURN_IF_ERROR(autodiff::BuildTrainingStep(*module, options.train_options));
+    PTC_RETURN_IF_ERROR(ir::Verify(*module));
+  }
 
   passes::PipelineOptions popts;
   popts.print_ir_after = options.print_ir_after;
@@ -59,6 +63,16 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
   plan.target = options.target;
   plan.memory = std::move(memory);
   plan.options["passes"] = options.passes;
+  if (options.train) {
+    const autodiff::TrainOptions& t = options.train_options;
+    plan.options["train"] = "1";
+    plan.options["optimizer"] = t.optimizer;
+    plan.options["lr"] = absl::StrCat(t.lr);
+    plan.options["weight_decay"] = absl::StrCat(t.weight_decay);
+    plan.options["schedule"] = t.schedule;
+    plan.options["accumulate"] = absl::StrCat(t.accumulate);
+    if (!t.loss.empty()) plan.options["loss"] = t.loss;
+  }
   for (const auto& [name, value] : options.dims) {
     plan.options[absl::StrCat("dim.", name)] = absl::StrCat(value);
   }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "compiler/autodiff/training.h"
 #include "passes/pass.h"
 #include "runtime/plan/plan.h"
 
@@ -20,6 +21,10 @@ struct CompileOptions {
   std::string print_ir_after;           // regex over pass names
   std::function<void(const std::string& pass, const std::string& ir)> print_sink;
   std::string dump_dir;
+  // Training: the forward graph becomes a training step (compiler/autodiff/training.h) before
+  // the passes run.
+  bool train = false;
+  autodiff::TrainOptions train_options;
 };
 
 struct CompileReport {

@@ -71,6 +71,8 @@ struct CompileArgs {
   std::string model, output, target = "cpu", passes = "default", print_ir_after, dump_dir;
   std::vector<std::string> dims;
   bool stats = false;
+  bool train = false;
+  ptc::autodiff::TrainOptions t;
 };
 
 int Compile(const CompileArgs& a) {
@@ -82,6 +84,8 @@ int Compile(const CompileArgs& a) {
   opts.passes = a.passes;
   opts.print_ir_after = a.print_ir_after;
   opts.dump_dir = a.dump_dir;
+  opts.train = a.train;
+  opts.train_options = a.t;
   opts.print_sink = [](const std::string& pass, const std::string& ir) {
     std::fprintf(stderr, "// ----- IR after %s -----\n%s", pass.c_str(), ir.c_str());
   };
@@ -368,9 +372,39 @@ int main(int argc, char** argv) {
                       "print the IR to stderr after passes whose name matches this regex");
   compile->add_option("--dump-dir", ca.dump_dir, "write the IR after each pass into this folder");
   compile->add_flag("--stats", ca.stats, "print per-pass time and counters");
+  compile->add_flag("--train", ca.train, "compile a training step (gradients + optimizer)");
+  compile->add_option("--loss", ca.t.loss,
+                      "'' (the model outputs a scalar loss) or softmax-ce (append it to the logits)");
+  compile->add_option("--labels", ca.t.labels, "name of the labels input added by --loss softmax-ce")
+      ->capture_default_str();
+  compile->add_option("--ignore-index", ca.t.ignore_index, "label ignored by the loss")
+      ->capture_default_str();
+  compile->add_option("--freeze", ca.t.frozen, "regex over weight names that are not trained");
+  compile->add_option("--optimizer", ca.t.optimizer, "adamw | sgd")->capture_default_str();
+  compile->add_option("--lr", ca.t.lr, "peak learning rate")->capture_default_str();
+  compile->add_option("--weight-decay", ca.t.weight_decay, "decoupled (AdamW) weight decay")
+      ->capture_default_str();
+  compile->add_option("--no-decay", ca.t.no_decay, "regex over weight names excluded from decay");
+  compile->add_option("--beta1", ca.t.beta1)->capture_default_str();
+  compile->add_option("--beta2", ca.t.beta2)->capture_default_str();
+  compile->add_option("--eps", ca.t.eps)->capture_default_str();
+  compile->add_option("--momentum", ca.t.momentum, "SGD momentum")->capture_default_str();
+  compile->add_option("--grad-clip", ca.t.grad_clip, "global-norm gradient clipping (0: off)")
+      ->capture_default_str();
+  compile->add_option("--schedule", ca.t.schedule, "constant | cosine")->capture_default_str();
+  compile->add_option("--warmup", ca.t.warmup, "linear warmup steps")->capture_default_str();
+  compile->add_option("--total-steps", ca.t.total_steps, "steps of the cosine schedule")
+      ->capture_default_str();
+  compile->add_option("--min-lr-ratio", ca.t.min_lr_ratio, "cosine floor as a fraction of --lr")
+      ->capture_default_str();
+  compile->add_option("--accumulate", ca.t.accumulate, "micro-batches per optimizer update")
+      ->capture_default_str();
   compile->footer(
       "Examples:\n"
       "  ptc compile gpt.onnx -o gpt.plan --dim batch=8 --dim seq=128\n"
+      "  ptc compile gpt-loss.onnx -o train.plan --train --dim batch=8 --dim seq=128 \\\n"
+      "      --optimizer adamw --lr 3e-4 --weight-decay 0.1 --no-decay 'ln|bias' --grad-clip 1 \\\n"
+      "      --schedule cosine --warmup 50 --total-steps 1000\n"
       "  ptc compile gpt.onnx -o gpt.plan --passes fold-constants,dce --print-ir-after 'dce'\n");
 
   RunArgs ra;
