@@ -40,7 +40,16 @@
 //   nll_loss(input, target [, weight]) {reduction, ignore_index?}   ONNX NegativeLogLikelihoodLoss
 //   dropout(x) {ratio, seed} -> (y [, mask: bool])   training only; inference imports identity
 //
-// New ops (fusions, training ops) are added to this table and to ops.cc's registry.
+// Defaults where unspecified: epsilon=1e-5, keepdims=1, reduction="mean", ratio=0.5. A
+// `constant {ref=...}` takes its type from Module::tensors() (op_util.h InferNodeTypes).
+//
+// Two more tables extend this one (documented at the top of their files):
+//   compiler/ir/ops_fused.cc  fused_elementwise (an RPN program per element), made by passes
+//   compiler/ir/ops_train.cc  gather_grad slice_grad softmax_ce_loss_grad nll_loss_grad
+//                             layer_norm_grad gelu_grad lr_schedule adamw_update sgd_update
+//                             assign (impure, no outputs: the runtime writes the value into a
+//                             parameter after the step)
+// New core ops go into this table and ops.cc's registry.
 #ifndef PTC_COMPILER_IR_OPS_H_
 #define PTC_COMPILER_IR_OPS_H_
 
