@@ -1,0 +1,73 @@
+# CUDA backend: builds ptc_runtime_cuda (runtime/cuda + codegen/cuda).
+#
+# Included from the top-level CMakeLists.txt after the ptc_plan target:
+#   include(cmake/cuda.cmake)
+# With nvcc (CMAKE_CUDA_COMPILER, default /usr/local/cuda/bin/nvcc): the real runtime, kernels
+# compiled for CMAKE_CUDA_ARCHITECTURES (default 90 = sm_90 code + compute_90 PTX), linked with
+# cudart and cuBLASLt, and PTC_HAVE_CUDA=1. Without nvcc (or -DPTC_CUDA=OFF): the same library
+# built from runtime/cuda/cuda_stub.cc, whose entry points return "this ptc was built without
+# CUDA" errors, and PTC_HAVE_CUDA=0. Either way no GPU is needed to build.
+#
+# Compile time matters (CI: 2 cores): few .cu files, no CUTLASS/CCCL, only the sm_90 target by
+# default. Add architectures with -DCMAKE_CUDA_ARCHITECTURES="80;90".
+if(TARGET ptc_runtime_cuda)
+  return()
+endif()
+
+option(PTC_CUDA "Build the CUDA runtime when nvcc is found" ON)
+set(PTC_CUDA_DIR ${CMAKE_SOURCE_DIR})
+
+set(PTC_CUDA_FOUND OFF)
+if(PTC_CUDA)
+  if(NOT DEFINED CMAKE_CUDA_COMPILER AND NOT DEFINED ENV{CUDACXX}
+     AND EXISTS /usr/local/cuda/bin/nvcc)
+    set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc CACHE FILEPATH "CUDA compiler")
+  endif()
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+      set(CMAKE_CUDA_ARCHITECTURES 90 CACHE STRING "CUDA architectures (sm_90: H100/H200)")
+    endif()
+    if(CCACHE_PROGRAM)
+      set(CMAKE_CUDA_COMPILER_LAUNCHER ${CCACHE_PROGRAM})
+    endif()
+    enable_language(CUDA)
+    find_package(CUDAToolkit)
+    if(CUDAToolkit_FOUND AND TARGET CUDA::cublasLt)
+      set(PTC_CUDA_FOUND ON)
+    else()
+      message(WARNING "ptc: nvcc found but the CUDA toolkit libraries (cudart, cublasLt) were "
+                      "not: building the CUDA runtime stub")
+    endif()
+  endif()
+endif()
+
+if(PTC_CUDA_FOUND)
+  file(GLOB PTC_CUDA_RT_SRCS CONFIGURE_DEPENDS ${PTC_CUDA_DIR}/runtime/cuda/*.cc)
+  list(FILTER PTC_CUDA_RT_SRCS EXCLUDE REGEX "(_test|_stub)\\.cc$")
+  file(GLOB PTC_CUDA_KERNEL_SRCS CONFIGURE_DEPENDS ${PTC_CUDA_DIR}/codegen/cuda/*.cu)
+  add_library(ptc_runtime_cuda STATIC ${PTC_CUDA_RT_SRCS} ${PTC_CUDA_KERNEL_SRCS})
+  # The top level's add_compile_options (-mavx2 -Wall ...) are for the host compiler: keep them
+  # off nvcc's command line.
+  get_property(ptc_dir_opts DIRECTORY ${CMAKE_SOURCE_DIR} PROPERTY COMPILE_OPTIONS)
+  set(ptc_cxx_opts "")
+  foreach(opt ${ptc_dir_opts})
+    list(APPEND ptc_cxx_opts "$<$<COMPILE_LANGUAGE:CXX>:${opt}>")
+  endforeach()
+  set_property(TARGET ptc_runtime_cuda PROPERTY COMPILE_OPTIONS ${ptc_cxx_opts})
+  target_compile_options(ptc_runtime_cuda PRIVATE
+                         $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr -lineinfo>)
+  set_target_properties(ptc_runtime_cuda PROPERTIES CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON
+                        CUDA_SEPARABLE_COMPILATION OFF)
+  target_link_libraries(ptc_runtime_cuda PUBLIC ptc_ir ptc_plan ptc_cpu_kernels CUDA::cudart
+                        CUDA::cublasLt)
+  target_compile_definitions(ptc_runtime_cuda PUBLIC PTC_HAVE_CUDA=1)
+  message(STATUS "ptc: CUDA runtime with ${CMAKE_CUDA_COMPILER} "
+                 "(${CMAKE_CUDA_COMPILER_VERSION}), architectures ${CMAKE_CUDA_ARCHITECTURES}")
+else()
+  add_library(ptc_runtime_cuda STATIC ${PTC_CUDA_DIR}/runtime/cuda/cuda_stub.cc)
+  target_link_libraries(ptc_runtime_cuda PUBLIC ptc_ir ptc_plan)
+  target_compile_definitions(ptc_runtime_cuda PUBLIC PTC_HAVE_CUDA=0)
+  message(STATUS "ptc: no CUDA compiler: ptc_runtime_cuda is the stub (no GPU support)")
+endif()

@@ -1,0 +1,101 @@
+// Data-movement kernels: one strided copy for transpose / slice / expand / concat / split, and
+// gather (embedding lookup). Element width is a template parameter (1, 2, 4, 8 bytes), the
+// dtype does not matter.
+#include "codegen/cuda/device_util.cuh"
+
+namespace ptc::cuda::kernels {
+namespace {
+
+constexpr int kThreads = 256;
+
+template <int B>
+__global__ void __launch_bounds__(kThreads)
+    StridedCopyKernel(CopyDesc d, const typename Bits<B>::T* __restrict__ in,
+                      typename Bits<B>::T* __restrict__ out) {
+  for (int64_t i = GlobalThread(); i < d.n; i += GridStride()) {
+    int64_t src = d.in_offset, dst = d.out_offset, r = i;
+    for (int k = d.rank - 1; k >= 0; --k) {
+      const int64_t c = r % d.shape[k];
+      r /= d.shape[k];
+      src += c * d.in_strides[k];
+      dst += c * d.out_strides[k];
+    }
+    out[dst] = in[src];
+  }
+}
+
+// out[o, j, i] = data[o, idx[j], i] over [outer, num_indices, inner].
+template <int B, typename I>
+__global__ void __launch_bounds__(kThreads)
+    GatherKernel(int64_t n, int64_t axis_dim, int64_t num_indices, int64_t inner,
+                 const typename Bits<B>::T* __restrict__ data, const I* __restrict__ indices,
+                 typename Bits<B>::T* __restrict__ out, int* error_flag, int error_code) {
+  for (int64_t e = GlobalThread(); e < n; e += GridStride()) {
+    const int64_t i = e % inner;
+    const int64_t j = (e / inner) % num_indices;
+    const int64_t o = e / (inner * num_indices);
+    int64_t idx = static_cast<int64_t>(indices[j]);
+    if (idx < 0) idx += axis_dim;
+    if (idx < 0 || idx >= axis_dim) {
+      out[e] = typename Bits<B>::T(0);
+      if (error_flag != nullptr) atomicCAS(error_flag, 0, error_code);
+      continue;
+    }
+    out[e] = data[(o * axis_dim + idx) * inner + i];
+  }
+}
+
+}  // namespace
+
+cudaError_t LaunchStridedCopy(int elem_bytes, const CopyDesc& d, const void* in, void* out,
+                              cudaStream_t stream) {
+  if (d.n == 0) return cudaSuccess;
+  const unsigned grid = GridFor(d.n, kThreads);
+#define PTC_COPY_CASE(B)                                                                \
+  case B:                                                                               \
+    StridedCopyKernel<B><<<grid, kThreads, 0, stream>>>(                                \
+        d, static_cast<const Bits<B>::T*>(in), static_cast<Bits<B>::T*>(out));          \
+    break;
+  switch (elem_bytes) {
+    PTC_COPY_CASE(1)
+    PTC_COPY_CASE(2)
+    PTC_COPY_CASE(4)
+    PTC_COPY_CASE(8)
+    default: return cudaErrorInvalidValue;
+  }
+#undef PTC_COPY_CASE
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchGather(int elem_bytes, int64_t outer, int64_t axis_dim, int64_t num_indices,
+                         int64_t inner, const void* data, const void* indices, bool indices_i64,
+                         void* out, int* error_flag, int error_code, cudaStream_t stream) {
+  const int64_t n = outer * num_indices * inner;
+  if (n == 0) return cudaSuccess;
+  const unsigned grid = GridFor(n, kThreads);
+#define PTC_GATHER_CASE(B)                                                                 \
+  case B:                                                                                  \
+    if (indices_i64) {                                                                     \
+      GatherKernel<B, int64_t><<<grid, kThreads, 0, stream>>>(                             \
+          n, axis_dim, num_indices, inner, static_cast<const Bits<B>::T*>(data),           \
+          static_cast<const int64_t*>(indices), static_cast<Bits<B>::T*>(out), error_flag, \
+          error_code);                                                                     \
+    } else {                                                                               \
+      GatherKernel<B, int32_t><<<grid, kThreads, 0, stream>>>(                             \
+          n, axis_dim, num_indices, inner, static_cast<const Bits<B>::T*>(data),           \
+          static_cast<const int32_t*>(indices), static_cast<Bits<B>::T*>(out), error_flag, \
+          error_code);                                                                     \
+    }                                                                                      \
+    break;
+  switch (elem_bytes) {
+    PTC_GATHER_CASE(1)
+    PTC_GATHER_CASE(2)
+    PTC_GATHER_CASE(4)
+    PTC_GATHER_CASE(8)
+    default: return cudaErrorInvalidValue;
+  }
+#undef PTC_GATHER_CASE
+  return cudaGetLastError();
+}
+
+}  // namespace ptc::cuda::kernels

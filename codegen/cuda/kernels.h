@@ -1,0 +1,134 @@
+// CUDA kernels of ptc: host-side launchers for the kernels in codegen/cuda/*.cu.
+//
+// This header is plain C++ (no CUDA syntax, no templates) so that the runtime (.cc files built
+// by the host compiler) can call it, and so that nvcc compiles each kernel once, in one .cu
+// file. Launchers check nothing about the IR: runtime/cuda/device_kernels.cc validates nodes
+// and fills the descriptors below once per node; a launcher only enqueues work on `stream` and
+// returns the launch status (cudaGetLastError()).
+//
+// Descriptors hold element (not byte) strides; a broadcast dim has stride 0. Ranks are at most
+// kMaxRank after the caller merged contiguous dims.
+#ifndef PTC_CODEGEN_CUDA_KERNELS_H_
+#define PTC_CODEGEN_CUDA_KERNELS_H_
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace ptc::cuda::kernels {
+
+constexpr int kMaxRank = 8;
+constexpr int kMaxFusedOperands = 16;
+constexpr int kMaxFusedProgram = 256;
+constexpr int kMaxFusedConstants = 64;
+constexpr int kMaxFusedStack = 16;
+
+// Same order as ir::DType.
+enum class DT : int32_t { kF32, kF16, kBF16, kF64, kI8, kU8, kI32, kI64, kBool };
+
+enum class Op : int32_t {
+  // binary
+  kAdd, kSub, kMul, kDiv, kPow, kMax, kMin,
+  // comparisons (output bool)
+  kEqual, kLess, kGreater, kLessEqual, kGreaterEqual,
+  // logical (bool)
+  kAnd, kOr, kXor, kNot,
+  // unary
+  kNeg, kAbs, kSqrt, kReciprocal, kExp, kLog, kErf, kTanh, kSigmoid, kRelu, kFloor, kCeil,
+  kGelu, kGeluTanh, kIdentity,
+};
+bool IsBinary(Op op);
+bool IsComparison(Op op);
+
+// Up to three operands broadcast to one output shape.
+struct BroadcastDesc {
+  int32_t rank = 0;
+  int64_t n = 0;                           // output elements
+  int64_t shape[kMaxRank] = {};            // output shape
+  int64_t strides[3][kMaxRank] = {};       // per operand, element strides (0: broadcast)
+};
+
+// out[out_offset + sum(i_d * out_strides[d])] = in[in_offset + sum(i_d * in_strides[d])]
+// for every index i of `shape` (transpose, slice, expand, concat and split pieces, copies).
+struct CopyDesc {
+  int32_t rank = 0;
+  int64_t n = 0;
+  int64_t shape[kMaxRank] = {};
+  int64_t in_strides[kMaxRank] = {};  // may be negative (slice with step < 0)
+  int64_t out_strides[kMaxRank] = {};
+  int64_t in_offset = 0;
+  int64_t out_offset = 0;
+};
+
+// Reduction: the output (kept dims, row-major) against the reduced dims.
+struct ReduceDesc {
+  int32_t kept_rank = 0;
+  int32_t red_rank = 0;
+  int64_t out_n = 0;
+  int64_t count = 0;  // reduced elements per output
+  int64_t kept_shape[kMaxRank] = {};
+  int64_t kept_strides[kMaxRank] = {};  // input strides of the kept dims
+  int64_t red_shape[kMaxRank] = {};
+  int64_t red_strides[kMaxRank] = {};
+};
+enum class ReduceKind : int32_t { kSum, kMean, kMax, kMin };
+
+// fused_elementwise: an RPN program over operands and constants (compiler/ir/ops_fused.cc),
+// interpreted per element. Lives in device memory (uploaded once per node); the operand
+// pointers are passed by value at launch.
+struct FusedToken {
+  int16_t kind;   // 0 operand, 1 constant, 2 op
+  int16_t index;  // operand / constant index, or an Op
+};
+struct FusedDesc {
+  int32_t rank = 0;
+  int32_t num_operands = 0;
+  int32_t program_size = 0;
+  int64_t n = 0;
+  int64_t shape[kMaxRank] = {};
+  int64_t strides[kMaxFusedOperands][kMaxRank] = {};
+  FusedToken program[kMaxFusedProgram] = {};
+  double constants[kMaxFusedConstants] = {};
+};
+struct FusedOperands {
+  const void* ptr[kMaxFusedOperands];
+};
+
+// Elementwise unary / binary op on dtype `dt` (comparisons write bool).
+cudaError_t LaunchElementwise(Op op, DT dt, const BroadcastDesc& d, const void* a, const void* b,
+                              void* out, cudaStream_t stream);
+// where(cond, a, b): elements of `elem_bytes` (1, 2, 4, 8).
+cudaError_t LaunchWhere(int elem_bytes, const BroadcastDesc& d, const void* cond, const void* a,
+                        const void* b, void* out, cudaStream_t stream);
+// cast with ONNX semantics (float -> int truncates, -> bool is != 0).
+cudaError_t LaunchCast(DT from, DT to, int64_t n, const void* in, void* out, cudaStream_t stream);
+cudaError_t LaunchFused(DT dt, const FusedDesc* device_desc, const FusedOperands& operands,
+                        int64_t n, void* out, cudaStream_t stream);
+// trilu on [batch, rows, cols]: keeps j - i >= k (upper) or j - i <= k (lower), zeros the rest.
+cudaError_t LaunchTrilu(int elem_bytes, int64_t batch, int64_t rows, int64_t cols, bool upper,
+                        int64_t k, const void* in, void* out, cudaStream_t stream);
+
+cudaError_t LaunchStridedCopy(int elem_bytes, const CopyDesc& d, const void* in, void* out,
+                              cudaStream_t stream);
+// gather on data viewed as [outer, axis_dim, inner] with `num_indices` indices: out is
+// [outer, num_indices, inner]. An index outside [-axis_dim, axis_dim) writes zeros and stores
+// `error_code` into *error_flag (checked by the executor after the step).
+cudaError_t LaunchGather(int elem_bytes, int64_t outer, int64_t axis_dim, int64_t num_indices,
+                         int64_t inner, const void* data, const void* indices, bool indices_i64,
+                         void* out, int* error_flag, int error_code, cudaStream_t stream);
+
+// softmax / log_softmax over the middle dim of [outer, n, inner].
+cudaError_t LaunchSoftmax(DT dt, int64_t outer, int64_t n, int64_t inner, bool log_softmax,
+                          const void* in, void* out, cudaStream_t stream);
+// layer_norm over rows of `d` elements. scale / bias have d elements or one (`*_bcast`); bias
+// may be null; mean / inv_std_dev (f32, one per row) may be null.
+cudaError_t LaunchLayerNorm(DT dt, int64_t rows, int64_t d, double epsilon, const void* x,
+                            const void* scale, bool scale_bcast, const void* bias, bool bias_bcast,
+                            void* y, float* mean, float* inv_std_dev, cudaStream_t stream);
+cudaError_t LaunchReduce(DT dt, ReduceKind kind, const ReduceDesc& d, const void* in, void* out,
+                         cudaStream_t stream);
+
+}  // namespace ptc::cuda::kernels
+
+#endif  // PTC_CODEGEN_CUDA_KERNELS_H_
