@@ -18,11 +18,26 @@ struct PlanMemoryOptions {
   bool alias_reshapes = true;
   // Workspace bytes a node's kernel needs (target specific); null means none.
   std::function<absl::StatusOr<int64_t>(const ir::Node&)> workspace_bytes;
+  // Optimizer outputs written straight into their parameter's storage (memory_analysis.h,
+  // LivenessOptions::inplace_updates): recorded as BufferAssignment{alias_of=PARAM, offset=-1}.
+  // Needs the runtime to bind those outputs to the parameter and skip the assign copy.
+  bool inplace_updates = false;
 };
 
 // Assigns every node output (except constants) and every kernel workspace an arena offset.
 absl::StatusOr<plan::MemoryPlan> PlanMemory(const ir::Function& function,
                                             const PlanMemoryOptions& options);
+
+// The offset assignment alone: intervals [first, last] with sizes -> offsets; returns the arena
+// size. Tries several placement orders (largest first, longest-lived first, largest area first)
+// with best-fit gaps and keeps the smallest arena (deterministic).
+struct Interval {
+  int64_t bytes = 0;
+  int32_t first = 0;
+  int32_t last = 0;
+  int64_t offset = -1;
+};
+int64_t AssignOffsets(std::vector<Interval>& intervals);
 
 }  // namespace ptc::passes
 

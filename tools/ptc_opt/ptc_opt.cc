@@ -30,7 +30,9 @@
 #include "compiler/onnx/importer.h"
 #include "compiler/support/status.h"
 #include "passes/matcher.h"
+#include "passes/memory_analysis.h"
 #include "passes/pass.h"
+#include "passes/plan_memory.h"
 
 namespace {
 
@@ -43,13 +45,17 @@ struct Flags {
   bool pass_stats = false;
   bool verify = true;
   int bench = 0;
+  bool memory = false;       // append the liveness analysis and memory plan as comments
+  bool inplace = false;      // plan optimizer updates in place
   std::map<std::string, int64_t> dims;
 };
 
 constexpr char kUsage[] =
     "usage: ptc-opt FILE.ir|MODEL.onnx [--passes=a,b|default|none] [--split-input-file]\n"
     "               [--print-ir-after=REGEX] [--dump-dir=DIR] [--pass-stats] [--no-verify]\n"
-    "               [--dim NAME=N]... [--bench=N]\n";
+    "               [--dim NAME=N]... [--bench=N] [--print-memory [--inplace-updates]]\n"
+    "--print-memory appends the liveness analysis and the memory plan (plan-memory) of @main\n"
+    "as `// ` comments after the IR.\n";
 
 absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
   Flags f;
@@ -70,6 +76,10 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
       f.dump_dir = *v;
     } else if (a == "--pass-stats") {
       f.pass_stats = true;
+    } else if (a == "--print-memory") {
+      f.memory = true;
+    } else if (a == "--inplace-updates") {
+      f.inplace = true;
     } else if (a == "--no-verify") {
       f.verify = false;
     } else if (auto v = value("bench")) {
@@ -229,6 +239,24 @@ absl::Status Process(const Flags& flags, std::unique_ptr<ptc::ir::Module> module
     return absl::OkStatus();
   }
   *out = ptc::ir::PrintModule(*module);
+  if (flags.memory && module->main() != nullptr) {
+    ptc::passes::LivenessOptions lo;
+    lo.inplace_updates = flags.inplace;
+    PTC_ASSIGN_OR_RETURN(auto live, ptc::passes::LivenessAnalysis::Run(*module->main(), lo));
+    ptc::passes::PlanMemoryOptions po;
+    po.inplace_updates = flags.inplace;
+    PTC_ASSIGN_OR_RETURN(auto plan, ptc::passes::PlanMemory(*module->main(), po));
+    std::string text = live.ToString();
+    absl::StrAppend(&text, "arena ", plan.arena_bytes, " lower_bound ", plan.lower_bound, "\n");
+    for (const auto& b : plan.buffers) {
+      absl::StrAppend(&text, "buffer %", b.value, " offset=", b.offset, " bytes=", b.bytes,
+                      " live=[", b.first, ",", b.last, "]",
+                      b.alias_of.empty() ? "" : absl::StrCat(" alias_of=%", b.alias_of), "\n");
+    }
+    for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+      absl::StrAppend(out, "// ", line, "\n");
+    }
+  }
   return absl::OkStatus();
 }
 

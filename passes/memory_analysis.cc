@@ -1,0 +1,368 @@
+// Memory analyses: phases, cost model, liveness (see memory_analysis.h).
+#include "passes/memory_analysis.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "compiler/support/status.h"
+
+namespace ptc::passes {
+namespace {
+
+int64_t AlignUp(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
+
+bool IsOptimizerOp(std::string_view op) {
+  return op == "adamw_update" || op == "sgd_update" || op == "lr_schedule" || op == "assign";
+}
+
+// Pairs (output index, input index) of an optimizer update whose output is the new value of
+// that input.
+std::vector<std::pair<int, int>> UpdatePairs(const ir::Node& n) {
+  if (n.op() == "adamw_update") return {{0, 0}, {1, 2}, {2, 3}};
+  if (n.op() == "sgd_update") {
+    if (n.num_outputs() == 2 && n.num_inputs() == 4) return {{0, 0}, {1, 3}};
+    return {{0, 0}};
+  }
+  return {};
+}
+
+}  // namespace
+
+std::string_view PhaseName(Phase phase) {
+  switch (phase) {
+    case Phase::kForward: return "forward";
+    case Phase::kBackward: return "backward";
+    case Phase::kOptimizer: return "optimizer";
+  }
+  return "?";
+}
+
+std::string_view CategoryName(Category c) {
+  switch (c) {
+    case Category::kParam: return "params";
+    case Category::kOptimizerState: return "optimizer state";
+    case Category::kActivation: return "activations";
+    case Category::kGradient: return "gradients";
+    case Category::kOptimizer: return "optimizer outputs";
+    case Category::kWorkspace: return "workspace";
+  }
+  return "?";
+}
+
+bool IsRecomputed(const ir::Node& node) {
+  return node.num_outputs() > 0 && absl::StrContains(node.output(0)->name(), ".remat");
+}
+
+std::vector<Phase> ClassifyPhases(const ir::Function& f) {
+  const auto& nodes = f.nodes();
+  std::vector<Phase> phase(nodes.size(), Phase::kBackward);
+  bool training = false;
+  for (const auto& n : nodes) training |= n->op() == "assign";
+  if (!training || f.results().empty()) {
+    std::fill(phase.begin(), phase.end(), Phase::kForward);
+    return phase;
+  }
+  std::map<const ir::Node*, int> index;
+  for (size_t i = 0; i < nodes.size(); ++i) index[nodes[i].get()] = static_cast<int>(i);
+  // Forward: ancestors of the loss (result 0). Recomputed clones are forward work placed in
+  // the backward phase: they count as backward (their bytes live there).
+  std::vector<const ir::Value*> stack = {f.results()[0]};
+  std::set<const ir::Node*> forward;
+  while (!stack.empty()) {
+    const ir::Value* v = stack.back();
+    stack.pop_back();
+    const ir::Node* p = v->producer();
+    if (p == nullptr || !forward.insert(p).second) continue;
+    for (const ir::Value* in : p->inputs()) stack.push_back(in);
+  }
+  // Optimizer: optimizer ops, and nodes reading state or an optimizer value.
+  std::set<const ir::Value*> opt_values;
+  for (const ir::Value* p : f.params()) {
+    if (p->flags().count("state")) opt_values.insert(p);
+  }
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const ir::Node& n = *nodes[i];
+    if (forward.count(&n)) {
+      phase[i] = Phase::kForward;
+      continue;
+    }
+    bool opt = IsOptimizerOp(n.op());
+    for (const ir::Value* in : n.inputs()) opt |= opt_values.count(in) > 0;
+    if (opt) {
+      phase[i] = Phase::kOptimizer;
+      for (const ir::Value* o : n.outputs()) opt_values.insert(o);
+    }
+  }
+  return phase;
+}
+
+OpCost EstimateCost(const ir::Node& n) {
+  OpCost c;
+  for (const ir::Value* v : n.inputs()) c.bytes += std::max<int64_t>(0, v->type().byte_size());
+  int64_t out_elems = 0;
+  for (const ir::Value* v : n.outputs()) {
+    c.bytes += std::max<int64_t>(0, v->type().byte_size());
+    out_elems += std::max<int64_t>(0, v->type().num_elements());
+  }
+  const std::string& op = n.op();
+  if (op == "matmul" && n.num_inputs() == 2) {
+    const ir::Shape& a = n.input(0)->type().shape;
+    int64_t k = a.empty() ? 1 : a.back();
+    c.flops = 2.0 * static_cast<double>(out_elems) * static_cast<double>(k);
+  } else if (op == "gemm" && n.num_inputs() >= 2) {
+    const ir::Shape& a = n.input(0)->type().shape;
+    int64_t trans_a = n.GetInt("trans_a", 0).value_or(0);
+    int64_t k = a.size() == 2 ? (trans_a ? a[0] : a[1]) : 1;
+    c.flops = 2.0 * static_cast<double>(out_elems) * static_cast<double>(k);
+  } else if (op == "reshape" || op == "identity" || op == "transpose" || op == "concat" ||
+             op == "split" || op == "slice" || op == "gather" || op == "expand" ||
+             op == "constant" || op == "cast" || op == "assign" || op == "trilu") {
+    c.flops = 0;
+  } else if (op == "softmax" || op == "log_softmax" || op == "layer_norm" ||
+             op == "layer_norm_grad" || op == "softmax_ce_loss" || op == "softmax_ce_loss_grad") {
+    int64_t in_elems = n.num_inputs() ? std::max<int64_t>(0, n.input(0)->type().num_elements()) : 0;
+    c.flops = 5.0 * static_cast<double>(std::max(in_elems, out_elems));
+  } else if (op == "fused_elementwise") {
+    int tokens = 1;
+    if (auto it = n.attrs().find("program"); it != n.attrs().end()) {
+      if (auto* p = std::get_if<std::vector<std::string>>(&it->second)) {
+        tokens = 0;
+        for (const std::string& t : *p) tokens += !(absl::StartsWith(t, "x") || absl::StartsWith(t, "c"));
+        tokens = std::max(tokens, 1);
+      }
+    }
+    c.flops = static_cast<double>(out_elems) * tokens;
+  } else if (op == "gelu" || op == "gelu_grad" || op == "erf" || op == "tanh" || op == "exp") {
+    c.flops = 8.0 * static_cast<double>(out_elems);
+  } else if (absl::StartsWith(op, "reduce_")) {
+    c.flops = n.num_inputs() ? static_cast<double>(n.input(0)->type().num_elements()) : 0;
+  } else if (op == "adamw_update") {
+    c.flops = 12.0 * static_cast<double>(n.input(0)->type().num_elements());
+  } else {
+    c.flops = static_cast<double>(out_elems);
+  }
+  return c;
+}
+
+absl::StatusOr<LivenessAnalysis> LivenessAnalysis::Run(const ir::Function& f,
+                                                       const LivenessOptions& options) {
+  LivenessAnalysis a;
+  a.function_ = &f;
+  a.phases_ = ClassifyPhases(f);
+  const auto& nodes = f.nodes();
+  const int32_t end = static_cast<int32_t>(nodes.size());
+  for (const ir::Value* p : f.params()) {
+    int64_t b = std::max<int64_t>(0, p->type().byte_size());
+    if (p->flags().count("state")) {
+      a.state_bytes_ += b;
+    } else if (p->is_param()) {
+      a.param_bytes_ += b;
+    }
+  }
+
+  auto uses = f.ComputeUses();
+  std::map<const ir::Node*, int32_t> index;
+  for (int32_t i = 0; i < end; ++i) index[nodes[i].get()] = i;
+
+  if (options.inplace_updates) {
+    for (int32_t i = 0; i < end; ++i) {
+      const ir::Node& n = *nodes[i];
+      for (auto [o, in] : UpdatePairs(n)) {
+        if (o >= static_cast<int>(n.num_outputs()) || in >= static_cast<int>(n.num_inputs())) continue;
+        const ir::Value* target = n.input(in);
+        const ir::Value* out = n.output(o);
+        if (target->producer() != nullptr) continue;
+        // The output's only use is `assign(target, out)`, nothing reads it otherwise, and
+        // every other reader of target runs before this update.
+        const auto& out_uses = uses[out];
+        bool ok = out_uses.size() == 1 && out_uses[0].first->op() == "assign" &&
+                  out_uses[0].second == 1 && out_uses[0].first->input(0) == target;
+        for (const ir::Value* r : f.results()) ok &= r != out;
+        for (const auto& [user, idx] : uses[target]) {
+          if (user == &n || user->op() == "assign") continue;
+          ok &= index.at(user) < i;
+        }
+        if (ok) a.inplace_[out] = target;
+      }
+    }
+  }
+
+  auto is_arena_value = [&](const ir::Value* v) {
+    return v->producer() != nullptr && v->producer()->op() != "constant" && !a.inplace_.count(v);
+  };
+  auto category_of = [&](int32_t i) {
+    switch (a.phases_[i]) {
+      case Phase::kForward: return Category::kActivation;
+      case Phase::kBackward: return Category::kGradient;
+      case Phase::kOptimizer: return Category::kOptimizer;
+    }
+    return Category::kActivation;
+  };
+
+  for (int32_t i = 0; i < end; ++i) {
+    const ir::Node& n = *nodes[i];
+    if (n.op() == "constant") continue;
+    bool alias = options.alias_reshapes && (n.op() == "reshape" || n.op() == "identity") &&
+                 n.num_inputs() == 1 && is_arena_value(n.input(0));
+    for (const ir::Value* out : n.outputs()) {
+      if (a.inplace_.count(out)) continue;
+      if (alias) {
+        int root = a.buffer_of_.at(n.input(0));
+        a.buffer_of_[out] = root;
+        a.buffers_[root].aliases.push_back(out);
+        continue;
+      }
+      int64_t bytes = out->type().byte_size();
+      if (bytes < 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(n.Describe(), ": output size overflows: ", out->type().ToString()));
+      }
+      a.buffer_of_[out] = static_cast<int>(a.buffers_.size());
+      LiveBuffer b;
+      b.name = out->name();
+      b.value = out;
+      b.bytes = AlignUp(bytes, options.alignment);
+      b.first = b.last = i;
+      b.category = category_of(i);
+      a.buffers_.push_back(std::move(b));
+    }
+    if (options.workspace_bytes) {
+      PTC_ASSIGN_OR_RETURN(int64_t ws, options.workspace_bytes(n));
+      if (ws > 0) {
+        LiveBuffer b;
+        b.name = absl::StrCat("ws@", i);
+        b.bytes = AlignUp(ws, options.alignment);
+        b.first = b.last = i;
+        b.category = Category::kWorkspace;
+        a.buffers_.push_back(std::move(b));
+      }
+    }
+    for (const ir::Value* in : n.inputs()) {
+      auto it = a.buffer_of_.find(in);
+      if (it == a.buffer_of_.end()) continue;  // params, constants, in-place values
+      LiveBuffer& b = a.buffers_[it->second];
+      b.last = std::max(b.last, i);
+    }
+  }
+  // Results, and the new values of `assign` (written into their targets after the whole step
+  // has run), live to the end of the schedule.
+  std::vector<const ir::Value*> live_to_end(f.results().begin(), f.results().end());
+  for (const auto& n : nodes) {
+    if (n->op() == "assign" && n->num_inputs() == 2) live_to_end.push_back(n->input(1));
+  }
+  for (const ir::Value* r : live_to_end) {
+    auto it = a.buffer_of_.find(r);
+    if (it != a.buffer_of_.end()) a.buffers_[it->second].last = end;
+  }
+
+  a.live_.assign(end + 1, 0);
+  for (const LiveBuffer& b : a.buffers_) {
+    for (int32_t t = b.first; t <= b.last; ++t) a.live_[t] += b.bytes;
+  }
+  for (int32_t t = 0; t <= end; ++t) {
+    if (a.live_[t] > a.peak_) {
+      a.peak_ = a.live_[t];
+      a.peak_index_ = t;
+    }
+  }
+  return a;
+}
+
+int64_t LivenessAnalysis::PhasePeak(Phase phase) const {
+  int64_t peak = 0;
+  for (size_t t = 0; t < phases_.size(); ++t) {
+    if (phases_[t] == phase) peak = std::max(peak, live_[t]);
+  }
+  return peak;
+}
+
+std::vector<int> LivenessAnalysis::LiveAt(int32_t t) const {
+  std::vector<int> out;
+  for (size_t i = 0; i < buffers_.size(); ++i) {
+    if (buffers_[i].first <= t && t <= buffers_[i].last) out.push_back(static_cast<int>(i));
+  }
+  std::sort(out.begin(), out.end(), [&](int x, int y) {
+    if (buffers_[x].bytes != buffers_[y].bytes) return buffers_[x].bytes > buffers_[y].bytes;
+    return buffers_[x].name < buffers_[y].name;
+  });
+  return out;
+}
+
+std::map<Category, int64_t> LivenessAnalysis::BytesAtPeak() const {
+  std::map<Category, int64_t> out;
+  out[Category::kParam] = param_bytes_;
+  out[Category::kOptimizerState] = state_bytes_;
+  for (Category c : {Category::kActivation, Category::kGradient, Category::kOptimizer,
+                     Category::kWorkspace}) {
+    out[c] = 0;
+  }
+  for (int i : LiveAt(peak_index_)) out[buffers_[i].category] += buffers_[i].bytes;
+  return out;
+}
+
+std::string LivenessAnalysis::ToString(int top) const {
+  std::string s;
+  const auto& nodes = function_->nodes();
+  std::string where = "the end";
+  if (peak_index_ < static_cast<int32_t>(nodes.size())) {
+    const ir::Node& n = *nodes[peak_index_];
+    where = absl::StrCat("node ", peak_index_, " (", n.op(),
+                         n.num_outputs() ? absl::StrCat(" %", n.output(0)->name()) : "", ", ",
+                         std::string(PhaseName(phases_[peak_index_])), ")");
+  }
+  absl::StrAppend(&s, "peak ", FormatBytes(peak_), " at ", where, "\n");
+  for (Phase p : {Phase::kForward, Phase::kBackward, Phase::kOptimizer}) {
+    absl::StrAppend(&s, "  ", std::string(PhaseName(p)), " peak ", FormatBytes(PhasePeak(p)), "\n");
+  }
+  int shown = 0;
+  for (int i : LiveAt(peak_index_)) {
+    if (shown++ >= top) break;
+    const LiveBuffer& b = buffers_[i];
+    std::string op = b.value && b.value->producer() ? b.value->producer()->op() : "workspace";
+    absl::StrAppend(&s, "  ", FormatBytes(b.bytes), "  %", b.name, " = ", op, " [", b.first,
+                    ", ", b.last, "] ", std::string(CategoryName(b.category)), "\n");
+  }
+  return s;
+}
+
+std::string FormatBytes(int64_t bytes) {
+  double b = static_cast<double>(bytes);
+  if (std::abs(b) >= 1024.0 * 1024 * 1024) return absl::StrFormat("%.2f GiB", b / (1 << 30));
+  if (std::abs(b) >= 1024.0 * 1024) return absl::StrFormat("%.1f MiB", b / (1 << 20));
+  if (std::abs(b) >= 1024.0) return absl::StrFormat("%.1f KiB", b / 1024);
+  return absl::StrCat(bytes, " B");
+}
+
+absl::StatusOr<int64_t> ParseBytes(std::string_view text) {
+  std::string t(absl::StripAsciiWhitespace(absl::string_view(text.data(), text.size())));
+  size_t i = 0;
+  while (i < t.size() && (absl::ascii_isdigit(t[i]) || t[i] == '.')) ++i;
+  std::string num = t.substr(0, i), unit = absl::AsciiStrToLower(
+                                        absl::StripAsciiWhitespace(t.substr(i)));
+  double v = 0;
+  if (num.empty() || !absl::SimpleAtod(num, &v) || v < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "invalid byte size '", t, "': expected a number with an optional unit (2GiB, 512MiB, "
+        "1.5GB, 4096)"));
+  }
+  static const std::map<std::string, double> kUnits = {
+      {"", 1},          {"b", 1},       {"k", 1024},     {"kb", 1e3},    {"kib", 1024},
+      {"m", 1 << 20},   {"mb", 1e6},    {"mib", 1 << 20}, {"g", 1 << 30}, {"gb", 1e9},
+      {"gib", 1 << 30}, {"tb", 1e12},   {"tib", 1099511627776.0}};
+  auto it = kUnits.find(unit);
+  if (it == kUnits.end()) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid byte size '", t, "': unknown unit '",
+                                                   unit, "' (use B, KiB, MiB, GiB, KB, MB, GB)"));
+  }
+  double bytes = v * it->second;
+  if (bytes > 9.0e18) return absl::InvalidArgumentError(absl::StrCat("byte size '", t, "' too large"));
+  return static_cast<int64_t>(std::llround(bytes));
+}
+
+}  // namespace ptc::passes

@@ -1,0 +1,121 @@
+// Memory analyses over a function's schedule: phases, a cost model and liveness.
+//
+// These are analyses, not passes: they never change the IR. plan-memory, schedule and remat use
+// them to plan and to decide; the memory report (compiler/driver/memory_report.h) prints them.
+//
+//   Phase     forward (ancestors of the loss, result 0), optimizer (nodes that read optimizer
+//             state or the optimizer's outputs: adamw_update, sgd_update, lr_schedule, ...),
+//             backward (everything else). Inference functions are all forward.
+//   OpCost    FLOPs and bytes moved of one node (matmul/gemm 2*M*N*K, elementwise one FLOP per
+//             output element per op, softmax / layer_norm a few per element, shape ops 0 FLOPs).
+//   Liveness  one buffer per value that owns bytes (reshape/identity outputs alias their input;
+//             params and constants are not arena values), each with [first, last] schedule
+//             indices; live bytes at every schedule point; the peak (the lower bound of any
+//             arena over this schedule), per-phase peaks and the buffers live at the peak.
+#ifndef PTC_PASSES_MEMORY_ANALYSIS_H_
+#define PTC_PASSES_MEMORY_ANALYSIS_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "compiler/ir/ir.h"
+
+namespace ptc::passes {
+
+enum class Phase { kForward = 0, kBackward = 1, kOptimizer = 2 };
+std::string_view PhaseName(Phase phase);  // "forward" | "backward" | "optimizer"
+
+// Phase of every node (indexed like function.nodes()).
+std::vector<Phase> ClassifyPhases(const ir::Function& function);
+
+// What a buffer holds. Params and optimizer state live outside the arena (executor-owned);
+// arena buffers are activations (forward values), gradients (backward values), optimizer
+// outputs (new weights / moments before `assign`) and kernel workspaces.
+enum class Category { kParam = 0, kOptimizerState, kActivation, kGradient, kOptimizer, kWorkspace };
+std::string_view CategoryName(Category category);
+inline constexpr int kNumCategories = 6;
+
+struct OpCost {
+  double flops = 0;
+  int64_t bytes = 0;  // bytes read + written
+};
+OpCost EstimateCost(const ir::Node& node);
+
+// True for nodes made by remat (their outputs are named "<original>.remat...").
+bool IsRecomputed(const ir::Node& node);
+
+struct LiveBuffer {
+  std::string name;                  // value name, or "ws@N" for node N's workspace
+  const ir::Value* value = nullptr;  // nullptr for workspaces
+  int64_t bytes = 0;                 // aligned
+  int32_t first = 0;                 // producing schedule index
+  int32_t last = 0;                  // last use (nodes.size() when live to the end)
+  Category category = Category::kActivation;
+  std::vector<const ir::Value*> aliases;  // reshape / identity outputs sharing the bytes
+};
+
+struct LivenessOptions {
+  int64_t alignment = 64;
+  bool alias_reshapes = true;
+  // Workspace bytes a node's kernel needs (target specific); null means none.
+  std::function<absl::StatusOr<int64_t>(const ir::Node&)> workspace_bytes;
+  // Optimizer outputs that overwrite their own input (adamw_update's new param / m / v when the
+  // update is the last reader of that input and the value is only assigned back to it) are
+  // planned in the parameter's storage instead of the arena. Needs runtime support (the
+  // executor binds the output to the parameter and skips the assign copy); off by default.
+  bool inplace_updates = false;
+};
+
+class LivenessAnalysis {
+ public:
+  static absl::StatusOr<LivenessAnalysis> Run(const ir::Function& function,
+                                              const LivenessOptions& options = {});
+
+  const std::vector<LiveBuffer>& buffers() const { return buffers_; }
+  // Root buffer index of every arena value (aliases resolve to their root).
+  const std::map<const ir::Value*, int>& buffer_of() const { return buffer_of_; }
+  // live_bytes()[t]: bytes live while node t runs (t in [0, nodes]; the last entry is the end).
+  const std::vector<int64_t>& live_bytes() const { return live_; }
+  const std::vector<Phase>& phases() const { return phases_; }
+  int64_t peak() const { return peak_; }
+  int32_t peak_index() const { return peak_index_; }
+  int64_t PhasePeak(Phase phase) const;
+  // Buffers live at schedule point t, largest first (ties by name).
+  std::vector<int> LiveAt(int32_t t) const;
+  // Arena bytes live at the peak by category, and bytes of params / optimizer state (outside
+  // the arena, constant over the step).
+  std::map<Category, int64_t> BytesAtPeak() const;
+  int64_t param_bytes() const { return param_bytes_; }
+  int64_t state_bytes() const { return state_bytes_; }
+  // Values written in place into a parameter (LivenessOptions::inplace_updates): value -> param.
+  const std::map<const ir::Value*, const ir::Value*>& inplace() const { return inplace_; }
+
+  // "peak 12.0 MiB at node 41 (matmul %h, backward); forward 8.0 MiB ..." and the top buffers.
+  std::string ToString(int top = 8) const;
+
+ private:
+  const ir::Function* function_ = nullptr;
+  std::vector<LiveBuffer> buffers_;
+  std::map<const ir::Value*, int> buffer_of_;
+  std::map<const ir::Value*, const ir::Value*> inplace_;
+  std::vector<int64_t> live_;
+  std::vector<Phase> phases_;
+  int64_t peak_ = 0;
+  int32_t peak_index_ = 0;
+  int64_t param_bytes_ = 0;
+  int64_t state_bytes_ = 0;
+};
+
+// "1.5 MiB", "512 B".
+std::string FormatBytes(int64_t bytes);
+// Parses "2GiB", "512MiB", "1.5GB", "4096" (bytes); error names the text.
+absl::StatusOr<int64_t> ParseBytes(std::string_view text);
+
+}  // namespace ptc::passes
+
+#endif  // PTC_PASSES_MEMORY_ANALYSIS_H_
