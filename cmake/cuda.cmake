@@ -66,7 +66,8 @@ if(PTC_CUDA_FOUND)
   message(STATUS "ptc: CUDA runtime with ${CMAKE_CUDA_COMPILER} "
                  "(${CMAKE_CUDA_COMPILER_VERSION}), architectures ${CMAKE_CUDA_ARCHITECTURES}")
 else()
-  add_library(ptc_runtime_cuda STATIC ${PTC_CUDA_DIR}/runtime/cuda/cuda_stub.cc)
+  add_library(ptc_runtime_cuda STATIC ${PTC_CUDA_DIR}/runtime/cuda/cuda_stub.cc
+                                      ${PTC_CUDA_DIR}/runtime/cuda/report.cc)
   target_link_libraries(ptc_runtime_cuda PUBLIC ptc_ir ptc_plan)
   target_compile_definitions(ptc_runtime_cuda PUBLIC PTC_HAVE_CUDA=0)
   message(STATUS "ptc: no CUDA compiler: ptc_runtime_cuda is the stub (no GPU support)")

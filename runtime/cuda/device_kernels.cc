@@ -1,0 +1,831 @@
+// Node -> CUDA kernel: attribute validation and descriptor preparation for the launchers of
+// codegen/cuda/kernels.h. GEMMs live in gemm.cc.
+#include "runtime/cuda/device_kernels.h"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "codegen/cpu/kernel.h"
+#include "codegen/cuda/kernels.h"
+#include "compiler/ir/ops.h"
+#include "compiler/support/status.h"
+#include "runtime/cuda/cuda_check.h"
+
+namespace ptc::cuda {
+namespace {
+
+namespace k = ::ptc::cuda::kernels;
+using ir::DType;
+using KernelOr = absl::StatusOr<std::unique_ptr<DeviceKernel>>;
+
+absl::Status Unsupported(const ir::Node& node, std::string_view what) {
+  return absl::UnimplementedError(
+      absl::StrCat(node.Describe(), ": no CUDA kernel for ", std::string(what),
+                   " (run with --target cpu, or enable the host fallback)"));
+}
+absl::Status Invalid(const ir::Node& node, std::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": ", std::string(what)));
+}
+
+absl::Status LaunchStatus(cudaError_t e, const char* what) {
+  if (e == cudaSuccess) return absl::OkStatus();
+  return CudaStatus(e, what, __FILE__, __LINE__);
+}
+
+k::DT ToDT(DType d) { return static_cast<k::DT>(static_cast<int>(d)); }
+bool IsFloatType(DType d) { return ir::IsFloat(d); }
+
+std::vector<int64_t> ContiguousStrides(const ir::Shape& s) {
+  std::vector<int64_t> st(s.size(), 1);
+  for (int i = static_cast<int>(s.size()) - 2; i >= 0; --i) st[i] = st[i + 1] * s[i + 1];
+  return st;
+}
+
+// Strides of `in` broadcast (right-aligned) to `out`; 0 on broadcast dims.
+std::vector<int64_t> BroadcastStrides(const ir::Shape& in, const ir::Shape& out) {
+  std::vector<int64_t> st(out.size(), 0);
+  const std::vector<int64_t> cs = ContiguousStrides(in);
+  const size_t off = out.size() - in.size();
+  for (size_t i = 0; i < in.size(); ++i) st[off + i] = in[i] == 1 ? 0 : cs[i];
+  return st;
+}
+
+// Drops size-1 dims and merges adjacent dims that every stride list walks contiguously; the
+// result has at most kMaxRank dims or the call fails.
+bool Simplify(ir::Shape& shape, std::vector<std::vector<int64_t>*> strides) {
+  ir::Shape s;
+  std::vector<std::vector<int64_t>> st(strides.size());
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (shape[d] == 1) continue;
+    bool merge = !s.empty();
+    for (size_t j = 0; j < strides.size() && merge; ++j) {
+      merge = st[j].back() == (*strides[j])[d] * shape[d];
+    }
+    if (merge) {
+      s.back() *= shape[d];
+      for (size_t j = 0; j < strides.size(); ++j) st[j].back() = (*strides[j])[d];
+    } else {
+      s.push_back(shape[d]);
+      for (size_t j = 0; j < strides.size(); ++j) st[j].push_back((*strides[j])[d]);
+    }
+  }
+  shape = s;
+  for (size_t j = 0; j < strides.size(); ++j) *strides[j] = st[j];
+  return shape.size() <= static_cast<size_t>(k::kMaxRank);
+}
+
+absl::StatusOr<k::BroadcastDesc> MakeBroadcast(const ir::Node& node,
+                                               const std::vector<ir::Shape>& ins,
+                                               const ir::Shape& out) {
+  ir::Shape shape = out;
+  std::vector<std::vector<int64_t>> st(3, std::vector<int64_t>(out.size(), 0));
+  for (size_t i = 0; i < ins.size(); ++i) {
+    if (ins[i].size() > out.size()) return Invalid(node, "operand has more dims than the output");
+    st[i] = BroadcastStrides(ins[i], out);
+  }
+  if (!Simplify(shape, {&st[0], &st[1], &st[2]})) {
+    return Unsupported(node, absl::StrCat("broadcasts over more than ", k::kMaxRank, " dims"));
+  }
+  k::BroadcastDesc d;
+  d.rank = static_cast<int32_t>(shape.size());
+  d.n = ir::NumElements(out);
+  for (size_t i = 0; i < shape.size(); ++i) {
+    d.shape[i] = shape[i];
+    for (int j = 0; j < 3; ++j) d.strides[j][i] = st[j][i];
+  }
+  return d;
+}
+
+absl::StatusOr<k::CopyDesc> MakeCopy(const ir::Node& node, ir::Shape shape,
+                                     std::vector<int64_t> in_strides,
+                                     std::vector<int64_t> out_strides, int64_t in_offset,
+                                     int64_t out_offset) {
+  k::CopyDesc d;
+  d.n = ir::NumElements(shape);
+  if (!Simplify(shape, {&in_strides, &out_strides})) {
+    return Unsupported(node, absl::StrCat("copies over more than ", k::kMaxRank, " dims"));
+  }
+  d.rank = static_cast<int32_t>(shape.size());
+  for (size_t i = 0; i < shape.size(); ++i) {
+    d.shape[i] = shape[i];
+    d.in_strides[i] = in_strides[i];
+    d.out_strides[i] = out_strides[i];
+  }
+  d.in_offset = in_offset;
+  d.out_offset = out_offset;
+  return d;
+}
+
+const std::map<std::string_view, k::Op>& ElementwiseOps() {
+  static const auto* ops = new std::map<std::string_view, k::Op>{
+      {"add", k::Op::kAdd}, {"sub", k::Op::kSub}, {"mul", k::Op::kMul}, {"div", k::Op::kDiv},
+      {"pow", k::Op::kPow}, {"max", k::Op::kMax}, {"min", k::Op::kMin},
+      {"equal", k::Op::kEqual}, {"less", k::Op::kLess}, {"greater", k::Op::kGreater},
+      {"less_equal", k::Op::kLessEqual}, {"greater_equal", k::Op::kGreaterEqual},
+      {"and", k::Op::kAnd}, {"or", k::Op::kOr}, {"xor", k::Op::kXor}, {"not", k::Op::kNot},
+      {"neg", k::Op::kNeg}, {"abs", k::Op::kAbs}, {"sqrt", k::Op::kSqrt},
+      {"reciprocal", k::Op::kReciprocal}, {"exp", k::Op::kExp}, {"log", k::Op::kLog},
+      {"erf", k::Op::kErf}, {"tanh", k::Op::kTanh}, {"sigmoid", k::Op::kSigmoid},
+      {"relu", k::Op::kRelu}, {"floor", k::Op::kFloor}, {"ceil", k::Op::kCeil},
+      {"gelu", k::Op::kGelu}, {"gelu_tanh", k::Op::kGeluTanh}, {"identity", k::Op::kIdentity},
+  };
+  return *ops;
+}
+
+bool IsFloatOnly(k::Op op) {
+  switch (op) {
+    case k::Op::kSqrt: case k::Op::kReciprocal: case k::Op::kExp: case k::Op::kLog:
+    case k::Op::kErf: case k::Op::kTanh: case k::Op::kSigmoid: case k::Op::kGelu:
+    case k::Op::kGeluTanh: case k::Op::kFloor: case k::Op::kCeil:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+class ElementwiseKernel final : public DeviceKernel {
+ public:
+  ElementwiseKernel(k::Op op, k::DT dt, k::BroadcastDesc d) : op_(op), dt_(dt), d_(d) {}
+  absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
+                      absl::Span<void* const> out, void*) override {
+    return LaunchStatus(k::LaunchElementwise(op_, dt_, d_, in[0], in.size() > 1 ? in[1] : nullptr,
+                                             out[0], ctx.stream),
+                        "LaunchElementwise");
+  }
+
+ private:
+  k::Op op_;
+  k::DT dt_;
+  k::BroadcastDesc d_;
+};
+
+KernelOr MakeElementwise(const ir::Node& node) {
+  auto it = ElementwiseOps().find(node.op());
+  k::Op op = it->second;
+  if (node.op() == "gelu") {
+    PTC_ASSIGN_OR_RETURN(std::string approx, node.GetString("approximate", "none"));
+    if (approx == "tanh") {
+      op = k::Op::kGeluTanh;
+    } else if (approx != "none") {
+      return Invalid(node, absl::StrCat("approximate must be \"none\" or \"tanh\", got \"",
+                                        approx, "\""));
+    }
+  }
+  const int arity = k::IsBinary(op) ? 2 : 1;
+  if (static_cast<int>(node.num_inputs()) != arity || node.num_outputs() != 1) {
+    return Invalid(node, absl::StrCat("expects ", arity, " inputs and one output"));
+  }
+  const DType dt = node.input(0)->type().dtype;
+  for (const ir::Value* v : node.inputs()) {
+    if (v->type().dtype != dt) return Invalid(node, "operands must share one dtype");
+  }
+  if (IsFloatOnly(op) && !IsFloatType(dt)) {
+    return Unsupported(node, absl::StrCat("dtype ", std::string(ir::DTypeName(dt))));
+  }
+  std::vector<ir::Shape> shapes;
+  for (const ir::Value* v : node.inputs()) shapes.push_back(v->type().shape);
+  PTC_ASSIGN_OR_RETURN(k::BroadcastDesc d, MakeBroadcast(node, shapes, node.output()->type().shape));
+  return std::unique_ptr<DeviceKernel>(new ElementwiseKernel(op, ToDT(dt), d));
+}
+
+class WhereKernel final : public DeviceKernel {
+ public:
+  WhereKernel(int bytes, k::BroadcastDesc d) : bytes_(bytes), d_(d) {}
+  absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
+                      absl::Span<void* const> out, void*) override {
+    return LaunchStatus(k::LaunchWhere(bytes_, d_, in[0], in[1], in[2], out[0], ctx.stream),
+                        "LaunchWhere");
+  }
+
+ private:
+  int bytes_;
+  k::BroadcastDesc d_;
+};
+
+KernelOr MakeWhere(const ir::Node& node) {
+  if (node.num_inputs() != 3) return Invalid(node, "where takes (cond, a, b)");
+  if (node.input(0)->type().dtype != DType::kBool) return Invalid(node, "cond must be bool");
+  if (node.input(1)->type().dtype != node.input(2)->type().dtype) {
+    return Invalid(node, "a and b must share one dtype");
+  }
+  PTC_ASSIGN_OR_RETURN(
+      k::BroadcastDesc d,
+      MakeBroadcast(node, {node.input(0)->type().shape, node.input(1)->type().shape,
+                           node.input(2)->type().shape},
+                    node.output()->type().shape));
+  return std::unique_ptr<DeviceKernel>(
+      new WhereKernel(static_cast<int>(ir::DTypeSize(node.output()->type().dtype)), d));
+}
+
+class CastKernel final : public DeviceKernel {
+ public:
+  CastKernel(k::DT from, k::DT to, int64_t n) : from_(from), to_(to), n_(n) {}
+  absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
+                      absl::Span<void* const> out, void*) override {
+    return LaunchStatus(k::LaunchCast(from_, to_, n_, in[0], out[0], ctx.stream), "LaunchCast");
+  }
+
+ private:
+  k::DT from_, to_;
+  int64_t n_;
+};
+
+// reshape / identity / expand-free copies: a device-to-device copy (skipped when aliased).
+class CopyKernel final : public DeviceKernel {
+ public:
+  explicit CopyKernel(size_t bytes) : bytes_(bytes) {}
+  absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
+                      absl::Span<void* const> out, void*) override {
+    if (in[0] == out[0] || bytes_ == 0) return absl::OkStatus();
+    PTC_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(out[0], in[0], bytes_, cudaMemcpyDeviceToDevice, ctx.stream));
+    return absl::OkStatus();
+  }
+
+ private:
+  size_t bytes_;
+};
+
+// transpose / slice / expand (one copy), concat (one per input), split (one per output).
+class StridedCopyKernel final : public DeviceKernel {
+ public:
+  enum class Mode { kOne, kPerInput, kPerOutput };
+  StridedCopyKernel(Mode mode, int bytes, std::vector<k::CopyDesc> descs)
+      : mode_(mode), bytes_(bytes), descs_(std::move(descs)) {}
+  absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
+                      absl::Span<void* const> out, void*) override {
+    for (size_t i = 0; i < descs_.size(); ++i) {
+      const void* src = mode_ == Mode::kPerInput ? in[i] : in[0];
+      void* dst = mode_ == Mode::kPerOutput ? out[i] : out[0];
+      PTC_RETURN_IF_ERROR(LaunchStatus(k::LaunchStridedCopy(bytes_, descs_[i], src, dst,
+                                                            ctx.stream),
+                                       "LaunchStridedCopy"));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  Mode mode_;
+  int bytes_;
+  std::vector<k::CopyDesc> descs_;
+};
+
+KernelOr MakeTranspose(const ir::Node& node) {
+  const ir::Shape& in = node.input(0)->type().shape;
+  const int r = static_cast<int>(in.size());
+  std::vector<int64_t> perm(r);
+  for (int i = 0; i < r; ++i) perm[i] = r - 1 - i;
+  if (node.has_attr("perm")) {
+    PTC_ASSIGN_OR_RETURN(perm, node.GetInts("perm"));
+  }
+  if (static_cast<int>(perm.size()) != r) return Invalid(node, "perm must list every axis");
+  const std::vector<int64_t> cs = ContiguousStrides(in);
+  ir::Shape out_shape(r);
+  std::vector<int64_t> in_strides(r);
+  std::vector<bool> seen(r, false);
+  for (int d = 0; d < r; ++d) {
+    if (perm[d] < 0 || perm[d] >= r || seen[perm[d]]) return Invalid(node, "perm is not a permutation");
+    seen[perm[d]] = true;
+    out_shape[d] = in[perm[d]];
+    in_strides[d] = cs[perm[d]];
+  }
+  PTC_ASSIGN_OR_RETURN(k::CopyDesc d, MakeCopy(node, out_shape, in_strides,
+                                               ContiguousStrides(out_shape), 0, 0));
+  return std::unique_ptr<DeviceKernel>(new StridedCopyKernel(
+      StridedCopyKernel::Mode::kOne, static_cast<int>(ir::DTypeSize(node.output()->type().dtype)),
+      {d}));
+}
+
+KernelOr MakeSlice(const ir::Node& node) {
+  const ir::Shape& in = node.input(0)->type().shape;
+  const size_t r = in.size();
+  PTC_ASSIGN_OR_RETURN(std::vector<int64_t> starts, node.GetInts("starts"));
+  PTC_ASSIGN_OR_RETURN(std::vector<int64_t> steps,
+                       node.GetInts("steps", std::vector<int64_t>(r, 1)));
+  const ir::Shape& out = node.output()->type().shape;
+  if (starts.size() != r || steps.size() != r || out.size() != r) {
+    return Invalid(node, "starts / steps must have one entry per axis");
+  }
+  const std::vector<int64_t> cs = ContiguousStrides(in);
+  std::vector<int64_t> in_strides(r);
+  int64_t offset = 0;
+  for (size_t d = 0; d < r; ++d) {
+    if (steps[d] == 0) return Invalid(node, "slice step 0");
+    if (out[d] > 0 && (starts[d] < 0 || starts[d] >= in[d] ||
+                       starts[d] + (out[d] - 1) * steps[d] < 0 ||
+                       starts[d] + (out[d] - 1) * steps[d] >= in[d])) {
+      return Invalid(node, absl::StrCat("slice on axis ", d, " reads outside ",
+                                        node.input(0)->type().ToString()));
+    }
+    in_strides[d] = cs[d] * steps[d];
+    if (out[d] > 0) offset += starts[d] * cs[d];
+  }
+  PTC_ASSIGN_OR_RETURN(k::CopyDesc d,
+                       MakeCopy(node, out, in_strides, ContiguousStrides(out), offset, 0));
+  return std::unique_ptr<DeviceKernel>(new StridedCopyKernel(
+      StridedCopyKernel::Mode::kOne, static_cast<int>(ir::DTypeSize(node.output()->type().dtype)),
+      {d}));
+}
+
+KernelOr MakeExpand(const ir::Node& node) {
+  const ir::Shape& out = node.output()->type().shape;
+  const ir::Shape& in = node.input(0)->type().shape;
+  if (in.size() > out.size()) return Invalid(node, "expand cannot drop dims");
+  PTC_ASSIGN_OR_RETURN(k::CopyDesc d, MakeCopy(node, out, BroadcastStrides(in, out),
+                                               ContiguousStrides(out), 0, 0));
+  return std::unique_ptr<DeviceKernel>(new StridedCopyKernel(
+      StridedCopyKernel::Mode::kOne, static_cast<int>(ir::DTypeSize(node.output()->type().dtype)),
+      {d}));
+}
+
+KernelOr MakeConcat(const ir::Node& node) {
+  const ir::Shape& out = node.output()->type().shape;
+  PTC_ASSIGN_OR_RETURN(int64_t axis, node.GetInt("axis"));
+  if (axis < 0) axis += static_cast<int64_t>(out.size());
+  if (axis < 0 || axis >= static_cast<int64_t>(out.size())) return Invalid(node, "bad axis");
+  const std::vector<int64_t> os = ContiguousStrides(out);
+  std::vector<k::CopyDesc> descs;
+  int64_t pos = 0;
+  for (const ir::Value* v : node.inputs()) {
+    const ir::Shape& s = v->type().shape;
+    PTC_ASSIGN_OR_RETURN(k::CopyDesc d,
+                         MakeCopy(node, s, ContiguousStrides(s), os, 0, pos * os[axis]));
+    descs.push_back(d);
+    pos += s[axis];
+  }
+  if (pos != out[axis]) return Invalid(node, "inputs do not add up to the output along axis");
+  return std::unique_ptr<DeviceKernel>(new StridedCopyKernel(
+      StridedCopyKernel::Mode::kPerInput,
+      static_cast<int>(ir::DTypeSize(node.output()->type().dtype)), std::move(descs)));
+}
+
+KernelOr MakeSplit(const ir::Node& node) {
+  const ir::Shape& in = node.input(0)->type().shape;
+  PTC_ASSIGN_OR_RETURN(int64_t axis, node.GetInt("axis", 0));
+  if (axis < 0) axis += static_cast<int64_t>(in.size());
+  if (axis < 0 || axis >= static_cast<int64_t>(in.size())) return Invalid(node, "bad axis");
+  const std::vector<int64_t> is = ContiguousStrides(in);
+  std::vector<k::CopyDesc> descs;
+  int64_t pos = 0;
+  for (const ir::Value* v : node.outputs()) {
+    const ir::Shape& s = v->type().shape;
+    PTC_ASSIGN_OR_RETURN(k::CopyDesc d,
+                         MakeCopy(node, s, is, ContiguousStrides(s), pos * is[axis], 0));
+    descs.push_back(d);
+    pos += s[axis];
+  }
+  if (pos > in[axis]) return Invalid(node, "outputs exceed the input along axis");
+  return std::unique_ptr<DeviceKernel>(new StridedCopyKernel(
+      StridedCopyKernel::Mode::kPerOutput,
+      static_cast<int>(ir::DTypeSize(node.input(0)->type().dtype)), std::move(descs)));
+}
+
+class GatherKernel final : public DeviceKernel {
+ public:
+  GatherKernel(int bytes, int64_t outer, int64_t axis_dim, int64_t num, int64_t inner, bool i64)
+      : bytes_(bytes), outer_(outer), axis_dim_(axis_dim), num_(num), inner_(inner), i64_(i64) {}
+  absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
+                      absl::Span<void* const> out, void*) override {
+    return LaunchStatus(k::LaunchGather(bytes_, outer_, axis_dim_, num_, inner_, in[0], in[1],
+                                        i64_, out[0], ctx.error_flag, ctx.error_code, ctx.stream),
+                        "LaunchGather");
+  }
+
+ private:
+  int bytes_;
+  int64_t outer_, axis_dim_, num_, inner_;
+  bool i64_;
+};
+
+KernelOr MakeGather(const ir::Node& node) {
+  const ir::TensorType& data = node.input(0)->type();
+  const ir::TensorType& idx = node.input(1)->type();
+  if (idx.dtype != DType::kI32 && idx.dtype != DType::kI64) {
+    return Invalid(node, "indices must be i32 or i64");
+  }
+  PTC_ASSIGN_OR_RETURN(int64_t axis, node.GetInt("axis", 0));
+  if (axis < 0) axis += data.rank();
+  if (axis < 0 || axis >= data.rank()) return Invalid(node, "bad axis");
+  int64_t outer = 1, inner = 1;
+  for (int64_t i = 0; i < axis; ++i) outer *= data.shape[i];
+  for (int64_t i = axis + 1; i < data.rank(); ++i) inner *= data.shape[i];
+  return std::unique_ptr<DeviceKernel>(new GatherKernel(
+      static_cast<int>(ir::DTypeSize(data.dtype)), outer, data.shape[axis], idx.num_elements(),
+      inner, idx.dtype == DType::kI64));
+}
+
+class SoftmaxKernel final : public DeviceKernel {
+ public:
+  SoftmaxKernel(k::DT dt, int64_t outer, int64_t n, int64_t inner, bool log)
+      : dt_(dt), outer_(outer), n_(n), inner_(inner), log_(log) {}
+  absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
+                      absl::Span<void* const> out, void*) override {
+    return LaunchStatus(k::LaunchSoftmax(dt_, outer_, n_, inner_, log_, in[0], out[0], ctx.stream),
+                        "LaunchSoftmax");
+  }
+
+ private:
+  k::DT dt_;
+  int64_t outer_, n_, inner_;
+  bool log_;
+};
+
+KernelOr MakeSoftmax(const ir::Node& node) {
+  const ir::TensorType& t = node.input(0)->type();
+  if (!IsFloatType(t.dtype)) return Unsupported(node, absl::StrCat("dtype ", t.ToString()));
+  PTC_ASSIGN_OR_RETURN(int64_t axis, node.GetInt("axis", -1));
+  if (axis < 0) axis += t.rank();
+  if (t.rank() == 0) axis = 0;
+  if (axis < 0 || (t.rank() > 0 && axis >= t.rank())) return Invalid(node, "bad axis");
+  int64_t outer = 1, inner = 1, n = t.rank() ? t.shape[axis] : 1;
+  for (int64_t i = 0; i < axis; ++i) outer *= t.shape[i];
+  for (int64_t i = axis + 1; i < t.rank(); ++i) inner *= t.shape[i];
+  return std::unique_ptr<DeviceKernel>(
+      new SoftmaxKernel(ToDT(t.dtype), outer, n, inner, node.op() == "log_softmax"));
+}
+
+class LayerNormKernel final : public DeviceKernel {
+ public:
+  LayerNormKernel(k::DT dt, int64_t rows, int64_t d, double eps, bool scale_bcast, bool has_bias,
+                  bool bias_bcast)
+      : dt_(dt), rows_(rows), d_(d), eps_(eps), scale_bcast_(scale_bcast), has_bias_(has_bias),
+        bias_bcast_(bias_bcast) {}
+  absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
+                      absl::Span<void* const> out, void*) override {
+    return LaunchStatus(
+        k::LaunchLayerNorm(dt_, rows_, d_, eps_, in[0], in[1], scale_bcast_,
+                           has_bias_ ? in[2] : nullptr, bias_bcast_, out[0],
+                           out.size() > 1 ? static_cast<float*>(out[1]) : nullptr,
+                           out.size() > 2 ? static_cast<float*>(out[2]) : nullptr, ctx.stream),
+        "LaunchLayerNorm");
+  }
+
+ private:
+  k::DT dt_;
+  int64_t rows_, d_;
+  double eps_;
+  bool scale_bcast_, has_bias_, bias_bcast_;
+};
+
+KernelOr MakeLayerNorm(const ir::Node& node) {
+  if (node.num_inputs() < 2 || node.num_inputs() > 3 || node.num_outputs() > 3) {
+    return Invalid(node, "layer_norm takes (x, scale [, bias]) -> (y [, mean [, inv_std_dev]])");
+  }
+  const ir::TensorType& t = node.input(0)->type();
+  if (!IsFloatType(t.dtype)) return Unsupported(node, absl::StrCat("dtype ", t.ToString()));
+  PTC_ASSIGN_OR_RETURN(int64_t axis, node.GetInt("axis", -1));
+  if (axis < 0) axis += t.rank();
+  if (axis < 0 || axis > t.rank()) return Invalid(node, "bad axis");
+  PTC_ASSIGN_OR_RETURN(double eps, node.GetFloat("epsilon", 1e-5));
+  int64_t rows = 1, d = 1;
+  for (int64_t i = 0; i < axis; ++i) rows *= t.shape[i];
+  for (int64_t i = axis; i < t.rank(); ++i) d *= t.shape[i];
+  const ir::TensorType& s = node.input(1)->type();
+  if (s.dtype != t.dtype || (s.num_elements() != d && s.num_elements() != 1)) {
+    return Invalid(node, absl::StrCat("scale ", s.ToString(), " must have the normalized shape of ",
+                                      t.ToString()));
+  }
+  bool has_bias = node.num_inputs() == 3, bias_bcast = false;
+  if (has_bias) {
+    const ir::TensorType& b = node.input(2)->type();
+    if (b.dtype != t.dtype || (b.num_elements() != d && b.num_elements() != 1)) {
+      return Invalid(node, absl::StrCat("bias ", b.ToString(),
+                                        " must have the normalized shape of ", t.ToString()));
+    }
+    bias_bcast = b.num_elements() != d;
+  }
+  for (size_t i = 1; i < node.num_outputs(); ++i) {
+    const ir::TensorType& o = node.output(i)->type();
+    if (o.dtype != DType::kF32 || o.num_elements() != rows) {
+      return Invalid(node, absl::StrCat("output ", i, " must be f32 with one element per row"));
+    }
+  }
+  return std::unique_ptr<DeviceKernel>(new LayerNormKernel(
+      ToDT(t.dtype), rows, d, eps, s.num_elements() != d, has_bias, bias_bcast));
+}
+
+class ReduceKernel final : public DeviceKernel {
+ public:
+  ReduceKernel(k::DT dt, k::ReduceKind kind, k::ReduceDesc d) : dt_(dt), kind_(kind), d_(d) {}
+  absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
+                      absl::Span<void* const> out, void*) override {
+    return LaunchStatus(k::LaunchReduce(dt_, kind_, d_, in[0], out[0], ctx.stream),
+                        "LaunchReduce");
+  }
+
+ private:
+  k::DT dt_;
+  k::ReduceKind kind_;
+  k::ReduceDesc d_;
+};
+
+KernelOr MakeReduce(const ir::Node& node) {
+  const ir::TensorType& t = node.input(0)->type();
+  if (!IsFloatType(t.dtype) && t.dtype != DType::kI32 && t.dtype != DType::kI64) {
+    return Unsupported(node, absl::StrCat("dtype ", t.ToString()));
+  }
+  PTC_ASSIGN_OR_RETURN(std::vector<int64_t> axes,
+                       node.GetInts("axes", std::vector<int64_t>{}));
+  std::vector<bool> reduced(t.rank(), axes.empty());
+  for (int64_t a : axes) {
+    if (a < 0) a += t.rank();
+    if (a < 0 || a >= t.rank()) return Invalid(node, "axis out of range");
+    reduced[a] = true;
+  }
+  const std::vector<int64_t> cs = ContiguousStrides(t.shape);
+  k::ReduceDesc d;
+  d.out_n = node.output()->type().num_elements();
+  d.count = 1;
+  for (int i = 0; i < t.rank(); ++i) {
+    if (t.shape[i] == 1) continue;
+    if (reduced[i]) {
+      if (d.red_rank == k::kMaxRank) return Unsupported(node, "more than 8 reduced dims");
+      d.red_shape[d.red_rank] = t.shape[i];
+      d.red_strides[d.red_rank++] = cs[i];
+      d.count *= t.shape[i];
+    } else {
+      if (d.kept_rank == k::kMaxRank) return Unsupported(node, "more than 8 kept dims");
+      d.kept_shape[d.kept_rank] = t.shape[i];
+      d.kept_strides[d.kept_rank++] = cs[i];
+    }
+  }
+  if (t.num_elements() == 0) d.count = 0;
+  static const std::map<std::string_view, k::ReduceKind> kinds = {
+      {"reduce_sum", k::ReduceKind::kSum}, {"reduce_mean", k::ReduceKind::kMean},
+      {"reduce_max", k::ReduceKind::kMax}, {"reduce_min", k::ReduceKind::kMin}};
+  return std::unique_ptr<DeviceKernel>(
+      new ReduceKernel(ToDT(t.dtype), kinds.at(node.op()), d));
+}
+
+class TriluKernel final : public DeviceKernel {
+ public:
+  TriluKernel(int bytes, int64_t batch, int64_t rows, int64_t cols, bool upper, int64_t k)
+      : bytes_(bytes), batch_(batch), rows_(rows), cols_(cols), upper_(upper), k_(k) {}
+  absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
+                      absl::Span<void* const> out, void*) override {
+    return LaunchStatus(
+        k::LaunchTrilu(bytes_, batch_, rows_, cols_, upper_, k_, in[0], out[0], ctx.stream),
+        "LaunchTrilu");
+  }
+
+ private:
+  int bytes_;
+  int64_t batch_, rows_, cols_;
+  bool upper_;
+  int64_t k_;
+};
+
+KernelOr MakeTrilu(const ir::Node& node) {
+  const ir::TensorType& t = node.input(0)->type();
+  if (t.rank() < 2) return Invalid(node, "trilu needs rank >= 2");
+  PTC_ASSIGN_OR_RETURN(int64_t upper, node.GetInt("upper", 1));
+  PTC_ASSIGN_OR_RETURN(int64_t kk, node.GetInt("k", 0));
+  const int64_t rows = t.shape[t.rank() - 2], cols = t.shape[t.rank() - 1];
+  const int64_t batch = (rows * cols != 0) ? t.num_elements() / (rows * cols) : 0;
+  return std::unique_ptr<DeviceKernel>(new TriluKernel(
+      static_cast<int>(ir::DTypeSize(t.dtype)), batch, rows, cols, upper != 0, kk));
+}
+
+// fused_elementwise: the descriptor lives in device memory for the kernel's lifetime.
+class FusedKernel final : public DeviceKernel {
+ public:
+  FusedKernel(k::DT dt, int64_t n, DeviceBuffer desc) : dt_(dt), n_(n), desc_(std::move(desc)) {}
+  size_t ResidentBytes() const override { return desc_.bytes(); }
+  absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
+                      absl::Span<void* const> out, void*) override {
+    k::FusedOperands ops{};
+    for (size_t i = 0; i < in.size(); ++i) ops.ptr[i] = in[i];
+    return LaunchStatus(k::LaunchFused(dt_, reinterpret_cast<const k::FusedDesc*>(desc_.get()),
+                                       ops, n_, out[0], ctx.stream),
+                        "LaunchFused");
+  }
+
+ private:
+  k::DT dt_;
+  int64_t n_;
+  DeviceBuffer desc_;
+};
+
+KernelOr MakeFused(const ir::Node& node) {
+  const DType dt = node.output()->type().dtype;
+  if (!IsFloatType(dt)) return Unsupported(node, absl::StrCat("dtype ", std::string(ir::DTypeName(dt))));
+  if (node.num_inputs() > static_cast<size_t>(k::kMaxFusedOperands)) {
+    return Unsupported(node, absl::StrCat("more than ", k::kMaxFusedOperands, " operands"));
+  }
+  PTC_ASSIGN_OR_RETURN(std::vector<std::string> program, [&]() -> absl::StatusOr<std::vector<std::string>> {
+    auto it = node.attrs().find("program");
+    if (it == node.attrs().end()) return Invalid(node, "missing attribute 'program'");
+    const auto* p = std::get_if<std::vector<std::string>>(&it->second);
+    if (p == nullptr) return Invalid(node, "attribute 'program' must be a list of strings");
+    return *p;
+  }());
+  std::vector<double> constants;
+  if (auto it = node.attrs().find("constants"); it != node.attrs().end()) {
+    if (const auto* c = std::get_if<std::vector<double>>(&it->second)) constants = *c;
+  }
+  if (constants.size() > static_cast<size_t>(k::kMaxFusedConstants) ||
+      program.size() > static_cast<size_t>(k::kMaxFusedProgram)) {
+    return Unsupported(node, "a program this long (more than 256 tokens or 64 constants)");
+  }
+  auto d = std::make_unique<k::FusedDesc>();
+  const ir::Shape& out = node.output()->type().shape;
+  // Broadcast strides per operand, merged over the output dims.
+  ir::Shape shape = out;
+  std::vector<std::vector<int64_t>> st(node.num_inputs());
+  std::vector<std::vector<int64_t>*> stp;
+  for (size_t i = 0; i < node.num_inputs(); ++i) {
+    if (node.input(i)->type().dtype != dt) return Invalid(node, "operands must share one dtype");
+    if (node.input(i)->type().rank() > static_cast<int>(out.size())) {
+      return Invalid(node, "operand has more dims than the output");
+    }
+    st[i] = BroadcastStrides(node.input(i)->type().shape, out);
+    stp.push_back(&st[i]);
+  }
+  if (!Simplify(shape, stp)) return Unsupported(node, "broadcasts over more than 8 dims");
+  d->rank = static_cast<int32_t>(shape.size());
+  d->num_operands = static_cast<int32_t>(node.num_inputs());
+  d->n = ir::NumElements(out);
+  for (size_t k = 0; k < shape.size(); ++k) {
+    d->shape[k] = shape[k];
+    for (size_t i = 0; i < node.num_inputs(); ++i) d->strides[i][k] = st[i][k];
+  }
+  int depth = 0, max_depth = 0;
+  for (size_t t = 0; t < program.size(); ++t) {
+    const std::string& tok = program[t];
+    k::FusedToken ft{};
+    auto index_of = [&](size_t limit) -> absl::StatusOr<int16_t> {
+      int64_t v = 0;
+      if (tok.size() < 2 || tok.size() > 5) return Invalid(node, absl::StrCat("bad token ", tok));
+      for (size_t c = 1; c < tok.size(); ++c) {
+        if (tok[c] < '0' || tok[c] > '9') return Invalid(node, absl::StrCat("bad token ", tok));
+        v = v * 10 + (tok[c] - '0');
+      }
+      if (v >= static_cast<int64_t>(limit)) {
+        return Invalid(node, absl::StrCat("token ", tok, " is out of range"));
+      }
+      return static_cast<int16_t>(v);
+    };
+    if (tok[0] == 'x' && tok.size() > 1 && tok[1] >= '0' && tok[1] <= '9') {
+      ft.kind = 0;
+      PTC_ASSIGN_OR_RETURN(ft.index, index_of(node.num_inputs()));
+      ++depth;
+    } else if (tok[0] == 'c' && tok.size() > 1 && tok[1] >= '0' && tok[1] <= '9') {
+      ft.kind = 1;
+      PTC_ASSIGN_OR_RETURN(ft.index, index_of(constants.size()));
+      ++depth;
+    } else {
+      k::Op op;
+      if (tok == "gelu_tanh") {
+        op = k::Op::kGeluTanh;
+      } else {
+        auto it = ElementwiseOps().find(tok);
+        if (it == ElementwiseOps().end() || (it->second > k::Op::kMin && it->second < k::Op::kNeg)) {
+          return Invalid(node, absl::StrCat("unknown program token \"", tok, "\""));
+        }
+        op = it->second;
+      }
+      ft.kind = 2;
+      ft.index = static_cast<int16_t>(op);
+      const int arity = op <= k::Op::kMin ? 2 : 1;
+      if (depth < arity) return Invalid(node, "program underflows its stack");
+      depth -= arity - 1;
+    }
+    max_depth = std::max(max_depth, depth);
+    d->program[t] = ft;
+  }
+  if (depth != 1) return Invalid(node, "program must leave exactly one value");
+  if (max_depth > k::kMaxFusedStack) {
+    return Unsupported(node, absl::StrCat("a program deeper than ", k::kMaxFusedStack));
+  }
+  d->program_size = static_cast<int32_t>(program.size());
+  for (size_t i = 0; i < constants.size(); ++i) d->constants[i] = constants[i];
+  DeviceBuffer buf;
+  PTC_RETURN_IF_ERROR(buf.Allocate(sizeof(k::FusedDesc), "a fused_elementwise descriptor"));
+  PTC_CUDA_RETURN_IF_ERROR(cudaMemcpy(buf.get(), d.get(), sizeof(k::FusedDesc),
+                                      cudaMemcpyHostToDevice));
+  return std::unique_ptr<DeviceKernel>(new FusedKernel(ToDT(dt), d->n, std::move(buf)));
+}
+
+// Any op with a CPU kernel: host copies in, CPU kernel, copy back (synchronizes the stream).
+class HostFallbackKernel final : public DeviceKernel {
+ public:
+  HostFallbackKernel(const ir::Node& node, std::unique_ptr<cpu::Kernel> kernel)
+      : node_(node), kernel_(std::move(kernel)) {
+    for (const ir::Value* v : node.inputs()) in_.emplace_back(v->type().dtype, v->type().shape);
+    for (const ir::Value* v : node.outputs()) out_.emplace_back(v->type().dtype, v->type().shape);
+    workspace_.resize(kernel_->WorkspaceBytes());
+  }
+  bool host_fallback() const override { return true; }
+  absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
+                      absl::Span<void* const> out, void*) override {
+    std::vector<const void*> hin;
+    std::vector<void*> hout;
+    for (size_t i = 0; i < in.size(); ++i) {
+      if (in_[i].nbytes()) {
+        PTC_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(in_[i].mutable_data(), in[i], in_[i].nbytes(),
+                                                 cudaMemcpyDeviceToHost, ctx.stream));
+      }
+      hin.push_back(in_[i].data());
+    }
+    for (ir::Tensor& t : out_) hout.push_back(t.mutable_data());
+    PTC_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(ctx.stream));
+    PTC_RETURN_IF_ERROR(kernel_->Run(hin, hout, workspace_.data()));
+    for (size_t i = 0; i < out.size(); ++i) {
+      if (out_[i].nbytes()) {
+        PTC_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(out[i], out_[i].data(), out_[i].nbytes(),
+                                                 cudaMemcpyHostToDevice, ctx.stream));
+      }
+    }
+    // The host tensors are reused by the next launch: finish the uploads first.
+    PTC_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(ctx.stream));
+    return absl::OkStatus();
+  }
+
+ private:
+  const ir::Node& node_;
+  std::unique_ptr<cpu::Kernel> kernel_;
+  std::vector<ir::Tensor> in_, out_;
+  std::vector<char> workspace_;
+};
+
+using Factory = KernelOr (*)(const ir::Node&);
+
+const std::map<std::string_view, Factory>& Factories() {
+  static const auto* f = [] {
+    auto* m = new std::map<std::string_view, Factory>;
+    for (const auto& [name, op] : ElementwiseOps()) (*m)[name] = MakeElementwise;
+    (*m)["where"] = MakeWhere;
+    (*m)["transpose"] = MakeTranspose;
+    (*m)["slice"] = MakeSlice;
+    (*m)["expand"] = MakeExpand;
+    (*m)["concat"] = MakeConcat;
+    (*m)["split"] = MakeSplit;
+    (*m)["gather"] = MakeGather;
+    (*m)["softmax"] = MakeSoftmax;
+    (*m)["log_softmax"] = MakeSoftmax;
+    (*m)["layer_norm"] = MakeLayerNorm;
+    for (const char* r : {"reduce_sum", "reduce_mean", "reduce_max", "reduce_min"}) {
+      (*m)[r] = MakeReduce;
+    }
+    (*m)["trilu"] = MakeTrilu;
+    (*m)["fused_elementwise"] = MakeFused;
+    return m;
+  }();
+  return *f;
+}
+
+}  // namespace
+
+bool HasDeviceKernel(std::string_view op) {
+  return Factories().count(op) > 0 || op == "matmul" || op == "gemm" || op == "cast" ||
+         op == "reshape" || op == "identity";
+}
+
+KernelOr CreateDeviceKernel(const ir::Node& node, const KernelOptions& options,
+                            cublasLtHandle_t lt) {
+  for (const ir::Value* v : node.inputs()) {
+    if (v == nullptr) return Invalid(node, "has a null input");
+    if (v->type().num_elements() < 0 || v->type().rank() > 16) {
+      return Invalid(node, absl::StrCat("input type ", v->type().ToString(), " is invalid"));
+    }
+  }
+  for (const ir::Value* v : node.outputs()) {
+    if (v->type().num_elements() < 0) {
+      return Invalid(node, absl::StrCat("output type ", v->type().ToString(), " is invalid"));
+    }
+  }
+  const std::string& op = node.op();
+  absl::StatusOr<std::unique_ptr<DeviceKernel>> kernel;
+  if (op == "matmul" || op == "gemm") {
+    kernel = CreateGemmKernel(node, options, lt);
+  } else if (op == "reshape" || op == "identity") {
+    if (node.num_inputs() != 1 || node.num_outputs() != 1 ||
+        node.input(0)->type().byte_size() != node.output()->type().byte_size()) {
+      return Invalid(node, "input and output sizes differ");
+    }
+    kernel = std::unique_ptr<DeviceKernel>(
+        new CopyKernel(static_cast<size_t>(node.output()->type().byte_size())));
+  } else if (op == "cast") {
+    if (node.num_inputs() != 1) return Invalid(node, "cast takes one input");
+    kernel = std::unique_ptr<DeviceKernel>(new CastKernel(ToDT(node.input(0)->type().dtype),
+                                                          ToDT(node.output()->type().dtype),
+                                                          node.output()->type().num_elements()));
+  } else if (auto it = Factories().find(op); it != Factories().end()) {
+    kernel = it->second(node);
+  } else {
+    kernel = Unsupported(node, "this op");
+  }
+  if (kernel.ok() || !options.host_fallback || kernel.status().code() != absl::StatusCode::kUnimplemented) {
+    return kernel;
+  }
+  PTC_ASSIGN_OR_RETURN(std::unique_ptr<cpu::Kernel> cpu_kernel, cpu::CreateKernel(node));
+  return std::unique_ptr<DeviceKernel>(new HostFallbackKernel(node, std::move(cpu_kernel)));
+}
+
+}  // namespace ptc::cuda

@@ -1,0 +1,78 @@
+// Device kernels of the CUDA runtime: one DeviceKernel per IR node, created once (attributes
+// validated, descriptors and cuBLASLt algorithms prepared) and launched many times on one
+// stream with raw device pointers laid out as the node's value types (dense, row-major).
+// Internal to runtime/cuda (uses CUDA types).
+#ifndef PTC_RUNTIME_CUDA_DEVICE_KERNELS_H_
+#define PTC_RUNTIME_CUDA_DEVICE_KERNELS_H_
+
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "compiler/ir/ir.h"
+#include "runtime/cuda/device.h"
+
+namespace ptc::cuda {
+
+// One cuBLASLt workspace per executor, shared by every GEMM (one stream: no overlap).
+inline constexpr size_t kLtWorkspaceBytes = size_t{32} << 20;
+
+struct LaunchContext {
+  cudaStream_t stream = nullptr;
+  cublasLtHandle_t lt = nullptr;
+  void* lt_workspace = nullptr;
+  size_t lt_workspace_bytes = 0;
+  int* error_flag = nullptr;  // device int: kernels that detect bad data store error_code
+  int error_code = 0;         // 1 + the node's schedule index
+};
+
+class DeviceKernel {
+ public:
+  virtual ~DeviceKernel() = default;
+  // Device scratch bytes Launch needs in `workspace`.
+  virtual size_t WorkspaceBytes() const { return 0; }
+  // Device bytes held by the kernel itself (descriptors), allocated at creation.
+  virtual size_t ResidentBytes() const { return 0; }
+  virtual bool host_fallback() const { return false; }
+  virtual absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> inputs,
+                              absl::Span<void* const> outputs, void* workspace) = 0;
+};
+
+// Errors name the node (Describe()), the dtype or attribute that is unsupported. With
+// options.host_fallback, ops without a CUDA kernel get a kernel that runs the CPU kernel on
+// host copies (synchronizing the stream).
+absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateDeviceKernel(const ir::Node& node,
+                                                                  const KernelOptions& options,
+                                                                  cublasLtHandle_t lt);
+
+// matmul / gemm through cuBLASLt (runtime/cuda/gemm.cc).
+absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateGemmKernel(const ir::Node& node,
+                                                                const KernelOptions& options,
+                                                                cublasLtHandle_t lt);
+
+// Synchronous device buffer (RAII) for load-time allocations and tests.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  ~DeviceBuffer();
+  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) { o.ptr_ = nullptr; }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  // `what` names the buffer in the error ("the plan's arena").
+  absl::Status Allocate(size_t bytes, const char* what);
+  char* get() const { return static_cast<char*>(ptr_); }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+}  // namespace ptc::cuda
+
+#endif  // PTC_RUNTIME_CUDA_DEVICE_KERNELS_H_

@@ -1,0 +1,79 @@
+// The CUDA executor: runs one function of a plan on a GPU, with the interface of the CPU
+// executor (runtime/cpu/executor.h). At creation, in this order: the device is checked (a
+// clear "no CUDA device: ..." error otherwise), every node gets its device kernel (cuBLASLt
+// algorithms are chosen here, once per GEMM shape), the device bytes needed are summed and
+// compared with cudaMemGetInfo's free bytes (a ResourceExhausted error with both numbers), then
+// the arena of the plan's memory plan, the weights, constants and input buffers are allocated
+// once and the weights and constants uploaded once. Run() copies the inputs in, enqueues every
+// node on one stream, synchronizes once and copies the results out; it allocates nothing on the
+// device.
+//
+// Training plans: "param" / "state" parameters live in executor-owned device memory and
+// `assign` nodes are applied after the step (as on the CPU). State() / SetState() copy them.
+#ifndef PTC_RUNTIME_CUDA_EXECUTOR_H_
+#define PTC_RUNTIME_CUDA_EXECUTOR_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "compiler/ir/ir.h"
+#include "runtime/cuda/device.h"
+#include "runtime/plan/plan.h"
+
+namespace ptc::cuda {
+
+struct ExecutorOptions {
+  // main uses the plan's memory plan; another function gets one buffer per value.
+  std::string function = "main";
+  int device = 0;
+  KernelOptions kernels;
+};
+
+struct NodeProfile {
+  std::string op;
+  std::string name;  // first output value
+  std::string loc;
+  double seconds = 0;  // device time (events around the node's launches)
+  int64_t calls = 0;
+  bool host_fallback = false;
+};
+
+struct MemoryReport {
+  int64_t arena_bytes = 0;      // the plan's arena
+  int64_t state_bytes = 0;      // weights and optimizer state (+ assign staging)
+  int64_t constant_bytes = 0;
+  int64_t io_bytes = 0;         // device copies of the inputs
+  int64_t workspace_bytes = 0;  // cuBLASLt workspace + kernel scratch
+  int64_t total() const {
+    return arena_bytes + state_bytes + constant_bytes + io_bytes + workspace_bytes;
+  }
+  std::string ToString() const;
+};
+
+class Executor {
+ public:
+  // The plan must outlive the executor.
+  static absl::StatusOr<std::unique_ptr<Executor>> Create(const plan::Plan& plan);
+  static absl::StatusOr<std::unique_ptr<Executor>> Create(const plan::Plan& plan,
+                                                          const ExecutorOptions& options);
+  virtual ~Executor() = default;
+  // Inputs by parameter name (host tensors); outputs (host tensors) in result order.
+  virtual absl::StatusOr<std::vector<ir::Tensor>> Run(
+      const std::map<std::string, ir::Tensor>& inputs) = 0;
+  virtual void EnableProfiling(bool on) = 0;
+  virtual std::vector<NodeProfile> Profile() const = 0;
+  virtual MemoryReport memory() const = 0;
+  virtual const DeviceInfo& device() const = 0;
+  // Nodes run through the CPU kernels (KernelOptions::host_fallback), by Describe().
+  virtual std::vector<std::string> host_fallback_nodes() const = 0;
+  virtual bool is_training() const = 0;
+  virtual absl::StatusOr<std::map<std::string, ir::Tensor>> State() const = 0;
+  virtual absl::Status SetState(const std::map<std::string, ir::Tensor>& state) = 0;
+};
+
+}  // namespace ptc::cuda
+
+#endif  // PTC_RUNTIME_CUDA_EXECUTOR_H_

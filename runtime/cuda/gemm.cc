@@ -1,0 +1,339 @@
+// matmul / gemm through cuBLASLt.
+//
+// Row-major C[M,N] = A[M,K] B[K,N] is computed as the column-major product C^T = B^T A^T, so no
+// data is transposed: cuBLASLt's "A" is our B and its "B" is our A. The algorithm is chosen once
+// per node at creation (cublasLtMatmulAlgoGetHeuristic) and kept.
+//
+// Precision: f32 computes in f32 (or TF32 on tensor cores with KernelOptions::allow_tf32),
+// f16 / bf16 with f32 accumulation and f32 alpha/beta, f64 in f64.
+// Batching (matmul): equal batch dims or a broadcast operand with one matrix use one strided
+// batched call; a right operand shared by every batch folds the batch into M (one plain GEMM,
+// the linear-layer case); other broadcasts loop over the batch with precomputed offsets.
+#include <cublasLt.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "codegen/cuda/kernels.h"
+#include "compiler/ir/ops.h"
+#include "compiler/support/status.h"
+#include "runtime/cuda/cuda_check.h"
+#include "runtime/cuda/device_kernels.h"
+
+namespace ptc::cuda {
+namespace {
+
+using ir::DType;
+
+struct LtDeleter {
+  void operator()(cublasLtMatmulDescOpaque_t* p) const { cublasLtMatmulDescDestroy(p); }
+  void operator()(cublasLtMatrixLayoutOpaque_t* p) const { cublasLtMatrixLayoutDestroy(p); }
+  void operator()(cublasLtMatmulPreferenceOpaque_t* p) const { cublasLtMatmulPreferenceDestroy(p); }
+};
+using MatmulDesc = std::unique_ptr<cublasLtMatmulDescOpaque_t, LtDeleter>;
+using Layout = std::unique_ptr<cublasLtMatrixLayoutOpaque_t, LtDeleter>;
+using Preference = std::unique_ptr<cublasLtMatmulPreferenceOpaque_t, LtDeleter>;
+
+absl::Status Invalid(const ir::Node& node, std::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": ", std::string(what)));
+}
+
+// One column-major cuBLASLt problem: D[m,n] = alpha op(A) op(B) + beta C, `batch` times.
+struct Problem {
+  int64_t m = 0, n = 0, k = 0;
+  bool trans_a = false, trans_b = false;  // cuBLASLt's A / B (our B / A)
+  int64_t lda = 0, ldb = 0, ldd = 0;
+  int64_t batch = 1;
+  int64_t stride_a = 0, stride_b = 0, stride_d = 0;  // elements
+};
+
+class GemmKernel final : public DeviceKernel {
+ public:
+  absl::Status Init(const ir::Node& node, DType dt, const Problem& p, double alpha, double beta,
+                    bool allow_tf32, cublasLtHandle_t lt) {
+    node_ = &node;
+    p_ = p;
+    elem_ = ir::DTypeSize(dt);
+    cudaDataType_t data;
+    cublasComputeType_t compute;
+    cudaDataType_t scale = CUDA_R_32F;
+    switch (dt) {
+      case DType::kF32:
+        data = CUDA_R_32F;
+        compute = allow_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+        break;
+      case DType::kF16: data = CUDA_R_16F; compute = CUBLAS_COMPUTE_32F; break;
+      case DType::kBF16: data = CUDA_R_16BF; compute = CUBLAS_COMPUTE_32F; break;
+      case DType::kF64:
+        data = CUDA_R_64F;
+        compute = CUBLAS_COMPUTE_64F;
+        scale = CUDA_R_64F;
+        break;
+      default:
+        return absl::UnimplementedError(absl::StrCat(
+            node.Describe(), ": no CUDA GEMM for dtype ", std::string(ir::DTypeName(dt)),
+            " (f32, f16, bf16, f64 are supported)"));
+    }
+    f64_ = dt == DType::kF64;
+    alpha_f_ = static_cast<float>(alpha);
+    beta_f_ = static_cast<float>(beta);
+    alpha_d_ = alpha;
+    beta_d_ = beta;
+    cublasLtMatmulDesc_t desc;
+    PTC_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescCreate(&desc, compute, scale));
+    desc_.reset(desc);
+    const cublasOperation_t ta = p.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const cublasOperation_t tb = p.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    PTC_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA,
+                                                              &ta, sizeof(ta)));
+    PTC_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB,
+                                                              &tb, sizeof(tb)));
+    // Stored (pre-op) shapes, column-major.
+    PTC_ASSIGN_OR_RETURN(a_, MakeLayout(data, p.trans_a ? p.k : p.m, p.trans_a ? p.m : p.k, p.lda,
+                                        p.batch, p.stride_a));
+    PTC_ASSIGN_OR_RETURN(b_, MakeLayout(data, p.trans_b ? p.n : p.k, p.trans_b ? p.k : p.n, p.ldb,
+                                        p.batch, p.stride_b));
+    PTC_ASSIGN_OR_RETURN(d_, MakeLayout(data, p.m, p.n, p.ldd, p.batch, p.stride_d));
+    cublasLtMatmulPreference_t pref;
+    PTC_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&pref));
+    Preference pref_owner(pref);
+    const uint64_t ws = kLtWorkspaceBytes;
+    PTC_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+    cublasLtMatmulHeuristicResult_t result{};
+    int found = 0;
+    PTC_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulAlgoGetHeuristic(
+        lt, desc, a_.get(), b_.get(), d_.get(), d_.get(), pref, 1, &result, &found));
+    if (found == 0) {
+      return absl::UnimplementedError(absl::StrCat(
+          node.Describe(), ": cuBLASLt has no algorithm for ", std::string(ir::DTypeName(dt)), " m=", p.m,
+          " n=", p.n, " k=", p.k, " batch=", p.batch));
+    }
+    algo_ = result.algo;
+    return absl::OkStatus();
+  }
+
+  // Broadcast batches that need one call each: (offset of our A, offset of our B) in elements.
+  void SetBatchLoop(std::vector<std::pair<int64_t, int64_t>> offsets) {
+    loop_ = std::move(offsets);
+  }
+  // gemm's C operand: copied (broadcast) into the output before the product.
+  void SetBias(kernels::CopyDesc copy) {
+    bias_ = true;
+    bias_copy_ = copy;
+  }
+
+  absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
+                      absl::Span<void* const> out, void*) override {
+    const char* our_a = static_cast<const char*>(in[0]);
+    const char* our_b = static_cast<const char*>(in[1]);
+    char* d = static_cast<char*>(out[0]);
+    if (bias_) {
+      const cudaError_t e =
+          kernels::LaunchStridedCopy(static_cast<int>(elem_), bias_copy_, in[2], d, ctx.stream);
+      if (e != cudaSuccess) return CudaStatus(e, "LaunchStridedCopy (gemm C)", __FILE__, __LINE__);
+    }
+    const void* alpha = f64_ ? static_cast<const void*>(&alpha_d_) : &alpha_f_;
+    const void* beta = f64_ ? static_cast<const void*>(&beta_d_) : &beta_f_;
+    if (loop_.empty()) return Matmul(ctx, our_b, our_a, d, alpha, beta);
+    const int64_t d_step = p_.m * p_.n * static_cast<int64_t>(elem_);
+    for (size_t i = 0; i < loop_.size(); ++i) {
+      PTC_RETURN_IF_ERROR(Matmul(ctx, our_b + loop_[i].second * elem_, our_a + loop_[i].first * elem_,
+                                 d + i * d_step, alpha, beta));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  static absl::StatusOr<Layout> MakeLayout(cudaDataType_t type, int64_t rows, int64_t cols,
+                                           int64_t ld, int64_t batch, int64_t stride) {
+    cublasLtMatrixLayout_t l;
+    PTC_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&l, type, static_cast<uint64_t>(rows),
+                                                          static_cast<uint64_t>(cols), ld));
+    Layout owner(l);
+    if (batch > 1) {
+      const int32_t count = static_cast<int32_t>(batch);
+      PTC_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutSetAttribute(
+          l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)));
+      PTC_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutSetAttribute(
+          l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)));
+    }
+    return owner;
+  }
+
+  absl::Status Matmul(const LaunchContext& ctx, const void* lt_a, const void* lt_b, void* d,
+                      const void* alpha, const void* beta) {
+    PTC_CUBLAS_RETURN_IF_ERROR(cublasLtMatmul(ctx.lt, desc_.get(), alpha, lt_a, a_.get(), lt_b,
+                                              b_.get(), beta, d, d_.get(), d, d_.get(), &algo_,
+                                              ctx.lt_workspace, ctx.lt_workspace_bytes,
+                                              ctx.stream));
+    return absl::OkStatus();
+  }
+
+ private:
+  const ir::Node* node_ = nullptr;
+  Problem p_;
+  size_t elem_ = 4;
+  bool f64_ = false;
+  float alpha_f_ = 1, beta_f_ = 0;
+  double alpha_d_ = 1, beta_d_ = 0;
+  MatmulDesc desc_;
+  Layout a_, b_, d_;
+  cublasLtMatmulAlgo_t algo_{};
+  std::vector<std::pair<int64_t, int64_t>> loop_;
+  bool bias_ = false;
+  kernels::CopyDesc bias_copy_;
+};
+
+// Problem for row-major C[M,N] = op(A) op(B) with our A [M,K] (or [K,M] if trans_a) and our B
+// [K,N] (or [N,K] if trans_b).
+Problem RowMajorProblem(int64_t m, int64_t n, int64_t k, bool trans_a, bool trans_b) {
+  Problem p;
+  p.m = n;  // cuBLASLt D = C^T: n rows (our N), m columns (our M)
+  p.n = m;
+  p.k = k;
+  p.trans_a = trans_b;  // cuBLASLt A = our B
+  p.trans_b = trans_a;
+  p.lda = trans_b ? k : n;
+  p.ldb = trans_a ? m : k;
+  p.ldd = n;
+  return p;
+}
+
+absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateMatmul(const ir::Node& node,
+                                                            const KernelOptions& options,
+                                                            cublasLtHandle_t lt) {
+  if (node.num_inputs() != 2 || node.num_outputs() != 1) {
+    return Invalid(node, "matmul takes two inputs and has one output");
+  }
+  const ir::TensorType& ta = node.input(0)->type();
+  const ir::TensorType& tb = node.input(1)->type();
+  if (ta.dtype != tb.dtype) return Invalid(node, "operands must share one dtype");
+  if (ta.rank() < 1 || tb.rank() < 1) return Invalid(node, "operands must have rank >= 1");
+  ir::Shape a = ta.shape, b = tb.shape;
+  if (a.size() == 1) a.insert(a.begin(), 1);
+  if (b.size() == 1) b.push_back(1);
+  const int64_t m = a[a.size() - 2], k = a.back(), n = b.back();
+  if (b[b.size() - 2] != k) {
+    return Invalid(node, absl::StrCat("inner dims differ: ", ta.ToString(), " x ", tb.ToString()));
+  }
+  const ir::Shape a_batch(a.begin(), a.end() - 2), b_batch(b.begin(), b.end() - 2);
+  PTC_ASSIGN_OR_RETURN(ir::Shape out_batch, ir::BroadcastShapes(a_batch, b_batch));
+  const int64_t batch = ir::NumElements(out_batch);
+  if (node.output()->type().num_elements() != batch * m * n) {
+    return Invalid(node, absl::StrCat("output ", node.output()->type().ToString(),
+                                      " does not match ", ta.ToString(), " x ", tb.ToString()));
+  }
+  const int64_t na = ir::NumElements(a_batch), nb = ir::NumElements(b_batch);
+  // A batch shape that broadcasts to out_batch with as many elements equals it (padded).
+  auto same = [&](const ir::Shape& s) { return ir::NumElements(s) == batch; };
+  auto kernel = std::make_unique<GemmKernel>();
+  Problem p;
+  std::vector<std::pair<int64_t, int64_t>> loop;
+  if (batch > INT32_MAX) return Invalid(node, "more than 2^31 matrices in one batch");
+  if (nb == 1 && na == batch) {
+    // Shared right operand: fold the batch into M (row-major A is [batch*M, K]).
+    p = RowMajorProblem(batch * m, n, k, false, false);
+  } else if ((na == 1 || same(a_batch)) && (nb == 1 || same(b_batch))) {
+    p = RowMajorProblem(m, n, k, false, false);
+    p.batch = batch;
+    p.stride_a = nb == 1 ? 0 : k * n;  // cuBLASLt A = our B
+    p.stride_b = na == 1 ? 0 : m * k;
+    p.stride_d = m * n;
+  } else {
+    p = RowMajorProblem(m, n, k, false, false);
+    // Offsets of each output batch's operands through broadcast strides.
+    const size_t r = out_batch.size();
+    std::vector<int64_t> sa(r, 0), sb(r, 0);
+    int64_t s = m * k;
+    for (size_t i = 0; i < a_batch.size(); ++i) {
+      const size_t d = a_batch.size() - 1 - i;
+      if (a_batch[d] != 1) sa[r - 1 - i] = s;
+      s *= a_batch[d];
+    }
+    s = k * n;
+    for (size_t i = 0; i < b_batch.size(); ++i) {
+      const size_t d = b_batch.size() - 1 - i;
+      if (b_batch[d] != 1) sb[r - 1 - i] = s;
+      s *= b_batch[d];
+    }
+    for (int64_t bi = 0; bi < batch; ++bi) {
+      int64_t rem = bi, oa = 0, ob = 0;
+      for (int d = static_cast<int>(r) - 1; d >= 0; --d) {
+        const int64_t c = rem % out_batch[d];
+        rem /= out_batch[d];
+        oa += c * sa[d];
+        ob += c * sb[d];
+      }
+      loop.push_back({oa, ob});
+    }
+  }
+  PTC_RETURN_IF_ERROR(kernel->Init(node, ta.dtype, p, 1.0, 0.0, options.allow_tf32, lt));
+  if (!loop.empty()) kernel->SetBatchLoop(std::move(loop));
+  return std::unique_ptr<DeviceKernel>(std::move(kernel));
+}
+
+absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateGemm(const ir::Node& node,
+                                                          const KernelOptions& options,
+                                                          cublasLtHandle_t lt) {
+  if (node.num_inputs() < 2 || node.num_inputs() > 3 || node.num_outputs() != 1) {
+    return Invalid(node, "gemm takes (a, b [, c]) and has one output");
+  }
+  const ir::TensorType& ta = node.input(0)->type();
+  const ir::TensorType& tb = node.input(1)->type();
+  if (ta.rank() != 2 || tb.rank() != 2 || ta.dtype != tb.dtype) {
+    return Invalid(node, "a and b must be rank-2 tensors of one dtype");
+  }
+  PTC_ASSIGN_OR_RETURN(double alpha, node.GetFloat("alpha", 1.0));
+  PTC_ASSIGN_OR_RETURN(double beta, node.GetFloat("beta", 1.0));
+  PTC_ASSIGN_OR_RETURN(int64_t trans_a, node.GetInt("trans_a", 0));
+  PTC_ASSIGN_OR_RETURN(int64_t trans_b, node.GetInt("trans_b", 0));
+  const int64_t m = trans_a ? ta.shape[1] : ta.shape[0];
+  const int64_t k = trans_a ? ta.shape[0] : ta.shape[1];
+  const int64_t n = trans_b ? tb.shape[0] : tb.shape[1];
+  if ((trans_b ? tb.shape[1] : tb.shape[0]) != k) {
+    return Invalid(node, absl::StrCat("inner dims differ: ", ta.ToString(), " x ", tb.ToString()));
+  }
+  if (node.output()->type().shape != ir::Shape{m, n}) {
+    return Invalid(node, absl::StrCat("output must be [", m, ",", n, "]"));
+  }
+  const bool has_c = node.num_inputs() == 3 && beta != 0.0;
+  auto kernel = std::make_unique<GemmKernel>();
+  const Problem p = RowMajorProblem(m, n, k, trans_a != 0, trans_b != 0);
+  PTC_RETURN_IF_ERROR(
+      kernel->Init(node, ta.dtype, p, alpha, has_c ? beta : 0.0, options.allow_tf32, lt));
+  if (has_c) {
+    const ir::TensorType& tc = node.input(2)->type();
+    if (tc.dtype != ta.dtype || tc.rank() > 2) return Invalid(node, "c must broadcast to [M, N]");
+    ir::Shape c = tc.shape;
+    while (c.size() < 2) c.insert(c.begin(), 1);
+    if ((c[0] != 1 && c[0] != m) || (c[1] != 1 && c[1] != n)) {
+      return Invalid(node, absl::StrCat("c ", tc.ToString(), " does not broadcast to [", m, ",",
+                                        n, "]"));
+    }
+    kernels::CopyDesc d;
+    d.rank = 2;
+    d.n = m * n;
+    d.shape[0] = m;
+    d.shape[1] = n;
+    d.in_strides[0] = c[0] == 1 ? 0 : c[1];
+    d.in_strides[1] = c[1] == 1 ? 0 : 1;
+    d.out_strides[0] = n;
+    d.out_strides[1] = 1;
+    kernel->SetBias(d);
+  }
+  return std::unique_ptr<DeviceKernel>(std::move(kernel));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateGemmKernel(const ir::Node& node,
+                                                                const KernelOptions& options,
+                                                                cublasLtHandle_t lt) {
+  if (node.op() == "gemm") return CreateGemm(node, options, lt);
+  return CreateMatmul(node, options, lt);
+}
+
+}  // namespace ptc::cuda

@@ -1,0 +1,400 @@
+// The CUDA kernel case table (ggml test-backend-ops style): every case builds one IR node, draws
+// fresh random inputs, evaluates the node with the CPU kernels (cpu::EvaluateNode, the
+// reference) and with the CUDA kernels (cuda::EvaluateNodeOnDevice, outputs poisoned before
+// the launch), and compares them with per-dtype bounds. Without a GPU the device tests skip
+// with "SKIPPED: no CUDA device"; the reference side of the table runs everywhere.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "codegen/cpu/kernel.h"
+#include "compiler/ir/ops.h"
+#include "compiler/support/status.h"
+#include "gtest/gtest.h"
+#include "runtime/cuda/device.h"
+
+namespace ptc::cuda {
+namespace {
+
+using ir::DType;
+using ir::TensorType;
+
+#define PTC_SKIP_WITHOUT_CUDA_DEVICE()                                                 \
+  do {                                                                                 \
+    auto ptc_device_ = GetDevice(0);                                                   \
+    if (!ptc_device_.ok()) {                                                           \
+      GTEST_SKIP() << "SKIPPED: no CUDA device (" << ptc_device_.status().message()    \
+                   << ")";                                                             \
+    }                                                                                  \
+  } while (0)
+
+enum class Gen { kNormal, kPositive, kSmallInt, kNonZeroInt, kBool, kIndex };
+
+struct Case {
+  std::string name;
+  std::string op;
+  std::vector<TensorType> inputs;
+  ir::AttrMap attrs;
+  int num_outputs = 1;
+  std::vector<Gen> gens;  // per input; kNormal (floats) / kSmallInt (ints) when absent
+  int64_t index_range = 0;  // kIndex: valid indices are [-index_range, index_range)
+  double tolerance_scale = 1;  // GEMMs: accumulated rounding grows with K
+};
+
+TensorType T(DType d, ir::Shape s) { return TensorType{d, std::move(s)}; }
+
+std::vector<Case> Cases() {
+  const DType f32 = DType::kF32, f16 = DType::kF16, bf16 = DType::kBF16, f64 = DType::kF64;
+  const DType i32 = DType::kI32, i64 = DType::kI64, b = DType::kBool;
+  std::vector<Case> cs;
+  // Binary ops with broadcasting, every float dtype and the integer ones.
+  for (const char* op : {"add", "sub", "mul", "div", "max", "min"}) {
+    cs.push_back({absl::StrCat(op, "_f32_bcast"), op, {T(f32, {4, 1, 8}), T(f32, {3, 1})}});
+    cs.push_back({absl::StrCat(op, "_f32_same"), op, {T(f32, {1000}), T(f32, {1000})}});
+    cs.push_back({absl::StrCat(op, "_bf16"), op, {T(bf16, {5, 16}), T(bf16, {16})}});
+    cs.push_back({absl::StrCat(op, "_f16"), op, {T(f16, {5, 16}), T(f16, {5, 1})}});
+    cs.push_back({absl::StrCat(op, "_f64"), op, {T(f64, {3, 7}), T(f64, {3, 7})}});
+    Case ci{absl::StrCat(op, "_i64"), op, {T(i64, {6, 5}), T(i64, {5})}};
+    ci.gens = {Gen::kSmallInt, Gen::kNonZeroInt};
+    cs.push_back(ci);
+    ci.name = absl::StrCat(op, "_i32");
+    ci.inputs = {T(i32, {2, 3, 4}), T(i32, {3, 1})};
+    cs.push_back(ci);
+  }
+  cs.push_back({"pow_f32", "pow", {T(f32, {8, 9}), T(f32, {9})}, {}, 1,
+                {Gen::kPositive, Gen::kNormal}});
+  for (const char* op : {"equal", "less", "greater", "less_equal", "greater_equal"}) {
+    cs.push_back({absl::StrCat(op, "_f32"), op, {T(f32, {6, 7}), T(f32, {7})}});
+    Case ci{absl::StrCat(op, "_i64"), op, {T(i64, {6, 7}), T(i64, {6, 1})}};
+    ci.gens = {Gen::kSmallInt, Gen::kSmallInt};
+    cs.push_back(ci);
+  }
+  for (const char* op : {"and", "or", "xor"}) {
+    cs.push_back({absl::StrCat(op, "_bool"), op, {T(b, {4, 9}), T(b, {9})}, {}, 1,
+                  {Gen::kBool, Gen::kBool}});
+  }
+  cs.push_back({"not_bool", "not", {T(b, {33})}, {}, 1, {Gen::kBool}});
+  // Unary ops.
+  for (const char* op : {"neg", "abs", "exp", "erf", "tanh", "sigmoid", "relu", "identity",
+                         "floor", "ceil"}) {
+    cs.push_back({absl::StrCat(op, "_f32"), op, {T(f32, {37, 65})}});
+    cs.push_back({absl::StrCat(op, "_bf16"), op, {T(bf16, {3, 50})}});
+  }
+  for (const char* op : {"sqrt", "reciprocal", "log"}) {
+    cs.push_back({absl::StrCat(op, "_f32"), op, {T(f32, {37, 65})}, {}, 1, {Gen::kPositive}});
+    cs.push_back({absl::StrCat(op, "_f16"), op, {T(f16, {3, 50})}, {}, 1, {Gen::kPositive}});
+  }
+  for (const char* op : {"neg", "abs", "relu"}) {
+    Case ci{absl::StrCat(op, "_i64"), op, {T(i64, {40})}};
+    ci.gens = {Gen::kSmallInt};
+    cs.push_back(ci);
+  }
+  cs.push_back({"gelu_f32", "gelu", {T(f32, {16, 64})}});
+  cs.push_back({"gelu_tanh_f32", "gelu", {T(f32, {16, 64})}, {{"approximate", std::string("tanh")}}});
+  cs.push_back({"gelu_bf16", "gelu", {T(bf16, {16, 64})}});
+  // where / cast / trilu.
+  cs.push_back({"where_f32", "where", {T(b, {4, 1}), T(f32, {1, 5}), T(f32, {4, 5})}, {}, 1,
+                {Gen::kBool, Gen::kNormal, Gen::kNormal}});
+  cs.push_back({"where_i64", "where", {T(b, {3, 4}), T(i64, {4}), T(i64, {3, 1})}, {}, 1,
+                {Gen::kBool, Gen::kSmallInt, Gen::kSmallInt}});
+  cs.push_back({"where_bf16", "where", {T(b, {2, 8}), T(bf16, {2, 8}), T(bf16, {1})}, {}, 1,
+                {Gen::kBool, Gen::kNormal, Gen::kNormal}});
+  const std::vector<std::pair<DType, DType>> casts = {
+      {f32, i32}, {f32, i64}, {f32, f16}, {f32, bf16}, {f16, f32}, {bf16, f32}, {i64, f32},
+      {i32, i64}, {i64, i32}, {f32, b},   {b, f32},    {f64, f32}, {f32, f64}, {bf16, f16}};
+  for (const auto& [from, to] : casts) {
+    Case c{absl::StrCat("cast_", std::string(ir::DTypeName(from)), "_", std::string(ir::DTypeName(to))), "cast",
+           {T(from, {9, 13})}, {{"to", to}}};
+    if (from == b) c.gens = {Gen::kBool};
+    cs.push_back(c);
+  }
+  cs.push_back({"trilu_upper", "trilu", {T(f32, {2, 5, 7})}, {{"upper", int64_t{1}}, {"k", int64_t{1}}}});
+  cs.push_back({"trilu_lower", "trilu", {T(f32, {6, 6})}, {{"upper", int64_t{0}}, {"k", int64_t{-1}}}});
+  // GEMMs.
+  auto gemm = [&](std::string name, std::string op, std::vector<TensorType> in, ir::AttrMap attrs,
+                  double scale) {
+    Case c{std::move(name), std::move(op), std::move(in), std::move(attrs)};
+    c.tolerance_scale = scale;
+    cs.push_back(c);
+  };
+  gemm("matmul_f32_batched", "matmul", {T(f32, {2, 3, 17, 33}), T(f32, {2, 3, 33, 19})}, {}, 10);
+  gemm("matmul_f32_shared_rhs", "matmul", {T(f32, {5, 16, 32}), T(f32, {32, 24})}, {}, 10);
+  gemm("matmul_f32_shared_lhs", "matmul", {T(f32, {16, 32}), T(f32, {3, 32, 24})}, {}, 10);
+  gemm("matmul_f32_bcast_loop", "matmul", {T(f32, {3, 1, 8, 12}), T(f32, {1, 4, 12, 10})}, {}, 10);
+  gemm("matmul_f32_vec_mat", "matmul", {T(f32, {7}), T(f32, {7, 5})}, {}, 10);
+  gemm("matmul_f32_mat_vec", "matmul", {T(f32, {4, 6}), T(f32, {6})}, {}, 10);
+  gemm("matmul_f32_large", "matmul", {T(f32, {128, 512}), T(f32, {512, 96})}, {}, 30);
+  gemm("matmul_bf16", "matmul", {T(bf16, {64, 128}), T(bf16, {128, 96})}, {}, 2);
+  gemm("matmul_f16", "matmul", {T(f16, {64, 128}), T(f16, {128, 96})}, {}, 2);
+  gemm("matmul_bf16_attention", "matmul", {T(bf16, {2, 4, 16, 32}), T(bf16, {2, 4, 32, 16})}, {}, 2);
+  gemm("matmul_f64", "matmul", {T(f64, {9, 10}), T(f64, {10, 11})}, {}, 10);
+  gemm("gemm_bias_row", "gemm", {T(f32, {8, 16}), T(f32, {16, 12}), T(f32, {12})},
+       {{"alpha", 0.5}, {"beta", 2.0}}, 10);
+  gemm("gemm_trans_bias_col", "gemm", {T(f32, {16, 8}), T(f32, {12, 16}), T(f32, {8, 1})},
+       {{"trans_a", int64_t{1}}, {"trans_b", int64_t{1}}}, 10);
+  gemm("gemm_no_c", "gemm", {T(f32, {8, 16}), T(f32, {12, 16})}, {{"trans_b", int64_t{1}}}, 10);
+  // Softmax, layer_norm, reductions.
+  cs.push_back({"softmax_last", "softmax", {T(f32, {6, 50})}, {{"axis", int64_t{1}}}});
+  cs.push_back({"softmax_middle", "softmax", {T(f32, {3, 7, 5})}, {{"axis", int64_t{1}}}});
+  cs.push_back({"softmax_vocab_bf16", "softmax", {T(bf16, {4, 1000})}, {{"axis", int64_t{1}}}});
+  cs.push_back({"log_softmax_last", "log_softmax", {T(f32, {5, 300})}, {{"axis", int64_t{1}}}});
+  cs.push_back({"log_softmax_first", "log_softmax", {T(f32, {9, 4})}, {{"axis", int64_t{0}}}});
+  Case ln{"layer_norm_bias_stats", "layer_norm", {T(f32, {4, 6, 32}), T(f32, {32}), T(f32, {32})},
+          {{"axis", int64_t{2}}, {"epsilon", 1e-5}}, 3};
+  cs.push_back(ln);
+  cs.push_back({"layer_norm_two_axes", "layer_norm", {T(f32, {3, 4, 5}), T(f32, {4, 5})},
+                {{"axis", int64_t{1}}, {"epsilon", 1e-3}}});
+  cs.push_back({"layer_norm_bf16", "layer_norm", {T(bf16, {8, 64}), T(bf16, {64}), T(bf16, {64})},
+                {{"axis", int64_t{1}}}});
+  cs.push_back({"layer_norm_wide", "layer_norm", {T(f32, {2, 3000}), T(f32, {3000}), T(f32, {3000})},
+                {{"axis", int64_t{1}}}});
+  cs.push_back({"reduce_sum_middle", "reduce_sum", {T(f32, {4, 300, 3})},
+                {{"axes", std::vector<int64_t>{1}}, {"keepdims", int64_t{1}}}});
+  cs.push_back({"reduce_mean_all", "reduce_mean", {T(f32, {17, 33})},
+                {{"axes", std::vector<int64_t>{}}, {"keepdims", int64_t{0}}}});
+  cs.push_back({"reduce_max_outer", "reduce_max", {T(f32, {5, 6, 7})},
+                {{"axes", std::vector<int64_t>{0, 2}}, {"keepdims", int64_t{0}}}});
+  cs.push_back({"reduce_min_last", "reduce_min", {T(f32, {40, 9})},
+                {{"axes", std::vector<int64_t>{1}}, {"keepdims", int64_t{1}}}});
+  cs.push_back({"reduce_mean_bf16", "reduce_mean", {T(bf16, {8, 512})},
+                {{"axes", std::vector<int64_t>{1}}, {"keepdims", int64_t{0}}}});
+  Case rs{"reduce_sum_i64", "reduce_sum", {T(i64, {6, 10})},
+          {{"axes", std::vector<int64_t>{0}}, {"keepdims", int64_t{0}}}};
+  rs.gens = {Gen::kSmallInt};
+  cs.push_back(rs);
+  // Data movement.
+  cs.push_back({"reshape", "reshape", {T(f32, {6, 4})}, {{"shape", std::vector<int64_t>{2, 12}}}});
+  cs.push_back({"expand", "expand", {T(f32, {3, 1})}, {{"shape", std::vector<int64_t>{2, 3, 4}}}});
+  cs.push_back({"transpose_3d", "transpose", {T(f32, {4, 5, 6})},
+                {{"perm", std::vector<int64_t>{2, 0, 1}}}});
+  cs.push_back({"transpose_heads_bf16", "transpose", {T(bf16, {2, 16, 4, 8})},
+                {{"perm", std::vector<int64_t>{0, 2, 1, 3}}}});
+  Case ti{"transpose_i64", "transpose", {T(i64, {33, 65})}, {{"perm", std::vector<int64_t>{1, 0}}}};
+  ti.gens = {Gen::kSmallInt};
+  cs.push_back(ti);
+  cs.push_back({"split_three", "split", {T(f32, {4, 6, 3})},
+                {{"axis", int64_t{1}}, {"sizes", std::vector<int64_t>{2, 3, 1}}}, 3});
+  cs.push_back({"slice_steps", "slice", {T(f32, {10, 8})},
+                {{"starts", std::vector<int64_t>{1, 7}},
+                 {"ends", std::vector<int64_t>{9, 0}},
+                 {"steps", std::vector<int64_t>{3, -2}}}});
+  cs.push_back({"slice_narrow", "slice", {T(f32, {2, 32, 96})},
+                {{"starts", std::vector<int64_t>{0, 0, 32}},
+                 {"ends", std::vector<int64_t>{2, 32, 64}},
+                 {"steps", std::vector<int64_t>{1, 1, 1}}}});
+  cs.push_back({"concat_three", "concat", {T(f32, {2, 3, 4}), T(f32, {2, 1, 4}), T(f32, {2, 5, 4})},
+                {{"axis", int64_t{1}}}});
+  Case ge{"gather_embedding", "gather", {T(f32, {50, 16}), T(i64, {2, 7})}, {{"axis", int64_t{0}}}};
+  ge.gens = {Gen::kNormal, Gen::kIndex};
+  ge.index_range = 50;
+  cs.push_back(ge);
+  Case g1{"gather_axis1_i32", "gather", {T(bf16, {3, 20, 4}), T(i32, {5})}, {{"axis", int64_t{1}}}};
+  g1.gens = {Gen::kNormal, Gen::kIndex};
+  g1.index_range = 20;
+  cs.push_back(g1);
+  // fused_elementwise (the interpreter).
+  cs.push_back({"fused_bias_gelu", "fused_elementwise", {T(f32, {8, 32}), T(f32, {32})},
+                {{"program", std::vector<std::string>{"x0", "x1", "add", "gelu"}},
+                 {"shape", std::vector<int64_t>{8, 32}}}});
+  cs.push_back({"fused_constants_bf16", "fused_elementwise", {T(bf16, {4, 1, 6}), T(bf16, {5, 1})},
+                {{"program", std::vector<std::string>{"x0", "c0", "mul", "x1", "sub", "tanh",
+                                                      "c1", "max"}},
+                 {"constants", std::vector<double>{0.5, -0.25}},
+                 {"shape", std::vector<int64_t>{4, 5, 6}}}});
+  return cs;
+}
+
+// Per-dtype bounds: |got - want| <= atol + rtol |want|.
+std::pair<double, double> Bounds(DType d) {
+  switch (d) {
+    case DType::kF32: return {2e-5, 2e-5};
+    case DType::kF64: return {1e-12, 1e-12};
+    case DType::kF16: return {2e-3, 2e-3};
+    case DType::kBF16: return {1.6e-2, 1.6e-2};
+    default: return {0, 0};  // integers and bool: exact
+  }
+}
+
+ir::Tensor Random(const TensorType& t, Gen gen, int64_t index_range, std::mt19937_64& rng) {
+  if (t.dtype == DType::kF16 || t.dtype == DType::kBF16) {
+    // Draw in f32 and let the CPU cast kernel round (it is the reference side anyway).
+    ir::Tensor f = Random(TensorType{DType::kF32, t.shape}, gen, index_range, rng);
+    ir::Function fn("cast");
+    ir::Node* cast = fn.AddNode("cast", {fn.AddParam("x", f.type())}, {t}, {{"to", t.dtype}});
+    auto out = cpu::EvaluateNode(*cast, {f});
+    PTC_CHECK(out.ok());
+    return (*out)[0];
+  }
+  ir::Tensor out(t.dtype, t.shape);
+  const int64_t n = t.num_elements();
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::uniform_real_distribution<double> positive(0.5, 2.0);
+  std::uniform_int_distribution<int64_t> small(-10, 10);
+  std::uniform_int_distribution<int64_t> index(-index_range, index_range - 1);
+  for (int64_t i = 0; i < n; ++i) {
+    double v = 0;
+    switch (gen) {
+      case Gen::kNormal: v = ir::IsFloat(t.dtype) ? normal(rng) : double(small(rng)); break;
+      case Gen::kPositive: v = positive(rng); break;
+      case Gen::kSmallInt: v = double(small(rng)); break;
+      case Gen::kNonZeroInt: do { v = double(small(rng)); } while (v == 0); break;
+      case Gen::kBool: v = double(rng() & 1); break;
+      case Gen::kIndex: v = double(index(rng)); break;
+    }
+    char* p = static_cast<char*>(out.mutable_data()) + i * ir::DTypeSize(t.dtype);
+    switch (t.dtype) {
+      case DType::kF32: { float f = float(v); std::memcpy(p, &f, 4); break; }
+      case DType::kF64: std::memcpy(p, &v, 8); break;
+      case DType::kF16:
+      case DType::kBF16: break;  // drawn as f32 above, converted below
+      case DType::kI32: { int32_t x = int32_t(v); std::memcpy(p, &x, 4); break; }
+      case DType::kI64: { int64_t x = int64_t(v); std::memcpy(p, &x, 8); break; }
+      case DType::kI8: { int8_t x = int8_t(v); std::memcpy(p, &x, 1); break; }
+      case DType::kU8:
+      case DType::kBool: { uint8_t x = uint8_t(v); std::memcpy(p, &x, 1); break; }
+    }
+  }
+  return out;
+}
+
+struct Built {
+  std::unique_ptr<ir::Module> module;
+  ir::Node* node = nullptr;
+};
+
+absl::StatusOr<Built> Build(const Case& c) {
+  Built b;
+  b.module = std::make_unique<ir::Module>();
+  ir::Function* f = b.module->AddFunction("main");
+  std::vector<ir::Value*> params;
+  for (size_t i = 0; i < c.inputs.size(); ++i) {
+    params.push_back(f->AddParam(absl::StrCat("x", i), c.inputs[i]));
+  }
+  auto types = ir::InferTypes(c.op, c.inputs, c.attrs, c.num_outputs);
+  if (!types.ok()) return types.status();
+  b.node = f->AddNode(c.op, params, *types, c.attrs, /*loc=*/c.name);
+  return b;
+}
+
+std::vector<ir::Tensor> Inputs(const Case& c, std::mt19937_64& rng) {
+  std::vector<ir::Tensor> in;
+  for (size_t i = 0; i < c.inputs.size(); ++i) {
+    Gen g = i < c.gens.size() ? c.gens[i] : Gen::kNormal;
+    in.push_back(Random(c.inputs[i], g, c.index_range, rng));
+  }
+  return in;
+}
+
+// "" when close; otherwise the count and the worst element.
+std::string Compare(const ir::Tensor& got, const ir::Tensor& want, double scale) {
+  if (got.type() != want.type()) {
+    return absl::StrCat("type ", got.type().ToString(), " vs ", want.type().ToString());
+  }
+  auto [rtol, atol] = Bounds(want.dtype());
+  rtol *= scale;
+  atol *= scale;
+  int64_t bad = 0, worst = -1;
+  double worst_excess = -1;
+  for (int64_t i = 0; i < want.num_elements(); ++i) {
+    const double g = got.GetDouble(i), w = want.GetDouble(i);
+    bool ok;
+    double excess;
+    if (std::isnan(w) || std::isnan(g)) {
+      ok = std::isnan(w) && std::isnan(g);
+      excess = ok ? 0 : INFINITY;
+    } else if (std::isinf(w) || std::isinf(g)) {
+      ok = g == w;
+      excess = ok ? 0 : INFINITY;
+    } else {
+      excess = std::fabs(g - w) - (atol + rtol * std::fabs(w));
+      ok = excess <= 0;
+    }
+    if (!ok) {
+      ++bad;
+      if (excess > worst_excess) worst_excess = excess, worst = i;
+    }
+  }
+  if (bad == 0) return "";
+  return absl::StrFormat("%d of %d elements differ (rtol %g, atol %g); worst [%d] got %.9g want %.9g",
+                         bad, want.num_elements(), rtol, atol, worst, got.GetDouble(worst),
+                         want.GetDouble(worst));
+}
+
+class CudaKernelCase : public testing::TestWithParam<Case> {};
+
+// Runs without a GPU: every case is a valid node whose CPU reference evaluates.
+TEST_P(CudaKernelCase, ReferenceEvaluates) {
+  const Case& c = GetParam();
+  auto built = Build(c);
+  ASSERT_TRUE(built.ok()) << c.name << ": " << built.status();
+  std::mt19937_64 rng(std::hash<std::string>{}(c.name));
+  auto ref = cpu::EvaluateNode(*built->node, Inputs(c, rng));
+  ASSERT_TRUE(ref.ok()) << c.name << ": " << ref.status();
+  EXPECT_EQ(ref->size(), built->node->num_outputs());
+  EXPECT_TRUE(HasDeviceKernel(c.op) || !BuiltWithCuda()) << c.op << " has no CUDA kernel";
+}
+
+TEST_P(CudaKernelCase, MatchesCpu) {
+  PTC_SKIP_WITHOUT_CUDA_DEVICE();
+  const Case& c = GetParam();
+  auto built = Build(c);
+  ASSERT_TRUE(built.ok()) << c.name << ": " << built.status();
+  // Two draws: the kernel must compute the same function on any valid input.
+  for (uint64_t seed : {uint64_t{1}, uint64_t{2}}) {
+    std::mt19937_64 rng(std::hash<std::string>{}(c.name) + seed);
+    const std::vector<ir::Tensor> in = Inputs(c, rng);
+    auto ref = cpu::EvaluateNode(*built->node, in);
+    ASSERT_TRUE(ref.ok()) << ref.status();
+    auto got = EvaluateNodeOnDevice(*built->node, in);
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_EQ(got->size(), ref->size());
+    for (size_t i = 0; i < ref->size(); ++i) {
+      const std::string err = Compare((*got)[i], (*ref)[i], c.tolerance_scale);
+      EXPECT_TRUE(err.empty()) << c.name << " output " << i << " (seed " << seed << "): " << err;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, CudaKernelCase, testing::ValuesIn(Cases()),
+                         [](const testing::TestParamInfo<Case>& info) { return info.param.name; });
+
+TEST(CudaKernelErrors, GatherIndexOutOfRangeIsAnError) {
+  PTC_SKIP_WITHOUT_CUDA_DEVICE();
+  Case c{"gather_bad", "gather", {T(DType::kF32, {4, 3}), T(DType::kI64, {2})},
+         {{"axis", int64_t{0}}}};
+  auto built = Build(c);
+  ASSERT_TRUE(built.ok()) << built.status();
+  std::vector<ir::Tensor> in = {ir::Tensor(DType::kF32, {4, 3}),
+                                ir::Tensor::FromVector<int64_t>(DType::kI64, {2}, {1, 4})};
+  auto got = EvaluateNodeOnDevice(*built->node, in);
+  ASSERT_FALSE(got.ok());
+  EXPECT_NE(got.status().message().find("out of range"), std::string::npos) << got.status();
+}
+
+TEST(CudaKernelErrors, UnsupportedOpNamesTheNode) {
+  PTC_SKIP_WITHOUT_CUDA_DEVICE();
+  Case c{"nll", "nll_loss", {T(DType::kF32, {4, 5}), T(DType::kI64, {4})}, {}};
+  auto built = Build(c);
+  ASSERT_TRUE(built.ok()) << built.status();
+  std::vector<ir::Tensor> in = {ir::Tensor(DType::kF32, {4, 5}), ir::Tensor(DType::kI64, {4})};
+  auto got = EvaluateNodeOnDevice(*built->node, in);
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kUnimplemented) << got.status();
+  EXPECT_NE(got.status().message().find("nll_loss"), std::string::npos) << got.status();
+  // The host fallback runs it through the CPU kernel.
+  KernelOptions fallback;
+  fallback.host_fallback = true;
+  got = EvaluateNodeOnDevice(*built->node, in, fallback);
+  ASSERT_TRUE(got.ok()) << got.status();
+  auto ref = cpu::EvaluateNode(*built->node, in);
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  EXPECT_EQ(Compare((*got)[0], (*ref)[0], 1), "");
+}
+
+}  // namespace
+}  // namespace ptc::cuda
