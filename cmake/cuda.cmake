@@ -58,8 +58,9 @@ if(PTC_CUDA_FOUND)
   set_property(TARGET ptc_runtime_cuda PROPERTY COMPILE_OPTIONS ${ptc_cxx_opts})
   target_compile_options(ptc_runtime_cuda PRIVATE
                          $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr -lineinfo>)
+  # Shared cudart (CUDA::cudart): one runtime instance for the library and its users.
   set_target_properties(ptc_runtime_cuda PROPERTIES CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON
-                        CUDA_SEPARABLE_COMPILATION OFF)
+                        CUDA_SEPARABLE_COMPILATION OFF CUDA_RUNTIME_LIBRARY Shared)
   target_link_libraries(ptc_runtime_cuda PUBLIC ptc_ir ptc_plan ptc_cpu_kernels CUDA::cudart
                         CUDA::cublasLt)
   target_compile_definitions(ptc_runtime_cuda PUBLIC PTC_HAVE_CUDA=1)

@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "compiler/driver/driver.h"
 #include "gtest/gtest.h"
+#include "tests/cuda/cuda_test_util.h"
 #include "nlohmann/json.hpp"
 #include "runtime/cuda/executor.h"
 #include "tests/e2e/tensor_proto_reader.h"
@@ -23,15 +24,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-#define PTC_SKIP_WITHOUT_CUDA_DEVICE()                                                 \
-  do {                                                                                 \
-    auto ptc_device_ = GetDevice(0);                                                   \
-    if (!ptc_device_.ok()) {                                                           \
-      GTEST_SKIP() << "SKIPPED: no CUDA device (" << ptc_device_.status().message()    \
-                   << ")";                                                             \
-    }                                                                                  \
-  } while (0)
 
 std::string DataDir() {
   if (const char* env = std::getenv("PTC_E2E_DATA_DIR")) return env;

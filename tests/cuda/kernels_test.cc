@@ -16,6 +16,7 @@
 #include "compiler/ir/ops.h"
 #include "compiler/support/status.h"
 #include "gtest/gtest.h"
+#include "tests/cuda/cuda_test_util.h"
 #include "runtime/cuda/device.h"
 
 namespace ptc::cuda {
@@ -23,15 +24,6 @@ namespace {
 
 using ir::DType;
 using ir::TensorType;
-
-#define PTC_SKIP_WITHOUT_CUDA_DEVICE()                                                 \
-  do {                                                                                 \
-    auto ptc_device_ = GetDevice(0);                                                   \
-    if (!ptc_device_.ok()) {                                                           \
-      GTEST_SKIP() << "SKIPPED: no CUDA device (" << ptc_device_.status().message()    \
-                   << ")";                                                             \
-    }                                                                                  \
-  } while (0)
 
 enum class Gen { kNormal, kPositive, kSmallInt, kNonZeroInt, kBool, kIndex };
 
@@ -201,7 +193,7 @@ std::vector<Case> Cases() {
   cs.push_back({"fused_bias_gelu", "fused_elementwise", {T(f32, {8, 32}), T(f32, {32})},
                 {{"program", std::vector<std::string>{"x0", "x1", "add", "gelu"}},
                  {"shape", std::vector<int64_t>{8, 32}}}});
-  cs.push_back({"fused_constants_bf16", "fused_elementwise", {T(bf16, {4, 1, 6}), T(bf16, {5, 1})},
+  cs.push_back({"fused_constants_f64", "fused_elementwise", {T(f64, {4, 1, 6}), T(f64, {5, 1})},
                 {{"program", std::vector<std::string>{"x0", "c0", "mul", "x1", "sub", "tanh",
                                                       "c1", "max"}},
                  {"constants", std::vector<double>{0.5, -0.25}},
