@@ -32,6 +32,18 @@ struct FuseElementwiseOptions {
 };
 std::unique_ptr<Pass> CreateFuseElementwisePass(FuseElementwiseOptions options = {});
 
+// matmul (+ transposed 2-D weight) (+ bias [N]) (+ gelu/relu) -> fused_matmul.
+std::unique_ptr<Pass> CreateFuseMatMulBiasPass();
+
+// softmax(q @ k^T * scale [masked]) @ v (+ the head transposes around it) -> attention.
+std::unique_ptr<Pass> CreateFuseAttentionPass();
+
+// Memory passes (their option structs are in remat.h; schedule.h): remat with per-block
+// recomputation by default, schedule (sink nodes to their first reader).
+struct RematOptions;
+std::unique_ptr<Pass> CreateRematPass(RematOptions options);
+std::unique_ptr<Pass> CreateSchedulePass();
+
 }  // namespace ptc::passes
 
 #endif  // PTC_PASSES_PASSES_H_

@@ -16,6 +16,7 @@
 #include "compiler/support/status.h"
 #include "passes/pass.h"
 #include "passes/passes.h"
+#include "passes/remat.h"
 
 namespace ptc::passes {
 namespace {
@@ -116,12 +117,24 @@ const std::vector<PassInfo>& RegisteredPasses() {
       {"dce", "remove nodes whose outputs are unused", [] { return CreateDcePass(); }},
       {"fuse-elementwise", "match gelu; fuse chains of elementwise ops (CPU)",
        [] { return CreateFuseElementwisePass(); }},
+      {"remat", "training steps: recompute every block in the backward (per-block)",
+       [] {
+         RematOptions o;
+         o.mode = "per-block";
+         return CreateRematPass(o);
+       }},
+      {"schedule", "move pure nodes down to their first reader (lowers the peak)",
+       [] { return CreateSchedulePass(); }},
       {"match-gelu", "match x*0.5*(1+erf(x/sqrt2)) into gelu (fuse-elementwise's first step)",
        [] {
          FuseElementwiseOptions o;
          o.fuse_chains = false;
          return CreateFuseElementwisePass(o);
        }},
+      {"fuse-matmul-bias", "matmul + transposed weight + bias + gelu/relu -> fused_matmul",
+       [] { return CreateFuseMatMulBiasPass(); }},
+      {"fuse-attention", "softmax(q k^T * scale, mask) v (+ head transposes) -> attention",
+       [] { return CreateFuseAttentionPass(); }},
   };
   return *passes;
 }
@@ -132,6 +145,12 @@ std::vector<std::string> DefaultPassList(std::string_view target) {
     // fuse-elementwise pays on CPU: a GPT-2-like MLP/residual block measured faster with it
     // (see tools/ptc_opt --bench and the passes report); it runs after cse so that duplicated
     // subexpressions are not fused twice, and dce cleans up the absorbed producers.
+    // match-gelu first so that fuse-matmul-bias sees one gelu op; both fusions before
+    // fuse-elementwise, which would otherwise take the bias adds and the attention scaling.
+    // Measured on bench/ (GPT, batch 8 x 128): see bench/README.md.
+    list.push_back("match-gelu");
+    list.push_back("fuse-matmul-bias");
+    list.push_back("fuse-attention");
     list.push_back("fuse-elementwise");
     list.push_back("dce");
   }

@@ -33,6 +33,7 @@
 #include "passes/memory_analysis.h"
 #include "passes/pass.h"
 #include "passes/plan_memory.h"
+#include "passes/remat.h"
 
 namespace {
 
@@ -47,6 +48,8 @@ struct Flags {
   int bench = 0;
   bool memory = false;       // append the liveness analysis and memory plan as comments
   bool inplace = false;      // plan optimizer updates in place
+  std::string remat;         // --remat=none|per-block|auto: a remat pass after --passes
+  int64_t mem_budget = 0;    // --mem-budget=SIZE for --remat=auto
   std::map<std::string, int64_t> dims;
 };
 
@@ -54,6 +57,8 @@ constexpr char kUsage[] =
     "usage: ptc-opt FILE.ir|MODEL.onnx [--passes=a,b|default|none] [--split-input-file]\n"
     "               [--print-ir-after=REGEX] [--dump-dir=DIR] [--pass-stats] [--no-verify]\n"
     "               [--dim NAME=N]... [--bench=N] [--print-memory [--inplace-updates]]\n"
+    "               [--remat=none|per-block|auto] [--mem-budget=SIZE]\n"
+    "--remat / --mem-budget run the remat pass after --passes (budget: arena bytes, 2GiB, 512KiB).\n"
     "--print-memory appends the liveness analysis and the memory plan (plan-memory) of @main\n"
     "as `// ` comments after the IR.\n";
 
@@ -78,6 +83,11 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
       f.pass_stats = true;
     } else if (a == "--print-memory") {
       f.memory = true;
+    } else if (auto v = value("remat")) {
+      f.remat = *v;
+    } else if (auto v = value("mem-budget")) {
+      PTC_ASSIGN_OR_RETURN(f.mem_budget, ptc::passes::ParseBytes(*v));
+      if (f.remat.empty()) f.remat = "auto";
     } else if (a == "--inplace-updates") {
       f.inplace = true;
     } else if (a == "--no-verify") {
@@ -221,6 +231,13 @@ absl::Status Process(const Flags& flags, std::unique_ptr<ptc::ir::Module> module
   ptc::passes::Pipeline pipeline(options);
   PTC_ASSIGN_OR_RETURN(auto passes, ptc::passes::CreatePasses(flags.passes));
   for (auto& p : passes) pipeline.Add(std::move(p));
+  if (!flags.remat.empty()) {
+    ptc::passes::RematOptions ro;
+    ro.mode = flags.remat;
+    ro.budget = flags.mem_budget;
+    ro.inplace_updates = flags.inplace;
+    pipeline.Add(ptc::passes::CreateRematPass(ro));
+  }
   PTC_RETURN_IF_ERROR(pipeline.Run(*module));
   if (flags.pass_stats) {
     for (const ptc::passes::PassTiming& t : pipeline.timings()) {

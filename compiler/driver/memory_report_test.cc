@@ -1,0 +1,237 @@
+// Remat bit-exactness on real training steps (GPT-2 and the encoder-decoder from `ptc model`),
+// planner bounds, and the memory report. The models are written by the `ptc` binary of this
+// build (PTC_BINARY_DIR/ptc model ...): build the `ptc` target before this test.
+#include "compiler/driver/memory_report.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "codegen/cpu/kernel.h"
+#include "compiler/autodiff/training.h"
+#include "compiler/ir/verifier.h"
+#include "compiler/onnx/importer.h"
+#include "gtest/gtest.h"
+#include "passes/memory_analysis.h"
+#include "passes/pass.h"
+#include "passes/passes.h"
+#include "passes/plan_memory.h"
+#include "passes/remat.h"
+#include "runtime/cpu/executor.h"
+
+namespace ptc {
+namespace {
+
+struct Model {
+  std::string name;
+  std::string args;  // ptc model arguments
+  std::map<std::string, int64_t> dims;
+  std::vector<std::string> token_inputs;
+  int64_t vocab = 64;
+};
+
+void PrintTo(const Model& m, std::ostream* os) { *os << m.name; }
+
+absl::StatusOr<int64_t> Workspace(const ir::Node& node) {
+  if (node.op() == "constant") return 0;
+  auto kernel = cpu::CreateKernel(node);
+  if (!kernel.ok()) return kernel.status();
+  return static_cast<int64_t>((*kernel)->WorkspaceBytes());
+}
+
+std::string MakeOnnx(const Model& m) {
+  const char* bin = std::getenv("PTC_BINARY_DIR");
+  std::string ptc = absl::StrCat(bin ? bin : "build", "/ptc");
+  std::string out = absl::StrCat(::testing::TempDir(), "/remat_", m.name, "_", ::getpid(), ".onnx");
+  std::string cmd = absl::StrCat(ptc, " model ", m.args, " --loss -o ", out, " > /dev/null 2>&1");
+  int rc = std::system(cmd.c_str());
+  EXPECT_EQ(rc, 0) << "`" << cmd << "` failed: build the ptc target first";
+  return out;
+}
+
+// The training step after the default passes (what `ptc compile --train` plans).
+std::unique_ptr<ir::Module> TrainingStep(const Model& m) {
+  onnx_import::ImportOptions io;
+  io.dims = m.dims;
+  auto module = onnx_import::ImportOnnxFile(MakeOnnx(m), io);
+  EXPECT_TRUE(module.ok()) << module.status();
+  if (!module.ok()) return nullptr;
+  autodiff::TrainOptions t;
+  EXPECT_TRUE(autodiff::BuildTrainingStep(**module, t).ok());
+  passes::Pipeline p;
+  auto list = passes::CreatePasses("default");
+  EXPECT_TRUE(list.ok());
+  for (auto& pass : *list) p.Add(std::move(pass));
+  EXPECT_TRUE(p.Run(**module).ok());
+  return *std::move(module);
+}
+
+struct StepOutput {
+  std::vector<ir::Tensor> results;
+  std::map<std::string, ir::Tensor> state;
+  int64_t arena = 0;
+  int64_t lower_bound = 0;
+};
+
+StepOutput RunStep(std::unique_ptr<ir::Module> module, const Model& m) {
+  StepOutput out;
+  auto sched = passes::CreateSchedulePass();
+  EXPECT_TRUE(sched->Run(*module).ok());
+  EXPECT_TRUE(ir::Verify(*module).ok()) << ir::Verify(*module);
+  plan::Plan plan;
+  passes::PlanMemoryOptions po;
+  po.workspace_bytes = Workspace;
+  auto mp = passes::PlanMemory(*module->main(), po);
+  EXPECT_TRUE(mp.ok()) << mp.status();
+  out.arena = mp->arena_bytes;
+  out.lower_bound = mp->lower_bound;
+  plan.memory = *mp;
+  plan.module = std::move(module);
+  auto ex = cpu::Executor::Create(plan);
+  EXPECT_TRUE(ex.ok()) << ex.status();
+  if (!ex.ok()) return out;
+  std::map<std::string, ir::Tensor> inputs;
+  std::mt19937 rng(7);
+  for (const ir::Value* p : plan.module->main()->params()) {
+    if (p->is_param() || p->flags().count("state")) continue;
+    ir::Tensor t(p->type().dtype, p->type().shape);
+    for (int64_t i = 0; i < t.num_elements(); ++i) {
+      t.mutable_data_as<int64_t>()[i] = static_cast<int64_t>(rng() % m.vocab);
+    }
+    inputs[p->name()] = t;
+  }
+  auto r = (*ex)->Run(inputs);
+  EXPECT_TRUE(r.ok()) << r.status();
+  if (r.ok()) out.results = *r;
+  out.state = (*ex)->State();
+  return out;
+}
+
+void ExpectBitEqual(const StepOutput& want, const StepOutput& got, const std::string& what) {
+  ASSERT_EQ(want.results.size(), got.results.size()) << what;
+  for (size_t i = 0; i < want.results.size(); ++i) {
+    EXPECT_TRUE(want.results[i].BitEquals(got.results[i])) << what << ": result " << i;
+  }
+  ASSERT_EQ(want.state.size(), got.state.size()) << what;
+  for (const auto& [name, t] : want.state) {
+    EXPECT_TRUE(t.BitEquals(got.state.at(name))) << what << ": state " << name;
+  }
+}
+
+const Model kGpt{"gpt", "gpt2 --preset tiny --vocab 64 --dim 32 --heads 2 --layers 3 --seq 32",
+                 {{"batch", 8}, {"seq", 32}}, {"input_ids", "labels"}, 64};
+const Model kSeq2Seq{"seq2seq",
+                     "seq2seq --preset tiny --set src_vocab=64 --set tgt_vocab=64 --set dim=32 "
+                     "--set heads=2 --set encoder_layers=2 --set decoder_layers=2 --set seq=32",
+                     {{"batch", 8}, {"src_seq", 32}, {"tgt_seq", 24}}, {}, 64};
+
+class RematBitExact : public ::testing::TestWithParam<Model> {};
+
+// Loss, gradients (results) and the updated weights / moments are bit for bit those of the
+// no-remat step for per-block remat and several budgets between no-remat and the minimum.
+TEST_P(RematBitExact, LossGradientsAndUpdatesMatchNoRemat) {
+  const Model& m = GetParam();
+  auto base_module = TrainingStep(m);
+  ASSERT_NE(base_module, nullptr);
+  StepOutput base = RunStep(base_module->Clone(), m);
+  ASSERT_FALSE(base.results.empty());
+
+  auto full = base_module->Clone();
+  passes::RematOptions per_block;
+  per_block.mode = "per-block";
+  per_block.workspace_bytes = Workspace;
+  auto fr = passes::Rematerialize(*full, per_block);
+  ASSERT_TRUE(fr.ok()) << fr.status();
+  EXPECT_GT(fr->recomputed_nodes, 0);
+  EXPECT_LT(fr->arena_after, fr->arena_before) << "per-block remat saves nothing on " << m.name;
+  ExpectBitEqual(base, RunStep(std::move(full), m), "per-block");
+
+  int64_t hi = fr->arena_before, lo = fr->arena_after;
+  for (double f : {0.9, 0.6, 0.3, 0.0}) {
+    int64_t budget = lo + static_cast<int64_t>((hi - lo) * f);
+    auto mod = base_module->Clone();
+    passes::RematOptions o;
+    o.budget = budget;
+    o.workspace_bytes = Workspace;
+    auto r = passes::Rematerialize(*mod, o);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_LE(r->arena_after, budget);
+    EXPECT_GT(r->recomputed_nodes, 0) << "budget " << budget << " < no-remat arena " << hi;
+    StepOutput got = RunStep(std::move(mod), m);
+    EXPECT_LE(got.arena, budget);
+    ExpectBitEqual(base, got, absl::StrCat("budget ", budget));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, RematBitExact, ::testing::Values(kGpt, kSeq2Seq),
+                         [](const auto& info) { return info.param.name; });
+
+TEST(PlanMemory, ArenaWithinTenPercentOfLowerBound) {
+  for (const Model& m : {kGpt, kSeq2Seq}) {
+    auto module = TrainingStep(m);
+    ASSERT_NE(module, nullptr);
+    passes::PlanMemoryOptions po;
+    po.workspace_bytes = Workspace;
+    auto mp = passes::PlanMemory(*module->main(), po);
+    ASSERT_TRUE(mp.ok());
+    EXPECT_LE(mp->arena_bytes, mp->lower_bound * 11 / 10) << m.name;
+    EXPECT_GE(mp->arena_bytes, mp->lower_bound) << m.name;
+  }
+}
+
+TEST(Remat, InfeasibleBudgetNamesMinimumBudgetAndBuffers) {
+  auto module = TrainingStep(kGpt);
+  ASSERT_NE(module, nullptr);
+  passes::RematOptions o;
+  o.budget = 1024;
+  auto r = passes::Rematerialize(*module, o);
+  ASSERT_FALSE(r.ok());
+  std::string msg(r.status().message());
+  EXPECT_NE(msg.find("memory budget 1.0 KiB (1024 bytes) is infeasible"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("minimum feasible budget is"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("largest buffers live at the peak"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(" from op `"), std::string::npos) << msg;  // the producing op
+}
+
+TEST(MemoryReport, TextJsonSvgDot) {
+  auto module = TrainingStep(kGpt);
+  ASSERT_NE(module, nullptr);
+  passes::RematOptions o;
+  o.mode = "per-block";
+  o.workspace_bytes = Workspace;
+  ASSERT_TRUE(passes::Rematerialize(*module, o).ok());
+  plan::Plan plan;
+  passes::PlanMemoryOptions po;
+  po.workspace_bytes = Workspace;
+  auto mp = passes::PlanMemory(*module->main(), po);
+  ASSERT_TRUE(mp.ok());
+  plan.memory = *mp;
+  plan.module = std::move(module);
+  auto r = driver::BuildMemoryReport(plan);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->arena_bytes, plan.memory.arena_bytes);
+  EXPECT_EQ(r->peak, plan.memory.lower_bound);
+  EXPECT_GT(r->recomputed.size(), 0u);
+  EXPECT_GT(r->recomputed_flops, 0);
+  EXPECT_LT(r->recomputed_flops, r->step_flops);
+  // The stacked timeline at the peak adds up to the peak.
+  int64_t sum = 0;
+  for (int64_t b : r->timeline[r->peak_index]) sum += b;
+  EXPECT_EQ(sum, r->peak);
+  std::string text = driver::MemoryReportText(*r);
+  EXPECT_NE(text.find("lower bound"), std::string::npos);
+  EXPECT_NE(text.find("recomputed:"), std::string::npos);
+  std::string json = driver::MemoryReportJson(*r);
+  EXPECT_NE(json.find("\"top_at_peak\""), std::string::npos);
+  std::string svg = driver::MemoryTimelineSvg(*r);
+  EXPECT_EQ(svg.rfind("<svg", 0), 0u);
+  EXPECT_NE(svg.find("</svg>"), std::string::npos);
+  std::string dot = driver::MemoryDot(*plan.module->main());
+  EXPECT_NE(dot.find("recomputed"), std::string::npos);
+  EXPECT_NE(dot.find("saved for backward"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ptc
