@@ -372,9 +372,12 @@ KernelOr MakeFusedElementwiseTyped(const ir::Node& node) {
 
 }  // namespace
 
-bool HasFusedKernel(std::string_view op) { return op == "fused_elementwise"; }
+bool HasFusedKernel(std::string_view op) {
+  return op == "fused_elementwise" || op == "fused_matmul";
+}
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateFusedKernel(const ir::Node& node) {
+  if (node.op() == "fused_matmul") return internal::MakeFusedMatMulKernel(node);
   if (node.op() == "fused_elementwise") {
     if (node.num_outputs() != 1) {
       return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": one output expected"));

@@ -219,6 +219,7 @@ constexpr OpEntry kOps[] = {
     {"cast", MakeCastKernel, false},
     {"matmul", MakeMatMulKernel, true},
     {"gemm", MakeGemmKernel, true},
+    {"attention", MakeAttentionKernel, false},
     {"softmax", MakeSoftmaxKernel, true},
     {"log_softmax", MakeSoftmaxKernel, true},
     {"layer_norm", MakeLayerNormKernel, true},

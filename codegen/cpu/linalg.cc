@@ -3,8 +3,14 @@
 // matmul plans, in CreateKernel, either one GEMM (b has no batch dims and a's batch dims fold
 // into M: the linear-layer case [B,T,K] x [K,N]) or a list of per-batch offsets. Many small
 // batched products (attention: B*H products of [T,D] x [D,T]) run in parallel over the batch
-// with a register-blocked micro-kernel; few large ones run one after another through OpenBLAS
-// (which uses both cores itself).
+// with a register-blocked micro-kernel; few large ones run one after another, each split into
+// tiles that ptc's OpenMP threads compute with single-threaded OpenBLAS calls (TiledGemm).
+//
+// Threads: OpenBLAS runs single-threaded (openblas_set_num_threads(1) on first use), and all
+// parallelism comes from ptc's one OpenMP pool. Two pools (OpenMP for elementwise kernels,
+// OpenBLAS's pthreads for GEMM) on the same cores spin against each other between kernels:
+// measured 3-4x slower on a loaded 2-core machine (bench/README.md). One pool also lets a tile's
+// epilogue (bias, activation: fused_matmul) run while the tile is still in cache.
 #include <cblas.h>
 #include <immintrin.h>
 
@@ -18,6 +24,16 @@ namespace {
 
 using ir::DType;
 
+// OpenBLAS threads off, once per process (see the file comment).
+void SingleThreadedBlas() {
+  static const bool once = [] {
+    openblas_set_num_threads(1);
+    return true;
+  }();
+  (void)once;
+}
+
+// One BLAS call on the calling thread.
 template <typename T>
 void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
           const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
@@ -43,6 +59,50 @@ void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a
       }
     }
   }
+}
+
+struct NoEpilogue {
+  template <typename T>
+  void operator()(T*, int64_t, int64_t, int64_t, int64_t, int64_t) const {}
+};
+
+// C = alpha * op(A) op(B) + beta * C split into tiles over ptc's OpenMP threads (one
+// single-threaded BLAS call per tile), then epilogue(c, ldc, r0, r1, c0, c1) on each finished
+// tile while it is in cache. Tiles: up to 256 rows x 512 columns; small products run as one
+// tile on the calling thread.
+template <typename T, typename Epilogue = NoEpilogue>
+void TiledGemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
+               int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc,
+               const Epilogue& epilogue = Epilogue()) {
+  if (m == 0 || n == 0) return;
+  SingleThreadedBlas();
+  const int nt = MaxThreads();
+  const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(n) *
+                       static_cast<double>(k);
+  if (nt <= 1 || flops < 4e6 || omp_in_parallel() || !std::is_floating_point_v<T>) {
+    Gemm<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    epilogue(c, ldc, 0, m, 0, n);
+    return;
+  }
+  int64_t nb = n <= 1024 ? n : 512;
+  int64_t mb = std::min<int64_t>(m, 256);
+  auto tiles = [&] { return ((m + mb - 1) / mb) * ((n + nb - 1) / nb); };
+  // Enough tiles for every thread (at least 2 per thread when it keeps tiles >= 32 rows).
+  while (tiles() < 2 * nt && mb > 32) mb = (mb + 1) / 2;
+  while (tiles() < nt && nb > 64) nb = (nb + 1) / 2;
+  if (nb < n) nb = (nb + 15) / 16 * 16;
+  const int64_t row_tiles = (m + mb - 1) / mb, col_tiles = (n + nb - 1) / nb;
+  ParallelFor(row_tiles * col_tiles, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t r0 = (t / col_tiles) * mb, c0 = (t % col_tiles) * nb;
+      const int64_t r1 = std::min(m, r0 + mb), c1 = std::min(n, c0 + nb);
+      const T* at = ta ? a + r0 : a + r0 * lda;
+      const T* bt = tb ? b + c0 * ldb : b + c0;
+      Gemm<T>(ta, tb, r1 - r0, c1 - c0, k, alpha, at, lda, bt, ldb, beta, c + r0 * ldc + c0,
+              ldc);
+      epilogue(c, ldc, r0, r1, c0, c1);
+    }
+  });
 }
 
 // C[m,n] = A[m,k] * B[k,n] (row-major, dense) for the small products of batched attention
@@ -149,8 +209,8 @@ class MatMulKernel : public Kernel {
       }
     }
     for (int64_t i = 0; i < batches; ++i) {
-      Gemm<T>(false, false, m, n, k, T(1), a + p_.a_off[i], k, b + p_.b_off[i], n, T(0),
-              c + i * m * n, n);
+      TiledGemm<T>(false, false, m, n, k, T(1), a + p_.a_off[i], k, b + p_.b_off[i], n, T(0),
+                   c + i * m * n, n);
     }
     return absl::OkStatus();
   }
@@ -186,8 +246,8 @@ class GemmKernel : public Kernel {
       if (beta == T(0)) std::fill(y, y + m_ * n_, T(0));
       return absl::OkStatus();
     }
-    Gemm<T>(ta_, tb_, m_, n_, k_, static_cast<T>(alpha_), a, ta_ ? m_ : k_, b, tb_ ? k_ : n_, beta,
-            y, n_);
+    TiledGemm<T>(ta_, tb_, m_, n_, k_, static_cast<T>(alpha_), a, ta_ ? m_ : k_, b,
+                 tb_ ? k_ : n_, beta, y, n_);
     return absl::OkStatus();
   }
 
@@ -196,6 +256,67 @@ class GemmKernel : public Kernel {
   int64_t m_, n_, k_;
   double alpha_, beta_;
   std::optional<BroadcastPlan> c_plan_;
+};
+
+// fused_matmul: y = act(x @ op(w) + bias), the bias and activation applied per finished tile.
+enum class Activation { kNone, kGelu, kGeluTanh, kRelu };
+
+template <typename T>
+class FusedMatMulKernel : public Kernel {
+ public:
+  FusedMatMulKernel(bool tb, int64_t m, int64_t n, int64_t k, bool has_bias, Activation act)
+      : tb_(tb), m_(m), n_(n), k_(k), has_bias_(has_bias), act_(act) {}
+
+  absl::Status Run(absl::Span<const void* const> inputs, absl::Span<void* const> outputs,
+                   void*) override {
+    const T* x = static_cast<const T*>(inputs[0]);
+    const T* w = static_cast<const T*>(inputs[1]);
+    const T* bias = has_bias_ ? static_cast<const T*>(inputs[2]) : nullptr;
+    T* y = static_cast<T*>(outputs[0]);
+    if (k_ == 0) std::fill(y, y + m_ * n_, T(0));
+    const Activation act = act_;
+    auto epilogue = [bias, act](T* c, int64_t ldc, int64_t r0, int64_t r1, int64_t c0,
+                                int64_t c1) {
+      if (bias == nullptr && act == Activation::kNone) return;
+      for (int64_t r = r0; r < r1; ++r) {
+        T* row = c + r * ldc;
+        if (bias != nullptr) {
+          for (int64_t j = c0; j < c1; ++j) row[j] += bias[j];
+        }
+        switch (act) {
+          case Activation::kNone: break;
+          case Activation::kGelu:
+            for (int64_t j = c0; j < c1; ++j) {
+              const T v = row[j];
+              row[j] = T(0.5) * v * (T(1) + Erf(v * T(0.70710678118654752440)));
+            }
+            break;
+          case Activation::kGeluTanh:
+            for (int64_t j = c0; j < c1; ++j) {
+              const T v = row[j];
+              row[j] = T(0.5) * v *
+                       (T(1) + Tanh(T(0.79788456080286535588) * (v + T(0.044715) * v * v * v)));
+            }
+            break;
+          case Activation::kRelu:
+            for (int64_t j = c0; j < c1; ++j) row[j] = row[j] > T(0) ? row[j] : T(0);
+            break;
+        }
+      }
+    };
+    if (k_ == 0) {
+      epilogue(y, n_, 0, m_, 0, n_);
+      return absl::OkStatus();
+    }
+    TiledGemm<T>(false, tb_, m_, n_, k_, T(1), x, k_, w, tb_ ? k_ : n_, T(0), y, n_, epilogue);
+    return absl::OkStatus();
+  }
+
+ private:
+  bool tb_;
+  int64_t m_, n_, k_;
+  bool has_bias_;
+  Activation act_;
 };
 
 }  // namespace
@@ -328,6 +449,54 @@ KernelOr MakeGemmKernel(const ir::Node& node) {
       return KernelPtr(new GemmKernel<int64_t>(ta, tb, m, n, k, alpha, beta, std::move(c_plan)));
     default:
       return Unsupported(node, absl::StrCat("dtype ", DTypeStr(at.dtype), " is not supported"));
+  }
+}
+
+KernelOr MakeFusedMatMulKernel(const ir::Node& node) {
+  PTC_RETURN_IF_ERROR(CheckArity(node, 2, 3, 1, 1));
+  const ir::TensorType& xt = node.input(0)->type();
+  const ir::TensorType& wt = node.input(1)->type();
+  const ir::TensorType& ot = node.output(0)->type();
+  PTC_ASSIGN_OR_RETURN(int64_t tb, node.GetInt("trans_b", 0));
+  PTC_ASSIGN_OR_RETURN(std::string act_name, node.GetString("activation", "none"));
+  Activation act;
+  if (act_name == "none") {
+    act = Activation::kNone;
+  } else if (act_name == "gelu") {
+    act = Activation::kGelu;
+  } else if (act_name == "gelu_tanh") {
+    act = Activation::kGeluTanh;
+  } else if (act_name == "relu") {
+    act = Activation::kRelu;
+  } else {
+    return Invalid(node, absl::StrCat("unknown activation '", act_name,
+                                      "' (none, gelu, gelu_tanh, relu)"));
+  }
+  if (xt.rank() < 2 || wt.rank() != 2 || xt.dtype != wt.dtype || ot.dtype != xt.dtype) {
+    return Invalid(node, absl::StrCat("expects x [..., K] and a 2-D w of one dtype, got ",
+                                      xt.ToString(), " and ", wt.ToString()));
+  }
+  const int64_t k = xt.shape.back(), n = tb ? wt.shape[0] : wt.shape[1];
+  if ((tb ? wt.shape[1] : wt.shape[0]) != k || ot.shape.back() != n ||
+      ir::NumElements(ot.shape) != ir::NumElements(xt.shape) / std::max<int64_t>(k, 1) * n) {
+    return Invalid(node, absl::StrCat("shapes do not match: ", xt.ToString(), " x ",
+                                      wt.ToString(), " -> ", ot.ToString(), " (trans_b=", tb,
+                                      ")"));
+  }
+  const bool has_bias = node.num_inputs() == 3;
+  if (has_bias && node.input(2)->type().shape != ir::Shape{n}) {
+    return Invalid(node, absl::StrCat("bias must have shape [", n, "], got ", InType(node, 2)));
+  }
+  int64_t m = 1;
+  for (size_t i = 0; i + 1 < xt.shape.size(); ++i) m *= xt.shape[i];
+  switch (xt.dtype) {
+    case DType::kF32:
+      return KernelPtr(new FusedMatMulKernel<float>(tb != 0, m, n, k, has_bias, act));
+    case DType::kF64:
+      return KernelPtr(new FusedMatMulKernel<double>(tb != 0, m, n, k, has_bias, act));
+    default:
+      return Unsupported(node, absl::StrCat("dtype ", DTypeStr(xt.dtype),
+                                            " is not supported (f32, f64)"));
   }
 }
 

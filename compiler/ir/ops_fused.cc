@@ -11,6 +11,32 @@
 //   Example (bias add + exact gelu):
 //       %y = fused_elementwise(%h, %b) {program=["x0", "x1", "add", "gelu"], shape=[8,1024]}
 //            : f32[8,1024]
+//
+//   fused_matmul(x, w[, bias]) {trans_b=0|1, activation="none"|"gelu"|"gelu_tanh"|"relu"}
+//       A linear layer: y = activation(x @ op(w) + bias), made by passes/fuse_matmul_bias.cc
+//       (CPU kernel: codegen/cpu/linalg.cc, the bias and activation applied per GEMM tile while
+//       it is in cache). x: [..., M, K] (rank >= 2, float); w: [K, N], or [N, K] with
+//       trans_b=1 (the PyTorch nn.Linear weight read without a transpose); bias: [N] (absent:
+//       none). Output [..., M, N]. trans_b defaults to 0 and activation to "none". "gelu" is
+//       the exact erf form, "gelu_tanh" the tanh approximation.
+//   Example (nn.Linear + GELU):
+//       %y = fused_matmul(%x, %w, %b) {activation="gelu", trans_b=1} : f32[8,128,1024]
+//            (%x: f32[8,128,256], %w: f32[1024,256], %b: f32[1024])
+//
+//   attention(q, k, v[, mask]) {scale=F, layout="bhtd"|"bthd"}
+//       Scaled dot-product attention, softmax(q @ k^T * scale [masked]) @ v, per batch and
+//       head, made by passes/fuse_attention.cc (CPU kernel codegen/cpu/attention.cc: blocked
+//       online softmax, flash-style, never materializes Tq x Tk scores).
+//       layout "bhtd" (default): q [B,H,Tq,D], k [B,H,Tk,D], v [B,H,Tk,Dv] -> [B,H,Tq,Dv].
+//       layout "bthd": q [B,Tq,H,D], k [B,Tk,H,D], v [B,Tk,H,Dv] -> [B,Tq,H,Dv] (the layout
+//       of the projection's output, so that the usual head transposes disappear).
+//       mask (optional) broadcasts (numpy) to [B,H,Tq,Tk] in either layout: bool, where true
+//       masks the position out (its score is -inf: the where(mask, -inf, scores) that ONNX
+//       exports produce), or of q's dtype, added to the scaled scores. scale defaults to
+//       1/sqrt(D). A row whose keys are all masked gives NaN, as softmax of all -inf does.
+//   Example (GPT causal self-attention, 4 heads of 64):
+//       %o = attention(%q, %k, %v, %masked) {layout="bthd", scale=0.125} : f32[8,128,4,64]
+//            (%q, %k, %v: f32[8,128,4,64], %masked: bool[1,1,128,128])
 #include "compiler/ir/ops_fused.h"
 
 #include <string>
@@ -110,6 +136,93 @@ absl::StatusOr<std::vector<TensorType>> InferFusedElementwise(
   return std::vector<TensorType>{TensorType{inputs[0].dtype, shape}};
 }
 
+absl::StatusOr<std::vector<TensorType>> InferFusedMatMul(const std::vector<TensorType>& inputs,
+                                                         const AttrMap& attrs, int num_outputs) {
+  if (num_outputs != 1) return absl::InvalidArgumentError("fused_matmul has one output");
+  PTC_ASSIGN_OR_RETURN(int64_t trans_b, GetIntAttr(attrs, "trans_b", 0));
+  PTC_ASSIGN_OR_RETURN(std::string act, GetStringAttr(attrs, "activation", "none"));
+  if (trans_b != 0 && trans_b != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("attribute 'trans_b' must be 0 or 1, got ",
+                                                   trans_b));
+  }
+  if (act != "none" && act != "gelu" && act != "gelu_tanh" && act != "relu") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "attribute 'activation' must be none, gelu, gelu_tanh or relu, got '", act, "'"));
+  }
+  const TensorType& x = inputs[0];
+  const TensorType& w = inputs[1];
+  if (!IsFloat(x.dtype) || w.dtype != x.dtype) {
+    return absl::InvalidArgumentError(absl::StrCat("x and w must share a float dtype, got ",
+                                                   x.ToString(), " and ", w.ToString()));
+  }
+  if (x.rank() < 2 || w.rank() != 2) {
+    return absl::InvalidArgumentError(absl::StrCat("x must have rank >= 2 and w rank 2, got ",
+                                                   x.ToString(), " and ", w.ToString()));
+  }
+  const int64_t k = trans_b ? w.shape[1] : w.shape[0], n = trans_b ? w.shape[0] : w.shape[1];
+  if (x.shape.back() != k) {
+    return absl::InvalidArgumentError(absl::StrCat("inner dimensions differ: ", x.ToString(),
+                                                   " x ", w.ToString(), " (trans_b=", trans_b,
+                                                   ")"));
+  }
+  if (inputs.size() == 3 && (inputs[2].dtype != x.dtype || inputs[2].shape != Shape{n})) {
+    return absl::InvalidArgumentError(absl::StrCat("bias must be ", std::string(DTypeName(x.dtype)), "[", n,
+                                                   "], got ", inputs[2].ToString()));
+  }
+  Shape out = x.shape;
+  out.back() = n;
+  return std::vector<TensorType>{TensorType{x.dtype, out}};
+}
+
+absl::StatusOr<std::vector<TensorType>> InferAttention(const std::vector<TensorType>& inputs,
+                                                       const AttrMap& attrs, int num_outputs) {
+  if (num_outputs != 1) return absl::InvalidArgumentError("attention has one output");
+  PTC_ASSIGN_OR_RETURN(std::string layout, GetStringAttr(attrs, "layout", "bhtd"));
+  PTC_RETURN_IF_ERROR(GetFloatAttr(attrs, "scale", 1.0).status());
+  if (layout != "bhtd" && layout != "bthd") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("attribute 'layout' must be bhtd or bthd, got '", layout, "'"));
+  }
+  const TensorType& q = inputs[0];
+  const TensorType& k = inputs[1];
+  const TensorType& v = inputs[2];
+  auto describe = [&] {
+    return absl::StrCat("q ", q.ToString(), ", k ", k.ToString(), ", v ", v.ToString(),
+                        " (layout ", layout, ")");
+  };
+  if (!IsFloat(q.dtype) || k.dtype != q.dtype || v.dtype != q.dtype) {
+    return absl::InvalidArgumentError("q, k, v must share a float dtype: " + describe());
+  }
+  if (q.rank() != 4 || k.rank() != 4 || v.rank() != 4) {
+    return absl::InvalidArgumentError("q, k, v must have rank 4: " + describe());
+  }
+  const bool bthd = layout == "bthd";
+  const int t_axis = bthd ? 1 : 2, h_axis = bthd ? 2 : 1;
+  const int64_t b = q.shape[0], h = q.shape[h_axis], tq = q.shape[t_axis], tk = k.shape[t_axis];
+  if (k.shape[0] != b || v.shape[0] != b || k.shape[h_axis] != h || v.shape[h_axis] != h ||
+      v.shape[t_axis] != tk || k.shape[3] != q.shape[3]) {
+    return absl::InvalidArgumentError("q, k, v shapes do not match: " + describe());
+  }
+  if (inputs.size() == 4) {
+    const TensorType& m = inputs[3];
+    if (m.dtype != DType::kBool && m.dtype != q.dtype) {
+      return absl::InvalidArgumentError(absl::StrCat("mask must be bool or ",
+                                                     std::string(DTypeName(q.dtype)), ", got ",
+                                                     m.ToString()));
+    }
+    const Shape scores{b, h, tq, tk};
+    absl::StatusOr<Shape> bs = BroadcastShapes(m.shape, scores);
+    if (!bs.ok() || *bs != scores) {
+      return absl::InvalidArgumentError(absl::StrCat("mask ", m.ToString(),
+                                                     " does not broadcast to the scores ",
+                                                     ShapeToString(scores)));
+    }
+  }
+  Shape out = q.shape;
+  out[3] = v.shape[3];
+  return std::vector<TensorType>{TensorType{q.dtype, out}};
+}
+
 }  // namespace
 
 const std::vector<OpDef>& FusedOpDefs() {
@@ -119,6 +232,8 @@ const std::vector<OpDef>& FusedOpDefs() {
        .max_inputs = -1,
        .infer = InferFusedElementwise,
        .elementwise = true},
+      {.name = "fused_matmul", .min_inputs = 2, .max_inputs = 3, .infer = InferFusedMatMul},
+      {.name = "attention", .min_inputs = 3, .max_inputs = 4, .infer = InferAttention},
   };
   return *defs;
 }

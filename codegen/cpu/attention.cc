@@ -1,0 +1,286 @@
+// attention(q, k, v[, mask]) {scale, layout}: softmax(q k^T * scale [masked]) v per batch and
+// head (op definition: compiler/ir/ops_fused.cc; made by passes/fuse_attention.cc).
+//
+// Flash-style: per (batch, head) and block of kQueryBlock query rows, key blocks of kKeyBlock
+// are visited with an online softmax (running row max m, running sum l, output accumulator
+// rescaled by exp(m_old - m_new)), so the scores never exist beyond a kQueryBlock x kKeyBlock
+// tile in cache, whatever the sequence length. K is transposed once per (batch, head) into a
+// [D, Tk] buffer so that both products run through one register-blocked micro-kernel; q, v and
+// the output are read and written in place through row strides, which is what makes the "bthd"
+// layout (heads interleaved in the projection output) free.
+//
+// Parallel over (batch, head) pairs, and over query blocks too when there are fewer pairs than
+// twice the threads. Masks broadcast through per-dimension strides (0 where broadcast).
+#include <immintrin.h>
+
+#include <limits>
+#include <type_traits>
+
+#include "absl/strings/str_cat.h"
+#include "codegen/cpu/kernel_util.h"
+
+namespace ptc::cpu::internal {
+namespace {
+
+using ir::DType;
+
+constexpr int64_t kQueryBlock = 32;
+constexpr int64_t kKeyBlock = 128;
+
+// C[m,n] (+)= A[m,k] B[k,n], row-major with leading dimensions; 4x16 AVX2 tiles for float.
+template <typename T>
+void BlockGemm(bool accumulate, int64_t m, int64_t n, int64_t k, const T* __restrict a,
+               int64_t lda, const T* __restrict b, int64_t ldb, T* __restrict c, int64_t ldc) {
+  int64_t i = 0;
+  if constexpr (std::is_same_v<T, float>) {
+    for (; i + 4 <= m; i += 4) {
+      int64_t j = 0;
+      for (; j + 16 <= n; j += 16) {
+        __m256 c0[4], c1[4];
+        for (int r = 0; r < 4; ++r) {
+          float* cr = c + (i + r) * ldc + j;
+          c0[r] = accumulate ? _mm256_loadu_ps(cr) : _mm256_setzero_ps();
+          c1[r] = accumulate ? _mm256_loadu_ps(cr + 8) : _mm256_setzero_ps();
+        }
+        const float* bp = b + j;
+        for (int64_t p = 0; p < k; ++p, bp += ldb) {
+          const __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8);
+          for (int r = 0; r < 4; ++r) {
+            const __m256 av = _mm256_broadcast_ss(a + (i + r) * lda + p);
+            c0[r] = _mm256_fmadd_ps(av, b0, c0[r]);
+            c1[r] = _mm256_fmadd_ps(av, b1, c1[r]);
+          }
+        }
+        for (int r = 0; r < 4; ++r) {
+          float* cr = c + (i + r) * ldc + j;
+          _mm256_storeu_ps(cr, c0[r]);
+          _mm256_storeu_ps(cr + 8, c1[r]);
+        }
+      }
+      for (; j < n; ++j) {
+        for (int r = 0; r < 4; ++r) {
+          float s = accumulate ? c[(i + r) * ldc + j] : 0.0f;
+          for (int64_t p = 0; p < k; ++p) s += a[(i + r) * lda + p] * b[p * ldb + j];
+          c[(i + r) * ldc + j] = s;
+        }
+      }
+    }
+  }
+  for (; i < m; ++i) {
+    T* cr = c + i * ldc;
+    if (!accumulate) {
+      for (int64_t j = 0; j < n; ++j) cr[j] = T(0);
+    }
+    for (int64_t p = 0; p < k; ++p) {
+      const T av = a[i * lda + p];
+      const T* br = b + p * ldb;
+      for (int64_t j = 0; j < n; ++j) cr[j] += av * br[j];
+    }
+  }
+}
+
+template <typename T>
+class AttentionKernel : public Kernel {
+ public:
+  struct Plan {
+    int64_t b, h, tq, tk, d, dv;
+    bool bthd;
+    T scale;
+    int mask_kind;                    // 0 none, 1 bool (true = masked out), 2 additive
+    std::array<int64_t, 4> mask_str;  // element strides over [B, H, Tq, Tk], 0 = broadcast
+  };
+  explicit AttentionKernel(Plan p) : p_(p) {}
+
+  absl::Status Run(absl::Span<const void* const> inputs, absl::Span<void* const> outputs,
+                   void*) override {
+    const T* q = static_cast<const T*>(inputs[0]);
+    const T* k = static_cast<const T*>(inputs[1]);
+    const T* v = static_cast<const T*>(inputs[2]);
+    const void* mask = p_.mask_kind != 0 ? inputs[3] : nullptr;
+    T* out = static_cast<T*>(outputs[0]);
+    const int64_t pairs = p_.b * p_.h;
+    const int64_t q_blocks = (p_.tq + kQueryBlock - 1) / kQueryBlock;
+    int64_t chunks = 1;  // query-block chunks per pair
+    const int nt = MaxThreads();
+    if (pairs < 2 * nt) chunks = std::min<int64_t>(q_blocks, (2 * nt + pairs - 1) / pairs);
+    const double work = static_cast<double>(pairs) * p_.tq * p_.tk * (p_.d + p_.dv);
+    ParallelFor(pairs * chunks, work < 1e6 ? pairs * chunks : 1, [&](int64_t w0, int64_t w1) {
+      std::vector<T> kt(p_.d * p_.tk);
+      std::vector<T> s(kQueryBlock * kKeyBlock), acc(kQueryBlock * p_.dv);
+      std::vector<T> row_max(kQueryBlock), row_sum(kQueryBlock);
+      int64_t kt_pair = -1;
+      for (int64_t w = w0; w < w1; ++w) {
+        const int64_t pair = w / chunks, chunk = w % chunks;
+        const int64_t bi = pair / p_.h, hi = pair % p_.h;
+        if (kt_pair != pair) {
+          TransposeK(k, bi, hi, kt.data());
+          kt_pair = pair;
+        }
+        const int64_t qb0 = q_blocks * chunk / chunks, qb1 = q_blocks * (chunk + 1) / chunks;
+        for (int64_t qb = qb0; qb < qb1; ++qb) {
+          QueryBlock(q, kt.data(), v, mask, out, bi, hi, qb * kQueryBlock, s.data(), acc.data(),
+                     row_max.data(), row_sum.data());
+        }
+      }
+    });
+    return absl::OkStatus();
+  }
+
+ private:
+  // Row stride and (b, h) base offset of a [B,H,T,E] or [B,T,H,E] tensor.
+  int64_t RowStride(int64_t e) const { return p_.bthd ? p_.h * e : e; }
+  int64_t Base(int64_t bi, int64_t hi, int64_t t, int64_t e) const {
+    return p_.bthd ? (bi * t * p_.h + hi) * e : (bi * p_.h + hi) * t * e;
+  }
+
+  void TransposeK(const T* k, int64_t bi, int64_t hi, T* kt) const {
+    const T* kb = k + Base(bi, hi, p_.tk, p_.d);
+    const int64_t ld = RowStride(p_.d);
+    for (int64_t t = 0; t < p_.tk; ++t) {
+      const T* row = kb + t * ld;
+      for (int64_t e = 0; e < p_.d; ++e) kt[e * p_.tk + t] = row[e];
+    }
+  }
+
+  void QueryBlock(const T* q, const T* kt, const T* v, const void* mask, T* out, int64_t bi,
+                  int64_t hi, int64_t i0, T* s, T* acc, T* row_max, T* row_sum) const {
+    const int64_t rows = std::min(kQueryBlock, p_.tq - i0);
+    const int64_t dv = p_.dv;
+    const T* qb = q + Base(bi, hi, p_.tq, p_.d) + i0 * RowStride(p_.d);
+    const T* vb = v + Base(bi, hi, p_.tk, dv);
+    const T neg_inf = -std::numeric_limits<T>::infinity();
+    for (int64_t r = 0; r < rows; ++r) {
+      row_max[r] = neg_inf;
+      row_sum[r] = T(0);
+    }
+    std::fill(acc, acc + rows * dv, T(0));
+    const int64_t mask_base = bi * p_.mask_str[0] + hi * p_.mask_str[1];
+    for (int64_t j0 = 0; j0 < p_.tk; j0 += kKeyBlock) {
+      const int64_t cols = std::min(kKeyBlock, p_.tk - j0);
+      BlockGemm<T>(false, rows, cols, p_.d, qb, RowStride(p_.d), kt + j0, p_.tk, s, kKeyBlock);
+      for (int64_t r = 0; r < rows; ++r) {
+        T* sr = s + r * kKeyBlock;
+        for (int64_t j = 0; j < cols; ++j) sr[j] *= p_.scale;
+        if (p_.mask_kind != 0) {
+          const int64_t mo = mask_base + (i0 + r) * p_.mask_str[2];
+          const int64_t ms = p_.mask_str[3];
+          if (p_.mask_kind == 1) {
+            const bool* mr = static_cast<const bool*>(mask) + mo;
+            for (int64_t j = 0; j < cols; ++j) {
+              if (mr[(j0 + j) * ms]) sr[j] = neg_inf;
+            }
+          } else {
+            const T* mr = static_cast<const T*>(mask) + mo;
+            for (int64_t j = 0; j < cols; ++j) sr[j] += mr[(j0 + j) * ms];
+          }
+        }
+        T mx = row_max[r];
+        for (int64_t j = 0; j < cols; ++j) mx = std::max(mx, sr[j]);
+        if (mx == neg_inf) {  // everything so far masked: contributes nothing
+          for (int64_t j = 0; j < cols; ++j) sr[j] = T(0);
+          continue;
+        }
+        const T alpha = Exp(row_max[r] - mx);  // exp(-inf) = 0 on the first block
+        T sum = T(0);
+        for (int64_t j = 0; j < cols; ++j) {
+          const T e = Exp(sr[j] - mx);
+          sr[j] = e;
+          sum += e;
+        }
+        row_sum[r] = row_sum[r] * alpha + sum;
+        row_max[r] = mx;
+        if (alpha != T(1)) {
+          T* ar = acc + r * dv;
+          for (int64_t e = 0; e < dv; ++e) ar[e] *= alpha;
+        }
+      }
+      BlockGemm<T>(true, rows, dv, cols, s, kKeyBlock, vb + j0 * RowStride(dv), RowStride(dv),
+                   acc, dv);
+    }
+    T* ob = out + Base(bi, hi, p_.tq, dv) + i0 * RowStride(dv);
+    for (int64_t r = 0; r < rows; ++r) {
+      const T inv = T(1) / row_sum[r];  // 0 when every key was masked: NaN, as softmax gives
+      T* orow = ob + r * RowStride(dv);
+      const T* ar = acc + r * dv;
+      if (row_sum[r] == T(0)) {
+        for (int64_t e = 0; e < dv; ++e) orow[e] = std::numeric_limits<T>::quiet_NaN();
+      } else {
+        for (int64_t e = 0; e < dv; ++e) orow[e] = ar[e] * inv;
+      }
+    }
+  }
+
+  Plan p_;
+};
+
+}  // namespace
+
+KernelOr MakeAttentionKernel(const ir::Node& node) {
+  PTC_RETURN_IF_ERROR(CheckArity(node, 3, 4, 1, 1));
+  PTC_ASSIGN_OR_RETURN(std::string layout, node.GetString("layout", "bhtd"));
+  if (layout != "bhtd" && layout != "bthd") {
+    return Invalid(node, absl::StrCat("layout must be bhtd or bthd, got '", layout, "'"));
+  }
+  const ir::TensorType& qt = node.input(0)->type();
+  const ir::TensorType& kt = node.input(1)->type();
+  const ir::TensorType& vt = node.input(2)->type();
+  const ir::TensorType& ot = node.output(0)->type();
+  const bool bthd = layout == "bthd";
+  const int t_axis = bthd ? 1 : 2, h_axis = bthd ? 2 : 1;
+  if (qt.rank() != 4 || kt.rank() != 4 || vt.rank() != 4 || ot.rank() != 4) {
+    return Invalid(node, absl::StrCat("q, k, v must have rank 4, got ", qt.ToString(), ", ",
+                                      kt.ToString(), ", ", vt.ToString()));
+  }
+  const int64_t b = qt.shape[0], h = qt.shape[h_axis], tq = qt.shape[t_axis];
+  const int64_t tk = kt.shape[t_axis], d = qt.shape[3], dv = vt.shape[3];
+  ir::Shape want_k = bthd ? ir::Shape{b, tk, h, d} : ir::Shape{b, h, tk, d};
+  ir::Shape want_v = bthd ? ir::Shape{b, tk, h, dv} : ir::Shape{b, h, tk, dv};
+  ir::Shape want_o = bthd ? ir::Shape{b, tq, h, dv} : ir::Shape{b, h, tq, dv};
+  if (kt.shape != want_k || vt.shape != want_v || ot.shape != want_o ||
+      kt.dtype != qt.dtype || vt.dtype != qt.dtype || ot.dtype != qt.dtype) {
+    return Invalid(node, absl::StrCat("shapes do not match (layout ", layout, "): q ",
+                                      qt.ToString(), ", k ", kt.ToString(), ", v ",
+                                      vt.ToString(), " -> ", ot.ToString()));
+  }
+  PTC_ASSIGN_OR_RETURN(double scale,
+                       node.GetFloat("scale", 1.0 / std::sqrt(static_cast<double>(d))));
+  int mask_kind = 0;
+  std::array<int64_t, 4> mask_str = {0, 0, 0, 0};
+  if (node.num_inputs() == 4) {
+    const ir::TensorType& mt = node.input(3)->type();
+    if (mt.dtype == DType::kBool) {
+      mask_kind = 1;
+    } else if (mt.dtype == qt.dtype) {
+      mask_kind = 2;
+    } else {
+      return Invalid(node, absl::StrCat("mask must be bool or ", DTypeStr(qt.dtype), ", got ",
+                                        mt.ToString()));
+    }
+    if (mt.rank() > 4) return Invalid(node, "mask rank must be <= 4, got " + mt.ToString());
+    const ir::Shape scores{b, h, tq, tk};
+    const int off = 4 - mt.rank();
+    int64_t stride = 1;
+    for (int i = 3; i >= 0; --i) {
+      const int64_t dim = i >= off ? mt.shape[i - off] : 1;
+      if (dim != 1 && dim != scores[i]) {
+        return Invalid(node, absl::StrCat("mask ", mt.ToString(), " does not broadcast to ",
+                                          ir::ShapeToString(scores)));
+      }
+      mask_str[i] = dim == 1 ? 0 : stride;
+      stride *= dim;
+    }
+  }
+  switch (qt.dtype) {
+    case DType::kF32:
+      return KernelPtr(new AttentionKernel<float>(AttentionKernel<float>::Plan{
+          b, h, tq, tk, d, dv, bthd, static_cast<float>(scale), mask_kind, mask_str}));
+    case DType::kF64:
+      return KernelPtr(new AttentionKernel<double>(AttentionKernel<double>::Plan{
+          b, h, tq, tk, d, dv, bthd, scale, mask_kind, mask_str}));
+    default:
+      return Unsupported(node, absl::StrCat("dtype ", DTypeStr(qt.dtype),
+                                            " is not supported (f32, f64)"));
+  }
+}
+
+}  // namespace ptc::cpu::internal

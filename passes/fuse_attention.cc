@@ -1,0 +1,211 @@
+// fuse-attention: scaled dot-product attention becomes one `attention` op
+// (compiler/ir/ops_fused.cc; CPU kernel codegen/cpu/attention.cc, flash-style).
+//
+// Matched around each softmax over the last axis of a rank-4 float tensor [B,H,Tq,Tk]:
+//   %s  = matmul(%q, %kt)                    q [B,H,Tq,D], kt [B,H,D,Tk]
+//   %sc = mul(%s, c) | div(%s, c)            optional; c a splat constant -> scale (else 1)
+//   %m  = where(%mask, -inf, %sc)            optional; bool mask, true = masked out
+//       | add(%sc, %bias)                    or an additive mask (either operand order)
+//   %p  = softmax(%m) {axis=3}
+//   %o  = matmul(%p, %v)                     v [B,H,Tk,Dv] -> o [B,H,Tq,Dv]
+// Every intermediate must have one use. The head transposes around it are absorbed too when
+// they are all there: q = transpose(q4, [0,2,1,3]), kt = transpose(k4, [0,2,3,1]),
+// v = transpose(v4, [0,2,1,3]) with q4/k4/v4 in [B,T,H,D] and o's only use a transpose
+// [0,2,1,3]: the op then takes layout="bthd" and reads the projection outputs in place (the
+// transposes are left to dce). Otherwise layout="bhtd", with k = kt's transpose source when kt
+// is transpose(k, [0,1,3,2]), else a new transpose node.
+//
+// Declines (counters): softmax not over the last axis of a rank-4 float "declined.shape";
+// an intermediate with other uses "declined.multi-use"; no matmul before/after the softmax
+// "declined.no-matmul"; a non-constant scale "declined.scale"; where(mask, x, -inf) (true
+// keeps) or another where "declined.mask".
+// Run after fold-constants/simplify/cse (so that the scale and -inf are splat constants) and
+// before fuse-elementwise (which would take the scaling multiply).
+//
+//   before:  %qh = transpose(%q4) {perm=[0, 2, 1, 3]} : f32[8,4,128,64]
+//            %kt = transpose(%k4) {perm=[0, 2, 3, 1]} : f32[8,4,64,128]
+//            %vh = transpose(%v4) {perm=[0, 2, 1, 3]} : f32[8,4,128,64]
+//            %s = matmul(%qh, %kt) : f32[8,4,128,128]
+//            %sc = mul(%s, %c) : f32[8,4,128,128]                       (%c = 0.125)
+//            %w = where(%masked, %ninf, %sc) : f32[8,4,128,128]        (%ninf = -inf)
+//            %p = softmax(%w) {axis=3} : f32[8,4,128,128]
+//            %o = matmul(%p, %vh) : f32[8,4,128,64]
+//            %ot = transpose(%o) {perm=[0, 2, 1, 3]} : f32[8,128,4,64]
+//   after:   %ot = attention(%q4, %k4, %v4, %masked) {layout="bthd", scale=0.125}
+//                  : f32[8,128,4,64]
+#include <cmath>
+#include <set>
+
+#include "compiler/support/status.h"
+#include "passes/matcher.h"
+#include "passes/passes.h"
+
+namespace ptc::passes {
+namespace {
+
+bool IsPerm(const ir::Node* n, const std::vector<int64_t>& perm) {
+  if (n == nullptr || n->op() != "transpose") return false;
+  absl::StatusOr<std::vector<int64_t>> p = n->GetInts("perm");
+  return p.ok() && *p == perm;
+}
+
+class FuseAttentionPass : public Pass {
+ public:
+  std::string_view name() const override { return "fuse-attention"; }
+
+  absl::StatusOr<bool> Run(ir::Module& module) override {
+    bool changed = false;
+    for (const auto& fn : module.functions()) changed |= RunOn(module, *fn);
+    return changed;
+  }
+
+ private:
+  // The producer of v when it is a single-use `op` node, else nullptr.
+  static ir::Node* SingleUseDef(const Matcher& m, const ir::Value* v, std::string_view op) {
+    Match d = m.Def(v).Op(op).SingleUse();
+    return d ? d.node() : nullptr;
+  }
+
+  bool RunOn(ir::Module& module, ir::Function& fn) {
+    Matcher m(module, fn);
+    std::vector<ir::Node*> softmaxes;
+    for (const auto& n : fn.nodes()) {
+      if (n->op() == "softmax") softmaxes.push_back(n.get());
+    }
+    std::set<const ir::Node*> erase;
+    for (ir::Node* sm : softmaxes) {
+      const ir::TensorType& st = sm->output()->type();
+      absl::StatusOr<int64_t> axis = sm->GetInt("axis", -1);
+      if (st.rank() != 4 || !axis.ok() || (*axis != 3 && *axis != -1) ||
+          (st.dtype != ir::DType::kF32 && st.dtype != ir::DType::kF64)) {
+        Count("declined.shape");
+        continue;
+      }
+      std::vector<ir::Node*> absorbed = {sm};
+      // After: matmul(p, v).
+      ir::Node* pv = m.SingleUser(sm->output());
+      if (pv == nullptr || pv->op() != "matmul" || pv->input(0) != sm->output()) {
+        Count(pv == nullptr ? "declined.multi-use" : "declined.no-matmul");
+        continue;
+      }
+      absorbed.push_back(pv);
+      // Before: optional mask, optional scale, matmul(q, kt).
+      ir::Value* cur = sm->input(0);
+      ir::Value* mask = nullptr;
+      bool bad = false;
+      if (Match w = m.Def(cur).Op("where"); w) {
+        ir::Node* wn = w.node();
+        std::optional<double> fill = m.Splat(wn->input(1));
+        if (!m.Def(cur).SingleUse() || !fill || !std::isinf(*fill) || *fill > 0 ||
+            wn->input(0)->type().dtype != ir::DType::kBool) {
+          Count("declined.mask");
+          continue;
+        }
+        mask = wn->input(0);
+        cur = wn->input(2);
+        absorbed.push_back(wn);
+      } else if (Match a = m.Def(cur).Op("add"); a) {
+        ir::Node* an = a.node();
+        // The scores operand is the one produced by the scale or the matmul.
+        int scores = -1;
+        for (int i = 0; i < 2; ++i) {
+          Match d = m.Def(an->input(i));
+          if (d.node() != nullptr && (d.node()->op() == "mul" || d.node()->op() == "div" ||
+                                      d.node()->op() == "matmul") &&
+              an->input(i)->type() == st) {
+            scores = i;
+          }
+        }
+        if (scores < 0 || !m.Def(cur).SingleUse() ||
+            an->input(1 - scores)->type().dtype != st.dtype) {
+          Count("declined.mask");
+          continue;
+        }
+        mask = an->input(1 - scores);
+        cur = an->input(scores);
+        absorbed.push_back(an);
+      }
+      double scale = 1.0;
+      for (std::string_view op : {"mul", "div"}) {
+        ir::Node* sn = SingleUseDef(m, cur, op);
+        if (sn == nullptr) continue;
+        std::optional<double> c = m.Splat(sn->input(1));
+        ir::Value* other = sn->input(0);
+        if (!c && op == "mul") {
+          c = m.Splat(sn->input(0));
+          other = sn->input(1);
+        }
+        if (!c || *c == 0.0) {
+          bad = true;
+          break;
+        }
+        scale *= op == "mul" ? *c : 1.0 / *c;
+        cur = other;
+        absorbed.push_back(sn);
+      }
+      if (bad) {
+        Count("declined.scale");
+        continue;
+      }
+      ir::Node* qk = SingleUseDef(m, cur, "matmul");
+      if (qk == nullptr) {
+        Count(m.Def(cur).Op("matmul") ? "declined.multi-use" : "declined.no-matmul");
+        continue;
+      }
+      absorbed.push_back(qk);
+      ir::Value* q = qk->input(0);
+      ir::Value* kt = qk->input(1);
+      ir::Value* v = pv->input(1);
+      if (q->type().rank() != 4 || kt->type().rank() != 4 || v->type().rank() != 4) {
+        Count("declined.shape");
+        continue;
+      }
+      ir::Node* qt = m.Def(q).node();
+      ir::Node* ktt = m.Def(kt).node();
+      ir::Node* vt = m.Def(v).node();
+      ir::Node* out_t = m.SingleUser(pv->output());
+      const bool bthd = IsPerm(qt, {0, 2, 1, 3}) && IsPerm(ktt, {0, 2, 3, 1}) &&
+                        IsPerm(vt, {0, 2, 1, 3}) && IsPerm(out_t, {0, 2, 1, 3});
+      ir::Node* root = pv;
+      std::vector<ir::Value*> operands;
+      if (bthd) {
+        operands = {qt->input(0), ktt->input(0), vt->input(0)};
+        absorbed.push_back(out_t);
+        root = out_t;
+      } else {
+        ir::Value* k = nullptr;
+        if (IsPerm(ktt, {0, 1, 3, 2})) {
+          k = ktt->input(0);
+        } else {
+          ir::TensorType ktype = kt->type();
+          std::swap(ktype.shape[2], ktype.shape[3]);
+          ir::Node* t = fn.AddNode("transpose", {kt}, {ktype},
+                                   {{"perm", std::vector<int64_t>{0, 1, 3, 2}}}, qk->loc(),
+                                   {kt->name() + "_t"}, /*before=*/qk);
+          k = t->output();
+        }
+        operands = {q, k, v};
+      }
+      if (mask != nullptr) operands.push_back(mask);
+      ir::AttrMap attrs;
+      attrs["scale"] = scale;
+      if (bthd) attrs["layout"] = std::string("bthd");
+      ir::Node* att = fn.AddNode("attention", operands, {root->output()->type()},
+                                 std::move(attrs), qk->loc(), {root->output()->name()},
+                                 /*before=*/root);
+      fn.ReplaceAllUsesWith(root->output(), att->output());
+      erase.insert(absorbed.begin(), absorbed.end());
+      Count(bthd ? "fused.bthd" : "fused.bhtd");
+      if (mask != nullptr) Count("fused.mask");
+    }
+    if (erase.empty()) return false;
+    fn.EraseNodesIf([&](const ir::Node& n) { return erase.count(&n) > 0; });
+    return true;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Pass> CreateFuseAttentionPass() { return std::make_unique<FuseAttentionPass>(); }
+
+}  // namespace ptc::passes
