@@ -229,7 +229,8 @@ absl::StatusOr<LivenessAnalysis> LivenessAnalysis::Run(const ir::Function& f,
       b.value = out;
       b.bytes = AlignUp(bytes, options.alignment);
       b.first = b.last = i;
-      b.category = category_of(i);
+      // Recomputed values are activations, wherever the schedule puts them.
+      b.category = IsRecomputed(n) ? Category::kActivation : category_of(i);
       a.buffers_.push_back(std::move(b));
     }
     if (options.workspace_bytes) {
