@@ -97,6 +97,27 @@ absl::StatusOr<ir::Value*> MakeLoss(ir::Function& f, const TrainOptions& o) {
 
 }  // namespace
 
+absl::StatusOr<ir::Value*> AppendLoss(ir::Function& f, const TrainOptions& o) {
+  PTC_ASSIGN_OR_RETURN(ir::Value* loss, MakeLoss(f, o));
+  if (loss->type().dtype != ir::DType::kF32) {
+    internal::GradBuilder b(f, "loss", "");
+    loss = b.Op("cast", {loss}, {{"to", ir::DType::kF32}}, "loss");
+    PTC_RETURN_IF_ERROR(b.status());
+  }
+  return loss;
+}
+
+absl::Status AddEvalFunction(ir::Module& train_module, const ir::Function& forward,
+                             const TrainOptions& o) {
+  if (train_module.FindFunction("eval") != nullptr) {
+    return Invalid("the module already has a function @eval");
+  }
+  ir::Function* eval = train_module.CopyFunction(forward, "eval");
+  PTC_ASSIGN_OR_RETURN(ir::Value* loss, AppendLoss(*eval, o));
+  eval->set_results({loss});
+  return absl::OkStatus();
+}
+
 absl::Status BuildTrainingStep(ir::Module& module, const TrainOptions& o) {
   PTC_RETURN_IF_ERROR(CheckOptions(o));
   ir::Function* f = module.main();
@@ -124,13 +145,8 @@ absl::Status BuildTrainingStep(ir::Module& module, const TrainOptions& o) {
       frozen_weights.push_back(p);
     }
   }
-  PTC_ASSIGN_OR_RETURN(ir::Value* loss, MakeLoss(*f, o));
+  PTC_ASSIGN_OR_RETURN(ir::Value* loss, AppendLoss(*f, o));
   if (!o.loss.empty()) data.push_back(f->params().back());  // the labels
-  if (loss->type().dtype != ir::DType::kF32) {
-    internal::GradBuilder b(*f, "loss", "");
-    loss = b.Op("cast", {loss}, {{"to", ir::DType::kF32}}, "loss");
-    PTC_RETURN_IF_ERROR(b.status());
-  }
   f->set_results({loss});  // kept up to date by the node replacements of AppendGradients
   PTC_ASSIGN_OR_RETURN(std::vector<ir::Value*> grads, AppendGradients(*f, loss, candidates));
   loss = f->results()[0];

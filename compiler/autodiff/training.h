@@ -63,6 +63,16 @@ struct TrainOptions {
 // Turns the forward module (imported ONNX) into a training-step module (contract above).
 absl::Status BuildTrainingStep(ir::Module& module, const TrainOptions& options);
 
+// Appends the scalar loss per `options` (the model's loss output, or softmax-ce over the logits
+// with a new labels input) and returns it (f32[]).
+absl::StatusOr<ir::Value*> AppendLoss(ir::Function& function, const TrainOptions& options);
+
+// Adds function @eval to `train_module`: a copy of `forward`'s main with the loss appended,
+// results (loss). It has the same data inputs and weight names as @main and no `assign`: the
+// runtime runs it on the live weights for validation loss.
+absl::Status AddEvalFunction(ir::Module& train_module, const ir::Function& forward,
+                             const TrainOptions& options);
+
 // Reverse-mode autodiff of `function`: appends the backward nodes that compute d(loss)/d(wrt[i])
 // for each value in `wrt` (the seed is 1 for the f32[] `loss`). Returns the gradient values,
 // nullptr entries for values the loss does not depend on. Errors name the op with no rule.

@@ -37,7 +37,11 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
   if (report) report->nodes_before = static_cast<int64_t>(main->nodes().size());
   PTC_RETURN_IF_ERROR(ir::Verify(*module));
   if (options.train) {
+    // @eval (forward + loss) is copied before @main becomes the training step.
+    std::unique_ptr<ir::Module> forward = module->Clone();
     PTC_RETURN_IF_ERROR(autodiff::BuildTrainingStep(*module, options.train_options));
+    PTC_RETURN_IF_ERROR(
+        autodiff::AddEvalFunction(*module, *forward->main(), options.train_options));
     PTC_RETURN_IF_ERROR(ir::Verify(*module));
   }
 

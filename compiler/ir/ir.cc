@@ -416,30 +416,33 @@ std::unique_ptr<Module> Module::Clone() const {
   auto m = std::make_unique<Module>();
   m->tensors_ = tensors_;
   m->metadata_ = metadata_;
-  for (const auto& f : functions_) {
-    Function* g = m->AddFunction(f->name());
-    std::map<const Value*, Value*> map;
-    for (Value* p : f->params()) map[p] = g->AddParam(p->name(), p->type(), p->flags());
-    for (const auto& n : f->nodes()) {
-      std::vector<Value*> ins;
-      for (Value* v : n->inputs()) ins.push_back(map.at(v));
-      std::vector<TensorType> types;
-      std::vector<std::string> names;
-      for (Value* o : n->outputs()) {
-        types.push_back(o->type());
-        names.push_back(o->name());
-      }
-      Node* c = g->AddNode(n->op(), ins, types, n->attrs(), n->loc(), names);
-      for (size_t i = 0; i < n->num_outputs(); ++i) {
-        c->outputs()[i]->mutable_flags() = n->output(i)->flags();
-        map[n->output(i)] = c->output(i);
-      }
-    }
-    std::vector<Value*> results;
-    for (Value* r : f->results()) results.push_back(map.at(r));
-    g->set_results(results);
-  }
+  for (const auto& f : functions_) m->CopyFunction(*f, f->name());
   return m;
+}
+
+Function* Module::CopyFunction(const Function& f, std::string name) {
+  Function* g = AddFunction(std::move(name));
+  std::map<const Value*, Value*> map;
+  for (Value* p : f.params()) map[p] = g->AddParam(p->name(), p->type(), p->flags());
+  for (const auto& n : f.nodes()) {
+    std::vector<Value*> ins;
+    for (Value* v : n->inputs()) ins.push_back(map.at(v));
+    std::vector<TensorType> types;
+    std::vector<std::string> names;
+    for (Value* o : n->outputs()) {
+      types.push_back(o->type());
+      names.push_back(o->name());
+    }
+    Node* c = g->AddNode(n->op(), ins, types, n->attrs(), n->loc(), names);
+    for (size_t i = 0; i < n->num_outputs(); ++i) {
+      c->outputs()[i]->mutable_flags() = n->output(i)->flags();
+      map[n->output(i)] = c->output(i);
+    }
+  }
+  std::vector<Value*> results;
+  for (Value* r : f.results()) results.push_back(map.at(r));
+  g->set_results(results);
+  return g;
 }
 
 }  // namespace ptc::ir

@@ -235,6 +235,9 @@ class Module {
 
   // Deep copy (tensors share buffers).
   std::unique_ptr<Module> Clone() const;
+  // Copies `src` (of this or another module) into this module as a new function `name`.
+  // Tensors referenced by `src` are not copied.
+  Function* CopyFunction(const Function& src, std::string name);
 
  private:
   std::vector<std::unique_ptr<Function>> functions_;

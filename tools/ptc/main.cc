@@ -22,7 +22,9 @@
 #include "compiler/support/status.h"
 #include "models/models.h"
 #include "nlohmann/json.hpp"
+#include "runtime/cpu/checkpoint.h"
 #include "runtime/cpu/executor.h"
+#include "runtime/cpu/trainer.h"
 #include "runtime/plan/plan.h"
 
 namespace {
@@ -119,7 +121,22 @@ struct RunArgs {
   bool profile = false, random_inputs = false;
   int repeat = 1, warmup = 0;
   uint64_t seed = 1;
+  ptc::train::TrainerOptions train;
+  std::string progress = "auto";
 };
+
+int Train(const RunArgs& a, const ptc::plan::Plan& plan) {
+  ptc::train::TrainerOptions t = a.train;
+  if (a.progress == "bar") t.progress_style = ptc::train::ProgressStyle::kBar;
+  else if (a.progress == "lines") t.progress_style = ptc::train::ProgressStyle::kLines;
+  else if (a.progress == "none") t.progress_style = ptc::train::ProgressStyle::kNone;
+  else if (a.progress != "auto") {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--progress '", a.progress, "' is not one of auto, bar, lines, none")));
+  }
+  absl::Status s = ptc::train::RunTraining(plan, t, std::cerr);
+  return s.ok() ? 0 : Fail(s);
+}
 
 Tensor RandomTensor(const ptc::ir::TensorType& type, std::mt19937_64& rng) {
   Tensor t(type.dtype, type.shape);
@@ -147,6 +164,7 @@ Tensor RandomTensor(const ptc::ir::TensorType& type, std::mt19937_64& rng) {
 int Run(const RunArgs& a) {
   auto plan = ptc::plan::LoadPlan(a.plan);
   if (!plan.ok()) return Fail(plan.status());
+  if (plan->options.count("train")) return Train(a, *plan);
   auto exec = ptc::cpu::Executor::Create(*plan);
   if (!exec.ok()) return Fail(exec.status());
   const ptc::ir::Function* main = plan->module->main();
@@ -419,9 +437,32 @@ int main(int argc, char** argv) {
   run->add_option("--warmup", ra.warmup, "untimed runs first")->capture_default_str();
   run->add_option("--seed", ra.seed, "seed for --random-inputs")->capture_default_str();
   run->add_option("--json", ra.json, "write timings (and profile) as JSON to this file");
+  // Training plans (compiled with --train):
+  run->add_option("--steps", ra.train.steps, "training: total optimizer steps")
+      ->capture_default_str();
+  run->add_option("--data", ra.train.data,
+                  "training: text file, folder of text files, or token file "
+                  "(default: Debian's fortunes corpus)");
+  run->add_option("--val-fraction", ra.train.val_fraction, "training: held-out tail of the data")
+      ->capture_default_str();
+  run->add_option("--eval-every", ra.train.eval_every, "training: validation every N steps")
+      ->capture_default_str();
+  run->add_option("--eval-batches", ra.train.eval_batches, "training: batches per validation")
+      ->capture_default_str();
+  run->add_option("--log-json", ra.train.log_json, "training: one JSON object per step");
+  run->add_option("--checkpoint", ra.train.checkpoint_dir, "training: checkpoint folder");
+  run->add_option("--checkpoint-every", ra.train.checkpoint_every, "training: steps between checkpoints")
+      ->capture_default_str();
+  run->add_flag("--resume", ra.train.resume, "training: continue from the latest checkpoint");
+  run->add_option("--dump-gradients", ra.train.dump_gradients,
+                  "training: write the first step's gradients (TensorProto per weight)");
+  run->add_option("--progress", ra.progress, "auto | bar | lines | none")->capture_default_str();
   run->footer(
       "Examples:\n"
       "  ptc run gpt.plan --input input_ids=input_0.pb --output-dir out/\n"
+      "  ptc run train.plan --steps 1000 --eval-every 100 --log-json log.jsonl \\\n"
+      "      --checkpoint ckpt/ --checkpoint-every 200      # trains on the fortunes corpus\n"
+      "  ptc run train.plan --steps 2000 --checkpoint ckpt/ --resume\n"
       "  ptc run gpt.plan --random-inputs --warmup 2 --repeat 20 --profile\n");
 
   DumpArgs da;
@@ -434,6 +475,15 @@ int main(int argc, char** argv) {
       "  ptc dump gpt.plan                       # IR text (re-parses to the same text)\n"
       "  ptc dump gpt.plan --format json | jq '.memory.arena_bytes'\n"
       "  ptc dump gpt.onnx --dim batch=1 --dim seq=16 --format dot | dot -Tsvg > g.svg\n");
+
+  std::string ex_ckpt, ex_model, ex_out;
+  CLI::App* exp = app.add_subcommand("export", "Write a checkpoint's trained weights into an ONNX model");
+  exp->add_option("checkpoint", ex_ckpt, "checkpoint folder (a step-N folder or the root)")
+      ->required()->check(CLI::ExistingDirectory);
+  exp->add_option("--model", ex_model, "the ONNX model the plan was compiled from")
+      ->required()->check(CLI::ExistingFile);
+  exp->add_option("-o,--output", ex_out, "ONNX file to write")->required();
+  exp->footer("Example:\n  ptc export ckpt/ --model tiny.onnx -o tiny-trained.onnx\n");
 
   ModelArgs ma;
   CLI::App* model = app.add_subcommand("model", "Build a transformer as an ONNX model");
@@ -470,5 +520,11 @@ int main(int argc, char** argv) {
   if (*run) return Run(ra);
   if (*dump) return Dump(da);
   if (*model) return Model(ma);
+  if (*exp) {
+    absl::Status s = ptc::checkpoint::ExportCheckpointToOnnx(ex_model, ex_ckpt, ex_out);
+    if (!s.ok()) return Fail(s);
+    std::fprintf(stderr, "wrote %s\n", ex_out.c_str());
+    return 0;
+  }
   return 0;
 }
