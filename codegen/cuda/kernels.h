@@ -126,6 +126,12 @@ cudaError_t LaunchSoftmax(DT dt, int64_t outer, int64_t n, int64_t inner, bool l
 cudaError_t LaunchLayerNorm(DT dt, int64_t rows, int64_t d, double epsilon, const void* x,
                             const void* scale, bool scale_bcast, const void* bias, bool bias_bcast,
                             void* y, float* mean, float* inv_std_dev, cudaStream_t stream);
+// Attention scores [B*H*Tq, Tk] (f32, already scaled) -> probabilities, in place. mask_kind 0:
+// none, 1: bool (true masks out: -inf), 2: f32 added; mask_strides are its element strides over
+// [B, H, Tq, Tk] (0 where broadcast).
+cudaError_t LaunchAttentionSoftmax(int64_t rows, int64_t tq, int64_t heads, int64_t tk,
+                                   float* scores, const void* mask, int mask_kind,
+                                   const int64_t mask_strides[4], cudaStream_t stream);
 cudaError_t LaunchReduce(DT dt, ReduceKind kind, const ReduceDesc& d, const void* in, void* out,
                          cudaStream_t stream);
 

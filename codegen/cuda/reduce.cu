@@ -122,6 +122,38 @@ __global__ void __launch_bounds__(kRowThreads)
   }
 }
 
+struct MaskStrides {
+  int64_t v[4];
+};
+
+// One block per score row (b, h, q): mask, then softmax in place (f32).
+__global__ void __launch_bounds__(kRowThreads)
+    AttentionSoftmaxKernel(int64_t tq, int64_t heads, int64_t tk, float* __restrict__ scores,
+                           const void* __restrict__ mask, int mask_kind, MaskStrides ms) {
+  __shared__ float shm[32];
+  const int64_t row = blockIdx.x;
+  const int64_t q = row % tq, h = (row / tq) % heads, b = row / (tq * heads);
+  float* s = scores + row * tk;
+  const int64_t mbase = b * ms.v[0] + h * ms.v[1] + q * ms.v[2];
+  float mx = -INFINITY;
+  for (int64_t j = threadIdx.x; j < tk; j += blockDim.x) {
+    float v = s[j];
+    if (mask_kind == 1) {
+      if (static_cast<const uint8_t*>(mask)[mbase + j * ms.v[3]]) v = -INFINITY;
+    } else if (mask_kind == 2) {
+      v += static_cast<const float*>(mask)[mbase + j * ms.v[3]];
+    }
+    s[j] = v;
+    mx = fmaxf(mx, v);
+  }
+  mx = BlockReduce<float>(mx, /*kind=*/1, -INFINITY, shm);
+  float sum = 0;
+  for (int64_t j = threadIdx.x; j < tk; j += blockDim.x) sum += expf(s[j] - mx);
+  sum = BlockReduce<float>(sum, /*kind=*/0, 0.f, shm);
+  const float inv = 1.f / sum;
+  for (int64_t j = threadIdx.x; j < tk; j += blockDim.x) s[j] = expf(s[j] - mx) * inv;
+}
+
 template <typename A>
 __device__ __forceinline__ A Combine(ReduceKind kind, A a, A b) {
   switch (kind) {
@@ -238,6 +270,18 @@ cudaError_t LaunchLayerNorm(DT dt, int64_t rows, int64_t d, double epsilon, cons
     default: return cudaErrorInvalidValue;
   }
 #undef PTC_LN_CASE
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchAttentionSoftmax(int64_t rows, int64_t tq, int64_t heads, int64_t tk,
+                                   float* scores, const void* mask, int mask_kind,
+                                   const int64_t mask_strides[4], cudaStream_t stream) {
+  if (rows == 0 || tk == 0) return cudaSuccess;
+  if (rows >= (int64_t{1} << 31)) return cudaErrorInvalidConfiguration;
+  MaskStrides ms;
+  for (int i = 0; i < 4; ++i) ms.v[i] = mask_strides[i];
+  AttentionSoftmaxKernel<<<RowGrid(rows), kRowThreads, 0, stream>>>(tq, heads, tk, scores, mask,
+                                                                    mask_kind, ms);
   return cudaGetLastError();
 }
 

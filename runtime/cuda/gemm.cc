@@ -11,6 +11,8 @@
 // the linear-layer case); other broadcasts loop over the batch with precomputed offsets.
 #include <cublasLt.h>
 
+#include <algorithm>
+#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
@@ -52,7 +54,8 @@ struct Problem {
 class GemmKernel final : public DeviceKernel {
  public:
   absl::Status Init(const ir::Node& node, DType dt, const Problem& p, double alpha, double beta,
-                    bool allow_tf32, cublasLtHandle_t lt) {
+                    bool allow_tf32, cublasLtHandle_t lt,
+                    cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT) {
     node_ = &node;
     p_ = p;
     elem_ = ir::DTypeSize(dt);
@@ -90,6 +93,10 @@ class GemmKernel final : public DeviceKernel {
                                                               &ta, sizeof(ta)));
     PTC_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB,
                                                               &tb, sizeof(tb)));
+    if (epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
+      PTC_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
+          desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+    }
     // Stored (pre-op) shapes, column-major.
     PTC_ASSIGN_OR_RETURN(a_, MakeLayout(data, p.trans_a ? p.k : p.m, p.trans_a ? p.m : p.k, p.lda,
                                         p.batch, p.stride_a));
@@ -123,6 +130,20 @@ class GemmKernel final : public DeviceKernel {
   void SetBias(kernels::CopyDesc copy) {
     bias_ = true;
     bias_copy_ = copy;
+  }
+
+  // Epilogue bias (fused_matmul): one value per output column, set at each launch.
+  absl::Status SetBiasPointer(const void* bias) {
+    PTC_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
+        desc_.get(), CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    return absl::OkStatus();
+  }
+
+  // One product on explicit pointers (our A, our B, D), for composite kernels (attention).
+  absl::Status RunOn(const LaunchContext& ctx, const void* our_a, const void* our_b, void* d) {
+    const void* alpha = f64_ ? static_cast<const void*>(&alpha_d_) : &alpha_f_;
+    const void* beta = f64_ ? static_cast<const void*>(&beta_d_) : &beta_f_;
+    return Matmul(ctx, our_b, our_a, d, alpha, beta);
   }
 
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
@@ -327,12 +348,193 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateGemm(const ir::Node& node,
   return std::unique_ptr<DeviceKernel>(std::move(kernel));
 }
 
+
+// fused_matmul(x, w[, bias]) {trans_b, activation}: one GEMM over the folded batch, the bias
+// (and relu) in the cuBLASLt epilogue, the gelu forms as an in-place elementwise pass.
+class FusedMatMulKernel final : public DeviceKernel {
+ public:
+  FusedMatMulKernel(std::unique_ptr<GemmKernel> gemm, bool has_bias, bool gelu_pass,
+                    kernels::Op gelu_op, kernels::DT dt, int64_t n)
+      : gemm_(std::move(gemm)), has_bias_(has_bias), gelu_pass_(gelu_pass), gelu_op_(gelu_op),
+        dt_(dt), n_(n) {}
+  absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
+                      absl::Span<void* const> out, void*) override {
+    if (has_bias_) PTC_RETURN_IF_ERROR(gemm_->SetBiasPointer(in[2]));
+    PTC_RETURN_IF_ERROR(gemm_->RunOn(ctx, in[0], in[1], out[0]));
+    if (!gelu_pass_) return absl::OkStatus();
+    kernels::BroadcastDesc d;
+    d.rank = 1;
+    d.n = n_;
+    d.shape[0] = n_;
+    d.strides[0][0] = 1;
+    const cudaError_t e =
+        kernels::LaunchElementwise(gelu_op_, dt_, d, out[0], nullptr, out[0], ctx.stream);
+    if (e != cudaSuccess) return CudaStatus(e, "LaunchElementwise (gelu)", __FILE__, __LINE__);
+    return absl::OkStatus();
+  }
+
+ private:
+  std::unique_ptr<GemmKernel> gemm_;
+  bool has_bias_, gelu_pass_;
+  kernels::Op gelu_op_;
+  kernels::DT dt_;
+  int64_t n_;
+};
+
+absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateFusedMatMul(const ir::Node& node,
+                                                               const KernelOptions& options,
+                                                               cublasLtHandle_t lt) {
+  if (node.num_inputs() < 2 || node.num_inputs() > 3 || node.num_outputs() != 1) {
+    return Invalid(node, "fused_matmul takes (x, w [, bias]) and has one output");
+  }
+  const ir::TensorType& x = node.input(0)->type();
+  const ir::TensorType& w = node.input(1)->type();
+  PTC_ASSIGN_OR_RETURN(int64_t trans_b, node.GetInt("trans_b", 0));
+  PTC_ASSIGN_OR_RETURN(std::string act, node.GetString("activation", "none"));
+  if (x.rank() < 2 || w.rank() != 2 || w.dtype != x.dtype) {
+    return Invalid(node, "x must have rank >= 2 and w rank 2, one dtype");
+  }
+  const int64_t k = x.shape.back();
+  const int64_t n = trans_b ? w.shape[0] : w.shape[1];
+  if ((trans_b ? w.shape[1] : w.shape[0]) != k) return Invalid(node, "inner dims differ");
+  const int64_t rows = x.num_elements() / std::max<int64_t>(k, 1);
+  const bool has_bias = node.num_inputs() == 3;
+  if (has_bias && node.input(2)->type().num_elements() != n) return Invalid(node, "bias must be [N]");
+  cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_DEFAULT;
+  bool gelu_pass = false;
+  kernels::Op gelu_op = kernels::Op::kGelu;
+  if (act == "relu") {
+    epi = has_bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU;
+  } else {
+    if (has_bias) epi = CUBLASLT_EPILOGUE_BIAS;
+    if (act == "gelu" || act == "gelu_tanh") {
+      gelu_pass = true;
+      gelu_op = act == "gelu" ? kernels::Op::kGelu : kernels::Op::kGeluTanh;
+    } else if (act != "none") {
+      return Invalid(node, absl::StrCat("unknown activation '", act, "'"));
+    }
+  }
+  auto gemm = std::make_unique<GemmKernel>();
+  PTC_RETURN_IF_ERROR(gemm->Init(node, x.dtype, RowMajorProblem(rows, n, k, false, trans_b != 0),
+                                 1.0, 0.0, options.allow_tf32, lt, epi));
+  return std::unique_ptr<DeviceKernel>(new FusedMatMulKernel(
+      std::move(gemm), has_bias, gelu_pass, gelu_op,
+      static_cast<kernels::DT>(static_cast<int>(x.dtype)), rows * n));
+}
+
+// attention(q, k, v[, mask]) {scale, layout}: S = scale q k^T (cuBLASLt, batched over heads)
+// into f32 scratch, masked row softmax in place, O = P v (cuBLASLt). Materializes [Tq, Tk] per
+// head: the flash-style kernel that does not is the next step (runtime/cuda/README.md).
+class AttentionKernel final : public DeviceKernel {
+ public:
+  size_t WorkspaceBytes() const override { return static_cast<size_t>(rows_ * tk_) * 4; }
+  absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
+                      absl::Span<void* const> out, void* workspace) override {
+    const float* q = static_cast<const float*>(in[0]);
+    const float* k = static_cast<const float*>(in[1]);
+    const float* v = static_cast<const float*>(in[2]);
+    float* o = static_cast<float*>(out[0]);
+    float* s = static_cast<float*>(workspace);
+    for (int64_t i = 0; i < outer_; ++i) {
+      PTC_RETURN_IF_ERROR(qk_.RunOn(ctx, q + i * q_outer_, k + i * k_outer_,
+                                    s + i * s_outer_));
+    }
+    const cudaError_t e = kernels::LaunchAttentionSoftmax(
+        rows_, tq_, heads_, tk_, s, in.size() > 3 ? in[3] : nullptr, mask_kind_, mask_strides_,
+        ctx.stream);
+    if (e != cudaSuccess) return CudaStatus(e, "LaunchAttentionSoftmax", __FILE__, __LINE__);
+    for (int64_t i = 0; i < outer_; ++i) {
+      PTC_RETURN_IF_ERROR(pv_.RunOn(ctx, s + i * s_outer_, v + i * v_outer_, o + i * o_outer_));
+    }
+    return absl::OkStatus();
+  }
+
+  GemmKernel qk_, pv_;
+  int64_t outer_ = 1;  // separate launches (bthd: one per batch)
+  int64_t q_outer_ = 0, k_outer_ = 0, v_outer_ = 0, o_outer_ = 0, s_outer_ = 0;
+  int64_t rows_ = 0, tq_ = 0, tk_ = 0, heads_ = 0;
+  int mask_kind_ = 0;
+  int64_t mask_strides_[4] = {0, 0, 0, 0};
+};
+
+absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateAttention(const ir::Node& node,
+                                                              const KernelOptions& options,
+                                                              cublasLtHandle_t lt) {
+  if (node.num_inputs() < 3 || node.num_inputs() > 4) return Invalid(node, "attention takes (q, k, v [, mask])");
+  const ir::TensorType& q = node.input(0)->type();
+  const ir::TensorType& kt = node.input(1)->type();
+  const ir::TensorType& vt = node.input(2)->type();
+  if (q.dtype != DType::kF32 || kt.dtype != DType::kF32 || vt.dtype != DType::kF32) {
+    return absl::UnimplementedError(absl::StrCat(
+        node.Describe(), ": no CUDA attention kernel for ", q.ToString(),
+        " yet (f32 only; bf16/f16 come with the flash kernel)"));
+  }
+  if (q.rank() != 4 || kt.rank() != 4 || vt.rank() != 4) return Invalid(node, "q, k, v must have rank 4");
+  PTC_ASSIGN_OR_RETURN(std::string layout, node.GetString("layout", "bhtd"));
+  const bool bthd = layout == "bthd";
+  if (!bthd && layout != "bhtd") return Invalid(node, "layout must be bhtd or bthd");
+  const int ta = bthd ? 1 : 2, ha = bthd ? 2 : 1;
+  const int64_t b = q.shape[0], h = q.shape[ha], tq = q.shape[ta], tk = kt.shape[ta];
+  const int64_t d = q.shape[3], dv = vt.shape[3];
+  PTC_ASSIGN_OR_RETURN(double scale, node.GetFloat("scale", 1.0 / std::sqrt(double(d))));
+  auto kernel = std::make_unique<AttentionKernel>();
+  kernel->rows_ = b * h * tq;
+  kernel->tq_ = tq;
+  kernel->tk_ = tk;
+  kernel->heads_ = h;
+  // Row strides of one head's [T, D] matrix and the stride between heads.
+  const int64_t q_ld = bthd ? h * d : d, k_ld = bthd ? h * d : d, v_ld = bthd ? h * dv : dv;
+  const int64_t q_hs = bthd ? d : tq * d, k_hs = bthd ? d : tk * d, v_hs = bthd ? dv : tk * dv;
+  const int64_t o_hs = q_hs / d * dv;
+  const int64_t batch = bthd ? h : b * h;
+  kernel->outer_ = bthd ? b : 1;
+  kernel->q_outer_ = tq * h * d;
+  kernel->k_outer_ = tk * h * d;
+  kernel->v_outer_ = tk * h * dv;
+  kernel->o_outer_ = tq * h * dv;
+  kernel->s_outer_ = h * tq * tk;
+  Problem qk = RowMajorProblem(tq, tk, d, false, true);
+  qk.lda = k_ld;  // cuBLASLt A = K (read transposed)
+  qk.ldb = q_ld;
+  qk.batch = batch;
+  qk.stride_a = k_hs;
+  qk.stride_b = q_hs;
+  qk.stride_d = tq * tk;
+  PTC_RETURN_IF_ERROR(kernel->qk_.Init(node, DType::kF32, qk, scale, 0.0, options.allow_tf32, lt));
+  Problem pv = RowMajorProblem(tq, dv, tk, false, false);
+  pv.lda = v_ld;  // cuBLASLt A = V
+  pv.ldb = tk;
+  pv.ldd = bthd ? h * dv : dv;
+  pv.batch = batch;
+  pv.stride_a = v_hs;
+  pv.stride_b = tq * tk;
+  pv.stride_d = o_hs;
+  PTC_RETURN_IF_ERROR(kernel->pv_.Init(node, DType::kF32, pv, 1.0, 0.0, options.allow_tf32, lt));
+  if (node.num_inputs() == 4) {
+    const ir::TensorType& m = node.input(3)->type();
+    if (m.dtype != DType::kBool && m.dtype != DType::kF32) return Invalid(node, "mask must be bool or f32");
+    if (m.rank() > 4) return Invalid(node, "mask has more than 4 dims");
+    kernel->mask_kind_ = m.dtype == DType::kBool ? 1 : 2;
+    // Broadcast strides of the mask over [B, H, Tq, Tk] (the mask is in that order in both
+    // layouts).
+    int64_t stride = 1;
+    for (int i = 0; i < m.rank(); ++i) {
+      const int dim = m.rank() - 1 - i;
+      if (m.shape[dim] != 1) kernel->mask_strides_[3 - i] = stride;
+      stride *= m.shape[dim];
+    }
+  }
+  return std::unique_ptr<DeviceKernel>(std::move(kernel));
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateGemmKernel(const ir::Node& node,
                                                                 const KernelOptions& options,
                                                                 cublasLtHandle_t lt) {
   if (node.op() == "gemm") return CreateGemm(node, options, lt);
+  if (node.op() == "fused_matmul") return CreateFusedMatMul(node, options, lt);
+  if (node.op() == "attention") return CreateAttention(node, options, lt);
   return CreateMatmul(node, options, lt);
 }
 

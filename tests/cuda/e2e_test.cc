@@ -114,6 +114,20 @@ absl::StatusOr<Run> Prepare(const std::string& name, const std::string& passes) 
 
 class CudaE2eTest : public testing::TestWithParam<std::string> {};
 
+// Runs everywhere: every node of the GPT plans has a CUDA kernel (or is a constant, which the
+// executor uploads), so the GPU run below needs no host fallback.
+TEST(CudaE2e, GptPlanHasCudaKernelForEveryNode) {
+  if (!BuiltWithCuda()) GTEST_SKIP() << "SKIPPED: no CUDA device (built without CUDA)";
+  for (const char* passes : {"default", "none"}) {
+    auto r = Prepare("gpt_opset17", passes);
+    ASSERT_TRUE(r.ok()) << r.status();
+    for (const auto& n : r->plan.module->main()->nodes()) {
+      EXPECT_TRUE(n->op() == "constant" || HasDeviceKernel(n->op()))
+          << "passes=" << passes << ": " << n->Describe();
+    }
+  }
+}
+
 // The GPT forward (the end-to-end case) with the host fallback off: every node of the
 // optimized plan runs on a CUDA kernel. Twice: the second run reuses the arena.
 TEST(CudaE2e, GptOpset17AllOnDevice) {

@@ -38,6 +38,8 @@ struct Case {
   double tolerance_scale = 1;  // GEMMs: accumulated rounding grows with K
 };
 
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
 TensorType T(DType d, ir::Shape s) { return TensorType{d, std::move(s)}; }
 
 std::vector<Case> Cases() {
@@ -130,6 +132,31 @@ std::vector<Case> Cases() {
   gemm("gemm_trans_bias_col", "gemm", {T(f32, {16, 8}), T(f32, {12, 16}), T(f32, {8, 1})},
        {{"trans_a", int64_t{1}}, {"trans_b", int64_t{1}}}, 10);
   gemm("gemm_no_c", "gemm", {T(f32, {8, 16}), T(f32, {12, 16})}, {{"trans_b", int64_t{1}}}, 10);
+  gemm("fused_matmul_bias_gelu", "fused_matmul", {T(f32, {2, 8, 32}), T(f32, {32, 48}), T(f32, {48})},
+       {{"activation", std::string("gelu")}}, 10);
+  gemm("fused_matmul_trans_relu", "fused_matmul", {T(f32, {8, 32}), T(f32, {24, 32}), T(f32, {24})},
+       {{"activation", std::string("relu")}, {"trans_b", int64_t{1}}}, 10);
+  gemm("fused_matmul_gelu_tanh_no_bias", "fused_matmul", {T(f32, {3, 5, 16}), T(f32, {16, 8})},
+       {{"activation", std::string("gelu_tanh")}}, 10);
+  gemm("fused_matmul_trans_bias", "fused_matmul", {T(f32, {16, 64}), T(f32, {32, 64}), T(f32, {32})},
+       {{"trans_b", int64_t{1}}}, 10);
+  {
+    Case a{"attention_bhtd_causal", "attention",
+           {T(f32, {2, 3, 16, 8}), T(f32, {2, 3, 16, 8}), T(f32, {2, 3, 16, 8}), T(b, {1, 1, 16, 16})},
+           {{"scale", 0.35}}};
+    a.gens = {Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kBool};
+    a.tolerance_scale = 10;
+    cs.push_back(a);
+    Case c{"attention_bthd_additive", "attention",
+           {T(f32, {2, 12, 4, 8}), T(f32, {2, 20, 4, 8}), T(f32, {2, 20, 4, 16}), T(f32, {2, 1, 12, 20})},
+           {{"layout", std::string("bthd")}}};
+    c.tolerance_scale = 10;
+    cs.push_back(c);
+    Case n{"attention_bhtd_no_mask", "attention",
+           {T(f32, {1, 2, 7, 32}), T(f32, {1, 2, 9, 32}), T(f32, {1, 2, 9, 5})}, {}};
+    n.tolerance_scale = 10;
+    cs.push_back(n);
+  }
   // Softmax, layer_norm, reductions.
   cs.push_back({"softmax_last", "softmax", {T(f32, {6, 50})}, {{"axis", int64_t{1}}}});
   cs.push_back({"softmax_middle", "softmax", {T(f32, {3, 7, 5})}, {{"axis", int64_t{1}}}});
