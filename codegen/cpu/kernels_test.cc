@@ -194,6 +194,76 @@ std::vector<Ref> Reference(const std::string& op, const AttrMap& a, const std::v
     for (double x : in[0].v) out.v.push_back(StoreAs(to, x));
     return {out};
   }
+  if (op == "fused_matmul") {  // act(x @ op(w) + bias), straight loops
+    const bool tb = IntAttr(a, "trans_b", 0) != 0;
+    const std::string act = StrAttr(a, "activation", "none");
+    const Shape& xs = in[0].shape;
+    const int64_t k = xs.back(), n = tb ? in[1].shape[0] : in[1].shape[1];
+    const int64_t m = Numel(xs) / k;
+    Shape os = xs;
+    os.back() = n;
+    Ref out{dt, os, std::vector<double>(m * n)};
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t j = 0; j < n; ++j) {
+        double s = in.size() == 3 ? in[2].v[j] : 0.0;
+        for (int64_t p = 0; p < k; ++p) {
+          s += in[0].v[i * k + p] * (tb ? in[1].v[j * k + p] : in[1].v[p * n + j]);
+        }
+        if (act == "gelu") s = 0.5 * s * (1 + std::erf(s / std::sqrt(2.0)));
+        if (act == "gelu_tanh") {
+          s = 0.5 * s * (1 + std::tanh(std::sqrt(2 / M_PI) * (s + 0.044715 * s * s * s)));
+        }
+        if (act == "relu") s = s > 0 ? s : 0;
+        out.v[i * n + j] = s;
+      }
+    }
+    return {out};
+  }
+  if (op == "attention") {  // materialized scores, plain softmax
+    const bool bthd = StrAttr(a, "layout", "bhtd") == "bthd";
+    const Shape& qs = in[0].shape;
+    const int64_t b = qs[0], h = bthd ? qs[2] : qs[1], tq = bthd ? qs[1] : qs[2], d = qs[3];
+    const int64_t tk = bthd ? in[1].shape[1] : in[1].shape[2], dv = in[2].shape[3];
+    const double scale = FloatAttr(a, "scale", 1.0 / std::sqrt(static_cast<double>(d)));
+    auto at = [&](const Ref& r, int64_t bi, int64_t hi, int64_t t, int64_t e, int64_t T,
+                  int64_t E) {
+      return bthd ? r.v[((bi * T + t) * h + hi) * E + e] : r.v[((bi * h + hi) * T + t) * E + e];
+    };
+    Shape os = bthd ? Shape{b, tq, h, dv} : Shape{b, h, tq, dv};
+    Ref out{dt, os, std::vector<double>(Numel(os))};
+    const Shape scores{b, h, tq, tk};
+    for (int64_t bi = 0; bi < b; ++bi) {
+      for (int64_t hi = 0; hi < h; ++hi) {
+        for (int64_t i = 0; i < tq; ++i) {
+          std::vector<double> s(tk);
+          double mx = -INFINITY;
+          for (int64_t j = 0; j < tk; ++j) {
+            double dot = 0;
+            for (int64_t e = 0; e < d; ++e) dot += at(in[0], bi, hi, i, e, tq, d) * at(in[1], bi, hi, j, e, tk, d);
+            s[j] = dot * scale;
+            if (in.size() == 4) {
+              double mv = in[3].v[BroadcastIndex({bi, hi, i, j}, in[3].shape)];
+              if (in[3].dtype == DType::kBool) {
+                if (mv != 0) s[j] = -INFINITY;
+              } else {
+                s[j] += mv;
+              }
+            }
+            mx = std::max(mx, s[j]);
+          }
+          double sum = 0;
+          for (int64_t j = 0; j < tk; ++j) sum += (s[j] = std::exp(s[j] - mx));
+          for (int64_t e = 0; e < dv; ++e) {
+            double o = 0;
+            for (int64_t j = 0; j < tk; ++j) o += s[j] / sum * at(in[2], bi, hi, j, e, tk, dv);
+            const int64_t oi = bthd ? ((bi * tq + i) * h + hi) * dv + e : ((bi * h + hi) * tq + i) * dv + e;
+            out.v[oi] = o;
+          }
+        }
+      }
+    }
+    return {out};
+  }
   if (op == "matmul") {
     Shape as = in[0].shape, bs = in[1].shape;
     bool a1 = as.size() == 1, b1 = bs.size() == 1;
@@ -606,6 +676,30 @@ std::vector<Case> AllCases() {
   cs.push_back({"matmul", {}, {F32({2, 4, 9, 33}), F32({1, 4, 33, 37})}, 1, 1e-5, 1e-5});
   cs.push_back({"matmul", {}, {F32({8, 3, 2}), F32({2, 1})}, 1, 1e-5, 1e-5});
   cs.push_back({"matmul", {}, {I64({2, 3}), I64({3, 2})}});
+  // fused_matmul: transposed weight, bias, each activation; a GEMM big enough to be tiled over
+  // threads (the epilogue runs per tile); f64.
+  cs.push_back({"fused_matmul", {{"trans_b", int64_t{1}}, {"activation", std::string("gelu")}},
+                {F32({2, 3, 4}), F32({5, 4}), F32({5})}, 1, 1e-5, 1e-5});
+  cs.push_back({"fused_matmul", {{"activation", std::string("relu")}},
+                {F32({3, 4}), F32({4, 6}), F32({6})}, 1, 1e-5, 1e-5});
+  cs.push_back({"fused_matmul", {{"activation", std::string("gelu_tanh")}},
+                {F32({7, 4}), F32({4, 3})}, 1, 1e-5, 1e-5});
+  cs.push_back({"fused_matmul", {{"trans_b", int64_t{1}}, {"activation", std::string("gelu")}},
+                {F32({2, 150, 64}), F32({600, 64}), F32({600})}, 1, 1e-4, 1e-4});
+  cs.push_back({"fused_matmul", {{"trans_b", int64_t{1}}}, {F64({3, 5}), F64({2, 5}), F64({2})}});
+  // attention: both layouts, bool masks (broadcast, rows fully masked give NaN) and additive
+  // ones, key lengths over one 128-key block (online softmax across blocks), odd sizes.
+  cs.push_back({"attention", {{"scale", 0.5}}, {F32({2, 3, 5, 4}), F32({2, 3, 7, 4}), F32({2, 3, 7, 6})},
+                1, 1e-5, 1e-5});
+  cs.push_back({"attention", {{"layout", std::string("bthd")}, {"scale", 0.125}},
+                {F32({2, 9, 2, 8}), F32({2, 9, 2, 8}), F32({2, 9, 2, 8}), Bool({1, 1, 9, 9})},
+                1, 1e-5, 1e-5});
+  cs.push_back({"attention", {{"layout", std::string("bthd")}, {"scale", 0.25}},
+                {F32({1, 37, 3, 16}), F32({1, 300, 3, 16}), F32({1, 300, 3, 16}), F32({37, 300})},
+                1, 1e-5, 1e-5});
+  cs.push_back({"attention", {}, {F32({1, 2, 40, 16}), F32({1, 2, 130, 16}), F32({1, 2, 130, 8}),
+                                  Bool({1, 2, 40, 130})}, 1, 1e-5, 1e-5});
+  cs.push_back({"attention", {}, {F64({1, 1, 3, 2}), F64({1, 1, 4, 2}), F64({1, 1, 4, 2})}});
   cs.push_back({"matmul", {}, {In{DType::kF16, {2, 3}}, In{DType::kF16, {3, 4}}}, 1, 2e-3, 2e-3});
   cs.push_back({"gemm", {}, {F32({3, 4}), F32({4, 5})}});
   cs.push_back({"gemm", {{"trans_a", int64_t{1}}, {"trans_b", int64_t{1}}, {"alpha", 0.5},
