@@ -24,6 +24,7 @@
 #include "nlohmann/json.hpp"
 #include "runtime/cpu/checkpoint.h"
 #include "runtime/cpu/executor.h"
+#include "runtime/cpu/generate.h"
 #include "runtime/cpu/trainer.h"
 #include "runtime/plan/plan.h"
 
@@ -485,6 +486,22 @@ int main(int argc, char** argv) {
   exp->add_option("-o,--output", ex_out, "ONNX file to write")->required();
   exp->footer("Example:\n  ptc export ckpt/ --model tiny.onnx -o tiny-trained.onnx\n");
 
+  std::string gen_plan;
+  ptc::generate::GenerateOptions go;
+  CLI::App* gen = app.add_subcommand("generate", "Sample text from a byte-level language-model plan");
+  gen->add_option("plan", gen_plan, "inference plan: token ids i64[1, T] -> logits [1, T, V]")
+      ->required()->check(CLI::ExistingFile);
+  gen->add_option("--prompt", go.prompt, "text to continue");
+  gen->add_option("--tokens", go.tokens, "bytes to generate")->capture_default_str();
+  gen->add_option("--temperature", go.temperature, "0 = greedy")->capture_default_str();
+  gen->add_option("--top-k", go.top_k, "sample among the k most likely (0 = all)")->capture_default_str();
+  gen->add_option("--seed", go.seed)->capture_default_str();
+  gen->footer(
+      "Example:\n"
+      "  ptc export ckpt/ --model tiny.onnx -o trained.onnx\n"
+      "  ptc compile trained.onnx -o gen.plan --dim batch=1 --dim seq=128\n"
+      "  ptc generate gen.plan --prompt 'The ' --tokens 300\n");
+
   ModelArgs ma;
   CLI::App* model = app.add_subcommand("model", "Build a transformer as an ONNX model");
   model->add_option("family", ma.family, "gpt2 | seq2seq | llama")->required();
@@ -520,6 +537,19 @@ int main(int argc, char** argv) {
   if (*run) return Run(ra);
   if (*dump) return Dump(da);
   if (*model) return Model(ma);
+  if (*gen) {
+    auto plan = ptc::plan::LoadPlan(gen_plan);
+    if (!plan.ok()) return Fail(plan.status());
+    std::fputs(go.prompt.c_str(), stdout);
+    go.on_token = [](const std::string& piece) {
+      std::fputs(piece.c_str(), stdout);
+      std::fflush(stdout);
+    };
+    auto text = ptc::generate::Generate(*plan, go);
+    std::fputs("\n", stdout);
+    if (!text.ok()) return Fail(text.status());
+    return 0;
+  }
   if (*exp) {
     absl::Status s = ptc::checkpoint::ExportCheckpointToOnnx(ex_model, ex_ckpt, ex_out);
     if (!s.ok()) return Fail(s);
