@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Usage: cli_test.sh PTC PTC_OPT SOURCE_DIR. Prints `N passed, N failed`; exits non-zero on failure.
+set -u
+PTC=$1; OPT=$2; SRC=$3
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+pass=0; fail=0
+ok()   { pass=$((pass + 1)); echo "ok   $1"; }
+bad()  { fail=$((fail + 1)); echo "FAIL $1"; }
+check() { local name=$1; shift; if "$@" >"$T/out" 2>"$T/err"; then ok "$name"; else bad "$name"; sed 's/^/    /' "$T/err" | head -5; fi; }
+# A failing command must exit non-zero with exactly one line on stderr starting with "ptc: error:".
+check_error() {
+  local name=$1 pattern=$2; shift 2
+  if "$@" >"$T/out" 2>"$T/err"; then bad "$name (exit 0)"; return; fi
+  if [ "$(wc -l <"$T/err")" -ne 1 ] || ! grep -q "^ptc: error: .*$pattern" "$T/err"; then
+    bad "$name"; sed 's/^/    /' "$T/err" | head -5; return; fi
+  ok "$name"
+}
+M=$SRC/tests/data/e2e/gpt_opset17
+
+check "help lists subcommands" bash -c "'$PTC' --help | grep -q compile && '$PTC' compile --help | grep -q Examples"
+check "compile gpt" "$PTC" compile "$M/model.onnx" -o "$T/gpt.plan" --dim batch=2 --dim seq=16
+check "run gpt" "$PTC" run "$T/gpt.plan" --input idx="$M/input_0.pb" --output-dir "$T/outputs"
+check "run wrote output_0.pb" test -s "$T/outputs/output_0.pb"
+check "run --profile --json" bash -c "'$PTC' run '$T/gpt.plan' --random-inputs --repeat 3 --profile --json '$T/run.json' && grep -q median_seconds '$T/run.json'"
+# dump text re-parses to the same text (ptc-opt with no passes prints what it parsed).
+"$PTC" dump "$T/gpt.plan" >"$T/dump.ir" 2>/dev/null
+check "dump text round-trips" bash -c "'$OPT' '$T/dump.ir' --passes=none >'$T/reprint.ir' && diff -q '$T/dump.ir' '$T/reprint.ir'"
+check "dump json parses" bash -c "'$PTC' dump '$T/gpt.plan' --format json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"memory\"][\"arena_bytes\"] > 0'"
+if command -v dot >/dev/null; then
+  check "dump dot renders" bash -c "'$PTC' dump '$T/gpt.plan' --format dot | dot -Tsvg >'$T/g.svg' && grep -q '<svg' '$T/g.svg'"
+else
+  echo "skip dump dot renders (graphviz not installed)"
+fi
+check "dump onnx directly" bash -c "'$PTC' dump '$M/model.onnx' --dim batch=1 --dim seq=4 | grep -q '^func @main'"
+
+check_error "unbound dim" "seq" "$PTC" compile "$M/model.onnx" -o "$T/x.plan" --dim batch=2
+check_error "bad dim syntax" "NAME=N" "$PTC" compile "$M/model.onnx" -o "$T/x.plan" --dim batch
+check_error "unknown pass" "no-such-pass" "$PTC" compile "$M/model.onnx" -o "$T/x.plan" --dim batch=2 --dim seq=16 --passes no-such-pass
+check_error "missing input" "missing input" "$PTC" run "$T/gpt.plan"
+head -c 100 "$T/gpt.plan" >"$T/trunc.plan"
+cp "$T/gpt.plan.weights" "$T/trunc.plan.weights"
+check_error "truncated plan" "" "$PTC" run "$T/trunc.plan" --random-inputs
+printf 'not a model' >"$T/bad.onnx"
+check_error "garbage onnx" "bad.onnx" "$PTC" compile "$T/bad.onnx" -o "$T/x.plan"
+check_error "wrong input type" "" "$PTC" run "$T/gpt.plan" --input idx="$M/output_0.pb"
+
+# Model builder -> training -> checkpoint -> export -> generation, tiny sizes.
+check "model gpt2 with loss" "$PTC" model gpt2 --preset tiny --layers 1 --dim 64 --heads 2 --seq 32 --loss -o "$T/l.onnx"
+check "model gpt2" "$PTC" model gpt2 --preset tiny --layers 1 --dim 64 --heads 2 --seq 32 -o "$T/f.onnx"
+check "compile --train" "$PTC" compile "$T/l.onnx" -o "$T/train.plan" --train --dim batch=2 --dim seq=16 --lr 3e-3
+check "train 20 steps" "$PTC" run "$T/train.plan" --steps 20 --eval-every 10 --log-json "$T/log.jsonl" --checkpoint "$T/ckpt" --checkpoint-every 10 --progress lines
+check "log has 20 steps" bash -c "[ \$(grep -c '\"loss\"' '$T/log.jsonl') -ge 20 ]"
+check "loss falls" python3 - "$T/log.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l]
+first, last = rows[0]["loss"], rows[-1]["loss"]
+assert last < first - 0.1, (first, last)
+PY
+check "export checkpoint" "$PTC" export "$T/ckpt" --model "$T/f.onnx" -o "$T/trained.onnx"
+check "compile trained for generation" "$PTC" compile "$T/trained.onnx" -o "$T/gen.plan" --dim batch=1 --dim seq=32
+check "generate" bash -c "'$PTC' generate '$T/gen.plan' --prompt 'A' --tokens 20 --seed 3 | grep -q '^A'"
+check_error "generate from a training plan" "generation" "$PTC" generate "$T/train.plan" --tokens 2
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
