@@ -115,6 +115,12 @@ OpCost EstimateCost(const ir::Node& n) {
     const ir::Shape& a = n.input(0)->type().shape;
     int64_t k = a.empty() ? 1 : a.back();
     c.flops = 2.0 * static_cast<double>(out_elems) * static_cast<double>(k);
+  } else if (op == "fused_matmul" && n.num_inputs() >= 2) {
+    // matmul(x, w or w^T) [+ bias] [activation]: K is x's last dim.
+    const ir::Shape& a = n.input(0)->type().shape;
+    int64_t k = a.empty() ? 1 : a.back();
+    c.flops = 2.0 * static_cast<double>(out_elems) * static_cast<double>(k) +
+              8.0 * static_cast<double>(out_elems);
   } else if (op == "gemm" && n.num_inputs() >= 2) {
     const ir::Shape& a = n.input(0)->type().shape;
     int64_t trans_a = n.GetInt("trans_a", 0).value_or(0);

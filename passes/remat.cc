@@ -7,7 +7,7 @@
 // such as masks or the encoder output of an encoder-decoder, count as "global" and are always
 // kept). Per segment there are three options:
 //   keep       every value the backward reads stays live (no remat);
-//   selective  outputs of matmul / gemm (and of impure ops, e.g. dropout, which must never be
+//   selective  outputs of matmul / gemm / fused_matmul (and of impure ops, e.g. dropout, which must never be
 //              recomputed) are kept, everything else the backward reads is recomputed from
 //              them (cheap elementwise / normalization / softmax work; Korthikanti et al.'s
 //              "selective recomputation", PyTorch's min-cut partitioner's preference);
@@ -80,7 +80,10 @@ struct Analysis {
   double step_flops = 0;
 };
 
-bool IsExpensive(const ir::Node& n) { return n.op() == "matmul" || n.op() == "gemm"; }
+// Ops worth keeping rather than recomputing (many FLOPs per byte of output).
+bool IsExpensive(const ir::Node& n) {
+  return n.op() == "matmul" || n.op() == "gemm" || n.op() == "fused_matmul";
+}
 bool IsImpure(const ir::Node& n) {
   const ir::OpDef* def = ir::FindOp(n.op());
   return def == nullptr || !def->pure;
@@ -124,7 +127,7 @@ absl::StatusOr<Analysis> Analyze(const ir::Function& f, const LivenessOptions& l
         int up = pos[index.at(user)];
         if (up >= 0) last = std::max(last, up);
       }
-      if (last - p > std::max(2, nf / 5)) continue;  // global: always kept
+      if (last - p > std::max(16, nf / 4)) continue;  // global: always kept
       cross[p] += 1;
       cross[last] -= 1;
     }
