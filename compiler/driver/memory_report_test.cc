@@ -208,6 +208,27 @@ TEST(Remat, InfeasibleBudgetNamesMinimumBudgetAndBuffers) {
   EXPECT_NE(msg.find(" from op `"), std::string::npos) << msg;  // the producing op
 }
 
+// The trade-off curve: every point fits its budget, and lower budgets never cost less compute.
+TEST(Remat, SweepIsMonotoneAndFitsEveryBudget) {
+  auto module = TrainingStep(kGpt);
+  ASSERT_NE(module, nullptr);
+  passes::RematOptions o;
+  o.workspace_bytes = Workspace;
+  auto sweep = passes::RematSweep(*module, o, 6);
+  ASSERT_TRUE(sweep.ok()) << sweep.status();
+  ASSERT_GE(sweep->size(), 2u);
+  EXPECT_EQ(sweep->front().result.added_flops, 0);  // the no-remat budget recomputes nothing
+  EXPECT_GT(sweep->back().result.added_flops, 0);
+  for (size_t i = 0; i < sweep->size(); ++i) {
+    EXPECT_LE((*sweep)[i].result.arena_after, (*sweep)[i].budget);
+    if (i > 0) {
+      EXPECT_LT((*sweep)[i].budget, (*sweep)[i - 1].budget);
+      EXPECT_GE((*sweep)[i].result.added_flops, (*sweep)[i - 1].result.added_flops);
+    }
+  }
+  EXPECT_NE(driver::SweepTable(*sweep).find("added GFLOP"), std::string::npos);
+}
+
 TEST(MemoryReport, TextJsonSvgDot) {
   auto module = TrainingStep(kGpt);
   ASSERT_NE(module, nullptr);
