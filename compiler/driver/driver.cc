@@ -28,9 +28,13 @@ absl::StatusOr<int64_t> CpuWorkspaceBytes(const ir::Node& node) {
 
 absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
                                          const CompileOptions& options, CompileReport* report) {
-  if (options.target != "cpu") {
-    return absl::UnimplementedError(absl::StrCat(
-        "target '", options.target, "' is not available in this build; use --target cpu"));
+  if (options.target != "cpu" && options.target != "cuda") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown target '", options.target, "'; use --target cpu or --target cuda"));
+  }
+  if (options.target == "cuda" && options.train) {
+    return absl::UnimplementedError(
+        "training on --target cuda is not implemented yet; compile with --target cpu");
   }
   ir::Function* main = module->main();
   if (main == nullptr) return absl::InvalidArgumentError("the model has no function to compile");

@@ -26,6 +26,7 @@
 #include "runtime/cpu/executor.h"
 #include "runtime/cpu/generate.h"
 #include "runtime/cpu/trainer.h"
+#include "runtime/cuda/executor.h"
 #include "runtime/plan/plan.h"
 
 namespace {
@@ -162,24 +163,64 @@ Tensor RandomTensor(const ptc::ir::TensorType& type, std::mt19937_64& rng) {
   return t;
 }
 
-int Run(const RunArgs& a) {
-  auto plan = ptc::plan::LoadPlan(a.plan);
-  if (!plan.ok()) return Fail(plan.status());
-  if (plan->options.count("train")) return Train(a, *plan);
-  auto exec = ptc::cpu::Executor::Create(*plan);
-  if (!exec.ok()) return Fail(exec.status());
-  const ptc::ir::Function* main = plan->module->main();
+absl::StatusOr<std::map<std::string, Tensor>> ReadInputs(const RunArgs& a) {
   std::map<std::string, Tensor> inputs;
   for (const std::string& spec : a.inputs) {
     std::vector<std::string> kv = absl::StrSplit(spec, absl::MaxSplits('=', 1));
     if (kv.size() != 2) {
-      return Fail(absl::InvalidArgumentError(
-          absl::StrCat("--input '", spec, "' must look like NAME=FILE.pb")));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--input '", spec, "' must look like NAME=FILE.pb"));
     }
-    auto t = ptc::driver::ReadTensorFile(kv[1]);
-    if (!t.ok()) return Fail(t.status());
-    inputs[kv[0]] = std::move(t->tensor);
+    PTC_ASSIGN_OR_RETURN(auto t, ptc::driver::ReadTensorFile(kv[1]));
+    inputs[kv[0]] = std::move(t.tensor);
   }
+  return inputs;
+}
+
+// Inference on the GPU: one run, outputs written like the CPU path.
+int RunCuda(const RunArgs& a, const ptc::plan::Plan& plan) {
+  auto exec = ptc::cuda::Executor::Create(plan);
+  if (!exec.ok()) return Fail(exec.status());
+  auto inputs = ReadInputs(a);
+  if (!inputs.ok()) return Fail(inputs.status());
+  std::vector<double> times;
+  absl::StatusOr<std::vector<Tensor>> outputs;
+  for (int i = 0; i < std::max(1, a.warmup + a.repeat); ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    outputs = (*exec)->Run(*inputs);
+    if (!outputs.ok()) return Fail(outputs.status());
+    if (i >= a.warmup) {
+      times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+  }
+  std::sort(times.begin(), times.end());
+  std::fprintf(stderr, "ran %s on %s: median %.3f ms; device memory %s\n", a.plan.c_str(),
+               "cuda", times.empty() ? 0.0 : times[times.size() / 2] * 1e3,
+               (*exec)->memory().ToString().c_str());
+  if (!a.output_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(a.output_dir, ec);
+    const ptc::ir::Function* main = plan.module->main();
+    for (size_t i = 0; i < outputs->size(); ++i) {
+      absl::Status s = ptc::driver::WriteTensorFile(absl::StrCat(a.output_dir, "/output_", i, ".pb"),
+                                                    main->results()[i]->name(), (*outputs)[i]);
+      if (!s.ok()) return Fail(s);
+    }
+  }
+  return 0;
+}
+
+int Run(const RunArgs& a) {
+  auto plan = ptc::plan::LoadPlan(a.plan);
+  if (!plan.ok()) return Fail(plan.status());
+  if (plan->options.count("train")) return Train(a, *plan);
+  if (plan->target == "cuda") return RunCuda(a, *plan);
+  auto exec = ptc::cpu::Executor::Create(*plan);
+  if (!exec.ok()) return Fail(exec.status());
+  const ptc::ir::Function* main = plan->module->main();
+  auto read = ReadInputs(a);
+  if (!read.ok()) return Fail(read.status());
+  std::map<std::string, Tensor> inputs = std::move(*read);
   std::mt19937_64 rng(a.seed);
   std::vector<std::string> missing;
   for (const ptc::ir::Value* p : main->params()) {
@@ -383,7 +424,7 @@ int main(int argc, char** argv) {
   compile->add_option("model", ca.model, "ONNX model file")->required()->check(CLI::ExistingFile);
   compile->add_option("-o,--output", ca.output, "plan file to write (weights go to PLAN.weights)")
       ->required();
-  compile->add_option("--target", ca.target, "cpu (cuda: see README)")->capture_default_str();
+  compile->add_option("--target", ca.target, "cpu | cuda (inference on NVIDIA GPUs)")->capture_default_str();
   compile->add_option("--dim", ca.dims, "bind a symbolic dim: NAME=N (repeatable)");
   compile->add_option("--passes", ca.passes,
                       "comma-separated pass list, 'default' or 'none'")->capture_default_str();
