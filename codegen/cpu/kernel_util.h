@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -74,16 +75,21 @@ inline absl::Status CheckArity(const ir::Node& node, int min_in, int max_in, int
 }
 
 // ---------------------------------------------------------------------------------------------
-// Parallel loops. Small work runs on the calling thread (the OpenMP fork costs microseconds).
+// Parallel loops. Small work runs on the calling thread (waking a worker costs microseconds).
+// The pool (thread_pool.cc) has OMP_NUM_THREADS threads (omp_get_max_threads()) including the
+// caller; its workers spin briefly and then sleep, whatever OMP_WAIT_POLICY says.
 
-inline int MaxThreads() { return omp_get_max_threads(); }
+int MaxThreads();
+bool InParallelTask();  // inside a ParallelFor chunk (nested loops run serially)
+// Runs fn(c) for c in [0, chunks) on the pool; returns when all are done.
+void RunChunks(int64_t chunks, const std::function<void(int64_t)>& fn);
 
 // Calls f(begin, end) on disjoint chunks of [0, n) in parallel when n > grain.
 template <typename F>
 void ParallelFor(int64_t n, int64_t grain, F&& f) {
   if (n <= 0) return;
   int nt = MaxThreads();
-  if (nt <= 1 || n <= grain || omp_in_parallel()) {
+  if (nt <= 1 || n <= grain || InParallelTask()) {
     f(int64_t{0}, n);
     return;
   }
@@ -92,11 +98,10 @@ void ParallelFor(int64_t n, int64_t grain, F&& f) {
     f(int64_t{0}, n);
     return;
   }
-#pragma omp parallel for num_threads(chunks) schedule(static)
-  for (int64_t c = 0; c < chunks; ++c) {
+  RunChunks(chunks, [&](int64_t c) {
     int64_t b = n * c / chunks, e = n * (c + 1) / chunks;
     if (b < e) f(b, e);
-  }
+  });
 }
 
 // Elements per thread below which elementwise loops stay serial.

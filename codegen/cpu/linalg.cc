@@ -79,7 +79,7 @@ void TiledGemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const
   const int nt = MaxThreads();
   const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(n) *
                        static_cast<double>(k);
-  if (nt <= 1 || flops < 4e6 || omp_in_parallel() || !std::is_floating_point_v<T>) {
+  if (nt <= 1 || flops < 4e6 || InParallelTask() || !std::is_floating_point_v<T>) {
     Gemm<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     epilogue(c, ldc, 0, m, 0, n);
     return;
