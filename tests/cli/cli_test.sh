@@ -44,6 +44,12 @@ printf 'not a model' >"$T/bad.onnx"
 check_error "garbage onnx" "bad.onnx" "$PTC" compile "$T/bad.onnx" -o "$T/x.plan"
 check_error "wrong input type" "" "$PTC" run "$T/gpt.plan" --input idx="$M/output_0.pb"
 
+check "compile --target cuda (no GPU needed)" "$PTC" compile "$M/model.onnx" -o "$T/gpu.plan" --target cuda --dim batch=2 --dim seq=16
+if ! nvidia-smi >/dev/null 2>&1; then
+  check_error "run a CUDA plan without a GPU" "CUDA" "$PTC" run "$T/gpu.plan" --input idx="$M/input_0.pb"
+fi
+check_error "unknown target" "target" "$PTC" compile "$M/model.onnx" -o "$T/x.plan" --target tpu --dim batch=2 --dim seq=16
+
 # Model builder -> training -> checkpoint -> export -> generation, tiny sizes.
 check "model gpt2 with loss" "$PTC" model gpt2 --preset tiny --layers 1 --dim 64 --heads 2 --seq 32 --loss -o "$T/l.onnx"
 check "model gpt2" "$PTC" model gpt2 --preset tiny --layers 1 --dim 64 --heads 2 --seq 32 -o "$T/f.onnx"
