@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "google/protobuf/stubs/logging.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -407,6 +408,9 @@ int Model(ModelArgs& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Protobuf logs parse problems of damaged files on its own; ptc reports them as one-line errors.
+  google::protobuf::SetLogHandler([](google::protobuf::LogLevel, const char*, int,
+                                     const std::string&) {});
   CLI::App app{"ptc: a compiler and runtime that makes transformer training and inference fit "
                "in less memory and run faster."};
   app.require_subcommand(1);
