@@ -322,7 +322,6 @@ std::vector<int> Solve(const Analysis& a, int64_t need) {
         if (cost < dp[k + 1][nu]) {
           dp[k + 1][nu] = cost;
           pick[k + 1][nu] = static_cast<int8_t>(o);
-          // Remember the predecessor through the unit index (recomputed on backtrack).
         }
       }
     }
@@ -373,9 +372,7 @@ std::string LargestAtPeak(const ir::Function& f, const LivenessOptions& lo, int 
   return s;
 }
 
-absl::StatusOr<RematResult> Run(ir::Module& module, const RematOptions& options,
-                                bool measure_only_budget) {
-  (void)measure_only_budget;
+absl::StatusOr<RematResult> RunRemat(ir::Module& module, const RematOptions& options) {
   RematResult r;
   ir::Function* f = module.main();
   if (f == nullptr) return r;
@@ -488,7 +485,7 @@ class RematPass : public Pass {
 }  // namespace
 
 absl::StatusOr<RematResult> Rematerialize(ir::Module& module, const RematOptions& options) {
-  return Run(module, options, false);
+  return RunRemat(module, options);
 }
 
 absl::StatusOr<std::vector<SweepPoint>> RematSweep(const ir::Module& module,
