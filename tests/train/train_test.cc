@@ -1,0 +1,333 @@
+// Training through the REAL pipeline: ptc::driver::CompileOnnxFile / CompileModule with
+// CompileOptions.train (autodiff -> default passes -> memory plan) and the CPU executor
+// (runtime/cpu), checked against PyTorch (tests/e2e/make_references.py):
+//   (a) the step-1 gradient of every parameter (the grad.<weight> results) matches torch
+//       autograd (tests/data/e2e/<case>/grads/*.pb) within rtol 1e-4;
+//   (b) 5 AdamW steps (hyperparameters from meta.json) on the same batch give torch.optim.AdamW's
+//       losses within rtol 1e-3;
+//   (c) smoke: seq2seq and llama from ptc::models with --loss train (loss falls over 20 steps);
+//   (d) passes "none" and the default passes give the same 5-step run bit for bit.
+// The references are read with tests/e2e's TensorProto reader (independent of ptc's importer).
+#include <cmath>
+#include <cstdint>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "compiler/driver/driver.h"
+#include "compiler/ir/ir.h"
+#include "compiler/onnx/importer.h"
+#include "compiler/support/status.h"
+#include "gtest/gtest.h"
+#include "models/models.h"
+#include "nlohmann/json.hpp"
+#include "runtime/cpu/executor.h"
+#include "runtime/plan/plan.h"
+#include "tests/e2e/tensor_proto_reader.h"
+
+namespace ptc {
+namespace {
+
+// The tests run with WORKING_DIRECTORY = the source root.
+const char kDataDir[] = "tests/data/e2e/";
+
+struct Reference {
+  std::string dir;
+  nlohmann::json meta;
+  std::map<std::string, ir::Tensor> inputs;  // by graph input name
+};
+
+void LoadReference(const std::string& name, Reference& ref) {
+  ref.dir = std::string(kDataDir) + name + "/";
+  std::ifstream mf(ref.dir + "meta.json");
+  ASSERT_TRUE(mf) << "missing " << ref.dir << "meta.json (run from the source root; regenerate "
+                  << "with /usr/bin/python3 tests/e2e/make_references.py)";
+  ref.meta = nlohmann::json::parse(mf);
+  ASSERT_TRUE(ref.meta.contains("training")) << ref.dir << "meta.json has no training section";
+  int i = 0;
+  for (const auto& in : ref.meta["inputs"]) {
+    auto t = e2e::ReadTensorProtoFile(ref.dir + "input_" + std::to_string(i++) + ".pb");
+    ASSERT_TRUE(t.ok()) << t.status();
+    EXPECT_EQ(t->name, in.get<std::string>());
+    ref.inputs[in.get<std::string>()] = t->tensor;
+  }
+}
+
+driver::CompileOptions TrainCompileOptions(const Reference& ref, const std::string& passes) {
+  driver::CompileOptions o;
+  o.train = true;
+  o.passes = passes;
+  for (auto& [k, v] : ref.meta["dims"].items()) o.dims[k] = v.get<int64_t>();
+  const auto& adam = ref.meta["training"]["adamw"];
+  autodiff::TrainOptions& t = o.train_options;
+  t.optimizer = "adamw";
+  t.lr = adam["lr"].get<double>();
+  t.beta1 = adam["beta1"].get<double>();
+  t.beta2 = adam["beta2"].get<double>();
+  t.eps = adam["eps"].get<double>();
+  t.weight_decay = adam["weight_decay"].get<double>();
+  t.keep_gradients = true;
+  return o;
+}
+
+// Element-wise |got - want| <= atol + rtol * |want|; reports the count and the worst ratio.
+void ExpectClose(const ir::Tensor& got, const ir::Tensor& want, double rtol, double atol,
+                 const std::string& what) {
+  ASSERT_EQ(got.shape(), want.shape()) << what << ": shape " << ir::ShapeToString(got.shape())
+                                       << " vs reference " << ir::ShapeToString(want.shape());
+  int64_t bad = 0, worst_i = -1;
+  double worst = 0;
+  for (int64_t i = 0; i < got.num_elements(); ++i) {
+    const double g = got.GetDouble(i), w = want.GetDouble(i);
+    const double allowed = atol + rtol * std::fabs(w);
+    const double ratio = std::fabs(g - w) / allowed;
+    if (!(ratio <= 1.0)) ++bad;
+    if (!(ratio <= worst)) {
+      worst = ratio;
+      worst_i = i;
+    }
+  }
+  EXPECT_EQ(bad, 0) << what << ": " << bad << " of " << got.num_elements()
+                    << " elements out of tolerance; worst at " << worst_i << ": got "
+                    << (worst_i >= 0 ? got.GetDouble(worst_i) : 0.0) << ", want "
+                    << (worst_i >= 0 ? want.GetDouble(worst_i) : 0.0) << " (" << worst
+                    << "x the allowed error)";
+}
+
+struct Run {
+  std::vector<double> losses;
+  std::vector<ir::Tensor> first_outputs;  // outputs of step 1
+  std::map<std::string, ir::Tensor> final_state;
+};
+
+// Runs `steps` training steps on the same batch through the CPU executor.
+absl::StatusOr<Run> TrainSteps(const plan::Plan& plan,
+                               const std::map<std::string, ir::Tensor>& batch, int steps) {
+  PTC_ASSIGN_OR_RETURN(auto exec, cpu::Executor::Create(plan));
+  if (!exec->is_training()) return absl::InternalError("plan is not a training step");
+  Run run;
+  for (int s = 0; s < steps; ++s) {
+    PTC_ASSIGN_OR_RETURN(std::vector<ir::Tensor> outs, exec->Run(batch));
+    if (outs.empty()) return absl::InternalError("training step returned no results");
+    run.losses.push_back(outs[0].GetDouble(0));
+    if (s == 0) run.first_outputs = std::move(outs);
+  }
+  run.final_state = exec->State();
+  return run;
+}
+
+class GptLossReference : public ::testing::TestWithParam<std::string> {};
+
+// (a) every parameter's gradient of step 1 against torch autograd.
+TEST_P(GptLossReference, GradientsMatchTorchAutograd) {
+  Reference ref;
+  LoadReference(GetParam(), ref);
+  if (HasFatalFailure()) return;
+  auto plan = driver::CompileOnnxFile(ref.dir + "model.onnx", TrainCompileOptions(ref, "default"));
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  auto run = TrainSteps(*plan, ref.inputs, 1);
+  ASSERT_TRUE(run.ok()) << run.status();
+
+  // Gradients by position (training.h contract: results loss, grad_norm, lr, then one gradient
+  // per trainable weight in parameter order), not by result name: the default passes do not
+  // keep the "grad.<weight>" names yet (see DISABLED_GradientResultsKeepTheirNames).
+  const ir::Function& main = *plan->module->main();
+  ASSERT_EQ(main.results().size(), run->first_outputs.size());
+  std::vector<const ir::Value*> trainable;
+  for (const ir::Value* p : main.params()) {
+    if (p->is_param() && !p->flags().count("frozen")) trainable.push_back(p);
+  }
+  ASSERT_EQ(main.results().size(), 3 + trainable.size());
+  std::map<std::string, const ir::Tensor*> grads;
+  for (size_t i = 0; i < trainable.size(); ++i) {
+    grads[trainable[i]->name()] = &run->first_outputs[3 + i];
+  }
+  const double rtol = 1e-4, atol = 1e-6;
+  const auto& want_grads = ref.meta["training"]["grads"];
+  ASSERT_GT(want_grads.size(), 0u);
+  EXPECT_EQ(grads.size(), want_grads.size()) << "one grad.<weight> result per trainable weight";
+  for (auto& [weight, file] : want_grads.items()) {
+    auto want = e2e::ReadTensorProtoFile(ref.dir + file.get<std::string>());
+    ASSERT_TRUE(want.ok()) << want.status();
+    auto it = grads.find(weight);
+    if (it == grads.end()) {
+      ADD_FAILURE() << "no grad." << weight << " result in the compiled training step";
+      continue;
+    }
+    ExpectClose(*it->second, want->tensor, rtol, atol, "d loss / d " + weight);
+  }
+  // The loss of step 1 is the forward loss torch computed.
+  const double want_loss = ref.meta["training"]["adamw"]["losses"][0].get<double>();
+  EXPECT_NEAR(run->losses[0], want_loss, 1e-5 * std::fabs(want_loss));
+}
+
+// The trainer finds gradients (--dump-gradients) by the "grad.<weight>" result names. KNOWN
+// BUG: the `simplify` pass replaces the `grad.<w> = identity(d.<w>)` results by their operands,
+// so with the default passes the results are named "d.<...>" and `ptc run --dump-gradients`
+// finds none. Enable once passes keep result names.
+TEST_P(GptLossReference, DISABLED_GradientResultsKeepTheirNames) {
+  Reference ref;
+  LoadReference(GetParam(), ref);
+  if (HasFatalFailure()) return;
+  auto plan = driver::CompileOnnxFile(ref.dir + "model.onnx", TrainCompileOptions(ref, "default"));
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const ir::Function& main = *plan->module->main();
+  for (auto& [weight, file] : ref.meta["training"]["grads"].items()) {
+    bool found = false;
+    for (const ir::Value* r : main.results()) found = found || r->name() == "grad." + weight;
+    EXPECT_TRUE(found) << "no result named grad." << weight;
+  }
+}
+
+// (b) 5 AdamW steps against torch.optim.AdamW's losses.
+TEST_P(GptLossReference, AdamWLossesMatchTorch) {
+  Reference ref;
+  LoadReference(GetParam(), ref);
+  if (HasFatalFailure()) return;
+  auto plan = driver::CompileOnnxFile(ref.dir + "model.onnx", TrainCompileOptions(ref, "default"));
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const auto& want = ref.meta["training"]["adamw"]["losses"];
+  ASSERT_EQ(want.size(), ref.meta["training"]["adamw"]["steps"].get<size_t>());
+  auto run = TrainSteps(*plan, ref.inputs, static_cast<int>(want.size()));
+  ASSERT_TRUE(run.ok()) << run.status();
+  for (size_t s = 0; s < want.size(); ++s) {
+    const double w = want[s].get<double>();
+    EXPECT_NEAR(run->losses[s], w, 1e-3 * std::fabs(w)) << "loss before update " << s + 1;
+  }
+  // The losses must actually move (guards against a no-op optimizer matching step 1 only).
+  EXPECT_LT(run->losses.back(), run->losses.front() - 0.5);
+  EXPECT_EQ(run->final_state.at("opt.step").GetDouble(0), static_cast<double>(want.size()));
+}
+
+// (d) the optimizing passes (fusion, remat, scheduling, in-place) do not change the numbers:
+// passes "none" and "default" give the same losses and final weights / optimizer state bit for
+// bit.
+TEST_P(GptLossReference, DefaultPassesEqualNoPassesBitForBit) {
+  Reference ref;
+  LoadReference(GetParam(), ref);
+  if (HasFatalFailure()) return;
+  const std::string model = ref.dir + "model.onnx";
+  auto plan_none = driver::CompileOnnxFile(model, TrainCompileOptions(ref, "none"));
+  ASSERT_TRUE(plan_none.ok()) << plan_none.status();
+  auto plan_default = driver::CompileOnnxFile(model, TrainCompileOptions(ref, "default"));
+  ASSERT_TRUE(plan_default.ok()) << plan_default.status();
+  auto a = TrainSteps(*plan_none, ref.inputs, 5);
+  ASSERT_TRUE(a.ok()) << a.status();
+  auto b = TrainSteps(*plan_default, ref.inputs, 5);
+  ASSERT_TRUE(b.ok()) << b.status();
+  for (size_t s = 0; s < a->losses.size(); ++s) {
+    EXPECT_EQ(a->losses[s], b->losses[s]) << "loss of step " << s + 1;
+  }
+  ASSERT_EQ(a->final_state.size(), b->final_state.size());
+  for (const auto& [name, ta] : a->final_state) {
+    auto it = b->final_state.find(name);
+    ASSERT_NE(it, b->final_state.end()) << name;
+    const ir::Tensor& tb = it->second;
+    ASSERT_EQ(ta.shape(), tb.shape()) << name;
+    ASSERT_EQ(ta.dtype(), tb.dtype()) << name;
+    ASSERT_EQ(ta.dtype(), ir::DType::kF32) << name;
+    int64_t differ = 0;
+    for (int64_t i = 0; i < ta.num_elements(); ++i) {
+      // Bitwise: compare the f32 payloads, not with a tolerance.
+      if (ta.data_as<uint32_t>()[i] != tb.data_as<uint32_t>()[i]) ++differ;
+    }
+    EXPECT_EQ(differ, 0) << name << ": " << differ << " of " << ta.num_elements()
+                         << " elements differ between passes none and default after 5 steps";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(E2e, GptLossReference,
+                         ::testing::Values("gpt_loss_opset17", "gpt_loss_opset14"));
+
+// ---------------------------------------------------------------------------------------------
+// (c) Smoke: the seq2seq and llama builders with --loss train end to end.
+
+absl::StatusOr<plan::Plan> CompileBuilt(const onnx::ModelProto& model, const std::string& label,
+                                        const std::map<std::string, int64_t>& dims) {
+  onnx_import::ImportOptions io;
+  io.dims = dims;
+  PTC_ASSIGN_OR_RETURN(auto module,
+                       onnx_import::ImportOnnxBytes(model.SerializeAsString(), "", label, io));
+  driver::CompileOptions o;
+  o.train = true;
+  o.dims = dims;
+  o.train_options.optimizer = "adamw";
+  o.train_options.lr = 3e-3;
+  o.train_options.weight_decay = 0.01;
+  o.train_options.grad_clip = 1.0;
+  return driver::CompileModule(std::move(module), o);
+}
+
+// A fixed random batch for every data input (plain parameters of @main): token ids / labels.
+std::map<std::string, ir::Tensor> RandomBatch(const plan::Plan& plan, int64_t vocab) {
+  std::mt19937_64 rng(42);
+  std::uniform_int_distribution<int64_t> token(0, vocab - 1);
+  std::map<std::string, ir::Tensor> batch;
+  for (const ir::Value* p : plan.module->main()->params()) {
+    if (p->is_param() || p->flags().count("state")) continue;
+    EXPECT_EQ(p->type().dtype, ir::DType::kI64) << p->name();
+    ir::Tensor t(ir::DType::kI64, p->type().shape);
+    for (int64_t i = 0; i < t.num_elements(); ++i) t.mutable_data_as<int64_t>()[i] = token(rng);
+    batch[p->name()] = std::move(t);
+  }
+  return batch;
+}
+
+void ExpectLossFalls(const plan::Plan& plan, int64_t vocab, const std::string& what) {
+  const auto batch = RandomBatch(plan, vocab);
+  EXPECT_GE(batch.size(), 2u) << what << ": ids and labels";
+  auto run = TrainSteps(plan, batch, 20);
+  ASSERT_TRUE(run.ok()) << what << ": " << run.status();
+  const std::vector<double>& l = run->losses;
+  for (size_t s = 0; s < l.size(); ++s) ASSERT_TRUE(std::isfinite(l[s])) << what << " step " << s;
+  // Random init: the first loss is about ln(vocab).
+  EXPECT_NEAR(l.front(), std::log(static_cast<double>(vocab)), 0.5) << what;
+  // Memorizing one fixed batch: the loss falls clearly, and the last 5 steps are all below the
+  // first 5.
+  EXPECT_LT(l.back(), 0.75 * l.front()) << what << ": first " << l.front() << " last "
+                                        << l.back();
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_LT(l[l.size() - 1 - i], l[4]) << what << ": step " << l.size() - i;
+  }
+}
+
+TEST(TrainSmoke, Seq2SeqLossFalls) {
+  auto config = models::Seq2SeqPreset("tiny");
+  ASSERT_TRUE(config.ok()) << config.status();
+  config->src_vocab = config->tgt_vocab = 64;
+  config->dim = 32;
+  config->heads = 4;
+  config->ffn = 64;
+  config->encoder_layers = config->decoder_layers = 1;
+  config->seq = 16;
+  config->with_loss = true;
+  auto model = models::BuildSeq2Seq(*config);
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto plan = CompileBuilt(*model, "seq2seq", {{"batch", 4}, {"src_seq", 12}, {"tgt_seq", 10}});
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ExpectLossFalls(*plan, 64, "seq2seq");
+}
+
+TEST(TrainSmoke, LlamaLossFalls) {
+  auto config = models::LlamaPreset("tiny");
+  ASSERT_TRUE(config.ok()) << config.status();
+  config->vocab = 64;
+  config->dim = 32;
+  config->heads = 4;
+  config->kv_heads = 2;  // grouped KV heads (Expand) in the backward too
+  config->ffn = 64;
+  config->layers = 2;
+  config->seq = 16;
+  config->with_loss = true;
+  auto model = models::BuildLlama(*config);
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto plan = CompileBuilt(*model, "llama", {{"batch", 4}, {"seq", 16}});
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ExpectLossFalls(*plan, 64, "llama");
+}
+
+}  // namespace
+}  // namespace ptc
