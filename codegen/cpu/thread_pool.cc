@@ -52,14 +52,14 @@ class ThreadPool {
     }
     cv_.notify_all();
     Work();
-    // Wait for the chunks other threads took: spin briefly, then yield.
-    for (int spin = 0; done_.load(std::memory_order_acquire) < chunks_; ++spin) {
-      if (spin < 4096) {
-        _mm_pause();
-      } else {
-        std::this_thread::yield();
-      }
+    // Wait for the chunks other threads took: spin briefly, then sleep until the last one ends
+    // (a yielding loop would keep competing for the core a descheduled worker needs).
+    for (int spin = 0; spin < 2000; ++spin) {
+      if (done_.load(std::memory_order_acquire) >= chunks_) return;
+      _mm_pause();
     }
+    std::unique_lock<std::mutex> lock(mu_);
+    done_cv_.wait(lock, [&] { return done_.load() >= chunks_; });
   }
 
  private:
@@ -69,7 +69,10 @@ class ThreadPool {
       const int64_t c = next_.fetch_add(1);
       if (c >= chunks_) break;
       (*fn_)(c);
-      done_.fetch_add(1, std::memory_order_release);
+      if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == chunks_) {
+        std::lock_guard<std::mutex> lock(mu_);  // the caller may be about to wait
+        done_cv_.notify_all();
+      }
     }
     in_pool_task = false;
   }
@@ -102,6 +105,7 @@ class ThreadPool {
   std::mutex run_mu_;
   std::mutex mu_;
   std::condition_variable cv_;
+  std::condition_variable done_cv_;
   std::atomic<uint64_t> generation_{0};
   bool stop_ = false;
   const std::function<void(int64_t)>* fn_ = nullptr;
