@@ -126,6 +126,14 @@ def worker_ortt_prepare(args):
 
     model = onnx.load(args.model)  # loads the external .data weights too
     params = [init.name for init in model.graph.initializer]
+    # ORT's gradient builders read optional outputs that exporter-style graphs (like
+    # torch.onnx's) leave out: SoftmaxCrossEntropyLoss's log_prob and LayerNormalization's
+    # mean / inv_std_dev. Adding them changes no value.
+    extra = {"SoftmaxCrossEntropyLoss": ["_log_prob"],
+             "LayerNormalization": ["_mean", "_inv_std_dev"]}
+    for node in model.graph.node:
+        if node.op_type in extra and len(node.output) == 1:
+            node.output.extend(node.output[0] + suffix for suffix in extra[node.op_type])
     # The graph already ends in SoftmaxCrossEntropyLoss: no loss block is added (loss=None),
     # the training model's first output is the loss.
     artifacts.generate_artifacts(
@@ -222,6 +230,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ptc", default="build/ptc", help="the ptc binary")
+    ap.add_argument("--ptc-harness", default="",
+                    help="bench/train_profile built by bench/train_profile_build.sh (default: "
+                         "train_profile next to --ptc, when it exists): the executor alone")
     ap.add_argument("--ortt-python", default="/tmp/ortt-venv2/bin/python",
                     help="python with onnxruntime-training ('' to skip ORT Training)")
     ap.add_argument("--rounds", type=int, default=3)
@@ -298,9 +309,23 @@ def main():
         steps = [json.loads(l) for l in open(log) if l.strip()]
         steps = [s for s in steps if "tokens_per_s" in s]
         times = [BATCH * SEQ / s["tokens_per_s"] for s in steps[args.warmup:]]
+        text = (out + err).split("\tCommand being timed")[0]
         return {"times": times, "losses": [s["loss"] for s in steps], "rss": rss,
                 "planned": steps[-1].get("peak_bytes", -1), "wall": wall,
-                "summary": (out + err)[-1500:]}
+                "summary": "\n".join(text.strip().splitlines()[-3:])}
+
+    harness = args.ptc_harness or os.path.join(os.path.dirname(ptc), "train_profile")
+    if not os.path.exists(harness):
+        harness = ""
+
+    def run_ptc_exec():
+        out, _, rss, wall = run_timed([harness, plan, "--steps", str(args.steps), "--warmup",
+                                       str(args.warmup), "--vocab", str(VOCAB), "--profile",
+                                       "0"], env=env1)
+        r = parse_result(out)
+        r.update(rss=rss, wall=wall, losses=[float("nan")],
+                 planned=r["arena_bytes"] + r["state_bytes"])
+        return r
 
     def run_torch():
         out, _, rss, wall = run_timed([sys.executable, me, "--worker", "torch", "--steps",
@@ -320,6 +345,8 @@ def main():
         return r
 
     peers = [("ptc", run_ptc), ("torch", run_torch)]
+    if harness:
+        peers.insert(1, ("ptc-exec", run_ptc_exec))
     if not ortt_note:
         peers.append(("ort-t", run_ortt))
     results = {name: [] for name, _ in peers}
@@ -348,7 +375,8 @@ def main():
                 "rss": max(r["rss"] for r in rs), "planned": rs[0].get("planned", -1),
                 "first_loss": rs[0]["losses"][0]}
 
-    s = {name: summary(name) for name in ("ptc", "torch", "ort-t")}
+    names = ("ptc", "ptc-exec", "torch", "ort-t")
+    s = {name: summary(name) for name in names}
     print()
     print(f"GPT vocab {VOCAB}, {LAYERS} layers, dim {DIM}, {HEADS} heads, batch {BATCH} x {SEQ}; "
           f"AdamW; {args.threads} threads; {args.rounds} rounds x {args.steps} timed steps "
@@ -357,9 +385,12 @@ def main():
     print()
     print("| peer | step (median of rounds) | range | tokens/s | peak RSS | step-1 loss |")
     print("|---|---|---|---|---|---|")
-    labels = {"ptc": "ptc", "torch": "PyTorch CPU", "ort-t": "ORT Training"}
-    for name in ("ptc", "torch", "ort-t"):
+    labels = {"ptc": "ptc (`ptc run`)", "ptc-exec": "ptc (executor only)",
+              "torch": "PyTorch CPU", "ort-t": "ORT Training"}
+    for name in names:
         v = s[name]
+        if v is None and name == "ptc-exec":
+            continue
         if v is None:
             note = ortt_note if name == "ort-t" else "failed"
             print(f"| {labels[name]} | n/a ({note[:120]}) | | | | |")
@@ -368,22 +399,25 @@ def main():
               f"{v['max_s'] * 1e3:.0f} ms | {BATCH * SEQ / v['step_s']:.0f} | "
               f"{fmt_bytes(v['rss'])} | {v['first_loss']:.3f} |")
     if s["ptc"]:
-        print(f"\nptc planned bytes (arena + weights + optimizer state): "
+        print(f"\nptc planned bytes (`ptc run`: arena + weights + optimizer state): "
               f"{fmt_bytes(s['ptc']['planned'])}")
+    if s["ptc-exec"]:
+        print(f"ptc executor: arena + weights/optimizer state {fmt_bytes(s['ptc-exec']['planned'])}")
     print()
     print("| ratio | time | target | peak RSS | target |")
     print("|---|---|---|---|---|")
-    for name, ttarget in (("torch", 0.6), ("ort-t", 1.0)):
-        if s["ptc"] and s[name]:
-            tr = s["ptc"]["step_s"] / s[name]["step_s"]
-            mr = s["ptc"]["rss"] / s[name]["rss"]
-            print(f"| ptc / {labels[name]} | {tr:.2f}x | <= {ttarget} "
-                  f"{'met' if tr <= ttarget else 'MISSED'} | {mr:.2f}x | <= 1.0 "
-                  f"{'met' if mr <= 1.0 else 'MISSED'} |")
-        else:
-            print(f"| ptc / {labels[name]} | n/a | | n/a | |")
+    for mine in ("ptc", "ptc-exec"):
+        for name, ttarget in (("torch", 0.6), ("ort-t", 1.0)):
+            if s[mine] and s[name]:
+                tr = s[mine]["step_s"] / s[name]["step_s"]
+                mr = s[mine]["rss"] / s[name]["rss"]
+                print(f"| {labels[mine]} / {labels[name]} | {tr:.2f}x | <= {ttarget} "
+                      f"{'met' if tr <= ttarget else 'MISSED'} | {mr:.2f}x | <= 1.0 "
+                      f"{'met' if mr <= 1.0 else 'MISSED'} |")
+            elif s[mine]:
+                print(f"| {labels[mine]} / {labels[name]} | n/a | | n/a | |")
     if results["ptc"]:
-        print("\nptc run summary (last round):\n" + results["ptc"][-1]["summary"])
+        print("\n`ptc run` (last round):\n" + results["ptc"][-1]["summary"])
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"summary": s, "results": results, "load_before": load_before,
