@@ -38,6 +38,10 @@ std::unique_ptr<Pass> CreateFuseMatMulBiasPass();
 // softmax(q @ k^T * scale [masked]) @ v (+ the head transposes around it) -> attention.
 std::unique_ptr<Pass> CreateFuseAttentionPass();
 
+// Expands gelu / fused_elementwise / fused_matmul / attention into core ops with standard ONNX
+// forms (for export; lower_to_onnx.cc).
+std::unique_ptr<Pass> CreateLowerFusedPass();
+
 // Memory passes (their option structs are in remat.h; schedule.h): remat with per-block
 // recomputation by default, schedule (sink nodes to their first reader).
 struct RematOptions;

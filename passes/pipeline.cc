@@ -115,6 +115,8 @@ const std::vector<PassInfo>& RegisteredPasses() {
       {"cse", "merge identical nodes (same op, inputs and attributes)",
        [] { return CreateCsePass(); }},
       {"dce", "remove nodes whose outputs are unused", [] { return CreateDcePass(); }},
+      {"lower-fused", "expand fused ops into core ops with ONNX forms (for export)",
+       [] { return CreateLowerFusedPass(); }},
       {"fuse-elementwise", "match gelu; fuse chains of elementwise ops (CPU)",
        [] { return CreateFuseElementwisePass(); }},
       {"remat", "training steps: recompute every block in the backward (per-block)",

@@ -5,7 +5,9 @@
 #include "absl/strings/str_cat.h"
 #include "codegen/cpu/kernel.h"
 #include "compiler/ir/verifier.h"
+#include "compiler/onnx/exporter.h"
 #include "compiler/onnx/importer.h"
+#include "passes/passes.h"
 #include "compiler/support/status.h"
 #include "passes/plan_memory.h"
 
@@ -95,6 +97,15 @@ absl::StatusOr<plan::Plan> CompileOnnxFile(const std::string& model_path,
   PTC_ASSIGN_OR_RETURN(auto module, onnx_import::ImportOnnxFile(model_path, iopts));
   if (report) report->import_seconds = Now() - t0;
   return CompileModule(std::move(module), options, report);
+}
+
+absl::StatusOr<std::string> ExportOnnx(const ir::Module& module) {
+  std::unique_ptr<ir::Module> copy = module.Clone();
+  passes::Pipeline pipeline;
+  pipeline.Add(passes::CreateLowerFusedPass());
+  pipeline.Add(passes::CreateDcePass());
+  PTC_RETURN_IF_ERROR(pipeline.Run(*copy));
+  return onnx_import::ExportOnnxBytes(*copy);
 }
 
 }  // namespace ptc::driver

@@ -42,6 +42,11 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
                                          const CompileOptions& options,
                                          CompileReport* report = nullptr);
 
+// The module as an ONNX model (opset 17) that ONNX Runtime and Netron open: fused ops are
+// expanded into standard ONNX ops first (passes lower-fused, dce); training ops keep the
+// "ai.ptc" domain.
+absl::StatusOr<std::string> ExportOnnx(const ir::Module& module);
+
 }  // namespace ptc::driver
 
 #endif  // PTC_COMPILER_DRIVER_DRIVER_H_

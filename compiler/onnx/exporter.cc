@@ -75,7 +75,12 @@ class Exporter {
   onnx::NodeProto* NewNode(const ir::Node& n, const std::string& op_type) {
     auto* p = graph_->add_node();
     p->set_op_type(op_type);
-    if (!n.loc().empty()) p->set_name(n.loc());
+    if (!n.loc().empty()) {
+      // ONNX node names must be unique; several IR nodes can share one source location.
+      std::string name = n.loc();
+      for (int i = 1; !node_names_.insert(name).second; ++i) name = absl::StrCat(n.loc(), "_", i);
+      p->set_name(name);
+    }
     for (const ir::Value* v : n.inputs()) p->add_input(v->name());
     for (const ir::Value* v : n.outputs()) p->add_output(v->name());
     return p;
@@ -112,6 +117,7 @@ class Exporter {
   onnx::ModelProto model_;
   onnx::GraphProto* graph_ = nullptr;
   std::set<std::string> used_;
+  std::set<std::string> node_names_;
   bool uses_ptc_domain_ = false;
 };
 

@@ -31,6 +31,7 @@ if command -v dot >/dev/null; then
 else
   echo "skip dump dot renders (graphviz not installed)"
 fi
+check "dump as ONNX re-imports" bash -c "'$PTC' dump '$T/gpt.plan' --format onnx >'$T/opt.onnx' && '$PTC' compile '$T/opt.onnx' -o '$T/opt.plan' && '$PTC' run '$T/opt.plan' --input idx='$M/input_0.pb' --output-dir '$T/opt-out'"
 check "dump onnx directly" bash -c "'$PTC' dump '$M/model.onnx' --dim batch=1 --dim seq=4 | grep -q '^func @main'"
 
 check_error "unbound dim" "seq" "$PTC" compile "$M/model.onnx" -o "$T/x.plan" --dim batch=2

@@ -19,6 +19,7 @@
 #include "compiler/driver/dump.h"
 #include "compiler/driver/tensor_io.h"
 #include "compiler/ir/printer.h"
+#include "compiler/onnx/exporter.h"
 #include "compiler/onnx/importer.h"
 #include "compiler/support/status.h"
 #include "models/models.h"
@@ -358,9 +359,13 @@ int Dump(const DumpArgs& a) {
     std::fputs(ptc::driver::DumpJson(*module, memory).c_str(), stdout);
   } else if (a.format == "dot") {
     std::fputs(ptc::driver::DumpDot(*module).c_str(), stdout);
+  } else if (a.format == "onnx") {
+    auto bytes = ptc::driver::ExportOnnx(*module);
+    if (!bytes.ok()) return Fail(bytes.status());
+    std::fwrite(bytes->data(), 1, bytes->size(), stdout);
   } else {
     return Fail(absl::InvalidArgumentError(
-        absl::StrCat("--format '", a.format, "' is not one of text, json, dot")));
+        absl::StrCat("--format '", a.format, "' is not one of text, json, dot, onnx")));
   }
   return 0;
 }
@@ -514,13 +519,16 @@ int main(int argc, char** argv) {
   DumpArgs da;
   CLI::App* dump = app.add_subcommand("dump", "Show a plan's or an ONNX model's graph");
   dump->add_option("input", da.input, "plan file or MODEL.onnx")->required()->check(CLI::ExistingFile);
-  dump->add_option("--format", da.format, "text | json | dot")->capture_default_str();
+  dump->add_option("--format", da.format,
+                   "text | json | dot | onnx (the optimized graph as an ONNX model, to stdout)")
+      ->capture_default_str();
   dump->add_option("--dim", da.dims, "bind a symbolic dim when dumping an ONNX model");
   dump->footer(
       "Examples:\n"
       "  ptc dump gpt.plan                       # IR text (re-parses to the same text)\n"
       "  ptc dump gpt.plan --format json | jq '.memory.arena_bytes'\n"
-      "  ptc dump gpt.onnx --dim batch=1 --dim seq=16 --format dot | dot -Tsvg > g.svg\n");
+      "  ptc dump gpt.onnx --dim batch=1 --dim seq=16 --format dot | dot -Tsvg > g.svg\n"
+      "  ptc dump gpt.plan --format onnx > gpt-optimized.onnx   # open in Netron / ONNX Runtime\n");
 
   std::string ex_ckpt, ex_model, ex_out;
   CLI::App* exp = app.add_subcommand("export", "Write a checkpoint's trained weights into an ONNX model");

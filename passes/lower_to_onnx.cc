@@ -1,0 +1,245 @@
+// lower-fused: expands ptc's fused ops back into core ops that have standard ONNX forms, so
+// that an optimized plan exports (`ptc dump PLAN --format onnx`) to a model ONNX Runtime and
+// Netron open without ptc's "ai.ptc" domain.
+//
+// What: gelu -> x * 0.5 * (1 + erf(x / sqrt(2))) (tanh form for approximate="tanh");
+// fused_elementwise -> its postfix program as one core op per token; fused_matmul -> transpose
+// (trans_b) + matmul + add (bias) + activation; attention -> transposes (layout "bthd"),
+// matmul(q, k^T), mul(scale), where(mask, -inf, s) or add(mask), softmax, matmul(p, v).
+// Training ops (gather_grad, adamw_update, assign, ...) have no ONNX form and stay as they are.
+//
+// Preconditions: the module verifies. Runs only for export (it undoes the fusions, so the
+// result is slower on ptc's own runtimes); numerically it computes the same functions.
+//
+//   %y = fused_matmul(%x, %w, %b) {activation="relu", trans_b=0} : f32[4,8]
+// becomes
+//   %m = matmul(%x, %w) : f32[4,8]
+//   %a = add(%m, %b) : f32[4,8]
+//   %y.0 = relu(%a) : f32[4,8]
+#include <cmath>
+#include <limits>
+#include <set>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "compiler/ir/ops.h"
+#include "compiler/support/status.h"
+#include "passes/passes.h"
+
+namespace ptc::passes {
+namespace {
+
+// Emits core ops before `anchor`, inferring each output type.
+class Emitter {
+ public:
+  Emitter(ir::Function& f, const ir::Node& anchor) : f_(f), anchor_(anchor) {}
+
+  absl::StatusOr<ir::Value*> Op(const std::string& op, std::vector<ir::Value*> inputs,
+                                ir::AttrMap attrs = {}) {
+    std::vector<ir::TensorType> types;
+    for (ir::Value* v : inputs) types.push_back(v->type());
+    absl::StatusOr<std::vector<ir::TensorType>> out = ir::InferTypes(op, types, attrs);
+    if (!out.ok()) {
+      return absl::Status(out.status().code(), absl::StrCat("lowering ", anchor_.Describe(), ": ",
+                                                            op, ": ", out.status().message()));
+    }
+    ir::Node* n = f_.AddNode(op, std::move(inputs), *out, std::move(attrs), anchor_.loc(),
+                             {anchor_.output()->name()}, &anchor_);
+    return n->output();
+  }
+
+  ir::Value* Scalar(ir::DType dtype, double v) {
+    ir::Tensor t(dtype, {});
+    if (dtype == ir::DType::kF64) {
+      *t.mutable_data_as<double>() = v;
+    } else {
+      *t.mutable_data_as<float>() = static_cast<float>(v);
+    }
+    return f_.AddNode("constant", {}, {t.type()}, {{"value", t}}, anchor_.loc(), {"c"}, &anchor_)
+        ->output();
+  }
+
+  absl::StatusOr<ir::Value*> Unary(const std::string& op, ir::Value* x) {
+    ir::DType dt = x->type().dtype;
+    if (op == "gelu" || op == "gelu_tanh") {
+      ir::Value* half = Scalar(dt, 0.5);
+      ir::Value* one = Scalar(dt, 1.0);
+      ir::Value* inner;
+      if (op == "gelu") {
+        PTC_ASSIGN_OR_RETURN(ir::Value* s, Op("mul", {x, Scalar(dt, M_SQRT1_2)}));
+        PTC_ASSIGN_OR_RETURN(inner, Op("erf", {s}));
+      } else {
+        PTC_ASSIGN_OR_RETURN(ir::Value* x2, Op("mul", {x, x}));
+        PTC_ASSIGN_OR_RETURN(ir::Value* x3, Op("mul", {x2, x}));
+        PTC_ASSIGN_OR_RETURN(ir::Value* c, Op("mul", {x3, Scalar(dt, 0.044715)}));
+        PTC_ASSIGN_OR_RETURN(ir::Value* u, Op("add", {x, c}));
+        PTC_ASSIGN_OR_RETURN(ir::Value* k, Op("mul", {u, Scalar(dt, std::sqrt(2.0 / M_PI))}));
+        PTC_ASSIGN_OR_RETURN(inner, Op("tanh", {k}));
+      }
+      PTC_ASSIGN_OR_RETURN(ir::Value* p, Op("add", {inner, one}));
+      PTC_ASSIGN_OR_RETURN(ir::Value* h, Op("mul", {x, half}));
+      return Op("mul", {h, p});
+    }
+    if (op == "identity") return x;
+    return Op(op, {x});
+  }
+
+ private:
+  ir::Function& f_;
+  const ir::Node& anchor_;
+};
+
+absl::StatusOr<ir::Value*> LowerFusedElementwise(Emitter& e, const ir::Node& n) {
+  PTC_ASSIGN_OR_RETURN(std::vector<std::string> program, [&]() -> absl::StatusOr<std::vector<std::string>> {
+    auto it = n.attrs().find("program");
+    if (it == n.attrs().end()) return absl::InvalidArgumentError("fused_elementwise without program");
+    if (const auto* v = std::get_if<std::vector<std::string>>(&it->second)) return *v;
+    return absl::InvalidArgumentError("program must be a list of strings");
+  }());
+  std::vector<double> constants;
+  if (n.has_attr("constants")) {
+    PTC_ASSIGN_OR_RETURN(constants, n.GetFloats("constants"));
+  }
+  ir::DType dt = n.output()->type().dtype;
+  std::vector<ir::Value*> stack;
+  for (const std::string& tok : program) {
+    int64_t idx = 0;
+    if ((tok[0] == 'x' || tok[0] == 'c') && absl::SimpleAtoi(tok.substr(1), &idx)) {
+      if (tok[0] == 'x') {
+        if (idx < 0 || idx >= static_cast<int64_t>(n.num_inputs())) {
+          return absl::InvalidArgumentError(absl::StrCat(n.Describe(), ": bad operand ", tok));
+        }
+        stack.push_back(n.input(idx));
+      } else {
+        if (idx < 0 || idx >= static_cast<int64_t>(constants.size())) {
+          return absl::InvalidArgumentError(absl::StrCat(n.Describe(), ": bad constant ", tok));
+        }
+        stack.push_back(e.Scalar(dt, constants[idx]));
+      }
+      continue;
+    }
+    static const char* kBinary[] = {"add", "sub", "mul", "div", "pow", "max", "min"};
+    bool binary = false;
+    for (const char* b : kBinary) binary |= tok == b;
+    if (binary) {
+      if (stack.size() < 2) return absl::InvalidArgumentError("program stack underflow");
+      ir::Value* b = stack.back();
+      stack.pop_back();
+      ir::Value* a = stack.back();
+      stack.pop_back();
+      PTC_ASSIGN_OR_RETURN(ir::Value* r, e.Op(tok, {a, b}));
+      stack.push_back(r);
+    } else {
+      if (stack.empty()) return absl::InvalidArgumentError("program stack underflow");
+      PTC_ASSIGN_OR_RETURN(stack.back(), e.Unary(tok, stack.back()));
+    }
+  }
+  if (stack.size() != 1) return absl::InvalidArgumentError("program must leave one value");
+  ir::Value* r = stack.back();
+  if (r->type().shape != n.output()->type().shape) {
+    PTC_ASSIGN_OR_RETURN(r, e.Op("expand", {r}, {{"shape", n.output()->type().shape}}));
+  }
+  return r;
+}
+
+absl::StatusOr<ir::Value*> LowerFusedMatMul(Emitter& e, const ir::Node& n) {
+  PTC_ASSIGN_OR_RETURN(int64_t trans_b, n.GetInt("trans_b", 0));
+  PTC_ASSIGN_OR_RETURN(std::string act, n.GetString("activation", "none"));
+  ir::Value* w = n.input(1);
+  if (trans_b) {
+    PTC_ASSIGN_OR_RETURN(w, e.Op("transpose", {w}, {{"perm", std::vector<int64_t>{1, 0}}}));
+  }
+  PTC_ASSIGN_OR_RETURN(ir::Value* y, e.Op("matmul", {n.input(0), w}));
+  if (n.num_inputs() > 2) {
+    PTC_ASSIGN_OR_RETURN(y, e.Op("add", {y, n.input(2)}));
+  }
+  if (act == "none") return y;
+  return e.Unary(act, y);
+}
+
+absl::StatusOr<ir::Value*> LowerAttention(Emitter& e, const ir::Node& n) {
+  PTC_ASSIGN_OR_RETURN(std::string layout, n.GetString("layout", "bhtd"));
+  ir::Value* q = n.input(0);
+  ir::Value* k = n.input(1);
+  ir::Value* v = n.input(2);
+  const std::vector<int64_t> swap12 = {0, 2, 1, 3};
+  if (layout == "bthd") {
+    PTC_ASSIGN_OR_RETURN(q, e.Op("transpose", {q}, {{"perm", swap12}}));
+    PTC_ASSIGN_OR_RETURN(k, e.Op("transpose", {k}, {{"perm", swap12}}));
+    PTC_ASSIGN_OR_RETURN(v, e.Op("transpose", {v}, {{"perm", swap12}}));
+  }
+  double scale = 1.0 / std::sqrt(static_cast<double>(q->type().shape.back()));
+  if (n.has_attr("scale")) {
+    PTC_ASSIGN_OR_RETURN(scale, n.GetFloat("scale"));
+  }
+  PTC_ASSIGN_OR_RETURN(ir::Value* kt, e.Op("transpose", {k}, {{"perm", std::vector<int64_t>{0, 1, 3, 2}}}));
+  PTC_ASSIGN_OR_RETURN(ir::Value* s, e.Op("matmul", {q, kt}));
+  ir::DType dt = s->type().dtype;
+  PTC_ASSIGN_OR_RETURN(s, e.Op("mul", {s, e.Scalar(dt, scale)}));
+  if (n.num_inputs() > 3) {
+    ir::Value* mask = n.input(3);
+    if (mask->type().dtype == ir::DType::kBool) {
+      ir::Value* ninf = e.Scalar(dt, -std::numeric_limits<double>::infinity());
+      PTC_ASSIGN_OR_RETURN(s, e.Op("where", {mask, ninf, s}));
+    } else {
+      PTC_ASSIGN_OR_RETURN(s, e.Op("add", {s, mask}));
+    }
+  }
+  PTC_ASSIGN_OR_RETURN(ir::Value* p, e.Op("softmax", {s}, {{"axis", int64_t{3}}}));
+  PTC_ASSIGN_OR_RETURN(ir::Value* o, e.Op("matmul", {p, v}));
+  if (layout == "bthd") {
+    PTC_ASSIGN_OR_RETURN(o, e.Op("transpose", {o}, {{"perm", swap12}}));
+  }
+  return o;
+}
+
+class LowerFusedPass final : public Pass {
+ public:
+  std::string_view name() const override { return "lower-fused"; }
+
+  absl::StatusOr<bool> Run(ir::Module& module) override {
+    bool changed = false;
+    for (const auto& fn : module.functions()) {
+      ir::Function& f = *fn;
+      std::vector<ir::Node*> targets;
+      for (const auto& n : f.nodes()) {
+        const std::string& op = n->op();
+        if (op == "gelu" || op == "fused_elementwise" || op == "fused_matmul" ||
+            op == "attention") {
+          targets.push_back(n.get());
+        }
+      }
+      for (ir::Node* n : targets) {
+        Emitter e(f, *n);
+        absl::StatusOr<ir::Value*> r;
+        if (n->op() == "gelu") {
+          PTC_ASSIGN_OR_RETURN(std::string approx, n->GetString("approximate", "none"));
+          r = e.Unary(approx == "tanh" ? "gelu_tanh" : "gelu", n->input(0));
+        } else if (n->op() == "fused_elementwise") {
+          r = LowerFusedElementwise(e, *n);
+        } else if (n->op() == "fused_matmul") {
+          r = LowerFusedMatMul(e, *n);
+        } else {
+          r = LowerAttention(e, *n);
+        }
+        if (!r.ok()) return r.status();
+        if ((*r)->type() != n->output()->type()) {
+          return absl::InternalError(absl::StrCat("lowering ", n->Describe(), " gave ",
+                                                  (*r)->type().ToString()));
+        }
+        f.ReplaceAllUsesWith(n->output(), *r);
+        Count(absl::StrCat("lowered.", n->op()));
+        changed = true;
+      }
+      std::set<const ir::Node*> dead(targets.begin(), targets.end());
+      f.EraseNodesIf([&](const ir::Node& n) { return dead.count(&n) > 0; });
+    }
+    return changed;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Pass> CreateLowerFusedPass() { return std::make_unique<LowerFusedPass>(); }
+
+}  // namespace ptc::passes
