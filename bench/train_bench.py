@@ -8,12 +8,15 @@ One training step = forward + backward + AdamW update of a GPT (vocab 8192, 4 la
            --steps N --log-json F`: per-step time from the log (tokens_per_s is per step, compile
            excluded), peak RSS from /usr/bin/time -v, planned bytes (arena + state) from the log
            and `ptc run`'s summary.
+  ptc-exec the executor alone on the same plan (bench/train_profile --profile 0, built by
+           bench/train_profile_build.sh; skipped when not built): no corpus, no @eval.
   torch    the same architecture written in PyTorch (this file), torch.optim.AdamW,
            torch.set_num_threads(2); time per step, peak RSS (/usr/bin/time -v).
   ort-t    onnxruntime-training artifacts generated from the SAME ONNX forward graph ptc compiles
-           (generate_artifacts, AdamW), onnxruntime.training.api Module/Optimizer, 2 intra-op
-           threads; time per step, peak RSS. Runs in its own venv (--ortt-python); skipped with
-           a note when that python has no onnxruntime.training.
+           (generate_artifacts, AdamW; the optional SoftmaxCrossEntropyLoss / LayerNormalization
+           outputs ORT's gradient builders need are added first), onnxruntime.training.api Module/Optimizer, 2 intra-op
+           threads; time per step, peak RSS. Runs in its own venv (--ortt-python, see
+           bench/README.md); skipped with a note when that python has no onnxruntime.training.
 
 Each peer runs in its own process, the peers are interleaved (rotating order) and repeated
 (--rounds); every worker does --warmup untimed steps, then --steps timed ones, and reports the
