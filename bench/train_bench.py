@@ -400,7 +400,8 @@ def main():
             continue
         print(f"| {labels[name]} | {v['step_s'] * 1e3:.0f} ms | {v['min_s'] * 1e3:.0f}-"
               f"{v['max_s'] * 1e3:.0f} ms | {BATCH * SEQ / v['step_s']:.0f} | "
-              f"{fmt_bytes(v['rss'])} | {v['first_loss']:.3f} |")
+              f"{fmt_bytes(v['rss'])} | "
+              f"{'n/a' if math.isnan(v['first_loss']) else format(v['first_loss'], '.3f')} |")
     if s["ptc"]:
         print(f"\nptc planned bytes (`ptc run`: arena + weights + optimizer state): "
               f"{fmt_bytes(s['ptc']['planned'])}")
