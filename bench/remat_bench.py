@@ -136,6 +136,9 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workdir", default="")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--artifacts", default=os.path.dirname(os.path.abspath(__file__)),
+                    help="where remat_bench.{svg,json,txt} (the memory report of the 50%% "
+                         "budget plan) go")
     ap.add_argument("--worker", default="", help=argparse.SUPPRESS)
     ap.add_argument("--checkpoint", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -179,6 +182,9 @@ def main():
     configs.append(("ptc budget: 50% activations", p50, r50, b50))
     pmin, rmin = compile_plan("bmin", ["--mem-budget", str(min_budget)])
     configs.append(("ptc budget: minimum", pmin, rmin, min_budget))
+    for ext, fmt in [("svg", "svg"), ("json", "json"), ("txt", "text")]:
+        with open(os.path.join(args.artifacts, f"remat_bench.{ext}"), "w") as f:
+            f.write(check([ptc, "dump", p50, "--memory", "--format", fmt]))
     for name, plan, rep, budget in configs:
         t, rss = run_plan(plan)
         rows.append({"name": name, "budget": budget, "arena": rep["arena_bytes"],
@@ -212,7 +218,7 @@ def main():
               f"{mib(r['lower_bound']):>10} {mib(r['activations']):>9} {act_ratio:>8} {rc:>8} "
               f"{r['step_s']:8.3f} {r['step_s'] / t0:7.2f} {mib(r['rss']):>8}")
     print(f"1/sqrt(layers) = {1 / math.sqrt(LAYERS):.2f}; torch rows: x none is vs ptc no remat")
-    json.dump(rows, open(os.path.join(work, "remat_bench.json"), "w"), indent=1)
+    json.dump(rows, open(os.path.join(work, "rows.json"), "w"), indent=1)
 
 
 if __name__ == "__main__":

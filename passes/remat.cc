@@ -22,7 +22,8 @@
 // the modelled one: optimal for the additive model up to one unit per segment). The additive
 // model ignores the transient of recomputed values and planner fragmentation, so each solution
 // is checked by applying it to a copy and planning the arena exactly; when it does not fit,
-// the required saving grows by the overshoot and the DP reruns (a handful of rounds).
+// the required saving is bisected between the modelled one and the largest possible one (the
+// DP's cost is monotone in it) and the cheapest plan that fits is kept (about 12 rounds).
 // Why not the others: Checkmate's MILP is optimal over every schedule but needs an ILP solver
 // and minutes on a few thousand nodes; Chen's sqrt(n) is one point of this family (full
 // recompute of every k-th segment) and ignores op costs; PyTorch's min-cut partitioner picks
@@ -422,21 +423,48 @@ absl::StatusOr<RematResult> RunRemat(ir::Module& module, const RematOptions& opt
     choice.assign(a.segments.size(), kFull);
     PTC_RETURN_IF_ERROR(try_choice(choice, &result, &res).status());
   } else {
+    // The DP's cost is non-decreasing in the required saving; the measured arena is (almost)
+    // non-increasing in it. Find the smallest required saving whose DP plan fits the budget:
+    // first the modelled need, then a bisection between it and the saving of the most
+    // aggressive plan. The cheapest fitting plan seen wins.
     int64_t need = before.arena - options.budget;
+    int64_t max_saving = 0;
+    for (const Segment& s : a.segments) max_saving += std::max<int64_t>(0, s.options[kFull].saving);
     bool ok = false;
-    for (int round = 0; round < 12 && !ok; ++round) {
-      choice = Solve(a, need);
-      PTC_ASSIGN_OR_RETURN(Measured m, try_choice(choice, &result, &res));
-      if (m.arena <= options.budget) {
+    double best_flops = 0;
+    std::unique_ptr<ir::Module> best;
+    RematResult best_res;
+    auto attempt = [&](int64_t n) -> absl::StatusOr<bool> {
+      std::vector<int> c = Solve(a, n);
+      std::unique_ptr<ir::Module> m_out;
+      RematResult m_res;
+      PTC_ASSIGN_OR_RETURN(Measured m, try_choice(c, &m_out, &m_res));
+      if (m.arena > options.budget) return false;
+      if (!ok || m_res.added_flops < best_flops) {
         ok = true;
-        break;
+        best_flops = m_res.added_flops;
+        best = std::move(m_out);
+        best_res = m_res;
       }
-      bool all_full = true;
-      for (size_t k = 0; k < choice.size(); ++k) {
-        all_full &= choice[k] == kFull || a.segments[k].options[kFull].nodes.empty();
+      return true;
+    };
+    PTC_ASSIGN_OR_RETURN(bool fits, attempt(need));
+    if (!fits && max_saving > need) {
+      int64_t lo = need, hi = max_saving;
+      PTC_ASSIGN_OR_RETURN(bool hi_fits, attempt(hi));
+      for (int round = 0; hi_fits && round < 12 && hi - lo > 4096; ++round) {
+        int64_t mid = lo + (hi - lo) / 2;
+        PTC_ASSIGN_OR_RETURN(bool f, attempt(mid));
+        if (f) {
+          hi = mid;
+        } else {
+          lo = mid;
+        }
       }
-      if (all_full) break;
-      need += std::max<int64_t>(m.arena - options.budget, 4096);
+    }
+    if (ok) {
+      result = std::move(best);
+      res = best_res;
     }
     if (!ok) {
       // The most aggressive plan, for the error message.

@@ -10,6 +10,8 @@
 #include "passes/passes.h"
 #include "compiler/support/status.h"
 #include "passes/plan_memory.h"
+#include "passes/remat.h"
+#include "passes/schedule.h"
 
 namespace ptc::driver {
 namespace {
@@ -64,9 +66,36 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
     report->nodes_after = static_cast<int64_t>(main->nodes().size());
   }
 
+  const bool memory_passes = options.train || options.remat == "per-block" || options.mem_budget > 0;
+  const bool inplace = options.inplace_updates && options.train && options.target == "cpu";
+  if (memory_passes) {
+    // Order first (a shorter-lived schedule), then remat on that order; plan-memory last.
+    PTC_RETURN_IF_ERROR(passes::CreateSchedulePass()->Run(*module).status());
+    passes::RematOptions ropts;
+    ropts.mode = options.remat;
+    ropts.budget = options.mem_budget;
+    ropts.workspace_bytes = CpuWorkspaceBytes;
+    ropts.inplace_updates = inplace;
+    if (options.mem_sweep) {
+      PTC_ASSIGN_OR_RETURN(auto sweep, passes::RematSweep(*module, ropts, 8));
+      if (report) report->sweep = std::move(sweep);
+    }
+    PTC_ASSIGN_OR_RETURN(passes::RematResult rr, passes::Rematerialize(*module, ropts));
+    if (report) report->remat = rr;
+    main = module->main();  // remat replaces the module's functions
+    PTC_RETURN_IF_ERROR(ir::Verify(*module));
+    if (report) report->nodes_after = static_cast<int64_t>(main->nodes().size());
+  }
+
   passes::PlanMemoryOptions mopts;
   mopts.workspace_bytes = CpuWorkspaceBytes;
+  mopts.inplace_updates = inplace;
   PTC_ASSIGN_OR_RETURN(plan::MemoryPlan memory, passes::PlanMemory(*main, mopts));
+  if (options.mem_budget > 0 && memory.arena_bytes > options.mem_budget) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the planned arena of ", memory.arena_bytes, " bytes exceeds --mem-budget ",
+        options.mem_budget, " (remat ", options.remat, "); raise the budget or use --remat auto"));
+  }
 
   plan::Plan plan;
   plan.module = std::move(module);

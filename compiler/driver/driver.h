@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "compiler/autodiff/training.h"
 #include "passes/pass.h"
+#include "passes/remat.h"
 #include "runtime/plan/plan.h"
 
 namespace ptc::driver {
@@ -25,6 +26,14 @@ struct CompileOptions {
   // the passes run.
   bool train = false;
   autodiff::TrainOptions train_options;
+  // Memory (passes/remat.h, passes/schedule.h, passes/plan_memory.h; training steps only):
+  // arena budget in bytes (0: none; infeasible -> error with the minimum feasible budget),
+  // remat mode none | per-block | auto, optimizer updates written in place into the
+  // parameter storage (the executor binds them), and the trade-off sweep (CompileReport).
+  int64_t mem_budget = 0;
+  std::string remat = "auto";
+  bool inplace_updates = true;
+  bool mem_sweep = false;
 };
 
 struct CompileReport {
@@ -32,6 +41,8 @@ struct CompileReport {
   double import_seconds = 0;
   int64_t nodes_before = 0;
   int64_t nodes_after = 0;
+  passes::RematResult remat;                // training steps
+  std::vector<passes::SweepPoint> sweep;    // with CompileOptions::mem_sweep
 };
 
 absl::StatusOr<plan::Plan> CompileOnnxFile(const std::string& model_path,

@@ -168,7 +168,7 @@ TEST_P(RematBitExact, LossGradientsAndUpdatesMatchNoRemat) {
 
 // In-place optimizer updates (PlanMemoryOptions::inplace_updates): the executor binds the
 // adamw_update outputs to the parameter storage; the step is bit for bit the same.
-TEST_P(RematBitExact, DISABLED_InplaceUpdatesMatch) {
+TEST_P(RematBitExact, InplaceUpdatesMatch) {
   const Model& m = GetParam();
   auto module = TrainingStep(m);
   ASSERT_NE(module, nullptr);

@@ -143,6 +143,12 @@ class CpuExecutor final : public Executor {
     }
     std::map<std::string, const plan::BufferAssignment*> assign;
     for (const auto& b : mp.buffers) {
+      // In-place optimizer outputs (plan_memory.h inplace_updates): offset -1, alias of the
+      // parameter whose storage they are written into; bound like any alias below.
+      if (b.offset == -1 && !b.alias_of.empty() && b.bytes >= 0) {
+        assign[b.value] = &b;
+        continue;
+      }
       if (b.offset < 0 || b.bytes < 0 || b.offset > arena_bytes_ ||
           b.bytes > arena_bytes_ - b.offset) {
         return absl::InvalidArgumentError(
@@ -201,6 +207,12 @@ class CpuExecutor final : public Executor {
           if (src == nullptr || !ptr_.count(src)) {
             return absl::InvalidArgumentError(absl::StrCat(
                 "buffer of %", out->name(), " aliases unknown value '", b.alias_of, "'"));
+          }
+          if (b.offset == -1 && (src->producer() != nullptr || !writable_.count(src) ||
+                                 src->type().byte_size() < out->type().byte_size())) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                "in-place buffer of %", out->name(), " must alias a writable parameter of at ",
+                "least its size, not '", b.alias_of, "'"));
           }
           ptr_[out] = ptr_[src];
         } else {
@@ -483,6 +495,7 @@ class CpuExecutor final : public Executor {
             n.Describe(), ": new value %", source->name(), " has no buffer in the memory plan"));
       }
       for (const auto& b : mp.buffers) {
+        if (sb->offset < 0) break;  // written in place into the target: nothing to stage
         if (!b.alias_of.empty() || b.first <= index || &b == sb) continue;
         if (b.offset < sb->offset + sb->bytes && sb->offset < b.offset + b.bytes) stage = true;
       }

@@ -17,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "compiler/driver/driver.h"
 #include "compiler/driver/dump.h"
+#include "compiler/driver/memory_report.h"
 #include "compiler/driver/tensor_io.h"
 #include "compiler/ir/printer.h"
 #include "compiler/onnx/exporter.h"
@@ -79,6 +80,8 @@ struct CompileArgs {
   bool stats = false;
   bool train = false;
   ptc::autodiff::TrainOptions t;
+  std::string mem_budget, remat = "auto";
+  bool no_inplace = false, mem_sweep = false;
 };
 
 int Compile(const CompileArgs& a) {
@@ -92,6 +95,14 @@ int Compile(const CompileArgs& a) {
   opts.dump_dir = a.dump_dir;
   opts.train = a.train;
   opts.train_options = a.t;
+  if (!a.mem_budget.empty()) {
+    auto b = ptc::passes::ParseBytes(a.mem_budget);
+    if (!b.ok()) return Fail(b.status());
+    opts.mem_budget = *b;
+  }
+  opts.remat = a.remat;
+  opts.inplace_updates = !a.no_inplace;
+  opts.mem_sweep = a.mem_sweep;
   opts.print_sink = [](const std::string& pass, const std::string& ir) {
     std::fprintf(stderr, "// ----- IR after %s -----\n%s", pass.c_str(), ir.c_str());
   };
@@ -105,6 +116,14 @@ int Compile(const CompileArgs& a) {
                static_cast<long long>(report.nodes_after),
                HumanBytes(plan->memory.arena_bytes).c_str(),
                HumanBytes(plan->memory.lower_bound).c_str());
+  if (report.remat.changed) {
+    const auto& r = report.remat;
+    std::fprintf(stderr, "remat: %d of %d segments recomputed (%d nodes, +%.1f%% FLOPs), arena %s -> %s\n",
+                 r.recomputed_segments, r.segments, r.recomputed_nodes,
+                 r.step_flops > 0 ? 100.0 * r.added_flops / r.step_flops : 0.0,
+                 HumanBytes(r.arena_before).c_str(), HumanBytes(r.arena_after).c_str());
+  }
+  if (a.mem_sweep) std::fputs(ptc::driver::SweepTable(report.sweep).c_str(), stdout);
   if (a.stats) {
     std::fprintf(stderr, "  import            %8.3f s\n", report.import_seconds);
     for (const auto& t : report.pass_timings) {
@@ -328,6 +347,7 @@ int Run(const RunArgs& a) {
 // ---------------------------------------------------------------------------------------------
 
 struct DumpArgs {
+  bool memory = false;
   std::string input, format = "text";
   std::vector<std::string> dims;
 };
@@ -352,6 +372,25 @@ int Dump(const DumpArgs& a) {
     plan = std::move(*p);
     module = plan.module.get();
     memory = &plan.memory;
+  }
+  if (a.memory) {
+    if (memory == nullptr) {
+      return Fail(absl::InvalidArgumentError("--memory needs a plan file (ptc compile first)"));
+    }
+    if (a.format == "dot") {
+      std::fputs(ptc::driver::MemoryDot(*module->main()).c_str(), stdout);
+      return 0;
+    }
+    auto r = ptc::driver::BuildMemoryReport(plan);
+    if (!r.ok()) return Fail(r.status());
+    std::string out = a.format == "json"  ? ptc::driver::MemoryReportJson(*r) + "\n"
+                      : a.format == "svg" ? ptc::driver::MemoryTimelineSvg(*r)
+                                          : ptc::driver::MemoryReportText(*r);
+    if (a.format != "json" && a.format != "svg" && a.format != "text") {
+      return Fail(absl::InvalidArgumentError("--memory --format: text | json | svg | dot"));
+    }
+    std::fputs(out.c_str(), stdout);
+    return 0;
   }
   if (a.format == "text") {
     std::fputs(ptc::ir::PrintModule(*module).c_str(), stdout);
@@ -442,6 +481,16 @@ int main(int argc, char** argv) {
   compile->add_option("--dump-dir", ca.dump_dir, "write the IR after each pass into this folder");
   compile->add_flag("--stats", ca.stats, "print per-pass time and counters");
   compile->add_flag("--train", ca.train, "compile a training step (gradients + optimizer)");
+  compile->add_option("--mem-budget", ca.mem_budget,
+                      "training: arena budget (2GiB, 512MiB, bytes); remat recomputes the "
+                      "cheapest activations to fit, or fails with the minimum feasible budget");
+  compile->add_option("--remat", ca.remat, "training: none | per-block | auto")
+      ->capture_default_str();
+  compile->add_flag("--no-inplace-updates", ca.no_inplace,
+                    "training: keep optimizer outputs in the arena until the step ends");
+  compile->add_flag("--mem-sweep", ca.mem_sweep,
+                    "training: print the memory / recompute trade-off from no remat to the "
+                    "minimum budget");
   compile->add_option("--loss", ca.t.loss,
                       "'' (the model outputs a scalar loss) or softmax-ce (append it to the logits)");
   compile->add_option("--labels", ca.t.labels, "name of the labels input added by --loss softmax-ce")
@@ -523,6 +572,9 @@ int main(int argc, char** argv) {
                    "text | json | dot | onnx (the optimized graph as an ONNX model, to stdout)")
       ->capture_default_str();
   dump->add_option("--dim", da.dims, "bind a symbolic dim when dumping an ONNX model");
+  dump->add_flag("--memory", da.memory,
+                 "the memory plan: peak, lower bound, arena, phase peaks, top buffers, totals, "
+                 "recomputed values (--format text | json | svg timeline | dot saved/recomputed)");
   dump->footer(
       "Examples:\n"
       "  ptc dump gpt.plan                       # IR text (re-parses to the same text)\n"
