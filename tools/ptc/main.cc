@@ -81,7 +81,7 @@ struct CompileArgs {
   bool train = false;
   ptc::autodiff::TrainOptions t;
   std::string mem_budget, remat = "auto";
-  bool no_inplace = false, mem_sweep = false;
+  bool mem_sweep = false;
 };
 
 int Compile(const CompileArgs& a) {
@@ -101,7 +101,6 @@ int Compile(const CompileArgs& a) {
     opts.mem_budget = *b;
   }
   opts.remat = a.remat;
-  opts.inplace_updates = !a.no_inplace;
   opts.mem_sweep = a.mem_sweep;
   opts.print_sink = [](const std::string& pass, const std::string& ir) {
     std::fprintf(stderr, "// ----- IR after %s -----\n%s", pass.c_str(), ir.c_str());
@@ -486,8 +485,6 @@ int main(int argc, char** argv) {
                       "cheapest activations to fit, or fails with the minimum feasible budget");
   compile->add_option("--remat", ca.remat, "training: none | per-block | auto")
       ->capture_default_str();
-  compile->add_flag("--no-inplace-updates", ca.no_inplace,
-                    "training: keep optimizer outputs in the arena until the step ends");
   compile->add_flag("--mem-sweep", ca.mem_sweep,
                     "training: print the memory / recompute trade-off from no remat to the "
                     "minimum budget");
