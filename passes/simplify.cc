@@ -63,6 +63,21 @@ class SimplifyPass : public Pass {
       Count("declined.type-mismatch");
       return false;
     }
+    // A function result's name is part of the interface (ONNX output names, "grad.<weight>"
+    // of training steps): such a node becomes identity(v), which keeps the name and which the
+    // memory planner makes free (the output aliases v's buffer).
+    for (const ir::Value* r : fn.results()) {
+      if (r != n.output() || v->name() == r->name()) continue;
+      if (n.op() == "identity" && n.input(0) == v) {
+        Count("kept.names-result");
+        return false;
+      }
+      n.set_op("identity");
+      n.set_inputs({v});
+      n.mutable_attrs().clear();
+      Count(counter);
+      return true;
+    }
     fn.ReplaceAllUsesWith(n.output(), v);
     erase.insert(&n);
     Count(counter);

@@ -129,6 +129,8 @@ class Value {
 class Node {
  public:
   const std::string& op() const { return op_; }
+  // Rewrites the node in place (outputs, and so their names and uses, are kept).
+  void set_op(std::string op) { op_ = std::move(op); }
   const std::vector<Value*>& inputs() const { return inputs_; }
   const std::vector<Value*>& outputs() const { return outputs_; }
   Value* input(size_t i) const { return inputs_[i]; }

@@ -133,7 +133,7 @@ TEST_P(GptLossReference, GradientsMatchTorchAutograd) {
 
   // Gradients by position (training.h contract: results loss, grad_norm, lr, then one gradient
   // per trainable weight in parameter order), not by result name: the default passes do not
-  // keep the "grad.<weight>" names yet (see DISABLED_GradientResultsKeepTheirNames).
+  // keep the "grad.<weight>" names yet (see GradientResultsKeepTheirNames).
   const ir::Function& main = *plan->module->main();
   ASSERT_EQ(main.results().size(), run->first_outputs.size());
   std::vector<const ir::Value*> trainable;
@@ -168,7 +168,7 @@ TEST_P(GptLossReference, GradientsMatchTorchAutograd) {
 // BUG: the `simplify` pass replaces the `grad.<w> = identity(d.<w>)` results by their operands,
 // so with the default passes the results are named "d.<...>" and `ptc run --dump-gradients`
 // finds none. Enable once passes keep result names.
-TEST_P(GptLossReference, DISABLED_GradientResultsKeepTheirNames) {
+TEST_P(GptLossReference, GradientResultsKeepTheirNames) {
   Reference ref;
   LoadReference(GetParam(), ref);
   if (HasFatalFailure()) return;
