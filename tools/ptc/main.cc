@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "CLI/CLI.hpp"
 #include "google/protobuf/stubs/logging.h"
 #include "absl/strings/str_cat.h"
@@ -29,7 +31,6 @@
 #include "runtime/cpu/executor.h"
 #include "runtime/cpu/generate.h"
 #include "runtime/cpu/trainer.h"
-#include "runtime/cuda/executor.h"
 #include "runtime/plan/plan.h"
 
 namespace {
@@ -197,44 +198,34 @@ absl::StatusOr<std::map<std::string, Tensor>> ReadInputs(const RunArgs& a) {
   return inputs;
 }
 
-// Inference on the GPU: one run, outputs written like the CPU path.
-int RunCuda(const RunArgs& a, const ptc::plan::Plan& plan) {
-  auto exec = ptc::cuda::Executor::Create(plan);
-  if (!exec.ok()) return Fail(exec.status());
-  auto inputs = ReadInputs(a);
-  if (!inputs.ok()) return Fail(inputs.status());
-  std::vector<double> times;
-  absl::StatusOr<std::vector<Tensor>> outputs;
-  for (int i = 0; i < std::max(1, a.warmup + a.repeat); ++i) {
-    auto t0 = std::chrono::steady_clock::now();
-    outputs = (*exec)->Run(*inputs);
-    if (!outputs.ok()) return Fail(outputs.status());
-    if (i >= a.warmup) {
-      times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
+// CUDA plans run in `ptc-cuda` (next to this binary), so that the CPU commands never load the
+// CUDA libraries (cuBLASLt alone maps ~200 MiB).
+int RunCuda(const RunArgs& a) {
+  std::error_code ec;
+  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  std::filesystem::path helper = self.parent_path() / "ptc-cuda";
+  if (ec || !std::filesystem::exists(helper)) {
+    return Fail(absl::FailedPreconditionError(absl::StrCat(
+        "plan '", a.plan, "' targets cuda, but this ptc has no CUDA runtime (", helper.string(),
+        " is missing); build ptc where nvcc is installed, or compile with --target cpu")));
   }
-  std::sort(times.begin(), times.end());
-  std::fprintf(stderr, "ran %s on %s: median %.3f ms; device memory %s\n", a.plan.c_str(),
-               "cuda", times.empty() ? 0.0 : times[times.size() / 2] * 1e3,
-               (*exec)->memory().ToString().c_str());
-  if (!a.output_dir.empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(a.output_dir, ec);
-    const ptc::ir::Function* main = plan.module->main();
-    for (size_t i = 0; i < outputs->size(); ++i) {
-      absl::Status s = ptc::driver::WriteTensorFile(absl::StrCat(a.output_dir, "/output_", i, ".pb"),
-                                                    main->results()[i]->name(), (*outputs)[i]);
-      if (!s.ok()) return Fail(s);
-    }
-  }
-  return 0;
+  std::vector<std::string> args = {helper.string(), a.plan};
+  for (const std::string& in : a.inputs) args.push_back("--input=" + in);
+  if (!a.output_dir.empty()) args.push_back("--output-dir=" + a.output_dir);
+  args.push_back(absl::StrCat("--warmup=", a.warmup));
+  args.push_back(absl::StrCat("--repeat=", a.repeat));
+  std::vector<char*> argv;
+  for (std::string& s : args) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  execv(helper.c_str(), argv.data());
+  return Fail(absl::InternalError(absl::StrCat("cannot run ", helper.string())));
 }
 
 int Run(const RunArgs& a) {
   auto plan = ptc::plan::LoadPlan(a.plan);
   if (!plan.ok()) return Fail(plan.status());
   if (plan->options.count("train")) return Train(a, *plan);
-  if (plan->target == "cuda") return RunCuda(a, *plan);
+  if (plan->target == "cuda") return RunCuda(a);
   auto exec = ptc::cpu::Executor::Create(*plan);
   if (!exec.ok()) return Fail(exec.status());
   const ptc::ir::Function* main = plan->module->main();
