@@ -9,6 +9,7 @@
 #include <cstring>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "codegen/cpu/kernel.h"
 #include "compiler/support/status.h"
@@ -302,17 +303,18 @@ class CpuExecutor final : public Executor {
         std::memcpy(s.outputs[0], s.inputs[0], static_cast<size_t>(s.stage_bytes));
         continue;
       }
+      auto t0 = profiling_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
+      absl::Status st = s.kernel->Run(s.inputs, s.outputs, s.workspace);
+      if (!st.ok()) {
+        // Kernels usually name their node already; add it where they did not.
+        std::string where = s.node->Describe();
+        if (absl::StrContains(st.message(), where)) return st;
+        return absl::Status(st.code(), absl::StrCat(where, ": ", st.message()));
+      }
       if (profiling_) {
-        auto t0 = std::chrono::steady_clock::now();
-        PTC_RETURN_IF_ERROR(s.kernel->Run(s.inputs, s.outputs, s.workspace));
-        auto t1 = std::chrono::steady_clock::now();
-        profile_[i].seconds += std::chrono::duration<double>(t1 - t0).count();
+        profile_[i].seconds +=
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         profile_[i].calls += 1;
-      } else {
-        absl::Status st = s.kernel->Run(s.inputs, s.outputs, s.workspace);
-        if (!st.ok()) {
-          return absl::Status(st.code(), absl::StrCat(s.node->Describe(), ": ", st.message()));
-        }
       }
     }
     // Results are read before the assigns: they are values of this step (old parameters).

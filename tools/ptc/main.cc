@@ -544,6 +544,9 @@ int main(int argc, char** argv) {
   run->add_flag("--resume", ra.train.resume, "training: continue from the latest checkpoint");
   run->add_option("--dump-gradients", ra.train.dump_gradients,
                   "training: write the first step's gradients (TensorProto per weight)");
+  run->add_option("--labels-input", ra.train.labels_input,
+                  "training: which data input takes the labels (the other takes the token ids)")
+      ->capture_default_str();
   run->add_option("--progress", ra.progress, "auto | bar | lines | none")->capture_default_str();
   run->footer(
       "Examples:\n"
