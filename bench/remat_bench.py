@@ -176,12 +176,16 @@ def main():
     act = base["activation_peak"]
     full_plan, full = compile_plan("perblock", ["--remat", "per-block"])
     min_budget = full["arena_bytes"]
+    # Without in-place optimizer updates (the plan loader does not take them yet) the arena
+    # cannot go below the optimizer phase (new weights + moments + gradients live to the end):
+    # the 50% budget is clamped to the minimum feasible one and says so.
     b50 = base["arena_bytes"] - act // 2
+    clamped = b50 < min_budget
+    b50 = max(b50, min_budget)
     configs = [("ptc no remat", base_plan, base, None)]
     p50, r50 = compile_plan("b50", ["--mem-budget", str(b50)])
-    configs.append(("ptc budget: 50% activations", p50, r50, b50))
-    pmin, rmin = compile_plan("bmin", ["--mem-budget", str(min_budget)])
-    configs.append(("ptc budget: minimum", pmin, rmin, min_budget))
+    configs.append(("ptc budget: 50% act" + (" (clamped)" if clamped else ""), p50, r50, b50))
+    configs.append(("ptc per-block (min act)", full_plan, full, min_budget))
     for ext, fmt in [("svg", "svg"), ("json", "json"), ("txt", "text")]:
         with open(os.path.join(args.artifacts, f"remat_bench.{ext}"), "w") as f:
             f.write(check([ptc, "dump", p50, "--memory", "--format", fmt]))
