@@ -44,6 +44,19 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
   if (main == nullptr) return absl::InvalidArgumentError("the model has no function to compile");
   if (report) report->nodes_before = static_cast<int64_t>(main->nodes().size());
   PTC_RETURN_IF_ERROR(ir::Verify(*module));
+  if (options.train && options.passes != "none") {
+    // Before autodiff: GELU as one op, so the backward keeps only its input (not the four
+    // intermediates of x*0.5*(1+erf(x/sqrt2))) and uses the gelu_grad kernel.
+    passes::Pipeline pre;
+    pre.Add(passes::CreateFoldConstantsPass());
+    pre.Add(passes::CreateSimplifyPass());
+    pre.Add(passes::CreateCsePass());
+    pre.Add(passes::CreateDcePass());
+    passes::FuseElementwiseOptions gelu_only;
+    gelu_only.fuse_chains = false;
+    pre.Add(passes::CreateFuseElementwisePass(gelu_only));
+    PTC_RETURN_IF_ERROR(pre.Run(*module));
+  }
   if (options.train) {
     // @eval (forward + loss) is copied before @main becomes the training step.
     std::unique_ptr<ir::Module> forward = module->Clone();

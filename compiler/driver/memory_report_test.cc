@@ -1,6 +1,6 @@
 // Remat bit-exactness on real training steps (GPT-2 and the encoder-decoder from `ptc model`),
 // planner bounds, and the memory report. The models are written by the `ptc` binary of this
-// build (PTC_BINARY_DIR/ptc model ...): build the `ptc` target before this test.
+// build with the model builders (models/models.h).
 #include "compiler/driver/memory_report.h"
 
 #include <unistd.h>
@@ -9,11 +9,13 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "codegen/cpu/kernel.h"
 #include "compiler/autodiff/training.h"
 #include "compiler/ir/verifier.h"
 #include "compiler/onnx/importer.h"
 #include "gtest/gtest.h"
+#include "models/models.h"
 #include "passes/memory_analysis.h"
 #include "passes/pass.h"
 #include "passes/passes.h"
@@ -41,13 +43,30 @@ absl::StatusOr<int64_t> Workspace(const ir::Node& node) {
   return static_cast<int64_t>((*kernel)->WorkspaceBytes());
 }
 
+// Builds the model with the `ptc model` library (models/models.h) from its CLI-style arguments
+// ("gpt2 --preset tiny --dim 32 --set heads=2"), with the loss, into a temporary ONNX file.
 std::string MakeOnnx(const Model& m) {
-  const char* bin = std::getenv("PTC_BINARY_DIR");
-  std::string ptc = absl::StrCat(bin ? bin : "build", "/ptc");
+  std::vector<std::string> words = absl::StrSplit(m.args, ' ', absl::SkipEmpty());
+  std::string family = words.empty() ? "" : words[0], preset = "tiny";
+  std::map<std::string, std::string> overrides = {{"loss", "true"}};
+  for (size_t i = 1; i + 1 < words.size(); i += 2) {
+    std::string key = words[i].substr(2);
+    if (key == "preset") {
+      preset = words[i + 1];
+    } else if (key == "set") {
+      std::vector<std::string> kv = absl::StrSplit(words[i + 1], absl::MaxSplits('=', 1));
+      if (kv.size() == 2) overrides[kv[0]] = kv[1];
+    } else {
+      overrides[key] = words[i + 1];
+    }
+  }
   std::string out = absl::StrCat(::testing::TempDir(), "/remat_", m.name, "_", ::getpid(), ".onnx");
-  std::string cmd = absl::StrCat(ptc, " model ", m.args, " --loss -o ", out, " > /dev/null 2>&1");
-  int rc = std::system(cmd.c_str());
-  EXPECT_EQ(rc, 0) << "`" << cmd << "` failed: build the ptc target first";
+  auto model = models::BuildModel(family, preset, overrides);
+  EXPECT_TRUE(model.ok()) << model.status();
+  if (model.ok()) {
+    absl::Status s = models::WriteModel(*model, out, /*external_data_threshold=*/-1);
+    EXPECT_TRUE(s.ok()) << s;
+  }
   return out;
 }
 

@@ -4,6 +4,7 @@
 // {param} parameter has its weights, and that memory plan buffers lie inside the arena.
 #include "runtime/plan/plan.h"
 
+#include <map>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -262,7 +263,11 @@ absl::Status CheckParams(const std::string& source, const ir::Module& module) {
   return absl::OkStatus();
 }
 
-absl::Status ConvertMemoryPlan(const std::string& source, const MemoryPlanProto& m, MemoryPlan& out) {
+// `params`: parameters of the planned function with their byte sizes. A buffer at offset -1
+// lives in a parameter's storage (an in-place optimizer update): its alias_of must name a
+// parameter at least as large.
+absl::Status ConvertMemoryPlan(const std::string& source, const MemoryPlanProto& m,
+                               const std::map<std::string, int64_t>& params, MemoryPlan& out) {
   if (m.arena_bytes() < 0 || m.lower_bound() < 0 || m.lower_bound() > m.arena_bytes()) {
     return Invalid(source, absl::StrCat("memory plan arena_bytes ", m.arena_bytes(), " / lower_bound ",
                                         m.lower_bound(), " are inconsistent"));
@@ -274,18 +279,24 @@ absl::Status ConvertMemoryPlan(const std::string& source, const MemoryPlanProto&
   for (const BufferProto& b : m.buffers()) names.insert(b.value());
   for (const BufferProto& b : m.buffers()) {
     std::string where = absl::StrCat("memory plan buffer \"", b.value(), "\"");
-    if (b.offset() < 0 || b.bytes() < 0 || b.offset() > m.arena_bytes() ||
+    if (b.offset() == -1) {
+      auto p = params.find(b.alias_of());
+      if (p == params.end() || b.bytes() < 0 || b.bytes() > p->second) {
+        return Invalid(source, absl::StrCat(where, " lives in parameter \"", b.alias_of(),
+                                            "\", which is not a parameter of that size"));
+      }
+    } else if (b.offset() < 0 || b.bytes() < 0 || b.offset() > m.arena_bytes() ||
         b.bytes() > m.arena_bytes() - b.offset()) {
       return Invalid(source, absl::StrCat(where, " [", b.offset(), ", +", b.bytes(),
                                           ") is outside the ", m.arena_bytes(), "-byte arena"));
     }
-    if (b.offset() % kWeightsAlignment != 0) {
+    if (b.offset() != -1 && b.offset() % kWeightsAlignment != 0) {
       return Invalid(source, absl::StrCat(where, " has offset ", b.offset(), " (not 64-byte aligned)"));
     }
     if (b.first() < -1 || b.last() < -1) {
       return Invalid(source, absl::StrCat(where, " has a negative live range [", b.first(), ", ", b.last(), "]"));
     }
-    if (!b.alias_of().empty() && !names.count(b.alias_of())) {
+    if (b.offset() != -1 && !b.alias_of().empty() && !names.count(b.alias_of())) {
       return Invalid(source, absl::StrCat(where, " aliases \"", b.alias_of(), "\", which has no buffer"));
     }
     BufferAssignment a;
@@ -366,7 +377,11 @@ absl::StatusOr<Plan> LoadFromViews(const std::string& source, const char* plan_d
   absl::Status verified = ir::Verify(*plan.module);
   if (!verified.ok()) return Invalid(source, absl::StrCat("the IR does not verify: ", verified.message()));
 
-  PTC_RETURN_IF_ERROR(ConvertMemoryPlan(source, proto.memory(), plan.memory));
+  std::map<std::string, int64_t> params;
+  if (const ir::Function* main = plan.module->main()) {
+    for (const ir::Value* p : main->params()) params[p->name()] = p->type().byte_size();
+  }
+  PTC_RETURN_IF_ERROR(ConvertMemoryPlan(source, proto.memory(), params, plan.memory));
   plan.target = proto.target();
   for (const auto& [k, v] : proto.options()) plan.options[k] = v;
   return plan;

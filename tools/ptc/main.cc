@@ -80,6 +80,7 @@ struct CompileArgs {
   std::vector<std::string> dims;
   bool stats = false;
   bool train = false;
+  bool no_inplace = false;
   ptc::autodiff::TrainOptions t;
   std::string mem_budget, remat = "auto";
   bool mem_sweep = false;
@@ -95,6 +96,7 @@ int Compile(const CompileArgs& a) {
   opts.print_ir_after = a.print_ir_after;
   opts.dump_dir = a.dump_dir;
   opts.train = a.train;
+  opts.inplace_updates = !a.no_inplace;
   opts.train_options = a.t;
   if (!a.mem_budget.empty()) {
     auto b = ptc::passes::ParseBytes(a.mem_budget);
@@ -471,6 +473,9 @@ int main(int argc, char** argv) {
   compile->add_option("--dump-dir", ca.dump_dir, "write the IR after each pass into this folder");
   compile->add_flag("--stats", ca.stats, "print per-pass time and counters");
   compile->add_flag("--train", ca.train, "compile a training step (gradients + optimizer)");
+  compile->add_flag("--no-inplace-updates", ca.no_inplace,
+                    "training: keep updated weights and moments in the arena until the step ends "
+                    "(default: the optimizer writes into the parameter storage)");
   compile->add_option("--mem-budget", ca.mem_budget,
                       "training: arena budget (2GiB, 512MiB, bytes); remat recomputes the "
                       "cheapest activations to fit, or fails with the minimum feasible budget");
