@@ -105,12 +105,12 @@ std::string TensorType::ToString() const {
 // Tensor
 
 namespace {
-std::shared_ptr<void> AllocAligned(size_t nbytes) {
+std::shared_ptr<void> AllocAligned(size_t nbytes, bool zero = true) {
   size_t rounded = (nbytes + 63) / 64 * 64;
   if (rounded == 0) rounded = 64;
   void* p = std::aligned_alloc(64, rounded);
   PTC_CHECK(p != nullptr);
-  std::memset(p, 0, rounded);
+  if (zero) std::memset(p, 0, rounded);
   return std::shared_ptr<void>(p, [](void* q) { std::free(q); });
 }
 }  // namespace
@@ -124,8 +124,19 @@ Tensor::Tensor(DType dtype, Shape shape) {
   data_ = owner_.get();
 }
 
+Tensor Tensor::Uninitialized(DType dtype, Shape shape) {
+  Tensor t;
+  t.type_ = TensorType{dtype, std::move(shape)};
+  int64_t bytes = t.type_.byte_size();
+  PTC_CHECK(bytes >= 0);
+  t.nbytes_ = static_cast<size_t>(bytes);
+  t.owner_ = AllocAligned(t.nbytes_, /*zero=*/false);
+  t.data_ = t.owner_.get();
+  return t;
+}
+
 Tensor Tensor::FromBytes(DType dtype, Shape shape, const void* bytes, size_t nbytes) {
-  Tensor t(dtype, std::move(shape));
+  Tensor t = Uninitialized(dtype, std::move(shape));
   PTC_CHECK(nbytes == t.nbytes_);
   if (nbytes) std::memcpy(t.data_, bytes, nbytes);
   return t;

@@ -63,6 +63,8 @@ class Tensor {
   // Zero-filled tensor. Aborts on sizes that overflow; validate untrusted shapes first.
   Tensor(DType dtype, Shape shape);
   static Tensor FromBytes(DType dtype, Shape shape, const void* bytes, size_t nbytes);
+  // Like Tensor(dtype, shape) without zero-filling (the caller writes every byte).
+  static Tensor Uninitialized(DType dtype, Shape shape);
   // Wraps memory owned by `owner` (kept alive as long as any copy of this tensor lives).
   static Tensor Borrow(DType dtype, Shape shape, void* data, std::shared_ptr<void> owner);
   template <typename T>
@@ -85,6 +87,8 @@ class Tensor {
   T* mutable_data_as() { return static_cast<T*>(data_); }
 
   Tensor Clone() const;
+  // True when no other Tensor shares this buffer (a runtime may then reuse it).
+  bool sole_owner() const { return owner_ != nullptr && owner_.use_count() == 1; }
   // Element i converted to double / int64 (any dtype; for small tensors, tests and folding).
   double GetDouble(int64_t i) const;
   int64_t GetInt(int64_t i) const;
