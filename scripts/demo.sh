@@ -2,12 +2,12 @@
 # The main job on a built-in default: install, build, make a small byte-level GPT, compile a
 # training step, train it on Debian's fortunes corpus with a progress bar, sample text before
 # and after training, and show the memory plan.
-#   STEPS=1000 BATCH=8 SEQ=64 ./scripts/demo.sh
+#   STEPS=2000 BATCH=8 SEQ=64 ./scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 BUILD=${BUILD:-build}
-STEPS=${STEPS:-1000}
+STEPS=${STEPS:-2000}
 BATCH=${BATCH:-8}
 SEQ=${SEQ:-64}
 OUT=${OUT:-out/demo}
