@@ -400,6 +400,23 @@ TEST_F(PlanTest, RejectsIrThatDoesNotVerify) {
   ExpectError(s, "does not verify");
 }
 
+// Offset -1: the value lives in a parameter's storage (in-place optimizer updates). Accepted when
+// alias_of names a parameter at least as large; rejected otherwise.
+TEST_F(PlanTest, ParameterResidentBuffers) {
+  auto in_param = [](const std::string& param, int64_t bytes) {
+    return [param, bytes](PlanProto& p) {
+      auto* b = p.mutable_memory()->mutable_buffers(1);
+      b->set_offset(-1);
+      b->set_alias_of(param);
+      b->set_bytes(bytes);
+    };
+  };
+  EXPECT_TRUE(LoadModified(in_param("w", 60)).ok());  // w: f32[3,5] = 60 bytes
+  ExpectError(LoadModified(in_param("w", 64)), "not a parameter of that size");
+  ExpectError(LoadModified(in_param("nope", 8)), "not a parameter of that size");
+  ExpectError(LoadModified(in_param("xw", 8)), "not a parameter of that size");  // a node value
+}
+
 TEST_F(PlanTest, RejectsMemoryPlanOutsideArena) {
   ExpectError(LoadModified([](PlanProto& p) { p.mutable_memory()->mutable_buffers(1)->set_offset(256); }),
               "outside the 256-byte arena");
