@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "codegen/cpu/kernel.h"
 #include "compiler/support/status.h"
+#include "runtime/plan/binding.h"
 
 namespace ptc::cpu {
 namespace {
@@ -265,26 +266,9 @@ class CpuExecutor final : public Executor {
 
   absl::StatusOr<std::vector<ir::Tensor>> Run(
       const std::map<std::string, ir::Tensor>& inputs) override {
+    PTC_RETURN_IF_ERROR(plan::CheckInputs(input_params_, inputs));
     for (const ir::Value* p : input_params_) {
-      auto it = inputs.find(p->name());
-      if (it == inputs.end()) {
-        return absl::InvalidArgumentError(absl::StrCat("missing input '", p->name(), "' (",
-                                                       p->type().ToString(), ")"));
-      }
-      if (it->second.type() != p->type()) {
-        return absl::InvalidArgumentError(absl::StrCat("input '", p->name(), "' is ",
-                                                       it->second.type().ToString(),
-                                                       " but the plan expects ",
-                                                       p->type().ToString()));
-      }
-      ptr_[p] = const_cast<void*>(it->second.data());
-    }
-    for (const auto& [name, t] : inputs) {
-      bool known = false;
-      for (const ir::Value* p : input_params_) known |= p->name() == name;
-      if (!known) {
-        return absl::InvalidArgumentError(absl::StrCat("the plan has no input named '", name, "'"));
-      }
+      ptr_[p] = const_cast<void*>(inputs.at(p->name()).data());
     }
     // Input pointers may have changed: refresh the steps' operand pointers.
     for (Step& s : steps_) {
@@ -364,21 +348,8 @@ class CpuExecutor final : public Executor {
 
   absl::Status SetState(const std::map<std::string, ir::Tensor>& state) override {
     for (const auto& [name, t] : state) {
-      const ir::Value* p = nullptr;
-      for (const ir::Value* q : state_params_) {
-        if (q->name() == name) p = q;
-      }
-      if (p == nullptr) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "state tensor '", name, "' is not a \"param\" or \"state\" parameter of @",
-            function_->name()));
-      }
-      if (t.type() != p->type()) {
-        return absl::InvalidArgumentError(absl::StrCat("state tensor '", name, "' is ",
-                                                       t.type().ToString(), " but @",
-                                                       function_->name(), " expects ",
-                                                       p->type().ToString()));
-      }
+      PTC_ASSIGN_OR_RETURN(const ir::Value* p,
+                           plan::FindStateParam(state_params_, function_->name(), name, t));
       if (!writable_.count(p)) {
         return absl::FailedPreconditionError(absl::StrCat(
             "parameter '", name, "' is bound to read-only plan weights (inference plan); create "

@@ -8,6 +8,7 @@
 #include "compiler/support/status.h"
 #include "runtime/cuda/cuda_check.h"
 #include "runtime/cuda/device_kernels.h"
+#include "runtime/plan/binding.h"
 
 namespace ptc::cuda {
 namespace {
@@ -228,26 +229,7 @@ class CudaExecutor final : public Executor {
 
   absl::StatusOr<std::vector<ir::Tensor>> Run(
       const std::map<std::string, ir::Tensor>& inputs) override {
-    for (const auto& [name, t] : inputs) {
-      bool known = false;
-      for (const ir::Value* p : input_params_) known |= p->name() == name;
-      if (!known) {
-        return absl::InvalidArgumentError(absl::StrCat("the plan has no input named '", name, "'"));
-      }
-    }
-    for (const ir::Value* p : input_params_) {
-      auto it = inputs.find(p->name());
-      if (it == inputs.end()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("missing input '", p->name(), "' (", p->type().ToString(), ")"));
-      }
-      if (it->second.type() != p->type()) {
-        return absl::InvalidArgumentError(absl::StrCat("input '", p->name(), "' is ",
-                                                       it->second.type().ToString(),
-                                                       " but the plan expects ",
-                                                       p->type().ToString()));
-      }
-    }
+    PTC_RETURN_IF_ERROR(plan::CheckInputs(input_params_, inputs));
     PTC_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(flag_.get(), 0, sizeof(int), stream_));
     for (const ir::Value* p : input_params_) {
       const ir::Tensor& t = inputs.at(p->name());
@@ -350,21 +332,9 @@ class CudaExecutor final : public Executor {
 
   absl::Status SetState(const std::map<std::string, ir::Tensor>& state) override {
     for (const auto& [name, t] : state) {
-      const ir::Value* p = nullptr;
-      for (const ir::Value* q : state_params_) {
-        if (q->name() == name) p = q;
-      }
-      if (p == nullptr) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "state tensor '", name, "' is not a \"param\" or \"state\" parameter of @",
-            function_->name()));
-      }
-      if (t.type() != p->type()) {
-        return absl::InvalidArgumentError(absl::StrCat("state tensor '", name, "' is ",
-                                                       t.type().ToString(), " but @",
-                                                       function_->name(), " expects ",
-                                                       p->type().ToString()));
-      }
+      PTC_ASSIGN_OR_RETURN(const ir::Value* p,
+                           plan::FindStateParam(state_params_, function_->name(), name, t));
+      (void)p;
     }
     for (const auto& [name, t] : state) {
       for (const ir::Value* q : state_params_) {
