@@ -1,5 +1,6 @@
 #include "runtime/cpu/trainer.h"
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -148,6 +149,9 @@ absl::StatusOr<data::Split> LoadTrainingData(const TrainerOptions& o, int64_t ba
 absl::StatusOr<TrainResult> Train(const plan::Plan& plan, const TrainerOptions& o,
                                   std::ostream& out) {
   TrainResult result;
+  // The base excludes heap memory freed by compilation and loading (glibc keeps it resident and
+  // the executor would reuse it, hiding part of the step's growth from the measurement).
+  malloc_trim(0);
   result.rss_before = cpu::ProcessRssBytes();
   if (!plan.module || plan.module->main() == nullptr) {
     return absl::InvalidArgumentError("the plan has no main function");
@@ -258,7 +262,13 @@ absl::StatusOr<TrainResult> Train(const plan::Plan& plan, const TrainerOptions& 
   result.first_step = step;
   result.arena_bytes = exec->arena_bytes() + (eval ? eval->arena_bytes() : 0);
   result.state_bytes = exec->state_bytes();
-  const int64_t planned = result.arena_bytes + result.state_bytes;
+  for (const ir::Value* r : results) result.output_bytes += r->type().byte_size();
+  if (eval) {
+    for (const ir::Value* r : plan.module->FindFunction("eval")->results()) {
+      result.output_bytes += r->type().byte_size();
+    }
+  }
+  const int64_t planned = result.arena_bytes + result.state_bytes + result.output_bytes;
   progress.Line(absl::StrCat(
       "training ", o.steps, " steps of ", din.batch, "x", din.seq, " tokens on ",
       split.train.source(), ": ", split.train.size(), " train / ", split.val.size(),
@@ -381,9 +391,15 @@ absl::Status RunTraining(const plan::Plan& plan, const TrainerOptions& options,
     absl::StrAppend(&line, absl::StrFormat(", val loss %.4f (perplexity %.2f)", r.val_loss,
                                            std::exp(r.val_loss)));
   }
+  const int64_t planned = r.arena_bytes + r.state_bytes + r.output_bytes;
   absl::StrAppend(&line, "; memory: arena ", Bytes(r.arena_bytes), " + weights/state ",
-                  Bytes(r.state_bytes), ", RSS ", Bytes(r.rss_before), " -> ",
-                  Bytes(r.rss_after));
+                  Bytes(r.state_bytes), " + outputs ", Bytes(r.output_bytes), " = ",
+                  Bytes(planned), " planned; RSS ", Bytes(r.rss_before), " -> ",
+                  Bytes(r.rss_after),
+                  absl::StrFormat(" (grew %s = %.2f x plan; the rest is the training data)",
+                                  Bytes(r.rss_after - r.rss_before),
+                                  static_cast<double>(r.rss_after - r.rss_before) /
+                                      static_cast<double>(std::max<int64_t>(1, planned))));
   if (!r.last_checkpoint.empty()) absl::StrAppend(&line, "; checkpoint ", r.last_checkpoint);
   progress << line << "\n";
   return absl::OkStatus();

@@ -61,6 +61,7 @@ struct TrainResult {
   double val_loss = -1;        // last evaluation; -1 when none
   int64_t arena_bytes = 0;
   int64_t state_bytes = 0;
+  int64_t output_bytes = 0;  // result tensors of @main and @eval (loss, gradients if kept)
   int64_t rss_before = 0, rss_after = 0;
   std::map<std::string, ir::Tensor> final_state;
   std::string last_checkpoint;

@@ -2,12 +2,16 @@
 // from its base (libraries, thread pools and OpenBLAS buffers initialized, model compiled), by
 // what the plan says the executor needs: the arena, the writable weights + optimizer state, and
 // the output tensors. The plan is an upper bound (measured <= planned + 5%) and close to it
-// (measured >= 90% of planned): on GPT tiny, batch 16 x 128, measured/planned = 0.948 - some
-// planned arena bytes are never touched in a step (not yet explained; the 5% target is
-// missed by 0.2 points). One test per process (ctest runs each test alone).
+// (measured >= 95% of planned): on GPT tiny, batch 16 x 128, measured/planned = 1.004. The base
+// is taken after malloc_trim(0): heap memory freed by compilation stays resident otherwise, the
+// executor's allocations reuse it, and the growth looked 5% smaller than the plan (0.948).
+// Every arena page is touched in a step (checked with mincore). One test per process (ctest
+// runs each test alone).
 #include <cstdint>
 #include <cstdio>
 #include <map>
+
+#include <malloc.h>
 
 #include "compiler/driver/driver.h"
 #include "compiler/onnx/importer.h"
@@ -57,6 +61,7 @@ TEST(MemoryMeasure, TrainingStepResidentMemoryMatchesPlan) {
   auto plan = CompileGpt(/*batch=*/16, /*train=*/true);
   ASSERT_TRUE(plan.ok()) << plan.status();
   std::map<std::string, ir::Tensor> batch = Batch(*plan->module->main());
+  malloc_trim(0);
   const int64_t base = cpu::ProcessRssBytes();
 
   auto ex = cpu::Executor::Create(*plan);
@@ -76,7 +81,7 @@ TEST(MemoryMeasure, TrainingStepResidentMemoryMatchesPlan) {
               static_cast<double>(measured) / planned);
   EXPECT_GT(planned, int64_t{100} << 20);  // large enough for the 5% to mean something
   EXPECT_LE(static_cast<double>(measured), 1.05 * planned);
-  EXPECT_GE(static_cast<double>(measured), 0.90 * planned);
+  EXPECT_GE(static_cast<double>(measured), 0.95 * planned);
 }
 
 }  // namespace
