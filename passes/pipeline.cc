@@ -15,6 +15,7 @@
 #include "compiler/ir/verifier.h"
 #include "compiler/support/status.h"
 #include "passes/pass.h"
+#include "passes/kv_cache.h"
 #include "passes/passes.h"
 #include "passes/remat.h"
 
@@ -137,6 +138,8 @@ const std::vector<PassInfo>& RegisteredPasses() {
        [] { return CreateFuseMatMulBiasPass(); }},
       {"fuse-attention", "softmax(q k^T * scale, mask) v (+ head transposes) -> attention",
        [] { return CreateFuseAttentionPass(); }},
+      {"kv-cache", "add @decode: a one-token decoder of @main with a KV cache (passes/kv_cache.h)",
+       [] { return CreateKvCachePass(); }},
   };
   return *passes;
 }

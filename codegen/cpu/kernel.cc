@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "codegen/cpu/fused_kernels.h"
 #include "codegen/cpu/kernel_util.h"
+#include "codegen/cpu/decode_kernels.h"
 #include "codegen/cpu/train_kernels.h"
 #include "compiler/support/status.h"
 
@@ -261,6 +262,8 @@ absl::StatusOr<std::unique_ptr<Kernel>> CreateKernel(const ir::Node& node) {
   if (e == nullptr) {
     PTC_ASSIGN_OR_RETURN(std::unique_ptr<Kernel> train, CreateTrainKernel(node));
     if (train != nullptr) return train;
+    PTC_ASSIGN_OR_RETURN(std::unique_ptr<Kernel> decode, CreateDecodeKernel(node));
+    if (decode != nullptr) return decode;
     return absl::UnimplementedError(
         absl::StrCat(node.Describe(), ": no CPU kernel for this op (see compiler/ir/ops.h)"));
   }
@@ -288,7 +291,7 @@ absl::StatusOr<std::unique_ptr<Kernel>> CreateKernel(const ir::Node& node) {
 
 bool HasKernel(std::string_view op) {
   if (op.rfind("fused_", 0) == 0) return HasFusedKernel(op);
-  return internal::FindEntry(op) != nullptr || HasTrainKernel(op);
+  return internal::FindEntry(op) != nullptr || HasTrainKernel(op) || HasDecodeKernel(op);
 }
 
 absl::StatusOr<std::vector<ir::Tensor>> EvaluateNode(const ir::Node& node,

@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "compiler/ir/op_util.h"
+#include "compiler/ir/ops_decode.h"
 #include "compiler/ir/ops_fused.h"
 #include "compiler/ir/ops_train.h"
 #include "compiler/support/status.h"
@@ -597,7 +598,7 @@ const std::vector<OpDef>& CoreOpDefs() {
 const absl::flat_hash_map<std::string_view, const OpDef*>& OpIndex() {
   static const auto* index = [] {
     auto* m = new absl::flat_hash_map<std::string_view, const OpDef*>();
-    for (const auto* table : {&CoreOpDefs(), &FusedOpDefs(), &TrainOpDefs()}) {
+    for (const auto* table : {&CoreOpDefs(), &FusedOpDefs(), &TrainOpDefs(), &DecodeOpDefs()}) {
       for (const OpDef& def : *table) m->emplace(def.name, &def);  // first definition wins
     }
     return m;
@@ -621,7 +622,7 @@ const OpDef* FindOp(std::string_view op) {
 
 std::vector<std::string_view> AllOpNames() {
   std::vector<std::string_view> names;
-  for (const auto* table : {&CoreOpDefs(), &FusedOpDefs(), &TrainOpDefs()}) {
+  for (const auto* table : {&CoreOpDefs(), &FusedOpDefs(), &TrainOpDefs(), &DecodeOpDefs()}) {
     for (const OpDef& def : *table) names.push_back(def.name);
   }
   return names;

@@ -49,6 +49,9 @@
 //                             layer_norm_grad gelu_grad lr_schedule adamw_update sgd_update
 //                             assign (impure, no outputs: the runtime writes the value into a
 //                             parameter after the step)
+//   compiler/ir/ops_decode.cc kv_cache_write(cache, update, pos) {axis}: the cache with the slab
+//                             at `pos` along `axis` replaced by update (KV-cache decoders made
+//                             by passes/kv_cache.cc)
 // New core ops go into this table and ops.cc's registry.
 #ifndef PTC_COMPILER_IR_OPS_H_
 #define PTC_COMPILER_IR_OPS_H_

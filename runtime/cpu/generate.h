@@ -1,7 +1,15 @@
 // Text generation with a byte-level language-model plan (input ids i64[1, T] -> logits
-// [1, T, V]). The model is causal, so the window is padded after the last token and the logits
-// at the last real position are sampled (temperature, top-k). No KV cache yet: each new token
-// runs the full window (O(T^2) per token; fine for the demo models).
+// [1, T, V]), sampled with temperature and top-k.
+//
+// With a KV-cache decoder (GenerateOptions::decode_plan, made by passes::MakeDecodePlan) each
+// token runs one position: ids [1, 1] and pos -> logits [1, 1, V], keys and values of earlier
+// positions read from the cache. The prompt is fed one token at a time (prefill). When the
+// cache's T positions are full, the cache restarts with the last T/2 tokens re-fed (the
+// full-window path instead slides its window by one token: the two agree for the first T
+// tokens of prompt + output).
+//
+// Without one (the full-window path) each new token runs the whole window, padded after the
+// last token, and the logits at the last real position are sampled: O(T^2) per token.
 #ifndef PTC_RUNTIME_CPU_GENERATE_H_
 #define PTC_RUNTIME_CPU_GENERATE_H_
 
@@ -22,6 +30,9 @@ struct GenerateOptions {
   uint64_t seed = 1;
   // Called with each new token's bytes as soon as it is sampled (streaming output).
   std::function<void(const std::string&)> on_token;
+  // The KV-cache decoder of the plan (passes::MakeDecodePlan); null: the full-window path.
+  // Must outlive the call, like the plan (it shares the plan's weights).
+  const plan::Plan* decode_plan = nullptr;
 };
 
 // Returns the generated continuation (without the prompt).

@@ -27,6 +27,7 @@
 #include "compiler/support/status.h"
 #include "models/models.h"
 #include "nlohmann/json.hpp"
+#include "passes/kv_cache.h"
 #include "runtime/cpu/checkpoint.h"
 #include "runtime/cpu/executor.h"
 #include "runtime/cpu/generate.h"
@@ -598,11 +599,18 @@ int main(int argc, char** argv) {
   gen->add_option("--temperature", go.temperature, "0 = greedy")->capture_default_str();
   gen->add_option("--top-k", go.top_k, "sample among the k most likely (0 = all)")->capture_default_str();
   gen->add_option("--seed", go.seed)->capture_default_str();
+  bool gen_no_cache = false;
+  gen->add_flag("--no-kv-cache", gen_no_cache,
+                "run the full window for every token instead of the KV-cache decoder");
   gen->footer(
+      "The plan's graph is turned into a one-token decoder with a KV cache (passes/kv_cache.h):\n"
+      "each token costs one position, not the whole window; T (--dim seq) is the cache size.\n"
+      "A graph the transformation does not cover falls back to the full window, with a notice.\n"
       "Example:\n"
       "  ptc export ckpt/ --model tiny.onnx -o trained.onnx\n"
       "  ptc compile trained.onnx -o gen.plan --dim batch=1 --dim seq=128\n"
-      "  ptc generate gen.plan --prompt 'The ' --tokens 300\n");
+      "  ptc generate gen.plan --prompt 'The ' --tokens 300\n"
+      "  ptc generate gen.plan --prompt 'The ' --tokens 300 --temperature 0 --no-kv-cache\n");
 
   ModelArgs ma;
   CLI::App* model = app.add_subcommand("model", "Build a transformer as an ONNX model");
@@ -642,6 +650,17 @@ int main(int argc, char** argv) {
   if (*gen) {
     auto plan = ptc::plan::LoadPlan(gen_plan);
     if (!plan.ok()) return Fail(plan.status());
+    ptc::plan::Plan decode_plan;
+    if (!gen_no_cache) {
+      auto dp = ptc::passes::MakeDecodePlan(*plan);
+      if (dp.ok()) {
+        decode_plan = *std::move(dp);
+        go.decode_plan = &decode_plan;
+      } else {
+        std::fprintf(stderr, "ptc: note: no KV cache, running the full window per token: %s\n",
+                     std::string(dp.status().message()).c_str());
+      }
+    }
     std::fputs(go.prompt.c_str(), stdout);
     go.on_token = [](const std::string& piece) {
       std::fputs(piece.c_str(), stdout);
