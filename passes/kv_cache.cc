@@ -87,8 +87,8 @@ absl::Status DecoderBuilder::MapParams() {
     }
     ids = p;
   }
-  if (ids == nullptr || ids->type().rank() != 2 || ids->type().shape[1] < 2) {
-    return Error(nullptr, absl::StrCat("needs one token-id input [B, T] with T >= 2, got ",
+  if (ids == nullptr || ids->type().rank() < 2 || ids->type().shape[1] < 2) {
+    return Error(nullptr, absl::StrCat("needs one input [B, T, ...] (token ids) with T >= 2, got ",
                                        ids ? ids->type().ToString() : "none"));
   }
   for (const auto& n : src_.nodes()) {

@@ -1,5 +1,6 @@
 // kv-cache: builds a one-token decoder with a KV cache (@decode) from a causal language model's
-// full-window inference function (@main: token ids [B, T] -> logits [B, T, V]). See
+// full-window inference function (@main: token ids [B, T] -> logits [B, T, V]; the input may
+// also be [B, T, ...], e.g. embeddings). See
 // kv_cache.cc for the transformation, its rules and what it rejects.
 #ifndef PTC_PASSES_KV_CACHE_H_
 #define PTC_PASSES_KV_CACHE_H_
