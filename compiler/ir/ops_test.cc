@@ -5,6 +5,7 @@
 #include <set>
 
 #include "compiler/ir/op_util.h"
+#include "compiler/ir/ops_decode.h"
 #include "compiler/ir/ops_fused.h"
 #include "compiler/ir/ops_train.h"
 #include "gtest/gtest.h"
@@ -53,7 +54,8 @@ TEST(Ops, RegistryIsCompleteAndUnique) {
   EXPECT_EQ(FindOp("no_such_op"), nullptr);
   std::set<std::string_view> seen;
   for (auto n : AllOpNames()) EXPECT_TRUE(seen.insert(n).second) << "duplicate op " << n;
-  EXPECT_EQ(AllOpNames().size(), spec.size() + FusedOpDefs().size() + TrainOpDefs().size());
+  EXPECT_EQ(AllOpNames().size(), spec.size() + FusedOpDefs().size() + TrainOpDefs().size() +
+                                     DecodeOpDefs().size());
   EXPECT_FALSE(FindOp("dropout")->pure);
   EXPECT_TRUE(FindOp("add")->elementwise);
   EXPECT_FALSE(FindOp("matmul")->elementwise);

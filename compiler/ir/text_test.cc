@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "compiler/ir/ops.h"
+#include "compiler/ir/ops_decode.h"
 #include "compiler/ir/ops_fused.h"
 #include "compiler/ir/ops_train.h"
 #include "compiler/ir/parser.h"
@@ -55,7 +56,7 @@ TEST(Text, AllOpsRoundTripsExactly) {
   std::set<std::string> ops;
   for (const auto& n : (*m)->main()->nodes()) ops.insert(n->op());
   std::set<std::string_view> extra;
-  for (const auto* table : {&FusedOpDefs(), &TrainOpDefs()}) {
+  for (const auto* table : {&FusedOpDefs(), &TrainOpDefs(), &DecodeOpDefs()}) {
     for (const OpDef& def : *table) extra.insert(def.name);
   }
   int core = 0;

@@ -169,6 +169,8 @@ absl::StatusOr<std::string> GenerateWithCache(const Shapes& s, const GenerateOpt
 
 }  // namespace
 
+absl::Status CheckGenerationPlan(const plan::Plan& plan) { return CheckPlan(plan).status(); }
+
 absl::StatusOr<std::string> Generate(const plan::Plan& plan, const GenerateOptions& o) {
   PTC_ASSIGN_OR_RETURN(Shapes s, CheckPlan(plan));
   if (o.tokens <= 0) return std::string();

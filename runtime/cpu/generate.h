@@ -35,6 +35,10 @@ struct GenerateOptions {
   const plan::Plan* decode_plan = nullptr;
 };
 
+// Whether `plan` suits generation (one input ids i64[1, T], f32 logits [1, T, V >= 256]); the
+// error says what to compile instead.
+absl::Status CheckGenerationPlan(const plan::Plan& plan);
+
 // Returns the generated continuation (without the prompt).
 absl::StatusOr<std::string> Generate(const plan::Plan& plan, const GenerateOptions& options);
 

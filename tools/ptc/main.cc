@@ -650,6 +650,7 @@ int main(int argc, char** argv) {
   if (*gen) {
     auto plan = ptc::plan::LoadPlan(gen_plan);
     if (!plan.ok()) return Fail(plan.status());
+    if (absl::Status st = ptc::generate::CheckGenerationPlan(*plan); !st.ok()) return Fail(st);
     ptc::plan::Plan decode_plan;
     if (!gen_no_cache) {
       auto dp = ptc::passes::MakeDecodePlan(*plan);
