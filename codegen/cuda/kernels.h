@@ -135,6 +135,104 @@ cudaError_t LaunchAttentionSoftmax(int64_t rows, int64_t tq, int64_t heads, int6
 cudaError_t LaunchReduce(DT dt, ReduceKind kind, const ReduceDesc& d, const void* in, void* out,
                          cudaStream_t stream);
 
+// ------------------------------------------------------------------ training (train.cu)
+// Losses over scores [n, c, d] (ONNX SoftmaxCrossEntropyLoss / NegativeLogLikelihoodLoss) with
+// labels [n, d] (i32 or i64). A label outside [0, c) that is not ignore_index stores
+// `error_code` into *error_flag (its element contributes nothing).
+struct LossDesc {
+  int64_t n = 0, c = 0, d = 0;
+  int32_t reduction = 2;  // 0 none, 1 sum, 2 mean
+  bool has_ignore = false;
+  int64_t ignore_index = 0;
+};
+// Scratch of LaunchLoss (per-row loss and weight for the deterministic final sum).
+size_t LossWorkspaceBytes(DT dt, const LossDesc& d);
+// softmax: softmax_ce_loss (log_prob may be null), else nll_loss. loss is [n, d] for reduction
+// none, else one element. weight may be null.
+cudaError_t LaunchLoss(DT dt, bool softmax, const LossDesc& d, const void* x, const void* labels,
+                       bool labels_i64, const void* weight, void* loss, void* log_prob,
+                       void* workspace, int* error_flag, int error_code, cudaStream_t stream);
+// softmax_ce_loss_grad (x = log_prob) / nll_loss_grad (x = input) -> dx [n, c, d].
+// Scratch: 16 bytes.
+cudaError_t LaunchLossGrad(DT dt, bool softmax, const LossDesc& d, const void* dloss,
+                           const void* x, const void* labels, bool labels_i64, const void* weight,
+                           void* dx, void* workspace, int* error_flag, int error_code,
+                           cudaStream_t stream);
+// layer_norm_grad over rows of `d` elements: dx, dscale, dbias (column sums in a fixed order:
+// per-chunk partials in scratch, then one thread per column).
+size_t LayerNormGradWorkspaceBytes(DT dt, int64_t rows, int64_t d);
+cudaError_t LaunchLayerNormGrad(DT dt, int64_t rows, int64_t d, const void* dy, const void* x,
+                                const void* scale, const float* mean, const float* inv_std_dev,
+                                void* dx, void* dscale, void* dbias, void* workspace,
+                                cudaStream_t stream);
+cudaError_t LaunchGeluGrad(DT dt, bool tanh_approx, int64_t n, const void* dy, const void* x,
+                           void* dx, cudaStream_t stream);
+// gather_grad: dy [outer, num_indices, inner] scattered-added into out [outer, axis_dim, inner].
+// Deterministic (no float atomics): indices are bucketed by value (counting sort, stable by
+// position), then every output element sums its bucket in index order. Scratch: int32 per
+// axis_dim entry twice and per index once. Needs axis_dim, num_indices < 2^31.
+size_t GatherGradWorkspaceBytes(int64_t axis_dim, int64_t num_indices);
+cudaError_t LaunchGatherGrad(DT dt, int64_t outer, int64_t axis_dim, int64_t num_indices,
+                             int64_t inner, const void* dy, const void* indices, bool indices_i64,
+                             void* out, void* workspace, int* error_flag, int error_code,
+                             cudaStream_t stream);
+// lr_schedule (ops_train.cc) on the device scalar `step`.
+cudaError_t LaunchLrSchedule(double lr, bool cosine, int64_t warmup, int64_t total_steps,
+                             double min_lr_ratio, const float* step, float* out,
+                             cudaStream_t stream);
+// adamw_update of up to kMaxAdamTensors tensors in one launch (multi-tensor apply): each block
+// updates one 1024-element chunk of one tensor; f32 tensors with 16-byte aligned pointers use
+// 16-byte loads. lr and step are device f32 scalars.
+constexpr int kMaxAdamTensors = 16;
+struct AdamWTensors {
+  int32_t count = 0;
+  const void* w[kMaxAdamTensors] = {};
+  const void* g[kMaxAdamTensors] = {};
+  const void* m[kMaxAdamTensors] = {};
+  const void* v[kMaxAdamTensors] = {};
+  void* w_out[kMaxAdamTensors] = {};
+  void* m_out[kMaxAdamTensors] = {};
+  void* v_out[kMaxAdamTensors] = {};
+  int64_t n[kMaxAdamTensors] = {};
+};
+struct AdamWParams {
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
+};
+cudaError_t LaunchAdamW(DT dt, const AdamWTensors& t, const AdamWParams& p, const float* lr,
+                        const float* step, cudaStream_t stream);
+// sgd_update; mom / mom_out null without momentum buffer.
+cudaError_t LaunchSgd(DT dt, int64_t n, double momentum, double weight_decay, const float* lr,
+                      const void* w, const void* g, const void* mom, void* w_out, void* mom_out,
+                      cudaStream_t stream);
+
+// --------------------------------------------------------------- attention (attention.cu)
+// Flash-style attention forward: O = softmax(scale Q K^T [+ mask]) V per (batch, head), online
+// softmax over key tiles in shared memory, f32 accumulation, never materializes Tq x Tk.
+// Element strides of each operand over (b, h, t); the head dim is contiguous.
+constexpr int kFlashMaxHeadDim = 128;
+struct AttentionDesc {
+  int64_t b = 0, h = 0, tq = 0, tk = 0, d = 0, dv = 0;
+  float scale = 1.f;
+  int64_t q_strides[3] = {}, k_strides[3] = {}, v_strides[3] = {}, o_strides[3] = {};
+  int32_t mask_kind = 0;             // 0 none, 1 bool (true: masked out), 2 additive (q's dtype)
+  int64_t mask_strides[4] = {};      // over [b, h, q, k]; 0 where broadcast
+};
+// Supported: d, dv <= kFlashMaxHeadDim, dt f32 / f16 / bf16. lse (f32 [b, h, tq], natural log
+// of the softmax denominator incl. the max) may be null; the backward uses it.
+bool FlashAttentionSupported(DT dt, const AttentionDesc& d);
+cudaError_t LaunchFlashAttention(DT dt, const AttentionDesc& d, const void* q, const void* k,
+                                 const void* v, const void* mask, void* o, float* lse,
+                                 cudaStream_t stream);
+// Backward of the above (no IR op yet: tested directly, tests/cuda/flash_attention_test.cc).
+// dO and O share o_strides; dq / dk / dv share q / k / v strides and are f32 (accumulated with
+// atomics over query tiles for dk / dv: not bitwise deterministic). Scratch: f32 [b, h, tq].
+size_t FlashAttentionBackwardWorkspaceBytes(const AttentionDesc& d);
+cudaError_t LaunchFlashAttentionBackward(DT dt, const AttentionDesc& d, const void* q,
+                                         const void* k, const void* v, const void* mask,
+                                         const void* o, const void* d_o, const float* lse,
+                                         float* dq, float* dk, float* dv, void* workspace,
+                                         cudaStream_t stream);
+
 }  // namespace ptc::cuda::kernels
 
 #endif  // PTC_CODEGEN_CUDA_KERNELS_H_

@@ -37,6 +37,9 @@ absl::StatusOr<DeviceInfo> GetDevice(int ordinal = 0);
 struct KernelOptions {
   bool allow_tf32 = false;    // fp32 GEMMs on tensor cores (10-bit mantissa products)
   bool host_fallback = false;  // run ops without a CUDA kernel through the CPU kernels
+  // attention through two cuBLASLt GEMMs + a T x T scratch instead of the flash kernel (f32
+  // only; for comparisons).
+  bool attention_two_gemm = false;
 };
 
 // Whether `op` has a CUDA kernel (some dtypes may still be unsupported; CreateDeviceKernel says).

@@ -785,7 +785,7 @@ const std::map<std::string_view, Factory>& Factories() {
 bool HasDeviceKernel(std::string_view op) {
   return Factories().count(op) > 0 || op == "matmul" || op == "gemm" || op == "cast" ||
          op == "fused_matmul" || op == "attention" ||
-         op == "reshape" || op == "identity";
+         op == "reshape" || op == "identity" || HasTrainDeviceKernel(op);
 }
 
 KernelOr CreateDeviceKernel(const ir::Node& node, const KernelOptions& options,
@@ -817,6 +817,8 @@ KernelOr CreateDeviceKernel(const ir::Node& node, const KernelOptions& options,
     kernel = std::unique_ptr<DeviceKernel>(new CastKernel(ToDT(node.input(0)->type().dtype),
                                                           ToDT(node.output()->type().dtype),
                                                           node.output()->type().num_elements()));
+  } else if (HasTrainDeviceKernel(op)) {
+    kernel = CreateTrainDeviceKernel(node);
   } else if (auto it = Factories().find(op); it != Factories().end()) {
     kernel = it->second(node);
   } else {

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -53,6 +54,12 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateDeviceKernel(const ir::Node&
 absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateGemmKernel(const ir::Node& node,
                                                                 const KernelOptions& options,
                                                                 cublasLtHandle_t lt);
+
+// Losses and training ops (runtime/cuda/train_kernels.cc): softmax_ce_loss, nll_loss, their
+// gradients, layer_norm_grad, gelu_grad, gather_grad, slice_grad, lr_schedule, adamw_update,
+// sgd_update.
+bool HasTrainDeviceKernel(std::string_view op);
+absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateTrainDeviceKernel(const ir::Node& node);
 
 // Synchronous device buffer (RAII) for load-time allocations and tests.
 class DeviceBuffer {

@@ -422,9 +422,10 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateFusedMatMul(const ir::Node& 
       static_cast<kernels::DT>(static_cast<int>(x.dtype)), rows * n));
 }
 
-// attention(q, k, v[, mask]) {scale, layout}: S = scale q k^T (cuBLASLt, batched over heads)
-// into f32 scratch, masked row softmax in place, O = P v (cuBLASLt). Materializes [Tq, Tk] per
-// head: the flash-style kernel that does not is the next step (runtime/cuda/README.md).
+// attention(q, k, v[, mask]) {scale, layout}, the two-GEMM fallback: S = scale q k^T (cuBLASLt,
+// batched over heads) into f32 scratch, masked row softmax in place, O = P v (cuBLASLt).
+// Materializes [Tq, Tk] per head; used for f32 nodes the flash kernel does not take (head dims
+// over 128) or with KernelOptions::attention_two_gemm.
 class AttentionKernel final : public DeviceKernel {
  public:
   size_t WorkspaceBytes() const override { return static_cast<size_t>(rows_ * tk_) * 4; }
@@ -457,6 +458,86 @@ class AttentionKernel final : public DeviceKernel {
   int64_t mask_strides_[4] = {0, 0, 0, 0};
 };
 
+// attention through the flash-style kernel of codegen/cuda/attention.cu (f32 / f16 / bf16, head
+// dims up to 128): no scratch, scores never materialized.
+class FlashAttentionKernel final : public DeviceKernel {
+ public:
+  FlashAttentionKernel(kernels::DT dt, kernels::AttentionDesc d) : dt_(dt), d_(d) {}
+  absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
+                      absl::Span<void* const> out, void*) override {
+    const cudaError_t e = kernels::LaunchFlashAttention(
+        dt_, d_, in[0], in[1], in[2], in.size() > 3 ? in[3] : nullptr, out[0], nullptr,
+        ctx.stream);
+    if (e != cudaSuccess) return CudaStatus(e, "LaunchFlashAttention", __FILE__, __LINE__);
+    return absl::OkStatus();
+  }
+
+ private:
+  kernels::DT dt_;
+  kernels::AttentionDesc d_;
+};
+
+// The flash kernel's descriptor, or an error status when the node is outside what it supports
+// (the caller then uses the two-GEMM path for f32).
+absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateFlashAttention(const ir::Node& node) {
+  const ir::TensorType& q = node.input(0)->type();
+  const ir::TensorType& kt = node.input(1)->type();
+  const ir::TensorType& vt = node.input(2)->type();
+  if (q.rank() != 4 || kt.rank() != 4 || vt.rank() != 4 || kt.dtype != q.dtype ||
+      vt.dtype != q.dtype) {
+    return Invalid(node, "q, k, v must have rank 4 and one dtype");
+  }
+  PTC_ASSIGN_OR_RETURN(std::string layout, node.GetString("layout", "bhtd"));
+  const bool bthd = layout == "bthd";
+  if (!bthd && layout != "bhtd") return Invalid(node, "layout must be bhtd or bthd");
+  const int ta = bthd ? 1 : 2, ha = bthd ? 2 : 1;
+  kernels::AttentionDesc d;
+  d.b = q.shape[0];
+  d.h = q.shape[ha];
+  d.tq = q.shape[ta];
+  d.tk = kt.shape[ta];
+  d.d = q.shape[3];
+  d.dv = vt.shape[3];
+  if (kt.shape[0] != d.b || vt.shape[0] != d.b || kt.shape[ha] != d.h || vt.shape[ha] != d.h ||
+      vt.shape[ta] != d.tk || kt.shape[3] != d.d) {
+    return Invalid(node, "q, k, v shapes do not match");
+  }
+  PTC_ASSIGN_OR_RETURN(double scale, node.GetFloat("scale", 1.0 / std::sqrt(double(d.d))));
+  d.scale = static_cast<float>(scale);
+  auto strides = [&](int64_t t, int64_t hd, int64_t* st) {
+    if (bthd) {
+      st[0] = t * d.h * hd, st[1] = hd, st[2] = d.h * hd;
+    } else {
+      st[0] = d.h * t * hd, st[1] = t * hd, st[2] = hd;
+    }
+  };
+  strides(d.tq, d.d, d.q_strides);
+  strides(d.tk, d.d, d.k_strides);
+  strides(d.tk, d.dv, d.v_strides);
+  strides(d.tq, d.dv, d.o_strides);
+  if (node.num_inputs() == 4) {
+    const ir::TensorType& m = node.input(3)->type();
+    if (m.dtype != DType::kBool && m.dtype != q.dtype) {
+      return Invalid(node, absl::StrCat("mask must be bool or ", q.ToString(), "'s dtype"));
+    }
+    if (m.rank() > 4) return Invalid(node, "mask has more than 4 dims");
+    d.mask_kind = m.dtype == DType::kBool ? 1 : 2;
+    int64_t stride = 1;
+    for (int i = 0; i < m.rank(); ++i) {
+      const int dim = m.rank() - 1 - i;
+      if (m.shape[dim] != 1) d.mask_strides[3 - i] = stride;
+      stride *= m.shape[dim];
+    }
+  }
+  const auto dt = static_cast<kernels::DT>(static_cast<int>(q.dtype));
+  if (!kernels::FlashAttentionSupported(dt, d)) {
+    return absl::UnimplementedError(absl::StrCat(
+        node.Describe(), ": the flash attention kernel supports f32 / f16 / bf16 with head dims "
+        "up to ", kernels::kFlashMaxHeadDim, ", got ", q.ToString(), " and v ", vt.ToString()));
+  }
+  return std::unique_ptr<DeviceKernel>(new FlashAttentionKernel(dt, d));
+}
+
 absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateAttention(const ir::Node& node,
                                                               const KernelOptions& options,
                                                               cublasLtHandle_t lt) {
@@ -464,6 +545,14 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateAttention(const ir::Node& no
   const ir::TensorType& q = node.input(0)->type();
   const ir::TensorType& kt = node.input(1)->type();
   const ir::TensorType& vt = node.input(2)->type();
+  if (!options.attention_two_gemm) {
+    auto flash = CreateFlashAttention(node);
+    if (flash.ok() || flash.status().code() != absl::StatusCode::kUnimplemented ||
+        q.dtype != DType::kF32) {
+      return flash;
+    }
+  }
+  // Fallback (f32, head dims over 128, or KernelOptions::attention_two_gemm).
   if (q.dtype != DType::kF32 || kt.dtype != DType::kF32 || vt.dtype != DType::kF32) {
     return absl::UnimplementedError(absl::StrCat(
         node.Describe(), ": no CUDA attention kernel for ", q.ToString(),

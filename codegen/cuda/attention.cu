@@ -1,0 +1,331 @@
+// Flash-style attention (SIMT, f32 accumulation) for f32 / f16 / bf16 inputs.
+//
+// Forward: one block of 4 warps per (batch, head, tile of kBr = 16 query rows); each warp owns
+// 4 query rows. Key / value tiles of kBc = 32 rows go through shared memory (f32); for a query
+// row, lane j scores key j of the tile (dot product over the head dim, K padded to avoid bank
+// conflicts), then the warp does the online softmax (running max m, sum l, accumulator
+// rescaled by exp(m_old - m_new)) and accumulates P V with lane c owning output columns
+// c, c + 32, ... (head dims up to 128). Scores never leave registers: no Tq x Tk buffer. A tile
+// whose keys are all masked for a row is skipped for that row (causal masks skip half the PV
+// work; the QK dots of those tiles are still computed). A row whose keys are all masked gives
+// NaN (0 / 0), as the CPU kernel and softmax of all -inf do.
+//
+// Backward (FlashAttention-2 order): D_t = dO_t . O_t per query row; then one warp per
+// (batch, head, tile of 32 keys) with K, V, dK, dV of the tile in shared memory (lane j owns
+// key j: its dK / dV rows are written by that lane only), looping over every query row t:
+// p_j = exp(s_tj - lse_t), dp_j = dO_t . V_j, ds_j = p_j (dp_j - D_t); dV_j += p_j dO_t,
+// dK_j += scale ds_j q_t, and dq_t += scale sum_j ds_j K_j (f32 atomics across key tiles).
+//
+// mma.sync / wgmma tensor-core versions are future work (runtime/cuda/README.md).
+#include <cfloat>
+#include <cmath>
+
+#include "codegen/cuda/device_util.cuh"
+
+namespace ptc::cuda::kernels {
+namespace {
+
+constexpr int kBr = 16;       // query rows per block (forward)
+constexpr int kBc = 32;       // keys per tile
+constexpr int kWarps = 4;     // forward block: 4 warps, kBr / kWarps rows each
+constexpr int kRowsPerWarp = kBr / kWarps;
+constexpr int kMaxD = kFlashMaxHeadDim;
+constexpr int kCols = kMaxD / 32;  // output columns per lane
+
+template <DT D>
+using S = typename Ty<D>::S;
+
+template <DT D>
+__device__ __forceinline__ float LoadF(const S<D>* p, int64_t i) {
+  return static_cast<float>(Load<D>(p, i));
+}
+
+__device__ __forceinline__ float WarpMax(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+__device__ __forceinline__ float WarpSum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Scaled, masked score of (query t, key) given the dot product; -inf when masked out.
+template <DT D>
+__device__ __forceinline__ float MaskedScore(const AttentionDesc& a, float dot, int64_t b,
+                                             int64_t h, int64_t t, int64_t key,
+                                             const void* mask) {
+  float s = dot * a.scale;
+  if (a.mask_kind != 0) {
+    const int64_t mi = b * a.mask_strides[0] + h * a.mask_strides[1] + t * a.mask_strides[2] +
+                       key * a.mask_strides[3];
+    if (a.mask_kind == 1) {
+      if (static_cast<const uint8_t*>(mask)[mi]) s = -INFINITY;
+    } else {
+      s += LoadF<D>(static_cast<const S<D>*>(mask), mi);
+    }
+  }
+  return s;
+}
+
+template <DT D>
+__global__ void __launch_bounds__(kWarps * 32)
+    FlashForwardKernel(AttentionDesc a, const S<D>* __restrict__ q, const S<D>* __restrict__ k,
+                       const S<D>* __restrict__ v, const void* __restrict__ mask,
+                       S<D>* __restrict__ o, float* __restrict__ lse) {
+  __shared__ float qs[kBr][kMaxD];
+  __shared__ float ks[kBc][kMaxD + 1];
+  __shared__ float vs[kBc][kMaxD];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t q_tiles = (a.tq + kBr - 1) / kBr;
+  const int64_t bh = blockIdx.x / q_tiles, qt = blockIdx.x % q_tiles;
+  const int64_t b = bh / a.h, h = bh % a.h;
+  const int64_t t0 = qt * kBr;
+  const int d = static_cast<int>(a.d), dv = static_cast<int>(a.dv);
+  const S<D>* qb = q + b * a.q_strides[0] + h * a.q_strides[1];
+  const S<D>* kb = k + b * a.k_strides[0] + h * a.k_strides[1];
+  const S<D>* vb = v + b * a.v_strides[0] + h * a.v_strides[1];
+  for (int i = threadIdx.x; i < kBr * d; i += blockDim.x) {
+    const int r = i / d, c = i % d;
+    qs[r][c] = t0 + r < a.tq ? LoadF<D>(qb, (t0 + r) * a.q_strides[2] + c) : 0.f;
+  }
+  float m[kRowsPerWarp], l[kRowsPerWarp], acc[kRowsPerWarp][kCols];
+#pragma unroll
+  for (int i = 0; i < kRowsPerWarp; ++i) {
+    m[i] = -INFINITY;
+    l[i] = 0.f;
+#pragma unroll
+    for (int j = 0; j < kCols; ++j) acc[i][j] = 0.f;
+  }
+  for (int64_t k0 = 0; k0 < a.tk; k0 += kBc) {
+    const int nk = a.tk - k0 < kBc ? static_cast<int>(a.tk - k0) : kBc;
+    __syncthreads();  // the previous tile is no longer read (and qs is written, first time)
+    for (int i = threadIdx.x; i < kBc * d; i += blockDim.x) {
+      const int j = i / d, c = i % d;
+      ks[j][c] = j < nk ? LoadF<D>(kb, (k0 + j) * a.k_strides[2] + c) : 0.f;
+    }
+    for (int i = threadIdx.x; i < kBc * dv; i += blockDim.x) {
+      const int j = i / dv, c = i % dv;
+      vs[j][c] = j < nk ? LoadF<D>(vb, (k0 + j) * a.v_strides[2] + c) : 0.f;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < kRowsPerWarp; ++i) {
+      const int r = warp * kRowsPerWarp + i;
+      const int64_t t = t0 + r;
+      if (t >= a.tq) continue;  // warp-uniform
+      float s = -INFINITY;
+      if (lane < nk) {
+        float dot = 0.f;
+        for (int c = 0; c < d; ++c) dot = fmaf(qs[r][c], ks[lane][c], dot);
+        s = MaskedScore<D>(a, dot, b, h, t, k0 + lane, mask);
+      }
+      const float tile_max = WarpMax(s);
+      if (tile_max == -INFINITY) continue;  // every key of the tile masked for this row
+      const float m_new = fmaxf(m[i], tile_max);
+      const float alpha = __expf(m[i] - m_new);  // m[i] == -inf: 0
+      const float p = s == -INFINITY ? 0.f : __expf(s - m_new);
+      l[i] = l[i] * alpha + WarpSum(p);
+      m[i] = m_new;
+#pragma unroll
+      for (int j = 0; j < kCols; ++j) acc[i][j] *= alpha;
+      for (int jj = 0; jj < nk; ++jj) {
+        const float pj = __shfl_sync(0xffffffffu, p, jj);
+#pragma unroll
+        for (int j = 0; j < kCols; ++j) {
+          const int c = lane + 32 * j;
+          if (c < dv) acc[i][j] = fmaf(pj, vs[jj][c], acc[i][j]);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < kRowsPerWarp; ++i) {
+    const int64_t t = t0 + warp * kRowsPerWarp + i;
+    if (t >= a.tq) continue;
+    const float inv = 1.f / l[i];  // l == 0 (all masked): inf, and 0 * inf = NaN below
+    S<D>* orow = o + b * a.o_strides[0] + h * a.o_strides[1] + t * a.o_strides[2];
+#pragma unroll
+    for (int j = 0; j < kCols; ++j) {
+      const int c = lane + 32 * j;
+      if (c < dv) Store<D>(orow, c, l[i] > 0.f ? acc[i][j] * inv : NAN);
+    }
+    if (lse != nullptr && lane == 0) lse[(b * a.h + h) * a.tq + t] = m[i] + logf(l[i]);
+  }
+}
+
+// D_t = sum_c dO[t, c] O[t, c]: one warp per query row (b, h, t).
+template <DT D>
+__global__ void __launch_bounds__(256)
+    FlashBackwardDotKernel(AttentionDesc a, const S<D>* __restrict__ o,
+                           const S<D>* __restrict__ d_o, float* __restrict__ dsum) {
+  const int lane = threadIdx.x & 31;
+  const int64_t rows = a.b * a.h * a.tq;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x >> 5);
+  for (int64_t row = GlobalThread() >> 5; row < rows; row += warps) {
+    const int64_t t = row % a.tq, h = (row / a.tq) % a.h, b = row / (a.tq * a.h);
+    const int64_t off = b * a.o_strides[0] + h * a.o_strides[1] + t * a.o_strides[2];
+    float s = 0.f;
+    for (int64_t c = lane; c < a.dv; c += 32) s += LoadF<D>(o, off + c) * LoadF<D>(d_o, off + c);
+    s = WarpSum(s);
+    if (lane == 0) dsum[row] = s;
+  }
+}
+
+// One warp per (b, h, tile of 32 keys). Dynamic shared memory: K, V, dK, dV of the tile,
+// [32][d_pad] f32 each (d_pad = max(d, dv) + 1).
+template <DT D>
+__global__ void __launch_bounds__(32)
+    FlashBackwardKernel(AttentionDesc a, const S<D>* __restrict__ q, const S<D>* __restrict__ k,
+                        const S<D>* __restrict__ v, const void* __restrict__ mask,
+                        const S<D>* __restrict__ d_o, const float* __restrict__ lse,
+                        const float* __restrict__ dsum, float* __restrict__ dq,
+                        float* __restrict__ dk, float* __restrict__ dvo) {
+  extern __shared__ float smem[];
+  const int lane = threadIdx.x;
+  const int d = static_cast<int>(a.d), dv = static_cast<int>(a.dv);
+  const int pad = (d > dv ? d : dv) + 1;
+  float* ks = smem;
+  float* vs = ks + kBc * pad;
+  float* dks = vs + kBc * pad;
+  float* dvs = dks + kBc * pad;
+  const int64_t k_tiles = (a.tk + kBc - 1) / kBc;
+  const int64_t bh = blockIdx.x / k_tiles, kt = blockIdx.x % k_tiles;
+  const int64_t b = bh / a.h, h = bh % a.h;
+  const int64_t k0 = kt * kBc;
+  const int nk = a.tk - k0 < kBc ? static_cast<int>(a.tk - k0) : kBc;
+  const S<D>* kb = k + b * a.k_strides[0] + h * a.k_strides[1];
+  const S<D>* vb = v + b * a.v_strides[0] + h * a.v_strides[1];
+  for (int j = 0; j < kBc; ++j) {
+    for (int c = lane; c < pad; c += 32) {
+      ks[j * pad + c] = j < nk && c < d ? LoadF<D>(kb, (k0 + j) * a.k_strides[2] + c) : 0.f;
+      vs[j * pad + c] = j < nk && c < dv ? LoadF<D>(vb, (k0 + j) * a.v_strides[2] + c) : 0.f;
+      dks[j * pad + c] = 0.f;
+      dvs[j * pad + c] = 0.f;
+    }
+  }
+  __syncwarp();
+  const float* krow = ks + lane * pad;
+  const float* vrow = vs + lane * pad;
+  float* dkrow = dks + lane * pad;
+  float* dvrow = dvs + lane * pad;
+  const S<D>* qb = q + b * a.q_strides[0] + h * a.q_strides[1];
+  const S<D>* dob = d_o + b * a.o_strides[0] + h * a.o_strides[1];
+  float* dqb = dq + b * a.q_strides[0] + h * a.q_strides[1];
+  const int64_t row0 = (b * a.h + h) * a.tq;
+  for (int64_t t = 0; t < a.tq; ++t) {
+    const S<D>* qr = qb + t * a.q_strides[2];
+    const S<D>* dor = dob + t * a.o_strides[2];
+    float p = 0.f, ds = 0.f;
+    if (lane < nk) {
+      float dot = 0.f;
+      for (int c = 0; c < d; ++c) dot = fmaf(LoadF<D>(qr, c), krow[c], dot);  // q: broadcast
+      const float s = MaskedScore<D>(a, dot, b, h, t, k0 + lane, mask);
+      const float lt = lse[row0 + t];
+      p = (s == -INFINITY || !(lt > -INFINITY)) ? 0.f : __expf(s - lt);
+      float dp = 0.f;
+      for (int c = 0; c < dv; ++c) dp = fmaf(LoadF<D>(dor, c), vrow[c], dp);
+      ds = p * (dp - dsum[row0 + t]);
+    }
+    if (!__any_sync(0xffffffffu, p != 0.f)) continue;  // masked for every key of the tile
+    if (lane < nk) {
+      for (int c = 0; c < dv; ++c) dvrow[c] = fmaf(p, LoadF<D>(dor, c), dvrow[c]);
+      const float sds = ds * a.scale;
+      for (int c = 0; c < d; ++c) dkrow[c] = fmaf(sds, LoadF<D>(qr, c), dkrow[c]);
+    }
+    // dq_t[c] += scale * sum_j ds_j K[j, c]: lane owns columns c = lane + 32 i.
+    float* dqr = dqb + t * a.q_strides[2];
+    for (int c0 = 0; c0 < d; c0 += 32) {
+      const int c = c0 + lane;
+      float acc = 0.f;
+      for (int jj = 0; jj < nk; ++jj) {
+        const float dsj = __shfl_sync(0xffffffffu, ds, jj);
+        if (c < d) acc = fmaf(dsj, ks[jj * pad + c], acc);
+      }
+      if (c < d) atomicAdd(dqr + c, acc * a.scale);
+    }
+  }
+  __syncwarp();
+  // dK / dV rows of the tile (lane = column, rows in turn: coalesced stores).
+  float* dkb = dk + b * a.k_strides[0] + h * a.k_strides[1];
+  float* dvb = dvo + b * a.v_strides[0] + h * a.v_strides[1];
+  for (int j = 0; j < nk; ++j) {
+    for (int c = lane; c < d; c += 32) dkb[(k0 + j) * a.k_strides[2] + c] = dks[j * pad + c];
+    for (int c = lane; c < dv; c += 32) dvb[(k0 + j) * a.v_strides[2] + c] = dvs[j * pad + c];
+  }
+}
+
+}  // namespace
+
+bool FlashAttentionSupported(DT dt, const AttentionDesc& d) {
+  return (dt == DT::kF32 || dt == DT::kF16 || dt == DT::kBF16) && d.d >= 1 && d.dv >= 1 &&
+         d.d <= kMaxD && d.dv <= kMaxD && d.b * d.h * ((d.tq + kBr - 1) / kBr) < (int64_t{1} << 31) &&
+         d.b * d.h * ((d.tk + kBc - 1) / kBc) < (int64_t{1} << 31);
+}
+
+#define PTC_FLASH_DTYPES(X) X(DT::kF32) X(DT::kF16) X(DT::kBF16)
+
+cudaError_t LaunchFlashAttention(DT dt, const AttentionDesc& d, const void* q, const void* k,
+                                 const void* v, const void* mask, void* o, float* lse,
+                                 cudaStream_t stream) {
+  if (!FlashAttentionSupported(dt, d)) return cudaErrorInvalidValue;
+  const int64_t blocks = d.b * d.h * ((d.tq + kBr - 1) / kBr);
+  if (blocks == 0 || d.dv == 0) return cudaSuccess;
+#define PTC_FLASH_CASE(DD)                                                                     \
+  case DD:                                                                                     \
+    FlashForwardKernel<DD><<<static_cast<unsigned>(blocks), kWarps * 32, 0, stream>>>(         \
+        d, static_cast<const S<DD>*>(q), static_cast<const S<DD>*>(k),                         \
+        static_cast<const S<DD>*>(v), mask, static_cast<S<DD>*>(o), lse);                      \
+    break;
+  switch (dt) {
+    PTC_FLASH_DTYPES(PTC_FLASH_CASE)
+    default: return cudaErrorInvalidValue;
+  }
+#undef PTC_FLASH_CASE
+  return cudaGetLastError();
+}
+
+size_t FlashAttentionBackwardWorkspaceBytes(const AttentionDesc& d) {
+  return sizeof(float) * static_cast<size_t>(d.b * d.h * d.tq);
+}
+
+cudaError_t LaunchFlashAttentionBackward(DT dt, const AttentionDesc& d, const void* q,
+                                         const void* k, const void* v, const void* mask,
+                                         const void* o, const void* d_o, const float* lse,
+                                         float* dq, float* dk, float* dv, void* workspace,
+                                         cudaStream_t stream) {
+  if (!FlashAttentionSupported(dt, d)) return cudaErrorInvalidValue;
+  // dq is accumulated: zero it (dense [b, h, tq, d] in either layout).
+  cudaError_t e = cudaMemsetAsync(dq, 0, sizeof(float) * d.b * d.h * d.tq * d.d, stream);
+  if (e != cudaSuccess) return e;
+  const int64_t rows = d.b * d.h * d.tq;
+  const int64_t k_blocks = d.b * d.h * ((d.tk + kBc - 1) / kBc);
+  if (k_blocks == 0) return cudaSuccess;
+  const int pad = static_cast<int>((d.d > d.dv ? d.d : d.dv) + 1);
+  const size_t smem = sizeof(float) * 4 * kBc * pad;
+  float* dsum = static_cast<float*>(workspace);
+#define PTC_FLASH_BWD_CASE(DD)                                                                 \
+  case DD:                                                                                     \
+    if (rows > 0) {                                                                            \
+      FlashBackwardDotKernel<DD><<<GridFor(rows * 32, 256), 256, 0, stream>>>(                 \
+          d, static_cast<const S<DD>*>(o), static_cast<const S<DD>*>(d_o), dsum);              \
+    }                                                                                          \
+    e = cudaFuncSetAttribute(FlashBackwardKernel<DD>,                                          \
+                             cudaFuncAttributeMaxDynamicSharedMemorySize,                      \
+                             static_cast<int>(smem));                                          \
+    if (e != cudaSuccess) return e;                                                            \
+    FlashBackwardKernel<DD><<<static_cast<unsigned>(k_blocks), 32, smem, stream>>>(            \
+        d, static_cast<const S<DD>*>(q), static_cast<const S<DD>*>(k),                         \
+        static_cast<const S<DD>*>(v), mask, static_cast<const S<DD>*>(d_o), lse, dsum, dq, dk, \
+        dv);                                                                                   \
+    break;
+  switch (dt) {
+    PTC_FLASH_DTYPES(PTC_FLASH_BWD_CASE)
+    default: return cudaErrorInvalidValue;
+  }
+#undef PTC_FLASH_BWD_CASE
+  return cudaGetLastError();
+}
+
+}  // namespace ptc::cuda::kernels

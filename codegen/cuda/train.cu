@@ -1,0 +1,748 @@
+// Kernels of the training ops (compiler/ir/ops_train.cc) and of the two losses of ops.h:
+// softmax_ce_loss / nll_loss forward and gradient, layer_norm_grad, gelu_grad, gather_grad,
+// lr_schedule, adamw_update (multi-tensor), sgd_update. slice_grad is a memset plus the strided
+// copy of copy.cu (runtime/cuda/train_kernels.cc).
+//
+// Determinism: no float atomics. Sums over rows (loss reductions, layer_norm's dscale / dbias,
+// gather_grad's scatter-add) are done by one thread or one block in a fixed order, so results
+// do not depend on scheduling. 16-bit floats compute in f32, f64 in f64.
+#include <cfloat>
+#include <cmath>
+
+#include "codegen/cuda/device_util.cuh"
+
+namespace ptc::cuda::kernels {
+namespace {
+
+constexpr int kThreads = 256;
+
+template <DT D>
+using S = typename Ty<D>::S;
+
+__device__ __forceinline__ int64_t LoadLabel(const void* labels, bool i64, int64_t i) {
+  return i64 ? static_cast<const int64_t*>(labels)[i]
+             : static_cast<int64_t>(static_cast<const int32_t*>(labels)[i]);
+}
+
+__device__ __forceinline__ void RaiseError(int* flag, int code) {
+  if (flag != nullptr) atomicCAS(flag, 0, code);
+}
+
+template <typename A>
+__device__ __forceinline__ A NegInf() {
+  if constexpr (std::is_same_v<A, double>) {
+    return -HUGE_VAL;
+  } else {
+    return -INFINITY;
+  }
+}
+
+// The loss of row r = (i, k) given its log-sum-exp (0 for nll_loss): -w[label] * (x[label] - lse).
+template <DT D>
+__device__ __forceinline__ void RowLoss(const LossDesc& ld, int64_t r, Acc<D> lse,
+                                        const S<D>* x, const void* labels, bool li64,
+                                        const S<D>* weight, S<D>* loss_none, Acc<D>* row_loss,
+                                        Acc<D>* row_w, int* err, int code) {
+  using A = Acc<D>;
+  const int64_t i = r / ld.d, kk = r % ld.d;
+  const int64_t lab = LoadLabel(labels, li64, r);
+  A l = 0, w = 0;
+  if (!(ld.has_ignore && lab == ld.ignore_index)) {
+    if (lab < 0 || lab >= ld.c) {
+      RaiseError(err, code);
+    } else {
+      w = weight != nullptr ? static_cast<A>(Load<D>(weight, lab)) : A(1);
+      l = -w * (static_cast<A>(Load<D>(x, (i * ld.c + lab) * ld.d + kk)) - lse);
+    }
+  }
+  if (loss_none != nullptr) {
+    Store<D>(loss_none, r, l);
+  } else {
+    row_loss[r] = l;
+    row_w[r] = w;
+  }
+}
+
+// softmax_ce_loss: one block per row (i, k) of scores [n, c, d]; the row's classes are d apart.
+template <DT D>
+__global__ void __launch_bounds__(kThreads)
+    SoftmaxCeRowKernel(LossDesc ld, const S<D>* __restrict__ x, const void* __restrict__ labels,
+                       bool li64, const S<D>* __restrict__ weight, S<D>* __restrict__ log_prob,
+                       S<D>* __restrict__ loss_none, Acc<D>* __restrict__ row_loss,
+                       Acc<D>* __restrict__ row_w, int* err, int code) {
+  using A = Acc<D>;
+  __shared__ A shm[32];
+  const int64_t rows = ld.n * ld.d;
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const int64_t base = (r / ld.d) * ld.c * ld.d + r % ld.d;
+    A mx = NegInf<A>();
+    for (int64_t j = threadIdx.x; j < ld.c; j += blockDim.x) {
+      const A v = Load<D>(x, base + j * ld.d);
+      mx = v > mx ? v : mx;
+    }
+    mx = BlockReduce<A>(mx, /*kind=*/1, NegInf<A>(), shm);
+    A sum = 0;
+    for (int64_t j = threadIdx.x; j < ld.c; j += blockDim.x) {
+      sum += exp(static_cast<A>(Load<D>(x, base + j * ld.d)) - mx);
+    }
+    sum = BlockReduce<A>(sum, /*kind=*/0, A(0), shm);
+    const A lse = mx + log(sum);
+    if (log_prob != nullptr) {
+      for (int64_t j = threadIdx.x; j < ld.c; j += blockDim.x) {
+        Store<D>(log_prob, base + j * ld.d, static_cast<A>(Load<D>(x, base + j * ld.d)) - lse);
+      }
+    }
+    if (threadIdx.x == 0) {
+      RowLoss<D>(ld, r, lse, x, labels, li64, weight, loss_none, row_loss, row_w, err, code);
+    }
+  }
+}
+
+// nll_loss: one thread per row.
+template <DT D>
+__global__ void __launch_bounds__(kThreads)
+    NllRowKernel(LossDesc ld, const S<D>* __restrict__ x, const void* __restrict__ labels,
+                 bool li64, const S<D>* __restrict__ weight, S<D>* __restrict__ loss_none,
+                 Acc<D>* __restrict__ row_loss, Acc<D>* __restrict__ row_w, int* err, int code) {
+  const int64_t rows = ld.n * ld.d;
+  for (int64_t r = GlobalThread(); r < rows; r += GridStride()) {
+    RowLoss<D>(ld, r, Acc<D>(0), x, labels, li64, weight, loss_none, row_loss, row_w, err, code);
+  }
+}
+
+// One block: sum (and weight sum) of the per-row losses in a fixed order.
+template <DT D>
+__global__ void __launch_bounds__(kThreads)
+    LossReduceKernel(int64_t rows, int reduction, const Acc<D>* __restrict__ row_loss,
+                     const Acc<D>* __restrict__ row_w, S<D>* __restrict__ out) {
+  using A = Acc<D>;
+  __shared__ A shm[32];
+  A l = 0, w = 0;
+  for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) {
+    l += row_loss[r];
+    w += row_w[r];
+  }
+  l = BlockReduce<A>(l, 0, A(0), shm);
+  w = BlockReduce<A>(w, 0, A(0), shm);
+  if (threadIdx.x == 0) Store<D>(out, 0, reduction == 1 ? l : l / w);
+}
+
+// One block: validates labels and stores the gradient's normalizer (1 / sum w for "mean").
+template <DT D>
+__global__ void __launch_bounds__(kThreads)
+    LossGradNormKernel(LossDesc ld, const void* __restrict__ labels, bool li64,
+                       const S<D>* __restrict__ weight, Acc<D>* __restrict__ norm, int* err,
+                       int code) {
+  using A = Acc<D>;
+  __shared__ A shm[32];
+  const int64_t rows = ld.n * ld.d;
+  A w = 0;
+  for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) {
+    const int64_t lab = LoadLabel(labels, li64, r);
+    if (ld.has_ignore && lab == ld.ignore_index) continue;
+    if (lab < 0 || lab >= ld.c) {
+      RaiseError(err, code);
+      continue;
+    }
+    w += weight != nullptr ? static_cast<A>(Load<D>(weight, lab)) : A(1);
+  }
+  w = BlockReduce<A>(w, 0, A(0), shm);
+  if (threadIdx.x == 0) norm[0] = ld.reduction == 2 ? (w != A(0) ? A(1) / w : A(0)) : A(1);
+}
+
+// dx[i, j, k] = coeff * (softmax ? exp(x) : 0) - (j == label ? coeff : 0),
+// coeff = dloss * w[label] * norm (0 for ignored rows).
+template <DT D>
+__global__ void __launch_bounds__(kThreads)
+    LossGradKernel(LossDesc ld, bool softmax, const S<D>* __restrict__ dloss,
+                   const S<D>* __restrict__ x, const void* __restrict__ labels, bool li64,
+                   const S<D>* __restrict__ weight, const Acc<D>* __restrict__ norm,
+                   S<D>* __restrict__ dx) {
+  using A = Acc<D>;
+  const int64_t total = ld.n * ld.c * ld.d;
+  const A nm = norm[0];
+  for (int64_t e = GlobalThread(); e < total; e += GridStride()) {
+    const int64_t kk = e % ld.d, j = (e / ld.d) % ld.c, i = e / (ld.c * ld.d);
+    const int64_t r = i * ld.d + kk;
+    const int64_t lab = LoadLabel(labels, li64, r);
+    const bool counted = !(ld.has_ignore && lab == ld.ignore_index) && lab >= 0 && lab < ld.c;
+    A coeff = 0;
+    if (counted) {
+      coeff = static_cast<A>(Load<D>(dloss, ld.reduction == 0 ? r : 0)) *
+              (weight != nullptr ? static_cast<A>(Load<D>(weight, lab)) : A(1)) * nm;
+    }
+    A v = softmax ? coeff * exp(static_cast<A>(Load<D>(x, e))) : A(0);
+    if (counted && j == lab) v -= coeff;
+    Store<D>(dx, e, v);
+  }
+}
+
+// ---------------------------------------------------------------------------- layer_norm_grad
+constexpr int kColTile = 32, kColRows = 8;
+
+int64_t LnChunks(int64_t rows) {
+  int64_t c = (rows + 63) / 64;
+  return c < 1 ? 1 : (c > 512 ? 512 : c);
+}
+
+// Block (32, 8) per (32 columns, chunk of rows): partial dscale / dbias of the chunk.
+template <DT D>
+__global__ void __launch_bounds__(kColTile * kColRows)
+    LnGradColumnPartialKernel(int64_t rows, int64_t d, int64_t chunk_rows,
+                              const S<D>* __restrict__ dy, const S<D>* __restrict__ x,
+                              const float* __restrict__ mean, const float* __restrict__ istd,
+                              Acc<D>* __restrict__ part_scale, Acc<D>* __restrict__ part_bias) {
+  using A = Acc<D>;
+  __shared__ A ss[kColRows][kColTile];
+  __shared__ A sb[kColRows][kColTile];
+  const int64_t col = static_cast<int64_t>(blockIdx.x) * kColTile + threadIdx.x;
+  const int64_t chunk = blockIdx.y;
+  const int64_t r0 = chunk * chunk_rows;
+  const int64_t r1 = r0 + chunk_rows < rows ? r0 + chunk_rows : rows;
+  A gs = 0, gb = 0;
+  if (col < d) {
+    for (int64_t r = r0 + threadIdx.y; r < r1; r += kColRows) {
+      const A g = Load<D>(dy, r * d + col);
+      const A xh = (static_cast<A>(Load<D>(x, r * d + col)) - static_cast<A>(mean[r])) *
+                   static_cast<A>(istd[r]);
+      gs += g * xh;
+      gb += g;
+    }
+  }
+  ss[threadIdx.y][threadIdx.x] = gs;
+  sb[threadIdx.y][threadIdx.x] = gb;
+  __syncthreads();
+  if (threadIdx.y == 0 && col < d) {
+    A ts = 0, tb = 0;
+#pragma unroll
+    for (int y = 0; y < kColRows; ++y) {
+      ts += ss[y][threadIdx.x];
+      tb += sb[y][threadIdx.x];
+    }
+    part_scale[chunk * d + col] = ts;
+    part_bias[chunk * d + col] = tb;
+  }
+}
+
+template <DT D>
+__global__ void __launch_bounds__(kThreads)
+    LnGradColumnFinalKernel(int64_t d, int64_t chunks, const Acc<D>* __restrict__ part_scale,
+                            const Acc<D>* __restrict__ part_bias, S<D>* __restrict__ dscale,
+                            S<D>* __restrict__ dbias) {
+  using A = Acc<D>;
+  for (int64_t col = GlobalThread(); col < d; col += GridStride()) {
+    A ts = 0, tb = 0;
+    for (int64_t c = 0; c < chunks; ++c) {
+      ts += part_scale[c * d + col];
+      tb += part_bias[c * d + col];
+    }
+    Store<D>(dscale, col, ts);
+    Store<D>(dbias, col, tb);
+  }
+}
+
+// One block per row: dx = istd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * scale.
+template <DT D>
+__global__ void __launch_bounds__(kThreads)
+    LnGradRowKernel(int64_t rows, int64_t d, const S<D>* __restrict__ dy,
+                    const S<D>* __restrict__ x, const S<D>* __restrict__ scale,
+                    const float* __restrict__ mean, const float* __restrict__ istd,
+                    S<D>* __restrict__ dx) {
+  using A = Acc<D>;
+  __shared__ A shm[32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const A mu = mean[r], is = istd[r];
+    const S<D>* gr = dy + r * d;
+    const S<D>* xr = x + r * d;
+    A sa = 0, sb = 0;
+    for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
+      const A g = static_cast<A>(Load<D>(gr, j)) * static_cast<A>(Load<D>(scale, j));
+      sa += g;
+      sb += g * (static_cast<A>(Load<D>(xr, j)) - mu) * is;
+    }
+    sa = BlockReduce<A>(sa, 0, A(0), shm);
+    sb = BlockReduce<A>(sb, 0, A(0), shm);
+    const A a = sa / A(d), b = sb / A(d);
+    // Every thread's reads of this row are done (the reductions above are barriers), so dx
+    // may alias dy.
+    for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
+      const A g = static_cast<A>(Load<D>(gr, j)) * static_cast<A>(Load<D>(scale, j));
+      const A xh = (static_cast<A>(Load<D>(xr, j)) - mu) * is;
+      Store<D>(dx + r * d, j, is * (g - a - xh * b));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------- gelu_grad
+template <DT D>
+__global__ void __launch_bounds__(kThreads)
+    GeluGradKernel(int64_t n, bool tanh_approx, const S<D>* __restrict__ dy,
+                   const S<D>* __restrict__ x, S<D>* __restrict__ dx) {
+  using C = typename Ty<D>::C;
+  for (int64_t i = GlobalThread(); i < n; i += GridStride()) {
+    const C v = Load<D>(x, i);
+    C dv;
+    if (tanh_approx) {
+      const C k0 = C(0.7978845608028654), k1 = C(0.044715);
+      const C t = tanh(k0 * (v + k1 * v * v * v));
+      dv = C(0.5) * (C(1) + t) + C(0.5) * v * (C(1) - t * t) * k0 * (C(1) + C(3) * k1 * v * v);
+    } else {
+      const C cdf = C(0.5) * (C(1) + erf(v * C(0.7071067811865476)));
+      const C pdf = C(0.3989422804014327) * exp(C(-0.5) * v * v);
+      dv = cdf + v * pdf;
+    }
+    Store<D>(dx, i, static_cast<C>(Load<D>(dy, i)) * dv);
+  }
+}
+
+// -------------------------------------------------------------------------------- gather_grad
+__device__ __forceinline__ int32_t Bucket(const void* idx, bool i64, int64_t i, int64_t n) {
+  int64_t k = LoadLabel(idx, i64, i);
+  if (k < 0) k += n;
+  return (k < 0 || k >= n) ? -1 : static_cast<int32_t>(k);
+}
+
+__global__ void __launch_bounds__(kThreads)
+    GatherGradCountKernel(int64_t ni, int64_t n, const void* __restrict__ idx, bool i64,
+                          int32_t* __restrict__ count, int* err, int code) {
+  for (int64_t i = GlobalThread(); i < ni; i += GridStride()) {
+    const int32_t k = Bucket(idx, i64, i, n);
+    if (k < 0) {
+      RaiseError(err, code);
+    } else {
+      atomicAdd(count + k, 1);  // integer: the result does not depend on the order
+    }
+  }
+}
+
+// One block of 1024: exclusive scan of count into start and cursor (chunks of 1024, in order).
+constexpr int kScanThreads = 1024;
+__global__ void __launch_bounds__(kScanThreads)
+    ExclusiveScanKernel(int64_t n, int32_t* __restrict__ cursor, int32_t* __restrict__ start) {
+  __shared__ int32_t warp_sums[32];
+  __shared__ int32_t carry_shm;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (threadIdx.x == 0) carry_shm = 0;
+  __syncthreads();
+  for (int64_t base = 0; base < n; base += kScanThreads) {
+    const int64_t i = base + threadIdx.x;
+    const int32_t v = i < n ? cursor[i] : 0;
+    int32_t incl = v;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const int32_t u = __shfl_up_sync(0xffffffffu, incl, o);
+      if (lane >= o) incl += u;
+    }
+    if (lane == 31) warp_sums[warp] = incl;
+    __syncthreads();
+    if (warp == 0) {
+      int32_t s = warp_sums[lane];  // 32 warps of 32: every entry written above
+#pragma unroll
+      for (int o = 1; o < 32; o <<= 1) {
+        const int32_t u = __shfl_up_sync(0xffffffffu, s, o);
+        if (lane >= o) s += u;
+      }
+      warp_sums[lane] = s;  // inclusive over warps
+    }
+    __syncthreads();
+    const int32_t carry = carry_shm;
+    const int32_t excl = carry + (warp > 0 ? warp_sums[warp - 1] : 0) + incl - v;
+    if (i < n) {
+      start[i] = excl;
+      cursor[i] = excl;
+    }
+    __syncthreads();  // everyone read carry_shm and warp_sums
+    if (threadIdx.x == 0) carry_shm = carry + warp_sums[31];
+    __syncthreads();
+  }
+}
+
+// One warp, indices in order: position i goes to slot cursor[k]++ of its bucket, so each
+// bucket lists its positions in increasing order (a stable counting sort).
+__global__ void __launch_bounds__(32)
+    GatherGradFillKernel(int64_t ni, int64_t n, const void* __restrict__ idx, bool i64,
+                         int32_t* cursor, int32_t* __restrict__ list) {
+  volatile int32_t* cur = cursor;
+  const int lane = threadIdx.x;
+  for (int64_t base = 0; base < ni; base += 32) {
+    const int64_t i = base + lane;
+    const int32_t k = i < ni ? Bucket(idx, i64, i, n) : -1;
+    const unsigned peers = __match_any_sync(0xffffffffu, k);
+    const int rank = __popc(peers & ((1u << lane) - 1u));
+    int32_t c = 0;
+    if (k >= 0) {
+      c = cur[k];
+      list[c + rank] = static_cast<int32_t>(i);
+    }
+    __syncwarp();
+    if (k >= 0 && rank == 0) cur[k] = c + __popc(peers);
+    __syncwarp();
+  }
+}
+
+template <DT D>
+__global__ void __launch_bounds__(kThreads)
+    GatherGradAccumulateKernel(int64_t outer, int64_t n, int64_t inner, int64_t ni,
+                               const int32_t* __restrict__ start,
+                               const int32_t* __restrict__ end, const int32_t* __restrict__ list,
+                               const S<D>* __restrict__ dy, S<D>* __restrict__ out) {
+  using A = Acc<D>;
+  const int64_t total = outer * n * inner;
+  for (int64_t e = GlobalThread(); e < total; e += GridStride()) {
+    const int64_t c = e % inner, k = (e / inner) % n, p = e / (inner * n);
+    A s = 0;
+    const int32_t b = start[k], stop = end[k];
+    for (int32_t j = b; j < stop; ++j) s += Load<D>(dy, (p * ni + list[j]) * inner + c);
+    Store<D>(out, e, s);
+  }
+}
+
+// ------------------------------------------------------------------------------- optimizers
+__global__ void LrScheduleKernel(double lr, bool cosine, int64_t warmup, int64_t total,
+                                 double min_ratio, const float* step, float* out) {
+  const double s = *step;
+  double v = lr;
+  if (s < static_cast<double>(warmup)) {
+    v = lr * (s + 1) / static_cast<double>(warmup);
+  } else if (cosine && total > warmup) {
+    double p = (s - static_cast<double>(warmup)) / static_cast<double>(total - warmup);
+    p = p < 1.0 ? p : 1.0;
+    v = lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + cos(3.14159265358979323846 * p)));
+  }
+  *out = static_cast<float>(v);
+}
+
+constexpr int kAdamPerThread = 4;
+constexpr int kAdamChunk = kThreads * kAdamPerThread;
+
+struct AdamWLaunch {
+  AdamWTensors t;
+  int64_t block_start[kMaxAdamTensors + 1];
+  bool vec4;  // every pointer 16-byte aligned (f32 only)
+};
+
+template <typename C>
+__device__ __forceinline__ void AdamWElement(C w, C g, C m, C v, const C* k, C& wo, C& mo,
+                                             C& vo) {
+  // k: decay, b1, 1-b1, b2, 1-b2, step_size, sqrt(1-b2^t), eps
+  mo = k[1] * m + k[2] * g;
+  vo = k[3] * v + k[4] * g * g;
+  const C denom = sqrt(vo) / k[6] + k[7];
+  wo = w * k[0] - k[5] * mo / denom;
+}
+
+template <DT D>
+__global__ void __launch_bounds__(kThreads)
+    AdamWKernel(AdamWLaunch a, AdamWParams p, const float* __restrict__ lr_p,
+                const float* __restrict__ step_p) {
+  using C = typename Ty<D>::C;
+  __shared__ C k[8];
+  const int64_t blk = blockIdx.x;
+  int t = 0;
+  while (t + 1 < a.t.count && blk >= a.block_start[t + 1]) ++t;
+  if (threadIdx.x == 0) {
+    const double lr = *lr_p, step = *step_p;
+    k[0] = static_cast<C>(1.0 - lr * p.weight_decay);
+    k[1] = static_cast<C>(p.beta1);
+    k[2] = static_cast<C>(1.0 - p.beta1);
+    k[3] = static_cast<C>(p.beta2);
+    k[4] = static_cast<C>(1.0 - p.beta2);
+    k[5] = static_cast<C>(lr / (1.0 - pow(p.beta1, step)));
+    k[6] = static_cast<C>(sqrt(1.0 - pow(p.beta2, step)));
+    k[7] = static_cast<C>(p.eps);
+  }
+  __syncthreads();
+  C kk[8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) kk[i] = k[i];
+  const int64_t n = a.t.n[t];
+  const int64_t base = (blk - a.block_start[t]) * kAdamChunk + threadIdx.x * kAdamPerThread;
+  const S<D>* w = static_cast<const S<D>*>(a.t.w[t]);
+  const S<D>* g = static_cast<const S<D>*>(a.t.g[t]);
+  const S<D>* m = static_cast<const S<D>*>(a.t.m[t]);
+  const S<D>* v = static_cast<const S<D>*>(a.t.v[t]);
+  S<D>* wo = static_cast<S<D>*>(a.t.w_out[t]);
+  S<D>* mo = static_cast<S<D>*>(a.t.m_out[t]);
+  S<D>* vo = static_cast<S<D>*>(a.t.v_out[t]);
+  if constexpr (D == DT::kF32) {
+    if (a.vec4 && base + kAdamPerThread <= n) {
+      const float4 w4 = *reinterpret_cast<const float4*>(w + base);
+      const float4 g4 = *reinterpret_cast<const float4*>(g + base);
+      const float4 m4 = *reinterpret_cast<const float4*>(m + base);
+      const float4 v4 = *reinterpret_cast<const float4*>(v + base);
+      float4 rw, rm, rv;
+      AdamWElement<float>(w4.x, g4.x, m4.x, v4.x, kk, rw.x, rm.x, rv.x);
+      AdamWElement<float>(w4.y, g4.y, m4.y, v4.y, kk, rw.y, rm.y, rv.y);
+      AdamWElement<float>(w4.z, g4.z, m4.z, v4.z, kk, rw.z, rm.z, rv.z);
+      AdamWElement<float>(w4.w, g4.w, m4.w, v4.w, kk, rw.w, rm.w, rv.w);
+      *reinterpret_cast<float4*>(wo + base) = rw;
+      *reinterpret_cast<float4*>(mo + base) = rm;
+      *reinterpret_cast<float4*>(vo + base) = rv;
+      return;
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < kAdamPerThread; ++j) {
+    const int64_t i = base + j;
+    if (i >= n) break;
+    C rw, rm, rv;
+    AdamWElement<C>(Load<D>(w, i), Load<D>(g, i), Load<D>(m, i), Load<D>(v, i), kk, rw, rm, rv);
+    Store<D>(wo, i, rw);
+    Store<D>(mo, i, rm);
+    Store<D>(vo, i, rv);
+  }
+}
+
+template <DT D>
+__global__ void __launch_bounds__(kThreads)
+    SgdKernel(int64_t n, double momentum, double wd, const float* __restrict__ lr_p,
+              const S<D>* w, const S<D>* g, const S<D>* mom, S<D>* w_out, S<D>* mom_out) {
+  using C = typename Ty<D>::C;
+  const C lr = static_cast<C>(*lr_p), mu = static_cast<C>(momentum), dec = static_cast<C>(wd);
+  for (int64_t i = GlobalThread(); i < n; i += GridStride()) {
+    const C wi = Load<D>(w, i);
+    C d = static_cast<C>(Load<D>(g, i)) + dec * wi;
+    if (mom != nullptr) {
+      d = mu * static_cast<C>(Load<D>(mom, i)) + d;
+      Store<D>(mom_out, i, d);
+    }
+    Store<D>(w_out, i, wi - lr * d);
+  }
+}
+
+unsigned RowGrid(int64_t rows) {
+  const int64_t cap = int64_t{1} << 20;  // grid-stride beyond
+  return static_cast<unsigned>(rows < 1 ? 1 : (rows < cap ? rows : cap));
+}
+
+size_t AccBytes(DT dt) { return dt == DT::kF64 ? 8 : 4; }
+
+}  // namespace
+
+#define PTC_TRAIN_FLOAT_CASES(X) X(DT::kF32) X(DT::kF16) X(DT::kBF16) X(DT::kF64)
+
+size_t LossWorkspaceBytes(DT dt, const LossDesc& d) {
+  return d.reduction == 0 ? 0 : 2 * AccBytes(dt) * static_cast<size_t>(d.n * d.d);
+}
+
+cudaError_t LaunchLoss(DT dt, bool softmax, const LossDesc& d, const void* x, const void* labels,
+                       bool labels_i64, const void* weight, void* loss, void* log_prob,
+                       void* workspace, int* error_flag, int error_code, cudaStream_t stream) {
+  const int64_t rows = d.n * d.d;
+#define PTC_LOSS_CASE(DD)                                                                      \
+  case DD: {                                                                                   \
+    using A = Acc<DD>;                                                                         \
+    S<DD>* loss_none = d.reduction == 0 ? static_cast<S<DD>*>(loss) : nullptr;                 \
+    A* row_loss = d.reduction == 0 ? nullptr : static_cast<A*>(workspace);                     \
+    A* row_w = d.reduction == 0 ? nullptr : static_cast<A*>(workspace) + rows;                 \
+    if (rows > 0 && softmax) {                                                                 \
+      SoftmaxCeRowKernel<DD><<<RowGrid(rows), kThreads, 0, stream>>>(                          \
+          d, static_cast<const S<DD>*>(x), labels, labels_i64,                                 \
+          static_cast<const S<DD>*>(weight), static_cast<S<DD>*>(log_prob), loss_none,         \
+          row_loss, row_w, error_flag, error_code);                                            \
+    } else if (rows > 0) {                                                                     \
+      NllRowKernel<DD><<<GridFor(rows, kThreads), kThreads, 0, stream>>>(                      \
+          d, static_cast<const S<DD>*>(x), labels, labels_i64,                                 \
+          static_cast<const S<DD>*>(weight), loss_none, row_loss, row_w, error_flag,           \
+          error_code);                                                                         \
+    }                                                                                          \
+    if (d.reduction != 0) {                                                                    \
+      LossReduceKernel<DD><<<1, kThreads, 0, stream>>>(rows, d.reduction, row_loss, row_w,     \
+                                                       static_cast<S<DD>*>(loss));             \
+    }                                                                                          \
+    break;                                                                                     \
+  }
+  switch (dt) {
+    PTC_TRAIN_FLOAT_CASES(PTC_LOSS_CASE)
+    default: return cudaErrorInvalidValue;
+  }
+#undef PTC_LOSS_CASE
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchLossGrad(DT dt, bool softmax, const LossDesc& d, const void* dloss,
+                           const void* x, const void* labels, bool labels_i64, const void* weight,
+                           void* dx, void* workspace, int* error_flag, int error_code,
+                           cudaStream_t stream) {
+  const int64_t total = d.n * d.c * d.d;
+#define PTC_LOSS_GRAD_CASE(DD)                                                                 \
+  case DD: {                                                                                   \
+    using A = Acc<DD>;                                                                         \
+    A* norm = static_cast<A*>(workspace);                                                      \
+    LossGradNormKernel<DD><<<1, kThreads, 0, stream>>>(                                        \
+        d, labels, labels_i64, static_cast<const S<DD>*>(weight), norm, error_flag,            \
+        error_code);                                                                           \
+    if (total > 0) {                                                                           \
+      LossGradKernel<DD><<<GridFor(total, kThreads), kThreads, 0, stream>>>(                   \
+          d, softmax, static_cast<const S<DD>*>(dloss), static_cast<const S<DD>*>(x), labels,  \
+          labels_i64, static_cast<const S<DD>*>(weight), norm, static_cast<S<DD>*>(dx));       \
+    }                                                                                          \
+    break;                                                                                     \
+  }
+  switch (dt) {
+    PTC_TRAIN_FLOAT_CASES(PTC_LOSS_GRAD_CASE)
+    default: return cudaErrorInvalidValue;
+  }
+#undef PTC_LOSS_GRAD_CASE
+  return cudaGetLastError();
+}
+
+size_t LayerNormGradWorkspaceBytes(DT dt, int64_t rows, int64_t d) {
+  return 2 * AccBytes(dt) * static_cast<size_t>(LnChunks(rows) * d);
+}
+
+cudaError_t LaunchLayerNormGrad(DT dt, int64_t rows, int64_t d, const void* dy, const void* x,
+                                const void* scale, const float* mean, const float* inv_std_dev,
+                                void* dx, void* dscale, void* dbias, void* workspace,
+                                cudaStream_t stream) {
+  if (d == 0) return cudaSuccess;
+  const int64_t chunks = LnChunks(rows);
+  const int64_t chunk_rows = rows > 0 ? (rows + chunks - 1) / chunks : 0;
+  const int64_t col_blocks = (d + kColTile - 1) / kColTile;
+  if (col_blocks >= (int64_t{1} << 31)) return cudaErrorInvalidConfiguration;
+  // Column sums first: dx may alias dy.
+#define PTC_LNG_CASE(DD)                                                                       \
+  case DD: {                                                                                   \
+    using A = Acc<DD>;                                                                         \
+    A* ps = static_cast<A*>(workspace);                                                        \
+    A* pb = ps + chunks * d;                                                                   \
+    LnGradColumnPartialKernel<DD>                                                              \
+        <<<dim3(static_cast<unsigned>(col_blocks), static_cast<unsigned>(chunks)),             \
+           dim3(kColTile, kColRows), 0, stream>>>(rows, d, chunk_rows,                         \
+                                                  static_cast<const S<DD>*>(dy),               \
+                                                  static_cast<const S<DD>*>(x), mean,          \
+                                                  inv_std_dev, ps, pb);                        \
+    LnGradColumnFinalKernel<DD><<<GridFor(d, kThreads), kThreads, 0, stream>>>(                \
+        d, chunks, ps, pb, static_cast<S<DD>*>(dscale), static_cast<S<DD>*>(dbias));           \
+    if (rows > 0) {                                                                            \
+      LnGradRowKernel<DD><<<RowGrid(rows), kThreads, 0, stream>>>(                             \
+          rows, d, static_cast<const S<DD>*>(dy), static_cast<const S<DD>*>(x),                \
+          static_cast<const S<DD>*>(scale), mean, inv_std_dev, static_cast<S<DD>*>(dx));       \
+    }                                                                                          \
+    break;                                                                                     \
+  }
+  switch (dt) {
+    PTC_TRAIN_FLOAT_CASES(PTC_LNG_CASE)
+    default: return cudaErrorInvalidValue;
+  }
+#undef PTC_LNG_CASE
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchGeluGrad(DT dt, bool tanh_approx, int64_t n, const void* dy, const void* x,
+                           void* dx, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+#define PTC_GELU_GRAD_CASE(DD)                                                                 \
+  case DD:                                                                                     \
+    GeluGradKernel<DD><<<GridFor(n, kThreads), kThreads, 0, stream>>>(                         \
+        n, tanh_approx, static_cast<const S<DD>*>(dy), static_cast<const S<DD>*>(x),           \
+        static_cast<S<DD>*>(dx));                                                              \
+    break;
+  switch (dt) {
+    PTC_TRAIN_FLOAT_CASES(PTC_GELU_GRAD_CASE)
+    default: return cudaErrorInvalidValue;
+  }
+#undef PTC_GELU_GRAD_CASE
+  return cudaGetLastError();
+}
+
+size_t GatherGradWorkspaceBytes(int64_t axis_dim, int64_t num_indices) {
+  return sizeof(int32_t) * static_cast<size_t>(2 * axis_dim + num_indices + 1);
+}
+
+cudaError_t LaunchGatherGrad(DT dt, int64_t outer, int64_t axis_dim, int64_t num_indices,
+                             int64_t inner, const void* dy, const void* indices, bool indices_i64,
+                             void* out, void* workspace, int* error_flag, int error_code,
+                             cudaStream_t stream) {
+  if (outer * axis_dim * inner == 0) return cudaSuccess;
+  if (axis_dim >= (int64_t{1} << 31) || num_indices >= (int64_t{1} << 31)) {
+    return cudaErrorInvalidConfiguration;
+  }
+  int32_t* cursor = static_cast<int32_t*>(workspace);
+  int32_t* start = cursor + axis_dim;
+  int32_t* list = start + axis_dim;
+  cudaError_t e = cudaMemsetAsync(cursor, 0, sizeof(int32_t) * axis_dim, stream);
+  if (e != cudaSuccess) return e;
+  if (num_indices > 0) {
+    GatherGradCountKernel<<<GridFor(num_indices, kThreads), kThreads, 0, stream>>>(
+        num_indices, axis_dim, indices, indices_i64, cursor, error_flag, error_code);
+  }
+  ExclusiveScanKernel<<<1, kScanThreads, 0, stream>>>(axis_dim, cursor, start);
+  if (num_indices > 0) {
+    GatherGradFillKernel<<<1, 32, 0, stream>>>(num_indices, axis_dim, indices, indices_i64,
+                                               cursor, list);
+  }
+  const int64_t total = outer * axis_dim * inner;
+#define PTC_GATHER_GRAD_CASE(DD)                                                               \
+  case DD:                                                                                     \
+    GatherGradAccumulateKernel<DD><<<GridFor(total, kThreads), kThreads, 0, stream>>>(         \
+        outer, axis_dim, inner, num_indices, start, cursor, list,                              \
+        static_cast<const S<DD>*>(dy), static_cast<S<DD>*>(out));                              \
+    break;
+  switch (dt) {
+    PTC_TRAIN_FLOAT_CASES(PTC_GATHER_GRAD_CASE)
+    default: return cudaErrorInvalidValue;
+  }
+#undef PTC_GATHER_GRAD_CASE
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchLrSchedule(double lr, bool cosine, int64_t warmup, int64_t total_steps,
+                             double min_lr_ratio, const float* step, float* out,
+                             cudaStream_t stream) {
+  LrScheduleKernel<<<1, 1, 0, stream>>>(lr, cosine, warmup, total_steps, min_lr_ratio, step, out);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchAdamW(DT dt, const AdamWTensors& t, const AdamWParams& p, const float* lr,
+                        const float* step, cudaStream_t stream) {
+  if (t.count <= 0 || t.count > kMaxAdamTensors) return cudaErrorInvalidValue;
+  AdamWLaunch a;
+  a.t = t;
+  a.block_start[0] = 0;
+  bool aligned = true;
+  for (int i = 0; i < t.count; ++i) {
+    a.block_start[i + 1] = a.block_start[i] + (t.n[i] + kAdamChunk - 1) / kAdamChunk;
+    for (const void* ptr : {t.w[i], t.g[i], t.m[i], t.v[i], static_cast<const void*>(t.w_out[i]),
+                            static_cast<const void*>(t.m_out[i]),
+                            static_cast<const void*>(t.v_out[i])}) {
+      aligned = aligned && (reinterpret_cast<uintptr_t>(ptr) % 16 == 0);
+    }
+  }
+  for (int i = t.count + 1; i <= kMaxAdamTensors; ++i) a.block_start[i] = a.block_start[t.count];
+  a.vec4 = aligned;
+  const int64_t blocks = a.block_start[t.count];
+  if (blocks == 0) return cudaSuccess;
+  if (blocks >= (int64_t{1} << 31)) return cudaErrorInvalidConfiguration;
+#define PTC_ADAMW_CASE(DD)                                                                     \
+  case DD:                                                                                     \
+    AdamWKernel<DD><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(a, p, lr, step);   \
+    break;
+  switch (dt) {
+    PTC_TRAIN_FLOAT_CASES(PTC_ADAMW_CASE)
+    default: return cudaErrorInvalidValue;
+  }
+#undef PTC_ADAMW_CASE
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchSgd(DT dt, int64_t n, double momentum, double weight_decay, const float* lr,
+                      const void* w, const void* g, const void* mom, void* w_out, void* mom_out,
+                      cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+#define PTC_SGD_CASE(DD)                                                                       \
+  case DD:                                                                                     \
+    SgdKernel<DD><<<GridFor(n, kThreads), kThreads, 0, stream>>>(                              \
+        n, momentum, weight_decay, lr, static_cast<const S<DD>*>(w),                           \
+        static_cast<const S<DD>*>(g), static_cast<const S<DD>*>(mom),                          \
+        static_cast<S<DD>*>(w_out), static_cast<S<DD>*>(mom_out));                             \
+    break;
+  switch (dt) {
+    PTC_TRAIN_FLOAT_CASES(PTC_SGD_CASE)
+    default: return cudaErrorInvalidValue;
+  }
+#undef PTC_SGD_CASE
+  return cudaGetLastError();
+}
+
+}  // namespace ptc::cuda::kernels
