@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -25,7 +26,8 @@ namespace {
 using ir::DType;
 using ir::TensorType;
 
-enum class Gen { kNormal, kPositive, kSmallInt, kNonZeroInt, kBool, kIndex };
+// kLabel: [0, index_range); kStep: an integer step count in [1, 20] (as float).
+enum class Gen { kNormal, kPositive, kSmallInt, kNonZeroInt, kBool, kIndex, kLabel, kStep };
 
 struct Case {
   std::string name;
@@ -36,6 +38,9 @@ struct Case {
   std::vector<Gen> gens;  // per input; kNormal (floats) / kSmallInt (ints) when absent
   int64_t index_range = 0;  // kIndex: valid indices are [-index_range, index_range)
   double tolerance_scale = 1;  // GEMMs: accumulated rounding grows with K
+  // The CPU kernel has no f16/bf16 version (losses, training ops, attention): the reference is
+  // the f32 node on the same (exactly widened) inputs, its outputs rounded to the case's dtype.
+  bool ref_in_f32 = false;
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
@@ -225,6 +230,178 @@ std::vector<Case> Cases() {
                                                       "c1", "max"}},
                  {"constants", std::vector<double>{0.5, -0.25}},
                  {"shape", std::vector<int64_t>{4, 5, 6}}}});
+  // Losses and training ops (ops_train.cc).
+  auto add = [&](Case c) { cs.push_back(std::move(c)); };
+  auto loss = [&](std::string name, std::string op, std::vector<TensorType> in, ir::AttrMap attrs,
+                  int64_t classes, int outs = 1, bool f32_ref = false) {
+    Case c{std::move(name), std::move(op), std::move(in), std::move(attrs), outs};
+    c.gens = {Gen::kNormal, Gen::kLabel, Gen::kPositive};
+    c.index_range = classes;
+    c.tolerance_scale = 10;
+    c.ref_in_f32 = f32_ref;
+    add(c);
+  };
+  loss("softmax_ce_mean", "softmax_ce_loss", {T(f32, {8, 10}), T(i64, {8})}, {}, 10);
+  loss("softmax_ce_mean_log_prob", "softmax_ce_loss", {T(f32, {6, 33}), T(i32, {6})}, {}, 33, 2);
+  loss("softmax_ce_weighted_ignore", "softmax_ce_loss",
+       {T(f32, {2, 5, 3}), T(i64, {2, 3}), T(f32, {5})},
+       {{"ignore_index", int64_t{1}}, {"reduction", std::string("mean")}}, 5);
+  loss("softmax_ce_none_spatial", "softmax_ce_loss", {T(f32, {3, 4, 2, 5}), T(i32, {3, 2, 5})},
+       {{"reduction", std::string("none")}}, 4, 2);
+  loss("softmax_ce_sum_vocab", "softmax_ce_loss", {T(f32, {4, 1000}), T(i64, {4})},
+       {{"reduction", std::string("sum")}}, 1000);
+  loss("softmax_ce_vocab_bf16", "softmax_ce_loss", {T(bf16, {4, 1000}), T(i64, {4})}, {}, 1000, 2,
+       true);
+  loss("softmax_ce_f64", "softmax_ce_loss", {T(f64, {7, 9}), T(i64, {7})}, {}, 9);
+  loss("nll_mean", "nll_loss", {T(f32, {8, 10}), T(i64, {8})}, {}, 10);
+  loss("nll_weighted_ignore_sum", "nll_loss", {T(f32, {9, 4}), T(i32, {9}), T(f32, {4})},
+       {{"ignore_index", int64_t{2}}, {"reduction", std::string("sum")}}, 4);
+  loss("nll_none_f16", "nll_loss", {T(f16, {5, 6, 3}), T(i64, {5, 3})},
+       {{"reduction", std::string("none")}}, 6, 1, true);
+  auto loss_grad = [&](std::string name, std::string op, std::vector<TensorType> in,
+                       ir::AttrMap attrs, int64_t classes, bool f32_ref = false) {
+    Case c{std::move(name), std::move(op), std::move(in), std::move(attrs)};
+    c.gens = {Gen::kNormal, Gen::kNormal, Gen::kLabel, Gen::kPositive};
+    c.index_range = classes;
+    c.tolerance_scale = 4;
+    c.ref_in_f32 = f32_ref;
+    add(c);
+  };
+  loss_grad("softmax_ce_grad_mean", "softmax_ce_loss_grad",
+            {T(f32, {}), T(f32, {8, 10}), T(i64, {8})}, {}, 10);
+  loss_grad("softmax_ce_grad_weighted_ignore", "softmax_ce_loss_grad",
+            {T(f32, {}), T(f32, {2, 5, 3}), T(i32, {2, 3}), T(f32, {5})},
+            {{"ignore_index", int64_t{1}}}, 5);
+  loss_grad("softmax_ce_grad_none", "softmax_ce_loss_grad",
+            {T(f32, {3, 2}), T(f32, {3, 7, 2}), T(i64, {3, 2})},
+            {{"reduction", std::string("none")}}, 7);
+  loss_grad("softmax_ce_grad_vocab_bf16", "softmax_ce_loss_grad",
+            {T(bf16, {}), T(bf16, {4, 1000}), T(i64, {4})}, {{"reduction", std::string("sum")}},
+            1000, true);
+  loss_grad("nll_grad_mean_weighted", "nll_loss_grad",
+            {T(f32, {}), T(f32, {9, 4}), T(i64, {9}), T(f32, {4})}, {}, 4);
+  loss_grad("nll_grad_none_ignore", "nll_loss_grad", {T(f32, {5, 3}), T(f32, {5, 6, 3}), T(i32, {5, 3})},
+            {{"reduction", std::string("none")}, {"ignore_index", int64_t{0}}}, 6);
+  {
+    auto lng = [&](std::string name, DType dt, ir::Shape x, int64_t axis, double tol, bool f32_ref) {
+      ir::Shape norm(x.begin() + axis, x.end()), stat(x.begin(), x.begin() + axis);
+      stat.resize(x.size(), 1);
+      Case c{std::move(name), "layer_norm_grad",
+             {T(dt, x), T(dt, x), T(dt, norm), T(f32, stat), T(f32, stat)},
+             {{"axis", axis}}, 3};
+      c.gens = {Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kPositive};
+      c.tolerance_scale = tol;
+      c.ref_in_f32 = f32_ref;
+      add(c);
+    };
+    lng("layer_norm_grad_rows", f32, {4, 6, 32}, 2, 10, false);
+    lng("layer_norm_grad_two_axes", f32, {3, 4, 5}, 1, 10, false);
+    lng("layer_norm_grad_many_rows", f32, {300, 48}, 1, 30, false);  // several row chunks
+    lng("layer_norm_grad_wide", f32, {2, 3000}, 1, 30, false);
+    lng("layer_norm_grad_bf16", bf16, {16, 64}, 1, 2, true);
+    lng("layer_norm_grad_f64", f64, {5, 7}, 1, 10, false);
+  }
+  add({"gelu_grad_f32", "gelu_grad", {T(f32, {16, 64}), T(f32, {16, 64})}});
+  add({"gelu_grad_tanh_f32", "gelu_grad", {T(f32, {1000}), T(f32, {1000})},
+       {{"approximate", std::string("tanh")}}});
+  {
+    Case c{"gelu_grad_bf16", "gelu_grad", {T(bf16, {8, 40}), T(bf16, {8, 40})}};
+    c.ref_in_f32 = true;
+    add(c);
+    Case f{"gelu_grad_f16_tanh", "gelu_grad", {T(f16, {300}), T(f16, {300})},
+           {{"approximate", std::string("tanh")}}};
+    f.ref_in_f32 = true;
+    add(f);
+  }
+  {
+    auto gg = [&](std::string name, DType dt, TensorType idx, int64_t axis, ir::Shape shape,
+                  double tol, bool f32_ref) {
+      ir::Shape dy(shape.begin(), shape.begin() + axis);
+      dy.insert(dy.end(), idx.shape.begin(), idx.shape.end());
+      dy.insert(dy.end(), shape.begin() + axis + 1, shape.end());
+      const int64_t n = shape[axis];
+      Case c{std::move(name), "gather_grad", {T(dt, dy), idx}, {{"axis", axis}, {"shape", shape}}};
+      c.gens = {Gen::kNormal, Gen::kIndex};
+      c.index_range = n;
+      c.tolerance_scale = tol;
+      c.ref_in_f32 = f32_ref;
+      add(c);
+    };
+    gg("gather_grad_embedding", f32, T(i64, {2, 7}), 0, {50, 16}, 1, false);
+    gg("gather_grad_repeats", f32, T(i64, {300}), 0, {10, 33}, 10, false);  // ~30 per row
+    gg("gather_grad_axis1_i32", f32, T(i32, {5}), 1, {3, 20, 4}, 1, false);
+    gg("gather_grad_many_buckets", f32, T(i32, {4, 40}), 0, {1500, 8}, 4, false);
+    gg("gather_grad_bf16", bf16, T(i64, {64}), 0, {12, 16}, 2, true);
+    gg("gather_grad_f64", f64, T(i64, {3, 5}), 1, {2, 6, 3}, 1, false);
+  }
+  add({"slice_grad_steps", "slice_grad", {T(f32, {3, 4})},
+       {{"starts", std::vector<int64_t>{1, 7}}, {"ends", std::vector<int64_t>{9, 0}},
+        {"steps", std::vector<int64_t>{3, -2}}, {"shape", std::vector<int64_t>{10, 8}}}});
+  add({"slice_grad_narrow", "slice_grad", {T(f32, {2, 1, 32})},
+       {{"starts", std::vector<int64_t>{0, 5, 32}}, {"ends", std::vector<int64_t>{2, 6, 64}},
+        {"steps", std::vector<int64_t>{1, 1, 1}}, {"shape", std::vector<int64_t>{2, 8, 96}}}});
+  {
+    Case c{"lr_schedule_cosine_warmup", "lr_schedule", {T(f32, {})},
+           {{"lr", 3e-4}, {"schedule", std::string("cosine")}, {"warmup", int64_t{5}},
+            {"total_steps", int64_t{15}}, {"min_lr_ratio", 0.1}}};
+    c.gens = {Gen::kStep};
+    add(c);
+    Case k{"lr_schedule_constant", "lr_schedule", {T(f32, {})}, {{"lr", 0.01}}};
+    k.gens = {Gen::kStep};
+    add(k);
+  }
+  {
+    const ir::AttrMap adam = {{"beta1", 0.9}, {"beta2", 0.95}, {"eps", 1e-8},
+                              {"weight_decay", 0.1}};
+    auto aw = [&](std::string name, DType dt, ir::Shape s, bool f32_ref) {
+      Case c{std::move(name), "adamw_update",
+             {T(dt, s), T(dt, s), T(dt, s), T(dt, s), T(f32, {}), T(f32, {})}, adam, 3};
+      c.gens = {Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kPositive, Gen::kPositive,
+                Gen::kStep};
+      c.tolerance_scale = 4;
+      c.ref_in_f32 = f32_ref;
+      add(c);
+    };
+    aw("adamw_f32_vec4", f32, {64, 48}, false);  // 16-byte loads
+    aw("adamw_f32_tail", f32, {1001}, false);    // chunks of 1024 with a ragged end
+    aw("adamw_f32_small", f32, {3}, false);
+    aw("adamw_bf16", bf16, {40, 9}, true);
+    aw("adamw_f64", f64, {77}, false);
+    Case sm{"sgd_momentum_wd", "sgd_update", {T(f32, {5, 7}), T(f32, {5, 7}), T(f32, {}), T(f32, {5, 7})},
+            {{"momentum", 0.9}, {"weight_decay", 0.01}}, 2};
+    sm.gens = {Gen::kNormal, Gen::kNormal, Gen::kPositive, Gen::kNormal};
+    add(sm);
+    Case sp{"sgd_plain", "sgd_update", {T(f32, {100}), T(f32, {100}), T(f32, {})}, {}, 1};
+    sp.gens = {Gen::kNormal, Gen::kNormal, Gen::kPositive};
+    add(sp);
+  }
+  // Flash attention, beyond the f32 cases above: half types (reference: the f32 CPU kernel),
+  // several key tiles with a ragged end, head dim 128, additive masks of q's dtype, and the
+  // two-GEMM fallback (head dim over 128).
+  {
+    auto att = [&](std::string name, DType dt, ir::Shape q, ir::Shape k, ir::Shape v,
+                   std::optional<TensorType> mask, ir::AttrMap attrs, bool f32_ref) {
+      Case c{std::move(name), "attention", {T(dt, q), T(dt, k), T(dt, v)}, std::move(attrs)};
+      if (mask) {
+        c.inputs.push_back(*mask);
+        c.gens = {Gen::kNormal, Gen::kNormal, Gen::kNormal,
+                  mask->dtype == b ? Gen::kBool : Gen::kNormal};
+      }
+      c.tolerance_scale = f32_ref ? 2 : 10;
+      c.ref_in_f32 = f32_ref;
+      add(c);
+    };
+    att("attention_long_tk_tiles", f32, {1, 2, 20, 16}, {1, 2, 100, 16}, {1, 2, 100, 24},
+        T(b, {1, 1, 20, 100}), {}, false);
+    att("attention_head_dim_128", f32, {1, 2, 33, 128}, {1, 2, 33, 128}, {1, 2, 33, 128},
+        std::nullopt, {}, false);
+    att("attention_bthd_bf16", bf16, {2, 40, 3, 32}, {2, 40, 3, 32}, {2, 40, 3, 32},
+        T(b, {1, 1, 40, 40}), {{"layout", std::string("bthd")}}, true);
+    att("attention_f16_additive", f16, {1, 2, 17, 64}, {1, 2, 50, 64}, {1, 2, 50, 64},
+        T(f16, {1, 2, 17, 50}), {}, true);
+    att("attention_two_gemm_fallback_d160", f32, {1, 2, 9, 160}, {1, 2, 9, 160},
+        {1, 2, 9, 160}, std::nullopt, {}, false);
+  }
   return cs;
 }
 
@@ -255,6 +432,8 @@ ir::Tensor Random(const TensorType& t, Gen gen, int64_t index_range, std::mt1993
   std::uniform_real_distribution<double> positive(0.5, 2.0);
   std::uniform_int_distribution<int64_t> small(-10, 10);
   std::uniform_int_distribution<int64_t> index(-index_range, index_range - 1);
+  std::uniform_int_distribution<int64_t> label(0, index_range > 0 ? index_range - 1 : 0);
+  std::uniform_int_distribution<int64_t> step(1, 20);
   for (int64_t i = 0; i < n; ++i) {
     double v = 0;
     switch (gen) {
@@ -264,6 +443,8 @@ ir::Tensor Random(const TensorType& t, Gen gen, int64_t index_range, std::mt1993
       case Gen::kNonZeroInt: do { v = double(small(rng)); } while (v == 0); break;
       case Gen::kBool: v = double(rng() & 1); break;
       case Gen::kIndex: v = double(index(rng)); break;
+      case Gen::kLabel: v = double(label(rng)); break;
+      case Gen::kStep: v = double(step(rng)); break;
     }
     char* p = static_cast<char*>(out.mutable_data()) + i * ir::DTypeSize(t.dtype);
     switch (t.dtype) {
@@ -280,6 +461,18 @@ ir::Tensor Random(const TensorType& t, Gen gen, int64_t index_range, std::mt1993
   }
   return out;
 }
+
+ir::Tensor CastTo(const ir::Tensor& t, DType to) {
+  if (t.dtype() == to) return t;
+  ir::Function fn("cast");
+  ir::Node* cast = fn.AddNode("cast", {fn.AddParam("x", t.type())}, {TensorType{to, t.type().shape}},
+                              {{"to", to}});
+  auto out = cpu::EvaluateNode(*cast, {t});
+  PTC_CHECK(out.ok());
+  return (*out)[0];
+}
+
+bool IsHalf(DType d) { return d == DType::kF16 || d == DType::kBF16; }
 
 struct Built {
   std::unique_ptr<ir::Module> module;
@@ -298,6 +491,22 @@ absl::StatusOr<Built> Build(const Case& c) {
   if (!types.ok()) return types.status();
   b.node = f->AddNode(c.op, params, *types, c.attrs, /*loc=*/c.name);
   return b;
+}
+
+// The CPU reference outputs of case `c` (built as `node`) on `in`.
+absl::StatusOr<std::vector<ir::Tensor>> Reference(const Case& c, const ir::Node& node,
+                                                  const std::vector<ir::Tensor>& in) {
+  if (!c.ref_in_f32) return cpu::EvaluateNode(node, in);
+  Case wide = c;
+  std::vector<ir::Tensor> wide_in;
+  for (size_t i = 0; i < c.inputs.size(); ++i) {
+    if (IsHalf(c.inputs[i].dtype)) wide.inputs[i].dtype = DType::kF32;
+    wide_in.push_back(CastTo(in[i], wide.inputs[i].dtype));
+  }
+  PTC_ASSIGN_OR_RETURN(Built built, Build(wide));
+  PTC_ASSIGN_OR_RETURN(std::vector<ir::Tensor> out, cpu::EvaluateNode(*built.node, wide_in));
+  for (size_t i = 0; i < out.size(); ++i) out[i] = CastTo(out[i], node.output(i)->type().dtype);
+  return out;
 }
 
 std::vector<ir::Tensor> Inputs(const Case& c, std::mt19937_64& rng) {
@@ -352,7 +561,7 @@ TEST_P(CudaKernelCase, ReferenceEvaluates) {
   auto built = Build(c);
   ASSERT_TRUE(built.ok()) << c.name << ": " << built.status();
   std::mt19937_64 rng(std::hash<std::string>{}(c.name));
-  auto ref = cpu::EvaluateNode(*built->node, Inputs(c, rng));
+  auto ref = Reference(c, *built->node, Inputs(c, rng));
   ASSERT_TRUE(ref.ok()) << c.name << ": " << ref.status();
   EXPECT_EQ(ref->size(), built->node->num_outputs());
   EXPECT_TRUE(HasDeviceKernel(c.op) || !BuiltWithCuda()) << c.op << " has no CUDA kernel";
@@ -367,7 +576,7 @@ TEST_P(CudaKernelCase, MatchesCpu) {
   for (uint64_t seed : {uint64_t{1}, uint64_t{2}}) {
     std::mt19937_64 rng(std::hash<std::string>{}(c.name) + seed);
     const std::vector<ir::Tensor> in = Inputs(c, rng);
-    auto ref = cpu::EvaluateNode(*built->node, in);
+    auto ref = Reference(c, *built->node, in);
     ASSERT_TRUE(ref.ok()) << ref.status();
     auto got = EvaluateNodeOnDevice(*built->node, in);
     ASSERT_TRUE(got.ok()) << got.status();
@@ -397,14 +606,17 @@ TEST(CudaKernelErrors, GatherIndexOutOfRangeIsAnError) {
 
 TEST(CudaKernelErrors, UnsupportedOpNamesTheNode) {
   PTC_SKIP_WITHOUT_CUDA_DEVICE();
-  Case c{"nll", "nll_loss", {T(DType::kF32, {4, 5}), T(DType::kI64, {4})}, {}};
+  // kv_cache_write has no CUDA kernel yet.
+  Case c{"kv", "kv_cache_write", {T(DType::kF32, {4, 5}), T(DType::kF32, {4, 1}), T(DType::kI64, {1})},
+         {{"axis", int64_t{1}}}};
   auto built = Build(c);
   ASSERT_TRUE(built.ok()) << built.status();
-  std::vector<ir::Tensor> in = {ir::Tensor(DType::kF32, {4, 5}), ir::Tensor(DType::kI64, {4})};
+  std::vector<ir::Tensor> in = {ir::Tensor(DType::kF32, {4, 5}), ir::Tensor(DType::kF32, {4, 1}),
+                                ir::Tensor::FromVector<int64_t>(DType::kI64, {1}, {2})};
   auto got = EvaluateNodeOnDevice(*built->node, in);
   ASSERT_FALSE(got.ok());
   EXPECT_EQ(got.status().code(), absl::StatusCode::kUnimplemented) << got.status();
-  EXPECT_NE(got.status().message().find("nll_loss"), std::string::npos) << got.status();
+  EXPECT_NE(got.status().message().find("kv_cache_write"), std::string::npos) << got.status();
   // The host fallback runs it through the CPU kernel.
   KernelOptions fallback;
   fallback.host_fallback = true;
@@ -413,6 +625,39 @@ TEST(CudaKernelErrors, UnsupportedOpNamesTheNode) {
   auto ref = cpu::EvaluateNode(*built->node, in);
   ASSERT_TRUE(ref.ok()) << ref.status();
   EXPECT_EQ(Compare((*got)[0], (*ref)[0], 1), "");
+}
+
+TEST(CudaKernelErrors, LossLabelOutOfRangeIsAnError) {
+  PTC_SKIP_WITHOUT_CUDA_DEVICE();
+  Case c{"ce_bad", "softmax_ce_loss", {T(DType::kF32, {3, 4}), T(DType::kI64, {3})}, {}};
+  auto built = Build(c);
+  ASSERT_TRUE(built.ok()) << built.status();
+  std::vector<ir::Tensor> in = {ir::Tensor(DType::kF32, {3, 4}),
+                                ir::Tensor::FromVector<int64_t>(DType::kI64, {3}, {0, 4, 1})};
+  auto got = EvaluateNodeOnDevice(*built->node, in);
+  ASSERT_FALSE(got.ok());
+  EXPECT_NE(got.status().message().find("out of range"), std::string::npos) << got.status();
+}
+
+// Same inputs, same bits: gather_grad sums each row in index order (no float atomics), and
+// layer_norm_grad's column sums use a fixed chunking.
+TEST(CudaKernelDeterminism, GatherGradAndLayerNormGradAreBitwiseRepeatable) {
+  PTC_SKIP_WITHOUT_CUDA_DEVICE();
+  for (const Case& c : Cases()) {
+    if (c.name != "gather_grad_repeats" && c.name != "layer_norm_grad_many_rows") continue;
+    auto built = Build(c);
+    ASSERT_TRUE(built.ok()) << built.status();
+    std::mt19937_64 rng(7);
+    const std::vector<ir::Tensor> in = Inputs(c, rng);
+    auto a = EvaluateNodeOnDevice(*built->node, in);
+    auto b = EvaluateNodeOnDevice(*built->node, in);
+    ASSERT_TRUE(a.ok() && b.ok()) << c.name;
+    for (size_t i = 0; i < a->size(); ++i) {
+      ASSERT_EQ((*a)[i].nbytes(), (*b)[i].nbytes());
+      EXPECT_EQ(std::memcmp((*a)[i].data(), (*b)[i].data(), (*a)[i].nbytes()), 0)
+          << c.name << " output " << i;
+    }
+  }
 }
 
 }  // namespace

@@ -1,0 +1,295 @@
+// The flash attention kernels of codegen/cuda/attention.cu called directly (the backward has no
+// IR op yet): forward output and log-sum-exp, and the backward's dq / dk / dv, against a naive
+// f64 reference written here (scores materialized, softmax, products by loops). Without a GPU
+// every test skips with "SKIPPED: no CUDA device".
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "gtest/gtest.h"
+#include "runtime/cuda/device.h"
+#include "tests/cuda/cuda_test_util.h"
+
+#if PTC_HAVE_CUDA
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime_api.h>
+
+#include "codegen/cuda/kernels.h"
+#endif
+
+namespace ptc::cuda {
+namespace {
+
+struct FlashCase {
+  std::string name;
+  int64_t b, h, tq, tk, d, dv;
+  bool bthd;
+  int mask;  // 0 none, 1 causal bool [1, 1, tq, tk] (key j visible to query i when j <= i +
+             // tk - tq), 2 additive f32-like [b, 1, tq, tk]
+  int dtype;  // 0 f32, 1 f16, 2 bf16
+};
+
+void PrintTo(const FlashCase& c, std::ostream* os) { *os << c.name; }
+
+// Offsets of element (b, h, t, c) in either layout.
+int64_t At(const FlashCase& c, int64_t t_len, int64_t hd, int64_t b, int64_t h, int64_t t,
+           int64_t x) {
+  return c.bthd ? ((b * t_len + t) * c.h + h) * hd + x : ((b * c.h + h) * t_len + t) * hd + x;
+}
+
+struct Reference {
+  std::vector<double> o, lse, dq, dk, dv;
+};
+
+// Naive f64: S = scale q k^T (+ mask), P = softmax(S), O = P v; dP = dO v^T,
+// dS = P (dP - rowsum(dO * O)), dq = scale dS k, dk = scale dS^T q, dv = P^T dO.
+Reference Naive(const FlashCase& c, double scale, const std::vector<double>& q,
+                const std::vector<double>& k, const std::vector<double>& v,
+                const std::vector<double>& mask, const std::vector<double>& d_o) {
+  Reference r;
+  r.o.assign(c.b * c.h * c.tq * c.dv, 0);
+  r.lse.assign(c.b * c.h * c.tq, 0);
+  r.dq.assign(q.size(), 0);
+  r.dk.assign(k.size(), 0);
+  r.dv.assign(v.size(), 0);
+  for (int64_t b = 0; b < c.b; ++b) {
+    for (int64_t h = 0; h < c.h; ++h) {
+      std::vector<double> p(c.tq * c.tk), ds(c.tq * c.tk);
+      for (int64_t i = 0; i < c.tq; ++i) {
+        double mx = -INFINITY;
+        for (int64_t j = 0; j < c.tk; ++j) {
+          double s = 0;
+          for (int64_t x = 0; x < c.d; ++x) {
+            s += q[At(c, c.tq, c.d, b, h, i, x)] * k[At(c, c.tk, c.d, b, h, j, x)];
+          }
+          s *= scale;
+          if (c.mask == 1 && j > i + c.tk - c.tq) s = -INFINITY;
+          if (c.mask == 2) s += mask[(b * c.tq + i) * c.tk + j];
+          p[i * c.tk + j] = s;
+          mx = std::max(mx, s);
+        }
+        double sum = 0;
+        for (int64_t j = 0; j < c.tk; ++j) sum += std::exp(p[i * c.tk + j] - mx);
+        for (int64_t j = 0; j < c.tk; ++j) p[i * c.tk + j] = std::exp(p[i * c.tk + j] - mx) / sum;
+        r.lse[(b * c.h + h) * c.tq + i] = mx + std::log(sum);
+        for (int64_t x = 0; x < c.dv; ++x) {
+          double o = 0;
+          for (int64_t j = 0; j < c.tk; ++j) o += p[i * c.tk + j] * v[At(c, c.tk, c.dv, b, h, j, x)];
+          r.o[At(c, c.tq, c.dv, b, h, i, x)] = o;
+        }
+      }
+      for (int64_t i = 0; i < c.tq; ++i) {
+        double dsum = 0;
+        for (int64_t x = 0; x < c.dv; ++x) {
+          dsum += d_o[At(c, c.tq, c.dv, b, h, i, x)] * r.o[At(c, c.tq, c.dv, b, h, i, x)];
+        }
+        for (int64_t j = 0; j < c.tk; ++j) {
+          double dp = 0;
+          for (int64_t x = 0; x < c.dv; ++x) {
+            dp += d_o[At(c, c.tq, c.dv, b, h, i, x)] * v[At(c, c.tk, c.dv, b, h, j, x)];
+          }
+          ds[i * c.tk + j] = p[i * c.tk + j] * (dp - dsum);
+        }
+      }
+      for (int64_t i = 0; i < c.tq; ++i) {
+        for (int64_t j = 0; j < c.tk; ++j) {
+          const double pij = p[i * c.tk + j], dsij = ds[i * c.tk + j];
+          for (int64_t x = 0; x < c.d; ++x) {
+            r.dq[At(c, c.tq, c.d, b, h, i, x)] += scale * dsij * k[At(c, c.tk, c.d, b, h, j, x)];
+            r.dk[At(c, c.tk, c.d, b, h, j, x)] += scale * dsij * q[At(c, c.tq, c.d, b, h, i, x)];
+          }
+          for (int64_t x = 0; x < c.dv; ++x) {
+            r.dv[At(c, c.tk, c.dv, b, h, j, x)] += pij * d_o[At(c, c.tq, c.dv, b, h, i, x)];
+          }
+        }
+      }
+    }
+  }
+  return r;
+}
+
+// "" when every |got - want| <= atol + rtol |want|.
+std::string Close(const std::vector<float>& got, const std::vector<double>& want, double rtol,
+                  double atol) {
+  int64_t bad = 0, worst = -1;
+  double worst_excess = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double excess = std::fabs(got[i] - want[i]) - (atol + rtol * std::fabs(want[i]));
+    if (!(excess <= 0)) {
+      ++bad;
+      if (worst < 0 || excess > worst_excess || std::isnan(excess)) worst_excess = excess, worst = i;
+    }
+  }
+  if (bad == 0) return "";
+  return absl::StrFormat("%d of %d differ; worst [%d] got %.7g want %.7g", bad, want.size(), worst,
+                         got[worst], want[worst]);
+}
+
+class FlashAttention : public testing::TestWithParam<FlashCase> {};
+
+TEST_P(FlashAttention, ForwardAndBackwardMatchNaiveF64) {
+  PTC_SKIP_WITHOUT_CUDA_DEVICE();
+#if PTC_HAVE_CUDA
+  namespace k = ::ptc::cuda::kernels;
+  const FlashCase& c = GetParam();
+  std::mt19937_64 rng(std::hash<std::string>{}(c.name));
+  std::normal_distribution<double> normal(0, 1);
+  // Inputs drawn in f64 and rounded to the kernel's dtype; the reference uses the rounded values.
+  auto draw = [&](int64_t n) {
+    std::vector<double> x(n);
+    for (double& e : x) e = normal(rng);
+    return x;
+  };
+  auto round_to = [&](std::vector<double>& x) {
+    for (double& e : x) {
+      if (c.dtype == 1) e = __half2float(__float2half_rn(static_cast<float>(e)));
+      else if (c.dtype == 2) e = __bfloat162float(__float2bfloat16_rn(static_cast<float>(e)));
+      else e = static_cast<float>(e);
+    }
+  };
+  std::vector<double> q = draw(c.b * c.h * c.tq * c.d), kk = draw(c.b * c.h * c.tk * c.d),
+                      v = draw(c.b * c.h * c.tk * c.dv), d_o = draw(c.b * c.h * c.tq * c.dv),
+                      mask = draw(c.b * c.tq * c.tk);
+  round_to(q);
+  round_to(kk);
+  round_to(v);
+  round_to(d_o);
+  round_to(mask);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(c.d));
+  const Reference ref = Naive(c, static_cast<float>(scale), q, kk, v, mask, d_o);
+
+  const size_t elem = c.dtype == 0 ? 4 : 2;
+  auto to_device = [&](const std::vector<double>& x) -> void* {
+    std::vector<char> bytes(x.size() * elem);
+    for (size_t i = 0; i < x.size(); ++i) {
+      if (c.dtype == 0) {
+        float f = static_cast<float>(x[i]);
+        std::memcpy(bytes.data() + 4 * i, &f, 4);
+      } else if (c.dtype == 1) {
+        __half h = __float2half_rn(static_cast<float>(x[i]));
+        std::memcpy(bytes.data() + 2 * i, &h, 2);
+      } else {
+        __nv_bfloat16 h = __float2bfloat16_rn(static_cast<float>(x[i]));
+        std::memcpy(bytes.data() + 2 * i, &h, 2);
+      }
+    }
+    void* p = nullptr;
+    EXPECT_EQ(cudaMalloc(&p, bytes.size() + 16), cudaSuccess);
+    EXPECT_EQ(cudaMemcpy(p, bytes.data(), bytes.size(), cudaMemcpyHostToDevice), cudaSuccess);
+    return p;
+  };
+  auto f32_buffer = [&](size_t n) -> float* {
+    void* p = nullptr;
+    EXPECT_EQ(cudaMalloc(&p, 4 * n + 16), cudaSuccess);
+    EXPECT_EQ(cudaMemset(p, 0xff, 4 * n + 16), cudaSuccess);  // poison
+    return static_cast<float*>(p);
+  };
+  void* dq_ = to_device(q);
+  void* dk_ = to_device(kk);
+  void* dv_ = to_device(v);
+  void* ddo = to_device(d_o);
+  void* dmask = to_device(mask);
+  void* dcausal = nullptr;
+  if (c.mask == 1) {
+    std::vector<uint8_t> m(c.tq * c.tk);
+    for (int64_t i = 0; i < c.tq; ++i) {
+      for (int64_t j = 0; j < c.tk; ++j) m[i * c.tk + j] = j > i + c.tk - c.tq;
+    }
+    ASSERT_EQ(cudaMalloc(&dcausal, m.size()), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(dcausal, m.data(), m.size(), cudaMemcpyHostToDevice), cudaSuccess);
+  }
+  void* o = to_device(std::vector<double>(c.b * c.h * c.tq * c.dv, 0.0));
+  float* lse = f32_buffer(c.b * c.h * c.tq);
+  float* gq = f32_buffer(q.size());
+  float* gk = f32_buffer(kk.size());
+  float* gv = f32_buffer(v.size());
+
+  k::AttentionDesc d;
+  d.b = c.b, d.h = c.h, d.tq = c.tq, d.tk = c.tk, d.d = c.d, d.dv = c.dv;
+  d.scale = static_cast<float>(scale);
+  auto strides = [&](int64_t t, int64_t hd, int64_t* st) {
+    if (c.bthd) {
+      st[0] = t * c.h * hd, st[1] = hd, st[2] = c.h * hd;
+    } else {
+      st[0] = c.h * t * hd, st[1] = t * hd, st[2] = hd;
+    }
+  };
+  strides(c.tq, c.d, d.q_strides);
+  strides(c.tk, c.d, d.k_strides);
+  strides(c.tk, c.dv, d.v_strides);
+  strides(c.tq, c.dv, d.o_strides);
+  const void* mask_ptr = nullptr;
+  if (c.mask == 1) {
+    d.mask_kind = 1;
+    d.mask_strides[2] = c.tk, d.mask_strides[3] = 1;
+    mask_ptr = dcausal;
+  } else if (c.mask == 2) {
+    d.mask_kind = 2;
+    d.mask_strides[0] = c.tq * c.tk, d.mask_strides[2] = c.tk, d.mask_strides[3] = 1;
+    mask_ptr = dmask;
+  }
+  const k::DT dt = c.dtype == 0 ? k::DT::kF32 : c.dtype == 1 ? k::DT::kF16 : k::DT::kBF16;
+  ASSERT_TRUE(k::FlashAttentionSupported(dt, d));
+  ASSERT_EQ(k::LaunchFlashAttention(dt, d, dq_, dk_, dv_, mask_ptr, o, lse, nullptr), cudaSuccess);
+  void* ws = nullptr;
+  ASSERT_EQ(cudaMalloc(&ws, k::FlashAttentionBackwardWorkspaceBytes(d) + 16), cudaSuccess);
+  ASSERT_EQ(k::LaunchFlashAttentionBackward(dt, d, dq_, dk_, dv_, mask_ptr, o, ddo, lse, gq, gk,
+                                            gv, ws, nullptr),
+            cudaSuccess);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+
+  auto fetch_f32 = [&](const float* p, size_t n) {
+    std::vector<float> h(n);
+    EXPECT_EQ(cudaMemcpy(h.data(), p, 4 * n, cudaMemcpyDeviceToHost), cudaSuccess);
+    return h;
+  };
+  std::vector<float> got_o(ref.o.size());
+  {
+    std::vector<char> bytes(ref.o.size() * elem);
+    ASSERT_EQ(cudaMemcpy(bytes.data(), o, bytes.size(), cudaMemcpyDeviceToHost), cudaSuccess);
+    for (size_t i = 0; i < got_o.size(); ++i) {
+      if (c.dtype == 0) {
+        std::memcpy(&got_o[i], bytes.data() + 4 * i, 4);
+      } else if (c.dtype == 1) {
+        __half h;
+        std::memcpy(&h, bytes.data() + 2 * i, 2);
+        got_o[i] = __half2float(h);
+      } else {
+        __nv_bfloat16 h;
+        std::memcpy(&h, bytes.data() + 2 * i, 2);
+        got_o[i] = __bfloat162float(h);
+      }
+    }
+  }
+  // f32: accumulation-order rounding only; half types: O is rounded to the dtype, and the
+  // backward reads the rounded O (dsum) — bounds of a few half-precision ulps.
+  const double tol_o = c.dtype == 0 ? 1e-4 : c.dtype == 1 ? 4e-3 : 2.5e-2;
+  const double tol_g = c.dtype == 0 ? 2e-4 : c.dtype == 1 ? 1e-2 : 6e-2;
+  EXPECT_EQ(Close(got_o, ref.o, tol_o, tol_o), "") << c.name << " O";
+  EXPECT_EQ(Close(fetch_f32(lse, ref.lse.size()), ref.lse, 1e-4, 1e-4), "") << c.name << " lse";
+  EXPECT_EQ(Close(fetch_f32(gq, ref.dq.size()), ref.dq, tol_g, tol_g), "") << c.name << " dq";
+  EXPECT_EQ(Close(fetch_f32(gk, ref.dk.size()), ref.dk, tol_g, tol_g), "") << c.name << " dk";
+  EXPECT_EQ(Close(fetch_f32(gv, ref.dv.size()), ref.dv, tol_g, tol_g), "") << c.name << " dv";
+  for (void* p : {dq_, dk_, dv_, ddo, dmask, dcausal, o, static_cast<void*>(lse),
+                  static_cast<void*>(gq), static_cast<void*>(gk), static_cast<void*>(gv), ws}) {
+    if (p != nullptr) cudaFree(p);
+  }
+#endif
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, FlashAttention,
+    testing::Values(FlashCase{"f32_bhtd_causal", 2, 3, 37, 37, 16, 24, false, 1, 0},
+                    FlashCase{"f32_bthd_no_mask_tq_lt_tk", 1, 2, 5, 70, 32, 32, true, 0, 0},
+                    FlashCase{"f32_additive_head128", 1, 2, 20, 45, 128, 128, false, 2, 0},
+                    FlashCase{"f16_bthd_causal", 2, 2, 64, 64, 64, 64, true, 1, 1},
+                    FlashCase{"bf16_bhtd_causal", 1, 4, 48, 48, 64, 64, false, 1, 2}),
+    [](const testing::TestParamInfo<FlashCase>& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace ptc::cuda
