@@ -2,10 +2,17 @@
 # Registers / stack / shared memory of every CUDA kernel, from ptxas (`nvcc -Xptxas -v`), for
 # CMAKE_CUDA_ARCHITECTURES' default sm_90. Needs nvcc only (no GPU):
 #   bash bench/gpu/resource_usage.sh [sm_90]
+# smem is static shared memory; FlashBackwardKernel also takes dynamic shared memory at launch
+# (4 x 32 x (max(d, dv) + 1) x 4 bytes: 66 KiB at head dim 128, opted in with
+# cudaFuncSetAttribute). The last line sums up: kernels, kernels that spill, most registers.
+# With a built binary, `cuobjdump --dump-resource-usage BINARY` gives the same figures
+# (bench/gpu/run_all.sh does that on the device).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 arch=${1:-sm_90}
 nvcc=${NVCC:-/usr/local/cuda/bin/nvcc}
+table=$(mktemp)
+trap 'rm -f "$table"' EXIT
 printf "%-5s %-6s %-6s %-7s %s\n" regs stack smem spills kernel
 for cu in "$root"/codegen/cuda/*.cu; do
   "$nvcc" -std=c++17 -arch="$arch" -I"$root" --expt-relaxed-constexpr -Xptxas -v -c "$cu" \
@@ -27,4 +34,6 @@ for cu in "$root"/codegen/cuda/*.cu; do
             s/\(ptc::cuda::kernels::DT\)6/i32/; s/\(ptc::cuda::kernels::DT\)7/i64/;
             s/\(ptc::cuda::kernels::DT\)8/bool/; s/^void //; s/\(.*//')"
     done
-done
+done | tee "$table"
+awk 'NF >= 5 { n++; if ($4 > 0) spill++; if ($1 > maxr) { maxr = $1; who = $5 } }
+     END { printf "summary: %d kernels, %d with spills, most registers %d (%s)\n", n, spill, maxr, who }' "$table"
