@@ -25,7 +25,7 @@ namespace {
 using ir::DType;
 
 constexpr int64_t kQueryBlock = 32;
-constexpr int64_t kKeyBlock = 128;
+constexpr int64_t kKeyBlock = 32;
 
 // C[m,n] (+)= A[m,k] B[k,n], row-major with leading dimensions; 4x16 AVX2 tiles for float.
 template <typename T>
@@ -77,6 +77,87 @@ void BlockGemm(bool accumulate, int64_t m, int64_t n, int64_t k, const T* __rest
       for (int64_t j = 0; j < n; ++j) cr[j] += av * br[j];
     }
   }
+}
+
+// Row helpers of the online softmax: AVX2 for float (the float sum/max reductions do not
+// auto-vectorize without -ffast-math), plain loops otherwise.
+inline __m256 Exp8(__m256 x) {
+  // FastExp (kernel_util.h) on 8 lanes: same range reduction and polynomial.
+  const __m256 xc = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-104.0f)), _mm256_set1_ps(88.7f));
+  const __m256 n = _mm256_floor_ps(
+      _mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
+  r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
+  const __m256 r2 = _mm256_mul_ps(r, r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0f));
+  const __m256i ni = _mm256_cvtps_epi32(n);
+  const __m256i n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
+  const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, _mm256_set1_epi32(127)), 23));
+  const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, _mm256_set1_epi32(127)), 23));
+  const __m256 y = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+  // x < -104 (including -inf: masked scores) -> 0.
+  return _mm256_and_ps(y, _mm256_cmp_ps(x, _mm256_set1_ps(-104.0f), _CMP_GE_OQ));
+}
+
+inline float HorizontalSum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline float HorizontalMax(__m256 v) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+template <typename T>
+void ScaleRow(T* x, int64_t n, T scale) {
+  for (int64_t j = 0; j < n; ++j) x[j] *= scale;
+}
+
+template <typename T>
+T RowMax(const T* x, int64_t n) {
+  T mx = -std::numeric_limits<T>::infinity();
+  int64_t j = 0;
+  if constexpr (std::is_same_v<T, float>) {
+    __m256 m = _mm256_set1_ps(mx);
+    for (; j + 8 <= n; j += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + j));
+    mx = HorizontalMax(m);
+  }
+  for (; j < n; ++j) mx = std::max(mx, x[j]);
+  return mx;
+}
+
+// x[j] = exp(x[j] - mx); returns the sum. Scores of -inf (masked) give 0.
+template <typename T>
+T ExpRowAndSum(T* x, int64_t n, T mx) {
+  T sum = T(0);
+  int64_t j = 0;
+  if constexpr (std::is_same_v<T, float>) {
+    const __m256 m = _mm256_set1_ps(mx);
+    __m256 acc = _mm256_setzero_ps();
+    for (; j + 8 <= n; j += 8) {
+      const __m256 e = Exp8(_mm256_sub_ps(_mm256_loadu_ps(x + j), m));
+      _mm256_storeu_ps(x + j, e);
+      acc = _mm256_add_ps(acc, e);
+    }
+    sum = HorizontalSum(acc);
+  }
+  for (; j < n; ++j) {
+    const T e = Exp(x[j] - mx);
+    x[j] = e;
+    sum += e;
+  }
+  return sum;
 }
 
 template <typename T>
@@ -157,36 +238,41 @@ class AttentionKernel : public Kernel {
     const int64_t mask_base = bi * p_.mask_str[0] + hi * p_.mask_str[1];
     for (int64_t j0 = 0; j0 < p_.tk; j0 += kKeyBlock) {
       const int64_t cols = std::min(kKeyBlock, p_.tk - j0);
+      // A bool mask that hides the whole tile (the upper triangle of a causal mask) skips both
+      // products: the tile would contribute exp(-inf) = 0 to every row.
+      bool any_masked = false;
+      if (p_.mask_kind == 1) {
+        int64_t open = 0;
+        for (int64_t r = 0; r < rows; ++r) {
+          const bool* mr = static_cast<const bool*>(mask) + mask_base + (i0 + r) * p_.mask_str[2];
+          for (int64_t j = 0; j < cols; ++j) open += !mr[(j0 + j) * p_.mask_str[3]];
+        }
+        if (open == 0) continue;
+        any_masked = open != rows * cols;
+      }
       BlockGemm<T>(false, rows, cols, p_.d, qb, RowStride(p_.d), kt + j0, p_.tk, s, kKeyBlock);
       for (int64_t r = 0; r < rows; ++r) {
         T* sr = s + r * kKeyBlock;
-        for (int64_t j = 0; j < cols; ++j) sr[j] *= p_.scale;
-        if (p_.mask_kind != 0) {
-          const int64_t mo = mask_base + (i0 + r) * p_.mask_str[2];
+        if (p_.mask_kind == 1 && any_masked) {
+          const bool* mr = static_cast<const bool*>(mask) + mask_base + (i0 + r) * p_.mask_str[2];
           const int64_t ms = p_.mask_str[3];
-          if (p_.mask_kind == 1) {
-            const bool* mr = static_cast<const bool*>(mask) + mo;
-            for (int64_t j = 0; j < cols; ++j) {
-              if (mr[(j0 + j) * ms]) sr[j] = neg_inf;
-            }
-          } else {
-            const T* mr = static_cast<const T*>(mask) + mo;
-            for (int64_t j = 0; j < cols; ++j) sr[j] += mr[(j0 + j) * ms];
+          for (int64_t j = 0; j < cols; ++j) {
+            sr[j] = mr[(j0 + j) * ms] ? neg_inf : sr[j] * p_.scale;
           }
+        } else if (p_.mask_kind == 2) {
+          const T* mr = static_cast<const T*>(mask) + mask_base + (i0 + r) * p_.mask_str[2];
+          const int64_t ms = p_.mask_str[3];
+          for (int64_t j = 0; j < cols; ++j) sr[j] = sr[j] * p_.scale + mr[(j0 + j) * ms];
+        } else {
+          ScaleRow(sr, cols, p_.scale);
         }
-        T mx = row_max[r];
-        for (int64_t j = 0; j < cols; ++j) mx = std::max(mx, sr[j]);
+        const T mx = std::max(row_max[r], RowMax(sr, cols));
         if (mx == neg_inf) {  // everything so far masked: contributes nothing
           for (int64_t j = 0; j < cols; ++j) sr[j] = T(0);
           continue;
         }
         const T alpha = Exp(row_max[r] - mx);  // exp(-inf) = 0 on the first block
-        T sum = T(0);
-        for (int64_t j = 0; j < cols; ++j) {
-          const T e = Exp(sr[j] - mx);
-          sr[j] = e;
-          sum += e;
-        }
+        const T sum = ExpRowAndSum(sr, cols, mx);
         row_sum[r] = row_sum[r] * alpha + sum;
         row_max[r] = mx;
         if (alpha != T(1)) {

@@ -254,6 +254,7 @@ class CpuExecutor final : public Executor {
         return absl::InvalidArgumentError(absl::StrCat("result %", r->name(), " has no buffer"));
       }
     }
+    PickDirectResults(mp);
     profile_.resize(steps_.size());
     for (size_t i = 0; i < steps_.size(); ++i) {
       const ir::Node* n = steps_[i].node;
@@ -269,6 +270,19 @@ class CpuExecutor final : public Executor {
     PTC_RETURN_IF_ERROR(plan::CheckInputs(input_params_, inputs));
     for (const ir::Value* p : input_params_) {
       ptr_[p] = const_cast<void*>(inputs.at(p->name()).data());
+    }
+    // Results written by their producing kernel straight into the returned tensor (no copy of
+    // e.g. the 32 MiB logits out of the arena). The tensor is reused across runs when the caller
+    // has released the previous one.
+    const auto& results = function_->results();
+    output_cache_.resize(results.size());
+    for (size_t i = 0; i < results.size(); ++i) {
+      if (!direct_result_[i]) continue;
+      ir::Tensor& t = output_cache_[i];
+      if (!t.sole_owner() || t.type() != results[i]->type()) {
+        t = ir::Tensor::Uninitialized(results[i]->type().dtype, results[i]->type().shape);
+      }
+      ptr_[results[i]] = t.mutable_data();
     }
     // Input pointers may have changed: refresh the steps' operand pointers.
     for (Step& s : steps_) {
@@ -305,11 +319,13 @@ class CpuExecutor final : public Executor {
     // Output tensors are reused across runs when the caller has released the previous ones
     // (a fresh 30 MiB logits buffer per run costs page faults and a zero-fill).
     std::vector<ir::Tensor> outs;
-    const auto& results = function_->results();
-    output_cache_.resize(results.size());
     for (size_t i = 0; i < results.size(); ++i) {
       const ir::Value* r = results[i];
       ir::Tensor& t = output_cache_[i];
+      if (direct_result_[i]) {
+        outs.push_back(t);
+        continue;
+      }
       if (!t.sole_owner() || t.type() != r->type()) {
         t = ir::Tensor::Uninitialized(r->type().dtype, r->type().shape);
       }
@@ -491,7 +507,36 @@ class CpuExecutor final : public Executor {
     return absl::OkStatus();
   }
 
+  // A result can be written by its producer directly into the caller's tensor when it has a
+  // buffer of its own: produced by a kernel step, not an alias of another buffer (reshape view,
+  // in-place update) nor aliased by one, not an assign's source, listed once among the results.
+  void PickDirectResults(const plan::MemoryPlan& mp) {
+    const auto& results = function_->results();
+    direct_result_.assign(results.size(), false);
+    std::set<std::string> aliased;
+    for (const auto& b : mp.buffers) {
+      if (!b.alias_of.empty()) aliased.insert(b.alias_of);
+    }
+    std::set<const ir::Value*> produced;
+    for (const Step& s : steps_) {
+      if (!s.kernel) continue;
+      for (const ir::Value* v : s.node->outputs()) produced.insert(v);
+    }
+    for (size_t i = 0; i < results.size(); ++i) {
+      const ir::Value* r = results[i];
+      if (!produced.count(r) || aliased.count(r->name())) continue;
+      if (std::count(results.begin(), results.end(), r) != 1) continue;
+      bool ok = true;
+      for (const auto& b : mp.buffers) {
+        if (b.value == r->name() && !b.alias_of.empty()) ok = false;
+      }
+      for (const Assign& a : assigns_) ok &= a.source != r;
+      direct_result_[i] = ok;
+    }
+  }
+
   const ir::Function* function_ = nullptr;
+  std::vector<bool> direct_result_;
   AlignedBuffer arena_;
   int64_t arena_bytes_ = 0;
   AlignedBuffer state_storage_;
