@@ -246,6 +246,58 @@ TEST(TrainingExecutor, InferencePlanBindsWeightsInPlace) {
   EXPECT_EQ(out->at(0).GetDouble(3), 5.0);
 }
 
+// Results are written by their producers straight into the returned tensors: a result read by
+// a later node, a result aliased by a view (reshape) and a result listed twice must all come out
+// right, and outputs the caller still holds must not change on the next run.
+TEST(TrainingExecutor, ResultsWrittenInPlaceSurviveLaterRuns) {
+  plan::Plan p;
+  p.module = std::make_unique<ir::Module>();
+  ir::Function* f = p.module->AddFunction("main");
+  TensorType t{DType::kF32, {4}}, t22{DType::kF32, {2, 2}};
+  ir::Value* x = f->AddParam("x", t);
+  ir::Value* c = Op(f, "mul", {x, Const(f, 3)}, t);  // result (written in place), read by e
+  ir::Value* e = Op(f, "add", {c, Const(f, 1)}, t);  // result (written in place)
+  ir::Value* y = Op(f, "mul", {x, Const(f, 2)}, t);  // result listed twice
+  ir::Value* z = Op(f, "add", {y, Const(f, 1)}, t);  // result viewed by r
+  ir::Value* r = Op(f, "reshape", {z}, t22, {{"shape", std::vector<int64_t>{2, 2}}});
+  f->set_results({c, e, y, z, r, y});
+  p.memory = NaivePlan(*f);
+  for (auto& b : p.memory.buffers) {
+    if (b.value == r->name()) b.alias_of = z->name();  // a view, as plan_memory makes it
+  }
+  auto ex = cpu::Executor::Create(p);
+  ASSERT_TRUE(ex.ok()) << ex.status();
+  auto run = [&](std::vector<float> v) {
+    return (*ex)->Run({{"x", Tensor::FromVector<float>(DType::kF32, {4}, v)}});
+  };
+  auto check = [](const std::vector<Tensor>& out, float x0) {
+    for (int i = 0; i < 4; ++i) {
+      const double xi = x0 + i;
+      EXPECT_EQ(out.at(0).GetDouble(i), 3 * xi);
+      EXPECT_EQ(out.at(1).GetDouble(i), 3 * xi + 1);
+      EXPECT_EQ(out.at(2).GetDouble(i), 2 * xi);
+      EXPECT_EQ(out.at(3).GetDouble(i), 2 * xi + 1);
+      EXPECT_EQ(out.at(4).GetDouble(i), 2 * xi + 1);
+      EXPECT_EQ(out.at(5).GetDouble(i), 2 * xi);
+    }
+  };
+  auto first = run({1, 2, 3, 4});
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto second = run({5, 6, 7, 8});
+  ASSERT_TRUE(second.ok()) << second.status();
+  check(*first, 1);  // held by the caller during the second run: unchanged
+  check(*second, 5);
+  // Released outputs are reused: the third run writes into the second run's tensors.
+  const void* c_storage = second->at(0).data();
+  const void* e_storage = second->at(1).data();
+  second = absl::StatusOr<std::vector<Tensor>>();
+  auto third = run({9, 10, 11, 12});
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_EQ(third->at(0).data(), c_storage);
+  EXPECT_EQ(third->at(1).data(), e_storage);
+  check(*third, 9);
+}
+
 TEST(TrainingExecutor, AssignSourceClobberedByPlanIsStaged) {
   // A memory plan that lets a node after the assign reuse the new value's bytes (a planner
   // that does not extend assign sources to the end of the step): the executor must still write
