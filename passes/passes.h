@@ -23,6 +23,7 @@ std::unique_ptr<Pass> CreateFoldConstantsPass(FoldConstantsOptions options = {})
 std::unique_ptr<Pass> CreateDcePass();
 std::unique_ptr<Pass> CreateCsePass();
 std::unique_ptr<Pass> CreateSimplifyPass();
+std::unique_ptr<Pass> CreateFoldGemmTransposePass();  // fold_gemm_transpose.cc
 
 struct FuseElementwiseOptions {
   bool match_gelu = true;      // x*0.5*(1+erf(x/sqrt2)) -> gelu {approximate="none"}

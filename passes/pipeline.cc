@@ -113,6 +113,8 @@ const std::vector<PassInfo>& RegisteredPasses() {
        [] { return CreateFoldConstantsPass(); }},
       {"simplify", "remove no-op shape ops, merge reshape/transpose chains",
        [] { return CreateSimplifyPass(); }},
+      {"fold-gemm-transpose", "2-D transposes around a gemm -> its trans_a / trans_b flags",
+       [] { return CreateFoldGemmTransposePass(); }},
       {"cse", "merge identical nodes (same op, inputs and attributes)",
        [] { return CreateCsePass(); }},
       {"dce", "remove nodes whose outputs are unused", [] { return CreateDcePass(); }},
@@ -145,7 +147,8 @@ const std::vector<PassInfo>& RegisteredPasses() {
 }
 
 std::vector<std::string> DefaultPassList(std::string_view target) {
-  std::vector<std::string> list = {"fold-constants", "simplify", "cse", "dce"};
+  std::vector<std::string> list = {"fold-constants", "simplify", "fold-gemm-transpose", "cse",
+                                   "dce"};
   if (target == "cpu") {
     // fuse-elementwise pays on CPU: a GPT-2-like MLP/residual block measured faster with it
     // (see tools/ptc_opt --bench and the passes report); it runs after cse so that duplicated

@@ -788,6 +788,11 @@ std::vector<Case> AllCases() {
     }
   }
   cs.push_back({"softmax_ce_loss", {{"ignore_index", int64_t{-1}}}, {F32({4, 3}), Range(DType::kI64, {4}, -1, 2)}, 2});
+  // Vocabulary-sized rows take the AVX2 path (and its scalar tail: 8195 = 8 * 1024 + 3).
+  for (std::string red : {"none", "mean"}) {
+    cs.push_back({"softmax_ce_loss", {{"reduction", red}, {"ignore_index", int64_t{7}}},
+                  {F32({5, 8195}), Range(DType::kI64, {5}, 0, 8194)}, 2});
+  }
   // Error cases: untrusted data and malformed nodes return errors, never crash.
   Case e;
   e = {"div", {}, {I64({3}), Range(DType::kI64, {3}, 0, 0)}, 1, -1, -1, "division by zero", {{DType::kI64, {3}}}};
@@ -1029,6 +1034,65 @@ TEST(KernelDropoutTest, MaskScalesAndRate) {
     if (testing::Test::HasFailure()) break;
   }
   EXPECT_NEAR(static_cast<double>(kept) / n, 0.75, 0.01);
+}
+
+// ---------------------------------------------------------------------------------------------
+// softmax_ce_loss forward + softmax_ce_loss_grad on vocabulary-sized rows (the AVX2 paths)
+// against float64, and NaN / -inf scores handled as the scalar loops do.
+
+TEST(KernelLossTest, SoftmaxCeLargeVocabMatchesDoubleAndPropagatesNaN) {
+  const int64_t n = 4, c = 8195;
+  ir::Function fn("t");
+  ir::Value* x = fn.AddParam("x", {DType::kF32, {n, c}});
+  ir::Value* lab = fn.AddParam("labels", {DType::kI64, {n}});
+  ir::Node* fwd = fn.AddNode("softmax_ce_loss", {x, lab},
+                             {{DType::kF32, {}}, {DType::kF32, {n, c}}}, {});
+  ir::Value* dl = fn.AddParam("dloss", {DType::kF32, {}});
+  ir::Node* bwd = fn.AddNode("softmax_ce_loss_grad", {dl, fwd->output(1), lab},
+                             {{DType::kF32, {n, c}}}, {});
+  auto fk = CreateKernel(*fwd);
+  ASSERT_TRUE(fk.ok()) << fk.status();
+  auto bk = CreateKernel(*bwd);
+  ASSERT_TRUE(bk.ok()) << bk.status();
+  std::mt19937 rng(7);
+  std::normal_distribution<float> dist(0.0f, 4.0f);
+  std::vector<float> xs(n * c);
+  for (float& v : xs) v = dist(rng);
+  for (int64_t j = 0; j < c; ++j) xs[2 * c + j] = -std::numeric_limits<float>::infinity();
+  xs[2 * c + 5] = 3.0f;           // row 2: one finite score, the rest -inf
+  xs[3 * c + 4099] = std::nanf("");  // row 3: a NaN score
+  std::vector<int64_t> labels = {17, 8194, 5, 0};
+  std::vector<float> loss(1), lp(n * c), dx(n * c);
+  float dloss = 1.0f;
+  std::vector<char> ws((*fk)->WorkspaceBytes() + 64);
+  {
+    const void* ins[] = {xs.data(), labels.data()};
+    void* outs[] = {loss.data(), lp.data()};
+    ASSERT_TRUE((*fk)->Run(ins, outs, ws.data()).ok());
+  }
+  {
+    const void* ins[] = {&dloss, lp.data(), labels.data()};
+    void* outs[] = {dx.data()};
+    ASSERT_TRUE((*bk)->Run(ins, outs, nullptr).ok());
+  }
+  for (int64_t i = 0; i < 2; ++i) {  // finite rows against float64
+    const float* xr = xs.data() + i * c;
+    double mx = *std::max_element(xr, xr + c), sum = 0;
+    for (int64_t j = 0; j < c; ++j) sum += std::exp(static_cast<double>(xr[j]) - mx);
+    const double lse = mx + std::log(sum);
+    for (int64_t j = 0; j < c; ++j) {
+      const double ref_lp = xr[j] - lse;
+      ASSERT_NEAR(lp[i * c + j], ref_lp, 1e-5 * std::max(1.0, std::abs(ref_lp))) << i << "," << j;
+      const double ref_dx = (std::exp(ref_lp) - (j == labels[i] ? 1.0 : 0.0)) / n;
+      ASSERT_NEAR(dx[i * c + j], ref_dx, 1e-7 + 1e-5 * std::abs(ref_dx)) << i << "," << j;
+    }
+  }
+  EXPECT_EQ(lp[2 * c + 5], 0.0f);  // the only finite score has probability 1
+  EXPECT_EQ(lp[2 * c + 6], -std::numeric_limits<float>::infinity());
+  EXPECT_EQ(dx[2 * c + 6], 0.0f);
+  EXPECT_TRUE(std::isnan(lp[3 * c + 1]));
+  EXPECT_TRUE(std::isnan(dx[3 * c + 1]));
+  EXPECT_TRUE(std::isnan(loss[0]));  // the NaN row poisons the mean
 }
 
 // ---------------------------------------------------------------------------------------------

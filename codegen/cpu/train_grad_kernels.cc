@@ -137,7 +137,16 @@ class LossGradKernel : public Kernel {
         const T* xr = x + i * c * d + k;
         T* yr = dx + i * c * d + k;
         if (softmax_) {
-          for (int64_t j = 0; j < c; ++j) yr[j * d] = ct * static_cast<T>(std::exp(xr[j * d]));
+          int64_t j = 0;
+          if constexpr (std::is_same_v<T, float>) {
+            if (d == 1) {  // contiguous class axis: 8 lanes of FastExp (log-probs are <= 0)
+              const __m256 cv = _mm256_set1_ps(ct);
+              for (; j + 8 <= c; j += 8) {
+                _mm256_storeu_ps(yr + j, _mm256_mul_ps(cv, Exp8(_mm256_loadu_ps(xr + j))));
+              }
+            }
+          }
+          for (; j < c; ++j) yr[j * d] = ct * static_cast<T>(std::exp(xr[j * d]));
         } else {
           for (int64_t j = 0; j < c; ++j) yr[j * d] = T(0);
         }
