@@ -67,6 +67,9 @@ check "export checkpoint" "$PTC" export "$T/ckpt" --model "$T/f.onnx" -o "$T/tra
 check "compile trained for generation" "$PTC" compile "$T/trained.onnx" -o "$T/gen.plan" --dim batch=1 --dim seq=32
 check "generate" bash -c "'$PTC' generate '$T/gen.plan' --prompt 'A' --tokens 20 --seed 3 | grep -q '^A'"
 check_error "generate from a training plan" "generation" "$PTC" generate "$T/train.plan" --tokens 2
+check "generate from the checkpoint = from the exported plan" bash -c "[ \"\$('$PTC' generate '$T/ckpt' --model '$T/f.onnx' --seq 32 --prompt 'A' --tokens 20 --temperature 0 2>/dev/null)\" = \"\$('$PTC' generate '$T/gen.plan' --prompt 'A' --tokens 20 --temperature 0)\" ]"
+check_error "generate from a checkpoint without --model" "--model" "$PTC" generate "$T/ckpt" --tokens 2
+check_error "generate from a checkpoint with the loss model" "without its loss" "$PTC" generate "$T/ckpt" --model "$T/l.onnx" --seq 32 --tokens 2
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

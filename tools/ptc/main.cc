@@ -443,6 +443,53 @@ int Model(ModelArgs& a) {
   return 0;
 }
 
+// `ptc generate CHECKPOINT --model MODEL.onnx`: the inference model imported for batch 1 x
+// seq, its initializers replaced by the checkpoint's trained weights (by name, same type, as
+// `ptc export` does), then compiled for the CPU like `ptc compile`.
+absl::StatusOr<ptc::plan::Plan> PlanFromCheckpoint(const std::string& ckpt_path,
+                                                   const std::string& model_path, int64_t seq,
+                                                   std::string* note) {
+  if (model_path.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        ckpt_path, " is a checkpoint folder: add --model MODEL.onnx, the inference model (built "
+        "without --loss) that the checkpoint's training plan was compiled from, e.g.\n"
+        "  ptc generate ", ckpt_path, " --model tiny.onnx --prompt 'The '"));
+  }
+  if (seq <= 0) return absl::InvalidArgumentError("--seq must be positive");
+  PTC_ASSIGN_OR_RETURN(ptc::checkpoint::Checkpoint ckpt,
+                       ptc::checkpoint::LoadCheckpointOrLatest(ckpt_path));
+  ptc::onnx_import::ImportOptions io;
+  io.dims = {{"batch", 1}, {"seq", seq}};
+  PTC_ASSIGN_OR_RETURN(auto module, ptc::onnx_import::ImportOnnxFile(model_path, io));
+  int64_t replaced = 0;
+  for (const auto& [name, tensor] : ckpt.tensors) {
+    auto kind = ckpt.kinds.find(name);
+    if (kind == ckpt.kinds.end() || kind->second != "param") continue;
+    auto it = module->tensors().find(name);
+    if (it == module->tensors().end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "checkpoint ", ckpt.path, ": weight '", name, "' is not an initializer of ", model_path,
+          " (is it the model that was trained?)"));
+    }
+    if (it->second.type() != tensor.type()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "checkpoint ", ckpt.path, ": weight '", name, "' is ", tensor.type().ToString(),
+          " but ", model_path, " has ", it->second.type().ToString()));
+    }
+    it->second = tensor;
+    ++replaced;
+  }
+  if (replaced == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint ", ckpt.path, " holds no weights (\"param\" tensors)"));
+  }
+  *note = absl::StrFormat("ptc: checkpoint %s (step %d, %d weights) in %s, batch 1 x seq %d\n",
+                          ckpt.path, ckpt.step, replaced, model_path, seq);
+  ptc::driver::CompileOptions co;
+  co.dims = io.dims;
+  return ptc::driver::CompileModule(std::move(module), co, nullptr);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -592,8 +639,17 @@ int main(int argc, char** argv) {
   std::string gen_plan;
   ptc::generate::GenerateOptions go;
   CLI::App* gen = app.add_subcommand("generate", "Sample text from a byte-level language-model plan");
-  gen->add_option("plan", gen_plan, "inference plan: token ids i64[1, T] -> logits [1, T, V]")
-      ->required()->check(CLI::ExistingFile);
+  std::string gen_model;
+  int64_t gen_seq = 128;
+  gen->add_option("plan", gen_plan,
+                  "inference plan (token ids i64[1, T] -> logits [1, T, V]), or a checkpoint "
+                  "folder with --model")
+      ->required()->check(CLI::ExistingPath);
+  gen->add_option("--model", gen_model,
+                  "with a checkpoint: the inference ONNX model it trained (built without --loss)")
+      ->check(CLI::ExistingFile);
+  gen->add_option("--seq", gen_seq, "with a checkpoint: the window T (KV-cache size)")
+      ->capture_default_str();
   gen->add_option("--prompt", go.prompt, "text to continue");
   gen->add_option("--tokens", go.tokens, "bytes to generate")->capture_default_str();
   gen->add_option("--temperature", go.temperature, "0 = greedy")->capture_default_str();
@@ -606,8 +662,9 @@ int main(int argc, char** argv) {
       "The plan's graph is turned into a one-token decoder with a KV cache (passes/kv_cache.h):\n"
       "each token costs one position, not the whole window; T (--dim seq) is the cache size.\n"
       "A graph the transformation does not cover falls back to the full window, with a notice.\n"
-      "Example:\n"
-      "  ptc export ckpt/ --model tiny.onnx -o trained.onnx\n"
+      "Examples:\n"
+      "  ptc generate ckpt/ --model tiny.onnx --prompt 'The ' --tokens 300   # latest checkpoint\n"
+      "  ptc export ckpt/ --model tiny.onnx -o trained.onnx                  # or: a plan\n"
       "  ptc compile trained.onnx -o gen.plan --dim batch=1 --dim seq=128\n"
       "  ptc generate gen.plan --prompt 'The ' --tokens 300\n"
       "  ptc generate gen.plan --prompt 'The ' --tokens 300 --temperature 0 --no-kv-cache\n");
@@ -648,9 +705,17 @@ int main(int argc, char** argv) {
   if (*dump) return Dump(da);
   if (*model) return Model(ma);
   if (*gen) {
-    auto plan = ptc::plan::LoadPlan(gen_plan);
+    const bool from_checkpoint = std::filesystem::is_directory(gen_plan);
+    if (!from_checkpoint && !gen_model.empty()) {
+      return Fail(absl::InvalidArgumentError(
+          "--model goes with a checkpoint folder; " + gen_plan + " is a plan file"));
+    }
+    std::string note;
+    auto plan = from_checkpoint ? PlanFromCheckpoint(gen_plan, gen_model, gen_seq, &note)
+                                : ptc::plan::LoadPlan(gen_plan);
     if (!plan.ok()) return Fail(plan.status());
     if (absl::Status st = ptc::generate::CheckGenerationPlan(*plan); !st.ok()) return Fail(st);
+    std::fputs(note.c_str(), stderr);
     ptc::plan::Plan decode_plan;
     if (!gen_no_cache) {
       auto dp = ptc::passes::MakeDecodePlan(*plan);
