@@ -25,6 +25,14 @@ std::unique_ptr<Pass> CreateCsePass();
 std::unique_ptr<Pass> CreateSimplifyPass();
 std::unique_ptr<Pass> CreateFoldGemmTransposePass();  // fold_gemm_transpose.cc
 
+// Autocast-style cast placement (mixed_precision.cc): matmul-like ops compute in `low`,
+// norms / softmax / reductions / losses / transcendentals in f32, the rest follows its
+// operands; parameters and results keep their types. Pass name mixed-precision-bf16 / -fp16.
+struct MixedPrecisionOptions {
+  ir::DType low = ir::DType::kBF16;  // kBF16 or kF16
+};
+std::unique_ptr<Pass> CreateMixedPrecisionPass(MixedPrecisionOptions options);
+
 struct FuseElementwiseOptions {
   bool match_gelu = true;      // x*0.5*(1+erf(x/sqrt2)) -> gelu {approximate="none"}
   bool fuse_chains = true;     // chains of elementwise ops -> fused_elementwise

@@ -140,6 +140,12 @@ const std::vector<PassInfo>& RegisteredPasses() {
        [] { return CreateFuseMatMulBiasPass(); }},
       {"fuse-attention", "softmax(q k^T * scale, mask) v (+ head transposes) -> attention",
        [] { return CreateFuseAttentionPass(); }},
+      {"mixed-precision-bf16",
+       "matmul-like ops in bf16, norms/softmax/reductions/losses in f32 (--precision bf16)",
+       [] { return CreateMixedPrecisionPass({.low = ir::DType::kBF16}); }},
+      {"mixed-precision-fp16",
+       "matmul-like ops in f16, norms/softmax/reductions/losses in f32 (--precision fp16)",
+       [] { return CreateMixedPrecisionPass({.low = ir::DType::kF16}); }},
       {"kv-cache", "add @decode: a one-token decoder of @main with a KV cache (passes/kv_cache.h)",
        [] { return CreateKvCachePass(); }},
   };

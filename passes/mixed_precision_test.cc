@@ -1,0 +1,135 @@
+// mixed-precision-bf16 / -fp16 on a real exported model (tests/data/e2e/gpt_opset17, PyTorch's
+// GPT export imported with batch=2 seq=16): where the casts land, that the verifier accepts
+// the result, and that parameters and results keep their types. The small placement cases
+// are text tests in tests/passes/mixed-precision/.
+#include <cstdlib>
+#include <set>
+#include <string>
+
+#include "compiler/ir/op_util.h"
+#include "compiler/ir/verifier.h"
+#include "compiler/onnx/importer.h"
+#include "gtest/gtest.h"
+#include "passes/pass.h"
+#include "passes/passes.h"
+
+namespace ptc::passes {
+namespace {
+
+std::string SourceDir() {
+  const char* env = std::getenv("PTC_SOURCE_DIR");
+  return env ? env : ".";
+}
+
+std::unique_ptr<ir::Module> ImportGpt() {
+  onnx_import::ImportOptions opts;
+  opts.dims = {{"batch", 2}, {"seq", 16}};
+  auto module =
+      onnx_import::ImportOnnxFile(SourceDir() + "/tests/data/e2e/gpt_opset17/model.onnx", opts);
+  EXPECT_TRUE(module.ok()) << module.status();
+  return module.ok() ? std::move(*module) : nullptr;
+}
+
+struct Snapshot {
+  std::vector<ir::TensorType> params, results;
+  int matmuls = 0;
+};
+
+Snapshot Take(const ir::Function& f) {
+  Snapshot s;
+  for (const ir::Value* p : f.params()) s.params.push_back(p->type());
+  for (const ir::Value* r : f.results()) s.results.push_back(r->type());
+  for (const auto& n : f.nodes()) s.matmuls += n->op() == "matmul" || n->op() == "gemm";
+  return s;
+}
+
+void CheckPlacement(ir::DType low, const std::string& pass_name) {
+  std::unique_ptr<ir::Module> module = ImportGpt();
+  ASSERT_NE(module, nullptr);
+  const Snapshot before = Take(*module->main());
+  ASSERT_GT(before.matmuls, 8);  // 2 layers x 4 projections + 2 attention products + LM head
+
+  auto passes = CreatePasses(pass_name);
+  ASSERT_TRUE(passes.ok()) << passes.status();
+  ASSERT_EQ(passes->size(), 1u);
+  EXPECT_EQ((*passes)[0]->name(), pass_name);
+  Pipeline pipeline;  // verifies after the pass
+  pipeline.Add(std::move((*passes)[0]));
+  ASSERT_TRUE(pipeline.Run(*module).ok());
+  ASSERT_TRUE(ir::Verify(*module).ok());
+
+  const ir::Function& f = *module->main();
+  const Snapshot after = Take(f);
+  EXPECT_EQ(after.params, before.params);    // f32 master weights, i64 ids
+  EXPECT_EQ(after.results, before.results);  // f32 logits
+  EXPECT_EQ(after.matmuls, before.matmuls);
+  int low_matmuls = 0, f32_ops = 0, casts = 0;
+  std::set<const ir::Value*> cast_sources[2];
+  for (const auto& n : f.nodes()) {
+    const std::string& op = n->op();
+    if (op == "matmul" || op == "gemm" || op == "fused_matmul" || op == "attention") {
+      for (const ir::Value* in : n->inputs()) {
+        EXPECT_EQ(in->type().dtype, low) << n->Describe();
+      }
+      EXPECT_EQ(n->output()->type().dtype, low) << n->Describe();
+      ++low_matmuls;
+    } else if (op == "layer_norm" || op == "softmax" || op == "log_softmax" ||
+               op.rfind("reduce_", 0) == 0 || op == "erf") {
+      for (const ir::Value* in : n->inputs()) {
+        EXPECT_EQ(in->type().dtype, ir::DType::kF32) << n->Describe();
+      }
+      EXPECT_EQ(n->output()->type().dtype, ir::DType::kF32) << n->Describe();
+      ++f32_ops;
+    } else if (op == "cast") {
+      ++casts;
+      // One cast per value and direction.
+      const bool down = n->output()->type().dtype == low;
+      EXPECT_TRUE(cast_sources[down].insert(n->input(0)).second)
+          << "second cast of %" << n->input(0)->name() << ": " << n->Describe();
+    }
+    // Every node's types are what the registry infers (the verifier checks this too).
+    auto types = ir::InferNodeTypes(*n, module.get());
+    ASSERT_TRUE(types.ok()) << n->Describe() << ": " << types.status();
+    EXPECT_EQ(*types, ir::OutputTypes(*n)) << n->Describe();
+  }
+  EXPECT_EQ(low_matmuls, before.matmuls);
+  EXPECT_GE(f32_ops, 2 * 3 + 1);  // 2 layers x (2 layer_norm + softmax) + the final layer_norm
+  EXPECT_GT(casts, 0);
+  // The logits are the LM-head matmul's output cast back under their own name.
+  const ir::Value* logits = f.results()[0];
+  ASSERT_NE(logits->producer(), nullptr);
+  EXPECT_EQ(logits->producer()->op(), "cast");
+  EXPECT_EQ(logits->producer()->input(0)->producer()->op(), "matmul");
+
+  const auto& counters = pipeline.timings()[0].counters;
+  EXPECT_EQ(counters.at("low.matmul"), before.matmuls);
+  EXPECT_GT(counters.at("cast.down"), 0);
+  EXPECT_GT(counters.at("cast.up"), 0);
+  EXPECT_EQ(counters.count("kept-f32.matmul"), 0u);
+}
+
+TEST(MixedPrecisionTest, GptBf16) { CheckPlacement(ir::DType::kBF16, "mixed-precision-bf16"); }
+TEST(MixedPrecisionTest, GptFp16) { CheckPlacement(ir::DType::kF16, "mixed-precision-fp16"); }
+
+TEST(MixedPrecisionTest, SecondRunChangesNothing) {
+  std::unique_ptr<ir::Module> module = ImportGpt();
+  ASSERT_NE(module, nullptr);
+  ASSERT_TRUE(CreateMixedPrecisionPass({})->Run(*module).ok());
+  const size_t nodes = module->main()->nodes().size();
+  auto again = CreateMixedPrecisionPass({})->Run(*module);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_FALSE(*again);
+  EXPECT_EQ(module->main()->nodes().size(), nodes);
+}
+
+TEST(MixedPrecisionTest, LowDtypeMustBeHalf) {
+  std::unique_ptr<ir::Module> module = ImportGpt();
+  ASSERT_NE(module, nullptr);
+  auto r = CreateMixedPrecisionPass({.low = ir::DType::kF64})->Run(*module);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(r.status().message()).find("bf16 or f16"), std::string::npos) << r.status();
+}
+
+}  // namespace
+}  // namespace ptc::passes
