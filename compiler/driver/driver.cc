@@ -40,6 +40,20 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
     return absl::UnimplementedError(
         "training on --target cuda is not implemented yet; compile with --target cpu");
   }
+  if (options.precision != "fp32" && options.precision != "bf16" &&
+      options.precision != "fp16") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unknown --precision '", options.precision, "'; use fp32, bf16 or fp16"));
+  }
+  if (options.precision != "fp32" && options.target == "cpu") {
+    // The CPU kernels widen f16/bf16 operands to f32 around the f32 kernel (codegen/cpu/
+    // kernel.cc HalfWrapperKernel), and attention, fused_matmul and the training ops have no
+    // half kernels at all: a low-precision CPU plan would be slower and could not run.
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--precision ", options.precision, " needs --target cuda: the CPU kernels compute in "
+        "f32 (f16/bf16 matmuls are only emulated by widening to f32, attention and the "
+        "training ops have no f16/bf16 kernels); use --precision fp32 on cpu"));
+  }
   ir::Function* main = module->main();
   if (main == nullptr) return absl::InvalidArgumentError("the model has no function to compile");
   if (report) report->nodes_before = static_cast<int64_t>(main->nodes().size());
@@ -56,6 +70,24 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
     gelu_only.fuse_chains = false;
     pre.Add(passes::CreateFuseElementwisePass(gelu_only));
     PTC_RETURN_IF_ERROR(pre.Run(*module));
+  }
+  std::vector<passes::PassTiming> precision_timings;
+  if (options.precision != "fp32") {
+    // After the pre-autodiff clean-up (so that gelu is one op and constants are folded) and
+    // before autodiff: the backward is built through the casts, so parameters, gradients and
+    // optimizer state stay f32 (master weights) while the GEMMs run in the low dtype. Also with
+    // --passes none: the precision is part of what the plan computes, not an optimization.
+    // For inference it runs before the pipeline, whose fold-constants folds the casts of
+    // constants.
+    passes::PipelineOptions mp_opts;
+    mp_opts.print_ir_after = options.print_ir_after;
+    mp_opts.print_sink = options.print_sink;
+    passes::Pipeline mp(mp_opts);
+    passes::MixedPrecisionOptions mpo;
+    mpo.low = options.precision == "bf16" ? ir::DType::kBF16 : ir::DType::kF16;
+    mp.Add(passes::CreateMixedPrecisionPass(mpo));
+    PTC_RETURN_IF_ERROR(mp.Run(*module));
+    precision_timings = mp.timings();
   }
   if (options.train) {
     // @eval (forward + loss) is copied before @main becomes the training step.
@@ -75,7 +107,8 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
   for (auto& p : pass_list) pipeline.Add(std::move(p));
   PTC_RETURN_IF_ERROR(pipeline.Run(*module));
   if (report) {
-    report->pass_timings = pipeline.timings();
+    report->pass_timings = precision_timings;
+    for (const auto& t : pipeline.timings()) report->pass_timings.push_back(t);
     report->nodes_after = static_cast<int64_t>(main->nodes().size());
   }
 
@@ -115,6 +148,7 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
   plan.target = options.target;
   plan.memory = std::move(memory);
   plan.options["passes"] = options.passes;
+  plan.options["precision"] = options.precision;
   if (options.train) {
     const autodiff::TrainOptions& t = options.train_options;
     plan.options["train"] = "1";

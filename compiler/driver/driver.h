@@ -18,6 +18,10 @@ namespace ptc::driver {
 struct CompileOptions {
   std::string target = "cpu";
   std::map<std::string, int64_t> dims;  // --dim NAME=N
+  // fp32 (no change) | bf16 | fp16: passes/mixed_precision.cc places the casts right after
+  // import (matmul-like ops in the low dtype, norms / softmax / losses in f32; parameters and
+  // results keep their types). bf16 / fp16 need --target cuda.
+  std::string precision = "fp32";
   std::string passes = "default";       // comma list, "default" or "none"
   std::string print_ir_after;           // regex over pass names
   std::function<void(const std::string& pass, const std::string& ir)> print_sink;

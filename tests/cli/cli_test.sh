@@ -50,6 +50,10 @@ if ! nvidia-smi >/dev/null 2>&1; then
   check_error "run a CUDA plan without a GPU" "CUDA" "$PTC" run "$T/gpu.plan" --input idx="$M/input_0.pb"
 fi
 check_error "unknown target" "target" "$PTC" compile "$M/model.onnx" -o "$T/x.plan" --target tpu --dim batch=2 --dim seq=16
+check "compile --target cuda --precision bf16" "$PTC" compile "$M/model.onnx" -o "$T/gpu-bf16.plan" --target cuda --precision bf16 --dim batch=2 --dim seq=16
+check "bf16 plan has bf16 matmuls" bash -c "'$PTC' dump '$T/gpu-bf16.plan' | grep -q 'matmul(.*: bf16\\['"
+check_error "--precision bf16 on cpu" "needs --target cuda" "$PTC" compile "$M/model.onnx" -o "$T/x.plan" --precision bf16 --dim batch=2 --dim seq=16
+check_error "unknown --precision" "precision 'fp8'" "$PTC" compile "$M/model.onnx" -o "$T/x.plan" --target cuda --precision fp8 --dim batch=2 --dim seq=16
 
 # Model builder -> training -> checkpoint -> export -> generation, tiny sizes.
 check "model gpt2 with loss" "$PTC" model gpt2 --preset tiny --layers 1 --dim 64 --heads 2 --seq 32 --loss -o "$T/l.onnx"

@@ -78,6 +78,7 @@ bool EndsWith(const std::string& s, const std::string& suffix) {
 
 struct CompileArgs {
   std::string model, output, target = "cpu", passes = "default", print_ir_after, dump_dir;
+  std::string precision = "fp32";
   std::vector<std::string> dims;
   bool stats = false;
   bool train = false;
@@ -92,6 +93,7 @@ int Compile(const CompileArgs& a) {
   if (!dims.ok()) return Fail(dims.status());
   ptc::driver::CompileOptions opts;
   opts.target = a.target;
+  opts.precision = a.precision;
   opts.dims = *dims;
   opts.passes = a.passes;
   opts.print_ir_after = a.print_ir_after;
@@ -514,6 +516,11 @@ int main(int argc, char** argv) {
   compile->add_option("-o,--output", ca.output, "plan file to write (weights go to PLAN.weights)")
       ->required();
   compile->add_option("--target", ca.target, "cpu | cuda (inference on NVIDIA GPUs)")->capture_default_str();
+  compile->add_option("--precision", ca.precision,
+                      "fp32 | bf16 | fp16: bf16/fp16 compute matmuls and attention in the low "
+                      "dtype, norms, softmax and losses in f32; weights and outputs stay f32 "
+                      "(--target cuda)")
+      ->capture_default_str();
   compile->add_option("--dim", ca.dims, "bind a symbolic dim: NAME=N (repeatable)");
   compile->add_option("--passes", ca.passes,
                       "comma-separated pass list, 'default' or 'none'")->capture_default_str();
@@ -565,7 +572,9 @@ int main(int argc, char** argv) {
       "  ptc compile gpt-loss.onnx -o train.plan --train --dim batch=8 --dim seq=128 \\\n"
       "      --optimizer adamw --lr 3e-4 --weight-decay 0.1 --no-decay 'ln|bias' --grad-clip 1 \\\n"
       "      --schedule cosine --warmup 50 --total-steps 1000\n"
-      "  ptc compile gpt.onnx -o gpt.plan --passes fold-constants,dce --print-ir-after 'dce'\n");
+      "  ptc compile gpt.onnx -o gpt.plan --passes fold-constants,dce --print-ir-after 'dce'\n"
+      "  ptc compile gpt.onnx -o gpt-bf16.plan --target cuda --precision bf16 --dim batch=8 "
+      "--dim seq=128\n");
 
   RunArgs ra;
   CLI::App* run = app.add_subcommand("run", "Run a compiled plan (inference)");
