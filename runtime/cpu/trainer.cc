@@ -174,6 +174,10 @@ absl::StatusOr<TrainResult> Train(const plan::Plan& plan, const TrainerOptions& 
            !absl::StartsWith(results[i]->name(), "grad.");
   };
   const bool has_gnorm = scalar_result(1), has_lr = has_gnorm && scalar_result(2);
+  // Without --grad-clip the step does not compute the global norm (its result is a constant
+  // NaN placeholder): show "-" rather than a NaN that looks like divergence.
+  const bool gnorm_computed = has_gnorm && results[1]->producer() != nullptr &&
+                              results[1]->producer()->op() != "constant";
   std::vector<std::pair<size_t, std::string>> grads;  // result index, weight name
   for (size_t i = 0; i < results.size(); ++i) {
     if (absl::StartsWith(results[i]->name(), "grad.")) {
@@ -342,14 +346,15 @@ absl::StatusOr<TrainResult> Train(const plan::Plan& plan, const TrainerOptions& 
     const int64_t rss = cpu::ProcessRssBytes();
     const double eta = elapsed / run_steps * static_cast<double>(o.steps - step);
     progress.Step(step, absl::StrFormat(
-        "step %d/%d | loss %.4f | lr %.3g | grad_norm %.3g | %.0f tok/s | mem %s planned, RSS %s "
+        "step %d/%d | loss %.4f | lr %.3g | grad_norm %s | %.0f tok/s | mem %s planned, RSS %s "
         "| ETA %s",
-        step, o.steps, ema / ema_weight, lr, gnorm, tok_s, Bytes(planned), Bytes(rss),
-        Duration(eta)));
+        step, o.steps, ema / ema_weight, lr,
+        gnorm_computed ? absl::StrFormat("%.3g", gnorm) : std::string("-"), tok_s,
+        Bytes(planned), Bytes(rss), Duration(eta)));
     if (log.is_open()) {
       nlohmann::json j = {{"step", step},           {"loss", loss},
                           {"lr", has_lr ? nlohmann::json(lr) : nlohmann::json(nullptr)},
-                          {"grad_norm", has_gnorm && std::isfinite(gnorm) ? nlohmann::json(gnorm)
+                          {"grad_norm", gnorm_computed && std::isfinite(gnorm) ? nlohmann::json(gnorm)
                                                                           : nlohmann::json(nullptr)},
                           {"tokens_per_s", static_cast<double>(din.batch * din.seq) / dt},
                           {"peak_bytes", planned},  {"rss_bytes", rss}};
