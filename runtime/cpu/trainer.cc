@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "compiler/support/status.h"
@@ -21,6 +22,12 @@
 #include "runtime/cpu/file_util.h"
 
 namespace ptc::train {
+
+class Backend;
+absl::Status RunTrainingWith(const plan::Plan& plan, Backend& backend,
+                             const TrainerOptions& options, std::ostream& progress,
+                             int64_t rss_before);
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -146,8 +153,136 @@ absl::StatusOr<data::Split> LoadTrainingData(const TrainerOptions& o, int64_t ba
   return data::SplitTrainVal(tokens, o.val_fraction, batch * seq + 1);
 }
 
+namespace {
+
+class CpuBackend final : public Backend {
+ public:
+  static absl::StatusOr<std::unique_ptr<Backend>> Create(const plan::Plan& plan) {
+    auto b = std::make_unique<CpuBackend>();
+    PTC_ASSIGN_OR_RETURN(b->step_, cpu::Executor::Create(plan));
+    const ir::Function* ef = plan.module->FindFunction("eval");
+    if (ef != nullptr && ef != plan.module->main()) {
+      cpu::ExecutorOptions eo;
+      eo.function = "eval";
+      eo.shared_state = b->step_->LiveState();
+      PTC_ASSIGN_OR_RETURN(b->eval_, cpu::Executor::Create(plan, eo));
+      if (b->eval_->is_training()) {
+        return absl::InvalidArgumentError(
+            "@eval must not update parameters (it has assign nodes)");
+      }
+    }
+    return b;
+  }
+  std::string name() const override { return "cpu"; }
+  bool is_training() const override { return step_->is_training(); }
+  absl::StatusOr<std::vector<ir::Tensor>> Step(
+      const std::map<std::string, ir::Tensor>& inputs) override {
+    return step_->Run(inputs);
+  }
+  bool has_eval() const override { return eval_ != nullptr; }
+  absl::StatusOr<std::vector<ir::Tensor>> Eval(
+      const std::map<std::string, ir::Tensor>& inputs) override {
+    if (!eval_) return absl::FailedPreconditionError("the plan has no @eval");
+    return eval_->Run(inputs);  // reads the step's weights in place
+  }
+  absl::StatusOr<std::map<std::string, ir::Tensor>> State() override { return step_->State(); }
+  absl::Status SetState(const std::map<std::string, ir::Tensor>& state) override {
+    return step_->SetState(state);
+  }
+  int64_t arena_bytes() const override {
+    return step_->arena_bytes() + (eval_ ? eval_->arena_bytes() : 0);
+  }
+  int64_t state_bytes() const override { return step_->state_bytes(); }
+  bool host_memory() const override { return true; }
+
+ private:
+  std::unique_ptr<cpu::Executor> step_, eval_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(const plan::Plan& plan) {
+  if (!plan.module || plan.module->main() == nullptr) {
+    return absl::InvalidArgumentError("the plan has no main function");
+  }
+  return CpuBackend::Create(plan);
+}
+
+std::vector<std::string> TrainerOptionsToFlags(const TrainerOptions& o) {
+  const char* style = o.progress_style == ProgressStyle::kBar     ? "bar"
+                      : o.progress_style == ProgressStyle::kLines ? "lines"
+                      : o.progress_style == ProgressStyle::kNone  ? "none"
+                                                                  : "auto";
+  return {absl::StrCat("--steps=", o.steps),
+          absl::StrCat("--data=", o.data),
+          absl::StrFormat("--val-fraction=%.17g", o.val_fraction),
+          absl::StrCat("--eval-every=", o.eval_every),
+          absl::StrCat("--eval-batches=", o.eval_batches),
+          absl::StrCat("--log-json=", o.log_json),
+          absl::StrCat("--checkpoint=", o.checkpoint_dir),
+          absl::StrCat("--checkpoint-every=", o.checkpoint_every),
+          absl::StrCat("--resume=", o.resume ? 1 : 0),
+          absl::StrCat("--dump-gradients=", o.dump_gradients),
+          absl::StrCat("--seed=", o.seed),
+          absl::StrCat("--labels-input=", o.labels_input),
+          absl::StrCat("--vocab-size=", o.vocab_size),
+          absl::StrCat("--progress=", style),
+          absl::StrCat("--log-every=", o.log_every),
+          absl::StrCat("--stop-after=", o.stop_after)};
+}
+
+absl::StatusOr<TrainerOptions> TrainerOptionsFromFlags(const std::vector<std::string>& flags) {
+  TrainerOptions o;
+  for (const std::string& f : flags) {
+    const size_t eq = f.find('=');
+    if (f.rfind("--", 0) != 0 || eq == std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("training flag '", f, "' is not --name=value"));
+    }
+    const std::string name = f.substr(2, eq - 2), v = f.substr(eq + 1);
+    bool ok = true;
+    int64_t i = 0;
+    if (name == "steps") ok = absl::SimpleAtoi(v, &o.steps);
+    else if (name == "data") o.data = v;
+    else if (name == "val-fraction") ok = absl::SimpleAtod(v, &o.val_fraction);
+    else if (name == "eval-every") ok = absl::SimpleAtoi(v, &o.eval_every);
+    else if (name == "eval-batches") ok = absl::SimpleAtoi(v, &o.eval_batches);
+    else if (name == "log-json") o.log_json = v;
+    else if (name == "checkpoint") o.checkpoint_dir = v;
+    else if (name == "checkpoint-every") ok = absl::SimpleAtoi(v, &o.checkpoint_every);
+    else if (name == "resume") { ok = absl::SimpleAtoi(v, &i) && (i == 0 || i == 1); o.resume = i == 1; }
+    else if (name == "dump-gradients") o.dump_gradients = v;
+    else if (name == "seed") ok = absl::SimpleAtoi(v, &o.seed);
+    else if (name == "labels-input") o.labels_input = v;
+    else if (name == "vocab-size") ok = absl::SimpleAtoi(v, &o.vocab_size);
+    else if (name == "log-every") ok = absl::SimpleAtoi(v, &o.log_every);
+    else if (name == "stop-after") ok = absl::SimpleAtoi(v, &o.stop_after);
+    else if (name == "progress") {
+      if (v == "auto") o.progress_style = ProgressStyle::kAuto;
+      else if (v == "bar") o.progress_style = ProgressStyle::kBar;
+      else if (v == "lines") o.progress_style = ProgressStyle::kLines;
+      else if (v == "none") o.progress_style = ProgressStyle::kNone;
+      else ok = false;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("unknown training flag '", f, "'"));
+    }
+    if (!ok) return absl::InvalidArgumentError(absl::StrCat("bad value in training flag '", f, "'"));
+  }
+  return o;
+}
+
 absl::StatusOr<TrainResult> Train(const plan::Plan& plan, const TrainerOptions& o,
                                   std::ostream& out) {
+  // Measured before the executors exist (see the other overload).
+  malloc_trim(0);
+  const int64_t rss_before = cpu::ProcessRssBytes();
+  PTC_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateCpuBackend(plan));
+  PTC_ASSIGN_OR_RETURN(TrainResult r, Train(plan, *backend, o, out));
+  r.rss_before = rss_before;
+  return r;
+}
+
+absl::StatusOr<TrainResult> Train(const plan::Plan& plan, Backend& backend,
+                                  const TrainerOptions& o, std::ostream& out) {
   TrainResult result;
   // The base excludes heap memory freed by compilation and loading (glibc keeps it resident and
   // the executor would reuse it, hiding part of the step's growth from the measurement).
@@ -158,8 +293,7 @@ absl::StatusOr<TrainResult> Train(const plan::Plan& plan, const TrainerOptions& 
   }
   if (o.steps <= 0) return absl::InvalidArgumentError("--steps must be positive");
   const ir::Function& main = *plan.module->main();
-  PTC_ASSIGN_OR_RETURN(std::unique_ptr<cpu::Executor> exec, cpu::Executor::Create(plan));
-  if (!exec->is_training()) {
+  if (!backend.is_training()) {
     return absl::InvalidArgumentError(
         "the plan is not a training step (its @main has no assign nodes): compile it with "
         "`ptc compile --train`");
@@ -189,16 +323,11 @@ absl::StatusOr<TrainResult> Train(const plan::Plan& plan, const TrainerOptions& 
         "--dump-gradients: the plan returns no grad.<weight> results (compile with gradients "
         "kept)");
   }
-  std::unique_ptr<cpu::Executor> eval;
+  const bool eval = backend.has_eval();
   std::optional<DataInputs> eval_din;
-  if (const ir::Function* ef = plan.module->FindFunction("eval"); ef != nullptr && ef != &main) {
-    cpu::ExecutorOptions eo;
-    eo.function = "eval";
-    eo.shared_state = exec->LiveState();
-    PTC_ASSIGN_OR_RETURN(eval, cpu::Executor::Create(plan, eo));
-    if (eval->is_training()) {
-      return absl::InvalidArgumentError("@eval must not update parameters (it has assign nodes)");
-    }
+  if (eval) {
+    const ir::Function* ef = plan.module->FindFunction("eval");
+    if (ef == nullptr) return absl::InvalidArgumentError("the backend has @eval, the plan not");
     PTC_ASSIGN_OR_RETURN(eval_din, FindDataInputs(*ef, o.labels_input));
     if (eval_din->batch != din.batch || eval_din->seq != din.seq || eval_din->dtype != din.dtype) {
       return absl::InvalidArgumentError("@eval's data inputs differ in shape from @main's");
@@ -237,7 +366,7 @@ absl::StatusOr<TrainResult> Train(const plan::Plan& plan, const TrainerOptions& 
               absl::StrCat("checkpoint ", ck->path, " lacks the tensor '", name, "'"));
         }
       }
-      PTC_RETURN_IF_ERROR(exec->SetState(ck->tensors));
+      PTC_RETURN_IF_ERROR(backend.SetState(ck->tensors));
       step = ck->step;
       seed = ck->seed;
       data_state = ck->data;
@@ -264,8 +393,10 @@ absl::StatusOr<TrainResult> Train(const plan::Plan& plan, const TrainerOptions& 
     if (!log) return absl::InvalidArgumentError(absl::StrCat("cannot write ", o.log_json));
   }
   result.first_step = step;
-  result.arena_bytes = exec->arena_bytes() + (eval ? eval->arena_bytes() : 0);
-  result.state_bytes = exec->state_bytes();
+  result.arena_bytes = backend.arena_bytes();
+  result.state_bytes = backend.state_bytes();
+  result.host_memory = backend.host_memory();
+  result.backend = backend.name();
   for (const ir::Value* r : results) result.output_bytes += r->type().byte_size();
   if (eval) {
     for (const ir::Value* r : plan.module->FindFunction("eval")->results()) {
@@ -276,8 +407,8 @@ absl::StatusOr<TrainResult> Train(const plan::Plan& plan, const TrainerOptions& 
   progress.Line(absl::StrCat(
       "training ", o.steps, " steps of ", din.batch, "x", din.seq, " tokens on ",
       split.train.source(), ": ", split.train.size(), " train / ", split.val.size(),
-      " val tokens; memory: arena ", Bytes(exec->arena_bytes()), ", weights+state ",
-      Bytes(result.state_bytes), ", RSS ", Bytes(result.rss_before),
+      " val tokens on ", backend.name(), "; memory: arena ", Bytes(result.arena_bytes),
+      ", weights+state ", Bytes(result.state_bytes), ", RSS ", Bytes(result.rss_before),
       eval ? "" : "; no @eval in the plan: no validation loss"));
 
   auto run_eval = [&]() -> absl::StatusOr<double> {
@@ -285,7 +416,7 @@ absl::StatusOr<TrainResult> Train(const plan::Plan& plan, const TrainerOptions& 
     int64_t n = std::max<int64_t>(1, std::min(o.eval_batches, val_it->batches_per_epoch()));
     double sum = 0;
     for (int64_t i = 0; i < n; ++i) {
-      PTC_ASSIGN_OR_RETURN(auto outs, eval->Run(Feed(*eval_din, val_it->Next())));
+      PTC_ASSIGN_OR_RETURN(auto outs, backend.Eval(Feed(*eval_din, val_it->Next())));
       sum += Scalar(outs.at(0));
     }
     return sum / static_cast<double>(n);
@@ -296,7 +427,7 @@ absl::StatusOr<TrainResult> Train(const plan::Plan& plan, const TrainerOptions& 
     ck.plan_hash = plan_hash;
     ck.seed = seed;
     ck.data = train_it.state();
-    ck.tensors = exec->State();
+    PTC_ASSIGN_OR_RETURN(ck.tensors, backend.State());
     ck.kinds = kinds;
     PTC_ASSIGN_OR_RETURN(result.last_checkpoint,
                          checkpoint::WriteCheckpoint(o.checkpoint_dir, ck));
@@ -310,7 +441,7 @@ absl::StatusOr<TrainResult> Train(const plan::Plan& plan, const TrainerOptions& 
   while (step < o.steps) {
     if (o.stop_after > 0 && run_steps >= o.stop_after) break;
     const auto t0 = Clock::now();
-    PTC_ASSIGN_OR_RETURN(auto outs, exec->Run(Feed(din, train_it.Next())));
+    PTC_ASSIGN_OR_RETURN(auto outs, backend.Step(Feed(din, train_it.Next())));
     ++step;
     ++run_steps;
     const double loss = Scalar(outs[0]);
@@ -382,13 +513,28 @@ absl::StatusOr<TrainResult> Train(const plan::Plan& plan, const TrainerOptions& 
   progress.Finish();
   result.last_step = step;
   result.rss_after = cpu::ProcessRssBytes();
-  result.final_state = exec->State();
+  PTC_ASSIGN_OR_RETURN(result.final_state, backend.State());
   return result;
 }
 
 absl::Status RunTraining(const plan::Plan& plan, const TrainerOptions& options,
                          std::ostream& progress) {
-  PTC_ASSIGN_OR_RETURN(TrainResult r, Train(plan, options, progress));
+  malloc_trim(0);
+  const int64_t rss_before = cpu::ProcessRssBytes();
+  PTC_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateCpuBackend(plan));
+  return RunTrainingWith(plan, *backend, options, progress, rss_before);
+}
+
+absl::Status RunTraining(const plan::Plan& plan, Backend& backend, const TrainerOptions& options,
+                         std::ostream& progress) {
+  return RunTrainingWith(plan, backend, options, progress, -1);
+}
+
+absl::Status RunTrainingWith(const plan::Plan& plan, Backend& backend,
+                             const TrainerOptions& options, std::ostream& progress,
+                             int64_t rss_before) {
+  PTC_ASSIGN_OR_RETURN(TrainResult r, Train(plan, backend, options, progress));
+  if (rss_before >= 0) r.rss_before = rss_before;
   if (options.progress_style == ProgressStyle::kNone) return absl::OkStatus();
   std::string line = absl::StrCat("trained steps ", r.first_step + 1, "..", r.last_step);
   if (!r.losses.empty()) absl::StrAppend(&line, absl::StrFormat(", last loss %.4f", r.losses.back()));
@@ -397,14 +543,16 @@ absl::Status RunTraining(const plan::Plan& plan, const TrainerOptions& options,
                                            std::exp(r.val_loss)));
   }
   const int64_t planned = r.arena_bytes + r.state_bytes + r.output_bytes;
-  absl::StrAppend(&line, "; memory: arena ", Bytes(r.arena_bytes), " + weights/state ",
-                  Bytes(r.state_bytes), " + outputs ", Bytes(r.output_bytes), " = ",
-                  Bytes(planned), " planned; RSS ", Bytes(r.rss_before), " -> ",
-                  Bytes(r.rss_after),
-                  absl::StrFormat(" (grew %s = %.2f x plan; the rest is the training data)",
-                                  Bytes(r.rss_after - r.rss_before),
-                                  static_cast<double>(r.rss_after - r.rss_before) /
-                                      static_cast<double>(std::max<int64_t>(1, planned))));
+  absl::StrAppend(&line, "; memory", r.host_memory ? "" : absl::StrCat(" (", r.backend, ")"),
+                  ": arena ", Bytes(r.arena_bytes), " + weights/state ", Bytes(r.state_bytes),
+                  " + outputs ", Bytes(r.output_bytes), " = ", Bytes(planned), " planned");
+  if (r.host_memory) {
+    absl::StrAppend(&line, "; RSS ", Bytes(r.rss_before), " -> ", Bytes(r.rss_after),
+                    absl::StrFormat(" (grew %s = %.2f x plan; the rest is the training data)",
+                                    Bytes(r.rss_after - r.rss_before),
+                                    static_cast<double>(r.rss_after - r.rss_before) /
+                                        static_cast<double>(std::max<int64_t>(1, planned))));
+  }
   if (!r.last_checkpoint.empty()) absl::StrAppend(&line, "; checkpoint ", r.last_checkpoint);
   progress << line << "\n";
   return absl::OkStatus();

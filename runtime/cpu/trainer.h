@@ -17,8 +17,10 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "compiler/ir/ir.h"
@@ -65,14 +67,52 @@ struct TrainResult {
   int64_t rss_before = 0, rss_after = 0;
   std::map<std::string, ir::Tensor> final_state;
   std::string last_checkpoint;
+  bool host_memory = true;  // the planned bytes are host memory (Backend::host_memory)
+  std::string backend;      // Backend::name()
 };
+
+// What the training loop needs from an executor. CreateCpuBackend() wraps cpu::Executor (the
+// @eval executor reads the step's live weights in place); ptc-cuda wraps cuda::Executor
+// (tools/ptc_cuda/main.cc), so `ptc run` trains CUDA plans with the same loop, data, logs and
+// checkpoints.
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;  // "cpu", "cuda (NVIDIA H200)"
+  virtual bool is_training() const = 0;  // @main has assign nodes
+  // One training step (@main): inputs by name, outputs in result order (host tensors).
+  virtual absl::StatusOr<std::vector<ir::Tensor>> Step(
+      const std::map<std::string, ir::Tensor>& inputs) = 0;
+  virtual bool has_eval() const = 0;
+  // @eval on the current weights.
+  virtual absl::StatusOr<std::vector<ir::Tensor>> Eval(
+      const std::map<std::string, ir::Tensor>& inputs) = 0;
+  // Every "param" / "state" parameter of @main (host copies) / overwrite some of them.
+  virtual absl::StatusOr<std::map<std::string, ir::Tensor>> State() = 0;
+  virtual absl::Status SetState(const std::map<std::string, ir::Tensor>& state) = 0;
+  virtual int64_t arena_bytes() const = 0;  // the step's arena + @eval's
+  virtual int64_t state_bytes() const = 0;  // weights and optimizer state
+  // Whether the planned bytes are host memory (then the RSS growth is compared with them).
+  virtual bool host_memory() const = 0;
+};
+
+absl::StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(const plan::Plan& plan);
 
 absl::StatusOr<TrainResult> Train(const plan::Plan& plan, const TrainerOptions& options,
                                   std::ostream& progress);
+absl::StatusOr<TrainResult> Train(const plan::Plan& plan, Backend& backend,
+                                  const TrainerOptions& options, std::ostream& progress);
 
 // The CLI entry point: Train() with the result summarized on `progress`.
 absl::Status RunTraining(const plan::Plan& plan, const TrainerOptions& options,
                          std::ostream& progress);
+absl::Status RunTraining(const plan::Plan& plan, Backend& backend, const TrainerOptions& options,
+                         std::ostream& progress);
+
+// TrainerOptions as "--name=value" flags and back: `ptc run` hands a CUDA training plan to
+// ptc-cuda with these. Round-trips every field; unknown or malformed flags are errors.
+std::vector<std::string> TrainerOptionsToFlags(const TrainerOptions& options);
+absl::StatusOr<TrainerOptions> TrainerOptionsFromFlags(const std::vector<std::string>& flags);
 
 // Same training data as Train() uses for a plan with inputs [batch, seq] (exposed for tests).
 absl::StatusOr<data::Split> LoadTrainingData(const TrainerOptions& options, int64_t batch,

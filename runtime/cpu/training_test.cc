@@ -298,6 +298,49 @@ TEST(TrainingExecutor, ResultsWrittenInPlaceSurviveLaterRuns) {
   check(*third, 9);
 }
 
+// `ptc run` hands CUDA training plans to ptc-cuda as flags: every option survives the trip.
+TEST(Trainer, OptionsRoundTripThroughFlags) {
+  train::TrainerOptions o;
+  o.steps = 1234;
+  o.data = "/tmp/some dir/corpus=1.txt";
+  o.val_fraction = 0.123456789012345;
+  o.eval_every = 7;
+  o.eval_batches = 3;
+  o.log_json = "log.jsonl";
+  o.checkpoint_dir = "ckpt";
+  o.checkpoint_every = 50;
+  o.resume = true;
+  o.dump_gradients = "grads";
+  o.seed = 18446744073709551615ull;
+  o.labels_input = "targets";
+  o.vocab_size = 50257;
+  o.progress_style = train::ProgressStyle::kLines;
+  o.log_every = 5;
+  o.stop_after = 2;
+  auto back = train::TrainerOptionsFromFlags(train::TrainerOptionsToFlags(o));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->steps, o.steps);
+  EXPECT_EQ(back->data, o.data);
+  EXPECT_EQ(back->val_fraction, o.val_fraction);
+  EXPECT_EQ(back->eval_every, o.eval_every);
+  EXPECT_EQ(back->eval_batches, o.eval_batches);
+  EXPECT_EQ(back->log_json, o.log_json);
+  EXPECT_EQ(back->checkpoint_dir, o.checkpoint_dir);
+  EXPECT_EQ(back->checkpoint_every, o.checkpoint_every);
+  EXPECT_EQ(back->resume, o.resume);
+  EXPECT_EQ(back->dump_gradients, o.dump_gradients);
+  EXPECT_EQ(back->seed, o.seed);
+  EXPECT_EQ(back->labels_input, o.labels_input);
+  EXPECT_EQ(back->vocab_size, o.vocab_size);
+  EXPECT_EQ(back->progress_style, o.progress_style);
+  EXPECT_EQ(back->log_every, o.log_every);
+  EXPECT_EQ(back->stop_after, o.stop_after);
+  EXPECT_FALSE(train::TrainerOptionsFromFlags({"--stpes=3"}).ok());
+  EXPECT_FALSE(train::TrainerOptionsFromFlags({"--steps=three"}).ok());
+  EXPECT_FALSE(train::TrainerOptionsFromFlags({"--resume=2"}).ok());
+  EXPECT_FALSE(train::TrainerOptionsFromFlags({"steps=3"}).ok());
+}
+
 TEST(TrainingExecutor, AssignSourceClobberedByPlanIsStaged) {
   // A memory plan that lets a node after the assign reuse the new value's bytes (a planner
   // that does not extend assign sources to the end of the step): the executor must still write

@@ -153,16 +153,27 @@ struct RunArgs {
   std::string progress = "auto";
 };
 
-int Train(const RunArgs& a, const ptc::plan::Plan& plan) {
+absl::StatusOr<ptc::train::TrainerOptions> TrainerOptionsOf(const RunArgs& a) {
   ptc::train::TrainerOptions t = a.train;
   if (a.progress == "bar") t.progress_style = ptc::train::ProgressStyle::kBar;
   else if (a.progress == "lines") t.progress_style = ptc::train::ProgressStyle::kLines;
   else if (a.progress == "none") t.progress_style = ptc::train::ProgressStyle::kNone;
   else if (a.progress != "auto") {
-    return Fail(absl::InvalidArgumentError(
-        absl::StrCat("--progress '", a.progress, "' is not one of auto, bar, lines, none")));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--progress '", a.progress, "' is not one of auto, bar, lines, none"));
   }
-  absl::Status s = ptc::train::RunTraining(plan, t, std::cerr);
+  // ptc-cuda's stderr is this terminal too: resolve "auto" here, where isatty is known.
+  if (t.progress_style == ptc::train::ProgressStyle::kAuto) {
+    t.progress_style = ::isatty(2) ? ptc::train::ProgressStyle::kBar
+                                   : ptc::train::ProgressStyle::kLines;
+  }
+  return t;
+}
+
+int Train(const RunArgs& a, const ptc::plan::Plan& plan) {
+  auto t = TrainerOptionsOf(a);
+  if (!t.ok()) return Fail(t.status());
+  absl::Status s = ptc::train::RunTraining(plan, *t, std::cerr);
   return s.ok() ? 0 : Fail(s);
 }
 
@@ -205,7 +216,7 @@ absl::StatusOr<std::map<std::string, Tensor>> ReadInputs(const RunArgs& a) {
 
 // CUDA plans run in `ptc-cuda` (next to this binary), so that the CPU commands never load the
 // CUDA libraries (cuBLASLt alone maps ~200 MiB).
-int RunCuda(const RunArgs& a) {
+int RunCuda(const RunArgs& a, bool training) {
   std::error_code ec;
   std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
   std::filesystem::path helper = self.parent_path() / "ptc-cuda";
@@ -215,10 +226,18 @@ int RunCuda(const RunArgs& a) {
         " is missing); build ptc where nvcc is installed, or compile with --target cpu")));
   }
   std::vector<std::string> args = {helper.string(), a.plan};
-  for (const std::string& in : a.inputs) args.push_back("--input=" + in);
-  if (!a.output_dir.empty()) args.push_back("--output-dir=" + a.output_dir);
-  args.push_back(absl::StrCat("--warmup=", a.warmup));
-  args.push_back(absl::StrCat("--repeat=", a.repeat));
+  if (training) {
+    // The CPU trainer's loop, data, logs and checkpoints run in ptc-cuda on the CUDA executor.
+    auto t = TrainerOptionsOf(a);
+    if (!t.ok()) return Fail(t.status());
+    args.push_back("--train");
+    for (std::string& f : ptc::train::TrainerOptionsToFlags(*t)) args.push_back(std::move(f));
+  } else {
+    for (const std::string& in : a.inputs) args.push_back("--input=" + in);
+    if (!a.output_dir.empty()) args.push_back("--output-dir=" + a.output_dir);
+    args.push_back(absl::StrCat("--warmup=", a.warmup));
+    args.push_back(absl::StrCat("--repeat=", a.repeat));
+  }
   std::vector<char*> argv;
   for (std::string& s : args) argv.push_back(s.data());
   argv.push_back(nullptr);
@@ -229,8 +248,8 @@ int RunCuda(const RunArgs& a) {
 int Run(const RunArgs& a) {
   auto plan = ptc::plan::LoadPlan(a.plan);
   if (!plan.ok()) return Fail(plan.status());
+  if (plan->target == "cuda") return RunCuda(a, plan->options.count("train") > 0);
   if (plan->options.count("train")) return Train(a, *plan);
-  if (plan->target == "cuda") return RunCuda(a);
   auto exec = ptc::cpu::Executor::Create(*plan);
   if (!exec.ok()) return Fail(exec.status());
   const ptc::ir::Function* main = plan->module->main();

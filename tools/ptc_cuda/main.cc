@@ -1,11 +1,15 @@
 // ptc-cuda: runs CUDA plans for `ptc run` (which execs it), so that the CPU commands of ptc
-// never load the CUDA libraries. Usage: ptc-cuda PLAN [--input=NAME=FILE.pb ...]
-// [--output-dir=DIR] [--warmup=N] [--repeat=N]
+// never load the CUDA libraries. Usage:
+//   ptc-cuda PLAN [--input=NAME=FILE.pb ...] [--output-dir=DIR] [--warmup=N] [--repeat=N]
+//   ptc-cuda PLAN --train [trainer flags: runtime/cpu/trainer.h TrainerOptionsToFlags]
+// Training runs the CPU trainer's loop (data, progress, logs, evaluation, checkpoints) with
+// the steps on the GPU: CudaBackend below.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,6 +17,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "compiler/driver/tensor_io.h"
+#include "compiler/support/status.h"
+#include "runtime/cpu/trainer.h"
 #include "runtime/cuda/executor.h"
 #include "runtime/plan/plan.h"
 
@@ -25,6 +31,86 @@ int Fail(const absl::Status& status) {
   return 1;
 }
 
+// The trainer's view of the CUDA executor. @eval runs in its own executor whose weights are
+// refreshed from the step's device state (through the host) before the first evaluation after
+// any step.
+class CudaBackend final : public ptc::train::Backend {
+ public:
+  static absl::StatusOr<std::unique_ptr<CudaBackend>> Create(const ptc::plan::Plan& plan) {
+    auto b = std::make_unique<CudaBackend>();
+    PTC_ASSIGN_OR_RETURN(b->step_, ptc::cuda::Executor::Create(plan));
+    const ptc::ir::Function* ef = plan.module->FindFunction("eval");
+    if (ef != nullptr && ef != plan.module->main()) {
+      ptc::cuda::ExecutorOptions eo;
+      eo.function = "eval";
+      PTC_ASSIGN_OR_RETURN(b->eval_, ptc::cuda::Executor::Create(plan, eo));
+      if (b->eval_->is_training()) {
+        return absl::InvalidArgumentError(
+            "@eval must not update parameters (it has assign nodes)");
+      }
+      for (const ptc::ir::Value* p : ef->params()) {
+        if (p->is_param()) b->eval_params_.push_back(p->name());
+      }
+    }
+    return b;
+  }
+  std::string name() const override { return "cuda (" + step_->device().name + ")"; }
+  bool is_training() const override { return step_->is_training(); }
+  absl::StatusOr<std::vector<ptc::ir::Tensor>> Step(
+      const std::map<std::string, ptc::ir::Tensor>& inputs) override {
+    eval_stale_ = true;
+    return step_->Run(inputs);
+  }
+  bool has_eval() const override { return eval_ != nullptr; }
+  absl::StatusOr<std::vector<ptc::ir::Tensor>> Eval(
+      const std::map<std::string, ptc::ir::Tensor>& inputs) override {
+    if (!eval_) return absl::FailedPreconditionError("the plan has no @eval");
+    if (eval_stale_) {
+      PTC_ASSIGN_OR_RETURN(auto state, step_->State());
+      std::map<std::string, ptc::ir::Tensor> weights;
+      for (const std::string& n : eval_params_) {
+        auto it = state.find(n);
+        if (it == state.end()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("@eval's parameter '", n, "' is not a parameter of @main"));
+        }
+        weights[n] = it->second;
+      }
+      PTC_RETURN_IF_ERROR(eval_->SetState(weights));
+      eval_stale_ = false;
+    }
+    return eval_->Run(inputs);
+  }
+  absl::StatusOr<std::map<std::string, ptc::ir::Tensor>> State() override {
+    return step_->State();
+  }
+  absl::Status SetState(const std::map<std::string, ptc::ir::Tensor>& state) override {
+    eval_stale_ = true;
+    return step_->SetState(state);
+  }
+  int64_t arena_bytes() const override {
+    return step_->memory().arena_bytes + (eval_ ? eval_->memory().arena_bytes : 0);
+  }
+  int64_t state_bytes() const override { return step_->memory().state_bytes; }
+  bool host_memory() const override { return false; }
+
+ private:
+  std::unique_ptr<ptc::cuda::Executor> step_, eval_;
+  std::vector<std::string> eval_params_;
+  bool eval_stale_ = true;
+};
+
+int Train(const std::string& plan_path, const std::vector<std::string>& flags) {
+  auto options = ptc::train::TrainerOptionsFromFlags(flags);
+  if (!options.ok()) return Fail(options.status());
+  auto plan = ptc::plan::LoadPlan(plan_path);
+  if (!plan.ok()) return Fail(plan.status());
+  auto backend = CudaBackend::Create(*plan);
+  if (!backend.ok()) return Fail(backend.status());
+  absl::Status s = ptc::train::RunTraining(*plan, **backend, *options, std::cerr);
+  return s.ok() ? 0 : Fail(s);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -34,6 +120,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::string plan_path = argv[1], output_dir;
+  if (argc >= 3 && std::string(argv[2]) == "--train") {
+    return Train(plan_path, std::vector<std::string>(argv + 3, argv + argc));
+  }
   int warmup = 0, repeat = 1;
   std::map<std::string, ptc::ir::Tensor> inputs;
   for (int i = 2; i < argc; ++i) {
