@@ -234,6 +234,7 @@ int RunCuda(const RunArgs& a, bool training) {
     for (std::string& f : ptc::train::TrainerOptionsToFlags(*t)) args.push_back(std::move(f));
   } else {
     for (const std::string& in : a.inputs) args.push_back("--input=" + in);
+    if (a.random_inputs) args.push_back(absl::StrCat("--random-inputs=", a.seed));
     if (!a.output_dir.empty()) args.push_back("--output-dir=" + a.output_dir);
     args.push_back(absl::StrCat("--warmup=", a.warmup));
     args.push_back(absl::StrCat("--repeat=", a.repeat));

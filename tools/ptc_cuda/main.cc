@@ -1,6 +1,7 @@
 // ptc-cuda: runs CUDA plans for `ptc run` (which execs it), so that the CPU commands of ptc
 // never load the CUDA libraries. Usage:
-//   ptc-cuda PLAN [--input=NAME=FILE.pb ...] [--output-dir=DIR] [--warmup=N] [--repeat=N]
+//   ptc-cuda PLAN [--input=NAME=FILE.pb ...] [--random-inputs=SEED] [--output-dir=DIR]
+//                 [--warmup=N] [--repeat=N]
 //   ptc-cuda PLAN --train [trainer flags: runtime/cpu/trainer.h TrainerOptionsToFlags]
 // Training runs the CPU trainer's loop (data, progress, logs, evaluation, checkpoints) with
 // the steps on the GPU: CudaBackend below.
@@ -9,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <random>
 #include <memory>
 #include <string>
 #include <vector>
@@ -124,6 +126,8 @@ int main(int argc, char** argv) {
     return Train(plan_path, std::vector<std::string>(argv + 3, argv + argc));
   }
   int warmup = 0, repeat = 1;
+  bool random_inputs = false;
+  uint64_t random_seed = 1;
   std::map<std::string, ptc::ir::Tensor> inputs;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
@@ -138,6 +142,8 @@ int main(int argc, char** argv) {
       auto t = ptc::driver::ReadTensorFile(nf[1]);
       if (!t.ok()) return Fail(t.status());
       inputs[nf[0]] = std::move(t->tensor);
+    } else if (kv[0] == "--random-inputs" && absl::SimpleAtoi(kv[1], &random_seed)) {
+      random_inputs = true;
     } else if (kv[0] == "--output-dir") {
       output_dir = kv[1];
     } else if (kv[0] == "--warmup" && absl::SimpleAtoi(kv[1], &warmup)) {
@@ -148,6 +154,23 @@ int main(int argc, char** argv) {
   }
   auto plan = ptc::plan::LoadPlan(plan_path);
   if (!plan.ok()) return Fail(plan.status());
+  if (random_inputs) {  // as `ptc run --random-inputs`: small token ids, floats in [-1, 1)
+    std::mt19937_64 rng(random_seed);
+    std::uniform_real_distribution<float> uf(-1.f, 1.f);
+    for (const ptc::ir::Value* p : plan->module->main()->params()) {
+      if (p->is_param() || p->flags().count("state") || inputs.count(p->name())) continue;
+      ptc::ir::Tensor t(p->type().dtype, p->type().shape);
+      for (int64_t i = 0; i < t.num_elements(); ++i) {
+        switch (t.dtype()) {
+          case ptc::ir::DType::kF32: t.mutable_data_as<float>()[i] = uf(rng); break;
+          case ptc::ir::DType::kI64: t.mutable_data_as<int64_t>()[i] = static_cast<int64_t>(rng() % 2); break;
+          case ptc::ir::DType::kI32: t.mutable_data_as<int32_t>()[i] = static_cast<int32_t>(rng() % 2); break;
+          default: break;  // zeros
+        }
+      }
+      inputs[p->name()] = std::move(t);
+    }
+  }
   auto exec = ptc::cuda::Executor::Create(*plan);
   if (!exec.ok()) return Fail(exec.status());
   std::vector<double> times;

@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""GPT-2 small on one GPU with PyTorch: the peer of bench/gpu/gpt2_bench.sh (device machine).
+
+  python3 bench/gpu/torch_gpt2.py train --batch 16 --seq 1024 --steps 12 [--compile]
+  python3 bench/gpu/torch_gpt2.py infer --batch 1 --seq 1024 [--compile]
+  python3 bench/gpu/torch_gpt2.py generate --prompt-len 16 --tokens 256
+
+The architecture of ptc's `ptc model gpt2 --preset small` (nanoGPT layout: pre-norm, causal
+attention through F.scaled_dot_product_attention (flash), exact GELU, tied LM head, vocab
+50257, 12 layers, dim 768, 12 heads), bf16 autocast with fp32 master weights, AdamW
+(fused=True, lr 3e-4, weight decay 0.1). Prints one JSON line: tokens/s (median step after
+warmup) and torch.cuda.max_memory_allocated.
+"""
+import argparse
+import json
+import math
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Block(nn.Module):
+    def __init__(self, d, h):
+        super().__init__()
+        self.h = h
+        self.ln_1 = nn.LayerNorm(d)
+        self.c_attn = nn.Linear(d, 3 * d)
+        self.c_proj = nn.Linear(d, d)
+        self.ln_2 = nn.LayerNorm(d)
+        self.c_fc = nn.Linear(d, 4 * d)
+        self.mlp_proj = nn.Linear(4 * d, d)
+
+    def forward(self, x, cache=None):
+        b, t, d = x.shape
+        q, k, v = self.c_attn(self.ln_1(x)).split(d, dim=2)
+        q, k, v = (z.view(b, t, self.h, d // self.h).transpose(1, 2) for z in (q, k, v))
+        if cache is not None:
+            if cache[0] is not None:
+                k = torch.cat([cache[0], k], dim=2)
+                v = torch.cat([cache[1], v], dim=2)
+            cache[0], cache[1] = k, v
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=(t > 1))
+        x = x + self.c_proj(y.transpose(1, 2).reshape(b, t, d))
+        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x))))
+
+
+class GPT(nn.Module):
+    def __init__(self, vocab=50257, layers=12, d=768, h=12, seq=1024):
+        super().__init__()
+        self.wte = nn.Embedding(vocab, d)
+        self.wpe = nn.Embedding(seq, d)
+        self.blocks = nn.ModuleList(Block(d, h) for _ in range(layers))
+        self.ln_f = nn.LayerNorm(d)
+        for p in self.parameters():
+            if p.dim() == 2:
+                nn.init.normal_(p, std=0.02)
+
+    def forward(self, idx, labels=None, caches=None, pos0=0):
+        t = idx.shape[1]
+        x = self.wte(idx) + self.wpe(torch.arange(pos0, pos0 + t, device=idx.device))
+        for i, blk in enumerate(self.blocks):
+            x = blk(x, None if caches is None else caches[i])
+        logits = self.ln_f(x) @ self.wte.weight.t()
+        if labels is None:
+            return logits
+        return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), labels.view(-1))
+
+
+def timed(fn, warmup, steps):
+    times = []
+    for i in range(warmup + steps):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=["train", "infer", "generate"])
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seq", type=int, default=1024)
+    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--prompt-len", type=int, default=16)
+    ap.add_argument("--tokens", type=int, default=256)
+    a = ap.parse_args()
+    torch.manual_seed(0)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    model = GPT().cuda()
+    n_params = sum(p.numel() for p in model.parameters())
+    fwd = torch.compile(model) if a.compile else model
+    torch.cuda.reset_peak_memory_stats()
+    out = {"mode": a.mode, "compile": a.compile, "batch": a.batch, "seq": a.seq,
+           "params": n_params, "torch": torch.__version__,
+           "device": torch.cuda.get_device_name()}
+    if a.mode == "train":
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1, fused=True)
+        x = torch.randint(0, 50257, (a.batch, a.seq), device="cuda")
+        y = torch.randint(0, 50257, (a.batch, a.seq), device="cuda")
+        losses = []
+
+        def step():
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = fwd(x, y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(float(loss))
+        s = timed(step, a.warmup, a.steps)
+        out.update(step_ms=s * 1e3, tokens_per_s=a.batch * a.seq / s, first_loss=losses[0])
+        # 6N per token for the matmuls with weights + attention (causal: half of 12*L*T*d).
+        flops = 6 * n_params * a.batch * a.seq + 6 * 12 * a.batch * a.seq * a.seq * 768
+        out["model_tflops"] = flops / s / 1e12
+    elif a.mode == "infer":
+        x = torch.randint(0, 50257, (a.batch, a.seq), device="cuda")
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+            s = timed(lambda: fwd(x), a.warmup, a.steps)
+        out.update(forward_ms=s * 1e3, tokens_per_s=a.batch * a.seq / s)
+    else:
+        prompt = torch.randint(0, 50257, (1, a.prompt_len), device="cuda")
+
+        def gen():
+            caches = [[None, None] for _ in model.blocks]
+            with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+                logits = model(prompt, caches=caches)
+                tok = logits[:, -1:].argmax(-1)
+                for i in range(a.tokens):
+                    logits = model(tok, caches=caches, pos0=a.prompt_len + i)
+                    tok = logits[:, -1:].argmax(-1)
+        s = timed(gen, 1, 3)
+        out.update(generate_s=s, tokens_per_s=a.tokens / s)
+    out["peak_mem_bytes"] = torch.cuda.max_memory_allocated()
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()
