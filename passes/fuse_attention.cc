@@ -5,6 +5,8 @@
 //   %s  = matmul(%q, %kt)                    q [B,H,Tq,D], kt [B,H,D,Tk]
 //   %sc = mul(%s, c) | div(%s, c)            optional; c a splat constant -> scale (else 1)
 //   %m  = where(%mask, -inf, %sc)            optional; bool mask, true = masked out
+//       | where(%keep, %sc, -inf)            or true = kept (ptc's model builders): becomes
+//                                            attention's mask as not(%keep)
 //       | add(%sc, %bias)                    or an additive mask (either operand order)
 //   %p  = softmax(%m) {axis=3}
 //   %o  = matmul(%p, %v)                     v [B,H,Tk,Dv] -> o [B,H,Tq,Dv]
@@ -17,8 +19,8 @@
 //
 // Declines (counters): softmax not over the last axis of a rank-4 float "declined.shape";
 // an intermediate with other uses "declined.multi-use"; no matmul before/after the softmax
-// "declined.no-matmul"; a non-constant scale "declined.scale"; where(mask, x, -inf) (true
-// keeps) or another where "declined.mask".
+// "declined.no-matmul"; a non-constant scale "declined.scale"; a where without a -inf branch
+// or with a non-bool condition "declined.mask".
 // Run after fold-constants/simplify/cse (so that the scale and -inf are splat constants) and
 // before fuse-elementwise (which would take the scaling multiply).
 //
@@ -93,16 +95,24 @@ class FuseAttentionPass : public Pass {
       ir::Value* cur = sm->input(0);
       ir::Value* mask = nullptr;
       bool bad = false;
+      bool keep_mask = false;  // where(mask, scores, -inf): true keeps; negated below
+      ir::Node* where_node = nullptr;
       if (Match w = m.Def(cur).Op("where"); w) {
         ir::Node* wn = w.node();
-        std::optional<double> fill = m.Splat(wn->input(1));
-        if (!m.Def(cur).SingleUse() || !fill || !std::isinf(*fill) || *fill > 0 ||
+        auto is_ninf = [&](ir::Value* x) {
+          std::optional<double> fill = m.Splat(x);
+          return fill && std::isinf(*fill) && *fill < 0;
+        };
+        const bool drop_form = is_ninf(wn->input(1)), keep_form = !drop_form && is_ninf(wn->input(2));
+        if (!m.Def(cur).SingleUse() || (!drop_form && !keep_form) ||
             wn->input(0)->type().dtype != ir::DType::kBool) {
           Count("declined.mask");
           continue;
         }
         mask = wn->input(0);
-        cur = wn->input(2);
+        cur = wn->input(drop_form ? 2 : 1);
+        keep_mask = keep_form;
+        where_node = wn;
         absorbed.push_back(wn);
       } else if (Match a = m.Def(cur).Op("add"); a) {
         ir::Node* an = a.node();
@@ -185,6 +195,14 @@ class FuseAttentionPass : public Pass {
           k = t->output();
         }
         operands = {q, k, v};
+      }
+      if (mask != nullptr && keep_mask) {
+        // attention's bool mask is true = masked out: negate the keep-mask (a constant mask,
+        // e.g. the causal triangle, folds when fold-constants runs again).
+        mask = fn.AddNode("not", {mask}, {mask->type()}, {}, where_node->loc(),
+                          {mask->name() + "_drop"}, /*before=*/where_node)
+                   ->output();
+        Count("fused.keep-mask");
       }
       if (mask != nullptr) operands.push_back(mask);
       ir::AttrMap attrs;

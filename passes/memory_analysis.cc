@@ -121,6 +121,20 @@ OpCost EstimateCost(const ir::Node& n) {
     int64_t k = a.empty() ? 1 : a.back();
     c.flops = 2.0 * static_cast<double>(out_elems) * static_cast<double>(k) +
               8.0 * static_cast<double>(out_elems);
+  } else if ((op == "attention" && n.num_inputs() >= 3) ||
+             (op == "attention_grad" && n.num_inputs() >= 4)) {
+    // q k^T and p v over B*H*Tq*Tk scores (+ the softmax); the gradient recomputes the scores
+    // and does four more products of the same size.
+    const int first = op == "attention" ? 0 : 1;
+    const ir::Shape& q = n.input(first)->type().shape;
+    const ir::Shape& v = n.input(first + 2)->type().shape;
+    if (q.size() == 4 && v.size() == 4) {
+      const bool bthd = n.GetString("layout", "bhtd").value_or("bhtd") == "bthd";
+      const double b = q[0], h = bthd ? q[2] : q[1], tq = bthd ? q[1] : q[2];
+      const double tk = bthd ? v[1] : v[2], d = q[3], dv = v[3];
+      const double scores = b * h * tq * tk;
+      c.flops = (op == "attention" ? 1.0 : 2.5) * 2.0 * scores * (d + dv) + 5.0 * scores;
+    }
   } else if (op == "gemm" && n.num_inputs() >= 2) {
     const ir::Shape& a = n.input(0)->type().shape;
     int64_t trans_a = n.GetInt("trans_a", 0).value_or(0);

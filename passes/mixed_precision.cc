@@ -13,7 +13,11 @@
 //         slice gather expand identity dropout cast ...). When every float operand is low the op
 //         stays low; when low and f32 operands meet, the low ones are cast up and the op computes
 //         in f32. As in PyTorch's type promotion, a rank-0 operand (a scale, an epsilon) does not
-//         count: `mul(%s_bf16, 0.125)` stays bf16 with the scalar cast down.
+//         count: `mul(%s_bf16, 0.125)` stays bf16 with the scalar cast down; nor do weights
+//         ("param" parameters) and constants: `add(%mm_bf16, %bias)` (a linear layer's bias
+//         after its matmul, as autocast computes nn.Linear) stays bf16 with the bias cast down,
+//         so the MLP's [B, T, 4d] activations are kept in bf16. Activations decide: the f32
+//         residual stream plus a bf16 branch computes in f32.
 // Output types are re-inferred with the op registry (op_util.h InferNodeTypes) after operands
 // change; an op that refuses the low dtype computes in f32 instead (counter "kept-f32.<op>").
 //
@@ -158,13 +162,18 @@ class MixedPrecisionPass : public Pass {
             compute_low = false;
             break;
           case OpClass::kFollow: {
-            // The deciding operands: the non-scalar ones, or all of them when all are scalars.
-            bool any_big = false, big_f32 = false, any_low = false;
+            // The deciding operands: the activations (not scalars, weights or constants), or
+            // all of them when there is none.
+            auto passive = [&](const ir::Value* v) {
+              return v->type().rank() == 0 || (v->producer() == nullptr && v->is_param()) ||
+                     (v->producer() != nullptr && v->producer()->op() == "constant");
+            };
+            bool any_active = false, big_f32 = false, any_low = false;
             for (size_t i : ours) {
-              if (original[i]->type().rank() > 0) any_big = true;
+              if (!passive(original[i])) any_active = true;
             }
             for (size_t i : ours) {
-              if (any_big && original[i]->type().rank() == 0) continue;
+              if (any_active && passive(original[i])) continue;
               (Low(original[i]) ? any_low : big_f32) = true;
             }
             compute_low = any_low && !big_f32;

@@ -13,7 +13,10 @@
 // twice the threads. Masks broadcast through per-dimension strides (0 where broadcast).
 #include <immintrin.h>
 
+#include <array>
+#include <cmath>
 #include <limits>
+#include <vector>
 #include <type_traits>
 
 #include "absl/strings/str_cat.h"
@@ -125,6 +128,7 @@ T ExpRowAndSum(T* x, int64_t n, T mx) {
 template <typename T>
 class AttentionKernel : public Kernel {
  public:
+  using Value = T;
   struct Plan {
     int64_t b, h, tq, tk, d, dv;
     bool bthd;
@@ -261,51 +265,176 @@ class AttentionKernel : public Kernel {
   Plan p_;
 };
 
+// attention_grad(dy, q, k, v[, mask]) -> dq, dk, dv. Per (batch, head), blocks of kQueryBlock
+// query rows: the scores of the block against every key are recomputed (rows x Tk, never
+// T x T), P = softmax, dP = dy V^T, dS = P * (dP - rowsum(P * dP)) * scale, then
+// dq = dS K, dk += dS^T q, dv += P^T dy. One (batch, head) per work item: dk / dv are summed
+// by one thread in a fixed order (deterministic, no atomics).
+template <typename T>
+class AttentionGradKernel : public Kernel {
+ public:
+  using Value = T;
+  using Plan = typename AttentionKernel<T>::Plan;
+  explicit AttentionGradKernel(Plan p) : p_(p) {}
+
+  absl::Status Run(absl::Span<const void* const> inputs, absl::Span<void* const> outputs,
+                   void*) override {
+    const T* dy = static_cast<const T*>(inputs[0]);
+    const T* q = static_cast<const T*>(inputs[1]);
+    const T* k = static_cast<const T*>(inputs[2]);
+    const T* v = static_cast<const T*>(inputs[3]);
+    const void* mask = p_.mask_kind != 0 ? inputs[4] : nullptr;
+    T* dq = static_cast<T*>(outputs[0]);
+    T* dk = static_cast<T*>(outputs[1]);
+    T* dv = static_cast<T*>(outputs[2]);
+    const int64_t pairs = p_.b * p_.h;
+    ParallelFor(pairs, 1, [&](int64_t w0, int64_t w1) {
+      const int64_t tk = p_.tk;
+      std::vector<T> kt(p_.d * tk), vt(p_.dv * tk);
+      std::vector<T> s(kQueryBlock * tk), dp(kQueryBlock * tk), st(tk * kQueryBlock);
+      for (int64_t w = w0; w < w1; ++w) {
+        Pair(dy, q, k, v, mask, dq, dk, dv, w / p_.h, w % p_.h, kt.data(), vt.data(), s.data(),
+             dp.data(), st.data());
+      }
+    });
+    return absl::OkStatus();
+  }
+
+ private:
+  int64_t RowStride(int64_t e) const { return p_.bthd ? p_.h * e : e; }
+  int64_t Base(int64_t bi, int64_t hi, int64_t t, int64_t e) const {
+    return p_.bthd ? (bi * t * p_.h + hi) * e : (bi * p_.h + hi) * t * e;
+  }
+  // x [T, E] (row stride ld) -> xt [E, T].
+  static void Transpose(const T* x, int64_t t, int64_t e, int64_t ld, T* xt) {
+    for (int64_t i = 0; i < t; ++i) {
+      for (int64_t j = 0; j < e; ++j) xt[j * t + i] = x[i * ld + j];
+    }
+  }
+
+  void Pair(const T* dy, const T* q, const T* k, const T* v, const void* mask, T* dq, T* dk,
+            T* dv, int64_t bi, int64_t hi, T* kt, T* vt, T* s, T* dp, T* st) const {
+    const int64_t tq = p_.tq, tk = p_.tk, d = p_.d, e = p_.dv;
+    const int64_t ldd = RowStride(d), lde = RowStride(e);
+    const T* kb = k + Base(bi, hi, tk, d);
+    const T* vb = v + Base(bi, hi, tk, e);
+    T* dkb = dk + Base(bi, hi, tk, d);
+    T* dvb = dv + Base(bi, hi, tk, e);
+    Transpose(kb, tk, d, ldd, kt);
+    Transpose(vb, tk, e, lde, vt);
+    for (int64_t j = 0; j < tk; ++j) {
+      std::fill(dkb + j * ldd, dkb + j * ldd + d, T(0));
+      std::fill(dvb + j * lde, dvb + j * lde + e, T(0));
+    }
+    const T neg_inf = -std::numeric_limits<T>::infinity();
+    const int64_t mask_base = bi * p_.mask_str[0] + hi * p_.mask_str[1];
+    for (int64_t i0 = 0; i0 < tq; i0 += kQueryBlock) {
+      const int64_t rows = std::min(kQueryBlock, tq - i0);
+      const T* qb = q + Base(bi, hi, tq, d) + i0 * ldd;
+      const T* dyb = dy + Base(bi, hi, tq, e) + i0 * lde;
+      T* dqb = dq + Base(bi, hi, tq, d) + i0 * ldd;
+      BlockGemm<T>(false, rows, tk, d, qb, ldd, kt, tk, s, tk);    // q k^T
+      BlockGemm<T>(false, rows, tk, e, dyb, lde, vt, tk, dp, tk);  // dy v^T
+      for (int64_t r = 0; r < rows; ++r) {
+        T* sr = s + r * tk;
+        if (p_.mask_kind == 1) {
+          const bool* mr = static_cast<const bool*>(mask) + mask_base + (i0 + r) * p_.mask_str[2];
+          for (int64_t j = 0; j < tk; ++j) sr[j] = mr[j * p_.mask_str[3]] ? neg_inf : sr[j] * p_.scale;
+        } else if (p_.mask_kind == 2) {
+          const T* mr = static_cast<const T*>(mask) + mask_base + (i0 + r) * p_.mask_str[2];
+          for (int64_t j = 0; j < tk; ++j) sr[j] = sr[j] * p_.scale + mr[j * p_.mask_str[3]];
+        } else {
+          ScaleRow(sr, tk, p_.scale);
+        }
+        const T mx = RowMax(sr, tk);
+        const T sum = mx == neg_inf ? T(0) : ExpRowAndSum(sr, tk, mx);
+        // P; a row whose keys are all masked is NaN, as the forward's softmax.
+        const T inv = sum == T(0) ? std::numeric_limits<T>::quiet_NaN() : T(1) / sum;
+        T* pr = dp + r * tk;  // dP row
+        T dsum = T(0);
+        for (int64_t j = 0; j < tk; ++j) {
+          sr[j] *= inv;
+          dsum += sr[j] * pr[j];
+        }
+        // dS (scaled), overwriting dP; P stays in s.
+        for (int64_t j = 0; j < tk; ++j) pr[j] = sr[j] * (pr[j] - dsum) * p_.scale;
+      }
+      // dq = dS k; dk += dS^T q; dv += P^T dy.
+      BlockGemm<T>(false, rows, d, tk, dp, tk, kb, ldd, dqb, ldd);
+      Transpose(dp, rows, tk, tk, st);
+      BlockGemm<T>(true, tk, d, rows, st, rows, qb, ldd, dkb, ldd);
+      Transpose(s, rows, tk, tk, st);
+      BlockGemm<T>(true, tk, e, rows, st, rows, dyb, lde, dvb, lde);
+    }
+  }
+
+  Plan p_;
+};
+
 }  // namespace
 
-KernelOr MakeAttentionKernel(const ir::Node& node) {
-  PTC_RETURN_IF_ERROR(CheckArity(node, 3, 4, 1, 1));
+namespace {
+
+struct AttentionShape {
+  int64_t b, h, tq, tk, d, dv;
+  bool bthd;
+  double scale;
+  int mask_kind;
+  std::array<int64_t, 4> mask_str;
+  DType dtype;
+};
+
+// Validates attention's operands q, k, v[, mask] at inputs first.. of `node` (attention: 0;
+// attention_grad: 1, after dy) against `out` (the attention output's type).
+absl::StatusOr<AttentionShape> ParseAttention(const ir::Node& node, int first,
+                                              const ir::TensorType& ot) {
   PTC_ASSIGN_OR_RETURN(std::string layout, node.GetString("layout", "bhtd"));
   if (layout != "bhtd" && layout != "bthd") {
     return Invalid(node, absl::StrCat("layout must be bhtd or bthd, got '", layout, "'"));
   }
-  const ir::TensorType& qt = node.input(0)->type();
-  const ir::TensorType& kt = node.input(1)->type();
-  const ir::TensorType& vt = node.input(2)->type();
-  const ir::TensorType& ot = node.output(0)->type();
+  const ir::TensorType& qt = node.input(first)->type();
+  const ir::TensorType& kt = node.input(first + 1)->type();
+  const ir::TensorType& vt = node.input(first + 2)->type();
   const bool bthd = layout == "bthd";
   const int t_axis = bthd ? 1 : 2, h_axis = bthd ? 2 : 1;
   if (qt.rank() != 4 || kt.rank() != 4 || vt.rank() != 4 || ot.rank() != 4) {
     return Invalid(node, absl::StrCat("q, k, v must have rank 4, got ", qt.ToString(), ", ",
                                       kt.ToString(), ", ", vt.ToString()));
   }
-  const int64_t b = qt.shape[0], h = qt.shape[h_axis], tq = qt.shape[t_axis];
-  const int64_t tk = kt.shape[t_axis], d = qt.shape[3], dv = vt.shape[3];
-  ir::Shape want_k = bthd ? ir::Shape{b, tk, h, d} : ir::Shape{b, h, tk, d};
-  ir::Shape want_v = bthd ? ir::Shape{b, tk, h, dv} : ir::Shape{b, h, tk, dv};
-  ir::Shape want_o = bthd ? ir::Shape{b, tq, h, dv} : ir::Shape{b, h, tq, dv};
+  AttentionShape a;
+  a.b = qt.shape[0];
+  a.h = qt.shape[h_axis];
+  a.tq = qt.shape[t_axis];
+  a.tk = kt.shape[t_axis];
+  a.d = qt.shape[3];
+  a.dv = vt.shape[3];
+  a.bthd = bthd;
+  a.dtype = qt.dtype;
+  ir::Shape want_k = bthd ? ir::Shape{a.b, a.tk, a.h, a.d} : ir::Shape{a.b, a.h, a.tk, a.d};
+  ir::Shape want_v = bthd ? ir::Shape{a.b, a.tk, a.h, a.dv} : ir::Shape{a.b, a.h, a.tk, a.dv};
+  ir::Shape want_o = bthd ? ir::Shape{a.b, a.tq, a.h, a.dv} : ir::Shape{a.b, a.h, a.tq, a.dv};
   if (kt.shape != want_k || vt.shape != want_v || ot.shape != want_o ||
       kt.dtype != qt.dtype || vt.dtype != qt.dtype || ot.dtype != qt.dtype) {
     return Invalid(node, absl::StrCat("shapes do not match (layout ", layout, "): q ",
                                       qt.ToString(), ", k ", kt.ToString(), ", v ",
                                       vt.ToString(), " -> ", ot.ToString()));
   }
-  PTC_ASSIGN_OR_RETURN(double scale,
-                       node.GetFloat("scale", 1.0 / std::sqrt(static_cast<double>(d))));
-  int mask_kind = 0;
-  std::array<int64_t, 4> mask_str = {0, 0, 0, 0};
-  if (node.num_inputs() == 4) {
-    const ir::TensorType& mt = node.input(3)->type();
+  PTC_ASSIGN_OR_RETURN(a.scale,
+                       node.GetFloat("scale", 1.0 / std::sqrt(static_cast<double>(a.d))));
+  a.mask_kind = 0;
+  a.mask_str = {0, 0, 0, 0};
+  if (node.num_inputs() == first + 4) {
+    const ir::TensorType& mt = node.input(first + 3)->type();
     if (mt.dtype == DType::kBool) {
-      mask_kind = 1;
+      a.mask_kind = 1;
     } else if (mt.dtype == qt.dtype) {
-      mask_kind = 2;
+      a.mask_kind = 2;
     } else {
       return Invalid(node, absl::StrCat("mask must be bool or ", DTypeStr(qt.dtype), ", got ",
                                         mt.ToString()));
     }
     if (mt.rank() > 4) return Invalid(node, "mask rank must be <= 4, got " + mt.ToString());
-    const ir::Shape scores{b, h, tq, tk};
+    const ir::Shape scores{a.b, a.h, a.tq, a.tk};
     const int off = 4 - mt.rank();
     int64_t stride = 1;
     for (int i = 3; i >= 0; --i) {
@@ -314,21 +443,44 @@ KernelOr MakeAttentionKernel(const ir::Node& node) {
         return Invalid(node, absl::StrCat("mask ", mt.ToString(), " does not broadcast to ",
                                           ir::ShapeToString(scores)));
       }
-      mask_str[i] = dim == 1 ? 0 : stride;
+      a.mask_str[i] = dim == 1 ? 0 : stride;
       stride *= dim;
     }
   }
-  switch (qt.dtype) {
-    case DType::kF32:
-      return KernelPtr(new AttentionKernel<float>(AttentionKernel<float>::Plan{
-          b, h, tq, tk, d, dv, bthd, static_cast<float>(scale), mask_kind, mask_str}));
-    case DType::kF64:
-      return KernelPtr(new AttentionKernel<double>(AttentionKernel<double>::Plan{
-          b, h, tq, tk, d, dv, bthd, scale, mask_kind, mask_str}));
-    default:
-      return Unsupported(node, absl::StrCat("dtype ", DTypeStr(qt.dtype),
-                                            " is not supported (f32, f64)"));
+  if (a.dtype != DType::kF32 && a.dtype != DType::kF64) {
+    return Unsupported(node, absl::StrCat("dtype ", DTypeStr(a.dtype),
+                                          " is not supported (f32, f64)"));
   }
+  return a;
+}
+
+template <typename K>
+KernelOr Make(const AttentionShape& a) {
+  using T = typename K::Value;
+  return KernelPtr(new K(typename K::Plan{a.b, a.h, a.tq, a.tk, a.d, a.dv, a.bthd,
+                                          static_cast<T>(a.scale), a.mask_kind, a.mask_str}));
+}
+
+}  // namespace
+
+KernelOr MakeAttentionKernel(const ir::Node& node) {
+  PTC_RETURN_IF_ERROR(CheckArity(node, 3, 4, 1, 1));
+  PTC_ASSIGN_OR_RETURN(AttentionShape a, ParseAttention(node, 0, node.output(0)->type()));
+  if (a.dtype == DType::kF32) return Make<AttentionKernel<float>>(a);
+  return Make<AttentionKernel<double>>(a);
+}
+
+KernelOr MakeAttentionGradKernel(const ir::Node& node) {
+  PTC_RETURN_IF_ERROR(CheckArity(node, 4, 5, 3, 3));
+  PTC_ASSIGN_OR_RETURN(AttentionShape a, ParseAttention(node, 1, node.input(0)->type()));
+  for (int i = 0; i < 3; ++i) {
+    if (node.output(i)->type() != node.input(i + 1)->type()) {
+      return Invalid(node, absl::StrCat("gradient ", i, " must have the type of its operand ",
+                                        node.input(i + 1)->type().ToString()));
+    }
+  }
+  if (a.dtype == DType::kF32) return Make<AttentionGradKernel<float>>(a);
+  return Make<AttentionGradKernel<double>>(a);
 }
 
 }  // namespace ptc::cpu::internal

@@ -221,6 +221,7 @@ constexpr OpEntry kOps[] = {
     {"matmul", MakeMatMulKernel, true},
     {"gemm", MakeGemmKernel, true},
     {"attention", MakeAttentionKernel, false},
+    {"attention_grad", MakeAttentionGradKernel, false},
     {"softmax", MakeSoftmaxKernel, true},
     {"log_softmax", MakeSoftmaxKernel, true},
     {"layer_norm", MakeLayerNormKernel, true},

@@ -294,6 +294,7 @@ KernelOr MakeMatMulKernel(const ir::Node& node);
 KernelOr MakeGemmKernel(const ir::Node& node);
 KernelOr MakeFusedMatMulKernel(const ir::Node& node);  // fused_matmul
 KernelOr MakeAttentionKernel(const ir::Node& node);    // attention (attention.cc)
+KernelOr MakeAttentionGradKernel(const ir::Node& node);  // attention_grad (attention.cc)
 KernelOr MakeSoftmaxKernel(const ir::Node& node);  // softmax, log_softmax
 KernelOr MakeLayerNormKernel(const ir::Node& node);
 KernelOr MakeReduceKernel(const ir::Node& node);

@@ -127,6 +127,29 @@ absl::Status LayerNorm(RuleContext& c) {
   return absl::OkStatus();
 }
 
+// attention(q, k, v[, mask]) -> attention_grad(dy, q, k, v[, mask]) with the same attributes:
+// the backward recomputes the softmax blockwise (flash-style), so training keeps only q, k, v
+// and the output of each attention instead of the B x H x T x T probabilities.
+absl::Status Attention(RuleContext& c) {
+  if (c.node.num_inputs() == 4 && c.need[3]) {
+    return absl::UnimplementedError(absl::StrCat(
+        "autodiff: ", c.node.Describe(), ": the loss depends on the attention mask, which has "
+        "no gradient rule (make the mask a constant)"));
+  }
+  std::vector<Value*> ins = {c.dy[0], c.in(0), c.in(1), c.in(2)};
+  if (c.node.num_inputs() == 4) ins.push_back(c.in(3));
+  ir::AttrMap attrs;
+  for (const char* k : {"scale", "layout"}) {
+    if (c.node.has_attr(k)) attrs[k] = c.node.attrs().at(k);
+  }
+  auto outs = c.b.OpN("attention_grad", ins, std::move(attrs), 3);
+  if (outs.size() != 3) return absl::OkStatus();  // the builder holds the error
+  for (int i = 0; i < 3; ++i) {
+    if (c.need[i]) c.dx[i] = outs[i];
+  }
+  return absl::OkStatus();
+}
+
 ir::AttrMap LossAttrs(const ir::Node& node) {
   ir::AttrMap a;
   for (const char* k : {"reduction", "ignore_index"}) {
@@ -169,6 +192,7 @@ void AddLinalgRules(RuleMap& rules) {
   rules["softmax"] = Softmax;
   rules["log_softmax"] = LogSoftmax;
   rules["layer_norm"] = LayerNorm;
+  rules["attention"] = Attention;
   rules["softmax_ce_loss"] = SoftmaxCe;
   rules["nll_loss"] = Nll;
 }

@@ -240,6 +240,32 @@ std::vector<Case> Cases() {
          return std::vector<Value*>{g.Op(
              "gemm", {g.P({4, 3}), g.P({2, 4})}, {{"trans_a", int64_t{1}}, {"trans_b", int64_t{1}}})};
        }},
+      {"attention_bhtd_bool_mask", [](GraphMaker& g) {
+         // Causal-like with Tq < Tk: query i sees keys 0..i+1; no row is fully masked.
+         std::vector<uint8_t> m;
+         for (int i = 0; i < 5; ++i) {
+           for (int j = 0; j < 6; ++j) m.push_back(j > i + 1);
+         }
+         return std::vector<Value*>{g.Op("attention", {g.P({2, 2, 5, 3}), g.P({2, 2, 6, 3}),
+                                                       g.P({2, 2, 6, 4}), g.Bools({5, 6}, m)},
+                                         {{"scale", 0.7}})};
+       }},
+      {"attention_bthd_additive_mask", [](GraphMaker& g) {
+         std::vector<double> m;
+         for (int i = 0; i < 4 * 3; ++i) m.push_back(0.25 * (i % 5) - 0.5);
+         return std::vector<Value*>{g.Op(
+             "attention", {g.P({2, 4, 2, 3}), g.P({2, 3, 2, 3}), g.P({2, 3, 2, 2}),
+                           g.Const(ir::Tensor::FromVector(DType::kF64, {1, 2, 4, 3}, [&] {
+                             std::vector<double> x(m.begin(), m.end());
+                             x.insert(x.end(), m.begin(), m.end());
+                             return x;
+                           }()))},
+             {{"layout", std::string("bthd")}})};
+       }},
+      {"attention_two_query_blocks", [](GraphMaker& g) {  // Tq > the kernel's 32-row block
+         return std::vector<Value*>{g.Op("attention", {g.P({1, 1, 35, 2}), g.P({1, 1, 7, 2}),
+                                                       g.P({1, 1, 7, 3})})};
+       }},
       {"softmax", [](GraphMaker& g) {
          return std::vector<Value*>{g.Op("softmax", {g.P({2, 3, 4})}, {{"axis", int64_t{1}}})};
        }},

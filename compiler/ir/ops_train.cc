@@ -15,6 +15,10 @@
 //       scale has the normalized shape x.shape[axis:]; mean / inv_std_dev are the f32 outputs
 //       of the forward layer_norm; dscale and dbias have scale's type.
 //   gelu_grad(dy, x) {approximate="none"|"tanh"}       dy * gelu'(x); type of x.
+//   attention_grad(dy, q, k, v[, mask]) {scale, layout} -> (dq, dk, dv)
+//       The gradients of attention(q, k, v[, mask]) (ops_fused.cc) for the output gradient dy,
+//       same attributes; the softmax is recomputed from q and k (nothing T x T is kept from the
+//       forward). Not differentiable in the mask.
 //
 //   Optimizer ops (made by compiler/autodiff/optimizer.cc); scalars are f32[]:
 //   lr_schedule(step) {lr, schedule="constant"|"cosine", warmup=0, total_steps=0,
@@ -150,6 +154,17 @@ InferResult InferGeluGrad(const Types& in, const AttrMap& attrs, int) {
   return t;
 }
 
+InferResult InferAttentionGrad(const Types& in, const AttrMap& attrs, int) {
+  // dy must be what attention(q, k, v[, mask]) returns; the gradients have the operands' types.
+  Types fwd(in.begin() + 1, in.end());
+  PTC_ASSIGN_OR_RETURN(Types o, InferTypes("attention", fwd, attrs, 1));
+  if (in[0] != o[0]) {
+    return Invalid(absl::StrCat("dy ", in[0].ToString(), " must have the attention output's type ",
+                                o[0].ToString()));
+  }
+  return Types{in[1], in[2], in[3]};
+}
+
 InferResult InferLrSchedule(const Types& in, const AttrMap& attrs, int) {
   PTC_RETURN_IF_ERROR(RequireScalarF32(in[0], "step"));
   PTC_RETURN_IF_ERROR(GetFloatAttr(attrs, "lr").status());
@@ -216,6 +231,8 @@ const std::vector<OpDef>& TrainOpDefs() {
        .max_outputs = 3, .infer = InferLayerNormGrad},
       {.name = "gelu_grad", .min_inputs = 2, .max_inputs = 2, .infer = InferGeluGrad,
        .elementwise = true},
+      {.name = "attention_grad", .min_inputs = 4, .max_inputs = 5, .min_outputs = 3,
+       .max_outputs = 3, .infer = InferAttentionGrad},
       {.name = "lr_schedule", .min_inputs = 1, .max_inputs = 1, .infer = InferLrSchedule},
       {.name = "adamw_update", .min_inputs = 6, .max_inputs = 6, .min_outputs = 3,
        .max_outputs = 3, .infer = InferAdamW},

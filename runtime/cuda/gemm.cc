@@ -479,10 +479,12 @@ class FlashAttentionKernel final : public DeviceKernel {
 
 // The flash kernel's descriptor, or an error status when the node is outside what it supports
 // (the caller then uses the two-GEMM path for f32).
-absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateFlashAttention(const ir::Node& node) {
-  const ir::TensorType& q = node.input(0)->type();
-  const ir::TensorType& kt = node.input(1)->type();
-  const ir::TensorType& vt = node.input(2)->type();
+// The flash descriptor of attention's operands q, k, v[, mask] at inputs first.. of `node`
+// (attention: 0; attention_grad: 1, after dy).
+absl::StatusOr<kernels::AttentionDesc> FlashDesc(const ir::Node& node, int first) {
+  const ir::TensorType& q = node.input(first)->type();
+  const ir::TensorType& kt = node.input(first + 1)->type();
+  const ir::TensorType& vt = node.input(first + 2)->type();
   if (q.rank() != 4 || kt.rank() != 4 || vt.rank() != 4 || kt.dtype != q.dtype ||
       vt.dtype != q.dtype) {
     return Invalid(node, "q, k, v must have rank 4 and one dtype");
@@ -515,8 +517,8 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateFlashAttention(const ir::Nod
   strides(d.tk, d.d, d.k_strides);
   strides(d.tk, d.dv, d.v_strides);
   strides(d.tq, d.dv, d.o_strides);
-  if (node.num_inputs() == 4) {
-    const ir::TensorType& m = node.input(3)->type();
+  if (node.num_inputs() == first + 4) {
+    const ir::TensorType& m = node.input(first + 3)->type();
     if (m.dtype != DType::kBool && m.dtype != q.dtype) {
       return Invalid(node, absl::StrCat("mask must be bool or ", q.ToString(), "'s dtype"));
     }
@@ -535,7 +537,93 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateFlashAttention(const ir::Nod
         node.Describe(), ": the flash attention kernel supports f32 / f16 / bf16 with head dims "
         "up to ", kernels::kFlashMaxHeadDim, ", got ", q.ToString(), " and v ", vt.ToString()));
   }
+  return d;
+}
+
+absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateFlashAttention(const ir::Node& node) {
+  PTC_ASSIGN_OR_RETURN(kernels::AttentionDesc d, FlashDesc(node, 0));
+  const auto dt = static_cast<kernels::DT>(static_cast<int>(node.input(0)->type().dtype));
   return std::unique_ptr<DeviceKernel>(new FlashAttentionKernel(dt, d));
+}
+
+// attention_grad(dy, q, k, v[, mask]) -> dq, dk, dv: the flash forward is run again for O and
+// the log-sum-exp (f32 [b, h, tq]), then the flash backward; its f32 gradients are the outputs
+// for f32, or are cast into them for f16 / bf16. Scratch: O, lse, the backward's row sums and
+// (f16 / bf16) the three f32 gradients.
+class FlashAttentionGradKernel final : public DeviceKernel {
+ public:
+  FlashAttentionGradKernel(kernels::DT dt, kernels::AttentionDesc d, size_t elem)
+      : dt_(dt), d_(d), elem_(elem) {
+    o_elems_ = d.b * d.h * d.tq * d.dv;
+    rows_ = d.b * d.h * d.tq;
+    n_[0] = d.b * d.h * d.tq * d.d;
+    n_[1] = d.b * d.h * d.tk * d.d;
+    n_[2] = d.b * d.h * d.tk * d.dv;
+    size_t off = 0;
+    auto take = [&](size_t bytes) {
+      const size_t at = off;
+      off += (bytes + 255) / 256 * 256;
+      return at;
+    };
+    o_off_ = take(static_cast<size_t>(o_elems_) * elem_);
+    lse_off_ = take(sizeof(float) * static_cast<size_t>(rows_));
+    bwd_off_ = take(kernels::FlashAttentionBackwardWorkspaceBytes(d_));
+    for (int i = 0; i < 3; ++i) {
+      f32_off_[i] = dt_ == kernels::DT::kF32 ? 0 : take(sizeof(float) * static_cast<size_t>(n_[i]));
+    }
+    bytes_ = off;
+  }
+  size_t WorkspaceBytes() const override { return bytes_; }
+  absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
+                      absl::Span<void* const> out, void* workspace) override {
+    char* ws = static_cast<char*>(workspace);
+    void* o = ws + o_off_;
+    float* lse = reinterpret_cast<float*>(ws + lse_off_);
+    const void* mask = in.size() > 4 ? in[4] : nullptr;
+    cudaError_t e = kernels::LaunchFlashAttention(dt_, d_, in[1], in[2], in[3], mask, o, lse,
+                                                  ctx.stream);
+    if (e != cudaSuccess) return CudaStatus(e, "LaunchFlashAttention", __FILE__, __LINE__);
+    const bool f32 = dt_ == kernels::DT::kF32;
+    float* g[3];
+    for (int i = 0; i < 3; ++i) {
+      g[i] = f32 ? static_cast<float*>(out[i]) : reinterpret_cast<float*>(ws + f32_off_[i]);
+    }
+    e = kernels::LaunchFlashAttentionBackward(dt_, d_, in[1], in[2], in[3], mask, o, in[0], lse,
+                                              g[0], g[1], g[2], ws + bwd_off_, ctx.stream);
+    if (e != cudaSuccess) return CudaStatus(e, "LaunchFlashAttentionBackward", __FILE__, __LINE__);
+    if (!f32) {
+      for (int i = 0; i < 3; ++i) {
+        e = kernels::LaunchCast(kernels::DT::kF32, dt_, n_[i], g[i], out[i], ctx.stream);
+        if (e != cudaSuccess) return CudaStatus(e, "LaunchCast", __FILE__, __LINE__);
+      }
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  kernels::DT dt_;
+  kernels::AttentionDesc d_;
+  size_t elem_;
+  int64_t o_elems_ = 0, rows_ = 0, n_[3] = {0, 0, 0};
+  size_t o_off_ = 0, lse_off_ = 0, bwd_off_ = 0, f32_off_[3] = {0, 0, 0}, bytes_ = 0;
+};
+
+absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateAttentionGrad(const ir::Node& node) {
+  if (node.num_inputs() < 4 || node.num_inputs() > 5 || node.num_outputs() != 3) {
+    return Invalid(node, "attention_grad takes (dy, q, k, v [, mask]) and returns (dq, dk, dv)");
+  }
+  PTC_ASSIGN_OR_RETURN(kernels::AttentionDesc d, FlashDesc(node, 1));
+  for (int i = 0; i < 3; ++i) {
+    if (node.output(i)->type() != node.input(i + 1)->type()) {
+      return Invalid(node, "each gradient must have its operand's type");
+    }
+  }
+  // dy (and the recomputed O) use the output's layout, which o_strides describe.
+  const ir::DType dtype = node.input(1)->type().dtype;
+  if (node.input(0)->type().dtype != dtype) return Invalid(node, "dy must have q's dtype");
+  const auto dt = static_cast<kernels::DT>(static_cast<int>(dtype));
+  return std::unique_ptr<DeviceKernel>(
+      new FlashAttentionGradKernel(dt, d, ir::DTypeSize(dtype)));
 }
 
 absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateAttention(const ir::Node& node,
@@ -624,6 +712,7 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateGemmKernel(const ir::Node& n
   if (node.op() == "gemm") return CreateGemm(node, options, lt);
   if (node.op() == "fused_matmul") return CreateFusedMatMul(node, options, lt);
   if (node.op() == "attention") return CreateAttention(node, options, lt);
+  if (node.op() == "attention_grad") return CreateAttentionGrad(node);
   return CreateMatmul(node, options, lt);
 }
 

@@ -401,6 +401,26 @@ std::vector<Case> Cases() {
         T(f16, {1, 2, 17, 50}), {}, true);
     att("attention_two_gemm_fallback_d160", f32, {1, 2, 9, 160}, {1, 2, 9, 160},
         {1, 2, 9, 160}, std::nullopt, {}, false);
+    // attention_grad (flash forward recomputed + flash backward) against the CPU kernel.
+    auto grad = [&](std::string name, DType dt, ir::Shape q, ir::Shape k, ir::Shape v,
+                    ir::Shape o, std::optional<TensorType> mask, ir::AttrMap attrs) {
+      Case c{std::move(name), "attention_grad", {T(dt, o), T(dt, q), T(dt, k), T(dt, v)},
+             std::move(attrs), 3};
+      c.gens = {Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kNormal};
+      if (mask) {
+        c.inputs.push_back(*mask);
+        c.gens.push_back(mask->dtype == b ? Gen::kBool : Gen::kNormal);
+      }
+      c.tolerance_scale = dt == f32 ? 20 : 4;
+      c.ref_in_f32 = dt != f32;
+      add(c);
+    };
+    grad("attention_grad_bhtd_causal", f32, {2, 3, 40, 16}, {2, 3, 40, 16}, {2, 3, 40, 16},
+         {2, 3, 40, 16}, T(b, {1, 1, 40, 40}), {{"scale", 0.25}});
+    grad("attention_grad_bthd_bf16", bf16, {2, 70, 2, 32}, {2, 70, 2, 32}, {2, 70, 2, 32},
+         {2, 70, 2, 32}, T(b, {1, 1, 70, 70}), {{"layout", std::string("bthd")}});
+    grad("attention_grad_additive_tq_lt_tk", f32, {1, 2, 9, 8}, {1, 2, 33, 8}, {1, 2, 33, 12},
+         {1, 2, 9, 12}, T(f32, {1, 2, 9, 33}), {});
   }
   return cs;
 }
