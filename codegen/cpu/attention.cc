@@ -333,38 +333,54 @@ class AttentionGradKernel : public Kernel {
       const T* qb = q + Base(bi, hi, tq, d) + i0 * ldd;
       const T* dyb = dy + Base(bi, hi, tq, e) + i0 * lde;
       T* dqb = dq + Base(bi, hi, tq, d) + i0 * ldd;
-      BlockGemm<T>(false, rows, tk, d, qb, ldd, kt, tk, s, tk);    // q k^T
-      BlockGemm<T>(false, rows, tk, e, dyb, lde, vt, tk, dp, tk);  // dy v^T
+      // Keys past the last one any row of the block attends to (a bool mask's masked tail, e.g.
+      // the causal triangle) have P = 0 and dS = 0: the products stop there.
+      int64_t tke = tk;
+      if (p_.mask_kind == 1) {
+        tke = 0;
+        for (int64_t r = 0; r < rows; ++r) {
+          const bool* mr = static_cast<const bool*>(mask) + mask_base + (i0 + r) * p_.mask_str[2];
+          for (int64_t j = tk - 1; j >= tke; --j) {
+            if (!mr[j * p_.mask_str[3]]) {
+              tke = j + 1;
+              break;
+            }
+          }
+        }
+        if (tke == 0) tke = tk;  // every key masked: keep the NaN rows of the full computation
+      }
+      BlockGemm<T>(false, rows, tke, d, qb, ldd, kt, tk, s, tk);    // q k^T
+      BlockGemm<T>(false, rows, tke, e, dyb, lde, vt, tk, dp, tk);  // dy v^T
       for (int64_t r = 0; r < rows; ++r) {
         T* sr = s + r * tk;
         if (p_.mask_kind == 1) {
           const bool* mr = static_cast<const bool*>(mask) + mask_base + (i0 + r) * p_.mask_str[2];
-          for (int64_t j = 0; j < tk; ++j) sr[j] = mr[j * p_.mask_str[3]] ? neg_inf : sr[j] * p_.scale;
+          for (int64_t j = 0; j < tke; ++j) sr[j] = mr[j * p_.mask_str[3]] ? neg_inf : sr[j] * p_.scale;
         } else if (p_.mask_kind == 2) {
           const T* mr = static_cast<const T*>(mask) + mask_base + (i0 + r) * p_.mask_str[2];
-          for (int64_t j = 0; j < tk; ++j) sr[j] = sr[j] * p_.scale + mr[j * p_.mask_str[3]];
+          for (int64_t j = 0; j < tke; ++j) sr[j] = sr[j] * p_.scale + mr[j * p_.mask_str[3]];
         } else {
-          ScaleRow(sr, tk, p_.scale);
+          ScaleRow(sr, tke, p_.scale);
         }
-        const T mx = RowMax(sr, tk);
-        const T sum = mx == neg_inf ? T(0) : ExpRowAndSum(sr, tk, mx);
+        const T mx = RowMax(sr, tke);
+        const T sum = mx == neg_inf ? T(0) : ExpRowAndSum(sr, tke, mx);
         // P; a row whose keys are all masked is NaN, as the forward's softmax.
         const T inv = sum == T(0) ? std::numeric_limits<T>::quiet_NaN() : T(1) / sum;
         T* pr = dp + r * tk;  // dP row
         T dsum = T(0);
-        for (int64_t j = 0; j < tk; ++j) {
+        for (int64_t j = 0; j < tke; ++j) {
           sr[j] *= inv;
           dsum += sr[j] * pr[j];
         }
         // dS (scaled), overwriting dP; P stays in s.
-        for (int64_t j = 0; j < tk; ++j) pr[j] = sr[j] * (pr[j] - dsum) * p_.scale;
+        for (int64_t j = 0; j < tke; ++j) pr[j] = sr[j] * (pr[j] - dsum) * p_.scale;
       }
       // dq = dS k; dk += dS^T q; dv += P^T dy.
-      BlockGemm<T>(false, rows, d, tk, dp, tk, kb, ldd, dqb, ldd);
-      Transpose(dp, rows, tk, tk, st);
-      BlockGemm<T>(true, tk, d, rows, st, rows, qb, ldd, dkb, ldd);
-      Transpose(s, rows, tk, tk, st);
-      BlockGemm<T>(true, tk, e, rows, st, rows, dyb, lde, dvb, lde);
+      BlockGemm<T>(false, rows, d, tke, dp, tk, kb, ldd, dqb, ldd);
+      Transpose(dp, rows, tke, tk, st);
+      BlockGemm<T>(true, tke, d, rows, st, rows, qb, ldd, dkb, ldd);
+      Transpose(s, rows, tke, tk, st);
+      BlockGemm<T>(true, tke, e, rows, st, rows, dyb, lde, dvb, lde);
     }
   }
 
