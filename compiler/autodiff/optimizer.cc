@@ -38,8 +38,10 @@ void Assign(ir::Function& f, ir::Value* target, ir::Value* value) {
 absl::StatusOr<OptimizerOutputs> AppendOptimizer(ir::Module& module, ir::Function& f,
                                                  const std::vector<ir::Value*>& weights,
                                                  const std::vector<ir::Value*>& grads,
-                                                 const TrainOptions& o) {
+                                                 const TrainOptions& o,
+                                                 ir::Value* loss_scale) {
   OptimizerOutputs out;
+  if (loss_scale != nullptr) out.state.push_back(loss_scale);
   const bool adamw = o.optimizer == "adamw";
   const bool accumulate = o.accumulate > 1;
   std::regex no_decay;
@@ -50,6 +52,7 @@ absl::StatusOr<OptimizerOutputs> AppendOptimizer(ir::Module& module, ir::Functio
         absl::StrCat("no_decay: invalid regex \"", o.no_decay, "\": ", e.what()));
   }
   for (ir::Value* w : f.params()) {
+    if (w == loss_scale) continue;
     for (const char* prefix : {"adam.", "sgd.", "accum.", "opt."}) {
       if (w->name().rfind(prefix, 0) == 0) {
         return absl::InvalidArgumentError(absl::StrCat(
@@ -80,9 +83,41 @@ absl::StatusOr<OptimizerOutputs> AppendOptimizer(ir::Module& module, ir::Functio
       accumulate ? AddState(module, f, "opt.last_grad_norm", kScalar, out.state) : nullptr;
   ir::Value* last_lr = accumulate ? AddState(module, f, "opt.last_lr", kScalar, out.state) : nullptr;
 
+  ir::Value* good_steps =
+      loss_scale ? AddState(module, f, "opt.loss_scale.good_steps", kScalar, out.state) : nullptr;
+
   GradBuilder b(f, "opt", "");
-  // Accumulation.
   std::vector<ir::Value*> g = grads;
+  // Loss scaling: unscale first (clipping and the update see true gradients); `finite` says
+  // whether every gradient is finite (x - x is 0 exactly for finite sums, NaN otherwise).
+  ir::Value* finite = nullptr;
+  ir::Value* sum_sq = nullptr;
+  auto sum_of_squares = [&]() {
+    ir::Value* sum = nullptr;
+    for (ir::Value* gi : g) {
+      ir::Value* s = b.Op("reduce_sum", {b.Mul(gi, gi)},
+                          {{"axes", std::vector<int64_t>{}}, {"keepdims", int64_t{0}}});
+      if (s && s->type().dtype != ir::DType::kF32) s = b.Op("cast", {s}, {{"to", ir::DType::kF32}});
+      sum = sum ? b.Add(sum, s) : s;
+    }
+    return sum;
+  };
+  if (loss_scale != nullptr) {
+    b.set_name_base("unscale");
+    ir::Value* inv = b.Div(b.Const(ir::DType::kF32, 1.0), loss_scale);
+    for (size_t i = 0; i < g.size(); ++i) {
+      b.set_name_base(absl::StrCat("unscaled.", weights[i]->name()));
+      ir::Value* s = inv;
+      if (g[i]->type().dtype != ir::DType::kF32) s = b.Op("cast", {s}, {{"to", g[i]->type().dtype}});
+      g[i] = b.Mul(g[i], s);
+    }
+    b.set_name_base("grad_sum_sq");
+    sum_sq = sum_of_squares();
+    b.set_name_base("grads_finite");
+    finite = b.Op("equal", {b.Sub(sum_sq, sum_sq), b.Const(ir::DType::kF32, 0.0)}, {},
+                  "grads_finite");
+  }
+  // Accumulation.
   std::vector<ir::Value*> acc_new(weights.size());
   ir::Value* apply = nullptr;
   ir::Value* count_new = nullptr;
@@ -99,13 +134,7 @@ absl::StatusOr<OptimizerOutputs> AppendOptimizer(ir::Module& module, ir::Functio
   // Global-norm clipping (torch.nn.utils.clip_grad_norm_).
   b.set_name_base("grad_norm");
   if (o.grad_clip > 0) {
-    ir::Value* sum = nullptr;
-    for (ir::Value* gi : g) {
-      ir::Value* s = b.Op("reduce_sum", {b.Mul(gi, gi)},
-                          {{"axes", std::vector<int64_t>{}}, {"keepdims", int64_t{0}}});
-      if (s && s->type().dtype != ir::DType::kF32) s = b.Op("cast", {s}, {{"to", ir::DType::kF32}});
-      sum = sum ? b.Add(sum, s) : s;
-    }
+    ir::Value* sum = sum_sq != nullptr && !accumulate ? sum_sq : sum_of_squares();
     out.grad_norm = b.Op("sqrt", {sum}, {}, "grad_norm");
     b.set_name_base("clip_scale");
     ir::Value* scale = b.Div(b.Const(ir::DType::kF32, o.grad_clip),
@@ -130,7 +159,8 @@ absl::StatusOr<OptimizerOutputs> AppendOptimizer(ir::Module& module, ir::Functio
                 "lr");
   ir::Value* t = b.Op("add", {step, b.Const(ir::DType::kF32, 1.0)}, {}, "opt.step.new");
   auto select = [&](ir::Value* updated, ir::Value* old) {
-    return apply ? b.Op("where", {apply, updated, old}) : updated;
+    if (apply) updated = b.Op("where", {apply, updated, old});
+    return finite ? b.Op("where", {finite, updated, old}) : updated;  // skipped step
   };
   // Updates.
   for (size_t i = 0; i < weights.size(); ++i) {
@@ -159,6 +189,20 @@ absl::StatusOr<OptimizerOutputs> AppendOptimizer(ir::Module& module, ir::Functio
   }
   b.set_name_base("opt");
   Assign(f, step, select(t, step));
+  if (loss_scale != nullptr) {
+    // GradScaler.update: not finite -> scale / 2, count 0; else count + 1, and at the interval
+    // scale * 2, count 0.
+    b.set_name_base("opt.loss_scale.next");
+    ir::Value* count_up = b.Add(good_steps, b.Const(ir::DType::kF32, 1.0));
+    ir::Value* grow = b.Op("greater_equal",
+                           {count_up, b.Const(ir::DType::kF32,
+                                              static_cast<double>(o.loss_scale_interval))});
+    ir::Value* scale_ok = b.Op("where", {grow, b.Scale(loss_scale, 2.0), loss_scale});
+    Assign(f, loss_scale, b.Op("where", {finite, scale_ok, b.Scale(loss_scale, 0.5)}));
+    ir::Value* zero = b.Const(ir::DType::kF32, 0.0);
+    Assign(f, good_steps,
+           b.Op("where", {finite, b.Op("where", {grow, zero, count_up}), zero}));
+  }
   if (accumulate) {
     for (size_t i = 0; i < weights.size(); ++i) {
       b.set_name_base(absl::StrCat("accum.", weights[i]->name(), ".next"));

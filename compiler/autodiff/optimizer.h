@@ -20,10 +20,13 @@ struct OptimizerOutputs {
 
 // Appends the update of `weights` (parameters of `f`) from `grads` (same order, same types).
 // State parameters get zero tensors in module.tensors().
+// With dynamic loss scaling, `loss_scale` is the "state" parameter opt.loss_scale the backward
+// was seeded with (the grads are scaled by it); it is listed first in OptimizerOutputs::state.
 absl::StatusOr<OptimizerOutputs> AppendOptimizer(ir::Module& module, ir::Function& f,
                                                  const std::vector<ir::Value*>& weights,
                                                  const std::vector<ir::Value*>& grads,
-                                                 const TrainOptions& options);
+                                                 const TrainOptions& options,
+                                                 ir::Value* loss_scale = nullptr);
 
 }  // namespace ptc::autodiff::internal
 

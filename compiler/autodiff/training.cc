@@ -147,8 +147,34 @@ absl::Status BuildTrainingStep(ir::Module& module, const TrainOptions& o) {
   }
   PTC_ASSIGN_OR_RETURN(ir::Value* loss, AppendLoss(*f, o));
   if (!o.loss.empty()) data.push_back(f->params().back());  // the labels
+  // Dynamic loss scaling: differentiate loss * opt.loss_scale (the state parameter); the
+  // optimizer unscales (optimizer.h).
+  ir::Value* loss_scale = nullptr;
+  ir::Value* diff_target = loss;
+  if (o.loss_scale == "dynamic") {
+    if (o.accumulate > 1) {
+      return Invalid("dynamic loss scaling with gradient accumulation is not supported yet; "
+                     "use --accumulate 1 or --loss-scale none");
+    }
+    if (!(o.loss_scale_init > 0) || o.loss_scale_interval < 1) {
+      return Invalid("loss scaling needs --loss-scale-init > 0 and --loss-scale-interval >= 1");
+    }
+    loss_scale = f->AddParam("opt.loss_scale", loss->type(), {"state"});
+    module.tensors()["opt.loss_scale"] =
+        ir::Tensor::FromVector(loss->type().dtype, {},
+                               std::vector<float>{static_cast<float>(o.loss_scale_init)});
+    if (loss->type().dtype != ir::DType::kF32) {
+      return Invalid("loss scaling needs an f32 loss");
+    }
+    diff_target = f->AddNode("mul", {loss, loss_scale}, {loss->type()}, {}, loss->producer()
+                                 ? loss->producer()->loc() : "", {"loss.scaled"})
+                      ->output();
+  } else if (o.loss_scale != "none") {
+    return Invalid(absl::StrCat("loss_scale must be none or dynamic, got '", o.loss_scale, "'"));
+  }
   f->set_results({loss});  // kept up to date by the node replacements of AppendGradients
-  PTC_ASSIGN_OR_RETURN(std::vector<ir::Value*> grads, AppendGradients(*f, loss, candidates));
+  PTC_ASSIGN_OR_RETURN(std::vector<ir::Value*> grads,
+                       AppendGradients(*f, diff_target, candidates));
   loss = f->results()[0];
   std::vector<ir::Value*> trainable, trainable_grads;
   for (size_t i = 0; i < candidates.size(); ++i) {
@@ -164,7 +190,8 @@ absl::Status BuildTrainingStep(ir::Module& module, const TrainOptions& o) {
   }
   for (ir::Value* w : frozen_weights) w->mutable_flags().insert("frozen");
   PTC_ASSIGN_OR_RETURN(internal::OptimizerOutputs opt,
-                       internal::AppendOptimizer(module, *f, trainable, trainable_grads, o));
+                       internal::AppendOptimizer(module, *f, trainable, trainable_grads, o,
+                                                 loss_scale));
   std::vector<ir::Value*> results = {loss, opt.grad_norm, opt.lr};
   if (o.keep_gradients) {
     for (size_t i = 0; i < trainable.size(); ++i) {

@@ -56,6 +56,13 @@ struct TrainOptions {
   int64_t total_steps = 0;    // for cosine; 0 = no decay
   double min_lr_ratio = 0.0;
   int64_t accumulate = 1;     // micro-batches per optimizer update
+  // Loss scaling for fp16 (optimizer.cc): "none" or "dynamic" (torch.cuda.amp.GradScaler's
+  // rule: the backward starts from the loss times opt.loss_scale, the gradients are unscaled
+  // before clipping and the update; a step whose gradients are not finite is skipped and
+  // halves the scale; loss_scale_interval clean steps in a row double it).
+  std::string loss_scale = "none";
+  double loss_scale_init = 65536.0;
+  int64_t loss_scale_interval = 2000;
   uint64_t dropout_seed = 0;
   bool keep_gradients = true;
 };

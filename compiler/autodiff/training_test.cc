@@ -241,6 +241,72 @@ TEST(TrainingStep, AccumulationAppliesEveryNSteps) {
   EXPECT_NEAR(state["w"].GetDouble(0), 1 - 0.05 * g0, 1e-5);
 }
 
+// Dynamic loss scaling (fp16's GradScaler rule), checked in f32: scaling by powers of two is
+// exact, so clean steps give bit for bit the unscaled run's weights; a scale so large that the
+// gradients overflow skips the step (weights, moments and the step count unchanged) and
+// halves the scale; loss_scale_interval clean steps double it.
+TEST(TrainingStep, DynamicLossScaling) {
+  auto run = [](double init, int64_t interval, int steps, std::map<std::string, ir::Tensor>* st,
+                const std::string& mode) {
+    auto m = TinyModel();
+    TrainOptions o;
+    o.lr = 0.01;
+    o.grad_clip = 1.0;
+    o.loss_scale = mode;
+    o.loss_scale_init = init;
+    o.loss_scale_interval = interval;
+    absl::Status built = BuildTrainingStep(*m, o);
+    EXPECT_TRUE(built.ok()) << built;
+    EXPECT_TRUE(ir::Verify(*m).ok()) << ir::Verify(*m);
+    auto state = TinyInputs();
+    for (const ir::Value* p : m->main()->params()) {
+      if (m->tensors().count(p->name())) state[p->name()] = m->tensors().at(p->name());
+    }
+    std::vector<double> losses;
+    for (int i = 0; i < steps; ++i) {
+      auto r = testing::Interpret(*m->main(), state, m.get());
+      EXPECT_TRUE(r.ok()) << r.status();
+      if (!r.ok()) break;
+      losses.push_back(r->results[0].GetDouble(0));
+      for (auto& [t, v] : r->assigns) state[t] = v;
+    }
+    *st = state;
+    return losses;
+  };
+  std::map<std::string, ir::Tensor> plain, scaled, overflow;
+  auto l0 = run(0, 1, 4, &plain, "none");
+  auto l1 = run(1024, 2, 4, &scaled, "dynamic");
+  EXPECT_EQ(l0, l1);
+  EXPECT_TRUE(scaled["w"].BitEquals(plain["w"]));
+  EXPECT_TRUE(scaled["adam.v.w"].BitEquals(plain["adam.v.w"]));
+  EXPECT_EQ(scaled["opt.step"].GetDouble(0), 4);
+  EXPECT_EQ(scaled["opt.loss_scale"].GetDouble(0), 4096);  // doubled after steps 2 and 4
+  EXPECT_EQ(scaled["opt.loss_scale.good_steps"].GetDouble(0), 0);
+  // 3e38 times gradients of ~10 overflows f32: the first steps are skipped, the scale halving
+  // each time until the scaled backward fits, then training goes on.
+  run(3e38, 1000, 6, &overflow, "dynamic");
+  const int updates = static_cast<int>(overflow["opt.step"].GetDouble(0));
+  const int skipped = 6 - updates;
+  EXPECT_GE(skipped, 1);
+  EXPECT_GE(updates, 1);
+  EXPECT_NEAR(overflow["opt.loss_scale"].GetDouble(0), 3e38 / std::pow(2.0, skipped), 1e33);
+  EXPECT_EQ(overflow["opt.loss_scale.good_steps"].GetDouble(0), updates);
+  std::map<std::string, ir::Tensor> same;
+  run(0, 1, updates, &same, "none");
+  EXPECT_TRUE(overflow["w"].BitEquals(same["w"]));  // the skipped steps changed nothing
+  EXPECT_TRUE(overflow["adam.m.w"].BitEquals(same["adam.m.w"]));
+  // Errors.
+  auto m = TinyModel();
+  TrainOptions bad;
+  bad.loss_scale = "static";
+  EXPECT_FALSE(BuildTrainingStep(*m, bad).ok());
+  auto m2 = TinyModel();
+  TrainOptions acc;
+  acc.loss_scale = "dynamic";
+  acc.accumulate = 2;
+  EXPECT_FALSE(BuildTrainingStep(*m2, acc).ok());
+}
+
 // The printer and parser handle the 0-output assign nodes: print(parse(print(step))) is stable.
 TEST(TrainingStep, TextRoundTrip) {
   auto m = TinyModel();

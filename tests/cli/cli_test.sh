@@ -72,6 +72,8 @@ check "compile trained for generation" "$PTC" compile "$T/trained.onnx" -o "$T/g
 check "generate" bash -c "'$PTC' generate '$T/gen.plan' --prompt 'A' --tokens 20 --seed 3 | grep -q '^A'"
 check_error "generate from a training plan" "generation" "$PTC" generate "$T/train.plan" --tokens 2
 check "generate from the checkpoint = from the exported plan" bash -c "[ \"\$('$PTC' generate '$T/ckpt' --model '$T/f.onnx' --seq 32 --prompt 'A' --tokens 20 --temperature 0 2>/dev/null)\" = \"\$('$PTC' generate '$T/gen.plan' --prompt 'A' --tokens 20 --temperature 0)\" ]"
+check "compile --train --target cuda --precision fp16 (dynamic loss scaling)" bash -c "'$PTC' compile '$T/l.onnx' -o '$T/train-fp16.plan' --train --target cuda --precision fp16 --dim batch=2 --dim seq=16 && '$PTC' dump '$T/train-fp16.plan' | grep -q 'opt.loss_scale'"
+check_error "unknown --loss-scale" "loss-scale" "$PTC" compile "$T/l.onnx" -o "$T/x.plan" --train --loss-scale static --dim batch=2 --dim seq=16
 check "compile --train --target cuda (no GPU needed)" "$PTC" compile "$T/l.onnx" -o "$T/train-cuda.plan" --train --target cuda --dim batch=2 --dim seq=16 --lr 3e-3
 if ! nvidia-smi >/dev/null 2>&1; then
   check_error "train a CUDA plan without a GPU" "CUDA" "$PTC" run "$T/train-cuda.plan" --steps 2 --progress none

@@ -78,7 +78,7 @@ bool EndsWith(const std::string& s, const std::string& suffix) {
 
 struct CompileArgs {
   std::string model, output, target = "cpu", passes = "default", print_ir_after, dump_dir;
-  std::string precision = "fp32";
+  std::string precision = "fp32", loss_scale = "auto";
   std::vector<std::string> dims;
   bool stats = false;
   bool train = false;
@@ -95,12 +95,18 @@ int Compile(const CompileArgs& a) {
   opts.target = a.target;
   opts.precision = a.precision;
   opts.dims = *dims;
+  if (a.loss_scale != "auto" && a.loss_scale != "none" && a.loss_scale != "dynamic") {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        "--loss-scale '", a.loss_scale, "' is not one of auto, none, dynamic")));
+  }
   opts.passes = a.passes;
   opts.print_ir_after = a.print_ir_after;
   opts.dump_dir = a.dump_dir;
   opts.train = a.train;
   opts.inplace_updates = !a.no_inplace;
   opts.train_options = a.t;
+  opts.train_options.loss_scale =
+      a.loss_scale == "auto" ? (a.precision == "fp16" ? "dynamic" : "none") : a.loss_scale;
   if (!a.mem_budget.empty()) {
     auto b = ptc::passes::ParseBytes(a.mem_budget);
     if (!b.ok()) return Fail(b.status());
@@ -535,7 +541,7 @@ int main(int argc, char** argv) {
   compile->add_option("model", ca.model, "ONNX model file")->required()->check(CLI::ExistingFile);
   compile->add_option("-o,--output", ca.output, "plan file to write (weights go to PLAN.weights)")
       ->required();
-  compile->add_option("--target", ca.target, "cpu | cuda (inference on NVIDIA GPUs)")->capture_default_str();
+  compile->add_option("--target", ca.target, "cpu | cuda (NVIDIA GPUs: inference and training)")->capture_default_str();
   compile->add_option("--precision", ca.precision,
                       "fp32 | bf16 | fp16: bf16/fp16 compute matmuls and attention in the low "
                       "dtype, norms, softmax and losses in f32; weights and outputs stay f32 "
@@ -586,6 +592,13 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   compile->add_option("--accumulate", ca.t.accumulate, "micro-batches per optimizer update")
       ->capture_default_str();
+  compile->add_option("--loss-scale", ca.loss_scale,
+                      "training: none | dynamic | auto (dynamic with --precision fp16): skip "
+                      "steps with inf/NaN gradients and halve the scale, double it after "
+                      "--loss-scale-interval clean steps")
+      ->capture_default_str();
+  compile->add_option("--loss-scale-init", ca.t.loss_scale_init)->capture_default_str();
+  compile->add_option("--loss-scale-interval", ca.t.loss_scale_interval)->capture_default_str();
   compile->footer(
       "Examples:\n"
       "  ptc compile gpt.onnx -o gpt.plan --dim batch=8 --dim seq=128\n"
@@ -594,7 +607,9 @@ int main(int argc, char** argv) {
       "      --schedule cosine --warmup 50 --total-steps 1000\n"
       "  ptc compile gpt.onnx -o gpt.plan --passes fold-constants,dce --print-ir-after 'dce'\n"
       "  ptc compile gpt.onnx -o gpt-bf16.plan --target cuda --precision bf16 --dim batch=8 "
-      "--dim seq=128\n");
+      "--dim seq=128\n"
+      "  ptc compile gpt-loss.onnx -o train-fp16.plan --train --target cuda --precision fp16 "
+      "--dim batch=8 --dim seq=1024   # dynamic loss scaling\n");
 
   RunArgs ra;
   CLI::App* run = app.add_subcommand("run", "Run a compiled plan (inference)");
