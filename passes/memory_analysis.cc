@@ -135,6 +135,16 @@ OpCost EstimateCost(const ir::Node& n) {
       const double scores = b * h * tq * tk;
       c.flops = (op == "attention" ? 1.0 : 2.5) * 2.0 * scores * (d + dv) + 5.0 * scores;
     }
+  } else if (op == "linear_ce_loss" && n.num_inputs() == 3) {
+    // x [N, D] times the [D, V] weight; with the gradient outputs two more products.
+    const ir::Shape& x = n.input(0)->type().shape;
+    const ir::Shape& w = n.input(1)->type().shape;
+    if (x.size() == 2 && w.size() == 2) {
+      const double prod = 2.0 * static_cast<double>(x[0]) * static_cast<double>(w[0]) *
+                          static_cast<double>(w[1]);
+      c.flops = prod * (n.num_outputs() == 3 ? 3.0 : 1.0) +
+                8.0 * static_cast<double>(x[0]) * static_cast<double>(w[0] * w[1] / x[1]);
+    }
   } else if (op == "gemm" && n.num_inputs() >= 2) {
     const ir::Shape& a = n.input(0)->type().shape;
     int64_t trans_a = n.GetInt("trans_a", 0).value_or(0);

@@ -140,6 +140,8 @@ const std::vector<PassInfo>& RegisteredPasses() {
        [] { return CreateFuseMatMulBiasPass(); }},
       {"fuse-attention", "softmax(q k^T * scale, mask) v (+ head transposes) -> attention",
        [] { return CreateFuseAttentionPass(); }},
+      {"fuse-linear-ce", "LM head matmul + softmax_ce_loss -> linear_ce_loss (no N x V logits)",
+       [] { return CreateFuseLinearCePass(); }},
       {"mixed-precision-bf16",
        "matmul-like ops in bf16, norms/softmax/reductions/losses in f32 (--precision bf16)",
        [] { return CreateMixedPrecisionPass({.low = ir::DType::kBF16}); }},

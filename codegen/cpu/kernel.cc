@@ -222,6 +222,7 @@ constexpr OpEntry kOps[] = {
     {"gemm", MakeGemmKernel, true},
     {"attention", MakeAttentionKernel, false},
     {"attention_grad", MakeAttentionGradKernel, false},
+    {"linear_ce_loss", MakeLinearCeLossKernel, false},
     {"softmax", MakeSoftmaxKernel, true},
     {"log_softmax", MakeSoftmaxKernel, true},
     {"layer_norm", MakeLayerNormKernel, true},

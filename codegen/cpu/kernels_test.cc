@@ -1096,6 +1096,98 @@ TEST(KernelLossTest, SoftmaxCeLargeVocabMatchesDoubleAndPropagatesNaN) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// linear_ce_loss (LM head + softmax cross-entropy, blocks of rows) against float64: the loss,
+// and with 3 outputs the gradients for d loss = 1, over several row blocks (V large enough that
+// a block is smaller than N), both weight layouts, an ignored label.
+
+TEST(KernelLossTest, LinearCeLossMatchesDoubleOverRowBlocks) {
+  const int64_t n = 150, d = 8, v = 40000;  // blocks of 8 MiB / (4 V) = 52 rows: 3 blocks
+  std::mt19937 rng(11);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> x(n * d), w(v * d);
+  for (float& e : x) e = dist(rng);
+  for (float& e : w) e = 0.5f * dist(rng);
+  std::vector<int64_t> labels(n);
+  for (int64_t i = 0; i < n; ++i) labels[i] = (i * 7919) % v;
+  labels[3] = -100;  // ignored
+  for (int trans_b = 0; trans_b < 2; ++trans_b) {
+    // w as [V, D] (trans_b) or its transpose [D, V].
+    std::vector<float> wl(v * d);
+    for (int64_t j = 0; j < v; ++j) {
+      for (int64_t k = 0; k < d; ++k) {
+        (trans_b ? wl[j * d + k] : wl[k * v + j]) = w[j * d + k];
+      }
+    }
+    const ir::Shape wshape = trans_b ? ir::Shape{v, d} : ir::Shape{d, v};
+    ir::Function fn("t");
+    ir::Value* xv = fn.AddParam("x", {DType::kF32, {n, d}});
+    ir::Value* wv = fn.AddParam("w", {DType::kF32, wshape});
+    ir::Value* lv = fn.AddParam("labels", {DType::kI64, {n}});
+    ir::AttrMap attrs = {{"ignore_index", int64_t{-100}}};
+    if (trans_b) attrs["trans_b"] = int64_t{1};
+    ir::Node* node = fn.AddNode("linear_ce_loss", {xv, wv, lv},
+                                {{DType::kF32, {}}, {DType::kF32, {n, d}}, {DType::kF32, wshape}},
+                                attrs);
+    auto kernel = CreateKernel(*node);
+    ASSERT_TRUE(kernel.ok()) << kernel.status();
+    std::vector<char> ws((*kernel)->WorkspaceBytes() + 64);
+    std::vector<float> loss(1), dx(n * d), dw(v * d);
+    const void* ins[] = {x.data(), wl.data(), labels.data()};
+    void* outs[] = {loss.data(), dx.data(), dw.data()};
+    ASSERT_TRUE((*kernel)->Run(ins, outs, ws.data()).ok());
+    // float64 reference.
+    double total = 0;
+    int64_t count = 0;
+    std::vector<double> gx(n * d, 0.0), gw(v * d, 0.0), logits(v);
+    for (int64_t i = 0; i < n; ++i) {
+      if (labels[i] == -100) continue;
+      ++count;
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      if (labels[i] == -100) continue;
+      double mx = -1e300;
+      for (int64_t j = 0; j < v; ++j) {
+        double s = 0;
+        for (int64_t k = 0; k < d; ++k) s += double(x[i * d + k]) * w[j * d + k];
+        logits[j] = s;
+        mx = std::max(mx, s);
+      }
+      double sum = 0;
+      for (int64_t j = 0; j < v; ++j) sum += std::exp(logits[j] - mx);
+      const double lse = mx + std::log(sum);
+      total += lse - logits[labels[i]];
+      for (int64_t j = 0; j < v; ++j) {
+        const double g = (std::exp(logits[j] - lse) - (j == labels[i] ? 1.0 : 0.0)) / count;
+        for (int64_t k = 0; k < d; ++k) {
+          gx[i * d + k] += g * w[j * d + k];
+          gw[j * d + k] += g * x[i * d + k];
+        }
+      }
+    }
+    EXPECT_NEAR(loss[0], total / count, 1e-5 * total / count) << "trans_b " << trans_b;
+    for (int64_t i = 0; i < n * d; ++i) {
+      ASSERT_NEAR(dx[i], gx[i], 1e-6 + 1e-4 * std::abs(gx[i])) << "dx " << i;
+    }
+    for (int64_t j = 0; j < v; ++j) {
+      for (int64_t k = 0; k < d; ++k) {
+        const float got = trans_b ? dw[j * d + k] : dw[k * v + j];
+        ASSERT_NEAR(got, gw[j * d + k], 1e-7 + 1e-4 * std::abs(gw[j * d + k])) << j << "," << k;
+      }
+    }
+    for (int64_t k = 0; k < d; ++k) EXPECT_EQ(dx[3 * d + k], 0.0f);  // the ignored row
+    // Loss only (1 output): the same loss.
+    ir::Node* node1 = fn.AddNode("linear_ce_loss", {xv, wv, lv}, {{DType::kF32, {}}}, attrs);
+    auto k1 = CreateKernel(*node1);
+    ASSERT_TRUE(k1.ok()) << k1.status();
+    std::vector<char> ws1((*k1)->WorkspaceBytes() + 64);
+    std::vector<float> loss1(1);
+    void* outs1[] = {loss1.data()};
+    ASSERT_TRUE((*k1)->Run(ins, outs1, ws1.data()).ok());
+    EXPECT_EQ(loss1[0], loss[0]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Kernels run repeatedly with the same workspace (as in the executor) and HasKernel covers
 // every op the table exercises.
 

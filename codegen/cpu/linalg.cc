@@ -330,6 +330,12 @@ class FusedMatMulKernel : public Kernel {
 
 }  // namespace
 
+void ParallelSgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+                   const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                   int64_t ldc) {
+  TiledGemm<float>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
 KernelOr MakeMatMulKernel(const ir::Node& node) {
   PTC_RETURN_IF_ERROR(CheckArity(node, 2, 2, 1, 1));
   const ir::TensorType& at = node.input(0)->type();

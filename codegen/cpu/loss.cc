@@ -4,7 +4,9 @@
 // reduction none -> l; sum -> sum(l); mean -> sum(l) / sum(w).
 #include <cmath>
 #include <limits>
+#include <algorithm>
 #include <optional>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "codegen/cpu/kernel_util.h"
@@ -134,6 +136,100 @@ class LossKernel : public Kernel {
   std::string where_;
 };
 
+// linear_ce_loss(x [N, D], w, labels) -> loss [, dx_unit, dw_unit] (ops_fused.cc). Blocks of
+// `rows_` rows: logits = x_blk op(w) into the workspace, then per row the log-sum-exp and the
+// label's logit; with the gradient outputs the block's logits become
+// G = (softmax - onehot) * norm in place and dx_unit_blk = G op(w)^T, dw_unit += (G^T x_blk or
+// x_blk^T G). Rows whose label is ignore_index add nothing.
+template <typename L>
+class LinearCeKernel : public Kernel {
+ public:
+  LinearCeKernel(int64_t n, int64_t d, int64_t v, bool trans_b, bool mean,
+                 std::optional<int64_t> ignore, bool grads, std::string where)
+      : n_(n), d_(d), v_(v), trans_b_(trans_b), mean_(mean), ignore_(ignore), grads_(grads),
+        where_(std::move(where)) {
+    // ~8 MiB of logits per block (a few hundred rows for GPT vocabularies), at least 16 rows.
+    rows_ = std::max<int64_t>(16, std::min<int64_t>(n_, (int64_t{8} << 20) / (4 * std::max<int64_t>(v_, 1))));
+    rows_ = std::min(rows_, std::max<int64_t>(n_, 1));
+  }
+  size_t WorkspaceBytes() const override {
+    return static_cast<size_t>(rows_ * v_ + rows_) * sizeof(float);
+  }
+  absl::Status Run(absl::Span<const void* const> inputs, absl::Span<void* const> outputs,
+                   void* workspace) override {
+    const float* x = static_cast<const float*>(inputs[0]);
+    const float* w = static_cast<const float*>(inputs[1]);
+    const L* labels = static_cast<const L*>(inputs[2]);
+    float* loss = static_cast<float*>(outputs[0]);
+    float* dx = grads_ ? static_cast<float*>(outputs[1]) : nullptr;
+    float* dw = grads_ ? static_cast<float*>(outputs[2]) : nullptr;
+    float* logits = static_cast<float*>(workspace);
+    float* row_loss = logits + rows_ * v_;
+    int64_t count = 0;
+    for (int64_t i = 0; i < n_; ++i) {
+      const int64_t lab = labels[i];
+      if (ignore_.has_value() && lab == *ignore_) continue;
+      if (lab < 0 || lab >= v_) {
+        return absl::InvalidArgumentError(absl::StrCat(where_, ": label ", lab, " (element ", i,
+                                                       ") is out of range [0, ", v_, ")"));
+      }
+      ++count;
+    }
+    const float norm = mean_ ? (count > 0 ? 1.0f / static_cast<float>(count)
+                                          : std::numeric_limits<float>::quiet_NaN())
+                             : 1.0f;
+    if (grads_) std::fill(dw, dw + d_ * v_, 0.0f);
+    double total = 0;
+    const int64_t ldw = trans_b_ ? d_ : v_;
+    for (int64_t r0 = 0; r0 < n_; r0 += rows_) {
+      const int64_t rows = std::min(rows_, n_ - r0);
+      const float* xb = x + r0 * d_;
+      ParallelSgemm(false, trans_b_, rows, v_, d_, 1.0f, xb, d_, w, ldw, 0.0f, logits, v_);
+      ParallelFor(rows, 1, [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; ++r) {
+          float* lr = logits + r * v_;
+          const int64_t lab = labels[r0 + r];
+          const bool ignored = ignore_.has_value() && lab == *ignore_;
+          const float lse = LogSumExpRow(lr, v_);
+          row_loss[r] = ignored ? 0.0f : lse - lr[lab];
+          if (!grads_) continue;
+          if (ignored) {
+            std::fill(lr, lr + v_, 0.0f);
+            continue;
+          }
+          int64_t j = 0;
+          const __m256 shift = _mm256_set1_ps(lse), nv = _mm256_set1_ps(norm);
+          for (; j + 8 <= v_; j += 8) {
+            const __m256 p = Exp8(_mm256_sub_ps(_mm256_loadu_ps(lr + j), shift));
+            _mm256_storeu_ps(lr + j, _mm256_mul_ps(p, nv));
+          }
+          for (; j < v_; ++j) lr[j] = std::exp(lr[j] - lse) * norm;
+          lr[lab] -= norm;
+        }
+      });
+      for (int64_t r = 0; r < rows; ++r) total += row_loss[r];
+      if (!grads_) continue;
+      // dx_blk = G op(w)^T: op(w) is [D, V], so op(w)^T is w itself when trans_b (w [V, D]).
+      ParallelSgemm(false, !trans_b_, rows, d_, v_, 1.0f, logits, v_, w, ldw, 0.0f,
+                    dx + r0 * d_, d_);
+      if (trans_b_) {  // dw [V, D] += G^T x_blk
+        ParallelSgemm(true, false, v_, d_, rows, 1.0f, logits, v_, xb, d_, 1.0f, dw, d_);
+      } else {  // dw [D, V] += x_blk^T G
+        ParallelSgemm(true, false, d_, v_, rows, 1.0f, xb, d_, logits, v_, 1.0f, dw, v_);
+      }
+    }
+    loss[0] = static_cast<float>(total * static_cast<double>(norm));
+    return absl::OkStatus();
+  }
+
+ private:
+  int64_t n_, d_, v_, rows_;
+  bool trans_b_, mean_;
+  std::optional<int64_t> ignore_;
+  bool grads_;
+  std::string where_;
+};
+
 KernelOr MakeLoss(const ir::Node& node, bool softmax) {
   PTC_RETURN_IF_ERROR(CheckArity(node, 2, 3, 1, softmax ? 2 : 1));
   const ir::TensorType& x = node.input(0)->type();
@@ -205,5 +301,38 @@ KernelOr MakeLoss(const ir::Node& node, bool softmax) {
 
 KernelOr MakeSoftmaxCeLossKernel(const ir::Node& node) { return MakeLoss(node, true); }
 KernelOr MakeNllLossKernel(const ir::Node& node) { return MakeLoss(node, false); }
+
+KernelOr MakeLinearCeLossKernel(const ir::Node& node) {
+  PTC_RETURN_IF_ERROR(CheckArity(node, 3, 3, 1, 3));
+  const ir::TensorType& x = node.input(0)->type();
+  const ir::TensorType& w = node.input(1)->type();
+  const ir::TensorType& lab = node.input(2)->type();
+  PTC_ASSIGN_OR_RETURN(int64_t trans_b, node.GetInt("trans_b", 0));
+  PTC_ASSIGN_OR_RETURN(std::string red, node.GetString("reduction", "mean"));
+  if (x.dtype != DType::kF32 || w.dtype != DType::kF32 || x.rank() != 2 || w.rank() != 2 ||
+      (red != "mean" && red != "sum") || node.num_outputs() == 2) {
+    return Invalid(node, "expects f32 x [N, D], w, reduction mean or sum, 1 or 3 outputs");
+  }
+  const int64_t n = x.shape[0], d = x.shape[1], v = trans_b ? w.shape[0] : w.shape[1];
+  if ((trans_b ? w.shape[1] : w.shape[0]) != d || lab.shape != ir::Shape{n}) {
+    return Invalid(node, absl::StrCat("shapes do not match: ", x.ToString(), ", ", w.ToString(),
+                                      ", ", lab.ToString()));
+  }
+  std::optional<int64_t> ignore;
+  if (node.has_attr("ignore_index")) {
+    PTC_ASSIGN_OR_RETURN(int64_t ii, node.GetInt("ignore_index"));
+    ignore = ii;
+  }
+  const bool grads = node.num_outputs() == 3;
+  if (lab.dtype == DType::kI64) {
+    return KernelPtr(new LinearCeKernel<int64_t>(n, d, v, trans_b != 0, red == "mean", ignore,
+                                                 grads, node.Describe()));
+  }
+  if (lab.dtype == DType::kI32) {
+    return KernelPtr(new LinearCeKernel<int32_t>(n, d, v, trans_b != 0, red == "mean", ignore,
+                                                 grads, node.Describe()));
+  }
+  return Invalid(node, "labels must be i32 or i64");
+}
 
 }  // namespace ptc::cpu::internal

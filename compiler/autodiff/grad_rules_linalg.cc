@@ -150,6 +150,15 @@ absl::Status Attention(RuleContext& c) {
   return absl::OkStatus();
 }
 
+// linear_ce_loss computed the gradients for d loss = 1 in its forward (outputs 1 and 2): the
+// backward scales them by the incoming scalar gradient.
+absl::Status LinearCeLoss(RuleContext& c) {
+  if (c.node.num_outputs() < 3) return absl::InternalError("linear_ce_loss without gradients");
+  if (c.need[0]) c.dx[0] = c.b.Mul(c.out(1), c.dy[0]);
+  if (c.need[1]) c.dx[1] = c.b.Mul(c.out(2), c.dy[0]);
+  return absl::OkStatus();
+}
+
 ir::AttrMap LossAttrs(const ir::Node& node) {
   ir::AttrMap a;
   for (const char* k : {"reduction", "ignore_index"}) {
@@ -193,6 +202,7 @@ void AddLinalgRules(RuleMap& rules) {
   rules["log_softmax"] = LogSoftmax;
   rules["layer_norm"] = LayerNorm;
   rules["attention"] = Attention;
+  rules["linear_ce_loss"] = LinearCeLoss;
   rules["softmax_ce_loss"] = SoftmaxCe;
   rules["nll_loss"] = Nll;
 }

@@ -147,11 +147,12 @@ ir::Node* WithOutputs(ir::Function& f, ir::Node* node, size_t want,
   std::vector<std::string> names;
   for (ir::Value* v : node->outputs()) names.push_back(v->name());
   for (size_t i = node->num_outputs(); i < want; ++i) {
-    names.push_back(absl::StrCat(node->output(0)->name(), i == 1 && node->op() == "layer_norm"
-                                                              ? ".mean"
-                                                          : i == 2 ? ".inv_std"
-                                                          : node->op() == "dropout" ? ".mask"
-                                                                                    : ".log_prob"));
+    std::string suffix = i == 1 && node->op() == "layer_norm" ? ".mean"
+                         : i == 2 && node->op() == "layer_norm" ? ".inv_std"
+                         : node->op() == "dropout"               ? ".mask"
+                         : node->op() == "linear_ce_loss"        ? (i == 1 ? ".dx_unit" : ".dw_unit")
+                                                                 : ".log_prob";
+    names.push_back(absl::StrCat(node->output(0)->name(), suffix));
   }
   ir::Node* fresh = f.AddNode(node->op(), node->inputs(), *types, node->attrs(), node->loc(),
                               names, node);
@@ -185,12 +186,14 @@ absl::StatusOr<std::vector<ir::Value*>> AppendGradients(ir::Function& function, 
           " is a fused op; autodiff must run before fusion passes (build the training step "
           "from the unfused forward graph, then run the pass pipeline)"));
     }
-    if (n->op() == "layer_norm" || n->op() == "dropout" || n->op() == "softmax_ce_loss") {
+    if (n->op() == "layer_norm" || n->op() == "dropout" || n->op() == "softmax_ce_loss" ||
+        n->op() == "linear_ce_loss") {
       to_widen.push_back(n.get());
     }
   }
   for (ir::Node* n : to_widen) {
-    WithOutputs(function, n, n->op() == "layer_norm" ? 3 : 2, replaced, status);
+    WithOutputs(function, n, n->op() == "layer_norm" || n->op() == "linear_ce_loss" ? 3 : 2,
+                replaced, status);
     PTC_RETURN_IF_ERROR(status);
   }
   auto remap = [&](ir::Value* v) {

@@ -37,6 +37,18 @@
 //   Example (GPT causal self-attention, 4 heads of 64):
 //       %o = attention(%q, %k, %v, %masked) {layout="bthd", scale=0.125} : f32[8,128,4,64]
 //            (%q, %k, %v: f32[8,128,4,64], %masked: bool[1,1,128,128])
+//
+//   linear_ce_loss(x, w, labels) {trans_b=0|1, reduction="mean"|"sum", ignore_index?}
+//       -> loss f32[] [, dx_unit, dw_unit]
+//       Softmax cross-entropy of the logits x @ op(w) (x [N, D] f32, w [D, V], or [V, D] with
+//       trans_b=1, labels i32/i64 [N]), made by passes/fuse_linear_ce.cc from an LM head and
+//       its loss. The CPU kernel works on blocks of rows: the N x V logits never exist at once.
+//       With 3 outputs (autodiff asks for them) the same pass also writes the gradients for
+//       d loss = 1: dx_unit (x's type) and dw_unit (w's type), so the backward is two scalings
+//       and nothing of size N x V is kept for it.
+//   Example (tied GPT-2 LM head, 1024 tokens, vocab 8192):
+//       %loss = linear_ce_loss(%h, %wte, %labels) {trans_b=1} : f32[]
+//            (%h: f32[1024,256], %wte: f32[8192,256], %labels: i64[1024])
 #include "compiler/ir/ops_fused.h"
 
 #include <string>
@@ -223,6 +235,44 @@ absl::StatusOr<std::vector<TensorType>> InferAttention(const std::vector<TensorT
   return std::vector<TensorType>{TensorType{q.dtype, out}};
 }
 
+absl::StatusOr<std::vector<TensorType>> InferLinearCeLoss(const std::vector<TensorType>& in,
+                                                          const AttrMap& attrs, int num_outputs) {
+  if (num_outputs != 1 && num_outputs != 3) {
+    return absl::InvalidArgumentError("linear_ce_loss has 1 output (loss) or 3 (with the "
+                                      "gradient parts)");
+  }
+  PTC_ASSIGN_OR_RETURN(int64_t trans_b, GetIntAttr(attrs, "trans_b", 0));
+  PTC_ASSIGN_OR_RETURN(std::string red, GetStringAttr(attrs, "reduction", "mean"));
+  if (red != "mean" && red != "sum") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "attribute 'reduction' must be mean or sum, got '", red, "'"));
+  }
+  const TensorType& x = in[0];
+  const TensorType& w = in[1];
+  const TensorType& labels = in[2];
+  if (x.dtype != DType::kF32 || w.dtype != DType::kF32 || x.rank() != 2 || w.rank() != 2) {
+    return absl::InvalidArgumentError(absl::StrCat("x and w must be f32 matrices, got ",
+                                                   x.ToString(), " and ", w.ToString()));
+  }
+  const int64_t d = trans_b ? w.shape[1] : w.shape[0];
+  if (x.shape[1] != d) {
+    return absl::InvalidArgumentError(absl::StrCat("inner dimensions differ: ", x.ToString(),
+                                                   " x ", w.ToString(), " (trans_b=", trans_b,
+                                                   ")"));
+  }
+  if ((labels.dtype != DType::kI64 && labels.dtype != DType::kI32) ||
+      labels.shape != Shape{x.shape[0]}) {
+    return absl::InvalidArgumentError(absl::StrCat("labels must be i32 or i64 [", x.shape[0],
+                                                   "], got ", labels.ToString()));
+  }
+  std::vector<TensorType> out = {TensorType{DType::kF32, {}}};
+  if (num_outputs == 3) {
+    out.push_back(x);
+    out.push_back(w);
+  }
+  return out;
+}
+
 }  // namespace
 
 const std::vector<OpDef>& FusedOpDefs() {
@@ -234,6 +284,8 @@ const std::vector<OpDef>& FusedOpDefs() {
        .elementwise = true},
       {.name = "fused_matmul", .min_inputs = 2, .max_inputs = 3, .infer = InferFusedMatMul},
       {.name = "attention", .min_inputs = 3, .max_inputs = 4, .infer = InferAttention},
+      {.name = "linear_ce_loss", .min_inputs = 3, .max_inputs = 3, .min_outputs = 1,
+       .max_outputs = 3, .infer = InferLinearCeLoss},
   };
   return *defs;
 }
