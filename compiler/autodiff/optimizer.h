@@ -19,7 +19,8 @@ struct OptimizerOutputs {
 };
 
 // Appends the update of `weights` (parameters of `f`) from `grads` (same order, same types).
-// State parameters get zero tensors in module.tensors().
+// State parameters that start at zero get no tensor in module.tensors(): the executors start
+// them at zero, and plans do not store the zeros (2x the weights for AdamW).
 // With dynamic loss scaling, `loss_scale` is the "state" parameter opt.loss_scale the backward
 // was seeded with (the grads are scaled by it); it is listed first in OptimizerOutputs::state.
 absl::StatusOr<OptimizerOutputs> AppendOptimizer(ir::Module& module, ir::Function& f,

@@ -21,7 +21,8 @@ struct RunResult {
   std::vector<std::pair<std::string, ir::Tensor>> assigns;  // (target param, new value)
 };
 
-// `params` by parameter name; missing ones are taken from module->tensors() when given.
+// `params` by parameter name; missing ones are taken from module->tensors() when given, and
+// "state" parameters without a tensor start at zero (as in the executors).
 inline absl::StatusOr<RunResult> Interpret(const ir::Function& f,
                                            const std::map<std::string, ir::Tensor>& params,
                                            const ir::Module* module = nullptr) {
@@ -34,6 +35,10 @@ inline absl::StatusOr<RunResult> Interpret(const ir::Function& f,
         env[p] = mt->second;
         continue;
       }
+    }
+    if (it == params.end() && p->flags().count("state")) {
+      env[p] = ir::Tensor(p->type().dtype, p->type().shape);  // as the executors: state starts at 0
+      continue;
     }
     if (it == params.end()) return absl::NotFoundError(absl::StrCat("no value for %", p->name()));
     env[p] = it->second;
