@@ -42,13 +42,21 @@ class Block(nn.Module):
                 k = torch.cat([cache[0], k], dim=2)
                 v = torch.cat([cache[1], v], dim=2)
             cache[0], cache[1] = k, v
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=(t > 1))
+        if hasattr(F, "scaled_dot_product_attention"):
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=(t > 1))
+        else:  # torch < 2.0 (the script's CPU dry run on the build machine)
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+            if t > 1:
+                tk = k.shape[2]
+                mask = torch.ones(t, tk, dtype=torch.bool, device=x.device).tril(tk - t)
+                att = att.masked_fill(~mask, float("-inf"))
+            y = att.softmax(-1) @ v
         x = x + self.c_proj(y.transpose(1, 2).reshape(b, t, d))
         return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x))))
 
 
 class GPT(nn.Module):
-    def __init__(self, vocab=50257, layers=12, d=768, h=12, seq=1024):
+    def __init__(self, vocab=50257, layers=12, d=768, h=12, seq=1024):  # noqa: PLR0913
         super().__init__()
         self.wte = nn.Embedding(vocab, d)
         self.wpe = nn.Embedding(seq, d)
@@ -69,13 +77,18 @@ class GPT(nn.Module):
         return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), labels.view(-1))
 
 
+def sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def timed(fn, warmup, steps):
     times = []
     for i in range(warmup + steps):
-        torch.cuda.synchronize()
+        sync()
         t0 = time.perf_counter()
         fn()
-        torch.cuda.synchronize()
+        sync()
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     return statistics.median(times)
@@ -91,24 +104,32 @@ def main():
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--prompt-len", type=int, default=16)
     ap.add_argument("--tokens", type=int, default=256)
+    ap.add_argument("--device", default="cuda", help="cuda, or cpu for a dry run of the script")
+    ap.add_argument("--tiny", action="store_true", help="2 layers, dim 64 (dry runs)")
     a = ap.parse_args()
     torch.manual_seed(0)
-    torch.backends.cuda.matmul.allow_tf32 = True
-    model = GPT().cuda()
+    dev = a.device
+    if dev == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    dims = dict(layers=2, d=64, h=4) if a.tiny else {}
+    model = GPT(seq=max(a.seq, 1024), **dims).to(dev)
     n_params = sum(p.numel() for p in model.parameters())
     fwd = torch.compile(model) if a.compile else model
-    torch.cuda.reset_peak_memory_stats()
+    if dev == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     out = {"mode": a.mode, "compile": a.compile, "batch": a.batch, "seq": a.seq,
            "params": n_params, "torch": torch.__version__,
-           "device": torch.cuda.get_device_name()}
+           "device": torch.cuda.get_device_name() if dev == "cuda" else "cpu"}
+    amp = dict(device_type=dev, dtype=torch.bfloat16)
     if a.mode == "train":
-        opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1, fused=True)
-        x = torch.randint(0, 50257, (a.batch, a.seq), device="cuda")
-        y = torch.randint(0, 50257, (a.batch, a.seq), device="cuda")
+        extra = {"fused": True} if dev == "cuda" else {}
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1, **extra)
+        x = torch.randint(0, 50257, (a.batch, a.seq), device=dev)
+        y = torch.randint(0, 50257, (a.batch, a.seq), device=dev)
         losses = []
 
         def step():
-            with torch.autocast("cuda", dtype=torch.bfloat16):
+            with torch.autocast(**amp):
                 loss = fwd(x, y)
             loss.backward()
             opt.step()
@@ -117,19 +138,20 @@ def main():
         s = timed(step, a.warmup, a.steps)
         out.update(step_ms=s * 1e3, tokens_per_s=a.batch * a.seq / s, first_loss=losses[0])
         # 6N per token for the matmuls with weights + attention (causal: half of 12*L*T*d).
-        flops = 6 * n_params * a.batch * a.seq + 6 * 12 * a.batch * a.seq * a.seq * 768
+        layers, d = (2, 64) if a.tiny else (12, 768)
+        flops = 6 * n_params * a.batch * a.seq + 6 * layers * a.batch * a.seq * a.seq * d
         out["model_tflops"] = flops / s / 1e12
     elif a.mode == "infer":
-        x = torch.randint(0, 50257, (a.batch, a.seq), device="cuda")
-        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        x = torch.randint(0, 50257, (a.batch, a.seq), device=dev)
+        with torch.no_grad(), torch.autocast(**amp):
             s = timed(lambda: fwd(x), a.warmup, a.steps)
         out.update(forward_ms=s * 1e3, tokens_per_s=a.batch * a.seq / s)
     else:
-        prompt = torch.randint(0, 50257, (1, a.prompt_len), device="cuda")
+        prompt = torch.randint(0, 50257, (1, a.prompt_len), device=dev)
 
         def gen():
             caches = [[None, None] for _ in model.blocks]
-            with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+            with torch.no_grad(), torch.autocast(**amp):
                 logits = model(prompt, caches=caches)
                 tok = logits[:, -1:].argmax(-1)
                 for i in range(a.tokens):
@@ -137,7 +159,7 @@ def main():
                     tok = logits[:, -1:].argmax(-1)
         s = timed(gen, 1, 3)
         out.update(generate_s=s, tokens_per_s=a.tokens / s)
-    out["peak_mem_bytes"] = torch.cuda.max_memory_allocated()
+    out["peak_mem_bytes"] = torch.cuda.max_memory_allocated() if dev == "cuda" else None
     print(json.dumps(out), flush=True)
 
 
