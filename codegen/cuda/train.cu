@@ -98,6 +98,44 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// linear_ce_loss, one block per row of a block of logits (f32 [rows, v], row-major): the row's
+// loss lse - x[label] (0 for an ignored label) into row_loss / row_w, and with `grads` the row
+// becomes (softmax - onehot(label)) * norm in place.
+__global__ void __launch_bounds__(kThreads)
+    LinearCeRowKernel(int64_t rows, int64_t v, float* __restrict__ x,
+                      const void* __restrict__ labels, bool li64, bool has_ignore,
+                      int64_t ignore_index, const float* __restrict__ norm, bool grads,
+                      float* __restrict__ row_loss, float* __restrict__ row_w, int* err,
+                      int code) {
+  __shared__ float shm[32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    float* xr = x + r * v;
+    float mx = -INFINITY;
+    for (int64_t j = threadIdx.x; j < v; j += blockDim.x) mx = fmaxf(mx, xr[j]);
+    mx = BlockReduce<float>(mx, /*kind=*/1, -INFINITY, shm);
+    float sum = 0;
+    for (int64_t j = threadIdx.x; j < v; j += blockDim.x) sum += expf(xr[j] - mx);
+    sum = BlockReduce<float>(sum, /*kind=*/0, 0.f, shm);
+    const float lse = mx + logf(sum);
+    const int64_t lab = LoadLabel(labels, li64, r);
+    const bool ignored = has_ignore && lab == ignore_index;
+    const bool bad = !ignored && (lab < 0 || lab >= v);
+    if (threadIdx.x == 0) {
+      if (bad) RaiseError(err, code);
+      row_loss[r] = ignored || bad ? 0.f : lse - xr[lab];
+      row_w[r] = ignored || bad ? 0.f : 1.f;
+    }
+    __syncthreads();  // x[label] is read above before the row is overwritten
+    if (grads) {
+      const float nm = ignored || bad ? 0.f : norm[0];
+      for (int64_t j = threadIdx.x; j < v; j += blockDim.x) xr[j] = expf(xr[j] - lse) * nm;
+      __syncthreads();
+      if (threadIdx.x == 0 && !ignored && !bad) xr[lab] -= nm;
+    }
+    __syncthreads();
+  }
+}
+
 // nll_loss: one thread per row.
 template <DT D>
 __global__ void __launch_bounds__(kThreads)
@@ -584,6 +622,30 @@ cudaError_t LaunchLossGrad(DT dt, bool softmax, const LossDesc& d, const void* d
     default: return cudaErrorInvalidValue;
   }
 #undef PTC_LOSS_GRAD_CASE
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchLossNorm(const LossDesc& d, const void* labels, bool labels_i64, float* norm,
+                           int* error_flag, int error_code, cudaStream_t stream) {
+  LossGradNormKernel<DT::kF32><<<1, kThreads, 0, stream>>>(d, labels, labels_i64, nullptr, norm,
+                                                           error_flag, error_code);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchLinearCeRows(int64_t rows, int64_t v, float* logits, const void* labels,
+                               bool labels_i64, bool has_ignore, int64_t ignore_index,
+                               const float* norm, bool grads, float* row_loss, float* row_w,
+                               int* error_flag, int error_code, cudaStream_t stream) {
+  if (rows <= 0) return cudaSuccess;
+  LinearCeRowKernel<<<RowGrid(rows), kThreads, 0, stream>>>(
+      rows, v, logits, labels, labels_i64, has_ignore, ignore_index, norm, grads, row_loss, row_w,
+      error_flag, error_code);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchLossReduce(int64_t rows, int reduction, const float* row_loss,
+                             const float* row_w, float* out, cudaStream_t stream) {
+  LossReduceKernel<DT::kF32><<<1, kThreads, 0, stream>>>(rows, reduction, row_loss, row_w, out);
   return cudaGetLastError();
 }
 

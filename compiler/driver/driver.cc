@@ -77,9 +77,12 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
     // 16 x 1024: 9 GiB of the 26 GiB arena). fold-constants folds the not() that a keep-mask
     // (true = attend) gets.
     pre.Add(passes::CreateFuseAttentionPass());
-    // The LM head and its loss as one op (CPU kernel only so far): neither the N x V logits
-    // nor their log-probs and gradients are stored (passes/fuse_linear_ce.cc).
-    if (options.target == "cpu") pre.Add(passes::CreateFuseLinearCePass());
+    // The LM head and its loss as one op: neither the N x V logits nor their log-probs and
+    // gradients are stored (passes/fuse_linear_ce.cc). The op is f32: with --precision bf16 /
+    // fp16 on cuda the unfused LM head keeps its low-precision GEMM instead.
+    if (options.target == "cpu" || options.precision == "fp32") {
+      pre.Add(passes::CreateFuseLinearCePass());
+    }
     pre.Add(passes::CreateFoldConstantsPass());
     pre.Add(passes::CreateDcePass());
     PTC_RETURN_IF_ERROR(pre.Run(*module));

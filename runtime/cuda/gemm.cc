@@ -706,6 +706,124 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateAttention(const ir::Node& no
 
 }  // namespace
 
+// linear_ce_loss(x [N, D], w, labels) -> loss [, dx_unit, dw_unit] (ops_fused.cc), f32: blocks
+// of rows_ rows; per block one cuBLASLt product for the logits into scratch, the row kernel of
+// train.cu (loss per row; with the gradient outputs the block becomes (softmax - onehot) * norm),
+// then dx_blk = G op(w)^T and dw += the block's outer product (beta 1 after one memset). The
+// final loss is a fixed-order sum over the rows: deterministic.
+class LinearCeKernel final : public DeviceKernel {
+ public:
+  absl::Status Init(const ir::Node& node, const KernelOptions& options, cublasLtHandle_t lt) {
+    const ir::TensorType& x = node.input(0)->type();
+    const ir::TensorType& w = node.input(1)->type();
+    const ir::TensorType& lab = node.input(2)->type();
+    PTC_ASSIGN_OR_RETURN(int64_t tb, node.GetInt("trans_b", 0));
+    PTC_ASSIGN_OR_RETURN(std::string red, node.GetString("reduction", "mean"));
+    if (x.dtype != DType::kF32 || w.dtype != DType::kF32 || x.rank() != 2 || w.rank() != 2 ||
+        (red != "mean" && red != "sum") || node.num_outputs() == 2 ||
+        (lab.dtype != DType::kI64 && lab.dtype != DType::kI32)) {
+      return Invalid(node, "linear_ce_loss expects f32 x [N, D] and w, i32/i64 labels, "
+                           "reduction mean or sum, 1 or 3 outputs");
+    }
+    trans_b_ = tb != 0;
+    n_ = x.shape[0];
+    d_ = x.shape[1];
+    v_ = trans_b_ ? w.shape[0] : w.shape[1];
+    if ((trans_b_ ? w.shape[1] : w.shape[0]) != d_ || lab.shape != ir::Shape{n_}) {
+      return Invalid(node, "shapes of x, w and labels do not match");
+    }
+    grads_ = node.num_outputs() == 3;
+    labels_i64_ = lab.dtype == DType::kI64;
+    desc_.n = n_;
+    desc_.c = v_;
+    desc_.d = 1;
+    desc_.reduction = red == "sum" ? 1 : 2;
+    if (node.has_attr("ignore_index")) {
+      PTC_ASSIGN_OR_RETURN(desc_.ignore_index, node.GetInt("ignore_index"));
+      desc_.has_ignore = true;
+    }
+    // ~64 MiB of f32 logits per block, at least 64 rows.
+    rows_ = std::max<int64_t>(64, (int64_t{64} << 20) / (4 * std::max<int64_t>(v_, 1)));
+    rows_ = std::max<int64_t>(1, std::min(rows_, n_));
+    const int64_t tail = n_ % rows_;
+    for (int s = 0; s < (tail ? 2 : 1); ++s) {
+      const int64_t c = s == 0 ? rows_ : tail;
+      auto& g = shapes_[s];
+      PTC_RETURN_IF_ERROR(g.logits.Init(node, DType::kF32,
+                                        RowMajorProblem(c, v_, d_, false, trans_b_), 1.0, 0.0,
+                                        options.allow_tf32, lt));
+      if (!grads_) continue;
+      PTC_RETURN_IF_ERROR(g.dx.Init(node, DType::kF32,
+                                    RowMajorProblem(c, d_, v_, false, !trans_b_), 1.0, 0.0,
+                                    options.allow_tf32, lt));
+      const Problem dw = trans_b_ ? RowMajorProblem(v_, d_, c, true, false)
+                                  : RowMajorProblem(d_, v_, c, true, false);
+      PTC_RETURN_IF_ERROR(g.dw.Init(node, DType::kF32, dw, 1.0, 1.0, options.allow_tf32, lt));
+    }
+    // Scratch: the block's logits, row losses and weights of all N rows, the normalizer.
+    logits_bytes_ = Align(sizeof(float) * static_cast<size_t>(rows_ * v_));
+    rows_bytes_ = Align(sizeof(float) * static_cast<size_t>(n_));
+    return absl::OkStatus();
+  }
+
+  size_t WorkspaceBytes() const override { return logits_bytes_ + 2 * rows_bytes_ + 256; }
+
+  absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
+                      absl::Span<void* const> out, void* workspace) override {
+    const float* x = static_cast<const float*>(in[0]);
+    const float* w = static_cast<const float*>(in[1]);
+    const char* labels = static_cast<const char*>(in[2]);
+    char* ws = static_cast<char*>(workspace);
+    float* logits = reinterpret_cast<float*>(ws);
+    float* row_loss = reinterpret_cast<float*>(ws + logits_bytes_);
+    float* row_w = reinterpret_cast<float*>(ws + logits_bytes_ + rows_bytes_);
+    float* norm = reinterpret_cast<float*>(ws + logits_bytes_ + 2 * rows_bytes_);
+    float* dx = grads_ ? static_cast<float*>(out[1]) : nullptr;
+    float* dw = grads_ ? static_cast<float*>(out[2]) : nullptr;
+    cudaError_t e = kernels::LaunchLossNorm(desc_, labels, labels_i64_, norm, ctx.error_flag,
+                                            ctx.error_code, ctx.stream);
+    if (e != cudaSuccess) return CudaStatus(e, "LaunchLossNorm", __FILE__, __LINE__);
+    if (grads_) {
+      e = cudaMemsetAsync(dw, 0, sizeof(float) * static_cast<size_t>(d_ * v_), ctx.stream);
+      if (e != cudaSuccess) return CudaStatus(e, "cudaMemsetAsync (dw)", __FILE__, __LINE__);
+    }
+    const size_t label_size = labels_i64_ ? 8 : 4;
+    for (int64_t r0 = 0; r0 < n_; r0 += rows_) {
+      const int64_t c = std::min(rows_, n_ - r0);
+      auto& g = shapes_[c == rows_ ? 0 : 1];
+      const float* xb = x + r0 * d_;
+      PTC_RETURN_IF_ERROR(g.logits.RunOn(ctx, xb, w, logits));
+      e = kernels::LaunchLinearCeRows(c, v_, logits, labels + r0 * label_size, labels_i64_,
+                                      desc_.has_ignore, desc_.ignore_index, norm, grads_,
+                                      row_loss + r0, row_w + r0, ctx.error_flag, ctx.error_code,
+                                      ctx.stream);
+      if (e != cudaSuccess) return CudaStatus(e, "LaunchLinearCeRows", __FILE__, __LINE__);
+      if (!grads_) continue;
+      PTC_RETURN_IF_ERROR(g.dx.RunOn(ctx, logits, w, dx + r0 * d_));
+      if (trans_b_) {
+        PTC_RETURN_IF_ERROR(g.dw.RunOn(ctx, logits, xb, dw));
+      } else {
+        PTC_RETURN_IF_ERROR(g.dw.RunOn(ctx, xb, logits, dw));
+      }
+    }
+    e = kernels::LaunchLossReduce(n_, desc_.reduction, row_loss, row_w,
+                                  static_cast<float*>(out[0]), ctx.stream);
+    if (e != cudaSuccess) return CudaStatus(e, "LaunchLossReduce", __FILE__, __LINE__);
+    return absl::OkStatus();
+  }
+
+ private:
+  static size_t Align(size_t b) { return (b + 255) / 256 * 256; }
+  struct Shape {
+    GemmKernel logits, dx, dw;
+  };
+  Shape shapes_[2];  // full blocks, and the tail block when N % rows_ != 0
+  kernels::LossDesc desc_;
+  int64_t n_ = 0, d_ = 0, v_ = 0, rows_ = 1;
+  bool trans_b_ = false, grads_ = false, labels_i64_ = true;
+  size_t logits_bytes_ = 0, rows_bytes_ = 0;
+};
+
 absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateGemmKernel(const ir::Node& node,
                                                                 const KernelOptions& options,
                                                                 cublasLtHandle_t lt) {
@@ -713,6 +831,11 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateGemmKernel(const ir::Node& n
   if (node.op() == "fused_matmul") return CreateFusedMatMul(node, options, lt);
   if (node.op() == "attention") return CreateAttention(node, options, lt);
   if (node.op() == "attention_grad") return CreateAttentionGrad(node);
+  if (node.op() == "linear_ce_loss") {
+    auto k = std::make_unique<LinearCeKernel>();
+    PTC_RETURN_IF_ERROR(k->Init(node, options, lt));
+    return std::unique_ptr<DeviceKernel>(std::move(k));
+  }
   return CreateMatmul(node, options, lt);
 }
 

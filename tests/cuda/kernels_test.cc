@@ -415,6 +415,22 @@ std::vector<Case> Cases() {
       c.ref_in_f32 = dt != f32;
       add(c);
     };
+    // linear_ce_loss (cuBLASLt blocks + the row kernel) against the CPU kernel: loss only, and
+    // with the gradient outputs; both weight layouts, an ignore_index.
+    {
+      Case l{"linear_ce_loss_tied", "linear_ce_loss", {T(f32, {70, 16}), T(f32, {300, 16}), T(i64, {70})},
+             {{"trans_b", int64_t{1}}, {"ignore_index", int64_t{5}}}, 3};
+      l.gens = {Gen::kNormal, Gen::kNormal, Gen::kLabel};
+      l.index_range = 300;
+      l.tolerance_scale = 20;
+      add(l);
+      Case m{"linear_ce_loss_sum_loss_only", "linear_ce_loss", {T(f32, {33, 8}), T(f32, {8, 50}), T(i64, {33})},
+             {{"reduction", std::string("sum")}}, 1};
+      m.gens = {Gen::kNormal, Gen::kNormal, Gen::kLabel};
+      m.index_range = 50;
+      m.tolerance_scale = 20;
+      add(m);
+    }
     grad("attention_grad_bhtd_causal", f32, {2, 3, 40, 16}, {2, 3, 40, 16}, {2, 3, 40, 16},
          {2, 3, 40, 16}, T(b, {1, 1, 40, 40}), {{"scale", 0.25}});
     grad("attention_grad_bthd_bf16", bf16, {2, 70, 2, 32}, {2, 70, 2, 32}, {2, 70, 2, 32},
