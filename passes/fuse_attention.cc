@@ -36,6 +36,7 @@
 //   after:   %ot = attention(%q4, %k4, %v4, %masked) {layout="bthd", scale=0.125}
 //                  : f32[8,128,4,64]
 #include <cmath>
+#include <map>
 #include <set>
 
 #include "compiler/support/status.h"
@@ -75,6 +76,7 @@ class FuseAttentionPass : public Pass {
       if (n->op() == "softmax") softmaxes.push_back(n.get());
     }
     std::set<const ir::Node*> erase;
+    std::map<ir::Value*, ir::Value*> negated;  // keep-mask -> its not()
     for (ir::Node* sm : softmaxes) {
       const ir::TensorType& st = sm->output()->type();
       absl::StatusOr<int64_t> axis = sm->GetInt("axis", -1);
@@ -197,11 +199,17 @@ class FuseAttentionPass : public Pass {
         operands = {q, k, v};
       }
       if (mask != nullptr && keep_mask) {
-        // attention's bool mask is true = masked out: negate the keep-mask (a constant mask,
-        // e.g. the causal triangle, folds when fold-constants runs again).
-        mask = fn.AddNode("not", {mask}, {mask->type()}, {}, where_node->loc(),
-                          {mask->name() + "_drop"}, /*before=*/where_node)
-                   ->output();
+        // attention's bool mask is true = masked out: negate the keep-mask, once per mask value
+        // (every layer shares the causal triangle); a constant mask folds when fold-constants
+        // runs after this pass (the default pipelines do).
+        auto it = negated.find(mask);
+        if (it == negated.end()) {
+          ir::Value* neg = fn.AddNode("not", {mask}, {mask->type()}, {}, where_node->loc(),
+                                      {mask->name() + "_drop"}, /*before=*/where_node)
+                               ->output();
+          it = negated.emplace(mask, neg).first;
+        }
+        mask = it->second;
         Count("fused.keep-mask");
       }
       if (mask != nullptr) operands.push_back(mask);

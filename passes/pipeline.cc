@@ -167,6 +167,7 @@ std::vector<std::string> DefaultPassList(std::string_view target) {
     list.push_back("match-gelu");
     list.push_back("fuse-matmul-bias");
     list.push_back("fuse-attention");
+    list.push_back("fold-constants");  // the not() of a constant keep-mask (fuse-attention)
     list.push_back("fuse-elementwise");
     list.push_back("dce");
   }
