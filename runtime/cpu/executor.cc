@@ -14,6 +14,7 @@
 #include "codegen/cpu/kernel.h"
 #include "compiler/support/status.h"
 #include "runtime/plan/binding.h"
+#include "runtime/plan/local_plan.h"
 
 namespace ptc::cpu {
 namespace {
@@ -53,67 +54,6 @@ AlignedBuffer AllocateAligned(int64_t bytes) {
 
 bool IsStateParam(const ir::Value* p) { return p->is_param() || p->flags().count("state") > 0; }
 
-// Arena plan for functions the compiler did not plan (e.g. @eval): greedy by size over
-// [definition, last use] intervals, the same algorithm as passes/plan_memory.cc (the runtime
-// cannot depend on passes/). Assign sources and results live to the end.
-absl::StatusOr<plan::MemoryPlan> PlanFunctionLocally(const ir::Function& f) {
-  const auto& nodes = f.nodes();
-  const int32_t end = static_cast<int32_t>(nodes.size());
-  std::vector<plan::BufferAssignment> bufs;
-  std::map<const ir::Value*, size_t> index_of;
-  for (int32_t i = 0; i < end; ++i) {
-    const ir::Node& n = *nodes[i];
-    if (n.op() == "constant") continue;
-    for (const ir::Value* in : n.inputs()) {
-      auto it = index_of.find(in);
-      if (it != index_of.end()) bufs[it->second].last = n.op() == "assign" ? end : i;
-    }
-    for (const ir::Value* out : n.outputs()) {
-      int64_t bytes = out->type().byte_size();
-      if (bytes < 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(n.Describe(), ": output size overflows: ", out->type().ToString()));
-      }
-      index_of[out] = bufs.size();
-      bufs.push_back({out->name(), -1, AlignUp(bytes, 64), i, i, ""});
-    }
-    if (n.op() != "assign") {
-      PTC_ASSIGN_OR_RETURN(auto kernel, CreateKernel(n));
-      int64_t ws = static_cast<int64_t>(kernel->WorkspaceBytes());
-      if (ws > 0) bufs.push_back({absl::StrCat("ws@", i), -1, AlignUp(ws, 64), i, i, ""});
-    }
-  }
-  for (const ir::Value* r : f.results()) {
-    auto it = index_of.find(r);
-    if (it != index_of.end()) bufs[it->second].last = end;
-  }
-  std::vector<size_t> order(bufs.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(),
-                   [&](size_t a, size_t b) { return bufs[a].bytes > bufs[b].bytes; });
-  plan::MemoryPlan mp;
-  std::vector<size_t> placed;
-  for (size_t idx : order) {
-    plan::BufferAssignment& b = bufs[idx];
-    std::vector<std::pair<int64_t, int64_t>> busy;
-    for (size_t p : placed) {
-      const plan::BufferAssignment& o = bufs[p];
-      if (o.first <= b.last && b.first <= o.last) busy.push_back({o.offset, o.offset + o.bytes});
-    }
-    std::sort(busy.begin(), busy.end());
-    int64_t cursor = 0;
-    for (const auto& [lo, hi] : busy) {
-      if (lo - cursor >= b.bytes) break;
-      cursor = std::max(cursor, hi);
-    }
-    b.offset = cursor;
-    mp.arena_bytes = std::max(mp.arena_bytes, cursor + b.bytes);
-    placed.push_back(idx);
-  }
-  mp.buffers = std::move(bufs);
-  return mp;
-}
-
 class CpuExecutor final : public Executor {
  public:
   absl::Status Init(const plan::Plan& plan, const ExecutorOptions& options) {
@@ -129,7 +69,12 @@ class CpuExecutor final : public Executor {
     plan::MemoryPlan local_plan;
     const plan::MemoryPlan* mpp = &plan.memory;
     if (f != main) {
-      PTC_ASSIGN_OR_RETURN(local_plan, PlanFunctionLocally(*f));
+      PTC_ASSIGN_OR_RETURN(local_plan,
+                           plan::PlanFunctionLocally(*f, [](const ir::Node& n)
+                                                             -> absl::StatusOr<int64_t> {
+                             PTC_ASSIGN_OR_RETURN(auto kernel, CreateKernel(n));
+                             return static_cast<int64_t>(kernel->WorkspaceBytes());
+                           }));
       mpp = &local_plan;
     }
     const plan::MemoryPlan& mp = *mpp;

@@ -8,6 +8,7 @@
 #include "compiler/support/status.h"
 #include "runtime/cuda/cuda_check.h"
 #include "runtime/cuda/device_kernels.h"
+#include "runtime/plan/local_plan.h"
 #include "runtime/plan/binding.h"
 
 namespace ptc::cuda {
@@ -44,20 +45,6 @@ struct Assign {
   int64_t bytes = 0;
 };
 
-// One buffer per value and workspace, no reuse: for functions the compiler did not plan.
-plan::MemoryPlan PlanWithoutReuse(const ir::Function& f) {
-  plan::MemoryPlan mp;
-  for (const auto& n : f.nodes()) {
-    if (n->op() == "constant" || n->op() == "assign") continue;
-    for (const ir::Value* out : n->outputs()) {
-      const int64_t bytes = AlignUp(std::max<int64_t>(out->type().byte_size(), 0), kAlign);
-      mp.buffers.push_back({out->name(), mp.arena_bytes, bytes, 0, 0, ""});
-      mp.arena_bytes += bytes;
-    }
-  }
-  return mp;
-}
-
 class CudaExecutor final : public Executor {
  public:
   ~CudaExecutor() override {
@@ -84,7 +71,11 @@ class CudaExecutor final : public Executor {
     plan::MemoryPlan local_plan;
     const plan::MemoryPlan* mpp = &plan.memory;
     if (f != main) {
-      local_plan = PlanWithoutReuse(*f);
+      // Liveness-based reuse (the CPU executor's planner); kernel scratch is the executor's own.
+      PTC_ASSIGN_OR_RETURN(local_plan,
+                           plan::PlanFunctionLocally(
+                               *f, [](const ir::Node&) -> absl::StatusOr<int64_t> { return 0; },
+                               kAlign));
       mpp = &local_plan;
     }
     const plan::MemoryPlan& mp = *mpp;

@@ -26,7 +26,8 @@
 namespace ptc::cuda {
 
 struct ExecutorOptions {
-  // main uses the plan's memory plan; another function gets one buffer per value.
+  // main uses the plan's memory plan; another function (@eval) gets a liveness-based plan at
+  // load (runtime/plan/local_plan.h).
   std::string function = "main";
   int device = 0;
   KernelOptions kernels;
