@@ -2,7 +2,8 @@
 // (`ptc compile --precision bf16|fp16`).
 //
 // Each node is put in one of three classes, as torch.autocast does on CUDA:
-//   low:  matmul gemm fused_matmul attention. Every f32 operand is cast to the low dtype (q, k,
+//   low:  matmul gemm fused_matmul attention linear_ce_loss (its loss stays f32: the op computes
+//         the logits' softmax in f32). Every f32 operand is cast to the low dtype (q, k,
 //         v, weights, a gemm / fused_matmul bias, an additive attention mask; a bool mask stays)
 //         and the output is low. The GEMMs are where the tensor-core rate is.
 //   f32:  softmax log_softmax layer_norm reduce_* softmax_ce_loss nll_loss exp log pow sqrt
@@ -64,7 +65,8 @@ enum class OpClass { kLow, kF32, kFollow };
 
 OpClass Classify(std::string_view op) {
   static const auto* low =
-      new std::set<std::string_view>{"matmul", "gemm", "fused_matmul", "attention"};
+      new std::set<std::string_view>{"matmul", "gemm", "fused_matmul", "attention",
+                                     "linear_ce_loss"};
   static const auto* f32 = new std::set<std::string_view>{
       "softmax", "log_softmax", "layer_norm", "reduce_sum", "reduce_mean", "reduce_max",
       "reduce_min", "softmax_ce_loss", "nll_loss", "exp", "log", "pow", "sqrt", "reciprocal", "erf",

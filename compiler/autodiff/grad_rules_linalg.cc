@@ -154,8 +154,12 @@ absl::Status Attention(RuleContext& c) {
 // backward scales them by the incoming scalar gradient.
 absl::Status LinearCeLoss(RuleContext& c) {
   if (c.node.num_outputs() < 3) return absl::InternalError("linear_ce_loss without gradients");
-  if (c.need[0]) c.dx[0] = c.b.Mul(c.out(1), c.dy[0]);
-  if (c.need[1]) c.dx[1] = c.b.Mul(c.out(2), c.dy[0]);
+  ir::Value* dy = c.dy[0];
+  if (dy->type().dtype != c.out(1)->type().dtype) {  // bf16 / f16 inputs: the loss stays f32
+    dy = c.b.Op("cast", {dy}, {{"to", c.out(1)->type().dtype}});
+  }
+  if (c.need[0]) c.dx[0] = c.b.Mul(c.out(1), dy);
+  if (c.need[1]) c.dx[1] = c.b.Mul(c.out(2), dy);
   return absl::OkStatus();
 }
 

@@ -78,11 +78,9 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
     // (true = attend) gets.
     pre.Add(passes::CreateFuseAttentionPass());
     // The LM head and its loss as one op: neither the N x V logits nor their log-probs and
-    // gradients are stored (passes/fuse_linear_ce.cc). The op is f32: with --precision bf16 /
-    // fp16 on cuda the unfused LM head keeps its low-precision GEMM instead.
-    if (options.target == "cpu" || options.precision == "fp32") {
-      pre.Add(passes::CreateFuseLinearCePass());
-    }
+    // gradients are stored (passes/fuse_linear_ce.cc); with --precision bf16 / fp16 its GEMMs
+    // run in the low dtype, the softmax in f32.
+    pre.Add(passes::CreateFuseLinearCePass());
     pre.Add(passes::CreateFoldConstantsPass());
     pre.Add(passes::CreateDcePass());
     PTC_RETURN_IF_ERROR(pre.Run(*module));

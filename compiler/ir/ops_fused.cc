@@ -40,8 +40,9 @@
 //
 //   linear_ce_loss(x, w, labels) {trans_b=0|1, reduction="mean"|"sum", ignore_index?}
 //       -> loss f32[] [, dx_unit, dw_unit]
-//       Softmax cross-entropy of the logits x @ op(w) (x [N, D] f32, w [D, V], or [V, D] with
-//       trans_b=1, labels i32/i64 [N]), made by passes/fuse_linear_ce.cc from an LM head and
+//       Softmax cross-entropy of the logits x @ op(w) (x [N, D] f32 / bf16 / f16, w of x's dtype
+//       [D, V], or [V, D] with trans_b=1, labels i32/i64 [N]; the logits and the loss are f32
+//       whatever the inputs), made by passes/fuse_linear_ce.cc from an LM head and
 //       its loss. The CPU kernel works on blocks of rows: the N x V logits never exist at once.
 //       With 3 outputs (autodiff asks for them) the same pass also writes the gradients for
 //       d loss = 1: dx_unit (x's type) and dw_unit (w's type), so the backward is two scalings
@@ -250,9 +251,12 @@ absl::StatusOr<std::vector<TensorType>> InferLinearCeLoss(const std::vector<Tens
   const TensorType& x = in[0];
   const TensorType& w = in[1];
   const TensorType& labels = in[2];
-  if (x.dtype != DType::kF32 || w.dtype != DType::kF32 || x.rank() != 2 || w.rank() != 2) {
-    return absl::InvalidArgumentError(absl::StrCat("x and w must be f32 matrices, got ",
-                                                   x.ToString(), " and ", w.ToString()));
+  const bool float_ok = x.dtype == DType::kF32 || x.dtype == DType::kBF16 ||
+                        x.dtype == DType::kF16;
+  if (!float_ok || w.dtype != x.dtype || x.rank() != 2 || w.rank() != 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "x and w must be f32, bf16 or f16 matrices of one dtype, got ", x.ToString(), " and ",
+        w.ToString()));
   }
   const int64_t d = trans_b ? w.shape[1] : w.shape[0];
   if (x.shape[1] != d) {

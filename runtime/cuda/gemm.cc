@@ -53,12 +53,14 @@ struct Problem {
 
 class GemmKernel final : public DeviceKernel {
  public:
+  // out_dt: D's dtype when it differs from A / B's (f32 results of bf16 / f16 products).
   absl::Status Init(const ir::Node& node, DType dt, const Problem& p, double alpha, double beta,
                     bool allow_tf32, cublasLtHandle_t lt,
-                    cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT) {
+                    cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT,
+                    DType out_dt = DType::kBool) {
     node_ = &node;
     p_ = p;
-    elem_ = ir::DTypeSize(dt);
+    elem_ = ir::DTypeSize(out_dt == DType::kBool ? dt : out_dt);
     cudaDataType_t data;
     cublasComputeType_t compute;
     cudaDataType_t scale = CUDA_R_32F;
@@ -102,7 +104,15 @@ class GemmKernel final : public DeviceKernel {
                                         p.batch, p.stride_a));
     PTC_ASSIGN_OR_RETURN(b_, MakeLayout(data, p.trans_b ? p.n : p.k, p.trans_b ? p.k : p.n, p.ldb,
                                         p.batch, p.stride_b));
-    PTC_ASSIGN_OR_RETURN(d_, MakeLayout(data, p.m, p.n, p.ldd, p.batch, p.stride_d));
+    cudaDataType_t d_data = data;
+    if (out_dt == DType::kF32 && (dt == DType::kBF16 || dt == DType::kF16)) {
+      d_data = CUDA_R_32F;
+    } else if (out_dt != DType::kBool && out_dt != dt) {
+      return absl::UnimplementedError(absl::StrCat(
+          node.Describe(), ": no CUDA GEMM from ", std::string(ir::DTypeName(dt)), " to ",
+          std::string(ir::DTypeName(out_dt))));
+    }
+    PTC_ASSIGN_OR_RETURN(d_, MakeLayout(d_data, p.m, p.n, p.ldd, p.batch, p.stride_d));
     cublasLtMatmulPreference_t pref;
     PTC_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&pref));
     Preference pref_owner(pref);
@@ -719,12 +729,17 @@ class LinearCeKernel final : public DeviceKernel {
     const ir::TensorType& lab = node.input(2)->type();
     PTC_ASSIGN_OR_RETURN(int64_t tb, node.GetInt("trans_b", 0));
     PTC_ASSIGN_OR_RETURN(std::string red, node.GetString("reduction", "mean"));
-    if (x.dtype != DType::kF32 || w.dtype != DType::kF32 || x.rank() != 2 || w.rank() != 2 ||
+    const bool float_ok = x.dtype == DType::kF32 || x.dtype == DType::kBF16 ||
+                          x.dtype == DType::kF16;
+    if (!float_ok || w.dtype != x.dtype || x.rank() != 2 || w.rank() != 2 ||
         (red != "mean" && red != "sum") || node.num_outputs() == 2 ||
         (lab.dtype != DType::kI64 && lab.dtype != DType::kI32)) {
-      return Invalid(node, "linear_ce_loss expects f32 x [N, D] and w, i32/i64 labels, "
-                           "reduction mean or sum, 1 or 3 outputs");
+      return Invalid(node, "linear_ce_loss expects x [N, D] and w of one dtype (f32, bf16, "
+                           "f16), i32/i64 labels, reduction mean or sum, 1 or 3 outputs");
     }
+    dt_ = x.dtype;
+    low_ = dt_ != DType::kF32;
+    elem_ = ir::DTypeSize(dt_);
     trans_b_ = tb != 0;
     n_ = x.shape[0];
     d_ = x.shape[1];
@@ -749,49 +764,61 @@ class LinearCeKernel final : public DeviceKernel {
     for (int s = 0; s < (tail ? 2 : 1); ++s) {
       const int64_t c = s == 0 ? rows_ : tail;
       auto& g = shapes_[s];
-      PTC_RETURN_IF_ERROR(g.logits.Init(node, DType::kF32,
-                                        RowMajorProblem(c, v_, d_, false, trans_b_), 1.0, 0.0,
-                                        options.allow_tf32, lt));
+      // Low-precision inputs: the logits come out in f32, G goes back to the low dtype for the
+      // two backward products, and dw is summed over the blocks in f32.
+      const DType f32_out = low_ ? DType::kF32 : DType::kBool;
+      PTC_RETURN_IF_ERROR(g.logits.Init(node, dt_, RowMajorProblem(c, v_, d_, false, trans_b_),
+                                        1.0, 0.0, options.allow_tf32, lt,
+                                        CUBLASLT_EPILOGUE_DEFAULT, f32_out));
       if (!grads_) continue;
-      PTC_RETURN_IF_ERROR(g.dx.Init(node, DType::kF32,
-                                    RowMajorProblem(c, d_, v_, false, !trans_b_), 1.0, 0.0,
-                                    options.allow_tf32, lt));
+      PTC_RETURN_IF_ERROR(g.dx.Init(node, dt_, RowMajorProblem(c, d_, v_, false, !trans_b_), 1.0,
+                                    0.0, options.allow_tf32, lt));
       const Problem dw = trans_b_ ? RowMajorProblem(v_, d_, c, true, false)
                                   : RowMajorProblem(d_, v_, c, true, false);
-      PTC_RETURN_IF_ERROR(g.dw.Init(node, DType::kF32, dw, 1.0, 1.0, options.allow_tf32, lt));
+      PTC_RETURN_IF_ERROR(g.dw.Init(node, dt_, dw, 1.0, 1.0, options.allow_tf32, lt,
+                                    CUBLASLT_EPILOGUE_DEFAULT, f32_out));
     }
-    // Scratch: the block's logits, row losses and weights of all N rows, the normalizer.
+    // Scratch: the block's logits (f32), its low-precision copy of G, dw in f32 (low inputs),
+    // row losses and weights of all N rows, the normalizer.
     logits_bytes_ = Align(sizeof(float) * static_cast<size_t>(rows_ * v_));
+    g_low_bytes_ = low_ && grads_ ? Align(elem_ * static_cast<size_t>(rows_ * v_)) : 0;
+    dw32_bytes_ = low_ && grads_ ? Align(sizeof(float) * static_cast<size_t>(d_ * v_)) : 0;
     rows_bytes_ = Align(sizeof(float) * static_cast<size_t>(n_));
     return absl::OkStatus();
   }
 
-  size_t WorkspaceBytes() const override { return logits_bytes_ + 2 * rows_bytes_ + 256; }
+  size_t WorkspaceBytes() const override {
+    return logits_bytes_ + g_low_bytes_ + dw32_bytes_ + 2 * rows_bytes_ + 256;
+  }
 
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
                       absl::Span<void* const> out, void* workspace) override {
-    const float* x = static_cast<const float*>(in[0]);
-    const float* w = static_cast<const float*>(in[1]);
+    const char* x = static_cast<const char*>(in[0]);
+    const void* w = in[1];
     const char* labels = static_cast<const char*>(in[2]);
     char* ws = static_cast<char*>(workspace);
     float* logits = reinterpret_cast<float*>(ws);
-    float* row_loss = reinterpret_cast<float*>(ws + logits_bytes_);
-    float* row_w = reinterpret_cast<float*>(ws + logits_bytes_ + rows_bytes_);
-    float* norm = reinterpret_cast<float*>(ws + logits_bytes_ + 2 * rows_bytes_);
-    float* dx = grads_ ? static_cast<float*>(out[1]) : nullptr;
-    float* dw = grads_ ? static_cast<float*>(out[2]) : nullptr;
+    void* g_low = ws + logits_bytes_;
+    void* dw32 = ws + logits_bytes_ + g_low_bytes_;
+    char* rows_base = ws + logits_bytes_ + g_low_bytes_ + dw32_bytes_;
+    float* row_loss = reinterpret_cast<float*>(rows_base);
+    float* row_w = reinterpret_cast<float*>(rows_base + rows_bytes_);
+    float* norm = reinterpret_cast<float*>(rows_base + 2 * rows_bytes_);
+    char* dx = grads_ ? static_cast<char*>(out[1]) : nullptr;
+    // dw accumulates over the blocks: in the output (f32) or in f32 scratch (low inputs).
+    void* dw = grads_ ? (low_ ? dw32 : out[2]) : nullptr;
     cudaError_t e = kernels::LaunchLossNorm(desc_, labels, labels_i64_, norm, ctx.error_flag,
                                             ctx.error_code, ctx.stream);
     if (e != cudaSuccess) return CudaStatus(e, "LaunchLossNorm", __FILE__, __LINE__);
     if (grads_) {
-      e = cudaMemsetAsync(dw, 0, sizeof(float) * static_cast<size_t>(d_ * v_), ctx.stream);
+      e = cudaMemsetAsync(dw, 0, sizeof(float) * static_cast<size_t>(d_ * v_), ctx.stream);  // f32
       if (e != cudaSuccess) return CudaStatus(e, "cudaMemsetAsync (dw)", __FILE__, __LINE__);
     }
     const size_t label_size = labels_i64_ ? 8 : 4;
     for (int64_t r0 = 0; r0 < n_; r0 += rows_) {
       const int64_t c = std::min(rows_, n_ - r0);
       auto& g = shapes_[c == rows_ ? 0 : 1];
-      const float* xb = x + r0 * d_;
+      const char* xb = x + r0 * d_ * static_cast<int64_t>(elem_);
       PTC_RETURN_IF_ERROR(g.logits.RunOn(ctx, xb, w, logits));
       e = kernels::LaunchLinearCeRows(c, v_, logits, labels + r0 * label_size, labels_i64_,
                                       desc_.has_ignore, desc_.ignore_index, norm, grads_,
@@ -799,12 +826,22 @@ class LinearCeKernel final : public DeviceKernel {
                                       ctx.stream);
       if (e != cudaSuccess) return CudaStatus(e, "LaunchLinearCeRows", __FILE__, __LINE__);
       if (!grads_) continue;
-      PTC_RETURN_IF_ERROR(g.dx.RunOn(ctx, logits, w, dx + r0 * d_));
-      if (trans_b_) {
-        PTC_RETURN_IF_ERROR(g.dw.RunOn(ctx, logits, xb, dw));
-      } else {
-        PTC_RETURN_IF_ERROR(g.dw.RunOn(ctx, xb, logits, dw));
+      const void* gm = logits;
+      if (low_) {
+        e = kernels::LaunchCast(kernels::DT::kF32, LowDT(), c * v_, logits, g_low, ctx.stream);
+        if (e != cudaSuccess) return CudaStatus(e, "LaunchCast (G)", __FILE__, __LINE__);
+        gm = g_low;
       }
+      PTC_RETURN_IF_ERROR(g.dx.RunOn(ctx, gm, w, dx + r0 * d_ * static_cast<int64_t>(elem_)));
+      if (trans_b_) {
+        PTC_RETURN_IF_ERROR(g.dw.RunOn(ctx, gm, xb, dw));
+      } else {
+        PTC_RETURN_IF_ERROR(g.dw.RunOn(ctx, xb, gm, dw));
+      }
+    }
+    if (grads_ && low_) {
+      e = kernels::LaunchCast(kernels::DT::kF32, LowDT(), d_ * v_, dw32, out[2], ctx.stream);
+      if (e != cudaSuccess) return CudaStatus(e, "LaunchCast (dw)", __FILE__, __LINE__);
     }
     e = kernels::LaunchLossReduce(n_, desc_.reduction, row_loss, row_w,
                                   static_cast<float*>(out[0]), ctx.stream);
@@ -814,14 +851,17 @@ class LinearCeKernel final : public DeviceKernel {
 
  private:
   static size_t Align(size_t b) { return (b + 255) / 256 * 256; }
+  kernels::DT LowDT() const { return static_cast<kernels::DT>(static_cast<int>(dt_)); }
   struct Shape {
     GemmKernel logits, dx, dw;
   };
   Shape shapes_[2];  // full blocks, and the tail block when N % rows_ != 0
   kernels::LossDesc desc_;
   int64_t n_ = 0, d_ = 0, v_ = 0, rows_ = 1;
-  bool trans_b_ = false, grads_ = false, labels_i64_ = true;
-  size_t logits_bytes_ = 0, rows_bytes_ = 0;
+  bool trans_b_ = false, grads_ = false, labels_i64_ = true, low_ = false;
+  DType dt_ = DType::kF32;
+  size_t elem_ = 4;
+  size_t logits_bytes_ = 0, g_low_bytes_ = 0, dw32_bytes_ = 0, rows_bytes_ = 0;
 };
 
 absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateGemmKernel(const ir::Node& node,

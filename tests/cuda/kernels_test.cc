@@ -424,6 +424,13 @@ std::vector<Case> Cases() {
       l.index_range = 300;
       l.tolerance_scale = 20;
       add(l);
+      Case lb{"linear_ce_loss_bf16", "linear_ce_loss", {T(bf16, {40, 32}), T(bf16, {200, 32}), T(i64, {40})},
+              {{"trans_b", int64_t{1}}}, 3};
+      lb.gens = {Gen::kNormal, Gen::kNormal, Gen::kLabel};
+      lb.index_range = 200;
+      lb.tolerance_scale = 4;
+      lb.ref_in_f32 = true;
+      add(lb);
       Case m{"linear_ce_loss_sum_loss_only", "linear_ce_loss", {T(f32, {33, 8}), T(f32, {8, 50}), T(i64, {33})},
              {{"reduction", std::string("sum")}}, 1};
       m.gens = {Gen::kNormal, Gen::kNormal, Gen::kLabel};
