@@ -11,6 +11,7 @@
 //
 // Parallel over (batch, head) pairs, and over query blocks too when there are fewer pairs than
 // twice the threads. Masks broadcast through per-dimension strides (0 where broadcast).
+#include <cblas.h>
 #include <immintrin.h>
 
 #include <array>
@@ -29,6 +30,9 @@ using ir::DType;
 
 constexpr int64_t kQueryBlock = 32;
 constexpr int64_t kKeyBlock = 32;
+// attention_grad's float products through single-threaded OpenBLAS with transposed operands
+// (measured 10.7 -> 9.3 ms on the GPT bench's step against BlockGemm plus explicit transposes).
+constexpr bool kUseBlasGrad = true;
 
 // C[m,n] (+)= A[m,k] B[k,n], row-major with leading dimensions; 4x16 AVX2 tiles for float.
 template <typename T>
@@ -287,6 +291,7 @@ class AttentionGradKernel : public Kernel {
     T* dq = static_cast<T*>(outputs[0]);
     T* dk = static_cast<T*>(outputs[1]);
     T* dv = static_cast<T*>(outputs[2]);
+    if constexpr (std::is_same_v<T, float>) SingleThreadedBlas();
     const int64_t pairs = p_.b * p_.h;
     ParallelFor(pairs, 1, [&](int64_t w0, int64_t w1) {
       const int64_t tk = p_.tk;
@@ -320,8 +325,10 @@ class AttentionGradKernel : public Kernel {
     const T* vb = v + Base(bi, hi, tk, e);
     T* dkb = dk + Base(bi, hi, tk, d);
     T* dvb = dv + Base(bi, hi, tk, e);
-    Transpose(kb, tk, d, ldd, kt);
-    Transpose(vb, tk, e, lde, vt);
+    if (!(std::is_same_v<T, float> && kUseBlasGrad)) {  // BlockGemm wants k^T and v^T
+      Transpose(kb, tk, d, ldd, kt);
+      Transpose(vb, tk, e, lde, vt);
+    }
     for (int64_t j = 0; j < tk; ++j) {
       std::fill(dkb + j * ldd, dkb + j * ldd + d, T(0));
       std::fill(dvb + j * lde, dvb + j * lde + e, T(0));
@@ -349,8 +356,18 @@ class AttentionGradKernel : public Kernel {
         }
         if (tke == 0) tke = tk;  // every key masked: keep the NaN rows of the full computation
       }
-      BlockGemm<T>(false, rows, tke, d, qb, ldd, kt, tk, s, tk);    // q k^T
-      BlockGemm<T>(false, rows, tke, e, dyb, lde, vt, tk, dp, tk);  // dy v^T
+      if constexpr (std::is_same_v<T, float>) {
+        if (kUseBlasGrad) {  // q k^T and dy v^T from k / v in place (transposed operands)
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, tke, d, 1.0f, qb, ldd, kb,
+                      ldd, 0.0f, s, tk);
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, tke, e, 1.0f, dyb, lde, vb,
+                      lde, 0.0f, dp, tk);
+        }
+      }
+      if (!(std::is_same_v<T, float> && kUseBlasGrad)) {
+        BlockGemm<T>(false, rows, tke, d, qb, ldd, kt, tk, s, tk);    // q k^T
+        BlockGemm<T>(false, rows, tke, e, dyb, lde, vt, tk, dp, tk);  // dy v^T
+      }
       for (int64_t r = 0; r < rows; ++r) {
         T* sr = s + r * tk;
         if (p_.mask_kind == 1) {
@@ -376,6 +393,17 @@ class AttentionGradKernel : public Kernel {
         for (int64_t j = 0; j < tke; ++j) pr[j] = sr[j] * (pr[j] - dsum) * p_.scale;
       }
       // dq = dS k; dk += dS^T q; dv += P^T dy.
+      if constexpr (std::is_same_v<T, float>) {
+        if (kUseBlasGrad) {
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, d, tke, 1.0f, dp, tk, kb,
+                      ldd, 0.0f, dqb, ldd);
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, tke, d, rows, 1.0f, dp, tk, qb,
+                      ldd, 1.0f, dkb, ldd);
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, tke, e, rows, 1.0f, s, tk, dyb,
+                      lde, 1.0f, dvb, lde);
+          continue;
+        }
+      }
       BlockGemm<T>(false, rows, d, tke, dp, tk, kb, ldd, dqb, ldd);
       Transpose(dp, rows, tke, tk, st);
       BlockGemm<T>(true, tke, d, rows, st, rows, qb, ldd, dkb, ldd);

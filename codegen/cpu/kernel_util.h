@@ -296,6 +296,8 @@ KernelOr MakeFusedMatMulKernel(const ir::Node& node);  // fused_matmul
 KernelOr MakeAttentionKernel(const ir::Node& node);    // attention (attention.cc)
 KernelOr MakeAttentionGradKernel(const ir::Node& node);  // attention_grad (attention.cc)
 KernelOr MakeLinearCeLossKernel(const ir::Node& node);  // linear_ce_loss (loss.cc)
+// OpenBLAS's own threads off (once per process): BLAS calls run on ptc's threads (linalg.cc).
+void SingleThreadedBlas();
 // C = alpha op(A) op(B) + beta C (row-major) on ptc's threads, OpenBLAS per tile (linalg.cc).
 void ParallelSgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
                    const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,

@@ -1188,6 +1188,65 @@ TEST(KernelLossTest, LinearCeLossMatchesDoubleOverRowBlocks) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// attention_grad in f32 (OpenBLAS products) against the f64 kernel (BlockGemm products, checked
+// against finite differences in compiler/autodiff/grad_rules_test.cc): bthd, causal bool mask,
+// three query blocks with a ragged end.
+
+TEST(KernelAttentionTest, GradF32MatchesF64) {
+  const int64_t b = 2, t = 70, h = 3, d = 16;
+  auto run = [&](DType dt, const std::vector<double>& vals) {
+    ir::Function fn("t");
+    ir::TensorType ty{dt, {b, t, h, d}};
+    ir::Value* dy = fn.AddParam("dy", ty);
+    ir::Value* q = fn.AddParam("q", ty);
+    ir::Value* k = fn.AddParam("k", ty);
+    ir::Value* v = fn.AddParam("v", ty);
+    ir::Value* m = fn.AddParam("m", {DType::kBool, {t, t}});
+    ir::Node* n = fn.AddNode("attention_grad", {dy, q, k, v, m}, {ty, ty, ty},
+                             {{"layout", std::string("bthd")}, {"scale", 0.25}});
+    auto kernel = CreateKernel(*n);
+    EXPECT_TRUE(kernel.ok()) << kernel.status();
+    const int64_t count = b * t * h * d;
+    std::vector<ir::Tensor> ins;
+    for (int i = 0; i < 4; ++i) {
+      ir::Tensor x(dt, ty.shape);
+      for (int64_t j = 0; j < count; ++j) {
+        if (dt == DType::kF32) {
+          x.mutable_data_as<float>()[j] = static_cast<float>(vals[i * count + j]);
+        } else {
+          x.mutable_data_as<double>()[j] = vals[i * count + j];
+        }
+      }
+      ins.push_back(std::move(x));
+    }
+    ir::Tensor mask(DType::kBool, {t, t});
+    for (int64_t i = 0; i < t; ++i) {
+      for (int64_t j = 0; j < t; ++j) mask.mutable_data_as<bool>()[i * t + j] = j > i;
+    }
+    std::vector<ir::Tensor> outs = {ir::Tensor(dt, ty.shape), ir::Tensor(dt, ty.shape),
+                                    ir::Tensor(dt, ty.shape)};
+    const void* in_ptrs[] = {ins[0].data(), ins[1].data(), ins[2].data(), ins[3].data(),
+                             mask.data()};
+    void* out_ptrs[] = {outs[0].mutable_data(), outs[1].mutable_data(), outs[2].mutable_data()};
+    std::vector<char> ws((*kernel)->WorkspaceBytes() + 64);
+    EXPECT_TRUE((*kernel)->Run(in_ptrs, out_ptrs, ws.data()).ok());
+    return outs;
+  };
+  std::mt19937 rng(5);
+  std::normal_distribution<double> dist(0.0, 1.0);
+  std::vector<double> vals(4 * b * t * h * d);
+  for (double& x : vals) x = static_cast<float>(dist(rng));  // exactly representable in f32
+  auto f32 = run(DType::kF32, vals);
+  auto f64 = run(DType::kF64, vals);
+  for (int o = 0; o < 3; ++o) {
+    for (int64_t i = 0; i < f64[o].num_elements(); ++i) {
+      const double want = f64[o].GetDouble(i);
+      ASSERT_NEAR(f32[o].GetDouble(i), want, 1e-4 + 1e-4 * std::abs(want)) << "output " << o << " " << i;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Kernels run repeatedly with the same workspace (as in the executor) and HasKernel covers
 // every op the table exercises.
 

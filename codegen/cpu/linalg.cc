@@ -24,14 +24,6 @@ namespace {
 
 using ir::DType;
 
-// OpenBLAS threads off, once per process (see the file comment).
-void SingleThreadedBlas() {
-  static const bool once = [] {
-    openblas_set_num_threads(1);
-    return true;
-  }();
-  (void)once;
-}
 
 // One BLAS call on the calling thread.
 template <typename T>
@@ -329,6 +321,15 @@ class FusedMatMulKernel : public Kernel {
 };
 
 }  // namespace
+
+// OpenBLAS threads off, once per process (see the file comment).
+void SingleThreadedBlas() {
+  static const bool once = [] {
+    openblas_set_num_threads(1);
+    return true;
+  }();
+  (void)once;
+}
 
 void ParallelSgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
                    const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
