@@ -164,7 +164,7 @@ class AttentionKernel : public Kernel {
         const int64_t pair = w / chunks, chunk = w % chunks;
         const int64_t bi = pair / p_.h, hi = pair % p_.h;
         if (kt_pair != pair) {
-          TransposeK(k, bi, hi, kt.data());
+          TransposeK(k, bi, hi, kt.data(), OpenKeys(mask, bi, hi));
           kt_pair = pair;
         }
         const int64_t qb0 = q_blocks * chunk / chunks, qb1 = q_blocks * (chunk + 1) / chunks;
@@ -184,10 +184,30 @@ class AttentionKernel : public Kernel {
     return p_.bthd ? (bi * t * p_.h + hi) * e : (bi * p_.h + hi) * t * e;
   }
 
-  void TransposeK(const T* k, int64_t bi, int64_t hi, T* kt) const {
+  // Keys [0, n) hold every key some query of (bi, hi) attends to under a bool mask (all of
+  // them otherwise): the decoder's mask row opens only the filled part of the KV cache, whose
+  // tail need not be transposed (key tiles past n are skipped as fully masked).
+  int64_t OpenKeys(const void* mask, int64_t bi, int64_t hi) const {
+    if (p_.mask_kind != 1) return p_.tk;
+    const bool* mb = static_cast<const bool*>(mask) + bi * p_.mask_str[0] + hi * p_.mask_str[1];
+    int64_t n = 0;
+    for (int64_t i = 0; i < p_.tq; ++i) {
+      const bool* mr = mb + i * p_.mask_str[2];
+      for (int64_t j = p_.tk - 1; j >= n; --j) {
+        if (!mr[j * p_.mask_str[3]]) {
+          n = j + 1;
+          break;
+        }
+      }
+      if (n == p_.tk) break;
+    }
+    return n;
+  }
+
+  void TransposeK(const T* k, int64_t bi, int64_t hi, T* kt, int64_t n) const {
     const T* kb = k + Base(bi, hi, p_.tk, p_.d);
     const int64_t ld = RowStride(p_.d);
-    for (int64_t t = 0; t < p_.tk; ++t) {
+    for (int64_t t = 0; t < n; ++t) {
       const T* row = kb + t * ld;
       for (int64_t e = 0; e < p_.d; ++e) kt[e * p_.tk + t] = row[e];
     }
