@@ -1131,7 +1131,8 @@ TEST(KernelLossTest, LinearCeLossMatchesDoubleOverRowBlocks) {
     auto kernel = CreateKernel(*node);
     ASSERT_TRUE(kernel.ok()) << kernel.status();
     std::vector<char> ws((*kernel)->WorkspaceBytes() + 64);
-    std::vector<float> loss(1), dx(n * d), dw(v * d);
+    // Outputs start as NaN: the kernel must overwrite them, not accumulate into them.
+    std::vector<float> loss(1), dx(n * d, std::nanf("")), dw(v * d, std::nanf(""));
     const void* ins[] = {x.data(), wl.data(), labels.data()};
     void* outs[] = {loss.data(), dx.data(), dw.data()};
     ASSERT_TRUE((*kernel)->Run(ins, outs, ws.data()).ok());

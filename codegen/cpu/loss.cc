@@ -178,7 +178,7 @@ class LinearCeKernel : public Kernel {
     const float norm = mean_ ? (count > 0 ? 1.0f / static_cast<float>(count)
                                           : std::numeric_limits<float>::quiet_NaN())
                              : 1.0f;
-    if (grads_) std::fill(dw, dw + d_ * v_, 0.0f);
+    if (grads_ && n_ == 0) std::fill(dw, dw + d_ * v_, 0.0f);  // no block to initialize it
     double total = 0;
     const int64_t ldw = trans_b_ ? d_ : v_;
     for (int64_t r0 = 0; r0 < n_; r0 += rows_) {
@@ -212,10 +212,11 @@ class LinearCeKernel : public Kernel {
       // dx_blk = G op(w)^T: op(w) is [D, V], so op(w)^T is w itself when trans_b (w [V, D]).
       ParallelSgemm(false, !trans_b_, rows, d_, v_, 1.0f, logits, v_, w, ldw, 0.0f,
                     dx + r0 * d_, d_);
+      const float beta = r0 == 0 ? 0.0f : 1.0f;  // the first block initializes dw
       if (trans_b_) {  // dw [V, D] += G^T x_blk
-        ParallelSgemm(true, false, v_, d_, rows, 1.0f, logits, v_, xb, d_, 1.0f, dw, d_);
+        ParallelSgemm(true, false, v_, d_, rows, 1.0f, logits, v_, xb, d_, beta, dw, d_);
       } else {  // dw [D, V] += x_blk^T G
-        ParallelSgemm(true, false, d_, v_, rows, 1.0f, xb, d_, logits, v_, 1.0f, dw, v_);
+        ParallelSgemm(true, false, d_, v_, rows, 1.0f, xb, d_, logits, v_, beta, dw, v_);
       }
     }
     loss[0] = static_cast<float>(total * static_cast<double>(norm));
