@@ -3,7 +3,9 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <map>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -194,6 +196,12 @@ class CpuBackend final : public Backend {
   }
   int64_t state_bytes() const override { return step_->state_bytes(); }
   bool host_memory() const override { return true; }
+  void EnableProfiling(bool on) override { step_->EnableProfiling(on); }
+  std::vector<OpTime> Profile() const override {
+    std::vector<OpTime> out;
+    for (const cpu::NodeProfile& p : step_->Profile()) out.push_back({p.op, p.seconds, p.calls});
+    return out;
+  }
 
  private:
   std::unique_ptr<cpu::Executor> step_, eval_;
@@ -228,7 +236,8 @@ std::vector<std::string> TrainerOptionsToFlags(const TrainerOptions& o) {
           absl::StrCat("--vocab-size=", o.vocab_size),
           absl::StrCat("--progress=", style),
           absl::StrCat("--log-every=", o.log_every),
-          absl::StrCat("--stop-after=", o.stop_after)};
+          absl::StrCat("--stop-after=", o.stop_after),
+          absl::StrCat("--profile=", o.profile ? 1 : 0)};
 }
 
 absl::StatusOr<TrainerOptions> TrainerOptionsFromFlags(const std::vector<std::string>& flags) {
@@ -256,6 +265,7 @@ absl::StatusOr<TrainerOptions> TrainerOptionsFromFlags(const std::vector<std::st
     else if (name == "vocab-size") ok = absl::SimpleAtoi(v, &o.vocab_size);
     else if (name == "log-every") ok = absl::SimpleAtoi(v, &o.log_every);
     else if (name == "stop-after") ok = absl::SimpleAtoi(v, &o.stop_after);
+    else if (name == "profile") { ok = absl::SimpleAtoi(v, &i) && (i == 0 || i == 1); o.profile = i == 1; }
     else if (name == "progress") {
       if (v == "auto") o.progress_style = ProgressStyle::kAuto;
       else if (v == "bar") o.progress_style = ProgressStyle::kBar;
@@ -434,6 +444,7 @@ absl::StatusOr<TrainResult> Train(const plan::Plan& plan, Backend& backend,
     return absl::OkStatus();
   };
 
+  backend.EnableProfiling(o.profile);
   const auto t_start = Clock::now();
   double ema = 0, ema_weight = 0;
   int64_t run_steps = 0;
@@ -535,7 +546,36 @@ absl::Status RunTrainingWith(const plan::Plan& plan, Backend& backend,
                              int64_t rss_before) {
   PTC_ASSIGN_OR_RETURN(TrainResult r, Train(plan, backend, options, progress));
   if (rss_before >= 0) r.rss_before = rss_before;
-  if (options.progress_style == ProgressStyle::kNone) return absl::OkStatus();
+  auto print_profile = [&] {
+    if (!options.profile) return;
+    // Per op, summed over the nodes and the steps of this run, slowest first.
+    std::map<std::string, Backend::OpTime> by_op;
+    double total = 0;
+    for (const Backend::OpTime& t : backend.Profile()) {
+      Backend::OpTime& a = by_op[t.op];
+      a.op = t.op;
+      a.seconds += t.seconds;
+      a.calls += t.calls;
+      total += t.seconds;
+    }
+    std::vector<Backend::OpTime> ops;
+    for (auto& [op, t] : by_op) ops.push_back(t);
+    std::sort(ops.begin(), ops.end(), [](const Backend::OpTime& a, const Backend::OpTime& b) {
+      return a.seconds > b.seconds;
+    });
+    const int64_t steps = std::max<int64_t>(1, r.last_step - r.first_step);
+    progress << absl::StrFormat("profile (%s, per step, %d step(s)):\n  %-24s %10s %7s\n",
+                                backend.name(), steps, "op", "ms", "%");
+    for (const Backend::OpTime& t : ops) {
+      progress << absl::StrFormat("  %-24s %10.3f %6.1f%%\n", t.op,
+                                  1e3 * t.seconds / static_cast<double>(steps),
+                                  total > 0 ? 100.0 * t.seconds / total : 0.0);
+    }
+  };
+  if (options.progress_style == ProgressStyle::kNone) {  // the profile was asked for anyway
+    print_profile();
+    return absl::OkStatus();
+  }
   std::string line = absl::StrCat("trained steps ", r.first_step + 1, "..", r.last_step);
   if (!r.losses.empty()) absl::StrAppend(&line, absl::StrFormat(", last loss %.4f", r.losses.back()));
   if (r.val_loss >= 0) {
@@ -555,6 +595,7 @@ absl::Status RunTrainingWith(const plan::Plan& plan, Backend& backend,
   }
   if (!r.last_checkpoint.empty()) absl::StrAppend(&line, "; checkpoint ", r.last_checkpoint);
   progress << line << "\n";
+  print_profile();
   return absl::OkStatus();
 }
 

@@ -54,6 +54,8 @@ struct TrainerOptions {
   int64_t log_every = 0;   // plain-line interval; 0 = about 20 lines per run
   // Tests: stop (as if killed) after this many steps of this run; 0 = off.
   int64_t stop_after = 0;
+  // Per-op timing of the steps (Backend::EnableProfiling), printed at the end of RunTraining.
+  bool profile = false;
 };
 
 struct TrainResult {
@@ -94,6 +96,14 @@ class Backend {
   virtual int64_t state_bytes() const = 0;  // weights and optimizer state
   // Whether the planned bytes are host memory (then the RSS growth is compared with them).
   virtual bool host_memory() const = 0;
+  // Per-node timing of Step(): on / off, and the accumulated times (op, seconds, calls).
+  struct OpTime {
+    std::string op;
+    double seconds = 0;
+    int64_t calls = 0;
+  };
+  virtual void EnableProfiling(bool on) { (void)on; }
+  virtual std::vector<OpTime> Profile() const { return {}; }
 };
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(const plan::Plan& plan);

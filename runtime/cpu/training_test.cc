@@ -317,6 +317,7 @@ TEST(Trainer, OptionsRoundTripThroughFlags) {
   o.progress_style = train::ProgressStyle::kLines;
   o.log_every = 5;
   o.stop_after = 2;
+  o.profile = true;
   auto back = train::TrainerOptionsFromFlags(train::TrainerOptionsToFlags(o));
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->steps, o.steps);
@@ -335,6 +336,7 @@ TEST(Trainer, OptionsRoundTripThroughFlags) {
   EXPECT_EQ(back->progress_style, o.progress_style);
   EXPECT_EQ(back->log_every, o.log_every);
   EXPECT_EQ(back->stop_after, o.stop_after);
+  EXPECT_EQ(back->profile, o.profile);
   EXPECT_FALSE(train::TrainerOptionsFromFlags({"--stpes=3"}).ok());
   EXPECT_FALSE(train::TrainerOptionsFromFlags({"--steps=three"}).ok());
   EXPECT_FALSE(train::TrainerOptionsFromFlags({"--resume=2"}).ok());

@@ -161,6 +161,7 @@ struct RunArgs {
 
 absl::StatusOr<ptc::train::TrainerOptions> TrainerOptionsOf(const RunArgs& a) {
   ptc::train::TrainerOptions t = a.train;
+  t.profile = a.profile;
   if (a.progress == "bar") t.progress_style = ptc::train::ProgressStyle::kBar;
   else if (a.progress == "lines") t.progress_style = ptc::train::ProgressStyle::kLines;
   else if (a.progress == "none") t.progress_style = ptc::train::ProgressStyle::kNone;
@@ -616,7 +617,7 @@ int main(int argc, char** argv) {
   run->add_option("plan", ra.plan, "plan file")->required()->check(CLI::ExistingFile);
   run->add_option("--input", ra.inputs, "NAME=FILE.pb: an ONNX TensorProto file (repeatable)");
   run->add_option("--output-dir", ra.output_dir, "write outputs as output_0.pb, output_1.pb, ...");
-  run->add_flag("--profile", ra.profile, "per-op and per-node timings");
+  run->add_flag("--profile", ra.profile, "per-op and per-node timings (training: per op, at the end)");
   run->add_flag("--random-inputs", ra.random_inputs,
                 "fill inputs not given with random values (timing, smoke tests)");
   run->add_option("--repeat", ra.repeat, "run N times, report the median")->capture_default_str();

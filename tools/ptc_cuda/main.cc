@@ -95,6 +95,14 @@ class CudaBackend final : public ptc::train::Backend {
   }
   int64_t state_bytes() const override { return step_->memory().state_bytes; }
   bool host_memory() const override { return false; }
+  void EnableProfiling(bool on) override { step_->EnableProfiling(on); }
+  std::vector<OpTime> Profile() const override {  // device time per node (CUDA events)
+    std::vector<OpTime> out;
+    for (const ptc::cuda::NodeProfile& p : step_->Profile()) {
+      out.push_back({p.op, p.seconds, p.calls});
+    }
+    return out;
+  }
 
  private:
   std::unique_ptr<ptc::cuda::Executor> step_, eval_;
