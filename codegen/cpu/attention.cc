@@ -34,6 +34,24 @@ constexpr int64_t kKeyBlock = 32;
 // (measured 10.7 -> 9.3 ms on the GPT bench's step against BlockGemm plus explicit transposes).
 constexpr bool kUseBlasGrad = true;
 
+// 1 + the last key any of `rows` query rows attends to under a bool mask (true = masked out):
+// keys from there on are masked for all of them. mr0 is the first row, rs / cs the row and
+// column strides. Rows are visited last first, so a causal mask (whose last row opens every
+// key) answers after one row.
+int64_t OpenKeyEnd(const bool* mr0, int64_t rows, int64_t tk, int64_t rs, int64_t cs) {
+  int64_t n = 0;
+  for (int64_t r = rows - 1; r >= 0 && n < tk; --r) {
+    const bool* mr = mr0 + r * rs;
+    for (int64_t j = tk - 1; j >= n; --j) {
+      if (!mr[j * cs]) {
+        n = j + 1;
+        break;
+      }
+    }
+  }
+  return n;
+}
+
 // C[m,n] (+)= A[m,k] B[k,n], row-major with leading dimensions; 4x16 AVX2 tiles for float.
 template <typename T>
 void BlockGemm(bool accumulate, int64_t m, int64_t n, int64_t k, const T* __restrict a,
@@ -129,8 +147,9 @@ T ExpRowAndSum(T* x, int64_t n, T mx) {
   return sum;
 }
 
+// What attention and attention_grad share: the shapes, and where a (batch, head) starts.
 template <typename T>
-class AttentionKernel : public Kernel {
+class AttentionBase : public Kernel {
  public:
   using Value = T;
   struct Plan {
@@ -140,7 +159,23 @@ class AttentionKernel : public Kernel {
     int mask_kind;                    // 0 none, 1 bool (true = masked out), 2 additive
     std::array<int64_t, 4> mask_str;  // element strides over [B, H, Tq, Tk], 0 = broadcast
   };
-  explicit AttentionKernel(Plan p) : p_(p) {}
+  explicit AttentionBase(Plan p) : p_(p) {}
+
+ protected:
+  // Row stride and (b, h) base offset of a [B,H,T,E] or [B,T,H,E] tensor.
+  int64_t RowStride(int64_t e) const { return p_.bthd ? p_.h * e : e; }
+  int64_t Base(int64_t bi, int64_t hi, int64_t t, int64_t e) const {
+    return p_.bthd ? (bi * t * p_.h + hi) * e : (bi * p_.h + hi) * t * e;
+  }
+
+  Plan p_;
+};
+
+template <typename T>
+class AttentionKernel : public AttentionBase<T> {
+ public:
+  using Plan = typename AttentionBase<T>::Plan;
+  explicit AttentionKernel(Plan p) : AttentionBase<T>(p) {}
 
   absl::Status Run(absl::Span<const void* const> inputs, absl::Span<void* const> outputs,
                    void*) override {
@@ -178,11 +213,9 @@ class AttentionKernel : public Kernel {
   }
 
  private:
-  // Row stride and (b, h) base offset of a [B,H,T,E] or [B,T,H,E] tensor.
-  int64_t RowStride(int64_t e) const { return p_.bthd ? p_.h * e : e; }
-  int64_t Base(int64_t bi, int64_t hi, int64_t t, int64_t e) const {
-    return p_.bthd ? (bi * t * p_.h + hi) * e : (bi * p_.h + hi) * t * e;
-  }
+  using AttentionBase<T>::p_;
+  using AttentionBase<T>::RowStride;
+  using AttentionBase<T>::Base;
 
   // Keys [0, n) hold every key some query of (bi, hi) attends to under a bool mask (all of
   // them otherwise): the decoder's mask row opens only the filled part of the KV cache, whose
@@ -190,18 +223,7 @@ class AttentionKernel : public Kernel {
   int64_t OpenKeys(const void* mask, int64_t bi, int64_t hi) const {
     if (p_.mask_kind != 1) return p_.tk;
     const bool* mb = static_cast<const bool*>(mask) + bi * p_.mask_str[0] + hi * p_.mask_str[1];
-    int64_t n = 0;
-    for (int64_t i = 0; i < p_.tq; ++i) {
-      const bool* mr = mb + i * p_.mask_str[2];
-      for (int64_t j = p_.tk - 1; j >= n; --j) {
-        if (!mr[j * p_.mask_str[3]]) {
-          n = j + 1;
-          break;
-        }
-      }
-      if (n == p_.tk) break;
-    }
-    return n;
+    return OpenKeyEnd(mb, p_.tq, p_.tk, p_.mask_str[2], p_.mask_str[3]);
   }
 
   void TransposeK(const T* k, int64_t bi, int64_t hi, T* kt, int64_t n) const {
@@ -285,8 +307,6 @@ class AttentionKernel : public Kernel {
       }
     }
   }
-
-  Plan p_;
 };
 
 // attention_grad(dy, q, k, v[, mask]) -> dq, dk, dv. Per (batch, head), blocks of kQueryBlock
@@ -295,11 +315,10 @@ class AttentionKernel : public Kernel {
 // dq = dS K, dk += dS^T q, dv += P^T dy. One (batch, head) per work item: dk / dv are summed
 // by one thread in a fixed order (deterministic, no atomics).
 template <typename T>
-class AttentionGradKernel : public Kernel {
+class AttentionGradKernel : public AttentionBase<T> {
  public:
-  using Value = T;
-  using Plan = typename AttentionKernel<T>::Plan;
-  explicit AttentionGradKernel(Plan p) : p_(p) {}
+  using Plan = typename AttentionBase<T>::Plan;
+  explicit AttentionGradKernel(Plan p) : AttentionBase<T>(p) {}
 
   absl::Status Run(absl::Span<const void* const> inputs, absl::Span<void* const> outputs,
                    void*) override {
@@ -315,8 +334,12 @@ class AttentionGradKernel : public Kernel {
     const int64_t pairs = p_.b * p_.h;
     ParallelFor(pairs, 1, [&](int64_t w0, int64_t w1) {
       const int64_t tk = p_.tk;
-      std::vector<T> kt(p_.d * tk), vt(p_.dv * tk);
-      std::vector<T> s(kQueryBlock * tk), dp(kQueryBlock * tk), st(tk * kQueryBlock);
+      // k^T, v^T and the transposed block are BlockGemm's; the OpenBLAS path reads k, v, P
+      // and dS through transposed operands.
+      const bool blas = std::is_same_v<T, float> && kUseBlasGrad;
+      std::vector<T> kt(blas ? 0 : p_.d * tk), vt(blas ? 0 : p_.dv * tk);
+      std::vector<T> st(blas ? 0 : tk * kQueryBlock);
+      std::vector<T> s(kQueryBlock * tk), dp(kQueryBlock * tk);
       for (int64_t w = w0; w < w1; ++w) {
         Pair(dy, q, k, v, mask, dq, dk, dv, w / p_.h, w % p_.h, kt.data(), vt.data(), s.data(),
              dp.data(), st.data());
@@ -326,10 +349,9 @@ class AttentionGradKernel : public Kernel {
   }
 
  private:
-  int64_t RowStride(int64_t e) const { return p_.bthd ? p_.h * e : e; }
-  int64_t Base(int64_t bi, int64_t hi, int64_t t, int64_t e) const {
-    return p_.bthd ? (bi * t * p_.h + hi) * e : (bi * p_.h + hi) * t * e;
-  }
+  using AttentionBase<T>::p_;
+  using AttentionBase<T>::RowStride;
+  using AttentionBase<T>::Base;
   // x [T, E] (row stride ld) -> xt [E, T].
   static void Transpose(const T* x, int64_t t, int64_t e, int64_t ld, T* xt) {
     for (int64_t i = 0; i < t; ++i) {
@@ -364,16 +386,8 @@ class AttentionGradKernel : public Kernel {
       // the causal triangle) have P = 0 and dS = 0: the products stop there.
       int64_t tke = tk;
       if (p_.mask_kind == 1) {
-        tke = 0;
-        for (int64_t r = 0; r < rows; ++r) {
-          const bool* mr = static_cast<const bool*>(mask) + mask_base + (i0 + r) * p_.mask_str[2];
-          for (int64_t j = tk - 1; j >= tke; --j) {
-            if (!mr[j * p_.mask_str[3]]) {
-              tke = j + 1;
-              break;
-            }
-          }
-        }
+        tke = OpenKeyEnd(static_cast<const bool*>(mask) + mask_base + i0 * p_.mask_str[2], rows,
+                         tk, p_.mask_str[2], p_.mask_str[3]);
         if (tke == 0) tke = tk;  // every key masked: keep the NaN rows of the full computation
       }
       if constexpr (std::is_same_v<T, float>) {
@@ -431,8 +445,6 @@ class AttentionGradKernel : public Kernel {
       BlockGemm<T>(true, tke, e, rows, st, rows, dyb, lde, dvb, lde);
     }
   }
-
-  Plan p_;
 };
 
 }  // namespace

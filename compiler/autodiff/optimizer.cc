@@ -21,10 +21,10 @@ namespace {
 
 const ir::TensorType kScalar{ir::DType::kF32, {}};
 
-ir::Value* AddState(ir::Module& module, ir::Function& f, const std::string& name,
-                    const ir::TensorType& type, std::vector<ir::Value*>& state) {
+// No initial tensor: the executors start state at zero (plans store no zeros).
+ir::Value* AddState(ir::Function& f, const std::string& name, const ir::TensorType& type,
+                    std::vector<ir::Value*>& state) {
   ir::Value* v = f.AddParam(name, type, {"state"});
-  (void)module;  // no initial tensor: the executors start state at zero (no zeros in the plan)
   state.push_back(v);
   return v;
 }
@@ -35,7 +35,7 @@ void Assign(ir::Function& f, ir::Value* target, ir::Value* value) {
 
 }  // namespace
 
-absl::StatusOr<OptimizerOutputs> AppendOptimizer(ir::Module& module, ir::Function& f,
+absl::StatusOr<OptimizerOutputs> AppendOptimizer(ir::Function& f,
                                                  const std::vector<ir::Value*>& weights,
                                                  const std::vector<ir::Value*>& grads,
                                                  const TrainOptions& o,
@@ -66,25 +66,25 @@ absl::StatusOr<OptimizerOutputs> AppendOptimizer(ir::Module& module, ir::Functio
   for (size_t i = 0; i < weights.size(); ++i) {
     const std::string& n = weights[i]->name();
     if (adamw) {
-      m[i] = AddState(module, f, "adam.m." + n, weights[i]->type(), out.state);
-      v[i] = AddState(module, f, "adam.v." + n, weights[i]->type(), out.state);
+      m[i] = AddState(f, "adam.m." + n, weights[i]->type(), out.state);
+      v[i] = AddState(f, "adam.v." + n, weights[i]->type(), out.state);
     } else if (o.momentum != 0) {
-      m[i] = AddState(module, f, "sgd.mom." + n, weights[i]->type(), out.state);
+      m[i] = AddState(f, "sgd.mom." + n, weights[i]->type(), out.state);
     }
   }
   if (accumulate) {
     for (size_t i = 0; i < weights.size(); ++i) {
-      acc[i] = AddState(module, f, "accum." + weights[i]->name(), weights[i]->type(), out.state);
+      acc[i] = AddState(f, "accum." + weights[i]->name(), weights[i]->type(), out.state);
     }
   }
-  ir::Value* step = AddState(module, f, "opt.step", kScalar, out.state);
-  ir::Value* count = accumulate ? AddState(module, f, "accum.count", kScalar, out.state) : nullptr;
+  ir::Value* step = AddState(f, "opt.step", kScalar, out.state);
+  ir::Value* count = accumulate ? AddState(f, "accum.count", kScalar, out.state) : nullptr;
   ir::Value* last_norm =
-      accumulate ? AddState(module, f, "opt.last_grad_norm", kScalar, out.state) : nullptr;
-  ir::Value* last_lr = accumulate ? AddState(module, f, "opt.last_lr", kScalar, out.state) : nullptr;
+      accumulate ? AddState(f, "opt.last_grad_norm", kScalar, out.state) : nullptr;
+  ir::Value* last_lr = accumulate ? AddState(f, "opt.last_lr", kScalar, out.state) : nullptr;
 
   ir::Value* good_steps =
-      loss_scale ? AddState(module, f, "opt.loss_scale.good_steps", kScalar, out.state) : nullptr;
+      loss_scale ? AddState(f, "opt.loss_scale.good_steps", kScalar, out.state) : nullptr;
 
   GradBuilder b(f, "opt", "");
   std::vector<ir::Value*> g = grads;

@@ -23,7 +23,7 @@ struct OptimizerOutputs {
 // them at zero, and plans do not store the zeros (2x the weights for AdamW).
 // With dynamic loss scaling, `loss_scale` is the "state" parameter opt.loss_scale the backward
 // was seeded with (the grads are scaled by it); it is listed first in OptimizerOutputs::state.
-absl::StatusOr<OptimizerOutputs> AppendOptimizer(ir::Module& module, ir::Function& f,
+absl::StatusOr<OptimizerOutputs> AppendOptimizer(ir::Function& f,
                                                  const std::vector<ir::Value*>& weights,
                                                  const std::vector<ir::Value*>& grads,
                                                  const TrainOptions& options,

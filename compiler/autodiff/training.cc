@@ -190,7 +190,7 @@ absl::Status BuildTrainingStep(ir::Module& module, const TrainOptions& o) {
   }
   for (ir::Value* w : frozen_weights) w->mutable_flags().insert("frozen");
   PTC_ASSIGN_OR_RETURN(internal::OptimizerOutputs opt,
-                       internal::AppendOptimizer(module, *f, trainable, trainable_grads, o,
+                       internal::AppendOptimizer(*f, trainable, trainable_grads, o,
                                                  loss_scale));
   std::vector<ir::Value*> results = {loss, opt.grad_norm, opt.lr};
   if (o.keep_gradients) {

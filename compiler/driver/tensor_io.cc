@@ -50,4 +50,27 @@ absl::Status WriteTensorFile(const std::string& path, const std::string& name,
   return absl::OkStatus();
 }
 
+ir::Tensor RandomTensor(const ir::TensorType& type, std::mt19937_64& rng) {
+  ir::Tensor t(type.dtype, type.shape);
+  const int64_t n = t.num_elements();
+  std::uniform_real_distribution<float> uf(-1.f, 1.f);
+  switch (type.dtype) {
+    case ir::DType::kF32:
+      for (int64_t i = 0; i < n; ++i) t.mutable_data_as<float>()[i] = uf(rng);
+      break;
+    case ir::DType::kF64:
+      for (int64_t i = 0; i < n; ++i) t.mutable_data_as<double>()[i] = uf(rng);
+      break;
+    case ir::DType::kI64:
+      for (int64_t i = 0; i < n; ++i) t.mutable_data_as<int64_t>()[i] = static_cast<int64_t>(rng() % 2);
+      break;
+    case ir::DType::kI32:
+      for (int64_t i = 0; i < n; ++i) t.mutable_data_as<int32_t>()[i] = static_cast<int32_t>(rng() % 2);
+      break;
+    default:
+      break;  // zeros
+  }
+  return t;
+}
+
 }  // namespace ptc::driver

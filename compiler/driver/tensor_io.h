@@ -2,6 +2,7 @@
 #ifndef PTC_COMPILER_DRIVER_TENSOR_IO_H_
 #define PTC_COMPILER_DRIVER_TENSOR_IO_H_
 
+#include <random>
 #include <string>
 
 #include "absl/status/status.h"
@@ -18,6 +19,9 @@ struct NamedTensor {
 // Reads a serialized TensorProto (raw_data or typed fields). Untrusted: sizes are checked.
 absl::StatusOr<NamedTensor> ReadTensorFile(const std::string& path);
 absl::StatusOr<NamedTensor> ParseTensorProto(const std::string& bytes, const std::string& where);
+// `ptc run --random-inputs` (and ptc-cuda): floats uniform in [-1, 1), integer inputs 0 or 1
+// (small non-negative token ids fit any vocabulary), other dtypes zeros.
+ir::Tensor RandomTensor(const ir::TensorType& type, std::mt19937_64& rng);
 // Writes atomically (temp file + rename).
 absl::Status WriteTensorFile(const std::string& path, const std::string& name,
                              const ir::Tensor& tensor);

@@ -25,7 +25,6 @@
 
 namespace ptc::train {
 
-class Backend;
 absl::Status RunTrainingWith(const plan::Plan& plan, Backend& backend,
                              const TrainerOptions& options, std::ostream& progress,
                              int64_t rss_before);
@@ -280,12 +279,23 @@ absl::StatusOr<TrainerOptions> TrainerOptionsFromFlags(const std::vector<std::st
   return o;
 }
 
+namespace {
+
+// The CPU backend, with *rss_before measured before it exists: the base excludes heap memory
+// freed by compilation and loading (glibc keeps it resident and the executor would reuse it).
+absl::StatusOr<std::unique_ptr<Backend>> CpuBackendAfterRss(const plan::Plan& plan,
+                                                            int64_t* rss_before) {
+  malloc_trim(0);
+  *rss_before = cpu::ProcessRssBytes();
+  return CreateCpuBackend(plan);
+}
+
+}  // namespace
+
 absl::StatusOr<TrainResult> Train(const plan::Plan& plan, const TrainerOptions& o,
                                   std::ostream& out) {
-  // Measured before the executors exist (see the other overload).
-  malloc_trim(0);
-  const int64_t rss_before = cpu::ProcessRssBytes();
-  PTC_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateCpuBackend(plan));
+  int64_t rss_before = 0;
+  PTC_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CpuBackendAfterRss(plan, &rss_before));
   PTC_ASSIGN_OR_RETURN(TrainResult r, Train(plan, *backend, o, out));
   r.rss_before = rss_before;
   return r;
@@ -530,9 +540,8 @@ absl::StatusOr<TrainResult> Train(const plan::Plan& plan, Backend& backend,
 
 absl::Status RunTraining(const plan::Plan& plan, const TrainerOptions& options,
                          std::ostream& progress) {
-  malloc_trim(0);
-  const int64_t rss_before = cpu::ProcessRssBytes();
-  PTC_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateCpuBackend(plan));
+  int64_t rss_before = 0;
+  PTC_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CpuBackendAfterRss(plan, &rss_before));
   return RunTrainingWith(plan, *backend, options, progress, rss_before);
 }
 

@@ -184,29 +184,6 @@ int Train(const RunArgs& a, const ptc::plan::Plan& plan) {
   return s.ok() ? 0 : Fail(s);
 }
 
-Tensor RandomTensor(const ptc::ir::TensorType& type, std::mt19937_64& rng) {
-  Tensor t(type.dtype, type.shape);
-  int64_t n = t.num_elements();
-  std::uniform_real_distribution<float> uf(-1.f, 1.f);
-  switch (type.dtype) {
-    case ptc::ir::DType::kF32:
-      for (int64_t i = 0; i < n; ++i) t.mutable_data_as<float>()[i] = uf(rng);
-      break;
-    case ptc::ir::DType::kF64:
-      for (int64_t i = 0; i < n; ++i) t.mutable_data_as<double>()[i] = uf(rng);
-      break;
-    case ptc::ir::DType::kI64:  // token ids: small non-negative values fit any vocabulary
-      for (int64_t i = 0; i < n; ++i) t.mutable_data_as<int64_t>()[i] = rng() % 2;
-      break;
-    case ptc::ir::DType::kI32:
-      for (int64_t i = 0; i < n; ++i) t.mutable_data_as<int32_t>()[i] = rng() % 2;
-      break;
-    default:
-      break;  // zeros
-  }
-  return t;
-}
-
 absl::StatusOr<std::map<std::string, Tensor>> ReadInputs(const RunArgs& a) {
   std::map<std::string, Tensor> inputs;
   for (const std::string& spec : a.inputs) {
@@ -269,7 +246,7 @@ int Run(const RunArgs& a) {
   for (const ptc::ir::Value* p : main->params()) {
     if (p->is_param() || inputs.count(p->name())) continue;
     if (a.random_inputs) {
-      inputs[p->name()] = RandomTensor(p->type(), rng);
+      inputs[p->name()] = ptc::driver::RandomTensor(p->type(), rng);
     } else {
       missing.push_back(absl::StrCat(p->name(), ": ", p->type().ToString()));
     }

@@ -162,21 +162,11 @@ int main(int argc, char** argv) {
   }
   auto plan = ptc::plan::LoadPlan(plan_path);
   if (!plan.ok()) return Fail(plan.status());
-  if (random_inputs) {  // as `ptc run --random-inputs`: small token ids, floats in [-1, 1)
+  if (random_inputs) {  // as `ptc run --random-inputs`
     std::mt19937_64 rng(random_seed);
-    std::uniform_real_distribution<float> uf(-1.f, 1.f);
     for (const ptc::ir::Value* p : plan->module->main()->params()) {
       if (p->is_param() || p->flags().count("state") || inputs.count(p->name())) continue;
-      ptc::ir::Tensor t(p->type().dtype, p->type().shape);
-      for (int64_t i = 0; i < t.num_elements(); ++i) {
-        switch (t.dtype()) {
-          case ptc::ir::DType::kF32: t.mutable_data_as<float>()[i] = uf(rng); break;
-          case ptc::ir::DType::kI64: t.mutable_data_as<int64_t>()[i] = static_cast<int64_t>(rng() % 2); break;
-          case ptc::ir::DType::kI32: t.mutable_data_as<int32_t>()[i] = static_cast<int32_t>(rng() % 2); break;
-          default: break;  // zeros
-        }
-      }
-      inputs[p->name()] = std::move(t);
+      inputs[p->name()] = ptc::driver::RandomTensor(p->type(), rng);
     }
   }
   auto exec = ptc::cuda::Executor::Create(*plan);
