@@ -176,9 +176,9 @@ class CpuBackend final : public Backend {
   }
   std::string name() const override { return "cpu"; }
   bool is_training() const override { return step_->is_training(); }
-  absl::StatusOr<std::vector<ir::Tensor>> Step(
-      const std::map<std::string, ir::Tensor>& inputs) override {
-    return step_->Run(inputs);
+  absl::StatusOr<std::vector<ir::Tensor>> Step(const std::map<std::string, ir::Tensor>& inputs,
+                                                const std::vector<bool>&) override {
+    return step_->Run(inputs);  // results are written in place: nothing to save by skipping
   }
   bool has_eval() const override { return eval_ != nullptr; }
   absl::StatusOr<std::vector<ir::Tensor>> Eval(
@@ -338,6 +338,10 @@ absl::StatusOr<TrainResult> Train(const plan::Plan& plan, Backend& backend,
       grads.push_back({i, results[i]->name().substr(5)});
     }
   }
+  // What a step reads back: the loss, the norm and the learning rate; the gradients only for
+  // --dump-gradients.
+  std::vector<bool> scalars_only(results.size(), false);
+  for (size_t i = 0; i < results.size() && i < 3; ++i) scalars_only[i] = i == 0 || scalar_result(i);
   if (!o.dump_gradients.empty() && grads.empty()) {
     return absl::InvalidArgumentError(
         "--dump-gradients: the plan returns no grad.<weight> results (compile with gradients "
@@ -462,7 +466,10 @@ absl::StatusOr<TrainResult> Train(const plan::Plan& plan, Backend& backend,
   while (step < o.steps) {
     if (o.stop_after > 0 && run_steps >= o.stop_after) break;
     const auto t0 = Clock::now();
-    PTC_ASSIGN_OR_RETURN(auto outs, backend.Step(Feed(din, train_it.Next())));
+    const bool dump_now = !o.dump_gradients.empty() && !dumped;
+    PTC_ASSIGN_OR_RETURN(auto outs,
+                         backend.Step(Feed(din, train_it.Next()), dump_now ? std::vector<bool>()
+                                                                          : scalars_only));
     ++step;
     ++run_steps;
     const double loss = Scalar(outs[0]);
@@ -475,7 +482,7 @@ absl::StatusOr<TrainResult> Train(const plan::Plan& plan, Backend& backend,
           "the loss is ", loss, " at step ", step, ": training diverged (lower the learning "
           "rate or enable gradient clipping)"));
     }
-    if (!o.dump_gradients.empty() && !dumped) {
+    if (dump_now) {
       PTC_RETURN_IF_ERROR(fileutil::MakeDirs(o.dump_gradients));
       nlohmann::json index = nlohmann::json::object();
       for (const auto& [i, weight] : grads) {

@@ -83,8 +83,11 @@ class Backend {
   virtual std::string name() const = 0;  // "cpu", "cuda (NVIDIA H200)"
   virtual bool is_training() const = 0;  // @main has assign nodes
   // One training step (@main): inputs by name, outputs in result order (host tensors).
+  // `fetch` (empty: all) says which results the caller reads: a backend whose results live
+  // elsewhere (device memory) may leave the others as empty tensors instead of copying them
+  // (a training step returns every gradient, which only --dump-gradients reads).
   virtual absl::StatusOr<std::vector<ir::Tensor>> Step(
-      const std::map<std::string, ir::Tensor>& inputs) = 0;
+      const std::map<std::string, ir::Tensor>& inputs, const std::vector<bool>& fetch) = 0;
   virtual bool has_eval() const = 0;
   // @eval on the current weights.
   virtual absl::StatusOr<std::vector<ir::Tensor>> Eval(

@@ -39,6 +39,9 @@ class DeviceKernel {
   // Device bytes held by the kernel itself (descriptors), allocated at creation.
   virtual size_t ResidentBytes() const { return 0; }
   virtual bool host_fallback() const { return false; }
+  // Whether Launch only enqueues work on ctx.stream (no host synchronization, no allocation,
+  // the same launches every time), so that a CUDA graph can capture and replay it.
+  virtual bool capturable() const { return !host_fallback(); }
   virtual absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> inputs,
                               absl::Span<void* const> outputs, void* workspace) = 0;
 };

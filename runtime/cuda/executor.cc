@@ -48,6 +48,8 @@ struct Assign {
 class CudaExecutor final : public Executor {
  public:
   ~CudaExecutor() override {
+    if (compute_graph_ != nullptr) cudaGraphExecDestroy(compute_graph_);
+    if (assign_graph_ != nullptr) cudaGraphExecDestroy(assign_graph_);
     steps_.clear();  // kernels free their descriptors before the context goes
     for (cudaEvent_t e : events_) cudaEventDestroy(e);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
@@ -214,14 +216,30 @@ class CudaExecutor final : public Executor {
       profile_[i].loc = n->loc();
       profile_[i].host_fallback = steps_[i].kernel && steps_[i].kernel->host_fallback();
     }
+    use_graphs_ = options.cuda_graphs;
+    graph_note_ = options.cuda_graphs ? "eager (graphs are captured at the second run)"
+                                      : "eager (cuda_graphs off)";
+    for (const Step& s : steps_) {
+      if (use_graphs_ && s.kernel && !s.kernel->capturable()) {
+        use_graphs_ = false;
+        graph_note_ = absl::StrCat("eager (", s.node->Describe(),
+                                   s.kernel->host_fallback() ? " runs on the host" :
+                                   " cannot be captured", ")");
+      }
+    }
     PTC_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
     return absl::OkStatus();
   }
 
-  absl::StatusOr<std::vector<ir::Tensor>> Run(
-      const std::map<std::string, ir::Tensor>& inputs) override {
+  using Executor::Run;
+  absl::StatusOr<std::vector<ir::Tensor>> Run(const std::map<std::string, ir::Tensor>& inputs,
+                                              const std::vector<bool>& fetch) override {
     PTC_RETURN_IF_ERROR(plan::CheckInputs(input_params_, inputs));
-    PTC_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(flag_.get(), 0, sizeof(int), stream_));
+    const auto& results = function_->results();
+    if (!fetch.empty() && fetch.size() != results.size()) {
+      return absl::InvalidArgumentError(absl::StrCat("fetch has ", fetch.size(),
+                                                     " entries for ", results.size(), " results"));
+    }
     for (const ir::Value* p : input_params_) {
       const ir::Tensor& t = inputs.at(p->name());
       if (t.nbytes() == 0) continue;
@@ -235,31 +253,29 @@ class CudaExecutor final : public Executor {
         events_.push_back(e);
       }
     }
-    LaunchContext ctx;
-    ctx.stream = stream_;
-    ctx.lt = lt_;
-    ctx.lt_workspace = lt_workspace_.get();
-    ctx.lt_workspace_bytes = kLtWorkspaceBytes;
-    ctx.error_flag = reinterpret_cast<int*>(flag_.get());
-    for (size_t i = 0; i < steps_.size(); ++i) {
-      Step& s = steps_[i];
-      if (profiling_) PTC_CUDA_RETURN_IF_ERROR(cudaEventRecord(events_[2 * i], stream_));
-      if (!s.kernel) {
-        PTC_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s.stage_dst, s.stage_src,
-                                                 static_cast<size_t>(s.stage_bytes),
-                                                 cudaMemcpyDeviceToDevice, stream_));
-      } else {
-        ctx.error_code = static_cast<int>(i) + 1;
-        absl::Status st = s.kernel->Launch(ctx, s.inputs, s.outputs, scratch_.get());
-        if (!st.ok()) {
-          return absl::Status(st.code(), absl::StrCat(s.node->Describe(), ": ", st.message()));
-        }
+    // Graphs are captured at the second run (the first one loads modules and warms cuBLASLt
+    // up eagerly) and replayed from then on; profiling runs eagerly (events per node).
+    if (use_graphs_ && !profiling_ && runs_ >= 1 && compute_graph_ == nullptr) {
+      absl::Status st = CaptureGraphs();
+      if (!st.ok()) {
+        use_graphs_ = false;
+        graph_note_ = absl::StrCat("eager (the CUDA graph capture failed: ", st.message(), ")");
       }
-      if (profiling_) PTC_CUDA_RETURN_IF_ERROR(cudaEventRecord(events_[2 * i + 1], stream_));
+    }
+    const bool replay = compute_graph_ != nullptr && !profiling_;
+    if (replay) {
+      PTC_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(compute_graph_, stream_));
+    } else {
+      PTC_RETURN_IF_ERROR(EnqueueCompute(profiling_));
     }
     // Results are read before the assigns: they are values of this step (old parameters).
     std::vector<ir::Tensor> outs;
-    for (const ir::Value* r : function_->results()) {
+    for (size_t i = 0; i < results.size(); ++i) {
+      const ir::Value* r = results[i];
+      if (!fetch.empty() && !fetch[i]) {
+        outs.emplace_back();
+        continue;
+      }
       ir::Tensor t(r->type().dtype, r->type().shape);
       if (t.nbytes()) {
         PTC_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(t.mutable_data(), Ptr(r), t.nbytes(),
@@ -267,13 +283,10 @@ class CudaExecutor final : public Executor {
       }
       outs.push_back(std::move(t));
     }
-    for (const Assign& a : assigns_) {
-      const void* src = a.staging_offset >= 0 ? staging_.get() + a.staging_offset : Ptr(a.source);
-      void* dst = Ptr(a.target);
-      if (src != dst) {
-        PTC_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst, src, static_cast<size_t>(a.bytes),
-                                                 cudaMemcpyDeviceToDevice, stream_));
-      }
+    if (replay && assign_graph_ != nullptr) {
+      PTC_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(assign_graph_, stream_));
+    } else if (!replay) {
+      PTC_RETURN_IF_ERROR(EnqueueAssigns());
     }
     int code = 0;
     PTC_CUDA_RETURN_IF_ERROR(
@@ -286,6 +299,7 @@ class CudaExecutor final : public Executor {
                                                   " (rerun under compute-sanitizer to find the "
                                                   "kernel)"));
     }
+    ++runs_;
     if (code > 0 && code <= static_cast<int>(steps_.size())) {
       return absl::OutOfRangeError(absl::StrCat(steps_[code - 1].node->Describe(),
                                                 ": an index is out of range of its data"));
@@ -299,6 +313,14 @@ class CudaExecutor final : public Executor {
       }
     }
     return outs;
+  }
+
+  std::string graph_status() const override {
+    if (compute_graph_ != nullptr) {
+      return absl::StrCat("cuda graphs: ", steps_.size(), " steps and ", graph_assigns_,
+                          " assign copies replayed per run");
+    }
+    return graph_note_;
   }
 
   void EnableProfiling(bool on) override { profiling_ = on; }
@@ -338,6 +360,88 @@ class CudaExecutor final : public Executor {
   }
 
  private:
+  // The step's device work: the error flag cleared, then every node (and assign staging copy)
+  // in schedule order; with `profile`, events around each.
+  absl::Status EnqueueCompute(bool profile) {
+    PTC_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(flag_.get(), 0, sizeof(int), stream_));
+    LaunchContext ctx;
+    ctx.stream = stream_;
+    ctx.lt = lt_;
+    ctx.lt_workspace = lt_workspace_.get();
+    ctx.lt_workspace_bytes = kLtWorkspaceBytes;
+    ctx.error_flag = reinterpret_cast<int*>(flag_.get());
+    for (size_t i = 0; i < steps_.size(); ++i) {
+      Step& s = steps_[i];
+      if (profile) PTC_CUDA_RETURN_IF_ERROR(cudaEventRecord(events_[2 * i], stream_));
+      if (!s.kernel) {
+        PTC_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s.stage_dst, s.stage_src,
+                                                 static_cast<size_t>(s.stage_bytes),
+                                                 cudaMemcpyDeviceToDevice, stream_));
+      } else {
+        ctx.error_code = static_cast<int>(i) + 1;
+        absl::Status st = s.kernel->Launch(ctx, s.inputs, s.outputs, scratch_.get());
+        if (!st.ok()) {
+          return absl::Status(st.code(), absl::StrCat(s.node->Describe(), ": ", st.message()));
+        }
+      }
+      if (profile) PTC_CUDA_RETURN_IF_ERROR(cudaEventRecord(events_[2 * i + 1], stream_));
+    }
+    return absl::OkStatus();
+  }
+
+  // The parameters' new values copied in (after the results were read).
+  absl::Status EnqueueAssigns() {
+    for (const Assign& a : assigns_) {
+      const void* src = a.staging_offset >= 0 ? staging_.get() + a.staging_offset : Ptr(a.source);
+      void* dst = Ptr(a.target);
+      if (src != dst) {
+        PTC_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst, src, static_cast<size_t>(a.bytes),
+                                                 cudaMemcpyDeviceToDevice, stream_));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  // Captures `enqueue`'s stream work into an executable graph (null when it enqueued nothing).
+  template <typename F>
+  absl::Status Capture(F enqueue, cudaGraphExec_t* out) {
+    PTC_CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    absl::Status st = enqueue();
+    cudaGraph_t graph = nullptr;
+    const cudaError_t end = cudaStreamEndCapture(stream_, &graph);
+    auto check = [](cudaError_t e, const char* what) {
+      return e == cudaSuccess ? absl::OkStatus() : CudaStatus(e, what, __FILE__, __LINE__);
+    };
+    if (st.ok()) st = check(end, "cudaStreamEndCapture");
+    if (st.ok() && graph != nullptr) {
+      size_t nodes = 0;
+      st = check(cudaGraphGetNodes(graph, nullptr, &nodes), "cudaGraphGetNodes");
+      if (st.ok() && nodes > 0) st = check(cudaGraphInstantiate(out, graph, 0), "cudaGraphInstantiate");
+    }
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    if (!st.ok()) {
+      (void)cudaGetLastError();  // capture errors are not sticky: clear the last error
+      *out = nullptr;
+    }
+    return st;
+  }
+
+  absl::Status CaptureGraphs() {
+    PTC_RETURN_IF_ERROR(Capture([&] { return EnqueueCompute(false); }, &compute_graph_));
+    absl::Status st = Capture([&] { return EnqueueAssigns(); }, &assign_graph_);
+    if (!st.ok()) {
+      cudaGraphExecDestroy(compute_graph_);
+      compute_graph_ = nullptr;
+      return st;
+    }
+    graph_assigns_ = 0;
+    for (const Assign& a : assigns_) {
+      const void* src = a.staging_offset >= 0 ? staging_.get() + a.staging_offset : Ptr(a.source);
+      graph_assigns_ += src != Ptr(a.target) ? 1 : 0;
+    }
+    return absl::OkStatus();
+  }
+
   void* Ptr(const ir::Value* v) const {
     const Loc& l = loc_.at(v);
     char* base = nullptr;
@@ -487,6 +591,11 @@ class CudaExecutor final : public Executor {
   MemoryReport mem_;
   bool training_ = false;
   bool profiling_ = false;
+  bool use_graphs_ = false;
+  std::string graph_note_ = "eager";
+  cudaGraphExec_t compute_graph_ = nullptr, assign_graph_ = nullptr;
+  int64_t graph_assigns_ = 0;
+  int64_t runs_ = 0;
 };
 
 }  // namespace

@@ -5,8 +5,8 @@
 // compared with cudaMemGetInfo's free bytes (a ResourceExhausted error with both numbers), then
 // the arena of the plan's memory plan, the weights, constants and input buffers are allocated
 // once and the weights and constants uploaded once. Run() copies the inputs in, enqueues every
-// node on one stream, synchronizes once and copies the results out; it allocates nothing on the
-// device.
+// node on one stream (or replays them as CUDA graphs: ExecutorOptions::cuda_graphs),
+// synchronizes once and copies the results out; it allocates nothing on the device.
 //
 // Training plans: "param" / "state" parameters live in executor-owned device memory and
 // `assign` nodes are applied after the step (as on the CPU). State() / SetState() copy them.
@@ -31,6 +31,11 @@ struct ExecutorOptions {
   std::string function = "main";
   int device = 0;
   KernelOptions kernels;
+  // Replay the step as CUDA graphs: the first Run() launches eagerly (lazy module loading,
+  // cuBLASLt warm-up), the second captures the launches once (every pointer is fixed at
+  // load) and every Run() from then on replays them. Off while profiling, and when a node
+  // runs on the host (host_fallback) or the capture fails (then graph_status() says why).
+  bool cuda_graphs = true;
 };
 
 struct NodeProfile {
@@ -62,8 +67,15 @@ class Executor {
                                                           const ExecutorOptions& options);
   virtual ~Executor() = default;
   // Inputs by parameter name (host tensors); outputs (host tensors) in result order.
+  absl::StatusOr<std::vector<ir::Tensor>> Run(const std::map<std::string, ir::Tensor>& inputs) {
+    return Run(inputs, {});
+  }
+  // The same, copying back only the results whose `fetch` entry is true (empty: all); the
+  // others come back as empty tensors (a training step's gradients stay on the device).
   virtual absl::StatusOr<std::vector<ir::Tensor>> Run(
-      const std::map<std::string, ir::Tensor>& inputs) = 0;
+      const std::map<std::string, ir::Tensor>& inputs, const std::vector<bool>& fetch) = 0;
+  // "eager" / "eager (...why graphs are off...)" / "cuda graphs: N launches in 2 graphs".
+  virtual std::string graph_status() const = 0;
   virtual void EnableProfiling(bool on) = 0;
   virtual std::vector<NodeProfile> Profile() const = 0;
   virtual MemoryReport memory() const = 0;

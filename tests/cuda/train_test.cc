@@ -122,6 +122,60 @@ TEST(CudaTraining, TenStepsMatchCpu) {
   }
 }
 
+// CUDA graphs: an executor replaying the step as graphs (captured at its second run) gives the
+// eager executor's losses and final state; a fetch mask leaves the unfetched results (the
+// gradients) on the device and returns them empty.
+TEST(CudaTraining, GraphReplayMatchesEagerAndFetchSkipsResults) {
+  PTC_SKIP_WITHOUT_CUDA_DEVICE();
+  auto plan = TinyGptTrainingPlan("cuda");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ExecutorOptions eager_options;
+  eager_options.cuda_graphs = false;
+  auto eager = Executor::Create(*plan, eager_options);
+  ASSERT_TRUE(eager.ok()) << eager.status();
+  auto graphs = Executor::Create(*plan);
+  ASSERT_TRUE(graphs.ok()) << graphs.status();
+  const auto& results = plan->module->main()->results();
+  std::vector<bool> fetch(results.size(), false);
+  fetch[0] = true;
+  for (int step = 0; step < 6; ++step) {
+    auto batch = FixedBatch(*plan, 300 + step);
+    auto e = (*eager)->Run(batch);
+    ASSERT_TRUE(e.ok()) << e.status();
+    auto g = step % 2 ? (*graphs)->Run(batch, fetch) : (*graphs)->Run(batch);
+    ASSERT_TRUE(g.ok()) << g.status();
+    ASSERT_EQ(g->size(), results.size());
+    const double le = e->at(0).GetDouble(0), lg = g->at(0).GetDouble(0);
+    EXPECT_NEAR(lg, le, 1e-5 * std::fabs(le)) << "step " << step + 1;
+    for (size_t i = 1; i < results.size(); ++i) {
+      if (step % 2) {
+        EXPECT_EQ(g->at(i).nbytes(), 0u) << results[i]->name() << " was not fetched";
+      } else {
+        EXPECT_EQ(g->at(i).nbytes(), e->at(i).nbytes()) << results[i]->name();
+      }
+    }
+    std::printf("step %d: loss eager %.7f graphs %.7f (%s)\n", step + 1, le, lg,
+                (*graphs)->graph_status().c_str());
+  }
+  EXPECT_EQ((*graphs)->graph_status().rfind("cuda graphs", 0), 0u) << (*graphs)->graph_status();
+  EXPECT_EQ((*eager)->graph_status(), "eager (cuda_graphs off)");
+  auto es = (*eager)->State();
+  auto gs = (*graphs)->State();
+  ASSERT_TRUE(es.ok() && gs.ok());
+  for (const auto& [name, t] : *es) {
+    const ir::Tensor& u = gs->at(name);
+    double worst = 0;
+    for (int64_t i = 0; i < t.num_elements(); ++i) {
+      worst = std::max(worst, std::fabs(u.GetDouble(i) - t.GetDouble(i)) /
+                                  (1e-3 + std::fabs(t.GetDouble(i))));
+    }
+    EXPECT_LT(worst, 1e-3) << name;
+  }
+  std::vector<bool> wrong(results.size() + 1, true);
+  auto bad = (*graphs)->Run(FixedBatch(*plan, 1), wrong);
+  EXPECT_FALSE(bad.ok());
+}
+
 // 200 steps of an fp32 and a `precision` executor on the same 8 batches; the worst relative
 // loss difference from step `from` on, and the low-precision executor (for its final state).
 struct CurveRun {

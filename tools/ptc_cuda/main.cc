@@ -59,11 +59,13 @@ class CudaBackend final : public ptc::train::Backend {
   std::string name() const override { return "cuda (" + step_->device().name + ")"; }
   bool is_training() const override { return step_->is_training(); }
   absl::StatusOr<std::vector<ptc::ir::Tensor>> Step(
-      const std::map<std::string, ptc::ir::Tensor>& inputs) override {
+      const std::map<std::string, ptc::ir::Tensor>& inputs,
+      const std::vector<bool>& fetch) override {
     eval_stale_ = true;
-    return step_->Run(inputs);
+    return step_->Run(inputs, fetch);  // the gradients stay on the device unless fetched
   }
   bool has_eval() const override { return eval_ != nullptr; }
+  std::string graph_status() const { return step_->graph_status(); }
   absl::StatusOr<std::vector<ptc::ir::Tensor>> Eval(
       const std::map<std::string, ptc::ir::Tensor>& inputs) override {
     if (!eval_) return absl::FailedPreconditionError("the plan has no @eval");
@@ -118,7 +120,9 @@ int Train(const std::string& plan_path, const std::vector<std::string>& flags) {
   auto backend = CudaBackend::Create(*plan);
   if (!backend.ok()) return Fail(backend.status());
   absl::Status s = ptc::train::RunTraining(*plan, **backend, *options, std::cerr);
-  return s.ok() ? 0 : Fail(s);
+  if (!s.ok()) return Fail(s);
+  std::fprintf(stderr, "training step on the device: %s\n", (*backend)->graph_status().c_str());
+  return 0;
 }
 
 }  // namespace
@@ -182,10 +186,10 @@ int main(int argc, char** argv) {
     }
   }
   std::sort(times.begin(), times.end());
-  std::fprintf(stderr, "ran %s on cuda (%s): median %.3f ms; device memory %s\n",
+  std::fprintf(stderr, "ran %s on cuda (%s): median %.3f ms; device memory %s; %s\n",
                plan_path.c_str(), (*exec)->device().name.c_str(),
                times.empty() ? 0.0 : times[times.size() / 2] * 1e3,
-               (*exec)->memory().ToString().c_str());
+               (*exec)->memory().ToString().c_str(), (*exec)->graph_status().c_str());
   if (!output_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(output_dir, ec);
