@@ -20,10 +20,11 @@ int64_t AlignUp(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
 bool IsStateParam(const ir::Value* p) { return p->is_param() || p->flags().count("state") > 0; }
 
 // Where a value lives before the device memory exists: a region and an offset in it.
-enum class Region { kArena, kState, kConstant, kInput, kStaging };
+enum class Region { kArena, kState, kConstant, kInput, kStaging, kShared };
 struct Loc {
   Region region = Region::kArena;
-  int64_t offset = 0;
+  int64_t offset = 0;  // kShared: from `shared`, another executor's buffer
+  char* shared = nullptr;
 };
 
 struct Step {
@@ -96,7 +97,7 @@ class CudaExecutor final : public Executor {
       assignment[b.value] = &b;
     }
     for (const auto& n : f->nodes()) training_ |= n->op() == "assign";
-    PTC_RETURN_IF_ERROR(LayOutParameters(plan));
+    PTC_RETURN_IF_ERROR(LayOutParameters(plan, options.shared_params));
 
     size_t resident = 0, scratch = 0;
     const auto& nodes = f->nodes();
@@ -330,6 +331,14 @@ class CudaExecutor final : public Executor {
   std::vector<std::string> host_fallback_nodes() const override { return fallback_; }
   bool is_training() const override { return training_; }
 
+  std::map<std::string, void*> DeviceParams() const override {
+    std::map<std::string, void*> out;
+    for (const ir::Value* p : state_params_) {
+      if (p->is_param()) out[p->name()] = Ptr(p);
+    }
+    return out;
+  }
+
   absl::StatusOr<std::map<std::string, ir::Tensor>> State() const override {
     std::map<std::string, ir::Tensor> out;
     for (const ir::Value* p : state_params_) {
@@ -451,18 +460,30 @@ class CudaExecutor final : public Executor {
       case Region::kConstant: base = constants_.get(); break;
       case Region::kInput: base = inputs_.get(); break;
       case Region::kStaging: base = staging_.get(); break;
+      case Region::kShared: base = l.shared; break;
     }
     return base + l.offset;
   }
 
   // Every "param" / "state" parameter gets device storage (weights are uploaded once); every
   // other parameter an input buffer that Run() fills.
-  absl::Status LayOutParameters(const plan::Plan& plan) {
+  absl::Status LayOutParameters(const plan::Plan& plan,
+                                const std::map<std::string, void*>* shared) {
     for (const ir::Value* p : function_->params()) {
       const int64_t bytes = p->type().byte_size();
       if (bytes < 0) {
         return absl::InvalidArgumentError(
             absl::StrCat("parameter '", p->name(), "' has an overflowing size"));
+      }
+      if (shared != nullptr && p->is_param() && shared->count(p->name())) {
+        if (training_) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "@", function_->name(), " updates parameters: it cannot share '", p->name(),
+              "' with another executor"));
+        }
+        loc_[p] = {Region::kShared, 0, static_cast<char*>(shared->at(p->name()))};
+        shared_params_.push_back(p);
+        continue;
       }
       if (!IsStateParam(p)) {
         input_params_.push_back(p);
@@ -581,6 +602,7 @@ class CudaExecutor final : public Executor {
   std::set<const ir::Value*> uploaded_;
   std::vector<const ir::Value*> input_params_;
   std::vector<const ir::Value*> state_params_;
+  std::vector<const ir::Value*> shared_params_;  // read from another executor's buffers
   int64_t state_bytes_ = 0, constant_bytes_ = 0, input_bytes_ = 0, staging_bytes_ = 0;
   DeviceBuffer arena_, state_, constants_, inputs_, staging_, scratch_, lt_workspace_, flag_;
   std::vector<Step> steps_;

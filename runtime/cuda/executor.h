@@ -36,6 +36,11 @@ struct ExecutorOptions {
   // load) and every Run() from then on replays them. Off while profiling, and when a node
   // runs on the host (host_fallback) or the capture fails (then graph_status() says why).
   bool cuda_graphs = true;
+  // Device buffers of another executor's "param" parameters, by name (Executor::DeviceParams):
+  // parameters found here are read in place instead of being allocated and uploaded (@eval
+  // reads the training step's weights; the owner must outlive this executor and not run at
+  // the same time).
+  const std::map<std::string, void*>* shared_params = nullptr;
 };
 
 struct NodeProfile {
@@ -85,6 +90,9 @@ class Executor {
   virtual bool is_training() const = 0;
   virtual absl::StatusOr<std::map<std::string, ir::Tensor>> State() const = 0;
   virtual absl::Status SetState(const std::map<std::string, ir::Tensor>& state) = 0;
+  // Device pointers of the "param" parameters (the weights), by name, for
+  // ExecutorOptions::shared_params.
+  virtual std::map<std::string, void*> DeviceParams() const = 0;
 };
 
 }  // namespace ptc::cuda

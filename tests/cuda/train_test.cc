@@ -176,6 +176,48 @@ TEST(CudaTraining, GraphReplayMatchesEagerAndFetchSkipsResults) {
   EXPECT_FALSE(bad.ok());
 }
 
+// @eval reading the step's weights in place (shared_params) sees every update without a copy:
+// after 3 steps it gives the loss of an @eval executor loaded with the step's state.
+TEST(CudaTraining, EvalSharesTheStepsWeights) {
+  PTC_SKIP_WITHOUT_CUDA_DEVICE();
+  auto plan = TinyGptTrainingPlan("cuda");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_NE(plan->module->FindFunction("eval"), nullptr);
+  auto step = Executor::Create(*plan);
+  ASSERT_TRUE(step.ok()) << step.status();
+  const std::map<std::string, void*> weights = (*step)->DeviceParams();
+  ExecutorOptions shared_options;
+  shared_options.function = "eval";
+  shared_options.shared_params = &weights;
+  auto shared = Executor::Create(*plan, shared_options);
+  ASSERT_TRUE(shared.ok()) << shared.status();
+  ExecutorOptions own_options;
+  own_options.function = "eval";
+  auto own = Executor::Create(*plan, own_options);
+  ASSERT_TRUE(own.ok()) << own.status();
+  EXPECT_LT((*shared)->memory().state_bytes, (*own)->memory().state_bytes);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*step)->Run(FixedBatch(*plan, 500 + i)).ok());
+  auto state = (*step)->State();
+  ASSERT_TRUE(state.ok()) << state.status();
+  std::map<std::string, ir::Tensor> eval_weights;
+  for (const ir::Value* p : plan->module->FindFunction("eval")->params()) {
+    if (p->is_param()) eval_weights[p->name()] = state->at(p->name());
+  }
+  ASSERT_TRUE((*own)->SetState(eval_weights).ok());
+  std::map<std::string, ir::Tensor> batch;
+  for (const ir::Value* p : plan->module->FindFunction("eval")->params()) {
+    if (p->is_param()) continue;
+    ASSERT_EQ(p->type().dtype, ir::DType::kI64) << p->name();
+    ir::Tensor t(ir::DType::kI64, p->type().shape);
+    for (int64_t i = 0; i < t.num_elements(); ++i) t.mutable_data_as<int64_t>()[i] = i % kVocab;
+    batch[p->name()] = std::move(t);
+  }
+  auto a = (*shared)->Run(batch);
+  auto b = (*own)->Run(batch);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->at(0).GetDouble(0), b->at(0).GetDouble(0));
+}
+
 // 200 steps of an fp32 and a `precision` executor on the same 8 batches; the worst relative
 // loss difference from step `from` on, and the low-precision executor (for its final state).
 struct CurveRun {

@@ -33,9 +33,8 @@ int Fail(const absl::Status& status) {
   return 1;
 }
 
-// The trainer's view of the CUDA executor. @eval runs in its own executor whose weights are
-// refreshed from the step's device state (through the host) before the first evaluation after
-// any step.
+// The trainer's view of the CUDA executor. @eval runs in its own executor that reads the
+// step's weights in place on the device (ExecutorOptions::shared_params): no copies.
 class CudaBackend final : public ptc::train::Backend {
  public:
   static absl::StatusOr<std::unique_ptr<CudaBackend>> Create(const ptc::plan::Plan& plan) {
@@ -43,16 +42,17 @@ class CudaBackend final : public ptc::train::Backend {
     PTC_ASSIGN_OR_RETURN(b->step_, ptc::cuda::Executor::Create(plan));
     const ptc::ir::Function* ef = plan.module->FindFunction("eval");
     if (ef != nullptr && ef != plan.module->main()) {
+      for (const auto& n : ef->nodes()) {
+        if (n->op() == "assign") {
+          return absl::InvalidArgumentError(
+              "@eval must not update parameters (it has assign nodes)");
+        }
+      }
+      b->step_params_ = b->step_->DeviceParams();
       ptc::cuda::ExecutorOptions eo;
       eo.function = "eval";
+      eo.shared_params = &b->step_params_;
       PTC_ASSIGN_OR_RETURN(b->eval_, ptc::cuda::Executor::Create(plan, eo));
-      if (b->eval_->is_training()) {
-        return absl::InvalidArgumentError(
-            "@eval must not update parameters (it has assign nodes)");
-      }
-      for (const ptc::ir::Value* p : ef->params()) {
-        if (p->is_param()) b->eval_params_.push_back(p->name());
-      }
     }
     return b;
   }
@@ -61,7 +61,6 @@ class CudaBackend final : public ptc::train::Backend {
   absl::StatusOr<std::vector<ptc::ir::Tensor>> Step(
       const std::map<std::string, ptc::ir::Tensor>& inputs,
       const std::vector<bool>& fetch) override {
-    eval_stale_ = true;
     return step_->Run(inputs, fetch);  // the gradients stay on the device unless fetched
   }
   bool has_eval() const override { return eval_ != nullptr; }
@@ -69,27 +68,12 @@ class CudaBackend final : public ptc::train::Backend {
   absl::StatusOr<std::vector<ptc::ir::Tensor>> Eval(
       const std::map<std::string, ptc::ir::Tensor>& inputs) override {
     if (!eval_) return absl::FailedPreconditionError("the plan has no @eval");
-    if (eval_stale_) {
-      PTC_ASSIGN_OR_RETURN(auto state, step_->State());
-      std::map<std::string, ptc::ir::Tensor> weights;
-      for (const std::string& n : eval_params_) {
-        auto it = state.find(n);
-        if (it == state.end()) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("@eval's parameter '", n, "' is not a parameter of @main"));
-        }
-        weights[n] = it->second;
-      }
-      PTC_RETURN_IF_ERROR(eval_->SetState(weights));
-      eval_stale_ = false;
-    }
-    return eval_->Run(inputs);
+    return eval_->Run(inputs);  // the step's Run synchronized: its weights are final
   }
   absl::StatusOr<std::map<std::string, ptc::ir::Tensor>> State() override {
     return step_->State();
   }
   absl::Status SetState(const std::map<std::string, ptc::ir::Tensor>& state) override {
-    eval_stale_ = true;
     return step_->SetState(state);
   }
   int64_t arena_bytes() const override {
@@ -107,9 +91,9 @@ class CudaBackend final : public ptc::train::Backend {
   }
 
  private:
-  std::unique_ptr<ptc::cuda::Executor> step_, eval_;
-  std::vector<std::string> eval_params_;
-  bool eval_stale_ = true;
+  std::unique_ptr<ptc::cuda::Executor> step_;
+  std::map<std::string, void*> step_params_;  // the step's weights on the device, for @eval
+  std::unique_ptr<ptc::cuda::Executor> eval_;  // destroyed before step_
 };
 
 int Train(const std::string& plan_path, const std::vector<std::string>& flags) {
