@@ -11,7 +11,7 @@
 // The CPU kernel applies bias and activation per GEMM tile while the tile is in cache
 // (codegen/cpu/linalg.cc), instead of two more passes over the output.
 //
-// Declines (counters): non-float dtypes "declined.dtype"; x of rank < 2 "declined.rank";
+// Declines (counters): non-float dtypes "declined.dtype" (f32, f64, f16 and bf16 fuse); x of rank < 2 "declined.rank";
 // a weight with batch dims "declined.batched"; a plain matmul with nothing to absorb
 // "declined.nothing-to-fuse" (the matmul kernel is as good). A bias whose shape is not [N]
 // (e.g. a full [M,N] addend) or an add/activation whose input has other uses stays outside.
@@ -32,7 +32,12 @@
 namespace ptc::passes {
 namespace {
 
-bool FloatDType(ir::DType d) { return d == ir::DType::kF32 || d == ir::DType::kF64; }
+// f16 / bf16 too: --precision plans run their linear layers in the low dtype (the CUDA kernel
+// takes the bias into the cuBLASLt epilogue; the CPU kernel computes half types in f32).
+bool FloatDType(ir::DType d) {
+  return d == ir::DType::kF32 || d == ir::DType::kF64 || d == ir::DType::kF16 ||
+         d == ir::DType::kBF16;
+}
 
 class FuseMatMulBiasPass : public Pass {
  public:

@@ -259,7 +259,15 @@ struct AlignedFree {
 }  // namespace internal
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateKernel(const ir::Node& node) {
-  if (node.op().rfind("fused_", 0) == 0) return CreateFusedKernel(node);
+  if (node.op().rfind("fused_", 0) == 0) {
+    // Fused ops on f16 / bf16 (a --precision plan's fused_matmul evaluated on the host, or a
+    // half-precision model) compute in f32 like the plain ops.
+    bool half = false;
+    for (ir::Value* v : node.inputs()) half |= v != nullptr && internal::IsHalf(v->type().dtype);
+    for (ir::Value* v : node.outputs()) half |= internal::IsHalf(v->type().dtype);
+    if (half) return internal::HalfWrapperKernel::Create(node, CreateFusedKernel);
+    return CreateFusedKernel(node);
+  }
   const internal::OpEntry* e = internal::FindEntry(node.op());
   if (e == nullptr) {
     PTC_ASSIGN_OR_RETURN(std::unique_ptr<Kernel> train, CreateTrainKernel(node));

@@ -687,6 +687,9 @@ std::vector<Case> AllCases() {
   cs.push_back({"fused_matmul", {{"trans_b", int64_t{1}}, {"activation", std::string("gelu")}},
                 {F32({2, 150, 64}), F32({600, 64}), F32({600})}, 1, 1e-4, 1e-4});
   cs.push_back({"fused_matmul", {{"trans_b", int64_t{1}}}, {F64({3, 5}), F64({2, 5}), F64({2})}});
+  // bf16 (a --precision plan's linear layer evaluated on the host): computed in f32.
+  cs.push_back({"fused_matmul", {{"trans_b", int64_t{1}}, {"activation", std::string("gelu")}},
+                {In{DType::kBF16, {3, 8}}, In{DType::kBF16, {5, 8}}, In{DType::kBF16, {5}}}});
   // attention: both layouts, bool masks (broadcast, rows fully masked give NaN) and additive
   // ones, key lengths over one 128-key block (online softmax across blocks), odd sizes.
   cs.push_back({"attention", {{"scale", 0.5}}, {F32({2, 3, 5, 4}), F32({2, 3, 7, 4}), F32({2, 3, 7, 6})},
