@@ -43,6 +43,19 @@ if(PTC_CUDA)
   endif()
 endif()
 
+# codegen/cuda/*.cc: the fused_elementwise code generator and its NVRTC driver (host C++;
+# NVRTC is dlopen'ed at first use, never linked, so ptc starts on machines without CUDA).
+# Built in every configuration: `ptc compile --target cuda` (ptc_driver) generates and
+# compiles, the CUDA runtime regenerates a node's source at load to match the plan's kernels.
+file(GLOB PTC_CUDA_CODEGEN_SRCS CONFIGURE_DEPENDS ${PTC_CUDA_DIR}/codegen/cuda/*.cc)
+list(FILTER PTC_CUDA_CODEGEN_SRCS EXCLUDE REGEX "_test\\.cc$")
+add_library(ptc_cuda_codegen STATIC ${PTC_CUDA_CODEGEN_SRCS})
+target_link_libraries(ptc_cuda_codegen PUBLIC ptc_ir ptc_plan ${CMAKE_DL_LIBS})
+if(PTC_CUDA_FOUND AND CUDA_nvrtc_LIBRARY)
+  # The toolkit's NVRTC first; the loader's search path (libnvrtc.so.13 ...) after it.
+  target_compile_definitions(ptc_cuda_codegen PRIVATE PTC_NVRTC_LIBRARY="${CUDA_nvrtc_LIBRARY}")
+endif()
+
 if(PTC_CUDA_FOUND)
   file(GLOB PTC_CUDA_RT_SRCS CONFIGURE_DEPENDS ${PTC_CUDA_DIR}/runtime/cuda/*.cc)
   list(FILTER PTC_CUDA_RT_SRCS EXCLUDE REGEX "(_test|_stub)\\.cc$")
@@ -61,8 +74,8 @@ if(PTC_CUDA_FOUND)
   # Shared cudart (CUDA::cudart): one runtime instance for the library and its users.
   set_target_properties(ptc_runtime_cuda PROPERTIES CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON
                         CUDA_SEPARABLE_COMPILATION OFF CUDA_RUNTIME_LIBRARY Shared)
-  target_link_libraries(ptc_runtime_cuda PUBLIC ptc_ir ptc_plan ptc_cpu_kernels CUDA::cudart
-                        CUDA::cublasLt)
+  target_link_libraries(ptc_runtime_cuda PUBLIC ptc_ir ptc_plan ptc_cpu_kernels ptc_cuda_codegen
+                        CUDA::cudart CUDA::cublasLt)
   target_compile_definitions(ptc_runtime_cuda PUBLIC PTC_HAVE_CUDA=1)
   message(STATUS "ptc: CUDA runtime with ${CMAKE_CUDA_COMPILER} "
                  "(${CMAKE_CUDA_COMPILER_VERSION}), architectures ${CMAKE_CUDA_ARCHITECTURES}")

@@ -38,6 +38,19 @@ print(f"{statistics.median(r['tokens_per_s'] for r in rows):.0f}" if rows else "
 PY
 )
 ptc_mem=$(sort -n ptc-mem.txt | tail -1)
+grep -h "training step on the device\|generated\|interpreter" ptc-train.log | head -3
+
+echo "== ptc again with the SIMT attention kernels (PTC_CUDA_OPTIONS=attention_simt)"
+PTC_CUDA_OPTIONS=attention_simt ptc run train.plan --steps "$STEPS" --data "$corpus" \
+  --progress lines --log-json ptc-train-simt.jsonl > ptc-train-simt.log 2>&1
+simt_rc=$?
+simt_tok=$($py - <<'PY'
+import json, statistics
+rows = [json.loads(l) for l in open("ptc-train-simt.jsonl") if '"tokens_per_s"' in l]
+rows = rows[2:] or rows
+print(f"{statistics.median(r['tokens_per_s'] for r in rows):.0f}" if rows else "n/a")
+PY
+)
 
 echo "== ptc inference (bf16 forward, batch 1 and 16) and generation"
 for bi in 1 16; do
@@ -66,6 +79,7 @@ echo
 echo "| GPT-2 small, bf16, batch $B x 1024, AdamW | tokens/s | peak memory |"
 echo "| --- | --- | --- |"
 echo "| ptc (rc $ptc_rc) | $ptc_tok | ${ptc_mem:-?} MiB (nvidia-smi, whole process) |"
+echo "| ptc, SIMT attention (rc $simt_rc) | $simt_tok | |"
 echo "| PyTorch eager | $(field torch-train.json tokens_per_s) | $(field torch-train.json peak_mem_bytes) B (max_memory_allocated) |"
 echo "| torch.compile | $(field torch-train--compile.json tokens_per_s) | $(field torch-train--compile.json peak_mem_bytes) B |"
 echo "| inference forward | ptc | PyTorch eager |"

@@ -8,6 +8,10 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <tuple>
 #include <type_traits>
 
 #include "codegen/cuda/kernels.h"
@@ -27,30 +31,82 @@ template <> struct Ty<DT::kI32> { using S = int32_t; using C = int64_t; };
 template <> struct Ty<DT::kI64> { using S = int64_t; using C = int64_t; };
 template <> struct Ty<DT::kBool> { using S = uint8_t; using C = int64_t; };
 
+// One storage value to its compute type and back. Load / Store and the vector paths below both
+// go through these, so a fast path rounds exactly like the general one.
+template <DT D>
+__device__ __forceinline__ typename Ty<D>::C Widen(typename Ty<D>::S s) {
+  if constexpr (D == DT::kF16) {
+    return __half2float(s);
+  } else if constexpr (D == DT::kBF16) {
+    return __bfloat162float(s);
+  } else if constexpr (D == DT::kBool) {
+    return s != 0;
+  } else {
+    return static_cast<typename Ty<D>::C>(s);
+  }
+}
+
+template <DT D>
+__device__ __forceinline__ typename Ty<D>::S Narrow(typename Ty<D>::C v) {
+  if constexpr (D == DT::kF16) {
+    return __float2half_rn(v);
+  } else if constexpr (D == DT::kBF16) {
+    return __float2bfloat16_rn(v);
+  } else if constexpr (D == DT::kBool) {
+    return v != 0;
+  } else {
+    return static_cast<typename Ty<D>::S>(v);
+  }
+}
+
 template <DT D>
 __device__ __forceinline__ typename Ty<D>::C Load(const typename Ty<D>::S* p, int64_t i) {
-  if constexpr (D == DT::kF16) {
-    return __half2float(p[i]);
-  } else if constexpr (D == DT::kBF16) {
-    return __bfloat162float(p[i]);
-  } else if constexpr (D == DT::kBool) {
-    return p[i] != 0;
+  if constexpr (D == DT::kF16 || D == DT::kBF16 || D == DT::kBool) {
+    return Widen<D>(p[i]);
   } else {
-    return static_cast<typename Ty<D>::C>(__ldg(p + i));
+    return Widen<D>(__ldg(p + i));
   }
 }
 
 template <DT D>
 __device__ __forceinline__ void Store(typename Ty<D>::S* p, int64_t i, typename Ty<D>::C v) {
-  if constexpr (D == DT::kF16) {
-    p[i] = __float2half_rn(v);
-  } else if constexpr (D == DT::kBF16) {
-    p[i] = __float2bfloat16_rn(v);
-  } else if constexpr (D == DT::kBool) {
-    p[i] = v != 0;
-  } else {
-    p[i] = static_cast<typename Ty<D>::S>(v);
-  }
+  p[i] = Narrow<D>(v);
+}
+
+// ------------------------------------------------------------------------ vector loads / stores
+// Raw storage of an N-byte vector access (one ld/st.global.v4.u32, .v2.u32, .u32, ...).
+template <int N> struct RawVec;
+template <> struct RawVec<16> { using T = uint4; };
+template <> struct RawVec<8> { using T = uint2; };
+template <> struct RawVec<4> { using T = unsigned int; };
+template <> struct RawVec<2> { using T = unsigned short; };
+template <> struct RawVec<1> { using T = unsigned char; };
+
+// Elements of S per vector access: 16 bytes, but at most 8 elements (1-byte types use 8-byte
+// accesses: fewer unrolled copies of the per-element code).
+template <typename S>
+constexpr int kVec = sizeof(S) >= 2 ? static_cast<int>(16 / sizeof(S)) : 8;
+
+// V consecutive elements at p, which the launcher checked to be aligned to V * sizeof(T).
+template <typename T, int V>
+__device__ __forceinline__ void LoadVec(const T* p, T (&v)[V]) {
+  using R = typename RawVec<static_cast<int>(sizeof(T)) * V>::T;
+  static_assert(sizeof(R) == sizeof(T) * V, "vector size");
+  const R r = __ldg(reinterpret_cast<const R*>(p));
+  memcpy(v, &r, sizeof(R));
+}
+template <typename T, int V>
+__device__ __forceinline__ void StoreVec(T* p, const T (&v)[V]) {
+  using R = typename RawVec<static_cast<int>(sizeof(T)) * V>::T;
+  static_assert(sizeof(R) == sizeof(T) * V, "vector size");
+  R r;
+  memcpy(&r, v, sizeof(R));
+  *reinterpret_cast<R*>(p) = r;
+}
+
+// Host side: may `p` be accessed `bytes` at a time? (Null counts as aligned: an absent operand.)
+inline bool IsAligned(const void* p, int64_t bytes) {
+  return reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(bytes) == 0;
 }
 
 // Accumulator of reductions (softmax, layer_norm, reduce_*).
@@ -84,11 +140,99 @@ __device__ __forceinline__ T BlockReduce(T v, int kind, T identity, T* shm) {
   return WarpReduce(v, kind);
 }
 
+// ------------------------------------------------------------------ rows held in registers
+// Row kernels (softmax, layer_norm, layer_norm_grad dx) give each row a group of G threads and
+// keep the row in registers between their passes instead of re-reading it: thread `lane` of
+// the group holds the row's V-element vectors lane, lane + G, lane + 2G, ... (at most
+// `per_thread` elements). G = 32 is one warp (8 rows per 256-thread block, warp shuffles only);
+// G = 64 .. kMaxRowGroup is the whole block (one row per block, block reductions).
+constexpr int kMaxRowGroup = 256;
+constexpr int kRowMinBlocks = 3;  // blocks of 256 threads per SM: at most 80 registers
+constexpr int kWarpRowBlock = 256;
+
+struct RowGroup {
+  int group = 0;  // threads per row; 0: the row does not fit in registers
+  int block = 0;  // threads per block
+  int rows_per_block = 0;
+};
+
+// The smallest group whose threads hold a row of n elements (n % v == 0) in at most
+// `per_thread` elements each.
+inline RowGroup PickRowGroup(int64_t n, int v, int per_thread) {
+  RowGroup g;
+  const int64_t vectors = n / v, per = per_thread / v;
+  int64_t group = 32;
+  while (group * per < vectors) group *= 2;
+  if (n <= 0 || group > kMaxRowGroup) return g;
+  g.group = static_cast<int>(group);
+  g.block = group == 32 ? kWarpRowBlock : static_cast<int>(group);
+  g.rows_per_block = g.block / g.group;
+  return g;
+}
+
+// Every thread of the row's group gets the reduction of `v` (group: 32, or the whole block).
+template <typename T>
+__device__ __forceinline__ T GroupReduce(T v, int kind, T identity, T* shm, int group) {
+  if (group == 32) return WarpReduce(v, kind);
+  return BlockReduce<T>(v, kind, identity, shm);
+}
+
 // Grid for a grid-stride loop over n elements.
 inline unsigned GridFor(int64_t n, int threads) {
   int64_t blocks = (n + threads - 1) / threads;
   if (blocks < 1) blocks = 1;
   if (blocks > (int64_t{1} << 20)) blocks = int64_t{1} << 20;
+  return static_cast<unsigned>(blocks);
+}
+
+// Streaming multiprocessors of the current device (queried once per device, then cached).
+inline int SmCount() {
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return 1;  // the launch reports the error
+  static std::mutex mu;
+  static std::map<int, int> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find(dev);
+  if (it != cache.end()) return it->second;
+  int sms = 0;
+  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+      sms < 1) {
+    return 1;
+  }
+  cache.emplace(dev, sms);
+  return sms;
+}
+
+// Grid of a persistent grid-stride loop: the blocks that are resident at once on the device
+// (SMs x the occupancy calculator's blocks per SM for this kernel and block size, cached per
+// kernel, block size and device), never more than the `blocks_needed` that cover the work.
+// Every block then loops over the same share, with no second partial wave.
+template <typename... Args>
+unsigned PersistentGrid(void (*kernel)(Args...), int threads, int64_t blocks_needed) {
+  if (blocks_needed < 1) blocks_needed = 1;
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return 1;
+  const void* key = reinterpret_cast<const void*>(kernel);
+  static std::mutex mu;
+  static std::map<std::tuple<const void*, int, int>, int64_t> cache;
+  int64_t resident = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = cache.find({key, threads, dev});
+    if (it != cache.end()) resident = it->second;
+  }
+  if (resident == 0) {
+    int per_sm = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, key, threads, 0) != cudaSuccess ||
+        per_sm < 1) {
+      // Not cached: the launch itself reports an impossible configuration.
+      return static_cast<unsigned>(blocks_needed < 1024 ? blocks_needed : 1024);
+    }
+    resident = static_cast<int64_t>(per_sm) * SmCount();
+    std::lock_guard<std::mutex> lock(mu);
+    cache[{key, threads, dev}] = resident;
+  }
+  const int64_t blocks = blocks_needed < resident ? blocks_needed : resident;
   return static_cast<unsigned>(blocks);
 }
 

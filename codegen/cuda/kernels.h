@@ -134,6 +134,12 @@ cudaError_t LaunchAttentionSoftmax(int64_t rows, int64_t tq, int64_t heads, int6
                                    const int64_t mask_strides[4], cudaStream_t stream);
 cudaError_t LaunchReduce(DT dt, ReduceKind kind, const ReduceDesc& d, const void* in, void* out,
                          cudaStream_t stream);
+// With scratch of ReduceWorkspaceBytes(dt, d) bytes (0 for most descriptors): column reductions
+// ([rows, cols] over rows, e.g. bias gradients) then split the rows into chunks (coalesced,
+// deterministic: partials combined in a fixed order). A null workspace takes the paths above.
+size_t ReduceWorkspaceBytes(DT dt, const ReduceDesc& d);
+cudaError_t LaunchReduce(DT dt, ReduceKind kind, const ReduceDesc& d, const void* in, void* out,
+                         void* workspace, cudaStream_t stream);
 
 // ------------------------------------------------------------------ training (train.cu)
 // Losses over scores [n, c, d] (ONNX SoftmaxCrossEntropyLoss / NegativeLogLikelihoodLoss) with
@@ -247,6 +253,26 @@ cudaError_t LaunchFlashAttentionBackward(DT dt, const AttentionDesc& d, const vo
                                          const void* o, const void* d_o, const float* lse,
                                          float* dq, float* dk, float* dv, void* workspace,
                                          cudaStream_t stream);
+
+// ------------------------------------------------ tensor-core attention (attention_tc.cu)
+// FlashAttention-2-style forward and backward on mma.sync m16n8k16 (f16 / bf16, f32
+// accumulation) for d == dv in {64, 128}; same AttentionDesc, semantics and lse layout as the
+// SIMT kernels above (which remain the path for everything else). Operands q, k, v, o, d_o and
+// the gradients must be 16-byte aligned (cudaErrorMisalignedAddress otherwise; the executor's
+// buffers are). Unsupported descriptors give cudaErrorInvalidValue.
+bool FlashAttentionTcSupported(DT dt, const AttentionDesc& d);
+cudaError_t LaunchFlashAttentionTc(DT dt, const AttentionDesc& d, const void* q, const void* k,
+                                   const void* v, const void* mask, void* o, float* lse,
+                                   cudaStream_t stream);
+// Backward: deterministic (a dK/dV pass per key tile and a dQ pass per query tile, no atomics);
+// dq / dk / dv are written in dt (q / k / v strides). lse from LaunchFlashAttentionTc (the P of
+// the backward must be the forward's). Scratch: f32 [b, h, tq].
+size_t FlashAttentionTcBackwardWorkspaceBytes(const AttentionDesc& d);
+cudaError_t LaunchFlashAttentionTcBackward(DT dt, const AttentionDesc& d, const void* q,
+                                           const void* k, const void* v, const void* mask,
+                                           const void* o, const void* d_o, const float* lse,
+                                           void* dq, void* dk, void* dv, void* workspace,
+                                           cudaStream_t stream);
 
 }  // namespace ptc::cuda::kernels
 

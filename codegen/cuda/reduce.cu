@@ -1,8 +1,12 @@
 // Row kernels: softmax / log_softmax, layer_norm forward, reduce_{sum,mean,max,min}.
-// Float inputs accumulate in f32 (f64 in f64), integers in i64. A row that is contiguous gets
-// one block; strided rows (softmax over a non-last axis, small reductions) one thread each.
+// Float inputs accumulate in f32 (f64 in f64), integers in i64. Contiguous f32 / f16 / bf16 rows
+// of up to 8192 elements are held in registers (a warp or a block per row, 16-byte accesses:
+// SoftmaxRegKernel, LayerNormRegKernel); other contiguous rows get one block that streams the
+// row per pass; strided rows (softmax over a non-last axis, small reductions) one thread each;
+// column reductions (bias gradients) row chunks through scratch.
 #include <cfloat>
 #include <cmath>
+#include <initializer_list>
 
 #include "codegen/cuda/device_util.cuh"
 
@@ -122,6 +126,151 @@ __global__ void __launch_bounds__(kRowThreads)
   }
 }
 
+// ------------------------------------------------------------------ rows held in registers
+// f32 / f16 / bf16 rows of up to kMaxRowGroup * kRowRegs elements (PickRowGroup): the row is
+// read from global memory once with 16-byte accesses (V = kVec elements; the launcher checked
+// alignment), kept in registers (f32) for every pass, and written once. Same formulas as the
+// streaming kernels above (which stay for f64, misaligned or longer rows); sums in f32.
+constexpr int kRowRegs = 32;  // elements per thread
+
+template <DT D, int V>
+__global__ void __launch_bounds__(kMaxRowGroup, kRowMinBlocks)
+    SoftmaxRegKernel(uint32_t rows, uint32_t n, int group, bool log_softmax,
+                     const typename Ty<D>::S* in, typename Ty<D>::S* out) {
+  using St = typename Ty<D>::S;
+  constexpr int kSteps = kRowRegs / V;
+  __shared__ float shm[32];
+  const uint32_t nv = n / V;
+  const uint32_t lane = threadIdx.x % group, rpb = blockDim.x / group;
+  for (uint32_t row = blockIdx.x * rpb + threadIdx.x / group; row < rows;
+       row += gridDim.x * rpb) {
+    const St* x = in + static_cast<int64_t>(row) * n;
+    St* y = out + static_cast<int64_t>(row) * n;
+    float v[kSteps][V];
+    float mx = -INFINITY;
+#pragma unroll
+    for (int s = 0; s < kSteps; ++s) {
+      const uint32_t k = s * group + lane;
+      St t[V];
+      if (k < nv) LoadVec<St, V>(x + k * V, t);
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        v[s][j] = k < nv ? Widen<D>(t[j]) : -INFINITY;
+        mx = v[s][j] > mx ? v[s][j] : mx;
+      }
+    }
+    mx = GroupReduce<float>(mx, /*kind=*/1, -INFINITY, shm, group);
+    float sum = 0;
+#pragma unroll
+    for (int s = 0; s < kSteps; ++s) {
+      if (s * group + lane < nv) {
+#pragma unroll
+        for (int j = 0; j < V; ++j) sum += exp(v[s][j] - mx);
+      }
+    }
+    sum = GroupReduce<float>(sum, /*kind=*/0, 0.f, shm, group);
+    const float lse = mx + log(sum), inv = 1.f / sum;
+#pragma unroll
+    for (int s = 0; s < kSteps; ++s) {
+      const uint32_t k = s * group + lane;
+      if (k < nv) {
+        St t[V];
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+          t[j] = Narrow<D>(log_softmax ? v[s][j] - lse : exp(v[s][j] - mx) * inv);
+        }
+        StoreVec<St, V>(y + k * V, t);
+      }
+    }
+  }
+}
+
+// V lanes of a layer_norm parameter: V elements at p + e, or p[0] everywhere (`bcast`).
+template <DT D, int V>
+__device__ __forceinline__ void LoadParam(const typename Ty<D>::S* p, bool bcast, uint32_t e,
+                                          float (&x)[V]) {
+  if (bcast) {
+    const float c = Load<D>(p, 0);
+#pragma unroll
+    for (int j = 0; j < V; ++j) x[j] = c;
+  } else {
+    typename Ty<D>::S t[V];
+    LoadVec<typename Ty<D>::S, V>(p + e, t);
+#pragma unroll
+    for (int j = 0; j < V; ++j) x[j] = Widen<D>(t[j]);
+  }
+}
+
+template <DT D, int V>
+__global__ void __launch_bounds__(kMaxRowGroup, kRowMinBlocks)
+    LayerNormRegKernel(uint32_t rows, uint32_t d, int group, float eps,
+                       const typename Ty<D>::S* __restrict__ x,
+                       const typename Ty<D>::S* __restrict__ scale, bool scale_bcast,
+                       const typename Ty<D>::S* __restrict__ bias, bool bias_bcast,
+                       typename Ty<D>::S* __restrict__ y, float* __restrict__ mean_out,
+                       float* __restrict__ istd_out) {
+  using St = typename Ty<D>::S;
+  constexpr int kSteps = kRowRegs / V;
+  __shared__ float shm[32];
+  const uint32_t nv = d / V;
+  const uint32_t lane = threadIdx.x % group, rpb = blockDim.x / group;
+  for (uint32_t row = blockIdx.x * rpb + threadIdx.x / group; row < rows;
+       row += gridDim.x * rpb) {
+    const St* xr = x + static_cast<int64_t>(row) * d;
+    St* yr = y + static_cast<int64_t>(row) * d;
+    float v[kSteps][V];
+    float sum = 0;
+#pragma unroll
+    for (int s = 0; s < kSteps; ++s) {
+      const uint32_t k = s * group + lane;
+      St t[V];
+      if (k < nv) LoadVec<St, V>(xr + k * V, t);
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        v[s][j] = k < nv ? Widen<D>(t[j]) : 0.f;
+        sum += v[s][j];
+      }
+    }
+    sum = GroupReduce<float>(sum, /*kind=*/0, 0.f, shm, group);
+    const float mean = sum / static_cast<float>(d);
+    float sq = 0;
+#pragma unroll
+    for (int s = 0; s < kSteps; ++s) {
+      if (s * group + lane < nv) {
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+          const float c = v[s][j] - mean;
+          sq += c * c;
+        }
+      }
+    }
+    sq = GroupReduce<float>(sq, /*kind=*/0, 0.f, shm, group);
+    const float var = sq / static_cast<float>(d);
+    const float istd = 1.f / sqrt(var + eps);
+    if (lane == 0) {
+      if (mean_out != nullptr) mean_out[row] = mean;
+      if (istd_out != nullptr) istd_out[row] = istd;
+    }
+#pragma unroll
+    for (int s = 0; s < kSteps; ++s) {
+      const uint32_t k = s * group + lane;
+      if (k < nv) {
+        float sc[V], bi[V];
+        LoadParam<D, V>(scale, scale_bcast, k * V, sc);
+        if (bias != nullptr) LoadParam<D, V>(bias, bias_bcast, k * V, bi);
+        St t[V];
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+          float o = (v[s][j] - mean) * istd * sc[j];
+          if (bias != nullptr) o += bi[j];
+          t[j] = Narrow<D>(o);
+        }
+        StoreVec<St, V>(yr + k * V, t);
+      }
+    }
+  }
+}
+
 struct MaskStrides {
   int64_t v[4];
 };
@@ -170,6 +319,9 @@ __device__ __forceinline__ A Identity(ReduceKind kind) {
 
 __device__ __forceinline__ int64_t Offset(int64_t i, int rank, const int64_t* shape,
                                           const int64_t* strides) {
+  // One dim (the common case after dims were merged: a row or a column of a matrix): i is
+  // already the index along it, no div/mod.
+  if (rank == 1) return i * strides[0];
   int64_t off = 0;
   for (int k = rank - 1; k >= 0; --k) {
     off += (i % shape[k]) * strides[k];
@@ -222,6 +374,52 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// Column reductions ([rows, cols] -> [cols], the bias gradients of training): the kept dim is
+// contiguous, the reduced one strided. A block of 32 columns x 8 row lanes per (column tile,
+// chunk of rows): coalesced 128-byte rows, partials per chunk into scratch, then one thread per
+// column combines the chunks in order (fixed order: deterministic, like layer_norm_grad's
+// dscale / dbias).
+constexpr int kColTile = 32, kColLanes = 8;
+
+template <DT D>
+__global__ void __launch_bounds__(kColTile * kColLanes)
+    ReduceColumnsPartialKernel(ReduceKind kind, int64_t cols, int64_t rows, int64_t row_stride,
+                               int64_t chunk_rows, const typename Ty<D>::S* __restrict__ in,
+                               Acc<D>* __restrict__ part) {
+  using A = Acc<D>;
+  __shared__ A sh[kColLanes][kColTile];
+  const int64_t col = static_cast<int64_t>(blockIdx.x) * kColTile + threadIdx.x;
+  const int64_t chunk = blockIdx.y;
+  const int64_t r0 = chunk * chunk_rows;
+  const int64_t r1 = r0 + chunk_rows < rows ? r0 + chunk_rows : rows;
+  A a = Identity<A>(kind);
+  if (col < cols) {
+    for (int64_t r = r0 + threadIdx.y; r < r1; r += kColLanes) {
+      a = Combine<A>(kind, a, static_cast<A>(Load<D>(in, r * row_stride + col)));
+    }
+  }
+  sh[threadIdx.y][threadIdx.x] = a;
+  __syncthreads();
+  if (threadIdx.y == 0 && col < cols) {
+#pragma unroll
+    for (int y = 1; y < kColLanes; ++y) a = Combine<A>(kind, a, sh[y][threadIdx.x]);
+    part[chunk * cols + col] = a;
+  }
+}
+
+template <DT D>
+__global__ void __launch_bounds__(kThreads)
+    ReduceColumnsFinalKernel(ReduceKind kind, int64_t cols, int64_t rows, int64_t chunks,
+                             const Acc<D>* __restrict__ part,
+                             typename Ty<D>::S* __restrict__ out) {
+  using A = Acc<D>;
+  for (int64_t col = GlobalThread(); col < cols; col += GridStride()) {
+    A a = part[col];
+    for (int64_t c = 1; c < chunks; ++c) a = Combine<A>(kind, a, part[c * cols + col]);
+    StoreReduced<D>(kind, rows, out, col, a);
+  }
+}
+
 unsigned RowGrid(int64_t rows) {
   return static_cast<unsigned>(rows < (int64_t{1} << 31) - 1 ? rows : (int64_t{1} << 31) - 1);
 }
@@ -230,10 +428,74 @@ unsigned RowGrid(int64_t rows) {
 
 #define PTC_FLOAT_DTYPES(X) X(DT::kF32) X(DT::kF16) X(DT::kBF16) X(DT::kF64)
 
+namespace {
+
+// Whether the register kernels of one dtype may read rows of n elements at these pointers with
+// kVec-element (16-byte) accesses: every base pointer aligned and n a multiple of kVec (so that
+// every row starts aligned). Otherwise the streaming kernels run (scalar accesses).
+template <DT D>
+bool RowsVectorAligned(int64_t n, std::initializer_list<const void*> ptrs) {
+  using St = typename Ty<D>::S;
+  bool aligned = n % kVec<St> == 0;
+  for (const void* p : ptrs) aligned = aligned && IsAligned(p, kVec<St> * sizeof(St));
+  return aligned;
+}
+
+template <DT D>
+bool LaunchSoftmaxReg(int64_t rows, int64_t n, bool log_softmax, const void* in, void* out,
+                      cudaStream_t stream) {
+  using St = typename Ty<D>::S;
+  if (rows >= (int64_t{1} << 31) || n >= (int64_t{1} << 31)) return false;
+  if (!RowsVectorAligned<D>(n, {in, out})) return false;
+  const RowGroup g = PickRowGroup(n, kVec<St>, kRowRegs);
+  if (g.group == 0) return false;
+  const int64_t blocks = (rows + g.rows_per_block - 1) / g.rows_per_block;
+  auto launch = [&](auto kernel) {
+    kernel<<<PersistentGrid(kernel, g.block, blocks), g.block, 0, stream>>>(
+        static_cast<uint32_t>(rows), static_cast<uint32_t>(n), g.group, log_softmax,
+        static_cast<const St*>(in), static_cast<St*>(out));
+  };
+  launch(SoftmaxRegKernel<D, kVec<St>>);
+  return true;
+}
+
+template <DT D>
+bool LaunchLayerNormReg(int64_t rows, int64_t d, double epsilon, const void* x, const void* scale,
+                        bool scale_bcast, const void* bias, bool bias_bcast, void* y, float* mean,
+                        float* inv_std_dev, cudaStream_t stream) {
+  using St = typename Ty<D>::S;
+  if (d == 0 || rows >= (int64_t{1} << 31) || d >= (int64_t{1} << 31)) return false;
+  const void* scale_rows = scale_bcast ? nullptr : scale;
+  const void* bias_rows = bias_bcast ? nullptr : bias;
+  if (!RowsVectorAligned<D>(d, {x, y, scale_rows, bias_rows})) return false;
+  const RowGroup g = PickRowGroup(d, kVec<St>, kRowRegs);
+  if (g.group == 0) return false;
+  const int64_t blocks = (rows + g.rows_per_block - 1) / g.rows_per_block;
+  auto launch = [&](auto kernel) {
+    kernel<<<PersistentGrid(kernel, g.block, blocks), g.block, 0, stream>>>(
+        static_cast<uint32_t>(rows), static_cast<uint32_t>(d), g.group,
+        static_cast<float>(epsilon), static_cast<const St*>(x), static_cast<const St*>(scale),
+        scale_bcast, static_cast<const St*>(bias), bias_bcast, static_cast<St*>(y), mean,
+        inv_std_dev);
+  };
+  launch(LayerNormRegKernel<D, kVec<St>>);
+  return true;
+}
+
+}  // namespace
+
 cudaError_t LaunchSoftmax(DT dt, int64_t outer, int64_t n, int64_t inner, bool log_softmax,
                           const void* in, void* out, cudaStream_t stream) {
   if (outer * n * inner == 0) return cudaSuccess;
   if (inner == 1 && outer >= (int64_t{1} << 31)) return cudaErrorInvalidConfiguration;
+  // Contiguous f32 / f16 / bf16 rows that fit in registers: one read, one write per element.
+  if (inner == 1) {
+    bool done = false;
+    if (dt == DT::kF32) done = LaunchSoftmaxReg<DT::kF32>(outer, n, log_softmax, in, out, stream);
+    if (dt == DT::kF16) done = LaunchSoftmaxReg<DT::kF16>(outer, n, log_softmax, in, out, stream);
+    if (dt == DT::kBF16) done = LaunchSoftmaxReg<DT::kBF16>(outer, n, log_softmax, in, out, stream);
+    if (done) return cudaGetLastError();
+  }
 #define PTC_SOFTMAX_CASE(D)                                                                  \
   case D:                                                                                    \
     if (inner == 1) {                                                                        \
@@ -258,6 +520,20 @@ cudaError_t LaunchLayerNorm(DT dt, int64_t rows, int64_t d, double epsilon, cons
                             void* y, float* mean, float* inv_std_dev, cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   if (rows >= (int64_t{1} << 31)) return cudaErrorInvalidConfiguration;
+  // f32 / f16 / bf16 rows that fit in registers: x read once.
+  {
+    bool done = false;
+#define PTC_LN_REG(D)                                                                        \
+  if (dt == D) {                                                                             \
+    done = LaunchLayerNormReg<D>(rows, d, epsilon, x, scale, scale_bcast, bias, bias_bcast, y, \
+                                 mean, inv_std_dev, stream);                                 \
+  }
+    PTC_LN_REG(DT::kF32)
+    PTC_LN_REG(DT::kF16)
+    PTC_LN_REG(DT::kBF16)
+#undef PTC_LN_REG
+    if (done) return cudaGetLastError();
+  }
 #define PTC_LN_CASE(D)                                                                       \
   case D:                                                                                    \
     LayerNormKernel<D><<<RowGrid(rows), kRowThreads, 0, stream>>>(                           \
@@ -285,13 +561,82 @@ cudaError_t LaunchAttentionSoftmax(int64_t rows, int64_t tq, int64_t heads, int6
   return cudaGetLastError();
 }
 
+namespace {
+
+// Adjacent dims that are contiguous with each other merged (same offsets, fewer div/mod):
+// [B, T, C] summed over (B, T) becomes one reduced dim of B * T rows of stride C.
+void MergeDims(int32_t* rank, int64_t* shape, int64_t* strides) {
+  int32_t r = 0;
+  for (int32_t i = 0; i < *rank; ++i) {
+    if (r > 0 && strides[r - 1] == strides[i] * shape[i]) {
+      shape[r - 1] *= shape[i];
+      strides[r - 1] = strides[i];
+    } else {
+      shape[r] = shape[i];
+      strides[r] = strides[i];
+      ++r;
+    }
+  }
+  *rank = r;
+}
+
+ReduceDesc Merged(const ReduceDesc& d) {
+  ReduceDesc m = d;
+  MergeDims(&m.kept_rank, m.kept_shape, m.kept_strides);
+  MergeDims(&m.red_rank, m.red_shape, m.red_strides);
+  return m;
+}
+
+// Row chunks of the column path (0: not a column reduction, or too few rows to split).
+int64_t ColumnChunks(const ReduceDesc& m) {
+  if (m.kept_rank != 1 || m.kept_strides[0] != 1 || m.red_rank != 1 || m.count < 64) return 0;
+  if (m.kept_shape[0] >= (int64_t{1} << 31) / kColTile * kColTile) return 0;
+  int64_t chunks = (m.count + 63) / 64;
+  if (chunks > 512) chunks = 512;
+  // Partials of at most 64 MiB (f64 accumulators): fewer, longer chunks beyond.
+  const int64_t max_chunks = (int64_t{64} << 20) / 8 / m.kept_shape[0];
+  if (chunks > max_chunks) chunks = max_chunks;
+  return chunks >= 2 ? chunks : 0;
+}
+
+size_t AccBytes(DT dt) { return dt == DT::kF64 || dt == DT::kI32 || dt == DT::kI64 ? 8 : 4; }
+
+}  // namespace
+
+size_t ReduceWorkspaceBytes(DT dt, const ReduceDesc& d) {
+  if (d.out_n == 0) return 0;
+  const ReduceDesc m = Merged(d);
+  const int64_t chunks = ColumnChunks(m);
+  return static_cast<size_t>(chunks * m.kept_shape[0]) * AccBytes(dt);
+}
+
 cudaError_t LaunchReduce(DT dt, ReduceKind kind, const ReduceDesc& d, const void* in, void* out,
                          cudaStream_t stream) {
-  if (d.out_n == 0) return cudaSuccess;
+  return LaunchReduce(dt, kind, d, in, out, /*workspace=*/nullptr, stream);
+}
+
+cudaError_t LaunchReduce(DT dt, ReduceKind kind, const ReduceDesc& desc, const void* in,
+                         void* out, void* workspace, cudaStream_t stream) {
+  if (desc.out_n == 0) return cudaSuccess;
+  const ReduceDesc d = Merged(desc);
+  // Column path: needs the scratch of ReduceWorkspaceBytes (callers without it get the paths
+  // below).
+  const int64_t chunks = workspace != nullptr ? ColumnChunks(d) : 0;
   const bool by_block = d.count >= 256 && d.out_n < (int64_t{1} << 31);
 #define PTC_REDUCE_CASE(D)                                                                   \
   case D:                                                                                    \
-    if (by_block) {                                                                          \
+    if (chunks > 0) {                                                                        \
+      const int64_t cols = d.kept_shape[0];                                                  \
+      Acc<D>* part = static_cast<Acc<D>*>(workspace);                                        \
+      ReduceColumnsPartialKernel<D>                                                          \
+          <<<dim3(static_cast<unsigned>((cols + kColTile - 1) / kColTile),                   \
+                  static_cast<unsigned>(chunks)),                                            \
+             dim3(kColTile, kColLanes), 0, stream>>>(kind, cols, d.count, d.red_strides[0],  \
+                                                     (d.count + chunks - 1) / chunks,        \
+                                                     static_cast<const Ty<D>::S*>(in), part); \
+      ReduceColumnsFinalKernel<D><<<GridFor(cols, kThreads), kThreads, 0, stream>>>(         \
+          kind, cols, d.count, chunks, part, static_cast<Ty<D>::S*>(out));                   \
+    } else if (by_block) {                                                                   \
       ReduceBlockKernel<D><<<GridFor(d.out_n, 1), kRowThreads, 0, stream>>>(                 \
           kind, d, static_cast<const Ty<D>::S*>(in), static_cast<Ty<D>::S*>(out));           \
     } else {                                                                                 \

@@ -191,27 +191,60 @@ __global__ void __launch_bounds__(kThreads)
 // dx[i, j, k] = coeff * (softmax ? exp(x) : 0) - (j == label ? coeff : 0),
 // coeff = dloss * w[label] * norm (0 for ignored rows).
 template <DT D>
+__device__ __forceinline__ void LossGradElement(const LossDesc& ld, bool softmax,
+                                                const S<D>* dloss, const S<D>* x,
+                                                const void* labels, bool li64, const S<D>* weight,
+                                                Acc<D> nm, S<D>* dx, int64_t i, int64_t j,
+                                                int64_t kk, int64_t e) {
+  using A = Acc<D>;
+  const int64_t r = i * ld.d + kk;
+  const int64_t lab = LoadLabel(labels, li64, r);
+  const bool counted = !(ld.has_ignore && lab == ld.ignore_index) && lab >= 0 && lab < ld.c;
+  A coeff = 0;
+  if (counted) {
+    coeff = static_cast<A>(Load<D>(dloss, ld.reduction == 0 ? r : 0)) *
+            (weight != nullptr ? static_cast<A>(Load<D>(weight, lab)) : A(1)) * nm;
+  }
+  A v = softmax ? coeff * exp(static_cast<A>(Load<D>(x, e))) : A(0);
+  if (counted && j == lab) v -= coeff;
+  Store<D>(dx, e, v);
+}
+
+template <DT D>
 __global__ void __launch_bounds__(kThreads)
     LossGradKernel(LossDesc ld, bool softmax, const S<D>* __restrict__ dloss,
                    const S<D>* __restrict__ x, const void* __restrict__ labels, bool li64,
                    const S<D>* __restrict__ weight, const Acc<D>* __restrict__ norm,
                    S<D>* __restrict__ dx) {
-  using A = Acc<D>;
   const int64_t total = ld.n * ld.c * ld.d;
-  const A nm = norm[0];
+  const Acc<D> nm = norm[0];
   for (int64_t e = GlobalThread(); e < total; e += GridStride()) {
     const int64_t kk = e % ld.d, j = (e / ld.d) % ld.c, i = e / (ld.c * ld.d);
-    const int64_t r = i * ld.d + kk;
-    const int64_t lab = LoadLabel(labels, li64, r);
-    const bool counted = !(ld.has_ignore && lab == ld.ignore_index) && lab >= 0 && lab < ld.c;
-    A coeff = 0;
-    if (counted) {
-      coeff = static_cast<A>(Load<D>(dloss, ld.reduction == 0 ? r : 0)) *
-              (weight != nullptr ? static_cast<A>(Load<D>(weight, lab)) : A(1)) * nm;
+    LossGradElement<D>(ld, softmax, dloss, x, labels, li64, weight, nm, dx, i, j, kk, e);
+  }
+}
+
+// d == 1 (scores [n, c], the language-model case) with n * c < 2^31: (row, class) advanced by
+// the grid stride without division, 32-bit. Same element function as above.
+template <DT D>
+__global__ void __launch_bounds__(kThreads)
+    LossGradRowsKernel(LossDesc ld, bool softmax, const S<D>* __restrict__ dloss,
+                       const S<D>* __restrict__ x, const void* __restrict__ labels, bool li64,
+                       const S<D>* __restrict__ weight, const Acc<D>* __restrict__ norm,
+                       S<D>* __restrict__ dx) {
+  const uint32_t c = static_cast<uint32_t>(ld.c), total = static_cast<uint32_t>(ld.n) * c;
+  const uint32_t stride = gridDim.x * blockDim.x, first = blockIdx.x * blockDim.x + threadIdx.x;
+  const Acc<D> nm = norm[0];
+  uint32_t i = first / c, j = first % c;
+  const uint32_t di = stride / c, dj = stride % c;
+  for (uint32_t e = first; e < total; e += stride) {
+    LossGradElement<D>(ld, softmax, dloss, x, labels, li64, weight, nm, dx, i, j, 0, e);
+    j += dj;
+    i += di;
+    if (j >= c) {
+      j -= c;
+      ++i;
     }
-    A v = softmax ? coeff * exp(static_cast<A>(Load<D>(x, e))) : A(0);
-    if (counted && j == lab) v -= coeff;
-    Store<D>(dx, e, v);
   }
 }
 
@@ -311,26 +344,116 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// Row in registers (f32 / f16 / bf16, rows of up to kMaxRowGroup x kLnGradRegs elements, 16-byte
+// accesses; the launcher checked alignment): dy and x are read once and kept in registers in
+// their storage type (64 bytes of each per thread), scale is read per pass (one row shared by
+// every row: cache hits). Same formulas as LnGradRowKernel.
+template <DT D>
+constexpr int kLnGradRegs = 64 / static_cast<int>(sizeof(S<D>));  // elements per thread
+
+template <DT D>
+__global__ void __launch_bounds__(kMaxRowGroup, kRowMinBlocks)
+    LnGradRowRegKernel(uint32_t rows, uint32_t d, int group, const S<D>* __restrict__ dy,
+                       const S<D>* __restrict__ x, const S<D>* __restrict__ scale,
+                       const float* __restrict__ mean, const float* __restrict__ istd,
+                       S<D>* dx) {
+  constexpr int V = kVec<S<D>>;
+  constexpr int kSteps = kLnGradRegs<D> / V;
+  __shared__ float shm[32];
+  const uint32_t nv = d / V;
+  const uint32_t lane = threadIdx.x % group, rpb = blockDim.x / group;
+  for (uint32_t r = blockIdx.x * rpb + threadIdx.x / group; r < rows; r += gridDim.x * rpb) {
+    const float mu = mean[r], is = istd[r];
+    const int64_t base = static_cast<int64_t>(r) * d;
+    S<D> gv[kSteps][V], xv[kSteps][V];
+    float sa = 0, sb = 0;
+#pragma unroll
+    for (int s = 0; s < kSteps; ++s) {
+      const uint32_t k = s * group + lane;
+      if (k < nv) {
+        S<D> sc[V];
+        LoadVec<S<D>, V>(dy + base + k * V, gv[s]);
+        LoadVec<S<D>, V>(x + base + k * V, xv[s]);
+        LoadVec<S<D>, V>(scale + k * V, sc);
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+          const float g = Widen<D>(gv[s][j]) * Widen<D>(sc[j]);
+          sa += g;
+          sb += g * (Widen<D>(xv[s][j]) - mu) * is;
+        }
+      }
+    }
+    sa = GroupReduce<float>(sa, 0, 0.f, shm, group);
+    sb = GroupReduce<float>(sb, 0, 0.f, shm, group);
+    const float a = sa / static_cast<float>(d), b = sb / static_cast<float>(d);
+    // Every read of this row is done (held in registers), so dx may alias dy.
+#pragma unroll
+    for (int s = 0; s < kSteps; ++s) {
+      const uint32_t k = s * group + lane;
+      if (k < nv) {
+        S<D> sc[V], o[V];
+        LoadVec<S<D>, V>(scale + k * V, sc);
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+          const float g = Widen<D>(gv[s][j]) * Widen<D>(sc[j]);
+          const float xh = (Widen<D>(xv[s][j]) - mu) * is;
+          o[j] = Narrow<D>(is * (g - a - xh * b));
+        }
+        StoreVec<S<D>, V>(dx + base + k * V, o);
+      }
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------- gelu_grad
+template <DT D>
+__device__ __forceinline__ typename Ty<D>::C GeluGradValue(bool tanh_approx,
+                                                           typename Ty<D>::C g,
+                                                           typename Ty<D>::C v) {
+  using C = typename Ty<D>::C;
+  C dv;
+  if (tanh_approx) {
+    const C k0 = C(0.7978845608028654), k1 = C(0.044715);
+    const C t = tanh(k0 * (v + k1 * v * v * v));
+    dv = C(0.5) * (C(1) + t) + C(0.5) * v * (C(1) - t * t) * k0 * (C(1) + C(3) * k1 * v * v);
+  } else {
+    const C cdf = C(0.5) * (C(1) + erf(v * C(0.7071067811865476)));
+    const C pdf = C(0.3989422804014327) * exp(C(-0.5) * v * v);
+    dv = cdf + v * pdf;
+  }
+  return g * dv;
+}
+
 template <DT D>
 __global__ void __launch_bounds__(kThreads)
     GeluGradKernel(int64_t n, bool tanh_approx, const S<D>* __restrict__ dy,
                    const S<D>* __restrict__ x, S<D>* __restrict__ dx) {
-  using C = typename Ty<D>::C;
   for (int64_t i = GlobalThread(); i < n; i += GridStride()) {
-    const C v = Load<D>(x, i);
-    C dv;
-    if (tanh_approx) {
-      const C k0 = C(0.7978845608028654), k1 = C(0.044715);
-      const C t = tanh(k0 * (v + k1 * v * v * v));
-      dv = C(0.5) * (C(1) + t) + C(0.5) * v * (C(1) - t * t) * k0 * (C(1) + C(3) * k1 * v * v);
-    } else {
-      const C cdf = C(0.5) * (C(1) + erf(v * C(0.7071067811865476)));
-      const C pdf = C(0.3989422804014327) * exp(C(-0.5) * v * v);
-      dv = cdf + v * pdf;
-    }
-    Store<D>(dx, i, static_cast<C>(Load<D>(dy, i)) * dv);
+    Store<D>(dx, i, GeluGradValue<D>(tanh_approx, Load<D>(dy, i), Load<D>(x, i)));
   }
+}
+
+// All three pointers aligned for kVec-element accesses, n < 2^31: 16-byte accesses, 32-bit
+// index, a scalar tail. Same GeluGradValue, so the same bits as the kernel above.
+template <DT D>
+__global__ void __launch_bounds__(kThreads)
+    GeluGradVecKernel(uint32_t n, bool tanh_approx, const S<D>* __restrict__ dy,
+                      const S<D>* __restrict__ x, S<D>* __restrict__ dx) {
+  constexpr int V = kVec<S<D>>;
+  const uint32_t nv = n / V, stride = gridDim.x * blockDim.x;
+  const uint32_t first = blockIdx.x * blockDim.x + threadIdx.x;
+  for (uint32_t i = first; i < nv; i += stride) {
+    S<D> g[V], v[V], o[V];
+    LoadVec<S<D>, V>(dy + i * V, g);
+    LoadVec<S<D>, V>(x + i * V, v);
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      o[j] = Narrow<D>(GeluGradValue<D>(tanh_approx, Widen<D>(g[j]), Widen<D>(v[j])));
+    }
+    StoreVec<S<D>, V>(dx + i * V, o);
+  }
+  const uint32_t t = nv * V + first;
+  if (t < n) Store<D>(dx, t, GeluGradValue<D>(tanh_approx, Load<D>(dy, t), Load<D>(x, t)));
 }
 
 // -------------------------------------------------------------------------------- gather_grad
@@ -555,6 +678,67 @@ unsigned RowGrid(int64_t rows) {
 
 size_t AccBytes(DT dt) { return dt == DT::kF64 ? 8 : 4; }
 
+int64_t BlocksFor(int64_t work) { return (work + kThreads - 1) / kThreads; }
+
+// The gradient elements: the division-free 32-bit kernel for [n, c] scores (d == 1) with
+// n * c < 2^31, else the general one; both over a persistent grid.
+template <DT D>
+void LaunchLossGradElements(const LossDesc& d, bool softmax, const S<D>* dloss, const S<D>* x,
+                            const void* labels, bool labels_i64, const S<D>* weight,
+                            const Acc<D>* norm, S<D>* dx, cudaStream_t stream) {
+  const int64_t total = d.n * d.c * d.d;
+  if (d.d == 1 && total < (int64_t{1} << 31)) {
+    LossGradRowsKernel<D><<<PersistentGrid(LossGradRowsKernel<D>, kThreads, BlocksFor(total)),
+                            kThreads, 0, stream>>>(d, softmax, dloss, x, labels, labels_i64,
+                                                   weight, norm, dx);
+  } else {
+    LossGradKernel<D><<<PersistentGrid(LossGradKernel<D>, kThreads, BlocksFor(total)), kThreads,
+                        0, stream>>>(d, softmax, dloss, x, labels, labels_i64, weight, norm, dx);
+  }
+}
+
+// layer_norm_grad dx: rows in registers (LnGradRowRegKernel) for f32 / f16 / bf16 when every
+// pointer is aligned for 16-byte accesses, d is a multiple of the vector width and the row fits;
+// else the streaming LnGradRowKernel.
+template <DT D>
+void LaunchLnGradRows(int64_t rows, int64_t d, const S<D>* dy, const S<D>* x, const S<D>* scale,
+                      const float* mean, const float* istd, S<D>* dx, cudaStream_t stream) {
+  if constexpr (D == DT::kF32 || D == DT::kF16 || D == DT::kBF16) {
+    constexpr int V = kVec<S<D>>;
+    const int64_t vb = V * static_cast<int64_t>(sizeof(S<D>));
+    if (d % V == 0 && rows < (int64_t{1} << 31) && d < (int64_t{1} << 31) && IsAligned(dy, vb) &&
+        IsAligned(x, vb) && IsAligned(scale, vb) && IsAligned(dx, vb)) {
+      const RowGroup g = PickRowGroup(d, V, kLnGradRegs<D>);
+      if (g.group != 0) {
+        const int64_t blocks = (rows + g.rows_per_block - 1) / g.rows_per_block;
+        LnGradRowRegKernel<D>
+            <<<PersistentGrid(LnGradRowRegKernel<D>, g.block, blocks), g.block, 0, stream>>>(
+                static_cast<uint32_t>(rows), static_cast<uint32_t>(d), g.group, dy, x, scale,
+                mean, istd, dx);
+        return;
+      }
+    }
+  }
+  LnGradRowKernel<D><<<RowGrid(rows), kThreads, 0, stream>>>(rows, d, dy, x, scale, mean, istd,
+                                                             dx);
+}
+
+// gelu_grad: 16-byte accesses when the three pointers allow them and n < 2^31.
+template <DT D>
+void LaunchGeluGradT(bool tanh_approx, int64_t n, const S<D>* dy, const S<D>* x, S<D>* dx,
+                     cudaStream_t stream) {
+  constexpr int V = kVec<S<D>>;
+  const int64_t vb = V * static_cast<int64_t>(sizeof(S<D>));
+  if (n < (int64_t{1} << 31) && IsAligned(dy, vb) && IsAligned(x, vb) && IsAligned(dx, vb)) {
+    GeluGradVecKernel<D><<<PersistentGrid(GeluGradVecKernel<D>, kThreads, BlocksFor(n / V + 1)),
+                           kThreads, 0, stream>>>(static_cast<uint32_t>(n), tanh_approx, dy, x,
+                                                  dx);
+  } else {
+    GeluGradKernel<D><<<PersistentGrid(GeluGradKernel<D>, kThreads, BlocksFor(n)), kThreads, 0,
+                        stream>>>(n, tanh_approx, dy, x, dx);
+  }
+}
+
 }  // namespace
 
 #define PTC_TRAIN_FLOAT_CASES(X) X(DT::kF32) X(DT::kF16) X(DT::kBF16) X(DT::kF64)
@@ -611,9 +795,10 @@ cudaError_t LaunchLossGrad(DT dt, bool softmax, const LossDesc& d, const void* d
         d, labels, labels_i64, static_cast<const S<DD>*>(weight), norm, error_flag,            \
         error_code);                                                                           \
     if (total > 0) {                                                                           \
-      LossGradKernel<DD><<<GridFor(total, kThreads), kThreads, 0, stream>>>(                   \
-          d, softmax, static_cast<const S<DD>*>(dloss), static_cast<const S<DD>*>(x), labels,  \
-          labels_i64, static_cast<const S<DD>*>(weight), norm, static_cast<S<DD>*>(dx));       \
+      LaunchLossGradElements<DD>(d, softmax, static_cast<const S<DD>*>(dloss),                 \
+                                 static_cast<const S<DD>*>(x), labels, labels_i64,             \
+                                 static_cast<const S<DD>*>(weight), norm,                      \
+                                 static_cast<S<DD>*>(dx), stream);                             \
     }                                                                                          \
     break;                                                                                     \
   }
@@ -677,9 +862,9 @@ cudaError_t LaunchLayerNormGrad(DT dt, int64_t rows, int64_t d, const void* dy, 
     LnGradColumnFinalKernel<DD><<<GridFor(d, kThreads), kThreads, 0, stream>>>(                \
         d, chunks, ps, pb, static_cast<S<DD>*>(dscale), static_cast<S<DD>*>(dbias));           \
     if (rows > 0) {                                                                            \
-      LnGradRowKernel<DD><<<RowGrid(rows), kThreads, 0, stream>>>(                             \
-          rows, d, static_cast<const S<DD>*>(dy), static_cast<const S<DD>*>(x),                \
-          static_cast<const S<DD>*>(scale), mean, inv_std_dev, static_cast<S<DD>*>(dx));       \
+      LaunchLnGradRows<DD>(rows, d, static_cast<const S<DD>*>(dy), static_cast<const S<DD>*>(x), \
+                           static_cast<const S<DD>*>(scale), mean, inv_std_dev,                \
+                           static_cast<S<DD>*>(dx), stream);                                   \
     }                                                                                          \
     break;                                                                                     \
   }
@@ -696,9 +881,8 @@ cudaError_t LaunchGeluGrad(DT dt, bool tanh_approx, int64_t n, const void* dy, c
   if (n == 0) return cudaSuccess;
 #define PTC_GELU_GRAD_CASE(DD)                                                                 \
   case DD:                                                                                     \
-    GeluGradKernel<DD><<<GridFor(n, kThreads), kThreads, 0, stream>>>(                         \
-        n, tanh_approx, static_cast<const S<DD>*>(dy), static_cast<const S<DD>*>(x),           \
-        static_cast<S<DD>*>(dx));                                                              \
+    LaunchGeluGradT<DD>(tanh_approx, n, static_cast<const S<DD>*>(dy),                         \
+                        static_cast<const S<DD>*>(x), static_cast<S<DD>*>(dx), stream);        \
     break;
   switch (dt) {
     PTC_TRAIN_FLOAT_CASES(PTC_GELU_GRAD_CASE)

@@ -57,6 +57,9 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
         "f32 (f16/bf16 matmuls are only emulated by widening to f32, attention and the "
         "training ops have no f16/bf16 kernels); use --precision fp32 on cpu"));
   }
+  if (options.target == "cuda" && options.cuda_codegen) {
+    PTC_RETURN_IF_ERROR(cuda::codegen::ValidateCudaArch(options.cuda_arch));
+  }
   ir::Function* main = module->main();
   if (main == nullptr) return absl::InvalidArgumentError("the model has no function to compile");
   if (report) report->nodes_before = static_cast<int64_t>(main->nodes().size());
@@ -175,6 +178,16 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
   }
   for (const auto& [name, value] : options.dims) {
     plan.options[absl::StrCat("dim.", name)] = absl::StrCat(value);
+  }
+  if (options.target == "cuda" && options.cuda_codegen) {
+    cuda::codegen::GenerateOptions gopts;
+    gopts.arch = options.cuda_arch;
+    gopts.nvrtc_library = options.nvrtc_library;
+    cuda::codegen::GenerateReport grep;
+    PTC_ASSIGN_OR_RETURN(plan.cuda_kernels,
+                         cuda::codegen::GenerateCudaKernels(*plan.module, gopts, &grep));
+    plan.options["cuda_arch"] = options.cuda_arch;
+    if (report) report->cuda_kernels = grep;
   }
   return plan;
 }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "codegen/cuda/nvrtc_codegen.h"
 #include "compiler/autodiff/training.h"
 #include "passes/pass.h"
 #include "passes/remat.h"
@@ -39,6 +40,12 @@ struct CompileOptions {
   std::string remat = "auto";
   bool inplace_updates = true;
   bool mem_sweep = false;
+  // --target cuda: every fused_elementwise becomes generated CUDA code compiled by NVRTC for
+  // cuda_arch and stored in the plan (codegen/cuda/nvrtc_codegen.h). Without NVRTC the plan
+  // has no kernels and the runtime interprets the programs. nvrtc_library: see GetNvrtc.
+  std::string cuda_arch = "sm_90";
+  bool cuda_codegen = true;
+  std::string nvrtc_library;
 };
 
 struct CompileReport {
@@ -48,6 +55,7 @@ struct CompileReport {
   int64_t nodes_after = 0;
   passes::RematResult remat;                // training steps
   std::vector<passes::SweepPoint> sweep;    // with CompileOptions::mem_sweep
+  cuda::codegen::GenerateReport cuda_kernels;  // --target cuda
 };
 
 absl::StatusOr<plan::Plan> CompileOnnxFile(const std::string& model_path,

@@ -121,8 +121,9 @@ absl::StatusOr<std::vector<TensorType>> InferFusedElementwise(
   int depth = 0;
   for (const std::string& t : *program) {
     int pops = 0;
-    if (t.size() >= 2 && (t[0] == 'x' || t[0] == 'c')) {
-      uint32_t idx = 0;
+    uint32_t idx = 0;
+    // "ceil" starts with 'c' too: only c / x followed by digits is a load.
+    if (t.size() >= 2 && (t[0] == 'x' || t[0] == 'c') && t[1] >= '0' && t[1] <= '9') {
       if (!absl::SimpleAtoi(t.substr(1), &idx) ||
           idx >= (t[0] == 'x' ? inputs.size() : num_constants)) {
         return absl::InvalidArgumentError(absl::StrCat(

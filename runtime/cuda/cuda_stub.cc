@@ -1,5 +1,7 @@
 // The CUDA runtime of a ptc built without nvcc (cmake/cuda.cmake): every entry point returns
 // the same error, so that `ptc run` of a CUDA plan and the GPU tests fail or skip cleanly.
+#include <string>
+
 #include "absl/status/status.h"
 #include "runtime/cuda/device.h"
 #include "runtime/cuda/executor.h"
@@ -23,6 +25,12 @@ absl::StatusOr<std::vector<ir::Tensor>> EvaluateNodeOnDevice(const ir::Node&,
                                                              const KernelOptions&) {
   return NoCuda();
 }
+absl::StatusOr<std::shared_ptr<const GeneratedKernels>> LoadGeneratedKernels(
+    const std::vector<plan::CudaKernel>&, const DeviceInfo&) {
+  return NoCuda();
+}
+std::string CudaArch(const DeviceInfo& d) { return "sm_" + std::to_string(d.cc_major * 10 + d.cc_minor); }
+GeneratedKernelStats GetGeneratedKernelStats() { return {}; }
 absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const plan::Plan&) { return NoCuda(); }
 absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const plan::Plan&,
                                                            const ExecutorOptions&) {

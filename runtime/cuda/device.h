@@ -5,12 +5,14 @@
 #define PTC_RUNTIME_CUDA_DEVICE_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "compiler/ir/ir.h"
+#include "runtime/plan/plan.h"
 
 namespace ptc::cuda {
 
@@ -34,13 +36,39 @@ bool BuiltWithCuda();
 // CUDA ..." (stub build), "no CUDA device: ..." (no driver, no GPU, or ordinal out of range).
 absl::StatusOr<DeviceInfo> GetDevice(int ordinal = 0);
 
+class GeneratedKernels;  // runtime/cuda/generated_kernels.h
+
 struct KernelOptions {
   bool allow_tf32 = false;    // fp32 GEMMs on tensor cores (10-bit mantissa products)
   bool host_fallback = false;  // run ops without a CUDA kernel through the CPU kernels
   // attention through two cuBLASLt GEMMs + a T x T scratch instead of the flash kernel (f32
   // only; for comparisons).
   bool attention_two_gemm = false;
+  // attention / attention_grad through the SIMT flash kernels (attention.cu) even where the
+  // tensor-core ones (attention_tc.cu: f16 / bf16, head dim 64 or 128) apply: a bypass for a
+  // device where those misbehave, and the baseline for comparisons.
+  bool attention_simt = false;
+  // fused_elementwise through the RPN interpreter even where a generated kernel is available.
+  bool fused_interpreter = false;
+  // Generated fused_elementwise kernels (runtime/cuda/generated_kernels.h): the executor sets
+  // them from the plan (LoadGeneratedKernels); a node without one runs on the interpreter.
+  std::shared_ptr<const GeneratedKernels> generated;
 };
+
+// The plan's generated kernels (plan::Plan::cuda_kernels) for `device`: those built for its
+// architecture are loaded (cudaLibraryLoadData: the CUDA runtime API, no libcuda link); the
+// others, or CUBINs the driver rejects, are skipped, and the first fused_elementwise node that
+// then falls back to the interpreter prints why, once per process. Errors only without CUDA.
+absl::StatusOr<std::shared_ptr<const GeneratedKernels>> LoadGeneratedKernels(
+    const std::vector<plan::CudaKernel>& kernels, const DeviceInfo& device);
+// "sm_90" for compute capability 9.0.
+std::string CudaArch(const DeviceInfo& device);
+// Process-wide counts of fused_elementwise device kernels made so far (tests, logs).
+struct GeneratedKernelStats {
+  int64_t generated_nodes = 0;    // through a generated kernel
+  int64_t interpreted_nodes = 0;  // through the interpreter
+};
+GeneratedKernelStats GetGeneratedKernelStats();
 
 // Whether `op` has a CUDA kernel (some dtypes may still be unsupported; CreateDeviceKernel says).
 bool HasDeviceKernel(std::string_view op);

@@ -14,6 +14,7 @@
 #include "compiler/ir/ops.h"
 #include "compiler/support/status.h"
 #include "runtime/cuda/cuda_check.h"
+#include "runtime/cuda/generated_kernels.h"
 
 namespace ptc::cuda {
 namespace {
@@ -513,9 +514,10 @@ KernelOr MakeLayerNorm(const ir::Node& node) {
 class ReduceKernel final : public DeviceKernel {
  public:
   ReduceKernel(k::DT dt, k::ReduceKind kind, k::ReduceDesc d) : dt_(dt), kind_(kind), d_(d) {}
+  size_t WorkspaceBytes() const override { return k::ReduceWorkspaceBytes(dt_, d_); }
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
-                      absl::Span<void* const> out, void*) override {
-    return LaunchStatus(k::LaunchReduce(dt_, kind_, d_, in[0], out[0], ctx.stream),
+                      absl::Span<void* const> out, void* workspace) override {
+    return LaunchStatus(k::LaunchReduce(dt_, kind_, d_, in[0], out[0], workspace, ctx.stream),
                         "LaunchReduce");
   }
 
@@ -592,7 +594,9 @@ KernelOr MakeTrilu(const ir::Node& node) {
       static_cast<int>(ir::DTypeSize(t.dtype)), batch, rows, cols, upper != 0, kk));
 }
 
-// fused_elementwise: the descriptor lives in device memory for the kernel's lifetime.
+// fused_elementwise through the RPN interpreter (when the plan has no generated kernel for the
+// node, see generated_kernels.h): the descriptor lives in device memory for the kernel's
+// lifetime.
 class FusedKernel final : public DeviceKernel {
  public:
   FusedKernel(k::DT dt, int64_t n, DeviceBuffer desc) : dt_(dt), n_(n), desc_(std::move(desc)) {}
@@ -803,6 +807,12 @@ KernelOr CreateDeviceKernel(const ir::Node& node, const KernelOptions& options,
     }
   }
   const std::string& op = node.op();
+  if (op == "fused_elementwise") {
+    // The plan's generated kernel (runtime/cuda/generated_kernels.h); else the interpreter.
+    PTC_ASSIGN_OR_RETURN(std::unique_ptr<DeviceKernel> generated,
+                         CreateGeneratedFusedKernel(node, options));
+    if (generated != nullptr) return generated;
+  }
   absl::StatusOr<std::unique_ptr<DeviceKernel>> kernel;
   if (op == "matmul" || op == "gemm" || op == "fused_matmul" || op == "attention" ||
       op == "attention_grad" || op == "linear_ce_loss") {

@@ -100,6 +100,12 @@ class CudaExecutor final : public Executor {
     PTC_RETURN_IF_ERROR(LayOutParameters(plan, options.shared_params));
 
     size_t resident = 0, scratch = 0;
+    // fused_elementwise through the plan's generated kernels where they fit this device.
+    KernelOptions kernel_options = options.kernels;
+    if (!kernel_options.fused_interpreter && kernel_options.generated == nullptr) {
+      PTC_ASSIGN_OR_RETURN(kernel_options.generated,
+                           LoadGeneratedKernels(plan.cuda_kernels, device_));
+    }
     const auto& nodes = f->nodes();
     for (size_t i = 0; i < nodes.size(); ++i) {
       const ir::Node& n = *nodes[i];
@@ -136,7 +142,7 @@ class CudaExecutor final : public Executor {
       Step step;
       step.node = &n;
       step.index = static_cast<int32_t>(i);
-      auto kernel = CreateDeviceKernel(n, options.kernels, lt_);
+      auto kernel = CreateDeviceKernel(n, kernel_options, lt_);
       if (!kernel.ok()) return kernel.status();
       step.kernel = *std::move(kernel);
       if (step.kernel->host_fallback()) fallback_.push_back(n.Describe());

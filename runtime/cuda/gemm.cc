@@ -468,16 +468,25 @@ class AttentionKernel final : public DeviceKernel {
   int64_t mask_strides_[4] = {0, 0, 0, 0};
 };
 
-// attention through the flash-style kernel of codegen/cuda/attention.cu (f32 / f16 / bf16, head
-// dims up to 128): no scratch, scores never materialized.
+// attention through the flash-style kernels: tensor cores (codegen/cuda/attention_tc.cu: f16 /
+// bf16 with d == dv in {64, 128}, unless KernelOptions::attention_simt) or SIMT
+// (codegen/cuda/attention.cu: f32 / f16 / bf16, head dims up to 128). No scratch, scores never
+// materialized.
 class FlashAttentionKernel final : public DeviceKernel {
  public:
-  FlashAttentionKernel(kernels::DT dt, kernels::AttentionDesc d) : dt_(dt), d_(d) {}
+  FlashAttentionKernel(kernels::DT dt, kernels::AttentionDesc d, bool tc)
+      : dt_(dt), d_(d), tc_(tc) {}
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
                       absl::Span<void* const> out, void*) override {
-    const cudaError_t e = kernels::LaunchFlashAttention(
-        dt_, d_, in[0], in[1], in[2], in.size() > 3 ? in[3] : nullptr, out[0], nullptr,
-        ctx.stream);
+    const void* mask = in.size() > 3 ? in[3] : nullptr;
+    if (tc_) {
+      const cudaError_t e = kernels::LaunchFlashAttentionTc(dt_, d_, in[0], in[1], in[2], mask,
+                                                            out[0], nullptr, ctx.stream);
+      if (e != cudaSuccess) return CudaStatus(e, "LaunchFlashAttentionTc", __FILE__, __LINE__);
+      return absl::OkStatus();
+    }
+    const cudaError_t e = kernels::LaunchFlashAttention(dt_, d_, in[0], in[1], in[2], mask,
+                                                        out[0], nullptr, ctx.stream);
     if (e != cudaSuccess) return CudaStatus(e, "LaunchFlashAttention", __FILE__, __LINE__);
     return absl::OkStatus();
   }
@@ -485,6 +494,7 @@ class FlashAttentionKernel final : public DeviceKernel {
  private:
   kernels::DT dt_;
   kernels::AttentionDesc d_;
+  bool tc_;
 };
 
 // The flash kernel's descriptor, or an error status when the node is outside what it supports
@@ -550,20 +560,29 @@ absl::StatusOr<kernels::AttentionDesc> FlashDesc(const ir::Node& node, int first
   return d;
 }
 
-absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateFlashAttention(const ir::Node& node) {
+// Whether the tensor-core kernels take a node of this dtype and descriptor.
+bool UseTensorCoreAttention(kernels::DT dt, const kernels::AttentionDesc& d,
+                            const KernelOptions& options) {
+  return !options.attention_simt && kernels::FlashAttentionTcSupported(dt, d);
+}
+
+absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateFlashAttention(const ir::Node& node,
+                                                                   const KernelOptions& options) {
   PTC_ASSIGN_OR_RETURN(kernels::AttentionDesc d, FlashDesc(node, 0));
   const auto dt = static_cast<kernels::DT>(static_cast<int>(node.input(0)->type().dtype));
-  return std::unique_ptr<DeviceKernel>(new FlashAttentionKernel(dt, d));
+  return std::unique_ptr<DeviceKernel>(
+      new FlashAttentionKernel(dt, d, UseTensorCoreAttention(dt, d, options)));
 }
 
 // attention_grad(dy, q, k, v[, mask]) -> dq, dk, dv: the flash forward is run again for O and
-// the log-sum-exp (f32 [b, h, tq]), then the flash backward; its f32 gradients are the outputs
-// for f32, or are cast into them for f16 / bf16. Scratch: O, lse, the backward's row sums and
-// (f16 / bf16) the three f32 gradients.
+// the log-sum-exp (f32 [b, h, tq]), then the flash backward. Tensor cores (`tc`, see
+// FlashAttentionKernel): the deterministic backward writes the f16 / bf16 gradients directly.
+// SIMT: its f32 gradients are the outputs for f32, or are cast into them for f16 / bf16.
+// Scratch: O, lse, the backward's row sums and (SIMT, f16 / bf16) the three f32 gradients.
 class FlashAttentionGradKernel final : public DeviceKernel {
  public:
-  FlashAttentionGradKernel(kernels::DT dt, kernels::AttentionDesc d, size_t elem)
-      : dt_(dt), d_(d), elem_(elem) {
+  FlashAttentionGradKernel(kernels::DT dt, kernels::AttentionDesc d, size_t elem, bool tc)
+      : dt_(dt), d_(d), elem_(elem), tc_(tc) {
     o_elems_ = d.b * d.h * d.tq * d.dv;
     rows_ = d.b * d.h * d.tq;
     n_[0] = d.b * d.h * d.tq * d.d;
@@ -577,9 +596,12 @@ class FlashAttentionGradKernel final : public DeviceKernel {
     };
     o_off_ = take(static_cast<size_t>(o_elems_) * elem_);
     lse_off_ = take(sizeof(float) * static_cast<size_t>(rows_));
-    bwd_off_ = take(kernels::FlashAttentionBackwardWorkspaceBytes(d_));
+    bwd_off_ = take(tc_ ? kernels::FlashAttentionTcBackwardWorkspaceBytes(d_)
+                        : kernels::FlashAttentionBackwardWorkspaceBytes(d_));
     for (int i = 0; i < 3; ++i) {
-      f32_off_[i] = dt_ == kernels::DT::kF32 ? 0 : take(sizeof(float) * static_cast<size_t>(n_[i]));
+      f32_off_[i] = dt_ == kernels::DT::kF32 || tc_
+                        ? 0
+                        : take(sizeof(float) * static_cast<size_t>(n_[i]));
     }
     bytes_ = off;
   }
@@ -590,6 +612,18 @@ class FlashAttentionGradKernel final : public DeviceKernel {
     void* o = ws + o_off_;
     float* lse = reinterpret_cast<float*>(ws + lse_off_);
     const void* mask = in.size() > 4 ? in[4] : nullptr;
+    if (tc_) {
+      cudaError_t e = kernels::LaunchFlashAttentionTc(dt_, d_, in[1], in[2], in[3], mask, o, lse,
+                                                      ctx.stream);
+      if (e != cudaSuccess) return CudaStatus(e, "LaunchFlashAttentionTc", __FILE__, __LINE__);
+      e = kernels::LaunchFlashAttentionTcBackward(dt_, d_, in[1], in[2], in[3], mask, o, in[0],
+                                                  lse, out[0], out[1], out[2], ws + bwd_off_,
+                                                  ctx.stream);
+      if (e != cudaSuccess) {
+        return CudaStatus(e, "LaunchFlashAttentionTcBackward", __FILE__, __LINE__);
+      }
+      return absl::OkStatus();
+    }
     cudaError_t e = kernels::LaunchFlashAttention(dt_, d_, in[1], in[2], in[3], mask, o, lse,
                                                   ctx.stream);
     if (e != cudaSuccess) return CudaStatus(e, "LaunchFlashAttention", __FILE__, __LINE__);
@@ -614,11 +648,13 @@ class FlashAttentionGradKernel final : public DeviceKernel {
   kernels::DT dt_;
   kernels::AttentionDesc d_;
   size_t elem_;
+  bool tc_;
   int64_t o_elems_ = 0, rows_ = 0, n_[3] = {0, 0, 0};
   size_t o_off_ = 0, lse_off_ = 0, bwd_off_ = 0, f32_off_[3] = {0, 0, 0}, bytes_ = 0;
 };
 
-absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateAttentionGrad(const ir::Node& node) {
+absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateAttentionGrad(const ir::Node& node,
+                                                                  const KernelOptions& options) {
   if (node.num_inputs() < 4 || node.num_inputs() > 5 || node.num_outputs() != 3) {
     return Invalid(node, "attention_grad takes (dy, q, k, v [, mask]) and returns (dq, dk, dv)");
   }
@@ -632,8 +668,8 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateAttentionGrad(const ir::Node
   const ir::DType dtype = node.input(1)->type().dtype;
   if (node.input(0)->type().dtype != dtype) return Invalid(node, "dy must have q's dtype");
   const auto dt = static_cast<kernels::DT>(static_cast<int>(dtype));
-  return std::unique_ptr<DeviceKernel>(
-      new FlashAttentionGradKernel(dt, d, ir::DTypeSize(dtype)));
+  return std::unique_ptr<DeviceKernel>(new FlashAttentionGradKernel(
+      dt, d, ir::DTypeSize(dtype), UseTensorCoreAttention(dt, d, options)));
 }
 
 absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateAttention(const ir::Node& node,
@@ -644,7 +680,7 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateAttention(const ir::Node& no
   const ir::TensorType& kt = node.input(1)->type();
   const ir::TensorType& vt = node.input(2)->type();
   if (!options.attention_two_gemm) {
-    auto flash = CreateFlashAttention(node);
+    auto flash = CreateFlashAttention(node, options);
     if (flash.ok() || flash.status().code() != absl::StatusCode::kUnimplemented ||
         q.dtype != DType::kF32) {
       return flash;
@@ -870,7 +906,7 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateGemmKernel(const ir::Node& n
   if (node.op() == "gemm") return CreateGemm(node, options, lt);
   if (node.op() == "fused_matmul") return CreateFusedMatMul(node, options, lt);
   if (node.op() == "attention") return CreateAttention(node, options, lt);
-  if (node.op() == "attention_grad") return CreateAttentionGrad(node);
+  if (node.op() == "attention_grad") return CreateAttentionGrad(node, options);
   if (node.op() == "linear_ce_loss") {
     auto k = std::make_unique<LinearCeKernel>();
     PTC_RETURN_IF_ERROR(k->Init(node, options, lt));

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "compiler/ir/parser.h"
@@ -266,6 +267,42 @@ absl::Status CheckParams(const std::string& source, const ir::Module& module) {
 // `params`: parameters of the planned function with their byte sizes. A buffer at offset -1
 // lives in a parameter's storage (an in-place optimizer update): its alias_of must name a
 // parameter at least as large.
+// Generated CUDA kernels: names are C identifiers (the runtime looks them up in the CUBIN),
+// unique, with an arch and a CUBIN. Their contents are checked at load on the device (the
+// runtime regenerates each node's source and compares).
+absl::Status ConvertCudaKernels(const std::string& source, const PlanProto& proto,
+                                std::vector<CudaKernel>& out) {
+  std::set<std::string> names;
+  for (const CudaKernelProto& k : proto.cuda_kernels()) {
+    bool ident = !k.name().empty() && k.name().size() <= 256 &&
+                 !(k.name()[0] >= '0' && k.name()[0] <= '9');
+    for (char c : k.name()) {
+      ident &= (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+    }
+    if (!ident) {
+      return Invalid(source, absl::StrCat("generated CUDA kernel name \"", absl::CEscape(k.name().substr(0, 64)),
+                                          "\" is not an identifier (corrupted file)"));
+    }
+    if (!names.insert(k.name()).second) {
+      return Invalid(source, absl::StrCat("generated CUDA kernel ", k.name(), " is stored twice (corrupted file)"));
+    }
+    if (k.arch().empty() || k.cubin().empty()) {
+      return Invalid(source, absl::StrCat("generated CUDA kernel ", k.name(), " has no ",
+                                          k.arch().empty() ? "architecture" : "CUBIN", " (corrupted file)"));
+    }
+    CudaKernel c;
+    c.name = k.name();
+    c.arch = k.arch();
+    c.source = k.source();
+    c.cubin = k.cubin();
+    c.nodes.assign(k.nodes().begin(), k.nodes().end());
+    c.registers = k.registers();
+    c.spill_bytes = k.spill_bytes();
+    out.push_back(std::move(c));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ConvertMemoryPlan(const std::string& source, const MemoryPlanProto& m,
                                const std::map<std::string, int64_t>& params, MemoryPlan& out) {
   if (m.arena_bytes() < 0 || m.lower_bound() < 0 || m.lower_bound() > m.arena_bytes()) {
@@ -384,6 +421,7 @@ absl::StatusOr<Plan> LoadFromViews(const std::string& source, const char* plan_d
   PTC_RETURN_IF_ERROR(ConvertMemoryPlan(source, proto.memory(), params, plan.memory));
   plan.target = proto.target();
   for (const auto& [k, v] : proto.options()) plan.options[k] = v;
+  PTC_RETURN_IF_ERROR(ConvertCudaKernels(source, proto, plan.cuda_kernels));
   return plan;
 }
 
@@ -457,6 +495,16 @@ absl::Status SavePlan(const Plan& plan, const std::string& path) {
   for (const auto& [k, v] : plan.options) (*proto.mutable_options())[k] = v;
   for (const auto& [k, v] : module.metadata()) (*proto.mutable_metadata())[k] = v;
   proto.set_ir_text(ir::PrintModule(module));
+  for (const CudaKernel& k : plan.cuda_kernels) {
+    CudaKernelProto* p = proto.add_cuda_kernels();
+    p->set_name(k.name);
+    p->set_arch(k.arch);
+    p->set_source(k.source);
+    p->set_cubin(k.cubin);
+    for (const std::string& n : k.nodes) p->add_nodes(n);
+    p->set_registers(k.registers);
+    p->set_spill_bytes(k.spill_bytes);
+  }
   MemoryPlanProto* mem = proto.mutable_memory();
   mem->set_arena_bytes(plan.memory.arena_bytes);
   mem->set_lower_bound(plan.memory.lower_bound);

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "compiler/ir/ir.h"
@@ -27,11 +28,23 @@ inline constexpr size_t kPlanHeaderBytes = 16;
 inline constexpr size_t kWeightsHeaderBytes = 64;
 inline constexpr int64_t kWeightsAlignment = 64;
 
+// A generated CUDA kernel stored in the plan (plan.proto's CudaKernelProto).
+struct CudaKernel {
+  std::string name;    // extern "C" symbol
+  std::string arch;    // "sm_90"
+  std::string source;  // CUDA C++
+  std::string cubin;   // NVRTC's CUBIN for arch (bytes)
+  std::vector<std::string> nodes;  // "@main %y"
+  int32_t registers = -1;
+  int32_t spill_bytes = -1;
+};
+
 struct Plan {
   std::unique_ptr<ir::Module> module;  // weights / large constants in module->tensors()
   std::string target = "cpu";
   std::map<std::string, std::string> options;  // flags used by `ptc compile`
   MemoryPlan memory;
+  std::vector<CudaKernel> cuda_kernels;  // target cuda: generated fused_elementwise kernels
 };
 
 struct LoadOptions {

@@ -435,5 +435,67 @@ TEST_F(PlanTest, RejectsMemoryPlanOutsideArena) {
               "aliases \"zz\"");
 }
 
+// Generated CUDA kernels (binary CUBIN bytes included) survive a save / load unchanged; a plan
+// without them loads with none.
+TEST_F(PlanTest, CudaKernelsRoundTrip) {
+  Plan plan = MakePlan();
+  plan.target = "cuda";
+  CudaKernel k;
+  k.name = "ptc_fused_0123456789abcdef";
+  k.arch = "sm_90";
+  k.source = "extern \"C\" __global__ void ptc_fused_0123456789abcdef() {}\n";
+  k.cubin = std::string("\x7f" "ELF\0\x01\xff", 7);
+  k.nodes = {"@main %y", "@eval %y"};
+  k.registers = 12;
+  k.spill_bytes = 0;
+  plan.cuda_kernels.push_back(k);
+  CudaKernel k2 = k;
+  k2.name = "ptc_fused_fedcba9876543210";
+  k2.nodes = {"@main %z"};
+  plan.cuda_kernels.push_back(k2);
+  const std::string path = dir_ + "/cuda.plan";
+  ASSERT_TRUE(SavePlan(plan, path).ok());
+  absl::StatusOr<Plan> loaded = LoadPlan(path);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ASSERT_EQ(loaded->cuda_kernels.size(), 2u);
+  const CudaKernel& l = loaded->cuda_kernels[0];
+  EXPECT_EQ(l.name, k.name);
+  EXPECT_EQ(l.arch, "sm_90");
+  EXPECT_EQ(l.source, k.source);
+  EXPECT_EQ(l.cubin, k.cubin);
+  EXPECT_EQ(l.nodes, k.nodes);
+  EXPECT_EQ(l.registers, 12);
+  EXPECT_EQ(l.spill_bytes, 0);
+  EXPECT_EQ(loaded->cuda_kernels[1].name, k2.name);
+  EXPECT_EQ(loaded->cuda_kernels[1].nodes, k2.nodes);
+  ::unlink(path.c_str());
+  ::unlink((path + ".weights").c_str());
+  absl::StatusOr<Plan> plain = LoadPlan(path_);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_TRUE(plain->cuda_kernels.empty());
+}
+
+TEST_F(PlanTest, RejectsMalformedCudaKernels) {
+  auto kernel = [](std::string name, std::string arch, std::string cubin) {
+    return [=](PlanProto& p) {
+      CudaKernelProto* k = p.add_cuda_kernels();
+      k->set_name(name);
+      k->set_arch(arch);
+      k->set_cubin(cubin);
+    };
+  };
+  EXPECT_TRUE(LoadModified(kernel("ptc_fused_1", "sm_90", "x")).ok());
+  ExpectError(LoadModified(kernel("bad name();", "sm_90", "x")), "is not an identifier");
+  ExpectError(LoadModified(kernel("", "sm_90", "x")), "is not an identifier");
+  ExpectError(LoadModified(kernel("9abc", "sm_90", "x")), "is not an identifier");
+  ExpectError(LoadModified(kernel("k", "", "x")), "has no architecture");
+  ExpectError(LoadModified(kernel("k", "sm_90", "")), "has no CUBIN");
+  ExpectError(LoadModified([&](PlanProto& p) {
+                kernel("k", "sm_90", "x")(p);
+                kernel("k", "sm_90", "y")(p);
+              }),
+              "stored twice");
+}
+
 }  // namespace
 }  // namespace ptc::plan

@@ -1,7 +1,8 @@
-// The flash attention kernels of codegen/cuda/attention.cu called directly (the backward has no
-// IR op yet): forward output and log-sum-exp, and the backward's dq / dk / dv, against a naive
-// f64 reference written here (scores materialized, softmax, products by loops). Without a GPU
-// every test skips with "SKIPPED: no CUDA device".
+// The flash attention kernels called directly: SIMT (codegen/cuda/attention.cu) and tensor
+// cores (attention_tc.cu, `tc` cases: f16 / bf16, head dim 64 / 128): forward output and
+// log-sum-exp, and the backward's dq / dk / dv, against a naive f64 reference written here
+// (scores materialized, softmax, products by loops); the tensor-core backward also twice for the
+// same bits. Without a GPU every test skips with "SKIPPED: no CUDA device".
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -32,6 +33,7 @@ struct FlashCase {
   int mask;  // 0 none, 1 causal bool [1, 1, tq, tk] (key j visible to query i when j <= i +
              // tk - tq), 2 additive f32-like [b, 1, tq, tk]
   int dtype;  // 0 f32, 1 f16, 2 bf16
+  bool tc = false;  // the tensor-core kernels (gradients in the dtype) instead of the SIMT ones
 };
 
 void PrintTo(const FlashCase& c, std::ostream* os) { *os << c.name; }
@@ -205,9 +207,17 @@ TEST_P(FlashAttention, ForwardAndBackwardMatchNaiveF64) {
   }
   void* o = to_device(std::vector<double>(c.b * c.h * c.tq * c.dv, 0.0));
   float* lse = f32_buffer(c.b * c.h * c.tq);
-  float* gq = f32_buffer(q.size());
-  float* gk = f32_buffer(kk.size());
-  float* gv = f32_buffer(v.size());
+  // SIMT gradients are f32; tensor-core ones are in the dtype (poisoned as well).
+  auto grad_buffer = [&](size_t n) -> void* {
+    if (!c.tc) return f32_buffer(n);
+    void* p = nullptr;
+    EXPECT_EQ(cudaMalloc(&p, elem * n + 16), cudaSuccess);
+    EXPECT_EQ(cudaMemset(p, 0xff, elem * n + 16), cudaSuccess);
+    return p;
+  };
+  void* gq = grad_buffer(q.size());
+  void* gk = grad_buffer(kk.size());
+  void* gv = grad_buffer(v.size());
 
   k::AttentionDesc d;
   d.b = c.b, d.h = c.h, d.tq = c.tq, d.tk = c.tk, d.d = c.d, d.dv = c.dv;
@@ -234,13 +244,25 @@ TEST_P(FlashAttention, ForwardAndBackwardMatchNaiveF64) {
     mask_ptr = dmask;
   }
   const k::DT dt = c.dtype == 0 ? k::DT::kF32 : c.dtype == 1 ? k::DT::kF16 : k::DT::kBF16;
-  ASSERT_TRUE(k::FlashAttentionSupported(dt, d));
-  ASSERT_EQ(k::LaunchFlashAttention(dt, d, dq_, dk_, dv_, mask_ptr, o, lse, nullptr), cudaSuccess);
   void* ws = nullptr;
-  ASSERT_EQ(cudaMalloc(&ws, k::FlashAttentionBackwardWorkspaceBytes(d) + 16), cudaSuccess);
-  ASSERT_EQ(k::LaunchFlashAttentionBackward(dt, d, dq_, dk_, dv_, mask_ptr, o, ddo, lse, gq, gk,
-                                            gv, ws, nullptr),
-            cudaSuccess);
+  if (c.tc) {
+    ASSERT_TRUE(k::FlashAttentionTcSupported(dt, d));
+    ASSERT_EQ(k::LaunchFlashAttentionTc(dt, d, dq_, dk_, dv_, mask_ptr, o, lse, nullptr),
+              cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&ws, k::FlashAttentionTcBackwardWorkspaceBytes(d) + 16), cudaSuccess);
+    ASSERT_EQ(k::LaunchFlashAttentionTcBackward(dt, d, dq_, dk_, dv_, mask_ptr, o, ddo, lse, gq,
+                                                gk, gv, ws, nullptr),
+              cudaSuccess);
+  } else {
+    ASSERT_TRUE(k::FlashAttentionSupported(dt, d));
+    ASSERT_EQ(k::LaunchFlashAttention(dt, d, dq_, dk_, dv_, mask_ptr, o, lse, nullptr),
+              cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&ws, k::FlashAttentionBackwardWorkspaceBytes(d) + 16), cudaSuccess);
+    ASSERT_EQ(k::LaunchFlashAttentionBackward(dt, d, dq_, dk_, dv_, mask_ptr, o, ddo, lse,
+                                              static_cast<float*>(gq), static_cast<float*>(gk),
+                                              static_cast<float*>(gv), ws, nullptr),
+              cudaSuccess);
+  }
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 
   auto fetch_f32 = [&](const float* p, size_t n) {
@@ -248,35 +270,61 @@ TEST_P(FlashAttention, ForwardAndBackwardMatchNaiveF64) {
     EXPECT_EQ(cudaMemcpy(h.data(), p, 4 * n, cudaMemcpyDeviceToHost), cudaSuccess);
     return h;
   };
-  std::vector<float> got_o(ref.o.size());
-  {
-    std::vector<char> bytes(ref.o.size() * elem);
-    ASSERT_EQ(cudaMemcpy(bytes.data(), o, bytes.size(), cudaMemcpyDeviceToHost), cudaSuccess);
-    for (size_t i = 0; i < got_o.size(); ++i) {
+  // n elements of the case's dtype at p, widened to f32.
+  auto fetch = [&](const void* p, size_t n) {
+    std::vector<float> got(n);
+    std::vector<char> bytes(n * elem);
+    EXPECT_EQ(cudaMemcpy(bytes.data(), p, bytes.size(), cudaMemcpyDeviceToHost), cudaSuccess);
+    for (size_t i = 0; i < n; ++i) {
       if (c.dtype == 0) {
-        std::memcpy(&got_o[i], bytes.data() + 4 * i, 4);
+        std::memcpy(&got[i], bytes.data() + 4 * i, 4);
       } else if (c.dtype == 1) {
         __half h;
         std::memcpy(&h, bytes.data() + 2 * i, 2);
-        got_o[i] = __half2float(h);
+        got[i] = __half2float(h);
       } else {
         __nv_bfloat16 h;
         std::memcpy(&h, bytes.data() + 2 * i, 2);
-        got_o[i] = __bfloat162float(h);
+        got[i] = __bfloat162float(h);
       }
     }
-  }
+    return got;
+  };
+  auto fetch_grad = [&](const void* p, size_t n) {
+    return c.tc ? fetch(p, n) : fetch_f32(static_cast<const float*>(p), n);
+  };
+  const std::vector<float> got_o = fetch(o, ref.o.size());
   // f32: accumulation-order rounding only; half types: O is rounded to the dtype, and the
   // backward reads the rounded O (dsum) — bounds of a few half-precision ulps.
+  // The tensor-core kernels also round P and dS to the dtype for the products, and write the
+  // gradients in the dtype: a few more half-precision ulps.
   const double tol_o = c.dtype == 0 ? 1e-4 : c.dtype == 1 ? 4e-3 : 2.5e-2;
-  const double tol_g = c.dtype == 0 ? 2e-4 : c.dtype == 1 ? 1e-2 : 6e-2;
+  const double tol_g = c.dtype == 0 ? 2e-4 : c.dtype == 1 ? (c.tc ? 1.5e-2 : 1e-2) : 6e-2;
   EXPECT_EQ(Close(got_o, ref.o, tol_o, tol_o), "") << c.name << " O";
   EXPECT_EQ(Close(fetch_f32(lse, ref.lse.size()), ref.lse, 1e-4, 1e-4), "") << c.name << " lse";
-  EXPECT_EQ(Close(fetch_f32(gq, ref.dq.size()), ref.dq, tol_g, tol_g), "") << c.name << " dq";
-  EXPECT_EQ(Close(fetch_f32(gk, ref.dk.size()), ref.dk, tol_g, tol_g), "") << c.name << " dk";
-  EXPECT_EQ(Close(fetch_f32(gv, ref.dv.size()), ref.dv, tol_g, tol_g), "") << c.name << " dv";
-  for (void* p : {dq_, dk_, dv_, ddo, dmask, dcausal, o, static_cast<void*>(lse),
-                  static_cast<void*>(gq), static_cast<void*>(gk), static_cast<void*>(gv), ws}) {
+  EXPECT_EQ(Close(fetch_grad(gq, ref.dq.size()), ref.dq, tol_g, tol_g), "") << c.name << " dq";
+  EXPECT_EQ(Close(fetch_grad(gk, ref.dk.size()), ref.dk, tol_g, tol_g), "") << c.name << " dk";
+  EXPECT_EQ(Close(fetch_grad(gv, ref.dv.size()), ref.dv, tol_g, tol_g), "") << c.name << " dv";
+  if (c.tc) {
+    // Deterministic backward (no atomics): a second run gives the same bits.
+    std::vector<void*> again = {grad_buffer(q.size()), grad_buffer(kk.size()),
+                                grad_buffer(v.size())};
+    ASSERT_EQ(k::LaunchFlashAttentionTcBackward(dt, d, dq_, dk_, dv_, mask_ptr, o, ddo, lse,
+                                                again[0], again[1], again[2], ws, nullptr),
+              cudaSuccess);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    const void* first[3] = {gq, gk, gv};
+    const size_t n[3] = {q.size(), kk.size(), v.size()};
+    for (int i = 0; i < 3; ++i) {
+      std::vector<char> x(n[i] * elem), y(n[i] * elem);
+      ASSERT_EQ(cudaMemcpy(x.data(), first[i], x.size(), cudaMemcpyDeviceToHost), cudaSuccess);
+      ASSERT_EQ(cudaMemcpy(y.data(), again[i], y.size(), cudaMemcpyDeviceToHost), cudaSuccess);
+      EXPECT_EQ(std::memcmp(x.data(), y.data(), x.size()), 0) << c.name << " gradient " << i;
+      cudaFree(again[i]);
+    }
+  }
+  for (void* p : {dq_, dk_, dv_, ddo, dmask, dcausal, o, static_cast<void*>(lse), gq, gk, gv,
+                  ws}) {
     if (p != nullptr) cudaFree(p);
   }
 #endif
@@ -288,7 +336,21 @@ INSTANTIATE_TEST_SUITE_P(
                     FlashCase{"f32_bthd_no_mask_tq_lt_tk", 1, 2, 5, 70, 32, 32, true, 0, 0},
                     FlashCase{"f32_additive_head128", 1, 2, 20, 45, 128, 128, false, 2, 0},
                     FlashCase{"f16_bthd_causal", 2, 2, 64, 64, 64, 64, true, 1, 1},
-                    FlashCase{"bf16_bhtd_causal", 1, 4, 48, 48, 64, 64, false, 1, 2}),
+                    FlashCase{"bf16_bhtd_causal", 1, 4, 48, 48, 64, 64, false, 1, 2},
+                    // Tensor cores: 64-row tiles with ragged ends, causal tiles skipped, both
+                    // layouts, Tq != Tk, head dims 64 and 128.
+                    FlashCase{"tc_bf16_bhtd_causal_ragged", 2, 3, 130, 130, 64, 64, false, 1, 2,
+                              true},
+                    FlashCase{"tc_f16_bthd_causal_d128", 1, 2, 100, 100, 128, 128, true, 1, 1,
+                              true},
+                    FlashCase{"tc_bf16_bthd_additive_tq_lt_tk", 2, 2, 40, 150, 64, 64, true, 2, 2,
+                              true},
+                    FlashCase{"tc_f16_bhtd_no_mask_tq_gt_tk", 1, 3, 150, 70, 64, 64, false, 0, 1,
+                              true},
+                    FlashCase{"tc_bf16_bhtd_causal_tq_lt_tk_d128", 1, 2, 50, 200, 128, 128, false,
+                              1, 2, true},
+                    FlashCase{"tc_f16_bhtd_additive_two_full_tiles", 1, 1, 128, 128, 64, 64, false,
+                              2, 1, true}),
     [](const testing::TestParamInfo<FlashCase>& info) { return info.param.name; });
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <random>
 #include <string>
@@ -20,14 +21,24 @@
 #include "tests/cuda/cuda_test_util.h"
 #include "runtime/cuda/device.h"
 
+#if PTC_HAVE_CUDA
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime_api.h>
+
+#include "codegen/cuda/kernels.h"
+#endif
+
 namespace ptc::cuda {
 namespace {
 
 using ir::DType;
 using ir::TensorType;
 
-// kLabel: [0, index_range); kStep: an integer step count in [1, 20] (as float).
-enum class Gen { kNormal, kPositive, kSmallInt, kNonZeroInt, kBool, kIndex, kLabel, kStep };
+// kLabel: [0, index_range); kStep: an integer step count in [1, 20] (as float); kCausal: a bool
+// attention mask over its last two dims [.., Tq, Tk], true (masked) where key j > i + Tk - Tq.
+enum class Gen { kNormal, kPositive, kSmallInt, kNonZeroInt, kBool, kIndex, kLabel, kStep,
+                 kCausal };
 
 struct Case {
   std::string name;
@@ -445,6 +456,181 @@ std::vector<Case> Cases() {
     grad("attention_grad_additive_tq_lt_tk", f32, {1, 2, 9, 8}, {1, 2, 33, 8}, {1, 2, 33, 12},
          {1, 2, 9, 12}, T(f32, {1, 2, 9, 33}), {});
   }
+  // Tensor-core attention (attention_tc.cu: f16 / bf16, d == dv in {64, 128}; every case named
+  // attention_tc_* / attention_grad_tc_* takes that path by default, and TensorCoreAttention
+  // below runs them again with KernelOptions::attention_simt). Sequences not a multiple of the
+  // 64-row tiles, real causal masks (whole key tiles skipped), rows with every key masked (NaN,
+  // as the CPU kernel), Tq != Tk, both layouts, masks broadcast in different ways.
+  {
+    auto tc = [&](std::string name, DType dt, ir::Shape q, ir::Shape k, ir::Shape o,
+                  std::optional<TensorType> mask, Gen mask_gen, std::string layout, bool grad) {
+      ir::AttrMap attrs;
+      if (!layout.empty()) attrs["layout"] = layout;
+      Case c{std::move(name), grad ? "attention_grad" : "attention",
+             {T(dt, q), T(dt, k), T(dt, k)}, std::move(attrs), grad ? 3 : 1};
+      c.gens = {Gen::kNormal, Gen::kNormal, Gen::kNormal};
+      if (grad) {
+        c.inputs.insert(c.inputs.begin(), T(dt, o));
+        c.gens.push_back(Gen::kNormal);
+      }
+      if (mask) {
+        c.inputs.push_back(*mask);
+        c.gens.push_back(mask_gen);
+      }
+      c.tolerance_scale = grad ? 4 : 2;
+      c.ref_in_f32 = true;
+      add(c);
+    };
+    tc("attention_tc_bf16_causal_ragged", bf16, {2, 3, 130, 64}, {2, 3, 130, 64}, {},
+       T(b, {1, 1, 130, 130}), Gen::kCausal, "", false);
+    tc("attention_tc_f16_bthd_additive_tq_ne_tk_d128", f16, {2, 70, 4, 128}, {2, 150, 4, 128}, {},
+       T(f16, {1, 4, 70, 150}), Gen::kNormal, "bthd", false);
+    tc("attention_tc_bf16_bthd_no_mask_d128", bf16, {1, 65, 2, 128}, {1, 65, 2, 128}, {},
+       std::nullopt, Gen::kNormal, "bthd", false);
+    tc("attention_tc_f16_fully_masked_rows", f16, {1, 2, 80, 64}, {1, 2, 50, 64}, {},
+       T(b, {80, 50}), Gen::kCausal, "", false);
+    tc("attention_tc_bf16_random_bool_per_head", bf16, {1, 2, 64, 64}, {1, 2, 64, 64}, {},
+       T(b, {1, 2, 64, 64}), Gen::kBool, "", false);
+    tc("attention_grad_tc_bf16_causal_ragged", bf16, {2, 2, 100, 64}, {2, 2, 100, 64},
+       {2, 2, 100, 64}, T(b, {1, 1, 100, 100}), Gen::kCausal, "", true);
+    tc("attention_grad_tc_f16_bthd_additive_tq_lt_tk_d128", f16, {1, 40, 2, 128},
+       {1, 130, 2, 128}, {1, 40, 2, 128}, T(f16, {1, 2, 40, 130}), Gen::kNormal, "bthd", true);
+    tc("attention_grad_tc_bf16_no_mask_d128", bf16, {1, 2, 64, 128}, {1, 2, 64, 128},
+       {1, 2, 64, 128}, std::nullopt, Gen::kNormal, "", true);
+    tc("attention_grad_tc_f16_causal_tq_lt_tk", f16, {1, 3, 70, 64}, {1, 3, 140, 64},
+       {1, 3, 70, 64}, T(b, {70, 140}), Gen::kCausal, "", true);
+  }
+  // Fast paths of the memory-bound kernels (elementwise.cu, reduce.cu, train.cu): the executor's
+  // buffers are 256-byte aligned, so these hit the 16-byte vector paths; sizes with a tail
+  // (n % vector width != 0), large enough that every thread of the persistent grid loops
+  // several times (and, for rows, the (row, col) cursor wraps mid-stride), the bias-row and
+  // column broadcasts of the rank-2 path, and the general path beside them.
+  {
+    for (DType dt : {f32, bf16, f16, f64}) {
+      const std::string d(ir::DTypeName(dt));
+      cs.push_back({"fast_add_flat_tail_4099_" + d, "add", {T(dt, {4099}), T(dt, {4099})}});
+      cs.push_back({"fast_mul_flat_1000_" + d, "mul", {T(dt, {1000}), T(dt, {1000})}});
+      cs.push_back({"fast_sub_scalar_rhs_" + d, "sub", {T(dt, {4099}), T(dt, {})}});
+      cs.push_back({"fast_add_bias_row_" + d, "add", {T(dt, {64, 768}), T(dt, {768})}});
+      cs.push_back({"fast_mul_bias_row_lhs_" + d, "mul", {T(dt, {768}), T(dt, {33, 768})}});
+      cs.push_back({"fast_div_column_" + d, "div", {T(dt, {48, 256}), T(dt, {48, 1})}, {}, 1,
+                    {Gen::kNormal, Gen::kPositive}});
+      cs.push_back({"fast_max_outer_" + d, "max", {T(dt, {40, 1}), T(dt, {1, 64})}});
+      cs.push_back({"general_add_rows_not_multiple_" + d, "add",
+                    {T(dt, {7, 1001}), T(dt, {1001})}});
+      cs.push_back({"general_add_rank3_" + d, "add", {T(dt, {2, 3, 4, 5}), T(dt, {3, 1, 5})}});
+    }
+    cs.push_back({"fast_add_flat_many_strides_f32", "add", {T(f32, {3000003}), T(f32, {3000003})}});
+    cs.push_back({"fast_add_bias_rows_wrap_f32", "add", {T(f32, {3000, 1000}), T(f32, {1000})}});
+    cs.push_back({"fast_add_bias_rows_wrap_bf16", "add", {T(bf16, {6000, 1000}), T(bf16, {1000})}});
+    cs.push_back({"general_add_many_strides_f32", "add", {T(f32, {3000, 1001}), T(f32, {1001})}});
+    cs.push_back({"fast_less_flat_tail_f32", "less", {T(f32, {4099}), T(f32, {4099})}});
+    cs.push_back({"fast_greater_bias_row_bf16", "greater", {T(bf16, {16, 96}), T(bf16, {96})}});
+    cs.push_back({"fast_equal_flat_f64", "equal", {T(f64, {1001}), T(f64, {1})}});
+    for (const char* op : {"exp", "gelu", "sigmoid", "relu", "tanh"}) {
+      cs.push_back({absl::StrCat("fast_", op, "_flat_tail_bf16"), op, {T(bf16, {4099})}});
+      cs.push_back({absl::StrCat("fast_", op, "_flat_tail_f32"), op, {T(f32, {4099})}});
+    }
+    cs.push_back({"fast_sqrt_flat_f16", "sqrt", {T(f16, {4099})}, {}, 1, {Gen::kPositive}});
+    Case di{"fast_div_flat_i32", "div", {T(i32, {1003}), T(i32, {1003})}};
+    di.gens = {Gen::kSmallInt, Gen::kNonZeroInt};
+    cs.push_back(di);
+    Case dr{"fast_sub_bias_row_i64", "sub", {T(i64, {9, 40}), T(i64, {40})}};
+    dr.gens = {Gen::kSmallInt, Gen::kSmallInt};
+    cs.push_back(dr);
+    auto where = [&](std::string name, TensorType c, TensorType a, TensorType bb) {
+      cs.push_back({std::move(name), "where", {c, a, bb}, {}, 1,
+                    {Gen::kBool, Gen::kNormal, Gen::kNormal}});
+    };
+    where("fast_where_flat_tail_f32", T(b, {4099}), T(f32, {4099}), T(f32, {4099}));
+    where("fast_where_flat_tail_bf16", T(b, {4099}), T(bf16, {4099}), T(bf16, {}));
+    where("fast_where_causal_rows_f32", T(b, {1, 1, 16, 16}), T(f32, {2, 3, 16, 16}), T(f32, {}));
+    where("fast_where_rows_f64", T(b, {8, 1}), T(f64, {8, 12}), T(f64, {12}));
+    where("general_where_rank3_f16", T(b, {3, 1, 5}), T(f16, {2, 3, 4, 5}), T(f16, {4, 1}));
+    for (const auto& [from, to] : std::vector<std::pair<DType, DType>>{
+             {f32, bf16}, {bf16, f32}, {f32, f16}, {f16, f32}}) {
+      cs.push_back({absl::StrCat("fast_cast_4099_", std::string(ir::DTypeName(from)), "_",
+                                 std::string(ir::DTypeName(to))),
+                    "cast", {T(from, {4099})}, {{"to", to}}});
+    }
+    // Rows in registers (one warp per row up to 1024 elements, a block beyond; f64, rows not a
+    // multiple of the vector width and rows over 8192 elements take the streaming kernels).
+    for (DType dt : {f32, bf16, f16}) {
+      const std::string d(ir::DTypeName(dt));
+      for (int64_t n : {64, 768, 1024, 3000, 5000}) {
+        const std::string w = absl::StrCat(n, "_", d);
+        cs.push_back({"softmax_rows_" + w, "softmax", {T(dt, {6, n})}, {{"axis", int64_t{1}}}});
+        cs.push_back({"log_softmax_rows_" + w, "log_softmax", {T(dt, {5, n})},
+                      {{"axis", int64_t{1}}}});
+        cs.push_back({"layer_norm_rows_" + w, "layer_norm",
+                      {T(dt, {5, n}), T(dt, {n}), T(dt, {n})},
+                      {{"axis", int64_t{1}}, {"epsilon", 1e-5}}, 3});
+        Case g{"layer_norm_grad_rows_" + w, "layer_norm_grad",
+               {T(dt, {6, n}), T(dt, {6, n}), T(dt, {n}), T(f32, {6, 1}), T(f32, {6, 1})},
+               {{"axis", int64_t{1}}}, 3};
+        g.gens = {Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kPositive};
+        g.tolerance_scale = dt == f32 ? 30 : 2;
+        g.ref_in_f32 = dt != f32;
+        cs.push_back(g);
+      }
+    }
+    cs.push_back({"softmax_rows_many_bf16", "softmax", {T(bf16, {4096, 768})},
+                  {{"axis", int64_t{1}}}});
+    cs.push_back({"softmax_rows_streaming_9000_f32", "softmax", {T(f32, {3, 9000})},
+                  {{"axis", int64_t{1}}}});
+    cs.push_back({"softmax_rows_streaming_1001_f32", "softmax", {T(f32, {3, 1001})},
+                  {{"axis", int64_t{1}}}});
+    cs.push_back({"layer_norm_rows_many_bf16", "layer_norm",
+                  {T(bf16, {4096, 768}), T(bf16, {768}), T(bf16, {768})},
+                  {{"axis", int64_t{1}}}, 3});
+    cs.push_back({"layer_norm_rows_scale_only_1001_f32", "layer_norm",
+                  {T(f32, {4, 1001}), T(f32, {1001})}, {{"axis", int64_t{1}}}});
+    cs.push_back({"layer_norm_rows_scalar_scale_f32", "layer_norm",
+                  {T(f32, {4, 768}), T(f32, {1}), T(f32, {1})}, {{"axis", int64_t{1}}}});
+    {
+      Case g{"layer_norm_grad_rows_many_bf16", "layer_norm_grad",
+             {T(bf16, {2048, 768}), T(bf16, {2048, 768}), T(bf16, {768}), T(f32, {2048, 1}),
+              T(f32, {2048, 1})},
+             {{"axis", int64_t{1}}}, 3};
+      g.gens = {Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kPositive};
+      g.tolerance_scale = 2;
+      g.ref_in_f32 = true;
+      cs.push_back(g);
+    }
+    for (DType dt : {f32, bf16, f16}) {
+      Case c{absl::StrCat("gelu_grad_flat_tail_4099_", std::string(ir::DTypeName(dt))),
+             "gelu_grad", {T(dt, {4099}), T(dt, {4099})}};
+      c.ref_in_f32 = dt != f32;
+      cs.push_back(c);
+    }
+    // Column reductions (bias gradients): row chunks in scratch, then a fixed-order final sum.
+    cs.push_back({"reduce_sum_bias_grad_f32", "reduce_sum", {T(f32, {8, 128, 96})},
+                  {{"axes", std::vector<int64_t>{0, 1}}, {"keepdims", int64_t{0}}}});
+    cs.push_back({"reduce_sum_bias_grad_bf16", "reduce_sum", {T(bf16, {4096, 768})},
+                  {{"axes", std::vector<int64_t>{0}}, {"keepdims", int64_t{0}}}});
+    cs.push_back({"reduce_mean_columns_keepdims_f32", "reduce_mean", {T(f32, {300, 40})},
+                  {{"axes", std::vector<int64_t>{0}}, {"keepdims", int64_t{1}}}});
+    cs.push_back({"reduce_max_columns_f32", "reduce_max", {T(f32, {2000, 33})},
+                  {{"axes", std::vector<int64_t>{0}}, {"keepdims", int64_t{0}}}});
+    cs.push_back({"reduce_min_columns_f64", "reduce_min", {T(f64, {130, 5})},
+                  {{"axes", std::vector<int64_t>{0}}, {"keepdims", int64_t{0}}}});
+    {
+      Case c{"reduce_sum_columns_i64", "reduce_sum", {T(i64, {500, 7})},
+             {{"axes", std::vector<int64_t>{0}}, {"keepdims", int64_t{0}}}};
+      c.gens = {Gen::kSmallInt};
+      cs.push_back(c);
+    }
+    cs.push_back({"reduce_sum_columns_few_rows_f32", "reduce_sum", {T(f32, {40, 300})},
+                  {{"axes", std::vector<int64_t>{0}}, {"keepdims", int64_t{0}}}});
+    {
+      Case c{"softmax_ce_grad_rows_wrap", "softmax_ce_loss_grad",
+             {T(f32, {}), T(f32, {600, 5000}), T(i64, {600})}, {}};
+      c.gens = {Gen::kNormal, Gen::kNormal, Gen::kLabel};
+      c.index_range = 5000;
+      c.tolerance_scale = 4;
+      cs.push_back(c);
+    }
+  }
   return cs;
 }
 
@@ -488,6 +674,11 @@ ir::Tensor Random(const TensorType& t, Gen gen, int64_t index_range, std::mt1993
       case Gen::kIndex: v = double(index(rng)); break;
       case Gen::kLabel: v = double(label(rng)); break;
       case Gen::kStep: v = double(step(rng)); break;
+      case Gen::kCausal: {
+        const int64_t tk = t.shape[t.rank() - 1], tq = t.rank() >= 2 ? t.shape[t.rank() - 2] : 1;
+        v = i % tk > (i / tk) % tq + tk - tq ? 1 : 0;
+        break;
+      }
     }
     char* p = static_cast<char*>(out.mutable_data()) + i * ir::DTypeSize(t.dtype);
     switch (t.dtype) {
@@ -683,11 +874,14 @@ TEST(CudaKernelErrors, LossLabelOutOfRangeIsAnError) {
 }
 
 // Same inputs, same bits: gather_grad sums each row in index order (no float atomics), and
-// layer_norm_grad's column sums use a fixed chunking.
+// layer_norm_grad's and reduce_sum's column sums use a fixed chunking.
 TEST(CudaKernelDeterminism, GatherGradAndLayerNormGradAreBitwiseRepeatable) {
   PTC_SKIP_WITHOUT_CUDA_DEVICE();
   for (const Case& c : Cases()) {
-    if (c.name != "gather_grad_repeats" && c.name != "layer_norm_grad_many_rows") continue;
+    if (c.name != "gather_grad_repeats" && c.name != "layer_norm_grad_many_rows" &&
+        c.name != "reduce_sum_bias_grad_bf16" && c.name != "layer_norm_grad_rows_many_bf16") {
+      continue;
+    }
     auto built = Build(c);
     ASSERT_TRUE(built.ok()) << built.status();
     std::mt19937_64 rng(7);
@@ -702,6 +896,245 @@ TEST(CudaKernelDeterminism, GatherGradAndLayerNormGradAreBitwiseRepeatable) {
     }
   }
 }
+
+bool IsTensorCoreAttentionCase(const Case& c) {
+  return c.name.rfind("attention_tc_", 0) == 0 || c.name.rfind("attention_grad_tc_", 0) == 0;
+}
+
+// The tensor-core cases again through the SIMT kernels (KernelOptions::attention_simt): the
+// bypass computes the same function.
+TEST(CudaKernelOptions, AttentionSimtBypassMatchesCpu) {
+  PTC_SKIP_WITHOUT_CUDA_DEVICE();
+  KernelOptions simt;
+  simt.attention_simt = true;
+  int seen = 0;
+  for (const Case& c : Cases()) {
+    if (!IsTensorCoreAttentionCase(c)) continue;
+    ++seen;
+    auto built = Build(c);
+    ASSERT_TRUE(built.ok()) << built.status();
+    std::mt19937_64 rng(std::hash<std::string>{}(c.name) + 3);
+    const std::vector<ir::Tensor> in = Inputs(c, rng);
+    auto ref = Reference(c, *built->node, in);
+    ASSERT_TRUE(ref.ok()) << ref.status();
+    auto got = EvaluateNodeOnDevice(*built->node, in, simt);
+    ASSERT_TRUE(got.ok()) << c.name << ": " << got.status();
+    for (size_t i = 0; i < ref->size(); ++i) {
+      EXPECT_EQ(Compare((*got)[i], (*ref)[i], c.tolerance_scale), "") << c.name << " output " << i;
+    }
+  }
+  EXPECT_GT(seen, 0);
+}
+
+// The tensor-core backward has no atomics: same inputs, same bits.
+TEST(CudaKernelDeterminism, TensorCoreAttentionGradIsBitwiseRepeatable) {
+  PTC_SKIP_WITHOUT_CUDA_DEVICE();
+  int seen = 0;
+  for (const Case& c : Cases()) {
+    if (!IsTensorCoreAttentionCase(c) || c.op != "attention_grad") continue;
+    ++seen;
+    auto built = Build(c);
+    ASSERT_TRUE(built.ok()) << built.status();
+    std::mt19937_64 rng(11);
+    const std::vector<ir::Tensor> in = Inputs(c, rng);
+    auto a = EvaluateNodeOnDevice(*built->node, in);
+    auto b = EvaluateNodeOnDevice(*built->node, in);
+    ASSERT_TRUE(a.ok() && b.ok()) << c.name;
+    for (size_t i = 0; i < a->size(); ++i) {
+      ASSERT_EQ((*a)[i].nbytes(), (*b)[i].nbytes());
+      EXPECT_EQ(std::memcmp((*a)[i].data(), (*b)[i].data(), (*a)[i].nbytes()), 0)
+          << c.name << " output " << i;
+    }
+  }
+  EXPECT_GT(seen, 0);
+}
+
+#if PTC_HAVE_CUDA
+// The fast paths of LaunchElementwise / LaunchWhere / LaunchCast / LaunchGeluGrad (16-byte
+// accesses, rank-2 rows) against their general paths on the same inputs: the same bits. The
+// general path is forced by an output pointer one element off the vector alignment (every fast
+// path requires an aligned output).
+namespace k = ::ptc::cuda::kernels;
+
+class DeviceBytes {
+ public:
+  explicit DeviceBytes(size_t bytes) {
+    ok_ = cudaMalloc(&p_, bytes + 64) == cudaSuccess;
+    if (ok_) ok_ = cudaMemset(p_, 0xff, bytes + 64) == cudaSuccess;
+  }
+  ~DeviceBytes() { cudaFree(p_); }
+  DeviceBytes(const DeviceBytes&) = delete;
+  DeviceBytes& operator=(const DeviceBytes&) = delete;
+  bool ok() const { return ok_; }
+  char* get() const { return static_cast<char*>(p_); }
+
+ private:
+  void* p_ = nullptr;
+  bool ok_ = false;
+};
+
+int Bytes(k::DT dt) {
+  switch (dt) {
+    case k::DT::kF16: case k::DT::kBF16: return 2;
+    case k::DT::kF64: case k::DT::kI64: return 8;
+    case k::DT::kI8: case k::DT::kU8: case k::DT::kBool: return 1;
+    default: return 4;
+  }
+}
+
+// n random values of dt (normal floats, small non-zero integers, 0/1 for bool) as bytes.
+std::vector<char> RandomBytes(k::DT dt, int64_t n, std::mt19937_64& rng) {
+  std::normal_distribution<float> normal(0.f, 2.f);
+  std::uniform_int_distribution<int> small(1, 9);
+  std::vector<char> out(static_cast<size_t>(n) * Bytes(dt));
+  for (int64_t i = 0; i < n; ++i) {
+    char* p = out.data() + i * Bytes(dt);
+    const float f = normal(rng);
+    switch (dt) {
+      case k::DT::kF32: std::memcpy(p, &f, 4); break;
+      case k::DT::kF64: { const double v = f; std::memcpy(p, &v, 8); break; }
+      case k::DT::kF16: { const __half h = __float2half_rn(f); std::memcpy(p, &h, 2); break; }
+      case k::DT::kBF16: {
+        const __nv_bfloat16 h = __float2bfloat16_rn(f);
+        std::memcpy(p, &h, 2);
+        break;
+      }
+      case k::DT::kI32: {
+        const int32_t v = small(rng) * ((rng() & 1) ? 1 : -1);
+        std::memcpy(p, &v, 4);
+        break;
+      }
+      case k::DT::kBool: { const uint8_t v = rng() & 1; std::memcpy(p, &v, 1); break; }
+      default: break;
+    }
+  }
+  return out;
+}
+
+std::vector<char> Download(const char* p, size_t bytes) {
+  std::vector<char> h(bytes);
+  EXPECT_EQ(cudaMemcpy(h.data(), p, bytes, cudaMemcpyDeviceToHost), cudaSuccess);
+  return h;
+}
+
+// Operands of one launch: `count` elements each, uploaded once, 256-byte aligned.
+struct Operands {
+  std::vector<std::unique_ptr<DeviceBytes>> bufs;
+  bool Add(k::DT dt, int64_t count, std::mt19937_64& rng) {
+    const std::vector<char> h = RandomBytes(dt, count, rng);
+    bufs.push_back(std::make_unique<DeviceBytes>(h.size()));
+    return bufs.back()->ok() &&
+           cudaMemcpy(bufs.back()->get(), h.data(), h.size(), cudaMemcpyHostToDevice) ==
+               cudaSuccess;
+  }
+  const void* operator[](size_t i) const { return bufs[i]->get(); }
+};
+
+// Runs `launch(out)` into an aligned buffer and into one `shift` bytes off, and compares bytes.
+template <typename Launch>
+void ExpectSameBits(const std::string& what, size_t out_bytes, int shift, Launch launch) {
+  DeviceBytes fast(out_bytes), general(out_bytes + shift);
+  ASSERT_TRUE(fast.ok() && general.ok()) << what;
+  ASSERT_EQ(launch(static_cast<void*>(fast.get())), cudaSuccess) << what;
+  ASSERT_EQ(launch(static_cast<void*>(general.get() + shift)), cudaSuccess) << what;
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << what;
+  const std::vector<char> a = Download(fast.get(), out_bytes);
+  const std::vector<char> b = Download(general.get() + shift, out_bytes);
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), out_bytes), 0) << what << ": fast and general differ";
+  // The fast path wrote every byte (the buffers start as 0xff; a value of all-ones bytes is a
+  // NaN / -1 that the random inputs cannot produce for every element).
+  EXPECT_NE(a, std::vector<char>(out_bytes, static_cast<char>(0xff))) << what;
+}
+
+TEST(CudaFastPaths, ElementwiseFastAndGeneralPathsGiveTheSameBits) {
+  PTC_SKIP_WITHOUT_CUDA_DEVICE();
+  struct Layout {
+    std::string name;
+    int64_t m, n;  // m == 0: flat, n elements
+    int bcast;     // 0: b like a, 1: b a row [n], 2: b a column [m, 1], 3: b one value
+  };
+  const std::vector<Layout> layouts = {
+      {"flat_4099", 0, 4099, 0},      {"flat_3000003", 0, 3000003, 0},
+      {"flat_scalar", 0, 4099, 3},    {"bias_row_64x768", 64, 768, 1},
+      {"bias_rows_3000x1000", 3000, 1000, 1}, {"column_48x256", 48, 256, 2}};
+  const std::vector<std::pair<k::Op, const char*>> ops = {
+      {k::Op::kAdd, "add"}, {k::Op::kMul, "mul"}, {k::Op::kDiv, "div"}, {k::Op::kMax, "max"},
+      {k::Op::kLess, "less"}, {k::Op::kGelu, "gelu"}, {k::Op::kExp, "exp"},
+      {k::Op::kSigmoid, "sigmoid"}, {k::Op::kNeg, "neg"}};
+  std::mt19937_64 rng(11);
+  for (k::DT dt : {k::DT::kF32, k::DT::kBF16, k::DT::kF16, k::DT::kF64, k::DT::kI32}) {
+    for (const Layout& l : layouts) {
+      const int64_t total = l.m ? l.m * l.n : l.n;
+      const int64_t b_count = l.bcast == 0 ? total : l.bcast == 1 ? l.n : l.bcast == 2 ? l.m : 1;
+      Operands in;
+      ASSERT_TRUE(in.Add(dt, total, rng) && in.Add(dt, b_count, rng));
+      k::BroadcastDesc d;
+      d.n = total;
+      if (l.m == 0) {
+        d.rank = 1;
+        d.shape[0] = l.n;
+        d.strides[0][0] = 1;
+        d.strides[1][0] = l.bcast == 0 ? 1 : 0;
+      } else {
+        d.rank = 2;
+        d.shape[0] = l.m;
+        d.shape[1] = l.n;
+        d.strides[0][0] = l.n;
+        d.strides[0][1] = 1;
+        d.strides[1][0] = l.bcast == 2 ? 1 : 0;
+        d.strides[1][1] = l.bcast == 1 ? 1 : 0;
+      }
+      for (const auto& [op, op_name] : ops) {
+        const bool float_only = op == k::Op::kGelu || op == k::Op::kExp || op == k::Op::kSigmoid;
+        if (dt == k::DT::kI32 && float_only) continue;
+        const int out_bytes = k::IsComparison(op) ? 1 : Bytes(dt);
+        ExpectSameBits(absl::StrCat(op_name, " ", static_cast<int>(dt), " ", l.name),
+                       static_cast<size_t>(total) * out_bytes, out_bytes, [&](void* out) {
+                         return k::LaunchElementwise(op, dt, d, in[0], in[1], out, nullptr);
+                       });
+      }
+      // where over the same layout: cond like a, a like b's layout swapped in, b like a.
+      Operands w;
+      ASSERT_TRUE(w.Add(k::DT::kBool, total, rng) && w.Add(dt, b_count, rng) &&
+                  w.Add(dt, total, rng));
+      k::BroadcastDesc wd = d;
+      for (int r = 0; r < d.rank; ++r) {
+        wd.strides[0][r] = d.strides[0][r];
+        wd.strides[1][r] = d.strides[1][r];
+        wd.strides[2][r] = d.strides[0][r];
+      }
+      ExpectSameBits(absl::StrCat("where ", static_cast<int>(dt), " ", l.name),
+                     static_cast<size_t>(total) * Bytes(dt), Bytes(dt), [&](void* out) {
+                       return k::LaunchWhere(Bytes(dt), wd, w[0], w[1], w[2], out, nullptr);
+                     });
+    }
+  }
+  // Casts of the mixed-precision pairs and gelu_grad (flat only).
+  for (int64_t n : {int64_t{4099}, int64_t{3000003}}) {
+    for (const auto& [from, to] : std::vector<std::pair<k::DT, k::DT>>{
+             {k::DT::kF32, k::DT::kBF16}, {k::DT::kBF16, k::DT::kF32},
+             {k::DT::kF32, k::DT::kF16}, {k::DT::kF16, k::DT::kF32}}) {
+      Operands in;
+      ASSERT_TRUE(in.Add(from, n, rng));
+      ExpectSameBits(absl::StrCat("cast ", static_cast<int>(from), "->", static_cast<int>(to),
+                                  " ", n),
+                     static_cast<size_t>(n) * Bytes(to), Bytes(to), [&](void* out) {
+                       return k::LaunchCast(from, to, n, in[0], out, nullptr);
+                     });
+    }
+    for (k::DT dt : {k::DT::kF32, k::DT::kBF16, k::DT::kF16}) {
+      for (bool tanh_approx : {false, true}) {
+        Operands in;
+        ASSERT_TRUE(in.Add(dt, n, rng) && in.Add(dt, n, rng));
+        ExpectSameBits(absl::StrCat("gelu_grad ", static_cast<int>(dt), " ", n),
+                       static_cast<size_t>(n) * Bytes(dt), Bytes(dt), [&](void* out) {
+                         return k::LaunchGeluGrad(dt, tanh_approx, n, in[0], in[1], out, nullptr);
+                       });
+      }
+    }
+  }
+}
+#endif  // PTC_HAVE_CUDA
 
 }  // namespace
 }  // namespace ptc::cuda

@@ -16,6 +16,7 @@
 #include "google/protobuf/stubs/logging.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "compiler/driver/driver.h"
 #include "compiler/driver/dump.h"
@@ -86,6 +87,8 @@ struct CompileArgs {
   ptc::autodiff::TrainOptions t;
   std::string mem_budget, remat = "auto";
   bool mem_sweep = false;
+  std::string cuda_arch = "sm_90";
+  bool no_cuda_codegen = false;
 };
 
 int Compile(const CompileArgs& a) {
@@ -114,6 +117,8 @@ int Compile(const CompileArgs& a) {
   }
   opts.remat = a.remat;
   opts.mem_sweep = a.mem_sweep;
+  opts.cuda_arch = a.cuda_arch;
+  opts.cuda_codegen = !a.no_cuda_codegen;
   opts.print_sink = [](const std::string& pass, const std::string& ir) {
     std::fprintf(stderr, "// ----- IR after %s -----\n%s", pass.c_str(), ir.c_str());
   };
@@ -133,6 +138,16 @@ int Compile(const CompileArgs& a) {
                  r.recomputed_segments, r.segments, r.recomputed_nodes,
                  r.step_flops > 0 ? 100.0 * r.added_flops / r.step_flops : 0.0,
                  HumanBytes(r.arena_before).c_str(), HumanBytes(r.arena_after).c_str());
+  }
+  if (a.target == "cuda" && !a.no_cuda_codegen && report.cuda_kernels.nodes > 0) {
+    const auto& g = report.cuda_kernels;
+    if (g.note.empty()) {
+      std::fprintf(stderr, "cuda: %d fused_elementwise nodes -> %d generated kernels (%s, NVRTC %s, %.2f s)\n",
+                   g.nodes, g.kernels, a.cuda_arch.c_str(), g.nvrtc_version.c_str(), g.seconds);
+    } else {
+      std::fprintf(stderr, "cuda: no generated kernels (%s): %d fused_elementwise nodes will run on the interpreter\n",
+                   g.note.c_str(), g.nodes);
+    }
   }
   if (a.mem_sweep) std::fputs(ptc::driver::SweepTable(report.sweep).c_str(), stdout);
   if (a.stats) {
@@ -348,6 +363,7 @@ int Run(const RunArgs& a) {
 
 struct DumpArgs {
   bool memory = false;
+  bool kernels = false, verbose = false;
   std::string input, format = "text";
   std::vector<std::string> dims;
 };
@@ -372,6 +388,18 @@ int Dump(const DumpArgs& a) {
     plan = std::move(*p);
     module = plan.module.get();
     memory = &plan.memory;
+  }
+  if (a.kernels) {
+    if (memory == nullptr) {
+      return Fail(absl::InvalidArgumentError("--kernels needs a plan file (ptc compile --target cuda first)"));
+    }
+    std::printf("%zu generated CUDA kernels (target %s)\n", plan.cuda_kernels.size(), plan.target.c_str());
+    for (const ptc::plan::CudaKernel& k : plan.cuda_kernels) {
+      std::printf("%s  %s  cubin %zu bytes  %d registers  %d spill bytes  nodes: %s\n", k.name.c_str(),
+                  k.arch.c_str(), k.cubin.size(), k.registers, k.spill_bytes, absl::StrJoin(k.nodes, ", ").c_str());
+      if (a.verbose) std::printf("%s\n", k.source.c_str());
+    }
+    return 0;
   }
   if (a.memory) {
     if (memory == nullptr) {
@@ -525,6 +553,14 @@ int main(int argc, char** argv) {
                       "dtype, norms, softmax and losses in f32; weights and outputs stay f32 "
                       "(--target cuda)")
       ->capture_default_str();
+  compile->add_option("--cuda-arch", ca.cuda_arch,
+                      "--target cuda: architecture of the generated fused_elementwise kernels "
+                      "(NVRTC CUBINs stored in the plan; another device falls back to the "
+                      "interpreter)")
+      ->capture_default_str();
+  compile->add_flag("--no-cuda-codegen", ca.no_cuda_codegen,
+                    "--target cuda: store no generated kernels (fused_elementwise runs on the "
+                    "interpreter)");
   compile->add_option("--dim", ca.dims, "bind a symbolic dim: NAME=N (repeatable)");
   compile->add_option("--passes", ca.passes,
                       "comma-separated pass list, 'default' or 'none'")->capture_default_str();
@@ -639,6 +675,10 @@ int main(int argc, char** argv) {
                    "text | json | dot | onnx (the optimized graph as an ONNX model, to stdout)")
       ->capture_default_str();
   dump->add_option("--dim", da.dims, "bind a symbolic dim when dumping an ONNX model");
+  dump->add_flag("--kernels", da.kernels,
+                 "the generated CUDA kernels of a cuda plan: name, arch, CUBIN bytes, registers, "
+                 "spills, nodes (-v: and the source)");
+  dump->add_flag("-v,--verbose", da.verbose, "with --kernels: print each kernel's CUDA source");
   dump->add_flag("--memory", da.memory,
                  "the memory plan: peak, lower bound, arena, phase peaks, top buffers, totals, "
                  "recomputed values (--format text | json | svg timeline | dot saved/recomputed)");
@@ -647,7 +687,8 @@ int main(int argc, char** argv) {
       "  ptc dump gpt.plan                       # IR text (re-parses to the same text)\n"
       "  ptc dump gpt.plan --format json | jq '.memory.arena_bytes'\n"
       "  ptc dump gpt.onnx --dim batch=1 --dim seq=16 --format dot | dot -Tsvg > g.svg\n"
-      "  ptc dump gpt.plan --format onnx > gpt-optimized.onnx   # open in Netron / ONNX Runtime\n");
+      "  ptc dump gpt.plan --format onnx > gpt-optimized.onnx   # open in Netron / ONNX Runtime\n"
+      "  ptc dump gpu.plan --kernels -v              # generated CUDA kernels and their source\n");
 
   std::string ex_ckpt, ex_model, ex_out;
   CLI::App* exp = app.add_subcommand("export", "Write a checkpoint's trained weights into an ONNX model");

@@ -5,7 +5,11 @@
 //   ptc-cuda PLAN --train [trainer flags: runtime/cpu/trainer.h TrainerOptionsToFlags]
 // Training runs the CPU trainer's loop (data, progress, logs, evaluation, checkpoints) with
 // the steps on the GPU: CudaBackend below.
+// PTC_CUDA_OPTIONS=a,b,... switches kernels and the executor for a device session's
+// comparisons and bypasses: attention_simt, attention_two_gemm, fused_interpreter, tf32,
+// host_fallback, no_graphs (runtime/cuda/device.h KernelOptions, executor.h).
 #include <algorithm>
+#include <cstdlib>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -26,6 +30,33 @@
 
 namespace {
 
+absl::StatusOr<ptc::cuda::ExecutorOptions> OptionsFromEnv() {
+  ptc::cuda::ExecutorOptions o;
+  const char* env = std::getenv("PTC_CUDA_OPTIONS");
+  if (env == nullptr) return o;
+  for (absl::string_view name : absl::StrSplit(env, ',', absl::SkipEmpty())) {
+    if (name == "attention_simt") {
+      o.kernels.attention_simt = true;
+    } else if (name == "attention_two_gemm") {
+      o.kernels.attention_two_gemm = true;
+    } else if (name == "fused_interpreter") {
+      o.kernels.fused_interpreter = true;
+    } else if (name == "tf32") {
+      o.kernels.allow_tf32 = true;
+    } else if (name == "host_fallback") {
+      o.kernels.host_fallback = true;
+    } else if (name == "no_graphs") {
+      o.cuda_graphs = false;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "PTC_CUDA_OPTIONS: unknown option '", name, "' (known: attention_simt, "
+          "attention_two_gemm, fused_interpreter, tf32, host_fallback, no_graphs)"));
+    }
+  }
+  std::fprintf(stderr, "ptc-cuda: PTC_CUDA_OPTIONS=%s\n", env);
+  return o;
+}
+
 int Fail(const absl::Status& status) {
   std::string msg(status.message());
   std::replace(msg.begin(), msg.end(), '\n', ' ');
@@ -39,7 +70,8 @@ class CudaBackend final : public ptc::train::Backend {
  public:
   static absl::StatusOr<std::unique_ptr<CudaBackend>> Create(const ptc::plan::Plan& plan) {
     auto b = std::make_unique<CudaBackend>();
-    PTC_ASSIGN_OR_RETURN(b->step_, ptc::cuda::Executor::Create(plan));
+    PTC_ASSIGN_OR_RETURN(ptc::cuda::ExecutorOptions options, OptionsFromEnv());
+    PTC_ASSIGN_OR_RETURN(b->step_, ptc::cuda::Executor::Create(plan, options));
     const ptc::ir::Function* ef = plan.module->FindFunction("eval");
     if (ef != nullptr && ef != plan.module->main()) {
       for (const auto& n : ef->nodes()) {
@@ -49,7 +81,7 @@ class CudaBackend final : public ptc::train::Backend {
         }
       }
       b->step_params_ = b->step_->DeviceParams();
-      ptc::cuda::ExecutorOptions eo;
+      ptc::cuda::ExecutorOptions eo = options;
       eo.function = "eval";
       eo.shared_params = &b->step_params_;
       PTC_ASSIGN_OR_RETURN(b->eval_, ptc::cuda::Executor::Create(plan, eo));
@@ -157,7 +189,9 @@ int main(int argc, char** argv) {
       inputs[p->name()] = ptc::driver::RandomTensor(p->type(), rng);
     }
   }
-  auto exec = ptc::cuda::Executor::Create(*plan);
+  auto exec_options = OptionsFromEnv();
+  if (!exec_options.ok()) return Fail(exec_options.status());
+  auto exec = ptc::cuda::Executor::Create(*plan, *exec_options);
   if (!exec.ok()) return Fail(exec.status());
   std::vector<double> times;
   absl::StatusOr<std::vector<ptc::ir::Tensor>> outputs;

@@ -1,0 +1,719 @@
+// Flash attention on tensor cores (FlashAttention-2 order) for f16 / bf16 inputs with head dims
+// d == dv in {64, 128}: mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16} (inline PTX), f32
+// accumulation, online softmax in registers. Same semantics as the SIMT kernels of
+// attention.cu (which stay the path for f32, other head dims and KernelOptions::attention_simt):
+// layouts through AttentionDesc strides, scale, masks bool (true = masked out) or additive in
+// q's dtype broadcast over [B, H, Tq, Tk], optional f32 log-sum-exp, NaN rows where every key
+// is masked.
+//
+// ---- m16n8k16 fragments (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point
+// type"); g = lane >> 2 (groupID), q = lane & 3 (threadID_in_group). Each .b32 register holds
+// two 16-bit elements, the lower-indexed one in the low half.
+//   A (16 x 16, row major), 4 registers:
+//     a[0] = A[g    ][2q, 2q+1]      a[2] = A[g    ][2q+8, 2q+9]
+//     a[1] = A[g + 8][2q, 2q+1]      a[3] = A[g + 8][2q+8, 2q+9]
+//   B (16 x 8, "col": element (k, n)), 2 registers:
+//     b[0] = B[2q, 2q+1][g]          b[1] = B[2q+8, 2q+9][g]
+//   C / D (16 x 8, f32), 4 registers:
+//     c[0], c[1] = C[g][2q, 2q+1]    c[2], c[3] = C[g + 8][2q, 2q+1]
+// Consequences used below:
+//   * A = X[rows][k] with X row-major in shared memory: a[i] is one 32-bit load of two
+//     consecutive elements of a row.
+//   * B = Y^T, i.e. B(k, n) = Y[n][k] with Y row-major (K in Q K^T): b[i] is one 32-bit load of
+//     Y[n = g][k = 2q, 2q+1]. When B(k, n) = Y[k][n] (V in P V, Q / dO / K in the gradient
+//     products) the tile is stored transposed in shared memory (Yt[n][k]) so that the same
+//     32-bit loads apply (plain stores: simpler to check than ldmatrix.trans; see README).
+//   * Two C tiles of adjacent 8-column blocks j = 2kk, 2kk+1 of a 16-row strip are exactly the
+//     A fragment of the 16 x 16 block kk: a[0] = pack(c_2kk[0], c_2kk[1]),
+//     a[1] = pack(c_2kk[2], c_2kk[3]), a[2] = pack(c_2kk+1[0], c_2kk+1[1]),
+//     a[3] = pack(c_2kk+1[2], c_2kk+1[3]). That is how P (or dS) goes from the scores'
+//     accumulators into the next product without shared memory.
+//
+// ---- Forward: one block of 4 warps per (batch, head, 64 query rows); warp w owns rows
+// 16w..16w+15 and keeps its Q strip as A fragments in registers (d/16 x 4 registers). Per
+// 64-key tile: K [64][d+8] and V^T [d][64+8] in dynamic shared memory (16-byte global loads;
+// the +8 pad makes the fragment loads conflict-free), S = Q K^T (8 n-tiles x d/16 mma), scale,
+// mask, online softmax (row max / sum over the 4 threads of a quad by two xor shuffles), then
+// O += P V (4 k-steps x d/8 mma) with P packed from the score accumulators.
+//
+// Masks: before a tile's K / V are loaded the block reads the mask entries of the 64 x 64
+// (query, key) tile into shared memory as an additive bias in q's dtype (bool: 0 or -inf; rows
+// or keys past the end: -inf) and votes (__syncthreads_or) whether any entry is not -inf. A tile
+// masked everywhere (a causal mask's upper tiles, about half of them) is skipped entirely: no
+// K / V loads, no QK dots. The bias tile also serves the scores (no scattered global loads per
+// score). Without a mask only the last tile's keys past Tk are masked. Rows whose keys are
+// all masked keep l = 0 and give NaN (0 / 0) and lse = -inf, as the SIMT kernel.
+//
+// ---- Backward, deterministic (no atomics): D_t = dO_t . O_t (one warp per row), then two
+// kernels that each own their outputs:
+//   * dK / dV: one block per (batch, head, 64 keys); warp w owns keys 16w..16w+15 and their
+//     dK, dV accumulators (registers) for the whole pass. Loop over 64-query tiles (fully masked
+//     ones skipped as above): Q, Q^T, dO, dO^T, lse, D of the tile in shared memory; per 16-query
+//     chunk S^T = K Q^T and dP^T = V dO^T (A from K / V in shared memory), P^T = exp(scale S^T +
+//     bias - lse), dS^T = P^T (dP^T - D), then dV += P^T dO, dK += dS^T Q.
+//   * dQ: one block per (batch, head, 64 queries), Q and dO strips as A fragments in
+//     registers, loop over 64-key tiles (skipped when masked): per 16-key chunk S = Q K^T,
+//     dP = dO V^T, dS = P (dP - D), dQ += dS K.
+// Every output element is written once by one thread after a fixed-order sum: the same inputs
+// give the same bits. P is recomputed once more than in a dq-by-atomics scheme (one extra
+// Q K^T product): the price of determinism.
+//
+// Rounding: P and dS are rounded to the input dtype for the tensor-core products (as
+// FlashAttention-2 does); sums, the softmax and lse are f32. Outputs are written in the input
+// dtype (the gradients too: no f32 scratch or cast pass).
+#include <cfloat>
+#include <cmath>
+#include <cstdint>
+
+#include "codegen/cuda/device_util.cuh"
+
+namespace ptc::cuda::kernels {
+namespace {
+
+constexpr int kTile = 64;      // query rows per block / keys per tile (and the converse in dK/dV)
+constexpr int kThreads = 128;  // 4 warps of 16 rows each
+constexpr int kPad = 8;        // 16-bit elements of padding per shared-memory row
+constexpr int kTileLd = kTile + kPad;  // row length of transposed tiles and of the bias tile
+
+template <DT D>
+using S = typename Ty<D>::S;
+
+// Shared memory (bytes) of each kernel for head dim `hd`.
+constexpr size_t RowTileBytes(int hd) { return sizeof(uint16_t) * kTile * (hd + kPad); }
+constexpr size_t ColTileBytes(int hd) { return sizeof(uint16_t) * hd * kTileLd; }
+constexpr size_t BiasBytes() { return sizeof(uint16_t) * kTile * kTileLd; }
+size_t ForwardSmem(int hd, bool mask) {
+  return RowTileBytes(hd) + ColTileBytes(hd) + (mask ? BiasBytes() : 0);
+}
+size_t KvSmem(int hd, bool mask) {  // K, V, Q, dO rows; Q^T, dO^T; bias; lse and D
+  return 4 * RowTileBytes(hd) + 2 * ColTileBytes(hd) + (mask ? BiasBytes() : 0) +
+         2 * sizeof(float) * kTile;
+}
+size_t QSmem(int hd, bool mask) {  // K, V rows; K^T; bias
+  return 2 * RowTileBytes(hd) + ColTileBytes(hd) + (mask ? BiasBytes() : 0);
+}
+
+// D (+)= A B on one m16n8k16 tile (fragments as in the file comment).
+template <DT D>
+__device__ __forceinline__ void Mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                    uint32_t b1) {
+  if constexpr (D == DT::kBF16) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
+        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    static_assert(D == DT::kF16, "tensor-core attention: f16 or bf16");
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, "
+        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+// Two floats rounded to the dtype, `lo` in the low 16 bits (the lower-indexed element).
+template <DT D>
+__device__ __forceinline__ uint32_t Pack(float lo, float hi) {
+  uint32_t r;
+  if constexpr (D == DT::kBF16) {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    r = *reinterpret_cast<const uint32_t*>(&h);
+  } else {
+    const __half2 h = __floats2half2_rn(lo, hi);
+    r = *reinterpret_cast<const uint32_t*>(&h);
+  }
+  return r;
+}
+
+template <DT D>
+__device__ __forceinline__ float ToF(uint16_t bits) {
+  if constexpr (D == DT::kBF16) {
+    return __bfloat162float(__ushort_as_bfloat16(bits));
+  } else {
+    return __half2float(__ushort_as_half(bits));
+  }
+}
+template <DT D>
+__device__ __forceinline__ uint16_t FromF(float x) {
+  if constexpr (D == DT::kBF16) {
+    return __bfloat16_as_ushort(__float2bfloat16_rn(x));
+  } else {
+    return __half_as_ushort(__float2half_rn(x));
+  }
+}
+
+// Two consecutive 16-bit elements (4-byte aligned) as one register.
+__device__ __forceinline__ uint32_t Ld32(const uint16_t* p) {
+  return *reinterpret_cast<const uint32_t*>(p);
+}
+__device__ __forceinline__ uint32_t Ldg32(const void* p) {
+  return __ldg(reinterpret_cast<const unsigned int*>(p));
+}
+
+// The A fragment of rows r0..r0+15, columns c0..c0+15 of a row-major shared tile.
+__device__ __forceinline__ void LoadA(uint32_t (&a)[4], const uint16_t* tile, int ld, int r0,
+                                      int c0, int g, int q) {
+  const uint16_t* p = tile + (r0 + g) * ld + c0 + 2 * q;
+  a[0] = Ld32(p);
+  a[1] = Ld32(p + 8 * ld);
+  a[2] = Ld32(p + 8);
+  a[3] = Ld32(p + 8 * ld + 8);
+}
+
+// The A fragment of rows r_lo = row0 + g and r_lo + 8 (those >= n_rows are zeros), columns
+// c0..c0+15, straight from global memory (row stride ld).
+template <DT D>
+__device__ __forceinline__ void LoadAGlobal(uint32_t (&a)[4], const S<D>* base, int64_t ld,
+                                            int64_t r_lo, int64_t n_rows, int c0, int q) {
+  const int64_t r_hi = r_lo + 8;
+  const S<D>* lo = base + r_lo * ld + c0 + 2 * q;
+  const S<D>* hi = base + r_hi * ld + c0 + 2 * q;
+  a[0] = r_lo < n_rows ? Ldg32(lo) : 0u;
+  a[1] = r_hi < n_rows ? Ldg32(hi) : 0u;
+  a[2] = r_lo < n_rows ? Ldg32(lo + 8) : 0u;
+  a[3] = r_hi < n_rows ? Ldg32(hi + 8) : 0u;
+}
+
+// Rows r0..r0+63 of a [n_rows, HD] matrix (row stride ld, 16-byte aligned rows) into shared
+// memory: row-major rows[r * (HD + kPad) + c] and / or transposed cols[c * kTileLd + r]
+// (either may be null). Rows past n_rows are zeros. Whole block.
+template <int HD, typename T>
+__device__ __forceinline__ void LoadTile(uint16_t* rows, uint16_t* cols, const T* src, int64_t ld,
+                                         int64_t r0, int64_t n_rows) {
+  constexpr int kChunks = HD / 8;  // 16-byte chunks per row
+  for (int i = threadIdx.x; i < kTile * kChunks; i += kThreads) {
+    const int r = i / kChunks, c = (i % kChunks) * 8;
+    uint4 v = make_uint4(0u, 0u, 0u, 0u);
+    if (r0 + r < n_rows) v = *reinterpret_cast<const uint4*>(src + (r0 + r) * ld + c);
+    if (rows != nullptr) *reinterpret_cast<uint4*>(rows + r * (HD + kPad) + c) = v;
+    if (cols != nullptr) {
+      const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        cols[(c + 2 * j) * kTileLd + r] = static_cast<uint16_t>(w[j] & 0xffffu);
+        cols[(c + 2 * j + 1) * kTileLd + r] = static_cast<uint16_t>(w[j] >> 16);
+      }
+    }
+  }
+}
+
+// The mask entries of queries t0..t0+63 x keys k0..k0+63 as an additive bias in the dtype
+// (bool: 0 / -inf; outside [0, tq) x [0, tk): -inf) at bias[ti * kTileLd + kj], or at
+// bias[kj * kTileLd + ti] when key_major. Whole block; returns (to every thread, after a
+// barrier) whether any entry is not -inf, i.e. whether the tile has work.
+template <DT D>
+__device__ __forceinline__ bool LoadBias(const AttentionDesc& a, const void* mask, int64_t b,
+                                         int64_t h, int64_t t0, int64_t k0, bool key_major,
+                                         uint16_t* bias) {
+  const int64_t base = b * a.mask_strides[0] + h * a.mask_strides[1];
+  int open = 0;
+  for (int i = threadIdx.x; i < kTile * kTile; i += kThreads) {
+    const int ti = i / kTile, kj = i % kTile;  // keys fastest: coalesced for dense masks
+    const int64_t t = t0 + ti, key = k0 + kj;
+    float x = -INFINITY;
+    if (t < a.tq && key < a.tk) {
+      const int64_t mi = base + t * a.mask_strides[2] + key * a.mask_strides[3];
+      if (a.mask_kind == 1) {
+        x = static_cast<const uint8_t*>(mask)[mi] ? -INFINITY : 0.f;
+      } else {
+        x = static_cast<float>(Load<D>(static_cast<const S<D>*>(mask), mi));
+      }
+    }
+    open |= x != -INFINITY;  // NaN counts as open: it reaches the output, as on the CPU
+    bias[key_major ? kj * kTileLd + ti : ti * kTileLd + kj] = FromF<D>(x);
+  }
+  return __syncthreads_or(open) != 0;
+}
+
+__device__ __forceinline__ float QuadMax(float v) {
+  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+__device__ __forceinline__ float QuadSum(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+template <DT D, int HD>
+__global__ void __launch_bounds__(kThreads)
+    TcForwardKernel(AttentionDesc a, const S<D>* __restrict__ q, const S<D>* __restrict__ k,
+                    const S<D>* __restrict__ v, const void* __restrict__ mask, S<D>* __restrict__ o,
+                    float* __restrict__ lse) {
+  extern __shared__ __align__(16) unsigned char tc_smem[];
+  uint16_t* ks = reinterpret_cast<uint16_t*>(tc_smem);  // [64][HD + 8]
+  uint16_t* vt = ks + kTile * (HD + kPad);              // [HD][64 + 8]
+  uint16_t* bias = vt + HD * kTileLd;                   // [64 q][64 + 8] (with a mask)
+  constexpr int kLd = HD + kPad;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, qd = lane & 3;
+  const int64_t q_tiles = (a.tq + kTile - 1) / kTile;
+  const int64_t bh = blockIdx.x / q_tiles, t0 = (blockIdx.x % q_tiles) * kTile;
+  const int64_t b = bh / a.h, h = bh % a.h;
+  const S<D>* qb = q + b * a.q_strides[0] + h * a.q_strides[1];
+  const S<D>* kb = k + b * a.k_strides[0] + h * a.k_strides[1];
+  const S<D>* vb = v + b * a.v_strides[0] + h * a.v_strides[1];
+  const int wr = warp * 16;          // the warp's first row in the tile
+  const int64_t r_lo = t0 + wr + g;  // this thread's rows: r_lo and r_lo + 8
+
+  uint32_t qf[HD / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < HD / 16; ++kk) {
+    LoadAGlobal<D>(qf[kk], qb, a.q_strides[2], r_lo, a.tq, 16 * kk, qd);
+  }
+  float acc[HD / 8][4];
+#pragma unroll
+  for (int n = 0; n < HD / 8; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+
+  for (int64_t k0 = 0; k0 < a.tk; k0 += kTile) {
+    __syncthreads();  // the previous tile's shared memory is no longer read
+    if (a.mask_kind != 0 && !LoadBias<D>(a, mask, b, h, t0, k0, /*key_major=*/false, bias)) {
+      continue;  // every (query, key) of the tile masked: no loads, no dots (block-uniform)
+    }
+    LoadTile<HD>(ks, nullptr, kb, a.k_strides[2], k0, a.tk);
+    LoadTile<HD>(nullptr, vt, vb, a.v_strides[2], k0, a.tk);
+    __syncthreads();
+    const int nk = a.tk - k0 < kTile ? static_cast<int>(a.tk - k0) : kTile;
+
+    // S = Q K^T: [16 rows] x [64 keys] per warp, n-tile j = keys 8j..8j+7.
+    float s[8][4];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < HD / 16; ++kk) {
+        const uint16_t* kr = ks + (8 * j + g) * kLd + 16 * kk + 2 * qd;  // B(k, n) = K[n][k]
+        Mma<D>(s[j], qf[kk], Ld32(kr), Ld32(kr + 8));
+      }
+    }
+    // Scale, mask; s[j][e] is row wr + g + 8 (e >> 1), key 8j + 2qd + (e & 1).
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int row = wr + g + 8 * (e >> 1), key = 8 * j + 2 * qd + (e & 1);
+        float x = s[j][e] * a.scale;
+        if (a.mask_kind != 0) x += ToF<D>(bias[row * kTileLd + key]);
+        s[j][e] = key < nk ? x : -INFINITY;
+      }
+    }
+    // Online softmax for rows lo (i = 0: e = 0, 1) and hi (i = 1: e = 2, 3).
+    float mt[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      mt[0] = fmaxf(mt[0], fmaxf(s[j][0], s[j][1]));
+      mt[1] = fmaxf(mt[1], fmaxf(s[j][2], s[j][3]));
+    }
+    float mu[2], alpha[2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const float m_new = fmaxf(m[i], QuadMax(mt[i]));
+      mu[i] = m_new == -INFINITY ? 0.f : m_new;  // no open key yet: exp(-inf - 0) = 0
+      alpha[i] = __expf(m[i] - mu[i]);           // m[i] == -inf: 0
+      m[i] = m_new;
+    }
+    float rs[2] = {0.f, 0.f};
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float p = __expf(s[j][e] - mu[e >> 1]);  // masked (-inf): 0
+        s[j][e] = p;
+        rs[e >> 1] += p;
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < 2; ++i) l[i] = l[i] * alpha[i] + QuadSum(rs[i]);
+#pragma unroll
+    for (int n = 0; n < HD / 8; ++n) {
+      acc[n][0] *= alpha[0];
+      acc[n][1] *= alpha[0];
+      acc[n][2] *= alpha[1];
+      acc[n][3] *= alpha[1];
+    }
+    // O += P V: k-step kk = keys 16kk..16kk+15; B(k, n) = V[k][n] = vt[n][k].
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      const uint32_t pa[4] = {
+          Pack<D>(s[2 * kk][0], s[2 * kk][1]), Pack<D>(s[2 * kk][2], s[2 * kk][3]),
+          Pack<D>(s[2 * kk + 1][0], s[2 * kk + 1][1]), Pack<D>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+      for (int n = 0; n < HD / 8; ++n) {
+        const uint16_t* vr = vt + (8 * n + g) * kTileLd + 16 * kk + 2 * qd;
+        Mma<D>(acc[n], pa, Ld32(vr), Ld32(vr + 8));
+      }
+    }
+  }
+
+  S<D>* ob = o + b * a.o_strides[0] + h * a.o_strides[1];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int64_t t = r_lo + 8 * i;
+    if (t >= a.tq) continue;
+    const float inv = l[i] > 0.f ? 1.f / l[i] : NAN;  // every key masked: NaN, as the CPU
+    S<D>* orow = ob + t * a.o_strides[2];
+#pragma unroll
+    for (int n = 0; n < HD / 8; ++n) {
+      *reinterpret_cast<uint32_t*>(orow + 8 * n + 2 * qd) =
+          Pack<D>(acc[n][2 * i] * inv, acc[n][2 * i + 1] * inv);
+    }
+    if (lse != nullptr && qd == 0) lse[bh * a.tq + t] = m[i] + logf(l[i]);  // l = 0: -inf
+  }
+}
+
+// D_t = sum_c dO[t, c] O[t, c]: one warp per query row (b, h, t).
+template <DT D>
+__global__ void __launch_bounds__(256)
+    TcBackwardDotKernel(AttentionDesc a, const S<D>* __restrict__ o, const S<D>* __restrict__ d_o,
+                        float* __restrict__ dsum) {
+  const int lane = threadIdx.x & 31;
+  const int64_t rows = a.b * a.h * a.tq;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x >> 5);
+  for (int64_t row = GlobalThread() >> 5; row < rows; row += warps) {
+    const int64_t t = row % a.tq, h = (row / a.tq) % a.h, b = row / (a.tq * a.h);
+    const int64_t off = b * a.o_strides[0] + h * a.o_strides[1] + t * a.o_strides[2];
+    float s = 0.f;
+    for (int64_t c = lane; c < a.dv; c += 32) {
+      s += static_cast<float>(Load<D>(o, off + c)) * static_cast<float>(Load<D>(d_o, off + c));
+    }
+#pragma unroll
+    for (int x = 16; x > 0; x >>= 1) s += __shfl_xor_sync(0xffffffffu, s, x);
+    if (lane == 0) dsum[row] = s;
+  }
+}
+
+// dK, dV of 64 keys per block (see the file comment).
+template <DT D, int HD>
+__global__ void __launch_bounds__(kThreads)
+    TcBackwardKvKernel(AttentionDesc a, const S<D>* __restrict__ q, const S<D>* __restrict__ k,
+                       const S<D>* __restrict__ v, const void* __restrict__ mask,
+                       const S<D>* __restrict__ d_o, const float* __restrict__ lse,
+                       const float* __restrict__ dsum, S<D>* __restrict__ dk,
+                       S<D>* __restrict__ dv) {
+  extern __shared__ __align__(16) unsigned char tc_smem[];
+  constexpr int kLd = HD + kPad;
+  uint16_t* ks = reinterpret_cast<uint16_t*>(tc_smem);           // [64 keys][HD + 8]
+  uint16_t* vs = ks + kTile * kLd;                               // [64 keys][HD + 8]
+  uint16_t* qs = vs + kTile * kLd;                               // [64 queries][HD + 8]
+  uint16_t* dos = qs + kTile * kLd;                              // [64 queries][HD + 8]
+  uint16_t* qt = dos + kTile * kLd;                              // [HD][64 queries + 8]
+  uint16_t* dot = qt + HD * kTileLd;                             // [HD][64 queries + 8]
+  float* lse_s = reinterpret_cast<float*>(dot + HD * kTileLd);   // [64]
+  float* dsum_s = lse_s + kTile;                                 // [64]
+  uint16_t* bias = reinterpret_cast<uint16_t*>(dsum_s + kTile);  // [64 keys][64 q + 8]
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, qd = lane & 3;
+  const int64_t k_tiles = (a.tk + kTile - 1) / kTile;
+  const int64_t bh = blockIdx.x / k_tiles, k0 = (blockIdx.x % k_tiles) * kTile;
+  const int64_t b = bh / a.h, h = bh % a.h;
+  const S<D>* qb = q + b * a.q_strides[0] + h * a.q_strides[1];
+  const S<D>* dob = d_o + b * a.o_strides[0] + h * a.o_strides[1];
+  const int64_t row0 = bh * a.tq;  // lse / dsum index of query 0
+  const int wr = warp * 16;        // the warp's first key in the tile
+
+  LoadTile<HD>(ks, nullptr, k + b * a.k_strides[0] + h * a.k_strides[1], a.k_strides[2], k0, a.tk);
+  LoadTile<HD>(vs, nullptr, v + b * a.v_strides[0] + h * a.v_strides[1], a.v_strides[2], k0, a.tk);
+  float dka[HD / 8][4], dva[HD / 8][4];
+#pragma unroll
+  for (int n = 0; n < HD / 8; ++n) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dka[n][e] = dva[n][e] = 0.f;
+  }
+
+  for (int64_t t0 = 0; t0 < a.tq; t0 += kTile) {
+    __syncthreads();  // the previous query tile is no longer read (and K, V are in place)
+    if (a.mask_kind != 0 && !LoadBias<D>(a, mask, b, h, t0, k0, /*key_major=*/true, bias)) {
+      continue;
+    }
+    LoadTile<HD>(qs, qt, qb, a.q_strides[2], t0, a.tq);
+    LoadTile<HD>(dos, dot, dob, a.o_strides[2], t0, a.tq);
+    for (int i = threadIdx.x; i < kTile; i += kThreads) {
+      const bool in = t0 + i < a.tq;
+      lse_s[i] = in ? lse[row0 + t0 + i] : -INFINITY;  // rows past the end: P = 0
+      dsum_s[i] = in ? dsum[row0 + t0 + i] : 0.f;
+    }
+    __syncthreads();
+    // 16-query chunks: the score tiles stay at 2 x 4 registers each.
+#pragma unroll 1
+    for (int qc = 0; qc < kTile / 16; ++qc) {
+      float st[2][4], dpt[2][4];  // [16 keys] x [16 queries]; n-tile jj = queries 8jj..
+#pragma unroll
+      for (int jj = 0; jj < 2; ++jj) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) st[jj][e] = dpt[jj][e] = 0.f;
+      }
+#pragma unroll
+      for (int kk = 0; kk < HD / 16; ++kk) {
+        uint32_t ka[4], va[4];
+        LoadA(ka, ks, kLd, wr, 16 * kk, g, qd);
+        LoadA(va, vs, kLd, wr, 16 * kk, g, qd);
+#pragma unroll
+        for (int jj = 0; jj < 2; ++jj) {
+          // S^T = K Q^T: B(k, n) = Q[n][k]; dP^T = V dO^T: B(k, n) = dO[n][k].
+          const int off = (16 * qc + 8 * jj + g) * kLd + 16 * kk + 2 * qd;
+          Mma<D>(st[jj], ka, Ld32(qs + off), Ld32(qs + off + 8));
+          Mma<D>(dpt[jj], va, Ld32(dos + off), Ld32(dos + off + 8));
+        }
+      }
+      // P^T and dS^T; element e of n-tile jj: key wr + g + 8 (e >> 1), query 16qc + 8jj +
+      // 2qd + (e & 1).
+#pragma unroll
+      for (int jj = 0; jj < 2; ++jj) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int key = wr + g + 8 * (e >> 1), qi = 16 * qc + 8 * jj + 2 * qd + (e & 1);
+          float x = st[jj][e] * a.scale;
+          if (a.mask_kind != 0) x += ToF<D>(bias[key * kTileLd + qi]);
+          const float lt = lse_s[qi];
+          const float p = (x == -INFINITY || lt == -INFINITY) ? 0.f : __expf(x - lt);
+          st[jj][e] = p;
+          dpt[jj][e] = p * (dpt[jj][e] - dsum_s[qi]);
+        }
+      }
+      // dV += P^T dO and dK += dS^T Q over this chunk's 16 queries (the k dim):
+      // B(k, n) = dO[k][n] = dot[n][k], Q[k][n] = qt[n][k].
+      const uint32_t pa[4] = {Pack<D>(st[0][0], st[0][1]), Pack<D>(st[0][2], st[0][3]),
+                              Pack<D>(st[1][0], st[1][1]), Pack<D>(st[1][2], st[1][3])};
+      const uint32_t da[4] = {Pack<D>(dpt[0][0], dpt[0][1]), Pack<D>(dpt[0][2], dpt[0][3]),
+                              Pack<D>(dpt[1][0], dpt[1][1]), Pack<D>(dpt[1][2], dpt[1][3])};
+#pragma unroll
+      for (int n = 0; n < HD / 8; ++n) {
+        const int off = (8 * n + g) * kTileLd + 16 * qc + 2 * qd;
+        Mma<D>(dva[n], pa, Ld32(dot + off), Ld32(dot + off + 8));
+        Mma<D>(dka[n], da, Ld32(qt + off), Ld32(qt + off + 8));
+      }
+    }
+  }
+
+  S<D>* dkb = dk + b * a.k_strides[0] + h * a.k_strides[1];
+  S<D>* dvb = dv + b * a.v_strides[0] + h * a.v_strides[1];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int64_t key = k0 + wr + g + 8 * i;
+    if (key >= a.tk) continue;
+#pragma unroll
+    for (int n = 0; n < HD / 8; ++n) {
+      const int c = 8 * n + 2 * qd;
+      *reinterpret_cast<uint32_t*>(dkb + key * a.k_strides[2] + c) =
+          Pack<D>(dka[n][2 * i] * a.scale, dka[n][2 * i + 1] * a.scale);
+      *reinterpret_cast<uint32_t*>(dvb + key * a.v_strides[2] + c) =
+          Pack<D>(dva[n][2 * i], dva[n][2 * i + 1]);
+    }
+  }
+}
+
+// dQ of 64 queries per block (see the file comment).
+template <DT D, int HD>
+__global__ void __launch_bounds__(kThreads)
+    TcBackwardQKernel(AttentionDesc a, const S<D>* __restrict__ q, const S<D>* __restrict__ k,
+                      const S<D>* __restrict__ v, const void* __restrict__ mask,
+                      const S<D>* __restrict__ d_o, const float* __restrict__ lse,
+                      const float* __restrict__ dsum, S<D>* __restrict__ dq) {
+  extern __shared__ __align__(16) unsigned char tc_smem[];
+  constexpr int kLd = HD + kPad;
+  uint16_t* ks = reinterpret_cast<uint16_t*>(tc_smem);  // [64 keys][HD + 8]
+  uint16_t* vs = ks + kTile * kLd;                      // [64 keys][HD + 8]
+  uint16_t* kt = vs + kTile * kLd;                      // [HD][64 keys + 8]
+  uint16_t* bias = kt + HD * kTileLd;                   // [64 q][64 keys + 8]
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, qd = lane & 3;
+  const int64_t q_tiles = (a.tq + kTile - 1) / kTile;
+  const int64_t bh = blockIdx.x / q_tiles, t0 = (blockIdx.x % q_tiles) * kTile;
+  const int64_t b = bh / a.h, h = bh % a.h;
+  const S<D>* qb = q + b * a.q_strides[0] + h * a.q_strides[1];
+  const S<D>* dob = d_o + b * a.o_strides[0] + h * a.o_strides[1];
+  const S<D>* kb = k + b * a.k_strides[0] + h * a.k_strides[1];
+  const S<D>* vb = v + b * a.v_strides[0] + h * a.v_strides[1];
+  const int wr = warp * 16;
+  const int64_t r_lo = t0 + wr + g;
+
+  uint32_t qf[HD / 16][4], of[HD / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < HD / 16; ++kk) {
+    LoadAGlobal<D>(qf[kk], qb, a.q_strides[2], r_lo, a.tq, 16 * kk, qd);
+    LoadAGlobal<D>(of[kk], dob, a.o_strides[2], r_lo, a.tq, 16 * kk, qd);
+  }
+  float lt[2], ds_row[2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int64_t t = r_lo + 8 * i;
+    lt[i] = t < a.tq ? lse[bh * a.tq + t] : -INFINITY;
+    ds_row[i] = t < a.tq ? dsum[bh * a.tq + t] : 0.f;
+  }
+  float dqa[HD / 8][4];
+#pragma unroll
+  for (int n = 0; n < HD / 8; ++n) dqa[n][0] = dqa[n][1] = dqa[n][2] = dqa[n][3] = 0.f;
+
+  for (int64_t k0 = 0; k0 < a.tk; k0 += kTile) {
+    __syncthreads();
+    if (a.mask_kind != 0 && !LoadBias<D>(a, mask, b, h, t0, k0, /*key_major=*/false, bias)) {
+      continue;
+    }
+    LoadTile<HD>(ks, kt, kb, a.k_strides[2], k0, a.tk);
+    LoadTile<HD>(vs, nullptr, vb, a.v_strides[2], k0, a.tk);
+    __syncthreads();
+    const int nk = a.tk - k0 < kTile ? static_cast<int>(a.tk - k0) : kTile;
+#pragma unroll 1
+    for (int kc = 0; kc < kTile / 16; ++kc) {
+      float s[2][4], dp[2][4];  // [16 rows] x [16 keys]; n-tile jj = keys 16kc + 8jj..
+#pragma unroll
+      for (int jj = 0; jj < 2; ++jj) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[jj][e] = dp[jj][e] = 0.f;
+      }
+#pragma unroll
+      for (int kk = 0; kk < HD / 16; ++kk) {
+#pragma unroll
+        for (int jj = 0; jj < 2; ++jj) {
+          // S = Q K^T: B(k, n) = K[n][k]; dP = dO V^T: B(k, n) = V[n][k].
+          const int off = (16 * kc + 8 * jj + g) * kLd + 16 * kk + 2 * qd;
+          Mma<D>(s[jj], qf[kk], Ld32(ks + off), Ld32(ks + off + 8));
+          Mma<D>(dp[jj], of[kk], Ld32(vs + off), Ld32(vs + off + 8));
+        }
+      }
+#pragma unroll
+      for (int jj = 0; jj < 2; ++jj) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int i = e >> 1, row = wr + g + 8 * i, key = 16 * kc + 8 * jj + 2 * qd + (e & 1);
+          float x = s[jj][e] * a.scale;
+          if (a.mask_kind != 0) x += ToF<D>(bias[row * kTileLd + key]);
+          const float p =
+              (key >= nk || x == -INFINITY || lt[i] == -INFINITY) ? 0.f : __expf(x - lt[i]);
+          s[jj][e] = p * (dp[jj][e] - ds_row[i]);  // dS
+        }
+      }
+      const uint32_t da[4] = {Pack<D>(s[0][0], s[0][1]), Pack<D>(s[0][2], s[0][3]),
+                              Pack<D>(s[1][0], s[1][1]), Pack<D>(s[1][2], s[1][3])};
+#pragma unroll
+      for (int n = 0; n < HD / 8; ++n) {
+        // dQ += dS K: B(k, n) = K[k][n] = kt[n][k].
+        const uint16_t* kr = kt + (8 * n + g) * kTileLd + 16 * kc + 2 * qd;
+        Mma<D>(dqa[n], da, Ld32(kr), Ld32(kr + 8));
+      }
+    }
+  }
+
+  S<D>* dqb = dq + b * a.q_strides[0] + h * a.q_strides[1];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int64_t t = r_lo + 8 * i;
+    if (t >= a.tq) continue;
+#pragma unroll
+    for (int n = 0; n < HD / 8; ++n) {
+      *reinterpret_cast<uint32_t*>(dqb + t * a.q_strides[2] + 8 * n + 2 * qd) =
+          Pack<D>(dqa[n][2 * i] * a.scale, dqa[n][2 * i + 1] * a.scale);
+    }
+  }
+}
+
+bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+int64_t Tiles(int64_t n) { return (n + kTile - 1) / kTile; }
+
+template <typename Kernel>
+cudaError_t SetSmem(Kernel kernel, size_t bytes) {
+  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              static_cast<int>(bytes));
+}
+
+template <DT D, int HD>
+cudaError_t Forward(const AttentionDesc& d, const void* q, const void* k, const void* v,
+                    const void* mask, void* o, float* lse, cudaStream_t stream) {
+  const size_t smem = ForwardSmem(HD, d.mask_kind != 0);
+  cudaError_t e = SetSmem(TcForwardKernel<D, HD>, smem);
+  if (e != cudaSuccess) return e;
+  TcForwardKernel<D, HD>
+      <<<static_cast<unsigned>(d.b * d.h * Tiles(d.tq)), kThreads, smem, stream>>>(
+          d, static_cast<const S<D>*>(q), static_cast<const S<D>*>(k), static_cast<const S<D>*>(v),
+          mask, static_cast<S<D>*>(o), lse);
+  return cudaGetLastError();
+}
+
+template <DT D, int HD>
+cudaError_t Backward(const AttentionDesc& d, const void* q, const void* k, const void* v,
+                     const void* mask, const void* o, const void* d_o, const float* lse, void* dq,
+                     void* dk, void* dv, float* dsum, cudaStream_t stream) {
+  const int64_t rows = d.b * d.h * d.tq;
+  if (rows > 0) {
+    TcBackwardDotKernel<D><<<GridFor(rows * 32, 256), 256, 0, stream>>>(
+        d, static_cast<const S<D>*>(o), static_cast<const S<D>*>(d_o), dsum);
+  }
+  const bool masked = d.mask_kind != 0;
+  const int64_t kv_blocks = d.b * d.h * Tiles(d.tk);
+  if (kv_blocks > 0) {
+    const size_t smem = KvSmem(HD, masked);
+    cudaError_t e = SetSmem(TcBackwardKvKernel<D, HD>, smem);
+    if (e != cudaSuccess) return e;
+    TcBackwardKvKernel<D, HD><<<static_cast<unsigned>(kv_blocks), kThreads, smem, stream>>>(
+        d, static_cast<const S<D>*>(q), static_cast<const S<D>*>(k), static_cast<const S<D>*>(v),
+        mask, static_cast<const S<D>*>(d_o), lse, dsum, static_cast<S<D>*>(dk),
+        static_cast<S<D>*>(dv));
+  }
+  const int64_t q_blocks = d.b * d.h * Tiles(d.tq);
+  if (q_blocks > 0) {
+    const size_t smem = QSmem(HD, masked);
+    cudaError_t e = SetSmem(TcBackwardQKernel<D, HD>, smem);
+    if (e != cudaSuccess) return e;
+    TcBackwardQKernel<D, HD><<<static_cast<unsigned>(q_blocks), kThreads, smem, stream>>>(
+        d, static_cast<const S<D>*>(q), static_cast<const S<D>*>(k), static_cast<const S<D>*>(v),
+        mask, static_cast<const S<D>*>(d_o), lse, dsum, static_cast<S<D>*>(dq));
+  }
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+bool FlashAttentionTcSupported(DT dt, const AttentionDesc& d) {
+  if (dt != DT::kF16 && dt != DT::kBF16) return false;
+  if (d.d != d.dv || (d.d != 64 && d.d != 128)) return false;
+  if (d.b < 0 || d.h < 0 || d.tq < 0 || d.tk < 0) return false;
+  // 16-byte row loads: every row starts at a multiple of 8 elements.
+  for (const int64_t* s : {d.q_strides, d.k_strides, d.v_strides, d.o_strides}) {
+    for (int i = 0; i < 3; ++i) {
+      if (s[i] % 8 != 0) return false;
+    }
+  }
+  constexpr int64_t kMaxBlocks = int64_t{1} << 31;
+  return d.b * d.h * Tiles(d.tq) < kMaxBlocks && d.b * d.h * Tiles(d.tk) < kMaxBlocks;
+}
+
+cudaError_t LaunchFlashAttentionTc(DT dt, const AttentionDesc& d, const void* q, const void* k,
+                                   const void* v, const void* mask, void* o, float* lse,
+                                   cudaStream_t stream) {
+  if (!FlashAttentionTcSupported(dt, d)) return cudaErrorInvalidValue;
+  if (!Aligned16(q) || !Aligned16(k) || !Aligned16(v) || !Aligned16(o)) {
+    return cudaErrorMisalignedAddress;
+  }
+  if (d.b * d.h * d.tq == 0) return cudaSuccess;
+  const bool bf16 = dt == DT::kBF16;
+  if (d.d == 64) {
+    return bf16 ? Forward<DT::kBF16, 64>(d, q, k, v, mask, o, lse, stream)
+                : Forward<DT::kF16, 64>(d, q, k, v, mask, o, lse, stream);
+  }
+  return bf16 ? Forward<DT::kBF16, 128>(d, q, k, v, mask, o, lse, stream)
+              : Forward<DT::kF16, 128>(d, q, k, v, mask, o, lse, stream);
+}
+
+size_t FlashAttentionTcBackwardWorkspaceBytes(const AttentionDesc& d) {
+  return sizeof(float) * static_cast<size_t>(d.b * d.h * d.tq);
+}
+
+cudaError_t LaunchFlashAttentionTcBackward(DT dt, const AttentionDesc& d, const void* q,
+                                           const void* k, const void* v, const void* mask,
+                                           const void* o, const void* d_o, const float* lse,
+                                           void* dq, void* dk, void* dv, void* workspace,
+                                           cudaStream_t stream) {
+  if (!FlashAttentionTcSupported(dt, d)) return cudaErrorInvalidValue;
+  for (const void* p : {q, k, v, o, d_o, static_cast<const void*>(dq), static_cast<const void*>(dk),
+                        static_cast<const void*>(dv)}) {
+    if (!Aligned16(p)) return cudaErrorMisalignedAddress;
+  }
+  float* dsum = static_cast<float*>(workspace);
+  const bool bf16 = dt == DT::kBF16;
+  if (d.d == 64) {
+    return bf16 ? Backward<DT::kBF16, 64>(d, q, k, v, mask, o, d_o, lse, dq, dk, dv, dsum, stream)
+                : Backward<DT::kF16, 64>(d, q, k, v, mask, o, d_o, lse, dq, dk, dv, dsum, stream);
+  }
+  return bf16 ? Backward<DT::kBF16, 128>(d, q, k, v, mask, o, d_o, lse, dq, dk, dv, dsum, stream)
+              : Backward<DT::kF16, 128>(d, q, k, v, mask, o, d_o, lse, dq, dk, dv, dsum, stream);
+}
+
+}  // namespace ptc::cuda::kernels

@@ -1,0 +1,410 @@
+// The fused_elementwise code generator: golden source, indexing modes, deduplication, NVRTC
+// compiling every token for every float dtype and broadcast pattern (resource usage checked:
+// no spills, no stack), and the compile driver storing the kernels in a CUDA plan. No GPU
+// needed; the NVRTC tests skip when NVRTC cannot be loaded.
+#include "codegen/cuda/nvrtc_codegen.h"
+
+#include <chrono>
+#include <cstdio>
+#include <regex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "compiler/driver/driver.h"
+#include "compiler/ir/ops.h"
+#include "compiler/onnx/importer.h"
+#include "gtest/gtest.h"
+#include "models/models.h"
+#include "runtime/plan/plan.h"
+
+namespace ptc::cuda::codegen {
+namespace {
+
+using ir::DType;
+using ir::TensorType;
+
+struct Built {
+  std::unique_ptr<ir::Module> module;
+  ir::Node* node = nullptr;
+};
+
+Built Fused(std::vector<TensorType> inputs, std::vector<std::string> program,
+            std::vector<double> constants, ir::Shape shape, std::string fn = "main",
+            std::string out_name = "y") {
+  Built b;
+  b.module = std::make_unique<ir::Module>();
+  ir::Function* f = b.module->AddFunction(fn);
+  std::vector<ir::Value*> params;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    params.push_back(f->AddParam(absl::StrCat("p", i), inputs[i]));
+  }
+  ir::AttrMap attrs = {{"program", program}, {"shape", shape}};
+  if (!constants.empty()) attrs["constants"] = constants;
+  auto types = ir::InferTypes("fused_elementwise", inputs, attrs, 1);
+  EXPECT_TRUE(types.ok()) << types.status();
+  b.node = f->AddNode("fused_elementwise", params, *types, attrs, "", {out_name});
+  f->set_results({b.node->output()});
+  return b;
+}
+
+// The text with the kernel's hashed name replaced by NAME (the name is checked separately).
+std::string Normalized(const FusedSource& s) {
+  return absl::StrReplaceAll(s.source, {{s.name, "NAME"}});
+}
+
+TEST(FusedCodegen, GoldenBiasGeluF32) {
+  Built b = Fused({{DType::kF32, {8, 1024}}, {DType::kF32, {1024}}}, {"x0", "x1", "add", "gelu"},
+                  {}, {8, 1024});
+  auto src = GenerateFusedElementwise(*b.node);
+  ASSERT_TRUE(src.ok()) << src.status();
+  EXPECT_TRUE(std::regex_match(src->name, std::regex("ptc_fused_[0-9a-f]{16}"))) << src->name;
+  EXPECT_EQ(src->num_operands, 2);
+  EXPECT_EQ(src->elements, 8192);
+  EXPECT_EQ(Normalized(*src),
+            R"(// ptc fused_elementwise -> f32[8,1024]
+// program: x0 x1 add gelu
+// operands: f32[8,1024], f32[1024]
+// merged dims: [8,1024], 32-bit indexing
+extern "C" __global__ void __launch_bounds__(256)
+NAME(const float* __restrict__ x0, const float* __restrict__ x1, float* __restrict__ out) {
+  for (unsigned i = blockIdx.x * 256u + threadIdx.x; i < 8192u; i += gridDim.x * 256u) {
+    const float a0 = __ldg(x0 + i);
+    const float a1 = __ldg(x1 + i % 1024u);
+    const float t0 = a0 + a1;
+    const float t1 = 0.5f * t0 * (1.0f + erff(t0 * 0.70710678118654752440f));
+    out[i] = t1;
+  }
+}
+)");
+}
+
+// bf16: f32 math, RNE store; a scalar operand hoisted out of the loop; an operand broadcast in
+// the middle ([4,1,6] against [4,5,6]) through coordinates; constants as exact literals.
+TEST(FusedCodegen, GoldenBf16ScalarAndGeneralBroadcast) {
+  Built b = Fused({{DType::kBF16, {4, 1, 6}}, {DType::kBF16, {1}}, {DType::kBF16, {4, 5, 6}}},
+                  {"x0", "x1", "mul", "c0", "max", "x2", "add"}, {0.1, -2.0}, {4, 5, 6});
+  auto src = GenerateFusedElementwise(*b.node);
+  ASSERT_TRUE(src.ok()) << src.status();
+  EXPECT_EQ(Normalized(*src),
+            R"(// ptc fused_elementwise -> bf16[4,5,6]
+// program: x0 x1 mul c0 max x2 add
+// constants: 0.10000000000000001, -2.0
+// operands: bf16[4,1,6], bf16[1], bf16[4,5,6]
+// merged dims: [4,5,6], 32-bit indexing
+__device__ __forceinline__ float ptc_bf2f(unsigned short h) {
+  return __uint_as_float(static_cast<unsigned>(h) << 16);
+}
+__device__ __forceinline__ unsigned short ptc_f2bf(float f) {
+  unsigned u = __float_as_uint(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<unsigned short>((u >> 16) | 0x40u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<unsigned short>(u >> 16);
+}
+extern "C" __global__ void __launch_bounds__(256)
+NAME(const unsigned short* __restrict__ x0, const unsigned short* __restrict__ x1, const unsigned short* __restrict__ x2, unsigned short* __restrict__ out) {
+  const float k0 = 0.100000001f;
+  const float a1 = ptc_bf2f(__ldg(x1));
+  for (unsigned i = blockIdx.x * 256u + threadIdx.x; i < 120u; i += gridDim.x * 256u) {
+    unsigned r = i;
+    const unsigned c2 = r % 6u;
+    r /= 6u;
+    const unsigned c1 = r % 5u;
+    r /= 5u;
+    const unsigned c0 = r;
+    const float a0 = ptc_bf2f(__ldg(x0 + c0 * 6u + c2));
+    const float a2 = ptc_bf2f(__ldg(x2 + i));
+    const float t0 = a0 * a1;
+    const float t1 = (t0 > k0 || t0 != t0) ? t0 : k0;
+    const float t2 = t1 + a2;
+    out[i] = ptc_f2bf(t2);
+  }
+}
+)");
+}
+
+TEST(FusedCodegen, SixtyFourBitIndexingAndRowBroadcast) {
+  // 2^31 elements: 64-bit indices. [N,1] against [N,C] reads x1 at i / C (a general operand
+  // whose only stride is the row).
+  Built b = Fused({{DType::kF64, {int64_t{1} << 24, 128}}, {DType::kF64, {int64_t{1} << 24, 1}}},
+                  {"x0", "x1", "sub", "exp"}, {}, {int64_t{1} << 24, 128});
+  auto src = GenerateFusedElementwise(*b.node);
+  ASSERT_TRUE(src.ok()) << src.status();
+  EXPECT_NE(src->source.find("for (long long i = static_cast<long long>(blockIdx.x) * 256 + "
+                             "threadIdx.x; i < 2147483648ll;"),
+            std::string::npos)
+      << src->source;
+  EXPECT_NE(src->source.find("const double a1 = __ldg(x1 + c0);"), std::string::npos)
+      << src->source;
+  EXPECT_NE(src->source.find("const double t1 = exp(t0);"), std::string::npos) << src->source;
+  // Just under 2^31: 32-bit.
+  Built s = Fused({{DType::kF32, {(int64_t{1} << 31) - 1}}}, {"x0", "neg"}, {},
+                  {(int64_t{1} << 31) - 1});
+  auto s32 = GenerateFusedElementwise(*s.node);
+  ASSERT_TRUE(s32.ok()) << s32.status();
+  EXPECT_NE(s32->source.find("for (unsigned i ="), std::string::npos);
+}
+
+TEST(FusedCodegen, SourceDependsOnWhatIsComputedNotOnNames) {
+  Built a = Fused({{DType::kF32, {4, 8}}}, {"x0", "c0", "mul"}, {0.5}, {4, 8}, "main", "a");
+  Built b = Fused({{DType::kF32, {4, 8}}}, {"x0", "c0", "mul"}, {0.5}, {4, 8}, "eval", "b");
+  Built c = Fused({{DType::kF32, {4, 8}}}, {"x0", "c0", "mul"}, {0.25}, {4, 8});
+  Built d = Fused({{DType::kF16, {4, 8}}}, {"x0", "c0", "mul"}, {0.5}, {4, 8});
+  auto sa = GenerateFusedElementwise(*a.node), sb = GenerateFusedElementwise(*b.node);
+  auto sc = GenerateFusedElementwise(*c.node), sd = GenerateFusedElementwise(*d.node);
+  ASSERT_TRUE(sa.ok() && sb.ok() && sc.ok() && sd.ok());
+  EXPECT_EQ(sa->source, sb->source);
+  EXPECT_EQ(sa->name, sb->name);
+  EXPECT_NE(sa->name, sc->name);
+  EXPECT_NE(sa->name, sd->name);
+  // Generating twice gives the same text.
+  EXPECT_EQ(GenerateFusedElementwise(*a.node)->source, sa->source);
+}
+
+TEST(FusedCodegen, RejectsWhatItCannotGenerate) {
+  Built empty = Fused({{DType::kF32, {0, 4}}}, {"x0", "neg"}, {}, {0, 4});
+  EXPECT_FALSE(GenerateFusedElementwise(*empty.node).ok());
+  Built bad = Fused({{DType::kF32, {4}}}, {"x0", "neg"}, {}, {4});
+  bad.node->set_attr("program", std::vector<std::string>{"x0", "frobnicate"});
+  auto s = GenerateFusedElementwise(*bad.node);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("unknown program token 'frobnicate'"), std::string::npos);
+  bad.node->set_attr("program", std::vector<std::string>{"x0", "x3", "add"});
+  EXPECT_NE(GenerateFusedElementwise(*bad.node).status().message().find("out of range"),
+            std::string::npos);
+}
+
+TEST(FusedCodegen, ValidatesArch) {
+  EXPECT_TRUE(ValidateCudaArch("sm_90").ok());
+  EXPECT_TRUE(ValidateCudaArch("sm_90a").ok());
+  EXPECT_TRUE(ValidateCudaArch("sm_100").ok());
+  EXPECT_FALSE(ValidateCudaArch("90").ok());
+  EXPECT_FALSE(ValidateCudaArch("compute_90").ok());
+  EXPECT_FALSE(ValidateCudaArch("sm_9").ok());
+  EXPECT_FALSE(ValidateCudaArch("sm_90 --foo").ok());
+}
+
+// ------------------------------------------------------------------------------------ NVRTC
+
+#define PTC_SKIP_WITHOUT_NVRTC()                                                       \
+  do {                                                                                 \
+    const NvrtcInfo nv_ = GetNvrtc();                                                  \
+    if (!nv_.available) GTEST_SKIP() << "SKIPPED: NVRTC not available (" << nv_.why << ")"; \
+  } while (0)
+
+std::vector<std::string> EveryTokenProgram() {
+  // Every unary token in a chain, then every binary one against x1, then a constant.
+  std::vector<std::string> p = {"x0"};
+  for (const char* u : {"neg", "abs", "sqrt", "reciprocal", "exp", "log", "erf", "tanh",
+                        "sigmoid", "relu", "floor", "ceil", "identity", "gelu", "gelu_tanh"}) {
+    p.push_back(u);
+  }
+  for (const char* bin : {"add", "sub", "mul", "div", "pow", "max", "min"}) {
+    p.push_back("x1");
+    p.push_back(bin);
+  }
+  p.push_back("c0");
+  p.push_back("add");
+  return p;
+}
+
+struct CompileCase {
+  std::string name;
+  std::vector<TensorType> inputs;
+  std::vector<std::string> program;
+  ir::Shape shape;
+};
+
+std::vector<CompileCase> CompileCases() {
+  std::vector<CompileCase> cs;
+  for (DType d : {DType::kF32, DType::kF16, DType::kBF16, DType::kF64}) {
+    const std::string n(ir::DTypeName(d));
+    cs.push_back({"every_token_suffix_" + n, {{d, {4, 33}}, {d, {33}}}, EveryTokenProgram(),
+                  {4, 33}});
+    cs.push_back({"every_token_general_" + n, {{d, {4, 1, 6}}, {d, {5, 1}}}, EveryTokenProgram(),
+                  {4, 5, 6}});
+    cs.push_back({"scalar_" + n, {{d, {1}}, {d, {3, 7}}}, {"x1", "x0", "div", "c0", "pow"},
+                  {3, 7}});
+  }
+  cs.push_back({"index64_f32", {{DType::kF32, {int64_t{1} << 23, 256}}, {DType::kF32, {256}}},
+                {"x0", "x1", "mul", "gelu_tanh"}, {int64_t{1} << 23, 256}});
+  cs.push_back({"rank6_general_f32",
+                {{DType::kF32, {2, 1, 3, 1, 5, 1}}, {DType::kF32, {1, 4, 1, 2, 1, 3}}},
+                {"x0", "x1", "sub", "sigmoid"}, {2, 4, 3, 2, 5, 3}});
+  return cs;
+}
+
+TEST(NvrtcCompile, EveryTokenDtypeAndBroadcastCompilesWithoutSpills) {
+  PTC_SKIP_WITHOUT_NVRTC();
+  double total = 0;
+  int count = 0;
+  for (const CompileCase& c : CompileCases()) {
+    Built b = Fused(c.inputs, c.program, {1.5}, c.shape);
+    auto src = GenerateFusedElementwise(*b.node);
+    ASSERT_TRUE(src.ok()) << c.name << ": " << src.status();
+    auto bin = CompileToCubin(src->name, src->source, kDefaultCudaArch);
+    ASSERT_TRUE(bin.ok()) << c.name << ": " << bin.status() << "\n" << src->source;
+    EXPECT_EQ(bin->cubin.substr(0, 4), "\x7f" "ELF") << c.name;
+    EXPECT_GT(bin->registers, 0) << c.name << ": " << bin->log;
+    EXPECT_LE(bin->registers, 64) << c.name << ": " << bin->log;
+    EXPECT_EQ(bin->spill_bytes, 0) << c.name << ": " << bin->log;
+    EXPECT_EQ(bin->stack_bytes, 0) << c.name << ": " << bin->log;
+    std::printf("  %-28s %3d registers  %6zu-byte cubin  %.3f s\n", c.name.c_str(),
+                bin->registers, bin->cubin.size(), bin->seconds);
+    total += bin->seconds;
+    ++count;
+  }
+  std::printf("  NVRTC %s: %d kernels, %.3f s per kernel\n", GetNvrtc().version.c_str(), count,
+              total / count);
+}
+
+TEST(NvrtcCompile, ErrorsCarryTheLog) {
+  PTC_SKIP_WITHOUT_NVRTC();
+  auto bin = CompileToCubin("broken", "extern \"C\" __global__ void broken() { undeclared(); }",
+                            kDefaultCudaArch);
+  ASSERT_FALSE(bin.ok());
+  EXPECT_NE(bin.status().message().find("undeclared"), std::string::npos) << bin.status();
+  EXPECT_FALSE(CompileToCubin("k", "", "sm9").ok());
+}
+
+TEST(NvrtcCompile, MissingNvrtcMeansNoKernels) {
+  Built b = Fused({{DType::kF32, {4, 8}}}, {"x0", "exp"}, {}, {4, 8});
+  GenerateOptions o;
+  o.nvrtc_library = "/nonexistent/libnvrtc.so";
+  GenerateReport r;
+  auto ks = GenerateCudaKernels(*b.module, o, &r);
+  ASSERT_TRUE(ks.ok()) << ks.status();
+  EXPECT_TRUE(ks->empty());
+  EXPECT_EQ(r.nodes, 1);
+  EXPECT_NE(r.note.find("NVRTC not found"), std::string::npos) << r.note;
+}
+
+// Three nodes, two of them identical (in two functions): two kernels, the shared one naming
+// both nodes.
+TEST(NvrtcCompile, GenerateCudaKernelsDeduplicates) {
+  PTC_SKIP_WITHOUT_NVRTC();
+  auto m = std::make_unique<ir::Module>();
+  for (const char* fn : {"main", "eval"}) {
+    ir::Function* f = m->AddFunction(fn);
+    ir::Value* x = f->AddParam("x", {DType::kF32, {4, 8}});
+    ir::AttrMap attrs = {{"program", std::vector<std::string>{"x0", "tanh"}},
+                         {"shape", std::vector<int64_t>{4, 8}}};
+    ir::Node* n = f->AddNode("fused_elementwise", {x}, {{DType::kF32, {4, 8}}}, attrs, "", {"t"});
+    if (std::string(fn) == "main") {
+      attrs["program"] = std::vector<std::string>{"x0", "exp"};
+      ir::Node* e = f->AddNode("fused_elementwise", {x}, {{DType::kF32, {4, 8}}}, attrs, "", {"e"});
+      f->set_results({n->output(), e->output()});
+    } else {
+      f->set_results({n->output()});
+    }
+  }
+  GenerateReport r;
+  auto ks = GenerateCudaKernels(*m, GenerateOptions{}, &r);
+  ASSERT_TRUE(ks.ok()) << ks.status();
+  ASSERT_EQ(ks->size(), 2u);
+  EXPECT_EQ(r.nodes, 3);
+  EXPECT_EQ(r.kernels, 2);
+  EXPECT_EQ((*ks)[0].nodes, (std::vector<std::string>{"@main %t", "@eval %t"}));
+  EXPECT_EQ((*ks)[1].nodes, (std::vector<std::string>{"@main %e"}));
+  EXPECT_EQ((*ks)[0].arch, "sm_90");
+  EXPECT_FALSE((*ks)[0].cubin.empty());
+  EXPECT_EQ((*ks)[0].spill_bytes, 0);
+}
+
+absl::StatusOr<plan::Plan> TinyGpt(const std::string& target, bool train, bool codegen = true,
+                                   const std::string& precision = "fp32") {
+  auto config = models::Gpt2Preset("tiny");
+  if (!config.ok()) return config.status();
+  config->with_loss = train;
+  auto model = models::BuildGpt2(*config);
+  if (!model.ok()) return model.status();
+  onnx_import::ImportOptions io;
+  io.dims = {{"batch", 2}, {"seq", 16}};
+  auto module = onnx_import::ImportOnnxBytes(model->SerializeAsString(), "", "gpt2-tiny", io);
+  if (!module.ok()) return module.status();
+  driver::CompileOptions o;
+  o.target = target;
+  o.train = train;
+  o.dims = io.dims;
+  o.cuda_codegen = codegen;
+  o.precision = precision;
+  return driver::CompileModule(*std::move(module), o);
+}
+
+// `ptc compile --target cuda` stores a kernel for every fused_elementwise node (the fp32
+// training step and the bf16 inference graph of the tiny GPT have some; the fp32 inference
+// graph has none: its GELUs are in fused_matmul epilogues); the plan file keeps them;
+// --target cpu and cuda_codegen = false store none.
+TEST(NvrtcCompile, CudaPlanStoresKernelsForEveryFusedNode) {
+  PTC_SKIP_WITHOUT_NVRTC();
+  for (bool train : {true, false}) {
+    const std::string precision = train ? "fp32" : "bf16";
+    const auto t0 = std::chrono::steady_clock::now();
+    auto plan = TinyGpt("cuda", train, /*codegen=*/true, precision);
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    std::printf("  tiny GPT (%s, %s): %zu kernels, compile %.2f s\n",
+                train ? "train" : "inference", precision.c_str(), plan->cuda_kernels.size(),
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    ASSERT_GE(plan->cuda_kernels.size(), 1u);
+    EXPECT_EQ(plan->options.at("cuda_arch"), "sm_90");
+    std::set<std::string> covered;
+    for (const plan::CudaKernel& k : plan->cuda_kernels) {
+      EXPECT_EQ(k.spill_bytes, 0) << k.name;
+      for (const std::string& n : k.nodes) covered.insert(n);
+    }
+    for (const auto& fn : plan->module->functions()) {
+      for (const auto& n : fn->nodes()) {
+        if (n->op() != "fused_elementwise") continue;
+        const std::string key = absl::StrCat("@", fn->name(), " %", n->output()->name());
+        EXPECT_TRUE(covered.count(key)) << key;
+        // The stored source is what the runtime regenerates for the node.
+        auto src = GenerateFusedElementwise(*n);
+        ASSERT_TRUE(src.ok());
+        bool found = false;
+        for (const plan::CudaKernel& k : plan->cuda_kernels) found |= k.source == src->source;
+        EXPECT_TRUE(found) << key;
+      }
+    }
+    const std::string path = ::testing::TempDir() + "/nvrtc_codegen_test.plan";
+    ASSERT_TRUE(plan::SavePlan(*plan, path).ok());
+    auto loaded = plan::LoadPlan(path);
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    ASSERT_EQ(loaded->cuda_kernels.size(), plan->cuda_kernels.size());
+    for (size_t i = 0; i < plan->cuda_kernels.size(); ++i) {
+      EXPECT_EQ(loaded->cuda_kernels[i].cubin, plan->cuda_kernels[i].cubin);
+      EXPECT_EQ(loaded->cuda_kernels[i].source, plan->cuda_kernels[i].source);
+      EXPECT_EQ(loaded->cuda_kernels[i].nodes, plan->cuda_kernels[i].nodes);
+    }
+    std::remove(path.c_str());
+    std::remove((path + ".weights").c_str());
+  }
+  auto cpu = TinyGpt("cpu", false);
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  EXPECT_TRUE(cpu->cuda_kernels.empty());
+  auto off = TinyGpt("cuda", false, /*codegen=*/false);
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_TRUE(off->cuda_kernels.empty());
+}
+
+TEST(NvrtcCompile, BadArchIsACompileError) {
+  auto config = models::Gpt2Preset("tiny");
+  ASSERT_TRUE(config.ok());
+  auto model = models::BuildGpt2(*config);
+  ASSERT_TRUE(model.ok());
+  onnx_import::ImportOptions io;
+  io.dims = {{"batch", 1}, {"seq", 4}};
+  auto module = onnx_import::ImportOnnxBytes(model->SerializeAsString(), "", "gpt2-tiny", io);
+  ASSERT_TRUE(module.ok());
+  driver::CompileOptions o;
+  o.target = "cuda";
+  o.dims = io.dims;
+  o.cuda_arch = "hopper";
+  auto plan = driver::CompileModule(*std::move(module), o);
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.status().message().find("must look like sm_90"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ptc::cuda::codegen

@@ -1,0 +1,301 @@
+#!/usr/bin/env python3
+# Lane-level emulation of codegen/cuda/attention_tc.cu, for machines without a GPU: the three
+# tensor-core kernels (forward, dK/dV, dQ) ported loop for loop with the kernel's shared-memory
+# index math, fragment loads and C -> A repacking, with mma.m16n8k16 defined from the PTX ISA's
+# fragment tables (A: a[0] rows g / cols 2q.., a[1] rows g+8, a[2] cols +8, a[3] both; B: b[0]
+# k = 2q.., b[1] k = 2q+8.., n = g; C: c[0..1] row g, c[2..3] row g+8). float64 and no rounding:
+# it checks the index logic (which element goes where, masks, ragged tiles, skipped tiles,
+# layouts, Tq != Tk) against a naive reference to ~1e-15, not the numerics. A port, so keep it
+# in step with the .cu file; run: python3 tests/cuda/attention_tc_emulate.py (numpy; ~5 s).
+import numpy as np, math, sys
+L = np.arange(32); G = L >> 2; Q = L & 3
+TILE, PAD = 64, 8; TLD = TILE + PAD
+NEG = -np.inf
+
+def mma(c, a, b0, b1):
+    # c [32,4]; a [32,4,2] (pairs lo, hi); b0, b1 [32,2]
+    A = np.zeros((16, 16)); B = np.zeros((16, 8)); C = np.zeros((16, 8))
+    A[G, 2*Q] = a[:, 0, 0]; A[G, 2*Q+1] = a[:, 0, 1]
+    A[G+8, 2*Q] = a[:, 1, 0]; A[G+8, 2*Q+1] = a[:, 1, 1]
+    A[G, 2*Q+8] = a[:, 2, 0]; A[G, 2*Q+9] = a[:, 2, 1]
+    A[G+8, 2*Q+8] = a[:, 3, 0]; A[G+8, 2*Q+9] = a[:, 3, 1]
+    B[2*Q, G] = b0[:, 0]; B[2*Q+1, G] = b0[:, 1]; B[2*Q+8, G] = b1[:, 0]; B[2*Q+9, G] = b1[:, 1]
+    C[G, 2*Q] = c[:, 0]; C[G, 2*Q+1] = c[:, 1]; C[G+8, 2*Q] = c[:, 2]; C[G+8, 2*Q+1] = c[:, 3]
+    with np.errstate(invalid='ignore'):
+        D = A @ B + C
+    out = np.empty((32, 4)); out[:, 0] = D[G, 2*Q]; out[:, 1] = D[G, 2*Q+1]
+    out[:, 2] = D[G+8, 2*Q]; out[:, 3] = D[G+8, 2*Q+1]
+    return out
+
+def ld32(arr, p):  # p: [32] int offsets
+    return np.stack([arr[p], arr[p+1]], axis=1)
+
+def loadA(tile, ld, r0, c0):
+    p = tile_off = (r0 + G) * ld + c0 + 2*Q
+    return np.stack([ld32(tile, p), ld32(tile, p + 8*ld), ld32(tile, p + 8), ld32(tile, p + 8*ld + 8)], axis=1)
+
+def pack(c0, c1):  # [32] each -> [32,2]
+    return np.stack([c0, c1], axis=1)
+
+class Desc: pass
+
+def load_tile(HD, rows, cols, src, base, ld, r0, n_rows):
+    chunks = HD // 8
+    for i in range(TILE * chunks):
+        r, c = i // chunks, (i % chunks) * 8
+        v = src[base + (r0 + r) * ld + c: base + (r0 + r) * ld + c + 8] if r0 + r < n_rows else np.zeros(8)
+        if rows is not None: rows[r * (HD + PAD) + c: r * (HD + PAD) + c + 8] = v
+        if cols is not None:
+            for j in range(8): cols[(c + j) * TLD + r] = v[j]
+
+def load_bias(a, mask, b, h, t0, k0, key_major, bias):
+    base = b * a.ms[0] + h * a.ms[1]; opened = False
+    for i in range(TILE * TILE):
+        ti, kj = i // TILE, i % TILE; t, key = t0 + ti, k0 + kj; x = NEG
+        if t < a.tq and key < a.tk:
+            mi = base + t * a.ms[2] + key * a.ms[3]
+            x = (NEG if mask[mi] else 0.0) if a.mask_kind == 1 else mask[mi]
+        opened |= x != NEG
+        bias[kj * TLD + ti if key_major else ti * TLD + kj] = x
+    return opened
+
+def loadA_global(base_arr, base, ld, r_lo, n_rows, c0):
+    out = np.zeros((32, 4, 2))
+    for lane in range(32):
+        g, q = lane >> 2, lane & 3; rl = r_lo + g; rh = rl + 8
+        for (i, r, dc) in ((0, rl, 0), (1, rh, 0), (2, rl, 8), (3, rh, 8)):
+            if r < n_rows:
+                p = base + r * ld + c0 + 2*q + dc; out[lane, i] = base_arr[p:p+2]
+    return out
+
+def forward(a, HD, q, k, v, mask, o, lse):
+    q_tiles = -(-a.tq // TILE)
+    for blk in range(a.b * a.h * q_tiles):
+        bh, t0 = blk // q_tiles, (blk % q_tiles) * TILE; b, h = bh // a.h, bh % a.h
+        ks = np.zeros(TILE * (HD + PAD)); vt = np.zeros(HD * TLD); bias = np.zeros(TILE * TLD)
+        kLd = HD + PAD
+        qb, kb, vb = b*a.qs[0] + h*a.qs[1], b*a.ks[0] + h*a.ks[1], b*a.vs[0] + h*a.vs[1]
+        W = []
+        for warp in range(4):
+            wr = warp * 16
+            W.append(dict(wr=wr, r_lo=t0 + wr, qf=[loadA_global(q, qb, a.qs[2], t0 + wr, a.tq, 16*kk) for kk in range(HD // 16)],
+                          acc=np.zeros((HD // 8, 32, 4)), m=np.full((32, 2), NEG), l=np.zeros((32, 2))))
+        for k0 in range(0, a.tk, TILE):
+            if a.mask_kind != 0 and not load_bias(a, mask, b, h, t0, k0, False, bias): continue
+            load_tile(HD, ks, None, k, kb, a.ks[2], k0, a.tk)
+            load_tile(HD, None, vt, v, vb, a.vs[2], k0, a.tk)
+            nk = min(TILE, a.tk - k0)
+            for w in W:
+                wr = w['wr']; s = np.zeros((8, 32, 4))
+                for j in range(8):
+                    for kk in range(HD // 16):
+                        kr = (8*j + G) * kLd + 16*kk + 2*Q
+                        s[j] = mma(s[j], w['qf'][kk], ld32(ks, kr), ld32(ks, kr + 8))
+                for j in range(8):
+                    for e in range(4):
+                        row = wr + G + 8 * (e >> 1); key = 8*j + 2*Q + (e & 1)
+                        x = s[j][:, e] * a.scale
+                        if a.mask_kind: x = x + bias[row * TLD + key]
+                        s[j][:, e] = np.where(key < nk, x, NEG)
+                mt = np.full((32, 2), NEG)
+                for j in range(8):
+                    mt[:, 0] = np.maximum(mt[:, 0], np.maximum(s[j][:, 0], s[j][:, 1]))
+                    mt[:, 1] = np.maximum(mt[:, 1], np.maximum(s[j][:, 2], s[j][:, 3]))
+                # quad reductions: xor 1, 2
+                for x in (1, 2): mt = np.maximum(mt, mt[L ^ x])
+                m_new = np.maximum(w['m'], mt); mu = np.where(m_new == NEG, 0.0, m_new)
+                alpha = np.exp(w['m'] - mu); w['m'] = m_new
+                rs = np.zeros((32, 2))
+                for j in range(8):
+                    for e in range(4):
+                        p = np.exp(s[j][:, e] - mu[:, e >> 1]); s[j][:, e] = p; rs[:, e >> 1] += p
+                for x in (1, 2): rs = rs + rs[L ^ x]
+                w['l'] = w['l'] * alpha + rs
+                w['acc'][:, :, 0] *= alpha[:, 0]; w['acc'][:, :, 1] *= alpha[:, 0]
+                w['acc'][:, :, 2] *= alpha[:, 1]; w['acc'][:, :, 3] *= alpha[:, 1]
+                for kk in range(4):
+                    pa = np.stack([pack(s[2*kk][:, 0], s[2*kk][:, 1]), pack(s[2*kk][:, 2], s[2*kk][:, 3]),
+                                   pack(s[2*kk+1][:, 0], s[2*kk+1][:, 1]), pack(s[2*kk+1][:, 2], s[2*kk+1][:, 3])], axis=1)
+                    for n in range(HD // 8):
+                        vr = (8*n + G) * TLD + 16*kk + 2*Q
+                        w['acc'][n] = mma(w['acc'][n], pa, ld32(vt, vr), ld32(vt, vr + 8))
+        ob = b*a.os[0] + h*a.os[1]
+        for w in W:
+            for lane in range(32):
+                g, qd = lane >> 2, lane & 3
+                for i in range(2):
+                    t = w['r_lo'] + g + 8*i
+                    if t >= a.tq: continue
+                    l = w['l'][lane, i]; inv = 1 / l if l > 0 else np.nan
+                    for n in range(HD // 8):
+                        p = ob + t * a.os[2] + 8*n + 2*qd
+                        o[p] = w['acc'][n][lane, 2*i] * inv; o[p+1] = w['acc'][n][lane, 2*i+1] * inv
+                    if qd == 0: lse[bh * a.tq + t] = w['m'][lane, i] + (np.log(l) if l > 0 else NEG)
+
+def backward_kv(a, HD, q, k, v, mask, d_o, lse, dsum, dk, dv):
+    k_tiles = -(-a.tk // TILE); kLd = HD + PAD
+    for blk in range(a.b * a.h * k_tiles):
+        bh, k0 = blk // k_tiles, (blk % k_tiles) * TILE; b, h = bh // a.h, bh % a.h
+        ks = np.zeros(TILE*kLd); vs = np.zeros(TILE*kLd); qs = np.zeros(TILE*kLd); dos = np.zeros(TILE*kLd)
+        qt = np.zeros(HD*TLD); dot = np.zeros(HD*TLD); bias = np.zeros(TILE*TLD)
+        lse_s = np.zeros(TILE); dsum_s = np.zeros(TILE)
+        qb, dob = b*a.qs[0] + h*a.qs[1], b*a.os[0] + h*a.os[1]; row0 = bh * a.tq
+        load_tile(HD, ks, None, k, b*a.ks[0] + h*a.ks[1], a.ks[2], k0, a.tk)
+        load_tile(HD, vs, None, v, b*a.vs[0] + h*a.vs[1], a.vs[2], k0, a.tk)
+        dka = np.zeros((4, HD // 8, 32, 4)); dva = np.zeros((4, HD // 8, 32, 4))
+        for t0 in range(0, a.tq, TILE):
+            if a.mask_kind != 0 and not load_bias(a, mask, b, h, t0, k0, True, bias): continue
+            load_tile(HD, qs, qt, q, qb, a.qs[2], t0, a.tq)
+            load_tile(HD, dos, dot, d_o, dob, a.os[2], t0, a.tq)
+            for i in range(TILE):
+                inn = t0 + i < a.tq
+                lse_s[i] = lse[row0 + t0 + i] if inn else NEG; dsum_s[i] = dsum[row0 + t0 + i] if inn else 0
+            for warp in range(4):
+                wr = warp * 16
+                for qc in range(4):
+                    st = np.zeros((2, 32, 4)); dpt = np.zeros((2, 32, 4))
+                    for kk in range(HD // 16):
+                        ka = loadA(ks, kLd, wr, 16*kk); va = loadA(vs, kLd, wr, 16*kk)
+                        for jj in range(2):
+                            off = (16*qc + 8*jj + G) * kLd + 16*kk + 2*Q
+                            st[jj] = mma(st[jj], ka, ld32(qs, off), ld32(qs, off + 8))
+                            dpt[jj] = mma(dpt[jj], va, ld32(dos, off), ld32(dos, off + 8))
+                    for jj in range(2):
+                        for e in range(4):
+                            key = wr + G + 8*(e >> 1); qi = 16*qc + 8*jj + 2*Q + (e & 1)
+                            x = st[jj][:, e] * a.scale
+                            if a.mask_kind: x = x + bias[key * TLD + qi]
+                            lt = lse_s[qi]
+                            with np.errstate(invalid='ignore', over='ignore'):
+                                p = np.where((x == NEG) | (lt == NEG), 0.0, np.exp(x - lt))
+                            st[jj][:, e] = p; dpt[jj][:, e] = p * (dpt[jj][:, e] - dsum_s[qi])
+                    pa = np.stack([pack(st[0][:, 0], st[0][:, 1]), pack(st[0][:, 2], st[0][:, 3]), pack(st[1][:, 0], st[1][:, 1]), pack(st[1][:, 2], st[1][:, 3])], axis=1)
+                    da = np.stack([pack(dpt[0][:, 0], dpt[0][:, 1]), pack(dpt[0][:, 2], dpt[0][:, 3]), pack(dpt[1][:, 0], dpt[1][:, 1]), pack(dpt[1][:, 2], dpt[1][:, 3])], axis=1)
+                    for n in range(HD // 8):
+                        off = (8*n + G) * TLD + 16*qc + 2*Q
+                        dva[warp][n] = mma(dva[warp][n], pa, ld32(dot, off), ld32(dot, off + 8))
+                        dka[warp][n] = mma(dka[warp][n], da, ld32(qt, off), ld32(qt, off + 8))
+        dkb, dvb = b*a.ks[0] + h*a.ks[1], b*a.vs[0] + h*a.vs[1]
+        for warp in range(4):
+            for lane in range(32):
+                g, qd = lane >> 2, lane & 3
+                for i in range(2):
+                    key = k0 + warp*16 + g + 8*i
+                    if key >= a.tk: continue
+                    for n in range(HD // 8):
+                        c = 8*n + 2*qd
+                        dk[dkb + key*a.ks[2] + c: dkb + key*a.ks[2] + c + 2] = dka[warp][n][lane, 2*i:2*i+2] * a.scale
+                        dv[dvb + key*a.vs[2] + c: dvb + key*a.vs[2] + c + 2] = dva[warp][n][lane, 2*i:2*i+2]
+
+def backward_q(a, HD, q, k, v, mask, d_o, lse, dsum, dq):
+    q_tiles = -(-a.tq // TILE); kLd = HD + PAD
+    for blk in range(a.b * a.h * q_tiles):
+        bh, t0 = blk // q_tiles, (blk % q_tiles) * TILE; b, h = bh // a.h, bh % a.h
+        ks = np.zeros(TILE*kLd); vs = np.zeros(TILE*kLd); kt = np.zeros(HD*TLD); bias = np.zeros(TILE*TLD)
+        qb, dob = b*a.qs[0] + h*a.qs[1], b*a.os[0] + h*a.os[1]
+        kb, vb = b*a.ks[0] + h*a.ks[1], b*a.vs[0] + h*a.vs[1]
+        W = []
+        for warp in range(4):
+            wr = warp*16; r_lo = t0 + wr
+            lt = np.zeros((32, 2)); dr = np.zeros((32, 2))
+            for i in range(2):
+                t = r_lo + G + 8*i
+                lt[:, i] = [lse[bh*a.tq + x] if x < a.tq else NEG for x in t]
+                dr[:, i] = [dsum[bh*a.tq + x] if x < a.tq else 0 for x in t]
+            W.append(dict(wr=wr, r_lo=r_lo, lt=lt, dr=dr, dqa=np.zeros((HD // 8, 32, 4)),
+                          qf=[loadA_global(q, qb, a.qs[2], r_lo, a.tq, 16*kk) for kk in range(HD // 16)],
+                          of=[loadA_global(d_o, dob, a.os[2], r_lo, a.tq, 16*kk) for kk in range(HD // 16)]))
+        for k0 in range(0, a.tk, TILE):
+            if a.mask_kind != 0 and not load_bias(a, mask, b, h, t0, k0, False, bias): continue
+            load_tile(HD, ks, kt, k, kb, a.ks[2], k0, a.tk); load_tile(HD, vs, None, v, vb, a.vs[2], k0, a.tk)
+            nk = min(TILE, a.tk - k0)
+            for w in W:
+                for kc in range(4):
+                    s = np.zeros((2, 32, 4)); dp = np.zeros((2, 32, 4))
+                    for kk in range(HD // 16):
+                        for jj in range(2):
+                            off = (16*kc + 8*jj + G) * kLd + 16*kk + 2*Q
+                            s[jj] = mma(s[jj], w['qf'][kk], ld32(ks, off), ld32(ks, off + 8))
+                            dp[jj] = mma(dp[jj], w['of'][kk], ld32(vs, off), ld32(vs, off + 8))
+                    for jj in range(2):
+                        for e in range(4):
+                            i = e >> 1; row = w['wr'] + G + 8*i; key = 16*kc + 8*jj + 2*Q + (e & 1)
+                            x = s[jj][:, e] * a.scale
+                            if a.mask_kind: x = x + bias[row * TLD + key]
+                            with np.errstate(invalid='ignore', over='ignore'):
+                                p = np.where((key >= nk) | (x == NEG) | (w['lt'][:, i] == NEG), 0.0, np.exp(x - w['lt'][:, i]))
+                            s[jj][:, e] = p * (dp[jj][:, e] - w['dr'][:, i])
+                    da = np.stack([pack(s[0][:, 0], s[0][:, 1]), pack(s[0][:, 2], s[0][:, 3]), pack(s[1][:, 0], s[1][:, 1]), pack(s[1][:, 2], s[1][:, 3])], axis=1)
+                    for n in range(HD // 8):
+                        kr = (8*n + G) * TLD + 16*kc + 2*Q
+                        w['dqa'][n] = mma(w['dqa'][n], da, ld32(kt, kr), ld32(kt, kr + 8))
+        dqb = b*a.qs[0] + h*a.qs[1]
+        for w in W:
+            for lane in range(32):
+                g, qd = lane >> 2, lane & 3
+                for i in range(2):
+                    t = w['r_lo'] + g + 8*i
+                    if t >= a.tq: continue
+                    for n in range(HD // 8):
+                        p = dqb + t*a.qs[2] + 8*n + 2*qd
+                        dq[p:p+2] = w['dqa'][n][lane, 2*i:2*i+2] * a.scale
+
+def run(name, B, H, TQ, TK, HD, bthd, mask_kind, seed=0):
+    rng = np.random.default_rng(seed)
+    a = Desc(); a.b, a.h, a.tq, a.tk, a.d, a.dv = B, H, TQ, TK, HD, HD; a.scale = 1 / math.sqrt(HD)
+    def st(t):
+        return (t*H*HD, HD, H*HD) if bthd else (H*t*HD, t*HD, HD)
+    a.qs, a.ks, a.vs, a.os = st(TQ), st(TK), st(TK), st(TQ)
+    a.mask_kind = 1 if mask_kind == 1 else (2 if mask_kind == 2 else 0)
+    q = rng.standard_normal(B*H*TQ*HD); k = rng.standard_normal(B*H*TK*HD); v = rng.standard_normal(B*H*TK*HD)
+    d_o = rng.standard_normal(B*H*TQ*HD)
+    if mask_kind == 1:   # causal [1,1,tq,tk]
+        mask = np.array([[j > i + TK - TQ for j in range(TK)] for i in range(TQ)]).ravel(); a.ms = (0, 0, TK, 1)
+    elif mask_kind == 2: # additive [b,1,tq,tk]
+        mask = rng.standard_normal(B*TQ*TK); a.ms = (TQ*TK, 0, TK, 1)
+    else:
+        mask = None; a.ms = (0, 0, 0, 0)
+    at = lambda x, t, b, h, i: b*st(t)[0] + h*st(t)[1] + i*st(t)[2]
+    # reference
+    O = np.zeros_like(d_o); LSE = np.zeros(B*H*TQ); dQ = np.zeros_like(q); dK = np.zeros_like(k); dV = np.zeros_like(v)
+    for b in range(B):
+        for h in range(H):
+            Qm = np.stack([q[at(q, TQ, b, h, i): at(q, TQ, b, h, i) + HD] for i in range(TQ)])
+            Km = np.stack([k[at(k, TK, b, h, i): at(k, TK, b, h, i) + HD] for i in range(TK)])
+            Vm = np.stack([v[at(v, TK, b, h, i): at(v, TK, b, h, i) + HD] for i in range(TK)])
+            dOm = np.stack([d_o[at(d_o, TQ, b, h, i): at(d_o, TQ, b, h, i) + HD] for i in range(TQ)])
+            S = Qm @ Km.T * a.scale
+            if mask_kind == 1: S = np.where(mask.reshape(TQ, TK), NEG, S)
+            if mask_kind == 2: S = S + mask.reshape(B, TQ, TK)[b]
+            mx = S.max(1, keepdims=True); P = np.exp(S - mx); ssum = P.sum(1, keepdims=True); P /= ssum
+            Om = P @ Vm; dP = dOm @ Vm.T; Dr = (dOm * Om).sum(1, keepdims=True); dS = P * (dP - Dr)
+            for i in range(TQ):
+                O[at(O, TQ, b, h, i): at(O, TQ, b, h, i) + HD] = Om[i]
+                dQ[at(q, TQ, b, h, i): at(q, TQ, b, h, i) + HD] = (dS @ Km * a.scale)[i]
+            for i in range(TK):
+                dK[at(k, TK, b, h, i): at(k, TK, b, h, i) + HD] = (dS.T @ Qm * a.scale)[i]
+                dV[at(v, TK, b, h, i): at(v, TK, b, h, i) + HD] = (P.T @ dOm)[i]
+            LSE[(b*H + h)*TQ:(b*H + h + 1)*TQ] = (mx + np.log(ssum)).ravel()
+    o = np.full_like(d_o, np.nan); lse = np.full(B*H*TQ, np.nan)
+    forward(a, HD, q, k, v, mask, o, lse)
+    dsum = np.zeros(B*H*TQ)
+    for row in range(B*H*TQ):
+        t = row % TQ; h = (row // TQ) % H; b = row // (TQ*H); off = at(o, TQ, b, h, t)
+        dsum[row] = (o[off:off+HD] * d_o[off:off+HD]).sum()
+    dq = np.full_like(q, np.nan); dk = np.full_like(k, np.nan); dv = np.full_like(v, np.nan)
+    backward_kv(a, HD, q, k, v, mask, d_o, lse, dsum, dk, dv)
+    backward_q(a, HD, q, k, v, mask, d_o, lse, dsum, dq)
+    errs = {n: np.nanmax(np.abs(x - y)) if not np.isnan(x).any() else float('nan') for n, x, y in
+            (('o', o, O), ('lse', lse, LSE), ('dq', dq, dQ), ('dk', dk, dK), ('dv', dv, dV))}
+    ok = all(e < 1e-9 for e in errs.values())
+    print(name, 'OK' if ok else 'FAIL', {n: float('%.2g' % e) for n, e in errs.items()}); sys.stdout.flush()
+    return ok
+
+if __name__ == '__main__':
+    allok = True
+    allok &= run('causal_ragged_bhtd_d64', 1, 2, 70, 70, 64, False, 1)
+    allok &= run('additive_bthd_tq_lt_tk_d64', 2, 2, 20, 100, 64, True, 2)
+    allok &= run('nomask_bthd_tq_gt_tk_d128', 1, 2, 80, 30, 128, True, 0)
+    allok &= run('causal_tq_lt_tk_d128', 1, 1, 40, 130, 128, False, 1)
+    print('ALL OK' if allok else 'SOME FAILED')
+    sys.exit(0 if allok else 1)

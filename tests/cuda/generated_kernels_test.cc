@@ -1,0 +1,342 @@
+// Generated fused_elementwise kernels (codegen/cuda/nvrtc_codegen.h, runtime/cuda/
+// generated_kernels.h) on the device, in the case-table style of kernels_test.cc: every token
+// for every float dtype and the broadcast patterns, source generated, compiled by NVRTC for the
+// device, loaded from the CUBIN and launched, against the CPU kernel (f16 / bf16: the f32 CPU
+// node on the same widened inputs, rounded). Plus the interpreter fallback and the executor
+// using a plan's kernels. Without a GPU every test here skips.
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "codegen/cpu/kernel.h"
+#include "codegen/cuda/nvrtc_codegen.h"
+#include "compiler/driver/driver.h"
+#include "compiler/ir/ops.h"
+#include "compiler/onnx/importer.h"
+#include "compiler/support/status.h"
+#include "gtest/gtest.h"
+#include "models/models.h"
+#include "runtime/cuda/device.h"
+#include "runtime/cuda/executor.h"
+#include "tests/cuda/cuda_test_util.h"
+
+namespace ptc::cuda {
+namespace {
+
+using ir::DType;
+using ir::TensorType;
+
+struct Case {
+  std::string name;
+  std::vector<TensorType> inputs;
+  std::vector<std::string> program;
+  std::vector<double> constants;
+  ir::Shape shape;
+  std::vector<bool> positive;  // per input: draw from [0.5, 2] (sqrt, log, pow bases ...)
+};
+
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
+std::vector<Case> Cases() {
+  std::vector<Case> cs;
+  for (DType d : {DType::kF32, DType::kF16, DType::kBF16, DType::kF64}) {
+    const std::string dn(ir::DTypeName(d));
+    for (const char* u : {"neg", "abs", "sqrt", "reciprocal", "exp", "log", "erf", "tanh",
+                          "sigmoid", "relu", "floor", "ceil", "identity", "gelu", "gelu_tanh"}) {
+      const bool pos = std::string(u) == "sqrt" || std::string(u) == "log" ||
+                       std::string(u) == "reciprocal";
+      cs.push_back({absl::StrCat(u, "_", dn), {{d, {37, 65}}}, {"x0", u}, {}, {37, 65}, {pos}});
+    }
+    for (const char* b : {"add", "sub", "mul", "div", "pow", "max", "min"}) {
+      const bool pos = std::string(b) == "pow";
+      // Suffix broadcast ([65] against [37, 65]).
+      cs.push_back({absl::StrCat(b, "_", dn), {{d, {37, 65}}, {d, {65}}}, {"x0", "x1", b}, {},
+                    {37, 65}, {pos, false}});
+    }
+    // Middle-dim broadcast through coordinates, a scalar operand, constants.
+    cs.push_back({"general_" + dn, {{d, {4, 1, 6}}, {d, {5, 1}}, {d, {1}}},
+                  {"x0", "c0", "mul", "x1", "sub", "tanh", "x2", "mul", "c1", "max"},
+                  {0.5, -0.25}, {4, 5, 6}, {}});
+    cs.push_back({"bias_gelu_" + dn, {{d, {3, 50, 96}}, {d, {96}}}, {"x0", "x1", "add", "gelu"},
+                  {}, {3, 50, 96}, {}});
+    cs.push_back({"row_bcast_" + dn, {{d, {70, 1}}, {d, {70, 33}}}, {"x1", "x0", "sub", "exp"},
+                  {}, {70, 33}, {}});
+  }
+  // More elements than one grid pass covers at once, and a single-operand program.
+  cs.push_back({"large_f32", {{DType::kF32, {1 << 22}}}, {"x0", "sigmoid"}, {}, {1 << 22}, {}});
+  cs.push_back({"copy_f32", {{DType::kF32, {5, 7}}}, {"x0"}, {}, {5, 7}, {}});
+  return cs;
+}
+
+std::pair<double, double> Bounds(DType d) {
+  switch (d) {
+    case DType::kF32: return {2e-5, 2e-5};
+    case DType::kF64: return {1e-12, 1e-12};
+    case DType::kF16: return {2e-3, 2e-3};
+    default: return {1.6e-2, 1.6e-2};  // bf16
+  }
+}
+
+ir::Tensor Cast(const ir::Tensor& t, DType to) {
+  if (t.dtype() == to) return t;
+  ir::Function fn("cast");
+  ir::Node* cast = fn.AddNode("cast", {fn.AddParam("x", t.type())},
+                              {TensorType{to, t.type().shape}}, {{"to", to}});
+  auto out = cpu::EvaluateNode(*cast, {t});
+  PTC_CHECK(out.ok());
+  return (*out)[0];
+}
+
+ir::Tensor Random(const TensorType& t, bool positive, std::mt19937_64& rng) {
+  ir::Tensor f(t.dtype == DType::kF64 ? DType::kF64 : DType::kF32, t.shape);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::uniform_real_distribution<double> pos(0.5, 2.0);
+  for (int64_t i = 0; i < f.num_elements(); ++i) {
+    const double v = positive ? pos(rng) : normal(rng);
+    if (f.dtype() == DType::kF64) {
+      f.mutable_data_as<double>()[i] = v;
+    } else {
+      f.mutable_data_as<float>()[i] = static_cast<float>(v);
+    }
+  }
+  return Cast(f, t.dtype);
+}
+
+struct Built {
+  std::unique_ptr<ir::Module> module;
+  ir::Node* node = nullptr;
+};
+
+Built Build(const Case& c, DType as) {
+  Built b;
+  b.module = std::make_unique<ir::Module>();
+  ir::Function* f = b.module->AddFunction("main");
+  std::vector<ir::Value*> params;
+  std::vector<TensorType> types;
+  for (size_t i = 0; i < c.inputs.size(); ++i) {
+    types.push_back({as, c.inputs[i].shape});
+    params.push_back(f->AddParam(absl::StrCat("x", i), types.back()));
+  }
+  ir::AttrMap attrs = {{"program", c.program}, {"shape", c.shape}};
+  if (!c.constants.empty()) attrs["constants"] = c.constants;
+  auto out = ir::InferTypes("fused_elementwise", types, attrs, 1);
+  PTC_CHECK(out.ok());
+  b.node = f->AddNode("fused_elementwise", params, *out, attrs, c.name);
+  return b;
+}
+
+// "" when close; otherwise the count and the worst element.
+std::string Compare(const ir::Tensor& got, const ir::Tensor& want) {
+  if (got.type() != want.type()) return "type mismatch";
+  auto [rtol, atol] = Bounds(want.dtype());
+  int64_t bad = 0, worst = -1;
+  double worst_excess = -1;
+  for (int64_t i = 0; i < want.num_elements(); ++i) {
+    const double g = got.GetDouble(i), w = want.GetDouble(i);
+    double excess;
+    if (std::isnan(w) || std::isnan(g)) {
+      excess = std::isnan(w) && std::isnan(g) ? 0 : INFINITY;
+    } else if (std::isinf(w) || std::isinf(g)) {
+      excess = g == w ? 0 : INFINITY;
+    } else {
+      excess = std::fabs(g - w) - (atol + rtol * std::fabs(w));
+    }
+    if (excess > 0) {
+      ++bad;
+      if (excess > worst_excess) worst_excess = excess, worst = i;
+    }
+  }
+  if (bad == 0) return "";
+  return absl::StrFormat("%d of %d elements differ; worst [%d] got %.9g want %.9g", bad,
+                         want.num_elements(), worst, got.GetDouble(worst), want.GetDouble(worst));
+}
+
+// KernelOptions whose generated kernels hold `node`'s kernel, compiled now for this device.
+absl::StatusOr<KernelOptions> CompileForDevice(const ir::Node& node) {
+  PTC_ASSIGN_OR_RETURN(DeviceInfo device, GetDevice(0));
+  PTC_ASSIGN_OR_RETURN(codegen::FusedSource src, codegen::GenerateFusedElementwise(node));
+  PTC_ASSIGN_OR_RETURN(codegen::CompiledCubin bin,
+                       codegen::CompileToCubin(src.name, src.source, CudaArch(device)));
+  plan::CudaKernel k;
+  k.name = src.name;
+  k.arch = CudaArch(device);
+  k.source = src.source;
+  k.cubin = bin.cubin;
+  KernelOptions o;
+  PTC_ASSIGN_OR_RETURN(o.generated, LoadGeneratedKernels({k}, device));
+  return o;
+}
+
+#define PTC_SKIP_WITHOUT_DEVICE_AND_NVRTC()                                                 \
+  PTC_SKIP_WITHOUT_CUDA_DEVICE();                                                          \
+  if (!codegen::GetNvrtc().available) {                                                    \
+    GTEST_SKIP() << "SKIPPED: NVRTC not available (" << codegen::GetNvrtc().why << ")";    \
+  }
+
+class GeneratedKernelCase : public testing::TestWithParam<Case> {};
+
+// Runs without a GPU: every case's CPU reference evaluates and its source compiles for sm_90
+// (when NVRTC can be loaded) without spills.
+TEST_P(GeneratedKernelCase, ReferenceEvaluatesAndSourceCompiles) {
+  const Case& c = GetParam();
+  const DType d = c.inputs[0].dtype;
+  Built ref_node = Build(c, d == DType::kF64 ? DType::kF64 : DType::kF32);
+  std::mt19937_64 rng(std::hash<std::string>{}(c.name));
+  std::vector<ir::Tensor> ref_in;
+  for (size_t i = 0; i < c.inputs.size(); ++i) {
+    const ir::Tensor t = Random(c.inputs[i], i < c.positive.size() && c.positive[i], rng);
+    ref_in.push_back(Cast(t, ref_node.node->input(i)->type().dtype));
+  }
+  auto ref = cpu::EvaluateNode(*ref_node.node, ref_in);
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  Built node = Build(c, d);
+  auto src = codegen::GenerateFusedElementwise(*node.node);
+  ASSERT_TRUE(src.ok()) << src.status();
+  if (!codegen::GetNvrtc().available) return;  // the NVRTC tests of codegen/cuda say why
+  auto bin = codegen::CompileToCubin(src->name, src->source, codegen::kDefaultCudaArch);
+  ASSERT_TRUE(bin.ok()) << bin.status();
+  EXPECT_EQ(bin->spill_bytes, 0) << bin->log;
+}
+
+TEST_P(GeneratedKernelCase, MatchesCpu) {
+  PTC_SKIP_WITHOUT_DEVICE_AND_NVRTC();
+  const Case& c = GetParam();
+  const DType d = c.inputs[0].dtype;
+  Built node = Build(c, d);
+  // The CPU kernel has f32 and f64: f16 / bf16 cases compare with the f32 node on the same
+  // (exactly widened) inputs, rounded to the case's dtype.
+  const DType ref_dtype = d == DType::kF64 ? DType::kF64 : DType::kF32;
+  Built ref_node = Build(c, ref_dtype);
+  auto options = CompileForDevice(*node.node);
+  ASSERT_TRUE(options.ok()) << options.status();
+  for (uint64_t seed : {uint64_t{1}, uint64_t{2}}) {
+    std::mt19937_64 rng(std::hash<std::string>{}(c.name) + seed);
+    std::vector<ir::Tensor> in, ref_in;
+    for (size_t i = 0; i < c.inputs.size(); ++i) {
+      in.push_back(Random(c.inputs[i], i < c.positive.size() && c.positive[i], rng));
+      ref_in.push_back(Cast(in.back(), ref_dtype));
+    }
+    auto ref = cpu::EvaluateNode(*ref_node.node, ref_in);
+    ASSERT_TRUE(ref.ok()) << ref.status();
+    const GeneratedKernelStats before = GetGeneratedKernelStats();
+    auto got = EvaluateNodeOnDevice(*node.node, in, *options);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(GetGeneratedKernelStats().generated_nodes, before.generated_nodes + 1)
+        << "the generated kernel was not used";
+    const std::string err = Compare((*got)[0], Cast((*ref)[0], d));
+    EXPECT_TRUE(err.empty()) << c.name << " (seed " << seed << "): " << err;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, GeneratedKernelCase, testing::ValuesIn(Cases()),
+                         [](const testing::TestParamInfo<Case>& info) { return info.param.name; });
+
+// The generated kernel and the interpreter compute the same values (both on the device).
+TEST(GeneratedKernels, AgreesWithTheInterpreter) {
+  PTC_SKIP_WITHOUT_DEVICE_AND_NVRTC();
+  Case c{"chain", {{DType::kF32, {64, 257}}, {DType::kF32, {257}}},
+         {"x0", "x1", "mul", "gelu_tanh", "x0", "sigmoid", "add", "c0", "pow"}, {2.0},
+         {64, 257}, {false, false}};
+  Built node = Build(c, DType::kF32);
+  auto options = CompileForDevice(*node.node);
+  ASSERT_TRUE(options.ok()) << options.status();
+  std::mt19937_64 rng(7);
+  std::vector<ir::Tensor> in = {Random(c.inputs[0], false, rng), Random(c.inputs[1], false, rng)};
+  auto gen = EvaluateNodeOnDevice(*node.node, in, *options);
+  KernelOptions interp = *options;
+  interp.fused_interpreter = true;
+  auto ref = EvaluateNodeOnDevice(*node.node, in, interp);
+  ASSERT_TRUE(gen.ok() && ref.ok());
+  EXPECT_EQ(Compare((*gen)[0], (*ref)[0]), "");
+}
+
+// A plan kernel for another architecture is not loaded: the node runs on the interpreter
+// (counted) and is still right.
+TEST(GeneratedKernels, OtherArchFallsBackToTheInterpreter) {
+  PTC_SKIP_WITHOUT_DEVICE_AND_NVRTC();
+  Case c{"exp", {{DType::kF32, {4, 9}}}, {"x0", "exp"}, {}, {4, 9}, {false}};
+  Built node = Build(c, DType::kF32);
+  auto device = GetDevice(0);
+  ASSERT_TRUE(device.ok());
+  auto src = codegen::GenerateFusedElementwise(*node.node);
+  ASSERT_TRUE(src.ok());
+  const std::string other = CudaArch(*device) == "sm_80" ? "sm_90" : "sm_80";
+  auto bin = codegen::CompileToCubin(src->name, src->source, other);
+  ASSERT_TRUE(bin.ok()) << bin.status();
+  plan::CudaKernel k{src->name, other, src->source, bin->cubin, {"@main %y"}, -1, -1};
+  KernelOptions o;
+  auto g = LoadGeneratedKernels({k}, *device);
+  ASSERT_TRUE(g.ok()) << g.status();
+  o.generated = *g;
+  const GeneratedKernelStats before = GetGeneratedKernelStats();
+  std::mt19937_64 rng(3);
+  std::vector<ir::Tensor> in = {Random(c.inputs[0], false, rng)};
+  auto got = EvaluateNodeOnDevice(*node.node, in, o);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(GetGeneratedKernelStats().generated_nodes, before.generated_nodes);
+  EXPECT_EQ(GetGeneratedKernelStats().interpreted_nodes, before.interpreted_nodes + 1);
+  auto ref = cpu::EvaluateNode(*node.node, in);
+  ASSERT_TRUE(ref.ok());
+  EXPECT_EQ(Compare((*got)[0], (*ref)[0]), "");
+}
+
+// The executor loads the plan's kernels: the bf16 tiny GPT's 4 GELU chains run through one
+// generated kernel, and the logits match the interpreter's run of the same plan.
+TEST(GeneratedKernels, ExecutorUsesThePlansKernels) {
+  PTC_SKIP_WITHOUT_DEVICE_AND_NVRTC();
+  auto config = models::Gpt2Preset("tiny");
+  ASSERT_TRUE(config.ok());
+  auto model = models::BuildGpt2(*config);
+  ASSERT_TRUE(model.ok());
+  onnx_import::ImportOptions io;
+  io.dims = {{"batch", 2}, {"seq", 16}};
+  auto module = onnx_import::ImportOnnxBytes(model->SerializeAsString(), "", "gpt2-tiny", io);
+  ASSERT_TRUE(module.ok());
+  driver::CompileOptions co;
+  co.target = "cuda";
+  co.precision = "bf16";
+  co.dims = io.dims;
+  auto device = GetDevice(0);
+  ASSERT_TRUE(device.ok());
+  co.cuda_arch = CudaArch(*device);
+  auto plan = driver::CompileModule(*std::move(module), co);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_FALSE(plan->cuda_kernels.empty());
+  int fused = 0;
+  for (const auto& n : plan->module->main()->nodes()) fused += n->op() == "fused_elementwise";
+  std::map<std::string, ir::Tensor> inputs;
+  for (const ir::Value* p : plan->module->main()->params()) {
+    if (p->is_param()) continue;
+    ir::Tensor t(DType::kI64, p->type().shape);
+    for (int64_t i = 0; i < t.num_elements(); ++i) t.mutable_data_as<int64_t>()[i] = (i * 7) % 50;
+    inputs[p->name()] = std::move(t);
+  }
+  const GeneratedKernelStats before = GetGeneratedKernelStats();
+  auto exec = Executor::Create(*plan);
+  ASSERT_TRUE(exec.ok()) << exec.status();
+  EXPECT_EQ(GetGeneratedKernelStats().generated_nodes, before.generated_nodes + fused);
+  auto out = (*exec)->Run(inputs);
+  ASSERT_TRUE(out.ok()) << out.status();
+  ExecutorOptions interp;
+  interp.kernels.fused_interpreter = true;
+  auto exec2 = Executor::Create(*plan, interp);
+  ASSERT_TRUE(exec2.ok()) << exec2.status();
+  auto out2 = (*exec2)->Run(inputs);
+  ASSERT_TRUE(out2.ok()) << out2.status();
+  ASSERT_EQ(out->size(), out2->size());
+  // bf16 activations: the two runs differ only by rounding inside erf's chain.
+  for (size_t i = 0; i < out->size(); ++i) {
+    double worst = 0;
+    for (int64_t j = 0; j < (*out)[i].num_elements(); ++j) {
+      worst = std::max(worst, std::fabs((*out)[i].GetDouble(j) - (*out2)[i].GetDouble(j)));
+    }
+    EXPECT_LT(worst, 5e-2) << "output " << i;
+  }
+}
+
+}  // namespace
+}  // namespace ptc::cuda
