@@ -29,7 +29,7 @@ failed=$(grep -c '^\[  FAILED  \] .*(' "$out/tests.log")
 skipped=$(grep -c '^\[  SKIPPED \] .*(' "$out/tests.log")
 
 echo "== compute-sanitizer memcheck (short run)"
-filter='CudaE2e.GptOpset17AllOnDevice:Table/CudaKernelCase.MatchesCpu/matmul_f32_batched:Table/CudaKernelCase.MatchesCpu/gather_embedding:Table/CudaKernelCase.MatchesCpu/layer_norm_bias_stats:Table/CudaKernelCase.MatchesCpu/attention_bhtd_causal:Table/CudaKernelCase.MatchesCpu/fused_bias_gelu:Table/CudaKernelCase.MatchesCpu/concat_three:Table/CudaKernelCase.MatchesCpu/attention_bthd_bf16:Table/CudaKernelCase.MatchesCpu/gather_grad_repeats:Table/CudaKernelCase.MatchesCpu/layer_norm_grad_many_rows:Table/CudaKernelCase.MatchesCpu/adamw_f32_tail:Table/CudaKernelCase.MatchesCpu/softmax_ce_vocab_bf16:Cases/FlashAttention.*'
+filter='CudaE2e.GptOpset17AllOnDevice:Table/CudaKernelCase.MatchesCpu/matmul_f32_batched:Table/CudaKernelCase.MatchesCpu/gather_embedding:Table/CudaKernelCase.MatchesCpu/layer_norm_bias_stats:Table/CudaKernelCase.MatchesCpu/attention_bhtd_causal:Table/CudaKernelCase.MatchesCpu/fused_bias_gelu:Table/CudaKernelCase.MatchesCpu/concat_three:Table/CudaKernelCase.MatchesCpu/attention_bthd_bf16:Table/CudaKernelCase.MatchesCpu/gather_grad_repeats:Table/CudaKernelCase.MatchesCpu/layer_norm_grad_many_rows:Table/CudaKernelCase.MatchesCpu/adamw_f32_tail:Table/CudaKernelCase.MatchesCpu/softmax_ce_vocab_bf16:Cases/FlashAttention.*:Table/CudaKernelCase.MatchesCpu/attention_tc_bf16_causal_ragged:Table/CudaKernelCase.MatchesCpu/attention_grad_tc_bf16_causal_ragged:Table/CudaKernelCase.MatchesCpu/layer_norm_grad_rows_1024_bf16:CudaFastPaths.*:Table/GeneratedKernelCase.MatchesCpu/bias_gelu_bf16:CudaTraining.GraphReplayMatchesEagerAndFetchSkipsResults'
 san_result="not run"
 if command -v compute-sanitizer >/dev/null; then
   compute-sanitizer --tool memcheck --leak-check full --error-exitcode 99 \
@@ -49,7 +49,7 @@ else
 fi
 
 echo "== compute-sanitizer racecheck (shared-memory kernels: flash attention, scan, layer_norm_grad)"
-race_filter='Cases/FlashAttention.*:Table/CudaKernelCase.MatchesCpu/attention_long_tk_tiles:Table/CudaKernelCase.MatchesCpu/gather_grad_many_buckets:Table/CudaKernelCase.MatchesCpu/layer_norm_grad_many_rows'
+race_filter='Cases/FlashAttention.*:Table/CudaKernelCase.MatchesCpu/attention_tc_bf16_causal_ragged:Table/CudaKernelCase.MatchesCpu/attention_grad_tc_bf16_causal_ragged:Table/CudaKernelCase.MatchesCpu/layer_norm_grad_rows_1024_bf16:Table/CudaKernelCase.MatchesCpu/attention_long_tk_tiles:Table/CudaKernelCase.MatchesCpu/gather_grad_many_buckets:Table/CudaKernelCase.MatchesCpu/layer_norm_grad_many_rows'
 race_result="not run"
 if command -v compute-sanitizer >/dev/null; then
   compute-sanitizer --tool racecheck --error-exitcode 99 "$tests" --gtest_filter="$race_filter" \
@@ -76,7 +76,7 @@ echo "| step | result |"
 echo "| --- | --- |"
 echo "| device | $(head -2 "$out/device.txt" | tail -1) |"
 echo "| CUDA tests | rc $tests_rc: $passed passed, $failed failed, $skipped skipped ($((t1 - t0)) s) |"
-echo "| memcheck (GPT fwd + 11 kernel cases + flash fwd/bwd) | $san_result |"
-echo "| racecheck (flash fwd/bwd, scan, layer_norm_grad) | $race_result |"
+echo "| memcheck (GPT fwd, kernel cases incl. tensor-core attention, fast paths, generated, graphs) | $san_result |"
+echo "| racecheck (flash fwd/bwd incl. tensor cores, scan, layer_norm_grad) | $race_result |"
 echo "| logs | $out: tests.log tests.xml memcheck.log racecheck.log resource_usage.txt |"
 [ "$tests_rc" -eq 0 ] && [ "$failed" -eq 0 ]
