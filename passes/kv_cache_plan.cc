@@ -96,7 +96,12 @@ absl::StatusOr<plan::Plan> MakeDecodePlan(const plan::Plan& full, KvDecoderInfo*
   p.options = full.options;
   PTC_RETURN_IF_ERROR(ir::Verify(*p.module));
   PlanMemoryOptions mo;
-  mo.workspace_bytes = CpuWorkspaceBytes;
+  // CPU kernels size their workspaces in the plan; the CUDA executor has its own scratch.
+  if (full.target == "cpu") {
+    mo.workspace_bytes = CpuWorkspaceBytes;
+  } else {
+    mo.workspace_bytes = [](const ir::Node&) -> absl::StatusOr<int64_t> { return 0; };
+  }
   PTC_ASSIGN_OR_RETURN(p.memory, PlanMemory(*f, mo));
   WriteCachesInPlace(*f, p.memory);
   if (info) *info = std::move(facts);

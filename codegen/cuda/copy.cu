@@ -45,7 +45,57 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// kv_cache_write's slab: out[o, pos, i] = update[o, 0, i] over [outer, rows, inner] (units of
+// B bytes); pos is read on the device (the decoder's position input), out of range sets the
+// error flag and writes nothing.
+template <int B>
+__global__ void __launch_bounds__(kThreads)
+    KvSlabKernel(int64_t n, int64_t rows, int64_t inner, const int64_t* __restrict__ pos,
+                 const typename Bits<B>::T* __restrict__ update,
+                 typename Bits<B>::T* __restrict__ out, int* error_flag, int error_code) {
+  const int64_t p = *pos;
+  if (p < 0 || p >= rows) {
+    if (GlobalThread() == 0 && error_flag != nullptr) atomicCAS(error_flag, 0, error_code);
+    return;
+  }
+  for (int64_t e = GlobalThread(); e < n; e += GridStride()) {
+    const int64_t o = e / inner, i = e - o * inner;
+    out[(o * rows + p) * inner + i] = update[e];
+  }
+}
+
 }  // namespace
+
+cudaError_t LaunchKvCacheWrite(int64_t outer, int64_t rows, int64_t inner_bytes, const void* cache,
+                               const void* update, const void* pos, void* out, int* error_flag,
+                               int error_code, cudaStream_t stream) {
+  if (out != cache) {  // not written in place: the whole cache first (stream-ordered copy)
+    const cudaError_t e = cudaMemcpyAsync(out, cache, static_cast<size_t>(outer * rows * inner_bytes),
+                                          cudaMemcpyDeviceToDevice, stream);
+    if (e != cudaSuccess) return e;
+  }
+  const int unit = inner_bytes % 8 == 0 ? 8 : inner_bytes % 4 == 0 ? 4 : inner_bytes % 2 == 0 ? 2 : 1;
+  const int64_t inner = inner_bytes / unit, n = outer * inner;
+  if (n == 0) return cudaSuccess;
+  const unsigned grid = GridFor(n, kThreads);
+  const auto* p = static_cast<const int64_t*>(pos);
+#define PTC_KV_CASE(B)                                                                     \
+  case B:                                                                                  \
+    KvSlabKernel<B><<<grid, kThreads, 0, stream>>>(n, rows, inner, p,                      \
+                                                   static_cast<const Bits<B>::T*>(update), \
+                                                   static_cast<Bits<B>::T*>(out), error_flag, \
+                                                   error_code);                            \
+    break;
+  switch (unit) {
+    PTC_KV_CASE(1)
+    PTC_KV_CASE(2)
+    PTC_KV_CASE(4)
+    PTC_KV_CASE(8)
+    default: return cudaErrorInvalidValue;
+  }
+#undef PTC_KV_CASE
+  return cudaGetLastError();
+}
 
 cudaError_t LaunchStridedCopy(int elem_bytes, const CopyDesc& d, const void* in, void* out,
                               cudaStream_t stream) {

@@ -118,6 +118,13 @@ cudaError_t LaunchGather(int elem_bytes, int64_t outer, int64_t axis_dim, int64_
                          int64_t inner, const void* data, const void* indices, bool indices_i64,
                          void* out, int* error_flag, int error_code, cudaStream_t stream);
 
+// kv_cache_write(cache, update, pos) {axis} over [outer, rows, inner_bytes]: out = cache (copied
+// first unless out == cache, the decode plan's in-place case), then out[:, pos, :] = update;
+// pos (i64, device) outside [0, rows) sets *error_flag = error_code.
+cudaError_t LaunchKvCacheWrite(int64_t outer, int64_t rows, int64_t inner_bytes, const void* cache,
+                               const void* update, const void* pos, void* out, int* error_flag,
+                               int error_code, cudaStream_t stream);
+
 // softmax / log_softmax over the middle dim of [outer, n, inner].
 cudaError_t LaunchSoftmax(DT dt, int64_t outer, int64_t n, int64_t inner, bool log_softmax,
                           const void* in, void* out, cudaStream_t stream);

@@ -334,9 +334,10 @@ absl::StatusOr<plan::Plan> TinyGpt(const std::string& target, bool train, bool c
 }
 
 // `ptc compile --target cuda` stores a kernel for every fused_elementwise node (the fp32
-// training step and the bf16 inference graph of the tiny GPT have some; the fp32 inference
-// graph has none: its GELUs are in fused_matmul epilogues); the plan file keeps them;
-// --target cpu and cuda_codegen = false store none.
+// training step of the tiny GPT has some; its inference graphs have none: the GELUs are in
+// fused_matmul epilogues and, in bf16, attention is fused before mixed precision places its
+// casts, which fuse-elementwise does not take yet); the plan file keeps them; --target cpu
+// and cuda_codegen = false store none.
 TEST(NvrtcCompile, CudaPlanStoresKernelsForEveryFusedNode) {
   PTC_SKIP_WITHOUT_NVRTC();
   for (bool train : {true, false}) {
@@ -347,7 +348,7 @@ TEST(NvrtcCompile, CudaPlanStoresKernelsForEveryFusedNode) {
     std::printf("  tiny GPT (%s, %s): %zu kernels, compile %.2f s\n",
                 train ? "train" : "inference", precision.c_str(), plan->cuda_kernels.size(),
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    ASSERT_GE(plan->cuda_kernels.size(), 1u);
+    if (train) ASSERT_GE(plan->cuda_kernels.size(), 1u);
     EXPECT_EQ(plan->options.at("cuda_arch"), "sm_90");
     std::set<std::string> covered;
     for (const plan::CudaKernel& k : plan->cuda_kernels) {

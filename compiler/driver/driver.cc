@@ -64,9 +64,12 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
   if (main == nullptr) return absl::InvalidArgumentError("the model has no function to compile");
   if (report) report->nodes_before = static_cast<int64_t>(main->nodes().size());
   PTC_RETURN_IF_ERROR(ir::Verify(*module));
-  if (options.train && options.passes != "none") {
+  if ((options.train || options.precision != "fp32") && options.passes != "none") {
     // Before autodiff: GELU as one op, so the backward keeps only its input (not the four
     // intermediates of x*0.5*(1+erf(x/sqrt2))) and uses the gelu_grad kernel.
+    // Before mixed precision too (inference with --precision): the casts it places around
+    // the f32 softmax would hide the attention pattern from fuse-attention (and the causal
+    // mask from the KV-cache decoder's rules).
     passes::Pipeline pre;
     pre.Add(passes::CreateFoldConstantsPass());
     pre.Add(passes::CreateSimplifyPass());

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -87,9 +88,14 @@ std::vector<int64_t> PromptTokens(const std::string& prompt) {
   return tokens;
 }
 
+absl::StatusOr<Runner> MakeRunner(const GenerateOptions& o, const plan::Plan& plan,
+                                  bool decoder) {
+  return o.runner_factory ? o.runner_factory(plan, decoder) : CpuRunner(plan, decoder);
+}
+
 absl::StatusOr<std::string> GenerateFullWindow(const plan::Plan& plan, const Shapes& s,
                                                const GenerateOptions& o) {
-  PTC_ASSIGN_OR_RETURN(auto exec, cpu::Executor::Create(plan));
+  PTC_ASSIGN_OR_RETURN(Runner run, MakeRunner(o, plan, /*decoder=*/false));
   std::vector<int64_t> tokens = PromptTokens(o.prompt);
   Sampler sampler(o);
   std::string out;
@@ -99,7 +105,7 @@ absl::StatusOr<std::string> GenerateFullWindow(const plan::Plan& plan, const Sha
     int64_t* in = input.mutable_data_as<int64_t>();
     std::fill(in, in + s.T, 0);
     std::copy(tokens.end() - n, tokens.end(), in);
-    PTC_ASSIGN_OR_RETURN(std::vector<ir::Tensor> outs, exec->Run({{s.ids->name(), input}}));
+    PTC_ASSIGN_OR_RETURN(std::vector<ir::Tensor> outs, run({{s.ids->name(), input}}));
     int64_t next = sampler.Next(outs[0].data_as<float>() + (n - 1) * s.V);
     tokens.push_back(next);
     std::string piece(1, static_cast<char>(next));
@@ -115,17 +121,8 @@ absl::StatusOr<std::string> GenerateWithCache(const Shapes& s, const GenerateOpt
   if (f == nullptr) return absl::InvalidArgumentError("the decode plan has no function");
   const ir::Value* ids = nullptr;
   const ir::Value* pos = nullptr;
-  cpu::ExecutorOptions eo;
-  eo.function = f->name();
   for (const ir::Value* p : f->params()) {
-    if (p->is_param()) {
-      // Weights are read in place from the plan (the executor would copy them otherwise: the
-      // decoder's assigns make it look like a training step).
-      auto it = dp.module->tensors().find(p->name());
-      if (it != dp.module->tensors().end()) eo.shared_state[p->name()] = it->second;
-    } else if (IsInput(p)) {
-      (p->type().rank() == 2 ? ids : pos) = p;
-    }
+    if (IsInput(p)) (p->type().rank() == 2 ? ids : pos) = p;
   }
   if (ids == nullptr || pos == nullptr || ids->type() != ir::TensorType{ir::DType::kI64, {1, 1}} ||
       pos->type() != ir::TensorType{ir::DType::kI64, {1}} || f->results().empty() ||
@@ -133,14 +130,14 @@ absl::StatusOr<std::string> GenerateWithCache(const Shapes& s, const GenerateOpt
     return absl::InvalidArgumentError(
         "the decode plan must take ids i64[1,1] and pos i64[1] and return logits [1,1,V]");
   }
-  PTC_ASSIGN_OR_RETURN(auto exec, cpu::Executor::Create(dp, eo));
+  PTC_ASSIGN_OR_RETURN(Runner run, MakeRunner(o, dp, /*decoder=*/true));
   ir::Tensor id(ir::DType::kI64, {1, 1}), at(ir::DType::kI64, {1});
   int64_t n = 0;  // positions in the cache
   std::vector<ir::Tensor> outs;
   auto feed = [&](int64_t token) -> absl::Status {
     id.mutable_data_as<int64_t>()[0] = token;
     at.mutable_data_as<int64_t>()[0] = n++;
-    PTC_ASSIGN_OR_RETURN(outs, exec->Run({{ids->name(), id}, {pos->name(), at}}));
+    PTC_ASSIGN_OR_RETURN(outs, run({{ids->name(), id}, {pos->name(), at}}));
     return absl::OkStatus();
   };
   std::vector<int64_t> tokens = PromptTokens(o.prompt);
@@ -168,6 +165,28 @@ absl::StatusOr<std::string> GenerateWithCache(const Shapes& s, const GenerateOpt
 }
 
 }  // namespace
+
+absl::StatusOr<Runner> CpuRunner(const plan::Plan& plan, bool decoder) {
+  const ir::Function* f = plan.module ? plan.module->main() : nullptr;
+  if (f == nullptr) return absl::InvalidArgumentError("plan has no main function");
+  cpu::ExecutorOptions eo;
+  eo.function = f->name();
+  if (decoder) {
+    // Weights are read in place from the plan (the executor would copy them otherwise: the
+    // decoder's assigns make it look like a training step).
+    for (const ir::Value* p : f->params()) {
+      if (!p->is_param()) continue;
+      auto it = plan.module->tensors().find(p->name());
+      if (it != plan.module->tensors().end()) eo.shared_state[p->name()] = it->second;
+    }
+  }
+  PTC_ASSIGN_OR_RETURN(std::unique_ptr<cpu::Executor> exec,
+                       decoder ? cpu::Executor::Create(plan, eo) : cpu::Executor::Create(plan));
+  std::shared_ptr<cpu::Executor> shared(std::move(exec));
+  return Runner([shared](const std::map<std::string, ir::Tensor>& inputs) {
+    return shared->Run(inputs);
+  });
+}
 
 absl::Status CheckGenerationPlan(const plan::Plan& plan) { return CheckPlan(plan).status(); }
 

@@ -15,12 +15,25 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "runtime/plan/plan.h"
 
 namespace ptc::generate {
+
+// Runs one function of a plan: inputs by name -> results in order.
+using Runner = std::function<absl::StatusOr<std::vector<ir::Tensor>>(
+    const std::map<std::string, ir::Tensor>&)>;
+// Makes the Runner of `plan`'s main function on some executor. `decoder`: the plan is a
+// KV-cache decoder whose cache parameters are updated by its assigns (its weights can be read
+// in place from the plan). The default (an empty factory) is the CPU executor; ptc-cuda passes
+// one on the CUDA executor.
+using RunnerFactory =
+    std::function<absl::StatusOr<Runner>(const plan::Plan& plan, bool decoder)>;
+absl::StatusOr<Runner> CpuRunner(const plan::Plan& plan, bool decoder);
 
 struct GenerateOptions {
   std::string prompt;
@@ -33,6 +46,8 @@ struct GenerateOptions {
   // The KV-cache decoder of the plan (passes::MakeDecodePlan); null: the full-window path.
   // Must outlive the call, like the plan (it shares the plan's weights).
   const plan::Plan* decode_plan = nullptr;
+  // Where the plans run (empty: CpuRunner).
+  RunnerFactory runner_factory;
 };
 
 // Whether `plan` suits generation (one input ids i64[1, T], f32 logits [1, T, V >= 256]); the

@@ -421,6 +421,46 @@ KernelOr MakeGather(const ir::Node& node) {
       inner, idx.dtype == DType::kI64));
 }
 
+// kv_cache_write (compiler/ir/ops_decode.cc): the new position's keys / values written into
+// the cache; in place when the memory plan gives the output the cache's buffer.
+class KvCacheWriteKernel final : public DeviceKernel {
+ public:
+  KvCacheWriteKernel(int64_t outer, int64_t rows, int64_t inner_bytes)
+      : outer_(outer), rows_(rows), inner_bytes_(inner_bytes) {}
+  absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
+                      absl::Span<void* const> out, void*) override {
+    return LaunchStatus(k::LaunchKvCacheWrite(outer_, rows_, inner_bytes_, in[0], in[1], in[2],
+                                              out[0], ctx.error_flag, ctx.error_code,
+                                              ctx.stream),
+                        "LaunchKvCacheWrite");
+  }
+
+ private:
+  int64_t outer_, rows_, inner_bytes_;
+};
+
+KernelOr MakeKvCacheWrite(const ir::Node& node) {
+  if (node.num_inputs() != 3 || node.num_outputs() != 1) {
+    return Invalid(node, "kv_cache_write takes (cache, update, pos) and has one output");
+  }
+  const ir::TensorType& cache = node.input(0)->type();
+  const ir::TensorType& update = node.input(1)->type();
+  const ir::TensorType& pos = node.input(2)->type();
+  PTC_ASSIGN_OR_RETURN(int64_t axis, node.GetInt("axis"));
+  if (axis < 0 || axis >= cache.rank() || update.dtype != cache.dtype ||
+      update.rank() != cache.rank() || update.shape[axis] != 1 ||
+      node.output()->type() != cache || pos.dtype != DType::kI64 || pos.num_elements() != 1) {
+    return Invalid(node, absl::StrCat("bad types: cache ", cache.ToString(), ", update ",
+                                      update.ToString(), ", pos ", pos.ToString(), ", axis ",
+                                      axis));
+  }
+  int64_t outer = 1, inner_bytes = static_cast<int64_t>(ir::DTypeSize(cache.dtype));
+  for (int64_t i = 0; i < axis; ++i) outer *= cache.shape[i];
+  for (int64_t i = axis + 1; i < cache.rank(); ++i) inner_bytes *= cache.shape[i];
+  return std::unique_ptr<DeviceKernel>(
+      new KvCacheWriteKernel(outer, cache.shape[axis], inner_bytes));
+}
+
 class SoftmaxKernel final : public DeviceKernel {
  public:
   SoftmaxKernel(k::DT dt, int64_t outer, int64_t n, int64_t inner, bool log)
@@ -771,6 +811,7 @@ const std::map<std::string_view, Factory>& Factories() {
     (*m)["concat"] = MakeConcat;
     (*m)["split"] = MakeSplit;
     (*m)["gather"] = MakeGather;
+    (*m)["kv_cache_write"] = MakeKvCacheWrite;
     (*m)["softmax"] = MakeSoftmax;
     (*m)["log_softmax"] = MakeSoftmax;
     (*m)["layer_norm"] = MakeLayerNorm;

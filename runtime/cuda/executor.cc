@@ -89,8 +89,10 @@ class CudaExecutor final : public Executor {
     mem_.arena_bytes = mp.arena_bytes;
     std::map<std::string, const plan::BufferAssignment*> assignment;
     for (const auto& b : mp.buffers) {
-      if (b.offset < 0 || b.bytes < 0 || b.offset > mp.arena_bytes ||
-          b.bytes > mp.arena_bytes - b.offset) {
+      // An alias takes its source's place (a reshape's input, or a decoder's cache parameter
+      // written in place: offset -1), checked when it is laid out below.
+      if (b.alias_of.empty() && (b.offset < 0 || b.bytes < 0 || b.offset > mp.arena_bytes ||
+                                 b.bytes > mp.arena_bytes - b.offset)) {
         return absl::InvalidArgumentError(
             absl::StrCat("memory plan buffer '", b.value, "' lies outside the arena"));
       }
@@ -586,8 +588,10 @@ class CudaExecutor final : public Executor {
         return absl::InvalidArgumentError(absl::StrCat(
             n.Describe(), ": new value %", source->name(), " has no buffer in the memory plan"));
       }
+      // Written in place into the target (a decoder's kv_cache_write): nothing to copy.
+      const bool in_place = sb->alias_of == target->name();
       for (const auto& b : mp.buffers) {
-        if (!b.alias_of.empty() || b.first <= index || &b == sb) continue;
+        if (in_place || !b.alias_of.empty() || b.first <= index || &b == sb) continue;
         if (b.offset < sb->offset + sb->bytes && sb->offset < b.offset + b.bytes) stage = true;
       }
     }

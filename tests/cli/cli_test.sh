@@ -86,8 +86,13 @@ fi
 check "compile --target cuda without NVRTC stores no kernels" bash -c "PTC_NVRTC_LIBRARY=/nonexistent/libnvrtc.so '$PTC' compile '$T/l.onnx' -o '$T/train-nonvrtc.plan' --train --target cuda --dim batch=2 --dim seq=16 2>&1 | grep -q 'no generated kernels (NVRTC not found' && '$PTC' dump '$T/train-nonvrtc.plan' --kernels | grep -q '^0 generated CUDA kernels'"
 check "compile --no-cuda-codegen stores no kernels" bash -c "'$PTC' compile '$T/l.onnx' -o '$T/train-nocg.plan' --train --target cuda --no-cuda-codegen --dim batch=2 --dim seq=16 && '$PTC' dump '$T/train-nocg.plan' --kernels | grep -q '^0 generated CUDA kernels'"
 check_error "dump --kernels of an ONNX model" "needs a plan file" "$PTC" dump "$T/l.onnx" --kernels --dim batch=2 --dim seq=16
+check "generate reports tokens/s" bash -c "'$PTC' generate '$T/gen.plan' --prompt 'A' --tokens 5 2>&1 >/dev/null | grep -q 'tokens/s, KV cache'"
+check "compile for generation --target cuda" "$PTC" compile "$T/trained.onnx" -o "$T/gen-cuda.plan" --target cuda --dim batch=1 --dim seq=32
 if ! nvidia-smi >/dev/null 2>&1; then
   check_error "train a CUDA plan without a GPU" "CUDA" "$PTC" run "$T/train-cuda.plan" --steps 2 --progress none
+  check_error "generate with a CUDA plan without a GPU" "no CUDA device" "$PTC" generate "$T/gen-cuda.plan" --prompt 'A' --tokens 2
+else
+  check "generate on cuda = on cpu (greedy)" bash -c "[ \"\$('$PTC' generate '$T/gen-cuda.plan' --prompt 'A' --tokens 20 --temperature 0 2>/dev/null)\" = \"\$('$PTC' generate '$T/gen.plan' --prompt 'A' --tokens 20 --temperature 0 2>/dev/null)\" ]"
 fi
 check_error "generate from a checkpoint without --model" "--model" "$PTC" generate "$T/ckpt" --tokens 2
 check_error "generate from a checkpoint with the loss model" "without its loss" "$PTC" generate "$T/ckpt" --model "$T/l.onnx" --seq 32 --tokens 2

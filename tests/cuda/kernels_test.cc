@@ -228,6 +228,18 @@ std::vector<Case> Cases() {
   ge.gens = {Gen::kNormal, Gen::kIndex};
   ge.index_range = 50;
   cs.push_back(ge);
+  // kv_cache_write: the decoder's cache update (out != cache here: the copy, then the slab);
+  // keys transposed (axis 3) and values (axis 2), bf16 and f32.
+  Case kv{"kv_cache_write_keys", "kv_cache_write",
+          {T(f32, {1, 4, 16, 24}), T(f32, {1, 4, 16, 1}), T(i64, {1})}, {{"axis", int64_t{3}}}};
+  kv.gens = {Gen::kNormal, Gen::kNormal, Gen::kLabel};  // a position in [0, 24)
+  kv.index_range = 24;
+  cs.push_back(kv);
+  Case kvv{"kv_cache_write_values_bf16", "kv_cache_write",
+           {T(bf16, {1, 4, 24, 16}), T(bf16, {1, 4, 1, 16}), T(i64, {1})}, {{"axis", int64_t{2}}}};
+  kvv.gens = {Gen::kNormal, Gen::kNormal, Gen::kLabel};
+  kvv.index_range = 24;
+  cs.push_back(kvv);
   Case g1{"gather_axis1_i32", "gather", {T(bf16, {3, 20, 4}), T(i32, {5})}, {{"axis", int64_t{1}}}};
   g1.gens = {Gen::kNormal, Gen::kIndex};
   g1.index_range = 20;

@@ -12,10 +12,13 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "compiler/driver/driver.h"
 #include "compiler/onnx/importer.h"
 #include "gtest/gtest.h"
 #include "models/models.h"
+#include "passes/kv_cache.h"
+#include "runtime/cpu/generate.h"
 #include "runtime/cpu/executor.h"
 #include "runtime/cuda/executor.h"
 #include "tests/cuda/cuda_test_util.h"
@@ -216,6 +219,90 @@ TEST(CudaTraining, EvalSharesTheStepsWeights) {
   auto b = (*own)->Run(batch);
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_EQ(a->at(0).GetDouble(0), b->at(0).GetDouble(0));
+}
+
+// Runs wherever ptc was built with CUDA: the KV-cache decoder of a bf16 (and fp32) CUDA
+// inference plan can be made, and every node of it has a CUDA kernel (no host fallback).
+TEST(CudaGenerate, DecoderOfCudaPlansHasCudaKernels) {
+  if (!BuiltWithCuda()) GTEST_SKIP() << "SKIPPED: no CUDA device (built without CUDA)";
+  auto config = models::Gpt2Preset("tiny");
+  ASSERT_TRUE(config.ok());
+  config->layers = 2;
+  config->seq = kSeq;
+  auto model = models::BuildGpt2(*config);
+  ASSERT_TRUE(model.ok()) << model.status();
+  for (const char* precision : {"fp32", "bf16"}) {
+    onnx_import::ImportOptions io;
+    io.dims = {{"batch", 1}, {"seq", kSeq}};
+    auto module = onnx_import::ImportOnnxBytes(model->SerializeAsString(), "", "gpt2-gen", io);
+    ASSERT_TRUE(module.ok()) << module.status();
+    driver::CompileOptions o;
+    o.target = "cuda";
+    o.precision = precision;
+    o.dims = io.dims;
+    auto plan = driver::CompileModule(*std::move(module), o);
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    auto decode = passes::MakeDecodePlan(*plan);
+    ASSERT_TRUE(decode.ok()) << precision << ": " << decode.status();
+    int writes = 0;
+    for (const auto& n : decode->module->main()->nodes()) {
+      writes += n->op() == "kv_cache_write";
+      EXPECT_TRUE(n->op() == "constant" || n->op() == "assign" || HasDeviceKernel(n->op()))
+          << precision << ": " << n->Describe();
+    }
+    EXPECT_EQ(writes, 2 * config->layers) << precision;
+  }
+}
+
+// Generation on the device (what `ptc generate` of a CUDA plan runs in ptc-cuda): the KV-cache
+// decoder and the full window on the CUDA executor give the CPU's greedy text.
+TEST(CudaGenerate, GreedyTextMatchesCpu) {
+  PTC_SKIP_WITHOUT_CUDA_DEVICE();
+  auto config = models::Gpt2Preset("tiny");
+  ASSERT_TRUE(config.ok());
+  config->vocab = 256;
+  config->layers = 2;
+  config->dim = 64;
+  config->heads = 4;
+  config->seq = kSeq;
+  auto model = models::BuildGpt2(*config);
+  ASSERT_TRUE(model.ok()) << model.status();
+  std::map<std::string, std::string> texts;
+  for (const char* target : {"cpu", "cuda"}) {
+    onnx_import::ImportOptions io;
+    io.dims = {{"batch", 1}, {"seq", kSeq}};
+    auto module = onnx_import::ImportOnnxBytes(model->SerializeAsString(), "", "gpt2-gen", io);
+    ASSERT_TRUE(module.ok()) << module.status();
+    driver::CompileOptions o;
+    o.target = target;
+    o.dims = io.dims;
+    auto plan = driver::CompileModule(*std::move(module), o);
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    auto decode = passes::MakeDecodePlan(*plan);
+    ASSERT_TRUE(decode.ok()) << decode.status();
+    for (bool cache : {true, false}) {
+      generate::GenerateOptions go;
+      go.prompt = "The ";
+      go.tokens = 40;  // past the window of 32: the cache restarts, the window slides
+      go.temperature = 0;
+      go.decode_plan = cache ? &*decode : nullptr;
+      if (std::string(target) == "cuda") {
+        go.runner_factory = [](const plan::Plan& p, bool) -> absl::StatusOr<generate::Runner> {
+          auto exec = Executor::Create(p);
+          if (!exec.ok()) return exec.status();
+          std::shared_ptr<Executor> shared(*std::move(exec));
+          return generate::Runner([shared](const std::map<std::string, ir::Tensor>& in) {
+            return shared->Run(in);
+          });
+        };
+      }
+      auto text = generate::Generate(*plan, go);
+      ASSERT_TRUE(text.ok()) << target << ": " << text.status();
+      texts[absl::StrCat(target, cache ? " kv" : " full")] = *text;
+    }
+  }
+  EXPECT_EQ(texts["cuda kv"], texts["cpu kv"]);
+  EXPECT_EQ(texts["cuda full"], texts["cpu full"]);
 }
 
 // 200 steps of an fp32 and a `precision` executor on the same 8 batches; the worst relative

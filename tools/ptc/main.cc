@@ -215,16 +215,27 @@ absl::StatusOr<std::map<std::string, Tensor>> ReadInputs(const RunArgs& a) {
 
 // CUDA plans run in `ptc-cuda` (next to this binary), so that the CPU commands never load the
 // CUDA libraries (cuBLASLt alone maps ~200 MiB).
-int RunCuda(const RunArgs& a, bool training) {
+// Replaces this process with ptc-cuda PLAN MODE_ARGS... (returns only on failure).
+int ExecPtcCuda(const std::string& plan, const std::vector<std::string>& mode_args) {
   std::error_code ec;
   std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
   std::filesystem::path helper = self.parent_path() / "ptc-cuda";
   if (ec || !std::filesystem::exists(helper)) {
     return Fail(absl::FailedPreconditionError(absl::StrCat(
-        "plan '", a.plan, "' targets cuda, but this ptc has no CUDA runtime (", helper.string(),
+        "plan '", plan, "' targets cuda, but this ptc has no CUDA runtime (", helper.string(),
         " is missing); build ptc where nvcc is installed, or compile with --target cpu")));
   }
-  std::vector<std::string> args = {helper.string(), a.plan};
+  std::vector<std::string> args = {helper.string(), plan};
+  args.insert(args.end(), mode_args.begin(), mode_args.end());
+  std::vector<char*> argv;
+  for (std::string& s : args) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  execv(helper.c_str(), argv.data());
+  return Fail(absl::InternalError(absl::StrCat("cannot run ", helper.string())));
+}
+
+int RunCuda(const RunArgs& a, bool training) {
+  std::vector<std::string> args;
   if (training) {
     // The CPU trainer's loop, data, logs and checkpoints run in ptc-cuda on the CUDA executor.
     auto t = TrainerOptionsOf(a);
@@ -238,11 +249,7 @@ int RunCuda(const RunArgs& a, bool training) {
     args.push_back(absl::StrCat("--warmup=", a.warmup));
     args.push_back(absl::StrCat("--repeat=", a.repeat));
   }
-  std::vector<char*> argv;
-  for (std::string& s : args) argv.push_back(s.data());
-  argv.push_back(nullptr);
-  execv(helper.c_str(), argv.data());
-  return Fail(absl::InternalError(absl::StrCat("cannot run ", helper.string())));
+  return ExecPtcCuda(a.plan, args);
 }
 
 int Run(const RunArgs& a) {
@@ -779,6 +786,14 @@ int main(int argc, char** argv) {
     if (!plan.ok()) return Fail(plan.status());
     if (absl::Status st = ptc::generate::CheckGenerationPlan(*plan); !st.ok()) return Fail(st);
     std::fputs(note.c_str(), stderr);
+    if (plan->target == "cuda") {  // the decoder and the sampling loop run in ptc-cuda
+      std::vector<std::string> args = {
+          "--generate", "--prompt=" + go.prompt, absl::StrCat("--tokens=", go.tokens),
+          absl::StrCat("--temperature=", go.temperature), absl::StrCat("--top-k=", go.top_k),
+          absl::StrCat("--seed=", go.seed)};
+      if (gen_no_cache) args.push_back("--no-kv-cache");
+      return ExecPtcCuda(gen_plan, args);
+    }
     ptc::plan::Plan decode_plan;
     if (!gen_no_cache) {
       auto dp = ptc::passes::MakeDecodePlan(*plan);
@@ -795,9 +810,16 @@ int main(int argc, char** argv) {
       std::fputs(piece.c_str(), stdout);
       std::fflush(stdout);
     };
+    const auto t0 = std::chrono::steady_clock::now();
     auto text = ptc::generate::Generate(*plan, go);
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::fputs("\n", stdout);
     if (!text.ok()) return Fail(text.status());
+    std::fprintf(stderr, "generated %zu tokens in %.2f s (%.1f tokens/s, %s, prompt and "
+                 "executor creation included) on cpu\n", text->size(), secs,
+                 secs > 0 ? static_cast<double>(text->size()) / secs : 0.0,
+                 go.decode_plan ? "KV cache" : "full window");
     return 0;
   }
   if (*exp) {

@@ -3,6 +3,8 @@
 //   ptc-cuda PLAN [--input=NAME=FILE.pb ...] [--random-inputs=SEED] [--output-dir=DIR]
 //                 [--warmup=N] [--repeat=N]
 //   ptc-cuda PLAN --train [trainer flags: runtime/cpu/trainer.h TrainerOptionsToFlags]
+//   ptc-cuda PLAN --generate [--prompt=TEXT --tokens=N --temperature=F --top-k=K --seed=S
+//                 --no-kv-cache]   (`ptc generate` of a CUDA plan)
 // Training runs the CPU trainer's loop (data, progress, logs, evaluation, checkpoints) with
 // the steps on the GPU: CudaBackend below.
 // PTC_CUDA_OPTIONS=a,b,... switches kernels and the executor for a device session's
@@ -24,6 +26,8 @@
 #include "absl/strings/str_split.h"
 #include "compiler/driver/tensor_io.h"
 #include "compiler/support/status.h"
+#include "passes/kv_cache.h"
+#include "runtime/cpu/generate.h"
 #include "runtime/cpu/trainer.h"
 #include "runtime/cuda/executor.h"
 #include "runtime/plan/plan.h"
@@ -143,6 +147,80 @@ int Train(const std::string& plan_path, const std::vector<std::string>& flags) {
 
 }  // namespace
 
+// `ptc generate` of a CUDA plan: the plan (and its KV-cache decoder, made here as ptc does)
+// runs on the CUDA executor; the sampling loop is generate::Generate's.
+int GenerateOnDevice(const std::string& plan_path, const std::vector<std::string>& flags) {
+  ptc::generate::GenerateOptions go;
+  bool no_cache = false;
+  for (const std::string& a : flags) {
+    std::vector<std::string> kv = absl::StrSplit(a, absl::MaxSplits('=', 1));
+    const std::string& v = kv.size() == 2 ? kv[1] : std::string();
+    bool ok = kv.size() == 2;
+    if (a == "--no-kv-cache") {
+      no_cache = ok = true;
+    } else if (kv[0] == "--prompt") {
+      go.prompt = v;
+    } else if (kv[0] == "--tokens") {
+      ok = ok && absl::SimpleAtoi(v, &go.tokens);
+    } else if (kv[0] == "--temperature") {
+      ok = ok && absl::SimpleAtod(v, &go.temperature);
+    } else if (kv[0] == "--top-k") {
+      ok = ok && absl::SimpleAtoi(v, &go.top_k);
+    } else if (kv[0] == "--seed") {
+      ok = ok && absl::SimpleAtoi(v, &go.seed);
+    } else {
+      ok = false;
+    }
+    if (!ok) return Fail(absl::InvalidArgumentError(absl::StrCat("bad generate flag ", a)));
+  }
+  auto plan = ptc::plan::LoadPlan(plan_path);
+  if (!plan.ok()) return Fail(plan.status());
+  if (absl::Status st = ptc::generate::CheckGenerationPlan(*plan); !st.ok()) return Fail(st);
+  auto options = OptionsFromEnv();
+  if (!options.ok()) return Fail(options.status());
+  if (auto dev = ptc::cuda::GetDevice(options->device); !dev.ok()) return Fail(dev.status());
+  std::string device;
+  go.runner_factory = [&](const ptc::plan::Plan& p, bool) -> absl::StatusOr<ptc::generate::Runner> {
+    PTC_ASSIGN_OR_RETURN(std::unique_ptr<ptc::cuda::Executor> exec,
+                         ptc::cuda::Executor::Create(p, *options));
+    device = exec->device().name;
+    std::shared_ptr<ptc::cuda::Executor> shared(std::move(exec));
+    const size_t results = p.module->main()->results().size();
+    std::vector<bool> fetch(results, false);
+    fetch[0] = true;  // the logits; a decoder's other results (none today) stay on the device
+    return ptc::generate::Runner(
+        [shared, fetch](const std::map<std::string, ptc::ir::Tensor>& inputs) {
+          return shared->Run(inputs, fetch);
+        });
+  };
+  ptc::plan::Plan decode_plan;
+  if (!no_cache) {
+    auto dp = ptc::passes::MakeDecodePlan(*plan);
+    if (dp.ok()) {
+      decode_plan = *std::move(dp);
+      go.decode_plan = &decode_plan;
+    } else {
+      std::fprintf(stderr, "ptc: note: no KV cache, running the full window per token: %s\n",
+                   std::string(dp.status().message()).c_str());
+    }
+  }
+  std::fputs(go.prompt.c_str(), stdout);
+  go.on_token = [](const std::string& piece) {
+    std::fputs(piece.c_str(), stdout);
+    std::fflush(stdout);
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  auto text = ptc::generate::Generate(*plan, go);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::fputs("\n", stdout);
+  if (!text.ok()) return Fail(text.status());
+  std::fprintf(stderr, "generated %zu tokens in %.2f s (%.1f tokens/s, %s, prompt and executor "
+               "creation included) on cuda (%s)\n", text->size(), s,
+               s > 0 ? static_cast<double>(text->size()) / s : 0.0,
+               go.decode_plan ? "KV cache" : "full window", device.c_str());
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr, "usage: ptc-cuda PLAN [--input=NAME=FILE.pb ...] [--output-dir=DIR] "
@@ -152,6 +230,9 @@ int main(int argc, char** argv) {
   std::string plan_path = argv[1], output_dir;
   if (argc >= 3 && std::string(argv[2]) == "--train") {
     return Train(plan_path, std::vector<std::string>(argv + 3, argv + argc));
+  }
+  if (argc >= 3 && std::string(argv[2]) == "--generate") {
+    return GenerateOnDevice(plan_path, std::vector<std::string>(argv + 3, argv + argc));
   }
   int warmup = 0, repeat = 1;
   bool random_inputs = false;
