@@ -2,7 +2,9 @@
 // GPT export imported with batch=2 seq=16): where the casts land, that the verifier accepts
 // the result, and that parameters and results keep their types. The small placement cases
 // are text tests in tests/passes/mixed-precision/.
+#include <cmath>
 #include <cstdlib>
+#include <map>
 #include <set>
 #include <string>
 
@@ -129,6 +131,53 @@ TEST(MixedPrecisionTest, LowDtypeMustBeHalf) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(std::string(r.status().message()).find("bf16 or f16"), std::string::npos) << r.status();
+}
+
+// fold-param-casts after mixed-precision-bf16 (an inference plan): the matmul weights become
+// bf16 parameters holding exactly the cast's values, no cast reads a parameter any more, and
+// a training step (assign nodes) is left alone.
+TEST(FoldParamCastsTest, InferenceWeightsStoredInTheLowDtype) {
+  std::unique_ptr<ir::Module> module = ImportGpt();
+  ASSERT_NE(module, nullptr);
+  const std::map<std::string, ir::Tensor> f32_weights = module->tensors();
+  auto passes = CreatePasses("mixed-precision-bf16,fold-param-casts,dce");
+  ASSERT_TRUE(passes.ok()) << passes.status();
+  Pipeline pipeline;
+  for (auto& p : *passes) pipeline.Add(std::move(p));
+  ASSERT_TRUE(pipeline.Run(*module).ok());
+  ASSERT_TRUE(ir::Verify(*module).ok());
+  int bf16_params = 0;
+  for (const ir::Value* p : module->main()->params()) {
+    if (!p->is_param() || p->type().dtype != ir::DType::kBF16) continue;
+    ++bf16_params;
+    const ir::Tensor& now = module->tensors().at(p->name());
+    EXPECT_EQ(now.type(), p->type()) << p->name();
+    const ir::Tensor& before = f32_weights.at(p->name());
+    for (int64_t i = 0; i < now.num_elements(); i += 97) {
+      const double want = before.GetDouble(i);
+      EXPECT_NEAR(now.GetDouble(i), want, 1e-2 * std::fabs(want) + 1e-30) << p->name() << " " << i;
+    }
+  }
+  EXPECT_GE(bf16_params, 8) << "the 2 layers' 4 projection weights";
+  for (const auto& n : module->main()->nodes()) {
+    if (n->op() == "cast") EXPECT_FALSE(n->input(0)->is_param()) << n->Describe();
+  }
+  // A function with an assign (a training step) keeps its f32 master weights.
+  ir::Module train;
+  ir::Function* fn = train.AddFunction("main");
+  ir::Value* w = fn->AddParam("w", {ir::DType::kF32, {4}}, {"param"});
+  train.tensors()["w"] = ir::Tensor(ir::DType::kF32, {4});
+  ir::Node* c = fn->AddNode("cast", {w}, {{ir::DType::kBF16, {4}}}, {{"to", ir::DType::kBF16}});
+  ir::Node* back = fn->AddNode("cast", {c->output()}, {{ir::DType::kF32, {4}}},
+                               {{"to", ir::DType::kF32}});
+  fn->AddNode("assign", {w, back->output()}, {}, {});
+  fn->set_results({c->output()});
+  auto fold = CreatePasses("fold-param-casts");
+  ASSERT_TRUE(fold.ok());
+  auto changed = (*fold)[0]->Run(train);
+  ASSERT_TRUE(changed.ok()) << changed.status();
+  EXPECT_FALSE(*changed);
+  EXPECT_EQ(w->type().dtype, ir::DType::kF32);
 }
 
 }  // namespace

@@ -109,6 +109,9 @@ absl::Status Pipeline::Run(ir::Module& module) {
 
 const std::vector<PassInfo>& RegisteredPasses() {
   static const auto* passes = new std::vector<PassInfo>{
+      {"fold-param-casts",
+       "inference: weights read only through casts (--precision) are stored converted",
+       [] { return CreateFoldParamCastsPass(); }},
       {"fold-constants", "evaluate nodes whose inputs are all constants",
        [] { return CreateFoldConstantsPass(); }},
       {"simplify", "remove no-op shape ops, merge reshape/transpose chains",
@@ -155,8 +158,8 @@ const std::vector<PassInfo>& RegisteredPasses() {
 }
 
 std::vector<std::string> DefaultPassList(std::string_view target) {
-  std::vector<std::string> list = {"fold-constants", "simplify", "fold-gemm-transpose", "cse",
-                                   "dce"};
+  std::vector<std::string> list = {"fold-param-casts", "fold-constants", "simplify",
+                                   "fold-gemm-transpose", "cse", "dce"};
   if (target == "cpu") {
     // fuse-elementwise pays on CPU: a GPT-2-like MLP/residual block measured faster with it
     // (see tools/ptc_opt --bench and the passes report); it runs after cse so that duplicated
