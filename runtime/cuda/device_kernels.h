@@ -10,7 +10,9 @@
 
 #include <cstddef>
 #include <memory>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -44,6 +46,25 @@ class DeviceKernel {
   virtual bool capturable() const { return !host_fallback(); }
   virtual absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> inputs,
                               absl::Span<void* const> outputs, void* workspace) = 0;
+
+  // Multi-tensor batching: nodes scheduled back to back whose kernels give the same non-empty
+  // BatchKey (for their operand pointers) run as one LaunchBatch of the first kernel, which
+  // receives every member (itself included) in schedule order. E.g. the adamw_update of every
+  // parameter: a handful of launches instead of one per tensor.
+  struct BatchItem {
+    DeviceKernel* kernel = nullptr;
+    absl::Span<const void* const> inputs;
+    absl::Span<void* const> outputs;
+  };
+  virtual std::string BatchKey(absl::Span<const void* const> inputs) const {
+    (void)inputs;
+    return std::string();
+  }
+  virtual absl::Status LaunchBatch(const LaunchContext& ctx, const std::vector<BatchItem>& items) {
+    (void)ctx;
+    (void)items;
+    return absl::UnimplementedError("this kernel does not batch");
+  }
 };
 
 // Errors name the node (Describe()), the dtype or attribute that is unsupported. With

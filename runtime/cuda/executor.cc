@@ -36,6 +36,10 @@ struct Step {
   int64_t stage_bytes = 0;
   const void* stage_src = nullptr;
   void* stage_dst = nullptr;
+  // Multi-tensor batching (DeviceKernel::BatchKey): the first step of a run launches every
+  // member's work; the others are `batched` (launched there, skipped here).
+  std::vector<DeviceKernel::BatchItem> batch;
+  bool batched = false;
 };
 
 struct Assign {
@@ -217,6 +221,55 @@ class CudaExecutor final : public Executor {
       copy.stage_dst = staging_.get() + a.staging_offset;
       steps_.insert(it, std::move(copy));
     }
+    // Back-to-back steps with one batch key launch together (e.g. every adamw_update), as long
+    // as running them at once cannot change what they read: the memory plan assumed schedule
+    // order, so a member may not write bytes an earlier member reads or writes, nor read bytes
+    // an earlier member writes.
+    using Range = std::pair<uintptr_t, uintptr_t>;
+    auto ranges = [](const auto& values, const auto& ptrs) {
+      std::vector<Range> r;
+      for (size_t k = 0; k < values.size(); ++k) {
+        const auto b = reinterpret_cast<uintptr_t>(ptrs[k]);
+        r.push_back({b, b + static_cast<uintptr_t>(values[k]->type().byte_size())});
+      }
+      return r;
+    };
+    auto overlap = [](const std::vector<Range>& a, const std::vector<Range>& b) {
+      for (const Range& x : a) {
+        for (const Range& y : b) {
+          if (x.first < y.second && y.first < x.second) return true;
+        }
+      }
+      return false;
+    };
+    for (size_t i = 0; i < steps_.size();) {
+      Step& lead = steps_[i];
+      const std::string key = lead.kernel ? lead.kernel->BatchKey(lead.inputs) : std::string();
+      std::vector<Range> reads, writes;
+      if (!key.empty()) {
+        reads = ranges(lead.node->inputs(), lead.inputs);
+        writes = ranges(lead.node->outputs(), lead.outputs);
+      }
+      size_t j = i + 1;
+      while (!key.empty() && j < steps_.size() && steps_[j].kernel &&
+             steps_[j].kernel->BatchKey(steps_[j].inputs) == key) {
+        std::vector<Range> r = ranges(steps_[j].node->inputs(), steps_[j].inputs);
+        std::vector<Range> w = ranges(steps_[j].node->outputs(), steps_[j].outputs);
+        // Shared scalars (lr, step) are read by all: only reads against writes matter.
+        if (overlap(w, reads) || overlap(w, writes) || overlap(r, writes)) break;
+        reads.insert(reads.end(), r.begin(), r.end());
+        writes.insert(writes.end(), w.begin(), w.end());
+        ++j;
+      }
+      if (j - i > 1) {
+        for (size_t m = i; m < j; ++m) {
+          lead.batch.push_back({steps_[m].kernel.get(), steps_[m].inputs, steps_[m].outputs});
+          steps_[m].batched = m > i;
+        }
+        batched_launches_ += static_cast<int64_t>(j - i - 1);
+      }
+      i = j;
+    }
     profile_.resize(steps_.size());
     for (size_t i = 0; i < steps_.size(); ++i) {
       const ir::Node* n = steps_[i].node;
@@ -326,10 +379,14 @@ class CudaExecutor final : public Executor {
 
   std::string graph_status() const override {
     if (compute_graph_ != nullptr) {
-      return absl::StrCat("cuda graphs: ", steps_.size(), " steps and ", graph_assigns_,
-                          " assign copies replayed per run");
+      return absl::StrCat("cuda graphs: ", steps_.size() - batched_launches_, " launches (",
+                          batched_launches_, " saved by multi-tensor batching) and ",
+                          graph_assigns_, " assign copies replayed per run");
     }
-    return graph_note_;
+    return batched_launches_ > 0
+               ? absl::StrCat(graph_note_, "; ", batched_launches_,
+                              " launches saved by multi-tensor batching")
+               : graph_note_;
   }
 
   void EnableProfiling(bool on) override { profiling_ = on; }
@@ -394,6 +451,16 @@ class CudaExecutor final : public Executor {
         PTC_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s.stage_dst, s.stage_src,
                                                  static_cast<size_t>(s.stage_bytes),
                                                  cudaMemcpyDeviceToDevice, stream_));
+      } else if (s.batched) {
+        // launched with its batch's first step
+      } else if (!s.batch.empty()) {
+        ctx.error_code = static_cast<int>(i) + 1;
+        absl::Status st = s.kernel->LaunchBatch(ctx, s.batch);
+        if (!st.ok()) {
+          return absl::Status(st.code(), absl::StrCat(s.node->Describe(), " (and the ",
+                                                      s.batch.size() - 1, " batched with it): ",
+                                                      st.message()));
+        }
       } else {
         ctx.error_code = static_cast<int>(i) + 1;
         absl::Status st = s.kernel->Launch(ctx, s.inputs, s.outputs, scratch_.get());
@@ -627,6 +694,7 @@ class CudaExecutor final : public Executor {
   std::string graph_note_ = "eager";
   cudaGraphExec_t compute_graph_ = nullptr, assign_graph_ = nullptr;
   int64_t graph_assigns_ = 0;
+  int64_t batched_launches_ = 0;  // launches saved by multi-tensor batching
   int64_t runs_ = 0;
 };
 

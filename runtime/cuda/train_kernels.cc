@@ -2,10 +2,12 @@
 // compiler/ir/ops_train.cc, on the launchers of codegen/cuda/train.cu. Validation mirrors the
 // CPU kernels (codegen/cpu/loss.cc, train_*_kernels.cc); f16 / bf16 are supported here too
 // (f32 arithmetic), which the CPU kernels are not.
+#include <algorithm>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "codegen/cuda/kernels.h"
 #include "compiler/support/status.h"
 #include "runtime/cuda/cuda_check.h"
@@ -402,6 +404,36 @@ KernelOr MakeLrSchedule(const ir::Node& node) {
 class AdamWKernel final : public DeviceKernel {
  public:
   AdamWKernel(k::DT dt, int64_t n, k::AdamWParams p) : dt_(dt), n_(n), p_(p) {}
+  // Parameters of one dtype and hyper-parameters reading the same lr and step scalars.
+  std::string BatchKey(absl::Span<const void* const> in) const override {
+    return absl::StrFormat("adamw_update %d %a %a %a %a %p %p", static_cast<int>(dt_),
+                           p_.beta1, p_.beta2, p_.eps, p_.weight_decay, in[4], in[5]);
+  }
+  // kMaxAdamTensors tensors per launch.
+  absl::Status LaunchBatch(const LaunchContext& ctx,
+                           const std::vector<BatchItem>& items) override {
+    for (size_t first = 0; first < items.size(); first += k::kMaxAdamTensors) {
+      k::AdamWTensors t;
+      const size_t end = std::min(items.size(), first + k::kMaxAdamTensors);
+      for (size_t i = first; i < end; ++i) {
+        const BatchItem& it = items[i];
+        const int c = t.count++;
+        t.w[c] = it.inputs[0];
+        t.g[c] = it.inputs[1];
+        t.m[c] = it.inputs[2];
+        t.v[c] = it.inputs[3];
+        t.w_out[c] = it.outputs[0];
+        t.m_out[c] = it.outputs[1];
+        t.v_out[c] = it.outputs[2];
+        t.n[c] = static_cast<const AdamWKernel*>(it.kernel)->n_;
+      }
+      PTC_RETURN_IF_ERROR(LaunchStatus(
+          k::LaunchAdamW(dt_, t, p_, static_cast<const float*>(items[first].inputs[4]),
+                         static_cast<const float*>(items[first].inputs[5]), ctx.stream),
+          "LaunchAdamW (multi-tensor)"));
+    }
+    return absl::OkStatus();
+  }
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
                       absl::Span<void* const> out, void*) override {
     k::AdamWTensors t;

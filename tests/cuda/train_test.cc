@@ -161,7 +161,11 @@ TEST(CudaTraining, GraphReplayMatchesEagerAndFetchSkipsResults) {
                 (*graphs)->graph_status().c_str());
   }
   EXPECT_EQ((*graphs)->graph_status().rfind("cuda graphs", 0), 0u) << (*graphs)->graph_status();
-  EXPECT_EQ((*eager)->graph_status(), "eager (cuda_graphs off)");
+  EXPECT_EQ((*eager)->graph_status().rfind("eager (cuda_graphs off)", 0), 0u)
+      << (*eager)->graph_status();
+  // The tiny GPT's adamw_update nodes run as multi-tensor launches.
+  EXPECT_NE((*graphs)->graph_status().find("saved by multi-tensor batching"), std::string::npos)
+      << (*graphs)->graph_status();
   auto es = (*eager)->State();
   auto gs = (*graphs)->State();
   ASSERT_TRUE(es.ok() && gs.ok());
