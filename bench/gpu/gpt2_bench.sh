@@ -40,6 +40,10 @@ PY
 ptc_mem=$(sort -n ptc-mem.txt | tail -1)
 grep -h "training step on the device\|generated\|interpreter" ptc-train.log | head -3
 
+echo "== ptc: device time per op of the training step (ptc run --profile, 3 steps)"
+ptc run train.plan --steps 3 --data "$corpus" --progress none --profile > ptc-profile.log 2>&1
+grep -A16 "^profile" ptc-profile.log
+
 echo "== ptc again with the SIMT attention kernels (PTC_CUDA_OPTIONS=attention_simt)"
 PTC_CUDA_OPTIONS=attention_simt ptc run train.plan --steps "$STEPS" --data "$corpus" \
   --progress lines --log-json ptc-train-simt.jsonl > ptc-train-simt.log 2>&1
