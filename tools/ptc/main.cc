@@ -732,11 +732,15 @@ int main(int argc, char** argv) {
       "The plan's graph is turned into a one-token decoder with a KV cache (passes/kv_cache.h):\n"
       "each token costs one position, not the whole window; T (--dim seq) is the cache size.\n"
       "A graph the transformation does not cover falls back to the full window, with a notice.\n"
+      "A plan compiled with --target cuda generates on the GPU (ptc-cuda); tokens/s go to stderr.\n"
       "Examples:\n"
       "  ptc generate ckpt/ --model tiny.onnx --prompt 'The ' --tokens 300   # latest checkpoint\n"
       "  ptc export ckpt/ --model tiny.onnx -o trained.onnx                  # or: a plan\n"
       "  ptc compile trained.onnx -o gen.plan --dim batch=1 --dim seq=128\n"
       "  ptc generate gen.plan --prompt 'The ' --tokens 300\n"
+      "  ptc compile trained.onnx -o gen-gpu.plan --target cuda --precision bf16 --dim batch=1 "
+      "--dim seq=1024\n"
+      "  ptc generate gen-gpu.plan --prompt 'The ' --tokens 300 --temperature 0\n"
       "  ptc generate gen.plan --prompt 'The ' --tokens 300 --temperature 0 --no-kv-cache\n");
 
   ModelArgs ma;
