@@ -14,7 +14,11 @@
 // Preconditions / when it declines (counters):
 //   - intermediates used more than once, or returned, are not absorbed  "declined.multi-use"
 //   - intermediates smaller than the root (would be recomputed)        "declined.broadcast"
-//   - dtypes other than f32/f64 (the kernel computes in the dtype)     "declined.dtype"
+//   - an intermediate whose dtype is not the chain's compute type (f32, or f64 for f64
+//     chains): a f16 / bf16 op rounds its result, so it stays an operand  "declined.dtype"
+//   f16 / bf16 (a --precision plan): operands of any of f16 / bf16 / f32 are read widened,
+//   the chain runs in f32, casts up (exact) are absorbed, and a chain may end in a cast down
+//   to f16 / bf16, which becomes the fused op's `dtype` (the one rounding, as unfused).
 //   - ops without a program token (cast, where, comparisons...)        (leaves, not counted)
 //   - more than max_inputs operands or max_program_length tokens       "declined.too-big"
 // Run after fold-constants / simplify / cse (so constants are splats and duplicates merged)
@@ -58,7 +62,27 @@ std::optional<std::string> ProgramToken(const ir::Node& n) {
   return std::nullopt;
 }
 
-bool FusableDType(ir::DType d) { return d == ir::DType::kF32 || d == ir::DType::kF64; }
+bool FusableDType(ir::DType d) {
+  return d == ir::DType::kF32 || d == ir::DType::kF64 || d == ir::DType::kF16 ||
+         d == ir::DType::kBF16;
+}
+bool Half(ir::DType d) { return d == ir::DType::kF16 || d == ir::DType::kBF16; }
+
+// cast(x) from f16 / bf16 (or the same type) up to `ct`: exact, so inside a chain computed in
+// `ct` it is no token at all.
+bool IsWideningCast(const ir::Node& n, ir::DType ct) {
+  if (n.op() != "cast" || n.num_inputs() != 1 || n.num_outputs() != 1) return false;
+  const ir::TensorType& in = n.input(0)->type();
+  return n.output()->type().dtype == ct && in.shape == n.output()->type().shape &&
+         (Half(in.dtype) || in.dtype == ct) && ct != ir::DType::kF64;
+}
+
+// cast(f32 -> f16 / bf16) ending a chain: the fused op's output dtype (rounded once, as here).
+bool IsNarrowingCast(const ir::Node& n) {
+  return n.op() == "cast" && n.num_inputs() == 1 && n.num_outputs() == 1 &&
+         n.input(0)->type().dtype == ir::DType::kF32 && Half(n.output()->type().dtype) &&
+         n.input(0)->type().shape == n.output()->type().shape;
+}
 
 class FuseElementwisePass : public Pass {
  public:
@@ -112,7 +136,9 @@ class FuseElementwisePass : public Pass {
       Count("declined.gelu." + why);
       return nullptr;
     };
-    if (!FusableDType(erf->output()->type().dtype)) return decline("dtype");
+    // f32 / f64 only: in f16 / bf16 the exported chain rounds after every op, one gelu does not.
+    const ir::DType edt = erf->output()->type().dtype;
+    if (edt != ir::DType::kF32 && edt != ir::DType::kF64) return decline("dtype");
     // x / sqrt2  or  x * (1/sqrt2)
     ir::Value* x = nullptr;
     Match scaled = m.Def(erf->input(0)).SingleUse();
@@ -166,6 +192,7 @@ class FuseElementwisePass : public Pass {
 
   struct Group {
     ir::Node* root = nullptr;
+    ir::DType ct = ir::DType::kF32;       // compute type: f64 for f64 roots, else f32
     std::vector<ir::Node*> nodes;          // absorbed, root included
     std::vector<ir::Value*> operands;      // fused op operands
     std::vector<double> constants;
@@ -175,18 +202,22 @@ class FuseElementwisePass : public Pass {
   bool Fusable(const ir::Node& n) const {
     return ProgramToken(n).has_value() && FusableDType(n.output()->type().dtype);
   }
+  // What may end a chain: an op with a token, or a narrowing cast.
+  bool FusableRoot(const ir::Node& n) const { return Fusable(n) || IsNarrowingCast(n); }
 
   // Emits the program for value `v` into g. `inside` is false for the root's own output.
   void Emit(const Matcher& m, Group& g, ir::Value* v, const std::set<const ir::Node*>& claimed) {
     ir::Node* p = v->producer();
     bool absorb = false;
     if (p != nullptr && p != g.root && !claimed.count(p)) {
-      if (Fusable(*p)) {
+      // Inside the chain: ops computing in the chain's type (a half-precision op rounds its
+      // result: it stays a leaf), and exact widening casts.
+      if (Fusable(*p) || IsWideningCast(*p, g.ct)) {
         if (!m.Def(v).SingleUse()) {
           Count("declined.multi-use");
         } else if (v->type().shape != g.root->output()->type().shape) {
           Count("declined.broadcast");
-        } else if (v->type().dtype != g.root->output()->type().dtype) {
+        } else if (v->type().dtype != g.ct) {
           Count("declined.dtype");
         } else {
           absorb = true;
@@ -197,7 +228,9 @@ class FuseElementwisePass : public Pass {
       EmitNode(m, g, *p, claimed);
       return;
     }
-    if (std::optional<double> c = m.Splat(v); c && v->type().dtype == g.root->output()->type().dtype) {
+    // A splat of any float type is exact as a constant of the compute type.
+    if (std::optional<double> c = m.Splat(v);
+        c && (v->type().dtype == g.ct || (g.ct == ir::DType::kF32 && Half(v->type().dtype)))) {
       size_t i = 0;
       while (i < g.constants.size() && !(g.constants[i] == c)) ++i;
       if (i == g.constants.size()) g.constants.push_back(*c);
@@ -213,7 +246,7 @@ class FuseElementwisePass : public Pass {
   void EmitNode(const Matcher& m, Group& g, ir::Node& n, const std::set<const ir::Node*>& claimed) {
     g.nodes.push_back(&n);
     for (ir::Value* in : n.inputs()) Emit(m, g, in, claimed);
-    g.program.push_back(*ProgramToken(n));
+    if (n.op() != "cast") g.program.push_back(*ProgramToken(n));  // casts: widen / round only
   }
 
   bool FuseChains(const ir::Module& module, ir::Function& fn) {
@@ -224,7 +257,7 @@ class FuseElementwisePass : public Pass {
     bool changed = false;
     for (auto it = order.rbegin(); it != order.rend(); ++it) {
       ir::Node* root = *it;
-      if (claimed.count(root) || !Fusable(*root)) continue;
+      if (claimed.count(root) || !FusableRoot(*root)) continue;
       bool inputs_ok = true;
       for (const ir::Value* in : root->inputs()) inputs_ok &= FusableDType(in->type().dtype);
       if (!inputs_ok) {
@@ -233,6 +266,10 @@ class FuseElementwisePass : public Pass {
       }
       Group g;
       g.root = root;
+      g.ct = root->output()->type().dtype == ir::DType::kF64 ? ir::DType::kF64 : ir::DType::kF32;
+      if (!options_.half && (Half(root->output()->type().dtype) || IsNarrowingCast(*root))) {
+        continue;
+      }
       EmitNode(m, g, *root, claimed);
       if (g.nodes.size() < 2) continue;  // a single op keeps its own kernel
       if (static_cast<int>(g.operands.size()) > options_.max_inputs ||
@@ -244,6 +281,10 @@ class FuseElementwisePass : public Pass {
       attrs["program"] = g.program;
       attrs["shape"] = root->output()->type().shape;
       if (!g.constants.empty()) attrs["constants"] = g.constants;
+      bool mixed = false;
+      for (const ir::Value* v : g.operands) mixed |= v->type().dtype != root->output()->type().dtype;
+      if (mixed) attrs["dtype"] = root->output()->type().dtype;
+      if (g.operands.empty()) continue;  // constants only: fold-constants' job
       ir::Node* f = fn.AddNode("fused_elementwise", g.operands, {root->output()->type()},
                                std::move(attrs), root->loc(), {root->output()->name()},
                                /*before=*/root);

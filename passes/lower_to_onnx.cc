@@ -100,7 +100,11 @@ absl::StatusOr<ir::Value*> LowerFusedElementwise(Emitter& e, const ir::Node& n) 
   if (n.has_attr("constants")) {
     PTC_ASSIGN_OR_RETURN(constants, n.GetFloats("constants"));
   }
-  ir::DType dt = n.output()->type().dtype;
+  // With `dtype` (mixed operand dtypes) the program runs in f32 (f64): operands cast up, the
+  // result cast to the output dtype.
+  const bool mixed = n.has_attr("dtype");
+  const ir::DType out_dt = n.output()->type().dtype;
+  const ir::DType dt = !mixed ? out_dt : out_dt == ir::DType::kF64 ? out_dt : ir::DType::kF32;
   std::vector<ir::Value*> stack;
   for (const std::string& tok : program) {
     int64_t idx = 0;
@@ -109,7 +113,11 @@ absl::StatusOr<ir::Value*> LowerFusedElementwise(Emitter& e, const ir::Node& n) 
         if (idx < 0 || idx >= static_cast<int64_t>(n.num_inputs())) {
           return absl::InvalidArgumentError(absl::StrCat(n.Describe(), ": bad operand ", tok));
         }
-        stack.push_back(n.input(idx));
+        ir::Value* x = n.input(idx);
+        if (x->type().dtype != dt) {
+          PTC_ASSIGN_OR_RETURN(x, e.Op("cast", {x}, {{"to", dt}}));
+        }
+        stack.push_back(x);
       } else {
         if (idx < 0 || idx >= static_cast<int64_t>(constants.size())) {
           return absl::InvalidArgumentError(absl::StrCat(n.Describe(), ": bad constant ", tok));
@@ -138,6 +146,9 @@ absl::StatusOr<ir::Value*> LowerFusedElementwise(Emitter& e, const ir::Node& n) 
   ir::Value* r = stack.back();
   if (r->type().shape != n.output()->type().shape) {
     PTC_ASSIGN_OR_RETURN(r, e.Op("expand", {r}, {{"shape", n.output()->type().shape}}));
+  }
+  if (r->type().dtype != out_dt) {
+    PTC_ASSIGN_OR_RETURN(r, e.Op("cast", {r}, {{"to", out_dt}}));
   }
   return r;
 }

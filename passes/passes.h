@@ -40,6 +40,9 @@ struct FuseElementwiseOptions {
   bool fuse_chains = true;     // chains of elementwise ops -> fused_elementwise
   int max_inputs = 8;          // operands of one fused_elementwise
   int max_program_length = 64; // tokens of its postfix program
+  // f16 / bf16 chains (a --precision plan): computed in f32, widening casts absorbed, a final
+  // narrowing cast as the output dtype (fused_elementwise's `dtype`).
+  bool half = true;
 };
 std::unique_ptr<Pass> CreateFuseElementwisePass(FuseElementwiseOptions options = {});
 

@@ -444,6 +444,18 @@ __global__ void __launch_bounds__(kThreads)
   if (t < n) CastElement(F, T, in, t, out, t);
 }
 
+// An operand of the given storage type, widened to C.
+template <typename C>
+__device__ __forceinline__ C LoadAs(DT dt, const void* p, int64_t i) {
+  switch (dt) {
+    case DT::kF16: return static_cast<C>(Load<DT::kF16>(static_cast<const __half*>(p), i));
+    case DT::kBF16:
+      return static_cast<C>(Load<DT::kBF16>(static_cast<const __nv_bfloat16*>(p), i));
+    case DT::kF64: return static_cast<C>(Load<DT::kF64>(static_cast<const double*>(p), i));
+    default: return static_cast<C>(Load<DT::kF32>(static_cast<const float*>(p), i));
+  }
+}
+
 template <DT D>
 __global__ void __launch_bounds__(kThreads)
     FusedKernel(const FusedDesc* __restrict__ gdesc, FusedOperands ops, int64_t n,
@@ -472,8 +484,8 @@ __global__ void __launch_bounds__(kThreads)
     for (int t = 0; t < d.program_size; ++t) {
       const FusedToken tok = d.program[t];
       if (tok.kind == 0) {
-        stack[sp++] = Load<D>(static_cast<const typename Ty<D>::S*>(ops.ptr[tok.index]),
-                              off[tok.index]);
+        stack[sp++] = LoadAs<C>(static_cast<DT>(d.operand_dt[tok.index]), ops.ptr[tok.index],
+                                off[tok.index]);
       } else if (tok.kind == 1) {
         stack[sp++] = static_cast<C>(d.constants[tok.index]);
       } else {

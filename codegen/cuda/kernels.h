@@ -90,6 +90,9 @@ struct FusedDesc {
   int64_t strides[kMaxFusedOperands][kMaxRank] = {};
   FusedToken program[kMaxFusedProgram] = {};
   double constants[kMaxFusedConstants] = {};
+  // Each operand's DT (fused_elementwise's `dtype`: f16 / bf16 / f32 operands of an f32 or
+  // half result, all read into the compute type); the output's DT when they all match.
+  int32_t operand_dt[kMaxFusedOperands] = {};
 };
 struct FusedOperands {
   const void* ptr[kMaxFusedOperands];

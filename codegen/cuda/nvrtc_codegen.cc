@@ -201,7 +201,14 @@ absl::StatusOr<FusedSource> GenerateFusedElementwise(const ir::Node& node) {
   std::vector<std::vector<int64_t>> strides(node.num_inputs(), std::vector<int64_t>(r0, 0));
   for (size_t i = 0; i < node.num_inputs(); ++i) {
     const ir::TensorType& t = node.input(i)->type();
-    if (t.dtype != dt) return Invalid(node, "operands must share the output's dtype");
+    // Operands of their own dtype (fused_elementwise's `dtype`): f16 / bf16 / f32 read into
+    // f32; f64 only with f64.
+    if (t.dtype != dt && ((t.dtype == ir::DType::kF64) != (dt == ir::DType::kF64) ||
+                          (t.dtype != ir::DType::kF32 && t.dtype != ir::DType::kF16 &&
+                           t.dtype != ir::DType::kBF16 && t.dtype != ir::DType::kF64))) {
+      return Invalid(node, absl::StrCat("operand ", i, " ", t.ToString(),
+                                        " cannot be read for a ", out_type.ToString(), " result"));
+    }
     if (t.shape.size() > r0) return Invalid(node, "operand has more dims than the output");
     const size_t off = r0 - t.shape.size();
     int64_t stride = 1;
@@ -225,15 +232,23 @@ absl::StatusOr<FusedSource> GenerateFusedElementwise(const ir::Node& node) {
   auto lit = [&](int64_t v) { return absl::StrCat(v, idx32 ? "u" : "ll"); };
   const bool f32 = dt != ir::DType::kF64;
   const std::string ct = f32 ? "float" : "double";
-  const std::string st = dt == ir::DType::kF32   ? "float"
-                         : dt == ir::DType::kF64 ? "double"
-                                                 : "unsigned short";
-  auto load = [&](const std::string& ptr) {
+  auto storage = [](ir::DType d) -> std::string {
+    return d == ir::DType::kF32 ? "float" : d == ir::DType::kF64 ? "double" : "unsigned short";
+  };
+  const std::string st = storage(dt);
+  // Operand i's element at `ptr`, widened to the compute type.
+  auto load = [&](size_t i, const std::string& ptr) {
+    const ir::DType d = node.input(i)->type().dtype;
     const std::string raw = absl::StrCat("__ldg(", ptr, ")");
-    if (dt == ir::DType::kF16) return absl::StrCat("ptc_h2f(", raw, ")");
-    if (dt == ir::DType::kBF16) return absl::StrCat("ptc_bf2f(", raw, ")");
+    if (d == ir::DType::kF16) return absl::StrCat("ptc_h2f(", raw, ")");
+    if (d == ir::DType::kBF16) return absl::StrCat("ptc_bf2f(", raw, ")");
     return raw;
   };
+  bool any_f16 = dt == ir::DType::kF16, any_bf16 = dt == ir::DType::kBF16;
+  for (size_t i = 0; i < node.num_inputs(); ++i) {
+    any_f16 |= node.input(i)->type().dtype == ir::DType::kF16;
+    any_bf16 |= node.input(i)->type().dtype == ir::DType::kBF16;
+  }
 
   std::vector<bool> used_operand(node.num_inputs(), false), used_constant(constants.size(), false);
   for (const Token& t : tokens) {
@@ -281,7 +296,7 @@ absl::StatusOr<FusedSource> GenerateFusedElementwise(const ir::Node& node) {
   absl::StrAppend(&src, "// operands: ", absl::StrJoin(operand_types, ", "), "\n");
   absl::StrAppend(&src, "// merged dims: ", ir::ShapeToString(shape), ", ", idx32 ? 32 : 64,
                   "-bit indexing\n");
-  if (dt == ir::DType::kF16) {
+  if (any_f16) {
     absl::StrAppend(&src,
                     "__device__ __forceinline__ float ptc_h2f(unsigned short h) {\n"
                     "  float f;\n"
@@ -293,7 +308,8 @@ absl::StatusOr<FusedSource> GenerateFusedElementwise(const ir::Node& node) {
                     "  asm(\"cvt.rn.f16.f32 %0, %1;\" : \"=h\"(h) : \"f\"(f));\n"
                     "  return h;\n"
                     "}\n");
-  } else if (dt == ir::DType::kBF16) {
+  }
+  if (any_bf16) {
     // Round to nearest even (as __float2bfloat16_rn); NaN stays a quiet NaN.
     absl::StrAppend(&src,
                     "__device__ __forceinline__ float ptc_bf2f(unsigned short h) {\n"
@@ -310,7 +326,8 @@ absl::StatusOr<FusedSource> GenerateFusedElementwise(const ir::Node& node) {
   absl::StrAppend(&src, "extern \"C\" __global__ void __launch_bounds__(", kGeneratedThreads,
                   ")\n", kNamePlaceholder, "(");
   for (size_t i = 0; i < node.num_inputs(); ++i) {
-    absl::StrAppend(&src, "const ", st, "* __restrict__ x", i, ", ");
+    absl::StrAppend(&src, "const ", storage(node.input(i)->type().dtype), "* __restrict__ x", i,
+                    ", ");
   }
   absl::StrAppend(&src, st, "* __restrict__ out) {\n");
   for (size_t c = 0; c < constants.size(); ++c) {
@@ -320,7 +337,7 @@ absl::StatusOr<FusedSource> GenerateFusedElementwise(const ir::Node& node) {
   }
   for (size_t i = 0; i < node.num_inputs(); ++i) {
     if (used_operand[i] && modes[i] == Mode::kScalar) {
-      absl::StrAppend(&src, "  const ", ct, " a", i, " = ", load(absl::StrCat("x", i)), ";\n");
+      absl::StrAppend(&src, "  const ", ct, " a", i, " = ", load(i, absl::StrCat("x", i)), ";\n");
     }
   }
   const std::string first_index =
@@ -358,7 +375,7 @@ absl::StatusOr<FusedSource> GenerateFusedElementwise(const ir::Node& node) {
       }
     }
     absl::StrAppend(&src, "    const ", ct, " a", i, " = ",
-                    load(absl::StrCat("x", i, " + ", offset)), ";\n");
+                    load(i, absl::StrCat("x", i, " + ", offset)), ";\n");
   }
   std::vector<std::string> stack;
   int temps = 0;

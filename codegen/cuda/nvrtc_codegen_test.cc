@@ -260,6 +260,39 @@ TEST(NvrtcCompile, EveryTokenDtypeAndBroadcastCompilesWithoutSpills) {
               total / count);
 }
 
+// Mixed dtypes (fused_elementwise's `dtype`, a --precision chain): bf16 and f16 operands read
+// widened next to an f32 one, the result rounded to bf16 (and an f32 result); compiles clean.
+TEST(NvrtcCompile, MixedDtypeOperandsCompile) {
+  PTC_SKIP_WITHOUT_NVRTC();
+  for (DType out : {DType::kBF16, DType::kF32}) {
+    const std::vector<TensorType> inputs = {
+        {DType::kBF16, {64, 96}}, {DType::kF32, {96}}, {DType::kF16, {64, 1}}};
+    ir::AttrMap attrs = {{"program", std::vector<std::string>{"x0", "x1", "add", "x2", "mul",
+                                                              "gelu"}},
+                         {"shape", ir::Shape{64, 96}},
+                         {"dtype", out}};
+    auto types = ir::InferTypes("fused_elementwise", inputs, attrs, 1);
+    ASSERT_TRUE(types.ok()) << types.status();
+    ASSERT_EQ((*types)[0].dtype, out);
+    ir::Module module;
+    ir::Function* f = module.AddFunction("main");
+    std::vector<ir::Value*> params;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      params.push_back(f->AddParam(absl::StrCat("p", i), inputs[i]));
+    }
+    ir::Node* n = f->AddNode("fused_elementwise", params, *types, attrs, "", {"y"});
+    auto src = GenerateFusedElementwise(*n);
+    ASSERT_TRUE(src.ok()) << src.status();
+    EXPECT_NE(src->source.find("const unsigned short* __restrict__ x0"), std::string::npos);
+    EXPECT_NE(src->source.find("const float* __restrict__ x1"), std::string::npos);
+    EXPECT_NE(src->source.find("ptc_bf2f(__ldg(x0"), std::string::npos) << src->source;
+    EXPECT_NE(src->source.find("ptc_h2f(__ldg(x2"), std::string::npos) << src->source;
+    auto bin = CompileToCubin(src->name, src->source, kDefaultCudaArch);
+    ASSERT_TRUE(bin.ok()) << bin.status() << "\n" << src->source;
+    EXPECT_EQ(bin->spill_bytes, 0) << bin->log;
+  }
+}
+
 TEST(NvrtcCompile, ErrorsCarryTheLog) {
   PTC_SKIP_WITHOUT_NVRTC();
   auto bin = CompileToCubin("broken", "extern \"C\" __global__ void broken() { undeclared(); }",

@@ -3,7 +3,11 @@
 //   fused_elementwise(x0, x1, ...) {program=[...], constants=[...], shape=[...]}
 //       One elementwise expression evaluated per output element (made by passes/
 //       fuse_elementwise.cc; CPU kernel codegen/cpu/fused_elementwise.cc). All operands share
-//       one float dtype and broadcast (numpy) to `shape`, the output shape. `program` is a
+//       one float dtype and broadcast (numpy) to `shape`, the output shape; or, with the
+//       attribute `dtype` (the output's), they are any of f16 / bf16 / f32 (f64 only with an
+//       f64 dtype): each is widened exactly, the program runs in f32 (f64) and the result is
+//       rounded once to `dtype` (what a --precision plan's casts around f32 ops compute).
+//       `program` is a
 //       postfix (RPN) token list over a stack: "xI" pushes operand I, "cI" pushes constants[I],
 //       a unary op (neg abs sqrt reciprocal exp log erf tanh sigmoid relu floor ceil identity
 //       gelu gelu_tanh) pops one value, a binary op (add sub mul div pow max min) pops b then a
@@ -84,11 +88,28 @@ absl::StatusOr<std::vector<TensorType>> InferFusedElementwise(
     return absl::InvalidArgumentError(
         absl::StrCat("attribute 'shape' ", ShapeToString(shape), " is not a valid shape"));
   }
+  // Mixed dtypes (attribute `dtype`, the output's): f16 / bf16 / f32 operands computed in f32;
+  // f64 only with f64.
+  const bool mixed = attrs.count("dtype") > 0;
+  DType out_dtype = inputs.empty() ? DType::kF32 : inputs[0].dtype;
+  if (mixed) {
+    PTC_ASSIGN_OR_RETURN(out_dtype, GetDTypeAttr(attrs, "dtype"));
+    if (!IsFloat(out_dtype)) {
+      return absl::InvalidArgumentError(absl::StrCat("attribute 'dtype' must be a float type, got ",
+                                                     std::string(DTypeName(out_dtype))));
+    }
+  }
   for (size_t i = 0; i < inputs.size(); ++i) {
-    if (inputs[i].dtype != inputs[0].dtype) {
+    if (!mixed && inputs[i].dtype != inputs[0].dtype) {
       return absl::InvalidArgumentError(absl::StrCat("operand ", i, " is ",
                                                      inputs[i].ToString(), " but operand 0 is ",
                                                      inputs[0].ToString(), "; dtypes must match"));
+    }
+    if (mixed && (!IsFloat(inputs[i].dtype) ||
+                  (inputs[i].dtype == DType::kF64) != (out_dtype == DType::kF64))) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "operand ", i, " is ", inputs[i].ToString(), ": with dtype=", std::string(DTypeName(out_dtype)),
+          " operands must be f16 / bf16 / f32 (f64 only with f64)"));
     }
     absl::StatusOr<Shape> b = BroadcastShapes(inputs[i].shape, shape);
     if (!b.ok() || *b != shape) {
@@ -97,7 +118,7 @@ absl::StatusOr<std::vector<TensorType>> InferFusedElementwise(
                                                      ShapeToString(shape)));
     }
   }
-  if (!IsFloat(inputs[0].dtype)) {
+  if (!inputs.empty() && !IsFloat(inputs[0].dtype)) {
     return absl::InvalidArgumentError(
         absl::StrCat("operands must be floating point, got ", inputs[0].ToString()));
   }
@@ -147,7 +168,7 @@ absl::StatusOr<std::vector<TensorType>> InferFusedElementwise(
     return absl::InvalidArgumentError(
         absl::StrCat("program leaves ", depth, " values on the stack; it must leave one"));
   }
-  return std::vector<TensorType>{TensorType{inputs[0].dtype, shape}};
+  return std::vector<TensorType>{TensorType{out_dtype, shape}};
 }
 
 absl::StatusOr<std::vector<TensorType>> InferFusedMatMul(const std::vector<TensorType>& inputs,

@@ -684,7 +684,11 @@ KernelOr MakeFused(const ir::Node& node) {
   std::vector<std::vector<int64_t>> st(node.num_inputs());
   std::vector<std::vector<int64_t>*> stp;
   for (size_t i = 0; i < node.num_inputs(); ++i) {
-    if (node.input(i)->type().dtype != dt) return Invalid(node, "operands must share one dtype");
+    const DType odt = node.input(i)->type().dtype;
+    if (odt != dt && (!IsFloatType(odt) || (odt == DType::kF64) != (dt == DType::kF64))) {
+      return Invalid(node, "operands must be f16 / bf16 / f32 (f64 only with an f64 result)");
+    }
+    d->operand_dt[i] = static_cast<int32_t>(ToDT(odt));
     if (node.input(i)->type().rank() > static_cast<int>(out.size())) {
       return Invalid(node, "operand has more dims than the output");
     }

@@ -6,6 +6,7 @@
 // using a plan's kernels. Without a GPU every test here skips.
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -37,6 +38,7 @@ struct Case {
   std::vector<double> constants;
   ir::Shape shape;
   std::vector<bool> positive;  // per input: draw from [0.5, 2] (sqrt, log, pow bases ...)
+  std::optional<DType> dtype;  // fused_elementwise's `dtype` (mixed operand dtypes)
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
@@ -69,6 +71,12 @@ std::vector<Case> Cases() {
   // More elements than one grid pass covers at once, and a single-operand program.
   cs.push_back({"large_f32", {{DType::kF32, {1 << 22}}}, {"x0", "sigmoid"}, {}, {1 << 22}, {}});
   cs.push_back({"copy_f32", {{DType::kF32, {5, 7}}}, {"x0"}, {}, {5, 7}, {}});
+  // Mixed dtypes (a --precision chain): bf16 / f16 operands read widened next to f32 ones,
+  // rounded once to bf16, or an f32 result (the residual add).
+  cs.push_back({"mixed_to_bf16", {{DType::kBF16, {40, 96}}, {DType::kF32, {96}}, {DType::kF16, {40, 1}}},
+                {"x0", "x1", "add", "x2", "mul", "gelu"}, {}, {40, 96}, {}, DType::kBF16});
+  cs.push_back({"mixed_residual_f32", {{DType::kF32, {40, 96}}, {DType::kBF16, {40, 96}}},
+                {"x0", "x1", "add"}, {}, {40, 96}, {}, DType::kF32});
   return cs;
 }
 
@@ -123,6 +131,7 @@ Built Build(const Case& c, DType as) {
   }
   ir::AttrMap attrs = {{"program", c.program}, {"shape", c.shape}};
   if (!c.constants.empty()) attrs["constants"] = c.constants;
+  if (c.dtype.has_value()) attrs["dtype"] = *c.dtype;
   auto out = ir::InferTypes("fused_elementwise", types, attrs, 1);
   PTC_CHECK(out.ok());
   b.node = f->AddNode("fused_elementwise", params, *out, attrs, c.name);
