@@ -692,10 +692,6 @@ cudaError_t LaunchFlashAttentionTc(DT dt, const AttentionDesc& d, const void* q,
               : Forward<DT::kF16, 128>(d, q, k, v, mask, o, lse, stream);
 }
 
-size_t FlashAttentionTcBackwardWorkspaceBytes(const AttentionDesc& d) {
-  return sizeof(float) * static_cast<size_t>(d.b * d.h * d.tq);
-}
-
 cudaError_t LaunchFlashAttentionTcBackward(DT dt, const AttentionDesc& d, const void* q,
                                            const void* k, const void* v, const void* mask,
                                            const void* o, const void* d_o, const float* lse,

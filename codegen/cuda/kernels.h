@@ -276,8 +276,8 @@ cudaError_t LaunchFlashAttentionTc(DT dt, const AttentionDesc& d, const void* q,
                                    cudaStream_t stream);
 // Backward: deterministic (a dK/dV pass per key tile and a dQ pass per query tile, no atomics);
 // dq / dk / dv are written in dt (q / k / v strides). lse from LaunchFlashAttentionTc (the P of
-// the backward must be the forward's). Scratch: f32 [b, h, tq].
-size_t FlashAttentionTcBackwardWorkspaceBytes(const AttentionDesc& d);
+// the backward must be the forward's). Scratch: f32 [b, h, tq], the SIMT backward's
+// (FlashAttentionBackwardWorkspaceBytes).
 cudaError_t LaunchFlashAttentionTcBackward(DT dt, const AttentionDesc& d, const void* q,
                                            const void* k, const void* v, const void* mask,
                                            const void* o, const void* d_o, const float* lse,

@@ -18,6 +18,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "compiler/ir/ops_fused.h"
 #include "compiler/support/status.h"
 
 namespace ptc::cuda::codegen {
@@ -35,17 +36,6 @@ struct Token {
   std::string op;
 };
 
-int Arity(std::string_view t) {
-  for (std::string_view u : {"neg", "abs", "sqrt", "reciprocal", "exp", "log", "erf", "tanh",
-                             "sigmoid", "relu", "floor", "ceil", "identity", "gelu",
-                             "gelu_tanh"}) {
-    if (t == u) return 1;
-  }
-  for (std::string_view b : {"add", "sub", "mul", "div", "pow", "max", "min"}) {
-    if (t == b) return 2;
-  }
-  return -1;
-}
 
 // Literal of compute type `f32` (float) or double that reads back as exactly `v`.
 std::string Literal(double v, bool f32) {
@@ -185,7 +175,7 @@ absl::StatusOr<FusedSource> GenerateFusedElementwise(const ir::Node& node) {
       tok.index = static_cast<int>(idx);
       ++depth;
     } else {
-      const int arity = Arity(t);
+      const int arity = ir::FusedTokenArity(t);
       if (arity < 0) return Invalid(node, absl::StrCat("unknown program token '", t, "'"));
       if (depth < arity) return Invalid(node, absl::StrCat("program stack underflow at '", t, "'"));
       depth -= arity - 1;
@@ -386,7 +376,7 @@ absl::StatusOr<FusedSource> GenerateFusedElementwise(const ir::Node& node) {
       stack.push_back(absl::StrCat("k", t.index));
     } else {
       std::string b;
-      if (Arity(t.op) == 2) {
+      if (ir::FusedTokenArity(t.op) == 2) {
         b = stack.back();
         stack.pop_back();
       }

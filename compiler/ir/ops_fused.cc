@@ -68,17 +68,6 @@ namespace {
 
 constexpr int kMaxFusedProgram = 256;
 
-int FusedTokenArity(std::string_view t) {
-  for (std::string_view u : {"neg", "abs", "sqrt", "reciprocal", "exp", "log", "erf", "tanh",
-                             "sigmoid", "relu", "floor", "ceil", "identity", "gelu",
-                             "gelu_tanh"}) {
-    if (t == u) return 1;
-  }
-  for (std::string_view b : {"add", "sub", "mul", "div", "pow", "max", "min"}) {
-    if (t == b) return 2;
-  }
-  return -1;
-}
 
 absl::StatusOr<std::vector<TensorType>> InferFusedElementwise(
     const std::vector<TensorType>& inputs, const AttrMap& attrs, int num_outputs) {
@@ -314,6 +303,18 @@ const std::vector<OpDef>& FusedOpDefs() {
        .max_outputs = 3, .infer = InferLinearCeLoss},
   };
   return *defs;
+}
+
+int FusedTokenArity(std::string_view t) {
+  for (std::string_view u : {"neg", "abs", "sqrt", "reciprocal", "exp", "log", "erf", "tanh",
+                             "sigmoid", "relu", "floor", "ceil", "identity", "gelu",
+                             "gelu_tanh"}) {
+    if (t == u) return 1;
+  }
+  for (std::string_view b : {"add", "sub", "mul", "div", "pow", "max", "min"}) {
+    if (t == b) return 2;
+  }
+  return -1;
 }
 
 }  // namespace ptc::ir

@@ -7,6 +7,7 @@
 #ifndef PTC_COMPILER_IR_OPS_FUSED_H_
 #define PTC_COMPILER_IR_OPS_FUSED_H_
 
+#include <string_view>
 #include <vector>
 
 #include "compiler/ir/ops.h"
@@ -14,6 +15,10 @@
 namespace ptc::ir {
 
 const std::vector<OpDef>& FusedOpDefs();
+
+// Stack pops of a fused_elementwise program token that names an op: 1 (unary), 2 (binary),
+// -1 for anything else (operand / constant loads, unknown names).
+int FusedTokenArity(std::string_view token);
 
 }  // namespace ptc::ir
 

@@ -473,10 +473,15 @@ class CudaExecutor final : public Executor {
     return absl::OkStatus();
   }
 
+  // Where an assign's new value is read: its staging copy, or the value itself.
+  const void* AssignSource(const Assign& a) const {
+    return a.staging_offset >= 0 ? staging_.get() + a.staging_offset : Ptr(a.source);
+  }
+
   // The parameters' new values copied in (after the results were read).
   absl::Status EnqueueAssigns() {
     for (const Assign& a : assigns_) {
-      const void* src = a.staging_offset >= 0 ? staging_.get() + a.staging_offset : Ptr(a.source);
+      const void* src = AssignSource(a);
       void* dst = Ptr(a.target);
       if (src != dst) {
         PTC_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst, src, static_cast<size_t>(a.bytes),
@@ -519,10 +524,7 @@ class CudaExecutor final : public Executor {
       return st;
     }
     graph_assigns_ = 0;
-    for (const Assign& a : assigns_) {
-      const void* src = a.staging_offset >= 0 ? staging_.get() + a.staging_offset : Ptr(a.source);
-      graph_assigns_ += src != Ptr(a.target) ? 1 : 0;
-    }
+    for (const Assign& a : assigns_) graph_assigns_ += AssignSource(a) != Ptr(a.target) ? 1 : 0;
     return absl::OkStatus();
   }
 

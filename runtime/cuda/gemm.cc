@@ -596,8 +596,7 @@ class FlashAttentionGradKernel final : public DeviceKernel {
     };
     o_off_ = take(static_cast<size_t>(o_elems_) * elem_);
     lse_off_ = take(sizeof(float) * static_cast<size_t>(rows_));
-    bwd_off_ = take(tc_ ? kernels::FlashAttentionTcBackwardWorkspaceBytes(d_)
-                        : kernels::FlashAttentionBackwardWorkspaceBytes(d_));
+    bwd_off_ = take(kernels::FlashAttentionBackwardWorkspaceBytes(d_));  // both backwards
     for (int i = 0; i < 3; ++i) {
       f32_off_[i] = dt_ == kernels::DT::kF32 || tc_
                         ? 0

@@ -249,7 +249,7 @@ TEST_P(FlashAttention, ForwardAndBackwardMatchNaiveF64) {
     ASSERT_TRUE(k::FlashAttentionTcSupported(dt, d));
     ASSERT_EQ(k::LaunchFlashAttentionTc(dt, d, dq_, dk_, dv_, mask_ptr, o, lse, nullptr),
               cudaSuccess);
-    ASSERT_EQ(cudaMalloc(&ws, k::FlashAttentionTcBackwardWorkspaceBytes(d) + 16), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&ws, k::FlashAttentionBackwardWorkspaceBytes(d) + 16), cudaSuccess);
     ASSERT_EQ(k::LaunchFlashAttentionTcBackward(dt, d, dq_, dk_, dv_, mask_ptr, o, ddo, lse, gq,
                                                 gk, gv, ws, nullptr),
               cudaSuccess);

@@ -19,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "compiler/driver/driver.h"
+#include "compiler/driver/generate_cli.h"
 #include "compiler/driver/dump.h"
 #include "compiler/driver/memory_report.h"
 #include "compiler/driver/tensor_io.h"
@@ -28,7 +29,6 @@
 #include "compiler/support/status.h"
 #include "models/models.h"
 #include "nlohmann/json.hpp"
-#include "passes/kv_cache.h"
 #include "runtime/cpu/checkpoint.h"
 #include "runtime/cpu/executor.h"
 #include "runtime/cpu/generate.h"
@@ -798,32 +798,9 @@ int main(int argc, char** argv) {
       if (gen_no_cache) args.push_back("--no-kv-cache");
       return ExecPtcCuda(gen_plan, args);
     }
-    ptc::plan::Plan decode_plan;
-    if (!gen_no_cache) {
-      auto dp = ptc::passes::MakeDecodePlan(*plan);
-      if (dp.ok()) {
-        decode_plan = *std::move(dp);
-        go.decode_plan = &decode_plan;
-      } else {
-        std::fprintf(stderr, "ptc: note: no KV cache, running the full window per token: %s\n",
-                     std::string(dp.status().message()).c_str());
-      }
-    }
-    std::fputs(go.prompt.c_str(), stdout);
-    go.on_token = [](const std::string& piece) {
-      std::fputs(piece.c_str(), stdout);
-      std::fflush(stdout);
-    };
-    const auto t0 = std::chrono::steady_clock::now();
-    auto text = ptc::generate::Generate(*plan, go);
-    const double secs =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::fputs("\n", stdout);
-    if (!text.ok()) return Fail(text.status());
-    std::fprintf(stderr, "generated %zu tokens in %.2f s (%.1f tokens/s, %s, prompt and "
-                 "executor creation included) on cpu\n", text->size(), secs,
-                 secs > 0 ? static_cast<double>(text->size()) / secs : 0.0,
-                 go.decode_plan ? "KV cache" : "full window");
+    absl::Status st = ptc::driver::GenerateToStdout(*plan, go, !gen_no_cache,
+                                                    [] { return std::string("cpu"); });
+    if (!st.ok()) return Fail(st);
     return 0;
   }
   if (*exp) {

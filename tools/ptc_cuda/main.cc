@@ -26,7 +26,7 @@
 #include "absl/strings/str_split.h"
 #include "compiler/driver/tensor_io.h"
 #include "compiler/support/status.h"
-#include "passes/kv_cache.h"
+#include "compiler/driver/generate_cli.h"
 #include "runtime/cpu/generate.h"
 #include "runtime/cpu/trainer.h"
 #include "runtime/cuda/executor.h"
@@ -193,31 +193,9 @@ int GenerateOnDevice(const std::string& plan_path, const std::vector<std::string
           return shared->Run(inputs, fetch);
         });
   };
-  ptc::plan::Plan decode_plan;
-  if (!no_cache) {
-    auto dp = ptc::passes::MakeDecodePlan(*plan);
-    if (dp.ok()) {
-      decode_plan = *std::move(dp);
-      go.decode_plan = &decode_plan;
-    } else {
-      std::fprintf(stderr, "ptc: note: no KV cache, running the full window per token: %s\n",
-                   std::string(dp.status().message()).c_str());
-    }
-  }
-  std::fputs(go.prompt.c_str(), stdout);
-  go.on_token = [](const std::string& piece) {
-    std::fputs(piece.c_str(), stdout);
-    std::fflush(stdout);
-  };
-  const auto t0 = std::chrono::steady_clock::now();
-  auto text = ptc::generate::Generate(*plan, go);
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::fputs("\n", stdout);
-  if (!text.ok()) return Fail(text.status());
-  std::fprintf(stderr, "generated %zu tokens in %.2f s (%.1f tokens/s, %s, prompt and executor "
-               "creation included) on cuda (%s)\n", text->size(), s,
-               s > 0 ? static_cast<double>(text->size()) / s : 0.0,
-               go.decode_plan ? "KV cache" : "full window", device.c_str());
+  absl::Status st = ptc::driver::GenerateToStdout(
+      *plan, go, !no_cache, [&device] { return absl::StrCat("cuda (", device, ")"); });
+  if (!st.ok()) return Fail(st);
   return 0;
 }
 
