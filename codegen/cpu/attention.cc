@@ -11,7 +11,6 @@
 //
 // Parallel over (batch, head) pairs, and over query blocks too when there are fewer pairs than
 // twice the threads. Masks broadcast through per-dimension strides (0 where broadcast).
-#include <cblas.h>
 #include <immintrin.h>
 
 #include <array>
@@ -392,9 +391,9 @@ class AttentionGradKernel : public AttentionBase<T> {
       }
       if constexpr (std::is_same_v<T, float>) {
         if (kUseBlasGrad) {  // q k^T and dy v^T from k / v in place (transposed operands)
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, tke, d, 1.0f, qb, ldd, kb,
+          SerialSgemm(false, true, rows, tke, d, 1.0f, qb, ldd, kb,
                       ldd, 0.0f, s, tk);
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, tke, e, 1.0f, dyb, lde, vb,
+          SerialSgemm(false, true, rows, tke, e, 1.0f, dyb, lde, vb,
                       lde, 0.0f, dp, tk);
         }
       }
@@ -429,11 +428,11 @@ class AttentionGradKernel : public AttentionBase<T> {
       // dq = dS k; dk += dS^T q; dv += P^T dy.
       if constexpr (std::is_same_v<T, float>) {
         if (kUseBlasGrad) {
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, d, tke, 1.0f, dp, tk, kb,
+          SerialSgemm(false, false, rows, d, tke, 1.0f, dp, tk, kb,
                       ldd, 0.0f, dqb, ldd);
-          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, tke, d, rows, 1.0f, dp, tk, qb,
+          SerialSgemm(true, false, tke, d, rows, 1.0f, dp, tk, qb,
                       ldd, 1.0f, dkb, ldd);
-          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, tke, e, rows, 1.0f, s, tk, dyb,
+          SerialSgemm(true, false, tke, e, rows, 1.0f, s, tk, dyb,
                       lde, 1.0f, dvb, lde);
           continue;
         }

@@ -298,7 +298,11 @@ KernelOr MakeAttentionGradKernel(const ir::Node& node);  // attention_grad (atte
 KernelOr MakeLinearCeLossKernel(const ir::Node& node);  // linear_ce_loss (loss.cc)
 // OpenBLAS's own threads off (once per process): BLAS calls run on ptc's threads (linalg.cc).
 void SingleThreadedBlas();
-// C = alpha op(A) op(B) + beta C (row-major) on ptc's threads, OpenBLAS per tile (linalg.cc).
+// C = alpha op(A) op(B) + beta C (row-major), one GEMM on the calling thread: oneDNN's sgemm
+// where ptc is built with it (PTC_HAVE_DNNL), else OpenBLAS (linalg.cc).
+void SerialSgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                 int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+// The same on ptc's threads, one serial GEMM per tile (linalg.cc).
 void ParallelSgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
                    const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                    int64_t ldc);

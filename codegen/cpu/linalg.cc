@@ -13,7 +13,13 @@
 // epilogue (bias, activation: fused_matmul) run while the tile is still in cache.
 #include <cblas.h>
 #include <immintrin.h>
+#if PTC_HAVE_DNNL
+#include <omp.h>
+#include <oneapi/dnnl/dnnl.h>
+#endif
 
+#include <cstdlib>
+#include <string_view>
 #include <type_traits>
 
 #include "absl/strings/str_cat.h"
@@ -24,6 +30,37 @@ namespace {
 
 using ir::DType;
 
+// float GEMMs: oneDNN's sgemm where ptc is built with it (PTC_HAVE_DNNL: measured 5-15%
+// faster than OpenBLAS 0.3.21 on the GPT shapes, 104 vs 92 GFLOP/s a core on
+// [1024,256] x [256,8192]^T, bench/README.md), else OpenBLAS; PTC_CPU_GEMM=openblas picks
+// OpenBLAS at run time (A/B measurements).
+//
+// oneDNN's sgemm mallocs a packed panel of up to 384 x N floats per call (12.6 MiB at
+// N = 8192, measured): TiledGemm cuts N into tiles of at most this many columns, which keeps
+// that transient scratch at about 3 MiB per thread whatever the layer (same speed on
+// [512,256] x [256,8192]^T in 1024-column tiles as whole).
+constexpr int64_t kDnnlMaxCols = 2048;
+
+// Whether float GEMMs go to oneDNN. oneDNN (OpenMP runtime) sizes its GEMM team from the calling
+// thread's omp_get_max_threads(): set to 1 on each thread that calls it, since all parallelism
+// comes from ptc's pool (created first, so that its own size still reads OMP_NUM_THREADS).
+bool UseDnnl() {
+#if PTC_HAVE_DNNL
+  static const bool use = [] {
+    const char* v = std::getenv("PTC_CPU_GEMM");
+    return v == nullptr || std::string_view(v) != "openblas";
+  }();
+  if (!use) return false;
+  static thread_local const bool once = [] {
+    (void)MaxThreads();
+    omp_set_num_threads(1);
+    return true;
+  }();
+  return once;
+#else
+  return false;
+#endif
+}
 
 // One BLAS call on the calling thread.
 template <typename T>
@@ -31,6 +68,12 @@ void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a
           const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
   if constexpr (std::is_same_v<T, float>) {
+#if PTC_HAVE_DNNL
+    if (UseDnnl() && dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb,
+                                beta, c, ldc) == dnnl_success) {
+      return;
+    }
+#endif
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
                 n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   } else if constexpr (std::is_same_v<T, double>) {
@@ -91,6 +134,10 @@ void TiledGemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const
       nb = n;
       mb = std::max<int64_t>(8, ((m + nt - 1) / nt + 7) / 8 * 8);
     }
+  }
+  if (UseDnnl() && nb > kDnnlMaxCols) {  // even column tiles of at most kDnnlMaxCols
+    const int64_t parts = (nb + kDnnlMaxCols - 1) / kDnnlMaxCols;
+    nb = ((nb + parts - 1) / parts + 15) / 16 * 16;
   }
   const int64_t row_tiles = (m + mb - 1) / mb, col_tiles = (n + nb - 1) / nb;
   ParallelFor(row_tiles * col_tiles, 1, [&](int64_t t0, int64_t t1) {
@@ -329,6 +376,11 @@ void SingleThreadedBlas() {
     return true;
   }();
   (void)once;
+}
+
+void SerialSgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                 int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  Gemm<float>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 void ParallelSgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,

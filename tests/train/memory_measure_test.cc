@@ -49,9 +49,11 @@ std::map<std::string, ir::Tensor> Batch(const ir::Function& f) {
 }
 
 TEST(MemoryMeasure, TrainingStepResidentMemoryMatchesPlan) {
-  // Warm-up in the same process: an inference run initializes the kernel thread pool and
-  // OpenBLAS's buffers, which are part of the process base, not of any plan.
-  auto warm = CompileGpt(/*batch=*/1, /*train=*/false);
+  // Warm-up in the same process: a small training step initializes the kernel thread pool and
+  // the GEMM library's buffers (OpenBLAS's static ones; oneDNN's per-call packing panels, which
+  // malloc keeps: bounded per thread by TiledGemm's column tiles), part of the process base,
+  // not of any plan.
+  auto warm = CompileGpt(/*batch=*/2, /*train=*/true);
   ASSERT_TRUE(warm.ok()) << warm.status();
   {
     auto ex = cpu::Executor::Create(*warm);
