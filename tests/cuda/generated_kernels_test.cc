@@ -4,8 +4,13 @@
 // device, loaded from the CUBIN and launched, against the CPU kernel (f16 / bf16: the f32 CPU
 // node on the same widened inputs, rounded). Plus the interpreter fallback and the executor
 // using a plan's kernels. Without a GPU every test here skips.
+#include <dlfcn.h>
+#include <unistd.h>
+
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <optional>
 #include <random>
 #include <string>
@@ -13,6 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
 #include "codegen/cpu/kernel.h"
 #include "codegen/cuda/nvrtc_codegen.h"
 #include "compiler/driver/driver.h"
@@ -119,14 +125,16 @@ struct Built {
   ir::Node* node = nullptr;
 };
 
-Built Build(const Case& c, DType as) {
+// The case's node: its operands in their own dtypes, or all in `all` (the CPU reference: f32,
+// or f64 for f64 cases).
+Built Build(const Case& c, std::optional<DType> all = std::nullopt) {
   Built b;
   b.module = std::make_unique<ir::Module>();
   ir::Function* f = b.module->AddFunction("main");
   std::vector<ir::Value*> params;
   std::vector<TensorType> types;
   for (size_t i = 0; i < c.inputs.size(); ++i) {
-    types.push_back({as, c.inputs[i].shape});
+    types.push_back({all.value_or(c.inputs[i].dtype), c.inputs[i].shape});
     params.push_back(f->AddParam(absl::StrCat("x", i), types.back()));
   }
   ir::AttrMap attrs = {{"program", c.program}, {"shape", c.shape}};
@@ -202,7 +210,7 @@ TEST_P(GeneratedKernelCase, ReferenceEvaluatesAndSourceCompiles) {
   }
   auto ref = cpu::EvaluateNode(*ref_node.node, ref_in);
   ASSERT_TRUE(ref.ok()) << ref.status();
-  Built node = Build(c, d);
+  Built node = Build(c);
   auto src = codegen::GenerateFusedElementwise(*node.node);
   ASSERT_TRUE(src.ok()) << src.status();
   if (!codegen::GetNvrtc().available) return;  // the NVRTC tests of codegen/cuda say why
@@ -215,7 +223,7 @@ TEST_P(GeneratedKernelCase, MatchesCpu) {
   PTC_SKIP_WITHOUT_DEVICE_AND_NVRTC();
   const Case& c = GetParam();
   const DType d = c.inputs[0].dtype;
-  Built node = Build(c, d);
+  Built node = Build(c);
   // The CPU kernel has f32 and f64: f16 / bf16 cases compare with the f32 node on the same
   // (exactly widened) inputs, rounded to the case's dtype.
   const DType ref_dtype = d == DType::kF64 ? DType::kF64 : DType::kF32;
@@ -236,9 +244,146 @@ TEST_P(GeneratedKernelCase, MatchesCpu) {
     ASSERT_TRUE(got.ok()) << got.status();
     EXPECT_EQ(GetGeneratedKernelStats().generated_nodes, before.generated_nodes + 1)
         << "the generated kernel was not used";
-    const std::string err = Compare((*got)[0], Cast((*ref)[0], d));
+    const std::string err =
+        Compare((*got)[0], Cast((*ref)[0], node.node->output(0)->type().dtype));
     EXPECT_TRUE(err.empty()) << c.name << " (seed " << seed << "): " << err;
   }
+}
+
+// ------------------------------------------------------------------------- host emulation
+// Without a GPU the generated source itself is still checked: the same text, compiled for the
+// host by the C++ compiler that built ptc behind a shim (CUDA's qualifiers as nothing, __ldg
+// as a load, the bit casts through memcpy, blockIdx / threadIdx / gridDim as globals) and
+// "launched" block by block, thread by thread. That runs the generator's index arithmetic
+// (grid-stride loop, bounds, suffix / general broadcast, constant loads, 32/64-bit indexing),
+// its constants and every token against the CPU kernel on every CI run. What it cannot check
+// is the device itself: CUDA's libm (host libm here; the error bounds cover both), FMA
+// contraction, and the two PTX f16 conversions, replaced here by the host compiler's IEEE
+// _Float16 ones (round to nearest even, as cvt.rn).
+
+constexpr char kHostShim[] = R"(// host shim (tests/cuda/generated_kernels_test.cc)
+#include <math.h>
+#include <string.h>
+#define __device__
+#define __forceinline__ inline
+#define __global__
+#define __launch_bounds__(n)
+#define __restrict__ __restrict
+struct PtcDim3 { unsigned x; };
+static PtcDim3 blockIdx, threadIdx, gridDim;
+template <typename T> static inline T __ldg(const T* p) { return *p; }
+static inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
+static inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
+static inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
+static inline double __longlong_as_double(long long v) { double d; memcpy(&d, &v, 8); return d; }
+static inline float ptc_host_h2f(unsigned short h) { _Float16 x; memcpy(&x, &h, 2); return x; }
+static inline unsigned short ptc_host_f2h(float f) {
+  const _Float16 x = static_cast<_Float16>(f);
+  unsigned short h;
+  memcpy(&h, &x, 2);
+  return h;
+}
+)";
+
+const char* StorageType(DType d) {
+  switch (d) {
+    case DType::kF32: return "float";
+    case DType::kF64: return "double";
+    default: return "unsigned short";  // f16 / bf16 bits
+  }
+}
+
+// A generated kernel built for the host: Launch runs it over `grid` blocks of
+// kGeneratedThreads threads.
+class HostKernel {
+ public:
+  static absl::StatusOr<HostKernel> Build(const ir::Node& node, const std::string& tag) {
+    PTC_ASSIGN_OR_RETURN(codegen::FusedSource src, codegen::GenerateFusedElementwise(node));
+    std::string body = absl::StrReplaceAll(
+        src.source, {{R"(asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));)", "f = ptc_host_h2f(h);"},
+                     {R"(asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));)",
+                      "h = ptc_host_f2h(f);"}});
+    if (body.find("asm(") != std::string::npos) {
+      return absl::InternalError("the generated source has PTX the host shim does not know:\n" +
+                                 src.source);
+    }
+    std::string launch = "extern \"C\" void ptc_host_launch(void* const* args, unsigned grid) {\n"
+                         "  gridDim.x = grid;\n"
+                         "  for (unsigned b = 0; b < grid; ++b) {\n"
+                         "    for (unsigned t = 0; t < " +
+                         std::to_string(codegen::kGeneratedThreads) +
+                         "u; ++t) {\n"
+                         "      blockIdx.x = b;\n"
+                         "      threadIdx.x = t;\n      " + src.name + "(";
+    for (size_t i = 0; i < node.num_inputs(); ++i) {
+      absl::StrAppend(&launch, "static_cast<const ", StorageType(node.input(i)->type().dtype),
+                      "*>(args[", i, "]), ");
+    }
+    absl::StrAppend(&launch, "static_cast<", StorageType(node.output(0)->type().dtype),
+                    "*>(args[", node.num_inputs(), "]));\n    }\n  }\n}\n");
+    const std::string base = absl::StrCat(testing::TempDir(), "ptc_host_", tag, "_", getpid());
+    {
+      std::ofstream f(base + ".cc");
+      f << kHostShim << body << launch;
+    }
+    const std::string cmd = absl::StrCat(PTC_HOST_CXX, " -std=c++17 -O1 -shared -fPIC -o ",
+                                         base, ".so ", base, ".cc > ", base, ".log 2>&1");
+    if (std::system(cmd.c_str()) != 0) {
+      std::ifstream log(base + ".log");
+      std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+      return absl::InternalError(absl::StrCat("host compile failed: ", cmd, "\n", text, "\n",
+                                              body));
+    }
+    HostKernel k;
+    k.handle_ = dlopen((base + ".so").c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (k.handle_ == nullptr) return absl::InternalError(dlerror());
+    k.launch_ = reinterpret_cast<void (*)(void* const*, unsigned)>(
+        dlsym(k.handle_, "ptc_host_launch"));
+    if (k.launch_ == nullptr) return absl::InternalError(dlerror());
+    k.elements_ = src.elements;
+    std::remove((base + ".cc").c_str());
+    std::remove((base + ".log").c_str());
+    std::remove((base + ".so").c_str());  // stays mapped
+    return k;
+  }
+
+  // Up to 3 blocks, one more than the elements need: the grid-stride loop wraps (more
+  // elements than a pass covers) and the bounds check masks a block past the end.
+  ir::Tensor Run(const ir::Node& node, const std::vector<ir::Tensor>& in) const {
+    ir::Tensor out(node.output(0)->type().dtype, node.output(0)->type().shape);
+    std::vector<void*> args;
+    for (const ir::Tensor& t : in) args.push_back(const_cast<void*>(t.data()));
+    args.push_back(out.mutable_data());
+    const int64_t blocks = (elements_ + codegen::kGeneratedThreads - 1) / codegen::kGeneratedThreads;
+    launch_(args.data(), static_cast<unsigned>(std::min<int64_t>(3, blocks + 1)));
+    return out;
+  }
+
+ private:
+  void* handle_ = nullptr;
+  void (*launch_)(void* const*, unsigned) = nullptr;
+  int64_t elements_ = 0;
+};
+
+TEST_P(GeneratedKernelCase, HostCompiledSourceMatchesCpu) {
+  const Case& c = GetParam();
+  const DType d = c.inputs[0].dtype;
+  Built node = Build(c);
+  const DType ref_dtype = d == DType::kF64 ? DType::kF64 : DType::kF32;
+  Built ref_node = Build(c, ref_dtype);
+  auto kernel = HostKernel::Build(*node.node, c.name);
+  ASSERT_TRUE(kernel.ok()) << kernel.status();
+  std::mt19937_64 rng(std::hash<std::string>{}(c.name) + 1);
+  std::vector<ir::Tensor> in, ref_in;
+  for (size_t i = 0; i < c.inputs.size(); ++i) {
+    in.push_back(Random(c.inputs[i], i < c.positive.size() && c.positive[i], rng));
+    ref_in.push_back(Cast(in.back(), ref_dtype));
+  }
+  auto ref = cpu::EvaluateNode(*ref_node.node, ref_in);
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  const ir::Tensor got = kernel->Run(*node.node, in);
+  const std::string err = Compare(got, Cast((*ref)[0], node.node->output(0)->type().dtype));
+  EXPECT_TRUE(err.empty()) << c.name << ": " << err;
 }
 
 INSTANTIATE_TEST_SUITE_P(Table, GeneratedKernelCase, testing::ValuesIn(Cases()),
