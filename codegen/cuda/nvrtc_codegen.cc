@@ -19,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "compiler/ir/ops_fused.h"
+#include "compiler/ir/strides.h"
 #include "compiler/support/status.h"
 
 namespace ptc::cuda::codegen {
@@ -97,29 +98,6 @@ std::string Expr(const std::string& op, const std::string& a, const std::string&
   return a;  // unreachable: tokens are validated first
 }
 
-// Drops size-1 dims and merges adjacent dims that every stride list walks contiguously (the
-// output is contiguous, so its strides always merge).
-void Simplify(ir::Shape& shape, std::vector<std::vector<int64_t>>& strides) {
-  ir::Shape s;
-  std::vector<std::vector<int64_t>> st(strides.size());
-  for (size_t d = 0; d < shape.size(); ++d) {
-    if (shape[d] == 1) continue;
-    bool merge = !s.empty();
-    for (size_t j = 0; j < strides.size() && merge; ++j) {
-      merge = st[j].back() == strides[j][d] * shape[d];
-    }
-    if (merge) {
-      s.back() *= shape[d];
-      for (size_t j = 0; j < strides.size(); ++j) st[j].back() = strides[j][d];
-    } else {
-      s.push_back(shape[d]);
-      for (size_t j = 0; j < strides.size(); ++j) st[j].push_back(strides[j][d]);
-    }
-  }
-  shape = std::move(s);
-  strides = std::move(st);
-}
-
 uint64_t Fnv1a(std::string_view s) {
   uint64_t h = 0xcbf29ce484222325ull;
   for (unsigned char c : s) {
@@ -188,7 +166,7 @@ absl::StatusOr<FusedSource> GenerateFusedElementwise(const ir::Node& node) {
   // Operand strides over the output dims, merged.
   const ir::Shape& out_shape = out_type.shape;
   const size_t r0 = out_shape.size();
-  std::vector<std::vector<int64_t>> strides(node.num_inputs(), std::vector<int64_t>(r0, 0));
+  std::vector<std::vector<int64_t>> strides(node.num_inputs());
   for (size_t i = 0; i < node.num_inputs(); ++i) {
     const ir::TensorType& t = node.input(i)->type();
     // Operands of their own dtype (fused_elementwise's `dtype`): f16 / bf16 / f32 read into
@@ -201,18 +179,18 @@ absl::StatusOr<FusedSource> GenerateFusedElementwise(const ir::Node& node) {
     }
     if (t.shape.size() > r0) return Invalid(node, "operand has more dims than the output");
     const size_t off = r0 - t.shape.size();
-    int64_t stride = 1;
-    for (size_t d = t.shape.size(); d-- > 0;) {
+    for (size_t d = 0; d < t.shape.size(); ++d) {
       if (t.shape[d] != 1 && t.shape[d] != out_shape[off + d]) {
         return Invalid(node, absl::StrCat("operand ", i, " ", t.ToString(),
                                           " does not broadcast to ", ir::ShapeToString(out_shape)));
       }
-      strides[i][off + d] = t.shape[d] == 1 ? 0 : stride;
-      stride *= t.shape[d];
     }
+    strides[i] = ir::BroadcastStrides(t.shape, out_shape);
   }
   ir::Shape shape = out_shape;
-  Simplify(shape, strides);
+  std::vector<std::vector<int64_t>*> stride_lists;
+  for (auto& st : strides) stride_lists.push_back(&st);
+  ir::MergeDims(shape, stride_lists);  // the output is contiguous: its strides always merge
   const int rank = static_cast<int>(shape.size());
   std::vector<int64_t> contiguous(rank, 1);
   for (int d = rank - 2; d >= 0; --d) contiguous[d] = contiguous[d + 1] * shape[d + 1];

@@ -12,6 +12,7 @@
 #include "codegen/cpu/kernel.h"
 #include "codegen/cuda/kernels.h"
 #include "compiler/ir/ops.h"
+#include "compiler/ir/strides.h"
 #include "compiler/support/status.h"
 #include "runtime/cuda/cuda_check.h"
 #include "runtime/cuda/generated_kernels.h"
@@ -40,42 +41,9 @@ absl::Status LaunchStatus(cudaError_t e, const char* what) {
 k::DT ToDT(DType d) { return static_cast<k::DT>(static_cast<int>(d)); }
 bool IsFloatType(DType d) { return ir::IsFloat(d); }
 
-std::vector<int64_t> ContiguousStrides(const ir::Shape& s) {
-  std::vector<int64_t> st(s.size(), 1);
-  for (int i = static_cast<int>(s.size()) - 2; i >= 0; --i) st[i] = st[i + 1] * s[i + 1];
-  return st;
-}
-
-// Strides of `in` broadcast (right-aligned) to `out`; 0 on broadcast dims.
-std::vector<int64_t> BroadcastStrides(const ir::Shape& in, const ir::Shape& out) {
-  std::vector<int64_t> st(out.size(), 0);
-  const std::vector<int64_t> cs = ContiguousStrides(in);
-  const size_t off = out.size() - in.size();
-  for (size_t i = 0; i < in.size(); ++i) st[off + i] = in[i] == 1 ? 0 : cs[i];
-  return st;
-}
-
-// Drops size-1 dims and merges adjacent dims that every stride list walks contiguously; the
-// result has at most kMaxRank dims or the call fails.
-bool Simplify(ir::Shape& shape, std::vector<std::vector<int64_t>*> strides) {
-  ir::Shape s;
-  std::vector<std::vector<int64_t>> st(strides.size());
-  for (size_t d = 0; d < shape.size(); ++d) {
-    if (shape[d] == 1) continue;
-    bool merge = !s.empty();
-    for (size_t j = 0; j < strides.size() && merge; ++j) {
-      merge = st[j].back() == (*strides[j])[d] * shape[d];
-    }
-    if (merge) {
-      s.back() *= shape[d];
-      for (size_t j = 0; j < strides.size(); ++j) st[j].back() = (*strides[j])[d];
-    } else {
-      s.push_back(shape[d]);
-      for (size_t j = 0; j < strides.size(); ++j) st[j].push_back((*strides[j])[d]);
-    }
-  }
-  shape = s;
-  for (size_t j = 0; j < strides.size(); ++j) *strides[j] = st[j];
+// Merges dims (ir::MergeDims); false when more than kMaxRank dims remain.
+bool Simplify(ir::Shape& shape, const std::vector<std::vector<int64_t>*>& strides) {
+  ir::MergeDims(shape, strides);
   return shape.size() <= static_cast<size_t>(k::kMaxRank);
 }
 
@@ -86,7 +54,7 @@ absl::StatusOr<k::BroadcastDesc> MakeBroadcast(const ir::Node& node,
   std::vector<std::vector<int64_t>> st(3, std::vector<int64_t>(out.size(), 0));
   for (size_t i = 0; i < ins.size(); ++i) {
     if (ins[i].size() > out.size()) return Invalid(node, "operand has more dims than the output");
-    st[i] = BroadcastStrides(ins[i], out);
+    st[i] = ir::BroadcastStrides(ins[i], out);
   }
   if (!Simplify(shape, {&st[0], &st[1], &st[2]})) {
     return Unsupported(node, absl::StrCat("broadcasts over more than ", k::kMaxRank, " dims"));
@@ -286,7 +254,7 @@ KernelOr MakeTranspose(const ir::Node& node) {
     PTC_ASSIGN_OR_RETURN(perm, node.GetInts("perm"));
   }
   if (static_cast<int>(perm.size()) != r) return Invalid(node, "perm must list every axis");
-  const std::vector<int64_t> cs = ContiguousStrides(in);
+  const std::vector<int64_t> cs = ir::ContiguousStrides(in);
   ir::Shape out_shape(r);
   std::vector<int64_t> in_strides(r);
   std::vector<bool> seen(r, false);
@@ -297,7 +265,7 @@ KernelOr MakeTranspose(const ir::Node& node) {
     in_strides[d] = cs[perm[d]];
   }
   PTC_ASSIGN_OR_RETURN(k::CopyDesc d, MakeCopy(node, out_shape, in_strides,
-                                               ContiguousStrides(out_shape), 0, 0));
+                                               ir::ContiguousStrides(out_shape), 0, 0));
   return std::unique_ptr<DeviceKernel>(new StridedCopyKernel(
       StridedCopyKernel::Mode::kOne, static_cast<int>(ir::DTypeSize(node.output()->type().dtype)),
       {d}));
@@ -313,7 +281,7 @@ KernelOr MakeSlice(const ir::Node& node) {
   if (starts.size() != r || steps.size() != r || out.size() != r) {
     return Invalid(node, "starts / steps must have one entry per axis");
   }
-  const std::vector<int64_t> cs = ContiguousStrides(in);
+  const std::vector<int64_t> cs = ir::ContiguousStrides(in);
   std::vector<int64_t> in_strides(r);
   int64_t offset = 0;
   for (size_t d = 0; d < r; ++d) {
@@ -328,7 +296,7 @@ KernelOr MakeSlice(const ir::Node& node) {
     if (out[d] > 0) offset += starts[d] * cs[d];
   }
   PTC_ASSIGN_OR_RETURN(k::CopyDesc d,
-                       MakeCopy(node, out, in_strides, ContiguousStrides(out), offset, 0));
+                       MakeCopy(node, out, in_strides, ir::ContiguousStrides(out), offset, 0));
   return std::unique_ptr<DeviceKernel>(new StridedCopyKernel(
       StridedCopyKernel::Mode::kOne, static_cast<int>(ir::DTypeSize(node.output()->type().dtype)),
       {d}));
@@ -338,8 +306,8 @@ KernelOr MakeExpand(const ir::Node& node) {
   const ir::Shape& out = node.output()->type().shape;
   const ir::Shape& in = node.input(0)->type().shape;
   if (in.size() > out.size()) return Invalid(node, "expand cannot drop dims");
-  PTC_ASSIGN_OR_RETURN(k::CopyDesc d, MakeCopy(node, out, BroadcastStrides(in, out),
-                                               ContiguousStrides(out), 0, 0));
+  PTC_ASSIGN_OR_RETURN(k::CopyDesc d, MakeCopy(node, out, ir::BroadcastStrides(in, out),
+                                               ir::ContiguousStrides(out), 0, 0));
   return std::unique_ptr<DeviceKernel>(new StridedCopyKernel(
       StridedCopyKernel::Mode::kOne, static_cast<int>(ir::DTypeSize(node.output()->type().dtype)),
       {d}));
@@ -350,13 +318,13 @@ KernelOr MakeConcat(const ir::Node& node) {
   PTC_ASSIGN_OR_RETURN(int64_t axis, node.GetInt("axis"));
   if (axis < 0) axis += static_cast<int64_t>(out.size());
   if (axis < 0 || axis >= static_cast<int64_t>(out.size())) return Invalid(node, "bad axis");
-  const std::vector<int64_t> os = ContiguousStrides(out);
+  const std::vector<int64_t> os = ir::ContiguousStrides(out);
   std::vector<k::CopyDesc> descs;
   int64_t pos = 0;
   for (const ir::Value* v : node.inputs()) {
     const ir::Shape& s = v->type().shape;
     PTC_ASSIGN_OR_RETURN(k::CopyDesc d,
-                         MakeCopy(node, s, ContiguousStrides(s), os, 0, pos * os[axis]));
+                         MakeCopy(node, s, ir::ContiguousStrides(s), os, 0, pos * os[axis]));
     descs.push_back(d);
     pos += s[axis];
   }
@@ -371,13 +339,13 @@ KernelOr MakeSplit(const ir::Node& node) {
   PTC_ASSIGN_OR_RETURN(int64_t axis, node.GetInt("axis", 0));
   if (axis < 0) axis += static_cast<int64_t>(in.size());
   if (axis < 0 || axis >= static_cast<int64_t>(in.size())) return Invalid(node, "bad axis");
-  const std::vector<int64_t> is = ContiguousStrides(in);
+  const std::vector<int64_t> is = ir::ContiguousStrides(in);
   std::vector<k::CopyDesc> descs;
   int64_t pos = 0;
   for (const ir::Value* v : node.outputs()) {
     const ir::Shape& s = v->type().shape;
     PTC_ASSIGN_OR_RETURN(k::CopyDesc d,
-                         MakeCopy(node, s, is, ContiguousStrides(s), pos * is[axis], 0));
+                         MakeCopy(node, s, is, ir::ContiguousStrides(s), pos * is[axis], 0));
     descs.push_back(d);
     pos += s[axis];
   }
@@ -580,7 +548,7 @@ KernelOr MakeReduce(const ir::Node& node) {
     if (a < 0 || a >= t.rank()) return Invalid(node, "axis out of range");
     reduced[a] = true;
   }
-  const std::vector<int64_t> cs = ContiguousStrides(t.shape);
+  const std::vector<int64_t> cs = ir::ContiguousStrides(t.shape);
   k::ReduceDesc d;
   d.out_n = node.output()->type().num_elements();
   d.count = 1;
@@ -692,7 +660,7 @@ KernelOr MakeFused(const ir::Node& node) {
     if (node.input(i)->type().rank() > static_cast<int>(out.size())) {
       return Invalid(node, "operand has more dims than the output");
     }
-    st[i] = BroadcastStrides(node.input(i)->type().shape, out);
+    st[i] = ir::BroadcastStrides(node.input(i)->type().shape, out);
     stp.push_back(&st[i]);
   }
   if (!Simplify(shape, stp)) return Unsupported(node, "broadcasts over more than 8 dims");
