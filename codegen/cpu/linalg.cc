@@ -1,16 +1,18 @@
-// matmul (numpy semantics, broadcast batch dims) and gemm through OpenBLAS.
+// matmul (numpy semantics, broadcast batch dims) and gemm through oneDNN's sgemm (float, where
+// built with it) or OpenBLAS.
 //
 // matmul plans, in CreateKernel, either one GEMM (b has no batch dims and a's batch dims fold
 // into M: the linear-layer case [B,T,K] x [K,N]) or a list of per-batch offsets. Many small
 // batched products (attention: B*H products of [T,D] x [D,T]) run in parallel over the batch
 // with a register-blocked micro-kernel; few large ones run one after another, each split into
-// tiles that ptc's OpenMP threads compute with single-threaded OpenBLAS calls (TiledGemm).
+// tiles that ptc's pool threads compute with single-threaded library calls (TiledGemm).
 //
-// Threads: OpenBLAS runs single-threaded (openblas_set_num_threads(1) on first use), and all
-// parallelism comes from ptc's one OpenMP pool. Two pools (OpenMP for elementwise kernels,
-// OpenBLAS's pthreads for GEMM) on the same cores spin against each other between kernels:
-// measured 3-4x slower on a loaded 2-core machine (bench/README.md). One pool also lets a tile's
-// epilogue (bias, activation: fused_matmul) run while the tile is still in cache.
+// Threads: OpenBLAS and oneDNN run single-threaded (openblas_set_num_threads(1), and
+// omp_set_num_threads(1) on each thread that calls oneDNN), and all parallelism comes from
+// ptc's one pool (thread_pool.cc). Two pools (ptc's for elementwise kernels, the library's for
+// GEMM) on the same cores spin against each other between kernels: measured 3-4x slower on a
+// loaded 2-core machine (bench/README.md). One pool also lets a tile's epilogue (bias,
+// activation: fused_matmul) run while the tile is still in cache.
 #include <cblas.h>
 #include <immintrin.h>
 #if PTC_HAVE_DNNL
