@@ -604,7 +604,8 @@ absl::Status RunTrainingWith(const plan::Plan& plan, Backend& backend,
                   " + outputs ", Bytes(r.output_bytes), " = ", Bytes(planned), " planned");
   if (r.host_memory) {
     absl::StrAppend(&line, "; RSS ", Bytes(r.rss_before), " -> ", Bytes(r.rss_after),
-                    absl::StrFormat(" (grew %s = %.2f x plan; the rest is the training data)",
+                    absl::StrFormat(" (grew %s = %.2f x plan; the rest: training data, "
+                                    "evaluation, library buffers)",
                                     Bytes(r.rss_after - r.rss_before),
                                     static_cast<double>(r.rss_after - r.rss_before) /
                                         static_cast<double>(std::max<int64_t>(1, planned))));
