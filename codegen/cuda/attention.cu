@@ -286,6 +286,23 @@ cudaError_t LaunchFlashAttention(DT dt, const AttentionDesc& d, const void* q, c
   return cudaGetLastError();
 }
 
+cudaError_t LaunchAttentionRowDot(DT dt, const AttentionDesc& d, const void* o, const void* d_o,
+                                  float* dsum, cudaStream_t stream) {
+  const int64_t rows = d.b * d.h * d.tq;
+  if (rows == 0) return cudaSuccess;
+#define PTC_FLASH_DOT_CASE(DD)                                                    \
+  case DD:                                                                        \
+    FlashBackwardDotKernel<DD><<<GridFor(rows * 32, 256), 256, 0, stream>>>(      \
+        d, static_cast<const S<DD>*>(o), static_cast<const S<DD>*>(d_o), dsum);   \
+    break;
+  switch (dt) {
+    PTC_FLASH_DTYPES(PTC_FLASH_DOT_CASE)
+    default: return cudaErrorInvalidValue;
+  }
+#undef PTC_FLASH_DOT_CASE
+  return cudaGetLastError();
+}
+
 size_t FlashAttentionBackwardWorkspaceBytes(const AttentionDesc& d) {
   return sizeof(float) * static_cast<size_t>(d.b * d.h * d.tq);
 }
@@ -299,18 +316,15 @@ cudaError_t LaunchFlashAttentionBackward(DT dt, const AttentionDesc& d, const vo
   // dq is accumulated: zero it (dense [b, h, tq, d] in either layout).
   cudaError_t e = cudaMemsetAsync(dq, 0, sizeof(float) * d.b * d.h * d.tq * d.d, stream);
   if (e != cudaSuccess) return e;
-  const int64_t rows = d.b * d.h * d.tq;
   const int64_t k_blocks = d.b * d.h * ((d.tk + kBc - 1) / kBc);
   if (k_blocks == 0) return cudaSuccess;
   const int pad = static_cast<int>((d.d > d.dv ? d.d : d.dv) + 1);
   const size_t smem = sizeof(float) * 4 * kBc * pad;
   float* dsum = static_cast<float*>(workspace);
+  e = LaunchAttentionRowDot(dt, d, o, d_o, dsum, stream);
+  if (e != cudaSuccess) return e;
 #define PTC_FLASH_BWD_CASE(DD)                                                                 \
   case DD:                                                                                     \
-    if (rows > 0) {                                                                            \
-      FlashBackwardDotKernel<DD><<<GridFor(rows * 32, 256), 256, 0, stream>>>(                 \
-          d, static_cast<const S<DD>*>(o), static_cast<const S<DD>*>(d_o), dsum);              \
-    }                                                                                          \
     e = cudaFuncSetAttribute(FlashBackwardKernel<DD>,                                          \
                              cudaFuncAttributeMaxDynamicSharedMemorySize,                      \
                              static_cast<int>(smem));                                          \

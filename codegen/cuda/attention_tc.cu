@@ -44,7 +44,8 @@
 // score). Without a mask only the last tile's keys past Tk are masked. Rows whose keys are
 // all masked keep l = 0 and give NaN (0 / 0) and lse = -inf, as the SIMT kernel.
 //
-// ---- Backward, deterministic (no atomics): D_t = dO_t . O_t (one warp per row), then two
+// ---- Backward, deterministic (no atomics): D_t = dO_t . O_t (LaunchAttentionRowDot, the SIMT
+// backward's kernel: one warp per row), then two
 // kernels that each own their outputs:
 //   * dK / dV: one block per (batch, head, 64 keys); warp w owns keys 16w..16w+15 and their
 //     dK, dV accumulators (registers) for the whole pass. Loop over 64-query tiles (fully masked
@@ -360,27 +361,6 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// D_t = sum_c dO[t, c] O[t, c]: one warp per query row (b, h, t).
-template <DT D>
-__global__ void __launch_bounds__(256)
-    TcBackwardDotKernel(AttentionDesc a, const S<D>* __restrict__ o, const S<D>* __restrict__ d_o,
-                        float* __restrict__ dsum) {
-  const int lane = threadIdx.x & 31;
-  const int64_t rows = a.b * a.h * a.tq;
-  const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x >> 5);
-  for (int64_t row = GlobalThread() >> 5; row < rows; row += warps) {
-    const int64_t t = row % a.tq, h = (row / a.tq) % a.h, b = row / (a.tq * a.h);
-    const int64_t off = b * a.o_strides[0] + h * a.o_strides[1] + t * a.o_strides[2];
-    float s = 0.f;
-    for (int64_t c = lane; c < a.dv; c += 32) {
-      s += static_cast<float>(Load<D>(o, off + c)) * static_cast<float>(Load<D>(d_o, off + c));
-    }
-#pragma unroll
-    for (int x = 16; x > 0; x >>= 1) s += __shfl_xor_sync(0xffffffffu, s, x);
-    if (lane == 0) dsum[row] = s;
-  }
-}
-
 // dK, dV of 64 keys per block (see the file comment).
 template <DT D, int HD>
 __global__ void __launch_bounds__(kThreads)
@@ -631,16 +611,13 @@ template <DT D, int HD>
 cudaError_t Backward(const AttentionDesc& d, const void* q, const void* k, const void* v,
                      const void* mask, const void* o, const void* d_o, const float* lse, void* dq,
                      void* dk, void* dv, float* dsum, cudaStream_t stream) {
-  const int64_t rows = d.b * d.h * d.tq;
-  if (rows > 0) {
-    TcBackwardDotKernel<D><<<GridFor(rows * 32, 256), 256, 0, stream>>>(
-        d, static_cast<const S<D>*>(o), static_cast<const S<D>*>(d_o), dsum);
-  }
+  cudaError_t e = LaunchAttentionRowDot(D, d, o, d_o, dsum, stream);
+  if (e != cudaSuccess) return e;
   const bool masked = d.mask_kind != 0;
   const int64_t kv_blocks = d.b * d.h * Tiles(d.tk);
   if (kv_blocks > 0) {
     const size_t smem = KvSmem(HD, masked);
-    cudaError_t e = SetSmem(TcBackwardKvKernel<D, HD>, smem);
+    e = SetSmem(TcBackwardKvKernel<D, HD>, smem);
     if (e != cudaSuccess) return e;
     TcBackwardKvKernel<D, HD><<<static_cast<unsigned>(kv_blocks), kThreads, smem, stream>>>(
         d, static_cast<const S<D>*>(q), static_cast<const S<D>*>(k), static_cast<const S<D>*>(v),
@@ -650,7 +627,7 @@ cudaError_t Backward(const AttentionDesc& d, const void* q, const void* k, const
   const int64_t q_blocks = d.b * d.h * Tiles(d.tq);
   if (q_blocks > 0) {
     const size_t smem = QSmem(HD, masked);
-    cudaError_t e = SetSmem(TcBackwardQKernel<D, HD>, smem);
+    e = SetSmem(TcBackwardQKernel<D, HD>, smem);
     if (e != cudaSuccess) return e;
     TcBackwardQKernel<D, HD><<<static_cast<unsigned>(q_blocks), kThreads, smem, stream>>>(
         d, static_cast<const S<D>*>(q), static_cast<const S<D>*>(k), static_cast<const S<D>*>(v),

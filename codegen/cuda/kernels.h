@@ -258,6 +258,10 @@ cudaError_t LaunchFlashAttention(DT dt, const AttentionDesc& d, const void* q, c
 // dO and O share o_strides; dq / dk / dv share q / k / v strides and are f32 (accumulated with
 // atomics over query tiles for dk / dv: not bitwise deterministic). Scratch: f32 [b, h, tq].
 size_t FlashAttentionBackwardWorkspaceBytes(const AttentionDesc& d);
+// The backward's first phase, shared by the SIMT and tensor-core backwards: dsum[b, h, t] =
+// sum_c dO[t, c] O[t, c] (f32, one warp per query row; O and dO share o_strides).
+cudaError_t LaunchAttentionRowDot(DT dt, const AttentionDesc& d, const void* o, const void* d_o,
+                                  float* dsum, cudaStream_t stream);
 cudaError_t LaunchFlashAttentionBackward(DT dt, const AttentionDesc& d, const void* q,
                                          const void* k, const void* v, const void* mask,
                                          const void* o, const void* d_o, const float* lse,

@@ -86,25 +86,6 @@ std::vector<Case> Cases() {
   return cs;
 }
 
-std::pair<double, double> Bounds(DType d) {
-  switch (d) {
-    case DType::kF32: return {2e-5, 2e-5};
-    case DType::kF64: return {1e-12, 1e-12};
-    case DType::kF16: return {2e-3, 2e-3};
-    default: return {1.6e-2, 1.6e-2};  // bf16
-  }
-}
-
-ir::Tensor Cast(const ir::Tensor& t, DType to) {
-  if (t.dtype() == to) return t;
-  ir::Function fn("cast");
-  ir::Node* cast = fn.AddNode("cast", {fn.AddParam("x", t.type())},
-                              {TensorType{to, t.type().shape}}, {{"to", to}});
-  auto out = cpu::EvaluateNode(*cast, {t});
-  PTC_CHECK(out.ok());
-  return (*out)[0];
-}
-
 ir::Tensor Random(const TensorType& t, bool positive, std::mt19937_64& rng) {
   ir::Tensor f(t.dtype == DType::kF64 ? DType::kF64 : DType::kF32, t.shape);
   std::normal_distribution<double> normal(0.0, 1.0);
@@ -117,7 +98,7 @@ ir::Tensor Random(const TensorType& t, bool positive, std::mt19937_64& rng) {
       f.mutable_data_as<float>()[i] = static_cast<float>(v);
     }
   }
-  return Cast(f, t.dtype);
+  return CastTo(f, t.dtype);
 }
 
 struct Built {
@@ -144,32 +125,6 @@ Built Build(const Case& c, std::optional<DType> all = std::nullopt) {
   PTC_CHECK(out.ok());
   b.node = f->AddNode("fused_elementwise", params, *out, attrs, c.name);
   return b;
-}
-
-// "" when close; otherwise the count and the worst element.
-std::string Compare(const ir::Tensor& got, const ir::Tensor& want) {
-  if (got.type() != want.type()) return "type mismatch";
-  auto [rtol, atol] = Bounds(want.dtype());
-  int64_t bad = 0, worst = -1;
-  double worst_excess = -1;
-  for (int64_t i = 0; i < want.num_elements(); ++i) {
-    const double g = got.GetDouble(i), w = want.GetDouble(i);
-    double excess;
-    if (std::isnan(w) || std::isnan(g)) {
-      excess = std::isnan(w) && std::isnan(g) ? 0 : INFINITY;
-    } else if (std::isinf(w) || std::isinf(g)) {
-      excess = g == w ? 0 : INFINITY;
-    } else {
-      excess = std::fabs(g - w) - (atol + rtol * std::fabs(w));
-    }
-    if (excess > 0) {
-      ++bad;
-      if (excess > worst_excess) worst_excess = excess, worst = i;
-    }
-  }
-  if (bad == 0) return "";
-  return absl::StrFormat("%d of %d elements differ; worst [%d] got %.9g want %.9g", bad,
-                         want.num_elements(), worst, got.GetDouble(worst), want.GetDouble(worst));
 }
 
 // KernelOptions whose generated kernels hold `node`'s kernel, compiled now for this device.
@@ -206,7 +161,7 @@ TEST_P(GeneratedKernelCase, ReferenceEvaluatesAndSourceCompiles) {
   std::vector<ir::Tensor> ref_in;
   for (size_t i = 0; i < c.inputs.size(); ++i) {
     const ir::Tensor t = Random(c.inputs[i], i < c.positive.size() && c.positive[i], rng);
-    ref_in.push_back(Cast(t, ref_node.node->input(i)->type().dtype));
+    ref_in.push_back(CastTo(t, ref_node.node->input(i)->type().dtype));
   }
   auto ref = cpu::EvaluateNode(*ref_node.node, ref_in);
   ASSERT_TRUE(ref.ok()) << ref.status();
@@ -235,7 +190,7 @@ TEST_P(GeneratedKernelCase, MatchesCpu) {
     std::vector<ir::Tensor> in, ref_in;
     for (size_t i = 0; i < c.inputs.size(); ++i) {
       in.push_back(Random(c.inputs[i], i < c.positive.size() && c.positive[i], rng));
-      ref_in.push_back(Cast(in.back(), ref_dtype));
+      ref_in.push_back(CastTo(in.back(), ref_dtype));
     }
     auto ref = cpu::EvaluateNode(*ref_node.node, ref_in);
     ASSERT_TRUE(ref.ok()) << ref.status();
@@ -245,7 +200,7 @@ TEST_P(GeneratedKernelCase, MatchesCpu) {
     EXPECT_EQ(GetGeneratedKernelStats().generated_nodes, before.generated_nodes + 1)
         << "the generated kernel was not used";
     const std::string err =
-        Compare((*got)[0], Cast((*ref)[0], node.node->output(0)->type().dtype));
+        Compare((*got)[0], CastTo((*ref)[0], node.node->output(0)->type().dtype));
     EXPECT_TRUE(err.empty()) << c.name << " (seed " << seed << "): " << err;
   }
 }
@@ -398,12 +353,12 @@ TEST_P(GeneratedKernelCase, HostCompiledSourceMatchesCpu) {
   std::vector<ir::Tensor> in, ref_in;
   for (size_t i = 0; i < c.inputs.size(); ++i) {
     in.push_back(Random(c.inputs[i], i < c.positive.size() && c.positive[i], rng));
-    ref_in.push_back(Cast(in.back(), ref_dtype));
+    ref_in.push_back(CastTo(in.back(), ref_dtype));
   }
   auto ref = cpu::EvaluateNode(*ref_node.node, ref_in);
   ASSERT_TRUE(ref.ok()) << ref.status();
   const ir::Tensor got = kernel->Run(*node.node, in);
-  const std::string err = Compare(got, Cast((*ref)[0], node.node->output(0)->type().dtype));
+  const std::string err = Compare(got, CastTo((*ref)[0], node.node->output(0)->type().dtype));
   EXPECT_TRUE(err.empty()) << c.name << ": " << err;
 }
 

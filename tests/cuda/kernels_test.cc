@@ -646,26 +646,10 @@ std::vector<Case> Cases() {
   return cs;
 }
 
-// Per-dtype bounds: |got - want| <= atol + rtol |want|.
-std::pair<double, double> Bounds(DType d) {
-  switch (d) {
-    case DType::kF32: return {2e-5, 2e-5};
-    case DType::kF64: return {1e-12, 1e-12};
-    case DType::kF16: return {2e-3, 2e-3};
-    case DType::kBF16: return {1.6e-2, 1.6e-2};
-    default: return {0, 0};  // integers and bool: exact
-  }
-}
-
 ir::Tensor Random(const TensorType& t, Gen gen, int64_t index_range, std::mt19937_64& rng) {
   if (t.dtype == DType::kF16 || t.dtype == DType::kBF16) {
     // Draw in f32 and let the CPU cast kernel round (it is the reference side anyway).
-    ir::Tensor f = Random(TensorType{DType::kF32, t.shape}, gen, index_range, rng);
-    ir::Function fn("cast");
-    ir::Node* cast = fn.AddNode("cast", {fn.AddParam("x", f.type())}, {t}, {{"to", t.dtype}});
-    auto out = cpu::EvaluateNode(*cast, {f});
-    PTC_CHECK(out.ok());
-    return (*out)[0];
+    return CastTo(Random(TensorType{DType::kF32, t.shape}, gen, index_range, rng), t.dtype);
   }
   ir::Tensor out(t.dtype, t.shape);
   const int64_t n = t.num_elements();
@@ -706,16 +690,6 @@ ir::Tensor Random(const TensorType& t, Gen gen, int64_t index_range, std::mt1993
     }
   }
   return out;
-}
-
-ir::Tensor CastTo(const ir::Tensor& t, DType to) {
-  if (t.dtype() == to) return t;
-  ir::Function fn("cast");
-  ir::Node* cast = fn.AddNode("cast", {fn.AddParam("x", t.type())}, {TensorType{to, t.type().shape}},
-                              {{"to", to}});
-  auto out = cpu::EvaluateNode(*cast, {t});
-  PTC_CHECK(out.ok());
-  return (*out)[0];
 }
 
 bool IsHalf(DType d) { return d == DType::kF16 || d == DType::kBF16; }
@@ -762,41 +736,6 @@ std::vector<ir::Tensor> Inputs(const Case& c, std::mt19937_64& rng) {
     in.push_back(Random(c.inputs[i], g, c.index_range, rng));
   }
   return in;
-}
-
-// "" when close; otherwise the count and the worst element.
-std::string Compare(const ir::Tensor& got, const ir::Tensor& want, double scale) {
-  if (got.type() != want.type()) {
-    return absl::StrCat("type ", got.type().ToString(), " vs ", want.type().ToString());
-  }
-  auto [rtol, atol] = Bounds(want.dtype());
-  rtol *= scale;
-  atol *= scale;
-  int64_t bad = 0, worst = -1;
-  double worst_excess = -1;
-  for (int64_t i = 0; i < want.num_elements(); ++i) {
-    const double g = got.GetDouble(i), w = want.GetDouble(i);
-    bool ok;
-    double excess;
-    if (std::isnan(w) || std::isnan(g)) {
-      ok = std::isnan(w) && std::isnan(g);
-      excess = ok ? 0 : INFINITY;
-    } else if (std::isinf(w) || std::isinf(g)) {
-      ok = g == w;
-      excess = ok ? 0 : INFINITY;
-    } else {
-      excess = std::fabs(g - w) - (atol + rtol * std::fabs(w));
-      ok = excess <= 0;
-    }
-    if (!ok) {
-      ++bad;
-      if (excess > worst_excess) worst_excess = excess, worst = i;
-    }
-  }
-  if (bad == 0) return "";
-  return absl::StrFormat("%d of %d elements differ (rtol %g, atol %g); worst [%d] got %.9g want %.9g",
-                         bad, want.num_elements(), rtol, atol, worst, got.GetDouble(worst),
-                         want.GetDouble(worst));
 }
 
 class CudaKernelCase : public testing::TestWithParam<Case> {};
