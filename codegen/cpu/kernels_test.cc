@@ -691,7 +691,8 @@ std::vector<Case> AllCases() {
   cs.push_back({"fused_matmul", {{"trans_b", int64_t{1}}, {"activation", std::string("gelu")}},
                 {In{DType::kBF16, {3, 8}}, In{DType::kBF16, {5, 8}}, In{DType::kBF16, {5}}}});
   // attention: both layouts, bool masks (broadcast, rows fully masked give NaN) and additive
-  // ones, key lengths over one 128-key block (online softmax across blocks), odd sizes.
+  // ones, odd sizes; float key lengths up to 512 take whole rows, longer ones (and f64) the
+  // online softmax across key tiles.
   cs.push_back({"attention", {{"scale", 0.5}}, {F32({2, 3, 5, 4}), F32({2, 3, 7, 4}), F32({2, 3, 7, 6})},
                 1, 1e-5, 1e-5});
   cs.push_back({"attention", {{"layout", std::string("bthd")}, {"scale", 0.125}},
@@ -703,6 +704,9 @@ std::vector<Case> AllCases() {
   cs.push_back({"attention", {}, {F32({1, 2, 40, 16}), F32({1, 2, 130, 16}), F32({1, 2, 130, 8}),
                                   Bool({1, 2, 40, 130})}, 1, 1e-5, 1e-5});
   cs.push_back({"attention", {}, {F64({1, 1, 3, 2}), F64({1, 1, 4, 2}), F64({1, 1, 4, 2})}});
+  cs.push_back({"attention", {{"layout", std::string("bthd")}},
+                {F32({1, 45, 2, 8}), F32({1, 600, 2, 8}), F32({1, 600, 2, 5}), Bool({45, 600})},
+                1, 1e-5, 1e-5});
   cs.push_back({"matmul", {}, {In{DType::kF16, {2, 3}}, In{DType::kF16, {3, 4}}}, 1, 2e-3, 2e-3});
   cs.push_back({"gemm", {}, {F32({3, 4}), F32({4, 5})}});
   cs.push_back({"gemm", {{"trans_a", int64_t{1}}, {"trans_b", int64_t{1}}, {"alpha", 0.5},

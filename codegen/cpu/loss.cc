@@ -21,7 +21,12 @@ enum class Reduction { kNone, kSum, kMean };
 // log(sum(exp(x[0..c)))) of one contiguous row: AVX2 max and exp; the exps are summed in float
 // lanes over blocks of 256 and the blocks in double, so that a 50k-class row loses no more
 // precision than the scalar double loop it replaces (checked against it in kernels_test).
-float LogSumExpRow(const float* x, int64_t c) {
+// With `exps`, the row's exp(x[j] - max) are also stored there (softmax = exps / sum, without a
+// second exp per element: linear_ce_loss's gradient) and *sum receives the sum; a row whose
+// result is not finite-based (a NaN score, all -inf, a +inf) leaves `exps` unwritten and returns
+// with *sum = 0.
+float LogSumExpRow(const float* x, int64_t c, float* exps = nullptr, double* sum_out = nullptr) {
+  if (sum_out != nullptr) *sum_out = 0;
   __m256 m8 = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
   __m256 nan8 = _mm256_setzero_ps();
   int64_t j = 0;
@@ -45,12 +50,25 @@ float LogSumExpRow(const float* x, int64_t c) {
   while (j + 8 <= c) {
     __m256 acc = _mm256_setzero_ps();
     const int64_t block_end = std::min<int64_t>(c, j + 256);
-    for (; j + 8 <= block_end; j += 8) {
-      acc = _mm256_add_ps(acc, Exp8(_mm256_sub_ps(_mm256_loadu_ps(x + j), mv)));
+    if (exps != nullptr) {
+      for (; j + 8 <= block_end; j += 8) {
+        const __m256 e = Exp8(_mm256_sub_ps(_mm256_loadu_ps(x + j), mv));
+        _mm256_storeu_ps(exps + j, e);
+        acc = _mm256_add_ps(acc, e);
+      }
+    } else {
+      for (; j + 8 <= block_end; j += 8) {
+        acc = _mm256_add_ps(acc, Exp8(_mm256_sub_ps(_mm256_loadu_ps(x + j), mv)));
+      }
     }
     sum += static_cast<double>(HorizontalSum(acc));
   }
-  for (; j < c; ++j) sum += std::exp(static_cast<double>(x[j] - mx));
+  for (; j < c; ++j) {
+    const double e = std::exp(static_cast<double>(x[j] - mx));
+    if (exps != nullptr) exps[j] = static_cast<float>(e);
+    sum += e;
+  }
+  if (sum_out != nullptr) *sum_out = sum;
   return mx + static_cast<float>(std::log(sum));
 }
 
@@ -190,20 +208,27 @@ class LinearCeKernel : public Kernel {
           float* lr = logits + r * v_;
           const int64_t lab = labels[r0 + r];
           const bool ignored = ignore_.has_value() && lab == *ignore_;
-          const float lse = LogSumExpRow(lr, v_);
-          row_loss[r] = ignored ? 0.0f : lse - lr[lab];
+          const float label_logit = ignored ? 0.0f : lr[lab];
+          // With the gradient, the row's exps replace the logits in the same pass.
+          double sum = 0;
+          const bool in_place = grads_ && !ignored;
+          const float lse = LogSumExpRow(lr, v_, in_place ? lr : nullptr, &sum);
+          row_loss[r] = ignored ? 0.0f : lse - label_logit;
           if (!grads_) continue;
           if (ignored) {
             std::fill(lr, lr + v_, 0.0f);
             continue;
           }
-          int64_t j = 0;
-          const __m256 shift = _mm256_set1_ps(lse), nv = _mm256_set1_ps(norm);
-          for (; j + 8 <= v_; j += 8) {
-            const __m256 p = Exp8(_mm256_sub_ps(_mm256_loadu_ps(lr + j), shift));
-            _mm256_storeu_ps(lr + j, _mm256_mul_ps(p, nv));
+          if (sum == 0) {  // a non-finite row: exp(logit - lse) is NaN throughout, as softmax
+            std::fill(lr, lr + v_, std::numeric_limits<float>::quiet_NaN());
+            continue;
           }
-          for (; j < v_; ++j) lr[j] = std::exp(lr[j] - lse) * norm;
+          // G = softmax * norm = exps * (norm / sum), then minus norm at the label.
+          const float scale = static_cast<float>(static_cast<double>(norm) / sum);
+          int64_t j = 0;
+          const __m256 sv = _mm256_set1_ps(scale);
+          for (; j + 8 <= v_; j += 8) _mm256_storeu_ps(lr + j, _mm256_mul_ps(_mm256_loadu_ps(lr + j), sv));
+          for (; j < v_; ++j) lr[j] *= scale;
           lr[lab] -= norm;
         }
       });
