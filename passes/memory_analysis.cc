@@ -21,8 +21,8 @@ bool IsOptimizerOp(std::string_view op) {
   return op == "adamw_update" || op == "sgd_update" || op == "lr_schedule" || op == "assign";
 }
 
-// Pairs (output index, input index) of an optimizer update whose output is the new value of
-// that input.
+}  // namespace
+
 std::vector<std::pair<int, int>> UpdatePairs(const ir::Node& n) {
   if (n.op() == "adamw_update") return {{0, 0}, {1, 2}, {2, 3}};
   if (n.op() == "sgd_update") {
@@ -31,8 +31,6 @@ std::vector<std::pair<int, int>> UpdatePairs(const ir::Node& n) {
   }
   return {};
 }
-
-}  // namespace
 
 std::string_view PhaseName(Phase phase) {
   switch (phase) {

@@ -20,6 +20,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -29,6 +30,10 @@ namespace ptc::passes {
 
 enum class Phase { kForward = 0, kBackward = 1, kOptimizer = 2 };
 std::string_view PhaseName(Phase phase);  // "forward" | "backward" | "optimizer"
+
+// Pairs (output index, input index) of an optimizer update (adamw_update, sgd_update) whose
+// output is the new value of that input (weight, moments); empty for other ops.
+std::vector<std::pair<int, int>> UpdatePairs(const ir::Node& node);
 
 // Phase of every node (indexed like function.nodes()).
 std::vector<Phase> ClassifyPhases(const ir::Function& function);

@@ -57,10 +57,13 @@ std::unique_ptr<Pass> CreateFuseAttentionPass();
 std::unique_ptr<Pass> CreateLowerFusedPass();
 
 // Memory passes (their option structs are in remat.h; schedule.h): remat with per-block
-// recomputation by default, schedule (sink nodes to their first reader).
+// recomputation by default, schedule (sink nodes to their first reader; with hoist_updates,
+// also move optimizer updates up to as soon as they can run: only with in-place updates,
+// PlanMemoryOptions::inplace_updates, since otherwise an update's outputs are arena values
+// live to the end of the step and moving the update up would lengthen them).
 struct RematOptions;
 std::unique_ptr<Pass> CreateRematPass(RematOptions options);
-std::unique_ptr<Pass> CreateSchedulePass();
+std::unique_ptr<Pass> CreateSchedulePass(bool hoist_updates = true);
 
 }  // namespace ptc::passes
 

@@ -1,8 +1,11 @@
 // schedule: move pure nodes down to just before their first reader when that allocates their
 // output later without keeping any input alive longer ("sink"), e.g. a transpose of a saved
 // activation made in the forward for the backward, a broadcast of a weight, or a recomputed
-// value. Every move can only shorten a lifetime, so the peak never grows; nodes are visited in
-// reverse schedule order and ties keep the original order, so the result is deterministic.
+// value; then move optimizer updates up to as soon as their gradient is final and the weight
+// they write has no reader left ("hoist", HoistUpdates below): the gradient's buffer is freed
+// there instead of at the end of the backward. Every move can only shorten a lifetime, so the
+// peak never grows; nodes are visited in a fixed order and ties keep the original order, so
+// the result is deterministic.
 //
 // Preconditions: the function verifies. Runs after remat, before plan-memory. Impure nodes
 // (dropout, assign) and nodes producing function results never move.
@@ -13,12 +16,15 @@
 #include "passes/schedule.h"
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <set>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "compiler/ir/ops.h"
 #include "compiler/support/status.h"
+#include "passes/memory_analysis.h"
 
 namespace ptc::passes {
 
@@ -71,6 +77,7 @@ namespace {
 
 class SchedulePass : public Pass {
  public:
+  explicit SchedulePass(bool hoist_updates) : hoist_updates_(hoist_updates) {}
   std::string_view name() const override { return "schedule"; }
   absl::StatusOr<bool> Run(ir::Module& module) override {
     bool changed = false;
@@ -122,14 +129,109 @@ class SchedulePass : public Pass {
       ++moved;
     }
     Count("sunk", moved);
-    if (moved == 0) return false;
+    const int hoisted = hoist_updates_ ? HoistUpdates(f, order, results, uses) : 0;
+    Count("hoisted", hoisted);
+    if (moved == 0 && hoisted == 0) return false;
     PTC_RETURN_IF_ERROR(ApplyOrder(f, order));
     return true;
   }
+
+  // Optimizer updates (adamw_update, sgd_update) move up to just after the last of: their
+  // inputs' producers and every other reader of the values they update (so plan-memory still
+  // writes them in place). A gradient whose last reader is its update is then freed as soon as
+  // the gradient is final instead of when the backward ends: with gradients not kept as
+  // results, the backward's peak no longer holds every gradient at once. Only updates whose
+  // every output is the new value of its input, read by nothing but that input's `assign`
+  // (the in-place case), and that free some arena input move; the scalar producers they wait
+  // for (learning rate, step counter) move up first the same way. Data dependencies decide the
+  // rest: with global-norm clipping every update waits for the norm, i.e. for every gradient.
+  int HoistUpdates(ir::Function& f, std::vector<ir::Node*>& order,
+                   const std::set<const ir::Value*>& results,
+                   std::map<const ir::Value*, std::vector<std::pair<ir::Node*, int>>>& uses) {
+    std::map<const ir::Node*, int> pos;
+    auto reindex = [&] {
+      for (size_t j = 0; j < order.size(); ++j) pos[order[j]] = static_cast<int>(j);
+    };
+    reindex();
+    int hoisted = 0;  // nodes moved: updates and the scalars they wait for
+    auto move_up = [&](ir::Node* n, int to) {
+      const int from = pos.at(n);
+      if (to >= from) return false;
+      order.erase(order.begin() + from);
+      order.insert(order.begin() + to, n);
+      reindex();
+      return true;
+    };
+    auto after_inputs = [&](const ir::Node* n) {
+      int e = 0;
+      for (const ir::Value* in : n->inputs()) {
+        if (in->producer() != nullptr) e = std::max(e, pos.at(in->producer()) + 1);
+      }
+      return e;
+    };
+    // Pure nodes with scalar outputs only (lr_schedule, the step counter, loss scale logic;
+    // a scalar result lives to the end anyway).
+    std::function<void(ir::Node*)> hoist_scalar = [&](ir::Node* n) {
+      const ir::OpDef* def = ir::FindOp(n->op());
+      if (def == nullptr || !def->pure || n->num_outputs() == 0) return;
+      for (const ir::Value* o : n->outputs()) {
+        if (o->type().num_elements() > 1) return;
+      }
+      for (ir::Value* in : n->inputs()) {
+        if (in->producer() != nullptr) hoist_scalar(in->producer());
+      }
+      hoisted += move_up(n, after_inputs(n)) ? 1 : 0;
+    };
+    std::vector<ir::Node*> updates;
+    for (ir::Node* n : order) {
+      if (!UpdatePairs(*n).empty()) updates.push_back(n);
+    }
+    for (ir::Node* n : updates) {
+      const auto pairs = UpdatePairs(*n);
+      bool in_place = pairs.size() == n->num_outputs();
+      for (auto [o, in] : pairs) {
+        if (o >= static_cast<int>(n->num_outputs()) || in >= static_cast<int>(n->num_inputs())) {
+          in_place = false;
+          continue;
+        }
+        const ir::Value* out = n->output(o);
+        const auto& out_uses = uses[out];
+        in_place &= !results.count(out) && n->input(in)->producer() == nullptr &&
+                    out_uses.size() == 1 && out_uses[0].first->op() == "assign" &&
+                    out_uses[0].second == 1 && out_uses[0].first->input(0) == n->input(in);
+      }
+      bool frees = false;  // some arena tensor (not a scalar) is last read here
+      for (const ir::Value* in : n->inputs()) {
+        if (in->producer() == nullptr || in->producer()->op() == "constant" || results.count(in) ||
+            in->type().num_elements() <= 1) {
+          continue;
+        }
+        bool last = true;
+        for (const auto& [u, idx] : uses[in]) last &= u == n || pos.at(u) < pos.at(n);
+        frees |= last;
+      }
+      if (!in_place || !frees) continue;
+      for (ir::Value* in : n->inputs()) {
+        if (in->producer() != nullptr) hoist_scalar(in->producer());
+      }
+      int to = after_inputs(n);
+      for (auto [o, in] : pairs) {
+        for (const auto& [u, idx] : uses[n->input(in)]) {
+          if (u != n && u->op() != "assign") to = std::max(to, pos.at(u) + 1);
+        }
+      }
+      hoisted += move_up(n, to) ? 1 : 0;
+    }
+    return hoisted;
+  }
+
+  bool hoist_updates_;
 };
 
 }  // namespace
 
-std::unique_ptr<Pass> CreateSchedulePass() { return std::make_unique<SchedulePass>(); }
+std::unique_ptr<Pass> CreateSchedulePass(bool hoist_updates) {
+  return std::make_unique<SchedulePass>(hoist_updates);
+}
 
 }  // namespace ptc::passes

@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "compiler/ir/ir.h"
 #include "passes/pass.h"
+#include "passes/passes.h"
 
 namespace ptc::passes {
 
@@ -15,7 +16,7 @@ namespace ptc::passes {
 // dependencies), keeping every value's name, type and flags.
 absl::Status ApplyOrder(ir::Function& function, const std::vector<ir::Node*>& order);
 
-std::unique_ptr<Pass> CreateSchedulePass();
+// CreateSchedulePass(hoist_updates) is declared in passes.h.
 
 }  // namespace ptc::passes
 

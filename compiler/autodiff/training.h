@@ -64,7 +64,11 @@ struct TrainOptions {
   double loss_scale_init = 65536.0;
   int64_t loss_scale_interval = 2000;
   uint64_t dropout_seed = 0;
-  bool keep_gradients = true;
+  // Return every gradient as a "grad.<weight>" result (for --dump-gradients and parity
+  // checks). Off by default: a result lives to the end of the step, so kept gradients hold
+  // their bytes through the optimizer; without them each gradient's buffer is freed as soon as
+  // its update has read it (passes/schedule.cc applies updates as early as they can run).
+  bool keep_gradients = false;
 };
 
 // Turns the forward module (imported ONNX) into a training-step module (contract above).

@@ -136,7 +136,7 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
   const bool inplace = options.inplace_updates && options.train && options.target == "cpu";
   if (memory_passes) {
     // Order first (a shorter-lived schedule), then remat on that order; plan-memory last.
-    PTC_RETURN_IF_ERROR(passes::CreateSchedulePass()->Run(*module).status());
+    PTC_RETURN_IF_ERROR(passes::CreateSchedulePass(/*hoist_updates=*/inplace)->Run(*module).status());
     passes::RematOptions ropts;
     ropts.mode = options.remat;
     ropts.budget = options.mem_budget;

@@ -344,8 +344,8 @@ absl::StatusOr<TrainResult> Train(const plan::Plan& plan, Backend& backend,
   for (size_t i = 0; i < results.size() && i < 3; ++i) scalars_only[i] = i == 0 || scalar_result(i);
   if (!o.dump_gradients.empty() && grads.empty()) {
     return absl::InvalidArgumentError(
-        "--dump-gradients: the plan returns no grad.<weight> results (compile with gradients "
-        "kept)");
+        "--dump-gradients: the plan returns no gradients; compile it with `ptc compile --train "
+        "--keep-gradients ...`");
   }
   const bool eval = backend.has_eval();
   std::optional<DataInputs> eval_din;

@@ -5,7 +5,7 @@
 //   - @main has assign nodes (a training step) and exactly two integer data inputs of the same
 //     shape [batch, seq]: the labels (named TrainerOptions::labels_input) and the token ids;
 //   - results: loss f32[], then optionally grad_norm f32[] and lr f32[], then "grad.<weight>"
-//     values (needed only for dump_gradients).
+//     values when compiled with --keep-gradients (needed only for dump_gradients).
 //   - optional @eval: the same "param" / "state" parameter names and data inputs, first result
 //     the loss, no assign nodes: run on the validation split every eval_every steps. Without
 //     @eval no validation loss is reported (running @main would update the weights).
@@ -85,7 +85,7 @@ class Backend {
   // One training step (@main): inputs by name, outputs in result order (host tensors).
   // `fetch` (empty: all) says which results the caller reads: a backend whose results live
   // elsewhere (device memory) may leave the others as empty tensors instead of copying them
-  // (a training step returns every gradient, which only --dump-gradients reads).
+  // (a --keep-gradients step returns every gradient, which only --dump-gradients reads).
   virtual absl::StatusOr<std::vector<ir::Tensor>> Step(
       const std::map<std::string, ir::Tensor>& inputs, const std::vector<bool>& fetch) = 0;
   virtual bool has_eval() const = 0;

@@ -29,7 +29,8 @@ namespace {
 constexpr int64_t kVocab = 64, kBatch = 4, kSeq = 32;
 
 absl::StatusOr<plan::Plan> TinyGptTrainingPlan(const std::string& target,
-                                               const std::string& precision = "fp32") {
+                                               const std::string& precision = "fp32",
+                                               bool keep_gradients = false) {
   auto config = models::Gpt2Preset("tiny");
   if (!config.ok()) return config.status();
   config->vocab = kVocab;
@@ -53,6 +54,7 @@ absl::StatusOr<plan::Plan> TinyGptTrainingPlan(const std::string& target,
   o.train_options.lr = 3e-3;
   o.train_options.weight_decay = 0.01;
   o.train_options.grad_clip = 1.0;
+  o.train_options.keep_gradients = keep_gradients;
   if (precision == "fp16") o.train_options.loss_scale = "dynamic";
   return driver::CompileModule(*std::move(module), o);
 }
@@ -130,7 +132,7 @@ TEST(CudaTraining, TenStepsMatchCpu) {
 // gradients) on the device and returns them empty.
 TEST(CudaTraining, GraphReplayMatchesEagerAndFetchSkipsResults) {
   PTC_SKIP_WITHOUT_CUDA_DEVICE();
-  auto plan = TinyGptTrainingPlan("cuda");
+  auto plan = TinyGptTrainingPlan("cuda", "fp32", /*keep_gradients=*/true);
   ASSERT_TRUE(plan.ok()) << plan.status();
   ExecutorOptions eager_options;
   eager_options.cuda_graphs = false;

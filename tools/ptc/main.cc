@@ -576,6 +576,9 @@ int main(int argc, char** argv) {
   compile->add_option("--dump-dir", ca.dump_dir, "write the IR after each pass into this folder");
   compile->add_flag("--stats", ca.stats, "print per-pass time and counters");
   compile->add_flag("--train", ca.train, "compile a training step (gradients + optimizer)");
+  compile->add_flag("--keep-gradients", ca.t.keep_gradients,
+                    "training: also return every gradient (grad.<weight> results, for `ptc run "
+                    "--dump-gradients`); they then stay allocated until the step ends");
   compile->add_flag("--no-inplace-updates", ca.no_inplace,
                     "training: keep updated weights and moments in the arena until the step ends "
                     "(default: the optimizer writes into the parameter storage)");
@@ -662,7 +665,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   run->add_flag("--resume", ra.train.resume, "training: continue from the latest checkpoint");
   run->add_option("--dump-gradients", ra.train.dump_gradients,
-                  "training: write the first step's gradients (TensorProto per weight)");
+                  "training: write the first step's gradients (TensorProto per weight; the plan "
+                  "must be compiled with --keep-gradients)");
   run->add_option("--labels-input", ra.train.labels_input,
                   "training: which data input takes the labels (the other takes the token ids)")
       ->capture_default_str();
