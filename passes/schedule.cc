@@ -3,12 +3,14 @@
 // activation made in the forward for the backward, a broadcast of a weight, or a recomputed
 // value; then move optimizer updates up to as soon as their gradient is final and the weight
 // they write has no reader left ("hoist", HoistUpdates below): the gradient's buffer is freed
-// there instead of at the end of the backward. Every move can only shorten a lifetime, so the
-// peak never grows; nodes are visited in a fixed order and ties keep the original order, so
-// the result is deterministic.
+// there instead of at the end of the backward. Every move shortens lifetimes (bar the few bytes
+// of the scalars an update waits for, which move up with it), so the peak does not grow; nodes
+// are visited in a fixed order and ties keep the original order, so the result is
+// deterministic.
 //
-// Preconditions: the function verifies. Runs after remat, before plan-memory. Impure nodes
-// (dropout, assign) and nodes producing function results never move.
+// Preconditions: the function verifies. The driver runs it before remat and plan-memory
+// (compiler/driver/driver.cc). Impure nodes (dropout, assign) never move; sinking leaves nodes
+// producing function results in place.
 //
 //   %t = transpose(%w) : f32[256,768]      %a = exp(%x) : f32[4]
 //   %a = exp(%x) : f32[4]              ->  %t = transpose(%w) : f32[256,768]
@@ -129,7 +131,7 @@ class SchedulePass : public Pass {
       ++moved;
     }
     Count("sunk", moved);
-    const int hoisted = hoist_updates_ ? HoistUpdates(f, order, results, uses) : 0;
+    const int hoisted = hoist_updates_ ? HoistUpdates(order, results, uses) : 0;
     Count("hoisted", hoisted);
     if (moved == 0 && hoisted == 0) return false;
     PTC_RETURN_IF_ERROR(ApplyOrder(f, order));
@@ -145,7 +147,7 @@ class SchedulePass : public Pass {
   // (the in-place case), and that free some arena input move; the scalar producers they wait
   // for (learning rate, step counter) move up first the same way. Data dependencies decide the
   // rest: with global-norm clipping every update waits for the norm, i.e. for every gradient.
-  int HoistUpdates(ir::Function& f, std::vector<ir::Node*>& order,
+  int HoistUpdates(std::vector<ir::Node*>& order,
                    const std::set<const ir::Value*>& results,
                    std::map<const ir::Value*, std::vector<std::pair<ir::Node*, int>>>& uses) {
     std::map<const ir::Node*, int> pos;
