@@ -133,7 +133,7 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
   }
 
   const bool memory_passes = options.train || options.remat == "per-block" || options.mem_budget > 0;
-  const bool inplace = options.inplace_updates && options.train && options.target == "cpu";
+  const bool inplace = options.inplace_updates && options.train;
   if (memory_passes) {
     // Order first (a shorter-lived schedule), then remat on that order; plan-memory last.
     PTC_RETURN_IF_ERROR(passes::CreateSchedulePass(/*hoist_updates=*/inplace)->Run(*module).status());

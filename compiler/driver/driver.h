@@ -34,8 +34,9 @@ struct CompileOptions {
   // Memory (passes/remat.h, passes/schedule.h, passes/plan_memory.h; training steps only):
   // arena budget in bytes (0: none; infeasible -> error with the minimum feasible budget),
   // remat mode none | per-block | auto, optimizer updates written in place into the
-  // parameter storage (memory plan buffers at offset -1; the CPU executor binds them), and the
-  // trade-off sweep (CompileReport).
+  // parameter storage (memory plan buffers at offset -1 aliasing the parameter; the CPU and
+  // CUDA executors bind them; with them the schedule also runs each update as early as it
+  // can), and the trade-off sweep (CompileReport).
   int64_t mem_budget = 0;
   std::string remat = "auto";
   bool inplace_updates = true;
