@@ -601,7 +601,9 @@ absl::Status RunTrainingWith(const plan::Plan& plan, Backend& backend,
   const int64_t planned = r.arena_bytes + r.state_bytes + r.output_bytes;
   absl::StrAppend(&line, "; memory", r.host_memory ? "" : absl::StrCat(" (", r.backend, ")"),
                   ": arena ", Bytes(r.arena_bytes), " + weights/state ", Bytes(r.state_bytes),
-                  " + outputs ", Bytes(r.output_bytes), " = ", Bytes(planned), " planned");
+                  // results: a few scalars, or every gradient with --keep-gradients
+                  r.output_bytes >= 1024 ? absl::StrCat(" + outputs ", Bytes(r.output_bytes)) : "",
+                  " = ", Bytes(planned), " planned");
   if (r.host_memory) {
     absl::StrAppend(&line, "; RSS ", Bytes(r.rss_before), " -> ", Bytes(r.rss_after),
                     absl::StrFormat(" (grew %s = %.2f x plan; the rest: training data, "
