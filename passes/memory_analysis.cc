@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <set>
 
 #include "absl/strings/ascii.h"
@@ -10,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "compiler/ir/ops.h"
 #include "compiler/support/status.h"
 
 namespace ptc::passes {
@@ -233,15 +235,58 @@ absl::StatusOr<LivenessAnalysis> LivenessAnalysis::Run(const ir::Function& f,
     return Category::kActivation;
   };
 
+  // Values that must outlive the schedule: results and the new values of `assign` (written
+  // into their targets after the whole step has run).
+  std::vector<const ir::Value*> live_to_end(f.results().begin(), f.results().end());
+  for (const auto& n : nodes) {
+    if (n->op() == "assign" && n->num_inputs() == 2) live_to_end.push_back(n->input(1));
+  }
+  const std::set<const ir::Value*> to_end(live_to_end.begin(), live_to_end.end());
+  // Last reader of every value (for reuse_elementwise_inputs).
+  std::map<const ir::Value*, int32_t> last_read;
+  for (const auto& [v, vu] : uses) {
+    for (const auto& [user, idx] : vu) {
+      auto it = index.find(user);
+      if (it != index.end()) last_read[v] = std::max(last_read[v], it->second);
+    }
+  }
+  // The root buffer an elementwise node's output may take over: an input of its type whose
+  // buffer (with every alias of it) is read for the last time here.
+  auto donor_for = [&](const ir::Node& n, int32_t i) -> int {
+    const ir::OpDef* def = ir::FindOp(n.op());
+    // (cast: a same-type cast is a copy, which may not overlap itself)
+    if (!options.reuse_elementwise_inputs || def == nullptr || !def->elementwise ||
+        n.op() == "cast" || n.num_outputs() != 1 || to_end.count(n.output(0))) {
+      return -1;
+    }
+    for (const ir::Value* in : n.inputs()) {
+      if (in->type() != n.output(0)->type()) continue;
+      auto it = a.buffer_of_.find(in);
+      if (it == a.buffer_of_.end()) continue;
+      const LiveBuffer& b = a.buffers_[it->second];
+      if (b.value == nullptr) continue;
+      bool dies = true;
+      std::vector<const ir::Value*> members = b.aliases;
+      members.push_back(b.value);
+      for (const ir::Value* m : members) {
+        auto lr = last_read.find(m);
+        dies &= !to_end.count(m) && (lr == last_read.end() || lr->second <= i);
+      }
+      if (dies) return it->second;
+    }
+    return -1;
+  };
+
   for (int32_t i = 0; i < end; ++i) {
     const ir::Node& n = *nodes[i];
     if (n.op() == "constant") continue;
     bool alias = options.alias_reshapes && (n.op() == "reshape" || n.op() == "identity") &&
                  n.num_inputs() == 1 && is_arena_value(n.input(0));
+    const int donor = alias ? -1 : donor_for(n, i);
     for (const ir::Value* out : n.outputs()) {
       if (a.inplace_.count(out)) continue;
-      if (alias) {
-        int root = a.buffer_of_.at(n.input(0));
+      if (alias || donor >= 0) {
+        int root = alias ? a.buffer_of_.at(n.input(0)) : donor;
         a.buffer_of_[out] = root;
         a.buffers_[root].aliases.push_back(out);
         continue;
@@ -279,12 +324,7 @@ absl::StatusOr<LivenessAnalysis> LivenessAnalysis::Run(const ir::Function& f,
       b.last = std::max(b.last, i);
     }
   }
-  // Results, and the new values of `assign` (written into their targets after the whole step
-  // has run), live to the end of the schedule.
-  std::vector<const ir::Value*> live_to_end(f.results().begin(), f.results().end());
-  for (const auto& n : nodes) {
-    if (n->op() == "assign" && n->num_inputs() == 2) live_to_end.push_back(n->input(1));
-  }
+  // Results and the new values of `assign` live to the end of the schedule.
   for (const ir::Value* r : live_to_end) {
     auto it = a.buffer_of_.find(r);
     if (it != a.buffer_of_.end()) a.buffers_[it->second].last = end;

@@ -74,6 +74,11 @@ struct LivenessOptions {
   // planned in the parameter's storage instead of the arena. Needs runtime support (the
   // executor binds the output to the parameter and skips the assign copy); off by default.
   bool inplace_updates = false;
+  // An elementwise node's output (OpDef::elementwise; same dtype and shape as the input) takes
+  // the buffer of an input that this node reads last, instead of a buffer of its own (the
+  // kernel reads each element before writing it at the same index). Needs kernels that accept
+  // an output aliasing an input; off by default.
+  bool reuse_elementwise_inputs = false;
 };
 
 class LivenessAnalysis {

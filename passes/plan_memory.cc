@@ -107,6 +107,7 @@ absl::StatusOr<plan::MemoryPlan> PlanMemory(const ir::Function& f,
   lo.alias_reshapes = options.alias_reshapes;
   lo.workspace_bytes = options.workspace_bytes;
   lo.inplace_updates = options.inplace_updates;
+  lo.reuse_elementwise_inputs = options.reuse_elementwise_inputs;
   PTC_ASSIGN_OR_RETURN(LivenessAnalysis live, LivenessAnalysis::Run(f, lo));
 
   std::vector<Interval> iv;
@@ -127,13 +128,20 @@ absl::StatusOr<plan::MemoryPlan> PlanMemory(const ir::Function& f,
     a.last = b.last;
     mp.buffers.push_back(a);
   }
-  // Aliases (reshape / identity outputs) share their root buffer's bytes and lifetime.
+  // Aliases (reshape / identity outputs, elementwise outputs in a dying input's buffer) share
+  // their root buffer's bytes and lifetime; alias_of names the input whose bytes they take.
   for (size_t i = 0; i < iv.size(); ++i) {
     const LiveBuffer& b = live.buffers()[i];
     for (const ir::Value* v : b.aliases) {
       plan::BufferAssignment a;
       a.value = v->name();
-      a.alias_of = v->producer()->input(0)->name();
+      for (const ir::Value* in : v->producer()->inputs()) {
+        auto it = live.buffer_of().find(in);
+        if (it != live.buffer_of().end() && it->second == static_cast<int>(i)) {
+          a.alias_of = in->name();
+          break;
+        }
+      }
       a.offset = iv[i].offset;
       a.bytes = ((v->type().byte_size() + options.alignment - 1) / options.alignment) *
                 options.alignment;

@@ -22,6 +22,10 @@ struct PlanMemoryOptions {
   // LivenessOptions::inplace_updates): recorded as BufferAssignment{alias_of=PARAM, offset=-1}.
   // Needs the runtime to bind those outputs to the parameter and skip the assign copy.
   bool inplace_updates = false;
+  // Elementwise outputs take the buffer of an input read for the last time there
+  // (LivenessOptions::reuse_elementwise_inputs): recorded as BufferAssignment{alias_of=INPUT}.
+  // Needs kernels that accept an output aliasing that input.
+  bool reuse_elementwise_inputs = false;
 };
 
 // Assigns every node output (except constants) and every kernel workspace an arena offset.

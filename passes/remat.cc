@@ -380,6 +380,7 @@ absl::StatusOr<RematResult> RunRemat(ir::Module& module, const RematOptions& opt
   LivenessOptions lo;
   lo.workspace_bytes = options.workspace_bytes;
   lo.inplace_updates = options.inplace_updates;
+  lo.reuse_elementwise_inputs = options.reuse_elementwise_inputs;
   if (options.mode != "none" && options.mode != "auto" && options.mode != "per-block") {
     return absl::InvalidArgumentError(absl::StrCat("--remat ", options.mode,
                                                    ": expected none, per-block or auto"));

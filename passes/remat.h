@@ -25,6 +25,7 @@ struct RematOptions {
   int64_t budget = 0;
   std::function<absl::StatusOr<int64_t>(const ir::Node&)> workspace_bytes;
   bool inplace_updates = false;  // as PlanMemoryOptions::inplace_updates
+  bool reuse_elementwise_inputs = false;  // as PlanMemoryOptions::reuse_elementwise_inputs
 };
 
 struct RematResult {

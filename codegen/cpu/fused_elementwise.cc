@@ -206,8 +206,8 @@ class FusedElementwiseKernel : public Kernel {
       }
     }
     // A program that ends with a load (a single operand) still has to write the output.
-    if (program_[last].op == Op::kInput || program_[last].op == Op::kConst) {
-      std::copy(ptr[0], ptr[0] + len, out);
+    if ((program_[last].op == Op::kInput || program_[last].op == Op::kConst) && ptr[0] != out) {
+      std::copy(ptr[0], ptr[0] + len, out);  // (the output may take that input's buffer)
     }
   }
 

@@ -142,6 +142,7 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
     ropts.budget = options.mem_budget;
     ropts.workspace_bytes = options.target == "cpu" ? CpuWorkspaceBytes : NoWorkspace;
     ropts.inplace_updates = inplace;
+    ropts.reuse_elementwise_inputs = options.target == "cpu";
     if (options.mem_sweep) {
       PTC_ASSIGN_OR_RETURN(auto sweep, passes::RematSweep(*module, ropts, 8));
       if (report) report->sweep = std::move(sweep);
@@ -156,6 +157,7 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
   passes::PlanMemoryOptions mopts;
   mopts.workspace_bytes = options.target == "cpu" ? CpuWorkspaceBytes : NoWorkspace;
   mopts.inplace_updates = inplace;
+  mopts.reuse_elementwise_inputs = options.target == "cpu";
   PTC_ASSIGN_OR_RETURN(plan::MemoryPlan memory, passes::PlanMemory(*main, mopts));
   if (options.mem_budget > 0 && memory.arena_bytes > options.mem_budget) {
     return absl::ResourceExhaustedError(absl::StrCat(

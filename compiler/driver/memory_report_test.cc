@@ -94,11 +94,12 @@ struct StepOutput {
   std::map<std::string, ir::Tensor> state;
   int64_t arena = 0;
   int64_t lower_bound = 0;
+  int donated = 0;  // elementwise outputs planned in an input's buffer
 };
 
 // hoist: schedule's early optimizer updates (only meaningful with in-place updates).
 StepOutput RunStep(std::unique_ptr<ir::Module> module, const Model& m, bool inplace = false,
-                   bool hoist = false) {
+                   bool hoist = false, bool reuse = false) {
   StepOutput out;
   auto sched = passes::CreateSchedulePass(hoist);
   EXPECT_TRUE(sched->Run(*module).ok());
@@ -107,10 +108,17 @@ StepOutput RunStep(std::unique_ptr<ir::Module> module, const Model& m, bool inpl
   passes::PlanMemoryOptions po;
   po.workspace_bytes = Workspace;
   po.inplace_updates = inplace;
+  po.reuse_elementwise_inputs = reuse;
   auto mp = passes::PlanMemory(*module->main(), po);
   EXPECT_TRUE(mp.ok()) << mp.status();
   out.arena = mp->arena_bytes;
   out.lower_bound = mp->lower_bound;
+  for (const auto& b : mp->buffers) {
+    const ir::Value* v = module->main()->FindValue(b.value);
+    const ir::Node* p = v != nullptr ? v->producer() : nullptr;
+    out.donated += !b.alias_of.empty() && b.offset >= 0 && p != nullptr &&
+                   p->op() != "reshape" && p->op() != "identity";
+  }
   plan.memory = *mp;
   plan.module = std::move(module);
   auto ex = cpu::Executor::Create(plan);
@@ -216,6 +224,25 @@ TEST_P(RematBitExact, EarlyUpdatesMatchAndFreeGradients) {
   std::printf("%s: arena %lld bytes with updates at the end, %lld with early updates\n",
               m.name.c_str(), static_cast<long long>(late.arena),
               static_cast<long long>(early.arena));
+}
+
+// Elementwise outputs in the buffer of an input read for the last time there
+// (PlanMemoryOptions::reuse_elementwise_inputs, on for cpu plans): the CPU kernels read each
+// element before writing it, so loss, gradients and updates are bit for bit the same, in less
+// arena.
+TEST_P(RematBitExact, ElementwiseReuseMatches) {
+  const Model& m = GetParam();
+  auto module = TrainingStep(m);
+  ASSERT_NE(module, nullptr);
+  StepOutput own = RunStep(module->Clone(), m, /*inplace=*/true, /*hoist=*/true);
+  StepOutput reuse = RunStep(module->Clone(), m, /*inplace=*/true, /*hoist=*/true, /*reuse=*/true);
+  ExpectBitEqual(own, reuse, "elementwise reuse");
+  EXPECT_LE(reuse.arena, own.arena);
+  EXPECT_EQ(own.donated, 0);
+  EXPECT_GT(reuse.donated, 10);
+  std::printf("%s: arena %lld bytes, %lld with %d elementwise outputs in dying inputs' buffers\n",
+              m.name.c_str(), static_cast<long long>(own.arena),
+              static_cast<long long>(reuse.arena), reuse.donated);
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, RematBitExact, ::testing::Values(kGpt, kSeq2Seq),

@@ -48,6 +48,7 @@ struct Flags {
   int bench = 0;
   bool memory = false;       // append the liveness analysis and memory plan as comments
   bool inplace = false;      // plan optimizer updates in place
+  bool reuse = false;        // elementwise outputs in a dying input's buffer
   std::string remat;         // --remat=none|per-block|auto: a remat pass after --passes
   int64_t mem_budget = 0;    // --mem-budget=SIZE for --remat=auto
   std::map<std::string, int64_t> dims;
@@ -56,7 +57,8 @@ struct Flags {
 constexpr char kUsage[] =
     "usage: ptc-opt FILE.ir|MODEL.onnx [--passes=a,b|default|none] [--split-input-file]\n"
     "               [--print-ir-after=REGEX] [--dump-dir=DIR] [--pass-stats] [--no-verify]\n"
-    "               [--dim NAME=N]... [--bench=N] [--print-memory [--inplace-updates]]\n"
+    "               [--dim NAME=N]... [--bench=N]\n"
+    "               [--print-memory [--inplace-updates] [--reuse-elementwise-inputs]]\n"
     "               [--remat=none|per-block|auto] [--mem-budget=SIZE]\n"
     "--remat / --mem-budget run the remat pass after --passes (budget: arena bytes, 2GiB, 512KiB).\n"
     "--print-memory appends the liveness analysis and the memory plan (plan-memory) of @main\n"
@@ -90,6 +92,8 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
       if (f.remat.empty()) f.remat = "auto";
     } else if (a == "--inplace-updates") {
       f.inplace = true;
+    } else if (a == "--reuse-elementwise-inputs") {
+      f.reuse = true;
     } else if (a == "--no-verify") {
       f.verify = false;
     } else if (auto v = value("bench")) {
@@ -236,6 +240,7 @@ absl::Status Process(const Flags& flags, std::unique_ptr<ptc::ir::Module> module
     ro.mode = flags.remat;
     ro.budget = flags.mem_budget;
     ro.inplace_updates = flags.inplace;
+    ro.reuse_elementwise_inputs = flags.reuse;
     pipeline.Add(ptc::passes::CreateRematPass(ro));
   }
   PTC_RETURN_IF_ERROR(pipeline.Run(*module));
@@ -259,9 +264,11 @@ absl::Status Process(const Flags& flags, std::unique_ptr<ptc::ir::Module> module
   if (flags.memory && module->main() != nullptr) {
     ptc::passes::LivenessOptions lo;
     lo.inplace_updates = flags.inplace;
+    lo.reuse_elementwise_inputs = flags.reuse;
     PTC_ASSIGN_OR_RETURN(auto live, ptc::passes::LivenessAnalysis::Run(*module->main(), lo));
     ptc::passes::PlanMemoryOptions po;
     po.inplace_updates = flags.inplace;
+    po.reuse_elementwise_inputs = flags.reuse;
     PTC_ASSIGN_OR_RETURN(auto plan, ptc::passes::PlanMemory(*module->main(), po));
     std::string text = live.ToString();
     absl::StrAppend(&text, "arena ", plan.arena_bytes, " lower_bound ", plan.lower_bound, "\n");
