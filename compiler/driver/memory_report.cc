@@ -50,9 +50,19 @@ absl::StatusOr<MemoryReport> BuildMemoryReport(const plan::Plan& plan, int top) 
     auto it = ws.find(index.at(&n));
     return it == ws.end() ? 0 : it->second;
   };
-  // In-place optimizer outputs are in the plan as aliases of their parameter.
+  // In-place optimizer outputs are in the plan as aliases of their parameter; elementwise
+  // outputs in an input's buffer as arena aliases made by other ops than reshape / identity.
   for (const auto& b : plan.memory.buffers) {
-    if (b.offset < 0 && !b.alias_of.empty()) lo.inplace_updates = true;
+    if (b.alias_of.empty()) continue;
+    if (b.offset < 0) {
+      lo.inplace_updates = true;
+      continue;
+    }
+    const ir::Value* v = f.FindValue(b.value);
+    if (v != nullptr && v->producer() != nullptr && v->producer()->op() != "reshape" &&
+        v->producer()->op() != "identity") {
+      lo.reuse_elementwise_inputs = true;
+    }
   }
   PTC_ASSIGN_OR_RETURN(passes::LivenessAnalysis live, passes::LivenessAnalysis::Run(f, lo));
 
