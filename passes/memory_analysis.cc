@@ -255,12 +255,15 @@ absl::StatusOr<LivenessAnalysis> LivenessAnalysis::Run(const ir::Function& f,
   auto donor_for = [&](const ir::Node& n, int32_t i) -> int {
     const ir::OpDef* def = ir::FindOp(n.op());
     // (cast: a same-type cast is a copy, which may not overlap itself)
-    if (!options.reuse_elementwise_inputs || def == nullptr || !def->elementwise ||
-        n.op() == "cast" || n.num_outputs() != 1 || to_end.count(n.output(0))) {
+    if (!options.reuse_elementwise_inputs || def == nullptr ||
+        (!def->elementwise && def->inplace_input < 0) || n.op() == "cast" ||
+        n.num_outputs() != 1 || to_end.count(n.output(0))) {
       return -1;
     }
-    for (const ir::Value* in : n.inputs()) {
+    for (size_t k = 0; k < n.num_inputs(); ++k) {
+      const ir::Value* in = n.input(k);
       if (in->type() != n.output(0)->type()) continue;
+      if (!def->elementwise && static_cast<int>(k) != def->inplace_input) continue;
       auto it = a.buffer_of_.find(in);
       if (it == a.buffer_of_.end()) continue;
       const LiveBuffer& b = a.buffers_[it->second];

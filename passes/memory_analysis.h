@@ -76,8 +76,9 @@ struct LivenessOptions {
   bool inplace_updates = false;
   // An elementwise node's output (OpDef::elementwise; same dtype and shape as the input) takes
   // the buffer of an input that this node reads last, instead of a buffer of its own (the
-  // kernel reads each element before writing it at the same index). Needs kernels that accept
-  // an output aliasing an input; off by default.
+  // kernel reads each element before writing it at the same index); so does an op's output
+  // with its OpDef::inplace_input (gather_grad's base). Needs kernels that accept an output
+  // aliasing an input; off by default.
   bool reuse_elementwise_inputs = false;
 };
 

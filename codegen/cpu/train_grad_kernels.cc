@@ -31,7 +31,13 @@ class GatherGradKernel : public Kernel {
       }
     }
     const int64_t pre = pre_, n = n_, post = post_, ni = ni_;
-    std::memset(out, 0, sizeof(T) * pre * n * post);
+    // With a base the sums add to it; the output may be the base's own buffer (plan-memory).
+    const T* base = inputs.size() > 2 ? static_cast<const T*>(inputs[2]) : nullptr;
+    if (base == nullptr) {
+      std::memset(out, 0, sizeof(T) * pre * n * post);
+    } else if (base != out) {
+      std::memcpy(out, base, sizeof(T) * pre * n * post);
+    }
     auto body = [&](int64_t p, int64_t cb, int64_t ce) {
       for (int64_t i = 0; i < ni; ++i) {
         int64_t k = ind[i] < 0 ? ind[i] + n : ind[i];
@@ -272,7 +278,10 @@ class GeluGradKernel : public Kernel {
 }  // namespace
 
 KernelOr MakeGatherGradKernel(const ir::Node& node) {
-  PTC_RETURN_IF_ERROR(CheckArity(node, 2, 2, 1, 1));
+  PTC_RETURN_IF_ERROR(CheckArity(node, 2, 3, 1, 1));
+  if (node.num_inputs() == 3 && node.input(2)->type() != node.output(0)->type()) {
+    return Invalid(node, "base must have the result's type");
+  }
   PTC_ASSIGN_OR_RETURN(int64_t axis, node.GetInt("axis"));
   const ir::Shape& s = node.output(0)->type().shape;
   if (axis < 0 || axis >= static_cast<int64_t>(s.size())) return Invalid(node, "axis out of range");

@@ -201,12 +201,13 @@ cudaError_t LaunchGeluGrad(DT dt, bool tanh_approx, int64_t n, const void* dy, c
 // gather_grad: dy [outer, num_indices, inner] scattered-added into out [outer, axis_dim, inner].
 // Deterministic (no float atomics): indices are bucketed by value (counting sort, stable by
 // position), then every output element sums its bucket in index order. Scratch: int32 per
-// axis_dim entry twice and per index once. Needs axis_dim, num_indices < 2^31.
+// axis_dim entry twice and per index once. Needs axis_dim, num_indices < 2^31. With `base`
+// (else null: zeros) the sums are added to it; out may be base itself.
 size_t GatherGradWorkspaceBytes(int64_t axis_dim, int64_t num_indices);
 cudaError_t LaunchGatherGrad(DT dt, int64_t outer, int64_t axis_dim, int64_t num_indices,
                              int64_t inner, const void* dy, const void* indices, bool indices_i64,
-                             void* out, void* workspace, int* error_flag, int error_code,
-                             cudaStream_t stream);
+                             const void* base, void* out, void* workspace, int* error_flag,
+                             int error_code, cudaStream_t stream);
 // lr_schedule (ops_train.cc) on the device scalar `step`.
 cudaError_t LaunchLrSchedule(double lr, bool cosine, int64_t warmup, int64_t total_steps,
                              double min_lr_ratio, const float* step, float* out,

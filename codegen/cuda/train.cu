@@ -546,12 +546,13 @@ __global__ void __launch_bounds__(kThreads)
     GatherGradAccumulateKernel(int64_t outer, int64_t n, int64_t inner, int64_t ni,
                                const int32_t* __restrict__ start,
                                const int32_t* __restrict__ end, const int32_t* __restrict__ list,
-                               const S<D>* __restrict__ dy, S<D>* __restrict__ out) {
+                               const S<D>* __restrict__ dy, const S<D>* base, S<D>* out) {
+  // base (may be out itself: each element is read before it is written) or zeros.
   using A = Acc<D>;
   const int64_t total = outer * n * inner;
   for (int64_t e = GlobalThread(); e < total; e += GridStride()) {
     const int64_t c = e % inner, k = (e / inner) % n, p = e / (inner * n);
-    A s = 0;
+    A s = base != nullptr ? static_cast<A>(Load<D>(base, e)) : A(0);
     const int32_t b = start[k], stop = end[k];
     for (int32_t j = b; j < stop; ++j) s += Load<D>(dy, (p * ni + list[j]) * inner + c);
     Store<D>(out, e, s);
@@ -898,8 +899,8 @@ size_t GatherGradWorkspaceBytes(int64_t axis_dim, int64_t num_indices) {
 
 cudaError_t LaunchGatherGrad(DT dt, int64_t outer, int64_t axis_dim, int64_t num_indices,
                              int64_t inner, const void* dy, const void* indices, bool indices_i64,
-                             void* out, void* workspace, int* error_flag, int error_code,
-                             cudaStream_t stream) {
+                             const void* base, void* out, void* workspace, int* error_flag,
+                             int error_code, cudaStream_t stream) {
   if (outer * axis_dim * inner == 0) return cudaSuccess;
   if (axis_dim >= (int64_t{1} << 31) || num_indices >= (int64_t{1} << 31)) {
     return cudaErrorInvalidConfiguration;
@@ -923,7 +924,8 @@ cudaError_t LaunchGatherGrad(DT dt, int64_t outer, int64_t axis_dim, int64_t num
   case DD:                                                                                     \
     GatherGradAccumulateKernel<DD><<<GridFor(total, kThreads), kThreads, 0, stream>>>(         \
         outer, axis_dim, inner, num_indices, start, cursor, list,                              \
-        static_cast<const S<DD>*>(dy), static_cast<S<DD>*>(out));                              \
+        static_cast<const S<DD>*>(dy), static_cast<const S<DD>*>(base),                        \
+        static_cast<S<DD>*>(out));                                                             \
     break;
   switch (dt) {
     PTC_TRAIN_FLOAT_CASES(PTC_GATHER_GRAD_CASE)

@@ -319,6 +319,22 @@ std::vector<Case> Cases() {
          Value* idx = g.Ints({2, 3}, {0, 4, 1, 4, -1, 2});
          return std::vector<Value*>{g.Op("gather", {g.P({5, 3}), idx}, {{"axis", int64_t{0}}})};
        }},
+      // A tied embedding: one weight gathered and multiplied (the LM head), either order; its
+      // gradient is gather_grad with the matmul's gradient as its base.
+      {"gather_tied_with_matmul", [](GraphMaker& g) {
+         Value* w = g.P({5, 3});
+         Value* idx = g.Ints({2, 2}, {0, 4, 4, 2});
+         Value* e = g.Op("gather", {w, idx}, {{"axis", int64_t{0}}});
+         Value* wt = g.Op("transpose", {w}, {{"perm", Ints{1, 0}}});
+         return std::vector<Value*>{g.Op("matmul", {e, wt})};
+       }},
+      {"gather_tied_read_first", [](GraphMaker& g) {
+         Value* w = g.P({4, 3});
+         Value* s = g.Op("mul", {w, w});
+         Value* idx = g.Ints({3}, {1, 3, 1});
+         Value* e = g.Op("gather", {s, idx}, {{"axis", int64_t{0}}});
+         return std::vector<Value*>{g.Op("add", {e, g.Op("gather", {w, idx}, {{"axis", int64_t{0}}})})};
+       }},
       {"gather_axis1", [](GraphMaker& g) {
          Value* idx = g.Ints({3}, {2, 0, 2});
          return std::vector<Value*>{g.Op("gather", {g.P({2, 3, 2}), idx}, {{"axis", int64_t{1}}})};

@@ -8,7 +8,10 @@
 //    replaced by one with more outputs at the same schedule position.
 // 2. requires-grad: float values reachable from `wrt` through float edges.
 // 3. Nodes are visited in reverse schedule order; each node with an output gradient applies
-//    its rule (grad_rules_*.cc) and gradients of inputs used several times are summed with add.
+//    its rule (grad_rules_*.cc) and gradients of inputs used several times are summed with add;
+//    a gather_grad contribution (an embedding lookup) takes the other as its base instead
+//    (tied embeddings: no dense [V, D] temporary and no add; plan-memory may then write the sum
+//    into the base's buffer).
 // Backward nodes are appended at the end of the schedule with names "d.<forward value>...".
 #include <set>
 
@@ -268,7 +271,21 @@ absl::StatusOr<std::vector<ir::Value*>> AppendGradients(ir::Function& function, 
       auto [slot, inserted] = grads.emplace(x, g);
       if (!inserted) {
         GradBuilder acc(function, absl::StrCat("d.", x->name()), n->loc());
-        slot->second = acc.Add(slot->second, g);
+        // Neither contribution has a reader yet (grads[x] is read when x's producer is
+        // visited, after every reader of x): a base-less gather_grad is rebuilt with the other
+        // as its base, and the original is left to dce.
+        auto scatter = [](const ir::Value* v) {
+          const ir::Node* p = v->producer();
+          return p != nullptr && p->op() == "gather_grad" && p->num_inputs() == 2 ? p : nullptr;
+        };
+        const ir::Node* sg = scatter(g);
+        ir::Value* other = slot->second;
+        if (sg == nullptr && (sg = scatter(slot->second)) != nullptr) other = g;
+        if (sg != nullptr) {
+          slot->second = acc.Op("gather_grad", {sg->input(0), sg->input(1), other}, sg->attrs());
+        } else {
+          slot->second = acc.Add(slot->second, g);
+        }
         PTC_RETURN_IF_ERROR(acc.status());
       }
     }

@@ -75,6 +75,11 @@ struct OpDef {
                                                    const AttrMap& attrs, int num_outputs) = nullptr;
   bool elementwise = false;  // output[i] depends only on broadcast input[i] (fusion candidates)
   bool pure = true;          // no side effects (dropout is not: it draws random numbers)
+  // An input whose buffer the (single) output may take over when this node reads it last: the
+  // kernel reads each element of it before writing the same output element (-1: none; every
+  // same-typed input of an elementwise op qualifies anyway). plan-memory's
+  // reuse_elementwise_inputs.
+  int inplace_input = -1;
 };
 
 // nullptr if `op` is not an IR op.

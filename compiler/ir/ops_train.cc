@@ -1,9 +1,11 @@
 // Ops of training graphs. See ops_train.h. Documentation of every op (to be merged into ops.h):
 //
 //   Gradient ops (made by compiler/autodiff; "dy" is the gradient of the forward output):
-//   gather_grad(dy, indices) {axis, shape=[...]}      scatter-add: the gradient of
+//   gather_grad(dy, indices [, base]) {axis, shape=[...]}   scatter-add: the gradient of
 //       gather(data, indices) {axis} w.r.t. data, data's shape given by `shape`; repeated
-//       indices accumulate, negative indices count from the end; dtype of dy.
+//       indices accumulate, negative indices count from the end; dtype of dy. With `base`
+//       (the type of the result), the sum is added to it: the gradient of a weight that is also
+//       read elsewhere (a tied embedding) without a second dense [V, D] buffer and an add.
 //   slice_grad(dy) {starts, ends, steps, shape=[...]}  zeros of `shape` with dy written at the
 //       positions slice(x) {starts, ends, steps} reads (same normalized attributes as slice).
 //   softmax_ce_loss_grad(dloss, log_prob, labels [, weights]) {reduction, ignore_index?}
@@ -82,6 +84,10 @@ InferResult InferGatherGrad(const Types& in, const AttrMap& attrs, int) {
                                 " by indices ", in[1].ToString(), " at axis ", axis, ")"));
   }
   if (data.num_elements() < 0) return Invalid("attribute 'shape' is invalid");
+  if (in.size() == 3 && in[2] != data) {
+    return Invalid(absl::StrCat("base ", in[2].ToString(), " must have the result's type ",
+                                data.ToString()));
+  }
   return Types{data};
 }
 
@@ -222,7 +228,8 @@ InferResult InferAssign(const Types& in, const AttrMap&, int) {
 
 const std::vector<OpDef>& TrainOpDefs() {
   static const auto* defs = new std::vector<OpDef>{
-      {.name = "gather_grad", .min_inputs = 2, .max_inputs = 2, .infer = InferGatherGrad},
+      {.name = "gather_grad", .min_inputs = 2, .max_inputs = 3, .infer = InferGatherGrad,
+       .inplace_input = 2},
       {.name = "slice_grad", .min_inputs = 1, .max_inputs = 1, .infer = InferSliceGrad},
       {.name = "softmax_ce_loss_grad", .min_inputs = 3, .max_inputs = 4,
        .infer = InferSoftmaxCeGrad},

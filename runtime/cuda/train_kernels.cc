@@ -254,8 +254,8 @@ class GatherGradKernel final : public DeviceKernel {
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
                       absl::Span<void* const> out, void* workspace) override {
     return LaunchStatus(k::LaunchGatherGrad(dt_, outer_, n_, ni_, inner_, in[0], in[1], i64_,
-                                            out[0], workspace, ctx.error_flag, ctx.error_code,
-                                            ctx.stream),
+                                            in.size() > 2 ? in[2] : nullptr, out[0], workspace,
+                                            ctx.error_flag, ctx.error_code, ctx.stream),
                         "LaunchGatherGrad");
   }
 
@@ -266,7 +266,10 @@ class GatherGradKernel final : public DeviceKernel {
 };
 
 KernelOr MakeGatherGrad(const ir::Node& node) {
-  PTC_RETURN_IF_ERROR(Arity(node, 2, 2, 1, 1));
+  PTC_RETURN_IF_ERROR(Arity(node, 2, 3, 1, 1));
+  if (node.num_inputs() == 3 && node.input(2)->type() != node.output(0)->type()) {
+    return Invalid(node, "base must have the result's type");
+  }
   const ir::TensorType& dy = node.input(0)->type();
   const ir::TensorType& idx = node.input(1)->type();
   PTC_RETURN_IF_ERROR(RequireFloat(node, dy, "dy"));

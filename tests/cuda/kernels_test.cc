@@ -356,6 +356,12 @@ std::vector<Case> Cases() {
     gg("gather_grad_many_buckets", f32, T(i32, {4, 40}), 0, {1500, 8}, 4, false);
     gg("gather_grad_bf16", bf16, T(i64, {64}), 0, {12, 16}, 2, true);
     gg("gather_grad_f64", f64, T(i64, {3, 5}), 1, {2, 6, 3}, 1, false);
+    // With a base (a tied embedding's other gradient): the sums are added to it.
+    Case b{"gather_grad_base", "gather_grad", {T(f32, {2, 7, 16}), T(i64, {2, 7}), T(f32, {50, 16})},
+           {{"axis", int64_t{0}}, {"shape", ir::Shape{50, 16}}}};
+    b.gens = {Gen::kNormal, Gen::kIndex, Gen::kNormal};
+    b.index_range = 50;
+    add(b);
   }
   add({"slice_grad_steps", "slice_grad", {T(f32, {3, 4})},
        {{"starts", std::vector<int64_t>{1, 7}}, {"ends", std::vector<int64_t>{9, 0}},
