@@ -10,6 +10,9 @@
 //   cast(x) {to=x's dtype}         -> x
 //   split(x) with one output       -> x
 //   concat(x) with one operand     -> x
+//   mul(x, 1), mul(1, x), div(x, 1) -> x                  (a constant of ones that does not
+//                                                          broadcast x: exact, NaN and -0 too;
+//                                                          e.g. the unit loss gradient's scale)
 //
 // Preconditions: none beyond valid IR; a value is never replaced by one of another type (the
 // pass checks, counter "declined.type-mismatch"). The inner node of a merged chain stays when
@@ -41,6 +44,7 @@ class SimplifyPass : public Pass {
 
   absl::StatusOr<bool> Run(ir::Module& module) override {
     bool changed = false;
+    module_ = &module;
     for (const auto& fn : module.functions()) {
       std::set<const ir::Node*> erase;
       for (size_t i = 0; i < fn->nodes().size(); ++i) {
@@ -107,6 +111,15 @@ class SimplifyPass : public Pass {
     if (op == "cast" && n.num_outputs() == 1 && x->type() == n.output()->type()) {
       return Forward(fn, n, x, erase, "cast.noop");
     }
+    if ((op == "mul" || op == "div") && n.num_inputs() == 2 && n.num_outputs() == 1) {
+      for (int k : {1, 0}) {
+        if (op == "div" && k == 0) break;  // 1 / x is not x
+        ir::Value* other = n.input(1 - k);
+        if (other->type() == n.output()->type() && IsOnes(n.input(k))) {
+          return Forward(fn, n, other, erase, op == "mul" ? "mul.one" : "div.one");
+        }
+      }
+    }
     if ((op == "split" || op == "concat") && n.num_outputs() == 1 && n.num_inputs() == 1) {
       return Forward(fn, n, x, erase, op == "split" ? "split.single" : "concat.single");
     }
@@ -131,6 +144,20 @@ class SimplifyPass : public Pass {
     }
     return false;
   }
+
+  // A float constant whose every element is 1.
+  bool IsOnes(const ir::Value* v) const {
+    const ir::Node* p = v->producer();
+    if (p == nullptr || !IsConstantOp(*p) || !ir::IsFloat(v->type().dtype)) return false;
+    std::optional<ir::Tensor> t = ConstantTensor(*module_, v);
+    if (!t.has_value()) return false;
+    for (int64_t i = 0; i < t->num_elements(); ++i) {
+      if (t->GetDouble(i) != 1.0) return false;
+    }
+    return true;
+  }
+
+  const ir::Module* module_ = nullptr;
 };
 
 }  // namespace
