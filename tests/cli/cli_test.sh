@@ -61,6 +61,9 @@ check "model gpt2" "$PTC" model gpt2 --preset tiny --layers 1 --dim 64 --heads 2
 check "compile --train" "$PTC" compile "$T/l.onnx" -o "$T/train.plan" --train --dim batch=2 --dim seq=16 --lr 3e-3
 check "train 20 steps" "$PTC" run "$T/train.plan" --steps 20 --eval-every 10 --log-json "$T/log.jsonl" --checkpoint "$T/ckpt" --checkpoint-every 10 --progress lines
 check "train with --profile prints the ops" bash -c "'$PTC' run '$T/train.plan' --steps 2 --progress none --profile 2>&1 | grep -q 'adamw_update'"
+# Gradients are step results only with --keep-gradients (what --dump-gradients reads).
+check_error "dump gradients of a plan without them" "--keep-gradients" "$PTC" run "$T/train.plan" --steps 1 --progress none --dump-gradients "$T/grads"
+check "dump gradients with --keep-gradients" bash -c "'$PTC' compile '$T/l.onnx' -o '$T/train-kept.plan' --train --keep-gradients --dim batch=2 --dim seq=16 && '$PTC' run '$T/train-kept.plan' --steps 1 --progress none --dump-gradients '$T/grads' && test -s '$T/grads/wte.pb' && grep -q '\"wte\"' '$T/grads/index.json'"
 check "log has 20 steps" bash -c "[ \$(grep -c '\"loss\"' '$T/log.jsonl') -ge 20 ]"
 check "loss falls" python3 - "$T/log.jsonl" <<'PY'
 import json, sys
