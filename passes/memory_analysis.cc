@@ -34,6 +34,23 @@ std::vector<std::pair<int, int>> UpdatePairs(const ir::Node& n) {
   return {};
 }
 
+bool IsAssignedBack(const ir::Function& f, const ir::Node& n, int o, int in,
+                    const std::map<const ir::Value*, std::vector<std::pair<ir::Node*, int>>>& uses) {
+  if (o >= static_cast<int>(n.num_outputs()) || in >= static_cast<int>(n.num_inputs())) {
+    return false;
+  }
+  const ir::Value* target = n.input(in);
+  const ir::Value* out = n.output(o);
+  if (target->producer() != nullptr) return false;
+  for (const ir::Value* r : f.results()) {
+    if (r == out) return false;
+  }
+  auto it = uses.find(out);
+  if (it == uses.end() || it->second.size() != 1) return false;
+  const auto& [user, idx] = it->second[0];
+  return user->op() == "assign" && idx == 1 && user->input(0) == target;
+}
+
 std::string_view PhaseName(Phase phase) {
   switch (phase) {
     case Phase::kForward: return "forward";
@@ -204,21 +221,15 @@ absl::StatusOr<LivenessAnalysis> LivenessAnalysis::Run(const ir::Function& f,
     for (int32_t i = 0; i < end; ++i) {
       const ir::Node& n = *nodes[i];
       for (auto [o, in] : UpdatePairs(n)) {
-        if (o >= static_cast<int>(n.num_outputs()) || in >= static_cast<int>(n.num_inputs())) continue;
+        // Assigned back, and every other reader of the target runs before this update.
+        if (!IsAssignedBack(f, n, o, in, uses)) continue;
         const ir::Value* target = n.input(in);
-        const ir::Value* out = n.output(o);
-        if (target->producer() != nullptr) continue;
-        // The output's only use is `assign(target, out)`, nothing reads it otherwise, and
-        // every other reader of target runs before this update.
-        const auto& out_uses = uses[out];
-        bool ok = out_uses.size() == 1 && out_uses[0].first->op() == "assign" &&
-                  out_uses[0].second == 1 && out_uses[0].first->input(0) == target;
-        for (const ir::Value* r : f.results()) ok &= r != out;
+        bool ok = true;
         for (const auto& [user, idx] : uses[target]) {
           if (user == &n || user->op() == "assign") continue;
           ok &= index.at(user) < i;
         }
-        if (ok) a.inplace_[out] = target;
+        if (ok) a.inplace_[n.output(o)] = target;
       }
     }
   }

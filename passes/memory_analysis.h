@@ -35,6 +35,13 @@ std::string_view PhaseName(Phase phase);  // "forward" | "backward" | "optimizer
 // output is the new value of that input (weight, moments); empty for other ops.
 std::vector<std::pair<int, int>> UpdatePairs(const ir::Node& node);
 
+// Whether output `o` of an update is only the new value of its input `in`: that input is a
+// parameter of the function, and the output is read by nothing but `assign(input, output)`
+// and is not a result (`uses`: Function::ComputeUses). With every other reader of the input
+// before the update, plan-memory writes such an output in place.
+bool IsAssignedBack(const ir::Function& function, const ir::Node& node, int o, int in,
+                    const std::map<const ir::Value*, std::vector<std::pair<ir::Node*, int>>>& uses);
+
 // Phase of every node (indexed like function.nodes()).
 std::vector<Phase> ClassifyPhases(const ir::Function& function);
 

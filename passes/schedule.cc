@@ -131,7 +131,7 @@ class SchedulePass : public Pass {
       ++moved;
     }
     Count("sunk", moved);
-    const int hoisted = hoist_updates_ ? HoistUpdates(order, results, uses) : 0;
+    const int hoisted = hoist_updates_ ? HoistUpdates(f, order, results, uses) : 0;
     Count("hoisted", hoisted);
     if (moved == 0 && hoisted == 0) return false;
     PTC_RETURN_IF_ERROR(ApplyOrder(f, order));
@@ -147,7 +147,7 @@ class SchedulePass : public Pass {
   // (the in-place case), and that free some arena input move; the scalar producers they wait
   // for (learning rate, step counter) move up first the same way. Data dependencies decide the
   // rest: with global-norm clipping every update waits for the norm, i.e. for every gradient.
-  int HoistUpdates(std::vector<ir::Node*>& order,
+  int HoistUpdates(const ir::Function& f, std::vector<ir::Node*>& order,
                    const std::set<const ir::Value*>& results,
                    std::map<const ir::Value*, std::vector<std::pair<ir::Node*, int>>>& uses) {
     std::map<const ir::Node*, int> pos;
@@ -191,17 +191,7 @@ class SchedulePass : public Pass {
     for (ir::Node* n : updates) {
       const auto pairs = UpdatePairs(*n);
       bool in_place = pairs.size() == n->num_outputs();
-      for (auto [o, in] : pairs) {
-        if (o >= static_cast<int>(n->num_outputs()) || in >= static_cast<int>(n->num_inputs())) {
-          in_place = false;
-          continue;
-        }
-        const ir::Value* out = n->output(o);
-        const auto& out_uses = uses[out];
-        in_place &= !results.count(out) && n->input(in)->producer() == nullptr &&
-                    out_uses.size() == 1 && out_uses[0].first->op() == "assign" &&
-                    out_uses[0].second == 1 && out_uses[0].first->input(0) == n->input(in);
-      }
+      for (auto [o, in] : pairs) in_place &= IsAssignedBack(f, *n, o, in, uses);
       bool frees = false;  // some arena tensor (not a scalar) is last read here
       for (const ir::Value* in : n->inputs()) {
         if (in->producer() == nullptr || in->producer()->op() == "constant" || results.count(in) ||
