@@ -231,6 +231,33 @@ absl::StatusOr<LivenessAnalysis> LivenessAnalysis::Run(const ir::Function& f,
         }
         if (ok) a.inplace_[n.output(o)] = target;
       }
+      // An elementwise node whose output is only assigned back to a parameter that nothing
+      // reads from here on (a gradient accumulator's where(apply, 0, acc + g)) writes into that
+      // parameter's storage too, unless it reads the parameter's bytes itself (directly or
+      // through a reshape / identity view).
+      const ir::OpDef* def = ir::FindOp(n.op());
+      if (def == nullptr || !def->elementwise || n.op() == "cast" || n.num_outputs() != 1) continue;
+      const ir::Value* out = n.output(0);
+      auto ou = uses.find(out);
+      if (ou == uses.end() || ou->second.size() != 1) continue;
+      const auto& [assign, slot] = ou->second[0];
+      if (assign->op() != "assign" || slot != 1) continue;
+      const ir::Value* target = assign->input(0);
+      if (target->producer() != nullptr || target->type() != out->type()) continue;
+      bool ok = true;
+      for (const ir::Value* r : f.results()) ok &= r != out;
+      for (const auto& [user, idx] : uses[target]) {
+        if (user->op() != "assign") ok &= index.at(user) < i;
+      }
+      for (const ir::Value* in : n.inputs()) {
+        const ir::Value* root = in;
+        while (root->producer() != nullptr &&
+               (root->producer()->op() == "reshape" || root->producer()->op() == "identity")) {
+          root = root->producer()->input(0);
+        }
+        ok &= root != target;
+      }
+      if (ok) a.inplace_[out] = target;
     }
   }
 

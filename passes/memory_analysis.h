@@ -77,9 +77,11 @@ struct LivenessOptions {
   // Workspace bytes a node's kernel needs (target specific); null means none.
   std::function<absl::StatusOr<int64_t>(const ir::Node&)> workspace_bytes;
   // Optimizer outputs that overwrite their own input (adamw_update's new param / m / v when the
-  // update is the last reader of that input and the value is only assigned back to it) are
-  // planned in the parameter's storage instead of the arena. Needs runtime support (the
-  // executor binds the output to the parameter and skips the assign copy); off by default.
+  // update is the last reader of that input and the value is only assigned back to it), and
+  // elementwise outputs only assigned back to a parameter nothing reads any more (gradient
+  // accumulators), are planned in the parameter's storage instead of the arena. Needs runtime
+  // support (the executor binds the output to the parameter and skips the assign copy); off by
+  // default.
   bool inplace_updates = false;
   // An elementwise node's output (OpDef::elementwise; same dtype and shape as the input) takes
   // the buffer of an input that this node reads last, instead of a buffer of its own (the

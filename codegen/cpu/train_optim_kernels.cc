@@ -1,6 +1,7 @@
 // Kernels of the optimizer ops (ops_train.cc): lr_schedule, adamw_update, sgd_update, and the
 // no-op kernel of assign (the runtime performs the write after the step; see training.h).
 #include <cmath>
+#include <cstring>
 
 #include "codegen/cpu/train_kernels_internal.h"
 
@@ -49,6 +50,12 @@ class AdamWKernel : public Kernel {
     T* wo = static_cast<T*>(outputs[0]);
     T* mo = static_cast<T*>(outputs[1]);
     T* vo = static_cast<T*>(outputs[2]);
+    if (inputs.size() > 6 && !*static_cast<const bool*>(inputs[6])) {  // not applied: unchanged
+      if (wo != w) std::memcpy(wo, w, sizeof(T) * n_);
+      if (mo != m) std::memcpy(mo, m, sizeof(T) * n_);
+      if (vo != v) std::memcpy(vo, v, sizeof(T) * n_);
+      return absl::OkStatus();
+    }
     const T decay = static_cast<T>(1.0 - lr * wd_);
     const T b1 = static_cast<T>(b1_), b2 = static_cast<T>(b2_);
     const T c1 = static_cast<T>(1.0 - b1_), c2 = static_cast<T>(1.0 - b2_);
@@ -128,7 +135,7 @@ KernelOr MakeLrScheduleKernel(const ir::Node& node) {
 }
 
 KernelOr MakeAdamWKernel(const ir::Node& node) {
-  PTC_RETURN_IF_ERROR(CheckArity(node, 6, 6, 3, 3));
+  PTC_RETURN_IF_ERROR(CheckArity(node, 6, 7, 3, 3));
   PTC_ASSIGN_OR_RETURN(double b1, node.GetFloat("beta1"));
   PTC_ASSIGN_OR_RETURN(double b2, node.GetFloat("beta2"));
   PTC_ASSIGN_OR_RETURN(double eps, node.GetFloat("eps"));

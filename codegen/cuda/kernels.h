@@ -230,8 +230,10 @@ struct AdamWTensors {
 struct AdamWParams {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
 };
+// apply (device bool[], or null: always): false leaves every w, m, v as it is (outputs copied
+// from the inputs where they are other buffers).
 cudaError_t LaunchAdamW(DT dt, const AdamWTensors& t, const AdamWParams& p, const float* lr,
-                        const float* step, cudaStream_t stream);
+                        const float* step, const bool* apply, cudaStream_t stream);
 // sgd_update; mom / mom_out null without momentum buffer.
 cudaError_t LaunchSgd(DT dt, int64_t n, double momentum, double weight_decay, const float* lr,
                       const void* w, const void* g, const void* mom, void* w_out, void* mom_out,

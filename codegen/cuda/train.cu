@@ -596,7 +596,7 @@ __device__ __forceinline__ void AdamWElement(C w, C g, C m, C v, const C* k, C& 
 template <DT D>
 __global__ void __launch_bounds__(kThreads)
     AdamWKernel(AdamWLaunch a, AdamWParams p, const float* __restrict__ lr_p,
-                const float* __restrict__ step_p) {
+                const float* __restrict__ step_p, const bool* __restrict__ apply_p) {
   using C = typename Ty<D>::C;
   __shared__ C k[8];
   const int64_t blk = blockIdx.x;
@@ -626,6 +626,15 @@ __global__ void __launch_bounds__(kThreads)
   S<D>* wo = static_cast<S<D>*>(a.t.w_out[t]);
   S<D>* mo = static_cast<S<D>*>(a.t.m_out[t]);
   S<D>* vo = static_cast<S<D>*>(a.t.v_out[t]);
+  if (apply_p != nullptr && !*apply_p) {  // not applied: the outputs are the inputs
+    for (int j = 0; j < kAdamPerThread && base + j < n; ++j) {
+      const int64_t i = base + j;
+      if (wo != w) wo[i] = w[i];
+      if (mo != m) mo[i] = m[i];
+      if (vo != v) vo[i] = v[i];
+    }
+    return;
+  }
   if constexpr (D == DT::kF32) {
     if (a.vec4 && base + kAdamPerThread <= n) {
       const float4 w4 = *reinterpret_cast<const float4*>(w + base);
@@ -943,7 +952,7 @@ cudaError_t LaunchLrSchedule(double lr, bool cosine, int64_t warmup, int64_t tot
 }
 
 cudaError_t LaunchAdamW(DT dt, const AdamWTensors& t, const AdamWParams& p, const float* lr,
-                        const float* step, cudaStream_t stream) {
+                        const float* step, const bool* apply, cudaStream_t stream) {
   if (t.count <= 0 || t.count > kMaxAdamTensors) return cudaErrorInvalidValue;
   AdamWLaunch a;
   a.t = t;
@@ -964,7 +973,8 @@ cudaError_t LaunchAdamW(DT dt, const AdamWTensors& t, const AdamWParams& p, cons
   if (blocks >= (int64_t{1} << 31)) return cudaErrorInvalidConfiguration;
 #define PTC_ADAMW_CASE(DD)                                                                     \
   case DD:                                                                                     \
-    AdamWKernel<DD><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(a, p, lr, step);   \
+    AdamWKernel<DD><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(a, p, lr, step,    \
+                                                                            apply);           \
     break;
   switch (dt) {
     PTC_TRAIN_FLOAT_CASES(PTC_ADAMW_CASE)

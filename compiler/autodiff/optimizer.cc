@@ -6,8 +6,10 @@
 //   g      = accumulate ? (accum.<w> + grad) / N : grad
 //   g     *= min(1, max_norm / (sqrt(sum g^2) + 1e-6))        when grad_clip > 0
 //   w', m', v' = adamw_update(w, g, m, v, lr, t)   or  w', mom' = sgd_update(w, g, lr, mom)
-// With accumulation (N > 1) the update applies when accum.count + 1 reaches N: every new value
-// is where(apply, updated, old), so the graph stays static; accumulators reset on apply.
+// With accumulation (N > 1) the update applies when accum.count + 1 reaches N (and, with fp16
+// loss scaling, when the gradients are finite): adamw_update takes that flag as its `apply`
+// input (a no-op when false, so its outputs are written in place), other new values are
+// where(apply, updated, old); the graph stays static; accumulators reset on apply.
 #include "compiler/autodiff/optimizer.h"
 
 #include <regex>
@@ -162,6 +164,13 @@ absl::StatusOr<OptimizerOutputs> AppendOptimizer(ir::Function& f,
     if (apply) updated = b.Op("where", {apply, updated, old});
     return finite ? b.Op("where", {finite, updated, old}) : updated;  // skipped step
   };
+  // AdamW takes the same condition as an input instead (adamw_update's `apply`): its outputs
+  // then stay plain new values of w, m, v, which plan-memory writes in place.
+  ir::Value* adam_apply = apply;
+  if (finite != nullptr) {
+    b.set_name_base("opt.apply");
+    adam_apply = apply != nullptr ? b.Op("and", {apply, finite}, {}, "opt.apply") : finite;
+  }
   // Updates.
   for (size_t i = 0; i < weights.size(); ++i) {
     ir::Value* w = weights[i];
@@ -169,7 +178,9 @@ absl::StatusOr<OptimizerOutputs> AppendOptimizer(ir::Function& f,
     const double wd = std::regex_search(w->name(), no_decay) ? 0.0 : o.weight_decay;
     std::vector<ir::Value*> upd;
     if (adamw) {
-      upd = b.OpN("adamw_update", {w, g[i], m[i], v[i], out.lr, t},
+      std::vector<ir::Value*> ins = {w, g[i], m[i], v[i], out.lr, t};
+      if (adam_apply != nullptr) ins.push_back(adam_apply);
+      upd = b.OpN("adamw_update", ins,
                   {{"beta1", o.beta1}, {"beta2", o.beta2}, {"eps", o.eps}, {"weight_decay", wd}},
                   3);
     } else {
@@ -179,11 +190,14 @@ absl::StatusOr<OptimizerOutputs> AppendOptimizer(ir::Function& f,
                   m[i] ? 2 : 1);
     }
     PTC_RETURN_IF_ERROR(b.status());
-    Assign(f, w, select(upd[0], w));
     if (adamw) {
-      Assign(f, m[i], select(upd[1], m[i]));
-      Assign(f, v[i], select(upd[2], v[i]));
-    } else if (m[i]) {
+      Assign(f, w, upd[0]);
+      Assign(f, m[i], upd[1]);
+      Assign(f, v[i], upd[2]);
+      continue;
+    }
+    Assign(f, w, select(upd[0], w));
+    if (m[i]) {
       Assign(f, m[i], select(upd[1], m[i]));
     }
   }

@@ -28,10 +28,13 @@
 //       updates: lr * (step+1)/warmup while step < warmup; then for "cosine" with
 //       total_steps > warmup: lr * (r + (1-r) * 0.5 * (1 + cos(pi * p))), r = min_lr_ratio,
 //       p = min(1, (step - warmup) / (total_steps - warmup)); else lr.
-//   adamw_update(w, g, m, v, lr, step) {beta1, beta2, eps, weight_decay} -> (w', m', v')
+//   adamw_update(w, g, m, v, lr, step [, apply]) {beta1, beta2, eps, weight_decay} -> (w', m', v')
 //       torch.optim.AdamW for one tensor; `step` is the 1-based step count t (after the
 //       increment): w *= 1 - lr*wd; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;
 //       w -= lr / (1-b1^t) * m / (sqrt(v) / sqrt(1-b2^t) + eps). w, g, m, v share one type.
+//       With `apply` (bool[]) false the outputs are w, m, v unchanged (an accumulating
+//       micro-step, a skipped fp16 step): the update stays conditional without selects after
+//       it, so its outputs can still be written in place.
 //   sgd_update(w, g, lr [, mom]) {momentum=0, weight_decay=0} -> (w' [, mom'])
 //       torch.optim.SGD (dampening 0, no nesterov): g += wd*w; mom = momentum*mom + g (with a
 //       zero-initialized buffer, identical to torch's first step); w -= lr * (mom or g).
@@ -196,6 +199,9 @@ InferResult InferAdamW(const Types& in, const AttrMap& attrs, int) {
   }
   PTC_RETURN_IF_ERROR(RequireScalarF32(in[4], "lr"));
   PTC_RETURN_IF_ERROR(RequireScalarF32(in[5], "step"));
+  if (in.size() == 7 && (in[6].dtype != DType::kBool || in[6].rank() != 0)) {
+    return Invalid(absl::StrCat("apply ", in[6].ToString(), " must be bool[]"));
+  }
   for (const char* a : {"beta1", "beta2", "eps", "weight_decay"}) {
     PTC_RETURN_IF_ERROR(GetFloatAttr(attrs, a).status());
   }
@@ -241,7 +247,7 @@ const std::vector<OpDef>& TrainOpDefs() {
       {.name = "attention_grad", .min_inputs = 4, .max_inputs = 5, .min_outputs = 3,
        .max_outputs = 3, .infer = InferAttentionGrad},
       {.name = "lr_schedule", .min_inputs = 1, .max_inputs = 1, .infer = InferLrSchedule},
-      {.name = "adamw_update", .min_inputs = 6, .max_inputs = 6, .min_outputs = 3,
+      {.name = "adamw_update", .min_inputs = 6, .max_inputs = 7, .min_outputs = 3,
        .max_outputs = 3, .infer = InferAdamW},
       {.name = "sgd_update", .min_inputs = 3, .max_inputs = 4, .min_outputs = 1,
        .max_outputs = 2, .infer = InferSgd},

@@ -409,8 +409,9 @@ class AdamWKernel final : public DeviceKernel {
   AdamWKernel(k::DT dt, int64_t n, k::AdamWParams p) : dt_(dt), n_(n), p_(p) {}
   // Parameters of one dtype and hyper-parameters reading the same lr and step scalars.
   std::string BatchKey(absl::Span<const void* const> in) const override {
-    return absl::StrFormat("adamw_update %d %a %a %a %a %p %p", static_cast<int>(dt_),
-                           p_.beta1, p_.beta2, p_.eps, p_.weight_decay, in[4], in[5]);
+    return absl::StrFormat("adamw_update %d %a %a %a %a %p %p %p", static_cast<int>(dt_),
+                           p_.beta1, p_.beta2, p_.eps, p_.weight_decay, in[4], in[5],
+                           in.size() > 6 ? in[6] : nullptr);
   }
   // kMaxAdamTensors tensors per launch.
   absl::Status LaunchBatch(const LaunchContext& ctx,
@@ -432,7 +433,8 @@ class AdamWKernel final : public DeviceKernel {
       }
       PTC_RETURN_IF_ERROR(LaunchStatus(
           k::LaunchAdamW(dt_, t, p_, static_cast<const float*>(items[first].inputs[4]),
-                         static_cast<const float*>(items[first].inputs[5]), ctx.stream),
+                         static_cast<const float*>(items[first].inputs[5]),
+                         Apply(items[first].inputs), ctx.stream),
           "LaunchAdamW (multi-tensor)"));
     }
     return absl::OkStatus();
@@ -450,18 +452,27 @@ class AdamWKernel final : public DeviceKernel {
     t.v_out[0] = out[2];
     t.n[0] = n_;
     return LaunchStatus(k::LaunchAdamW(dt_, t, p_, static_cast<const float*>(in[4]),
-                                       static_cast<const float*>(in[5]), ctx.stream),
+                                       static_cast<const float*>(in[5]), Apply(in), ctx.stream),
                         "LaunchAdamW");
   }
 
  private:
+  // The optional `apply` flag (input 6).
+  template <typename In>
+  static const bool* Apply(const In& in) {
+    return in.size() > 6 ? static_cast<const bool*>(in[6]) : nullptr;
+  }
+
   k::DT dt_;
   int64_t n_;
   k::AdamWParams p_;
 };
 
 KernelOr MakeAdamW(const ir::Node& node) {
-  PTC_RETURN_IF_ERROR(Arity(node, 6, 6, 3, 3));
+  PTC_RETURN_IF_ERROR(Arity(node, 6, 7, 3, 3));
+  if (node.num_inputs() == 7 && node.input(6)->type() != ir::TensorType{DType::kBool, {}}) {
+    return Invalid(node, "apply must be bool[]");
+  }
   const ir::TensorType& w = node.input(0)->type();
   PTC_RETURN_IF_ERROR(RequireFloat(node, w, "w"));
   for (int i = 1; i < 4; ++i) {
