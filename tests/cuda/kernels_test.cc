@@ -396,6 +396,15 @@ std::vector<Case> Cases() {
     aw("adamw_f32_small", f32, {3}, false);
     aw("adamw_bf16", bf16, {40, 9}, true);
     aw("adamw_f64", f64, {77}, false);
+    // With the apply flag (gradient accumulation, fp16 step skipping): false leaves w, m, v.
+    Case ap{"adamw_f32_apply", "adamw_update",
+            {T(f32, {300}), T(f32, {300}), T(f32, {300}), T(f32, {300}), T(f32, {}), T(f32, {}),
+             T(DType::kBool, {})},
+            adam, 3};
+    ap.gens = {Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kPositive, Gen::kPositive,
+               Gen::kStep, Gen::kBool};
+    ap.tolerance_scale = 4;
+    add(ap);
     Case sm{"sgd_momentum_wd", "sgd_update", {T(f32, {5, 7}), T(f32, {5, 7}), T(f32, {}), T(f32, {5, 7})},
             {{"momentum", 0.9}, {"weight_decay", 0.01}}, 2};
     sm.gens = {Gen::kNormal, Gen::kNormal, Gen::kPositive, Gen::kNormal};
