@@ -167,7 +167,7 @@ absl::StatusOr<OptimizerOutputs> AppendOptimizer(ir::Function& f,
   // AdamW takes the same condition as an input instead (adamw_update's `apply`): its outputs
   // then stay plain new values of w, m, v, which plan-memory writes in place.
   ir::Value* adam_apply = apply;
-  if (finite != nullptr) {
+  if (adamw && finite != nullptr) {
     b.set_name_base("opt.apply");
     adam_apply = apply != nullptr ? b.Op("and", {apply, finite}, {}, "opt.apply") : finite;
   }
