@@ -34,21 +34,23 @@ std::vector<std::pair<int, int>> UpdatePairs(const ir::Node& n) {
   return {};
 }
 
-bool IsAssignedBack(const ir::Function& f, const ir::Node& n, int o, int in,
-                    const std::map<const ir::Value*, std::vector<std::pair<ir::Node*, int>>>& uses) {
+const ir::Value* AssignedBackTo(const ir::Function& f, const ir::Value* value,
+                                const Uses& uses) {
+  for (const ir::Value* r : f.results()) {
+    if (r == value) return nullptr;
+  }
+  auto it = uses.find(value);
+  if (it == uses.end() || it->second.size() != 1) return nullptr;
+  const auto& [user, idx] = it->second[0];
+  if (user->op() != "assign" || idx != 1 || user->input(0)->producer() != nullptr) return nullptr;
+  return user->input(0);
+}
+
+bool IsAssignedBack(const ir::Function& f, const ir::Node& n, int o, int in, const Uses& uses) {
   if (o >= static_cast<int>(n.num_outputs()) || in >= static_cast<int>(n.num_inputs())) {
     return false;
   }
-  const ir::Value* target = n.input(in);
-  const ir::Value* out = n.output(o);
-  if (target->producer() != nullptr) return false;
-  for (const ir::Value* r : f.results()) {
-    if (r == out) return false;
-  }
-  auto it = uses.find(out);
-  if (it == uses.end() || it->second.size() != 1) return false;
-  const auto& [user, idx] = it->second[0];
-  return user->op() == "assign" && idx == 1 && user->input(0) == target;
+  return AssignedBackTo(f, n.output(o), uses) == n.input(in);
 }
 
 std::string_view PhaseName(Phase phase) {
@@ -238,14 +240,9 @@ absl::StatusOr<LivenessAnalysis> LivenessAnalysis::Run(const ir::Function& f,
       const ir::OpDef* def = ir::FindOp(n.op());
       if (def == nullptr || !def->elementwise || n.op() == "cast" || n.num_outputs() != 1) continue;
       const ir::Value* out = n.output(0);
-      auto ou = uses.find(out);
-      if (ou == uses.end() || ou->second.size() != 1) continue;
-      const auto& [assign, slot] = ou->second[0];
-      if (assign->op() != "assign" || slot != 1) continue;
-      const ir::Value* target = assign->input(0);
-      if (target->producer() != nullptr || target->type() != out->type()) continue;
+      const ir::Value* target = AssignedBackTo(f, out, uses);
+      if (target == nullptr || target->type() != out->type()) continue;
       bool ok = true;
-      for (const ir::Value* r : f.results()) ok &= r != out;
       for (const auto& [user, idx] : uses[target]) {
         if (user->op() != "assign") ok &= index.at(user) < i;
       }

@@ -35,12 +35,18 @@ std::string_view PhaseName(Phase phase);  // "forward" | "backward" | "optimizer
 // output is the new value of that input (weight, moments); empty for other ops.
 std::vector<std::pair<int, int>> UpdatePairs(const ir::Node& node);
 
-// Whether output `o` of an update is only the new value of its input `in`: that input is a
-// parameter of the function, and the output is read by nothing but `assign(input, output)`
-// and is not a result (`uses`: Function::ComputeUses). With every other reader of the input
-// before the update, plan-memory writes such an output in place.
+using Uses = std::map<const ir::Value*, std::vector<std::pair<ir::Node*, int>>>;
+
+// The parameter `value` is the next value of: value is read by nothing but
+// `assign(parameter, value)` and is not a result (`uses`: Function::ComputeUses); else null.
+// With every other reader of that parameter before value's producer, plan-memory writes value
+// in place.
+const ir::Value* AssignedBackTo(const ir::Function& function, const ir::Value* value,
+                                const Uses& uses);
+
+// Whether output `o` of an update is only the new value of its own input `in`.
 bool IsAssignedBack(const ir::Function& function, const ir::Node& node, int o, int in,
-                    const std::map<const ir::Value*, std::vector<std::pair<ir::Node*, int>>>& uses);
+                    const Uses& uses);
 
 // Phase of every node (indexed like function.nodes()).
 std::vector<Phase> ClassifyPhases(const ir::Function& function);

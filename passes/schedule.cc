@@ -149,7 +149,7 @@ class SchedulePass : public Pass {
   // rest: with global-norm clipping every update waits for the norm, i.e. for every gradient.
   int HoistUpdates(const ir::Function& f, std::vector<ir::Node*>& order,
                    const std::set<const ir::Value*>& results,
-                   std::map<const ir::Value*, std::vector<std::pair<ir::Node*, int>>>& uses) {
+                   Uses& uses) {
     std::map<const ir::Node*, int> pos;
     auto reindex = [&] {
       for (size_t j = 0; j < order.size(); ++j) pos[order[j]] = static_cast<int>(j);

@@ -134,15 +134,19 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
 
   const bool memory_passes = options.train || options.remat == "per-block" || options.mem_budget > 0;
   const bool inplace = options.inplace_updates && options.train;
+  // Elementwise outputs in a dying input's buffer: the CPU kernels read each element before
+  // writing it (the CUDA kernels' __restrict__ operands have not been checked on a device).
+  const bool cpu = options.target == "cpu";
+  const auto workspace = cpu ? CpuWorkspaceBytes : NoWorkspace;
   if (memory_passes) {
     // Order first (a shorter-lived schedule), then remat on that order; plan-memory last.
     PTC_RETURN_IF_ERROR(passes::CreateSchedulePass(/*hoist_updates=*/inplace)->Run(*module).status());
     passes::RematOptions ropts;
     ropts.mode = options.remat;
     ropts.budget = options.mem_budget;
-    ropts.workspace_bytes = options.target == "cpu" ? CpuWorkspaceBytes : NoWorkspace;
+    ropts.workspace_bytes = workspace;
     ropts.inplace_updates = inplace;
-    ropts.reuse_elementwise_inputs = options.target == "cpu";
+    ropts.reuse_elementwise_inputs = cpu;
     if (options.mem_sweep) {
       PTC_ASSIGN_OR_RETURN(auto sweep, passes::RematSweep(*module, ropts, 8));
       if (report) report->sweep = std::move(sweep);
@@ -155,9 +159,9 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
   }
 
   passes::PlanMemoryOptions mopts;
-  mopts.workspace_bytes = options.target == "cpu" ? CpuWorkspaceBytes : NoWorkspace;
+  mopts.workspace_bytes = workspace;
   mopts.inplace_updates = inplace;
-  mopts.reuse_elementwise_inputs = options.target == "cpu";
+  mopts.reuse_elementwise_inputs = cpu;
   PTC_ASSIGN_OR_RETURN(plan::MemoryPlan memory, passes::PlanMemory(*main, mopts));
   if (options.mem_budget > 0 && memory.arena_bytes > options.mem_budget) {
     return absl::ResourceExhaustedError(absl::StrCat(

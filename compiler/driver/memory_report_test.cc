@@ -92,6 +92,22 @@ std::unique_ptr<ir::Module> TrainingStep(const Model& m, bool keep_gradients = t
   return *std::move(module);
 }
 
+// Random token ids in [0, vocab) for every data input of a training step.
+std::map<std::string, ir::Tensor> TokenInputs(const ir::Function& step, const Model& m,
+                                              uint32_t seed) {
+  std::map<std::string, ir::Tensor> inputs;
+  std::mt19937 rng(seed);
+  for (const ir::Value* p : step.params()) {
+    if (p->is_param() || p->flags().count("state")) continue;
+    ir::Tensor t(p->type().dtype, p->type().shape);
+    for (int64_t i = 0; i < t.num_elements(); ++i) {
+      t.mutable_data_as<int64_t>()[i] = static_cast<int64_t>(rng() % m.vocab);
+    }
+    inputs[p->name()] = t;
+  }
+  return inputs;
+}
+
 struct StepOutput {
   std::vector<ir::Tensor> results;
   std::map<std::string, ir::Tensor> state;
@@ -131,16 +147,7 @@ StepOutput RunStep(std::unique_ptr<ir::Module> module, const Model& m, bool inpl
   auto ex = cpu::Executor::Create(plan);
   EXPECT_TRUE(ex.ok()) << ex.status();
   if (!ex.ok()) return out;
-  std::map<std::string, ir::Tensor> inputs;
-  std::mt19937 rng(7);
-  for (const ir::Value* p : plan.module->main()->params()) {
-    if (p->is_param() || p->flags().count("state")) continue;
-    ir::Tensor t(p->type().dtype, p->type().shape);
-    for (int64_t i = 0; i < t.num_elements(); ++i) {
-      t.mutable_data_as<int64_t>()[i] = static_cast<int64_t>(rng() % m.vocab);
-    }
-    inputs[p->name()] = t;
-  }
+  const std::map<std::string, ir::Tensor> inputs = TokenInputs(*plan.module->main(), m, 7);
   auto r = (*ex)->Run(inputs);
   EXPECT_TRUE(r.ok()) << r.status();
   if (r.ok()) out.results = *r;
@@ -286,16 +293,7 @@ TEST_P(RematBitExact, AccumulationMatchesOneStepInPlace) {
   auto b = cpu::Executor::Create(two);
   ASSERT_TRUE(a.ok()) << a.status();
   ASSERT_TRUE(b.ok()) << b.status();
-  std::map<std::string, ir::Tensor> inputs;
-  std::mt19937 rng(11);
-  for (const ir::Value* p : one.module->main()->params()) {
-    if (p->is_param() || p->flags().count("state")) continue;
-    ir::Tensor t(p->type().dtype, p->type().shape);
-    for (int64_t i = 0; i < t.num_elements(); ++i) {
-      t.mutable_data_as<int64_t>()[i] = static_cast<int64_t>(rng() % m.vocab);
-    }
-    inputs[p->name()] = t;
-  }
+  const std::map<std::string, ir::Tensor> inputs = TokenInputs(*one.module->main(), m, 11);
   const auto before = (*b)->State();
   ASSERT_TRUE((*b)->Run(inputs).ok());
   const auto half = (*b)->State();

@@ -127,6 +127,25 @@ Built Build(const Case& c, std::optional<DType> all = std::nullopt) {
   return b;
 }
 
+// The CPU reference of case `c` on inputs drawn from (the case's name + seed): its node with
+// every operand in f32 (f64 for f64 cases: the CPU kernel has those two), fed the inputs
+// exactly widened; f16 / bf16 results are compared after rounding it to the case's dtype.
+// `in` receives the inputs in the case's own dtypes.
+absl::StatusOr<ir::Tensor> CpuReference(const Case& c, uint64_t seed,
+                                        std::vector<ir::Tensor>* in) {
+  const DType ref_dtype = c.inputs[0].dtype == DType::kF64 ? DType::kF64 : DType::kF32;
+  Built ref_node = Build(c, ref_dtype);
+  std::mt19937_64 rng(std::hash<std::string>{}(c.name) + seed);
+  std::vector<ir::Tensor> ref_in;
+  in->clear();
+  for (size_t i = 0; i < c.inputs.size(); ++i) {
+    in->push_back(Random(c.inputs[i], i < c.positive.size() && c.positive[i], rng));
+    ref_in.push_back(CastTo(in->back(), ref_dtype));
+  }
+  PTC_ASSIGN_OR_RETURN(std::vector<ir::Tensor> out, cpu::EvaluateNode(*ref_node.node, ref_in));
+  return out[0];
+}
+
 // KernelOptions whose generated kernels hold `node`'s kernel, compiled now for this device.
 absl::StatusOr<KernelOptions> CompileForDevice(const ir::Node& node) {
   PTC_ASSIGN_OR_RETURN(DeviceInfo device, GetDevice(0));
@@ -155,15 +174,8 @@ class GeneratedKernelCase : public testing::TestWithParam<Case> {};
 // (when NVRTC can be loaded) without spills.
 TEST_P(GeneratedKernelCase, ReferenceEvaluatesAndSourceCompiles) {
   const Case& c = GetParam();
-  const DType d = c.inputs[0].dtype;
-  Built ref_node = Build(c, d == DType::kF64 ? DType::kF64 : DType::kF32);
-  std::mt19937_64 rng(std::hash<std::string>{}(c.name));
-  std::vector<ir::Tensor> ref_in;
-  for (size_t i = 0; i < c.inputs.size(); ++i) {
-    const ir::Tensor t = Random(c.inputs[i], i < c.positive.size() && c.positive[i], rng);
-    ref_in.push_back(CastTo(t, ref_node.node->input(i)->type().dtype));
-  }
-  auto ref = cpu::EvaluateNode(*ref_node.node, ref_in);
+  std::vector<ir::Tensor> in;
+  auto ref = CpuReference(c, 0, &in);
   ASSERT_TRUE(ref.ok()) << ref.status();
   Built node = Build(c);
   auto src = codegen::GenerateFusedElementwise(*node.node);
@@ -177,22 +189,12 @@ TEST_P(GeneratedKernelCase, ReferenceEvaluatesAndSourceCompiles) {
 TEST_P(GeneratedKernelCase, MatchesCpu) {
   PTC_SKIP_WITHOUT_DEVICE_AND_NVRTC();
   const Case& c = GetParam();
-  const DType d = c.inputs[0].dtype;
   Built node = Build(c);
-  // The CPU kernel has f32 and f64: f16 / bf16 cases compare with the f32 node on the same
-  // (exactly widened) inputs, rounded to the case's dtype.
-  const DType ref_dtype = d == DType::kF64 ? DType::kF64 : DType::kF32;
-  Built ref_node = Build(c, ref_dtype);
   auto options = CompileForDevice(*node.node);
   ASSERT_TRUE(options.ok()) << options.status();
   for (uint64_t seed : {uint64_t{1}, uint64_t{2}}) {
-    std::mt19937_64 rng(std::hash<std::string>{}(c.name) + seed);
-    std::vector<ir::Tensor> in, ref_in;
-    for (size_t i = 0; i < c.inputs.size(); ++i) {
-      in.push_back(Random(c.inputs[i], i < c.positive.size() && c.positive[i], rng));
-      ref_in.push_back(CastTo(in.back(), ref_dtype));
-    }
-    auto ref = cpu::EvaluateNode(*ref_node.node, ref_in);
+    std::vector<ir::Tensor> in;
+    auto ref = CpuReference(c, seed, &in);
     ASSERT_TRUE(ref.ok()) << ref.status();
     const GeneratedKernelStats before = GetGeneratedKernelStats();
     auto got = EvaluateNodeOnDevice(*node.node, in, *options);
@@ -200,7 +202,7 @@ TEST_P(GeneratedKernelCase, MatchesCpu) {
     EXPECT_EQ(GetGeneratedKernelStats().generated_nodes, before.generated_nodes + 1)
         << "the generated kernel was not used";
     const std::string err =
-        Compare((*got)[0], CastTo((*ref)[0], node.node->output(0)->type().dtype));
+        Compare((*got)[0], CastTo(*ref, node.node->output(0)->type().dtype));
     EXPECT_TRUE(err.empty()) << c.name << " (seed " << seed << "): " << err;
   }
 }
@@ -343,22 +345,14 @@ TEST_P(GeneratedKernelCase, HostCompiledSourceMatchesCpu) {
     GTEST_SKIP() << "SKIPPED: no host C++ compiler at " << PTC_HOST_CXX;
   }
   const Case& c = GetParam();
-  const DType d = c.inputs[0].dtype;
   Built node = Build(c);
-  const DType ref_dtype = d == DType::kF64 ? DType::kF64 : DType::kF32;
-  Built ref_node = Build(c, ref_dtype);
   auto kernel = HostKernel::Build(*node.node, c.name);
   ASSERT_TRUE(kernel.ok()) << kernel.status();
-  std::mt19937_64 rng(std::hash<std::string>{}(c.name) + 1);
-  std::vector<ir::Tensor> in, ref_in;
-  for (size_t i = 0; i < c.inputs.size(); ++i) {
-    in.push_back(Random(c.inputs[i], i < c.positive.size() && c.positive[i], rng));
-    ref_in.push_back(CastTo(in.back(), ref_dtype));
-  }
-  auto ref = cpu::EvaluateNode(*ref_node.node, ref_in);
+  std::vector<ir::Tensor> in;
+  auto ref = CpuReference(c, 1, &in);
   ASSERT_TRUE(ref.ok()) << ref.status();
   const ir::Tensor got = kernel->Run(*node.node, in);
-  const std::string err = Compare(got, CastTo((*ref)[0], node.node->output(0)->type().dtype));
+  const std::string err = Compare(got, CastTo(*ref, node.node->output(0)->type().dtype));
   EXPECT_TRUE(err.empty()) << c.name << ": " << err;
 }
 

@@ -61,6 +61,20 @@ absl::StatusOr<plan::Plan> TinyGptTrainingPlan(const std::string& target,
   return driver::CompileModule(*std::move(module), o);
 }
 
+// A generation model's inference plan at batch 1 x kSeq for `target` in `precision`.
+absl::StatusOr<plan::Plan> GenerationPlan(const onnx::ModelProto& model, const std::string& target,
+                                          const std::string& precision = "fp32") {
+  onnx_import::ImportOptions io;
+  io.dims = {{"batch", 1}, {"seq", kSeq}};
+  auto module = onnx_import::ImportOnnxBytes(model.SerializeAsString(), "", "gpt2-gen", io);
+  if (!module.ok()) return module.status();
+  driver::CompileOptions o;
+  o.target = target;
+  o.precision = precision;
+  o.dims = io.dims;
+  return driver::CompileModule(*std::move(module), o);
+}
+
 std::map<std::string, ir::Tensor> FixedBatch(const plan::Plan& plan, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::uniform_int_distribution<int64_t> token(0, kVocab - 1);
@@ -272,15 +286,7 @@ TEST(CudaGenerate, DecoderOfCudaPlansHasCudaKernels) {
   auto model = models::BuildGpt2(*config);
   ASSERT_TRUE(model.ok()) << model.status();
   for (const char* precision : {"fp32", "bf16"}) {
-    onnx_import::ImportOptions io;
-    io.dims = {{"batch", 1}, {"seq", kSeq}};
-    auto module = onnx_import::ImportOnnxBytes(model->SerializeAsString(), "", "gpt2-gen", io);
-    ASSERT_TRUE(module.ok()) << module.status();
-    driver::CompileOptions o;
-    o.target = "cuda";
-    o.precision = precision;
-    o.dims = io.dims;
-    auto plan = driver::CompileModule(*std::move(module), o);
+    auto plan = GenerationPlan(*model, "cuda", precision);
     ASSERT_TRUE(plan.ok()) << plan.status();
     auto decode = passes::MakeDecodePlan(*plan);
     ASSERT_TRUE(decode.ok()) << precision << ": " << decode.status();
@@ -309,14 +315,7 @@ TEST(CudaGenerate, GreedyTextMatchesCpu) {
   ASSERT_TRUE(model.ok()) << model.status();
   std::map<std::string, std::string> texts;
   for (const char* target : {"cpu", "cuda"}) {
-    onnx_import::ImportOptions io;
-    io.dims = {{"batch", 1}, {"seq", kSeq}};
-    auto module = onnx_import::ImportOnnxBytes(model->SerializeAsString(), "", "gpt2-gen", io);
-    ASSERT_TRUE(module.ok()) << module.status();
-    driver::CompileOptions o;
-    o.target = target;
-    o.dims = io.dims;
-    auto plan = driver::CompileModule(*std::move(module), o);
+    auto plan = GenerationPlan(*model, target);
     ASSERT_TRUE(plan.ok()) << plan.status();
     auto decode = passes::MakeDecodePlan(*plan);
     ASSERT_TRUE(decode.ok()) << decode.status();
