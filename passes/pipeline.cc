@@ -118,6 +118,8 @@ const std::vector<PassInfo>& RegisteredPasses() {
        [] { return CreateSimplifyPass(); }},
       {"fold-gemm-transpose", "2-D transposes around a gemm -> its trans_a / trans_b flags",
        [] { return CreateFoldGemmTransposePass(); }},
+      {"annotate-causal", "attention with a constant causal-triangle mask -> causal=1",
+       [] { return CreateAnnotateCausalPass(); }},
       {"cse", "merge identical nodes (same op, inputs and attributes)",
        [] { return CreateCsePass(); }},
       {"dce", "remove nodes whose outputs are unused", [] { return CreateDcePass(); }},
@@ -159,7 +161,7 @@ const std::vector<PassInfo>& RegisteredPasses() {
 
 std::vector<std::string> DefaultPassList(std::string_view target) {
   std::vector<std::string> list = {"fold-param-casts", "fold-constants", "simplify",
-                                   "fold-gemm-transpose", "cse", "dce"};
+                                   "fold-gemm-transpose", "annotate-causal", "cse", "dce"};
   if (target == "cpu") {
     // fuse-elementwise pays on CPU: a GPT-2-like MLP/residual block measured faster with it
     // (see tools/ptc_opt --bench and the passes report); it runs after cse so that duplicated
