@@ -77,6 +77,35 @@ if(PTC_CUDA_FOUND)
   target_link_libraries(ptc_runtime_cuda PUBLIC ptc_ir ptc_plan ptc_cpu_kernels ptc_cuda_codegen
                         CUDA::cudart CUDA::cublasLt)
   target_compile_definitions(ptc_runtime_cuda PUBLIC PTC_HAVE_CUDA=1)
+  # Optional cuDNN fused attention (runtime/cuda/cudnn_attention.cc, the only file that sees
+  # the cuDNN frontend): needs the vendored frontend headers (third_party/cudnn_frontend,
+  # header-only) and cudnn.h. libcudnn is NOT linked: the frontend's shim dlopens
+  # libcudnn.so.9 at the first use, so a machine without cuDNN runs the flash kernels.
+  set(PTC_CUDNN_FRONTEND_DIR ${PTC_CUDA_DIR}/third_party/cudnn_frontend/include)
+  find_path(PTC_CUDNN_INCLUDE_DIR cudnn.h
+            HINTS ${CUDAToolkit_INCLUDE_DIRS} ${CUDAToolkit_LIBRARY_ROOT}/include
+            PATHS /usr/local/cuda/include /usr/local/include /usr/include
+                  /usr/include/x86_64-linux-gnu)
+  set(ptc_cudnn_default OFF)
+  if(PTC_CUDNN_INCLUDE_DIR AND EXISTS ${PTC_CUDNN_FRONTEND_DIR}/cudnn_frontend.h)
+    set(ptc_cudnn_default ON)
+  endif()
+  option(PTC_CUDNN "cuDNN fused attention (KernelOptions::attention_cudnn) when cudnn.h and \
+the vendored frontend are found" ${ptc_cudnn_default})
+  set(ptc_cudnn_src ${PTC_CUDA_DIR}/runtime/cuda/cudnn_attention.cc)
+  if(PTC_CUDNN AND ptc_cudnn_default)
+    # -isystem: no -Wall noise from the frontend; -idirafter: cudnn.h's folder after the
+    # toolkit's own (the CUDA headers must come from the toolkit ptc compiles against).
+    set_property(SOURCE ${ptc_cudnn_src} APPEND PROPERTY COMPILE_OPTIONS
+                 -isystem ${PTC_CUDNN_FRONTEND_DIR} -idirafter ${PTC_CUDNN_INCLUDE_DIR})
+    set_property(SOURCE ${ptc_cudnn_src} APPEND PROPERTY COMPILE_DEFINITIONS PTC_HAVE_CUDNN=1)
+    message(STATUS "ptc: cuDNN fused attention (frontend ${PTC_CUDNN_FRONTEND_DIR}, "
+                   "cudnn.h in ${PTC_CUDNN_INCLUDE_DIR}; libcudnn.so.9 loaded at run time)")
+  else()
+    set_property(SOURCE ${ptc_cudnn_src} APPEND PROPERTY COMPILE_DEFINITIONS PTC_HAVE_CUDNN=0)
+    message(STATUS "ptc: no cuDNN fused attention (cudnn.h or third_party/cudnn_frontend "
+                   "missing, or -DPTC_CUDNN=OFF)")
+  endif()
   message(STATUS "ptc: CUDA runtime with ${CMAKE_CUDA_COMPILER} "
                  "(${CMAKE_CUDA_COMPILER_VERSION}), architectures ${CMAKE_CUDA_ARCHITECTURES}")
 else()

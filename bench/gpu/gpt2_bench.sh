@@ -3,10 +3,21 @@
 # torch_gpt2.py), the issue's training bench (bf16, batch x seq = B x 1024, AdamW) and the
 # inference figures (forward at batch 1 and 16, generation with the KV cache). Device machine:
 #   source .gpu/env.sh && bash bench/gpu/gpt2_bench.sh [BATCH=16] [STEPS=12]
-# Prints a table at the end; logs and JSON in $OUT (default /tmp/ptc-gpu-out).
+# The training runs come first (the issue's main figure), then inference, then the extras
+# (per-op profile, SIMT attention); every run has a time limit. Peak memory is the most
+# nvidia-smi showed for the GPU while the run went (the whole process: CUDA context, library
+# workspaces, arena), polled every 0.2 s for ptc and PyTorch alike; PyTorch's own
+# max_memory_allocated / reserved are in its JSON. MFU = (6 N + causal attention) FLOPs per
+# token x tokens/s over the bf16 matmul rate measured in the same run (8192^3, random data).
+# PEERS=0 skips PyTorch (a quick check of ptc alone); VARIANTS="a b,c" adds training runs with
+# PTC_CUDA_OPTIONS=a and =b,c; PROFILES="default a" lists the PTC_CUDA_OPTIONS of the
+# per-op profiles.
+# Prints a table at the end (also $OUT/summary-bench.md); logs and JSON in $OUT, plans and
+# models in $WORK (default /tmp/ptc-gpu-work).
 set -uo pipefail
 out=${OUT:-/tmp/ptc-gpu-out}
-mkdir -p "$out"
+work=${WORK:-/tmp/ptc-gpu-work}
+mkdir -p "$out" "$work"
 B=${1:-16}
 STEPS=${2:-12}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,84 +25,143 @@ py=${PYTHON:-python3}
 corpus=$(cd "$here/../.." && pwd)/.gpu/corpus.txt
 cd "$out"
 
+# watch NAME LIMIT CMD...: runs CMD with a time limit while polling the GPU's used memory into
+# NAME.mem; the run's peak is then `peak NAME`.
+watch() {
+  local name=$1 limit=$2 mon rc
+  shift 2
+  (while sleep 0.2; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits; done) \
+    > "$name.mem" 2>/dev/null &
+  mon=$!
+  timeout -k 5 "$limit" "$@"
+  rc=$?
+  kill $mon 2>/dev/null
+  wait $mon 2>/dev/null
+  return $rc
+}
+peak() { sort -n "$1.mem" 2>/dev/null | tail -1; }
+base=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits 2>/dev/null | head -1)
+median_tok() {
+  $py - "$1" <<'PY'
+import json, statistics, sys
+try:
+    rows = [json.loads(l) for l in open(sys.argv[1]) if '"tokens_per_s"' in l]
+except OSError:
+    rows = []
+rows = rows[2:] or rows
+print(f"{statistics.median(r['tokens_per_s'] for r in rows):.0f}" if rows else "n/a")
+PY
+}
+field() { $py -c "import json,sys; d=json.load(open(sys.argv[1])); v=d[sys.argv[2]]; print(round(v, 1) if isinstance(v, float) else v)" "$1" "$2" 2>/dev/null || echo n/a; }
+
+echo "== bf16 matmul rate (PyTorch, 8192^3)"
+timeout 60 $py "$here/torch_gpt2.py" matmul > matmul.json 2> matmul.log; cat matmul.json
+
 echo "== ptc: model, compile (training step bf16 on cuda), train $STEPS steps"
-ptc model gpt2 --preset small --loss -o gpt2-loss.onnx > model.log 2>&1
-ptc model gpt2 --preset small -o gpt2.onnx >> model.log 2>&1
+ptc model gpt2 --preset small --loss -o "$work/gpt2-loss.onnx" > model.log 2>&1
+ptc model gpt2 --preset small -o "$work/gpt2.onnx" >> model.log 2>&1
 t0=$(date +%s)
-ptc compile gpt2-loss.onnx -o train.plan --train --target cuda --precision bf16 \
+ptc compile "$work/gpt2-loss.onnx" -o "$work/train.plan" --train --target cuda --precision bf16 \
   --dim batch="$B" --dim seq=1024 --optimizer adamw --lr 3e-4 --weight-decay 0.1 \
   > compile-train.log 2>&1
-echo "compile rc $? in $(( $(date +%s) - t0 )) s: $(tail -1 compile-train.log)"
-(while sleep 0.5; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits; done) \
-  > ptc-mem.txt 2>/dev/null &
-mon=$!
-ptc run train.plan --steps "$STEPS" --data "$corpus" --progress lines --log-json ptc-train.jsonl \
-  > ptc-train.log 2>&1
+echo "compile rc $? in $(( $(date +%s) - t0 )) s: $(head -2 compile-train.log | tr '\n' ' ')"
+watch ptc-train 120 ptc run "$work/train.plan" --steps "$STEPS" --data "$corpus" \
+  --progress lines --log-json ptc-train.jsonl > ptc-train.log 2>&1
 ptc_rc=$?
-kill $mon 2>/dev/null
-tail -3 ptc-train.log
-ptc_tok=$($py - <<'PY'
-import json, statistics
-rows = [json.loads(l) for l in open("ptc-train.jsonl") if '"tokens_per_s"' in l]
-rows = rows[2:] or rows
-print(f"{statistics.median(r['tokens_per_s'] for r in rows):.0f}" if rows else "n/a")
-PY
-)
-ptc_mem=$(sort -n ptc-mem.txt | tail -1)
-grep -h "training step on the device\|generated\|interpreter" ptc-train.log | head -3
+tail -4 ptc-train.log
+ptc_tok=$(median_tok ptc-train.jsonl)
+ptc_mem=$(peak ptc-train)
 
-echo "== ptc: device time per op of the training step (ptc run --profile, 3 steps)"
-ptc run train.plan --steps 3 --data "$corpus" --progress none --profile > ptc-profile.log 2>&1
-grep -A16 "^profile" ptc-profile.log
+# Variants of the same training run (PTC_CUDA_OPTIONS values, space-separated).
+variant_rows=""
+for v in ${VARIANTS:-attention_simt}; do
+  echo "== ptc again with PTC_CUDA_OPTIONS=$v"
+  PTC_CUDA_OPTIONS=$v timeout 90 ptc run "$work/train.plan" --steps "$STEPS" --data "$corpus" \
+    --progress lines --log-json "ptc-train-$v.jsonl" > "ptc-train-$v.log" 2>&1
+  vrc=$?
+  tail -2 "ptc-train-$v.log"
+  variant_rows="$variant_rows$v $vrc $(median_tok "ptc-train-$v.jsonl")\n"
+done
 
-echo "== ptc again with the SIMT attention kernels (PTC_CUDA_OPTIONS=attention_simt)"
-PTC_CUDA_OPTIONS=attention_simt ptc run train.plan --steps "$STEPS" --data "$corpus" \
-  --progress lines --log-json ptc-train-simt.jsonl > ptc-train-simt.log 2>&1
-simt_rc=$?
-simt_tok=$($py - <<'PY'
-import json, statistics
-rows = [json.loads(l) for l in open("ptc-train-simt.jsonl") if '"tokens_per_s"' in l]
-rows = rows[2:] or rows
-print(f"{statistics.median(r['tokens_per_s'] for r in rows):.0f}" if rows else "n/a")
-PY
-)
+if [ "${PEERS:-1}" = 1 ]; then
+echo "== PyTorch $($py -c 'import torch; print(torch.__version__)' 2>/dev/null): eager, then torch.compile"
+watch torch-train 150 $py "$here/torch_gpt2.py" train --batch "$B" --seq 1024 --steps "$STEPS" \
+  > torch-train.json 2> torch-train.log || tail -3 torch-train.log
+cat torch-train.json
+watch torch-compile 300 $py "$here/torch_gpt2.py" train --batch "$B" --seq 1024 --steps "$STEPS" \
+  --compile > torch-compile.json 2> torch-compile.log || tail -3 torch-compile.log
+cat torch-compile.json
+fi  # PEERS
 
-echo "== ptc inference (bf16 forward, batch 1 and 16) and generation"
+echo "== inference: bf16 forward at batch 1 and 16 x 1024, ptc and PyTorch eager"
 for bi in 1 16; do
-  ptc compile gpt2.onnx -o infer$bi.plan --target cuda --precision bf16 --dim batch=$bi \
-    --dim seq=1024 > compile-infer$bi.log 2>&1
-  ptc run infer$bi.plan --random-inputs --warmup 3 --repeat 10 > ptc-infer$bi.log 2>&1
+  ptc compile "$work/gpt2.onnx" -o "$work/infer$bi.plan" --target cuda --precision bf16 \
+    --dim batch=$bi --dim seq=1024 > compile-infer$bi.log 2>&1
+  timeout 60 ptc run "$work/infer$bi.plan" --random-inputs --warmup 3 --repeat 10 \
+    > ptc-infer$bi.log 2>&1
   tail -1 ptc-infer$bi.log
-done
-
-echo "== ptc generate on cuda (KV cache, bf16 plan of batch 1 x 1024), 256 tokens"
-ptc generate infer1.plan --prompt 'The ' --tokens 256 --temperature 0 > ptc-gen.txt 2> ptc-gen.log
-echo "rc $?: $(tail -1 ptc-gen.log)"
-ptc_gen=$(grep -o '[0-9.]* tokens/s' ptc-gen.log | head -1)
-
-echo "== PyTorch $($py -c 'import torch; print(torch.__version__)')"
-for c in "" "--compile"; do
-  $py "$here/torch_gpt2.py" train --batch "$B" --seq 1024 --steps "$STEPS" $c \
-    > "torch-train$c.json" 2> "torch-train$c.log" || tail -3 "torch-train$c.log"
-  cat "torch-train$c.json"
-done
-for bi in 1 16; do
-  $py "$here/torch_gpt2.py" infer --batch $bi --seq 1024 > torch-infer$bi.json 2>torch-infer$bi.log \
-    || tail -3 torch-infer$bi.log
+  [ "${PEERS:-1}" = 1 ] || continue
+  timeout 90 $py "$here/torch_gpt2.py" infer --batch $bi --seq 1024 > torch-infer$bi.json \
+    2> torch-infer$bi.log || tail -3 torch-infer$bi.log
   cat torch-infer$bi.json
 done
-$py "$here/torch_gpt2.py" generate --tokens 256 > torch-gen.json 2>torch-gen.log || tail -3 torch-gen.log
-cat torch-gen.json
 
-field() { $py -c "import json,sys; d=json.load(open(sys.argv[1])); print(round(d[sys.argv[2]]) if isinstance(d[sys.argv[2]], float) else d[sys.argv[2]])" "$1" "$2" 2>/dev/null || echo n/a; }
-echo
-echo "| GPT-2 small, bf16, batch $B x 1024, AdamW | tokens/s | peak memory |"
-echo "| --- | --- | --- |"
-echo "| ptc (rc $ptc_rc) | $ptc_tok | ${ptc_mem:-?} MiB (nvidia-smi, whole process) |"
-echo "| ptc, SIMT attention (rc $simt_rc) | $simt_tok | |"
-echo "| PyTorch eager | $(field torch-train.json tokens_per_s) | $(field torch-train.json peak_mem_bytes) B (max_memory_allocated) |"
-echo "| torch.compile | $(field torch-train--compile.json tokens_per_s) | $(field torch-train--compile.json peak_mem_bytes) B |"
-echo "| inference forward | ptc | PyTorch eager |"
-echo "| batch 1 x 1024 | $(grep -o 'median [0-9.]* ms' ptc-infer1.log) | $(field torch-infer1.json forward_ms) ms |"
-echo "| batch 16 x 1024 | $(grep -o 'median [0-9.]* ms' ptc-infer16.log) | $(field torch-infer16.json forward_ms) ms |"
-echo "| generation (KV cache, 256 tokens) | ${ptc_gen:-n/a} (executor creation and prompt included) | $(field torch-gen.json tokens_per_s) tokens/s |"
+echo "== generation with the KV cache, 256 tokens, ptc (bf16 plan of batch 1 x 1024) and PyTorch"
+timeout 90 ptc generate "$work/infer1.plan" --prompt 'The ' --tokens 256 --temperature 0 \
+  > ptc-gen.txt 2> ptc-gen.log
+echo "rc $?: $(tail -1 ptc-gen.log)"
+ptc_gen=$(grep -o '[0-9.]* tokens/s' ptc-gen.log | head -1)
+if [ "${PEERS:-1}" = 1 ]; then
+  timeout 90 $py "$here/torch_gpt2.py" generate --tokens 256 > torch-gen.json 2> torch-gen.log \
+    || tail -3 torch-gen.log
+  cat torch-gen.json
+fi
+
+for prof in ${PROFILES:-default}; do
+  popt=$prof
+  [ "$prof" = default ] && popt=""
+  echo "== ptc: device time per op of the training step (ptc run --profile, 3 steps, PTC_CUDA_OPTIONS=$popt)"
+  PTC_CUDA_OPTIONS=$popt timeout 90 ptc run "$work/train.plan" --steps 3 --data "$corpus" \
+    --progress none --profile > "ptc-profile-$prof.log" 2>&1
+  grep -A24 "^profile" "ptc-profile-$prof.log"
+  echo "== ptc: device time per op of the forward at batch 16 (PTC_CUDA_OPTIONS=$popt)"
+  PTC_CUDA_OPTIONS=$popt timeout 60 ptc run "$work/infer16.plan" --random-inputs --repeat 3 \
+    --profile > "ptc-infer16-profile-$prof.log" 2>&1
+  grep -A12 "^profile" "ptc-infer16-profile-$prof.log"
+done
+
+rate=$(field matmul.json tflops)
+mfu() {  # tokens/s -> "x% MFU (y TFLOP/s)"
+  $py - "$1" "$rate" <<'PY'
+import sys
+try:
+    tok, rate = float(sys.argv[1]), float(sys.argv[2])
+except ValueError:
+    print("n/a"); sys.exit()
+n, layers, d, t = 124439808, 12, 768, 1024  # GPT-2 small incl. position embeddings, tied head
+tf = tok * (6 * n + 6 * layers * t * d) / 1e12
+print(f"{100 * tf / rate:.1f}% ({tf:.0f} TFLOP/s)")
+PY
+}
+mib() { [ "$1" = n/a ] && echo n/a || echo "$(( $1 / 1048576 )) MiB"; }
+t_eager=$(field torch-train.json tokens_per_s)
+t_comp=$(field torch-compile.json tokens_per_s)
+{
+  echo
+  echo "bf16 matmul rate: $rate TFLOP/s; GPU memory used before the runs: ${base:-?} MiB"
+  echo
+  echo "| GPT-2 small, bf16, batch $B x 1024, AdamW | tokens/s | MFU | peak GPU memory (nvidia-smi) | allocator peak |"
+  echo "| --- | --- | --- | --- | --- |"
+  echo "| ptc (rc $ptc_rc) | $ptc_tok | $(mfu "$ptc_tok") | $(peak ptc-train) MiB | arena: $(grep -o 'arena [0-9.]* [KMG]iB' compile-train.log | head -1) |"
+  printf "$variant_rows" | while read -r v vrc vtok; do
+    [ -n "$v" ] && echo "| ptc, PTC_CUDA_OPTIONS=$v (rc $vrc) | $vtok | $(mfu "$vtok") | | |"
+  done
+  echo "| PyTorch eager | $t_eager | $(mfu "$t_eager") | $(peak torch-train) MiB | $(mib "$(field torch-train.json peak_mem_bytes)") allocated, $(mib "$(field torch-train.json peak_reserved_bytes)") reserved |"
+  echo "| torch.compile | $t_comp | $(mfu "$t_comp") | $(peak torch-compile) MiB | $(mib "$(field torch-compile.json peak_mem_bytes)") allocated, $(mib "$(field torch-compile.json peak_reserved_bytes)") reserved |"
+  echo
+  echo "| inference | ptc | PyTorch eager |"
+  echo "| --- | --- | --- |"
+  echo "| forward, batch 1 x 1024 | $(grep -o 'median [0-9.]* ms' ptc-infer1.log) | $(field torch-infer1.json forward_ms) ms |"
+  echo "| forward, batch 16 x 1024 | $(grep -o 'median [0-9.]* ms' ptc-infer16.log) | $(field torch-infer16.json forward_ms) ms |"
+  echo "| generation, KV cache, 256 tokens | ${ptc_gen:-n/a} (executor creation and prompt included) | $(field torch-gen.json tokens_per_s) tokens/s |"
+} | tee summary-bench.md

@@ -26,7 +26,7 @@ for bin in "${bins[@]}"; do
 done | sort -u | while read -r lib; do
   case "$(basename "$lib")" in
     libc.so*|libm.so*|libstdc++.so*|libgcc_s.so*|ld-linux*|libpthread.so*|libdl.so*|librt.so*) ;;
-    libcuda.so*|libcudart.so*|libcublas*.so*|libnvidia*) ;;
+    libcuda.so*|libcudart.so*|libcublas*.so*|libnvidia*|libcudnn*) ;;
     *) cp -L "$lib" "$stage/lib/" ;;
   esac
 done

@@ -4,6 +4,7 @@
   python3 bench/gpu/torch_gpt2.py train --batch 16 --seq 1024 --steps 12 [--compile]
   python3 bench/gpu/torch_gpt2.py infer --batch 1 --seq 1024 [--compile]
   python3 bench/gpu/torch_gpt2.py generate --prompt-len 16 --tokens 256
+  python3 bench/gpu/torch_gpt2.py matmul      # the bf16 matmul rate MFU is measured against
 
 The architecture of ptc's `ptc model gpt2 --preset small` (nanoGPT layout: pre-norm, causal
 attention through F.scaled_dot_product_attention (flash), exact GELU, tied LM head, vocab
@@ -96,7 +97,7 @@ def timed(fn, warmup, steps):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["train", "infer", "generate"])
+    ap.add_argument("mode", choices=["train", "infer", "generate", "matmul"])
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=12)
@@ -111,6 +112,13 @@ def main():
     dev = a.device
     if dev == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
+    if a.mode == "matmul":  # 8192^3 bf16 on random data: 3 warm-ups, median of 10
+        n = 8192 if dev == "cuda" else 512
+        x = torch.randn(n, n, device=dev, dtype=torch.bfloat16)
+        y = torch.randn(n, n, device=dev, dtype=torch.bfloat16)
+        s = timed(lambda: x @ y, 3, 10)
+        print(json.dumps({"mode": "matmul", "n": n, "tflops": 2 * n**3 / s / 1e12}), flush=True)
+        return
     dims = dict(layers=2, d=64, h=4) if a.tiny else {}
     model = GPT(seq=max(a.seq, 1024), **dims).to(dev)
     n_params = sum(p.numel() for p in model.parameters())
@@ -160,6 +168,7 @@ def main():
         s = timed(gen, 1, 3)
         out.update(generate_s=s, tokens_per_s=a.tokens / s)
     out["peak_mem_bytes"] = torch.cuda.max_memory_allocated() if dev == "cuda" else None
+    out["peak_reserved_bytes"] = torch.cuda.max_memory_reserved() if dev == "cuda" else None
     print(json.dumps(out), flush=True)
 
 

@@ -8,6 +8,7 @@
 // do not depend on scheduling. 16-bit floats compute in f32, f64 in f64.
 #include <cfloat>
 #include <cmath>
+#include <type_traits>
 
 #include "codegen/cuda/device_util.cuh"
 
@@ -98,39 +99,62 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// linear_ce_loss, one block per row of a block of logits (f32 [rows, v], row-major): the row's
-// loss lse - x[label] (0 for an ignored label) into row_loss / row_w, and with `grads` the row
-// becomes (softmax - onehot(label)) * norm in place.
+// linear_ce_loss, one block per row of a block of logits (f32 [rows, v], row stride ld): the
+// row's loss lse - x[label] (0 for an ignored label) into row_loss / row_w, and with `grads`
+// G = (softmax - onehot(label)) * norm into g (type G, the same row stride: in place for f32,
+// the product dtype otherwise, so no separate cast pass). One read pass keeps a running max and
+// sum per thread (rescaled when the max grows); the gradient pass reads the row once more.
+template <typename G>
+__device__ __forceinline__ G FromF32(float v) {
+  if constexpr (std::is_same_v<G, __nv_bfloat16>) {
+    return __float2bfloat16_rn(v);
+  } else if constexpr (std::is_same_v<G, __half>) {
+    return __float2half_rn(v);
+  } else {
+    return v;
+  }
+}
+
+template <typename G>
 __global__ void __launch_bounds__(kThreads)
-    LinearCeRowKernel(int64_t rows, int64_t v, float* __restrict__ x,
-                      const void* __restrict__ labels, bool li64, bool has_ignore,
-                      int64_t ignore_index, const float* __restrict__ norm, bool grads,
-                      float* __restrict__ row_loss, float* __restrict__ row_w, int* err,
-                      int code) {
+    LinearCeRowKernel(int64_t rows, int64_t v, int64_t ld, const float* x, G* g, const void* __restrict__ labels, bool li64,
+                      bool has_ignore, int64_t ignore_index, const float* __restrict__ norm,
+                      bool grads, float* __restrict__ row_loss, float* __restrict__ row_w,
+                      int* err, int code) {
   __shared__ float shm[32];
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
-    float* xr = x + r * v;
-    float mx = -INFINITY;
-    for (int64_t j = threadIdx.x; j < v; j += blockDim.x) mx = fmaxf(mx, xr[j]);
-    mx = BlockReduce<float>(mx, /*kind=*/1, -INFINITY, shm);
-    float sum = 0;
-    for (int64_t j = threadIdx.x; j < v; j += blockDim.x) sum += expf(xr[j] - mx);
+    const float* xr = x + r * ld;
+    float m = -INFINITY, sum = 0;
+    for (int64_t j = threadIdx.x; j < v; j += blockDim.x) {
+      const float xj = xr[j];
+      if (xj > m) {
+        sum = sum * expf(m - xj) + 1.f;
+        m = xj;
+      } else if (xj != -INFINITY) {
+        sum += expf(xj - m);
+      }
+    }
+    const float mx = BlockReduce<float>(m, /*kind=*/1, -INFINITY, shm);
+    sum = m == -INFINITY ? 0.f : sum * expf(m - mx);
     sum = BlockReduce<float>(sum, /*kind=*/0, 0.f, shm);
     const float lse = mx + logf(sum);
     const int64_t lab = LoadLabel(labels, li64, r);
     const bool ignored = has_ignore && lab == ignore_index;
     const bool bad = !ignored && (lab < 0 || lab >= v);
+    const float x_lab = ignored || bad ? 0.f : xr[lab];
     if (threadIdx.x == 0) {
       if (bad) RaiseError(err, code);
-      row_loss[r] = ignored || bad ? 0.f : lse - xr[lab];
+      row_loss[r] = ignored || bad ? 0.f : lse - x_lab;
       row_w[r] = ignored || bad ? 0.f : 1.f;
     }
-    __syncthreads();  // x[label] is read above before the row is overwritten
     if (grads) {
+      __syncthreads();  // every thread has read x[label] before an in-place row is overwritten
       const float nm = ignored || bad ? 0.f : norm[0];
-      for (int64_t j = threadIdx.x; j < v; j += blockDim.x) xr[j] = expf(xr[j] - lse) * nm;
-      __syncthreads();
-      if (threadIdx.x == 0 && !ignored && !bad) xr[lab] -= nm;
+      G* gr = g + r * ld;
+      for (int64_t j = threadIdx.x; j < v; j += blockDim.x) {
+        const float p = expf(xr[j] - lse) * nm;
+        gr[j] = FromF32<G>(j == lab ? p - nm : p);
+      }
     }
     __syncthreads();
   }
@@ -827,14 +851,32 @@ cudaError_t LaunchLossNorm(const LossDesc& d, const void* labels, bool labels_i6
   return cudaGetLastError();
 }
 
-cudaError_t LaunchLinearCeRows(int64_t rows, int64_t v, float* logits, const void* labels,
-                               bool labels_i64, bool has_ignore, int64_t ignore_index,
-                               const float* norm, bool grads, float* row_loss, float* row_w,
-                               int* error_flag, int error_code, cudaStream_t stream) {
+cudaError_t LaunchLinearCeRows(int64_t rows, int64_t v, int64_t ld, float* logits, DT g_dt,
+                               void* g, const void* labels, bool labels_i64, bool has_ignore,
+                               int64_t ignore_index, const float* norm, bool grads,
+                               float* row_loss, float* row_w, int* error_flag, int error_code,
+                               cudaStream_t stream) {
   if (rows <= 0) return cudaSuccess;
-  LinearCeRowKernel<<<RowGrid(rows), kThreads, 0, stream>>>(
-      rows, v, logits, labels, labels_i64, has_ignore, ignore_index, norm, grads, row_loss, row_w,
-      error_flag, error_code);
+  const unsigned grid = RowGrid(rows);
+  switch (g_dt) {
+    case DT::kF32:
+      LinearCeRowKernel<float><<<grid, kThreads, 0, stream>>>(
+          rows, v, ld, logits, static_cast<float*>(g), labels, labels_i64, has_ignore,
+          ignore_index, norm, grads, row_loss, row_w, error_flag, error_code);
+      break;
+    case DT::kBF16:
+      LinearCeRowKernel<__nv_bfloat16><<<grid, kThreads, 0, stream>>>(
+          rows, v, ld, logits, static_cast<__nv_bfloat16*>(g), labels, labels_i64, has_ignore,
+          ignore_index, norm, grads, row_loss, row_w, error_flag, error_code);
+      break;
+    case DT::kF16:
+      LinearCeRowKernel<__half><<<grid, kThreads, 0, stream>>>(
+          rows, v, ld, logits, static_cast<__half*>(g), labels, labels_i64, has_ignore,
+          ignore_index, norm, grads, row_loss, row_w, error_flag, error_code);
+      break;
+    default:
+      return cudaErrorInvalidValue;
+  }
   return cudaGetLastError();
 }
 

@@ -48,8 +48,14 @@ struct KernelOptions {
   // tensor-core ones (attention_tc.cu: f16 / bf16, head dim 64 or 128) apply: a bypass for a
   // device where those misbehave, and the baseline for comparisons.
   bool attention_simt = false;
+  // attention / attention_grad (f16 / bf16, no mask or a causal=1 one) through cuDNN's fused
+  // SDPA (runtime/cuda/cudnn_attention.h) when libcudnn.so.9 loads; every node it declines
+  // runs on the kernels above.
+  bool attention_cudnn = false;
   // fused_elementwise through the RPN interpreter even where a generated kernel is available.
   bool fused_interpreter = false;
+  // linear_ce_loss: rows of logits per block (0: about 256 MiB of f32 logits, at least 256).
+  int64_t linear_ce_rows = 0;
   // Generated fused_elementwise kernels (runtime/cuda/generated_kernels.h): the executor sets
   // them from the plan (LoadGeneratedKernels); a node without one runs on the interpreter.
   std::shared_ptr<const GeneratedKernels> generated;

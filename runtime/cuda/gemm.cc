@@ -22,6 +22,7 @@
 #include "compiler/ir/ops.h"
 #include "compiler/support/status.h"
 #include "runtime/cuda/cuda_check.h"
+#include "runtime/cuda/cudnn_attention.h"
 #include "runtime/cuda/device_kernels.h"
 
 namespace ptc::cuda {
@@ -233,6 +234,63 @@ Problem RowMajorProblem(int64_t m, int64_t n, int64_t k, bool trans_a, bool tran
   return p;
 }
 
+// A matmul with one shared right operand (our B [K, N], the batch folded into M) whose rows
+// are not 16-byte aligned (N * elem % 16 != 0, e.g. a tied LM head's V = 50257 columns):
+// cuBLASLt then only has slow kernels for B and D. This kernel copies B into scratch rows
+// padded to ldn_ (a multiple of 64 elements) once per launch and computes D in blocks of rows_
+// rows into padded scratch, each block copied out with cudaMemcpy2DAsync.
+class PaddedMatmulKernel final : public DeviceKernel {
+ public:
+  absl::Status Init(const ir::Node& node, DType dt, int64_t m, int64_t n, int64_t k,
+                    const KernelOptions& options, cublasLtHandle_t lt) {
+    elem_ = ir::DTypeSize(dt);
+    m_ = m;
+    n_ = n;
+    k_ = k;
+    ldn_ = (n + 63) / 64 * 64;
+    rows_ = std::max<int64_t>(256, (int64_t{256} << 20) / static_cast<int64_t>(ldn_ * elem_));
+    rows_ = std::min(rows_, m);
+    const int64_t tail = m % rows_;
+    for (int s = 0; s < (tail ? 2 : 1); ++s) {
+      Problem p = RowMajorProblem(s == 0 ? rows_ : tail, n, k, false, false);
+      p.lda = ldn_;  // cuBLASLt A = our B
+      p.ldd = ldn_;
+      PTC_RETURN_IF_ERROR(gemm_[s].Init(node, dt, p, 1.0, 0.0, options.allow_tf32, lt));
+    }
+    b_bytes_ = Align(elem_ * static_cast<size_t>(k_ * ldn_));
+    return absl::OkStatus();
+  }
+  size_t WorkspaceBytes() const override {
+    return b_bytes_ + Align(elem_ * static_cast<size_t>(rows_ * ldn_));
+  }
+  absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
+                      absl::Span<void* const> out, void* workspace) override {
+    char* b = static_cast<char*>(workspace);
+    char* d = b + b_bytes_;
+    const size_t row = elem_ * static_cast<size_t>(n_), pitch = elem_ * static_cast<size_t>(ldn_);
+    cudaError_t e = cudaMemcpy2DAsync(b, pitch, in[1], row, row, static_cast<size_t>(k_),
+                                      cudaMemcpyDeviceToDevice, ctx.stream);
+    if (e != cudaSuccess) return CudaStatus(e, "cudaMemcpy2DAsync (B)", __FILE__, __LINE__);
+    const char* a = static_cast<const char*>(in[0]);
+    char* o = static_cast<char*>(out[0]);
+    for (int64_t r0 = 0; r0 < m_; r0 += rows_) {
+      const int64_t c = std::min(rows_, m_ - r0);
+      PTC_RETURN_IF_ERROR(
+          gemm_[c == rows_ ? 0 : 1].RunOn(ctx, a + r0 * k_ * static_cast<int64_t>(elem_), b, d));
+      e = cudaMemcpy2DAsync(o + r0 * static_cast<int64_t>(row), row, d, pitch, row,
+                            static_cast<size_t>(c), cudaMemcpyDeviceToDevice, ctx.stream);
+      if (e != cudaSuccess) return CudaStatus(e, "cudaMemcpy2DAsync (D)", __FILE__, __LINE__);
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  static size_t Align(size_t b) { return (b + 255) / 256 * 256; }
+  GemmKernel gemm_[2];  // full blocks, and the tail block when M % rows_ != 0
+  size_t elem_ = 2, b_bytes_ = 0;
+  int64_t m_ = 0, n_ = 0, k_ = 0, ldn_ = 0, rows_ = 1;
+};
+
 absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateMatmul(const ir::Node& node,
                                                             const KernelOptions& options,
                                                             cublasLtHandle_t lt) {
@@ -266,6 +324,12 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateMatmul(const ir::Node& node,
   if (batch > INT32_MAX) return Invalid(node, "more than 2^31 matrices in one batch");
   if (nb == 1 && na == batch) {
     // Shared right operand: fold the batch into M (row-major A is [batch*M, K]).
+    const size_t elem = ir::DTypeSize(ta.dtype);
+    if ((n * elem) % 16 != 0 && (k * elem) % 16 == 0 && n >= 64 && ta.dtype != DType::kF64) {
+      auto padded = std::make_unique<PaddedMatmulKernel>();
+      PTC_RETURN_IF_ERROR(padded->Init(node, ta.dtype, batch * m, n, k, options, lt));
+      return std::unique_ptr<DeviceKernel>(std::move(padded));
+    }
     p = RowMajorProblem(batch * m, n, k, false, false);
   } else if ((na == 1 || same(a_batch)) && (nb == 1 || same(b_batch))) {
     p = RowMajorProblem(m, n, k, false, false);
@@ -654,6 +718,10 @@ class FlashAttentionGradKernel final : public DeviceKernel {
 
 absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateAttentionGrad(const ir::Node& node,
                                                                   const KernelOptions& options) {
+  if (options.attention_cudnn) {  // cuDNN's SDPA; what it declines runs on the flash kernels
+    auto fused = CreateCudnnAttentionGrad(node);
+    if (fused.ok() || fused.status().code() != absl::StatusCode::kUnimplemented) return fused;
+  }
   if (node.num_inputs() < 4 || node.num_inputs() > 5 || node.num_outputs() != 3) {
     return Invalid(node, "attention_grad takes (dy, q, k, v [, mask]) and returns (dq, dk, dv)");
   }
@@ -674,6 +742,10 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateAttentionGrad(const ir::Node
 absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateAttention(const ir::Node& node,
                                                               const KernelOptions& options,
                                                               cublasLtHandle_t lt) {
+  if (options.attention_cudnn) {  // cuDNN's SDPA; what it declines runs on the flash kernels
+    auto fused = CreateCudnnAttention(node);
+    if (fused.ok() || fused.status().code() != absl::StatusCode::kUnimplemented) return fused;
+  }
   if (node.num_inputs() < 3 || node.num_inputs() > 4) return Invalid(node, "attention takes (q, k, v [, mask])");
   const ir::TensorType& q = node.input(0)->type();
   const ir::TensorType& kt = node.input(1)->type();
@@ -753,9 +825,12 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateAttention(const ir::Node& no
 
 // linear_ce_loss(x [N, D], w, labels) -> loss [, dx_unit, dw_unit] (ops_fused.cc), f32: blocks
 // of rows_ rows; per block one cuBLASLt product for the logits into scratch, the row kernel of
-// train.cu (loss per row; with the gradient outputs the block becomes (softmax - onehot) * norm),
-// then dx_blk = G op(w)^T and dw += the block's outer product (beta 1 after one memset). The
-// final loss is a fixed-order sum over the rows: deterministic.
+// train.cu (loss per row; with the gradient outputs G = (softmax - onehot) * norm, written in
+// the product dtype), then dx_blk = G op(w)^T and dw += the block's outer product (beta 1 after
+// one memset). The final loss is a fixed-order sum over the rows: deterministic. The scratch
+// rows of logits and G are padded to ld_ (a multiple of 64 elements): with V = 50257 unpadded
+// rows are only 2-byte aligned, and cuBLASLt then falls back to slow kernels for all three
+// products.
 class LinearCeKernel final : public DeviceKernel {
  public:
   absl::Status Init(const ir::Node& node, const KernelOptions& options, cublasLtHandle_t lt) {
@@ -792,8 +867,11 @@ class LinearCeKernel final : public DeviceKernel {
       PTC_ASSIGN_OR_RETURN(desc_.ignore_index, node.GetInt("ignore_index"));
       desc_.has_ignore = true;
     }
-    // ~64 MiB of f32 logits per block, at least 64 rows.
-    rows_ = std::max<int64_t>(64, (int64_t{64} << 20) / (4 * std::max<int64_t>(v_, 1)));
+    ld_ = (v_ + 63) / 64 * 64;
+    // ~256 MiB of f32 logits per block, at least 256 rows (or KernelOptions::linear_ce_rows).
+    rows_ = options.linear_ce_rows > 0
+                ? options.linear_ce_rows
+                : std::max<int64_t>(256, (int64_t{256} << 20) / (4 * ld_));
     rows_ = std::max<int64_t>(1, std::min(rows_, n_));
     const int64_t tail = n_ % rows_;
     for (int s = 0; s < (tail ? 2 : 1); ++s) {
@@ -802,21 +880,24 @@ class LinearCeKernel final : public DeviceKernel {
       // Low-precision inputs: the logits come out in f32, G goes back to the low dtype for the
       // two backward products, and dw is summed over the blocks in f32.
       const DType f32_out = low_ ? DType::kF32 : DType::kBool;
-      PTC_RETURN_IF_ERROR(g.logits.Init(node, dt_, RowMajorProblem(c, v_, d_, false, trans_b_),
-                                        1.0, 0.0, options.allow_tf32, lt,
+      Problem logits = RowMajorProblem(c, v_, d_, false, trans_b_);
+      logits.ldd = ld_;
+      PTC_RETURN_IF_ERROR(g.logits.Init(node, dt_, logits, 1.0, 0.0, options.allow_tf32, lt,
                                         CUBLASLT_EPILOGUE_DEFAULT, f32_out));
       if (!grads_) continue;
-      PTC_RETURN_IF_ERROR(g.dx.Init(node, dt_, RowMajorProblem(c, d_, v_, false, !trans_b_), 1.0,
-                                    0.0, options.allow_tf32, lt));
-      const Problem dw = trans_b_ ? RowMajorProblem(v_, d_, c, true, false)
-                                  : RowMajorProblem(d_, v_, c, true, false);
+      Problem dx = RowMajorProblem(c, d_, v_, false, !trans_b_);
+      dx.ldb = ld_;  // cuBLASLt B = our A = G
+      PTC_RETURN_IF_ERROR(g.dx.Init(node, dt_, dx, 1.0, 0.0, options.allow_tf32, lt));
+      Problem dw = trans_b_ ? RowMajorProblem(v_, d_, c, true, false)
+                            : RowMajorProblem(d_, v_, c, true, false);
+      (trans_b_ ? dw.ldb : dw.lda) = ld_;  // G: our A (dw = G^T x) or our B (dw = x^T G)
       PTC_RETURN_IF_ERROR(g.dw.Init(node, dt_, dw, 1.0, 1.0, options.allow_tf32, lt,
                                     CUBLASLT_EPILOGUE_DEFAULT, f32_out));
     }
     // Scratch: the block's logits (f32), its low-precision copy of G, dw in f32 (low inputs),
     // row losses and weights of all N rows, the normalizer.
-    logits_bytes_ = Align(sizeof(float) * static_cast<size_t>(rows_ * v_));
-    g_low_bytes_ = low_ && grads_ ? Align(elem_ * static_cast<size_t>(rows_ * v_)) : 0;
+    logits_bytes_ = Align(sizeof(float) * static_cast<size_t>(rows_ * ld_));
+    g_low_bytes_ = low_ && grads_ ? Align(elem_ * static_cast<size_t>(rows_ * ld_)) : 0;
     dw32_bytes_ = low_ && grads_ ? Align(sizeof(float) * static_cast<size_t>(d_ * v_)) : 0;
     rows_bytes_ = Align(sizeof(float) * static_cast<size_t>(n_));
     return absl::OkStatus();
@@ -855,18 +936,13 @@ class LinearCeKernel final : public DeviceKernel {
       auto& g = shapes_[c == rows_ ? 0 : 1];
       const char* xb = x + r0 * d_ * static_cast<int64_t>(elem_);
       PTC_RETURN_IF_ERROR(g.logits.RunOn(ctx, xb, w, logits));
-      e = kernels::LaunchLinearCeRows(c, v_, logits, labels + r0 * label_size, labels_i64_,
-                                      desc_.has_ignore, desc_.ignore_index, norm, grads_,
-                                      row_loss + r0, row_w + r0, ctx.error_flag, ctx.error_code,
-                                      ctx.stream);
+      void* gm = low_ ? g_low : logits;  // G: in place for f32
+      e = kernels::LaunchLinearCeRows(c, v_, ld_, logits, low_ ? LowDT() : kernels::DT::kF32, gm,
+                                      labels + r0 * label_size, labels_i64_, desc_.has_ignore,
+                                      desc_.ignore_index, norm, grads_, row_loss + r0, row_w + r0,
+                                      ctx.error_flag, ctx.error_code, ctx.stream);
       if (e != cudaSuccess) return CudaStatus(e, "LaunchLinearCeRows", __FILE__, __LINE__);
       if (!grads_) continue;
-      const void* gm = logits;
-      if (low_) {
-        e = kernels::LaunchCast(kernels::DT::kF32, LowDT(), c * v_, logits, g_low, ctx.stream);
-        if (e != cudaSuccess) return CudaStatus(e, "LaunchCast (G)", __FILE__, __LINE__);
-        gm = g_low;
-      }
       PTC_RETURN_IF_ERROR(g.dx.RunOn(ctx, gm, w, dx + r0 * d_ * static_cast<int64_t>(elem_)));
       if (trans_b_) {
         PTC_RETURN_IF_ERROR(g.dw.RunOn(ctx, gm, xb, dw));
@@ -892,7 +968,7 @@ class LinearCeKernel final : public DeviceKernel {
   };
   Shape shapes_[2];  // full blocks, and the tail block when N % rows_ != 0
   kernels::LossDesc desc_;
-  int64_t n_ = 0, d_ = 0, v_ = 0, rows_ = 1;
+  int64_t n_ = 0, d_ = 0, v_ = 0, ld_ = 0, rows_ = 1;
   bool trans_b_ = false, grads_ = false, labels_i64_ = true, low_ = false;
   DType dt_ = DType::kF32;
   size_t elem_ = 4;

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "compiler/driver/driver.h"
 #include "compiler/onnx/importer.h"
@@ -26,7 +27,7 @@
 namespace ptc::cuda {
 namespace {
 
-constexpr int64_t kVocab = 64, kBatch = 4, kSeq = 32;
+constexpr int64_t kVocab = 64, kBatch = 4, kSeq = 32, kDim = 64;
 
 absl::StatusOr<plan::Plan> TinyGptTrainingPlan(const std::string& target,
                                                const std::string& precision = "fp32",
@@ -36,7 +37,7 @@ absl::StatusOr<plan::Plan> TinyGptTrainingPlan(const std::string& target,
   if (!config.ok()) return config.status();
   config->vocab = kVocab;
   config->layers = 2;
-  config->dim = 64;
+  config->dim = kDim;
   config->heads = 4;
   config->seq = kSeq;
   config->with_loss = true;
@@ -131,11 +132,17 @@ TEST(CudaTraining, TenStepsMatchCpu) {
   auto cs = (*cpu)->State();
   auto gs = (*gpu)->State();
   ASSERT_TRUE(gs.ok()) << gs.status();
+  // The key third of the fused QKV bias has an exactly zero gradient (a per-query constant
+  // added to every score of a row leaves the softmax unchanged), so its AdamW step is
+  // m / sqrt(v) of pure rounding noise: up to lr per step in either direction on either
+  // device. Those entries (and their moments) are not compared.
   for (const auto& [name, t] : cs) {
     ASSERT_TRUE(gs->count(name)) << name;
     const ir::Tensor& u = gs->at(name);
+    const bool qkv_bias = absl::StrContains(name, "attn.c_attn.bias");
     double worst = 0;
     for (int64_t i = 0; i < t.num_elements(); ++i) {
+      if (qkv_bias && i >= kDim && i < 2 * kDim) continue;
       worst = std::max(worst, std::fabs(u.GetDouble(i) - t.GetDouble(i)) /
                                   (1e-3 + std::fabs(t.GetDouble(i))));
     }
@@ -344,8 +351,38 @@ TEST(CudaGenerate, GreedyTextMatchesCpu) {
   EXPECT_EQ(texts["cuda full"], texts["cpu full"]);
 }
 
-// 200 steps of an fp32 and a `precision` executor on the same 8 batches; the worst relative
-// loss difference from step `from` on, and the low-precision executor (for its final state).
+// A batch of a learnable stream: each sequence follows x -> (5x + 1) mod V with probability
+// 0.9 and jumps to a random token otherwise; labels are the inputs shifted by one. A model can
+// only learn the rule, not memorize the batches (every step draws new ones), so the loss falls
+// from ln V = 4.16 towards the stream's entropy (about 0.74) and the curve is smooth.
+std::map<std::string, ir::Tensor> MarkovBatch(const plan::Plan& plan, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int64_t> token(0, kVocab - 1);
+  std::bernoulli_distribution jump(0.1);
+  std::vector<int64_t> x(kBatch * (kSeq + 1));
+  for (int64_t b = 0; b < kBatch; ++b) {
+    int64_t* r = x.data() + b * (kSeq + 1);
+    r[0] = token(rng);
+    for (int64_t t = 1; t <= kSeq; ++t) r[t] = jump(rng) ? token(rng) : (5 * r[t - 1] + 1) % kVocab;
+  }
+  std::map<std::string, ir::Tensor> batch;
+  for (const ir::Value* p : plan.module->main()->params()) {
+    if (p->is_param() || p->flags().count("state")) continue;
+    const int64_t shift = p->name() == "labels" ? 1 : 0;
+    ir::Tensor t(ir::DType::kI64, p->type().shape);
+    for (int64_t b = 0; b < kBatch; ++b) {
+      for (int64_t i = 0; i < kSeq; ++i) {
+        t.mutable_data_as<int64_t>()[b * kSeq + i] = x[b * (kSeq + 1) + i + shift];
+      }
+    }
+    batch[p->name()] = std::move(t);
+  }
+  return batch;
+}
+
+// 200 steps of an fp32 and a `precision` executor on the same batches (MarkovBatch, new ones
+// every step); the worst relative difference of the two loss curves (means over windows of 10
+// steps) from step `from` on, and the low-precision executor (for its final state).
 struct CurveRun {
   double worst = 0;
   plan::Plan low_plan;  // used in place by `low`: declared first, destroyed last
@@ -361,24 +398,35 @@ void RunCurves(const std::string& precision, int from, CurveRun* out) {
   ASSERT_TRUE(a.ok()) << a.status();
   auto b = Executor::Create(out->low_plan);
   ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_EQ(kBatch * kSeq, MarkovBatch(*fp32, 0).at("labels").num_elements());
+  constexpr int kWindow = 10;
+  double sum_a = 0, sum_b = 0;
   for (int step = 0; step < 200; ++step) {
-    auto batch = FixedBatch(*fp32, 1000 + step % 8);
+    auto batch = MarkovBatch(*fp32, 1000 + step);
     auto la = (*a)->Run(batch);
     ASSERT_TRUE(la.ok()) << la.status();
     auto lb = (*b)->Run(batch);
     ASSERT_TRUE(lb.ok()) << lb.status();
     const double x = la->at(0).GetDouble(0), y = lb->at(0).GetDouble(0);
     ASSERT_TRUE(std::isfinite(y)) << precision << " step " << step + 1;
-    if (step >= from) out->worst = std::max(out->worst, std::fabs(y - x) / std::fabs(x));
-    if ((step + 1) % 50 == 0) {
-      std::printf("step %d: fp32 %.5f %s %.5f\n", step + 1, x, precision.c_str(), y);
+    sum_a += x;
+    sum_b += y;
+    if ((step + 1) % kWindow == 0) {
+      if (step + 1 - kWindow >= from) {
+        out->worst = std::max(out->worst, std::fabs(sum_b - sum_a) / std::fabs(sum_a));
+      }
+      if ((step + 1) % 50 == 0) {
+        std::printf("steps %d-%d: mean loss fp32 %.5f %s %.5f\n", step + 2 - kWindow, step + 1,
+                    sum_a / kWindow, precision.c_str(), sum_b / kWindow);
+      }
+      sum_a = sum_b = 0;
     }
   }
   out->low = *std::move(b);  // after the loop: ASSERTs above return early
 }
 
 // bf16 compute with fp32 master weights follows the fp32 loss curve within 2% over 200 steps
-// (the bf16 criterion), on a fixed set of batches.
+// (the bf16 criterion; 10-step means of the same MarkovBatch stream).
 TEST(CudaTraining, Bf16LossCurveWithinTwoPercentOfFp32) {
   PTC_SKIP_WITHOUT_CUDA_DEVICE();
   CurveRun run;

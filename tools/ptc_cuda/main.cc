@@ -8,8 +8,8 @@
 // Training runs the CPU trainer's loop (data, progress, logs, evaluation, checkpoints) with
 // the steps on the GPU: CudaBackend below.
 // PTC_CUDA_OPTIONS=a,b,... switches kernels and the executor for a device session's
-// comparisons and bypasses: attention_simt, attention_two_gemm, fused_interpreter, tf32,
-// host_fallback, no_graphs (runtime/cuda/device.h KernelOptions, executor.h).
+// comparisons and bypasses: attention_simt, attention_cudnn, attention_two_gemm,
+// fused_interpreter, tf32, host_fallback, no_graphs, linear_ce_rows=N (runtime/cuda/device.h KernelOptions, executor.h).
 #include <algorithm>
 #include <cstdlib>
 #include <chrono>
@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "compiler/driver/tensor_io.h"
@@ -41,6 +42,8 @@ absl::StatusOr<ptc::cuda::ExecutorOptions> OptionsFromEnv() {
   for (absl::string_view name : absl::StrSplit(env, ',', absl::SkipEmpty())) {
     if (name == "attention_simt") {
       o.kernels.attention_simt = true;
+    } else if (name == "attention_cudnn") {
+      o.kernels.attention_cudnn = true;
     } else if (name == "attention_two_gemm") {
       o.kernels.attention_two_gemm = true;
     } else if (name == "fused_interpreter") {
@@ -51,10 +54,14 @@ absl::StatusOr<ptc::cuda::ExecutorOptions> OptionsFromEnv() {
       o.kernels.host_fallback = true;
     } else if (name == "no_graphs") {
       o.cuda_graphs = false;
+    } else if (absl::ConsumePrefix(&name, "linear_ce_rows=")) {
+      if (!absl::SimpleAtoi(name, &o.kernels.linear_ce_rows) || o.kernels.linear_ce_rows < 1) {
+        return absl::InvalidArgumentError("PTC_CUDA_OPTIONS: linear_ce_rows=N needs N >= 1");
+      }
     } else {
       return absl::InvalidArgumentError(absl::StrCat(
           "PTC_CUDA_OPTIONS: unknown option '", name, "' (known: attention_simt, "
-          "attention_two_gemm, fused_interpreter, tf32, host_fallback, no_graphs)"));
+          "attention_cudnn, attention_two_gemm, fused_interpreter, tf32, host_fallback, no_graphs, linear_ce_rows=N)"));
     }
   }
   std::fprintf(stderr, "ptc-cuda: PTC_CUDA_OPTIONS=%s\n", env);
