@@ -74,7 +74,7 @@ ptc_mem=$(peak ptc-train)
 
 # Variants of the same training run (PTC_CUDA_OPTIONS values, space-separated).
 variant_rows=""
-for v in ${VARIANTS:-attention_simt}; do
+for v in ${VARIANTS-attention_cudnn}; do
   echo "== ptc again with PTC_CUDA_OPTIONS=$v"
   PTC_CUDA_OPTIONS=$v timeout 90 ptc run "$work/train.plan" --steps "$STEPS" --data "$corpus" \
     --progress lines --log-json "ptc-train-$v.jsonl" > "ptc-train-$v.log" 2>&1
@@ -117,7 +117,7 @@ if [ "${PEERS:-1}" = 1 ]; then
   cat torch-gen.json
 fi
 
-for prof in ${PROFILES:-default}; do
+for prof in ${PROFILES-default attention_cudnn}; do
   popt=$prof
   [ "$prof" = default ] && popt=""
   echo "== ptc: device time per op of the training step (ptc run --profile, 3 steps, PTC_CUDA_OPTIONS=$popt)"

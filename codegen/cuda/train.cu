@@ -135,7 +135,7 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
     const float mx = BlockReduce<float>(m, /*kind=*/1, -INFINITY, shm);
-    sum = m == -INFINITY ? 0.f : sum * expf(m - mx);
+    sum = sum == 0.f ? 0.f : sum * expf(m - mx);  // keeps a NaN of a thread's elements
     sum = BlockReduce<float>(sum, /*kind=*/0, 0.f, shm);
     const float lse = mx + logf(sum);
     const int64_t lab = LoadLabel(labels, li64, r);

@@ -28,6 +28,12 @@
 namespace ptc::cuda {
 namespace {
 
+// Scratch regions start 256-byte aligned.
+size_t AlignScratch(size_t bytes) { return (bytes + 255) / 256 * 256; }
+// Row length of padded scratch matrices: with rows of an odd element count (a vocabulary of
+// 50257) cuBLASLt only has slow kernels; 64 elements keep every row 128-byte aligned.
+int64_t PaddedLd(int64_t n) { return (n + 63) / 64 * 64; }
+
 using ir::DType;
 
 struct LtDeleter {
@@ -247,7 +253,7 @@ class PaddedMatmulKernel final : public DeviceKernel {
     m_ = m;
     n_ = n;
     k_ = k;
-    ldn_ = (n + 63) / 64 * 64;
+    ldn_ = PaddedLd(n);
     rows_ = std::max<int64_t>(256, (int64_t{256} << 20) / static_cast<int64_t>(ldn_ * elem_));
     rows_ = std::min(rows_, m);
     const int64_t tail = m % rows_;
@@ -257,11 +263,11 @@ class PaddedMatmulKernel final : public DeviceKernel {
       p.ldd = ldn_;
       PTC_RETURN_IF_ERROR(gemm_[s].Init(node, dt, p, 1.0, 0.0, options.allow_tf32, lt));
     }
-    b_bytes_ = Align(elem_ * static_cast<size_t>(k_ * ldn_));
+    b_bytes_ = AlignScratch(elem_ * static_cast<size_t>(k_ * ldn_));
     return absl::OkStatus();
   }
   size_t WorkspaceBytes() const override {
-    return b_bytes_ + Align(elem_ * static_cast<size_t>(rows_ * ldn_));
+    return b_bytes_ + AlignScratch(elem_ * static_cast<size_t>(rows_ * ldn_));
   }
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
                       absl::Span<void* const> out, void* workspace) override {
@@ -285,7 +291,6 @@ class PaddedMatmulKernel final : public DeviceKernel {
   }
 
  private:
-  static size_t Align(size_t b) { return (b + 255) / 256 * 256; }
   GemmKernel gemm_[2];  // full blocks, and the tail block when M % rows_ != 0
   size_t elem_ = 2, b_bytes_ = 0;
   int64_t m_ = 0, n_ = 0, k_ = 0, ldn_ = 0, rows_ = 1;
@@ -325,7 +330,9 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateMatmul(const ir::Node& node,
   if (nb == 1 && na == batch) {
     // Shared right operand: fold the batch into M (row-major A is [batch*M, K]).
     const size_t elem = ir::DTypeSize(ta.dtype);
-    if ((n * elem) % 16 != 0 && (k * elem) % 16 == 0 && n >= 64 && ta.dtype != DType::kF64) {
+    // Not for a few rows (a decode step): copying B would cost more than the slow kernel.
+    if ((n * elem) % 16 != 0 && k > 0 && (k * elem) % 16 == 0 && n >= 64 && batch * m >= 256 &&
+        ta.dtype != DType::kF64) {
       auto padded = std::make_unique<PaddedMatmulKernel>();
       PTC_RETURN_IF_ERROR(padded->Init(node, ta.dtype, batch * m, n, k, options, lt));
       return std::unique_ptr<DeviceKernel>(std::move(padded));
@@ -867,11 +874,11 @@ class LinearCeKernel final : public DeviceKernel {
       PTC_ASSIGN_OR_RETURN(desc_.ignore_index, node.GetInt("ignore_index"));
       desc_.has_ignore = true;
     }
-    ld_ = (v_ + 63) / 64 * 64;
+    ld_ = PaddedLd(v_);
     // ~256 MiB of f32 logits per block, at least 256 rows (or KernelOptions::linear_ce_rows).
     rows_ = options.linear_ce_rows > 0
                 ? options.linear_ce_rows
-                : std::max<int64_t>(256, (int64_t{256} << 20) / (4 * ld_));
+                : std::max<int64_t>(256, (int64_t{256} << 20) / (4 * std::max<int64_t>(ld_, 64)));
     rows_ = std::max<int64_t>(1, std::min(rows_, n_));
     const int64_t tail = n_ % rows_;
     for (int s = 0; s < (tail ? 2 : 1); ++s) {
@@ -896,10 +903,10 @@ class LinearCeKernel final : public DeviceKernel {
     }
     // Scratch: the block's logits (f32), its low-precision copy of G, dw in f32 (low inputs),
     // row losses and weights of all N rows, the normalizer.
-    logits_bytes_ = Align(sizeof(float) * static_cast<size_t>(rows_ * ld_));
-    g_low_bytes_ = low_ && grads_ ? Align(elem_ * static_cast<size_t>(rows_ * ld_)) : 0;
-    dw32_bytes_ = low_ && grads_ ? Align(sizeof(float) * static_cast<size_t>(d_ * v_)) : 0;
-    rows_bytes_ = Align(sizeof(float) * static_cast<size_t>(n_));
+    logits_bytes_ = AlignScratch(sizeof(float) * static_cast<size_t>(rows_ * ld_));
+    g_low_bytes_ = low_ && grads_ ? AlignScratch(elem_ * static_cast<size_t>(rows_ * ld_)) : 0;
+    dw32_bytes_ = low_ && grads_ ? AlignScratch(sizeof(float) * static_cast<size_t>(d_ * v_)) : 0;
+    rows_bytes_ = AlignScratch(sizeof(float) * static_cast<size_t>(n_));
     return absl::OkStatus();
   }
 
@@ -961,7 +968,6 @@ class LinearCeKernel final : public DeviceKernel {
   }
 
  private:
-  static size_t Align(size_t b) { return (b + 255) / 256 * 256; }
   kernels::DT LowDT() const { return static_cast<kernels::DT>(static_cast<int>(dt_)); }
   struct Shape {
     GemmKernel logits, dx, dw;
