@@ -25,6 +25,7 @@ std::unique_ptr<Pass> CreateCsePass();
 std::unique_ptr<Pass> CreateSimplifyPass();
 std::unique_ptr<Pass> CreateFoldGemmTransposePass();  // fold_gemm_transpose.cc
 std::unique_ptr<Pass> CreateAnnotateCausalPass();  // annotate_causal.cc
+std::unique_ptr<Pass> CreateSaveAttentionStatsPass();  // save_attention_stats.cc
 std::unique_ptr<Pass> CreateFoldParamCastsPass();  // fold_param_casts.cc
 std::unique_ptr<Pass> CreateFuseLinearCePass();  // fuse_linear_ce.cc
 

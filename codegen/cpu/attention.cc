@@ -217,9 +217,9 @@ class AttentionBase : public Kernel {
 
   // Scores -> probabilities in place: rows `rows` query rows from i0 of (bi, hi), row r at
   // s + r * lds, over keys [0, n): scale, mask, softmax. A row whose keys are all masked
-  // becomes NaN, as softmax gives.
+  // becomes NaN, as softmax gives. lse (optional): each row's log-sum-exp (-inf when masked).
   void Probs(T* s, int64_t lds, int64_t rows, int64_t n, const void* mask, int64_t bi,
-             int64_t hi, int64_t i0) const {
+             int64_t hi, int64_t i0, float* lse = nullptr) const {
     const T neg_inf = -std::numeric_limits<T>::infinity();
     const int64_t mask_base = bi * p_.mask_str[0] + hi * p_.mask_str[1];
     for (int64_t r = 0; r < rows; ++r) {
@@ -236,6 +236,7 @@ class AttentionBase : public Kernel {
       const T mx = RowMax(sr, n);
       const T sum = mx == neg_inf ? T(0) : ExpRowAndSum(sr, n, mx);
       ScaleRow(sr, n, sum == T(0) ? std::numeric_limits<T>::quiet_NaN() : T(1) / sum);
+      if (lse != nullptr) lse[r] = static_cast<float>(sum == T(0) ? neg_inf : mx + std::log(sum));
     }
   }
 
@@ -266,6 +267,7 @@ class AttentionKernel : public AttentionBase<T> {
     const T* v = static_cast<const T*>(inputs[2]);
     const void* mask = p_.mask_kind != 0 ? inputs[3] : nullptr;
     T* out = static_cast<T*>(outputs[0]);
+    float* lse = outputs.size() > 1 ? static_cast<float*>(outputs[1]) : nullptr;  // [B, H, Tq]
     const int64_t pairs = p_.b * p_.h;
     const int64_t q_blocks = (p_.tq + kQueryBlock - 1) / kQueryBlock;
     int64_t chunks = 1;  // query-block chunks per pair
@@ -278,8 +280,8 @@ class AttentionKernel : public AttentionBase<T> {
           std::vector<float> s(kQueryBlock * p_.tk);
           for (int64_t w = w0; w < w1; ++w) {
             const int64_t pair = w / q_blocks;
-            WholeRows(q, k, v, mask, out, pair / p_.h, pair % p_.h, (w % q_blocks) * kQueryBlock,
-                      s.data());
+            WholeRows(q, k, v, mask, out, lse, pair / p_.h, pair % p_.h,
+                      (w % q_blocks) * kQueryBlock, s.data());
           }
         });
         return absl::OkStatus();
@@ -300,8 +302,8 @@ class AttentionKernel : public AttentionBase<T> {
         }
         const int64_t qb0 = q_blocks * chunk / chunks, qb1 = q_blocks * (chunk + 1) / chunks;
         for (int64_t qb = qb0; qb < qb1; ++qb) {
-          QueryBlock(q, kt.data(), v, mask, out, bi, hi, qb * kQueryBlock, s.data(), acc.data(),
-                     row_max.data(), row_sum.data());
+          QueryBlock(q, kt.data(), v, mask, out, lse, bi, hi, qb * kQueryBlock, s.data(),
+                     acc.data(), row_max.data(), row_sum.data());
         }
       }
     });
@@ -334,19 +336,21 @@ class AttentionKernel : public AttentionBase<T> {
   // Query rows [i0, i0 + kQueryBlock) of (bi, hi) on the whole-row path (float): S = q k^T
   // over the open keys into s ([rows, Tk]), P = softmax in place, out = P v.
   void WholeRows(const float* q, const float* k, const float* v, const void* mask, float* out,
-                 int64_t bi, int64_t hi, int64_t i0, float* s) const {
+                 float* lse, int64_t bi, int64_t hi, int64_t i0, float* s) const {
     const int64_t rows = std::min(kQueryBlock, p_.tq - i0), tk = p_.tk;
     const int64_t ldd = RowStride(p_.d), lde = RowStride(p_.dv);
     const int64_t tke = this->KeyEnd(mask, bi, hi, i0, rows);
     SerialSgemm(false, true, rows, tke, p_.d, 1.0f, q + Base(bi, hi, p_.tq, p_.d) + i0 * ldd, ldd,
                 k + Base(bi, hi, tk, p_.d), ldd, 0.0f, s, tk);
-    this->Probs(s, tk, rows, tke, mask, bi, hi, i0);
+    this->Probs(s, tk, rows, tke, mask, bi, hi, i0,
+                lse != nullptr ? lse + (bi * p_.h + hi) * p_.tq + i0 : nullptr);
     SerialSgemm(false, false, rows, p_.dv, tke, 1.0f, s, tk, v + Base(bi, hi, tk, p_.dv), lde,
                 0.0f, out + Base(bi, hi, p_.tq, p_.dv) + i0 * lde, lde);
   }
 
-  void QueryBlock(const T* q, const T* kt, const T* v, const void* mask, T* out, int64_t bi,
-                  int64_t hi, int64_t i0, T* s, T* acc, T* row_max, T* row_sum) const {
+  void QueryBlock(const T* q, const T* kt, const T* v, const void* mask, T* out, float* lse,
+                  int64_t bi, int64_t hi, int64_t i0, T* s, T* acc, T* row_max,
+                  T* row_sum) const {
     const int64_t rows = std::min(kQueryBlock, p_.tq - i0);
     const int64_t dv = p_.dv;
     const T* qb = q + Base(bi, hi, p_.tq, p_.d) + i0 * RowStride(p_.d);
@@ -414,6 +418,10 @@ class AttentionKernel : public AttentionBase<T> {
         for (int64_t e = 0; e < dv; ++e) orow[e] = std::numeric_limits<T>::quiet_NaN();
       } else {
         for (int64_t e = 0; e < dv; ++e) orow[e] = ar[e] * inv;
+      }
+      if (lse != nullptr) {
+        lse[(bi * p_.h + hi) * p_.tq + i0 + r] = static_cast<float>(
+            row_sum[r] == T(0) ? neg_inf : row_max[r] + std::log(row_sum[r]));
       }
     }
   }
@@ -547,9 +555,10 @@ struct AttentionShape {
 };
 
 // Validates attention's operands q, k, v[, mask] at inputs first.. of `node` (attention: 0;
-// attention_grad: 1, after dy) against `out` (the attention output's type).
+// attention_grad: 1, after dy) against `out` (the attention output's type); `trailing` inputs
+// follow the mask (attention_grad {saved_stats=1}: the forward's output and log-sum-exp).
 absl::StatusOr<AttentionShape> ParseAttention(const ir::Node& node, int first,
-                                              const ir::TensorType& ot) {
+                                              const ir::TensorType& ot, int trailing = 0) {
   PTC_ASSIGN_OR_RETURN(std::string layout, node.GetString("layout", "bhtd"));
   if (layout != "bhtd" && layout != "bthd") {
     return Invalid(node, absl::StrCat("layout must be bhtd or bthd, got '", layout, "'"));
@@ -585,7 +594,7 @@ absl::StatusOr<AttentionShape> ParseAttention(const ir::Node& node, int first,
                        node.GetFloat("scale", 1.0 / std::sqrt(static_cast<double>(a.d))));
   a.mask_kind = 0;
   a.mask_str = {0, 0, 0, 0};
-  if (node.num_inputs() == first + 4) {
+  if (static_cast<int>(node.num_inputs()) == first + 4 + trailing) {
     const ir::TensorType& mt = node.input(first + 3)->type();
     if (mt.dtype == DType::kBool) {
       a.mask_kind = 1;
@@ -626,15 +635,20 @@ KernelOr Make(const AttentionShape& a) {
 }  // namespace
 
 KernelOr MakeAttentionKernel(const ir::Node& node) {
-  PTC_RETURN_IF_ERROR(CheckArity(node, 3, 4, 1, 1));
+  PTC_RETURN_IF_ERROR(CheckArity(node, 3, 4, 1, 2));
   PTC_ASSIGN_OR_RETURN(AttentionShape a, ParseAttention(node, 0, node.output(0)->type()));
   if (a.dtype == DType::kF32) return Make<AttentionKernel<float>>(a);
   return Make<AttentionKernel<double>>(a);
 }
 
+// {saved_stats=1}: the forward's output and log-sum-exp (the last two inputs) are not read:
+// the row pass recomputes the probabilities from the scores either way.
 KernelOr MakeAttentionGradKernel(const ir::Node& node) {
-  PTC_RETURN_IF_ERROR(CheckArity(node, 4, 5, 3, 3));
-  PTC_ASSIGN_OR_RETURN(AttentionShape a, ParseAttention(node, 1, node.input(0)->type()));
+  PTC_ASSIGN_OR_RETURN(int64_t saved, node.GetInt("saved_stats", 0));
+  const int trailing = saved ? 2 : 0;
+  PTC_RETURN_IF_ERROR(CheckArity(node, 4 + trailing, 5 + trailing, 3, 3));
+  PTC_ASSIGN_OR_RETURN(AttentionShape a,
+                       ParseAttention(node, 1, node.input(0)->type(), trailing));
   for (int i = 0; i < 3; ++i) {
     if (node.output(i)->type() != node.input(i + 1)->type()) {
       return Invalid(node, absl::StrCat("gradient ", i, " must have the type of its operand ",

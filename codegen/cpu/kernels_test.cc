@@ -1255,6 +1255,91 @@ TEST(KernelAttentionTest, GradF32MatchesF64) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// attention's second output, the log-sum-exp of each row's scaled, masked scores (f32
+// [B, H, Tq]; -inf for a row with every key masked), against a direct sum: the whole-row f32
+// path (Tk <= 512), the flash path (Tk > 512) and f64. attention_grad {saved_stats=1} gives
+// the recomputing backward's bits (the CPU backward does not read O and the statistics).
+
+TEST(KernelAttentionTest, LogSumExpOutputAndSavedStatsBackward) {
+  for (auto [dt, t] : {std::pair{DType::kF32, int64_t{70}}, std::pair{DType::kF32, int64_t{600}},
+                       std::pair{DType::kF64, int64_t{70}}}) {
+    const int64_t b = 1, h = 2, d = 8;
+    const double scale = 0.3;
+    ir::Function fn("t");
+    ir::TensorType ty{dt, {b, h, t, d}};
+    ir::Value* q = fn.AddParam("q", ty);
+    ir::Value* k = fn.AddParam("k", ty);
+    ir::Value* v = fn.AddParam("v", ty);
+    ir::Value* m = fn.AddParam("m", {DType::kBool, {t, t}});
+    ir::Node* n = fn.AddNode("attention", {q, k, v, m}, {ty, {DType::kF32, {b, h, t}}},
+                             {{"scale", scale}});
+    std::mt19937 rng(3);
+    std::normal_distribution<double> dist(0.0, 1.0);
+    auto random = [&] {
+      ir::Tensor x(dt, ty.shape);
+      for (int64_t j = 0; j < x.num_elements(); ++j) {
+        if (dt == DType::kF32) {
+          x.mutable_data_as<float>()[j] = static_cast<float>(dist(rng));
+        } else {
+          x.mutable_data_as<double>()[j] = dist(rng);
+        }
+      }
+      return x;
+    };
+    std::vector<ir::Tensor> ins = {random(), random(), random()};
+    ir::Tensor mask(DType::kBool, {t, t});
+    for (int64_t i = 0; i < t; ++i) {
+      // Causal, and row 3 sees no key at all.
+      for (int64_t j = 0; j < t; ++j) mask.mutable_data_as<bool>()[i * t + j] = j > i || i == 3;
+    }
+    ins.push_back(mask);
+    auto out = EvaluateNode(*n, ins);
+    ASSERT_TRUE(out.ok()) << out.status();
+    const ir::Tensor& lse = (*out)[1];
+    for (int64_t hi = 0; hi < h; ++hi) {
+      for (int64_t i = 0; i < t; ++i) {
+        const float got = lse.data_as<float>()[hi * t + i];
+        if (i == 3) {
+          EXPECT_EQ(got, -std::numeric_limits<float>::infinity());
+          continue;
+        }
+        double mx = -1e300, sum = 0;
+        std::vector<double> sc(i + 1);
+        for (int64_t j = 0; j <= i; ++j) {
+          double dot = 0;
+          for (int64_t e = 0; e < d; ++e) {
+            dot += ins[0].GetDouble((hi * t + i) * d + e) * ins[1].GetDouble((hi * t + j) * d + e);
+          }
+          sc[j] = scale * dot;
+          mx = std::max(mx, sc[j]);
+        }
+        for (double x : sc) sum += std::exp(x - mx);
+        ASSERT_NEAR(got, mx + std::log(sum), 1e-4 * (1 + std::abs(mx)))
+            << ir::DTypeName(dt) << " t=" << t << " row " << i;
+      }
+    }
+    // The backward with and without the saved statistics.
+    ir::Value* dy = fn.AddParam("dy", ty);
+    ir::Node* g = fn.AddNode("attention_grad", {dy, q, k, v, m}, {ty, ty, ty}, {{"scale", scale}});
+    ir::Value* o = fn.AddParam("o", ty);
+    ir::Value* l = fn.AddParam("lse", lse.type());
+    ir::Node* gs = fn.AddNode("attention_grad", {dy, q, k, v, m, o, l}, {ty, ty, ty},
+                              {{"scale", scale}, {"saved_stats", int64_t{1}}});
+    ir::Tensor dyt = random();
+    auto want = EvaluateNode(*g, {dyt, ins[0], ins[1], ins[2], mask});
+    ASSERT_TRUE(want.ok()) << want.status();
+    auto got = EvaluateNode(*gs, {dyt, ins[0], ins[1], ins[2], mask, (*out)[0], lse});
+    ASSERT_TRUE(got.ok()) << got.status();
+    for (int i = 0; i < 3; ++i) {
+      for (int64_t j = 0; j < (*want)[i].num_elements(); ++j) {
+        const double w = (*want)[i].GetDouble(j), x = (*got)[i].GetDouble(j);
+        ASSERT_TRUE(w == x || (std::isnan(w) && std::isnan(x))) << "gradient " << i << " " << j;
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Kernels run repeatedly with the same workspace (as in the executor) and HasKernel covers
 // every op the table exercises.
 

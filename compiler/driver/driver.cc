@@ -125,6 +125,11 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
   passes::Pipeline pipeline(popts);
   PTC_ASSIGN_OR_RETURN(auto pass_list, passes::CreatePasses(options.passes));
   for (auto& p : pass_list) pipeline.Add(std::move(p));
+  // The CUDA backward reads each attention's saved log-sum-exp instead of running the flash
+  // forward again; the CPU one recomputes its probabilities from the scores either way.
+  if (options.train && options.target == "cuda" && options.passes != "none") {
+    pipeline.Add(passes::CreateSaveAttentionStatsPass());
+  }
   PTC_RETURN_IF_ERROR(pipeline.Run(*module));
   if (report) {
     report->pass_timings = precision_timings;

@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "codegen/cpu/kernel.h"
 #include "compiler/autodiff/training.h"
+#include "compiler/driver/driver.h"
 #include "compiler/ir/verifier.h"
 #include "compiler/onnx/importer.h"
 #include "gtest/gtest.h"
@@ -209,6 +210,45 @@ TEST_P(RematBitExact, LossGradientsAndUpdatesMatchNoRemat) {
     EXPECT_LE(got.arena, budget);
     ExpectBitEqual(base, got, absl::StrCat("budget ", budget));
   }
+}
+
+// save-attention-stats (in the CUDA pipeline): attention outputs its log-sum-exp and
+// attention_grad reads it with the output. Compiled by the driver for cpu with the pass added
+// (with and without per-block remat, which then recomputes two-output attentions), the CPU
+// kernels compute the same loss and updates bit for bit.
+TEST_P(RematBitExact, SavedAttentionStatsMatch) {
+  const Model& m = GetParam();
+  const std::string onnx = MakeOnnx(m);
+  auto run = [&](const std::string& pass_list, const std::string& remat, int* saved) {
+    driver::CompileOptions o;
+    o.train = true;
+    o.dims = m.dims;
+    o.passes = pass_list;
+    o.remat = remat;
+    auto plan = driver::CompileOnnxFile(onnx, o);
+    EXPECT_TRUE(plan.ok()) << plan.status();
+    StepOutput out;
+    if (!plan.ok()) return out;
+    for (const auto& n : plan->module->main()->nodes()) {
+      *saved += n->op() == "attention_grad" && n->GetInt("saved_stats", 0).value_or(0) == 1;
+    }
+    auto ex = cpu::Executor::Create(*plan);
+    EXPECT_TRUE(ex.ok()) << ex.status();
+    if (!ex.ok()) return out;
+    auto r = (*ex)->Run(TokenInputs(*plan->module->main(), m, 7));
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (r.ok()) out.results = *r;
+    out.state = (*ex)->State();
+    return out;
+  };
+  int none = 0, saved = 0, saved_remat = 0;
+  StepOutput base = run("default", "none", &none);
+  EXPECT_EQ(none, 0);
+  ExpectBitEqual(base, run("default,save-attention-stats", "none", &saved), "saved statistics");
+  EXPECT_GT(saved, 0);
+  ExpectBitEqual(base, run("default,save-attention-stats", "per-block", &saved_remat),
+                 "saved statistics, per-block remat");
+  EXPECT_EQ(saved_remat, saved);
 }
 
 // In-place optimizer updates (PlanMemoryOptions::inplace_updates): the executor binds the

@@ -200,7 +200,9 @@ absl::StatusOr<std::vector<TensorType>> InferFusedMatMul(const std::vector<Tenso
 
 absl::StatusOr<std::vector<TensorType>> InferAttention(const std::vector<TensorType>& inputs,
                                                        const AttrMap& attrs, int num_outputs) {
-  if (num_outputs != 1) return absl::InvalidArgumentError("attention has one output");
+  if (num_outputs != 1 && num_outputs != 2) {
+    return absl::InvalidArgumentError("attention has one output, or two (with the log-sum-exp)");
+  }
   PTC_ASSIGN_OR_RETURN(std::string layout, GetStringAttr(attrs, "layout", "bhtd"));
   PTC_RETURN_IF_ERROR(GetFloatAttr(attrs, "scale", 1.0).status());
   if (layout != "bhtd" && layout != "bthd") {
@@ -244,7 +246,12 @@ absl::StatusOr<std::vector<TensorType>> InferAttention(const std::vector<TensorT
   }
   Shape out = q.shape;
   out[3] = v.shape[3];
-  return std::vector<TensorType>{TensorType{q.dtype, out}};
+  std::vector<TensorType> types = {TensorType{q.dtype, out}};
+  // The second output: each query row's log-sum-exp of its scaled, masked scores (natural log,
+  // f32 [B, H, Tq] in either layout), what attention_grad {saved_stats=1} reads instead of
+  // recomputing the forward.
+  if (num_outputs == 2) types.push_back(TensorType{DType::kF32, {b, h, tq}});
+  return types;
 }
 
 absl::StatusOr<std::vector<TensorType>> InferLinearCeLoss(const std::vector<TensorType>& in,
@@ -298,7 +305,8 @@ const std::vector<OpDef>& FusedOpDefs() {
        .infer = InferFusedElementwise,
        .elementwise = true},
       {.name = "fused_matmul", .min_inputs = 2, .max_inputs = 3, .infer = InferFusedMatMul},
-      {.name = "attention", .min_inputs = 3, .max_inputs = 4, .infer = InferAttention},
+      {.name = "attention", .min_inputs = 3, .max_inputs = 4, .min_outputs = 1, .max_outputs = 2,
+       .infer = InferAttention},
       {.name = "linear_ce_loss", .min_inputs = 3, .max_inputs = 3, .min_outputs = 1,
        .max_outputs = 3, .infer = InferLinearCeLoss},
   };

@@ -165,11 +165,24 @@ InferResult InferGeluGrad(const Types& in, const AttrMap& attrs, int) {
 
 InferResult InferAttentionGrad(const Types& in, const AttrMap& attrs, int) {
   // dy must be what attention(q, k, v[, mask]) returns; the gradients have the operands' types.
-  Types fwd(in.begin() + 1, in.end());
-  PTC_ASSIGN_OR_RETURN(Types o, InferTypes("attention", fwd, attrs, 1));
+  // saved_stats=1: the last two inputs are the forward's output and log-sum-exp
+  // (attention's two outputs), so the backward does not recompute the forward.
+  PTC_ASSIGN_OR_RETURN(int64_t saved, GetIntAttr(attrs, "saved_stats", 0));
+  const size_t extra = saved ? 2 : 0;
+  if (in.size() < 4 + extra || in.size() > 5 + extra) {
+    return Invalid(absl::StrCat("attention_grad takes (dy, q, k, v[, mask]", saved ? ", o, lse" : "",
+                                "), got ", in.size(), " inputs"));
+  }
+  Types fwd(in.begin() + 1, in.end() - extra);
+  PTC_ASSIGN_OR_RETURN(Types o, InferTypes("attention", fwd, attrs, saved ? 2 : 1));
   if (in[0] != o[0]) {
     return Invalid(absl::StrCat("dy ", in[0].ToString(), " must have the attention output's type ",
                                 o[0].ToString()));
+  }
+  if (saved && (in[in.size() - 2] != o[0] || in.back() != o[1])) {
+    return Invalid(absl::StrCat("the saved output ", in[in.size() - 2].ToString(), " and lse ",
+                                in.back().ToString(), " must be ", o[0].ToString(), " and ",
+                                o[1].ToString()));
   }
   return Types{in[1], in[2], in[3]};
 }
@@ -244,7 +257,7 @@ const std::vector<OpDef>& TrainOpDefs() {
        .max_outputs = 3, .infer = InferLayerNormGrad},
       {.name = "gelu_grad", .min_inputs = 2, .max_inputs = 2, .infer = InferGeluGrad,
        .elementwise = true},
-      {.name = "attention_grad", .min_inputs = 4, .max_inputs = 5, .min_outputs = 3,
+      {.name = "attention_grad", .min_inputs = 4, .max_inputs = 7, .min_outputs = 3,
        .max_outputs = 3, .infer = InferAttentionGrad},
       {.name = "lr_schedule", .min_inputs = 1, .max_inputs = 1, .infer = InferLrSchedule},
       {.name = "adamw_update", .min_inputs = 6, .max_inputs = 7, .min_outputs = 3,

@@ -35,6 +35,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -242,9 +243,11 @@ struct Problem {
 };
 
 // The problem of attention's operands q, k, v[, mask] at inputs first.. of `node` (attention: 0;
-// attention_grad: 1, after dy), or a decline.
-absl::StatusOr<Problem> Describe(const ir::Node& node, int first) {
-  if (node.num_inputs() < first + 3 || node.num_inputs() > first + 4) {
+// attention_grad: 1, after dy; `trailing` inputs after the mask: attention_grad
+// {saved_stats=1}'s O and statistics), or a decline.
+absl::StatusOr<Problem> Describe(const ir::Node& node, int first, int trailing = 0) {
+  if (static_cast<int>(node.num_inputs()) < first + 3 + trailing ||
+      static_cast<int>(node.num_inputs()) > first + 4 + trailing) {
     return Decline(node, "unexpected operand count");
   }
   const ir::TensorType& q = node.input(first)->type();
@@ -284,7 +287,7 @@ absl::StatusOr<Problem> Describe(const ir::Node& node, int first) {
   p.scale = static_cast<float>(*scale);
   auto causal = node.GetInt("causal", 0);
   if (!causal.ok() || (*causal != 0 && *causal != 1)) return Decline(node, "bad causal attribute");
-  const bool has_mask = node.num_inputs() == first + 4;
+  const bool has_mask = static_cast<int>(node.num_inputs()) == first + 4 + trailing;
   if (*causal == 1) {
     if (!has_mask) return Decline(node, "causal=1 without a mask input");
     const ir::TensorType& m = node.input(first + 3)->type();
@@ -449,6 +452,7 @@ absl::Status Execute(DeviceHandle& dh, cudaStream_t stream, const fe::graph::Gra
   return absl::OkStatus();
 }
 
+// The forward; with a second output (save-attention-stats) the statistics go there.
 class CudnnAttentionKernel final : public DeviceKernel {
  public:
   CudnnAttentionKernel(DeviceHandle* dh, BuiltGraph fwd) : dh_(dh), fwd_(std::move(fwd)) {}
@@ -459,6 +463,7 @@ class CudnnAttentionKernel final : public DeviceKernel {
                                                {kK, const_cast<void*>(in[1])},
                                                {kV, const_cast<void*>(in[2])},
                                                {kO, out[0]}};
+    if (out.size() > 1) pack[kStats] = out[1];
     std::lock_guard<std::mutex> lock(dh_->mu);
     return Execute(*dh_, ctx.stream, *fwd_.graph, pack, fwd_.workspace > 0 ? workspace : nullptr,
                    "cuDNN SDPA forward");
@@ -470,22 +475,29 @@ class CudnnAttentionKernel final : public DeviceKernel {
 };
 
 // Workspace: O [b, h, tq, dv] (the node's layout), the statistics f32 [b, h, tq], then cuDNN's
-// own workspace (the larger of the two graphs').
+// own workspace (the larger of the two graphs'). {saved_stats=1} (no `fwd`): O and the
+// statistics are the node's last two inputs, and only the backward runs.
 class CudnnAttentionGradKernel final : public DeviceKernel {
  public:
-  CudnnAttentionGradKernel(DeviceHandle* dh, const Problem& p, BuiltGraph fwd, BuiltGraph bwd)
+  CudnnAttentionGradKernel(DeviceHandle* dh, const Problem& p, std::optional<BuiltGraph> fwd,
+                           BuiltGraph bwd)
       : dh_(dh), fwd_(std::move(fwd)), bwd_(std::move(bwd)) {
+    if (!fwd_.has_value()) {
+      bytes_ = AlignUp(static_cast<size_t>(bwd_.workspace));
+      return;
+    }
     const size_t o_bytes = static_cast<size_t>(p.b * p.h * p.tq * p.dv) * 2;  // f16 / bf16
     stats_off_ = AlignUp(o_bytes);
     cudnn_off_ = stats_off_ + AlignUp(sizeof(float) * static_cast<size_t>(p.b * p.h * p.tq));
-    bytes_ = cudnn_off_ + AlignUp(static_cast<size_t>(std::max(fwd_.workspace, bwd_.workspace)));
+    bytes_ = cudnn_off_ + AlignUp(static_cast<size_t>(std::max(fwd_->workspace, bwd_.workspace)));
   }
   size_t WorkspaceBytes() const override { return bytes_; }
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
                       absl::Span<void* const> out, void* workspace) override {
     char* ws = static_cast<char*>(workspace);
-    void* o = ws;
-    void* stats = ws + stats_off_;
+    const bool saved = !fwd_.has_value();
+    void* o = saved ? const_cast<void*>(in[in.size() - 2]) : ws;
+    void* stats = saved ? const_cast<void*>(in[in.size() - 1]) : ws + stats_off_;
     void* scratch = ws + cudnn_off_;
     std::unordered_map<int64_t, void*> fwd = {{kQ, const_cast<void*>(in[1])},
                                               {kK, const_cast<void*>(in[2])},
@@ -502,15 +514,18 @@ class CudnnAttentionGradKernel final : public DeviceKernel {
                                               {kDk, out[1]},
                                               {kDv, out[2]}};
     std::lock_guard<std::mutex> lock(dh_->mu);
-    PTC_RETURN_IF_ERROR(Execute(*dh_, ctx.stream, *fwd_.graph, fwd,
-                                fwd_.workspace > 0 ? scratch : nullptr, "cuDNN SDPA forward"));
+    if (!saved) {
+      PTC_RETURN_IF_ERROR(Execute(*dh_, ctx.stream, *fwd_->graph, fwd,
+                                  fwd_->workspace > 0 ? scratch : nullptr, "cuDNN SDPA forward"));
+    }
     return Execute(*dh_, ctx.stream, *bwd_.graph, bwd, bwd_.workspace > 0 ? scratch : nullptr,
                    "cuDNN SDPA backward");
   }
 
  private:
   DeviceHandle* dh_;
-  BuiltGraph fwd_, bwd_;
+  std::optional<BuiltGraph> fwd_;
+  BuiltGraph bwd_;
   size_t stats_off_ = 0, cudnn_off_ = 0, bytes_ = 0;
 };
 
@@ -534,17 +549,23 @@ absl::Status CudnnAttentionAvailable() {
 }
 
 absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateCudnnAttention(const ir::Node& node) {
-  if (node.num_outputs() != 1) return Decline(node, "attention has one output");
+  if (node.num_outputs() != 1 && node.num_outputs() != 2) {
+    return Decline(node, "attention has one or two outputs");
+  }
   PTC_ASSIGN_OR_RETURN(Problem p, Describe(node, 0));
   if (node.output(0)->type() !=
       ir::TensorType{node.input(0)->type().dtype,
                      p.bthd ? ir::Shape{p.b, p.tq, p.h, p.dv} : ir::Shape{p.b, p.h, p.tq, p.dv}}) {
     return Decline(node, "unexpected output type");
   }
+  const bool stats = node.num_outputs() == 2;  // the log-sum-exp, f32 [b, h, tq]
+  if (stats && node.output(1)->type() != ir::TensorType{ir::DType::kF32, {p.b, p.h, p.tq}}) {
+    return Decline(node, "unexpected statistics type");
+  }
   PTC_ASSIGN_OR_RETURN(auto dh, UsableHandle(node));
-  auto fwd = CachedGraph(p.Key(dh.first, "fwd"), [&] {
+  auto fwd = CachedGraph(p.Key(dh.first, stats ? "fwd_stats" : "fwd"), [&] {
     std::lock_guard<std::mutex> lock(dh.second->mu);  // the handle is shared
-    return BuildForward(p, /*stats=*/false, dh.second->handle);
+    return BuildForward(p, stats, dh.second->handle);
   });
   if (!fwd.ok()) return Decline(node, fwd.status().message());
   NoteOnce(absl::OkStatus());
@@ -556,7 +577,9 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateCudnnAttentionGrad(const ir:
   if (node.num_outputs() != 3 || node.num_inputs() < 4) {
     return Decline(node, "attention_grad takes (dy, q, k, v [, mask]) -> (dq, dk, dv)");
   }
-  PTC_ASSIGN_OR_RETURN(Problem p, Describe(node, 1));
+  auto saved = node.GetInt("saved_stats", 0);
+  if (!saved.ok()) return Decline(node, "bad saved_stats attribute");
+  PTC_ASSIGN_OR_RETURN(Problem p, Describe(node, 1, *saved ? 2 : 0));
   for (int i = 0; i < 3; ++i) {
     if (node.output(i)->type() != node.input(i + 1)->type()) {
       return Decline(node, "each gradient must have its operand's type");
@@ -566,11 +589,15 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateCudnnAttentionGrad(const ir:
                                                               : ir::Shape{p.b, p.h, p.tq, p.dv}};
   if (node.input(0)->type() != dy) return Decline(node, "dy must have the output's type");
   PTC_ASSIGN_OR_RETURN(auto dh, UsableHandle(node));
-  auto fwd = CachedGraph(p.Key(dh.first, "fwd_stats"), [&] {
-    std::lock_guard<std::mutex> lock(dh.second->mu);
-    return BuildForward(p, /*stats=*/true, dh.second->handle);
-  });
-  if (!fwd.ok()) return Decline(node, fwd.status().message());
+  std::optional<BuiltGraph> fwd;  // none with saved statistics
+  if (!*saved) {
+    auto built = CachedGraph(p.Key(dh.first, "fwd_stats"), [&] {
+      std::lock_guard<std::mutex> lock(dh.second->mu);
+      return BuildForward(p, /*stats=*/true, dh.second->handle);
+    });
+    if (!built.ok()) return Decline(node, built.status().message());
+    fwd = *std::move(built);
+  }
   auto bwd = CachedGraph(p.Key(dh.first, "bwd"), [&] {
     std::lock_guard<std::mutex> lock(dh.second->mu);
     return BuildBackward(p, dh.second->handle);
@@ -579,7 +606,7 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateCudnnAttentionGrad(const ir:
   NoteOnce(absl::OkStatus());
   g_backward_kernels.fetch_add(1, std::memory_order_relaxed);
   return std::unique_ptr<DeviceKernel>(
-      new CudnnAttentionGradKernel(dh.second, p, *std::move(fwd), *std::move(bwd)));
+      new CudnnAttentionGradKernel(dh.second, p, std::move(fwd), *std::move(bwd)));
 }
 
 #endif  // PTC_HAVE_CUDNN

@@ -550,14 +550,16 @@ class FlashAttentionKernel final : public DeviceKernel {
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
                       absl::Span<void* const> out, void*) override {
     const void* mask = in.size() > 3 ? in[3] : nullptr;
+    // A second output (save-attention-stats): the log-sum-exp for attention_grad.
+    float* lse = out.size() > 1 ? static_cast<float*>(out[1]) : nullptr;
     if (tc_) {
       const cudaError_t e = kernels::LaunchFlashAttentionTc(dt_, d_, in[0], in[1], in[2], mask,
-                                                            out[0], nullptr, ctx.stream);
+                                                            out[0], lse, ctx.stream);
       if (e != cudaSuccess) return CudaStatus(e, "LaunchFlashAttentionTc", __FILE__, __LINE__);
       return absl::OkStatus();
     }
     const cudaError_t e = kernels::LaunchFlashAttention(dt_, d_, in[0], in[1], in[2], mask,
-                                                        out[0], nullptr, ctx.stream);
+                                                        out[0], lse, ctx.stream);
     if (e != cudaSuccess) return CudaStatus(e, "LaunchFlashAttention", __FILE__, __LINE__);
     return absl::OkStatus();
   }
@@ -571,8 +573,9 @@ class FlashAttentionKernel final : public DeviceKernel {
 // The flash kernel's descriptor, or an error status when the node is outside what it supports
 // (the caller then uses the two-GEMM path for f32).
 // The flash descriptor of attention's operands q, k, v[, mask] at inputs first.. of `node`
-// (attention: 0; attention_grad: 1, after dy).
-absl::StatusOr<kernels::AttentionDesc> FlashDesc(const ir::Node& node, int first) {
+// (attention: 0; attention_grad: 1, after dy; `trailing` inputs after the mask).
+absl::StatusOr<kernels::AttentionDesc> FlashDesc(const ir::Node& node, int first,
+                                                 int trailing = 0) {
   const ir::TensorType& q = node.input(first)->type();
   const ir::TensorType& kt = node.input(first + 1)->type();
   const ir::TensorType& vt = node.input(first + 2)->type();
@@ -608,7 +611,7 @@ absl::StatusOr<kernels::AttentionDesc> FlashDesc(const ir::Node& node, int first
   strides(d.tk, d.d, d.k_strides);
   strides(d.tk, d.dv, d.v_strides);
   strides(d.tq, d.dv, d.o_strides);
-  if (node.num_inputs() == first + 4) {
+  if (static_cast<int>(node.num_inputs()) == first + 4 + trailing) {
     const ir::TensorType& m = node.input(first + 3)->type();
     if (m.dtype != DType::kBool && m.dtype != q.dtype) {
       return Invalid(node, absl::StrCat("mask must be bool or ", q.ToString(), "'s dtype"));
@@ -646,14 +649,16 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateFlashAttention(const ir::Nod
 }
 
 // attention_grad(dy, q, k, v[, mask]) -> dq, dk, dv: the flash forward is run again for O and
-// the log-sum-exp (f32 [b, h, tq]), then the flash backward. Tensor cores (`tc`, see
+// the log-sum-exp (f32 [b, h, tq]), then the flash backward; with {saved_stats=1} they are the
+// node's last two inputs (the forward's outputs) and only the backward runs. Tensor cores (`tc`, see
 // FlashAttentionKernel): the deterministic backward writes the f16 / bf16 gradients directly.
 // SIMT: its f32 gradients are the outputs for f32, or are cast into them for f16 / bf16.
 // Scratch: O, lse, the backward's row sums and (SIMT, f16 / bf16) the three f32 gradients.
 class FlashAttentionGradKernel final : public DeviceKernel {
  public:
-  FlashAttentionGradKernel(kernels::DT dt, kernels::AttentionDesc d, size_t elem, bool tc)
-      : dt_(dt), d_(d), elem_(elem), tc_(tc) {
+  FlashAttentionGradKernel(kernels::DT dt, kernels::AttentionDesc d, size_t elem, bool tc,
+                           bool saved)
+      : dt_(dt), d_(d), elem_(elem), tc_(tc), saved_(saved) {
     o_elems_ = d.b * d.h * d.tq * d.dv;
     rows_ = d.b * d.h * d.tq;
     n_[0] = d.b * d.h * d.tq * d.d;
@@ -665,8 +670,10 @@ class FlashAttentionGradKernel final : public DeviceKernel {
       off += (bytes + 255) / 256 * 256;
       return at;
     };
-    o_off_ = take(static_cast<size_t>(o_elems_) * elem_);
-    lse_off_ = take(sizeof(float) * static_cast<size_t>(rows_));
+    if (!saved_) {
+      o_off_ = take(static_cast<size_t>(o_elems_) * elem_);
+      lse_off_ = take(sizeof(float) * static_cast<size_t>(rows_));
+    }
     bwd_off_ = take(kernels::FlashAttentionBackwardWorkspaceBytes(d_));  // both backwards
     for (int i = 0; i < 3; ++i) {
       f32_off_[i] = dt_ == kernels::DT::kF32 || tc_
@@ -679,13 +686,17 @@ class FlashAttentionGradKernel final : public DeviceKernel {
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
                       absl::Span<void* const> out, void* workspace) override {
     char* ws = static_cast<char*>(workspace);
-    void* o = ws + o_off_;
-    float* lse = reinterpret_cast<float*>(ws + lse_off_);
-    const void* mask = in.size() > 4 ? in[4] : nullptr;
+    void* o = saved_ ? const_cast<void*>(in[in.size() - 2]) : ws + o_off_;
+    float* lse = saved_ ? static_cast<float*>(const_cast<void*>(in[in.size() - 1]))
+                        : reinterpret_cast<float*>(ws + lse_off_);
+    const void* mask = d_.mask_kind != 0 ? in[4] : nullptr;
     if (tc_) {
-      cudaError_t e = kernels::LaunchFlashAttentionTc(dt_, d_, in[1], in[2], in[3], mask, o, lse,
-                                                      ctx.stream);
-      if (e != cudaSuccess) return CudaStatus(e, "LaunchFlashAttentionTc", __FILE__, __LINE__);
+      cudaError_t e = cudaSuccess;
+      if (!saved_) {
+        e = kernels::LaunchFlashAttentionTc(dt_, d_, in[1], in[2], in[3], mask, o, lse,
+                                            ctx.stream);
+        if (e != cudaSuccess) return CudaStatus(e, "LaunchFlashAttentionTc", __FILE__, __LINE__);
+      }
       e = kernels::LaunchFlashAttentionTcBackward(dt_, d_, in[1], in[2], in[3], mask, o, in[0],
                                                   lse, out[0], out[1], out[2], ws + bwd_off_,
                                                   ctx.stream);
@@ -694,9 +705,11 @@ class FlashAttentionGradKernel final : public DeviceKernel {
       }
       return absl::OkStatus();
     }
-    cudaError_t e = kernels::LaunchFlashAttention(dt_, d_, in[1], in[2], in[3], mask, o, lse,
-                                                  ctx.stream);
-    if (e != cudaSuccess) return CudaStatus(e, "LaunchFlashAttention", __FILE__, __LINE__);
+    cudaError_t e = cudaSuccess;
+    if (!saved_) {
+      e = kernels::LaunchFlashAttention(dt_, d_, in[1], in[2], in[3], mask, o, lse, ctx.stream);
+      if (e != cudaSuccess) return CudaStatus(e, "LaunchFlashAttention", __FILE__, __LINE__);
+    }
     const bool f32 = dt_ == kernels::DT::kF32;
     float* g[3];
     for (int i = 0; i < 3; ++i) {
@@ -718,7 +731,7 @@ class FlashAttentionGradKernel final : public DeviceKernel {
   kernels::DT dt_;
   kernels::AttentionDesc d_;
   size_t elem_;
-  bool tc_;
+  bool tc_, saved_;
   int64_t o_elems_ = 0, rows_ = 0, n_[3] = {0, 0, 0};
   size_t o_off_ = 0, lse_off_ = 0, bwd_off_ = 0, f32_off_[3] = {0, 0, 0}, bytes_ = 0;
 };
@@ -729,10 +742,13 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateAttentionGrad(const ir::Node
     auto fused = CreateCudnnAttentionGrad(node);
     if (fused.ok() || fused.status().code() != absl::StatusCode::kUnimplemented) return fused;
   }
-  if (node.num_inputs() < 4 || node.num_inputs() > 5 || node.num_outputs() != 3) {
-    return Invalid(node, "attention_grad takes (dy, q, k, v [, mask]) and returns (dq, dk, dv)");
+  PTC_ASSIGN_OR_RETURN(int64_t saved, node.GetInt("saved_stats", 0));
+  const size_t extra = saved ? 2 : 0;
+  if (node.num_inputs() < 4 + extra || node.num_inputs() > 5 + extra || node.num_outputs() != 3) {
+    return Invalid(node, absl::StrCat("attention_grad takes (dy, q, k, v [, mask]",
+                                      saved ? ", o, lse" : "", ") and returns (dq, dk, dv)"));
   }
-  PTC_ASSIGN_OR_RETURN(kernels::AttentionDesc d, FlashDesc(node, 1));
+  PTC_ASSIGN_OR_RETURN(kernels::AttentionDesc d, FlashDesc(node, 1, static_cast<int>(extra)));
   for (int i = 0; i < 3; ++i) {
     if (node.output(i)->type() != node.input(i + 1)->type()) {
       return Invalid(node, "each gradient must have its operand's type");
@@ -743,7 +759,7 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateAttentionGrad(const ir::Node
   if (node.input(0)->type().dtype != dtype) return Invalid(node, "dy must have q's dtype");
   const auto dt = static_cast<kernels::DT>(static_cast<int>(dtype));
   return std::unique_ptr<DeviceKernel>(new FlashAttentionGradKernel(
-      dt, d, ir::DTypeSize(dtype), UseTensorCoreAttention(dt, d, options)));
+      dt, d, ir::DTypeSize(dtype), UseTensorCoreAttention(dt, d, options), saved != 0));
 }
 
 absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateAttention(const ir::Node& node,
@@ -765,6 +781,11 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateAttention(const ir::Node& no
     }
   }
   // Fallback (f32, head dims over 128, or KernelOptions::attention_two_gemm).
+  if (node.num_outputs() != 1) {
+    return absl::UnimplementedError(absl::StrCat(
+        node.Describe(), ": the log-sum-exp output needs the flash kernels (head dims up to ",
+        kernels::kFlashMaxHeadDim, ", not KernelOptions::attention_two_gemm)"));
+  }
   if (q.dtype != DType::kF32 || kt.dtype != DType::kF32 || vt.dtype != DType::kF32) {
     return absl::UnimplementedError(absl::StrCat(
         node.Describe(), ": no CUDA attention kernel for ", q.ToString(),

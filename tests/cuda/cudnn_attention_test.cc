@@ -195,6 +195,72 @@ INSTANTIATE_TEST_SUITE_P(Bf16, CudnnAttention, testing::ValuesIn(Cases()),
                            return info.param.name;
                          });
 
+// save-attention-stats through cuDNN: the forward's second output (cuDNN's softmax statistics)
+// is the CPU kernel's log-sum-exp (natural log of the scaled, masked scores), and the backward
+// {saved_stats=1} that reads it (with O) matches the CPU gradients, through cuDNN and through
+// the tensor-core flash backward alike (a forward and its backward may take different kernels).
+TEST(CudnnAttentionSavedStats, StatisticsAreTheLogSumExpAndFeedEitherBackward) {
+  PTC_SKIP_WITHOUT_CUDNN();
+  const AttnCase c{"saved", false, "bthd", 2, 3, 128, 64, AttnCase::kCausal};
+  const DType bf16 = DType::kBF16;
+  const std::vector<ir::Tensor> in = Inputs(c, bf16, 11);  // q, k, v, mask
+  const ir::AttrMap attrs = {{"layout", c.layout}, {"causal", int64_t{1}}};
+  auto node = [&](ir::Module& m, const std::string& op, const std::vector<TensorType>& types,
+                  const ir::AttrMap& a, int outs) -> absl::StatusOr<ir::Node*> {
+    ir::Function* f = m.AddFunction(absl::StrCat("f", m.functions().size()));
+    std::vector<ir::Value*> params;
+    for (size_t i = 0; i < types.size(); ++i) {
+      params.push_back(f->AddParam(absl::StrCat("x", i), types[i]));
+    }
+    PTC_ASSIGN_OR_RETURN(std::vector<TensorType> out, ir::InferTypes(op, types, a, outs));
+    return f->AddNode(op, params, out, a);
+  };
+  auto types = [](const std::vector<ir::Tensor>& ts) {
+    std::vector<TensorType> t;
+    for (const ir::Tensor& x : ts) t.push_back(x.type());
+    return t;
+  };
+  auto widen = [](const std::vector<ir::Tensor>& ts) {
+    std::vector<ir::Tensor> w;
+    for (const ir::Tensor& t : ts) w.push_back(t.dtype() == DType::kBool ? t : CastTo(t, DType::kF32));
+    return w;
+  };
+  ir::Module m;
+  // The forward with statistics, through cuDNN and on the CPU (f32 reference).
+  auto fwd = node(m, "attention", types(in), attrs, 2);
+  ASSERT_TRUE(fwd.ok()) << fwd.status();
+  auto got = EvaluateNodeOnDevice(**fwd, in, CudnnOptions());
+  ASSERT_TRUE(got.ok()) << got.status();
+  auto fwd32 = node(m, "attention", types(widen(in)), attrs, 2);
+  ASSERT_TRUE(fwd32.ok()) << fwd32.status();
+  auto ref = cpu::EvaluateNode(**fwd32, widen(in));
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  EXPECT_EQ(Compare((*got)[1], (*ref)[1], 20), "") << "cuDNN statistics vs the log-sum-exp";
+  // The backward reading them: cuDNN, then the flash kernels, against the CPU gradients.
+  std::mt19937_64 rng(5);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  ir::Tensor dy32(DType::kF32, in[0].shape());
+  for (int64_t i = 0; i < dy32.num_elements(); ++i) dy32.mutable_data_as<float>()[i] = normal(rng);
+  const ir::Tensor dy = CastTo(dy32, bf16);
+  std::vector<ir::Tensor> gin = {dy, in[0], in[1], in[2], in[3], (*got)[0], (*got)[1]};
+  ir::AttrMap gattrs = attrs;
+  gattrs["saved_stats"] = int64_t{1};
+  auto grad = node(m, "attention_grad", types(gin), gattrs, 3);
+  ASSERT_TRUE(grad.ok()) << grad.status();
+  auto grad32 = node(m, "attention_grad", types(widen({dy, in[0], in[1], in[2], in[3]})), attrs, 3);
+  ASSERT_TRUE(grad32.ok()) << grad32.status();
+  auto gref = cpu::EvaluateNode(**grad32, widen({dy, in[0], in[1], in[2], in[3]}));
+  ASSERT_TRUE(gref.ok()) << gref.status();
+  for (bool through_cudnn : {true, false}) {
+    auto g = EvaluateNodeOnDevice(**grad, gin, through_cudnn ? CudnnOptions() : KernelOptions{});
+    ASSERT_TRUE(g.ok()) << g.status();
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_EQ(Compare((*g)[i], CastTo((*gref)[i], bf16), 4), "")
+          << (through_cudnn ? "cuDNN" : "flash") << " backward, gradient " << i;
+    }
+  }
+}
+
 // A mask without causal=1 (here random bits) is declined, and the node runs on the flash
 // kernels: still correct.
 TEST(CudnnAttentionDecline, ArbitraryMaskFallsBackAndMatchesCpu) {

@@ -530,6 +530,23 @@ std::vector<Case> Cases() {
        {1, 2, 64, 128}, std::nullopt, Gen::kNormal, "", true);
     tc("attention_grad_tc_f16_causal_tq_lt_tk", f16, {1, 3, 70, 64}, {1, 3, 140, 64},
        {1, 3, 70, 64}, T(b, {70, 140}), Gen::kCausal, "", true);
+    // The log-sum-exp as a second output (save-attention-stats): f32 [B, H, Tq], tensor cores
+    // and SIMT.
+    Case lse_tc{"attention_lse_tc_bf16_bthd_causal", "attention",
+                {T(bf16, {2, 130, 3, 64}), T(bf16, {2, 130, 3, 64}), T(bf16, {2, 130, 3, 64}),
+                 T(b, {1, 1, 130, 130})},
+                {{"layout", std::string("bthd")}}, 2};
+    lse_tc.gens = {Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kCausal};
+    lse_tc.tolerance_scale = 2;
+    lse_tc.ref_in_f32 = true;
+    add(lse_tc);
+    Case lse_simt{"attention_lse_f32_causal", "attention",
+                  {T(f32, {1, 2, 40, 16}), T(f32, {1, 2, 40, 16}), T(f32, {1, 2, 40, 16}),
+                   T(b, {40, 40})},
+                  {{"scale", 0.3}}, 2};
+    lse_simt.gens = {Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kCausal};
+    lse_simt.tolerance_scale = 4;
+    add(lse_simt);
   }
   // Fast paths of the memory-bound kernels (elementwise.cu, reduce.cu, train.cu): the executor's
   // buffers are 256-byte aligned, so these hit the 16-byte vector paths; sizes with a tail
@@ -911,6 +928,57 @@ TEST(CudaKernelOptions, LinearCeSmallRowBlocksMatchCpu) {
     }
   }
   EXPECT_GE(seen, 3);
+}
+
+// attention_grad {saved_stats=1} reads the forward's output and log-sum-exp (attention's two
+// outputs) instead of running the forward again: the same bits as the recomputing backward
+// (the same forward kernel made them), on the tensor-core and the SIMT kernels.
+TEST(CudaKernelOptions, SavedStatsBackwardMatchesRecomputing) {
+  PTC_SKIP_WITHOUT_CUDA_DEVICE();
+  const DType bf16 = DType::kBF16, f32 = DType::kF32;
+  struct Config {
+    DType dt;
+    ir::Shape q;  // bthd
+    bool simt;
+  };
+  for (const Config& cfg : {Config{bf16, {2, 100, 2, 64}, false}, Config{bf16, {2, 100, 2, 64}, true},
+                            Config{f32, {1, 70, 3, 32}, false}}) {
+    const ir::AttrMap attrs = {{"layout", std::string("bthd")}};
+    const int64_t t = cfg.q[1];
+    Case fwd{"fwd", "attention", {T(cfg.dt, cfg.q), T(cfg.dt, cfg.q), T(cfg.dt, cfg.q),
+                                  T(DType::kBool, {t, t})}, attrs, 2};
+    fwd.gens = {Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kCausal};
+    auto built_fwd = Build(fwd);
+    ASSERT_TRUE(built_fwd.ok()) << built_fwd.status();
+    std::mt19937_64 rng(7);
+    const std::vector<ir::Tensor> in = Inputs(fwd, rng);
+    KernelOptions options;
+    options.attention_simt = cfg.simt;
+    auto out = EvaluateNodeOnDevice(*built_fwd->node, in, options);
+    ASSERT_TRUE(out.ok()) << out.status();
+    Case grad{"grad", "attention_grad", {T(cfg.dt, cfg.q), T(cfg.dt, cfg.q), T(cfg.dt, cfg.q),
+                                         T(cfg.dt, cfg.q), T(DType::kBool, {t, t})}, attrs, 3};
+    auto built_grad = Build(grad);
+    ASSERT_TRUE(built_grad.ok()) << built_grad.status();
+    ir::Tensor dy = Random(T(cfg.dt, cfg.q), Gen::kNormal, 0, rng);
+    std::vector<ir::Tensor> grad_in = {dy, in[0], in[1], in[2], in[3]};
+    auto recomputed = EvaluateNodeOnDevice(*built_grad->node, grad_in, options);
+    ASSERT_TRUE(recomputed.ok()) << recomputed.status();
+    Case saved = grad;
+    saved.inputs.push_back((*out)[0].type());
+    saved.inputs.push_back((*out)[1].type());
+    saved.attrs["saved_stats"] = int64_t{1};
+    auto built_saved = Build(saved);
+    ASSERT_TRUE(built_saved.ok()) << built_saved.status();
+    grad_in.push_back((*out)[0]);
+    grad_in.push_back((*out)[1]);
+    auto got = EvaluateNodeOnDevice(*built_saved->node, grad_in, options);
+    ASSERT_TRUE(got.ok()) << got.status();
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_EQ(Compare((*got)[i], (*recomputed)[i], 0), "")
+          << ir::DTypeName(cfg.dt) << (cfg.simt ? " simt" : "") << " gradient " << i;
+    }
+  }
 }
 
 // The tensor-core backward has no atomics: same inputs, same bits.
