@@ -212,8 +212,23 @@ class LowerFusedPass final : public Pass {
     bool changed = false;
     for (const auto& fn : module.functions()) {
       ir::Function& f = *fn;
+      // save-attention-stats undone: an exported attention_grad recomputes the forward (its
+      // saved O and log-sum-exp inputs go), so attention is lowered from its first output.
+      for (const auto& n : f.nodes()) {
+        if (n->op() != "attention_grad" || n->GetInt("saved_stats", 0).value_or(0) == 0) continue;
+        std::vector<ir::Value*> ins(n->inputs().begin(), n->inputs().end() - 2);
+        n->set_inputs(std::move(ins));
+        n->mutable_attrs().erase("saved_stats");
+        changed = true;
+      }
+      const auto uses = f.ComputeUses();
       std::vector<ir::Node*> targets;
       for (const auto& n : f.nodes()) {
+        if (n->op() == "attention" && n->num_outputs() > 1 && uses.count(n->output(1))) {
+          return absl::UnimplementedError(absl::StrCat(
+              n->Describe(), ": its log-sum-exp output has readers besides attention_grad; "
+              "it has no ONNX form"));
+        }
         const std::string& op = n->op();
         if (op == "gelu" || op == "fused_elementwise" || op == "fused_matmul" ||
             op == "attention") {
@@ -234,11 +249,11 @@ class LowerFusedPass final : public Pass {
           r = LowerAttention(e, *n);
         }
         if (!r.ok()) return r.status();
-        if ((*r)->type() != n->output()->type()) {
+        if ((*r)->type() != n->output(0)->type()) {
           return absl::InternalError(absl::StrCat("lowering ", n->Describe(), " gave ",
                                                   (*r)->type().ToString()));
         }
-        f.ReplaceAllUsesWith(n->output(), *r);
+        f.ReplaceAllUsesWith(n->output(0), *r);
         Count(absl::StrCat("lowered.", n->op()));
         changed = true;
       }
