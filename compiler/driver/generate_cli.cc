@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "codegen/cuda/nvrtc_codegen.h"
 #include "passes/kv_cache.h"
 
 namespace ptc::driver {
@@ -15,6 +16,20 @@ absl::Status GenerateToStdout(const plan::Plan& plan, generate::GenerateOptions 
     if (dp.ok()) {
       decode_plan = *std::move(dp);
       go.decode_plan = &decode_plan;
+      // The decoder is made here, after compilation: a CUDA plan's generated kernels do not
+      // cover its fused_elementwise nodes (one-token shapes), so NVRTC compiles them now (for
+      // the plan's architecture); without NVRTC they run on the interpreter, as before.
+      if (plan.target == "cuda" && plan.options.count("cuda_arch")) {
+        cuda::codegen::GenerateOptions gopts;
+        gopts.arch = plan.options.at("cuda_arch");
+        auto kernels = cuda::codegen::GenerateCudaKernels(*decode_plan.module, gopts);
+        if (kernels.ok()) {
+          decode_plan.cuda_kernels = *std::move(kernels);
+        } else {
+          std::fprintf(stderr, "ptc: note: the KV-cache decoder's fused kernels run on the "
+                       "interpreter: %s\n", std::string(kernels.status().message()).c_str());
+        }
+      }
     } else {
       std::fprintf(stderr, "ptc: note: no KV cache, running the full window per token: %s\n",
                    std::string(dp.status().message()).c_str());
