@@ -43,8 +43,9 @@ class AnnotateCausalPass : public Pass {
       for (const auto& n : fn->nodes()) {
         const bool fwd = n->op() == "attention";
         if (!fwd && n->op() != "attention_grad") continue;
-        const size_t q = fwd ? 0 : 1;  // attention_grad(dy, q, k, v[, mask])
-        if (n->num_inputs() != q + 4 || n->has_attr("causal")) continue;
+        const size_t q = fwd ? 0 : 1;  // attention_grad(dy, q, k, v[, mask][, o, lse])
+        const size_t saved = !fwd && n->GetInt("saved_stats", 0).value_or(0) != 0 ? 2 : 0;
+        if (n->num_inputs() != q + 4 + saved || n->has_attr("causal")) continue;
         PTC_ASSIGN_OR_RETURN(std::string layout, n->GetString("layout", "bhtd"));
         const int t_axis = layout == "bthd" ? 1 : 2;
         const ir::TensorType& qt = n->input(q)->type();
