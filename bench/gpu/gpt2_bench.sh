@@ -131,14 +131,15 @@ for prof in ${PROFILES-default attention_cudnn}; do
 done
 
 # Hardware counters of the heaviest kernels (Firecracker machines; gVisor ones have none):
-# speed-of-light and occupancy of the first launches of the attention and LM-head row kernels
+# speed-of-light and occupancy of the first launches of the attention, LM-head row, layer-norm
+# and memory-bound (reduce, cast, split / concat, elementwise, AdamW) kernels
 # in one training step of the batch-4 plan.
 if [ "${NCU:-1}" = 1 ] && command -v ncu >/dev/null; then
   echo "== ncu: attention and linear_ce_loss kernels (one step at batch 4)"
   ptc compile "$work/gpt2-loss.onnx" -o "$work/train4.plan" --train --target cuda \
     --precision bf16 --dim batch=4 --dim seq=1024 --optimizer adamw > compile-train4.log 2>&1
   timeout 120 ncu --clock-control none --target-processes all \
-    --kernel-name 'regex:Tc|Flash|LinearCe|LayerNorm|LnGrad' --launch-count 8 \
+    --kernel-name 'regex:Tc|Flash|LinearCe|LayerNorm|LnGrad|Reduce|Cast|Split|Concat|Copy|Elementwise|Fused|Gelu|Adam' --launch-count 30 \
     --section SpeedOfLight --section Occupancy ptc run "$work/train4.plan" --steps 1 \
     --data "$corpus" --progress none > ncu.log 2>&1
   echo "ncu rc $?"
