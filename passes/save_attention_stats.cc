@@ -19,6 +19,7 @@
 #include <map>
 #include <set>
 
+#include "compiler/ir/ops.h"
 #include "compiler/support/status.h"
 #include "passes/passes.h"
 
@@ -65,17 +66,15 @@ class SaveAttentionStatsPass : public Pass {
       ir::Node* f = it->second;
       ir::Node*& nf = replaced[f];
       if (nf == nullptr) {
-        const ir::TensorType& ot = f->output()->type();
-        const ir::TensorType& qt = f->input(0)->type();
-        absl::StatusOr<std::string> layout = f->GetString("layout", "bhtd");
-        if (!layout.ok() || qt.rank() != 4) {
+        std::vector<ir::TensorType> in_types;
+        for (const ir::Value* v : f->inputs()) in_types.push_back(v->type());
+        absl::StatusOr<std::vector<ir::TensorType>> types =
+            ir::InferTypes("attention", in_types, f->attrs(), 2);  // (o, lse)
+        if (!types.ok()) {
           Count("declined.no_forward");
           continue;
         }
-        const bool bthd = *layout == "bthd";
-        const ir::TensorType lse{ir::DType::kF32,
-                                 {qt.shape[0], qt.shape[bthd ? 2 : 1], qt.shape[bthd ? 1 : 2]}};
-        nf = fn.AddNode("attention", f->inputs(), {ot, lse}, f->attrs(), f->loc(),
+        nf = fn.AddNode("attention", f->inputs(), *types, f->attrs(), f->loc(),
                         {f->output()->name(), f->output()->name() + ".lse"}, /*before=*/f);
         fn.ReplaceAllUsesWith(f->output(), nf->output(0));
         erase.insert(f);

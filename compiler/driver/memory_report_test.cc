@@ -118,6 +118,17 @@ struct StepOutput {
   std::set<std::string> donating_ops;
 };
 
+// One step of `plan` on the CPU executor (token inputs of seed 7): its results and state.
+void RunOnCpu(const plan::Plan& plan, const Model& m, StepOutput* out) {
+  auto ex = cpu::Executor::Create(plan);
+  EXPECT_TRUE(ex.ok()) << ex.status();
+  if (!ex.ok()) return;
+  auto r = (*ex)->Run(TokenInputs(*plan.module->main(), m, 7));
+  EXPECT_TRUE(r.ok()) << r.status();
+  if (r.ok()) out->results = *r;
+  out->state = (*ex)->State();
+}
+
 // hoist: schedule's early optimizer updates (only meaningful with in-place updates).
 StepOutput RunStep(std::unique_ptr<ir::Module> module, const Model& m, bool inplace = false,
                    bool hoist = false, bool reuse = false) {
@@ -145,14 +156,7 @@ StepOutput RunStep(std::unique_ptr<ir::Module> module, const Model& m, bool inpl
   }
   plan.memory = *mp;
   plan.module = std::move(module);
-  auto ex = cpu::Executor::Create(plan);
-  EXPECT_TRUE(ex.ok()) << ex.status();
-  if (!ex.ok()) return out;
-  const std::map<std::string, ir::Tensor> inputs = TokenInputs(*plan.module->main(), m, 7);
-  auto r = (*ex)->Run(inputs);
-  EXPECT_TRUE(r.ok()) << r.status();
-  if (r.ok()) out.results = *r;
-  out.state = (*ex)->State();
+  RunOnCpu(plan, m, &out);
   return out;
 }
 
@@ -232,13 +236,7 @@ TEST_P(RematBitExact, SavedAttentionStatsMatch) {
     for (const auto& n : plan->module->main()->nodes()) {
       *saved += n->op() == "attention_grad" && n->GetInt("saved_stats", 0).value_or(0) == 1;
     }
-    auto ex = cpu::Executor::Create(*plan);
-    EXPECT_TRUE(ex.ok()) << ex.status();
-    if (!ex.ok()) return out;
-    auto r = (*ex)->Run(TokenInputs(*plan->module->main(), m, 7));
-    EXPECT_TRUE(r.ok()) << r.status();
-    if (r.ok()) out.results = *r;
-    out.state = (*ex)->State();
+    RunOnCpu(*plan, m, &out);
     return out;
   };
   int none = 0, saved = 0, saved_remat = 0;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <random>
@@ -880,6 +881,27 @@ bool IsTensorCoreAttentionCase(const Case& c) {
   return c.name.rfind("attention_tc_", 0) == 0 || c.name.rfind("attention_grad_tc_", 0) == 0;
 }
 
+// The cases `take` selects through `options`, against the CPU reference (inputs seeded from the
+// case name + `seed`); *seen counts them.
+void ExpectCasesMatchCpu(const std::function<bool(const Case&)>& take,
+                         const KernelOptions& options, uint64_t seed, int* seen) {
+  for (const Case& c : Cases()) {
+    if (!take(c)) continue;
+    ++*seen;
+    auto built = Build(c);
+    ASSERT_TRUE(built.ok()) << built.status();
+    std::mt19937_64 rng(std::hash<std::string>{}(c.name) + seed);
+    const std::vector<ir::Tensor> in = Inputs(c, rng);
+    auto ref = Reference(c, *built->node, in);
+    ASSERT_TRUE(ref.ok()) << ref.status();
+    auto got = EvaluateNodeOnDevice(*built->node, in, options);
+    ASSERT_TRUE(got.ok()) << c.name << ": " << got.status();
+    for (size_t i = 0; i < ref->size(); ++i) {
+      EXPECT_EQ(Compare((*got)[i], (*ref)[i], c.tolerance_scale), "") << c.name << " output " << i;
+    }
+  }
+}
+
 // The tensor-core cases again through the SIMT kernels (KernelOptions::attention_simt): the
 // bypass computes the same function.
 TEST(CudaKernelOptions, AttentionSimtBypassMatchesCpu) {
@@ -887,21 +909,8 @@ TEST(CudaKernelOptions, AttentionSimtBypassMatchesCpu) {
   KernelOptions simt;
   simt.attention_simt = true;
   int seen = 0;
-  for (const Case& c : Cases()) {
-    if (!IsTensorCoreAttentionCase(c)) continue;
-    ++seen;
-    auto built = Build(c);
-    ASSERT_TRUE(built.ok()) << built.status();
-    std::mt19937_64 rng(std::hash<std::string>{}(c.name) + 3);
-    const std::vector<ir::Tensor> in = Inputs(c, rng);
-    auto ref = Reference(c, *built->node, in);
-    ASSERT_TRUE(ref.ok()) << ref.status();
-    auto got = EvaluateNodeOnDevice(*built->node, in, simt);
-    ASSERT_TRUE(got.ok()) << c.name << ": " << got.status();
-    for (size_t i = 0; i < ref->size(); ++i) {
-      EXPECT_EQ(Compare((*got)[i], (*ref)[i], c.tolerance_scale), "") << c.name << " output " << i;
-    }
-  }
+  ExpectCasesMatchCpu(IsTensorCoreAttentionCase, simt, 3, &seen);
+  if (HasFatalFailure()) return;
   EXPECT_GT(seen, 0);
 }
 
@@ -912,21 +921,8 @@ TEST(CudaKernelOptions, LinearCeSmallRowBlocksMatchCpu) {
   KernelOptions small;
   small.linear_ce_rows = 16;
   int seen = 0;
-  for (const Case& c : Cases()) {
-    if (c.op != "linear_ce_loss") continue;
-    ++seen;
-    auto built = Build(c);
-    ASSERT_TRUE(built.ok()) << built.status();
-    std::mt19937_64 rng(std::hash<std::string>{}(c.name) + 5);
-    const std::vector<ir::Tensor> in = Inputs(c, rng);
-    auto ref = Reference(c, *built->node, in);
-    ASSERT_TRUE(ref.ok()) << ref.status();
-    auto got = EvaluateNodeOnDevice(*built->node, in, small);
-    ASSERT_TRUE(got.ok()) << c.name << ": " << got.status();
-    for (size_t i = 0; i < ref->size(); ++i) {
-      EXPECT_EQ(Compare((*got)[i], (*ref)[i], c.tolerance_scale), "") << c.name << " output " << i;
-    }
-  }
+  ExpectCasesMatchCpu([](const Case& c) { return c.op == "linear_ce_loss"; }, small, 5, &seen);
+  if (HasFatalFailure()) return;
   EXPECT_GE(seen, 3);
 }
 
