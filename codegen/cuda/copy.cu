@@ -1,6 +1,10 @@
 // Data-movement kernels: one strided copy for transpose / slice / expand / concat / split, and
-// gather (embedding lookup). Element width is a template parameter (1, 2, 4, 8 bytes), the
-// dtype does not matter.
+// gather (embedding lookup). Element width is a template parameter (1, 2, 4, 8 bytes; the copy
+// also moves 16-byte units where copy_plan.h's WidenCopy regroups runs), the dtype does not
+// matter.
+#include <type_traits>
+
+#include "codegen/cuda/copy_plan.h"
 #include "codegen/cuda/device_util.cuh"
 
 namespace ptc::cuda::kernels {
@@ -8,17 +12,22 @@ namespace {
 
 constexpr int kThreads = 256;
 
-template <int B>
+// I: int32_t when CopyFitsInt32 (copy_plan.h), else int64_t. B: the unit WidenCopy chose.
+template <int B, typename I>
 __global__ void __launch_bounds__(kThreads)
     StridedCopyKernel(CopyDesc d, const typename Bits<B>::T* __restrict__ in,
                       typename Bits<B>::T* __restrict__ out) {
-  for (int64_t i = GlobalThread(); i < d.n; i += GridStride()) {
-    int64_t src = d.in_offset, dst = d.out_offset, r = i;
+  using U = std::make_unsigned_t<I>;  // the element counter: i + grid stride cannot overflow
+  const U n = static_cast<U>(d.n), stride = static_cast<U>(gridDim.x) * blockDim.x;
+  for (U i = static_cast<U>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    I src = static_cast<I>(d.in_offset), dst = static_cast<I>(d.out_offset);
+    U r = i;
     for (int k = d.rank - 1; k >= 0; --k) {
-      const int64_t c = r % d.shape[k];
-      r /= d.shape[k];
-      src += c * d.in_strides[k];
-      dst += c * d.out_strides[k];
+      const U dim = static_cast<U>(d.shape[k]);
+      const I c = static_cast<I>(r % dim);
+      r /= dim;
+      src += c * static_cast<I>(d.in_strides[k]);
+      dst += c * static_cast<I>(d.out_strides[k]);
     }
     out[dst] = in[src];
   }
@@ -97,20 +106,30 @@ cudaError_t LaunchKvCacheWrite(int64_t outer, int64_t rows, int64_t inner_bytes,
   return cudaGetLastError();
 }
 
-cudaError_t LaunchStridedCopy(int elem_bytes, const CopyDesc& d, const void* in, void* out,
+cudaError_t LaunchStridedCopy(int elem_bytes, const CopyDesc& elems, const void* in, void* out,
                               cudaStream_t stream) {
-  if (d.n == 0) return cudaSuccess;
+  if (elems.n == 0) return cudaSuccess;
+  WideCopy w = WidenCopy(elems, elem_bytes);
+  if (!CopyUnitFits(in, out, w.unit_bytes)) w = WideCopy{elems, elem_bytes};
+  const CopyDesc& d = w.desc;
+  const bool i32 = CopyFitsInt32(d);
   const unsigned grid = GridFor(d.n, kThreads);
-#define PTC_COPY_CASE(B)                                                                \
-  case B:                                                                               \
-    StridedCopyKernel<B><<<grid, kThreads, 0, stream>>>(                                \
-        d, static_cast<const Bits<B>::T*>(in), static_cast<Bits<B>::T*>(out));          \
+#define PTC_COPY_CASE(B)                                                                  \
+  case B:                                                                                 \
+    if (i32) {                                                                            \
+      StridedCopyKernel<B, int32_t><<<grid, kThreads, 0, stream>>>(                       \
+          d, static_cast<const Bits<B>::T*>(in), static_cast<Bits<B>::T*>(out));          \
+    } else {                                                                              \
+      StridedCopyKernel<B, int64_t><<<grid, kThreads, 0, stream>>>(                       \
+          d, static_cast<const Bits<B>::T*>(in), static_cast<Bits<B>::T*>(out));          \
+    }                                                                                     \
     break;
-  switch (elem_bytes) {
+  switch (w.unit_bytes) {
     PTC_COPY_CASE(1)
     PTC_COPY_CASE(2)
     PTC_COPY_CASE(4)
     PTC_COPY_CASE(8)
+    PTC_COPY_CASE(16)
     default: return cudaErrorInvalidValue;
   }
 #undef PTC_COPY_CASE

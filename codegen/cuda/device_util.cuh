@@ -249,6 +249,7 @@ template <> struct Bits<1> { using T = uint8_t; };
 template <> struct Bits<2> { using T = uint16_t; };
 template <> struct Bits<4> { using T = uint32_t; };
 template <> struct Bits<8> { using T = uint64_t; };
+template <> struct Bits<16> { using T = uint4; };  // 16-byte aligned: one 128-bit load / store
 
 }  // namespace ptc::cuda::kernels
 

@@ -229,6 +229,15 @@ std::vector<Case> Cases() {
                  {"steps", std::vector<int64_t>{1, 1, 1}}}});
   cs.push_back({"concat_three", "concat", {T(f32, {2, 3, 4}), T(f32, {2, 1, 4}), T(f32, {2, 5, 4})},
                 {{"axis", int64_t{1}}}});
+  // The QKV split / concat in 16-byte units (codegen/cuda/copy_plan.h), and pieces whose
+  // sizes only allow narrower units (10 bf16 = 20 bytes: 4-byte units; 3: elementwise).
+  cs.push_back({"split_qkv_bf16", "split", {T(bf16, {2, 8, 72})},
+                {{"axis", int64_t{2}}, {"sizes", std::vector<int64_t>{24, 24, 24}}}, 3});
+  cs.push_back({"concat_qkv_bf16", "concat",
+                {T(bf16, {2, 8, 24}), T(bf16, {2, 8, 24}), T(bf16, {2, 8, 24})},
+                {{"axis", int64_t{2}}}});
+  cs.push_back({"split_odd_bf16", "split", {T(bf16, {3, 5, 23})},
+                {{"axis", int64_t{2}}, {"sizes", std::vector<int64_t>{10, 10, 3}}}, 3});
   Case ge{"gather_embedding", "gather", {T(f32, {50, 16}), T(i64, {2, 7})}, {{"axis", int64_t{0}}}};
   ge.gens = {Gen::kNormal, Gen::kIndex};
   ge.index_range = 50;
