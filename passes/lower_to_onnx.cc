@@ -5,7 +5,8 @@
 // What: gelu -> x * 0.5 * (1 + erf(x / sqrt(2))) (tanh form for approximate="tanh");
 // fused_elementwise -> its postfix program as one core op per token; fused_matmul -> transpose
 // (trans_b) + matmul + add (bias) + activation; attention -> transposes (layout "bthd"),
-// matmul(q, k^T), mul(scale), where(mask, -inf, s) or add(mask), softmax, matmul(p, v).
+// matmul(q, k^T), mul(scale), where(mask, -inf, s) or add(mask), softmax, matmul(p, v);
+// gemm_bgrad -> gemm + reduce_sum (+ cast to its bias_dtype).
 // Training ops (gather_grad, adamw_update, assign, ...) have no ONNX form and stay as they are.
 //
 // Preconditions: the module verifies. Runs only for export (it undoes the fusions, so the
@@ -168,6 +169,20 @@ absl::StatusOr<ir::Value*> LowerFusedMatMul(Emitter& e, const ir::Node& n) {
   return e.Unary(act, y);
 }
 
+// gemm_bgrad -> gemm (dW) and reduce_sum over b's rows (db), cast when {bias_dtype} differs.
+absl::StatusOr<std::vector<ir::Value*>> LowerGemmBgrad(Emitter& e, const ir::Node& n) {
+  ir::AttrMap attrs;
+  if (n.GetInt("trans_a", 0).value_or(0) != 0) attrs["trans_a"] = int64_t{1};
+  PTC_ASSIGN_OR_RETURN(ir::Value* y, e.Op("gemm", {n.input(0), n.input(1)}, std::move(attrs)));
+  PTC_ASSIGN_OR_RETURN(ir::Value* db, e.Op("reduce_sum", {n.input(1)},
+                                           {{"axes", std::vector<int64_t>{0}},
+                                            {"keepdims", int64_t{0}}}));
+  if (db->type().dtype != n.output(1)->type().dtype) {
+    PTC_ASSIGN_OR_RETURN(db, e.Op("cast", {db}, {{"to", n.output(1)->type().dtype}}));
+  }
+  return std::vector<ir::Value*>{y, db};
+}
+
 absl::StatusOr<ir::Value*> LowerAttention(Emitter& e, const ir::Node& n) {
   PTC_ASSIGN_OR_RETURN(std::string layout, n.GetString("layout", "bhtd"));
   ir::Value* q = n.input(0);
@@ -231,14 +246,18 @@ class LowerFusedPass final : public Pass {
         }
         const std::string& op = n->op();
         if (op == "gelu" || op == "fused_elementwise" || op == "fused_matmul" ||
-            op == "attention") {
+            op == "attention" || op == "gemm_bgrad") {
           targets.push_back(n.get());
         }
       }
       for (ir::Node* n : targets) {
         Emitter e(f, *n);
         absl::StatusOr<ir::Value*> r;
-        if (n->op() == "gelu") {
+        if (n->op() == "gemm_bgrad") {
+          PTC_ASSIGN_OR_RETURN(std::vector<ir::Value*> outs, LowerGemmBgrad(e, *n));
+          f.ReplaceAllUsesWith(n->output(1), outs[1]);
+          r = outs[0];
+        } else if (n->op() == "gelu") {
           PTC_ASSIGN_OR_RETURN(std::string approx, n->GetString("approximate", "none"));
           r = e.Unary(approx == "tanh" ? "gelu_tanh" : "gelu", n->input(0));
         } else if (n->op() == "fused_elementwise") {

@@ -164,11 +164,14 @@ OpCost EstimateCost(const ir::Node& n) {
       c.flops = prod * (n.num_outputs() == 3 ? 3.0 : 1.0) +
                 8.0 * static_cast<double>(x[0]) * static_cast<double>(w[0] * w[1] / x[1]);
     }
-  } else if (op == "gemm" && n.num_inputs() >= 2) {
+  } else if ((op == "gemm" || op == "gemm_bgrad") && n.num_inputs() >= 2) {
+    // gemm_bgrad: the product plus one add per element of b for the bias gradient.
     const ir::Shape& a = n.input(0)->type().shape;
     int64_t trans_a = n.GetInt("trans_a", 0).value_or(0);
     int64_t k = a.size() == 2 ? (trans_a ? a[0] : a[1]) : 1;
-    c.flops = 2.0 * static_cast<double>(out_elems) * static_cast<double>(k);
+    const double y_elems = static_cast<double>(std::max<int64_t>(0, n.output(0)->type().num_elements()));
+    c.flops = 2.0 * y_elems * static_cast<double>(k);
+    if (op == "gemm_bgrad") c.flops += static_cast<double>(std::max<int64_t>(0, n.input(1)->type().num_elements()));
   } else if (op == "reshape" || op == "identity" || op == "transpose" || op == "concat" ||
              op == "split" || op == "slice" || op == "gather" || op == "expand" ||
              op == "constant" || op == "cast" || op == "assign" || op == "trilu") {

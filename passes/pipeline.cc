@@ -150,6 +150,9 @@ const std::vector<PassInfo>& RegisteredPasses() {
        [] { return CreateFuseAttentionPass(); }},
       {"fuse-linear-ce", "LM head matmul + softmax_ce_loss -> linear_ce_loss (no N x V logits)",
        [] { return CreateFuseLinearCePass(); }},
+      {"fuse-bias-grad",
+       "training: a linear layer's weight-gradient gemm + bias-gradient reduce_sum -> gemm_bgrad",
+       [] { return CreateFuseBiasGradPass(); }},
       {"mixed-precision-bf16",
        "matmul-like ops in bf16, norms/softmax/reductions/losses in f32 (--precision bf16)",
        [] { return CreateMixedPrecisionPass({.low = ir::DType::kBF16}); }},
@@ -163,8 +166,10 @@ const std::vector<PassInfo>& RegisteredPasses() {
 }
 
 std::vector<std::string> DefaultPassList(std::string_view target) {
+  // fuse-bias-grad after cse: dW's and db's views of the output gradient are one value then.
   std::vector<std::string> list = {"fold-param-casts", "fold-constants", "simplify",
-                                   "fold-gemm-transpose", "annotate-causal", "cse", "dce"};
+                                   "fold-gemm-transpose", "annotate-causal", "cse",
+                                   "fuse-bias-grad", "dce"};
   if (target == "cpu") {
     // fuse-elementwise pays on CPU: a GPT-2-like MLP/residual block measured faster with it
     // (see tools/ptc_opt --bench and the passes report); it runs after cse so that duplicated

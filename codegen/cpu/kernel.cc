@@ -220,6 +220,7 @@ constexpr OpEntry kOps[] = {
     {"cast", MakeCastKernel, false},
     {"matmul", MakeMatMulKernel, true},
     {"gemm", MakeGemmKernel, true},
+    {"gemm_bgrad", MakeGemmBgradKernel, true},
     {"attention", MakeAttentionKernel, false},
     {"attention_grad", MakeAttentionGradKernel, false},
     {"linear_ce_loss", MakeLinearCeLossKernel, false},

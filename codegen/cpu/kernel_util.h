@@ -293,6 +293,7 @@ KernelOr MakeCastKernel(const ir::Node& node);
 KernelOr MakeMatMulKernel(const ir::Node& node);
 KernelOr MakeGemmKernel(const ir::Node& node);
 KernelOr MakeFusedMatMulKernel(const ir::Node& node);  // fused_matmul
+KernelOr MakeGemmBgradKernel(const ir::Node& node);    // gemm_bgrad
 KernelOr MakeAttentionKernel(const ir::Node& node);    // attention (attention.cc)
 KernelOr MakeAttentionGradKernel(const ir::Node& node);  // attention_grad (attention.cc)
 KernelOr MakeLinearCeLossKernel(const ir::Node& node);  // linear_ce_loss (loss.cc)

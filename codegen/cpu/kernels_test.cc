@@ -308,6 +308,25 @@ std::vector<Ref> Reference(const std::string& op, const AttrMap& a, const std::v
     }
     return {out};
   }
+  if (op == "gemm_bgrad") {  // y = op(a) @ b, db = column sums of b
+    const bool ta = IntAttr(a, "trans_a", 0);
+    const int64_t m = ta ? in[0].shape[1] : in[0].shape[0], k = in[1].shape[0];
+    const int64_t n = in[1].shape[1];
+    Ref y{dt, {m, n}, std::vector<double>(m * n)};
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t j = 0; j < n; ++j) {
+        double s = 0;
+        for (int64_t p = 0; p < k; ++p) s += in[0].v[ta ? p * m + i : i * k + p] * in[1].v[p * n + j];
+        y.v[i * n + j] = s;
+      }
+    }
+    const DType bias_dt = a.count("bias_dtype") ? std::get<DType>(a.at("bias_dtype")) : dt;
+    Ref db{bias_dt, {n}, std::vector<double>(n)};
+    for (int64_t p = 0; p < k; ++p) {
+      for (int64_t j = 0; j < n; ++j) db.v[j] += in[1].v[p * n + j];
+    }
+    return {y, db};
+  }
   if (op == "softmax" || op == "log_softmax") {
     int64_t axis = IntAttr(a, "axis", -1);
     const Shape& s = in[0].shape;
@@ -714,6 +733,12 @@ std::vector<Case> AllCases() {
                 {F32({4, 3}), F32({5, 4}), F32({5})}});
   cs.push_back({"gemm", {{"trans_b", int64_t{1}}}, {F64({3, 4}), F64({5, 4}), F64({3, 1})}});
   cs.push_back({"gemm", {{"beta", 0.0}}, {F32({3, 4}), F32({4, 5}), F32({3, 5})}});
+  // Weight and bias gradients in one (fuse-bias-grad): dW = x^T dy, db = column sums of dy;
+  // bf16 operands with the f32 bias gradient of a --precision plan.
+  cs.push_back({"gemm_bgrad", {{"trans_a", int64_t{1}}}, {F32({37, 5}), F32({37, 300})}, 2});
+  cs.push_back({"gemm_bgrad", {}, {F64({4, 6}), F64({6, 3})}, 2});
+  cs.push_back({"gemm_bgrad", {{"trans_a", int64_t{1}}, {"bias_dtype", DType::kF32}},
+                {In{DType::kBF16, {16, 8}}, In{DType::kBF16, {16, 12}}}, 2, 1e-2, 1e-2});
   // softmax / log_softmax on the last and on a middle axis.
   for (std::string op : {"softmax", "log_softmax"}) {
     cs.push_back({op, {{"axis", int64_t{-1}}}, {F32({4, 7})}});

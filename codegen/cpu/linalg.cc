@@ -308,6 +308,44 @@ class GemmKernel : public Kernel {
   std::optional<BroadcastPlan> c_plan_;
 };
 
+// gemm_bgrad: y = op(a) @ b (TiledGemm) and db = the column sums of b [K, N], summed in T (f32
+// for the f16 / bf16 operands the half wrapper widens: bias_dtype=f32 then costs nothing).
+// Columns are split over the pool; each column block is summed row by row in a fixed order.
+template <typename T>
+class GemmBgradKernel : public Kernel {
+ public:
+  GemmBgradKernel(bool ta, int64_t m, int64_t n, int64_t k) : ta_(ta), m_(m), n_(n), k_(k) {}
+
+  absl::Status Run(absl::Span<const void* const> inputs, absl::Span<void* const> outputs,
+                   void*) override {
+    const T* a = static_cast<const T*>(inputs[0]);
+    const T* b = static_cast<const T*>(inputs[1]);
+    T* y = static_cast<T*>(outputs[0]);
+    T* db = static_cast<T*>(outputs[1]);
+    if (k_ == 0) {
+      std::fill(y, y + m_ * n_, T(0));
+    } else {
+      TiledGemm<T>(ta_, false, m_, n_, k_, T(1), a, ta_ ? m_ : k_, b, n_, T(0), y, n_);
+    }
+    constexpr int64_t kCols = 256;
+    ParallelFor((n_ + kCols - 1) / kCols, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t cb = c0; cb < c1; ++cb) {
+        const int64_t j0 = cb * kCols, j1 = std::min(n_, j0 + kCols);
+        std::fill(db + j0, db + j1, T(0));
+        for (int64_t r = 0; r < k_; ++r) {
+          const T* row = b + r * n_;
+          for (int64_t j = j0; j < j1; ++j) db[j] += row[j];
+        }
+      }
+    });
+    return absl::OkStatus();
+  }
+
+ private:
+  bool ta_;
+  int64_t m_, n_, k_;
+};
+
 // fused_matmul: y = act(x @ op(w) + bias), the bias and activation applied per finished tile.
 enum class Activation { kNone, kGelu, kGeluTanh, kRelu };
 
@@ -517,6 +555,34 @@ KernelOr MakeGemmKernel(const ir::Node& node) {
       return KernelPtr(new GemmKernel<int32_t>(ta, tb, m, n, k, alpha, beta, std::move(c_plan)));
     case DType::kI64:
       return KernelPtr(new GemmKernel<int64_t>(ta, tb, m, n, k, alpha, beta, std::move(c_plan)));
+    default:
+      return Unsupported(node, absl::StrCat("dtype ", DTypeStr(at.dtype), " is not supported"));
+  }
+}
+
+KernelOr MakeGemmBgradKernel(const ir::Node& node) {
+  PTC_RETURN_IF_ERROR(CheckArity(node, 2, 2, 2, 2));
+  const ir::TensorType& at = node.input(0)->type();
+  const ir::TensorType& bt = node.input(1)->type();
+  const ir::TensorType& yt = node.output(0)->type();
+  const ir::TensorType& dbt = node.output(1)->type();
+  PTC_ASSIGN_OR_RETURN(int64_t ta, node.GetInt("trans_a", 0));
+  if (at.rank() != 2 || bt.rank() != 2 || bt.dtype != at.dtype || yt.dtype != at.dtype ||
+      dbt.dtype != at.dtype) {
+    return Invalid(node, absl::StrCat("expects 2-D a and b and outputs of one dtype, got ",
+                                      at.ToString(), ", ", bt.ToString(), " -> ", yt.ToString(),
+                                      ", ", dbt.ToString()));
+  }
+  const int64_t m = ta ? at.shape[1] : at.shape[0], k = ta ? at.shape[0] : at.shape[1];
+  const int64_t n = bt.shape[1];
+  if (bt.shape[0] != k || yt.shape != ir::Shape{m, n} || dbt.shape != ir::Shape{n}) {
+    return Invalid(node, absl::StrCat("shapes do not match: ", at.ToString(), " x ",
+                                      bt.ToString(), " (trans_a=", ta, ") -> ", yt.ToString(),
+                                      ", ", dbt.ToString()));
+  }
+  switch (at.dtype) {
+    case DType::kF32: return KernelPtr(new GemmBgradKernel<float>(ta != 0, m, n, k));
+    case DType::kF64: return KernelPtr(new GemmBgradKernel<double>(ta != 0, m, n, k));
     default:
       return Unsupported(node, absl::StrCat("dtype ", DTypeStr(at.dtype), " is not supported"));
   }

@@ -54,6 +54,18 @@
 //   Example (tied GPT-2 LM head, 1024 tokens, vocab 8192):
 //       %loss = linear_ce_loss(%h, %wte, %labels) {trans_b=1} : f32[]
 //            (%h: f32[1024,256], %wte: f32[8192,256], %labels: i64[1024])
+//
+//   gemm_bgrad(a, b) {trans_a=0|1, bias_dtype?} -> y, db
+//       A weight gradient and its bias gradient in one node, made by passes/fuse_bias_grad.cc
+//       from gemm(x, dy) {trans_a=1} and the reduce_sum of the same dy over its rows:
+//       y = op(a) @ b (gemm with alpha 1, no c, b never transposed) and db[n] = sum over k of
+//       b[k, n] (the column sums of b). a, b: rank 2, one float dtype; y [M, N], db [N]. db
+//       has b's dtype, or `bias_dtype` = f32 for f16 / bf16 b (summed in f32 and not rounded
+//       to the low dtype: the cast a --precision plan puts on the bias gradient, folded in).
+//       The CUDA kernel sums db in the cuBLASLt epilogue (BGRAD) while the GEMM reads dy.
+//   Example (GPT-2 c_proj weight and bias gradients, 1024 tokens, bf16):
+//       %dw, %db = gemm_bgrad(%x, %dy) {bias_dtype=f32, trans_a=1} : bf16[768,768], f32[768]
+//            (%x: bf16[1024,768], %dy: bf16[1024,768])
 #include "compiler/ir/ops_fused.h"
 
 #include <string>
@@ -295,6 +307,40 @@ absl::StatusOr<std::vector<TensorType>> InferLinearCeLoss(const std::vector<Tens
   return out;
 }
 
+absl::StatusOr<std::vector<TensorType>> InferGemmBgrad(const std::vector<TensorType>& in,
+                                                       const AttrMap& attrs, int num_outputs) {
+  if (num_outputs != 2) return absl::InvalidArgumentError("gemm_bgrad has 2 outputs (y, db)");
+  PTC_ASSIGN_OR_RETURN(int64_t ta, GetIntAttr(attrs, "trans_a", 0));
+  if (ta != 0 && ta != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("attribute 'trans_a' must be 0 or 1, got ", ta));
+  }
+  const TensorType& a = in[0];
+  const TensorType& b = in[1];
+  if (!IsFloat(a.dtype) || b.dtype != a.dtype || a.rank() != 2 || b.rank() != 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a and b must be float matrices of one dtype, got ", a.ToString(), " and ",
+        b.ToString()));
+  }
+  const int64_t m = ta ? a.shape[1] : a.shape[0];
+  const int64_t k = ta ? a.shape[0] : a.shape[1];
+  if (k != b.shape[0]) {
+    return absl::InvalidArgumentError(absl::StrCat("inner dimensions differ: ", a.ToString(),
+                                                   " (trans_a=", ta, ") x ", b.ToString()));
+  }
+  DType bias = a.dtype;
+  if (attrs.count("bias_dtype") > 0) {
+    PTC_ASSIGN_OR_RETURN(bias, GetDTypeAttr(attrs, "bias_dtype"));
+    const bool low = a.dtype == DType::kF16 || a.dtype == DType::kBF16;
+    if (bias != a.dtype && !(low && bias == DType::kF32)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "attribute 'bias_dtype' must be the operands' dtype, or f32 for f16 / bf16 operands; got ",
+          std::string(DTypeName(bias)), " with ", a.ToString()));
+    }
+  }
+  return std::vector<TensorType>{TensorType{a.dtype, {m, b.shape[1]}},
+                                 TensorType{bias, {b.shape[1]}}};
+}
+
 }  // namespace
 
 const std::vector<OpDef>& FusedOpDefs() {
@@ -309,6 +355,8 @@ const std::vector<OpDef>& FusedOpDefs() {
        .infer = InferAttention},
       {.name = "linear_ce_loss", .min_inputs = 3, .max_inputs = 3, .min_outputs = 1,
        .max_outputs = 3, .infer = InferLinearCeLoss},
+      {.name = "gemm_bgrad", .min_inputs = 2, .max_inputs = 2, .min_outputs = 2,
+       .max_outputs = 2, .infer = InferGemmBgrad},
   };
   return *defs;
 }

@@ -310,6 +310,25 @@ TEST(Ops, Dropout) {
   ExpectError("dropout", {F32({2})}, {{"ratio", 1.0}}, {"'ratio'", "[0, 1)"});
 }
 
+TEST(Ops, GemmBgrad) {
+  const TensorType bf_x = T(DType::kBF16, {1024, 768}), bf_dy = T(DType::kBF16, {1024, 256});
+  const AttrMap ta = {{"trans_a", int64_t{1}}};
+  EXPECT_EQ(Infer("gemm_bgrad", {bf_x, bf_dy}, ta, 2),
+            (std::vector{T(DType::kBF16, {768, 256}), T(DType::kBF16, {256})}));
+  AttrMap f32_bias = ta;
+  f32_bias["bias_dtype"] = DType::kF32;
+  EXPECT_EQ(Infer("gemm_bgrad", {bf_x, bf_dy}, f32_bias, 2),
+            (std::vector{T(DType::kBF16, {768, 256}), F32({256})}));
+  EXPECT_EQ(Infer("gemm_bgrad", {F32({3, 5}), F32({5, 2})}, {}, 2),
+            (std::vector{F32({3, 2}), F32({2})}));
+  ExpectError("gemm_bgrad", {F32({3, 5}), F32({4, 2})}, {}, {"inner", "f32[4,2]"}, 2);
+  AttrMap f16_bias = ta;
+  f16_bias["bias_dtype"] = DType::kF16;
+  ExpectError("gemm_bgrad", {F32({5, 3}), F32({5, 2})}, f16_bias, {"bias_dtype", "f16"}, 2);
+  ExpectError("gemm_bgrad", {bf_x, F32({1024, 256})}, ta, {"one dtype"}, 2);
+  ExpectError("gemm_bgrad", {bf_x, bf_dy}, ta, {"2 outputs"}, 1);
+}
+
 TEST(Ops, UnknownOpAndBadInputShape) {
   auto r = InferTypes("frobnicate", {}, {});
   ASSERT_FALSE(r.ok());

@@ -56,6 +56,9 @@ struct KernelOptions {
   bool fused_interpreter = false;
   // linear_ce_loss: rows of logits per block (0: about 256 MiB of f32 logits, at least 256).
   int64_t linear_ce_rows = 0;
+  // gemm_bgrad: the bias gradient by a column reduction after the GEMM instead of in cuBLASLt's
+  // BGRAD epilogue (the path taken anyway where cuBLASLt has no BGRAD algorithm).
+  bool bgrad_reduce = false;
   // Generated fused_elementwise kernels (runtime/cuda/generated_kernels.h): the executor sets
   // them from the plan (LoadGeneratedKernels); a node without one runs on the interpreter.
   std::shared_ptr<const GeneratedKernels> generated;

@@ -64,7 +64,7 @@ class GemmKernel final : public DeviceKernel {
   absl::Status Init(const ir::Node& node, DType dt, const Problem& p, double alpha, double beta,
                     bool allow_tf32, cublasLtHandle_t lt,
                     cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT,
-                    DType out_dt = DType::kBool) {
+                    DType out_dt = DType::kBool, DType bias_dt = DType::kBool) {
     node_ = &node;
     p_ = p;
     elem_ = ir::DTypeSize(out_dt == DType::kBool ? dt : out_dt);
@@ -105,6 +105,12 @@ class GemmKernel final : public DeviceKernel {
     if (epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
       PTC_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
           desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+    }
+    if (bias_dt == DType::kF32 && (dt == DType::kBF16 || dt == DType::kF16)) {
+      // The epilogue's bias vector in f32 (a BGRAD epilogue's f32 bias gradient).
+      const cudaDataType_t bias_type = CUDA_R_32F;
+      PTC_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
+          desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)));
     }
     // Stored (pre-op) shapes, column-major.
     PTC_ASSIGN_OR_RETURN(a_, MakeLayout(data, p.trans_a ? p.k : p.m, p.trans_a ? p.m : p.k, p.lda,
@@ -1002,11 +1008,106 @@ class LinearCeKernel final : public DeviceKernel {
   size_t logits_bytes_ = 0, g_low_bytes_ = 0, dw32_bytes_ = 0, rows_bytes_ = 0;
 };
 
+// gemm_bgrad(a, b) {trans_a, bias_dtype} -> y, db: y = op(a) b and db = the column sums of b.
+// cuBLASLt's A is our b (RowMajorProblem), so BGRADA sums it over k: one pass over b for both.
+// Where cuBLASLt has no BGRADA algorithm for the problem (or KernelOptions::bgrad_reduce), the
+// plain GEMM and a column reduction (LaunchReduce) into db, through a low-precision scratch
+// and a cast when db is f32 for f16 / bf16 operands: what the two nodes computed before
+// fuse-bias-grad.
+class GemmBgradKernel final : public DeviceKernel {
+ public:
+  absl::Status Init(const ir::Node& node, const KernelOptions& options, cublasLtHandle_t lt) {
+    if (node.num_inputs() != 2 || node.num_outputs() != 2) {
+      return Invalid(node, "gemm_bgrad takes (a, b) and gives (y, db)");
+    }
+    const ir::TensorType& a = node.input(0)->type();
+    const ir::TensorType& b = node.input(1)->type();
+    const ir::TensorType& db = node.output(1)->type();
+    PTC_ASSIGN_OR_RETURN(int64_t ta, node.GetInt("trans_a", 0));
+    if (a.rank() != 2 || b.rank() != 2 || a.dtype != b.dtype) {
+      return Invalid(node, "a and b must be matrices of one dtype");
+    }
+    dt_ = a.dtype;
+    m_ = ta ? a.shape[1] : a.shape[0];
+    k_ = b.shape[0];
+    n_ = b.shape[1];
+    if ((ta ? a.shape[0] : a.shape[1]) != k_ || db.shape != ir::Shape{n_}) {
+      return Invalid(node, "shapes do not match");
+    }
+    bias_dt_ = db.dtype;
+    const Problem p = RowMajorProblem(m_, n_, k_, ta != 0, false);
+    if (!options.bgrad_reduce && k_ > 0) {
+      epilogue_ = gemm_.Init(node, dt_, p, 1.0, 0.0, options.allow_tf32, lt,
+                             CUBLASLT_EPILOGUE_BGRADA, DType::kBool, bias_dt_)
+                      .ok();
+    }
+    if (!epilogue_) {
+      PTC_RETURN_IF_ERROR(gemm_.Init(node, dt_, p, 1.0, 0.0, options.allow_tf32, lt));
+      reduce_.kept_rank = 1;
+      reduce_.red_rank = 1;
+      reduce_.out_n = n_;
+      reduce_.count = k_;
+      reduce_.kept_shape[0] = n_;
+      reduce_.kept_strides[0] = 1;
+      reduce_.red_shape[0] = k_;
+      reduce_.red_strides[0] = n_;
+      reduce_ws_ = kernels::ReduceWorkspaceBytes(LowDT(), reduce_);
+      if (bias_dt_ != dt_) low_bytes_ = AlignScratch(ir::DTypeSize(dt_) * static_cast<size_t>(n_));
+    }
+    return absl::OkStatus();
+  }
+
+  size_t WorkspaceBytes() const override { return low_bytes_ + reduce_ws_; }
+
+  absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
+                      absl::Span<void* const> out, void* workspace) override {
+    auto check = [](cudaError_t e, const char* what) {
+      return e == cudaSuccess ? absl::OkStatus() : CudaStatus(e, what, __FILE__, __LINE__);
+    };
+    if (k_ == 0) {  // empty sums: y and db are zero
+      PTC_RETURN_IF_ERROR(check(
+          cudaMemsetAsync(out[0], 0, ir::DTypeSize(dt_) * m_ * n_, ctx.stream), "cudaMemsetAsync"));
+      return check(cudaMemsetAsync(out[1], 0, ir::DTypeSize(bias_dt_) * n_, ctx.stream),
+                   "cudaMemsetAsync");
+    }
+    if (epilogue_) {
+      PTC_RETURN_IF_ERROR(gemm_.SetBiasPointer(out[1]));
+      return gemm_.Launch(ctx, in, out.subspan(0, 1), nullptr);
+    }
+    PTC_RETURN_IF_ERROR(gemm_.Launch(ctx, in, out.subspan(0, 1), nullptr));
+    char* ws = static_cast<char*>(workspace);
+    void* sums = low_bytes_ > 0 ? static_cast<void*>(ws) : out[1];
+    PTC_RETURN_IF_ERROR(check(kernels::LaunchReduce(LowDT(), kernels::ReduceKind::kSum, reduce_,
+                                                    in[1], sums,
+                                                    reduce_ws_ > 0 ? ws + low_bytes_ : nullptr,
+                                                    ctx.stream),
+                              "LaunchReduce (gemm_bgrad)"));
+    if (low_bytes_ == 0) return absl::OkStatus();
+    return check(kernels::LaunchCast(LowDT(), static_cast<kernels::DT>(static_cast<int>(bias_dt_)),
+                                     n_, sums, out[1], ctx.stream),
+                 "LaunchCast (gemm_bgrad)");
+  }
+
+ private:
+  kernels::DT LowDT() const { return static_cast<kernels::DT>(static_cast<int>(dt_)); }
+  GemmKernel gemm_;
+  bool epilogue_ = false;
+  DType dt_ = DType::kF32, bias_dt_ = DType::kF32;
+  int64_t m_ = 0, n_ = 0, k_ = 0;
+  kernels::ReduceDesc reduce_;
+  size_t reduce_ws_ = 0, low_bytes_ = 0;
+};
+
 absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateGemmKernel(const ir::Node& node,
                                                                 const KernelOptions& options,
                                                                 cublasLtHandle_t lt) {
   if (node.op() == "gemm") return CreateGemm(node, options, lt);
   if (node.op() == "fused_matmul") return CreateFusedMatMul(node, options, lt);
+  if (node.op() == "gemm_bgrad") {
+    auto k = std::make_unique<GemmBgradKernel>();
+    PTC_RETURN_IF_ERROR(k->Init(node, options, lt));
+    return std::unique_ptr<DeviceKernel>(std::move(k));
+  }
   if (node.op() == "attention") return CreateAttention(node, options, lt);
   if (node.op() == "attention_grad") return CreateAttentionGrad(node, options);
   if (node.op() == "linear_ce_loss") {

@@ -153,6 +153,18 @@ std::vector<Case> Cases() {
   gemm("gemm_trans_bias_col", "gemm", {T(f32, {16, 8}), T(f32, {12, 16}), T(f32, {8, 1})},
        {{"trans_a", int64_t{1}}, {"trans_b", int64_t{1}}}, 10);
   gemm("gemm_no_c", "gemm", {T(f32, {8, 16}), T(f32, {12, 16})}, {{"trans_b", int64_t{1}}}, 10);
+  // Weight + bias gradients in one node (fuse-bias-grad): db in cuBLASLt's BGRAD epilogue;
+  // M != N so that a sum over the wrong side shows. bf16 with an f32 bias gradient (what a
+  // --precision bf16 step has), f16 keeping its dtype, f32 without trans_a.
+  auto bgrad = [&](std::string name, std::vector<TensorType> in, ir::AttrMap attrs, double scale) {
+    Case c{std::move(name), "gemm_bgrad", std::move(in), std::move(attrs), 2};
+    c.tolerance_scale = scale;
+    cs.push_back(c);
+  };
+  bgrad("gemm_bgrad_bf16_f32_bias", {T(bf16, {96, 48}), T(bf16, {96, 80})},
+        {{"trans_a", int64_t{1}}, {"bias_dtype", DType::kF32}}, 2);
+  bgrad("gemm_bgrad_f16", {T(f16, {64, 32}), T(f16, {64, 24})}, {{"trans_a", int64_t{1}}}, 2);
+  bgrad("gemm_bgrad_f32", {T(f32, {24, 40}), T(f32, {40, 56})}, {}, 10);
   gemm("fused_matmul_bias_gelu", "fused_matmul", {T(f32, {2, 8, 32}), T(f32, {32, 48}), T(f32, {48})},
        {{"activation", std::string("gelu")}}, 10);
   gemm("fused_matmul_trans_relu", "fused_matmul", {T(f32, {8, 32}), T(f32, {24, 32}), T(f32, {24})},
@@ -933,6 +945,18 @@ TEST(CudaKernelOptions, LinearCeSmallRowBlocksMatchCpu) {
   ExpectCasesMatchCpu([](const Case& c) { return c.op == "linear_ce_loss"; }, small, 5, &seen);
   if (HasFatalFailure()) return;
   EXPECT_GE(seen, 3);
+}
+
+// gemm_bgrad through the plain GEMM and a column reduction (KernelOptions::bgrad_reduce, the
+// fallback where cuBLASLt has no BGRAD algorithm): the same function as the epilogue.
+TEST(CudaKernelOptions, GemmBgradReduceMatchesCpu) {
+  PTC_SKIP_WITHOUT_CUDA_DEVICE();
+  KernelOptions reduce;
+  reduce.bgrad_reduce = true;
+  int seen = 0;
+  ExpectCasesMatchCpu([](const Case& c) { return c.op == "gemm_bgrad"; }, reduce, 7, &seen);
+  if (HasFatalFailure()) return;
+  EXPECT_EQ(seen, 3);
 }
 
 // attention_grad {saved_stats=1} reads the forward's output and log-sum-exp (attention's two

@@ -52,6 +52,8 @@ absl::StatusOr<ptc::cuda::ExecutorOptions> OptionsFromEnv() {
       o.kernels.allow_tf32 = true;
     } else if (name == "host_fallback") {
       o.kernels.host_fallback = true;
+    } else if (name == "bgrad_reduce") {
+      o.kernels.bgrad_reduce = true;
     } else if (name == "no_graphs") {
       o.cuda_graphs = false;
     } else if (absl::ConsumePrefix(&name, "linear_ce_rows=")) {
@@ -61,7 +63,7 @@ absl::StatusOr<ptc::cuda::ExecutorOptions> OptionsFromEnv() {
     } else {
       return absl::InvalidArgumentError(absl::StrCat(
           "PTC_CUDA_OPTIONS: unknown option '", name, "' (known: attention_simt, "
-          "attention_cudnn, attention_two_gemm, fused_interpreter, tf32, host_fallback, no_graphs, linear_ce_rows=N)"));
+          "attention_cudnn, attention_two_gemm, fused_interpreter, tf32, host_fallback, bgrad_reduce, no_graphs, linear_ce_rows=N)"));
     }
   }
   std::fprintf(stderr, "ptc-cuda: PTC_CUDA_OPTIONS=%s\n", env);

@@ -1,0 +1,145 @@
+// fuse-bias-grad: a linear layer's weight and bias gradients become one `gemm_bgrad`
+// (compiler/ir/ops_fused.cc).
+//
+// Autodiff gives a linear layer y = x W + b two reductions of the same output gradient dy:
+//   dW = x^T dy (a gemm {trans_a=1} of the flattened x and dy) and db = reduce_sum(dy) over
+//   every axis but the last.
+// Both read all of dy. As one node, the CUDA kernel sums db in the cuBLASLt epilogue (BGRAD)
+// while the GEMM streams dy, instead of a second pass over it and a launch per layer; the CPU
+// kernel sums the columns after the GEMM. When the only use of db is a cast to f32 of f16 /
+// bf16 (a --precision plan's bias gradient on its way to the f32 master weight), the cast is
+// folded in: {bias_dtype=f32}, summed in f32 and never rounded to the low dtype.
+//
+// Matched: gemm(a, B) {trans_a=0|1, trans_b=0, alpha=1, no c} and reduce_sum(G) {keepdims=0,
+// axes = all but the last} where B is G, or a reshape of G to [rows, N]. Declines (counters):
+// "declined.no-gemm" (no such gemm reads the reduced tensor), "declined.gemm-attrs"
+// (transposed B, alpha != 1, a c operand), "declined.axes". Run after autodiff and
+// mixed-precision, after cse (so that dW's and db's reshapes of dy are one value).
+//
+//   before:  %db = reduce_sum(%dy) {axes=[0, 1], keepdims=0} : bf16[768]
+//            %db32 = cast(%db) {to=f32} : f32[768]
+//            %dy2 = reshape(%dy) {shape=[1024, 768]} : bf16[1024,768]
+//            %dw = gemm(%x2, %dy2) {trans_a=1} : bf16[768,768]
+//   after:   %dy2 = reshape(%dy) {shape=[1024, 768]} : bf16[1024,768]
+//            %dw, %db32 = gemm_bgrad(%x2, %dy2) {bias_dtype=f32, trans_a=1} : bf16[768,768], f32[768]
+#include <algorithm>
+#include <set>
+#include <vector>
+
+#include "compiler/support/status.h"
+#include "passes/matcher.h"
+#include "passes/passes.h"
+
+namespace ptc::passes {
+namespace {
+
+// Whether reduce_sum `r` sums every axis of its input but the last, dropping them.
+bool SumsRows(const ir::Node& r) {
+  const int rank = r.input(0)->type().rank();
+  absl::StatusOr<int64_t> keep = r.GetInt("keepdims", 1);
+  absl::StatusOr<std::vector<int64_t>> axes = r.GetInts("axes");
+  if (rank < 2 || !keep.ok() || *keep != 0 || !axes.ok() ||
+      static_cast<int>(axes->size()) != rank - 1) {
+    return false;
+  }
+  std::set<int64_t> seen;
+  for (int64_t a : *axes) seen.insert(a < 0 ? a + rank : a);
+  return static_cast<int>(seen.size()) == rank - 1 && *seen.begin() == 0 &&
+         *seen.rbegin() == rank - 2;
+}
+
+class FuseBiasGradPass : public Pass {
+ public:
+  std::string_view name() const override { return "fuse-bias-grad"; }
+
+  absl::StatusOr<bool> Run(ir::Module& module) override {
+    bool changed = false;
+    for (const auto& fn : module.functions()) {
+      PTC_ASSIGN_OR_RETURN(bool c, RunOn(module, *fn));
+      changed |= c;
+    }
+    return changed;
+  }
+
+ private:
+  absl::StatusOr<bool> RunOn(ir::Module& module, ir::Function& fn) {
+    Matcher m(module, fn);
+    std::vector<ir::Node*> sums;
+    for (const auto& n : fn.nodes()) {
+      if (n->op() == "reduce_sum" && ir::IsFloat(n->output()->type().dtype)) {
+        sums.push_back(n.get());
+      }
+    }
+    std::set<const ir::Node*> erase;
+    for (ir::Node* r : sums) {
+      if (!SumsRows(*r)) {
+        Count("declined.axes");
+        continue;
+      }
+      ir::Value* g = r->input(0);
+      const int64_t n = g->type().shape.back();
+      // The gemm whose right operand is g itself or its [rows, N] reshape.
+      std::vector<ir::Value*> candidates = {g};
+      for (ir::Node* u : m.Users(g)) {
+        if (u->op() == "reshape" && u->output()->type().shape ==
+                                        ir::Shape{g->type().num_elements() / std::max<int64_t>(n, 1), n}) {
+          candidates.push_back(u->output());
+        }
+      }
+      ir::Node* gemm = nullptr;
+      bool bad_attrs = false;
+      for (ir::Value* b : candidates) {
+        if (b->type().rank() != 2) continue;
+        for (ir::Node* u : m.Users(b)) {
+          if (u->op() != "gemm" || u->input(1) != b || erase.count(u) > 0) continue;
+          if (u->num_inputs() != 2 || u->GetInt("trans_b", 0).value_or(1) != 0 ||
+              u->GetFloat("alpha", 1.0).value_or(0.0) != 1.0) {
+            bad_attrs = true;
+            continue;
+          }
+          gemm = u;
+          break;
+        }
+        if (gemm != nullptr) break;
+      }
+      if (gemm == nullptr) {
+        Count(bad_attrs ? "declined.gemm-attrs" : "declined.no-gemm");
+        continue;
+      }
+      // db's cast to f32 (its only use) folds in.
+      ir::Value* db = r->output();
+      ir::Node* cast = m.SingleUser(db);
+      const ir::DType low = db->type().dtype;
+      const bool fold_cast = cast != nullptr && cast->op() == "cast" &&
+                             (low == ir::DType::kF16 || low == ir::DType::kBF16) &&
+                             cast->output()->type().dtype == ir::DType::kF32;
+      ir::AttrMap attrs;
+      const int64_t ta = gemm->GetInt("trans_a", 0).value_or(0);
+      if (ta) attrs["trans_a"] = int64_t{1};
+      if (fold_cast) attrs["bias_dtype"] = ir::DType::kF32;
+      ir::Value* db_out = fold_cast ? cast->output() : db;
+      ir::Node* f = fn.AddNode("gemm_bgrad", {gemm->input(0), gemm->input(1)},
+                               {gemm->output()->type(), db_out->type()}, std::move(attrs),
+                               gemm->loc(), {gemm->output()->name(), db_out->name()},
+                               /*before=*/gemm);
+      fn.ReplaceAllUsesWith(gemm->output(), f->output(0));
+      fn.ReplaceAllUsesWith(db_out, f->output(1));
+      erase.insert(gemm);
+      erase.insert(r);
+      if (fold_cast) erase.insert(cast);
+      Count("fused");
+      if (fold_cast) Count("fused.f32-bias");
+    }
+    if (erase.empty()) return false;
+    fn.EraseNodesIf([&](const ir::Node& node) { return erase.count(&node) > 0; });
+    // db's readers may precede the gemm (the reduce_sum came first): reorder.
+    PTC_RETURN_IF_ERROR(fn.SortTopologically());
+    return true;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Pass> CreateFuseBiasGradPass() { return std::make_unique<FuseBiasGradPass>(); }
+
+}  // namespace ptc::passes
