@@ -6,9 +6,10 @@
 //   every axis but the last.
 // Both read all of dy. As one node, the CUDA kernel sums db in the cuBLASLt epilogue (BGRAD)
 // while the GEMM streams dy, instead of a second pass over it and a launch per layer; the CPU
-// kernel sums the columns after the GEMM. When the only use of db is a cast to f32 of f16 /
-// bf16 (a --precision plan's bias gradient on its way to the f32 master weight), the cast is
-// folded in: {bias_dtype=f32}, summed in f32 and never rounded to the low dtype.
+// kernel sums the columns after the GEMM. When the only use of dW or db is a cast of f16 /
+// bf16 to f32 (a --precision plan's gradients on their way to the f32 master weights), the
+// cast is folded in ({dtype=f32}, {bias_dtype=f32}): accumulated in f32 and never rounded to
+// the low dtype, one launch and one pass over dW less.
 //
 // Matched: gemm(a, B) {trans_a=0|1, trans_b=0, alpha=1, no c} and reduce_sum(G) {keepdims=0,
 // axes = all but the last} where B is G, or a reshape of G to [rows, N]. Declines (counters):
@@ -20,8 +21,10 @@
 //            %db32 = cast(%db) {to=f32} : f32[768]
 //            %dy2 = reshape(%dy) {shape=[1024, 768]} : bf16[1024,768]
 //            %dw = gemm(%x2, %dy2) {trans_a=1} : bf16[768,768]
+//            %dw32 = cast(%dw) {to=f32} : f32[768,768]
 //   after:   %dy2 = reshape(%dy) {shape=[1024, 768]} : bf16[1024,768]
-//            %dw, %db32 = gemm_bgrad(%x2, %dy2) {bias_dtype=f32, trans_a=1} : bf16[768,768], f32[768]
+//            %dw32, %db32 = gemm_bgrad(%x2, %dy2) {bias_dtype=f32, dtype=f32, trans_a=1}
+//                : f32[768,768], f32[768]
 #include <algorithm>
 #include <set>
 #include <vector>
@@ -106,29 +109,34 @@ class FuseBiasGradPass : public Pass {
         Count(bad_attrs ? "declined.gemm-attrs" : "declined.no-gemm");
         continue;
       }
-      // db's cast to f32 (its only use) folds in.
-      ir::Value* db = r->output();
-      ir::Node* cast = m.SingleUser(db);
-      const ir::DType low = db->type().dtype;
-      const bool fold_cast = cast != nullptr && cast->op() == "cast" &&
-                             (low == ir::DType::kF16 || low == ir::DType::kBF16) &&
-                             cast->output()->type().dtype == ir::DType::kF32;
+      // dW's and db's casts to f32 (each one's only use) fold in.
+      auto f32_cast = [&](ir::Value* v) -> ir::Node* {
+        ir::Node* c = m.SingleUser(v);
+        const ir::DType low = v->type().dtype;
+        const bool ok = c != nullptr && c->op() == "cast" &&
+                        (low == ir::DType::kF16 || low == ir::DType::kBF16) &&
+                        c->output()->type().dtype == ir::DType::kF32;
+        return ok ? c : nullptr;
+      };
+      ir::Node* y_cast = f32_cast(gemm->output());
+      ir::Node* db_cast = f32_cast(r->output());
+      ir::Value* y_out = y_cast != nullptr ? y_cast->output() : gemm->output();
+      ir::Value* db_out = db_cast != nullptr ? db_cast->output() : r->output();
       ir::AttrMap attrs;
-      const int64_t ta = gemm->GetInt("trans_a", 0).value_or(0);
-      if (ta) attrs["trans_a"] = int64_t{1};
-      if (fold_cast) attrs["bias_dtype"] = ir::DType::kF32;
-      ir::Value* db_out = fold_cast ? cast->output() : db;
+      if (gemm->GetInt("trans_a", 0).value_or(0) != 0) attrs["trans_a"] = int64_t{1};
+      if (y_cast != nullptr) attrs["dtype"] = ir::DType::kF32;
+      if (db_cast != nullptr) attrs["bias_dtype"] = ir::DType::kF32;
       ir::Node* f = fn.AddNode("gemm_bgrad", {gemm->input(0), gemm->input(1)},
-                               {gemm->output()->type(), db_out->type()}, std::move(attrs),
-                               gemm->loc(), {gemm->output()->name(), db_out->name()},
-                               /*before=*/gemm);
-      fn.ReplaceAllUsesWith(gemm->output(), f->output(0));
+                               {y_out->type(), db_out->type()}, std::move(attrs), gemm->loc(),
+                               {y_out->name(), db_out->name()}, /*before=*/gemm);
+      fn.ReplaceAllUsesWith(y_out, f->output(0));
       fn.ReplaceAllUsesWith(db_out, f->output(1));
-      erase.insert(gemm);
-      erase.insert(r);
-      if (fold_cast) erase.insert(cast);
+      for (ir::Node* dead : {gemm, r, y_cast, db_cast}) {
+        if (dead != nullptr) erase.insert(dead);
+      }
       Count("fused");
-      if (fold_cast) Count("fused.f32-bias");
+      if (y_cast != nullptr) Count("fused.f32-weight-grad");
+      if (db_cast != nullptr) Count("fused.f32-bias-grad");
     }
     if (erase.empty()) return false;
     fn.EraseNodesIf([&](const ir::Node& node) { return erase.count(&node) > 0; });

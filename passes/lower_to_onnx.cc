@@ -6,7 +6,7 @@
 // fused_elementwise -> its postfix program as one core op per token; fused_matmul -> transpose
 // (trans_b) + matmul + add (bias) + activation; attention -> transposes (layout "bthd"),
 // matmul(q, k^T), mul(scale), where(mask, -inf, s) or add(mask), softmax, matmul(p, v);
-// gemm_bgrad -> gemm + reduce_sum (+ cast to its bias_dtype).
+// gemm_bgrad -> gemm + reduce_sum (+ casts to its dtype / bias_dtype).
 // Training ops (gather_grad, adamw_update, assign, ...) have no ONNX form and stay as they are.
 //
 // Preconditions: the module verifies. Runs only for export (it undoes the fusions, so the
@@ -169,11 +169,15 @@ absl::StatusOr<ir::Value*> LowerFusedMatMul(Emitter& e, const ir::Node& n) {
   return e.Unary(act, y);
 }
 
-// gemm_bgrad -> gemm (dW) and reduce_sum over b's rows (db), cast when {bias_dtype} differs.
+// gemm_bgrad -> gemm (dW) and reduce_sum over b's rows (db), each cast to its {dtype} /
+// {bias_dtype} when that differs from the operands'.
 absl::StatusOr<std::vector<ir::Value*>> LowerGemmBgrad(Emitter& e, const ir::Node& n) {
   ir::AttrMap attrs;
   if (n.GetInt("trans_a", 0).value_or(0) != 0) attrs["trans_a"] = int64_t{1};
   PTC_ASSIGN_OR_RETURN(ir::Value* y, e.Op("gemm", {n.input(0), n.input(1)}, std::move(attrs)));
+  if (y->type().dtype != n.output(0)->type().dtype) {
+    PTC_ASSIGN_OR_RETURN(y, e.Op("cast", {y}, {{"to", n.output(0)->type().dtype}}));
+  }
   PTC_ASSIGN_OR_RETURN(ir::Value* db, e.Op("reduce_sum", {n.input(1)},
                                            {{"axes", std::vector<int64_t>{0}},
                                             {"keepdims", int64_t{0}}}));

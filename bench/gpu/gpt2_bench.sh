@@ -11,8 +11,7 @@
 # token x tokens/s over the bf16 matmul rate measured in the same run (8192^3, random data).
 # PEERS=0 skips PyTorch (a quick check of ptc alone); VARIANTS="a b,c" adds training runs with
 # PTC_CUDA_OPTIONS=a and =b,c (default: attention_cudnn and bgrad_reduce); PROFILES="default a"
-# lists the PTC_CUDA_OPTIONS of the
-# per-op profiles.
+# lists the PTC_CUDA_OPTIONS of the per-op profiles.
 # Prints a table at the end (also $OUT/summary-bench.md); logs and JSON in $OUT, plans and
 # models in $WORK (default /tmp/ptc-gpu-work).
 set -uo pipefail

@@ -312,7 +312,8 @@ std::vector<Ref> Reference(const std::string& op, const AttrMap& a, const std::v
     const bool ta = IntAttr(a, "trans_a", 0);
     const int64_t m = ta ? in[0].shape[1] : in[0].shape[0], k = in[1].shape[0];
     const int64_t n = in[1].shape[1];
-    Ref y{dt, {m, n}, std::vector<double>(m * n)};
+    Ref y{a.count("dtype") ? std::get<DType>(a.at("dtype")) : dt, {m, n},
+          std::vector<double>(m * n)};
     for (int64_t i = 0; i < m; ++i) {
       for (int64_t j = 0; j < n; ++j) {
         double s = 0;
@@ -738,6 +739,9 @@ std::vector<Case> AllCases() {
   cs.push_back({"gemm_bgrad", {{"trans_a", int64_t{1}}}, {F32({37, 5}), F32({37, 300})}, 2});
   cs.push_back({"gemm_bgrad", {}, {F64({4, 6}), F64({6, 3})}, 2});
   cs.push_back({"gemm_bgrad", {{"trans_a", int64_t{1}}, {"bias_dtype", DType::kF32}},
+                {In{DType::kBF16, {16, 8}}, In{DType::kBF16, {16, 12}}}, 2, 1e-2, 1e-2});
+  cs.push_back({"gemm_bgrad",
+                {{"trans_a", int64_t{1}}, {"dtype", DType::kF32}, {"bias_dtype", DType::kF32}},
                 {In{DType::kBF16, {16, 8}}, In{DType::kBF16, {16, 12}}}, 2, 1e-2, 1e-2});
   // softmax / log_softmax on the last and on a middle axis.
   for (std::string op : {"softmax", "log_softmax"}) {

@@ -55,17 +55,18 @@
 //       %loss = linear_ce_loss(%h, %wte, %labels) {trans_b=1} : f32[]
 //            (%h: f32[1024,256], %wte: f32[8192,256], %labels: i64[1024])
 //
-//   gemm_bgrad(a, b) {trans_a=0|1, bias_dtype?} -> y, db
+//   gemm_bgrad(a, b) {trans_a=0|1, dtype?, bias_dtype?} -> y, db
 //       A weight gradient and its bias gradient in one node, made by passes/fuse_bias_grad.cc
 //       from gemm(x, dy) {trans_a=1} and the reduce_sum of the same dy over its rows:
 //       y = op(a) @ b (gemm with alpha 1, no c, b never transposed) and db[n] = sum over k of
-//       b[k, n] (the column sums of b). a, b: rank 2, one float dtype; y [M, N], db [N]. db
-//       has b's dtype, or `bias_dtype` = f32 for f16 / bf16 b (summed in f32 and not rounded
-//       to the low dtype: the cast a --precision plan puts on the bias gradient, folded in).
-//       The CUDA kernel sums db in the cuBLASLt epilogue (BGRAD) while the GEMM reads dy.
+//       b[k, n] (the column sums of b). a, b: rank 2, one float dtype; y [M, N], db [N]. y and
+//       db have b's dtype, or f32 for f16 / bf16 operands with `dtype` = f32 (y's) and
+//       `bias_dtype` = f32 (db's): accumulated in f32 and never rounded to the low dtype (the
+//       casts a --precision plan puts on gradients bound for the f32 master weights, folded
+//       in). The CUDA kernel sums db in the cuBLASLt epilogue (BGRAD) while the GEMM reads dy.
 //   Example (GPT-2 c_proj weight and bias gradients, 1024 tokens, bf16):
-//       %dw, %db = gemm_bgrad(%x, %dy) {bias_dtype=f32, trans_a=1} : bf16[768,768], f32[768]
-//            (%x: bf16[1024,768], %dy: bf16[1024,768])
+//       %dw, %db = gemm_bgrad(%x, %dy) {bias_dtype=f32, dtype=f32, trans_a=1}
+//            : f32[768,768], f32[768]  (%x: bf16[1024,768], %dy: bf16[1024,768])
 #include "compiler/ir/ops_fused.h"
 
 #include <string>
@@ -327,18 +328,21 @@ absl::StatusOr<std::vector<TensorType>> InferGemmBgrad(const std::vector<TensorT
     return absl::InvalidArgumentError(absl::StrCat("inner dimensions differ: ", a.ToString(),
                                                    " (trans_a=", ta, ") x ", b.ToString()));
   }
-  DType bias = a.dtype;
-  if (attrs.count("bias_dtype") > 0) {
-    PTC_ASSIGN_OR_RETURN(bias, GetDTypeAttr(attrs, "bias_dtype"));
+  // y's and db's dtypes: the operands', or f32 for f16 / bf16 operands.
+  auto out_dtype = [&](const char* name) -> absl::StatusOr<DType> {
+    if (attrs.count(name) == 0) return a.dtype;
+    PTC_ASSIGN_OR_RETURN(DType t, GetDTypeAttr(attrs, name));
     const bool low = a.dtype == DType::kF16 || a.dtype == DType::kBF16;
-    if (bias != a.dtype && !(low && bias == DType::kF32)) {
+    if (t != a.dtype && !(low && t == DType::kF32)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "attribute 'bias_dtype' must be the operands' dtype, or f32 for f16 / bf16 operands; got ",
-          std::string(DTypeName(bias)), " with ", a.ToString()));
+          "attribute '", name, "' must be the operands' dtype, or f32 for f16 / bf16 operands; "
+          "got ", std::string(DTypeName(t)), " with ", a.ToString()));
     }
-  }
-  return std::vector<TensorType>{TensorType{a.dtype, {m, b.shape[1]}},
-                                 TensorType{bias, {b.shape[1]}}};
+    return t;
+  };
+  PTC_ASSIGN_OR_RETURN(DType y, out_dtype("dtype"));
+  PTC_ASSIGN_OR_RETURN(DType bias, out_dtype("bias_dtype"));
+  return std::vector<TensorType>{TensorType{y, {m, b.shape[1]}}, TensorType{bias, {b.shape[1]}}};
 }
 
 }  // namespace

@@ -319,6 +319,10 @@ TEST(Ops, GemmBgrad) {
   f32_bias["bias_dtype"] = DType::kF32;
   EXPECT_EQ(Infer("gemm_bgrad", {bf_x, bf_dy}, f32_bias, 2),
             (std::vector{T(DType::kBF16, {768, 256}), F32({256})}));
+  AttrMap all_f32 = f32_bias;
+  all_f32["dtype"] = DType::kF32;
+  EXPECT_EQ(Infer("gemm_bgrad", {bf_x, bf_dy}, all_f32, 2),
+            (std::vector{F32({768, 256}), F32({256})}));
   EXPECT_EQ(Infer("gemm_bgrad", {F32({3, 5}), F32({5, 2})}, {}, 2),
             (std::vector{F32({3, 2}), F32({2})}));
   ExpectError("gemm_bgrad", {F32({3, 5}), F32({4, 2})}, {}, {"inner", "f32[4,2]"}, 2);

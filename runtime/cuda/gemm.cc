@@ -1008,7 +1008,8 @@ class LinearCeKernel final : public DeviceKernel {
   size_t logits_bytes_ = 0, g_low_bytes_ = 0, dw32_bytes_ = 0, rows_bytes_ = 0;
 };
 
-// gemm_bgrad(a, b) {trans_a, bias_dtype} -> y, db: y = op(a) b and db = the column sums of b.
+// gemm_bgrad(a, b) {trans_a, dtype, bias_dtype} -> y, db: y = op(a) b (D in f32 for {dtype=f32})
+// and db = the column sums of b.
 // cuBLASLt's A is our b (RowMajorProblem), so BGRADA sums it over k: one pass over b for both.
 // Where cuBLASLt has no BGRADA algorithm for the problem (or KernelOptions::bgrad_reduce), the
 // plain GEMM and a column reduction (LaunchReduce) into db, through a low-precision scratch
@@ -1035,14 +1036,16 @@ class GemmBgradKernel final : public DeviceKernel {
       return Invalid(node, "shapes do not match");
     }
     bias_dt_ = db.dtype;
+    y_dt_ = node.output(0)->type().dtype;  // f32 for f16 / bf16 operands: D written in f32
     const Problem p = RowMajorProblem(m_, n_, k_, ta != 0, false);
     if (!options.bgrad_reduce && k_ > 0) {
       epilogue_ = gemm_.Init(node, dt_, p, 1.0, 0.0, options.allow_tf32, lt,
-                             CUBLASLT_EPILOGUE_BGRADA, DType::kBool, bias_dt_)
+                             CUBLASLT_EPILOGUE_BGRADA, y_dt_, bias_dt_)
                       .ok();
     }
     if (!epilogue_) {
-      PTC_RETURN_IF_ERROR(gemm_.Init(node, dt_, p, 1.0, 0.0, options.allow_tf32, lt));
+      PTC_RETURN_IF_ERROR(gemm_.Init(node, dt_, p, 1.0, 0.0, options.allow_tf32, lt,
+                                     CUBLASLT_EPILOGUE_DEFAULT, y_dt_));
       reduce_.kept_rank = 1;
       reduce_.red_rank = 1;
       reduce_.out_n = n_;
@@ -1066,7 +1069,7 @@ class GemmBgradKernel final : public DeviceKernel {
     };
     if (k_ == 0) {  // empty sums: y and db are zero
       PTC_RETURN_IF_ERROR(check(
-          cudaMemsetAsync(out[0], 0, ir::DTypeSize(dt_) * m_ * n_, ctx.stream), "cudaMemsetAsync"));
+          cudaMemsetAsync(out[0], 0, ir::DTypeSize(y_dt_) * m_ * n_, ctx.stream), "cudaMemsetAsync"));
       return check(cudaMemsetAsync(out[1], 0, ir::DTypeSize(bias_dt_) * n_, ctx.stream),
                    "cudaMemsetAsync");
     }
@@ -1092,7 +1095,7 @@ class GemmBgradKernel final : public DeviceKernel {
   kernels::DT LowDT() const { return static_cast<kernels::DT>(static_cast<int>(dt_)); }
   GemmKernel gemm_;
   bool epilogue_ = false;
-  DType dt_ = DType::kF32, bias_dt_ = DType::kF32;
+  DType dt_ = DType::kF32, y_dt_ = DType::kF32, bias_dt_ = DType::kF32;
   int64_t m_ = 0, n_ = 0, k_ = 0;
   kernels::ReduceDesc reduce_;
   size_t reduce_ws_ = 0, low_bytes_ = 0;

@@ -154,14 +154,17 @@ std::vector<Case> Cases() {
        {{"trans_a", int64_t{1}}, {"trans_b", int64_t{1}}}, 10);
   gemm("gemm_no_c", "gemm", {T(f32, {8, 16}), T(f32, {12, 16})}, {{"trans_b", int64_t{1}}}, 10);
   // Weight + bias gradients in one node (fuse-bias-grad): db in cuBLASLt's BGRAD epilogue;
-  // M != N so that a sum over the wrong side shows. bf16 with an f32 bias gradient (what a
-  // --precision bf16 step has), f16 keeping its dtype, f32 without trans_a.
+  // M != N so that a sum over the wrong side shows. bf16 with f32 weight and bias gradients
+  // (what a --precision bf16 step has), bf16 with only the bias gradient in f32, f16 keeping
+  // its dtype, f32 without trans_a.
   auto bgrad = [&](std::string name, std::vector<TensorType> in, ir::AttrMap attrs, double scale) {
     Case c{std::move(name), "gemm_bgrad", std::move(in), std::move(attrs), 2};
     c.tolerance_scale = scale;
     cs.push_back(c);
   };
-  bgrad("gemm_bgrad_bf16_f32_bias", {T(bf16, {96, 48}), T(bf16, {96, 80})},
+  bgrad("gemm_bgrad_bf16_f32_grads", {T(bf16, {96, 48}), T(bf16, {96, 80})},
+        {{"trans_a", int64_t{1}}, {"dtype", DType::kF32}, {"bias_dtype", DType::kF32}}, 2);
+  bgrad("gemm_bgrad_bf16_f32_bias", {T(bf16, {64, 40}), T(bf16, {64, 56})},
         {{"trans_a", int64_t{1}}, {"bias_dtype", DType::kF32}}, 2);
   bgrad("gemm_bgrad_f16", {T(f16, {64, 32}), T(f16, {64, 24})}, {{"trans_a", int64_t{1}}}, 2);
   bgrad("gemm_bgrad_f32", {T(f32, {24, 40}), T(f32, {40, 56})}, {}, 10);
@@ -956,7 +959,7 @@ TEST(CudaKernelOptions, GemmBgradReduceMatchesCpu) {
   int seen = 0;
   ExpectCasesMatchCpu([](const Case& c) { return c.op == "gemm_bgrad"; }, reduce, 7, &seen);
   if (HasFatalFailure()) return;
-  EXPECT_EQ(seen, 3);
+  EXPECT_EQ(seen, 4);
 }
 
 // attention_grad {saved_stats=1} reads the forward's output and log-sum-exp (attention's two
