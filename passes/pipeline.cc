@@ -153,6 +153,9 @@ const std::vector<PassInfo>& RegisteredPasses() {
       {"fuse-bias-grad",
        "training: a linear layer's weight-gradient gemm + bias-gradient reduce_sum -> gemm_bgrad",
        [] { return CreateFuseBiasGradPass(); }},
+      {"fold-norm-casts",
+       "--precision: casts of layer_norm's output / layer_norm_grad's dy -> the norms' dtypes",
+       [] { return CreateFoldNormCastsPass(); }},
       {"mixed-precision-bf16",
        "matmul-like ops in bf16, norms/softmax/reductions/losses in f32 (--precision bf16)",
        [] { return CreateMixedPrecisionPass({.low = ir::DType::kBF16}); }},
@@ -167,9 +170,10 @@ const std::vector<PassInfo>& RegisteredPasses() {
 
 std::vector<std::string> DefaultPassList(std::string_view target) {
   // fuse-bias-grad after cse: dW's and db's views of the output gradient are one value then.
+  // fold-norm-casts: only --precision plans have the casts it folds.
   std::vector<std::string> list = {"fold-param-casts", "fold-constants", "simplify",
                                    "fold-gemm-transpose", "annotate-causal", "cse",
-                                   "fuse-bias-grad", "dce"};
+                                   "fuse-bias-grad", "fold-norm-casts", "dce"};
   if (target == "cpu") {
     // fuse-elementwise pays on CPU: a GPT-2-like MLP/residual block measured faster with it
     // (see tools/ptc_opt --bench and the passes report); it runs after cse so that duplicated

@@ -257,6 +257,11 @@ struct AlignedFree {
 };
 
 }  // namespace
+
+KernelOr WrapHalfViaF32(const ir::Node& node, KernelOr (*factory)(const ir::Node&)) {
+  return HalfWrapperKernel::Create(node, factory);
+}
+
 }  // namespace internal
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateKernel(const ir::Node& node) {

@@ -294,6 +294,9 @@ KernelOr MakeMatMulKernel(const ir::Node& node);
 KernelOr MakeGemmKernel(const ir::Node& node);
 KernelOr MakeFusedMatMulKernel(const ir::Node& node);  // fused_matmul
 KernelOr MakeGemmBgradKernel(const ir::Node& node);    // gemm_bgrad
+// `node` on f16 / bf16 operands through the f32 kernel `factory` makes: the half operands are
+// widened exactly into scratch, the half outputs rounded once (kernel.cc).
+KernelOr WrapHalfViaF32(const ir::Node& node, KernelOr (*factory)(const ir::Node&));
 KernelOr MakeAttentionKernel(const ir::Node& node);    // attention (attention.cc)
 KernelOr MakeAttentionGradKernel(const ir::Node& node);  // attention_grad (attention.cc)
 KernelOr MakeLinearCeLossKernel(const ir::Node& node);  // linear_ce_loss (loss.cc)

@@ -1372,6 +1372,64 @@ TEST(KernelAttentionTest, LogSumExpOutputAndSavedStatsBackward) {
 // Kernels run repeatedly with the same workspace (as in the executor) and HasKernel covers
 // every op the table exercises.
 
+// fold-norm-casts' contract: layer_norm {dtype=bf16} gives the bits of layer_norm then a cast,
+// and layer_norm_grad on a bf16 dy the bits of the f32 kernel on the widened dy.
+TEST(KernelNormTest, LowPrecisionOutputAndGradientInputMatchTheCasts) {
+  const int64_t rows = 6, d = 40;
+  ir::Function fn("t");
+  const ir::TensorType xt{DType::kF32, {rows, d}}, pt{DType::kF32, {d}};
+  const ir::TensorType st{DType::kF32, {rows, 1}}, bt{DType::kBF16, {rows, d}};
+  ir::Value* x = fn.AddParam("x", xt);
+  ir::Value* g = fn.AddParam("g", pt);
+  ir::Value* b = fn.AddParam("b", pt);
+  ir::Value* dyb = fn.AddParam("dyb", bt);
+  ir::Value* dyf = fn.AddParam("dyf", xt);
+  ir::Value* mu = fn.AddParam("mu", st);
+  ir::Value* is = fn.AddParam("is", st);
+  const ir::AttrMap ln_attrs = {{"axis", int64_t{1}}, {"epsilon", 1e-5}};
+  ir::AttrMap low_attrs = ln_attrs;
+  low_attrs["dtype"] = DType::kBF16;
+  ir::Node* ln = fn.AddNode("layer_norm", {x, g, b}, {xt, st, st}, ln_attrs);
+  ir::Node* ln_low = fn.AddNode("layer_norm", {x, g, b}, {bt, st, st}, low_attrs);
+  ir::Node* down = fn.AddNode("cast", {dyf}, {bt}, {{"to", DType::kBF16}});
+  ir::Node* up = fn.AddNode("cast", {dyb}, {xt}, {{"to", DType::kF32}});
+  const ir::AttrMap grad_attrs = {{"axis", int64_t{1}}};
+  ir::Node* grad = fn.AddNode("layer_norm_grad", {dyf, x, g, mu, is}, {xt, pt, pt}, grad_attrs);
+  ir::Node* grad_low = fn.AddNode("layer_norm_grad", {dyb, x, g, mu, is}, {xt, pt, pt}, grad_attrs);
+  std::mt19937 rng(11);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  auto random = [&](int64_t n) {
+    std::vector<float> v(n);
+    for (float& e : v) e = dist(rng);
+    return v;
+  };
+  const ir::Tensor xv = ir::Tensor::FromVector(DType::kF32, {rows, d}, random(rows * d));
+  const ir::Tensor gv = ir::Tensor::FromVector(DType::kF32, {d}, random(d));
+  const ir::Tensor bv = ir::Tensor::FromVector(DType::kF32, {d}, random(d));
+  auto ref = EvaluateNode(*ln, {xv, gv, bv});
+  auto low = EvaluateNode(*ln_low, {xv, gv, bv});
+  ASSERT_TRUE(ref.ok() && low.ok()) << ref.status() << low.status();
+  auto ref_low = EvaluateNode(*down, {(*ref)[0]});
+  ASSERT_TRUE(ref_low.ok()) << ref_low.status();
+  EXPECT_EQ((*low)[0].type(), bt);
+  EXPECT_EQ(std::memcmp((*low)[0].data(), (*ref_low)[0].data(), rows * d * 2), 0);
+  for (int i = 1; i < 3; ++i) {
+    EXPECT_EQ(std::memcmp((*low)[i].data(), (*ref)[i].data(), rows * 4), 0) << "stat " << i;
+  }
+  auto dy_low = EvaluateNode(*down, {ir::Tensor::FromVector(DType::kF32, {rows, d}, random(rows * d))});
+  ASSERT_TRUE(dy_low.ok());
+  auto dy_wide = EvaluateNode(*up, {(*dy_low)[0]});
+  ASSERT_TRUE(dy_wide.ok());
+  auto want = EvaluateNode(*grad, {(*dy_wide)[0], xv, gv, (*ref)[1], (*ref)[2]});
+  auto got = EvaluateNode(*grad_low, {(*dy_low)[0], xv, gv, (*ref)[1], (*ref)[2]});
+  ASSERT_TRUE(want.ok() && got.ok()) << want.status() << got.status();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ((*got)[i].type(), (*want)[i].type());
+    EXPECT_EQ(std::memcmp((*got)[i].data(), (*want)[i].data(), (*want)[i].type().byte_size()), 0)
+        << "output " << i;
+  }
+}
+
 TEST(KernelApiTest, HasKernelAndRepeatedRuns) {
   for (const char* op : {"add", "matmul", "gemm", "layer_norm", "softmax_ce_loss", "nll_loss",
                          "gather", "constant", "dropout", "trilu", "cast", "where"}) {

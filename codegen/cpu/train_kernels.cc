@@ -10,6 +10,9 @@ namespace {
 struct TrainOpEntry {
   std::string_view op;
   internal::KernelOr (*factory)(const ir::Node&);
+  // f16 / bf16 operands computed in f32 (internal::WrapHalfViaF32): layer_norm_grad's dy of a
+  // --precision plan (fold-norm-casts). The other ops have f32 operands only.
+  bool half_via_f32 = false;
 };
 
 constexpr TrainOpEntry kTrainOps[] = {
@@ -17,7 +20,7 @@ constexpr TrainOpEntry kTrainOps[] = {
     {"slice_grad", internal::MakeSliceGradKernel},
     {"softmax_ce_loss_grad", internal::MakeLossGradKernel},
     {"nll_loss_grad", internal::MakeLossGradKernel},
-    {"layer_norm_grad", internal::MakeLayerNormGradKernel},
+    {"layer_norm_grad", internal::MakeLayerNormGradKernel, true},
     {"gelu_grad", internal::MakeGeluGradKernel},
     {"lr_schedule", internal::MakeLrScheduleKernel},
     {"adamw_update", internal::MakeAdamWKernel},
@@ -30,14 +33,15 @@ constexpr TrainOpEntry kTrainOps[] = {
 absl::StatusOr<std::unique_ptr<Kernel>> CreateTrainKernel(const ir::Node& node) {
   for (const TrainOpEntry& e : kTrainOps) {
     if (e.op == node.op()) {
+      bool half = false;
       for (const ir::Value* v : node.inputs()) {
         if (v == nullptr) return internal::Invalid(node, "has a null input");
-        if (v->type().dtype == ir::DType::kF16 || v->type().dtype == ir::DType::kBF16) {
-          return internal::Unsupported(node, "f16/bf16 training ops have no CPU kernel yet; "
-                                             "train in f32 (master weights)");
-        }
+        half |= v->type().dtype == ir::DType::kF16 || v->type().dtype == ir::DType::kBF16;
       }
-      return e.factory(node);
+      if (!half) return e.factory(node);
+      if (e.half_via_f32) return internal::WrapHalfViaF32(node, e.factory);
+      return internal::Unsupported(node, "f16/bf16 training ops have no CPU kernel yet; "
+                                         "train in f32 (master weights)");
     }
   }
   return std::unique_ptr<Kernel>();

@@ -132,10 +132,12 @@ cudaError_t LaunchKvCacheWrite(int64_t outer, int64_t rows, int64_t inner_bytes,
 cudaError_t LaunchSoftmax(DT dt, int64_t outer, int64_t n, int64_t inner, bool log_softmax,
                           const void* in, void* out, cudaStream_t stream);
 // layer_norm over rows of `d` elements. scale / bias have d elements or one (`*_bcast`); bias
-// may be null; mean / inv_std_dev (f32, one per row) may be null.
-cudaError_t LaunchLayerNorm(DT dt, int64_t rows, int64_t d, double epsilon, const void* x,
-                            const void* scale, bool scale_bcast, const void* bias, bool bias_bcast,
-                            void* y, float* mean, float* inv_std_dev, cudaStream_t stream);
+// may be null; mean / inv_std_dev (f32, one per row) may be null. y is of out_dt: dt, or f16 /
+// bf16 for an f32 x (layer_norm {dtype}).
+cudaError_t LaunchLayerNorm(DT dt, DT out_dt, int64_t rows, int64_t d, double epsilon,
+                            const void* x, const void* scale, bool scale_bcast, const void* bias,
+                            bool bias_bcast, void* y, float* mean, float* inv_std_dev,
+                            cudaStream_t stream);
 // Attention scores [B*H*Tq, Tk] (f32, already scaled) -> probabilities, in place. mask_kind 0:
 // none, 1: bool (true masks out: -inf), 2: f32 added; mask_strides are its element strides over
 // [B, H, Tq, Tk] (0 where broadcast).
@@ -192,12 +194,13 @@ cudaError_t LaunchLossGrad(DT dt, bool softmax, const LossDesc& d, const void* d
                            void* dx, void* workspace, int* error_flag, int error_code,
                            cudaStream_t stream);
 // layer_norm_grad over rows of `d` elements: dx, dscale, dbias (column sums in a fixed order:
-// per-chunk partials in scratch, then one thread per column).
+// per-chunk partials in scratch, then one thread per column). dy is of dy_dt: dt, or f16 /
+// bf16 for an f32 layer norm (fold-norm-casts).
 size_t LayerNormGradWorkspaceBytes(DT dt, int64_t rows, int64_t d);
-cudaError_t LaunchLayerNormGrad(DT dt, int64_t rows, int64_t d, const void* dy, const void* x,
-                                const void* scale, const float* mean, const float* inv_std_dev,
-                                void* dx, void* dscale, void* dbias, void* workspace,
-                                cudaStream_t stream);
+cudaError_t LaunchLayerNormGrad(DT dt, DT dy_dt, int64_t rows, int64_t d, const void* dy,
+                                const void* x, const void* scale, const float* mean,
+                                const float* inv_std_dev, void* dx, void* dscale, void* dbias,
+                                void* workspace, cudaStream_t stream);
 cudaError_t LaunchGeluGrad(DT dt, bool tanh_approx, int64_t n, const void* dy, const void* x,
                            void* dx, cudaStream_t stream);
 // gather_grad: dy [outer, num_indices, inner] scattered-added into out [outer, axis_dim, inner].

@@ -90,19 +90,20 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// One block per row: exact mean, then the centered variance (the row stays in L1/L2).
-template <DT D>
+// One block per row: exact mean, then the centered variance (the row stays in L1/L2). y is
+// of dtype O: D's, or f16 / bf16 for an f32 x (layer_norm {dtype}).
+template <DT D, DT O>
 __global__ void __launch_bounds__(kRowThreads)
     LayerNormKernel(int64_t d, Acc<D> eps, const typename Ty<D>::S* __restrict__ x,
                     const typename Ty<D>::S* __restrict__ scale, bool scale_bcast,
                     const typename Ty<D>::S* __restrict__ bias, bool bias_bcast,
-                    typename Ty<D>::S* __restrict__ y, float* __restrict__ mean_out,
+                    typename Ty<O>::S* __restrict__ y, float* __restrict__ mean_out,
                     float* __restrict__ istd_out) {
   using A = Acc<D>;
   __shared__ A shm[32];
   const int64_t row = blockIdx.x;
   const typename Ty<D>::S* xr = x + row * d;
-  typename Ty<D>::S* yr = y + row * d;
+  typename Ty<O>::S* yr = y + row * d;
   A sum = 0;
   for (int64_t j = threadIdx.x; j < d; j += blockDim.x) sum += Load<D>(xr, j);
   sum = BlockReduce<A>(sum, /*kind=*/0, A(0), shm);
@@ -122,7 +123,7 @@ __global__ void __launch_bounds__(kRowThreads)
   for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
     A v = (Load<D>(xr, j) - mean) * istd * Load<D>(scale, scale_bcast ? 0 : j);
     if (bias != nullptr) v += Load<D>(bias, bias_bcast ? 0 : j);
-    Store<D>(yr, j, v);
+    Store<O>(yr, j, static_cast<typename Ty<O>::C>(v));
   }
 }
 
@@ -201,15 +202,16 @@ __device__ __forceinline__ void LoadParam(const typename Ty<D>::S* p, bool bcast
   }
 }
 
-template <DT D, int V>
+template <DT D, DT O, int V>
 __global__ void __launch_bounds__(kMaxRowGroup, kRowMinBlocks)
     LayerNormRegKernel(uint32_t rows, uint32_t d, int group, float eps,
                        const typename Ty<D>::S* __restrict__ x,
                        const typename Ty<D>::S* __restrict__ scale, bool scale_bcast,
                        const typename Ty<D>::S* __restrict__ bias, bool bias_bcast,
-                       typename Ty<D>::S* __restrict__ y, float* __restrict__ mean_out,
+                       typename Ty<O>::S* __restrict__ y, float* __restrict__ mean_out,
                        float* __restrict__ istd_out) {
   using St = typename Ty<D>::S;
+  using So = typename Ty<O>::S;
   constexpr int kSteps = kRowRegs / V;
   __shared__ float shm[32];
   const uint32_t nv = d / V;
@@ -217,7 +219,7 @@ __global__ void __launch_bounds__(kMaxRowGroup, kRowMinBlocks)
   for (uint32_t row = blockIdx.x * rpb + threadIdx.x / group; row < rows;
        row += gridDim.x * rpb) {
     const St* xr = x + static_cast<int64_t>(row) * d;
-    St* yr = y + static_cast<int64_t>(row) * d;
+    So* yr = y + static_cast<int64_t>(row) * d;
     float v[kSteps][V];
     float sum = 0;
 #pragma unroll
@@ -258,14 +260,14 @@ __global__ void __launch_bounds__(kMaxRowGroup, kRowMinBlocks)
         float sc[V], bi[V];
         LoadParam<D, V>(scale, scale_bcast, k * V, sc);
         if (bias != nullptr) LoadParam<D, V>(bias, bias_bcast, k * V, bi);
-        St t[V];
+        So t[V];
 #pragma unroll
         for (int j = 0; j < V; ++j) {
           float o = (v[s][j] - mean) * istd * sc[j];
           if (bias != nullptr) o += bi[j];
-          t[j] = Narrow<D>(o);
+          t[j] = Narrow<O>(o);
         }
-        StoreVec<St, V>(yr + k * V, t);
+        StoreVec<So, V>(yr + k * V, t);
       }
     }
   }
@@ -459,11 +461,12 @@ bool LaunchSoftmaxReg(int64_t rows, int64_t n, bool log_softmax, const void* in,
   return true;
 }
 
-template <DT D>
+template <DT D, DT O>
 bool LaunchLayerNormReg(int64_t rows, int64_t d, double epsilon, const void* x, const void* scale,
                         bool scale_bcast, const void* bias, bool bias_bcast, void* y, float* mean,
                         float* inv_std_dev, cudaStream_t stream) {
   using St = typename Ty<D>::S;
+  using So = typename Ty<O>::S;
   if (d == 0 || rows >= (int64_t{1} << 31) || d >= (int64_t{1} << 31)) return false;
   const void* scale_rows = scale_bcast ? nullptr : scale;
   const void* bias_rows = bias_bcast ? nullptr : bias;
@@ -475,10 +478,10 @@ bool LaunchLayerNormReg(int64_t rows, int64_t d, double epsilon, const void* x, 
     kernel<<<PersistentGrid(kernel, g.block, blocks), g.block, 0, stream>>>(
         static_cast<uint32_t>(rows), static_cast<uint32_t>(d), g.group,
         static_cast<float>(epsilon), static_cast<const St*>(x), static_cast<const St*>(scale),
-        scale_bcast, static_cast<const St*>(bias), bias_bcast, static_cast<St*>(y), mean,
+        scale_bcast, static_cast<const St*>(bias), bias_bcast, static_cast<So*>(y), mean,
         inv_std_dev);
   };
-  launch(LayerNormRegKernel<D, kVec<St>>);
+  launch(LayerNormRegKernel<D, O, kVec<St>>);
   return true;
 }
 
@@ -515,18 +518,39 @@ cudaError_t LaunchSoftmax(DT dt, int64_t outer, int64_t n, int64_t inner, bool l
   return cudaGetLastError();
 }
 
-cudaError_t LaunchLayerNorm(DT dt, int64_t rows, int64_t d, double epsilon, const void* x,
-                            const void* scale, bool scale_bcast, const void* bias, bool bias_bcast,
-                            void* y, float* mean, float* inv_std_dev, cudaStream_t stream) {
+cudaError_t LaunchLayerNorm(DT dt, DT out_dt, int64_t rows, int64_t d, double epsilon,
+                            const void* x, const void* scale, bool scale_bcast, const void* bias,
+                            bool bias_bcast, void* y, float* mean, float* inv_std_dev,
+                            cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   if (rows >= (int64_t{1} << 31)) return cudaErrorInvalidConfiguration;
+  // y in f16 / bf16 from an f32 x (layer_norm {dtype}): the same kernels, rounded once.
+  if (out_dt != dt) {
+    if (dt != DT::kF32 || (out_dt != DT::kF16 && out_dt != DT::kBF16)) {
+      return cudaErrorInvalidValue;
+    }
+#define PTC_LN_LOW(O)                                                                        \
+  if (out_dt == O) {                                                                         \
+    if (!LaunchLayerNormReg<DT::kF32, O>(rows, d, epsilon, x, scale, scale_bcast, bias,      \
+                                         bias_bcast, y, mean, inv_std_dev, stream)) {        \
+      LayerNormKernel<DT::kF32, O><<<RowGrid(rows), kRowThreads, 0, stream>>>(               \
+          d, static_cast<float>(epsilon), static_cast<const float*>(x),                      \
+          static_cast<const float*>(scale), scale_bcast, static_cast<const float*>(bias),    \
+          bias_bcast, static_cast<Ty<O>::S*>(y), mean, inv_std_dev);                         \
+    }                                                                                        \
+  }
+    PTC_LN_LOW(DT::kF16)
+    PTC_LN_LOW(DT::kBF16)
+#undef PTC_LN_LOW
+    return cudaGetLastError();
+  }
   // f32 / f16 / bf16 rows that fit in registers: x read once.
   {
     bool done = false;
 #define PTC_LN_REG(D)                                                                        \
   if (dt == D) {                                                                             \
-    done = LaunchLayerNormReg<D>(rows, d, epsilon, x, scale, scale_bcast, bias, bias_bcast, y, \
-                                 mean, inv_std_dev, stream);                                 \
+    done = LaunchLayerNormReg<D, D>(rows, d, epsilon, x, scale, scale_bcast, bias,           \
+                                    bias_bcast, y, mean, inv_std_dev, stream);               \
   }
     PTC_LN_REG(DT::kF32)
     PTC_LN_REG(DT::kF16)
@@ -536,7 +560,7 @@ cudaError_t LaunchLayerNorm(DT dt, int64_t rows, int64_t d, double epsilon, cons
   }
 #define PTC_LN_CASE(D)                                                                       \
   case D:                                                                                    \
-    LayerNormKernel<D><<<RowGrid(rows), kRowThreads, 0, stream>>>(                           \
+    LayerNormKernel<D, D><<<RowGrid(rows), kRowThreads, 0, stream>>>(                        \
         d, static_cast<Acc<D>>(epsilon), static_cast<const Ty<D>::S*>(x),                    \
         static_cast<const Ty<D>::S*>(scale), scale_bcast, static_cast<const Ty<D>::S*>(bias), \
         bias_bcast, static_cast<Ty<D>::S*>(y), mean, inv_std_dev);                           \

@@ -280,11 +280,14 @@ int64_t LnChunks(int64_t rows) {
   return c < 1 ? 1 : (c > 512 ? 512 : c);
 }
 
+// dy is of dtype G in the kernels below: D's, or f16 / bf16 for an f32 x (layer_norm_grad
+// reading a --precision plan's low-precision gradient, fold-norm-casts); widened exactly.
+
 // Block (32, 8) per (32 columns, chunk of rows): partial dscale / dbias of the chunk.
-template <DT D>
+template <DT D, DT G>
 __global__ void __launch_bounds__(kColTile * kColRows)
     LnGradColumnPartialKernel(int64_t rows, int64_t d, int64_t chunk_rows,
-                              const S<D>* __restrict__ dy, const S<D>* __restrict__ x,
+                              const S<G>* __restrict__ dy, const S<D>* __restrict__ x,
                               const float* __restrict__ mean, const float* __restrict__ istd,
                               Acc<D>* __restrict__ part_scale, Acc<D>* __restrict__ part_bias) {
   using A = Acc<D>;
@@ -297,7 +300,7 @@ __global__ void __launch_bounds__(kColTile * kColRows)
   A gs = 0, gb = 0;
   if (col < d) {
     for (int64_t r = r0 + threadIdx.y; r < r1; r += kColRows) {
-      const A g = Load<D>(dy, r * d + col);
+      const A g = static_cast<A>(Load<G>(dy, r * d + col));
       const A xh = (static_cast<A>(Load<D>(x, r * d + col)) - static_cast<A>(mean[r])) *
                    static_cast<A>(istd[r]);
       gs += g * xh;
@@ -337,9 +340,9 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // One block per row: dx = istd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * scale.
-template <DT D>
+template <DT D, DT G>
 __global__ void __launch_bounds__(kThreads)
-    LnGradRowKernel(int64_t rows, int64_t d, const S<D>* __restrict__ dy,
+    LnGradRowKernel(int64_t rows, int64_t d, const S<G>* __restrict__ dy,
                     const S<D>* __restrict__ x, const S<D>* __restrict__ scale,
                     const float* __restrict__ mean, const float* __restrict__ istd,
                     S<D>* __restrict__ dx) {
@@ -347,11 +350,11 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ A shm[32];
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const A mu = mean[r], is = istd[r];
-    const S<D>* gr = dy + r * d;
+    const S<G>* gr = dy + r * d;
     const S<D>* xr = x + r * d;
     A sa = 0, sb = 0;
     for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
-      const A g = static_cast<A>(Load<D>(gr, j)) * static_cast<A>(Load<D>(scale, j));
+      const A g = static_cast<A>(Load<G>(gr, j)) * static_cast<A>(Load<D>(scale, j));
       sa += g;
       sb += g * (static_cast<A>(Load<D>(xr, j)) - mu) * is;
     }
@@ -361,7 +364,7 @@ __global__ void __launch_bounds__(kThreads)
     // Every thread's reads of this row are done (the reductions above are barriers), so dx
     // may alias dy.
     for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
-      const A g = static_cast<A>(Load<D>(gr, j)) * static_cast<A>(Load<D>(scale, j));
+      const A g = static_cast<A>(Load<G>(gr, j)) * static_cast<A>(Load<D>(scale, j));
       const A xh = (static_cast<A>(Load<D>(xr, j)) - mu) * is;
       Store<D>(dx + r * d, j, is * (g - a - xh * b));
     }
@@ -375,9 +378,9 @@ __global__ void __launch_bounds__(kThreads)
 template <DT D>
 constexpr int kLnGradRegs = 64 / static_cast<int>(sizeof(S<D>));  // elements per thread
 
-template <DT D>
+template <DT D, DT G>
 __global__ void __launch_bounds__(kMaxRowGroup, kRowMinBlocks)
-    LnGradRowRegKernel(uint32_t rows, uint32_t d, int group, const S<D>* __restrict__ dy,
+    LnGradRowRegKernel(uint32_t rows, uint32_t d, int group, const S<G>* __restrict__ dy,
                        const S<D>* __restrict__ x, const S<D>* __restrict__ scale,
                        const float* __restrict__ mean, const float* __restrict__ istd,
                        S<D>* dx) {
@@ -389,19 +392,20 @@ __global__ void __launch_bounds__(kMaxRowGroup, kRowMinBlocks)
   for (uint32_t r = blockIdx.x * rpb + threadIdx.x / group; r < rows; r += gridDim.x * rpb) {
     const float mu = mean[r], is = istd[r];
     const int64_t base = static_cast<int64_t>(r) * d;
-    S<D> gv[kSteps][V], xv[kSteps][V];
+    S<G> gv[kSteps][V];
+    S<D> xv[kSteps][V];
     float sa = 0, sb = 0;
 #pragma unroll
     for (int s = 0; s < kSteps; ++s) {
       const uint32_t k = s * group + lane;
       if (k < nv) {
         S<D> sc[V];
-        LoadVec<S<D>, V>(dy + base + k * V, gv[s]);
+        LoadVec<S<G>, V>(dy + base + k * V, gv[s]);
         LoadVec<S<D>, V>(x + base + k * V, xv[s]);
         LoadVec<S<D>, V>(scale + k * V, sc);
 #pragma unroll
         for (int j = 0; j < V; ++j) {
-          const float g = Widen<D>(gv[s][j]) * Widen<D>(sc[j]);
+          const float g = Widen<G>(gv[s][j]) * Widen<D>(sc[j]);
           sa += g;
           sb += g * (Widen<D>(xv[s][j]) - mu) * is;
         }
@@ -419,7 +423,7 @@ __global__ void __launch_bounds__(kMaxRowGroup, kRowMinBlocks)
         LoadVec<S<D>, V>(scale + k * V, sc);
 #pragma unroll
         for (int j = 0; j < V; ++j) {
-          const float g = Widen<D>(gv[s][j]) * Widen<D>(sc[j]);
+          const float g = Widen<G>(gv[s][j]) * Widen<D>(sc[j]);
           const float xh = (Widen<D>(xv[s][j]) - mu) * is;
           o[j] = Narrow<D>(is * (g - a - xh * b));
         }
@@ -733,9 +737,9 @@ void LaunchLossGradElements(const LossDesc& d, bool softmax, const S<D>* dloss, 
 
 // layer_norm_grad dx: rows in registers (LnGradRowRegKernel) for f32 / f16 / bf16 when every
 // pointer is aligned for 16-byte accesses, d is a multiple of the vector width and the row fits;
-// else the streaming LnGradRowKernel.
-template <DT D>
-void LaunchLnGradRows(int64_t rows, int64_t d, const S<D>* dy, const S<D>* x, const S<D>* scale,
+// else the streaming LnGradRowKernel. dy of dtype G (see above).
+template <DT D, DT G>
+void LaunchLnGradRows(int64_t rows, int64_t d, const S<G>* dy, const S<D>* x, const S<D>* scale,
                       const float* mean, const float* istd, S<D>* dx, cudaStream_t stream) {
   if constexpr (D == DT::kF32 || D == DT::kF16 || D == DT::kBF16) {
     constexpr int V = kVec<S<D>>;
@@ -745,16 +749,41 @@ void LaunchLnGradRows(int64_t rows, int64_t d, const S<D>* dy, const S<D>* x, co
       const RowGroup g = PickRowGroup(d, V, kLnGradRegs<D>);
       if (g.group != 0) {
         const int64_t blocks = (rows + g.rows_per_block - 1) / g.rows_per_block;
-        LnGradRowRegKernel<D>
-            <<<PersistentGrid(LnGradRowRegKernel<D>, g.block, blocks), g.block, 0, stream>>>(
+        LnGradRowRegKernel<D, G>
+            <<<PersistentGrid(LnGradRowRegKernel<D, G>, g.block, blocks), g.block, 0, stream>>>(
                 static_cast<uint32_t>(rows), static_cast<uint32_t>(d), g.group, dy, x, scale,
                 mean, istd, dx);
         return;
       }
     }
   }
-  LnGradRowKernel<D><<<RowGrid(rows), kThreads, 0, stream>>>(rows, d, dy, x, scale, mean, istd,
-                                                             dx);
+  LnGradRowKernel<D, G><<<RowGrid(rows), kThreads, 0, stream>>>(rows, d, dy, x, scale, mean,
+                                                                istd, dx);
+}
+
+// layer_norm_grad of dtype D with dy of dtype G: column partials and their sum (dscale, dbias)
+// first, then dx (which may alias dy when G == D).
+template <DT D, DT G>
+void LaunchLnGrad(int64_t rows, int64_t d, const void* dy, const void* x, const void* scale,
+                  const float* mean, const float* istd, void* dx, void* dscale, void* dbias,
+                  void* workspace, cudaStream_t stream) {
+  using A = Acc<D>;
+  const int64_t chunks = LnChunks(rows);
+  const int64_t chunk_rows = rows > 0 ? (rows + chunks - 1) / chunks : 0;
+  const int64_t col_blocks = (d + kColTile - 1) / kColTile;
+  A* ps = static_cast<A*>(workspace);
+  A* pb = ps + chunks * d;
+  LnGradColumnPartialKernel<D, G>
+      <<<dim3(static_cast<unsigned>(col_blocks), static_cast<unsigned>(chunks)),
+         dim3(kColTile, kColRows), 0, stream>>>(rows, d, chunk_rows, static_cast<const S<G>*>(dy),
+                                                static_cast<const S<D>*>(x), mean, istd, ps, pb);
+  LnGradColumnFinalKernel<D><<<GridFor(d, kThreads), kThreads, 0, stream>>>(
+      d, chunks, ps, pb, static_cast<S<D>*>(dscale), static_cast<S<D>*>(dbias));
+  if (rows > 0) {
+    LaunchLnGradRows<D, G>(rows, d, static_cast<const S<G>*>(dy), static_cast<const S<D>*>(x),
+                           static_cast<const S<D>*>(scale), mean, istd, static_cast<S<D>*>(dx),
+                           stream);
+  }
 }
 
 // gelu_grad: 16-byte accesses when the three pointers allow them and n < 2^31.
@@ -890,36 +919,30 @@ size_t LayerNormGradWorkspaceBytes(DT dt, int64_t rows, int64_t d) {
   return 2 * AccBytes(dt) * static_cast<size_t>(LnChunks(rows) * d);
 }
 
-cudaError_t LaunchLayerNormGrad(DT dt, int64_t rows, int64_t d, const void* dy, const void* x,
-                                const void* scale, const float* mean, const float* inv_std_dev,
-                                void* dx, void* dscale, void* dbias, void* workspace,
-                                cudaStream_t stream) {
+cudaError_t LaunchLayerNormGrad(DT dt, DT dy_dt, int64_t rows, int64_t d, const void* dy,
+                                const void* x, const void* scale, const float* mean,
+                                const float* inv_std_dev, void* dx, void* dscale, void* dbias,
+                                void* workspace, cudaStream_t stream) {
   if (d == 0) return cudaSuccess;
-  const int64_t chunks = LnChunks(rows);
-  const int64_t chunk_rows = rows > 0 ? (rows + chunks - 1) / chunks : 0;
-  const int64_t col_blocks = (d + kColTile - 1) / kColTile;
-  if (col_blocks >= (int64_t{1} << 31)) return cudaErrorInvalidConfiguration;
-  // Column sums first: dx may alias dy.
-#define PTC_LNG_CASE(DD)                                                                       \
-  case DD: {                                                                                   \
-    using A = Acc<DD>;                                                                         \
-    A* ps = static_cast<A*>(workspace);                                                        \
-    A* pb = ps + chunks * d;                                                                   \
-    LnGradColumnPartialKernel<DD>                                                              \
-        <<<dim3(static_cast<unsigned>(col_blocks), static_cast<unsigned>(chunks)),             \
-           dim3(kColTile, kColRows), 0, stream>>>(rows, d, chunk_rows,                         \
-                                                  static_cast<const S<DD>*>(dy),               \
-                                                  static_cast<const S<DD>*>(x), mean,          \
-                                                  inv_std_dev, ps, pb);                        \
-    LnGradColumnFinalKernel<DD><<<GridFor(d, kThreads), kThreads, 0, stream>>>(                \
-        d, chunks, ps, pb, static_cast<S<DD>*>(dscale), static_cast<S<DD>*>(dbias));           \
-    if (rows > 0) {                                                                            \
-      LaunchLnGradRows<DD>(rows, d, static_cast<const S<DD>*>(dy), static_cast<const S<DD>*>(x), \
-                           static_cast<const S<DD>*>(scale), mean, inv_std_dev,                \
-                           static_cast<S<DD>*>(dx), stream);                                   \
-    }                                                                                          \
-    break;                                                                                     \
+  if ((d + kColTile - 1) / kColTile >= (int64_t{1} << 31)) return cudaErrorInvalidConfiguration;
+  if (dy_dt != dt) {  // a low-precision dy of an f32 layer norm (fold-norm-casts)
+    if (dt != DT::kF32) return cudaErrorInvalidValue;
+    if (dy_dt == DT::kBF16) {
+      LaunchLnGrad<DT::kF32, DT::kBF16>(rows, d, dy, x, scale, mean, inv_std_dev, dx, dscale,
+                                        dbias, workspace, stream);
+    } else if (dy_dt == DT::kF16) {
+      LaunchLnGrad<DT::kF32, DT::kF16>(rows, d, dy, x, scale, mean, inv_std_dev, dx, dscale,
+                                       dbias, workspace, stream);
+    } else {
+      return cudaErrorInvalidValue;
+    }
+    return cudaGetLastError();
   }
+#define PTC_LNG_CASE(DD)                                                                     \
+  case DD:                                                                                   \
+    LaunchLnGrad<DD, DD>(rows, d, dy, x, scale, mean, inv_std_dev, dx, dscale, dbias,        \
+                         workspace, stream);                                                 \
+    break;
   switch (dt) {
     PTC_TRAIN_FLOAT_CASES(PTC_LNG_CASE)
     default: return cudaErrorInvalidValue;

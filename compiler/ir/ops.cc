@@ -236,7 +236,20 @@ InferResult InferLayerNorm(const Types& in, const AttrMap& attrs, int num_output
                                   " (axis=", axis, ")"));
     }
   }
-  Types out = {in[0]};
+  // `dtype` (y's; mean and inv_std_dev stay f32): x's, or f16 / bf16 for an f32 x (the cast of
+  // a --precision plan's normalized activations to the matmul dtype, folded in by
+  // fold-norm-casts).
+  DType y = in[0].dtype;
+  if (attrs.count("dtype") > 0) {
+    PTC_ASSIGN_OR_RETURN(y, GetDTypeAttr(attrs, "dtype"));
+    if (y != in[0].dtype &&
+        !(in[0].dtype == DType::kF32 && (y == DType::kF16 || y == DType::kBF16))) {
+      return Invalid(absl::StrCat("attribute 'dtype' must be x's dtype, or f16 / bf16 for an "
+                                  "f32 x; got ", std::string(DTypeName(y)), " with ",
+                                  in[0].ToString()));
+    }
+  }
+  Types out = {TensorType{y, x}};
   Shape stat(x.begin(), x.begin() + axis);
   stat.resize(x.size(), 1);
   for (int i = 1; i < num_outputs; ++i) out.push_back({DType::kF32, stat});

@@ -15,7 +15,8 @@
 //       (type of input): -dloss * w[target] at the target class, 0 elsewhere ("mean": / sum w).
 //   layer_norm_grad(dy, x, scale, mean, inv_std_dev) {axis} -> (dx, dscale, dbias)
 //       scale has the normalized shape x.shape[axis:]; mean / inv_std_dev are the f32 outputs
-//       of the forward layer_norm; dscale and dbias have scale's type.
+//       of the forward layer_norm; dscale and dbias have scale's type. dy has x's type, or is
+//       f16 / bf16 for an f32 x (widened exactly; dx is f32).
 //   gelu_grad(dy, x) {approximate="none"|"tanh"}       dy * gelu'(x); type of x.
 //   attention_grad(dy, q, k, v[, mask]) {scale, layout} -> (dq, dk, dv)
 //       The gradients of attention(q, k, v[, mask]) (ops_fused.cc) for the output gradient dy,
@@ -134,9 +135,13 @@ InferResult InferLayerNormGrad(const Types& in, const AttrMap& attrs, int) {
   PTC_RETURN_IF_ERROR(RequireFloat(in[1], "x"));
   PTC_ASSIGN_OR_RETURN(int64_t axis, GetIntAttr(attrs, "axis"));
   PTC_RETURN_IF_ERROR(CheckAxis(axis, in[1].rank(), "axis", in[1]));
-  if (in[0] != in[1]) {
+  // dy: x's type, or f16 / bf16 of x's shape for an f32 x (the cast of a --precision plan's
+  // gradient up to f32, folded in by fold-norm-casts).
+  const bool low_dy = in[1].dtype == DType::kF32 &&
+                      (in[0].dtype == DType::kF16 || in[0].dtype == DType::kBF16);
+  if (in[0].shape != in[1].shape || (in[0].dtype != in[1].dtype && !low_dy)) {
     return Invalid(absl::StrCat("dy ", in[0].ToString(), " must have x's type ",
-                                in[1].ToString()));
+                                in[1].ToString(), " (or f16 / bf16 for an f32 x)"));
   }
   Shape normalized(in[1].shape.begin() + axis, in[1].shape.end());
   TensorType scale{in[1].dtype, normalized};

@@ -214,6 +214,16 @@ absl::Status Exporter::ExportNode(const ir::Node& n) {
     auto* p = NewNode(n, "LayerNormalization");
     AttrI(p, "axis", axis);
     AttrF(p, "epsilon", eps);
+    if (n.output(0)->type().dtype != n.input(0)->type().dtype) {
+      // {dtype} (fold-norm-casts): LayerNormalization in x's dtype, then a Cast of y.
+      const std::string y = n.output(0)->name();
+      p->set_output(0, y + "_normalized");
+      auto* c = graph_->add_node();
+      c->set_op_type("Cast");
+      c->add_input(y + "_normalized");
+      c->add_output(y);
+      AttrI(c, "to", DTypeToOnnx(n.output(0)->type().dtype));
+    }
     return absl::OkStatus();
   }
   if (op == "reduce_sum" || op == "reduce_mean" || op == "reduce_max" || op == "reduce_min") {

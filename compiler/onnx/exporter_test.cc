@@ -179,6 +179,34 @@ func @main(%x: f32[2], %w: f32[2] {param}) -> (f32[2], f32[2], f32[2]) {
   EXPECT_EQ(results[0], results[2]);
 }
 
+// layer_norm {dtype=bf16} (fold-norm-casts) exports as LayerNormalization and a Cast, checker
+// clean, and imports back as layer_norm + cast.
+TEST(ExportTest, LowPrecisionLayerNormBecomesNormAndCast) {
+  auto m = Parse(R"(module {}
+
+func @main(%x: f32[2,8], %g: f32[8], %b: f32[8]) -> (bf16[2,8]) {
+  %y = layer_norm(%x, %g, %b) {axis=1, dtype=bf16, epsilon=1e-05} : bf16[2,8]
+  return %y
+}
+)");
+  ASSERT_NE(m, nullptr);
+  auto bytes = ExportOnnxBytes(*m);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  auto model = CheckExported(*bytes);
+  ASSERT_TRUE(model.ok()) << model.status();
+  const auto& g = model->graph();
+  ASSERT_EQ(g.node_size(), 2);
+  EXPECT_EQ(g.node(0).op_type(), "LayerNormalization");
+  EXPECT_EQ(g.node(1).op_type(), "Cast");
+  EXPECT_EQ(g.node(1).input(0), g.node(0).output(0));
+  EXPECT_EQ(g.node(1).output(0), "y");
+  auto back = ImportOnnxBytes(*bytes, "", "m.onnx");
+  ASSERT_TRUE(back.ok()) << back.status();
+  const std::string text = ir::PrintModule(**back);
+  EXPECT_NE(text.find("layer_norm("), std::string::npos) << text;
+  EXPECT_NE(text.find("cast("), std::string::npos) << text;
+}
+
 TEST(ExportTest, RejectsMultiFunctionModulesAndMissingRefs) {
   auto two = Parse(R"(module {}
 

@@ -461,14 +461,14 @@ KernelOr MakeSoftmax(const ir::Node& node) {
 
 class LayerNormKernel final : public DeviceKernel {
  public:
-  LayerNormKernel(k::DT dt, int64_t rows, int64_t d, double eps, bool scale_bcast, bool has_bias,
-                  bool bias_bcast)
-      : dt_(dt), rows_(rows), d_(d), eps_(eps), scale_bcast_(scale_bcast), has_bias_(has_bias),
-        bias_bcast_(bias_bcast) {}
+  LayerNormKernel(k::DT dt, k::DT out_dt, int64_t rows, int64_t d, double eps, bool scale_bcast,
+                  bool has_bias, bool bias_bcast)
+      : dt_(dt), out_dt_(out_dt), rows_(rows), d_(d), eps_(eps), scale_bcast_(scale_bcast),
+        has_bias_(has_bias), bias_bcast_(bias_bcast) {}
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
                       absl::Span<void* const> out, void*) override {
     return LaunchStatus(
-        k::LaunchLayerNorm(dt_, rows_, d_, eps_, in[0], in[1], scale_bcast_,
+        k::LaunchLayerNorm(dt_, out_dt_, rows_, d_, eps_, in[0], in[1], scale_bcast_,
                            has_bias_ ? in[2] : nullptr, bias_bcast_, out[0],
                            out.size() > 1 ? static_cast<float*>(out[1]) : nullptr,
                            out.size() > 2 ? static_cast<float*>(out[2]) : nullptr, ctx.stream),
@@ -476,7 +476,7 @@ class LayerNormKernel final : public DeviceKernel {
   }
 
  private:
-  k::DT dt_;
+  k::DT dt_, out_dt_;
   int64_t rows_, d_;
   double eps_;
   bool scale_bcast_, has_bias_, bias_bcast_;
@@ -515,8 +515,15 @@ KernelOr MakeLayerNorm(const ir::Node& node) {
       return Invalid(node, absl::StrCat("output ", i, " must be f32 with one element per row"));
     }
   }
+  // y: x's dtype, or f16 / bf16 from an f32 x ({dtype}, fold-norm-casts).
+  const DType y = node.output(0)->type().dtype;
+  if (y != t.dtype &&
+      !(t.dtype == DType::kF32 && (y == DType::kF16 || y == DType::kBF16))) {
+    return Invalid(node, absl::StrCat("y ", node.output(0)->type().ToString(),
+                                      " must have x's dtype, or f16 / bf16 for an f32 x"));
+  }
   return std::unique_ptr<DeviceKernel>(new LayerNormKernel(
-      ToDT(t.dtype), rows, d, eps, s.num_elements() != d, has_bias, bias_bcast));
+      ToDT(t.dtype), ToDT(y), rows, d, eps, s.num_elements() != d, has_bias, bias_bcast));
 }
 
 class ReduceKernel final : public DeviceKernel {

@@ -177,21 +177,22 @@ KernelOr MakeLossGrad(const ir::Node& node) {
 // --------------------------------------------------------------------------- layer_norm_grad
 class LayerNormGradKernel final : public DeviceKernel {
  public:
-  LayerNormGradKernel(k::DT dt, int64_t rows, int64_t d) : dt_(dt), rows_(rows), d_(d) {}
+  LayerNormGradKernel(k::DT dt, k::DT dy_dt, int64_t rows, int64_t d)
+      : dt_(dt), dy_dt_(dy_dt), rows_(rows), d_(d) {}
   size_t WorkspaceBytes() const override {
     return k::LayerNormGradWorkspaceBytes(dt_, rows_, d_);
   }
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
                       absl::Span<void* const> out, void* workspace) override {
     return LaunchStatus(
-        k::LaunchLayerNormGrad(dt_, rows_, d_, in[0], in[1], in[2],
+        k::LaunchLayerNormGrad(dt_, dy_dt_, rows_, d_, in[0], in[1], in[2],
                                static_cast<const float*>(in[3]), static_cast<const float*>(in[4]),
                                out[0], out[1], out[2], workspace, ctx.stream),
         "LaunchLayerNormGrad");
   }
 
  private:
-  k::DT dt_;
+  k::DT dt_, dy_dt_;
   int64_t rows_, d_;
 };
 
@@ -201,9 +202,14 @@ KernelOr MakeLayerNormGrad(const ir::Node& node) {
   PTC_RETURN_IF_ERROR(RequireFloat(node, x, "x"));
   const int64_t d = node.input(2)->type().num_elements();
   const int64_t rows = d ? x.num_elements() / d : 0;
-  if (node.input(0)->type() != x || node.input(2)->type().dtype != x.dtype ||
-      (d != 0 && rows * d != x.num_elements())) {
-    return Invalid(node, "dy must have x's type and scale x's normalized shape and dtype");
+  // dy: x's type, or f16 / bf16 of x's shape for an f32 x (fold-norm-casts).
+  const ir::TensorType& dy = node.input(0)->type();
+  const bool low_dy = x.dtype == DType::kF32 &&
+                      (dy.dtype == DType::kF16 || dy.dtype == DType::kBF16);
+  if (dy.shape != x.shape || (dy.dtype != x.dtype && !low_dy) ||
+      node.input(2)->type().dtype != x.dtype || (d != 0 && rows * d != x.num_elements())) {
+    return Invalid(node, "dy must have x's type (or f16 / bf16 for an f32 x) and scale x's "
+                         "normalized shape and dtype");
   }
   for (int i : {3, 4}) {
     const ir::TensorType& t = node.input(i)->type();
@@ -212,7 +218,8 @@ KernelOr MakeLayerNormGrad(const ir::Node& node) {
                                         rows, "), got ", t.ToString()));
     }
   }
-  return std::unique_ptr<DeviceKernel>(new LayerNormGradKernel(ToDT(x.dtype), rows, d));
+  return std::unique_ptr<DeviceKernel>(
+      new LayerNormGradKernel(ToDT(x.dtype), ToDT(dy.dtype), rows, d));
 }
 
 // ---------------------------------------------------------------------------------- gelu_grad

@@ -670,6 +670,25 @@ std::vector<Case> Cases() {
       g.ref_in_f32 = true;
       cs.push_back(g);
     }
+    // fold-norm-casts: an f32 layer norm writing bf16 / f16, and its gradient reading a bf16 /
+    // f16 dy; the register-row kernels (d = 768) and the streaming ones (d = 1001).
+    cs.push_back({"layer_norm_f32_to_bf16_rows", "layer_norm",
+                  {T(f32, {2048, 768}), T(f32, {768}), T(f32, {768})},
+                  {{"axis", int64_t{1}}, {"dtype", DType::kBF16}}, 3});
+    cs.push_back({"layer_norm_f32_to_f16_streaming_1001", "layer_norm",
+                  {T(f32, {3, 1001}), T(f32, {1001}), T(f32, {1001})},
+                  {{"axis", int64_t{1}}, {"dtype", DType::kF16}}, 3});
+    for (auto [name, dy, x] : {std::tuple{"layer_norm_grad_bf16_dy_rows", bf16, ir::Shape{2048, 768}},
+                               std::tuple{"layer_norm_grad_f16_dy_streaming_1001", f16,
+                                          ir::Shape{5, 1001}}}) {
+      const ir::Shape norm{x[1]}, stat{x[0], 1};
+      Case g{name, "layer_norm_grad",
+             {T(dy, x), T(f32, x), T(f32, norm), T(f32, stat), T(f32, stat)},
+             {{"axis", int64_t{1}}}, 3};
+      g.gens = {Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kPositive};
+      g.tolerance_scale = 30;
+      cs.push_back(g);
+    }
     for (DType dt : {f32, bf16, f16}) {
       Case c{absl::StrCat("gelu_grad_flat_tail_4099_", std::string(ir::DTypeName(dt))),
              "gelu_grad", {T(dt, {4099}), T(dt, {4099})}};
