@@ -27,6 +27,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "codegen/cpu/kernel_util.h"
+#include "compiler/ir/ops_fused.h"
 
 namespace ptc::cpu::internal {
 namespace {
@@ -545,78 +546,16 @@ class AttentionGradKernel : public AttentionBase<T> {
 
 namespace {
 
-struct AttentionShape {
-  int64_t b, h, tq, tk, d, dv;
-  bool bthd;
-  double scale;
-  int mask_kind;
-  std::array<int64_t, 4> mask_str;
-  DType dtype;
-};
-
-// Validates attention's operands q, k, v[, mask] at inputs first.. of `node` (attention: 0;
-// attention_grad: 1, after dy) against `out` (the attention output's type); `trailing` inputs
-// follow the mask (attention_grad {saved_stats=1}: the forward's output and log-sum-exp).
-absl::StatusOr<AttentionShape> ParseAttention(const ir::Node& node, int first,
-                                              const ir::TensorType& ot, int trailing = 0) {
-  PTC_ASSIGN_OR_RETURN(std::string layout, node.GetString("layout", "bhtd"));
-  if (layout != "bhtd" && layout != "bthd") {
-    return Invalid(node, absl::StrCat("layout must be bhtd or bthd, got '", layout, "'"));
-  }
-  const ir::TensorType& qt = node.input(first)->type();
-  const ir::TensorType& kt = node.input(first + 1)->type();
-  const ir::TensorType& vt = node.input(first + 2)->type();
-  const bool bthd = layout == "bthd";
-  const int t_axis = bthd ? 1 : 2, h_axis = bthd ? 2 : 1;
-  if (qt.rank() != 4 || kt.rank() != 4 || vt.rank() != 4 || ot.rank() != 4) {
-    return Invalid(node, absl::StrCat("q, k, v must have rank 4, got ", qt.ToString(), ", ",
-                                      kt.ToString(), ", ", vt.ToString()));
-  }
-  AttentionShape a;
-  a.b = qt.shape[0];
-  a.h = qt.shape[h_axis];
-  a.tq = qt.shape[t_axis];
-  a.tk = kt.shape[t_axis];
-  a.d = qt.shape[3];
-  a.dv = vt.shape[3];
-  a.bthd = bthd;
-  a.dtype = qt.dtype;
-  ir::Shape want_k = bthd ? ir::Shape{a.b, a.tk, a.h, a.d} : ir::Shape{a.b, a.h, a.tk, a.d};
-  ir::Shape want_v = bthd ? ir::Shape{a.b, a.tk, a.h, a.dv} : ir::Shape{a.b, a.h, a.tk, a.dv};
-  ir::Shape want_o = bthd ? ir::Shape{a.b, a.tq, a.h, a.dv} : ir::Shape{a.b, a.h, a.tq, a.dv};
-  if (kt.shape != want_k || vt.shape != want_v || ot.shape != want_o ||
-      kt.dtype != qt.dtype || vt.dtype != qt.dtype || ot.dtype != qt.dtype) {
-    return Invalid(node, absl::StrCat("shapes do not match (layout ", layout, "): q ",
-                                      qt.ToString(), ", k ", kt.ToString(), ", v ",
-                                      vt.ToString(), " -> ", ot.ToString()));
-  }
-  PTC_ASSIGN_OR_RETURN(a.scale,
-                       node.GetFloat("scale", 1.0 / std::sqrt(static_cast<double>(a.d))));
-  a.mask_kind = 0;
-  a.mask_str = {0, 0, 0, 0};
-  if (static_cast<int>(node.num_inputs()) == first + 4 + trailing) {
-    const ir::TensorType& mt = node.input(first + 3)->type();
-    if (mt.dtype == DType::kBool) {
-      a.mask_kind = 1;
-    } else if (mt.dtype == qt.dtype) {
-      a.mask_kind = 2;
-    } else {
-      return Invalid(node, absl::StrCat("mask must be bool or ", DTypeStr(qt.dtype), ", got ",
-                                        mt.ToString()));
-    }
-    if (mt.rank() > 4) return Invalid(node, "mask rank must be <= 4, got " + mt.ToString());
-    const ir::Shape scores{a.b, a.h, a.tq, a.tk};
-    const int off = 4 - mt.rank();
-    int64_t stride = 1;
-    for (int i = 3; i >= 0; --i) {
-      const int64_t dim = i >= off ? mt.shape[i - off] : 1;
-      if (dim != 1 && dim != scores[i]) {
-        return Invalid(node, absl::StrCat("mask ", mt.ToString(), " does not broadcast to ",
-                                          ir::ShapeToString(scores)));
-      }
-      a.mask_str[i] = dim == 1 ? 0 : stride;
-      stride *= dim;
-    }
+// Attention's operands q, k, v[, mask] at inputs first.. of `node` (attention: 0;
+// attention_grad: 1, after dy; `trailing` inputs after the mask: attention_grad
+// {saved_stats=1}'s forward output and log-sum-exp), checked against `out` (the attention
+// output's type) and the CPU kernels' dtypes.
+absl::StatusOr<ir::AttentionProblem> ParseAttention(const ir::Node& node, int first,
+                                                    const ir::TensorType& ot, int trailing = 0) {
+  PTC_ASSIGN_OR_RETURN(ir::AttentionProblem a, ir::DescribeAttention(node, first, trailing));
+  if (ot != ir::TensorType{a.dtype, a.out_shape}) {
+    return Invalid(node, absl::StrCat("the attention output is ", ot.ToString(), ", expected ",
+                                      ir::TensorType{a.dtype, a.out_shape}.ToString()));
   }
   if (a.dtype != DType::kF32 && a.dtype != DType::kF64) {
     return Unsupported(node, absl::StrCat("dtype ", DTypeStr(a.dtype),
@@ -626,17 +565,17 @@ absl::StatusOr<AttentionShape> ParseAttention(const ir::Node& node, int first,
 }
 
 template <typename K>
-KernelOr Make(const AttentionShape& a) {
+KernelOr Make(const ir::AttentionProblem& a) {
   using T = typename K::Value;
   return KernelPtr(new K(typename K::Plan{a.b, a.h, a.tq, a.tk, a.d, a.dv, a.bthd,
-                                          static_cast<T>(a.scale), a.mask_kind, a.mask_str}));
+                                          static_cast<T>(a.scale), a.mask_kind, a.mask_strides}));
 }
 
 }  // namespace
 
 KernelOr MakeAttentionKernel(const ir::Node& node) {
   PTC_RETURN_IF_ERROR(CheckArity(node, 3, 4, 1, 2));
-  PTC_ASSIGN_OR_RETURN(AttentionShape a, ParseAttention(node, 0, node.output(0)->type()));
+  PTC_ASSIGN_OR_RETURN(ir::AttentionProblem a, ParseAttention(node, 0, node.output(0)->type()));
   if (a.dtype == DType::kF32) return Make<AttentionKernel<float>>(a);
   return Make<AttentionKernel<double>>(a);
 }
@@ -647,7 +586,7 @@ KernelOr MakeAttentionGradKernel(const ir::Node& node) {
   PTC_ASSIGN_OR_RETURN(int64_t saved, node.GetInt("saved_stats", 0));
   const int trailing = saved ? 2 : 0;
   PTC_RETURN_IF_ERROR(CheckArity(node, 4 + trailing, 5 + trailing, 3, 3));
-  PTC_ASSIGN_OR_RETURN(AttentionShape a,
+  PTC_ASSIGN_OR_RETURN(ir::AttentionProblem a,
                        ParseAttention(node, 1, node.input(0)->type(), trailing));
   for (int i = 0; i < 3; ++i) {
     if (node.output(i)->type() != node.input(i + 1)->type()) {

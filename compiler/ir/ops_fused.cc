@@ -69,6 +69,7 @@
 //            : f32[768,768], f32[768]  (%x: bf16[1024,768], %dy: bf16[1024,768])
 #include "compiler/ir/ops_fused.h"
 
+#include <cmath>
 #include <string>
 
 #include "absl/strings/numbers.h"
@@ -216,54 +217,12 @@ absl::StatusOr<std::vector<TensorType>> InferAttention(const std::vector<TensorT
   if (num_outputs != 1 && num_outputs != 2) {
     return absl::InvalidArgumentError("attention has one output, or two (with the log-sum-exp)");
   }
-  PTC_ASSIGN_OR_RETURN(std::string layout, GetStringAttr(attrs, "layout", "bhtd"));
-  PTC_RETURN_IF_ERROR(GetFloatAttr(attrs, "scale", 1.0).status());
-  if (layout != "bhtd" && layout != "bthd") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("attribute 'layout' must be bhtd or bthd, got '", layout, "'"));
-  }
-  const TensorType& q = inputs[0];
-  const TensorType& k = inputs[1];
-  const TensorType& v = inputs[2];
-  auto describe = [&] {
-    return absl::StrCat("q ", q.ToString(), ", k ", k.ToString(), ", v ", v.ToString(),
-                        " (layout ", layout, ")");
-  };
-  if (!IsFloat(q.dtype) || k.dtype != q.dtype || v.dtype != q.dtype) {
-    return absl::InvalidArgumentError("q, k, v must share a float dtype: " + describe());
-  }
-  if (q.rank() != 4 || k.rank() != 4 || v.rank() != 4) {
-    return absl::InvalidArgumentError("q, k, v must have rank 4: " + describe());
-  }
-  const bool bthd = layout == "bthd";
-  const int t_axis = bthd ? 1 : 2, h_axis = bthd ? 2 : 1;
-  const int64_t b = q.shape[0], h = q.shape[h_axis], tq = q.shape[t_axis], tk = k.shape[t_axis];
-  if (k.shape[0] != b || v.shape[0] != b || k.shape[h_axis] != h || v.shape[h_axis] != h ||
-      v.shape[t_axis] != tk || k.shape[3] != q.shape[3]) {
-    return absl::InvalidArgumentError("q, k, v shapes do not match: " + describe());
-  }
-  if (inputs.size() == 4) {
-    const TensorType& m = inputs[3];
-    if (m.dtype != DType::kBool && m.dtype != q.dtype) {
-      return absl::InvalidArgumentError(absl::StrCat("mask must be bool or ",
-                                                     std::string(DTypeName(q.dtype)), ", got ",
-                                                     m.ToString()));
-    }
-    const Shape scores{b, h, tq, tk};
-    absl::StatusOr<Shape> bs = BroadcastShapes(m.shape, scores);
-    if (!bs.ok() || *bs != scores) {
-      return absl::InvalidArgumentError(absl::StrCat("mask ", m.ToString(),
-                                                     " does not broadcast to the scores ",
-                                                     ShapeToString(scores)));
-    }
-  }
-  Shape out = q.shape;
-  out[3] = v.shape[3];
-  std::vector<TensorType> types = {TensorType{q.dtype, out}};
+  PTC_ASSIGN_OR_RETURN(AttentionProblem p, DescribeAttention(inputs, attrs));
+  std::vector<TensorType> types = {TensorType{p.dtype, p.out_shape}};
   // The second output: each query row's log-sum-exp of its scaled, masked scores (natural log,
   // f32 [B, H, Tq] in either layout), what attention_grad {saved_stats=1} reads instead of
   // recomputing the forward.
-  if (num_outputs == 2) types.push_back(TensorType{DType::kF32, {b, h, tq}});
+  if (num_outputs == 2) types.push_back(TensorType{DType::kF32, {p.b, p.h, p.tq}});
   return types;
 }
 
@@ -346,6 +305,99 @@ absl::StatusOr<std::vector<TensorType>> InferGemmBgrad(const std::vector<TensorT
 }
 
 }  // namespace
+
+absl::StatusOr<AttentionProblem> DescribeAttention(const std::vector<TensorType>& operands,
+                                                   const AttrMap& attrs) {
+  if (operands.size() != 3 && operands.size() != 4) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("attention takes q, k, v and an optional mask, got ", operands.size(),
+                     " operands"));
+  }
+  PTC_ASSIGN_OR_RETURN(std::string layout, GetStringAttr(attrs, "layout", "bhtd"));
+  if (layout != "bhtd" && layout != "bthd") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("attribute 'layout' must be bhtd or bthd, got '", layout, "'"));
+  }
+  const TensorType& q = operands[0];
+  const TensorType& k = operands[1];
+  const TensorType& v = operands[2];
+  auto describe = [&] {
+    return absl::StrCat("q ", q.ToString(), ", k ", k.ToString(), ", v ", v.ToString(),
+                        " (layout ", layout, ")");
+  };
+  if (!IsFloat(q.dtype) || k.dtype != q.dtype || v.dtype != q.dtype) {
+    return absl::InvalidArgumentError("q, k, v must share a float dtype: " + describe());
+  }
+  if (q.rank() != 4 || k.rank() != 4 || v.rank() != 4) {
+    return absl::InvalidArgumentError("q, k, v must have rank 4: " + describe());
+  }
+  AttentionProblem p;
+  p.bthd = layout == "bthd";
+  p.dtype = q.dtype;
+  const int t_axis = p.bthd ? 1 : 2, h_axis = p.bthd ? 2 : 1;
+  p.b = q.shape[0];
+  p.h = q.shape[h_axis];
+  p.tq = q.shape[t_axis];
+  p.tk = k.shape[t_axis];
+  p.d = q.shape[3];
+  p.dv = v.shape[3];
+  if (k.shape[0] != p.b || v.shape[0] != p.b || k.shape[h_axis] != p.h ||
+      v.shape[h_axis] != p.h || v.shape[t_axis] != p.tk || k.shape[3] != p.d) {
+    return absl::InvalidArgumentError("q, k, v shapes do not match: " + describe());
+  }
+  PTC_ASSIGN_OR_RETURN(p.scale,
+                       GetFloatAttr(attrs, "scale", 1.0 / std::sqrt(static_cast<double>(p.d))));
+  PTC_ASSIGN_OR_RETURN(int64_t causal, GetIntAttr(attrs, "causal", 0));
+  if (causal != 0 && causal != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("attribute 'causal' must be 0 or 1, got ",
+                                                   causal));
+  }
+  p.causal = causal == 1;
+  if (operands.size() == 4) {
+    const TensorType& m = operands[3];
+    if (m.dtype != DType::kBool && m.dtype != q.dtype) {
+      return absl::InvalidArgumentError(absl::StrCat("mask must be bool or ",
+                                                     std::string(DTypeName(q.dtype)), ", got ",
+                                                     m.ToString()));
+    }
+    const Shape scores{p.b, p.h, p.tq, p.tk};
+    absl::StatusOr<Shape> bs = BroadcastShapes(m.shape, scores);
+    if (!bs.ok() || *bs != scores) {
+      return absl::InvalidArgumentError(absl::StrCat("mask ", m.ToString(),
+                                                     " does not broadcast to the scores ",
+                                                     ShapeToString(scores)));
+    }
+    p.mask_kind = m.dtype == DType::kBool ? 1 : 2;
+    p.mask_shape = m.shape;
+    int64_t stride = 1;
+    for (int i = 0; i < m.rank(); ++i) {  // m's last dim lines up with Tk (numpy broadcasting)
+      const int64_t dim = m.shape[m.rank() - 1 - i];
+      if (dim != 1) p.mask_strides[3 - i] = stride;
+      stride *= dim;
+    }
+  }
+  p.out_shape = q.shape;
+  p.out_shape[3] = p.dv;
+  return p;
+}
+
+std::vector<TensorType> AttentionOperandTypes(const Node& node, int first, int trailing) {
+  const int n = static_cast<int>(node.num_inputs()) - first - trailing;
+  std::vector<TensorType> operands;
+  for (int i = 0; i < n && first + i < static_cast<int>(node.num_inputs()); ++i) {
+    operands.push_back(node.input(first + i)->type());
+  }
+  return operands;
+}
+
+absl::StatusOr<AttentionProblem> DescribeAttention(const Node& node, int first, int trailing) {
+  absl::StatusOr<AttentionProblem> p =
+      DescribeAttention(AttentionOperandTypes(node, first, trailing), node.attrs());
+  if (!p.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": ", p.status().message()));
+  }
+  return p;
+}
 
 const std::vector<OpDef>& FusedOpDefs() {
   static const std::vector<OpDef>* defs = new std::vector<OpDef>{

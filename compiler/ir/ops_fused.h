@@ -7,6 +7,7 @@
 #ifndef PTC_COMPILER_IR_OPS_FUSED_H_
 #define PTC_COMPILER_IR_OPS_FUSED_H_
 
+#include <array>
 #include <string_view>
 #include <vector>
 
@@ -15,6 +16,32 @@
 namespace ptc::ir {
 
 const std::vector<OpDef>& FusedOpDefs();
+
+// The problem of an attention / attention_grad node: its q, k, v[, mask] operands' types and
+// attributes, validated once (InferAttention's checks). Every backend derives its kernel's
+// descriptor from this and adds only its own limits (the CPU kernel's dtypes, the flash
+// kernels' head dims, cuDNN's masks).
+struct AttentionProblem {
+  int64_t b = 0, h = 0, tq = 0, tk = 0, d = 0, dv = 0;
+  bool bthd = false;       // layout "bthd" ([B, T, H, D]); else "bhtd" ([B, H, T, D])
+  double scale = 0;        // the attribute, else 1 / sqrt(d)
+  bool causal = false;     // causal=1 (annotate-causal): the mask is the causal triangle
+  DType dtype = DType::kF32;  // of q, k, v and the output
+  int mask_kind = 0;       // 0: none, 1: bool (true = masked out), 2: added (q's dtype)
+  Shape mask_shape;
+  // Element strides of the mask over the scores [B, H, Tq, Tk]; 0 where it broadcasts.
+  std::array<int64_t, 4> mask_strides{};
+  Shape out_shape;         // q's shape with v's head dim
+};
+// From the operand types q, k, v[, mask] and the node's attributes.
+absl::StatusOr<AttentionProblem> DescribeAttention(const std::vector<TensorType>& operands,
+                                                   const AttrMap& attrs);
+// The operand types q, k, v[, mask] at inputs first.. of `node` (attention: 0; attention_grad:
+// 1, after dy), with `trailing` inputs after the mask (attention_grad {saved_stats=1}: the
+// forward's output and log-sum-exp).
+std::vector<TensorType> AttentionOperandTypes(const Node& node, int first, int trailing = 0);
+// DescribeAttention of those operands and the node's attributes; the error names the node.
+absl::StatusOr<AttentionProblem> DescribeAttention(const Node& node, int first, int trailing = 0);
 
 // Stack pops of a fused_elementwise program token that names an op: 1 (unary), 2 (binary),
 // -1 for anything else (operand / constant loads, unknown names).

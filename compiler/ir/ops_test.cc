@@ -2,6 +2,7 @@
 // by hand from the op specifications (numpy / ONNX semantics).
 #include "compiler/ir/ops.h"
 
+#include <cmath>
 #include <set>
 
 #include "compiler/ir/op_util.h"
@@ -331,6 +332,41 @@ TEST(Ops, GemmBgrad) {
   ExpectError("gemm_bgrad", {F32({5, 3}), F32({5, 2})}, f16_bias, {"bias_dtype", "f16"}, 2);
   ExpectError("gemm_bgrad", {bf_x, F32({1024, 256})}, ta, {"one dtype"}, 2);
   ExpectError("gemm_bgrad", {bf_x, bf_dy}, ta, {"2 outputs"}, 1);
+}
+
+// The one description of attention's operands that InferAttention and every kernel (CPU, the
+// CUDA flash kernels, cuDNN) build on.
+TEST(Ops, DescribeAttention) {
+  const TensorType q = F32({2, 16, 4, 8}), k = F32({2, 20, 4, 8}), v = F32({2, 20, 4, 6});
+  AttrMap attrs = {{"layout", std::string("bthd")}, {"causal", int64_t{1}}};
+  auto p = DescribeAttention({q, k, v, Bool({16, 20})}, attrs);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_TRUE(p->bthd && p->causal);
+  EXPECT_EQ(p->b, 2);
+  EXPECT_EQ(p->h, 4);
+  EXPECT_EQ(p->tq, 16);
+  EXPECT_EQ(p->tk, 20);
+  EXPECT_EQ(p->d, 8);
+  EXPECT_EQ(p->dv, 6);
+  EXPECT_DOUBLE_EQ(p->scale, 1.0 / std::sqrt(8.0));
+  EXPECT_EQ(p->mask_kind, 1);
+  EXPECT_EQ(p->mask_strides, (std::array<int64_t, 4>{0, 0, 20, 1}));
+  EXPECT_EQ(p->out_shape, (Shape{2, 16, 4, 6}));
+  // An additive per-batch mask [B, 1, Tq, Tk] in bhtd, with an explicit scale.
+  auto a = DescribeAttention({F32({2, 4, 16, 8}), F32({2, 4, 20, 8}), F32({2, 4, 20, 8}),
+                              F32({2, 1, 16, 20})},
+                             {{"scale", 0.5}});
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->mask_kind, 2);
+  EXPECT_EQ(a->mask_strides, (std::array<int64_t, 4>{320, 0, 20, 1}));
+  EXPECT_DOUBLE_EQ(a->scale, 0.5);
+  EXPECT_FALSE(a->causal);
+  auto bad = DescribeAttention({q, k, v, Bool({3, 20})}, attrs);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(std::string(bad.status().message()).find("does not broadcast"), std::string::npos);
+  attrs["causal"] = int64_t{2};
+  EXPECT_FALSE(DescribeAttention({q, k, v}, attrs).ok());
+  EXPECT_FALSE(DescribeAttention({q, F32({2, 20, 4, 7}), v}, {{"layout", std::string("bthd")}}).ok());
 }
 
 TEST(Ops, UnknownOpAndBadInputShape) {

@@ -41,6 +41,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "compiler/ir/ops_fused.h"
 #include "compiler/support/status.h"
 #include "runtime/cuda/cuda_check.h"
 #include "runtime/cuda/device_kernels.h"
@@ -247,54 +248,35 @@ struct Problem {
 // attention_grad: 1, after dy; `trailing` inputs after the mask: attention_grad
 // {saved_stats=1}'s O and statistics), or a decline.
 absl::StatusOr<Problem> Describe(const ir::Node& node, int first, int trailing = 0) {
-  if (static_cast<int>(node.num_inputs()) < first + 3 + trailing ||
-      static_cast<int>(node.num_inputs()) > first + 4 + trailing) {
-    return Decline(node, "unexpected operand count");
-  }
-  const ir::TensorType& q = node.input(first)->type();
-  const ir::TensorType& k = node.input(first + 1)->type();
-  const ir::TensorType& v = node.input(first + 2)->type();
-  if (q.dtype != ir::DType::kBF16 && q.dtype != ir::DType::kF16) {
-    return Decline(node, absl::StrCat("cuDNN attention takes bf16 / f16, not ", q.ToString()));
-  }
-  if (q.rank() != 4 || k.rank() != 4 || v.rank() != 4 || k.dtype != q.dtype || v.dtype != q.dtype) {
-    return Decline(node, "q, k, v must have rank 4 and one dtype");
-  }
-  auto layout = node.GetString("layout", "bhtd");
-  if (!layout.ok() || (*layout != "bhtd" && *layout != "bthd")) {
-    return Decline(node, "layout must be bhtd or bthd");
+  absl::StatusOr<ir::AttentionProblem> a =
+      ir::DescribeAttention(ir::AttentionOperandTypes(node, first, trailing), node.attrs());
+  if (!a.ok()) return Decline(node, a.status().message());
+  if (a->dtype != ir::DType::kBF16 && a->dtype != ir::DType::kF16) {
+    return Decline(node, absl::StrCat("cuDNN attention takes bf16 / f16, not ",
+                                      node.input(first)->type().ToString()));
   }
   Problem p;
-  p.bthd = *layout == "bthd";
-  p.f16 = q.dtype == ir::DType::kF16;
-  const int ta = p.bthd ? 1 : 2, ha = p.bthd ? 2 : 1;
-  p.b = q.shape[0];
-  p.h = q.shape[ha];
-  p.tq = q.shape[ta];
-  p.tk = k.shape[ta];
-  p.d = q.shape[3];
-  p.dv = v.shape[3];
-  if (k.shape[0] != p.b || v.shape[0] != p.b || k.shape[ha] != p.h || v.shape[ha] != p.h ||
-      v.shape[ta] != p.tk || k.shape[3] != p.d) {
-    return Decline(node, "q, k, v shapes do not match");
-  }
+  p.bthd = a->bthd;
+  p.f16 = a->dtype == ir::DType::kF16;
+  p.b = a->b;
+  p.h = a->h;
+  p.tq = a->tq;
+  p.tk = a->tk;
+  p.d = a->d;
+  p.dv = a->dv;
   if (p.b <= 0 || p.h <= 0 || p.tq <= 0 || p.tk <= 0) return Decline(node, "empty tensors");
   if (p.d % 8 != 0 || p.dv % 8 != 0 || p.d > 256 || p.dv > 256) {
     return Decline(node, absl::StrCat("head dims ", p.d, " / ", p.dv,
                                       " (cuDNN takes multiples of 8 up to 256)"));
   }
-  auto scale = node.GetFloat("scale", 1.0 / std::sqrt(double(p.d)));
-  if (!scale.ok() || !std::isfinite(*scale)) return Decline(node, "bad scale attribute");
-  p.scale = static_cast<float>(*scale);
-  auto causal = node.GetInt("causal", 0);
-  if (!causal.ok() || (*causal != 0 && *causal != 1)) return Decline(node, "bad causal attribute");
-  const bool has_mask = static_cast<int>(node.num_inputs()) == first + 4 + trailing;
-  if (*causal == 1) {
+  if (!std::isfinite(a->scale)) return Decline(node, "bad scale attribute");
+  p.scale = static_cast<float>(a->scale);
+  const bool has_mask = a->mask_kind != 0;
+  if (a->causal) {
     if (!has_mask) return Decline(node, "causal=1 without a mask input");
-    const ir::TensorType& m = node.input(first + 3)->type();
-    if (m.rank() < 2 || m.rank() > 4 || m.shape[m.rank() - 2] != p.tq ||
-        m.shape[m.rank() - 1] != p.tk) {
-      return Decline(node, absl::StrCat("causal=1 with a mask of shape ", m.ToString(),
+    const ir::Shape& m = a->mask_shape;
+    if (m.size() < 2 || m[m.size() - 2] != p.tq || m[m.size() - 1] != p.tk) {
+      return Decline(node, absl::StrCat("causal=1 with a mask of shape ", ir::ShapeToString(m),
                                         " that is not [.., Tq, Tk]"));
     }
     if (p.tq > p.tk) {

@@ -19,6 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "codegen/cuda/kernels.h"
+#include "compiler/ir/ops_fused.h"
 #include "compiler/ir/ops.h"
 #include "compiler/support/status.h"
 #include "runtime/cuda/cuda_check.h"
@@ -582,32 +583,19 @@ class FlashAttentionKernel final : public DeviceKernel {
 // (attention: 0; attention_grad: 1, after dy; `trailing` inputs after the mask).
 absl::StatusOr<kernels::AttentionDesc> FlashDesc(const ir::Node& node, int first,
                                                  int trailing = 0) {
+  PTC_ASSIGN_OR_RETURN(ir::AttentionProblem p, ir::DescribeAttention(node, first, trailing));
   const ir::TensorType& q = node.input(first)->type();
-  const ir::TensorType& kt = node.input(first + 1)->type();
   const ir::TensorType& vt = node.input(first + 2)->type();
-  if (q.rank() != 4 || kt.rank() != 4 || vt.rank() != 4 || kt.dtype != q.dtype ||
-      vt.dtype != q.dtype) {
-    return Invalid(node, "q, k, v must have rank 4 and one dtype");
-  }
-  PTC_ASSIGN_OR_RETURN(std::string layout, node.GetString("layout", "bhtd"));
-  const bool bthd = layout == "bthd";
-  if (!bthd && layout != "bhtd") return Invalid(node, "layout must be bhtd or bthd");
-  const int ta = bthd ? 1 : 2, ha = bthd ? 2 : 1;
   kernels::AttentionDesc d;
-  d.b = q.shape[0];
-  d.h = q.shape[ha];
-  d.tq = q.shape[ta];
-  d.tk = kt.shape[ta];
-  d.d = q.shape[3];
-  d.dv = vt.shape[3];
-  if (kt.shape[0] != d.b || vt.shape[0] != d.b || kt.shape[ha] != d.h || vt.shape[ha] != d.h ||
-      vt.shape[ta] != d.tk || kt.shape[3] != d.d) {
-    return Invalid(node, "q, k, v shapes do not match");
-  }
-  PTC_ASSIGN_OR_RETURN(double scale, node.GetFloat("scale", 1.0 / std::sqrt(double(d.d))));
-  d.scale = static_cast<float>(scale);
+  d.b = p.b;
+  d.h = p.h;
+  d.tq = p.tq;
+  d.tk = p.tk;
+  d.d = p.d;
+  d.dv = p.dv;
+  d.scale = static_cast<float>(p.scale);
   auto strides = [&](int64_t t, int64_t hd, int64_t* st) {
-    if (bthd) {
+    if (p.bthd) {
       st[0] = t * d.h * hd, st[1] = hd, st[2] = d.h * hd;
     } else {
       st[0] = d.h * t * hd, st[1] = t * hd, st[2] = hd;
@@ -617,20 +605,8 @@ absl::StatusOr<kernels::AttentionDesc> FlashDesc(const ir::Node& node, int first
   strides(d.tk, d.d, d.k_strides);
   strides(d.tk, d.dv, d.v_strides);
   strides(d.tq, d.dv, d.o_strides);
-  if (static_cast<int>(node.num_inputs()) == first + 4 + trailing) {
-    const ir::TensorType& m = node.input(first + 3)->type();
-    if (m.dtype != DType::kBool && m.dtype != q.dtype) {
-      return Invalid(node, absl::StrCat("mask must be bool or ", q.ToString(), "'s dtype"));
-    }
-    if (m.rank() > 4) return Invalid(node, "mask has more than 4 dims");
-    d.mask_kind = m.dtype == DType::kBool ? 1 : 2;
-    int64_t stride = 1;
-    for (int i = 0; i < m.rank(); ++i) {
-      const int dim = m.rank() - 1 - i;
-      if (m.shape[dim] != 1) d.mask_strides[3 - i] = stride;
-      stride *= m.shape[dim];
-    }
-  }
+  d.mask_kind = p.mask_kind;
+  for (int i = 0; i < 4; ++i) d.mask_strides[i] = p.mask_strides[i];
   const auto dt = static_cast<kernels::DT>(static_cast<int>(q.dtype));
   if (!kernels::FlashAttentionSupported(dt, d)) {
     return absl::UnimplementedError(absl::StrCat(
