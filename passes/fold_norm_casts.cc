@@ -26,8 +26,6 @@
 namespace ptc::passes {
 namespace {
 
-bool IsLow(ir::DType d) { return d == ir::DType::kF16 || d == ir::DType::kBF16; }
-
 class FoldNormCastsPass : public Pass {
  public:
   std::string_view name() const override { return "fold-norm-casts"; }
@@ -48,7 +46,7 @@ class FoldNormCastsPass : public Pass {
         ir::Value* y = n->output(0);
         ir::Node* cast = m.SingleUser(y);
         if (y->type().dtype != ir::DType::kF32 || cast == nullptr || cast->op() != "cast" ||
-            !IsLow(cast->output()->type().dtype)) {
+            !ir::IsHalfFloat(cast->output()->type().dtype)) {
           continue;
         }
         n->set_attr("dtype", cast->output()->type().dtype);
@@ -61,7 +59,7 @@ class FoldNormCastsPass : public Pass {
         Match up = m.Def(n->input(0)).Op("cast").DType(ir::DType::kF32);
         if (!up || n->input(1)->type().dtype != ir::DType::kF32) continue;
         ir::Value* low = up.node()->input(0);
-        if (!IsLow(low->type().dtype)) continue;
+        if (!ir::IsHalfFloat(low->type().dtype)) continue;
         std::vector<ir::Value*> ins(n->inputs().begin(), n->inputs().end());
         ins[0] = low;
         n->set_inputs(std::move(ins));

@@ -112,9 +112,7 @@ class FuseBiasGradPass : public Pass {
       // dW's and db's casts to f32 (each one's only use) fold in.
       auto f32_cast = [&](ir::Value* v) -> ir::Node* {
         ir::Node* c = m.SingleUser(v);
-        const ir::DType low = v->type().dtype;
-        const bool ok = c != nullptr && c->op() == "cast" &&
-                        (low == ir::DType::kF16 || low == ir::DType::kBF16) &&
+        const bool ok = c != nullptr && c->op() == "cast" && ir::IsHalfFloat(v->type().dtype) &&
                         c->output()->type().dtype == ir::DType::kF32;
         return ok ? c : nullptr;
       };

@@ -75,7 +75,7 @@ absl::StatusOr<BroadcastPlan> MakeBroadcastPlan(const ir::Shape& out,
 
 namespace {
 
-bool IsHalf(ir::DType d) { return d == ir::DType::kF16 || d == ir::DType::kBF16; }
+bool IsHalf(ir::DType d) { return ir::IsHalfFloat(d); }
 
 void ToF32(ir::DType d, const uint16_t* in, float* out, int64_t n) {
   if (d == ir::DType::kF16) {

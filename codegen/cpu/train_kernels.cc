@@ -36,7 +36,7 @@ absl::StatusOr<std::unique_ptr<Kernel>> CreateTrainKernel(const ir::Node& node) 
       bool half = false;
       for (const ir::Value* v : node.inputs()) {
         if (v == nullptr) return internal::Invalid(node, "has a null input");
-        half |= v->type().dtype == ir::DType::kF16 || v->type().dtype == ir::DType::kBF16;
+        half |= ir::IsHalfFloat(v->type().dtype);
       }
       if (!half) return e.factory(node);
       if (e.half_via_f32) return internal::WrapHalfViaF32(node, e.factory);

@@ -75,6 +75,8 @@ bool IsFloat(DType d) {
   return d == DType::kF32 || d == DType::kF16 || d == DType::kBF16 || d == DType::kF64;
 }
 
+bool IsHalfFloat(DType d) { return d == DType::kF16 || d == DType::kBF16; }
+
 int64_t NumElements(const Shape& shape) {
   int64_t n = 1;
   for (int64_t d : shape) {

@@ -36,6 +36,9 @@ std::string_view DTypeName(DType dtype);  // "f32", "f16", "bf16", "f64", "i8", 
 absl::StatusOr<DType> ParseDType(std::string_view name);
 size_t DTypeSize(DType dtype);
 bool IsFloat(DType dtype);  // f32, f16, bf16, f64
+// f16, bf16: the low-precision float types a --precision plan computes in (widened to f32
+// exactly; f32 results rounded to them once).
+bool IsHalfFloat(DType dtype);
 
 using Shape = std::vector<int64_t>;
 

@@ -242,8 +242,7 @@ InferResult InferLayerNorm(const Types& in, const AttrMap& attrs, int num_output
   DType y = in[0].dtype;
   if (attrs.count("dtype") > 0) {
     PTC_ASSIGN_OR_RETURN(y, GetDTypeAttr(attrs, "dtype"));
-    if (y != in[0].dtype &&
-        !(in[0].dtype == DType::kF32 && (y == DType::kF16 || y == DType::kBF16))) {
+    if (y != in[0].dtype && !(in[0].dtype == DType::kF32 && IsHalfFloat(y))) {
       return Invalid(absl::StrCat("attribute 'dtype' must be x's dtype, or f16 / bf16 for an "
                                   "f32 x; got ", std::string(DTypeName(y)), " with ",
                                   in[0].ToString()));

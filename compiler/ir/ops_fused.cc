@@ -291,8 +291,7 @@ absl::StatusOr<std::vector<TensorType>> InferGemmBgrad(const std::vector<TensorT
   auto out_dtype = [&](const char* name) -> absl::StatusOr<DType> {
     if (attrs.count(name) == 0) return a.dtype;
     PTC_ASSIGN_OR_RETURN(DType t, GetDTypeAttr(attrs, name));
-    const bool low = a.dtype == DType::kF16 || a.dtype == DType::kBF16;
-    if (t != a.dtype && !(low && t == DType::kF32)) {
+    if (t != a.dtype && !(IsHalfFloat(a.dtype) && t == DType::kF32)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "attribute '", name, "' must be the operands' dtype, or f32 for f16 / bf16 operands; "
           "got ", std::string(DTypeName(t)), " with ", a.ToString()));

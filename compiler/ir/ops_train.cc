@@ -137,8 +137,7 @@ InferResult InferLayerNormGrad(const Types& in, const AttrMap& attrs, int) {
   PTC_RETURN_IF_ERROR(CheckAxis(axis, in[1].rank(), "axis", in[1]));
   // dy: x's type, or f16 / bf16 of x's shape for an f32 x (the cast of a --precision plan's
   // gradient up to f32, folded in by fold-norm-casts).
-  const bool low_dy = in[1].dtype == DType::kF32 &&
-                      (in[0].dtype == DType::kF16 || in[0].dtype == DType::kBF16);
+  const bool low_dy = in[1].dtype == DType::kF32 && IsHalfFloat(in[0].dtype);
   if (in[0].shape != in[1].shape || (in[0].dtype != in[1].dtype && !low_dy)) {
     return Invalid(absl::StrCat("dy ", in[0].ToString(), " must have x's type ",
                                 in[1].ToString(), " (or f16 / bf16 for an f32 x)"));

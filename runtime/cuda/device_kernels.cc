@@ -517,8 +517,7 @@ KernelOr MakeLayerNorm(const ir::Node& node) {
   }
   // y: x's dtype, or f16 / bf16 from an f32 x ({dtype}, fold-norm-casts).
   const DType y = node.output(0)->type().dtype;
-  if (y != t.dtype &&
-      !(t.dtype == DType::kF32 && (y == DType::kF16 || y == DType::kBF16))) {
+  if (y != t.dtype && !(t.dtype == DType::kF32 && ir::IsHalfFloat(y))) {
     return Invalid(node, absl::StrCat("y ", node.output(0)->type().ToString(),
                                       " must have x's dtype, or f16 / bf16 for an f32 x"));
   }

@@ -107,7 +107,7 @@ class GemmKernel final : public DeviceKernel {
       PTC_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
           desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
     }
-    if (bias_dt == DType::kF32 && (dt == DType::kBF16 || dt == DType::kF16)) {
+    if (bias_dt == DType::kF32 && ir::IsHalfFloat(dt)) {
       // The epilogue's bias vector in f32 (a BGRAD epilogue's f32 bias gradient).
       const cudaDataType_t bias_type = CUDA_R_32F;
       PTC_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
@@ -119,7 +119,7 @@ class GemmKernel final : public DeviceKernel {
     PTC_ASSIGN_OR_RETURN(b_, MakeLayout(data, p.trans_b ? p.n : p.k, p.trans_b ? p.k : p.n, p.ldb,
                                         p.batch, p.stride_b));
     cudaDataType_t d_data = data;
-    if (out_dt == DType::kF32 && (dt == DType::kBF16 || dt == DType::kF16)) {
+    if (out_dt == DType::kF32 && ir::IsHalfFloat(dt)) {
       d_data = CUDA_R_32F;
     } else if (out_dt != DType::kBool && out_dt != dt) {
       return absl::UnimplementedError(absl::StrCat(

@@ -204,8 +204,7 @@ KernelOr MakeLayerNormGrad(const ir::Node& node) {
   const int64_t rows = d ? x.num_elements() / d : 0;
   // dy: x's type, or f16 / bf16 of x's shape for an f32 x (fold-norm-casts).
   const ir::TensorType& dy = node.input(0)->type();
-  const bool low_dy = x.dtype == DType::kF32 &&
-                      (dy.dtype == DType::kF16 || dy.dtype == DType::kBF16);
+  const bool low_dy = x.dtype == DType::kF32 && ir::IsHalfFloat(dy.dtype);
   if (dy.shape != x.shape || (dy.dtype != x.dtype && !low_dy) ||
       node.input(2)->type().dtype != x.dtype || (d != 0 && rows * d != x.num_elements())) {
     return Invalid(node, "dy must have x's type (or f16 / bf16 for an f32 x) and scale x's "
