@@ -8,10 +8,20 @@
 // this pass converts the weight's data once (the CPU cast kernel, the same rounding as at run
 // time), gives the parameter that type and drops the casts.
 //
+// Two more uses fold with the casts, for a tied LM head (GPT-2's wte, [V, D] f32, read by the
+// embedding gather and, transposed, by the LM head's matmul):
+//   - transpose(w) whose only use is the cast: the transpose reads the converted weight and
+//     gives the low dtype itself (fuse-matmul-bias then takes it as trans_b=1: no per-run
+//     transpose or cast of the V x D table);
+//   - gather(w, idx): the converted table is gathered and the rows widened back by a cast
+//     after the gather ("folded.gather"), so the embedding reads the rounded weights as every
+//     other reader does (as a model converted to bf16 would), in one copy on the device.
+//
 // Preconditions: no `assign` in the module (training steps update their f32 master weights;
 // decoders update caches): the pass then does nothing (counter "declined.training"). A weight
-// with any other use (an f32 bias add, a gather) keeps its type ("declined.uses"). Run after
-// mixed-precision (which for inference runs before the pipeline) and before memory planning.
+// with any other use (an f32 bias add), or only gathers, keeps its type ("declined.uses"). Run
+// after mixed-precision (which for inference runs before the pipeline) and before memory
+// planning.
 //
 //   before:  func @main(%x: bf16[4,256], %w: f32[256,768] {param}) -> (bf16[4,768]) {
 //              %wb = cast(%w) {to=bf16} : bf16[256,768]
@@ -47,6 +57,8 @@ class FoldParamCastsPass : public Pass {
     struct Weight {
       std::vector<ir::Value*> params;
       std::vector<std::pair<ir::Function*, ir::Node*>> casts;
+      // transpose(w) -> its only user, a cast; and gather(w, idx).
+      std::vector<std::pair<ir::Function*, ir::Node*>> transposes, gathers;
       bool ok = true;
       ir::DType to = ir::DType::kF32;
     };
@@ -60,28 +72,46 @@ class FoldParamCastsPass : public Pass {
         w.params.push_back(p);
         if (results.count(p)) w.ok = false;
         for (const auto& [user, idx] : uses[p]) {
-          if (user->op() != "cast" || user->num_outputs() != 1) {
+          ir::Node* cast = user;
+          if (user->op() == "gather" && idx == 0) {
+            w.gathers.push_back({fn.get(), user});
+            continue;
+          }
+          if (user->op() == "transpose" && !results.count(user->output()) &&
+              uses[user->output()].size() == 1) {
+            cast = uses[user->output()].front().first;
+          }
+          if (cast->op() != "cast" || cast->num_outputs() != 1) {
             w.ok = false;
             continue;
           }
-          const ir::DType to = user->output()->type().dtype;
-          if (!w.casts.empty() && to != w.to) w.ok = false;
+          const ir::DType to = cast->output()->type().dtype;
+          if ((!w.casts.empty() || !w.transposes.empty()) && to != w.to) w.ok = false;
           w.to = to;
-          w.casts.push_back({fn.get(), user});
+          if (cast == user) {
+            w.casts.push_back({fn.get(), cast});
+          } else {
+            w.transposes.push_back({fn.get(), user});
+          }
         }
       }
     }
     bool changed = false;
     for (auto& [name, w] : weights) {
-      if (w.casts.empty()) continue;
+      if (w.casts.empty() && w.transposes.empty()) continue;
       if (!w.ok) {
         Count("declined.uses");
         continue;
       }
       const ir::Tensor& data = module.tensors().at(name);
-      // The first cast computes the converted data (every cast is the same conversion).
+      const ir::DType from = data.dtype();
+      // The weight's conversion, by the CPU cast kernel (the rounding of the casts at run time).
+      ir::Function scratch("convert");
+      ir::Node* convert = scratch.AddNode(
+          "cast", {scratch.AddParam("w", data.type())}, {{w.to, data.type().shape}},
+          {{"to", w.to}});
       PTC_ASSIGN_OR_RETURN(std::vector<ir::Tensor> converted,
-                           cpu::EvaluateNode(*w.casts.front().second, {data}));
+                           cpu::EvaluateNode(*convert, {data}));
       if (converted.size() != 1) return absl::InternalError("cast gave no tensor");
       module.tensors()[name] = std::move(converted[0]);
       const ir::TensorType type = module.tensors().at(name).type();
@@ -90,6 +120,28 @@ class FoldParamCastsPass : public Pass {
       for (auto& [fn, cast] : w.casts) {
         fn->ReplaceAllUsesWith(cast->output(), cast->input(0));
         dead[fn].insert(cast);
+      }
+      for (auto& [fn, t] : w.transposes) {  // the transpose now gives the low dtype
+        ir::Node* cast = fn->ComputeUses()[t->output()].front().first;
+        ir::TensorType tt = t->output()->type();
+        tt.dtype = w.to;
+        t->output()->set_type(tt);
+        fn->ReplaceAllUsesWith(cast->output(), t->output());
+        dead[fn].insert(cast);
+      }
+      for (auto& [fn, g] : w.gathers) {  // gathered rows widened back to the old dtype
+        const ir::TensorType wide = g->output()->type();
+        ir::TensorType low = wide;
+        low.dtype = w.to;
+        g->output()->set_type(low);
+        const int at = fn->NodeIndex(g);
+        const ir::Node* next =
+            at + 1 < static_cast<int>(fn->nodes().size()) ? fn->nodes()[at + 1].get() : nullptr;
+        ir::Node* up = fn->AddNode("cast", {g->output()}, {wide}, {{"to", from}}, g->loc(),
+                                   {g->output()->name() + ".widened"}, next);
+        fn->ReplaceAllUsesWith(g->output(), up->output());
+        up->set_inputs({g->output()});
+        Count("folded.gather");
       }
       for (auto& [fn, nodes] : dead) {
         fn->EraseNodesIf([&](const ir::Node& n) { return nodes.count(&n) > 0; });

@@ -8,7 +8,10 @@
 #include <set>
 #include <string>
 
+#include "codegen/cpu/kernel.h"
 #include "compiler/ir/op_util.h"
+#include "compiler/ir/parser.h"
+#include "compiler/ir/printer.h"
 #include "compiler/ir/verifier.h"
 #include "compiler/onnx/importer.h"
 #include "gtest/gtest.h"
@@ -178,6 +181,74 @@ TEST(FoldParamCastsTest, InferenceWeightsStoredInTheLowDtype) {
   ASSERT_TRUE(changed.ok()) << changed.status();
   EXPECT_FALSE(*changed);
   EXPECT_EQ(w->type().dtype, ir::DType::kF32);
+}
+
+// Runs `fn` node by node on the CPU kernels (params from `module.tensors()` or `inputs`).
+std::vector<ir::Tensor> RunOnCpu(const ir::Module& module, const ir::Function& fn,
+                                 const std::map<std::string, ir::Tensor>& inputs) {
+  std::map<const ir::Value*, ir::Tensor> env;
+  for (const ir::Value* p : fn.params()) {
+    env.emplace(p, p->is_param() ? module.tensors().at(p->name()) : inputs.at(p->name()));
+  }
+  for (const auto& n : fn.nodes()) {
+    std::vector<ir::Tensor> ins;
+    for (const ir::Value* v : n->inputs()) ins.push_back(env.at(v));
+    auto outs = cpu::EvaluateNode(*n, ins);
+    EXPECT_TRUE(outs.ok()) << n->Describe() << ": " << outs.status();
+    if (!outs.ok()) return {};
+    for (size_t i = 0; i < outs->size(); ++i) env.emplace(n->output(i), (*outs)[i]);
+  }
+  std::vector<ir::Tensor> results;
+  for (const ir::Value* r : fn.results()) results.push_back(env.at(r));
+  return results;
+}
+
+// A tied LM head after mixed-precision-bf16: the table is read by the embedding gather and, through
+// a transpose, by the LM head's cast. Both fold: one bf16 table, the transpose giving bf16, the
+// gathered rows widened by a cast; the logits are the same bits (rounding twice to bf16 is
+// rounding once).
+TEST(FoldParamCastsTest, TiedEmbeddingFoldsThroughGatherAndTranspose) {
+  auto parsed = ir::ParseModule(R"(module {}
+
+func @main(%ids: i64[2,4], %wte: f32[16,8] {param}) -> (bf16[2,4,16], f32[2,4,8]) {
+  %e = gather(%wte, %ids) {axis=0} : f32[2,4,8]
+  %eb = cast(%e) {to=bf16} : bf16[2,4,8]
+  %wt = transpose(%wte) {perm=[1, 0]} : f32[8,16]
+  %wtb = cast(%wt) {to=bf16} : bf16[8,16]
+  %logits = matmul(%eb, %wtb) : bf16[2,4,16]
+  return %logits, %e
+}
+)");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ir::Module& m = **parsed;
+  std::vector<float> table(16 * 8);
+  for (size_t i = 0; i < table.size(); ++i) table[i] = 0.37f * std::sin(1.3f * i) + 1e-3f * i;
+  m.tensors()["wte"] = ir::Tensor::FromVector(ir::DType::kF32, {16, 8}, table);
+  const std::map<std::string, ir::Tensor> in = {
+      {"ids", ir::Tensor::FromVector(ir::DType::kI64, {2, 4},
+                                     std::vector<int64_t>{0, 3, 15, 7, 7, 1, 2, 9})}};
+  const std::vector<ir::Tensor> before = RunOnCpu(m, *m.main(), in);
+  ASSERT_EQ(before.size(), 2u);
+  auto fold = CreatePasses("fold-param-casts,dce");
+  ASSERT_TRUE(fold.ok());
+  Pipeline pipeline;
+  for (auto& p : *fold) pipeline.Add(std::move(p));
+  ASSERT_TRUE(pipeline.Run(m).ok());
+  ASSERT_TRUE(ir::Verify(m).ok()) << ir::PrintModule(m);
+  EXPECT_EQ(m.tensors().at("wte").dtype(), ir::DType::kBF16);
+  const std::string text = ir::PrintModule(m);
+  EXPECT_NE(text.find("transpose(%wte) {perm=[1, 0]} : bf16[8,16]"), std::string::npos) << text;
+  EXPECT_NE(text.find("gather(%wte, %ids) {axis=0} : bf16[2,4,8]"), std::string::npos) << text;
+  EXPECT_EQ(text.find("cast(%wt)"), std::string::npos) << text;
+  const std::vector<ir::Tensor> after = RunOnCpu(m, *m.main(), in);
+  ASSERT_EQ(after.size(), 2u);
+  EXPECT_TRUE(after[0].BitEquals(before[0]));
+  // The embedding output keeps its f32 type and now holds the bf16-rounded rows.
+  EXPECT_EQ(after[1].type(), before[1].type());
+  for (int64_t i = 0; i < after[1].num_elements(); ++i) {
+    EXPECT_NEAR(after[1].GetDouble(i), before[1].GetDouble(i),
+                4e-3 * std::fabs(before[1].GetDouble(i)));
+  }
 }
 
 }  // namespace

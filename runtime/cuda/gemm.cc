@@ -251,26 +251,29 @@ Problem RowMajorProblem(int64_t m, int64_t n, int64_t k, bool trans_a, bool tran
 // are not 16-byte aligned (N * elem % 16 != 0, e.g. a tied LM head's V = 50257 columns):
 // cuBLASLt then only has slow kernels for B and D. This kernel copies B into scratch rows
 // padded to ldn_ (a multiple of 64 elements) once per launch and computes D in blocks of rows_
-// rows into padded scratch, each block copied out with cudaMemcpy2DAsync.
+// rows into padded scratch, each block copied out with cudaMemcpy2DAsync. With trans_b (B is
+// [N, K], rows of K elements: fused_matmul reading a tied [V, D] table as is) B is read in
+// place and only D is padded.
 class PaddedMatmulKernel final : public DeviceKernel {
  public:
   absl::Status Init(const ir::Node& node, DType dt, int64_t m, int64_t n, int64_t k,
-                    const KernelOptions& options, cublasLtHandle_t lt) {
+                    const KernelOptions& options, cublasLtHandle_t lt, bool trans_b = false) {
     elem_ = ir::DTypeSize(dt);
     m_ = m;
     n_ = n;
     k_ = k;
+    trans_b_ = trans_b;
     ldn_ = PaddedLd(n);
     rows_ = std::max<int64_t>(256, (int64_t{256} << 20) / static_cast<int64_t>(ldn_ * elem_));
     rows_ = std::min(rows_, m);
     const int64_t tail = m % rows_;
     for (int s = 0; s < (tail ? 2 : 1); ++s) {
-      Problem p = RowMajorProblem(s == 0 ? rows_ : tail, n, k, false, false);
-      p.lda = ldn_;  // cuBLASLt A = our B
+      Problem p = RowMajorProblem(s == 0 ? rows_ : tail, n, k, false, trans_b);
+      if (!trans_b) p.lda = ldn_;  // cuBLASLt A = our B, copied into padded rows
       p.ldd = ldn_;
       PTC_RETURN_IF_ERROR(gemm_[s].Init(node, dt, p, 1.0, 0.0, options.allow_tf32, lt));
     }
-    b_bytes_ = AlignScratch(elem_ * static_cast<size_t>(k_ * ldn_));
+    b_bytes_ = trans_b ? 0 : AlignScratch(elem_ * static_cast<size_t>(k_ * ldn_));
     return absl::OkStatus();
   }
   size_t WorkspaceBytes() const override {
@@ -278,12 +281,17 @@ class PaddedMatmulKernel final : public DeviceKernel {
   }
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
                       absl::Span<void* const> out, void* workspace) override {
-    char* b = static_cast<char*>(workspace);
-    char* d = b + b_bytes_;
+    char* scratch = static_cast<char*>(workspace);
+    char* d = scratch + b_bytes_;
     const size_t row = elem_ * static_cast<size_t>(n_), pitch = elem_ * static_cast<size_t>(ldn_);
-    cudaError_t e = cudaMemcpy2DAsync(b, pitch, in[1], row, row, static_cast<size_t>(k_),
-                                      cudaMemcpyDeviceToDevice, ctx.stream);
-    if (e != cudaSuccess) return CudaStatus(e, "cudaMemcpy2DAsync (B)", __FILE__, __LINE__);
+    const void* b = in[1];
+    cudaError_t e = cudaSuccess;
+    if (!trans_b_) {
+      e = cudaMemcpy2DAsync(scratch, pitch, in[1], row, row, static_cast<size_t>(k_),
+                            cudaMemcpyDeviceToDevice, ctx.stream);
+      if (e != cudaSuccess) return CudaStatus(e, "cudaMemcpy2DAsync (B)", __FILE__, __LINE__);
+      b = scratch;
+    }
     const char* a = static_cast<const char*>(in[0]);
     char* o = static_cast<char*>(out[0]);
     for (int64_t r0 = 0; r0 < m_; r0 += rows_) {
@@ -301,7 +309,17 @@ class PaddedMatmulKernel final : public DeviceKernel {
   GemmKernel gemm_[2];  // full blocks, and the tail block when M % rows_ != 0
   size_t elem_ = 2, b_bytes_ = 0;
   int64_t m_ = 0, n_ = 0, k_ = 0, ldn_ = 0, rows_ = 1;
+  bool trans_b_ = false;
 };
+
+// Whether a product of m rows with a shared right operand of n columns and inner dim k takes
+// PaddedMatmulKernel: rows of n elements not 16-byte aligned, B's rows of k elements (trans_b)
+// or the copy's aligned, and enough rows that the padding pays (not a decode step).
+bool UsePaddedMatmul(DType dt, int64_t m, int64_t n, int64_t k) {
+  const int64_t elem = static_cast<int64_t>(ir::DTypeSize(dt));
+  return (n * elem) % 16 != 0 && k > 0 && (k * elem) % 16 == 0 && n >= 64 && m >= 256 &&
+         dt != DType::kF64;
+}
 
 absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateMatmul(const ir::Node& node,
                                                             const KernelOptions& options,
@@ -336,10 +354,8 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateMatmul(const ir::Node& node,
   if (batch > INT32_MAX) return Invalid(node, "more than 2^31 matrices in one batch");
   if (nb == 1 && na == batch) {
     // Shared right operand: fold the batch into M (row-major A is [batch*M, K]).
-    const size_t elem = ir::DTypeSize(ta.dtype);
     // Not for a few rows (a decode step): copying B would cost more than the slow kernel.
-    if ((n * elem) % 16 != 0 && k > 0 && (k * elem) % 16 == 0 && n >= 64 && batch * m >= 256 &&
-        ta.dtype != DType::kF64) {
+    if (UsePaddedMatmul(ta.dtype, batch * m, n, k)) {
       auto padded = std::make_unique<PaddedMatmulKernel>();
       PTC_RETURN_IF_ERROR(padded->Init(node, ta.dtype, batch * m, n, k, options, lt));
       return std::unique_ptr<DeviceKernel>(std::move(padded));
@@ -488,6 +504,12 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateFusedMatMul(const ir::Node& 
   const int64_t rows = x.num_elements() / std::max<int64_t>(k, 1);
   const bool has_bias = node.num_inputs() == 3;
   if (has_bias && node.input(2)->type().num_elements() != n) return Invalid(node, "bias must be [N]");
+  if (!has_bias && act == "none" && UsePaddedMatmul(x.dtype, rows, n, k)) {
+    // A tied LM head read as is (trans_b=1, [V, D]) with V = 50257: padded output rows.
+    auto padded = std::make_unique<PaddedMatmulKernel>();
+    PTC_RETURN_IF_ERROR(padded->Init(node, x.dtype, rows, n, k, options, lt, trans_b != 0));
+    return std::unique_ptr<DeviceKernel>(std::move(padded));
+  }
   cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_DEFAULT;
   bool gelu_pass = false;
   kernels::Op gelu_op = kernels::Op::kGelu;

@@ -146,6 +146,12 @@ std::vector<Case> Cases() {
   // path (PaddedMatmulKernel), bf16 and f32.
   gemm("matmul_bf16_odd_n_padded", "matmul", {T(bf16, {3, 40, 64}), T(bf16, {64, 101})}, {}, 2);
   gemm("matmul_f32_odd_n_padded", "matmul", {T(f32, {70, 32}), T(f32, {32, 67})}, {}, 10);
+  // The same for fused_matmul reading a tied [V, D] table as is (trans_b=1: only D padded), and
+  // without trans_b (B copied into padded rows); >= 256 rows.
+  gemm("fused_matmul_bf16_odd_n_trans_padded", "fused_matmul",
+       {T(bf16, {3, 100, 64}), T(bf16, {101, 64})}, {{"trans_b", int64_t{1}}}, 2);
+  gemm("fused_matmul_f32_odd_n_padded", "fused_matmul", {T(f32, {260, 32}), T(f32, {32, 67})}, {},
+       10);
   gemm("matmul_bf16_attention", "matmul", {T(bf16, {2, 4, 16, 32}), T(bf16, {2, 4, 32, 16})}, {}, 2);
   gemm("matmul_f64", "matmul", {T(f64, {9, 10}), T(f64, {10, 11})}, {}, 10);
   gemm("gemm_bias_row", "gemm", {T(f32, {8, 16}), T(f32, {16, 12}), T(f32, {12})},
