@@ -81,11 +81,11 @@ class FuseBiasGradPass : public Pass {
       }
       ir::Value* g = r->input(0);
       const int64_t n = g->type().shape.back();
+      const ir::Shape rows_n{g->type().num_elements() / std::max<int64_t>(n, 1), n};
       // The gemm whose right operand is g itself or its [rows, N] reshape.
       std::vector<ir::Value*> candidates = {g};
       for (ir::Node* u : m.Users(g)) {
-        if (u->op() == "reshape" && u->output()->type().shape ==
-                                        ir::Shape{g->type().num_elements() / std::max<int64_t>(n, 1), n}) {
+        if (u->op() == "reshape" && u->output()->type().shape == rows_n) {
           candidates.push_back(u->output());
         }
       }

@@ -169,9 +169,11 @@ OpCost EstimateCost(const ir::Node& n) {
     const ir::Shape& a = n.input(0)->type().shape;
     int64_t trans_a = n.GetInt("trans_a", 0).value_or(0);
     int64_t k = a.size() == 2 ? (trans_a ? a[0] : a[1]) : 1;
-    const double y_elems = static_cast<double>(std::max<int64_t>(0, n.output(0)->type().num_elements()));
-    c.flops = 2.0 * y_elems * static_cast<double>(k);
-    if (op == "gemm_bgrad") c.flops += static_cast<double>(std::max<int64_t>(0, n.input(1)->type().num_elements()));
+    auto elems = [](const ir::Value* v) {
+      return static_cast<double>(std::max<int64_t>(0, v->type().num_elements()));
+    };
+    c.flops = 2.0 * elems(n.output(0)) * static_cast<double>(k);
+    if (op == "gemm_bgrad") c.flops += elems(n.input(1));
   } else if (op == "reshape" || op == "identity" || op == "transpose" || op == "concat" ||
              op == "split" || op == "slice" || op == "gather" || op == "expand" ||
              op == "constant" || op == "cast" || op == "assign" || op == "trilu") {

@@ -317,7 +317,9 @@ std::vector<Ref> Reference(const std::string& op, const AttrMap& a, const std::v
     for (int64_t i = 0; i < m; ++i) {
       for (int64_t j = 0; j < n; ++j) {
         double s = 0;
-        for (int64_t p = 0; p < k; ++p) s += in[0].v[ta ? p * m + i : i * k + p] * in[1].v[p * n + j];
+        for (int64_t p = 0; p < k; ++p) {
+          s += in[0].v[ta ? p * m + i : i * k + p] * in[1].v[p * n + j];
+        }
         y.v[i * n + j] = s;
       }
     }
@@ -1416,7 +1418,8 @@ TEST(KernelNormTest, LowPrecisionOutputAndGradientInputMatchTheCasts) {
   for (int i = 1; i < 3; ++i) {
     EXPECT_EQ(std::memcmp((*low)[i].data(), (*ref)[i].data(), rows * 4), 0) << "stat " << i;
   }
-  auto dy_low = EvaluateNode(*down, {ir::Tensor::FromVector(DType::kF32, {rows, d}, random(rows * d))});
+  auto dy_low =
+      EvaluateNode(*down, {ir::Tensor::FromVector(DType::kF32, {rows, d}, random(rows * d))});
   ASSERT_TRUE(dy_low.ok());
   auto dy_wide = EvaluateNode(*up, {(*dy_low)[0]});
   ASSERT_TRUE(dy_wide.ok());

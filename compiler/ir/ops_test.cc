@@ -366,7 +366,8 @@ TEST(Ops, DescribeAttention) {
   EXPECT_NE(std::string(bad.status().message()).find("does not broadcast"), std::string::npos);
   attrs["causal"] = int64_t{2};
   EXPECT_FALSE(DescribeAttention({q, k, v}, attrs).ok());
-  EXPECT_FALSE(DescribeAttention({q, F32({2, 20, 4, 7}), v}, {{"layout", std::string("bthd")}}).ok());
+  EXPECT_FALSE(
+      DescribeAttention({q, F32({2, 20, 4, 7}), v}, {{"layout", std::string("bthd")}}).ok());
 }
 
 TEST(Ops, UnknownOpAndBadInputShape) {

@@ -1066,8 +1066,9 @@ class GemmBgradKernel final : public DeviceKernel {
       return e == cudaSuccess ? absl::OkStatus() : CudaStatus(e, what, __FILE__, __LINE__);
     };
     if (k_ == 0) {  // empty sums: y and db are zero
-      PTC_RETURN_IF_ERROR(check(
-          cudaMemsetAsync(out[0], 0, ir::DTypeSize(y_dt_) * m_ * n_, ctx.stream), "cudaMemsetAsync"));
+      PTC_RETURN_IF_ERROR(check(cudaMemsetAsync(out[0], 0, ir::DTypeSize(y_dt_) * m_ * n_,
+                                                ctx.stream),
+                                "cudaMemsetAsync"));
       return check(cudaMemsetAsync(out[1], 0, ir::DTypeSize(bias_dt_) * n_, ctx.stream),
                    "cudaMemsetAsync");
     }

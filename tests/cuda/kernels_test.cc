@@ -684,9 +684,9 @@ std::vector<Case> Cases() {
     cs.push_back({"layer_norm_f32_to_f16_streaming_1001", "layer_norm",
                   {T(f32, {3, 1001}), T(f32, {1001}), T(f32, {1001})},
                   {{"axis", int64_t{1}}, {"dtype", DType::kF16}}, 3});
-    for (auto [name, dy, x] : {std::tuple{"layer_norm_grad_bf16_dy_rows", bf16, ir::Shape{2048, 768}},
-                               std::tuple{"layer_norm_grad_f16_dy_streaming_1001", f16,
-                                          ir::Shape{5, 1001}}}) {
+    for (auto [name, dy, x] :
+         {std::tuple{"layer_norm_grad_bf16_dy_rows", bf16, ir::Shape{2048, 768}},
+          std::tuple{"layer_norm_grad_f16_dy_streaming_1001", f16, ir::Shape{5, 1001}}}) {
       const ir::Shape norm{x[1]}, stat{x[0], 1};
       Case g{name, "layer_norm_grad",
              {T(dy, x), T(f32, x), T(f32, norm), T(f32, stat), T(f32, stat)},

@@ -63,7 +63,8 @@ absl::StatusOr<ptc::cuda::ExecutorOptions> OptionsFromEnv() {
     } else {
       return absl::InvalidArgumentError(absl::StrCat(
           "PTC_CUDA_OPTIONS: unknown option '", name, "' (known: attention_simt, "
-          "attention_cudnn, attention_two_gemm, fused_interpreter, tf32, host_fallback, bgrad_reduce, no_graphs, linear_ce_rows=N)"));
+          "attention_cudnn, attention_two_gemm, fused_interpreter, tf32, host_fallback, "
+          "bgrad_reduce, no_graphs, linear_ce_rows=N)"));
     }
   }
   std::fprintf(stderr, "ptc-cuda: PTC_CUDA_OPTIONS=%s\n", env);
