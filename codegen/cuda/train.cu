@@ -322,6 +322,64 @@ __global__ void __launch_bounds__(kColTile * kColRows)
   }
 }
 
+// The same partials with 16-byte loads (f32 / f16 / bf16, d a multiple of V, dy and x aligned:
+// the launcher checked): each thread sums V adjacent columns over its rows of the chunk, a warp
+// reads 32 x 16 bytes of a row per load, and the indices are 32-bit (rows * d < 2^31). Every
+// column is summed in the scalar kernel's order (same rows per lane, lanes in order): the same
+// bits.
+template <DT D, DT G, int V>
+__global__ void __launch_bounds__(kColTile * kColRows)
+    LnGradColumnPartialVecKernel(uint32_t rows, uint32_t d, uint32_t chunk_rows,
+                                 const S<G>* __restrict__ dy, const S<D>* __restrict__ x,
+                                 const float* __restrict__ mean, const float* __restrict__ istd,
+                                 float* __restrict__ part_scale, float* __restrict__ part_bias) {
+  __shared__ float ss[kColRows][kColTile * V];
+  __shared__ float sb[kColRows][kColTile * V];
+  const uint32_t col0 = (blockIdx.x * kColTile + threadIdx.x) * V;
+  const uint32_t chunk = blockIdx.y;
+  const uint32_t r0 = chunk * chunk_rows;
+  const uint32_t r1 = r0 + chunk_rows < rows ? r0 + chunk_rows : rows;
+  float gs[V], gb[V];
+#pragma unroll
+  for (int j = 0; j < V; ++j) gs[j] = gb[j] = 0.f;
+  if (col0 < d) {
+    for (uint32_t r = r0 + threadIdx.y; r < r1; r += kColRows) {
+      S<G> g[V];
+      S<D> xv[V];
+      LoadVec<S<G>, V>(dy + r * d + col0, g);
+      LoadVec<S<D>, V>(x + r * d + col0, xv);
+      const float mu = mean[r], is = istd[r];
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const float gj = Widen<G>(g[j]);
+        const float xh = (Widen<D>(xv[j]) - mu) * is;  // as LnGradColumnPartialKernel rounds
+        gs[j] += gj * xh;
+        gb[j] += gj;
+      }
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    ss[threadIdx.y][threadIdx.x * V + j] = gs[j];
+    sb[threadIdx.y][threadIdx.x * V + j] = gb[j];
+  }
+  __syncthreads();
+  // Each of the block's threads finishes one column of the tile: the sum over the 8 row lanes
+  // in a fixed order.
+  const uint32_t t = threadIdx.y * kColTile + threadIdx.x;
+  const uint32_t col = blockIdx.x * kColTile * V + t;
+  if (t < kColTile * V && col < d) {
+    float ts = 0, tb = 0;
+#pragma unroll
+    for (int y = 0; y < kColRows; ++y) {
+      ts += ss[y][t];
+      tb += sb[y][t];
+    }
+    part_scale[chunk * d + col] = ts;
+    part_bias[chunk * d + col] = tb;
+  }
+}
+
 template <DT D>
 __global__ void __launch_bounds__(kThreads)
     LnGradColumnFinalKernel(int64_t d, int64_t chunks, const Acc<D>* __restrict__ part_scale,
@@ -773,10 +831,28 @@ void LaunchLnGrad(int64_t rows, int64_t d, const void* dy, const void* x, const 
   const int64_t col_blocks = (d + kColTile - 1) / kColTile;
   A* ps = static_cast<A*>(workspace);
   A* pb = ps + chunks * d;
-  LnGradColumnPartialKernel<D, G>
-      <<<dim3(static_cast<unsigned>(col_blocks), static_cast<unsigned>(chunks)),
-         dim3(kColTile, kColRows), 0, stream>>>(rows, d, chunk_rows, static_cast<const S<G>*>(dy),
-                                                static_cast<const S<D>*>(x), mean, istd, ps, pb);
+  bool vec = false;
+  if constexpr (D == DT::kF32 || D == DT::kF16 || D == DT::kBF16) {
+    constexpr int V = kVec<S<D>>;
+    const int64_t vb = V * static_cast<int64_t>(sizeof(S<D>));
+    vec = d % V == 0 && rows * d < (int64_t{1} << 31) && IsAligned(dy, vb) && IsAligned(x, vb);
+    if (vec) {
+      const int64_t vec_blocks = (d / V + kColTile - 1) / kColTile;
+      LnGradColumnPartialVecKernel<D, G, V>
+          <<<dim3(static_cast<unsigned>(vec_blocks), static_cast<unsigned>(chunks)),
+             dim3(kColTile, kColRows), 0, stream>>>(
+              static_cast<uint32_t>(rows), static_cast<uint32_t>(d),
+              static_cast<uint32_t>(chunk_rows), static_cast<const S<G>*>(dy),
+              static_cast<const S<D>*>(x), mean, istd, ps, pb);
+    }
+  }
+  if (!vec) {
+    LnGradColumnPartialKernel<D, G>
+        <<<dim3(static_cast<unsigned>(col_blocks), static_cast<unsigned>(chunks)),
+           dim3(kColTile, kColRows), 0, stream>>>(rows, d, chunk_rows,
+                                                  static_cast<const S<G>*>(dy),
+                                                  static_cast<const S<D>*>(x), mean, istd, ps, pb);
+  }
   LnGradColumnFinalKernel<D><<<GridFor(d, kThreads), kThreads, 0, stream>>>(
       d, chunks, ps, pb, static_cast<S<D>*>(dscale), static_cast<S<D>*>(dbias));
   if (rows > 0) {
