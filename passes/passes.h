@@ -30,6 +30,7 @@ std::unique_ptr<Pass> CreateFoldParamCastsPass();  // fold_param_casts.cc
 std::unique_ptr<Pass> CreateFuseLinearCePass();  // fuse_linear_ce.cc
 std::unique_ptr<Pass> CreateFuseBiasGradPass();  // fuse_bias_grad.cc
 std::unique_ptr<Pass> CreateFoldNormCastsPass();  // fold_norm_casts.cc
+std::unique_ptr<Pass> CreateFuseNormGradAddPass();  // fuse_norm_grad_add.cc
 
 // Autocast-style cast placement (mixed_precision.cc): matmul-like ops compute in `low`,
 // norms / softmax / reductions / losses / transcendentals in f32, the rest follows its

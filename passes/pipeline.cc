@@ -156,6 +156,9 @@ const std::vector<PassInfo>& RegisteredPasses() {
       {"fold-norm-casts",
        "--precision: casts of layer_norm's output / layer_norm_grad's dy -> the norms' dtypes",
        [] { return CreateFoldNormCastsPass(); }},
+      {"fuse-norm-grad-add",
+       "training: add(other gradient, layer_norm_grad's dx) -> layer_norm_grad's addend",
+       [] { return CreateFuseNormGradAddPass(); }},
       {"mixed-precision-bf16",
        "matmul-like ops in bf16, norms/softmax/reductions/losses in f32 (--precision bf16)",
        [] { return CreateMixedPrecisionPass({.low = ir::DType::kBF16}); }},
@@ -173,7 +176,8 @@ std::vector<std::string> DefaultPassList(std::string_view target) {
   // fold-norm-casts: only --precision plans have the casts it folds.
   std::vector<std::string> list = {"fold-param-casts", "fold-constants", "simplify",
                                    "fold-gemm-transpose", "annotate-causal", "cse",
-                                   "fuse-bias-grad", "fold-norm-casts", "dce"};
+                                   "fuse-bias-grad", "fold-norm-casts", "fuse-norm-grad-add",
+                                   "dce"};
   if (target == "cpu") {
     // fuse-elementwise pays on CPU: a GPT-2-like MLP/residual block measured faster with it
     // (see tools/ptc_opt --bench and the passes report); it runs after cse so that duplicated

@@ -1433,6 +1433,46 @@ TEST(KernelNormTest, LowPrecisionOutputAndGradientInputMatchTheCasts) {
   }
 }
 
+// fuse-norm-grad-add's contract: layer_norm_grad with an addend gives the bits of
+// add(addend, layer_norm_grad(...).dx), and the same dscale / dbias.
+TEST(KernelNormTest, AddendGivesTheBitsOfTheAdd) {
+  const int64_t rows = 5, d = 24;
+  ir::Function fn("t");
+  const ir::TensorType xt{DType::kF32, {rows, d}}, pt{DType::kF32, {d}};
+  const ir::TensorType st{DType::kF32, {rows, 1}};
+  ir::Value* dy = fn.AddParam("dy", xt);
+  ir::Value* x = fn.AddParam("x", xt);
+  ir::Value* g = fn.AddParam("g", pt);
+  ir::Value* mu = fn.AddParam("mu", st);
+  ir::Value* is = fn.AddParam("is", st);
+  ir::Value* skip = fn.AddParam("skip", xt);
+  const ir::AttrMap attrs = {{"axis", int64_t{1}}};
+  ir::Node* grad = fn.AddNode("layer_norm_grad", {dy, x, g, mu, is}, {xt, pt, pt}, attrs);
+  ir::Node* add = fn.AddNode("add", {skip, grad->output(0)}, {xt}, {});
+  ir::Node* fused = fn.AddNode("layer_norm_grad", {dy, x, g, mu, is, skip}, {xt, pt, pt}, attrs);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  auto random = [&](ir::Shape s, bool positive = false) {
+    std::vector<float> v(ir::NumElements(s));
+    for (float& e : v) e = positive ? 0.5f + std::fabs(dist(rng)) : dist(rng);
+    return ir::Tensor::FromVector(DType::kF32, s, v);
+  };
+  const std::vector<ir::Tensor> ins = {random({rows, d}), random({rows, d}), random({d}),
+                                       random({rows, 1}), random({rows, 1}, true)};
+  const ir::Tensor skip_v = random({rows, d});
+  auto want = EvaluateNode(*grad, ins);
+  ASSERT_TRUE(want.ok()) << want.status();
+  auto sum = EvaluateNode(*add, {skip_v, (*want)[0]});
+  ASSERT_TRUE(sum.ok()) << sum.status();
+  std::vector<ir::Tensor> fused_ins = ins;
+  fused_ins.push_back(skip_v);
+  auto got = EvaluateNode(*fused, fused_ins);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE((*got)[0].BitEquals((*sum)[0]));
+  EXPECT_TRUE((*got)[1].BitEquals((*want)[1]));
+  EXPECT_TRUE((*got)[2].BitEquals((*want)[2]));
+}
+
 TEST(KernelApiTest, HasKernelAndRepeatedRuns) {
   for (const char* op : {"add", "matmul", "gemm", "layer_norm", "softmax_ce_loss", "nll_loss",
                          "gather", "constant", "dropout", "trilu", "cast", "where"}) {

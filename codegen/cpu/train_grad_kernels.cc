@@ -175,7 +175,7 @@ class LossGradKernel : public Kernel {
 template <typename T>
 class LayerNormGradKernel : public Kernel {
  public:
-  LayerNormGradKernel(int64_t rows, int64_t d) : rows_(rows), d_(d) {}
+  LayerNormGradKernel(int64_t rows, int64_t d, bool addend) : rows_(rows), d_(d), addend_(addend) {}
   absl::Status Run(absl::Span<const void* const> inputs, absl::Span<void* const> outputs,
                    void*) override {
     const T* dy = static_cast<const T*>(inputs[0]);
@@ -183,6 +183,7 @@ class LayerNormGradKernel : public Kernel {
     const T* scale = static_cast<const T*>(inputs[2]);
     const float* mean = static_cast<const float*>(inputs[3]);
     const float* istd = static_cast<const float*>(inputs[4]);
+    const T* add = addend_ ? static_cast<const T*>(inputs[5]) : nullptr;  // dx += add
     T* dx = static_cast<T*>(outputs[0]);
     T* dscale = static_cast<T*>(outputs[1]);
     T* dbias = static_cast<T*>(outputs[2]);
@@ -205,6 +206,11 @@ class LayerNormGradKernel : public Kernel {
 #pragma omp simd
         for (int64_t j = 0; j < d; ++j) {
           o[j] = is * (gr[j] * scale[j] - a - (xr[j] - mu) * is * bb);
+        }
+        if (add != nullptr) {
+          const T* __restrict ar = add + r * d;
+#pragma omp simd
+          for (int64_t j = 0; j < d; ++j) o[j] = ar[j] + o[j];  // add(addend, dx)'s rounding
         }
       }
     });
@@ -231,6 +237,7 @@ class LayerNormGradKernel : public Kernel {
 
  private:
   int64_t rows_, d_;
+  bool addend_;
 };
 
 // -------------------------------------------------------------------------------- gelu_grad
@@ -349,13 +356,17 @@ KernelOr MakeLossGradKernel(const ir::Node& node) {
 }
 
 KernelOr MakeLayerNormGradKernel(const ir::Node& node) {
-  PTC_RETURN_IF_ERROR(CheckArity(node, 5, 5, 3, 3));
+  PTC_RETURN_IF_ERROR(CheckArity(node, 5, 6, 3, 3));
   const ir::TensorType& x = node.input(1)->type();
   const int64_t d = node.input(2)->type().num_elements();
   const int64_t rows = d ? x.num_elements() / d : 0;
+  const bool addend = node.num_inputs() == 6;
+  if (addend && node.input(5)->type() != x) {
+    return Invalid(node, "the addend must have x's type");
+  }
   return DispatchFloat(node, x.dtype, [&](auto t) -> KernelOr {
     using T = decltype(t);
-    return KernelPtr(new LayerNormGradKernel<T>(rows, d));
+    return KernelPtr(new LayerNormGradKernel<T>(rows, d, addend));
   });
 }
 

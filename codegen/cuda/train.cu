@@ -403,7 +403,7 @@ __global__ void __launch_bounds__(kThreads)
     LnGradRowKernel(int64_t rows, int64_t d, const S<G>* __restrict__ dy,
                     const S<D>* __restrict__ x, const S<D>* __restrict__ scale,
                     const float* __restrict__ mean, const float* __restrict__ istd,
-                    S<D>* __restrict__ dx) {
+                    const S<D>* __restrict__ addend, S<D>* __restrict__ dx) {
   using A = Acc<D>;
   __shared__ A shm[32];
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
@@ -424,7 +424,9 @@ __global__ void __launch_bounds__(kThreads)
     for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
       const A g = static_cast<A>(Load<G>(gr, j)) * static_cast<A>(Load<D>(scale, j));
       const A xh = (static_cast<A>(Load<D>(xr, j)) - mu) * is;
-      Store<D>(dx + r * d, j, is * (g - a - xh * b));
+      A v = is * (g - a - xh * b);
+      if (addend != nullptr) v = static_cast<A>(Load<D>(addend + r * d, j)) + v;
+      Store<D>(dx + r * d, j, v);
     }
   }
 }
@@ -441,7 +443,7 @@ __global__ void __launch_bounds__(kMaxRowGroup, kRowMinBlocks)
     LnGradRowRegKernel(uint32_t rows, uint32_t d, int group, const S<G>* __restrict__ dy,
                        const S<D>* __restrict__ x, const S<D>* __restrict__ scale,
                        const float* __restrict__ mean, const float* __restrict__ istd,
-                       S<D>* dx) {
+                       const S<D>* __restrict__ addend, S<D>* dx) {
   constexpr int V = kVec<S<D>>;
   constexpr int kSteps = kLnGradRegs<D> / V;
   __shared__ float shm[32];
@@ -477,13 +479,16 @@ __global__ void __launch_bounds__(kMaxRowGroup, kRowMinBlocks)
     for (int s = 0; s < kSteps; ++s) {
       const uint32_t k = s * group + lane;
       if (k < nv) {
-        S<D> sc[V], o[V];
+        S<D> sc[V], o[V], ad[V];
         LoadVec<S<D>, V>(scale + k * V, sc);
+        if (addend != nullptr) LoadVec<S<D>, V>(addend + base + k * V, ad);
 #pragma unroll
         for (int j = 0; j < V; ++j) {
           const float g = Widen<G>(gv[s][j]) * Widen<D>(sc[j]);
           const float xh = (Widen<D>(xv[s][j]) - mu) * is;
-          o[j] = Narrow<D>(is * (g - a - xh * b));
+          float v = is * (g - a - xh * b);
+          if (addend != nullptr) v = Widen<D>(ad[j]) + v;
+          o[j] = Narrow<D>(v);
         }
         StoreVec<S<D>, V>(dx + base + k * V, o);
       }
@@ -798,33 +803,34 @@ void LaunchLossGradElements(const LossDesc& d, bool softmax, const S<D>* dloss, 
 // else the streaming LnGradRowKernel. dy of dtype G (see above).
 template <DT D, DT G>
 void LaunchLnGradRows(int64_t rows, int64_t d, const S<G>* dy, const S<D>* x, const S<D>* scale,
-                      const float* mean, const float* istd, S<D>* dx, cudaStream_t stream) {
+                      const float* mean, const float* istd, const S<D>* addend, S<D>* dx,
+                      cudaStream_t stream) {
   if constexpr (D == DT::kF32 || D == DT::kF16 || D == DT::kBF16) {
     constexpr int V = kVec<S<D>>;
     const int64_t vb = V * static_cast<int64_t>(sizeof(S<D>));
     if (d % V == 0 && rows < (int64_t{1} << 31) && d < (int64_t{1} << 31) && IsAligned(dy, vb) &&
-        IsAligned(x, vb) && IsAligned(scale, vb) && IsAligned(dx, vb)) {
+        IsAligned(x, vb) && IsAligned(scale, vb) && IsAligned(dx, vb) && IsAligned(addend, vb)) {
       const RowGroup g = PickRowGroup(d, V, kLnGradRegs<D>);
       if (g.group != 0) {
         const int64_t blocks = (rows + g.rows_per_block - 1) / g.rows_per_block;
         LnGradRowRegKernel<D, G>
             <<<PersistentGrid(LnGradRowRegKernel<D, G>, g.block, blocks), g.block, 0, stream>>>(
                 static_cast<uint32_t>(rows), static_cast<uint32_t>(d), g.group, dy, x, scale,
-                mean, istd, dx);
+                mean, istd, addend, dx);
         return;
       }
     }
   }
   LnGradRowKernel<D, G><<<RowGrid(rows), kThreads, 0, stream>>>(rows, d, dy, x, scale, mean,
-                                                                istd, dx);
+                                                                istd, addend, dx);
 }
 
 // layer_norm_grad of dtype D with dy of dtype G: column partials and their sum (dscale, dbias)
 // first, then dx (which may alias dy when G == D).
 template <DT D, DT G>
 void LaunchLnGrad(int64_t rows, int64_t d, const void* dy, const void* x, const void* scale,
-                  const float* mean, const float* istd, void* dx, void* dscale, void* dbias,
-                  void* workspace, cudaStream_t stream) {
+                  const float* mean, const float* istd, const void* addend, void* dx,
+                  void* dscale, void* dbias, void* workspace, cudaStream_t stream) {
   using A = Acc<D>;
   const int64_t chunks = LnChunks(rows);
   const int64_t chunk_rows = rows > 0 ? (rows + chunks - 1) / chunks : 0;
@@ -857,8 +863,8 @@ void LaunchLnGrad(int64_t rows, int64_t d, const void* dy, const void* x, const 
       d, chunks, ps, pb, static_cast<S<D>*>(dscale), static_cast<S<D>*>(dbias));
   if (rows > 0) {
     LaunchLnGradRows<D, G>(rows, d, static_cast<const S<G>*>(dy), static_cast<const S<D>*>(x),
-                           static_cast<const S<D>*>(scale), mean, istd, static_cast<S<D>*>(dx),
-                           stream);
+                           static_cast<const S<D>*>(scale), mean, istd,
+                           static_cast<const S<D>*>(addend), static_cast<S<D>*>(dx), stream);
   }
 }
 
@@ -997,18 +1003,18 @@ size_t LayerNormGradWorkspaceBytes(DT dt, int64_t rows, int64_t d) {
 
 cudaError_t LaunchLayerNormGrad(DT dt, DT dy_dt, int64_t rows, int64_t d, const void* dy,
                                 const void* x, const void* scale, const float* mean,
-                                const float* inv_std_dev, void* dx, void* dscale, void* dbias,
-                                void* workspace, cudaStream_t stream) {
+                                const float* inv_std_dev, const void* addend, void* dx,
+                                void* dscale, void* dbias, void* workspace, cudaStream_t stream) {
   if (d == 0) return cudaSuccess;
   if ((d + kColTile - 1) / kColTile >= (int64_t{1} << 31)) return cudaErrorInvalidConfiguration;
   if (dy_dt != dt) {  // a low-precision dy of an f32 layer norm (fold-norm-casts)
     if (dt != DT::kF32) return cudaErrorInvalidValue;
     if (dy_dt == DT::kBF16) {
-      LaunchLnGrad<DT::kF32, DT::kBF16>(rows, d, dy, x, scale, mean, inv_std_dev, dx, dscale,
-                                        dbias, workspace, stream);
+      LaunchLnGrad<DT::kF32, DT::kBF16>(rows, d, dy, x, scale, mean, inv_std_dev, addend, dx,
+                                        dscale, dbias, workspace, stream);
     } else if (dy_dt == DT::kF16) {
-      LaunchLnGrad<DT::kF32, DT::kF16>(rows, d, dy, x, scale, mean, inv_std_dev, dx, dscale,
-                                       dbias, workspace, stream);
+      LaunchLnGrad<DT::kF32, DT::kF16>(rows, d, dy, x, scale, mean, inv_std_dev, addend, dx,
+                                       dscale, dbias, workspace, stream);
     } else {
       return cudaErrorInvalidValue;
     }
@@ -1016,8 +1022,8 @@ cudaError_t LaunchLayerNormGrad(DT dt, DT dy_dt, int64_t rows, int64_t d, const 
   }
 #define PTC_LNG_CASE(DD)                                                                     \
   case DD:                                                                                   \
-    LaunchLnGrad<DD, DD>(rows, d, dy, x, scale, mean, inv_std_dev, dx, dscale, dbias,        \
-                         workspace, stream);                                                 \
+    LaunchLnGrad<DD, DD>(rows, d, dy, x, scale, mean, inv_std_dev, addend, dx, dscale,       \
+                         dbias, workspace, stream);                                          \
     break;
   switch (dt) {
     PTC_TRAIN_FLOAT_CASES(PTC_LNG_CASE)

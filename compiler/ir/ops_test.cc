@@ -334,6 +334,18 @@ TEST(Ops, GemmBgrad) {
   ExpectError("gemm_bgrad", {bf_x, bf_dy}, ta, {"2 outputs"}, 1);
 }
 
+// layer_norm_grad's optional addend (fuse-norm-grad-add) has x's type; a low-precision dy is
+// allowed for an f32 x (fold-norm-casts).
+TEST(Ops, LayerNormGradAddendAndLowDy) {
+  const TensorType x = F32({4, 8}), p = F32({8}), st = F32({4, 1});
+  const std::vector<TensorType> grads = {x, p, p};
+  const AttrMap attrs = {{"axis", int64_t{1}}};
+  EXPECT_EQ(Infer("layer_norm_grad", {x, x, p, st, st, x}, attrs, 3), grads);
+  EXPECT_EQ(Infer("layer_norm_grad", {T(DType::kBF16, {4, 8}), x, p, st, st}, attrs, 3), grads);
+  ExpectError("layer_norm_grad", {x, x, p, st, st, F32({4, 7})}, attrs, {"addend"}, 3);
+  ExpectError("layer_norm_grad", {T(DType::kBF16, {4, 7}), x, p, st, st}, attrs, {"dy"}, 3);
+}
+
 // The one description of attention's operands that InferAttention and every kernel (CPU, the
 // CUDA flash kernels, cuDNN) build on.
 TEST(Ops, DescribeAttention) {

@@ -13,10 +13,11 @@
 //       divided by sum(w) for reduction "mean"; dloss is f[] or f[N, d1...] for "none".
 //   nll_loss_grad(dloss, input, target [, weight]) {reduction, ignore_index?} -> dinput
 //       (type of input): -dloss * w[target] at the target class, 0 elsewhere ("mean": / sum w).
-//   layer_norm_grad(dy, x, scale, mean, inv_std_dev) {axis} -> (dx, dscale, dbias)
+//   layer_norm_grad(dy, x, scale, mean, inv_std_dev [, addend]) {axis} -> (dx, dscale, dbias)
 //       scale has the normalized shape x.shape[axis:]; mean / inv_std_dev are the f32 outputs
 //       of the forward layer_norm; dscale and dbias have scale's type. dy has x's type, or is
-//       f16 / bf16 for an f32 x (widened exactly; dx is f32).
+//       f16 / bf16 for an f32 x (widened exactly; dx is f32). With `addend` (x's type; made by
+//       fuse-norm-grad-add from the add of another gradient of the same value), dx includes it.
 //   gelu_grad(dy, x) {approximate="none"|"tanh"}       dy * gelu'(x); type of x.
 //   attention_grad(dy, q, k, v[, mask]) {scale, layout} -> (dq, dk, dv)
 //       The gradients of attention(q, k, v[, mask]) (ops_fused.cc) for the output gradient dy,
@@ -154,6 +155,10 @@ InferResult InferLayerNormGrad(const Types& in, const AttrMap& attrs, int) {
     return Invalid(absl::StrCat("mean ", in[3].ToString(), " and inv_std_dev ",
                                 in[4].ToString(), " must be ", stat_type.ToString()));
   }
+  if (in.size() == 6 && in[5] != in[1]) {
+    return Invalid(absl::StrCat("addend ", in[5].ToString(), " must have x's type ",
+                                in[1].ToString()));
+  }
   return Types{in[1], scale, scale};
 }
 
@@ -257,7 +262,7 @@ const std::vector<OpDef>& TrainOpDefs() {
       {.name = "softmax_ce_loss_grad", .min_inputs = 3, .max_inputs = 4,
        .infer = InferSoftmaxCeGrad},
       {.name = "nll_loss_grad", .min_inputs = 3, .max_inputs = 4, .infer = InferNllGrad},
-      {.name = "layer_norm_grad", .min_inputs = 5, .max_inputs = 5, .min_outputs = 3,
+      {.name = "layer_norm_grad", .min_inputs = 5, .max_inputs = 6, .min_outputs = 3,
        .max_outputs = 3, .infer = InferLayerNormGrad},
       {.name = "gelu_grad", .min_inputs = 2, .max_inputs = 2, .infer = InferGeluGrad,
        .elementwise = true},

@@ -187,7 +187,8 @@ class LayerNormGradKernel final : public DeviceKernel {
     return LaunchStatus(
         k::LaunchLayerNormGrad(dt_, dy_dt_, rows_, d_, in[0], in[1], in[2],
                                static_cast<const float*>(in[3]), static_cast<const float*>(in[4]),
-                               out[0], out[1], out[2], workspace, ctx.stream),
+                               in.size() > 5 ? in[5] : nullptr, out[0], out[1], out[2],
+                               workspace, ctx.stream),
         "LaunchLayerNormGrad");
   }
 
@@ -197,8 +198,11 @@ class LayerNormGradKernel final : public DeviceKernel {
 };
 
 KernelOr MakeLayerNormGrad(const ir::Node& node) {
-  PTC_RETURN_IF_ERROR(Arity(node, 5, 5, 3, 3));
+  PTC_RETURN_IF_ERROR(Arity(node, 5, 6, 3, 3));
   const ir::TensorType& x = node.input(1)->type();
+  if (node.num_inputs() == 6 && node.input(5)->type() != x) {
+    return Invalid(node, "the addend must have x's type");
+  }
   PTC_RETURN_IF_ERROR(RequireFloat(node, x, "x"));
   const int64_t d = node.input(2)->type().num_elements();
   const int64_t rows = d ? x.num_elements() / d : 0;

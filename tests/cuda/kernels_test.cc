@@ -695,6 +695,20 @@ std::vector<Case> Cases() {
       g.tolerance_scale = 30;
       cs.push_back(g);
     }
+    // fuse-norm-grad-add: dx + addend, on the register-row (d = 768, bf16 dy) and the
+    // streaming (d = 1001) kernels.
+    for (auto [name, dy, x] :
+         {std::tuple{"layer_norm_grad_addend_bf16_dy_rows", bf16, ir::Shape{1024, 768}},
+          std::tuple{"layer_norm_grad_addend_streaming_1001", f32, ir::Shape{5, 1001}}}) {
+      const ir::Shape norm{x[1]}, stat{x[0], 1};
+      Case g{name, "layer_norm_grad",
+             {T(dy, x), T(f32, x), T(f32, norm), T(f32, stat), T(f32, stat), T(f32, x)},
+             {{"axis", int64_t{1}}}, 3};
+      g.gens = {Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kPositive,
+                Gen::kNormal};
+      g.tolerance_scale = 30;
+      cs.push_back(g);
+    }
     for (DType dt : {f32, bf16, f16}) {
       Case c{absl::StrCat("gelu_grad_flat_tail_4099_", std::string(ir::DTypeName(dt))),
              "gelu_grad", {T(dt, {4099}), T(dt, {4099})}};
