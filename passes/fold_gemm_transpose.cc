@@ -41,18 +41,9 @@ bool IsTranspose2dUser(ir::Function& fn, const ir::Value* v) {
   return false;
 }
 
-class FoldGemmTransposePass : public Pass {
+class FoldGemmTransposePass : public FunctionPass {
  public:
   std::string_view name() const override { return "fold-gemm-transpose"; }
-
-  absl::StatusOr<bool> Run(ir::Module& module) override {
-    bool changed = false;
-    for (const auto& fn : module.functions()) {
-      PTC_ASSIGN_OR_RETURN(bool c, RunOn(module, *fn));
-      changed |= c;
-    }
-    return changed;
-  }
 
  private:
   // The node reading v, when exactly one operand of one node reads it and it is not a result.
@@ -72,7 +63,7 @@ class FoldGemmTransposePass : public Pass {
     return user;
   }
 
-  absl::StatusOr<bool> RunOn(ir::Module&, ir::Function& fn) {
+  absl::StatusOr<bool> RunOnFunction(ir::Module&, ir::Function& fn) override {
     std::vector<ir::Node*> gemms;
     for (const auto& n : fn.nodes()) {
       if (n->op() == "gemm") gemms.push_back(n.get());

@@ -26,18 +26,12 @@
 namespace ptc::passes {
 namespace {
 
-class FoldNormCastsPass : public Pass {
+class FoldNormCastsPass : public FunctionPass {
  public:
   std::string_view name() const override { return "fold-norm-casts"; }
 
-  absl::StatusOr<bool> Run(ir::Module& module) override {
-    bool changed = false;
-    for (const auto& fn : module.functions()) changed |= RunOn(module, *fn);
-    return changed;
-  }
-
  private:
-  bool RunOn(ir::Module& module, ir::Function& fn) {
+  absl::StatusOr<bool> RunOnFunction(ir::Module& module, ir::Function& fn) override {
     Matcher m(module, fn);
     std::set<const ir::Node*> erase;
     bool changed = false;

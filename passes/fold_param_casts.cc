@@ -57,8 +57,14 @@ class FoldParamCastsPass : public Pass {
     struct Weight {
       std::vector<ir::Value*> params;
       std::vector<std::pair<ir::Function*, ir::Node*>> casts;
-      // transpose(w) -> its only user, a cast; and gather(w, idx).
-      std::vector<std::pair<ir::Function*, ir::Node*>> transposes, gathers;
+      // transpose(w) and its only user, a cast; gather(w, idx).
+      struct Transposed {
+        ir::Function* fn;
+        ir::Node* transpose;
+        ir::Node* cast;
+      };
+      std::vector<Transposed> transposes;
+      std::vector<std::pair<ir::Function*, ir::Node*>> gathers;
       bool ok = true;
       ir::DType to = ir::DType::kF32;
     };
@@ -91,7 +97,7 @@ class FoldParamCastsPass : public Pass {
           if (cast == user) {
             w.casts.push_back({fn.get(), cast});
           } else {
-            w.transposes.push_back({fn.get(), user});
+            w.transposes.push_back({fn.get(), user, cast});
           }
         }
       }
@@ -121,8 +127,7 @@ class FoldParamCastsPass : public Pass {
         fn->ReplaceAllUsesWith(cast->output(), cast->input(0));
         dead[fn].insert(cast);
       }
-      for (auto& [fn, t] : w.transposes) {  // the transpose now gives the low dtype
-        ir::Node* cast = fn->ComputeUses()[t->output()].front().first;
+      for (auto& [fn, t, cast] : w.transposes) {  // the transpose now gives the low dtype
         ir::TensorType tt = t->output()->type();
         tt.dtype = w.to;
         t->output()->set_type(tt);

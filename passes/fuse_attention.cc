@@ -52,15 +52,9 @@ bool IsPerm(const ir::Node* n, const std::vector<int64_t>& perm) {
   return p.ok() && *p == perm;
 }
 
-class FuseAttentionPass : public Pass {
+class FuseAttentionPass : public FunctionPass {
  public:
   std::string_view name() const override { return "fuse-attention"; }
-
-  absl::StatusOr<bool> Run(ir::Module& module) override {
-    bool changed = false;
-    for (const auto& fn : module.functions()) changed |= RunOn(module, *fn);
-    return changed;
-  }
 
  private:
   // The producer of v when it is a single-use `op` node, else nullptr.
@@ -69,7 +63,7 @@ class FuseAttentionPass : public Pass {
     return d ? d.node() : nullptr;
   }
 
-  bool RunOn(ir::Module& module, ir::Function& fn) {
+  absl::StatusOr<bool> RunOnFunction(ir::Module& module, ir::Function& fn) override {
     Matcher m(module, fn);
     std::vector<ir::Node*> softmaxes;
     for (const auto& n : fn.nodes()) {

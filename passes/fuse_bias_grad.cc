@@ -51,21 +51,12 @@ bool SumsRows(const ir::Node& r) {
          *seen.rbegin() == rank - 2;
 }
 
-class FuseBiasGradPass : public Pass {
+class FuseBiasGradPass : public FunctionPass {
  public:
   std::string_view name() const override { return "fuse-bias-grad"; }
 
-  absl::StatusOr<bool> Run(ir::Module& module) override {
-    bool changed = false;
-    for (const auto& fn : module.functions()) {
-      PTC_ASSIGN_OR_RETURN(bool c, RunOn(module, *fn));
-      changed |= c;
-    }
-    return changed;
-  }
-
  private:
-  absl::StatusOr<bool> RunOn(ir::Module& module, ir::Function& fn) {
+  absl::StatusOr<bool> RunOnFunction(ir::Module& module, ir::Function& fn) override {
     Matcher m(module, fn);
     std::vector<ir::Node*> sums;
     for (const auto& n : fn.nodes()) {

@@ -39,18 +39,12 @@ bool FloatDType(ir::DType d) {
          d == ir::DType::kBF16;
 }
 
-class FuseMatMulBiasPass : public Pass {
+class FuseMatMulBiasPass : public FunctionPass {
  public:
   std::string_view name() const override { return "fuse-matmul-bias"; }
 
-  absl::StatusOr<bool> Run(ir::Module& module) override {
-    bool changed = false;
-    for (const auto& fn : module.functions()) changed |= RunOn(module, *fn);
-    return changed;
-  }
-
  private:
-  bool RunOn(ir::Module& module, ir::Function& fn) {
+  absl::StatusOr<bool> RunOnFunction(ir::Module& module, ir::Function& fn) override {
     Matcher m(module, fn);
     std::vector<ir::Node*> matmuls;
     for (const auto& n : fn.nodes()) {

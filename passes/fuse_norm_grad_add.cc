@@ -25,18 +25,12 @@
 namespace ptc::passes {
 namespace {
 
-class FuseNormGradAddPass : public Pass {
+class FuseNormGradAddPass : public FunctionPass {
  public:
   std::string_view name() const override { return "fuse-norm-grad-add"; }
 
-  absl::StatusOr<bool> Run(ir::Module& module) override {
-    bool changed = false;
-    for (const auto& fn : module.functions()) changed |= RunOn(module, *fn);
-    return changed;
-  }
-
  private:
-  bool RunOn(ir::Module& module, ir::Function& fn) {
+  absl::StatusOr<bool> RunOnFunction(ir::Module& module, ir::Function& fn) override {
     Matcher m(module, fn);
     std::vector<ir::Node*> adds;
     for (const auto& n : fn.nodes()) {

@@ -33,6 +33,17 @@ class Pass {
   std::map<std::string, int64_t> counters_;
 };
 
+// A pass that rewrites each function of the module on its own: Run visits them in order and
+// reports whether any changed.
+class FunctionPass : public Pass {
+ public:
+  absl::StatusOr<bool> Run(ir::Module& module) final;
+
+ protected:
+  // True iff it changed `fn`.
+  virtual absl::StatusOr<bool> RunOnFunction(ir::Module& module, ir::Function& fn) = 0;
+};
+
 struct PassTiming {
   std::string name;
   double seconds = 0;

@@ -107,6 +107,15 @@ absl::Status Pipeline::Run(ir::Module& module) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<bool> FunctionPass::Run(ir::Module& module) {
+  bool changed = false;
+  for (const auto& fn : module.functions()) {
+    PTC_ASSIGN_OR_RETURN(bool c, RunOnFunction(module, *fn));
+    changed |= c;
+  }
+  return changed;
+}
+
 const std::vector<PassInfo>& RegisteredPasses() {
   static const auto* passes = new std::vector<PassInfo>{
       {"fold-param-casts",

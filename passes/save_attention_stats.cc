@@ -33,18 +33,12 @@ bool SameForm(const ir::Node& a, const ir::Node& b) {
   return la.ok() && lb.ok() && sa.ok() && sb.ok() && *la == *lb && *sa == *sb;
 }
 
-class SaveAttentionStatsPass : public Pass {
+class SaveAttentionStatsPass : public FunctionPass {
  public:
   std::string_view name() const override { return "save-attention-stats"; }
 
-  absl::StatusOr<bool> Run(ir::Module& module) override {
-    bool changed = false;
-    for (const auto& fn : module.functions()) changed |= RunOn(*fn);
-    return changed;
-  }
-
  private:
-  bool RunOn(ir::Function& fn) {
+  absl::StatusOr<bool> RunOnFunction(ir::Module&, ir::Function& fn) override {
     std::map<std::vector<ir::Value*>, ir::Node*> forwards;  // operands -> attention
     std::vector<ir::Node*> grads;
     for (const auto& n : fn.nodes()) {

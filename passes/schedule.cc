@@ -77,21 +77,12 @@ absl::Status ApplyOrder(ir::Function& f, const std::vector<ir::Node*>& order) {
 
 namespace {
 
-class SchedulePass : public Pass {
+class SchedulePass : public FunctionPass {
  public:
   explicit SchedulePass(bool hoist_updates) : hoist_updates_(hoist_updates) {}
   std::string_view name() const override { return "schedule"; }
-  absl::StatusOr<bool> Run(ir::Module& module) override {
-    bool changed = false;
-    for (const auto& fn : module.functions()) {
-      PTC_ASSIGN_OR_RETURN(bool c, RunOn(*fn));
-      changed |= c;
-    }
-    return changed;
-  }
-
  private:
-  absl::StatusOr<bool> RunOn(ir::Function& f) {
+  absl::StatusOr<bool> RunOnFunction(ir::Module&, ir::Function& f) override {
     std::vector<ir::Node*> order;
     for (const auto& n : f.nodes()) order.push_back(n.get());
     std::set<const ir::Value*> results(f.results().begin(), f.results().end());

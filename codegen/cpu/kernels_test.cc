@@ -308,26 +308,14 @@ std::vector<Ref> Reference(const std::string& op, const AttrMap& a, const std::v
     }
     return {out};
   }
-  if (op == "gemm_bgrad") {  // y = op(a) @ b, db = column sums of b
-    const bool ta = IntAttr(a, "trans_a", 0);
-    const int64_t m = ta ? in[0].shape[1] : in[0].shape[0], k = in[1].shape[0];
-    const int64_t n = in[1].shape[1];
-    Ref y{a.count("dtype") ? std::get<DType>(a.at("dtype")) : dt, {m, n},
-          std::vector<double>(m * n)};
-    for (int64_t i = 0; i < m; ++i) {
-      for (int64_t j = 0; j < n; ++j) {
-        double s = 0;
-        for (int64_t p = 0; p < k; ++p) {
-          s += in[0].v[ta ? p * m + i : i * k + p] * in[1].v[p * n + j];
-        }
-        y.v[i * n + j] = s;
-      }
-    }
-    const DType bias_dt = a.count("bias_dtype") ? std::get<DType>(a.at("bias_dtype")) : dt;
-    Ref db{bias_dt, {n}, std::vector<double>(n)};
-    for (int64_t p = 0; p < k; ++p) {
-      for (int64_t j = 0; j < n; ++j) db.v[j] += in[1].v[p * n + j];
-    }
+  if (op == "gemm_bgrad") {  // the gemm and the reduce_sum it replaces, in their dtypes
+    Ref y = Reference("gemm", {{"trans_a", int64_t{IntAttr(a, "trans_a", 0)}}}, {in[0], in[1]},
+                      1)[0];
+    Ref db = Reference("reduce_sum",
+                       {{"axes", std::vector<int64_t>{0}}, {"keepdims", int64_t{0}}}, {in[1]},
+                       1)[0];
+    if (a.count("dtype")) y.dtype = std::get<DType>(a.at("dtype"));
+    if (a.count("bias_dtype")) db.dtype = std::get<DType>(a.at("bias_dtype"));
     return {y, db};
   }
   if (op == "softmax" || op == "log_softmax") {

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <initializer_list>
 
+#include <type_traits>
+
 #include "codegen/cuda/device_util.cuh"
 
 namespace ptc::cuda::kernels {
@@ -524,46 +526,36 @@ cudaError_t LaunchLayerNorm(DT dt, DT out_dt, int64_t rows, int64_t d, double ep
                             cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   if (rows >= (int64_t{1} << 31)) return cudaErrorInvalidConfiguration;
-  // y in f16 / bf16 from an f32 x (layer_norm {dtype}): the same kernels, rounded once.
-  if (out_dt != dt) {
-    if (dt != DT::kF32 || (out_dt != DT::kF16 && out_dt != DT::kBF16)) {
+  // x of D, y of O: rows in registers where they fit (x read once), else one block per row.
+  auto launch = [&](auto d_tag, auto o_tag) {
+    constexpr DT D = decltype(d_tag)::value, O = decltype(o_tag)::value;
+    if constexpr (D == DT::kF32 || D == DT::kF16 || D == DT::kBF16) {
+      if (LaunchLayerNormReg<D, O>(rows, d, epsilon, x, scale, scale_bcast, bias, bias_bcast, y,
+                                   mean, inv_std_dev, stream)) {
+        return;
+      }
+    }
+    LayerNormKernel<D, O><<<RowGrid(rows), kRowThreads, 0, stream>>>(
+        d, static_cast<Acc<D>>(epsilon), static_cast<const typename Ty<D>::S*>(x),
+        static_cast<const typename Ty<D>::S*>(scale), scale_bcast,
+        static_cast<const typename Ty<D>::S*>(bias), bias_bcast,
+        static_cast<typename Ty<O>::S*>(y), mean, inv_std_dev);
+  };
+  using F32 = std::integral_constant<DT, DT::kF32>;
+  if (out_dt != dt) {  // y in f16 / bf16 from an f32 x (layer_norm {dtype})
+    if (dt != DT::kF32) return cudaErrorInvalidValue;
+    if (out_dt == DT::kF16) {
+      launch(F32{}, std::integral_constant<DT, DT::kF16>{});
+    } else if (out_dt == DT::kBF16) {
+      launch(F32{}, std::integral_constant<DT, DT::kBF16>{});
+    } else {
       return cudaErrorInvalidValue;
     }
-#define PTC_LN_LOW(O)                                                                        \
-  if (out_dt == O) {                                                                         \
-    if (!LaunchLayerNormReg<DT::kF32, O>(rows, d, epsilon, x, scale, scale_bcast, bias,      \
-                                         bias_bcast, y, mean, inv_std_dev, stream)) {        \
-      LayerNormKernel<DT::kF32, O><<<RowGrid(rows), kRowThreads, 0, stream>>>(               \
-          d, static_cast<float>(epsilon), static_cast<const float*>(x),                      \
-          static_cast<const float*>(scale), scale_bcast, static_cast<const float*>(bias),    \
-          bias_bcast, static_cast<Ty<O>::S*>(y), mean, inv_std_dev);                         \
-    }                                                                                        \
-  }
-    PTC_LN_LOW(DT::kF16)
-    PTC_LN_LOW(DT::kBF16)
-#undef PTC_LN_LOW
     return cudaGetLastError();
   }
-  // f32 / f16 / bf16 rows that fit in registers: x read once.
-  {
-    bool done = false;
-#define PTC_LN_REG(D)                                                                        \
-  if (dt == D) {                                                                             \
-    done = LaunchLayerNormReg<D, D>(rows, d, epsilon, x, scale, scale_bcast, bias,           \
-                                    bias_bcast, y, mean, inv_std_dev, stream);               \
-  }
-    PTC_LN_REG(DT::kF32)
-    PTC_LN_REG(DT::kF16)
-    PTC_LN_REG(DT::kBF16)
-#undef PTC_LN_REG
-    if (done) return cudaGetLastError();
-  }
-#define PTC_LN_CASE(D)                                                                       \
-  case D:                                                                                    \
-    LayerNormKernel<D, D><<<RowGrid(rows), kRowThreads, 0, stream>>>(                        \
-        d, static_cast<Acc<D>>(epsilon), static_cast<const Ty<D>::S*>(x),                    \
-        static_cast<const Ty<D>::S*>(scale), scale_bcast, static_cast<const Ty<D>::S*>(bias), \
-        bias_bcast, static_cast<Ty<D>::S*>(y), mean, inv_std_dev);                           \
+#define PTC_LN_CASE(D)                                               \
+  case D:                                                            \
+    launch(std::integral_constant<DT, D>{}, std::integral_constant<DT, D>{}); \
     break;
   switch (dt) {
     PTC_FLOAT_DTYPES(PTC_LN_CASE)
