@@ -57,7 +57,9 @@ __device__ __forceinline__ float MaskedScore(const AttentionDesc& a, float dot, 
                                              int64_t h, int64_t t, int64_t key,
                                              const void* mask) {
   float s = dot * a.scale;
-  if (a.mask_kind != 0) {
+  if (a.mask_kind == kAttentionMaskCausal) {
+    if (key > t + a.tk - a.tq) s = -INFINITY;
+  } else if (a.mask_kind != 0) {
     const int64_t mi = b * a.mask_strides[0] + h * a.mask_strides[1] + t * a.mask_strides[2] +
                        key * a.mask_strides[3];
     if (a.mask_kind == 1) {

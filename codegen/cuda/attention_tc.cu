@@ -20,36 +20,49 @@
 //   * A = X[rows][k] with X row-major in shared memory: a[i] is one 32-bit load of two
 //     consecutive elements of a row.
 //   * B = Y^T, i.e. B(k, n) = Y[n][k] with Y row-major (K in Q K^T): b[i] is one 32-bit load of
-//     Y[n = g][k = 2q, 2q+1]. When B(k, n) = Y[k][n] (V in P V, Q / dO / K in the gradient
-//     products) the tile is stored transposed in shared memory (Yt[n][k]) so that the same
-//     32-bit loads apply (plain stores: simpler to check than ldmatrix.trans; see README).
+//     Y[n = g][k = 2q, 2q+1].
+//   * B(k, n) = Y[k][n] with Y row-major (V in P V; dO, Q, K in the gradient products): two
+//     elements of one column, consecutive rows. ldmatrix.x4.trans reads them from the same
+//     row-major tile (LoadBTrans): lane l gives the address of row l & 7 of 8 x 8 matrix l >> 3,
+//     and with .trans register m of lane (g, q) holds (M_m[2q][g], M_m[2q+1][g]). With matrices
+//     Y[k0 + 8 (m & 1) ..][n0 + 8 (m >> 1) ..] that is b[0], b[1] of n-tile n0 and b[0], b[1] of
+//     n-tile n0 + 8. No tile is stored transposed.
 //   * Two C tiles of adjacent 8-column blocks j = 2kk, 2kk+1 of a 16-row strip are exactly the
 //     A fragment of the 16 x 16 block kk: a[0] = pack(c_2kk[0], c_2kk[1]),
 //     a[1] = pack(c_2kk[2], c_2kk[3]), a[2] = pack(c_2kk+1[0], c_2kk+1[1]),
 //     a[3] = pack(c_2kk+1[2], c_2kk+1[3]). That is how P (or dS) goes from the scores'
 //     accumulators into the next product without shared memory.
+// Shared tiles are [64][HD + 8]: rows 16-byte aligned for the global loads and ldmatrix, and the
+// 8-element pad shifts each row by 4 banks, so the 32-bit fragment loads and the eight row
+// addresses of an ldmatrix matrix are conflict-free.
 //
 // ---- Forward: one block of 4 warps per (batch, head, 64 query rows); warp w owns rows
 // 16w..16w+15 and keeps its Q strip as A fragments in registers (d/16 x 4 registers). Per
-// 64-key tile: K [64][d+8] and V^T [d][64+8] in dynamic shared memory (16-byte global loads;
-// the +8 pad makes the fragment loads conflict-free), S = Q K^T (8 n-tiles x d/16 mma), scale,
-// mask, online softmax (row max / sum over the 4 threads of a quad by two xor shuffles), then
-// O += P V (4 k-steps x d/8 mma) with P packed from the score accumulators.
+// 64-key tile: K and V in dynamic shared memory (each thread's 16-byte global loads issued
+// together, then stored), S = Q K^T (8 n-tiles x d/16 mma), scale, mask, online softmax (row max
+// / sum over the 4 threads of a quad by two xor shuffles), then O += P V (4 k-steps x d/8 mma)
+// with P packed from the score accumulators.
 //
-// Masks: before a tile's K / V are loaded the block reads the mask entries of the 64 x 64
-// (query, key) tile into shared memory as an additive bias in q's dtype (bool: 0 or -inf; rows
-// or keys past the end: -inf) and votes (__syncthreads_or) whether any entry is not -inf. A tile
-// masked everywhere (a causal mask's upper tiles, about half of them) is skipped entirely: no
-// K / V loads, no QK dots. The bias tile also serves the scores (no scattered global loads per
-// score). Without a mask only the last tile's keys past Tk are masked. Rows whose keys are
-// all masked keep l = 0 and give NaN (0 / 0) and lse = -inf, as the SIMT kernel.
+// Masks:
+//   * causal (mask_kind kAttentionMaskCausal: the node's causal=1; the mask operand is not
+//     read): key j is open for query t iff j <= t + tk - tq. Each kernel visits only the tiles
+//     with an open pair (the forward and dQ loops end at the block's last row's last key, the
+//     dK / dV loop starts at the first query that sees the block's first key) and masks the
+//     pairs of a diagonal tile by comparing indices: no mask loads and no barrier votes.
+//   * bool / additive: before a tile's K / V are loaded the block reads the mask entries of the
+//     64 x 64 (query, key) tile into shared memory as an additive bias in q's dtype (bool: 0 or
+//     -inf; rows or keys past the end: -inf; each thread issues 8 loads before storing) and
+//     votes (__syncthreads_or) whether any entry is not -inf. A tile masked everywhere is skipped
+//     entirely: no K / V loads, no QK dots. The bias tile also serves the scores.
+// Without a mask only the last tile's keys past Tk are masked. Rows whose keys are all masked
+// keep l = 0 and give NaN (0 / 0) and lse = -inf, as the SIMT kernel.
 //
 // ---- Backward, deterministic (no atomics): D_t = dO_t . O_t (LaunchAttentionRowDot, the SIMT
 // backward's kernel: one warp per row), then two
 // kernels that each own their outputs:
 //   * dK / dV: one block per (batch, head, 64 keys); warp w owns keys 16w..16w+15 and their
 //     dK, dV accumulators (registers) for the whole pass. Loop over 64-query tiles (fully masked
-//     ones skipped as above): Q, Q^T, dO, dO^T, lse, D of the tile in shared memory; per 16-query
+//     ones skipped as above): Q, dO, lse, D of the tile in shared memory; per 16-query
 //     chunk S^T = K Q^T and dP^T = V dO^T (A from K / V in shared memory), P^T = exp(scale S^T +
 //     bias - lse), dS^T = P^T (dP^T - D), then dV += P^T dO, dK += dS^T Q.
 //   * dQ: one block per (batch, head, 64 queries), Q and dO strips as A fragments in
@@ -74,24 +87,30 @@ namespace {
 constexpr int kTile = 64;      // query rows per block / keys per tile (and the converse in dK/dV)
 constexpr int kThreads = 128;  // 4 warps of 16 rows each
 constexpr int kPad = 8;        // 16-bit elements of padding per shared-memory row
-constexpr int kTileLd = kTile + kPad;  // row length of transposed tiles and of the bias tile
+constexpr int kTileLd = kTile + kPad;  // row length of the bias tile
+// __launch_bounds__ minimum blocks per SM: the forward and dQ kernels with d = 64 fit in 128
+// registers (4 blocks of 128 threads per SM) without spills; dK / dV's 64 + 64 accumulators
+// need more (3 blocks); d = 128 is left to ptxas.
 
 template <DT D>
 using S = typename Ty<D>::S;
 
+// Bool and additive masks are read as bias tiles; the causal kind is index arithmetic.
+__host__ __device__ __forceinline__ bool HasBias(const AttentionDesc& a) {
+  return a.mask_kind == 1 || a.mask_kind == 2;
+}
+
 // Shared memory (bytes) of each kernel for head dim `hd`.
 constexpr size_t RowTileBytes(int hd) { return sizeof(uint16_t) * kTile * (hd + kPad); }
-constexpr size_t ColTileBytes(int hd) { return sizeof(uint16_t) * hd * kTileLd; }
 constexpr size_t BiasBytes() { return sizeof(uint16_t) * kTile * kTileLd; }
-size_t ForwardSmem(int hd, bool mask) {
-  return RowTileBytes(hd) + ColTileBytes(hd) + (mask ? BiasBytes() : 0);
+size_t ForwardSmem(int hd, bool bias) {  // K, V rows; bias
+  return 2 * RowTileBytes(hd) + (bias ? BiasBytes() : 0);
 }
-size_t KvSmem(int hd, bool mask) {  // K, V, Q, dO rows; Q^T, dO^T; bias; lse and D
-  return 4 * RowTileBytes(hd) + 2 * ColTileBytes(hd) + (mask ? BiasBytes() : 0) +
-         2 * sizeof(float) * kTile;
+size_t KvSmem(int hd, bool bias) {  // K, V, Q, dO rows; lse and D; bias
+  return 4 * RowTileBytes(hd) + 2 * sizeof(float) * kTile + (bias ? BiasBytes() : 0);
 }
-size_t QSmem(int hd, bool mask) {  // K, V rows; K^T; bias
-  return 2 * RowTileBytes(hd) + ColTileBytes(hd) + (mask ? BiasBytes() : 0);
+size_t QSmem(int hd, bool bias) {  // K, V rows; bias
+  return 2 * RowTileBytes(hd) + (bias ? BiasBytes() : 0);
 }
 
 // D (+)= A B on one m16n8k16 tile (fragments as in the file comment).
@@ -161,6 +180,20 @@ __device__ __forceinline__ void LoadA(uint32_t (&a)[4], const uint16_t* tile, in
   a[3] = Ld32(p + 8 * ld + 8);
 }
 
+// The B fragments of n-tiles n0 and n0 + 8 for B(k, n) = Y[k0 + k][n0 + n] (k < 16, n < 16) of
+// a row-major shared tile Y (row length ld), by ldmatrix.x4.trans (see the file comment):
+// b[0], b[1] of n-tile n0, b[2], b[3] of n-tile n0 + 8. Whole warp.
+__device__ __forceinline__ void LoadBTrans(uint32_t (&b)[4], const uint16_t* y, int ld, int k0,
+                                           int n0, int lane) {
+  const int m = lane >> 3, r = lane & 7;
+  const uint16_t* p = y + (k0 + r + 8 * (m & 1)) * ld + n0 + 8 * (m >> 1);
+  const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
+               : "r"(addr)
+               : "memory");
+}
+
 // The A fragment of rows r_lo = row0 + g and r_lo + 8 (those >= n_rows are zeros), columns
 // c0..c0+15, straight from global memory (row stride ld).
 template <DT D>
@@ -175,55 +208,105 @@ __device__ __forceinline__ void LoadAGlobal(uint32_t (&a)[4], const S<D>* base, 
   a[3] = r_hi < n_rows ? Ldg32(hi + 8) : 0u;
 }
 
-// Rows r0..r0+63 of a [n_rows, HD] matrix (row stride ld, 16-byte aligned rows) into shared
-// memory: row-major rows[r * (HD + kPad) + c] and / or transposed cols[c * kTileLd + r]
-// (either may be null). Rows past n_rows are zeros. Whole block.
+// Rows r0..r0+63 of a [n_rows, HD] matrix (row stride ld, 16-byte aligned rows) into the
+// row-major shared tile rows[r * (HD + kPad) + c]; rows past n_rows are zeros. Each thread
+// issues all its 16-byte loads before its stores. Whole block.
 template <int HD, typename T>
-__device__ __forceinline__ void LoadTile(uint16_t* rows, uint16_t* cols, const T* src, int64_t ld,
-                                         int64_t r0, int64_t n_rows) {
-  constexpr int kChunks = HD / 8;  // 16-byte chunks per row
-  for (int i = threadIdx.x; i < kTile * kChunks; i += kThreads) {
-    const int r = i / kChunks, c = (i % kChunks) * 8;
-    uint4 v = make_uint4(0u, 0u, 0u, 0u);
-    if (r0 + r < n_rows) v = *reinterpret_cast<const uint4*>(src + (r0 + r) * ld + c);
-    if (rows != nullptr) *reinterpret_cast<uint4*>(rows + r * (HD + kPad) + c) = v;
-    if (cols != nullptr) {
-      const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+__device__ __forceinline__ void LoadTile(uint16_t* rows, const T* src, int64_t ld, int64_t r0,
+                                         int64_t n_rows) {
+  constexpr int kChunks = HD / 8;                      // 16-byte chunks per row
+  constexpr int kIters = kTile * kChunks / kThreads;   // 4 (HD 64) or 8 (HD 128)
+  static_assert(kTile * kChunks % kThreads == 0, "whole chunks per thread");
+  uint4 v[kIters];
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        cols[(c + 2 * j) * kTileLd + r] = static_cast<uint16_t>(w[j] & 0xffffu);
-        cols[(c + 2 * j + 1) * kTileLd + r] = static_cast<uint16_t>(w[j] >> 16);
-      }
-    }
+  for (int it = 0; it < kIters; ++it) {
+    const int i = threadIdx.x + it * kThreads, r = i / kChunks, c = (i % kChunks) * 8;
+    v[it] = r0 + r < n_rows ? *reinterpret_cast<const uint4*>(src + (r0 + r) * ld + c)
+                            : make_uint4(0u, 0u, 0u, 0u);
+  }
+#pragma unroll
+  for (int it = 0; it < kIters; ++it) {
+    const int i = threadIdx.x + it * kThreads, r = i / kChunks, c = (i % kChunks) * 8;
+    *reinterpret_cast<uint4*>(rows + r * (HD + kPad) + c) = v[it];
   }
 }
 
 // The mask entries of queries t0..t0+63 x keys k0..k0+63 as an additive bias in the dtype
 // (bool: 0 / -inf; outside [0, tq) x [0, tk): -inf) at bias[ti * kTileLd + kj], or at
 // bias[kj * kTileLd + ti] when key_major. Whole block; returns (to every thread, after a
-// barrier) whether any entry is not -inf, i.e. whether the tile has work.
+// barrier) whether any entry is not -inf, i.e. whether the tile has work. Entry i of the tile
+// (keys fastest: coalesced for dense masks) is thread i % 128's; a thread issues the loads of
+// kBatch entries before it stores them.
+template <DT D, bool kBool>
+__device__ __forceinline__ int LoadBiasEntries(const AttentionDesc& a, const void* mask,
+                                               int64_t base, int64_t t0, int64_t k0,
+                                               bool key_major, uint16_t* bias) {
+  constexpr int kPer = kTile * kTile / kThreads, kBatch = 8;
+  int open = 0;
+#pragma unroll 1
+  for (int it0 = 0; it0 < kPer; it0 += kBatch) {
+    float x[kBatch];
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      const int i = threadIdx.x + (it0 + j) * kThreads;
+      const int64_t t = t0 + i / kTile, key = k0 + i % kTile;
+      x[j] = -INFINITY;
+      if (t < a.tq && key < a.tk) {
+        const int64_t mi = base + t * a.mask_strides[2] + key * a.mask_strides[3];
+        if constexpr (kBool) {
+          x[j] = static_cast<const uint8_t*>(mask)[mi] ? -INFINITY : 0.f;
+        } else {
+          x[j] = static_cast<float>(Load<D>(static_cast<const S<D>*>(mask), mi));
+        }
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      const int i = threadIdx.x + (it0 + j) * kThreads, ti = i / kTile, kj = i % kTile;
+      open |= x[j] != -INFINITY;  // NaN counts as open: it reaches the output, as on the CPU
+      bias[key_major ? kj * kTileLd + ti : ti * kTileLd + kj] = FromF<D>(x[j]);
+    }
+  }
+  return open;
+}
 template <DT D>
 __device__ __forceinline__ bool LoadBias(const AttentionDesc& a, const void* mask, int64_t b,
                                          int64_t h, int64_t t0, int64_t k0, bool key_major,
                                          uint16_t* bias) {
   const int64_t base = b * a.mask_strides[0] + h * a.mask_strides[1];
-  int open = 0;
-  for (int i = threadIdx.x; i < kTile * kTile; i += kThreads) {
-    const int ti = i / kTile, kj = i % kTile;  // keys fastest: coalesced for dense masks
-    const int64_t t = t0 + ti, key = k0 + kj;
-    float x = -INFINITY;
-    if (t < a.tq && key < a.tk) {
-      const int64_t mi = base + t * a.mask_strides[2] + key * a.mask_strides[3];
-      if (a.mask_kind == 1) {
-        x = static_cast<const uint8_t*>(mask)[mi] ? -INFINITY : 0.f;
-      } else {
-        x = static_cast<float>(Load<D>(static_cast<const S<D>*>(mask), mi));
-      }
-    }
-    open |= x != -INFINITY;  // NaN counts as open: it reaches the output, as on the CPU
-    bias[key_major ? kj * kTileLd + ti : ti * kTileLd + kj] = FromF<D>(x);
-  }
+  const int open = a.mask_kind == 1
+                       ? LoadBiasEntries<D, true>(a, mask, base, t0, k0, key_major, bias)
+                       : LoadBiasEntries<D, false>(a, mask, base, t0, k0, key_major, bias);
   return __syncthreads_or(open) != 0;
+}
+
+// Causal masks (see the file comment): key j is open for query t iff j <= t + tk - tq.
+// The end of the key tiles that rows t0..t0+63 see (forward, dQ): every key without a mask.
+__device__ __forceinline__ int64_t KeyEnd(const AttentionDesc& a, int64_t t0) {
+  if (a.mask_kind != kAttentionMaskCausal) return a.tk;
+  const int64_t end = t0 + kTile + (a.tk - a.tq);  // past the last open key of row t0 + 63
+  return end < a.tk ? end : a.tk;
+}
+// The first query tile (a multiple of 64) with a query that sees key k0 (dK / dV).
+__device__ __forceinline__ int64_t QueryBegin(const AttentionDesc& a, int64_t k0) {
+  if (a.mask_kind != kAttentionMaskCausal) return 0;
+  const int64_t t = k0 - (a.tk - a.tq);  // the first query that sees key k0
+  return t <= 0 ? 0 : t / kTile * kTile;
+}
+// The last open key of a tile starting at k0 for absolute query `row` (tile-relative, clamped
+// to [-1, nk - 1]; nk = the tile's keys before Tk).
+__device__ __forceinline__ int LastOpenKey(const AttentionDesc& a, int64_t row, int64_t k0,
+                                           int nk) {
+  if (a.mask_kind != kAttentionMaskCausal) return nk - 1;
+  const int64_t last = row + (a.tk - a.tq) - k0;
+  return last < -1 ? -1 : (last > nk - 1 ? nk - 1 : static_cast<int>(last));
+}
+// The first open query of a tile starting at t0 for absolute key `key` (tile-relative,
+// clamped to [0, 64]).
+__device__ __forceinline__ int FirstOpenQuery(const AttentionDesc& a, int64_t key, int64_t t0) {
+  if (a.mask_kind != kAttentionMaskCausal) return 0;
+  const int64_t first = key - (a.tk - a.tq) - t0;
+  return first < 0 ? 0 : (first > kTile ? kTile : static_cast<int>(first));
 }
 
 __device__ __forceinline__ float QuadMax(float v) {
@@ -236,15 +319,15 @@ __device__ __forceinline__ float QuadSum(float v) {
 }
 
 template <DT D, int HD>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
     TcForwardKernel(AttentionDesc a, const S<D>* __restrict__ q, const S<D>* __restrict__ k,
                     const S<D>* __restrict__ v, const void* __restrict__ mask, S<D>* __restrict__ o,
                     float* __restrict__ lse) {
   extern __shared__ __align__(16) unsigned char tc_smem[];
-  uint16_t* ks = reinterpret_cast<uint16_t*>(tc_smem);  // [64][HD + 8]
-  uint16_t* vt = ks + kTile * (HD + kPad);              // [HD][64 + 8]
-  uint16_t* bias = vt + HD * kTileLd;                   // [64 q][64 + 8] (with a mask)
   constexpr int kLd = HD + kPad;
+  uint16_t* ks = reinterpret_cast<uint16_t*>(tc_smem);  // [64 keys][HD + 8]
+  uint16_t* vs = ks + kTile * kLd;                      // [64 keys][HD + 8]
+  uint16_t* bias = vs + kTile * kLd;                    // [64 q][64 + 8] (bool / additive mask)
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, qd = lane & 3;
   const int64_t q_tiles = (a.tq + kTile - 1) / kTile;
   const int64_t bh = blockIdx.x / q_tiles, t0 = (blockIdx.x % q_tiles) * kTile;
@@ -252,6 +335,7 @@ __global__ void __launch_bounds__(kThreads)
   const S<D>* qb = q + b * a.q_strides[0] + h * a.q_strides[1];
   const S<D>* kb = k + b * a.k_strides[0] + h * a.k_strides[1];
   const S<D>* vb = v + b * a.v_strides[0] + h * a.v_strides[1];
+  const bool biased = HasBias(a);
   const int wr = warp * 16;          // the warp's first row in the tile
   const int64_t r_lo = t0 + wr + g;  // this thread's rows: r_lo and r_lo + 8
 
@@ -265,15 +349,17 @@ __global__ void __launch_bounds__(kThreads)
   for (int n = 0; n < HD / 8; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
 
-  for (int64_t k0 = 0; k0 < a.tk; k0 += kTile) {
+  const int64_t k_end = KeyEnd(a, t0);
+  for (int64_t k0 = 0; k0 < k_end; k0 += kTile) {
     __syncthreads();  // the previous tile's shared memory is no longer read
-    if (a.mask_kind != 0 && !LoadBias<D>(a, mask, b, h, t0, k0, /*key_major=*/false, bias)) {
+    if (biased && !LoadBias<D>(a, mask, b, h, t0, k0, /*key_major=*/false, bias)) {
       continue;  // every (query, key) of the tile masked: no loads, no dots (block-uniform)
     }
-    LoadTile<HD>(ks, nullptr, kb, a.k_strides[2], k0, a.tk);
-    LoadTile<HD>(nullptr, vt, vb, a.v_strides[2], k0, a.tk);
+    LoadTile<HD>(ks, kb, a.k_strides[2], k0, a.tk);
+    LoadTile<HD>(vs, vb, a.v_strides[2], k0, a.tk);
     __syncthreads();
     const int nk = a.tk - k0 < kTile ? static_cast<int>(a.tk - k0) : kTile;
+    const int last[2] = {LastOpenKey(a, r_lo, k0, nk), LastOpenKey(a, r_lo + 8, k0, nk)};
 
     // S = Q K^T: [16 rows] x [64 keys] per warp, n-tile j = keys 8j..8j+7.
     float s[8][4];
@@ -293,8 +379,8 @@ __global__ void __launch_bounds__(kThreads)
       for (int e = 0; e < 4; ++e) {
         const int row = wr + g + 8 * (e >> 1), key = 8 * j + 2 * qd + (e & 1);
         float x = s[j][e] * a.scale;
-        if (a.mask_kind != 0) x += ToF<D>(bias[row * kTileLd + key]);
-        s[j][e] = key < nk ? x : -INFINITY;
+        if (biased) x += ToF<D>(bias[row * kTileLd + key]);
+        s[j][e] = key <= last[e >> 1] ? x : -INFINITY;
       }
     }
     // Online softmax for rows lo (i = 0: e = 0, 1) and hi (i = 1: e = 2, 3).
@@ -331,16 +417,18 @@ __global__ void __launch_bounds__(kThreads)
       acc[n][2] *= alpha[1];
       acc[n][3] *= alpha[1];
     }
-    // O += P V: k-step kk = keys 16kk..16kk+15; B(k, n) = V[k][n] = vt[n][k].
+    // O += P V: k-step kk = keys 16kk..16kk+15; B(k, n) = V[k][n] (ldmatrix.trans, two n-tiles).
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
       const uint32_t pa[4] = {
           Pack<D>(s[2 * kk][0], s[2 * kk][1]), Pack<D>(s[2 * kk][2], s[2 * kk][3]),
           Pack<D>(s[2 * kk + 1][0], s[2 * kk + 1][1]), Pack<D>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
 #pragma unroll
-      for (int n = 0; n < HD / 8; ++n) {
-        const uint16_t* vr = vt + (8 * n + g) * kTileLd + 16 * kk + 2 * qd;
-        Mma<D>(acc[n], pa, Ld32(vr), Ld32(vr + 8));
+      for (int np = 0; np < HD / 16; ++np) {
+        uint32_t bv[4];
+        LoadBTrans(bv, vs, kLd, 16 * kk, 16 * np, lane);
+        Mma<D>(acc[2 * np], pa, bv[0], bv[1]);
+        Mma<D>(acc[2 * np + 1], pa, bv[2], bv[3]);
       }
     }
   }
@@ -363,7 +451,7 @@ __global__ void __launch_bounds__(kThreads)
 
 // dK, dV of 64 keys per block (see the file comment).
 template <DT D, int HD>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, HD == 64 ? 3 : 1)
     TcBackwardKvKernel(AttentionDesc a, const S<D>* __restrict__ q, const S<D>* __restrict__ k,
                        const S<D>* __restrict__ v, const void* __restrict__ mask,
                        const S<D>* __restrict__ d_o, const float* __restrict__ lse,
@@ -371,14 +459,12 @@ __global__ void __launch_bounds__(kThreads)
                        S<D>* __restrict__ dv) {
   extern __shared__ __align__(16) unsigned char tc_smem[];
   constexpr int kLd = HD + kPad;
-  uint16_t* ks = reinterpret_cast<uint16_t*>(tc_smem);           // [64 keys][HD + 8]
-  uint16_t* vs = ks + kTile * kLd;                               // [64 keys][HD + 8]
-  uint16_t* qs = vs + kTile * kLd;                               // [64 queries][HD + 8]
-  uint16_t* dos = qs + kTile * kLd;                              // [64 queries][HD + 8]
-  uint16_t* qt = dos + kTile * kLd;                              // [HD][64 queries + 8]
-  uint16_t* dot = qt + HD * kTileLd;                             // [HD][64 queries + 8]
-  float* lse_s = reinterpret_cast<float*>(dot + HD * kTileLd);   // [64]
-  float* dsum_s = lse_s + kTile;                                 // [64]
+  uint16_t* ks = reinterpret_cast<uint16_t*>(tc_smem);          // [64 keys][HD + 8]
+  uint16_t* vs = ks + kTile * kLd;                              // [64 keys][HD + 8]
+  uint16_t* qs = vs + kTile * kLd;                              // [64 queries][HD + 8]
+  uint16_t* dos = qs + kTile * kLd;                             // [64 queries][HD + 8]
+  float* lse_s = reinterpret_cast<float*>(dos + kTile * kLd);   // [64]
+  float* dsum_s = lse_s + kTile;                                // [64]
   uint16_t* bias = reinterpret_cast<uint16_t*>(dsum_s + kTile);  // [64 keys][64 q + 8]
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, qd = lane & 3;
   const int64_t k_tiles = (a.tk + kTile - 1) / kTile;
@@ -386,11 +472,12 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t b = bh / a.h, h = bh % a.h;
   const S<D>* qb = q + b * a.q_strides[0] + h * a.q_strides[1];
   const S<D>* dob = d_o + b * a.o_strides[0] + h * a.o_strides[1];
+  const bool biased = HasBias(a);
   const int64_t row0 = bh * a.tq;  // lse / dsum index of query 0
   const int wr = warp * 16;        // the warp's first key in the tile
 
-  LoadTile<HD>(ks, nullptr, k + b * a.k_strides[0] + h * a.k_strides[1], a.k_strides[2], k0, a.tk);
-  LoadTile<HD>(vs, nullptr, v + b * a.v_strides[0] + h * a.v_strides[1], a.v_strides[2], k0, a.tk);
+  LoadTile<HD>(ks, k + b * a.k_strides[0] + h * a.k_strides[1], a.k_strides[2], k0, a.tk);
+  LoadTile<HD>(vs, v + b * a.v_strides[0] + h * a.v_strides[1], a.v_strides[2], k0, a.tk);
   float dka[HD / 8][4], dva[HD / 8][4];
 #pragma unroll
   for (int n = 0; n < HD / 8; ++n) {
@@ -398,19 +485,21 @@ __global__ void __launch_bounds__(kThreads)
     for (int e = 0; e < 4; ++e) dka[n][e] = dva[n][e] = 0.f;
   }
 
-  for (int64_t t0 = 0; t0 < a.tq; t0 += kTile) {
+  for (int64_t t0 = QueryBegin(a, k0); t0 < a.tq; t0 += kTile) {
     __syncthreads();  // the previous query tile is no longer read (and K, V are in place)
-    if (a.mask_kind != 0 && !LoadBias<D>(a, mask, b, h, t0, k0, /*key_major=*/true, bias)) {
+    if (biased && !LoadBias<D>(a, mask, b, h, t0, k0, /*key_major=*/true, bias)) {
       continue;
     }
-    LoadTile<HD>(qs, qt, qb, a.q_strides[2], t0, a.tq);
-    LoadTile<HD>(dos, dot, dob, a.o_strides[2], t0, a.tq);
+    LoadTile<HD>(qs, qb, a.q_strides[2], t0, a.tq);
+    LoadTile<HD>(dos, dob, a.o_strides[2], t0, a.tq);
     for (int i = threadIdx.x; i < kTile; i += kThreads) {
       const bool in = t0 + i < a.tq;
       lse_s[i] = in ? lse[row0 + t0 + i] : -INFINITY;  // rows past the end: P = 0
       dsum_s[i] = in ? dsum[row0 + t0 + i] : 0.f;
     }
     __syncthreads();
+    // The first open query of this thread's keys lo (wr + g) and hi (+ 8).
+    const int first[2] = {FirstOpenQuery(a, k0 + wr + g, t0), FirstOpenQuery(a, k0 + wr + g + 8, t0)};
     // 16-query chunks: the score tiles stay at 2 x 4 registers each.
 #pragma unroll 1
     for (int qc = 0; qc < kTile / 16; ++qc) {
@@ -441,24 +530,30 @@ __global__ void __launch_bounds__(kThreads)
         for (int e = 0; e < 4; ++e) {
           const int key = wr + g + 8 * (e >> 1), qi = 16 * qc + 8 * jj + 2 * qd + (e & 1);
           float x = st[jj][e] * a.scale;
-          if (a.mask_kind != 0) x += ToF<D>(bias[key * kTileLd + qi]);
+          if (biased) x += ToF<D>(bias[key * kTileLd + qi]);
           const float lt = lse_s[qi];
-          const float p = (x == -INFINITY || lt == -INFINITY) ? 0.f : __expf(x - lt);
+          const float p = (qi < first[e >> 1] || x == -INFINITY || lt == -INFINITY)
+                              ? 0.f
+                              : __expf(x - lt);
           st[jj][e] = p;
           dpt[jj][e] = p * (dpt[jj][e] - dsum_s[qi]);
         }
       }
-      // dV += P^T dO and dK += dS^T Q over this chunk's 16 queries (the k dim):
-      // B(k, n) = dO[k][n] = dot[n][k], Q[k][n] = qt[n][k].
+      // dV += P^T dO and dK += dS^T Q over this chunk's 16 queries (the k dim): B(k, n) =
+      // dO[k][n], Q[k][n] (ldmatrix.trans, two n-tiles per load).
       const uint32_t pa[4] = {Pack<D>(st[0][0], st[0][1]), Pack<D>(st[0][2], st[0][3]),
                               Pack<D>(st[1][0], st[1][1]), Pack<D>(st[1][2], st[1][3])};
       const uint32_t da[4] = {Pack<D>(dpt[0][0], dpt[0][1]), Pack<D>(dpt[0][2], dpt[0][3]),
                               Pack<D>(dpt[1][0], dpt[1][1]), Pack<D>(dpt[1][2], dpt[1][3])};
 #pragma unroll
-      for (int n = 0; n < HD / 8; ++n) {
-        const int off = (8 * n + g) * kTileLd + 16 * qc + 2 * qd;
-        Mma<D>(dva[n], pa, Ld32(dot + off), Ld32(dot + off + 8));
-        Mma<D>(dka[n], da, Ld32(qt + off), Ld32(qt + off + 8));
+      for (int np = 0; np < HD / 16; ++np) {
+        uint32_t bo[4], bq[4];
+        LoadBTrans(bo, dos, kLd, 16 * qc, 16 * np, lane);
+        LoadBTrans(bq, qs, kLd, 16 * qc, 16 * np, lane);
+        Mma<D>(dva[2 * np], pa, bo[0], bo[1]);
+        Mma<D>(dva[2 * np + 1], pa, bo[2], bo[3]);
+        Mma<D>(dka[2 * np], da, bq[0], bq[1]);
+        Mma<D>(dka[2 * np + 1], da, bq[2], bq[3]);
       }
     }
   }
@@ -482,7 +577,7 @@ __global__ void __launch_bounds__(kThreads)
 
 // dQ of 64 queries per block (see the file comment).
 template <DT D, int HD>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
     TcBackwardQKernel(AttentionDesc a, const S<D>* __restrict__ q, const S<D>* __restrict__ k,
                       const S<D>* __restrict__ v, const void* __restrict__ mask,
                       const S<D>* __restrict__ d_o, const float* __restrict__ lse,
@@ -491,8 +586,7 @@ __global__ void __launch_bounds__(kThreads)
   constexpr int kLd = HD + kPad;
   uint16_t* ks = reinterpret_cast<uint16_t*>(tc_smem);  // [64 keys][HD + 8]
   uint16_t* vs = ks + kTile * kLd;                      // [64 keys][HD + 8]
-  uint16_t* kt = vs + kTile * kLd;                      // [HD][64 keys + 8]
-  uint16_t* bias = kt + HD * kTileLd;                   // [64 q][64 keys + 8]
+  uint16_t* bias = vs + kTile * kLd;                    // [64 q][64 keys + 8]
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, qd = lane & 3;
   const int64_t q_tiles = (a.tq + kTile - 1) / kTile;
   const int64_t bh = blockIdx.x / q_tiles, t0 = (blockIdx.x % q_tiles) * kTile;
@@ -501,6 +595,7 @@ __global__ void __launch_bounds__(kThreads)
   const S<D>* dob = d_o + b * a.o_strides[0] + h * a.o_strides[1];
   const S<D>* kb = k + b * a.k_strides[0] + h * a.k_strides[1];
   const S<D>* vb = v + b * a.v_strides[0] + h * a.v_strides[1];
+  const bool biased = HasBias(a);
   const int wr = warp * 16;
   const int64_t r_lo = t0 + wr + g;
 
@@ -521,15 +616,17 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
   for (int n = 0; n < HD / 8; ++n) dqa[n][0] = dqa[n][1] = dqa[n][2] = dqa[n][3] = 0.f;
 
-  for (int64_t k0 = 0; k0 < a.tk; k0 += kTile) {
+  const int64_t k_end = KeyEnd(a, t0);
+  for (int64_t k0 = 0; k0 < k_end; k0 += kTile) {
     __syncthreads();
-    if (a.mask_kind != 0 && !LoadBias<D>(a, mask, b, h, t0, k0, /*key_major=*/false, bias)) {
+    if (biased && !LoadBias<D>(a, mask, b, h, t0, k0, /*key_major=*/false, bias)) {
       continue;
     }
-    LoadTile<HD>(ks, kt, kb, a.k_strides[2], k0, a.tk);
-    LoadTile<HD>(vs, nullptr, vb, a.v_strides[2], k0, a.tk);
+    LoadTile<HD>(ks, kb, a.k_strides[2], k0, a.tk);
+    LoadTile<HD>(vs, vb, a.v_strides[2], k0, a.tk);
     __syncthreads();
     const int nk = a.tk - k0 < kTile ? static_cast<int>(a.tk - k0) : kTile;
+    const int last[2] = {LastOpenKey(a, r_lo, k0, nk), LastOpenKey(a, r_lo + 8, k0, nk)};
 #pragma unroll 1
     for (int kc = 0; kc < kTile / 16; ++kc) {
       float s[2][4], dp[2][4];  // [16 rows] x [16 keys]; n-tile jj = keys 16kc + 8jj..
@@ -554,19 +651,21 @@ __global__ void __launch_bounds__(kThreads)
         for (int e = 0; e < 4; ++e) {
           const int i = e >> 1, row = wr + g + 8 * i, key = 16 * kc + 8 * jj + 2 * qd + (e & 1);
           float x = s[jj][e] * a.scale;
-          if (a.mask_kind != 0) x += ToF<D>(bias[row * kTileLd + key]);
+          if (biased) x += ToF<D>(bias[row * kTileLd + key]);
           const float p =
-              (key >= nk || x == -INFINITY || lt[i] == -INFINITY) ? 0.f : __expf(x - lt[i]);
+              (key > last[i] || x == -INFINITY || lt[i] == -INFINITY) ? 0.f : __expf(x - lt[i]);
           s[jj][e] = p * (dp[jj][e] - ds_row[i]);  // dS
         }
       }
       const uint32_t da[4] = {Pack<D>(s[0][0], s[0][1]), Pack<D>(s[0][2], s[0][3]),
                               Pack<D>(s[1][0], s[1][1]), Pack<D>(s[1][2], s[1][3])};
 #pragma unroll
-      for (int n = 0; n < HD / 8; ++n) {
-        // dQ += dS K: B(k, n) = K[k][n] = kt[n][k].
-        const uint16_t* kr = kt + (8 * n + g) * kTileLd + 16 * kc + 2 * qd;
-        Mma<D>(dqa[n], da, Ld32(kr), Ld32(kr + 8));
+      for (int np = 0; np < HD / 16; ++np) {
+        // dQ += dS K: B(k, n) = K[k][n] (ldmatrix.trans, two n-tiles).
+        uint32_t bk[4];
+        LoadBTrans(bk, ks, kLd, 16 * kc, 16 * np, lane);
+        Mma<D>(dqa[2 * np], da, bk[0], bk[1]);
+        Mma<D>(dqa[2 * np + 1], da, bk[2], bk[3]);
       }
     }
   }
@@ -597,7 +696,7 @@ cudaError_t SetSmem(Kernel kernel, size_t bytes) {
 template <DT D, int HD>
 cudaError_t Forward(const AttentionDesc& d, const void* q, const void* k, const void* v,
                     const void* mask, void* o, float* lse, cudaStream_t stream) {
-  const size_t smem = ForwardSmem(HD, d.mask_kind != 0);
+  const size_t smem = ForwardSmem(HD, HasBias(d));
   cudaError_t e = SetSmem(TcForwardKernel<D, HD>, smem);
   if (e != cudaSuccess) return e;
   TcForwardKernel<D, HD>
@@ -613,7 +712,7 @@ cudaError_t Backward(const AttentionDesc& d, const void* q, const void* k, const
                      void* dk, void* dv, float* dsum, cudaStream_t stream) {
   cudaError_t e = LaunchAttentionRowDot(D, d, o, d_o, dsum, stream);
   if (e != cudaSuccess) return e;
-  const bool masked = d.mask_kind != 0;
+  const bool masked = HasBias(d);
   const int64_t kv_blocks = d.b * d.h * Tiles(d.tk);
   if (kv_blocks > 0) {
     const size_t smem = KvSmem(HD, masked);

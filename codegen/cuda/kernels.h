@@ -254,9 +254,13 @@ struct AttentionDesc {
   int64_t b = 0, h = 0, tq = 0, tk = 0, d = 0, dv = 0;
   float scale = 1.f;
   int64_t q_strides[3] = {}, k_strides[3] = {}, v_strides[3] = {}, o_strides[3] = {};
-  int32_t mask_kind = 0;             // 0 none, 1 bool (true: masked out), 2 additive (q's dtype)
+  // 0 none, 1 bool (true: masked out), 2 additive (q's dtype), kAttentionMaskCausal: the
+  // causal triangle by index (key j masked for query t iff j > t + tk - tq; the mask operand is
+  // not read: the node's causal=1 attribute, set by annotate-causal, vouches for it).
+  int32_t mask_kind = 0;
   int64_t mask_strides[4] = {};      // over [b, h, q, k]; 0 where broadcast
 };
+constexpr int32_t kAttentionMaskCausal = 3;
 // Supported: d, dv <= kFlashMaxHeadDim, dt f32 / f16 / bf16. lse (f32 [b, h, tq], natural log
 // of the softmax denominator incl. the max) may be null; the backward uses it.
 bool FlashAttentionSupported(DT dt, const AttentionDesc& d);

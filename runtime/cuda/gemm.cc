@@ -629,6 +629,13 @@ absl::StatusOr<kernels::AttentionDesc> FlashDesc(const ir::Node& node, int first
   strides(d.tq, d.dv, d.o_strides);
   d.mask_kind = p.mask_kind;
   for (int i = 0; i < 4; ++i) d.mask_strides[i] = p.mask_strides[i];
+  // causal=1 (annotate-causal: the mask operand is exactly the causal triangle): the kernels
+  // mask by index and visit only the tiles below the diagonal; the mask is not read. Not for an
+  // additive mask with Tq > Tk: its rows with every key at -1e4 or less are a uniform average,
+  // where the causal kind (and a bool mask) give NaN.
+  if (p.causal && (p.mask_kind == 1 || (p.mask_kind == 2 && p.tq <= p.tk))) {
+    d.mask_kind = kernels::kAttentionMaskCausal;
+  }
   const auto dt = static_cast<kernels::DT>(static_cast<int>(q.dtype));
   if (!kernels::FlashAttentionSupported(dt, d)) {
     return absl::UnimplementedError(absl::StrCat(

@@ -34,19 +34,41 @@ def loadA(tile, ld, r0, c0):
     p = tile_off = (r0 + G) * ld + c0 + 2*Q
     return np.stack([ld32(tile, p), ld32(tile, p + 8*ld), ld32(tile, p + 8), ld32(tile, p + 8*ld + 8)], axis=1)
 
+def ldsm_x4_trans(tile, ld, k0, n0):
+    # ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 as the PTX ISA defines it: lane l gives the
+    # address of row l % 8 of 8x8 matrix l // 8 (the kernel's LoadBTrans address math below);
+    # with .trans, register m of lane (g, q) holds (M_m[2q][g], M_m[2q+1][g]).
+    addr = [(k0 + (l & 7) + 8 * ((l >> 3) & 1)) * ld + n0 + 8 * (l >> 4) for l in range(32)]
+    out = np.zeros((32, 4, 2))
+    for m in range(4):
+        M = np.stack([tile[addr[8*m + r]: addr[8*m + r] + 8] for r in range(8)])
+        out[:, m, 0] = M[2*Q, G]; out[:, m, 1] = M[2*Q + 1, G]
+    return out
+
 def pack(c0, c1):  # [32] each -> [32,2]
     return np.stack([c0, c1], axis=1)
 
 class Desc: pass
 
-def load_tile(HD, rows, cols, src, base, ld, r0, n_rows):
+def load_tile(HD, rows, src, base, ld, r0, n_rows):
     chunks = HD // 8
     for i in range(TILE * chunks):
         r, c = i // chunks, (i % chunks) * 8
         v = src[base + (r0 + r) * ld + c: base + (r0 + r) * ld + c + 8] if r0 + r < n_rows else np.zeros(8)
-        if rows is not None: rows[r * (HD + PAD) + c: r * (HD + PAD) + c + 8] = v
-        if cols is not None:
-            for j in range(8): cols[(c + j) * TLD + r] = v[j]
+        rows[r * (HD + PAD) + c: r * (HD + PAD) + c + 8] = v
+
+CAUSAL = 3  # kAttentionMaskCausal
+def biased(a): return a.mask_kind in (1, 2)
+def key_end(a, t0): return min(a.tk, t0 + TILE + a.tk - a.tq) if a.mask_kind == CAUSAL else a.tk
+def query_begin(a, k0):
+    if a.mask_kind != CAUSAL: return 0
+    t = k0 - (a.tk - a.tq); return 0 if t <= 0 else t // TILE * TILE
+def last_open_key(a, row, k0, nk):  # row: [32] absolute rows
+    if a.mask_kind != CAUSAL: return np.full(32, nk - 1)
+    return np.clip(row + (a.tk - a.tq) - k0, -1, nk - 1)
+def first_open_query(a, key, t0):  # key: [32] absolute keys
+    if a.mask_kind != CAUSAL: return np.zeros(32, dtype=int)
+    return np.clip(key - (a.tk - a.tq) - t0, 0, TILE)
 
 def load_bias(a, mask, b, h, t0, k0, key_major, bias):
     base = b * a.ms[0] + h * a.ms[1]; opened = False
@@ -72,7 +94,7 @@ def forward(a, HD, q, k, v, mask, o, lse):
     q_tiles = -(-a.tq // TILE)
     for blk in range(a.b * a.h * q_tiles):
         bh, t0 = blk // q_tiles, (blk % q_tiles) * TILE; b, h = bh // a.h, bh % a.h
-        ks = np.zeros(TILE * (HD + PAD)); vt = np.zeros(HD * TLD); bias = np.zeros(TILE * TLD)
+        ks = np.zeros(TILE * (HD + PAD)); vs = np.zeros(TILE * (HD + PAD)); bias = np.zeros(TILE * TLD)
         kLd = HD + PAD
         qb, kb, vb = b*a.qs[0] + h*a.qs[1], b*a.ks[0] + h*a.ks[1], b*a.vs[0] + h*a.vs[1]
         W = []
@@ -80,13 +102,14 @@ def forward(a, HD, q, k, v, mask, o, lse):
             wr = warp * 16
             W.append(dict(wr=wr, r_lo=t0 + wr, qf=[loadA_global(q, qb, a.qs[2], t0 + wr, a.tq, 16*kk) for kk in range(HD // 16)],
                           acc=np.zeros((HD // 8, 32, 4)), m=np.full((32, 2), NEG), l=np.zeros((32, 2))))
-        for k0 in range(0, a.tk, TILE):
-            if a.mask_kind != 0 and not load_bias(a, mask, b, h, t0, k0, False, bias): continue
-            load_tile(HD, ks, None, k, kb, a.ks[2], k0, a.tk)
-            load_tile(HD, None, vt, v, vb, a.vs[2], k0, a.tk)
+        for k0 in range(0, key_end(a, t0), TILE):
+            if biased(a) and not load_bias(a, mask, b, h, t0, k0, False, bias): continue
+            load_tile(HD, ks, k, kb, a.ks[2], k0, a.tk)
+            load_tile(HD, vs, v, vb, a.vs[2], k0, a.tk)
             nk = min(TILE, a.tk - k0)
             for w in W:
                 wr = w['wr']; s = np.zeros((8, 32, 4))
+                last = [last_open_key(a, t0 + wr + G + 8*i, k0, nk) for i in range(2)]
                 for j in range(8):
                     for kk in range(HD // 16):
                         kr = (8*j + G) * kLd + 16*kk + 2*Q
@@ -95,8 +118,8 @@ def forward(a, HD, q, k, v, mask, o, lse):
                     for e in range(4):
                         row = wr + G + 8 * (e >> 1); key = 8*j + 2*Q + (e & 1)
                         x = s[j][:, e] * a.scale
-                        if a.mask_kind: x = x + bias[row * TLD + key]
-                        s[j][:, e] = np.where(key < nk, x, NEG)
+                        if biased(a): x = x + bias[row * TLD + key]
+                        s[j][:, e] = np.where(key <= last[e >> 1], x, NEG)
                 mt = np.full((32, 2), NEG)
                 for j in range(8):
                     mt[:, 0] = np.maximum(mt[:, 0], np.maximum(s[j][:, 0], s[j][:, 1]))
@@ -116,9 +139,10 @@ def forward(a, HD, q, k, v, mask, o, lse):
                 for kk in range(4):
                     pa = np.stack([pack(s[2*kk][:, 0], s[2*kk][:, 1]), pack(s[2*kk][:, 2], s[2*kk][:, 3]),
                                    pack(s[2*kk+1][:, 0], s[2*kk+1][:, 1]), pack(s[2*kk+1][:, 2], s[2*kk+1][:, 3])], axis=1)
-                    for n in range(HD // 8):
-                        vr = (8*n + G) * TLD + 16*kk + 2*Q
-                        w['acc'][n] = mma(w['acc'][n], pa, ld32(vt, vr), ld32(vt, vr + 8))
+                    for n2 in range(HD // 16):
+                        bv = ldsm_x4_trans(vs, kLd, 16*kk, 16*n2)
+                        w['acc'][2*n2] = mma(w['acc'][2*n2], pa, bv[:, 0], bv[:, 1])
+                        w['acc'][2*n2+1] = mma(w['acc'][2*n2+1], pa, bv[:, 2], bv[:, 3])
         ob = b*a.os[0] + h*a.os[1]
         for w in W:
             for lane in range(32):
@@ -137,21 +161,22 @@ def backward_kv(a, HD, q, k, v, mask, d_o, lse, dsum, dk, dv):
     for blk in range(a.b * a.h * k_tiles):
         bh, k0 = blk // k_tiles, (blk % k_tiles) * TILE; b, h = bh // a.h, bh % a.h
         ks = np.zeros(TILE*kLd); vs = np.zeros(TILE*kLd); qs = np.zeros(TILE*kLd); dos = np.zeros(TILE*kLd)
-        qt = np.zeros(HD*TLD); dot = np.zeros(HD*TLD); bias = np.zeros(TILE*TLD)
+        bias = np.zeros(TILE*TLD)
         lse_s = np.zeros(TILE); dsum_s = np.zeros(TILE)
         qb, dob = b*a.qs[0] + h*a.qs[1], b*a.os[0] + h*a.os[1]; row0 = bh * a.tq
-        load_tile(HD, ks, None, k, b*a.ks[0] + h*a.ks[1], a.ks[2], k0, a.tk)
-        load_tile(HD, vs, None, v, b*a.vs[0] + h*a.vs[1], a.vs[2], k0, a.tk)
+        load_tile(HD, ks, k, b*a.ks[0] + h*a.ks[1], a.ks[2], k0, a.tk)
+        load_tile(HD, vs, v, b*a.vs[0] + h*a.vs[1], a.vs[2], k0, a.tk)
         dka = np.zeros((4, HD // 8, 32, 4)); dva = np.zeros((4, HD // 8, 32, 4))
-        for t0 in range(0, a.tq, TILE):
-            if a.mask_kind != 0 and not load_bias(a, mask, b, h, t0, k0, True, bias): continue
-            load_tile(HD, qs, qt, q, qb, a.qs[2], t0, a.tq)
-            load_tile(HD, dos, dot, d_o, dob, a.os[2], t0, a.tq)
+        for t0 in range(query_begin(a, k0), a.tq, TILE):
+            if biased(a) and not load_bias(a, mask, b, h, t0, k0, True, bias): continue
+            load_tile(HD, qs, q, qb, a.qs[2], t0, a.tq)
+            load_tile(HD, dos, d_o, dob, a.os[2], t0, a.tq)
             for i in range(TILE):
                 inn = t0 + i < a.tq
                 lse_s[i] = lse[row0 + t0 + i] if inn else NEG; dsum_s[i] = dsum[row0 + t0 + i] if inn else 0
             for warp in range(4):
                 wr = warp * 16
+                first = [first_open_query(a, k0 + wr + G + 8*i, t0) for i in range(2)]
                 for qc in range(4):
                     st = np.zeros((2, 32, 4)); dpt = np.zeros((2, 32, 4))
                     for kk in range(HD // 16):
@@ -164,17 +189,19 @@ def backward_kv(a, HD, q, k, v, mask, d_o, lse, dsum, dk, dv):
                         for e in range(4):
                             key = wr + G + 8*(e >> 1); qi = 16*qc + 8*jj + 2*Q + (e & 1)
                             x = st[jj][:, e] * a.scale
-                            if a.mask_kind: x = x + bias[key * TLD + qi]
+                            if biased(a): x = x + bias[key * TLD + qi]
                             lt = lse_s[qi]
                             with np.errstate(invalid='ignore', over='ignore'):
-                                p = np.where((x == NEG) | (lt == NEG), 0.0, np.exp(x - lt))
+                                p = np.where((qi < first[e >> 1]) | (x == NEG) | (lt == NEG), 0.0, np.exp(x - lt))
                             st[jj][:, e] = p; dpt[jj][:, e] = p * (dpt[jj][:, e] - dsum_s[qi])
                     pa = np.stack([pack(st[0][:, 0], st[0][:, 1]), pack(st[0][:, 2], st[0][:, 3]), pack(st[1][:, 0], st[1][:, 1]), pack(st[1][:, 2], st[1][:, 3])], axis=1)
                     da = np.stack([pack(dpt[0][:, 0], dpt[0][:, 1]), pack(dpt[0][:, 2], dpt[0][:, 3]), pack(dpt[1][:, 0], dpt[1][:, 1]), pack(dpt[1][:, 2], dpt[1][:, 3])], axis=1)
-                    for n in range(HD // 8):
-                        off = (8*n + G) * TLD + 16*qc + 2*Q
-                        dva[warp][n] = mma(dva[warp][n], pa, ld32(dot, off), ld32(dot, off + 8))
-                        dka[warp][n] = mma(dka[warp][n], da, ld32(qt, off), ld32(qt, off + 8))
+                    for n2 in range(HD // 16):
+                        bo = ldsm_x4_trans(dos, kLd, 16*qc, 16*n2); bq = ldsm_x4_trans(qs, kLd, 16*qc, 16*n2)
+                        dva[warp][2*n2] = mma(dva[warp][2*n2], pa, bo[:, 0], bo[:, 1])
+                        dva[warp][2*n2+1] = mma(dva[warp][2*n2+1], pa, bo[:, 2], bo[:, 3])
+                        dka[warp][2*n2] = mma(dka[warp][2*n2], da, bq[:, 0], bq[:, 1])
+                        dka[warp][2*n2+1] = mma(dka[warp][2*n2+1], da, bq[:, 2], bq[:, 3])
         dkb, dvb = b*a.ks[0] + h*a.ks[1], b*a.vs[0] + h*a.vs[1]
         for warp in range(4):
             for lane in range(32):
@@ -191,7 +218,7 @@ def backward_q(a, HD, q, k, v, mask, d_o, lse, dsum, dq):
     q_tiles = -(-a.tq // TILE); kLd = HD + PAD
     for blk in range(a.b * a.h * q_tiles):
         bh, t0 = blk // q_tiles, (blk % q_tiles) * TILE; b, h = bh // a.h, bh % a.h
-        ks = np.zeros(TILE*kLd); vs = np.zeros(TILE*kLd); kt = np.zeros(HD*TLD); bias = np.zeros(TILE*TLD)
+        ks = np.zeros(TILE*kLd); vs = np.zeros(TILE*kLd); bias = np.zeros(TILE*TLD)
         qb, dob = b*a.qs[0] + h*a.qs[1], b*a.os[0] + h*a.os[1]
         kb, vb = b*a.ks[0] + h*a.ks[1], b*a.vs[0] + h*a.vs[1]
         W = []
@@ -205,11 +232,12 @@ def backward_q(a, HD, q, k, v, mask, d_o, lse, dsum, dq):
             W.append(dict(wr=wr, r_lo=r_lo, lt=lt, dr=dr, dqa=np.zeros((HD // 8, 32, 4)),
                           qf=[loadA_global(q, qb, a.qs[2], r_lo, a.tq, 16*kk) for kk in range(HD // 16)],
                           of=[loadA_global(d_o, dob, a.os[2], r_lo, a.tq, 16*kk) for kk in range(HD // 16)]))
-        for k0 in range(0, a.tk, TILE):
-            if a.mask_kind != 0 and not load_bias(a, mask, b, h, t0, k0, False, bias): continue
-            load_tile(HD, ks, kt, k, kb, a.ks[2], k0, a.tk); load_tile(HD, vs, None, v, vb, a.vs[2], k0, a.tk)
+        for k0 in range(0, key_end(a, t0), TILE):
+            if biased(a) and not load_bias(a, mask, b, h, t0, k0, False, bias): continue
+            load_tile(HD, ks, k, kb, a.ks[2], k0, a.tk); load_tile(HD, vs, v, vb, a.vs[2], k0, a.tk)
             nk = min(TILE, a.tk - k0)
             for w in W:
+                last = [last_open_key(a, w['r_lo'] + G + 8*i, k0, nk) for i in range(2)]
                 for kc in range(4):
                     s = np.zeros((2, 32, 4)); dp = np.zeros((2, 32, 4))
                     for kk in range(HD // 16):
@@ -221,14 +249,15 @@ def backward_q(a, HD, q, k, v, mask, d_o, lse, dsum, dq):
                         for e in range(4):
                             i = e >> 1; row = w['wr'] + G + 8*i; key = 16*kc + 8*jj + 2*Q + (e & 1)
                             x = s[jj][:, e] * a.scale
-                            if a.mask_kind: x = x + bias[row * TLD + key]
+                            if biased(a): x = x + bias[row * TLD + key]
                             with np.errstate(invalid='ignore', over='ignore'):
-                                p = np.where((key >= nk) | (x == NEG) | (w['lt'][:, i] == NEG), 0.0, np.exp(x - w['lt'][:, i]))
+                                p = np.where((key > last[i]) | (x == NEG) | (w['lt'][:, i] == NEG), 0.0, np.exp(x - w['lt'][:, i]))
                             s[jj][:, e] = p * (dp[jj][:, e] - w['dr'][:, i])
                     da = np.stack([pack(s[0][:, 0], s[0][:, 1]), pack(s[0][:, 2], s[0][:, 3]), pack(s[1][:, 0], s[1][:, 1]), pack(s[1][:, 2], s[1][:, 3])], axis=1)
-                    for n in range(HD // 8):
-                        kr = (8*n + G) * TLD + 16*kc + 2*Q
-                        w['dqa'][n] = mma(w['dqa'][n], da, ld32(kt, kr), ld32(kt, kr + 8))
+                    for n2 in range(HD // 16):
+                        bk = ldsm_x4_trans(ks, kLd, 16*kc, 16*n2)
+                        w['dqa'][2*n2] = mma(w['dqa'][2*n2], da, bk[:, 0], bk[:, 1])
+                        w['dqa'][2*n2+1] = mma(w['dqa'][2*n2+1], da, bk[:, 2], bk[:, 3])
         dqb = b*a.qs[0] + h*a.qs[1]
         for w in W:
             for lane in range(32):
@@ -246,10 +275,10 @@ def run(name, B, H, TQ, TK, HD, bthd, mask_kind, seed=0):
     def st(t):
         return (t*H*HD, HD, H*HD) if bthd else (H*t*HD, t*HD, HD)
     a.qs, a.ks, a.vs, a.os = st(TQ), st(TK), st(TK), st(TQ)
-    a.mask_kind = 1 if mask_kind == 1 else (2 if mask_kind == 2 else 0)
+    a.mask_kind = mask_kind  # 1: bool causal tensor, 2: additive tensor, 3: causal by index
     q = rng.standard_normal(B*H*TQ*HD); k = rng.standard_normal(B*H*TK*HD); v = rng.standard_normal(B*H*TK*HD)
     d_o = rng.standard_normal(B*H*TQ*HD)
-    if mask_kind == 1:   # causal [1,1,tq,tk]
+    if mask_kind in (1, CAUSAL):   # causal [1,1,tq,tk] (kind 3: the kernel never reads it)
         mask = np.array([[j > i + TK - TQ for j in range(TK)] for i in range(TQ)]).ravel(); a.ms = (0, 0, TK, 1)
     elif mask_kind == 2: # additive [b,1,tq,tk]
         mask = rng.standard_normal(B*TQ*TK); a.ms = (TQ*TK, 0, TK, 1)
@@ -265,7 +294,7 @@ def run(name, B, H, TQ, TK, HD, bthd, mask_kind, seed=0):
             Vm = np.stack([v[at(v, TK, b, h, i): at(v, TK, b, h, i) + HD] for i in range(TK)])
             dOm = np.stack([d_o[at(d_o, TQ, b, h, i): at(d_o, TQ, b, h, i) + HD] for i in range(TQ)])
             S = Qm @ Km.T * a.scale
-            if mask_kind == 1: S = np.where(mask.reshape(TQ, TK), NEG, S)
+            if mask_kind in (1, CAUSAL): S = np.where(mask.reshape(TQ, TK), NEG, S)
             if mask_kind == 2: S = S + mask.reshape(B, TQ, TK)[b]
             mx = S.max(1, keepdims=True); P = np.exp(S - mx); ssum = P.sum(1, keepdims=True); P /= ssum
             Om = P @ Vm; dP = dOm @ Vm.T; Dr = (dOm * Om).sum(1, keepdims=True); dS = P * (dP - Dr)
@@ -277,14 +306,15 @@ def run(name, B, H, TQ, TK, HD, bthd, mask_kind, seed=0):
                 dV[at(v, TK, b, h, i): at(v, TK, b, h, i) + HD] = (P.T @ dOm)[i]
             LSE[(b*H + h)*TQ:(b*H + h + 1)*TQ] = (mx + np.log(ssum)).ravel()
     o = np.full_like(d_o, np.nan); lse = np.full(B*H*TQ, np.nan)
-    forward(a, HD, q, k, v, mask, o, lse)
+    kmask = None if mask_kind == CAUSAL else mask
+    forward(a, HD, q, k, v, kmask, o, lse)
     dsum = np.zeros(B*H*TQ)
     for row in range(B*H*TQ):
         t = row % TQ; h = (row // TQ) % H; b = row // (TQ*H); off = at(o, TQ, b, h, t)
         dsum[row] = (o[off:off+HD] * d_o[off:off+HD]).sum()
     dq = np.full_like(q, np.nan); dk = np.full_like(k, np.nan); dv = np.full_like(v, np.nan)
-    backward_kv(a, HD, q, k, v, mask, d_o, lse, dsum, dk, dv)
-    backward_q(a, HD, q, k, v, mask, d_o, lse, dsum, dq)
+    backward_kv(a, HD, q, k, v, kmask, d_o, lse, dsum, dk, dv)
+    backward_q(a, HD, q, k, v, kmask, d_o, lse, dsum, dq)
     errs = {n: np.nanmax(np.abs(x - y)) if not np.isnan(x).any() else float('nan') for n, x, y in
             (('o', o, O), ('lse', lse, LSE), ('dq', dq, dQ), ('dk', dk, dK), ('dv', dv, dV))}
     ok = all(e < 1e-9 for e in errs.values())
@@ -297,5 +327,9 @@ if __name__ == '__main__':
     allok &= run('additive_bthd_tq_lt_tk_d64', 2, 2, 20, 100, 64, True, 2)
     allok &= run('nomask_bthd_tq_gt_tk_d128', 1, 2, 80, 30, 128, True, 0)
     allok &= run('causal_tq_lt_tk_d128', 1, 1, 40, 130, 128, False, 1)
+    # causal by index (causal=1 nodes): tiles past the diagonal never visited
+    allok &= run('causal_index_ragged_3_tiles_d64', 1, 1, 150, 150, 64, False, CAUSAL)
+    allok &= run('causal_index_bthd_tq_lt_tk_d64', 1, 2, 70, 140, 64, True, CAUSAL)
+    allok &= run('causal_index_tq_lt_tk_d128', 1, 1, 40, 130, 128, False, CAUSAL)
     print('ALL OK' if allok else 'SOME FAILED')
     sys.exit(0 if allok else 1)

@@ -525,8 +525,8 @@ std::vector<Case> Cases() {
   // as the CPU kernel), Tq != Tk, both layouts, masks broadcast in different ways.
   {
     auto tc = [&](std::string name, DType dt, ir::Shape q, ir::Shape k, ir::Shape o,
-                  std::optional<TensorType> mask, Gen mask_gen, std::string layout, bool grad) {
-      ir::AttrMap attrs;
+                  std::optional<TensorType> mask, Gen mask_gen, std::string layout, bool grad,
+                  ir::AttrMap attrs = {}) {
       if (!layout.empty()) attrs["layout"] = layout;
       Case c{std::move(name), grad ? "attention_grad" : "attention",
              {T(dt, q), T(dt, k), T(dt, k)}, std::move(attrs), grad ? 3 : 1};
@@ -561,6 +561,23 @@ std::vector<Case> Cases() {
        {1, 2, 64, 128}, std::nullopt, Gen::kNormal, "", true);
     tc("attention_grad_tc_f16_causal_tq_lt_tk", f16, {1, 3, 70, 64}, {1, 3, 140, 64},
        {1, 3, 70, 64}, T(b, {70, 140}), Gen::kCausal, "", true);
+    // causal=1 (annotate-causal's attribute): the CUDA kernels mask by index, visit only the
+    // tiles below the diagonal and never read the mask; the CPU reference reads it. Ragged
+    // tiles, Tq > Tk (rows with every key masked: NaN) and Tq < Tk, both layouts, head dims 64
+    // and 128; the names put them through the SIMT kernels too (TensorCoreAttention).
+    const ir::AttrMap causal{{"causal", int64_t{1}}};
+    tc("attention_tc_bf16_causal_attr_ragged", bf16, {2, 3, 130, 64}, {2, 3, 130, 64}, {},
+       T(b, {1, 1, 130, 130}), Gen::kCausal, "", false, causal);
+    tc("attention_tc_f16_causal_attr_tq_gt_tk", f16, {1, 2, 80, 64}, {1, 2, 50, 64}, {},
+       T(b, {80, 50}), Gen::kCausal, "", false, causal);
+    tc("attention_tc_bf16_causal_attr_bthd_d128", bf16, {1, 150, 2, 128}, {1, 150, 2, 128}, {},
+       T(b, {150, 150}), Gen::kCausal, "bthd", false, causal);
+    tc("attention_grad_tc_bf16_causal_attr_ragged", bf16, {2, 2, 150, 64}, {2, 2, 150, 64},
+       {2, 2, 150, 64}, T(b, {1, 1, 150, 150}), Gen::kCausal, "", true, causal);
+    tc("attention_grad_tc_f16_causal_attr_tq_lt_tk", f16, {1, 3, 70, 64}, {1, 3, 140, 64},
+       {1, 3, 70, 64}, T(b, {70, 140}), Gen::kCausal, "", true, causal);
+    tc("attention_grad_tc_bf16_causal_attr_bthd_d128", bf16, {1, 100, 2, 128},
+       {1, 100, 2, 128}, {1, 100, 2, 128}, T(b, {100, 100}), Gen::kCausal, "bthd", true, causal);
     // The log-sum-exp as a second output (save-attention-stats): f32 [B, H, Tq], tensor cores
     // and SIMT.
     Case lse_tc{"attention_lse_tc_bf16_bthd_causal", "attention",
@@ -578,6 +595,21 @@ std::vector<Case> Cases() {
     lse_simt.gens = {Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kCausal};
     lse_simt.tolerance_scale = 4;
     add(lse_simt);
+    Case lse_causal{"attention_lse_tc_bf16_causal_attr", "attention",
+                    {T(bf16, {1, 2, 130, 64}), T(bf16, {1, 2, 130, 64}), T(bf16, {1, 2, 130, 64}),
+                     T(b, {130, 130})},
+                    causal, 2};
+    lse_causal.gens = {Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kCausal};
+    lse_causal.tolerance_scale = 2;
+    lse_causal.ref_in_f32 = true;
+    add(lse_causal);
+    Case simt_causal{"attention_grad_f32_causal_attr", "attention_grad",
+                     {T(f32, {1, 2, 40, 16}), T(f32, {1, 2, 40, 16}), T(f32, {1, 2, 40, 16}),
+                      T(f32, {1, 2, 40, 16}), T(b, {40, 40})},
+                     causal, 3};
+    simt_causal.gens = {Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kCausal};
+    simt_causal.tolerance_scale = 20;
+    add(simt_causal);
   }
   // Fast paths of the memory-bound kernels (elementwise.cu, reduce.cu, train.cu): the executor's
   // buffers are 256-byte aligned, so these hit the 16-byte vector paths; sizes with a tail
