@@ -51,11 +51,19 @@
 //     pairs of a diagonal tile by comparing indices: no mask loads and no barrier votes.
 //   * bool / additive: before a tile's K / V are loaded the block reads the mask entries of the
 //     64 x 64 (query, key) tile into shared memory as an additive bias in q's dtype (bool: 0 or
-//     -inf; rows or keys past the end: -inf; each thread issues 8 loads before storing) and
+//     -inf; rows or keys past the end: -inf; each thread issues 4 loads before storing) and
 //     votes (__syncthreads_or) whether any entry is not -inf. A tile masked everywhere is skipped
 //     entirely: no K / V loads, no QK dots. The bias tile also serves the scores.
 // Without a mask only the last tile's keys past Tk are masked. Rows whose keys are all masked
 // keep l = 0 and give NaN (0 / 0) and lse = -inf, as the SIMT kernel.
+//
+// Pipelining: without a bias tile (no mask, causal) each loop is double-buffered with cp.async:
+// at the top of an iteration a thread waits for its own copies of the current tile, one
+// __syncthreads() publishes everyone's (and tells that every warp is done with the other
+// buffer), then the next tile's copies are issued into the other buffer and the current tile is
+// computed while they fly. Rows past the end are zero-filled by the copy (src-size 0) and masked
+// by index (keys: LastOpenKey's nk; queries: KvGradTile's nq). The bias-tile loops keep plain
+// loads: whether a tile is loaded at all depends on the mask vote.
 //
 // ---- Backward, deterministic (no atomics): D_t = dO_t . O_t (LaunchAttentionRowDot, the SIMT
 // backward's kernel: one warp per row), then two
@@ -98,19 +106,6 @@ using S = typename Ty<D>::S;
 // Bool and additive masks are read as bias tiles; the causal kind is index arithmetic.
 __host__ __device__ __forceinline__ bool HasBias(const AttentionDesc& a) {
   return a.mask_kind == 1 || a.mask_kind == 2;
-}
-
-// Shared memory (bytes) of each kernel for head dim `hd`.
-constexpr size_t RowTileBytes(int hd) { return sizeof(uint16_t) * kTile * (hd + kPad); }
-constexpr size_t BiasBytes() { return sizeof(uint16_t) * kTile * kTileLd; }
-size_t ForwardSmem(int hd, bool bias) {  // K, V rows; bias
-  return 2 * RowTileBytes(hd) + (bias ? BiasBytes() : 0);
-}
-size_t KvSmem(int hd, bool bias) {  // K, V, Q, dO rows; lse and D; bias
-  return 4 * RowTileBytes(hd) + 2 * sizeof(float) * kTile + (bias ? BiasBytes() : 0);
-}
-size_t QSmem(int hd, bool bias) {  // K, V rows; bias
-  return 2 * RowTileBytes(hd) + (bias ? BiasBytes() : 0);
 }
 
 // D (+)= A B on one m16n8k16 tile (fragments as in the file comment).
@@ -241,7 +236,7 @@ template <DT D, bool kBool>
 __device__ __forceinline__ int LoadBiasEntries(const AttentionDesc& a, const void* mask,
                                                int64_t base, int64_t t0, int64_t k0,
                                                bool key_major, uint16_t* bias) {
-  constexpr int kPer = kTile * kTile / kThreads, kBatch = 8;
+  constexpr int kPer = kTile * kTile / kThreads, kBatch = 4;
   int open = 0;
 #pragma unroll 1
   for (int it0 = 0; it0 < kPer; it0 += kBatch) {
@@ -318,16 +313,168 @@ __device__ __forceinline__ float QuadSum(float v) {
   return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
 
+// ---- Asynchronous tile copies (cp.async, sm_80+): the mask-free and causal loops load the
+// next tile into the other buffer while the current one is computed.
+__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool valid) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  const int bytes = valid ? 16 : 0;  // 0: the 16 bytes are zero-filled and nothing is read
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void CpAsync4(void* smem, const void* gmem, bool valid) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  const int bytes = valid ? 4 : 0;
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void CpAsyncCommit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+// Waits for every copy this thread issued; a __syncthreads() after it publishes the block's.
+__device__ __forceinline__ void CpAsyncWaitAll() {
+  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+}
+
+// LoadTile's tile by cp.async (rows past n_rows zero-filled); not committed. A thread's chunks
+// are rows r_t + kStep * it at column c_t: one global pointer stepped by kStep rows and one
+// shared address with constant offsets (few registers live across the compute it overlaps).
+template <int HD, typename T>
+__device__ __forceinline__ void CopyTileAsync(uint16_t* rows, const T* src, int64_t ld, int64_t r0,
+                                              int64_t n_rows) {
+  constexpr int kChunks = HD / 8;
+  constexpr int kIters = kTile * kChunks / kThreads;
+  constexpr int kStep = kThreads / kChunks;  // rows between a thread's chunks
+  static_assert(kThreads % kChunks == 0, "a thread keeps its column");
+  const int r_t = threadIdx.x / kChunks, c_t = (threadIdx.x % kChunks) * 8;
+  const T* g = src + (r0 + r_t) * ld + c_t;
+  uint16_t* sm = rows + r_t * (HD + kPad) + c_t;
+  const int64_t left = n_rows - r0 - r_t;  // chunk `it` is valid iff kStep * it < left
+#pragma unroll
+  for (int it = 0; it < kIters; ++it) {
+    const bool valid = kStep * it < left;
+    CpAsync16(sm + kStep * it * (HD + kPad), valid ? g : src, valid);
+    g += kStep * ld;
+  }
+}
+
+// Shared-memory slots of every kernel are T = 64 x (HD + 8) 16-bit elements each (the bias
+// tile, 64 x 72, fits in one). Pipelined loops (no bias) use both buffers of the double-buffered
+// pairs; with a bias tile the second buffer's first slot holds the bias and only buffer 0 is
+// used.
+__host__ __device__ constexpr int SlotElems(int hd) { return kTile * (hd + kPad); }
+static_assert(kTile * kTileLd <= kTile * (64 + kPad), "the bias tile fits in a slot");
+size_t ForwardSmem(int hd) {  // [K0][V0][K1 | bias][V1]
+  return 4 * sizeof(uint16_t) * SlotElems(hd);
+}
+size_t KvSmem(int hd) {  // [K][V][Q0][dO0][Q1 | bias][dO1], then lse0, D0, lse1, D1 (f32 x 64)
+  return 6 * sizeof(uint16_t) * SlotElems(hd) + 4 * sizeof(float) * kTile;
+}
+size_t QSmem(int hd) {  // [K0][V0][K1 | bias][V1]
+  return 4 * sizeof(uint16_t) * SlotElems(hd);
+}
+
+// ---- Forward
+template <int HD>
+struct FwdState {
+  float acc[HD / 8][4];  // O strip (unnormalized), n-tile n = columns 8n..8n+7
+  float m[2], l[2];      // running max and sum of rows lo (g) and hi (g + 8)
+};
+
+// One key tile of the forward for a warp's 16 rows (first row wr of the block tile): S = Q K^T,
+// scale, mask (the bias tile when non-null; keys past last[i] for row i), online softmax,
+// O += P V.
+template <DT D, int HD>
+__device__ __forceinline__ void ForwardTile(const AttentionDesc& a, const uint32_t (&qf)[HD / 16][4],
+                                            const uint16_t* ks, const uint16_t* vs,
+                                            const uint16_t* bias, const int (&last)[2], int wr,
+                                            int lane, FwdState<HD>& st) {
+  constexpr int kLd = HD + kPad;
+  const int g = lane >> 2, qd = lane & 3;
+  // S = Q K^T: [16 rows] x [64 keys] per warp, n-tile j = keys 8j..8j+7.
+  float s[8][4];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; ++kk) {
+      const uint16_t* kr = ks + (8 * j + g) * kLd + 16 * kk + 2 * qd;  // B(k, n) = K[n][k]
+      Mma<D>(s[j], qf[kk], Ld32(kr), Ld32(kr + 8));
+    }
+  }
+  // Scale, mask; s[j][e] is row wr + g + 8 (e >> 1), key 8j + 2qd + (e & 1).
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int row = wr + g + 8 * (e >> 1), key = 8 * j + 2 * qd + (e & 1);
+      float x = s[j][e] * a.scale;
+      if (bias != nullptr) x += ToF<D>(bias[row * kTileLd + key]);
+      s[j][e] = key <= last[e >> 1] ? x : -INFINITY;
+    }
+  }
+  // Online softmax for rows lo (i = 0: e = 0, 1) and hi (i = 1: e = 2, 3).
+  float mt[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    mt[0] = fmaxf(mt[0], fmaxf(s[j][0], s[j][1]));
+    mt[1] = fmaxf(mt[1], fmaxf(s[j][2], s[j][3]));
+  }
+  float mu[2], alpha[2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const float m_new = fmaxf(st.m[i], QuadMax(mt[i]));
+    mu[i] = m_new == -INFINITY ? 0.f : m_new;  // no open key yet: exp(-inf - 0) = 0
+    alpha[i] = __expf(st.m[i] - mu[i]);        // m == -inf: 0
+    st.m[i] = m_new;
+  }
+  float rs[2] = {0.f, 0.f};
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float p = __expf(s[j][e] - mu[e >> 1]);  // masked (-inf): 0
+      s[j][e] = p;
+      rs[e >> 1] += p;
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < 2; ++i) st.l[i] = st.l[i] * alpha[i] + QuadSum(rs[i]);
+#pragma unroll
+  for (int n = 0; n < HD / 8; ++n) {
+    st.acc[n][0] *= alpha[0];
+    st.acc[n][1] *= alpha[0];
+    st.acc[n][2] *= alpha[1];
+    st.acc[n][3] *= alpha[1];
+  }
+  // O += P V: k-step kk = keys 16kk..16kk+15; B(k, n) = V[k][n] (ldmatrix.trans, two n-tiles).
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+    const uint32_t pa[4] = {
+        Pack<D>(s[2 * kk][0], s[2 * kk][1]), Pack<D>(s[2 * kk][2], s[2 * kk][3]),
+        Pack<D>(s[2 * kk + 1][0], s[2 * kk + 1][1]), Pack<D>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+    for (int np = 0; np < HD / 16; ++np) {
+      uint32_t bv[4];
+      LoadBTrans(bv, vs, kLd, 16 * kk, 16 * np, lane);
+      Mma<D>(st.acc[2 * np], pa, bv[0], bv[1]);
+      Mma<D>(st.acc[2 * np + 1], pa, bv[2], bv[3]);
+    }
+  }
+}
+
 template <DT D, int HD>
 __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
     TcForwardKernel(AttentionDesc a, const S<D>* __restrict__ q, const S<D>* __restrict__ k,
                     const S<D>* __restrict__ v, const void* __restrict__ mask, S<D>* __restrict__ o,
                     float* __restrict__ lse) {
   extern __shared__ __align__(16) unsigned char tc_smem[];
-  constexpr int kLd = HD + kPad;
-  uint16_t* ks = reinterpret_cast<uint16_t*>(tc_smem);  // [64 keys][HD + 8]
-  uint16_t* vs = ks + kTile * kLd;                      // [64 keys][HD + 8]
-  uint16_t* bias = vs + kTile * kLd;                    // [64 q][64 + 8] (bool / additive mask)
+  constexpr int kT = SlotElems(HD);
+  uint16_t* base = reinterpret_cast<uint16_t*>(tc_smem);
+  // Buffer i's K and V slots (i computed: an array indexed at run time would live in local
+  // memory).
+  auto kbuf = [&](int i) { return base + 2 * kT * i; };
+  auto vbuf = [&](int i) { return base + kT + 2 * kT * i; };
+  uint16_t* bias = base + 2 * kT;  // with a bias tile: the second buffer's K slot
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, qd = lane & 3;
   const int64_t q_tiles = (a.tq + kTile - 1) / kTile;
   const int64_t bh = blockIdx.x / q_tiles, t0 = (blockIdx.x % q_tiles) * kTile;
@@ -335,7 +482,6 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
   const S<D>* qb = q + b * a.q_strides[0] + h * a.q_strides[1];
   const S<D>* kb = k + b * a.k_strides[0] + h * a.k_strides[1];
   const S<D>* vb = v + b * a.v_strides[0] + h * a.v_strides[1];
-  const bool biased = HasBias(a);
   const int wr = warp * 16;          // the warp's first row in the tile
   const int64_t r_lo = t0 + wr + g;  // this thread's rows: r_lo and r_lo + 8
 
@@ -344,92 +490,46 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
   for (int kk = 0; kk < HD / 16; ++kk) {
     LoadAGlobal<D>(qf[kk], qb, a.q_strides[2], r_lo, a.tq, 16 * kk, qd);
   }
-  float acc[HD / 8][4];
+  FwdState<HD> st;
 #pragma unroll
-  for (int n = 0; n < HD / 8; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+  for (int n = 0; n < HD / 8; ++n) st.acc[n][0] = st.acc[n][1] = st.acc[n][2] = st.acc[n][3] = 0.f;
+  st.m[0] = st.m[1] = -INFINITY;
+  st.l[0] = st.l[1] = 0.f;
 
   const int64_t k_end = KeyEnd(a, t0);
-  for (int64_t k0 = 0; k0 < k_end; k0 += kTile) {
-    __syncthreads();  // the previous tile's shared memory is no longer read
-    if (biased && !LoadBias<D>(a, mask, b, h, t0, k0, /*key_major=*/false, bias)) {
-      continue;  // every (query, key) of the tile masked: no loads, no dots (block-uniform)
-    }
-    LoadTile<HD>(ks, kb, a.k_strides[2], k0, a.tk);
-    LoadTile<HD>(vs, vb, a.v_strides[2], k0, a.tk);
-    __syncthreads();
-    const int nk = a.tk - k0 < kTile ? static_cast<int>(a.tk - k0) : kTile;
-    const int last[2] = {LastOpenKey(a, r_lo, k0, nk), LastOpenKey(a, r_lo + 8, k0, nk)};
-
-    // S = Q K^T: [16 rows] x [64 keys] per warp, n-tile j = keys 8j..8j+7.
-    float s[8][4];
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < HD / 16; ++kk) {
-        const uint16_t* kr = ks + (8 * j + g) * kLd + 16 * kk + 2 * qd;  // B(k, n) = K[n][k]
-        Mma<D>(s[j], qf[kk], Ld32(kr), Ld32(kr + 8));
+  auto tile_keys = [&](int64_t k0) {
+    return a.tk - k0 < kTile ? static_cast<int>(a.tk - k0) : kTile;
+  };
+  if (HasBias(a)) {
+    for (int64_t k0 = 0; k0 < k_end; k0 += kTile) {
+      __syncthreads();  // the previous tile's shared memory is no longer read
+      if (!LoadBias<D>(a, mask, b, h, t0, k0, /*key_major=*/false, bias)) {
+        continue;  // every (query, key) of the tile masked: no loads, no dots (block-uniform)
       }
+      LoadTile<HD>(kbuf(0), kb, a.k_strides[2], k0, a.tk);
+      LoadTile<HD>(vbuf(0), vb, a.v_strides[2], k0, a.tk);
+      __syncthreads();
+      const int nk = tile_keys(k0);
+      const int last[2] = {nk - 1, nk - 1};
+      ForwardTile<D, HD>(a, qf, kbuf(0), vbuf(0), bias, last, wr, lane, st);
     }
-    // Scale, mask; s[j][e] is row wr + g + 8 (e >> 1), key 8j + 2qd + (e & 1).
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int row = wr + g + 8 * (e >> 1), key = 8 * j + 2 * qd + (e & 1);
-        float x = s[j][e] * a.scale;
-        if (biased) x += ToF<D>(bias[row * kTileLd + key]);
-        s[j][e] = key <= last[e >> 1] ? x : -INFINITY;
+  } else if (k_end > 0) {
+    // Double-buffered: tile k0 + 64 is copied into the other buffer while k0 is computed.
+    CopyTileAsync<HD>(kbuf(0), kb, a.k_strides[2], 0, a.tk);
+    CopyTileAsync<HD>(vbuf(0), vb, a.v_strides[2], 0, a.tk);
+    CpAsyncCommit();
+    int buf = 0;
+    for (int64_t k0 = 0; k0 < k_end; k0 += kTile, buf ^= 1) {
+      CpAsyncWaitAll();
+      __syncthreads();  // tile k0 is in buf; every warp is done with the other buffer
+      if (k0 + kTile < k_end) {
+        CopyTileAsync<HD>(kbuf(buf ^ 1), kb, a.k_strides[2], k0 + kTile, a.tk);
+        CopyTileAsync<HD>(vbuf(buf ^ 1), vb, a.v_strides[2], k0 + kTile, a.tk);
+        CpAsyncCommit();
       }
-    }
-    // Online softmax for rows lo (i = 0: e = 0, 1) and hi (i = 1: e = 2, 3).
-    float mt[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      mt[0] = fmaxf(mt[0], fmaxf(s[j][0], s[j][1]));
-      mt[1] = fmaxf(mt[1], fmaxf(s[j][2], s[j][3]));
-    }
-    float mu[2], alpha[2];
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      const float m_new = fmaxf(m[i], QuadMax(mt[i]));
-      mu[i] = m_new == -INFINITY ? 0.f : m_new;  // no open key yet: exp(-inf - 0) = 0
-      alpha[i] = __expf(m[i] - mu[i]);           // m[i] == -inf: 0
-      m[i] = m_new;
-    }
-    float rs[2] = {0.f, 0.f};
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float p = __expf(s[j][e] - mu[e >> 1]);  // masked (-inf): 0
-        s[j][e] = p;
-        rs[e >> 1] += p;
-      }
-    }
-#pragma unroll
-    for (int i = 0; i < 2; ++i) l[i] = l[i] * alpha[i] + QuadSum(rs[i]);
-#pragma unroll
-    for (int n = 0; n < HD / 8; ++n) {
-      acc[n][0] *= alpha[0];
-      acc[n][1] *= alpha[0];
-      acc[n][2] *= alpha[1];
-      acc[n][3] *= alpha[1];
-    }
-    // O += P V: k-step kk = keys 16kk..16kk+15; B(k, n) = V[k][n] (ldmatrix.trans, two n-tiles).
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      const uint32_t pa[4] = {
-          Pack<D>(s[2 * kk][0], s[2 * kk][1]), Pack<D>(s[2 * kk][2], s[2 * kk][3]),
-          Pack<D>(s[2 * kk + 1][0], s[2 * kk + 1][1]), Pack<D>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-#pragma unroll
-      for (int np = 0; np < HD / 16; ++np) {
-        uint32_t bv[4];
-        LoadBTrans(bv, vs, kLd, 16 * kk, 16 * np, lane);
-        Mma<D>(acc[2 * np], pa, bv[0], bv[1]);
-        Mma<D>(acc[2 * np + 1], pa, bv[2], bv[3]);
-      }
+      const int nk = tile_keys(k0);
+      const int last[2] = {LastOpenKey(a, r_lo, k0, nk), LastOpenKey(a, r_lo + 8, k0, nk)};
+      ForwardTile<D, HD>(a, qf, kbuf(buf), vbuf(buf), nullptr, last, wr, lane, st);
     }
   }
 
@@ -438,18 +538,88 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
   for (int i = 0; i < 2; ++i) {
     const int64_t t = r_lo + 8 * i;
     if (t >= a.tq) continue;
-    const float inv = l[i] > 0.f ? 1.f / l[i] : NAN;  // every key masked: NaN, as the CPU
+    const float inv = st.l[i] > 0.f ? 1.f / st.l[i] : NAN;  // every key masked: NaN, as the CPU
     S<D>* orow = ob + t * a.o_strides[2];
 #pragma unroll
     for (int n = 0; n < HD / 8; ++n) {
       *reinterpret_cast<uint32_t*>(orow + 8 * n + 2 * qd) =
-          Pack<D>(acc[n][2 * i] * inv, acc[n][2 * i + 1] * inv);
+          Pack<D>(st.acc[n][2 * i] * inv, st.acc[n][2 * i + 1] * inv);
     }
-    if (lse != nullptr && qd == 0) lse[bh * a.tq + t] = m[i] + logf(l[i]);  // l = 0: -inf
+    if (lse != nullptr && qd == 0) lse[bh * a.tq + t] = st.m[i] + logf(st.l[i]);  // l = 0: -inf
   }
 }
 
-// dK, dV of 64 keys per block (see the file comment).
+// ---- dK / dV (see the file comment)
+// One query tile for a warp's 16 keys (first key wr of the block tile): per 16-query chunk
+// S^T = K Q^T and dP^T = V dO^T, P^T = exp(scale S^T + bias - lse), dS^T = P^T (dP^T - D),
+// dV += P^T dO, dK += dS^T Q. Queries before first[i] (causal) or from nq on are P = 0.
+template <DT D, int HD>
+__device__ __forceinline__ void KvGradTile(const AttentionDesc& a, const uint16_t* ks,
+                                           const uint16_t* vs, const uint16_t* qs,
+                                           const uint16_t* dos, const float* lse_s,
+                                           const float* dsum_s, const uint16_t* bias,
+                                           const int (&first)[2], int nq, int wr, int lane,
+                                           float (&dka)[HD / 8][4], float (&dva)[HD / 8][4]) {
+  constexpr int kLd = HD + kPad;
+  const int g = lane >> 2, qd = lane & 3;
+  // 16-query chunks: the score tiles stay at 2 x 4 registers each.
+#pragma unroll 1
+  for (int qc = 0; qc < kTile / 16; ++qc) {
+    float st[2][4], dpt[2][4];  // [16 keys] x [16 queries]; n-tile jj = queries 8jj..
+#pragma unroll
+    for (int jj = 0; jj < 2; ++jj) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) st[jj][e] = dpt[jj][e] = 0.f;
+    }
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; ++kk) {
+      uint32_t ka[4], va[4];
+      LoadA(ka, ks, kLd, wr, 16 * kk, g, qd);
+      LoadA(va, vs, kLd, wr, 16 * kk, g, qd);
+#pragma unroll
+      for (int jj = 0; jj < 2; ++jj) {
+        // S^T = K Q^T: B(k, n) = Q[n][k]; dP^T = V dO^T: B(k, n) = dO[n][k].
+        const int off = (16 * qc + 8 * jj + g) * kLd + 16 * kk + 2 * qd;
+        Mma<D>(st[jj], ka, Ld32(qs + off), Ld32(qs + off + 8));
+        Mma<D>(dpt[jj], va, Ld32(dos + off), Ld32(dos + off + 8));
+      }
+    }
+    // P^T and dS^T; element e of n-tile jj: key wr + g + 8 (e >> 1), query 16qc + 8jj +
+    // 2qd + (e & 1).
+#pragma unroll
+    for (int jj = 0; jj < 2; ++jj) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int key = wr + g + 8 * (e >> 1), qi = 16 * qc + 8 * jj + 2 * qd + (e & 1);
+        float x = st[jj][e] * a.scale;
+        if (bias != nullptr) x += ToF<D>(bias[key * kTileLd + qi]);
+        const float lt = lse_s[qi];
+        const float p = (qi < first[e >> 1] || qi >= nq || x == -INFINITY || lt == -INFINITY)
+                            ? 0.f
+                            : __expf(x - lt);
+        st[jj][e] = p;
+        dpt[jj][e] = p * (dpt[jj][e] - dsum_s[qi]);
+      }
+    }
+    // dV += P^T dO and dK += dS^T Q over this chunk's 16 queries (the k dim): B(k, n) =
+    // dO[k][n], Q[k][n] (ldmatrix.trans, two n-tiles per load).
+    const uint32_t pa[4] = {Pack<D>(st[0][0], st[0][1]), Pack<D>(st[0][2], st[0][3]),
+                            Pack<D>(st[1][0], st[1][1]), Pack<D>(st[1][2], st[1][3])};
+    const uint32_t da[4] = {Pack<D>(dpt[0][0], dpt[0][1]), Pack<D>(dpt[0][2], dpt[0][3]),
+                            Pack<D>(dpt[1][0], dpt[1][1]), Pack<D>(dpt[1][2], dpt[1][3])};
+#pragma unroll
+    for (int np = 0; np < HD / 16; ++np) {
+      uint32_t bo[4], bq[4];
+      LoadBTrans(bo, dos, kLd, 16 * qc, 16 * np, lane);
+      LoadBTrans(bq, qs, kLd, 16 * qc, 16 * np, lane);
+      Mma<D>(dva[2 * np], pa, bo[0], bo[1]);
+      Mma<D>(dva[2 * np + 1], pa, bo[2], bo[3]);
+      Mma<D>(dka[2 * np], da, bq[0], bq[1]);
+      Mma<D>(dka[2 * np + 1], da, bq[2], bq[3]);
+    }
+  }
+}
+
 template <DT D, int HD>
 __global__ void __launch_bounds__(kThreads, HD == 64 ? 3 : 1)
     TcBackwardKvKernel(AttentionDesc a, const S<D>* __restrict__ q, const S<D>* __restrict__ k,
@@ -458,103 +628,85 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 3 : 1)
                        const float* __restrict__ dsum, S<D>* __restrict__ dk,
                        S<D>* __restrict__ dv) {
   extern __shared__ __align__(16) unsigned char tc_smem[];
-  constexpr int kLd = HD + kPad;
-  uint16_t* ks = reinterpret_cast<uint16_t*>(tc_smem);          // [64 keys][HD + 8]
-  uint16_t* vs = ks + kTile * kLd;                              // [64 keys][HD + 8]
-  uint16_t* qs = vs + kTile * kLd;                              // [64 queries][HD + 8]
-  uint16_t* dos = qs + kTile * kLd;                             // [64 queries][HD + 8]
-  float* lse_s = reinterpret_cast<float*>(dos + kTile * kLd);   // [64]
-  float* dsum_s = lse_s + kTile;                                // [64]
-  uint16_t* bias = reinterpret_cast<uint16_t*>(dsum_s + kTile);  // [64 keys][64 q + 8]
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, qd = lane & 3;
+  constexpr int kT = SlotElems(HD);
+  uint16_t* ks = reinterpret_cast<uint16_t*>(tc_smem);  // [64 keys][HD + 8]
+  uint16_t* vs = ks + kT;                               // [64 keys][HD + 8]
+  // Buffer i's slots (computed: an array indexed at run time would live in local memory).
+  auto qbuf = [&](int i) { return ks + 2 * kT + 2 * kT * i; };   // [64 queries][HD + 8]
+  auto dobuf = [&](int i) { return ks + 3 * kT + 2 * kT * i; };  // [64 queries][HD + 8]
+  float* const stats = reinterpret_cast<float*>(ks + 6 * kT);
+  auto lsebuf = [&](int i) { return stats + 2 * kTile * i; };           // [64]
+  auto dsumbuf = [&](int i) { return stats + kTile + 2 * kTile * i; };  // [64]
+  uint16_t* bias = ks + 4 * kT;  // [64 keys][64 q + 8] (bias tiles): buffer 1's Q slot
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2;
   const int64_t k_tiles = (a.tk + kTile - 1) / kTile;
   const int64_t bh = blockIdx.x / k_tiles, k0 = (blockIdx.x % k_tiles) * kTile;
   const int64_t b = bh / a.h, h = bh % a.h;
   const S<D>* qb = q + b * a.q_strides[0] + h * a.q_strides[1];
   const S<D>* dob = d_o + b * a.o_strides[0] + h * a.o_strides[1];
-  const bool biased = HasBias(a);
+  const S<D>* kb = k + b * a.k_strides[0] + h * a.k_strides[1];
+  const S<D>* vb = v + b * a.v_strides[0] + h * a.v_strides[1];
   const int64_t row0 = bh * a.tq;  // lse / dsum index of query 0
   const int wr = warp * 16;        // the warp's first key in the tile
+  const int qd = lane & 3;
 
-  LoadTile<HD>(ks, k + b * a.k_strides[0] + h * a.k_strides[1], a.k_strides[2], k0, a.tk);
-  LoadTile<HD>(vs, v + b * a.v_strides[0] + h * a.v_strides[1], a.v_strides[2], k0, a.tk);
   float dka[HD / 8][4], dva[HD / 8][4];
 #pragma unroll
   for (int n = 0; n < HD / 8; ++n) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) dka[n][e] = dva[n][e] = 0.f;
   }
+  auto tile_queries = [&](int64_t t0) {
+    return a.tq - t0 < kTile ? static_cast<int>(a.tq - t0) : kTile;
+  };
 
-  for (int64_t t0 = QueryBegin(a, k0); t0 < a.tq; t0 += kTile) {
-    __syncthreads();  // the previous query tile is no longer read (and K, V are in place)
-    if (biased && !LoadBias<D>(a, mask, b, h, t0, k0, /*key_major=*/true, bias)) {
-      continue;
+  if (HasBias(a)) {
+    LoadTile<HD>(ks, kb, a.k_strides[2], k0, a.tk);
+    LoadTile<HD>(vs, vb, a.v_strides[2], k0, a.tk);
+    for (int64_t t0 = 0; t0 < a.tq; t0 += kTile) {
+      __syncthreads();  // the previous query tile is no longer read (and K, V are in place)
+      if (!LoadBias<D>(a, mask, b, h, t0, k0, /*key_major=*/true, bias)) continue;
+      LoadTile<HD>(qbuf(0), qb, a.q_strides[2], t0, a.tq);
+      LoadTile<HD>(dobuf(0), dob, a.o_strides[2], t0, a.tq);
+      for (int i = threadIdx.x; i < kTile; i += kThreads) {
+        const bool in = t0 + i < a.tq;
+        lsebuf(0)[i] = in ? lse[row0 + t0 + i] : -INFINITY;  // rows past the end: P = 0
+        dsumbuf(0)[i] = in ? dsum[row0 + t0 + i] : 0.f;
+      }
+      __syncthreads();
+      const int first[2] = {0, 0};
+      KvGradTile<D, HD>(a, ks, vs, qbuf(0), dobuf(0), lsebuf(0), dsumbuf(0), bias, first,
+                        tile_queries(t0), wr, lane, dka, dva);
     }
-    LoadTile<HD>(qs, qb, a.q_strides[2], t0, a.tq);
-    LoadTile<HD>(dos, dob, a.o_strides[2], t0, a.tq);
-    for (int i = threadIdx.x; i < kTile; i += kThreads) {
+  } else {
+    // Double-buffered over query tiles: Q, dO, lse and D of tile t0 + 64 are copied into the
+    // other buffer while t0 is computed (K and V arrive with the first group).
+    auto issue = [&](int64_t t0, int buf) {
+      CopyTileAsync<HD>(qbuf(buf), qb, a.q_strides[2], t0, a.tq);
+      CopyTileAsync<HD>(dobuf(buf), dob, a.o_strides[2], t0, a.tq);
+      const int i = threadIdx.x & (kTile - 1);  // threads 0-63: lse; 64-127: D
       const bool in = t0 + i < a.tq;
-      lse_s[i] = in ? lse[row0 + t0 + i] : -INFINITY;  // rows past the end: P = 0
-      dsum_s[i] = in ? dsum[row0 + t0 + i] : 0.f;
+      const float* src = threadIdx.x < kTile ? lse : dsum;
+      float* dst = threadIdx.x < kTile ? lsebuf(buf) : dsumbuf(buf);
+      CpAsync4(dst + i, in ? src + row0 + t0 + i : src, in);  // past the end: 0 (and nq)
+      CpAsyncCommit();
+    };
+    const int64_t t_begin = QueryBegin(a, k0);
+    if (t_begin < a.tq) {
+      CopyTileAsync<HD>(ks, kb, a.k_strides[2], k0, a.tk);
+      CopyTileAsync<HD>(vs, vb, a.v_strides[2], k0, a.tk);
+      issue(t_begin, 0);
     }
-    __syncthreads();
-    // The first open query of this thread's keys lo (wr + g) and hi (+ 8).
-    const int first[2] = {FirstOpenQuery(a, k0 + wr + g, t0), FirstOpenQuery(a, k0 + wr + g + 8, t0)};
-    // 16-query chunks: the score tiles stay at 2 x 4 registers each.
-#pragma unroll 1
-    for (int qc = 0; qc < kTile / 16; ++qc) {
-      float st[2][4], dpt[2][4];  // [16 keys] x [16 queries]; n-tile jj = queries 8jj..
-#pragma unroll
-      for (int jj = 0; jj < 2; ++jj) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) st[jj][e] = dpt[jj][e] = 0.f;
-      }
-#pragma unroll
-      for (int kk = 0; kk < HD / 16; ++kk) {
-        uint32_t ka[4], va[4];
-        LoadA(ka, ks, kLd, wr, 16 * kk, g, qd);
-        LoadA(va, vs, kLd, wr, 16 * kk, g, qd);
-#pragma unroll
-        for (int jj = 0; jj < 2; ++jj) {
-          // S^T = K Q^T: B(k, n) = Q[n][k]; dP^T = V dO^T: B(k, n) = dO[n][k].
-          const int off = (16 * qc + 8 * jj + g) * kLd + 16 * kk + 2 * qd;
-          Mma<D>(st[jj], ka, Ld32(qs + off), Ld32(qs + off + 8));
-          Mma<D>(dpt[jj], va, Ld32(dos + off), Ld32(dos + off + 8));
-        }
-      }
-      // P^T and dS^T; element e of n-tile jj: key wr + g + 8 (e >> 1), query 16qc + 8jj +
-      // 2qd + (e & 1).
-#pragma unroll
-      for (int jj = 0; jj < 2; ++jj) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int key = wr + g + 8 * (e >> 1), qi = 16 * qc + 8 * jj + 2 * qd + (e & 1);
-          float x = st[jj][e] * a.scale;
-          if (biased) x += ToF<D>(bias[key * kTileLd + qi]);
-          const float lt = lse_s[qi];
-          const float p = (qi < first[e >> 1] || x == -INFINITY || lt == -INFINITY)
-                              ? 0.f
-                              : __expf(x - lt);
-          st[jj][e] = p;
-          dpt[jj][e] = p * (dpt[jj][e] - dsum_s[qi]);
-        }
-      }
-      // dV += P^T dO and dK += dS^T Q over this chunk's 16 queries (the k dim): B(k, n) =
-      // dO[k][n], Q[k][n] (ldmatrix.trans, two n-tiles per load).
-      const uint32_t pa[4] = {Pack<D>(st[0][0], st[0][1]), Pack<D>(st[0][2], st[0][3]),
-                              Pack<D>(st[1][0], st[1][1]), Pack<D>(st[1][2], st[1][3])};
-      const uint32_t da[4] = {Pack<D>(dpt[0][0], dpt[0][1]), Pack<D>(dpt[0][2], dpt[0][3]),
-                              Pack<D>(dpt[1][0], dpt[1][1]), Pack<D>(dpt[1][2], dpt[1][3])};
-#pragma unroll
-      for (int np = 0; np < HD / 16; ++np) {
-        uint32_t bo[4], bq[4];
-        LoadBTrans(bo, dos, kLd, 16 * qc, 16 * np, lane);
-        LoadBTrans(bq, qs, kLd, 16 * qc, 16 * np, lane);
-        Mma<D>(dva[2 * np], pa, bo[0], bo[1]);
-        Mma<D>(dva[2 * np + 1], pa, bo[2], bo[3]);
-        Mma<D>(dka[2 * np], da, bq[0], bq[1]);
-        Mma<D>(dka[2 * np + 1], da, bq[2], bq[3]);
-      }
+    int buf = 0;
+    for (int64_t t0 = t_begin; t0 < a.tq; t0 += kTile, buf ^= 1) {
+      CpAsyncWaitAll();
+      __syncthreads();  // tile t0 is in buf; every warp is done with the other buffer
+      if (t0 + kTile < a.tq) issue(t0 + kTile, buf ^ 1);
+      // The first open query of this thread's keys lo (wr + g) and hi (+ 8).
+      const int first[2] = {FirstOpenQuery(a, k0 + wr + g, t0),
+                            FirstOpenQuery(a, k0 + wr + g + 8, t0)};
+      KvGradTile<D, HD>(a, ks, vs, qbuf(buf), dobuf(buf), lsebuf(buf), dsumbuf(buf), nullptr,
+                        first, tile_queries(t0), wr, lane, dka, dva);
     }
   }
 
@@ -575,7 +727,61 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 3 : 1)
   }
 }
 
-// dQ of 64 queries per block (see the file comment).
+// ---- dQ (see the file comment)
+// One key tile for a warp's 16 rows: per 16-key chunk S = Q K^T, dP = dO V^T, dS = P (dP - D),
+// dQ += dS K; keys past last[i] of row i are P = 0.
+template <DT D, int HD>
+__device__ __forceinline__ void QGradTile(const AttentionDesc& a, const uint32_t (&qf)[HD / 16][4],
+                                          const uint32_t (&of)[HD / 16][4], const uint16_t* ks,
+                                          const uint16_t* vs, const uint16_t* bias,
+                                          const int (&last)[2], const float (&lt)[2],
+                                          const float (&ds_row)[2], int wr, int lane,
+                                          float (&dqa)[HD / 8][4]) {
+  constexpr int kLd = HD + kPad;
+  const int g = lane >> 2, qd = lane & 3;
+#pragma unroll 1
+  for (int kc = 0; kc < kTile / 16; ++kc) {
+    float s[2][4], dp[2][4];  // [16 rows] x [16 keys]; n-tile jj = keys 16kc + 8jj..
+#pragma unroll
+    for (int jj = 0; jj < 2; ++jj) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[jj][e] = dp[jj][e] = 0.f;
+    }
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; ++kk) {
+#pragma unroll
+      for (int jj = 0; jj < 2; ++jj) {
+        // S = Q K^T: B(k, n) = K[n][k]; dP = dO V^T: B(k, n) = V[n][k].
+        const int off = (16 * kc + 8 * jj + g) * kLd + 16 * kk + 2 * qd;
+        Mma<D>(s[jj], qf[kk], Ld32(ks + off), Ld32(ks + off + 8));
+        Mma<D>(dp[jj], of[kk], Ld32(vs + off), Ld32(vs + off + 8));
+      }
+    }
+#pragma unroll
+    for (int jj = 0; jj < 2; ++jj) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int i = e >> 1, row = wr + g + 8 * i, key = 16 * kc + 8 * jj + 2 * qd + (e & 1);
+        float x = s[jj][e] * a.scale;
+        if (bias != nullptr) x += ToF<D>(bias[row * kTileLd + key]);
+        const float p =
+            (key > last[i] || x == -INFINITY || lt[i] == -INFINITY) ? 0.f : __expf(x - lt[i]);
+        s[jj][e] = p * (dp[jj][e] - ds_row[i]);  // dS
+      }
+    }
+    const uint32_t da[4] = {Pack<D>(s[0][0], s[0][1]), Pack<D>(s[0][2], s[0][3]),
+                            Pack<D>(s[1][0], s[1][1]), Pack<D>(s[1][2], s[1][3])};
+#pragma unroll
+    for (int np = 0; np < HD / 16; ++np) {
+      // dQ += dS K: B(k, n) = K[k][n] (ldmatrix.trans, two n-tiles).
+      uint32_t bk[4];
+      LoadBTrans(bk, ks, kLd, 16 * kc, 16 * np, lane);
+      Mma<D>(dqa[2 * np], da, bk[0], bk[1]);
+      Mma<D>(dqa[2 * np + 1], da, bk[2], bk[3]);
+    }
+  }
+}
+
 template <DT D, int HD>
 __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
     TcBackwardQKernel(AttentionDesc a, const S<D>* __restrict__ q, const S<D>* __restrict__ k,
@@ -583,10 +789,13 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
                       const S<D>* __restrict__ d_o, const float* __restrict__ lse,
                       const float* __restrict__ dsum, S<D>* __restrict__ dq) {
   extern __shared__ __align__(16) unsigned char tc_smem[];
-  constexpr int kLd = HD + kPad;
-  uint16_t* ks = reinterpret_cast<uint16_t*>(tc_smem);  // [64 keys][HD + 8]
-  uint16_t* vs = ks + kTile * kLd;                      // [64 keys][HD + 8]
-  uint16_t* bias = vs + kTile * kLd;                    // [64 q][64 keys + 8]
+  constexpr int kT = SlotElems(HD);
+  uint16_t* base = reinterpret_cast<uint16_t*>(tc_smem);
+  // Buffer i's K and V slots (i computed: an array indexed at run time would live in local
+  // memory).
+  auto kbuf = [&](int i) { return base + 2 * kT * i; };
+  auto vbuf = [&](int i) { return base + kT + 2 * kT * i; };
+  uint16_t* bias = base + 2 * kT;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, qd = lane & 3;
   const int64_t q_tiles = (a.tq + kTile - 1) / kTile;
   const int64_t bh = blockIdx.x / q_tiles, t0 = (blockIdx.x % q_tiles) * kTile;
@@ -595,7 +804,6 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
   const S<D>* dob = d_o + b * a.o_strides[0] + h * a.o_strides[1];
   const S<D>* kb = k + b * a.k_strides[0] + h * a.k_strides[1];
   const S<D>* vb = v + b * a.v_strides[0] + h * a.v_strides[1];
-  const bool biased = HasBias(a);
   const int wr = warp * 16;
   const int64_t r_lo = t0 + wr + g;
 
@@ -617,56 +825,38 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
   for (int n = 0; n < HD / 8; ++n) dqa[n][0] = dqa[n][1] = dqa[n][2] = dqa[n][3] = 0.f;
 
   const int64_t k_end = KeyEnd(a, t0);
-  for (int64_t k0 = 0; k0 < k_end; k0 += kTile) {
-    __syncthreads();
-    if (biased && !LoadBias<D>(a, mask, b, h, t0, k0, /*key_major=*/false, bias)) {
-      continue;
+  auto tile_keys = [&](int64_t k0) {
+    return a.tk - k0 < kTile ? static_cast<int>(a.tk - k0) : kTile;
+  };
+  if (HasBias(a)) {
+    for (int64_t k0 = 0; k0 < k_end; k0 += kTile) {
+      __syncthreads();
+      if (!LoadBias<D>(a, mask, b, h, t0, k0, /*key_major=*/false, bias)) continue;
+      LoadTile<HD>(kbuf(0), kb, a.k_strides[2], k0, a.tk);
+      LoadTile<HD>(vbuf(0), vb, a.v_strides[2], k0, a.tk);
+      __syncthreads();
+      const int nk = tile_keys(k0);
+      const int last[2] = {nk - 1, nk - 1};
+      QGradTile<D, HD>(a, qf, of, kbuf(0), vbuf(0), bias, last, lt, ds_row, wr, lane, dqa);
     }
-    LoadTile<HD>(ks, kb, a.k_strides[2], k0, a.tk);
-    LoadTile<HD>(vs, vb, a.v_strides[2], k0, a.tk);
-    __syncthreads();
-    const int nk = a.tk - k0 < kTile ? static_cast<int>(a.tk - k0) : kTile;
-    const int last[2] = {LastOpenKey(a, r_lo, k0, nk), LastOpenKey(a, r_lo + 8, k0, nk)};
-#pragma unroll 1
-    for (int kc = 0; kc < kTile / 16; ++kc) {
-      float s[2][4], dp[2][4];  // [16 rows] x [16 keys]; n-tile jj = keys 16kc + 8jj..
-#pragma unroll
-      for (int jj = 0; jj < 2; ++jj) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) s[jj][e] = dp[jj][e] = 0.f;
+  } else if (k_end > 0) {
+    // Double-buffered as the forward.
+    CopyTileAsync<HD>(kbuf(0), kb, a.k_strides[2], 0, a.tk);
+    CopyTileAsync<HD>(vbuf(0), vb, a.v_strides[2], 0, a.tk);
+    CpAsyncCommit();
+    int buf = 0;
+    for (int64_t k0 = 0; k0 < k_end; k0 += kTile, buf ^= 1) {
+      CpAsyncWaitAll();
+      __syncthreads();  // tile k0 is in buf; every warp is done with the other buffer
+      if (k0 + kTile < k_end) {
+        CopyTileAsync<HD>(kbuf(buf ^ 1), kb, a.k_strides[2], k0 + kTile, a.tk);
+        CopyTileAsync<HD>(vbuf(buf ^ 1), vb, a.v_strides[2], k0 + kTile, a.tk);
+        CpAsyncCommit();
       }
-#pragma unroll
-      for (int kk = 0; kk < HD / 16; ++kk) {
-#pragma unroll
-        for (int jj = 0; jj < 2; ++jj) {
-          // S = Q K^T: B(k, n) = K[n][k]; dP = dO V^T: B(k, n) = V[n][k].
-          const int off = (16 * kc + 8 * jj + g) * kLd + 16 * kk + 2 * qd;
-          Mma<D>(s[jj], qf[kk], Ld32(ks + off), Ld32(ks + off + 8));
-          Mma<D>(dp[jj], of[kk], Ld32(vs + off), Ld32(vs + off + 8));
-        }
-      }
-#pragma unroll
-      for (int jj = 0; jj < 2; ++jj) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int i = e >> 1, row = wr + g + 8 * i, key = 16 * kc + 8 * jj + 2 * qd + (e & 1);
-          float x = s[jj][e] * a.scale;
-          if (biased) x += ToF<D>(bias[row * kTileLd + key]);
-          const float p =
-              (key > last[i] || x == -INFINITY || lt[i] == -INFINITY) ? 0.f : __expf(x - lt[i]);
-          s[jj][e] = p * (dp[jj][e] - ds_row[i]);  // dS
-        }
-      }
-      const uint32_t da[4] = {Pack<D>(s[0][0], s[0][1]), Pack<D>(s[0][2], s[0][3]),
-                              Pack<D>(s[1][0], s[1][1]), Pack<D>(s[1][2], s[1][3])};
-#pragma unroll
-      for (int np = 0; np < HD / 16; ++np) {
-        // dQ += dS K: B(k, n) = K[k][n] (ldmatrix.trans, two n-tiles).
-        uint32_t bk[4];
-        LoadBTrans(bk, ks, kLd, 16 * kc, 16 * np, lane);
-        Mma<D>(dqa[2 * np], da, bk[0], bk[1]);
-        Mma<D>(dqa[2 * np + 1], da, bk[2], bk[3]);
-      }
+      const int nk = tile_keys(k0);
+      const int last[2] = {LastOpenKey(a, r_lo, k0, nk), LastOpenKey(a, r_lo + 8, k0, nk)};
+      QGradTile<D, HD>(a, qf, of, kbuf(buf), vbuf(buf), nullptr, last, lt, ds_row, wr, lane,
+                       dqa);
     }
   }
 
@@ -696,7 +886,7 @@ cudaError_t SetSmem(Kernel kernel, size_t bytes) {
 template <DT D, int HD>
 cudaError_t Forward(const AttentionDesc& d, const void* q, const void* k, const void* v,
                     const void* mask, void* o, float* lse, cudaStream_t stream) {
-  const size_t smem = ForwardSmem(HD, HasBias(d));
+  const size_t smem = ForwardSmem(HD);
   cudaError_t e = SetSmem(TcForwardKernel<D, HD>, smem);
   if (e != cudaSuccess) return e;
   TcForwardKernel<D, HD>
@@ -712,10 +902,9 @@ cudaError_t Backward(const AttentionDesc& d, const void* q, const void* k, const
                      void* dk, void* dv, float* dsum, cudaStream_t stream) {
   cudaError_t e = LaunchAttentionRowDot(D, d, o, d_o, dsum, stream);
   if (e != cudaSuccess) return e;
-  const bool masked = HasBias(d);
   const int64_t kv_blocks = d.b * d.h * Tiles(d.tk);
   if (kv_blocks > 0) {
-    const size_t smem = KvSmem(HD, masked);
+    const size_t smem = KvSmem(HD);
     e = SetSmem(TcBackwardKvKernel<D, HD>, smem);
     if (e != cudaSuccess) return e;
     TcBackwardKvKernel<D, HD><<<static_cast<unsigned>(kv_blocks), kThreads, smem, stream>>>(
@@ -725,7 +914,7 @@ cudaError_t Backward(const AttentionDesc& d, const void* q, const void* k, const
   }
   const int64_t q_blocks = d.b * d.h * Tiles(d.tq);
   if (q_blocks > 0) {
-    const size_t smem = QSmem(HD, masked);
+    const size_t smem = QSmem(HD);
     e = SetSmem(TcBackwardQKernel<D, HD>, smem);
     if (e != cudaSuccess) return e;
     TcBackwardQKernel<D, HD><<<static_cast<unsigned>(q_blocks), kThreads, smem, stream>>>(
