@@ -22,6 +22,7 @@
 #include "compiler/driver/generate_cli.h"
 #include "compiler/driver/dump.h"
 #include "compiler/driver/memory_report.h"
+#include "compiler/driver/run_report.h"
 #include "compiler/driver/tensor_io.h"
 #include "compiler/ir/printer.h"
 #include "compiler/onnx/exporter.h"
@@ -248,6 +249,8 @@ int RunCuda(const RunArgs& a, bool training) {
     if (!a.output_dir.empty()) args.push_back("--output-dir=" + a.output_dir);
     args.push_back(absl::StrCat("--warmup=", a.warmup));
     args.push_back(absl::StrCat("--repeat=", a.repeat));
+    if (a.profile) args.push_back("--profile=1");
+    if (!a.json.empty()) args.push_back("--json=" + a.json);
   }
   return ExecPtcCuda(a.plan, args);
 }
@@ -294,9 +297,11 @@ int Run(const RunArgs& a) {
     if (!outputs.ok()) return Fail(outputs.status());
     times.push_back(std::chrono::duration<double>(t1 - t0).count());
   }
-  std::vector<double> sorted = times;
-  std::sort(sorted.begin(), sorted.end());
-  double median = sorted[sorted.size() / 2];
+  ptc::driver::RunReport report;
+  report.plan = a.plan;
+  report.device = "cpu";
+  report.seconds = times;
+  report.memory_bytes = (*exec)->arena_bytes();
   if (!a.output_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(a.output_dir, ec);
@@ -307,7 +312,8 @@ int Run(const RunArgs& a) {
     }
   }
   std::fprintf(stderr, "ran %s: %zu run(s), median %.3f ms, arena %s\n", a.plan.c_str(),
-               times.size(), median * 1e3, HumanBytes((*exec)->arena_bytes()).c_str());
+               times.size(), ptc::driver::Median(times) * 1e3,
+               HumanBytes((*exec)->arena_bytes()).c_str());
   for (size_t i = 0; i < outputs->size(); ++i) {
     const Tensor& t = (*outputs)[i];
     double sum = 0;
@@ -316,52 +322,17 @@ int Run(const RunArgs& a) {
     std::fprintf(stderr, "  output %zu %%%s %s mean %.6g\n", i, main->results()[i]->name().c_str(),
                  t.type().ToString().c_str(), n ? sum / n : 0.0);
   }
-  std::vector<ptc::cpu::NodeProfile> prof;
   if (a.profile) {
-    prof = (*exec)->Profile();
-    double total = 0;
-    std::map<std::string, std::pair<double, int>> by_op;
-    for (const auto& p : prof) {
-      total += p.seconds;
-      by_op[p.op].first += p.seconds;
-      by_op[p.op].second += 1;
+    report.profiled = true;
+    for (const ptc::cpu::NodeProfile& p : (*exec)->Profile()) {
+      report.profile.push_back({p.op, p.name, p.loc, p.seconds});
     }
-    std::vector<std::pair<std::string, std::pair<double, int>>> ops(by_op.begin(), by_op.end());
-    std::sort(ops.begin(), ops.end(),
-              [](const auto& x, const auto& y) { return x.second.first > y.second.first; });
-    int runs = std::max(1, a.repeat);
-    std::fprintf(stderr, "\nprofile (per run, %d run(s)):\n  %-22s %6s %10s %7s\n", runs, "op",
-                 "nodes", "ms", "%");
-    for (const auto& [op, v] : ops) {
-      std::fprintf(stderr, "  %-22s %6d %10.3f %6.1f%%\n", op.c_str(), v.second,
-                   v.first / runs * 1e3, total > 0 ? 100 * v.first / total : 0.0);
-    }
-    std::vector<size_t> idx(prof.size());
-    for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
-    std::sort(idx.begin(), idx.end(), [&](size_t x, size_t y) { return prof[x].seconds > prof[y].seconds; });
-    std::fprintf(stderr, "\n  slowest nodes:\n");
-    for (size_t k = 0; k < std::min<size_t>(10, idx.size()); ++k) {
-      const auto& p = prof[idx[k]];
-      std::fprintf(stderr, "  %-16s %-28s %9.3f ms  %s\n", p.op.c_str(), p.name.c_str(),
-                   p.seconds / runs * 1e3, p.loc.c_str());
-    }
+    std::fprintf(stderr, "\n%s",
+                 ptc::driver::FormatRunProfile(report.profile, std::max(1, a.repeat)).c_str());
   }
   if (!a.json.empty()) {
-    nlohmann::json j;
-    j["plan"] = a.plan;
-    j["runs"] = times.size();
-    j["seconds"] = times;
-    j["median_seconds"] = median;
-    j["arena_bytes"] = (*exec)->arena_bytes();
-    if (a.profile) {
-      j["profile"] = nlohmann::json::array();
-      for (const auto& p : prof) {
-        j["profile"].push_back({{"op", p.op}, {"value", p.name}, {"loc", p.loc},
-                                {"seconds", p.seconds / std::max(1, a.repeat)}});
-      }
-    }
     std::ofstream out(a.json);
-    out << j.dump(2) << "\n";
+    out << ptc::driver::RunReportJson(report).dump(2) << "\n";
   }
   return 0;
 }

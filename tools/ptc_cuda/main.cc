@@ -1,7 +1,7 @@
 // ptc-cuda: runs CUDA plans for `ptc run` (which execs it), so that the CPU commands of ptc
 // never load the CUDA libraries. Usage:
 //   ptc-cuda PLAN [--input=NAME=FILE.pb ...] [--random-inputs=SEED] [--output-dir=DIR]
-//                 [--warmup=N] [--repeat=N]
+//                 [--warmup=N] [--repeat=N] [--profile=1] [--json=FILE]
 //   ptc-cuda PLAN --train [trainer flags: runtime/cpu/trainer.h TrainerOptionsToFlags]
 //   ptc-cuda PLAN --generate [--prompt=TEXT --tokens=N --temperature=F --top-k=K --seed=S
 //                 --no-kv-cache]   (`ptc generate` of a CUDA plan)
@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <random>
 #include <memory>
@@ -25,6 +26,7 @@
 #include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "compiler/driver/run_report.h"
 #include "compiler/driver/tensor_io.h"
 #include "compiler/support/status.h"
 #include "compiler/driver/generate_cli.h"
@@ -222,7 +224,8 @@ int main(int argc, char** argv) {
   if (argc >= 3 && std::string(argv[2]) == "--generate") {
     return GenerateOnDevice(plan_path, std::vector<std::string>(argv + 3, argv + argc));
   }
-  int warmup = 0, repeat = 1;
+  int warmup = 0, repeat = 1, profile = 0;
+  std::string json_path;
   bool random_inputs = false;
   uint64_t random_seed = 1;
   std::map<std::string, ptc::ir::Tensor> inputs;
@@ -245,6 +248,9 @@ int main(int argc, char** argv) {
       output_dir = kv[1];
     } else if (kv[0] == "--warmup" && absl::SimpleAtoi(kv[1], &warmup)) {
     } else if (kv[0] == "--repeat" && absl::SimpleAtoi(kv[1], &repeat)) {
+    } else if (kv[0] == "--profile" && absl::SimpleAtoi(kv[1], &profile)) {
+    } else if (kv[0] == "--json") {
+      json_path = kv[1];
     } else {
       return Fail(absl::InvalidArgumentError(absl::StrCat("bad flag ", a)));
     }
@@ -262,25 +268,59 @@ int main(int argc, char** argv) {
   if (!exec_options.ok()) return Fail(exec_options.status());
   auto exec = ptc::cuda::Executor::Create(*plan, *exec_options);
   if (!exec.ok()) return Fail(exec.status());
-  std::vector<double> times;
-  absl::StatusOr<std::vector<ptc::ir::Tensor>> outputs;
-  for (int i = 0; i < std::max(1, warmup + repeat); ++i) {
-    auto t0 = std::chrono::steady_clock::now();
-    outputs = (*exec)->Run(inputs);
-    if (!outputs.ok()) return Fail(outputs.status());
-    if (i >= warmup) {
-      times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
+  // Timed runs leave the results on the device, as a framework's timed forward does (a
+  // [16, 1024, 50257] f32 logits tensor is 3.3 GB: copying it to the host would dominate);
+  // one more run copies every result back (its time is reported beside) for --output-dir.
+  const ptc::ir::Function* main = plan->module->main();
+  const std::vector<bool> keep_on_device(main->results().size(), false);
+  for (int i = 0; i < warmup; ++i) {
+    auto r = (*exec)->Run(inputs, keep_on_device);
+    if (!r.ok()) return Fail(r.status());
   }
-  std::sort(times.begin(), times.end());
-  std::fprintf(stderr, "ran %s on cuda (%s): median %.3f ms; device memory %s; %s\n",
-               plan_path.c_str(), (*exec)->device().name.c_str(),
-               times.empty() ? 0.0 : times[times.size() / 2] * 1e3,
+  (*exec)->EnableProfiling(profile != 0);
+  ptc::driver::RunReport report;
+  report.plan = plan_path;
+  report.device = absl::StrCat("cuda (", (*exec)->device().name, ")");
+  for (int i = 0; i < std::max(1, repeat); ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = (*exec)->Run(inputs, keep_on_device);
+    if (!r.ok()) return Fail(r.status());
+    report.seconds.push_back(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  if (profile != 0) {
+    report.profiled = true;
+    for (const ptc::cuda::NodeProfile& p : (*exec)->Profile()) {
+      report.profile.push_back({p.op, p.name, p.loc, p.seconds});
+    }
+    (*exec)->EnableProfiling(false);
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  absl::StatusOr<std::vector<ptc::ir::Tensor>> outputs = (*exec)->Run(inputs);
+  if (!outputs.ok()) return Fail(outputs.status());
+  report.fetch_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  int64_t result_bytes = 0;
+  for (const ptc::ir::Tensor& t : *outputs) result_bytes += static_cast<int64_t>(t.nbytes());
+  report.result_bytes = result_bytes;
+  report.memory_bytes = (*exec)->memory().total();
+  std::fprintf(stderr,
+               "ran %s on %s: median %.3f ms per run (%zu run(s), results left on the device); "
+               "%.3f ms with the results (%.1f MiB) copied to the host; device memory %s; %s\n",
+               plan_path.c_str(), report.device.c_str(), ptc::driver::Median(report.seconds) * 1e3,
+               report.seconds.size(), *report.fetch_seconds * 1e3, result_bytes / 1048576.0,
                (*exec)->memory().ToString().c_str(), (*exec)->graph_status().c_str());
+  if (report.profiled) {
+    std::fprintf(stderr, "\n%s", ptc::driver::FormatRunProfile(report.profile,
+                                                               std::max(1, repeat)).c_str());
+  }
+  if (!json_path.empty()) {
+    std::ofstream out(json_path);
+    out << ptc::driver::RunReportJson(report).dump(2) << "\n";
+    if (!out) return Fail(absl::InternalError(absl::StrCat("cannot write ", json_path)));
+  }
   if (!output_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(output_dir, ec);
-    const ptc::ir::Function* main = plan->module->main();
     for (size_t i = 0; i < outputs->size(); ++i) {
       absl::Status s = ptc::driver::WriteTensorFile(absl::StrCat(output_dir, "/output_", i, ".pb"),
                                                     main->results()[i]->name(), (*outputs)[i]);
