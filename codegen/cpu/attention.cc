@@ -218,9 +218,11 @@ class AttentionBase : public Kernel {
 
   // Scores -> probabilities in place: rows `rows` query rows from i0 of (bi, hi), row r at
   // s + r * lds, over keys [0, n): scale, mask, softmax. A row whose keys are all masked
-  // becomes NaN, as softmax gives. lse (optional): each row's log-sum-exp (-inf when masked).
+  // becomes NaN, as softmax gives (the forward's output), or zeros with `empty_rows_zero` (the
+  // backward: such a row adds nothing to any gradient, as in the CUDA kernels). lse
+  // (optional): each row's log-sum-exp (-inf when masked).
   void Probs(T* s, int64_t lds, int64_t rows, int64_t n, const void* mask, int64_t bi,
-             int64_t hi, int64_t i0, float* lse = nullptr) const {
+             int64_t hi, int64_t i0, float* lse = nullptr, bool empty_rows_zero = false) const {
     const T neg_inf = -std::numeric_limits<T>::infinity();
     const int64_t mask_base = bi * p_.mask_str[0] + hi * p_.mask_str[1];
     for (int64_t r = 0; r < rows; ++r) {
@@ -236,7 +238,11 @@ class AttentionBase : public Kernel {
       }
       const T mx = RowMax(sr, n);
       const T sum = mx == neg_inf ? T(0) : ExpRowAndSum(sr, n, mx);
-      ScaleRow(sr, n, sum == T(0) ? std::numeric_limits<T>::quiet_NaN() : T(1) / sum);
+      if (sum == T(0) && empty_rows_zero) {
+        std::fill(sr, sr + n, T(0));
+      } else {
+        ScaleRow(sr, n, sum == T(0) ? std::numeric_limits<T>::quiet_NaN() : T(1) / sum);
+      }
       if (lse != nullptr) lse[r] = static_cast<float>(sum == T(0) ? neg_inf : mx + std::log(sum));
     }
   }
@@ -431,7 +437,8 @@ class AttentionKernel : public AttentionBase<T> {
 // attention_grad(dy, q, k, v[, mask]) -> dq, dk, dv. Per (batch, head), blocks of kQueryBlock
 // query rows: the scores of the block against every key are recomputed (rows x Tk, never
 // T x T), P = softmax, dP = dy V^T, dS = P * (dP - rowsum(P * dP)) * scale, then
-// dq = dS K, dk += dS^T q, dv += P^T dy. One (batch, head) per work item: dk / dv are summed
+// dq = dS K, dk += dS^T q, dv += P^T dy. A query row with every key masked (NaN in the
+// forward's output) has P = 0: its dq row is 0 and it adds nothing to dk, dv. One (batch, head) per work item: dk / dv are summed
 // by one thread in a fixed order (deterministic, no atomics).
 template <typename T>
 class AttentionGradKernel : public AttentionBase<T> {
@@ -513,7 +520,7 @@ class AttentionGradKernel : public AttentionBase<T> {
         BlockGemm<T>(false, rows, tke, d, qb, ldd, kt, tk, s, tk);    // q k^T
         BlockGemm<T>(false, rows, tke, e, dyb, lde, vt, tk, dp, tk);  // dy v^T
       }
-      this->Probs(s, tk, rows, tke, mask, bi, hi, i0);  // P
+      this->Probs(s, tk, rows, tke, mask, bi, hi, i0, nullptr, /*empty_rows_zero=*/true);  // P
       for (int64_t r = 0; r < rows; ++r) {
         // dS (scaled), overwriting dP; P stays in s.
         const T* sr = s + r * tk;

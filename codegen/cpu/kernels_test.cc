@@ -1274,6 +1274,72 @@ TEST(KernelAttentionTest, GradF32MatchesF64) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A query row with every key masked (causal with Tq > Tk: rows i < Tq - Tk) is NaN in the
+// forward's output and adds nothing to the gradients: dq's row is 0, and dk / dv equal those of
+// the problem without those rows. Before, its NaN P spread through dS into all of dk.
+
+TEST(KernelAttentionTest, GradRowsWithEveryKeyMaskedAddNothing) {
+  const int64_t h = 2, tq = 40, tk = 25, d = 8, cut = tq - tk;  // rows 0..14 see no key
+  std::mt19937 rng(11);
+  std::normal_distribution<double> dist(0.0, 1.0);
+  auto random = [&](int64_t t) {
+    ir::Tensor x(DType::kF64, {1, h, t, d});
+    for (int64_t j = 0; j < x.num_elements(); ++j) x.mutable_data_as<double>()[j] = dist(rng);
+    return x;
+  };
+  auto causal = [](int64_t rows, int64_t keys) {
+    ir::Tensor m(DType::kBool, {rows, keys});
+    for (int64_t i = 0; i < rows; ++i) {
+      for (int64_t j = 0; j < keys; ++j) m.mutable_data_as<bool>()[i * keys + j] = j > i + keys - rows;
+    }
+    return m;
+  };
+  auto grad = [&](const std::vector<ir::Tensor>& in) {
+    ir::Function fn("t");
+    std::vector<ir::Value*> params;
+    for (size_t i = 0; i < in.size(); ++i) params.push_back(fn.AddParam(absl::StrCat("x", i), in[i].type()));
+    const ir::TensorType& qt = in[1].type();
+    const ir::TensorType& kt = in[2].type();
+    ir::Node* n = fn.AddNode("attention_grad", params, {qt, kt, kt}, {});
+    auto out = EvaluateNode(*n, in);
+    EXPECT_TRUE(out.ok()) << out.status();
+    return *out;
+  };
+  const ir::Tensor dy = random(tq), q = random(tq), k = random(tk), v = random(tk);
+  const auto full = grad({dy, q, k, v, causal(tq, tk)});
+  // The same problem without the empty rows: rows cut.. of dy and q, a square causal mask.
+  auto rows_from = [&](const ir::Tensor& x) {
+    ir::Tensor y(DType::kF64, {1, h, tq - cut, d});
+    for (int64_t hi = 0; hi < h; ++hi) {
+      for (int64_t i = cut; i < tq; ++i) {
+        for (int64_t c = 0; c < d; ++c) {
+          y.mutable_data_as<double>()[(hi * (tq - cut) + i - cut) * d + c] =
+              x.data_as<double>()[(hi * tq + i) * d + c];
+        }
+      }
+    }
+    return y;
+  };
+  const auto kept = grad({rows_from(dy), rows_from(q), k, v, causal(tq - cut, tk)});
+  for (int64_t hi = 0; hi < h; ++hi) {
+    for (int64_t i = 0; i < tq; ++i) {
+      for (int64_t c = 0; c < d; ++c) {
+        const double got = full[0].data_as<double>()[(hi * tq + i) * d + c];
+        const double want =
+            i < cut ? 0.0 : kept[0].data_as<double>()[(hi * (tq - cut) + i - cut) * d + c];
+        ASSERT_NEAR(got, want, 1e-12) << "dq head " << hi << " row " << i;
+      }
+    }
+  }
+  for (int o = 1; o < 3; ++o) {
+    for (int64_t i = 0; i < full[o].num_elements(); ++i) {
+      ASSERT_NEAR(full[o].data_as<double>()[i], kept[o].data_as<double>()[i], 1e-12)
+          << (o == 1 ? "dk " : "dv ") << i;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // attention's second output, the log-sum-exp of each row's scaled, masked scores (f32
 // [B, H, Tq]; -inf for a row with every key masked), against a direct sum: the whole-row f32
 // path (Tk <= 512), the flash path (Tk > 512) and f64. attention_grad {saved_stats=1} gives

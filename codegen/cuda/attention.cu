@@ -228,7 +228,7 @@ __global__ void __launch_bounds__(32)
       p = (s == -INFINITY || !(lt > -INFINITY)) ? 0.f : __expf(s - lt);
       float dp = 0.f;
       for (int c = 0; c < dv; ++c) dp = fmaf(LoadF<D>(dor, c), vrow[c], dp);
-      ds = p * (dp - dsum[row0 + t]);
+      ds = p == 0.f ? 0.f : p * (dp - dsum[row0 + t]);  // a row with every key masked: D NaN
     }
     if (!__any_sync(0xffffffffu, p != 0.f)) continue;  // masked for every key of the tile
     if (lane < nk) {

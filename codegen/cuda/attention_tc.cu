@@ -598,7 +598,9 @@ __device__ __forceinline__ void KvGradTile(const AttentionDesc& a, const uint16_
                             ? 0.f
                             : __expf(x - lt);
         st[jj][e] = p;
-        dpt[jj][e] = p * (dpt[jj][e] - dsum_s[qi]);
+        // p = 0 adds nothing, even where D is NaN (a query row with every key masked: its O,
+        // and so D = dO . O, are NaN); as the CPU kernel and the SIMT backward.
+        dpt[jj][e] = p == 0.f ? 0.f : p * (dpt[jj][e] - dsum_s[qi]);
       }
     }
     // dV += P^T dO and dK += dS^T Q over this chunk's 16 queries (the k dim): B(k, n) =
@@ -766,7 +768,7 @@ __device__ __forceinline__ void QGradTile(const AttentionDesc& a, const uint32_t
         if (bias != nullptr) x += ToF<D>(bias[row * kTileLd + key]);
         const float p =
             (key > last[i] || x == -INFINITY || lt[i] == -INFINITY) ? 0.f : __expf(x - lt[i]);
-        s[jj][e] = p * (dp[jj][e] - ds_row[i]);  // dS
+        s[jj][e] = p == 0.f ? 0.f : p * (dp[jj][e] - ds_row[i]);  // dS (0 where p = 0)
       }
     }
     const uint32_t da[4] = {Pack<D>(s[0][0], s[0][1]), Pack<D>(s[0][2], s[0][3]),

@@ -194,7 +194,9 @@ def kv_tile(a, HD, warp, ks, vs, qs, dos, lse_s, dsum_s, bias, first, nq, dka, d
                 lt = lse_s[qi]
                 with np.errstate(invalid='ignore', over='ignore'):
                     p = np.where((qi < first[e >> 1]) | (qi >= nq) | (x == NEG) | (lt == NEG), 0.0, np.exp(x - lt))
-                st[jj][:, e] = p; dpt[jj][:, e] = p * (dpt[jj][:, e] - dsum_s[qi])
+                st[jj][:, e] = p
+                with np.errstate(invalid='ignore'):
+                    dpt[jj][:, e] = np.where(p == 0, 0.0, p * (dpt[jj][:, e] - dsum_s[qi]))
         pa = np.stack([pack(st[0][:, 0], st[0][:, 1]), pack(st[0][:, 2], st[0][:, 3]), pack(st[1][:, 0], st[1][:, 1]), pack(st[1][:, 2], st[1][:, 3])], axis=1)
         da = np.stack([pack(dpt[0][:, 0], dpt[0][:, 1]), pack(dpt[0][:, 2], dpt[0][:, 3]), pack(dpt[1][:, 0], dpt[1][:, 1]), pack(dpt[1][:, 2], dpt[1][:, 3])], axis=1)
         for n2 in range(HD // 16):
@@ -275,7 +277,8 @@ def q_tile(a, HD, w, ks, vs, bias, last):
                 if bias is not None: x = x + bias[row * TLD + key]
                 with np.errstate(invalid='ignore', over='ignore'):
                     p = np.where((key > last[i]) | (x == NEG) | (w['lt'][:, i] == NEG), 0.0, np.exp(x - w['lt'][:, i]))
-                s[jj][:, e] = p * (dp[jj][:, e] - w['dr'][:, i])
+                with np.errstate(invalid='ignore'):
+                    s[jj][:, e] = np.where(p == 0, 0.0, p * (dp[jj][:, e] - w['dr'][:, i]))
         da = np.stack([pack(s[0][:, 0], s[0][:, 1]), pack(s[0][:, 2], s[0][:, 3]), pack(s[1][:, 0], s[1][:, 1]), pack(s[1][:, 2], s[1][:, 3])], axis=1)
         for n2 in range(HD // 16):
             bk = ldsm_x4_trans(ks, kLd, 16*kc, 16*n2)
@@ -361,10 +364,10 @@ def run(name, B, H, TQ, TK, HD, bthd, mask_kind, seed=0):
             if mask_kind in (1, CAUSAL): S = np.where(mask.reshape(TQ, TK), NEG, S)
             if mask_kind == 2: S = S + mask.reshape(B, TQ, TK)[b]
             mx = S.max(1, keepdims=True); P = np.exp(S - mx); ssum = P.sum(1, keepdims=True); P /= ssum
-            # rows with every key masked: O NaN, lse -inf; they add nothing to dV (P = 0 there)
-            # and their D = dO . O is NaN, which reaches dQ's row and all of dK, as in the kernels
+            # rows with every key masked: O NaN, lse -inf, and they add nothing to the gradients
+            # (P = 0 there, and dS = 0 where P = 0: their D = dO . O is NaN)
             Om = P @ Vm; dP = dOm @ Vm.T; Dr = (dOm * Om).sum(1, keepdims=True)
-            P = np.nan_to_num(P, nan=0.0); dS = P * (dP - Dr)
+            P = np.nan_to_num(P, nan=0.0); dS = np.where(P == 0, 0.0, P * (dP - Dr))
             for i in range(TQ):
                 O[at(O, TQ, b, h, i): at(O, TQ, b, h, i) + HD] = Om[i]
                 dQ[at(q, TQ, b, h, i): at(q, TQ, b, h, i) + HD] = (dS @ Km * a.scale)[i]
@@ -406,5 +409,7 @@ if __name__ == '__main__':
     allok &= run('causal_index_tq_lt_tk_d128', 1, 1, 40, 130, 128, False, CAUSAL)
     allok &= run('nomask_bhtd_ragged_3_tiles_d64', 1, 1, 150, 140, 64, False, 0)
     allok &= run('causal_index_tq_gt_tk_nan_rows_d64', 1, 1, 80, 50, 64, False, CAUSAL)
+    allok &= run('causal_index_tq_gt_tk_3_key_tiles', 1, 1, 200, 150, 64, False, CAUSAL)
+    allok &= run('causal_bool_tq_gt_tk_2_query_tiles', 1, 1, 128, 64, 64, False, 1)
     print('ALL OK' if allok else 'SOME FAILED')
     sys.exit(0 if allok else 1)

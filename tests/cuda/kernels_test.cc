@@ -578,6 +578,13 @@ std::vector<Case> Cases() {
        {1, 3, 70, 64}, T(b, {70, 140}), Gen::kCausal, "", true, causal);
     tc("attention_grad_tc_bf16_causal_attr_bthd_d128", bf16, {1, 100, 2, 128},
        {1, 100, 2, 128}, {1, 100, 2, 128}, T(b, {100, 100}), Gen::kCausal, "bthd", true, causal);
+    // Rows with every key masked (Tq > Tk) add nothing to the gradients (P = 0, dS = 0 though
+    // their D is NaN), on every backend: several key tiles (causal by index) and two query
+    // tiles (bool mask tiles).
+    tc("attention_grad_tc_f16_causal_attr_tq_gt_tk", f16, {1, 2, 200, 64}, {1, 2, 150, 64},
+       {1, 2, 200, 64}, T(b, {200, 150}), Gen::kCausal, "", true, causal);
+    tc("attention_grad_tc_bf16_fully_masked_rows", bf16, {1, 2, 128, 64}, {1, 2, 64, 64},
+       {1, 2, 128, 64}, T(b, {128, 64}), Gen::kCausal, "", true);
     // The log-sum-exp as a second output (save-attention-stats): f32 [B, H, Tq], tensor cores
     // and SIMT.
     Case lse_tc{"attention_lse_tc_bf16_bthd_causal", "attention",
