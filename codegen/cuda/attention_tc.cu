@@ -382,19 +382,22 @@ struct FwdState {
 
 // One key tile of the forward for a warp's 16 rows (first row wr of the block tile): S = Q K^T,
 // scale, mask (the bias tile when non-null; keys past last[i] for row i), online softmax,
-// O += P V.
+// O += P V. key_lim (warp-uniform, >= every last[i] of the warp): the key 8-blocks and 16-blocks
+// past it are masked for all 16 rows, and their products are skipped (a causal diagonal tile).
 template <DT D, int HD>
 __device__ __forceinline__ void ForwardTile(const AttentionDesc& a, const uint32_t (&qf)[HD / 16][4],
                                             const uint16_t* ks, const uint16_t* vs,
-                                            const uint16_t* bias, const int (&last)[2], int wr,
-                                            int lane, FwdState<HD>& st) {
+                                            const uint16_t* bias, const int (&last)[2],
+                                            int key_lim, int wr, int lane, FwdState<HD>& st) {
   constexpr int kLd = HD + kPad;
   const int g = lane >> 2, qd = lane & 3;
   // S = Q K^T: [16 rows] x [64 keys] per warp, n-tile j = keys 8j..8j+7.
   float s[8][4];
 #pragma unroll
+  for (int j = 0; j < 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
   for (int j = 0; j < 8; ++j) {
-    s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+    if (8 * j > key_lim) break;  // masked below for every row of the warp
 #pragma unroll
     for (int kk = 0; kk < HD / 16; ++kk) {
       const uint16_t* kr = ks + (8 * j + g) * kLd + 16 * kk + 2 * qd;  // B(k, n) = K[n][k]
@@ -449,6 +452,7 @@ __device__ __forceinline__ void ForwardTile(const AttentionDesc& a, const uint32
   // O += P V: k-step kk = keys 16kk..16kk+15; B(k, n) = V[k][n] (ldmatrix.trans, two n-tiles).
 #pragma unroll
   for (int kk = 0; kk < 4; ++kk) {
+    if (16 * kk > key_lim) break;  // P = 0 for these keys in every row of the warp
     const uint32_t pa[4] = {
         Pack<D>(s[2 * kk][0], s[2 * kk][1]), Pack<D>(s[2 * kk][2], s[2 * kk][3]),
         Pack<D>(s[2 * kk + 1][0], s[2 * kk + 1][1]), Pack<D>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
@@ -511,7 +515,7 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
       __syncthreads();
       const int nk = tile_keys(k0);
       const int last[2] = {nk - 1, nk - 1};
-      ForwardTile<D, HD>(a, qf, kbuf(0), vbuf(0), bias, last, wr, lane, st);
+      ForwardTile<D, HD>(a, qf, kbuf(0), vbuf(0), bias, last, nk - 1, wr, lane, st);
     }
   } else if (k_end > 0) {
     // Double-buffered: tile k0 + 64 is copied into the other buffer while k0 is computed.
@@ -529,7 +533,8 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
       }
       const int nk = tile_keys(k0);
       const int last[2] = {LastOpenKey(a, r_lo, k0, nk), LastOpenKey(a, r_lo + 8, k0, nk)};
-      ForwardTile<D, HD>(a, qf, kbuf(buf), vbuf(buf), nullptr, last, wr, lane, st);
+      const int key_lim = LastOpenKey(a, t0 + wr + 15, k0, nk);  // the warp's last row's
+      ForwardTile<D, HD>(a, qf, kbuf(buf), vbuf(buf), nullptr, last, key_lim, wr, lane, st);
     }
   }
 
@@ -552,19 +557,23 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
 // ---- dK / dV (see the file comment)
 // One query tile for a warp's 16 keys (first key wr of the block tile): per 16-query chunk
 // S^T = K Q^T and dP^T = V dO^T, P^T = exp(scale S^T + bias - lse), dS^T = P^T (dP^T - D),
-// dV += P^T dO, dK += dS^T Q. Queries before first[i] (causal) or from nq on are P = 0.
+// dV += P^T dO, dK += dS^T Q. Queries before first[i] (causal) or from nq on are P = 0;
+// q_lim (warp-uniform, <= every first[i] of the warp): 16-query chunks wholly before it, or
+// from nq on, are skipped.
 template <DT D, int HD>
 __device__ __forceinline__ void KvGradTile(const AttentionDesc& a, const uint16_t* ks,
                                            const uint16_t* vs, const uint16_t* qs,
                                            const uint16_t* dos, const float* lse_s,
                                            const float* dsum_s, const uint16_t* bias,
-                                           const int (&first)[2], int nq, int wr, int lane,
-                                           float (&dka)[HD / 8][4], float (&dva)[HD / 8][4]) {
+                                           const int (&first)[2], int q_lim, int nq, int wr,
+                                           int lane, float (&dka)[HD / 8][4],
+                                           float (&dva)[HD / 8][4]) {
   constexpr int kLd = HD + kPad;
   const int g = lane >> 2, qd = lane & 3;
   // 16-query chunks: the score tiles stay at 2 x 4 registers each.
 #pragma unroll 1
   for (int qc = 0; qc < kTile / 16; ++qc) {
+    if (16 * qc + 15 < q_lim || 16 * qc >= nq) continue;  // P = 0 for the whole chunk
     float st[2][4], dpt[2][4];  // [16 keys] x [16 queries]; n-tile jj = queries 8jj..
 #pragma unroll
     for (int jj = 0; jj < 2; ++jj) {
@@ -677,7 +686,7 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 3 : 1)
       }
       __syncthreads();
       const int first[2] = {0, 0};
-      KvGradTile<D, HD>(a, ks, vs, qbuf(0), dobuf(0), lsebuf(0), dsumbuf(0), bias, first,
+      KvGradTile<D, HD>(a, ks, vs, qbuf(0), dobuf(0), lsebuf(0), dsumbuf(0), bias, first, 0,
                         tile_queries(t0), wr, lane, dka, dva);
     }
   } else {
@@ -707,8 +716,9 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 3 : 1)
       // The first open query of this thread's keys lo (wr + g) and hi (+ 8).
       const int first[2] = {FirstOpenQuery(a, k0 + wr + g, t0),
                             FirstOpenQuery(a, k0 + wr + g + 8, t0)};
+      const int q_lim = FirstOpenQuery(a, k0 + wr, t0);  // the warp's first key's
       KvGradTile<D, HD>(a, ks, vs, qbuf(buf), dobuf(buf), lsebuf(buf), dsumbuf(buf), nullptr,
-                        first, tile_queries(t0), wr, lane, dka, dva);
+                        first, q_lim, tile_queries(t0), wr, lane, dka, dva);
     }
   }
 
@@ -731,18 +741,20 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 3 : 1)
 
 // ---- dQ (see the file comment)
 // One key tile for a warp's 16 rows: per 16-key chunk S = Q K^T, dP = dO V^T, dS = P (dP - D),
-// dQ += dS K; keys past last[i] of row i are P = 0.
+// dQ += dS K; keys past last[i] of row i are P = 0, and 16-key chunks wholly past key_lim
+// (warp-uniform, >= every last[i] of the warp) are skipped.
 template <DT D, int HD>
 __device__ __forceinline__ void QGradTile(const AttentionDesc& a, const uint32_t (&qf)[HD / 16][4],
                                           const uint32_t (&of)[HD / 16][4], const uint16_t* ks,
                                           const uint16_t* vs, const uint16_t* bias,
-                                          const int (&last)[2], const float (&lt)[2],
-                                          const float (&ds_row)[2], int wr, int lane,
-                                          float (&dqa)[HD / 8][4]) {
+                                          const int (&last)[2], int key_lim,
+                                          const float (&lt)[2], const float (&ds_row)[2], int wr,
+                                          int lane, float (&dqa)[HD / 8][4]) {
   constexpr int kLd = HD + kPad;
   const int g = lane >> 2, qd = lane & 3;
 #pragma unroll 1
   for (int kc = 0; kc < kTile / 16; ++kc) {
+    if (16 * kc > key_lim) break;  // P = 0 for the rest of the tile
     float s[2][4], dp[2][4];  // [16 rows] x [16 keys]; n-tile jj = keys 16kc + 8jj..
 #pragma unroll
     for (int jj = 0; jj < 2; ++jj) {
@@ -839,7 +851,8 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
       __syncthreads();
       const int nk = tile_keys(k0);
       const int last[2] = {nk - 1, nk - 1};
-      QGradTile<D, HD>(a, qf, of, kbuf(0), vbuf(0), bias, last, lt, ds_row, wr, lane, dqa);
+      QGradTile<D, HD>(a, qf, of, kbuf(0), vbuf(0), bias, last, nk - 1, lt, ds_row, wr, lane,
+                       dqa);
     }
   } else if (k_end > 0) {
     // Double-buffered as the forward.
@@ -857,8 +870,9 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
       }
       const int nk = tile_keys(k0);
       const int last[2] = {LastOpenKey(a, r_lo, k0, nk), LastOpenKey(a, r_lo + 8, k0, nk)};
-      QGradTile<D, HD>(a, qf, of, kbuf(buf), vbuf(buf), nullptr, last, lt, ds_row, wr, lane,
-                       dqa);
+      const int key_lim = LastOpenKey(a, t0 + wr + 15, k0, nk);  // the warp's last row's
+      QGradTile<D, HD>(a, qf, of, kbuf(buf), vbuf(buf), nullptr, last, key_lim, lt, ds_row, wr,
+                       lane, dqa);
     }
   }
 

@@ -585,6 +585,12 @@ std::vector<Case> Cases() {
        {1, 2, 200, 64}, T(b, {200, 150}), Gen::kCausal, "", true, causal);
     tc("attention_grad_tc_bf16_fully_masked_rows", bf16, {1, 2, 128, 64}, {1, 2, 64, 64},
        {1, 2, 128, 64}, T(b, {128, 64}), Gen::kCausal, "", true);
+    // Tk - Tq = 17: the warp-uniform limits of the skipped products on diagonal tiles fall on
+    // the last element of a 16-chunk.
+    tc("attention_tc_bf16_causal_attr_offset_17", bf16, {1, 100, 2, 64}, {1, 117, 2, 64}, {},
+       T(b, {100, 117}), Gen::kCausal, "bthd", false, causal);
+    tc("attention_grad_tc_bf16_causal_attr_offset_17", bf16, {1, 100, 2, 64}, {1, 117, 2, 64},
+       {1, 100, 2, 64}, T(b, {100, 117}), Gen::kCausal, "bthd", true, causal);
     // The log-sum-exp as a second output (save-attention-stats): f32 [B, H, Tq], tensor cores
     // and SIMT.
     Case lse_tc{"attention_lse_tc_bf16_bthd_causal", "attention",
