@@ -12,6 +12,7 @@
 #include <cublasLt.h>
 
 #include <algorithm>
+#include <numeric>
 #include <cmath>
 #include <memory>
 #include <string>
@@ -31,6 +32,16 @@ namespace {
 
 // Scratch regions start 256-byte aligned.
 size_t AlignScratch(size_t bytes) { return (bytes + 255) / 256 * 256; }
+
+// The alignment (bytes, at most 256: the executor's buffers and scratch slices) that every
+// operand pointer of a GEMM keeps when it is a buffer plus multiples of these byte offsets.
+// cuBLASLt assumes 256 unless told (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*), and an algorithm
+// picked for 256 may fail on a less aligned pointer.
+uint32_t GuaranteedAlign(std::initializer_list<int64_t> byte_offsets) {
+  int64_t a = 256;
+  for (int64_t o : byte_offsets) a = std::gcd(a, o < 0 ? -o : o);  // gcd(a, 0) = a
+  return static_cast<uint32_t>(a);
+}
 // Row length of padded scratch matrices: with rows of an odd element count (a vocabulary of
 // 50257) cuBLASLt only has slow kernels; 64 elements keep every row 128-byte aligned.
 int64_t PaddedLd(int64_t n) { return (n + 63) / 64 * 64; }
@@ -62,13 +73,25 @@ struct Problem {
 class GemmKernel final : public DeviceKernel {
  public:
   // out_dt: D's dtype when it differs from A / B's (f32 results of bf16 / f16 products).
+  // bias_dt: the dtype of an epilogue's bias (gradient) vector; it must be D's (cuBLASLt's
+  // default, the only documented type for a BGRAD epilogue's output): otherwise an error, and
+  // the caller takes its fallback. min_align: the alignment in bytes every A, B, C, D pointer
+  // keeps (GuaranteedAlign), told to the heuristic.
   absl::Status Init(const ir::Node& node, DType dt, const Problem& p, double alpha, double beta,
                     bool allow_tf32, cublasLtHandle_t lt,
                     cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT,
-                    DType out_dt = DType::kBool, DType bias_dt = DType::kBool) {
+                    DType out_dt = DType::kBool, DType bias_dt = DType::kBool,
+                    uint32_t min_align = 256) {
     node_ = &node;
     p_ = p;
     elem_ = ir::DTypeSize(out_dt == DType::kBool ? dt : out_dt);
+    in_elem_ = ir::DTypeSize(dt);
+    const DType d_dt = out_dt == DType::kBool ? dt : out_dt;
+    if (bias_dt != DType::kBool && bias_dt != d_dt) {
+      return absl::UnimplementedError(absl::StrCat(
+          node.Describe(), ": an epilogue bias of ", std::string(ir::DTypeName(bias_dt)),
+          " with a ", std::string(ir::DTypeName(d_dt)), " result"));
+    }
     cudaDataType_t data;
     cublasComputeType_t compute;
     cudaDataType_t scale = CUDA_R_32F;
@@ -107,12 +130,6 @@ class GemmKernel final : public DeviceKernel {
       PTC_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
           desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
     }
-    if (bias_dt == DType::kF32 && ir::IsHalfFloat(dt)) {
-      // The epilogue's bias vector in f32 (a BGRAD epilogue's f32 bias gradient).
-      const cudaDataType_t bias_type = CUDA_R_32F;
-      PTC_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
-          desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)));
-    }
     // Stored (pre-op) shapes, column-major.
     PTC_ASSIGN_OR_RETURN(a_, MakeLayout(data, p.trans_a ? p.k : p.m, p.trans_a ? p.m : p.k, p.lda,
                                         p.batch, p.stride_a));
@@ -133,6 +150,12 @@ class GemmKernel final : public DeviceKernel {
     const uint64_t ws = kLtWorkspaceBytes;
     PTC_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceSetAttribute(
         pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+    for (cublasLtMatmulPreferenceAttributes_t a :
+         {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+          CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES}) {
+      PTC_CUBLAS_RETURN_IF_ERROR(
+          cublasLtMatmulPreferenceSetAttribute(pref, a, &min_align, sizeof(min_align)));
+    }
     cublasLtMatmulHeuristicResult_t result{};
     int found = 0;
     PTC_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulAlgoGetHeuristic(
@@ -185,8 +208,8 @@ class GemmKernel final : public DeviceKernel {
     if (loop_.empty()) return Matmul(ctx, our_b, our_a, d, alpha, beta);
     const int64_t d_step = p_.m * p_.n * static_cast<int64_t>(elem_);
     for (size_t i = 0; i < loop_.size(); ++i) {
-      PTC_RETURN_IF_ERROR(Matmul(ctx, our_b + loop_[i].second * elem_, our_a + loop_[i].first * elem_,
-                                 d + i * d_step, alpha, beta));
+      PTC_RETURN_IF_ERROR(Matmul(ctx, our_b + loop_[i].second * in_elem_,
+                                 our_a + loop_[i].first * in_elem_, d + i * d_step, alpha, beta));
     }
     return absl::OkStatus();
   }
@@ -220,7 +243,7 @@ class GemmKernel final : public DeviceKernel {
  private:
   const ir::Node* node_ = nullptr;
   Problem p_;
-  size_t elem_ = 4;
+  size_t elem_ = 4, in_elem_ = 4;  // D's and A / B's element sizes
   bool f64_ = false;
   float alpha_f_ = 1, beta_f_ = 0;
   double alpha_d_ = 1, beta_d_ = 0;
@@ -271,7 +294,10 @@ class PaddedMatmulKernel final : public DeviceKernel {
       Problem p = RowMajorProblem(s == 0 ? rows_ : tail, n, k, false, trans_b);
       if (!trans_b) p.lda = ldn_;  // cuBLASLt A = our B, copied into padded rows
       p.ldd = ldn_;
-      PTC_RETURN_IF_ERROR(gemm_[s].Init(node, dt, p, 1.0, 0.0, options.allow_tf32, lt));
+      // Our A advances by rows_ rows per block.
+      PTC_RETURN_IF_ERROR(gemm_[s].Init(node, dt, p, 1.0, 0.0, options.allow_tf32, lt,
+                                        CUBLASLT_EPILOGUE_DEFAULT, DType::kBool, DType::kBool,
+                                        GuaranteedAlign({rows_ * k * static_cast<int64_t>(elem_)})));
     }
     b_bytes_ = trans_b ? 0 : AlignScratch(elem_ * static_cast<size_t>(k_ * ldn_));
     return absl::OkStatus();
@@ -395,7 +421,12 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateMatmul(const ir::Node& node,
       loop.push_back({oa, ob});
     }
   }
-  PTC_RETURN_IF_ERROR(kernel->Init(node, ta.dtype, p, 1.0, 0.0, options.allow_tf32, lt));
+  uint32_t align = 256;  // the broadcast loop's operand offsets
+  const int64_t es = static_cast<int64_t>(ir::DTypeSize(ta.dtype));
+  for (const auto& [oa, ob] : loop) align = std::min(align, GuaranteedAlign({oa * es, ob * es}));
+  if (!loop.empty()) align = std::min(align, GuaranteedAlign({m * n * es}));
+  PTC_RETURN_IF_ERROR(kernel->Init(node, ta.dtype, p, 1.0, 0.0, options.allow_tf32, lt,
+                                   CUBLASLT_EPILOGUE_DEFAULT, DType::kBool, DType::kBool, align));
   if (!loop.empty()) kernel->SetBatchLoop(std::move(loop));
   return std::unique_ptr<DeviceKernel>(std::move(kernel));
 }
@@ -833,7 +864,13 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateAttention(const ir::Node& no
   qk.stride_a = k_hs;
   qk.stride_b = q_hs;
   qk.stride_d = tq * tk;
-  PTC_RETURN_IF_ERROR(kernel->qk_.Init(node, DType::kF32, qk, scale, 0.0, options.allow_tf32, lt));
+  // bthd: one launch per batch, each operand advanced by its batch stride (f32).
+  const uint32_t align = GuaranteedAlign({4 * kernel->q_outer_, 4 * kernel->k_outer_,
+                                          4 * kernel->v_outer_, 4 * kernel->o_outer_,
+                                          4 * kernel->s_outer_});
+  PTC_RETURN_IF_ERROR(kernel->qk_.Init(node, DType::kF32, qk, scale, 0.0, options.allow_tf32, lt,
+                                       CUBLASLT_EPILOGUE_DEFAULT, DType::kBool, DType::kBool,
+                                       align));
   Problem pv = RowMajorProblem(tq, dv, tk, false, false);
   pv.lda = v_ld;  // cuBLASLt A = V
   pv.ldb = tk;
@@ -842,7 +879,9 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateAttention(const ir::Node& no
   pv.stride_a = v_hs;
   pv.stride_b = tq * tk;
   pv.stride_d = o_hs;
-  PTC_RETURN_IF_ERROR(kernel->pv_.Init(node, DType::kF32, pv, 1.0, 0.0, options.allow_tf32, lt));
+  PTC_RETURN_IF_ERROR(kernel->pv_.Init(node, DType::kF32, pv, 1.0, 0.0, options.allow_tf32, lt,
+                                       CUBLASLT_EPILOGUE_DEFAULT, DType::kBool, DType::kBool,
+                                       align));
   if (node.num_inputs() == 4) {
     const ir::TensorType& m = node.input(3)->type();
     if (m.dtype != DType::kBool && m.dtype != DType::kF32) return Invalid(node, "mask must be bool or f32");
@@ -921,17 +960,22 @@ class LinearCeKernel final : public DeviceKernel {
       const DType f32_out = low_ ? DType::kF32 : DType::kBool;
       Problem logits = RowMajorProblem(c, v_, d_, false, trans_b_);
       logits.ldd = ld_;
+      // x and dx advance by rows_ rows per block; the scratch is 256-byte aligned.
+      const uint32_t align = GuaranteedAlign({rows_ * d_ * static_cast<int64_t>(elem_)});
       PTC_RETURN_IF_ERROR(g.logits.Init(node, dt_, logits, 1.0, 0.0, options.allow_tf32, lt,
-                                        CUBLASLT_EPILOGUE_DEFAULT, f32_out));
+                                        CUBLASLT_EPILOGUE_DEFAULT, f32_out, DType::kBool,
+                                        align));
       if (!grads_) continue;
       Problem dx = RowMajorProblem(c, d_, v_, false, !trans_b_);
       dx.ldb = ld_;  // cuBLASLt B = our A = G
-      PTC_RETURN_IF_ERROR(g.dx.Init(node, dt_, dx, 1.0, 0.0, options.allow_tf32, lt));
+      PTC_RETURN_IF_ERROR(g.dx.Init(node, dt_, dx, 1.0, 0.0, options.allow_tf32, lt,
+                                    CUBLASLT_EPILOGUE_DEFAULT, DType::kBool, DType::kBool,
+                                    align));
       Problem dw = trans_b_ ? RowMajorProblem(v_, d_, c, true, false)
                             : RowMajorProblem(d_, v_, c, true, false);
       (trans_b_ ? dw.ldb : dw.lda) = ld_;  // G: our A (dw = G^T x) or our B (dw = x^T G)
       PTC_RETURN_IF_ERROR(g.dw.Init(node, dt_, dw, 1.0, 1.0, options.allow_tf32, lt,
-                                    CUBLASLT_EPILOGUE_DEFAULT, f32_out));
+                                    CUBLASLT_EPILOGUE_DEFAULT, f32_out, DType::kBool, align));
     }
     // Scratch: the block's logits (f32), its low-precision copy of G, dw in f32 (low inputs),
     // row losses and weights of all N rows, the normalizer.
@@ -1016,10 +1060,11 @@ class LinearCeKernel final : public DeviceKernel {
 // gemm_bgrad(a, b) {trans_a, dtype, bias_dtype} -> y, db: y = op(a) b (D in f32 for {dtype=f32})
 // and db = the column sums of b.
 // cuBLASLt's A is our b (RowMajorProblem), so BGRADA sums it over k: one pass over b for both.
-// Where cuBLASLt has no BGRADA algorithm for the problem (or KernelOptions::bgrad_reduce), the
-// plain GEMM and a column reduction (LaunchReduce) into db, through a low-precision scratch
-// and a cast when db is f32 for f16 / bf16 operands: what the two nodes computed before
-// fuse-bias-grad.
+// BGRADA writes the bias gradient in D's dtype, so it is used when db and y share one (GPT-2's
+// {dtype=f32, bias_dtype=f32}). Otherwise, where cuBLASLt has no BGRADA algorithm for the
+// problem, or with KernelOptions::bgrad_reduce: the plain GEMM and a column reduction
+// (LaunchReduce) into db, through a low-precision scratch and a cast when db is f32 for f16 /
+// bf16 operands: what the two nodes computed before fuse-bias-grad.
 class GemmBgradKernel final : public DeviceKernel {
  public:
   absl::Status Init(const ir::Node& node, const KernelOptions& options, cublasLtHandle_t lt) {
@@ -1043,7 +1088,9 @@ class GemmBgradKernel final : public DeviceKernel {
     bias_dt_ = db.dtype;
     y_dt_ = node.output(0)->type().dtype;  // f32 for f16 / bf16 operands: D written in f32
     const Problem p = RowMajorProblem(m_, n_, k_, ta != 0, false);
-    if (!options.bgrad_reduce && k_ > 0) {
+    if (k_ == 0) return absl::OkStatus();  // Launch writes zeros
+    // BGRADA's bias gradient has D's dtype (Init declines another): db and y of one dtype.
+    if (!options.bgrad_reduce && bias_dt_ == y_dt_) {
       epilogue_ = gemm_.Init(node, dt_, p, 1.0, 0.0, options.allow_tf32, lt,
                              CUBLASLT_EPILOGUE_BGRADA, y_dt_, bias_dt_)
                       .ok();

@@ -137,6 +137,9 @@ std::vector<Case> Cases() {
   gemm("matmul_f32_shared_rhs", "matmul", {T(f32, {5, 16, 32}), T(f32, {32, 24})}, {}, 10);
   gemm("matmul_f32_shared_lhs", "matmul", {T(f32, {16, 32}), T(f32, {3, 32, 24})}, {}, 10);
   gemm("matmul_f32_bcast_loop", "matmul", {T(f32, {3, 1, 8, 12}), T(f32, {1, 4, 12, 10})}, {}, 10);
+  // The broadcast loop with odd matrices: operand offsets of 3 x 3 x 4 = 36 bytes (cuBLASLt is
+  // told the alignment the pointers keep).
+  gemm("matmul_f32_bcast_loop_odd", "matmul", {T(f32, {3, 1, 3, 3}), T(f32, {1, 2, 3, 5})}, {}, 10);
   gemm("matmul_f32_vec_mat", "matmul", {T(f32, {7}), T(f32, {7, 5})}, {}, 10);
   gemm("matmul_f32_mat_vec", "matmul", {T(f32, {4, 6}), T(f32, {6})}, {}, 10);
   gemm("matmul_f32_large", "matmul", {T(f32, {128, 512}), T(f32, {512, 96})}, {}, 30);
@@ -172,6 +175,10 @@ std::vector<Case> Cases() {
         {{"trans_a", int64_t{1}}, {"dtype", DType::kF32}, {"bias_dtype", DType::kF32}}, 2);
   bgrad("gemm_bgrad_bf16_f32_bias", {T(bf16, {64, 40}), T(bf16, {64, 56})},
         {{"trans_a", int64_t{1}}, {"bias_dtype", DType::kF32}}, 2);
+  // Only y in f32: db (bf16) must not get BGRADA's f32 vector (it would write 4n bytes into
+  // 2n): the reduce fallback takes it.
+  bgrad("gemm_bgrad_bf16_f32_y_only", {T(bf16, {64, 40}), T(bf16, {64, 56})},
+        {{"trans_a", int64_t{1}}, {"dtype", DType::kF32}}, 2);
   bgrad("gemm_bgrad_f16", {T(f16, {64, 32}), T(f16, {64, 24})}, {{"trans_a", int64_t{1}}}, 2);
   bgrad("gemm_bgrad_f32", {T(f32, {24, 40}), T(f32, {40, 56})}, {}, 10);
   gemm("fused_matmul_bias_gelu", "fused_matmul", {T(f32, {2, 8, 32}), T(f32, {32, 48}), T(f32, {48})},
@@ -749,6 +756,20 @@ std::vector<Case> Cases() {
       Case g{name, "layer_norm_grad",
              {T(dy, x), T(f32, x), T(f32, norm), T(f32, stat), T(f32, stat), T(f32, x)},
              {{"axis", int64_t{1}}}, 3};
+      g.gens = {Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kPositive,
+                Gen::kNormal};
+      g.tolerance_scale = 30;
+      cs.push_back(g);
+    }
+    // dx_low (fold-norm-casts): dx also written in dy's bf16 / f16, the bits of a cast of dx;
+    // register (d = 768, with the addend) and streaming (d = 1001) kernels.
+    for (auto [name, dy, x] :
+         {std::tuple{"layer_norm_grad_dx_low_bf16_rows", bf16, ir::Shape{1024, 768}},
+          std::tuple{"layer_norm_grad_dx_low_f16_streaming_1001", f16, ir::Shape{5, 1001}}}) {
+      const ir::Shape norm{x[1]}, stat{x[0], 1};
+      Case g{name, "layer_norm_grad",
+             {T(dy, x), T(f32, x), T(f32, norm), T(f32, stat), T(f32, stat), T(f32, x)},
+             {{"axis", int64_t{1}}}, 4};
       g.gens = {Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kPositive,
                 Gen::kNormal};
       g.tolerance_scale = 30;
