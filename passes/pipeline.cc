@@ -182,10 +182,11 @@ const std::vector<PassInfo>& RegisteredPasses() {
 
 std::vector<std::string> DefaultPassList(std::string_view target) {
   // fuse-bias-grad after cse: dW's and db's views of the output gradient are one value then.
-  // fold-norm-casts: only --precision plans have the casts it folds.
+  // fold-norm-casts: only --precision plans have the casts it folds; after fuse-norm-grad-add,
+  // whose addend is part of the dx it casts.
   std::vector<std::string> list = {"fold-param-casts", "fold-constants", "simplify",
                                    "fold-gemm-transpose", "annotate-causal", "cse",
-                                   "fuse-bias-grad", "fold-norm-casts", "fuse-norm-grad-add",
+                                   "fuse-bias-grad", "fuse-norm-grad-add", "fold-norm-casts",
                                    "dce"};
   if (target == "cpu") {
     // fuse-elementwise pays on CPU: a GPT-2-like MLP/residual block measured faster with it

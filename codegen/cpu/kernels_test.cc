@@ -1527,6 +1527,48 @@ TEST(KernelNormTest, AddendGivesTheBitsOfTheAdd) {
   EXPECT_TRUE((*got)[2].BitEquals((*want)[2]));
 }
 
+// dx_low (fold-norm-casts): layer_norm_grad with a bf16 dy of an f32 norm also writes dx in
+// bf16, the bits of cast(dx) {to=bf16}; with the addend too, and dx itself unchanged.
+TEST(KernelNormTest, DxLowGivesTheBitsOfTheCast) {
+  const int64_t rows = 5, d = 24;
+  ir::Function fn("t");
+  const ir::TensorType xt{DType::kF32, {rows, d}}, pt{DType::kF32, {d}};
+  const ir::TensorType lt{DType::kBF16, {rows, d}}, st{DType::kF32, {rows, 1}};
+  ir::Value* dy = fn.AddParam("dy", lt);
+  ir::Value* x = fn.AddParam("x", xt);
+  ir::Value* g = fn.AddParam("g", pt);
+  ir::Value* mu = fn.AddParam("mu", st);
+  ir::Value* is = fn.AddParam("is", st);
+  ir::Value* skip = fn.AddParam("skip", xt);
+  const ir::AttrMap attrs = {{"axis", int64_t{1}}};
+  ir::Node* grad = fn.AddNode("layer_norm_grad", {dy, x, g, mu, is, skip}, {xt, pt, pt}, attrs);
+  ir::Node* cast = fn.AddNode("cast", {grad->output(0)}, {lt}, {{"to", DType::kBF16}});
+  ir::Node* fused =
+      fn.AddNode("layer_norm_grad", {dy, x, g, mu, is, skip}, {xt, pt, pt, lt}, attrs);
+  std::mt19937 rng(9);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  auto random = [&](ir::Shape s, bool positive = false) {
+    std::vector<float> v(ir::NumElements(s));
+    for (float& e : v) e = positive ? 0.5f + std::fabs(dist(rng)) : dist(rng);
+    return ir::Tensor::FromVector(DType::kF32, s, v);
+  };
+  ir::Node* down = fn.AddNode("cast", {x}, {lt}, {{"to", DType::kBF16}});
+  auto dyb = EvaluateNode(*down, {random({rows, d})});
+  ASSERT_TRUE(dyb.ok()) << dyb.status();
+  const std::vector<ir::Tensor> ins = {(*dyb)[0], random({rows, d}), random({d}),
+                                       random({rows, 1}), random({rows, 1}, true),
+                                       random({rows, d})};
+  auto want = EvaluateNode(*grad, ins);
+  ASSERT_TRUE(want.ok()) << want.status();
+  auto low = EvaluateNode(*cast, {(*want)[0]});
+  ASSERT_TRUE(low.ok()) << low.status();
+  auto got = EvaluateNode(*fused, ins);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->size(), 4u);
+  EXPECT_TRUE((*got)[3].BitEquals((*low)[0]));
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE((*got)[i].BitEquals((*want)[i])) << "output " << i;
+}
+
 TEST(KernelApiTest, HasKernelAndRepeatedRuns) {
   for (const char* op : {"add", "matmul", "gemm", "layer_norm", "softmax_ce_loss", "nll_loss",
                          "gather", "constant", "dropout", "trilu", "cast", "where"}) {

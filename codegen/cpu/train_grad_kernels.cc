@@ -1,6 +1,7 @@
 // Kernels of the gradient ops (ops_train.cc): gather_grad, slice_grad, softmax_ce_loss_grad,
 // nll_loss_grad, layer_norm_grad, gelu_grad. Deterministic: every output element is summed by
 // one thread in a fixed order (no atomics), so results do not depend on the thread count.
+#include <algorithm>
 #include <cmath>
 #include <optional>
 
@@ -187,6 +188,8 @@ class LayerNormGradKernel : public Kernel {
     T* dx = static_cast<T*>(outputs[0]);
     T* dscale = static_cast<T*>(outputs[1]);
     T* dbias = static_cast<T*>(outputs[2]);
+    // dx_low: dx again (f32 here; HalfWrapperKernel rounds it to dy's dtype as a cast would).
+    T* dx2 = outputs.size() == 4 ? static_cast<T*>(outputs[3]) : nullptr;
     const int64_t rows = rows_, d = d_;
     const int64_t grain = std::max<int64_t>(1, kElementGrain / std::max<int64_t>(d, 1));
     ParallelFor(rows, grain, [&](int64_t b, int64_t e) {
@@ -212,6 +215,7 @@ class LayerNormGradKernel : public Kernel {
 #pragma omp simd
           for (int64_t j = 0; j < d; ++j) o[j] = ar[j] + o[j];  // add(addend, dx)'s rounding
         }
+        if (dx2 != nullptr) std::copy(o, o + d, dx2 + r * d);
       }
     });
     // Column sums: each thread owns a range of columns and walks every row in order.
@@ -356,7 +360,7 @@ KernelOr MakeLossGradKernel(const ir::Node& node) {
 }
 
 KernelOr MakeLayerNormGradKernel(const ir::Node& node) {
-  PTC_RETURN_IF_ERROR(CheckArity(node, 5, 6, 3, 3));
+  PTC_RETURN_IF_ERROR(CheckArity(node, 5, 6, 3, 4));
   const ir::TensorType& x = node.input(1)->type();
   const int64_t d = node.input(2)->type().num_elements();
   const int64_t rows = d ? x.num_elements() / d : 0;

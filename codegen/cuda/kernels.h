@@ -196,12 +196,14 @@ cudaError_t LaunchLossGrad(DT dt, bool softmax, const LossDesc& d, const void* d
 // layer_norm_grad over rows of `d` elements: dx, dscale, dbias (column sums in a fixed order:
 // per-chunk partials in scratch, then one thread per column). dy is of dy_dt: dt, or f16 /
 // bf16 for an f32 layer norm (fold-norm-casts). addend (dt, x's shape; may be null) is added
-// to dx (fuse-norm-grad-add).
+// to dx (fuse-norm-grad-add). dx_low (may be null; only for an f32 layer norm with an f16 /
+// bf16 dy): dx rounded to dy_dt as well, the bits of a cast of dx (fold-norm-casts).
 size_t LayerNormGradWorkspaceBytes(DT dt, int64_t rows, int64_t d);
 cudaError_t LaunchLayerNormGrad(DT dt, DT dy_dt, int64_t rows, int64_t d, const void* dy,
                                 const void* x, const void* scale, const float* mean,
                                 const float* inv_std_dev, const void* addend, void* dx,
-                                void* dscale, void* dbias, void* workspace, cudaStream_t stream);
+                                void* dscale, void* dbias, void* dx_low, void* workspace,
+                                cudaStream_t stream);
 cudaError_t LaunchGeluGrad(DT dt, bool tanh_approx, int64_t n, const void* dy, const void* x,
                            void* dx, cudaStream_t stream);
 // gather_grad: dy [outer, num_indices, inner] scattered-added into out [outer, axis_dim, inner].

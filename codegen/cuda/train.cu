@@ -403,7 +403,8 @@ __global__ void __launch_bounds__(kThreads)
     LnGradRowKernel(int64_t rows, int64_t d, const S<G>* __restrict__ dy,
                     const S<D>* __restrict__ x, const S<D>* __restrict__ scale,
                     const float* __restrict__ mean, const float* __restrict__ istd,
-                    const S<D>* __restrict__ addend, S<D>* __restrict__ dx) {
+                    const S<D>* __restrict__ addend, S<D>* __restrict__ dx,
+                    S<G>* __restrict__ dx_low) {
   using A = Acc<D>;
   __shared__ A shm[32];
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
@@ -427,6 +428,8 @@ __global__ void __launch_bounds__(kThreads)
       A v = is * (g - a - xh * b);
       if (addend != nullptr) v = static_cast<A>(Load<D>(addend + r * d, j)) + v;
       Store<D>(dx + r * d, j, v);
+      // dx_low: the stored dx rounded to dy's dtype, as the cast kernel would (D is f32 here).
+      if (dx_low != nullptr) dx_low[r * d + j] = Narrow<G>(static_cast<float>(Narrow<D>(v)));
     }
   }
 }
@@ -443,7 +446,7 @@ __global__ void __launch_bounds__(kMaxRowGroup, kRowMinBlocks)
     LnGradRowRegKernel(uint32_t rows, uint32_t d, int group, const S<G>* __restrict__ dy,
                        const S<D>* __restrict__ x, const S<D>* __restrict__ scale,
                        const float* __restrict__ mean, const float* __restrict__ istd,
-                       const S<D>* __restrict__ addend, S<D>* dx) {
+                       const S<D>* __restrict__ addend, S<D>* dx, S<G>* __restrict__ dx_low) {
   constexpr int V = kVec<S<D>>;
   constexpr int kSteps = kLnGradRegs<D> / V;
   __shared__ float shm[32];
@@ -480,6 +483,7 @@ __global__ void __launch_bounds__(kMaxRowGroup, kRowMinBlocks)
       const uint32_t k = s * group + lane;
       if (k < nv) {
         S<D> sc[V], o[V], ad[V];
+        S<G> lo[V];
         LoadVec<S<D>, V>(scale + k * V, sc);
         if (addend != nullptr) LoadVec<S<D>, V>(addend + base + k * V, ad);
 #pragma unroll
@@ -489,8 +493,10 @@ __global__ void __launch_bounds__(kMaxRowGroup, kRowMinBlocks)
           float v = is * (g - a - xh * b);
           if (addend != nullptr) v = Widen<D>(ad[j]) + v;
           o[j] = Narrow<D>(v);
+          lo[j] = Narrow<G>(static_cast<float>(o[j]));  // dx_low (D is f32 when it is set)
         }
         StoreVec<S<D>, V>(dx + base + k * V, o);
+        if (dx_low != nullptr) StoreVec<S<G>, V>(dx_low + base + k * V, lo);
       }
     }
   }
@@ -804,25 +810,27 @@ void LaunchLossGradElements(const LossDesc& d, bool softmax, const S<D>* dloss, 
 template <DT D, DT G>
 void LaunchLnGradRows(int64_t rows, int64_t d, const S<G>* dy, const S<D>* x, const S<D>* scale,
                       const float* mean, const float* istd, const S<D>* addend, S<D>* dx,
-                      cudaStream_t stream) {
+                      S<G>* dx_low, cudaStream_t stream) {
   if constexpr (D == DT::kF32 || D == DT::kF16 || D == DT::kBF16) {
     constexpr int V = kVec<S<D>>;
     const int64_t vb = V * static_cast<int64_t>(sizeof(S<D>));
+    const int64_t lb = V * static_cast<int64_t>(sizeof(S<G>));  // dx_low's V elements
     if (d % V == 0 && rows < (int64_t{1} << 31) && d < (int64_t{1} << 31) && IsAligned(dy, vb) &&
-        IsAligned(x, vb) && IsAligned(scale, vb) && IsAligned(dx, vb) && IsAligned(addend, vb)) {
+        IsAligned(x, vb) && IsAligned(scale, vb) && IsAligned(dx, vb) && IsAligned(addend, vb) &&
+        IsAligned(dx_low, lb)) {
       const RowGroup g = PickRowGroup(d, V, kLnGradRegs<D>);
       if (g.group != 0) {
         const int64_t blocks = (rows + g.rows_per_block - 1) / g.rows_per_block;
         LnGradRowRegKernel<D, G>
             <<<PersistentGrid(LnGradRowRegKernel<D, G>, g.block, blocks), g.block, 0, stream>>>(
                 static_cast<uint32_t>(rows), static_cast<uint32_t>(d), g.group, dy, x, scale,
-                mean, istd, addend, dx);
+                mean, istd, addend, dx, dx_low);
         return;
       }
     }
   }
   LnGradRowKernel<D, G><<<RowGrid(rows), kThreads, 0, stream>>>(rows, d, dy, x, scale, mean,
-                                                                istd, addend, dx);
+                                                                istd, addend, dx, dx_low);
 }
 
 // layer_norm_grad of dtype D with dy of dtype G: column partials and their sum (dscale, dbias)
@@ -830,7 +838,7 @@ void LaunchLnGradRows(int64_t rows, int64_t d, const S<G>* dy, const S<D>* x, co
 template <DT D, DT G>
 void LaunchLnGrad(int64_t rows, int64_t d, const void* dy, const void* x, const void* scale,
                   const float* mean, const float* istd, const void* addend, void* dx,
-                  void* dscale, void* dbias, void* workspace, cudaStream_t stream) {
+                  void* dscale, void* dbias, void* dx_low, void* workspace, cudaStream_t stream) {
   using A = Acc<D>;
   const int64_t chunks = LnChunks(rows);
   const int64_t chunk_rows = rows > 0 ? (rows + chunks - 1) / chunks : 0;
@@ -864,7 +872,8 @@ void LaunchLnGrad(int64_t rows, int64_t d, const void* dy, const void* x, const 
   if (rows > 0) {
     LaunchLnGradRows<D, G>(rows, d, static_cast<const S<G>*>(dy), static_cast<const S<D>*>(x),
                            static_cast<const S<D>*>(scale), mean, istd,
-                           static_cast<const S<D>*>(addend), static_cast<S<D>*>(dx), stream);
+                           static_cast<const S<D>*>(addend), static_cast<S<D>*>(dx),
+                           static_cast<S<G>*>(dx_low), stream);
   }
 }
 
@@ -1004,17 +1013,19 @@ size_t LayerNormGradWorkspaceBytes(DT dt, int64_t rows, int64_t d) {
 cudaError_t LaunchLayerNormGrad(DT dt, DT dy_dt, int64_t rows, int64_t d, const void* dy,
                                 const void* x, const void* scale, const float* mean,
                                 const float* inv_std_dev, const void* addend, void* dx,
-                                void* dscale, void* dbias, void* workspace, cudaStream_t stream) {
+                                void* dscale, void* dbias, void* dx_low, void* workspace,
+                                cudaStream_t stream) {
   if (d == 0) return cudaSuccess;
+  if (dx_low != nullptr && (dt != DT::kF32 || dy_dt == dt)) return cudaErrorInvalidValue;
   if ((d + kColTile - 1) / kColTile >= (int64_t{1} << 31)) return cudaErrorInvalidConfiguration;
   if (dy_dt != dt) {  // a low-precision dy of an f32 layer norm (fold-norm-casts)
     if (dt != DT::kF32) return cudaErrorInvalidValue;
     if (dy_dt == DT::kBF16) {
       LaunchLnGrad<DT::kF32, DT::kBF16>(rows, d, dy, x, scale, mean, inv_std_dev, addend, dx,
-                                        dscale, dbias, workspace, stream);
+                                        dscale, dbias, dx_low, workspace, stream);
     } else if (dy_dt == DT::kF16) {
       LaunchLnGrad<DT::kF32, DT::kF16>(rows, d, dy, x, scale, mean, inv_std_dev, addend, dx,
-                                       dscale, dbias, workspace, stream);
+                                       dscale, dbias, dx_low, workspace, stream);
     } else {
       return cudaErrorInvalidValue;
     }
@@ -1023,7 +1034,7 @@ cudaError_t LaunchLayerNormGrad(DT dt, DT dy_dt, int64_t rows, int64_t d, const 
 #define PTC_LNG_CASE(DD)                                                                     \
   case DD:                                                                                   \
     LaunchLnGrad<DD, DD>(rows, d, dy, x, scale, mean, inv_std_dev, addend, dx, dscale,       \
-                         dbias, workspace, stream);                                          \
+                         dbias, nullptr, workspace, stream);                                 \
     break;
   switch (dt) {
     PTC_TRAIN_FLOAT_CASES(PTC_LNG_CASE)

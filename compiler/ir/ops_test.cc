@@ -344,6 +344,12 @@ TEST(Ops, LayerNormGradAddendAndLowDy) {
   EXPECT_EQ(Infer("layer_norm_grad", {T(DType::kBF16, {4, 8}), x, p, st, st}, attrs, 3), grads);
   ExpectError("layer_norm_grad", {x, x, p, st, st, F32({4, 7})}, attrs, {"addend"}, 3);
   ExpectError("layer_norm_grad", {T(DType::kBF16, {4, 7}), x, p, st, st}, attrs, {"dy"}, 3);
+  // dx_low (fold-norm-casts): a fourth output, dx in dy's low dtype, for an f32 x only.
+  const TensorType low = T(DType::kBF16, {4, 8});
+  std::vector<TensorType> four = grads;
+  four.push_back(low);
+  EXPECT_EQ(Infer("layer_norm_grad", {low, x, p, st, st, x}, attrs, 4), four);
+  ExpectError("layer_norm_grad", {x, x, p, st, st}, attrs, {"fourth output", "f16 / bf16 dy"}, 4);
 }
 
 // The one description of attention's operands that InferAttention and every kernel (CPU, the

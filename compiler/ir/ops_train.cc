@@ -13,7 +13,8 @@
 //       divided by sum(w) for reduction "mean"; dloss is f[] or f[N, d1...] for "none".
 //   nll_loss_grad(dloss, input, target [, weight]) {reduction, ignore_index?} -> dinput
 //       (type of input): -dloss * w[target] at the target class, 0 elsewhere ("mean": / sum w).
-//   layer_norm_grad(dy, x, scale, mean, inv_std_dev [, addend]) {axis} -> (dx, dscale, dbias)
+//   layer_norm_grad(dy, x, scale, mean, inv_std_dev [, addend]) {axis} -> (dx, dscale, dbias
+//                                                                         [, dx_low])
 //       scale has the normalized shape x.shape[axis:]; mean / inv_std_dev are the f32 outputs
 //       of the forward layer_norm; dscale and dbias have scale's type. dy has x's type, or is
 //       f16 / bf16 for an f32 x (widened exactly; dx is f32). With `addend` (x's type; made by
@@ -132,7 +133,7 @@ InferResult InferNllGrad(const Types& in, const AttrMap& attrs, int) {
   return Types{in[1]};
 }
 
-InferResult InferLayerNormGrad(const Types& in, const AttrMap& attrs, int) {
+InferResult InferLayerNormGrad(const Types& in, const AttrMap& attrs, int num_outputs) {
   PTC_RETURN_IF_ERROR(RequireFloat(in[1], "x"));
   PTC_ASSIGN_OR_RETURN(int64_t axis, GetIntAttr(attrs, "axis"));
   PTC_RETURN_IF_ERROR(CheckAxis(axis, in[1].rank(), "axis", in[1]));
@@ -158,6 +159,16 @@ InferResult InferLayerNormGrad(const Types& in, const AttrMap& attrs, int) {
   if (in.size() == 6 && in[5] != in[1]) {
     return Invalid(absl::StrCat("addend ", in[5].ToString(), " must have x's type ",
                                 in[1].ToString()));
+  }
+  // dx_low: dx (with the addend) rounded to dy's f16 / bf16 as well, the cast a --precision
+  // plan's matmul gradient needs (fold-norm-casts folds it in).
+  if (num_outputs == 4) {
+    if (!low_dy) {
+      return Invalid(absl::StrCat("a fourth output (dx in dy's dtype) needs an f32 x and an f16 "
+                                  "/ bf16 dy, got x ", in[1].ToString(), " and dy ",
+                                  in[0].ToString()));
+    }
+    return Types{in[1], scale, scale, in[0]};
   }
   return Types{in[1], scale, scale};
 }
@@ -263,7 +274,7 @@ const std::vector<OpDef>& TrainOpDefs() {
        .infer = InferSoftmaxCeGrad},
       {.name = "nll_loss_grad", .min_inputs = 3, .max_inputs = 4, .infer = InferNllGrad},
       {.name = "layer_norm_grad", .min_inputs = 5, .max_inputs = 6, .min_outputs = 3,
-       .max_outputs = 3, .infer = InferLayerNormGrad},
+       .max_outputs = 4, .infer = InferLayerNormGrad},
       {.name = "gelu_grad", .min_inputs = 2, .max_inputs = 2, .infer = InferGeluGrad,
        .elementwise = true},
       {.name = "attention_grad", .min_inputs = 4, .max_inputs = 7, .min_outputs = 3,

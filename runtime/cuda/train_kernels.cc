@@ -188,7 +188,7 @@ class LayerNormGradKernel final : public DeviceKernel {
         k::LaunchLayerNormGrad(dt_, dy_dt_, rows_, d_, in[0], in[1], in[2],
                                static_cast<const float*>(in[3]), static_cast<const float*>(in[4]),
                                in.size() > 5 ? in[5] : nullptr, out[0], out[1], out[2],
-                               workspace, ctx.stream),
+                               out.size() > 3 ? out[3] : nullptr, workspace, ctx.stream),
         "LaunchLayerNormGrad");
   }
 
@@ -198,10 +198,14 @@ class LayerNormGradKernel final : public DeviceKernel {
 };
 
 KernelOr MakeLayerNormGrad(const ir::Node& node) {
-  PTC_RETURN_IF_ERROR(Arity(node, 5, 6, 3, 3));
+  PTC_RETURN_IF_ERROR(Arity(node, 5, 6, 3, 4));
   const ir::TensorType& x = node.input(1)->type();
   if (node.num_inputs() == 6 && node.input(5)->type() != x) {
     return Invalid(node, "the addend must have x's type");
+  }
+  if (node.num_outputs() == 4 &&
+      (x.dtype != DType::kF32 || node.output(3)->type() != node.input(0)->type())) {
+    return Invalid(node, "dx_low (the fourth output) needs an f32 x and has dy's type");
   }
   PTC_RETURN_IF_ERROR(RequireFloat(node, x, "x"));
   const int64_t d = node.input(2)->type().num_elements();
