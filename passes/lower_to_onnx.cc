@@ -157,16 +157,26 @@ absl::StatusOr<ir::Value*> LowerFusedElementwise(Emitter& e, const ir::Node& n) 
 absl::StatusOr<ir::Value*> LowerFusedMatMul(Emitter& e, const ir::Node& n) {
   PTC_ASSIGN_OR_RETURN(int64_t trans_b, n.GetInt("trans_b", 0));
   PTC_ASSIGN_OR_RETURN(std::string act, n.GetString("activation", "none"));
+  ir::Value* x = n.input(0);
   ir::Value* w = n.input(1);
+  // {dtype=f32} of f16 / bf16 operands: the product of the widened operands (exact), in f32.
+  const ir::DType out = n.output(0)->type().dtype;
+  if (out != x->type().dtype) {
+    PTC_ASSIGN_OR_RETURN(x, e.Op("cast", {x}, {{"to", out}}));
+    PTC_ASSIGN_OR_RETURN(w, e.Op("cast", {w}, {{"to", out}}));
+  }
   if (trans_b) {
     PTC_ASSIGN_OR_RETURN(w, e.Op("transpose", {w}, {{"perm", std::vector<int64_t>{1, 0}}}));
   }
-  PTC_ASSIGN_OR_RETURN(ir::Value* y, e.Op("matmul", {n.input(0), w}));
+  PTC_ASSIGN_OR_RETURN(ir::Value* y, e.Op("matmul", {x, w}));
   if (n.num_inputs() > 2) {
     PTC_ASSIGN_OR_RETURN(y, e.Op("add", {y, n.input(2)}));
   }
-  if (act == "none") return y;
-  return e.Unary(act, y);
+  if (act != "none") {
+    PTC_ASSIGN_OR_RETURN(y, e.Unary(act, y));
+  }
+  if (n.num_inputs() > 3) return e.Op("add", {n.input(3), y});  // the addend (activation none)
+  return y;
 }
 
 // gemm_bgrad -> gemm (dW) and reduce_sum over b's rows (db), each cast to its {dtype} /

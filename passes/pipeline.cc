@@ -1,6 +1,7 @@
 // The pass pipeline: runs passes in order, verifies the IR after each one, records time and
 // counters per pass, prints or dumps the IR after selected passes. Also the one explicit list
 // of every pass (RegisteredPasses) and the default pipelines.
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -155,6 +156,9 @@ const std::vector<PassInfo>& RegisteredPasses() {
        }},
       {"fuse-matmul-bias", "matmul + transposed weight + bias + gelu/relu -> fused_matmul",
        [] { return CreateFuseMatMulBiasPass(); }},
+      {"fuse-residual-add",
+       "add(residual, fused_matmul(..., bias)) -> fused_matmul's addend (one GEMM epilogue)",
+       [] { return CreateFuseResidualAddPass(); }},
       {"fuse-attention", "softmax(q k^T * scale, mask) v (+ head transposes) -> attention",
        [] { return CreateFuseAttentionPass(); }},
       {"fuse-linear-ce", "LM head matmul + softmax_ce_loss -> linear_ce_loss (no N x V logits)",
@@ -197,6 +201,7 @@ std::vector<std::string> DefaultPassList(std::string_view target) {
     // Measured on bench/ (GPT, batch 8 x 128): see bench/README.md.
     list.push_back("match-gelu");
     list.push_back("fuse-matmul-bias");
+    list.push_back("fuse-residual-add");
     list.push_back("fuse-attention");
     list.push_back("fold-constants");  // the not() of a constant keep-mask (fuse-attention)
     list.push_back("fuse-elementwise");
@@ -213,6 +218,17 @@ absl::StatusOr<std::vector<std::unique_ptr<Pass>>> CreatePasses(std::string_view
     if (name.empty() || name == "none") continue;
     if (name == "default") {
       for (const std::string& n : DefaultPassList("cpu")) names.push_back(n);
+      continue;
+    }
+    if (name[0] == '-') {  // "-NAME": drop NAME from the passes listed before it
+      const std::string drop = name.substr(1);
+      const size_t before = names.size();
+      names.erase(std::remove(names.begin(), names.end(), drop), names.end());
+      if (names.size() == before) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "'", name, "' in pass list '", std::string(list), "' drops a pass that is not in "
+            "the list before it (e.g. 'default,-fuse-elementwise')"));
+      }
       continue;
     }
     names.push_back(name);

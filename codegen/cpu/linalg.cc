@@ -346,26 +346,29 @@ class GemmBgradKernel : public Kernel {
   int64_t m_, n_, k_;
 };
 
-// fused_matmul: y = act(x @ op(w) + bias), the bias and activation applied per finished tile.
+// fused_matmul: y = act(x @ op(w) + bias) [+ addend], the bias, activation and addend applied
+// per finished tile (the addend's add has the bits of add(addend, y) after the product).
 enum class Activation { kNone, kGelu, kGeluTanh, kRelu };
 
 template <typename T>
 class FusedMatMulKernel : public Kernel {
  public:
-  FusedMatMulKernel(bool tb, int64_t m, int64_t n, int64_t k, bool has_bias, Activation act)
-      : tb_(tb), m_(m), n_(n), k_(k), has_bias_(has_bias), act_(act) {}
+  FusedMatMulKernel(bool tb, int64_t m, int64_t n, int64_t k, bool has_bias, bool has_addend,
+                    Activation act)
+      : tb_(tb), m_(m), n_(n), k_(k), has_bias_(has_bias), has_addend_(has_addend), act_(act) {}
 
   absl::Status Run(absl::Span<const void* const> inputs, absl::Span<void* const> outputs,
                    void*) override {
     const T* x = static_cast<const T*>(inputs[0]);
     const T* w = static_cast<const T*>(inputs[1]);
     const T* bias = has_bias_ ? static_cast<const T*>(inputs[2]) : nullptr;
+    const T* addend = has_addend_ ? static_cast<const T*>(inputs[3]) : nullptr;
     T* y = static_cast<T*>(outputs[0]);
     if (k_ == 0) std::fill(y, y + m_ * n_, T(0));
     const Activation act = act_;
-    auto epilogue = [bias, act](T* c, int64_t ldc, int64_t r0, int64_t r1, int64_t c0,
-                                int64_t c1) {
-      if (bias == nullptr && act == Activation::kNone) return;
+    auto epilogue = [bias, addend, act](T* c, int64_t ldc, int64_t r0, int64_t r1, int64_t c0,
+                                        int64_t c1) {
+      if (bias == nullptr && addend == nullptr && act == Activation::kNone) return;
       for (int64_t r = r0; r < r1; ++r) {
         T* row = c + r * ldc;
         if (bias != nullptr) {
@@ -390,6 +393,10 @@ class FusedMatMulKernel : public Kernel {
             for (int64_t j = c0; j < c1; ++j) row[j] = row[j] > T(0) ? row[j] : T(0);
             break;
         }
+        if (addend != nullptr) {  // the output is [M, N] with ldc = N: row r of the addend
+          const T* ar = addend + r * ldc;
+          for (int64_t j = c0; j < c1; ++j) row[j] = ar[j] + row[j];
+        }
       }
     };
     if (k_ == 0) {
@@ -403,7 +410,7 @@ class FusedMatMulKernel : public Kernel {
  private:
   bool tb_;
   int64_t m_, n_, k_;
-  bool has_bias_;
+  bool has_bias_, has_addend_;
   Activation act_;
 };
 
@@ -589,11 +596,13 @@ KernelOr MakeGemmBgradKernel(const ir::Node& node) {
 }
 
 KernelOr MakeFusedMatMulKernel(const ir::Node& node) {
-  PTC_RETURN_IF_ERROR(CheckArity(node, 2, 3, 1, 1));
+  PTC_RETURN_IF_ERROR(CheckArity(node, 2, 4, 1, 1));
   const ir::TensorType& xt = node.input(0)->type();
   const ir::TensorType& wt = node.input(1)->type();
   const ir::TensorType& ot = node.output(0)->type();
   PTC_ASSIGN_OR_RETURN(int64_t tb, node.GetInt("trans_b", 0));
+  // {dtype=f32} of f16 / bf16 operands reaches this f32 kernel through the half wrapper (every
+  // operand then f32): the dtypes below are all one.
   PTC_ASSIGN_OR_RETURN(std::string act_name, node.GetString("activation", "none"));
   Activation act;
   if (act_name == "none") {
@@ -619,17 +628,21 @@ KernelOr MakeFusedMatMulKernel(const ir::Node& node) {
                                       wt.ToString(), " -> ", ot.ToString(), " (trans_b=", tb,
                                       ")"));
   }
-  const bool has_bias = node.num_inputs() == 3;
+  const bool has_bias = node.num_inputs() >= 3, has_addend = node.num_inputs() == 4;
   if (has_bias && node.input(2)->type().shape != ir::Shape{n}) {
     return Invalid(node, absl::StrCat("bias must have shape [", n, "], got ", InType(node, 2)));
+  }
+  if (has_addend && (node.input(3)->type() != ot || act != Activation::kNone)) {
+    return Invalid(node, absl::StrCat("the addend must have the output's type ", ot.ToString(),
+                                      " (activation none), got ", InType(node, 3)));
   }
   int64_t m = 1;
   for (size_t i = 0; i + 1 < xt.shape.size(); ++i) m *= xt.shape[i];
   switch (xt.dtype) {
     case DType::kF32:
-      return KernelPtr(new FusedMatMulKernel<float>(tb != 0, m, n, k, has_bias, act));
+      return KernelPtr(new FusedMatMulKernel<float>(tb != 0, m, n, k, has_bias, has_addend, act));
     case DType::kF64:
-      return KernelPtr(new FusedMatMulKernel<double>(tb != 0, m, n, k, has_bias, act));
+      return KernelPtr(new FusedMatMulKernel<double>(tb != 0, m, n, k, has_bias, has_addend, act));
     default:
       return Unsupported(node, absl::StrCat("dtype ", DTypeStr(xt.dtype),
                                             " is not supported (f32, f64)"));

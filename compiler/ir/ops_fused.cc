@@ -16,13 +16,18 @@
 //       %y = fused_elementwise(%h, %b) {program=["x0", "x1", "add", "gelu"], shape=[8,1024]}
 //            : f32[8,1024]
 //
-//   fused_matmul(x, w[, bias]) {trans_b=0|1, activation="none"|"gelu"|"gelu_tanh"|"relu"}
-//       A linear layer: y = activation(x @ op(w) + bias), made by passes/fuse_matmul_bias.cc
-//       (CPU kernel: codegen/cpu/linalg.cc, the bias and activation applied per GEMM tile while
-//       it is in cache). x: [..., M, K] (rank >= 2, float); w: [K, N], or [N, K] with
-//       trans_b=1 (the PyTorch nn.Linear weight read without a transpose); bias: [N] (absent:
-//       none). Output [..., M, N]. trans_b defaults to 0 and activation to "none". "gelu" is
-//       the exact erf form, "gelu_tanh" the tanh approximation.
+//   fused_matmul(x, w[, bias[, addend]]) {trans_b=0|1, activation="none"|"gelu"|"gelu_tanh"|
+//                                         "relu", dtype}
+//       A linear layer: y = activation(x @ op(w) + bias) [+ addend], made by
+//       passes/fuse_matmul_bias.cc (CPU kernel: codegen/cpu/linalg.cc, the bias and activation
+//       applied per GEMM tile while it is in cache). x: [..., M, K] (rank >= 2, float); w:
+//       [K, N], or [N, K] with trans_b=1 (the PyTorch nn.Linear weight read without a
+//       transpose); bias: [N] (absent: none). Output [..., M, N]. trans_b defaults to 0 and
+//       activation to "none". "gelu" is the exact erf form, "gelu_tanh" the tanh approximation.
+//       addend (passes/fuse_residual_add.cc: a residual stream): the output's type, added last;
+//       only with a bias and activation "none". dtype (default x's): the output's dtype; f32
+//       for f16 / bf16 x and w (the product accumulated and the result kept in f32, never
+//       rounded to x's dtype), with an f32 bias.
 //   Example (nn.Linear + GELU):
 //       %y = fused_matmul(%x, %w, %b) {activation="gelu", trans_b=1} : f32[8,128,1024]
 //            (%x: f32[8,128,256], %w: f32[1024,256], %b: f32[1024])
@@ -174,10 +179,24 @@ absl::StatusOr<std::vector<TensorType>> InferFusedElementwise(
   return std::vector<TensorType>{TensorType{out_dtype, shape}};
 }
 
+// An output dtype attribute: absent (the operands' dtype `dt`), `dt`, or f32 for f16 / bf16
+// operands (fused_matmul's and gemm_bgrad's results kept in f32).
+absl::StatusOr<DType> SameOrF32DType(const AttrMap& attrs, const char* name, DType dt) {
+  if (attrs.count(name) == 0) return dt;
+  PTC_ASSIGN_OR_RETURN(DType t, GetDTypeAttr(attrs, name));
+  if (t != dt && !(IsHalfFloat(dt) && t == DType::kF32)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "attribute '", name, "' must be the operands' dtype, or f32 for f16 / bf16 operands; "
+        "got ", std::string(DTypeName(t)), " with ", std::string(DTypeName(dt))));
+  }
+  return t;
+}
+
 absl::StatusOr<std::vector<TensorType>> InferFusedMatMul(const std::vector<TensorType>& inputs,
                                                          const AttrMap& attrs, int num_outputs) {
   if (num_outputs != 1) return absl::InvalidArgumentError("fused_matmul has one output");
   PTC_ASSIGN_OR_RETURN(int64_t trans_b, GetIntAttr(attrs, "trans_b", 0));
+  PTC_ASSIGN_OR_RETURN(DType out_dt, SameOrF32DType(attrs, "dtype", inputs[0].dtype));
   PTC_ASSIGN_OR_RETURN(std::string act, GetStringAttr(attrs, "activation", "none"));
   if (trans_b != 0 && trans_b != 1) {
     return absl::InvalidArgumentError(absl::StrCat("attribute 'trans_b' must be 0 or 1, got ",
@@ -203,13 +222,25 @@ absl::StatusOr<std::vector<TensorType>> InferFusedMatMul(const std::vector<Tenso
                                                    " x ", w.ToString(), " (trans_b=", trans_b,
                                                    ")"));
   }
-  if (inputs.size() == 3 && (inputs[2].dtype != x.dtype || inputs[2].shape != Shape{n})) {
-    return absl::InvalidArgumentError(absl::StrCat("bias must be ", std::string(DTypeName(x.dtype)), "[", n,
+  if (inputs.size() >= 3 && (inputs[2].dtype != out_dt || inputs[2].shape != Shape{n})) {
+    return absl::InvalidArgumentError(absl::StrCat("bias must be ", std::string(DTypeName(out_dt)), "[", n,
                                                    "], got ", inputs[2].ToString()));
   }
   Shape out = x.shape;
   out.back() = n;
-  return std::vector<TensorType>{TensorType{x.dtype, out}};
+  const TensorType y{out_dt, out};
+  if (inputs.size() == 4) {
+    if (act != "none") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "an addend needs activation \"none\", got '", act, "'"));
+    }
+    if (inputs[3] != y) {
+      return absl::InvalidArgumentError(absl::StrCat("addend must be the output's type ",
+                                                     y.ToString(), ", got ",
+                                                     inputs[3].ToString()));
+    }
+  }
+  return std::vector<TensorType>{y};
 }
 
 absl::StatusOr<std::vector<TensorType>> InferAttention(const std::vector<TensorType>& inputs,
@@ -288,18 +319,8 @@ absl::StatusOr<std::vector<TensorType>> InferGemmBgrad(const std::vector<TensorT
                                                    " (trans_a=", ta, ") x ", b.ToString()));
   }
   // y's and db's dtypes: the operands', or f32 for f16 / bf16 operands.
-  auto out_dtype = [&](const char* name) -> absl::StatusOr<DType> {
-    if (attrs.count(name) == 0) return a.dtype;
-    PTC_ASSIGN_OR_RETURN(DType t, GetDTypeAttr(attrs, name));
-    if (t != a.dtype && !(IsHalfFloat(a.dtype) && t == DType::kF32)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "attribute '", name, "' must be the operands' dtype, or f32 for f16 / bf16 operands; "
-          "got ", std::string(DTypeName(t)), " with ", a.ToString()));
-    }
-    return t;
-  };
-  PTC_ASSIGN_OR_RETURN(DType y, out_dtype("dtype"));
-  PTC_ASSIGN_OR_RETURN(DType bias, out_dtype("bias_dtype"));
+  PTC_ASSIGN_OR_RETURN(DType y, SameOrF32DType(attrs, "dtype", a.dtype));
+  PTC_ASSIGN_OR_RETURN(DType bias, SameOrF32DType(attrs, "bias_dtype", a.dtype));
   return std::vector<TensorType>{TensorType{y, {m, b.shape[1]}}, TensorType{bias, {b.shape[1]}}};
 }
 
@@ -405,7 +426,7 @@ const std::vector<OpDef>& FusedOpDefs() {
        .max_inputs = -1,
        .infer = InferFusedElementwise,
        .elementwise = true},
-      {.name = "fused_matmul", .min_inputs = 2, .max_inputs = 3, .infer = InferFusedMatMul},
+      {.name = "fused_matmul", .min_inputs = 2, .max_inputs = 4, .infer = InferFusedMatMul},
       {.name = "attention", .min_inputs = 3, .max_inputs = 4, .min_outputs = 1, .max_outputs = 2,
        .infer = InferAttention},
       {.name = "linear_ce_loss", .min_inputs = 3, .max_inputs = 3, .min_outputs = 1,

@@ -187,10 +187,12 @@ class GemmKernel final : public DeviceKernel {
   }
 
   // One product on explicit pointers (our A, our B, D), for composite kernels (attention).
-  absl::Status RunOn(const LaunchContext& ctx, const void* our_a, const void* our_b, void* d) {
+  // With c (D's layout and type; may differ from d): D = alpha op(A) op(B) + beta C.
+  absl::Status RunOn(const LaunchContext& ctx, const void* our_a, const void* our_b, void* d,
+                     const void* c = nullptr) {
     const void* alpha = f64_ ? static_cast<const void*>(&alpha_d_) : &alpha_f_;
     const void* beta = f64_ ? static_cast<const void*>(&beta_d_) : &beta_f_;
-    return Matmul(ctx, our_b, our_a, d, alpha, beta);
+    return Matmul(ctx, our_b, our_a, d, alpha, beta, c);
   }
 
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
@@ -232,9 +234,10 @@ class GemmKernel final : public DeviceKernel {
   }
 
   absl::Status Matmul(const LaunchContext& ctx, const void* lt_a, const void* lt_b, void* d,
-                      const void* alpha, const void* beta) {
+                      const void* alpha, const void* beta, const void* c = nullptr) {
     PTC_CUBLAS_RETURN_IF_ERROR(cublasLtMatmul(ctx.lt, desc_.get(), alpha, lt_a, a_.get(), lt_b,
-                                              b_.get(), beta, d, d_.get(), d, d_.get(), &algo_,
+                                              b_.get(), beta, c != nullptr ? c : d, d_.get(), d,
+                                              d_.get(), &algo_,
                                               ctx.lt_workspace, ctx.lt_workspace_bytes,
                                               ctx.stream));
     return absl::OkStatus();
@@ -484,18 +487,20 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateGemm(const ir::Node& node,
 }
 
 
-// fused_matmul(x, w[, bias]) {trans_b, activation}: one GEMM over the folded batch, the bias
-// (and relu) in the cuBLASLt epilogue, the gelu forms as an in-place elementwise pass.
+// fused_matmul(x, w[, bias[, addend]]) {trans_b, activation, dtype}: one GEMM over the folded
+// batch, the bias (and relu) in the cuBLASLt epilogue, the addend as C (beta = 1, read from its
+// own buffer: D = x w + bias + addend in f32, rounded once to D's dtype), the gelu forms as an
+// in-place elementwise pass. {dtype=f32} of bf16 / f16 operands: D (and the bias) in f32.
 class FusedMatMulKernel final : public DeviceKernel {
  public:
-  FusedMatMulKernel(std::unique_ptr<GemmKernel> gemm, bool has_bias, bool gelu_pass,
-                    kernels::Op gelu_op, kernels::DT dt, int64_t n)
-      : gemm_(std::move(gemm)), has_bias_(has_bias), gelu_pass_(gelu_pass), gelu_op_(gelu_op),
-        dt_(dt), n_(n) {}
+  FusedMatMulKernel(std::unique_ptr<GemmKernel> gemm, bool has_bias, bool has_addend,
+                    bool gelu_pass, kernels::Op gelu_op, kernels::DT dt, int64_t n)
+      : gemm_(std::move(gemm)), has_bias_(has_bias), has_addend_(has_addend),
+        gelu_pass_(gelu_pass), gelu_op_(gelu_op), dt_(dt), n_(n) {}
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
                       absl::Span<void* const> out, void*) override {
     if (has_bias_) PTC_RETURN_IF_ERROR(gemm_->SetBiasPointer(in[2]));
-    PTC_RETURN_IF_ERROR(gemm_->RunOn(ctx, in[0], in[1], out[0]));
+    PTC_RETURN_IF_ERROR(gemm_->RunOn(ctx, in[0], in[1], out[0], has_addend_ ? in[3] : nullptr));
     if (!gelu_pass_) return absl::OkStatus();
     kernels::BroadcastDesc d;
     d.rank = 1;
@@ -510,7 +515,7 @@ class FusedMatMulKernel final : public DeviceKernel {
 
  private:
   std::unique_ptr<GemmKernel> gemm_;
-  bool has_bias_, gelu_pass_;
+  bool has_bias_, has_addend_, gelu_pass_;
   kernels::Op gelu_op_;
   kernels::DT dt_;
   int64_t n_;
@@ -519,8 +524,8 @@ class FusedMatMulKernel final : public DeviceKernel {
 absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateFusedMatMul(const ir::Node& node,
                                                                const KernelOptions& options,
                                                                cublasLtHandle_t lt) {
-  if (node.num_inputs() < 2 || node.num_inputs() > 3 || node.num_outputs() != 1) {
-    return Invalid(node, "fused_matmul takes (x, w [, bias]) and has one output");
+  if (node.num_inputs() < 2 || node.num_inputs() > 4 || node.num_outputs() != 1) {
+    return Invalid(node, "fused_matmul takes (x, w [, bias [, addend]]) and has one output");
   }
   const ir::TensorType& x = node.input(0)->type();
   const ir::TensorType& w = node.input(1)->type();
@@ -533,9 +538,17 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateFusedMatMul(const ir::Node& 
   const int64_t n = trans_b ? w.shape[0] : w.shape[1];
   if ((trans_b ? w.shape[1] : w.shape[0]) != k) return Invalid(node, "inner dims differ");
   const int64_t rows = x.num_elements() / std::max<int64_t>(k, 1);
-  const bool has_bias = node.num_inputs() == 3;
-  if (has_bias && node.input(2)->type().num_elements() != n) return Invalid(node, "bias must be [N]");
-  if (!has_bias && act == "none" && UsePaddedMatmul(x.dtype, rows, n, k)) {
+  const bool has_bias = node.num_inputs() >= 3, has_addend = node.num_inputs() == 4;
+  const ir::TensorType& y = node.output(0)->type();
+  if (has_bias && (node.input(2)->type().num_elements() != n ||
+                   node.input(2)->type().dtype != y.dtype)) {
+    return Invalid(node, "bias must be [N] of the output's dtype");
+  }
+  if (has_addend && (node.input(3)->type() != y || act != "none")) {
+    return Invalid(node, "the addend must have the output's type (activation none)");
+  }
+  if (!has_bias && act == "none" && y.dtype == x.dtype &&
+      UsePaddedMatmul(x.dtype, rows, n, k)) {
     // A tied LM head read as is (trans_b=1, [V, D]) with V = 50257: padded output rows.
     auto padded = std::make_unique<PaddedMatmulKernel>();
     PTC_RETURN_IF_ERROR(padded->Init(node, x.dtype, rows, n, k, options, lt, trans_b != 0));
@@ -557,10 +570,11 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateFusedMatMul(const ir::Node& 
   }
   auto gemm = std::make_unique<GemmKernel>();
   PTC_RETURN_IF_ERROR(gemm->Init(node, x.dtype, RowMajorProblem(rows, n, k, false, trans_b != 0),
-                                 1.0, 0.0, options.allow_tf32, lt, epi));
+                                 1.0, has_addend ? 1.0 : 0.0, options.allow_tf32, lt, epi,
+                                 y.dtype, has_bias ? y.dtype : DType::kBool));
   return std::unique_ptr<DeviceKernel>(new FusedMatMulKernel(
-      std::move(gemm), has_bias, gelu_pass, gelu_op,
-      static_cast<kernels::DT>(static_cast<int>(x.dtype)), rows * n));
+      std::move(gemm), has_bias, has_addend, gelu_pass, gelu_op,
+      static_cast<kernels::DT>(static_cast<int>(y.dtype)), rows * n));
 }
 
 // attention(q, k, v[, mask]) {scale, layout}, the two-GEMM fallback: S = scale q k^T (cuBLASLt,

@@ -189,6 +189,14 @@ std::vector<Case> Cases() {
        {{"activation", std::string("gelu_tanh")}}, 10);
   gemm("fused_matmul_trans_bias", "fused_matmul", {T(f32, {16, 64}), T(f32, {32, 64}), T(f32, {32})},
        {{"trans_b", int64_t{1}}}, 10);
+  // fuse-residual-add: the addend as cuBLASLt's C (beta 1, its own buffer); in f32, and from
+  // bf16 operands with the f32 bias and result of {dtype=f32}.
+  gemm("fused_matmul_addend_f32", "fused_matmul",
+       {T(f32, {2, 8, 32}), T(f32, {48, 32}), T(f32, {48}), T(f32, {2, 8, 48})},
+       {{"trans_b", int64_t{1}}}, 10);
+  gemm("fused_matmul_bf16_addend_f32_out", "fused_matmul",
+       {T(bf16, {64, 32}), T(bf16, {48, 32}), T(f32, {48}), T(f32, {64, 48})},
+       {{"trans_b", int64_t{1}}, {"dtype", DType::kF32}}, 2);
   {
     Case a{"attention_bhtd_causal", "attention",
            {T(f32, {2, 3, 16, 8}), T(f32, {2, 3, 16, 8}), T(f32, {2, 3, 16, 8}), T(b, {1, 1, 16, 16})},

@@ -1,0 +1,100 @@
+// fuse-residual-add: a residual stream's add of a linear layer's output becomes the linear
+// layer's addend: fused_matmul(x, w, b, r) (compiler/ir/ops_fused.cc), one GEMM whose epilogue
+// adds r (CUDA: cuBLASLt's C with beta = 1; CPU: per finished tile) instead of a second pass
+// that reads the product and r and writes their sum.
+//
+//   same dtype:  add(r, fused_matmul(x, w, b))                  -> fused_matmul(x, w, b, r)
+//   --precision: add(r f32, cast(fused_matmul(x, w, cast(b32)) bf16 -> f32))
+//                                                 -> fused_matmul(x, w, b32, r) {dtype=f32}
+// In the second form the product is no longer rounded to bf16 before the f32 add, and the
+// bias is read as the f32 master (cuBLASLt's epilogue bias has D's dtype): a GPT-2 block's two
+// residual adds per layer, each a pass over 16 x 1024 x 768 f32 plus a bf16 product, go.
+//
+// Conditions: the fused_matmul has a bias, activation "none" and one use (the add, or the
+// cast whose one use is the add); r has the output's exact type (no broadcast). Counters:
+// "fused", "fused.f32" (the --precision form), "declined.no-bias", "declined.bias-dtype".
+// Run after fuse-matmul-bias and before fuse-elementwise (which would take the add).
+//
+//   before:  %h = fused_matmul(%x, %w, %b) {trans_b=1} : f32[2,8,16]
+//            %y = add(%r, %h) : f32[2,8,16]
+//   after:   %y = fused_matmul(%x, %w, %b, %r) {trans_b=1} : f32[2,8,16]
+#include <set>
+
+#include "passes/matcher.h"
+#include "passes/passes.h"
+
+namespace ptc::passes {
+namespace {
+
+class FuseResidualAddPass : public FunctionPass {
+ public:
+  std::string_view name() const override { return "fuse-residual-add"; }
+
+ private:
+  absl::StatusOr<bool> RunOnFunction(ir::Module& module, ir::Function& fn) override {
+    Matcher m(module, fn);
+    std::set<const ir::Node*> erase;
+    std::vector<ir::Node*> adds;
+    for (const auto& n : fn.nodes()) {
+      if (n->op() == "add") adds.push_back(n.get());
+    }
+    for (ir::Node* add : adds) {
+      const ir::TensorType& yt = add->output()->type();
+      for (int side = 0; side < 2; ++side) {
+        ir::Value* h = add->input(side);
+        ir::Value* r = add->input(1 - side);
+        if (r->type() != yt || h == r) continue;
+        // The --precision form: the product reaches the add through a cast up to f32.
+        ir::Node* up = nullptr;
+        if (Match c = m.Def(h).Op("cast").SingleUse(); c && yt.dtype == ir::DType::kF32) {
+          up = c.node();
+          h = up->input(0);
+          if (!ir::IsHalfFloat(h->type().dtype)) continue;
+        }
+        Match fm = m.Def(h).Op("fused_matmul").SingleUse();
+        if (!fm || fm.node()->GetString("activation", "none").value_or("") != "none" ||
+            fm.node()->has_attr("dtype") || fm.node()->num_inputs() > 3) {
+          continue;
+        }
+        ir::Node* mm = fm.node();
+        if (mm->num_inputs() != 3) {
+          Count("declined.no-bias");
+          continue;
+        }
+        ir::Value* bias = mm->input(2);
+        ir::AttrMap attrs = mm->attrs();
+        if (up != nullptr) {
+          // The bias in f32: the master the cast came from.
+          Match b32 = m.Def(bias).Op("cast");
+          if (!b32 || b32.node()->input(0)->type().dtype != ir::DType::kF32) {
+            Count("declined.bias-dtype");
+            continue;
+          }
+          bias = b32.node()->input(0);
+          attrs["dtype"] = ir::DType::kF32;
+        }
+        ir::Node* f = fn.AddNode("fused_matmul", {mm->input(0), mm->input(1), bias, r}, {yt},
+                                 std::move(attrs), mm->loc(), {add->output()->name()},
+                                 /*before=*/add);
+        fn.ReplaceAllUsesWith(add->output(), f->output());
+        erase.insert(add);
+        erase.insert(mm);
+        if (up != nullptr) erase.insert(up);
+        Count("fused");
+        if (up != nullptr) Count("fused.f32");
+        break;
+      }
+    }
+    if (erase.empty()) return false;
+    fn.EraseNodesIf([&](const ir::Node& n) { return erase.count(&n) > 0; });
+    return true;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Pass> CreateFuseResidualAddPass() {
+  return std::make_unique<FuseResidualAddPass>();
+}
+
+}  // namespace ptc::passes
