@@ -6,9 +6,11 @@
 // conflicts), then the warp does the online softmax (running max m, sum l, accumulator
 // rescaled by exp(m_old - m_new)) and accumulates P V with lane c owning output columns
 // c, c + 32, ... (head dims up to 128). Scores never leave registers: no Tq x Tk buffer. A tile
-// whose keys are all masked for a row is skipped for that row (causal masks skip half the PV
-// work; the QK dots of those tiles are still computed). A row whose keys are all masked gives
-// NaN (0 / 0), as the CPU kernel and softmax of all -inf do.
+// whose keys are all masked for a row is skipped for that row (a bool causal mask skips half
+// the PV work; the QK dots of those tiles are still computed); with causal=1
+// (kAttentionMaskCausal) the tiles past the block's last open key are not visited at all, and
+// the backward starts each key tile's query loop at its first open query. A row whose keys are
+// all masked gives NaN (0 / 0), as the CPU kernel and softmax of all -inf do.
 //
 // Backward (FlashAttention-2 order): D_t = dO_t . O_t per query row; then one warp per
 // (batch, head, tile of 32 keys) with K, V, dK, dV of the tile in shared memory (lane j owns
@@ -100,7 +102,11 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int j = 0; j < kCols; ++j) acc[i][j] = 0.f;
   }
-  for (int64_t k0 = 0; k0 < a.tk; k0 += kBc) {
+  // Causal (kAttentionMaskCausal): no key past the last row's last open key is visited.
+  const int64_t k_end = a.mask_kind == kAttentionMaskCausal
+                            ? (t0 + kBr + (a.tk - a.tq) < a.tk ? t0 + kBr + (a.tk - a.tq) : a.tk)
+                            : a.tk;
+  for (int64_t k0 = 0; k0 < k_end; k0 += kBc) {
     const int nk = a.tk - k0 < kBc ? static_cast<int>(a.tk - k0) : kBc;
     __syncthreads();  // the previous tile is no longer read (and qs is written, first time)
     for (int i = threadIdx.x; i < kBc * d; i += blockDim.x) {
@@ -216,7 +222,12 @@ __global__ void __launch_bounds__(32)
   const S<D>* dob = d_o + b * a.o_strides[0] + h * a.o_strides[1];
   float* dqb = dq + b * a.q_strides[0] + h * a.q_strides[1];
   const int64_t row0 = (b * a.h + h) * a.tq;
-  for (int64_t t = 0; t < a.tq; ++t) {
+  // Causal (kAttentionMaskCausal): queries before the first one that sees key k0 see none of
+  // the tile.
+  const int64_t t_begin = a.mask_kind == kAttentionMaskCausal && k0 - (a.tk - a.tq) > 0
+                              ? k0 - (a.tk - a.tq)
+                              : 0;
+  for (int64_t t = t_begin; t < a.tq; ++t) {
     const S<D>* qr = qb + t * a.q_strides[2];
     const S<D>* dor = dob + t * a.o_strides[2];
     float p = 0.f, ds = 0.f;
