@@ -373,6 +373,64 @@ size_t QSmem(int hd) {  // [K0][V0][K1 | bias][V1]
   return 4 * sizeof(uint16_t) * SlotElems(hd);
 }
 
+// The key tiles that query rows t0..t0+63 visit (the forward and dQ kernels), K and V of each
+// in the shared slots at `base` ([K0][V0][K1 | bias][V1]): with a bool / additive mask, plain
+// loads after the mask vote (tiles masked everywhere skipped; the bias tile in the second
+// buffer's K slot); otherwise double-buffered by cp.async (see the file comment), up to the
+// last open key (KeyEnd). tile(ks, vs, bias or null, last[2], key_lim) computes one tile for
+// the calling warp (rows r_lo and r_lo + 8 of it; key_lim: its last row's last open key).
+// Whole block.
+template <DT D, int HD, typename Tile>
+__device__ __forceinline__ void ForEachKeyTile(const AttentionDesc& a, const void* mask,
+                                               int64_t b, int64_t h, int64_t t0, int64_t r_lo,
+                                               int wr, const S<D>* kb, const S<D>* vb,
+                                               uint16_t* base, Tile&& tile) {
+  constexpr int kT = SlotElems(HD);
+  // Buffer i's K and V slots (i computed: an array indexed at run time would live in local
+  // memory).
+  auto kbuf = [&](int i) { return base + 2 * kT * i; };
+  auto vbuf = [&](int i) { return base + kT + 2 * kT * i; };
+  const int64_t k_end = KeyEnd(a, t0);
+  auto tile_keys = [&](int64_t k0) {
+    return a.tk - k0 < kTile ? static_cast<int>(a.tk - k0) : kTile;
+  };
+  if (HasBias(a)) {
+    uint16_t* bias = base + 2 * kT;
+    for (int64_t k0 = 0; k0 < k_end; k0 += kTile) {
+      __syncthreads();  // the previous tile's shared memory is no longer read
+      if (!LoadBias<D>(a, mask, b, h, t0, k0, /*key_major=*/false, bias)) {
+        continue;  // every (query, key) of the tile masked: no loads, no dots (block-uniform)
+      }
+      LoadTile<HD>(kbuf(0), kb, a.k_strides[2], k0, a.tk);
+      LoadTile<HD>(vbuf(0), vb, a.v_strides[2], k0, a.tk);
+      __syncthreads();
+      const int nk = tile_keys(k0);
+      const int last[2] = {nk - 1, nk - 1};
+      tile(kbuf(0), vbuf(0), bias, last, nk - 1);
+    }
+    return;
+  }
+  if (k_end <= 0) return;
+  // Double-buffered: tile k0 + 64 is copied into the other buffer while k0 is computed.
+  CopyTileAsync<HD>(kbuf(0), kb, a.k_strides[2], 0, a.tk);
+  CopyTileAsync<HD>(vbuf(0), vb, a.v_strides[2], 0, a.tk);
+  CpAsyncCommit();
+  int buf = 0;
+  for (int64_t k0 = 0; k0 < k_end; k0 += kTile, buf ^= 1) {
+    CpAsyncWaitAll();
+    __syncthreads();  // tile k0 is in buf; every warp is done with the other buffer
+    if (k0 + kTile < k_end) {
+      CopyTileAsync<HD>(kbuf(buf ^ 1), kb, a.k_strides[2], k0 + kTile, a.tk);
+      CopyTileAsync<HD>(vbuf(buf ^ 1), vb, a.v_strides[2], k0 + kTile, a.tk);
+      CpAsyncCommit();
+    }
+    const int nk = tile_keys(k0);
+    const int last[2] = {LastOpenKey(a, r_lo, k0, nk), LastOpenKey(a, r_lo + 8, k0, nk)};
+    tile(kbuf(buf), vbuf(buf), static_cast<const uint16_t*>(nullptr), last,
+         LastOpenKey(a, t0 + wr + 15, k0, nk));
+  }
+}
+
 // ---- Forward
 template <int HD>
 struct FwdState {
@@ -472,13 +530,7 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
                     const S<D>* __restrict__ v, const void* __restrict__ mask, S<D>* __restrict__ o,
                     float* __restrict__ lse) {
   extern __shared__ __align__(16) unsigned char tc_smem[];
-  constexpr int kT = SlotElems(HD);
-  uint16_t* base = reinterpret_cast<uint16_t*>(tc_smem);
-  // Buffer i's K and V slots (i computed: an array indexed at run time would live in local
-  // memory).
-  auto kbuf = [&](int i) { return base + 2 * kT * i; };
-  auto vbuf = [&](int i) { return base + kT + 2 * kT * i; };
-  uint16_t* bias = base + 2 * kT;  // with a bias tile: the second buffer's K slot
+  uint16_t* base = reinterpret_cast<uint16_t*>(tc_smem);  // [K0][V0][K1 | bias][V1]
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, qd = lane & 3;
   const int64_t q_tiles = (a.tq + kTile - 1) / kTile;
   const int64_t bh = blockIdx.x / q_tiles, t0 = (blockIdx.x % q_tiles) * kTile;
@@ -500,43 +552,11 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
   st.m[0] = st.m[1] = -INFINITY;
   st.l[0] = st.l[1] = 0.f;
 
-  const int64_t k_end = KeyEnd(a, t0);
-  auto tile_keys = [&](int64_t k0) {
-    return a.tk - k0 < kTile ? static_cast<int>(a.tk - k0) : kTile;
-  };
-  if (HasBias(a)) {
-    for (int64_t k0 = 0; k0 < k_end; k0 += kTile) {
-      __syncthreads();  // the previous tile's shared memory is no longer read
-      if (!LoadBias<D>(a, mask, b, h, t0, k0, /*key_major=*/false, bias)) {
-        continue;  // every (query, key) of the tile masked: no loads, no dots (block-uniform)
-      }
-      LoadTile<HD>(kbuf(0), kb, a.k_strides[2], k0, a.tk);
-      LoadTile<HD>(vbuf(0), vb, a.v_strides[2], k0, a.tk);
-      __syncthreads();
-      const int nk = tile_keys(k0);
-      const int last[2] = {nk - 1, nk - 1};
-      ForwardTile<D, HD>(a, qf, kbuf(0), vbuf(0), bias, last, nk - 1, wr, lane, st);
-    }
-  } else if (k_end > 0) {
-    // Double-buffered: tile k0 + 64 is copied into the other buffer while k0 is computed.
-    CopyTileAsync<HD>(kbuf(0), kb, a.k_strides[2], 0, a.tk);
-    CopyTileAsync<HD>(vbuf(0), vb, a.v_strides[2], 0, a.tk);
-    CpAsyncCommit();
-    int buf = 0;
-    for (int64_t k0 = 0; k0 < k_end; k0 += kTile, buf ^= 1) {
-      CpAsyncWaitAll();
-      __syncthreads();  // tile k0 is in buf; every warp is done with the other buffer
-      if (k0 + kTile < k_end) {
-        CopyTileAsync<HD>(kbuf(buf ^ 1), kb, a.k_strides[2], k0 + kTile, a.tk);
-        CopyTileAsync<HD>(vbuf(buf ^ 1), vb, a.v_strides[2], k0 + kTile, a.tk);
-        CpAsyncCommit();
-      }
-      const int nk = tile_keys(k0);
-      const int last[2] = {LastOpenKey(a, r_lo, k0, nk), LastOpenKey(a, r_lo + 8, k0, nk)};
-      const int key_lim = LastOpenKey(a, t0 + wr + 15, k0, nk);  // the warp's last row's
-      ForwardTile<D, HD>(a, qf, kbuf(buf), vbuf(buf), nullptr, last, key_lim, wr, lane, st);
-    }
-  }
+  ForEachKeyTile<D, HD>(a, mask, b, h, t0, r_lo, wr, kb, vb, base,
+                        [&](const uint16_t* ks, const uint16_t* vs, const uint16_t* bias,
+                            const int(&last)[2], int key_lim) {
+                          ForwardTile<D, HD>(a, qf, ks, vs, bias, last, key_lim, wr, lane, st);
+                        });
 
   S<D>* ob = o + b * a.o_strides[0] + h * a.o_strides[1];
 #pragma unroll
@@ -803,13 +823,7 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
                       const S<D>* __restrict__ d_o, const float* __restrict__ lse,
                       const float* __restrict__ dsum, S<D>* __restrict__ dq) {
   extern __shared__ __align__(16) unsigned char tc_smem[];
-  constexpr int kT = SlotElems(HD);
-  uint16_t* base = reinterpret_cast<uint16_t*>(tc_smem);
-  // Buffer i's K and V slots (i computed: an array indexed at run time would live in local
-  // memory).
-  auto kbuf = [&](int i) { return base + 2 * kT * i; };
-  auto vbuf = [&](int i) { return base + kT + 2 * kT * i; };
-  uint16_t* bias = base + 2 * kT;
+  uint16_t* base = reinterpret_cast<uint16_t*>(tc_smem);  // [K0][V0][K1 | bias][V1]
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, qd = lane & 3;
   const int64_t q_tiles = (a.tq + kTile - 1) / kTile;
   const int64_t bh = blockIdx.x / q_tiles, t0 = (blockIdx.x % q_tiles) * kTile;
@@ -838,43 +852,12 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
 #pragma unroll
   for (int n = 0; n < HD / 8; ++n) dqa[n][0] = dqa[n][1] = dqa[n][2] = dqa[n][3] = 0.f;
 
-  const int64_t k_end = KeyEnd(a, t0);
-  auto tile_keys = [&](int64_t k0) {
-    return a.tk - k0 < kTile ? static_cast<int>(a.tk - k0) : kTile;
-  };
-  if (HasBias(a)) {
-    for (int64_t k0 = 0; k0 < k_end; k0 += kTile) {
-      __syncthreads();
-      if (!LoadBias<D>(a, mask, b, h, t0, k0, /*key_major=*/false, bias)) continue;
-      LoadTile<HD>(kbuf(0), kb, a.k_strides[2], k0, a.tk);
-      LoadTile<HD>(vbuf(0), vb, a.v_strides[2], k0, a.tk);
-      __syncthreads();
-      const int nk = tile_keys(k0);
-      const int last[2] = {nk - 1, nk - 1};
-      QGradTile<D, HD>(a, qf, of, kbuf(0), vbuf(0), bias, last, nk - 1, lt, ds_row, wr, lane,
-                       dqa);
-    }
-  } else if (k_end > 0) {
-    // Double-buffered as the forward.
-    CopyTileAsync<HD>(kbuf(0), kb, a.k_strides[2], 0, a.tk);
-    CopyTileAsync<HD>(vbuf(0), vb, a.v_strides[2], 0, a.tk);
-    CpAsyncCommit();
-    int buf = 0;
-    for (int64_t k0 = 0; k0 < k_end; k0 += kTile, buf ^= 1) {
-      CpAsyncWaitAll();
-      __syncthreads();  // tile k0 is in buf; every warp is done with the other buffer
-      if (k0 + kTile < k_end) {
-        CopyTileAsync<HD>(kbuf(buf ^ 1), kb, a.k_strides[2], k0 + kTile, a.tk);
-        CopyTileAsync<HD>(vbuf(buf ^ 1), vb, a.v_strides[2], k0 + kTile, a.tk);
-        CpAsyncCommit();
-      }
-      const int nk = tile_keys(k0);
-      const int last[2] = {LastOpenKey(a, r_lo, k0, nk), LastOpenKey(a, r_lo + 8, k0, nk)};
-      const int key_lim = LastOpenKey(a, t0 + wr + 15, k0, nk);  // the warp's last row's
-      QGradTile<D, HD>(a, qf, of, kbuf(buf), vbuf(buf), nullptr, last, key_lim, lt, ds_row, wr,
-                       lane, dqa);
-    }
-  }
+  ForEachKeyTile<D, HD>(a, mask, b, h, t0, r_lo, wr, kb, vb, base,
+                        [&](const uint16_t* ks, const uint16_t* vs, const uint16_t* bias,
+                            const int(&last)[2], int key_lim) {
+                          QGradTile<D, HD>(a, qf, of, ks, vs, bias, last, key_lim, lt, ds_row,
+                                           wr, lane, dqa);
+                        });
 
   S<D>* dqb = dq + b * a.q_strides[0] + h * a.q_strides[1];
 #pragma unroll
