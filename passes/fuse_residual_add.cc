@@ -7,12 +7,14 @@
 //   --precision: add(r f32, cast(fused_matmul(x, w, cast(b32)) bf16 -> f32))
 //                                                 -> fused_matmul(x, w, b32, r) {dtype=f32}
 // In the second form the product is no longer rounded to bf16 before the f32 add, and the
-// bias is read as the f32 master (cuBLASLt's epilogue bias has D's dtype): a GPT-2 block's two
-// residual adds per layer, each a pass over 16 x 1024 x 768 f32 plus a bf16 product, go.
+// bias is read as the f32 master (cuBLASLt's epilogue bias has D's dtype; a bias stored in
+// bf16, as fold-param-casts leaves inference plans, gets a cast of its N values up): a GPT-2
+// block's two residual adds per layer, each a pass over 16 x 1024 x 768 f32 plus a bf16
+// product, go.
 //
 // Conditions: the fused_matmul has a bias, activation "none" and one use (the add, or the
 // cast whose one use is the add); r has the output's exact type (no broadcast). Counters:
-// "fused", "fused.f32" (the --precision form), "declined.no-bias", "declined.bias-dtype".
+// "fused", "fused.f32" (the --precision form), "fused.bias-cast", "declined.no-bias".
 // Run after fuse-matmul-bias and before fuse-elementwise (which would take the add).
 //
 //   before:  %h = fused_matmul(%x, %w, %b) {trans_b=1} : f32[2,8,16]
@@ -64,13 +66,18 @@ class FuseResidualAddPass : public FunctionPass {
         ir::Value* bias = mm->input(2);
         ir::AttrMap attrs = mm->attrs();
         if (up != nullptr) {
-          // The bias in f32: the master the cast came from.
-          Match b32 = m.Def(bias).Op("cast");
-          if (!b32 || b32.node()->input(0)->type().dtype != ir::DType::kF32) {
-            Count("declined.bias-dtype");
-            continue;
+          // The bias in f32: the master the cast came from, else (a bf16 bias stored by
+          // fold-param-casts in an inference plan) a cast of the [N] vector up.
+          if (Match b32 = m.Def(bias).Op("cast");
+              b32 && b32.node()->input(0)->type().dtype == ir::DType::kF32) {
+            bias = b32.node()->input(0);
+          } else {
+            ir::Node* c = fn.AddNode("cast", {bias}, {{ir::DType::kF32, bias->type().shape}},
+                                     {{"to", ir::DType::kF32}}, mm->loc(),
+                                     {bias->name() + ".f32"}, /*before=*/add);
+            bias = c->output();
+            Count("fused.bias-cast");
           }
-          bias = b32.node()->input(0);
           attrs["dtype"] = ir::DType::kF32;
         }
         ir::Node* f = fn.AddNode("fused_matmul", {mm->input(0), mm->input(1), bias, r}, {yt},
