@@ -69,7 +69,9 @@ std::unique_ptr<Pass> CreateLowerFusedPass();
 // live to the end of the step and moving the update up would lengthen them).
 struct RematOptions;
 std::unique_ptr<Pass> CreateRematPass(RematOptions options);
-std::unique_ptr<Pass> CreateSchedulePass(bool hoist_updates = true);
+// group_window > 0: hoisted optimizer updates within that many nodes of the next one are
+// moved down next to it (multi-tensor batches on the GPU; see schedule.cc GroupUpdates).
+std::unique_ptr<Pass> CreateSchedulePass(bool hoist_updates = true, int group_window = 0);
 
 }  // namespace ptc::passes
 

@@ -79,7 +79,8 @@ namespace {
 
 class SchedulePass : public FunctionPass {
  public:
-  explicit SchedulePass(bool hoist_updates) : hoist_updates_(hoist_updates) {}
+  SchedulePass(bool hoist_updates, int group_window)
+      : hoist_updates_(hoist_updates), group_window_(group_window) {}
   std::string_view name() const override { return "schedule"; }
  private:
   absl::StatusOr<bool> RunOnFunction(ir::Module&, ir::Function& f) override {
@@ -122,9 +123,13 @@ class SchedulePass : public FunctionPass {
       ++moved;
     }
     Count("sunk", moved);
-    const int hoisted = hoist_updates_ ? HoistUpdates(f, order, results, uses) : 0;
+    std::vector<ir::Node*> hoisted_updates;
+    const int hoisted =
+        hoist_updates_ ? HoistUpdates(f, order, results, uses, &hoisted_updates) : 0;
     Count("hoisted", hoisted);
-    if (moved == 0 && hoisted == 0) return false;
+    const int grouped = group_window_ > 0 ? GroupUpdates(order, hoisted_updates) : 0;
+    Count("grouped", grouped);
+    if (moved == 0 && hoisted == 0 && grouped == 0) return false;
     PTC_RETURN_IF_ERROR(ApplyOrder(f, order));
     return true;
   }
@@ -140,7 +145,7 @@ class SchedulePass : public FunctionPass {
   // rest: with global-norm clipping every update waits for the norm, i.e. for every gradient.
   int HoistUpdates(const ir::Function& f, std::vector<ir::Node*>& order,
                    const std::set<const ir::Value*>& results,
-                   Uses& uses) {
+                   Uses& uses, std::vector<ir::Node*>* moved_updates) {
     std::map<const ir::Node*, int> pos;
     auto reindex = [&] {
       for (size_t j = 0; j < order.size(); ++j) pos[order[j]] = static_cast<int>(j);
@@ -204,17 +209,57 @@ class SchedulePass : public FunctionPass {
         }
       }
       hoisted += move_up(n, to) ? 1 : 0;
+      moved_updates->push_back(n);
     }
     return hoisted;
   }
 
+  // Hoisted updates are grouped in order, each group spanning at most group_window_ nodes from
+  // its first member, and every member moves down to sit right before the group's last: a run
+  // of back-to-back updates, which the CUDA executor launches as multi-tensor
+  // batches (DeviceKernel::BatchKey). Moving an update later is always legal here (its inputs
+  // are before it, its outputs are read only by the assigns at the end) and keeps each
+  // gradient alive at most group_window_ nodes longer. Returns the updates moved.
+  int GroupUpdates(std::vector<ir::Node*>& order, const std::vector<ir::Node*>& updates) {
+    std::map<const ir::Node*, int> pos;
+    for (size_t j = 0; j < order.size(); ++j) pos[order[j]] = static_cast<int>(j);
+    std::vector<ir::Node*> sorted = updates;
+    std::sort(sorted.begin(), sorted.end(),
+              [&](const ir::Node* a, const ir::Node* b) { return pos.at(a) < pos.at(b); });
+    std::vector<std::vector<ir::Node*>> groups;
+    for (ir::Node* n : sorted) {
+      if (groups.empty() || pos.at(n) - pos.at(groups.back().front()) > group_window_) {
+        groups.emplace_back();
+      }
+      groups.back().push_back(n);
+    }
+    int moved = 0;
+    for (const auto& g : groups) {
+      const int span = pos.at(g.back()) - pos.at(g.front());
+      if (span == static_cast<int>(g.size()) - 1) continue;  // already back to back
+      moved += static_cast<int>(g.size()) - 1;
+      std::set<const ir::Node*> members(g.begin(), g.end() - 1);
+      std::vector<ir::Node*> next;
+      next.reserve(order.size());
+      for (ir::Node* n : order) {
+        if (members.count(n)) continue;
+        if (n == g.back()) next.insert(next.end(), g.begin(), g.end() - 1);
+        next.push_back(n);
+      }
+      order = std::move(next);
+      for (size_t j = 0; j < order.size(); ++j) pos[order[j]] = static_cast<int>(j);
+    }
+    return moved;
+  }
+
   bool hoist_updates_;
+  int group_window_;
 };
 
 }  // namespace
 
-std::unique_ptr<Pass> CreateSchedulePass(bool hoist_updates) {
-  return std::make_unique<SchedulePass>(hoist_updates);
+std::unique_ptr<Pass> CreateSchedulePass(bool hoist_updates, int group_window) {
+  return std::make_unique<SchedulePass>(hoist_updates, group_window);
 }
 
 }  // namespace ptc::passes

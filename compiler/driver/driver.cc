@@ -16,6 +16,12 @@
 namespace ptc::driver {
 namespace {
 
+// Nodes between the first and the last optimizer update of a multi-tensor group (schedule's
+// GroupUpdates, CUDA plans).
+constexpr int kUpdateGroupWindow = 32;
+
+
+
 double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
@@ -145,7 +151,12 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
   const auto workspace = cpu ? CpuWorkspaceBytes : NoWorkspace;
   if (memory_passes) {
     // Order first (a shorter-lived schedule), then remat on that order; plan-memory last.
-    PTC_RETURN_IF_ERROR(passes::CreateSchedulePass(/*hoist_updates=*/inplace)->Run(*module).status());
+    // CUDA: the early updates of one layer's parameters back to back (multi-tensor AdamW
+    // launches); the CPU runs updates one by one either way.
+    const int group_window = cpu ? 0 : kUpdateGroupWindow;
+    PTC_RETURN_IF_ERROR(passes::CreateSchedulePass(/*hoist_updates=*/inplace, group_window)
+                            ->Run(*module)
+                            .status());
     passes::RematOptions ropts;
     ropts.mode = options.remat;
     ropts.budget = options.mem_budget;

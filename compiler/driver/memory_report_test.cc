@@ -116,6 +116,7 @@ struct StepOutput {
   int64_t lower_bound = 0;
   int donated = 0;  // elementwise outputs planned in an input's buffer
   std::set<std::string> donating_ops;
+  int update_runs = 0;  // runs of back-to-back adamw_update nodes in the schedule
 };
 
 // One step of `plan` on the CPU executor (token inputs of seed 7): its results and state.
@@ -129,13 +130,20 @@ void RunOnCpu(const plan::Plan& plan, const Model& m, StepOutput* out) {
   out->state = (*ex)->State();
 }
 
-// hoist: schedule's early optimizer updates (only meaningful with in-place updates).
+// hoist: schedule's early optimizer updates (only meaningful with in-place updates); group:
+// its multi-tensor grouping window (nodes).
 StepOutput RunStep(std::unique_ptr<ir::Module> module, const Model& m, bool inplace = false,
-                   bool hoist = false, bool reuse = false) {
+                   bool hoist = false, bool reuse = false, int group = 0) {
   StepOutput out;
-  auto sched = passes::CreateSchedulePass(hoist);
+  auto sched = passes::CreateSchedulePass(hoist, group);
   EXPECT_TRUE(sched->Run(*module).ok());
   EXPECT_TRUE(ir::Verify(*module).ok()) << ir::Verify(*module);
+  bool in_run = false;
+  for (const auto& n : module->main()->nodes()) {
+    const bool update = n->op() == "adamw_update";
+    out.update_runs += update && !in_run ? 1 : 0;
+    in_run = update;
+  }
   plan::Plan plan;
   passes::PlanMemoryOptions po;
   po.workspace_bytes = Workspace;
@@ -276,6 +284,25 @@ TEST_P(RematBitExact, EarlyUpdatesMatchAndFreeGradients) {
   std::printf("%s: arena %lld bytes with updates at the end, %lld with early updates\n",
               m.name.c_str(), static_cast<long long>(late.arena),
               static_cast<long long>(early.arena));
+}
+
+// Grouped early updates (schedule's GroupUpdates, CUDA plans: the updates of a window of
+// nodes back to back, launched as multi-tensor batches): the same step bit for bit, in fewer
+// runs of updates, and an arena within 10% of the ungrouped one (each gradient lives at most
+// the window longer).
+TEST_P(RematBitExact, GroupedUpdatesMatchAndRunBackToBack) {
+  const Model& m = GetParam();
+  auto module = TrainingStep(m, /*keep_gradients=*/false);
+  ASSERT_NE(module, nullptr);
+  StepOutput early = RunStep(module->Clone(), m, /*inplace=*/true, /*hoist=*/true);
+  StepOutput grouped =
+      RunStep(module->Clone(), m, /*inplace=*/true, /*hoist=*/true, /*reuse=*/false, 32);
+  ExpectBitEqual(early, grouped, "grouped updates");
+  EXPECT_LT(grouped.update_runs, early.update_runs);
+  EXPECT_LE(grouped.arena, early.arena * 11 / 10);
+  std::printf("%s: %d runs of updates, %d grouped; arena %lld -> %lld bytes\n", m.name.c_str(),
+              early.update_runs, grouped.update_runs, static_cast<long long>(early.arena),
+              static_cast<long long>(grouped.arena));
 }
 
 // Elementwise outputs in the buffer of an input read for the last time there
