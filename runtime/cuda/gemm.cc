@@ -488,9 +488,10 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateGemm(const ir::Node& node,
 
 
 // fused_matmul(x, w[, bias[, addend]]) {trans_b, activation, dtype}: one GEMM over the folded
-// batch, the bias (and relu) in the cuBLASLt epilogue, the addend as C (beta = 1, read from its
-// own buffer: D = x w + bias + addend in f32, rounded once to D's dtype), the gelu forms as an
-// in-place elementwise pass. {dtype=f32} of bf16 / f16 operands: D (and the bias) in f32.
+// batch, the bias (and relu, and gelu_tanh: cuBLASLt's GELU) in the cuBLASLt epilogue, the
+// addend as C (beta = 1, read from its own buffer: D = x w + bias + addend in f32, rounded once
+// to D's dtype), the exact gelu as an in-place elementwise pass. {dtype=f32} of bf16 / f16
+// operands: D (and the bias) in f32.
 class FusedMatMulKernel final : public DeviceKernel {
  public:
   FusedMatMulKernel(std::unique_ptr<GemmKernel> gemm, bool has_bias, bool has_addend,
@@ -569,9 +570,22 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateFusedMatMul(const ir::Node& 
     }
   }
   auto gemm = std::make_unique<GemmKernel>();
-  PTC_RETURN_IF_ERROR(gemm->Init(node, x.dtype, RowMajorProblem(rows, n, k, false, trans_b != 0),
-                                 1.0, has_addend ? 1.0 : 0.0, options.allow_tf32, lt, epi,
-                                 y.dtype, has_bias ? y.dtype : DType::kBool));
+  const Problem p = RowMajorProblem(rows, n, k, false, trans_b != 0);
+  const double beta = has_addend ? 1.0 : 0.0;
+  const DType bias_dt = has_bias ? y.dtype : DType::kBool;
+  // gelu_tanh is cuBLASLt's GELU (the tanh form), applied to the f32 accumulator in the
+  // epilogue; where no algorithm has it, the in-place pass below.
+  if (act == "gelu_tanh" &&
+      gemm->Init(node, x.dtype, p, 1.0, beta, options.allow_tf32, lt,
+                 has_bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU, y.dtype,
+                 bias_dt)
+          .ok()) {
+    return std::unique_ptr<DeviceKernel>(new FusedMatMulKernel(
+        std::move(gemm), has_bias, has_addend, /*gelu_pass=*/false, gelu_op,
+        static_cast<kernels::DT>(static_cast<int>(y.dtype)), rows * n));
+  }
+  PTC_RETURN_IF_ERROR(gemm->Init(node, x.dtype, p, 1.0, beta, options.allow_tf32, lt, epi,
+                                 y.dtype, bias_dt));
   return std::unique_ptr<DeviceKernel>(new FusedMatMulKernel(
       std::move(gemm), has_bias, has_addend, gelu_pass, gelu_op,
       static_cast<kernels::DT>(static_cast<int>(y.dtype)), rows * n));

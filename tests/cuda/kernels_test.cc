@@ -187,6 +187,10 @@ std::vector<Case> Cases() {
        {{"activation", std::string("relu")}, {"trans_b", int64_t{1}}}, 10);
   gemm("fused_matmul_gelu_tanh_no_bias", "fused_matmul", {T(f32, {3, 5, 16}), T(f32, {16, 8})},
        {{"activation", std::string("gelu_tanh")}}, 10);
+  // gelu_tanh in cuBLASLt's GELU_BIAS epilogue, in bf16 (one rounding, of the activation).
+  gemm("fused_matmul_bf16_bias_gelu_tanh", "fused_matmul",
+       {T(bf16, {64, 32}), T(bf16, {32, 48}), T(bf16, {48})},
+       {{"activation", std::string("gelu_tanh")}}, 2);
   gemm("fused_matmul_trans_bias", "fused_matmul", {T(f32, {16, 64}), T(f32, {32, 64}), T(f32, {32})},
        {{"trans_b", int64_t{1}}}, 10);
   // fuse-residual-add: the addend as cuBLASLt's C (beta 1, its own buffer); in f32, and from
