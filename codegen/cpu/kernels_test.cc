@@ -194,7 +194,7 @@ std::vector<Ref> Reference(const std::string& op, const AttrMap& a, const std::v
     for (double x : in[0].v) out.v.push_back(StoreAs(to, x));
     return {out};
   }
-  if (op == "fused_matmul") {  // act(x @ op(w) + bias), straight loops
+  if (op == "fused_matmul") {  // act(x @ op(w) + bias) [+ addend], straight loops
     const bool tb = IntAttr(a, "trans_b", 0) != 0;
     const std::string act = StrAttr(a, "activation", "none");
     const Shape& xs = in[0].shape;
@@ -202,10 +202,11 @@ std::vector<Ref> Reference(const std::string& op, const AttrMap& a, const std::v
     const int64_t m = Numel(xs) / k;
     Shape os = xs;
     os.back() = n;
-    Ref out{dt, os, std::vector<double>(m * n)};
+    const DType out_dt = a.count("dtype") ? std::get<DType>(a.at("dtype")) : dt;
+    Ref out{out_dt, os, std::vector<double>(m * n)};
     for (int64_t i = 0; i < m; ++i) {
       for (int64_t j = 0; j < n; ++j) {
-        double s = in.size() == 3 ? in[2].v[j] : 0.0;
+        double s = in.size() >= 3 ? in[2].v[j] : 0.0;
         for (int64_t p = 0; p < k; ++p) {
           s += in[0].v[i * k + p] * (tb ? in[1].v[j * k + p] : in[1].v[p * n + j]);
         }
@@ -214,6 +215,7 @@ std::vector<Ref> Reference(const std::string& op, const AttrMap& a, const std::v
           s = 0.5 * s * (1 + std::tanh(std::sqrt(2 / M_PI) * (s + 0.044715 * s * s * s)));
         }
         if (act == "relu") s = s > 0 ? s : 0;
+        if (in.size() == 4) s += in[3].v[i * n + j];
         out.v[i * n + j] = s;
       }
     }
@@ -700,6 +702,14 @@ std::vector<Case> AllCases() {
   // bf16 (a --precision plan's linear layer evaluated on the host): computed in f32.
   cs.push_back({"fused_matmul", {{"trans_b", int64_t{1}}, {"activation", std::string("gelu")}},
                 {In{DType::kBF16, {3, 8}}, In{DType::kBF16, {5, 8}}, In{DType::kBF16, {5}}}});
+  // The addend (fuse-residual-add): f32 on a tiled GEMM, and bf16 operands with the f32 bias,
+  // addend and result of {dtype=f32} (nothing rounded to bf16 after the inputs).
+  cs.push_back({"fused_matmul", {{"trans_b", int64_t{1}}},
+                {F32({2, 150, 64}), F32({600, 64}), F32({600}), F32({2, 150, 600})}, 1, 1e-4,
+                1e-4});
+  cs.push_back({"fused_matmul", {{"trans_b", int64_t{1}}, {"dtype", DType::kF32}},
+                {In{DType::kBF16, {3, 8}}, In{DType::kBF16, {5, 8}}, F32({5}), F32({3, 5})}, 1,
+                1e-5, 1e-5});
   // attention: both layouts, bool masks (broadcast, rows fully masked give NaN) and additive
   // ones, odd sizes; float key lengths up to 512 take whole rows, longer ones (and f64) the
   // online softmax across key tiles.
