@@ -6,7 +6,9 @@
 // there instead of at the end of the backward. Every move shortens lifetimes (bar the few bytes
 // of the scalars an update waits for, which move up with it), so the peak does not grow; nodes
 // are visited in a fixed order and ties keep the original order, so the result is
-// deterministic.
+// deterministic. With a group window (CUDA plans), the hoisted updates then gather into runs
+// ("group", GroupUpdates below) that the GPU launches as multi-tensor batches: the one move
+// that lengthens lifetimes, each gradient's by at most the window.
 //
 // Preconditions: the function verifies. The driver runs it before remat and plan-memory
 // (compiler/driver/driver.cc). Impure nodes (dropout, assign) never move; sinking leaves nodes
