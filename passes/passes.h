@@ -54,6 +54,7 @@ std::unique_ptr<Pass> CreateFuseElementwisePass(FuseElementwiseOptions options =
 // matmul (+ transposed 2-D weight) (+ bias [N]) (+ gelu/relu) -> fused_matmul.
 std::unique_ptr<Pass> CreateFuseMatMulBiasPass();
 std::unique_ptr<Pass> CreateFuseResidualAddPass();
+std::unique_ptr<Pass> CreateFoldGradCastsPass();
 
 // softmax(q @ k^T * scale [masked]) @ v (+ the head transposes around it) -> attention.
 std::unique_ptr<Pass> CreateFuseAttentionPass();

@@ -169,6 +169,9 @@ const std::vector<PassInfo>& RegisteredPasses() {
       {"fold-norm-casts",
        "--precision: casts of layer_norm's output / layer_norm_grad's dy -> the norms' dtypes",
        [] { return CreateFoldNormCastsPass(); }},
+      {"fold-grad-casts",
+       "--precision: linear_ce_loss's gradient parts cast up to f32 -> written in f32",
+       [] { return CreateFoldGradCastsPass(); }},
       {"fuse-norm-grad-add",
        "training: add(other gradient, layer_norm_grad's dx) -> layer_norm_grad's addend",
        [] { return CreateFuseNormGradAddPass(); }},
@@ -191,7 +194,7 @@ std::vector<std::string> DefaultPassList(std::string_view target) {
   std::vector<std::string> list = {"fold-param-casts", "fold-constants", "simplify",
                                    "fold-gemm-transpose", "annotate-causal", "cse",
                                    "fuse-bias-grad", "fuse-norm-grad-add", "fold-norm-casts",
-                                   "dce"};
+                                   "fold-grad-casts", "dce"};
   if (target == "cpu") {
     // fuse-elementwise pays on CPU: a GPT-2-like MLP/residual block measured faster with it
     // (see tools/ptc_opt --bench and the passes report); it runs after cse so that duplicated

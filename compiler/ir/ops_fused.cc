@@ -47,15 +47,16 @@
 //       %o = attention(%q, %k, %v, %masked) {layout="bthd", scale=0.125} : f32[8,128,4,64]
 //            (%q, %k, %v: f32[8,128,4,64], %masked: bool[1,1,128,128])
 //
-//   linear_ce_loss(x, w, labels) {trans_b=0|1, reduction="mean"|"sum", ignore_index?}
-//       -> loss f32[] [, dx_unit, dw_unit]
+//   linear_ce_loss(x, w, labels) {trans_b=0|1, reduction="mean"|"sum", ignore_index?,
+//                                 grad_dtype?} -> loss f32[] [, dx_unit, dw_unit]
 //       Softmax cross-entropy of the logits x @ op(w) (x [N, D] f32 / bf16 / f16, w of x's dtype
 //       [D, V], or [V, D] with trans_b=1, labels i32/i64 [N]; the logits and the loss are f32
 //       whatever the inputs), made by passes/fuse_linear_ce.cc from an LM head and
 //       its loss. The CPU kernel works on blocks of rows: the N x V logits never exist at once.
 //       With 3 outputs (autodiff asks for them) the same pass also writes the gradients for
 //       d loss = 1: dx_unit (x's type) and dw_unit (w's type), so the backward is two scalings
-//       and nothing of size N x V is kept for it.
+//       and nothing of size N x V is kept for it. grad_dtype=f32 (f16 / bf16 x and w;
+//       passes/fold_grad_casts.cc): both gradient parts in f32, never rounded to x's dtype.
 //   Example (tied GPT-2 LM head, 1024 tokens, vocab 8192):
 //       %loss = linear_ce_loss(%h, %wte, %labels) {trans_b=1} : f32[]
 //            (%h: f32[1024,256], %wte: f32[8192,256], %labels: i64[1024])
@@ -290,10 +291,12 @@ absl::StatusOr<std::vector<TensorType>> InferLinearCeLoss(const std::vector<Tens
     return absl::InvalidArgumentError(absl::StrCat("labels must be i32 or i64 [", x.shape[0],
                                                    "], got ", labels.ToString()));
   }
+  // grad_dtype: the gradient parts' dtype, x's or f32 for f16 / bf16 (fold-grad-casts).
+  PTC_ASSIGN_OR_RETURN(DType g, SameOrF32DType(attrs, "grad_dtype", x.dtype));
   std::vector<TensorType> out = {TensorType{DType::kF32, {}}};
   if (num_outputs == 3) {
-    out.push_back(x);
-    out.push_back(w);
+    out.push_back(TensorType{g, x.shape});
+    out.push_back(TensorType{g, w.shape});
   }
   return out;
 }

@@ -964,6 +964,11 @@ class LinearCeKernel final : public DeviceKernel {
       return Invalid(node, "shapes of x, w and labels do not match");
     }
     grads_ = node.num_outputs() == 3;
+    // {grad_dtype=f32} of f16 / bf16 inputs: dx and dw in f32 (dx's GEMM writes f32 D, dw is
+    // summed straight into the output: no f32 scratch, no cast).
+    grad32_ = grads_ && low_ && node.output(1)->type().dtype == DType::kF32 &&
+              node.output(2)->type().dtype == DType::kF32;
+    dx_elem_ = grad32_ ? sizeof(float) : elem_;
     labels_i64_ = lab.dtype == DType::kI64;
     desc_.n = n_;
     desc_.c = v_;
@@ -996,9 +1001,12 @@ class LinearCeKernel final : public DeviceKernel {
       if (!grads_) continue;
       Problem dx = RowMajorProblem(c, d_, v_, false, !trans_b_);
       dx.ldb = ld_;  // cuBLASLt B = our A = G
+      const uint32_t dx_align =
+          std::min(align, GuaranteedAlign({rows_ * d_ * static_cast<int64_t>(dx_elem_)}));
       PTC_RETURN_IF_ERROR(g.dx.Init(node, dt_, dx, 1.0, 0.0, options.allow_tf32, lt,
-                                    CUBLASLT_EPILOGUE_DEFAULT, DType::kBool, DType::kBool,
-                                    align));
+                                    CUBLASLT_EPILOGUE_DEFAULT,
+                                    grad32_ ? DType::kF32 : DType::kBool, DType::kBool,
+                                    dx_align));
       Problem dw = trans_b_ ? RowMajorProblem(v_, d_, c, true, false)
                             : RowMajorProblem(d_, v_, c, true, false);
       (trans_b_ ? dw.ldb : dw.lda) = ld_;  // G: our A (dw = G^T x) or our B (dw = x^T G)
@@ -1009,7 +1017,9 @@ class LinearCeKernel final : public DeviceKernel {
     // row losses and weights of all N rows, the normalizer.
     logits_bytes_ = AlignScratch(sizeof(float) * static_cast<size_t>(rows_ * ld_));
     g_low_bytes_ = low_ && grads_ ? AlignScratch(elem_ * static_cast<size_t>(rows_ * ld_)) : 0;
-    dw32_bytes_ = low_ && grads_ ? AlignScratch(sizeof(float) * static_cast<size_t>(d_ * v_)) : 0;
+    dw32_bytes_ = low_ && grads_ && !grad32_
+                      ? AlignScratch(sizeof(float) * static_cast<size_t>(d_ * v_))
+                      : 0;
     rows_bytes_ = AlignScratch(sizeof(float) * static_cast<size_t>(n_));
     return absl::OkStatus();
   }
@@ -1032,8 +1042,9 @@ class LinearCeKernel final : public DeviceKernel {
     float* row_w = reinterpret_cast<float*>(rows_base + rows_bytes_);
     float* norm = reinterpret_cast<float*>(rows_base + 2 * rows_bytes_);
     char* dx = grads_ ? static_cast<char*>(out[1]) : nullptr;
-    // dw accumulates over the blocks: in the output (f32) or in f32 scratch (low inputs).
-    void* dw = grads_ ? (low_ ? dw32 : out[2]) : nullptr;
+    // dw accumulates over the blocks: in the output (f32) or in f32 scratch (low inputs
+    // with a low-precision dw).
+    void* dw = grads_ ? (low_ && !grad32_ ? dw32 : out[2]) : nullptr;
     cudaError_t e = kernels::LaunchLossNorm(desc_, labels, labels_i64_, norm, ctx.error_flag,
                                             ctx.error_code, ctx.stream);
     if (e != cudaSuccess) return CudaStatus(e, "LaunchLossNorm", __FILE__, __LINE__);
@@ -1054,14 +1065,14 @@ class LinearCeKernel final : public DeviceKernel {
                                       ctx.error_flag, ctx.error_code, ctx.stream);
       if (e != cudaSuccess) return CudaStatus(e, "LaunchLinearCeRows", __FILE__, __LINE__);
       if (!grads_) continue;
-      PTC_RETURN_IF_ERROR(g.dx.RunOn(ctx, gm, w, dx + r0 * d_ * static_cast<int64_t>(elem_)));
+      PTC_RETURN_IF_ERROR(g.dx.RunOn(ctx, gm, w, dx + r0 * d_ * static_cast<int64_t>(dx_elem_)));
       if (trans_b_) {
         PTC_RETURN_IF_ERROR(g.dw.RunOn(ctx, gm, xb, dw));
       } else {
         PTC_RETURN_IF_ERROR(g.dw.RunOn(ctx, xb, gm, dw));
       }
     }
-    if (grads_ && low_) {
+    if (grads_ && low_ && !grad32_) {
       e = kernels::LaunchCast(kernels::DT::kF32, LowDT(), d_ * v_, dw32, out[2], ctx.stream);
       if (e != cudaSuccess) return CudaStatus(e, "LaunchCast (dw)", __FILE__, __LINE__);
     }
@@ -1079,9 +1090,9 @@ class LinearCeKernel final : public DeviceKernel {
   Shape shapes_[2];  // full blocks, and the tail block when N % rows_ != 0
   kernels::LossDesc desc_;
   int64_t n_ = 0, d_ = 0, v_ = 0, ld_ = 0, rows_ = 1;
-  bool trans_b_ = false, grads_ = false, labels_i64_ = true, low_ = false;
+  bool trans_b_ = false, grads_ = false, labels_i64_ = true, low_ = false, grad32_ = false;
   DType dt_ = DType::kF32;
-  size_t elem_ = 4;
+  size_t elem_ = 4, dx_elem_ = 4;
   size_t logits_bytes_ = 0, g_low_bytes_ = 0, dw32_bytes_ = 0, rows_bytes_ = 0;
 };
 

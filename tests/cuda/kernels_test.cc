@@ -523,6 +523,15 @@ std::vector<Case> Cases() {
       lb.tolerance_scale = 4;
       lb.ref_in_f32 = true;
       add(lb);
+      // fold-grad-casts: the gradient parts in f32 (dx from the GEMM, dw summed in place).
+      Case lf{"linear_ce_loss_bf16_f32_grads", "linear_ce_loss",
+              {T(bf16, {40, 32}), T(bf16, {200, 32}), T(i64, {40})},
+              {{"trans_b", int64_t{1}}, {"grad_dtype", DType::kF32}}, 3};
+      lf.gens = {Gen::kNormal, Gen::kNormal, Gen::kLabel};
+      lf.index_range = 200;
+      lf.tolerance_scale = 4;
+      lf.ref_in_f32 = true;
+      add(lf);
       Case m{"linear_ce_loss_sum_loss_only", "linear_ce_loss", {T(f32, {33, 8}), T(f32, {8, 50}), T(i64, {33})},
              {{"reduction", std::string("sum")}}, 1};
       m.gens = {Gen::kNormal, Gen::kNormal, Gen::kLabel};

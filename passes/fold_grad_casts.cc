@@ -1,0 +1,72 @@
+// fold-grad-casts: a --precision plan's gradient that an op writes in the low dtype and that
+// the graph then casts up to f32 (the master weight's gradient, or the f32 residual stream's)
+// is written in f32 by the op itself, never rounded to bf16 / f16 on the way:
+//   - linear_ce_loss (3 outputs) whose dx_unit and dw_unit are each read only by a cast to f32
+//     gets {grad_dtype=f32}: its CUDA kernel writes dx from the GEMM in f32 and sums dw straight
+//     into the output instead of an f32 scratch that was cast down to be cast up again. For
+//     GPT-2's tied LM head that is the 50257 x 768 embedding gradient (four passes over 154 MB
+//     and the bf16 rounding of the gradient the embedding trains on) and a 16 K x 768 dx.
+// (gemm_bgrad's casts fold in fuse-bias-grad, the norms' in fold-norm-casts.) The CPU computes
+// the f32 gradient either way. Counter: "folded.linear_ce". Run after autodiff and
+// mixed-precision.
+//
+//   before:  %l, %dx, %dw = linear_ce_loss(%x, %w, %y) {trans_b=1} : f32[], bf16[8,16], bf16[32,16]
+//            %dxf = cast(%dx) {to=f32} : f32[8,16]
+//            %dwf = cast(%dw) {to=f32} : f32[32,16]
+//   after:   %l, %dxf, %dwf = linear_ce_loss(%x, %w, %y) {grad_dtype=f32, trans_b=1}
+//                : f32[], f32[8,16], f32[32,16]
+#include <set>
+#include <vector>
+
+#include "passes/matcher.h"
+#include "passes/passes.h"
+
+namespace ptc::passes {
+namespace {
+
+class FoldGradCastsPass : public FunctionPass {
+ public:
+  std::string_view name() const override { return "fold-grad-casts"; }
+
+ private:
+  absl::StatusOr<bool> RunOnFunction(ir::Module& module, ir::Function& fn) override {
+    Matcher m(module, fn);
+    std::set<const ir::Node*> erase;
+    std::vector<ir::Node*> losses;
+    for (const auto& n : fn.nodes()) {
+      if (n->op() == "linear_ce_loss" && n->num_outputs() == 3 && !n->has_attr("grad_dtype") &&
+          ir::IsHalfFloat(n->input(0)->type().dtype)) {
+        losses.push_back(n.get());
+      }
+    }
+    for (ir::Node* n : losses) {
+      ir::Node* casts[2] = {m.SingleUser(n->output(1)), m.SingleUser(n->output(2))};
+      bool ok = true;
+      for (ir::Node* c : casts) {
+        ok &= c != nullptr && c->op() == "cast" && c->output()->type().dtype == ir::DType::kF32;
+      }
+      if (!ok) continue;
+      ir::AttrMap attrs = n->attrs();
+      attrs["grad_dtype"] = ir::DType::kF32;
+      ir::Node* f = fn.AddNode(
+          "linear_ce_loss", std::vector<ir::Value*>(n->inputs().begin(), n->inputs().end()),
+          {n->output(0)->type(), casts[0]->output()->type(), casts[1]->output()->type()},
+          std::move(attrs), n->loc(),
+          {n->output(0)->name(), casts[0]->output()->name(), casts[1]->output()->name()}, n);
+      fn.ReplaceAllUsesWith(n->output(0), f->output(0));
+      fn.ReplaceAllUsesWith(casts[0]->output(), f->output(1));
+      fn.ReplaceAllUsesWith(casts[1]->output(), f->output(2));
+      erase.insert({n, casts[0], casts[1]});
+      Count("folded.linear_ce");
+    }
+    if (erase.empty()) return false;
+    fn.EraseNodesIf([&](const ir::Node& node) { return erase.count(&node) > 0; });
+    return true;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Pass> CreateFoldGradCastsPass() { return std::make_unique<FoldGradCastsPass>(); }
+
+}  // namespace ptc::passes
