@@ -4,8 +4,9 @@
 // then casts the low-precision gradient of that output back up for layer_norm_grad. Each cast
 // is a pass over a whole activation (GPT-2 small at 16 x 1024: 48 launches and ~3.6 GB of
 // traffic per step). Folded:
-//   - layer_norm(x f32) whose output's only use is cast(to=f16|bf16): the norm writes that
-//     dtype itself ({dtype}, rounded once from the f32 result; mean / inv_std_dev stay f32);
+//   - layer_norm(x f32) whose output's only use is cast(to=f16|bf16), directly or through
+//     one reshape: the norm writes that dtype itself ({dtype}, rounded once from the f32
+//     result; mean / inv_std_dev stay f32);
 //   - layer_norm_grad(dy f32, x f32, ...) whose dy is cast(g f16|bf16 -> f32): it reads g
 //     (widened exactly, the same values), and dce drops the cast when nothing else reads it;
 //   - cast(layer_norm_grad's dx) {to=dy's f16|bf16} (the residual stream's gradient going
@@ -44,13 +45,21 @@ class FoldNormCastsPass : public FunctionPass {
       if (n->op() == "layer_norm") {
         ir::Value* y = n->output(0);
         ir::Node* cast = m.SingleUser(y);
+        // Through one reshape (the LM head's 2-D view of the last norm's output).
+        ir::Node* view = nullptr;
+        if (cast != nullptr && cast->op() == "reshape") {
+          view = cast;
+          cast = m.SingleUser(view->output());
+        }
         if (y->type().dtype != ir::DType::kF32 || cast == nullptr || cast->op() != "cast" ||
             !ir::IsHalfFloat(cast->output()->type().dtype)) {
           continue;
         }
-        n->set_attr("dtype", cast->output()->type().dtype);
-        y->set_type(cast->output()->type());
-        fn.ReplaceAllUsesWith(cast->output(), y);
+        const ir::DType low = cast->output()->type().dtype;
+        n->set_attr("dtype", low);
+        y->set_type({low, y->type().shape});
+        if (view != nullptr) view->output()->set_type({low, view->output()->type().shape});
+        fn.ReplaceAllUsesWith(cast->output(), view != nullptr ? view->output() : y);
         erase.insert(cast);
         Count("folded.output");
         changed = true;
