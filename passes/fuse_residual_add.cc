@@ -45,7 +45,8 @@ class FuseResidualAddPass : public FunctionPass {
       for (int side = 0; side < 2; ++side) {
         ir::Value* h = add->input(side);
         ir::Value* r = add->input(1 - side);
-        if (r->type() != yt || h == r) continue;
+        // Both sides of the add at the output's shape: no broadcast of r or of the product.
+        if (r->type() != yt || h == r || h->type().shape != yt.shape) continue;
         // The --precision form: the product reaches the add through a cast up to f32.
         ir::Node* up = nullptr;
         if (Match c = m.Def(h).Op("cast").SingleUse(); c && yt.dtype == ir::DType::kF32) {

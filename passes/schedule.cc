@@ -228,9 +228,16 @@ class SchedulePass : public FunctionPass {
     std::vector<ir::Node*> sorted = updates;
     std::sort(sorted.begin(), sorted.end(),
               [&](const ir::Node* a, const ir::Node* b) { return pos.at(a) < pos.at(b); });
+    // A group also ends at an impure node (an assign: it may read what an update writes).
+    std::vector<int> impure_before(order.size() + 1, 0);
+    for (size_t j = 0; j < order.size(); ++j) {
+      const ir::OpDef* def = ir::FindOp(order[j]->op());
+      impure_before[j + 1] = impure_before[j] + (def == nullptr || !def->pure ? 1 : 0);
+    }
     std::vector<std::vector<ir::Node*>> groups;
     for (ir::Node* n : sorted) {
-      if (groups.empty() || pos.at(n) - pos.at(groups.back().front()) > group_window_) {
+      if (groups.empty() || pos.at(n) - pos.at(groups.back().front()) > group_window_ ||
+          impure_before[pos.at(n)] != impure_before[pos.at(groups.back().back()) + 1]) {
         groups.emplace_back();
       }
       groups.back().push_back(n);

@@ -347,7 +347,9 @@ class GemmBgradKernel : public Kernel {
 };
 
 // fused_matmul: y = act(x @ op(w) + bias) [+ addend], the bias, activation and addend applied
-// per finished tile (the addend's add has the bits of add(addend, y) after the product).
+// per finished tile (in f32 the addend's add has the bits of add(addend, y) after the product;
+// through the half wrapper the sum is rounded once, as on CUDA, where the unfused graph rounded
+// the product first).
 enum class Activation { kNone, kGelu, kGeluTanh, kRelu };
 
 template <typename T>

@@ -21,7 +21,6 @@ namespace {
 constexpr int kUpdateGroupWindow = 32;
 
 
-
 double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
@@ -178,6 +177,9 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
   mopts.workspace_bytes = workspace;
   mopts.inplace_updates = inplace;
   mopts.reuse_elementwise_inputs = cpu;
+  // CUDA: every arena buffer 256-byte aligned, as cudaMalloc's, which cuBLASLt assumes unless
+  // told otherwise (runtime/cuda/gemm.cc GuaranteedAlign) and the 16-byte vector paths need.
+  if (!cpu) mopts.alignment = 256;
   PTC_ASSIGN_OR_RETURN(plan::MemoryPlan memory, passes::PlanMemory(*main, mopts));
   if (options.mem_budget > 0 && memory.arena_bytes > options.mem_budget) {
     return absl::ResourceExhaustedError(absl::StrCat(
