@@ -422,5 +422,9 @@ if __name__ == '__main__':
     # Tk - Tq = 17 (= 1 mod 16): the warp-uniform chunk limits fall on the last element of a
     # 16-chunk, where an off-by-one in the skipped products shows
     allok &= run('causal_index_offset_17', 1, 1, 100, 117, 64, True, CAUSAL)
+    # Tq - Tk = 63 (mod 64) and a last query tile of nq = 1 (mod 16): KeyEnd, QueryBegin and the
+    # nq chunk limit are exact there (off-by-ones found by a review's mutations)
+    allok &= run('causal_index_tq_minus_tk_63', 1, 1, 100, 37, 64, False, CAUSAL)
+    allok &= run('causal_index_last_tile_nq_17', 1, 1, 81, 130, 64, True, CAUSAL)
     print('ALL OK' if allok else 'SOME FAILED')
     sys.exit(0 if allok else 1)
