@@ -1497,6 +1497,14 @@ TEST(KernelNormTest, LowPrecisionOutputAndGradientInputMatchTheCasts) {
   }
 }
 
+// Normal f32 values of `shape` (0.5 + |normal| when positive: inverse standard deviations).
+ir::Tensor RandomF32(std::mt19937& rng, const ir::Shape& shape, bool positive = false) {
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> v(ir::NumElements(shape));
+  for (float& e : v) e = positive ? 0.5f + std::fabs(dist(rng)) : dist(rng);
+  return ir::Tensor::FromVector(DType::kF32, shape, v);
+}
+
 // fuse-norm-grad-add's contract: layer_norm_grad with an addend gives the bits of
 // add(addend, layer_norm_grad(...).dx), and the same dscale / dbias.
 TEST(KernelNormTest, AddendGivesTheBitsOfTheAdd) {
@@ -1515,12 +1523,7 @@ TEST(KernelNormTest, AddendGivesTheBitsOfTheAdd) {
   ir::Node* add = fn.AddNode("add", {skip, grad->output(0)}, {xt}, {});
   ir::Node* fused = fn.AddNode("layer_norm_grad", {dy, x, g, mu, is, skip}, {xt, pt, pt}, attrs);
   std::mt19937 rng(5);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  auto random = [&](ir::Shape s, bool positive = false) {
-    std::vector<float> v(ir::NumElements(s));
-    for (float& e : v) e = positive ? 0.5f + std::fabs(dist(rng)) : dist(rng);
-    return ir::Tensor::FromVector(DType::kF32, s, v);
-  };
+  auto random = [&](ir::Shape s, bool positive = false) { return RandomF32(rng, s, positive); };
   const std::vector<ir::Tensor> ins = {random({rows, d}), random({rows, d}), random({d}),
                                        random({rows, 1}), random({rows, 1}, true)};
   const ir::Tensor skip_v = random({rows, d});
@@ -1556,12 +1559,7 @@ TEST(KernelNormTest, DxLowGivesTheBitsOfTheCast) {
   ir::Node* fused =
       fn.AddNode("layer_norm_grad", {dy, x, g, mu, is, skip}, {xt, pt, pt, lt}, attrs);
   std::mt19937 rng(9);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  auto random = [&](ir::Shape s, bool positive = false) {
-    std::vector<float> v(ir::NumElements(s));
-    for (float& e : v) e = positive ? 0.5f + std::fabs(dist(rng)) : dist(rng);
-    return ir::Tensor::FromVector(DType::kF32, s, v);
-  };
+  auto random = [&](ir::Shape s, bool positive = false) { return RandomF32(rng, s, positive); };
   ir::Node* down = fn.AddNode("cast", {x}, {lt}, {{"to", DType::kBF16}});
   auto dyb = EvaluateNode(*down, {random({rows, d})});
   ASSERT_TRUE(dyb.ok()) << dyb.status();

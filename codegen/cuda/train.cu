@@ -493,7 +493,8 @@ __global__ void __launch_bounds__(kMaxRowGroup, kRowMinBlocks)
           float v = is * (g - a - xh * b);
           if (addend != nullptr) v = Widen<D>(ad[j]) + v;
           o[j] = Narrow<D>(v);
-          lo[j] = Narrow<G>(static_cast<float>(o[j]));  // dx_low (D is f32 when it is set)
+          // dx_low (D is f32 when it is set): no conversions when there is none.
+          if (dx_low != nullptr) lo[j] = Narrow<G>(static_cast<float>(o[j]));
         }
         StoreVec<S<D>, V>(dx + base + k * V, o);
         if (dx_low != nullptr) StoreVec<S<G>, V>(dx_low + base + k * V, lo);

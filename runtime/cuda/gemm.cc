@@ -580,12 +580,11 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateFusedMatMul(const ir::Node& 
                  has_bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU, y.dtype,
                  bias_dt)
           .ok()) {
-    return std::unique_ptr<DeviceKernel>(new FusedMatMulKernel(
-        std::move(gemm), has_bias, has_addend, /*gelu_pass=*/false, gelu_op,
-        static_cast<kernels::DT>(static_cast<int>(y.dtype)), rows * n));
+    gelu_pass = false;
+  } else {
+    PTC_RETURN_IF_ERROR(gemm->Init(node, x.dtype, p, 1.0, beta, options.allow_tf32, lt, epi,
+                                   y.dtype, bias_dt));
   }
-  PTC_RETURN_IF_ERROR(gemm->Init(node, x.dtype, p, 1.0, beta, options.allow_tf32, lt, epi,
-                                 y.dtype, bias_dt));
   return std::unique_ptr<DeviceKernel>(new FusedMatMulKernel(
       std::move(gemm), has_bias, has_addend, gelu_pass, gelu_op,
       static_cast<kernels::DT>(static_cast<int>(y.dtype)), rows * n));

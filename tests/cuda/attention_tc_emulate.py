@@ -132,41 +132,48 @@ def forward_tile(a, HD, w, ks, vs, bias, last, key_lim):
 def slots(HD, n):  # the kernel's shared-memory slots of T = 64 x (HD + 8) elements
     T = TILE * (HD + PAD); return np.zeros(n * T), T
 
+def for_each_key_tile(a, HD, mask, b, h, t0, k, v, kb, vb, sm, T, W, tile):
+    # ForEachKeyTile: the key tiles query rows t0.. visit (forward, dQ), K / V in the slots of sm
+    # ([K0][V0][K1 | bias][V1]); tile(w, ks, vs, bias or None, last[2], key_lim) per warp
+    kbuf = lambda i: sm[2*T*i: 2*T*i + T]; vbuf = lambda i: sm[T + 2*T*i: 2*T + 2*T*i]
+    k_end = key_end(a, t0)
+    if biased(a):
+        bias = sm[2*T: 2*T + TILE * TLD]
+        for k0 in range(0, k_end, TILE):
+            if not load_bias(a, mask, b, h, t0, k0, False, bias): continue
+            load_tile(HD, kbuf(0), k, kb, a.ks[2], k0, a.tk); load_tile(HD, vbuf(0), v, vb, a.vs[2], k0, a.tk)
+            nk = min(TILE, a.tk - k0)
+            for w in W: tile(w, kbuf(0), vbuf(0), bias, [np.full(32, nk - 1)] * 2, nk - 1)
+        return
+    if k_end <= 0: return
+    # double-buffered; a copy lands as it is issued (the earliest: a buffer still being read
+    # would be overwritten here)
+    load_tile(HD, kbuf(0), k, kb, a.ks[2], 0, a.tk); load_tile(HD, vbuf(0), v, vb, a.vs[2], 0, a.tk)
+    buf = 0
+    for k0 in range(0, k_end, TILE):
+        if k0 + TILE < k_end:
+            load_tile(HD, kbuf(buf ^ 1), k, kb, a.ks[2], k0 + TILE, a.tk)
+            load_tile(HD, vbuf(buf ^ 1), v, vb, a.vs[2], k0 + TILE, a.tk)
+        nk = min(TILE, a.tk - k0)
+        for w in W:
+            last = [last_open_key(a, w['r_lo'] + G + 8*i, k0, nk) for i in range(2)]
+            key_lim = int(last_open_key(a, np.array([w['r_lo'] + 15]), k0, nk)[0])
+            tile(w, kbuf(buf), vbuf(buf), None, last, key_lim)
+        buf ^= 1
+
 def forward(a, HD, q, k, v, mask, o, lse):
     q_tiles = -(-a.tq // TILE)
     for blk in range(a.b * a.h * q_tiles):
         bh, t0 = blk // q_tiles, (blk % q_tiles) * TILE; b, h = bh // a.h, bh % a.h
         sm, T = slots(HD, 4)  # [K0][V0][K1 | bias][V1]
-        kbuf = lambda i: sm[2*T*i: 2*T*i + T]; vbuf = lambda i: sm[T + 2*T*i: 2*T + 2*T*i]
-        bias = sm[2*T: 2*T + TILE * TLD]
         qb, kb, vb = b*a.qs[0] + h*a.qs[1], b*a.ks[0] + h*a.ks[1], b*a.vs[0] + h*a.vs[1]
         W = []
         for warp in range(4):
             wr = warp * 16
             W.append(dict(wr=wr, r_lo=t0 + wr, qf=[loadA_global(q, qb, a.qs[2], t0 + wr, a.tq, 16*kk) for kk in range(HD // 16)],
                           acc=np.zeros((HD // 8, 32, 4)), m=np.full((32, 2), NEG), l=np.zeros((32, 2))))
-        k_end = key_end(a, t0)
-        if biased(a):
-            for k0 in range(0, k_end, TILE):
-                if not load_bias(a, mask, b, h, t0, k0, False, bias): continue
-                load_tile(HD, kbuf(0), k, kb, a.ks[2], k0, a.tk); load_tile(HD, vbuf(0), v, vb, a.vs[2], k0, a.tk)
-                nk = min(TILE, a.tk - k0)
-                for w in W: forward_tile(a, HD, w, kbuf(0), vbuf(0), bias, [np.full(32, nk - 1)] * 2, nk - 1)
-        elif k_end > 0:
-            # double-buffered; a copy lands as it is issued (the earliest: a buffer still being
-            # read would be overwritten here)
-            load_tile(HD, kbuf(0), k, kb, a.ks[2], 0, a.tk); load_tile(HD, vbuf(0), v, vb, a.vs[2], 0, a.tk)
-            buf = 0
-            for k0 in range(0, k_end, TILE):
-                if k0 + TILE < k_end:
-                    load_tile(HD, kbuf(buf ^ 1), k, kb, a.ks[2], k0 + TILE, a.tk)
-                    load_tile(HD, vbuf(buf ^ 1), v, vb, a.vs[2], k0 + TILE, a.tk)
-                nk = min(TILE, a.tk - k0)
-                for w in W:
-                    last = [last_open_key(a, w['r_lo'] + G + 8*i, k0, nk) for i in range(2)]
-                    key_lim = int(last_open_key(a, np.array([w['r_lo'] + 15]), k0, nk)[0])
-                    forward_tile(a, HD, w, kbuf(buf), vbuf(buf), None, last, key_lim)
-                buf ^= 1
+        for_each_key_tile(a, HD, mask, b, h, t0, k, v, kb, vb, sm, T, W,
+                          lambda w, ks, vs, bias, last, key_lim: forward_tile(a, HD, w, ks, vs, bias, last, key_lim))
         ob = b*a.os[0] + h*a.os[1]
         for w in W:
             for lane in range(32):
@@ -297,8 +304,6 @@ def backward_q(a, HD, q, k, v, mask, d_o, lse, dsum, dq):
     for blk in range(a.b * a.h * q_tiles):
         bh, t0 = blk // q_tiles, (blk % q_tiles) * TILE; b, h = bh // a.h, bh % a.h
         sm, T = slots(HD, 4)  # [K0][V0][K1 | bias][V1]
-        kbuf = lambda i: sm[2*T*i: 2*T*i + T]; vbuf = lambda i: sm[T + 2*T*i: 2*T + 2*T*i]
-        bias = sm[2*T: 2*T + TILE * TLD]
         qb, dob = b*a.qs[0] + h*a.qs[1], b*a.os[0] + h*a.os[1]
         kb, vb = b*a.ks[0] + h*a.ks[1], b*a.vs[0] + h*a.vs[1]
         W = []
@@ -312,26 +317,8 @@ def backward_q(a, HD, q, k, v, mask, d_o, lse, dsum, dq):
             W.append(dict(wr=wr, r_lo=r_lo, lt=lt, dr=dr, dqa=np.zeros((HD // 8, 32, 4)),
                           qf=[loadA_global(q, qb, a.qs[2], r_lo, a.tq, 16*kk) for kk in range(HD // 16)],
                           of=[loadA_global(d_o, dob, a.os[2], r_lo, a.tq, 16*kk) for kk in range(HD // 16)]))
-        k_end = key_end(a, t0)
-        if biased(a):
-            for k0 in range(0, k_end, TILE):
-                if not load_bias(a, mask, b, h, t0, k0, False, bias): continue
-                load_tile(HD, kbuf(0), k, kb, a.ks[2], k0, a.tk); load_tile(HD, vbuf(0), v, vb, a.vs[2], k0, a.tk)
-                nk = min(TILE, a.tk - k0)
-                for w in W: q_tile(a, HD, w, kbuf(0), vbuf(0), bias, [np.full(32, nk - 1)] * 2, nk - 1)
-        elif k_end > 0:
-            load_tile(HD, kbuf(0), k, kb, a.ks[2], 0, a.tk); load_tile(HD, vbuf(0), v, vb, a.vs[2], 0, a.tk)
-            buf = 0
-            for k0 in range(0, k_end, TILE):
-                if k0 + TILE < k_end:
-                    load_tile(HD, kbuf(buf ^ 1), k, kb, a.ks[2], k0 + TILE, a.tk)
-                    load_tile(HD, vbuf(buf ^ 1), v, vb, a.vs[2], k0 + TILE, a.tk)
-                nk = min(TILE, a.tk - k0)
-                for w in W:
-                    last = [last_open_key(a, w['r_lo'] + G + 8*i, k0, nk) for i in range(2)]
-                    key_lim = int(last_open_key(a, np.array([w['r_lo'] + 15]), k0, nk)[0])
-                    q_tile(a, HD, w, kbuf(buf), vbuf(buf), None, last, key_lim)
-                buf ^= 1
+        for_each_key_tile(a, HD, mask, b, h, t0, k, v, kb, vb, sm, T, W,
+                          lambda w, ks, vs, bias, last, key_lim: q_tile(a, HD, w, ks, vs, bias, last, key_lim))
         dqb = b*a.qs[0] + h*a.qs[1]
         for w in W:
             for lane in range(32):
