@@ -112,6 +112,9 @@ __host__ __device__ __forceinline__ bool HasBias(const AttentionDesc& a) {
 template <DT D>
 __device__ __forceinline__ void Mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
                                     uint32_t b1) {
+#if defined(PTC_CUDA_EMU)
+  ::ptc::emu::MmaM16N8K16(D == DT::kBF16, c, a, b0, b1);  // the CPU emulation's warp collective
+#else
   if constexpr (D == DT::kBF16) {
     asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
         "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
@@ -124,6 +127,7 @@ __device__ __forceinline__ void Mma(float (&c)[4], const uint32_t (&a)[4], uint3
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
   }
+#endif
 }
 
 // Two floats rounded to the dtype, `lo` in the low 16 bits (the lower-indexed element).
@@ -182,11 +186,15 @@ __device__ __forceinline__ void LoadBTrans(uint32_t (&b)[4], const uint16_t* y, 
                                            int n0, int lane) {
   const int m = lane >> 3, r = lane & 7;
   const uint16_t* p = y + (k0 + r + 8 * (m & 1)) * ld + n0 + 8 * (m >> 1);
+#if defined(PTC_CUDA_EMU)
+  ::ptc::emu::LdmatrixX4Trans(b, p);
+#else
   const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(p));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
                : "r"(addr)
                : "memory");
+#endif
 }
 
 // The A fragment of rows r_lo = row0 + g and r_lo + 8 (those >= n_rows are zeros), columns
@@ -315,6 +323,17 @@ __device__ __forceinline__ float QuadSum(float v) {
 
 // ---- Asynchronous tile copies (cp.async, sm_80+): the mask-free and causal loops load the
 // next tile into the other buffer while the current one is computed.
+#if defined(PTC_CUDA_EMU)
+// The CPU emulation holds each thread's copies until its wait (device_shim.h).
+__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool valid) {
+  ::ptc::emu::CpAsync(smem, gmem, 16, valid ? 16 : 0);
+}
+__device__ __forceinline__ void CpAsync4(void* smem, const void* gmem, bool valid) {
+  ::ptc::emu::CpAsync(smem, gmem, 4, valid ? 4 : 0);
+}
+__device__ __forceinline__ void CpAsyncCommit() {}
+__device__ __forceinline__ void CpAsyncWaitAll() { ::ptc::emu::CpAsyncWaitAll(); }
+#else
 __device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool valid) {
   const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
   const int bytes = valid ? 16 : 0;  // 0: the 16 bytes are zero-filled and nothing is read
@@ -334,6 +353,7 @@ __device__ __forceinline__ void CpAsyncCommit() {
 __device__ __forceinline__ void CpAsyncWaitAll() {
   asm volatile("cp.async.wait_group 0;\n" ::: "memory");
 }
+#endif
 
 // LoadTile's tile by cp.async (rows past n_rows zero-filled); not committed. A thread's chunks
 // are rows r_t + kStep * it at column c_t: one global pointer stepped by kStep rows and one

@@ -59,6 +59,10 @@ struct KernelOptions {
   // gemm_bgrad: the bias gradient by a column reduction after the GEMM instead of in cuBLASLt's
   // BGRAD epilogue (the path taken anyway where cuBLASLt has no BGRAD algorithm).
   bool bgrad_reduce = false;
+  // Every buffer a kernel is given starts at a multiple of this many bytes (a power of two): the
+  // executor sets the largest that divides 256 and all of the plan's arena offsets (CUDA plans
+  // are laid out at 256, CPU plans at 64). cuBLASLt is told it (its algorithms may assume it).
+  int64_t buffer_align = 256;
   // Generated fused_elementwise kernels (runtime/cuda/generated_kernels.h): the executor sets
   // them from the plan (LoadGeneratedKernels); a node without one runs on the interpreter.
   std::shared_ptr<const GeneratedKernels> generated;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <numeric>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -108,6 +109,11 @@ class CudaExecutor final : public Executor {
     size_t resident = 0, scratch = 0;
     // fused_elementwise through the plan's generated kernels where they fit this device.
     KernelOptions kernel_options = options.kernels;
+    for (const auto& b : mp.buffers) {
+      if (b.alias_of.empty()) {
+        kernel_options.buffer_align = std::gcd(kernel_options.buffer_align, b.offset);
+      }
+    }
     if (!kernel_options.fused_interpreter && kernel_options.generated == nullptr) {
       PTC_ASSIGN_OR_RETURN(kernel_options.generated,
                            LoadGeneratedKernels(plan.cuda_kernels, device_));

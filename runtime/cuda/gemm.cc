@@ -76,14 +76,17 @@ class GemmKernel final : public DeviceKernel {
   // bias_dt: the dtype of an epilogue's bias (gradient) vector; it must be D's (cuBLASLt's
   // default, the only documented type for a BGRAD epilogue's output): otherwise an error, and
   // the caller takes its fallback. min_align: the alignment in bytes every A, B, C, D pointer
-  // keeps (GuaranteedAlign), told to the heuristic.
+  // keeps relative to its buffer (GuaranteedAlign), told to the heuristic together with the
+  // buffers' own (KernelOptions::buffer_align).
   absl::Status Init(const ir::Node& node, DType dt, const Problem& p, double alpha, double beta,
-                    bool allow_tf32, cublasLtHandle_t lt,
+                    const KernelOptions& options, cublasLtHandle_t lt,
                     cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT,
                     DType out_dt = DType::kBool, DType bias_dt = DType::kBool,
                     uint32_t min_align = 256) {
     node_ = &node;
     p_ = p;
+    // The buffers' own alignment bounds what the offsets into them keep.
+    min_align = std::gcd(min_align, static_cast<uint32_t>(std::max<int64_t>(options.buffer_align, 1)));
     elem_ = ir::DTypeSize(out_dt == DType::kBool ? dt : out_dt);
     in_elem_ = ir::DTypeSize(dt);
     const DType d_dt = out_dt == DType::kBool ? dt : out_dt;
@@ -98,7 +101,7 @@ class GemmKernel final : public DeviceKernel {
     switch (dt) {
       case DType::kF32:
         data = CUDA_R_32F;
-        compute = allow_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+        compute = options.allow_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
         break;
       case DType::kF16: data = CUDA_R_16F; compute = CUBLAS_COMPUTE_32F; break;
       case DType::kBF16: data = CUDA_R_16BF; compute = CUBLAS_COMPUTE_32F; break;
@@ -298,7 +301,7 @@ class PaddedMatmulKernel final : public DeviceKernel {
       if (!trans_b) p.lda = ldn_;  // cuBLASLt A = our B, copied into padded rows
       p.ldd = ldn_;
       // Our A advances by rows_ rows per block.
-      PTC_RETURN_IF_ERROR(gemm_[s].Init(node, dt, p, 1.0, 0.0, options.allow_tf32, lt,
+      PTC_RETURN_IF_ERROR(gemm_[s].Init(node, dt, p, 1.0, 0.0, options, lt,
                                         CUBLASLT_EPILOGUE_DEFAULT, DType::kBool, DType::kBool,
                                         GuaranteedAlign({rows_ * k * static_cast<int64_t>(elem_)})));
     }
@@ -428,7 +431,7 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateMatmul(const ir::Node& node,
   const int64_t es = static_cast<int64_t>(ir::DTypeSize(ta.dtype));
   for (const auto& [oa, ob] : loop) align = std::min(align, GuaranteedAlign({oa * es, ob * es}));
   if (!loop.empty()) align = std::min(align, GuaranteedAlign({m * n * es}));
-  PTC_RETURN_IF_ERROR(kernel->Init(node, ta.dtype, p, 1.0, 0.0, options.allow_tf32, lt,
+  PTC_RETURN_IF_ERROR(kernel->Init(node, ta.dtype, p, 1.0, 0.0, options, lt,
                                    CUBLASLT_EPILOGUE_DEFAULT, DType::kBool, DType::kBool, align));
   if (!loop.empty()) kernel->SetBatchLoop(std::move(loop));
   return std::unique_ptr<DeviceKernel>(std::move(kernel));
@@ -462,7 +465,7 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateGemm(const ir::Node& node,
   auto kernel = std::make_unique<GemmKernel>();
   const Problem p = RowMajorProblem(m, n, k, trans_a != 0, trans_b != 0);
   PTC_RETURN_IF_ERROR(
-      kernel->Init(node, ta.dtype, p, alpha, has_c ? beta : 0.0, options.allow_tf32, lt));
+      kernel->Init(node, ta.dtype, p, alpha, has_c ? beta : 0.0, options, lt));
   if (has_c) {
     const ir::TensorType& tc = node.input(2)->type();
     if (tc.dtype != ta.dtype || tc.rank() > 2) return Invalid(node, "c must broadcast to [M, N]");
@@ -576,13 +579,13 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateFusedMatMul(const ir::Node& 
   // gelu_tanh is cuBLASLt's GELU (the tanh form), applied to the f32 accumulator in the
   // epilogue; where no algorithm has it, the in-place pass below.
   if (act == "gelu_tanh" &&
-      gemm->Init(node, x.dtype, p, 1.0, beta, options.allow_tf32, lt,
+      gemm->Init(node, x.dtype, p, 1.0, beta, options, lt,
                  has_bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU, y.dtype,
                  bias_dt)
           .ok()) {
     gelu_pass = false;
   } else {
-    PTC_RETURN_IF_ERROR(gemm->Init(node, x.dtype, p, 1.0, beta, options.allow_tf32, lt, epi,
+    PTC_RETURN_IF_ERROR(gemm->Init(node, x.dtype, p, 1.0, beta, options, lt, epi,
                                    y.dtype, bias_dt));
   }
   return std::unique_ptr<DeviceKernel>(new FusedMatMulKernel(
@@ -895,7 +898,7 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateAttention(const ir::Node& no
   const uint32_t align = GuaranteedAlign({4 * kernel->q_outer_, 4 * kernel->k_outer_,
                                           4 * kernel->v_outer_, 4 * kernel->o_outer_,
                                           4 * kernel->s_outer_});
-  PTC_RETURN_IF_ERROR(kernel->qk_.Init(node, DType::kF32, qk, scale, 0.0, options.allow_tf32, lt,
+  PTC_RETURN_IF_ERROR(kernel->qk_.Init(node, DType::kF32, qk, scale, 0.0, options, lt,
                                        CUBLASLT_EPILOGUE_DEFAULT, DType::kBool, DType::kBool,
                                        align));
   Problem pv = RowMajorProblem(tq, dv, tk, false, false);
@@ -906,7 +909,7 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateAttention(const ir::Node& no
   pv.stride_a = v_hs;
   pv.stride_b = tq * tk;
   pv.stride_d = o_hs;
-  PTC_RETURN_IF_ERROR(kernel->pv_.Init(node, DType::kF32, pv, 1.0, 0.0, options.allow_tf32, lt,
+  PTC_RETURN_IF_ERROR(kernel->pv_.Init(node, DType::kF32, pv, 1.0, 0.0, options, lt,
                                        CUBLASLT_EPILOGUE_DEFAULT, DType::kBool, DType::kBool,
                                        align));
   if (node.num_inputs() == 4) {
@@ -994,7 +997,7 @@ class LinearCeKernel final : public DeviceKernel {
       logits.ldd = ld_;
       // x and dx advance by rows_ rows per block; the scratch is 256-byte aligned.
       const uint32_t align = GuaranteedAlign({rows_ * d_ * static_cast<int64_t>(elem_)});
-      PTC_RETURN_IF_ERROR(g.logits.Init(node, dt_, logits, 1.0, 0.0, options.allow_tf32, lt,
+      PTC_RETURN_IF_ERROR(g.logits.Init(node, dt_, logits, 1.0, 0.0, options, lt,
                                         CUBLASLT_EPILOGUE_DEFAULT, f32_out, DType::kBool,
                                         align));
       if (!grads_) continue;
@@ -1002,14 +1005,14 @@ class LinearCeKernel final : public DeviceKernel {
       dx.ldb = ld_;  // cuBLASLt B = our A = G
       const uint32_t dx_align =
           std::min(align, GuaranteedAlign({rows_ * d_ * static_cast<int64_t>(dx_elem_)}));
-      PTC_RETURN_IF_ERROR(g.dx.Init(node, dt_, dx, 1.0, 0.0, options.allow_tf32, lt,
+      PTC_RETURN_IF_ERROR(g.dx.Init(node, dt_, dx, 1.0, 0.0, options, lt,
                                     CUBLASLT_EPILOGUE_DEFAULT,
                                     grad32_ ? DType::kF32 : DType::kBool, DType::kBool,
                                     dx_align));
       Problem dw = trans_b_ ? RowMajorProblem(v_, d_, c, true, false)
                             : RowMajorProblem(d_, v_, c, true, false);
       (trans_b_ ? dw.ldb : dw.lda) = ld_;  // G: our A (dw = G^T x) or our B (dw = x^T G)
-      PTC_RETURN_IF_ERROR(g.dw.Init(node, dt_, dw, 1.0, 1.0, options.allow_tf32, lt,
+      PTC_RETURN_IF_ERROR(g.dw.Init(node, dt_, dw, 1.0, 1.0, options, lt,
                                     CUBLASLT_EPILOGUE_DEFAULT, f32_out, DType::kBool, align));
     }
     // Scratch: the block's logits (f32), its low-precision copy of G, dw in f32 (low inputs),
@@ -1101,8 +1104,9 @@ class LinearCeKernel final : public DeviceKernel {
 // BGRADA writes the bias gradient in D's dtype, so it is used when db and y share one (GPT-2's
 // {dtype=f32, bias_dtype=f32}). Otherwise, where cuBLASLt has no BGRADA algorithm for the
 // problem, or with KernelOptions::bgrad_reduce: the plain GEMM and a column reduction
-// (LaunchReduce) into db, through a low-precision scratch and a cast when db is f32 for f16 /
-// bf16 operands: what the two nodes computed before fuse-bias-grad.
+// (LaunchReduce) into db. A db wider than the operands (f32 for f16 / bf16) sums b widened into
+// scratch, so db is rounded once, as the CPU kernel and the unfused graph (cast up, then an f32
+// reduce_sum) compute it; a narrower db is summed in the operands' dtype and cast down.
 class GemmBgradKernel final : public DeviceKernel {
  public:
   absl::Status Init(const ir::Node& node, const KernelOptions& options, cublasLtHandle_t lt) {
@@ -1129,12 +1133,12 @@ class GemmBgradKernel final : public DeviceKernel {
     if (k_ == 0) return absl::OkStatus();  // Launch writes zeros
     // BGRADA's bias gradient has D's dtype (Init declines another): db and y of one dtype.
     if (!options.bgrad_reduce && bias_dt_ == y_dt_) {
-      epilogue_ = gemm_.Init(node, dt_, p, 1.0, 0.0, options.allow_tf32, lt,
+      epilogue_ = gemm_.Init(node, dt_, p, 1.0, 0.0, options, lt,
                              CUBLASLT_EPILOGUE_BGRADA, y_dt_, bias_dt_)
                       .ok();
     }
     if (!epilogue_) {
-      PTC_RETURN_IF_ERROR(gemm_.Init(node, dt_, p, 1.0, 0.0, options.allow_tf32, lt,
+      PTC_RETURN_IF_ERROR(gemm_.Init(node, dt_, p, 1.0, 0.0, options, lt,
                                      CUBLASLT_EPILOGUE_DEFAULT, y_dt_));
       reduce_.kept_rank = 1;
       reduce_.red_rank = 1;
@@ -1144,13 +1148,19 @@ class GemmBgradKernel final : public DeviceKernel {
       reduce_.kept_strides[0] = 1;
       reduce_.red_shape[0] = k_;
       reduce_.red_strides[0] = n_;
-      reduce_ws_ = kernels::ReduceWorkspaceBytes(LowDT(), reduce_);
-      if (bias_dt_ != dt_) low_bytes_ = AlignScratch(ir::DTypeSize(dt_) * static_cast<size_t>(n_));
+      widen_ = ir::DTypeSize(bias_dt_) > ir::DTypeSize(dt_);
+      sum_dt_ = widen_ ? bias_dt_ : dt_;
+      reduce_ws_ = kernels::ReduceWorkspaceBytes(SumDT(), reduce_);
+      if (widen_) {
+        scratch_bytes_ = AlignScratch(ir::DTypeSize(bias_dt_) * static_cast<size_t>(k_ * n_));
+      } else if (bias_dt_ != dt_) {
+        scratch_bytes_ = AlignScratch(ir::DTypeSize(dt_) * static_cast<size_t>(n_));
+      }
     }
     return absl::OkStatus();
   }
 
-  size_t WorkspaceBytes() const override { return low_bytes_ + reduce_ws_; }
+  size_t WorkspaceBytes() const override { return scratch_bytes_ + reduce_ws_; }
 
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
                       absl::Span<void* const> out, void* workspace) override {
@@ -1170,26 +1180,34 @@ class GemmBgradKernel final : public DeviceKernel {
     }
     PTC_RETURN_IF_ERROR(gemm_.Launch(ctx, in, out.subspan(0, 1), nullptr));
     char* ws = static_cast<char*>(workspace);
-    void* sums = low_bytes_ > 0 ? static_cast<void*>(ws) : out[1];
-    PTC_RETURN_IF_ERROR(check(kernels::LaunchReduce(LowDT(), kernels::ReduceKind::kSum, reduce_,
-                                                    in[1], sums,
-                                                    reduce_ws_ > 0 ? ws + low_bytes_ : nullptr,
+    void* reduce_ws = reduce_ws_ > 0 ? ws + scratch_bytes_ : nullptr;
+    const kernels::DT bias_dt = static_cast<kernels::DT>(static_cast<int>(bias_dt_));
+    if (widen_) {  // b widened into scratch, summed into db
+      PTC_RETURN_IF_ERROR(check(kernels::LaunchCast(LowDT(), bias_dt, k_ * n_, in[1], ws,
                                                     ctx.stream),
+                                "LaunchCast (gemm_bgrad)"));
+      return check(kernels::LaunchReduce(SumDT(), kernels::ReduceKind::kSum, reduce_, ws, out[1],
+                                         reduce_ws, ctx.stream),
+                   "LaunchReduce (gemm_bgrad)");
+    }
+    void* sums = bias_dt_ != dt_ ? static_cast<void*>(ws) : out[1];
+    PTC_RETURN_IF_ERROR(check(kernels::LaunchReduce(SumDT(), kernels::ReduceKind::kSum, reduce_,
+                                                    in[1], sums, reduce_ws, ctx.stream),
                               "LaunchReduce (gemm_bgrad)"));
-    if (low_bytes_ == 0) return absl::OkStatus();
-    return check(kernels::LaunchCast(LowDT(), static_cast<kernels::DT>(static_cast<int>(bias_dt_)),
-                                     n_, sums, out[1], ctx.stream),
+    if (bias_dt_ == dt_) return absl::OkStatus();
+    return check(kernels::LaunchCast(LowDT(), bias_dt, n_, sums, out[1], ctx.stream),
                  "LaunchCast (gemm_bgrad)");
   }
 
  private:
   kernels::DT LowDT() const { return static_cast<kernels::DT>(static_cast<int>(dt_)); }
+  kernels::DT SumDT() const { return static_cast<kernels::DT>(static_cast<int>(sum_dt_)); }
   GemmKernel gemm_;
-  bool epilogue_ = false;
-  DType dt_ = DType::kF32, y_dt_ = DType::kF32, bias_dt_ = DType::kF32;
+  bool epilogue_ = false, widen_ = false;
+  DType dt_ = DType::kF32, y_dt_ = DType::kF32, bias_dt_ = DType::kF32, sum_dt_ = DType::kF32;
   int64_t m_ = 0, n_ = 0, k_ = 0;
   kernels::ReduceDesc reduce_;
-  size_t reduce_ws_ = 0, low_bytes_ = 0;
+  size_t reduce_ws_ = 0, scratch_bytes_ = 0;
 };
 
 absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateGemmKernel(const ir::Node& node,

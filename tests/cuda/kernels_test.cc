@@ -529,7 +529,10 @@ std::vector<Case> Cases() {
               {{"trans_b", int64_t{1}}, {"grad_dtype", DType::kF32}}, 3};
       lf.gens = {Gen::kNormal, Gen::kNormal, Gen::kLabel};
       lf.index_range = 200;
-      lf.tolerance_scale = 4;
+      // G (softmax - one-hot) is rounded to bf16 before the two gradient GEMMs (their operands
+      // are bf16): the f32 dx / dw carry that 2^-9 relative rounding, which the exact f32
+      // reference does not (the CPU emulation measured up to 3e-3 relative): bounds 1e-3.
+      lf.tolerance_scale = 50;
       lf.ref_in_f32 = true;
       add(lf);
       Case m{"linear_ce_loss_sum_loss_only", "linear_ce_loss", {T(f32, {33, 8}), T(f32, {8, 50}), T(i64, {33})},
@@ -1085,7 +1088,7 @@ TEST(CudaKernelOptions, GemmBgradReduceMatchesCpu) {
   int seen = 0;
   ExpectCasesMatchCpu([](const Case& c) { return c.op == "gemm_bgrad"; }, reduce, 7, &seen);
   if (HasFatalFailure()) return;
-  EXPECT_EQ(seen, 4);
+  EXPECT_GE(seen, 5);
 }
 
 // attention_grad {saved_stats=1} reads the forward's output and log-sum-exp (attention's two

@@ -1,0 +1,128 @@
+// The CUDA CPU emulation's host-side interface (runtime/cuda/emu/README.md): what the emulated
+// cudart (emu.cc), the emulated cuBLASLt (cublaslt_emu.cc) and the device shim
+// (device_shim.h) share. Only the emulation build (cmake/cuda_emu.cmake) uses it.
+//
+// The emulation runs every kernel of codegen/cuda on the CPU: one fiber per CUDA thread,
+// blocks one after another, __syncthreads and the warp intrinsics as barriers between the
+// fibers. Device memory is host memory (cudaMalloc is malloc: under AddressSanitizer every
+// out-of-bounds access of a kernel is reported). Work on a stream runs at once, except while
+// the stream is being captured into a CUDA graph: then it is recorded and runs at each
+// cudaGraphLaunch.
+#ifndef PTC_RUNTIME_CUDA_EMU_EMU_H_
+#define PTC_RUNTIME_CUDA_EMU_EMU_H_
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+namespace ptc::emu {
+
+// Runs `work` on `stream` now, or records it when the stream is capturing a graph (it then runs
+// at every launch of the instantiated graph). Returns the error a real stream would give (a
+// capture that was invalidated, an unknown stream).
+cudaError_t Enqueue(cudaStream_t stream, std::function<void()> work);
+
+// Whether `stream` is being captured (a synchronous call on it is an error then).
+bool Capturing(cudaStream_t stream);
+
+// Sets the error that the next cudaGetLastError / cudaPeekAtLastError returns (the first one
+// sticks until it is read, as in cudart).
+void SetLastError(cudaError_t error);
+
+// A fatal emulation finding (a barrier only part of the block reached, a warp collective whose
+// lanes diverged or exited, a shared-memory overflow): prints `what` with the kernel's name and
+// the thread, and aborts. These are bugs a GPU would hang on or silently get wrong.
+[[noreturn]] void Fatal(const std::string& what);
+
+// The kernel launch (device_shim.h's rewritten <<<...>>>): `thread` runs once per CUDA thread
+// of every block. `name` is for messages.
+cudaError_t LaunchKernel(const void* func, const char* name, dim3 grid, dim3 block,
+                         size_t dynamic_smem, cudaStream_t stream, std::function<void()> thread);
+
+// The emulated device's properties (cudaGetDeviceProperties reports them).
+constexpr int kMultiProcessors = 4;
+constexpr size_t kTotalMemory = size_t{16} << 30;
+constexpr size_t kSharedPerBlock = 48 << 10;         // without the opt-in attribute
+constexpr size_t kSharedPerBlockOptin = 227 << 10;  // sm_90
+
+// ---- Device side (the kernels' view, through device_shim.h) ----
+
+// The running CUDA thread (set by the scheduler before it resumes a fiber).
+extern thread_local uint3 t_thread_idx;
+extern thread_local uint3 t_block_idx;
+extern thread_local dim3 t_block_dim;
+extern thread_local dim3 t_grid_dim;
+
+// Block barriers. `op`: 0 plain, 1 or, 2 and, 3 count; returns the combined predicate.
+int SyncThreads(int op, int pred, const char* file, int line);
+
+// Warp collectives: the calling lane's `bytes` (<= 64) of `value` are exchanged with the lanes
+// of `mask` (every one of which must reach a collective with the same mask); returns the 32
+// lanes' values (lane j at j * bytes; lanes outside the mask zero), valid until this lane's
+// next collective.
+const unsigned char* WarpExchange(unsigned mask, const void* value, size_t bytes,
+                                  const char* what);
+int LaneId();
+
+// Dynamic shared memory of the running block (`extern __shared__`), its size in bytes.
+unsigned char* DynamicShared();
+// Fills a static __shared__ variable with 0xff bytes (NaN for floats) the first time a thread of
+// a new block declares it: a kernel that reads shared memory before writing it sees garbage, as
+// on a GPU.
+void PoisonShared(void* p, size_t bytes);
+
+template <typename T>
+T ShflFrom(unsigned mask, T v, int src, bool own, const char* what) {
+  static_assert(sizeof(T) <= 64 && std::is_trivially_copyable_v<T>);
+  const unsigned char* all = WarpExchange(mask, &v, sizeof(T), what);
+  if (own) return v;
+  if (((mask >> src) & 1u) == 0) {
+    Fatal(std::string(what) + ": source lane " + std::to_string(src) + " is not in the mask");
+  }
+  T out;
+  std::memcpy(&out, all + static_cast<size_t>(src) * sizeof(T), sizeof(T));
+  return out;
+}
+
+// Launches of the rewritten `kernel<<<...>>>(args)`: the arguments are converted to the
+// kernel's parameter types at the launch (by value, as a real launch copies them).
+template <typename... P>
+struct KernelLauncher {
+  void (*fn)(P...);
+  const char* name;
+  dim3 grid, block;
+  size_t smem;
+  cudaStream_t stream;
+  template <typename... A>
+  void operator()(A&&... args) const {
+    static_assert(sizeof...(A) == sizeof...(P), "kernel launched with the wrong argument count");
+    std::tuple<std::remove_cv_t<P>...> params(static_cast<P>(std::forward<A>(args))...);
+    void (*f)(P...) = fn;
+    LaunchKernel(reinterpret_cast<const void*>(f), name, grid, block, smem, stream,
+                 [f, params]() { std::apply(f, params); });
+  }
+};
+template <typename... P>
+KernelLauncher<P...> Launcher(void (*fn)(P...), const char* name, dim3 grid, dim3 block,
+                              size_t smem = 0, cudaStream_t stream = nullptr) {
+  return KernelLauncher<P...>{fn, name, grid, block, smem, stream};
+}
+
+// Tensor-core instructions (attention_tc.cu): warp collectives with the PTX ISA's fragment
+// layouts. cp.async copies are held per thread until its wait (the latest a copy may land),
+// or done at once with PTC_CUDA_EMU_CP_ASYNC=early (the earliest).
+void MmaM16N8K16(bool bf16, float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
+void LdmatrixX4Trans(uint32_t (&r)[4], const void* row_address);
+void CpAsync(void* smem, const void* gmem, int bytes, int src_bytes);
+void CpAsyncWaitAll();
+
+}  // namespace ptc::emu
+
+#endif  // PTC_RUNTIME_CUDA_EMU_EMU_H_
