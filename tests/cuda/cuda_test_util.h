@@ -27,6 +27,17 @@ inline std::string NoDeviceReason() {
   return "SKIPPED: no CUDA device (" + msg + ")";
 }
 
+// Tests that only a GPU can answer in reasonable time (hundreds of training steps) skip under
+// the CUDA CPU emulation (runtime/cuda/emu, ptc_cuda_emu_tests), saying why.
+#if PTC_CUDA_EMU
+#define PTC_SKIP_UNDER_EMULATION(why) \
+  GTEST_SKIP() << "SKIPPED under the CUDA CPU emulation: " << (why)
+#else
+#define PTC_SKIP_UNDER_EMULATION(why) \
+  do {                                \
+  } while (0)
+#endif
+
 // Per-dtype bounds of the case tables: |got - want| <= atol + rtol |want| ({rtol, atol});
 // integers and bool exact.
 inline std::pair<double, double> Bounds(ir::DType d) {

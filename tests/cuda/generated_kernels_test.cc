@@ -164,6 +164,7 @@ absl::StatusOr<KernelOptions> CompileForDevice(const ir::Node& node) {
 
 #define PTC_SKIP_WITHOUT_DEVICE_AND_NVRTC()                                                 \
   PTC_SKIP_WITHOUT_CUDA_DEVICE();                                                          \
+  PTC_SKIP_UNDER_EMULATION("NVRTC's CUBINs run only on a GPU");                            \
   if (!codegen::GetNvrtc().available) {                                                    \
     GTEST_SKIP() << "SKIPPED: NVRTC not available (" << codegen::GetNvrtc().why << ")";    \
   }

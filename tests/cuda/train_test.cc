@@ -432,6 +432,7 @@ void RunCurves(const std::string& precision, int from, CurveRun* out) {
 // (the bf16 criterion; 10-step means of the same MarkovBatch stream).
 TEST(CudaTraining, Bf16LossCurveWithinTwoPercentOfFp32) {
   PTC_SKIP_WITHOUT_CUDA_DEVICE();
+  PTC_SKIP_UNDER_EMULATION("two 200-step training runs take minutes on the CPU");
   CurveRun run;
   RunCurves("bf16", 0, &run);
   if (HasFatalFailure()) return;
@@ -446,6 +447,7 @@ TEST(CudaTraining, Bf16LossCurveWithinTwoPercentOfFp32) {
 // runs see the stream from different weights (measured on the CPU with fp32 skipping step 1).
 TEST(CudaTraining, Fp16LossScaledCurveWithinThreePercentOfFp32) {
   PTC_SKIP_WITHOUT_CUDA_DEVICE();
+  PTC_SKIP_UNDER_EMULATION("two 200-step training runs take minutes on the CPU");
   CurveRun run;
   RunCurves("fp16", 50, &run);
   if (HasFatalFailure()) return;

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -215,12 +216,19 @@ absl::StatusOr<std::map<std::string, Tensor>> ReadInputs(const RunArgs& a) {
 }
 
 // CUDA plans run in `ptc-cuda` (next to this binary), so that the CPU commands never load the
-// CUDA libraries (cuBLASLt alone maps ~200 MiB).
+// CUDA libraries (cuBLASLt alone maps ~200 MiB). PTC_CUDA_EMULATE=1 runs them in
+// `ptc-cuda-emu` instead: the same backend on the CPU (runtime/cuda/emu; slow, for checking).
 // Replaces this process with ptc-cuda PLAN MODE_ARGS... (returns only on failure).
 int ExecPtcCuda(const std::string& plan, const std::vector<std::string>& mode_args) {
   std::error_code ec;
   std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
-  std::filesystem::path helper = self.parent_path() / "ptc-cuda";
+  const char* emulate = std::getenv("PTC_CUDA_EMULATE");
+  const bool emu = emulate != nullptr && std::string(emulate) == "1";
+  std::filesystem::path helper = self.parent_path() / (emu ? "ptc-cuda-emu" : "ptc-cuda");
+  if (emu) {
+    std::fprintf(stderr, "ptc: PTC_CUDA_EMULATE=1: running the CUDA plan on the CPU emulation "
+                         "(%s)\n", helper.c_str());
+  }
   if (ec || !std::filesystem::exists(helper)) {
     return Fail(absl::FailedPreconditionError(absl::StrCat(
         "plan '", plan, "' targets cuda, but this ptc has no CUDA runtime (", helper.string(),

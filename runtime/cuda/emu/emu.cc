@@ -4,7 +4,6 @@
 #include "runtime/cuda/emu/emu.h"
 
 #include <sys/mman.h>
-#include <ucontext.h>
 
 #include <algorithm>
 #include <chrono>
@@ -55,8 +54,42 @@ struct CpAsyncCopy {
   int bytes, src_bytes;
 };
 
+// The context switch: the callee-saved registers, the SSE and x87 control words and the stack
+// pointer (no signal mask: ucontext's swapcontext makes two system calls per switch).
+extern "C" void ptc_emu_switch(void** save_sp, void* to_sp);
+asm(R"(
+  .text
+  .globl ptc_emu_switch
+  .type ptc_emu_switch, @function
+ptc_emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size ptc_emu_switch, .-ptc_emu_switch
+  .section .note.GNU-stack,"",@progbits
+  .text
+)");
+
 struct Fiber {
-  ucontext_t ctx;
+  void* sp = nullptr;  // saved stack pointer while switched out
   void* stack = nullptr;
   uint3 tid{};
   int lane = 0, warp = 0;
@@ -82,8 +115,9 @@ struct Launch {
 };
 
 struct Scheduler {
-  ucontext_t main_ctx;
-  std::vector<Fiber> fibers;
+  void* main_sp = nullptr;
+  std::vector<std::unique_ptr<Fiber>> pool;  // fibers live across blocks and launches
+  std::vector<Fiber*> fibers;                // the running block's threads
   std::vector<void*> stacks;
   Fiber* current = nullptr;
   Launch* launch = nullptr;
@@ -135,7 +169,7 @@ void Resume(Scheduler& s, Fiber& f) {
   void* fake = nullptr;
   __sanitizer_start_switch_fiber(&fake, f.stack, kStackBytes);
 #endif
-  swapcontext(&s.main_ctx, &f.ctx);
+  ptc_emu_switch(&s.main_sp, f.sp);
 #if PTC_EMU_ASAN
   __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
 #endif
@@ -148,28 +182,45 @@ void Yield(Scheduler& s, Fiber& f) {
   void* fake = nullptr;
   __sanitizer_start_switch_fiber(&fake, s.main_stack_bottom, s.main_stack_size);
 #endif
-  swapcontext(&f.ctx, &s.main_ctx);
+  ptc_emu_switch(&f.sp, s.main_sp);
 #if PTC_EMU_ASAN
   __sanitizer_finish_switch_fiber(fake, &s.main_stack_bottom, &s.main_stack_size);
 #endif
 }
 
-void FiberMain() {
+// A fiber's life: run the launch's thread function for the thread it is set up as, report
+// done, and wait to be set up again (for the next block or launch).
+[[noreturn]] void FiberMain() {
   Scheduler& s = Sched();
 #if PTC_EMU_ASAN
   __sanitizer_finish_switch_fiber(nullptr, &s.main_stack_bottom, &s.main_stack_size);
 #endif
-  Fiber& f = *s.current;
-  (*s.launch->thread)();
-  for (const CpAsyncCopy& c : f.pending_copies) {
-    (void)c;
-    Fatal("the thread ended with cp.async copies it never waited for");
+  for (;;) {
+    Fiber* f = s.current;
+    (*s.launch->thread)();
+    if (!f->pending_copies.empty()) {
+      Fatal("the thread ended with cp.async copies it never waited for");
+    }
+    f->state = State::kDone;
+    Yield(s, *f);
   }
-  f.state = State::kDone;
-#if PTC_EMU_ASAN
-  __sanitizer_start_switch_fiber(nullptr, s.main_stack_bottom, s.main_stack_size);
-#endif
-  setcontext(&s.main_ctx);
+}
+
+// A new fiber's stack: FiberMain as the return address of ptc_emu_switch's frame.
+void* InitialStack(void* stack) {
+  auto top = (reinterpret_cast<uintptr_t>(stack) + kStackBytes) & ~uintptr_t{15};
+  auto* p = reinterpret_cast<uint64_t*>(top - 16);
+  p[0] = reinterpret_cast<uint64_t>(&FiberMain);  // after `ret`, rsp = top - 8 as after a call
+  p[1] = 0;
+  uint64_t* sp = p - 7;  // r15 r14 r13 r12 rbx rbp, then the control words below them
+  for (int i = 1; i < 7; ++i) sp[i] = 0;
+  uint32_t mxcsr;
+  uint16_t fpucw;
+  asm volatile("stmxcsr %0" : "=m"(mxcsr));
+  asm volatile("fnstcw %0" : "=m"(fpucw));
+  std::memcpy(reinterpret_cast<char*>(sp), &mxcsr, 4);
+  std::memcpy(reinterpret_cast<char*>(sp) + 4, &fpucw, 2);
+  return sp;
 }
 
 std::string StateName(const Fiber& f) {
@@ -195,7 +246,7 @@ bool ReleaseWarps(Scheduler& s, int num_warps) {
     Fiber* lanes[32] = {};
     for (int l = 0; l < 32; ++l) {
       const int i = w * 32 + l;
-      if (i < n) lanes[l] = &s.fibers[i];
+      if (i < n) lanes[l] = s.fibers[i];
     }
     for (int l = 0; l < 32; ++l) {
       Fiber* f = lanes[l];
@@ -242,7 +293,8 @@ bool ReleaseWarps(Scheduler& s, int num_warps) {
 bool ReleaseBlock(Scheduler& s) {
   Fiber* first = nullptr;
   int count = 0, any = 0, all = 1;
-  for (Fiber& f : s.fibers) {
+  for (Fiber* fp : s.fibers) {
+    Fiber& f = *fp;
     if (f.state == State::kDone) continue;
     if (f.state != State::kBlockBarrier) return false;
     if (first == nullptr) first = &f;
@@ -257,10 +309,10 @@ bool ReleaseBlock(Scheduler& s) {
   }
   if (first == nullptr) return false;
   const int result = first->op == 1 ? any : first->op == 2 ? all : first->op == 3 ? count : 0;
-  for (Fiber& f : s.fibers) {
-    if (f.state == State::kBlockBarrier) {
-      f.result = result;
-      f.state = State::kRunnable;
+  for (Fiber* f : s.fibers) {
+    if (f->state == State::kBlockBarrier) {
+      f->result = result;
+      f->state = State::kRunnable;
     }
   }
   return true;
@@ -271,21 +323,22 @@ void RunBlock(Scheduler& s, Launch& launch, uint3 block) {
   ++launch.block_epoch;
   const dim3 b = launch.block;
   const int n = static_cast<int>(b.x * b.y * b.z);
+  while (static_cast<int>(s.pool.size()) < n) {
+    auto f = std::make_unique<Fiber>();
+    f->stack = s.Stack(s.pool.size());
+    f->sp = InitialStack(f->stack);
+    s.pool.push_back(std::move(f));
+  }
   s.fibers.resize(n);
   for (int i = 0; i < n; ++i) {
-    Fiber& f = s.fibers[i];
+    s.fibers[i] = s.pool[i].get();
+    Fiber& f = *s.fibers[i];
     f.tid = uint3{static_cast<unsigned>(i % b.x), static_cast<unsigned>((i / b.x) % b.y),
                   static_cast<unsigned>(i / (b.x * b.y))};
     f.lane = i % 32;
     f.warp = i / 32;
     f.state = State::kRunnable;
     f.pending_copies.clear();
-    f.stack = s.Stack(i);
-    getcontext(&f.ctx);
-    f.ctx.uc_stack.ss_sp = f.stack;
-    f.ctx.uc_stack.ss_size = kStackBytes;
-    f.ctx.uc_link = nullptr;
-    makecontext(&f.ctx, FiberMain, 0);
   }
   if (!launch.dynamic_smem.empty()) {
     std::memset(launch.dynamic_smem.data(), 0xff, launch.dynamic_smem.size());
@@ -293,20 +346,21 @@ void RunBlock(Scheduler& s, Launch& launch, uint3 block) {
   const int num_warps = (n + 31) / 32;
   for (;;) {
     bool ran = false;
-    for (Fiber& f : s.fibers) {
-      if (f.state == State::kRunnable) {
-        Resume(s, f);
+    for (Fiber* f : s.fibers) {
+      if (f->state == State::kRunnable) {
+        Resume(s, *f);
         ran = true;
       }
     }
     bool done = true;
-    for (const Fiber& f : s.fibers) done &= f.state == State::kDone;
+    for (const Fiber* f : s.fibers) done &= f->state == State::kDone;
     if (done) break;
     if (ReleaseWarps(s, num_warps)) continue;
     if (ReleaseBlock(s)) continue;
     if (!ran) {
       std::string states;
-      for (const Fiber& f : s.fibers) {
+      for (const Fiber* fp : s.fibers) {
+        const Fiber& f = *fp;
         if (f.state == State::kDone) continue;
         states += "\n  thread (" + std::to_string(f.tid.x) + "," + std::to_string(f.tid.y) +
                   "," + std::to_string(f.tid.z) + ") " + StateName(f);
