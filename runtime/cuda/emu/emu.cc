@@ -31,6 +31,12 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 
+#if PTC_EMU_ASAN
+// No leak report at exit: the emulation's runtime state and the tests' process-wide caches
+// live until exit on purpose, and LeakSanitizer needs ptrace, which containers may forbid.
+extern "C" const char* __asan_default_options() { return "detect_leaks=0"; }
+#endif
+
 namespace ptc::emu {
 
 thread_local uint3 t_thread_idx;
