@@ -652,7 +652,7 @@ TEST(Trainer, LogsEvaluatesAndDumpsGradients) {
   double loss, dw;
   ref.Step(ids, labels, &loss, &dw);
   EXPECT_NEAR(r->losses[0], loss, 1e-5);
-  if (::system("/usr/bin/python3 -c 'import onnx' 2>/dev/null") != 0) {
+  if (::system("/usr/bin/python3 -c 'import onnx.helper, onnx.numpy_helper' 2>/dev/null") != 0) {
     GTEST_SKIP() << "python3-onnx is not installed: the TensorProto file is not cross-checked";
   }
   std::string cmd = absl::StrCat(
@@ -689,7 +689,7 @@ TEST(Trainer, RejectsInferencePlansAndTooLittleData) {
 // -------------------------------------------------------------------------------- export
 
 TEST(Export, ReplacesInitializersAndStaysCheckerClean) {
-  if (::system("/usr/bin/python3 -c 'import onnx' 2>/dev/null") != 0) {
+  if (::system("/usr/bin/python3 -c 'import onnx.helper, onnx.numpy_helper' 2>/dev/null") != 0) {
     GTEST_SKIP() << "python3-onnx is needed to build and check the ONNX model";
   }
   std::string dir = TempDir("export");
