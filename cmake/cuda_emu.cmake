@@ -31,7 +31,7 @@ foreach(cu ${PTC_CUDA_KERNEL_SRCS})
   list(APPEND ptc_emu_kernels ${out})
 endforeach()
 set_source_files_properties(${ptc_emu_kernels} PROPERTIES
-  COMPILE_OPTIONS "-include;${PTC_CUDA_DIR}/runtime/cuda/emu/device_shim.h;-Wno-unused-parameter;-Wno-unused-variable;-Wno-unused-function")
+  COMPILE_OPTIONS "-include;${PTC_CUDA_DIR}/runtime/cuda/emu/device_shim.h;-Wno-unused-parameter;-Wno-unused-variable;-Wno-unused-function;-Wno-unknown-pragmas;-Wno-class-memaccess")
 
 # cudnn_attention.cc without the cuDNN frontend (its Create functions decline): a wrapper, since
 # the source's own properties (PTC_HAVE_CUDNN=1, the frontend's include path) are per file.

@@ -23,6 +23,7 @@
 #include <set>
 
 #include "compiler/support/status.h"
+#include "passes/matcher.h"
 #include "passes/passes.h"
 
 namespace ptc::passes {
@@ -64,10 +65,7 @@ class FoldGemmTransposePass : public FunctionPass {
   }
 
   absl::StatusOr<bool> RunOnFunction(ir::Module&, ir::Function& fn) override {
-    std::vector<ir::Node*> gemms;
-    for (const auto& n : fn.nodes()) {
-      if (n->op() == "gemm") gemms.push_back(n.get());
-    }
+    const std::vector<ir::Node*> gemms = NodesWithOp(fn, "gemm");
     bool changed = false;
     std::set<const ir::Node*> erase;
     for (ir::Node* g : gemms) {

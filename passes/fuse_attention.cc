@@ -65,10 +65,7 @@ class FuseAttentionPass : public FunctionPass {
 
   absl::StatusOr<bool> RunOnFunction(ir::Module& module, ir::Function& fn) override {
     Matcher m(module, fn);
-    std::vector<ir::Node*> softmaxes;
-    for (const auto& n : fn.nodes()) {
-      if (n->op() == "softmax") softmaxes.push_back(n.get());
-    }
+    const std::vector<ir::Node*> softmaxes = NodesWithOp(fn, "softmax");
     std::set<const ir::Node*> erase;
     std::map<ir::Value*, ir::Value*> negated;  // keep-mask -> its not()
     for (ir::Node* sm : softmaxes) {

@@ -107,10 +107,7 @@ class FuseElementwisePass : public Pass {
   bool MatchGelu(const ir::Module& module, ir::Function& fn) {
     Matcher m(module, fn);
     std::set<const ir::Node*> erase;
-    std::vector<ir::Node*> erfs;
-    for (const auto& n : fn.nodes()) {
-      if (n->op() == "erf") erfs.push_back(n.get());
-    }
+    const std::vector<ir::Node*> erfs = NodesWithOp(fn, "erf");
     for (ir::Node* erf : erfs) {
       std::vector<ir::Node*> chain;
       ir::Node* root = nullptr;

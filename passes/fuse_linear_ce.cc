@@ -40,10 +40,7 @@ class FuseLinearCePass : public FunctionPass {
  private:
   absl::StatusOr<bool> RunOnFunction(ir::Module& module, ir::Function& fn) override {
     Matcher m(module, fn);
-    std::vector<ir::Node*> losses;
-    for (const auto& n : fn.nodes()) {
-      if (n->op() == "softmax_ce_loss") losses.push_back(n.get());
-    }
+    const std::vector<ir::Node*> losses = NodesWithOp(fn, "softmax_ce_loss");
     std::set<const ir::Node*> erase;
     for (ir::Node* ce : losses) {
       if (ce->num_inputs() != 2) {

@@ -46,10 +46,7 @@ class FuseMatMulBiasPass : public FunctionPass {
  private:
   absl::StatusOr<bool> RunOnFunction(ir::Module& module, ir::Function& fn) override {
     Matcher m(module, fn);
-    std::vector<ir::Node*> matmuls;
-    for (const auto& n : fn.nodes()) {
-      if (n->op() == "matmul") matmuls.push_back(n.get());
-    }
+    const std::vector<ir::Node*> matmuls = NodesWithOp(fn, "matmul");
     std::set<const ir::Node*> erase;
     for (ir::Node* mm : matmuls) {
       ir::Value* x = mm->input(0);

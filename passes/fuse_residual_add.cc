@@ -36,10 +36,7 @@ class FuseResidualAddPass : public FunctionPass {
   absl::StatusOr<bool> RunOnFunction(ir::Module& module, ir::Function& fn) override {
     Matcher m(module, fn);
     std::set<const ir::Node*> erase;
-    std::vector<ir::Node*> adds;
-    for (const auto& n : fn.nodes()) {
-      if (n->op() == "add") adds.push_back(n.get());
-    }
+    const std::vector<ir::Node*> adds = NodesWithOp(fn, "add");
     for (ir::Node* add : adds) {
       const ir::TensorType& yt = add->output()->type();
       for (int side = 0; side < 2; ++side) {

@@ -130,4 +130,12 @@ ir::Value* Matcher::OtherOperand(const ir::Node& n, const ir::Value* known) {
   return nullptr;
 }
 
+std::vector<ir::Node*> NodesWithOp(const ir::Function& fn, std::string_view op) {
+  std::vector<ir::Node*> out;
+  for (const auto& n : fn.nodes()) {
+    if (n->op() == op) out.push_back(n.get());
+  }
+  return out;
+}
+
 }  // namespace ptc::passes

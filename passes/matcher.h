@@ -92,6 +92,10 @@ class Matcher {
   std::set<const ir::Value*> results_;
 };
 
+// The nodes of `fn` whose op is `op`, in order: a snapshot that stays valid while a pass adds
+// and erases nodes around them.
+std::vector<ir::Node*> NodesWithOp(const ir::Function& fn, std::string_view op);
+
 }  // namespace ptc::passes
 
 #endif  // PTC_PASSES_MATCHER_H_

@@ -136,10 +136,10 @@ __device__ __forceinline__ uint32_t Pack(float lo, float hi) {
   uint32_t r;
   if constexpr (D == DT::kBF16) {
     const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
-    r = *reinterpret_cast<const uint32_t*>(&h);
+    memcpy(&r, &h, sizeof(r));  // not a pointer cast: no aliasing assumption (host builds)
   } else {
     const __half2 h = __floats2half2_rn(lo, hi);
-    r = *reinterpret_cast<const uint32_t*>(&h);
+    memcpy(&r, &h, sizeof(r));
   }
   return r;
 }

@@ -103,6 +103,19 @@ cublasStatus_t Fail(cublasStatus_t status, const char* fn, const std::string& wh
   return status;
 }
 
+// The Destroy functions: a null object is `null_status`; a stale or foreign one an error.
+template <typename H>
+cublasStatus_t Destroy(H h, cublasStatus_t null_status, const char* fn, const char* what) {
+  if (h == nullptr) return null_status;
+  if (!Valid(h)) {
+    return Fail(CUBLAS_STATUS_INVALID_VALUE, fn, std::string("not a ") + what + " (destroyed twice?)");
+  }
+  auto* o = Get(h);
+  o->magic = 0;
+  delete o;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
 // Copies an attribute value of exactly sizeof(T) bytes.
 template <typename T>
 bool ReadAttr(const void* buf, size_t size, T* out) {
@@ -658,15 +671,7 @@ cublasStatus_t CUBLASWINAPI cublasLtCreate(cublasLtHandle_t* lightHandle) {
 }
 
 cublasStatus_t CUBLASWINAPI cublasLtDestroy(cublasLtHandle_t lightHandle) {
-  if (lightHandle == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
-  if (!Valid(lightHandle)) {
-    return ptc::emu::Fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtDestroy",
-                          "not a cuBLASLt handle (destroyed twice?)");
-  }
-  ptc::emu::LtHandle* h = Get(lightHandle);
-  h->magic = 0;
-  delete h;
-  return CUBLAS_STATUS_SUCCESS;
+  return ptc::emu::Destroy(lightHandle, CUBLAS_STATUS_NOT_INITIALIZED, "cublasLtDestroy", "cuBLASLt handle");
 }
 
 cublasStatus_t CUBLASWINAPI cublasLtMatmulDescCreate(cublasLtMatmulDesc_t* matmulDesc,
@@ -684,15 +689,7 @@ cublasStatus_t CUBLASWINAPI cublasLtMatmulDescCreate(cublasLtMatmulDesc_t* matmu
 }
 
 cublasStatus_t CUBLASWINAPI cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t matmulDesc) {
-  if (matmulDesc == nullptr) return CUBLAS_STATUS_SUCCESS;
-  if (!Valid(matmulDesc)) {
-    return ptc::emu::Fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulDescDestroy",
-                          "not a matmul descriptor (destroyed twice?)");
-  }
-  ptc::emu::MatmulDesc* d = Get(matmulDesc);
-  d->magic = 0;
-  delete d;
-  return CUBLAS_STATUS_SUCCESS;
+  return ptc::emu::Destroy(matmulDesc, CUBLAS_STATUS_SUCCESS, "cublasLtMatmulDescDestroy", "matmul descriptor");
 }
 
 cublasStatus_t CUBLASWINAPI cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t matmulDesc,
@@ -788,15 +785,7 @@ cublasStatus_t CUBLASWINAPI cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t* m
 }
 
 cublasStatus_t CUBLASWINAPI cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t matLayout) {
-  if (matLayout == nullptr) return CUBLAS_STATUS_SUCCESS;
-  if (!Valid(matLayout)) {
-    return ptc::emu::Fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatrixLayoutDestroy",
-                          "not a matrix layout (destroyed twice?)");
-  }
-  ptc::emu::Layout* l = Get(matLayout);
-  l->magic = 0;
-  delete l;
-  return CUBLAS_STATUS_SUCCESS;
+  return ptc::emu::Destroy(matLayout, CUBLAS_STATUS_SUCCESS, "cublasLtMatrixLayoutDestroy", "matrix layout");
 }
 
 cublasStatus_t CUBLASWINAPI cublasLtMatrixLayoutSetAttribute(cublasLtMatrixLayout_t matLayout,
@@ -863,15 +852,7 @@ cublasStatus_t CUBLASWINAPI cublasLtMatmulPreferenceCreate(cublasLtMatmulPrefere
 }
 
 cublasStatus_t CUBLASWINAPI cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t pref) {
-  if (pref == nullptr) return CUBLAS_STATUS_SUCCESS;
-  if (!Valid(pref)) {
-    return ptc::emu::Fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulPreferenceDestroy",
-                          "not a matmul preference (destroyed twice?)");
-  }
-  ptc::emu::Preference* p = Get(pref);
-  p->magic = 0;
-  delete p;
-  return CUBLAS_STATUS_SUCCESS;
+  return ptc::emu::Destroy(pref, CUBLAS_STATUS_SUCCESS, "cublasLtMatmulPreferenceDestroy", "matmul preference");
 }
 
 cublasStatus_t CUBLASWINAPI cublasLtMatmulPreferenceSetAttribute(

@@ -13,7 +13,6 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -29,9 +28,7 @@
 #endif
 #if PTC_EMU_ASAN
 #include <sanitizer/common_interface_defs.h>
-#endif
 
-#if PTC_EMU_ASAN
 // No leak report at exit: the emulation's runtime state and the tests' process-wide caches
 // live until exit on purpose, and LeakSanitizer needs ptrace, which containers may forbid.
 extern "C" const char* __asan_default_options() { return "detect_leaks=0"; }
@@ -95,10 +92,19 @@ ptc_emu_switch:
 )");
 
 struct Fiber {
+  Fiber() {
+    stack = mmap(nullptr, kStackBytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (stack == MAP_FAILED) Fatal("cannot map a fiber stack");
+  }
+  ~Fiber() { munmap(stack, kStackBytes); }
+  Fiber(const Fiber&) = delete;
+  Fiber& operator=(const Fiber&) = delete;
+
   void* sp = nullptr;  // saved stack pointer while switched out
   void* stack = nullptr;
   uint3 tid{};
-  int lane = 0, warp = 0;
+  int lane = 0;
   State state = State::kDone;
   // Block barrier.
   const char* file = nullptr;
@@ -124,7 +130,6 @@ struct Scheduler {
   void* main_sp = nullptr;
   std::vector<std::unique_ptr<Fiber>> pool;  // fibers live across blocks and launches
   std::vector<Fiber*> fibers;                // the running block's threads
-  std::vector<void*> stacks;
   Fiber* current = nullptr;
   Launch* launch = nullptr;
 #if PTC_EMU_ASAN
@@ -132,23 +137,9 @@ struct Scheduler {
   size_t main_stack_size = 0;
 #endif
   std::unordered_map<const void*, uint64_t> poisoned;  // shared variable -> block epoch
-
-  ~Scheduler() {
-    for (void* s : stacks) munmap(s, kStackBytes);
-  }
-  void* Stack(size_t i) {
-    while (stacks.size() <= i) {
-      void* s = mmap(nullptr, kStackBytes, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-      if (s == MAP_FAILED) Fatal("cannot map a fiber stack");
-      stacks.push_back(s);
-    }
-    return stacks[i];
-  }
 };
 
 thread_local Scheduler* t_sched = nullptr;
-std::string g_fatal_context;
 
 Scheduler& Sched() {
   if (t_sched == nullptr) t_sched = new Scheduler;
@@ -331,7 +322,6 @@ void RunBlock(Scheduler& s, Launch& launch, uint3 block) {
   const int n = static_cast<int>(b.x * b.y * b.z);
   while (static_cast<int>(s.pool.size()) < n) {
     auto f = std::make_unique<Fiber>();
-    f->stack = s.Stack(s.pool.size());
     f->sp = InitialStack(f->stack);
     s.pool.push_back(std::move(f));
   }
@@ -342,7 +332,6 @@ void RunBlock(Scheduler& s, Launch& launch, uint3 block) {
     f.tid = uint3{static_cast<unsigned>(i % b.x), static_cast<unsigned>((i / b.x) % b.y),
                   static_cast<unsigned>(i / (b.x * b.y))};
     f.lane = i % 32;
-    f.warp = i / 32;
     f.state = State::kRunnable;
     f.pending_copies.clear();
   }
@@ -401,7 +390,6 @@ struct Runtime {
   std::map<const void*, int> func_max_dynamic_smem;
   std::map<const void*, size_t> allocations;
   size_t allocated = 0;
-  int device = 0;
 };
 
 Runtime& Rt() {
@@ -429,13 +417,6 @@ void Fatal(const std::string& what) {
 
 void SetLastError(cudaError_t error) {
   if (t_last_error == cudaSuccess) t_last_error = error;
-}
-
-bool Capturing(cudaStream_t stream) {
-  Runtime& rt = Rt();
-  std::lock_guard<std::mutex> lock(rt.mu);
-  auto it = rt.streams.find(stream);
-  return it != rt.streams.end() && it->second.capture != nullptr;
 }
 
 cudaError_t Enqueue(cudaStream_t stream, std::function<void()> work) {

@@ -29,9 +29,6 @@ namespace ptc::emu {
 // capture that was invalidated, an unknown stream).
 cudaError_t Enqueue(cudaStream_t stream, std::function<void()> work);
 
-// Whether `stream` is being captured (a synchronous call on it is an error then).
-bool Capturing(cudaStream_t stream);
-
 // Sets the error that the next cudaGetLastError / cudaPeekAtLastError returns (the first one
 // sticks until it is read, as in cudart).
 void SetLastError(cudaError_t error);
