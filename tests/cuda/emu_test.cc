@@ -48,6 +48,7 @@ __global__ void ReadSharedBeforeWrite(uint32_t* out) {
   static uint32_t s[8];
   ::ptc::emu::PoisonShared(&s, sizeof(s));
   out[threadIdx.x] = s[threadIdx.x];
+  s[threadIdx.x] = threadIdx.x;  // what a next launch must not see
 }
 
 __global__ void DivergentBarrier(int* out) {
@@ -130,8 +131,10 @@ TEST(CudaEmulation, WarpShuffles) {
 
 TEST(CudaEmulation, SharedMemoryStartsAsGarbage) {
   std::vector<uint32_t> out(8, 0);
-  ::ptc::emu::Launcher(ReadSharedBeforeWrite, "ReadSharedBeforeWrite", 1, 8)(out.data());
-  for (uint32_t v : out) EXPECT_EQ(v, 0xffffffffu);
+  for (int launch = 0; launch < 2; ++launch) {  // every launch's blocks start from garbage
+    ::ptc::emu::Launcher(ReadSharedBeforeWrite, "ReadSharedBeforeWrite", 1, 8)(out.data());
+    for (uint32_t v : out) EXPECT_EQ(v, 0xffffffffu) << "launch " << launch;
+  }
 }
 
 TEST(CudaEmulation, MmaFragmentsFollowThePtxLayout) {

@@ -123,7 +123,6 @@ struct Launch {
   dim3 grid, block;
   const std::function<void()>* thread = nullptr;
   std::vector<unsigned char> dynamic_smem;
-  uint64_t block_epoch = 0;
 };
 
 struct Scheduler {
@@ -136,6 +135,9 @@ struct Scheduler {
   const void* main_stack_bottom = nullptr;
   size_t main_stack_size = 0;
 #endif
+  // Blocks run so far, by any launch: a static __shared__ variable is poisoned when a block
+  // whose number differs from the one that last poisoned it first declares it.
+  uint64_t block_epoch = 0;
   std::unordered_map<const void*, uint64_t> poisoned;  // shared variable -> block epoch
 };
 
@@ -317,7 +319,7 @@ bool ReleaseBlock(Scheduler& s) {
 
 void RunBlock(Scheduler& s, Launch& launch, uint3 block) {
   t_block_idx = block;
-  ++launch.block_epoch;
+  ++s.block_epoch;
   const dim3 b = launch.block;
   const int n = static_cast<int>(b.x * b.y * b.z);
   while (static_cast<int>(s.pool.size()) < n) {
@@ -526,8 +528,8 @@ void PoisonShared(void* p, size_t bytes) {
   Scheduler& s = Sched();
   if (s.launch == nullptr) return;
   uint64_t& epoch = s.poisoned[p];
-  if (epoch == s.launch->block_epoch) return;
-  epoch = s.launch->block_epoch;
+  if (epoch == s.block_epoch) return;
+  epoch = s.block_epoch;
   std::memset(p, 0xff, bytes);
 }
 
