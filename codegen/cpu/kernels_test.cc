@@ -1507,17 +1507,29 @@ ir::Tensor RandomF32(std::mt19937& rng, const ir::Shape& shape, bool positive = 
 
 // fuse-norm-grad-add's contract: layer_norm_grad with an addend gives the bits of
 // add(addend, layer_norm_grad(...).dx), and the same dscale / dbias.
+// The operands of layer_norm_grad over [rows, d] rows as parameters of `fn`: dy (of dy_dtype),
+// x, scale, mean, inv_std_dev, and an addend (all f32).
+struct NormGradParams {
+  NormGradParams(ir::Function& fn, DType dy_dtype, int64_t rows, int64_t d)
+      : xt{DType::kF32, {rows, d}}, pt{DType::kF32, {d}} {
+    const ir::TensorType st{DType::kF32, {rows, 1}};
+    dy = fn.AddParam("dy", {dy_dtype, {rows, d}});
+    x = fn.AddParam("x", xt);
+    g = fn.AddParam("g", pt);
+    mu = fn.AddParam("mu", st);
+    is = fn.AddParam("is", st);
+    skip = fn.AddParam("skip", xt);
+  }
+  ir::TensorType xt, pt;  // x's and the scale's types
+  ir::Value *dy, *x, *g, *mu, *is, *skip;
+};
+
 TEST(KernelNormTest, AddendGivesTheBitsOfTheAdd) {
   const int64_t rows = 5, d = 24;
   ir::Function fn("t");
-  const ir::TensorType xt{DType::kF32, {rows, d}}, pt{DType::kF32, {d}};
-  const ir::TensorType st{DType::kF32, {rows, 1}};
-  ir::Value* dy = fn.AddParam("dy", xt);
-  ir::Value* x = fn.AddParam("x", xt);
-  ir::Value* g = fn.AddParam("g", pt);
-  ir::Value* mu = fn.AddParam("mu", st);
-  ir::Value* is = fn.AddParam("is", st);
-  ir::Value* skip = fn.AddParam("skip", xt);
+  const NormGradParams p(fn, DType::kF32, rows, d);
+  const ir::TensorType &xt = p.xt, &pt = p.pt;
+  ir::Value *dy = p.dy, *x = p.x, *g = p.g, *mu = p.mu, *is = p.is, *skip = p.skip;
   const ir::AttrMap attrs = {{"axis", int64_t{1}}};
   ir::Node* grad = fn.AddNode("layer_norm_grad", {dy, x, g, mu, is}, {xt, pt, pt}, attrs);
   ir::Node* add = fn.AddNode("add", {skip, grad->output(0)}, {xt}, {});
@@ -1545,14 +1557,9 @@ TEST(KernelNormTest, AddendGivesTheBitsOfTheAdd) {
 TEST(KernelNormTest, DxLowGivesTheBitsOfTheCast) {
   const int64_t rows = 5, d = 24;
   ir::Function fn("t");
-  const ir::TensorType xt{DType::kF32, {rows, d}}, pt{DType::kF32, {d}};
-  const ir::TensorType lt{DType::kBF16, {rows, d}}, st{DType::kF32, {rows, 1}};
-  ir::Value* dy = fn.AddParam("dy", lt);
-  ir::Value* x = fn.AddParam("x", xt);
-  ir::Value* g = fn.AddParam("g", pt);
-  ir::Value* mu = fn.AddParam("mu", st);
-  ir::Value* is = fn.AddParam("is", st);
-  ir::Value* skip = fn.AddParam("skip", xt);
+  const NormGradParams p(fn, DType::kBF16, rows, d);
+  const ir::TensorType &xt = p.xt, &pt = p.pt, lt = p.dy->type();
+  ir::Value *dy = p.dy, *x = p.x, *g = p.g, *mu = p.mu, *is = p.is, *skip = p.skip;
   const ir::AttrMap attrs = {{"axis", int64_t{1}}};
   ir::Node* grad = fn.AddNode("layer_norm_grad", {dy, x, g, mu, is, skip}, {xt, pt, pt}, attrs);
   ir::Node* cast = fn.AddNode("cast", {grad->output(0)}, {lt}, {{"to", DType::kBF16}});
