@@ -9,7 +9,6 @@
 //
 // Not in bench/CMakeLists.txt (owned by the perf bench); build by hand against a build dir, e.g.
 //   bench/train_profile_build.sh build-trainbench
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -18,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "compiler/driver/run_report.h"
 #include "compiler/ir/ir.h"
 #include "runtime/cpu/executor.h"
 #include "runtime/plan/plan.h"
@@ -110,34 +110,18 @@ int main(int argc, char** argv) {
   }
   const double wall =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / steps;
-  std::vector<ptc::cpu::NodeProfile> prof = (*exec)->Profile();
+  const std::vector<ptc::cpu::NodeProfile> prof = (*exec)->Profile();
+  std::vector<ptc::driver::NodeTime> nodes;
   double total = 0;
-  std::map<std::string, std::pair<double, int64_t>> by_op;
   for (const auto& n : prof) {
+    nodes.push_back({n.op, n.name, n.loc, n.seconds});
     total += n.seconds;
-    by_op[n.op].first += n.seconds;
-    by_op[n.op].second += 1;
   }
   total /= steps;
   std::printf("%s: %.1f ms/step wall, %.1f ms/step in nodes, %zu nodes, arena %.1f MiB, "
-              "state %.1f MiB\n",
+              "state %.1f MiB\n\n%s",
               path.c_str(), wall * 1e3, total * 1e3, prof.size(),
-              (*exec)->arena_bytes() / 1048576.0, (*exec)->state_bytes() / 1048576.0);
-  std::vector<std::pair<std::string, std::pair<double, int64_t>>> ops(by_op.begin(), by_op.end());
-  std::sort(ops.begin(), ops.end(),
-            [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
-  std::printf("\n%-28s %10s %7s %6s\n", "op", "ms/step", "%", "nodes");
-  for (const auto& [op, v] : ops) {
-    std::printf("%-28s %10.2f %6.1f%% %6lld\n", op.c_str(), v.first / steps * 1e3,
-                100.0 * v.first / steps / total, static_cast<long long>(v.second));
-  }
-  std::sort(prof.begin(), prof.end(),
-            [](const auto& a, const auto& b) { return a.seconds > b.seconds; });
-  std::printf("\nslowest nodes:\n");
-  for (int i = 0; i < top && i < static_cast<int>(prof.size()); ++i) {
-    const auto& n = prof[i];
-    std::printf("%8.2f ms %5.1f%%  %-22s %-40s %s\n", n.seconds / steps * 1e3,
-                100.0 * n.seconds / steps / total, n.op.c_str(), n.name.c_str(), n.loc.c_str());
-  }
+              (*exec)->arena_bytes() / 1048576.0, (*exec)->state_bytes() / 1048576.0,
+              ptc::driver::FormatRunProfile(nodes, steps, top).c_str());
   return 0;
 }

@@ -15,7 +15,7 @@ double Median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-std::string FormatRunProfile(const std::vector<NodeTime>& nodes, int runs) {
+std::string FormatRunProfile(const std::vector<NodeTime>& nodes, int runs, int slowest) {
   runs = std::max(1, runs);
   double total = 0;
   std::map<std::string, std::pair<double, int>> by_op;
@@ -38,7 +38,7 @@ std::string FormatRunProfile(const std::vector<NodeTime>& nodes, int runs) {
   std::stable_sort(idx.begin(), idx.end(),
                    [&](size_t x, size_t y) { return nodes[x].seconds > nodes[y].seconds; });
   absl::StrAppend(&out, "\n  slowest nodes:\n");
-  for (size_t k = 0; k < std::min<size_t>(10, idx.size()); ++k) {
+  for (size_t k = 0; k < std::min<size_t>(std::max(slowest, 0), idx.size()); ++k) {
     const NodeTime& p = nodes[idx[k]];
     absl::StrAppendFormat(&out, "  %-16s %-28s %9.3f ms  %s\n", p.op, p.name,
                           p.seconds / runs * 1e3, p.loc);

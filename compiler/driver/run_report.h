@@ -39,8 +39,9 @@ struct RunReport {
 };
 
 double Median(std::vector<double> v);
-// The per-op table (nodes, ms per run, share of the profiled time) and the ten slowest nodes.
-std::string FormatRunProfile(const std::vector<NodeTime>& nodes, int runs);
+// The per-op table (nodes, ms per run, share of the profiled time) and the `slowest` slowest
+// nodes.
+std::string FormatRunProfile(const std::vector<NodeTime>& nodes, int runs, int slowest = 10);
 // {"plan", "device", "runs", "seconds", "median_seconds", "memory_bytes"[,
 //  "fetch_seconds", "result_bytes"][, "profile": [{"op", "value", "loc", "seconds"}] per run]}.
 nlohmann::json RunReportJson(const RunReport& r);
