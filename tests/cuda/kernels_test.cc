@@ -760,45 +760,31 @@ std::vector<Case> Cases() {
     cs.push_back({"layer_norm_f32_to_f16_streaming_1001", "layer_norm",
                   {T(f32, {3, 1001}), T(f32, {1001}), T(f32, {1001})},
                   {{"axis", int64_t{1}}, {"dtype", DType::kF16}}, 3});
-    for (auto [name, dy, x] :
-         {std::tuple{"layer_norm_grad_bf16_dy_rows", bf16, ir::Shape{2048, 768}},
-          std::tuple{"layer_norm_grad_f16_dy_streaming_1001", f16, ir::Shape{5, 1001}}}) {
+    // layer_norm_grad(dy, x, scale, mean, inv_std_dev[, addend]) over rows `x`, dy in `dy`.
+    auto norm_grad = [&](const char* name, DType dy, const ir::Shape& x, bool addend,
+                         int outputs) {
       const ir::Shape norm{x[1]}, stat{x[0], 1};
       Case g{name, "layer_norm_grad",
              {T(dy, x), T(f32, x), T(f32, norm), T(f32, stat), T(f32, stat)},
-             {{"axis", int64_t{1}}}, 3};
+             {{"axis", int64_t{1}}}, outputs};
       g.gens = {Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kPositive};
+      if (addend) {
+        g.inputs.push_back(T(f32, x));
+        g.gens.push_back(Gen::kNormal);
+      }
       g.tolerance_scale = 30;
       cs.push_back(g);
-    }
+    };
+    norm_grad("layer_norm_grad_bf16_dy_rows", bf16, {2048, 768}, false, 3);
+    norm_grad("layer_norm_grad_f16_dy_streaming_1001", f16, {5, 1001}, false, 3);
     // fuse-norm-grad-add: dx + addend, on the register-row (d = 768, bf16 dy) and the
     // streaming (d = 1001) kernels.
-    for (auto [name, dy, x] :
-         {std::tuple{"layer_norm_grad_addend_bf16_dy_rows", bf16, ir::Shape{1024, 768}},
-          std::tuple{"layer_norm_grad_addend_streaming_1001", f32, ir::Shape{5, 1001}}}) {
-      const ir::Shape norm{x[1]}, stat{x[0], 1};
-      Case g{name, "layer_norm_grad",
-             {T(dy, x), T(f32, x), T(f32, norm), T(f32, stat), T(f32, stat), T(f32, x)},
-             {{"axis", int64_t{1}}}, 3};
-      g.gens = {Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kPositive,
-                Gen::kNormal};
-      g.tolerance_scale = 30;
-      cs.push_back(g);
-    }
+    norm_grad("layer_norm_grad_addend_bf16_dy_rows", bf16, {1024, 768}, true, 3);
+    norm_grad("layer_norm_grad_addend_streaming_1001", f32, {5, 1001}, true, 3);
     // dx_low (fold-norm-casts): dx also written in dy's bf16 / f16, the bits of a cast of dx;
     // register (d = 768, with the addend) and streaming (d = 1001) kernels.
-    for (auto [name, dy, x] :
-         {std::tuple{"layer_norm_grad_dx_low_bf16_rows", bf16, ir::Shape{1024, 768}},
-          std::tuple{"layer_norm_grad_dx_low_f16_streaming_1001", f16, ir::Shape{5, 1001}}}) {
-      const ir::Shape norm{x[1]}, stat{x[0], 1};
-      Case g{name, "layer_norm_grad",
-             {T(dy, x), T(f32, x), T(f32, norm), T(f32, stat), T(f32, stat), T(f32, x)},
-             {{"axis", int64_t{1}}}, 4};
-      g.gens = {Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kPositive,
-                Gen::kNormal};
-      g.tolerance_scale = 30;
-      cs.push_back(g);
-    }
+    norm_grad("layer_norm_grad_dx_low_bf16_rows", bf16, {1024, 768}, true, 4);
+    norm_grad("layer_norm_grad_dx_low_f16_streaming_1001", f16, {5, 1001}, true, 4);
     for (DType dt : {f32, bf16, f16}) {
       Case c{absl::StrCat("gelu_grad_flat_tail_4099_", std::string(ir::DTypeName(dt))),
              "gelu_grad", {T(dt, {4099}), T(dt, {4099})}};
