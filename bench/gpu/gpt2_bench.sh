@@ -10,8 +10,10 @@
 # max_memory_allocated / reserved are in its JSON. MFU = (6 N + causal attention) FLOPs per
 # token x tokens/s over the bf16 matmul rate measured in the same run (8192^3, random data).
 # PEERS=0 skips PyTorch (a quick check of ptc alone); VARIANTS="a b,c" adds training runs with
-# PTC_CUDA_OPTIONS=a and =b,c (default: attention_cudnn and bgrad_reduce); PROFILES="default a"
-# lists the PTC_CUDA_OPTIONS of the per-op profiles.
+# PTC_CUDA_OPTIONS=a and =b,c (default: no_autotune and bgrad_reduce); PROFILES="default a"
+# lists the PTC_CUDA_OPTIONS of the per-op profiles. The main run autotunes (the default: the
+# first step times cuBLASLt's candidate algorithms and the attention kernels, cuDNN's included)
+# and its log ends with the table of choices (PTC_CUDA_AUTOTUNE_TABLE=1).
 # Prints a table at the end (also $OUT/summary-bench.md); logs and JSON in $OUT, plans and
 # models in $WORK (default /tmp/ptc-gpu-work).
 set -uo pipefail
@@ -66,16 +68,17 @@ ptc compile "$work/gpt2-loss.onnx" -o "$work/train.plan" --train --target cuda -
   --dim batch="$B" --dim seq=1024 --optimizer adamw --lr 3e-4 --weight-decay 0.1 \
   > compile-train.log 2>&1
 echo "compile rc $? in $(( $(date +%s) - t0 )) s: $(head -2 compile-train.log | tr '\n' ' ')"
-watch ptc-train 120 ptc run "$work/train.plan" --steps "$STEPS" --data "$corpus" \
-  --progress lines --log-json ptc-train.jsonl > ptc-train.log 2>&1
+watch ptc-train 120 env PTC_CUDA_AUTOTUNE_TABLE=1 ptc run "$work/train.plan" --steps "$STEPS" \
+  --data "$corpus" --progress lines --log-json ptc-train.jsonl > ptc-train.log 2>&1
 ptc_rc=$?
-tail -4 ptc-train.log
+grep -Ev '^  (gemm|attention)' ptc-train.log | tail -4
+grep -E '^  (gemm|attention)' ptc-train.log | head -40  # the autotune table
 ptc_tok=$(median_tok ptc-train.jsonl)
 ptc_mem=$(peak ptc-train)
 
 # Variants of the same training run (PTC_CUDA_OPTIONS values, space-separated).
 variant_rows=""
-for v in ${VARIANTS-attention_cudnn bgrad_reduce}; do
+for v in ${VARIANTS-no_autotune bgrad_reduce}; do
   echo "== ptc again with PTC_CUDA_OPTIONS=$v"
   PTC_CUDA_OPTIONS=$v timeout 90 ptc run "$work/train.plan" --steps "$STEPS" --data "$corpus" \
     --progress lines --log-json "ptc-train-$v.jsonl" > "ptc-train-$v.log" 2>&1

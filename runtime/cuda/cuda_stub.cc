@@ -22,7 +22,7 @@ absl::StatusOr<DeviceInfo> GetDevice(int) { return NoCuda(); }
 bool HasDeviceKernel(std::string_view) { return false; }
 absl::StatusOr<std::vector<ir::Tensor>> EvaluateNodeOnDevice(const ir::Node&,
                                                              const std::vector<ir::Tensor>&,
-                                                             const KernelOptions&) {
+                                                             const KernelOptions&, Tuner*) {
   return NoCuda();
 }
 absl::StatusOr<std::shared_ptr<const GeneratedKernels>> LoadGeneratedKernels(

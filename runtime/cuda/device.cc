@@ -130,7 +130,8 @@ absl::Status DeviceBuffer::Allocate(size_t bytes, const char* what) {
 
 absl::StatusOr<std::vector<ir::Tensor>> EvaluateNodeOnDevice(const ir::Node& node,
                                                              const std::vector<ir::Tensor>& inputs,
-                                                             const KernelOptions& options) {
+                                                             const KernelOptions& options,
+                                                             Tuner* tuner) {
   PTC_ASSIGN_OR_RETURN(DeviceInfo info, GetDevice(0));
   (void)info;
   if (inputs.size() != node.num_inputs()) {
@@ -192,6 +193,7 @@ absl::StatusOr<std::vector<ir::Tensor>> EvaluateNodeOnDevice(const ir::Node& nod
   ctx.lt_workspace_bytes = kLtWorkspaceBytes;
   ctx.error_flag = reinterpret_cast<int*>(flag.get());
   ctx.error_code = 1;
+  ctx.tuner = tuner;
   PTC_RETURN_IF_ERROR(kernel->Launch(ctx, in_ptrs, out_ptrs, workspace.get()));
   PTC_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
   int code = 0;

@@ -63,6 +63,10 @@ struct KernelOptions {
   // executor sets the largest that divides 256 and all of the plan's arena offsets (CUDA plans
   // are laid out at 256, CPU plans at 64). cuBLASLt is told it (its algorithms may assume it).
   int64_t buffer_align = 256;
+  // Offer alternatives to the autotuner (runtime/cuda/autotune.h): attention also gets the
+  // kernels it would not take by default (cuDNN's where it loads). The executor sets it from
+  // ExecutorOptions::autotune; off for single-node evaluation.
+  bool autotune = false;
   // Generated fused_elementwise kernels (runtime/cuda/generated_kernels.h): the executor sets
   // them from the plan (LoadGeneratedKernels); a node without one runs on the interpreter.
   std::shared_ptr<const GeneratedKernels> generated;
@@ -88,9 +92,13 @@ bool HasDeviceKernel(std::string_view op);
 
 // Runs `node` once on the device on host tensors (uploaded, run, synchronized, downloaded):
 // the CUDA counterpart of cpu::EvaluateNode, for the kernel case table and debugging.
+// With `tuner` (runtime/cuda/autotune.h), kernels with alternatives choose among them as in
+// an executor's first run.
+class Tuner;
 absl::StatusOr<std::vector<ir::Tensor>> EvaluateNodeOnDevice(const ir::Node& node,
                                                              const std::vector<ir::Tensor>& inputs,
-                                                             const KernelOptions& options = {});
+                                                             const KernelOptions& options = {},
+                                                             Tuner* tuner = nullptr);
 
 }  // namespace ptc::cuda
 

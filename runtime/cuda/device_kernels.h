@@ -24,6 +24,8 @@ namespace ptc::cuda {
 // One cuBLASLt workspace per executor, shared by every GEMM (one stream: no overlap).
 inline constexpr size_t kLtWorkspaceBytes = size_t{32} << 20;
 
+class Tuner;  // runtime/cuda/autotune.h
+
 struct LaunchContext {
   cudaStream_t stream = nullptr;
   cublasLtHandle_t lt = nullptr;
@@ -31,6 +33,9 @@ struct LaunchContext {
   size_t lt_workspace_bytes = 0;
   int* error_flag = nullptr;  // device int: kernels that detect bad data store error_code
   int error_code = 0;         // 1 + the node's schedule index
+  // Set during an executor's first run with ExecutorOptions::autotune: kernels with several
+  // implementations time them there and keep the fastest (runtime/cuda/autotune.h).
+  Tuner* tuner = nullptr;
 };
 
 class DeviceKernel {

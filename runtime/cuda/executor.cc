@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "compiler/support/status.h"
 #include "runtime/cuda/cuda_check.h"
+#include "runtime/cuda/autotune.h"
 #include "runtime/cuda/device_kernels.h"
 #include "runtime/plan/local_plan.h"
 #include "runtime/plan/binding.h"
@@ -56,6 +57,7 @@ class CudaExecutor final : public Executor {
   ~CudaExecutor() override {
     if (compute_graph_ != nullptr) cudaGraphExecDestroy(compute_graph_);
     if (assign_graph_ != nullptr) cudaGraphExecDestroy(assign_graph_);
+    tuner_.reset();
     steps_.clear();  // kernels free their descriptors before the context goes
     for (cudaEvent_t e : events_) cudaEventDestroy(e);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
@@ -109,6 +111,8 @@ class CudaExecutor final : public Executor {
     size_t resident = 0, scratch = 0;
     // fused_elementwise through the plan's generated kernels where they fit this device.
     KernelOptions kernel_options = options.kernels;
+    kernel_options.autotune = options.autotune;
+    if (options.autotune) tuner_ = std::make_unique<Tuner>(options.device);
     for (const auto& b : mp.buffers) {
       if (b.alias_of.empty()) {
         kernel_options.buffer_align = std::gcd(kernel_options.buffer_align, b.offset);
@@ -395,6 +399,14 @@ class CudaExecutor final : public Executor {
                : graph_note_;
   }
 
+  std::string autotune_summary(bool table) const override {
+    if (!tuner_) return "autotune: off";
+    return table ? absl::StrCat(tuner_->Summary(), "\n", tuner_->Table()) : tuner_->Summary();
+  }
+  std::vector<TuneRecord> autotune_records() const override {
+    return tuner_ ? tuner_->records() : std::vector<TuneRecord>{};
+  }
+
   void EnableProfiling(bool on) override { profiling_ = on; }
   std::vector<NodeProfile> Profile() const override { return profile_; }
   MemoryReport memory() const override { return mem_; }
@@ -450,6 +462,8 @@ class CudaExecutor final : public Executor {
     ctx.lt_workspace = lt_workspace_.get();
     ctx.lt_workspace_bytes = kLtWorkspaceBytes;
     ctx.error_flag = reinterpret_cast<int*>(flag_.get());
+    // The first run is eager: kernels with alternatives time them there (autotune.h).
+    ctx.tuner = runs_ == 0 ? tuner_.get() : nullptr;
     for (size_t i = 0; i < steps_.size(); ++i) {
       Step& s = steps_[i];
       if (profile) PTC_CUDA_RETURN_IF_ERROR(cudaEventRecord(events_[2 * i], stream_));
@@ -704,6 +718,7 @@ class CudaExecutor final : public Executor {
   int64_t graph_assigns_ = 0;
   int64_t batched_launches_ = 0;  // launches saved by multi-tensor batching
   int64_t runs_ = 0;
+  std::unique_ptr<Tuner> tuner_;  // null without ExecutorOptions::autotune
 };
 
 }  // namespace

@@ -13,6 +13,7 @@
 #ifndef PTC_RUNTIME_CUDA_EXECUTOR_H_
 #define PTC_RUNTIME_CUDA_EXECUTOR_H_
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -41,6 +42,30 @@ struct ExecutorOptions {
   // reads the training step's weights; the owner must outlive this executor and not run at
   // the same time).
   const std::map<std::string, void*>* shared_params = nullptr;
+  // Autotuning (runtime/cuda/autotune.h): the first Run() times the alternatives of each
+  // distinct GEMM problem (cuBLASLt's heuristic candidates) and attention shape (ptc's kernels,
+  // cuDNN's where it loads) on the real operands and keeps the fastest; later runs and the
+  // CUDA graphs launch the choices. Choices are cached per process, so results repeat within a
+  // process; off: cuBLASLt's first heuristic result and ptc's attention kernels, every time.
+  bool autotune = true;
+};
+
+// One problem the autotuner (runtime/cuda/autotune.h) chose for.
+struct TuneRecord {
+  std::string kind;                     // "gemm", "attention", "attention_grad"
+  std::string key;                      // the problem
+  std::string where;                    // the node that tuned it (Describe())
+  std::vector<std::string> candidates;  // candidate 0 is the default
+  std::vector<double> ms;               // best timed launch per candidate; < 0: it failed
+  int chosen = 0;
+  bool reused = false;    // taken from the process cache (tuned by an earlier executor)
+  int64_t calls = 0;      // launches of this problem in the tuning run (every node using it)
+  double tune_seconds = 0;
+  // Device time saved per run against the defaults: calls x (ms[0] - ms[chosen]).
+  double SavedMs() const {
+    if (chosen <= 0 || chosen >= static_cast<int>(ms.size()) || ms[0] < 0) return 0;
+    return static_cast<double>(calls) * (ms[0] - ms[chosen]);
+  }
 };
 
 struct NodeProfile {
@@ -81,6 +106,9 @@ class Executor {
       const std::map<std::string, ir::Tensor>& inputs, const std::vector<bool>& fetch) = 0;
   // "eager" / "eager (...why graphs are off...)" / "cuda graphs: N launches in 2 graphs".
   virtual std::string graph_status() const = 0;
+  // What the first run's autotuning chose: one line (with `table`, then one line per problem).
+  virtual std::string autotune_summary(bool table = false) const = 0;
+  virtual std::vector<TuneRecord> autotune_records() const = 0;
   virtual void EnableProfiling(bool on) = 0;
   virtual std::vector<NodeProfile> Profile() const = 0;
   virtual MemoryReport memory() const = 0;

@@ -2,7 +2,9 @@
 //
 // Row-major C[M,N] = A[M,K] B[K,N] is computed as the column-major product C^T = B^T A^T, so no
 // data is transposed: cuBLASLt's "A" is our B and its "B" is our A. The algorithm is chosen once
-// per node at creation (cublasLtMatmulAlgoGetHeuristic) and kept.
+// per node at creation (cublasLtMatmulAlgoGetHeuristic's first); with autotuning the executor's
+// first run times the heuristic's first kTuneAlgos on the real operands and keeps the fastest
+// (runtime/cuda/autotune.h).
 //
 // Precision: f32 computes in f32 (or TF32 on tensor cores with KernelOptions::allow_tf32),
 // f16 / bf16 with f32 accumulation and f32 alpha/beta, f64 in f64.
@@ -12,6 +14,7 @@
 #include <cublasLt.h>
 
 #include <algorithm>
+#include <functional>
 #include <numeric>
 #include <cmath>
 #include <memory>
@@ -24,11 +27,15 @@
 #include "compiler/ir/ops.h"
 #include "compiler/support/status.h"
 #include "runtime/cuda/cuda_check.h"
+#include "runtime/cuda/autotune.h"
 #include "runtime/cuda/cudnn_attention.h"
 #include "runtime/cuda/device_kernels.h"
 
 namespace ptc::cuda {
 namespace {
+
+// Algorithms the autotuner times per GEMM problem (the heuristic's best first).
+constexpr int kTuneAlgos = 8;
 
 // Scratch regions start 256-byte aligned.
 size_t AlignScratch(size_t bytes) { return (bytes + 255) / 256 * 256; }
@@ -138,6 +145,11 @@ class GemmKernel final : public DeviceKernel {
                                         p.batch, p.stride_a));
     PTC_ASSIGN_OR_RETURN(b_, MakeLayout(data, p.trans_b ? p.n : p.k, p.trans_b ? p.k : p.n, p.ldb,
                                         p.batch, p.stride_b));
+    span_a_ = SpanBytes(p.trans_a ? p.k : p.m, p.trans_a ? p.m : p.k, p.lda, p.batch, p.stride_a,
+                        in_elem_);
+    span_b_ = SpanBytes(p.trans_b ? p.n : p.k, p.trans_b ? p.k : p.n, p.ldb, p.batch, p.stride_b,
+                        in_elem_);
+    span_d_ = SpanBytes(p.m, p.n, p.ldd, p.batch, p.stride_d, elem_);
     cudaDataType_t d_data = data;
     if (out_dt == DType::kF32 && ir::IsHalfFloat(dt)) {
       d_data = CUDA_R_32F;
@@ -159,16 +171,33 @@ class GemmKernel final : public DeviceKernel {
       PTC_CUBLAS_RETURN_IF_ERROR(
           cublasLtMatmulPreferenceSetAttribute(pref, a, &min_align, sizeof(min_align)));
     }
-    cublasLtMatmulHeuristicResult_t result{};
+    // The heuristic's first result is the default; with autotuning the next ones are the
+    // candidates the first run times (runtime/cuda/autotune.h).
+    cublasLtMatmulHeuristicResult_t results[kTuneAlgos] = {};
     int found = 0;
     PTC_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulAlgoGetHeuristic(
-        lt, desc, a_.get(), b_.get(), d_.get(), d_.get(), pref, 1, &result, &found));
-    if (found == 0) {
+        lt, desc, a_.get(), b_.get(), d_.get(), d_.get(), pref, options.autotune ? kTuneAlgos : 1,
+        results, &found));
+    algos_.clear();
+    for (int i = 0; i < found; ++i) {
+      if (results[i].state == CUBLAS_STATUS_SUCCESS) algos_.push_back(results[i].algo);
+    }
+    if (algos_.empty()) {
       return absl::UnimplementedError(absl::StrCat(
           node.Describe(), ": cuBLASLt has no algorithm for ", std::string(ir::DTypeName(dt)), " m=", p.m,
           " n=", p.n, " k=", p.k, " batch=", p.batch));
     }
-    algo_ = result.algo;
+    algo_ = algos_[0];
+    tuned_ = algos_.size() < 2;
+    // Everything the heuristic saw: equal keys get equal candidate lists.
+    tune_key_ = absl::StrCat("gemm ", std::string(ir::DTypeName(dt)), "->",
+                             std::string(ir::DTypeName(d_dt)),
+                             options.allow_tf32 ? " tf32" : "", " m", p.m, " n", p.n, " k", p.k,
+                             p.trans_a ? " Ta" : "", p.trans_b ? " Tb" : "");
+    absl::StrAppend(&tune_key_, " ld", p.lda, ",", p.ldb, ",", p.ldd, " batch", p.batch, "/",
+                    p.stride_a, ",", p.stride_b, ",", p.stride_d);
+    absl::StrAppend(&tune_key_, " epi", static_cast<int>(epilogue), " alpha", alpha, " beta",
+                    beta, " align", min_align);
     return absl::OkStatus();
   }
 
@@ -236,13 +265,79 @@ class GemmKernel final : public DeviceKernel {
     return owner;
   }
 
+  static int64_t SpanBytes(int64_t rows, int64_t cols, int64_t ld, int64_t batch,
+                           int64_t stride, size_t elem) {
+    if (rows <= 0 || cols <= 0 || batch <= 0) return 0;
+    return ((batch - 1) * stride + (cols - 1) * ld + rows) * static_cast<int64_t>(elem);
+  }
+  static bool Overlap(const void* p, int64_t p_bytes, const void* q, int64_t q_bytes) {
+    const auto a = reinterpret_cast<uintptr_t>(p), b = reinterpret_cast<uintptr_t>(q);
+    return p_bytes > 0 && q_bytes > 0 && a < b + static_cast<uintptr_t>(q_bytes) &&
+           b < a + static_cast<uintptr_t>(p_bytes);
+  }
+
   absl::Status Matmul(const LaunchContext& ctx, const void* lt_a, const void* lt_b, void* d,
                       const void* alpha, const void* beta, const void* c = nullptr) {
+    if (ctx.tuner != nullptr) {
+      if (!tuned_) {
+        PTC_RETURN_IF_ERROR(Tune(ctx, lt_a, lt_b, d, alpha, beta, c));
+      } else if (algos_.size() > 1) {
+        ctx.tuner->Count(tune_key_);
+      }
+    }
+    return MatmulWith(algo_, ctx, lt_a, lt_b, d, alpha, beta, c);
+  }
+
+  absl::Status MatmulWith(const cublasLtMatmulAlgo_t& algo, const LaunchContext& ctx,
+                          const void* lt_a, const void* lt_b, void* d, const void* alpha,
+                          const void* beta, const void* c) {
     PTC_CUBLAS_RETURN_IF_ERROR(cublasLtMatmul(ctx.lt, desc_.get(), alpha, lt_a, a_.get(), lt_b,
                                               b_.get(), beta, c != nullptr ? c : d, d_.get(), d,
-                                              d_.get(), &algo_,
+                                              d_.get(), &algo,
                                               ctx.lt_workspace, ctx.lt_workspace_bytes,
                                               ctx.stream));
+    return absl::OkStatus();
+  }
+
+  // Times the heuristic's algorithms on these operands (Tuner::Choose) and keeps the fastest.
+  // Not when D overlaps A or B (a launch would change its own operands). A product that reads
+  // D (beta != 0 with C in D, or a C overlapping it) is restored from a snapshot of D before
+  // every launch; without the memory for the snapshot the default stays.
+  absl::Status Tune(const LaunchContext& ctx, const void* lt_a, const void* lt_b, void* d,
+                    const void* alpha, const void* beta, const void* c) {
+    tuned_ = true;
+    if (Overlap(d, span_d_, lt_a, span_a_) || Overlap(d, span_d_, lt_b, span_b_)) {
+      return absl::OkStatus();
+    }
+    const bool reads_d = (f64_ ? beta_d_ != 0 : beta_f_ != 0) &&
+                         (c == nullptr || Overlap(d, span_d_, c, span_d_));
+    void* snapshot = nullptr;
+    if (reads_d) {
+      if (cudaMalloc(&snapshot, static_cast<size_t>(span_d_)) != cudaSuccess) {
+        (void)cudaGetLastError();  // no room: keep the default
+        return absl::OkStatus();
+      }
+      PTC_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(snapshot, d, static_cast<size_t>(span_d_),
+                                               cudaMemcpyDeviceToDevice, ctx.stream));
+    }
+    std::vector<std::string> names;
+    for (size_t i = 0; i < algos_.size(); ++i) names.push_back(absl::StrCat("algo", i));
+    absl::StatusOr<int> chosen = ctx.tuner->Choose(
+        "gemm", tune_key_, node_->Describe(), names, ctx.stream,
+        [&](int i) { return MatmulWith(algos_[i], ctx, lt_a, lt_b, d, alpha, beta, c); },
+        reads_d ? std::function<absl::Status()>([&]() -> absl::Status {
+          PTC_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d, snapshot, static_cast<size_t>(span_d_),
+                                                   cudaMemcpyDeviceToDevice, ctx.stream));
+          return absl::OkStatus();
+        })
+                : std::function<absl::Status()>());
+    if (snapshot != nullptr) {
+      const cudaError_t e = cudaStreamSynchronize(ctx.stream);
+      cudaFree(snapshot);
+      if (e != cudaSuccess) return CudaStatus(e, "cudaStreamSynchronize (autotune)", __FILE__, __LINE__);
+    }
+    if (!chosen.ok()) return chosen.status();
+    algo_ = algos_[static_cast<size_t>(*chosen)];
     return absl::OkStatus();
   }
 
@@ -255,7 +350,11 @@ class GemmKernel final : public DeviceKernel {
   double alpha_d_ = 1, beta_d_ = 0;
   MatmulDesc desc_;
   Layout a_, b_, d_;
+  int64_t span_a_ = 0, span_b_ = 0, span_d_ = 0;  // bytes each layout reaches from its pointer
   cublasLtMatmulAlgo_t algo_{};
+  std::vector<cublasLtMatmulAlgo_t> algos_;  // the heuristic's, best first
+  bool tuned_ = true;
+  std::string tune_key_;
   std::vector<std::pair<int64_t, int64_t>> loop_;
   bool bias_ = false;
   kernels::CopyDesc bias_copy_;
@@ -808,12 +907,8 @@ class FlashAttentionGradKernel final : public DeviceKernel {
   size_t o_off_ = 0, lse_off_ = 0, bwd_off_ = 0, f32_off_[3] = {0, 0, 0}, bytes_ = 0;
 };
 
-absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateAttentionGrad(const ir::Node& node,
-                                                                  const KernelOptions& options) {
-  if (options.attention_cudnn) {  // cuDNN's SDPA; what it declines runs on the flash kernels
-    auto fused = CreateCudnnAttentionGrad(node);
-    if (fused.ok() || fused.status().code() != absl::StatusCode::kUnimplemented) return fused;
-  }
+absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateOwnAttentionGrad(const ir::Node& node,
+                                                                     const KernelOptions& options) {
   PTC_ASSIGN_OR_RETURN(int64_t saved, node.GetInt("saved_stats", 0));
   const size_t extra = saved ? 2 : 0;
   if (node.num_inputs() < 4 + extra || node.num_inputs() > 5 + extra || node.num_outputs() != 3) {
@@ -834,13 +929,10 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateAttentionGrad(const ir::Node
       dt, d, ir::DTypeSize(dtype), UseTensorCoreAttention(dt, d, options), saved != 0));
 }
 
-absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateAttention(const ir::Node& node,
-                                                              const KernelOptions& options,
-                                                              cublasLtHandle_t lt) {
-  if (options.attention_cudnn) {  // cuDNN's SDPA; what it declines runs on the flash kernels
-    auto fused = CreateCudnnAttention(node);
-    if (fused.ok() || fused.status().code() != absl::StatusCode::kUnimplemented) return fused;
-  }
+// The flash kernels (tensor-core or SIMT), or the two-GEMM fallback.
+absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateOwnAttention(const ir::Node& node,
+                                                                 const KernelOptions& options,
+                                                                 cublasLtHandle_t lt) {
   if (node.num_inputs() < 3 || node.num_inputs() > 4) return Invalid(node, "attention takes (q, k, v [, mask])");
   const ir::TensorType& q = node.input(0)->type();
   const ir::TensorType& kt = node.input(1)->type();
@@ -927,6 +1019,65 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateAttention(const ir::Node& no
     }
   }
   return std::unique_ptr<DeviceKernel>(std::move(kernel));
+}
+
+// cuDNN's SDPA (KernelOptions::attention_cudnn; what it declines runs on ptc's kernels) or
+// ptc's kernels. With KernelOptions::autotune every implementation that takes the node is a
+// candidate, the option's choice first (the default): ptc's tensor-core kernels and then the
+// SIMT ones (which can win on short or single-query shapes), and cuDNN's where it loads; the
+// first run keeps the fastest.
+using KernelFactory = std::function<absl::StatusOr<std::unique_ptr<DeviceKernel>>()>;
+absl::StatusOr<std::unique_ptr<DeviceKernel>> ChooseAttention(
+    const ir::Node& node, const KernelOptions& options, bool tc_default,
+    const KernelFactory& cudnn,
+    const std::function<absl::StatusOr<std::unique_ptr<DeviceKernel>>(const KernelOptions&)>& own) {
+  if (!options.attention_cudnn && !options.autotune) return own(options);
+  auto fused = cudnn();
+  if (!fused.ok() && fused.status().code() != absl::StatusCode::kUnimplemented) return fused;
+  if (!options.autotune) return fused.ok() ? std::move(fused) : own(options);
+  std::vector<std::pair<std::string, std::unique_ptr<DeviceKernel>>> candidates;
+  if (fused.ok() && options.attention_cudnn) candidates.emplace_back("cudnn", std::move(*fused));
+  auto mine = own(options);
+  if (mine.ok()) {
+    candidates.emplace_back(tc_default ? "tc" : "simt", std::move(*mine));
+    if (tc_default) {
+      KernelOptions simt = options;
+      simt.attention_simt = true;
+      auto s = own(simt);
+      if (s.ok()) candidates.emplace_back("simt", std::move(*s));
+    }
+  }
+  if (fused.ok() && !options.attention_cudnn) candidates.emplace_back("cudnn", std::move(*fused));
+  if (candidates.empty()) return mine.status();
+  if (candidates.size() == 1) return std::move(candidates[0].second);
+  return MakeTunedChoice(node, std::move(candidates));
+}
+
+// Whether ptc's default kernel for the node's operands (q at `first`) is the tensor-core one.
+bool TensorCoreDefault(const ir::Node& node, int first, int trailing,
+                       const KernelOptions& options) {
+  auto d = FlashDesc(node, first, trailing);
+  if (!d.ok() || options.attention_two_gemm) return false;
+  const auto dt = static_cast<kernels::DT>(static_cast<int>(node.input(first)->type().dtype));
+  return UseTensorCoreAttention(dt, *d, options);
+}
+
+absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateAttention(const ir::Node& node,
+                                                              const KernelOptions& options,
+                                                              cublasLtHandle_t lt) {
+  return ChooseAttention(
+      node, options, TensorCoreDefault(node, 0, 0, options),
+      [&] { return CreateCudnnAttention(node); },
+      [&](const KernelOptions& o) { return CreateOwnAttention(node, o, lt); });
+}
+
+absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateAttentionGrad(const ir::Node& node,
+                                                                  const KernelOptions& options) {
+  const int saved = node.GetInt("saved_stats", 0).value_or(0) != 0 ? 2 : 0;
+  return ChooseAttention(
+      node, options, TensorCoreDefault(node, 1, saved, options),
+      [&] { return CreateCudnnAttentionGrad(node); },
+      [&](const KernelOptions& o) { return CreateOwnAttentionGrad(node, o); });
 }
 
 }  // namespace

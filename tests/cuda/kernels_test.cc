@@ -28,6 +28,7 @@
 #include <cuda_runtime_api.h>
 
 #include "codegen/cuda/kernels.h"
+#include "runtime/cuda/autotune.h"
 #endif
 
 namespace ptc::cuda {
@@ -1023,7 +1024,8 @@ bool IsTensorCoreAttentionCase(const Case& c) {
 // The cases `take` selects through `options`, against the CPU reference (inputs seeded from the
 // case name + `seed`); *seen counts them.
 void ExpectCasesMatchCpu(const std::function<bool(const Case&)>& take,
-                         const KernelOptions& options, uint64_t seed, int* seen) {
+                         const KernelOptions& options, uint64_t seed, int* seen,
+                         Tuner* tuner = nullptr) {
   for (const Case& c : Cases()) {
     if (!take(c)) continue;
     ++*seen;
@@ -1033,7 +1035,7 @@ void ExpectCasesMatchCpu(const std::function<bool(const Case&)>& take,
     const std::vector<ir::Tensor> in = Inputs(c, rng);
     auto ref = Reference(c, *built->node, in);
     ASSERT_TRUE(ref.ok()) << ref.status();
-    auto got = EvaluateNodeOnDevice(*built->node, in, options);
+    auto got = EvaluateNodeOnDevice(*built->node, in, options, tuner);
     ASSERT_TRUE(got.ok()) << c.name << ": " << got.status();
     for (size_t i = 0; i < ref->size(); ++i) {
       EXPECT_EQ(Compare((*got)[i], (*ref)[i], c.tolerance_scale), "") << c.name << " output " << i;
@@ -1064,6 +1066,110 @@ TEST(CudaKernelOptions, LinearCeSmallRowBlocksMatchCpu) {
   if (HasFatalFailure()) return;
   EXPECT_GE(seen, 3);
 }
+
+#if PTC_HAVE_CUDA
+// A tuner whose "timings" favour one candidate of every problem: `pick`, or the last one with
+// pick < 0 (so the candidates other than the defaults are what runs). The launches still run.
+class ScriptedTuner final : public Tuner {
+ public:
+  explicit ScriptedTuner(int pick) : Tuner(/*device=*/0, /*reps=*/1), pick_(pick) {}
+  int timed = 0;
+
+ protected:
+  absl::StatusOr<double> TimeLaunch(const std::string&, int candidate, cudaStream_t,
+                                    const std::function<absl::Status()>& launch) override {
+    ++timed;
+    PTC_RETURN_IF_ERROR(launch());
+    if (pick_ < 0) return 100.0 / (1 + candidate);
+    return candidate == pick_ ? 1.0 : 2.0;
+  }
+
+ private:
+  int pick_;
+};
+
+bool IsTunableCase(const Case& c) {
+  return c.op == "matmul" || c.op == "gemm" || c.op == "gemm_bgrad" || c.op == "fused_matmul" ||
+         c.op == "linear_ce_loss" || c.op == "attention" || c.op == "attention_grad";
+}
+
+// Autotuning with every problem's last candidate chosen (cuBLASLt's last heuristic algorithm,
+// the SIMT attention kernels where the tensor-core ones are the default): the same functions.
+// linear_ce_loss in row blocks of 16 accumulates dw over the blocks (beta 1, C = D): tuning
+// restores dw from its snapshot before every candidate, so it is summed once.
+TEST(CudaAutotune, LastCandidatesMatchCpu) {
+  PTC_SKIP_WITHOUT_CUDA_DEVICE();
+  ClearTuneCache();
+  ScriptedTuner tuner(-1);
+  KernelOptions options;
+  options.autotune = true;
+  int seen = 0;
+  ExpectCasesMatchCpu(IsTunableCase, options, 11, &seen, &tuner);
+  if (HasFatalFailure()) return;
+  options.linear_ce_rows = 16;
+  ExpectCasesMatchCpu([](const Case& c) { return c.op == "linear_ce_loss"; }, options, 12, &seen,
+                      &tuner);
+  if (HasFatalFailure()) return;
+  EXPECT_GT(seen, 40);
+  int gemm_choices = 0, attention_choices = 0;
+  for (const TuneRecord& r : tuner.records()) {
+    ASSERT_FALSE(r.candidates.empty()) << r.key;
+    EXPECT_EQ(r.chosen, static_cast<int>(r.candidates.size()) - 1) << r.key;
+    if (r.candidates.size() > 1 && r.kind == "gemm") ++gemm_choices;
+    if (r.candidates.size() > 1 && r.kind != "gemm") {
+      ++attention_choices;
+      EXPECT_EQ(r.candidates[0], "tc") << r.key;
+    }
+  }
+  EXPECT_GT(gemm_choices, 10) << tuner.Table();
+  EXPECT_GT(attention_choices, 4) << tuner.Table();
+  std::printf("%s\n", tuner.Summary().c_str());
+}
+
+// A problem is timed once per process: a second tuner reuses the first one's choice (and the
+// kernel gives the same bits). Under the emulation the choice is visible in the bits: its
+// algorithms sum over k in 1..4 chunks.
+TEST(CudaAutotune, ChoicesAreCachedPerProblem) {
+  PTC_SKIP_WITHOUT_CUDA_DEVICE();
+  ClearTuneCache();
+  Case c{"matmul_k1021", "matmul", {T(DType::kF32, {24, 1021}), T(DType::kF32, {1021, 40})}};
+  auto built = Build(c);
+  ASSERT_TRUE(built.ok()) << built.status();
+  std::mt19937_64 rng(5);
+  const std::vector<ir::Tensor> in = Inputs(c, rng);
+  KernelOptions options;
+  options.autotune = true;
+  ScriptedTuner first(-1);
+  auto a = EvaluateNodeOnDevice(*built->node, in, options, &first);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_EQ(first.records().size(), 1u);
+  const TuneRecord& r = first.records()[0];
+  EXPECT_FALSE(r.reused);
+  EXPECT_EQ(r.calls, 1);
+  EXPECT_EQ(r.chosen, static_cast<int>(r.candidates.size()) - 1);
+  EXPECT_EQ(first.timed, static_cast<int>(r.candidates.size()));  // reps 1 each
+  ScriptedTuner second(0);
+  auto b = EvaluateNodeOnDevice(*built->node, in, options, &second);
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_EQ(second.records().size(), 1u);
+  EXPECT_TRUE(second.records()[0].reused);
+  EXPECT_EQ(second.records()[0].chosen, r.chosen);
+  EXPECT_EQ(second.timed, 0);
+  EXPECT_EQ(std::memcmp((*a)[0].data(), (*b)[0].data(), (*a)[0].nbytes()), 0);
+  // Without a tuner: cuBLASLt's first algorithm.
+  auto plain = EvaluateNodeOnDevice(*built->node, in, options);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+#if PTC_CUDA_EMU
+  ASSERT_EQ(r.candidates.size(), 4u);
+  EXPECT_NE(std::memcmp((*a)[0].data(), (*plain)[0].data(), (*a)[0].nbytes()), 0)
+      << "the chosen algorithm (4 chunks over k) should round differently from the first";
+#endif
+  auto ref = Reference(c, *built->node, in);
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  EXPECT_EQ(Compare((*a)[0], (*ref)[0], 10), "");
+  EXPECT_EQ(Compare((*plain)[0], (*ref)[0], 10), "");
+}
+#endif  // PTC_HAVE_CUDA
 
 // gemm_bgrad through the plain GEMM and a column reduction (KernelOptions::bgrad_reduce, the
 // fallback where cuBLASLt has no BGRAD algorithm): the same function as the epilogue.

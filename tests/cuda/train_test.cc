@@ -150,6 +150,53 @@ TEST(CudaTraining, TenStepsMatchCpu) {
   }
 }
 
+// Autotuning (on by default): the first run times each distinct GEMM problem's cuBLASLt
+// candidates (the accumulating ones from a snapshot of their output), later runs and the CUDA
+// graphs captured at the second run launch the choices, and the losses stay those of an
+// executor without autotuning (fp32: the candidates differ by rounding only).
+TEST(CudaAutotune, ExecutorTunesAtTheFirstRunOnly) {
+  PTC_SKIP_WITHOUT_CUDA_DEVICE();
+  auto plan = TinyGptTrainingPlan("cuda");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ExecutorOptions plain_options;
+  plain_options.autotune = false;
+  auto plain = Executor::Create(*plan, plain_options);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ((*plain)->autotune_summary(), "autotune: off");
+  auto tuned = Executor::Create(*plan);
+  ASSERT_TRUE(tuned.ok()) << tuned.status();
+  std::vector<TuneRecord> after_first;
+  for (int step = 0; step < 4; ++step) {
+    auto batch = FixedBatch(*plan, 300 + step);
+    auto p = (*plain)->Run(batch);
+    ASSERT_TRUE(p.ok()) << p.status();
+    auto t = (*tuned)->Run(batch);
+    ASSERT_TRUE(t.ok()) << t.status();
+    const double lp = p->at(0).GetDouble(0), lt = t->at(0).GetDouble(0);
+    EXPECT_NEAR(lt, lp, 1e-5 * std::fabs(lp)) << "step " << step + 1;
+    if (step == 0) after_first = (*tuned)->autotune_records();
+  }
+  const std::vector<TuneRecord> records = (*tuned)->autotune_records();
+  ASSERT_FALSE(records.empty());
+  ASSERT_EQ(records.size(), after_first.size());
+  int64_t calls = 0;
+  for (size_t i = 0; i < records.size(); ++i) {
+    EXPECT_EQ(records[i].key, after_first[i].key);
+    EXPECT_EQ(records[i].calls, after_first[i].calls) << "tuned after the first run";
+    EXPECT_EQ(records[i].kind, "gemm");
+    EXPECT_GE(records[i].calls, 1);
+    calls += records[i].calls;
+    for (size_t j = 0; j < i; ++j) EXPECT_NE(records[i].key, records[j].key);
+  }
+  // Two layers of one shape: fewer problems than GEMM launches.
+  EXPECT_GT(calls, static_cast<int64_t>(records.size()));
+  EXPECT_NE((*tuned)->graph_status().find("cuda graphs"), std::string::npos)
+      << (*tuned)->graph_status();
+  const std::string summary = (*tuned)->autotune_summary(/*table=*/true);
+  EXPECT_NE(summary.find("autotune: "), std::string::npos) << summary;
+  std::printf("%s", summary.c_str());
+}
+
 // CUDA graphs: an executor replaying the step as graphs (captured at its second run) gives the
 // eager executor's losses and final state; a fetch mask leaves the unfetched results (the
 // gradients) on the device and returns them empty.

@@ -9,7 +9,8 @@
 // the steps on the GPU: CudaBackend below.
 // PTC_CUDA_OPTIONS=a,b,... switches kernels and the executor for a device session's
 // comparisons and bypasses: attention_simt, attention_cudnn, attention_two_gemm,
-// fused_interpreter, tf32, host_fallback, no_graphs, linear_ce_rows=N (runtime/cuda/device.h KernelOptions, executor.h).
+// fused_interpreter, tf32, host_fallback, no_graphs, no_autotune, linear_ce_rows=N
+// (runtime/cuda/device.h KernelOptions, executor.h).
 #include <algorithm>
 #include <cstdlib>
 #include <chrono>
@@ -58,6 +59,8 @@ absl::StatusOr<ptc::cuda::ExecutorOptions> OptionsFromEnv() {
       o.kernels.bgrad_reduce = true;
     } else if (name == "no_graphs") {
       o.cuda_graphs = false;
+    } else if (name == "no_autotune") {
+      o.autotune = false;
     } else if (absl::ConsumePrefix(&name, "linear_ce_rows=")) {
       if (!absl::SimpleAtoi(name, &o.kernels.linear_ce_rows) || o.kernels.linear_ce_rows < 1) {
         return absl::InvalidArgumentError("PTC_CUDA_OPTIONS: linear_ce_rows=N needs N >= 1");
@@ -66,7 +69,7 @@ absl::StatusOr<ptc::cuda::ExecutorOptions> OptionsFromEnv() {
       return absl::InvalidArgumentError(absl::StrCat(
           "PTC_CUDA_OPTIONS: unknown option '", name, "' (known: attention_simt, "
           "attention_cudnn, attention_two_gemm, fused_interpreter, tf32, host_fallback, "
-          "bgrad_reduce, no_graphs, linear_ce_rows=N)"));
+          "bgrad_reduce, no_graphs, no_autotune, linear_ce_rows=N)"));
     }
   }
   std::fprintf(stderr, "ptc-cuda: PTC_CUDA_OPTIONS=%s\n", env);
@@ -113,6 +116,10 @@ class CudaBackend final : public ptc::train::Backend {
   }
   bool has_eval() const override { return eval_ != nullptr; }
   std::string graph_status() const { return step_->graph_status(); }
+  // The table of choices when PTC_CUDA_AUTOTUNE_TABLE is set.
+  std::string autotune_summary() const {
+    return step_->autotune_summary(std::getenv("PTC_CUDA_AUTOTUNE_TABLE") != nullptr);
+  }
   absl::StatusOr<std::vector<ptc::ir::Tensor>> Eval(
       const std::map<std::string, ptc::ir::Tensor>& inputs) override {
     if (!eval_) return absl::FailedPreconditionError("the plan has no @eval");
@@ -154,6 +161,7 @@ int Train(const std::string& plan_path, const std::vector<std::string>& flags) {
   absl::Status s = ptc::train::RunTraining(*plan, **backend, *options, std::cerr);
   if (!s.ok()) return Fail(s);
   std::fprintf(stderr, "training step on the device: %s\n", (*backend)->graph_status().c_str());
+  std::fprintf(stderr, "%s\n", (*backend)->autotune_summary().c_str());
   return 0;
 }
 
@@ -309,6 +317,9 @@ int main(int argc, char** argv) {
                plan_path.c_str(), report.device.c_str(), ptc::driver::Median(report.seconds) * 1e3,
                report.seconds.size(), *report.fetch_seconds * 1e3, result_bytes / 1048576.0,
                (*exec)->memory().ToString().c_str(), (*exec)->graph_status().c_str());
+  std::fprintf(stderr, "%s\n",
+               (*exec)->autotune_summary(std::getenv("PTC_CUDA_AUTOTUNE_TABLE") != nullptr)
+                   .c_str());
   if (report.profiled) {
     std::fprintf(stderr, "\n%s", ptc::driver::FormatRunProfile(report.profile,
                                                                std::max(1, repeat)).c_str());

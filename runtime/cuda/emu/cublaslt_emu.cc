@@ -515,8 +515,12 @@ struct AlgoData {
   uint64_t fingerprint;
   uint32_t align[4];  // A, B, C, D
   uint64_t bias_align;
-  uint64_t unused[3];
+  uint64_t splits;    // the sums over k run in this many chunks (1: one), added in order
+  uint64_t unused[2];
 };
+// The heuristic returns up to this many algorithms, splits 1, 2, ...: their results differ by
+// rounding, as a GPU's algorithms (split-K, tile orders) do.
+constexpr int kAlgoVariants = 4;
 static_assert(sizeof(AlgoData) == sizeof(cublasLtMatmulAlgo_t));
 
 // ---- The computation ---------------------------------------------------------------------
@@ -561,9 +565,11 @@ void RowSums(const T* rows, int64_t count, int64_t k, int32_t type, char* out) {
 }
 
 template <typename T>
-void Compute(const Problem& p, T alpha, T beta, const char* A, const char* B, const char* C,
-             char* D, char* bias) {
+void Compute(const Problem& p, int64_t splits, T alpha, T beta, const char* A, const char* B,
+             const char* C, char* D, char* bias) {
   const int64_t m = p.m, n = p.n, k = p.k;
+  const int64_t chunk = std::max<int64_t>(1, (k + std::max<int64_t>(splits, 1) - 1) /
+                                                 std::max<int64_t>(splits, 1));
   if (m == 0 || n == 0) return;
   const int64_t ae = static_cast<int64_t>(TypeSize(p.a_type));
   const int64_t be = static_cast<int64_t>(TypeSize(p.b_type));
@@ -618,7 +624,8 @@ void Compute(const Problem& p, T alpha, T beta, const char* A, const char* B, co
       StoreAt<T>(p.d_type, db, i + j * p.d.ld, v);
     };
     // Four columns of D at a time: one pass over a row of op(A) feeds four sums, each summed
-    // in order over k (the blocking does not change any result).
+    // in order over each chunk of k, the chunks' sums added in order (one chunk: the plain
+    // sum; the blocking over columns does not change any result).
     int64_t j = 0;
     for (; j + 4 <= n; j += 4) {
       const T* b0 = b.data() + j * k;
@@ -627,27 +634,40 @@ void Compute(const Problem& p, T alpha, T beta, const char* A, const char* B, co
       const T* b3 = b2 + k;
       for (int64_t i = 0; i < m; ++i) {
         const T* ar = a.data() + i * k;
-        T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-        for (int64_t q = 0; q < k; ++q) {
-          const T x = ar[q];
-          s0 += x * b0[q];
-          s1 += x * b1[q];
-          s2 += x * b2[q];
-          s3 += x * b3[q];
+        T t0 = 0, t1 = 0, t2 = 0, t3 = 0;
+        for (int64_t q0 = 0; q0 < k; q0 += chunk) {
+          const int64_t q1 = std::min(k, q0 + chunk);
+          T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+          for (int64_t q = q0; q < q1; ++q) {
+            const T x = ar[q];
+            s0 += x * b0[q];
+            s1 += x * b1[q];
+            s2 += x * b2[q];
+            s3 += x * b3[q];
+          }
+          t0 += s0;
+          t1 += s1;
+          t2 += s2;
+          t3 += s3;
         }
-        finish(i, j, s0);
-        finish(i, j + 1, s1);
-        finish(i, j + 2, s2);
-        finish(i, j + 3, s3);
+        finish(i, j, t0);
+        finish(i, j + 1, t1);
+        finish(i, j + 2, t2);
+        finish(i, j + 3, t3);
       }
     }
     for (; j < n; ++j) {
       const T* bc = b.data() + j * k;
       for (int64_t i = 0; i < m; ++i) {
         const T* ar = a.data() + i * k;
-        T s = 0;
-        for (int64_t q = 0; q < k; ++q) s += ar[q] * bc[q];
-        finish(i, j, s);
+        T t = 0;
+        for (int64_t q0 = 0; q0 < k; q0 += chunk) {
+          const int64_t q1 = std::min(k, q0 + chunk);
+          T s = 0;
+          for (int64_t q = q0; q < q1; ++q) s += ar[q] * bc[q];
+          t += s;
+        }
+        finish(i, j, t);
       }
     }
   }
@@ -927,13 +947,17 @@ cublasStatus_t CUBLASWINAPI cublasLtMatmulAlgoGetHeuristic(
   // (none when it is null).
   const uintptr_t bias = reinterpret_cast<uintptr_t>(desc.bias);
   algo.bias_align = bias == 0 ? 1 : std::min<uintptr_t>(bias & (~bias + 1), 256);
-  cublasLtMatmulHeuristicResult_t& r = heuristicResultsArray[0];
-  std::memset(&r, 0, sizeof(r));
-  std::memcpy(&r.algo, &algo, sizeof(algo));
-  r.workspaceSize = 0;
-  r.state = CUBLAS_STATUS_SUCCESS;
-  r.wavesCount = 1.0f;
-  *returnAlgoCount = 1;
+  const int count = std::min(requestedAlgoCount, ptc::emu::kAlgoVariants);
+  for (int i = 0; i < count; ++i) {
+    algo.splits = static_cast<uint64_t>(i + 1);
+    cublasLtMatmulHeuristicResult_t& r = heuristicResultsArray[i];
+    std::memset(&r, 0, sizeof(r));
+    std::memcpy(&r.algo, &algo, sizeof(algo));
+    r.workspaceSize = 0;
+    r.state = CUBLAS_STATUS_SUCCESS;
+    r.wavesCount = 1.0f;
+  }
+  *returnAlgoCount = count;
   return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -1005,6 +1029,7 @@ cublasStatus_t CUBLASWINAPI cublasLtMatmul(cublasLtHandle_t lightHandle,
   uint32_t algo_align[4];
   const uint32_t* align = nullptr;
   uint64_t bias_align = 1;
+  int64_t splits = 1;  // no algo: the heuristic's first
   const char* told = "the alignment the heuristic was told (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*)";
   if (algo != nullptr) {
     AlgoData ad;
@@ -1019,6 +1044,7 @@ cublasStatus_t CUBLASWINAPI cublasLtMatmul(cublasLtHandle_t lightHandle,
     std::memcpy(algo_align, ad.align, sizeof(algo_align));
     align = algo_align;
     bias_align = ad.bias_align;
+    splits = static_cast<int64_t>(ad.splits);
   } else if (desc.tuned) {
     align = desc.align;
   }
@@ -1091,9 +1117,9 @@ cublasStatus_t CUBLASWINAPI cublasLtMatmul(cublasLtHandle_t lightHandle,
   char* bias_c = static_cast<char*>(bias);
   const cudaError_t e = ptc::emu::Enqueue(stream, [=] {
     if (p.f64) {
-      ptc::emu::Compute<double>(p, alpha_d, beta_d, a, b, c, d, bias_c);
+      ptc::emu::Compute<double>(p, splits, alpha_d, beta_d, a, b, c, d, bias_c);
     } else {
-      ptc::emu::Compute<float>(p, alpha_f, beta_f, a, b, c, d, bias_c);
+      ptc::emu::Compute<float>(p, splits, alpha_f, beta_f, a, b, c, d, bias_c);
     }
   });
   return e == cudaSuccess ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
