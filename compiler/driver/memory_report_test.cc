@@ -78,7 +78,9 @@ std::unique_ptr<ir::Module> TrainingStep(const Model& m, bool keep_gradients = t
                                          int64_t accumulate = 1) {
   onnx_import::ImportOptions io;
   io.dims = m.dims;
-  auto module = onnx_import::ImportOnnxFile(MakeOnnx(m), io);
+  const std::string path = MakeOnnx(m);
+  auto module = onnx_import::ImportOnnxFile(path, io);
+  std::remove(path.c_str());
   EXPECT_TRUE(module.ok()) << module.status();
   if (!module.ok()) return nullptr;
   autodiff::TrainOptions t;
@@ -231,6 +233,10 @@ TEST_P(RematBitExact, LossGradientsAndUpdatesMatchNoRemat) {
 TEST_P(RematBitExact, SavedAttentionStatsMatch) {
   const Model& m = GetParam();
   const std::string onnx = MakeOnnx(m);
+  struct Remove {
+    const std::string& path;
+    ~Remove() { std::remove(path.c_str()); }
+  } remove_onnx{onnx};
   auto run = [&](const std::string& pass_list, const std::string& remat, int* saved) {
     driver::CompileOptions o;
     o.train = true;
