@@ -203,6 +203,24 @@ absl::StatusOr<ir::Value*> LowerAttention(Emitter& e, const ir::Node& n) {
   ir::Value* k = n.input(1);
   ir::Value* v = n.input(2);
   const std::vector<int64_t> swap12 = {0, 2, 1, 3};
+  if (layout == "bt3hd") {  // pack-qkv: slot s of operand s, reshaped to [B, T, H, D]
+    ir::Value* ops[3] = {q, k, v};
+    for (int s = 0; s < 3; ++s) {
+      const ir::Shape& p = ops[s]->type().shape;
+      PTC_ASSIGN_OR_RETURN(
+          ir::Value* sl,
+          e.Op("slice", {ops[s]},
+               {{"starts", std::vector<int64_t>{0, 0, s, 0, 0}},
+                {"ends", std::vector<int64_t>{p[0], p[1], s + 1, p[3], p[4]}},
+                {"steps", std::vector<int64_t>{1, 1, 1, 1, 1}}}));
+      PTC_ASSIGN_OR_RETURN(ops[s], e.Op("reshape", {sl},
+                                        {{"shape", std::vector<int64_t>{p[0], p[1], p[3], p[4]}}}));
+    }
+    q = ops[0];
+    k = ops[1];
+    v = ops[2];
+    layout = "bthd";
+  }
   if (layout == "bthd") {
     PTC_ASSIGN_OR_RETURN(q, e.Op("transpose", {q}, {{"perm", swap12}}));
     PTC_ASSIGN_OR_RETURN(k, e.Op("transpose", {k}, {{"perm", swap12}}));

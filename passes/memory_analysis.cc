@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "compiler/ir/ops_fused.h"
 #include "compiler/ir/ops.h"
 #include "compiler/support/status.h"
 
@@ -145,14 +146,12 @@ OpCost EstimateCost(const ir::Node& n) {
     // q k^T and p v over B*H*Tq*Tk scores (+ the softmax); the gradient recomputes the scores
     // and does four more products of the same size.
     const int first = op == "attention" ? 0 : 1;
-    const ir::Shape& q = n.input(first)->type().shape;
-    const ir::Shape& v = n.input(first + 2)->type().shape;
-    if (q.size() == 4 && v.size() == 4) {
-      const bool bthd = n.GetString("layout", "bhtd").value_or("bhtd") == "bthd";
-      const double b = q[0], h = bthd ? q[2] : q[1], tq = bthd ? q[1] : q[2];
-      const double tk = bthd ? v[1] : v[2], d = q[3], dv = v[3];
-      const double scores = b * h * tq * tk;
-      c.flops = (op == "attention" ? 1.0 : 2.5) * 2.0 * scores * (d + dv) + 5.0 * scores;
+    const int trailing = op == "attention_grad" && n.GetInt("saved_stats", 0).value_or(0) ? 2 : 0;
+    absl::StatusOr<ir::AttentionProblem> p = ir::DescribeAttention(n, first, trailing);
+    if (p.ok()) {
+      const double scores = static_cast<double>(p->b) * p->h * p->tq * p->tk;
+      c.flops = (op == "attention" ? 1.0 : 2.5) * 2.0 * scores * static_cast<double>(p->d + p->dv) +
+                5.0 * scores;
     }
   } else if (op == "linear_ce_loss" && n.num_inputs() == 3) {
     // x [N, D] times the [D, V] weight; with the gradient outputs two more products.

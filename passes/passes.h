@@ -26,6 +26,7 @@ std::unique_ptr<Pass> CreateSimplifyPass();
 std::unique_ptr<Pass> CreateFoldGemmTransposePass();  // fold_gemm_transpose.cc
 std::unique_ptr<Pass> CreateAnnotateCausalPass();  // annotate_causal.cc
 std::unique_ptr<Pass> CreateSaveAttentionStatsPass();  // save_attention_stats.cc
+std::unique_ptr<Pass> CreatePackQkvPass();  // pack_qkv.cc
 std::unique_ptr<Pass> CreateFoldParamCastsPass();  // fold_param_casts.cc
 std::unique_ptr<Pass> CreateFuseLinearCePass();  // fuse_linear_ce.cc
 std::unique_ptr<Pass> CreateFuseBiasGradPass();  // fuse_bias_grad.cc

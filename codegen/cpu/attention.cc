@@ -572,10 +572,67 @@ absl::StatusOr<ir::AttentionProblem> ParseAttention(const ir::Node& node, int fi
 }
 
 template <typename K>
-KernelOr Make(const ir::AttentionProblem& a) {
+KernelOr MakeUnpacked(const ir::AttentionProblem& a) {
   using T = typename K::Value;
   return KernelPtr(new K(typename K::Plan{a.b, a.h, a.tq, a.tk, a.d, a.dv, a.bthd,
                                           static_cast<T>(a.scale), a.mask_kind, a.mask_strides}));
+}
+
+// Layout bt3hd (q, k, v: slots of one packed [B, T, 3, H, D]): the slots are copied into bthd
+// scratch, the bthd kernel runs, and attention_grad's three gradients are copied back into its
+// one packed output. The CPU reference of the packed layout (the CUDA kernels read and write
+// the slots in place).
+class PackedAttention final : public Kernel {
+ public:
+  PackedAttention(KernelPtr inner, bool grad, int64_t rows, int64_t slot, size_t elem)
+      : inner_(std::move(inner)), grad_(grad), rows_(rows), slot_(slot), elem_(elem) {}
+  size_t WorkspaceBytes() const override {
+    return inner_->WorkspaceBytes() + (grad_ ? 6 : 3) * SlotBytes();
+  }
+  absl::Status Run(absl::Span<const void* const> inputs, absl::Span<void* const> outputs,
+                   void* workspace) override {
+    char* ws = static_cast<char*>(workspace);
+    char* buf[6];
+    for (int i = 0; i < (grad_ ? 6 : 3); ++i) buf[i] = ws + i * SlotBytes();
+    char* inner_ws = ws + (grad_ ? 6 : 3) * SlotBytes();
+    const int first = grad_ ? 1 : 0;  // attention_grad: dy first
+    const size_t row = static_cast<size_t>(slot_) * elem_;
+    for (int s = 0; s < 3; ++s) {  // q: slot 0 of the q operand, k: slot 1 of k, v: slot 2 of v
+      const char* qkv = static_cast<const char*>(inputs[first + s]);
+      for (int64_t r = 0; r < rows_; ++r) {
+        std::memcpy(buf[s] + r * row, qkv + (3 * r + s) * row, row);
+      }
+    }
+    std::vector<const void*> in(inputs.begin(), inputs.end());
+    for (int s = 0; s < 3; ++s) in[first + s] = buf[s];
+    if (!grad_) return inner_->Run(in, outputs, inner_ws);
+    std::vector<void*> out = {buf[3], buf[4], buf[5]};
+    PTC_RETURN_IF_ERROR(inner_->Run(in, out, inner_ws));
+    char* dqkv = static_cast<char*>(outputs[0]);
+    for (int64_t r = 0; r < rows_; ++r) {
+      for (int s = 0; s < 3; ++s) {
+        std::memcpy(dqkv + (3 * r + s) * row, buf[3 + s] + r * row, row);
+      }
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  size_t SlotBytes() const {
+    return (static_cast<size_t>(rows_ * slot_) * elem_ + 63) / 64 * 64;
+  }
+  KernelPtr inner_;
+  bool grad_;
+  int64_t rows_, slot_;  // B * T rows of H * D elements per slot
+  size_t elem_;
+};
+
+template <typename K>
+KernelOr Make(const ir::AttentionProblem& a, bool grad) {
+  if (!a.packed) return MakeUnpacked<K>(a);
+  PTC_ASSIGN_OR_RETURN(KernelPtr inner, MakeUnpacked<K>(a));
+  return KernelPtr(new PackedAttention(std::move(inner), grad, a.b * a.tq, a.h * a.d,
+                                       sizeof(typename K::Value)));
 }
 
 }  // namespace
@@ -583,8 +640,8 @@ KernelOr Make(const ir::AttentionProblem& a) {
 KernelOr MakeAttentionKernel(const ir::Node& node) {
   PTC_RETURN_IF_ERROR(CheckArity(node, 3, 4, 1, 2));
   PTC_ASSIGN_OR_RETURN(ir::AttentionProblem a, ParseAttention(node, 0, node.output(0)->type()));
-  if (a.dtype == DType::kF32) return Make<AttentionKernel<float>>(a);
-  return Make<AttentionKernel<double>>(a);
+  if (a.dtype == DType::kF32) return Make<AttentionKernel<float>>(a, false);
+  return Make<AttentionKernel<double>>(a, false);
 }
 
 // {saved_stats=1}: the forward's output and log-sum-exp (the last two inputs) are not read:
@@ -592,17 +649,18 @@ KernelOr MakeAttentionKernel(const ir::Node& node) {
 KernelOr MakeAttentionGradKernel(const ir::Node& node) {
   PTC_ASSIGN_OR_RETURN(int64_t saved, node.GetInt("saved_stats", 0));
   const int trailing = saved ? 2 : 0;
-  PTC_RETURN_IF_ERROR(CheckArity(node, 4 + trailing, 5 + trailing, 3, 3));
   PTC_ASSIGN_OR_RETURN(ir::AttentionProblem a,
                        ParseAttention(node, 1, node.input(0)->type(), trailing));
-  for (int i = 0; i < 3; ++i) {
+  const int grads = a.packed ? 1 : 3;  // bt3hd: one packed gradient
+  PTC_RETURN_IF_ERROR(CheckArity(node, 4 + trailing, 5 + trailing, grads, grads));
+  for (int i = 0; i < grads; ++i) {
     if (node.output(i)->type() != node.input(i + 1)->type()) {
       return Invalid(node, absl::StrCat("gradient ", i, " must have the type of its operand ",
                                         node.input(i + 1)->type().ToString()));
     }
   }
-  if (a.dtype == DType::kF32) return Make<AttentionGradKernel<float>>(a);
-  return Make<AttentionGradKernel<double>>(a);
+  if (a.dtype == DType::kF32) return Make<AttentionGradKernel<float>>(a, true);
+  return Make<AttentionGradKernel<double>>(a, true);
 }
 
 }  // namespace ptc::cpu::internal

@@ -326,8 +326,13 @@ cudaError_t LaunchFlashAttentionBackward(DT dt, const AttentionDesc& d, const vo
                                          float* dq, float* dk, float* dv, void* workspace,
                                          cudaStream_t stream) {
   if (!FlashAttentionSupported(dt, d)) return cudaErrorInvalidValue;
-  // dq is accumulated: zero it (dense [b, h, tq, d] in either layout).
-  cudaError_t e = cudaMemsetAsync(dq, 0, sizeof(float) * d.b * d.h * d.tq * d.d, stream);
+  // dq is accumulated: zero it: dense [b, h, tq, d] in either layout, or bthd rows of h * d
+  // elements q_strides[2] apart (a slot of a packed bt3hd gradient).
+  const bool dense = d.q_strides[2] == d.h * d.d || d.q_strides[2] == d.d;
+  cudaError_t e =
+      dense ? cudaMemsetAsync(dq, 0, sizeof(float) * d.b * d.h * d.tq * d.d, stream)
+            : cudaMemset2DAsync(dq, sizeof(float) * d.q_strides[2], 0, sizeof(float) * d.h * d.d,
+                                d.b * d.tq, stream);
   if (e != cudaSuccess) return e;
   const int64_t k_blocks = d.b * d.h * ((d.tk + kBc - 1) / kBc);
   if (k_blocks == 0) return cudaSuccess;

@@ -132,8 +132,11 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
   for (auto& p : pass_list) pipeline.Add(std::move(p));
   // The CUDA backward reads each attention's saved log-sum-exp instead of running the flash
   // forward again; the CPU one recomputes its probabilities from the scores either way.
+  // And attention reads q, k, v in place from the QKV projection's output, its gradient
+  // written packed (no split / concat per layer).
   if (options.train && options.target == "cuda" && options.passes != "none") {
     pipeline.Add(passes::CreateSaveAttentionStatsPass());
+    pipeline.Add(passes::CreatePackQkvPass());
   }
   PTC_RETURN_IF_ERROR(pipeline.Run(*module));
   if (report) {

@@ -237,6 +237,7 @@ TEST_P(RematBitExact, SavedAttentionStatsMatch) {
     const std::string& path;
     ~Remove() { std::remove(path.c_str()); }
   } remove_onnx{onnx};
+  int packed = 0;
   auto run = [&](const std::string& pass_list, const std::string& remat, int* saved) {
     driver::CompileOptions o;
     o.train = true;
@@ -249,6 +250,7 @@ TEST_P(RematBitExact, SavedAttentionStatsMatch) {
     if (!plan.ok()) return out;
     for (const auto& n : plan->module->main()->nodes()) {
       *saved += n->op() == "attention_grad" && n->GetInt("saved_stats", 0).value_or(0) == 1;
+      packed += n->op() == "attention_grad" && n->GetString("layout", "").value_or("") == "bt3hd";
     }
     RunOnCpu(*plan, m, &out);
     return out;
@@ -261,6 +263,17 @@ TEST_P(RematBitExact, SavedAttentionStatsMatch) {
   ExpectBitEqual(base, run("default,save-attention-stats", "per-block", &saved_remat),
                  "saved statistics, per-block remat");
   EXPECT_EQ(saved_remat, saved);
+  // pack-qkv (also in the CUDA pipeline): q, k, v read as slots of the QKV projection's output,
+  // the gradient written packed; the CPU kernels copy the slots, so the bits stay.
+  EXPECT_EQ(packed, 0);
+  int saved_packed = 0;
+  ExpectBitEqual(base, run("default,save-attention-stats,pack-qkv", "none", &saved_packed),
+                 "packed q, k, v");
+  EXPECT_GT(packed, 0);
+  EXPECT_LE(packed, saved);  // cross-attention (q and k / v from two inputs) stays unpacked
+  EXPECT_EQ(saved_packed, saved);
+  ExpectBitEqual(base, run("default,save-attention-stats,pack-qkv", "per-block", &saved_packed),
+                 "packed q, k, v, per-block remat");
 }
 
 // In-place optimizer updates (PlanMemoryOptions::inplace_updates): the executor binds the

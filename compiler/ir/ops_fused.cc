@@ -39,6 +39,10 @@
 //       layout "bhtd" (default): q [B,H,Tq,D], k [B,H,Tk,D], v [B,H,Tk,Dv] -> [B,H,Tq,Dv].
 //       layout "bthd": q [B,Tq,H,D], k [B,Tk,H,D], v [B,Tk,H,Dv] -> [B,Tq,H,Dv] (the layout
 //       of the projection's output, so that the usual head transposes disappear).
+//       layout "bt3hd" (passes/pack_qkv.cc): q, k and v are each a packed [B,T,3,H,D], in
+//       practice one value (the QKV projection's output read in place, no split): q is slot
+//       0 of the q operand, k slot 1 of k, v slot 2 of v -> [B,T,H,D]; attention_grad then has
+//       one output, the packed gradient [B,T,3,H,D] (dq, dk, dv in slots 0, 1, 2).
 //       mask (optional) broadcasts (numpy) to [B,H,Tq,Tk] in either layout: bool, where true
 //       masks the position out (its score is -inf: the where(mask, -inf, scores) that ONNX
 //       exports produce), or of q's dtype, added to the scaled scores. scale defaults to
@@ -337,13 +341,25 @@ absl::StatusOr<AttentionProblem> DescribeAttention(const std::vector<TensorType>
                      " operands"));
   }
   PTC_ASSIGN_OR_RETURN(std::string layout, GetStringAttr(attrs, "layout", "bhtd"));
-  if (layout != "bhtd" && layout != "bthd") {
+  if (layout != "bhtd" && layout != "bthd" && layout != "bt3hd") {
     return absl::InvalidArgumentError(
-        absl::StrCat("attribute 'layout' must be bhtd or bthd, got '", layout, "'"));
+        absl::StrCat("attribute 'layout' must be bhtd, bthd or bt3hd, got '", layout, "'"));
   }
-  const TensorType& q = operands[0];
-  const TensorType& k = operands[1];
-  const TensorType& v = operands[2];
+  const bool packed = layout == "bt3hd";
+  // bt3hd: each operand is the packed [B, T, 3, H, D]; the problem is that of its slots.
+  TensorType slot;
+  if (packed) {
+    const TensorType& qkv = operands[0];
+    if (operands[1] != qkv || operands[2] != qkv || qkv.rank() != 5 || qkv.shape[2] != 3) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "layout bt3hd takes one packed [B, T, 3, H, D] tensor as q, k and v, got ",
+          qkv.ToString(), ", ", operands[1].ToString(), ", ", operands[2].ToString()));
+    }
+    slot = TensorType{qkv.dtype, {qkv.shape[0], qkv.shape[1], qkv.shape[3], qkv.shape[4]}};
+  }
+  const TensorType& q = packed ? slot : operands[0];
+  const TensorType& k = packed ? slot : operands[1];
+  const TensorType& v = packed ? slot : operands[2];
   auto describe = [&] {
     return absl::StrCat("q ", q.ToString(), ", k ", k.ToString(), ", v ", v.ToString(),
                         " (layout ", layout, ")");
@@ -355,7 +371,8 @@ absl::StatusOr<AttentionProblem> DescribeAttention(const std::vector<TensorType>
     return absl::InvalidArgumentError("q, k, v must have rank 4: " + describe());
   }
   AttentionProblem p;
-  p.bthd = layout == "bthd";
+  p.packed = packed;
+  p.bthd = layout == "bthd" || packed;
   p.dtype = q.dtype;
   const int t_axis = p.bthd ? 1 : 2, h_axis = p.bthd ? 2 : 1;
   p.b = q.shape[0];

@@ -24,6 +24,9 @@ const std::vector<OpDef>& FusedOpDefs();
 struct AttentionProblem {
   int64_t b = 0, h = 0, tq = 0, tk = 0, d = 0, dv = 0;
   bool bthd = false;       // layout "bthd" ([B, T, H, D]); else "bhtd" ([B, H, T, D])
+  // layout "bt3hd": q, k and v are each the one packed tensor [B, T, 3, H, D] (a QKV
+  // projection's output as is: slot 0 q, 1 k, 2 v); bthd is set too (the output is [B, T, H, D]).
+  bool packed = false;
   double scale = 0;        // the attribute, else 1 / sqrt(d)
   bool causal = false;     // causal=1 (annotate-causal): the mask is the causal triangle
   DType dtype = DType::kF32;  // of q, k, v and the output

@@ -204,6 +204,9 @@ InferResult InferAttentionGrad(const Types& in, const AttrMap& attrs, int) {
                                 in.back().ToString(), " must be ", o[0].ToString(), " and ",
                                 o[1].ToString()));
   }
+  // bt3hd: one gradient, of the packed operand's type.
+  PTC_ASSIGN_OR_RETURN(std::string layout, GetStringAttr(attrs, "layout", "bhtd"));
+  if (layout == "bt3hd") return Types{in[1]};
   return Types{in[1], in[2], in[3]};
 }
 
@@ -277,7 +280,7 @@ const std::vector<OpDef>& TrainOpDefs() {
        .max_outputs = 4, .infer = InferLayerNormGrad},
       {.name = "gelu_grad", .min_inputs = 2, .max_inputs = 2, .infer = InferGeluGrad,
        .elementwise = true},
-      {.name = "attention_grad", .min_inputs = 4, .max_inputs = 7, .min_outputs = 3,
+      {.name = "attention_grad", .min_inputs = 4, .max_inputs = 7, .min_outputs = 1,
        .max_outputs = 3, .infer = InferAttentionGrad},
       {.name = "lr_schedule", .min_inputs = 1, .max_inputs = 1, .infer = InferLrSchedule},
       {.name = "adamw_update", .min_inputs = 6, .max_inputs = 7, .min_outputs = 3,

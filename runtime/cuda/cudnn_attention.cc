@@ -225,20 +225,26 @@ void NoteOnce(const absl::Status& unavailable) {
 struct Problem {
   int64_t b = 0, h = 0, tq = 0, tk = 0, d = 0, dv = 0;
   bool bthd = false;
+  bool packed = false;  // layout bt3hd: q, k, v (and dq, dk, dv) are slots of packed rows
   bool causal = false;
   bool f16 = false;  // else bf16
   float scale = 1;
 
-  // Strides of a [b, h, t, hd] tensor in the node's layout.
-  std::vector<int64_t> Strides(int64_t t, int64_t hd) const {
-    if (bthd) return {t * h * hd, hd, h * hd, 1};
+  // Strides of a [b, h, t, hd] tensor in the node's layout; `slot`: one of q, k, v (or their
+  // gradients), whose rows hold all three slots when packed.
+  std::vector<int64_t> Strides(int64_t t, int64_t hd, bool slot = false) const {
+    const int64_t rows = packed && slot ? 3 : 1;
+    if (bthd) return {t * rows * h * hd, hd, rows * h * hd, 1};
     return {h * t * hd, t * hd, hd, 1};
   }
+  // Bytes between the q, k and v slots of a packed row (0 unpacked).
+  size_t SlotBytes() const { return packed ? static_cast<size_t>(h * d) * 2 : 0; }
   std::string Key(int device, absl::string_view kind) const {
     uint32_t scale_bits;
     static_assert(sizeof(scale_bits) == sizeof(scale));
     std::memcpy(&scale_bits, &scale, sizeof(scale));
-    return absl::StrCat(kind, "/", device, "/", f16 ? "f16" : "bf16", "/", bthd ? "bthd" : "bhtd",
+    return absl::StrCat(kind, "/", device, "/", f16 ? "f16" : "bf16", "/",
+                        packed ? "bt3hd" : bthd ? "bthd" : "bhtd",
                         "/", b, ",", h, ",", tq, ",", tk, ",", d, ",", dv, "/", scale_bits, "/",
                         causal ? 1 : 0);
   }
@@ -257,6 +263,7 @@ absl::StatusOr<Problem> Describe(const ir::Node& node, int first, int trailing =
   }
   Problem p;
   p.bthd = a->bthd;
+  p.packed = a->packed;
   p.f16 = a->dtype == ir::DType::kF16;
   p.b = a->b;
   p.h = a->h;
@@ -314,12 +321,12 @@ std::shared_ptr<fe::graph::Graph> NewGraph(const Problem& p) {
 
 std::shared_ptr<fe::graph::Tensor_attributes> Operand(fe::graph::Graph& g, const Problem& p,
                                                       const char* name, int64_t uid, int64_t t,
-                                                      int64_t hd) {
+                                                      int64_t hd, bool slot = false) {
   return g.tensor(fe::graph::Tensor_attributes()
                       .set_name(name)
                       .set_uid(uid)
                       .set_dim({p.b, p.h, t, hd})
-                      .set_stride(p.Strides(t, hd)));
+                      .set_stride(p.Strides(t, hd, slot)));
 }
 
 std::vector<int64_t> StatsDim(const Problem& p) { return {p.b, p.h, p.tq, 1}; }
@@ -354,9 +361,9 @@ absl::StatusOr<BuiltGraph> BuildForward(const Problem& p, bool stats, cudnnHandl
   BuiltGraph out;
   out.graph = NewGraph(p);
   fe::graph::Graph& g = *out.graph;
-  auto q = Operand(g, p, "q", kQ, p.tq, p.d);
-  auto k = Operand(g, p, "k", kK, p.tk, p.d);
-  auto v = Operand(g, p, "v", kV, p.tk, p.dv);
+  auto q = Operand(g, p, "q", kQ, p.tq, p.d, true);
+  auto k = Operand(g, p, "k", kK, p.tk, p.d, true);
+  auto v = Operand(g, p, "v", kV, p.tk, p.dv, true);
   auto attrs = fe::graph::SDPA_attributes()
                    .set_name("ptc_sdpa")
                    .set_generate_stats(stats)
@@ -381,9 +388,9 @@ absl::StatusOr<BuiltGraph> BuildBackward(const Problem& p, cudnnHandle_t handle)
   BuiltGraph out;
   out.graph = NewGraph(p);
   fe::graph::Graph& g = *out.graph;
-  auto q = Operand(g, p, "q", kQ, p.tq, p.d);
-  auto k = Operand(g, p, "k", kK, p.tk, p.d);
-  auto v = Operand(g, p, "v", kV, p.tk, p.dv);
+  auto q = Operand(g, p, "q", kQ, p.tq, p.d, true);
+  auto k = Operand(g, p, "k", kK, p.tk, p.d, true);
+  auto v = Operand(g, p, "v", kV, p.tk, p.dv, true);
   auto o = Operand(g, p, "o", kO, p.tq, p.dv);
   auto dy = Operand(g, p, "do", kDo, p.tq, p.dv);
   auto stats = g.tensor(fe::graph::Tensor_attributes()
@@ -396,12 +403,18 @@ absl::StatusOr<BuiltGraph> BuildBackward(const Problem& p, cudnnHandle_t handle)
       fe::graph::SDPA_backward_attributes().set_name("ptc_sdpa_backward").set_attn_scale(p.scale);
   SetCausal(p, attrs);
   auto [dq, dk, dv] = g.sdpa_backward(q, k, v, o, dy, stats, attrs);
-  dq->set_output(true).set_uid(kDq).set_dim({p.b, p.h, p.tq, p.d}).set_stride(p.Strides(p.tq, p.d));
-  dk->set_output(true).set_uid(kDk).set_dim({p.b, p.h, p.tk, p.d}).set_stride(p.Strides(p.tk, p.d));
+  dq->set_output(true)
+      .set_uid(kDq)
+      .set_dim({p.b, p.h, p.tq, p.d})
+      .set_stride(p.Strides(p.tq, p.d, true));
+  dk->set_output(true)
+      .set_uid(kDk)
+      .set_dim({p.b, p.h, p.tk, p.d})
+      .set_stride(p.Strides(p.tk, p.d, true));
   dv->set_output(true)
       .set_uid(kDv)
       .set_dim({p.b, p.h, p.tk, p.dv})
-      .set_stride(p.Strides(p.tk, p.dv));
+      .set_stride(p.Strides(p.tk, p.dv, true));
   PTC_RETURN_IF_ERROR(Finish(g, handle, out));
   return out;
 }
@@ -443,13 +456,14 @@ absl::Status Execute(DeviceHandle& dh, cudaStream_t stream, const fe::graph::Gra
 // The forward; with a second output (save-attention-stats) the statistics go there.
 class CudnnAttentionKernel final : public DeviceKernel {
  public:
-  CudnnAttentionKernel(DeviceHandle* dh, BuiltGraph fwd) : dh_(dh), fwd_(std::move(fwd)) {}
+  CudnnAttentionKernel(DeviceHandle* dh, BuiltGraph fwd, size_t slot)
+      : dh_(dh), fwd_(std::move(fwd)), slot_(slot) {}
   size_t WorkspaceBytes() const override { return static_cast<size_t>(fwd_.workspace); }
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
                       absl::Span<void* const> out, void* workspace) override {
     std::unordered_map<int64_t, void*> pack = {{kQ, const_cast<void*>(in[0])},
-                                               {kK, const_cast<void*>(in[1])},
-                                               {kV, const_cast<void*>(in[2])},
+                                               {kK, Slot(in[1], 1)},
+                                               {kV, Slot(in[2], 2)},
                                                {kO, out[0]}};
     if (out.size() > 1) pack[kStats] = out[1];
     std::lock_guard<std::mutex> lock(dh_->mu);
@@ -458,8 +472,12 @@ class CudnnAttentionKernel final : public DeviceKernel {
   }
 
  private:
+  void* Slot(const void* p, int i) const {
+    return static_cast<char*>(const_cast<void*>(p)) + i * slot_;
+  }
   DeviceHandle* dh_;
   BuiltGraph fwd_;
+  size_t slot_;
 };
 
 // Workspace: O [b, h, tq, dv] (the node's layout), the statistics f32 [b, h, tq], then cuDNN's
@@ -469,7 +487,7 @@ class CudnnAttentionGradKernel final : public DeviceKernel {
  public:
   CudnnAttentionGradKernel(DeviceHandle* dh, const Problem& p, std::optional<BuiltGraph> fwd,
                            BuiltGraph bwd)
-      : dh_(dh), fwd_(std::move(fwd)), bwd_(std::move(bwd)) {
+      : dh_(dh), fwd_(std::move(fwd)), bwd_(std::move(bwd)), slot_(p.SlotBytes()) {
     if (!fwd_.has_value()) {
       bytes_ = AlignUp(static_cast<size_t>(bwd_.workspace));
       return;
@@ -488,19 +506,21 @@ class CudnnAttentionGradKernel final : public DeviceKernel {
     void* stats = saved ? const_cast<void*>(in[in.size() - 1]) : ws + stats_off_;
     void* scratch = ws + cudnn_off_;
     std::unordered_map<int64_t, void*> fwd = {{kQ, const_cast<void*>(in[1])},
-                                              {kK, const_cast<void*>(in[2])},
-                                              {kV, const_cast<void*>(in[3])},
+                                              {kK, Slot(in[2], 1)},
+                                              {kV, Slot(in[3], 2)},
                                               {kO, o},
                                               {kStats, stats}};
+    // Packed (bt3hd): the one output holds dq, dk and dv in its slots.
+    const bool packed = slot_ > 0;
     std::unordered_map<int64_t, void*> bwd = {{kQ, const_cast<void*>(in[1])},
-                                              {kK, const_cast<void*>(in[2])},
-                                              {kV, const_cast<void*>(in[3])},
+                                              {kK, Slot(in[2], 1)},
+                                              {kV, Slot(in[3], 2)},
                                               {kO, o},
                                               {kDo, const_cast<void*>(in[0])},
                                               {kStats, stats},
                                               {kDq, out[0]},
-                                              {kDk, out[1]},
-                                              {kDv, out[2]}};
+                                              {kDk, packed ? Slot(out[0], 1) : out[1]},
+                                              {kDv, packed ? Slot(out[0], 2) : out[2]}};
     std::lock_guard<std::mutex> lock(dh_->mu);
     if (!saved) {
       PTC_RETURN_IF_ERROR(Execute(*dh_, ctx.stream, *fwd_->graph, fwd,
@@ -511,9 +531,13 @@ class CudnnAttentionGradKernel final : public DeviceKernel {
   }
 
  private:
+  void* Slot(const void* p, int i) const {
+    return static_cast<char*>(const_cast<void*>(p)) + i * slot_;
+  }
   DeviceHandle* dh_;
   std::optional<BuiltGraph> fwd_;
   BuiltGraph bwd_;
+  size_t slot_;
   size_t stats_off_ = 0, cudnn_off_ = 0, bytes_ = 0;
 };
 
@@ -558,17 +582,22 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateCudnnAttention(const ir::Nod
   if (!fwd.ok()) return Decline(node, fwd.status().message());
   NoteOnce(absl::OkStatus());
   g_forward_kernels.fetch_add(1, std::memory_order_relaxed);
-  return std::unique_ptr<DeviceKernel>(new CudnnAttentionKernel(dh.second, *std::move(fwd)));
+  return std::unique_ptr<DeviceKernel>(
+      new CudnnAttentionKernel(dh.second, *std::move(fwd), p.SlotBytes()));
 }
 
 absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateCudnnAttentionGrad(const ir::Node& node) {
-  if (node.num_outputs() != 3 || node.num_inputs() < 4) {
+  if (node.num_outputs() < 1 || node.num_inputs() < 4) {
     return Decline(node, "attention_grad takes (dy, q, k, v [, mask]) -> (dq, dk, dv)");
   }
   auto saved = node.GetInt("saved_stats", 0);
   if (!saved.ok()) return Decline(node, "bad saved_stats attribute");
   PTC_ASSIGN_OR_RETURN(Problem p, Describe(node, 1, *saved ? 2 : 0));
-  for (int i = 0; i < 3; ++i) {
+  const int grads = p.packed ? 1 : 3;  // bt3hd: the packed gradient
+  if (static_cast<int>(node.num_outputs()) != grads) {
+    return Decline(node, "attention_grad takes (dy, q, k, v [, mask]) -> (dq, dk, dv)");
+  }
+  for (int i = 0; i < grads; ++i) {
     if (node.output(i)->type() != node.input(i + 1)->type()) {
       return Decline(node, "each gradient must have its operand's type");
     }

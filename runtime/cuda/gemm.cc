@@ -734,21 +734,26 @@ class AttentionKernel final : public DeviceKernel {
 // materialized.
 class FlashAttentionKernel final : public DeviceKernel {
  public:
-  FlashAttentionKernel(kernels::DT dt, kernels::AttentionDesc d, bool tc)
-      : dt_(dt), d_(d), tc_(tc) {}
+  // slot_bytes: layout bt3hd's distance between the q, k and v slots of a packed row (0: three
+  // separate operands).
+  FlashAttentionKernel(kernels::DT dt, kernels::AttentionDesc d, bool tc, size_t slot_bytes)
+      : dt_(dt), d_(d), tc_(tc), slot_(slot_bytes) {}
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
                       absl::Span<void* const> out, void*) override {
     const void* mask = in.size() > 3 ? in[3] : nullptr;
+    const void* q = in[0];
+    const void* k = static_cast<const char*>(in[1]) + slot_;
+    const void* v = static_cast<const char*>(in[2]) + 2 * slot_;
     // A second output (save-attention-stats): the log-sum-exp for attention_grad.
     float* lse = out.size() > 1 ? static_cast<float*>(out[1]) : nullptr;
     if (tc_) {
-      const cudaError_t e = kernels::LaunchFlashAttentionTc(dt_, d_, in[0], in[1], in[2], mask,
-                                                            out[0], lse, ctx.stream);
+      const cudaError_t e =
+          kernels::LaunchFlashAttentionTc(dt_, d_, q, k, v, mask, out[0], lse, ctx.stream);
       if (e != cudaSuccess) return CudaStatus(e, "LaunchFlashAttentionTc", __FILE__, __LINE__);
       return absl::OkStatus();
     }
-    const cudaError_t e = kernels::LaunchFlashAttention(dt_, d_, in[0], in[1], in[2], mask,
-                                                        out[0], lse, ctx.stream);
+    const cudaError_t e =
+        kernels::LaunchFlashAttention(dt_, d_, q, k, v, mask, out[0], lse, ctx.stream);
     if (e != cudaSuccess) return CudaStatus(e, "LaunchFlashAttention", __FILE__, __LINE__);
     return absl::OkStatus();
   }
@@ -757,6 +762,7 @@ class FlashAttentionKernel final : public DeviceKernel {
   kernels::DT dt_;
   kernels::AttentionDesc d_;
   bool tc_;
+  size_t slot_;
 };
 
 // The flash kernel's descriptor, or an error status when the node is outside what it supports
@@ -776,17 +782,19 @@ absl::StatusOr<kernels::AttentionDesc> FlashDesc(const ir::Node& node, int first
   d.d = p.d;
   d.dv = p.dv;
   d.scale = static_cast<float>(p.scale);
-  auto strides = [&](int64_t t, int64_t hd, int64_t* st) {
+  // `rows`: 1, or 3 for the slots of a packed bt3hd row (q, k, v read in place).
+  auto strides = [&](int64_t t, int64_t hd, int64_t* st, int64_t rows) {
     if (p.bthd) {
-      st[0] = t * d.h * hd, st[1] = hd, st[2] = d.h * hd;
+      st[0] = t * rows * d.h * hd, st[1] = hd, st[2] = rows * d.h * hd;
     } else {
       st[0] = d.h * t * hd, st[1] = t * hd, st[2] = hd;
     }
   };
-  strides(d.tq, d.d, d.q_strides);
-  strides(d.tk, d.d, d.k_strides);
-  strides(d.tk, d.dv, d.v_strides);
-  strides(d.tq, d.dv, d.o_strides);
+  const int64_t slots = p.packed ? 3 : 1;
+  strides(d.tq, d.d, d.q_strides, slots);
+  strides(d.tk, d.d, d.k_strides, slots);
+  strides(d.tk, d.dv, d.v_strides, slots);
+  strides(d.tq, d.dv, d.o_strides, 1);
   d.mask_kind = p.mask_kind;
   for (int i = 0; i < 4; ++i) d.mask_strides[i] = p.mask_strides[i];
   // causal=1 (annotate-causal: the mask operand is exactly the causal triangle): the kernels
@@ -805,6 +813,13 @@ absl::StatusOr<kernels::AttentionDesc> FlashDesc(const ir::Node& node, int first
   return d;
 }
 
+// Layout bt3hd: bytes between the q, k and v slots of a packed row (H * D elements); else 0.
+size_t SlotBytes(const ir::Node& node, int first) {
+  const ir::TensorType& t = node.input(first)->type();
+  if (node.GetString("layout", "bhtd").value_or("bhtd") != "bt3hd" || t.rank() != 5) return 0;
+  return static_cast<size_t>(t.shape[3] * t.shape[4]) * ir::DTypeSize(t.dtype);
+}
+
 // Whether the tensor-core kernels take a node of this dtype and descriptor.
 bool UseTensorCoreAttention(kernels::DT dt, const kernels::AttentionDesc& d,
                             const KernelOptions& options) {
@@ -815,8 +830,8 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateFlashAttention(const ir::Nod
                                                                    const KernelOptions& options) {
   PTC_ASSIGN_OR_RETURN(kernels::AttentionDesc d, FlashDesc(node, 0));
   const auto dt = static_cast<kernels::DT>(static_cast<int>(node.input(0)->type().dtype));
-  return std::unique_ptr<DeviceKernel>(
-      new FlashAttentionKernel(dt, d, UseTensorCoreAttention(dt, d, options)));
+  return std::unique_ptr<DeviceKernel>(new FlashAttentionKernel(
+      dt, d, UseTensorCoreAttention(dt, d, options), SlotBytes(node, 0)));
 }
 
 // attention_grad(dy, q, k, v[, mask]) -> dq, dk, dv: the flash forward is run again for O and
@@ -827,14 +842,19 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateFlashAttention(const ir::Nod
 // Scratch: O, lse, the backward's row sums and (SIMT, f16 / bf16) the three f32 gradients.
 class FlashAttentionGradKernel final : public DeviceKernel {
  public:
+  // slot_bytes: as FlashAttentionKernel's; then the one output is the packed gradient.
   FlashAttentionGradKernel(kernels::DT dt, kernels::AttentionDesc d, size_t elem, bool tc,
-                           bool saved)
-      : dt_(dt), d_(d), elem_(elem), tc_(tc), saved_(saved) {
+                           bool saved, size_t slot_bytes)
+      : dt_(dt), d_(d), elem_(elem), tc_(tc), saved_(saved), slot_(slot_bytes) {
     o_elems_ = d.b * d.h * d.tq * d.dv;
     rows_ = d.b * d.h * d.tq;
     n_[0] = d.b * d.h * d.tq * d.d;
     n_[1] = d.b * d.h * d.tk * d.d;
     n_[2] = d.b * d.h * d.tk * d.dv;
+    if (slot_ > 0) {  // the SIMT backward's f32 gradients: one packed f32 buffer, cast at once
+      n_[0] = n_[0] + n_[1] + n_[2];
+      n_[1] = n_[2] = 0;
+    }
     size_t off = 0;
     auto take = [&](size_t bytes) {
       const size_t at = off;
@@ -861,16 +881,21 @@ class FlashAttentionGradKernel final : public DeviceKernel {
     float* lse = saved_ ? static_cast<float*>(const_cast<void*>(in[in.size() - 1]))
                         : reinterpret_cast<float*>(ws + lse_off_);
     const void* mask = d_.mask_kind != 0 ? in[4] : nullptr;
+    const void* q = in[1];
+    const void* k = static_cast<const char*>(in[2]) + slot_;
+    const void* v = static_cast<const char*>(in[3]) + 2 * slot_;
+    void* grad[3];
+    for (int i = 0; i < 3; ++i) {
+      grad[i] = slot_ > 0 ? static_cast<char*>(out[0]) + i * slot_ : out[i];
+    }
     if (tc_) {
       cudaError_t e = cudaSuccess;
       if (!saved_) {
-        e = kernels::LaunchFlashAttentionTc(dt_, d_, in[1], in[2], in[3], mask, o, lse,
-                                            ctx.stream);
+        e = kernels::LaunchFlashAttentionTc(dt_, d_, q, k, v, mask, o, lse, ctx.stream);
         if (e != cudaSuccess) return CudaStatus(e, "LaunchFlashAttentionTc", __FILE__, __LINE__);
       }
-      e = kernels::LaunchFlashAttentionTcBackward(dt_, d_, in[1], in[2], in[3], mask, o, in[0],
-                                                  lse, out[0], out[1], out[2], ws + bwd_off_,
-                                                  ctx.stream);
+      e = kernels::LaunchFlashAttentionTcBackward(dt_, d_, q, k, v, mask, o, in[0], lse, grad[0],
+                                                  grad[1], grad[2], ws + bwd_off_, ctx.stream);
       if (e != cudaSuccess) {
         return CudaStatus(e, "LaunchFlashAttentionTcBackward", __FILE__, __LINE__);
       }
@@ -878,19 +903,24 @@ class FlashAttentionGradKernel final : public DeviceKernel {
     }
     cudaError_t e = cudaSuccess;
     if (!saved_) {
-      e = kernels::LaunchFlashAttention(dt_, d_, in[1], in[2], in[3], mask, o, lse, ctx.stream);
+      e = kernels::LaunchFlashAttention(dt_, d_, q, k, v, mask, o, lse, ctx.stream);
       if (e != cudaSuccess) return CudaStatus(e, "LaunchFlashAttention", __FILE__, __LINE__);
     }
     const bool f32 = dt_ == kernels::DT::kF32;
     float* g[3];
     for (int i = 0; i < 3; ++i) {
-      g[i] = f32 ? static_cast<float*>(out[i]) : reinterpret_cast<float*>(ws + f32_off_[i]);
+      // Packed: the f32 gradients' slots in one packed f32 buffer (elements of the packed row
+      // apart, as the operands' slots are).
+      g[i] = f32 ? static_cast<float*>(grad[i])
+                 : slot_ > 0 ? reinterpret_cast<float*>(ws + f32_off_[0]) + i * (slot_ / elem_)
+                             : reinterpret_cast<float*>(ws + f32_off_[i]);
     }
-    e = kernels::LaunchFlashAttentionBackward(dt_, d_, in[1], in[2], in[3], mask, o, in[0], lse,
-                                              g[0], g[1], g[2], ws + bwd_off_, ctx.stream);
+    e = kernels::LaunchFlashAttentionBackward(dt_, d_, q, k, v, mask, o, in[0], lse, g[0], g[1],
+                                              g[2], ws + bwd_off_, ctx.stream);
     if (e != cudaSuccess) return CudaStatus(e, "LaunchFlashAttentionBackward", __FILE__, __LINE__);
     if (!f32) {
       for (int i = 0; i < 3; ++i) {
+        if (n_[i] == 0) continue;
         e = kernels::LaunchCast(kernels::DT::kF32, dt_, n_[i], g[i], out[i], ctx.stream);
         if (e != cudaSuccess) return CudaStatus(e, "LaunchCast", __FILE__, __LINE__);
       }
@@ -903,6 +933,7 @@ class FlashAttentionGradKernel final : public DeviceKernel {
   kernels::AttentionDesc d_;
   size_t elem_;
   bool tc_, saved_;
+  size_t slot_;
   int64_t o_elems_ = 0, rows_ = 0, n_[3] = {0, 0, 0};
   size_t o_off_ = 0, lse_off_ = 0, bwd_off_ = 0, f32_off_[3] = {0, 0, 0}, bytes_ = 0;
 };
@@ -911,12 +942,16 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateOwnAttentionGrad(const ir::N
                                                                      const KernelOptions& options) {
   PTC_ASSIGN_OR_RETURN(int64_t saved, node.GetInt("saved_stats", 0));
   const size_t extra = saved ? 2 : 0;
-  if (node.num_inputs() < 4 + extra || node.num_inputs() > 5 + extra || node.num_outputs() != 3) {
+  const size_t slot = SlotBytes(node, 1);
+  const size_t grads = slot > 0 ? 1 : 3;  // bt3hd: the packed gradient
+  if (node.num_inputs() < 4 + extra || node.num_inputs() > 5 + extra ||
+      node.num_outputs() != grads) {
     return Invalid(node, absl::StrCat("attention_grad takes (dy, q, k, v [, mask]",
-                                      saved ? ", o, lse" : "", ") and returns (dq, dk, dv)"));
+                                      saved ? ", o, lse" : "", ") and returns ",
+                                      slot > 0 ? "the packed dqkv" : "(dq, dk, dv)"));
   }
   PTC_ASSIGN_OR_RETURN(kernels::AttentionDesc d, FlashDesc(node, 1, static_cast<int>(extra)));
-  for (int i = 0; i < 3; ++i) {
+  for (size_t i = 0; i < grads; ++i) {
     if (node.output(i)->type() != node.input(i + 1)->type()) {
       return Invalid(node, "each gradient must have its operand's type");
     }
@@ -926,7 +961,7 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateOwnAttentionGrad(const ir::N
   if (node.input(0)->type().dtype != dtype) return Invalid(node, "dy must have q's dtype");
   const auto dt = static_cast<kernels::DT>(static_cast<int>(dtype));
   return std::unique_ptr<DeviceKernel>(new FlashAttentionGradKernel(
-      dt, d, ir::DTypeSize(dtype), UseTensorCoreAttention(dt, d, options), saved != 0));
+      dt, d, ir::DTypeSize(dtype), UseTensorCoreAttention(dt, d, options), saved != 0, slot));
 }
 
 // The flash kernels (tensor-core or SIMT), or the two-GEMM fallback.

@@ -623,6 +623,31 @@ std::vector<Case> Cases() {
        T(b, {100, 117}), Gen::kCausal, "bthd", false, causal);
     tc("attention_grad_tc_bf16_causal_attr_offset_17", bf16, {1, 100, 2, 64}, {1, 117, 2, 64},
        {1, 100, 2, 64}, T(b, {100, 117}), Gen::kCausal, "bthd", true, causal);
+    // Layout bt3hd (pack-qkv): q, k, v as slots 0, 1, 2 of packed [B, T, 3, H, D] operands,
+    // attention_grad's one packed gradient. Tensor cores (the attention_tc_ names: also run
+    // through SIMT below) and SIMT (f32; bf16 with head dim 32, whose f32 gradients go through
+    // one packed scratch and cast).
+    auto packed = [&](std::string name, DType dt, ir::Shape qkv, int64_t t, bool grad,
+                      int outputs, bool causal_attr) {
+      ir::AttrMap attrs = {{"layout", std::string("bt3hd")}};
+      if (causal_attr) attrs["causal"] = int64_t{1};
+      Case c{std::move(name), grad ? "attention_grad" : "attention",
+             {T(dt, qkv), T(dt, qkv), T(dt, qkv), T(b, {t, t})}, std::move(attrs), outputs};
+      c.gens = {Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kCausal};
+      if (grad) {  // dy first
+        c.inputs.insert(c.inputs.begin(), T(dt, {qkv[0], qkv[1], qkv[3], qkv[4]}));
+        c.gens.insert(c.gens.begin(), Gen::kNormal);
+      }
+      c.tolerance_scale = grad ? 4 : 2;
+      c.ref_in_f32 = dt != f32;
+      add(c);
+    };
+    packed("attention_tc_bf16_packed_causal", bf16, {2, 130, 3, 2, 64}, 130, false, 2, true);
+    packed("attention_grad_tc_bf16_packed_causal", bf16, {2, 130, 3, 2, 64}, 130, true, 1, true);
+    packed("attention_grad_tc_f16_packed_d128", f16, {1, 70, 3, 2, 128}, 70, true, 1, false);
+    packed("attention_packed_f32", f32, {2, 20, 3, 2, 16}, 20, false, 1, false);
+    packed("attention_grad_packed_f32", f32, {2, 20, 3, 2, 16}, 20, true, 1, true);
+    packed("attention_grad_packed_bf16_simt_d32", bf16, {1, 40, 3, 3, 32}, 40, true, 1, false);
     // The log-sum-exp as a second output (save-attention-stats): f32 [B, H, Tq], tensor cores
     // and SIMT.
     Case lse_tc{"attention_lse_tc_bf16_bthd_causal", "attention",

@@ -855,6 +855,15 @@ cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t str
   const cudaError_t e = ptc::emu::Enqueue(stream, [=] { std::memset(dst, value, bytes); });
   return e == cudaSuccess ? e : Fail(e);
 }
+cudaError_t cudaMemset2DAsync(void* dst, size_t pitch, int value, size_t width, size_t height,
+                              cudaStream_t stream) {
+  if (width > pitch) return Fail(cudaErrorInvalidPitchValue);
+  auto* d = static_cast<unsigned char*>(dst);
+  const cudaError_t e = ptc::emu::Enqueue(stream, [=] {
+    for (size_t r = 0; r < height; ++r) std::memset(d + r * pitch, value, width);
+  });
+  return e == cudaSuccess ? e : Fail(e);
+}
 
 cudaError_t cudaStreamCreate(cudaStream_t* stream) {
   auto& rt = Rt();
