@@ -1167,10 +1167,12 @@ class LinearCeKernel final : public DeviceKernel {
       desc_.has_ignore = true;
     }
     ld_ = PaddedLd(v_);
-    // ~256 MiB of f32 logits per block, at least 256 rows (or KernelOptions::linear_ce_rows).
+    // ~256 MiB of f32 logits per block in a multiple of 128 rows (whole GEMM tiles), at least
+    // 256 rows (or KernelOptions::linear_ce_rows).
     rows_ = options.linear_ce_rows > 0
                 ? options.linear_ce_rows
-                : std::max<int64_t>(256, (int64_t{256} << 20) / (4 * std::max<int64_t>(ld_, 64)));
+                : std::max<int64_t>(
+                      256, (int64_t{256} << 20) / (4 * std::max<int64_t>(ld_, 64)) / 128 * 128);
     rows_ = std::max<int64_t>(1, std::min(rows_, n_));
     const int64_t tail = n_ % rows_;
     for (int s = 0; s < (tail ? 2 : 1); ++s) {
@@ -1215,6 +1217,8 @@ class LinearCeKernel final : public DeviceKernel {
   size_t WorkspaceBytes() const override {
     return logits_bytes_ + g_low_bytes_ + dw32_bytes_ + 2 * rows_bytes_ + 256;
   }
+  int64_t rows() const { return rows_; }          // per block
+  int64_t total_rows() const { return n_; }
 
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
                       absl::Span<void* const> out, void* workspace) override {
@@ -1411,7 +1415,19 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateGemmKernel(const ir::Node& n
   if (node.op() == "linear_ce_loss") {
     auto k = std::make_unique<LinearCeKernel>();
     PTC_RETURN_IF_ERROR(k->Init(node, options, lt));
-    return std::unique_ptr<DeviceKernel>(std::move(k));
+    // With autotuning, blocks of twice as many rows are a candidate too (larger products,
+    // twice the logits scratch: the workspace is the larger's).
+    if (!options.autotune || k->rows() >= k->total_rows()) {
+      return std::unique_ptr<DeviceKernel>(std::move(k));
+    }
+    KernelOptions twice = options;
+    twice.linear_ce_rows = 2 * k->rows();
+    auto big = std::make_unique<LinearCeKernel>();
+    if (!big->Init(node, twice, lt).ok()) return std::unique_ptr<DeviceKernel>(std::move(k));
+    std::vector<std::pair<std::string, std::unique_ptr<DeviceKernel>>> candidates;
+    candidates.emplace_back(absl::StrCat("rows", k->rows()), std::move(k));
+    candidates.emplace_back(absl::StrCat("rows", big->rows()), std::move(big));
+    return MakeTunedChoice(node, std::move(candidates));
   }
   return CreateMatmul(node, options, lt);
 }

@@ -1119,9 +1119,10 @@ bool IsTunableCase(const Case& c) {
 }
 
 // Autotuning with every problem's last candidate chosen (cuBLASLt's last heuristic algorithm,
-// the SIMT attention kernels where the tensor-core ones are the default): the same functions.
-// linear_ce_loss in row blocks of 16 accumulates dw over the blocks (beta 1, C = D): tuning
-// restores dw from its snapshot before every candidate, so it is summed once.
+// the SIMT attention kernels where the tensor-core ones are the default, linear_ce_loss's
+// larger row blocks): the same functions. linear_ce_loss in row blocks of 16 (or 32)
+// accumulates dw over the blocks (beta 1, C = D): tuning restores dw from its snapshot before
+// every candidate, so it is summed once.
 TEST(CudaAutotune, LastCandidatesMatchCpu) {
   PTC_SKIP_WITHOUT_CUDA_DEVICE();
   ClearTuneCache();
@@ -1141,13 +1142,20 @@ TEST(CudaAutotune, LastCandidatesMatchCpu) {
     ASSERT_FALSE(r.candidates.empty()) << r.key;
     EXPECT_EQ(r.chosen, static_cast<int>(r.candidates.size()) - 1) << r.key;
     if (r.candidates.size() > 1 && r.kind == "gemm") ++gemm_choices;
-    if (r.candidates.size() > 1 && r.kind != "gemm") {
+    if (r.candidates.size() > 1 && r.kind.rfind("attention", 0) == 0) {
       ++attention_choices;
       EXPECT_EQ(r.candidates[0], "tc") << r.key;
     }
   }
   EXPECT_GT(gemm_choices, 10) << tuner.Table();
   EXPECT_GT(attention_choices, 4) << tuner.Table();
+  int row_choices = 0;  // linear_ce_loss: blocks of 16 or 32 rows
+  for (const TuneRecord& r : tuner.records()) {
+    if (r.kind != "linear_ce_loss") continue;
+    ++row_choices;
+    EXPECT_EQ(r.candidates, (std::vector<std::string>{"rows16", "rows32"})) << r.key;
+  }
+  EXPECT_GE(row_choices, 3) << tuner.Table();
   std::printf("%s\n", tuner.Summary().c_str());
 }
 

@@ -9,7 +9,7 @@
 // the steps on the GPU: CudaBackend below.
 // PTC_CUDA_OPTIONS=a,b,... switches kernels and the executor for a device session's
 // comparisons and bypasses: attention_simt, attention_cudnn, attention_two_gemm,
-// fused_interpreter, tf32, host_fallback, no_graphs, no_autotune, linear_ce_rows=N
+// fused_interpreter, tf32, host_fallback, no_graphs, no_autotune, autotune, linear_ce_rows=N
 // (runtime/cuda/device.h KernelOptions, executor.h).
 #include <algorithm>
 #include <cstdlib>
@@ -40,6 +40,11 @@ namespace {
 
 absl::StatusOr<ptc::cuda::ExecutorOptions> OptionsFromEnv() {
   ptc::cuda::ExecutorOptions o;
+#if PTC_CUDA_EMU
+  // The CUDA CPU emulation's timings say nothing about a GPU: no autotuning there unless asked
+  // for (PTC_CUDA_OPTIONS=autotune).
+  o.autotune = false;
+#endif
   const char* env = std::getenv("PTC_CUDA_OPTIONS");
   if (env == nullptr) return o;
   for (absl::string_view name : absl::StrSplit(env, ',', absl::SkipEmpty())) {
@@ -61,6 +66,8 @@ absl::StatusOr<ptc::cuda::ExecutorOptions> OptionsFromEnv() {
       o.cuda_graphs = false;
     } else if (name == "no_autotune") {
       o.autotune = false;
+    } else if (name == "autotune") {
+      o.autotune = true;
     } else if (absl::ConsumePrefix(&name, "linear_ce_rows=")) {
       if (!absl::SimpleAtoi(name, &o.kernels.linear_ce_rows) || o.kernels.linear_ce_rows < 1) {
         return absl::InvalidArgumentError("PTC_CUDA_OPTIONS: linear_ce_rows=N needs N >= 1");
@@ -69,7 +76,7 @@ absl::StatusOr<ptc::cuda::ExecutorOptions> OptionsFromEnv() {
       return absl::InvalidArgumentError(absl::StrCat(
           "PTC_CUDA_OPTIONS: unknown option '", name, "' (known: attention_simt, "
           "attention_cudnn, attention_two_gemm, fused_interpreter, tf32, host_fallback, "
-          "bgrad_reduce, no_graphs, no_autotune, linear_ce_rows=N)"));
+          "bgrad_reduce, no_graphs, no_autotune, autotune, linear_ce_rows=N)"));
     }
   }
   std::fprintf(stderr, "ptc-cuda: PTC_CUDA_OPTIONS=%s\n", env);
