@@ -136,7 +136,7 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
   // written packed (no split / concat per layer).
   if (options.train && options.target == "cuda" && options.passes != "none") {
     pipeline.Add(passes::CreateSaveAttentionStatsPass());
-    pipeline.Add(passes::CreatePackQkvPass());
+    if (options.pack_qkv) pipeline.Add(passes::CreatePackQkvPass());
   }
   PTC_RETURN_IF_ERROR(pipeline.Run(*module));
   if (report) {

@@ -91,6 +91,7 @@ struct CompileArgs {
   bool mem_sweep = false;
   std::string cuda_arch = "sm_90";
   bool no_cuda_codegen = false;
+  bool no_pack_qkv = false;
 };
 
 int Compile(const CompileArgs& a) {
@@ -121,6 +122,7 @@ int Compile(const CompileArgs& a) {
   opts.mem_sweep = a.mem_sweep;
   opts.cuda_arch = a.cuda_arch;
   opts.cuda_codegen = !a.no_cuda_codegen;
+  opts.pack_qkv = !a.no_pack_qkv;
   opts.print_sink = [](const std::string& pass, const std::string& ir) {
     std::fprintf(stderr, "// ----- IR after %s -----\n%s", pass.c_str(), ir.c_str());
   };
@@ -547,6 +549,9 @@ int main(int argc, char** argv) {
   compile->add_flag("--no-cuda-codegen", ca.no_cuda_codegen,
                     "--target cuda: store no generated kernels (fused_elementwise runs on the "
                     "interpreter)");
+  compile->add_flag("--no-pack-qkv", ca.no_pack_qkv,
+                    "--target cuda --train: keep the split / concat around attention instead "
+                    "of reading q, k, v as slots of the QKV projection's output (comparisons)");
   compile->add_option("--dim", ca.dims, "bind a symbolic dim: NAME=N (repeatable)");
   compile->add_option("--passes", ca.passes,
                       "comma-separated pass list, 'default' or 'none'; '-NAME' drops a pass listed before it (default,-fuse-residual-add)")->capture_default_str();
