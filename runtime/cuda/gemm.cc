@@ -1388,6 +1388,8 @@ class GemmBgradKernel final : public DeviceKernel {
     return check(kernels::LaunchCast(LowDT(), bias_dt, n_, sums, out[1], ctx.stream),
                  "LaunchCast (gemm_bgrad)");
   }
+  // Whether db comes from cuBLASLt's BGRAD epilogue (else the column reduction).
+  bool uses_epilogue() const { return epilogue_; }
 
  private:
   kernels::DT LowDT() const { return static_cast<kernels::DT>(static_cast<int>(dt_)); }
@@ -1408,7 +1410,17 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateGemmKernel(const ir::Node& n
   if (node.op() == "gemm_bgrad") {
     auto k = std::make_unique<GemmBgradKernel>();
     PTC_RETURN_IF_ERROR(k->Init(node, options, lt));
-    return std::unique_ptr<DeviceKernel>(std::move(k));
+    // With autotuning, the plain GEMM + column reduction competes with the BGRAD epilogue
+    // (whose algorithms may be fewer and slower).
+    if (!options.autotune || !k->uses_epilogue()) return std::unique_ptr<DeviceKernel>(std::move(k));
+    KernelOptions reduce = options;
+    reduce.bgrad_reduce = true;
+    auto r = std::make_unique<GemmBgradKernel>();
+    if (!r->Init(node, reduce, lt).ok()) return std::unique_ptr<DeviceKernel>(std::move(k));
+    std::vector<std::pair<std::string, std::unique_ptr<DeviceKernel>>> candidates;
+    candidates.emplace_back("epilogue", std::move(k));
+    candidates.emplace_back("reduce", std::move(r));
+    return MakeTunedChoice(node, std::move(candidates));
   }
   if (node.op() == "attention") return CreateAttention(node, options, lt);
   if (node.op() == "attention_grad") return CreateAttentionGrad(node, options);

@@ -1120,7 +1120,7 @@ bool IsTunableCase(const Case& c) {
 
 // Autotuning with every problem's last candidate chosen (cuBLASLt's last heuristic algorithm,
 // the SIMT attention kernels where the tensor-core ones are the default, linear_ce_loss's
-// larger row blocks): the same functions. linear_ce_loss in row blocks of 16 (or 32)
+// larger row blocks, gemm_bgrad's column reduction): the same functions. linear_ce_loss in row blocks of 16 (or 32)
 // accumulates dw over the blocks (beta 1, C = D): tuning restores dw from its snapshot before
 // every candidate, so it is summed once.
 TEST(CudaAutotune, LastCandidatesMatchCpu) {
@@ -1156,6 +1156,13 @@ TEST(CudaAutotune, LastCandidatesMatchCpu) {
     EXPECT_EQ(r.candidates, (std::vector<std::string>{"rows16", "rows32"})) << r.key;
   }
   EXPECT_GE(row_choices, 3) << tuner.Table();
+  int bgrad_choices = 0;  // gemm_bgrad: cuBLASLt's BGRAD epilogue or the column reduction
+  for (const TuneRecord& r : tuner.records()) {
+    if (r.kind != "gemm_bgrad") continue;
+    ++bgrad_choices;
+    EXPECT_EQ(r.candidates, (std::vector<std::string>{"epilogue", "reduce"})) << r.key;
+  }
+  EXPECT_GE(bgrad_choices, 2) << tuner.Table();
   std::printf("%s\n", tuner.Summary().c_str());
 }
 
