@@ -86,6 +86,18 @@ for v in ${VARIANTS-no_autotune bgrad_reduce}; do
   tail -2 "ptc-train-$v.log"
   variant_rows="$variant_rows$v $vrc $(median_tok "ptc-train-$v.jsonl")\n"
 done
+# The same step compiled without pack-qkv (split / concat around attention), NOPACK=0 skips.
+if [ "${NOPACK:-1}" = 1 ]; then
+  echo "== ptc again, compiled with --no-pack-qkv"
+  ptc compile "$work/gpt2-loss.onnx" -o "$work/train-nopack.plan" --train --target cuda \
+    --precision bf16 --dim batch="$B" --dim seq=1024 --optimizer adamw --lr 3e-4 \
+    --weight-decay 0.1 --no-pack-qkv > compile-train-nopack.log 2>&1
+  timeout 90 ptc run "$work/train-nopack.plan" --steps "$STEPS" --data "$corpus" \
+    --progress lines --log-json ptc-train-nopack.jsonl > ptc-train-nopack.log 2>&1
+  vrc=$?
+  tail -2 ptc-train-nopack.log
+  variant_rows="$variant_rows--no-pack-qkv $vrc $(median_tok ptc-train-nopack.jsonl)\n"
+fi
 
 if [ "${PEERS:-1}" = 1 ]; then
 echo "== PyTorch $($py -c 'import torch; print(torch.__version__)' 2>/dev/null): eager, then torch.compile"
@@ -174,7 +186,11 @@ t_comp=$(field torch-compile.json tokens_per_s)
   echo "| --- | --- | --- | --- | --- |"
   echo "| ptc (rc $ptc_rc) | $ptc_tok | $(mfu "$ptc_tok") | $(peak ptc-train) MiB | arena: $(grep -o 'arena [0-9.]* [KMG]iB' compile-train.log | head -1) |"
   printf "$variant_rows" | while read -r v vrc vtok; do
-    [ -n "$v" ] && echo "| ptc, PTC_CUDA_OPTIONS=$v (rc $vrc) | $vtok | $(mfu "$vtok") | | |"
+    case "$v" in
+      --*) label="compiled with $v" ;;
+      *) label="PTC_CUDA_OPTIONS=$v" ;;
+    esac
+    [ -n "$v" ] && echo "| ptc, $label (rc $vrc) | $vtok | $(mfu "$vtok") | | |"
   done
   echo "| PyTorch eager | $t_eager | $(mfu "$t_eager") | $(peak torch-train) MiB | $(mib "$(field torch-train.json peak_mem_bytes)") allocated, $(mib "$(field torch-train.json peak_reserved_bytes)") reserved |"
   echo "| torch.compile | $t_comp | $(mfu "$t_comp") | $(peak torch-compile) MiB | $(mib "$(field torch-compile.json peak_mem_bytes)") allocated, $(mib "$(field torch-compile.json peak_reserved_bytes)") reserved |"
