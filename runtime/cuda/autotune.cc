@@ -1,15 +1,23 @@
 #include "runtime/cuda/autotune.h"
 
+#include <cublasLt.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "compiler/support/status.h"
 #include "compiler/ir/printer.h"
 #include "runtime/cuda/cuda_check.h"
@@ -121,6 +129,105 @@ std::unique_ptr<DeviceKernel> MakeTunedChoice(
     const ir::Node& node,
     std::vector<std::pair<std::string, std::unique_ptr<DeviceKernel>>> candidates) {
   return std::make_unique<TunedChoiceKernel>(node, std::move(candidates));
+}
+
+namespace {
+
+constexpr char kTuneFileHeader[] =
+    "# ptc CUDA autotuning choices: device tag, kind, key, candidates, chosen, ms "
+    "(delete to retune)";
+
+struct TuneLine {
+  std::string tag;
+  TuneRecord record;
+};
+
+std::optional<TuneLine> ParseTuneLine(const std::string& line) {
+  std::vector<std::string> f = absl::StrSplit(line, '\t');
+  if (f.size() != 6 || line.empty() || line[0] == '#') return std::nullopt;
+  TuneLine t;
+  t.tag = f[0];
+  t.record.kind = f[1];
+  t.record.key = f[2];
+  t.record.candidates = absl::StrSplit(f[3], '|');
+  if (!absl::SimpleAtoi(f[4], &t.record.chosen) || t.record.chosen < 0 ||
+      t.record.chosen >= static_cast<int>(t.record.candidates.size())) {
+    return std::nullopt;
+  }
+  for (absl::string_view ms : absl::StrSplit(f[5], ',')) {
+    double v = -1;
+    if (!absl::SimpleAtod(ms, &v)) return std::nullopt;
+    t.record.ms.push_back(v);
+  }
+  if (t.record.ms.size() != t.record.candidates.size()) return std::nullopt;
+  t.record.where = "(tuning file)";
+  return t;
+}
+
+std::string FormatTuneLine(const std::string& tag, const TuneRecord& r) {
+  std::vector<std::string> ms;
+  for (double v : r.ms) ms.push_back(absl::StrFormat("%.4f", v));
+  return absl::StrCat(tag, "\t", r.kind, "\t", r.key, "\t", absl::StrJoin(r.candidates, "|"),
+                      "\t", r.chosen, "\t", absl::StrJoin(ms, ","));
+}
+
+std::vector<std::string> ReadLines(const std::string& path) {
+  std::vector<std::string> lines;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+}  // namespace
+
+std::string DeviceTuneTag(int device) {
+  cudaDeviceProp prop{};
+  std::string name = "device" + std::to_string(device);
+  int major = 0, minor = 0;
+  if (cudaGetDeviceProperties(&prop, device) == cudaSuccess) {
+    name = prop.name;
+    major = prop.major;
+    minor = prop.minor;
+  } else {
+    (void)cudaGetLastError();
+  }
+  return absl::StrCat(name, " sm_", major * 10 + minor, " cublasLt ", cublasLtGetVersion());
+}
+
+absl::Status LoadTuneFile(const std::string& path, int device, const std::string& tag) {
+  Cache& c = GetCache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  for (const std::string& line : ReadLines(path)) {
+    std::optional<TuneLine> t = ParseTuneLine(line);
+    if (!t || t->tag != tag) continue;
+    c.choices.emplace(std::make_pair(device, t->record.key), t->record);  // this process's first
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SaveTuneFile(const std::string& path, const std::string& tag,
+                          const std::vector<TuneRecord>& records) {
+  std::map<std::pair<std::string, std::string>, std::string> lines;  // (tag, key) -> line
+  for (const std::string& line : ReadLines(path)) {
+    if (std::optional<TuneLine> t = ParseTuneLine(line)) lines[{t->tag, t->record.key}] = line;
+  }
+  for (const TuneRecord& r : records) lines[{tag, r.key}] = FormatTuneLine(tag, r);
+  std::error_code ec;
+  const std::filesystem::path p(path);
+  if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path(), ec);
+  const std::string tmp = absl::StrCat(path, ".tmp", ::getpid());
+  {
+    std::ofstream out(tmp);
+    out << kTuneFileHeader << "\n";
+    for (const auto& [k, line] : lines) out << line << "\n";
+    if (!out) return absl::InternalError(absl::StrCat("cannot write the tuning file ", tmp));
+  }
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::filesystem::remove(tmp, ec);
+    return absl::InternalError(absl::StrCat("cannot replace the tuning file ", path));
+  }
+  return absl::OkStatus();
 }
 
 void ClearTuneCache() {
@@ -264,7 +371,10 @@ std::string Tuner::Summary() const {
   for (const auto& [k, n] : kinds) parts.push_back(absl::StrCat(n, " ", k));
   std::string s = absl::StrFormat("autotune: %zu problems (%s) in %.2f s", records_.size(),
                                   absl::StrJoin(parts, ", "), seconds);
-  if (reused > 0) absl::StrAppend(&s, absl::StrFormat(" (%d reused from this process)", reused));
+  if (reused > 0) {
+    absl::StrAppend(&s, absl::StrFormat(" (%d reused from earlier executors or the tuning file)",
+                                        reused));
+  }
   absl::StrAppend(&s, absl::StrFormat(", %d changed from the defaults, ~%.2f ms per run saved",
                                       changed, saved));
   return s;

@@ -16,7 +16,7 @@
 // (beta != 0 with C in place) snapshots the output first and restores it before every launch
 // (`prepare`). Numbers differ between candidates only by rounding (different summation orders),
 // as between two runs of cuBLASLt's heuristic on two GPUs: results are repeatable within a
-// process (one choice per problem) but need not be bitwise equal across processes;
+// process (one choice per problem), and across processes that share a tuning file (below);
 // ExecutorOptions::autotune = false (PTC_CUDA_OPTIONS=no_autotune) keeps the defaults.
 // Internal to runtime/cuda.
 #ifndef PTC_RUNTIME_CUDA_AUTOTUNE_H_
@@ -94,6 +94,18 @@ std::unique_ptr<DeviceKernel> MakeTunedChoice(
 
 // Empties the process cache of choices (tests that tune the same problem twice).
 void ClearTuneCache();
+
+// The tuning file: choices kept across processes (ExecutorOptions::tune_file), one line per
+// problem: device tag, kind, key, candidates, choice, times (tab-separated). A choice read
+// from it is used as one tuned in this process (for device `device`) when the tag (the
+// device's name and architecture, cuBLASLt's version) and the candidates match: runs repeat
+// their algorithms across processes and skip the timing. Loading a missing file is no error;
+// a malformed line is skipped. Saving merges this tuner's records into the file (other tags'
+// and problems' lines kept) and replaces it atomically.
+std::string DeviceTuneTag(int device);
+absl::Status LoadTuneFile(const std::string& path, int device, const std::string& tag);
+absl::Status SaveTuneFile(const std::string& path, const std::string& tag,
+                          const std::vector<TuneRecord>& records);
 
 }  // namespace ptc::cuda
 

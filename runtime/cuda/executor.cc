@@ -1,5 +1,6 @@
 #include "runtime/cuda/executor.h"
 
+#include <cstdio>
 #include <algorithm>
 #include <cstring>
 #include <numeric>
@@ -112,7 +113,14 @@ class CudaExecutor final : public Executor {
     // fused_elementwise through the plan's generated kernels where they fit this device.
     KernelOptions kernel_options = options.kernels;
     kernel_options.autotune = options.autotune;
-    if (options.autotune) tuner_ = std::make_unique<Tuner>(options.device);
+    if (options.autotune) {
+      tuner_ = std::make_unique<Tuner>(options.device);
+      tune_file_ = options.tune_file;
+      if (!tune_file_.empty()) {
+        tune_tag_ = DeviceTuneTag(options.device);
+        PTC_RETURN_IF_ERROR(LoadTuneFile(tune_file_, options.device, tune_tag_));
+      }
+    }
     for (const auto& b : mp.buffers) {
       if (b.alias_of.empty()) {
         kernel_options.buffer_align = std::gcd(kernel_options.buffer_align, b.offset);
@@ -372,6 +380,7 @@ class CudaExecutor final : public Executor {
                                                   "kernel)"));
     }
     ++runs_;
+    if (runs_ == 1 && tuner_ && !tune_file_.empty()) SaveChoices();
     if (code > 0 && code <= static_cast<int>(steps_.size())) {
       return absl::OutOfRangeError(absl::StrCat(steps_[code - 1].node->Describe(),
                                                 ": an index is out of range of its data"));
@@ -491,6 +500,20 @@ class CudaExecutor final : public Executor {
       if (profile) PTC_CUDA_RETURN_IF_ERROR(cudaEventRecord(events_[2 * i + 1], stream_));
     }
     return absl::OkStatus();
+  }
+
+  // The first run's new choices into the tuning file (a failure is a note, not an error).
+  void SaveChoices() {
+    std::vector<TuneRecord> fresh;
+    for (const TuneRecord& r : tuner_->records()) {
+      if (!r.reused) fresh.push_back(r);
+    }
+    if (fresh.empty()) return;
+    absl::Status st = SaveTuneFile(tune_file_, tune_tag_, fresh);
+    if (!st.ok()) {
+      std::fprintf(stderr, "ptc-cuda: note: autotuning choices not saved: %s\n",
+                   std::string(st.message()).c_str());
+    }
   }
 
   // Where an assign's new value is read: its staging copy, or the value itself.
@@ -719,6 +742,7 @@ class CudaExecutor final : public Executor {
   int64_t batched_launches_ = 0;  // launches saved by multi-tensor batching
   int64_t runs_ = 0;
   std::unique_ptr<Tuner> tuner_;  // null without ExecutorOptions::autotune
+  std::string tune_file_, tune_tag_;
 };
 
 }  // namespace

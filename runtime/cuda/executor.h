@@ -48,6 +48,10 @@ struct ExecutorOptions {
   // CUDA graphs launch the choices. Choices are cached per process, so results repeat within a
   // process; off: cuBLASLt's first heuristic result and ptc's attention kernels, every time.
   bool autotune = true;
+  // With autotune: a tuning file (autotune.h LoadTuneFile) whose choices for this device are
+  // reused, and to which this executor's new choices are added after its first run; empty:
+  // none (ptc-cuda uses $PTC_CUDA_TUNE_FILE, default ~/.cache/ptc/cuda-autotune.tsv).
+  std::string tune_file;
 };
 
 // One problem the autotuner (runtime/cuda/autotune.h) chose for.

@@ -3,9 +3,13 @@
 // matches the CPU executor's losses; bf16 mixed precision follows the fp32 loss curve.
 // Without a GPU the device tests skip with "SKIPPED: no CUDA device"; the kernel-coverage test
 // runs wherever ptc was built with CUDA.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <random>
@@ -23,6 +27,10 @@
 #include "runtime/cpu/executor.h"
 #include "runtime/cuda/executor.h"
 #include "tests/cuda/cuda_test_util.h"
+
+#if PTC_HAVE_CUDA
+#include "runtime/cuda/autotune.h"  // ClearTuneCache
+#endif
 
 namespace ptc::cuda {
 namespace {
@@ -196,6 +204,49 @@ TEST(CudaAutotune, ExecutorTunesAtTheFirstRunOnly) {
   EXPECT_NE(summary.find("autotune: "), std::string::npos) << summary;
   std::printf("%s", summary.c_str());
 }
+
+// The tuning file (ExecutorOptions::tune_file): an executor's first run writes its choices, and
+// an executor of a later process (here: after the process cache is emptied) reads them back
+// instead of timing again, so it launches the same algorithms.
+#if PTC_HAVE_CUDA
+TEST(CudaAutotune, ChoicesPersistInTheTuningFile) {
+  PTC_SKIP_WITHOUT_CUDA_DEVICE();
+  auto plan = TinyGptTrainingPlan("cuda");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const std::string file =
+      absl::StrCat(::testing::TempDir(), "/ptc_tune_", ::getpid(), "/cuda-autotune.tsv");
+  std::remove(file.c_str());
+  ExecutorOptions options;
+  options.tune_file = file;
+  ClearTuneCache();
+  std::vector<TuneRecord> first;
+  {
+    auto a = Executor::Create(*plan, options);
+    ASSERT_TRUE(a.ok()) << a.status();
+    ASSERT_TRUE((*a)->Run(FixedBatch(*plan, 7)).ok());
+    first = (*a)->autotune_records();
+  }
+  ASSERT_FALSE(first.empty());
+  for (const TuneRecord& r : first) EXPECT_FALSE(r.reused) << r.key;
+  std::ifstream in(file);
+  int lines = 0;
+  for (std::string line; std::getline(in, line);) lines += !line.empty() && line[0] != '#';
+  EXPECT_EQ(lines, static_cast<int>(first.size()));
+  ClearTuneCache();  // a new process
+  auto b = Executor::Create(*plan, options);
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_TRUE((*b)->Run(FixedBatch(*plan, 7)).ok());
+  const std::vector<TuneRecord> second = (*b)->autotune_records();
+  ASSERT_EQ(second.size(), first.size());
+  for (size_t i = 0; i < first.size(); ++i) {
+    EXPECT_EQ(second[i].key, first[i].key);
+    EXPECT_TRUE(second[i].reused) << second[i].key;
+    EXPECT_EQ(second[i].chosen, first[i].chosen) << second[i].key;
+  }
+  EXPECT_NE((*b)->autotune_summary().find("reused"), std::string::npos);
+  std::filesystem::remove_all(std::filesystem::path(file).parent_path());
+}
+#endif  // PTC_HAVE_CUDA
 
 // CUDA graphs: an executor replaying the step as graphs (captured at its second run) gives the
 // eager executor's losses and final state; a fetch mask leaves the unfetched results (the

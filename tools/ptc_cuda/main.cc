@@ -45,6 +45,15 @@ absl::StatusOr<ptc::cuda::ExecutorOptions> OptionsFromEnv() {
   // for (PTC_CUDA_OPTIONS=autotune).
   o.autotune = false;
 #endif
+  // Autotuning choices kept across runs: $PTC_CUDA_TUNE_FILE ("off": none), else
+  // $XDG_CACHE_HOME/ptc/cuda-autotune.tsv or ~/.cache/ptc/cuda-autotune.tsv.
+  if (const char* f = std::getenv("PTC_CUDA_TUNE_FILE")) {
+    o.tune_file = std::string(f) == "off" ? "" : f;
+  } else if (const char* x = std::getenv("XDG_CACHE_HOME"); x != nullptr && *x != 0) {
+    o.tune_file = std::string(x) + "/ptc/cuda-autotune.tsv";
+  } else if (const char* h = std::getenv("HOME"); h != nullptr && *h != 0) {
+    o.tune_file = std::string(h) + "/.cache/ptc/cuda-autotune.tsv";
+  }
   const char* env = std::getenv("PTC_CUDA_OPTIONS");
   if (env == nullptr) return o;
   for (absl::string_view name : absl::StrSplit(env, ',', absl::SkipEmpty())) {

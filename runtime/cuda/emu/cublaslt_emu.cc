@@ -682,6 +682,9 @@ using ptc::emu::Valid;
 
 extern "C" {
 
+// The emulation's own version (tags the autotuner's tuning-file lines).
+size_t CUBLASWINAPI cublasLtGetVersion(void) { return 1; }
+
 cublasStatus_t CUBLASWINAPI cublasLtCreate(cublasLtHandle_t* lightHandle) {
   if (lightHandle == nullptr) {
     return ptc::emu::Fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtCreate", "null handle pointer");
