@@ -124,7 +124,13 @@ std::vector<Phase> ClassifyPhases(const ir::Function& f) {
 
 OpCost EstimateCost(const ir::Node& n) {
   OpCost c;
-  for (const ir::Value* v : n.inputs()) c.bytes += std::max<int64_t>(0, v->type().byte_size());
+  // Each distinct operand once (attention's packed q, k, v are one tensor read once).
+  for (size_t i = 0; i < n.num_inputs(); ++i) {
+    const ir::Value* v = n.input(i);
+    bool seen = false;
+    for (size_t j = 0; j < i; ++j) seen |= n.input(j) == v;
+    if (!seen) c.bytes += std::max<int64_t>(0, v->type().byte_size());
+  }
   int64_t out_elems = 0;
   for (const ir::Value* v : n.outputs()) {
     c.bytes += std::max<int64_t>(0, v->type().byte_size());
@@ -143,13 +149,21 @@ OpCost EstimateCost(const ir::Node& n) {
               8.0 * static_cast<double>(out_elems);
   } else if ((op == "attention" && n.num_inputs() >= 3) ||
              (op == "attention_grad" && n.num_inputs() >= 4)) {
-    // q k^T and p v over B*H*Tq*Tk scores (+ the softmax); the gradient recomputes the scores
-    // and does four more products of the same size.
+    // q k^T and p v over B*H*Tq*Tk scores, the open ones of a causal node (+ the softmax);
+    // the gradient recomputes the scores and does four more products of the same size.
     const int first = op == "attention" ? 0 : 1;
     const int trailing = op == "attention_grad" && n.GetInt("saved_stats", 0).value_or(0) ? 2 : 0;
     absl::StatusOr<ir::AttentionProblem> p = ir::DescribeAttention(n, first, trailing);
     if (p.ok()) {
-      const double scores = static_cast<double>(p->b) * p->h * p->tq * p->tk;
+      // Causal (causal=1): only the open scores are computed (key j <= t + tk - tq).
+      double open = static_cast<double>(p->tq) * p->tk;
+      if (p->causal) {
+        open = 0;
+        for (int64_t t = 0; t < p->tq; ++t) {
+          open += static_cast<double>(std::clamp<int64_t>(t + p->tk - p->tq + 1, 0, p->tk));
+        }
+      }
+      const double scores = static_cast<double>(p->b) * p->h * open;
       c.flops = (op == "attention" ? 1.0 : 2.5) * 2.0 * scores * static_cast<double>(p->d + p->dv) +
                 5.0 * scores;
     }

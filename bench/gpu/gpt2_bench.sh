@@ -68,6 +68,11 @@ ptc compile "$work/gpt2-loss.onnx" -o "$work/train.plan" --train --target cuda -
   --dim batch="$B" --dim seq=1024 --optimizer adamw --lr 3e-4 --weight-decay 0.1 \
   > compile-train.log 2>&1
 echo "compile rc $? in $(( $(date +%s) - t0 )) s: $(head -2 compile-train.log | tr '\n' ' ')"
+# The step on this GPU's roofline (the matmul rate measured above; HBM3e 4.8 TB/s): the ideal
+# per-op times to set against the profile below.
+rate=$($py -c "import json; print(json.load(open('matmul.json'))['tflops'])" 2>/dev/null || echo 732)
+ptc dump "$work/train.plan" --cost --peak-tflops "$rate" > cost-train.txt 2>&1
+tail -1 cost-train.txt
 watch ptc-train 120 env PTC_CUDA_AUTOTUNE_TABLE=1 ptc run "$work/train.plan" --steps "$STEPS" \
   --data "$corpus" --progress lines --log-json ptc-train.jsonl > ptc-train.log 2>&1
 ptc_rc=$?

@@ -22,6 +22,7 @@
 #include "compiler/driver/driver.h"
 #include "compiler/driver/generate_cli.h"
 #include "compiler/driver/dump.h"
+#include "compiler/driver/cost_report.h"
 #include "compiler/driver/memory_report.h"
 #include "compiler/driver/run_report.h"
 #include "compiler/driver/tensor_io.h"
@@ -351,6 +352,8 @@ int Run(const RunArgs& a) {
 
 struct DumpArgs {
   bool memory = false;
+  bool cost = false;
+  double peak_tflops = 732, bandwidth_gbs = 4800;
   bool kernels = false, verbose = false;
   std::string input, format = "text";
   std::vector<std::string> dims;
@@ -387,6 +390,19 @@ int Dump(const DumpArgs& a) {
                   k.arch.c_str(), k.cubin.size(), k.registers, k.spill_bytes, absl::StrJoin(k.nodes, ", ").c_str());
       if (a.verbose) std::printf("%s\n", k.source.c_str());
     }
+    return 0;
+  }
+  if (a.cost) {
+    if (a.format != "text" && a.format != "json") {
+      return Fail(absl::InvalidArgumentError("--cost --format: text | json"));
+    }
+    ptc::driver::CostOptions co;
+    co.peak_tflops = a.peak_tflops;
+    co.bandwidth_gbs = a.bandwidth_gbs;
+    const ptc::driver::CostReport r = ptc::driver::BuildCostReport(*module->main(), co, memory);
+    std::fputs(a.format == "json" ? (ptc::driver::CostReportJson(r) + "\n").c_str()
+                                  : ptc::driver::CostReportText(r).c_str(),
+               stdout);
     return 0;
   }
   if (a.memory) {
@@ -677,9 +693,21 @@ int main(int argc, char** argv) {
   dump->add_flag("--memory", da.memory,
                  "the memory plan: peak, lower bound, arena, phase peaks, top buffers, totals, "
                  "recomputed values (--format text | json | svg timeline | dot saved/recomputed)");
+  dump->add_flag("--cost", da.cost,
+                 "the step's FLOPs and bytes per op against a roofline: each node's ideal time "
+                 "max(FLOPs / peak, bytes / bandwidth), the ideal step, MFU and tokens/s "
+                 "(--format text | json)");
+  dump->add_option("--peak-tflops", da.peak_tflops,
+                   "with --cost: the machine's matmul rate (default: an H200's measured bf16 "
+                   "GEMM rate)")
+      ->capture_default_str();
+  dump->add_option("--bandwidth-gbs", da.bandwidth_gbs,
+                   "with --cost: the memory bandwidth in GB/s (default: H200 HBM3e)")
+      ->capture_default_str();
   dump->footer(
       "Examples:\n"
       "  ptc dump gpt.plan                       # IR text (re-parses to the same text)\n"
+      "  ptc dump train.plan --cost              # ideal per-op times on an H200's roofline\n"
       "  ptc dump gpt.plan --format json | jq '.memory.arena_bytes'\n"
       "  ptc dump gpt.onnx --dim batch=1 --dim seq=16 --format dot | dot -Tsvg > g.svg\n"
       "  ptc dump gpt.plan --format onnx > gpt-optimized.onnx   # open in Netron / ONNX Runtime\n"
