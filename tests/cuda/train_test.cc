@@ -181,7 +181,7 @@ TEST(CudaAutotune, ExecutorTunesAtTheFirstRunOnly) {
     auto t = (*tuned)->Run(batch);
     ASSERT_TRUE(t.ok()) << t.status();
     const double lp = p->at(0).GetDouble(0), lt = t->at(0).GetDouble(0);
-    EXPECT_NEAR(lt, lp, 1e-5 * std::fabs(lp)) << "step " << step + 1;
+    EXPECT_NEAR(lt, lp, 1e-4 * std::fabs(lp)) << "step " << step + 1;  // as TenStepsMatchCpu
     if (step == 0) after_first = (*tuned)->autotune_records();
   }
   const std::vector<TuneRecord> records = (*tuned)->autotune_records();
