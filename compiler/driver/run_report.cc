@@ -15,7 +15,8 @@ double Median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-std::string FormatRunProfile(const std::vector<NodeTime>& nodes, int runs, int slowest) {
+std::string FormatRunProfile(const std::vector<NodeTime>& nodes, int runs, int slowest,
+                             const std::map<std::string, double>* ideal_ms) {
   runs = std::max(1, runs);
   double total = 0;
   std::map<std::string, std::pair<double, int>> by_op;
@@ -27,11 +28,25 @@ std::string FormatRunProfile(const std::vector<NodeTime>& nodes, int runs, int s
   std::vector<std::pair<std::string, std::pair<double, int>>> ops(by_op.begin(), by_op.end());
   std::stable_sort(ops.begin(), ops.end(),
                    [](const auto& x, const auto& y) { return x.second.first > y.second.first; });
-  std::string out = absl::StrFormat("profile (per run, %d run(s)):\n  %-22s %6s %10s %7s\n", runs,
+  const bool ideal = ideal_ms != nullptr && !ideal_ms->empty();
+  std::string out = absl::StrFormat("profile (per run, %d run(s)):\n  %-22s %6s %10s %7s", runs,
                                     "op", "nodes", "ms", "%");
+  if (ideal) absl::StrAppendFormat(&out, " %10s %9s", "ideal ms", "x ideal");
+  absl::StrAppend(&out, "\n");
   for (const auto& [op, v] : ops) {
-    absl::StrAppendFormat(&out, "  %-22s %6d %10.3f %6.1f%%\n", op, v.second,
-                          v.first / runs * 1e3, total > 0 ? 100 * v.first / total : 0.0);
+    const double ms = v.first / runs * 1e3;
+    absl::StrAppendFormat(&out, "  %-22s %6d %10.3f %6.1f%%", op, v.second, ms,
+                          total > 0 ? 100 * v.first / total : 0.0);
+    if (ideal) {
+      auto it = ideal_ms->find(op);
+      const double im = it == ideal_ms->end() ? 0 : it->second;
+      if (im > 0) {
+        absl::StrAppendFormat(&out, " %10.4f %8.1fx", im, ms / im);
+      } else {
+        absl::StrAppendFormat(&out, " %10s %9s", "-", "-");
+      }
+    }
+    absl::StrAppend(&out, "\n");
   }
   std::vector<size_t> idx(nodes.size());
   for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;

@@ -10,6 +10,7 @@
 #ifndef PTC_COMPILER_DRIVER_RUN_REPORT_H_
 #define PTC_COMPILER_DRIVER_RUN_REPORT_H_
 
+#include <map>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -41,7 +42,10 @@ struct RunReport {
 double Median(std::vector<double> v);
 // The per-op table (nodes, ms per run, share of the profiled time) and the `slowest` slowest
 // nodes.
-std::string FormatRunProfile(const std::vector<NodeTime>& nodes, int runs, int slowest = 10);
+// With `ideal_ms` (per op and run, e.g. CostReport's roofline times) two more columns: the
+// ideal time and how many times slower the measured one is.
+std::string FormatRunProfile(const std::vector<NodeTime>& nodes, int runs, int slowest = 10,
+                             const std::map<std::string, double>* ideal_ms = nullptr);
 // {"plan", "device", "runs", "seconds", "median_seconds", "memory_bytes"[,
 //  "fetch_seconds", "result_bytes"][, "profile": [{"op", "value", "loc", "seconds"}] per run]}.
 nlohmann::json RunReportJson(const RunReport& r);

@@ -26,6 +26,14 @@ TEST(RunReport, ProfileTableSumsByOpPerRunAndListsTheSlowestNodes) {
   ASSERT_NE(slow, std::string::npos);
   EXPECT_LT(t.find("%c", slow), t.find("%a", slow)) << t;
   EXPECT_NE(t.find("6.000 ms  /l1/MatMul"), std::string::npos) << t;
+  // With the ops' ideal times (a roofline): two more columns, "-" where an op has none.
+  const std::map<std::string, double> ideal = {{"matmul", 3.0}};
+  const std::string w = FormatRunProfile(nodes, 2, 10, &ideal);
+  EXPECT_NE(w.find("ideal ms   x ideal"), std::string::npos) << w;
+  EXPECT_NE(w.find("  matmul                      2      9.000   90.0%     3.0000      3.0x"),
+            std::string::npos) << w;
+  EXPECT_NE(w.find("  add                         1      1.000   10.0%          -         -"),
+            std::string::npos) << w;
 }
 
 TEST(RunReport, JsonHasTimesPerRunAndTheOptionalCudaFields) {

@@ -580,12 +580,24 @@ absl::Status RunTrainingWith(const plan::Plan& plan, Backend& backend,
       return a.seconds > b.seconds;
     });
     const int64_t steps = std::max<int64_t>(1, r.last_step - r.first_step);
-    progress << absl::StrFormat("profile (%s, per step, %d step(s)):\n  %-24s %10s %7s\n",
+    const std::map<std::string, double> ideal = backend.IdealMs();
+    progress << absl::StrFormat("profile (%s, per step, %d step(s)):\n  %-24s %10s %7s",
                                 backend.name(), steps, "op", "ms", "%");
+    if (!ideal.empty()) progress << absl::StrFormat(" %10s %9s", "ideal ms", "x ideal");
+    progress << "\n";
     for (const Backend::OpTime& t : ops) {
-      progress << absl::StrFormat("  %-24s %10.3f %6.1f%%\n", t.op,
-                                  1e3 * t.seconds / static_cast<double>(steps),
+      const double ms = 1e3 * t.seconds / static_cast<double>(steps);
+      progress << absl::StrFormat("  %-24s %10.3f %6.1f%%", t.op, ms,
                                   total > 0 ? 100.0 * t.seconds / total : 0.0);
+      if (!ideal.empty()) {
+        auto it = ideal.find(t.op);
+        if (it != ideal.end() && it->second > 0) {
+          progress << absl::StrFormat(" %10.4f %8.1fx", it->second, ms / it->second);
+        } else {
+          progress << absl::StrFormat(" %10s %9s", "-", "-");
+        }
+      }
+      progress << "\n";
     }
   };
   if (options.progress_style == ProgressStyle::kNone) {  // the profile was asked for anyway

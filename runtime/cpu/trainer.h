@@ -107,6 +107,9 @@ class Backend {
   };
   virtual void EnableProfiling(bool on) { (void)on; }
   virtual std::vector<OpTime> Profile() const { return {}; }
+  // Per op, the step's ideal time on the device's roofline (ms; driver/cost_report.h), shown
+  // beside the profile; empty where there is no roofline to speak of (the CPU).
+  virtual std::map<std::string, double> IdealMs() const { return {}; }
 };
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(const plan::Plan& plan);

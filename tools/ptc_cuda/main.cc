@@ -7,6 +7,7 @@
 //                 --no-kv-cache]   (`ptc generate` of a CUDA plan)
 // Training runs the CPU trainer's loop (data, progress, logs, evaluation, checkpoints) with
 // the steps on the GPU: CudaBackend below.
+// Profiles (--profile) show each op's ideal time on the roofline (PTC_CUDA_ROOFLINE=TFLOPS,GBS).
 // PTC_CUDA_OPTIONS=a,b,... switches kernels and the executor for a device session's
 // comparisons and bypasses: attention_simt, attention_cudnn, attention_two_gemm,
 // fused_interpreter, tf32, host_fallback, no_graphs, no_autotune, autotune, linear_ce_rows=N
@@ -27,6 +28,7 @@
 #include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "compiler/driver/cost_report.h"
 #include "compiler/driver/run_report.h"
 #include "compiler/driver/tensor_io.h"
 #include "compiler/support/status.h"
@@ -92,6 +94,28 @@ absl::StatusOr<ptc::cuda::ExecutorOptions> OptionsFromEnv() {
   return o;
 }
 
+// The step's ideal per-op times (ms per run) on this GPU's roofline, shown beside profiles:
+// PTC_CUDA_ROOFLINE=TFLOPS,GBS, else driver::CostOptions' defaults (an H200's measured bf16
+// GEMM rate and HBM3e bandwidth).
+std::map<std::string, double> IdealMsPerOp(const ptc::plan::Plan& plan) {
+  ptc::driver::CostOptions co;
+  if (const char* env = std::getenv("PTC_CUDA_ROOFLINE")) {
+    std::vector<std::string> v = absl::StrSplit(env, ',');
+    double t = 0, b = 0;
+    if (v.size() == 2 && absl::SimpleAtod(v[0], &t) && absl::SimpleAtod(v[1], &b) && t > 0 &&
+        b > 0) {
+      co.peak_tflops = t;
+      co.bandwidth_gbs = b;
+    }
+  }
+  std::map<std::string, double> out;
+  for (const ptc::driver::OpCost& c :
+       ptc::driver::BuildCostReport(*plan.module->main(), co, &plan.memory).ops) {
+    out[c.op] = c.ms;
+  }
+  return out;
+}
+
 int Fail(const absl::Status& status) {
   std::string msg(status.message());
   std::replace(msg.begin(), msg.end(), '\n', ' ');
@@ -107,6 +131,7 @@ class CudaBackend final : public ptc::train::Backend {
     auto b = std::make_unique<CudaBackend>();
     PTC_ASSIGN_OR_RETURN(ptc::cuda::ExecutorOptions options, OptionsFromEnv());
     PTC_ASSIGN_OR_RETURN(b->step_, ptc::cuda::Executor::Create(plan, options));
+    b->ideal_ms_ = IdealMsPerOp(plan);
     const ptc::ir::Function* ef = plan.module->FindFunction("eval");
     if (ef != nullptr && ef != plan.module->main()) {
       for (const auto& n : ef->nodes()) {
@@ -153,6 +178,7 @@ class CudaBackend final : public ptc::train::Backend {
   int64_t state_bytes() const override { return step_->memory().state_bytes; }
   bool host_memory() const override { return false; }
   void EnableProfiling(bool on) override { step_->EnableProfiling(on); }
+  std::map<std::string, double> IdealMs() const override { return ideal_ms_; }
   std::vector<OpTime> Profile() const override {  // device time per node (CUDA events)
     std::vector<OpTime> out;
     for (const ptc::cuda::NodeProfile& p : step_->Profile()) {
@@ -165,6 +191,7 @@ class CudaBackend final : public ptc::train::Backend {
   std::unique_ptr<ptc::cuda::Executor> step_;
   std::map<std::string, void*> step_params_;  // the step's weights on the device, for @eval
   std::unique_ptr<ptc::cuda::Executor> eval_;  // destroyed before step_
+  std::map<std::string, double> ideal_ms_;
 };
 
 int Train(const std::string& plan_path, const std::vector<std::string>& flags) {
@@ -337,8 +364,10 @@ int main(int argc, char** argv) {
                (*exec)->autotune_summary(std::getenv("PTC_CUDA_AUTOTUNE_TABLE") != nullptr)
                    .c_str());
   if (report.profiled) {
-    std::fprintf(stderr, "\n%s", ptc::driver::FormatRunProfile(report.profile,
-                                                               std::max(1, repeat)).c_str());
+    const std::map<std::string, double> ideal = IdealMsPerOp(*plan);
+    std::fprintf(stderr, "\n%s",
+                 ptc::driver::FormatRunProfile(report.profile, std::max(1, repeat), 10, &ideal)
+                     .c_str());
   }
   if (!json_path.empty()) {
     std::ofstream out(json_path);
