@@ -458,7 +458,11 @@ absl::StatusOr<TrainResult> Train(const plan::Plan& plan, Backend& backend,
     return absl::OkStatus();
   };
 
-  backend.EnableProfiling(o.profile);
+  // --profile: from the second step of a run of two or more (the first one pays one-time
+  // costs: allocation, module loading, the CUDA executor's autotuning).
+  const bool skip_first = o.profile && o.steps - step > 1;
+  bool profiling = o.profile && !skip_first;
+  backend.EnableProfiling(profiling);
   const auto t_start = Clock::now();
   double ema = 0, ema_weight = 0;
   int64_t run_steps = 0;
@@ -472,6 +476,11 @@ absl::StatusOr<TrainResult> Train(const plan::Plan& plan, Backend& backend,
                                                                           : scalars_only));
     ++step;
     ++run_steps;
+    if (profiling) ++result.profiled_steps;
+    if (skip_first && !profiling) {
+      profiling = true;
+      backend.EnableProfiling(true);
+    }
     const double loss = Scalar(outs[0]);
     const double gnorm = has_gnorm ? Scalar(outs[1]) : std::nan("");
     const double lr = has_lr ? Scalar(outs[2]) : std::nan("");
@@ -579,10 +588,12 @@ absl::Status RunTrainingWith(const plan::Plan& plan, Backend& backend,
     std::sort(ops.begin(), ops.end(), [](const Backend::OpTime& a, const Backend::OpTime& b) {
       return a.seconds > b.seconds;
     });
-    const int64_t steps = std::max<int64_t>(1, r.last_step - r.first_step);
+    const int64_t steps = std::max<int64_t>(1, r.profiled_steps);
     const std::map<std::string, double> ideal = backend.IdealMs();
-    progress << absl::StrFormat("profile (%s, per step, %d step(s)):\n  %-24s %10s %7s",
-                                backend.name(), steps, "op", "ms", "%");
+    const bool skipped = r.last_step - r.first_step > r.profiled_steps;
+    progress << absl::StrFormat("profile (%s, per step, %d step(s)%s):\n  %-24s %10s %7s",
+                                backend.name(), steps, skipped ? " after the first" : "", "op",
+                                "ms", "%");
     if (!ideal.empty()) progress << absl::StrFormat(" %10s %9s", "ideal ms", "x ideal");
     progress << "\n";
     for (const Backend::OpTime& t : ops) {

@@ -62,6 +62,9 @@ struct TrainResult {
   int64_t first_step = 0;  // steps already done when this run started (resume)
   int64_t last_step = 0;
   std::vector<double> losses;  // per step run
+  // Steps under --profile: all but the first of a run of two or more (its one-time costs, the
+  // CUDA executor's autotuning among them, would swamp the per-step times).
+  int64_t profiled_steps = 0;
   double val_loss = -1;        // last evaluation; -1 when none
   int64_t arena_bytes = 0;
   int64_t state_bytes = 0;

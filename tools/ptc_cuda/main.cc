@@ -2,6 +2,7 @@
 // never load the CUDA libraries. Usage:
 //   ptc-cuda PLAN [--input=NAME=FILE.pb ...] [--random-inputs=SEED] [--output-dir=DIR]
 //                 [--warmup=N] [--repeat=N] [--profile=1] [--json=FILE]
+//                 (with autotuning at least one warm-up run: the first run tunes)
 //   ptc-cuda PLAN --train [trainer flags: runtime/cpu/trainer.h TrainerOptionsToFlags]
 //   ptc-cuda PLAN --generate [--prompt=TEXT --tokens=N --temperature=F --top-k=K --seed=S
 //                 --no-kv-cache]   (`ptc generate` of a CUDA plan)
@@ -319,6 +320,8 @@ int main(int argc, char** argv) {
   if (!exec_options.ok()) return Fail(exec_options.status());
   auto exec = ptc::cuda::Executor::Create(*plan, *exec_options);
   if (!exec.ok()) return Fail(exec.status());
+  // The first run autotunes: never a timed or profiled one.
+  if (exec_options->autotune) warmup = std::max(warmup, 1);
   // Timed runs leave the results on the device, as a framework's timed forward does (a
   // [16, 1024, 50257] f32 logits tensor is 3.3 GB: copying it to the host would dominate);
   // one more run copies every result back (its time is reported beside) for --output-dir.
