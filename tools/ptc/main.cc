@@ -677,7 +677,13 @@ int main(int argc, char** argv) {
       "  ptc run train.plan --steps 1000 --eval-every 100 --log-json log.jsonl \\\n"
       "      --checkpoint ckpt/ --checkpoint-every 200      # trains on the fortunes corpus\n"
       "  ptc run train.plan --steps 2000 --checkpoint ckpt/ --resume\n"
-      "  ptc run gpt.plan --random-inputs --warmup 2 --repeat 20 --profile\n");
+      "  ptc run gpt.plan --random-inputs --warmup 2 --repeat 20 --profile\n"
+      "\n"
+      "CUDA plans run in ptc-cuda. Its first run autotunes (cuBLASLt algorithms, attention\n"
+      "kernels; choices kept in $PTC_CUDA_TUNE_FILE, default ~/.cache/ptc/cuda-autotune.tsv);\n"
+      "--profile shows each op's ideal time on the GPU's roofline ($PTC_CUDA_ROOFLINE=TFLOPS,GBS).\n"
+      "PTC_CUDA_OPTIONS=no_autotune,attention_simt,attention_cudnn,no_graphs,... switches parts\n"
+      "(runtime/cuda/README.md); PTC_CUDA_EMULATE=1 runs the plan on the CPU emulation.\n");
 
   DumpArgs da;
   CLI::App* dump = app.add_subcommand("dump", "Show a plan's or an ONNX model's graph");
