@@ -73,6 +73,7 @@ echo "compile rc $? in $(( $(date +%s) - t0 )) s: $(head -2 compile-train.log | 
 rate=$($py -c "import json; print(json.load(open('matmul.json'))['tflops'])" 2>/dev/null || echo 732)
 ptc dump "$work/train.plan" --cost --peak-tflops "$rate" > cost-train.txt 2>&1
 tail -1 cost-train.txt
+export PTC_CUDA_ROOFLINE="$rate,4800"  # ptc's progress MFU and the profiles' ideal times
 watch ptc-train 120 env PTC_CUDA_AUTOTUNE_TABLE=1 ptc run "$work/train.plan" --steps "$STEPS" \
   --data "$corpus" --progress lines --log-json ptc-train.jsonl > ptc-train.log 2>&1
 ptc_rc=$?

@@ -460,6 +460,7 @@ absl::StatusOr<TrainResult> Train(const plan::Plan& plan, Backend& backend,
 
   // --profile: from the second step of a run of two or more (the first one pays one-time
   // costs: allocation, module loading, the CUDA executor's autotuning).
+  const Backend::Roofline roofline = backend.GetRoofline();
   const bool skip_first = o.profile && o.steps - step > 1;
   bool profiling = o.profile && !skip_first;
   backend.EnableProfiling(profiling);
@@ -513,12 +514,17 @@ absl::StatusOr<TrainResult> Train(const plan::Plan& plan, Backend& backend,
     ema_weight = 0.9 * ema_weight + 0.1;
     const int64_t rss = cpu::ProcessRssBytes();
     const double eta = elapsed / run_steps * static_cast<double>(o.steps - step);
+    // MFU: the step's model FLOPs per second over the device's peak (run average / this step).
+    const bool has_mfu = roofline.step_flops > 0 && roofline.peak_tflops > 0;
+    const double peak = roofline.peak_tflops * 1e12;
+    const double mfu = has_mfu ? roofline.step_flops * static_cast<double>(run_steps) / elapsed / peak : 0;
     progress.Step(step, absl::StrFormat(
-        "step %d/%d | loss %.4f | lr %.3g | grad_norm %s | %.0f tok/s | mem %s planned, RSS %s "
-        "| ETA %s",
+        "step %d/%d | loss %.4f | lr %.3g | grad_norm %s | %.0f tok/s%s | mem %s planned, RSS "
+        "%s | ETA %s",
         step, o.steps, ema / ema_weight, lr,
         gnorm_computed ? absl::StrFormat("%.3g", gnorm) : std::string("-"), tok_s,
-        Bytes(planned), Bytes(rss), Duration(eta)));
+        has_mfu ? absl::StrFormat(" | MFU %.1f%%", 100 * mfu) : std::string(), Bytes(planned),
+        Bytes(rss), Duration(eta)));
     if (log.is_open()) {
       nlohmann::json j = {{"step", step},           {"loss", loss},
                           {"lr", has_lr ? nlohmann::json(lr) : nlohmann::json(nullptr)},
@@ -526,6 +532,7 @@ absl::StatusOr<TrainResult> Train(const plan::Plan& plan, Backend& backend,
                                                                           : nlohmann::json(nullptr)},
                           {"tokens_per_s", static_cast<double>(din.batch * din.seq) / dt},
                           {"peak_bytes", planned},  {"rss_bytes", rss}};
+      if (has_mfu) j["mfu"] = roofline.step_flops / dt / peak;
       log << j.dump() << "\n" << std::flush;
     }
     const bool last = step == o.steps;

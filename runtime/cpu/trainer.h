@@ -113,6 +113,13 @@ class Backend {
   // Per op, the step's ideal time on the device's roofline (ms; driver/cost_report.h), shown
   // beside the profile; empty where there is no roofline to speak of (the CPU).
   virtual std::map<std::string, double> IdealMs() const { return {}; }
+  // The step's model FLOPs and the device's peak rate (TFLOP/s) for the MFU shown in the
+  // progress line and the JSON log; zeros where there is no peak to speak of (the CPU).
+  struct Roofline {
+    double step_flops = 0;
+    double peak_tflops = 0;
+  };
+  virtual Roofline GetRoofline() const { return {}; }
 };
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(const plan::Plan& plan);

@@ -9,6 +9,8 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <map>
+#include <memory>
 #include <random>
 #include <sstream>
 
@@ -607,6 +609,78 @@ TEST(Trainer, ResumeIsBitExact) {
   // A checkpoint of another plan is refused.
   plan::Plan other = LinearTrainingPlan(4, 8, /*with_eval=*/false);
   EXPECT_FALSE(train::Train(other, o, log).ok());
+}
+
+// A backend with a roofline (the CUDA backend's GetRoofline / IdealMs): the progress line and
+// the JSON log carry the MFU (the step's FLOPs per second over the peak), and --profile leaves
+// out the first step (one-time costs) and shows the ideal times.
+class RooflineBackend final : public train::Backend {
+ public:
+  explicit RooflineBackend(std::unique_ptr<train::Backend> inner) : inner_(std::move(inner)) {}
+  std::string name() const override { return "roofline"; }
+  bool is_training() const override { return inner_->is_training(); }
+  absl::StatusOr<std::vector<ir::Tensor>> Step(const std::map<std::string, ir::Tensor>& inputs,
+                                               const std::vector<bool>& fetch) override {
+    ++steps;
+    profiled_steps += profiling;
+    return inner_->Step(inputs, fetch);
+  }
+  bool has_eval() const override { return inner_->has_eval(); }
+  absl::StatusOr<std::vector<ir::Tensor>> Eval(
+      const std::map<std::string, ir::Tensor>& inputs) override {
+    return inner_->Eval(inputs);
+  }
+  absl::StatusOr<std::map<std::string, ir::Tensor>> State() override { return inner_->State(); }
+  absl::Status SetState(const std::map<std::string, ir::Tensor>& state) override {
+    return inner_->SetState(state);
+  }
+  int64_t arena_bytes() const override { return inner_->arena_bytes(); }
+  int64_t state_bytes() const override { return inner_->state_bytes(); }
+  bool host_memory() const override { return true; }
+  void EnableProfiling(bool on) override {
+    profiling = on;
+    inner_->EnableProfiling(on);
+  }
+  std::vector<OpTime> Profile() const override { return inner_->Profile(); }
+  std::map<std::string, double> IdealMs() const override { return {{"matmul", 1e-6}}; }
+  Roofline GetRoofline() const override { return {1e6, 1e-3}; }  // 1 MFLOP at 1 GFLOP/s
+
+  int steps = 0, profiled_steps = 0;
+  bool profiling = false;
+
+ private:
+  std::unique_ptr<train::Backend> inner_;
+};
+
+TEST(Trainer, ReportsMfuAndProfilesAfterTheFirstStep) {
+  std::string dir = TempDir("mfu");
+  plan::Plan p = LinearTrainingPlan(2, 4);
+  train::TrainerOptions o = QuietOptions(WriteText(dir));
+  o.steps = 4;
+  o.log_json = dir + "/log.jsonl";
+  o.progress_style = train::ProgressStyle::kLines;
+  o.profile = true;
+  auto cpu = train::CreateCpuBackend(p);
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  RooflineBackend backend(*std::move(cpu));
+  std::ostringstream progress;
+  ASSERT_TRUE(train::RunTraining(p, backend, o, progress).ok());
+  EXPECT_EQ(backend.steps, 4);
+  EXPECT_EQ(backend.profiled_steps, 3);  // not the first
+  const std::string out = progress.str();
+  EXPECT_NE(out.find("| MFU "), std::string::npos) << out;
+  EXPECT_NE(out.find("per step, 3 step(s) after the first"), std::string::npos) << out;
+  EXPECT_NE(out.find("x ideal"), std::string::npos) << out;
+  std::ifstream in(o.log_json);
+  int with_mfu = 0;
+  for (std::string line; std::getline(in, line);) {
+    if (line.find("\"tokens_per_s\"") == std::string::npos) continue;
+    const size_t at = line.find("\"mfu\":");
+    ASSERT_NE(at, std::string::npos) << line;
+    EXPECT_GT(std::stod(line.substr(at + 6)), 0) << line;
+    ++with_mfu;
+  }
+  EXPECT_EQ(with_mfu, 4);
 }
 
 TEST(Trainer, LogsEvaluatesAndDumpsGradients) {

@@ -95,10 +95,10 @@ absl::StatusOr<ptc::cuda::ExecutorOptions> OptionsFromEnv() {
   return o;
 }
 
-// The step's ideal per-op times (ms per run) on this GPU's roofline, shown beside profiles:
+// This GPU's roofline for the profiles' ideal times and the training MFU:
 // PTC_CUDA_ROOFLINE=TFLOPS,GBS, else driver::CostOptions' defaults (an H200's measured bf16
 // GEMM rate and HBM3e bandwidth).
-std::map<std::string, double> IdealMsPerOp(const ptc::plan::Plan& plan) {
+ptc::driver::CostOptions RooflineFromEnv() {
   ptc::driver::CostOptions co;
   if (const char* env = std::getenv("PTC_CUDA_ROOFLINE")) {
     std::vector<std::string> v = absl::StrSplit(env, ',');
@@ -109,6 +109,11 @@ std::map<std::string, double> IdealMsPerOp(const ptc::plan::Plan& plan) {
       co.bandwidth_gbs = b;
     }
   }
+  return co;
+}
+
+std::map<std::string, double> IdealMsPerOp(const ptc::plan::Plan& plan) {
+  const ptc::driver::CostOptions co = RooflineFromEnv();
   std::map<std::string, double> out;
   for (const ptc::driver::OpCost& c :
        ptc::driver::BuildCostReport(*plan.module->main(), co, &plan.memory).ops) {
@@ -133,6 +138,9 @@ class CudaBackend final : public ptc::train::Backend {
     PTC_ASSIGN_OR_RETURN(ptc::cuda::ExecutorOptions options, OptionsFromEnv());
     PTC_ASSIGN_OR_RETURN(b->step_, ptc::cuda::Executor::Create(plan, options));
     b->ideal_ms_ = IdealMsPerOp(plan);
+    const ptc::driver::CostOptions co = RooflineFromEnv();
+    b->roofline_ = {ptc::driver::BuildCostReport(*plan.module->main(), co, &plan.memory).flops,
+                    co.peak_tflops};
     const ptc::ir::Function* ef = plan.module->FindFunction("eval");
     if (ef != nullptr && ef != plan.module->main()) {
       for (const auto& n : ef->nodes()) {
@@ -180,6 +188,7 @@ class CudaBackend final : public ptc::train::Backend {
   bool host_memory() const override { return false; }
   void EnableProfiling(bool on) override { step_->EnableProfiling(on); }
   std::map<std::string, double> IdealMs() const override { return ideal_ms_; }
+  Roofline GetRoofline() const override { return roofline_; }
   std::vector<OpTime> Profile() const override {  // device time per node (CUDA events)
     std::vector<OpTime> out;
     for (const ptc::cuda::NodeProfile& p : step_->Profile()) {
@@ -193,6 +202,7 @@ class CudaBackend final : public ptc::train::Backend {
   std::map<std::string, void*> step_params_;  // the step's weights on the device, for @eval
   std::unique_ptr<ptc::cuda::Executor> eval_;  // destroyed before step_
   std::map<std::string, double> ideal_ms_;
+  Roofline roofline_;
 };
 
 int Train(const std::string& plan_path, const std::vector<std::string>& flags) {
