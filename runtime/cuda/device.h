@@ -68,6 +68,9 @@ struct KernelOptions {
   // kernels it would not take by default (cuDNN's where it loads). The executor sets it from
   // ExecutorOptions::autotune; off for single-node evaluation.
   bool autotune = false;
+  // A matmul whose output rows are not 16-byte aligned (a 50257-column LM head) through padded
+  // scratch (PaddedMatmulKernel); false: the direct product (the autotuner's other candidate).
+  bool padded_matmul = true;
   // Generated fused_elementwise kernels (runtime/cuda/generated_kernels.h): the executor sets
   // them from the plan (LoadGeneratedKernels); a node without one runs on the interpreter.
   std::shared_ptr<const GeneratedKernels> generated;

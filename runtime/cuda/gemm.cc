@@ -446,10 +446,27 @@ class PaddedMatmulKernel final : public DeviceKernel {
 // Whether a product of m rows with a shared right operand of n columns and inner dim k takes
 // PaddedMatmulKernel: rows of n elements not 16-byte aligned, B's rows of k elements (trans_b)
 // or the copy's aligned, and enough rows that the padding pays (not a decode step).
-bool UsePaddedMatmul(DType dt, int64_t m, int64_t n, int64_t k) {
+bool UsePaddedMatmul(DType dt, int64_t m, int64_t n, int64_t k, const KernelOptions& options) {
   const int64_t elem = static_cast<int64_t>(ir::DTypeSize(dt));
-  return (n * elem) % 16 != 0 && k > 0 && (k * elem) % 16 == 0 && n >= 64 && m >= 256 &&
-         dt != DType::kF64;
+  return options.padded_matmul && (n * elem) % 16 != 0 && k > 0 && (k * elem) % 16 == 0 &&
+         n >= 64 && m >= 256 && dt != DType::kF64;
+}
+
+// With autotuning, the padded kernel competes with the direct product on the unaligned rows
+// (cuBLASLt's kernels for them may beat the copies at some shapes).
+template <typename Create>
+absl::StatusOr<std::unique_ptr<DeviceKernel>> PaddedOrDirect(
+    const ir::Node& node, const KernelOptions& options, std::unique_ptr<DeviceKernel> padded,
+    Create create) {
+  if (!options.autotune) return padded;
+  KernelOptions direct_options = options;
+  direct_options.padded_matmul = false;
+  auto direct = create(direct_options);
+  if (!direct.ok()) return padded;
+  std::vector<std::pair<std::string, std::unique_ptr<DeviceKernel>>> candidates;
+  candidates.emplace_back("padded", std::move(padded));
+  candidates.emplace_back("direct", *std::move(direct));
+  return MakeTunedChoice(node, std::move(candidates));
 }
 
 absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateMatmul(const ir::Node& node,
@@ -486,10 +503,11 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateMatmul(const ir::Node& node,
   if (nb == 1 && na == batch) {
     // Shared right operand: fold the batch into M (row-major A is [batch*M, K]).
     // Not for a few rows (a decode step): copying B would cost more than the slow kernel.
-    if (UsePaddedMatmul(ta.dtype, batch * m, n, k)) {
+    if (UsePaddedMatmul(ta.dtype, batch * m, n, k, options)) {
       auto padded = std::make_unique<PaddedMatmulKernel>();
       PTC_RETURN_IF_ERROR(padded->Init(node, ta.dtype, batch * m, n, k, options, lt));
-      return std::unique_ptr<DeviceKernel>(std::move(padded));
+      return PaddedOrDirect(node, options, std::move(padded),
+                            [&](const KernelOptions& o) { return CreateMatmul(node, o, lt); });
     }
     p = RowMajorProblem(batch * m, n, k, false, false);
   } else if ((na == 1 || same(a_batch)) && (nb == 1 || same(b_batch))) {
@@ -651,11 +669,12 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateFusedMatMul(const ir::Node& 
     return Invalid(node, "the addend must have the output's type (activation none)");
   }
   if (!has_bias && act == "none" && y.dtype == x.dtype &&
-      UsePaddedMatmul(x.dtype, rows, n, k)) {
+      UsePaddedMatmul(x.dtype, rows, n, k, options)) {
     // A tied LM head read as is (trans_b=1, [V, D]) with V = 50257: padded output rows.
     auto padded = std::make_unique<PaddedMatmulKernel>();
     PTC_RETURN_IF_ERROR(padded->Init(node, x.dtype, rows, n, k, options, lt, trans_b != 0));
-    return std::unique_ptr<DeviceKernel>(std::move(padded));
+    return PaddedOrDirect(node, options, std::move(padded),
+                          [&](const KernelOptions& o) { return CreateFusedMatMul(node, o, lt); });
   }
   cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_DEFAULT;
   bool gelu_pass = false;

@@ -1120,7 +1120,8 @@ bool IsTunableCase(const Case& c) {
 
 // Autotuning with every problem's last candidate chosen (cuBLASLt's last heuristic algorithm,
 // the SIMT attention kernels where the tensor-core ones are the default, linear_ce_loss's
-// larger row blocks, gemm_bgrad's column reduction): the same functions. linear_ce_loss in row blocks of 16 (or 32)
+// larger row blocks, gemm_bgrad's column reduction, the direct product on unaligned rows): the
+// same functions. linear_ce_loss in row blocks of 16 (or 32)
 // accumulates dw over the blocks (beta 1, C = D): tuning restores dw from its snapshot before
 // every candidate, so it is summed once.
 TEST(CudaAutotune, LastCandidatesMatchCpu) {
@@ -1163,6 +1164,11 @@ TEST(CudaAutotune, LastCandidatesMatchCpu) {
     EXPECT_EQ(r.candidates, (std::vector<std::string>{"epilogue", "reduce"})) << r.key;
   }
   EXPECT_GE(bgrad_choices, 2) << tuner.Table();
+  int padded_choices = 0;  // unaligned output rows: padded scratch or the direct product
+  for (const TuneRecord& r : tuner.records()) {
+    padded_choices += r.candidates == std::vector<std::string>{"padded", "direct"};
+  }
+  EXPECT_GE(padded_choices, 2) << tuner.Table();
   std::printf("%s\n", tuner.Summary().c_str());
 }
 
