@@ -51,6 +51,8 @@ if ! nvidia-smi >/dev/null 2>&1; then
 fi
 check_error "unknown target" "target" "$PTC" compile "$M/model.onnx" -o "$T/x.plan" --target tpu --dim batch=2 --dim seq=16
 check "compile --target cuda --precision bf16" "$PTC" compile "$M/model.onnx" -o "$T/gpu-bf16.plan" --target cuda --precision bf16 --dim batch=2 --dim seq=16
+check "compile --target cuda prints the roofline" bash -c "'$PTC' compile '$M/model.onnx' -o '$T/gpu2.plan' --target cuda --dim batch=2 --dim seq=16 2>&1 | grep -q '^roofline (H200'"
+check "dump --cost (text, json)" bash -c "'$PTC' dump '$T/gpu-bf16.plan' --cost | grep -q 'ideal step:' && '$PTC' dump '$T/gpu-bf16.plan' --cost --format json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"ideal_ms\"] > 0 and d[\"ops\"]'"
 check "bf16 plan has bf16 matmuls" bash -c "'$PTC' dump '$T/gpu-bf16.plan' | grep -q 'matmul(.*: bf16\\['"
 check_error "--precision bf16 on cpu" "needs --target cuda" "$PTC" compile "$M/model.onnx" -o "$T/x.plan" --precision bf16 --dim batch=2 --dim seq=16
 check_error "unknown --precision" "precision 'fp8'" "$PTC" compile "$M/model.onnx" -o "$T/x.plan" --target cuda --precision fp8 --dim batch=2 --dim seq=16

@@ -154,6 +154,16 @@ int Compile(const CompileArgs& a) {
                    g.note.c_str(), g.nodes);
     }
   }
+  if (a.target == "cuda") {
+    // The step on an H200's roofline (driver/cost_report.h's defaults): what the GPU could do.
+    const ptc::driver::CostReport c = ptc::driver::BuildCostReport(*plan->module->main(), {},
+                                                                   &plan->memory);
+    std::fprintf(stderr,
+                 "roofline (H200: %.0f TFLOP/s, %.0f GB/s): %.1f GFLOP per run, ideal %.2f ms "
+                 "(MFU at most %.0f%%); `ptc dump %s --cost` for the ops\n",
+                 c.options.peak_tflops, c.options.bandwidth_gbs, c.flops / 1e9, c.ms,
+                 100 * c.IdealMfu(), a.output.c_str());
+  }
   if (a.mem_sweep) std::fputs(ptc::driver::SweepTable(report.sweep).c_str(), stdout);
   if (a.stats) {
     std::fprintf(stderr, "  import            %8.3f s\n", report.import_seconds);
