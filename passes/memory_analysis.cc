@@ -124,6 +124,8 @@ std::vector<Phase> ClassifyPhases(const ir::Function& f) {
 
 OpCost EstimateCost(const ir::Node& n) {
   OpCost c;
+  // Views (the planner aliases their output to the input) and constants move nothing.
+  if (n.op() == "reshape" || n.op() == "identity" || n.op() == "constant") return c;
   // Each distinct operand once (attention's packed q, k, v are one tensor read once).
   for (size_t i = 0; i < n.num_inputs(); ++i) {
     const ir::Value* v = n.input(i);

@@ -60,7 +60,7 @@ inline constexpr int kNumCategories = 6;
 
 struct OpCost {
   double flops = 0;
-  int64_t bytes = 0;  // bytes read (each distinct operand once) + written
+  int64_t bytes = 0;  // bytes read (each distinct operand once) + written; 0 for views
 };
 OpCost EstimateCost(const ir::Node& node);
 

@@ -42,7 +42,6 @@ CostReport BuildCostReport(const ir::Function& function, const CostOptions& opti
   for (const auto& n : function.nodes()) {
     const std::string& op = n->op();
     passes::OpCost c = passes::EstimateCost(*n);
-    if (op == "reshape" || op == "identity" || op == "constant") c = {};  // views / free
     if (op == "assign" && n->num_inputs() == 2) {  // (target, new value) updated in place
       auto it = alias_of.find(n->input(1)->name());
       if (it != alias_of.end() && it->second == n->input(0)->name()) c = {};

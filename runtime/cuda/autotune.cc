@@ -11,6 +11,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -32,6 +33,7 @@ constexpr double kMargin = 0.98;
 struct Cache {
   std::mutex mu;
   std::map<std::pair<int, std::string>, TuneRecord> choices;  // (device, key)
+  std::set<std::string> loaded;  // tuning files read into `choices` (path, tag, device)
 };
 
 Cache& GetCache() {
@@ -101,14 +103,8 @@ class TunedChoiceKernel final : public DeviceKernel {
   bool OutputsOverlapInputs(absl::Span<const void* const> in,
                             absl::Span<void* const> out) const {
     for (size_t o = 0; o < out.size() && o < out_bytes_.size(); ++o) {
-      const auto a = reinterpret_cast<uintptr_t>(out[o]);
       for (size_t i = 0; i < in.size() && i < in_bytes_.size(); ++i) {
-        const auto b = reinterpret_cast<uintptr_t>(in[i]);
-        if (out_bytes_[o] > 0 && in_bytes_[i] > 0 &&
-            a < b + static_cast<uintptr_t>(in_bytes_[i]) &&
-            b < a + static_cast<uintptr_t>(out_bytes_[o])) {
-          return true;
-        }
+        if (BytesOverlap(out[o], out_bytes_[o], in[i], in_bytes_[i])) return true;
       }
     }
     return false;
@@ -180,23 +176,18 @@ std::vector<std::string> ReadLines(const std::string& path) {
 
 }  // namespace
 
-std::string DeviceTuneTag(int device) {
-  cudaDeviceProp prop{};
-  std::string name = "device" + std::to_string(device);
-  int major = 0, minor = 0;
-  if (cudaGetDeviceProperties(&prop, device) == cudaSuccess) {
-    name = prop.name;
-    major = prop.major;
-    minor = prop.minor;
-  } else {
-    (void)cudaGetLastError();
-  }
-  return absl::StrCat(name, " sm_", major * 10 + minor, " cublasLt ", cublasLtGetVersion());
+std::string DeviceTuneTag(const DeviceInfo& device) {
+  return absl::StrCat(device.name, " sm_", device.cc_major * 10 + device.cc_minor, " cublasLt ",
+                      cublasLtGetVersion());
 }
 
 absl::Status LoadTuneFile(const std::string& path, int device, const std::string& tag) {
   Cache& c = GetCache();
   std::lock_guard<std::mutex> lock(c.mu);
+  // Once per process (the step's and @eval's executors share the choices).
+  if (!c.loaded.insert(absl::StrCat(path, "\t", tag, "\t", device)).second) {
+    return absl::OkStatus();
+  }
   for (const std::string& line : ReadLines(path)) {
     std::optional<TuneLine> t = ParseTuneLine(line);
     if (!t || t->tag != tag) continue;
@@ -234,6 +225,7 @@ void ClearTuneCache() {
   Cache& c = GetCache();
   std::lock_guard<std::mutex> lock(c.mu);
   c.choices.clear();
+  c.loaded.clear();
 }
 
 Tuner::~Tuner() {

@@ -34,6 +34,7 @@
 
 #include "absl/status/statusor.h"
 #include "compiler/ir/ir.h"
+#include "runtime/cuda/device.h"
 #include "runtime/cuda/executor.h"
 
 namespace ptc::cuda {
@@ -92,17 +93,19 @@ class Tuner {
 std::unique_ptr<DeviceKernel> MakeTunedChoice(
     const ir::Node& node, std::vector<std::pair<std::string, std::unique_ptr<DeviceKernel>>> candidates);
 
-// Empties the process cache of choices (tests that tune the same problem twice).
+// Empties the process cache of choices and forgets the tuning files read (tests that tune the
+// same problem twice, or stand for a new process).
 void ClearTuneCache();
 
 // The tuning file: choices kept across processes (ExecutorOptions::tune_file), one line per
 // problem: device tag, kind, key, candidates, choice, times (tab-separated). A choice read
 // from it is used as one tuned in this process (for device `device`) when the tag (the
 // device's name and architecture, cuBLASLt's version) and the candidates match: runs repeat
-// their algorithms across processes and skip the timing. Loading a missing file is no error;
+// their algorithms across processes and skip the timing. A file is read once per process
+// (tag and device); loading a missing file is no error;
 // a malformed line is skipped. Saving merges this tuner's records into the file (other tags'
 // and problems' lines kept) and replaces it atomically.
-std::string DeviceTuneTag(int device);
+std::string DeviceTuneTag(const DeviceInfo& device);
 absl::Status LoadTuneFile(const std::string& path, int device, const std::string& tag);
 absl::Status SaveTuneFile(const std::string& path, const std::string& tag,
                           const std::vector<TuneRecord>& records);

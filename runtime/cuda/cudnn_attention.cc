@@ -453,6 +453,11 @@ absl::Status Execute(DeviceHandle& dh, cudaStream_t stream, const fe::graph::Gra
   return absl::OkStatus();
 }
 
+// Slot i (q 0, k 1, v 2) of a packed bt3hd operand `slot` bytes apart; p itself unpacked.
+void* SlotOf(const void* p, int i, size_t slot) {
+  return static_cast<char*>(const_cast<void*>(p)) + i * slot;
+}
+
 // The forward; with a second output (save-attention-stats) the statistics go there.
 class CudnnAttentionKernel final : public DeviceKernel {
  public:
@@ -472,9 +477,7 @@ class CudnnAttentionKernel final : public DeviceKernel {
   }
 
  private:
-  void* Slot(const void* p, int i) const {
-    return static_cast<char*>(const_cast<void*>(p)) + i * slot_;
-  }
+  void* Slot(const void* p, int i) const { return SlotOf(p, i, slot_); }
   DeviceHandle* dh_;
   BuiltGraph fwd_;
   size_t slot_;
@@ -531,9 +534,7 @@ class CudnnAttentionGradKernel final : public DeviceKernel {
   }
 
  private:
-  void* Slot(const void* p, int i) const {
-    return static_cast<char*>(const_cast<void*>(p)) + i * slot_;
-  }
+  void* Slot(const void* p, int i) const { return SlotOf(p, i, slot_); }
   DeviceHandle* dh_;
   std::optional<BuiltGraph> fwd_;
   BuiltGraph bwd_;

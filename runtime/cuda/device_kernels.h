@@ -9,6 +9,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -25,6 +26,13 @@ namespace ptc::cuda {
 inline constexpr size_t kLtWorkspaceBytes = size_t{32} << 20;
 
 class Tuner;  // runtime/cuda/autotune.h
+
+// Whether [p, p + p_bytes) and [q, q + q_bytes) share a byte (empty ranges share none).
+inline bool BytesOverlap(const void* p, int64_t p_bytes, const void* q, int64_t q_bytes) {
+  const auto a = reinterpret_cast<uintptr_t>(p), b = reinterpret_cast<uintptr_t>(q);
+  return p_bytes > 0 && q_bytes > 0 && a < b + static_cast<uintptr_t>(q_bytes) &&
+         b < a + static_cast<uintptr_t>(p_bytes);
+}
 
 struct LaunchContext {
   cudaStream_t stream = nullptr;

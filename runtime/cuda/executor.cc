@@ -117,7 +117,7 @@ class CudaExecutor final : public Executor {
       tuner_ = std::make_unique<Tuner>(options.device);
       tune_file_ = options.tune_file;
       if (!tune_file_.empty()) {
-        tune_tag_ = DeviceTuneTag(options.device);
+        tune_tag_ = DeviceTuneTag(device_);
         PTC_RETURN_IF_ERROR(LoadTuneFile(tune_file_, options.device, tune_tag_));
       }
     }

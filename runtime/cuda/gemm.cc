@@ -270,11 +270,6 @@ class GemmKernel final : public DeviceKernel {
     if (rows <= 0 || cols <= 0 || batch <= 0) return 0;
     return ((batch - 1) * stride + (cols - 1) * ld + rows) * static_cast<int64_t>(elem);
   }
-  static bool Overlap(const void* p, int64_t p_bytes, const void* q, int64_t q_bytes) {
-    const auto a = reinterpret_cast<uintptr_t>(p), b = reinterpret_cast<uintptr_t>(q);
-    return p_bytes > 0 && q_bytes > 0 && a < b + static_cast<uintptr_t>(q_bytes) &&
-           b < a + static_cast<uintptr_t>(p_bytes);
-  }
 
   absl::Status Matmul(const LaunchContext& ctx, const void* lt_a, const void* lt_b, void* d,
                       const void* alpha, const void* beta, const void* c = nullptr) {
@@ -306,11 +301,11 @@ class GemmKernel final : public DeviceKernel {
   absl::Status Tune(const LaunchContext& ctx, const void* lt_a, const void* lt_b, void* d,
                     const void* alpha, const void* beta, const void* c) {
     tuned_ = true;
-    if (Overlap(d, span_d_, lt_a, span_a_) || Overlap(d, span_d_, lt_b, span_b_)) {
+    if (BytesOverlap(d, span_d_, lt_a, span_a_) || BytesOverlap(d, span_d_, lt_b, span_b_)) {
       return absl::OkStatus();
     }
     const bool reads_d = (f64_ ? beta_d_ != 0 : beta_f_ != 0) &&
-                         (c == nullptr || Overlap(d, span_d_, c, span_d_));
+                         (c == nullptr || BytesOverlap(d, span_d_, c, span_d_));
     void* snapshot = nullptr;
     if (reads_d) {
       if (cudaMalloc(&snapshot, static_cast<size_t>(span_d_)) != cudaSuccess) {
@@ -452,21 +447,35 @@ bool UsePaddedMatmul(DType dt, int64_t m, int64_t n, int64_t k, const KernelOpti
          n >= 64 && m >= 256 && dt != DType::kF64;
 }
 
+// With autotuning, `kernel` (named `name`, the default) and the kernel `alternative` makes
+// from options changed by `change` compete (MakeTunedChoice); without autotuning, or when the
+// alternative cannot be made, `kernel` alone.
+absl::StatusOr<std::unique_ptr<DeviceKernel>> WithTunedAlternative(
+    const ir::Node& node, const KernelOptions& options, std::string name,
+    std::unique_ptr<DeviceKernel> kernel, std::string alternative_name,
+    const std::function<void(KernelOptions&)>& change,
+    const std::function<absl::StatusOr<std::unique_ptr<DeviceKernel>>(const KernelOptions&)>&
+        alternative) {
+  if (!options.autotune) return kernel;
+  KernelOptions other = options;
+  change(other);
+  auto alt = alternative(other);
+  if (!alt.ok()) return kernel;
+  std::vector<std::pair<std::string, std::unique_ptr<DeviceKernel>>> candidates;
+  candidates.emplace_back(std::move(name), std::move(kernel));
+  candidates.emplace_back(std::move(alternative_name), *std::move(alt));
+  return MakeTunedChoice(node, std::move(candidates));
+}
+
 // With autotuning, the padded kernel competes with the direct product on the unaligned rows
 // (cuBLASLt's kernels for them may beat the copies at some shapes).
 template <typename Create>
 absl::StatusOr<std::unique_ptr<DeviceKernel>> PaddedOrDirect(
     const ir::Node& node, const KernelOptions& options, std::unique_ptr<DeviceKernel> padded,
     Create create) {
-  if (!options.autotune) return padded;
-  KernelOptions direct_options = options;
-  direct_options.padded_matmul = false;
-  auto direct = create(direct_options);
-  if (!direct.ok()) return padded;
-  std::vector<std::pair<std::string, std::unique_ptr<DeviceKernel>>> candidates;
-  candidates.emplace_back("padded", std::move(padded));
-  candidates.emplace_back("direct", *std::move(direct));
-  return MakeTunedChoice(node, std::move(candidates));
+  return WithTunedAlternative(
+      node, options, "padded", std::move(padded), "direct",
+      [](KernelOptions& o) { o.padded_matmul = false; }, create);
 }
 
 absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateMatmul(const ir::Node& node,
@@ -1427,19 +1436,19 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateGemmKernel(const ir::Node& n
   if (node.op() == "gemm") return CreateGemm(node, options, lt);
   if (node.op() == "fused_matmul") return CreateFusedMatMul(node, options, lt);
   if (node.op() == "gemm_bgrad") {
+    auto make = [&](const KernelOptions& o) -> absl::StatusOr<std::unique_ptr<DeviceKernel>> {
+      auto k = std::make_unique<GemmBgradKernel>();
+      PTC_RETURN_IF_ERROR(k->Init(node, o, lt));
+      return std::unique_ptr<DeviceKernel>(std::move(k));
+    };
     auto k = std::make_unique<GemmBgradKernel>();
     PTC_RETURN_IF_ERROR(k->Init(node, options, lt));
     // With autotuning, the plain GEMM + column reduction competes with the BGRAD epilogue
     // (whose algorithms may be fewer and slower).
-    if (!options.autotune || !k->uses_epilogue()) return std::unique_ptr<DeviceKernel>(std::move(k));
-    KernelOptions reduce = options;
-    reduce.bgrad_reduce = true;
-    auto r = std::make_unique<GemmBgradKernel>();
-    if (!r->Init(node, reduce, lt).ok()) return std::unique_ptr<DeviceKernel>(std::move(k));
-    std::vector<std::pair<std::string, std::unique_ptr<DeviceKernel>>> candidates;
-    candidates.emplace_back("epilogue", std::move(k));
-    candidates.emplace_back("reduce", std::move(r));
-    return MakeTunedChoice(node, std::move(candidates));
+    if (!k->uses_epilogue()) return std::unique_ptr<DeviceKernel>(std::move(k));
+    return WithTunedAlternative(
+        node, options, "epilogue", std::move(k), "reduce",
+        [](KernelOptions& o) { o.bgrad_reduce = true; }, make);
   }
   if (node.op() == "attention") return CreateAttention(node, options, lt);
   if (node.op() == "attention_grad") return CreateAttentionGrad(node, options);
@@ -1448,17 +1457,16 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateGemmKernel(const ir::Node& n
     PTC_RETURN_IF_ERROR(k->Init(node, options, lt));
     // With autotuning, blocks of twice as many rows are a candidate too (larger products,
     // twice the logits scratch: the workspace is the larger's).
-    if (!options.autotune || k->rows() >= k->total_rows()) {
-      return std::unique_ptr<DeviceKernel>(std::move(k));
-    }
-    KernelOptions twice = options;
-    twice.linear_ce_rows = 2 * k->rows();
-    auto big = std::make_unique<LinearCeKernel>();
-    if (!big->Init(node, twice, lt).ok()) return std::unique_ptr<DeviceKernel>(std::move(k));
-    std::vector<std::pair<std::string, std::unique_ptr<DeviceKernel>>> candidates;
-    candidates.emplace_back(absl::StrCat("rows", k->rows()), std::move(k));
-    candidates.emplace_back(absl::StrCat("rows", big->rows()), std::move(big));
-    return MakeTunedChoice(node, std::move(candidates));
+    const int64_t rows = k->rows();
+    if (rows >= k->total_rows()) return std::unique_ptr<DeviceKernel>(std::move(k));
+    return WithTunedAlternative(
+        node, options, absl::StrCat("rows", rows), std::move(k), absl::StrCat("rows", 2 * rows),
+        [rows](KernelOptions& o) { o.linear_ce_rows = 2 * rows; },
+        [&](const KernelOptions& o) -> absl::StatusOr<std::unique_ptr<DeviceKernel>> {
+          auto big = std::make_unique<LinearCeKernel>();
+          PTC_RETURN_IF_ERROR(big->Init(node, o, lt));
+          return std::unique_ptr<DeviceKernel>(std::move(big));
+        });
   }
   return CreateMatmul(node, options, lt);
 }

@@ -98,7 +98,7 @@ absl::StatusOr<ptc::cuda::ExecutorOptions> OptionsFromEnv() {
 // This GPU's roofline for the profiles' ideal times and the training MFU:
 // PTC_CUDA_ROOFLINE=TFLOPS,GBS, else driver::CostOptions' defaults (an H200's measured bf16
 // GEMM rate and HBM3e bandwidth).
-ptc::driver::CostOptions RooflineFromEnv() {
+ptc::driver::CostReport StepCost(const ptc::plan::Plan& plan) {
   ptc::driver::CostOptions co;
   if (const char* env = std::getenv("PTC_CUDA_ROOFLINE")) {
     std::vector<std::string> v = absl::StrSplit(env, ',');
@@ -109,16 +109,13 @@ ptc::driver::CostOptions RooflineFromEnv() {
       co.bandwidth_gbs = b;
     }
   }
-  return co;
+  return ptc::driver::BuildCostReport(*plan.module->main(), co, &plan.memory);
 }
 
-std::map<std::string, double> IdealMsPerOp(const ptc::plan::Plan& plan) {
-  const ptc::driver::CostOptions co = RooflineFromEnv();
+// Per op, the ideal ms per run (the profiles' ideal column).
+std::map<std::string, double> IdealMsPerOp(const ptc::driver::CostReport& cost) {
   std::map<std::string, double> out;
-  for (const ptc::driver::OpCost& c :
-       ptc::driver::BuildCostReport(*plan.module->main(), co, &plan.memory).ops) {
-    out[c.op] = c.ms;
-  }
+  for (const ptc::driver::OpCost& c : cost.ops) out[c.op] = c.ms;
   return out;
 }
 
@@ -137,10 +134,9 @@ class CudaBackend final : public ptc::train::Backend {
     auto b = std::make_unique<CudaBackend>();
     PTC_ASSIGN_OR_RETURN(ptc::cuda::ExecutorOptions options, OptionsFromEnv());
     PTC_ASSIGN_OR_RETURN(b->step_, ptc::cuda::Executor::Create(plan, options));
-    b->ideal_ms_ = IdealMsPerOp(plan);
-    const ptc::driver::CostOptions co = RooflineFromEnv();
-    b->roofline_ = {ptc::driver::BuildCostReport(*plan.module->main(), co, &plan.memory).flops,
-                    co.peak_tflops};
+    const ptc::driver::CostReport cost = StepCost(plan);
+    b->ideal_ms_ = IdealMsPerOp(cost);
+    b->roofline_ = {cost.flops, cost.options.peak_tflops};
     const ptc::ir::Function* ef = plan.module->FindFunction("eval");
     if (ef != nullptr && ef != plan.module->main()) {
       for (const auto& n : ef->nodes()) {
@@ -377,7 +373,7 @@ int main(int argc, char** argv) {
                (*exec)->autotune_summary(std::getenv("PTC_CUDA_AUTOTUNE_TABLE") != nullptr)
                    .c_str());
   if (report.profiled) {
-    const std::map<std::string, double> ideal = IdealMsPerOp(*plan);
+    const std::map<std::string, double> ideal = IdealMsPerOp(StepCost(*plan));
     std::fprintf(stderr, "\n%s",
                  ptc::driver::FormatRunProfile(report.profile, std::max(1, repeat), 10, &ideal)
                      .c_str());
