@@ -8,6 +8,11 @@
 # (a CPU memcheck).
 option(PTC_CUDA_EMU "Build the CUDA CPU emulation and its tests (needs the CUDA headers)" ON)
 option(PTC_CUDA_EMU_ASAN "Build the CUDA CPU emulation with AddressSanitizer" ON)
+option(PTC_CUDA_EMU_RACECHECK
+       "Also build the CUDA CPU emulation's shared-memory race checker (ptc_cuda_racecheck_tests)"
+       ON)
+# The instrumentation of the racecheck variant's kernels (and of the race tests' own kernels).
+set(PTC_EMU_RACE_FLAGS -fsanitize=thread --param=tsan-instrument-func-entry-exit=0 -g1)
 if(NOT PTC_CUDA_EMU OR NOT PTC_CUDA_FOUND)
   return()
 endif()
@@ -42,20 +47,51 @@ file(WRITE ${ptc_emu_dir}/cudnn_attention_off.cc.in
 configure_file(${ptc_emu_dir}/cudnn_attention_off.cc.in ${ptc_emu_dir}/cudnn_attention_off.cc
                COPYONLY)
 
-add_library(ptc_runtime_cuda_emu STATIC ${ptc_emu_rt_srcs} ${ptc_emu_dir}/cudnn_attention_off.cc
-            ${ptc_emu_kernels}
-            ${PTC_CUDA_DIR}/runtime/cuda/emu/emu.cc
-            ${PTC_CUDA_DIR}/runtime/cuda/emu/cublaslt_emu.cc)
-target_include_directories(ptc_runtime_cuda_emu PUBLIC ${CUDAToolkit_INCLUDE_DIRS})
-target_link_libraries(ptc_runtime_cuda_emu PUBLIC ptc_ir ptc_plan ptc_cpu_kernels
-                      ptc_cuda_codegen Threads::Threads)
-target_compile_definitions(ptc_runtime_cuda_emu PUBLIC PTC_HAVE_CUDA=1 PTC_CUDA_EMU=1)
+# One emulated backend per checker: `name` built from the runtime's sources, the kernels given.
+function(ptc_cuda_emu_runtime name)
+  add_library(${name} STATIC ${ptc_emu_rt_srcs} ${ptc_emu_dir}/cudnn_attention_off.cc ${ARGN}
+              ${PTC_CUDA_DIR}/runtime/cuda/emu/emu.cc
+              ${PTC_CUDA_DIR}/runtime/cuda/emu/cublaslt_emu.cc)
+  target_include_directories(${name} PUBLIC ${CUDAToolkit_INCLUDE_DIRS})
+  target_link_libraries(${name} PUBLIC ptc_ir ptc_plan ptc_cpu_kernels ptc_cuda_codegen
+                        Threads::Threads ${CMAKE_DL_LIBS})
+  target_compile_definitions(${name} PUBLIC PTC_HAVE_CUDA=1 PTC_CUDA_EMU=1)
+endfunction()
+
+# The memcheck variant: AddressSanitizer on the whole backend.
+ptc_cuda_emu_runtime(ptc_runtime_cuda_emu ${ptc_emu_kernels})
 if(PTC_CUDA_EMU_ASAN)
   target_compile_options(ptc_runtime_cuda_emu PRIVATE -fsanitize=address -fno-omit-frame-pointer)
   target_link_options(ptc_runtime_cuda_emu PUBLIC -fsanitize=address)
 endif()
 
+# The racecheck variant (runtime/cuda/emu/racecheck.cc): the kernels compiled with GCC's
+# ThreadSanitizer instrumentation only (its calls go to racecheck.cc's shared-memory race
+# checker, not to the TSan runtime), line tables for the reports; no AddressSanitizer (the two
+# do not combine). Each kernel file is compiled through a wrapper, since a source's options are
+# per file.
+if(PTC_CUDA_EMU_RACECHECK)
+  set(ptc_emu_race_kernels "")
+  foreach(cc ${ptc_emu_kernels})
+    get_filename_component(stem ${cc} NAME_WE)
+    set(w ${ptc_emu_dir}/race/${stem}.cc)
+    file(WRITE ${w}.in "#include \"${cc}\"\n")
+    configure_file(${w}.in ${w} COPYONLY)
+    set_source_files_properties(${w} PROPERTIES OBJECT_DEPENDS ${cc})
+    list(APPEND ptc_emu_race_kernels ${w})
+  endforeach()
+  set_source_files_properties(${ptc_emu_race_kernels} PROPERTIES COMPILE_OPTIONS
+    "-include;${PTC_CUDA_DIR}/runtime/cuda/emu/device_shim.h;-Wno-unused-parameter;-Wno-unused-variable;-Wno-unused-function;-Wno-unknown-pragmas;-Wno-class-memaccess;${PTC_EMU_RACE_FLAGS}")
+  ptc_cuda_emu_runtime(ptc_runtime_cuda_emu_race ${ptc_emu_race_kernels}
+                       ${PTC_CUDA_DIR}/runtime/cuda/emu/racecheck.cc)
+  target_compile_definitions(ptc_runtime_cuda_emu_race PRIVATE PTC_CUDA_EMU_RACECHECK=1)
+endif()
+
 add_executable(ptc-cuda-emu ${CMAKE_SOURCE_DIR}/tools/ptc_cuda/main.cc)
 target_link_libraries(ptc-cuda-emu PRIVATE ptc_driver ptc_runtime_cuda_emu)
+if(TARGET ptc_runtime_cuda_emu_race)
+  add_executable(ptc-cuda-race ${CMAKE_SOURCE_DIR}/tools/ptc_cuda/main.cc)
+  target_link_libraries(ptc-cuda-race PRIVATE ptc_driver ptc_runtime_cuda_emu_race)
+endif()
 message(STATUS "ptc: CUDA CPU emulation (ptc_runtime_cuda_emu, ptc-cuda-emu; "
-               "AddressSanitizer ${PTC_CUDA_EMU_ASAN})")
+               "AddressSanitizer ${PTC_CUDA_EMU_ASAN}, race checker ${PTC_CUDA_EMU_RACECHECK})")

@@ -250,13 +250,15 @@ KernelOr MakeGeluGrad(const ir::Node& node) {
   const ir::TensorType& x = node.input(1)->type();
   PTC_RETURN_IF_ERROR(RequireFloat(node, x, "x"));
   if (node.input(0)->type() != x) return Invalid(node, "dy must have x's type");
-  PTC_ASSIGN_OR_RETURN(std::string approx, node.GetString("approximate", "none"));
-  if (approx != "none" && approx != "tanh") {
-    return Invalid(node, absl::StrCat("approximate must be \"none\" or \"tanh\", got \"", approx,
-                                      "\""));
+  // (Held in the StatusOr: GCC 12 warns of an uninitialized string when it is moved out.)
+  const absl::StatusOr<std::string> approx = node.GetString("approximate", "none");
+  if (!approx.ok()) return approx.status();
+  if (*approx != "none" && *approx != "tanh") {
+    return Invalid(node, absl::StrCat("approximate must be \"none\" or \"tanh\", got \"",
+                                      *approx, "\""));
   }
   return std::unique_ptr<DeviceKernel>(
-      new GeluGradKernel(ToDT(x.dtype), approx == "tanh", x.num_elements()));
+      new GeluGradKernel(ToDT(x.dtype), *approx == "tanh", x.num_elements()));
 }
 
 // -------------------------------------------------------------------------------- gather_grad

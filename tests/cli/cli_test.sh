@@ -101,6 +101,10 @@ if ! nvidia-smi >/dev/null 2>&1; then
 else
   check "generate on cuda = on cpu (greedy)" bash -c "[ \"\$('$PTC' generate '$T/gen-cuda.plan' --prompt 'A' --tokens 20 --temperature 0 2>/dev/null)\" = \"\$('$PTC' generate '$T/gen.plan' --prompt 'A' --tokens 20 --temperature 0 2>/dev/null)\" ]"
 fi
+if [ -x "$(dirname "$PTC")/ptc-cuda-race" ]; then
+  check "train a CUDA plan on the CPU emulation's race checker" env PTC_CUDA_EMULATE=race "$PTC" run "$T/train-cuda.plan" --steps 2 --progress none
+fi
+check_error "PTC_CUDA_EMULATE=garbage" "is not one of 1" env PTC_CUDA_EMULATE=yes "$PTC" run "$T/train-cuda.plan" --steps 1
 check_error "generate from a checkpoint without --model" "--model" "$PTC" generate "$T/ckpt" --tokens 2
 check_error "generate from a checkpoint with the loss model" "without its loss" "$PTC" generate "$T/ckpt" --model "$T/l.onnx" --seq 32 --tokens 2
 

@@ -230,17 +230,25 @@ absl::StatusOr<std::map<std::string, Tensor>> ReadInputs(const RunArgs& a) {
 
 // CUDA plans run in `ptc-cuda` (next to this binary), so that the CPU commands never load the
 // CUDA libraries (cuBLASLt alone maps ~200 MiB). PTC_CUDA_EMULATE=1 runs them in
-// `ptc-cuda-emu` instead: the same backend on the CPU (runtime/cuda/emu; slow, for checking).
+// `ptc-cuda-emu` instead: the same backend on the CPU (runtime/cuda/emu; slow, for checking;
+// AddressSanitizer), PTC_CUDA_EMULATE=race in `ptc-cuda-race` (the shared-memory race checker).
 // Replaces this process with ptc-cuda PLAN MODE_ARGS... (returns only on failure).
 int ExecPtcCuda(const std::string& plan, const std::vector<std::string>& mode_args) {
   std::error_code ec;
   std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
-  const char* emulate = std::getenv("PTC_CUDA_EMULATE");
-  const bool emu = emulate != nullptr && std::string(emulate) == "1";
-  std::filesystem::path helper = self.parent_path() / (emu ? "ptc-cuda-emu" : "ptc-cuda");
-  if (emu) {
-    std::fprintf(stderr, "ptc: PTC_CUDA_EMULATE=1: running the CUDA plan on the CPU emulation "
-                         "(%s)\n", helper.c_str());
+  const char* emulate_env = std::getenv("PTC_CUDA_EMULATE");
+  const std::string emulate = emulate_env != nullptr ? emulate_env : "";
+  const bool emu = emulate == "1", race = emulate == "race";
+  if (!emulate.empty() && emulate != "0" && !emu && !race) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        "PTC_CUDA_EMULATE=", emulate, " is not one of 1 (the CPU emulation with "
+        "AddressSanitizer), race (with the shared-memory race checker) or 0")));
+  }
+  std::filesystem::path helper =
+      self.parent_path() / (emu ? "ptc-cuda-emu" : race ? "ptc-cuda-race" : "ptc-cuda");
+  if (emu || race) {
+    std::fprintf(stderr, "ptc: PTC_CUDA_EMULATE=%s: running the CUDA plan on the CPU emulation "
+                         "(%s)\n", emulate.c_str(), helper.c_str());
   }
   if (ec || !std::filesystem::exists(helper)) {
     return Fail(absl::FailedPreconditionError(absl::StrCat(
@@ -693,7 +701,8 @@ int main(int argc, char** argv) {
       "kernels; choices kept in $PTC_CUDA_TUNE_FILE, default ~/.cache/ptc/cuda-autotune.tsv);\n"
       "--profile shows each op's ideal time on the GPU's roofline ($PTC_CUDA_ROOFLINE=TFLOPS,GBS).\n"
       "PTC_CUDA_OPTIONS=no_autotune,attention_simt,attention_cudnn,no_graphs,... switches parts\n"
-      "(runtime/cuda/README.md); PTC_CUDA_EMULATE=1 runs the plan on the CPU emulation.\n");
+      "(runtime/cuda/README.md); PTC_CUDA_EMULATE=1 runs the plan on the CPU emulation,\n"
+      "PTC_CUDA_EMULATE=race on it with the shared-memory race checker.\n");
 
   DumpArgs da;
   CLI::App* dump = app.add_subcommand("dump", "Show a plan's or an ONNX model's graph");

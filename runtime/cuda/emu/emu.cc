@@ -26,6 +26,11 @@
 #define PTC_EMU_ASAN 1
 #endif
 #endif
+#if defined(PTC_CUDA_EMU_RACECHECK) && PTC_CUDA_EMU_RACECHECK
+#define PTC_EMU_RACECHECK 1
+#else
+#define PTC_EMU_RACECHECK 0
+#endif
 #if PTC_EMU_ASAN
 #include <sanitizer/common_interface_defs.h>
 
@@ -55,6 +60,8 @@ struct CpAsyncCopy {
   void* dst;
   const void* src;
   int bytes, src_bytes;
+  uint32_t issued;  // the block's barrier count at the issue (race checker)
+  const void* pc;
 };
 
 // The context switch: the callee-saved registers, the SSE and x87 control words and the stack
@@ -282,6 +289,14 @@ bool ReleaseWarps(Scheduler& s, int num_warps) {
       for (int j = 0; j < 32; ++j) {
         if (((mask >> j) & 1u) != 0) lanes[j]->state = State::kRunnable;
       }
+#if PTC_EMU_RACECHECK
+      // Orders the warp's accesses only when every lane of the warp took part.
+      bool whole = true;
+      for (int j = 0; j < 32; ++j) {
+        whole &= lanes[j] == nullptr || ((mask >> j) & 1u) != 0 || lanes[j]->state == State::kDone;
+      }
+      if (whole) race::WarpSynced(w);
+#endif
       released = true;
     }
   }
@@ -308,6 +323,9 @@ bool ReleaseBlock(Scheduler& s) {
   }
   if (first == nullptr) return false;
   const int result = first->op == 1 ? any : first->op == 2 ? all : first->op == 3 ? count : 0;
+#if PTC_EMU_RACECHECK
+  race::BarrierOpened();
+#endif
   for (Fiber* f : s.fibers) {
     if (f->state == State::kBlockBarrier) {
       f->result = result;
@@ -340,6 +358,9 @@ void RunBlock(Scheduler& s, Launch& launch, uint3 block) {
   if (!launch.dynamic_smem.empty()) {
     std::memset(launch.dynamic_smem.data(), 0xff, launch.dynamic_smem.size());
   }
+#if PTC_EMU_RACECHECK
+  race::BlockStart(s.block_epoch, n, launch.dynamic_smem.data(), launch.dynamic_smem.size());
+#endif
   const int num_warps = (n + 31) / 32;
   for (;;) {
     bool ran = false;
@@ -518,19 +539,42 @@ int LaneId() {
   return s.current != nullptr ? s.current->lane : 0;
 }
 
-unsigned char* DynamicShared() {
+unsigned char* DynamicShared(const char* name) {
   Scheduler& s = Sched();
   if (s.launch == nullptr) Fatal("extern __shared__ outside a kernel");
+#if PTC_EMU_RACECHECK
+  race::DynamicName(name);
+#else
+  (void)name;
+#endif
   return s.launch->dynamic_smem.data();
 }
 
-void PoisonShared(void* p, size_t bytes) {
+void PoisonShared(void* p, size_t bytes, const char* name) {
   Scheduler& s = Sched();
   if (s.launch == nullptr) return;
   uint64_t& epoch = s.poisoned[p];
   if (epoch == s.block_epoch) return;
   epoch = s.block_epoch;
   std::memset(p, 0xff, bytes);
+#if PTC_EMU_RACECHECK
+  race::SharedVariable(p, bytes, name);
+#else
+  (void)name;
+#endif
+}
+
+int CurrentThread() {
+  Scheduler& s = Sched();
+  if (s.current == nullptr) return -1;
+  const uint3 t = s.current->tid;
+  return static_cast<int>(t.x + t_block_dim.x * (t.y + t_block_dim.y * t.z));
+}
+
+uint3 ThreadIndex(int linear) {
+  const dim3 b = t_block_dim;
+  const unsigned i = static_cast<unsigned>(linear);
+  return uint3{i % b.x, (i / b.x) % b.y, i / (b.x * b.y)};
 }
 
 // mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}: the PTX ISA's fragment layouts. Lane l,
@@ -596,6 +640,10 @@ void LdmatrixX4Trans(uint32_t (&r)[4], const void* row_address) {
       const void* row;
       std::memcpy(&row, all + (8 * m + 2 * (l % 4) + h) * sizeof(void*), sizeof row);
       std::memcpy(&v[h], static_cast<const uint16_t*>(row) + l / 4, 2);
+#if PTC_EMU_RACECHECK
+      race::Access(static_cast<const uint16_t*>(row) + l / 4, 2, false,
+                   __builtin_return_address(0));
+#endif
     }
     r[m] = static_cast<uint32_t>(v[0]) | (static_cast<uint32_t>(v[1]) << 16);
   }
@@ -620,19 +668,32 @@ void CpAsync(void* smem, const void* gmem, int bytes, int src_bytes) {
       (src_bytes > 0 && reinterpret_cast<uintptr_t>(gmem) % bytes != 0)) {
     Fatal("cp.async of " + std::to_string(bytes) + " bytes at a misaligned address");
   }
-  const CpAsyncCopy c{smem, gmem, bytes, src_bytes};
+  uint32_t issued = 0;
+#if PTC_EMU_RACECHECK
+  issued = race::Barriers();
+#endif
+  const CpAsyncCopy c{smem, gmem, bytes, src_bytes, issued, __builtin_return_address(0)};
   Scheduler& s = Sched();
-  if (CpAsyncEarly() || s.current == nullptr) {
+  if (s.current == nullptr) {
     DoCopy(c);
-  } else {
-    s.current->pending_copies.push_back(c);
+    return;
   }
+  // Early: the data lands now, and the copy stays pending until the wait all the same (for
+  // the race checker and the check that every copy is waited for).
+  if (CpAsyncEarly()) DoCopy(c);
+  s.current->pending_copies.push_back(c);
 }
 
 void CpAsyncWaitAll() {
   Scheduler& s = Sched();
   if (s.current == nullptr) return;
-  for (const CpAsyncCopy& c : s.current->pending_copies) DoCopy(c);
+  const bool early = CpAsyncEarly();
+  for (const CpAsyncCopy& c : s.current->pending_copies) {
+    if (!early) DoCopy(c);
+#if PTC_EMU_RACECHECK
+    race::AsyncWrite(c.dst, static_cast<size_t>(c.bytes), c.issued, c.pc);
+#endif
+  }
   s.current->pending_copies.clear();
 }
 

@@ -68,12 +68,12 @@ const unsigned char* WarpExchange(unsigned mask, const void* value, size_t bytes
                                   const char* what);
 int LaneId();
 
-// Dynamic shared memory of the running block (`extern __shared__`), its size in bytes.
-unsigned char* DynamicShared();
+// Dynamic shared memory of the running block (`extern __shared__ T name[]`).
+unsigned char* DynamicShared(const char* name = nullptr);
 // Fills a static __shared__ variable with 0xff bytes (NaN for floats) the first time a thread of
 // a new block declares it: a kernel that reads shared memory before writing it sees garbage, as
-// on a GPU.
-void PoisonShared(void* p, size_t bytes);
+// on a GPU. `name` (the declaration's) is for the race checker's reports.
+void PoisonShared(void* p, size_t bytes, const char* name = nullptr);
 
 template <typename T>
 T ShflFrom(unsigned mask, T v, int src, bool own, const char* what) {
@@ -119,6 +119,39 @@ void MmaM16N8K16(bool bf16, float (&c)[4], const uint32_t (&a)[4], uint32_t b0, 
 void LdmatrixX4Trans(uint32_t (&r)[4], const void* row_address);
 void CpAsync(void* smem, const void* gmem, int bytes, int src_bytes);
 void CpAsyncWaitAll();
+
+// The running kernel thread's index in its block (x fastest), or -1 outside a kernel.
+int CurrentThread();
+// Thread index `linear` of the running block as (x, y, z).
+uint3 ThreadIndex(int linear);
+
+// The shared-memory race checker (racecheck.cc; built into the racecheck variant only, where
+// PTC_EMU_RACECHECK is 1 and the kernels are compiled with GCC's -fsanitize=thread
+// instrumentation, whose __tsan_* calls racecheck.cc defines instead of the TSan runtime).
+// Two accesses to the same shared-memory byte by different threads of a block, at least one of
+// them a write, race unless a __syncthreads opened between them (or, for lanes of one warp, a
+// warp collective of the whole warp completed between them). A race stops the kernel with both
+// accesses' threads and source lines.
+namespace race {
+// A new block starts: its barrier count and warp counts restart, and the dynamic shared memory
+// is [dynamic, dynamic + dynamic_bytes).
+void BlockStart(uint64_t block_serial, int threads, const void* dynamic, size_t dynamic_bytes);
+// The name of an extern __shared__ declaration of the running kernel (for the reports).
+void DynamicName(const char* name);
+// A static __shared__ variable (registered at its first declaration; later calls are no-ops).
+void SharedVariable(const void* p, size_t bytes, const char* name);
+void BarrierOpened();
+void WarpSynced(int warp);
+// The running thread reads or writes [p, p + bytes) at `pc` (ignored unless shared memory).
+void Access(const void* p, size_t bytes, bool write, const void* pc);
+// The block's barrier count (to stamp a cp.async at its issue).
+uint32_t Barriers();
+// A cp.async of the running thread lands: it wrote [p, p + bytes) at some time between its
+// issue (barrier count `issued`) and now (its wait).
+void AsyncWrite(const void* p, size_t bytes, uint32_t issued, const void* pc);
+// Shared-memory bytes checked so far on this host thread (0 unless the checker is built in).
+uint64_t CheckedBytes();
+}  // namespace race
 
 }  // namespace ptc::emu
 

@@ -76,10 +76,10 @@ def rewrite_shared(text):
             if dims != "[]":
                 raise SystemExit(f"extern __shared__ {name} must be declared name[]")
             return (f"{typ}* const {name} = "
-                    f"reinterpret_cast<{typ}*>(::ptc::emu::DynamicShared());")
+                    f"reinterpret_cast<{typ}*>(::ptc::emu::DynamicShared(\"{name}\"));")
         align = f"alignas({m.group('align')}) " if m.group("align") else ""
         return (f"static {align}{typ} {name}{dims}; "
-                f"::ptc::emu::PoisonShared(&{name}, sizeof({name}));")
+                f"::ptc::emu::PoisonShared(&{name}, sizeof({name}), \"{name}\");")
     return SHARED.sub(sub, text)
 
 
