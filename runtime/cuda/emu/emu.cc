@@ -853,6 +853,10 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   // 256-byte aligned, as cudaMalloc's (cuBLASLt and the vector paths rely on it).
   void* p = std::aligned_alloc(256, (std::max<size_t>(bytes, 1) + 255) / 256 * 256);
   if (p == nullptr) return Fail(cudaErrorMemoryAllocation);
+  // Uninitialized device memory reads as 0xff bytes (NaN for floats, -1 for integers), as
+  // shared memory does: a kernel or a plan that reads a buffer before anything wrote it shows
+  // (a GPU's fresh allocations are often zeros, which hides it).
+  std::memset(p, 0xff, bytes);
   rt.allocations[p] = bytes;
   rt.allocated += bytes;
   *ptr = p;
