@@ -7,9 +7,12 @@
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -63,6 +66,13 @@ __global__ void DivergentBarrier(int* out) {
 __global__ void ShuffleAfterExit(float* out) {
   if (threadIdx.x == 5) return;
   out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.0f, 1);
+}
+
+// Each block takes the next ticket: order[ticket] = the block's linear index.
+__global__ void RecordBlockOrder(int* counter, int* order) {
+  if (threadIdx.x == 0) {
+    order[atomicAdd(counter, 1)] = static_cast<int>(blockIdx.x + gridDim.x * blockIdx.y);
+  }
 }
 
 __global__ void Fill(float* out, float v) { out[blockIdx.x * blockDim.x + threadIdx.x] = v; }
@@ -192,6 +202,32 @@ TEST(CudaEmulation, GraphCaptureRecordsAndReplays) {
   cudaGraphExecDestroy(e);
   cudaGraphDestroy(g);
   cudaStreamDestroy(s);
+}
+
+// PTC_CUDA_EMU_BLOCK_ORDER (the race checker's tests run with reverse): every block once, in
+// that order.
+TEST(CudaEmulation, BlocksRunInTheConfiguredOrder) {
+  const char* env = std::getenv("PTC_CUDA_EMU_BLOCK_ORDER");
+  const std::string order_name = env != nullptr ? env : "forward";
+  int counter = 0;
+  std::vector<int> order(15, -1);
+  ::ptc::emu::Launcher(RecordBlockOrder, "RecordBlockOrder", dim3(5, 3), 32)(&counter,
+                                                                             order.data());
+  ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  ASSERT_EQ(counter, 15);
+  std::vector<int> sorted = order;
+  std::sort(sorted.begin(), sorted.end());
+  for (int i = 0; i < 15; ++i) EXPECT_EQ(sorted[i], i);
+  for (int i = 0; i < 15; ++i) {
+    if (order_name == "forward") {
+      EXPECT_EQ(order[i], i);
+    } else if (order_name == "reverse") {
+      EXPECT_EQ(order[i], 14 - i);
+    }
+  }
+  if (order_name == "shuffle") {
+    EXPECT_FALSE(std::is_sorted(order.begin(), order.end()));
+  }
 }
 
 TEST(CudaEmulationDeathTest, DivergentBarrierIsReported) {

@@ -136,7 +136,11 @@ class CudaBackend final : public ptc::train::Backend {
     PTC_ASSIGN_OR_RETURN(b->step_, ptc::cuda::Executor::Create(plan, options));
     const ptc::driver::CostReport cost = StepCost(plan);
     b->ideal_ms_ = IdealMsPerOp(cost);
+#if PTC_CUDA_EMU
+    b->roofline_ = {cost.flops, 0};  // the CPU emulation has no peak to measure against
+#else
     b->roofline_ = {cost.flops, cost.options.peak_tflops};
+#endif
     const ptc::ir::Function* ef = plan.module->FindFunction("eval");
     if (ef != nullptr && ef != plan.module->main()) {
       for (const auto& n : ef->nodes()) {

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <numeric>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -426,6 +427,25 @@ Runtime& Rt() {
 
 thread_local cudaError_t t_last_error = cudaSuccess;
 
+// The order a launch runs its blocks in (PTC_CUDA_EMU_BLOCK_ORDER): forward (x fastest, the
+// default), reverse, or shuffle (a fixed permutation). Blocks of a launch may run in any order
+// on a GPU; a kernel whose result depends on it (a block reading what another block of the
+// same launch writes) fails its tests under another order.
+enum class BlockOrder { kForward, kReverse, kShuffle };
+BlockOrder TheBlockOrder() {
+  static const BlockOrder order = [] {
+    const char* e = std::getenv("PTC_CUDA_EMU_BLOCK_ORDER");
+    const std::string v = e != nullptr ? e : "";
+    if (v.empty() || v == "forward") return BlockOrder::kForward;
+    if (v == "reverse") return BlockOrder::kReverse;
+    if (v == "shuffle") return BlockOrder::kShuffle;
+    std::fprintf(stderr, "ptc cuda emulation: PTC_CUDA_EMU_BLOCK_ORDER=%s is not forward, "
+                         "reverse or shuffle\n", v.c_str());
+    std::abort();
+  }();
+  return order;
+}
+
 // One emulated launch at a time: fibers and the device-side state are per host thread, but the
 // shared-memory statics of the kernels are process-wide.
 std::recursive_mutex g_launch_mu;
@@ -491,10 +511,21 @@ cudaError_t LaunchKernel(const void* func, const char* name, dim3 grid, dim3 blo
     s.launch = &launch;
     t_block_dim = block;
     t_grid_dim = grid;
-    for (unsigned z = 0; z < grid.z; ++z) {
-      for (unsigned y = 0; y < grid.y; ++y) {
-        for (unsigned x = 0; x < grid.x; ++x) RunBlock(s, launch, uint3{x, y, z});
-      }
+    const uint64_t blocks = uint64_t{grid.x} * grid.y * grid.z;
+    const BlockOrder order = TheBlockOrder();
+    // shuffle: i -> (a * i + c) mod blocks with a odd and coprime to blocks (a permutation).
+    uint64_t a = 1;
+    if (order == BlockOrder::kShuffle && blocks > 2) {
+      a = (blocks / 2 + 1) | 1;
+      while (std::gcd(a, blocks) != 1) a += 2;
+    }
+    for (uint64_t i = 0; i < blocks; ++i) {
+      const uint64_t b = order == BlockOrder::kReverse   ? blocks - 1 - i
+                         : order == BlockOrder::kShuffle ? (a * i + blocks / 3) % blocks
+                                                         : i;
+      RunBlock(s, launch,
+               uint3{static_cast<unsigned>(b % grid.x), static_cast<unsigned>(b / grid.x % grid.y),
+                     static_cast<unsigned>(b / (uint64_t{grid.x} * grid.y))});
     }
     s.launch = nullptr;
   };
