@@ -1,8 +1,9 @@
 // The CUDA CPU emulation's shared-memory race checker (runtime/cuda/emu/racecheck.cc): kernels
 // with the races racecheck finds on a GPU (a missing __syncthreads before a read or before an
 // overwrite, lanes of a warp without __syncwarp, a cp.async into a buffer still being read, an
-// ldmatrix of another warp's unsynchronized writes) stop with both accesses' threads and lines;
-// the same kernels with their barriers pass. Built into ptc_cuda_racecheck_tests only, with the
+// ldmatrix of another warp's unsynchronized writes, a block reading global memory another block
+// of the launch writes) stop with both accesses' threads and lines; the same kernels without
+// the race pass. Built into ptc_cuda_racecheck_tests only, with the
 // kernels' instrumentation (-fsanitize=thread's calls, which racecheck.cc defines); the shared
 // arrays are declared as rewrite_cu.py turns `__shared__` into.
 #if PTC_CUDA_EMU
@@ -10,6 +11,8 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -86,6 +89,17 @@ __global__ void LdmatrixOtherWarp(const uint16_t* in, uint32_t* out, bool sync) 
     ::ptc::emu::LdmatrixX4Trans(r, &tile[16 * row + col]);
     for (int i = 0; i < 4; ++i) out[4 * l + i] = r[i];
   }
+}
+
+// Smooths blocks of 32 elements in place: each element becomes the mean of itself and its right
+// neighbour, which for the last element of a block is the next block's first (read while that
+// block may already have written it). `own_block`: the last element keeps its value instead.
+__global__ void SmoothInPlace(float* x, int n, bool own_block) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  const bool last = threadIdx.x == blockDim.x - 1;
+  const float right = i + 1 < n && !(own_block && last) ? x[i + 1] : x[i];
+  __syncthreads();
+  x[i] = 0.5f * (x[i] + right);
 }
 
 template <typename... P, typename... A>
@@ -175,6 +189,32 @@ TEST(CudaRacecheckDeathTest, LdmatrixOfAnotherWarpsWritesWithoutBarrier) {
   EXPECT_DEATH(
       Launch(LdmatrixOtherWarp, "LdmatrixOtherWarp", 1, 64, 0, in.data(), out.data(), false),
       "race on shared memory \\(read-after-write\\) at tile \\+");
+}
+
+// Global memory: a block reading what another block of the launch writes.
+TEST(CudaRacecheck, BlocksOnTheirOwnElementsPass) {
+  float* x = nullptr;
+  ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&x), 128 * sizeof(float)), cudaSuccess);
+  for (int i = 0; i < 128; ++i) x[i] = static_cast<float>(i);
+  Launch(SmoothInPlace, "SmoothInPlace", 4, 32, 0, x, 128, true);
+  for (int i = 0; i < 128; ++i) {
+    EXPECT_EQ(x[i], i % 32 == 31 ? static_cast<float>(i) : i + 0.5f) << i;
+  }
+  cudaFree(x);
+}
+
+TEST(CudaRacecheckDeathTest, ABlockReadingAnotherBlocksOutput) {
+  const char* global = std::getenv("PTC_CUDA_EMU_RACECHECK_GLOBAL");
+  if (global != nullptr && std::string(global) == "0") {
+    GTEST_SKIP() << "PTC_CUDA_EMU_RACECHECK_GLOBAL=0: global memory is not checked";
+  }
+  float* x = nullptr;
+  ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&x), 128 * sizeof(float)), cudaSuccess);
+  EXPECT_DEATH(Launch(SmoothInPlace, "SmoothInPlace", 4, 32, 0, x, 128, false),
+               "race on global memory between blocks \\((read-after-write|write-after-read)\\) "
+               "at allocation 0x[0-9a-f]+ \\+ [0-9]+ of 512 bytes: (written|read) by block "
+               "\\([0-9],0,0\\) of this launch, (read|written) here at racecheck_test.cc:[0-9]+");
+  cudaFree(x);
 }
 
 }  // namespace

@@ -360,7 +360,9 @@ void RunBlock(Scheduler& s, Launch& launch, uint3 block) {
     std::memset(launch.dynamic_smem.data(), 0xff, launch.dynamic_smem.size());
   }
 #if PTC_EMU_RACECHECK
-  race::BlockStart(s.block_epoch, n, launch.dynamic_smem.data(), launch.dynamic_smem.size());
+  race::BlockStart(s.block_epoch,
+                   block.x + uint64_t{launch.grid.x} * (block.y + uint64_t{launch.grid.y} * block.z),
+                   n, launch.dynamic_smem.data(), launch.dynamic_smem.size());
 #endif
   const int num_warps = (n + 31) / 32;
   for (;;) {
@@ -509,6 +511,9 @@ cudaError_t LaunchKernel(const void* func, const char* name, dim3 grid, dim3 blo
     launch.thread = &thread;
     launch.dynamic_smem.resize(dynamic_smem);
     s.launch = &launch;
+#if PTC_EMU_RACECHECK
+    race::LaunchStart();
+#endif
     t_block_dim = block;
     t_grid_dim = grid;
     const uint64_t blocks = uint64_t{grid.x} * grid.y * grid.z;
@@ -704,6 +709,9 @@ void CpAsync(void* smem, const void* gmem, int bytes, int src_bytes) {
   issued = race::Barriers();
 #endif
   const CpAsyncCopy c{smem, gmem, bytes, src_bytes, issued, __builtin_return_address(0)};
+#if PTC_EMU_RACECHECK
+  if (src_bytes > 0) race::Access(gmem, static_cast<size_t>(src_bytes), false, c.pc);
+#endif
   Scheduler& s = Sched();
   if (s.current == nullptr) {
     DoCopy(c);
@@ -889,6 +897,9 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   // (a GPU's fresh allocations are often zeros, which hides it).
   std::memset(p, 0xff, bytes);
   rt.allocations[p] = bytes;
+#if PTC_EMU_RACECHECK
+  ptc::emu::race::Allocated(p, bytes);
+#endif
   rt.allocated += bytes;
   *ptr = p;
   return cudaSuccess;
@@ -901,6 +912,9 @@ cudaError_t cudaFree(void* ptr) {
   if (it == rt.allocations.end()) return Fail(cudaErrorInvalidValue);
   rt.allocated -= it->second;
   rt.allocations.erase(it);
+#if PTC_EMU_RACECHECK
+  ptc::emu::race::Freed(ptr);
+#endif
   std::free(ptr);
   return cudaSuccess;
 }

@@ -133,9 +133,15 @@ uint3 ThreadIndex(int linear);
 // warp collective of the whole warp completed between them). A race stops the kernel with both
 // accesses' threads and source lines.
 namespace race {
-// A new block starts: its barrier count and warp counts restart, and the dynamic shared memory
-// is [dynamic, dynamic + dynamic_bytes).
-void BlockStart(uint64_t block_serial, int threads, const void* dynamic, size_t dynamic_bytes);
+// A launch starts (the global memory's shadow restarts).
+void LaunchStart();
+// Device memory (cudaMalloc / cudaFree): the global memory the checker watches.
+void Allocated(const void* p, size_t bytes);
+void Freed(const void* p);
+// A new block (linear index block_linear in its grid) starts: its barrier count and warp
+// counts restart, and the dynamic shared memory is [dynamic, dynamic + dynamic_bytes).
+void BlockStart(uint64_t block_serial, uint64_t block_linear, int threads, const void* dynamic,
+                size_t dynamic_bytes);
 // The name of an extern __shared__ declaration of the running kernel (for the reports).
 void DynamicName(const char* name);
 // A static __shared__ variable (registered at its first declaration; later calls are no-ops).

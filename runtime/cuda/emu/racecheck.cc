@@ -13,14 +13,26 @@
 //   ldmatrix, __syncwarp) completed between them.
 // A cp.async's write spans its issue to its wait (any barrier count in between).
 //
+// Global memory (cudaMalloc's), between the blocks of a launch: blocks may run in any order
+// and no kernel of ptc orders them (no fences, no flags), so a byte that one block writes and
+// another block reads or writes in the same launch is a race. Kept per launch, per byte: the
+// writing block and the reading block(s). Threads of one block on global memory are not
+// checked. PTC_CUDA_EMU_RACECHECK_GLOBAL=0 turns the global part off (it costs 6 bytes of
+// shadow per byte a launch touches).
+//
 // Atomics (device_shim.h) are not instrumented: atomic against atomic is no race, and atomic
-// against a plain access is not checked. Global memory is not checked (racecheck's scope).
+// against a plain access is not checked.
 #include <dlfcn.h>
 
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "runtime/cuda/emu/emu.h"
@@ -48,8 +60,29 @@ struct Region {
   std::vector<Cell> cells;
 };
 
+// Global memory: per byte, the launch's writing block and up to two reading blocks as (linear
+// block index mod 65535) + 1; 0 none, r[1] == kSeveral: more than two blocks read it. Two
+// blocks whose indexes agree mod 65535 count as one (a race between them can be missed, none
+// invented).
+constexpr uint16_t kSeveral = 0xffff;
+struct GlobalCell {
+  uint16_t w, r[2];
+};
+constexpr size_t kPageBytes = 4096;
+struct GlobalPage {
+  GlobalCell cells[kPageBytes];
+};
+
 struct State {
   uint64_t block = 0;
+  uint16_t block_tag = 1;  // this block's tag in GlobalCell
+  bool global = true;      // PTC_CUDA_EMU_RACECHECK_GLOBAL
+  std::map<uintptr_t, size_t> allocations;  // base -> bytes (cudaMalloc)
+  uintptr_t last_base = 0, last_end = 0;     // the allocation found last
+  std::unordered_map<uintptr_t, std::unique_ptr<GlobalPage>> pages;  // this launch's shadow
+  std::vector<std::unique_ptr<GlobalPage>> free_pages;
+  uintptr_t page_key = 0;     // the shadow page used last
+  GlobalPage* page = nullptr;
   uint32_t barriers = 0;
   std::vector<uint32_t> wsync;  // per warp
   Region dynamic;
@@ -58,10 +91,18 @@ struct State {
   uint64_t checked = 0;  // shared-memory bytes checked (tests read it)
 };
 
+// One for the process: the emulation runs one launch at a time (emu.cc's launch lock), and
+// allocations may come from any thread (under allocations_mu).
 State& St() {
-  static thread_local State s;
-  return s;
+  static State* s = [] {
+    auto* st = new State;
+    const char* e = std::getenv("PTC_CUDA_EMU_RACECHECK_GLOBAL");
+    st->global = e == nullptr || std::string(e) != "0";
+    return st;
+  }();
+  return *s;
 }
+std::mutex allocations_mu;
 
 std::string Symbolize(const void* pc) {
   if (pc == nullptr) return "?";
@@ -90,6 +131,8 @@ std::string Symbolize(const void* pc) {
     std::snprintf(b, sizeof b, "%s+0x%lx", info.dli_fname, static_cast<unsigned long>(at - base));
     return b;
   }
+  const size_t disc = line.find(" (discriminator");
+  if (disc != std::string::npos) line.resize(disc);
   const size_t slash = line.rfind('/');
   if (slash != std::string::npos) line = line.substr(slash + 1);
   // "void (anonymous namespace)::ns::Kernel<T, 4>(float*)::{lambda(int)#1}::operator()(int)
@@ -183,6 +226,80 @@ void Check(Region& r, size_t offset, size_t bytes, bool write, const Acc& a) {
   }
 }
 
+std::string Block(uint16_t tag) {
+  // The tag is the linear index mod 65535 + 1: name it by the index when that is unambiguous.
+  const dim3 g = t_grid_dim;
+  const uint64_t blocks = uint64_t{g.x} * g.y * g.z;
+  if (tag == kSeveral) return "other blocks";
+  if (blocks > 65535) return "another block";
+  const uint64_t i = tag - 1u;
+  return "block (" + std::to_string(i % g.x) + "," + std::to_string(i / g.x % g.y) + "," +
+         std::to_string(i / (uint64_t{g.x} * g.y)) + ")";
+}
+
+[[noreturn]] void ReportGlobal(uintptr_t base, size_t size, uintptr_t at, uint16_t other,
+                               bool other_write, bool now_write, const void* pc) {
+  State& s = St();
+  const char* kind = other_write && now_write ? "write-after-write"
+                     : other_write            ? "read-after-write"
+                                              : "write-after-read";
+  char where[96];
+  std::snprintf(where, sizeof where, "0x%lx + %lu of %lu bytes", static_cast<unsigned long>(base),
+                static_cast<unsigned long>(at - base), static_cast<unsigned long>(size));
+  (void)s;
+  Fatal(std::string("race on global memory between blocks (") + kind + ") at allocation " +
+        where + ": " + (other_write ? "written" : "read") + " by " + Block(other) +
+        " of this launch, " + (now_write ? "written" : "read") + " here at " + Symbolize(pc) +
+        "; the blocks of a launch may run in any order");
+}
+
+void CheckGlobal(uintptr_t a, size_t bytes, bool write, const void* pc) {
+  State& s = St();
+  if (a < s.last_base || a >= s.last_end) {
+    std::lock_guard<std::mutex> lock(allocations_mu);
+    auto it = s.allocations.upper_bound(a);
+    if (it == s.allocations.begin()) return;
+    --it;
+    if (a - it->first >= it->second) return;
+    s.last_base = it->first;
+    s.last_end = it->first + it->second;
+  }
+  if (a + bytes > s.last_end) bytes = s.last_end - a;
+  const uint16_t me = s.block_tag;
+  for (size_t i = 0; i < bytes; ++i) {
+    const uintptr_t b = a + i;
+    if (b / kPageBytes != s.page_key || s.page == nullptr) {
+      std::unique_ptr<GlobalPage>& page = s.pages[b / kPageBytes];
+      if (page == nullptr) {
+        if (!s.free_pages.empty()) {
+          page = std::move(s.free_pages.back());
+          s.free_pages.pop_back();
+        } else {
+          page = std::make_unique<GlobalPage>();
+        }
+        std::memset(page->cells, 0, sizeof page->cells);
+      }
+      s.page_key = b / kPageBytes;
+      s.page = page.get();
+    }
+    GlobalCell& c = s.page->cells[b % kPageBytes];
+    const size_t size = s.last_end - s.last_base;
+    if (c.w != 0 && c.w != me) ReportGlobal(s.last_base, size, b, c.w, true, write, pc);
+    if (write) {
+      for (const uint16_t r : c.r) {
+        if (r != 0 && r != me) ReportGlobal(s.last_base, size, b, r, false, true, pc);
+      }
+      c.w = me;
+    } else if (c.r[0] == 0 || c.r[0] == me) {
+      c.r[0] = me;
+    } else if (c.r[1] == 0 || c.r[1] == me) {
+      c.r[1] = me;
+    } else {
+      c.r[1] = kSeveral;
+    }
+  }
+}
+
 // The region that holds p, or null.
 Region* Find(const void* p, size_t* offset) {
   State& s = St();
@@ -206,14 +323,40 @@ Region* Find(const void* p, size_t* offset) {
 void Record(const void* p, size_t bytes, bool write, Acc a) {
   size_t offset = 0;
   Region* r = Find(p, &offset);
-  if (r != nullptr) Check(*r, offset, bytes, write, a);
+  if (r != nullptr) {
+    Check(*r, offset, bytes, write, a);
+  } else if (St().global) {
+    CheckGlobal(reinterpret_cast<uintptr_t>(p), bytes, write, a.pc);
+  }
 }
 
 }  // namespace
 
-void BlockStart(uint64_t block_serial, int threads, const void* dynamic, size_t dynamic_bytes) {
+void LaunchStart() {
+  State& s = St();
+  for (auto& [addr, page] : s.pages) s.free_pages.push_back(std::move(page));
+  s.pages.clear();
+  s.page = nullptr;
+}
+
+void Allocated(const void* p, size_t bytes) {
+  State& s = St();
+  std::lock_guard<std::mutex> lock(allocations_mu);
+  s.allocations[reinterpret_cast<uintptr_t>(p)] = bytes;
+}
+
+void Freed(const void* p) {
+  State& s = St();
+  std::lock_guard<std::mutex> lock(allocations_mu);
+  s.allocations.erase(reinterpret_cast<uintptr_t>(p));
+  s.last_base = s.last_end = 0;
+}
+
+void BlockStart(uint64_t block_serial, uint64_t block_linear, int threads, const void* dynamic,
+                size_t dynamic_bytes) {
   State& s = St();
   s.block = block_serial;
+  s.block_tag = static_cast<uint16_t>(block_linear % 65535 + 1);
   s.barriers = 0;
   s.wsync.assign(static_cast<size_t>((threads + 31) / 32), 0);
   s.dynamic.base = static_cast<const unsigned char*>(dynamic);
