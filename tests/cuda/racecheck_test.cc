@@ -102,6 +102,19 @@ __global__ void SmoothInPlace(float* x, int n, bool own_block) {
   x[i] = 0.5f * (x[i] + right);
 }
 
+// Sums a tile that only the first `filled` threads write.
+__global__ void SumPartlyFilled(float* out, int filled) {
+  static float tile[64];
+  ::ptc::emu::PoisonShared(&tile, sizeof(tile), "tile");
+  if (static_cast<int>(threadIdx.x) < filled) tile[threadIdx.x] = 1.0f;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float sum = 0;
+    for (int i = 0; i < 64; ++i) sum += tile[i];
+    *out = sum;
+  }
+}
+
 template <typename... P, typename... A>
 void Launch(void (*k)(P...), const char* name, dim3 grid, dim3 block, size_t smem, A... args) {
   ::ptc::emu::Launcher(k, name, grid, block, smem)(args...);
@@ -189,6 +202,20 @@ TEST(CudaRacecheckDeathTest, LdmatrixOfAnotherWarpsWritesWithoutBarrier) {
   EXPECT_DEATH(
       Launch(LdmatrixOtherWarp, "LdmatrixOtherWarp", 1, 64, 0, in.data(), out.data(), false),
       "race on shared memory \\(read-after-write\\) at tile \\+");
+}
+
+TEST(CudaRacecheck, FullyWrittenTilePasses) {
+  float out = 0;
+  Launch(SumPartlyFilled, "SumPartlyFilled", 1, 64, 0, &out, 64);
+  EXPECT_EQ(out, 64.0f);
+}
+
+TEST(CudaRacecheckDeathTest, ReadOfUnwrittenSharedMemory) {
+  float out = 0;
+  EXPECT_DEATH(Launch(SumPartlyFilled, "SumPartlyFilled", 1, 64, 0, &out, 60),
+               "read of uninitialized shared memory at tile \\+ 240 bytes by thread "
+               "\\(0,0,0\\) at racecheck_test.cc:[0-9]+ \\(SumPartlyFilled\\): no thread of "
+               "the block had written it");
 }
 
 // Global memory: a block reading what another block of the launch writes.

@@ -360,9 +360,10 @@ void RunBlock(Scheduler& s, Launch& launch, uint3 block) {
     std::memset(launch.dynamic_smem.data(), 0xff, launch.dynamic_smem.size());
   }
 #if PTC_EMU_RACECHECK
-  race::BlockStart(s.block_epoch,
-                   block.x + uint64_t{launch.grid.x} * (block.y + uint64_t{launch.grid.y} * block.z),
-                   n, launch.dynamic_smem.data(), launch.dynamic_smem.size());
+  const uint64_t linear =
+      block.x + uint64_t{launch.grid.x} * (block.y + uint64_t{launch.grid.y} * block.z);
+  race::BlockStart(s.block_epoch, linear, n, launch.dynamic_smem.data(),
+                   launch.dynamic_smem.size());
 #endif
   const int num_warps = (n + 31) / 32;
   for (;;) {
@@ -375,7 +376,12 @@ void RunBlock(Scheduler& s, Launch& launch, uint3 block) {
     }
     bool done = true;
     for (const Fiber* f : s.fibers) done &= f->state == State::kDone;
-    if (done) break;
+    if (done) {
+#if PTC_EMU_RACECHECK
+      race::BlockEnd();
+#endif
+      break;
+    }
     if (ReleaseWarps(s, num_warps)) continue;
     if (ReleaseBlock(s)) continue;
     if (!ran) {

@@ -144,6 +144,9 @@ void BlockStart(uint64_t block_serial, uint64_t block_linear, int threads, const
                 size_t dynamic_bytes);
 // The name of an extern __shared__ declaration of the running kernel (for the reports).
 void DynamicName(const char* name);
+// The block's threads have all exited: a read of shared memory that no thread of the block had
+// written (and that raced with no write) is reported now.
+void BlockEnd();
 // A static __shared__ variable (registered at its first declaration; later calls are no-ops).
 void SharedVariable(const void* p, size_t bytes, const char* name);
 void BarrierOpened();

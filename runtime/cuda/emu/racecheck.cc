@@ -11,7 +11,8 @@
 // - a __syncthreads opened between them (the access's barrier count is below the current), or
 // - they are lanes of one warp and a collective of the whole warp (shuffle, ballot, mma,
 //   ldmatrix, __syncwarp) completed between them.
-// A cp.async's write spans its issue to its wait (any barrier count in between).
+// A cp.async's write spans its issue to its wait (any barrier count in between). A read of a
+// shared byte that no thread of the block has written yet is an error too (uninitialized).
 //
 // Global memory (cudaMalloc's), between the blocks of a launch: blocks may run in any order
 // and no kernel of ptc orders them (no fences, no flags), so a byte that one block writes and
@@ -73,8 +74,15 @@ struct GlobalPage {
   GlobalCell cells[kPageBytes];
 };
 
+struct FreshRead {  // a read of a shared byte no thread of the block had written
+  const Region* region;
+  size_t offset;
+  Acc acc;
+};
+
 struct State {
   uint64_t block = 0;
+  std::vector<FreshRead> fresh_reads;
   uint16_t block_tag = 1;  // this block's tag in GlobalCell
   bool global = true;      // PTC_CUDA_EMU_RACECHECK_GLOBAL
   std::map<uintptr_t, size_t> allocations;  // base -> bytes (cudaMalloc)
@@ -204,7 +212,11 @@ void Check(Region& r, size_t offset, size_t bytes, bool write, const Acc& a) {
   s.checked += bytes;
   for (size_t i = offset; i < offset + bytes; ++i) {
     Cell& c = r.cells[i];
-    if (c.block != s.block) c = Cell{s.block, {}, {}};
+    if (c.block != s.block) {
+      // Reported at the block's end unless a race with a concurrent write is reported first.
+      if (!write && s.fresh_reads.size() < 4) s.fresh_reads.push_back({&r, i, a});
+      c = Cell{s.block, {}, {}};
+    }
     if (Concurrent(c.w, a)) Report(r, i, c.w, true, a, write);
     if (write) {
       for (const Acc& rd : c.r) {
@@ -356,6 +368,7 @@ void BlockStart(uint64_t block_serial, uint64_t block_linear, int threads, const
                 size_t dynamic_bytes) {
   State& s = St();
   s.block = block_serial;
+  s.fresh_reads.clear();
   s.block_tag = static_cast<uint16_t>(block_linear % 65535 + 1);
   s.barriers = 0;
   s.wsync.assign(static_cast<size_t>((threads + 31) / 32), 0);
@@ -382,6 +395,19 @@ void SharedVariable(const void* p, size_t bytes, const char* name) {
   const auto a = reinterpret_cast<uintptr_t>(p);
   if (a < s.static_lo) s.static_lo = a;
   if (a + bytes > s.static_hi) s.static_hi = a + bytes;
+}
+
+void BlockEnd() {
+  State& s = St();
+  if (s.fresh_reads.empty()) return;
+  const FreshRead& f = s.fresh_reads.front();
+  const Region& r = *f.region;
+  const std::string name =
+      r.name != nullptr ? r.name : (&r == &s.dynamic ? "dynamic" : "static");
+  Fatal("read of uninitialized shared memory at " + name + " + " + std::to_string(f.offset) +
+        " bytes by " + Thread(f.acc.tid) + " at " + Symbolize(f.acc.pc) +
+        ": no thread of the block had written it (on a GPU it holds whatever an earlier block "
+        "left there)");
 }
 
 void BarrierOpened() { ++St().barriers; }
