@@ -103,6 +103,7 @@ else
 fi
 if [ -x "$(dirname "$PTC")/ptc-cuda-race" ]; then
   check "train a CUDA plan on the CPU emulation's race checker" env PTC_CUDA_EMULATE=race "$PTC" run "$T/train-cuda.plan" --steps 2 --progress none
+  check "generate on the race checker = on cpu (greedy)" bash -c "a=\$(PTC_CUDA_EMULATE=race '$PTC' generate '$T/gen-cuda.plan' --prompt 'A' --tokens 12 --temperature 0 2>/dev/null); b=\$('$PTC' generate '$T/gen.plan' --prompt 'A' --tokens 12 --temperature 0 2>/dev/null); [ -n \"\$a\" ] && [ \"\$a\" = \"\$b\" ]"
 fi
 check_error "PTC_CUDA_EMULATE=garbage" "is not one of 1" env PTC_CUDA_EMULATE=yes "$PTC" run "$T/train-cuda.plan" --steps 1
 check_error "generate from a checkpoint without --model" "--model" "$PTC" generate "$T/ckpt" --tokens 2
