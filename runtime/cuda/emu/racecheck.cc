@@ -172,6 +172,10 @@ std::string Symbolize(const void* pc) {
   return fn.empty() ? line : line + " (" + fn + ")";
 }
 
+std::string RegionName(const Region& r) {
+  return r.name != nullptr ? r.name : (&r == &St().dynamic ? "dynamic" : "static");
+}
+
 std::string Thread(int tid) {
   const uint3 t = ThreadIndex(tid);
   return "thread (" + std::to_string(t.x) + "," + std::to_string(t.y) + "," +
@@ -183,8 +187,8 @@ std::string Thread(int tid) {
   const char* kind = prev_write && now_write ? "write-after-write"
                      : prev_write            ? "read-after-write"
                                              : "write-after-read";
-  std::string name = r.name != nullptr ? r.name : (&r == &St().dynamic ? "dynamic" : "static");
-  std::string what = std::string("race on shared memory (") + kind + ") at " + name + " + " +
+  std::string what = std::string("race on shared memory (") + kind + ") at " + RegionName(r) +
+                     " + " +
                      std::to_string(offset) + " bytes: " + (prev_write ? "write" : "read") +
                      " by " + Thread(prev.tid) + " at " + Symbolize(prev.pc) + ", then " +
                      (now_write ? "write" : "read") + " by " + Thread(now.tid) + " at " +
@@ -251,14 +255,12 @@ std::string Block(uint16_t tag) {
 
 [[noreturn]] void ReportGlobal(uintptr_t base, size_t size, uintptr_t at, uint16_t other,
                                bool other_write, bool now_write, const void* pc) {
-  State& s = St();
   const char* kind = other_write && now_write ? "write-after-write"
                      : other_write            ? "read-after-write"
                                               : "write-after-read";
   char where[96];
   std::snprintf(where, sizeof where, "0x%lx + %lu of %lu bytes", static_cast<unsigned long>(base),
                 static_cast<unsigned long>(at - base), static_cast<unsigned long>(size));
-  (void)s;
   Fatal(std::string("race on global memory between blocks (") + kind + ") at allocation " +
         where + ": " + (other_write ? "written" : "read") + " by " + Block(other) +
         " of this launch, " + (now_write ? "written" : "read") + " here at " + Symbolize(pc) +
@@ -401,10 +403,8 @@ void BlockEnd() {
   State& s = St();
   if (s.fresh_reads.empty()) return;
   const FreshRead& f = s.fresh_reads.front();
-  const Region& r = *f.region;
-  const std::string name =
-      r.name != nullptr ? r.name : (&r == &s.dynamic ? "dynamic" : "static");
-  Fatal("read of uninitialized shared memory at " + name + " + " + std::to_string(f.offset) +
+  Fatal("read of uninitialized shared memory at " + RegionName(*f.region) + " + " +
+        std::to_string(f.offset) +
         " bytes by " + Thread(f.acc.tid) + " at " + Symbolize(f.acc.pc) +
         ": no thread of the block had written it (on a GPU it holds whatever an earlier block "
         "left there)");
