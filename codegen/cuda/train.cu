@@ -333,8 +333,12 @@ __global__ void __launch_bounds__(kColTile * kColRows)
                                  const S<G>* __restrict__ dy, const S<D>* __restrict__ x,
                                  const float* __restrict__ mean, const float* __restrict__ istd,
                                  float* __restrict__ part_scale, float* __restrict__ part_bias) {
+  // Column x * V + j of the tile (thread x's j-th sum) at x * V + (j + x / (32 / V)) % V: the
+  // lanes' stores of one j fall in 32 different banks, and so do the reads of 32 consecutive
+  // columns (plain x * V + j was a V-way conflict on the stores).
   __shared__ float ss[kColRows][kColTile * V];
   __shared__ float sb[kColRows][kColTile * V];
+  auto slot = [](uint32_t x, uint32_t j) { return x * V + (j + x / (32 / V)) % V; };
   const uint32_t col0 = (blockIdx.x * kColTile + threadIdx.x) * V;
   const uint32_t chunk = blockIdx.y;
   const uint32_t r0 = chunk * chunk_rows;
@@ -360,8 +364,8 @@ __global__ void __launch_bounds__(kColTile * kColRows)
   }
 #pragma unroll
   for (int j = 0; j < V; ++j) {
-    ss[threadIdx.y][threadIdx.x * V + j] = gs[j];
-    sb[threadIdx.y][threadIdx.x * V + j] = gb[j];
+    ss[threadIdx.y][slot(threadIdx.x, j)] = gs[j];
+    sb[threadIdx.y][slot(threadIdx.x, j)] = gb[j];
   }
   __syncthreads();
   // Each of the block's threads finishes one column of the tile: the sum over the 8 row lanes
@@ -371,9 +375,10 @@ __global__ void __launch_bounds__(kColTile * kColRows)
   if (t < kColTile * V && col < d) {
     float ts = 0, tb = 0;
 #pragma unroll
+    const uint32_t st = slot(t / V, t % V);
     for (int y = 0; y < kColRows; ++y) {
-      ts += ss[y][t];
-      tb += sb[y][t];
+      ts += ss[y][st];
+      tb += sb[y][st];
     }
     part_scale[chunk * d + col] = ts;
     part_bias[chunk * d + col] = tb;

@@ -115,6 +115,15 @@ __global__ void SumPartlyFilled(float* out, int filled) {
   }
 }
 
+// Each lane writes and reads a float `stride` words from its neighbour's.
+__global__ void StridedShared(float* out, int stride) {
+  static float tile[32 * 33];
+  ::ptc::emu::PoisonShared(&tile, sizeof(tile), "tile");
+  tile[threadIdx.x * stride] = 1.0f;
+  __syncwarp();
+  out[threadIdx.x] = tile[threadIdx.x * stride];
+}
+
 template <typename... P, typename... A>
 void Launch(void (*k)(P...), const char* name, dim3 grid, dim3 block, size_t smem, A... args) {
   ::ptc::emu::Launcher(k, name, grid, block, smem)(args...);
@@ -216,6 +225,28 @@ TEST(CudaRacecheckDeathTest, ReadOfUnwrittenSharedMemory) {
                "read of uninitialized shared memory at tile \\+ 240 bytes by thread "
                "\\(0,0,0\\) at racecheck_test.cc:[0-9]+ \\(SumPartlyFilled\\): no thread of "
                "the block had written it");
+}
+
+// Bank conflicts: a stride of 1 or 33 words puts the 32 lanes in 32 banks (one wavefront per
+// request); 32 words puts them all in one bank (32 wavefronts); 2 words, two lanes per bank.
+TEST(CudaRacecheck, BankConflictsAreCounted) {
+  ::ptc::emu::race::CountBanks(true);
+  std::vector<float> out(32);
+  for (const int stride : {1, 2, 32, 33}) {
+    ::ptc::emu::race::ResetBankStats();
+    Launch(StridedShared, "StridedShared", 1, 32, 0, out.data(), stride);
+    const auto stats = ::ptc::emu::race::BankStats();
+    ASSERT_EQ(stats.size(), 2u) << stride;  // the store and the load
+    const uint64_t expect = stride == 32 ? 32 : stride == 2 ? 2 : 1;
+    for (const auto& b : stats) {
+      EXPECT_EQ(b.kernel, "StridedShared");
+      EXPECT_EQ(b.requests, 1u) << stride;
+      EXPECT_EQ(b.wavefronts, expect) << stride;
+      EXPECT_EQ(b.ideal, 1u) << stride;
+    }
+  }
+  ::ptc::emu::race::CountBanks(false);
+  ::ptc::emu::race::ResetBankStats();
 }
 
 // Global memory: a block reading what another block of the launch writes.

@@ -606,6 +606,11 @@ void PoisonShared(void* p, size_t bytes, const char* name) {
 #endif
 }
 
+const char* KernelName() {
+  Scheduler& s = Sched();
+  return s.launch != nullptr ? s.launch->name.c_str() : "";
+}
+
 int CurrentThread() {
   Scheduler& s = Sched();
   if (s.current == nullptr) return -1;
@@ -676,6 +681,13 @@ void LdmatrixX4Trans(uint32_t (&r)[4], const void* row_address) {
   const unsigned char* all =
       WarpExchange(0xffffffffu, &row_address, sizeof row_address, "ldmatrix");
   const int l = LaneId();
+#if PTC_EMU_RACECHECK
+  if (l == 0) {
+    const void* rows[32];
+    std::memcpy(rows, all, sizeof rows);
+    race::LdmatrixRows(rows, __builtin_return_address(0));
+  }
+#endif
   for (int m = 0; m < 4; ++m) {
     uint16_t v[2];
     for (int h = 0; h < 2; ++h) {
@@ -683,8 +695,8 @@ void LdmatrixX4Trans(uint32_t (&r)[4], const void* row_address) {
       std::memcpy(&row, all + (8 * m + 2 * (l % 4) + h) * sizeof(void*), sizeof row);
       std::memcpy(&v[h], static_cast<const uint16_t*>(row) + l / 4, 2);
 #if PTC_EMU_RACECHECK
-      race::Access(static_cast<const uint16_t*>(row) + l / 4, 2, false,
-                   __builtin_return_address(0));
+      race::LdmatrixRead(static_cast<const uint16_t*>(row) + l / 4, 2,
+                         __builtin_return_address(0));
 #endif
     }
     r[m] = static_cast<uint32_t>(v[0]) | (static_cast<uint32_t>(v[1]) << 16);

@@ -21,6 +21,7 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace ptc::emu {
 
@@ -122,6 +123,8 @@ void CpAsyncWaitAll();
 
 // The running kernel thread's index in its block (x fastest), or -1 outside a kernel.
 int CurrentThread();
+// The running launch's kernel name ("" outside a kernel).
+const char* KernelName();
 // Thread index `linear` of the running block as (x, y, z).
 uint3 ThreadIndex(int linear);
 
@@ -158,8 +161,25 @@ uint32_t Barriers();
 // A cp.async of the running thread lands: it wrote [p, p + bytes) at some time between its
 // issue (barrier count `issued`) and now (its wait).
 void AsyncWrite(const void* p, size_t bytes, uint32_t issued, const void* pc);
-// Shared-memory bytes checked so far on this host thread (0 unless the checker is built in).
+// Shared-memory bytes checked so far (0 unless the checker is built in).
 uint64_t CheckedBytes();
+// ldmatrix (emu.cc): the lane's reads, checked for races (not counted as bank requests), and
+// the warp's 32 row addresses, counted as one request of four 8-row phases.
+void LdmatrixRead(const void* p, size_t bytes, const void* pc);
+void LdmatrixRows(const void* const* rows, const void* pc);
+
+// Shared-memory bank conflicts, with PTC_CUDA_EMU_BANKS=1 (printed at exit, most excess
+// first): per instruction, the warp requests (the k-th execution of the instruction by the
+// lanes of a warp), the wavefronts they take on sm_90's 32 banks of 4 bytes, and the ideal.
+struct BankStat {
+  std::string kernel;  // the launch's name
+  const void* pc = nullptr;
+  uint64_t requests = 0, wavefronts = 0, ideal = 0;
+};
+std::vector<BankStat> BankStats();  // most excess wavefronts first
+void ResetBankStats();
+void CountBanks(bool on);  // as PTC_CUDA_EMU_BANKS=1 does (without the table at exit)
+std::string BankTable(int most);  // the table printed at exit, `most` lines
 }  // namespace race
 
 }  // namespace ptc::emu

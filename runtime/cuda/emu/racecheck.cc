@@ -25,6 +25,7 @@
 // against a plain access is not checked.
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -80,9 +81,34 @@ struct FreshRead {  // a read of a shared byte no thread of the block had writte
   Acc acc;
 };
 
+// Bank conflicts (PTC_CUDA_EMU_BANKS=1): a warp's request is the k-th execution of one
+// instruction (pc) by its lanes; its lanes' shared-memory offsets give the wavefronts.
+struct LaneAccess {
+  uint32_t offset;  // in the region (regions are taken as 128-byte aligned, as on a GPU)
+  uint8_t lane, bytes;
+};
+struct RequestKey {
+  const void* pc;
+  const Region* region;
+  uint32_t warp, k;
+  bool operator==(const RequestKey& o) const {
+    return pc == o.pc && region == o.region && warp == o.warp && k == o.k;
+  }
+};
+struct RequestKeyHash {
+  size_t operator()(const RequestKey& k) const {
+    return std::hash<const void*>()(k.pc) ^ (size_t{k.warp} << 40) ^
+           (size_t{k.k} * 0x9e3779b97f4a7c15ull) ^ std::hash<const void*>()(k.region);
+  }
+};
+
 struct State {
   uint64_t block = 0;
   std::vector<FreshRead> fresh_reads;
+  bool banks = false;  // PTC_CUDA_EMU_BANKS
+  std::unordered_map<uint64_t, uint32_t> executions;  // (pc, thread) -> times so far (block)
+  std::unordered_map<RequestKey, std::vector<LaneAccess>, RequestKeyHash> requests;  // block
+  std::map<const void*, BankStat> bank_stats;  // by pc, over the process
   uint16_t block_tag = 1;  // this block's tag in GlobalCell
   bool global = true;      // PTC_CUDA_EMU_RACECHECK_GLOBAL
   std::map<uintptr_t, size_t> allocations;  // base -> bytes (cudaMalloc)
@@ -106,6 +132,12 @@ State& St() {
     auto* st = new State;
     const char* e = std::getenv("PTC_CUDA_EMU_RACECHECK_GLOBAL");
     st->global = e == nullptr || std::string(e) != "0";
+    // PTC_CUDA_EMU_BANKS=1: the 20 instructions with the most excess wavefronts; =N: N of them.
+    const char* b = std::getenv("PTC_CUDA_EMU_BANKS");
+    static int lines = b != nullptr ? std::atoi(b) : 0;
+    lines = lines == 1 ? 20 : lines;
+    st->banks = lines > 0;
+    if (st->banks) std::atexit([] { std::fputs(BankTable(lines).c_str(), stderr); });
     return st;
   }();
   return *s;
@@ -334,11 +366,58 @@ Region* Find(const void* p, size_t* offset) {
   return nullptr;
 }
 
-void Record(const void* p, size_t bytes, bool write, Acc a) {
+// One lane's part of a warp's shared-memory request (the k-th execution of pc by the lane).
+void BankRecord(const Region& r, size_t offset, size_t bytes, int tid, const void* pc) {
+  State& s = St();
+  const uint32_t k = s.executions[reinterpret_cast<uint64_t>(pc) * 1024 + tid]++;
+  auto& lanes = s.requests[RequestKey{pc, &r, static_cast<uint32_t>(tid / 32), k}];
+  lanes.push_back(LaneAccess{static_cast<uint32_t>(offset), static_cast<uint8_t>(tid % 32),
+                             static_cast<uint8_t>(bytes)});
+}
+
+// The block's requests into wavefronts: 4-byte (or narrower) accesses are served a warp at a
+// time, 8-byte ones a half warp, 16-byte ones a quarter warp; in each such phase a bank
+// (4-byte word index mod 32) serves one distinct word per wavefront (lanes reading one word
+// share it). The ideal is the phase's distinct words over 32.
+void FlushBanks() {
+  State& s = St();
+  for (const auto& [key, lanes] : s.requests) {
+    int width = 1;
+    for (const LaneAccess& l : lanes) width = std::max<int>(width, l.bytes);
+    const int per_phase = width <= 4 ? 32 : width <= 8 ? 16 : 8;
+    uint64_t waves = 0, ideal = 0;
+    for (int phase = 0; phase < 32 / per_phase; ++phase) {
+      std::vector<uint32_t> words;
+      for (const LaneAccess& l : lanes) {
+        if (l.lane / per_phase != phase) continue;
+        for (uint32_t w = l.offset / 4; w <= (l.offset + l.bytes - 1) / 4; ++w) words.push_back(w);
+      }
+      if (words.empty()) continue;
+      std::sort(words.begin(), words.end());
+      words.erase(std::unique(words.begin(), words.end()), words.end());
+      int per_bank[32] = {};
+      int most = 0;
+      for (const uint32_t w : words) most = std::max(most, ++per_bank[w % 32]);
+      waves += static_cast<uint64_t>(most);
+      ideal += (words.size() + 31) / 32;
+    }
+    BankStat& st = s.bank_stats[key.pc];
+    if (st.kernel.empty()) st.kernel = KernelName();
+    st.pc = key.pc;
+    ++st.requests;
+    st.wavefronts += waves;
+    st.ideal += ideal;
+  }
+  s.requests.clear();
+  s.executions.clear();
+}
+
+void Record(const void* p, size_t bytes, bool write, Acc a, bool banks = true) {
   size_t offset = 0;
   Region* r = Find(p, &offset);
   if (r != nullptr) {
     Check(*r, offset, bytes, write, a);
+    if (banks && St().banks) BankRecord(*r, offset, bytes, a.tid, a.pc);
   } else if (St().global) {
     CheckGlobal(reinterpret_cast<uintptr_t>(p), bytes, write, a.pc);
   }
@@ -401,6 +480,7 @@ void SharedVariable(const void* p, size_t bytes, const char* name) {
 
 void BlockEnd() {
   State& s = St();
+  if (s.banks) FlushBanks();
   if (s.fresh_reads.empty()) return;
   const FreshRead& f = s.fresh_reads.front();
   Fatal("read of uninitialized shared memory at " + RegionName(*f.region) + " + " +
@@ -426,6 +506,74 @@ void Access(const void* p, size_t bytes, bool write, const void* pc) {
   const size_t warp = static_cast<size_t>(tid / 32);
   const uint32_t ws = warp < s.wsync.size() ? s.wsync[warp] : 0;
   Record(p, bytes, write, Acc{tid, s.barriers, s.barriers, ws, pc});
+}
+
+void LdmatrixRead(const void* p, size_t bytes, const void* pc) {
+  const int tid = CurrentThread();
+  if (tid < 0) return;
+  State& s = St();
+  const size_t warp = static_cast<size_t>(tid / 32);
+  const uint32_t ws = warp < s.wsync.size() ? s.wsync[warp] : 0;
+  Record(p, bytes, false, Acc{tid, s.barriers, s.barriers, ws, pc}, /*banks=*/false);
+}
+
+void LdmatrixRows(const void* const* rows, const void* pc) {
+  const int tid = CurrentThread();
+  State& s = St();
+  if (tid < 0 || !s.banks) return;
+  // Lanes 8m..8m+7 give matrix m's 8 rows of 16 bytes: four phases of 8 rows, as 16-byte
+  // accesses of a quarter warp are. Recorded once for the warp, as its lane 0.
+  const int first = tid - tid % 32;
+  for (int j = 0; j < 32; ++j) {
+    size_t offset = 0;
+    const Region* r = Find(rows[j], &offset);
+    if (r == nullptr) continue;
+    const uint32_t k = s.executions[reinterpret_cast<uint64_t>(pc) * 1024 + first + j]++;
+    s.requests[RequestKey{pc, r, static_cast<uint32_t>(first / 32), k}].push_back(
+        LaneAccess{static_cast<uint32_t>(offset), static_cast<uint8_t>(j), 16});
+  }
+}
+
+std::vector<BankStat> BankStats() {
+  std::vector<BankStat> out;
+  for (const auto& [pc, st] : St().bank_stats) out.push_back(st);
+  std::sort(out.begin(), out.end(), [](const BankStat& a, const BankStat& b) {
+    return a.wavefronts - a.ideal > b.wavefronts - b.ideal;
+  });
+  return out;
+}
+
+void ResetBankStats() { St().bank_stats.clear(); }
+
+void CountBanks(bool on) { St().banks = on; }
+
+std::string BankTable(int most) {
+  const std::vector<BankStat> stats = BankStats();
+  uint64_t req = 0, waves = 0, ideal = 0;
+  for (const BankStat& b : stats) {
+    req += b.requests;
+    waves += b.wavefronts;
+    ideal += b.ideal;
+  }
+  std::string out = "shared-memory bank conflicts (PTC_CUDA_EMU_BANKS: 32 banks of 4 bytes; " +
+                    std::to_string(stats.size()) + " instructions, " + std::to_string(req) +
+                    " warp requests, " + std::to_string(waves) + " wavefronts for an ideal " +
+                    std::to_string(ideal) + ")\n";
+  char line[512];
+  std::snprintf(line, sizeof line, "%10s %8s %8s  %-28s %s\n", "requests", "waves/r", "ideal/r",
+                "kernel", "instruction");
+  out += line;
+  int shown = 0;
+  for (const BankStat& b : stats) {
+    if (shown++ >= most || b.wavefronts <= b.ideal) break;
+    std::snprintf(line, sizeof line, "%10llu %8.2f %8.2f  %-28s %s\n",
+                  static_cast<unsigned long long>(b.requests),
+                  static_cast<double>(b.wavefronts) / static_cast<double>(b.requests),
+                  static_cast<double>(b.ideal) / static_cast<double>(b.requests),
+                  b.kernel.c_str(), Symbolize(b.pc).c_str());
+    out += line;
+  }
+  return out;
 }
 
 void AsyncWrite(const void* p, size_t bytes, uint32_t issued, const void* pc) {
