@@ -374,8 +374,8 @@ __global__ void __launch_bounds__(kColTile * kColRows)
   const uint32_t col = blockIdx.x * kColTile * V + t;
   if (t < kColTile * V && col < d) {
     float ts = 0, tb = 0;
-#pragma unroll
     const uint32_t st = slot(t / V, t % V);
+#pragma unroll
     for (int y = 0; y < kColRows; ++y) {
       ts += ss[y][st];
       tb += sb[y][st];
