@@ -499,22 +499,24 @@ void WarpSynced(int warp) {
 
 uint32_t Barriers() { return St().barriers; }
 
-void Access(const void* p, size_t bytes, bool write, const void* pc) {
-  const int tid = CurrentThread();
-  if (tid < 0) return;
+namespace {
+// The running thread's plain access at pc, now.
+Acc Now(int tid, const void* pc) {
   State& s = St();
   const size_t warp = static_cast<size_t>(tid / 32);
   const uint32_t ws = warp < s.wsync.size() ? s.wsync[warp] : 0;
-  Record(p, bytes, write, Acc{tid, s.barriers, s.barriers, ws, pc});
+  return Acc{tid, s.barriers, s.barriers, ws, pc};
+}
+}  // namespace
+
+void Access(const void* p, size_t bytes, bool write, const void* pc) {
+  const int tid = CurrentThread();
+  if (tid >= 0) Record(p, bytes, write, Now(tid, pc));
 }
 
 void LdmatrixRead(const void* p, size_t bytes, const void* pc) {
   const int tid = CurrentThread();
-  if (tid < 0) return;
-  State& s = St();
-  const size_t warp = static_cast<size_t>(tid / 32);
-  const uint32_t ws = warp < s.wsync.size() ? s.wsync[warp] : 0;
-  Record(p, bytes, false, Acc{tid, s.barriers, s.barriers, ws, pc}, /*banks=*/false);
+  if (tid >= 0) Record(p, bytes, false, Now(tid, pc), /*banks=*/false);
 }
 
 void LdmatrixRows(const void* const* rows, const void* pc) {
