@@ -125,6 +125,8 @@ struct State {
   uint64_t checked = 0;  // shared-memory bytes checked (tests read it)
 };
 
+std::string Symbolize(const void* pc);
+
 // One for the process: the emulation runs one launch at a time (emu.cc's launch lock), and
 // allocations may come from any thread (under allocations_mu).
 State& St() {
@@ -137,7 +139,40 @@ State& St() {
     static int lines = b != nullptr ? std::atoi(b) : 0;
     lines = lines == 1 ? 20 : lines;
     st->banks = lines > 0;
-    if (st->banks) std::atexit([] { std::fputs(BankTable(lines).c_str(), stderr); });
+    if (st->banks) {
+      std::atexit([] {
+        std::fputs(BankTable(lines).c_str(), stderr);
+        // PTC_CUDA_EMU_BANKS_FAIL=1: exit 1 if an instruction takes more wavefronts than its
+        // ideal, unless its kernel name or its "file.cu:line" starts with an entry of
+        // PTC_CUDA_EMU_BANKS_ALLOW (comma-separated): a guard for the kernels known to be
+        // conflict-free.
+        const char* fail = std::getenv("PTC_CUDA_EMU_BANKS_FAIL");
+        if (fail == nullptr || std::string(fail) != "1") return;
+        const char* allow_env = std::getenv("PTC_CUDA_EMU_BANKS_ALLOW");
+        std::vector<std::string> allow;
+        for (std::string rest = allow_env != nullptr ? allow_env : ""; !rest.empty();) {
+          const size_t comma = rest.find(',');
+          allow.push_back(rest.substr(0, comma));
+          rest = comma == std::string::npos ? "" : rest.substr(comma + 1);
+        }
+        for (const BankStat& b : BankStats()) {
+          if (b.wavefronts <= b.ideal) continue;
+          const std::string where = Symbolize(b.pc);
+          bool allowed = false;
+          for (const std::string& a : allow) {
+            allowed |= !a.empty() && (b.kernel.rfind(a, 0) == 0 || where.rfind(a, 0) == 0);
+          }
+          if (!allowed) {
+            std::fprintf(stderr, "PTC_CUDA_EMU_BANKS_FAIL: %s (%s) takes %.2f wavefronts per "
+                                 "request for an ideal %.2f\n", where.c_str(), b.kernel.c_str(),
+                         static_cast<double>(b.wavefronts) / static_cast<double>(b.requests),
+                         static_cast<double>(b.ideal) / static_cast<double>(b.requests));
+            std::fflush(stderr);
+            std::_Exit(1);
+          }
+        }
+      });
+    }
     return st;
   }();
   return *s;
