@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "runtime/cpu/trainer.h"
 
 namespace ptc::driver {
 
@@ -31,21 +32,13 @@ std::string FormatRunProfile(const std::vector<NodeTime>& nodes, int runs, int s
   const bool ideal = ideal_ms != nullptr && !ideal_ms->empty();
   std::string out = absl::StrFormat("profile (per run, %d run(s)):\n  %-22s %6s %10s %7s", runs,
                                     "op", "nodes", "ms", "%");
-  if (ideal) absl::StrAppendFormat(&out, " %10s %9s", "ideal ms", "x ideal");
+  if (ideal) absl::StrAppend(&out, train::IdealColumnsHeader());
   absl::StrAppend(&out, "\n");
   for (const auto& [op, v] : ops) {
     const double ms = v.first / runs * 1e3;
     absl::StrAppendFormat(&out, "  %-22s %6d %10.3f %6.1f%%", op, v.second, ms,
                           total > 0 ? 100 * v.first / total : 0.0);
-    if (ideal) {
-      auto it = ideal_ms->find(op);
-      const double im = it == ideal_ms->end() ? 0 : it->second;
-      if (im > 0) {
-        absl::StrAppendFormat(&out, " %10.4f %8.1fx", im, ms / im);
-      } else {
-        absl::StrAppendFormat(&out, " %10s %9s", "-", "-");
-      }
-    }
+    if (ideal) absl::StrAppend(&out, train::IdealColumns(*ideal_ms, op, ms));
     absl::StrAppend(&out, "\n");
   }
   std::vector<size_t> idx(nodes.size());

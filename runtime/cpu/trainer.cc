@@ -517,7 +517,8 @@ absl::StatusOr<TrainResult> Train(const plan::Plan& plan, Backend& backend,
     // MFU: the step's model FLOPs per second over the device's peak (run average / this step).
     const bool has_mfu = roofline.step_flops > 0 && roofline.peak_tflops > 0;
     const double peak = roofline.peak_tflops * 1e12;
-    const double mfu = has_mfu ? roofline.step_flops * static_cast<double>(run_steps) / elapsed / peak : 0;
+    const double mfu =
+        has_mfu ? roofline.step_flops * static_cast<double>(run_steps) / elapsed / peak : 0;
     progress.Step(step, absl::StrFormat(
         "step %d/%d | loss %.4f | lr %.3g | grad_norm %s | %.0f tok/s%s | mem %s planned, RSS "
         "%s | ETA %s",
@@ -573,6 +574,17 @@ absl::Status RunTraining(const plan::Plan& plan, Backend& backend, const Trainer
   return RunTrainingWith(plan, backend, options, progress, -1);
 }
 
+std::string IdealColumnsHeader() {
+  return absl::StrFormat(" %10s %9s", "ideal ms", "x ideal");
+}
+
+std::string IdealColumns(const std::map<std::string, double>& ideal, const std::string& op,
+                         double ms) {
+  auto it = ideal.find(op);
+  if (it == ideal.end() || it->second <= 0) return absl::StrFormat(" %10s %9s", "-", "-");
+  return absl::StrFormat(" %10.4f %8.1fx", it->second, ms / it->second);
+}
+
 absl::Status RunTrainingWith(const plan::Plan& plan, Backend& backend,
                              const TrainerOptions& options, std::ostream& progress,
                              int64_t rss_before) {
@@ -601,20 +613,13 @@ absl::Status RunTrainingWith(const plan::Plan& plan, Backend& backend,
     progress << absl::StrFormat("profile (%s, per step, %d step(s)%s):\n  %-24s %10s %7s",
                                 backend.name(), steps, skipped ? " after the first" : "", "op",
                                 "ms", "%");
-    if (!ideal.empty()) progress << absl::StrFormat(" %10s %9s", "ideal ms", "x ideal");
+    if (!ideal.empty()) progress << IdealColumnsHeader();
     progress << "\n";
     for (const Backend::OpTime& t : ops) {
       const double ms = 1e3 * t.seconds / static_cast<double>(steps);
       progress << absl::StrFormat("  %-24s %10.3f %6.1f%%", t.op, ms,
                                   total > 0 ? 100.0 * t.seconds / total : 0.0);
-      if (!ideal.empty()) {
-        auto it = ideal.find(t.op);
-        if (it != ideal.end() && it->second > 0) {
-          progress << absl::StrFormat(" %10.4f %8.1fx", it->second, ms / it->second);
-        } else {
-          progress << absl::StrFormat(" %10s %9s", "-", "-");
-        }
-      }
+      if (!ideal.empty()) progress << IdealColumns(ideal, t.op, ms);
       progress << "\n";
     }
   };

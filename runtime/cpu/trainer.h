@@ -122,6 +122,12 @@ class Backend {
   virtual Roofline GetRoofline() const { return {}; }
 };
 
+// The profile tables' "ideal ms, x ideal" columns (the trainer's and driver::FormatRunProfile's):
+// the header cells, and op's cells for its measured `ms` against `ideal` (dashes without one).
+std::string IdealColumnsHeader();
+std::string IdealColumns(const std::map<std::string, double>& ideal, const std::string& op,
+                         double ms);
+
 absl::StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(const plan::Plan& plan);
 
 absl::StatusOr<TrainResult> Train(const plan::Plan& plan, const TrainerOptions& options,

@@ -249,11 +249,16 @@ std::string Thread(int tid) {
          std::to_string(t.z) + ")";
 }
 
+// A conflict's name, in the emulation's order of the two accesses.
+const char* Kind(bool first_write, bool second_write) {
+  return first_write && second_write ? "write-after-write"
+         : first_write               ? "read-after-write"
+                                     : "write-after-read";
+}
+
 [[noreturn]] void Report(const Region& r, size_t offset, const Acc& prev, bool prev_write,
                          const Acc& now, bool now_write) {
-  const char* kind = prev_write && now_write ? "write-after-write"
-                     : prev_write            ? "read-after-write"
-                                             : "write-after-read";
+  const char* kind = Kind(prev_write, now_write);
   std::string what = std::string("race on shared memory (") + kind + ") at " + RegionName(r) +
                      " + " +
                      std::to_string(offset) + " bytes: " + (prev_write ? "write" : "read") +
@@ -322,9 +327,7 @@ std::string Block(uint16_t tag) {
 
 [[noreturn]] void ReportGlobal(uintptr_t base, size_t size, uintptr_t at, uint16_t other,
                                bool other_write, bool now_write, const void* pc) {
-  const char* kind = other_write && now_write ? "write-after-write"
-                     : other_write            ? "read-after-write"
-                                              : "write-after-read";
+  const char* kind = Kind(other_write, now_write);
   char where[96];
   std::snprintf(where, sizeof where, "0x%lx + %lu of %lu bytes", static_cast<unsigned long>(base),
                 static_cast<unsigned long>(at - base), static_cast<unsigned long>(size));
@@ -347,6 +350,7 @@ void CheckGlobal(uintptr_t a, size_t bytes, bool write, const void* pc) {
   }
   if (a + bytes > s.last_end) bytes = s.last_end - a;
   const uint16_t me = s.block_tag;
+  const size_t size = s.last_end - s.last_base;
   for (size_t i = 0; i < bytes; ++i) {
     const uintptr_t b = a + i;
     if (b / kPageBytes != s.page_key || s.page == nullptr) {
@@ -364,7 +368,6 @@ void CheckGlobal(uintptr_t a, size_t bytes, bool write, const void* pc) {
       s.page = page.get();
     }
     GlobalCell& c = s.page->cells[b % kPageBytes];
-    const size_t size = s.last_end - s.last_base;
     if (c.w != 0 && c.w != me) ReportGlobal(s.last_base, size, b, c.w, true, write, pc);
     if (write) {
       for (const uint16_t r : c.r) {
@@ -564,10 +567,7 @@ void LdmatrixRows(const void* const* rows, const void* pc) {
   for (int j = 0; j < 32; ++j) {
     size_t offset = 0;
     const Region* r = Find(rows[j], &offset);
-    if (r == nullptr) continue;
-    const uint32_t k = s.executions[reinterpret_cast<uint64_t>(pc) * 1024 + first + j]++;
-    s.requests[RequestKey{pc, r, static_cast<uint32_t>(first / 32), k}].push_back(
-        LaneAccess{static_cast<uint32_t>(offset), static_cast<uint8_t>(j), 16});
+    if (r != nullptr) BankRecord(*r, offset, 16, first + j, pc);
   }
 }
 
@@ -629,8 +629,8 @@ uint64_t CheckedBytes() { return St().checked; }
 // --param=tsan-instrument-func-entry-exit=0). Only the kernels' files are instrumented.
 
 namespace {
+// Access ignores host code of the kernels' files (no current thread).
 inline void Hook(const void* p, size_t n, bool write, const void* pc) {
-  if (ptc::emu::CurrentThread() < 0) return;  // host code of the kernels' files
   ptc::emu::race::Access(p, n, write, pc);
 }
 }  // namespace
