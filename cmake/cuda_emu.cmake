@@ -12,7 +12,11 @@ option(PTC_CUDA_EMU_RACECHECK
        "Also build the CUDA CPU emulation's shared-memory race checker (ptc_cuda_racecheck_tests)"
        ON)
 # The instrumentation of the racecheck variant's kernels (and of the race tests' own kernels).
-set(PTC_EMU_RACE_FLAGS -fsanitize=thread --param=tsan-instrument-func-entry-exit=0 -g1)
+# The instrumented accesses keep the widths of the source, as nvcc emits them (the sector and
+# bank counts depend on them): no auto-vectorization (wider), no scalar replacement of
+# aggregates (a uint4 load split into four 4-byte ones).
+set(PTC_EMU_RACE_FLAGS -fsanitize=thread --param=tsan-instrument-func-entry-exit=0 -g
+    -fno-tree-vectorize -fno-tree-sra)
 if(NOT PTC_CUDA_EMU OR NOT PTC_CUDA_FOUND)
   return()
 endif()
@@ -67,8 +71,8 @@ endif()
 
 # The racecheck variant (runtime/cuda/emu/racecheck.cc): the kernels compiled with GCC's
 # ThreadSanitizer instrumentation only (its calls go to racecheck.cc's shared-memory race
-# checker, not to the TSan runtime), line tables for the reports; no AddressSanitizer (the two
-# do not combine). Each kernel file is compiled through a wrapper, since a source's options are
+# checker, not to the TSan runtime), debug information for the reports; no AddressSanitizer
+# (the two do not combine). Each kernel file is compiled through a wrapper, since a source's options are
 # per file.
 if(PTC_CUDA_EMU_RACECHECK)
   set(ptc_emu_race_kernels "")

@@ -165,8 +165,16 @@ __device__ __forceinline__ uint16_t FromF(float x) {
 __device__ __forceinline__ uint32_t Ld32(const uint16_t* p) {
   return *reinterpret_cast<const uint32_t*>(p);
 }
+// Fragment rows to and from global memory (Q / dO in, O / dQ / dK / dV out), two 16-bit
+// elements per lane: a warp's access covers 8 rows x 16 bytes, half of each 32-byte sector
+// (8 sectors per request for an ideal 4); the next column block's access takes the other
+// halves, so L1 / L2 merge them and the DRAM traffic is the ideal. Staging the tile through
+// shared memory would make each request ideal for a barrier more per tile: not done.
 __device__ __forceinline__ uint32_t Ldg32(const void* p) {
   return __ldg(reinterpret_cast<const unsigned int*>(p));
+}
+__device__ __forceinline__ void Stg32(void* p, uint32_t v) {
+  *reinterpret_cast<uint32_t*>(p) = v;
 }
 
 // The A fragment of rows r0..r0+15, columns c0..c0+15 of a row-major shared tile.
@@ -587,8 +595,7 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
     S<D>* orow = ob + t * a.o_strides[2];
 #pragma unroll
     for (int n = 0; n < HD / 8; ++n) {
-      *reinterpret_cast<uint32_t*>(orow + 8 * n + 2 * qd) =
-          Pack<D>(st.acc[n][2 * i] * inv, st.acc[n][2 * i + 1] * inv);
+      Stg32(orow + 8 * n + 2 * qd, Pack<D>(st.acc[n][2 * i] * inv, st.acc[n][2 * i + 1] * inv));
     }
     if (lse != nullptr && qd == 0) lse[bh * a.tq + t] = st.m[i] + logf(st.l[i]);  // l = 0: -inf
   }
@@ -771,10 +778,9 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 3 : 1)
 #pragma unroll
     for (int n = 0; n < HD / 8; ++n) {
       const int c = 8 * n + 2 * qd;
-      *reinterpret_cast<uint32_t*>(dkb + key * a.k_strides[2] + c) =
-          Pack<D>(dka[n][2 * i] * a.scale, dka[n][2 * i + 1] * a.scale);
-      *reinterpret_cast<uint32_t*>(dvb + key * a.v_strides[2] + c) =
-          Pack<D>(dva[n][2 * i], dva[n][2 * i + 1]);
+      Stg32(dkb + key * a.k_strides[2] + c,
+            Pack<D>(dka[n][2 * i] * a.scale, dka[n][2 * i + 1] * a.scale));
+      Stg32(dvb + key * a.v_strides[2] + c, Pack<D>(dva[n][2 * i], dva[n][2 * i + 1]));
     }
   }
 }
@@ -886,8 +892,8 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
     if (t >= a.tq) continue;
 #pragma unroll
     for (int n = 0; n < HD / 8; ++n) {
-      *reinterpret_cast<uint32_t*>(dqb + t * a.q_strides[2] + 8 * n + 2 * qd) =
-          Pack<D>(dqa[n][2 * i] * a.scale, dqa[n][2 * i + 1] * a.scale);
+      Stg32(dqb + t * a.q_strides[2] + 8 * n + 2 * qd,
+            Pack<D>(dqa[n][2 * i] * a.scale, dqa[n][2 * i + 1] * a.scale));
     }
   }
 }

@@ -454,12 +454,10 @@ bool LaunchSoftmaxReg(int64_t rows, int64_t n, bool log_softmax, const void* in,
   const RowGroup g = PickRowGroup(n, kVec<St>, kRowRegs);
   if (g.group == 0) return false;
   const int64_t blocks = (rows + g.rows_per_block - 1) / g.rows_per_block;
-  auto launch = [&](auto kernel) {
-    kernel<<<PersistentGrid(kernel, g.block, blocks), g.block, 0, stream>>>(
-        static_cast<uint32_t>(rows), static_cast<uint32_t>(n), g.group, log_softmax,
-        static_cast<const St*>(in), static_cast<St*>(out));
-  };
-  launch(SoftmaxRegKernel<D, kVec<St>>);
+  const auto grid = PersistentGrid(SoftmaxRegKernel<D, kVec<St>>, g.block, blocks);
+  SoftmaxRegKernel<D, kVec<St>><<<grid, g.block, 0, stream>>>(
+      static_cast<uint32_t>(rows), static_cast<uint32_t>(n), g.group, log_softmax,
+      static_cast<const St*>(in), static_cast<St*>(out));
   return true;
 }
 
@@ -476,14 +474,11 @@ bool LaunchLayerNormReg(int64_t rows, int64_t d, double epsilon, const void* x, 
   const RowGroup g = PickRowGroup(d, kVec<St>, kRowRegs);
   if (g.group == 0) return false;
   const int64_t blocks = (rows + g.rows_per_block - 1) / g.rows_per_block;
-  auto launch = [&](auto kernel) {
-    kernel<<<PersistentGrid(kernel, g.block, blocks), g.block, 0, stream>>>(
-        static_cast<uint32_t>(rows), static_cast<uint32_t>(d), g.group,
-        static_cast<float>(epsilon), static_cast<const St*>(x), static_cast<const St*>(scale),
-        scale_bcast, static_cast<const St*>(bias), bias_bcast, static_cast<So*>(y), mean,
-        inv_std_dev);
-  };
-  launch(LayerNormRegKernel<D, O, kVec<St>>);
+  const auto grid = PersistentGrid(LayerNormRegKernel<D, O, kVec<St>>, g.block, blocks);
+  LayerNormRegKernel<D, O, kVec<St>><<<grid, g.block, 0, stream>>>(
+      static_cast<uint32_t>(rows), static_cast<uint32_t>(d), g.group, static_cast<float>(epsilon),
+      static_cast<const St*>(x), static_cast<const St*>(scale), scale_bcast,
+      static_cast<const St*>(bias), bias_bcast, static_cast<So*>(y), mean, inv_std_dev);
   return true;
 }
 

@@ -1070,8 +1070,12 @@ cudaError_t LaunchGeluGrad(DT dt, bool tanh_approx, int64_t n, const void* dy, c
   return cudaGetLastError();
 }
 
+// The workspace: cursor and start (axis_dim each, padded to 128 bytes so that each array's
+// warp requests start at a sector), then the list of positions.
+int64_t GatherGradPadded(int64_t axis_dim) { return (axis_dim + 31) / 32 * 32; }
+
 size_t GatherGradWorkspaceBytes(int64_t axis_dim, int64_t num_indices) {
-  return sizeof(int32_t) * static_cast<size_t>(2 * axis_dim + num_indices + 1);
+  return sizeof(int32_t) * static_cast<size_t>(2 * GatherGradPadded(axis_dim) + num_indices + 1);
 }
 
 cudaError_t LaunchGatherGrad(DT dt, int64_t outer, int64_t axis_dim, int64_t num_indices,
@@ -1083,8 +1087,8 @@ cudaError_t LaunchGatherGrad(DT dt, int64_t outer, int64_t axis_dim, int64_t num
     return cudaErrorInvalidConfiguration;
   }
   int32_t* cursor = static_cast<int32_t*>(workspace);
-  int32_t* start = cursor + axis_dim;
-  int32_t* list = start + axis_dim;
+  int32_t* start = cursor + GatherGradPadded(axis_dim);
+  int32_t* list = start + GatherGradPadded(axis_dim);
   cudaError_t e = cudaMemsetAsync(cursor, 0, sizeof(int32_t) * axis_dim, stream);
   if (e != cudaSuccess) return e;
   if (num_indices > 0) {

@@ -129,7 +129,7 @@ inline int __ffs(int x) { return __builtin_ffs(x); }
 inline void __threadfence() {}
 inline void __threadfence_block() {}
 template <typename T>
-T __ldg(const T* p) { return *p; }
+__forceinline__ T __ldg(const T* p) { return *p; }  // inlined: each call site its own pc
 
 // Atomics: fibers switch only at barriers, so these are plain read-modify-writes. The race
 // checker (racecheck.cc) does not see them: atomics do not race with each other.

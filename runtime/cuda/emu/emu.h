@@ -168,18 +168,38 @@ uint64_t CheckedBytes();
 void LdmatrixRead(const void* p, size_t bytes, const void* pc);
 void LdmatrixRows(const void* const* rows, const void* pc);
 
-// Shared-memory bank conflicts, with PTC_CUDA_EMU_BANKS=1 (printed at exit, most excess
-// first): per instruction, the warp requests (the k-th execution of the instruction by the
-// lanes of a warp), the wavefronts they take on sm_90's 32 banks of 4 bytes, and the ideal.
-struct BankStat {
+// Warp requests per instruction (printed at exit, most excess first): a request is the k-th
+// execution of an instruction by the lanes of a warp.
+// - kBanks, with PTC_CUDA_EMU_BANKS=1: shared-memory requests, the wavefronts they take on
+//   sm_90's 32 banks of 4 bytes, and the ideal;
+// - kSectors, with PTC_CUDA_EMU_SECTORS=1: global-memory (cudaMalloc'd) requests, the 32-byte
+//   sectors they touch, and the ideal (their distinct bytes over 32): uncoalesced accesses.
+enum class Requests { kBanks = 0, kSectors = 1 };
+struct RequestStat {
   std::string kernel;  // the launch's name
   const void* pc = nullptr;
-  uint64_t requests = 0, wavefronts = 0, ideal = 0;
+  uint64_t requests = 0, cost = 0, ideal = 0;  // cost: wavefronts or sectors
+  std::string where;  // ExcessByLine: "file.cu:line (function)" or "file.cu:line from file.cu:line"
 };
-std::vector<BankStat> BankStats();  // most excess wavefronts first
-void ResetBankStats();
-void CountBanks(bool on);  // as PTC_CUDA_EMU_BANKS=1 does (without the table at exit)
-std::string BankTable(int most);  // the table printed at exit, `most` lines
+std::vector<RequestStat> RequestStats(Requests which);  // by instruction, most excess first
+// The instructions that cost more than their ideal, merged by kernel and source line (an
+// unrolled or inlined line has several instructions), most excess first.
+std::vector<RequestStat> ExcessByLine(Requests which);
+// Those of ExcessByLine whose kernel name and `where` start with no entry of `allow`, as
+// "where (kernel) takes X wavefronts per request for an ideal Y" lines.
+std::vector<std::string> Unallowed(Requests which, const std::vector<std::string>& allow);
+void ResetRequestStats(Requests which);
+void CountRequests(Requests which, bool on);  // as the variable =1 does (no table at exit)
+std::string RequestTable(Requests which, int most);  // the table printed at exit, `most` lines
+// Global memory per kernel (kSectors): its requests' sectors and ideal, and the distinct
+// sectors each launch read and wrote (summed over its launches): the DRAM traffic at the least.
+struct KernelTraffic {
+  std::string kernel;
+  uint64_t launches = 0, requests = 0, sectors = 0, ideal = 0;
+  uint64_t read_sectors = 0, written_sectors = 0;
+};
+std::vector<KernelTraffic> TrafficByKernel();  // most sectors first
+std::string TrafficTable();
 }  // namespace race
 
 }  // namespace ptc::emu

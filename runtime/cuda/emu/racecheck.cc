@@ -81,15 +81,17 @@ struct FreshRead {  // a read of a shared byte no thread of the block had writte
   Acc acc;
 };
 
-// Bank conflicts (PTC_CUDA_EMU_BANKS=1): a warp's request is the k-th execution of one
-// instruction (pc) by its lanes; its lanes' shared-memory offsets give the wavefronts.
+// Per-instruction warp requests (bank conflicts with PTC_CUDA_EMU_BANKS, global-memory sectors
+// with PTC_CUDA_EMU_SECTORS): a warp's request is the k-th execution of one instruction (pc) by
+// its lanes; its lanes' addresses give its cost (wavefronts, sectors) and the ideal.
 struct LaneAccess {
-  uint32_t offset;  // in the region (regions are taken as 128-byte aligned, as on a GPU)
+  uint64_t offset;  // shared: in the region (taken as 128-byte aligned, as on a GPU); global:
+                    // the address
   uint8_t lane, bytes;
 };
 struct RequestKey {
   const void* pc;
-  const Region* region;
+  const void* region;
   uint32_t warp, k;
   bool operator==(const RequestKey& o) const {
     return pc == o.pc && region == o.region && warp == o.warp && k == o.k;
@@ -101,14 +103,27 @@ struct RequestKeyHash {
            (size_t{k.k} * 0x9e3779b97f4a7c15ull) ^ std::hash<const void*>()(k.region);
   }
 };
+struct Counter {
+  bool on = false;
+  int lines = 0;  // the table at exit: its most costly instructions (0: none)
+  std::unordered_map<uint64_t, uint32_t> executions;  // (pc, thread) -> times so far (block)
+  std::unordered_map<RequestKey, std::vector<LaneAccess>, RequestKeyHash> requests;  // block
+  std::map<const void*, RequestStat> stats;  // by pc, over the process
+};
+
+// The sectors: per launch, the distinct 32-byte sectors it touched (its DRAM traffic at the
+// least), per kernel over the process.
+struct Traffic {
+  std::unordered_map<uint64_t, uint8_t> launch_sectors;  // sector -> 1 read, 2 written, 3 both
+  std::string launch_kernel;
+  std::map<std::string, KernelTraffic> by_kernel;
+};
 
 struct State {
   uint64_t block = 0;
   std::vector<FreshRead> fresh_reads;
-  bool banks = false;  // PTC_CUDA_EMU_BANKS
-  std::unordered_map<uint64_t, uint32_t> executions;  // (pc, thread) -> times so far (block)
-  std::unordered_map<RequestKey, std::vector<LaneAccess>, RequestKeyHash> requests;  // block
-  std::map<const void*, BankStat> bank_stats;  // by pc, over the process
+  Counter counters[2];  // by Requests: banks, sectors
+  Traffic traffic;
   uint16_t block_tag = 1;  // this block's tag in GlobalCell
   bool global = true;      // PTC_CUDA_EMU_RACECHECK_GLOBAL
   std::map<uintptr_t, size_t> allocations;  // base -> bytes (cudaMalloc)
@@ -127,92 +142,74 @@ struct State {
 
 std::string Symbolize(const void* pc);
 
+// The counters' environment: PREFIX=1 prints the 20 costliest instructions at exit (=N: N of
+// them); PREFIX_FAIL=1 exits 1 at exit if an instruction costs more than its ideal, unless an
+// entry of PREFIX_ALLOW (comma-separated) starts its kernel's name or its "file.cu:line"
+// (Unallowed): a guard for the kernels known to be ideal.
+const char* const kCounterEnv[2] = {"PTC_CUDA_EMU_BANKS", "PTC_CUDA_EMU_SECTORS"};
+const char* const kCounterUnit[2] = {"wavefronts", "sectors"};
+
+std::string Env(const std::string& name) {
+  const char* e = std::getenv(name.c_str());
+  return e != nullptr ? e : "";
+}
+
+void AtExit();
+
 // One for the process: the emulation runs one launch at a time (emu.cc's launch lock), and
 // allocations may come from any thread (under allocations_mu).
 State& St() {
   static State* s = [] {
     auto* st = new State;
-    const char* e = std::getenv("PTC_CUDA_EMU_RACECHECK_GLOBAL");
-    st->global = e == nullptr || std::string(e) != "0";
-    // PTC_CUDA_EMU_BANKS=1: the 20 instructions with the most excess wavefronts; =N: N of them.
-    const char* b = std::getenv("PTC_CUDA_EMU_BANKS");
-    static int lines = b != nullptr ? std::atoi(b) : 0;
-    lines = lines == 1 ? 20 : lines;
-    st->banks = lines > 0;
-    if (st->banks) {
-      std::atexit([] {
-        std::fputs(BankTable(lines).c_str(), stderr);
-        // PTC_CUDA_EMU_BANKS_FAIL=1: exit 1 if an instruction takes more wavefronts than its
-        // ideal, unless its kernel name or its "file.cu:line" starts with an entry of
-        // PTC_CUDA_EMU_BANKS_ALLOW (comma-separated): a guard for the kernels known to be
-        // conflict-free.
-        const char* fail = std::getenv("PTC_CUDA_EMU_BANKS_FAIL");
-        if (fail == nullptr || std::string(fail) != "1") return;
-        const char* allow_env = std::getenv("PTC_CUDA_EMU_BANKS_ALLOW");
-        std::vector<std::string> allow;
-        for (std::string rest = allow_env != nullptr ? allow_env : ""; !rest.empty();) {
-          const size_t comma = rest.find(',');
-          allow.push_back(rest.substr(0, comma));
-          rest = comma == std::string::npos ? "" : rest.substr(comma + 1);
-        }
-        for (const BankStat& b : BankStats()) {
-          if (b.wavefronts <= b.ideal) continue;
-          const std::string where = Symbolize(b.pc);
-          bool allowed = false;
-          for (const std::string& a : allow) {
-            allowed |= !a.empty() && (b.kernel.rfind(a, 0) == 0 || where.rfind(a, 0) == 0);
-          }
-          if (!allowed) {
-            std::fprintf(stderr, "PTC_CUDA_EMU_BANKS_FAIL: %s (%s) takes %.2f wavefronts per "
-                                 "request for an ideal %.2f\n", where.c_str(), b.kernel.c_str(),
-                         static_cast<double>(b.wavefronts) / static_cast<double>(b.requests),
-                         static_cast<double>(b.ideal) / static_cast<double>(b.requests));
-            std::fflush(stderr);
-            std::_Exit(1);
-          }
-        }
-      });
+    st->global = Env("PTC_CUDA_EMU_RACECHECK_GLOBAL") != "0";
+    bool any = false;
+    for (int c = 0; c < 2; ++c) {
+      const int lines = std::atoi(Env(kCounterEnv[c]).c_str());
+      st->counters[c].lines = lines == 1 ? 20 : lines;
+      st->counters[c].on = lines > 0;
+      any |= lines > 0;
     }
+    if (any) std::atexit(AtExit);
     return st;
   }();
   return *s;
 }
+
+Counter& Count(Requests which) { return St().counters[static_cast<int>(which)]; }
+
+void AtExit() {
+  for (int c = 0; c < 2; ++c) {
+    const auto which = static_cast<Requests>(c);
+    if (Count(which).lines <= 0) continue;
+    std::fputs(RequestTable(which, Count(which).lines).c_str(), stderr);
+    if (which == Requests::kSectors) std::fputs(TrafficTable().c_str(), stderr);
+  }
+  for (int c = 0; c < 2; ++c) {
+    const auto which = static_cast<Requests>(c);
+    const std::string prefix = kCounterEnv[c];
+    if (!Count(which).on || Env(prefix + "_FAIL") != "1") continue;
+    std::vector<std::string> allow;
+    for (std::string rest = Env(prefix + "_ALLOW"); !rest.empty();) {
+      const size_t comma = rest.find(',');
+      allow.push_back(rest.substr(0, comma));
+      rest = comma == std::string::npos ? "" : rest.substr(comma + 1);
+    }
+    const std::vector<std::string> bad = Unallowed(which, allow);
+    if (!bad.empty()) {
+      for (const std::string& line : bad) {
+        std::fprintf(stderr, "%s_FAIL: %s\n", prefix.c_str(), line.c_str());
+      }
+      std::fflush(stderr);
+      std::_Exit(1);
+    }
+  }
+}
 std::mutex allocations_mu;
 
-std::string Symbolize(const void* pc) {
-  if (pc == nullptr) return "?";
-  Dl_info info{};
-  if (dladdr(pc, &info) == 0 || info.dli_fname == nullptr) return "?";
-  const uintptr_t at = reinterpret_cast<uintptr_t>(pc) - 1;  // the call, not its return
-  const uintptr_t base = reinterpret_cast<uintptr_t>(info.dli_fbase);
-  char cmd[1024];
-  std::snprintf(cmd, sizeof cmd, "addr2line -C -f -e '%s' 0x%lx 2>/dev/null", info.dli_fname,
-                static_cast<unsigned long>(at - base));
-  std::string fn, line;
-  if (FILE* p = popen(cmd, "r")) {
-    char buf[2048];
-    if (std::fgets(buf, sizeof buf, p)) fn = buf;
-    if (std::fgets(buf, sizeof buf, p)) line = buf;
-    pclose(p);
-  }
-  auto strip = [](std::string& x) {
-    while (!x.empty() && (x.back() == '\n' || x.back() == '\r')) x.pop_back();
-  };
-  strip(fn);
-  strip(line);
-  if (line.empty() || line.rfind("??", 0) == 0) {
-    if (info.dli_sname != nullptr) return info.dli_sname;
-    char b[64];
-    std::snprintf(b, sizeof b, "%s+0x%lx", info.dli_fname, static_cast<unsigned long>(at - base));
-    return b;
-  }
-  const size_t disc = line.find(" (discriminator");
-  if (disc != std::string::npos) line.resize(disc);
-  const size_t slash = line.rfind('/');
-  if (slash != std::string::npos) line = line.substr(slash + 1);
-  // "void (anonymous namespace)::ns::Kernel<T, 4>(float*)::{lambda(int)#1}::operator()(int)
-  // const" -> "ns::Kernel::{lambda#1}::operator const": no return type, template arguments or
-  // parameter lists.
+// "void (anonymous namespace)::ns::Kernel<T, 4>(float*)::{lambda(int)#1}::operator()(int)
+// const" -> "ns::Kernel::{lambda#1}::operator const": no return type, template arguments or
+// parameter lists.
+std::string ShortFunction(std::string fn) {
   for (const std::string anon = "(anonymous namespace)::";;) {
     const size_t a = fn.find(anon);
     if (a == std::string::npos) break;
@@ -235,8 +232,79 @@ std::string Symbolize(const void* pc) {
   }
   const size_t space = shortened.find(' ');
   if (space != std::string::npos && shortened.find("::") > space) shortened.erase(0, space + 1);
-  fn = shortened;
-  return fn.empty() ? line : line + " (" + fn + ")";
+  return shortened;
+}
+
+// "/work/x/codegen/cuda/train.cu:368 (discriminator 2)" -> "train.cu:368".
+std::string ShortLocation(std::string line) {
+  const size_t disc = line.find(" (discriminator");
+  if (disc != std::string::npos) line.resize(disc);
+  const size_t slash = line.rfind('/');
+  return slash != std::string::npos ? line.substr(slash + 1) : line;
+}
+
+bool InKernelSource(const std::string& location) {  // a .cu file's line
+  const size_t colon = location.rfind(':');
+  return colon != std::string::npos && colon >= 3 && location.compare(colon - 3, 3, ".cu") == 0;
+}
+
+// "file.cu:line" of the innermost frame of pc's chain of inlined calls that is in a kernel
+// source, so that a helper inlined from a header (device_shim.h's __ldg, device_util.cuh's
+// Load) is named by its line in the kernel; then " (function)" when that frame is not inlined,
+// or " from file.cu:line" when it is inlined into a kernel (the call site in the kernel's body).
+std::string SymbolizeUncached(const void* pc) {
+  if (pc == nullptr) return "?";
+  Dl_info info{};
+  if (dladdr(pc, &info) == 0 || info.dli_fname == nullptr) return "?";
+  const uintptr_t at = reinterpret_cast<uintptr_t>(pc) - 1;  // the call, not its return
+  const uintptr_t base = reinterpret_cast<uintptr_t>(info.dli_fbase);
+  char cmd[1024];
+  std::snprintf(cmd, sizeof cmd, "addr2line -C -f -i -e '%s' 0x%lx 2>/dev/null", info.dli_fname,
+                static_cast<unsigned long>(at - base));
+  auto strip = [](std::string& x) {
+    while (!x.empty() && (x.back() == '\n' || x.back() == '\r')) x.pop_back();
+  };
+  std::vector<std::pair<std::string, std::string>> frames;  // (function, location), innermost
+                                                             // first
+  if (FILE* p = popen(cmd, "r")) {
+    char buf[2048];
+    while (std::fgets(buf, sizeof buf, p)) {
+      std::string f = buf, l;
+      if (std::fgets(buf, sizeof buf, p)) l = buf;
+      strip(f);
+      strip(l);
+      frames.emplace_back(f, l);
+    }
+    pclose(p);
+  }
+  if (frames.empty() || frames[0].second.empty() || frames[0].second.rfind("??", 0) == 0) {
+    if (info.dli_sname != nullptr) return info.dli_sname;
+    char b[64];
+    std::snprintf(b, sizeof b, "%s+0x%lx", info.dli_fname, static_cast<unsigned long>(at - base));
+    return b;
+  }
+  size_t chosen = 0;
+  while (chosen + 1 < frames.size() && !InKernelSource(frames[chosen].second)) ++chosen;
+  if (!InKernelSource(frames[chosen].second)) chosen = 0;
+  std::string out = ShortLocation(frames[chosen].second);
+  if (chosen + 1 == frames.size()) {
+    // The function that holds pc (an inlined frame's name is not reliable: GCC's instrumentation
+    // calls may carry the enclosing function's scope).
+    const std::string fn = ShortFunction(frames[chosen].first);
+    if (!fn.empty()) out += " (" + fn + ")";
+  } else if (InKernelSource(frames.back().second)) {
+    out += " from " + ShortLocation(frames.back().second);
+  }
+  return out;
+}
+
+std::string Symbolize(const void* pc) {
+  static std::mutex mu;
+  static std::map<const void*, std::string>* cache = new std::map<const void*, std::string>;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache->find(pc);
+  if (it == cache->end()) it = cache->emplace(pc, SymbolizeUncached(pc)).first;
+  return it->second;
 }
 
 std::string RegionName(const Region& r) {
@@ -337,18 +405,24 @@ std::string Block(uint16_t tag) {
         "; the blocks of a launch may run in any order");
 }
 
-void CheckGlobal(uintptr_t a, size_t bytes, bool write, const void* pc) {
+// Whether a is in a cudaMalloc allocation (then [s.last_base, s.last_end) is that one).
+bool InAllocation(uintptr_t a) {
   State& s = St();
   if (a < s.last_base || a >= s.last_end) {
     std::lock_guard<std::mutex> lock(allocations_mu);
     auto it = s.allocations.upper_bound(a);
-    if (it == s.allocations.begin()) return;
+    if (it == s.allocations.begin()) return false;
     --it;
-    if (a - it->first >= it->second) return;
+    if (a - it->first >= it->second) return false;
     s.last_base = it->first;
     s.last_end = it->first + it->second;
   }
-  if (a + bytes > s.last_end) bytes = s.last_end - a;
+  return true;
+}
+
+// [a, a + bytes) of the allocation last found by InAllocation.
+void CheckGlobal(uintptr_t a, size_t bytes, bool write, const void* pc) {
+  State& s = St();
   const uint16_t me = s.block_tag;
   const size_t size = s.last_end - s.last_base;
   for (size_t i = 0; i < bytes; ++i) {
@@ -404,60 +478,124 @@ Region* Find(const void* p, size_t* offset) {
   return nullptr;
 }
 
-// One lane's part of a warp's shared-memory request (the k-th execution of pc by the lane).
-void BankRecord(const Region& r, size_t offset, size_t bytes, int tid, const void* pc) {
-  State& s = St();
-  const uint32_t k = s.executions[reinterpret_cast<uint64_t>(pc) * 1024 + tid]++;
-  auto& lanes = s.requests[RequestKey{pc, &r, static_cast<uint32_t>(tid / 32), k}];
-  lanes.push_back(LaneAccess{static_cast<uint32_t>(offset), static_cast<uint8_t>(tid % 32),
-                             static_cast<uint8_t>(bytes)});
+// One lane's part of a warp's request (the k-th execution of pc by the lane).
+void RequestRecord(Counter& c, const void* region, uint64_t offset, size_t bytes, int tid,
+                   const void* pc) {
+  const uint32_t k = c.executions[reinterpret_cast<uint64_t>(pc) * 1024 + tid]++;
+  auto& lanes = c.requests[RequestKey{pc, region, static_cast<uint32_t>(tid / 32), k}];
+  lanes.push_back(LaneAccess{offset, static_cast<uint8_t>(tid % 32), static_cast<uint8_t>(bytes)});
 }
 
-// The block's requests into wavefronts: 4-byte (or narrower) accesses are served a warp at a
-// time, 8-byte ones a half warp, 16-byte ones a quarter warp; in each such phase a bank
-// (4-byte word index mod 32) serves one distinct word per wavefront (lanes reading one word
-// share it). The ideal is the phase's distinct words over 32.
-void FlushBanks() {
-  State& s = St();
-  for (const auto& [key, lanes] : s.requests) {
-    int width = 1;
-    for (const LaneAccess& l : lanes) width = std::max<int>(width, l.bytes);
-    const int per_phase = width <= 4 ? 32 : width <= 8 ? 16 : 8;
-    uint64_t waves = 0, ideal = 0;
-    for (int phase = 0; phase < 32 / per_phase; ++phase) {
-      std::vector<uint32_t> words;
-      for (const LaneAccess& l : lanes) {
-        if (l.lane / per_phase != phase) continue;
-        for (uint32_t w = l.offset / 4; w <= (l.offset + l.bytes - 1) / 4; ++w) words.push_back(w);
-      }
-      if (words.empty()) continue;
-      std::sort(words.begin(), words.end());
-      words.erase(std::unique(words.begin(), words.end()), words.end());
-      int per_bank[32] = {};
-      int most = 0;
-      for (const uint32_t w : words) most = std::max(most, ++per_bank[w % 32]);
-      waves += static_cast<uint64_t>(most);
-      ideal += (words.size() + 31) / 32;
+// A shared-memory request's wavefronts and ideal: 4-byte (or narrower) accesses are served a
+// warp at a time, 8-byte ones a half warp, 16-byte ones a quarter warp; in each such phase a
+// bank (4-byte word index mod 32) serves one distinct word per wavefront (lanes reading one
+// word share it). The ideal is the phase's distinct words over 32.
+std::pair<uint64_t, uint64_t> Wavefronts(const std::vector<LaneAccess>& lanes) {
+  int width = 1;
+  for (const LaneAccess& l : lanes) width = std::max<int>(width, l.bytes);
+  const int per_phase = width <= 4 ? 32 : width <= 8 ? 16 : 8;
+  uint64_t waves = 0, ideal = 0;
+  for (int phase = 0; phase < 32 / per_phase; ++phase) {
+    std::vector<uint64_t> words;
+    for (const LaneAccess& l : lanes) {
+      if (l.lane / per_phase != phase) continue;
+      for (uint64_t w = l.offset / 4; w <= (l.offset + l.bytes - 1) / 4; ++w) words.push_back(w);
     }
-    BankStat& st = s.bank_stats[key.pc];
+    if (words.empty()) continue;
+    std::sort(words.begin(), words.end());
+    words.erase(std::unique(words.begin(), words.end()), words.end());
+    int per_bank[32] = {};
+    int most = 0;
+    for (const uint64_t w : words) most = std::max(most, ++per_bank[w % 32]);
+    waves += static_cast<uint64_t>(most);
+    ideal += (words.size() + 31) / 32;
+  }
+  return {waves, ideal};
+}
+
+// A global-memory request's sectors: the distinct 32-byte sectors its lanes' bytes fall in
+// (as Nsight Compute's l1tex sectors per request count them). The ideal is its distinct bytes
+// over 32: the same bytes, contiguous and aligned.
+std::pair<uint64_t, uint64_t> Sectors(const std::vector<LaneAccess>& lanes) {
+  std::vector<std::pair<uint64_t, uint64_t>> spans;  // [begin, end) by address
+  spans.reserve(lanes.size());
+  for (const LaneAccess& l : lanes) spans.emplace_back(l.offset, l.offset + l.bytes);
+  std::sort(spans.begin(), spans.end());
+  uint64_t bytes = 0, sectors = 0, last_sector = UINT64_MAX, end = 0;
+  for (const auto& [b, e] : spans) {
+    const uint64_t from = std::max(b, end);
+    if (from < e) bytes += e - from;
+    end = std::max(end, e);
+    for (uint64_t sec = b / 32; sec <= (e - 1) / 32; ++sec) {
+      if (last_sector != UINT64_MAX && sec <= last_sector) continue;
+      ++sectors;
+      last_sector = sec;
+    }
+  }
+  return {sectors, (bytes + 31) / 32};
+}
+
+// The block's requests into the counter's statistics.
+void Flush(Requests which) {
+  Counter& c = Count(which);
+  State& s = St();
+  for (const auto& [key, lanes] : c.requests) {
+    const auto [cost, ideal] =
+        which == Requests::kBanks ? Wavefronts(lanes) : Sectors(lanes);
+    RequestStat& st = c.stats[key.pc];
     if (st.kernel.empty()) st.kernel = KernelName();
     st.pc = key.pc;
     ++st.requests;
-    st.wavefronts += waves;
+    st.cost += cost;
     st.ideal += ideal;
+    if (which == Requests::kSectors) {
+      KernelTraffic& t = s.traffic.by_kernel[KernelName()];
+      ++t.requests;
+      t.sectors += cost;
+      t.ideal += ideal;
+    }
   }
-  s.requests.clear();
-  s.executions.clear();
+  c.requests.clear();
+  c.executions.clear();
+}
+
+// The launch's distinct sectors into its kernel's traffic.
+void FlushTraffic() {
+  Traffic& t = St().traffic;
+  if (t.launch_kernel.empty()) return;
+  KernelTraffic& k = t.by_kernel[t.launch_kernel];
+  k.kernel = t.launch_kernel;
+  ++k.launches;
+  for (const auto& [sector, rw] : t.launch_sectors) {
+    k.read_sectors += rw & 1;
+    k.written_sectors += (rw & 2) >> 1;
+  }
+  t.launch_sectors.clear();
+  t.launch_kernel.clear();
 }
 
 void Record(const void* p, size_t bytes, bool write, Acc a, bool banks = true) {
   size_t offset = 0;
   Region* r = Find(p, &offset);
+  State& s = St();
   if (r != nullptr) {
     Check(*r, offset, bytes, write, a);
-    if (banks && St().banks) BankRecord(*r, offset, bytes, a.tid, a.pc);
-  } else if (St().global) {
-    CheckGlobal(reinterpret_cast<uintptr_t>(p), bytes, write, a.pc);
+    Counter& c = s.counters[0];
+    if (banks && c.on) RequestRecord(c, r, offset, bytes, a.tid, a.pc);
+    return;
+  }
+  Counter& c = s.counters[1];
+  if (!s.global && !c.on) return;
+  const auto at = reinterpret_cast<uintptr_t>(p);
+  if (!InAllocation(at)) return;
+  if (at + bytes > s.last_end) bytes = s.last_end - at;
+  if (s.global) CheckGlobal(at, bytes, write, a.pc);
+  if (c.on) {
+    RequestRecord(c, nullptr, at, bytes, a.tid, a.pc);
+    if (s.traffic.launch_kernel.empty()) s.traffic.launch_kernel = KernelName();
+    for (uint64_t sec = at / 32; sec <= (at + bytes - 1) / 32; ++sec) {
+      s.traffic.launch_sectors[sec] |= write ? 2 : 1;
+    }
   }
 }
 
@@ -465,6 +603,7 @@ void Record(const void* p, size_t bytes, bool write, Acc a, bool banks = true) {
 
 void LaunchStart() {
   State& s = St();
+  if (s.counters[1].on) FlushTraffic();
   for (auto& [addr, page] : s.pages) s.free_pages.push_back(std::move(page));
   s.pages.clear();
   s.page = nullptr;
@@ -518,7 +657,9 @@ void SharedVariable(const void* p, size_t bytes, const char* name) {
 
 void BlockEnd() {
   State& s = St();
-  if (s.banks) FlushBanks();
+  for (int c = 0; c < 2; ++c) {
+    if (s.counters[c].on) Flush(static_cast<Requests>(c));
+  }
   if (s.fresh_reads.empty()) return;
   const FreshRead& f = s.fresh_reads.front();
   Fatal("read of uninitialized shared memory at " + RegionName(*f.region) + " + " +
@@ -560,54 +701,147 @@ void LdmatrixRead(const void* p, size_t bytes, const void* pc) {
 void LdmatrixRows(const void* const* rows, const void* pc) {
   const int tid = CurrentThread();
   State& s = St();
-  if (tid < 0 || !s.banks) return;
+  Counter& c = s.counters[0];
+  if (tid < 0 || !c.on) return;
   // Lanes 8m..8m+7 give matrix m's 8 rows of 16 bytes: four phases of 8 rows, as 16-byte
   // accesses of a quarter warp are. Recorded once for the warp, as its lane 0.
   const int first = tid - tid % 32;
   for (int j = 0; j < 32; ++j) {
     size_t offset = 0;
     const Region* r = Find(rows[j], &offset);
-    if (r != nullptr) BankRecord(*r, offset, 16, first + j, pc);
+    if (r != nullptr) RequestRecord(c, r, offset, 16, first + j, pc);
   }
 }
 
-std::vector<BankStat> BankStats() {
-  std::vector<BankStat> out;
-  for (const auto& [pc, st] : St().bank_stats) out.push_back(st);
-  std::sort(out.begin(), out.end(), [](const BankStat& a, const BankStat& b) {
-    return a.wavefronts - a.ideal > b.wavefronts - b.ideal;
+std::vector<RequestStat> RequestStats(Requests which) {
+  std::vector<RequestStat> out;
+  for (const auto& [pc, st] : Count(which).stats) out.push_back(st);
+  std::sort(out.begin(), out.end(), [](const RequestStat& a, const RequestStat& b) {
+    return a.cost - a.ideal > b.cost - b.ideal;
   });
   return out;
 }
 
-void ResetBankStats() { St().bank_stats.clear(); }
+void ResetRequestStats(Requests which) {
+  Count(which).stats.clear();
+  if (which == Requests::kSectors) {
+    St().traffic.by_kernel.clear();
+    St().traffic.launch_sectors.clear();
+    St().traffic.launch_kernel.clear();
+  }
+}
 
-void CountBanks(bool on) { St().banks = on; }
+void CountRequests(Requests which, bool on) { Count(which).on = on; }
 
-std::string BankTable(int most) {
-  const std::vector<BankStat> stats = BankStats();
-  uint64_t req = 0, waves = 0, ideal = 0;
-  for (const BankStat& b : stats) {
+std::string RequestTable(Requests which, int most) {
+  const std::vector<RequestStat> stats = RequestStats(which);
+  uint64_t req = 0, cost = 0, ideal = 0;
+  for (const RequestStat& b : stats) {
     req += b.requests;
-    waves += b.wavefronts;
+    cost += b.cost;
     ideal += b.ideal;
   }
-  std::string out = "shared-memory bank conflicts (PTC_CUDA_EMU_BANKS: 32 banks of 4 bytes; " +
+  const bool banks = which == Requests::kBanks;
+  const char* unit = kCounterUnit[static_cast<int>(which)];
+  std::string out = std::string(banks ? "shared-memory bank conflicts"
+                                      : "global-memory coalescing") +
+                    " (" + kCounterEnv[static_cast<int>(which)] +
+                    (banks ? ": 32 banks of 4 bytes; " : ": 32-byte sectors; ") +
                     std::to_string(stats.size()) + " instructions, " + std::to_string(req) +
-                    " warp requests, " + std::to_string(waves) + " wavefronts for an ideal " +
+                    " warp requests, " + std::to_string(cost) + " " + unit + " for an ideal " +
                     std::to_string(ideal) + ")\n";
   char line[512];
-  std::snprintf(line, sizeof line, "%10s %8s %8s  %-28s %s\n", "requests", "waves/r", "ideal/r",
-                "kernel", "instruction");
+  std::snprintf(line, sizeof line, "%10s %8s %8s  %-28s %s\n", "requests",
+                banks ? "waves/r" : "sect/r", "ideal/r", "kernel", "instruction");
   out += line;
   int shown = 0;
-  for (const BankStat& b : stats) {
-    if (shown++ >= most || b.wavefronts <= b.ideal) break;
+  for (const RequestStat& b : ExcessByLine(which)) {
+    if (shown++ >= most) break;
     std::snprintf(line, sizeof line, "%10llu %8.2f %8.2f  %-28s %s\n",
                   static_cast<unsigned long long>(b.requests),
-                  static_cast<double>(b.wavefronts) / static_cast<double>(b.requests),
+                  static_cast<double>(b.cost) / static_cast<double>(b.requests),
                   static_cast<double>(b.ideal) / static_cast<double>(b.requests),
-                  b.kernel.c_str(), Symbolize(b.pc).c_str());
+                  b.kernel.c_str(), b.where.c_str());
+    out += line;
+  }
+  return out;
+}
+
+std::vector<RequestStat> ExcessByLine(Requests which) {
+  std::map<std::pair<std::string, std::string>, RequestStat> merged;  // (kernel, where)
+  for (const RequestStat& b : RequestStats(which)) {
+    if (b.cost <= b.ideal) continue;
+    const std::string where = Symbolize(b.pc);
+    RequestStat& m = merged[{b.kernel, where}];
+    if (m.requests == 0) {
+      m = b;
+      m.where = where;
+    } else {
+      m.requests += b.requests;
+      m.cost += b.cost;
+      m.ideal += b.ideal;
+    }
+  }
+  std::vector<RequestStat> out;
+  for (auto& [key, m] : merged) out.push_back(std::move(m));
+  std::sort(out.begin(), out.end(), [](const RequestStat& a, const RequestStat& b) {
+    return a.cost - a.ideal > b.cost - b.ideal;
+  });
+  return out;
+}
+
+std::vector<std::string> Unallowed(Requests which, const std::vector<std::string>& allow) {
+  std::vector<std::string> out;
+  for (const RequestStat& b : ExcessByLine(which)) {
+    bool allowed = false;
+    for (const std::string& a : allow) {
+      allowed |= !a.empty() && (b.kernel.rfind(a, 0) == 0 || b.where.rfind(a, 0) == 0);
+    }
+    if (allowed) continue;
+    char line[1024];
+    std::snprintf(line, sizeof line, "%s (%s) takes %.2f %s per request for an ideal %.2f",
+                  b.where.c_str(), b.kernel.c_str(),
+                  static_cast<double>(b.cost) / static_cast<double>(b.requests),
+                  kCounterUnit[static_cast<int>(which)],
+                  static_cast<double>(b.ideal) / static_cast<double>(b.requests));
+    out.push_back(line);
+  }
+  return out;
+}
+
+std::vector<KernelTraffic> TrafficByKernel() {
+  FlushTraffic();
+  std::vector<KernelTraffic> out;
+  for (const auto& [name, t] : St().traffic.by_kernel) {
+    out.push_back(t);
+    out.back().kernel = name;
+  }
+  std::sort(out.begin(), out.end(), [](const KernelTraffic& a, const KernelTraffic& b) {
+    return a.sectors > b.sectors;
+  });
+  return out;
+}
+
+std::string TrafficTable() {
+  const std::vector<KernelTraffic> kernels = TrafficByKernel();
+  std::string out =
+      "global-memory traffic by kernel (PTC_CUDA_EMU_SECTORS: sectors requested, and the "
+      "distinct ones each launch touched: its DRAM traffic at the least)\n";
+  char line[512];
+  std::snprintf(line, sizeof line, "%8s %10s %8s %8s %12s %12s %7s  %s\n", "launches", "requests",
+                "sect/r", "ideal/r", "read MB", "written MB", "reuse", "kernel");
+  out += line;
+  for (const KernelTraffic& k : kernels) {
+    const double distinct = static_cast<double>(k.read_sectors + k.written_sectors);
+    const double requests = static_cast<double>(std::max<uint64_t>(k.requests, 1));
+    std::snprintf(line, sizeof line, "%8llu %10llu %8.2f %8.2f %12.3f %12.3f %7.2f  %s\n",
+                  static_cast<unsigned long long>(k.launches),
+                  static_cast<unsigned long long>(k.requests),
+                  static_cast<double>(k.sectors) / requests,
+                  static_cast<double>(k.ideal) / requests,
+                  static_cast<double>(k.read_sectors) * 32.0 / 1e6,
+                  static_cast<double>(k.written_sectors) * 32.0 / 1e6,
+                  distinct > 0 ? static_cast<double>(k.sectors) / distinct : 0.0, k.kernel.c_str());
     out += line;
   }
   return out;
