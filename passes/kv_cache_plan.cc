@@ -16,6 +16,7 @@
 #include "compiler/ir/verifier.h"
 #include "compiler/support/status.h"
 #include "passes/kv_cache.h"
+#include "passes/passes.h"
 #include "passes/plan_memory.h"
 
 namespace ptc::passes {
@@ -86,6 +87,8 @@ absl::StatusOr<plan::Plan> MakeDecodePlan(const plan::Plan& full, KvDecoderInfo*
   KvCacheOptions options;
   options.source = full.module->main()->name();
   options.decode = "kv_decode";
+  // CUDA inference plans read q, k, v packed (pack-qkv); the decoder's rules take them split.
+  PTC_RETURN_IF_ERROR(UnpackQkv(*scratch->FindFunction(options.source)).status());
   PTC_ASSIGN_OR_RETURN(KvDecoderInfo facts, BuildKvDecoder(*scratch, options));
   plan::Plan p;
   p.module = std::make_unique<ir::Module>();

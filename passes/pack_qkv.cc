@@ -27,6 +27,7 @@
 #include <set>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "compiler/ir/ops.h"
 #include "compiler/support/status.h"
 #include "passes/matcher.h"
@@ -217,5 +218,89 @@ class PackQkvPass : public FunctionPass {
 }  // namespace
 
 std::unique_ptr<Pass> CreatePackQkvPass() { return std::make_unique<PackQkvPass>(); }
+
+namespace {
+class UnpackQkvPass : public FunctionPass {
+ public:
+  std::string_view name() const override { return "unpack-qkv"; }
+
+ private:
+  absl::StatusOr<bool> RunOnFunction(ir::Module&, ir::Function& fn) override {
+    PTC_ASSIGN_OR_RETURN(const int n, UnpackQkv(fn));
+    if (n > 0) Count("unpacked", n);
+    return n > 0;
+  }
+};
+}  // namespace
+
+std::unique_ptr<Pass> CreateUnpackQkvPass() { return std::make_unique<UnpackQkvPass>(); }
+
+absl::StatusOr<int> UnpackQkv(ir::Function& fn) {
+  int unpacked = 0;
+  std::set<const ir::Node*> erase;
+  std::set<ir::Value*> packed_values;
+  for (ir::Node* a : NodesWithOp(fn, "attention")) {
+    if (a->GetString("layout", "bhtd").value_or("") != "bt3hd") continue;
+    ir::Value* p = a->input(0);
+    const ir::TensorType& pt = p->type();
+    if (a->num_inputs() < 3 || a->input(1) != p || a->input(2) != p || pt.rank() != 5 ||
+        pt.shape[2] != 3) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unpack-qkv: attention ", a->output(0)->name(),
+          " has layout bt3hd but not one [B, T, 3, H, D] operand as its q, k and v"));
+    }
+    const int64_t b = pt.shape[0], t = pt.shape[1], h = pt.shape[3], d = pt.shape[4];
+    const ir::TensorType x3{pt.dtype, {b, t, 3 * h * d}};
+    ir::Value* x = nullptr;
+    if (ir::Node* r = p->producer(); r != nullptr && r->op() == "reshape" &&
+                                     r->input(0)->type() == x3) {
+      x = r->input(0);
+    } else {
+      x = fn.AddNode("reshape", {p}, {x3}, {{"shape", std::vector<int64_t>(x3.shape)}}, a->loc(),
+                     {p->name() + ".bt3c"}, /*before=*/a)
+              ->output();
+    }
+    const ir::TensorType part{pt.dtype, {b, t, h * d}};
+    ir::Node* split = fn.AddNode("split", {x}, {part, part, part},
+                                 {{"axis", int64_t{2}},
+                                  {"sizes", std::vector<int64_t>{h * d, h * d, h * d}}},
+                                 a->loc(),
+                                 {p->name() + ".q", p->name() + ".k", p->name() + ".v"},
+                                 /*before=*/a);
+    std::vector<ir::Value*> ins = a->inputs();
+    for (int i = 0; i < 3; ++i) {
+      const ir::TensorType four{pt.dtype, {b, t, h, d}};
+      ins[i] = fn.AddNode("reshape", {split->output(i)}, {four},
+                          {{"shape", std::vector<int64_t>(four.shape)}}, a->loc(),
+                          {split->output(i)->name() + "4"}, /*before=*/a)
+                   ->output();
+    }
+    ir::AttrMap attrs = a->attrs();
+    attrs["layout"] = std::string("bthd");
+    std::vector<ir::TensorType> types;
+    std::vector<std::string> names;
+    for (const ir::Value* o : a->outputs()) {
+      types.push_back(o->type());
+      names.push_back(o->name());
+    }
+    ir::Node* na = fn.AddNode("attention", ins, types, attrs, a->loc(), names, /*before=*/a);
+    for (size_t i = 0; i < a->num_outputs(); ++i) fn.ReplaceAllUsesWith(a->output(i), na->output(i));
+    erase.insert(a);
+    packed_values.insert(p);
+    ++unpacked;
+  }
+  if (unpacked == 0) return 0;
+  fn.EraseNodesIf([&](const ir::Node& n) { return erase.count(&n) > 0; });
+  // The packed reshapes that nothing reads any more.
+  auto uses = fn.ComputeUses();
+  std::set<const ir::Node*> dead;
+  for (ir::Value* p : packed_values) {
+    bool result = false;
+    for (const ir::Value* r : fn.results()) result |= r == p;
+    if (!result && uses[p].empty() && p->producer() != nullptr) dead.insert(p->producer());
+  }
+  fn.EraseNodesIf([&](const ir::Node& n) { return dead.count(&n) > 0; });
+  return unpacked;
+}
 
 }  // namespace ptc::passes

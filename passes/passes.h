@@ -27,6 +27,11 @@ std::unique_ptr<Pass> CreateFoldGemmTransposePass();  // fold_gemm_transpose.cc
 std::unique_ptr<Pass> CreateAnnotateCausalPass();  // annotate_causal.cc
 std::unique_ptr<Pass> CreateSaveAttentionStatsPass();  // save_attention_stats.cc
 std::unique_ptr<Pass> CreatePackQkvPass();  // pack_qkv.cc
+// The inverse on forward attention: each attention(p, p, p) {layout="bt3hd"} back to a split
+// of the QKV projection's output into [B, T, H, D] q, k, v with layout "bthd" (the KV-cache
+// decoder's rules, passes/kv_cache.h, take those). Returns how many it unpacked.
+absl::StatusOr<int> UnpackQkv(ir::Function& fn);
+std::unique_ptr<Pass> CreateUnpackQkvPass();  // the pass form (ptc-opt --passes=unpack-qkv)
 std::unique_ptr<Pass> CreateFoldParamCastsPass();  // fold_param_casts.cc
 std::unique_ptr<Pass> CreateFuseLinearCePass();  // fuse_linear_ce.cc
 std::unique_ptr<Pass> CreateFuseBiasGradPass();  // fuse_bias_grad.cc

@@ -136,6 +136,8 @@ const std::vector<PassInfo>& RegisteredPasses() {
       {"pack-qkv",
        "attention reads q, k, v as slots of the QKV projection's output (no split / concat)",
        [] { return CreatePackQkvPass(); }},
+      {"unpack-qkv", "packed (bt3hd) forward attention back to split q, k, v (the KV-cache rules)",
+       [] { return CreateUnpackQkvPass(); }},
       {"cse", "merge identical nodes (same op, inputs and attributes)",
        [] { return CreateCsePass(); }},
       {"dce", "remove nodes whose outputs are unused", [] { return CreateDcePass(); }},

@@ -133,9 +133,10 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
   // The CUDA backward reads each attention's saved log-sum-exp instead of running the flash
   // forward again; the CPU one recomputes its probabilities from the scores either way.
   // And attention reads q, k, v in place from the QKV projection's output, its gradient
-  // written packed (no split / concat per layer).
-  if (options.train && options.target == "cuda" && options.passes != "none") {
-    pipeline.Add(passes::CreateSaveAttentionStatsPass());
+  // written packed (no split / concat per layer); in inference plans too (their KV-cache
+  // decoder is built from an unpacked copy: passes::MakeDecodePlan).
+  if (options.target == "cuda" && options.passes != "none") {
+    if (options.train) pipeline.Add(passes::CreateSaveAttentionStatsPass());
     if (options.pack_qkv) pipeline.Add(passes::CreatePackQkvPass());
   }
   PTC_RETURN_IF_ERROR(pipeline.Run(*module));

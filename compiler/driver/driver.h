@@ -46,7 +46,7 @@ struct CompileOptions {
   // has no kernels and the runtime interprets the programs. nvrtc_library: see GetNvrtc.
   std::string cuda_arch = "sm_90";
   bool cuda_codegen = true;
-  // --target cuda --train: attention reads q, k, v as slots of the QKV projection's output
+  // --target cuda: attention reads q, k, v as slots of the QKV projection's output
   // (passes/pack_qkv.cc); false keeps the split / concat (comparisons).
   bool pack_qkv = true;
   std::string nvrtc_library;

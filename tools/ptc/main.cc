@@ -584,7 +584,7 @@ int main(int argc, char** argv) {
                     "--target cuda: store no generated kernels (fused_elementwise runs on the "
                     "interpreter)");
   compile->add_flag("--no-pack-qkv", ca.no_pack_qkv,
-                    "--target cuda --train: keep the split / concat around attention instead "
+                    "--target cuda: keep the split / concat around attention instead "
                     "of reading q, k, v as slots of the QKV projection's output (comparisons)");
   compile->add_option("--dim", ca.dims, "bind a symbolic dim: NAME=N (repeatable)");
   compile->add_option("--passes", ca.passes,
