@@ -284,7 +284,9 @@ absl::StatusOr<int> UnpackQkv(ir::Function& fn) {
       names.push_back(o->name());
     }
     ir::Node* na = fn.AddNode("attention", ins, types, attrs, a->loc(), names, /*before=*/a);
-    for (size_t i = 0; i < a->num_outputs(); ++i) fn.ReplaceAllUsesWith(a->output(i), na->output(i));
+    for (size_t i = 0; i < a->num_outputs(); ++i) {
+      fn.ReplaceAllUsesWith(a->output(i), na->output(i));
+    }
     erase.insert(a);
     packed_values.insert(p);
     ++unpacked;

@@ -60,6 +60,8 @@ std::unique_ptr<Pass> CreateFuseElementwisePass(FuseElementwiseOptions options =
 // matmul (+ transposed 2-D weight) (+ bias [N]) (+ gelu/relu) -> fused_matmul.
 std::unique_ptr<Pass> CreateFuseMatMulBiasPass();
 std::unique_ptr<Pass> CreateFuseResidualAddPass();
+// cast(fused_matmul(...) low) to f32 -> fused_matmul(...) {dtype=f32} (the LM head's logits).
+std::unique_ptr<Pass> CreateFoldMatMulCastsPass();
 std::unique_ptr<Pass> CreateFoldGradCastsPass();
 
 // softmax(q @ k^T * scale [masked]) @ v (+ the head transposes around it) -> attention.

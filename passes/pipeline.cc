@@ -161,6 +161,9 @@ const std::vector<PassInfo>& RegisteredPasses() {
        }},
       {"fuse-matmul-bias", "matmul + transposed weight + bias + gelu/relu -> fused_matmul",
        [] { return CreateFuseMatMulBiasPass(); }},
+      {"fold-matmul-casts",
+       "--precision: a fused_matmul's output cast up to f32 -> the fused_matmul writes f32",
+       [] { return CreateFoldMatMulCastsPass(); }},
       {"fuse-residual-add",
        "add(residual, fused_matmul(..., bias)) -> fused_matmul's addend (one GEMM epilogue)",
        [] { return CreateFuseResidualAddPass(); }},
@@ -210,6 +213,7 @@ std::vector<std::string> DefaultPassList(std::string_view target) {
     list.push_back("match-gelu");
     list.push_back("fuse-matmul-bias");
     list.push_back("fuse-residual-add");
+    list.push_back("fold-matmul-casts");  // after fuse-residual-add: its f32 form first
     list.push_back("fuse-attention");
     list.push_back("fold-constants");  // the not() of a constant keep-mask (fuse-attention)
     list.push_back("fuse-elementwise");

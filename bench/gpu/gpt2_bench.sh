@@ -128,6 +128,14 @@ for bi in 1 16; do
   cat torch-infer$bi.json
 done
 
+echo "== inference: batch 16 as compiled before session 13 (split q/k/v, bf16 logits cast up)"
+ptc compile "$work/gpt2.onnx" -o "$work/infer16-split.plan" --target cuda --precision bf16 \
+  --dim batch=16 --dim seq=1024 --no-pack-qkv --passes default,-fold-matmul-casts \
+  > compile-infer16-split.log 2>&1
+timeout 60 ptc run "$work/infer16-split.plan" --random-inputs --warmup 3 --repeat 10 \
+  --json ptc-infer16-split.json > ptc-infer16-split.log 2>&1
+tail -1 ptc-infer16-split.log
+
 echo "== generation with the KV cache, 256 tokens, ptc (bf16 plan of batch 1 x 1024) and PyTorch"
 timeout 90 ptc generate "$work/infer1.plan" --prompt 'The ' --tokens 256 --temperature 0 \
   > ptc-gen.txt 2> ptc-gen.log
@@ -207,5 +215,6 @@ t_comp=$(field torch-compile.json tokens_per_s)
   for bi in 1 16; do
     echo "| forward, batch $bi x 1024 | $(ms ptc-infer$bi.json median_seconds) ms ($(ms ptc-infer$bi.json fetch_seconds) ms with the logits copied to the host) | $(field torch-infer$bi.json forward_ms) ms |"
   done
+  echo "| forward, batch 16 x 1024, split q/k/v and bf16 logits cast up (before session 13) | $(ms ptc-infer16-split.json median_seconds) ms | |"
   echo "| generation, KV cache, 256 tokens | ${ptc_gen:-n/a} (executor creation and prompt included) | $(field torch-gen.json tokens_per_s) tokens/s |"
 } | tee summary-bench.md

@@ -379,15 +379,18 @@ Problem RowMajorProblem(int64_t m, int64_t n, int64_t k, bool trans_a, bool tran
 // place and only D is padded.
 class PaddedMatmulKernel final : public DeviceKernel {
  public:
+  // out_dt: D's dtype when it differs from A / B's (an f32 LM head of bf16 operands).
   absl::Status Init(const ir::Node& node, DType dt, int64_t m, int64_t n, int64_t k,
-                    const KernelOptions& options, cublasLtHandle_t lt, bool trans_b = false) {
+                    const KernelOptions& options, cublasLtHandle_t lt, bool trans_b = false,
+                    DType out_dt = DType::kBool) {
     elem_ = ir::DTypeSize(dt);
+    out_elem_ = out_dt == DType::kBool ? elem_ : ir::DTypeSize(out_dt);
     m_ = m;
     n_ = n;
     k_ = k;
     trans_b_ = trans_b;
     ldn_ = PaddedLd(n);
-    rows_ = std::max<int64_t>(256, (int64_t{256} << 20) / static_cast<int64_t>(ldn_ * elem_));
+    rows_ = std::max<int64_t>(256, (int64_t{256} << 20) / static_cast<int64_t>(ldn_ * out_elem_));
     rows_ = std::min(rows_, m);
     const int64_t tail = m % rows_;
     for (int s = 0; s < (tail ? 2 : 1); ++s) {
@@ -396,24 +399,27 @@ class PaddedMatmulKernel final : public DeviceKernel {
       p.ldd = ldn_;
       // Our A advances by rows_ rows per block.
       PTC_RETURN_IF_ERROR(gemm_[s].Init(node, dt, p, 1.0, 0.0, options, lt,
-                                        CUBLASLT_EPILOGUE_DEFAULT, DType::kBool, DType::kBool,
+                                        CUBLASLT_EPILOGUE_DEFAULT, out_dt, DType::kBool,
                                         GuaranteedAlign({rows_ * k * static_cast<int64_t>(elem_)})));
     }
     b_bytes_ = trans_b ? 0 : AlignScratch(elem_ * static_cast<size_t>(k_ * ldn_));
     return absl::OkStatus();
   }
   size_t WorkspaceBytes() const override {
-    return b_bytes_ + AlignScratch(elem_ * static_cast<size_t>(rows_ * ldn_));
+    return b_bytes_ + AlignScratch(out_elem_ * static_cast<size_t>(rows_ * ldn_));
   }
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
                       absl::Span<void* const> out, void* workspace) override {
     char* scratch = static_cast<char*>(workspace);
     char* d = scratch + b_bytes_;
-    const size_t row = elem_ * static_cast<size_t>(n_), pitch = elem_ * static_cast<size_t>(ldn_);
+    const size_t b_row = elem_ * static_cast<size_t>(n_);
+    const size_t b_pitch = elem_ * static_cast<size_t>(ldn_);
+    const size_t row = out_elem_ * static_cast<size_t>(n_);
+    const size_t pitch = out_elem_ * static_cast<size_t>(ldn_);
     const void* b = in[1];
     cudaError_t e = cudaSuccess;
     if (!trans_b_) {
-      e = cudaMemcpy2DAsync(scratch, pitch, in[1], row, row, static_cast<size_t>(k_),
+      e = cudaMemcpy2DAsync(scratch, b_pitch, in[1], b_row, b_row, static_cast<size_t>(k_),
                             cudaMemcpyDeviceToDevice, ctx.stream);
       if (e != cudaSuccess) return CudaStatus(e, "cudaMemcpy2DAsync (B)", __FILE__, __LINE__);
       b = scratch;
@@ -433,7 +439,7 @@ class PaddedMatmulKernel final : public DeviceKernel {
 
  private:
   GemmKernel gemm_[2];  // full blocks, and the tail block when M % rows_ != 0
-  size_t elem_ = 2, b_bytes_ = 0;
+  size_t elem_ = 2, out_elem_ = 2, b_bytes_ = 0;
   int64_t m_ = 0, n_ = 0, k_ = 0, ldn_ = 0, rows_ = 1;
   bool trans_b_ = false;
 };
@@ -441,9 +447,12 @@ class PaddedMatmulKernel final : public DeviceKernel {
 // Whether a product of m rows with a shared right operand of n columns and inner dim k takes
 // PaddedMatmulKernel: rows of n elements not 16-byte aligned, B's rows of k elements (trans_b)
 // or the copy's aligned, and enough rows that the padding pays (not a decode step).
-bool UsePaddedMatmul(DType dt, int64_t m, int64_t n, int64_t k, const KernelOptions& options) {
+bool UsePaddedMatmul(DType dt, int64_t m, int64_t n, int64_t k, const KernelOptions& options,
+                     DType out_dt = DType::kBool) {
   const int64_t elem = static_cast<int64_t>(ir::DTypeSize(dt));
-  return options.padded_matmul && (n * elem) % 16 != 0 && k > 0 && (k * elem) % 16 == 0 &&
+  const int64_t out_elem =
+      out_dt == DType::kBool ? elem : static_cast<int64_t>(ir::DTypeSize(out_dt));
+  return options.padded_matmul && (n * out_elem) % 16 != 0 && k > 0 && (k * elem) % 16 == 0 &&
          n >= 64 && m >= 256 && dt != DType::kF64;
 }
 
@@ -677,11 +686,13 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateFusedMatMul(const ir::Node& 
   if (has_addend && (node.input(3)->type() != y || act != "none")) {
     return Invalid(node, "the addend must have the output's type (activation none)");
   }
-  if (!has_bias && act == "none" && y.dtype == x.dtype &&
-      UsePaddedMatmul(x.dtype, rows, n, k, options)) {
-    // A tied LM head read as is (trans_b=1, [V, D]) with V = 50257: padded output rows.
+  if (!has_bias && act == "none" && (y.dtype == x.dtype || y.dtype == DType::kF32) &&
+      UsePaddedMatmul(x.dtype, rows, n, k, options, y.dtype)) {
+    // A tied LM head read as is (trans_b=1, [V, D]) with V = 50257: padded output rows (in
+    // f32 for a --precision inference plan's logits: fold-matmul-casts).
     auto padded = std::make_unique<PaddedMatmulKernel>();
-    PTC_RETURN_IF_ERROR(padded->Init(node, x.dtype, rows, n, k, options, lt, trans_b != 0));
+    PTC_RETURN_IF_ERROR(padded->Init(node, x.dtype, rows, n, k, options, lt, trans_b != 0,
+                                     y.dtype));
     return PaddedOrDirect(node, options, std::move(padded),
                           [&](const KernelOptions& o) { return CreateFusedMatMul(node, o, lt); });
   }

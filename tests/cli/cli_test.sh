@@ -80,17 +80,18 @@ check_error "generate from a training plan" "generation" "$PTC" generate "$T/tra
 check "generate from the checkpoint = from the exported plan" bash -c "[ \"\$('$PTC' generate '$T/ckpt' --model '$T/f.onnx' --seq 32 --prompt 'A' --tokens 20 --temperature 0 2>/dev/null)\" = \"\$('$PTC' generate '$T/gen.plan' --prompt 'A' --tokens 20 --temperature 0)\" ]"
 check "compile --train --target cuda --precision fp16 (dynamic loss scaling)" bash -c "'$PTC' compile '$T/l.onnx' -o '$T/train-fp16.plan' --train --target cuda --precision fp16 --dim batch=2 --dim seq=16 && '$PTC' dump '$T/train-fp16.plan' | grep -q 'opt.loss_scale'"
 check_error "unknown --loss-scale" "loss-scale" "$PTC" compile "$T/l.onnx" -o "$T/x.plan" --train --loss-scale static --dim batch=2 --dim seq=16
-check "compile --train --target cuda (no GPU needed)" "$PTC" compile "$T/l.onnx" -o "$T/train-cuda.plan" --train --target cuda --precision bf16 --dim batch=2 --dim seq=16 --lr 3e-3 --passes default,-fuse-residual-add
+check "compile --train --target cuda (no GPU needed)" "$PTC" compile "$T/l.onnx" -o "$T/train-cuda.plan" --train --target cuda --precision bf16 --dim batch=2 --dim seq=16 --lr 3e-3 --passes default,-fuse-residual-add,-fold-matmul-casts
 check_error "--passes dropping an absent pass" "not in the list before it" "$PTC" compile "$T/l.onnx" -o "$T/x.plan" --passes -fuse-residual-add,default --dim batch=2 --dim seq=16
 # Generated fused_elementwise kernels (NVRTC at compile time) are listed by dump --kernels
-# (the residual adds, fused elementwise chains without fuse-residual-add).
+# (the residual adds, fused elementwise chains without fuse-residual-add and
+# fold-matmul-casts).
 if ldconfig -p 2>/dev/null | grep -q 'libnvrtc\.so' || [ -e /usr/local/cuda/lib64/libnvrtc.so ]; then
   check "dump --kernels lists generated CUDA kernels" bash -c "'$PTC' dump '$T/train-cuda.plan' --kernels | grep -q '^ptc_fused_[0-9a-f]*  sm_90  cubin [1-9]' && '$PTC' dump '$T/train-cuda.plan' --kernels -v | grep -q 'extern \"C\" __global__'"
   check_error "compile --cuda-arch garbage" "must look like sm_90" "$PTC" compile "$T/l.onnx" -o "$T/x.plan" --train --target cuda --cuda-arch hopper --dim batch=2 --dim seq=16
 else
   echo "skip dump --kernels (NVRTC not installed)"
 fi
-check "compile --target cuda without NVRTC stores no kernels" bash -c "PTC_NVRTC_LIBRARY=/nonexistent/libnvrtc.so '$PTC' compile '$T/l.onnx' -o '$T/train-nonvrtc.plan' --train --target cuda --precision bf16 --dim batch=2 --dim seq=16 --passes default,-fuse-residual-add 2>&1 | grep -q 'no generated kernels (NVRTC not found' && '$PTC' dump '$T/train-nonvrtc.plan' --kernels | grep -q '^0 generated CUDA kernels'"
+check "compile --target cuda without NVRTC stores no kernels" bash -c "PTC_NVRTC_LIBRARY=/nonexistent/libnvrtc.so '$PTC' compile '$T/l.onnx' -o '$T/train-nonvrtc.plan' --train --target cuda --precision bf16 --dim batch=2 --dim seq=16 --passes default,-fuse-residual-add,-fold-matmul-casts 2>&1 | grep -q 'no generated kernels (NVRTC not found' && '$PTC' dump '$T/train-nonvrtc.plan' --kernels | grep -q '^0 generated CUDA kernels'"
 check "compile --no-cuda-codegen stores no kernels" bash -c "'$PTC' compile '$T/l.onnx' -o '$T/train-nocg.plan' --train --target cuda --precision bf16 --no-cuda-codegen --dim batch=2 --dim seq=16 && '$PTC' dump '$T/train-nocg.plan' --kernels | grep -q '^0 generated CUDA kernels'"
 check_error "dump --kernels of an ONNX model" "needs a plan file" "$PTC" dump "$T/l.onnx" --kernels --dim batch=2 --dim seq=16
 check "generate reports tokens/s" bash -c "'$PTC' generate '$T/gen.plan' --prompt 'A' --tokens 5 2>&1 >/dev/null | grep -q 'tokens/s, KV cache'"

@@ -405,6 +405,87 @@ TEST(CudaGenerate, DecoderOfCudaPlansHasCudaKernels) {
   }
 }
 
+// A bf16 inference plan for the device reads q, k, v packed (pack-qkv) and writes the f32
+// logits from the LM head's GEMM (fold-matmul-casts; an odd vocabulary and 256 rows: the
+// padded f32 path). Its logits are those of the plan without both (split q, k, v; bf16 logits
+// cast up) but for the bf16 rounding of the logits the latter has, and near the CPU's fp32.
+TEST(CudaInference, Bf16PackedPlanMatchesUnpacked) {
+  PTC_SKIP_WITHOUT_CUDA_DEVICE();
+  auto config = models::Gpt2Preset("tiny");
+  ASSERT_TRUE(config.ok());
+  config->vocab = 1021;
+  config->layers = 2;
+  config->dim = 64;
+  config->heads = 4;
+  config->seq = 64;
+  auto model = models::BuildGpt2(*config);
+  ASSERT_TRUE(model.ok()) << model.status();
+  std::map<std::string, ir::Tensor> logits;
+  for (const char* variant : {"packed", "unpacked", "cpu"}) {
+    const std::string v = variant;
+    onnx_import::ImportOptions io;
+    io.dims = {{"batch", 4}, {"seq", 64}};
+    auto module = onnx_import::ImportOnnxBytes(model->SerializeAsString(), "", "gpt2-b16", io);
+    ASSERT_TRUE(module.ok()) << module.status();
+    driver::CompileOptions o;
+    o.target = v == "cpu" ? "cpu" : "cuda";
+    o.precision = v == "cpu" ? "fp32" : "bf16";
+    o.dims = io.dims;
+    if (v == "unpacked") {
+      o.pack_qkv = false;
+      o.passes = "default,-fold-matmul-casts";
+    }
+    auto plan = driver::CompileModule(*std::move(module), o);
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    int packed = 0, casts_up = 0;
+    for (const auto& n : plan->module->main()->nodes()) {
+      packed += n->op() == "attention" && n->GetString("layout", "").value_or("") == "bt3hd";
+      casts_up += n->op() == "cast" && n->output()->type().num_elements() > config->vocab;
+    }
+    EXPECT_EQ(packed, v == "packed" ? 2 : 0) << v;
+    EXPECT_EQ(casts_up, v == "unpacked" ? 1 : 0) << v << ": the logits' cast up";
+    std::map<std::string, ir::Tensor> inputs;
+    for (const ir::Value* p : plan->module->main()->params()) {
+      if (p->is_param()) continue;
+      ir::Tensor t(ir::DType::kI64, p->type().shape);
+      for (int64_t i = 0; i < t.num_elements(); ++i) {
+        t.mutable_data_as<int64_t>()[i] = (i * 7919 + 3) % config->vocab;
+      }
+      inputs[p->name()] = std::move(t);
+    }
+    absl::StatusOr<std::vector<ir::Tensor>> r;
+    if (v == "cpu") {
+      auto exec = cpu::Executor::Create(*plan);
+      ASSERT_TRUE(exec.ok()) << exec.status();
+      r = (*exec)->Run(inputs);
+    } else {
+      auto exec = Executor::Create(*plan);
+      ASSERT_TRUE(exec.ok()) << exec.status();
+      r = (*exec)->Run(inputs);
+    }
+    ASSERT_TRUE(r.ok()) << v << ": " << r.status();
+    ASSERT_EQ(r->size(), 1u);
+    EXPECT_EQ((*r)[0].dtype(), ir::DType::kF32);
+    logits[v] = (*r)[0];
+  }
+  auto worst = [&](const std::string& x, const std::string& y, bool relative) {
+    const ir::Tensor &a = logits.at(x), &b = logits.at(y);
+    double w = 0;
+    for (int64_t i = 0; i < a.num_elements(); ++i) {
+      const double d = std::fabs(a.GetDouble(i) - b.GetDouble(i));
+      w = std::max(w, relative ? d / (1.0 + std::fabs(a.GetDouble(i))) : d);
+    }
+    return w;
+  };
+  ASSERT_EQ(logits["packed"].num_elements(), logits["unpacked"].num_elements());
+  const double vs_unpacked = worst("packed", "unpacked", true);
+  const double vs_cpu = worst("packed", "cpu", false);
+  std::printf("bf16 logits: packed vs unpacked %.3g (relative), vs cpu fp32 %.3g\n", vs_unpacked,
+              vs_cpu);
+  EXPECT_LT(vs_unpacked, 1.0 / 128);  // the unpacked plan's bf16 rounding of the logits
+  EXPECT_LT(vs_cpu, 0.1);             // bf16 activations and weights against fp32
+}
+
 // Generation on the device (what `ptc generate` of a CUDA plan runs in ptc-cuda): the KV-cache
 // decoder and the full window on the CUDA executor give the CPU's greedy text.
 TEST(CudaGenerate, GreedyTextMatchesCpu) {
