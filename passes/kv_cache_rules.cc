@@ -248,7 +248,13 @@ absl::Status DecoderBuilder::Attention(const ir::Node& n) {
   ir::Value* row = AtPos(mask, 2 - (4 - mask->type().rank()));
   ir::Value* keys = Cached(n.input(1));
   ir::Value* values = Cached(n.input(2));
-  return Emit(n, {map_.at(n.input(0)), keys, values, row}, n.attrs(), Info{.s = t});
+  // Not causal=1 (annotate-causal's): the one query at pos reads the cache's T keys through
+  // the mask's row at pos. causal=1 would open key j for query 0 iff j <= 0 + T - 1, every
+  // slot of the cache, written or not; the kernels that take causal=1 by index arithmetic (the
+  // CUDA tensor-core attention) do not read the mask.
+  ir::AttrMap attrs = n.attrs();
+  attrs.erase("causal");
+  return Emit(n, {map_.at(n.input(0)), keys, values, row}, std::move(attrs), Info{.s = t});
 }
 
 absl::Status DecoderBuilder::LayerNorm(const ir::Node& n) {
