@@ -9,10 +9,12 @@
 //            %yf = cast(%y) {to=f32} : f32[2,8,32]
 //   after:   %yf = fused_matmul(%x, %w) {dtype=f32, trans_b=1} : f32[2,8,32]
 //
-// A bias comes in f32: the master the low one was cast from, else a cast of the [N] vector up.
+// A plain matmul by a 2-D weight (an LM head that is not tied, as Llama's) becomes one too. A
+// bias comes in f32: the master the low one was cast from, else a cast of the [N] vector up.
 // Conditions: the cast is the output's one use and goes to f32; the fused_matmul has no addend
 // (fuse-residual-add's f32 form takes those) and no dtype yet. The cast keeps its name (a
-// result's). Counters: "folded", "folded.bias-cast". Run after fuse-residual-add.
+// result's). Counters: "folded", "folded.matmul", "folded.bias-cast". Run after
+// fuse-residual-add.
 #include <set>
 #include <vector>
 
@@ -33,12 +35,14 @@ class FoldMatMulCastsPass : public FunctionPass {
     for (ir::Node* up : NodesWithOp(fn, "cast")) {
       if (up->output()->type().dtype != ir::DType::kF32) continue;
       Match fm = m.Def(up->input(0)).Op("fused_matmul").SingleUse();
-      if (!fm) continue;
-      ir::Node* mm = fm.node();
-      if (!ir::IsHalfFloat(mm->output()->type().dtype) || mm->has_attr("dtype") ||
-          mm->num_inputs() > 3) {
+      Match pm = m.Def(up->input(0)).Op("matmul").SingleUse();
+      ir::Node* mm = fm ? fm.node() : pm ? pm.node() : nullptr;
+      if (mm == nullptr || !ir::IsHalfFloat(mm->output()->type().dtype) ||
+          mm->has_attr("dtype") || mm->num_inputs() > 3) {
         continue;
       }
+      // A plain matmul by a 2-D weight (an untied LM head, as Llama's) is a fused_matmul.
+      if (pm && (mm->input(1)->type().rank() != 2 || mm->input(0)->type().rank() < 2)) continue;
       std::vector<ir::Value*> ins = {mm->input(0), mm->input(1)};
       if (mm->num_inputs() == 3) {
         ir::Value* bias = mm->input(2);
@@ -62,6 +66,7 @@ class FoldMatMulCastsPass : public FunctionPass {
       up->mutable_attrs() = std::move(attrs);
       erase.insert(mm);
       Count("folded");
+      if (pm) Count("folded.matmul");
     }
     if (erase.empty()) return false;
     fn.EraseNodesIf([&](const ir::Node& n) { return erase.count(&n) > 0; });

@@ -25,6 +25,7 @@
 // speed-up). Counters: "packed", "declined".
 #include <map>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -37,6 +38,25 @@ namespace ptc::passes {
 namespace {
 
 constexpr int64_t kMaxHeadDim = 128;
+
+// A copy of attention node `a` with inputs `ins` and layout `layout` in its place (the same
+// output types and names; `a`'s uses moved to it). `a` is left for the caller to erase.
+void ReplaceAttention(ir::Function& fn, ir::Node* a, std::vector<ir::Value*> ins,
+                      const std::string& layout) {
+  ir::AttrMap attrs = a->attrs();
+  attrs["layout"] = layout;
+  std::vector<ir::TensorType> types;
+  std::vector<std::string> names;
+  for (const ir::Value* o : a->outputs()) {
+    types.push_back(o->type());
+    names.push_back(o->name());
+  }
+  ir::Node* na = fn.AddNode("attention", std::move(ins), types, attrs, a->loc(), names,
+                            /*before=*/a);
+  for (size_t i = 0; i < a->num_outputs(); ++i) {
+    fn.ReplaceAllUsesWith(a->output(i), na->output(i));
+  }
+}
 
 class PackQkvPass : public FunctionPass {
  public:
@@ -182,16 +202,7 @@ class PackQkvPass : public FunctionPass {
     for (ir::Node* a : m.forwards) {
       std::vector<ir::Value*> ins = a->inputs();
       for (int i = 0; i < 3; ++i) ins[i] = pv;
-      ir::AttrMap attrs = a->attrs();
-      attrs["layout"] = std::string("bt3hd");
-      std::vector<ir::TensorType> types;
-      std::vector<std::string> names;
-      for (const ir::Value* o : a->outputs()) {
-        types.push_back(o->type());
-        names.push_back(o->name());
-      }
-      ir::Node* na = fn.AddNode("attention", ins, types, attrs, a->loc(), names, /*before=*/a);
-      for (size_t i = 0; i < a->num_outputs(); ++i) fn.ReplaceAllUsesWith(a->output(i), na->output(i));
+      ReplaceAttention(fn, a, std::move(ins), "bt3hd");
       erase.insert(a);
     }
     for (ir::Node* g : m.grads) {
@@ -275,18 +286,7 @@ absl::StatusOr<int> UnpackQkv(ir::Function& fn) {
                           {split->output(i)->name() + "4"}, /*before=*/a)
                    ->output();
     }
-    ir::AttrMap attrs = a->attrs();
-    attrs["layout"] = std::string("bthd");
-    std::vector<ir::TensorType> types;
-    std::vector<std::string> names;
-    for (const ir::Value* o : a->outputs()) {
-      types.push_back(o->type());
-      names.push_back(o->name());
-    }
-    ir::Node* na = fn.AddNode("attention", ins, types, attrs, a->loc(), names, /*before=*/a);
-    for (size_t i = 0; i < a->num_outputs(); ++i) {
-      fn.ReplaceAllUsesWith(a->output(i), na->output(i));
-    }
+    ReplaceAttention(fn, a, std::move(ins), "bthd");
     erase.insert(a);
     packed_values.insert(p);
     ++unpacked;

@@ -84,6 +84,19 @@ absl::StatusOr<plan::Plan> GenerationPlan(const onnx::ModelProto& model, const s
   return driver::CompileModule(*std::move(module), o);
 }
 
+// The byte-level GPT the generation tests sample from: vocab 256, 2 layers of 64, 4 heads,
+// a window of kSeq.
+absl::StatusOr<onnx::ModelProto> GenerationGpt() {
+  auto config = models::Gpt2Preset("tiny");
+  if (!config.ok()) return config.status();
+  config->vocab = 256;
+  config->layers = 2;
+  config->dim = 64;
+  config->heads = 4;
+  config->seq = kSeq;
+  return models::BuildGpt2(*config);
+}
+
 std::map<std::string, ir::Tensor> FixedBatch(const plan::Plan& plan, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::uniform_int_distribution<int64_t> token(0, kVocab - 1);
@@ -494,54 +507,59 @@ TEST(CudaInference, Bf16PackedPlanMatchesUnpacked) {
 // up to 1.04 at position 0); greedy generation of bf16 plans ran on wrong logits.
 TEST(CudaGenerate, DecoderLogitsMatchTheFullWindow) {
   PTC_SKIP_WITHOUT_CUDA_DEVICE();
-  auto config = models::Gpt2Preset("tiny");
-  ASSERT_TRUE(config.ok());
-  config->vocab = 256;
-  config->layers = 2;
-  config->dim = 64;
-  config->heads = 4;
-  config->seq = kSeq;
-  auto model = models::BuildGpt2(*config);
-  ASSERT_TRUE(model.ok()) << model.status();
-  for (const char* precision : {"fp32", "bf16"}) {
-    auto plan = GenerationPlan(*model, "cuda", precision);
-    ASSERT_TRUE(plan.ok()) << plan.status();
-    passes::KvDecoderInfo info;
-    auto decode = passes::MakeDecodePlan(*plan, &info);
-    ASSERT_TRUE(decode.ok()) << decode.status();
-    auto full = Executor::Create(*plan);
-    ASSERT_TRUE(full.ok()) << full.status();
-    auto step = Executor::Create(*decode);
-    ASSERT_TRUE(step.ok()) << step.status();
-    constexpr int64_t kN = 12;
-    ir::Tensor window(ir::DType::kI64, {1, kSeq});
-    for (int64_t t = 0; t < kSeq; ++t) {
-      window.mutable_data_as<int64_t>()[t] = t < kN ? (t * 37 + 11) % 256 : 0;
-    }
-    std::string ids_name;
-    for (const ir::Value* p : plan->module->main()->params()) {
-      if (!p->is_param()) ids_name = p->name();
-    }
-    auto ref = (*full)->Run({{ids_name, window}});
-    ASSERT_TRUE(ref.ok()) << ref.status();
-    const int64_t v = config->vocab;
-    double worst = 0, scale = 0;
-    for (int64_t t = 0; t < kN; ++t) {
-      ir::Tensor id(ir::DType::kI64, {1, 1}), at(ir::DType::kI64, {1});
-      id.mutable_data_as<int64_t>()[0] = window.data_as<int64_t>()[t];
-      at.mutable_data_as<int64_t>()[0] = t;
-      auto got = (*step)->Run({{info.ids_input, id}, {info.pos_input, at}});
-      ASSERT_TRUE(got.ok()) << got.status();
-      for (int64_t j = 0; j < v; ++j) {
-        const double a = (*ref)[0].GetDouble(t * v + j), b = (*got)[0].GetDouble(j);
-        worst = std::max(worst, std::fabs(a - b));
-        scale = std::max(scale, std::fabs(a));
+  auto gpt = GenerationGpt();
+  ASSERT_TRUE(gpt.ok()) << gpt.status();
+  // Llama: rotary tables indexed at pos, an untied LM head (fold-matmul-casts' matmul form).
+  auto lconfig = models::LlamaPreset("tiny");
+  ASSERT_TRUE(lconfig.ok());
+  lconfig->vocab = 256;
+  lconfig->layers = 2;
+  lconfig->seq = kSeq;
+  auto llama = models::BuildLlama(*lconfig);
+  ASSERT_TRUE(llama.ok()) << llama.status();
+  for (const auto& [name, model] :
+       {std::pair{"gpt2", &*gpt}, std::pair{"llama", &*llama}}) {
+    for (const char* precision : {"fp32", "bf16"}) {
+      SCOPED_TRACE(std::string(name) + " " + precision);
+      auto plan = GenerationPlan(*model, "cuda", precision);
+      ASSERT_TRUE(plan.ok()) << plan.status();
+      passes::KvDecoderInfo info;
+      auto decode = passes::MakeDecodePlan(*plan, &info);
+      ASSERT_TRUE(decode.ok()) << decode.status();
+      auto full = Executor::Create(*plan);
+      ASSERT_TRUE(full.ok()) << full.status();
+      auto step = Executor::Create(*decode);
+      ASSERT_TRUE(step.ok()) << step.status();
+      constexpr int64_t kN = 12;
+      ir::Tensor window(ir::DType::kI64, {1, kSeq});
+      for (int64_t t = 0; t < kSeq; ++t) {
+        window.mutable_data_as<int64_t>()[t] = t < kN ? (t * 37 + 11) % 256 : 0;
       }
+      std::string ids_name;
+      for (const ir::Value* p : plan->module->main()->params()) {
+        if (!p->is_param()) ids_name = p->name();
+      }
+      auto ref = (*full)->Run({{ids_name, window}});
+      ASSERT_TRUE(ref.ok()) << ref.status();
+      const int64_t v = 256;
+      double worst = 0, scale = 0;
+      for (int64_t t = 0; t < kN; ++t) {
+        ir::Tensor id(ir::DType::kI64, {1, 1}), at(ir::DType::kI64, {1});
+        id.mutable_data_as<int64_t>()[0] = window.data_as<int64_t>()[t];
+        at.mutable_data_as<int64_t>()[0] = t;
+        auto got = (*step)->Run({{info.ids_input, id}, {info.pos_input, at}});
+        ASSERT_TRUE(got.ok()) << got.status();
+        for (int64_t j = 0; j < v; ++j) {
+          const double a = (*ref)[0].GetDouble(t * v + j), b = (*got)[0].GetDouble(j);
+          worst = std::max(worst, std::fabs(a - b));
+          scale = std::max(scale, std::fabs(a));
+        }
+      }
+      std::printf("%s %s: decoder vs full window, worst logit difference %.3g (largest %.3g)\n",
+                  name, precision, worst, scale);
+      EXPECT_LT(worst, (std::string(precision) == "fp32" ? 1e-4 : 0.05) * std::max(scale, 1.0))
+          << precision;
     }
-    std::printf("%s: decoder vs full window, worst logit difference %.3g (largest %.3g)\n",
-                precision, worst, scale);
-    EXPECT_LT(worst, (std::string(precision) == "fp32" ? 1e-4 : 0.05) * std::max(scale, 1.0))
-        << precision;
   }
 }
 
@@ -549,14 +567,7 @@ TEST(CudaGenerate, DecoderLogitsMatchTheFullWindow) {
 // decoder and the full window on the CUDA executor give the CPU's greedy text.
 TEST(CudaGenerate, GreedyTextMatchesCpu) {
   PTC_SKIP_WITHOUT_CUDA_DEVICE();
-  auto config = models::Gpt2Preset("tiny");
-  ASSERT_TRUE(config.ok());
-  config->vocab = 256;
-  config->layers = 2;
-  config->dim = 64;
-  config->heads = 4;
-  config->seq = kSeq;
-  auto model = models::BuildGpt2(*config);
+  auto model = GenerationGpt();
   ASSERT_TRUE(model.ok()) << model.status();
   std::map<std::string, std::string> texts;
   for (const char* target : {"cpu", "cuda"}) {
