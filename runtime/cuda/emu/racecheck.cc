@@ -580,11 +580,11 @@ void Record(const void* p, size_t bytes, bool write, Acc a, bool banks = true) {
   State& s = St();
   if (r != nullptr) {
     Check(*r, offset, bytes, write, a);
-    Counter& c = s.counters[0];
+    Counter& c = Count(Requests::kBanks);
     if (banks && c.on) RequestRecord(c, r, offset, bytes, a.tid, a.pc);
     return;
   }
-  Counter& c = s.counters[1];
+  Counter& c = Count(Requests::kSectors);
   if (!s.global && !c.on) return;
   const auto at = reinterpret_cast<uintptr_t>(p);
   if (!InAllocation(at)) return;
@@ -603,7 +603,7 @@ void Record(const void* p, size_t bytes, bool write, Acc a, bool banks = true) {
 
 void LaunchStart() {
   State& s = St();
-  if (s.counters[1].on) FlushTraffic();
+  if (Count(Requests::kSectors).on) FlushTraffic();
   for (auto& [addr, page] : s.pages) s.free_pages.push_back(std::move(page));
   s.pages.clear();
   s.page = nullptr;
@@ -700,8 +700,7 @@ void LdmatrixRead(const void* p, size_t bytes, const void* pc) {
 
 void LdmatrixRows(const void* const* rows, const void* pc) {
   const int tid = CurrentThread();
-  State& s = St();
-  Counter& c = s.counters[0];
+  Counter& c = Count(Requests::kBanks);
   if (tid < 0 || !c.on) return;
   // Lanes 8m..8m+7 give matrix m's 8 rows of 16 bytes: four phases of 8 rows, as 16-byte
   // accesses of a quarter warp are. Recorded once for the warp, as its lane 0.
