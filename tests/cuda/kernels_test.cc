@@ -157,6 +157,15 @@ std::vector<Case> Cases() {
        {T(bf16, {3, 100, 64}), T(bf16, {101, 64})}, {{"trans_b", int64_t{1}}}, 2);
   gemm("fused_matmul_f32_odd_n_padded", "fused_matmul", {T(f32, {260, 32}), T(f32, {32, 67})}, {},
        10);
+  // fold-matmul-casts' LM head: bf16 operands, the f32 product written by the GEMM (padded f32
+  // rows of an odd N, with and without trans_b), and a plain 2-D weight with an odd N too few
+  // rows to pad.
+  gemm("fused_matmul_bf16_f32_out_odd_n_trans_padded", "fused_matmul",
+       {T(bf16, {3, 100, 64}), T(bf16, {101, 64})}, {{"trans_b", int64_t{1}}, {"dtype", f32}}, 2);
+  gemm("fused_matmul_bf16_f32_out_odd_n_padded", "fused_matmul",
+       {T(bf16, {260, 32}), T(bf16, {32, 67})}, {{"dtype", f32}}, 2);
+  gemm("fused_matmul_bf16_f32_out_odd_n_direct", "fused_matmul",
+       {T(bf16, {2, 5, 32}), T(bf16, {32, 67})}, {{"dtype", f32}}, 2);
   gemm("matmul_bf16_attention", "matmul", {T(bf16, {2, 4, 16, 32}), T(bf16, {2, 4, 32, 16})}, {}, 2);
   gemm("matmul_f64", "matmul", {T(f64, {9, 10}), T(f64, {10, 11})}, {}, 10);
   gemm("gemm_bias_row", "gemm", {T(f32, {8, 16}), T(f32, {16, 12}), T(f32, {12})},
