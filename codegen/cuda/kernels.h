@@ -166,18 +166,19 @@ struct LossDesc {
 // linear_ce_loss pieces (runtime/cuda/gemm.cc composes them with cuBLASLt GEMMs over blocks of
 // rows). LaunchLossNorm: validates the labels of all d.n rows (d.c classes, d.d = 1) and stores
 // 1 / count ("mean", d.reduction 2) or 1 ("sum") into norm[0]. LaunchLinearCeRows: per row of a
-// block of f32 logits [rows, v] with row stride ld (labels of that block): row_loss = lse -
-// x[label], row_w = 1 (0 when ignored), and with grads G = (softmax - onehot) * norm[0] into g
-// (g_dt f32, bf16 or f16; row stride ld; g may be the logits themselves for f32).
+// block of logits [rows, v] (logits_dt f32, or bf16 / f16 with g_dt the same) with row stride
+// ld (labels of that block): row_loss = lse - x[label], row_w = 1 (0 when ignored), and with
+// grads G = (softmax - onehot) * norm[0] into g (g_dt f32, bf16 or f16; row stride ld; g may
+// be the logits themselves when the dtypes agree: each element is read before it is written).
 // LaunchLossReduce: out[0] = sum(row_loss) (reduction 1) or sum / sum(row_w) (2), in a fixed
 // order.
 cudaError_t LaunchLossNorm(const LossDesc& d, const void* labels, bool labels_i64, float* norm,
                            int* error_flag, int error_code, cudaStream_t stream);
-cudaError_t LaunchLinearCeRows(int64_t rows, int64_t v, int64_t ld, float* logits, DT g_dt,
-                               void* g, const void* labels, bool labels_i64, bool has_ignore,
-                               int64_t ignore_index, const float* norm, bool grads,
-                               float* row_loss, float* row_w, int* error_flag, int error_code,
-                               cudaStream_t stream);
+cudaError_t LaunchLinearCeRows(int64_t rows, int64_t v, int64_t ld, DT logits_dt,
+                               const void* logits, DT g_dt, void* g, const void* labels,
+                               bool labels_i64, bool has_ignore, int64_t ignore_index,
+                               const float* norm, bool grads, float* row_loss, float* row_w,
+                               int* error_flag, int error_code, cudaStream_t stream);
 cudaError_t LaunchLossReduce(int64_t rows, int reduction, const float* row_loss,
                              const float* row_w, float* out, cudaStream_t stream);
 // Scratch of LaunchLoss (per-row loss and weight for the deterministic final sum).

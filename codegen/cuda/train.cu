@@ -115,18 +115,29 @@ __device__ __forceinline__ G FromF32(float v) {
   }
 }
 
-template <typename G>
+template <typename X>
+__device__ __forceinline__ float ToF32(X v) {
+  if constexpr (std::is_same_v<X, __nv_bfloat16>) {
+    return __bfloat162float(v);
+  } else if constexpr (std::is_same_v<X, __half>) {
+    return __half2float(v);
+  } else {
+    return v;
+  }
+}
+
+template <typename X, typename G>
 __global__ void __launch_bounds__(kThreads)
-    LinearCeRowKernel(int64_t rows, int64_t v, int64_t ld, const float* x, G* g, const void* __restrict__ labels, bool li64,
+    LinearCeRowKernel(int64_t rows, int64_t v, int64_t ld, const X* x, G* g, const void* __restrict__ labels, bool li64,
                       bool has_ignore, int64_t ignore_index, const float* __restrict__ norm,
                       bool grads, float* __restrict__ row_loss, float* __restrict__ row_w,
                       int* err, int code) {
   __shared__ float shm[32];
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
-    const float* xr = x + r * ld;
+    const X* xr = x + r * ld;
     float m = -INFINITY, sum = 0;
     for (int64_t j = threadIdx.x; j < v; j += blockDim.x) {
-      const float xj = xr[j];
+      const float xj = ToF32(xr[j]);
       if (xj > m) {
         sum = sum * expf(m - xj) + 1.f;
         m = xj;
@@ -141,7 +152,7 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t lab = LoadLabel(labels, li64, r);
     const bool ignored = has_ignore && lab == ignore_index;
     const bool bad = !ignored && (lab < 0 || lab >= v);
-    const float x_lab = ignored || bad ? 0.f : xr[lab];
+    const float x_lab = ignored || bad ? 0.f : ToF32(xr[lab]);
     if (threadIdx.x == 0) {
       if (bad) RaiseError(err, code);
       row_loss[r] = ignored || bad ? 0.f : lse - x_lab;
@@ -152,7 +163,7 @@ __global__ void __launch_bounds__(kThreads)
       const float nm = ignored || bad ? 0.f : norm[0];
       G* gr = g + r * ld;
       for (int64_t j = threadIdx.x; j < v; j += blockDim.x) {
-        const float p = expf(xr[j] - lse) * nm;
+        const float p = expf(ToF32(xr[j]) - lse) * nm;
         gr[j] = FromF32<G>(j == lab ? p - nm : p);
       }
     }
@@ -981,31 +992,33 @@ cudaError_t LaunchLossNorm(const LossDesc& d, const void* labels, bool labels_i6
   return cudaGetLastError();
 }
 
-cudaError_t LaunchLinearCeRows(int64_t rows, int64_t v, int64_t ld, float* logits, DT g_dt,
-                               void* g, const void* labels, bool labels_i64, bool has_ignore,
-                               int64_t ignore_index, const float* norm, bool grads,
-                               float* row_loss, float* row_w, int* error_flag, int error_code,
-                               cudaStream_t stream) {
+cudaError_t LaunchLinearCeRows(int64_t rows, int64_t v, int64_t ld, DT logits_dt,
+                               const void* logits, DT g_dt, void* g, const void* labels,
+                               bool labels_i64, bool has_ignore, int64_t ignore_index,
+                               const float* norm, bool grads, float* row_loss, float* row_w,
+                               int* error_flag, int error_code, cudaStream_t stream) {
   if (rows <= 0) return cudaSuccess;
   const unsigned grid = RowGrid(rows);
-  switch (g_dt) {
-    case DT::kF32:
-      LinearCeRowKernel<float><<<grid, kThreads, 0, stream>>>(
-          rows, v, ld, logits, static_cast<float*>(g), labels, labels_i64, has_ignore,
-          ignore_index, norm, grads, row_loss, row_w, error_flag, error_code);
-      break;
-    case DT::kBF16:
-      LinearCeRowKernel<__nv_bfloat16><<<grid, kThreads, 0, stream>>>(
-          rows, v, ld, logits, static_cast<__nv_bfloat16*>(g), labels, labels_i64, has_ignore,
-          ignore_index, norm, grads, row_loss, row_w, error_flag, error_code);
-      break;
-    case DT::kF16:
-      LinearCeRowKernel<__half><<<grid, kThreads, 0, stream>>>(
-          rows, v, ld, logits, static_cast<__half*>(g), labels, labels_i64, has_ignore,
-          ignore_index, norm, grads, row_loss, row_w, error_flag, error_code);
-      break;
-    default:
-      return cudaErrorInvalidValue;
+  auto launch = [&](auto x, auto gt) {
+    using X = std::remove_cv_t<std::remove_pointer_t<decltype(x)>>;
+    using G = std::remove_pointer_t<decltype(gt)>;
+    LinearCeRowKernel<X, G><<<grid, kThreads, 0, stream>>>(
+        rows, v, ld, static_cast<const X*>(logits), static_cast<G*>(g), labels, labels_i64,
+        has_ignore, ignore_index, norm, grads, row_loss, row_w, error_flag, error_code);
+  };
+  // f32 logits with G in f32 / bf16 / f16, or logits and G of one low dtype (G in place).
+  if (logits_dt == DT::kF32 && g_dt == DT::kF32) {
+    launch(static_cast<const float*>(nullptr), static_cast<float*>(nullptr));
+  } else if (logits_dt == DT::kF32 && g_dt == DT::kBF16) {
+    launch(static_cast<const float*>(nullptr), static_cast<__nv_bfloat16*>(nullptr));
+  } else if (logits_dt == DT::kF32 && g_dt == DT::kF16) {
+    launch(static_cast<const float*>(nullptr), static_cast<__half*>(nullptr));
+  } else if (logits_dt == DT::kBF16 && g_dt == DT::kBF16) {
+    launch(static_cast<const __nv_bfloat16*>(nullptr), static_cast<__nv_bfloat16*>(nullptr));
+  } else if (logits_dt == DT::kF16 && g_dt == DT::kF16) {
+    launch(static_cast<const __half*>(nullptr), static_cast<__half*>(nullptr));
+  } else {
+    return cudaErrorInvalidValue;
   }
   return cudaGetLastError();
 }

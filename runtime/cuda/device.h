@@ -54,9 +54,12 @@ struct KernelOptions {
   bool attention_cudnn = false;
   // fused_elementwise through the RPN interpreter even where a generated kernel is available.
   bool fused_interpreter = false;
-  // linear_ce_loss: rows of logits per block (0: about 256 MiB of f32 logits, at least 256).
+  // linear_ce_loss: rows of logits per block (0: about 256 MiB of logits, at least 256).
   // With autotuning, blocks of twice as many rows are the other candidate.
   int64_t linear_ce_rows = 0;
+  // linear_ce_loss of f16 / bf16 inputs: the logits in f32 instead of the inputs' dtype (what
+  // autocast computes; twice the bytes through the row pass).
+  bool linear_ce_f32_logits = false;
   // gemm_bgrad: the bias gradient by a column reduction after the GEMM instead of in cuBLASLt's
   // BGRAD epilogue (the path taken anyway where cuBLASLt has no BGRAD algorithm).
   bool bgrad_reduce = false;

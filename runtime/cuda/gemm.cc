@@ -1206,26 +1206,34 @@ class LinearCeKernel final : public DeviceKernel {
       desc_.has_ignore = true;
     }
     ld_ = PaddedLd(v_);
-    // ~256 MiB of f32 logits per block in a multiple of 128 rows (whole GEMM tiles), at least
-    // 256 rows (or KernelOptions::linear_ce_rows).
+    // f16 / bf16 inputs: the logits in that dtype, as autocast's (half the bytes written and
+    // read twice by the row pass; G then overwrites them in place), unless
+    // KernelOptions::linear_ce_f32_logits.
+    low_logits_ = low_ && !options.linear_ce_f32_logits;
+    logit_elem_ = low_logits_ ? elem_ : sizeof(float);
+    // ~256 MiB of logits per block in a multiple of 128 rows (whole GEMM tiles), at least 256
+    // rows (or KernelOptions::linear_ce_rows).
     rows_ = options.linear_ce_rows > 0
                 ? options.linear_ce_rows
-                : std::max<int64_t>(
-                      256, (int64_t{256} << 20) / (4 * std::max<int64_t>(ld_, 64)) / 128 * 128);
+                : std::max<int64_t>(256, (int64_t{256} << 20) /
+                                             (static_cast<int64_t>(logit_elem_) *
+                                              std::max<int64_t>(ld_, 64)) /
+                                             128 * 128);
     rows_ = std::max<int64_t>(1, std::min(rows_, n_));
     const int64_t tail = n_ % rows_;
     for (int s = 0; s < (tail ? 2 : 1); ++s) {
       const int64_t c = s == 0 ? rows_ : tail;
       auto& g = shapes_[s];
-      // Low-precision inputs: the logits come out in f32, G goes back to the low dtype for the
-      // two backward products, and dw is summed over the blocks in f32.
+      // Low-precision inputs: the logits in the low dtype (or f32), G in the low dtype for the
+      // two backward products, and dw summed over the blocks in f32.
       const DType f32_out = low_ ? DType::kF32 : DType::kBool;
       Problem logits = RowMajorProblem(c, v_, d_, false, trans_b_);
       logits.ldd = ld_;
       // x and dx advance by rows_ rows per block; the scratch is 256-byte aligned.
       const uint32_t align = GuaranteedAlign({rows_ * d_ * static_cast<int64_t>(elem_)});
       PTC_RETURN_IF_ERROR(g.logits.Init(node, dt_, logits, 1.0, 0.0, options, lt,
-                                        CUBLASLT_EPILOGUE_DEFAULT, f32_out, DType::kBool,
+                                        CUBLASLT_EPILOGUE_DEFAULT,
+                                        low_logits_ ? DType::kBool : f32_out, DType::kBool,
                                         align));
       if (!grads_) continue;
       Problem dx = RowMajorProblem(c, d_, v_, false, !trans_b_);
@@ -1242,10 +1250,12 @@ class LinearCeKernel final : public DeviceKernel {
       PTC_RETURN_IF_ERROR(g.dw.Init(node, dt_, dw, 1.0, 1.0, options, lt,
                                     CUBLASLT_EPILOGUE_DEFAULT, f32_out, DType::kBool, align));
     }
-    // Scratch: the block's logits (f32), its low-precision copy of G, dw in f32 (low inputs),
-    // row losses and weights of all N rows, the normalizer.
-    logits_bytes_ = AlignScratch(sizeof(float) * static_cast<size_t>(rows_ * ld_));
-    g_low_bytes_ = low_ && grads_ ? AlignScratch(elem_ * static_cast<size_t>(rows_ * ld_)) : 0;
+    // Scratch: the block's logits, a low-precision copy of G (f32 logits of low inputs), dw in
+    // f32 (low inputs), row losses and weights of all N rows, the normalizer.
+    logits_bytes_ = AlignScratch(logit_elem_ * static_cast<size_t>(rows_ * ld_));
+    g_low_bytes_ = low_ && !low_logits_ && grads_
+                       ? AlignScratch(elem_ * static_cast<size_t>(rows_ * ld_))
+                       : 0;
     dw32_bytes_ = low_ && grads_ && !grad32_
                       ? AlignScratch(sizeof(float) * static_cast<size_t>(d_ * v_))
                       : 0;
@@ -1265,7 +1275,7 @@ class LinearCeKernel final : public DeviceKernel {
     const void* w = in[1];
     const char* labels = static_cast<const char*>(in[2]);
     char* ws = static_cast<char*>(workspace);
-    float* logits = reinterpret_cast<float*>(ws);
+    void* logits = ws;
     void* g_low = ws + logits_bytes_;
     void* dw32 = ws + logits_bytes_ + g_low_bytes_;
     char* rows_base = ws + logits_bytes_ + g_low_bytes_ + dw32_bytes_;
@@ -1289,11 +1299,13 @@ class LinearCeKernel final : public DeviceKernel {
       auto& g = shapes_[c == rows_ ? 0 : 1];
       const char* xb = x + r0 * d_ * static_cast<int64_t>(elem_);
       PTC_RETURN_IF_ERROR(g.logits.RunOn(ctx, xb, w, logits));
-      void* gm = low_ ? g_low : logits;  // G: in place for f32
-      e = kernels::LaunchLinearCeRows(c, v_, ld_, logits, low_ ? LowDT() : kernels::DT::kF32, gm,
-                                      labels + r0 * label_size, labels_i64_, desc_.has_ignore,
-                                      desc_.ignore_index, norm, grads_, row_loss + r0, row_w + r0,
-                                      ctx.error_flag, ctx.error_code, ctx.stream);
+      void* gm = low_ && !low_logits_ ? g_low : logits;  // G in place where the dtypes agree
+      const kernels::DT g_dt = low_ ? LowDT() : kernels::DT::kF32;
+      e = kernels::LaunchLinearCeRows(c, v_, ld_, low_logits_ ? g_dt : kernels::DT::kF32, logits,
+                                      g_dt, gm, labels + r0 * label_size, labels_i64_,
+                                      desc_.has_ignore, desc_.ignore_index, norm, grads_,
+                                      row_loss + r0, row_w + r0, ctx.error_flag, ctx.error_code,
+                                      ctx.stream);
       if (e != cudaSuccess) return CudaStatus(e, "LaunchLinearCeRows", __FILE__, __LINE__);
       if (!grads_) continue;
       PTC_RETURN_IF_ERROR(g.dx.RunOn(ctx, gm, w, dx + r0 * d_ * static_cast<int64_t>(dx_elem_)));
@@ -1322,8 +1334,9 @@ class LinearCeKernel final : public DeviceKernel {
   kernels::LossDesc desc_;
   int64_t n_ = 0, d_ = 0, v_ = 0, ld_ = 0, rows_ = 1;
   bool trans_b_ = false, grads_ = false, labels_i64_ = true, low_ = false, grad32_ = false;
+  bool low_logits_ = false;  // the logits (and G, in place) in the low dtype
   DType dt_ = DType::kF32;
-  size_t elem_ = 4, dx_elem_ = 4;
+  size_t elem_ = 4, dx_elem_ = 4, logit_elem_ = 4;
   size_t logits_bytes_ = 0, g_low_bytes_ = 0, dw32_bytes_ = 0, rows_bytes_ = 0;
 };
 

@@ -11,7 +11,8 @@
 // Profiles (--profile) show each op's ideal time on the roofline (PTC_CUDA_ROOFLINE=TFLOPS,GBS).
 // PTC_CUDA_OPTIONS=a,b,... switches kernels and the executor for a device session's
 // comparisons and bypasses: attention_simt, attention_cudnn, attention_two_gemm,
-// fused_interpreter, tf32, host_fallback, no_graphs, no_autotune, autotune, linear_ce_rows=N
+// fused_interpreter, tf32, host_fallback, no_graphs, no_autotune, autotune, linear_ce_rows=N,
+// linear_ce_f32_logits
 // (runtime/cuda/device.h KernelOptions, executor.h).
 #include <algorithm>
 #include <cstdlib>
@@ -74,6 +75,8 @@ absl::StatusOr<ptc::cuda::ExecutorOptions> OptionsFromEnv() {
       o.kernels.host_fallback = true;
     } else if (name == "bgrad_reduce") {
       o.kernels.bgrad_reduce = true;
+    } else if (name == "linear_ce_f32_logits") {
+      o.kernels.linear_ce_f32_logits = true;
     } else if (name == "no_graphs") {
       o.cuda_graphs = false;
     } else if (name == "no_autotune") {
@@ -88,7 +91,8 @@ absl::StatusOr<ptc::cuda::ExecutorOptions> OptionsFromEnv() {
       return absl::InvalidArgumentError(absl::StrCat(
           "PTC_CUDA_OPTIONS: unknown option '", name, "' (known: attention_simt, "
           "attention_cudnn, attention_two_gemm, fused_interpreter, tf32, host_fallback, "
-          "bgrad_reduce, no_graphs, no_autotune, autotune, linear_ce_rows=N)"));
+          "bgrad_reduce, linear_ce_f32_logits, no_graphs, no_autotune, autotune, "
+          "linear_ce_rows=N)"));
     }
   }
   std::fprintf(stderr, "ptc-cuda: PTC_CUDA_OPTIONS=%s\n", env);
