@@ -45,18 +45,9 @@ class FoldMatMulCastsPass : public FunctionPass {
       if (pm && (mm->input(1)->type().rank() != 2 || mm->input(0)->type().rank() < 2)) continue;
       std::vector<ir::Value*> ins = {mm->input(0), mm->input(1)};
       if (mm->num_inputs() == 3) {
-        ir::Value* bias = mm->input(2);
-        if (Match b32 = m.Def(bias).Op("cast");
-            b32 && b32.node()->input(0)->type().dtype == ir::DType::kF32) {
-          bias = b32.node()->input(0);
-        } else {
-          bias = fn.AddNode("cast", {bias}, {{ir::DType::kF32, bias->type().shape}},
-                            {{"to", ir::DType::kF32}}, mm->loc(), {bias->name() + ".f32"},
-                            /*before=*/up)
-                     ->output();
-          Count("folded.bias-cast");
-        }
-        ins.push_back(bias);
+        bool cast_up = false;
+        ins.push_back(F32Of(m, fn, mm->input(2), mm->loc(), /*before=*/up, &cast_up));
+        if (cast_up) Count("folded.bias-cast");
       }
       // The cast becomes the product (its output, maybe a result, keeps its name and type).
       ir::AttrMap attrs = mm->attrs();

@@ -66,16 +66,9 @@ class FuseResidualAddPass : public FunctionPass {
         if (up != nullptr) {
           // The bias in f32: the master the cast came from, else (a bf16 bias stored by
           // fold-param-casts in an inference plan) a cast of the [N] vector up.
-          if (Match b32 = m.Def(bias).Op("cast");
-              b32 && b32.node()->input(0)->type().dtype == ir::DType::kF32) {
-            bias = b32.node()->input(0);
-          } else {
-            ir::Node* c = fn.AddNode("cast", {bias}, {{ir::DType::kF32, bias->type().shape}},
-                                     {{"to", ir::DType::kF32}}, mm->loc(),
-                                     {bias->name() + ".f32"}, /*before=*/add);
-            bias = c->output();
-            Count("fused.bias-cast");
-          }
+          bool cast_up = false;
+          bias = F32Of(m, fn, bias, mm->loc(), /*before=*/add, &cast_up);
+          if (cast_up) Count("fused.bias-cast");
           attrs["dtype"] = ir::DType::kF32;
         }
         ir::Node* f = fn.AddNode("fused_matmul", {mm->input(0), mm->input(1), bias, r}, {yt},

@@ -138,4 +138,16 @@ std::vector<ir::Node*> NodesWithOp(const ir::Function& fn, std::string_view op) 
   return out;
 }
 
+ir::Value* F32Of(const Matcher& m, ir::Function& fn, ir::Value* v, const std::string& loc,
+                 const ir::Node* before, bool* added) {
+  *added = false;
+  if (Match c = m.Def(v).Op("cast"); c && c.node()->input(0)->type().dtype == ir::DType::kF32) {
+    return c.node()->input(0);
+  }
+  *added = true;
+  return fn.AddNode("cast", {v}, {{ir::DType::kF32, v->type().shape}}, {{"to", ir::DType::kF32}},
+                    loc, {v->name() + ".f32"}, before)
+      ->output();
+}
+
 }  // namespace ptc::passes

@@ -96,6 +96,11 @@ class Matcher {
 // and erases nodes around them.
 std::vector<ir::Node*> NodesWithOp(const ir::Function& fn, std::string_view op);
 
+// `v` (f16 / bf16) in f32 for a node at `before`: the f32 value a cast made v from (a master
+// weight), else a new cast of v up named "<v>.f32" at `loc` (*added set then).
+ir::Value* F32Of(const Matcher& m, ir::Function& fn, ir::Value* v, const std::string& loc,
+                 const ir::Node* before, bool* added);
+
 }  // namespace ptc::passes
 
 #endif  // PTC_PASSES_MATCHER_H_

@@ -538,7 +538,10 @@ std::pair<uint64_t, uint64_t> Sectors(const std::vector<LaneAccess>& lanes) {
 // The block's requests into the counter's statistics.
 void Flush(Requests which) {
   Counter& c = Count(which);
-  State& s = St();
+  if (c.requests.empty()) return;
+  // Every request of the block is the running launch's.
+  KernelTraffic* traffic =
+      which == Requests::kSectors ? &St().traffic.by_kernel[KernelName()] : nullptr;
   for (const auto& [key, lanes] : c.requests) {
     const auto [cost, ideal] =
         which == Requests::kBanks ? Wavefronts(lanes) : Sectors(lanes);
@@ -548,11 +551,10 @@ void Flush(Requests which) {
     ++st.requests;
     st.cost += cost;
     st.ideal += ideal;
-    if (which == Requests::kSectors) {
-      KernelTraffic& t = s.traffic.by_kernel[KernelName()];
-      ++t.requests;
-      t.sectors += cost;
-      t.ideal += ideal;
+    if (traffic != nullptr) {
+      ++traffic->requests;
+      traffic->sectors += cost;
+      traffic->ideal += ideal;
     }
   }
   c.requests.clear();
