@@ -38,7 +38,7 @@ class FoldMatMulCastsPass : public FunctionPass {
       Match pm = m.Def(up->input(0)).Op("matmul").SingleUse();
       ir::Node* mm = fm ? fm.node() : pm ? pm.node() : nullptr;
       if (mm == nullptr || !ir::IsHalfFloat(mm->output()->type().dtype) ||
-          mm->has_attr("dtype") || mm->num_inputs() > 3) {
+          mm->has_attr("dtype") || mm->num_inputs() > 3 || mm->num_outputs() > 1) {
         continue;
       }
       // A plain matmul by a 2-D weight (an untied LM head, as Llama's) is a fused_matmul.

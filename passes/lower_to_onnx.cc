@@ -6,7 +6,9 @@
 // fused_elementwise -> its postfix program as one core op per token; fused_matmul -> transpose
 // (trans_b) + matmul + add (bias) + activation; attention -> transposes (layout "bthd"),
 // matmul(q, k^T), mul(scale), where(mask, -inf, s) or add(mask), softmax, matmul(p, v);
-// gemm_bgrad -> gemm + reduce_sum (+ casts to its dtype / bias_dtype).
+// gemm_bgrad -> gemm + reduce_sum (+ casts to its dtype / bias_dtype); gemm_gelu_grad -> gemm
+// + gelu_grad; a fused_matmul's second output (the activation's input) is the add (or matmul)
+// before its activation.
 // Training ops (gather_grad, adamw_update, assign, ...) have no ONNX form and stay as they are.
 //
 // Preconditions: the module verifies. Runs only for export (it undoes the fusions, so the
@@ -154,7 +156,9 @@ absl::StatusOr<ir::Value*> LowerFusedElementwise(Emitter& e, const ir::Node& n) 
   return r;
 }
 
-absl::StatusOr<ir::Value*> LowerFusedMatMul(Emitter& e, const ir::Node& n) {
+// fused_matmul -> matmul (+ add bias) (+ activation) (+ add addend); with a second output,
+// the activation's input is that output.
+absl::StatusOr<std::vector<ir::Value*>> LowerFusedMatMul(Emitter& e, const ir::Node& n) {
   PTC_ASSIGN_OR_RETURN(int64_t trans_b, n.GetInt("trans_b", 0));
   PTC_ASSIGN_OR_RETURN(std::string act, n.GetString("activation", "none"));
   ir::Value* x = n.input(0);
@@ -172,11 +176,25 @@ absl::StatusOr<ir::Value*> LowerFusedMatMul(Emitter& e, const ir::Node& n) {
   if (n.num_inputs() > 2) {
     PTC_ASSIGN_OR_RETURN(y, e.Op("add", {y, n.input(2)}));
   }
+  ir::Value* pre = y;
   if (act != "none") {
     PTC_ASSIGN_OR_RETURN(y, e.Unary(act, y));
   }
-  if (n.num_inputs() > 3) return e.Op("add", {n.input(3), y});  // the addend (activation none)
-  return y;
+  if (n.num_inputs() > 3) {  // the addend (activation none)
+    PTC_ASSIGN_OR_RETURN(y, e.Op("add", {n.input(3), y}));
+  }
+  if (n.num_outputs() == 2) return std::vector<ir::Value*>{y, pre};
+  return std::vector<ir::Value*>{y};
+}
+
+// gemm_gelu_grad -> gemm and gelu_grad (the unfused backward it was made from).
+absl::StatusOr<ir::Value*> LowerGemmGeluGrad(Emitter& e, const ir::Node& n) {
+  ir::AttrMap attrs;
+  if (n.GetInt("trans_a", 0).value_or(0) != 0) attrs["trans_a"] = int64_t{1};
+  if (n.GetInt("trans_b", 0).value_or(0) != 0) attrs["trans_b"] = int64_t{1};
+  PTC_ASSIGN_OR_RETURN(ir::Value* g, e.Op("gemm", {n.input(0), n.input(1)}, std::move(attrs)));
+  PTC_ASSIGN_OR_RETURN(std::string approx, n.GetString("approximate", "none"));
+  return e.Op("gelu_grad", {g, n.input(2)}, {{"approximate", approx}});
 }
 
 // gemm_bgrad -> gemm (dW) and reduce_sum over b's rows (db), each cast to its {dtype} /
@@ -278,7 +296,7 @@ class LowerFusedPass final : public Pass {
         }
         const std::string& op = n->op();
         if (op == "gelu" || op == "fused_elementwise" || op == "fused_matmul" ||
-            op == "attention" || op == "gemm_bgrad") {
+            op == "attention" || op == "gemm_bgrad" || op == "gemm_gelu_grad") {
           targets.push_back(n.get());
         }
       }
@@ -295,7 +313,11 @@ class LowerFusedPass final : public Pass {
         } else if (n->op() == "fused_elementwise") {
           r = LowerFusedElementwise(e, *n);
         } else if (n->op() == "fused_matmul") {
-          r = LowerFusedMatMul(e, *n);
+          PTC_ASSIGN_OR_RETURN(std::vector<ir::Value*> outs, LowerFusedMatMul(e, *n));
+          if (outs.size() == 2) f.ReplaceAllUsesWith(n->output(1), outs[1]);
+          r = outs[0];
+        } else if (n->op() == "gemm_gelu_grad") {
+          r = LowerGemmGeluGrad(e, *n);
         } else {
           r = LowerAttention(e, *n);
         }

@@ -144,11 +144,12 @@ OpCost EstimateCost(const ir::Node& n) {
     int64_t k = a.empty() ? 1 : a.back();
     c.flops = 2.0 * static_cast<double>(out_elems) * static_cast<double>(k);
   } else if (op == "fused_matmul" && n.num_inputs() >= 2) {
-    // matmul(x, w or w^T) [+ bias] [activation]: K is x's last dim.
+    // matmul(x, w or w^T) [+ bias] [activation]: K is x's last dim (a second output, the
+    // activation's input, is written by the same epilogue: bytes, no FLOPs).
     const ir::Shape& a = n.input(0)->type().shape;
     int64_t k = a.empty() ? 1 : a.back();
-    c.flops = 2.0 * static_cast<double>(out_elems) * static_cast<double>(k) +
-              8.0 * static_cast<double>(out_elems);
+    const double y = static_cast<double>(std::max<int64_t>(0, n.output(0)->type().num_elements()));
+    c.flops = 2.0 * y * static_cast<double>(k) + 8.0 * y;
   } else if ((op == "attention" && n.num_inputs() >= 3) ||
              (op == "attention_grad" && n.num_inputs() >= 4)) {
     // q k^T and p v over B*H*Tq*Tk scores, the open ones of a causal node (+ the softmax);
@@ -179,8 +180,10 @@ OpCost EstimateCost(const ir::Node& n) {
       c.flops = prod * (n.num_outputs() == 3 ? 3.0 : 1.0) +
                 8.0 * static_cast<double>(x[0]) * static_cast<double>(w[0] * w[1] / x[1]);
     }
-  } else if ((op == "gemm" || op == "gemm_bgrad") && n.num_inputs() >= 2) {
-    // gemm_bgrad: the product plus one add per element of b for the bias gradient.
+  } else if ((op == "gemm" || op == "gemm_bgrad" || op == "gemm_gelu_grad") &&
+             n.num_inputs() >= 2) {
+    // gemm_bgrad: the product plus one add per element of b for the bias gradient;
+    // gemm_gelu_grad: plus gelu' (as gelu_grad) per output element.
     const ir::Shape& a = n.input(0)->type().shape;
     int64_t trans_a = n.GetInt("trans_a", 0).value_or(0);
     int64_t k = a.size() == 2 ? (trans_a ? a[0] : a[1]) : 1;
@@ -189,6 +192,7 @@ OpCost EstimateCost(const ir::Node& n) {
     };
     c.flops = 2.0 * elems(n.output(0)) * static_cast<double>(k);
     if (op == "gemm_bgrad") c.flops += elems(n.input(1));
+    if (op == "gemm_gelu_grad") c.flops += 8.0 * elems(n.output(0));
   } else if (op == "reshape" || op == "identity" || op == "transpose" || op == "concat" ||
              op == "split" || op == "slice" || op == "gather" || op == "expand" ||
              op == "constant" || op == "cast" || op == "assign" || op == "trilu") {

@@ -62,6 +62,9 @@ std::unique_ptr<Pass> CreateFuseMatMulBiasPass();
 std::unique_ptr<Pass> CreateFuseResidualAddPass();
 // cast(fused_matmul(...) low) to f32 -> fused_matmul(...) {dtype=f32} (the LM head's logits).
 std::unique_ptr<Pass> CreateFoldMatMulCastsPass();
+// Training: a linear layer's GELU into its fused_matmul (which also writes the GELU's input),
+// the GELU's gradient into the gemm before it (gemm_gelu_grad). fuse_gelu_aux.cc.
+std::unique_ptr<Pass> CreateFuseGeluAuxPass();
 std::unique_ptr<Pass> CreateFoldGradCastsPass();
 
 // softmax(q @ k^T * scale [masked]) @ v (+ the head transposes around it) -> attention.

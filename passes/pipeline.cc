@@ -164,6 +164,10 @@ const std::vector<PassInfo>& RegisteredPasses() {
       {"fold-matmul-casts",
        "--precision: a fused_matmul's output cast up to f32 -> the fused_matmul writes f32",
        [] { return CreateFoldMatMulCastsPass(); }},
+      {"fuse-gelu-aux",
+       "training: gelu into its fused_matmul (which keeps the gelu's input), gelu_grad into "
+       "the gemm before it",
+       [] { return CreateFuseGeluAuxPass(); }},
       {"fuse-residual-add",
        "add(residual, fused_matmul(..., bias)) -> fused_matmul's addend (one GEMM epilogue)",
        [] { return CreateFuseResidualAddPass(); }},
@@ -214,6 +218,7 @@ std::vector<std::string> DefaultPassList(std::string_view target) {
     list.push_back("fuse-matmul-bias");
     list.push_back("fuse-residual-add");
     list.push_back("fold-matmul-casts");  // after fuse-residual-add: its f32 form first
+    list.push_back("fuse-gelu-aux");      // after fuse-matmul-bias: its fused_matmul
     list.push_back("fuse-attention");
     list.push_back("fold-constants");  // the not() of a constant keep-mask (fuse-attention)
     list.push_back("fuse-elementwise");

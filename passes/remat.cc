@@ -84,7 +84,7 @@ struct Analysis {
 // Ops worth keeping rather than recomputing (many FLOPs per byte of output).
 bool IsExpensive(const ir::Node& n) {
   return n.op() == "matmul" || n.op() == "gemm" || n.op() == "fused_matmul" ||
-         n.op() == "gemm_bgrad";
+         n.op() == "gemm_bgrad" || n.op() == "gemm_gelu_grad";
 }
 bool IsImpure(const ir::Node& n) {
   const ir::OpDef* def = ir::FindOp(n.op());

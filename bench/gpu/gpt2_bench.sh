@@ -10,7 +10,8 @@
 # max_memory_allocated / reserved are in its JSON. MFU = (6 N + causal attention) FLOPs per
 # token x tokens/s over the bf16 matmul rate measured in the same run (8192^3, random data).
 # PEERS=0 skips PyTorch (a quick check of ptc alone); VARIANTS="a b,c" adds training runs with
-# PTC_CUDA_OPTIONS=a and =b,c (default: no_autotune, bgrad_reduce, linear_ce_f32_logits);
+# PTC_CUDA_OPTIONS=a and =b,c (default: no_autotune, bgrad_reduce, linear_ce_f32_logits,
+# gelu_pass);
 # PROFILES="default a" lists the PTC_CUDA_OPTIONS of the per-op profiles. The main run autotunes (the default: the
 # first step times cuBLASLt's candidate algorithms and the attention kernels, cuDNN's included)
 # and its log ends with the table of choices (PTC_CUDA_AUTOTUNE_TABLE=1).
@@ -84,7 +85,7 @@ ptc_mem=$(peak ptc-train)
 
 # Variants of the same training run (PTC_CUDA_OPTIONS values, space-separated).
 variant_rows=""
-for v in ${VARIANTS-no_autotune bgrad_reduce linear_ce_f32_logits}; do
+for v in ${VARIANTS-no_autotune bgrad_reduce linear_ce_f32_logits gelu_pass}; do
   echo "== ptc again with PTC_CUDA_OPTIONS=$v"
   PTC_CUDA_OPTIONS=$v timeout 90 ptc run "$work/train.plan" --steps "$STEPS" --data "$corpus" \
     --progress lines --log-json "ptc-train-$v.jsonl" > "ptc-train-$v.log" 2>&1

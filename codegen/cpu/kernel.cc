@@ -221,6 +221,7 @@ constexpr OpEntry kOps[] = {
     {"matmul", MakeMatMulKernel, true},
     {"gemm", MakeGemmKernel, true},
     {"gemm_bgrad", MakeGemmBgradKernel, true},
+    {"gemm_gelu_grad", MakeGemmGeluGradKernel, true},
     {"attention", MakeAttentionKernel, false},
     {"attention_grad", MakeAttentionGradKernel, false},
     {"linear_ce_loss", MakeLinearCeLossKernel, false},

@@ -284,6 +284,20 @@ inline double Erf(double x) { return std::erf(x); }
 inline float Sigmoid(float x) { return FastSigmoid(x); }
 inline double Sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
+// gelu'(x): the tanh form's (approximate="tanh") or the exact erf form's derivative; gelu_grad
+// and gemm_gelu_grad multiply their incoming gradient by it.
+template <typename T>
+inline T GeluDerivative(T v, bool tanh_approx) {
+  if (tanh_approx) {
+    const T k0 = static_cast<T>(0.7978845608028654), k1 = static_cast<T>(0.044715);
+    const T t = Tanh(k0 * (v + k1 * v * v * v));
+    return T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t * t) * k0 * (T(1) + T(3) * k1 * v * v);
+  }
+  const T cdf = T(0.5) * (T(1) + Erf(v * static_cast<T>(0.7071067811865476)));
+  const T pdf = static_cast<T>(0.3989422804014327) * Exp(T(-0.5) * v * v);
+  return cdf + v * pdf;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Kernel factories, one per op family (defined in the other files of this folder).
 
@@ -294,6 +308,7 @@ KernelOr MakeMatMulKernel(const ir::Node& node);
 KernelOr MakeGemmKernel(const ir::Node& node);
 KernelOr MakeFusedMatMulKernel(const ir::Node& node);  // fused_matmul
 KernelOr MakeGemmBgradKernel(const ir::Node& node);    // gemm_bgrad
+KernelOr MakeGemmGeluGradKernel(const ir::Node& node);  // gemm_gelu_grad
 // `node` on f16 / bf16 operands through the f32 kernel `factory` makes: the half operands are
 // widened exactly into scratch, the half outputs rounded once (kernel.cc).
 KernelOr WrapHalfViaF32(const ir::Node& node, KernelOr (*factory)(const ir::Node&));

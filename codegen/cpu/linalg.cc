@@ -366,16 +366,19 @@ class FusedMatMulKernel : public Kernel {
     const T* bias = has_bias_ ? static_cast<const T*>(inputs[2]) : nullptr;
     const T* addend = has_addend_ ? static_cast<const T*>(inputs[3]) : nullptr;
     T* y = static_cast<T*>(outputs[0]);
+    // The second output (gelu's input, for the backward): the row before the activation.
+    T* pre = outputs.size() > 1 ? static_cast<T*>(outputs[1]) : nullptr;
     if (k_ == 0) std::fill(y, y + m_ * n_, T(0));
     const Activation act = act_;
-    auto epilogue = [bias, addend, act](T* c, int64_t ldc, int64_t r0, int64_t r1, int64_t c0,
-                                        int64_t c1) {
+    auto epilogue = [bias, addend, act, pre](T* c, int64_t ldc, int64_t r0, int64_t r1,
+                                             int64_t c0, int64_t c1) {
       if (bias == nullptr && addend == nullptr && act == Activation::kNone) return;
       for (int64_t r = r0; r < r1; ++r) {
         T* row = c + r * ldc;
         if (bias != nullptr) {
           for (int64_t j = c0; j < c1; ++j) row[j] += bias[j];
         }
+        if (pre != nullptr) std::copy(row + c0, row + c1, pre + r * ldc + c0);
         switch (act) {
           case Activation::kNone: break;
           case Activation::kGelu:
@@ -414,6 +417,44 @@ class FusedMatMulKernel : public Kernel {
   int64_t m_, n_, k_;
   bool has_bias_, has_addend_;
   Activation act_;
+};
+
+// gemm_gelu_grad: y = (op(a) @ op(b)) * gelu'(pre), the multiply applied per finished tile.
+template <typename T>
+class GemmGeluGradKernel : public Kernel {
+ public:
+  GemmGeluGradKernel(bool ta, bool tb, int64_t m, int64_t n, int64_t k, bool tanh_approx)
+      : ta_(ta), tb_(tb), m_(m), n_(n), k_(k), tanh_(tanh_approx) {}
+
+  absl::Status Run(absl::Span<const void* const> inputs, absl::Span<void* const> outputs,
+                   void*) override {
+    const T* a = static_cast<const T*>(inputs[0]);
+    const T* b = static_cast<const T*>(inputs[1]);
+    const T* pre = static_cast<const T*>(inputs[2]);
+    T* y = static_cast<T*>(outputs[0]);
+    if (k_ == 0) {  // a zero product: zero gradient (0 * gelu'(pre), NaN where pre is)
+      for (int64_t i = 0; i < m_ * n_; ++i) y[i] = T(0) * GeluDerivative(pre[i], tanh_);
+      return absl::OkStatus();
+    }
+    const bool tanh_approx = tanh_;
+    const int64_t n = n_;
+    auto epilogue = [pre, tanh_approx, n](T* c, int64_t ldc, int64_t r0, int64_t r1, int64_t c0,
+                                          int64_t c1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        T* row = c + r * ldc;
+        const T* p = pre + r * n;
+        for (int64_t j = c0; j < c1; ++j) row[j] *= GeluDerivative(p[j], tanh_approx);
+      }
+    };
+    TiledGemm<T>(ta_, tb_, m_, n_, k_, T(1), a, ta_ ? m_ : k_, b, tb_ ? k_ : n_, T(0), y, n_,
+                 epilogue);
+    return absl::OkStatus();
+  }
+
+ private:
+  bool ta_, tb_;
+  int64_t m_, n_, k_;
+  bool tanh_;
 };
 
 }  // namespace
@@ -598,7 +639,7 @@ KernelOr MakeGemmBgradKernel(const ir::Node& node) {
 }
 
 KernelOr MakeFusedMatMulKernel(const ir::Node& node) {
-  PTC_RETURN_IF_ERROR(CheckArity(node, 2, 4, 1, 1));
+  PTC_RETURN_IF_ERROR(CheckArity(node, 2, 4, 1, 2));
   const ir::TensorType& xt = node.input(0)->type();
   const ir::TensorType& wt = node.input(1)->type();
   const ir::TensorType& ot = node.output(0)->type();
@@ -638,6 +679,11 @@ KernelOr MakeFusedMatMulKernel(const ir::Node& node) {
     return Invalid(node, absl::StrCat("the addend must have the output's type ", ot.ToString(),
                                       " (activation none), got ", InType(node, 3)));
   }
+  if (node.num_outputs() == 2 &&
+      (node.output(1)->type() != ot || (act != Activation::kGelu && act != Activation::kGeluTanh))) {
+    return Invalid(node, absl::StrCat("the second output (the activation's input) needs a gelu "
+                                      "activation and the output's type ", ot.ToString()));
+  }
   int64_t m = 1;
   for (size_t i = 0; i + 1 < xt.shape.size(); ++i) m *= xt.shape[i];
   switch (xt.dtype) {
@@ -648,6 +694,46 @@ KernelOr MakeFusedMatMulKernel(const ir::Node& node) {
     default:
       return Unsupported(node, absl::StrCat("dtype ", DTypeStr(xt.dtype),
                                             " is not supported (f32, f64)"));
+  }
+}
+
+}  // namespace ptc::cpu::internal
+
+namespace ptc::cpu::internal {
+
+KernelOr MakeGemmGeluGradKernel(const ir::Node& node) {
+  PTC_RETURN_IF_ERROR(CheckArity(node, 3, 3, 1, 1));
+  const ir::TensorType& at = node.input(0)->type();
+  const ir::TensorType& bt = node.input(1)->type();
+  const ir::TensorType& pt = node.input(2)->type();
+  const ir::TensorType& ot = node.output(0)->type();
+  PTC_ASSIGN_OR_RETURN(int64_t ta, node.GetInt("trans_a", 0));
+  PTC_ASSIGN_OR_RETURN(int64_t tb, node.GetInt("trans_b", 0));
+  PTC_ASSIGN_OR_RETURN(std::string approx, node.GetString("approximate", "none"));
+  if (approx != "none" && approx != "tanh") {
+    return Invalid(node, absl::StrCat("approximate must be \"none\" or \"tanh\", got \"",
+                                      approx, "\""));
+  }
+  if (at.rank() != 2 || bt.rank() != 2 || bt.dtype != at.dtype || pt.dtype != at.dtype ||
+      ot.dtype != at.dtype) {
+    return Invalid(node, absl::StrCat("expects 2-D a and b, pre and output of one dtype, got ",
+                                      at.ToString(), ", ", bt.ToString(), ", ", pt.ToString(),
+                                      " -> ", ot.ToString()));
+  }
+  const int64_t m = ta ? at.shape[1] : at.shape[0], k = ta ? at.shape[0] : at.shape[1];
+  const int64_t kb = tb ? bt.shape[1] : bt.shape[0], n = tb ? bt.shape[0] : bt.shape[1];
+  if (k != kb || ot.shape != ir::Shape{m, n} || pt.shape != ot.shape) {
+    return Invalid(node, absl::StrCat("shapes do not match: ", at.ToString(), " x ",
+                                      bt.ToString(), " (trans_a=", ta, ", trans_b=", tb,
+                                      "), pre ", pt.ToString(), " -> ", ot.ToString()));
+  }
+  switch (at.dtype) {
+    case DType::kF32:
+      return KernelPtr(new GemmGeluGradKernel<float>(ta, tb, m, n, k, approx == "tanh"));
+    case DType::kF64:
+      return KernelPtr(new GemmGeluGradKernel<double>(ta, tb, m, n, k, approx == "tanh"));
+    default:
+      return Unsupported(node, absl::StrCat("dtype ", DTypeStr(at.dtype), " is not supported"));
   }
 }
 

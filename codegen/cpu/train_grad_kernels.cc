@@ -257,25 +257,11 @@ class GeluGradKernel : public Kernel {
     const bool tanh_approx = tanh_;
     ParallelFor(n_, kElementGrain, [&](int64_t b, int64_t e) {
       if (tanh_approx) {
-        const T k0 = static_cast<T>(0.7978845608028654), k1 = static_cast<T>(0.044715);
 #pragma omp simd
-        for (int64_t i = b; i < e; ++i) {
-          T v = x[i];
-          T t = Tanh(k0 * (v + k1 * v * v * v));
-          T d = T(0.5) * (T(1) + t) +
-                T(0.5) * v * (T(1) - t * t) * k0 * (T(1) + T(3) * k1 * v * v);
-          dx[i] = dy[i] * d;
-        }
+        for (int64_t i = b; i < e; ++i) dx[i] = dy[i] * GeluDerivative(x[i], true);
       } else {
-        const T inv_sqrt2 = static_cast<T>(0.7071067811865476);
-        const T inv_sqrt_2pi = static_cast<T>(0.3989422804014327);
 #pragma omp simd
-        for (int64_t i = b; i < e; ++i) {
-          T v = x[i];
-          T cdf = T(0.5) * (T(1) + Erf(v * inv_sqrt2));
-          T pdf = inv_sqrt_2pi * Exp(T(-0.5) * v * v);
-          dx[i] = dy[i] * (cdf + v * pdf);
-        }
+        for (int64_t i = b; i < e; ++i) dx[i] = dy[i] * GeluDerivative(x[i], false);
       }
     });
     return absl::OkStatus();

@@ -28,9 +28,15 @@
 //       only with a bias and activation "none". dtype (default x's): the output's dtype; f32
 //       for f16 / bf16 x and w (the product accumulated and the result kept in f32, never
 //       rounded to x's dtype), with an f32 bias.
+//       A second output (passes/fuse_gelu_aux.cc, training with activation gelu / gelu_tanh):
+//       the activation's input x @ op(w) + bias, of the output's type, written by the same
+//       node for the backward's gelu' (the CUDA kernel: cuBLASLt's GELU_AUX_BIAS epilogue).
 //   Example (nn.Linear + GELU):
 //       %y = fused_matmul(%x, %w, %b) {activation="gelu", trans_b=1} : f32[8,128,1024]
 //            (%x: f32[8,128,256], %w: f32[1024,256], %b: f32[1024])
+//   Example (a training step's MLP up-projection, its GELU input kept):
+//       %g, %h = fused_matmul(%x, %w, %b) {activation="gelu_tanh"} : bf16[16384,3072],
+//            bf16[16384,3072]
 //
 //   attention(q, k, v[, mask]) {scale=F, layout="bhtd"|"bthd"}
 //       Scaled dot-product attention, softmax(q @ k^T * scale [masked]) @ v, per batch and
@@ -77,6 +83,17 @@
 //   Example (GPT-2 c_proj weight and bias gradients, 1024 tokens, bf16):
 //       %dw, %db = gemm_bgrad(%x, %dy) {bias_dtype=f32, dtype=f32, trans_a=1}
 //            : f32[768,768], f32[768]  (%x: bf16[1024,768], %dy: bf16[1024,768])
+//
+//   gemm_gelu_grad(a, b, pre) {trans_a=0|1, trans_b=0|1, approximate="none"|"tanh"}
+//       The gradient through a GELU of the product that feeds it, made by
+//       passes/fuse_gelu_aux.cc from gemm(a, b) and the gelu_grad that reads it:
+//       y = (op(a) @ op(b)) * gelu'(pre), i.e. gelu_grad(gemm(a, b), pre). a, b: rank 2;
+//       pre [M, N] (the GELU's input: the forward's fused_matmul second output); a, b, pre and
+//       y one float dtype. The product is not rounded before the multiply. The CUDA kernel is
+//       one cuBLASLt GEMM with the DGELU epilogue (tanh form) reading pre.
+//   Example (GPT-2's MLP: dh from the down-projection's output gradient, bf16):
+//       %dh = gemm_gelu_grad(%dy, %w, %h) {approximate="tanh", trans_b=1} : bf16[16384,3072]
+//            (%dy: bf16[16384,768], %w: bf16[3072,768], %h: bf16[16384,3072])
 #include "compiler/ir/ops_fused.h"
 
 #include <cmath>
@@ -199,10 +216,18 @@ absl::StatusOr<DType> SameOrF32DType(const AttrMap& attrs, const char* name, DTy
 
 absl::StatusOr<std::vector<TensorType>> InferFusedMatMul(const std::vector<TensorType>& inputs,
                                                          const AttrMap& attrs, int num_outputs) {
-  if (num_outputs != 1) return absl::InvalidArgumentError("fused_matmul has one output");
   PTC_ASSIGN_OR_RETURN(int64_t trans_b, GetIntAttr(attrs, "trans_b", 0));
   PTC_ASSIGN_OR_RETURN(DType out_dt, SameOrF32DType(attrs, "dtype", inputs[0].dtype));
   PTC_ASSIGN_OR_RETURN(std::string act, GetStringAttr(attrs, "activation", "none"));
+  if (num_outputs == 2 && act != "gelu" && act != "gelu_tanh") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "fused_matmul's second output (the activation's input) needs activation gelu or "
+        "gelu_tanh, got '", act, "'"));
+  }
+  if (num_outputs != 1 && num_outputs != 2) {
+    return absl::InvalidArgumentError(
+        "fused_matmul has one output, or two (with the activation's input)");
+  }
   if (trans_b != 0 && trans_b != 1) {
     return absl::InvalidArgumentError(absl::StrCat("attribute 'trans_b' must be 0 or 1, got ",
                                                    trans_b));
@@ -245,6 +270,7 @@ absl::StatusOr<std::vector<TensorType>> InferFusedMatMul(const std::vector<Tenso
                                                      inputs[3].ToString()));
     }
   }
+  if (num_outputs == 2) return std::vector<TensorType>{y, y};
   return std::vector<TensorType>{y};
 }
 
@@ -329,6 +355,45 @@ absl::StatusOr<std::vector<TensorType>> InferGemmBgrad(const std::vector<TensorT
   PTC_ASSIGN_OR_RETURN(DType y, SameOrF32DType(attrs, "dtype", a.dtype));
   PTC_ASSIGN_OR_RETURN(DType bias, SameOrF32DType(attrs, "bias_dtype", a.dtype));
   return std::vector<TensorType>{TensorType{y, {m, b.shape[1]}}, TensorType{bias, {b.shape[1]}}};
+}
+
+absl::StatusOr<std::vector<TensorType>> InferGemmGeluGrad(const std::vector<TensorType>& in,
+                                                          const AttrMap& attrs, int num_outputs) {
+  if (num_outputs != 1) return absl::InvalidArgumentError("gemm_gelu_grad has one output");
+  PTC_ASSIGN_OR_RETURN(int64_t ta, GetIntAttr(attrs, "trans_a", 0));
+  PTC_ASSIGN_OR_RETURN(int64_t tb, GetIntAttr(attrs, "trans_b", 0));
+  PTC_ASSIGN_OR_RETURN(std::string approx, GetStringAttr(attrs, "approximate", "none"));
+  for (auto [name, v] : {std::pair{"trans_a", ta}, std::pair{"trans_b", tb}}) {
+    if (v != 0 && v != 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("attribute '", name, "' must be 0 or 1, got ", v));
+    }
+  }
+  if (approx != "none" && approx != "tanh") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "attribute 'approximate' must be \"none\" or \"tanh\", got \"", approx, "\""));
+  }
+  const TensorType& a = in[0];
+  const TensorType& b = in[1];
+  const TensorType& pre = in[2];
+  if (!IsFloat(a.dtype) || b.dtype != a.dtype || a.rank() != 2 || b.rank() != 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a and b must be float matrices of one dtype, got ", a.ToString(), " and ",
+        b.ToString()));
+  }
+  const int64_t m = ta ? a.shape[1] : a.shape[0], k = ta ? a.shape[0] : a.shape[1];
+  const int64_t kb = tb ? b.shape[1] : b.shape[0], n = tb ? b.shape[0] : b.shape[1];
+  if (k != kb) {
+    return absl::InvalidArgumentError(absl::StrCat("inner dimensions differ: ", a.ToString(),
+                                                   " (trans_a=", ta, ") x ", b.ToString(),
+                                                   " (trans_b=", tb, ")"));
+  }
+  const TensorType y{a.dtype, {m, n}};
+  if (pre != y) {
+    return absl::InvalidArgumentError(absl::StrCat("pre (the GELU's input) must be ",
+                                                   y.ToString(), ", got ", pre.ToString()));
+  }
+  return std::vector<TensorType>{y};
 }
 
 }  // namespace
@@ -446,13 +511,15 @@ const std::vector<OpDef>& FusedOpDefs() {
        .max_inputs = -1,
        .infer = InferFusedElementwise,
        .elementwise = true},
-      {.name = "fused_matmul", .min_inputs = 2, .max_inputs = 4, .infer = InferFusedMatMul},
+      {.name = "fused_matmul", .min_inputs = 2, .max_inputs = 4, .min_outputs = 1,
+       .max_outputs = 2, .infer = InferFusedMatMul},
       {.name = "attention", .min_inputs = 3, .max_inputs = 4, .min_outputs = 1, .max_outputs = 2,
        .infer = InferAttention},
       {.name = "linear_ce_loss", .min_inputs = 3, .max_inputs = 3, .min_outputs = 1,
        .max_outputs = 3, .infer = InferLinearCeLoss},
       {.name = "gemm_bgrad", .min_inputs = 2, .max_inputs = 2, .min_outputs = 2,
        .max_outputs = 2, .infer = InferGemmBgrad},
+      {.name = "gemm_gelu_grad", .min_inputs = 3, .max_inputs = 3, .infer = InferGemmGeluGrad},
   };
   return *defs;
 }

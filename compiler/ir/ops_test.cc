@@ -334,6 +334,31 @@ TEST(Ops, GemmBgrad) {
   ExpectError("gemm_bgrad", {bf_x, bf_dy}, ta, {"2 outputs"}, 1);
 }
 
+// fuse-gelu-aux's forms: fused_matmul's second output (the GELU's input, gelu activations
+// only) and gemm_gelu_grad (pre is the product's [M, N] of its dtype).
+TEST(Ops, GeluAuxForms) {
+  const TensorType x = T(DType::kBF16, {2, 8, 32}), w = T(DType::kBF16, {32, 48});
+  const TensorType b = T(DType::kBF16, {48}), y = T(DType::kBF16, {2, 8, 48});
+  EXPECT_EQ(Infer("fused_matmul", {x, w, b}, {{"activation", std::string("gelu_tanh")}}, 2),
+            (std::vector{y, y}));
+  ExpectError("fused_matmul", {x, w, b}, {{"activation", std::string("relu")}},
+              {"second output", "relu"}, 2);
+  ExpectError("fused_matmul", {x, w, b}, {}, {"second output", "none"}, 2);
+  const TensorType dy = T(DType::kBF16, {16, 48}), pre = T(DType::kBF16, {16, 32});
+  EXPECT_EQ(Infer("gemm_gelu_grad", {dy, w, pre},
+                  {{"trans_b", int64_t{1}}, {"approximate", std::string("tanh")}}),
+            (std::vector{pre}));
+  EXPECT_EQ(Infer("gemm_gelu_grad", {T(DType::kF32, {48, 16}), F32({48, 32}), F32({16, 32})},
+                  {{"trans_a", int64_t{1}}}),
+            (std::vector{F32({16, 32})}));
+  ExpectError("gemm_gelu_grad", {dy, w, T(DType::kBF16, {16, 31})}, {{"trans_b", int64_t{1}}},
+              {"pre", "bf16[16,32]", "bf16[16,31]"});
+  ExpectError("gemm_gelu_grad", {dy, w, pre},
+              {{"trans_b", int64_t{1}}, {"approximate", std::string("fast")}},
+              {"approximate", "fast"});
+  ExpectError("gemm_gelu_grad", {dy, w, pre}, {}, {"inner"});
+}
+
 // layer_norm_grad's optional addend (fuse-norm-grad-add) has x's type; a low-precision dy is
 // allowed for an f32 x (fold-norm-casts).
 TEST(Ops, LayerNormGradAddendAndLowDy) {

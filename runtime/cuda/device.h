@@ -63,6 +63,11 @@ struct KernelOptions {
   // gemm_bgrad: the bias gradient by a column reduction after the GEMM instead of in cuBLASLt's
   // BGRAD epilogue (the path taken anyway where cuBLASLt has no BGRAD algorithm).
   bool bgrad_reduce = false;
+  // GELU in a separate pass instead of cuBLASLt's GELU epilogues: fused_matmul's gelu_tanh
+  // (GELU_BIAS / GELU_AUX_BIAS) and gemm_gelu_grad's tanh form (DGELU); the paths taken anyway
+  // for the erf form or where cuBLASLt has no such algorithm. With autotuning gemm_gelu_grad
+  // times both.
+  bool gelu_pass = false;
   // Every buffer a kernel is given starts at a multiple of this many bytes (a power of two): the
   // executor sets the largest that divides 256 and all of the plan's arena offsets (CUDA plans
   // are laid out at 256, CPU plans at 64). cuBLASLt is told it (its algorithms may assume it).

@@ -808,7 +808,7 @@ const std::map<std::string_view, Factory>& Factories() {
 bool HasDeviceKernel(std::string_view op) {
   return Factories().count(op) > 0 || op == "matmul" || op == "gemm" || op == "cast" ||
          op == "fused_matmul" || op == "attention" || op == "attention_grad" ||
-         op == "linear_ce_loss" || op == "gemm_bgrad" ||
+         op == "linear_ce_loss" || op == "gemm_bgrad" || op == "gemm_gelu_grad" ||
          op == "reshape" || op == "identity" || HasTrainDeviceKernel(op);
 }
 
@@ -834,7 +834,8 @@ KernelOr CreateDeviceKernel(const ir::Node& node, const KernelOptions& options,
   }
   absl::StatusOr<std::unique_ptr<DeviceKernel>> kernel;
   if (op == "matmul" || op == "gemm" || op == "fused_matmul" || op == "attention" ||
-      op == "attention_grad" || op == "linear_ce_loss" || op == "gemm_bgrad") {
+      op == "attention_grad" || op == "linear_ce_loss" || op == "gemm_bgrad" ||
+      op == "gemm_gelu_grad") {
     kernel = CreateGemmKernel(node, options, lt);
   } else if (op == "reshape" || op == "identity") {
     if (node.num_inputs() != 1 || node.num_outputs() != 1 ||

@@ -89,7 +89,7 @@ class GemmKernel final : public DeviceKernel {
                     const KernelOptions& options, cublasLtHandle_t lt,
                     cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT,
                     DType out_dt = DType::kBool, DType bias_dt = DType::kBool,
-                    uint32_t min_align = 256) {
+                    uint32_t min_align = 256, int64_t aux_ld = 0) {
     node_ = &node;
     p_ = p;
     // The buffers' own alignment bounds what the offsets into them keep.
@@ -139,6 +139,12 @@ class GemmKernel final : public DeviceKernel {
     if (epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
       PTC_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
           desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+    }
+    // GELU_AUX* / DGELU: the GELU input matrix (D's layout and type; its leading dimension a
+    // multiple of 8, at least D's rows), its pointer set at each launch (SetAuxPointer).
+    if (aux_ld > 0) {
+      PTC_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
+          desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld, sizeof(aux_ld)));
     }
     // Stored (pre-op) shapes, column-major.
     PTC_ASSIGN_OR_RETURN(a_, MakeLayout(data, p.trans_a ? p.k : p.m, p.trans_a ? p.m : p.k, p.lda,
@@ -198,6 +204,7 @@ class GemmKernel final : public DeviceKernel {
                     p.stride_a, ",", p.stride_b, ",", p.stride_d);
     absl::StrAppend(&tune_key_, " epi", static_cast<int>(epilogue), " alpha", alpha, " beta",
                     beta, " align", min_align);
+    if (aux_ld > 0) absl::StrAppend(&tune_key_, " aux", aux_ld);
     return absl::OkStatus();
   }
 
@@ -215,6 +222,13 @@ class GemmKernel final : public DeviceKernel {
   absl::Status SetBiasPointer(const void* bias) {
     PTC_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
         desc_.get(), CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    return absl::OkStatus();
+  }
+
+  // Epilogue aux matrix (GELU_AUX*: written; DGELU: read), set at each launch.
+  absl::Status SetAuxPointer(const void* aux) {
+    PTC_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
+        desc_.get(), CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)));
     return absl::OkStatus();
   }
 
@@ -630,31 +644,38 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateGemm(const ir::Node& node,
 // addend as C (beta = 1, read from its own buffer: D = x w + bias + addend in f32, rounded once
 // to D's dtype), the exact gelu as an in-place elementwise pass. {dtype=f32} of bf16 / f16
 // operands: D (and the bias) in f32.
+// With a second output (the GELU's input, fuse-gelu-aux): cuBLASLt's GELU_AUX(_BIAS) writes
+// both (aux_epilogue); else the GEMM writes the input into output 1 and the gelu pass reads it
+// from there into output 0.
 class FusedMatMulKernel final : public DeviceKernel {
  public:
   FusedMatMulKernel(std::unique_ptr<GemmKernel> gemm, bool has_bias, bool has_addend,
-                    bool gelu_pass, kernels::Op gelu_op, kernels::DT dt, int64_t n)
+                    bool gelu_pass, kernels::Op gelu_op, kernels::DT dt, int64_t n,
+                    bool aux_output = false, bool aux_epilogue = false)
       : gemm_(std::move(gemm)), has_bias_(has_bias), has_addend_(has_addend),
-        gelu_pass_(gelu_pass), gelu_op_(gelu_op), dt_(dt), n_(n) {}
+        gelu_pass_(gelu_pass), aux_output_(aux_output), aux_epilogue_(aux_epilogue),
+        gelu_op_(gelu_op), dt_(dt), n_(n) {}
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
                       absl::Span<void* const> out, void*) override {
     if (has_bias_) PTC_RETURN_IF_ERROR(gemm_->SetBiasPointer(in[2]));
-    PTC_RETURN_IF_ERROR(gemm_->RunOn(ctx, in[0], in[1], out[0], has_addend_ ? in[3] : nullptr));
+    if (aux_epilogue_) PTC_RETURN_IF_ERROR(gemm_->SetAuxPointer(out[1]));
+    void* d = aux_output_ && !aux_epilogue_ ? out[1] : out[0];
+    PTC_RETURN_IF_ERROR(gemm_->RunOn(ctx, in[0], in[1], d, has_addend_ ? in[3] : nullptr));
     if (!gelu_pass_) return absl::OkStatus();
-    kernels::BroadcastDesc d;
-    d.rank = 1;
-    d.n = n_;
-    d.shape[0] = n_;
-    d.strides[0][0] = 1;
+    kernels::BroadcastDesc bd;
+    bd.rank = 1;
+    bd.n = n_;
+    bd.shape[0] = n_;
+    bd.strides[0][0] = 1;
     const cudaError_t e =
-        kernels::LaunchElementwise(gelu_op_, dt_, d, out[0], nullptr, out[0], ctx.stream);
+        kernels::LaunchElementwise(gelu_op_, dt_, bd, d, nullptr, out[0], ctx.stream);
     if (e != cudaSuccess) return CudaStatus(e, "LaunchElementwise (gelu)", __FILE__, __LINE__);
     return absl::OkStatus();
   }
 
  private:
   std::unique_ptr<GemmKernel> gemm_;
-  bool has_bias_, has_addend_, gelu_pass_;
+  bool has_bias_, has_addend_, gelu_pass_, aux_output_, aux_epilogue_;
   kernels::Op gelu_op_;
   kernels::DT dt_;
   int64_t n_;
@@ -663,8 +684,10 @@ class FusedMatMulKernel final : public DeviceKernel {
 absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateFusedMatMul(const ir::Node& node,
                                                                const KernelOptions& options,
                                                                cublasLtHandle_t lt) {
-  if (node.num_inputs() < 2 || node.num_inputs() > 4 || node.num_outputs() != 1) {
-    return Invalid(node, "fused_matmul takes (x, w [, bias [, addend]]) and has one output");
+  if (node.num_inputs() < 2 || node.num_inputs() > 4 || node.num_outputs() < 1 ||
+      node.num_outputs() > 2) {
+    return Invalid(node, "fused_matmul takes (x, w [, bias [, addend]]) and has one output "
+                         "(or two: the GELU's input)");
   }
   const ir::TensorType& x = node.input(0)->type();
   const ir::TensorType& w = node.input(1)->type();
@@ -685,6 +708,11 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateFusedMatMul(const ir::Node& 
   }
   if (has_addend && (node.input(3)->type() != y || act != "none")) {
     return Invalid(node, "the addend must have the output's type (activation none)");
+  }
+  const bool aux = node.num_outputs() == 2;
+  if (aux && (node.output(1)->type() != y || (act != "gelu" && act != "gelu_tanh"))) {
+    return Invalid(node, "the second output (the GELU's input) needs a gelu activation and "
+                         "the output's type");
   }
   if (!has_bias && act == "none" && (y.dtype == x.dtype || y.dtype == DType::kF32) &&
       UsePaddedMatmul(x.dtype, rows, n, k, options, y.dtype)) {
@@ -715,21 +743,96 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateFusedMatMul(const ir::Node& 
   const double beta = has_addend ? 1.0 : 0.0;
   const DType bias_dt = has_bias ? y.dtype : DType::kBool;
   // gelu_tanh is cuBLASLt's GELU (the tanh form), applied to the f32 accumulator in the
-  // epilogue; where no algorithm has it, the in-place pass below.
-  if (act == "gelu_tanh" &&
-      gemm->Init(node, x.dtype, p, 1.0, beta, options, lt,
-                 has_bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU, y.dtype,
-                 bias_dt)
+  // epilogue; with a second output GELU_AUX(_BIAS) also writes the GELU's input (rounded to
+  // y's dtype; its leading dimension N must be a multiple of 8). Where no algorithm has it,
+  // the pass below (from output 1 with a second output, else in place).
+  const cublasLtEpilogue_t gelu_epi =
+      aux ? (has_bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX)
+          : (has_bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU);
+  bool aux_epilogue = false;
+  if (act == "gelu_tanh" && !options.gelu_pass && (!aux || n % 8 == 0) &&
+      gemm->Init(node, x.dtype, p, 1.0, beta, options, lt, gelu_epi, y.dtype, bias_dt,
+                 /*min_align=*/256, /*aux_ld=*/aux ? n : 0)
           .ok()) {
     gelu_pass = false;
+    aux_epilogue = aux;
   } else {
+    gemm = std::make_unique<GemmKernel>();
     PTC_RETURN_IF_ERROR(gemm->Init(node, x.dtype, p, 1.0, beta, options, lt, epi,
                                    y.dtype, bias_dt));
   }
   return std::unique_ptr<DeviceKernel>(new FusedMatMulKernel(
       std::move(gemm), has_bias, has_addend, gelu_pass, gelu_op,
-      static_cast<kernels::DT>(static_cast<int>(y.dtype)), rows * n));
+      static_cast<kernels::DT>(static_cast<int>(y.dtype)), rows * n, aux, aux_epilogue));
 }
+
+// gemm_gelu_grad(a, b, pre) {trans_a, trans_b, approximate}: y = (op(a) op(b)) * gelu'(pre).
+// The tanh form: one GEMM with cuBLASLt's DGELU epilogue reading pre as its aux matrix (N a
+// multiple of 8). Else (the erf form, no algorithm, KernelOptions::gelu_pass): the GEMM into y,
+// then gelu_grad in place (y = y * gelu'(pre)).
+class GemmGeluGradKernel final : public DeviceKernel {
+ public:
+  absl::Status Init(const ir::Node& node, const KernelOptions& options, cublasLtHandle_t lt) {
+    if (node.num_inputs() != 3 || node.num_outputs() != 1) {
+      return Invalid(node, "gemm_gelu_grad takes (a, b, pre) and has one output");
+    }
+    const ir::TensorType& ta = node.input(0)->type();
+    const ir::TensorType& tb = node.input(1)->type();
+    const ir::TensorType& y = node.output(0)->type();
+    PTC_ASSIGN_OR_RETURN(int64_t trans_a, node.GetInt("trans_a", 0));
+    PTC_ASSIGN_OR_RETURN(int64_t trans_b, node.GetInt("trans_b", 0));
+    // (Held in the StatusOr: GCC 12 warns of an uninitialized string when it is moved out.)
+    const absl::StatusOr<std::string> approx = node.GetString("approximate", "none");
+    if (!approx.ok()) return approx.status();
+    if (*approx != "none" && *approx != "tanh") {
+      return Invalid(node, absl::StrCat("approximate must be \"none\" or \"tanh\", got \"",
+                                        *approx, "\""));
+    }
+    if (ta.rank() != 2 || tb.rank() != 2 || tb.dtype != ta.dtype || y.dtype != ta.dtype ||
+        node.input(2)->type() != y) {
+      return Invalid(node, "a and b must be rank-2 of one dtype, pre and the output [M, N] of it");
+    }
+    const int64_t m = trans_a ? ta.shape[1] : ta.shape[0];
+    const int64_t k = trans_a ? ta.shape[0] : ta.shape[1];
+    const int64_t n = trans_b ? tb.shape[0] : tb.shape[1];
+    if ((trans_b ? tb.shape[1] : tb.shape[0]) != k || y.shape != ir::Shape{m, n}) {
+      return Invalid(node, absl::StrCat("shapes do not match: ", ta.ToString(), " x ",
+                                        tb.ToString(), " -> ", y.ToString()));
+    }
+    dt_ = static_cast<kernels::DT>(static_cast<int>(y.dtype));
+    tanh_ = *approx == "tanh";
+    n_ = m * n;
+    const Problem p = RowMajorProblem(m, n, k, trans_a != 0, trans_b != 0);
+    epilogue_ = tanh_ && !options.gelu_pass && n % 8 == 0 &&
+                gemm_.Init(node, ta.dtype, p, 1.0, 0.0, options, lt, CUBLASLT_EPILOGUE_DGELU,
+                           DType::kBool, DType::kBool, /*min_align=*/256, /*aux_ld=*/n)
+                    .ok();
+    if (!epilogue_) {
+      gemm_ = GemmKernel();
+      PTC_RETURN_IF_ERROR(gemm_.Init(node, ta.dtype, p, 1.0, 0.0, options, lt));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
+                      absl::Span<void* const> out, void*) override {
+    if (epilogue_) PTC_RETURN_IF_ERROR(gemm_.SetAuxPointer(in[2]));
+    PTC_RETURN_IF_ERROR(gemm_.RunOn(ctx, in[0], in[1], out[0]));
+    if (epilogue_) return absl::OkStatus();
+    const cudaError_t e =
+        kernels::LaunchGeluGrad(dt_, tanh_, n_, out[0], in[2], out[0], ctx.stream);
+    if (e != cudaSuccess) return CudaStatus(e, "LaunchGeluGrad (gemm_gelu_grad)", __FILE__, __LINE__);
+    return absl::OkStatus();
+  }
+  // Whether the DGELU epilogue applies gelu' (else the separate pass).
+  bool uses_epilogue() const { return epilogue_; }
+
+ private:
+  GemmKernel gemm_;
+  bool epilogue_ = false, tanh_ = false;
+  kernels::DT dt_ = kernels::DT::kF32;
+  int64_t n_ = 0;
+};
 
 // attention(q, k, v[, mask]) {scale, layout}, the two-GEMM fallback: S = scale q k^T (cuBLASLt,
 // batched over heads) into f32 scratch, masked row softmax in place, O = P v (cuBLASLt).
@@ -1473,6 +1576,20 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateGemmKernel(const ir::Node& n
     return WithTunedAlternative(
         node, options, "epilogue", std::move(k), "reduce",
         [](KernelOptions& o) { o.bgrad_reduce = true; }, make);
+  }
+  if (node.op() == "gemm_gelu_grad") {
+    auto make = [&](const KernelOptions& o) -> absl::StatusOr<std::unique_ptr<DeviceKernel>> {
+      auto k = std::make_unique<GemmGeluGradKernel>();
+      PTC_RETURN_IF_ERROR(k->Init(node, o, lt));
+      return std::unique_ptr<DeviceKernel>(std::move(k));
+    };
+    auto k = std::make_unique<GemmGeluGradKernel>();
+    PTC_RETURN_IF_ERROR(k->Init(node, options, lt));
+    // With autotuning, the plain GEMM + gelu_grad pass competes with the DGELU epilogue.
+    if (!k->uses_epilogue()) return std::unique_ptr<DeviceKernel>(std::move(k));
+    return WithTunedAlternative(
+        node, options, "epilogue", std::move(k), "pass",
+        [](KernelOptions& o) { o.gelu_pass = true; }, make);
   }
   if (node.op() == "attention") return CreateAttention(node, options, lt);
   if (node.op() == "attention_grad") return CreateAttentionGrad(node, options);

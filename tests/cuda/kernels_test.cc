@@ -191,6 +191,38 @@ std::vector<Case> Cases() {
   bgrad("gemm_bgrad_bf16_f32_y_only", {T(bf16, {64, 40}), T(bf16, {64, 56})},
         {{"trans_a", int64_t{1}}, {"dtype", DType::kF32}}, 2);
   bgrad("gemm_bgrad_f16", {T(f16, {64, 32}), T(f16, {64, 24})}, {{"trans_a", int64_t{1}}}, 2);
+  // fuse-gelu-aux: fused_matmul also writing the GELU's input (cuBLASLt's GELU_AUX_BIAS for the
+  // tanh form, with and without a bias; the erf form and an N that is no multiple of 8 through
+  // the GEMM into output 1 and the gelu pass), and gemm_gelu_grad (DGELU for tanh, else the
+  // GEMM and an in-place gelu_grad), every float dtype, both transposes.
+  auto aux = [&](std::string name, std::vector<TensorType> in, std::string act, double scale) {
+    Case c{std::move(name), "fused_matmul", std::move(in), {{"activation", std::move(act)}}, 2};
+    c.tolerance_scale = scale;
+    cs.push_back(c);
+  };
+  aux("fused_matmul_bf16_gelu_tanh_aux", {T(bf16, {2, 32, 32}), T(bf16, {32, 48}), T(bf16, {48})},
+      "gelu_tanh", 2);
+  aux("fused_matmul_f16_gelu_tanh_aux_no_bias", {T(f16, {40, 32}), T(f16, {32, 64})}, "gelu_tanh",
+      2);
+  aux("fused_matmul_f32_gelu_aux", {T(f32, {2, 8, 32}), T(f32, {32, 48}), T(f32, {48})}, "gelu",
+      10);
+  aux("fused_matmul_f32_gelu_tanh_aux_odd_n", {T(f32, {9, 16}), T(f32, {16, 12}), T(f32, {12})},
+      "gelu_tanh", 10);
+  auto dgelu = [&](std::string name, std::vector<TensorType> in, ir::AttrMap attrs,
+                   double scale) {
+    Case c{std::move(name), "gemm_gelu_grad", std::move(in), std::move(attrs)};
+    c.tolerance_scale = scale;
+    cs.push_back(c);
+  };
+  const std::string tanh_form = "tanh";
+  dgelu("gemm_gelu_grad_bf16_tanh", {T(bf16, {64, 48}), T(bf16, {32, 48}), T(bf16, {64, 32})},
+        {{"trans_b", int64_t{1}}, {"approximate", tanh_form}}, 2);
+  dgelu("gemm_gelu_grad_f16_tanh_trans_a", {T(f16, {48, 40}), T(f16, {48, 24}), T(f16, {40, 24})},
+        {{"trans_a", int64_t{1}}, {"approximate", tanh_form}}, 2);
+  dgelu("gemm_gelu_grad_f32_erf", {T(f32, {16, 24}), T(f32, {24, 40}), T(f32, {16, 40})},
+        {{"approximate", std::string("none")}}, 10);
+  dgelu("gemm_gelu_grad_f32_tanh_odd_n", {T(f32, {16, 24}), T(f32, {13, 24}), T(f32, {16, 13})},
+        {{"trans_b", int64_t{1}}, {"approximate", tanh_form}}, 10);
   bgrad("gemm_bgrad_f32", {T(f32, {24, 40}), T(f32, {40, 56})}, {}, 10);
   gemm("fused_matmul_bias_gelu", "fused_matmul", {T(f32, {2, 8, 32}), T(f32, {32, 48}), T(f32, {48})},
        {{"activation", std::string("gelu")}}, 10);
@@ -1248,6 +1280,23 @@ TEST(CudaKernelOptions, GemmBgradReduceMatchesCpu) {
   ExpectCasesMatchCpu([](const Case& c) { return c.op == "gemm_bgrad"; }, reduce, 7, &seen);
   if (HasFatalFailure()) return;
   EXPECT_GE(seen, 5);
+}
+
+// The GELU epilogues off (KernelOptions::gelu_pass, the path where cuBLASLt has no GELU_AUX /
+// DGELU algorithm): the separate passes compute the same functions.
+TEST(CudaKernelOptions, GeluPassMatchesCpu) {
+  PTC_SKIP_WITHOUT_CUDA_DEVICE();
+  KernelOptions pass;
+  pass.gelu_pass = true;
+  int seen = 0;
+  ExpectCasesMatchCpu(
+      [](const Case& c) {
+        return c.op == "gemm_gelu_grad" ||
+               (c.op == "fused_matmul" && c.name.find("gelu") != std::string::npos);
+      },
+      pass, 7, &seen);
+  if (HasFatalFailure()) return;
+  EXPECT_GE(seen, 10);
 }
 
 // attention_grad {saved_stats=1} reads the forward's output and log-sum-exp (attention's two

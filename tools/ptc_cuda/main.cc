@@ -12,7 +12,7 @@
 // PTC_CUDA_OPTIONS=a,b,... switches kernels and the executor for a device session's
 // comparisons and bypasses: attention_simt, attention_cudnn, attention_two_gemm,
 // fused_interpreter, tf32, host_fallback, no_graphs, no_autotune, autotune, linear_ce_rows=N,
-// linear_ce_f32_logits
+// linear_ce_f32_logits, gelu_pass
 // (runtime/cuda/device.h KernelOptions, executor.h).
 #include <algorithm>
 #include <cstdlib>
@@ -77,6 +77,8 @@ absl::StatusOr<ptc::cuda::ExecutorOptions> OptionsFromEnv() {
       o.kernels.bgrad_reduce = true;
     } else if (name == "linear_ce_f32_logits") {
       o.kernels.linear_ce_f32_logits = true;
+    } else if (name == "gelu_pass") {
+      o.kernels.gelu_pass = true;
     } else if (name == "no_graphs") {
       o.cuda_graphs = false;
     } else if (name == "no_autotune") {
@@ -91,7 +93,7 @@ absl::StatusOr<ptc::cuda::ExecutorOptions> OptionsFromEnv() {
       return absl::InvalidArgumentError(absl::StrCat(
           "PTC_CUDA_OPTIONS: unknown option '", name, "' (known: attention_simt, "
           "attention_cudnn, attention_two_gemm, fused_interpreter, tf32, host_fallback, "
-          "bgrad_reduce, linear_ce_f32_logits, no_graphs, no_autotune, autotune, "
+          "bgrad_reduce, linear_ce_f32_logits, gelu_pass, no_graphs, no_autotune, autotune, "
           "linear_ce_rows=N)"));
     }
   }

@@ -11,7 +11,8 @@
 //
 // Numerics: op(A) and op(B) are converted to float (f32 compute types; TF32 / f16 / bf16
 // rounding of f32 inputs for the FAST_* types) or double (64F) scratch with k contiguous, each
-// dot product sums sequentially over k, the epilogue (alpha, beta C, bias, relu / gelu) runs in
+// dot product sums sequentially over k, the epilogue (alpha, beta C, bias, the GELU aux matrix
+// written, relu / gelu, DGELU's gelu'(aux)) runs in
 // the compute precision and each element of D is rounded once to D's type (f16 / bf16 round to
 // nearest even). Deterministic: a result depends only on the operands.
 //
@@ -20,7 +21,9 @@
 // its element, or to the CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_* the heuristic was told (kept in
 // the returned algo and in the descriptor), an algo not made by the heuristic or made for
 // another configuration, C read (beta != 0) but null, D overlapping an operand it is computed
-// from (C only when it is exactly D), batches of D that overlap each other.
+// from (C only when it is exactly D), batches of D that overlap each other, a GELU aux matrix
+// without its pointer, with a leading dimension not a multiple of 8 or below D's rows, not
+// 16-byte aligned, or overlapping D (and, when written, A, B or C).
 #include <cublasLt.h>
 
 #include <algorithm>
@@ -59,6 +62,10 @@ struct MatmulDesc {
   const void* bias = nullptr;
   int64_t bias_batch_stride = 0;
   int32_t bias_type = -1;  // -1: D's type
+  // GELU_AUX* (written) / DGELU (read): the GELU input matrix, D's shape and type.
+  const void* aux = nullptr;
+  int64_t aux_ld = 0, aux_batch_stride = 0;
+  int32_t aux_type = -1;  // -1: D's type
   std::string unsupported;  // the first attribute set that the emulation cannot honor
   // Set by cublasLtMatmulAlgoGetHeuristic: the smallest alignments it was told for A, B, C, D
   // (for cublasLtMatmul calls without an algo).
@@ -254,6 +261,8 @@ enum class Round { kNone, kTf32, kF16, kBf16 };  // applied to f32 inputs (FAST_
 
 struct Epilogue {
   bool bias = false, relu = false, gelu = false, bgrad_a = false, bgrad_b = false;
+  bool gelu_aux = false;  // GELU_AUX*: the GELU's input (after the bias) written to aux
+  bool dgelu = false;     // DGELU: the result times gelu'(aux)
 };
 
 bool DecodeEpilogue(uint32_t e, Epilogue* out) {
@@ -265,6 +274,9 @@ bool DecodeEpilogue(uint32_t e, Epilogue* out) {
     case CUBLASLT_EPILOGUE_RELU_BIAS: out->bias = out->relu = true; return true;
     case CUBLASLT_EPILOGUE_GELU: out->gelu = true; return true;
     case CUBLASLT_EPILOGUE_GELU_BIAS: out->bias = out->gelu = true; return true;
+    case CUBLASLT_EPILOGUE_GELU_AUX: out->gelu = out->gelu_aux = true; return true;
+    case CUBLASLT_EPILOGUE_GELU_AUX_BIAS: out->bias = out->gelu = out->gelu_aux = true; return true;
+    case CUBLASLT_EPILOGUE_DGELU: out->dgelu = true; return true;
     case CUBLASLT_EPILOGUE_BGRADA: out->bgrad_a = true; return true;
     case CUBLASLT_EPILOGUE_BGRADB: out->bgrad_b = true; return true;
     default: return false;
@@ -282,6 +294,7 @@ struct Problem {
   Epilogue epi;
   uint32_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
   int64_t bias_stride = 0;
+  int64_t aux_ld = 0;
   // The configuration (no sizes) that an algo is tied to.
   uint64_t Fingerprint() const {
     uint64_t h = 1469598103934665603ull;
@@ -417,11 +430,24 @@ Status Resolve(const MatmulDesc& desc, const Layout& a, const Layout& b, const L
   if (!DecodeEpilogue(desc.epilogue, &q.epi)) {
     return Unsupported("epilogue " + std::to_string(desc.epilogue) +
                        " (the emulation has DEFAULT, RELU, BIAS, RELU_BIAS, GELU, GELU_BIAS, "
-                       "BGRADA, BGRADB)");
+                       "GELU_AUX, GELU_AUX_BIAS, DGELU, BGRADA, BGRADB)");
   }
   q.epilogue = desc.epilogue;
   q.bias_stride = desc.bias_batch_stride;
   q.bias_type = desc.bias_type == -1 ? d.type : desc.bias_type;
+  if (q.epi.gelu_aux || q.epi.dgelu) {
+    // cuBLASLt: the aux leading dimension divisible by 8 and no less than D's rows.
+    if (desc.aux_ld < static_cast<int64_t>(d.rows) || desc.aux_ld % 8 != 0) {
+      return Invalid("CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD is " + std::to_string(desc.aux_ld) +
+                     ": a GELU aux matrix needs a multiple of 8 no less than D's rows (" +
+                     Str(d.rows) + ")");
+    }
+    if (desc.aux_type != -1 && desc.aux_type != d.type) {
+      return Unsupported("a GELU aux matrix of a type other than D's");
+    }
+    if (q.batch > 1) return Unsupported("a GELU aux epilogue with a batch");
+    q.aux_ld = desc.aux_ld;
+  }
   if (q.epi.bgrad_a || q.epi.bgrad_b) {
     if (q.batch > 1) return Unsupported("a BGRAD epilogue with a batch");
     if (q.bias_type != d.type) return Unsupported("a bias gradient of a type other than D's");
@@ -533,6 +559,15 @@ T Gelu(T x) {  // cuBLASLt's GELU: the tanh approximation
 }
 
 template <typename T>
+T GeluGrad(T x) {  // DGELU's factor: the derivative of the tanh form
+  const T c = static_cast<T>(0.7978845608028654), k = static_cast<T>(0.044715);
+  const T t = std::tanh(c * (x + k * x * x * x));
+  return static_cast<T>(0.5) * (static_cast<T>(1) + t) +
+         static_cast<T>(0.5) * x * (static_cast<T>(1) - t * t) * c *
+             (static_cast<T>(1) + static_cast<T>(3) * k * x * x);
+}
+
+template <typename T>
 void Convert(T* v, int64_t count, Round round) {
   if constexpr (std::is_same_v<T, float>) {
     switch (round) {
@@ -566,7 +601,7 @@ void RowSums(const T* rows, int64_t count, int64_t k, int32_t type, char* out) {
 
 template <typename T>
 void Compute(const Problem& p, int64_t splits, T alpha, T beta, const char* A, const char* B,
-             const char* C, char* D, char* bias) {
+             const char* C, char* D, char* bias, char* aux) {
   const int64_t m = p.m, n = p.n, k = p.k;
   const int64_t chunk = std::max<int64_t>(1, (k + std::max<int64_t>(splits, 1) - 1) /
                                                  std::max<int64_t>(splits, 1));
@@ -619,8 +654,10 @@ void Compute(const Problem& p, int64_t splits, T alpha, T beta, const char* A, c
       T v = alpha * acc;
       if (read_c) v += beta * LoadAt<T>(p.c_type, cb, i + j * p.c.ld);
       if (biasb != nullptr) v += LoadAt<T>(p.bias_type, biasb, i);
+      if (p.epi.gelu_aux) StoreAt<T>(p.d_type, aux, i + j * p.aux_ld, v);
       if (p.epi.relu) v = v < static_cast<T>(0) ? static_cast<T>(0) : v;  // keeps NaN
       if (p.epi.gelu) v = Gelu(v);
+      if (p.epi.dgelu) v *= GeluGrad(LoadAt<T>(p.d_type, aux, i + j * p.aux_ld));
       StoreAt<T>(p.d_type, db, i + j * p.d.ld, v);
     };
     // Four columns of D at a time: one pass over a row of op(A) feeds four sums, each summed
@@ -759,9 +796,20 @@ cublasStatus_t CUBLASWINAPI cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t 
     case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE:
       if (!ReadAttr(buf, sizeInBytes, &d.bias_type)) return bad("BIAS_DATA_TYPE", 4);
       break;
-    // Pointers to data the emulation does not produce or apply (aux outputs, FP8 scales):
-    // setting one makes the configuration unsupported.
     case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER:
+      if (!ReadAttr(buf, sizeInBytes, &d.aux)) return bad("EPILOGUE_AUX_POINTER", sizeof(void*));
+      break;
+    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD:
+      if (!ReadAttr(buf, sizeInBytes, &d.aux_ld)) return bad("EPILOGUE_AUX_LD", 8);
+      break;
+    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_BATCH_STRIDE:
+      if (!ReadAttr(buf, sizeInBytes, &d.aux_batch_stride)) return bad("EPILOGUE_AUX_BATCH_STRIDE", 8);
+      break;
+    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE:
+      if (!ReadAttr(buf, sizeInBytes, &d.aux_type)) return bad("EPILOGUE_AUX_DATA_TYPE", 4);
+      break;
+    // Pointers to data the emulation does not produce or apply (FP8 scales, aux scales):
+    // setting one makes the configuration unsupported.
     case CUBLASLT_MATMUL_DESC_A_SCALE_POINTER:
     case CUBLASLT_MATMUL_DESC_B_SCALE_POINTER:
     case CUBLASLT_MATMUL_DESC_C_SCALE_POINTER:
@@ -778,7 +826,7 @@ cublasStatus_t CUBLASWINAPI cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t 
       if (!ReadAttr(buf, sizeInBytes, &p)) return bad("a pointer attribute", sizeof(void*));
       if (p != nullptr && d.unsupported.empty()) {
         d.unsupported = "matmul descriptor attribute " + std::to_string(int(attr)) +
-                        " (aux / scale pointers, emulation descriptors)";
+                        " (scale pointers, emulation descriptors)";
       }
       break;
     }
@@ -1016,7 +1064,12 @@ cublasStatus_t CUBLASWINAPI cublasLtMatmul(cublasLtHandle_t lightHandle,
       return fail(ptc::emu::Invalid("the epilogue needs CUBLASLT_MATMUL_DESC_BIAS_POINTER, "
                                     "which is null"));
     }
+    if ((p.epi.gelu_aux || p.epi.dgelu) && desc.aux == nullptr) {
+      return fail(ptc::emu::Invalid("the epilogue needs CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, "
+                                    "which is null"));
+    }
   }
+  void* aux = (p.epi.gelu_aux || p.epi.dgelu) ? const_cast<void*>(desc.aux) : nullptr;
   const char* kElem = "the size of its elements";
   for (const Status& st :
        {CheckAlign("A", A, static_cast<uint32_t>(ptc::emu::TypeSize(p.a_type)), kElem),
@@ -1025,7 +1078,10 @@ cublasStatus_t CUBLASWINAPI cublasLtMatmul(cublasLtHandle_t lightHandle,
                    kElem),
         CheckAlign("D", D, static_cast<uint32_t>(ptc::emu::TypeSize(p.d_type)), kElem),
         CheckAlign("the bias", bias_read || bias_written ? bias : nullptr,
-                   static_cast<uint32_t>(ptc::emu::TypeSize(p.bias_type)), kElem)}) {
+                   static_cast<uint32_t>(ptc::emu::TypeSize(p.bias_type)), kElem),
+        // (16 bytes: vector accesses to the aux rows, as to D's, whose leading dimension is a
+        // multiple of 8 elements.)
+        CheckAlign("the GELU aux matrix", aux, 16, "16 bytes")}) {
     if (!st.ok()) return fail(st);
   }
   // The alignments the algorithm was chosen for.
@@ -1112,17 +1168,40 @@ cublasStatus_t CUBLASWINAPI cublasLtMatmul(cublasLtHandle_t lightHandle,
       }
     }
   }
+  if (!empty && aux != nullptr) {
+    // The aux matrix (D's layout with its own leading dimension) must not overlap what the
+    // matmul writes (D; the aux itself when written) or reads while writing it.
+    using ptc::emu::Span;
+    ptc::emu::Layout al = p.d;
+    al.ld = p.aux_ld;
+    std::vector<Span> aux_spans, d_spans, a_spans, b_spans, c_spans;
+    ptc::emu::AddSpans(aux, al, &aux_spans);
+    ptc::emu::AddSpans(D, p.d, &d_spans);
+    ptc::emu::AddSpans(A, p.a, &a_spans);
+    ptc::emu::AddSpans(B, p.b, &b_spans);
+    if (read_c) ptc::emu::AddSpans(C, p.c, &c_spans);
+    for (auto* v : {&aux_spans, &d_spans, &a_spans, &b_spans, &c_spans}) ptc::emu::SortSpans(v);
+    if (ptc::emu::Overlap(aux_spans, d_spans)) {
+      return fail(ptc::emu::Invalid("the GELU aux matrix overlaps D"));
+    }
+    if (p.epi.gelu_aux && (ptc::emu::Overlap(aux_spans, a_spans) ||
+                           ptc::emu::Overlap(aux_spans, b_spans) ||
+                           ptc::emu::Overlap(aux_spans, c_spans))) {
+      return fail(ptc::emu::Invalid("the GELU aux output overlaps A, B or C"));
+    }
+  }
   if (empty) return CUBLAS_STATUS_SUCCESS;
   const char* a = static_cast<const char*>(A);
   const char* b = static_cast<const char*>(B);
   const char* c = read_c ? static_cast<const char*>(C) : nullptr;
   char* d = static_cast<char*>(D);
   char* bias_c = static_cast<char*>(bias);
+  char* aux_c = static_cast<char*>(aux);
   const cudaError_t e = ptc::emu::Enqueue(stream, [=] {
     if (p.f64) {
-      ptc::emu::Compute<double>(p, splits, alpha_d, beta_d, a, b, c, d, bias_c);
+      ptc::emu::Compute<double>(p, splits, alpha_d, beta_d, a, b, c, d, bias_c, aux_c);
     } else {
-      ptc::emu::Compute<float>(p, splits, alpha_f, beta_f, a, b, c, d, bias_c);
+      ptc::emu::Compute<float>(p, splits, alpha_f, beta_f, a, b, c, d, bias_c, aux_c);
     }
   });
   return e == cudaSuccess ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
