@@ -71,7 +71,8 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
   PTC_RETURN_IF_ERROR(ir::Verify(*module));
   if ((options.train || options.precision != "fp32") && options.passes != "none") {
     // Before autodiff: GELU as one op, so the backward keeps only its input (not the four
-    // intermediates of x*0.5*(1+erf(x/sqrt2))) and uses the gelu_grad kernel.
+    // intermediates of x*0.5*(1+erf(x/sqrt2)), or the eight of the tanh form) and uses the
+    // gelu_grad kernel.
     // Before mixed precision too (inference with --precision): the casts it places around
     // the f32 softmax would hide the attention pattern from fuse-attention (and the causal
     // mask from the KV-cache decoder's rules).
