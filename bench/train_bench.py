@@ -2,7 +2,7 @@
 """Training-step bench (issue 3): ptc vs PyTorch CPU vs ONNX Runtime Training, in one run.
 
 One training step = forward + backward + AdamW update of a GPT (vocab 8192, 4 layers, dim 256,
-4 heads, GELU, tied LM head, pre-norm) on a batch of 8 x 128 tokens, on the CPU with 2 threads.
+4 heads, tanh GELU, tied LM head, pre-norm) on a batch of 8 x 128 tokens, on the CPU with 2 threads.
 
   ptc      `ptc model gpt2 ... --loss`, `ptc compile --train --optimizer adamw`, `ptc run
            --steps N --log-json F`: per-step time from the log (tokens_per_s is per step, compile
@@ -78,7 +78,7 @@ def worker_torch(args):
             y = F.softmax(att, dim=-1) @ v
             y = y.transpose(1, 2).contiguous().view(b, t, c)
             x = x + self.attn_proj(y)
-            return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x))))
+            return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
 
     class Gpt(nn.Module):
         def __init__(self):

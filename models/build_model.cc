@@ -44,6 +44,14 @@ Setter BoolField(const char* key, bool* field) {
   };
 }
 
+// Taken as is: the config's Validate checks the value.
+Setter StringField(std::string* field) {
+  return [field](const std::string& value) -> absl::Status {
+    *field = value;
+    return absl::OkStatus();
+  };
+}
+
 absl::Status ApplyOverrides(std::string_view family, const std::map<std::string, Setter>& setters,
                             const std::map<std::string, std::string>& overrides) {
   for (const auto& [key, value] : overrides) {
@@ -73,7 +81,8 @@ absl::StatusOr<onnx::ModelProto> BuildModel(std::string_view family, std::string
                                         {"heads", IntField("heads", &c.heads)},
                                         {"seq", IntField("seq", &c.seq)},
                                         {"seed", SeedField(&c.seed)},
-                                        {"loss", BoolField("loss", &c.with_loss)}},
+                                        {"loss", BoolField("loss", &c.with_loss)},
+                                        {"gelu", StringField(&c.gelu)}},
                                        overrides));
     return BuildGpt2(c);
   }

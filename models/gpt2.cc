@@ -1,6 +1,8 @@
 // GPT-2 as ONNX. Initializer names follow HF's GPT2Model ("wte", "h.0.attn.c_attn.weight", ...);
 // the node and op patterns follow torch.onnx.export of a nanoGPT-style module (see
-// tests/e2e/make_references.py), with Linear weights stored [in, out] (GPT-2's Conv1D).
+// tests/e2e/make_references.py), with Linear weights stored [in, out] (GPT-2's Conv1D). The MLP's
+// GELU is GPT-2's tanh form by default (F.gelu(x, approximate='tanh')'s export), or the exact erf
+// form (F.gelu(x)) with gelu = "erf".
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -54,6 +56,11 @@ absl::Status Validate(const Gpt2Config& c) {
        Field{"layers", c.layers, internal::kMaxLayers}, Field{"dim", c.dim, internal::kMaxDim},
        Field{"heads", c.heads, c.dim}, Field{"seq", c.seq, internal::kMaxSeq}}));
   PTC_RETURN_IF_ERROR(internal::CheckHeads("gpt2", c.dim, c.heads));
+  if (c.gelu != "tanh" && c.gelu != "erf") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gpt2 config: gelu must be tanh or erf, got '", c.gelu,
+                     "' (tanh: GPT-2's gelu_new, the default; erf: the exact GELU)"));
+  }
   return internal::CheckStd("gpt2", c.init_std);
 }
 
@@ -71,11 +78,12 @@ int64_t ParameterCount(const Gpt2Config& c) {
 absl::StatusOr<onnx::ModelProto> BuildGpt2(const Gpt2Config& c) {
   PTC_RETURN_IF_ERROR(Validate(c));
   onnx::ModelProto model;
-  internal::InitModel(&model, "gpt2",
-                      {{"ptc.model", "gpt2"},
-                       {"ptc.config", absl::StrCat("vocab=", c.vocab, " layers=", c.layers, " dim=",
-                                                   c.dim, " heads=", c.heads, " seq=", c.seq,
-                                                   " loss=", c.with_loss, " seed=", c.seed)}});
+  internal::InitModel(
+      &model, "gpt2",
+      {{"ptc.model", "gpt2"},
+       {"ptc.config",
+        absl::StrCat("vocab=", c.vocab, " layers=", c.layers, " dim=", c.dim, " heads=", c.heads,
+                     " seq=", c.seq, " loss=", c.with_loss, " seed=", c.seed, " gelu=", c.gelu)}});
   GraphBuilder b(model.mutable_graph(), c.seed);
   const int64_t d = c.dim, hd = c.dim / c.heads;
   const double proj_std = c.init_std / std::sqrt(2.0 * static_cast<double>(c.layers));
@@ -149,7 +157,7 @@ absl::StatusOr<onnx::ModelProto> BuildGpt2(const Gpt2Config& c) {
         GraphBuilder::Scope s2(&b, "c_fc");
         h = b.Linear(h, fc_w, fc_b);  // [B, T, 4C]
       }
-      h = b.Gelu(h);
+      h = c.gelu == "erf" ? b.Gelu(h) : b.GeluTanh(h);
       GraphBuilder::Scope s2(&b, "c_proj");
       h = b.Linear(h, mproj_w, mproj_b);
     }

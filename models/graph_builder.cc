@@ -228,6 +228,16 @@ std::string GraphBuilder::Gelu(const std::string& x) {
   return Op("Mul", {m, ScalarF32(0.5f)});
 }
 
+std::string GraphBuilder::GeluTanh(const std::string& x) {
+  // The op and operand order of torch.onnx's symbolic_opset9.gelu(approximate="tanh").
+  const std::string cube = Op("Mul", {x, Op("Mul", {x, x})});
+  const std::string cubic = Op("Mul", {ScalarF32(0.044715f), cube});
+  const std::string inner =
+      Op("Mul", {ScalarF32(static_cast<float>(std::sqrt(2.0 / M_PI))), Op("Add", {x, cubic})});
+  const std::string a = Op("Add", {ScalarF32(1.0f), Op("Tanh", {inner})});
+  return Op("Mul", {ScalarF32(0.5f), Op("Mul", {x, a})});
+}
+
 void InitModel(onnx::ModelProto* model, const std::string& graph_name,
                const std::map<std::string, std::string>& metadata) {
   model->set_ir_version(kIrVersion);

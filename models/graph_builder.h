@@ -99,6 +99,10 @@ class GraphBuilder {
                         float eps);
   // GELU (exact, erf form) exported as x * 0.5 * (1 + erf(x / sqrt(2))).
   std::string Gelu(const std::string& x);
+  // GELU, tanh approximation (GPT-2's gelu_new), as torch.onnx exports
+  // F.gelu(x, approximate='tanh') at opsets 9-17:
+  // 0.5 * (x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * (x * (x * x)))))).
+  std::string GeluTanh(const std::string& x);
   std::string Unsqueeze(const std::string& x, const std::vector<int64_t>& axes) {
     return Op("Unsqueeze", {x, VectorI64(axes)});
   }

@@ -29,8 +29,9 @@
 
 namespace ptc::models {
 
-// GPT-2: pre-norm blocks, learned position embeddings, exact (erf) GELU, LM head tied to the
-// token embedding (one `wte` initializer used by the Gather and, transposed, by the head).
+// GPT-2: pre-norm blocks, learned position embeddings, GELU in GPT-2's tanh approximation
+// (gelu_new; `gelu = "erf"` for the exact form), LM head tied to the token embedding (one `wte`
+// initializer used by the Gather and, transposed, by the head).
 // Init as GPT-2: N(0, init_std) weights, residual projections (attn.c_proj, mlp.c_proj) scaled
 // by 1/sqrt(2 * layers), biases 0, LayerNorm weight 1.
 struct Gpt2Config {
@@ -43,6 +44,9 @@ struct Gpt2Config {
   uint64_t seed = 0;
   double init_std = 0.02;
   float ln_eps = 1e-5f;
+  // "tanh": GPT-2's gelu_new, as torch.onnx exports F.gelu(x, approximate='tanh');
+  // "erf": exact, as it exports F.gelu(x).
+  std::string gelu = "tanh";
 };
 
 // Encoder-decoder, torch.nn.Transformer layout (post-norm: x = LN(x + sublayer(x)), final
@@ -114,7 +118,8 @@ absl::StatusOr<onnx::ModelProto> BuildLlama(const LlamaConfig& config);
 
 // For the CLI: family "gpt2" | "seq2seq" | "llama", a preset name, and overrides by config field
 // name ("vocab", "layers", "dim", "heads", "seq", "kv_heads", "ffn", "src_vocab", "tgt_vocab",
-// "encoder_layers", "decoder_layers", "seed", "loss" = 0/1/true/false). Unknown families, presets
+// "encoder_layers", "decoder_layers", "seed", "loss" = 0/1/true/false, gpt2's "gelu" =
+// tanh/erf). Unknown families, presets
 // or keys, and bad values, are InvalidArgument errors that list what is accepted.
 absl::StatusOr<onnx::ModelProto> BuildModel(std::string_view family, std::string_view preset,
                                             const std::map<std::string, std::string>& overrides);

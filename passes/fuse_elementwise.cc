@@ -2,7 +2,17 @@
 //
 // 1. GELU recognition. The erf form that PyTorch exports for nn.GELU(),
 //      x * 0.5 * (1 + erf(x / sqrt(2)))      (also x * (1/sqrt2), and the 0.5 on either side)
-//    becomes one `gelu(x) {approximate="none"}` (5 ops, 5 passes over memory -> 1).
+//    becomes one `gelu(x) {approximate="none"}` (5 ops, 5 passes over memory -> 1); the tanh
+//    form (GPT-2's gelu_new), as torch.onnx exports F.gelu(x, approximate='tanh') and HF's
+//    NewGELUActivation,
+//      0.5 * (x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * (x * (x * x))))))
+//                                            (x^3 also as pow(x, 3) or (x * x) * x)
+//    becomes one `gelu(x) {approximate="tanh"}` (9 ops -> 1), which cuBLASLt's GELU epilogues
+//    compute. Both accept the operands of every mul / add in either order and share the tail
+//    "1 + erf|tanh, times x, times 0.5 in any order". Counters "gelu" and "gelu.tanh"; a decline
+//    counts "declined.gelu.<why>" (erf) or "declined.gelu.tanh.<why>", e.g. a constant that is
+//    not sqrt(2) / sqrt(2/pi) / 0.044715 (relative tolerance 1e-5), a multi-use intermediate
+//    ("multi-use"), or f16 / bf16 ("dtype": the exported chain rounds after every op).
 // 2. Chain fusion. A tree of elementwise ops whose intermediates each have one use and the
 //    root's shape (no intermediate is broadcast, so nothing is computed twice) becomes one
 //    `fused_elementwise` whose postfix program the CPU kernel (codegen/cpu/fused_elementwise.cc)
@@ -44,6 +54,8 @@ namespace ptc::passes {
 namespace {
 
 constexpr double kSqrt2 = 1.41421356237309504880;
+constexpr double kSqrt2OverPi = 0.79788456080286535588;  // sqrt(2 / pi)
+constexpr double kGeluCubic = 0.044715;
 
 // IR op -> program token (gelu depends on its attribute).
 std::optional<std::string> ProgramToken(const ir::Node& n) {
@@ -60,6 +72,12 @@ std::optional<std::string> ProgramToken(const ir::Node& n) {
   }
   if (kOps.count(n.op())) return n.op();
   return std::nullopt;
+}
+
+// A sub-matcher's decline: sets `why` (the counter's reason) and returns nullptr.
+std::nullptr_t Why(std::string& why, std::string reason) {
+  why = std::move(reason);
+  return nullptr;
 }
 
 bool FusableDType(ir::DType d) {
@@ -107,82 +125,154 @@ class FuseElementwisePass : public Pass {
   bool MatchGelu(const ir::Module& module, ir::Function& fn) {
     Matcher m(module, fn);
     std::set<const ir::Node*> erase;
-    const std::vector<ir::Node*> erfs = NodesWithOp(fn, "erf");
-    for (ir::Node* erf : erfs) {
-      std::vector<ir::Node*> chain;
-      ir::Node* root = nullptr;
-      ir::Value* x = MatchGeluAt(m, erf, chain, root);
-      if (x == nullptr) continue;
-      ir::Node* g = fn.AddNode("gelu", {x}, {root->output()->type()},
-                               {{"approximate", std::string("none")}}, root->loc(),
-                               {root->output()->name()}, /*before=*/root);
-      fn.ReplaceAllUsesWith(root->output(), g->output());
-      erase.insert(chain.begin(), chain.end());
-      Count("gelu");
+    for (const char* op : {"erf", "tanh"}) {
+      const bool tanh = std::string_view(op) == "tanh";
+      for (ir::Node* t : NodesWithOp(fn, op)) {
+        std::vector<ir::Node*> chain;
+        ir::Node* root = nullptr;
+        ir::Value* x = MatchGeluAt(m, t, tanh, chain, root);
+        if (x == nullptr) continue;
+        ir::Node* g = fn.AddNode("gelu", {x}, {root->output()->type()},
+                                 {{"approximate", std::string(tanh ? "tanh" : "none")}},
+                                 root->loc(), {root->output()->name()}, /*before=*/root);
+        fn.ReplaceAllUsesWith(root->output(), g->output());
+        erase.insert(chain.begin(), chain.end());
+        Count(tanh ? "gelu.tanh" : "gelu");
+      }
     }
     if (erase.empty()) return false;
     fn.EraseNodesIf([&](const ir::Node& n) { return erase.count(&n) > 0; });
     return true;
   }
 
-  // Matches x*0.5*(1+erf(x/sqrt2)) around `erf`; returns x (nullptr and a counter otherwise),
-  // the matched nodes in `chain` and the node computing the result in `root`.
-  ir::Value* MatchGeluAt(const Matcher& m, ir::Node* erf, std::vector<ir::Node*>& chain,
+  // Matches x*0.5*(1+erf(x/sqrt2)) around `t` (an erf), or, with `tanh`,
+  // x*0.5*(1+tanh(sqrt(2/pi)*(x+0.044715*x^3))) around `t` (a tanh); returns x (nullptr and a
+  // counter otherwise), the matched nodes in `chain` and the node computing the result in `root`.
+  ir::Value* MatchGeluAt(const Matcher& m, ir::Node* t, bool tanh, std::vector<ir::Node*>& chain,
                          ir::Node*& root) {
-    auto decline = [&](const std::string& why) -> ir::Value* {
-      Count("declined.gelu." + why);
+    std::string why;
+    auto decline = [&](const std::string& reason) -> ir::Value* {
+      Count((tanh ? "declined.gelu.tanh." : "declined.gelu.") + reason);
       return nullptr;
     };
     // f32 / f64 only: in f16 / bf16 the exported chain rounds after every op, one gelu does not.
-    const ir::DType edt = erf->output()->type().dtype;
-    if (edt != ir::DType::kF32 && edt != ir::DType::kF64) return decline("dtype");
-    // x / sqrt2  or  x * (1/sqrt2)
-    ir::Value* x = nullptr;
+    const ir::DType dt = t->output()->type().dtype;
+    if (dt != ir::DType::kF32 && dt != ir::DType::kF64) return decline("dtype");
+    ir::Value* x = tanh ? MatchTanhArgument(m, t, chain, why) : MatchErfArgument(m, t, chain, why);
+    if (x == nullptr) return decline(why);
+    chain.push_back(t);
+    root = MatchGeluTail(m, t, x, chain, why);
+    if (root == nullptr) return decline(why);
+    if (root->output()->type() != x->type()) return decline("broadcast");
+    return x;
+  }
+
+  // erf's argument x / sqrt2 or x * (1/sqrt2), either operand order: returns x.
+  static ir::Value* MatchErfArgument(const Matcher& m, const ir::Node* erf,
+                                     std::vector<ir::Node*>& chain, std::string& why) {
     Match scaled = m.Def(erf->input(0)).SingleUse();
-    if (!scaled) return decline(scaled.reason());
+    if (!scaled) return Why(why, scaled.reason());
     ir::Node* s = scaled.node();
+    ir::Value* x = nullptr;
     if (s != nullptr && s->op() == "div" && m.Def(s->input(1)).Splat(kSqrt2)) {
       x = s->input(0);
     } else if (s != nullptr && s->op() == "mul") {
-      if (m.Def(s->input(1)).Splat(1 / kSqrt2)) x = s->input(0);
-      else if (m.Def(s->input(0)).Splat(1 / kSqrt2)) x = s->input(1);
+      x = SplatTimes(m, *s, 1 / kSqrt2);
     }
-    if (x == nullptr) return decline("not-x-over-sqrt2");
-    chain = {s, erf};
-    // 1 + erf(...)
-    ir::Node* add = m.SingleUser(erf->output());
-    if (add == nullptr) return decline("multi-use");
-    ir::Value* one = Matcher::OtherOperand(*add, erf->output());
-    if (add->op() != "add" || one == nullptr || !m.Def(one).Splat(1.0)) return decline("not-1-plus-erf");
+    if (x == nullptr) return Why(why, "not-x-over-sqrt2");
+    chain.push_back(s);
+    return x;
+  }
+
+  // tanh's argument sqrt(2/pi) * (x + 0.044715 * x^3), any operand order of the muls and the
+  // add: returns x. torch.onnx's gelu(approximate='tanh') writes the cube x * (x * x); HF's
+  // gelu_new (NewGELUActivation) pow(x, 3.0).
+  static ir::Value* MatchTanhArgument(const Matcher& m, const ir::Node* tanh,
+                                      std::vector<ir::Node*>& chain, std::string& why) {
+    Match scaled = m.Def(tanh->input(0)).SingleUse();
+    if (!scaled) return Why(why, scaled.reason());
+    ir::Value* sum = scaled.node() ? SplatTimes(m, *scaled.node(), kSqrt2OverPi) : nullptr;
+    if (sum == nullptr) return Why(why, "not-sqrt-2-over-pi");
+    Match add = m.Def(sum).SingleUse();
+    if (!add) return Why(why, add.reason());
+    if (add.node() == nullptr || add.node()->op() != "add") return Why(why, "not-x-plus-cubic");
+    // x + 0.044715 * x^3, x on either side.
+    for (int i = 0; i < 2; ++i) {
+      ir::Value* x = add.node()->input(i);
+      Match cubic = m.Def(add.node()->input(1 - i)).Op("mul").SingleUse();
+      if (!cubic) continue;
+      ir::Value* cube = SplatTimes(m, *cubic.node(), kGeluCubic);
+      if (cube == nullptr) continue;
+      std::vector<ir::Node*> cube_nodes = MatchCube(m, cube, x);
+      if (cube_nodes.empty()) continue;
+      chain.insert(chain.end(), cube_nodes.begin(), cube_nodes.end());
+      chain.push_back(cubic.node());
+      chain.push_back(add.node());
+      chain.push_back(scaled.node());
+      return x;
+    }
+    return Why(why, "not-x-plus-cubic");
+  }
+
+  // The nodes computing `cube` = x^3 as pow(x, 3), x * (x * x) or (x * x) * x (empty if not).
+  static std::vector<ir::Node*> MatchCube(const Matcher& m, ir::Value* cube, const ir::Value* x) {
+    Match c = m.Def(cube).SingleUse();
+    ir::Node* n = c.node();
+    if (n == nullptr) return {};
+    if (n->op() == "pow" && n->input(0) == x && m.Def(n->input(1)).Splat(3.0)) return {n};
+    if (n->op() != "mul") return {};
+    ir::Value* sq = Matcher::OtherOperand(*n, x);
+    if (sq == nullptr) return {};
+    Match s = m.Def(sq).Op("mul").SingleUse();
+    if (!s || s.node()->input(0) != x || s.node()->input(1) != x) return {};
+    return {s.node(), n};
+  }
+
+  // For a binary mul `n` with a splat ~= c on one side: the other operand (nullptr if neither).
+  static ir::Value* SplatTimes(const Matcher& m, const ir::Node& n, double c) {
+    if (n.op() != "mul" || n.num_inputs() != 2) return nullptr;
+    if (m.Def(n.input(1)).Splat(c)) return n.input(0);
+    if (m.Def(n.input(0)).Splat(c)) return n.input(1);
+    return nullptr;
+  }
+
+  // The tail shared by both forms around `t` (the erf or tanh of x's argument): 1 + t, then
+  // times x and times 0.5 in any of three orders. Returns the node computing the result.
+  static ir::Node* MatchGeluTail(const Matcher& m, ir::Node* t, ir::Value* x,
+                                 std::vector<ir::Node*>& chain, std::string& why) {
+    // 1 + t
+    ir::Node* add = m.SingleUser(t->output());
+    if (add == nullptr) return Why(why, "multi-use");
+    ir::Value* one = Matcher::OtherOperand(*add, t->output());
+    if (add->op() != "add" || one == nullptr || !m.Def(one).Splat(1.0)) {
+      return Why(why, "not-1-plus-" + t->op());
+    }
     chain.push_back(add);
     // The 0.5 and the x multiply in any of three orders.
     ir::Node* m1 = m.SingleUser(add->output());
-    if (m1 == nullptr) return decline("multi-use");
-    if (m1->op() != "mul") return decline("not-mul");
+    if (m1 == nullptr) return Why(why, "multi-use");
+    if (m1->op() != "mul") return Why(why, "not-mul");
     chain.push_back(m1);
     ir::Value* other = Matcher::OtherOperand(*m1, add->output());
-    if (other == nullptr) return decline("not-mul");
+    if (other == nullptr) return Why(why, "not-mul");
     Match half_x = m.Def(other).Op("mul").SingleUse();
     if (other == x || m.Def(other).Splat(0.5)) {
       // (x * a) * 0.5  or  (0.5 * a) * x
       ir::Node* m2 = m.SingleUser(m1->output());
-      if (m2 == nullptr) return decline("multi-use");
+      if (m2 == nullptr) return Why(why, "multi-use");
       ir::Value* last = Matcher::OtherOperand(*m2, m1->output());
       bool ok = m2->op() == "mul" && last != nullptr &&
                 (other == x ? static_cast<bool>(m.Def(last).Splat(0.5)) : last == x);
-      if (!ok) return decline("not-times-half");
+      if (!ok) return Why(why, "not-times-half");
       chain.push_back(m2);
-      root = m2;
-    } else if (half_x && (Matcher::OtherOperand(*half_x.node(), x) != nullptr) &&
-               m.Def(Matcher::OtherOperand(*half_x.node(), x)).Splat(0.5)) {
+      return m2;
+    }
+    if (half_x && SplatTimes(m, *half_x.node(), 0.5) == x) {
       // (x * 0.5) * a
       chain.push_back(half_x.node());
-      root = m1;
-    } else {
-      return decline("not-times-x");
+      return m1;
     }
-    if (root->output()->type() != x->type()) return decline("broadcast");
-    return x;
+    return Why(why, "not-times-x");
   }
 
   // ---- step 2: chains ----------------------------------------------------------------------

@@ -47,7 +47,9 @@ struct MixedPrecisionOptions {
 std::unique_ptr<Pass> CreateMixedPrecisionPass(MixedPrecisionOptions options);
 
 struct FuseElementwiseOptions {
-  bool match_gelu = true;      // x*0.5*(1+erf(x/sqrt2)) -> gelu {approximate="none"}
+  // x*0.5*(1+erf(x/sqrt2)) -> gelu {approximate="none"};
+  // x*0.5*(1+tanh(sqrt(2/pi)*(x+0.044715*x^3))) -> gelu {approximate="tanh"}
+  bool match_gelu = true;
   bool fuse_chains = true;     // chains of elementwise ops -> fused_elementwise
   int max_inputs = 8;          // operands of one fused_elementwise
   int max_program_length = 64; // tokens of its postfix program

@@ -153,7 +153,9 @@ const std::vector<PassInfo>& RegisteredPasses() {
        }},
       {"schedule", "move pure nodes down to their first reader (lowers the peak)",
        [] { return CreateSchedulePass(); }},
-      {"match-gelu", "match x*0.5*(1+erf(x/sqrt2)) into gelu (fuse-elementwise's first step)",
+      {"match-gelu",
+       "match x*0.5*(1+erf(x/sqrt2)) into gelu, x*0.5*(1+tanh(sqrt(2/pi)*(x+0.044715*x^3))) "
+       "into gelu {approximate=tanh} (fuse-elementwise's first step)",
        [] {
          FuseElementwiseOptions o;
          o.fuse_chains = false;

@@ -7,10 +7,10 @@
   python3 bench/gpu/torch_gpt2.py matmul      # the bf16 matmul rate MFU is measured against
 
 The architecture of ptc's `ptc model gpt2 --preset small` (nanoGPT layout: pre-norm, causal
-attention through F.scaled_dot_product_attention (flash), exact GELU, tied LM head, vocab
-50257, 12 layers, dim 768, 12 heads), bf16 autocast with fp32 master weights, AdamW
-(fused=True, lr 3e-4, weight decay 0.1). Prints one JSON line: tokens/s (median step after
-warmup) and torch.cuda.max_memory_allocated.
+attention through F.scaled_dot_product_attention (flash), tanh GELU (GPT-2's gelu_new, ptc's
+default), tied LM head, vocab 50257, 12 layers, dim 768, 12 heads), bf16 autocast with fp32
+master weights, AdamW (fused=True, lr 3e-4, weight decay 0.1). Prints one JSON line: tokens/s
+(median step after warmup) and torch.cuda.max_memory_allocated.
 """
 import argparse
 import json
@@ -53,7 +53,7 @@ class Block(nn.Module):
                 att = att.masked_fill(~mask, float("-inf"))
             y = att.softmax(-1) @ v
         x = x + self.c_proj(y.transpose(1, 2).reshape(b, t, d))
-        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x))))
+        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
 
 
 class GPT(nn.Module):

@@ -794,12 +794,15 @@ int main(int argc, char** argv) {
       ->required();
   model->add_option("--set", ma.sets,
                     "override a config field: vocab, layers, dim, heads, seq, kv_heads, ffn, "
-                    "src_vocab, tgt_vocab, encoder_layers, decoder_layers, seed (repeatable)");
+                    "src_vocab, tgt_vocab, encoder_layers, decoder_layers, seed, gelu (repeatable)");
   for (const char* key : {"vocab", "layers", "dim", "heads", "seq"}) {
     model->add_option_function<std::string>(
         absl::StrCat("--", key), [&ma, key](const std::string& v) { ma.overrides[key] = v; },
         absl::StrCat("same as --set ", key, "=N"));
   }
+  model->add_option_function<std::string>(
+      "--gelu", [&ma](const std::string& v) { ma.overrides["gelu"] = v; },
+      "gpt2: GELU form: tanh (GPT-2's gelu_new, default) or erf (exact)");
   model->add_flag("--loss", ma.loss, "end the graph in the loss (adds a `labels` input)");
   model->add_option("--external-data-threshold", ma.external_threshold,
                     "initializers of at least this many bytes go to FILE.data (-1: inline)")
