@@ -444,6 +444,39 @@ __global__ void __launch_bounds__(kThreads)
   if (t < n) CastElement(F, T, in, t, out, t);
 }
 
+// LaunchCastBatch: block b casts elements [j * kCastBatchChunk, ...) of the tensor whose
+// blocks hold it (block_start), 16-byte vectors and a scalar tail.
+constexpr uint32_t kCastBatchChunk = 4096;
+struct CastBatchLaunch {
+  CastTensors t;
+  uint32_t block_start[kMaxCastTensors + 1];
+};
+
+template <DT F, DT T>
+__global__ void __launch_bounds__(kThreads) CastBatchKernel(const CastBatchLaunch a) {
+  constexpr int V = 4;
+  using SF = typename Ty<F>::S;
+  using ST = typename Ty<T>::S;
+  int ti = 0;
+  while (ti + 1 < a.t.count && blockIdx.x >= a.block_start[ti + 1]) ++ti;
+  const uint32_t n = static_cast<uint32_t>(a.t.n[ti]);
+  const uint32_t base = (blockIdx.x - a.block_start[ti]) * kCastBatchChunk;
+  const uint32_t len = n - base < kCastBatchChunk ? n - base : kCastBatchChunk;
+  const SF* __restrict__ in = static_cast<const SF*>(a.t.in[ti]) + base;
+  ST* __restrict__ out = static_cast<ST*>(a.t.out[ti]) + base;
+  const uint32_t nv = len / V;
+  for (uint32_t i = threadIdx.x; i < nv; i += blockDim.x) {
+    SF x[V];
+    ST y[V];
+    LoadVec<SF, V>(in + i * V, x);
+#pragma unroll
+    for (int j = 0; j < V; ++j) CastElement(F, T, x, j, y, j);
+    StoreVec<ST, V>(out + i * V, y);
+  }
+  const uint32_t t = nv * V + threadIdx.x;
+  if (t < len) CastElement(F, T, in, t, out, t);
+}
+
 // An operand of the given storage type, widened to C.
 template <typename C>
 __device__ __forceinline__ C LoadAs(DT dt, const void* p, int64_t i) {
@@ -692,6 +725,38 @@ cudaError_t LaunchCast(DT from, DT to, int64_t n, const void* in, void* out, cud
   if (!done) {
     const unsigned grid = PersistentGrid(CastKernel, kThreads, BlocksFor(n));
     CastKernel<<<grid, kThreads, 0, stream>>>(from, to, n, in, out);
+  }
+  return cudaGetLastError();
+}
+
+bool CastBatchable(DT from, DT to, int64_t n, const void* in, const void* out) {
+  const bool pair = (from == DT::kF32 && (to == DT::kBF16 || to == DT::kF16)) ||
+                    (to == DT::kF32 && (from == DT::kBF16 || from == DT::kF16));
+  const int64_t fb = from == DT::kF32 ? 4 : 2, tb = to == DT::kF32 ? 4 : 2;
+  return pair && n > 0 && n <= kMax32 && IsAligned(in, 4 * fb) && IsAligned(out, 4 * tb);
+}
+
+cudaError_t LaunchCastBatch(DT from, DT to, const CastTensors& t, cudaStream_t stream) {
+  if (t.count <= 0 || t.count > kMaxCastTensors) return cudaErrorInvalidValue;
+  CastBatchLaunch a;
+  a.t = t;
+  a.block_start[0] = 0;
+  int64_t blocks = 0;
+  for (int i = 0; i < t.count; ++i) {
+    if (!CastBatchable(from, to, t.n[i], t.in[i], t.out[i])) return cudaErrorInvalidValue;
+    blocks += (t.n[i] + kCastBatchChunk - 1) / kCastBatchChunk;
+    if (blocks > int64_t{INT32_MAX}) return cudaErrorInvalidValue;
+    a.block_start[i + 1] = static_cast<uint32_t>(blocks);
+  }
+  const unsigned grid = static_cast<unsigned>(blocks);
+  if (from == DT::kF32 && to == DT::kBF16) {
+    CastBatchKernel<DT::kF32, DT::kBF16><<<grid, kThreads, 0, stream>>>(a);
+  } else if (from == DT::kBF16 && to == DT::kF32) {
+    CastBatchKernel<DT::kBF16, DT::kF32><<<grid, kThreads, 0, stream>>>(a);
+  } else if (from == DT::kF32 && to == DT::kF16) {
+    CastBatchKernel<DT::kF32, DT::kF16><<<grid, kThreads, 0, stream>>>(a);
+  } else {
+    CastBatchKernel<DT::kF16, DT::kF32><<<grid, kThreads, 0, stream>>>(a);
   }
   return cudaGetLastError();
 }

@@ -106,6 +106,19 @@ cudaError_t LaunchWhere(int elem_bytes, const BroadcastDesc& d, const void* cond
                         const void* b, void* out, cudaStream_t stream);
 // cast with ONNX semantics (float -> int truncates, -> bool is != 0).
 cudaError_t LaunchCast(DT from, DT to, int64_t n, const void* in, void* out, cudaStream_t stream);
+// Several casts of one dtype pair in one launch (a --precision step's weight casts, batched by
+// the executor): the mixed-precision pairs (f32 <-> f16 / bf16) with every pointer 16-byte
+// aligned and n < 2^31 (CastBatchable), each tensor cut into blocks of 4096 elements, the same
+// CastElement as LaunchCast (the same bits).
+inline constexpr int kMaxCastTensors = 16;
+struct CastTensors {
+  int32_t count = 0;
+  const void* in[kMaxCastTensors] = {};
+  void* out[kMaxCastTensors] = {};
+  int64_t n[kMaxCastTensors] = {};
+};
+bool CastBatchable(DT from, DT to, int64_t n, const void* in, const void* out);
+cudaError_t LaunchCastBatch(DT from, DT to, const CastTensors& t, cudaStream_t stream);
 cudaError_t LaunchFused(DT dt, const FusedDesc* device_desc, const FusedOperands& operands,
                         int64_t n, void* out, cudaStream_t stream);
 // trilu on [batch, rows, cols]: keeps j - i >= k (upper) or j - i <= k (lower), zeros the rest.
@@ -209,8 +222,10 @@ cudaError_t LaunchGeluGrad(DT dt, bool tanh_approx, int64_t n, const void* dy, c
                            void* dx, cudaStream_t stream);
 // gather_grad: dy [outer, num_indices, inner] scattered-added into out [outer, axis_dim, inner].
 // Deterministic (no float atomics): indices are bucketed by value (counting sort, stable by
-// position), then every output element sums its bucket in index order. Scratch: int32 per
-// axis_dim entry twice and per index once. Needs axis_dim, num_indices < 2^31. With `base`
+// position; counted and filled in chunks of at least 1024 positions, one warp per chunk),
+// then every output element sums its bucket in index order (one block per output row).
+// Scratch: int32 per axis_dim entry (2 + chunks) times and per index once (chunks: at most
+// 64). Needs axis_dim, num_indices < 2^31. With `base`
 // (else null: zeros) the sums are added to it; out may be base itself.
 size_t GatherGradWorkspaceBytes(int64_t axis_dim, int64_t num_indices);
 cudaError_t LaunchGatherGrad(DT dt, int64_t outer, int64_t axis_dim, int64_t num_indices,

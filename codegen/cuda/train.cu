@@ -6,6 +6,7 @@
 // Determinism: no float atomics. Sums over rows (loss reductions, layer_norm's dscale / dbias,
 // gather_grad's scatter-add) are done by one thread or one block in a fixed order, so results
 // do not depend on scheduling. 16-bit floats compute in f32, f64 in f64.
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <type_traits>
@@ -577,32 +578,62 @@ __device__ __forceinline__ int32_t Bucket(const void* idx, bool i64, int64_t i, 
   return (k < 0 || k >= n) ? -1 : static_cast<int32_t>(k);
 }
 
+// The counting sort in chunks of positions, so that the fill runs one warp per chunk in
+// parallel: counts[c][k] is how many positions of chunk c fall in bucket k (integer atomics:
+// the result does not depend on their order).
 __global__ void __launch_bounds__(kThreads)
-    GatherGradCountKernel(int64_t ni, int64_t n, const void* __restrict__ idx, bool i64,
-                          int32_t* __restrict__ count, int* err, int code) {
+    GatherGradCountKernel(int64_t ni, int64_t n, int64_t chunk, int64_t pn,
+                          const void* __restrict__ idx, bool i64, int32_t* __restrict__ counts,
+                          int* err, int code) {
   for (int64_t i = GlobalThread(); i < ni; i += GridStride()) {
     const int32_t k = Bucket(idx, i64, i, n);
     if (k < 0) {
       RaiseError(err, code);
     } else {
-      atomicAdd(count + k, 1);  // integer: the result does not depend on the order
+      atomicAdd(counts + (i / chunk) * pn + k, 1);
     }
   }
 }
 
-// One block of 1024: exclusive scan of count into start and cursor (chunks of 1024, in order).
+// Per bucket k (one thread each, coalesced over k): the chunks' counts become their exclusive
+// prefix over the chunks (where chunk c's positions start within the bucket), and total[k]
+// the bucket's size.
+__global__ void __launch_bounds__(kThreads)
+    GatherGradChunkPrefixKernel(int64_t n, int64_t chunks, int64_t pn,
+                                int32_t* __restrict__ counts, int32_t* __restrict__ total) {
+  for (int64_t k = GlobalThread(); k < n; k += GridStride()) {
+    int32_t run = 0;
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int32_t t = counts[c * pn + k];
+      counts[c * pn + k] = run;
+      run += t;
+    }
+    total[k] = run;
+  }
+}
+
+// One block of 1024, kScanItems consecutive entries per thread (one 16-byte load): exclusive
+// scan of total into start, and start + total into end (in place of total). The arrays are
+// padded to a multiple of 128 bytes, so the vector accesses stay inside them; entries past n
+// count as 0.
 constexpr int kScanThreads = 1024;
+constexpr int kScanItems = 4;
 __global__ void __launch_bounds__(kScanThreads)
-    ExclusiveScanKernel(int64_t n, int32_t* __restrict__ cursor, int32_t* __restrict__ start) {
+    ExclusiveScanKernel(int64_t n, int32_t* __restrict__ total, int32_t* __restrict__ start) {
   __shared__ int32_t warp_sums[32];
   __shared__ int32_t carry_shm;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   if (threadIdx.x == 0) carry_shm = 0;
   __syncthreads();
-  for (int64_t base = 0; base < n; base += kScanThreads) {
-    const int64_t i = base + threadIdx.x;
-    const int32_t v = i < n ? cursor[i] : 0;
-    int32_t incl = v;
+  constexpr int64_t kPerBlock = int64_t{kScanThreads} * kScanItems;
+  for (int64_t base = 0; base < n; base += kPerBlock) {
+    const int64_t i0 = base + int64_t{threadIdx.x} * kScanItems;
+    int4 v = make_int4(0, 0, 0, 0);
+    if (i0 < n) v = *reinterpret_cast<const int4*>(total + i0);
+    const int32_t x0 = v.x, x1 = i0 + 1 < n ? v.y : 0, x2 = i0 + 2 < n ? v.z : 0,
+                  x3 = i0 + 3 < n ? v.w : 0;
+    const int32_t own = x0 + x1 + x2 + x3;
+    int32_t incl = own;
 #pragma unroll
     for (int o = 1; o < 32; o <<= 1) {
       const int32_t u = __shfl_up_sync(0xffffffffu, incl, o);
@@ -621,10 +652,12 @@ __global__ void __launch_bounds__(kScanThreads)
     }
     __syncthreads();
     const int32_t carry = carry_shm;
-    const int32_t excl = carry + (warp > 0 ? warp_sums[warp - 1] : 0) + incl - v;
-    if (i < n) {
-      start[i] = excl;
-      cursor[i] = excl;
+    const int32_t excl = carry + (warp > 0 ? warp_sums[warp - 1] : 0) + incl - own;
+    if (i0 < n) {
+      const int4 st = make_int4(excl, excl + x0, excl + x0 + x1, excl + x0 + x1 + x2);
+      *reinterpret_cast<int4*>(start + i0) = st;
+      *reinterpret_cast<int4*>(total + i0) =
+          make_int4(st.x + x0, st.y + x1, st.z + x2, st.w + x3);  // end
     }
     __syncthreads();  // everyone read carry_shm and warp_sums
     if (threadIdx.x == 0) carry_shm = carry + warp_sums[31];
@@ -632,26 +665,30 @@ __global__ void __launch_bounds__(kScanThreads)
   }
 }
 
-// One warp, indices in order: position i goes to slot cursor[k]++ of its bucket, so each
-// bucket lists its positions in increasing order (a stable counting sort).
+// One warp per chunk of positions, in order: position i goes to slot start[k] + cursor[k]++
+// of its bucket, where chunk c's cursor row (its own, counts[c]) starts at the chunk's prefix:
+// each bucket lists its positions in increasing order (a stable counting sort), the chunks'
+// warps writing disjoint slots.
 __global__ void __launch_bounds__(32)
-    GatherGradFillKernel(int64_t ni, int64_t n, const void* __restrict__ idx, bool i64,
-                         int32_t* cursor, int32_t* __restrict__ list) {
-  volatile int32_t* cur = cursor;
+    GatherGradFillKernel(int64_t ni, int64_t n, int64_t chunk, int64_t pn,
+                         const void* __restrict__ idx, bool i64, int32_t* counts,
+                         const int32_t* __restrict__ start, int32_t* __restrict__ list) {
+  volatile int32_t* cur = counts + blockIdx.x * pn;
   const int lane = threadIdx.x;
+  const int64_t first = blockIdx.x * chunk, stop = first + chunk < ni ? first + chunk : ni;
   // The next group's buckets are loaded before this group's cursors are read and written (the
   // loop is latency-bound: one global load less on its critical path).
-  int32_t next = lane < ni ? Bucket(idx, i64, lane, n) : -1;
-  for (int64_t base = 0; base < ni; base += 32) {
+  int32_t next = first + lane < stop ? Bucket(idx, i64, first + lane, n) : -1;
+  for (int64_t base = first; base < stop; base += 32) {
     const int64_t i = base + lane;
     const int32_t k = next;
-    next = i + 32 < ni ? Bucket(idx, i64, i + 32, n) : -1;
+    next = i + 32 < stop ? Bucket(idx, i64, i + 32, n) : -1;
     const unsigned peers = __match_any_sync(0xffffffffu, k);
     const int rank = __popc(peers & ((1u << lane) - 1u));
     int32_t c = 0;
     if (k >= 0) {
       c = cur[k];
-      list[c + rank] = static_cast<int32_t>(i);
+      list[start[k] + c + rank] = static_cast<int32_t>(i);
     }
     __syncwarp();
     if (k >= 0 && rank == 0) cur[k] = c + __popc(peers);
@@ -659,6 +696,9 @@ __global__ void __launch_bounds__(32)
   }
 }
 
+// One output row (p, k) per block (grid-stride over rows), its threads over the inner
+// elements: each sums its bucket's rows of dy in the bucket's (index) order, as the CPU kernel
+// does; the list and the bounds are read once per row, dy and out coalesced.
 template <DT D>
 __global__ void __launch_bounds__(kThreads)
     GatherGradAccumulateKernel(int64_t outer, int64_t n, int64_t inner, int64_t ni,
@@ -667,13 +707,16 @@ __global__ void __launch_bounds__(kThreads)
                                const S<D>* __restrict__ dy, const S<D>* base, S<D>* out) {
   // base (may be out itself: each element is read before it is written) or zeros.
   using A = Acc<D>;
-  const int64_t total = outer * n * inner;
-  for (int64_t e = GlobalThread(); e < total; e += GridStride()) {
-    const int64_t c = e % inner, k = (e / inner) % n, p = e / (inner * n);
-    A s = base != nullptr ? static_cast<A>(Load<D>(base, e)) : A(0);
+  for (int64_t row = blockIdx.x; row < outer * n; row += gridDim.x) {
+    const int64_t p = row / n, k = row - p * n;
     const int32_t b = start[k], stop = end[k];
-    for (int32_t j = b; j < stop; ++j) s += Load<D>(dy, (p * ni + list[j]) * inner + c);
-    Store<D>(out, e, s);
+    const S<D>* src = dy + p * ni * inner;
+    for (int64_t c = threadIdx.x; c < inner; c += blockDim.x) {
+      const int64_t e = row * inner + c;
+      A s = base != nullptr ? static_cast<A>(Load<D>(base, e)) : A(0);
+      for (int32_t j = b; j < stop; ++j) s += Load<D>(src, int64_t{list[j]} * inner + c);
+      Store<D>(out, e, s);
+    }
   }
 }
 
@@ -1083,12 +1126,25 @@ cudaError_t LaunchGeluGrad(DT dt, bool tanh_approx, int64_t n, const void* dy, c
   return cudaGetLastError();
 }
 
-// The workspace: cursor and start (axis_dim each, padded to 128 bytes so that each array's
-// warp requests start at a sector), then the list of positions.
+// The workspace: total / end and start (axis_dim each, padded to 128 bytes so that each
+// array's warp requests start at a sector and the scan's 16-byte accesses stay inside), the
+// chunks' count rows (as many, each padded so), then the list of positions. Chunks: at least
+// kFillChunk positions each, at most kMaxFillChunks of them.
 int64_t GatherGradPadded(int64_t axis_dim) { return (axis_dim + 31) / 32 * 32; }
+constexpr int64_t kFillChunk = 1024, kMaxFillChunks = 64;
+int64_t GatherGradChunk(int64_t num_indices) {
+  const int64_t c = (num_indices + kMaxFillChunks - 1) / kMaxFillChunks;
+  return std::max<int64_t>(kFillChunk, (c + 31) / 32 * 32);
+}
+int64_t GatherGradChunks(int64_t num_indices) {
+  const int64_t chunk = GatherGradChunk(num_indices);
+  return std::max<int64_t>(1, (num_indices + chunk - 1) / chunk);
+}
 
 size_t GatherGradWorkspaceBytes(int64_t axis_dim, int64_t num_indices) {
-  return sizeof(int32_t) * static_cast<size_t>(2 * GatherGradPadded(axis_dim) + num_indices + 1);
+  const int64_t pn = GatherGradPadded(axis_dim);
+  return sizeof(int32_t) *
+         static_cast<size_t>((2 + GatherGradChunks(num_indices)) * pn + num_indices + 1);
 }
 
 cudaError_t LaunchGatherGrad(DT dt, int64_t outer, int64_t axis_dim, int64_t num_indices,
@@ -1099,25 +1155,30 @@ cudaError_t LaunchGatherGrad(DT dt, int64_t outer, int64_t axis_dim, int64_t num
   if (axis_dim >= (int64_t{1} << 31) || num_indices >= (int64_t{1} << 31)) {
     return cudaErrorInvalidConfiguration;
   }
-  int32_t* cursor = static_cast<int32_t*>(workspace);
-  int32_t* start = cursor + GatherGradPadded(axis_dim);
-  int32_t* list = start + GatherGradPadded(axis_dim);
-  cudaError_t e = cudaMemsetAsync(cursor, 0, sizeof(int32_t) * axis_dim, stream);
+  const int64_t pn = GatherGradPadded(axis_dim);
+  const int64_t chunk = GatherGradChunk(num_indices), chunks = GatherGradChunks(num_indices);
+  int32_t* total = static_cast<int32_t*>(workspace);  // then end
+  int32_t* start = total + pn;
+  int32_t* counts = start + pn;
+  int32_t* list = counts + chunks * pn;
+  cudaError_t e = cudaMemsetAsync(counts, 0, sizeof(int32_t) * chunks * pn, stream);
   if (e != cudaSuccess) return e;
   if (num_indices > 0) {
     GatherGradCountKernel<<<GridFor(num_indices, kThreads), kThreads, 0, stream>>>(
-        num_indices, axis_dim, indices, indices_i64, cursor, error_flag, error_code);
+        num_indices, axis_dim, chunk, pn, indices, indices_i64, counts, error_flag, error_code);
   }
-  ExclusiveScanKernel<<<1, kScanThreads, 0, stream>>>(axis_dim, cursor, start);
+  GatherGradChunkPrefixKernel<<<GridFor(axis_dim, kThreads), kThreads, 0, stream>>>(
+      axis_dim, chunks, pn, counts, total);
+  ExclusiveScanKernel<<<1, kScanThreads, 0, stream>>>(axis_dim, total, start);
   if (num_indices > 0) {
-    GatherGradFillKernel<<<1, 32, 0, stream>>>(num_indices, axis_dim, indices, indices_i64,
-                                               cursor, list);
+    GatherGradFillKernel<<<static_cast<unsigned>(chunks), 32, 0, stream>>>(
+        num_indices, axis_dim, chunk, pn, indices, indices_i64, counts, start, list);
   }
-  const int64_t total = outer * axis_dim * inner;
+  const unsigned rows = static_cast<unsigned>(std::min<int64_t>(outer * axis_dim, 65535 * 8));
 #define PTC_GATHER_GRAD_CASE(DD)                                                               \
   case DD:                                                                                     \
-    GatherGradAccumulateKernel<DD><<<GridFor(total, kThreads), kThreads, 0, stream>>>(         \
-        outer, axis_dim, inner, num_indices, start, cursor, list,                              \
+    GatherGradAccumulateKernel<DD><<<rows, kThreads, 0, stream>>>(                             \
+        outer, axis_dim, inner, num_indices, start, total, list,                               \
         static_cast<const S<DD>*>(dy), static_cast<const S<DD>*>(base),                        \
         static_cast<S<DD>*>(out));                                                             \
     break;

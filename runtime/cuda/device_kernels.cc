@@ -192,12 +192,41 @@ KernelOr MakeWhere(const ir::Node& node) {
       new WhereKernel(static_cast<int>(ir::DTypeSize(node.output()->type().dtype)), d));
 }
 
+// Casts of one mixed-precision pair (f32 <-> f16 / bf16) scheduled back to back (a --precision
+// step's weight casts: their runs before each layer) are batched by the executor into
+// multi-tensor launches (k::LaunchCastBatch).
 class CastKernel final : public DeviceKernel {
  public:
   CastKernel(k::DT from, k::DT to, int64_t n) : from_(from), to_(to), n_(n) {}
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
                       absl::Span<void* const> out, void*) override {
     return LaunchStatus(k::LaunchCast(from_, to_, n_, in[0], out[0], ctx.stream), "LaunchCast");
+  }
+  std::string BatchKey(absl::Span<const void* const> in) const override {
+    // (The output's alignment is checked at the launch: an unaligned member runs alone.)
+    if (!k::CastBatchable(from_, to_, n_, in[0], in[0])) return std::string();
+    return absl::StrCat("cast ", static_cast<int>(from_), " ", static_cast<int>(to_));
+  }
+  absl::Status LaunchBatch(const LaunchContext& ctx, const std::vector<BatchItem>& items) override {
+    k::CastTensors t;
+    auto flush = [&]() -> absl::Status {
+      if (t.count == 0) return absl::OkStatus();
+      const cudaError_t e = k::LaunchCastBatch(from_, to_, t, ctx.stream);
+      t = k::CastTensors();
+      return LaunchStatus(e, "LaunchCastBatch");
+    };
+    for (const BatchItem& it : items) {
+      const int64_t n = static_cast<const CastKernel*>(it.kernel)->n_;
+      if (!k::CastBatchable(from_, to_, n, it.inputs[0], it.outputs[0])) {
+        PTC_RETURN_IF_ERROR(it.kernel->Launch(ctx, it.inputs, it.outputs, nullptr));
+        continue;
+      }
+      t.in[t.count] = it.inputs[0];
+      t.out[t.count] = it.outputs[0];
+      t.n[t.count] = n;
+      if (++t.count == k::kMaxCastTensors) PTC_RETURN_IF_ERROR(flush());
+    }
+    return flush();
   }
 
  private:

@@ -451,6 +451,9 @@ std::vector<Case> Cases() {
     gg("gather_grad_repeats", f32, T(i64, {300}), 0, {10, 33}, 10, false);  // ~30 per row
     gg("gather_grad_axis1_i32", f32, T(i32, {5}), 1, {3, 20, 4}, 1, false);
     gg("gather_grad_many_buckets", f32, T(i32, {4, 40}), 0, {1500, 8}, 4, false);
+    // Three fill chunks (1024 positions each) and three scan blocks (4096 buckets each).
+    gg("gather_grad_chunks", f32, T(i64, {3, 700}), 0, {9000, 3}, 4, false);
+    gg("gather_grad_chunks_repeats", bf16, T(i32, {2100}), 0, {37, 5}, 8, true);
     gg("gather_grad_bf16", bf16, T(i64, {64}), 0, {12, 16}, 2, true);
     gg("gather_grad_f64", f64, T(i64, {3, 5}), 1, {2, 6, 3}, 1, false);
     // With a base (a tied embedding's other gradient): the sums are added to it.
@@ -1070,7 +1073,8 @@ TEST(CudaKernelErrors, LossLabelOutOfRangeIsAnError) {
 TEST(CudaKernelDeterminism, GatherGradAndLayerNormGradAreBitwiseRepeatable) {
   PTC_SKIP_WITHOUT_CUDA_DEVICE();
   for (const Case& c : Cases()) {
-    if (c.name != "gather_grad_repeats" && c.name != "layer_norm_grad_many_rows" &&
+    if (c.name != "gather_grad_repeats" && c.name != "gather_grad_chunks_repeats" &&
+        c.name != "layer_norm_grad_many_rows" &&
         c.name != "reduce_sum_bias_grad_bf16" && c.name != "layer_norm_grad_rows_many_bf16") {
       continue;
     }
@@ -1468,6 +1472,51 @@ void ExpectSameBits(const std::string& what, size_t out_bytes, int shift, Launch
   // The fast path wrote every byte (the buffers start as 0xff; a value of all-ones bytes is a
   // NaN / -1 that the random inputs cannot produce for every element).
   EXPECT_NE(a, std::vector<char>(out_bytes, static_cast<char>(0xff))) << what;
+}
+
+// The multi-tensor cast (the executor's batch of a step's weight casts) writes each tensor as
+// its own LaunchCast does: tensors of 1, 3, 4096, 4099, 8192 and 70001 elements in one launch,
+// every mixed-precision pair; an unaligned or oversized member is refused.
+TEST(CudaFastPaths, CastBatchMatchesSingleCasts) {
+  PTC_SKIP_WITHOUT_CUDA_DEVICE();
+  const std::vector<int64_t> sizes = {1, 4099, 3, 8192, 70001, 4096};
+  std::mt19937_64 rng(5);
+  for (const auto& [from, to] : std::vector<std::pair<k::DT, k::DT>>{
+           {k::DT::kF32, k::DT::kBF16}, {k::DT::kBF16, k::DT::kF32},
+           {k::DT::kF32, k::DT::kF16}, {k::DT::kF16, k::DT::kF32}}) {
+    const std::string what = absl::StrCat("cast ", static_cast<int>(from), "->",
+                                          static_cast<int>(to));
+    Operands in;
+    std::vector<std::unique_ptr<DeviceBytes>> batched, single;
+    k::CastTensors t;
+    for (int64_t n : sizes) {
+      ASSERT_TRUE(in.Add(from, n, rng)) << what;
+      const size_t bytes = static_cast<size_t>(n) * Bytes(to);
+      batched.push_back(std::make_unique<DeviceBytes>(bytes));
+      single.push_back(std::make_unique<DeviceBytes>(bytes));
+      ASSERT_TRUE(batched.back()->ok() && single.back()->ok()) << what;
+      ASSERT_TRUE(k::CastBatchable(from, to, n, in[t.count], batched.back()->get())) << what;
+      t.in[t.count] = in[t.count];
+      t.out[t.count] = batched.back()->get();
+      t.n[t.count] = n;
+      ++t.count;
+      ASSERT_EQ(k::LaunchCast(from, to, n, in[t.count - 1], single.back()->get(), nullptr),
+                cudaSuccess) << what;
+    }
+    ASSERT_EQ(k::LaunchCastBatch(from, to, t, nullptr), cudaSuccess) << what;
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << what;
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      const size_t bytes = static_cast<size_t>(sizes[i]) * Bytes(to);
+      EXPECT_EQ(Download(batched[i]->get(), bytes), Download(single[i]->get(), bytes))
+          << what << " tensor " << i << " of " << sizes[i];
+    }
+    // 2 bytes off: not a member (the executor launches it alone).
+    EXPECT_FALSE(k::CastBatchable(from, to, 8, static_cast<const char*>(in[0]) + 2,
+                                  batched[0]->get()));
+    k::CastTensors bad = t;
+    bad.out[1] = batched[1]->get() + 2;
+    EXPECT_EQ(k::LaunchCastBatch(from, to, bad, nullptr), cudaErrorInvalidValue) << what;
+  }
 }
 
 TEST(CudaFastPaths, ElementwiseFastAndGeneralPathsGiveTheSameBits) {
