@@ -420,6 +420,19 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t i = GlobalThread(); i < n; i += GridStride()) CastElement(from, to, in, i, out, i);
 }
 
+// Vector i (4 elements, one 16- or 8-byte access each way) of a cast.
+template <DT F, DT T>
+__device__ __forceinline__ void CastVector(const typename Ty<F>::S* __restrict__ in,
+                                           typename Ty<T>::S* __restrict__ out, uint32_t i) {
+  constexpr int V = 4;
+  typename Ty<F>::S x[V];
+  typename Ty<T>::S y[V];
+  LoadVec<typename Ty<F>::S, V>(in + i * V, x);
+#pragma unroll
+  for (int j = 0; j < V; ++j) CastElement(F, T, x, j, y, j);
+  StoreVec<typename Ty<T>::S, V>(out + i * V, y);
+}
+
 // The mixed-precision casts (f32 <-> bf16 / f16, weights and activations every step): four
 // elements per thread with vector accesses (16 bytes of f32, 8 of the 16-bit side), through the
 // same CastElement as above with the dtypes known at compile time (so the same rounding).
@@ -428,18 +441,9 @@ __global__ void __launch_bounds__(kThreads)
     CastVecKernel(uint32_t n, const typename Ty<F>::S* __restrict__ in,
                   typename Ty<T>::S* __restrict__ out) {
   constexpr int V = 4;
-  using SF = typename Ty<F>::S;
-  using ST = typename Ty<T>::S;
   const uint32_t nv = n / V, stride = gridDim.x * blockDim.x;
   const uint32_t first = blockIdx.x * blockDim.x + threadIdx.x;
-  for (uint32_t i = first; i < nv; i += stride) {
-    SF x[V];
-    ST y[V];
-    LoadVec<SF, V>(in + i * V, x);
-#pragma unroll
-    for (int j = 0; j < V; ++j) CastElement(F, T, x, j, y, j);
-    StoreVec<ST, V>(out + i * V, y);
-  }
+  for (uint32_t i = first; i < nv; i += stride) CastVector<F, T>(in, out, i);
   const uint32_t t = nv * V + first;
   if (t < n) CastElement(F, T, in, t, out, t);
 }
@@ -465,14 +469,7 @@ __global__ void __launch_bounds__(kThreads) CastBatchKernel(const CastBatchLaunc
   const SF* __restrict__ in = static_cast<const SF*>(a.t.in[ti]) + base;
   ST* __restrict__ out = static_cast<ST*>(a.t.out[ti]) + base;
   const uint32_t nv = len / V;
-  for (uint32_t i = threadIdx.x; i < nv; i += blockDim.x) {
-    SF x[V];
-    ST y[V];
-    LoadVec<SF, V>(in + i * V, x);
-#pragma unroll
-    for (int j = 0; j < V; ++j) CastElement(F, T, x, j, y, j);
-    StoreVec<ST, V>(out + i * V, y);
-  }
+  for (uint32_t i = threadIdx.x; i < nv; i += blockDim.x) CastVector<F, T>(in, out, i);
   const uint32_t t = nv * V + threadIdx.x;
   if (t < len) CastElement(F, T, in, t, out, t);
 }

@@ -1557,39 +1557,39 @@ class GemmBgradKernel final : public DeviceKernel {
   size_t reduce_ws_ = 0, scratch_bytes_ = 0;
 };
 
+// A kernel K (Init(node, options, lt), uses_epilogue()) that does part of its work in a
+// cuBLASLt epilogue where it can: with autotuning, the same node with `to_pass` applied to the
+// options (the epilogue's work as a separate pass) is the other candidate.
+template <typename K>
+absl::StatusOr<std::unique_ptr<DeviceKernel>> EpilogueOrTunedPass(
+    const ir::Node& node, const KernelOptions& options, cublasLtHandle_t lt,
+    const char* pass_name, const std::function<void(KernelOptions&)>& to_pass) {
+  auto make = [&node, lt](const KernelOptions& o) -> absl::StatusOr<std::unique_ptr<DeviceKernel>> {
+    auto k = std::make_unique<K>();
+    PTC_RETURN_IF_ERROR(k->Init(node, o, lt));
+    return std::unique_ptr<DeviceKernel>(std::move(k));
+  };
+  auto k = std::make_unique<K>();
+  PTC_RETURN_IF_ERROR(k->Init(node, options, lt));
+  if (!k->uses_epilogue()) return std::unique_ptr<DeviceKernel>(std::move(k));
+  return WithTunedAlternative(node, options, "epilogue", std::move(k), pass_name, to_pass, make);
+}
+
 absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateGemmKernel(const ir::Node& node,
                                                                 const KernelOptions& options,
                                                                 cublasLtHandle_t lt) {
   if (node.op() == "gemm") return CreateGemm(node, options, lt);
   if (node.op() == "fused_matmul") return CreateFusedMatMul(node, options, lt);
+  // With autotuning, the plain GEMM + a separate pass competes with the epilogue (whose
+  // algorithms may be fewer and slower): gemm_bgrad's column reduction, gemm_gelu_grad's
+  // gelu_grad.
   if (node.op() == "gemm_bgrad") {
-    auto make = [&](const KernelOptions& o) -> absl::StatusOr<std::unique_ptr<DeviceKernel>> {
-      auto k = std::make_unique<GemmBgradKernel>();
-      PTC_RETURN_IF_ERROR(k->Init(node, o, lt));
-      return std::unique_ptr<DeviceKernel>(std::move(k));
-    };
-    auto k = std::make_unique<GemmBgradKernel>();
-    PTC_RETURN_IF_ERROR(k->Init(node, options, lt));
-    // With autotuning, the plain GEMM + column reduction competes with the BGRAD epilogue
-    // (whose algorithms may be fewer and slower).
-    if (!k->uses_epilogue()) return std::unique_ptr<DeviceKernel>(std::move(k));
-    return WithTunedAlternative(
-        node, options, "epilogue", std::move(k), "reduce",
-        [](KernelOptions& o) { o.bgrad_reduce = true; }, make);
+    return EpilogueOrTunedPass<GemmBgradKernel>(node, options, lt, "reduce",
+                                                [](KernelOptions& o) { o.bgrad_reduce = true; });
   }
   if (node.op() == "gemm_gelu_grad") {
-    auto make = [&](const KernelOptions& o) -> absl::StatusOr<std::unique_ptr<DeviceKernel>> {
-      auto k = std::make_unique<GemmGeluGradKernel>();
-      PTC_RETURN_IF_ERROR(k->Init(node, o, lt));
-      return std::unique_ptr<DeviceKernel>(std::move(k));
-    };
-    auto k = std::make_unique<GemmGeluGradKernel>();
-    PTC_RETURN_IF_ERROR(k->Init(node, options, lt));
-    // With autotuning, the plain GEMM + gelu_grad pass competes with the DGELU epilogue.
-    if (!k->uses_epilogue()) return std::unique_ptr<DeviceKernel>(std::move(k));
-    return WithTunedAlternative(
-        node, options, "epilogue", std::move(k), "pass",
-        [](KernelOptions& o) { o.gelu_pass = true; }, make);
+    return EpilogueOrTunedPass<GemmGeluGradKernel>(node, options, lt, "pass",
+                                                   [](KernelOptions& o) { o.gelu_pass = true; });
   }
   if (node.op() == "attention") return CreateAttention(node, options, lt);
   if (node.op() == "attention_grad") return CreateAttentionGrad(node, options);
