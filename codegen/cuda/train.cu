@@ -696,7 +696,7 @@ __global__ void __launch_bounds__(32)
   }
 }
 
-// One output row (p, k) per block (grid-stride over rows), its threads over the inner
+// One output row (p, k) per block (grid-stride over k), its threads over the inner
 // elements: each sums its bucket's rows of dy in the bucket's (index) order, as the CPU kernel
 // does; the list and the bounds are read once per row, dy and out coalesced.
 template <DT D>
@@ -707,15 +707,19 @@ __global__ void __launch_bounds__(kThreads)
                                const S<D>* __restrict__ dy, const S<D>* base, S<D>* out) {
   // base (may be out itself: each element is read before it is written) or zeros.
   using A = Acc<D>;
-  for (int64_t row = blockIdx.x; row < outer * n; row += gridDim.x) {
-    const int64_t p = row / n, k = row - p * n;
-    const int32_t b = start[k], stop = end[k];
+  for (int64_t p = 0; p < outer; ++p) {
     const S<D>* src = dy + p * ni * inner;
-    for (int64_t c = threadIdx.x; c < inner; c += blockDim.x) {
-      const int64_t e = row * inner + c;
-      A s = base != nullptr ? static_cast<A>(Load<D>(base, e)) : A(0);
-      for (int32_t j = b; j < stop; ++j) s += Load<D>(src, int64_t{list[j]} * inner + c);
-      Store<D>(out, e, s);
+    for (int64_t k = blockIdx.x; k < n; k += gridDim.x) {
+      const int64_t row = p * n + k;
+      const int32_t b = start[k], stop = end[k];
+      const S<D>* brow = base != nullptr ? base + row * inner : nullptr;
+      S<D>* orow = out + row * inner;
+      for (int64_t c = threadIdx.x; c < inner; c += blockDim.x) {
+        A s = brow != nullptr ? static_cast<A>(Load<D>(brow, c)) : A(0);
+        const S<D>* col = src + c;
+        for (int32_t j = b; j < stop; ++j) s += Load<D>(col, int64_t{list[j]} * inner);
+        Store<D>(orow, c, s);
+      }
     }
   }
 }
@@ -1174,7 +1178,7 @@ cudaError_t LaunchGatherGrad(DT dt, int64_t outer, int64_t axis_dim, int64_t num
     GatherGradFillKernel<<<static_cast<unsigned>(chunks), 32, 0, stream>>>(
         num_indices, axis_dim, chunk, pn, indices, indices_i64, counts, start, list);
   }
-  const unsigned rows = static_cast<unsigned>(std::min<int64_t>(outer * axis_dim, 65535 * 8));
+  const unsigned rows = static_cast<unsigned>(std::min<int64_t>(axis_dim, 65535 * 8));
 #define PTC_GATHER_GRAD_CASE(DD)                                                               \
   case DD:                                                                                     \
     GatherGradAccumulateKernel<DD><<<rows, kThreads, 0, stream>>>(                             \
