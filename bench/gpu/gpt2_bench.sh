@@ -23,6 +23,12 @@ work=${WORK:-/tmp/ptc-gpu-work}
 mkdir -p "$out" "$work"
 B=${1:-16}
 STEPS=${2:-12}
+# PRESET / SEQ: another model and length (a dry run of this script on the CUDA CPU emulation:
+#   PATH=build:$PATH PRESET=tiny SEQ=64 PEERS=0 NCU=0 PTC_CUDA_EMULATE=1 \
+#     bash bench/gpu/gpt2_bench.sh 2 3
+# exercises every step and the summary without a GPU).
+PRESET=${PRESET:-small}
+SEQ=${SEQ:-1024}
 here=$(cd "$(dirname "$0")" && pwd)
 py=${PYTHON:-python3}
 corpus=$(cd "$here/../.." && pwd)/.gpu/corpus.txt
@@ -62,11 +68,11 @@ echo "== bf16 matmul rate (PyTorch, 8192^3)"
 timeout 60 $py "$here/torch_gpt2.py" matmul > matmul.json 2> matmul.log; cat matmul.json
 
 echo "== ptc: model, compile (training step bf16 on cuda), train $STEPS steps"
-ptc model gpt2 --preset small --loss -o "$work/gpt2-loss.onnx" > model.log 2>&1
-ptc model gpt2 --preset small -o "$work/gpt2.onnx" >> model.log 2>&1
+ptc model gpt2 --preset "$PRESET" --loss -o "$work/gpt2-loss.onnx" > model.log 2>&1
+ptc model gpt2 --preset "$PRESET" -o "$work/gpt2.onnx" >> model.log 2>&1
 t0=$(date +%s)
 ptc compile "$work/gpt2-loss.onnx" -o "$work/train.plan" --train --target cuda --precision bf16 \
-  --dim batch="$B" --dim seq=1024 --optimizer adamw --lr 3e-4 --weight-decay 0.1 \
+  --dim batch="$B" --dim seq="$SEQ" --optimizer adamw --lr 3e-4 --weight-decay 0.1 \
   > compile-train.log 2>&1
 echo "compile rc $? in $(( $(date +%s) - t0 )) s: $(head -2 compile-train.log | tr '\n' ' ')"
 # The step on this GPU's roofline (the matmul rate measured above; HBM3e 4.8 TB/s): the ideal
@@ -97,7 +103,7 @@ done
 if [ "${NOPACK:-1}" = 1 ]; then
   echo "== ptc again, compiled with --no-pack-qkv"
   ptc compile "$work/gpt2-loss.onnx" -o "$work/train-nopack.plan" --train --target cuda \
-    --precision bf16 --dim batch="$B" --dim seq=1024 --optimizer adamw --lr 3e-4 \
+    --precision bf16 --dim batch="$B" --dim seq="$SEQ" --optimizer adamw --lr 3e-4 \
     --weight-decay 0.1 --no-pack-qkv > compile-train-nopack.log 2>&1
   timeout 90 ptc run "$work/train-nopack.plan" --steps "$STEPS" --data "$corpus" \
     --progress lines --log-json ptc-train-nopack.jsonl > ptc-train-nopack.log 2>&1
@@ -108,36 +114,36 @@ fi
 
 if [ "${PEERS:-1}" = 1 ]; then
 echo "== PyTorch $($py -c 'import torch; print(torch.__version__)' 2>/dev/null): eager, then torch.compile"
-watch torch-train 150 $py "$here/torch_gpt2.py" train --batch "$B" --seq 1024 --steps "$STEPS" \
+watch torch-train 150 $py "$here/torch_gpt2.py" train --batch "$B" --seq "$SEQ" --steps "$STEPS" \
   > torch-train.json 2> torch-train.log || tail -3 torch-train.log
 cat torch-train.json
-watch torch-compile 300 $py "$here/torch_gpt2.py" train --batch "$B" --seq 1024 --steps "$STEPS" \
+watch torch-compile 300 $py "$here/torch_gpt2.py" train --batch "$B" --seq "$SEQ" --steps "$STEPS" \
   --compile > torch-compile.json 2> torch-compile.log || tail -3 torch-compile.log
 cat torch-compile.json
 fi  # PEERS
 
-echo "== inference: bf16 forward at batch 1 and 16 x 1024, ptc and PyTorch eager"
+echo "== inference: bf16 forward at batch 1 and 16 x $SEQ, ptc and PyTorch eager"
 for bi in 1 16; do
   ptc compile "$work/gpt2.onnx" -o "$work/infer$bi.plan" --target cuda --precision bf16 \
-    --dim batch=$bi --dim seq=1024 > compile-infer$bi.log 2>&1
+    --dim batch=$bi --dim seq="$SEQ" > compile-infer$bi.log 2>&1
   timeout 60 ptc run "$work/infer$bi.plan" --random-inputs --warmup 3 --repeat 10 \
     --json ptc-infer$bi.json > ptc-infer$bi.log 2>&1
   tail -1 ptc-infer$bi.log
   [ "${PEERS:-1}" = 1 ] || continue
-  timeout 90 $py "$here/torch_gpt2.py" infer --batch $bi --seq 1024 > torch-infer$bi.json \
+  timeout 90 $py "$here/torch_gpt2.py" infer --batch $bi --seq "$SEQ" > torch-infer$bi.json \
     2> torch-infer$bi.log || tail -3 torch-infer$bi.log
   cat torch-infer$bi.json
 done
 
 echo "== inference: batch 16 as compiled before session 13 (split q/k/v, bf16 logits cast up)"
 ptc compile "$work/gpt2.onnx" -o "$work/infer16-split.plan" --target cuda --precision bf16 \
-  --dim batch=16 --dim seq=1024 --no-pack-qkv --passes default,-fold-matmul-casts \
+  --dim batch=16 --dim seq="$SEQ" --no-pack-qkv --passes default,-fold-matmul-casts \
   > compile-infer16-split.log 2>&1
 timeout 60 ptc run "$work/infer16-split.plan" --random-inputs --warmup 3 --repeat 10 \
   --json ptc-infer16-split.json > ptc-infer16-split.log 2>&1
 tail -1 ptc-infer16-split.log
 
-echo "== generation with the KV cache, 256 tokens, ptc (bf16 plan of batch 1 x 1024) and PyTorch"
+echo "== generation with the KV cache, 256 tokens, ptc (bf16 plan of batch 1 x $SEQ) and PyTorch"
 timeout 90 ptc generate "$work/infer1.plan" --prompt 'The ' --tokens 256 --temperature 0 \
   > ptc-gen.txt 2> ptc-gen.log
 echo "rc $?: $(tail -1 ptc-gen.log)"
@@ -168,7 +174,7 @@ done
 if [ "${NCU:-1}" = 1 ] && command -v ncu >/dev/null; then
   echo "== ncu: attention and linear_ce_loss kernels (one step at batch 4)"
   ptc compile "$work/gpt2-loss.onnx" -o "$work/train4.plan" --train --target cuda \
-    --precision bf16 --dim batch=4 --dim seq=1024 --optimizer adamw > compile-train4.log 2>&1
+    --precision bf16 --dim batch=4 --dim seq="$SEQ" --optimizer adamw > compile-train4.log 2>&1
   timeout 120 ncu --clock-control none --target-processes all \
     --kernel-name 'regex:Tc|Flash|LinearCe|LayerNorm|LnGrad|Reduce|Cast|Split|Concat|Copy|Elementwise|Fused|Gelu|Adam' --launch-count 30 \
     --section SpeedOfLight --section Occupancy ptc run "$work/train4.plan" --steps 1 \
@@ -197,9 +203,9 @@ t_comp=$(field torch-compile.json tokens_per_s)
   echo
   echo "bf16 matmul rate: $rate TFLOP/s; GPU memory used before the runs: ${base:-?} MiB"
   echo
-  echo "| GPT-2 small, bf16, batch $B x 1024, AdamW | tokens/s | MFU | peak GPU memory (nvidia-smi) | allocator peak |"
+  echo "| GPT-2 $PRESET, bf16, batch $B x $SEQ, AdamW | tokens/s | MFU | peak GPU memory (nvidia-smi) | allocator peak |"
   echo "| --- | --- | --- | --- | --- |"
-  echo "| ptc (rc $ptc_rc) | $ptc_tok | $(mfu "$ptc_tok") | $(peak ptc-train) MiB | arena: $(grep -o 'arena [0-9.]* [KMG]iB' compile-train.log | head -1) |"
+  echo "| ptc (rc $ptc_rc) | $ptc_tok | $(mfu "$ptc_tok") | $(peak ptc-train) MiB | $(grep -o 'arena [0-9.]* [KMG]iB' compile-train.log | head -1) |"
   printf "$variant_rows" | while read -r v vrc vtok; do
     case "$v" in
       --*) label="compiled with $v" ;;
@@ -214,8 +220,8 @@ t_comp=$(field torch-compile.json tokens_per_s)
   echo "| --- | --- | --- |"
   # ptc's timed runs leave the logits on the device, as PyTorch's; the copy to the host beside.
   for bi in 1 16; do
-    echo "| forward, batch $bi x 1024 | $(ms ptc-infer$bi.json median_seconds) ms ($(ms ptc-infer$bi.json fetch_seconds) ms with the logits copied to the host) | $(field torch-infer$bi.json forward_ms) ms |"
+    echo "| forward, batch $bi x $SEQ | $(ms ptc-infer$bi.json median_seconds) ms ($(ms ptc-infer$bi.json fetch_seconds) ms with the logits copied to the host) | $(field torch-infer$bi.json forward_ms) ms |"
   done
-  echo "| forward, batch 16 x 1024, split q/k/v and bf16 logits cast up (before session 13) | $(ms ptc-infer16-split.json median_seconds) ms | |"
+  echo "| forward, batch 16 x $SEQ, split q/k/v and bf16 logits cast up (before session 13) | $(ms ptc-infer16-split.json median_seconds) ms | |"
   echo "| generation, KV cache, 256 tokens | ${ptc_gen:-n/a} (executor creation and prompt included) | $(field torch-gen.json tokens_per_s) tokens/s |"
 } | tee summary-bench.md
