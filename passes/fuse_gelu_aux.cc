@@ -15,7 +15,8 @@
 // Declines (counters): "declined.other-use" (h read by something else than the GELU and its
 // gradients, or a result), "declined.activation" (the fused_matmul already has an activation
 // or an addend), "declined.gemm" (the gradient's operand is not a single-use 2-D gemm without
-// c and alpha 1, or its dtype differs from h's). Run after fuse-matmul-bias (the fused_matmul
+// c and alpha 1, or its dtype differs from h's), "declined.order" (the GELU's input is computed
+// after that gemm). Run after fuse-matmul-bias (the fused_matmul
 // must exist), fuse-residual-add and fold-matmul-casts.
 //
 //   before:  %h = fused_matmul(%x, %w, %b) : f32[8,64]
@@ -128,6 +129,13 @@ class FuseGeluAuxPass : public FunctionPass {
         pt.dtype != pre->type().dtype || pt.rank() != 2 ||
         pt.num_elements() != pre->type().num_elements() || d->type() != pre->type()) {
       Count("declined.gemm");
+      return;
+    }
+    // The fused node stays where the gemm is: pre must be ready by then (in a training step
+    // it is the forward's; elsewhere it may be computed after the gemm).
+    if (const ir::Node* p = pre->producer();
+        p != nullptr && fn.NodeIndex(p) > fn.NodeIndex(gemm)) {
+      Count("declined.order");
       return;
     }
     ir::AttrMap attrs;
