@@ -28,8 +28,11 @@
 #include <set>
 #include <sstream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "codegen/cpu/kernel.h"
 #include "compiler/ir/ops.h"
 #include "compiler/onnx/onnx_util.h"
@@ -392,6 +395,24 @@ absl::Status Importer::BindInputs() {
   for (const auto& [name, value] : options_.dims) {
     if (value < 0) {
       return Error(absl::StrCat("--dim ", name, "=", value, ": dims must be >= 0"));
+    }
+  }
+  // A model made by `ptc model` records the longest sequence it was built for (its position
+  // table or rotary angles): a longer --dim seq would otherwise fail deep in a node's shapes.
+  if (auto it = options_.dims.find("seq"); it != options_.dims.end()) {
+    for (const auto& prop : model_.metadata_props()) {
+      if (prop.key() != "ptc.config") continue;
+      for (absl::string_view field : absl::StrSplit(prop.value(), ' ')) {
+        int64_t built = 0;
+        if (absl::ConsumePrefix(&field, "seq=") && absl::SimpleAtoi(field, &built) &&
+            it->second > built) {
+          return Error(absl::StrCat(
+              "--dim seq=", it->second, " is longer than the model was built for (", built,
+              " positions, its ptc.config metadata says seq=", built, "); compile with --dim "
+              "seq=", built, " or less, or rebuild the model with `ptc model ... --seq ",
+              it->second, "`"));
+        }
+      }
     }
   }
   std::vector<std::string> unbound;

@@ -65,6 +65,8 @@ check "model gpt2" "$PTC" model gpt2 --preset tiny --layers 1 --dim 64 --heads 2
 check "model gpt2: tanh gelu by default" bash -c "'$PTC' compile '$T/f.onnx' -o '$T/g.plan' --dim batch=1 --dim seq=4 --passes match-gelu && '$PTC' dump '$T/g.plan' | grep -q 'gelu(.*approximate=\"tanh\"'"
 check "model gpt2 --gelu erf" bash -c "'$PTC' model gpt2 --preset tiny --layers 1 --dim 64 --heads 2 --seq 32 --gelu erf -o '$T/erf.onnx' && '$PTC' compile '$T/erf.onnx' -o '$T/e.plan' --dim batch=1 --dim seq=4 --passes match-gelu && '$PTC' dump '$T/e.plan' | grep -q 'gelu(.*approximate=\"none\"'"
 check_error "model gpt2 --gelu relu" "gelu must be tanh or erf, got 'relu'" "$PTC" model gpt2 --gelu relu -o "$T/x.onnx"
+# A seq longer than the model was built for (its position table): said up front, with the fix.
+check_error "compile with seq beyond the model's" "is longer than the model was built for (32 positions" "$PTC" compile "$T/l.onnx" -o "$T/x.plan" --train --dim batch=2 --dim seq=64
 check "compile --train" "$PTC" compile "$T/l.onnx" -o "$T/train.plan" --train --dim batch=2 --dim seq=16 --lr 3e-3
 check "train 20 steps" "$PTC" run "$T/train.plan" --steps 20 --eval-every 10 --log-json "$T/log.jsonl" --checkpoint "$T/ckpt" --checkpoint-every 10 --progress lines
 check "train with --profile prints the ops" bash -c "'$PTC' run '$T/train.plan' --steps 2 --progress none --profile 2>&1 | grep -q 'adamw_update'"
