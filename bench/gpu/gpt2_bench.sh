@@ -3,8 +3,10 @@
 # torch_gpt2.py), the issue's training bench (bf16, batch x seq = B x 1024, AdamW) and the
 # inference figures (forward at batch 1 and 16, generation with the KV cache). Device machine:
 #   source .gpu/env.sh && bash bench/gpu/gpt2_bench.sh [BATCH=16] [STEPS=12]
-# The training runs come first (the issue's main figure), then inference, then the extras
-# (per-op profile, SIMT attention); every run has a time limit. Peak memory is the most
+# ptc's training run and PyTorch's come first (the issue's main figure), then inference and
+# generation, then the extras (ptc's variants, per-op profiles, ncu); every run has a time
+# limit, and the summary table prints at the end or, when a time limit (session.sh's stage)
+# stops the script, from what ran. Peak memory is the most
 # nvidia-smi showed for the GPU while the run went (the whole process: CUDA context, library
 # workspaces, arena), polled every 0.2 s for ptc and PyTorch alike; PyTorch's own
 # max_memory_allocated / reserved are in its JSON. MFU = (6 N + causal attention) FLOPs per
@@ -64,6 +66,75 @@ PY
 field() { $py -c "import json,sys; d=json.load(open(sys.argv[1])); v=d[sys.argv[2]]; print(round(v, 1) if isinstance(v, float) else v)" "$1" "$2" 2>/dev/null || echo n/a; }
 ms() { $py -c "import json,sys; print(round(1e3 * json.load(open(sys.argv[1]))[sys.argv[2]], 2))" "$1" "$2" 2>/dev/null || echo n/a; }
 
+mfu() {  # tokens/s -> "x% MFU (y TFLOP/s)" at the matmul rate $rate
+  $py - "$1" "$rate" <<'PY'
+import sys
+try:
+    tok, rate = float(sys.argv[1]), float(sys.argv[2])
+except ValueError:
+    print("n/a"); sys.exit()
+n, layers, d, t = 124439808, 12, 768, 1024  # GPT-2 small incl. position embeddings, tied head
+tf = tok * (6 * n + 6 * layers * t * d) / 1e12
+print(f"{100 * tf / rate:.1f}% ({tf:.0f} TFLOP/s)")
+PY
+}
+mib() { [ "$1" = n/a ] && echo n/a || echo "$(( $1 / 1048576 )) MiB"; }
+
+# The summary table, from whatever ran: at the end, or when a time limit (session.sh's stage:
+# SIGTERM to the script and its runs) stops the script early.
+# Everything it reads is in files of $OUT, so session.sh can also make it after a killed run
+# (SUMMARY_ONLY=1: the summary of the files there, nothing run).
+summarized=0
+summarize() {
+  [ "$summarized" = 1 ] && return
+  summarized=1
+  rate=$(field matmul.json tflops)
+  local t_eager t_comp ptc_rc ptc_tok ptc_gen variant_rows="" v
+  t_eager=$(field torch-train.json tokens_per_s)
+  t_comp=$(field torch-compile.json tokens_per_s)
+  ptc_rc=$(cat ptc-train.rc 2>/dev/null || echo n/a)
+  ptc_tok=$(median_tok ptc-train.jsonl)
+  ptc_gen=$(grep -o '[0-9.]* tokens/s' ptc-gen.log 2>/dev/null | head -1)
+  for v in ${VARIANTS-no_autotune bgrad_reduce linear_ce_f32_logits gelu_pass} nopack; do
+    [ -e "ptc-train-$v.rc" ] || continue
+    local label=$v
+    [ "$v" = nopack ] && label=--no-pack-qkv
+    variant_rows="$variant_rows$label $(cat "ptc-train-$v.rc") $(median_tok "ptc-train-$v.jsonl")\n"
+  done
+  {
+    echo
+    echo "bf16 matmul rate: $rate TFLOP/s; GPU memory used before the runs: ${base:-?} MiB"
+    echo
+    echo "| GPT-2 $PRESET, bf16, batch $B x $SEQ, AdamW | tokens/s | MFU | peak GPU memory (nvidia-smi) | allocator peak |"
+    echo "| --- | --- | --- | --- | --- |"
+    echo "| ptc (rc $ptc_rc) | $ptc_tok | $(mfu "$ptc_tok") | $(peak ptc-train) MiB | $(grep -o 'arena [0-9.]* [KMG]iB' compile-train.log 2>/dev/null | head -1) |"
+    printf "$variant_rows" | while read -r v vrc vtok; do
+      case "$v" in
+        --*) label="compiled with $v" ;;
+        *) label="PTC_CUDA_OPTIONS=$v" ;;
+      esac
+      [ -n "$v" ] && echo "| ptc, $label (rc $vrc) | $vtok | $(mfu "$vtok") | | |"
+    done
+    echo "| PyTorch eager | $t_eager | $(mfu "$t_eager") | $(peak torch-train) MiB | $(mib "$(field torch-train.json peak_mem_bytes)") allocated, $(mib "$(field torch-train.json peak_reserved_bytes)") reserved |"
+    echo "| torch.compile | $t_comp | $(mfu "$t_comp") | $(peak torch-compile) MiB | $(mib "$(field torch-compile.json peak_mem_bytes)") allocated, $(mib "$(field torch-compile.json peak_reserved_bytes)") reserved |"
+    echo
+    echo "| inference | ptc | PyTorch eager |"
+    echo "| --- | --- | --- |"
+    # ptc's timed runs leave the logits on the device, as PyTorch's; the copy to the host beside.
+    for bi in 1 16; do
+      echo "| forward, batch $bi x $SEQ | $(ms ptc-infer$bi.json median_seconds) ms ($(ms ptc-infer$bi.json fetch_seconds) ms with the logits copied to the host) | $(field torch-infer$bi.json forward_ms) ms |"
+    done
+    echo "| forward, batch 16 x $SEQ, split q/k/v and bf16 logits cast up (before session 13) | $(ms ptc-infer16-split.json median_seconds) ms | |"
+    echo "| generation, KV cache, 256 tokens | ${ptc_gen:-n/a} (executor creation and prompt included) | $(field torch-gen.json tokens_per_s) tokens/s |"
+  } | tee summary-bench.md
+}
+if [ "${SUMMARY_ONLY:-0}" = 1 ]; then
+  summarize
+  exit 0
+fi
+trap summarize EXIT
+trap 'echo "== stopped by a time limit: the summary of what ran"; exit 143' TERM
+
 echo "== bf16 matmul rate (PyTorch, 8192^3)"
 timeout 60 $py "$here/torch_gpt2.py" matmul > matmul.json 2> matmul.log; cat matmul.json
 
@@ -83,34 +154,9 @@ tail -1 cost-train.txt
 export PTC_CUDA_ROOFLINE="$rate,4800"  # ptc's progress MFU and the profiles' ideal times
 watch ptc-train 120 env PTC_CUDA_AUTOTUNE_TABLE=1 ptc run "$work/train.plan" --steps "$STEPS" \
   --data "$corpus" --progress lines --log-json ptc-train.jsonl > ptc-train.log 2>&1
-ptc_rc=$?
+echo $? > ptc-train.rc
 grep -Ev '^  (gemm|attention)' ptc-train.log | tail -4
 grep -E '^  (gemm|attention)' ptc-train.log | head -40  # the autotune table
-ptc_tok=$(median_tok ptc-train.jsonl)
-ptc_mem=$(peak ptc-train)
-
-# Variants of the same training run (PTC_CUDA_OPTIONS values, space-separated).
-variant_rows=""
-for v in ${VARIANTS-no_autotune bgrad_reduce linear_ce_f32_logits gelu_pass}; do
-  echo "== ptc again with PTC_CUDA_OPTIONS=$v"
-  PTC_CUDA_OPTIONS=$v timeout 90 ptc run "$work/train.plan" --steps "$STEPS" --data "$corpus" \
-    --progress lines --log-json "ptc-train-$v.jsonl" > "ptc-train-$v.log" 2>&1
-  vrc=$?
-  tail -2 "ptc-train-$v.log"
-  variant_rows="$variant_rows$v $vrc $(median_tok "ptc-train-$v.jsonl")\n"
-done
-# The same step compiled without pack-qkv (split / concat around attention), NOPACK=0 skips.
-if [ "${NOPACK:-1}" = 1 ]; then
-  echo "== ptc again, compiled with --no-pack-qkv"
-  ptc compile "$work/gpt2-loss.onnx" -o "$work/train-nopack.plan" --train --target cuda \
-    --precision bf16 --dim batch="$B" --dim seq="$SEQ" --optimizer adamw --lr 3e-4 \
-    --weight-decay 0.1 --no-pack-qkv > compile-train-nopack.log 2>&1
-  timeout 90 ptc run "$work/train-nopack.plan" --steps "$STEPS" --data "$corpus" \
-    --progress lines --log-json ptc-train-nopack.jsonl > ptc-train-nopack.log 2>&1
-  vrc=$?
-  tail -2 ptc-train-nopack.log
-  variant_rows="$variant_rows--no-pack-qkv $vrc $(median_tok ptc-train-nopack.jsonl)\n"
-fi
 
 if [ "${PEERS:-1}" = 1 ]; then
 echo "== PyTorch $($py -c 'import torch; print(torch.__version__)' 2>/dev/null): eager, then torch.compile"
@@ -147,11 +193,30 @@ echo "== generation with the KV cache, 256 tokens, ptc (bf16 plan of batch 1 x $
 timeout 90 ptc generate "$work/infer1.plan" --prompt 'The ' --tokens 256 --temperature 0 \
   > ptc-gen.txt 2> ptc-gen.log
 echo "rc $?: $(tail -1 ptc-gen.log)"
-ptc_gen=$(grep -o '[0-9.]* tokens/s' ptc-gen.log | head -1)
 if [ "${PEERS:-1}" = 1 ]; then
   timeout 90 $py "$here/torch_gpt2.py" generate --tokens 256 > torch-gen.json 2> torch-gen.log \
     || tail -3 torch-gen.log
   cat torch-gen.json
+fi
+
+# Variants of the same training run (PTC_CUDA_OPTIONS values, space-separated).
+for v in ${VARIANTS-no_autotune bgrad_reduce linear_ce_f32_logits gelu_pass}; do
+  echo "== ptc again with PTC_CUDA_OPTIONS=$v"
+  PTC_CUDA_OPTIONS=$v timeout 90 ptc run "$work/train.plan" --steps "$STEPS" --data "$corpus" \
+    --progress lines --log-json "ptc-train-$v.jsonl" > "ptc-train-$v.log" 2>&1
+  echo $? > "ptc-train-$v.rc"
+  tail -2 "ptc-train-$v.log"
+done
+# The same step compiled without pack-qkv (split / concat around attention), NOPACK=0 skips.
+if [ "${NOPACK:-1}" = 1 ]; then
+  echo "== ptc again, compiled with --no-pack-qkv"
+  ptc compile "$work/gpt2-loss.onnx" -o "$work/train-nopack.plan" --train --target cuda \
+    --precision bf16 --dim batch="$B" --dim seq="$SEQ" --optimizer adamw --lr 3e-4 \
+    --weight-decay 0.1 --no-pack-qkv > compile-train-nopack.log 2>&1
+  timeout 90 ptc run "$work/train-nopack.plan" --steps "$STEPS" --data "$corpus" \
+    --progress lines --log-json ptc-train-nopack.jsonl > ptc-train-nopack.log 2>&1
+  echo $? > ptc-train-nopack.rc
+  tail -2 ptc-train-nopack.log
 fi
 
 for prof in ${PROFILES-default attention_cudnn}; do
@@ -183,45 +248,4 @@ if [ "${NCU:-1}" = 1 ] && command -v ncu >/dev/null; then
   grep -E "^  [A-Za-z_].*\(|Duration|Memory Throughput|Compute \(SM\) Throughput|Achieved Occupancy" ncu.log | head -60
 fi
 
-rate=$(field matmul.json tflops)
-mfu() {  # tokens/s -> "x% MFU (y TFLOP/s)"
-  $py - "$1" "$rate" <<'PY'
-import sys
-try:
-    tok, rate = float(sys.argv[1]), float(sys.argv[2])
-except ValueError:
-    print("n/a"); sys.exit()
-n, layers, d, t = 124439808, 12, 768, 1024  # GPT-2 small incl. position embeddings, tied head
-tf = tok * (6 * n + 6 * layers * t * d) / 1e12
-print(f"{100 * tf / rate:.1f}% ({tf:.0f} TFLOP/s)")
-PY
-}
-mib() { [ "$1" = n/a ] && echo n/a || echo "$(( $1 / 1048576 )) MiB"; }
-t_eager=$(field torch-train.json tokens_per_s)
-t_comp=$(field torch-compile.json tokens_per_s)
-{
-  echo
-  echo "bf16 matmul rate: $rate TFLOP/s; GPU memory used before the runs: ${base:-?} MiB"
-  echo
-  echo "| GPT-2 $PRESET, bf16, batch $B x $SEQ, AdamW | tokens/s | MFU | peak GPU memory (nvidia-smi) | allocator peak |"
-  echo "| --- | --- | --- | --- | --- |"
-  echo "| ptc (rc $ptc_rc) | $ptc_tok | $(mfu "$ptc_tok") | $(peak ptc-train) MiB | $(grep -o 'arena [0-9.]* [KMG]iB' compile-train.log | head -1) |"
-  printf "$variant_rows" | while read -r v vrc vtok; do
-    case "$v" in
-      --*) label="compiled with $v" ;;
-      *) label="PTC_CUDA_OPTIONS=$v" ;;
-    esac
-    [ -n "$v" ] && echo "| ptc, $label (rc $vrc) | $vtok | $(mfu "$vtok") | | |"
-  done
-  echo "| PyTorch eager | $t_eager | $(mfu "$t_eager") | $(peak torch-train) MiB | $(mib "$(field torch-train.json peak_mem_bytes)") allocated, $(mib "$(field torch-train.json peak_reserved_bytes)") reserved |"
-  echo "| torch.compile | $t_comp | $(mfu "$t_comp") | $(peak torch-compile) MiB | $(mib "$(field torch-compile.json peak_mem_bytes)") allocated, $(mib "$(field torch-compile.json peak_reserved_bytes)") reserved |"
-  echo
-  echo "| inference | ptc | PyTorch eager |"
-  echo "| --- | --- | --- |"
-  # ptc's timed runs leave the logits on the device, as PyTorch's; the copy to the host beside.
-  for bi in 1 16; do
-    echo "| forward, batch $bi x $SEQ | $(ms ptc-infer$bi.json median_seconds) ms ($(ms ptc-infer$bi.json fetch_seconds) ms with the logits copied to the host) | $(field torch-infer$bi.json forward_ms) ms |"
-  done
-  echo "| forward, batch 16 x $SEQ, split q/k/v and bf16 logits cast up (before session 13) | $(ms ptc-infer16-split.json median_seconds) ms | |"
-  echo "| generation, KV cache, 256 tokens | ${ptc_gen:-n/a} (executor creation and prompt included) | $(field torch-gen.json tokens_per_s) tokens/s |"
-} | tee summary-bench.md
+
