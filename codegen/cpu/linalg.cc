@@ -697,10 +697,6 @@ KernelOr MakeFusedMatMulKernel(const ir::Node& node) {
   }
 }
 
-}  // namespace ptc::cpu::internal
-
-namespace ptc::cpu::internal {
-
 KernelOr MakeGemmGeluGradKernel(const ir::Node& node) {
   PTC_RETURN_IF_ERROR(CheckArity(node, 3, 3, 1, 1));
   const ir::TensorType& at = node.input(0)->type();
@@ -738,3 +734,4 @@ KernelOr MakeGemmGeluGradKernel(const ir::Node& node) {
 }
 
 }  // namespace ptc::cpu::internal
+

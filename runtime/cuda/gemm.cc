@@ -645,21 +645,20 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateGemm(const ir::Node& node,
 // to D's dtype), the exact gelu as an in-place elementwise pass. {dtype=f32} of bf16 / f16
 // operands: D (and the bias) in f32.
 // With a second output (the GELU's input, fuse-gelu-aux): cuBLASLt's GELU_AUX(_BIAS) writes
-// both (aux_epilogue); else the GEMM writes the input into output 1 and the gelu pass reads it
-// from there into output 0.
+// both when the epilogue applies the GELU (no gelu pass); else the GEMM writes the input into
+// output 1 and the gelu pass reads it from there into output 0.
 class FusedMatMulKernel final : public DeviceKernel {
  public:
   FusedMatMulKernel(std::unique_ptr<GemmKernel> gemm, bool has_bias, bool has_addend,
                     bool gelu_pass, kernels::Op gelu_op, kernels::DT dt, int64_t n,
-                    bool aux_output = false, bool aux_epilogue = false)
+                    bool aux_output = false)
       : gemm_(std::move(gemm)), has_bias_(has_bias), has_addend_(has_addend),
-        gelu_pass_(gelu_pass), aux_output_(aux_output), aux_epilogue_(aux_epilogue),
-        gelu_op_(gelu_op), dt_(dt), n_(n) {}
+        gelu_pass_(gelu_pass), aux_output_(aux_output), gelu_op_(gelu_op), dt_(dt), n_(n) {}
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
                       absl::Span<void* const> out, void*) override {
     if (has_bias_) PTC_RETURN_IF_ERROR(gemm_->SetBiasPointer(in[2]));
-    if (aux_epilogue_) PTC_RETURN_IF_ERROR(gemm_->SetAuxPointer(out[1]));
-    void* d = aux_output_ && !aux_epilogue_ ? out[1] : out[0];
+    if (aux_output_ && !gelu_pass_) PTC_RETURN_IF_ERROR(gemm_->SetAuxPointer(out[1]));
+    void* d = aux_output_ && gelu_pass_ ? out[1] : out[0];
     PTC_RETURN_IF_ERROR(gemm_->RunOn(ctx, in[0], in[1], d, has_addend_ ? in[3] : nullptr));
     if (!gelu_pass_) return absl::OkStatus();
     kernels::BroadcastDesc bd;
@@ -675,7 +674,7 @@ class FusedMatMulKernel final : public DeviceKernel {
 
  private:
   std::unique_ptr<GemmKernel> gemm_;
-  bool has_bias_, has_addend_, gelu_pass_, aux_output_, aux_epilogue_;
+  bool has_bias_, has_addend_, gelu_pass_, aux_output_;
   kernels::Op gelu_op_;
   kernels::DT dt_;
   int64_t n_;
@@ -749,13 +748,11 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateFusedMatMul(const ir::Node& 
   const cublasLtEpilogue_t gelu_epi =
       aux ? (has_bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX)
           : (has_bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU);
-  bool aux_epilogue = false;
   if (act == "gelu_tanh" && !options.gelu_pass && (!aux || n % 8 == 0) &&
       gemm->Init(node, x.dtype, p, 1.0, beta, options, lt, gelu_epi, y.dtype, bias_dt,
                  /*min_align=*/256, /*aux_ld=*/aux ? n : 0)
           .ok()) {
     gelu_pass = false;
-    aux_epilogue = aux;
   } else {
     gemm = std::make_unique<GemmKernel>();
     PTC_RETURN_IF_ERROR(gemm->Init(node, x.dtype, p, 1.0, beta, options, lt, epi,
@@ -763,7 +760,7 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateFusedMatMul(const ir::Node& 
   }
   return std::unique_ptr<DeviceKernel>(new FusedMatMulKernel(
       std::move(gemm), has_bias, has_addend, gelu_pass, gelu_op,
-      static_cast<kernels::DT>(static_cast<int>(y.dtype)), rows * n, aux, aux_epilogue));
+      static_cast<kernels::DT>(static_cast<int>(y.dtype)), rows * n, aux));
 }
 
 // gemm_gelu_grad(a, b, pre) {trans_a, trans_b, approximate}: y = (op(a) op(b)) * gelu'(pre).
