@@ -59,6 +59,10 @@ struct FuseElementwiseOptions {
 };
 std::unique_ptr<Pass> CreateFuseElementwisePass(FuseElementwiseOptions options = {});
 
+// scale * x / sqrt(mean(x^2) + eps) (RMSNorm as exported) -> layer_norm {rms=1}.
+// match_rms_norm.cc.
+std::unique_ptr<Pass> CreateMatchRmsNormPass();
+
 // matmul (+ transposed 2-D weight) (+ bias [N]) (+ gelu/relu) -> fused_matmul.
 std::unique_ptr<Pass> CreateFuseMatMulBiasPass();
 std::unique_ptr<Pass> CreateFuseResidualAddPass();

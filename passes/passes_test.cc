@@ -7,6 +7,8 @@
 #include "compiler/ir/parser.h"
 #include "compiler/ir/printer.h"
 #include "compiler/ir/verifier.h"
+#include "compiler/onnx/exporter.h"
+#include "compiler/onnx/importer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "passes/matcher.h"
@@ -103,6 +105,55 @@ TEST(FuseElementwiseTest, FusedGraphComputesTheSameValues) {
       ASSERT_NEAR(g, w, 1e-5 * (1 + std::fabs(w))) << "result " << r << " element " << i;
     }
   }
+}
+
+// RMSNorm as models/llama.cc exports it, with its result also read by a residual add.
+constexpr char kRmsNorm[] = R"(func @main(%x: f32[6,40], %w: f32[40]) -> (f32[6,40]) {
+  %two = constant() {value=dense<f32[]: 2.0>} : f32[]
+  %eps = constant() {value=dense<f32[]: 1e-05>} : f32[]
+  %sq = pow(%x, %two) : f32[6,40]
+  %ms = reduce_mean(%sq) {axes=[1], keepdims=1} : f32[6,1]
+  %a = add(%ms, %eps) : f32[6,1]
+  %r = sqrt(%a) : f32[6,1]
+  %n = div(%x, %r) : f32[6,40]
+  %y = mul(%w, %n) : f32[6,40]
+  %z = add(%x, %y) : f32[6,40]
+  return %z
+}
+)";
+
+// match-rms-norm: the CPU kernel of layer_norm {rms=1} computes what the six ops did; the ONNX
+// export of the fused op (its ops at opset 17) imports back into a graph that the pass
+// matches again and that computes the same.
+TEST(MatchRmsNormTest, SameValuesAndExportRoundTrip) {
+  auto before = Parse(kRmsNorm);
+  auto after = Parse(kRmsNorm);
+  ASSERT_TRUE(RunPasses(*after, "match-rms-norm,dce").ok());
+  std::string text = ir::PrintModule(*after);
+  ASSERT_THAT(text, HasSubstr("rms=1"));
+  EXPECT_EQ(after->main()->nodes().size(), 2u) << text;
+  std::vector<ir::Tensor> args = {RandomTensor({6, 40}, 7), RandomTensor({40}, 8)};
+  auto want = Evaluate(*before, args);
+  auto got = Evaluate(*after, args);
+  ASSERT_EQ(want.size(), 1u);
+  ASSERT_EQ(got.size(), 1u);
+  for (int64_t i = 0; i < want[0].num_elements(); ++i) {
+    const double w = want[0].GetDouble(i), g = got[0].GetDouble(i);
+    ASSERT_NEAR(g, w, 1e-5 * (1 + std::fabs(w))) << "element " << i;
+  }
+  auto bytes = onnx_import::ExportOnnxBytes(*after);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  auto back = onnx_import::ImportOnnxBytes(*bytes, "", "rms.onnx");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_THAT(ir::PrintModule(**back), ::testing::Not(HasSubstr("layer_norm")));
+  auto again = Evaluate(**back, args);
+  ASSERT_EQ(again.size(), 1u);
+  for (int64_t i = 0; i < want[0].num_elements(); ++i) {
+    const double w = want[0].GetDouble(i), g = again[0].GetDouble(i);
+    ASSERT_NEAR(g, w, 1e-5 * (1 + std::fabs(w))) << "element " << i;
+  }
+  ASSERT_TRUE(RunPasses(**back, "fold-constants,cse,match-rms-norm,dce").ok());
+  EXPECT_THAT(ir::PrintModule(**back), HasSubstr("rms=1"));
 }
 
 TEST(FuseElementwiseTest, DeclinesAreCounted) {

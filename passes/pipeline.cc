@@ -161,6 +161,9 @@ const std::vector<PassInfo>& RegisteredPasses() {
          o.fuse_chains = false;
          return CreateFuseElementwisePass(o);
        }},
+      {"match-rms-norm",
+       "match scale * x / sqrt(reduce_mean(x^2) + eps) (RMSNorm) into layer_norm {rms=1}",
+       [] { return CreateMatchRmsNormPass(); }},
       {"fuse-matmul-bias", "matmul + transposed weight + bias + gelu/relu -> fused_matmul",
        [] { return CreateFuseMatMulBiasPass(); }},
       {"fold-matmul-casts",
@@ -205,10 +208,12 @@ std::vector<std::string> DefaultPassList(std::string_view target) {
   // fuse-bias-grad after cse: dW's and db's views of the output gradient are one value then.
   // fold-norm-casts: only --precision plans have the casts it folds; after fuse-norm-grad-add,
   // whose addend is part of the dx it casts.
+  // match-rms-norm after cse (one x under the square and the division) and before
+  // fuse-elementwise (which would take the chain's tail); training plans had it before autodiff.
   std::vector<std::string> list = {"fold-param-casts", "fold-constants", "simplify",
                                    "fold-gemm-transpose", "annotate-causal", "cse",
-                                   "fuse-bias-grad", "fuse-norm-grad-add", "fold-norm-casts",
-                                   "fold-grad-casts", "dce"};
+                                   "match-rms-norm", "fuse-bias-grad", "fuse-norm-grad-add",
+                                   "fold-norm-casts", "fold-grad-casts", "dce"};
   if (target == "cpu") {
     // fuse-elementwise pays on CPU: a GPT-2-like MLP/residual block measured faster with it
     // (see tools/ptc_opt --bench and the passes report); it runs after cse so that duplicated

@@ -96,8 +96,9 @@ class SoftmaxKernel : public Kernel {
 template <typename T>
 class LayerNormKernel : public Kernel {
  public:
-  LayerNormKernel(int64_t rows, int64_t d, bool scale_bcast, int bias_mode, double eps)
-      : rows_(rows), d_(d), scale_bcast_(scale_bcast), bias_mode_(bias_mode), eps_(eps) {}
+  LayerNormKernel(int64_t rows, int64_t d, bool scale_bcast, int bias_mode, double eps, bool rms)
+      : rows_(rows), d_(d), scale_bcast_(scale_bcast), bias_mode_(bias_mode), eps_(eps),
+        rms_(rms) {}
 
   absl::Status Run(absl::Span<const void* const> inputs, absl::Span<void* const> outputs,
                    void*) override {
@@ -112,10 +113,13 @@ class LayerNormKernel : public Kernel {
       for (int64_t r = b; r < e; ++r) {
         const T* __restrict xr = x + r * d;
         T* __restrict yr = y + r * d;
-        // Two passes over a row that sits in L1/L2: exact mean, then centered variance.
+        // Two passes over a row that sits in L1/L2: exact mean, then centered variance (RMS:
+        // no centering, the mean of squares).
         T sum = 0;
+        if (!rms_) {
 #pragma omp simd reduction(+ : sum)
-        for (int64_t j = 0; j < d; ++j) sum += xr[j];
+          for (int64_t j = 0; j < d; ++j) sum += xr[j];
+        }
         const T mean = d ? sum / T(d) : T(0);
         T sq = 0;
 #pragma omp simd reduction(+ : sq)
@@ -150,6 +154,7 @@ class LayerNormKernel : public Kernel {
   bool scale_bcast_;
   int bias_mode_;  // 0 none, 1 one element, 2 full
   double eps_;
+  bool rms_;  // layer_norm {rms=1}: RMSNorm
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -326,6 +331,7 @@ KernelOr MakeLayerNormKernel(const ir::Node& node) {
   PTC_ASSIGN_OR_RETURN(int64_t axis, node.GetInt("axis", -1));
   PTC_ASSIGN_OR_RETURN(axis, NormalizedAxis(node, axis, t.rank()));
   PTC_ASSIGN_OR_RETURN(double eps, node.GetFloat("epsilon", 1e-5));
+  PTC_ASSIGN_OR_RETURN(int64_t rms, node.GetInt("rms", 0));
   int64_t rows = 1, d = 1;
   for (int64_t i = 0; i < axis; ++i) rows *= t.shape[i];
   for (int64_t i = axis; i < t.rank(); ++i) d *= t.shape[i];
@@ -356,8 +362,10 @@ KernelOr MakeLayerNormKernel(const ir::Node& node) {
   }
   bool scale_bcast = s.num_elements() != d;
   switch (t.dtype) {
-    case DType::kF32: return KernelPtr(new LayerNormKernel<float>(rows, d, scale_bcast, bias_mode, eps));
-    case DType::kF64: return KernelPtr(new LayerNormKernel<double>(rows, d, scale_bcast, bias_mode, eps));
+    case DType::kF32:
+      return KernelPtr(new LayerNormKernel<float>(rows, d, scale_bcast, bias_mode, eps, rms != 0));
+    case DType::kF64:
+      return KernelPtr(new LayerNormKernel<double>(rows, d, scale_bcast, bias_mode, eps, rms != 0));
     default:
       return Unsupported(node, absl::StrCat("dtype ", t.ToString(), " is not supported"));
   }

@@ -176,7 +176,8 @@ class LossGradKernel : public Kernel {
 template <typename T>
 class LayerNormGradKernel : public Kernel {
  public:
-  LayerNormGradKernel(int64_t rows, int64_t d, bool addend) : rows_(rows), d_(d), addend_(addend) {}
+  LayerNormGradKernel(int64_t rows, int64_t d, bool addend, bool rms)
+      : rows_(rows), d_(d), addend_(addend), rms_(rms) {}
   absl::Status Run(absl::Span<const void* const> inputs, absl::Span<void* const> outputs,
                    void*) override {
     const T* dy = static_cast<const T*>(inputs[0]);
@@ -205,7 +206,8 @@ class LayerNormGradKernel : public Kernel {
           sa += g;
           sb += g * (xr[j] - mu) * is;
         }
-        const T a = d ? sa / T(d) : T(0), bb = d ? sb / T(d) : T(0);
+        // RMSNorm has no centering, so no mean(g) term.
+        const T a = d && !rms_ ? sa / T(d) : T(0), bb = d ? sb / T(d) : T(0);
 #pragma omp simd
         for (int64_t j = 0; j < d; ++j) {
           o[j] = is * (gr[j] * scale[j] - a - (xr[j] - mu) * is * bb);
@@ -242,6 +244,7 @@ class LayerNormGradKernel : public Kernel {
  private:
   int64_t rows_, d_;
   bool addend_;
+  bool rms_;  // layer_norm_grad {rms=1}
 };
 
 // -------------------------------------------------------------------------------- gelu_grad
@@ -354,9 +357,10 @@ KernelOr MakeLayerNormGradKernel(const ir::Node& node) {
   if (addend && node.input(5)->type() != x) {
     return Invalid(node, "the addend must have x's type");
   }
+  PTC_ASSIGN_OR_RETURN(int64_t rms, node.GetInt("rms", 0));
   return DispatchFloat(node, x.dtype, [&](auto t) -> KernelOr {
     using T = decltype(t);
-    return KernelPtr(new LayerNormGradKernel<T>(rows, d, addend));
+    return KernelPtr(new LayerNormGradKernel<T>(rows, d, addend, rms != 0));
   });
 }
 

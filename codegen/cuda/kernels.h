@@ -146,8 +146,8 @@ cudaError_t LaunchSoftmax(DT dt, int64_t outer, int64_t n, int64_t inner, bool l
                           const void* in, void* out, cudaStream_t stream);
 // layer_norm over rows of `d` elements. scale / bias have d elements or one (`*_bcast`); bias
 // may be null; mean / inv_std_dev (f32, one per row) may be null. y is of out_dt: dt, or f16 /
-// bf16 for an f32 x (layer_norm {dtype}).
-cudaError_t LaunchLayerNorm(DT dt, DT out_dt, int64_t rows, int64_t d, double epsilon,
+// bf16 for an f32 x (layer_norm {dtype}). `rms` (layer_norm {rms=1}): RMSNorm, mean written as 0.
+cudaError_t LaunchLayerNorm(DT dt, DT out_dt, int64_t rows, int64_t d, double epsilon, bool rms,
                             const void* x, const void* scale, bool scale_bcast, const void* bias,
                             bool bias_bcast, void* y, float* mean, float* inv_std_dev,
                             cudaStream_t stream);
@@ -211,9 +211,10 @@ cudaError_t LaunchLossGrad(DT dt, bool softmax, const LossDesc& d, const void* d
 // per-chunk partials in scratch, then one thread per column). dy is of dy_dt: dt, or f16 /
 // bf16 for an f32 layer norm (fold-norm-casts). addend (dt, x's shape; may be null) is added
 // to dx (fuse-norm-grad-add). dx_low (may be null; only for an f32 layer norm with an f16 /
-// bf16 dy): dx rounded to dy_dt as well, the bits of a cast of dx (fold-norm-casts).
+// bf16 dy): dx rounded to dy_dt as well, the bits of a cast of dx (fold-norm-casts). `rms`
+// (layer_norm_grad {rms=1}): no mean(dy * scale) term in dx (mean holds the forward's zeros).
 size_t LayerNormGradWorkspaceBytes(DT dt, int64_t rows, int64_t d);
-cudaError_t LaunchLayerNormGrad(DT dt, DT dy_dt, int64_t rows, int64_t d, const void* dy,
+cudaError_t LaunchLayerNormGrad(DT dt, DT dy_dt, int64_t rows, int64_t d, bool rms, const void* dy,
                                 const void* x, const void* scale, const float* mean,
                                 const float* inv_std_dev, const void* addend, void* dx,
                                 void* dscale, void* dbias, void* dx_low, void* workspace,

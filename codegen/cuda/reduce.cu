@@ -92,11 +92,12 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// One block per row: exact mean, then the centered variance (the row stays in L1/L2). y is
-// of dtype O: D's, or f16 / bf16 for an f32 x (layer_norm {dtype}).
+// One block per row: exact mean, then the centered variance (the row stays in L1/L2); `rms`
+// (layer_norm {rms=1}): mean 0, the mean of squares. y is of dtype O: D's, or f16 / bf16 for
+// an f32 x (layer_norm {dtype}).
 template <DT D, DT O>
 __global__ void __launch_bounds__(kRowThreads)
-    LayerNormKernel(int64_t d, Acc<D> eps, const typename Ty<D>::S* __restrict__ x,
+    LayerNormKernel(int64_t d, Acc<D> eps, bool rms, const typename Ty<D>::S* __restrict__ x,
                     const typename Ty<D>::S* __restrict__ scale, bool scale_bcast,
                     const typename Ty<D>::S* __restrict__ bias, bool bias_bcast,
                     typename Ty<O>::S* __restrict__ y, float* __restrict__ mean_out,
@@ -107,8 +108,10 @@ __global__ void __launch_bounds__(kRowThreads)
   const typename Ty<D>::S* xr = x + row * d;
   typename Ty<O>::S* yr = y + row * d;
   A sum = 0;
-  for (int64_t j = threadIdx.x; j < d; j += blockDim.x) sum += Load<D>(xr, j);
-  sum = BlockReduce<A>(sum, /*kind=*/0, A(0), shm);
+  if (!rms) {  // uniform per launch: every thread takes the same branch (BlockReduce barriers)
+    for (int64_t j = threadIdx.x; j < d; j += blockDim.x) sum += Load<D>(xr, j);
+    sum = BlockReduce<A>(sum, /*kind=*/0, A(0), shm);
+  }
   const A mean = d ? sum / A(d) : A(0);
   A sq = 0;
   for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
@@ -206,7 +209,7 @@ __device__ __forceinline__ void LoadParam(const typename Ty<D>::S* p, bool bcast
 
 template <DT D, DT O, int V>
 __global__ void __launch_bounds__(kMaxRowGroup, kRowMinBlocks)
-    LayerNormRegKernel(uint32_t rows, uint32_t d, int group, float eps,
+    LayerNormRegKernel(uint32_t rows, uint32_t d, int group, float eps, bool rms,
                        const typename Ty<D>::S* __restrict__ x,
                        const typename Ty<D>::S* __restrict__ scale, bool scale_bcast,
                        const typename Ty<D>::S* __restrict__ bias, bool bias_bcast,
@@ -235,8 +238,9 @@ __global__ void __launch_bounds__(kMaxRowGroup, kRowMinBlocks)
         sum += v[s][j];
       }
     }
-    sum = GroupReduce<float>(sum, /*kind=*/0, 0.f, shm, group);
-    const float mean = sum / static_cast<float>(d);
+    // RMS (uniform per launch): no centering, one reduction fewer.
+    if (!rms) sum = GroupReduce<float>(sum, /*kind=*/0, 0.f, shm, group);
+    const float mean = rms ? 0.f : sum / static_cast<float>(d);
     float sq = 0;
 #pragma unroll
     for (int s = 0; s < kSteps; ++s) {
@@ -462,7 +466,8 @@ bool LaunchSoftmaxReg(int64_t rows, int64_t n, bool log_softmax, const void* in,
 }
 
 template <DT D, DT O>
-bool LaunchLayerNormReg(int64_t rows, int64_t d, double epsilon, const void* x, const void* scale,
+bool LaunchLayerNormReg(int64_t rows, int64_t d, double epsilon, bool rms, const void* x,
+                        const void* scale,
                         bool scale_bcast, const void* bias, bool bias_bcast, void* y, float* mean,
                         float* inv_std_dev, cudaStream_t stream) {
   using St = typename Ty<D>::S;
@@ -477,7 +482,7 @@ bool LaunchLayerNormReg(int64_t rows, int64_t d, double epsilon, const void* x, 
   const auto grid = PersistentGrid(LayerNormRegKernel<D, O, kVec<St>>, g.block, blocks);
   LayerNormRegKernel<D, O, kVec<St>><<<grid, g.block, 0, stream>>>(
       static_cast<uint32_t>(rows), static_cast<uint32_t>(d), g.group, static_cast<float>(epsilon),
-      static_cast<const St*>(x), static_cast<const St*>(scale), scale_bcast,
+      rms, static_cast<const St*>(x), static_cast<const St*>(scale), scale_bcast,
       static_cast<const St*>(bias), bias_bcast, static_cast<So*>(y), mean, inv_std_dev);
   return true;
 }
@@ -515,7 +520,7 @@ cudaError_t LaunchSoftmax(DT dt, int64_t outer, int64_t n, int64_t inner, bool l
   return cudaGetLastError();
 }
 
-cudaError_t LaunchLayerNorm(DT dt, DT out_dt, int64_t rows, int64_t d, double epsilon,
+cudaError_t LaunchLayerNorm(DT dt, DT out_dt, int64_t rows, int64_t d, double epsilon, bool rms,
                             const void* x, const void* scale, bool scale_bcast, const void* bias,
                             bool bias_bcast, void* y, float* mean, float* inv_std_dev,
                             cudaStream_t stream) {
@@ -525,13 +530,13 @@ cudaError_t LaunchLayerNorm(DT dt, DT out_dt, int64_t rows, int64_t d, double ep
   auto launch = [&](auto d_tag, auto o_tag) {
     constexpr DT D = decltype(d_tag)::value, O = decltype(o_tag)::value;
     if constexpr (D == DT::kF32 || D == DT::kF16 || D == DT::kBF16) {
-      if (LaunchLayerNormReg<D, O>(rows, d, epsilon, x, scale, scale_bcast, bias, bias_bcast, y,
-                                   mean, inv_std_dev, stream)) {
+      if (LaunchLayerNormReg<D, O>(rows, d, epsilon, rms, x, scale, scale_bcast, bias,
+                                   bias_bcast, y, mean, inv_std_dev, stream)) {
         return;
       }
     }
     LayerNormKernel<D, O><<<RowGrid(rows), kRowThreads, 0, stream>>>(
-        d, static_cast<Acc<D>>(epsilon), static_cast<const typename Ty<D>::S*>(x),
+        d, static_cast<Acc<D>>(epsilon), rms, static_cast<const typename Ty<D>::S*>(x),
         static_cast<const typename Ty<D>::S*>(scale), scale_bcast,
         static_cast<const typename Ty<D>::S*>(bias), bias_bcast,
         static_cast<typename Ty<O>::S*>(y), mean, inv_std_dev);

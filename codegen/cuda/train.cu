@@ -414,10 +414,11 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// One block per row: dx = istd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * scale.
+// One block per row: dx = istd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * scale; `rms`
+// (RMSNorm, mean = 0): dx = istd * (g - xhat * mean(g * xhat)).
 template <DT D, DT G>
 __global__ void __launch_bounds__(kThreads)
-    LnGradRowKernel(int64_t rows, int64_t d, const S<G>* __restrict__ dy,
+    LnGradRowKernel(int64_t rows, int64_t d, bool rms, const S<G>* __restrict__ dy,
                     const S<D>* __restrict__ x, const S<D>* __restrict__ scale,
                     const float* __restrict__ mean, const float* __restrict__ istd,
                     const S<D>* __restrict__ addend, S<D>* __restrict__ dx,
@@ -436,7 +437,7 @@ __global__ void __launch_bounds__(kThreads)
     }
     sa = BlockReduce<A>(sa, 0, A(0), shm);
     sb = BlockReduce<A>(sb, 0, A(0), shm);
-    const A a = sa / A(d), b = sb / A(d);
+    const A a = rms ? A(0) : sa / A(d), b = sb / A(d);  // RMSNorm: no mean(g) term
     // Every thread's reads of this row are done (the reductions above are barriers), so dx
     // may alias dy.
     for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
@@ -460,7 +461,7 @@ constexpr int kLnGradRegs = 64 / static_cast<int>(sizeof(S<D>));  // elements pe
 
 template <DT D, DT G>
 __global__ void __launch_bounds__(kMaxRowGroup, kRowMinBlocks)
-    LnGradRowRegKernel(uint32_t rows, uint32_t d, int group, const S<G>* __restrict__ dy,
+    LnGradRowRegKernel(uint32_t rows, uint32_t d, int group, bool rms, const S<G>* __restrict__ dy,
                        const S<D>* __restrict__ x, const S<D>* __restrict__ scale,
                        const float* __restrict__ mean, const float* __restrict__ istd,
                        const S<D>* __restrict__ addend, S<D>* dx, S<G>* __restrict__ dx_low) {
@@ -493,7 +494,7 @@ __global__ void __launch_bounds__(kMaxRowGroup, kRowMinBlocks)
     }
     sa = GroupReduce<float>(sa, 0, 0.f, shm, group);
     sb = GroupReduce<float>(sb, 0, 0.f, shm, group);
-    const float a = sa / static_cast<float>(d), b = sb / static_cast<float>(d);
+    const float a = rms ? 0.f : sa / static_cast<float>(d), b = sb / static_cast<float>(d);
     // Every read of this row is done (held in registers), so dx may alias dy.
 #pragma unroll
     for (int s = 0; s < kSteps; ++s) {
@@ -876,7 +877,8 @@ void LaunchLossGradElements(const LossDesc& d, bool softmax, const S<D>* dloss, 
 // pointer is aligned for 16-byte accesses, d is a multiple of the vector width and the row fits;
 // else the streaming LnGradRowKernel. dy of dtype G (see above).
 template <DT D, DT G>
-void LaunchLnGradRows(int64_t rows, int64_t d, const S<G>* dy, const S<D>* x, const S<D>* scale,
+void LaunchLnGradRows(int64_t rows, int64_t d, bool rms, const S<G>* dy, const S<D>* x,
+                      const S<D>* scale,
                       const float* mean, const float* istd, const S<D>* addend, S<D>* dx,
                       S<G>* dx_low, cudaStream_t stream) {
   if constexpr (D == DT::kF32 || D == DT::kF16 || D == DT::kBF16) {
@@ -891,20 +893,21 @@ void LaunchLnGradRows(int64_t rows, int64_t d, const S<G>* dy, const S<D>* x, co
         const int64_t blocks = (rows + g.rows_per_block - 1) / g.rows_per_block;
         LnGradRowRegKernel<D, G>
             <<<PersistentGrid(LnGradRowRegKernel<D, G>, g.block, blocks), g.block, 0, stream>>>(
-                static_cast<uint32_t>(rows), static_cast<uint32_t>(d), g.group, dy, x, scale,
+                static_cast<uint32_t>(rows), static_cast<uint32_t>(d), g.group, rms, dy, x, scale,
                 mean, istd, addend, dx, dx_low);
         return;
       }
     }
   }
-  LnGradRowKernel<D, G><<<RowGrid(rows), kThreads, 0, stream>>>(rows, d, dy, x, scale, mean,
+  LnGradRowKernel<D, G><<<RowGrid(rows), kThreads, 0, stream>>>(rows, d, rms, dy, x, scale, mean,
                                                                 istd, addend, dx, dx_low);
 }
 
 // layer_norm_grad of dtype D with dy of dtype G: column partials and their sum (dscale, dbias)
 // first, then dx (which may alias dy when G == D).
 template <DT D, DT G>
-void LaunchLnGrad(int64_t rows, int64_t d, const void* dy, const void* x, const void* scale,
+void LaunchLnGrad(int64_t rows, int64_t d, bool rms, const void* dy, const void* x,
+                  const void* scale,
                   const float* mean, const float* istd, const void* addend, void* dx,
                   void* dscale, void* dbias, void* dx_low, void* workspace, cudaStream_t stream) {
   using A = Acc<D>;
@@ -938,7 +941,8 @@ void LaunchLnGrad(int64_t rows, int64_t d, const void* dy, const void* x, const 
   LnGradColumnFinalKernel<D><<<GridFor(d, kThreads), kThreads, 0, stream>>>(
       d, chunks, ps, pb, static_cast<S<D>*>(dscale), static_cast<S<D>*>(dbias));
   if (rows > 0) {
-    LaunchLnGradRows<D, G>(rows, d, static_cast<const S<G>*>(dy), static_cast<const S<D>*>(x),
+    LaunchLnGradRows<D, G>(rows, d, rms, static_cast<const S<G>*>(dy),
+                           static_cast<const S<D>*>(x),
                            static_cast<const S<D>*>(scale), mean, istd,
                            static_cast<const S<D>*>(addend), static_cast<S<D>*>(dx),
                            static_cast<S<G>*>(dx_low), stream);
@@ -1080,7 +1084,7 @@ size_t LayerNormGradWorkspaceBytes(DT dt, int64_t rows, int64_t d) {
   return 2 * AccBytes(dt) * static_cast<size_t>(LnChunks(rows) * d);
 }
 
-cudaError_t LaunchLayerNormGrad(DT dt, DT dy_dt, int64_t rows, int64_t d, const void* dy,
+cudaError_t LaunchLayerNormGrad(DT dt, DT dy_dt, int64_t rows, int64_t d, bool rms, const void* dy,
                                 const void* x, const void* scale, const float* mean,
                                 const float* inv_std_dev, const void* addend, void* dx,
                                 void* dscale, void* dbias, void* dx_low, void* workspace,
@@ -1091,10 +1095,10 @@ cudaError_t LaunchLayerNormGrad(DT dt, DT dy_dt, int64_t rows, int64_t d, const 
   if (dy_dt != dt) {  // a low-precision dy of an f32 layer norm (fold-norm-casts)
     if (dt != DT::kF32) return cudaErrorInvalidValue;
     if (dy_dt == DT::kBF16) {
-      LaunchLnGrad<DT::kF32, DT::kBF16>(rows, d, dy, x, scale, mean, inv_std_dev, addend, dx,
+      LaunchLnGrad<DT::kF32, DT::kBF16>(rows, d, rms, dy, x, scale, mean, inv_std_dev, addend, dx,
                                         dscale, dbias, dx_low, workspace, stream);
     } else if (dy_dt == DT::kF16) {
-      LaunchLnGrad<DT::kF32, DT::kF16>(rows, d, dy, x, scale, mean, inv_std_dev, addend, dx,
+      LaunchLnGrad<DT::kF32, DT::kF16>(rows, d, rms, dy, x, scale, mean, inv_std_dev, addend, dx,
                                        dscale, dbias, dx_low, workspace, stream);
     } else {
       return cudaErrorInvalidValue;
@@ -1103,7 +1107,7 @@ cudaError_t LaunchLayerNormGrad(DT dt, DT dy_dt, int64_t rows, int64_t d, const 
   }
 #define PTC_LNG_CASE(DD)                                                                     \
   case DD:                                                                                   \
-    LaunchLnGrad<DD, DD>(rows, d, dy, x, scale, mean, inv_std_dev, addend, dx, dscale,       \
+    LaunchLnGrad<DD, DD>(rows, d, rms, dy, x, scale, mean, inv_std_dev, addend, dx, dscale,  \
                          dbias, nullptr, workspace, stream);                                 \
     break;
   switch (dt) {

@@ -116,8 +116,10 @@ absl::Status LayerNorm(RuleContext& c) {
   if (scale->type().shape != normalized) {
     scale = b.Op("expand", {scale}, {{"shape", normalized}});
   }
-  auto outs = b.OpN("layer_norm_grad", {c.dy[0], x, scale, c.out(1), c.out(2)},
-                    {{"axis", axis}}, 3);
+  PTC_ASSIGN_OR_RETURN(int64_t rms, c.node.GetInt("rms", 0));
+  ir::AttrMap attrs = {{"axis", axis}};
+  if (rms != 0) attrs["rms"] = rms;  // RMSNorm: no mean(dy * scale) term (ops_train.cc)
+  auto outs = b.OpN("layer_norm_grad", {c.dy[0], x, scale, c.out(1), c.out(2)}, attrs, 3);
   if (outs.size() != 3) return absl::OkStatus();  // the builder holds the error
   if (c.need[0]) c.dx[0] = outs[0];
   if (c.need[1]) c.dx[1] = b.Unbroadcast(outs[1], c.in(1)->type().shape);

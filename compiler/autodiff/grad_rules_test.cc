@@ -276,6 +276,16 @@ std::vector<Case> Cases() {
          return std::vector<Value*>{g.Op("layer_norm", {g.P({2, 3, 4}), g.P({3, 4}), g.P({3, 4})},
                                          {{"axis", int64_t{1}}, {"epsilon", 1e-5}})};
        }, 2e-6},
+      {"rms_norm", [](GraphMaker& g) {
+         return std::vector<Value*>{g.Op("layer_norm", {g.P({2, 3, 4}), g.P({3, 4})},
+                                         {{"axis", int64_t{1}}, {"epsilon", 1e-5},
+                                          {"rms", int64_t{1}}})};
+       }, 2e-6},
+      {"rms_norm_last_axis", [](GraphMaker& g) {
+         return std::vector<Value*>{g.Op("layer_norm", {g.P({3, 8}), g.P({8})},
+                                         {{"axis", int64_t{1}}, {"epsilon", 1e-6},
+                                          {"rms", int64_t{1}}})};
+       }, 2e-6},
       {"layer_norm_broadcast_scale", [](GraphMaker& g) {
          return std::vector<Value*>{g.Op("layer_norm", {g.P({2, 3, 4}), g.P({1}), g.P({1})},
                                          {{"axis", int64_t{1}}, {"epsilon", 1e-5}})};

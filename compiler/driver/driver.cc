@@ -87,6 +87,9 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
     passes::FuseElementwiseOptions gelu_only;
     gelu_only.fuse_chains = false;
     pre.Add(passes::CreateFuseElementwisePass(gelu_only));
+    // RMSNorm as one layer_norm {rms=1}: one kernel each way instead of six ops and their
+    // kept intermediates (Llama's two norms per layer).
+    pre.Add(passes::CreateMatchRmsNormPass());
     // Attention as one op before autodiff too: its gradient (attention_grad) recomputes the
     // softmax blockwise, so the step never keeps the B x H x T x T probabilities (GPT-2 small at
     // 16 x 1024: 9 GiB of the 26 GiB arena). fold-constants folds the not() that a keep-mask

@@ -225,6 +225,13 @@ InferResult InferLayerNorm(const Types& in, const AttrMap& attrs, int num_output
   PTC_RETURN_IF_ERROR(CheckAxis(axis, in[0].rank(), "axis", in[0]));
   PTC_ASSIGN_OR_RETURN(double eps, GetFloatAttr(attrs, "epsilon", 1e-5));
   if (!(eps >= 0)) return Invalid(absl::StrCat("attribute 'epsilon' must be >= 0, got ", eps));
+  PTC_ASSIGN_OR_RETURN(int64_t rms, GetIntAttr(attrs, "rms", 0));
+  if (rms != 0 && rms != 1) {
+    return Invalid(absl::StrCat("attribute 'rms' must be 0 or 1, got ", rms));
+  }
+  if (rms == 1 && in.size() == 3) {
+    return Invalid("an RMS norm (rms=1) has no bias: pass (x, scale)");
+  }
   const Shape& x = in[0].shape;
   Shape normalized(x.begin() + axis, x.end());
   for (size_t i = 1; i < in.size(); ++i) {

@@ -19,9 +19,13 @@
 //   matmul(a, b)                           numpy matmul (rank >= 1, batch dims broadcast)
 //   gemm(a, b [, c]) {alpha=1.0, beta=1.0, trans_a=0, trans_b=0}   a, b rank 2; c broadcasts
 //   softmax(x) {axis}  log_softmax(x) {axis}          opset-13 semantics (one axis)
-//   layer_norm(x, scale [, bias]) {axis, epsilon, dtype?} -> (y [, mean [, inv_std_dev]])
+//   layer_norm(x, scale [, bias]) {axis, epsilon, dtype?, rms=0} -> (y [, mean [, inv_std_dev]])
 //       normalizes over dims [axis, rank); mean / inv_std_dev are f32 with those dims as 1.
 //       y has x's dtype, or `dtype` = f16 / bf16 for an f32 x (computed in f32, rounded once).
+//       rms=1: RMSNorm (Llama, T5): y = x / sqrt(mean(x^2) + epsilon) * scale, no centering
+//       and no bias; `mean` is written as 0 and inv_std_dev is 1 / rms (made by
+//       match-rms-norm; the ONNX exporter writes the Pow / ReduceMean / Add / Sqrt / Div / Mul
+//       form).
 //   reduce_sum / reduce_mean / reduce_max / reduce_min (x) {axes=[...], keepdims=0|1}
 //       axes sorted, unique, non-negative; an empty list reduces every axis.
 //   reshape(x) {shape=[...]}               final static shape (no 0 / -1); same element count

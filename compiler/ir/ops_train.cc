@@ -19,6 +19,8 @@
 //       of the forward layer_norm; dscale and dbias have scale's type. dy has x's type, or is
 //       f16 / bf16 for an f32 x (widened exactly; dx is f32). With `addend` (x's type; made by
 //       fuse-norm-grad-add from the add of another gradient of the same value), dx includes it.
+//       {rms=1}: the gradients of layer_norm {rms=1} (RMSNorm): no mean(dy * scale) term in
+//       dx; the mean operand is the forward's (zeros); dbias is sum(dy), which nothing reads.
 //   gelu_grad(dy, x) {approximate="none"|"tanh"}       dy * gelu'(x); type of x.
 //   attention_grad(dy, q, k, v[, mask]) {scale, layout} -> (dq, dk, dv)
 //       The gradients of attention(q, k, v[, mask]) (ops_fused.cc) for the output gradient dy,
@@ -137,6 +139,10 @@ InferResult InferLayerNormGrad(const Types& in, const AttrMap& attrs, int num_ou
   PTC_RETURN_IF_ERROR(RequireFloat(in[1], "x"));
   PTC_ASSIGN_OR_RETURN(int64_t axis, GetIntAttr(attrs, "axis"));
   PTC_RETURN_IF_ERROR(CheckAxis(axis, in[1].rank(), "axis", in[1]));
+  PTC_ASSIGN_OR_RETURN(int64_t rms, GetIntAttr(attrs, "rms", 0));
+  if (rms != 0 && rms != 1) {
+    return Invalid(absl::StrCat("attribute 'rms' must be 0 or 1, got ", rms));
+  }
   // dy: x's type, or f16 / bf16 of x's shape for an f32 x (the cast of a --precision plan's
   // gradient up to f32, folded in by fold-norm-casts).
   const bool low_dy = in[1].dtype == DType::kF32 && IsHalfFloat(in[0].dtype);

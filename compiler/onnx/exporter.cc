@@ -112,6 +112,28 @@ class Exporter {
   }
   absl::Status ExportNode(const ir::Node& n);
   absl::Status ExportPtcNode(const ir::Node& n);
+  absl::Status ExportRmsNorm(const ir::Node& n, int64_t axis, double eps);
+  // A node `op_type`(inputs) -> one fresh output named after `base`; returns the output's name.
+  std::string Emit(const std::string& op_type, const std::vector<std::string>& inputs,
+                   const std::string& base) {
+    auto* p = graph_->add_node();
+    p->set_op_type(op_type);
+    for (const std::string& i : inputs) p->add_input(i);
+    const std::string out = FreshName(base);
+    p->add_output(out);
+    last_ = p;
+    return out;
+  }
+  onnx::NodeProto* last_ = nullptr;  // the node Emit made last
+  // An f32 scalar as a Constant node (not an initializer: those import as weights).
+  std::string ScalarConstant(const std::string& base, float v) {
+    const std::string out = Emit("Constant", {}, base);
+    auto* a = last_->add_attribute();
+    a->set_name("value");
+    a->set_type(onnx::AttributeProto::TENSOR);
+    TensorToProto(ir::Tensor::FromVector<float>(ir::DType::kF32, {}, {v}), "", a->mutable_t());
+    return out;
+  }
 
   const ir::Module& module_;
   onnx::ModelProto model_;
@@ -120,6 +142,65 @@ class Exporter {
   std::set<std::string> node_names_;
   bool uses_ptc_domain_ = false;
 };
+
+// layer_norm {rms=1} (RMSNorm) as the ONNX ops of its definition, in x's dtype (opset 17 has
+// no RMSNormalization): y = scale * (x / Sqrt(ReduceMean(x * x) + epsilon)) [then a Cast for
+// {dtype}]; mean = 0 * ReduceMean and inv_std_dev = Reciprocal(Sqrt(...)) where requested.
+absl::Status Exporter::ExportRmsNorm(const ir::Node& n, int64_t axis, double eps) {
+  const ir::TensorType& xt = n.input(0)->type();
+  const std::string x = n.input(0)->name(), y = n.output(0)->name();
+  std::vector<int64_t> axes;
+  for (int64_t a = axis; a < xt.rank(); ++a) axes.push_back(a);
+  const std::string sq = Emit("Mul", {x, x}, y + "_sq");
+  const std::string mean = Emit("ReduceMean", {sq}, y + "_ms");
+  AttrInts(last_, "axes", axes);
+  AttrI(last_, "keepdims", 1);
+  std::string eps_name = ScalarConstant(y + "_eps", static_cast<float>(eps));
+  if (xt.dtype != ir::DType::kF32) {
+    eps_name = Emit("Cast", {eps_name}, y + "_eps_cast");
+    AttrI(last_, "to", DTypeToOnnx(xt.dtype));
+  }
+  const std::string rms = Emit("Sqrt", {Emit("Add", {mean, eps_name}, y + "_ms_eps")}, y + "_rms");
+  const std::string norm = Emit("Div", {x, rms}, y + "_normalized");
+  const bool cast = n.output(0)->type().dtype != xt.dtype;
+  auto* p = graph_->add_node();
+  p->set_op_type("Mul");
+  p->add_input(norm);
+  p->add_input(n.input(1)->name());
+  p->add_output(cast ? FreshName(y + "_scaled") : y);
+  if (cast) {  // {dtype} (fold-norm-casts)
+    auto* c = graph_->add_node();
+    c->set_op_type("Cast");
+    c->add_input(p->output(0));
+    c->add_output(y);
+    AttrI(c, "to", DTypeToOnnx(n.output(0)->type().dtype));
+  }
+  if (n.num_outputs() > 1 && !n.output(1)->name().empty()) {  // mean: 0 (f32, as the IR's)
+    std::string m = mean;
+    if (xt.dtype != ir::DType::kF32) {
+      m = Emit("Cast", {mean}, y + "_ms_f32");
+      AttrI(last_, "to", DTypeToOnnx(ir::DType::kF32));
+    }
+    const std::string zero = ScalarConstant(y + "_zero", 0.f);
+    auto* z = graph_->add_node();
+    z->set_op_type("Mul");
+    z->add_input(m);
+    z->add_input(zero);
+    z->add_output(n.output(1)->name());
+  }
+  if (n.num_outputs() > 2) {
+    std::string r = rms;
+    if (xt.dtype != ir::DType::kF32) {
+      r = Emit("Cast", {rms}, y + "_rms_f32");
+      AttrI(last_, "to", DTypeToOnnx(ir::DType::kF32));
+    }
+    auto* inv = graph_->add_node();
+    inv->set_op_type("Reciprocal");
+    inv->add_input(r);
+    inv->add_output(n.output(2)->name());
+  }
+  return absl::OkStatus();
+}
 
 absl::Status Exporter::ExportPtcNode(const ir::Node& n) {
   uses_ptc_domain_ = true;
@@ -211,6 +292,8 @@ absl::Status Exporter::ExportNode(const ir::Node& n) {
   if (op == "layer_norm") {
     PTC_ASSIGN_OR_RETURN(int64_t axis, n.GetInt("axis"));
     PTC_ASSIGN_OR_RETURN(double eps, n.GetFloat("epsilon", 1e-5));
+    PTC_ASSIGN_OR_RETURN(int64_t rms, n.GetInt("rms", 0));
+    if (rms != 0) return ExportRmsNorm(n, axis, eps);
     auto* p = NewNode(n, "LayerNormalization");
     AttrI(p, "axis", axis);
     AttrF(p, "epsilon", eps);

@@ -490,14 +490,14 @@ KernelOr MakeSoftmax(const ir::Node& node) {
 
 class LayerNormKernel final : public DeviceKernel {
  public:
-  LayerNormKernel(k::DT dt, k::DT out_dt, int64_t rows, int64_t d, double eps, bool scale_bcast,
-                  bool has_bias, bool bias_bcast)
-      : dt_(dt), out_dt_(out_dt), rows_(rows), d_(d), eps_(eps), scale_bcast_(scale_bcast),
-        has_bias_(has_bias), bias_bcast_(bias_bcast) {}
+  LayerNormKernel(k::DT dt, k::DT out_dt, int64_t rows, int64_t d, double eps, bool rms,
+                  bool scale_bcast, bool has_bias, bool bias_bcast)
+      : dt_(dt), out_dt_(out_dt), rows_(rows), d_(d), eps_(eps), rms_(rms),
+        scale_bcast_(scale_bcast), has_bias_(has_bias), bias_bcast_(bias_bcast) {}
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
                       absl::Span<void* const> out, void*) override {
     return LaunchStatus(
-        k::LaunchLayerNorm(dt_, out_dt_, rows_, d_, eps_, in[0], in[1], scale_bcast_,
+        k::LaunchLayerNorm(dt_, out_dt_, rows_, d_, eps_, rms_, in[0], in[1], scale_bcast_,
                            has_bias_ ? in[2] : nullptr, bias_bcast_, out[0],
                            out.size() > 1 ? static_cast<float*>(out[1]) : nullptr,
                            out.size() > 2 ? static_cast<float*>(out[2]) : nullptr, ctx.stream),
@@ -508,7 +508,7 @@ class LayerNormKernel final : public DeviceKernel {
   k::DT dt_, out_dt_;
   int64_t rows_, d_;
   double eps_;
-  bool scale_bcast_, has_bias_, bias_bcast_;
+  bool rms_, scale_bcast_, has_bias_, bias_bcast_;
 };
 
 KernelOr MakeLayerNorm(const ir::Node& node) {
@@ -521,6 +521,7 @@ KernelOr MakeLayerNorm(const ir::Node& node) {
   if (axis < 0) axis += t.rank();
   if (axis < 0 || axis > t.rank()) return Invalid(node, "bad axis");
   PTC_ASSIGN_OR_RETURN(double eps, node.GetFloat("epsilon", 1e-5));
+  PTC_ASSIGN_OR_RETURN(int64_t rms, node.GetInt("rms", 0));
   int64_t rows = 1, d = 1;
   for (int64_t i = 0; i < axis; ++i) rows *= t.shape[i];
   for (int64_t i = axis; i < t.rank(); ++i) d *= t.shape[i];
@@ -530,6 +531,7 @@ KernelOr MakeLayerNorm(const ir::Node& node) {
                                       t.ToString()));
   }
   bool has_bias = node.num_inputs() == 3, bias_bcast = false;
+  if (has_bias && rms != 0) return Invalid(node, "an RMS norm (rms=1) has no bias");
   if (has_bias) {
     const ir::TensorType& b = node.input(2)->type();
     if (b.dtype != t.dtype || (b.num_elements() != d && b.num_elements() != 1)) {
@@ -551,7 +553,8 @@ KernelOr MakeLayerNorm(const ir::Node& node) {
                                       " must have x's dtype, or f16 / bf16 for an f32 x"));
   }
   return std::unique_ptr<DeviceKernel>(new LayerNormKernel(
-      ToDT(t.dtype), ToDT(y), rows, d, eps, s.num_elements() != d, has_bias, bias_bcast));
+      ToDT(t.dtype), ToDT(y), rows, d, eps, rms != 0, s.num_elements() != d, has_bias,
+      bias_bcast));
 }
 
 class ReduceKernel final : public DeviceKernel {

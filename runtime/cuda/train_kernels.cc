@@ -177,15 +177,15 @@ KernelOr MakeLossGrad(const ir::Node& node) {
 // --------------------------------------------------------------------------- layer_norm_grad
 class LayerNormGradKernel final : public DeviceKernel {
  public:
-  LayerNormGradKernel(k::DT dt, k::DT dy_dt, int64_t rows, int64_t d)
-      : dt_(dt), dy_dt_(dy_dt), rows_(rows), d_(d) {}
+  LayerNormGradKernel(k::DT dt, k::DT dy_dt, int64_t rows, int64_t d, bool rms)
+      : dt_(dt), dy_dt_(dy_dt), rows_(rows), d_(d), rms_(rms) {}
   size_t WorkspaceBytes() const override {
     return k::LayerNormGradWorkspaceBytes(dt_, rows_, d_);
   }
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
                       absl::Span<void* const> out, void* workspace) override {
     return LaunchStatus(
-        k::LaunchLayerNormGrad(dt_, dy_dt_, rows_, d_, in[0], in[1], in[2],
+        k::LaunchLayerNormGrad(dt_, dy_dt_, rows_, d_, rms_, in[0], in[1], in[2],
                                static_cast<const float*>(in[3]), static_cast<const float*>(in[4]),
                                in.size() > 5 ? in[5] : nullptr, out[0], out[1], out[2],
                                out.size() > 3 ? out[3] : nullptr, workspace, ctx.stream),
@@ -195,6 +195,7 @@ class LayerNormGradKernel final : public DeviceKernel {
  private:
   k::DT dt_, dy_dt_;
   int64_t rows_, d_;
+  bool rms_;
 };
 
 KernelOr MakeLayerNormGrad(const ir::Node& node) {
@@ -225,8 +226,9 @@ KernelOr MakeLayerNormGrad(const ir::Node& node) {
                                         rows, "), got ", t.ToString()));
     }
   }
+  PTC_ASSIGN_OR_RETURN(int64_t rms, node.GetInt("rms", 0));
   return std::unique_ptr<DeviceKernel>(
-      new LayerNormGradKernel(ToDT(x.dtype), ToDT(dy.dtype), rows, d));
+      new LayerNormGradKernel(ToDT(x.dtype), ToDT(dy.dtype), rows, d, rms != 0));
 }
 
 // ---------------------------------------------------------------------------------- gelu_grad

@@ -38,10 +38,11 @@ namespace {
 using ir::DType;
 using ir::TensorType;
 
-// kLabel: [0, index_range); kStep: an integer step count in [1, 20] (as float); kCausal: a bool
+// kLabel: [0, index_range); kStep: an integer step count in [1, 20] (as float); kZero: zeros
+// (an RMS norm's mean); kCausal: a bool
 // attention mask over its last two dims [.., Tq, Tk], true (masked) where key j > i + Tk - Tq.
 enum class Gen { kNormal, kPositive, kSmallInt, kNonZeroInt, kBool, kIndex, kLabel, kStep,
-                 kCausal };
+                 kCausal, kZero };
 
 struct Case {
   std::string name;
@@ -796,6 +797,8 @@ std::vector<Case> Cases() {
         cs.push_back({"layer_norm_rows_" + w, "layer_norm",
                       {T(dt, {5, n}), T(dt, {n}), T(dt, {n})},
                       {{"axis", int64_t{1}}, {"epsilon", 1e-5}}, 3});
+        cs.push_back({"rms_norm_rows_" + w, "layer_norm", {T(dt, {5, n}), T(dt, {n})},
+                      {{"axis", int64_t{1}}, {"epsilon", 1e-5}, {"rms", int64_t{1}}}, 3});
         Case g{"layer_norm_grad_rows_" + w, "layer_norm_grad",
                {T(dt, {6, n}), T(dt, {6, n}), T(dt, {n}), T(f32, {6, 1}), T(f32, {6, 1})},
                {{"axis", int64_t{1}}}, 3};
@@ -803,8 +806,23 @@ std::vector<Case> Cases() {
         g.tolerance_scale = dt == f32 ? 30 : 2;
         g.ref_in_f32 = dt != f32;
         cs.push_back(g);
+        // RMSNorm's gradient: no mean(g) term; the mean operand as the forward writes it (0).
+        g.name = "rms_norm_grad_rows_" + w;
+        g.attrs["rms"] = int64_t{1};
+        g.gens[3] = Gen::kZero;
+        cs.push_back(g);
       }
     }
+    // RMSNorm on the streaming kernels (f64; a row that is not a multiple of the vector; a
+    // low-precision y from an f32 x) and its gradient with a bf16 dy and dx_low.
+    cs.push_back({"rms_norm_streaming_f64", "layer_norm", {T(f64, {3, 40}), T(f64, {40})},
+                  {{"axis", int64_t{1}}, {"epsilon", 1e-6}, {"rms", int64_t{1}}}, 3});
+    cs.push_back({"rms_norm_streaming_1001_f32", "layer_norm", {T(f32, {4, 1001}), T(f32, {1001})},
+                  {{"axis", int64_t{1}}, {"rms", int64_t{1}}}, 3});
+    cs.push_back({"rms_norm_two_axes_f32", "layer_norm", {T(f32, {3, 4, 5}), T(f32, {4, 5})},
+                  {{"axis", int64_t{1}}, {"epsilon", 1e-3}, {"rms", int64_t{1}}}});
+    cs.push_back({"rms_norm_f32_to_bf16_rows", "layer_norm", {T(f32, {512, 2048}), T(f32, {2048})},
+                  {{"axis", int64_t{1}}, {"dtype", DType::kBF16}, {"rms", int64_t{1}}}, 3});
     cs.push_back({"softmax_rows_many_bf16", "softmax", {T(bf16, {4096, 768})},
                   {{"axis", int64_t{1}}}});
     cs.push_back({"softmax_rows_streaming_9000_f32", "softmax", {T(f32, {3, 9000})},
@@ -922,6 +940,7 @@ ir::Tensor Random(const TensorType& t, Gen gen, int64_t index_range, std::mt1993
       case Gen::kIndex: v = double(index(rng)); break;
       case Gen::kLabel: v = double(label(rng)); break;
       case Gen::kStep: v = double(step(rng)); break;
+      case Gen::kZero: break;
       case Gen::kCausal: {
         const int64_t tk = t.shape[t.rank() - 1], tq = t.rank() >= 2 ? t.shape[t.rank() - 2] : 1;
         v = i % tk > (i / tk) % tq + tk - tq ? 1 : 0;

@@ -258,7 +258,8 @@ INSTANTIATE_TEST_SUITE_P(E2e, GptLossReference,
 // (c) Smoke: the seq2seq and llama builders with --loss train end to end.
 
 absl::StatusOr<plan::Plan> CompileBuilt(const onnx::ModelProto& model, const std::string& label,
-                                        const std::map<std::string, int64_t>& dims) {
+                                        const std::map<std::string, int64_t>& dims,
+                                        const std::string& passes = "default") {
   onnx_import::ImportOptions io;
   io.dims = dims;
   PTC_ASSIGN_OR_RETURN(auto module,
@@ -270,6 +271,7 @@ absl::StatusOr<plan::Plan> CompileBuilt(const onnx::ModelProto& model, const std
   o.train_options.lr = 3e-3;
   o.train_options.weight_decay = 0.01;
   o.train_options.grad_clip = 1.0;
+  o.passes = passes;
   return driver::CompileModule(std::move(module), o);
 }
 
@@ -339,6 +341,52 @@ TEST(TrainSmoke, LlamaLossFalls) {
   auto plan = CompileBuilt(*model, "llama", {{"batch", 4}, {"seq", 16}});
   ASSERT_TRUE(plan.ok()) << plan.status();
   ExpectLossFalls(*plan, 64, "llama");
+}
+
+}  // namespace
+}  // namespace ptc
+
+namespace ptc {
+namespace {
+
+// Llama's fused forms (match-rms-norm: RMSNorm as layer_norm {rms=1}, one layer_norm_grad
+// {rms=1} in the backward; and whatever else the default passes fuse) train the same numbers as
+// the exported op-by-op graph: losses of 5 AdamW steps to rtol 1e-5.
+TEST(TrainFused, LlamaDefaultPassesMatchNoPasses) {
+  auto config = models::LlamaPreset("tiny");
+  ASSERT_TRUE(config.ok()) << config.status();
+  config->vocab = 64;
+  config->dim = 32;
+  config->heads = 4;
+  config->kv_heads = 2;
+  config->ffn = 64;
+  config->layers = 2;
+  config->seq = 16;
+  config->with_loss = true;
+  auto model = models::BuildLlama(*config);
+  ASSERT_TRUE(model.ok()) << model.status();
+  const std::map<std::string, int64_t> dims = {{"batch", 4}, {"seq", 16}};
+  auto fused = CompileBuilt(*model, "llama", dims, "default");
+  ASSERT_TRUE(fused.ok()) << fused.status();
+  auto plain = CompileBuilt(*model, "llama", dims, "none");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  int rms = 0, rms_grad = 0;
+  for (const auto& n : fused->module->main()->nodes()) {
+    if (n->op() == "layer_norm" && n->GetInt("rms", 0).value_or(0) == 1) ++rms;
+    if (n->op() == "layer_norm_grad" && n->GetInt("rms", 0).value_or(0) == 1) ++rms_grad;
+  }
+  EXPECT_EQ(rms, 5) << "two norms per layer and the final one";
+  EXPECT_EQ(rms_grad, 5);
+  const auto batch = RandomBatch(*plain, 64);
+  auto a = TrainSteps(*plain, batch, 5);
+  ASSERT_TRUE(a.ok()) << a.status();
+  auto b = TrainSteps(*fused, batch, 5);
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_EQ(a->losses.size(), b->losses.size());
+  for (size_t s = 0; s < a->losses.size(); ++s) {
+    EXPECT_NEAR(a->losses[s], b->losses[s], 1e-5 * std::fabs(a->losses[s]))
+        << "loss of step " << s + 1;
+  }
 }
 
 }  // namespace
