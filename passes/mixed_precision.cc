@@ -7,11 +7,15 @@
 //         v, weights, a gemm / fused_matmul bias, an additive attention mask; a bool mask stays)
 //         and the output is low. The GEMMs are where the tensor-core rate is.
 //   f32:  softmax log_softmax layer_norm reduce_* softmax_ce_loss nll_loss exp log pow sqrt
-//         reciprocal erf tanh sigmoid (and the training ops of ops_train.cc): low operands are
-//         cast back to f32 (ranges, sums and exponentials lose too much in 8 mantissa bits).
+//         reciprocal erf tanh (and the training ops of ops_train.cc): low operands are
+//         cast back to f32 (ranges, sums and exponentials lose too much in 8 mantissa bits;
+//         erf / tanh: the steps of an exported GELU that match-gelu did not take).
 //         There are no cumulative ops in the IR yet; cumsum would join this list.
-//   follow: everything else (add mul sub div where gelu relu concat reshape transpose split
-//         slice gather expand identity dropout cast ...). When every float operand is low the op
+//   follow: everything else (add mul sub div where gelu relu sigmoid concat reshape transpose
+//         split slice gather expand identity dropout cast ...). sigmoid follows as in
+//         autocast (not on its fp32 list; the kernels compute it in f32 and round once): a
+//         Llama SwiGLU, x * sigmoid(x) * up, stays in bf16 instead of keeping three f32
+//         [B, T, ffn] tensors per layer for the backward. When every float operand is low the op
 //         stays low; when low and f32 operands meet, the low ones are cast up and the op computes
 //         in f32. As in PyTorch's type promotion, a rank-0 operand (a scale, an epsilon) does not
 //         count: `mul(%s_bf16, 0.125)` stays bf16 with the scalar cast down; nor do weights
@@ -70,7 +74,7 @@ OpClass Classify(std::string_view op) {
   static const auto* f32 = new std::set<std::string_view>{
       "softmax", "log_softmax", "layer_norm", "reduce_sum", "reduce_mean", "reduce_max",
       "reduce_min", "softmax_ce_loss", "nll_loss", "exp", "log", "pow", "sqrt", "reciprocal", "erf",
-      "tanh", "sigmoid",
+      "tanh",
       // Training ops (when the pass runs on a step built elsewhere): their kernels want f32.
       "softmax_ce_loss_grad", "nll_loss_grad", "layer_norm_grad", "adamw_update", "sgd_update",
       "lr_schedule"};
