@@ -59,6 +59,10 @@ struct FuseElementwiseOptions {
 };
 std::unique_ptr<Pass> CreateFuseElementwisePass(FuseElementwiseOptions options = {});
 
+// The exported rotate-half rotary embedding (slices / muls / sub / add / concat) -> rotary
+// (match_rotary.cc).
+std::unique_ptr<Pass> CreateMatchRotaryPass();
+
 // matmul (+ transposed 2-D weight) (+ bias [N]) (+ gelu/relu) -> fused_matmul.
 std::unique_ptr<Pass> CreateFuseMatMulBiasPass();
 std::unique_ptr<Pass> CreateFuseResidualAddPass();

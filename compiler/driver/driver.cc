@@ -87,6 +87,9 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
     passes::FuseElementwiseOptions gelu_only;
     gelu_only.fuse_chains = false;
     pre.Add(passes::CreateFuseElementwisePass(gelu_only));
+    // Rotary embeddings as one op: the backward is one inverse rotation per q / k instead of
+    // slice_grad / concat / reduce chains (passes/match_rotary.cc).
+    if (options.match_rotary) pre.Add(passes::CreateMatchRotaryPass());
     // Attention as one op before autodiff too: its gradient (attention_grad) recomputes the
     // softmax blockwise, so the step never keeps the B x H x T x T probabilities (GPT-2 small at
     // 16 x 1024: 9 GiB of the 26 GiB arena). fold-constants folds the not() that a keep-mask
@@ -133,6 +136,9 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
   popts.dump_dir = options.dump_dir;
   passes::Pipeline pipeline(popts);
   PTC_ASSIGN_OR_RETURN(auto pass_list, passes::CreatePasses(options.passes));
+  if (!options.match_rotary) {
+    std::erase_if(pass_list, [](const auto& p) { return p->name() == "match-rotary"; });
+  }
   for (auto& p : pass_list) pipeline.Add(std::move(p));
   // The CUDA backward reads each attention's saved log-sum-exp instead of running the flash
   // forward again; the CPU one recomputes its probabilities from the scores either way.

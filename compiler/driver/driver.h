@@ -49,6 +49,9 @@ struct CompileOptions {
   // --target cuda: attention reads q, k, v as slots of the QKV projection's output
   // (passes/pack_qkv.cc); false keeps the split / concat (comparisons).
   bool pack_qkv = true;
+  // Rotary embeddings as one op (passes/match_rotary.cc), before autodiff and in the default
+  // CPU pipeline; false keeps the exported slice / mul / concat chains (comparisons).
+  bool match_rotary = true;
   std::string nvrtc_library;
 };
 

@@ -93,6 +93,7 @@ struct CompileArgs {
   std::string cuda_arch = "sm_90";
   bool no_cuda_codegen = false;
   bool no_pack_qkv = false;
+  bool no_match_rotary = false;
 };
 
 int Compile(const CompileArgs& a) {
@@ -124,6 +125,7 @@ int Compile(const CompileArgs& a) {
   opts.cuda_arch = a.cuda_arch;
   opts.cuda_codegen = !a.no_cuda_codegen;
   opts.pack_qkv = !a.no_pack_qkv;
+  opts.match_rotary = !a.no_match_rotary;
   opts.print_sink = [](const std::string& pass, const std::string& ir) {
     std::fprintf(stderr, "// ----- IR after %s -----\n%s", pass.c_str(), ir.c_str());
   };
@@ -586,6 +588,9 @@ int main(int argc, char** argv) {
   compile->add_flag("--no-pack-qkv", ca.no_pack_qkv,
                     "--target cuda: keep the split / concat around attention instead "
                     "of reading q, k, v as slots of the QKV projection's output (comparisons)");
+  compile->add_flag("--no-match-rotary", ca.no_match_rotary,
+                    "keep the exported rotary-embedding slices / products / concats instead of "
+                    "one rotary op each (comparisons)");
   compile->add_option("--dim", ca.dims, "bind a symbolic dim: NAME=N (repeatable)");
   compile->add_option("--passes", ca.passes,
                       "comma-separated pass list, 'default' or 'none'; '-NAME' drops a pass listed before it (default,-fuse-residual-add)")->capture_default_str();
