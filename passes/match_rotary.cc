@@ -294,11 +294,14 @@ class MatchRotaryPass : public FunctionPass {
     ir::Value* table = nullptr;
   };
 
+  // Both operands of `n` products with a slice: a candidate (declines are counted from here).
   static bool IsProductOfHalf(const ir::Node* n) {
     for (int i = 0; i < 2 && n->num_inputs() == 2; ++i) {
       ir::Node* p = n->input(i)->producer();
       if (p == nullptr || p->op() != "mul" || p->num_inputs() != 2) return false;
-      if (!HalfOf(p->input(0)) && !HalfOf(p->input(1))) return false;
+      const ir::Node* a = p->input(0)->producer();
+      const ir::Node* b = p->input(1)->producer();
+      if ((a == nullptr || a->op() != "slice") && (b == nullptr || b->op() != "slice")) return false;
     }
     return n->num_inputs() == 2;
   }

@@ -11,7 +11,8 @@
 //         cast back to f32 (ranges, sums and exponentials lose too much in 8 mantissa bits).
 //         There are no cumulative ops in the IR yet; cumsum would join this list.
 //   follow: everything else (add mul sub div where gelu relu concat reshape transpose split
-//         slice gather expand identity dropout cast ...). When every float operand is low the op
+//         slice gather expand identity dropout cast rotary ...; rotary decided by x alone, its
+//         cos / sin tables kept f32). When every float operand is low the op
 //         stays low; when low and f32 operands meet, the low ones are cast up and the op computes
 //         in f32. As in PyTorch's type promotion, a rank-0 operand (a scale, an epsilon) does not
 //         count: `mul(%s_bf16, 0.125)` stays bf16 with the scalar cast down; nor do weights
@@ -154,6 +155,9 @@ class MixedPrecisionPass : public Pass {
       for (size_t i = 0; i < original.size(); ++i) {
         if (Ours(original[i])) ours.push_back(i);
       }
+      // rotary follows x alone: its cos / sin tables stay as they are (f32: the kernels read
+      // them widened; rounding them to bf16 would perturb every angle).
+      if (n->op() == "rotary") std::erase_if(ours, [](size_t i) { return i != 0; });
       bool compute_low = false;
       if (!ours.empty() && n->op() != "cast") {
         switch (Classify(n->op())) {
