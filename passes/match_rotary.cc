@@ -301,7 +301,9 @@ class MatchRotaryPass : public FunctionPass {
       if (p == nullptr || p->op() != "mul" || p->num_inputs() != 2) return false;
       const ir::Node* a = p->input(0)->producer();
       const ir::Node* b = p->input(1)->producer();
-      if ((a == nullptr || a->op() != "slice") && (b == nullptr || b->op() != "slice")) return false;
+      const bool slice_a = a != nullptr && a->op() == "slice";
+      const bool slice_b = b != nullptr && b->op() == "slice";
+      if (!slice_a && !slice_b) return false;
     }
     return n->num_inputs() == 2;
   }

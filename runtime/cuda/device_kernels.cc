@@ -810,8 +810,9 @@ class RotaryKernel final : public DeviceKernel {
   RotaryKernel(k::DT dt, k::DT table_dt, k::RotaryDesc d) : dt_(dt), table_dt_(table_dt), d_(d) {}
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
                       absl::Span<void* const> out, void*) override {
-    return LaunchStatus(k::LaunchRotary(dt_, table_dt_, d_, in[0], in[1], in[2], out[0], ctx.stream),
-                        "LaunchRotary");
+    return LaunchStatus(
+        k::LaunchRotary(dt_, table_dt_, d_, in[0], in[1], in[2], out[0], ctx.stream),
+        "LaunchRotary");
   }
 
  private:
@@ -844,7 +845,8 @@ KernelOr MakeRotary(const ir::Node& node) {
   ir::Shape lead(half.begin(), half.end() - 1);
   std::vector<int64_t> lead_strides(strides.begin(), strides.end() - 1);
   if (!Simplify(lead, {&lead_strides})) {
-    return Unsupported(node, absl::StrCat("tables broadcast over more than ", k::kMaxRank, " dims"));
+    return Unsupported(node,
+                       absl::StrCat("tables broadcast over more than ", k::kMaxRank, " dims"));
   }
   k::RotaryDesc d;
   PTC_ASSIGN_OR_RETURN(int64_t inverse, node.GetInt("inverse", 0));

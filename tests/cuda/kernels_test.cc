@@ -114,7 +114,8 @@ std::vector<Case> Cases() {
   // ([B, 1, T, D/2]), both directions.
   {
     const ir::AttrMap inv = {{"inverse", int64_t{1}}};
-    cs.push_back({"rotary_f32", "rotary", {T(f32, {2, 3, 16, 8}), T(f32, {16, 4}), T(f32, {16, 4})}});
+    cs.push_back(
+        {"rotary_f32", "rotary", {T(f32, {2, 3, 16, 8}), T(f32, {16, 4}), T(f32, {16, 4})}});
     cs.push_back({"rotary_f32_inverse", "rotary",
                   {T(f32, {2, 3, 16, 8}), T(f32, {16, 4}), T(f32, {16, 4})}, inv});
     cs.push_back({"rotary_bf16_f32_tables", "rotary",
