@@ -53,6 +53,18 @@ absl::Status DecoderBuilder::MapNode(const ir::Node& n) {
   const std::string& op = n.op();
   const ir::OpDef* def = ir::FindOp(op);
   if (def != nullptr && def->elementwise) return Elementwise(n);
+  if (op == "rotary") {
+    // Per position like an elementwise op: the cos / sin tables (broadcasting to x's half) are
+    // indexed at pos, as the exported chain's products index them. The rotated (last) axis
+    // must not be the sequence, and x must not be scores over the keys.
+    const Info& x = InfoOf(n.input(0));
+    if (x.k >= 0 || x.s == n.input(0)->type().rank() - 1 || InfoOf(n.input(1)).positional() ||
+        InfoOf(n.input(2)).positional()) {
+      return Error(&n, "rotates along the sequence axis or over keys, or its cos / sin tables "
+                       "depend on the input");
+    }
+    return Elementwise(n);
+  }
   if (op == "matmul") return MatMul(n);
   if (op == "fused_matmul") return FusedMatMul(n);
   if (op == "attention") return Attention(n);

@@ -7,8 +7,8 @@
 // (trans_b) + matmul + add (bias) + activation; attention -> transposes (layout "bthd"),
 // matmul(q, k^T), mul(scale), where(mask, -inf, s) or add(mask), softmax, matmul(p, v);
 // gemm_bgrad -> gemm + reduce_sum (+ casts to its dtype / bias_dtype); gemm_gelu_grad -> gemm
-// + gelu_grad; a fused_matmul's second output (the activation's input) is the add (or matmul)
-// before its activation.
+// + gelu_grad; rotary -> slices, muls, sub, add and concat; a fused_matmul's second output
+// (the activation's input) is the add (or matmul) before its activation.
 // Training ops (gather_grad, adamw_update, assign, ...) have no ONNX form and stay as they are.
 //
 // Preconditions: the module verifies. Runs only for export (it undoes the fusions, so the
@@ -215,6 +215,39 @@ absl::StatusOr<std::vector<ir::Value*>> LowerGemmBgrad(Emitter& e, const ir::Nod
   return std::vector<ir::Value*>{y, db};
 }
 
+// rotary -> the chain match-rotary takes: slices of x's halves, concat(x1 cos - x2 sin,
+// x2 cos + x1 sin); tables of another dtype (f32 with bf16 x) cast to x's, sin negated for
+// inverse=1.
+absl::StatusOr<ir::Value*> LowerRotary(Emitter& e, const ir::Node& n) {
+  ir::Value* x = n.input(0);
+  const ir::Shape& shape = x->type().shape;
+  const int64_t r = static_cast<int64_t>(shape.size()), d = shape.back(), h = d / 2;
+  ir::Value* halves[2];
+  for (int i = 0; i < 2; ++i) {
+    std::vector<int64_t> starts(r, 0), ends = shape, steps(r, 1);
+    starts.back() = i * h;
+    ends.back() = (i + 1) * h;
+    PTC_ASSIGN_OR_RETURN(halves[i], e.Op("slice", {x}, {{"starts", starts}, {"ends", ends},
+                                                        {"steps", steps}}));
+  }
+  ir::Value* c = n.input(1);
+  ir::Value* s = n.input(2);
+  if (c->type().dtype != x->type().dtype) {
+    PTC_ASSIGN_OR_RETURN(c, e.Op("cast", {c}, {{"to", x->type().dtype}}));
+    PTC_ASSIGN_OR_RETURN(s, e.Op("cast", {s}, {{"to", x->type().dtype}}));
+  }
+  if (n.GetInt("inverse", 0).value_or(0) != 0) {
+    PTC_ASSIGN_OR_RETURN(s, e.Op("neg", {s}));
+  }
+  PTC_ASSIGN_OR_RETURN(ir::Value* a, e.Op("mul", {halves[0], c}));
+  PTC_ASSIGN_OR_RETURN(ir::Value* b, e.Op("mul", {halves[1], s}));
+  PTC_ASSIGN_OR_RETURN(ir::Value* o1, e.Op("sub", {a, b}));
+  PTC_ASSIGN_OR_RETURN(ir::Value* p, e.Op("mul", {halves[1], c}));
+  PTC_ASSIGN_OR_RETURN(ir::Value* q, e.Op("mul", {halves[0], s}));
+  PTC_ASSIGN_OR_RETURN(ir::Value* o2, e.Op("add", {p, q}));
+  return e.Op("concat", {o1, o2}, {{"axis", r - 1}});
+}
+
 absl::StatusOr<ir::Value*> LowerAttention(Emitter& e, const ir::Node& n) {
   PTC_ASSIGN_OR_RETURN(std::string layout, n.GetString("layout", "bhtd"));
   ir::Value* q = n.input(0);
@@ -296,7 +329,7 @@ class LowerFusedPass final : public Pass {
         }
         const std::string& op = n->op();
         if (op == "gelu" || op == "fused_elementwise" || op == "fused_matmul" ||
-            op == "attention" || op == "gemm_bgrad" || op == "gemm_gelu_grad") {
+            op == "attention" || op == "gemm_bgrad" || op == "gemm_gelu_grad" || op == "rotary") {
           targets.push_back(n.get());
         }
       }
@@ -318,6 +351,8 @@ class LowerFusedPass final : public Pass {
           r = outs[0];
         } else if (n->op() == "gemm_gelu_grad") {
           r = LowerGemmGeluGrad(e, *n);
+        } else if (n->op() == "rotary") {
+          r = LowerRotary(e, *n);
         } else {
           r = LowerAttention(e, *n);
         }

@@ -62,6 +62,9 @@ std::unique_ptr<Pass> CreateFuseElementwisePass(FuseElementwiseOptions options =
 // scale * x / sqrt(mean(x^2) + eps) (RMSNorm as exported) -> layer_norm {rms=1}.
 // match_rms_norm.cc.
 std::unique_ptr<Pass> CreateMatchRmsNormPass();
+// The exported rotate-half rotary embedding (slices / muls / sub / add / concat) -> rotary
+// (match_rotary.cc).
+std::unique_ptr<Pass> CreateMatchRotaryPass();
 
 // matmul (+ transposed 2-D weight) (+ bias [N]) (+ gelu/relu) -> fused_matmul.
 std::unique_ptr<Pass> CreateFuseMatMulBiasPass();

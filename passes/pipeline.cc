@@ -164,6 +164,9 @@ const std::vector<PassInfo>& RegisteredPasses() {
       {"match-rms-norm",
        "match scale * x / sqrt(reduce_mean(x^2) + eps) (RMSNorm) into layer_norm {rms=1}",
        [] { return CreateMatchRmsNormPass(); }},
+      {"match-rotary",
+       "x1*cos - x2*sin, x2*cos + x1*sin concatenated (or x*cos + rotate_half(x)*sin) -> rotary",
+       [] { return CreateMatchRotaryPass(); }},
       {"fuse-matmul-bias", "matmul + transposed weight + bias + gelu/relu -> fused_matmul",
        [] { return CreateFuseMatMulBiasPass(); }},
       {"fold-matmul-casts",
@@ -222,6 +225,7 @@ std::vector<std::string> DefaultPassList(std::string_view target) {
     // fuse-elementwise, which would otherwise take the bias adds and the attention scaling.
     // Measured on bench/ (GPT, batch 8 x 128): see bench/README.md.
     list.push_back("match-gelu");
+    list.push_back("match-rotary");  // training plans matched it before autodiff already
     list.push_back("fuse-matmul-bias");
     list.push_back("fuse-residual-add");
     list.push_back("fold-matmul-casts");  // after fuse-residual-add: its f32 form first

@@ -222,6 +222,7 @@ constexpr OpEntry kOps[] = {
     {"gemm", MakeGemmKernel, true},
     {"gemm_bgrad", MakeGemmBgradKernel, true},
     {"gemm_gelu_grad", MakeGemmGeluGradKernel, true},
+    {"rotary", MakeRotaryKernel, true},
     {"attention", MakeAttentionKernel, false},
     {"attention_grad", MakeAttentionGradKernel, false},
     {"linear_ce_loss", MakeLinearCeLossKernel, false},

@@ -310,6 +310,23 @@ std::vector<Ref> Reference(const std::string& op, const AttrMap& a, const std::v
     }
     return {out};
   }
+  if (op == "rotary") {  // the exported chain: concat(x1 cos - x2 sin, x2 cos + x1 sin)
+    const Shape& s = in[0].shape;
+    const int64_t d = s.back(), h = d / 2;
+    Shape half = s;
+    half.back() = h;
+    const double sign = IntAttr(a, "inverse", 0) ? -1 : 1;  // inverse: sin negated
+    Ref out{dt, s, std::vector<double>(in[0].v.size())};
+    for (int64_t e = 0; e < Numel(half); ++e) {
+      const int64_t t = BroadcastIndex(Unravel(e, half), in[1].shape);
+      const double c = in[1].v[t], sn = sign * in[2].v[t];
+      const int64_t row = e / h, i = e % h;
+      const double x1 = in[0].v[row * d + i], x2 = in[0].v[row * d + h + i];
+      out.v[row * d + i] = x1 * c - x2 * sn;
+      out.v[row * d + h + i] = x2 * c + x1 * sn;
+    }
+    return {out};
+  }
   if (op == "gemm_bgrad") {  // the gemm and the reduce_sum it replaces, in their dtypes
     Ref y = Reference("gemm", {{"trans_a", int64_t{IntAttr(a, "trans_a", 0)}}}, {in[0], in[1]},
                       1)[0];
@@ -651,6 +668,24 @@ std::vector<Case> AllCases() {
   cs.push_back({"gelu", {{"approximate", std::string("none")}}, {F64({8, 10})}});
   cs.push_back({"gelu", {{"approximate", std::string("tanh")}}, {F32({64, 768})}});
   cs.push_back({"gelu", {{"approximate", std::string("tanh")}}, {F64({8, 10})}});
+  // rotary: tables [T, D/2] broadcast over batch and heads, per batch, one angle; f64 x with
+  // f32 tables; f16 / bf16 x (through the f32 kernel); both directions; an odd head size.
+  {
+    const AttrMap inv = {{"inverse", int64_t{1}}};
+    cs.push_back({"rotary", {}, {F32({2, 3, 16, 8}), F32({16, 4}), F32({16, 4})}});
+    cs.push_back({"rotary", inv, {F32({2, 3, 16, 8}), F32({16, 4}), F32({16, 4})}});
+    cs.push_back({"rotary", {}, {F32({2, 3, 5, 64}), F32({2, 1, 5, 32}), F32({2, 1, 5, 32})}});
+    cs.push_back({"rotary", inv, {F32({7, 2}), F32({1}), F32({1})}});
+    cs.push_back({"rotary", {}, {F64({3, 4, 6}), F64({4, 3}), F64({4, 3})}});
+    cs.push_back({"rotary", inv, {F64({3, 4, 6}), F32({4, 3}), F32({4, 3})}});
+    cs.push_back({"rotary", {}, {In{DType::kBF16, {2, 6, 16}}, F32({6, 8}), F32({6, 8})}});
+    cs.push_back({"rotary", inv,
+                  {In{DType::kF16, {2, 6, 16}}, In{DType::kF16, {6, 8}}, In{DType::kF16, {6, 8}}}});
+    Case odd{"rotary", {}, {F32({2, 3}), F32({2, 1}), F32({2, 1})}};
+    odd.error = "D even";
+    odd.out_types = {TensorType{DType::kF32, {2, 3}}};
+    cs.push_back(odd);
+  }
   // where: full and broadcast conditions, any value dtype.
   cs.push_back({"where", {}, {Bool({3, 4}), F32({3, 4}), F32({3, 4})}});
   cs.push_back({"where", {}, {Bool({1, 1, 4, 4}), F32({}), F32({2, 3, 4, 4})}});

@@ -125,6 +125,22 @@ cudaError_t LaunchFused(DT dt, const FusedDesc* device_desc, const FusedOperands
 cudaError_t LaunchTrilu(int elem_bytes, int64_t batch, int64_t rows, int64_t cols, bool upper,
                         int64_t k, const void* in, void* out, cudaStream_t stream);
 
+// rotary (compiler/ir/ops_fused.cc) on x viewed as [rows, 2 * half]: the tables' element
+// offset of (row, pair i) is the row's leading index times lead_strides plus i * pair_stride.
+// x / y of dtype dt (f32, f16, bf16, f64), the tables of table_dt (f32 or dt); computed in f32
+// (f64 for f64) and rounded once.
+struct RotaryDesc {
+  int32_t rank = 0;                     // leading dims, merged (<= kMaxRank)
+  int32_t inverse = 0;                  // 1: sin negated
+  int64_t rows = 0;
+  int64_t half = 0;
+  int64_t lead_shape[kMaxRank] = {};
+  int64_t lead_strides[kMaxRank] = {};  // the tables' strides (0: broadcast)
+  int64_t pair_stride = 0;              // 0 or 1
+};
+cudaError_t LaunchRotary(DT dt, DT table_dt, const RotaryDesc& d, const void* x, const void* cos,
+                         const void* sin, void* y, cudaStream_t stream);
+
 cudaError_t LaunchStridedCopy(int elem_bytes, const CopyDesc& d, const void* in, void* out,
                               cudaStream_t stream);
 // gather on data viewed as [outer, axis_dim, inner] with `num_indices` indices: out is

@@ -3,6 +3,7 @@
 // over broadcast dims (GradBuilder::Unbroadcast).
 #include <cmath>
 
+#include "absl/strings/str_cat.h"
 #include "compiler/autodiff/grad_builder.h"
 #include "compiler/support/status.h"
 
@@ -168,6 +169,21 @@ absl::Status Trilu(RuleContext& c) {
   return absl::OkStatus();
 }
 
+// rotary is a rotation of each (x1, x2) pair: its transpose, the rotation by the opposite
+// angle, maps dy to dx. The cos / sin tables are treated as constants.
+absl::Status Rotary(RuleContext& c) {
+  if (c.need[1] || c.need[2]) {
+    return absl::UnimplementedError(absl::StrCat(
+        "autodiff: ", c.node.Describe(), ": the loss depends on rotary's cos / sin tables, "
+        "which have no gradient rule (make them constants, or freeze what computes them)"));
+  }
+  const int64_t inverse = c.node.GetInt("inverse", 0).value_or(0);
+  ir::AttrMap attrs;
+  if (inverse == 0) attrs["inverse"] = int64_t{1};
+  c.dx[0] = c.b.Op("rotary", {c.dy[0], c.in(1), c.in(2)}, std::move(attrs));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 void AddElementwiseRules(RuleMap& rules) {
@@ -192,6 +208,7 @@ void AddElementwiseRules(RuleMap& rules) {
   rules["cast"] = Cast;
   rules["dropout"] = Dropout;
   rules["trilu"] = Trilu;
+  rules["rotary"] = Rotary;
 }
 
 }  // namespace ptc::autodiff::internal

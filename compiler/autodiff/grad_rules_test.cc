@@ -365,6 +365,17 @@ std::vector<Case> Cases() {
          return g.OpN("softmax_ce_loss", {g.P({3, 4}), labels},
                       {{"reduction", std::string("sum")}}, 1);
        }},
+      // rotary: dx is the inverse rotation of dy (tables constants, broadcast over the batch).
+      {"rotary", [](GraphMaker& g) {
+         return std::vector<Value*>{
+             g.Op("rotary", {g.P({2, 3, 6}), g.Random({3, 3}), g.Random({3, 3})})};
+       }},
+      {"rotary_inverse_of_rotary", [](GraphMaker& g) {
+         Value* c = g.Random({1, 2});
+         Value* s = g.Random({1, 2});
+         Value* y = g.Op("rotary", {g.P({3, 4}), c, s}, {{"inverse", int64_t{1}}});
+         return std::vector<Value*>{g.Op("rotary", {g.Op("mul", {y, y}), c, s})};
+       }},
       {"nll_loss_mean_weights", [](GraphMaker& g) {
          Value* labels = g.Ints({4}, {1, 7, 0, 2});
          Value* w = g.Const(ir::Tensor::FromVector(DType::kF64, {3}, std::vector<double>{0.5, 1, 2}));
@@ -409,6 +420,19 @@ TEST(AppendGradientsTest, UnreachableAndIntegerInputsHaveNoGradient) {
   EXPECT_NE((*g)[0], nullptr);
   EXPECT_EQ((*g)[1], nullptr);
   EXPECT_EQ((*g)[2], nullptr);
+}
+
+TEST(AppendGradientsTest, RotaryTablesHaveNoGradient) {
+  ir::Function f("main");
+  Value* x = f.AddParam("x", {DType::kF64, {2, 4}});
+  Value* c = f.AddParam("cos", {DType::kF64, {2, 2}});
+  Value* y = f.AddNode("rotary", {x, c, c}, {{DType::kF64, {2, 4}}}, {}, "/rope")->output(0);
+  Value* l = f.AddNode("reduce_sum", {y}, {{DType::kF64, {}}},
+                       {{"axes", Ints{}}, {"keepdims", int64_t{0}}})->output(0);
+  auto g = AppendGradients(f, l, {x, c});
+  ASSERT_FALSE(g.ok());
+  EXPECT_NE(g.status().message().find("cos / sin"), std::string::npos) << g.status();
+  EXPECT_NE(g.status().message().find("/rope"), std::string::npos) << g.status();
 }
 
 TEST(AppendGradientsTest, FusedOpIsAPreconditionError) {

@@ -1,8 +1,11 @@
 #include "compiler/driver/driver.h"
 
 #include <chrono>
+#include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "codegen/cpu/kernel.h"
 #include "compiler/ir/verifier.h"
 #include "compiler/onnx/exporter.h"
@@ -79,26 +82,39 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
     // Before mixed precision too (inference with --precision): the casts it places around
     // the f32 softmax would hide the attention pattern from fuse-attention (and the causal
     // mask from the KV-cache decoder's rules).
+    // The fusions below honor "-NAME" in --passes ("default,-match-rotary"), as the pipeline
+    // after autodiff does: a plan without one of them, for comparisons.
+    std::set<std::string> dropped;
+    for (absl::string_view part : absl::StrSplit(options.passes, ',')) {
+      part = absl::StripAsciiWhitespace(part);
+      if (!part.empty() && part[0] == '-') dropped.insert(std::string(part.substr(1)));
+    }
     passes::Pipeline pre;
+    auto fusion = [&](std::unique_ptr<passes::Pass> pass) {
+      if (!dropped.count(std::string(pass->name()))) pre.Add(std::move(pass));
+    };
     pre.Add(passes::CreateFoldConstantsPass());
     pre.Add(passes::CreateSimplifyPass());
     pre.Add(passes::CreateCsePass());
     pre.Add(passes::CreateDcePass());
     passes::FuseElementwiseOptions gelu_only;
     gelu_only.fuse_chains = false;
-    pre.Add(passes::CreateFuseElementwisePass(gelu_only));
+    fusion(passes::CreateFuseElementwisePass(gelu_only));
     // RMSNorm as one layer_norm {rms=1}: one kernel each way instead of six ops and their
     // kept intermediates (Llama's two norms per layer).
-    pre.Add(passes::CreateMatchRmsNormPass());
+    fusion(passes::CreateMatchRmsNormPass());
+    // Rotary embeddings as one op: the backward is one inverse rotation per q / k instead of
+    // slice_grad / concat / reduce chains (passes/match_rotary.cc).
+    fusion(passes::CreateMatchRotaryPass());
     // Attention as one op before autodiff too: its gradient (attention_grad) recomputes the
     // softmax blockwise, so the step never keeps the B x H x T x T probabilities (GPT-2 small at
     // 16 x 1024: 9 GiB of the 26 GiB arena). fold-constants folds the not() that a keep-mask
     // (true = attend) gets.
-    pre.Add(passes::CreateFuseAttentionPass());
+    fusion(passes::CreateFuseAttentionPass());
     // The LM head and its loss as one op: neither the N x V logits nor their log-probs and
     // gradients are stored (passes/fuse_linear_ce.cc); with --precision bf16 / fp16 its GEMMs
     // run in the low dtype, the softmax in f32.
-    pre.Add(passes::CreateFuseLinearCePass());
+    fusion(passes::CreateFuseLinearCePass());
     pre.Add(passes::CreateFoldConstantsPass());
     pre.Add(passes::CreateDcePass());
     PTC_RETURN_IF_ERROR(pre.Run(*module));

@@ -94,6 +94,21 @@
 //   Example (GPT-2's MLP: dh from the down-projection's output gradient, bf16):
 //       %dh = gemm_gelu_grad(%dy, %w, %h) {approximate="tanh", trans_b=1} : bf16[16384,3072]
 //            (%dy: bf16[16384,768], %w: bf16[3072,768], %h: bf16[16384,3072])
+//
+//   rotary(x, cos, sin) {inverse=0|1}
+//       Rotary position embedding in the rotate-half form (Llama, GPT-NeoX): with
+//       x1 = x[..., :D/2] and x2 = x[..., D/2:],
+//         y = concat(x1 * cos - x2 * sin, x2 * cos + x1 * sin, axis=-1)
+//       made by passes/match_rotary.cc from the exported slice / mul / sub / add / concat chain.
+//       inverse=1 rotates by the opposite angle (sin negated): the transpose of the rotation,
+//       hence its gradient, dx = rotary(dy, cos, sin) {inverse=1}. x: [..., D] float, D even;
+//       cos, sin: one type, f32 or x's dtype, broadcasting (numpy) to x[..., :D/2]'s shape
+//       (typically [T, D/2] against [B, H, T, D]). Output: x's type; computed in f32 (f64 for
+//       f64 x) and rounded once. inverse defaults to 0. Kernels: codegen/cpu/rotary.cc,
+//       codegen/cuda/rotary.cu.
+//   Example (Llama attention, 4 heads of 64, positions 0..127):
+//       %q.rot = rotary(%q, %cos, %sin) : bf16[8,4,128,64]
+//            (%q: bf16[8,4,128,64], %cos, %sin: f32[128,32])
 #include "compiler/ir/ops_fused.h"
 
 #include <cmath>
@@ -396,6 +411,41 @@ absl::StatusOr<std::vector<TensorType>> InferGemmGeluGrad(const std::vector<Tens
   return std::vector<TensorType>{y};
 }
 
+absl::StatusOr<std::vector<TensorType>> InferRotary(const std::vector<TensorType>& in,
+                                                    const AttrMap& attrs, int num_outputs) {
+  if (num_outputs != 1) return absl::InvalidArgumentError("rotary has one output");
+  PTC_ASSIGN_OR_RETURN(int64_t inverse, GetIntAttr(attrs, "inverse", 0));
+  if (inverse != 0 && inverse != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("attribute 'inverse' must be 0 or 1, got ", inverse));
+  }
+  const TensorType& x = in[0];
+  const TensorType& cos = in[1];
+  const TensorType& sin = in[2];
+  if (!IsFloat(x.dtype) || x.rank() < 1 || x.shape.back() % 2 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "x must be a float tensor whose last dim (the head size) is even, got ", x.ToString()));
+  }
+  if (cos != sin) {
+    return absl::InvalidArgumentError(absl::StrCat("cos and sin must have one type, got ",
+                                                   cos.ToString(), " and ", sin.ToString()));
+  }
+  if (cos.dtype != x.dtype && cos.dtype != DType::kF32) {
+    return absl::InvalidArgumentError(absl::StrCat("cos and sin must be f32 or x's dtype ",
+                                                   std::string(DTypeName(x.dtype)), ", got ",
+                                                   cos.ToString()));
+  }
+  Shape half = x.shape;
+  half.back() /= 2;
+  absl::StatusOr<Shape> b = BroadcastShapes(half, cos.shape);
+  if (!b.ok() || *b != half) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cos and sin ", cos.ToString(), " must broadcast to x's half ", ShapeToString(half),
+        " (x ", x.ToString(), "): one value per position and rotated pair"));
+  }
+  return std::vector<TensorType>{x};
+}
+
 }  // namespace
 
 absl::StatusOr<AttentionProblem> DescribeAttention(const std::vector<TensorType>& operands,
@@ -520,6 +570,7 @@ const std::vector<OpDef>& FusedOpDefs() {
       {.name = "gemm_bgrad", .min_inputs = 2, .max_inputs = 2, .min_outputs = 2,
        .max_outputs = 2, .infer = InferGemmBgrad},
       {.name = "gemm_gelu_grad", .min_inputs = 3, .max_inputs = 3, .infer = InferGemmGeluGrad},
+      {.name = "rotary", .min_inputs = 3, .max_inputs = 3, .infer = InferRotary},
   };
   return *defs;
 }

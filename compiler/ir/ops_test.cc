@@ -334,6 +334,25 @@ TEST(Ops, GemmBgrad) {
   ExpectError("gemm_bgrad", {bf_x, bf_dy}, ta, {"2 outputs"}, 1);
 }
 
+// rotary: x's type out; tables f32 or x's dtype, one type for both, broadcasting to x's half.
+TEST(Ops, Rotary) {
+  const TensorType x = T(DType::kBF16, {2, 4, 16, 64});
+  EXPECT_EQ(Infer("rotary", {x, F32({16, 32}), F32({16, 32})}), (std::vector{x}));
+  EXPECT_EQ(Infer("rotary", {x, T(DType::kBF16, {2, 1, 16, 32}), T(DType::kBF16, {2, 1, 16, 32})},
+                  {{"inverse", int64_t{1}}}),
+            (std::vector{x}));
+  EXPECT_EQ(Infer("rotary", {F32({3, 2}), F32({1}), F32({1})}), (std::vector{F32({3, 2})}));
+  ExpectError("rotary", {F32({2, 5}), F32({2, 2}), F32({2, 2})}, {}, {"even", "f32[2,5]"});
+  ExpectError("rotary", {x, F32({16, 64}), F32({16, 64})}, {}, {"broadcast", "[2,4,16,32]"});
+  ExpectError("rotary", {x, F32({32, 32}), F32({32, 32})}, {}, {"broadcast"});
+  ExpectError("rotary", {x, F32({16, 32}), T(DType::kBF16, {16, 32})}, {}, {"one type"});
+  ExpectError("rotary", {x, T(DType::kF16, {16, 32}), T(DType::kF16, {16, 32})}, {},
+              {"f32 or x's dtype"});
+  ExpectError("rotary", {T(DType::kI64, {2, 4}), F32({2}), F32({2})}, {}, {"float"});
+  ExpectError("rotary", {F32({2, 4}), F32({2}), F32({2})}, {{"inverse", int64_t{2}}},
+              {"inverse", "0 or 1"});
+}
+
 // fuse-gelu-aux's forms: fused_matmul's second output (the GELU's input, gelu activations
 // only) and gemm_gelu_grad (pre is the product's [M, N] of its dtype).
 TEST(Ops, GeluAuxForms) {

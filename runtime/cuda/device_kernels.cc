@@ -808,6 +808,63 @@ class HostFallbackKernel final : public DeviceKernel {
   std::vector<char> workspace_;
 };
 
+class RotaryKernel final : public DeviceKernel {
+ public:
+  RotaryKernel(k::DT dt, k::DT table_dt, k::RotaryDesc d) : dt_(dt), table_dt_(table_dt), d_(d) {}
+  absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
+                      absl::Span<void* const> out, void*) override {
+    return LaunchStatus(
+        k::LaunchRotary(dt_, table_dt_, d_, in[0], in[1], in[2], out[0], ctx.stream),
+        "LaunchRotary");
+  }
+
+ private:
+  k::DT dt_, table_dt_;
+  k::RotaryDesc d_;
+};
+
+// rotary(x, cos, sin): x as [rows, D]; the tables' broadcast strides over x's leading dims
+// (merged) and over the pairs.
+KernelOr MakeRotary(const ir::Node& node) {
+  if (node.num_inputs() != 3 || node.num_outputs() != 1) {
+    return Invalid(node, "takes x, cos, sin and has one output");
+  }
+  const ir::TensorType& x = node.input(0)->type();
+  const ir::TensorType& t = node.input(1)->type();
+  const bool dt_ok = x.dtype == DType::kF32 || x.dtype == DType::kF16 ||
+                     x.dtype == DType::kBF16 || x.dtype == DType::kF64;
+  if (!dt_ok || (t.dtype != DType::kF32 && t.dtype != x.dtype)) {
+    return Unsupported(node, absl::StrCat("x ", x.ToString(), " with tables ", t.ToString()));
+  }
+  if (node.input(2)->type() != t || x.rank() < 1 || x.shape.back() % 2 != 0 ||
+      t.rank() > x.rank()) {
+    return Invalid(node, absl::StrCat("needs x [..., D] with D even and one type for cos and sin "
+                                      "broadcasting to x's half, got ", x.ToString(), " and ",
+                                      t.ToString()));
+  }
+  ir::Shape half = x.shape;
+  half.back() /= 2;
+  const std::vector<int64_t> strides = ir::BroadcastStrides(t.shape, half);
+  ir::Shape lead(half.begin(), half.end() - 1);
+  std::vector<int64_t> lead_strides(strides.begin(), strides.end() - 1);
+  if (!Simplify(lead, {&lead_strides})) {
+    return Unsupported(node,
+                       absl::StrCat("tables broadcast over more than ", k::kMaxRank, " dims"));
+  }
+  k::RotaryDesc d;
+  PTC_ASSIGN_OR_RETURN(int64_t inverse, node.GetInt("inverse", 0));
+  d.inverse = inverse != 0;
+  d.half = half.back();
+  d.rows = d.half == 0 ? 0 : ir::NumElements(half) / d.half;
+  d.pair_stride = strides.back();
+  d.rank = static_cast<int32_t>(lead.size());
+  for (size_t i = 0; i < lead.size(); ++i) {
+    d.lead_shape[i] = lead[i];
+    d.lead_strides[i] = lead_strides[i];
+  }
+  return std::unique_ptr<DeviceKernel>(new RotaryKernel(ToDT(x.dtype), ToDT(t.dtype), d));
+}
+
 using Factory = KernelOr (*)(const ir::Node&);
 
 const std::map<std::string_view, Factory>& Factories() {
@@ -830,6 +887,7 @@ const std::map<std::string_view, Factory>& Factories() {
     }
     (*m)["trilu"] = MakeTrilu;
     (*m)["fused_elementwise"] = MakeFused;
+    (*m)["rotary"] = MakeRotary;
     return m;
   }();
   return *f;

@@ -111,6 +111,28 @@ std::vector<Case> Cases() {
   cs.push_back({"gelu_f32", "gelu", {T(f32, {16, 64})}});
   cs.push_back({"gelu_tanh_f32", "gelu", {T(f32, {16, 64})}, {{"approximate", std::string("tanh")}}});
   cs.push_back({"gelu_bf16", "gelu", {T(bf16, {16, 64})}});
+  // rotary: tables f32 or x's dtype, broadcast over batch and heads ([T, D/2]) or per batch
+  // ([B, 1, T, D/2]), both directions.
+  {
+    const ir::AttrMap inv = {{"inverse", int64_t{1}}};
+    cs.push_back(
+        {"rotary_f32", "rotary", {T(f32, {2, 3, 16, 8}), T(f32, {16, 4}), T(f32, {16, 4})}});
+    cs.push_back({"rotary_f32_inverse", "rotary",
+                  {T(f32, {2, 3, 16, 8}), T(f32, {16, 4}), T(f32, {16, 4})}, inv});
+    cs.push_back({"rotary_bf16_f32_tables", "rotary",
+                  {T(bf16, {2, 4, 12, 64}), T(f32, {12, 32}), T(f32, {12, 32})}});
+    cs.push_back({"rotary_bf16_inverse", "rotary",
+                  {T(bf16, {2, 4, 12, 64}), T(bf16, {12, 32}), T(bf16, {12, 32})}, inv});
+    cs.push_back({"rotary_f16_f16_tables", "rotary",
+                  {T(f16, {3, 10, 16}), T(f16, {10, 8}), T(f16, {10, 8})}});
+    cs.push_back({"rotary_f16_f32_tables_inverse", "rotary",
+                  {T(f16, {3, 10, 16}), T(f32, {10, 8}), T(f32, {10, 8})}, inv});
+    cs.push_back({"rotary_f32_per_batch_tables", "rotary",
+                  {T(f32, {2, 3, 5, 8}), T(f32, {2, 1, 5, 4}), T(f32, {2, 1, 5, 4})}});
+    cs.push_back({"rotary_f64_f32_tables", "rotary",
+                  {T(f64, {4, 6}), T(f32, {4, 3}), T(f32, {4, 3})}, inv});
+    cs.push_back({"rotary_f32_one_angle", "rotary", {T(f32, {7, 2}), T(f32, {1}), T(f32, {1})}});
+  }
   // where / cast / trilu.
   cs.push_back({"where_f32", "where", {T(b, {4, 1}), T(f32, {1, 5}), T(f32, {4, 5})}, {}, 1,
                 {Gen::kBool, Gen::kNormal, Gen::kNormal}});

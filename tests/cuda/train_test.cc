@@ -751,5 +751,74 @@ TEST(CudaTraining, Fp16LossScaledCurveWithinThreePercentOfFp32) {
               scale, updates, worst_late);
 }
 
+// match-rotary on the GPU: a tiny Llama's training step (fp32 and bf16, x bf16 with f32 cos /
+// sin tables) has rotary nodes with CUDA kernels and no slice / concat, and trains as the step
+// compiled with the exported chain does: fp32 to rounding, bf16 within its rounding (the chain
+// rounds every product to bf16 and reads bf16 tables; rotary rounds once from f32 tables).
+TEST(CudaTraining, RotaryMatchesTheExportedChain) {
+  if (!BuiltWithCuda()) GTEST_SKIP() << "SKIPPED: no CUDA device (built without CUDA)";
+  auto config = models::LlamaPreset("tiny");
+  ASSERT_TRUE(config.ok()) << config.status();
+  config->vocab = kVocab;
+  config->layers = 2;
+  config->dim = kDim;
+  config->heads = 4;
+  config->seq = kSeq;
+  config->with_loss = true;
+  auto model = models::BuildLlama(*config);
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto compile = [&](const std::string& precision, bool rotary) -> absl::StatusOr<plan::Plan> {
+    onnx_import::ImportOptions io;
+    io.dims = {{"batch", kBatch}, {"seq", kSeq}};
+    auto module = onnx_import::ImportOnnxBytes(model->SerializeAsString(), "", "llama", io);
+    if (!module.ok()) return module.status();
+    driver::CompileOptions o;
+    o.target = "cuda";
+    o.precision = precision;
+    o.train = true;
+    o.dims = io.dims;
+    o.train_options.optimizer = "adamw";
+    o.train_options.lr = 3e-3;
+    o.passes = rotary ? "default" : "default,-match-rotary";
+    return driver::CompileModule(*std::move(module), o);
+  };
+  for (const char* precision : {"fp32", "bf16"}) {
+    auto fused = compile(precision, true);
+    ASSERT_TRUE(fused.ok()) << fused.status();
+    auto chain = compile(precision, false);
+    ASSERT_TRUE(chain.ok()) << chain.status();
+    int rotary = 0, copies = 0;
+    for (const auto& n : fused->module->main()->nodes()) {
+      EXPECT_TRUE(n->op() == "constant" || n->op() == "assign" || HasDeviceKernel(n->op()))
+          << precision << ": " << n->Describe();
+      if (n->op() != "rotary") {
+        copies += n->op() == "slice" || n->op() == "concat" || n->op() == "slice_grad";
+        continue;
+      }
+      ++rotary;
+      EXPECT_EQ(n->input(1)->type().dtype, ir::DType::kF32) << n->Describe();
+      EXPECT_EQ(n->input(0)->type().dtype,
+                std::string(precision) == "bf16" ? ir::DType::kBF16 : ir::DType::kF32);
+    }
+    EXPECT_EQ(rotary, 2 * 2 * 2) << precision << ": layers x {q, k} x {forward, backward}";
+    EXPECT_EQ(copies, 0) << precision;
+    if (!::ptc::cuda::NoDeviceReason().empty()) continue;  // the structure checked, no device
+    auto a = Executor::Create(*fused);
+    ASSERT_TRUE(a.ok()) << a.status();
+    auto b = Executor::Create(*chain);
+    ASSERT_TRUE(b.ok()) << b.status();
+    const double tol = std::string(precision) == "bf16" ? 1e-2 : 1e-5;
+    for (int step = 0; step < 3; ++step) {
+      auto batch = FixedBatch(*fused, 70 + step);
+      auto la = (*a)->Run(batch);
+      ASSERT_TRUE(la.ok()) << la.status();
+      auto lb = (*b)->Run(batch);
+      ASSERT_TRUE(lb.ok()) << lb.status();
+      const double x = la->at(0).GetDouble(0), y = lb->at(0).GetDouble(0);
+      EXPECT_NEAR(x, y, tol * std::fabs(y)) << precision << " step " << step + 1;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace ptc::cuda

@@ -95,6 +95,16 @@ TEST(KvCacheTest, Gpt2TinyDecodeMatchesFullWindow) {
 
 TEST(KvCacheTest, LlamaTinyWithRotaryDecodeMatchesFullWindow) {
   plan::Plan full = CompileFamily("llama", {{"layers", "2"}}, 24);
+  // match-rotary made one rotary per q and k; the decoder rotates at pos (tables gathered).
+  auto count = [](const ir::Function& f) {
+    int n = 0;
+    for (const auto& node : f.nodes()) n += node->op() == "rotary";
+    return n;
+  };
+  EXPECT_EQ(count(*full.module->main()), 2 * 2);
+  auto dp = passes::MakeDecodePlan(full);
+  ASSERT_TRUE(dp.ok()) << dp.status();
+  EXPECT_EQ(count(*dp->module->main()), 2 * 2);
   ExpectDecodeMatchesFullWindow(full, 256, 2);
 }
 

@@ -343,6 +343,68 @@ TEST(TrainSmoke, LlamaLossFalls) {
   ExpectLossFalls(*plan, 64, "llama");
 }
 
+// match-rotary (passes/match_rotary.cc): a tiny Llama's training step has one rotary per q and
+// k (forward) and one inverse rotary each in the backward, no slice / concat / slice_grad left,
+// and trains as the plan compiled without the pass does (the kernels compute the same products;
+// only contraction into FMAs may differ in the last bits).
+TEST(TrainRotary, FusedRotaryMatchesTheExportedChain) {
+  auto config = models::LlamaPreset("tiny");
+  ASSERT_TRUE(config.ok()) << config.status();
+  config->vocab = 64;
+  config->dim = 32;
+  config->heads = 4;
+  config->ffn = 64;
+  config->layers = 2;
+  config->seq = 16;
+  config->with_loss = true;
+  auto model = models::BuildLlama(*config);
+  ASSERT_TRUE(model.ok()) << model.status();
+  const std::map<std::string, int64_t> dims = {{"batch", 4}, {"seq", 16}};
+  auto compile = [&](bool rotary) -> absl::StatusOr<plan::Plan> {
+    onnx_import::ImportOptions io;
+    io.dims = dims;
+    PTC_ASSIGN_OR_RETURN(auto module, onnx_import::ImportOnnxBytes(model->SerializeAsString(),
+                                                                   "", "llama", io));
+    driver::CompileOptions o;
+    o.train = true;
+    o.dims = dims;
+    o.train_options.optimizer = "adamw";
+    o.train_options.lr = 3e-3;
+    o.passes = rotary ? "default" : "default,-match-rotary";
+    return driver::CompileModule(std::move(module), o);
+  };
+  auto fused = compile(true);
+  ASSERT_TRUE(fused.ok()) << fused.status();
+  auto chain = compile(false);
+  ASSERT_TRUE(chain.ok()) << chain.status();
+  auto count = [](const plan::Plan& p) {
+    std::map<std::string, int> n;
+    for (const auto& node : p.module->main()->nodes()) ++n[node->op()];
+    return n;
+  };
+  std::map<std::string, int> f = count(*fused), c = count(*chain);
+  EXPECT_EQ(f["rotary"], 2 * 2 * 2) << "layers x {q, k} x {forward, backward}";
+  EXPECT_EQ(f["slice"] + f["concat"] + f["slice_grad"], 0);
+  EXPECT_EQ(c["rotary"], 0);
+  EXPECT_GT(c["slice"] + c["slice_grad"], 0);
+  int inverse = 0;
+  for (const auto& node : fused->module->main()->nodes()) {
+    inverse += node->op() == "rotary" && node->GetInt("inverse", 0).value_or(0) == 1;
+  }
+  EXPECT_EQ(inverse, 2 * 2);
+
+  const auto batch = RandomBatch(*fused, 64);
+  auto a = TrainSteps(*fused, batch, 5);
+  ASSERT_TRUE(a.ok()) << a.status();
+  auto b = TrainSteps(*chain, batch, 5);
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_EQ(a->losses.size(), b->losses.size());
+  for (size_t s = 0; s < a->losses.size(); ++s) {
+    EXPECT_NEAR(a->losses[s], b->losses[s], 1e-5 * std::fabs(b->losses[s])) << "step " << s + 1;
+  }
+  EXPECT_LT(a->losses.back(), a->losses.front());
+}
+
 }  // namespace
 }  // namespace ptc
 
