@@ -24,6 +24,18 @@
 // Run after fold-constants/simplify/cse (so that the scale and -inf are splat constants) and
 // before fuse-elementwise (which would take the scaling multiply).
 //
+//   before:  %qh = transpose(%q4) {perm=[0, 2, 1, 3]} : f32[8,4,128,64]
+//            %kt = transpose(%k4) {perm=[0, 2, 3, 1]} : f32[8,4,64,128]
+//            %vh = transpose(%v4) {perm=[0, 2, 1, 3]} : f32[8,4,128,64]
+//            %s = matmul(%qh, %kt) : f32[8,4,128,128]
+//            %sc = mul(%s, %c) : f32[8,4,128,128]                       (%c = 0.125)
+//            %w = where(%masked, %ninf, %sc) : f32[8,4,128,128]        (%ninf = -inf)
+//            %p = softmax(%w) {axis=3} : f32[8,4,128,128]
+//            %o = matmul(%p, %vh) : f32[8,4,128,64]
+//            %ot = transpose(%o) {perm=[0, 2, 1, 3]} : f32[8,128,4,64]
+//   after:   %ot = attention(%q4, %k4, %v4, %masked) {layout="bthd", scale=0.125}
+//                  : f32[8,128,4,64]
+//
 // Grouped-query attention (then, on every attention of the function): a k or v operand that
 // is HF's repeat_kv of a tensor x with Hkv heads, exactly
 //   %u = reshape(%x)  {shape = x's with a 1 after the head axis}     (Unsqueeze as imported)
@@ -42,18 +54,6 @@
 //            %k4 = reshape(%e) {shape=[2, 4, 128, 64]} : f32[2,4,128,64]
 //            %o = attention(%q, %k4, %v4, %m) {scale=0.125} : f32[2,4,128,64]
 //   after:   %o = attention(%q, %k, %v, %m) {scale=0.125} : f32[2,4,128,64]
-//
-//   before:  %qh = transpose(%q4) {perm=[0, 2, 1, 3]} : f32[8,4,128,64]
-//            %kt = transpose(%k4) {perm=[0, 2, 3, 1]} : f32[8,4,64,128]
-//            %vh = transpose(%v4) {perm=[0, 2, 1, 3]} : f32[8,4,128,64]
-//            %s = matmul(%qh, %kt) : f32[8,4,128,128]
-//            %sc = mul(%s, %c) : f32[8,4,128,128]                       (%c = 0.125)
-//            %w = where(%masked, %ninf, %sc) : f32[8,4,128,128]        (%ninf = -inf)
-//            %p = softmax(%w) {axis=3} : f32[8,4,128,128]
-//            %o = matmul(%p, %vh) : f32[8,4,128,64]
-//            %ot = transpose(%o) {perm=[0, 2, 1, 3]} : f32[8,128,4,64]
-//   after:   %ot = attention(%q4, %k4, %v4, %masked) {layout="bthd", scale=0.125}
-//                  : f32[8,128,4,64]
 #include <cmath>
 #include <map>
 #include <set>
