@@ -35,6 +35,25 @@
 //            %ot = transpose(%o) {perm=[0, 2, 1, 3]} : f32[8,128,4,64]
 //   after:   %ot = attention(%q4, %k4, %v4, %masked) {layout="bthd", scale=0.125}
 //                  : f32[8,128,4,64]
+//
+// Grouped-query attention (then, on every attention of the function): a k or v operand that
+// is HF's repeat_kv of a tensor x with Hkv heads, exactly
+//   %u = reshape(%x)  {shape = x's with a 1 after the head axis}     (Unsqueeze as imported)
+//   %e = expand(%u)   {shape = the same with rep there}
+//   %r = reshape(%e)  {shape = x's with Hkv * rep heads}
+// (each kv head repeated rep times in place: repeat_interleave), is replaced by x: attention
+// reads kv head h / rep for query head h (ops_fused.cc), the repeated K / V are never made
+// and autodiff's dk / dv come out per kv head instead of being reduced over the group. The
+// chain is left to dce. Counted "fused.gqa"; "declined.gqa-order" when the 1 is inserted
+// before the head axis (the heads tiled, repeat not interleave: another head order) and
+// "declined.gqa-shape" for any other reshape / expand / reshape that is not such a repeat;
+// k and v are rewritten together or not at all ("declined.gqa-kv-mismatch": one is not such a
+// repeat, or they repeat different head counts).
+//   before:  %u = reshape(%k) {shape=[2, 2, 1, 128, 64]} : f32[2,2,1,128,64]
+//            %e = expand(%u) {shape=[2, 2, 2, 128, 64]} : f32[2,2,2,128,64]
+//            %k4 = reshape(%e) {shape=[2, 4, 128, 64]} : f32[2,4,128,64]
+//            %o = attention(%q, %k4, %v4, %m) {scale=0.125} : f32[2,4,128,64]
+//   after:   %o = attention(%q, %k, %v, %m) {scale=0.125} : f32[2,4,128,64]
 #include <cmath>
 #include <map>
 #include <set>
@@ -52,11 +71,74 @@ bool IsPerm(const ir::Node* n, const std::vector<int64_t>& perm) {
   return p.ok() && *p == perm;
 }
 
+// Shape `s` with `value` inserted before position `at`.
+ir::Shape Inserted(const ir::Shape& s, int at, int64_t value) {
+  ir::Shape r = s;
+  r.insert(r.begin() + at, value);
+  return r;
+}
+
 class FuseAttentionPass : public FunctionPass {
  public:
   std::string_view name() const override { return "fuse-attention"; }
 
  private:
+  // x when `r` (an attention's k or v, heads on axis ha) is repeat_kv(x) as in the file
+  // comment; else nullptr, with a decline counted when r is a reshape of an expand.
+  ir::Value* RepeatKvSource(const Matcher& m, ir::Value* r, int ha) {
+    ir::Node* outer = m.Def(r).Op("reshape").node();
+    ir::Node* ex = outer != nullptr ? m.Def(outer->input(0)).Op("expand").node() : nullptr;
+    if (ex == nullptr) return nullptr;  // not a repeat at all
+    ir::Node* inner = m.Def(ex->input(0)).Op("reshape").node();
+    ir::Value* x = inner != nullptr ? inner->input(0) : nullptr;
+    const ir::Shape& rs = r->type().shape;
+    if (x == nullptr || x->type().dtype != r->type().dtype || x->type().rank() != 4 ||
+        rs.size() != 4 || x->type().shape[ha] <= 0) {
+      Count("declined.gqa-shape");
+      return nullptr;
+    }
+    const ir::Shape& xs = x->type().shape;
+    const ir::Shape& us = inner->output()->type().shape;
+    const ir::Shape& es = ex->output()->type().shape;
+    const int64_t hkv = xs[ha], rep = rs[ha] / hkv;
+    ir::Shape want_r = xs;
+    want_r[ha] = hkv * rep;
+    const bool interleave = us == Inserted(xs, ha + 1, 1) && es == Inserted(xs, ha + 1, rep);
+    if (rs[ha] % hkv != 0 || rs != want_r || !interleave) {
+      // [.., 1, Hkv, ..] expanded to [.., rep, Hkv, ..]: each head's copies rep apart (tile).
+      const bool tiled = us == Inserted(xs, ha, 1) && es == Inserted(xs, ha, rep) && rs == want_r;
+      Count(tiled ? "declined.gqa-order" : "declined.gqa-shape");
+      return nullptr;
+    }
+    return x;
+  }
+
+  // The grouped-query rewrite of the file comment on every attention of fn.
+  bool FoldRepeatKv(const ir::Module& module, ir::Function& fn) {
+    Matcher m(module, fn);
+    bool changed = false;
+    for (ir::Node* att : NodesWithOp(fn, "attention")) {
+      absl::StatusOr<std::string> layout = att->GetString("layout", "bhtd");
+      if (!layout.ok() || (*layout != "bhtd" && *layout != "bthd") || att->num_inputs() < 3) {
+        continue;
+      }
+      const int ha = *layout == "bthd" ? 2 : 1;
+      ir::Value* k = RepeatKvSource(m, att->input(1), ha);
+      ir::Value* v = RepeatKvSource(m, att->input(2), ha);
+      if (k == nullptr && v == nullptr) continue;
+      // k and v must keep one head count: both repeats of the same factor, or neither.
+      if (k == nullptr || v == nullptr || k->type().shape[ha] != v->type().shape[ha]) {
+        Count("declined.gqa-kv-mismatch");
+        continue;
+      }
+      att->set_input(1, k);
+      att->set_input(2, v);
+      Count("fused.gqa");
+      changed = true;
+    }
+    return changed;
+  }
+
   // The producer of v when it is a single-use `op` node, else nullptr.
   static ir::Node* SingleUseDef(const Matcher& m, const ir::Value* v, std::string_view op) {
     Match d = m.Def(v).Op(op).SingleUse();
@@ -215,9 +297,9 @@ class FuseAttentionPass : public FunctionPass {
       Count(bthd ? "fused.bthd" : "fused.bhtd");
       if (mask != nullptr) Count("fused.mask");
     }
-    if (erase.empty()) return false;
-    fn.EraseNodesIf([&](const ir::Node& n) { return erase.count(&n) > 0; });
-    return true;
+    if (!erase.empty()) fn.EraseNodesIf([&](const ir::Node& n) { return erase.count(&n) > 0; });
+    const bool gqa = FoldRepeatKv(module, fn);
+    return !erase.empty() || gqa;
   }
 };
 

@@ -5,7 +5,8 @@
 // What: gelu -> x * 0.5 * (1 + erf(x / sqrt(2))) (tanh form for approximate="tanh");
 // fused_elementwise -> its postfix program as one core op per token; fused_matmul -> transpose
 // (trans_b) + matmul + add (bias) + activation; attention -> transposes (layout "bthd"),
-// matmul(q, k^T), mul(scale), where(mask, -inf, s) or add(mask), softmax, matmul(p, v);
+// matmul(q, k^T), mul(scale), where(mask, -inf, s) or add(mask), softmax, matmul(p, v), with
+// grouped-query k / v repeated per query head first (reshape, expand, reshape);
 // gemm_bgrad -> gemm + reduce_sum (+ casts to its dtype / bias_dtype); gemm_gelu_grad -> gemm
 // + gelu_grad; rotary -> slices, muls, sub, add and concat; a fused_matmul's second output
 // (the activation's input) is the add (or matmul) before its activation.
@@ -276,6 +277,19 @@ absl::StatusOr<ir::Value*> LowerAttention(Emitter& e, const ir::Node& n) {
     PTC_ASSIGN_OR_RETURN(q, e.Op("transpose", {q}, {{"perm", swap12}}));
     PTC_ASSIGN_OR_RETURN(k, e.Op("transpose", {k}, {{"perm", swap12}}));
     PTC_ASSIGN_OR_RETURN(v, e.Op("transpose", {v}, {{"perm", swap12}}));
+  }
+  // Grouped-query attention (k / v with Hkv < H heads): HF's repeat_kv back, each kv head
+  // repeated H / Hkv times in place ([B,Hkv,T,D] -> [B,Hkv,1,T,D] -> expand -> [B,H,T,D]).
+  for (ir::Value** x : {&k, &v}) {
+    const ir::Shape xs = (*x)->type().shape;
+    const int64_t h = q->type().shape[1];
+    if (xs.size() != 4 || xs[1] == h || xs[1] <= 0 || h % xs[1] != 0) continue;
+    const std::vector<int64_t> u = {xs[0], xs[1], 1, xs[2], xs[3]};
+    const std::vector<int64_t> ex = {xs[0], xs[1], h / xs[1], xs[2], xs[3]};
+    PTC_ASSIGN_OR_RETURN(*x, e.Op("reshape", {*x}, {{"shape", u}}));
+    PTC_ASSIGN_OR_RETURN(*x, e.Op("expand", {*x}, {{"shape", ex}}));
+    PTC_ASSIGN_OR_RETURN(
+        *x, e.Op("reshape", {*x}, {{"shape", std::vector<int64_t>{xs[0], h, xs[2], xs[3]}}}));
   }
   double scale = 1.0 / std::sqrt(static_cast<double>(q->type().shape.back()));
   if (n.has_attr("scale")) {

@@ -16,6 +16,9 @@
 //
 // Parallel over (batch, head) pairs, and over query blocks too when there are fewer pairs than
 // twice the threads. Masks broadcast through per-dimension strides (0 where broadcast).
+// Grouped-query attention (k / v with hkv < h heads): query head hi reads kv head
+// hi / (h / hkv) in place; attention_grad sums each kv head's dk / dv over its group's query
+// heads in one work item, in head order (deterministic, no repeated K / V anywhere).
 #include <immintrin.h>
 
 #include <array>
@@ -202,6 +205,7 @@ class AttentionBase : public Kernel {
   using Value = T;
   struct Plan {
     int64_t b, h, tq, tk, d, dv;
+    int64_t hkv;  // k / v heads (h, or a divisor of h: grouped-query attention)
     bool bthd;
     T scale;
     int mask_kind;                    // 0 none, 1 bool (true = masked out), 2 additive
@@ -214,6 +218,12 @@ class AttentionBase : public Kernel {
   int64_t RowStride(int64_t e) const { return p_.bthd ? p_.h * e : e; }
   int64_t Base(int64_t bi, int64_t hi, int64_t t, int64_t e) const {
     return p_.bthd ? (bi * t * p_.h + hi) * e : (bi * p_.h + hi) * t * e;
+  }
+  // The same for k / v (hkv heads), at the kv head that query head hi reads.
+  int64_t KvRowStride(int64_t e) const { return p_.bthd ? p_.hkv * e : e; }
+  int64_t KvBase(int64_t bi, int64_t hi, int64_t t, int64_t e) const {
+    const int64_t kh = hi / (p_.h / p_.hkv);
+    return p_.bthd ? (bi * t * p_.hkv + kh) * e : (bi * p_.hkv + kh) * t * e;
   }
 
   // Scores -> probabilities in place: rows `rows` query rows from i0 of (bi, hi), row r at
@@ -321,6 +331,8 @@ class AttentionKernel : public AttentionBase<T> {
   using AttentionBase<T>::p_;
   using AttentionBase<T>::RowStride;
   using AttentionBase<T>::Base;
+  using AttentionBase<T>::KvRowStride;
+  using AttentionBase<T>::KvBase;
 
   // Keys [0, n) hold every key some query of (bi, hi) attends to under a bool mask (all of
   // them otherwise): the decoder's mask row opens only the filled part of the KV cache, whose
@@ -332,8 +344,8 @@ class AttentionKernel : public AttentionBase<T> {
   }
 
   void TransposeK(const T* k, int64_t bi, int64_t hi, T* kt, int64_t n) const {
-    const T* kb = k + Base(bi, hi, p_.tk, p_.d);
-    const int64_t ld = RowStride(p_.d);
+    const T* kb = k + KvBase(bi, hi, p_.tk, p_.d);
+    const int64_t ld = KvRowStride(p_.d);
     for (int64_t t = 0; t < n; ++t) {
       const T* row = kb + t * ld;
       for (int64_t e = 0; e < p_.d; ++e) kt[e * p_.tk + t] = row[e];
@@ -348,11 +360,11 @@ class AttentionKernel : public AttentionBase<T> {
     const int64_t ldd = RowStride(p_.d), lde = RowStride(p_.dv);
     const int64_t tke = this->KeyEnd(mask, bi, hi, i0, rows);
     SerialSgemm(false, true, rows, tke, p_.d, 1.0f, q + Base(bi, hi, p_.tq, p_.d) + i0 * ldd, ldd,
-                k + Base(bi, hi, tk, p_.d), ldd, 0.0f, s, tk);
+                k + KvBase(bi, hi, tk, p_.d), KvRowStride(p_.d), 0.0f, s, tk);
     this->Probs(s, tk, rows, tke, mask, bi, hi, i0,
                 lse != nullptr ? lse + (bi * p_.h + hi) * p_.tq + i0 : nullptr);
-    SerialSgemm(false, false, rows, p_.dv, tke, 1.0f, s, tk, v + Base(bi, hi, tk, p_.dv), lde,
-                0.0f, out + Base(bi, hi, p_.tq, p_.dv) + i0 * lde, lde);
+    SerialSgemm(false, false, rows, p_.dv, tke, 1.0f, s, tk, v + KvBase(bi, hi, tk, p_.dv),
+                KvRowStride(p_.dv), 0.0f, out + Base(bi, hi, p_.tq, p_.dv) + i0 * lde, lde);
   }
 
   void QueryBlock(const T* q, const T* kt, const T* v, const void* mask, T* out, float* lse,
@@ -361,7 +373,7 @@ class AttentionKernel : public AttentionBase<T> {
     const int64_t rows = std::min(kQueryBlock, p_.tq - i0);
     const int64_t dv = p_.dv;
     const T* qb = q + Base(bi, hi, p_.tq, p_.d) + i0 * RowStride(p_.d);
-    const T* vb = v + Base(bi, hi, p_.tk, dv);
+    const T* vb = v + KvBase(bi, hi, p_.tk, dv);
     const T neg_inf = -std::numeric_limits<T>::infinity();
     for (int64_t r = 0; r < rows; ++r) {
       row_max[r] = neg_inf;
@@ -413,8 +425,8 @@ class AttentionKernel : public AttentionBase<T> {
           for (int64_t e = 0; e < dv; ++e) ar[e] *= alpha;
         }
       }
-      BlockGemm<T>(true, rows, dv, cols, s, kKeyBlock, vb + j0 * RowStride(dv), RowStride(dv),
-                   acc, dv);
+      BlockGemm<T>(true, rows, dv, cols, s, kKeyBlock, vb + j0 * KvRowStride(dv),
+                   KvRowStride(dv), acc, dv);
     }
     T* ob = out + Base(bi, hi, p_.tq, dv) + i0 * RowStride(dv);
     for (int64_t r = 0; r < rows; ++r) {
@@ -438,8 +450,9 @@ class AttentionKernel : public AttentionBase<T> {
 // query rows: the scores of the block against every key are recomputed (rows x Tk, never
 // T x T), P = softmax, dP = dy V^T, dS = P * (dP - rowsum(P * dP)) * scale, then
 // dq = dS K, dk += dS^T q, dv += P^T dy. A query row with every key masked (NaN in the
-// forward's output) has P = 0: its dq row is 0 and it adds nothing to dk, dv. One (batch, head) per work item: dk / dv are summed
-// by one thread in a fixed order (deterministic, no atomics).
+// forward's output) has P = 0: its dq row is 0 and it adds nothing to dk, dv. One (batch, kv
+// head) per work item, its group's query heads in order: dk / dv are summed by one thread in a
+// fixed order (deterministic, no atomics).
 template <typename T>
 class AttentionGradKernel : public AttentionBase<T> {
  public:
@@ -457,7 +470,7 @@ class AttentionGradKernel : public AttentionBase<T> {
     T* dk = static_cast<T*>(outputs[1]);
     T* dv = static_cast<T*>(outputs[2]);
     if constexpr (std::is_same_v<T, float>) SingleThreadedBlas();
-    const int64_t pairs = p_.b * p_.h;
+    const int64_t pairs = p_.b * p_.hkv, group = p_.h / p_.hkv;
     ParallelFor(pairs, 1, [&](int64_t w0, int64_t w1) {
       const int64_t tk = p_.tk;
       // k^T, v^T and the transposed block are BlockGemm's; the OpenBLAS path reads k, v, P
@@ -467,8 +480,10 @@ class AttentionGradKernel : public AttentionBase<T> {
       std::vector<T> st(blas ? 0 : tk * kQueryBlock);
       std::vector<T> s(kQueryBlock * tk), dp(kQueryBlock * tk);
       for (int64_t w = w0; w < w1; ++w) {
-        Pair(dy, q, k, v, mask, dq, dk, dv, w / p_.h, w % p_.h, kt.data(), vt.data(), s.data(),
-             dp.data(), st.data());
+        for (int64_t g = 0; g < group; ++g) {  // query heads of kv head w % hkv, in order
+          Pair(dy, q, k, v, mask, dq, dk, dv, w / p_.hkv, (w % p_.hkv) * group + g,
+               /*first=*/g == 0, kt.data(), vt.data(), s.data(), dp.data(), st.data());
+        }
       }
     });
     return absl::OkStatus();
@@ -478,6 +493,8 @@ class AttentionGradKernel : public AttentionBase<T> {
   using AttentionBase<T>::p_;
   using AttentionBase<T>::RowStride;
   using AttentionBase<T>::Base;
+  using AttentionBase<T>::KvRowStride;
+  using AttentionBase<T>::KvBase;
   // x [T, E] (row stride ld) -> xt [E, T].
   static void Transpose(const T* x, int64_t t, int64_t e, int64_t ld, T* xt) {
     for (int64_t i = 0; i < t; ++i) {
@@ -485,21 +502,24 @@ class AttentionGradKernel : public AttentionBase<T> {
     }
   }
 
+  // Query head hi's contributions: its dq, and added into its kv head's dk / dv (zeroed first
+  // by the group's first head).
   void Pair(const T* dy, const T* q, const T* k, const T* v, const void* mask, T* dq, T* dk,
-            T* dv, int64_t bi, int64_t hi, T* kt, T* vt, T* s, T* dp, T* st) const {
+            T* dv, int64_t bi, int64_t hi, bool first, T* kt, T* vt, T* s, T* dp, T* st) const {
     const int64_t tq = p_.tq, tk = p_.tk, d = p_.d, e = p_.dv;
     const int64_t ldd = RowStride(d), lde = RowStride(e);
-    const T* kb = k + Base(bi, hi, tk, d);
-    const T* vb = v + Base(bi, hi, tk, e);
-    T* dkb = dk + Base(bi, hi, tk, d);
-    T* dvb = dv + Base(bi, hi, tk, e);
-    if (!(std::is_same_v<T, float> && kUseBlasGrad)) {  // BlockGemm wants k^T and v^T
-      Transpose(kb, tk, d, ldd, kt);
-      Transpose(vb, tk, e, lde, vt);
+    const int64_t kdd = KvRowStride(d), kde = KvRowStride(e);  // k / v / dk / dv rows
+    const T* kb = k + KvBase(bi, hi, tk, d);
+    const T* vb = v + KvBase(bi, hi, tk, e);
+    T* dkb = dk + KvBase(bi, hi, tk, d);
+    T* dvb = dv + KvBase(bi, hi, tk, e);
+    if (!(std::is_same_v<T, float> && kUseBlasGrad) && first) {  // BlockGemm wants k^T, v^T
+      Transpose(kb, tk, d, kdd, kt);
+      Transpose(vb, tk, e, kde, vt);
     }
-    for (int64_t j = 0; j < tk; ++j) {
-      std::fill(dkb + j * ldd, dkb + j * ldd + d, T(0));
-      std::fill(dvb + j * lde, dvb + j * lde + e, T(0));
+    for (int64_t j = 0; j < tk && first; ++j) {
+      std::fill(dkb + j * kdd, dkb + j * kdd + d, T(0));
+      std::fill(dvb + j * kde, dvb + j * kde + e, T(0));
     }
     for (int64_t i0 = 0; i0 < tq; i0 += kQueryBlock) {
       const int64_t rows = std::min(kQueryBlock, tq - i0);
@@ -510,10 +530,8 @@ class AttentionGradKernel : public AttentionBase<T> {
       const int64_t tke = this->KeyEnd(mask, bi, hi, i0, rows);
       if constexpr (std::is_same_v<T, float>) {
         if (kUseBlasGrad) {  // q k^T and dy v^T from k / v in place (transposed operands)
-          SerialSgemm(false, true, rows, tke, d, 1.0f, qb, ldd, kb,
-                      ldd, 0.0f, s, tk);
-          SerialSgemm(false, true, rows, tke, e, 1.0f, dyb, lde, vb,
-                      lde, 0.0f, dp, tk);
+          SerialSgemm(false, true, rows, tke, d, 1.0f, qb, ldd, kb, kdd, 0.0f, s, tk);
+          SerialSgemm(false, true, rows, tke, e, 1.0f, dyb, lde, vb, kde, 0.0f, dp, tk);
         }
       }
       if (!(std::is_same_v<T, float> && kUseBlasGrad)) {
@@ -531,20 +549,17 @@ class AttentionGradKernel : public AttentionBase<T> {
       // dq = dS k; dk += dS^T q; dv += P^T dy.
       if constexpr (std::is_same_v<T, float>) {
         if (kUseBlasGrad) {
-          SerialSgemm(false, false, rows, d, tke, 1.0f, dp, tk, kb,
-                      ldd, 0.0f, dqb, ldd);
-          SerialSgemm(true, false, tke, d, rows, 1.0f, dp, tk, qb,
-                      ldd, 1.0f, dkb, ldd);
-          SerialSgemm(true, false, tke, e, rows, 1.0f, s, tk, dyb,
-                      lde, 1.0f, dvb, lde);
+          SerialSgemm(false, false, rows, d, tke, 1.0f, dp, tk, kb, kdd, 0.0f, dqb, ldd);
+          SerialSgemm(true, false, tke, d, rows, 1.0f, dp, tk, qb, ldd, 1.0f, dkb, kdd);
+          SerialSgemm(true, false, tke, e, rows, 1.0f, s, tk, dyb, lde, 1.0f, dvb, kde);
           continue;
         }
       }
-      BlockGemm<T>(false, rows, d, tke, dp, tk, kb, ldd, dqb, ldd);
+      BlockGemm<T>(false, rows, d, tke, dp, tk, kb, kdd, dqb, ldd);
       Transpose(dp, rows, tke, tk, st);
-      BlockGemm<T>(true, tke, d, rows, st, rows, qb, ldd, dkb, ldd);
+      BlockGemm<T>(true, tke, d, rows, st, rows, qb, ldd, dkb, kdd);
       Transpose(s, rows, tke, tk, st);
-      BlockGemm<T>(true, tke, e, rows, st, rows, dyb, lde, dvb, lde);
+      BlockGemm<T>(true, tke, e, rows, st, rows, dyb, lde, dvb, kde);
     }
   }
 };
@@ -574,7 +589,7 @@ absl::StatusOr<ir::AttentionProblem> ParseAttention(const ir::Node& node, int fi
 template <typename K>
 KernelOr MakeUnpacked(const ir::AttentionProblem& a) {
   using T = typename K::Value;
-  return KernelPtr(new K(typename K::Plan{a.b, a.h, a.tq, a.tk, a.d, a.dv, a.bthd,
+  return KernelPtr(new K(typename K::Plan{a.b, a.h, a.tq, a.tk, a.d, a.dv, a.hkv, a.bthd,
                                           static_cast<T>(a.scale), a.mask_kind, a.mask_strides}));
 }
 

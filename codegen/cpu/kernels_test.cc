@@ -227,9 +227,11 @@ std::vector<Ref> Reference(const std::string& op, const AttrMap& a, const std::v
     const int64_t b = qs[0], h = bthd ? qs[2] : qs[1], tq = bthd ? qs[1] : qs[2], d = qs[3];
     const int64_t tk = bthd ? in[1].shape[1] : in[1].shape[2], dv = in[2].shape[3];
     const double scale = FloatAttr(a, "scale", 1.0 / std::sqrt(static_cast<double>(d)));
+    // r's heads: h, or fewer for k / v (grouped-query: query head hi reads hi / (h / hr)).
     auto at = [&](const Ref& r, int64_t bi, int64_t hi, int64_t t, int64_t e, int64_t T,
                   int64_t E) {
-      return bthd ? r.v[((bi * T + t) * h + hi) * E + e] : r.v[((bi * h + hi) * T + t) * E + e];
+      const int64_t hr = bthd ? r.shape[2] : r.shape[1], hh = hi / (h / hr);
+      return bthd ? r.v[((bi * T + t) * hr + hh) * E + e] : r.v[((bi * hr + hh) * T + t) * E + e];
     };
     Shape os = bthd ? Shape{b, tq, h, dv} : Shape{b, h, tq, dv};
     Ref out{dt, os, std::vector<double>(Numel(os))};
@@ -762,6 +764,17 @@ std::vector<Case> AllCases() {
   cs.push_back({"attention", {{"layout", std::string("bthd")}},
                 {F32({1, 45, 2, 8}), F32({1, 600, 2, 8}), F32({1, 600, 2, 5}), Bool({45, 600})},
                 1, 1e-5, 1e-5});
+  // Grouped-query attention (k / v with fewer heads, query head h reading h / (H / Hkv)): both
+  // layouts, whole rows and the flash path, a per-head mask, f64.
+  cs.push_back({"attention", {{"layout", std::string("bthd")}, {"scale", 0.125}},
+                {F32({2, 9, 6, 8}), F32({2, 11, 2, 8}), F32({2, 11, 2, 5}), Bool({1, 6, 9, 11})},
+                1, 1e-5, 1e-5});
+  cs.push_back({"attention", {}, {F32({1, 4, 20, 16}), F32({1, 1, 530, 16}),
+                                  F32({1, 1, 530, 8}), Bool({20, 530})}, 1, 1e-5, 1e-5});
+  cs.push_back({"attention", {{"layout", std::string("bthd")}},
+                {F32({1, 33, 4, 8}), F32({1, 600, 2, 8}), F32({1, 600, 2, 8})}, 1, 1e-5, 1e-5});
+  cs.push_back({"attention", {}, {F64({2, 4, 3, 2}), F64({2, 2, 5, 2}), F64({2, 2, 5, 3}),
+                                  F64({2, 1, 3, 5})}});
   cs.push_back({"matmul", {}, {In{DType::kF16, {2, 3}}, In{DType::kF16, {3, 4}}}, 1, 2e-3, 2e-3});
   cs.push_back({"gemm", {}, {F32({3, 4}), F32({4, 5})}});
   cs.push_back({"gemm", {{"trans_a", int64_t{1}}, {"trans_b", int64_t{1}}, {"alpha", 0.5},
@@ -1314,6 +1327,107 @@ TEST(KernelAttentionTest, GradF32MatchesF64) {
     for (int64_t i = 0; i < f64[o].num_elements(); ++i) {
       const double want = f64[o].GetDouble(i);
       ASSERT_NEAR(f32[o].GetDouble(i), want, 1e-4 + 1e-4 * std::abs(want)) << "output " << o << " " << i;
+    }
+  }
+}
+
+// Grouped-query attention_grad (k / v with Hkv < H heads) against the same kernel on K / V
+// repeated explicitly per query head (HF repeat_kv order), its dk / dv summed over each group:
+// both layouts, a causal bool mask, f32 (OpenBLAS products) and f64 (BlockGemm products).
+TEST(KernelAttentionTest, GroupedQueryGradMatchesRepeatedKv) {
+  const int64_t b = 2, t = 37, h = 6, hkv = 2, d = 8, rep = h / hkv;
+  std::mt19937 rng(11);
+  std::normal_distribution<double> dist(0.0, 1.0);
+  for (const bool bthd : {false, true}) {
+    for (const DType dt : {DType::kF32, DType::kF64}) {
+      auto shape = [&](int64_t heads) {
+        return bthd ? Shape{b, t, heads, d} : Shape{b, heads, t, d};
+      };
+      auto random = [&](int64_t heads) {
+        ir::Tensor x(dt, shape(heads));
+        for (int64_t j = 0; j < x.num_elements(); ++j) {
+          const float f = static_cast<float>(dist(rng));
+          if (dt == DType::kF32) {
+            x.mutable_data_as<float>()[j] = f;
+          } else {
+            x.mutable_data_as<double>()[j] = f;
+          }
+        }
+        return x;
+      };
+      // Offset of element (bi, hi, ti, e) of a tensor with `heads` heads.
+      auto at = [&](int64_t heads, int64_t bi, int64_t hi, int64_t ti, int64_t e) {
+        return bthd ? ((bi * t + ti) * heads + hi) * d + e : ((bi * heads + hi) * t + ti) * d + e;
+      };
+      auto repeat = [&](const ir::Tensor& x) {  // [.., Hkv, ..] -> [.., H, ..]
+        ir::Tensor y(dt, shape(h));
+        for (int64_t bi = 0; bi < b; ++bi) {
+          for (int64_t hi = 0; hi < h; ++hi) {
+            for (int64_t ti = 0; ti < t; ++ti) {
+              for (int64_t e = 0; e < d; ++e) {
+                const size_t sz = ir::DTypeSize(dt);
+                std::memcpy(static_cast<char*>(y.mutable_data()) + at(h, bi, hi, ti, e) * sz,
+                            static_cast<const char*>(x.data()) + at(hkv, bi, hi / rep, ti, e) * sz,
+                            sz);
+              }
+            }
+          }
+        }
+        return y;
+      };
+      ir::Tensor mask(DType::kBool, {t, t});
+      for (int64_t i = 0; i < t; ++i) {
+        for (int64_t j = 0; j < t; ++j) mask.mutable_data_as<bool>()[i * t + j] = j > i;
+      }
+      auto grad = [&](const std::vector<const ir::Tensor*>& in) {
+        ir::Function fn("t");
+        std::vector<ir::Value*> params;
+        for (size_t i = 0; i < in.size(); ++i) {
+          params.push_back(fn.AddParam(absl::StrCat("x", i), {in[i]->dtype(), in[i]->shape()}));
+        }
+        ir::AttrMap attrs = {{"scale", 0.3}};
+        if (bthd) attrs["layout"] = std::string("bthd");
+        ir::Node* n = fn.AddNode("attention_grad", params,
+                                 {params[1]->type(), params[2]->type(), params[3]->type()}, attrs);
+        auto kernel = CreateKernel(*n);
+        EXPECT_TRUE(kernel.ok()) << kernel.status();
+        std::vector<ir::Tensor> outs;
+        for (int i = 1; i <= 3; ++i) outs.emplace_back(dt, in[i]->shape());
+        std::vector<const void*> ip;
+        for (const ir::Tensor* x : in) ip.push_back(x->data());
+        std::vector<void*> op;
+        for (ir::Tensor& o : outs) op.push_back(o.mutable_data());
+        std::vector<char> ws((*kernel)->WorkspaceBytes() + 64);
+        EXPECT_TRUE((*kernel)->Run(ip, op, ws.data()).ok());
+        return outs;
+      };
+      const ir::Tensor dy = random(h), q = random(h), k = random(hkv), v = random(hkv);
+      const ir::Tensor kr = repeat(k), vr = repeat(v);
+      const auto got = grad({&dy, &q, &k, &v, &mask});
+      const auto want = grad({&dy, &q, &kr, &vr, &mask});
+      const double tol = dt == DType::kF32 ? 1e-4 : 1e-12;
+      for (int64_t i = 0; i < want[0].num_elements(); ++i) {
+        ASSERT_NEAR(got[0].GetDouble(i), want[0].GetDouble(i), tol) << "dq " << i;
+      }
+      for (int o = 1; o < 3; ++o) {
+        ASSERT_EQ(got[o].shape(), shape(hkv));
+        for (int64_t bi = 0; bi < b; ++bi) {
+          for (int64_t kh = 0; kh < hkv; ++kh) {
+            for (int64_t ti = 0; ti < t; ++ti) {
+              for (int64_t e = 0; e < d; ++e) {
+                double sum = 0;
+                for (int64_t g = 0; g < rep; ++g) {
+                  sum += want[o].GetDouble(at(h, bi, kh * rep + g, ti, e));
+                }
+                ASSERT_NEAR(got[o].GetDouble(at(hkv, bi, kh, ti, e)), sum,
+                            tol * (1 + std::abs(sum)))
+                    << (o == 1 ? "dk" : "dv") << " bthd " << bthd << " " << bi << "," << kh
+                    << "," << ti << "," << e;
+              }
+            }
+          }
+        }
+      }
     }
   }
 }

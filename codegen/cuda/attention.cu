@@ -18,6 +18,11 @@
 // p_j = exp(s_tj - lse_t), dp_j = dO_t . V_j, ds_j = p_j (dp_j - D_t); dV_j += p_j dO_t,
 // dK_j += scale ds_j q_t, and dq_t += scale sum_j ds_j K_j (f32 atomics across key tiles).
 //
+// Grouped-query attention (AttentionDesc::hkv < h): query head h reads K / V of kv head
+// h / (h / hkv) in place (forward and dq); the backward's warps are per (batch, kv head, key
+// tile) and loop over the group's query heads in order, so each dK / dV row is still written
+// once, by its lane, after a fixed-order sum.
+//
 // mma.sync / wgmma tensor-core versions are future work (runtime/cuda/README.md).
 #include <cfloat>
 #include <cmath>
@@ -85,11 +90,12 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int64_t q_tiles = (a.tq + kBr - 1) / kBr;
   const int64_t bh = blockIdx.x / q_tiles, qt = blockIdx.x % q_tiles;
   const int64_t b = bh / a.h, h = bh % a.h;
+  const int64_t kh = a.hkv > 0 ? h / (a.h / a.hkv) : h;  // the kv head h reads
   const int64_t t0 = qt * kBr;
   const int d = static_cast<int>(a.d), dv = static_cast<int>(a.dv);
   const S<D>* qb = q + b * a.q_strides[0] + h * a.q_strides[1];
-  const S<D>* kb = k + b * a.k_strides[0] + h * a.k_strides[1];
-  const S<D>* vb = v + b * a.v_strides[0] + h * a.v_strides[1];
+  const S<D>* kb = k + b * a.k_strides[0] + kh * a.k_strides[1];
+  const S<D>* vb = v + b * a.v_strides[0] + kh * a.v_strides[1];
   for (int i = threadIdx.x; i < kBr * d; i += blockDim.x) {
     const int r = i / d, c = i % d;
     qs[r][c] = t0 + r < a.tq ? LoadF<D>(qb, (t0 + r) * a.q_strides[2] + c) : 0.f;
@@ -181,8 +187,8 @@ __global__ void __launch_bounds__(256)
   }
 }
 
-// One warp per (b, h, tile of 32 keys). Dynamic shared memory: K, V, dK, dV of the tile,
-// [32][d_pad] f32 each (d_pad = max(d, dv) + 1).
+// One warp per (b, kv head, tile of 32 keys), over the kv head's query heads in turn. Dynamic
+// shared memory: K, V, dK, dV of the tile, [32][d_pad] f32 each (d_pad = max(d, dv) + 1).
 template <DT D>
 __global__ void __launch_bounds__(32)
     FlashBackwardKernel(AttentionDesc a, const S<D>* __restrict__ q, const S<D>* __restrict__ k,
@@ -199,12 +205,13 @@ __global__ void __launch_bounds__(32)
   float* dks = vs + kBc * pad;
   float* dvs = dks + kBc * pad;
   const int64_t k_tiles = (a.tk + kBc - 1) / kBc;
-  const int64_t bh = blockIdx.x / k_tiles, kt = blockIdx.x % k_tiles;
-  const int64_t b = bh / a.h, h = bh % a.h;
+  const int64_t hkv = a.hkv > 0 ? a.hkv : a.h, group = a.h / hkv;
+  const int64_t bkh = blockIdx.x / k_tiles, kt = blockIdx.x % k_tiles;
+  const int64_t b = bkh / hkv, kh = bkh % hkv;
   const int64_t k0 = kt * kBc;
   const int nk = a.tk - k0 < kBc ? static_cast<int>(a.tk - k0) : kBc;
-  const S<D>* kb = k + b * a.k_strides[0] + h * a.k_strides[1];
-  const S<D>* vb = v + b * a.v_strides[0] + h * a.v_strides[1];
+  const S<D>* kb = k + b * a.k_strides[0] + kh * a.k_strides[1];
+  const S<D>* vb = v + b * a.v_strides[0] + kh * a.v_strides[1];
   for (int j = 0; j < kBc; ++j) {
     for (int c = lane; c < pad; c += 32) {
       ks[j * pad + c] = j < nk && c < d ? LoadF<D>(kb, (k0 + j) * a.k_strides[2] + c) : 0.f;
@@ -218,51 +225,53 @@ __global__ void __launch_bounds__(32)
   const float* vrow = vs + lane * pad;
   float* dkrow = dks + lane * pad;
   float* dvrow = dvs + lane * pad;
-  const S<D>* qb = q + b * a.q_strides[0] + h * a.q_strides[1];
-  const S<D>* dob = d_o + b * a.o_strides[0] + h * a.o_strides[1];
-  float* dqb = dq + b * a.q_strides[0] + h * a.q_strides[1];
-  const int64_t row0 = (b * a.h + h) * a.tq;
   // Causal (kAttentionMaskCausal): queries before the first one that sees key k0 see none of
   // the tile.
   const int64_t t_begin = a.mask_kind == kAttentionMaskCausal && k0 - (a.tk - a.tq) > 0
                               ? k0 - (a.tk - a.tq)
                               : 0;
-  for (int64_t t = t_begin; t < a.tq; ++t) {
-    const S<D>* qr = qb + t * a.q_strides[2];
-    const S<D>* dor = dob + t * a.o_strides[2];
-    float p = 0.f, ds = 0.f;
-    if (lane < nk) {
-      float dot = 0.f;
-      for (int c = 0; c < d; ++c) dot = fmaf(LoadF<D>(qr, c), krow[c], dot);  // q: broadcast
-      const float s = MaskedScore<D>(a, dot, b, h, t, k0 + lane, mask);
-      const float lt = lse[row0 + t];
-      p = (s == -INFINITY || !(lt > -INFINITY)) ? 0.f : __expf(s - lt);
-      float dp = 0.f;
-      for (int c = 0; c < dv; ++c) dp = fmaf(LoadF<D>(dor, c), vrow[c], dp);
-      ds = p == 0.f ? 0.f : p * (dp - dsum[row0 + t]);  // a row with every key masked: D NaN
-    }
-    if (!__any_sync(0xffffffffu, p != 0.f)) continue;  // masked for every key of the tile
-    if (lane < nk) {
-      for (int c = 0; c < dv; ++c) dvrow[c] = fmaf(p, LoadF<D>(dor, c), dvrow[c]);
-      const float sds = ds * a.scale;
-      for (int c = 0; c < d; ++c) dkrow[c] = fmaf(sds, LoadF<D>(qr, c), dkrow[c]);
-    }
-    // dq_t[c] += scale * sum_j ds_j K[j, c]: lane owns columns c = lane + 32 i.
-    float* dqr = dqb + t * a.q_strides[2];
-    for (int c0 = 0; c0 < d; c0 += 32) {
-      const int c = c0 + lane;
-      float acc = 0.f;
-      for (int jj = 0; jj < nk; ++jj) {
-        const float dsj = __shfl_sync(0xffffffffu, ds, jj);
-        if (c < d) acc = fmaf(dsj, ks[jj * pad + c], acc);
+  for (int64_t h = kh * group; h < (kh + 1) * group; ++h) {  // the group's query heads
+    const S<D>* qb = q + b * a.q_strides[0] + h * a.q_strides[1];
+    const S<D>* dob = d_o + b * a.o_strides[0] + h * a.o_strides[1];
+    float* dqb = dq + b * a.q_strides[0] + h * a.q_strides[1];
+    const int64_t row0 = (b * a.h + h) * a.tq;
+    for (int64_t t = t_begin; t < a.tq; ++t) {
+      const S<D>* qr = qb + t * a.q_strides[2];
+      const S<D>* dor = dob + t * a.o_strides[2];
+      float p = 0.f, ds = 0.f;
+      if (lane < nk) {
+        float dot = 0.f;
+        for (int c = 0; c < d; ++c) dot = fmaf(LoadF<D>(qr, c), krow[c], dot);  // q: broadcast
+        const float s = MaskedScore<D>(a, dot, b, h, t, k0 + lane, mask);
+        const float lt = lse[row0 + t];
+        p = (s == -INFINITY || !(lt > -INFINITY)) ? 0.f : __expf(s - lt);
+        float dp = 0.f;
+        for (int c = 0; c < dv; ++c) dp = fmaf(LoadF<D>(dor, c), vrow[c], dp);
+        ds = p == 0.f ? 0.f : p * (dp - dsum[row0 + t]);  // a row with every key masked: D NaN
       }
-      if (c < d) atomicAdd(dqr + c, acc * a.scale);
+      if (!__any_sync(0xffffffffu, p != 0.f)) continue;  // masked for every key of the tile
+      if (lane < nk) {
+        for (int c = 0; c < dv; ++c) dvrow[c] = fmaf(p, LoadF<D>(dor, c), dvrow[c]);
+        const float sds = ds * a.scale;
+        for (int c = 0; c < d; ++c) dkrow[c] = fmaf(sds, LoadF<D>(qr, c), dkrow[c]);
+      }
+      // dq_t[c] += scale * sum_j ds_j K[j, c]: lane owns columns c = lane + 32 i.
+      float* dqr = dqb + t * a.q_strides[2];
+      for (int c0 = 0; c0 < d; c0 += 32) {
+        const int c = c0 + lane;
+        float acc = 0.f;
+        for (int jj = 0; jj < nk; ++jj) {
+          const float dsj = __shfl_sync(0xffffffffu, ds, jj);
+          if (c < d) acc = fmaf(dsj, ks[jj * pad + c], acc);
+        }
+        if (c < d) atomicAdd(dqr + c, acc * a.scale);
+      }
     }
-  }
+  }  // query heads
   __syncwarp();
   // dK / dV rows of the tile (lane = column, rows in turn: coalesced stores).
-  float* dkb = dk + b * a.k_strides[0] + h * a.k_strides[1];
-  float* dvb = dvo + b * a.v_strides[0] + h * a.v_strides[1];
+  float* dkb = dk + b * a.k_strides[0] + kh * a.k_strides[1];
+  float* dvb = dvo + b * a.v_strides[0] + kh * a.v_strides[1];
   for (int j = 0; j < nk; ++j) {
     for (int c = lane; c < d; c += 32) dkb[(k0 + j) * a.k_strides[2] + c] = dks[j * pad + c];
     for (int c = lane; c < dv; c += 32) dvb[(k0 + j) * a.v_strides[2] + c] = dvs[j * pad + c];
@@ -272,7 +281,7 @@ __global__ void __launch_bounds__(32)
 }  // namespace
 
 bool FlashAttentionSupported(DT dt, const AttentionDesc& d) {
-  return (dt == DT::kF32 || dt == DT::kF16 || dt == DT::kBF16) && d.d >= 1 && d.dv >= 1 &&
+  return AttentionHeadsValid(d) && (dt == DT::kF32 || dt == DT::kF16 || dt == DT::kBF16) && d.d >= 1 && d.dv >= 1 &&
          d.d <= kMaxD && d.dv <= kMaxD && d.b * d.h * ((d.tq + kBr - 1) / kBr) < (int64_t{1} << 31) &&
          d.b * d.h * ((d.tk + kBc - 1) / kBc) < (int64_t{1} << 31);
 }
@@ -334,7 +343,7 @@ cudaError_t LaunchFlashAttentionBackward(DT dt, const AttentionDesc& d, const vo
             : cudaMemset2DAsync(dq, sizeof(float) * d.q_strides[2], 0, sizeof(float) * d.h * d.d,
                                 d.b * d.tq, stream);
   if (e != cudaSuccess) return e;
-  const int64_t k_blocks = d.b * d.h * ((d.tk + kBc - 1) / kBc);
+  const int64_t k_blocks = d.b * AttentionKvHeads(d) * ((d.tk + kBc - 1) / kBc);
   if (k_blocks == 0) return cudaSuccess;
   const int pad = static_cast<int>((d.d > d.dv ? d.d : d.dv) + 1);
   const size_t smem = sizeof(float) * 4 * kBc * pad;

@@ -77,7 +77,12 @@
 //     registers, loop over 64-key tiles (skipped when masked): per 16-key chunk S = Q K^T,
 //     dP = dO V^T, dS = P (dP - D), dQ += dS K.
 // Every output element is written once by one thread after a fixed-order sum: the same inputs
-// give the same bits. P is recomputed once more than in a dq-by-atomics scheme (one extra
+// give the same bits.
+// Grouped-query attention (AttentionDesc::hkv < h): the forward and dQ kernels read K / V of
+// kv head h / (h / hkv) for query head h. The dK / dV kernel has one block per (batch, kv head,
+// 64 keys) and visits the query tiles of the group's query heads one head after the other
+// (the same double-buffered stream of tiles), so dK / dV of a kv head are summed over its
+// group in registers, in head order, and still written once. P is recomputed once more than in a dq-by-atomics scheme (one extra
 // Q K^T product): the price of determinism.
 //
 // Rounding: P and dS are rounded to the input dtype for the tensor-core products (as
@@ -102,6 +107,11 @@ constexpr int kTileLd = kTile + kPad;  // row length of the bias tile
 
 template <DT D>
 using S = typename Ty<D>::S;
+
+// The kv head that query head h reads (grouped-query attention: AttentionDesc::hkv).
+__device__ __forceinline__ int64_t KvHead(const AttentionDesc& a, int64_t h) {
+  return a.hkv > 0 ? h / (a.h / a.hkv) : h;
+}
 
 // Bool and additive masks are read as bias tiles; the causal kind is index arithmetic.
 __host__ __device__ __forceinline__ bool HasBias(const AttentionDesc& a) {
@@ -562,10 +572,10 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, qd = lane & 3;
   const int64_t q_tiles = (a.tq + kTile - 1) / kTile;
   const int64_t bh = blockIdx.x / q_tiles, t0 = (blockIdx.x % q_tiles) * kTile;
-  const int64_t b = bh / a.h, h = bh % a.h;
+  const int64_t b = bh / a.h, h = bh % a.h, kh = KvHead(a, h);
   const S<D>* qb = q + b * a.q_strides[0] + h * a.q_strides[1];
-  const S<D>* kb = k + b * a.k_strides[0] + h * a.k_strides[1];
-  const S<D>* vb = v + b * a.v_strides[0] + h * a.v_strides[1];
+  const S<D>* kb = k + b * a.k_strides[0] + kh * a.k_strides[1];
+  const S<D>* vb = v + b * a.v_strides[0] + kh * a.v_strides[1];
   const int wr = warp * 16;          // the warp's first row in the tile
   const int64_t r_lo = t0 + wr + g;  // this thread's rows: r_lo and r_lo + 8
 
@@ -698,13 +708,19 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 3 : 1)
   uint16_t* bias = ks + 4 * kT;  // [64 keys][64 q + 8] (bias tiles): buffer 1's Q slot
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2;
   const int64_t k_tiles = (a.tk + kTile - 1) / kTile;
-  const int64_t bh = blockIdx.x / k_tiles, k0 = (blockIdx.x % k_tiles) * kTile;
-  const int64_t b = bh / a.h, h = bh % a.h;
-  const S<D>* qb = q + b * a.q_strides[0] + h * a.q_strides[1];
-  const S<D>* dob = d_o + b * a.o_strides[0] + h * a.o_strides[1];
-  const S<D>* kb = k + b * a.k_strides[0] + h * a.k_strides[1];
-  const S<D>* vb = v + b * a.v_strides[0] + h * a.v_strides[1];
-  const int64_t row0 = bh * a.tq;  // lse / dsum index of query 0
+  const int64_t hkv = a.hkv > 0 ? a.hkv : a.h, group = a.h / hkv;
+  const int64_t bkh = blockIdx.x / k_tiles, k0 = (blockIdx.x % k_tiles) * kTile;
+  const int64_t b = bkh / hkv, kh = bkh % hkv;
+  const S<D>* kb = k + b * a.k_strides[0] + kh * a.k_strides[1];
+  const S<D>* vb = v + b * a.v_strides[0] + kh * a.v_strides[1];
+  // Query head h of the group (kh * group + gi): its Q, dO and lse / dsum row of query 0.
+  auto q_head = [&](int64_t gi) {
+    return b * a.q_strides[0] + (kh * group + gi) * a.q_strides[1];
+  };
+  auto o_head = [&](int64_t gi) {
+    return b * a.o_strides[0] + (kh * group + gi) * a.o_strides[1];
+  };
+  auto row0 = [&](int64_t gi) { return (b * a.h + kh * group + gi) * a.tq; };
   const int wr = warp * 16;        // the warp's first key in the tile
   const int qd = lane & 3;
 
@@ -721,45 +737,58 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 3 : 1)
   if (HasBias(a)) {
     LoadTile<HD>(ks, kb, a.k_strides[2], k0, a.tk);
     LoadTile<HD>(vs, vb, a.v_strides[2], k0, a.tk);
-    for (int64_t t0 = 0; t0 < a.tq; t0 += kTile) {
-      __syncthreads();  // the previous query tile is no longer read (and K, V are in place)
-      if (!LoadBias<D>(a, mask, b, h, t0, k0, /*key_major=*/true, bias)) continue;
-      LoadTile<HD>(qbuf(0), qb, a.q_strides[2], t0, a.tq);
-      LoadTile<HD>(dobuf(0), dob, a.o_strides[2], t0, a.tq);
-      for (int i = threadIdx.x; i < kTile; i += kThreads) {
-        const bool in = t0 + i < a.tq;
-        lsebuf(0)[i] = in ? lse[row0 + t0 + i] : -INFINITY;  // rows past the end: P = 0
-        dsumbuf(0)[i] = in ? dsum[row0 + t0 + i] : 0.f;
+    for (int64_t gi = 0; gi < group; ++gi) {  // the kv head's query heads, in order
+      const S<D>* qb = q + q_head(gi);
+      const S<D>* dob = d_o + o_head(gi);
+      const int64_t r0 = row0(gi);
+      for (int64_t t0 = 0; t0 < a.tq; t0 += kTile) {
+        __syncthreads();  // the previous query tile is no longer read (and K, V are in place)
+        if (!LoadBias<D>(a, mask, b, kh * group + gi, t0, k0, /*key_major=*/true, bias)) {
+          continue;
+        }
+        LoadTile<HD>(qbuf(0), qb, a.q_strides[2], t0, a.tq);
+        LoadTile<HD>(dobuf(0), dob, a.o_strides[2], t0, a.tq);
+        for (int i = threadIdx.x; i < kTile; i += kThreads) {
+          const bool in = t0 + i < a.tq;
+          lsebuf(0)[i] = in ? lse[r0 + t0 + i] : -INFINITY;  // rows past the end: P = 0
+          dsumbuf(0)[i] = in ? dsum[r0 + t0 + i] : 0.f;
+        }
+        __syncthreads();
+        const int first[2] = {0, 0};
+        KvGradTile<D, HD>(a, ks, vs, qbuf(0), dobuf(0), lsebuf(0), dsumbuf(0), bias, first, 0,
+                          tile_queries(t0), wr, lane, dka, dva);
       }
-      __syncthreads();
-      const int first[2] = {0, 0};
-      KvGradTile<D, HD>(a, ks, vs, qbuf(0), dobuf(0), lsebuf(0), dsumbuf(0), bias, first, 0,
-                        tile_queries(t0), wr, lane, dka, dva);
     }
   } else {
-    // Double-buffered over query tiles: Q, dO, lse and D of tile t0 + 64 are copied into the
-    // other buffer while t0 is computed (K and V arrive with the first group).
-    auto issue = [&](int64_t t0, int buf) {
-      CopyTileAsync<HD>(qbuf(buf), qb, a.q_strides[2], t0, a.tq);
-      CopyTileAsync<HD>(dobuf(buf), dob, a.o_strides[2], t0, a.tq);
+    // Double-buffered over the query tiles of the group's heads in turn (step n: head
+    // n / tiles, tile t_begin + 64 (n % tiles)): Q, dO, lse and D of step n + 1 are copied into
+    // the other buffer while step n is computed (K and V arrive with the first).
+    const int64_t t_begin = QueryBegin(a, k0);
+    const int64_t tiles = t_begin < a.tq ? (a.tq - t_begin + kTile - 1) / kTile : 0;
+    auto step_t0 = [&](int64_t n) { return t_begin + (n % tiles) * kTile; };
+    auto issue = [&](int64_t n, int buf) {
+      const int64_t gi = n / tiles, t0 = step_t0(n);
+      CopyTileAsync<HD>(qbuf(buf), q + q_head(gi), a.q_strides[2], t0, a.tq);
+      CopyTileAsync<HD>(dobuf(buf), d_o + o_head(gi), a.o_strides[2], t0, a.tq);
       const int i = threadIdx.x & (kTile - 1);  // threads 0-63: lse; 64-127: D
       const bool in = t0 + i < a.tq;
       const float* src = threadIdx.x < kTile ? lse : dsum;
       float* dst = threadIdx.x < kTile ? lsebuf(buf) : dsumbuf(buf);
-      CpAsync4(dst + i, in ? src + row0 + t0 + i : src, in);  // past the end: 0 (and nq)
+      CpAsync4(dst + i, in ? src + row0(gi) + t0 + i : src, in);  // past the end: 0 (and nq)
       CpAsyncCommit();
     };
-    const int64_t t_begin = QueryBegin(a, k0);
-    if (t_begin < a.tq) {
+    const int64_t steps = tiles * group;
+    if (steps > 0) {
       CopyTileAsync<HD>(ks, kb, a.k_strides[2], k0, a.tk);
       CopyTileAsync<HD>(vs, vb, a.v_strides[2], k0, a.tk);
-      issue(t_begin, 0);
+      issue(0, 0);
     }
     int buf = 0;
-    for (int64_t t0 = t_begin; t0 < a.tq; t0 += kTile, buf ^= 1) {
+    for (int64_t n = 0; n < steps; ++n, buf ^= 1) {
+      const int64_t t0 = step_t0(n);
       CpAsyncWaitAll();
-      __syncthreads();  // tile t0 is in buf; every warp is done with the other buffer
-      if (t0 + kTile < a.tq) issue(t0 + kTile, buf ^ 1);
+      __syncthreads();  // step n is in buf; every warp is done with the other buffer
+      if (n + 1 < steps) issue(n + 1, buf ^ 1);
       // The first open query of this thread's keys lo (wr + g) and hi (+ 8).
       const int first[2] = {FirstOpenQuery(a, k0 + wr + g, t0),
                             FirstOpenQuery(a, k0 + wr + g + 8, t0)};
@@ -769,8 +798,8 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 3 : 1)
     }
   }
 
-  S<D>* dkb = dk + b * a.k_strides[0] + h * a.k_strides[1];
-  S<D>* dvb = dv + b * a.v_strides[0] + h * a.v_strides[1];
+  S<D>* dkb = dk + b * a.k_strides[0] + kh * a.k_strides[1];
+  S<D>* dvb = dv + b * a.v_strides[0] + kh * a.v_strides[1];
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
     const int64_t key = k0 + wr + g + 8 * i;
@@ -853,11 +882,11 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, qd = lane & 3;
   const int64_t q_tiles = (a.tq + kTile - 1) / kTile;
   const int64_t bh = blockIdx.x / q_tiles, t0 = (blockIdx.x % q_tiles) * kTile;
-  const int64_t b = bh / a.h, h = bh % a.h;
+  const int64_t b = bh / a.h, h = bh % a.h, kh = KvHead(a, h);
   const S<D>* qb = q + b * a.q_strides[0] + h * a.q_strides[1];
   const S<D>* dob = d_o + b * a.o_strides[0] + h * a.o_strides[1];
-  const S<D>* kb = k + b * a.k_strides[0] + h * a.k_strides[1];
-  const S<D>* vb = v + b * a.v_strides[0] + h * a.v_strides[1];
+  const S<D>* kb = k + b * a.k_strides[0] + kh * a.k_strides[1];
+  const S<D>* vb = v + b * a.v_strides[0] + kh * a.v_strides[1];
   const int wr = warp * 16;
   const int64_t r_lo = t0 + wr + g;
 
@@ -927,7 +956,7 @@ cudaError_t Backward(const AttentionDesc& d, const void* q, const void* k, const
                      void* dk, void* dv, float* dsum, cudaStream_t stream) {
   cudaError_t e = LaunchAttentionRowDot(D, d, o, d_o, dsum, stream);
   if (e != cudaSuccess) return e;
-  const int64_t kv_blocks = d.b * d.h * Tiles(d.tk);
+  const int64_t kv_blocks = d.b * AttentionKvHeads(d) * Tiles(d.tk);  // per kv head
   if (kv_blocks > 0) {
     const size_t smem = KvSmem(HD);
     e = SetSmem(TcBackwardKvKernel<D, HD>, smem);
@@ -954,7 +983,7 @@ cudaError_t Backward(const AttentionDesc& d, const void* q, const void* k, const
 bool FlashAttentionTcSupported(DT dt, const AttentionDesc& d) {
   if (dt != DT::kF16 && dt != DT::kBF16) return false;
   if (d.d != d.dv || (d.d != 64 && d.d != 128)) return false;
-  if (d.b < 0 || d.h < 0 || d.tq < 0 || d.tk < 0) return false;
+  if (d.b < 0 || d.h < 0 || d.tq < 0 || d.tk < 0 || !AttentionHeadsValid(d)) return false;
   // 16-byte row loads: every row starts at a multiple of 8 elements.
   for (const int64_t* s : {d.q_strides, d.k_strides, d.v_strides, d.o_strides}) {
     for (int i = 0; i < 3; ++i) {

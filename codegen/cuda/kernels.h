@@ -287,6 +287,9 @@ cudaError_t LaunchSgd(DT dt, int64_t n, double momentum, double weight_decay, co
 constexpr int kFlashMaxHeadDim = 128;
 struct AttentionDesc {
   int64_t b = 0, h = 0, tq = 0, tk = 0, d = 0, dv = 0;
+  // Grouped-query attention: k / v (and dk / dv) have hkv heads, a divisor of h; query head i
+  // reads kv head i / (h / hkv) (k_strides / v_strides step over kv heads). 0: hkv = h.
+  int64_t hkv = 0;
   float scale = 1.f;
   int64_t q_strides[3] = {}, k_strides[3] = {}, v_strides[3] = {}, o_strides[3] = {};
   // 0 none, 1 bool (true: masked out), 2 additive (q's dtype), kAttentionMaskCausal: the
@@ -296,6 +299,12 @@ struct AttentionDesc {
   int64_t mask_strides[4] = {};      // over [b, h, q, k]; 0 where broadcast
 };
 constexpr int32_t kAttentionMaskCausal = 3;
+// The k / v heads of a descriptor (see AttentionDesc::hkv).
+inline int64_t AttentionKvHeads(const AttentionDesc& d) { return d.hkv > 0 ? d.hkv : d.h; }
+// Whether hkv is valid: 0, or a positive divisor of h.
+inline bool AttentionHeadsValid(const AttentionDesc& d) {
+  return d.hkv == 0 || (d.hkv > 0 && d.h % d.hkv == 0);
+}
 // Supported: d, dv <= kFlashMaxHeadDim, dt f32 / f16 / bf16. lse (f32 [b, h, tq], natural log
 // of the softmax denominator incl. the max) may be null; the backward uses it.
 bool FlashAttentionSupported(DT dt, const AttentionDesc& d);
@@ -303,8 +312,9 @@ cudaError_t LaunchFlashAttention(DT dt, const AttentionDesc& d, const void* q, c
                                  const void* v, const void* mask, void* o, float* lse,
                                  cudaStream_t stream);
 // Backward of the above (no IR op yet: tested directly, tests/cuda/flash_attention_test.cc).
-// dO and O share o_strides; dq / dk / dv share q / k / v strides and are f32 (accumulated with
-// atomics over query tiles for dk / dv: not bitwise deterministic). Scratch: f32 [b, h, tq].
+// dO and O share o_strides; dq / dk / dv share q / k / v strides and are f32 (dq accumulated
+// with atomics over key tiles: not bitwise deterministic; each dk / dv row is summed by one
+// warp, over a kv head's group of query heads in order). Scratch: f32 [b, h, tq].
 size_t FlashAttentionBackwardWorkspaceBytes(const AttentionDesc& d);
 // The backward's first phase, shared by the SIMT and tensor-core backwards: dsum[b, h, t] =
 // sum_c dO[t, c] O[t, c] (f32, one warp per query row; O and dO share o_strides).

@@ -262,6 +262,20 @@ std::vector<Case> Cases() {
                            }()))},
              {{"layout", std::string("bthd")}})};
        }},
+      {"attention_grouped_query_bhtd", [](GraphMaker& g) {  // 4 query heads, 2 kv heads
+         std::vector<uint8_t> m;
+         for (int i = 0; i < 4; ++i) {
+           for (int j = 0; j < 5; ++j) m.push_back(j > i + 1);
+         }
+         return std::vector<Value*>{g.Op("attention", {g.P({1, 4, 4, 3}), g.P({1, 2, 5, 3}),
+                                                       g.P({1, 2, 5, 2}), g.Bools({4, 5}, m)},
+                                         {{"scale", 0.6}})};
+       }},
+      {"attention_grouped_query_bthd", [](GraphMaker& g) {  // 3 query heads, 1 kv head
+         return std::vector<Value*>{g.Op("attention", {g.P({2, 3, 3, 2}), g.P({2, 4, 1, 2}),
+                                                       g.P({2, 4, 1, 3})},
+                                         {{"layout", std::string("bthd")}})};
+       }},
       {"attention_two_query_blocks", [](GraphMaker& g) {  // Tq > the kernel's 32-row block
          return std::vector<Value*>{g.Op("attention", {g.P({1, 1, 35, 2}), g.P({1, 1, 7, 2}),
                                                        g.P({1, 1, 7, 3})})};

@@ -42,9 +42,12 @@
 //       Scaled dot-product attention, softmax(q @ k^T * scale [masked]) @ v, per batch and
 //       head, made by passes/fuse_attention.cc (CPU kernel codegen/cpu/attention.cc: blocked
 //       online softmax, flash-style, never materializes Tq x Tk scores).
-//       layout "bhtd" (default): q [B,H,Tq,D], k [B,H,Tk,D], v [B,H,Tk,Dv] -> [B,H,Tq,Dv].
-//       layout "bthd": q [B,Tq,H,D], k [B,Tk,H,D], v [B,Tk,H,Dv] -> [B,Tq,H,Dv] (the layout
+//       layout "bhtd" (default): q [B,H,Tq,D], k [B,Hkv,Tk,D], v [B,Hkv,Tk,Dv] -> [B,H,Tq,Dv].
+//       layout "bthd": q [B,Tq,H,D], k [B,Tk,Hkv,D], v [B,Tk,Hkv,Dv] -> [B,Tq,H,Dv] (the layout
 //       of the projection's output, so that the usual head transposes disappear).
+//       Hkv = H, or grouped-query attention (Llama's kv_heads < heads): Hkv divides H and query
+//       head h reads k / v head h / (H / Hkv), the order of HF's repeat_kv (repeat_interleave),
+//       which fuse-attention folds into the op instead of materializing the repeated K / V.
 //       layout "bt3hd" (passes/pack_qkv.cc): q, k and v are each a packed [B,T,3,H,D], in
 //       practice one value (the QKV projection's output read in place, no split): q is slot
 //       0 of the q operand, k slot 1 of k, v slot 2 of v -> [B,T,H,D]; attention_grad then has
@@ -56,6 +59,9 @@
 //   Example (GPT causal self-attention, 4 heads of 64):
 //       %o = attention(%q, %k, %v, %masked) {layout="bthd", scale=0.125} : f32[8,128,4,64]
 //            (%q, %k, %v: f32[8,128,4,64], %masked: bool[1,1,128,128])
+//   Example (Llama grouped-query attention, 4 query heads sharing 2 kv heads):
+//       %o = attention(%q, %k, %v, %m) {causal=1, scale=0.125} : f32[2,4,128,64]
+//            (%q: f32[2,4,128,64], %k, %v: f32[2,2,128,64], %m: bool[1,1,128,128])
 //
 //   linear_ce_loss(x, w, labels) {trans_b=0|1, reduction="mean"|"sum", ignore_index?,
 //                                 grad_dtype?} -> loss f32[] [, dx_unit, dw_unit]
@@ -496,9 +502,15 @@ absl::StatusOr<AttentionProblem> DescribeAttention(const std::vector<TensorType>
   p.tk = k.shape[t_axis];
   p.d = q.shape[3];
   p.dv = v.shape[3];
-  if (k.shape[0] != p.b || v.shape[0] != p.b || k.shape[h_axis] != p.h ||
-      v.shape[h_axis] != p.h || v.shape[t_axis] != p.tk || k.shape[3] != p.d) {
+  p.hkv = k.shape[h_axis];
+  if (k.shape[0] != p.b || v.shape[0] != p.b || v.shape[h_axis] != p.hkv ||
+      v.shape[t_axis] != p.tk || k.shape[3] != p.d) {
     return absl::InvalidArgumentError("q, k, v shapes do not match: " + describe());
+  }
+  // Grouped-query attention: k / v heads divide q's (each kv head serves h / hkv query heads).
+  if (p.hkv == 0 ? p.h != 0 : p.h % p.hkv != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "k / v have ", p.hkv, " heads, which must divide q's ", p.h, ": ", describe()));
   }
   PTC_ASSIGN_OR_RETURN(p.scale,
                        GetFloatAttr(attrs, "scale", 1.0 / std::sqrt(static_cast<double>(p.d))));

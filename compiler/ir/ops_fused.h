@@ -23,6 +23,9 @@ const std::vector<OpDef>& FusedOpDefs();
 // kernels' head dims, cuDNN's masks).
 struct AttentionProblem {
   int64_t b = 0, h = 0, tq = 0, tk = 0, d = 0, dv = 0;
+  // k / v heads: h, or (grouped-query attention) a divisor of h; query head i reads kv head
+  // i / (h / hkv) (HF repeat_kv order, i.e. repeat_interleave over the heads).
+  int64_t hkv = 0;
   bool bthd = false;       // layout "bthd" ([B, T, H, D]); else "bhtd" ([B, H, T, D])
   // layout "bt3hd": q, k and v are each the one packed tensor [B, T, 3, H, D] (a QKV
   // projection's output as is: slot 0 q, 1 k, 2 v); bthd is set too (the output is [B, T, H, D]).

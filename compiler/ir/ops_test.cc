@@ -430,6 +430,37 @@ TEST(Ops, DescribeAttention) {
   EXPECT_FALSE(DescribeAttention({q, k, v}, attrs).ok());
   EXPECT_FALSE(
       DescribeAttention({q, F32({2, 20, 4, 7}), v}, {{"layout", std::string("bthd")}}).ok());
+  EXPECT_EQ(p->hkv, 4);
+}
+
+// Grouped-query attention: k / v with fewer heads that divide q's, in both layouts; the output
+// keeps q's heads and attention_grad's dk / dv keep k's / v's shapes.
+TEST(Ops, DescribeAttentionGroupedQuery) {
+  auto bthd = DescribeAttention({F32({2, 16, 8, 4}), F32({2, 20, 2, 4}), F32({2, 20, 2, 6})},
+                                {{"layout", std::string("bthd")}});
+  ASSERT_TRUE(bthd.ok()) << bthd.status();
+  EXPECT_EQ(bthd->h, 8);
+  EXPECT_EQ(bthd->hkv, 2);
+  EXPECT_EQ(bthd->out_shape, (Shape{2, 16, 8, 6}));
+  auto bhtd = DescribeAttention({F32({2, 6, 16, 4}), F32({2, 3, 20, 4}), F32({2, 3, 20, 4}),
+                                 Bool({1, 6, 16, 20})},
+                                {});
+  ASSERT_TRUE(bhtd.ok()) << bhtd.status();
+  EXPECT_EQ(bhtd->hkv, 3);
+  EXPECT_EQ(bhtd->mask_strides, (std::array<int64_t, 4>{0, 320, 20, 1}));
+  // 4 kv heads do not divide 6 query heads; k and v must agree on their heads.
+  auto bad = DescribeAttention({F32({2, 6, 16, 4}), F32({2, 4, 20, 4}), F32({2, 4, 20, 4})}, {});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(std::string(bad.status().message()).find("must divide"), std::string::npos);
+  EXPECT_FALSE(
+      DescribeAttention({F32({2, 6, 16, 4}), F32({2, 3, 20, 4}), F32({2, 6, 20, 4})}, {}).ok());
+  auto grad = InferTypes("attention_grad",
+                         {F32({2, 6, 16, 4}), F32({2, 6, 16, 4}), F32({2, 3, 20, 4}),
+                          F32({2, 3, 20, 4})},
+                         {}, /*num_outputs=*/3);
+  ASSERT_TRUE(grad.ok()) << grad.status();
+  EXPECT_EQ((*grad)[1].shape, (Shape{2, 3, 20, 4}));
+  EXPECT_EQ((*grad)[2].shape, (Shape{2, 3, 20, 4}));
 }
 
 TEST(Ops, UnknownOpAndBadInputShape) {

@@ -25,7 +25,9 @@
 //   attention_grad(dy, q, k, v[, mask]) {scale, layout} -> (dq, dk, dv)
 //       The gradients of attention(q, k, v[, mask]) (ops_fused.cc) for the output gradient dy,
 //       same attributes; the softmax is recomputed from q and k (nothing T x T is kept from the
-//       forward). Not differentiable in the mask.
+//       forward). Not differentiable in the mask. dk / dv have k's / v's shapes: with
+//       grouped-query attention (fewer k / v heads than q heads) each kv head's gradient is the
+//       sum over the query heads of its group.
 //
 //   Optimizer ops (made by compiler/autodiff/optimizer.cc); scalars are f32[]:
 //   lr_schedule(step) {lr, schedule="constant"|"cosine", warmup=0, total_steps=0,

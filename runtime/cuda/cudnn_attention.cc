@@ -272,6 +272,12 @@ absl::StatusOr<Problem> Describe(const ir::Node& node, int first, int trailing =
   p.d = a->d;
   p.dv = a->dv;
   if (p.b <= 0 || p.h <= 0 || p.tq <= 0 || p.tk <= 0) return Decline(node, "empty tensors");
+  // cuDNN's SDPA takes h_k = h_v < h_q, but the graphs here describe k / v with q's heads and
+  // that has not been run on a GPU yet: grouped-query nodes go to the flash kernels.
+  if (a->hkv != a->h) {
+    return Decline(node, absl::StrCat("grouped-query attention (", a->hkv, " kv heads for ",
+                                      a->h, " query heads)"));
+  }
   if (p.d % 8 != 0 || p.dv % 8 != 0 || p.d > 256 || p.dv > 256) {
     return Decline(node, absl::StrCat("head dims ", p.d, " / ", p.dv,
                                       " (cuDNN takes multiples of 8 up to 256)"));

@@ -920,20 +920,22 @@ absl::StatusOr<kernels::AttentionDesc> FlashDesc(const ir::Node& node, int first
   d.tk = p.tk;
   d.d = p.d;
   d.dv = p.dv;
+  d.hkv = p.hkv == p.h ? 0 : p.hkv;  // grouped-query attention: k / v with fewer heads
   d.scale = static_cast<float>(p.scale);
-  // `rows`: 1, or 3 for the slots of a packed bt3hd row (q, k, v read in place).
-  auto strides = [&](int64_t t, int64_t hd, int64_t* st, int64_t rows) {
+  // `rows`: 1, or 3 for the slots of a packed bt3hd row (q, k, v read in place); `heads`: the
+  // operand's (q / o: h, k / v: hkv).
+  auto strides = [&](int64_t t, int64_t hd, int64_t* st, int64_t rows, int64_t heads) {
     if (p.bthd) {
-      st[0] = t * rows * d.h * hd, st[1] = hd, st[2] = rows * d.h * hd;
+      st[0] = t * rows * heads * hd, st[1] = hd, st[2] = rows * heads * hd;
     } else {
-      st[0] = d.h * t * hd, st[1] = t * hd, st[2] = hd;
+      st[0] = heads * t * hd, st[1] = t * hd, st[2] = hd;
     }
   };
   const int64_t slots = p.packed ? 3 : 1;
-  strides(d.tq, d.d, d.q_strides, slots);
-  strides(d.tk, d.d, d.k_strides, slots);
-  strides(d.tk, d.dv, d.v_strides, slots);
-  strides(d.tq, d.dv, d.o_strides, 1);
+  strides(d.tq, d.d, d.q_strides, slots, p.h);
+  strides(d.tk, d.d, d.k_strides, slots, p.hkv);
+  strides(d.tk, d.dv, d.v_strides, slots, p.hkv);
+  strides(d.tq, d.dv, d.o_strides, 1, p.h);
   d.mask_kind = p.mask_kind;
   for (int i = 0; i < 4; ++i) d.mask_strides[i] = p.mask_strides[i];
   // causal=1 (annotate-causal: the mask operand is exactly the causal triangle): the kernels
@@ -988,8 +990,8 @@ class FlashAttentionGradKernel final : public DeviceKernel {
     o_elems_ = d.b * d.h * d.tq * d.dv;
     rows_ = d.b * d.h * d.tq;
     n_[0] = d.b * d.h * d.tq * d.d;
-    n_[1] = d.b * d.h * d.tk * d.d;
-    n_[2] = d.b * d.h * d.tk * d.dv;
+    n_[1] = d.b * kernels::AttentionKvHeads(d) * d.tk * d.d;  // dk, dv: per kv head
+    n_[2] = d.b * kernels::AttentionKvHeads(d) * d.tk * d.dv;
     if (slot_ > 0) {  // the SIMT backward's f32 gradients: one packed f32 buffer, cast at once
       n_[0] = n_[0] + n_[1] + n_[2];
       n_[1] = n_[2] = 0;
@@ -1136,6 +1138,12 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateOwnAttention(const ir::Node&
   const int ta = bthd ? 1 : 2, ha = bthd ? 2 : 1;
   const int64_t b = q.shape[0], h = q.shape[ha], tq = q.shape[ta], tk = kt.shape[ta];
   const int64_t d = q.shape[3], dv = vt.shape[3];
+  if (kt.shape[ha] != h || vt.shape[ha] != h) {
+    return absl::UnimplementedError(absl::StrCat(
+        node.Describe(), ": grouped-query attention (k / v with ", kt.shape[ha], " heads for q's ",
+        h, ") needs the flash kernels (head dims up to ", kernels::kFlashMaxHeadDim,
+        ", not KernelOptions::attention_two_gemm)"));
+  }
   PTC_ASSIGN_OR_RETURN(double scale, node.GetFloat("scale", 1.0 / std::sqrt(double(d))));
   auto kernel = std::make_unique<AttentionKernel>();
   kernel->rows_ = b * h * tq;

@@ -31,17 +31,30 @@ struct FlashCase {
   int64_t b, h, tq, tk, d, dv;
   bool bthd;
   int mask;  // 0 none, 1 causal bool [1, 1, tq, tk] (key j visible to query i when j <= i +
-             // tk - tq), 2 additive f32-like [b, 1, tq, tk]
+             // tk - tq), 2 additive f32-like [b, 1, tq, tk], 3 the same causal triangle by
+             // index (kAttentionMaskCausal: no mask read)
   int dtype;  // 0 f32, 1 f16, 2 bf16
   bool tc = false;  // the tensor-core kernels (gradients in the dtype) instead of the SIMT ones
+  int64_t hkv = 0;  // grouped-query: k / v heads (a divisor of h); 0 = h
+  int64_t kv_heads() const { return hkv > 0 ? hkv : h; }
 };
 
 void PrintTo(const FlashCase& c, std::ostream* os) { *os << c.name; }
 
-// Offsets of element (b, h, t, c) in either layout.
+// Offsets of element (b, h, t, c) in either layout of a tensor with `heads` heads.
+int64_t AtHeads(const FlashCase& c, int64_t heads, int64_t t_len, int64_t hd, int64_t b,
+                int64_t h, int64_t t, int64_t x) {
+  return c.bthd ? ((b * t_len + t) * heads + h) * hd + x : ((b * heads + h) * t_len + t) * hd + x;
+}
+// q / o / dq (h heads).
 int64_t At(const FlashCase& c, int64_t t_len, int64_t hd, int64_t b, int64_t h, int64_t t,
            int64_t x) {
-  return c.bthd ? ((b * t_len + t) * c.h + h) * hd + x : ((b * c.h + h) * t_len + t) * hd + x;
+  return AtHeads(c, c.h, t_len, hd, b, h, t, x);
+}
+// k / v / dk / dv at the kv head that query head h reads (h / (h / hkv), repeat_kv order).
+int64_t AtKv(const FlashCase& c, int64_t t_len, int64_t hd, int64_t b, int64_t h, int64_t t,
+             int64_t x) {
+  return AtHeads(c, c.kv_heads(), t_len, hd, b, h / (c.h / c.kv_heads()), t, x);
 }
 
 struct Reference {
@@ -49,7 +62,8 @@ struct Reference {
 };
 
 // Naive f64: S = scale q k^T (+ mask), P = softmax(S), O = P v; dP = dO v^T,
-// dS = P (dP - rowsum(dO * O)), dq = scale dS k, dk = scale dS^T q, dv = P^T dO.
+// dS = P (dP - rowsum(dO * O)), dq = scale dS k, dk = scale dS^T q, dv = P^T dO; with
+// grouped-query k / v, dk / dv of a kv head sum over the query heads that read it.
 Reference Naive(const FlashCase& c, double scale, const std::vector<double>& q,
                 const std::vector<double>& k, const std::vector<double>& v,
                 const std::vector<double>& mask, const std::vector<double>& d_o) {
@@ -67,10 +81,10 @@ Reference Naive(const FlashCase& c, double scale, const std::vector<double>& q,
         for (int64_t j = 0; j < c.tk; ++j) {
           double s = 0;
           for (int64_t x = 0; x < c.d; ++x) {
-            s += q[At(c, c.tq, c.d, b, h, i, x)] * k[At(c, c.tk, c.d, b, h, j, x)];
+            s += q[At(c, c.tq, c.d, b, h, i, x)] * k[AtKv(c, c.tk, c.d, b, h, j, x)];
           }
           s *= scale;
-          if (c.mask == 1 && j > i + c.tk - c.tq) s = -INFINITY;
+          if ((c.mask == 1 || c.mask == 3) && j > i + c.tk - c.tq) s = -INFINITY;
           if (c.mask == 2) s += mask[(b * c.tq + i) * c.tk + j];
           p[i * c.tk + j] = s;
           mx = std::max(mx, s);
@@ -81,7 +95,7 @@ Reference Naive(const FlashCase& c, double scale, const std::vector<double>& q,
         r.lse[(b * c.h + h) * c.tq + i] = mx + std::log(sum);
         for (int64_t x = 0; x < c.dv; ++x) {
           double o = 0;
-          for (int64_t j = 0; j < c.tk; ++j) o += p[i * c.tk + j] * v[At(c, c.tk, c.dv, b, h, j, x)];
+          for (int64_t j = 0; j < c.tk; ++j) o += p[i * c.tk + j] * v[AtKv(c, c.tk, c.dv, b, h, j, x)];
           r.o[At(c, c.tq, c.dv, b, h, i, x)] = o;
         }
       }
@@ -93,7 +107,7 @@ Reference Naive(const FlashCase& c, double scale, const std::vector<double>& q,
         for (int64_t j = 0; j < c.tk; ++j) {
           double dp = 0;
           for (int64_t x = 0; x < c.dv; ++x) {
-            dp += d_o[At(c, c.tq, c.dv, b, h, i, x)] * v[At(c, c.tk, c.dv, b, h, j, x)];
+            dp += d_o[At(c, c.tq, c.dv, b, h, i, x)] * v[AtKv(c, c.tk, c.dv, b, h, j, x)];
           }
           ds[i * c.tk + j] = p[i * c.tk + j] * (dp - dsum);
         }
@@ -102,11 +116,11 @@ Reference Naive(const FlashCase& c, double scale, const std::vector<double>& q,
         for (int64_t j = 0; j < c.tk; ++j) {
           const double pij = p[i * c.tk + j], dsij = ds[i * c.tk + j];
           for (int64_t x = 0; x < c.d; ++x) {
-            r.dq[At(c, c.tq, c.d, b, h, i, x)] += scale * dsij * k[At(c, c.tk, c.d, b, h, j, x)];
-            r.dk[At(c, c.tk, c.d, b, h, j, x)] += scale * dsij * q[At(c, c.tq, c.d, b, h, i, x)];
+            r.dq[At(c, c.tq, c.d, b, h, i, x)] += scale * dsij * k[AtKv(c, c.tk, c.d, b, h, j, x)];
+            r.dk[AtKv(c, c.tk, c.d, b, h, j, x)] += scale * dsij * q[At(c, c.tq, c.d, b, h, i, x)];
           }
           for (int64_t x = 0; x < c.dv; ++x) {
-            r.dv[At(c, c.tk, c.dv, b, h, j, x)] += pij * d_o[At(c, c.tq, c.dv, b, h, i, x)];
+            r.dv[AtKv(c, c.tk, c.dv, b, h, j, x)] += pij * d_o[At(c, c.tq, c.dv, b, h, i, x)];
           }
         }
       }
@@ -154,8 +168,9 @@ TEST_P(FlashAttention, ForwardAndBackwardMatchNaiveF64) {
       else e = static_cast<float>(e);
     }
   };
-  std::vector<double> q = draw(c.b * c.h * c.tq * c.d), kk = draw(c.b * c.h * c.tk * c.d),
-                      v = draw(c.b * c.h * c.tk * c.dv), d_o = draw(c.b * c.h * c.tq * c.dv),
+  const int64_t hk = c.kv_heads();
+  std::vector<double> q = draw(c.b * c.h * c.tq * c.d), kk = draw(c.b * hk * c.tk * c.d),
+                      v = draw(c.b * hk * c.tk * c.dv), d_o = draw(c.b * c.h * c.tq * c.dv),
                       mask = draw(c.b * c.tq * c.tk);
   round_to(q);
   round_to(kk);
@@ -220,24 +235,26 @@ TEST_P(FlashAttention, ForwardAndBackwardMatchNaiveF64) {
   void* gv = grad_buffer(v.size());
 
   k::AttentionDesc d;
-  d.b = c.b, d.h = c.h, d.tq = c.tq, d.tk = c.tk, d.d = c.d, d.dv = c.dv;
+  d.b = c.b, d.h = c.h, d.tq = c.tq, d.tk = c.tk, d.d = c.d, d.dv = c.dv, d.hkv = c.hkv;
   d.scale = static_cast<float>(scale);
-  auto strides = [&](int64_t t, int64_t hd, int64_t* st) {
+  auto strides = [&](int64_t t, int64_t hd, int64_t* st, int64_t heads) {
     if (c.bthd) {
-      st[0] = t * c.h * hd, st[1] = hd, st[2] = c.h * hd;
+      st[0] = t * heads * hd, st[1] = hd, st[2] = heads * hd;
     } else {
-      st[0] = c.h * t * hd, st[1] = t * hd, st[2] = hd;
+      st[0] = heads * t * hd, st[1] = t * hd, st[2] = hd;
     }
   };
-  strides(c.tq, c.d, d.q_strides);
-  strides(c.tk, c.d, d.k_strides);
-  strides(c.tk, c.dv, d.v_strides);
-  strides(c.tq, c.dv, d.o_strides);
+  strides(c.tq, c.d, d.q_strides, c.h);
+  strides(c.tk, c.d, d.k_strides, hk);
+  strides(c.tk, c.dv, d.v_strides, hk);
+  strides(c.tq, c.dv, d.o_strides, c.h);
   const void* mask_ptr = nullptr;
   if (c.mask == 1) {
     d.mask_kind = 1;
     d.mask_strides[2] = c.tk, d.mask_strides[3] = 1;
     mask_ptr = dcausal;
+  } else if (c.mask == 3) {
+    d.mask_kind = k::kAttentionMaskCausal;  // by index: the mask operand is not read
   } else if (c.mask == 2) {
     d.mask_kind = 2;
     d.mask_strides[0] = c.tq * c.tk, d.mask_strides[2] = c.tk, d.mask_strides[3] = 1;
@@ -350,7 +367,22 @@ INSTANTIATE_TEST_SUITE_P(
                     FlashCase{"tc_bf16_bhtd_causal_tq_lt_tk_d128", 1, 2, 50, 200, 128, 128, false,
                               1, 2, true},
                     FlashCase{"tc_f16_bhtd_additive_two_full_tiles", 1, 1, 128, 128, 64, 64, false,
-                              2, 1, true}),
+                              2, 1, true},
+                    // Grouped-query attention (k / v with fewer heads; dk / dv summed over each
+                    // kv head's query heads): SIMT f32 / f16, tensor cores bf16 / f16, causal
+                    // by index and as a bool mask, additive, no mask, both layouts.
+                    FlashCase{"gqa_f32_bhtd_causal", 2, 4, 37, 37, 16, 24, false, 1, 0, false, 2},
+                    FlashCase{"gqa_f32_bthd_no_mask", 1, 6, 5, 70, 32, 32, true, 0, 0, false, 2},
+                    FlashCase{"gqa_f16_bthd_causal_index", 1, 4, 40, 40, 64, 64, true, 3, 1,
+                              false, 1},
+                    FlashCase{"gqa_tc_bf16_bhtd_causal_index_ragged", 1, 4, 130, 130, 64, 64,
+                              false, 3, 2, true, 2},
+                    FlashCase{"gqa_tc_f16_bthd_causal_bool", 2, 4, 70, 70, 64, 64, true, 1, 1,
+                              true, 1},
+                    FlashCase{"gqa_tc_bf16_bthd_additive", 1, 6, 40, 100, 64, 64, true, 2, 2,
+                              true, 2},
+                    FlashCase{"gqa_tc_f16_bhtd_no_mask_d128", 1, 3, 70, 70, 128, 128, false, 0, 1,
+                              true, 1}),
     [](const testing::TestParamInfo<FlashCase>& info) { return info.param.name; });
 
 }  // namespace

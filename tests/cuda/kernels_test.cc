@@ -622,6 +622,16 @@ std::vector<Case> Cases() {
          {2, 70, 2, 32}, T(b, {1, 1, 70, 70}), {{"layout", std::string("bthd")}});
     grad("attention_grad_additive_tq_lt_tk", f32, {1, 2, 9, 8}, {1, 2, 33, 8}, {1, 2, 33, 12},
          {1, 2, 9, 12}, T(f32, {1, 2, 9, 33}), {});
+    // Grouped-query attention (k / v with fewer heads than q; dk / dv summed over each kv
+    // head's query heads) on the SIMT kernels, f32: both layouts, causal bool / additive masks.
+    att("attention_gqa_f32_bthd_causal", f32, {2, 20, 4, 16}, {2, 20, 2, 16}, {2, 20, 2, 24},
+        T(b, {1, 1, 20, 20}), {{"layout", std::string("bthd")}}, false);
+    att("attention_gqa_f32_bhtd_additive", f32, {1, 6, 9, 8}, {1, 2, 30, 8}, {1, 2, 30, 8},
+        T(f32, {1, 6, 9, 30}), {}, false);
+    grad("attention_grad_gqa_f32_bhtd_causal", f32, {2, 4, 40, 16}, {2, 2, 40, 16},
+         {2, 2, 40, 16}, {2, 4, 40, 16}, T(b, {1, 1, 40, 40}), {{"scale", 0.25}});
+    grad("attention_grad_gqa_f32_bthd_additive", f32, {1, 9, 6, 8}, {1, 33, 3, 8},
+         {1, 33, 3, 12}, {1, 9, 6, 12}, T(f32, {1, 6, 9, 33}), {{"layout", std::string("bthd")}});
   }
   // Tensor-core attention (attention_tc.cu: f16 / bf16, d == dv in {64, 128}; every case named
   // attention_tc_* / attention_grad_tc_* takes that path by default, and TensorCoreAttention
@@ -681,6 +691,18 @@ std::vector<Case> Cases() {
        {2, 2, 150, 64}, T(b, {1, 1, 150, 150}), Gen::kCausal, "", true, causal);
     tc("attention_grad_tc_f16_causal_attr_tq_lt_tk", f16, {1, 3, 70, 64}, {1, 3, 140, 64},
        {1, 3, 70, 64}, T(b, {70, 140}), Gen::kCausal, "", true, causal);
+    // Grouped-query attention (Llama's kv_heads < heads): k / v with 1 or 2 heads for 4 query
+    // heads; the dK / dV kernel sums each kv head's group in one block. causal=1 (the
+    // double-buffered loop over the group's query tiles), bool masks per query head (the bias
+    // tiles), both layouts; through the SIMT kernels too (TensorCoreAttention).
+    tc("attention_tc_gqa_bf16_causal_attr_ragged", bf16, {1, 4, 130, 64}, {1, 2, 130, 64}, {},
+       T(b, {1, 1, 130, 130}), Gen::kCausal, "", false, causal);
+    tc("attention_tc_gqa_f16_bthd_bool_per_head", f16, {1, 70, 4, 64}, {1, 70, 2, 64}, {},
+       T(b, {1, 4, 70, 70}), Gen::kBool, "bthd", false);
+    tc("attention_grad_tc_gqa_bf16_bthd_causal_attr", bf16, {1, 100, 4, 64}, {1, 100, 1, 64},
+       {1, 100, 4, 64}, T(b, {100, 100}), Gen::kCausal, "bthd", true, causal);
+    tc("attention_grad_tc_gqa_f16_bool_per_head_d128", f16, {1, 4, 70, 128}, {1, 2, 70, 128},
+       {1, 4, 70, 128}, T(b, {1, 4, 70, 70}), Gen::kBool, "", true);
     tc("attention_grad_tc_bf16_causal_attr_bthd_d128", bf16, {1, 100, 2, 128},
        {1, 100, 2, 128}, {1, 100, 2, 128}, T(b, {100, 100}), Gen::kCausal, "bthd", true, causal);
     // Rows with every key masked (Tq > Tk) add nothing to the gradients (P = 0, dS = 0 though

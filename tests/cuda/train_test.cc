@@ -173,6 +173,72 @@ TEST(CudaTraining, TenStepsMatchCpu) {
   }
 }
 
+// Grouped-query attention on the device: a tiny Llama with kv_heads 2 < heads 4 trains 3
+// AdamW steps with the CPU executor's losses, fp32 (the SIMT flash kernels with k / v per kv
+// head) and bf16 (head dim 64: the tensor-core kernels, whose dK / dV blocks sum each kv
+// head's group) against the fp32 CPU plan; no repeat of K / V is left in either plan.
+TEST(CudaTraining, LlamaGroupedQueryAttentionMatchesCpu) {
+  PTC_SKIP_WITHOUT_CUDA_DEVICE();
+  auto config = models::LlamaPreset("tiny");
+  ASSERT_TRUE(config.ok()) << config.status();
+  config->vocab = kVocab;
+  config->layers = 2;
+  config->dim = 256;
+  config->heads = 4;  // head dim 64
+  config->kv_heads = 2;
+  config->ffn = 128;
+  config->seq = kSeq;
+  config->with_loss = true;
+  auto model = models::BuildLlama(*config);
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto compile = [&](const std::string& target, const std::string& precision) {
+    onnx_import::ImportOptions io;
+    io.dims = {{"batch", 2}, {"seq", kSeq}};
+    auto module = onnx_import::ImportOnnxBytes(model->SerializeAsString(), "", "llama", io);
+    if (!module.ok()) return absl::StatusOr<plan::Plan>(module.status());
+    driver::CompileOptions o;
+    o.target = target;
+    o.precision = precision;
+    o.train = true;
+    o.dims = io.dims;
+    o.train_options.optimizer = "adamw";
+    o.train_options.lr = 1e-3;
+    return driver::CompileModule(*std::move(module), o);
+  };
+  auto cpu_plan = compile("cpu", "fp32");
+  ASSERT_TRUE(cpu_plan.ok()) << cpu_plan.status();
+  auto cpu = cpu::Executor::Create(*cpu_plan);
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  std::vector<double> want;
+  for (int step = 0; step < 3; ++step) {
+    auto c = (*cpu)->Run(FixedBatch(*cpu_plan, 300 + step));
+    ASSERT_TRUE(c.ok()) << c.status();
+    want.push_back(c->at(0).GetDouble(0));
+  }
+  for (const char* precision : {"fp32", "bf16"}) {
+    SCOPED_TRACE(precision);
+    auto plan = compile("cuda", precision);
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    int gqa = 0;
+    for (const auto& n : plan->module->main()->nodes()) {
+      EXPECT_FALSE(n->op() == "expand" && n->output()->type().rank() == 5) << n->Describe();
+      if (n->op() == "attention_grad") gqa += n->output(1)->type().shape[1] == 2;
+    }
+    EXPECT_EQ(gqa, 2) << "attention_grad with dk over the 2 kv heads, per layer";
+    auto gpu = Executor::Create(*plan);
+    ASSERT_TRUE(gpu.ok()) << gpu.status();
+    EXPECT_TRUE((*gpu)->host_fallback_nodes().empty());
+    const double tol = std::string(precision) == "fp32" ? 1e-4 : 5e-3;
+    for (int step = 0; step < 3; ++step) {
+      auto g = (*gpu)->Run(FixedBatch(*plan, 300 + step));
+      ASSERT_TRUE(g.ok()) << g.status();
+      const double lg = g->at(0).GetDouble(0);
+      EXPECT_NEAR(lg, want[step], tol * std::fabs(want[step])) << "step " << step + 1;
+      std::printf("%s step %d: loss cpu %.7f cuda %.7f\n", precision, step + 1, want[step], lg);
+    }
+  }
+}
+
 // Autotuning (on by default): the first run times each distinct GEMM problem's cuBLASLt
 // candidates (the accumulating ones from a snapshot of their output), later runs and the CUDA
 // graphs captured at the second run launch the choices, and the losses stay those of an
@@ -518,6 +584,7 @@ TEST(CudaGenerate, DecoderLogitsMatchTheFullWindow) {
   ASSERT_TRUE(lconfig.ok());
   lconfig->vocab = 256;
   lconfig->layers = 2;
+  lconfig->kv_heads = lconfig->heads / 2;  // grouped-query attention, its cache per kv head
   lconfig->seq = kSeq;
   auto llama = models::BuildLlama(*lconfig);
   ASSERT_TRUE(llama.ok()) << llama.status();
