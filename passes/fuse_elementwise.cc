@@ -25,10 +25,16 @@
 //   - intermediates used more than once, or returned, are not absorbed  "declined.multi-use"
 //   - intermediates smaller than the root (would be recomputed)        "declined.broadcast"
 //   - an intermediate whose dtype is not the chain's compute type (f32, or f64 for f64
-//     chains): a f16 / bf16 op rounds its result, so it stays an operand  "declined.dtype"
+//     chains) and, with `round_half_steps`, any f16 / bf16 intermediate (it rounds its
+//     result, so it stays an operand)                                    "declined.dtype"
 //   f16 / bf16 (a --precision plan): operands of any of f16 / bf16 / f32 are read widened,
 //   the chain runs in f32, casts up (exact) are absorbed, and a chain may end in a cast down
-//   to f16 / bf16, which becomes the fused op's `dtype` (the one rounding, as unfused).
+//   to f16 / bf16, which becomes the fused op's `dtype` (the one rounding, as unfused). The
+//   f16 / bf16 ops inside a chain are computed in f32 without their own rounding (by default,
+//   as torch.compile's generated kernels keep intermediates in f32 registers: one rounding at
+//   the store, closer to the exact value than the op-by-op plan): a bf16 SwiGLU backward or a
+//   rotary embedding is one kernel instead of five. `round_half_steps` keeps every half op's
+//   rounding (the op-by-op plan's bits) at the price of those chains.
 //   - ops without a program token (cast, where, comparisons...)        (leaves, not counted)
 //   - more than max_inputs operands or max_program_length tokens       "declined.too-big"
 // Run after fold-constants / simplify / cse (so constants are splats and duplicates merged)
@@ -297,14 +303,16 @@ class FuseElementwisePass : public Pass {
     ir::Node* p = v->producer();
     bool absorb = false;
     if (p != nullptr && p != g.root && !claimed.count(p)) {
-      // Inside the chain: ops computing in the chain's type (a half-precision op rounds its
-      // result: it stays a leaf), and exact widening casts.
+      // Inside the chain: ops computing in the chain's type (a half-precision op too, computed
+      // in f32 without its rounding, unless round_half_steps), and exact widening casts.
       if (Fusable(*p) || IsWideningCast(*p, g.ct)) {
         if (!m.Def(v).SingleUse()) {
           Count("declined.multi-use");
         } else if (v->type().shape != g.root->output()->type().shape) {
           Count("declined.broadcast");
-        } else if (v->type().dtype != g.ct) {
+        } else if (v->type().dtype != g.ct &&
+                   !(g.ct == ir::DType::kF32 && Half(v->type().dtype) &&
+                     !options_.round_half_steps)) {
           Count("declined.dtype");
         } else {
           absorb = true;

@@ -56,6 +56,9 @@ struct FuseElementwiseOptions {
   // f16 / bf16 chains (a --precision plan): computed in f32, widening casts absorbed, a final
   // narrowing cast as the output dtype (fused_elementwise's `dtype`).
   bool half = true;
+  // Keep the rounding of every f16 / bf16 op inside a chain (such an op stays an operand), for
+  // the op-by-op plan's exact bits; by default they are computed in f32 and rounded once.
+  bool round_half_steps = false;
 };
 std::unique_ptr<Pass> CreateFuseElementwisePass(FuseElementwiseOptions options = {});
 
