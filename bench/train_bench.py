@@ -3,6 +3,10 @@
 
 One training step = forward + backward + AdamW update of a GPT (vocab 8192, 4 layers, dim 256,
 4 heads, tanh GELU, tied LM head, pre-norm) on a batch of 8 x 128 tokens, on the CPU with 2 threads.
+`--family llama`: a Llama of the same size instead (RMSNorm, rotary embeddings, 2 KV heads for
+the 4 query heads, SwiGLU MLP of 768, untied LM head; `ptc model llama`), with a second ptc row
+`ptc-unfused` compiled with `--passes default,-match-rms-norm,-match-rotary` (the RMS norms and
+rotary embeddings as the exported ops: what those two passes gain).
 
   ptc      `ptc model gpt2 ... --loss`, `ptc compile --train --optimizer adamw`, `ptc run
            --steps N --log-json F`: per-step time from the log (tokens_per_s is per step, compile
@@ -40,6 +44,7 @@ import tempfile
 import time
 
 VOCAB, LAYERS, DIM, HEADS, SEQ, BATCH = 8192, 4, 256, 4, 128, 8
+KV_HEADS, FFN, ROPE_THETA, RMS_EPS = 2, 768, 10000.0, 1e-5  # --family llama
 LR, WD, BETA1, BETA2, EPS = 1e-3, 0.01, 0.9, 0.999, 1e-8
 
 
@@ -96,7 +101,70 @@ def worker_torch(args):
             logits = self.ln_f(x) @ self.wte.weight.t()  # tied LM head
             return F.cross_entropy(logits.view(-1, VOCAB), labels.view(-1))
 
-    model = Gpt()
+    class LlamaBlock(nn.Module):  # models/llama.cc: RMSNorm, rotate-half rotary, GQA, SwiGLU
+        def __init__(self):
+            super().__init__()
+            hs = DIM // HEADS
+            self.input_layernorm = nn.Parameter(torch.ones(DIM))
+            self.q_proj = nn.Linear(DIM, DIM, bias=False)
+            self.k_proj = nn.Linear(DIM, KV_HEADS * hs, bias=False)
+            self.v_proj = nn.Linear(DIM, KV_HEADS * hs, bias=False)
+            self.o_proj = nn.Linear(DIM, DIM, bias=False)
+            self.post_attention_layernorm = nn.Parameter(torch.ones(DIM))
+            self.gate_proj = nn.Linear(DIM, FFN, bias=False)
+            self.up_proj = nn.Linear(DIM, FFN, bias=False)
+            self.down_proj = nn.Linear(FFN, DIM, bias=False)
+            self.register_buffer("mask", torch.tril(torch.ones(SEQ, SEQ, dtype=torch.bool)))
+
+        @staticmethod
+        def rms(x, w):
+            return w * (x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + RMS_EPS))
+
+        @staticmethod
+        def rope(x, cos, sin):
+            half = x.shape[-1] // 2
+            x1, x2 = x[..., :half], x[..., half:]
+            return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+        def forward(self, x, cos, sin):
+            b, t, c = x.shape
+            hs = c // HEADS
+            h = self.rms(x, self.input_layernorm)
+            q = self.q_proj(h).view(b, t, HEADS, hs).transpose(1, 2)
+            k = self.k_proj(h).view(b, t, KV_HEADS, hs).transpose(1, 2)
+            v = self.v_proj(h).view(b, t, KV_HEADS, hs).transpose(1, 2)
+            q, k = self.rope(q, cos, sin), self.rope(k, cos, sin)
+            k = k.repeat_interleave(HEADS // KV_HEADS, dim=1)
+            v = v.repeat_interleave(HEADS // KV_HEADS, dim=1)
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))
+            att = att.masked_fill(~self.mask[:t, :t], float("-inf"))
+            y = (F.softmax(att, dim=-1) @ v).transpose(1, 2).contiguous().view(b, t, c)
+            x = x + self.o_proj(y)
+            h = self.rms(x, self.post_attention_layernorm)
+            return x + self.down_proj(F.silu(self.gate_proj(h)) * self.up_proj(h))
+
+    class Llama(nn.Module):
+        def __init__(self):
+            super().__init__()
+            hs = DIM // HEADS
+            self.embed_tokens = nn.Embedding(VOCAB, DIM)
+            self.layers = nn.ModuleList([LlamaBlock() for _ in range(LAYERS)])
+            self.norm = nn.Parameter(torch.ones(DIM))
+            self.lm_head = nn.Linear(DIM, VOCAB, bias=False)
+            inv = ROPE_THETA ** (-torch.arange(0, hs, 2, dtype=torch.float64) / hs)
+            ang = torch.arange(SEQ, dtype=torch.float64)[:, None] * inv[None, :]
+            self.register_buffer("cos", ang.cos().float())
+            self.register_buffer("sin", ang.sin().float())
+
+        def forward(self, idx, labels):
+            t = idx.shape[1]
+            x = self.embed_tokens(idx)
+            for block in self.layers:
+                x = block(x, self.cos[:t], self.sin[:t])
+            logits = self.lm_head(LlamaBlock.rms(x, self.norm))
+            return F.cross_entropy(logits.view(-1, VOCAB), labels.view(-1))
+
+    model = Llama() if args.family == "llama" else Gpt()
     with torch.no_grad():
         for p in model.parameters():
             if p.dim() == 2:
@@ -233,6 +301,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ptc", default="build/ptc", help="the ptc binary")
+    ap.add_argument("--family", default="gpt2", choices=["gpt2", "llama"],
+                    help="the model: the GPT above, or a Llama of the same size")
     ap.add_argument("--ptc-harness", default="",
                     help="bench/train_profile built by bench/train_profile_build.sh (default: "
                          "train_profile next to --ptc, when it exists): the executor alone")
@@ -262,15 +332,19 @@ def main():
     os.makedirs(work, exist_ok=True)
     ptc = os.path.abspath(args.ptc)
     me = os.path.abspath(__file__)
-    model = os.path.join(work, "gpt.onnx")
-    plan = os.path.join(work, "gpt.plan")
+    llama = args.family == "llama"
+    model = os.path.join(work, f"{args.family}.onnx")
+    plan = os.path.join(work, f"{args.family}.plan")
+    plan_unfused = os.path.join(work, f"{args.family}-unfused.plan")
     load_before = uptime()
     print(f"load average (1/5/15 min) before: {load_before}; {os.cpu_count()} CPUs", flush=True)
 
     # ptc: model + compile (not timed as part of the step).
-    model_cmd = [ptc, "model", "gpt2", "--set", f"vocab={VOCAB}", "--set", f"layers={LAYERS}",
-                 "--dim", str(DIM), "--heads", str(HEADS), "--seq", str(SEQ), "--loss", "-o",
-                 model]
+    model_cmd = [ptc, "model", args.family, "--set", f"vocab={VOCAB}", "--set",
+                 f"layers={LAYERS}", "--dim", str(DIM), "--heads", str(HEADS), "--seq", str(SEQ),
+                 "--loss", "-o", model]
+    if llama:
+        model_cmd += ["--set", f"kv_heads={KV_HEADS}", "--set", f"ffn={FFN}"]
     check(model_cmd)
     compile_cmd = [ptc, "compile", model, "-o", plan, "--train", "--dim", f"batch={BATCH}",
                    "--dim", f"seq={SEQ}", "--optimizer", "adamw", "--lr", str(LR),
@@ -280,6 +354,9 @@ def main():
     check(compile_cmd)
     compile_s = time.perf_counter() - t0
     print(f"ptc compile: {compile_s:.1f} s", flush=True)
+    if llama:
+        check(compile_cmd[:4] + [plan_unfused] + compile_cmd[5:] +
+              ["--passes", "default,-match-rms-norm,-match-rotary"])
 
     # ORT Training: artifacts from the same forward graph (not timed).
     ortt_note = ""
@@ -303,11 +380,11 @@ def main():
         env1["OMP_WAIT_POLICY"] = "passive"
     total = args.warmup + args.steps
 
-    def run_ptc():
+    def run_ptc(which=plan):
         log = os.path.join(work, "ptc_log.jsonl")
         if os.path.exists(log):
             os.remove(log)
-        out, err, rss, wall = run_timed([ptc, "run", plan, "--steps", str(total), "--log-json",
+        out, err, rss, wall = run_timed([ptc, "run", which, "--steps", str(total), "--log-json",
                                          log], env=env1)
         steps = [json.loads(l) for l in open(log) if l.strip()]
         steps = [s for s in steps if "tokens_per_s" in s]
@@ -333,7 +410,8 @@ def main():
     def run_torch():
         out, _, rss, wall = run_timed([sys.executable, me, "--worker", "torch", "--steps",
                                        str(args.steps), "--warmup", str(args.warmup),
-                                       "--threads", str(args.threads)], env=env1)
+                                       "--threads", str(args.threads), "--family",
+                                       args.family], env=env1)
         r = parse_result(out)
         r.update(rss=rss, wall=wall)
         return r
@@ -348,7 +426,9 @@ def main():
         return r
 
     peers = [("ptc", run_ptc), ("torch", run_torch)]
-    if harness:
+    if llama:
+        peers.insert(1, ("ptc-unfused", lambda: run_ptc(plan_unfused)))
+    if harness and not llama:  # the harness feeds GPT token ids / labels only
         peers.insert(1, ("ptc-exec", run_ptc_exec))
     if not ortt_note:
         peers.append(("ort-t", run_ortt))
@@ -378,21 +458,23 @@ def main():
                 "rss": max(r["rss"] for r in rs), "planned": rs[0].get("planned", -1),
                 "first_loss": rs[0]["losses"][0]}
 
-    names = ("ptc", "ptc-exec", "torch", "ort-t")
+    names = ("ptc", "ptc-unfused", "ptc-exec", "torch", "ort-t")
     s = {name: summary(name) for name in names}
     print()
-    print(f"GPT vocab {VOCAB}, {LAYERS} layers, dim {DIM}, {HEADS} heads, batch {BATCH} x {SEQ}; "
+    what = (f"Llama ({KV_HEADS} KV heads, SwiGLU {FFN}) vocab" if llama else "GPT vocab")
+    print(f"{what} {VOCAB}, {LAYERS} layers, dim {DIM}, {HEADS} heads, batch {BATCH} x {SEQ}; "
           f"AdamW; {args.threads} threads; {args.rounds} rounds x {args.steps} timed steps "
           f"(+{args.warmup} warmup){', --no-spin' if args.no_spin else ''}")
     print(f"load average before {load_before}, after {load_after} (shared machine)")
     print()
     print("| peer | step (median of rounds) | range | tokens/s | peak RSS | step-1 loss |")
     print("|---|---|---|---|---|---|")
-    labels = {"ptc": "ptc (`ptc run`)", "ptc-exec": "ptc (executor only)",
+    labels = {"ptc": "ptc (`ptc run`)", "ptc-unfused": "ptc, no match-rms-norm / match-rotary",
+              "ptc-exec": "ptc (executor only)",
               "torch": "PyTorch CPU", "ort-t": "ORT Training"}
     for name in names:
         v = s[name]
-        if v is None and name == "ptc-exec":
+        if v is None and name in ("ptc-exec", "ptc-unfused"):
             continue
         if v is None:
             note = ortt_note if name == "ort-t" else "failed"
@@ -410,7 +492,7 @@ def main():
     print()
     print("| ratio | time | target | peak RSS | target |")
     print("|---|---|---|---|---|")
-    for mine in ("ptc", "ptc-exec"):
+    for mine in ("ptc", "ptc-unfused", "ptc-exec"):
         for name, ttarget in (("torch", 0.6), ("ort-t", 1.0)):
             if s[mine] and s[name]:
                 tr = s[mine]["step_s"] / s[name]["step_s"]
