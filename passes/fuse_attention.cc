@@ -36,6 +36,11 @@
 //   after:   %ot = attention(%q4, %k4, %v4, %masked) {layout="bthd", scale=0.125}
 //                  : f32[8,128,4,64]
 //
+// Then a "bhtd" attention whose q, k, v are all head transposes of [B,T,H,D] tensors and whose
+// output goes through the transpose back reads them in place ("bthd", "fused.bthd-in-place"):
+// the heads of a rotary embedding applied before the transpose, or of K / V whose repeat_kv
+// was folded (below), which the main match cannot see through.
+//
 // Grouped-query attention (then, on every attention of the function): a k or v operand that
 // is HF's repeat_kv of a tensor x with Hkv heads, exactly
 //   %u = reshape(%x)  {shape = x's with a 1 after the head axis}     (Unsqueeze as imported)
@@ -299,7 +304,49 @@ class FuseAttentionPass : public FunctionPass {
     }
     if (!erase.empty()) fn.EraseNodesIf([&](const ir::Node& n) { return erase.count(&n) > 0; });
     const bool gqa = FoldRepeatKv(module, fn);
-    return !erase.empty() || gqa;
+    const bool in_place = ReadHeadsInPlace(module, fn);
+    return !erase.empty() || gqa || in_place;
+  }
+
+  // A "bhtd" attention whose q, k and v are each transpose(x, [0,2,1,3]) of a [B,T,H,D]
+  // tensor and whose output's one use is the transpose back to [B,T,H,D] reads x in place
+  // (layout "bthd"), as the main match does for the transposes it sees. This is how the heads
+  // reach attention when something stands between the transposes and the scores: a rotary
+  // embedding sunk before the transpose (match-rotary), K / V of fewer heads once their
+  // repeat_kv is folded (FoldRepeatKv above). Counted "fused.bthd-in-place"; the input
+  // transposes are left to dce.
+  bool ReadHeadsInPlace(const ir::Module& module, ir::Function& fn) {
+    Matcher m(module, fn);
+    const std::vector<int64_t> heads = {0, 2, 1, 3};
+    std::set<const ir::Node*> erase;
+    for (ir::Node* att : NodesWithOp(fn, "attention")) {
+      absl::StatusOr<std::string> layout = att->GetString("layout", "bhtd");
+      if (!layout.ok() || *layout != "bhtd" || att->num_inputs() < 3 ||
+          att->num_outputs() != 1) {
+        continue;
+      }
+      bool all = true;
+      std::vector<ir::Value*> operands;
+      for (int i = 0; i < 3; ++i) {
+        ir::Node* t = att->input(i)->producer();
+        all &= IsPerm(t, heads);
+        if (all) operands.push_back(t->input(0));
+      }
+      ir::Node* out = m.SingleUser(att->output());
+      if (!all || !IsPerm(out, heads)) continue;
+      for (size_t i = 3; i < att->num_inputs(); ++i) operands.push_back(att->input(i));
+      ir::AttrMap attrs = att->attrs();
+      attrs["layout"] = std::string("bthd");
+      ir::Node* f = fn.AddNode("attention", operands, {out->output()->type()}, std::move(attrs),
+                               att->loc(), {out->output()->name()}, /*before=*/att);
+      fn.ReplaceAllUsesWith(out->output(), f->output());
+      erase.insert(att);
+      erase.insert(out);
+      Count("fused.bthd-in-place");
+    }
+    if (erase.empty()) return false;
+    fn.EraseNodesIf([&](const ir::Node& n) { return erase.count(&n) > 0; });
+    return true;
   }
 };
 

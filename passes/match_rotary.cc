@@ -20,6 +20,10 @@
 // split / reduce chains, and the step keeps no half-size products. Also in the default
 // inference pipeline (the KV-cache decoder's rules take rotary: passes/kv_cache_rules.cc).
 // f32 / f64 only: an f16 / bf16 chain rounds after every op, one rotary does not.
+// When x is a transpose that keeps the last axis (Llama's [B,T,H,D] -> [B,H,T,D] head
+// transpose) read by nothing else, the rotation is applied before it and the transpose after
+// ("fused.before-transpose"; the tables transposed alike, constants folded): fuse-attention then
+// sees head transposes next to the attention and has it read the heads in place.
 // Counters: "fused", "fused.full-tables"; declines "declined.<why>": "multi-use", "dtype",
 // "not-half-slice" (a slice that is not exactly one half of the last axis), "halves" (x1 / x2
 // in the wrong places: a sign or the halves swapped), "tables" (cos / sin differ between the
@@ -124,8 +128,25 @@ class MatchRotaryPass : public FunctionPass {
         f.cos = HalfTable(fn, f.cos, root);
         f.sin = HalfTable(fn, f.sin, root);
       }
-      ir::Node* r = fn.AddNode("rotary", {f.x, f.cos, f.sin}, {root->output()->type()}, {},
-                               root->loc(), {root->output()->name()}, /*before=*/root);
+      ir::Node* r = nullptr;
+      if (std::optional<std::vector<int64_t>> perm = SinkableTranspose(m, f)) {
+        // Rotate the transpose's input (the tables transposed alike) and transpose the
+        // result: the transpose then meets the attention, which reads the heads in place.
+        ir::Value* x4 = f.x->producer()->input(0);
+        ir::Value* cos4 = AlignTable(fn, f.cos, *perm, x4->type().rank(), root);
+        ir::Value* sin4 = f.sin == f.cos ? cos4 : AlignTable(fn, f.sin, *perm,
+                                                             x4->type().rank(), root);
+        ir::TensorType t4 = x4->type();
+        t4.dtype = root->output()->type().dtype;
+        ir::Node* r4 = fn.AddNode("rotary", {x4, cos4, sin4}, {t4}, {}, root->loc(),
+                                  {root->output()->name() + ".rot"}, /*before=*/root);
+        r = fn.AddNode("transpose", {r4->output()}, {root->output()->type()}, {{"perm", *perm}},
+                       root->loc(), {root->output()->name()}, /*before=*/root);
+        Count("fused.before-transpose");
+      } else {
+        r = fn.AddNode("rotary", {f.x, f.cos, f.sin}, {root->output()->type()}, {}, root->loc(),
+                       {root->output()->name()}, /*before=*/root);
+      }
       fn.ReplaceAllUsesWith(root->output(), r->output());
       erase.insert(f.chain.begin(), f.chain.end());
       Count(f.full_tables ? "fused.full-tables" : "fused");
@@ -133,6 +154,45 @@ class MatchRotaryPass : public FunctionPass {
     if (erase.empty()) return false;
     fn.EraseNodesIf([&](const ir::Node& n) { return erase.count(&n) > 0; });
     return true;
+  }
+
+  // perm when x = transpose(x4, perm) keeps the rotated last axis in place and is read only by
+  // the matched chain (the transpose then goes after the rotary instead).
+  static std::optional<std::vector<int64_t>> SinkableTranspose(const Matcher& m, const Found& f) {
+    const ir::Node* t = f.x->producer();
+    if (t == nullptr || t->op() != "transpose" || m.IsResult(f.x)) return std::nullopt;
+    absl::StatusOr<std::vector<int64_t>> perm = t->GetInts("perm");
+    const int64_t r = f.x->type().rank();
+    if (!perm.ok() || static_cast<int64_t>(perm->size()) != r || perm->back() != r - 1) {
+      return std::nullopt;
+    }
+    const std::set<const ir::Node*> chain(f.chain.begin(), f.chain.end());
+    for (const ir::Node* u : m.Users(f.x)) {
+      if (!chain.count(u)) return std::nullopt;
+    }
+    return *perm;
+  }
+
+  // A table broadcasting against x = transpose(x4, perm) made to broadcast against x4 the same
+  // way: padded to x's rank with leading 1s, then transposed by perm's inverse (constant tables
+  // fold; a table with one dim besides the last becomes a reshape in effect).
+  static ir::Value* AlignTable(ir::Function& fn, ir::Value* t, const std::vector<int64_t>& perm,
+                               int64_t rank, const ir::Node* before) {
+    ir::Shape padded = t->type().shape;
+    padded.insert(padded.begin(), rank - static_cast<int64_t>(padded.size()), 1);
+    std::vector<int64_t> inv(perm.size());
+    for (size_t i = 0; i < perm.size(); ++i) inv[perm[i]] = static_cast<int64_t>(i);
+    ir::Shape out(padded.size());
+    for (size_t i = 0; i < out.size(); ++i) out[i] = padded[inv[i]];
+    ir::Value* v = t;
+    if (padded != t->type().shape) {
+      v = fn.AddNode("reshape", {v}, {ir::TensorType{t->type().dtype, padded}},
+                     {{"shape", padded}}, before->loc(), {t->name() + ".r"}, before)
+              ->output();
+    }
+    return fn.AddNode("transpose", {v}, {ir::TensorType{t->type().dtype, out}},
+                      {{"perm", inv}}, before->loc(), {t->name() + ".t"}, before)
+        ->output();
   }
 
   // Checks shared by both forms: dtype, and that rotary accepts x, cos, sin with the root's type.

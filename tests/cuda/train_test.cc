@@ -222,7 +222,10 @@ TEST(CudaTraining, LlamaGroupedQueryAttentionMatchesCpu) {
     int gqa = 0;
     for (const auto& n : plan->module->main()->nodes()) {
       EXPECT_FALSE(n->op() == "expand" && n->output()->type().rank() == 5) << n->Describe();
-      if (n->op() == "attention_grad") gqa += n->output(1)->type().shape[1] == 2;
+      if (n->op() != "attention_grad") continue;
+      // dk over the 2 kv heads, on the layout's head axis (bthd: the heads read in place).
+      const bool bthd = n->GetString("layout", "bhtd").value_or("") == "bthd";
+      gqa += n->output(1)->type().shape[bthd ? 2 : 1] == 2;
     }
     EXPECT_EQ(gqa, 2) << "attention_grad with dk over the 2 kv heads, per layer";
     auto gpu = Executor::Create(*plan);

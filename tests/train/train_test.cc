@@ -483,13 +483,16 @@ TEST(TrainSmoke, LlamaGroupedQueryAttentionMatchesUnfused) {
     const int first = n.op() == "attention" ? 1 : n.op() == "attention_grad" ? 2 : -1;
     if (first < 0) continue;
     (first == 1 ? attention : grads) += 1;
-    // [B, H, T, D] with 4 query heads; k / v (and dk / dv) with 2.
-    EXPECT_EQ(n.input(first - 1)->type().shape[1], 4) << n.Describe();
-    EXPECT_EQ(n.input(first)->type().shape[1], 2) << n.Describe();
-    EXPECT_EQ(n.input(first + 1)->type().shape[1], 2) << n.Describe();
+    // 4 query heads; k / v (and dk / dv) with 2. The heads are read in place ("bthd": the
+    // rotary embeddings go before the head transposes, match-rotary).
+    EXPECT_EQ(n.GetString("layout", "bhtd").value_or(""), "bthd") << n.Describe();
+    const int ha = 2;
+    EXPECT_EQ(n.input(first - 1)->type().shape[ha], 4) << n.Describe();
+    EXPECT_EQ(n.input(first)->type().shape[ha], 2) << n.Describe();
+    EXPECT_EQ(n.input(first + 1)->type().shape[ha], 2) << n.Describe();
     if (first == 2) {
-      EXPECT_EQ(n.output(1)->type().shape[1], 2) << n.Describe();
-      EXPECT_EQ(n.output(2)->type().shape[1], 2) << n.Describe();
+      EXPECT_EQ(n.output(1)->type().shape[ha], 2) << n.Describe();
+      EXPECT_EQ(n.output(2)->type().shape[ha], 2) << n.Describe();
     }
   }
   EXPECT_EQ(attention, 2);
