@@ -17,7 +17,8 @@
 //         fp32 list; the kernels compute it in f32 and round once): a Llama SwiGLU,
 //         x * sigmoid(x) * up, stays in bf16 instead of keeping three f32 [B, T, ffn] tensors
 //         per layer for the backward; so does the swiglu op match-swiglu makes of it (and its
-//         swiglu_grad, built from the bf16 swiglu by autodiff). When every float operand is low the op
+//         swiglu_grad, built from the bf16 swiglu by autodiff).
+//         When every float operand is low the op
 //         stays low; when low and f32 operands meet, the low ones are cast up and the op computes
 //         in f32. As in PyTorch's type promotion, a rank-0 operand (a scale, an epsilon) does not
 //         count: `mul(%s_bf16, 0.125)` stays bf16 with the scalar cast down; nor do weights
