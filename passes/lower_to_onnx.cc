@@ -8,7 +8,8 @@
 // matmul(q, k^T), mul(scale), where(mask, -inf, s) or add(mask), softmax, matmul(p, v), with
 // grouped-query k / v repeated per query head first (reshape, expand, reshape);
 // gemm_bgrad -> gemm + reduce_sum (+ casts to its dtype / bias_dtype); gemm_gelu_grad -> gemm
-// + gelu_grad; rotary -> slices, muls, sub, add and concat; a fused_matmul's second output
+// + gelu_grad; rotary -> slices, muls, sub, add and concat; swiglu -> sigmoid, mul, mul;
+// swiglu_grad -> its sigmoid / mul / sub / add expression; a fused_matmul's second output
 // (the activation's input) is the add (or matmul) before its activation.
 // Training ops (gather_grad, adamw_update, assign, ...) have no ONNX form and stay as they are.
 //
@@ -249,6 +250,35 @@ absl::StatusOr<ir::Value*> LowerRotary(Emitter& e, const ir::Node& n) {
   return e.Op("concat", {o1, o2}, {{"axis", r - 1}});
 }
 
+// swiglu -> the chain match-swiglu takes: (g * sigmoid(g)) * u.
+absl::StatusOr<ir::Value*> LowerSwiglu(Emitter& e, const ir::Node& n) {
+  ir::Value* g = n.input(0);
+  PTC_ASSIGN_OR_RETURN(ir::Value* s, e.Op("sigmoid", {g}));
+  PTC_ASSIGN_OR_RETURN(ir::Value* m, e.Op("mul", {g, s}));
+  return e.Op("mul", {m, n.input(1)});
+}
+
+// swiglu_grad -> s = sigmoid(g), du = dy * (g * s), dg = (dy * u) * s * (1 + g * (1 - s)).
+absl::StatusOr<std::vector<ir::Value*>> LowerSwigluGrad(Emitter& e, const ir::Node& n) {
+  ir::Value* dy = n.input(0);
+  ir::Value* g = n.input(1);
+  const ir::DType dt = g->type().dtype;
+  ir::Value* one = e.Scalar(dt == ir::DType::kF64 ? dt : ir::DType::kF32, 1.0);
+  if (dt != ir::DType::kF64 && dt != ir::DType::kF32) {  // (Scalar writes f32 / f64 only)
+    PTC_ASSIGN_OR_RETURN(one, e.Op("cast", {one}, {{"to", dt}}));
+  }
+  PTC_ASSIGN_OR_RETURN(ir::Value* s, e.Op("sigmoid", {g}));
+  PTC_ASSIGN_OR_RETURN(ir::Value* silu, e.Op("mul", {g, s}));
+  PTC_ASSIGN_OR_RETURN(ir::Value* du, e.Op("mul", {dy, silu}));
+  PTC_ASSIGN_OR_RETURN(ir::Value* c, e.Op("sub", {one, s}));
+  PTC_ASSIGN_OR_RETURN(c, e.Op("mul", {g, c}));
+  PTC_ASSIGN_OR_RETURN(c, e.Op("add", {one, c}));
+  PTC_ASSIGN_OR_RETURN(ir::Value* dg, e.Op("mul", {dy, n.input(2)}));
+  PTC_ASSIGN_OR_RETURN(dg, e.Op("mul", {dg, s}));
+  PTC_ASSIGN_OR_RETURN(dg, e.Op("mul", {dg, c}));
+  return std::vector<ir::Value*>{dg, du};
+}
+
 absl::StatusOr<ir::Value*> LowerAttention(Emitter& e, const ir::Node& n) {
   PTC_ASSIGN_OR_RETURN(std::string layout, n.GetString("layout", "bhtd"));
   ir::Value* q = n.input(0);
@@ -343,7 +373,8 @@ class LowerFusedPass final : public Pass {
         }
         const std::string& op = n->op();
         if (op == "gelu" || op == "fused_elementwise" || op == "fused_matmul" ||
-            op == "attention" || op == "gemm_bgrad" || op == "gemm_gelu_grad" || op == "rotary") {
+            op == "attention" || op == "gemm_bgrad" || op == "gemm_gelu_grad" || op == "rotary" ||
+            op == "swiglu" || op == "swiglu_grad") {
           targets.push_back(n.get());
         }
       }
@@ -367,6 +398,12 @@ class LowerFusedPass final : public Pass {
           r = LowerGemmGeluGrad(e, *n);
         } else if (n->op() == "rotary") {
           r = LowerRotary(e, *n);
+        } else if (n->op() == "swiglu") {
+          r = LowerSwiglu(e, *n);
+        } else if (n->op() == "swiglu_grad") {
+          PTC_ASSIGN_OR_RETURN(std::vector<ir::Value*> outs, LowerSwigluGrad(e, *n));
+          f.ReplaceAllUsesWith(n->output(1), outs[1]);
+          r = outs[0];
         } else {
           r = LowerAttention(e, *n);
         }

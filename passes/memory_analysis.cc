@@ -213,6 +213,10 @@ OpCost EstimateCost(const ir::Node& n) {
     c.flops = static_cast<double>(out_elems) * tokens;
   } else if (op == "rotary") {  // per pair: four products and two sums
     c.flops = 3.0 * static_cast<double>(out_elems);
+  } else if (op == "swiglu") {  // sigmoid and two products (the fused_elementwise it replaces)
+    c.flops = 3.0 * static_cast<double>(out_elems);
+  } else if (op == "swiglu_grad") {  // sigmoid and nine sums / products per (dg, du) pair
+    c.flops = 5.0 * static_cast<double>(out_elems);
   } else if (op == "gelu" || op == "gelu_grad" || op == "erf" || op == "tanh" || op == "exp") {
     c.flops = 8.0 * static_cast<double>(out_elems);
   } else if (absl::StartsWith(op, "reduce_")) {

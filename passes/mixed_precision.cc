@@ -12,11 +12,13 @@
 //         erf / tanh: the steps of an exported GELU that match-gelu did not take).
 //         There are no cumulative ops in the IR yet; cumsum would join this list.
 //   follow: everything else (add mul sub div where gelu relu sigmoid concat reshape transpose
-//         split slice gather expand identity dropout cast rotary ...; rotary decided by x
-//         alone, its cos / sin tables kept f32). sigmoid follows as in autocast (not on its
+//         split slice gather expand identity dropout cast rotary swiglu ...; rotary decided by
+//         x alone, its cos / sin tables kept f32). sigmoid follows as in autocast (not on its
 //         fp32 list; the kernels compute it in f32 and round once): a Llama SwiGLU,
 //         x * sigmoid(x) * up, stays in bf16 instead of keeping three f32 [B, T, ffn] tensors
-//         per layer for the backward. When every float operand is low the op
+//         per layer for the backward; so does the swiglu op match-swiglu makes of it (and its
+//         swiglu_grad, built from the bf16 swiglu by autodiff).
+//         When every float operand is low the op
 //         stays low; when low and f32 operands meet, the low ones are cast up and the op computes
 //         in f32. As in PyTorch's type promotion, a rank-0 operand (a scale, an epsilon) does not
 //         count: `mul(%s_bf16, 0.125)` stays bf16 with the scalar cast down; nor do weights

@@ -69,6 +69,10 @@ std::unique_ptr<Pass> CreateMatchRmsNormPass();
 // (match_rotary.cc).
 std::unique_ptr<Pass> CreateMatchRotaryPass();
 
+// sigmoid(g) * g * u (Llama's SwiGLU, any grouping and operand order) -> swiglu
+// (match_swiglu.cc).
+std::unique_ptr<Pass> CreateMatchSwigluPass();
+
 // matmul (+ transposed 2-D weight) (+ bias [N]) (+ gelu/relu) -> fused_matmul.
 std::unique_ptr<Pass> CreateFuseMatMulBiasPass();
 std::unique_ptr<Pass> CreateFuseResidualAddPass();

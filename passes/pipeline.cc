@@ -167,6 +167,8 @@ const std::vector<PassInfo>& RegisteredPasses() {
       {"match-rotary",
        "x1*cos - x2*sin, x2*cos + x1*sin concatenated (or x*cos + rotate_half(x)*sin) -> rotary",
        [] { return CreateMatchRotaryPass(); }},
+      {"match-swiglu", "g * sigmoid(g) * u (Llama's SwiGLU MLP gate) -> swiglu",
+       [] { return CreateMatchSwigluPass(); }},
       {"fuse-matmul-bias", "matmul + transposed weight + bias + gelu/relu -> fused_matmul",
        [] { return CreateFuseMatMulBiasPass(); }},
       {"fold-matmul-casts",
@@ -211,12 +213,14 @@ std::vector<std::string> DefaultPassList(std::string_view target) {
   // fuse-bias-grad after cse: dW's and db's views of the output gradient are one value then.
   // fold-norm-casts: only --precision plans have the casts it folds; after fuse-norm-grad-add,
   // whose addend is part of the dx it casts.
-  // match-rms-norm after cse (one x under the square and the division) and before
-  // fuse-elementwise (which would take the chain's tail); training plans had it before autodiff.
+  // match-rms-norm and match-swiglu after cse (one x under the square and the division, one g
+  // under the sigmoid and the product) and before fuse-elementwise (which would take the
+  // chains); training plans had them before autodiff.
   std::vector<std::string> list = {"fold-param-casts", "fold-constants", "simplify",
                                    "fold-gemm-transpose", "annotate-causal", "cse",
-                                   "match-rms-norm", "fuse-bias-grad", "fuse-norm-grad-add",
-                                   "fold-norm-casts", "fold-grad-casts", "dce"};
+                                   "match-rms-norm", "match-swiglu", "fuse-bias-grad",
+                                   "fuse-norm-grad-add", "fold-norm-casts", "fold-grad-casts",
+                                   "dce"};
   if (target == "cpu") {
     // fuse-elementwise pays on CPU: a GPT-2-like MLP/residual block measured faster with it
     // (see tools/ptc_opt --bench and the passes report); it runs after cse so that duplicated

@@ -223,6 +223,7 @@ constexpr OpEntry kOps[] = {
     {"gemm_bgrad", MakeGemmBgradKernel, true},
     {"gemm_gelu_grad", MakeGemmGeluGradKernel, true},
     {"rotary", MakeRotaryKernel, true},
+    {"swiglu", MakeSwigluKernel, true},
     {"attention", MakeAttentionKernel, false},
     {"attention_grad", MakeAttentionGradKernel, false},
     {"linear_ce_loss", MakeLinearCeLossKernel, false},

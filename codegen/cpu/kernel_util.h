@@ -310,6 +310,7 @@ KernelOr MakeFusedMatMulKernel(const ir::Node& node);  // fused_matmul
 KernelOr MakeGemmBgradKernel(const ir::Node& node);    // gemm_bgrad
 KernelOr MakeGemmGeluGradKernel(const ir::Node& node);  // gemm_gelu_grad
 KernelOr MakeRotaryKernel(const ir::Node& node);        // rotary (rotary.cc)
+KernelOr MakeSwigluKernel(const ir::Node& node);        // swiglu (swiglu.cc)
 // `node` on f16 / bf16 operands through the f32 kernel `factory` makes: the half operands are
 // widened exactly into scratch, the half outputs rounded once (kernel.cc).
 KernelOr WrapHalfViaF32(const ir::Node& node, KernelOr (*factory)(const ir::Node&));

@@ -329,6 +329,23 @@ std::vector<Ref> Reference(const std::string& op, const AttrMap& a, const std::v
     }
     return {out};
   }
+  if (op == "swiglu" || op == "swiglu_grad") {  // g sigmoid(g) u and its two partials
+    auto sig = [](double g) { return 1 / (1 + std::exp(-g)); };
+    if (op == "swiglu") {
+      return {Elementwise(in, dt, [&](const std::vector<double>& x) {
+        return x[0] * sig(x[0]) * x[1];
+      })};
+    }
+    // (dy, g, u) -> (dg, du)
+    Ref dg = Elementwise(in, dt, [&](const std::vector<double>& x) {
+      const double s = sig(x[1]);
+      return x[0] * x[2] * (s + x[1] * s * (1 - s));
+    });
+    Ref du = Elementwise(in, dt, [&](const std::vector<double>& x) {
+      return x[0] * x[1] * sig(x[1]);
+    });
+    return {dg, du};
+  }
   if (op == "gemm_bgrad") {  // the gemm and the reduce_sum it replaces, in their dtypes
     Ref y = Reference("gemm", {{"trans_a", int64_t{IntAttr(a, "trans_a", 0)}}}, {in[0], in[1]},
                       1)[0];
@@ -687,6 +704,26 @@ std::vector<Case> AllCases() {
     odd.error = "D even";
     odd.out_types = {TensorType{DType::kF32, {2, 3}}};
     cs.push_back(odd);
+  }
+  // swiglu / swiglu_grad: f32, f64, f16 / bf16 (through the f32 kernel, one rounding); a size
+  // that is not a multiple of any vector width; mismatched operands are an error.
+  {
+    cs.push_back({"swiglu", {}, {F32({64, 352}), F32({64, 352})}});
+    cs.push_back({"swiglu", {}, {F64({3, 5, 7}), F64({3, 5, 7})}});
+    cs.push_back({"swiglu", {}, {In{DType::kBF16, {4, 96}}, In{DType::kBF16, {4, 96}}}});
+    cs.push_back({"swiglu", {}, {In{DType::kF16, {13}}, In{DType::kF16, {13}}}});
+    Case grad{"swiglu_grad", {}, {F32({64, 352}), F32({64, 352}), F32({64, 352})}, 2};
+    cs.push_back(grad);
+    grad.inputs = {F64({3, 5, 7}), F64({3, 5, 7}), F64({3, 5, 7})};
+    cs.push_back(grad);
+    grad.inputs = {In{DType::kBF16, {4, 96}}, In{DType::kBF16, {4, 96}}, In{DType::kBF16, {4, 96}}};
+    cs.push_back(grad);
+    grad.inputs = {In{DType::kF16, {13}}, In{DType::kF16, {13}}, In{DType::kF16, {13}}};
+    cs.push_back(grad);
+    Case bad{"swiglu", {}, {F32({2, 3}), F32({3})}};
+    bad.error = "one type";
+    bad.out_types = {TensorType{DType::kF32, {2, 3}}};
+    cs.push_back(bad);
   }
   // where: full and broadcast conditions, any value dtype.
   cs.push_back({"where", {}, {Bool({3, 4}), F32({3, 4}), F32({3, 4})}});

@@ -11,7 +11,8 @@ struct TrainOpEntry {
   std::string_view op;
   internal::KernelOr (*factory)(const ir::Node&);
   // f16 / bf16 operands computed in f32 (internal::WrapHalfViaF32): layer_norm_grad's dy of a
-  // --precision plan (fold-norm-casts). The other ops have f32 operands only.
+  // --precision plan (fold-norm-casts), swiglu_grad of a bf16 swiglu. The other ops have f32
+  // operands only.
   bool half_via_f32 = false;
 };
 
@@ -22,6 +23,7 @@ constexpr TrainOpEntry kTrainOps[] = {
     {"nll_loss_grad", internal::MakeLossGradKernel},
     {"layer_norm_grad", internal::MakeLayerNormGradKernel, true},
     {"gelu_grad", internal::MakeGeluGradKernel},
+    {"swiglu_grad", internal::MakeSwigluGradKernel, true},
     {"lr_schedule", internal::MakeLrScheduleKernel},
     {"adamw_update", internal::MakeAdamWKernel},
     {"sgd_update", internal::MakeSgdKernel},

@@ -11,6 +11,7 @@ KernelOr MakeSliceGradKernel(const ir::Node& node);
 KernelOr MakeLossGradKernel(const ir::Node& node);  // softmax_ce_loss_grad, nll_loss_grad
 KernelOr MakeLayerNormGradKernel(const ir::Node& node);
 KernelOr MakeGeluGradKernel(const ir::Node& node);
+KernelOr MakeSwigluGradKernel(const ir::Node& node);  // swiglu.cc
 KernelOr MakeLrScheduleKernel(const ir::Node& node);
 KernelOr MakeAdamWKernel(const ir::Node& node);
 KernelOr MakeSgdKernel(const ir::Node& node);

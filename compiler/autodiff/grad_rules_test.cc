@@ -390,6 +390,21 @@ std::vector<Case> Cases() {
          Value* y = g.Op("rotary", {g.P({3, 4}), c, s}, {{"inverse", int64_t{1}}});
          return std::vector<Value*>{g.Op("rotary", {g.Op("mul", {y, y}), c, s})};
        }},
+      // swiglu: swiglu_grad's (dg, du); u a constant (dg only); one value as both operands
+      // (dg + du summed); g in [-6, 6] (both tails of the sigmoid).
+      {"swiglu", [](GraphMaker& g) {
+         return std::vector<Value*>{g.Op("swiglu", {g.P({2, 3, 5}), g.P({2, 3, 5})})};
+       }},
+      {"swiglu_constant_u", [](GraphMaker& g) {
+         return std::vector<Value*>{g.Op("swiglu", {g.P({4, 3}), g.Random({4, 3})})};
+       }},
+      {"swiglu_same_operand", [](GraphMaker& g) {
+         Value* x = g.P({7});
+         return std::vector<Value*>{g.Op("swiglu", {x, x})};
+       }},
+      {"swiglu_wide_g", [](GraphMaker& g) {
+         return std::vector<Value*>{g.Op("swiglu", {g.P({3, 4}, -6, 6), g.P({3, 4})})};
+       }},
       {"nll_loss_mean_weights", [](GraphMaker& g) {
          Value* labels = g.Ints({4}, {1, 7, 0, 2});
          Value* w = g.Const(ir::Tensor::FromVector(DType::kF64, {3}, std::vector<double>{0.5, 1, 2}));

@@ -106,6 +106,9 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
     // Rotary embeddings as one op: the backward is one inverse rotation per q / k instead of
     // slice_grad / concat / reduce chains (passes/match_rotary.cc).
     fusion(passes::CreateMatchRotaryPass());
+    // SwiGLU as one op: its gradient recomputes sigmoid(g), so the step keeps only the gate and
+    // up projections, not sigmoid(g) and silu(g) (passes/match_swiglu.cc).
+    fusion(passes::CreateMatchSwigluPass());
     // Attention as one op before autodiff too: its gradient (attention_grad) recomputes the
     // softmax blockwise, so the step never keeps the B x H x T x T probabilities (GPT-2 small at
     // 16 x 1024: 9 GiB of the 26 GiB arena). fold-constants folds the not() that a keep-mask

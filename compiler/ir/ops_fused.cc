@@ -115,6 +115,16 @@
 //   Example (Llama attention, 4 heads of 64, positions 0..127):
 //       %q.rot = rotary(%q, %cos, %sin) : bf16[8,4,128,64]
 //            (%q: bf16[8,4,128,64], %cos, %sin: f32[128,32])
+//
+//   swiglu(g, u)
+//       The gated activation of Llama's MLP: y = silu(g) * u = g * sigmoid(g) * u, made by
+//       passes/match_swiglu.cc from the exported sigmoid / mul / mul. g, u: one float type
+//       (f32, f64, f16, bf16), no broadcasting; output of that type, computed in f32 (f64 for
+//       f64) and rounded once. Its gradient is swiglu_grad(dy, g, u) (ops_train.cc), which
+//       recomputes sigmoid(g): a training step keeps only g and u (the two projections), not
+//       sigmoid(g) and silu(g). Kernels: codegen/cpu/swiglu.cc, codegen/cuda/swiglu.cu.
+//   Example (Llama's MLP, ffn 5632):
+//       %y = swiglu(%g, %u) : bf16[4,2048,5632]   (%g, %u: bf16[4,2048,5632])
 #include "compiler/ir/ops_fused.h"
 
 #include <cmath>
@@ -452,6 +462,20 @@ absl::StatusOr<std::vector<TensorType>> InferRotary(const std::vector<TensorType
   return std::vector<TensorType>{x};
 }
 
+absl::StatusOr<std::vector<TensorType>> InferSwiglu(const std::vector<TensorType>& in,
+                                                    const AttrMap&, int) {
+  if (!IsFloat(in[0].dtype)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("g must be a float tensor, got ", in[0].ToString()));
+  }
+  if (in[0] != in[1]) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "g ", in[0].ToString(), " and u ", in[1].ToString(),
+        " must have one type (swiglu does not broadcast: expand u, or keep the mul chain)"));
+  }
+  return std::vector<TensorType>{in[0]};
+}
+
 }  // namespace
 
 absl::StatusOr<AttentionProblem> DescribeAttention(const std::vector<TensorType>& operands,
@@ -583,6 +607,8 @@ const std::vector<OpDef>& FusedOpDefs() {
        .max_outputs = 2, .infer = InferGemmBgrad},
       {.name = "gemm_gelu_grad", .min_inputs = 3, .max_inputs = 3, .infer = InferGemmGeluGrad},
       {.name = "rotary", .min_inputs = 3, .max_inputs = 3, .infer = InferRotary},
+      {.name = "swiglu", .min_inputs = 2, .max_inputs = 2, .infer = InferSwiglu,
+       .elementwise = true},
   };
   return *defs;
 }

@@ -353,6 +353,21 @@ TEST(Ops, Rotary) {
               {"inverse", "0 or 1"});
 }
 
+// swiglu: one float type for g and u, no broadcast; swiglu_grad: (dg, du) of that type.
+TEST(Ops, Swiglu) {
+  const TensorType g = T(DType::kBF16, {2, 16, 64});
+  EXPECT_EQ(Infer("swiglu", {g, g}), (std::vector{g}));
+  EXPECT_EQ(Infer("swiglu", {F32({3}), F32({3})}), (std::vector{F32({3})}));
+  EXPECT_TRUE(FindOp("swiglu")->elementwise);
+  ExpectError("swiglu", {F32({2, 64}), F32({64})}, {}, {"one type", "broadcast", "f32[64]"});
+  ExpectError("swiglu", {g, T(DType::kF32, {2, 16, 64})}, {}, {"one type", "bf16[2,16,64]"});
+  ExpectError("swiglu", {I64({4}), I64({4})}, {}, {"float", "i64[4]"});
+  EXPECT_EQ(Infer("swiglu_grad", {g, g, g}, {}, 2), (std::vector{g, g}));
+  ExpectError("swiglu_grad", {F32({2, 64}), g, g}, {}, {"one type", "f32[2,64]"}, 2);
+  ExpectError("swiglu_grad", {g, g, g}, {}, {"2 outputs"}, 1);
+  ExpectError("swiglu_grad", {I64({4}), I64({4}), I64({4})}, {}, {"float"}, 2);
+}
+
 // fuse-gelu-aux's forms: fused_matmul's second output (the GELU's input, gelu activations
 // only) and gemm_gelu_grad (pre is the product's [M, N] of its dtype).
 TEST(Ops, GeluAuxForms) {

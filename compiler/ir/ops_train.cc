@@ -22,6 +22,10 @@
 //       {rms=1}: the gradients of layer_norm {rms=1} (RMSNorm): no mean(dy * scale) term in
 //       dx; the mean operand is the forward's (zeros); dbias is sum(dy), which nothing reads.
 //   gelu_grad(dy, x) {approximate="none"|"tanh"}       dy * gelu'(x); type of x.
+//   swiglu_grad(dy, g, u) -> (dg, du)   the gradients of swiglu(g, u) (ops_fused.cc) with
+//       s = sigmoid(g) recomputed from g:  du = dy * g * s,
+//       dg = dy * u * s * (1 + g * (1 - s)). dy, g, u: one float type (that of dg and du);
+//       computed in f32 (f64 for f64) and each output rounded once.
 //   attention_grad(dy, q, k, v[, mask]) {scale, layout} -> (dq, dk, dv)
 //       The gradients of attention(q, k, v[, mask]) (ops_fused.cc) for the output gradient dy,
 //       same attributes; the softmax is recomputed from q and k (nothing T x T is kept from the
@@ -191,6 +195,15 @@ InferResult InferGeluGrad(const Types& in, const AttrMap& attrs, int) {
   return t;
 }
 
+InferResult InferSwigluGrad(const Types& in, const AttrMap&, int) {
+  PTC_RETURN_IF_ERROR(RequireFloat(in[1], "g"));
+  if (in[0] != in[1] || in[2] != in[1]) {
+    return Invalid(absl::StrCat("dy ", in[0].ToString(), ", g ", in[1].ToString(), " and u ",
+                                in[2].ToString(), " must have one type"));
+  }
+  return Types{in[1], in[1]};
+}
+
 InferResult InferAttentionGrad(const Types& in, const AttrMap& attrs, int) {
   // dy must be what attention(q, k, v[, mask]) returns; the gradients have the operands' types.
   // saved_stats=1: the last two inputs are the forward's output and log-sum-exp
@@ -288,6 +301,8 @@ const std::vector<OpDef>& TrainOpDefs() {
        .max_outputs = 4, .infer = InferLayerNormGrad},
       {.name = "gelu_grad", .min_inputs = 2, .max_inputs = 2, .infer = InferGeluGrad,
        .elementwise = true},
+      {.name = "swiglu_grad", .min_inputs = 3, .max_inputs = 3, .min_outputs = 2,
+       .max_outputs = 2, .infer = InferSwigluGrad},
       {.name = "attention_grad", .min_inputs = 4, .max_inputs = 7, .min_outputs = 1,
        .max_outputs = 3, .infer = InferAttentionGrad},
       {.name = "lr_schedule", .min_inputs = 1, .max_inputs = 1, .infer = InferLrSchedule},

@@ -865,6 +865,37 @@ KernelOr MakeRotary(const ir::Node& node) {
   return std::unique_ptr<DeviceKernel>(new RotaryKernel(ToDT(x.dtype), ToDT(t.dtype), d));
 }
 
+class SwigluKernel final : public DeviceKernel {
+ public:
+  SwigluKernel(k::DT dt, int64_t n) : dt_(dt), n_(n) {}
+  absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
+                      absl::Span<void* const> out, void*) override {
+    return LaunchStatus(k::LaunchSwiglu(dt_, n_, in[0], in[1], out[0], ctx.stream),
+                        "LaunchSwiglu");
+  }
+
+ private:
+  k::DT dt_;
+  int64_t n_;
+};
+
+// swiglu(g, u): g, u and y of one float type (no broadcast), one elementwise kernel.
+KernelOr MakeSwiglu(const ir::Node& node) {
+  if (node.num_inputs() != 2 || node.num_outputs() != 1) {
+    return Invalid(node, "takes g, u and has one output");
+  }
+  const ir::TensorType& g = node.input(0)->type();
+  const bool dt_ok = g.dtype == DType::kF32 || g.dtype == DType::kF16 ||
+                     g.dtype == DType::kBF16 || g.dtype == DType::kF64;
+  if (!dt_ok) return Unsupported(node, absl::StrCat("g ", g.ToString()));
+  if (node.input(1)->type() != g || node.output()->type() != g) {
+    return Invalid(node, absl::StrCat("needs g, u and y of one type, got ", g.ToString(), ", ",
+                                      node.input(1)->type().ToString(), " -> ",
+                                      node.output()->type().ToString()));
+  }
+  return std::unique_ptr<DeviceKernel>(new SwigluKernel(ToDT(g.dtype), g.num_elements()));
+}
+
 using Factory = KernelOr (*)(const ir::Node&);
 
 const std::map<std::string_view, Factory>& Factories() {
@@ -888,6 +919,7 @@ const std::map<std::string_view, Factory>& Factories() {
     (*m)["trilu"] = MakeTrilu;
     (*m)["fused_elementwise"] = MakeFused;
     (*m)["rotary"] = MakeRotary;
+    (*m)["swiglu"] = MakeSwiglu;
     return m;
   }();
   return *f;

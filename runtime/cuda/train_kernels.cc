@@ -263,6 +263,36 @@ KernelOr MakeGeluGrad(const ir::Node& node) {
       new GeluGradKernel(ToDT(x.dtype), *approx == "tanh", x.num_elements()));
 }
 
+// -------------------------------------------------------------------------------- swiglu_grad
+class SwigluGradKernel final : public DeviceKernel {
+ public:
+  SwigluGradKernel(k::DT dt, int64_t n) : dt_(dt), n_(n) {}
+  absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
+                      absl::Span<void* const> out, void*) override {
+    return LaunchStatus(
+        k::LaunchSwigluGrad(dt_, n_, in[0], in[1], in[2], out[0], out[1], ctx.stream),
+        "LaunchSwigluGrad");
+  }
+
+ private:
+  k::DT dt_;
+  int64_t n_;
+};
+
+// swiglu_grad(dy, g, u) -> (dg, du): all of g's type, one elementwise kernel.
+KernelOr MakeSwigluGrad(const ir::Node& node) {
+  PTC_RETURN_IF_ERROR(Arity(node, 3, 3, 2, 2));
+  const ir::TensorType& g = node.input(1)->type();
+  PTC_RETURN_IF_ERROR(RequireFloat(node, g, "g"));
+  for (const ir::Value* v : {node.input(0), node.input(2), node.output(0), node.output(1)}) {
+    if (v->type() != g) {
+      return Invalid(node, absl::StrCat("dy, u, dg and du must have g's type ", g.ToString(),
+                                        ", got ", v->type().ToString()));
+    }
+  }
+  return std::unique_ptr<DeviceKernel>(new SwigluGradKernel(ToDT(g.dtype), g.num_elements()));
+}
+
 // -------------------------------------------------------------------------------- gather_grad
 class GatherGradKernel final : public DeviceKernel {
  public:
@@ -555,6 +585,7 @@ constexpr Entry kTrainOps[] = {
     {"nll_loss_grad", MakeLossGrad},
     {"layer_norm_grad", MakeLayerNormGrad},
     {"gelu_grad", MakeGeluGrad},
+    {"swiglu_grad", MakeSwigluGrad},
     {"gather_grad", MakeGatherGrad},
     {"slice_grad", MakeSliceGrad},
     {"lr_schedule", MakeLrSchedule},

@@ -456,6 +456,17 @@ std::vector<Case> Cases() {
     f.ref_in_f32 = true;
     add(f);
   }
+  // swiglu / swiglu_grad: every float dtype, sizes a multiple of the 16-byte vector (the vector
+  // path) and odd ones (its scalar tail); the CPU kernels compute half types in f32 too.
+  for (const auto& [dn, dt] : std::vector<std::pair<const char*, DType>>{
+           {"f32", f32}, {"bf16", bf16}, {"f16", f16}, {"f64", f64}}) {
+    for (const ir::Shape& shape : {ir::Shape{16, 64}, ir::Shape{3, 37}}) {
+      const std::string size = shape[1] == 64 ? "aligned" : "odd";
+      add({absl::StrCat("swiglu_", dn, "_", size), "swiglu", {T(dt, shape), T(dt, shape)}});
+      add({absl::StrCat("swiglu_grad_", dn, "_", size), "swiglu_grad",
+           {T(dt, shape), T(dt, shape), T(dt, shape)}, {}, 2});
+    }
+  }
   {
     auto gg = [&](std::string name, DType dt, TensorType idx, int64_t axis, ir::Shape shape,
                   double tol, bool f32_ref) {
@@ -1645,7 +1656,7 @@ TEST(CudaFastPaths, ElementwiseFastAndGeneralPathsGiveTheSameBits) {
                      });
     }
   }
-  // Casts of the mixed-precision pairs and gelu_grad (flat only).
+  // Casts of the mixed-precision pairs, swiglu / swiglu_grad and gelu_grad (flat only).
   for (int64_t n : {int64_t{4099}, int64_t{3000003}}) {
     for (const auto& [from, to] : std::vector<std::pair<k::DT, k::DT>>{
              {k::DT::kF32, k::DT::kBF16}, {k::DT::kBF16, k::DT::kF32},
@@ -1657,6 +1668,24 @@ TEST(CudaFastPaths, ElementwiseFastAndGeneralPathsGiveTheSameBits) {
                      static_cast<size_t>(n) * Bytes(to), Bytes(to), [&](void* out) {
                        return k::LaunchCast(from, to, n, in[0], out, nullptr);
                      });
+    }
+    // swiglu and swiglu_grad (each output of the gradient in turn misaligned).
+    for (k::DT dt : {k::DT::kF32, k::DT::kBF16, k::DT::kF16}) {
+      Operands in;
+      ASSERT_TRUE(in.Add(dt, n, rng) && in.Add(dt, n, rng) && in.Add(dt, n, rng));
+      const size_t bytes = static_cast<size_t>(n) * Bytes(dt);
+      ExpectSameBits(absl::StrCat("swiglu ", static_cast<int>(dt), " ", n), bytes, Bytes(dt),
+                     [&](void* out) { return k::LaunchSwiglu(dt, n, in[0], in[1], out, nullptr); });
+      DeviceBytes other(bytes);
+      ASSERT_TRUE(other.ok());
+      for (int which = 0; which < 2; ++which) {
+        ExpectSameBits(absl::StrCat("swiglu_grad ", which, " ", static_cast<int>(dt), " ", n),
+                       bytes, Bytes(dt), [&](void* out) {
+                         void* dg = which == 0 ? out : static_cast<void*>(other.get());
+                         void* du = which == 1 ? out : static_cast<void*>(other.get());
+                         return k::LaunchSwigluGrad(dt, n, in[0], in[1], in[2], dg, du, nullptr);
+                       });
+      }
     }
     for (k::DT dt : {k::DT::kF32, k::DT::kBF16, k::DT::kF16}) {
       for (bool tanh_approx : {false, true}) {

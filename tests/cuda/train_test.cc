@@ -890,5 +890,75 @@ TEST(CudaTraining, RotaryMatchesTheExportedChain) {
   }
 }
 
+// match-swiglu on the GPU: a tiny Llama's training step (fp32 and bf16) has one swiglu per
+// layer and one swiglu_grad each in the backward, of the step's activation dtype (bf16 stays
+// bf16), no sigmoid, CUDA kernels for both; and trains as the step compiled with the exported
+// chain does: fp32 to rounding, bf16 within its rounding (the chain's backward rounds dy * u
+// and dy * silu(g) to bf16 on the way).
+TEST(CudaTraining, SwigluMatchesTheExportedChain) {
+  if (!BuiltWithCuda()) GTEST_SKIP() << "SKIPPED: no CUDA device (built without CUDA)";
+  auto config = models::LlamaPreset("tiny");
+  ASSERT_TRUE(config.ok()) << config.status();
+  config->vocab = kVocab;
+  config->layers = 2;
+  config->dim = kDim;
+  config->heads = 4;
+  config->seq = kSeq;
+  config->with_loss = true;
+  auto model = models::BuildLlama(*config);
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto compile = [&](const std::string& precision, bool swiglu) -> absl::StatusOr<plan::Plan> {
+    onnx_import::ImportOptions io;
+    io.dims = {{"batch", kBatch}, {"seq", kSeq}};
+    auto module = onnx_import::ImportOnnxBytes(model->SerializeAsString(), "", "llama", io);
+    if (!module.ok()) return module.status();
+    driver::CompileOptions o;
+    o.target = "cuda";
+    o.precision = precision;
+    o.train = true;
+    o.dims = io.dims;
+    o.train_options.optimizer = "adamw";
+    o.train_options.lr = 3e-3;
+    o.passes = swiglu ? "default" : "default,-match-swiglu";
+    return driver::CompileModule(*std::move(module), o);
+  };
+  for (const char* precision : {"fp32", "bf16"}) {
+    const ir::DType act =
+        std::string(precision) == "bf16" ? ir::DType::kBF16 : ir::DType::kF32;
+    auto fused = compile(precision, true);
+    ASSERT_TRUE(fused.ok()) << fused.status();
+    auto chain = compile(precision, false);
+    ASSERT_TRUE(chain.ok()) << chain.status();
+    int fwd = 0, bwd = 0, sigmoid = 0;
+    for (const auto& n : fused->module->main()->nodes()) {
+      EXPECT_TRUE(n->op() == "constant" || n->op() == "assign" || HasDeviceKernel(n->op()))
+          << precision << ": " << n->Describe();
+      sigmoid += n->op() == "sigmoid";
+      if (n->op() == "swiglu" || n->op() == "swiglu_grad") {
+        (n->op() == "swiglu" ? fwd : bwd) += 1;
+        for (const ir::Value* v : n->inputs()) EXPECT_EQ(v->type().dtype, act) << n->Describe();
+      }
+    }
+    EXPECT_EQ(fwd, 2) << precision << ": one per layer";
+    EXPECT_EQ(bwd, 2) << precision;
+    EXPECT_EQ(sigmoid, 0) << precision;
+    if (!::ptc::cuda::NoDeviceReason().empty()) continue;  // the structure checked, no device
+    auto a = Executor::Create(*fused);
+    ASSERT_TRUE(a.ok()) << a.status();
+    auto b = Executor::Create(*chain);
+    ASSERT_TRUE(b.ok()) << b.status();
+    const double tol = std::string(precision) == "bf16" ? 1e-2 : 1e-5;
+    for (int step = 0; step < 3; ++step) {
+      auto batch = FixedBatch(*fused, 90 + step);
+      auto la = (*a)->Run(batch);
+      ASSERT_TRUE(la.ok()) << la.status();
+      auto lb = (*b)->Run(batch);
+      ASSERT_TRUE(lb.ok()) << lb.status();
+      const double x = la->at(0).GetDouble(0), y = lb->at(0).GetDouble(0);
+      EXPECT_NEAR(x, y, tol * std::fabs(y)) << precision << " step " << step + 1;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace ptc::cuda

@@ -588,7 +588,7 @@ int main(int argc, char** argv) {
                     "of reading q, k, v as slots of the QKV projection's output (comparisons)");
   compile->add_option("--dim", ca.dims, "bind a symbolic dim: NAME=N (repeatable)");
   compile->add_option("--passes", ca.passes,
-                      "comma-separated pass list, 'default' or 'none'; '-NAME' drops a pass listed before it (default,-fuse-residual-add); training and --precision plans run match-gelu, match-rms-norm, match-rotary, fuse-attention and fuse-linear-ce before autodiff too, unless dropped so")->capture_default_str();
+                      "comma-separated pass list, 'default' or 'none'; '-NAME' drops a pass listed before it (default,-fuse-residual-add); training and --precision plans run match-gelu, match-rms-norm, match-rotary, match-swiglu, fuse-attention and fuse-linear-ce before autodiff too, unless dropped so")->capture_default_str();
   compile->add_option("--print-ir-after", ca.print_ir_after,
                       "print the IR to stderr after passes whose name matches this regex");
   compile->add_option("--dump-dir", ca.dump_dir, "write the IR after each pass into this folder");
