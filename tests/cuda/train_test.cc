@@ -112,6 +112,61 @@ std::map<std::string, ir::Tensor> FixedBatch(const plan::Plan& plan, uint64_t se
   return batch;
 }
 
+// A tiny Llama (vocab kVocab, 2 layers, `heads` heads of dim / heads with `kv_heads` KV heads,
+// 0: one per head; SwiGLU `ffn`, 0: Llama's rule), ending in its loss.
+absl::StatusOr<onnx::ModelProto> TinyLlama(int64_t dim, int64_t heads, int64_t kv_heads,
+                                           int64_t ffn) {
+  PTC_ASSIGN_OR_RETURN(models::LlamaConfig config, models::LlamaPreset("tiny"));
+  config.vocab = kVocab;
+  config.layers = 2;
+  config.dim = dim;
+  config.heads = heads;
+  config.kv_heads = kv_heads;
+  config.ffn = ffn;
+  config.seq = kSeq;
+  config.with_loss = true;
+  return models::BuildLlama(config);
+}
+
+// `model` compiled into an AdamW (lr 3e-3 unless given) training plan for `target`.
+absl::StatusOr<plan::Plan> CompileTraining(const onnx::ModelProto& model, const std::string& target,
+                                           const std::string& precision,
+                                           const std::string& passes, int64_t batch,
+                                           double lr = 3e-3) {
+  onnx_import::ImportOptions io;
+  io.dims = {{"batch", batch}, {"seq", kSeq}};
+  PTC_ASSIGN_OR_RETURN(auto module,
+                       onnx_import::ImportOnnxBytes(model.SerializeAsString(), "", "llama", io));
+  driver::CompileOptions o;
+  o.target = target;
+  o.precision = precision;
+  o.train = true;
+  o.dims = io.dims;
+  o.train_options.optimizer = "adamw";
+  o.train_options.lr = lr;
+  o.passes = passes;
+  return driver::CompileModule(std::move(module), o);
+}
+
+// Trains plans a and b `steps` steps on the device on the same batches (FixedBatch(seed + s));
+// their losses must agree to `tol` (relative): a fused and an unfused form of one model.
+void ExpectSameLosses(const plan::Plan& a, const plan::Plan& b, int steps, uint64_t seed,
+                      double tol, const std::string& what) {
+  auto x = Executor::Create(a);
+  ASSERT_TRUE(x.ok()) << x.status();
+  auto y = Executor::Create(b);
+  ASSERT_TRUE(y.ok()) << y.status();
+  for (int step = 0; step < steps; ++step) {
+    auto batch = FixedBatch(a, seed + step);
+    auto la = (*x)->Run(batch);
+    ASSERT_TRUE(la.ok()) << la.status();
+    auto lb = (*y)->Run(batch);
+    ASSERT_TRUE(lb.ok()) << lb.status();
+    const double u = la->at(0).GetDouble(0), v = lb->at(0).GetDouble(0);
+    EXPECT_NEAR(u, v, tol * std::fabs(v)) << what << " step " << step + 1;
+  }
+}
+
 // Runs wherever ptc was built with CUDA: every node of the cuda training step (and of @eval)
 // has a CUDA kernel, so the GPU run needs no host fallback.
 TEST(CudaTraining, EveryNodeHasCudaKernel) {
@@ -179,31 +234,10 @@ TEST(CudaTraining, TenStepsMatchCpu) {
 // head's group) against the fp32 CPU plan; no repeat of K / V is left in either plan.
 TEST(CudaTraining, LlamaGroupedQueryAttentionMatchesCpu) {
   PTC_SKIP_WITHOUT_CUDA_DEVICE();
-  auto config = models::LlamaPreset("tiny");
-  ASSERT_TRUE(config.ok()) << config.status();
-  config->vocab = kVocab;
-  config->layers = 2;
-  config->dim = 256;
-  config->heads = 4;  // head dim 64
-  config->kv_heads = 2;
-  config->ffn = 128;
-  config->seq = kSeq;
-  config->with_loss = true;
-  auto model = models::BuildLlama(*config);
+  auto model = TinyLlama(256, 4, 2, 128);  // head dim 64, 2 KV heads
   ASSERT_TRUE(model.ok()) << model.status();
   auto compile = [&](const std::string& target, const std::string& precision) {
-    onnx_import::ImportOptions io;
-    io.dims = {{"batch", 2}, {"seq", kSeq}};
-    auto module = onnx_import::ImportOnnxBytes(model->SerializeAsString(), "", "llama", io);
-    if (!module.ok()) return absl::StatusOr<plan::Plan>(module.status());
-    driver::CompileOptions o;
-    o.target = target;
-    o.precision = precision;
-    o.train = true;
-    o.dims = io.dims;
-    o.train_options.optimizer = "adamw";
-    o.train_options.lr = 1e-3;
-    return driver::CompileModule(*std::move(module), o);
+    return CompileTraining(*model, target, precision, "default", 2, 1e-3);
   };
   auto cpu_plan = compile("cpu", "fp32");
   ASSERT_TRUE(cpu_plan.ok()) << cpu_plan.status();
@@ -691,20 +725,8 @@ TEST(CudaTraining, GeluAuxFusionMatchesUnfusedStep) {
     for (const auto& n : plain->module->main()->nodes()) plain_grads += n->op() == "gemm_gelu_grad";
     EXPECT_EQ(fused_grads, 2) << precision << ": one per layer";
     EXPECT_EQ(plain_grads, 0) << precision;
-    auto a = Executor::Create(*fused);
-    ASSERT_TRUE(a.ok()) << a.status();
-    auto b = Executor::Create(*plain);
-    ASSERT_TRUE(b.ok()) << b.status();
-    const double tol = std::string(precision) == "bf16" ? 5e-3 : 1e-5;
-    for (int step = 0; step < 5; ++step) {
-      auto batch = FixedBatch(*fused, 50 + step);
-      auto la = (*a)->Run(batch);
-      ASSERT_TRUE(la.ok()) << la.status();
-      auto lb = (*b)->Run(batch);
-      ASSERT_TRUE(lb.ok()) << lb.status();
-      const double x = la->at(0).GetDouble(0), y = lb->at(0).GetDouble(0);
-      EXPECT_NEAR(x, y, tol * std::fabs(y)) << precision << " step " << step + 1;
-    }
+    ExpectSameLosses(*fused, *plain, 5, 50, std::string(precision) == "bf16" ? 5e-3 : 1e-5,
+                     precision);
   }
 }
 
@@ -827,30 +849,11 @@ TEST(CudaTraining, Fp16LossScaledCurveWithinThreePercentOfFp32) {
 // rounds every product to bf16 and reads bf16 tables; rotary rounds once from f32 tables).
 TEST(CudaTraining, RotaryMatchesTheExportedChain) {
   if (!BuiltWithCuda()) GTEST_SKIP() << "SKIPPED: no CUDA device (built without CUDA)";
-  auto config = models::LlamaPreset("tiny");
-  ASSERT_TRUE(config.ok()) << config.status();
-  config->vocab = kVocab;
-  config->layers = 2;
-  config->dim = kDim;
-  config->heads = 4;
-  config->seq = kSeq;
-  config->with_loss = true;
-  auto model = models::BuildLlama(*config);
+  auto model = TinyLlama(kDim, 4, 0, 0);
   ASSERT_TRUE(model.ok()) << model.status();
-  auto compile = [&](const std::string& precision, bool rotary) -> absl::StatusOr<plan::Plan> {
-    onnx_import::ImportOptions io;
-    io.dims = {{"batch", kBatch}, {"seq", kSeq}};
-    auto module = onnx_import::ImportOnnxBytes(model->SerializeAsString(), "", "llama", io);
-    if (!module.ok()) return module.status();
-    driver::CompileOptions o;
-    o.target = "cuda";
-    o.precision = precision;
-    o.train = true;
-    o.dims = io.dims;
-    o.train_options.optimizer = "adamw";
-    o.train_options.lr = 3e-3;
-    o.passes = rotary ? "default" : "default,-match-rotary";
-    return driver::CompileModule(*std::move(module), o);
+  auto compile = [&](const std::string& precision, bool rotary) {
+    return CompileTraining(*model, "cuda", precision, rotary ? "default" : "default,-match-rotary",
+                           kBatch);
   };
   for (const char* precision : {"fp32", "bf16"}) {
     auto fused = compile(precision, true);
@@ -873,20 +876,8 @@ TEST(CudaTraining, RotaryMatchesTheExportedChain) {
     EXPECT_EQ(rotary, 2 * 2 * 2) << precision << ": layers x {q, k} x {forward, backward}";
     EXPECT_EQ(copies, 0) << precision;
     if (!::ptc::cuda::NoDeviceReason().empty()) continue;  // the structure checked, no device
-    auto a = Executor::Create(*fused);
-    ASSERT_TRUE(a.ok()) << a.status();
-    auto b = Executor::Create(*chain);
-    ASSERT_TRUE(b.ok()) << b.status();
-    const double tol = std::string(precision) == "bf16" ? 1e-2 : 1e-5;
-    for (int step = 0; step < 3; ++step) {
-      auto batch = FixedBatch(*fused, 70 + step);
-      auto la = (*a)->Run(batch);
-      ASSERT_TRUE(la.ok()) << la.status();
-      auto lb = (*b)->Run(batch);
-      ASSERT_TRUE(lb.ok()) << lb.status();
-      const double x = la->at(0).GetDouble(0), y = lb->at(0).GetDouble(0);
-      EXPECT_NEAR(x, y, tol * std::fabs(y)) << precision << " step " << step + 1;
-    }
+    ExpectSameLosses(*fused, *chain, 3, 70, std::string(precision) == "bf16" ? 1e-2 : 1e-5,
+                     precision);
   }
 }
 
@@ -897,30 +888,11 @@ TEST(CudaTraining, RotaryMatchesTheExportedChain) {
 // and dy * silu(g) to bf16 on the way).
 TEST(CudaTraining, SwigluMatchesTheExportedChain) {
   if (!BuiltWithCuda()) GTEST_SKIP() << "SKIPPED: no CUDA device (built without CUDA)";
-  auto config = models::LlamaPreset("tiny");
-  ASSERT_TRUE(config.ok()) << config.status();
-  config->vocab = kVocab;
-  config->layers = 2;
-  config->dim = kDim;
-  config->heads = 4;
-  config->seq = kSeq;
-  config->with_loss = true;
-  auto model = models::BuildLlama(*config);
+  auto model = TinyLlama(kDim, 4, 0, 0);
   ASSERT_TRUE(model.ok()) << model.status();
-  auto compile = [&](const std::string& precision, bool swiglu) -> absl::StatusOr<plan::Plan> {
-    onnx_import::ImportOptions io;
-    io.dims = {{"batch", kBatch}, {"seq", kSeq}};
-    auto module = onnx_import::ImportOnnxBytes(model->SerializeAsString(), "", "llama", io);
-    if (!module.ok()) return module.status();
-    driver::CompileOptions o;
-    o.target = "cuda";
-    o.precision = precision;
-    o.train = true;
-    o.dims = io.dims;
-    o.train_options.optimizer = "adamw";
-    o.train_options.lr = 3e-3;
-    o.passes = swiglu ? "default" : "default,-match-swiglu";
-    return driver::CompileModule(*std::move(module), o);
+  auto compile = [&](const std::string& precision, bool swiglu) {
+    return CompileTraining(*model, "cuda", precision, swiglu ? "default" : "default,-match-swiglu",
+                           kBatch);
   };
   for (const char* precision : {"fp32", "bf16"}) {
     const ir::DType act =
@@ -943,20 +915,8 @@ TEST(CudaTraining, SwigluMatchesTheExportedChain) {
     EXPECT_EQ(bwd, 2) << precision;
     EXPECT_EQ(sigmoid, 0) << precision;
     if (!::ptc::cuda::NoDeviceReason().empty()) continue;  // the structure checked, no device
-    auto a = Executor::Create(*fused);
-    ASSERT_TRUE(a.ok()) << a.status();
-    auto b = Executor::Create(*chain);
-    ASSERT_TRUE(b.ok()) << b.status();
-    const double tol = std::string(precision) == "bf16" ? 1e-2 : 1e-5;
-    for (int step = 0; step < 3; ++step) {
-      auto batch = FixedBatch(*fused, 90 + step);
-      auto la = (*a)->Run(batch);
-      ASSERT_TRUE(la.ok()) << la.status();
-      auto lb = (*b)->Run(batch);
-      ASSERT_TRUE(lb.ok()) << lb.status();
-      const double x = la->at(0).GetDouble(0), y = lb->at(0).GetDouble(0);
-      EXPECT_NEAR(x, y, tol * std::fabs(y)) << precision << " step " << step + 1;
-    }
+    ExpectSameLosses(*fused, *chain, 3, 90, std::string(precision) == "bf16" ? 1e-2 : 1e-5,
+                     precision);
   }
 }
 

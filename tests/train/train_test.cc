@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -276,6 +277,21 @@ absl::StatusOr<plan::Plan> CompileBuilt(const onnx::ModelProto& model, const std
   return driver::CompileModule(std::move(module), o);
 }
 
+// The tiny Llama of the tests below (vocab 64, 2 layers, dim 32, 4 heads with `kv_heads` KV
+// heads (0: one per head), SwiGLU 64, seq 16), ending in its loss.
+absl::StatusOr<onnx::ModelProto> TinyLlama(int64_t kv_heads) {
+  PTC_ASSIGN_OR_RETURN(models::LlamaConfig config, models::LlamaPreset("tiny"));
+  config.vocab = 64;
+  config.dim = 32;
+  config.heads = 4;
+  config.kv_heads = kv_heads;
+  config.ffn = 64;
+  config.layers = 2;
+  config.seq = 16;
+  config.with_loss = true;
+  return models::BuildLlama(config);
+}
+
 // A fixed random batch for every data input (plain parameters of @main): token ids / labels.
 std::map<std::string, ir::Tensor> RandomBatch(const plan::Plan& plan, int64_t vocab) {
   std::mt19937_64 rng(42);
@@ -289,6 +305,23 @@ std::map<std::string, ir::Tensor> RandomBatch(const plan::Plan& plan, int64_t vo
     batch[p->name()] = std::move(t);
   }
   return batch;
+}
+
+// Trains plans a and b `steps` AdamW steps on the same random batch; their losses must agree
+// to rtol 1e-5 (the fused and the exported forms of the same model). The runs in *ra / *rb.
+void SameLosses(const plan::Plan& a, const plan::Plan& b, int steps, std::optional<Run>* ra,
+                std::optional<Run>* rb) {
+  const auto batch = RandomBatch(a, 64);
+  auto x = TrainSteps(a, batch, steps);
+  ASSERT_TRUE(x.ok()) << x.status();
+  auto y = TrainSteps(b, batch, steps);
+  ASSERT_TRUE(y.ok()) << y.status();
+  ASSERT_EQ(x->losses.size(), y->losses.size());
+  for (size_t s = 0; s < x->losses.size(); ++s) {
+    EXPECT_NEAR(x->losses[s], y->losses[s], 1e-5 * std::fabs(x->losses[s])) << "step " << s + 1;
+  }
+  *ra = *std::move(x);
+  *rb = *std::move(y);
 }
 
 void ExpectLossFalls(const plan::Plan& plan, int64_t vocab, const std::string& what) {
@@ -327,17 +360,7 @@ TEST(TrainSmoke, Seq2SeqLossFalls) {
 }
 
 TEST(TrainSmoke, LlamaLossFalls) {
-  auto config = models::LlamaPreset("tiny");
-  ASSERT_TRUE(config.ok()) << config.status();
-  config->vocab = 64;
-  config->dim = 32;
-  config->heads = 4;
-  config->kv_heads = 2;  // grouped KV heads (Expand) in the backward too
-  config->ffn = 64;
-  config->layers = 2;
-  config->seq = 16;
-  config->with_loss = true;
-  auto model = models::BuildLlama(*config);
+  auto model = TinyLlama(2);  // grouped KV heads in the backward too
   ASSERT_TRUE(model.ok()) << model.status();
   auto plan = CompileBuilt(*model, "llama", {{"batch", 4}, {"seq", 16}});
   ASSERT_TRUE(plan.ok()) << plan.status();
@@ -349,34 +372,12 @@ TEST(TrainSmoke, LlamaLossFalls) {
 // and trains as the plan compiled without the pass does (the kernels compute the same products;
 // only contraction into FMAs may differ in the last bits).
 TEST(TrainRotary, FusedRotaryMatchesTheExportedChain) {
-  auto config = models::LlamaPreset("tiny");
-  ASSERT_TRUE(config.ok()) << config.status();
-  config->vocab = 64;
-  config->dim = 32;
-  config->heads = 4;
-  config->ffn = 64;
-  config->layers = 2;
-  config->seq = 16;
-  config->with_loss = true;
-  auto model = models::BuildLlama(*config);
+  auto model = TinyLlama(0);
   ASSERT_TRUE(model.ok()) << model.status();
   const std::map<std::string, int64_t> dims = {{"batch", 4}, {"seq", 16}};
-  auto compile = [&](bool rotary) -> absl::StatusOr<plan::Plan> {
-    onnx_import::ImportOptions io;
-    io.dims = dims;
-    PTC_ASSIGN_OR_RETURN(auto module, onnx_import::ImportOnnxBytes(model->SerializeAsString(),
-                                                                   "", "llama", io));
-    driver::CompileOptions o;
-    o.train = true;
-    o.dims = dims;
-    o.train_options.optimizer = "adamw";
-    o.train_options.lr = 3e-3;
-    o.passes = rotary ? "default" : "default,-match-rotary";
-    return driver::CompileModule(std::move(module), o);
-  };
-  auto fused = compile(true);
+  auto fused = CompileBuilt(*model, "llama", dims, "default");
   ASSERT_TRUE(fused.ok()) << fused.status();
-  auto chain = compile(false);
+  auto chain = CompileBuilt(*model, "llama", dims, "default,-match-rotary");
   ASSERT_TRUE(chain.ok()) << chain.status();
   auto count = [](const plan::Plan& p) {
     std::map<std::string, int> n;
@@ -394,15 +395,9 @@ TEST(TrainRotary, FusedRotaryMatchesTheExportedChain) {
   }
   EXPECT_EQ(inverse, 2 * 2);
 
-  const auto batch = RandomBatch(*fused, 64);
-  auto a = TrainSteps(*fused, batch, 5);
-  ASSERT_TRUE(a.ok()) << a.status();
-  auto b = TrainSteps(*chain, batch, 5);
-  ASSERT_TRUE(b.ok()) << b.status();
-  ASSERT_EQ(a->losses.size(), b->losses.size());
-  for (size_t s = 0; s < a->losses.size(); ++s) {
-    EXPECT_NEAR(a->losses[s], b->losses[s], 1e-5 * std::fabs(b->losses[s])) << "step " << s + 1;
-  }
+  std::optional<::ptc::Run> a, b;
+  SameLosses(*fused, *chain, 5, &a, &b);
+  if (HasFatalFailure()) return;
   EXPECT_LT(a->losses.back(), a->losses.front());
 }
 
@@ -412,16 +407,7 @@ TEST(TrainRotary, FusedRotaryMatchesTheExportedChain) {
 // steps to rtol 1e-5 (the forward computes the same products; the backward's expression is
 // factored differently).
 TEST(TrainSwiglu, FusedSwigluMatchesTheExportedChain) {
-  auto config = models::LlamaPreset("tiny");
-  ASSERT_TRUE(config.ok()) << config.status();
-  config->vocab = 64;
-  config->dim = 32;
-  config->heads = 4;
-  config->ffn = 64;
-  config->layers = 2;
-  config->seq = 16;
-  config->with_loss = true;
-  auto model = models::BuildLlama(*config);
+  auto model = TinyLlama(0);
   ASSERT_TRUE(model.ok()) << model.status();
   const std::map<std::string, int64_t> dims = {{"batch", 4}, {"seq", 16}};
   auto fused = CompileBuilt(*model, "llama", dims, "default");
@@ -448,39 +434,17 @@ TEST(TrainSwiglu, FusedSwigluMatchesTheExportedChain) {
   EXPECT_EQ(c["swiglu"] + c["swiglu_grad"], 0);
   EXPECT_GT(c["sigmoid"] + c["token:sigmoid"], 0);
 
-  const auto batch = RandomBatch(*fused, 64);
-  auto a = TrainSteps(*chain, batch, 5);
-  ASSERT_TRUE(a.ok()) << a.status();
-  auto b = TrainSteps(*fused, batch, 5);
-  ASSERT_TRUE(b.ok()) << b.status();
-  ASSERT_EQ(a->losses.size(), b->losses.size());
-  for (size_t s = 0; s < a->losses.size(); ++s) {
-    EXPECT_NEAR(a->losses[s], b->losses[s], 1e-5 * std::fabs(a->losses[s])) << "step " << s + 1;
-  }
+  std::optional<::ptc::Run> a, b;
+  SameLosses(*chain, *fused, 5, &a, &b);
+  if (HasFatalFailure()) return;
   EXPECT_LT(b->losses.back(), b->losses.front());
 }
-
-}  // namespace
-}  // namespace ptc
-
-namespace ptc {
-namespace {
 
 // Llama's fused forms (match-rms-norm: RMSNorm as layer_norm {rms=1}, one layer_norm_grad
 // {rms=1} in the backward; and whatever else the default passes fuse) train the same numbers as
 // the exported op-by-op graph: losses of 5 AdamW steps to rtol 1e-5.
 TEST(TrainFused, LlamaDefaultPassesMatchNoPasses) {
-  auto config = models::LlamaPreset("tiny");
-  ASSERT_TRUE(config.ok()) << config.status();
-  config->vocab = 64;
-  config->dim = 32;
-  config->heads = 4;
-  config->kv_heads = 2;
-  config->ffn = 64;
-  config->layers = 2;
-  config->seq = 16;
-  config->with_loss = true;
-  auto model = models::BuildLlama(*config);
+  auto model = TinyLlama(2);
   ASSERT_TRUE(model.ok()) << model.status();
   const std::map<std::string, int64_t> dims = {{"batch", 4}, {"seq", 16}};
   auto fused = CompileBuilt(*model, "llama", dims, "default");
@@ -494,16 +458,9 @@ TEST(TrainFused, LlamaDefaultPassesMatchNoPasses) {
   }
   EXPECT_EQ(rms, 5) << "two norms per layer and the final one";
   EXPECT_EQ(rms_grad, 5);
-  const auto batch = RandomBatch(*plain, 64);
-  auto a = TrainSteps(*plain, batch, 5);
-  ASSERT_TRUE(a.ok()) << a.status();
-  auto b = TrainSteps(*fused, batch, 5);
-  ASSERT_TRUE(b.ok()) << b.status();
-  ASSERT_EQ(a->losses.size(), b->losses.size());
-  for (size_t s = 0; s < a->losses.size(); ++s) {
-    EXPECT_NEAR(a->losses[s], b->losses[s], 1e-5 * std::fabs(a->losses[s]))
-        << "loss of step " << s + 1;
-  }
+  std::optional<::ptc::Run> a, b;
+  SameLosses(*plain, *fused, 5, &a, &b);
+  if (HasFatalFailure()) return;
 }
 
 // Grouped-query attention (kv_heads 2 < heads 4): the default passes give attention the
@@ -512,17 +469,7 @@ TEST(TrainFused, LlamaDefaultPassesMatchNoPasses) {
 // weights match those of the plan without passes, which repeats K / V as exported and reduces
 // their gradients over each group (autodiff of the expand).
 TEST(TrainSmoke, LlamaGroupedQueryAttentionMatchesUnfused) {
-  auto config = models::LlamaPreset("tiny");
-  ASSERT_TRUE(config.ok()) << config.status();
-  config->vocab = 64;
-  config->dim = 32;
-  config->heads = 4;
-  config->kv_heads = 2;
-  config->ffn = 64;
-  config->layers = 2;
-  config->seq = 16;
-  config->with_loss = true;
-  auto model = models::BuildLlama(*config);
+  auto model = TinyLlama(2);
   ASSERT_TRUE(model.ok()) << model.status();
   const std::map<std::string, int64_t> dims = {{"batch", 2}, {"seq", 16}};
   auto fused = CompileBuilt(*model, "llama", dims);
@@ -555,15 +502,9 @@ TEST(TrainSmoke, LlamaGroupedQueryAttentionMatchesUnfused) {
     expands_unfused += n->op() == "expand" && n->output()->type().rank() == 5;
   }
   EXPECT_GE(expands_unfused, 4) << "the unfused plan repeats k and v of each layer";
-  const auto batch = RandomBatch(*fused, 64);
-  auto a = TrainSteps(*unfused, batch, 4);
-  ASSERT_TRUE(a.ok()) << a.status();
-  auto b = TrainSteps(*fused, batch, 4);
-  ASSERT_TRUE(b.ok()) << b.status();
-  for (size_t s = 0; s < a->losses.size(); ++s) {
-    EXPECT_NEAR(a->losses[s], b->losses[s], 1e-5 * std::fabs(a->losses[s]))
-        << "loss of step " << s + 1;
-  }
+  std::optional<::ptc::Run> a, b;
+  SameLosses(*unfused, *fused, 4, &a, &b);
+  if (HasFatalFailure()) return;
   ASSERT_EQ(a->final_state.size(), b->final_state.size());
   for (const auto& [name, ta] : a->final_state) {
     auto it = b->final_state.find(name);
