@@ -659,14 +659,14 @@ __device__ __forceinline__ void KvGradTile(const AttentionDesc& a, const uint16_
         const int key = wr + g + 8 * (e >> 1), qi = 16 * qc + 8 * jj + 2 * qd + (e & 1);
         float x = st[jj][e] * a.scale;
         if (bias != nullptr) x += ToF<D>(bias[key * kTileLd + qi]);
-        const float lt = lse_s[qi];
+        const float lt = lse_s[qi], ds = dsum_s[qi];  // read by every lane: no divergent loads
         const float p = (qi < first[e >> 1] || qi >= nq || x == -INFINITY || lt == -INFINITY)
                             ? 0.f
                             : __expf(x - lt);
         st[jj][e] = p;
         // p = 0 adds nothing, even where D is NaN (a query row with every key masked: its O,
         // and so D = dO . O, are NaN); as the CPU kernel and the SIMT backward.
-        dpt[jj][e] = p == 0.f ? 0.f : p * (dpt[jj][e] - dsum_s[qi]);
+        dpt[jj][e] = p == 0.f ? 0.f : p * (dpt[jj][e] - ds);
       }
     }
     // dV += P^T dO and dK += dS^T Q over this chunk's 16 queries (the k dim): B(k, n) =
