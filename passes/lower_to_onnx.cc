@@ -53,14 +53,22 @@ class Emitter {
     return n->output();
   }
 
+  // A constant scalar of `dtype`: f32 / f64 directly; f16 / bf16 as an f32 constant and a
+  // cast (the tensor's 2-byte element cannot take the float; fold-constants folds the cast).
   ir::Value* Scalar(ir::DType dtype, double v) {
-    ir::Tensor t(dtype, {});
-    if (dtype == ir::DType::kF64) {
+    const bool f64 = dtype == ir::DType::kF64;
+    ir::Tensor t(f64 ? dtype : ir::DType::kF32, {});
+    if (f64) {
       *t.mutable_data_as<double>() = v;
     } else {
       *t.mutable_data_as<float>() = static_cast<float>(v);
     }
-    return f_.AddNode("constant", {}, {t.type()}, {{"value", t}}, anchor_.loc(), {"c"}, &anchor_)
+    ir::Value* c = f_.AddNode("constant", {}, {t.type()}, {{"value", t}}, anchor_.loc(), {"c"},
+                              &anchor_)
+                       ->output();
+    if (f64 || dtype == ir::DType::kF32) return c;
+    return f_.AddNode("cast", {c}, {ir::TensorType{dtype, {}}}, {{"to", dtype}}, anchor_.loc(),
+                      {"c"}, &anchor_)
         ->output();
   }
 
@@ -263,10 +271,7 @@ absl::StatusOr<std::vector<ir::Value*>> LowerSwigluGrad(Emitter& e, const ir::No
   ir::Value* dy = n.input(0);
   ir::Value* g = n.input(1);
   const ir::DType dt = g->type().dtype;
-  ir::Value* one = e.Scalar(dt == ir::DType::kF64 ? dt : ir::DType::kF32, 1.0);
-  if (dt != ir::DType::kF64 && dt != ir::DType::kF32) {  // (Scalar writes f32 / f64 only)
-    PTC_ASSIGN_OR_RETURN(one, e.Op("cast", {one}, {{"to", dt}}));
-  }
+  ir::Value* one = e.Scalar(dt, 1.0);
   PTC_ASSIGN_OR_RETURN(ir::Value* s, e.Op("sigmoid", {g}));
   PTC_ASSIGN_OR_RETURN(ir::Value* silu, e.Op("mul", {g, s}));
   PTC_ASSIGN_OR_RETURN(ir::Value* du, e.Op("mul", {dy, silu}));
