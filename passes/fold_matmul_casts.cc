@@ -18,6 +18,7 @@
 #include <set>
 #include <vector>
 
+#include "compiler/ir/ops_fused.h"
 #include "passes/matcher.h"
 #include "passes/passes.h"
 
@@ -38,13 +39,14 @@ class FoldMatMulCastsPass : public FunctionPass {
       Match pm = m.Def(up->input(0)).Op("matmul").SingleUse();
       ir::Node* mm = fm ? fm.node() : pm ? pm.node() : nullptr;
       if (mm == nullptr || !ir::IsHalfFloat(mm->output()->type().dtype) ||
-          mm->has_attr("dtype") || mm->num_inputs() > 3 || mm->num_outputs() > 1) {
+          mm->has_attr("dtype") || mm->num_outputs() > 1 ||
+          (fm && ir::FusedMatMulAddend(*mm) != nullptr)) {
         continue;
       }
       // A plain matmul by a 2-D weight (an untied LM head, as Llama's) is a fused_matmul.
       if (pm && (mm->input(1)->type().rank() != 2 || mm->input(0)->type().rank() < 2)) continue;
       std::vector<ir::Value*> ins = {mm->input(0), mm->input(1)};
-      if (mm->num_inputs() == 3) {
+      if (mm->num_inputs() == 3) {  // a bias (an addend declined above)
         bool cast_up = false;
         ins.push_back(F32Of(m, fn, mm->input(2), mm->loc(), /*before=*/up, &cast_up));
         if (cast_up) Count("folded.bias-cast");

@@ -32,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "compiler/ir/ops_fused.h"
 #include "passes/matcher.h"
 #include "passes/passes.h"
 
@@ -77,7 +78,8 @@ class FuseGeluAuxPass : public FunctionPass {
     ir::Node* fm = def.node();
     const std::string approx = Approximate(*g);
     if (approx != "none" && approx != "tanh") return;
-    if (fm->num_outputs() != 1 || fm->num_inputs() > 3 || fm->has_attr("activation") ||
+    if (fm->num_outputs() != 1 || ir::FusedMatMulAddend(*fm) != nullptr ||
+        fm->has_attr("activation") ||
         g->output()->type() != h->type()) {
       Count("declined.activation");
       return;

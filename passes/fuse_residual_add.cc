@@ -12,9 +12,13 @@
 // block's two residual adds per layer, each a pass over 16 x 1024 x 768 f32 plus a bf16
 // product, go.
 //
-// Conditions: the fused_matmul has a bias, activation "none" and one use (the add, or the
-// cast whose one use is the add); r has the output's exact type (no broadcast). Counters:
-// "fused", "fused.f32" (the --precision form), "fused.bias-cast", "declined.no-bias".
+// Without a bias (Llama's projections) the linear layer is a plain matmul by a 2-D weight or a
+// bias-free fused_matmul, and r becomes fused_matmul's third operand (told from a bias by its
+// rank: ops_fused.h FusedMatMulAddend):
+//   add(r, matmul(x, w))  (or its --precision form)   -> fused_matmul(x, w, r) [{dtype=f32}]
+// Conditions: activation "none", no addend yet, one use (the add, or the cast whose one use is
+// the add); r has the output's exact type (no broadcast). Counters: "fused", "fused.f32" (the
+// --precision form), "fused.bias-cast", "fused.no-bias".
 // Run after fuse-matmul-bias and before fuse-elementwise (which would take the add).
 //
 //   before:  %h = fused_matmul(%x, %w, %b) {trans_b=1} : f32[2,8,16]
@@ -22,6 +26,7 @@
 //   after:   %y = fused_matmul(%x, %w, %b, %r) {trans_b=1} : f32[2,8,16]
 #include <set>
 
+#include "compiler/ir/ops_fused.h"
 #include "passes/matcher.h"
 #include "passes/passes.h"
 
@@ -52,24 +57,39 @@ class FuseResidualAddPass : public FunctionPass {
           if (!ir::IsHalfFloat(h->type().dtype)) continue;
         }
         Match fm = m.Def(h).Op("fused_matmul").SingleUse();
-        if (!fm || fm.node()->GetString("activation", "none").value_or("") != "none" ||
-            fm.node()->has_attr("dtype") || fm.node()->num_inputs() > 3) {
+        Match pm = m.Def(h).Op("matmul").SingleUse();
+        ir::Node* mm = fm ? fm.node() : pm ? pm.node() : nullptr;
+        if (mm == nullptr || mm->GetString("activation", "none").value_or("") != "none" ||
+            mm->has_attr("dtype") || mm->num_outputs() != 1 ||
+            (fm && ir::FusedMatMulAddend(*mm) != nullptr)) {
           continue;
         }
-        ir::Node* mm = fm.node();
-        if (mm->num_inputs() != 3) {
-          Count("declined.no-bias");
+        // A plain matmul by a 2-D weight is a fused_matmul without a bias.
+        if (pm && (mm->input(1)->type().rank() != 2 || mm->input(0)->type().rank() < 2)) {
           continue;
         }
-        ir::Value* bias = mm->input(2);
+        ir::Value* bias = fm ? ir::FusedMatMulBias(*mm) : nullptr;
         ir::AttrMap attrs = mm->attrs();
+        if (up != nullptr) attrs["dtype"] = ir::DType::kF32;
+        if (bias == nullptr) {
+          ir::Node* f = fn.AddNode("fused_matmul", {mm->input(0), mm->input(1), r}, {yt},
+                                   std::move(attrs), mm->loc(), {add->output()->name()},
+                                   /*before=*/add);
+          fn.ReplaceAllUsesWith(add->output(), f->output());
+          erase.insert(add);
+          erase.insert(mm);
+          if (up != nullptr) erase.insert(up);
+          Count("fused");
+          Count("fused.no-bias");
+          if (up != nullptr) Count("fused.f32");
+          break;
+        }
         if (up != nullptr) {
           // The bias in f32: the master the cast came from, else (a bf16 bias stored by
           // fold-param-casts in an inference plan) a cast of the [N] vector up.
           bool cast_up = false;
           bias = F32Of(m, fn, bias, mm->loc(), /*before=*/add, &cast_up);
           if (cast_up) Count("fused.bias-cast");
-          attrs["dtype"] = ir::DType::kF32;
         }
         ir::Node* f = fn.AddNode("fused_matmul", {mm->input(0), mm->input(1), bias, r}, {yt},
                                  std::move(attrs), mm->loc(), {add->output()->name()},

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "compiler/ir/ops.h"
+#include "compiler/ir/ops_fused.h"
 #include "compiler/support/status.h"
 #include "passes/kv_cache_internal.h"
 
@@ -217,17 +218,17 @@ absl::Status DecoderBuilder::FusedMatMul(const ir::Node& n) {
   const Info& x = InfoOf(n.input(0));
   // w and the bias are position-free; an addend (fuse-residual-add: a residual stream) is
   // per position like the output, on the same axis.
-  const bool addend = n.num_inputs() == 4;
-  for (size_t i = 1; i < std::min<size_t>(n.num_inputs(), 3); ++i) {
-    if (InfoOf(n.input(i)).positional()) {
+  const ir::Value* addend = ir::FusedMatMulAddend(n);
+  for (size_t i = 1; i < n.num_inputs(); ++i) {
+    if (n.input(i) != addend && InfoOf(n.input(i)).positional()) {
       return Error(&n, "mixes sequence positions (contracts over the sequence axis)");
     }
   }
   if (x.k >= 0 || x.s < 0 || x.s == n.input(0)->type().rank() - 1) {
     return Error(&n, "mixes sequence positions (contracts over the sequence axis)");
   }
-  if (addend) {
-    const Info& r = InfoOf(n.input(3));
+  if (addend != nullptr) {
+    const Info& r = InfoOf(addend);
     if (r.k >= 0 || r.s != x.s) {
       return Error(&n, "has an addend without the sequence on the output's axis");
     }

@@ -28,6 +28,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "compiler/ir/ops.h"
+#include "compiler/ir/ops_fused.h"
 #include "compiler/support/status.h"
 #include "passes/passes.h"
 
@@ -183,15 +184,17 @@ absl::StatusOr<std::vector<ir::Value*>> LowerFusedMatMul(Emitter& e, const ir::N
     PTC_ASSIGN_OR_RETURN(w, e.Op("transpose", {w}, {{"perm", std::vector<int64_t>{1, 0}}}));
   }
   PTC_ASSIGN_OR_RETURN(ir::Value* y, e.Op("matmul", {x, w}));
-  if (n.num_inputs() > 2) {
-    PTC_ASSIGN_OR_RETURN(y, e.Op("add", {y, n.input(2)}));
+  ir::Value* bias = ir::FusedMatMulBias(n);
+  ir::Value* addend = ir::FusedMatMulAddend(n);
+  if (bias != nullptr) {
+    PTC_ASSIGN_OR_RETURN(y, e.Op("add", {y, bias}));
   }
   ir::Value* pre = y;
   if (act != "none") {
     PTC_ASSIGN_OR_RETURN(y, e.Unary(act, y));
   }
-  if (n.num_inputs() > 3) {  // the addend (activation none)
-    PTC_ASSIGN_OR_RETURN(y, e.Op("add", {n.input(3), y}));
+  if (addend != nullptr) {  // activation none
+    PTC_ASSIGN_OR_RETURN(y, e.Op("add", {addend, y}));
   }
   if (n.num_outputs() == 2) return std::vector<ir::Value*>{y, pre};
   return std::vector<ir::Value*>{y};

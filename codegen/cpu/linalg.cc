@@ -26,6 +26,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "codegen/cpu/kernel_util.h"
+#include "compiler/ir/ops_fused.h"
 
 namespace ptc::cpu::internal {
 namespace {
@@ -364,7 +365,8 @@ class FusedMatMulKernel : public Kernel {
     const T* x = static_cast<const T*>(inputs[0]);
     const T* w = static_cast<const T*>(inputs[1]);
     const T* bias = has_bias_ ? static_cast<const T*>(inputs[2]) : nullptr;
-    const T* addend = has_addend_ ? static_cast<const T*>(inputs[3]) : nullptr;
+    // The addend follows the bias, or is the third operand without one (ops_fused.h).
+    const T* addend = has_addend_ ? static_cast<const T*>(inputs[has_bias_ ? 3 : 2]) : nullptr;
     T* y = static_cast<T*>(outputs[0]);
     // The second output (gelu's input, for the backward): the row before the activation.
     T* pre = outputs.size() > 1 ? static_cast<T*>(outputs[1]) : nullptr;
@@ -671,13 +673,15 @@ KernelOr MakeFusedMatMulKernel(const ir::Node& node) {
                                       wt.ToString(), " -> ", ot.ToString(), " (trans_b=", tb,
                                       ")"));
   }
-  const bool has_bias = node.num_inputs() >= 3, has_addend = node.num_inputs() == 4;
-  if (has_bias && node.input(2)->type().shape != ir::Shape{n}) {
+  const ir::Value* bias = ir::FusedMatMulBias(node);
+  const ir::Value* addend = ir::FusedMatMulAddend(node);
+  const bool has_bias = bias != nullptr, has_addend = addend != nullptr;
+  if (has_bias && bias->type().shape != ir::Shape{n}) {
     return Invalid(node, absl::StrCat("bias must have shape [", n, "], got ", InType(node, 2)));
   }
-  if (has_addend && (node.input(3)->type() != ot || act != Activation::kNone)) {
+  if (has_addend && (addend->type() != ot || act != Activation::kNone)) {
     return Invalid(node, absl::StrCat("the addend must have the output's type ", ot.ToString(),
-                                      " (activation none), got ", InType(node, 3)));
+                                      " (activation none), got ", addend->type().ToString()));
   }
   if (node.num_outputs() == 2 &&
       (node.output(1)->type() != ot || (act != Activation::kGelu && act != Activation::kGeluTanh))) {

@@ -25,7 +25,9 @@
 //       transpose); bias: [N] (absent: none). Output [..., M, N]. trans_b defaults to 0 and
 //       activation to "none". "gelu" is the exact erf form, "gelu_tanh" the tanh approximation.
 //       addend (passes/fuse_residual_add.cc: a residual stream): the output's type, added last;
-//       only with a bias and activation "none". dtype (default x's): the output's dtype; f32
+//       only with activation "none"; without a bias it is the third operand (told from a bias
+//       by its rank: the output's, >= 2; FusedMatMulBias / FusedMatMulAddend in ops_fused.h
+//       read them). dtype (default x's): the output's dtype; f32
 //       for f16 / bf16 x and w (the product accumulated and the result kept in f32, never
 //       rounded to x's dtype), with an f32 bias.
 //       A second output (passes/fuse_gelu_aux.cc, training with activation gelu / gelu_tanh):
@@ -283,22 +285,25 @@ absl::StatusOr<std::vector<TensorType>> InferFusedMatMul(const std::vector<Tenso
                                                    " x ", w.ToString(), " (trans_b=", trans_b,
                                                    ")"));
   }
-  if (inputs.size() >= 3 && (inputs[2].dtype != out_dt || inputs[2].shape != Shape{n})) {
-    return absl::InvalidArgumentError(absl::StrCat("bias must be ", std::string(DTypeName(out_dt)), "[", n,
-                                                   "], got ", inputs[2].ToString()));
-  }
   Shape out = x.shape;
   out.back() = n;
   const TensorType y{out_dt, out};
-  if (inputs.size() == 4) {
+  // Input 2: the bias [N], or (rank >= 2, no bias) the addend; input 3: the addend.
+  const bool bias = inputs.size() == 4 || (inputs.size() == 3 && inputs[2].rank() == 1);
+  if (bias && (inputs[2].dtype != out_dt || inputs[2].shape != Shape{n})) {
+    return absl::InvalidArgumentError(absl::StrCat("bias must be ", std::string(DTypeName(out_dt)), "[", n,
+                                                   "], got ", inputs[2].ToString()));
+  }
+  if (inputs.size() == 4 || (inputs.size() == 3 && !bias)) {
+    const TensorType& addend = inputs.back();
     if (act != "none") {
       return absl::InvalidArgumentError(absl::StrCat(
           "an addend needs activation \"none\", got '", act, "'"));
     }
-    if (inputs[3] != y) {
+    if (addend != y) {
       return absl::InvalidArgumentError(absl::StrCat("addend must be the output's type ",
                                                      y.ToString(), ", got ",
-                                                     inputs[3].ToString()));
+                                                     addend.ToString()));
     }
   }
   if (num_outputs == 2) return std::vector<TensorType>{y, y};
@@ -611,6 +616,19 @@ const std::vector<OpDef>& FusedOpDefs() {
        .elementwise = true},
   };
   return *defs;
+}
+
+Value* FusedMatMulBias(const Node& node) {
+  if (node.num_inputs() == 4 || (node.num_inputs() == 3 && node.input(2)->type().rank() == 1)) {
+    return node.input(2);
+  }
+  return nullptr;
+}
+
+Value* FusedMatMulAddend(const Node& node) {
+  if (node.num_inputs() == 4) return node.input(3);
+  if (node.num_inputs() == 3 && node.input(2)->type().rank() != 1) return node.input(2);
+  return nullptr;
 }
 
 int FusedTokenArity(std::string_view t) {

@@ -53,6 +53,12 @@ absl::StatusOr<AttentionProblem> DescribeAttention(const Node& node, int first, 
 // -1 for anything else (operand / constant loads, unknown names).
 int FusedTokenArity(std::string_view token);
 
+// fused_matmul's optional operands (ops_fused.cc): input 2 is the bias when it is rank 1 ([N]),
+// the addend when it has the output's rank (a linear layer without a bias: fuse-residual-add);
+// input 3, when present, is the addend. nullptr when absent.
+Value* FusedMatMulBias(const Node& node);
+Value* FusedMatMulAddend(const Node& node);
+
 }  // namespace ptc::ir
 
 #endif  // PTC_COMPILER_IR_OPS_FUSED_H_

@@ -659,7 +659,9 @@ class FusedMatMulKernel final : public DeviceKernel {
     if (has_bias_) PTC_RETURN_IF_ERROR(gemm_->SetBiasPointer(in[2]));
     if (aux_output_ && !gelu_pass_) PTC_RETURN_IF_ERROR(gemm_->SetAuxPointer(out[1]));
     void* d = aux_output_ && gelu_pass_ ? out[1] : out[0];
-    PTC_RETURN_IF_ERROR(gemm_->RunOn(ctx, in[0], in[1], d, has_addend_ ? in[3] : nullptr));
+    // The addend follows the bias, or is the third operand without one (ops_fused.h).
+    PTC_RETURN_IF_ERROR(gemm_->RunOn(ctx, in[0], in[1], d,
+                                     has_addend_ ? in[has_bias_ ? 3 : 2] : nullptr));
     if (!gelu_pass_) return absl::OkStatus();
     kernels::BroadcastDesc bd;
     bd.rank = 1;
@@ -699,13 +701,14 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateFusedMatMul(const ir::Node& 
   const int64_t n = trans_b ? w.shape[0] : w.shape[1];
   if ((trans_b ? w.shape[1] : w.shape[0]) != k) return Invalid(node, "inner dims differ");
   const int64_t rows = x.num_elements() / std::max<int64_t>(k, 1);
-  const bool has_bias = node.num_inputs() >= 3, has_addend = node.num_inputs() == 4;
+  const ir::Value* bias = ir::FusedMatMulBias(node);
+  const ir::Value* addend = ir::FusedMatMulAddend(node);
+  const bool has_bias = bias != nullptr, has_addend = addend != nullptr;
   const ir::TensorType& y = node.output(0)->type();
-  if (has_bias && (node.input(2)->type().num_elements() != n ||
-                   node.input(2)->type().dtype != y.dtype)) {
+  if (has_bias && (bias->type().num_elements() != n || bias->type().dtype != y.dtype)) {
     return Invalid(node, "bias must be [N] of the output's dtype");
   }
-  if (has_addend && (node.input(3)->type() != y || act != "none")) {
+  if (has_addend && (addend->type() != y || act != "none")) {
     return Invalid(node, "the addend must have the output's type (activation none)");
   }
   const bool aux = node.num_outputs() == 2;
@@ -713,7 +716,7 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateFusedMatMul(const ir::Node& 
     return Invalid(node, "the second output (the GELU's input) needs a gelu activation and "
                          "the output's type");
   }
-  if (!has_bias && act == "none" && (y.dtype == x.dtype || y.dtype == DType::kF32) &&
+  if (!has_bias && !has_addend && act == "none" && (y.dtype == x.dtype || y.dtype == DType::kF32) &&
       UsePaddedMatmul(x.dtype, rows, n, k, options, y.dtype)) {
     // A tied LM head read as is (trans_b=1, [V, D]) with V = 50257: padded output rows (in
     // f32 for a --precision inference plan's logits: fold-matmul-casts).

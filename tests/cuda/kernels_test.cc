@@ -267,6 +267,16 @@ std::vector<Case> Cases() {
   gemm("fused_matmul_bf16_addend_f32_out", "fused_matmul",
        {T(bf16, {64, 32}), T(bf16, {48, 32}), T(f32, {48}), T(f32, {64, 48})},
        {{"trans_b", int64_t{1}}, {"dtype", DType::kF32}}, 2);
+  // Without a bias (Llama's projections): the addend is the third operand.
+  gemm("fused_matmul_addend_no_bias_f32", "fused_matmul",
+       {T(f32, {2, 8, 32}), T(f32, {32, 48}), T(f32, {2, 8, 48})}, {}, 10);
+  gemm("fused_matmul_bf16_addend_no_bias_f32_out", "fused_matmul",
+       {T(bf16, {2, 32, 32}), T(bf16, {32, 48}), T(f32, {2, 32, 48})},
+       {{"dtype", DType::kF32}}, 2);
+  // A row of 50 (not 16-byte aligned in bf16): the padded path would drop the addend.
+  gemm("fused_matmul_bf16_addend_no_bias_odd_n", "fused_matmul",
+       {T(bf16, {8, 32}), T(bf16, {50, 32}), T(f32, {8, 50})},
+       {{"trans_b", int64_t{1}}, {"dtype", DType::kF32}}, 2);
   {
     Case a{"attention_bhtd_causal", "attention",
            {T(f32, {2, 3, 16, 8}), T(f32, {2, 3, 16, 8}), T(f32, {2, 3, 16, 8}), T(b, {1, 1, 16, 16})},
