@@ -71,34 +71,25 @@ class FuseResidualAddPass : public FunctionPass {
         ir::Value* bias = fm ? ir::FusedMatMulBias(*mm) : nullptr;
         ir::AttrMap attrs = mm->attrs();
         if (up != nullptr) attrs["dtype"] = ir::DType::kF32;
-        if (bias == nullptr) {
-          ir::Node* f = fn.AddNode("fused_matmul", {mm->input(0), mm->input(1), r}, {yt},
-                                   std::move(attrs), mm->loc(), {add->output()->name()},
-                                   /*before=*/add);
-          fn.ReplaceAllUsesWith(add->output(), f->output());
-          erase.insert(add);
-          erase.insert(mm);
-          if (up != nullptr) erase.insert(up);
-          Count("fused");
-          Count("fused.no-bias");
-          if (up != nullptr) Count("fused.f32");
-          break;
-        }
-        if (up != nullptr) {
+        if (up != nullptr && bias != nullptr) {
           // The bias in f32: the master the cast came from, else (a bf16 bias stored by
           // fold-param-casts in an inference plan) a cast of the [N] vector up.
           bool cast_up = false;
           bias = F32Of(m, fn, bias, mm->loc(), /*before=*/add, &cast_up);
           if (cast_up) Count("fused.bias-cast");
         }
-        ir::Node* f = fn.AddNode("fused_matmul", {mm->input(0), mm->input(1), bias, r}, {yt},
-                                 std::move(attrs), mm->loc(), {add->output()->name()},
-                                 /*before=*/add);
+        // x, w[, bias], r: without a bias r is the third operand (an addend by its rank).
+        std::vector<ir::Value*> ins = {mm->input(0), mm->input(1)};
+        if (bias != nullptr) ins.push_back(bias);
+        ins.push_back(r);
+        ir::Node* f = fn.AddNode("fused_matmul", std::move(ins), {yt}, std::move(attrs),
+                                 mm->loc(), {add->output()->name()}, /*before=*/add);
         fn.ReplaceAllUsesWith(add->output(), f->output());
         erase.insert(add);
         erase.insert(mm);
         if (up != nullptr) erase.insert(up);
         Count("fused");
+        if (bias == nullptr) Count("fused.no-bias");
         if (up != nullptr) Count("fused.f32");
         break;
       }
