@@ -6,9 +6,14 @@
 //     into the output instead of an f32 scratch that was cast down to be cast up again. For
 //     GPT-2's tied LM head that is the 50257 x 768 embedding gradient (four passes over 154 MB
 //     and the bf16 rounding of the gradient the embedding trains on) and a 16 K x 768 dx.
+//   - a gemm of f16 / bf16 operands (without c) whose product is read only by a cast to f32
+//     gets {dtype=f32}: the GEMM writes the f32 result itself (cuBLASLt's D in f32). That is
+//     the weight gradient of a bias-free linear layer (Llama's projections: gemm_bgrad takes
+//     the ones with a bias), one write of f32 instead of a bf16 write, its read and an f32
+//     write, and the gradient AdamW reads is not rounded to bf16 first.
 // (gemm_bgrad's casts fold in fuse-bias-grad, the norms' in fold-norm-casts.) The CPU computes
-// the f32 gradient either way. Counter: "folded.linear_ce". Run after autodiff and
-// mixed-precision.
+// the f32 gradient either way. Counters: "folded.linear_ce", "folded.gemm". Run after autodiff
+// and mixed-precision.
 //
 //   before:  %l, %dx, %dw = linear_ce_loss(%x, %w, %y) {trans_b=1} : f32[], bf16[8,16], bf16[32,16]
 //            %dxf = cast(%dx) {to=f32} : f32[8,16]
@@ -58,6 +63,25 @@ class FoldGradCastsPass : public FunctionPass {
       fn.ReplaceAllUsesWith(casts[1]->output(), f->output(2));
       erase.insert({n, casts[0], casts[1]});
       Count("folded.linear_ce");
+    }
+    // cast(gemm(a, b) f16 / bf16) to f32: the cast becomes the gemm (its output, maybe a
+    // result, keeps its name and type).
+    for (ir::Node* up : NodesWithOp(fn, "cast")) {
+      if (up->output()->type().dtype != ir::DType::kF32) continue;
+      Match g = m.Def(up->input(0)).Op("gemm").SingleUse();
+      if (!g) continue;
+      ir::Node* gemm = g.node();
+      if (gemm->num_inputs() != 2 || gemm->has_attr("dtype") ||
+          !ir::IsHalfFloat(gemm->output()->type().dtype)) {
+        continue;
+      }
+      ir::AttrMap attrs = gemm->attrs();
+      attrs["dtype"] = ir::DType::kF32;
+      up->set_op("gemm");
+      up->set_inputs({gemm->input(0), gemm->input(1)});
+      up->mutable_attrs() = std::move(attrs);
+      erase.insert(gemm);
+      Count("folded.gemm");
     }
     if (erase.empty()) return false;
     fn.EraseNodesIf([&](const ir::Node& node) { return erase.count(&node) > 0; });

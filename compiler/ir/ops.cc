@@ -206,6 +206,17 @@ InferResult InferGemm(const Types& in, const AttrMap& attrs, int) {
                                   ShapeToString(out)));
     }
   }
+  // `dtype` (fold-grad-casts): f32 for f16 / bf16 a and b without c, the product accumulated
+  // and kept in f32 (the cast up of a --precision plan's weight gradient, folded in).
+  if (attrs.count("dtype") > 0) {
+    PTC_ASSIGN_OR_RETURN(DType y, GetDTypeAttr(attrs, "dtype"));
+    if (y != in[0].dtype && (y != DType::kF32 || !IsHalfFloat(in[0].dtype) || in.size() == 3)) {
+      return Invalid(absl::StrCat("attribute 'dtype' must be a's dtype, or f32 for f16 / bf16 "
+                                  "a and b without c; got ", std::string(DTypeName(y)), " with ",
+                                  in[0].ToString()));
+    }
+    return Types{{y, out}};
+  }
   return Types{{in[0].dtype, out}};
 }
 

@@ -17,7 +17,8 @@
 //   gelu(x) {approximate="none"|"tanh"}    (made by fusion passes and the importer's Gelu)
 //   cast(x) {to=DTYPE}                     ONNX Cast semantics (float->int truncates)
 //   matmul(a, b)                           numpy matmul (rank >= 1, batch dims broadcast)
-//   gemm(a, b [, c]) {alpha=1.0, beta=1.0, trans_a=0, trans_b=0}   a, b rank 2; c broadcasts
+//   gemm(a, b [, c]) {alpha=1.0, beta=1.0, trans_a=0, trans_b=0, dtype?}   a, b rank 2; c
+//       broadcasts; dtype: f32 for f16 / bf16 a and b without c (the product kept in f32)
 //   softmax(x) {axis}  log_softmax(x) {axis}          opset-13 semantics (one axis)
 //   layer_norm(x, scale [, bias]) {axis, epsilon, dtype?, rms=0} -> (y [, mean [, inv_std_dev]])
 //       normalizes over dims [axis, rank); mean / inv_std_dev are f32 with those dims as 1.

@@ -282,6 +282,16 @@ absl::Status Exporter::ExportNode(const ir::Node& n) {
     AttrF(p, "beta", beta);
     AttrI(p, "transA", ta);
     AttrI(p, "transB", tb);
+    if (n.output(0)->type().dtype != n.input(0)->type().dtype) {
+      // {dtype=f32} (fold-grad-casts): Gemm in a's dtype, then a Cast of its output.
+      const std::string y = n.output(0)->name();
+      p->set_output(0, y + "_product");
+      auto* c = graph_->add_node();
+      c->set_op_type("Cast");
+      c->add_input(y + "_product");
+      c->add_output(y);
+      AttrI(c, "to", DTypeToOnnx(n.output(0)->type().dtype));
+    }
     return absl::OkStatus();
   }
   if (op == "softmax" || op == "log_softmax") {

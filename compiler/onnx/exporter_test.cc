@@ -207,6 +207,35 @@ func @main(%x: f32[2,8], %g: f32[8], %b: f32[8]) -> (bf16[2,8]) {
   EXPECT_NE(text.find("cast("), std::string::npos) << text;
 }
 
+// gemm {dtype=f32} of bf16 operands (fold-grad-casts) exports as Gemm and a Cast, checker
+// clean, and imports back as gemm + cast.
+TEST(ExportTest, F32GemmOfBf16BecomesGemmAndCast) {
+  auto m = Parse(R"(module {}
+
+func @main(%x: bf16[8,16], %dy: bf16[8,32]) -> (f32[16,32]) {
+  %dw = gemm(%x, %dy) {dtype=f32, trans_a=1} : f32[16,32]
+  return %dw
+}
+)");
+  ASSERT_NE(m, nullptr);
+  auto bytes = ExportOnnxBytes(*m);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  auto model = CheckExported(*bytes);
+  ASSERT_TRUE(model.ok()) << model.status();
+  const auto& g = model->graph();
+  ASSERT_EQ(g.node_size(), 2);
+  EXPECT_EQ(g.node(0).op_type(), "Gemm");
+  EXPECT_EQ(g.node(1).op_type(), "Cast");
+  EXPECT_EQ(g.node(1).input(0), g.node(0).output(0));
+  EXPECT_EQ(g.node(1).output(0), "dw");
+  for (const auto& a : g.node(0).attribute()) EXPECT_NE(a.name(), "dtype");
+  auto back = ImportOnnxBytes(*bytes, "", "m.onnx");
+  ASSERT_TRUE(back.ok()) << back.status();
+  const std::string text = ir::PrintModule(**back);
+  EXPECT_NE(text.find("gemm("), std::string::npos) << text;
+  EXPECT_NE(text.find("cast("), std::string::npos) << text;
+}
+
 TEST(ExportTest, RejectsMultiFunctionModulesAndMissingRefs) {
   auto two = Parse(R"(module {}
 

@@ -611,10 +611,16 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateGemm(const ir::Node& node,
     return Invalid(node, absl::StrCat("output must be [", m, ",", n, "]"));
   }
   const bool has_c = node.num_inputs() == 3 && beta != 0.0;
+  // y: a's dtype, or f32 for f16 / bf16 a and b ({dtype=f32}, fold-grad-casts; no c).
+  const DType y = node.output()->type().dtype;
+  if (y != ta.dtype && (y != DType::kF32 || !ir::IsHalfFloat(ta.dtype) || has_c)) {
+    return Invalid(node, "the output must have a's dtype, or f32 for f16 / bf16 a, b without c");
+  }
   auto kernel = std::make_unique<GemmKernel>();
   const Problem p = RowMajorProblem(m, n, k, trans_a != 0, trans_b != 0);
-  PTC_RETURN_IF_ERROR(
-      kernel->Init(node, ta.dtype, p, alpha, has_c ? beta : 0.0, options, lt));
+  PTC_RETURN_IF_ERROR(kernel->Init(node, ta.dtype, p, alpha, has_c ? beta : 0.0, options, lt,
+                                   CUBLASLT_EPILOGUE_DEFAULT,
+                                   y == ta.dtype ? DType::kBool : y));
   if (has_c) {
     const ir::TensorType& tc = node.input(2)->type();
     if (tc.dtype != ta.dtype || tc.rank() > 2) return Invalid(node, "c must broadcast to [M, N]");

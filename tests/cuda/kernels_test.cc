@@ -196,6 +196,11 @@ std::vector<Case> Cases() {
   gemm("gemm_trans_bias_col", "gemm", {T(f32, {16, 8}), T(f32, {12, 16}), T(f32, {8, 1})},
        {{"trans_a", int64_t{1}}, {"trans_b", int64_t{1}}}, 10);
   gemm("gemm_no_c", "gemm", {T(f32, {8, 16}), T(f32, {12, 16})}, {{"trans_b", int64_t{1}}}, 10);
+  // fold-grad-casts: a bf16 / f16 weight gradient written in f32 by the GEMM itself.
+  gemm("gemm_bf16_f32_out_trans_a", "gemm", {T(bf16, {64, 32}), T(bf16, {64, 48})},
+       {{"trans_a", int64_t{1}}, {"dtype", DType::kF32}}, 2);
+  gemm("gemm_f16_f32_out", "gemm", {T(f16, {16, 40}), T(f16, {40, 24})},
+       {{"dtype", DType::kF32}}, 2);
   // Weight + bias gradients in one node (fuse-bias-grad): db in cuBLASLt's BGRAD epilogue;
   // M != N so that a sum over the wrong side shows. bf16 with f32 weight and bias gradients
   // (what a --precision bf16 step has), bf16 with only the bias gradient in f32, f16 keeping
