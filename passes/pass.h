@@ -8,6 +8,7 @@
 
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -84,6 +85,9 @@ const std::vector<PassInfo>& RegisteredPasses();
 absl::StatusOr<std::vector<std::unique_ptr<Pass>>> CreatePasses(std::string_view list);
 // The default inference pipeline for a target ("cpu").
 std::vector<std::string> DefaultPassList(std::string_view target);
+// The names a pass list drops with "-NAME" ("default,-match-rotary" -> {"match-rotary"}): the
+// driver's pre-autodiff fusions honor them too.
+std::set<std::string> DroppedPasses(std::string_view list);
 
 }  // namespace ptc::passes
 

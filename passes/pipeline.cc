@@ -242,11 +242,31 @@ std::vector<std::string> DefaultPassList(std::string_view target) {
   return list;
 }
 
+namespace {
+
+// The entries of a comma-separated pass list, whitespace stripped.
+std::vector<std::string> PassListEntries(std::string_view list) {
+  std::vector<std::string> entries;
+  for (absl::string_view part : absl::StrSplit(std::string(list), ',')) {
+    entries.emplace_back(absl::StripAsciiWhitespace(part));
+  }
+  return entries;
+}
+
+}  // namespace
+
+std::set<std::string> DroppedPasses(std::string_view list) {
+  std::set<std::string> dropped;
+  for (const std::string& e : PassListEntries(list)) {
+    if (!e.empty() && e[0] == '-') dropped.insert(e.substr(1));
+  }
+  return dropped;
+}
+
 absl::StatusOr<std::vector<std::unique_ptr<Pass>>> CreatePasses(std::string_view list) {
   std::vector<std::unique_ptr<Pass>> out;
   std::vector<std::string> names;
-  for (absl::string_view part : absl::StrSplit(std::string(list), ',')) {
-    std::string name(absl::StripAsciiWhitespace(part));
+  for (std::string name : PassListEntries(list)) {
     if (name.empty() || name == "none") continue;
     if (name == "default") {
       for (const std::string& n : DefaultPassList("cpu")) names.push_back(n);

@@ -4,8 +4,6 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "codegen/cpu/kernel.h"
 #include "compiler/ir/verifier.h"
 #include "compiler/onnx/exporter.h"
@@ -84,11 +82,7 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
     // mask from the KV-cache decoder's rules).
     // The fusions below honor "-NAME" in --passes ("default,-match-rotary"), as the pipeline
     // after autodiff does: a plan without one of them, for comparisons.
-    std::set<std::string> dropped;
-    for (absl::string_view part : absl::StrSplit(options.passes, ',')) {
-      part = absl::StripAsciiWhitespace(part);
-      if (!part.empty() && part[0] == '-') dropped.insert(std::string(part.substr(1)));
-    }
+    const std::set<std::string> dropped = passes::DroppedPasses(options.passes);
     passes::Pipeline pre;
     auto fusion = [&](std::unique_ptr<passes::Pass> pass) {
       if (!dropped.count(std::string(pass->name()))) pre.Add(std::move(pass));

@@ -113,22 +113,42 @@ class Exporter {
   absl::Status ExportNode(const ir::Node& n);
   absl::Status ExportPtcNode(const ir::Node& n);
   absl::Status ExportRmsNorm(const ir::Node& n, int64_t axis, double eps);
-  // A node `op_type`(inputs) -> one fresh output named after `base`; returns the output's name.
-  std::string Emit(const std::string& op_type, const std::vector<std::string>& inputs,
-                   const std::string& base) {
+  // A node `op_type`(inputs) writing `out` (an IR value's name, or one from FreshName).
+  onnx::NodeProto* AddNode(const std::string& op_type, const std::vector<std::string>& inputs,
+                           const std::string& out) {
     auto* p = graph_->add_node();
     p->set_op_type(op_type);
     for (const std::string& i : inputs) p->add_input(i);
-    const std::string out = FreshName(base);
     p->add_output(out);
-    last_ = p;
+    return p;
+  }
+  // The same with a fresh output named after `base`; returns the output's name.
+  std::string Emit(const std::string& op_type, const std::vector<std::string>& inputs,
+                   const std::string& base) {
+    return AddNode(op_type, inputs, FreshName(base))->output(0);
+  }
+  // Cast(in) to `to`, written to `out`.
+  void CastTo(const std::string& in, ir::DType to, const std::string& out) {
+    AttrI(AddNode("Cast", {in}, out), "to", DTypeToOnnx(to));
+  }
+  // `in` cast to `to` under a fresh name (`in` itself when it has that dtype already).
+  std::string Cast(const std::string& in, ir::DType from, ir::DType to) {
+    if (from == to) return in;
+    const std::string out = FreshName(in + "_" + std::string(ir::DTypeName(to)));
+    CastTo(in, to, out);
     return out;
   }
-  onnx::NodeProto* last_ = nullptr;  // the node Emit made last
+  // An IR op with {dtype} whose ONNX form computes in its inputs' dtype: the ONNX node `p`
+  // writes `<y>_<suffix>` and a Cast to y's dtype writes y (layer_norm, gemm).
+  void CastOutputOf(onnx::NodeProto* p, const ir::Node& n, const std::string& suffix) {
+    const std::string y = n.output(0)->name();
+    p->set_output(0, FreshName(y + "_" + suffix));
+    CastTo(p->output(0), n.output(0)->type().dtype, y);
+  }
   // An f32 scalar as a Constant node (not an initializer: those import as weights).
   std::string ScalarConstant(const std::string& base, float v) {
-    const std::string out = Emit("Constant", {}, base);
-    auto* a = last_->add_attribute();
+    const std::string out = FreshName(base);
+    auto* a = AddNode("Constant", {}, out)->add_attribute();
     a->set_name("value");
     a->set_type(onnx::AttributeProto::TENSOR);
     TensorToProto(ir::Tensor::FromVector<float>(ir::DType::kF32, {}, {v}), "", a->mutable_t());
@@ -147,57 +167,24 @@ class Exporter {
 // no RMSNormalization): y = scale * (x / Sqrt(ReduceMean(x * x) + epsilon)) [then a Cast for
 // {dtype}]; mean = 0 * ReduceMean and inv_std_dev = Reciprocal(Sqrt(...)) where requested.
 absl::Status Exporter::ExportRmsNorm(const ir::Node& n, int64_t axis, double eps) {
-  const ir::TensorType& xt = n.input(0)->type();
+  const ir::DType dt = n.input(0)->type().dtype, f32 = ir::DType::kF32;
+  const int64_t rank = n.input(0)->type().rank();
   const std::string x = n.input(0)->name(), y = n.output(0)->name();
   std::vector<int64_t> axes;
-  for (int64_t a = axis; a < xt.rank(); ++a) axes.push_back(a);
-  const std::string sq = Emit("Mul", {x, x}, y + "_sq");
-  const std::string mean = Emit("ReduceMean", {sq}, y + "_ms");
-  AttrInts(last_, "axes", axes);
-  AttrI(last_, "keepdims", 1);
-  std::string eps_name = ScalarConstant(y + "_eps", static_cast<float>(eps));
-  if (xt.dtype != ir::DType::kF32) {
-    eps_name = Emit("Cast", {eps_name}, y + "_eps_cast");
-    AttrI(last_, "to", DTypeToOnnx(xt.dtype));
-  }
+  for (int64_t a = axis; a < rank; ++a) axes.push_back(a);
+  const std::string mean = FreshName(y + "_ms");
+  auto* reduce = AddNode("ReduceMean", {Emit("Mul", {x, x}, y + "_sq")}, mean);
+  AttrInts(reduce, "axes", axes);
+  AttrI(reduce, "keepdims", 1);
+  const std::string eps_name = Cast(ScalarConstant(y + "_eps", static_cast<float>(eps)), f32, dt);
   const std::string rms = Emit("Sqrt", {Emit("Add", {mean, eps_name}, y + "_ms_eps")}, y + "_rms");
-  const std::string norm = Emit("Div", {x, rms}, y + "_normalized");
-  const bool cast = n.output(0)->type().dtype != xt.dtype;
-  auto* p = graph_->add_node();
-  p->set_op_type("Mul");
-  p->add_input(norm);
-  p->add_input(n.input(1)->name());
-  p->add_output(cast ? FreshName(y + "_scaled") : y);
-  if (cast) {  // {dtype} (fold-norm-casts)
-    auto* c = graph_->add_node();
-    c->set_op_type("Cast");
-    c->add_input(p->output(0));
-    c->add_output(y);
-    AttrI(c, "to", DTypeToOnnx(n.output(0)->type().dtype));
-  }
+  auto* scaled = AddNode("Mul", {Emit("Div", {x, rms}, y + "_normalized"), n.input(1)->name()}, y);
+  if (n.output(0)->type().dtype != dt) CastOutputOf(scaled, n, "scaled");  // fold-norm-casts
   if (n.num_outputs() > 1 && !n.output(1)->name().empty()) {  // mean: 0 (f32, as the IR's)
-    std::string m = mean;
-    if (xt.dtype != ir::DType::kF32) {
-      m = Emit("Cast", {mean}, y + "_ms_f32");
-      AttrI(last_, "to", DTypeToOnnx(ir::DType::kF32));
-    }
-    const std::string zero = ScalarConstant(y + "_zero", 0.f);
-    auto* z = graph_->add_node();
-    z->set_op_type("Mul");
-    z->add_input(m);
-    z->add_input(zero);
-    z->add_output(n.output(1)->name());
+    AddNode("Mul", {Cast(mean, dt, f32), ScalarConstant(y + "_zero", 0.f)}, n.output(1)->name());
   }
   if (n.num_outputs() > 2) {
-    std::string r = rms;
-    if (xt.dtype != ir::DType::kF32) {
-      r = Emit("Cast", {rms}, y + "_rms_f32");
-      AttrI(last_, "to", DTypeToOnnx(ir::DType::kF32));
-    }
-    auto* inv = graph_->add_node();
-    inv->set_op_type("Reciprocal");
-    inv->add_input(r);
-    inv->add_output(n.output(2)->name());
+    AddNode("Reciprocal", {Cast(rms, dt, f32)}, n.output(2)->name());
   }
   return absl::OkStatus();
 }
@@ -282,16 +269,8 @@ absl::Status Exporter::ExportNode(const ir::Node& n) {
     AttrF(p, "beta", beta);
     AttrI(p, "transA", ta);
     AttrI(p, "transB", tb);
-    if (n.output(0)->type().dtype != n.input(0)->type().dtype) {
-      // {dtype=f32} (fold-grad-casts): Gemm in a's dtype, then a Cast of its output.
-      const std::string y = n.output(0)->name();
-      p->set_output(0, y + "_product");
-      auto* c = graph_->add_node();
-      c->set_op_type("Cast");
-      c->add_input(y + "_product");
-      c->add_output(y);
-      AttrI(c, "to", DTypeToOnnx(n.output(0)->type().dtype));
-    }
+    // {dtype=f32} (fold-grad-casts): Gemm in a's dtype, then a Cast of its output.
+    if (n.output(0)->type().dtype != n.input(0)->type().dtype) CastOutputOf(p, n, "product");
     return absl::OkStatus();
   }
   if (op == "softmax" || op == "log_softmax") {
@@ -307,16 +286,8 @@ absl::Status Exporter::ExportNode(const ir::Node& n) {
     auto* p = NewNode(n, "LayerNormalization");
     AttrI(p, "axis", axis);
     AttrF(p, "epsilon", eps);
-    if (n.output(0)->type().dtype != n.input(0)->type().dtype) {
-      // {dtype} (fold-norm-casts): LayerNormalization in x's dtype, then a Cast of y.
-      const std::string y = n.output(0)->name();
-      p->set_output(0, y + "_normalized");
-      auto* c = graph_->add_node();
-      c->set_op_type("Cast");
-      c->add_input(y + "_normalized");
-      c->add_output(y);
-      AttrI(c, "to", DTypeToOnnx(n.output(0)->type().dtype));
-    }
+    // {dtype} (fold-norm-casts): LayerNormalization in x's dtype, then a Cast of y.
+    if (n.output(0)->type().dtype != n.input(0)->type().dtype) CastOutputOf(p, n, "normalized");
     return absl::OkStatus();
   }
   if (op == "reduce_sum" || op == "reduce_mean" || op == "reduce_max" || op == "reduce_min") {

@@ -179,61 +179,53 @@ func @main(%x: f32[2], %w: f32[2] {param}) -> (f32[2], f32[2], f32[2]) {
   EXPECT_EQ(results[0], results[2]);
 }
 
-// layer_norm {dtype=bf16} (fold-norm-casts) exports as LayerNormalization and a Cast, checker
-// clean, and imports back as layer_norm + cast.
+// An op with {dtype} (the ONNX op computes in its inputs' dtype) exports as `onnx_op` and a
+// Cast writing the result `y`, checker clean, and imports back as `ir_op` + cast. The ONNX op
+// carries no dtype attribute.
+void ExpectOpThenCast(const std::string& ir, const std::string& onnx_op, const std::string& y,
+                      const std::string& ir_op) {
+  auto m = Parse(ir);
+  ASSERT_NE(m, nullptr);
+  auto bytes = ExportOnnxBytes(*m);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  auto model = CheckExported(*bytes);
+  ASSERT_TRUE(model.ok()) << model.status();
+  const auto& g = model->graph();
+  ASSERT_EQ(g.node_size(), 2);
+  EXPECT_EQ(g.node(0).op_type(), onnx_op);
+  EXPECT_EQ(g.node(1).op_type(), "Cast");
+  EXPECT_EQ(g.node(1).input(0), g.node(0).output(0));
+  EXPECT_EQ(g.node(1).output(0), y);
+  for (const auto& a : g.node(0).attribute()) EXPECT_NE(a.name(), "dtype");
+  auto back = ImportOnnxBytes(*bytes, "", "m.onnx");
+  ASSERT_TRUE(back.ok()) << back.status();
+  const std::string text = ir::PrintModule(**back);
+  EXPECT_NE(text.find(ir_op + "("), std::string::npos) << text;
+  EXPECT_NE(text.find("cast("), std::string::npos) << text;
+}
+
+// layer_norm {dtype=bf16} (fold-norm-casts): LayerNormalization and a Cast.
 TEST(ExportTest, LowPrecisionLayerNormBecomesNormAndCast) {
-  auto m = Parse(R"(module {}
+  ExpectOpThenCast(R"(module {}
 
 func @main(%x: f32[2,8], %g: f32[8], %b: f32[8]) -> (bf16[2,8]) {
   %y = layer_norm(%x, %g, %b) {axis=1, dtype=bf16, epsilon=1e-05} : bf16[2,8]
   return %y
 }
-)");
-  ASSERT_NE(m, nullptr);
-  auto bytes = ExportOnnxBytes(*m);
-  ASSERT_TRUE(bytes.ok()) << bytes.status();
-  auto model = CheckExported(*bytes);
-  ASSERT_TRUE(model.ok()) << model.status();
-  const auto& g = model->graph();
-  ASSERT_EQ(g.node_size(), 2);
-  EXPECT_EQ(g.node(0).op_type(), "LayerNormalization");
-  EXPECT_EQ(g.node(1).op_type(), "Cast");
-  EXPECT_EQ(g.node(1).input(0), g.node(0).output(0));
-  EXPECT_EQ(g.node(1).output(0), "y");
-  auto back = ImportOnnxBytes(*bytes, "", "m.onnx");
-  ASSERT_TRUE(back.ok()) << back.status();
-  const std::string text = ir::PrintModule(**back);
-  EXPECT_NE(text.find("layer_norm("), std::string::npos) << text;
-  EXPECT_NE(text.find("cast("), std::string::npos) << text;
+)",
+                   "LayerNormalization", "y", "layer_norm");
 }
 
-// gemm {dtype=f32} of bf16 operands (fold-grad-casts) exports as Gemm and a Cast, checker
-// clean, and imports back as gemm + cast.
+// gemm {dtype=f32} of bf16 operands (fold-grad-casts): Gemm and a Cast.
 TEST(ExportTest, F32GemmOfBf16BecomesGemmAndCast) {
-  auto m = Parse(R"(module {}
+  ExpectOpThenCast(R"(module {}
 
 func @main(%x: bf16[8,16], %dy: bf16[8,32]) -> (f32[16,32]) {
   %dw = gemm(%x, %dy) {dtype=f32, trans_a=1} : f32[16,32]
   return %dw
 }
-)");
-  ASSERT_NE(m, nullptr);
-  auto bytes = ExportOnnxBytes(*m);
-  ASSERT_TRUE(bytes.ok()) << bytes.status();
-  auto model = CheckExported(*bytes);
-  ASSERT_TRUE(model.ok()) << model.status();
-  const auto& g = model->graph();
-  ASSERT_EQ(g.node_size(), 2);
-  EXPECT_EQ(g.node(0).op_type(), "Gemm");
-  EXPECT_EQ(g.node(1).op_type(), "Cast");
-  EXPECT_EQ(g.node(1).input(0), g.node(0).output(0));
-  EXPECT_EQ(g.node(1).output(0), "dw");
-  for (const auto& a : g.node(0).attribute()) EXPECT_NE(a.name(), "dtype");
-  auto back = ImportOnnxBytes(*bytes, "", "m.onnx");
-  ASSERT_TRUE(back.ok()) << back.status();
-  const std::string text = ir::PrintModule(**back);
-  EXPECT_NE(text.find("gemm("), std::string::npos) << text;
-  EXPECT_NE(text.find("cast("), std::string::npos) << text;
+)",
+                   "Gemm", "dw", "gemm");
 }
 
 TEST(ExportTest, RejectsMultiFunctionModulesAndMissingRefs) {
