@@ -2,7 +2,11 @@
 // (compiler/ir/ops_fused.cc; CPU kernel codegen/cpu/attention.cc, flash-style).
 //
 // Matched around each softmax over the last axis of a rank-4 float tensor [B,H,Tq,Tk]:
-//   %s  = matmul(%q, %kt)                    q [B,H,Tq,D], kt [B,H,D,Tk]
+//   %s  = matmul(%q, %kt)                    q [B,H,Tq,D], kt [B,H,D,Tk]; each may be
+//                                            mul(x, c) | div(x, c), c a splat constant that
+//                                            joins the scale ("fused.scaled-operand"): torch's
+//                                            export of F.scaled_dot_product_attention
+//                                            scales q and k^T by sqrt(scale) each
 //   %sc = mul(%s, c) | div(%s, c)            optional; c a splat constant -> scale (else 1)
 //   %m  = where(%mask, -inf, %sc)            optional; bool mask, true = masked out
 //       | where(%keep, %sc, -inf)            or true = kept (ptc's model builders): becomes
@@ -245,6 +249,26 @@ class FuseAttentionPass : public FunctionPass {
       absorbed.push_back(qk);
       ir::Value* q = qk->input(0);
       ir::Value* kt = qk->input(1);
+      // A constant factor on q or on k^T joins the scale: torch.onnx writes
+      // F.scaled_dot_product_attention as matmul(q * sqrt(s), k^T * sqrt(s)) (the scale split
+      // over both operands, for range), as do models that scale q alone.
+      for (ir::Value** operand : {&q, &kt}) {
+        for (std::string_view op : {"mul", "div"}) {
+          ir::Node* sn = SingleUseDef(m, *operand, op);
+          if (sn == nullptr) continue;
+          std::optional<double> c = m.Splat(sn->input(1));
+          ir::Value* other = sn->input(0);
+          if (!c && op == "mul") {
+            c = m.Splat(sn->input(0));
+            other = sn->input(1);
+          }
+          if (!c || *c == 0.0 || other->type() != (*operand)->type()) continue;
+          scale *= op == "mul" ? *c : 1.0 / *c;
+          *operand = other;
+          absorbed.push_back(sn);
+          Count("fused.scaled-operand");
+        }
+      }
       ir::Value* v = pv->input(1);
       if (q->type().rank() != 4 || kt->type().rank() != 4 || v->type().rank() != 4) {
         Count("declined.shape");

@@ -67,7 +67,7 @@ constexpr double kGeluCubic = 0.044715;
 std::optional<std::string> ProgramToken(const ir::Node& n) {
   static const std::set<std::string> kOps = {
       "neg", "abs",  "sqrt", "reciprocal", "exp", "log", "erf", "tanh", "sigmoid", "relu",
-      "floor", "ceil", "identity", "add", "sub", "mul", "div", "pow", "max", "min"};
+      "floor", "ceil", "cos", "sin", "identity", "add", "sub", "mul", "div", "pow", "max", "min"};
   if (n.num_outputs() != 1) return std::nullopt;
   if (n.op() == "gelu") {
     absl::StatusOr<std::string> approx = n.GetString("approximate", "none");

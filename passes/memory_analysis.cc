@@ -217,7 +217,8 @@ OpCost EstimateCost(const ir::Node& n) {
     c.flops = 3.0 * static_cast<double>(out_elems);
   } else if (op == "swiglu_grad") {  // sigmoid and nine sums / products per (dg, du) pair
     c.flops = 5.0 * static_cast<double>(out_elems);
-  } else if (op == "gelu" || op == "gelu_grad" || op == "erf" || op == "tanh" || op == "exp") {
+  } else if (op == "gelu" || op == "gelu_grad" || op == "erf" || op == "tanh" || op == "exp" ||
+             op == "cos" || op == "sin") {
     c.flops = 8.0 * static_cast<double>(out_elems);
   } else if (absl::StartsWith(op, "reduce_")) {
     c.flops = n.num_inputs() ? static_cast<double>(n.input(0)->type().num_elements()) : 0;

@@ -32,7 +32,10 @@
 // Only f32 values and values this pass lowers are touched: f64, integer, bool and the other
 // half type keep their dtypes. One cast per value, placed before its first reader and reused
 // by the later ones; a cast of a constant is folded by fold-constants (which the default
-// pipelines run after this pass). Parameters keep their types: f32 weights stay the master
+// pipelines run after this pass). A cast down of a weight's transpose / reshape read once goes
+// on the weight instead (the layout op redone in the low dtype; counter
+// "cast.before-<op>"): nn.Linear's matmul(x, transpose(w)) becomes
+// matmul(x, transpose(cast(w))), whose transpose fuse-matmul-bias folds into the GEMM. Parameters keep their types: f32 weights stay the master
 // copy, cast to the low dtype inside the graph, so a training step built afterwards (autodiff
 // differentiates cast) keeps f32 parameters, gradients and optimizer state. Function results
 // keep their types too: a result that became low is cast back to its original dtype and the
@@ -77,7 +80,7 @@ OpClass Classify(std::string_view op) {
   static const auto* f32 = new std::set<std::string_view>{
       "softmax", "log_softmax", "layer_norm", "reduce_sum", "reduce_mean", "reduce_max",
       "reduce_min", "softmax_ce_loss", "nll_loss", "exp", "log", "pow", "sqrt", "reciprocal", "erf",
-      "tanh",
+      "tanh", "cos", "sin",
       // Training ops (when the pass runs on a step built elsewhere): their kernels want f32.
       "softmax_ce_loss_grad", "nll_loss_grad", "layer_norm_grad", "adamw_update", "sgd_update",
       "lr_schedule"};
@@ -119,12 +122,44 @@ class MixedPrecisionPass : public Pass {
   }
   bool Low(const ir::Value* v) const { return v->type().dtype == options_.low; }
 
+  // The layout ops a cast commutes with: they move elements without computing on them.
+  static bool IsLayoutOp(std::string_view op) { return op == "transpose" || op == "reshape"; }
+
+  // A weight parameter, or a layout op read once of one (recursively): a value derived from a
+  // weight by moving its elements only.
+  bool MovedWeight(const ir::Value* v) const {
+    const ir::Node* p = v->producer();
+    if (p == nullptr) return v->is_param();
+    return IsLayoutOp(p->op()) && p->num_outputs() == 1 && uses_.count(v) && uses_.at(v) == 1 &&
+           MovedWeight(p->input(0));
+  }
+
   ir::Value* CastTo(ir::Function& fn, Casts& casts, ir::Value* v, ir::DType to,
                     const ir::Node* before) {
     const bool down = to == options_.low;
     auto& cache = down ? casts.down : casts.up;
     auto it = cache.find(v);
     if (it != cache.end()) return it->second;
+    // A cast down of a weight's transpose / reshape read only here is placed on the weight
+    // instead, and the layout op redone in the low dtype: exact (the same elements, moved), the
+    // layout op moves half the bytes, and a weight transposed as nn.Linear exports it,
+    // matmul(x, transpose(w)), keeps its transpose next to the GEMM, where fuse-matmul-bias
+    // folds it into trans_b (the cast of w is then shared with w's other readers).
+    // Activations keep the cast after their layout op: the backward then casts the gradient up
+    // where the op that writes it can fold the cast (fold-grad-casts).
+    if (const ir::Node* p = v->producer();
+        down && p != nullptr && MovedWeight(v) && Ours(p->input(0))) {
+      std::vector<ir::Value*> inputs = p->inputs();
+      inputs[0] = CastTo(fn, casts, p->input(0), to, before);
+      ir::Node* twin = fn.AddNode(p->op(), inputs, {ir::TensorType{to, v->type().shape}},
+                                  p->attrs(), p->loc(),
+                                  {absl::StrCat(v->name(), ".", std::string(ir::DTypeName(to)))},
+                                  before);
+      Count(absl::StrCat("cast.before-", p->op()));
+      replaced_.insert(p);  // its one reader is about to read the twin
+      cache[v] = twin->output();
+      return twin->output();
+    }
     ir::Node* cast =
         fn.AddNode("cast", {v}, {ir::TensorType{to, v->type().shape}}, {{"to", to}}, before->loc(),
                    {absl::StrCat(v->name(), ".", std::string(ir::DTypeName(to)))}, before);
@@ -148,6 +183,9 @@ class MixedPrecisionPass : public Pass {
 
   absl::StatusOr<bool> RunOn(ir::Module& module, ir::Function& fn) {
     Casts casts;
+    uses_.clear();
+    for (const auto& [v, readers] : fn.ComputeUses()) uses_[v] = static_cast<int>(readers.size());
+    for (const ir::Value* r : fn.results()) ++uses_[r];
     bool changed = false;
     std::vector<ir::TensorType> result_types;
     for (const ir::Value* r : fn.results()) result_types.push_back(r->type());
@@ -224,6 +262,10 @@ class MixedPrecisionPass : public Pass {
       Count(absl::StrCat("kept-f32.", n->op()));
     }
 
+    // The layout ops redone in the low dtype have no reader left: later passes (fold-param-casts)
+    // see the weight read by its cast alone.
+    fn.EraseNodesIf([&](const ir::Node& n) { return replaced_.count(&n) > 0; });
+    replaced_.clear();
     PTC_ASSIGN_OR_RETURN(bool c, RestoreResults(fn, result_types));
     return changed || c;
   }
@@ -279,6 +321,8 @@ class MixedPrecisionPass : public Pass {
 
   MixedPrecisionOptions options_;
   std::string name_;
+  std::map<const ir::Value*, int> uses_;  // readers (and result slots) before the pass
+  std::set<const ir::Node*> replaced_;    // layout ops whose reader now reads a low twin
 };
 
 }  // namespace

@@ -13,6 +13,14 @@
 //   mul(x, 1), mul(1, x), div(x, 1) -> x                  (a constant of ones that does not
 //                                                          broadcast x: exact, NaN and -0 too;
 //                                                          e.g. the unit loss gradient's scale)
+//   slice(matmul(x, w)), w 2-D, the slice keeping every column and the product read only by
+//   it                             -> matmul(slice(x), w) (the rows are sliced before they are
+//                                                          computed: exact, fewer FLOPs; a
+//                                                          causal LM's shifted loss,
+//                                                          logits[:, :-1] as transformers
+//                                                          writes it, then leaves the LM head
+//                                                          next to its loss for
+//                                                          fuse-linear-ce)
 //
 // Preconditions: none beyond valid IR; a value is never replaced by one of another type (the
 // pass checks, counter "declined.type-mismatch"). The inner node of a merged chain stays when
@@ -22,6 +30,7 @@
 //            %b = reshape(%a) {shape=[32]} : f32[32]                    : f32[32]
 //            %c = identity(%b) : f32[32]                              return %b
 //            return %c
+#include <algorithm>
 #include <set>
 
 #include "compiler/support/status.h"
@@ -120,6 +129,9 @@ class SimplifyPass : public Pass {
         }
       }
     }
+    if (op == "slice" && p != nullptr && p->op() == "matmul" && !erase.count(p)) {
+      return SliceBeforeMatMul(fn, n, *p);
+    }
     if ((op == "split" || op == "concat") && n.num_outputs() == 1 && n.num_inputs() == 1) {
       return Forward(fn, n, x, erase, op == "split" ? "split.single" : "concat.single");
     }
@@ -143,6 +155,45 @@ class SimplifyPass : public Pass {
       }
     }
     return false;
+  }
+
+  // slice(matmul(x, w)) -> matmul(slice(x), w): the slice node becomes the matmul (its output
+  // keeps its name) and reads a new slice of x with the same bounds on x's axes.
+  absl::StatusOr<bool> SliceBeforeMatMul(ir::Function& fn, ir::Node& n, ir::Node& mm) {
+    ir::Value* x = mm.input(0);
+    ir::Value* w = mm.input(1);
+    const ir::TensorType& product = mm.output()->type();
+    const int64_t rank = product.rank();
+    if (w->type().rank() != 2 || x->type().rank() != rank || rank < 2) return false;
+    PTC_ASSIGN_OR_RETURN(std::vector<int64_t> starts, n.GetInts("starts"));
+    PTC_ASSIGN_OR_RETURN(std::vector<int64_t> ends, n.GetInts("ends"));
+    PTC_ASSIGN_OR_RETURN(std::vector<int64_t> steps, n.GetInts("steps"));
+    if (static_cast<int64_t>(starts.size()) != rank || ends.size() != starts.size() ||
+        steps.size() != starts.size()) {
+      return false;  // invalid IR; the verifier reports it
+    }
+    // Every column is kept (the columns are w's), and the product has no other reader.
+    if (starts.back() != 0 || ends.back() != product.shape.back() || steps.back() != 1) {
+      return false;
+    }
+    if (fn.ComputeUses()[mm.output()].size() != 1 ||
+        std::count(fn.results().begin(), fn.results().end(), mm.output())) {
+      Count("declined.slice-multi-use");
+      return false;
+    }
+    // x's last axis (the contraction) is kept whole.
+    starts.back() = 0;
+    ends.back() = x->type().shape.back();
+    ir::TensorType rows = n.output()->type();
+    rows.shape.back() = x->type().shape.back();
+    ir::Node* sliced = fn.AddNode("slice", {x}, {ir::TensorType{x->type().dtype, rows.shape}},
+                                  {{"starts", starts}, {"ends", ends}, {"steps", steps}},
+                                  n.loc(), {x->name() + ".rows"}, &n);
+    n.set_op("matmul");
+    n.set_inputs({sliced->output(), w});
+    n.mutable_attrs() = mm.attrs();
+    Count("slice.before-matmul");
+    return true;
   }
 
   // A float constant whose every element is 1.

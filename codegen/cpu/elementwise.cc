@@ -263,7 +263,7 @@ KernelOr MakeBinary(const ir::Node& node) {
 // Unary ops.
 
 enum class UnaryKind { kNeg, kAbs, kSqrt, kReciprocal, kExp, kLog, kErf, kTanh, kSigmoid, kRelu,
-                       kFloor, kCeil, kGeluErf, kGeluTanh, kNot };
+                       kFloor, kCeil, kCos, kSin, kGeluErf, kGeluTanh, kNot };
 
 template <UnaryKind K, typename T>
 inline T UnaryApply(T x) {
@@ -301,6 +301,10 @@ inline T UnaryApply(T x) {
     return std::floor(x);
   } else if constexpr (K == UnaryKind::kCeil) {
     return std::ceil(x);
+  } else if constexpr (K == UnaryKind::kCos) {
+    return std::cos(x);
+  } else if constexpr (K == UnaryKind::kSin) {
+    return std::sin(x);
   } else if constexpr (K == UnaryKind::kGeluErf) {
     return T(0.5) * x * (T(1) + Erf(x * T(0.70710678118654752440)));
   } else if constexpr (K == UnaryKind::kGeluTanh) {
@@ -328,7 +332,8 @@ class UnaryKernel : public Kernel {
     constexpr bool kHeavy = K == UnaryKind::kExp || K == UnaryKind::kErf ||
                             K == UnaryKind::kTanh || K == UnaryKind::kSigmoid ||
                             K == UnaryKind::kGeluErf || K == UnaryKind::kGeluTanh ||
-                            K == UnaryKind::kLog;
+                            K == UnaryKind::kLog || K == UnaryKind::kCos ||
+                            K == UnaryKind::kSin;
     ParallelFor(n_, kHeavy ? kElementGrain / 8 : kElementGrain, [&](int64_t b, int64_t e) {
 #pragma omp simd
       for (int64_t i = b; i < e; ++i) y[i] = UnaryApply<K, T>(x[i]);
@@ -387,6 +392,8 @@ KernelOr MakeUnary(const ir::Node& node) {
   if (op == "sigmoid") return MakeUnaryTyped<UnaryKind::kSigmoid>(node, false);
   if (op == "floor") return MakeUnaryTyped<UnaryKind::kFloor>(node, false);
   if (op == "ceil") return MakeUnaryTyped<UnaryKind::kCeil>(node, false);
+  if (op == "cos") return MakeUnaryTyped<UnaryKind::kCos>(node, false);
+  if (op == "sin") return MakeUnaryTyped<UnaryKind::kSin>(node, false);
   if (op == "gelu") {
     PTC_ASSIGN_OR_RETURN(std::string approx, node.GetString("approximate", "none"));
     if (approx == "none") return MakeUnaryTyped<UnaryKind::kGeluErf>(node, false);

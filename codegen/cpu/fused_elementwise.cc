@@ -33,7 +33,7 @@ enum class Op : uint8_t {
   kInput, kConst,
   // unary
   kNeg, kAbs, kSqrt, kReciprocal, kExp, kLog, kErf, kTanh, kSigmoid, kRelu, kFloor, kCeil,
-  kIdentity, kGelu, kGeluTanh,
+  kCos, kSin, kIdentity, kGelu, kGeluTanh,
   // binary
   kAdd, kSub, kMul, kDiv, kPow, kMax, kMin,
 };
@@ -47,6 +47,7 @@ constexpr TokenInfo kTokens[] = {
     {"reciprocal", Op::kReciprocal}, {"exp", Op::kExp}, {"log", Op::kLog},
     {"erf", Op::kErf},     {"tanh", Op::kTanh},       {"sigmoid", Op::kSigmoid},
     {"relu", Op::kRelu},   {"floor", Op::kFloor},     {"ceil", Op::kCeil},
+    {"cos", Op::kCos},     {"sin", Op::kSin},
     {"identity", Op::kIdentity}, {"gelu", Op::kGelu}, {"gelu_tanh", Op::kGeluTanh},
     {"add", Op::kAdd},     {"sub", Op::kSub},         {"mul", Op::kMul},
     {"div", Op::kDiv},     {"pow", Op::kPow},         {"max", Op::kMax},
@@ -83,6 +84,8 @@ inline T ApplyUnaryScalar(Op op, T x) {
     case Op::kRelu: return x > T(0) ? x : (x != x ? x : T(0));
     case Op::kFloor: return std::floor(x);
     case Op::kCeil: return std::ceil(x);
+    case Op::kCos: return std::cos(x);
+    case Op::kSin: return std::sin(x);
     case Op::kGelu: return kHalf * x * (kOne + internal::Erf(x * T(0.70710678118654752440)));
     case Op::kGeluTanh: {
       T inner = T(0.79788456080286535588) * (x + T(0.044715) * x * x * x);
@@ -112,6 +115,8 @@ void UnaryLoop(Op op, T* d, const T* a, int64_t n) {
     PTC_UNARY_LOOP(Op::kRelu)
     PTC_UNARY_LOOP(Op::kFloor)
     PTC_UNARY_LOOP(Op::kCeil)
+    PTC_UNARY_LOOP(Op::kCos)
+    PTC_UNARY_LOOP(Op::kSin)
     PTC_UNARY_LOOP(Op::kGelu)
     PTC_UNARY_LOOP(Op::kGeluTanh)
     default:

@@ -99,6 +99,8 @@ TEST(FusedElementwiseTest, UnaryOpsMatchLibm) {
       {"relu", [](double v) { return std::max(v - 2, 0.0); }},
       {"floor", [](double v) { return std::floor(v); }},
       {"ceil", [](double v) { return std::ceil(v); }},
+      {"cos", [](double v) { return std::cos(v); }},
+      {"sin", [](double v) { return std::sin(v); }},
       {"gelu", [](double v) { return GeluRef(v - 2); }},
       {"gelu_tanh", [](double v) {
          double u = v - 2;

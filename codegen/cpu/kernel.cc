@@ -214,6 +214,8 @@ constexpr OpEntry kOps[] = {
     {"relu", MakeElementwiseKernel, true},
     {"floor", MakeElementwiseKernel, true},
     {"ceil", MakeElementwiseKernel, true},
+    {"cos", MakeElementwiseKernel, true},
+    {"sin", MakeElementwiseKernel, true},
     {"gelu", MakeElementwiseKernel, true},
     {"identity", MakeCopyKernel, false},
     {"where", MakeWhereKernel, false},

@@ -176,6 +176,8 @@ std::vector<Ref> Reference(const std::string& op, const AttrMap& a, const std::v
   if (op == "identity") return un([](double x) { return x; });
   if (op == "floor") return un([](double x) { return std::floor(x); });
   if (op == "ceil") return un([](double x) { return std::ceil(x); });
+  if (op == "cos") return un([](double x) { return std::cos(x); });
+  if (op == "sin") return un([](double x) { return std::sin(x); });
   if (op == "gelu") {
     if (StrAttr(a, "approximate", "none") == "tanh") {
       return un([](double x) {
@@ -667,7 +669,7 @@ std::vector<Case> AllCases() {
   cs.push_back({"not", {}, {Bool({7, 3})}});
   // Unary float ops, f32 (fast math) and f64; big enough to take the threaded path too.
   for (std::string op : {"neg", "abs", "exp", "erf", "tanh", "sigmoid", "relu", "identity",
-                         "floor", "ceil"}) {
+                         "floor", "ceil", "cos", "sin"}) {
     cs.push_back({op, {}, {F32({4, 33})}});
     cs.push_back({op, {}, {F64({3, 5})}});
     cs.push_back({op, {}, {F32({128, 1024})}});

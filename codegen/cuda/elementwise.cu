@@ -31,6 +31,8 @@ __device__ __forceinline__ C ApplyUnary(Op op, C x) {
       case Op::kRelu: return x > C(0) ? x : C(0);
       case Op::kFloor: return floor(x);
       case Op::kCeil: return ceil(x);
+      case Op::kCos: return cos(x);
+      case Op::kSin: return sin(x);
       case Op::kGelu: return C(0.5) * x * (C(1) + erf(x * C(0.70710678118654752440)));
       case Op::kGeluTanh: {
         const C kAlpha = C(0.79788456080286535588);  // sqrt(2 / pi)

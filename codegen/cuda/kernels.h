@@ -36,6 +36,7 @@ enum class Op : int32_t {
   kAnd, kOr, kXor, kNot,
   // unary
   kNeg, kAbs, kSqrt, kReciprocal, kExp, kLog, kErf, kTanh, kSigmoid, kRelu, kFloor, kCeil,
+  kCos, kSin,
   kGelu, kGeluTanh, kIdentity,
 };
 bool IsBinary(Op op);

@@ -79,6 +79,8 @@ std::string Expr(const std::string& op, const std::string& a, const std::string&
   }
   if (op == "floor") return absl::StrCat("floor", fs, "(", a, ")");
   if (op == "ceil") return absl::StrCat("ceil", fs, "(", a, ")");
+  if (op == "cos") return absl::StrCat("cos", fs, "(", a, ")");
+  if (op == "sin") return absl::StrCat("sin", fs, "(", a, ")");
   if (op == "identity") return a;
   if (op == "gelu") {
     return absl::StrCat(half, " * ", a, " * (", one, " + erf", fs, "(", a,

@@ -4,6 +4,7 @@
 // needed; the NVRTC tests skip when NVRTC cannot be loaded.
 #include "codegen/cuda/nvrtc_codegen.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <regex>
@@ -199,7 +200,8 @@ std::vector<std::string> EveryTokenProgram() {
   // Every unary token in a chain, then every binary one against x1, then a constant.
   std::vector<std::string> p = {"x0"};
   for (const char* u : {"neg", "abs", "sqrt", "reciprocal", "exp", "log", "erf", "tanh",
-                        "sigmoid", "relu", "floor", "ceil", "identity", "gelu", "gelu_tanh"}) {
+                        "sigmoid", "relu", "floor", "ceil", "cos", "sin", "identity", "gelu",
+                        "gelu_tanh"}) {
     p.push_back(u);
   }
   for (const char* bin : {"add", "sub", "mul", "div", "pow", "max", "min"}) {
@@ -251,7 +253,11 @@ TEST(NvrtcCompile, EveryTokenDtypeAndBroadcastCompilesWithoutSpills) {
     EXPECT_GT(bin->registers, 0) << c.name << ": " << bin->log;
     EXPECT_LE(bin->registers, 64) << c.name << ": " << bin->log;
     EXPECT_EQ(bin->spill_bytes, 0) << c.name << ": " << bin->log;
-    EXPECT_EQ(bin->stack_bytes, 0) << c.name << ": " << bin->log;
+    // cosf / sinf reduce a huge argument (Payne-Hanek) in a small local array: stack, not a
+    // spill, and only on that rare path.
+    const bool trig = std::find(c.program.begin(), c.program.end(), "cos") != c.program.end() ||
+                      std::find(c.program.begin(), c.program.end(), "sin") != c.program.end();
+    EXPECT_LE(bin->stack_bytes, trig ? 64 : 0) << c.name << ": " << bin->log;
     std::printf("  %-28s %3d registers  %6zu-byte cubin  %.3f s\n", c.name.c_str(),
                 bin->registers, bin->cubin.size(), bin->seconds);
     total += bin->seconds;

@@ -116,6 +116,16 @@ absl::Status Erf(RuleContext& c) {  // 2/sqrt(pi) * exp(-x^2)
   return absl::OkStatus();
 }
 
+absl::Status Cos(RuleContext& c) {  // -sin(x)
+  c.dx[0] = c.b.Neg(c.b.Mul(c.dy[0], c.b.Op("sin", {c.in(0)})));
+  return absl::OkStatus();
+}
+
+absl::Status Sin(RuleContext& c) {  // cos(x)
+  c.dx[0] = c.b.Mul(c.dy[0], c.b.Op("cos", {c.in(0)}));
+  return absl::OkStatus();
+}
+
 absl::Status Tanh(RuleContext& c) {  // 1 - y^2
   Value* y = c.out();
   c.dx[0] = c.b.Mul(c.dy[0], c.b.Sub(c.b.Const(Dt(y), 1.0), c.b.Mul(y, y)));
@@ -212,6 +222,8 @@ void AddElementwiseRules(RuleMap& rules) {
   rules["log"] = Log;
   rules["erf"] = Erf;
   rules["tanh"] = Tanh;
+  rules["cos"] = Cos;
+  rules["sin"] = Sin;
   rules["sigmoid"] = Sigmoid;
   rules["relu"] = Relu;
   rules["gelu"] = Gelu;

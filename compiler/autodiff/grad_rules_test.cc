@@ -181,6 +181,8 @@ std::vector<Case> Cases() {
       {"log", [](GraphMaker& g) { return Unary(g, "log", 0.2, 2, false); }},
       {"erf", [](GraphMaker& g) { return Unary(g, "erf", -2, 2, false); }},
       {"tanh", [](GraphMaker& g) { return Unary(g, "tanh", -2, 2, false); }},
+      {"cos", [](GraphMaker& g) { return Unary(g, "cos", -3, 3, false); }},
+      {"sin", [](GraphMaker& g) { return Unary(g, "sin", -3, 3, false); }},
       {"sigmoid", [](GraphMaker& g) { return Unary(g, "sigmoid", -3, 3, false); }},
       {"relu", [](GraphMaker& g) { return Unary(g, "relu", 0.1, 1, true); }},
       {"identity", [](GraphMaker& g) { return Unary(g, "identity", -1, 1, false); }},

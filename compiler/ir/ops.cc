@@ -591,6 +591,8 @@ const std::vector<OpDef>& CoreOpDefs() {
       PTC_UNARY("identity", Kind::kAny),
       PTC_UNARY("floor", Kind::kFloat),
       PTC_UNARY("ceil", Kind::kFloat),
+      PTC_UNARY("cos", Kind::kFloat),
+      PTC_UNARY("sin", Kind::kFloat),
       {.name = "gelu", .min_inputs = 1, .max_inputs = 1, .infer = InferGelu, .elementwise = true},
       {.name = "cast", .min_inputs = 1, .max_inputs = 1, .infer = InferCast, .elementwise = true},
       {.name = "matmul", .min_inputs = 2, .max_inputs = 2, .infer = InferMatMul},

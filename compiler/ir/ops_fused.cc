@@ -206,7 +206,7 @@ absl::StatusOr<std::vector<TensorType>> InferFusedElementwise(
   for (const std::string& t : *program) {
     int pops = 0;
     uint32_t idx = 0;
-    // "ceil" starts with 'c' too: only c / x followed by digits is a load.
+    // "ceil" and "cos" start with 'c' too: only c / x followed by digits is a load.
     if (t.size() >= 2 && (t[0] == 'x' || t[0] == 'c') && t[1] >= '0' && t[1] <= '9') {
       if (!absl::SimpleAtoi(t.substr(1), &idx) ||
           idx >= (t[0] == 'x' ? inputs.size() : num_constants)) {
@@ -633,7 +633,7 @@ Value* FusedMatMulAddend(const Node& node) {
 
 int FusedTokenArity(std::string_view t) {
   for (std::string_view u : {"neg", "abs", "sqrt", "reciprocal", "exp", "log", "erf", "tanh",
-                             "sigmoid", "relu", "floor", "ceil", "identity", "gelu",
+                             "sigmoid", "relu", "floor", "ceil", "cos", "sin", "identity", "gelu",
                              "gelu_tanh"}) {
     if (t == u) return 1;
   }

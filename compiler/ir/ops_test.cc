@@ -41,7 +41,7 @@ TEST(Ops, RegistryIsCompleteAndUnique) {
   const std::vector<std::string> spec = {
       "add", "sub", "mul", "div", "pow", "max", "min", "equal", "less", "greater", "less_equal",
       "greater_equal", "and", "or", "xor", "not", "where", "neg", "abs", "sqrt", "reciprocal",
-      "exp", "log", "erf", "tanh", "sigmoid", "relu", "identity", "floor", "ceil", "gelu", "cast",
+      "exp", "log", "erf", "tanh", "sigmoid", "relu", "identity", "floor", "ceil", "cos", "sin", "gelu", "cast",
       "matmul", "gemm", "softmax", "log_softmax", "layer_norm", "reduce_sum", "reduce_mean",
       "reduce_max", "reduce_min", "reshape", "expand", "transpose", "split", "slice", "concat",
       "gather", "trilu", "constant", "softmax_ce_loss", "nll_loss", "dropout"};

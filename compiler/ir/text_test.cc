@@ -65,7 +65,7 @@ TEST(Text, AllOpsRoundTripsExactly) {
     ++core;
     EXPECT_TRUE(ops.count(std::string(name))) << "all_ops.ir lacks op " << name;
   }
-  EXPECT_EQ(core, 53);
+  EXPECT_EQ(core, 55);
   // The hand-computed types agree with type inference.
   EXPECT_TRUE(Verify(**m).ok()) << Verify(**m);
 }

@@ -40,6 +40,7 @@ const std::map<std::string, std::string, std::less<>>& DirectOps() {
       {"tanh", "Tanh"},        {"sigmoid", "Sigmoid"},
       {"relu", "Relu"},        {"identity", "Identity"},
       {"floor", "Floor"},      {"ceil", "Ceil"},
+      {"cos", "Cos"},          {"sin", "Sin"},
       {"matmul", "MatMul"}};
   return *m;
 }

@@ -127,7 +127,10 @@ TEST(ExportTest, ImportExportImportGivesTheSameIr) {
   b.ConstI64("m1", {-1});
   AttrI(b.Node("Concat", {"m1", "du"}, {"shape"}), "axis", 0);
   b.Node("Reshape", {"/mm_out", "shape"}, {"r"});
-  b.Node("Tanh", {"r"}, {"t"});
+  b.Node("Tanh", {"r"}, {"th"});
+  b.Node("Cos", {"th"}, {"co"});
+  b.Node("Sin", {"th"}, {"si"});
+  b.Node("Add", {"co", "si"}, {"t"});
   auto* sm = b.Node("LogSoftmax", {"t"}, {"y"});
   AttrI(sm, "axis", -1);
   b.Output("y", F32, 2);

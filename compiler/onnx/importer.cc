@@ -822,7 +822,7 @@ const std::map<std::string, std::string, std::less<>>& UnaryOps() {
       {"Reciprocal", "reciprocal"}, {"Exp", "exp"}, {"Log", "log"},
       {"Erf", "erf"},         {"Tanh", "tanh"},   {"Sigmoid", "sigmoid"},
       {"Relu", "relu"},       {"Floor", "floor"}, {"Ceil", "ceil"},
-      {"Not", "not"}};
+      {"Cos", "cos"},         {"Sin", "sin"},     {"Not", "not"}};
   return *m;
 }
 

@@ -100,6 +100,7 @@ const std::map<std::string_view, k::Op>& ElementwiseOps() {
       {"reciprocal", k::Op::kReciprocal}, {"exp", k::Op::kExp}, {"log", k::Op::kLog},
       {"erf", k::Op::kErf}, {"tanh", k::Op::kTanh}, {"sigmoid", k::Op::kSigmoid},
       {"relu", k::Op::kRelu}, {"floor", k::Op::kFloor}, {"ceil", k::Op::kCeil},
+      {"cos", k::Op::kCos}, {"sin", k::Op::kSin},
       {"gelu", k::Op::kGelu}, {"gelu_tanh", k::Op::kGeluTanh}, {"identity", k::Op::kIdentity},
   };
   return *ops;
@@ -109,7 +110,8 @@ bool IsFloatOnly(k::Op op) {
   switch (op) {
     case k::Op::kSqrt: case k::Op::kReciprocal: case k::Op::kExp: case k::Op::kLog:
     case k::Op::kErf: case k::Op::kTanh: case k::Op::kSigmoid: case k::Op::kGelu:
-    case k::Op::kGeluTanh: case k::Op::kFloor: case k::Op::kCeil:
+    case k::Op::kGeluTanh: case k::Op::kFloor: case k::Op::kCeil: case k::Op::kCos:
+    case k::Op::kSin:
       return true;
     default:
       return false;

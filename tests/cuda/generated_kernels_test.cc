@@ -54,7 +54,8 @@ std::vector<Case> Cases() {
   for (DType d : {DType::kF32, DType::kF16, DType::kBF16, DType::kF64}) {
     const std::string dn(ir::DTypeName(d));
     for (const char* u : {"neg", "abs", "sqrt", "reciprocal", "exp", "log", "erf", "tanh",
-                          "sigmoid", "relu", "floor", "ceil", "identity", "gelu", "gelu_tanh"}) {
+                          "sigmoid", "relu", "floor", "ceil", "cos", "sin", "identity", "gelu",
+                          "gelu_tanh"}) {
       const bool pos = std::string(u) == "sqrt" || std::string(u) == "log" ||
                        std::string(u) == "reciprocal";
       cs.push_back({absl::StrCat(u, "_", dn), {{d, {37, 65}}}, {"x0", u}, {}, {37, 65}, {pos}});

@@ -95,7 +95,7 @@ std::vector<Case> Cases() {
   cs.push_back({"not_bool", "not", {T(b, {33})}, {}, 1, {Gen::kBool}});
   // Unary ops.
   for (const char* op : {"neg", "abs", "exp", "erf", "tanh", "sigmoid", "relu", "identity",
-                         "floor", "ceil"}) {
+                         "floor", "ceil", "cos", "sin"}) {
     cs.push_back({absl::StrCat(op, "_f32"), op, {T(f32, {37, 65})}});
     cs.push_back({absl::StrCat(op, "_bf16"), op, {T(bf16, {3, 50})}});
   }

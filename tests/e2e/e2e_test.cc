@@ -127,8 +127,8 @@ Comparison Compare(const ir::Tensor& got, const ir::Tensor& want, double rtol, d
 
 TEST(E2eDataTest, ReferenceCasesArePresent) {
   const std::vector<std::string> names = CaseNames();
-  // gpt, gpt_loss and seq2seq at opset 14 and 17 (make_references.py).
-  EXPECT_GE(names.size(), 6u) << "reference cases under " << DataDir();
+  // gpt, gpt_loss, seq2seq, llama and llama_loss at opset 14 and 17 (make_references.py).
+  EXPECT_GE(names.size(), 10u) << "reference cases under " << DataDir();
   for (const std::string& name : names) {
     auto c = LoadCase(fs::path(DataDir()) / name);
     ASSERT_TRUE(c.ok()) << c.status();

@@ -157,6 +157,163 @@ def perturb_norms(model, gen):
             if isinstance(m, nn.LayerNorm):
                 m.weight.copy_(1.0 + 0.1 * torch.randn(m.weight.shape, generator=gen))
                 m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=gen))
+            elif isinstance(m, LlamaRmsNorm):
+                m.weight.copy_(1.0 + 0.1 * torch.randn(m.weight.shape, generator=gen))
+
+
+class LlamaRmsNorm(nn.Module):
+    """transformers' LlamaRMSNorm, op for op."""
+
+    def __init__(self, dim, eps):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.variance_epsilon = eps
+
+    def forward(self, hidden_states):
+        input_dtype = hidden_states.dtype
+        hidden_states = hidden_states.to(torch.float32)
+        variance = hidden_states.pow(2).mean(-1, keepdim=True)
+        hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
+        return self.weight * hidden_states.to(input_dtype)
+
+
+def rotate_half(x):
+    x1 = x[..., : x.shape[-1] // 2]
+    x2 = x[..., x.shape[-1] // 2:]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def repeat_kv(hidden_states, n_rep):
+    batch, num_key_value_heads, slen, head_dim = hidden_states.shape
+    if n_rep == 1:
+        return hidden_states
+    hidden_states = hidden_states[:, :, None, :, :].expand(
+        batch, num_key_value_heads, n_rep, slen, head_dim)
+    return hidden_states.reshape(batch, num_key_value_heads * n_rep, slen, head_dim)
+
+
+class LlamaAttention(nn.Module):
+    """transformers' LlamaAttention (eager): rotary on q and k, repeat_kv for grouped-query
+    attention, an additive float causal mask, softmax in float32."""
+
+    def __init__(self, dim, n_head, n_kv_head):
+        super().__init__()
+        self.n_head, self.n_kv_head = n_head, n_kv_head
+        self.head_dim = dim // n_head
+        self.q_proj = nn.Linear(dim, n_head * self.head_dim, bias=False)
+        self.k_proj = nn.Linear(dim, n_kv_head * self.head_dim, bias=False)
+        self.v_proj = nn.Linear(dim, n_kv_head * self.head_dim, bias=False)
+        self.o_proj = nn.Linear(n_head * self.head_dim, dim, bias=False)
+
+    def forward(self, hidden_states, cos, sin, causal_mask):
+        bsz, q_len, _ = hidden_states.size()
+        q = self.q_proj(hidden_states).view(bsz, q_len, -1, self.head_dim).transpose(1, 2)
+        k = self.k_proj(hidden_states).view(bsz, q_len, -1, self.head_dim).transpose(1, 2)
+        v = self.v_proj(hidden_states).view(bsz, q_len, -1, self.head_dim).transpose(1, 2)
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+        q = (q * cos) + (rotate_half(q) * sin)
+        k = (k * cos) + (rotate_half(k) * sin)
+        k = repeat_kv(k, self.n_head // self.n_kv_head)
+        v = repeat_kv(v, self.n_head // self.n_kv_head)
+        attn_weights = torch.matmul(q, k.transpose(2, 3)) / math.sqrt(self.head_dim)
+        attn_weights = attn_weights + causal_mask[:, :, :, : k.shape[-2]]
+        attn_weights = F.softmax(attn_weights, dim=-1, dtype=torch.float32).to(q.dtype)
+        attn_output = torch.matmul(attn_weights, v)
+        attn_output = attn_output.transpose(1, 2).contiguous().reshape(bsz, q_len, -1)
+        return self.o_proj(attn_output)
+
+
+class LlamaMlp(nn.Module):
+    def __init__(self, dim, ffn):
+        super().__init__()
+        self.gate_proj = nn.Linear(dim, ffn, bias=False)
+        self.up_proj = nn.Linear(dim, ffn, bias=False)
+        self.down_proj = nn.Linear(ffn, dim, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class LlamaLayer(nn.Module):
+    def __init__(self, dim, n_head, n_kv_head, ffn, eps):
+        super().__init__()
+        self.self_attn = LlamaAttention(dim, n_head, n_kv_head)
+        self.mlp = LlamaMlp(dim, ffn)
+        self.input_layernorm = LlamaRmsNorm(dim, eps)
+        self.post_attention_layernorm = LlamaRmsNorm(dim, eps)
+
+    def forward(self, x, cos, sin, causal_mask):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, causal_mask)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Llama(nn.Module):
+    """transformers' LlamaForCausalLM written out (its modeling_llama.py, eager attention): the
+    rotary tables are computed in the forward from the inv_freq buffer and the positions, the
+    causal mask is built from triu(full(min)) as _update_causal_mask does, untied LM head."""
+
+    def __init__(self, vocab, n_layer, dim, n_head, n_kv_head, ffn, eps=1e-6, theta=10000.0):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(vocab, dim)
+        self.layers = nn.ModuleList(
+            [LlamaLayer(dim, n_head, n_kv_head, ffn, eps) for _ in range(n_layer)])
+        self.norm = LlamaRmsNorm(dim, eps)
+        self.lm_head = nn.Linear(dim, vocab, bias=False)
+        head_dim = dim // n_head
+        inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float()
+                                    / head_dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def rotary(self, x, position_ids):
+        inv_freq_expanded = self.inv_freq[None, :, None].float().expand(
+            position_ids.shape[0], -1, 1)
+        position_ids_expanded = position_ids[:, None, :].float()
+        freqs = (inv_freq_expanded @ position_ids_expanded).transpose(1, 2)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+
+    def logits(self, input_ids):
+        bsz, seq = input_ids.shape
+        x = self.embed_tokens(input_ids)
+        cache_position = torch.arange(0, seq, device=input_ids.device)
+        position_ids = cache_position.unsqueeze(0)
+        min_dtype = torch.finfo(x.dtype).min
+        causal_mask = torch.full((seq, seq), fill_value=min_dtype, dtype=x.dtype)
+        causal_mask = torch.triu(causal_mask, diagonal=1)
+        causal_mask = causal_mask * (torch.arange(seq) > cache_position.reshape(-1, 1))
+        causal_mask = causal_mask[None, None, :, :].expand(bsz, 1, -1, -1)
+        cos, sin = self.rotary(x, position_ids)
+        for layer in self.layers:
+            x = layer(x, cos, sin, causal_mask)
+        return self.lm_head(self.norm(x))
+
+    def forward(self, input_ids):
+        return self.logits(input_ids)
+
+
+class LlamaLoss(nn.Module):
+    def __init__(self, llama):
+        super().__init__()
+        self.llama = llama
+
+    def forward(self, input_ids, labels):
+        logits = self.llama.logits(input_ids)
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), labels.view(-1))
+
+
+class LlamaShiftedLoss(nn.Module):
+    """LlamaForCausalLM's own loss: position t predicts label t + 1 (labels = input_ids)."""
+
+    def __init__(self, llama):
+        super().__init__()
+        self.llama = llama
+
+    def forward(self, input_ids, labels):
+        logits = self.llama.logits(input_ids)
+        shift_logits = logits[..., :-1, :].contiguous()
+        shift_labels = labels[..., 1:].contiguous()
+        return F.cross_entropy(shift_logits.view(-1, shift_logits.size(-1)),
+                               shift_labels.view(-1))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -211,6 +368,81 @@ def case_gpt_loss():
         dynamic_axes={"idx": {0: "batch", 1: "seq"}, "targets": {0: "batch", 1: "seq"}},
         dims={"batch": GPT_BATCH, "seq": GPT_SEQ},
         training=True,
+        make_fresh=lambda: GptLoss(make_gpt(1234)),
+    )
+
+
+LLAMA_CFG = dict(vocab=101, n_layer=2, dim=32, n_head=4, n_kv_head=2, ffn=88)
+LLAMA_BATCH, LLAMA_SEQ = 2, 16
+
+
+def make_llama(seed):
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    model = Llama(**LLAMA_CFG)
+    with torch.no_grad():  # as make_gpt: logits ~ N(0, a few), not N(0, 32)
+        model.embed_tokens.weight.normal_(0.0, 0.3, generator=gen)
+    perturb_norms(model, gen)
+    return model.eval()
+
+
+LLAMA_DESCRIPTION = ("Llama decoder written as transformers' modeling_llama.py (eager): vocab "
+                     "101, 2 layers, dim 32, 4 heads, 2 kv heads (repeat_kv), RMSNorm, rotary "
+                     "tables computed in the forward, SwiGLU MLP (ffn 88), additive causal mask "
+                     "from triu(full(min)), untied LM head")
+
+
+def case_llama():
+    model = make_llama(777)
+    gen = torch.Generator().manual_seed(3)
+    ids = torch.randint(0, LLAMA_CFG["vocab"], (LLAMA_BATCH, LLAMA_SEQ), generator=gen)
+    return dict(
+        name="llama",
+        description=LLAMA_DESCRIPTION,
+        model=model,
+        inputs=[("input_ids", ids)],
+        output_names=["logits"],
+        dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "logits": {0: "batch", 1: "seq"}},
+        dims={"batch": LLAMA_BATCH, "seq": LLAMA_SEQ},
+    )
+
+
+def case_llama_loss():
+    make = lambda: LlamaLoss(make_llama(777))
+    gen = torch.Generator().manual_seed(4)
+    ids = torch.randint(0, LLAMA_CFG["vocab"], (LLAMA_BATCH, LLAMA_SEQ), generator=gen)
+    labels = torch.randint(0, LLAMA_CFG["vocab"], (LLAMA_BATCH, LLAMA_SEQ), generator=gen)
+    return dict(
+        name="llama_loss",
+        description="the llama case with its loss: F.cross_entropy(logits.view(-1, V), "
+                    "labels.view(-1)); grads/ holds d loss / d param",
+        model=make().eval(),
+        make_fresh=make,
+        inputs=[("input_ids", ids), ("labels", labels)],
+        output_names=["loss"],
+        dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "labels": {0: "batch", 1: "seq"}},
+        dims={"batch": LLAMA_BATCH, "seq": LLAMA_SEQ},
+        training=True,
+    )
+
+
+def case_llama_shifted_loss():
+    make = lambda: LlamaShiftedLoss(make_llama(777))
+    gen = torch.Generator().manual_seed(5)
+    ids = torch.randint(0, LLAMA_CFG["vocab"], (LLAMA_BATCH, LLAMA_SEQ), generator=gen)
+    return dict(
+        name="llama_shifted_loss",
+        description="the llama case with LlamaForCausalLM's shifted loss: "
+                    "F.cross_entropy(logits[..., :-1, :], labels[..., 1:]), labels = input_ids; "
+                    "grads/ holds d loss / d param",
+        model=make().eval(),
+        make_fresh=make,
+        inputs=[("input_ids", ids), ("labels", ids.clone())],
+        output_names=["loss"],
+        dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "labels": {0: "batch", 1: "seq"}},
+        dims={"batch": LLAMA_BATCH, "seq": LLAMA_SEQ},
+        training=True,
+        opsets=(17,),
     )
 
 
@@ -276,9 +508,9 @@ def check_with_ort(model_path, feeds, outputs, label):
         print(f"  {label}: ORT output {i} matches torch (max abs {a:.2e}, rel {r:.2e})")
 
 
-def training_reference(model, inputs, out_dir, initializer_names):
+def training_reference(make_fresh, inputs, out_dir, initializer_names):
     """Gradients of the loss w.r.t. every parameter, and the losses of a few AdamW steps."""
-    model = GptLoss(make_gpt(1234))  # fresh copy: the exported one must stay untouched
+    model = make_fresh()  # fresh copy: the exported one must stay untouched
     model.train()  # no dropout in these models: train() == eval() numerically
     args = [t for _, t in inputs]
     loss = model(*args)
@@ -295,7 +527,7 @@ def training_reference(model, inputs, out_dir, initializer_names):
         save_tensor(os.path.join(grads_dir, fname), p.grad.numpy(), name)
         grads[name] = "grads/" + fname
 
-    model = GptLoss(make_gpt(1234))
+    model = make_fresh()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
                             weight_decay=0.0)
     losses = []
@@ -363,7 +595,8 @@ def export_case(case, opset, root):
     }
     if case.get("training"):
         initializer_names = {init.name for init in proto.graph.initializer}
-        meta["training"] = training_reference(model, case["inputs"], out_dir, initializer_names)
+        meta["training"] = training_reference(case["make_fresh"], case["inputs"], out_dir,
+                                              initializer_names)
     with open(os.path.join(out_dir, "meta.json"), "w") as f:
         json.dump(meta, f, indent=2, sort_keys=True)
         f.write("\n")
@@ -379,9 +612,11 @@ def main():
     torch.set_num_threads(1)
     root = os.path.normpath(args.out)
     os.makedirs(root, exist_ok=True)
-    for make in (case_gpt, case_gpt_loss, case_seq2seq):
-        for opset in OPSETS:
-            export_case(make(), opset, root)
+    for make in (case_gpt, case_gpt_loss, case_seq2seq, case_llama, case_llama_loss,
+                 case_llama_shifted_loss):
+        case = make()
+        for opset in case.get("opsets", OPSETS):
+            export_case(case, opset, root)
     print(f"wrote {root}")
 
 

@@ -6,7 +6,8 @@
 //   (b) 5 AdamW steps (hyperparameters from meta.json) on the same batch give torch.optim.AdamW's
 //       losses within rtol 1e-3;
 //   (c) smoke: seq2seq and llama from ptc::models with --loss train (loss falls over 20 steps);
-//   (d) passes "none" and the default passes give the same 5-step run bit for bit.
+//   (d) passes "none" and the default passes give the same 5-step run bit for bit;
+// for the GPT-2 style case (gpt_loss) and transformers' Llama written out (llama_loss).
 // The references are read with tests/e2e's TensorProto reader (independent of ptc's importer).
 #include <cmath>
 #include <cstdint>
@@ -18,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "compiler/driver/driver.h"
 #include "compiler/ir/ir.h"
 #include "compiler/onnx/importer.h"
@@ -120,10 +122,10 @@ absl::StatusOr<Run> TrainSteps(const plan::Plan& plan,
   return run;
 }
 
-class GptLossReference : public ::testing::TestWithParam<std::string> {};
+class TorchLossReference : public ::testing::TestWithParam<std::string> {};
 
 // (a) every parameter's gradient of step 1 against torch autograd.
-TEST_P(GptLossReference, GradientsMatchTorchAutograd) {
+TEST_P(TorchLossReference, GradientsMatchTorchAutograd) {
   Reference ref;
   LoadReference(GetParam(), ref);
   if (HasFatalFailure()) return;
@@ -169,7 +171,7 @@ TEST_P(GptLossReference, GradientsMatchTorchAutograd) {
 // BUG: the `simplify` pass replaces the `grad.<w> = identity(d.<w>)` results by their operands,
 // so with the default passes the results are named "d.<...>" and `ptc run --dump-gradients`
 // finds none. Enable once passes keep result names.
-TEST_P(GptLossReference, GradientResultsKeepTheirNames) {
+TEST_P(TorchLossReference, GradientResultsKeepTheirNames) {
   Reference ref;
   LoadReference(GetParam(), ref);
   if (HasFatalFailure()) return;
@@ -184,7 +186,7 @@ TEST_P(GptLossReference, GradientResultsKeepTheirNames) {
 }
 
 // (b) 5 AdamW steps against torch.optim.AdamW's losses.
-TEST_P(GptLossReference, AdamWLossesMatchTorch) {
+TEST_P(TorchLossReference, AdamWLossesMatchTorch) {
   Reference ref;
   LoadReference(GetParam(), ref);
   if (HasFatalFailure()) return;
@@ -210,7 +212,7 @@ TEST_P(GptLossReference, AdamWLossesMatchTorch) {
 // (e.g. the key part of c_attn.bias: softmax ignores a constant added to every key) gets
 // rounding noise that AdamW normalizes to steps of up to lr, so the bound there is
 // steps * 2 * lr. (Remat alone is bit-exact: compiler/driver/memory_report_test.cc.)
-TEST_P(GptLossReference, DefaultPassesMatchNoPasses) {
+TEST_P(TorchLossReference, DefaultPassesMatchNoPasses) {
   Reference ref;
   LoadReference(GetParam(), ref);
   if (HasFatalFailure()) return;
@@ -252,8 +254,87 @@ TEST_P(GptLossReference, DefaultPassesMatchNoPasses) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(E2e, GptLossReference,
-                         ::testing::Values("gpt_loss_opset17", "gpt_loss_opset14"));
+// The Llama exported from PyTorch (transformers' modeling_llama written out: RMSNorm as
+// pow / mean / rsqrt, rotary tables computed in the forward from inv_freq and the positions,
+// rotate_half, repeat_kv, F.silu, an additive triu(full(min)) mask, nn.Linear's transposed
+// weights) gets the plan of ptc's own Llama of the same shape (models/llama.cc, built as
+// `ptc model llama` writes it): the same ops, node for node, on the CPU in f32 and for CUDA in
+// bf16, where the weights' transposes fold into the GEMMs as trans_b. (A bias-free projection
+// is a matmul in ptc's Llama, [in, out] weights, and a fused_matmul {trans_b=1} in the
+// export's, [out, in]: counted as one.)
+TEST(TorchLlamaExport, GetsThePlanOfPtcsOwnLlama) {
+  Reference ref;
+  LoadReference("llama_loss_opset17", ref);
+  if (HasFatalFailure()) return;
+  auto config = models::LlamaPreset("tiny");
+  ASSERT_TRUE(config.ok()) << config.status();
+  config->vocab = 101, config->layers = 2, config->dim = 32, config->heads = 4;
+  config->kv_heads = 2, config->ffn = 88, config->with_loss = true;
+  auto own = models::BuildLlama(*config);
+  ASSERT_TRUE(own.ok()) << own.status();
+  for (const auto& [target, precision] : {std::pair{"cpu", "fp32"}, std::pair{"cuda", "bf16"}}) {
+    SCOPED_TRACE(absl::StrCat(target, " ", precision));
+    driver::CompileOptions o = TrainCompileOptions(ref, "default");
+    o.target = target;
+    o.precision = precision;
+    o.cuda_codegen = false;
+    auto histogram = [](const plan::Plan& plan) {
+      std::map<std::string, int> ops;
+      for (const auto& n : plan.module->main()->nodes()) {
+        std::string op = n->op();
+        if (op == "matmul") op = "fused_matmul";
+        if (op == "layer_norm" && n->GetInt("rms", 0).value_or(0) == 1) op = "layer_norm{rms}";
+        ++ops[op];
+      }
+      return ops;
+    };
+    auto exported = driver::CompileOnnxFile(ref.dir + "model.onnx", o);
+    ASSERT_TRUE(exported.ok()) << exported.status();
+    onnx_import::ImportOptions io;
+    io.dims = o.dims;
+    auto module = onnx_import::ImportOnnxBytes(own->SerializeAsString(), "", "llama-tiny", io);
+    ASSERT_TRUE(module.ok()) << module.status();
+    auto ours = driver::CompileModule(*std::move(module), o);
+    ASSERT_TRUE(ours.ok()) << ours.status();
+    const std::map<std::string, int> got = histogram(*exported), want = histogram(*ours);
+    EXPECT_EQ(got, want);
+    for (const auto& [op, count] : want) {
+      EXPECT_EQ(got.count(op) ? got.at(op) : 0, count) << op;
+    }
+    EXPECT_GT(got.count("rotary") + got.count("swiglu_grad") + got.count("attention_grad") +
+                  got.count("linear_ce_loss") + got.count("layer_norm{rms}"),
+              4u);
+  }
+}
+
+// LlamaForCausalLM's shifted loss, cross_entropy(logits[..., :-1, :], labels[..., 1:]): the
+// slice goes before the LM head (simplify's slice.before-matmul), so the head and its loss
+// still become one linear_ce_loss: no B x T x V logits in the step.
+TEST(TorchLlamaExport, ShiftedLossKeepsTheLmHeadFused) {
+  Reference ref;
+  LoadReference("llama_shifted_loss_opset17", ref);
+  if (HasFatalFailure()) return;
+  auto plan = driver::CompileOnnxFile(ref.dir + "model.onnx", TrainCompileOptions(ref, "default"));
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  int fused = 0;
+  const int64_t vocab = 101;
+  for (const auto& n : plan->module->main()->nodes()) {
+    fused += n->op() == "linear_ce_loss";
+    EXPECT_NE(n->op(), "softmax_ce_loss") << n->Describe();
+    for (const ir::Value* out : n->outputs()) {
+      const ir::Shape& shape = out->type().shape;
+      const int64_t rows = shape.empty() ? 0 : out->type().num_elements() / shape.back();
+      EXPECT_FALSE(shape.size() >= 2 && shape.back() == vocab && (rows == 2 * 16 || rows == 2 * 15))
+          << "logits-sized (B x T x V or B x (T-1) x V) " << n->Describe();
+    }
+  }
+  EXPECT_GE(fused, 1);
+}
+
+INSTANTIATE_TEST_SUITE_P(E2e, TorchLossReference,
+                         ::testing::Values("gpt_loss_opset17", "gpt_loss_opset14",
+                                           "llama_loss_opset17", "llama_loss_opset14",
+                                           "llama_shifted_loss_opset17"));
 
 // ---------------------------------------------------------------------------------------------
 // (c) Smoke: the seq2seq and llama builders with --loss train end to end.

@@ -1,0 +1,1 @@
+ B.llama.layers.1.post_attention_layernorm.weightJ€¬Î¶9?H/<¯™;¼z;»:@;a»†s!¼=Û:	Q8<@õ:ê:‡™ˆ<7–g;:w·;p{{ºdŒÃ»q.{»dƒž;®Ÿ»€êœºÜ¦f;4Ò&¼¾¸»ù ¡;Xñ;”TºÜ”º€G9RÛ;(û²»Ð«ºÊË	;

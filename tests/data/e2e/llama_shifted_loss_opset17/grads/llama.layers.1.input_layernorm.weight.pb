@@ -1,0 +1,1 @@
+ B%llama.layers.1.input_layernorm.weightJ€áÚ7»¯Ê;Ha/;Ö»A¿O¼–×ª<´Ç»¾´­<™y<ìêÇ¼^ðŒ;æQ¼ºp;UÄÀ;Të=¼sK¼½9 ñº:W<ðmù:+tM<*i²;ÂÝ§¼ ý¡¹rwÐ»¿Ih»Ä+» ò»¹ÀØZ;êM;ÛjÚ»º”ì:

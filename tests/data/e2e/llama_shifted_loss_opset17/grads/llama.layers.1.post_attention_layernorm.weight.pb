@@ -1,0 +1,1 @@
+ B.llama.layers.1.post_attention_layernorm.weightJ€`­;pVí7øå0¼«'E»vù€»6àÜ;xğºäæ|»/×º<Ç*¼HÓ»;¬<~ºÜJ;Hù¯»ŞØ »Ãø;SÒ<Nå‡»€Ñ£;¬jñ»ºÕ<´[¼º?š0¼*<»V:H;‰»xô&;ò§»ùF<sLø;r—·»
