@@ -10,7 +10,11 @@
 //   %sc = mul(%s, c) | div(%s, c)            optional; c a splat constant -> scale (else 1)
 //   %m  = where(%mask, -inf, %sc)            optional; bool mask, true = masked out
 //       | where(%keep, %sc, -inf)            or true = kept (ptc's model builders): becomes
-//                                            attention's mask as not(%keep)
+//                                            attention's mask as not(%keep); a finite fill
+//                                            of at most -1e30 (transformers' GPT-2:
+//                                            finfo(f32).min) counts as -inf when the mask is
+//                                            a constant keeping a key in every row
+//                                            ("fused.finite-fill")
 //       | add(%sc, %bias)                    or an additive mask (either operand order)
 //   %p  = softmax(%m) {axis=3}
 //   %o  = matmul(%p, %v)                     v [B,H,Tk,Dv] -> o [B,H,Tq,Dv]
@@ -78,6 +82,19 @@ bool IsPerm(const ir::Node* n, const std::vector<int64_t>& perm) {
   if (n == nullptr || n->op() != "transpose") return false;
   absl::StatusOr<std::vector<int64_t>> p = n->GetInts("perm");
   return p.ok() && *p == perm;
+}
+
+// A constant bool mask (true = keep when `keep`, else true = masked out) whose every row of
+// `tk` keys keeps at least one.
+bool EveryRowKeepsAKey(const ir::Module& module, const ir::Value* mask, bool keep, int64_t tk) {
+  std::optional<ir::Tensor> t = ConstantTensor(module, mask);
+  if (!t.has_value() || t->shape().empty() || t->shape().back() != tk || tk == 0) return false;
+  for (int64_t row = 0; row < t->num_elements() / tk; ++row) {
+    bool any = false;
+    for (int64_t j = 0; j < tk && !any; ++j) any = (t->GetDouble(row * tk + j) != 0) == keep;
+    if (!any) return false;
+  }
+  return true;
 }
 
 // Shape `s` with `value` inserted before position `at`.
@@ -183,16 +200,30 @@ class FuseAttentionPass : public FunctionPass {
       ir::Node* where_node = nullptr;
       if (Match w = m.Def(cur).Op("where"); w) {
         ir::Node* wn = w.node();
-        auto is_ninf = [&](ir::Value* x) {
+        // The masked scores' fill: -inf, or a finite one of at most -1e30 (transformers'
+        // GPT-2 fills with torch.finfo(f32).min), whose exp underflows to exactly 0 beside
+        // any kept score: the same softmax unless a row masks out every key, so that form is
+        // taken only with a constant mask that keeps a key in every row.
+        bool finite_fill = false;
+        auto is_fill = [&](ir::Value* x) {
           std::optional<double> fill = m.Splat(x);
-          return fill && std::isinf(*fill) && *fill < 0;
+          if (!fill || !(*fill < 0)) return false;
+          if (std::isinf(*fill)) return true;
+          finite_fill = *fill <= -1e30;
+          return finite_fill;
         };
-        const bool drop_form = is_ninf(wn->input(1)), keep_form = !drop_form && is_ninf(wn->input(2));
+        const bool drop_form = is_fill(wn->input(1));
+        const bool keep_form = !drop_form && is_fill(wn->input(2));
         if (!m.Def(cur).SingleUse() || (!drop_form && !keep_form) ||
             wn->input(0)->type().dtype != ir::DType::kBool) {
           Count("declined.mask");
           continue;
         }
+        if (finite_fill && !EveryRowKeepsAKey(module, wn->input(0), keep_form, st.shape[3])) {
+          Count("declined.mask-finite-fill");
+          continue;
+        }
+        if (finite_fill) Count("fused.finite-fill");
         mask = wn->input(0);
         cur = wn->input(drop_form ? 2 : 1);
         keep_mask = keep_form;

@@ -13,6 +13,13 @@
 //   mul(x, 1), mul(1, x), div(x, 1) -> x                  (a constant of ones that does not
 //                                                          broadcast x: exact, NaN and -0 too;
 //                                                          e.g. the unit loss gradient's scale)
+//   gemm(a, b, c) {alpha=1, beta=1, trans_a=0}, c a bias ([N] or [1, N])
+//                                  -> add(matmul(a, b | transpose(b)), c)
+//                                                         (ONNX Gemm as torch exports addmm /
+//                                                          nn.Linear, e.g. transformers' GPT-2
+//                                                          Conv1D: the form the fusions take,
+//                                                          fuse-matmul-bias makes it one
+//                                                          fused_matmul with its bias)
 //   slice(matmul(x, w)), w 2-D, the slice keeping every column and the product read only by
 //   it                             -> matmul(slice(x), w) (the rows are sliced before they are
 //                                                          computed: exact, fewer FLOPs; a
@@ -129,8 +136,11 @@ class SimplifyPass : public Pass {
         }
       }
     }
+    if (op == "gemm" && n.num_inputs() == 3 && n.num_outputs() == 1) {
+      return GemmAsMatMulAdd(fn, n, erase);
+    }
     if (op == "slice" && p != nullptr && p->op() == "matmul" && !erase.count(p)) {
-      return SliceBeforeMatMul(fn, n, *p);
+      return SliceBeforeMatMul(fn, n, *p, erase);
     }
     if ((op == "split" || op == "concat") && n.num_outputs() == 1 && n.num_inputs() == 1) {
       return Forward(fn, n, x, erase, op == "split" ? "split.single" : "concat.single");
@@ -157,9 +167,80 @@ class SimplifyPass : public Pass {
     return false;
   }
 
+  // gemm(a, b, c) with a bias c -> add(matmul(a, b'), c): the gemm node becomes the add (its
+  // output keeps its name). When a is a flattening reshape of x [..., K] and the product's only
+  // reader reshapes it back to [..., N] (torch's addmm on x.view(-1, K), as transformers'
+  // Conv1D writes nn.Linear), the product is taken on x itself and the reshape back becomes
+  // the add: the bias, residual and GELU fusions then see the GEMM's output directly.
+  absl::StatusOr<bool> GemmAsMatMulAdd(ir::Function& fn, ir::Node& n,
+                                       std::set<const ir::Node*>& erase) {
+    PTC_ASSIGN_OR_RETURN(double alpha, n.GetFloat("alpha", 1.0));
+    PTC_ASSIGN_OR_RETURN(double beta, n.GetFloat("beta", 1.0));
+    PTC_ASSIGN_OR_RETURN(int64_t ta, n.GetInt("trans_a", 0));
+    PTC_ASSIGN_OR_RETURN(int64_t tb, n.GetInt("trans_b", 0));
+    ir::Value* a = n.input(0);
+    ir::Value* b = n.input(1);
+    ir::Value* c = n.input(2);
+    const ir::TensorType& y = n.output()->type();
+    const bool bias = y.rank() == 2 && (c->type().shape == ir::Shape{y.shape[1]} ||
+                                        c->type().shape == ir::Shape{1, y.shape[1]});
+    if (alpha != 1.0 || beta != 1.0 || ta != 0 || !bias || n.has_attr("dtype") ||
+        a->type().dtype != y.dtype || b->type().dtype != y.dtype ||
+        c->type().dtype != y.dtype || b->type().rank() != 2) {
+      return false;
+    }
+    if (tb != 0) {
+      ir::TensorType bt = b->type();
+      std::swap(bt.shape[0], bt.shape[1]);
+      b = fn.AddNode("transpose", {b}, {bt}, {{"perm", std::vector<int64_t>{1, 0}}}, n.loc(),
+                     {b->name() + "_t"}, &n)
+              ->output();
+    }
+    // The flattened form: [M, K] -> gemm -> [M, N] -> [L..., N] with prod(L) = M: the product
+    // is taken on a [L..., K] view of a (of a's source when a is itself a reshape).
+    ir::Node* unflatten = nullptr;
+    {
+      const auto readers = fn.ComputeUses()[n.output()];
+      ir::Node* r = readers.size() == 1 ? readers.front().first : nullptr;
+      if (r != nullptr && r->op() == "reshape" && !erase.count(r) &&
+          r->output()->type().rank() > 2 && r->output()->type().shape.back() == y.shape[1] &&
+          !std::count(fn.results().begin(), fn.results().end(), n.output())) {
+        unflatten = r;
+      }
+    }
+    ir::Node* at = unflatten != nullptr ? unflatten : &n;
+    ir::Value* lhs = a;
+    if (unflatten != nullptr) {
+      const ir::Node* flatten = a->producer();
+      ir::Value* src = flatten != nullptr && flatten->op() == "reshape" && !erase.count(flatten)
+                           ? flatten->input(0)
+                           : a;
+      ir::Shape view = unflatten->output()->type().shape;
+      view.back() = a->type().shape[1];
+      lhs = src->type().shape == view
+                ? src
+                : fn.AddNode("reshape", {src}, {ir::TensorType{a->type().dtype, view}},
+                             {{"shape", view}}, n.loc(), {a->name() + ".rows"}, at)
+                      ->output();
+    }
+    ir::Value* product = fn.AddNode("matmul", {lhs, b}, {at->output()->type()}, {}, n.loc(),
+                                    {at->output()->name() + ".mm"}, at)
+                             ->output();
+    at->set_op("add");
+    at->set_inputs({product, c});
+    at->mutable_attrs().clear();
+    if (unflatten != nullptr) {
+      erase.insert(&n);  // its only reader is the add now
+      Count("gemm.as-matmul-add.unflattened");
+    }
+    Count("gemm.as-matmul-add");
+    return true;
+  }
+
   // slice(matmul(x, w)) -> matmul(slice(x), w): the slice node becomes the matmul (its output
   // keeps its name) and reads a new slice of x with the same bounds on x's axes.
-  absl::StatusOr<bool> SliceBeforeMatMul(ir::Function& fn, ir::Node& n, ir::Node& mm) {
+  absl::StatusOr<bool> SliceBeforeMatMul(ir::Function& fn, ir::Node& n, ir::Node& mm,
+                                         const std::set<const ir::Node*>& erase) {
     ir::Value* x = mm.input(0);
     ir::Value* w = mm.input(1);
     const ir::TensorType& product = mm.output()->type();
@@ -176,8 +257,12 @@ class SimplifyPass : public Pass {
     if (starts.back() != 0 || ends.back() != product.shape.back() || steps.back() != 1) {
       return false;
     }
-    if (fn.ComputeUses()[mm.output()].size() != 1 ||
-        std::count(fn.results().begin(), fn.results().end(), mm.output())) {
+    // Readers this run already forwarded (a no-op cast in between, erased at the end) do not
+    // count.
+    const auto readers = fn.ComputeUses()[mm.output()];
+    const auto live = std::count_if(readers.begin(), readers.end(),
+                                    [&](const auto& use) { return !erase.count(use.first); });
+    if (live != 1 || std::count(fn.results().begin(), fn.results().end(), mm.output())) {
       Count("declined.slice-multi-use");
       return false;
     }

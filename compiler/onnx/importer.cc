@@ -215,6 +215,7 @@ class Importer {
   absl::Status SortNodes();
   absl::Status ConvertNodes();
   absl::Status ConvertNode(const onnx::NodeProto& node, int index);
+  absl::Status ConvertIf(const NodeCtx& c, const onnx::NodeProto& node, int index);
   absl::Status ConvertPtcNode(NodeCtx& c);
   absl::Status SetResults();
   void RemoveUnusedParams();
@@ -753,6 +754,33 @@ absl::StatusOr<std::vector<EntryPtr>> Importer::Emit(const NodeCtx& c, absl::str
 // ---------------------------------------------------------------------------------------------
 // Nodes
 
+namespace {
+
+// The values a subgraph (an If branch) reads from the scopes around it: its nodes' inputs and
+// its outputs that it does not define itself, nested subgraphs included.
+void OuterInputs(const onnx::GraphProto& g, std::set<std::string>& out) {
+  std::set<std::string> defined;
+  for (const auto& vi : g.input()) defined.insert(vi.name());
+  for (const auto& t : g.initializer()) defined.insert(t.name());
+  for (const auto& n : g.node()) {
+    for (const auto& o : n.output()) defined.insert(o);
+  }
+  std::set<std::string> used;
+  for (const auto& n : g.node()) {
+    for (const auto& in : n.input()) used.insert(in);
+    for (const auto& a : n.attribute()) {
+      if (a.has_g()) OuterInputs(a.g(), used);
+      for (const auto& sg : a.graphs()) OuterInputs(sg, used);
+    }
+  }
+  for (const auto& o : g.output()) used.insert(o.name());
+  for (const std::string& u : used) {
+    if (!u.empty() && !defined.count(u)) out.insert(u);
+  }
+}
+
+}  // namespace
+
 absl::Status Importer::SortNodes() {
   auto* g = check_model_.mutable_graph();
   int n = g->node_size();
@@ -774,7 +802,12 @@ absl::Status Importer::SortNodes() {
   std::vector<std::vector<int>> users(n);
   for (int i = 0; i < n; ++i) {
     std::set<int> deps;
-    for (const auto& in : g->node(i).input()) {
+    std::set<std::string> inputs(g->node(i).input().begin(), g->node(i).input().end());
+    for (const auto& a : g->node(i).attribute()) {  // an If branch's reads of this graph
+      if (a.has_g()) OuterInputs(a.g(), inputs);
+      for (const auto& sg : a.graphs()) OuterInputs(sg, inputs);
+    }
+    for (const auto& in : inputs) {
       if (in.empty() || defined.count(in)) continue;
       auto it = producer.find(in);
       if (it == producer.end()) {
@@ -844,7 +877,7 @@ const std::vector<std::string>& OtherOps() {
       "LogSoftmax", "LayerNormalization", "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin",
       "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Expand", "Transpose", "Split", "Slice",
       "Concat", "Gather", "Trilu", "Constant", "ConstantOfShape", "Range", "Shape", "Size",
-      "Dropout", "SoftmaxCrossEntropyLoss", "NegativeLogLikelihoodLoss"};
+      "Dropout", "SoftmaxCrossEntropyLoss", "NegativeLogLikelihoodLoss", "If"};
   return *v;
 }
 
@@ -867,6 +900,45 @@ std::pair<int64_t, int64_t> ClampSlice(int64_t start, int64_t end, int64_t step,
 
 }  // namespace
 
+// If with a condition known at compile time (torch.onnx writes squeeze(x, d) of a dynamic dim
+// as If(shape[d] == 1, Squeeze, Identity); such shape checks fold once --dim binds the dims):
+// the taken branch's nodes are imported in place, reading the enclosing graph's values by
+// name, and the If's outputs become the branch's outputs. A condition computed from data is
+// control flow, which the IR does not have.
+absl::Status Importer::ConvertIf(const NodeCtx& c, const onnx::NodeProto& node, int index) {
+  PTC_ASSIGN_OR_RETURN(Entry * cond, c.Req(0));
+  if (!cond->constant.has_value() || cond->constant->num_elements() != 1) {
+    return c.Unimplemented(
+        "If whose condition is computed from the data at run time (control flow) is not "
+        "supported; ptc takes the branch when the condition is known at compile time: bind the "
+        "model's symbolic dims with --dim NAME=N so that shape checks fold");
+  }
+  const bool taken = cond->constant->GetDouble(0) != 0;
+  const std::string branch_name = taken ? "then_branch" : "else_branch";
+  const onnx::GraphProto* branch = nullptr;
+  for (const auto& a : node.attribute()) {
+    if (a.name() == branch_name && a.type() == onnx::AttributeProto::GRAPH) branch = &a.g();
+  }
+  if (branch == nullptr) return c.Error(absl::StrCat("has no ", branch_name, " graph"));
+  if (branch->initializer_size() > 0 || branch->sparse_initializer_size() > 0) {
+    return c.Unimplemented(absl::StrCat("the ", branch_name, " has initializers of its own; ptc "
+                                        "imports If branches made of nodes only"));
+  }
+  if (branch->output_size() != node.output_size()) {
+    return c.Error(absl::StrCat("the ", branch_name, " has ", branch->output_size(),
+                                " outputs, the node ", node.output_size()));
+  }
+  for (const auto& sub : branch->node()) PTC_RETURN_IF_ERROR(ConvertNode(sub, index));
+  for (int i = 0; i < node.output_size(); ++i) {
+    const std::string& name = branch->output(i).name();
+    if (Lookup(name) == nullptr) {
+      return c.Error(absl::StrCat("the ", branch_name, "'s output '", name, "' is not defined"));
+    }
+    Alias(node.output(i), name);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Importer::ConvertNode(const onnx::NodeProto& node, int index) {
   std::string loc = node.name().empty() ? absl::StrCat(node.op_type(), "_", index) : node.name();
   NodeCtx c(this, node, loc);
@@ -878,6 +950,7 @@ absl::Status Importer::ConvertNode(const onnx::NodeProto& node, int index) {
                                         "; ptc imports the default ONNX domain (opsets ",
                                         kMinOpset, "..", kMaxOpset, ") only"));
   }
+  if (op == "If") return ConvertIf(c, node, index);
   for (const auto& a : node.attribute()) {
     if (a.type() == onnx::AttributeProto::GRAPH || a.type() == onnx::AttributeProto::GRAPHS) {
       return c.Unimplemented(absl::StrCat("subgraph attributes (control flow) are not supported "

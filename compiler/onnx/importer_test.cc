@@ -97,6 +97,72 @@ TEST(ImportTest, ShapeChainFoldsIntoOneReshape) {
   EXPECT_EQ((*m)->main()->results()[0]->type(), T(ir::DType::kF32, {2, 12}));
 }
 
+// torch.onnx writes squeeze(x, 1) of a dynamic dim as If(shape[1] == 1, Squeeze, Identity):
+// with the dims bound the condition folds and the taken branch is imported in place, its
+// nodes reading the enclosing graph's values by name. A condition from the data is an error
+// that says so.
+ModelBuilder SqueezeIf(bool data_condition) {
+  ModelBuilder b;
+  b.Input("x", F32, {std::string("batch"), std::string("one"), int64_t{4}});
+  if (data_condition) {
+    b.Input("flag", onnx::TensorProto::BOOL, {});
+  } else {
+    b.Node("Shape", {"x"}, {"s"});
+    b.ConstI64("i1", {1}, /*scalar=*/true);
+    AttrI(b.Node("Gather", {"s", "i1"}, {"d1"}), "axis", 0);
+    b.ConstI64("c1", {1}, /*scalar=*/true);
+    b.Node("Equal", {"d1", "c1"}, {"flag"});
+  }
+  b.ConstI64("axes", {1});
+  onnx::NodeProto* n = b.Node("If", {"flag"}, {"y"}, "squeeze_if");
+  auto branch = [&](const char* name, bool squeeze) {
+    onnx::AttributeProto* a = n->add_attribute();
+    a->set_name(name);
+    a->set_type(onnx::AttributeProto::GRAPH);
+    onnx::GraphProto* g = a->mutable_g();
+    g->set_name(name);
+    onnx::NodeProto* inner = g->add_node();
+    inner->set_op_type(squeeze ? "Squeeze" : "Identity");
+    inner->add_input("x");
+    if (squeeze) inner->add_input("axes");
+    inner->add_output(std::string(name) + "_y");
+    onnx::ValueInfoProto* out = g->add_output();
+    out->set_name(std::string(name) + "_y");
+    out->mutable_type()->mutable_tensor_type()->set_elem_type(F32);
+  };
+  branch("then_branch", true);
+  branch("else_branch", false);
+  b.Node("Relu", {"y"}, {"z"});
+  b.Output("z", F32, 2);
+  return b;
+}
+
+TEST(ImportTest, IfWithAConditionKnownAtCompileTimeTakesItsBranch) {
+  ImportOptions opts{.dims = {{"batch", 3}, {"one", 1}}};
+  auto m = Import(SqueezeIf(false), opts);
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto nodes = Nodes(**m);
+  ASSERT_EQ(nodes.size(), 2u) << ir::PrintModule(**m);
+  EXPECT_EQ(nodes[0]->op(), "reshape");
+  EXPECT_EQ(nodes[1]->op(), "relu");
+  EXPECT_EQ((*m)->main()->results()[0]->type(), T(ir::DType::kF32, {3, 4}));
+  // The else branch (the dim is not 1): Identity, and the output keeps the rank.
+  ModelBuilder other = SqueezeIf(false);
+  other.graph()->mutable_output(0)->mutable_type()->mutable_tensor_type()->mutable_shape()->add_dim();
+  opts.dims["one"] = 2;
+  auto e = Import(other, opts);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ((*e)->main()->results()[0]->type(), T(ir::DType::kF32, {3, 2, 4}));
+  auto data = Import(SqueezeIf(true), ImportOptions{.dims = {{"batch", 3}, {"one", 1}}});
+  ASSERT_FALSE(data.ok());
+  EXPECT_EQ(data.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_NE(std::string(data.status().message()).find("computed from the data"),
+            std::string::npos)
+      << data.status();
+  EXPECT_NE(std::string(data.status().message()).find("squeeze_if"), std::string::npos)
+      << data.status();
+}
+
 TEST(ImportTest, ReshapeZeroCopiesAndMinusOneInfers) {
   ModelBuilder b;
   b.Input("x", F32, {int64_t{2}, int64_t{3}, int64_t{4}});

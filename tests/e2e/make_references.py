@@ -16,7 +16,9 @@ inputs and the outputs PyTorch computed, stored in the ONNX backend test-data co
 The references are PyTorch's numbers, independent of ptc. When onnxruntime is installed it is
 used as a sanity check that the exported ONNX file reproduces them.
 
-Regenerate (Debian's torch 1.13 + onnx 1.12 live in /usr/bin/python3):
+Regenerate (Debian's torch 1.13 + onnx 1.12 live in /usr/bin/python3; the hf_* cases also
+need transformers 4.31.0, the last release that runs on torch 1.13:
+/usr/bin/python3 -m pip install --user --break-system-packages transformers==4.31.0):
   /usr/bin/python3 tests/e2e/make_references.py [--out tests/data/e2e]
 """
 
@@ -446,6 +448,85 @@ def case_llama_shifted_loss():
     )
 
 
+# transformers' own models (its modeling code, not a transcription), when the package is there:
+# GPT2LMHeadModel (Conv1D layers exported as Gemm on flattened activations, a bool causal
+# buffer filled with finfo(f32).min, the tanh GELU, tied LM head) and LlamaForCausalLM (the
+# If nodes torch.onnx writes for squeeze of a dynamic dim, rotary caches), each with its own
+# shifted causal-LM loss (labels = input_ids). Random weights from a fixed seed; the norms and
+# biases perturbed (their 1 / 0 defaults would hide bugs, and torch.onnx would merge the equal
+# zero biases into one initializer).
+HF_VERSION = "4.31.0"
+
+
+def hf_loss_wrapper(model):
+    class CausalLmLoss(nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, labels):
+            return self.m(input_ids=input_ids, labels=labels, use_cache=False).loss
+
+    return CausalLmLoss(model)
+
+
+def perturb_all(model, gen):
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+            elif p.dim() == 1:
+                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
+
+
+def make_hf(kind, seed):
+    import transformers
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    if kind == "gpt2":
+        cfg = transformers.GPT2Config(vocab_size=101, n_embd=32, n_layer=2, n_head=4,
+                                      n_positions=64, resid_pdrop=0.0, embd_pdrop=0.0,
+                                      attn_pdrop=0.0)
+        model = transformers.GPT2LMHeadModel(cfg)
+    else:
+        cfg = transformers.LlamaConfig(vocab_size=101, hidden_size=32, intermediate_size=88,
+                                       num_hidden_layers=2, num_attention_heads=4,
+                                       num_key_value_heads=2, max_position_embeddings=64)
+        model = transformers.LlamaForCausalLM(cfg)
+    perturb_all(model, gen)
+    return hf_loss_wrapper(model.eval()).eval()
+
+
+def hf_case(kind):
+    make = lambda: make_hf(kind, 4242)
+    gen = torch.Generator().manual_seed(6)
+    ids = torch.randint(0, 101, (2, 16), generator=gen)
+    return dict(
+        name=f"hf_{kind}_loss",
+        description=f"transformers {HF_VERSION} "
+                    f"{'GPT2LMHeadModel' if kind == 'gpt2' else 'LlamaForCausalLM'} "
+                    "(vocab 101, 2 layers, dim 32, 4 heads"
+                    f"{', 2 kv heads, ffn 88' if kind == 'llama' else ''}) with its own "
+                    "shifted loss, labels = input_ids; grads/ holds d loss / d param",
+        model=make(),
+        make_fresh=make,
+        inputs=[("input_ids", ids), ("labels", ids.clone())],
+        output_names=["loss"],
+        dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "labels": {0: "batch", 1: "seq"}},
+        dims={"batch": 2, "seq": 16},
+        training=True,
+        opsets=(17,),
+    )
+
+
+def case_hf_gpt2_loss():
+    return hf_case("gpt2")
+
+
+def case_hf_llama_loss():
+    return hf_case("llama")
+
+
 def case_seq2seq():
     torch.manual_seed(4321)
     gen = torch.Generator().manual_seed(4322)
@@ -612,8 +693,19 @@ def main():
     torch.set_num_threads(1)
     root = os.path.normpath(args.out)
     os.makedirs(root, exist_ok=True)
-    for make in (case_gpt, case_gpt_loss, case_seq2seq, case_llama, case_llama_loss,
-                 case_llama_shifted_loss):
+    makes = [case_gpt, case_gpt_loss, case_seq2seq, case_llama, case_llama_loss,
+             case_llama_shifted_loss]
+    try:
+        import transformers
+        if transformers.__version__ != HF_VERSION:
+            print(f"transformers {transformers.__version__} is not {HF_VERSION}: hf_* cases "
+                  "left as they are")
+        else:
+            makes += [case_hf_gpt2_loss, case_hf_llama_loss]
+    except ImportError:
+        print(f"transformers not installed (pip install transformers=={HF_VERSION}): hf_* "
+              "cases left as they are")
+    for make in makes:
         case = make()
         for opset in case.get("opsets", OPSETS):
             export_case(case, opset, root)

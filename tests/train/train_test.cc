@@ -200,8 +200,9 @@ TEST_P(TorchLossReference, AdamWLossesMatchTorch) {
     const double w = want[s].get<double>();
     EXPECT_NEAR(run->losses[s], w, 1e-3 * std::fabs(w)) << "loss before update " << s + 1;
   }
-  // The losses must actually move (guards against a no-op optimizer matching step 1 only).
-  EXPECT_LT(run->losses.back(), run->losses.front() - 0.5);
+  // The losses must actually move (guards against a no-op optimizer matching step 1 only):
+  // by far more than the tolerance (transformers' 0.02-std init moves them least, ~0.2).
+  EXPECT_LT(run->losses.back(), run->losses.front() - 0.1);
   EXPECT_EQ(run->final_state.at("opt.step").GetDouble(0), static_cast<double>(want.size()));
 }
 
@@ -254,23 +255,48 @@ TEST_P(TorchLossReference, DefaultPassesMatchNoPasses) {
   }
 }
 
-// The Llama exported from PyTorch (transformers' modeling_llama written out: RMSNorm as
-// pow / mean / rsqrt, rotary tables computed in the forward from inv_freq and the positions,
-// rotate_half, repeat_kv, F.silu, an additive triu(full(min)) mask, nn.Linear's transposed
-// weights) gets the plan of ptc's own Llama of the same shape (models/llama.cc, built as
-// `ptc model llama` writes it): the same ops, node for node, on the CPU in f32 and for CUDA in
-// bf16, where the weights' transposes fold into the GEMMs as trans_b. (A bias-free projection
-// is a matmul in ptc's Llama, [in, out] weights, and a fused_matmul {trans_b=1} in the
-// export's, [out, in]: counted as one.)
-TEST(TorchLlamaExport, GetsThePlanOfPtcsOwnLlama) {
+// Models exported from PyTorch get the plan of ptc's own builder of the same shape
+// (models/*.cc, as `ptc model` writes them): the same ops, node for node, on the CPU in f32 and
+// for CUDA in bf16. The cases:
+//   - llama_loss: transformers' modeling_llama written out (RMSNorm as pow / mean / rsqrt,
+//     rotary tables computed in the forward from inv_freq and the positions, rotate_half,
+//     repeat_kv, F.silu, an additive triu(full(min)) mask, nn.Linear's transposed weights,
+//     where the bf16 plan's casts go before the transposes so they fold into the GEMMs);
+//   - hf_llama_loss: transformers' LlamaForCausalLM itself (If nodes for squeeze of a dynamic
+//     dim, its shifted loss);
+//   - hf_gpt2_loss: transformers' GPT2LMHeadModel (Conv1D as Gemm on flattened activations, a
+//     bool causal buffer filled with finfo(f32).min, its shifted loss).
+// A bias-free projection is a matmul in ptc's Llama ([in, out] weights) and a fused_matmul
+// {trans_b=1} in the exports' ([out, in]): counted as one. The shifted loss adds its slices
+// (the rows before the LM head, the labels) and the rows' slice_grad; reshapes are views and
+// not compared.
+struct OwnModelCase {
+  std::string reference;
+  std::string family;  // "llama" | "gpt2"
+  bool shifted_loss;
+};
+
+class TorchExportPlan : public ::testing::TestWithParam<OwnModelCase> {};
+
+TEST_P(TorchExportPlan, IsThePlanOfPtcsOwnModel) {
+  const OwnModelCase& tc = GetParam();
   Reference ref;
-  LoadReference("llama_loss_opset17", ref);
+  LoadReference(tc.reference, ref);
   if (HasFatalFailure()) return;
-  auto config = models::LlamaPreset("tiny");
-  ASSERT_TRUE(config.ok()) << config.status();
-  config->vocab = 101, config->layers = 2, config->dim = 32, config->heads = 4;
-  config->kv_heads = 2, config->ffn = 88, config->with_loss = true;
-  auto own = models::BuildLlama(*config);
+  absl::StatusOr<onnx::ModelProto> own;
+  if (tc.family == "llama") {
+    auto config = models::LlamaPreset("tiny");
+    ASSERT_TRUE(config.ok()) << config.status();
+    config->vocab = 101, config->layers = 2, config->dim = 32, config->heads = 4;
+    config->kv_heads = 2, config->ffn = 88, config->with_loss = true;
+    own = models::BuildLlama(*config);
+  } else {
+    auto config = models::Gpt2Preset("tiny");
+    ASSERT_TRUE(config.ok()) << config.status();
+    config->vocab = 101, config->layers = 2, config->dim = 32, config->heads = 4;
+    config->seq = 64, config->with_loss = true;
+    own = models::BuildGpt2(*config);
+  }
   ASSERT_TRUE(own.ok()) << own.status();
   for (const auto& [target, precision] : {std::pair{"cpu", "fp32"}, std::pair{"cuda", "bf16"}}) {
     SCOPED_TRACE(absl::StrCat(target, " ", precision));
@@ -282,6 +308,7 @@ TEST(TorchLlamaExport, GetsThePlanOfPtcsOwnLlama) {
       std::map<std::string, int> ops;
       for (const auto& n : plan.module->main()->nodes()) {
         std::string op = n->op();
+        if (op == "reshape") continue;
         if (op == "matmul") op = "fused_matmul";
         if (op == "layer_norm" && n->GetInt("rms", 0).value_or(0) == 1) op = "layer_norm{rms}";
         ++ops[op];
@@ -292,25 +319,42 @@ TEST(TorchLlamaExport, GetsThePlanOfPtcsOwnLlama) {
     ASSERT_TRUE(exported.ok()) << exported.status();
     onnx_import::ImportOptions io;
     io.dims = o.dims;
-    auto module = onnx_import::ImportOnnxBytes(own->SerializeAsString(), "", "llama-tiny", io);
+    auto module = onnx_import::ImportOnnxBytes(own->SerializeAsString(), "", "own", io);
     ASSERT_TRUE(module.ok()) << module.status();
     auto ours = driver::CompileModule(*std::move(module), o);
     ASSERT_TRUE(ours.ok()) << ours.status();
-    const std::map<std::string, int> got = histogram(*exported), want = histogram(*ours);
-    EXPECT_EQ(got, want);
-    for (const auto& [op, count] : want) {
-      EXPECT_EQ(got.count(op) ? got.at(op) : 0, count) << op;
+    std::map<std::string, int> got = histogram(*exported), want = histogram(*ours);
+    if (tc.shifted_loss) {
+      EXPECT_GT(got["slice"], 0) << "the shifted loss's slices";
+      got.erase("slice");
+      got.erase("slice_grad");
+      // In bf16 the LM head's rows are cast after their slice (the final norm then writes f32
+      // and the cast is a node of its own, [B, T-1, D]), and so is their gradient: at most two
+      // more casts than the unshifted loss.
+      EXPECT_LE(got["cast"] - want["cast"], 2);
+      EXPECT_GE(got["cast"], want["cast"]);
+      got.erase("cast");
+      want.erase("cast");
     }
-    EXPECT_GT(got.count("rotary") + got.count("swiglu_grad") + got.count("attention_grad") +
-                  got.count("linear_ce_loss") + got.count("layer_norm{rms}"),
-              4u);
+    EXPECT_EQ(got, want);
+    EXPECT_GT(got["linear_ce_loss"], 0);
+    EXPECT_GT(got["attention_grad"], 0);
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(
+    E2e, TorchExportPlan,
+    ::testing::Values(OwnModelCase{"llama_loss_opset17", "llama", false},
+                      OwnModelCase{"hf_llama_loss_opset17", "llama", true},
+                      OwnModelCase{"hf_gpt2_loss_opset17", "gpt2", true}),
+    [](const ::testing::TestParamInfo<OwnModelCase>& info) {
+      return info.param.reference.substr(0, info.param.reference.find("_opset"));
+    });
 
 // LlamaForCausalLM's shifted loss, cross_entropy(logits[..., :-1, :], labels[..., 1:]): the
 // slice goes before the LM head (simplify's slice.before-matmul), so the head and its loss
 // still become one linear_ce_loss: no B x T x V logits in the step.
-TEST(TorchLlamaExport, ShiftedLossKeepsTheLmHeadFused) {
+TEST(TorchExportPlan, ShiftedLossKeepsTheLmHeadFused) {
   Reference ref;
   LoadReference("llama_shifted_loss_opset17", ref);
   if (HasFatalFailure()) return;
@@ -334,7 +378,8 @@ TEST(TorchLlamaExport, ShiftedLossKeepsTheLmHeadFused) {
 INSTANTIATE_TEST_SUITE_P(E2e, TorchLossReference,
                          ::testing::Values("gpt_loss_opset17", "gpt_loss_opset14",
                                            "llama_loss_opset17", "llama_loss_opset14",
-                                           "llama_shifted_loss_opset17"));
+                                           "llama_shifted_loss_opset17",
+                                           "hf_gpt2_loss_opset17", "hf_llama_loss_opset17"));
 
 // ---------------------------------------------------------------------------------------------
 // (c) Smoke: the seq2seq and llama builders with --loss train end to end.

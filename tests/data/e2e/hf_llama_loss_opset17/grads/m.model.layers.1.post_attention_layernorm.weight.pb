@@ -1,0 +1,1 @@
+ B0m.model.layers.1.post_attention_layernorm.weightJ€9T"9ï ¹h†8¸ í9¡-\¹L³V¹mÅĞ¹¸cº9ÔxS¹„9]Ü1¹‹t.ºÇç8N[µ9CÂ’¹–¸fõş9ŒşD8ä¤¹Î¶¸x@Ë9JÇÔ¹æ<×9ü†1:«­¬9ÄKT¸r/V9¡[:İÎ:óÄº¹Æs„9
