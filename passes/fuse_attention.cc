@@ -171,6 +171,27 @@ class FuseAttentionPass : public FunctionPass {
     return d ? d.node() : nullptr;
   }
 
+  // v = mul(x, c) | mul(c, x) | div(x, c), read once: the node (nullptr when v is no such
+  // op), x, and the factor c or 1 / c (nullopt unless c is a nonzero splat constant).
+  struct Factor {
+    ir::Node* node = nullptr;
+    ir::Value* x = nullptr;
+    std::optional<double> factor;
+  };
+  static Factor ConstantFactor(const Matcher& m, const ir::Value* v, std::string_view op) {
+    Factor f;
+    f.node = SingleUseDef(m, v, op);
+    if (f.node == nullptr) return f;
+    std::optional<double> c = m.Splat(f.node->input(1));
+    f.x = f.node->input(0);
+    if (!c && op == "mul") {
+      c = m.Splat(f.node->input(0));
+      f.x = f.node->input(1);
+    }
+    if (c && *c != 0.0) f.factor = op == "mul" ? *c : 1.0 / *c;
+    return f;
+  }
+
   absl::StatusOr<bool> RunOnFunction(ir::Module& module, ir::Function& fn) override {
     Matcher m(module, fn);
     const std::vector<ir::Node*> softmaxes = NodesWithOp(fn, "softmax");
@@ -252,21 +273,15 @@ class FuseAttentionPass : public FunctionPass {
       }
       double scale = 1.0;
       for (std::string_view op : {"mul", "div"}) {
-        ir::Node* sn = SingleUseDef(m, cur, op);
-        if (sn == nullptr) continue;
-        std::optional<double> c = m.Splat(sn->input(1));
-        ir::Value* other = sn->input(0);
-        if (!c && op == "mul") {
-          c = m.Splat(sn->input(0));
-          other = sn->input(1);
-        }
-        if (!c || *c == 0.0) {
+        const Factor f = ConstantFactor(m, cur, op);
+        if (f.node == nullptr) continue;
+        if (!f.factor) {
           bad = true;
           break;
         }
-        scale *= op == "mul" ? *c : 1.0 / *c;
-        cur = other;
-        absorbed.push_back(sn);
+        scale *= *f.factor;
+        cur = f.x;
+        absorbed.push_back(f.node);
       }
       if (bad) {
         Count("declined.scale");
@@ -285,18 +300,11 @@ class FuseAttentionPass : public FunctionPass {
       // over both operands, for range), as do models that scale q alone.
       for (ir::Value** operand : {&q, &kt}) {
         for (std::string_view op : {"mul", "div"}) {
-          ir::Node* sn = SingleUseDef(m, *operand, op);
-          if (sn == nullptr) continue;
-          std::optional<double> c = m.Splat(sn->input(1));
-          ir::Value* other = sn->input(0);
-          if (!c && op == "mul") {
-            c = m.Splat(sn->input(0));
-            other = sn->input(1);
-          }
-          if (!c || *c == 0.0 || other->type() != (*operand)->type()) continue;
-          scale *= op == "mul" ? *c : 1.0 / *c;
-          *operand = other;
-          absorbed.push_back(sn);
+          const Factor f = ConstantFactor(m, *operand, op);
+          if (!f.factor || f.x->type() != (*operand)->type()) continue;
+          scale *= *f.factor;
+          *operand = f.x;
+          absorbed.push_back(f.node);
           Count("fused.scaled-operand");
         }
       }

@@ -294,28 +294,20 @@ class Llama(nn.Module):
 
 
 class LlamaLoss(nn.Module):
-    def __init__(self, llama):
+    """Cross-entropy of every position, or (shifted) LlamaForCausalLM's own loss: position t
+    predicts label t + 1 (labels = input_ids)."""
+
+    def __init__(self, llama, shifted=False):
         super().__init__()
         self.llama = llama
+        self.shifted = shifted
 
     def forward(self, input_ids, labels):
         logits = self.llama.logits(input_ids)
+        if self.shifted:
+            logits = logits[..., :-1, :].contiguous()
+            labels = labels[..., 1:].contiguous()
         return F.cross_entropy(logits.view(-1, logits.size(-1)), labels.view(-1))
-
-
-class LlamaShiftedLoss(nn.Module):
-    """LlamaForCausalLM's own loss: position t predicts label t + 1 (labels = input_ids)."""
-
-    def __init__(self, llama):
-        super().__init__()
-        self.llama = llama
-
-    def forward(self, input_ids, labels):
-        logits = self.llama.logits(input_ids)
-        shift_logits = logits[..., :-1, :].contiguous()
-        shift_labels = labels[..., 1:].contiguous()
-        return F.cross_entropy(shift_logits.view(-1, shift_logits.size(-1)),
-                               shift_labels.view(-1))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -429,7 +421,7 @@ def case_llama_loss():
 
 
 def case_llama_shifted_loss():
-    make = lambda: LlamaShiftedLoss(make_llama(777))
+    make = lambda: LlamaLoss(make_llama(777), shifted=True)
     gen = torch.Generator().manual_seed(5)
     ids = torch.randint(0, LLAMA_CFG["vocab"], (LLAMA_BATCH, LLAMA_SEQ), generator=gen)
     return dict(
