@@ -243,6 +243,74 @@ __device__ __forceinline__ int64_t GridStride() {
   return static_cast<int64_t>(gridDim.x) * blockDim.x;
 }
 
+// y[i] = f(a[i], b[i]) over n elements, f taking and giving Ty<D>::C values (16-bit values
+// widened, the result rounded once): elementwise ops of two operands that no fused program
+// covers (gelu_grad, swiglu). LaunchBinaryMap takes kVec elements per 16-byte access with a
+// 32-bit index (and a scalar tail) when the three pointers are aligned for it and n < 2^31,
+// else one element per grid-stride iteration; both call f alike, so they give the same bits.
+// Each thread reads element i of a and b before it writes y[i]: y may be a's or b's buffer.
+constexpr int kMapThreads = 256;
+
+template <DT D, typename F>
+__global__ void __launch_bounds__(kMapThreads)
+    BinaryMapKernel(int64_t n, const typename Ty<D>::S* a, const typename Ty<D>::S* b,
+                    typename Ty<D>::S* y, F f) {
+  for (int64_t i = GlobalThread(); i < n; i += GridStride()) {
+    Store<D>(y, i, f(Load<D>(a, i), Load<D>(b, i)));
+  }
+}
+
+template <DT D, typename F>
+__global__ void __launch_bounds__(kMapThreads)
+    BinaryMapVecKernel(uint32_t n, const typename Ty<D>::S* a, const typename Ty<D>::S* b,
+                       typename Ty<D>::S* y, F f) {
+  using S = typename Ty<D>::S;
+  constexpr int V = kVec<S>;
+  const uint32_t nv = n / V, stride = gridDim.x * blockDim.x;
+  const uint32_t first = blockIdx.x * blockDim.x + threadIdx.x;
+  for (uint32_t i = first; i < nv; i += stride) {
+    S va[V], vb[V], o[V];
+    LoadVec<S, V>(a + i * V, va);
+    LoadVec<S, V>(b + i * V, vb);
+#pragma unroll
+    for (int j = 0; j < V; ++j) o[j] = Narrow<D>(f(Widen<D>(va[j]), Widen<D>(vb[j])));
+    StoreVec<S, V>(y + i * V, o);
+  }
+  const uint32_t t = nv * V + first;  // the last n % V elements
+  if (t < n) Store<D>(y, t, f(Load<D>(a, t), Load<D>(b, t)));
+}
+
+// kernel<<<grid, block, 0, stream>>>(args) written in a header: the CUDA CPU emulation rewrites
+// the launches of the .cu files (runtime/cuda/emu/rewrite_cu.py), not of the headers they
+// include, so a header launches through its Launcher directly.
+template <typename... P, typename... A>
+void LaunchFromHeader(void (*kernel)(P...), const char* name, unsigned grid, int block,
+                      cudaStream_t stream, A... args) {
+#if defined(PTC_CUDA_EMU)
+  ::ptc::emu::Launcher(kernel, name, grid, block, 0, stream)(args...);
+#else
+  (void)name;
+  kernel<<<grid, block, 0, stream>>>(args...);
+#endif
+}
+
+template <DT D, typename F>
+void LaunchBinaryMap(int64_t n, const typename Ty<D>::S* a, const typename Ty<D>::S* b,
+                     typename Ty<D>::S* y, F f, cudaStream_t stream) {
+  constexpr int V = kVec<typename Ty<D>::S>;
+  const int64_t vb = V * static_cast<int64_t>(sizeof(typename Ty<D>::S));
+  auto blocks = [](int64_t work) { return (work + kMapThreads - 1) / kMapThreads; };
+  if (n < (int64_t{1} << 31) && IsAligned(a, vb) && IsAligned(b, vb) && IsAligned(y, vb)) {
+    LaunchFromHeader(BinaryMapVecKernel<D, F>, "BinaryMapVecKernel",
+                     PersistentGrid(BinaryMapVecKernel<D, F>, kMapThreads, blocks(n / V + 1)),
+                     kMapThreads, stream, static_cast<uint32_t>(n), a, b, y, f);
+  } else {
+    LaunchFromHeader(BinaryMapKernel<D, F>, "BinaryMapKernel",
+                     PersistentGrid(BinaryMapKernel<D, F>, kMapThreads, blocks(n)), kMapThreads,
+                     stream, n, a, b, y, f);
+  }
+}
+
 // Storage type of `bytes`-wide elements, for kernels that only move data.
 template <int B> struct Bits;
 template <> struct Bits<1> { using T = uint8_t; };

@@ -37,33 +37,13 @@ __device__ __forceinline__ void SwigluGradValue(C dy, C g, C u, C& dg, C& du) {
   du = dy * (g * s);
 }
 
-template <DT D>
-__global__ void __launch_bounds__(kThreads)
-    SwigluKernel(int64_t n, const S<D>* g, const S<D>* u, S<D>* y) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += stride) {
-    Store<D>(y, i, SwigluValue(Load<D>(g, i), Load<D>(u, i)));
+// The forward as a two-operand map (device_util.cuh's LaunchBinaryMap).
+struct SwigluOp {
+  template <typename C>
+  __device__ __forceinline__ C operator()(C g, C u) const {
+    return SwigluValue(g, u);
   }
-}
-
-template <DT D>
-__global__ void __launch_bounds__(kThreads)
-    SwigluVecKernel(uint32_t n, const S<D>* g, const S<D>* u, S<D>* y) {
-  constexpr int V = kVec<S<D>>;
-  const uint32_t nv = n / V, stride = gridDim.x * blockDim.x;
-  const uint32_t first = blockIdx.x * blockDim.x + threadIdx.x;
-  for (uint32_t i = first; i < nv; i += stride) {
-    S<D> a[V], b[V], o[V];
-    LoadVec<S<D>, V>(g + i * V, a);
-    LoadVec<S<D>, V>(u + i * V, b);
-#pragma unroll
-    for (int j = 0; j < V; ++j) o[j] = Narrow<D>(SwigluValue(Widen<D>(a[j]), Widen<D>(b[j])));
-    StoreVec<S<D>, V>(y + i * V, o);
-  }
-  const uint32_t t = nv * V + first;  // the last n % V elements
-  if (t < n) Store<D>(y, t, SwigluValue(Load<D>(g, t), Load<D>(u, t)));
-}
+};
 
 template <DT D>
 __device__ __forceinline__ void SwigluGradElement(const S<D>* dy, const S<D>* g, const S<D>* u,
@@ -124,18 +104,9 @@ bool VecPath(int64_t n, std::initializer_list<const void*> ptrs) {
 }
 
 template <DT D>
-void LaunchSwigluT(int64_t n, const void* gp, const void* up, void* yp, cudaStream_t stream) {
-  const S<D>* g = static_cast<const S<D>*>(gp);
-  const S<D>* u = static_cast<const S<D>*>(up);
-  S<D>* y = static_cast<S<D>*>(yp);
-  if (VecPath<D>(n, {gp, up, yp})) {
-    const unsigned grid =
-        PersistentGrid(SwigluVecKernel<D>, kThreads, BlocksFor(n / kVec<S<D>> + 1));
-    SwigluVecKernel<D><<<grid, kThreads, 0, stream>>>(static_cast<uint32_t>(n), g, u, y);
-  } else {
-    const unsigned grid = PersistentGrid(SwigluKernel<D>, kThreads, BlocksFor(n));
-    SwigluKernel<D><<<grid, kThreads, 0, stream>>>(n, g, u, y);
-  }
+void LaunchSwigluT(int64_t n, const void* g, const void* u, void* y, cudaStream_t stream) {
+  LaunchBinaryMap<D>(n, static_cast<const S<D>*>(g), static_cast<const S<D>*>(u),
+                     static_cast<S<D>*>(y), SwigluOp{}, stream);
 }
 
 template <DT D>

@@ -540,37 +540,16 @@ __device__ __forceinline__ typename Ty<D>::C GeluGradValue(bool tanh_approx,
   return g * dv;
 }
 
+// gelu_grad as a two-operand map (device_util.cuh's LaunchBinaryMap: 16-byte accesses when the
+// three pointers allow them and n < 2^31).
 template <DT D>
-__global__ void __launch_bounds__(kThreads)
-    GeluGradKernel(int64_t n, bool tanh_approx, const S<D>* __restrict__ dy,
-                   const S<D>* __restrict__ x, S<D>* __restrict__ dx) {
-  for (int64_t i = GlobalThread(); i < n; i += GridStride()) {
-    Store<D>(dx, i, GeluGradValue<D>(tanh_approx, Load<D>(dy, i), Load<D>(x, i)));
+struct GeluGradOp {
+  bool tanh_approx;
+  __device__ __forceinline__ typename Ty<D>::C operator()(typename Ty<D>::C dy,
+                                                          typename Ty<D>::C x) const {
+    return GeluGradValue<D>(tanh_approx, dy, x);
   }
-}
-
-// All three pointers aligned for kVec-element accesses, n < 2^31: 16-byte accesses, 32-bit
-// index, a scalar tail. Same GeluGradValue, so the same bits as the kernel above.
-template <DT D>
-__global__ void __launch_bounds__(kThreads)
-    GeluGradVecKernel(uint32_t n, bool tanh_approx, const S<D>* __restrict__ dy,
-                      const S<D>* __restrict__ x, S<D>* __restrict__ dx) {
-  constexpr int V = kVec<S<D>>;
-  const uint32_t nv = n / V, stride = gridDim.x * blockDim.x;
-  const uint32_t first = blockIdx.x * blockDim.x + threadIdx.x;
-  for (uint32_t i = first; i < nv; i += stride) {
-    S<D> g[V], v[V], o[V];
-    LoadVec<S<D>, V>(dy + i * V, g);
-    LoadVec<S<D>, V>(x + i * V, v);
-#pragma unroll
-    for (int j = 0; j < V; ++j) {
-      o[j] = Narrow<D>(GeluGradValue<D>(tanh_approx, Widen<D>(g[j]), Widen<D>(v[j])));
-    }
-    StoreVec<S<D>, V>(dx + i * V, o);
-  }
-  const uint32_t t = nv * V + first;
-  if (t < n) Store<D>(dx, t, GeluGradValue<D>(tanh_approx, Load<D>(dy, t), Load<D>(x, t)));
-}
+};
 
 // -------------------------------------------------------------------------------- gather_grad
 __device__ __forceinline__ int32_t Bucket(const void* idx, bool i64, int64_t i, int64_t n) {
@@ -949,20 +928,10 @@ void LaunchLnGrad(int64_t rows, int64_t d, bool rms, const void* dy, const void*
   }
 }
 
-// gelu_grad: 16-byte accesses when the three pointers allow them and n < 2^31.
 template <DT D>
 void LaunchGeluGradT(bool tanh_approx, int64_t n, const S<D>* dy, const S<D>* x, S<D>* dx,
                      cudaStream_t stream) {
-  constexpr int V = kVec<S<D>>;
-  const int64_t vb = V * static_cast<int64_t>(sizeof(S<D>));
-  if (n < (int64_t{1} << 31) && IsAligned(dy, vb) && IsAligned(x, vb) && IsAligned(dx, vb)) {
-    GeluGradVecKernel<D><<<PersistentGrid(GeluGradVecKernel<D>, kThreads, BlocksFor(n / V + 1)),
-                           kThreads, 0, stream>>>(static_cast<uint32_t>(n), tanh_approx, dy, x,
-                                                  dx);
-  } else {
-    GeluGradKernel<D><<<PersistentGrid(GeluGradKernel<D>, kThreads, BlocksFor(n)), kThreads, 0,
-                        stream>>>(n, tanh_approx, dy, x, dx);
-  }
+  LaunchBinaryMap<D>(n, dy, x, dx, GeluGradOp<D>{tanh_approx}, stream);
 }
 
 }  // namespace
