@@ -28,6 +28,7 @@
 #include <set>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -35,9 +36,12 @@
 #include "absl/strings/strip.h"
 #include "codegen/cpu/kernel.h"
 #include "compiler/ir/ops.h"
+#include "compiler/onnx/constant_ops.h"
 #include "compiler/onnx/onnx_util.h"
+#include "compiler/onnx/opset_adapter.h"
 #include "compiler/support/status.h"
 #include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/unknown_field_set.h"
 #include "google/protobuf/io/zero_copy_stream_impl.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "onnx/checker.h"
@@ -48,7 +52,8 @@ namespace ptc::onnx_import {
 namespace {
 
 constexpr int kMinOpset = 13;
-constexpr int kMaxOpset = 17;
+// The checker's schemas end here; newer opsets are adapted to it first (opset_adapter.h).
+constexpr int kMaxOpset = kCheckerOpset;
 // Folded constants larger than this stay as nodes (they would bloat the weights).
 constexpr int64_t kMaxFoldBytes = int64_t{64} << 20;
 // Initializers up to this many elements are given to ONNX shape inference with their data
@@ -217,6 +222,8 @@ class Importer {
   absl::Status ConvertNode(const onnx::NodeProto& node, int index);
   absl::Status ConvertIf(const NodeCtx& c, const onnx::NodeProto& node, int index);
   absl::Status ConvertPtcNode(NodeCtx& c);
+  // Operators added after opset 17 (opset_adapter.h's kNewerOnnxDomain).
+  absl::Status ConvertNewerNode(NodeCtx& c);
   absl::Status SetResults();
   void RemoveUnusedParams();
 
@@ -259,6 +266,7 @@ class Importer {
   std::vector<int> node_index_;  // file index of each node of check_model_ (after sorting)
   std::map<std::string, EntryPtr> env_;
   std::vector<EntryPtr> temps_;  // intermediates the importer made (chains)
+  std::map<std::string, std::vector<EntryPtr>> sequences_;  // SplitToSequence outputs
   std::unique_ptr<ir::Module> module_;
   ir::Function* fn_ = nullptr;
 };
@@ -360,11 +368,50 @@ absl::Status Importer::CheckOpsets() {
       }
     }
   }
-  if (opset_ > kMaxOpset) {
+  if (opset_ > NewestAdaptableOpset()) {
     return Error(absl::StrCat("opset ", opset_, " is newer than ptc supports (", kMinOpset, "..",
-                              kMaxOpset, "); export with opset_version=", kMaxOpset));
+                              NewestAdaptableOpset(), "); export with opset_version=",
+                              NewestAdaptableOpset(), " or older"));
   }
+  if (opset_ > kMaxOpset) PTC_RETURN_IF_ERROR(AdaptToOpset17(&model_, opset_, source_));
+  // The checker knows IR versions up to its own; newer ones (10: torch 2.x's exporter) add
+  // only types and function features ptc rejects by name.
+  if (model_.ir_version() > onnx::IR_VERSION) model_.set_ir_version(onnx::IR_VERSION);
   return absl::OkStatus();
+}
+
+// torch.onnx's dynamo exporter records torch.export's graph signature in the graph's
+// metadata: one line per input, "name: PARAMETER target='fqn'", "name: BUFFER target='fqn'
+// persistent=False", "name: CONSTANT_TENSOR target='fqn'", with initializers named after the
+// targets. Buffers and constant tensors (rotary inv_freq, causal-mask buffers) are constants
+// of the model, not weights: they fold and are not trained.
+// GraphProto.metadata_props is field 16 since IR version 10; the ONNX library of the build
+// machines predates it, so it is read from the unknown fields.
+std::set<std::string> TorchExportBuffers(const onnx::GraphProto& g) {
+  constexpr int kGraphMetadataPropsField = 16;
+  std::set<std::string> names;
+  const google::protobuf::UnknownFieldSet& unknown = g.GetReflection()->GetUnknownFields(g);
+  for (int i = 0; i < unknown.field_count(); ++i) {
+    const google::protobuf::UnknownField& f = unknown.field(i);
+    if (f.number() != kGraphMetadataPropsField ||
+        f.type() != google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED) {
+      continue;
+    }
+    onnx::StringStringEntryProto prop;
+    if (!prop.ParseFromString(f.length_delimited())) continue;
+    if (prop.key() != "pkg.torch.export.ExportedProgram.graph_signature") continue;
+    for (absl::string_view line : absl::StrSplit(prop.value(), '\n')) {
+      if (!absl::StrContains(line, ": BUFFER ") && !absl::StrContains(line, ": CONSTANT_TENSOR ")) {
+        continue;
+      }
+      size_t at = line.find("target='");
+      if (at == absl::string_view::npos) continue;
+      absl::string_view rest = line.substr(at + 8);
+      size_t end = rest.find('\'');
+      if (end != absl::string_view::npos) names.insert(std::string(rest.substr(0, end)));
+    }
+  }
+  return names;
 }
 
 absl::Status Importer::LoadInitializers() {
@@ -373,6 +420,7 @@ absl::Status Importer::LoadInitializers() {
     return Error("sparse initializers are not supported; densify them before export");
   }
   init_protos_.Swap(model_.mutable_graph()->mutable_initializer());
+  const std::set<std::string> buffers = TorchExportBuffers(model_.graph());
   std::set<std::string> seen;
   for (const auto& proto : init_protos_) {
     if (proto.name().empty()) return Error("an initializer has no name");
@@ -383,7 +431,9 @@ absl::Status Importer::LoadInitializers() {
     if (!t.ok()) {
       return absl::Status(t.status().code(), absl::StrCat(source_, ": ", t.status().message()));
     }
-    if (proto.doc_string() == kConstantDocString) constant_initializers_.insert(proto.name());
+    if (proto.doc_string() == kConstantDocString || buffers.count(proto.name())) {
+      constant_initializers_.insert(proto.name());
+    }
     initializers_.emplace_back(proto.name(), *std::move(t));
   }
   init_protos_.Clear();  // the data now lives in the tensors
@@ -877,7 +927,8 @@ const std::vector<std::string>& OtherOps() {
       "LogSoftmax", "LayerNormalization", "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin",
       "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Expand", "Transpose", "Split", "Slice",
       "Concat", "Gather", "Trilu", "Constant", "ConstantOfShape", "Range", "Shape", "Size",
-      "Dropout", "SoftmaxCrossEntropyLoss", "NegativeLogLikelihoodLoss", "If"};
+      "Dropout", "SoftmaxCrossEntropyLoss", "NegativeLogLikelihoodLoss", "If", "IsNaN",
+      "CumSum", "GatherND", "Pad", "CastLike", "SplitToSequence", "SequenceAt"};
   return *v;
 }
 
@@ -945,10 +996,13 @@ absl::Status Importer::ConvertNode(const onnx::NodeProto& node, int index) {
   const std::string& op = node.op_type();
   const std::string& domain = node.domain();
   if (domain == kPtcDomain) return ConvertPtcNode(c);
-  if (!domain.empty() && domain != "ai.onnx") {
+  // Reduce* of opset 18+ (axes an input) go on below.
+  const bool newer = domain == kNewerOnnxDomain;
+  if (newer && !absl::StartsWith(op, "Reduce")) return ConvertNewerNode(c);
+  if (!domain.empty() && domain != "ai.onnx" && !newer) {
     return c.Unimplemented(absl::StrCat("domain '", domain, "' is not supported in ", source_,
                                         "; ptc imports the default ONNX domain (opsets ",
-                                        kMinOpset, "..", kMaxOpset, ") only"));
+                                        kMinOpset, "..", NewestAdaptableOpset(), ") only"));
   }
   if (op == "If") return ConvertIf(c, node, index);
   for (const auto& a : node.attribute()) {
@@ -959,7 +1013,8 @@ absl::Status Importer::ConvertNode(const onnx::NodeProto& node, int index) {
   }
   auto out0 = [&]() -> std::string { return node.output_size() > 0 ? node.output(0) : ""; };
   for (int i = 0; i < node.input_size(); ++i) {
-    if (!node.input(i).empty() && Lookup(node.input(i)) == nullptr) {
+    if (!node.input(i).empty() && Lookup(node.input(i)) == nullptr &&
+        !sequences_.count(node.input(i))) {
       return c.Error(absl::StrCat("input '", node.input(i), "' is not defined before this node"));
     }
   }
@@ -997,6 +1052,166 @@ absl::Status Importer::ConvertNode(const onnx::NodeProto& node, int index) {
       PTC_ASSIGN_OR_RETURN(EntryPtr r, Emit1(c, ir_op, {acc, b}, {}, name));
       acc = r.get();
     }
+    return absl::OkStatus();
+  }
+  if (op == "CastLike") {
+    PTC_ASSIGN_OR_RETURN(Entry * x, c.Req(0));
+    PTC_ASSIGN_OR_RETURN(Entry * like, c.Req(1));
+    return Emit1(c, "cast", {x}, {{"to", like->type.dtype}}, out0()).status();
+  }
+  // Sequences (torch.split in torch.onnx's dynamo export without its optimizer): a split whose
+  // parts SequenceAt picks by constant position.
+  if (op == "SplitToSequence") {
+    PTC_ASSIGN_OR_RETURN(Entry * x, c.Req(0));
+    PTC_ASSIGN_OR_RETURN(int64_t axis, c.AttrInt("axis", 0));
+    PTC_ASSIGN_OR_RETURN(axis, c.NormAxis(axis, x->type.rank(), "axis"));
+    PTC_ASSIGN_OR_RETURN(int64_t keepdims, c.AttrInt("keepdims", 1));
+    const int64_t dim = x->type.shape[axis];
+    std::vector<int64_t> sizes;
+    bool squeeze = false;
+    if (c.In(1) != nullptr) {
+      PTC_ASSIGN_OR_RETURN(ir::Tensor split, c.ConstIn(1, "split"));
+      if (split.type().rank() == 0) {
+        int64_t chunk = split.GetInt(0);
+        if (chunk < 1) return c.Error(absl::StrCat("split ", chunk, " must be positive"));
+        for (int64_t at = 0; at < dim; at += chunk) sizes.push_back(std::min(chunk, dim - at));
+      } else {
+        PTC_ASSIGN_OR_RETURN(sizes, c.ConstInts(1, "split"));
+      }
+    } else {
+      sizes.assign(dim, 1);
+      squeeze = keepdims == 0;
+    }
+    if (sizes.empty()) return c.Error("splits into no parts");
+    PTC_ASSIGN_OR_RETURN(auto parts, Emit(c, "split", {x}, {{"axis", axis}, {"sizes", sizes}},
+                                          std::vector<std::string>(sizes.size())));
+    if (squeeze) {
+      ir::Shape shape = x->type.shape;
+      shape.erase(shape.begin() + axis);
+      for (auto& part : parts) {
+        PTC_ASSIGN_OR_RETURN(part, Emit1(c, "reshape", {part.get()}, {{"shape", shape}}, ""));
+      }
+    }
+    sequences_[out0()] = std::move(parts);
+    return absl::OkStatus();
+  }
+  if (op == "SequenceAt") {
+    auto it = sequences_.find(node.input(0));
+    if (it == sequences_.end()) {
+      return c.Unimplemented(absl::StrCat("sequence '", node.input(0), "' is not a "
+                                          "SplitToSequence output (the only sequences ptc reads)"));
+    }
+    PTC_ASSIGN_OR_RETURN(std::vector<int64_t> pos, c.ConstInts(1, "position"));
+    const int64_t n = static_cast<int64_t>(it->second.size());
+    if (pos.size() != 1 || pos[0] < -n || pos[0] >= n) {
+      return c.Error(absl::StrCat("position must be one index in [", -n, ", ", n - 1, "]"));
+    }
+    EntryPtr part = it->second[pos[0] < 0 ? pos[0] + n : pos[0]];
+    PTC_RETURN_IF_ERROR(CrossCheck(c, out0(), part->type));
+    env_[out0()] = part;
+    return absl::OkStatus();
+  }
+  if (op == "IsNaN") {  // NaN is the only value not equal to itself
+    PTC_ASSIGN_OR_RETURN(Entry * x, c.Req(0));
+    PTC_ASSIGN_OR_RETURN(EntryPtr eq, Emit1(c, "equal", {x, x}, {}, ""));
+    return Emit1(c, "not", {eq.get()}, {}, out0()).status();
+  }
+  if (op == "CumSum" || op == "GatherND") {
+    std::vector<Entry*> ins;
+    for (int i = 0; i < 2; ++i) {
+      PTC_ASSIGN_OR_RETURN(Entry * e, c.Req(i));
+      if (!e->constant || !e->foldable) {
+        return c.Unimplemented(absl::StrCat(
+            op, " of run-time values is not supported: ptc evaluates it at compile time only, "
+            "on constants (the positions and masks exporters derive from the sequence length "
+            "fold once the dims are bound with --dim NAME=N); input ", i, " ('", node.input(i),
+            "') is computed at run time"));
+      }
+      ins.push_back(e);
+    }
+    absl::StatusOr<ir::Tensor> r;
+    if (op == "CumSum") {
+      PTC_ASSIGN_OR_RETURN(std::vector<int64_t> axis, c.ConstInts(1, "axis"));
+      if (axis.size() != 1) return c.Error("axis must have one element");
+      PTC_ASSIGN_OR_RETURN(int64_t a, c.NormAxis(axis[0], ins[0]->type.rank(), "axis"));
+      PTC_ASSIGN_OR_RETURN(int64_t exclusive, c.AttrInt("exclusive", 0));
+      PTC_ASSIGN_OR_RETURN(int64_t reverse, c.AttrInt("reverse", 0));
+      r = EvalCumSum(*ins[0]->constant, a, exclusive != 0, reverse != 0);
+    } else {
+      PTC_ASSIGN_OR_RETURN(int64_t batch_dims, c.AttrInt("batch_dims", 0));
+      r = EvalGatherNd(*ins[0]->constant, *ins[1]->constant, batch_dims);
+    }
+    if (!r.ok()) return c.Error(r.status().message());
+    PTC_RETURN_IF_ERROR(CrossCheck(c, out0(), r->type()));
+    BindConstant(out0(), *std::move(r), loc);
+    return absl::OkStatus();
+  }
+  if (op == "Pad") {
+    PTC_ASSIGN_OR_RETURN(Entry * x, c.Req(0));
+    PTC_ASSIGN_OR_RETURN(std::vector<int64_t> pads, c.ConstInts(1, "pads"));
+    PTC_ASSIGN_OR_RETURN(std::string mode, c.AttrString("mode", "constant"));
+    if (mode != "constant") {
+      return c.Unimplemented(absl::StrCat("mode \"", mode, "\" is not supported (constant only)"));
+    }
+    const int64_t r = x->type.rank();
+    if (static_cast<int64_t>(pads.size()) != 2 * r) {
+      return c.Error(absl::StrCat("pads has ", pads.size(), " entries; a rank-", r,
+                                  " input needs ", 2 * r));
+    }
+    ir::Tensor value(x->type.dtype, {});  // zero
+    if (c.In(2) != nullptr) {
+      PTC_ASSIGN_OR_RETURN(ir::Tensor v, c.ConstIn(2, "constant_value"));
+      if (v.num_elements() != 1 || v.dtype() != x->type.dtype) {
+        return c.Error(absl::StrCat("constant_value must be one ",
+                                    std::string(ir::DTypeName(x->type.dtype)),
+                                    " value, got ", v.type().ToString()));
+      }
+      value = ir::Tensor::FromBytes(v.dtype(), {}, v.data(), v.nbytes());
+    }
+    // Negative pads crop (a slice), positive ones concatenate filled blocks, axis by axis.
+    Entry* cur = x;
+    EntryPtr keep;
+    for (int64_t d = 0; d < r; ++d) {
+      int64_t before = pads[d], after = pads[d + r];
+      if (before == 0 && after == 0) continue;
+      ir::Shape shape = cur->type.shape;
+      if (before < 0 || after < 0) {
+        std::vector<int64_t> starts(r, 0), ends(shape), steps(r, 1);
+        starts[d] = std::max<int64_t>(0, -before);
+        ends[d] = shape[d] - std::max<int64_t>(0, -after);
+        if (ends[d] < starts[d]) return c.Error(absl::StrCat("pads crop all of dim ", d));
+        PTC_ASSIGN_OR_RETURN(keep, Emit1(c, "slice", {cur},
+                                         {{"starts", starts}, {"ends", ends}, {"steps", steps}},
+                                         ""));
+        cur = keep.get();
+        shape = cur->type.shape;
+      }
+      std::vector<Entry*> parts;
+      std::vector<EntryPtr> fills;
+      for (int64_t n : {before, after}) {
+        if (n <= 0) continue;
+        ir::Shape fill_shape = shape;
+        fill_shape[d] = n;
+        EntryPtr scalar = BindConstant("", value, loc);
+        PTC_ASSIGN_OR_RETURN(EntryPtr fill, Emit1(c, "expand", {scalar.get()},
+                                                  {{"shape", fill_shape}}, ""));
+        fills.push_back(fill);
+      }
+      size_t f = 0;
+      if (before > 0) parts.push_back(fills[f++].get());
+      parts.push_back(cur);
+      if (after > 0) parts.push_back(fills[f++].get());
+      if (parts.size() > 1) {
+        PTC_ASSIGN_OR_RETURN(keep, Emit1(c, "concat", parts, {{"axis", d}}, ""));
+        cur = keep.get();
+      }
+    }
+    if (cur == x) {
+      Alias(out0(), node.input(0));
+      return absl::OkStatus();
+    }
+    PTC_RETURN_IF_ERROR(CrossCheck(c, out0(), cur->type));
+    env_[out0()] = keep;
     return absl::OkStatus();
   }
   if (op == "Where") {
@@ -1065,7 +1280,7 @@ absl::Status Importer::ConvertNode(const onnx::NodeProto& node, int index) {
     PTC_ASSIGN_OR_RETURN(Entry * x, c.Req(0));
     std::vector<int64_t> axes;
     bool axes_given = false;
-    if (op == "ReduceSum") {  // opset 13+: axes is an input
+    if (op == "ReduceSum" || newer) {  // opset 13+ (ReduceSum), 18+ (the others): an input
       if (c.In(1) != nullptr) {
         PTC_ASSIGN_OR_RETURN(axes, c.ConstInts(1, "axes"));
         axes_given = true;
@@ -1579,6 +1794,38 @@ absl::Status Importer::ConvertPtcNode(NodeCtx& c) {
     }
   }
   return Emit(c, node.op_type(), ins, std::move(attrs), c.OutNames(node.output_size())).status();
+}
+
+absl::Status Importer::ConvertNewerNode(NodeCtx& c) {
+  const auto& node = c.node();
+  const std::string& op = node.op_type();
+  auto out0 = [&]() -> std::string { return node.output_size() > 0 ? node.output(0) : ""; };
+  if (op == "Gelu") {  // opset 20
+    PTC_ASSIGN_OR_RETURN(Entry * x, c.Req(0));
+    PTC_ASSIGN_OR_RETURN(std::string approx, c.AttrString("approximate", "none"));
+    if (approx != "none" && approx != "tanh") {
+      return c.Error(absl::StrCat("approximate must be \"none\" or \"tanh\", got \"", approx,
+                                  "\""));
+    }
+    return Emit1(c, "gelu", {x}, {{"approximate", approx}}, out0()).status();
+  }
+  if (op == "Swish") {  // opset 24: x * sigmoid(alpha * x)
+    PTC_ASSIGN_OR_RETURN(Entry * x, c.Req(0));
+    PTC_ASSIGN_OR_RETURN(double alpha, c.AttrFloat("alpha", 1.0));
+    Entry* arg = x;
+    EntryPtr scaled;
+    if (alpha != 1.0) {
+      std::vector<double> v = {alpha};
+      ir::Tensor alpha_t = ir::Tensor::FromVector(ir::DType::kF64, {}, v);
+      EntryPtr a64 = BindConstant("", alpha_t, c.loc());
+      PTC_ASSIGN_OR_RETURN(EntryPtr ak, Emit1(c, "cast", {a64.get()}, {{"to", x->type.dtype}}, ""));
+      PTC_ASSIGN_OR_RETURN(scaled, Emit1(c, "mul", {x, ak.get()}, {}, ""));
+      arg = scaled.get();
+    }
+    PTC_ASSIGN_OR_RETURN(EntryPtr sig, Emit1(c, "sigmoid", {arg}, {}, ""));
+    return Emit1(c, "mul", {x, sig.get()}, {}, out0()).status();
+  }
+  return c.Unimplemented(absl::StrCat(op, " (added after opset 17) is not converted yet"));
 }
 
 absl::Status Importer::SetResults() {

@@ -20,6 +20,15 @@ Regenerate (Debian's torch 1.13 + onnx 1.12 live in /usr/bin/python3; the hf_* c
 need transformers 4.31.0, the last release that runs on torch 1.13:
 /usr/bin/python3 -m pip install --user --break-system-packages transformers==4.31.0):
   /usr/bin/python3 tests/e2e/make_references.py [--out tests/data/e2e]
+
+With torch 2.9 or later the script writes the *_dynamo_* cases instead: the same models
+exported by torch.onnx's dynamo exporter (the default since torch 2.9, opset 18 and later), the
+hf_* ones with transformers 5.25.0 (in a virtual environment:
+python3 -m venv /opt/t211 && /opt/t211/bin/pip install torch==2.11.0 onnx onnxscript
+onnxruntime transformers==5.25.0, then /opt/t211/bin/python tests/e2e/make_references.py).
+Inference cases are exported as the exporter's defaults write them (optimize=True: its
+optimizer folds weight transposes into new initializers); training cases with optimize=False,
+which keeps every parameter an initializer under its own name (and tied weights tied).
 """
 
 import argparse
@@ -37,6 +46,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 OPSETS = (14, 17)
+DYNAMO = tuple(int(v) for v in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 9)
+DYNAMO_OPSETS = (20,)
+HF_DYNAMO_VERSION = "5.25.0"
 RTOL = 1e-4
 ATOL = 1e-5
 
@@ -495,7 +507,7 @@ def hf_case(kind):
     ids = torch.randint(0, 101, (2, 16), generator=gen)
     return dict(
         name=f"hf_{kind}_loss",
-        description=f"transformers {HF_VERSION} "
+        description=f"transformers {HF_DYNAMO_VERSION if DYNAMO else HF_VERSION} "
                     f"{'GPT2LMHeadModel' if kind == 'gpt2' else 'LlamaForCausalLM'} "
                     "(vocab 101, 2 layers, dim 32, 4 heads"
                     f"{', 2 kv heads, ffn 88' if kind == 'llama' else ''}) with its own "
@@ -591,8 +603,13 @@ def training_reference(make_fresh, inputs, out_dir, initializer_names):
     grads_dir = os.path.join(out_dir, "grads")
     os.makedirs(grads_dir)
     grads = {}
+    # The exporter names initializers after the wrapped module's parameters; a tied parameter
+    # has several names, of which the exporters keep one (TorchScript: the first, dynamo: any).
+    names_of = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        names_of.setdefault(id(p), []).append(name)
     for name, p in model.named_parameters():
-        # The exporter names initializers after the wrapped module's parameters.
+        name = next((n for n in names_of[id(p)] if n in initializer_names), name)
         if name not in initializer_names:
             raise SystemExit(f"parameter {name} is not an initializer of the exported model "
                              f"(initializers: {sorted(initializer_names)})")
@@ -619,7 +636,7 @@ def training_reference(make_fresh, inputs, out_dir, initializer_names):
 
 
 def export_case(case, opset, root):
-    label = f"{case['name']}_opset{opset}"
+    label = f"{case['name']}_{'dynamo_' if DYNAMO else ''}opset{opset}"
     out_dir = os.path.join(root, label)
     if os.path.exists(out_dir):
         shutil.rmtree(out_dir)
@@ -634,11 +651,17 @@ def export_case(case, opset, root):
     outputs = [o.detach().numpy() for o in outputs]
 
     model_path = os.path.join(out_dir, "model.onnx")
-    # Exported with grad enabled: keeps nn.Transformer off its fused inference fast path.
-    torch.onnx.export(
-        model, args, model_path, opset_version=opset, do_constant_folding=False,
-        input_names=input_names, output_names=case["output_names"],
-        dynamic_axes=case["dynamic_axes"], training=torch.onnx.TrainingMode.EVAL)
+    if DYNAMO:
+        torch.onnx.export(
+            model, args, model_path, opset_version=opset, input_names=input_names,
+            output_names=case["output_names"], dynamic_axes=case["dynamic_axes"], dynamo=True,
+            optimize=not case.get("training"))
+    else:
+        # Exported with grad enabled: keeps nn.Transformer off its fused inference fast path.
+        torch.onnx.export(
+            model, args, model_path, opset_version=opset, do_constant_folding=False,
+            input_names=input_names, output_names=case["output_names"],
+            dynamic_axes=case["dynamic_axes"], training=torch.onnx.TrainingMode.EVAL)
     proto = onnx.load(model_path)
     onnx.checker.check_model(proto, full_check=True)
     op_types = sorted({n.op_type for n in proto.graph.node})
@@ -663,8 +686,9 @@ def export_case(case, opset, root):
         "rtol": RTOL,
         "atol": ATOL,
         "onnx_ops": op_types,
-        "generator": "tests/e2e/make_references.py (torch %s, onnx %s)" % (
-            torch.__version__, onnx.__version__),
+        "generator": "tests/e2e/make_references.py (torch %s, onnx %s%s)" % (
+            torch.__version__, onnx.__version__,
+            ", dynamo exporter, optimize=%s" % (not case.get("training")) if DYNAMO else ""),
     }
     if case.get("training"):
         initializer_names = {init.name for init in proto.graph.initializer}
@@ -685,21 +709,26 @@ def main():
     torch.set_num_threads(1)
     root = os.path.normpath(args.out)
     os.makedirs(root, exist_ok=True)
-    makes = [case_gpt, case_gpt_loss, case_seq2seq, case_llama, case_llama_loss,
-             case_llama_shifted_loss]
+    if DYNAMO:
+        makes = [case_gpt, case_gpt_loss, case_llama_loss, case_llama_shifted_loss]
+        hf_version = HF_DYNAMO_VERSION
+    else:
+        makes = [case_gpt, case_gpt_loss, case_seq2seq, case_llama, case_llama_loss,
+                 case_llama_shifted_loss]
+        hf_version = HF_VERSION
     try:
         import transformers
-        if transformers.__version__ != HF_VERSION:
-            print(f"transformers {transformers.__version__} is not {HF_VERSION}: hf_* cases "
+        if transformers.__version__ != hf_version:
+            print(f"transformers {transformers.__version__} is not {hf_version}: hf_* cases "
                   "left as they are")
         else:
             makes += [case_hf_gpt2_loss, case_hf_llama_loss]
     except ImportError:
-        print(f"transformers not installed (pip install transformers=={HF_VERSION}): hf_* "
+        print(f"transformers not installed (pip install transformers=={hf_version}): hf_* "
               "cases left as they are")
     for make in makes:
         case = make()
-        for opset in case.get("opsets", OPSETS):
+        for opset in DYNAMO_OPSETS if DYNAMO else case.get("opsets", OPSETS):
             export_case(case, opset, root)
     print(f"wrote {root}")
 

@@ -379,7 +379,11 @@ INSTANTIATE_TEST_SUITE_P(E2e, TorchLossReference,
                          ::testing::Values("gpt_loss_opset17", "gpt_loss_opset14",
                                            "llama_loss_opset17", "llama_loss_opset14",
                                            "llama_shifted_loss_opset17",
-                                           "hf_gpt2_loss_opset17", "hf_llama_loss_opset17"));
+                                           "hf_gpt2_loss_opset17", "hf_llama_loss_opset17",
+                                           "gpt_loss_dynamo_opset20", "llama_loss_dynamo_opset20",
+                                           "llama_shifted_loss_dynamo_opset20",
+                                           "hf_gpt2_loss_dynamo_opset20",
+                                           "hf_llama_loss_dynamo_opset20"));
 
 // ---------------------------------------------------------------------------------------------
 // (c) Smoke: the seq2seq and llama builders with --loss train end to end.

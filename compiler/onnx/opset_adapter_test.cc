@@ -1,0 +1,380 @@
+// Models of opsets newer than 17 (opset_adapter.h) and the operators torch.onnx's dynamo
+// exporter writes (CumSum / GatherND on constants, Pad, IsNaN, CastLike, SplitToSequence,
+// its graph signature): small ONNX models built here, the expected IR and folded values worked
+// out by hand from the ONNX operator specs.
+#include "compiler/onnx/opset_adapter.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "compiler/ir/printer.h"
+#include "compiler/ir/verifier.h"
+#include "compiler/onnx/importer.h"
+#include "compiler/onnx/onnx_test_util.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/unknown_field_set.h"
+#include "gtest/gtest.h"
+
+namespace ptc::onnx_import {
+namespace {
+
+using ::ptc::onnx_import::testing::AttrF;
+using ::ptc::onnx_import::testing::AttrI;
+using ::ptc::onnx_import::testing::AttrInts;
+using ::ptc::onnx_import::testing::AttrS;
+using ::ptc::onnx_import::testing::ModelBuilder;
+using ::testing::HasSubstr;
+
+constexpr int F32 = onnx::TensorProto::FLOAT;
+constexpr int I64 = onnx::TensorProto::INT64;
+constexpr int BOOL = onnx::TensorProto::BOOL;
+
+absl::StatusOr<std::unique_ptr<ir::Module>> Import(const ModelBuilder& b,
+                                                   const ImportOptions& options = {}) {
+  auto m = ImportOnnxBytes(b.Bytes(), "", "new.onnx", options);
+  if (m.ok()) {
+    absl::Status v = ir::Verify(**m);
+    if (!v.ok()) return absl::InternalError(absl::StrCat("verifier: ", v.message()));
+  }
+  return m;
+}
+
+std::vector<const ir::Node*> Nodes(const ir::Module& m, const std::string& op) {
+  std::vector<const ir::Node*> out;
+  for (const auto& n : m.main()->nodes()) {
+    if (n->op() == op) out.push_back(n.get());
+  }
+  return out;
+}
+
+ir::TensorType T(ir::DType d, ir::Shape s) { return ir::TensorType{d, std::move(s)}; }
+
+// The value of result `i`, which must have folded to a constant.
+std::vector<double> Folded(const ir::Module& m, int i) {
+  const ir::Value* r = m.main()->results()[i];
+  if (r->producer() == nullptr || r->producer()->op() != "constant") {
+    ADD_FAILURE() << "result " << i << " did not fold:\n" << ir::PrintModule(m);
+    return {};
+  }
+  auto t = r->producer()->GetTensor("value");
+  EXPECT_TRUE(t.ok()) << t.status();
+  if (!t.ok()) return {};
+  std::vector<double> v;
+  for (int64_t k = 0; k < t->num_elements(); ++k) v.push_back(t->GetDouble(k));
+  return v;
+}
+
+void ConstF32(ModelBuilder& b, const std::string& name, const std::vector<int64_t>& dims,
+              const std::vector<float>& v) {
+  auto* n = b.Node("Constant", {}, {name}, name + "_node");
+  auto* a = n->add_attribute();
+  a->set_name("value");
+  a->set_type(onnx::AttributeProto::TENSOR);
+  auto* t = a->mutable_t();
+  t->set_data_type(F32);
+  for (int64_t d : dims) t->add_dims(d);
+  for (float x : v) t->add_float_data(x);
+}
+
+TEST(OpsetAdapterTest, TheTableCoversTheOpsetsTorchWrites) {
+  // torch.onnx's dynamo exporter writes opset 18 by default in torch 2.5-2.8, 20 in 2.9+, and
+  // up to 23 on request.
+  EXPECT_GE(NewestAdaptableOpset(), 23);
+}
+
+TEST(OpsetAdapterTest, OpsetNewerThanTheTableIsAnError) {
+  ModelBuilder b(/*opset=*/NewestAdaptableOpset() + 1);
+  b.Input("x", F32, {int64_t{3}});
+  b.Node("Relu", {"x"}, {"y"});
+  b.Output("y", F32, 1);
+  auto m = Import(b);
+  ASSERT_FALSE(m.ok());
+  EXPECT_THAT(std::string(m.status().message()),
+              HasSubstr(absl::StrCat("opset ", NewestAdaptableOpset() + 1)));
+}
+
+TEST(OpsetAdapterTest, IrVersion10AndTypeOnlyChangesImport) {
+  ModelBuilder b(/*opset=*/21);
+  b.model.set_ir_version(10);
+  b.Input("x", F32, {int64_t{2}, int64_t{3}});
+  b.ConstI64("shape", {3, 2});
+  b.Node("Reshape", {"x", "shape"}, {"r"});                    // 19, 21: types only
+  AttrInts(b.Node("Transpose", {"r"}, {"t"}), "perm", {1, 0});  // 21: types only
+  b.Node("Relu", {"t"}, {"y"});
+  b.Output("y", F32, 2);
+  auto m = Import(b);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ((*m)->main()->results()[0]->type(), T(ir::DType::kF32, {2, 3}));
+  EXPECT_EQ((*m)->metadata().at("opset"), "21");
+}
+
+TEST(OpsetAdapterTest, ReduceAxesInputConstantOrFoldedAndNoop) {
+  ModelBuilder b(/*opset=*/18);
+  b.Input("x", F32, {int64_t{2}, int64_t{3}, int64_t{4}});
+  b.ConstI64("axes", {-1});
+  // Axes computed from constants (torch's export without its optimizer): Reshape of a constant.
+  b.ConstI64("axes_flat", {0, 1});
+  b.ConstI64("two", {2});
+  b.Node("Reshape", {"axes_flat", "two"}, {"axes2"});
+  AttrI(b.Node("ReduceMean", {"x", "axes"}, {"mean"}), "keepdims", 1);
+  AttrI(b.Node("ReduceMax", {"x", "axes2"}, {"max"}), "keepdims", 0);
+  AttrI(b.Node("ReduceMin", {"x"}, {"noop"}), "noop_with_empty_axes", 1);
+  b.Node("ReduceMean", {"x"}, {"all"});
+  b.Output("mean", F32, 3).Output("max", F32, 1).Output("noop", F32, 3).Output("all", F32, 3);
+  auto m = Import(b);
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto means = Nodes(**m, "reduce_mean");
+  ASSERT_EQ(means.size(), 2u) << ir::PrintModule(**m);
+  EXPECT_EQ(*means[0]->GetInts("axes"), (std::vector<int64_t>{2}));
+  EXPECT_EQ(means[0]->output()->type(), T(ir::DType::kF32, {2, 3, 1}));
+  EXPECT_EQ(*means[1]->GetInts("axes"), (std::vector<int64_t>{}));  // all axes
+  auto max = Nodes(**m, "reduce_max");
+  ASSERT_EQ(max.size(), 1u);
+  EXPECT_EQ(*max[0]->GetInts("axes"), (std::vector<int64_t>{0, 1}));
+  EXPECT_EQ(max[0]->output()->type(), T(ir::DType::kF32, {4}));
+  EXPECT_TRUE(Nodes(**m, "reduce_min").empty());  // noop_with_empty_axes: Identity
+  EXPECT_EQ((*m)->main()->results()[2], (*m)->main()->params()[0]);
+}
+
+TEST(OpsetAdapterTest, ReduceAxesFromTheDataIsAnError) {
+  ModelBuilder b(/*opset=*/18);
+  b.Input("x", F32, {int64_t{2}, int64_t{3}});
+  b.Input("axes", I64, {int64_t{1}});
+  b.Node("ReduceSumSquare", {"x", "axes"}, {"y"}, "sumsq");
+  b.Output("y", F32, 2);
+  auto m = Import(b);
+  ASSERT_FALSE(m.ok());
+  EXPECT_THAT(std::string(m.status().message()), HasSubstr("sumsq"));
+}
+
+TEST(OpsetAdapterTest, SplitNumOutputsAndCastSaturate) {
+  ModelBuilder b(/*opset=*/19);
+  b.Input("x", F32, {int64_t{2}, int64_t{6}});
+  auto* s = b.Node("Split", {"x"}, {"a", "b", "c"});
+  AttrI(s, "axis", 1);
+  AttrI(s, "num_outputs", 3);
+  auto* cast = b.Node("Cast", {"c"}, {"h"});
+  AttrI(cast, "to", onnx::TensorProto::FLOAT16);
+  AttrI(cast, "saturate", 1);
+  b.Output("a", F32, 2).Output("b", F32, 2).Output("h", onnx::TensorProto::FLOAT16, 2);
+  auto m = Import(b);
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto split = Nodes(**m, "split");
+  ASSERT_EQ(split.size(), 1u);
+  EXPECT_EQ(*split[0]->GetInts("sizes"), (std::vector<int64_t>{2, 2, 2}));
+  EXPECT_EQ(Nodes(**m, "cast").size(), 1u);
+}
+
+TEST(OpsetAdapterTest, SplitNumOutputsOtherThanTheOutputsIsAnError) {
+  ModelBuilder b(/*opset=*/18);
+  b.Input("x", F32, {int64_t{6}});
+  AttrI(b.Node("Split", {"x"}, {"a", "b"}, "split_odd"), "num_outputs", 3);
+  b.Output("a", F32, 1).Output("b", F32, 1);
+  auto m = Import(b);
+  ASSERT_FALSE(m.ok());
+  EXPECT_THAT(std::string(m.status().message()), HasSubstr("split_odd"));
+  EXPECT_THAT(std::string(m.status().message()), HasSubstr("num_outputs"));
+}
+
+TEST(OpsetAdapterTest, GeluAndSwishAreConverted) {
+  ModelBuilder b(/*opset=*/24);
+  b.Input("x", F32, {int64_t{2}, int64_t{3}});
+  AttrS(b.Node("Gelu", {"x"}, {"g"}), "approximate", "tanh");
+  b.Node("Gelu", {"x"}, {"e"});
+  AttrF(b.Node("Swish", {"x"}, {"s"}), "alpha", 2.0f);
+  b.Output("g", F32, 2).Output("e", F32, 2).Output("s", F32, 2);
+  auto m = Import(b);
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto gelu = Nodes(**m, "gelu");
+  ASSERT_EQ(gelu.size(), 2u);
+  EXPECT_EQ(*gelu[0]->GetString("approximate"), "tanh");
+  EXPECT_EQ(*gelu[1]->GetString("approximate"), "none");
+  // Swish(x) = x * sigmoid(alpha * x)
+  const ir::Node* out = (*m)->main()->results()[2]->producer();
+  ASSERT_EQ(out->op(), "mul");
+  EXPECT_EQ(out->input(0), (*m)->main()->params()[0]);
+  ASSERT_EQ(out->input(1)->producer()->op(), "sigmoid");
+  EXPECT_EQ(out->input(1)->producer()->input(0)->producer()->op(), "mul");
+}
+
+TEST(OpsetAdapterTest, UnsupportedNewOperatorNamesItsOpset) {
+  ModelBuilder b(/*opset=*/18);
+  b.Input("x", F32, {int64_t{3}});
+  b.Node("Mish", {"x"}, {"y"}, "mish0");
+  b.Output("y", F32, 1);
+  auto m = Import(b);
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kUnimplemented);
+  std::string msg(m.status().message());
+  EXPECT_THAT(msg, HasSubstr("mish0"));
+  EXPECT_THAT(msg, HasSubstr("new in opset 18"));
+  EXPECT_THAT(msg, HasSubstr("Gelu"));
+}
+
+TEST(OpsetAdapterTest, AddedInputOrNonDefaultAddedAttributeIsAnError) {
+  ModelBuilder b(/*opset=*/18);
+  b.Input("x", F32, {int64_t{2}, int64_t{3}});
+  b.ConstI64("pads", {1, 1});
+  b.ConstI64("axes", {1});
+  b.Node("Pad", {"x", "pads", "", "axes"}, {"y"}, "pad_axes");
+  b.Output("y", F32, 2);
+  auto m = Import(b);
+  ASSERT_FALSE(m.ok());
+  EXPECT_THAT(std::string(m.status().message()), HasSubstr("pad_axes"));
+  EXPECT_THAT(std::string(m.status().message()), HasSubstr("'axes', added in opset 18"));
+
+  ModelBuilder d(/*opset=*/27);
+  d.ConstI64("start", {0}, /*scalar=*/true);
+  d.ConstI64("limit", {4}, /*scalar=*/true);
+  d.ConstI64("delta", {1}, /*scalar=*/true);
+  AttrI(d.Node("Range", {"start", "limit", "delta"}, {"r"}, "range27"), "stash_type", 10);
+  d.Output("r", I64, 1);
+  auto r = Import(d);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("'stash_type' (added in opset 27)"));
+  // Left at its default (FLOAT = 1), the attribute is dropped.
+  d.graph()->mutable_node(3)->mutable_attribute(0)->set_i(1);
+  auto ok = Import(d);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(Folded(**ok, 0), (std::vector<double>{0, 1, 2, 3}));
+}
+
+TEST(OpsetAdapterTest, CumSumAndGatherNdFoldOnConstants) {
+  ModelBuilder b(/*opset=*/20);
+  b.ConstI64("ones", {1, 1, 1, 1});
+  b.ConstI64("axis", {0}, /*scalar=*/true);
+  b.Node("CumSum", {"ones", "axis"}, {"inclusive"});
+  auto* ex = b.Node("CumSum", {"ones", "axis"}, {"exclusive_reverse"});
+  AttrI(ex, "exclusive", 1);
+  AttrI(ex, "reverse", 1);
+  // data [[0, 1], [2, 3]], indices [[1, 0], [0, 1]] -> [2, 1]; indices [[1]] -> [[2, 3]]
+  b.ConstI64("data_flat", {0, 1, 2, 3});
+  b.ConstI64("shape22", {2, 2});
+  b.Node("Reshape", {"data_flat", "shape22"}, {"data"});
+  b.ConstI64("idx_flat", {1, 0, 0, 1});
+  b.Node("Reshape", {"idx_flat", "shape22"}, {"idx"});
+  b.Node("GatherND", {"data", "idx"}, {"picked"});
+  b.ConstI64("row_flat", {1});
+  b.ConstI64("shape11", {1, 1});
+  b.Node("Reshape", {"row_flat", "shape11"}, {"row"});
+  b.Node("GatherND", {"data", "row"}, {"rows"});
+  b.Output("inclusive", I64, 1).Output("exclusive_reverse", I64, 1).Output("picked", I64, 1);
+  b.Output("rows", I64, 2);
+  auto m = Import(b);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(Folded(**m, 0), (std::vector<double>{1, 2, 3, 4}));
+  EXPECT_EQ(Folded(**m, 1), (std::vector<double>{3, 2, 1, 0}));
+  EXPECT_EQ(Folded(**m, 2), (std::vector<double>{2, 1}));
+  EXPECT_EQ(Folded(**m, 3), (std::vector<double>{2, 3}));
+  EXPECT_EQ((*m)->main()->results()[3]->type(), T(ir::DType::kI64, {1, 2}));
+}
+
+TEST(OpsetAdapterTest, CumSumOfRunTimeValuesIsAnError) {
+  ModelBuilder b(/*opset=*/20);
+  b.Input("x", F32, {int64_t{4}});
+  b.ConstI64("axis", {0}, /*scalar=*/true);
+  b.Node("CumSum", {"x", "axis"}, {"y"}, "cumsum_x");
+  b.Output("y", F32, 1);
+  auto m = Import(b);
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(std::string(m.status().message()), HasSubstr("cumsum_x"));
+  EXPECT_THAT(std::string(m.status().message()), HasSubstr("compile time"));
+}
+
+TEST(OpsetAdapterTest, PadIsNanCastLike) {
+  ModelBuilder b(/*opset=*/20);
+  // Pad [[1, 2]] by (0, 1) before / (0, -1) after... : rows 0 / 0, cols +1 before, -1 after
+  ConstF32(b, "x", {1, 3}, {1, 2, 3});
+  b.ConstI64("pads", {0, 1, 1, -1});  // [dim0 before, dim1 before, dim0 after, dim1 after]
+  ConstF32(b, "fill", {}, {-100});
+  b.Node("Pad", {"x", "pads", "fill"}, {"padded"});
+  ConstF32(b, "maybe_nan", {3}, {0.0f, NAN, 1.0f});
+  b.Node("IsNaN", {"maybe_nan"}, {"nan"});
+  b.ConstI64("i", {7});
+  b.Node("CastLike", {"i", "x"}, {"f"});
+  // A run-time Pad (transformers' shifted labels): concat with a constant block.
+  b.Input("labels", I64, {int64_t{2}, int64_t{3}});
+  b.ConstI64("lpads", {0, 0, 0, 1});
+  b.ConstI64("ignore", {-100}, /*scalar=*/true);
+  b.Node("Pad", {"labels", "lpads", "ignore"}, {"shifted"});
+  b.Output("padded", F32, 2).Output("nan", BOOL, 1).Output("f", F32, 1);
+  b.Output("shifted", I64, 2);
+  auto m = Import(b);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(Folded(**m, 0), (std::vector<double>{-100, 1, 2, -100, -100, -100}));
+  EXPECT_EQ((*m)->main()->results()[0]->type(), T(ir::DType::kF32, {2, 3}));
+  EXPECT_EQ(Folded(**m, 1), (std::vector<double>{0, 1, 0}));
+  EXPECT_EQ(Folded(**m, 2), (std::vector<double>{7}));
+  const ir::Value* shifted = (*m)->main()->results()[3];
+  EXPECT_EQ(shifted->type(), T(ir::DType::kI64, {2, 4}));
+  ASSERT_EQ(shifted->producer()->op(), "concat");
+  EXPECT_EQ(*shifted->producer()->GetInt("axis"), 1);
+}
+
+TEST(OpsetAdapterTest, PadModesOtherThanConstantAreErrors) {
+  ModelBuilder b(/*opset=*/19);
+  b.Input("x", F32, {int64_t{4}});
+  b.ConstI64("pads", {1, 1});
+  AttrS(b.Node("Pad", {"x", "pads"}, {"y"}, "wrap_pad"), "mode", "wrap");
+  b.Output("y", F32, 1);
+  auto m = Import(b);
+  ASSERT_FALSE(m.ok());
+  EXPECT_THAT(std::string(m.status().message()), HasSubstr("wrap"));
+}
+
+TEST(OpsetAdapterTest, SplitToSequenceAndSequenceAt) {
+  ModelBuilder b(/*opset=*/20);
+  b.Input("x", F32, {int64_t{2}, int64_t{7}});
+  b.ConstI64("chunk", {3}, /*scalar=*/true);
+  AttrI(b.Node("SplitToSequence", {"x", "chunk"}, {"seq"}), "axis", 1);
+  b.ConstI64("last", {-1}, /*scalar=*/true);
+  b.ConstI64("first", {0}, /*scalar=*/true);
+  b.Node("SequenceAt", {"seq", "last"}, {"tail"});
+  b.Node("SequenceAt", {"seq", "first"}, {"head"});
+  b.Output("tail", F32, 2).Output("head", F32, 2);
+  auto m = Import(b);
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto split = Nodes(**m, "split");
+  ASSERT_EQ(split.size(), 1u);
+  EXPECT_EQ(*split[0]->GetInts("sizes"), (std::vector<int64_t>{3, 3, 1}));
+  EXPECT_EQ((*m)->main()->results()[0]->type(), T(ir::DType::kF32, {2, 1}));
+  EXPECT_EQ((*m)->main()->results()[1]->type(), T(ir::DType::kF32, {2, 3}));
+}
+
+// torch.export's graph signature (graph metadata, IR version 10): buffers are constants.
+TEST(OpsetAdapterTest, TorchExportBuffersAreConstantsNotWeights) {
+  ModelBuilder b(/*opset=*/20);
+  b.model.set_ir_version(10);
+  b.Input("x", F32, {int64_t{2}});
+  b.InitF("m.weight", {2}, {1.0f, 2.0f});
+  b.InitF("m.inv_freq", {2}, {0.5f, 0.25f});
+  b.Node("Mul", {"x", "m.weight"}, {"a"});
+  b.Node("Mul", {"m.inv_freq", "m.inv_freq"}, {"sq"});
+  b.Node("Add", {"a", "sq"}, {"y"});
+  b.Output("y", F32, 1);
+  onnx::StringStringEntryProto sig;
+  sig.set_key("pkg.torch.export.ExportedProgram.graph_signature");
+  sig.set_value(
+      "\n# inputs\np_m_weight: PARAMETER target='m.weight'\n"
+      "b_m_inv_freq: BUFFER target='m.inv_freq' persistent=False\nx: USER_INPUT\n");
+  onnx::GraphProto* g = b.graph();
+  g->GetReflection()->MutableUnknownFields(g)->AddLengthDelimited(16, sig.SerializeAsString());
+  auto m = Import(b);
+  ASSERT_TRUE(m.ok()) << m.status();
+  std::vector<std::string> params;
+  for (const ir::Value* p : (*m)->main()->params()) params.push_back(p->name());
+  std::sort(params.begin(), params.end());
+  EXPECT_EQ(params, (std::vector<std::string>{"m.weight", "x"}));
+  // inv_freq * inv_freq folded: [0.25, 0.0625]
+  const ir::Node* add = (*m)->main()->results()[0]->producer();
+  ASSERT_EQ(add->op(), "add");
+  ASSERT_EQ(add->input(1)->producer()->op(), "constant");
+  auto t = add->input(1)->producer()->GetTensor("value");
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->GetDouble(0), 0.25);
+  EXPECT_EQ(t->GetDouble(1), 0.0625);
+}
+
+}  // namespace
+}  // namespace ptc::onnx_import

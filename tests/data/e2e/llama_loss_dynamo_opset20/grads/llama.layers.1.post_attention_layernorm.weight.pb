@@ -1,0 +1,1 @@
+ B.llama.layers.1.post_attention_layernorm.weightJ€ìÎ¶9>H/<(¯™;¨z;» :@;üa»Šs!¼YÛ:Q8<Â?õ:ê:Š™ˆ<4–g;Dw·;H{{º\ŒÃ»m.{»hƒž;¶Ÿ»€êœºØ¦f;2Ò&¼¾¸»¡¡; Xñ;ÅTº±”ºàG9XÛ;(û²»¤«ºÐË	;

@@ -1,0 +1,1 @@
+ B%llama.layers.1.input_layernorm.weightJ€ÒÚ7»¯Ê;@a/;Ö»@¿O¼˜×ª<®Ç»¿´­<Œy<èêÇ¼fðŒ;çQ¼¸p;NÄÀ;Të=¹sK¼Ø½90 ñº<W<ðmù:'tM<,i²;ÀÝ§¼ ý¡¹rwÐ»·Ih»È+»Àñ»¹¿ØZ;ãM;àjÚ»””ì:
