@@ -17,7 +17,14 @@
 //                                            ("fused.finite-fill")
 //       | add(%sc, %bias)                    or an additive mask (either operand order)
 //   %p  = softmax(%m) {axis=3}
-//   %o  = matmul(%p, %v)                     v [B,H,Tk,Dv] -> o [B,H,Tq,Dv]
+//   %p' = where(not(equal(%p, %p)), 0, %p)   optional: torch's safe softmax (isnan(p) -> 0,
+//                                            as torch.export decomposes SDPA), which zeroes
+//                                            the rows a mask empties; taken without a mask or
+//                                            with a constant one that keeps a key in every
+//                                            row ("fused.safe-softmax"; else
+//                                            "declined.safe-softmax"), where only non-finite
+//                                            scores (NaN / inf inputs) could tell them apart
+//   %o  = matmul(%p', %v)                    v [B,H,Tk,Dv] -> o [B,H,Tq,Dv]
 // Every intermediate must have one use. The head transposes around it are absorbed too when
 // they are all there: q = transpose(q4, [0,2,1,3]), kt = transpose(k4, [0,2,3,1]),
 // v = transpose(v4, [0,2,1,3]) with q4/k4/v4 in [B,T,H,D] and o's only use a transpose
@@ -92,6 +99,49 @@ bool EveryRowKeepsAKey(const ir::Module& module, const ir::Value* mask, bool kee
   for (int64_t row = 0; row < t->num_elements() / tk; ++row) {
     bool any = false;
     for (int64_t j = 0; j < tk && !any; ++j) any = (t->GetDouble(row * tk + j) != 0) == keep;
+    if (!any) return false;
+  }
+  return true;
+}
+
+// The where(not(equal(p, p)), 0, p) reading softmax `sm` (p) when that chain is p's only use
+// besides itself; else nullptr.
+ir::Node* SafeSoftmaxWhere(const Matcher& m, const ir::Node* sm) {
+  const ir::Value* p = sm->output();
+  ir::Node* eq = nullptr;
+  ir::Node* where = nullptr;
+  for (ir::Node* u : m.Users(p)) {
+    if (u->op() == "equal" && u->input(0) == p && u->input(1) == p) {
+      eq = u;
+    } else if (u->op() == "where" && u->num_inputs() == 3 && u->input(2) == p) {
+      where = u;
+    } else {
+      return nullptr;
+    }
+  }
+  if (eq == nullptr || where == nullptr || m.NumUses(p) != 3 || m.IsResult(p)) return nullptr;
+  ir::Node* neg = m.SingleUser(eq->output());
+  if (neg == nullptr || neg->op() != "not" || m.IsResult(eq->output()) ||
+      where->input(0) != neg->output() || m.NumUses(neg->output()) != 1 ||
+      m.IsResult(neg->output())) {
+    return nullptr;
+  }
+  std::optional<double> zero = m.Splat(where->input(1));
+  if (!zero || *zero != 0.0 || where->output()->type() != p->type()) return nullptr;
+  return where;
+}
+
+// Whether no row of the scores can be masked out entirely by `mask` (nullptr: none; a bool
+// where-mask, true = kept when `keep`; else an additive mask, where a row of -inf empties it).
+bool NoRowFullyMasked(const ir::Module& module, const ir::Value* mask, bool bool_mask,
+                      bool keep, int64_t tk) {
+  if (mask == nullptr) return true;
+  if (bool_mask) return EveryRowKeepsAKey(module, mask, keep, tk);
+  std::optional<ir::Tensor> t = ConstantTensor(module, mask);
+  if (!t.has_value() || t->shape().empty() || t->shape().back() != tk || tk == 0) return false;
+  for (int64_t row = 0; row < t->num_elements() / tk; ++row) {
+    bool any = false;
+    for (int64_t j = 0; j < tk && !any; ++j) any = std::isfinite(t->GetDouble(row * tk + j));
     if (!any) return false;
   }
   return true;
@@ -206,9 +256,18 @@ class FuseAttentionPass : public FunctionPass {
         continue;
       }
       std::vector<ir::Node*> absorbed = {sm};
+      // torch's safe softmax (its SDPA decomposition, as torch.export writes it):
+      // where(isnan(p), 0, p), isnan imported as not(equal(p, p)).
+      ir::Node* safe = SafeSoftmaxWhere(m, sm);
+      if (safe != nullptr) {
+        absorbed.push_back(safe);
+        absorbed.push_back(m.Def(safe->input(0)).node());                       // not
+        absorbed.push_back(m.Def(m.Def(safe->input(0)).node()->input(0)).node());  // equal
+      }
       // After: matmul(p, v).
-      ir::Node* pv = m.SingleUser(sm->output());
-      if (pv == nullptr || pv->op() != "matmul" || pv->input(0) != sm->output()) {
+      ir::Value* probs = safe != nullptr ? safe->output() : sm->output();
+      ir::Node* pv = m.SingleUser(probs);
+      if (pv == nullptr || pv->op() != "matmul" || pv->input(0) != probs) {
         Count(pv == nullptr ? "declined.multi-use" : "declined.no-matmul");
         continue;
       }
@@ -271,6 +330,14 @@ class FuseAttentionPass : public FunctionPass {
         cur = an->input(scores);
         absorbed.push_back(an);
       }
+      // The safe softmax zeroes the rows a mask empties (NaN in softmax and in attention);
+      // taken where no row can be emptied: no mask, or a constant one keeping a key per row.
+      if (safe != nullptr && !NoRowFullyMasked(module, mask, where_node != nullptr, keep_mask,
+                                               st.shape[3])) {
+        Count("declined.safe-softmax");
+        continue;
+      }
+      if (safe != nullptr) Count("fused.safe-softmax");
       double scale = 1.0;
       for (std::string_view op : {"mul", "div"}) {
         const Factor f = ConstantFactor(m, cur, op);

@@ -5,10 +5,15 @@
 //   reshape(x) to x's shape        -> x
 //   transpose(transpose(x, p), q)  -> transpose(x, p∘q)   (and x when p∘q is the identity)
 //   transpose(x) {perm=identity}   -> x
+//   reshape(transpose(reshape(x))), the inner reshape merging runs of x's dims and the outer
+//   one splitting the permuted runs back
+//                                  -> transpose(x)        (the runs' dims permuted: torch.export's
+//                                                          batched k.transpose(-1, -2))
 //   identity(x)                    -> x
 //   expand(x) to x's shape         -> x
 //   cast(x) {to=x's dtype}         -> x
 //   split(x) with one output       -> x
+//   slice(x) to x's shape, steps 1 -> x
 //   concat(x) with one operand     -> x
 //   mul(x, 1), mul(1, x), div(x, 1) -> x                  (a constant of ones that does not
 //                                                          broadcast x: exact, NaN and -0 too;
@@ -63,6 +68,15 @@ class SimplifyPass : public Pass {
     module_ = &module;
     for (const auto& fn : module.functions()) {
       std::set<const ir::Node*> erase;
+      // Grouped transposes first: the reshape chains below would otherwise merge their inner
+      // reshape into the one before it (repeat_kv's, for a grouped-query k^T) and hide them.
+      for (size_t i = 0; i < fn->nodes().size(); ++i) {
+        ir::Node* n = fn->nodes()[i].get();
+        ir::Node* p = n->num_inputs() == 1 ? n->input(0)->producer() : nullptr;
+        if (n->op() != "reshape" || p == nullptr || p->op() != "transpose") continue;
+        PTC_ASSIGN_OR_RETURN(bool c, GroupedTranspose(*n, *p, erase));
+        changed |= c;
+      }
       for (size_t i = 0; i < fn->nodes().size(); ++i) {
         ir::Node* n = fn->nodes()[i].get();
         PTC_ASSIGN_OR_RETURN(bool c, Simplify(*fn, *n, erase));
@@ -139,6 +153,14 @@ class SimplifyPass : public Pass {
     if (op == "gemm" && n.num_inputs() == 3 && n.num_outputs() == 1) {
       return GemmAsMatMulAdd(fn, n, erase);
     }
+    if (op == "slice" && x->type() == n.output()->type()) {
+      // Same shape with unit steps: every element in place (torch.export writes x[:, None] and
+      // x[:, :] as such slices).
+      PTC_ASSIGN_OR_RETURN(std::vector<int64_t> steps, n.GetInts("steps"));
+      if (std::all_of(steps.begin(), steps.end(), [](int64_t s) { return s == 1; })) {
+        return Forward(fn, n, x, erase, "slice.noop");
+      }
+    }
     if (op == "slice" && p != nullptr && p->op() == "matmul" && !erase.count(p)) {
       return SliceBeforeMatMul(fn, n, *p, erase);
     }
@@ -165,6 +187,53 @@ class SimplifyPass : public Pass {
       }
     }
     return false;
+  }
+
+  // reshape(transpose(reshape(x), q)) where the inner reshape only merges runs of x's dims
+  // into groups and the outer one splits the permuted groups back: transpose(x, P), P the
+  // groups' dims in q's order. torch.export writes a batched k.transpose(-1, -2) of a
+  // [B, H, T, D] tensor this way ([B*H, T, D], transpose [0, 2, 1], [B, H, D, T]).
+  absl::StatusOr<bool> GroupedTranspose(ir::Node& n, ir::Node& t,
+                                        std::set<const ir::Node*>& erase) {
+    ir::Node* inner = t.input(0)->producer();
+    if (inner == nullptr || inner->op() != "reshape" || erase.count(inner)) return false;
+    const ir::Shape& xs = inner->input(0)->type().shape;
+    const ir::Shape& zs = inner->output()->type().shape;
+    PTC_ASSIGN_OR_RETURN(std::vector<int64_t> q, t.GetInts("perm"));
+    if (q.size() != zs.size()) return false;
+    // groups[j]: the dims of x merged into z's dim j.
+    std::vector<std::vector<int64_t>> groups;
+    size_t at = 0;
+    for (int64_t z : zs) {
+      std::vector<int64_t> g;
+      int64_t prod = 1;
+      while (at < xs.size() && (prod < z || g.empty())) {
+        prod *= xs[at];
+        g.push_back(static_cast<int64_t>(at++));
+      }
+      if (prod != z || g.empty()) return false;
+      groups.push_back(std::move(g));
+    }
+    for (; at < xs.size(); ++at) {  // trailing unit dims join the last group
+      if (xs[at] != 1 || groups.empty()) return false;
+      groups.back().push_back(static_cast<int64_t>(at));
+    }
+    std::vector<int64_t> perm;
+    ir::Shape shape;
+    for (int64_t j : q) {
+      if (j < 0 || j >= static_cast<int64_t>(groups.size())) return false;
+      for (int64_t d : groups[j]) {
+        perm.push_back(d);
+        shape.push_back(xs[d]);
+      }
+    }
+    if (shape != n.output()->type().shape) return false;
+    n.set_op("transpose");
+    n.set_inputs({inner->input(0)});
+    n.mutable_attrs().clear();
+    n.set_attr("perm", perm);
+    Count("reshape.grouped-transpose");
+    return true;
   }
 
   // gemm(a, b, c) with a bias c -> add(matmul(a, b'), c): the gemm node becomes the add (its

@@ -281,7 +281,8 @@ TEST(CudaTraining, LlamaGroupedQueryAttentionMatchesCpu) {
 // Models exported from PyTorch (tests/e2e/make_references.py) train on the device like
 // torch.optim.AdamW: transformers' modeling_llama written out (rotary tables computed in the
 // forward, repeat_kv, SwiGLU, an additive causal mask), and transformers' own LlamaForCausalLM
-// and GPT2LMHeadModel with their shifted losses. The default passes fuse them as ptc's own
+// and GPT2LMHeadModel with their shifted losses, each also as torch 2.11's dynamo exporter
+// writes it (transformers 5.25). The default passes fuse them as ptc's own
 // models (tests/train: TorchExportPlan), every node runs on a CUDA kernel, and 5 steps on one
 // batch give torch's losses (fp32: rtol 1e-3, as the CPU test; bf16: within 2%).
 class CudaTorchExport : public testing::TestWithParam<std::string> {};
@@ -343,7 +344,9 @@ TEST_P(CudaTorchExport, TrainsLikeTorch) {
 
 INSTANTIATE_TEST_SUITE_P(E2e, CudaTorchExport,
                          testing::Values("llama_loss_opset17", "hf_llama_loss_opset17",
-                                         "hf_gpt2_loss_opset17"));
+                                         "hf_gpt2_loss_opset17", "llama_loss_dynamo_opset20",
+                                         "hf_llama_loss_dynamo_opset20",
+                                         "hf_gpt2_loss_dynamo_opset20"));
 
 // Autotuning (on by default): the first run times each distinct GEMM problem's cuBLASLt
 // candidates (the accumulating ones from a snapshot of their output), later runs and the CUDA
