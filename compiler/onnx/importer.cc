@@ -224,6 +224,8 @@ class Importer {
   absl::Status ConvertPtcNode(NodeCtx& c);
   // Operators added after opset 17 (opset_adapter.h's kNewerOnnxDomain).
   absl::Status ConvertNewerNode(NodeCtx& c);
+  absl::Status ConvertRotaryEmbedding(NodeCtx& c);
+  absl::Status ConvertAttention(NodeCtx& c);
   absl::Status SetResults();
   void RemoveUnusedParams();
 
@@ -1825,7 +1827,190 @@ absl::Status Importer::ConvertNewerNode(NodeCtx& c) {
     PTC_ASSIGN_OR_RETURN(EntryPtr sig, Emit1(c, "sigmoid", {arg}, {}, ""));
     return Emit1(c, "mul", {x, sig.get()}, {}, out0()).status();
   }
+  if (op == "RMSNormalization") {  // opset 23: x / sqrt(mean(x^2 over axis..) + eps) * scale
+    PTC_ASSIGN_OR_RETURN(Entry * x, c.Req(0));
+    PTC_ASSIGN_OR_RETURN(Entry * scale, c.Req(1));
+    PTC_ASSIGN_OR_RETURN(int64_t axis, c.AttrInt("axis", -1));
+    PTC_ASSIGN_OR_RETURN(axis, c.NormAxis(axis, x->type.rank(), "axis"));
+    PTC_ASSIGN_OR_RETURN(double eps, c.AttrFloat("epsilon", 1e-5));
+    PTC_ASSIGN_OR_RETURN(int64_t stash, c.AttrInt("stash_type", 1));
+    if (stash != onnx::TensorProto::FLOAT) {
+      return c.Unimplemented("stash_type other than FLOAT is not supported (ptc computes the "
+                             "statistics in f32)");
+    }
+    return Emit1(c, "layer_norm", {x, scale}, {{"axis", axis}, {"epsilon", eps}, {"rms", int64_t{1}}},
+                 out0())
+        .status();
+  }
+  if (op == "RotaryEmbedding") return ConvertRotaryEmbedding(c);
+  if (op == "Attention") return ConvertAttention(c);
   return c.Unimplemented(absl::StrCat(op, " (added after opset 17) is not converted yet"));
+}
+
+// RotaryEmbedding (opset 23), the rotate-half form (interleaved=0) over the whole head:
+// x [B, H, S, D] (or [B, S, H*D] with num_heads), cos / sin [B, S, D/2], or [P, D/2] tables
+// gathered by position_ids [B, S]. ptc's rotary takes tables that broadcast to x's half.
+absl::Status Importer::ConvertRotaryEmbedding(NodeCtx& c) {
+  const auto& node = c.node();
+  const std::string out = node.output_size() > 0 ? node.output(0) : "";
+  PTC_ASSIGN_OR_RETURN(Entry * x, c.Req(0));
+  PTC_ASSIGN_OR_RETURN(Entry * cos, c.Req(1));
+  PTC_ASSIGN_OR_RETURN(Entry * sin, c.Req(2));
+  PTC_ASSIGN_OR_RETURN(int64_t interleaved, c.AttrInt("interleaved", 0));
+  PTC_ASSIGN_OR_RETURN(int64_t rotary_dim, c.AttrInt("rotary_embedding_dim", 0));
+  PTC_ASSIGN_OR_RETURN(int64_t num_heads, c.AttrInt("num_heads", 0));
+  if (interleaved != 0) {
+    return c.Unimplemented("interleaved=1 (rotated pairs side by side) is not supported; ptc "
+                           "rotates the two halves of the head (interleaved=0)");
+  }
+  const int64_t r = x->type.rank();
+  if (r != 3 && r != 4) return c.Error(absl::StrCat("x must be 3-D or 4-D, got ", x->type.ToString()));
+  const ir::Shape xs = x->type.shape;
+  const int64_t b = xs[0];
+  const int64_t seq = r == 4 ? xs[2] : xs[1];
+  int64_t d = xs.back();
+  if (r == 3) {
+    if (num_heads <= 0 || xs[2] % num_heads != 0) {
+      return c.Error("a 3-D x needs num_heads dividing its hidden size");
+    }
+    d = xs[2] / num_heads;
+  }
+  if (rotary_dim != 0 && rotary_dim != d) {
+    return c.Unimplemented(absl::StrCat("rotary_embedding_dim ", rotary_dim, " (a partial "
+                                        "rotation) is not supported; ptc rotates the whole head (",
+                                        d, ")"));
+  }
+  std::vector<Entry*> tables = {cos, sin};
+  std::vector<EntryPtr> keep;
+  if (Entry* pos = c.In(3)) {
+    for (Entry*& t : tables) {
+      PTC_ASSIGN_OR_RETURN(EntryPtr g, Emit1(c, "gather", {t, pos}, {{"axis", int64_t{0}}}, ""));
+      keep.push_back(g);
+      t = g.get();
+    }
+  }
+  for (Entry*& t : tables) {
+    const ir::Shape& ts = t->type.shape;
+    if (ts.size() != 3 || (ts[0] != b && ts[0] != 1) || ts[1] != seq || ts[2] != d / 2) {
+      return c.Error(absl::StrCat("cos / sin must be [", b, " or 1, ", seq, ", ", d / 2,
+                                  "] (or position-gathered to it), got ", t->type.ToString()));
+    }
+    ir::Shape s4 = r == 4 ? ir::Shape{ts[0], 1, seq, d / 2} : ir::Shape{ts[0], seq, 1, d / 2};
+    PTC_ASSIGN_OR_RETURN(EntryPtr v, Emit1(c, "reshape", {t}, {{"shape", s4}}, ""));
+    keep.push_back(v);
+    t = v.get();
+  }
+  if (r == 4) return Emit1(c, "rotary", {x, tables[0], tables[1]}, {}, out).status();
+  PTC_ASSIGN_OR_RETURN(EntryPtr x4, Emit1(c, "reshape", {x}, {{"shape", ir::Shape{b, seq, num_heads, d}}}, ""));
+  PTC_ASSIGN_OR_RETURN(EntryPtr y4, Emit1(c, "rotary", {x4.get(), tables[0], tables[1]}, {}, ""));
+  return Emit1(c, "reshape", {y4.get()}, {{"shape", xs}}, out).status();
+}
+
+// Attention (opset 23-25): softmax(q k^T * scale + mask) v, with q [B, Hq, S, D] and k / v
+// [B, Hkv, L, D / Dv] (Hkv dividing Hq: grouped-query), or the 3-D [B, S, H*D] forms with
+// q_num_heads / kv_num_heads (read as [B, S, H, D]: ptc's layout "bthd"). attn_mask: bool
+// (true = attend, ptc's mask is its negation) or added to the scores; is_causal masks key j
+// of query i when j > i (the upper-left triangle). Past keys / values (ptc builds its own KV
+// cache: ptc generate), softcap and the qk_matmul_output output are not supported.
+absl::Status Importer::ConvertAttention(NodeCtx& c) {
+  const auto& node = c.node();
+  for (int i = 4; i < node.input_size(); ++i) {
+    if (!node.input(i).empty()) {
+      return c.Unimplemented(absl::StrCat(
+          "input ", i, " (past_key / past_value / nonpad_kv_seqlen) is not supported; ptc "
+          "builds its own KV cache for generation (ptc generate)"));
+    }
+  }
+  for (int i = 1; i < node.output_size(); ++i) {
+    if (!node.output(i).empty()) {
+      return c.Unimplemented(absl::StrCat("output ", i, " (present_key / present_value / "
+                                          "qk_matmul_output) is not supported"));
+    }
+  }
+  PTC_ASSIGN_OR_RETURN(double softcap, c.AttrFloat("softcap", 0.0));
+  if (softcap != 0.0) return c.Unimplemented("softcap is not supported");
+  PTC_ASSIGN_OR_RETURN(int64_t causal, c.AttrInt("is_causal", 0));
+  PTC_ASSIGN_OR_RETURN(Entry * q, c.Req(0));
+  PTC_ASSIGN_OR_RETURN(Entry * k, c.Req(1));
+  PTC_ASSIGN_OR_RETURN(Entry * v, c.Req(2));
+  const int64_t r = q->type.rank();
+  if (r != k->type.rank() || r != v->type.rank() || (r != 3 && r != 4)) {
+    return c.Error(absl::StrCat("q, k, v must all be 3-D or all 4-D, got ", q->type.ToString(),
+                                ", ", k->type.ToString(), ", ", v->type.ToString()));
+  }
+  std::vector<EntryPtr> keep;
+  ir::AttrMap attrs;
+  int64_t tq = r == 4 ? q->type.shape[2] : q->type.shape[1];
+  int64_t tk = r == 4 ? k->type.shape[2] : k->type.shape[1];
+  int64_t d = q->type.shape.back();
+  ir::Shape out3;
+  if (r == 3) {
+    PTC_ASSIGN_OR_RETURN(int64_t hq, c.AttrInt("q_num_heads", 0));
+    PTC_ASSIGN_OR_RETURN(int64_t hkv, c.AttrInt("kv_num_heads", 0));
+    if (hq <= 0 || hkv <= 0 || q->type.shape[2] % hq != 0 || k->type.shape[2] % hkv != 0 ||
+        v->type.shape[2] % hkv != 0) {
+      return c.Error("3-D q, k, v need q_num_heads and kv_num_heads dividing their hidden sizes");
+    }
+    d = q->type.shape[2] / hq;
+    const int64_t dv = v->type.shape[2] / hkv;
+    out3 = {q->type.shape[0], tq, hq * dv};
+    for (auto [e, h] : {std::pair{&q, hq}, std::pair{&k, hkv}, std::pair{&v, hkv}}) {
+      const ir::Shape& s = (*e)->type.shape;
+      PTC_ASSIGN_OR_RETURN(EntryPtr t, Emit1(c, "reshape", {*e},
+                                             {{"shape", ir::Shape{s[0], s[1], h, s[2] / h}}}, ""));
+      keep.push_back(t);
+      *e = t.get();
+    }
+    attrs["layout"] = std::string("bthd");
+  }
+  if (c.FindAttr("scale") != nullptr) {
+    PTC_ASSIGN_OR_RETURN(double scale, c.AttrFloat("scale", 0.0));
+    attrs["scale"] = scale;
+  } else {
+    attrs["scale"] = 1.0 / std::sqrt(static_cast<double>(d));
+  }
+  // The mask ptc's attention takes: bool, true = masked out; or added to the scores.
+  Entry* mask = nullptr;
+  if (Entry* m = c.In(3)) {
+    if (m->type.dtype == ir::DType::kBool) {
+      PTC_ASSIGN_OR_RETURN(EntryPtr dropped, Emit1(c, "not", {m}, {}, ""));
+      keep.push_back(dropped);
+      mask = dropped.get();
+    } else if (m->type.dtype == q->type.dtype) {
+      mask = m;
+    } else {
+      return c.Error(absl::StrCat("attn_mask must be bool or q's dtype, got ", m->type.ToString()));
+    }
+  }
+  if (causal != 0) {
+    ir::Tensor tri(ir::DType::kBool, {tq, tk});
+    bool* t = tri.mutable_data_as<bool>();
+    for (int64_t i = 0; i < tq; ++i) {
+      for (int64_t j = 0; j < tk; ++j) t[i * tk + j] = j > i;
+    }
+    EntryPtr c_mask = BindConstant("", std::move(tri), c.loc());
+    keep.push_back(c_mask);
+    if (mask == nullptr) {
+      mask = c_mask.get();
+    } else if (mask->type.dtype == ir::DType::kBool) {
+      PTC_ASSIGN_OR_RETURN(EntryPtr both, Emit1(c, "or", {mask, c_mask.get()}, {}, ""));
+      keep.push_back(both);
+      mask = both.get();
+    } else {
+      std::vector<double> ninf = {-INFINITY};
+      EntryPtr fill64 = BindConstant("", ir::Tensor::FromVector(ir::DType::kF64, {}, ninf), c.loc());
+      PTC_ASSIGN_OR_RETURN(EntryPtr fill, Emit1(c, "cast", {fill64.get()}, {{"to", mask->type.dtype}}, ""));
+      PTC_ASSIGN_OR_RETURN(EntryPtr both, Emit1(c, "where", {c_mask.get(), fill.get(), mask}, {}, ""));
+      keep.insert(keep.end(), {fill64, fill, both});
+      mask = both.get();
+    }
+  }
+  std::vector<Entry*> ins = {q, k, v};
+  if (mask != nullptr) ins.push_back(mask);
+  const std::string out = node.output_size() > 0 ? node.output(0) : "";
+  if (r == 4) return Emit1(c, "attention", ins, std::move(attrs), out).status();
+  PTC_ASSIGN_OR_RETURN(EntryPtr o, Emit1(c, "attention", ins, std::move(attrs), ""));
+  return Emit1(c, "reshape", {o.get()}, {{"shape", out3}}, out).status();
 }
 
 absl::Status Importer::SetResults() {

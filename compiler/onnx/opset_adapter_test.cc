@@ -378,3 +378,105 @@ TEST(OpsetAdapterTest, TorchExportBuffersAreConstantsNotWeights) {
 
 }  // namespace
 }  // namespace ptc::onnx_import
+
+namespace ptc::onnx_import {
+namespace {
+
+// Opset 23's Attention, RMSNormalization and RotaryEmbedding, folded on constants through the
+// CPU kernels and checked against values worked out by hand.
+TEST(OpsetAdapterTest, Opset23AttentionCausalAndThreeD) {
+  for (bool three_d : {false, true}) {
+    SCOPED_TRACE(three_d ? "3-D" : "4-D");
+    ModelBuilder b(/*opset=*/23);
+    std::vector<int64_t> dims = three_d ? std::vector<int64_t>{1, 2, 1}
+                                        : std::vector<int64_t>{1, 1, 2, 1};
+    ConstF32(b, "q", dims, {1, 1});
+    ConstF32(b, "k", dims, {0, 1});
+    ConstF32(b, "v", dims, {1, 3});
+    auto* a = b.Node("Attention", {"q", "k", "v"}, {"y"});
+    AttrI(a, "is_causal", 1);
+    AttrF(a, "scale", 1.0f);
+    if (three_d) {
+      AttrI(a, "q_num_heads", 1);
+      AttrI(a, "kv_num_heads", 1);
+    }
+    b.Output("y", F32, static_cast<int>(dims.size()));
+    auto m = Import(b);
+    ASSERT_TRUE(m.ok()) << m.status();
+    // Query 0 sees key 0 only: v0 = 1. Query 1: softmax([0, 1]) . [1, 3].
+    const double p1 = std::exp(1.0) / (1.0 + std::exp(1.0));
+    std::vector<double> got = Folded(**m, 0);
+    ASSERT_EQ(got.size(), 2u);
+    EXPECT_NEAR(got[0], 1.0, 1e-6);
+    EXPECT_NEAR(got[1], (1 - p1) * 1 + p1 * 3, 1e-6);
+    EXPECT_EQ((*m)->main()->results()[0]->type().shape, dims);
+  }
+}
+
+TEST(OpsetAdapterTest, Opset23AttentionBoolMaskKeepsTrue) {
+  ModelBuilder b(/*opset=*/23);
+  ConstF32(b, "q", {1, 1, 1, 1}, {1});
+  ConstF32(b, "k", {1, 1, 2, 1}, {0, 1});
+  ConstF32(b, "v", {1, 1, 2, 1}, {1, 3});
+  auto* keep = b.Node("Constant", {}, {"keep"}, "keep_node");
+  auto* at = keep->add_attribute();
+  at->set_name("value");
+  at->set_type(onnx::AttributeProto::TENSOR);
+  at->mutable_t()->set_data_type(BOOL);
+  at->mutable_t()->add_dims(2);
+  at->mutable_t()->add_int32_data(0);  // key 0 masked out
+  at->mutable_t()->add_int32_data(1);
+  b.Node("Attention", {"q", "k", "v", "keep"}, {"y"});
+  b.Output("y", F32, 4);
+  auto m = Import(b);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(Folded(**m, 0), (std::vector<double>{3}));
+}
+
+TEST(OpsetAdapterTest, Opset23AttentionPastKeysAreAnError) {
+  ModelBuilder b(/*opset=*/23);
+  for (const char* n : {"q", "k", "v", "pk", "pv"}) b.Input(n, F32, {int64_t{1}, int64_t{1}, int64_t{2}, int64_t{4}});
+  b.Node("Attention", {"q", "k", "v", "", "pk", "pv"}, {"y", "present_k", "present_v"}, "att");
+  b.Output("y", F32, 4);
+  auto m = Import(b);
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(std::string(m.status().message()), HasSubstr("KV cache"));
+}
+
+TEST(OpsetAdapterTest, Opset23RmsNormAndRotary) {
+  ModelBuilder b(/*opset=*/23);
+  ConstF32(b, "x", {1, 2}, {3, 4});
+  ConstF32(b, "scale", {2}, {1, 2});
+  AttrF(b.Node("RMSNormalization", {"x", "scale"}, {"n"}), "epsilon", 0.0f);
+  // x [B=1, H=1, S=1, D=2] = [1, 2], cos 0, sin 1: [1*0 - 2*1, 2*0 + 1*1] = [-2, 1]; the
+  // tables [1, S, D/2] broadcast over the batch.
+  ConstF32(b, "h", {1, 1, 1, 2}, {1, 2});
+  ConstF32(b, "cos", {1, 1, 1}, {0});
+  ConstF32(b, "sin", {1, 1, 1}, {1});
+  b.Node("RotaryEmbedding", {"h", "cos", "sin"}, {"r"});
+  b.Output("n", F32, 2).Output("r", F32, 4);
+  auto m = Import(b);
+  ASSERT_TRUE(m.ok()) << m.status();
+  const double rms = std::sqrt((9.0 + 16.0) / 2);
+  std::vector<double> n = Folded(**m, 0);
+  ASSERT_EQ(n.size(), 2u);
+  EXPECT_NEAR(n[0], 3 / rms, 1e-6);
+  EXPECT_NEAR(n[1], 2 * 4 / rms, 1e-6);
+  EXPECT_EQ(Folded(**m, 1), (std::vector<double>{-2, 1}));
+}
+
+TEST(OpsetAdapterTest, Opset23InterleavedRotaryIsAnError) {
+  ModelBuilder b(/*opset=*/23);
+  b.Input("h", F32, {int64_t{1}, int64_t{1}, int64_t{1}, int64_t{2}});
+  ConstF32(b, "cos", {1, 1, 1}, {0});
+  ConstF32(b, "sin", {1, 1, 1}, {1});
+  AttrI(b.Node("RotaryEmbedding", {"h", "cos", "sin"}, {"r"}, "rope"), "interleaved", 1);
+  b.Output("r", F32, 4);
+  auto m = Import(b);
+  ASSERT_FALSE(m.ok());
+  EXPECT_THAT(std::string(m.status().message()), HasSubstr("interleaved"));
+}
+
+}  // namespace
+}  // namespace ptc::onnx_import

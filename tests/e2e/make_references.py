@@ -47,7 +47,7 @@ import torch.nn.functional as F
 
 OPSETS = (14, 17)
 DYNAMO = tuple(int(v) for v in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 9)
-DYNAMO_OPSETS = (20,)
+DYNAMO_OPSETS = (20,)  # torch 2.9+'s default; the hf_* cases also at 23 (Attention)
 HF_DYNAMO_VERSION = "5.25.0"
 RTOL = 1e-4
 ATOL = 1e-5
@@ -520,6 +520,36 @@ def hf_case(kind):
         dims={"batch": 2, "seq": 16},
         training=True,
         opsets=(17,),
+        dynamo_opsets=(20, 23),
+    )
+
+
+def case_hf_llama_logits():
+    """Inference: LlamaForCausalLM's logits, exported with the optimizer (dynamo only: at opset 23
+    it writes RMSNormalization, RotaryEmbedding and Attention)."""
+    class Logits(nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids):
+            return self.m(input_ids=input_ids, use_cache=False).logits
+
+    model = Logits(make_hf("llama", 4242).m).eval()
+    gen = torch.Generator().manual_seed(7)
+    # Batch 1: torch writes RotaryEmbedding's tables as [1, S, D/2], which onnxruntime reads
+    # only when that is the batch (ptc broadcasts them).
+    ids = torch.randint(0, 101, (1, 16), generator=gen)
+    return dict(
+        name="hf_llama",
+        description=f"transformers {HF_DYNAMO_VERSION} LlamaForCausalLM (vocab 101, 2 layers, "
+                    "dim 32, 4 heads, 2 kv heads, ffn 88), logits",
+        model=model,
+        inputs=[("input_ids", ids)],
+        output_names=["logits"],
+        dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "logits": {0: "batch", 1: "seq"}},
+        dims={"batch": 1, "seq": 16},
+        dynamo_opsets=(23,),
     )
 
 
@@ -723,12 +753,14 @@ def main():
                   "left as they are")
         else:
             makes += [case_hf_gpt2_loss, case_hf_llama_loss]
+            if DYNAMO:
+                makes.append(case_hf_llama_logits)
     except ImportError:
         print(f"transformers not installed (pip install transformers=={hf_version}): hf_* "
               "cases left as they are")
     for make in makes:
         case = make()
-        for opset in DYNAMO_OPSETS if DYNAMO else case.get("opsets", OPSETS):
+        for opset in case.get("dynamo_opsets", DYNAMO_OPSETS) if DYNAMO else case.get("opsets", OPSETS):
             export_case(case, opset, root)
     print(f"wrote {root}")
 

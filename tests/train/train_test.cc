@@ -269,7 +269,8 @@ TEST_P(TorchLossReference, DefaultPassesMatchNoPasses) {
 //   - *_dynamo: the same models exported by torch 2.11's dynamo exporter (opset 20; ptc's
 //     Llama and transformers 5.25's models: torch's SDPA decomposition with its safe softmax
 //     and a batched k^T through [B*H, T, D], a mask with the batch dim, whole-tensor slices,
-//     the labels shifted instead of the logits).
+//     the labels shifted instead of the logits), and at opset 23, where SDPA is one ONNX
+//     Attention op.
 // A bias-free projection is a matmul in ptc's Llama ([in, out] weights) and a fused_matmul
 // {trans_b=1} in the exports' ([out, in]): counted as one. The shifted loss adds its slices
 // (the rows before the LM head, the labels) and the rows' slice_grad; reshapes are views and
@@ -365,9 +366,13 @@ INSTANTIATE_TEST_SUITE_P(
                       OwnModelCase{"hf_gpt2_loss_opset17", "gpt2", true},
                       OwnModelCase{"llama_loss_dynamo_opset20", "llama", false},
                       OwnModelCase{"hf_llama_loss_dynamo_opset20", "llama", true},
-                      OwnModelCase{"hf_gpt2_loss_dynamo_opset20", "gpt2", true}),
+                      OwnModelCase{"hf_gpt2_loss_dynamo_opset20", "gpt2", true},
+                      OwnModelCase{"hf_llama_loss_dynamo_opset23", "llama", true},
+                      OwnModelCase{"hf_gpt2_loss_dynamo_opset23", "gpt2", true}),
     [](const ::testing::TestParamInfo<OwnModelCase>& info) {
-      return info.param.reference.substr(0, info.param.reference.find("_opset"));
+      const std::string& r = info.param.reference;
+      return r.find("_opset23") != std::string::npos ? r.substr(0, r.find("_opset")) + "_23"
+                                                     : r.substr(0, r.find("_opset"));
     });
 
 // LlamaForCausalLM's shifted loss, cross_entropy(logits[..., :-1, :], labels[..., 1:]): the
@@ -402,7 +407,9 @@ INSTANTIATE_TEST_SUITE_P(E2e, TorchLossReference,
                                            "gpt_loss_dynamo_opset20", "llama_loss_dynamo_opset20",
                                            "llama_shifted_loss_dynamo_opset20",
                                            "hf_gpt2_loss_dynamo_opset20",
-                                           "hf_llama_loss_dynamo_opset20"));
+                                           "hf_llama_loss_dynamo_opset20",
+                                           "hf_gpt2_loss_dynamo_opset23",
+                                           "hf_llama_loss_dynamo_opset23"));
 
 // ---------------------------------------------------------------------------------------------
 // (c) Smoke: the seq2seq and llama builders with --loss train end to end.
