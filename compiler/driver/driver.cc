@@ -135,6 +135,14 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
     for (const auto& t : mp.timings()) early_timings.push_back(t);
   }
   if (options.train) {
+    if (auto it = module->metadata().find("torch.folded_parameters");
+        it != module->metadata().end()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot train this model: torch.onnx's optimizer folded parameters into constants, "
+          "which a training step could not update: ", it->second, ". Export for training "
+          "without it: torch.onnx.export(model, args, path, dynamo=True, optimize=False); "
+          "inference plans of this file are fine"));
+    }
     // @eval (forward + loss) is copied before @main becomes the training step.
     std::unique_ptr<ir::Module> forward = module->Clone();
     PTC_RETURN_IF_ERROR(autodiff::BuildTrainingStep(*module, options.train_options));

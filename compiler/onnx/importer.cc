@@ -262,6 +262,8 @@ class Importer {
   google::protobuf::RepeatedPtrField<onnx::TensorProto> init_protos_;
   std::vector<std::pair<std::string, ir::Tensor>> initializers_;  // in file order
   std::set<std::string> constant_initializers_;  // marked ptc:constant by the exporter
+  std::map<std::string, std::string> transposed_params_;  // initializer -> param it transposes
+  std::string folded_params_;  // why the file's parameters look folded into constants
   std::map<std::string, ir::TensorType> input_types_;  // graph inputs (not initializers)
   std::map<std::string, onnx::TypeProto> onnx_types_;  // ONNX-inferred types by name
   int opset_ = 0;
@@ -384,14 +386,21 @@ absl::Status Importer::CheckOpsets() {
 
 // torch.onnx's dynamo exporter records torch.export's graph signature in the graph's
 // metadata: one line per input, "name: PARAMETER target='fqn'", "name: BUFFER target='fqn'
-// persistent=False", "name: CONSTANT_TENSOR target='fqn'", with initializers named after the
-// targets. Buffers and constant tensors (rotary inv_freq, causal-mask buffers) are constants
-// of the model, not weights: they fold and are not trained.
+// persistent=False", "name: CONSTANT_TENSOR target='fqn'", "name: USER_INPUT", with the
+// initializers named after the targets. With a signature, the PARAMETERs are the model's
+// weights; buffers, constant tensors and the initializers torch's ONNX optimizer makes
+// (optimize=True: folded scalars, masks, weight transposes) are constants.
+struct TorchSignature {
+  bool present = false;
+  std::set<std::string> parameters;
+  std::set<std::string> buffers;  // BUFFER and CONSTANT_TENSOR targets
+};
+
 // GraphProto.metadata_props is field 16 since IR version 10; the ONNX library of the build
 // machines predates it, so it is read from the unknown fields.
-std::set<std::string> TorchExportBuffers(const onnx::GraphProto& g) {
+TorchSignature ReadTorchSignature(const onnx::GraphProto& g) {
   constexpr int kGraphMetadataPropsField = 16;
-  std::set<std::string> names;
+  TorchSignature sig;
   const google::protobuf::UnknownFieldSet& unknown = g.GetReflection()->GetUnknownFields(g);
   for (int i = 0; i < unknown.field_count(); ++i) {
     const google::protobuf::UnknownField& f = unknown.field(i);
@@ -402,18 +411,40 @@ std::set<std::string> TorchExportBuffers(const onnx::GraphProto& g) {
     onnx::StringStringEntryProto prop;
     if (!prop.ParseFromString(f.length_delimited())) continue;
     if (prop.key() != "pkg.torch.export.ExportedProgram.graph_signature") continue;
+    sig.present = true;
     for (absl::string_view line : absl::StrSplit(prop.value(), '\n')) {
-      if (!absl::StrContains(line, ": BUFFER ") && !absl::StrContains(line, ": CONSTANT_TENSOR ")) {
+      const bool param = absl::StrContains(line, ": PARAMETER ");
+      if (!param && !absl::StrContains(line, ": BUFFER ") &&
+          !absl::StrContains(line, ": CONSTANT_TENSOR ")) {
         continue;
       }
       size_t at = line.find("target='");
       if (at == absl::string_view::npos) continue;
       absl::string_view rest = line.substr(at + 8);
       size_t end = rest.find('\'');
-      if (end != absl::string_view::npos) names.insert(std::string(rest.substr(0, end)));
+      if (end == absl::string_view::npos) continue;
+      (param ? sig.parameters : sig.buffers).insert(std::string(rest.substr(0, end)));
     }
   }
-  return names;
+  return sig;
+}
+
+// Whether `x` is the transpose of the 2-D `w`, bit for bit.
+bool IsTransposeOf(const ir::Tensor& x, const ir::Tensor& w) {
+  if (x.dtype() != w.dtype() || x.type().rank() != 2 || w.type().rank() != 2 ||
+      x.shape()[0] != w.shape()[1] || x.shape()[1] != w.shape()[0]) {
+    return false;
+  }
+  const size_t es = ir::DTypeSize(x.dtype());
+  const int64_t rows = w.shape()[0], cols = w.shape()[1];
+  const auto* xb = static_cast<const char*>(x.data());
+  const auto* wb = static_cast<const char*>(w.data());
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t j = 0; j < cols; ++j) {
+      if (std::memcmp(xb + (j * rows + i) * es, wb + (i * cols + j) * es, es) != 0) return false;
+    }
+  }
+  return true;
 }
 
 absl::Status Importer::LoadInitializers() {
@@ -422,7 +453,7 @@ absl::Status Importer::LoadInitializers() {
     return Error("sparse initializers are not supported; densify them before export");
   }
   init_protos_.Swap(model_.mutable_graph()->mutable_initializer());
-  const std::set<std::string> buffers = TorchExportBuffers(model_.graph());
+  const TorchSignature sig = ReadTorchSignature(model_.graph());
   std::set<std::string> seen;
   for (const auto& proto : init_protos_) {
     if (proto.name().empty()) return Error("an initializer has no name");
@@ -433,10 +464,55 @@ absl::Status Importer::LoadInitializers() {
     if (!t.ok()) {
       return absl::Status(t.status().code(), absl::StrCat(source_, ": ", t.status().message()));
     }
-    if (proto.doc_string() == kConstantDocString || buffers.count(proto.name())) {
+    if (proto.doc_string() == kConstantDocString ||
+        (sig.present && !sig.parameters.count(proto.name()))) {
       constant_initializers_.insert(proto.name());
     }
     initializers_.emplace_back(proto.name(), *std::move(t));
+  }
+  if (sig.present) {
+    // torch's optimizer folds w.T of an nn.Linear (or a tied LM head) into a new initializer.
+    // A copy that is the transpose of a parameter still in the file is that parameter's
+    // transpose again (a tied head stays tied, and trains); parameters folded away entirely
+    // are recorded (metadata "torch.folded_parameters"): training cannot update them.
+    std::map<std::string, const ir::Tensor*> params;
+    for (const auto& [name, t] : initializers_) {
+      if (sig.parameters.count(name)) params[name] = &t;
+    }
+    for (const auto& [name, t] : initializers_) {
+      if (!constant_initializers_.count(name) || !ir::IsFloat(t.dtype()) || t.type().rank() != 2) {
+        continue;
+      }
+      for (const auto& [pname, p] : params) {
+        if (IsTransposeOf(t, *p)) {
+          transposed_params_[name] = pname;
+          break;
+        }
+      }
+    }
+    // Parameters absent from the file are tied aliases (one initializer per tensor) or were
+    // folded away; float tensors of rank 2+ that are not parameters (nor their transposes)
+    // tell the second case.
+    std::vector<std::string> missing, derived;
+    for (const std::string& p : sig.parameters) {
+      if (!params.count(p)) missing.push_back(p);
+    }
+    for (const auto& [name, t] : initializers_) {
+      if (constant_initializers_.count(name) && ir::IsFloat(t.dtype()) && t.type().rank() >= 2 &&
+          !transposed_params_.count(name) && !sig.buffers.count(name)) {
+        derived.push_back(absl::StrCat(name, " ", t.type().ToString()));
+      }
+    }
+    if (!missing.empty() && !derived.empty()) {
+      folded_params_ = absl::StrCat(missing.size(), " parameters of the signature are not in the "
+                                    "file (", absl::StrJoin(missing.begin(),
+                                                             missing.begin() + std::min<size_t>(3, missing.size()), ", "),
+                                    missing.size() > 3 ? ", ..." : "", ") and ", derived.size(),
+                                    " weight-shaped constants are (",
+                                    absl::StrJoin(derived.begin(),
+                                                  derived.begin() + std::min<size_t>(3, derived.size()), ", "),
+                                    derived.size() > 3 ? ", ..." : "", ")");
+    }
   }
   init_protos_.Clear();  // the data now lives in the tensors
   return absl::OkStatus();
@@ -627,7 +703,7 @@ absl::Status Importer::CreateParams() {
     env_[vi.name()] = e;
   }
   for (const auto& [name, t] : initializers_) {
-    if (input_names.count(name)) continue;
+    if (input_names.count(name) || transposed_params_.count(name)) continue;
     auto e = std::make_shared<Entry>();
     e->name = name;
     e->type = t.type();
@@ -644,6 +720,17 @@ absl::Status Importer::CreateParams() {
     }
     env_[name] = e;
   }
+  for (const auto& [name, param] : transposed_params_) {
+    Entry* p = env_.at(param).get();
+    auto e = std::make_shared<Entry>();
+    e->name = name;
+    e->type = ir::TensorType{p->type.dtype, {p->type.shape[1], p->type.shape[0]}};
+    e->value = fn_->AddNode("transpose", {p->value}, {e->type},
+                            {{"perm", std::vector<int64_t>{1, 0}}}, name, {Sanitize(name)})
+                   ->output();
+    env_[name] = e;
+  }
+  if (!folded_params_.empty()) module_->metadata()["torch.folded_parameters"] = folded_params_;
   return absl::OkStatus();
 }
 

@@ -376,6 +376,55 @@ TEST(OpsetAdapterTest, TorchExportBuffersAreConstantsNotWeights) {
   EXPECT_EQ(t->GetDouble(1), 0.0625);
 }
 
+// torch's ONNX optimizer (optimize=True) folds w.T into a new initializer: one that is the
+// transpose of a parameter becomes transpose(parameter) again (a tied head stays tied); other
+// non-parameter initializers are constants. Parameters folded away entirely are recorded for
+// the driver, which then refuses to train.
+TEST(OpsetAdapterTest, OptimizedExportsTieTransposedCopiesBack) {
+  auto build = [](bool fold_away) {
+    ModelBuilder b(/*opset=*/20);
+    b.model.set_ir_version(10);
+    b.Input("x", F32, {int64_t{1}, int64_t{2}});
+    b.Input("ids", I64, {int64_t{1}});
+    b.InitF("emb.weight", {3, 2}, {1, 2, 3, 4, 5, 6});
+    if (fold_away) {
+      b.InitF("val_7", {2, 2}, {1, 0, 0, 1});  // a folded head's transpose, the head gone
+    } else {
+      b.InitF("val_7", {2, 3}, {1, 3, 5, 2, 4, 6});  // emb.weight^T
+    }
+    b.InitF("val_scale", {}, {0.5f});
+    b.Node("Gather", {"emb.weight", "ids"}, {"e"});
+    b.Node("MatMul", {"x", "val_7"}, {"logits"});
+    b.Node("Mul", {"logits", "val_scale"}, {"y"});
+    b.Output("e", F32, 2).Output("y", F32, 2);
+    onnx::StringStringEntryProto sig;
+    sig.set_key("pkg.torch.export.ExportedProgram.graph_signature");
+    sig.set_value(
+        "\n# inputs\np_emb_weight: PARAMETER target='emb.weight'\n"
+        "p_head_weight: PARAMETER target='head.weight'\nx: USER_INPUT\nids: USER_INPUT\n");
+    onnx::GraphProto* g = b.graph();
+    g->GetReflection()->MutableUnknownFields(g)->AddLengthDelimited(16, sig.SerializeAsString());
+    return b;
+  };
+  auto m = Import(build(false));
+  ASSERT_TRUE(m.ok()) << m.status();
+  std::vector<std::string> params;
+  for (const ir::Value* p : (*m)->main()->params()) params.push_back(p->name());
+  std::sort(params.begin(), params.end());
+  EXPECT_EQ(params, (std::vector<std::string>{"emb.weight", "ids", "x"}));
+  const ir::Node* mm = Nodes(**m, "matmul")[0];
+  ASSERT_EQ(mm->input(1)->producer()->op(), "transpose") << ir::PrintModule(**m);
+  EXPECT_EQ(mm->input(1)->producer()->input(0)->name(), "emb.weight");
+  EXPECT_EQ(Nodes(**m, "mul")[0]->input(1)->producer()->op(), "constant");
+  EXPECT_EQ((*m)->metadata().count("torch.folded_parameters"), 0u);
+
+  auto folded = Import(build(true));
+  ASSERT_TRUE(folded.ok()) << folded.status();
+  ASSERT_EQ((*folded)->metadata().count("torch.folded_parameters"), 1u);
+  EXPECT_THAT((*folded)->metadata().at("torch.folded_parameters"), HasSubstr("head.weight"));
+  EXPECT_THAT((*folded)->metadata().at("torch.folded_parameters"), HasSubstr("val_7 f32[2,2]"));
+}
+
 }  // namespace
 }  // namespace ptc::onnx_import
 

@@ -269,8 +269,9 @@ TEST_P(TorchLossReference, DefaultPassesMatchNoPasses) {
 //   - *_dynamo: the same models exported by torch 2.11's dynamo exporter (opset 20; ptc's
 //     Llama and transformers 5.25's models: torch's SDPA decomposition with its safe softmax
 //     and a batched k^T through [B*H, T, D], a mask with the batch dim, whole-tensor slices,
-//     the labels shifted instead of the logits), and at opset 23, where SDPA is one ONNX
-//     Attention op.
+//     the labels shifted instead of the logits), at opset 23, where SDPA is one ONNX
+//     Attention op, and GPT-2 with the exporter's optimizer (the tied LM head's transpose
+//     folded into a copy, tied back by the importer).
 // A bias-free projection is a matmul in ptc's Llama ([in, out] weights) and a fused_matmul
 // {trans_b=1} in the exports' ([out, in]): counted as one. The shifted loss adds its slices
 // (the rows before the LM head, the labels) and the rows' slice_grad; reshapes are views and
@@ -368,11 +369,13 @@ INSTANTIATE_TEST_SUITE_P(
                       OwnModelCase{"hf_llama_loss_dynamo_opset20", "llama", true},
                       OwnModelCase{"hf_gpt2_loss_dynamo_opset20", "gpt2", true},
                       OwnModelCase{"hf_llama_loss_dynamo_opset23", "llama", true},
-                      OwnModelCase{"hf_gpt2_loss_dynamo_opset23", "gpt2", true}),
+                      OwnModelCase{"hf_gpt2_loss_dynamo_opset23", "gpt2", true},
+                      OwnModelCase{"hf_gpt2_loss_dynamo_optimized_opset20", "gpt2", true}),
     [](const ::testing::TestParamInfo<OwnModelCase>& info) {
       const std::string& r = info.param.reference;
-      return r.find("_opset23") != std::string::npos ? r.substr(0, r.find("_opset")) + "_23"
-                                                     : r.substr(0, r.find("_opset"));
+      // hf_gpt2_loss_dynamo_opset23 -> hf_gpt2_loss_dynamo_23; opset 14 / 17 / 20 dropped.
+      const size_t at = r.find("_opset");
+      return r.substr(at) == "_opset23" ? r.substr(0, at) + "_23" : r.substr(0, at);
     });
 
 // LlamaForCausalLM's shifted loss, cross_entropy(logits[..., :-1, :], labels[..., 1:]): the
@@ -399,6 +402,32 @@ TEST(TorchExportPlan, ShiftedLossKeepsTheLmHeadFused) {
   EXPECT_GE(fused, 1);
 }
 
+// A model whose parameters torch's ONNX optimizer folded into constants (the importer's
+// "torch.folded_parameters", opset_adapter_test.cc) compiles for inference, not for training.
+TEST(TorchExportPlan, FoldedParametersRefuseToTrain) {
+  Reference ref;
+  LoadReference("gpt_loss_dynamo_opset20", ref);
+  if (HasFatalFailure()) return;
+  driver::CompileOptions o = TrainCompileOptions(ref, "default");
+  for (bool train : {true, false}) {
+    onnx_import::ImportOptions io;
+    io.dims = o.dims;
+    auto module = onnx_import::ImportOnnxFile(ref.dir + "model.onnx", io);
+    ASSERT_TRUE(module.ok()) << module.status();
+    (*module)->metadata()["torch.folded_parameters"] = "1 parameters of the signature ...";
+    o.train = train;
+    auto plan = driver::CompileModule(*std::move(module), o);
+    if (train) {
+      ASSERT_FALSE(plan.ok());
+      EXPECT_EQ(plan.status().code(), absl::StatusCode::kFailedPrecondition);
+      EXPECT_NE(std::string(plan.status().message()).find("optimize=False"), std::string::npos)
+          << plan.status();
+    } else {
+      EXPECT_TRUE(plan.ok()) << plan.status();
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(E2e, TorchLossReference,
                          ::testing::Values("gpt_loss_opset17", "gpt_loss_opset14",
                                            "llama_loss_opset17", "llama_loss_opset14",
@@ -409,7 +438,8 @@ INSTANTIATE_TEST_SUITE_P(E2e, TorchLossReference,
                                            "hf_gpt2_loss_dynamo_opset20",
                                            "hf_llama_loss_dynamo_opset20",
                                            "hf_gpt2_loss_dynamo_opset23",
-                                           "hf_llama_loss_dynamo_opset23"));
+                                           "hf_llama_loss_dynamo_opset23",
+                                           "hf_gpt2_loss_dynamo_optimized_opset20"));
 
 // ---------------------------------------------------------------------------------------------
 // (c) Smoke: the seq2seq and llama builders with --loss train end to end.
