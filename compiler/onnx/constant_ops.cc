@@ -1,5 +1,6 @@
 #include "compiler/onnx/constant_ops.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -105,6 +106,48 @@ absl::StatusOr<ir::Tensor> EvalGatherNd(const ir::Tensor& data, const ir::Tensor
       int64_t to = (b * per_batch_indices + t) * slice;
       std::memcpy(dst + to * esize, src + from * esize, static_cast<size_t>(slice) * esize);
     }
+  }
+  return out;
+}
+
+absl::StatusOr<ir::Tensor> GatherNdRows(const ir::Shape& ds, const ir::Tensor& indices,
+                                        int64_t batch_dims, int64_t* rows) {
+  const ir::Shape& is = indices.shape();
+  const int64_t r = static_cast<int64_t>(ds.size());
+  const int64_t q = static_cast<int64_t>(is.size());
+  if (q < 1 || r < 1 || batch_dims < 0 || batch_dims >= std::min(q, r)) {
+    return absl::InvalidArgumentError("invalid ranks or batch_dims");
+  }
+  const int64_t depth = is.back();
+  if (depth < 1 || depth > r - batch_dims) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the last dim of indices (", depth, ") must be in [1, ", r - batch_dims, "]"));
+  }
+  for (int64_t d = 0; d < batch_dims; ++d) {
+    if (ds[d] != is[d]) return absl::InvalidArgumentError("the batch dims of data and indices differ");
+  }
+  int64_t inner_rows = 1;  // rows per batch position
+  for (int64_t d = batch_dims; d < batch_dims + depth; ++d) inner_rows *= ds[d];
+  int64_t batch = 1;
+  for (int64_t d = 0; d < batch_dims; ++d) batch *= ds[d];
+  *rows = batch * inner_rows;
+  ir::Shape out_shape(is.begin(), is.end() - 1);
+  ir::Tensor out(ir::DType::kI64, out_shape);
+  int64_t* o = out.mutable_data_as<int64_t>();
+  const int64_t tuples = out.num_elements();
+  const int64_t per_batch = tuples / std::max<int64_t>(1, batch);
+  for (int64_t t = 0; t < tuples; ++t) {
+    int64_t linear = 0;
+    for (int64_t k = 0; k < depth; ++k) {
+      const int64_t dim = ds[batch_dims + k];
+      int64_t v = indices.GetInt(t * depth + k);
+      if (v < -dim || v >= dim) {
+        return absl::InvalidArgumentError(absl::StrCat("index ", v, " is out of range for dim ",
+                                                       batch_dims + k, " of size ", dim));
+      }
+      linear = linear * dim + (v < 0 ? v + dim : v);
+    }
+    o[t] = (t / per_batch) * inner_rows + linear;
   }
   return out;
 }

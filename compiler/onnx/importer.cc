@@ -1205,16 +1205,37 @@ absl::Status Importer::ConvertNode(const onnx::NodeProto& node, int index) {
     PTC_ASSIGN_OR_RETURN(EntryPtr eq, Emit1(c, "equal", {x, x}, {}, ""));
     return Emit1(c, "not", {eq.get()}, {}, out0()).status();
   }
+  if (op == "GatherND") {
+    // Run-time data, constant indices (transformers' attention masks from an attention_mask
+    // input): a Gather of the selected rows.
+    PTC_ASSIGN_OR_RETURN(Entry * data, c.Req(0));
+    PTC_ASSIGN_OR_RETURN(Entry * idx, c.Req(1));
+    if (!(data->constant && data->foldable) && idx->constant && idx->foldable) {
+      PTC_ASSIGN_OR_RETURN(int64_t batch_dims, c.AttrInt("batch_dims", 0));
+      int64_t rows = 0;
+      absl::StatusOr<ir::Tensor> lin =
+          GatherNdRows(data->type.shape, *idx->constant, batch_dims, &rows);
+      if (!lin.ok()) return c.Error(lin.status().message());
+      const int64_t depth = idx->type.shape.back();
+      ir::Shape flat = {rows};
+      flat.insert(flat.end(), data->type.shape.begin() + batch_dims + depth,
+                  data->type.shape.end());
+      PTC_ASSIGN_OR_RETURN(EntryPtr r, Emit1(c, "reshape", {data}, {{"shape", flat}}, ""));
+      EntryPtr li = BindConstant("", *std::move(lin), loc);
+      return Emit1(c, "gather", {r.get(), li.get()}, {{"axis", int64_t{0}}}, out0()).status();
+    }
+  }
   if (op == "CumSum" || op == "GatherND") {
     std::vector<Entry*> ins;
     for (int i = 0; i < 2; ++i) {
       PTC_ASSIGN_OR_RETURN(Entry * e, c.Req(i));
       if (!e->constant || !e->foldable) {
         return c.Unimplemented(absl::StrCat(
-            op, " of run-time values is not supported: ptc evaluates it at compile time only, "
-            "on constants (the positions and masks exporters derive from the sequence length "
-            "fold once the dims are bound with --dim NAME=N); input ", i, " ('", node.input(i),
-            "') is computed at run time"));
+            op, " of run-time ", op == "CumSum" ? "values" : "indices", " is not supported: "
+            "ptc evaluates it at compile time (on constants: the positions and masks exporters "
+            "derive from the sequence length fold once the dims are bound with --dim NAME=N)",
+            op == "GatherND" ? " or gathers by constant indices" : "", "; input ", i, " ('",
+            node.input(i), "') is computed at run time"));
       }
       ins.push_back(e);
     }

@@ -269,6 +269,40 @@ TEST(OpsetAdapterTest, CumSumAndGatherNdFoldOnConstants) {
   EXPECT_EQ((*m)->main()->results()[3]->type(), T(ir::DType::kI64, {1, 2}));
 }
 
+// Run-time data by constant indices (transformers' masks built from an attention_mask input):
+// a gather of the rows of the flattened data.
+TEST(OpsetAdapterTest, GatherNdOfRunTimeDataIsAGather) {
+  ModelBuilder b(/*opset=*/20);
+  b.Input("data", F32, {int64_t{2}, int64_t{3}, int64_t{4}});
+  b.ConstI64("idx_flat", {1, 2, 0, -1});
+  b.ConstI64("shape22", {2, 2});
+  b.Node("Reshape", {"idx_flat", "shape22"}, {"idx"});
+  b.Node("GatherND", {"data", "idx"}, {"rows"});
+  // batch_dims 1: per batch row b, data[b, idx[b]].
+  b.ConstI64("bidx_flat", {2, 0});
+  b.ConstI64("shape21", {2, 1});
+  b.Node("Reshape", {"bidx_flat", "shape21"}, {"bidx"});
+  AttrI(b.Node("GatherND", {"data", "bidx"}, {"per_batch"}), "batch_dims", 1);
+  b.Output("rows", F32, 2).Output("per_batch", F32, 2);
+  auto m = Import(b);
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto gathers = Nodes(**m, "gather");
+  ASSERT_EQ(gathers.size(), 2u) << ir::PrintModule(**m);
+  // [1, 2] -> row 1 * 3 + 2 = 5 of [6, 4]; [0, -1] -> row 2.
+  EXPECT_EQ(gathers[0]->input(0)->type(), T(ir::DType::kF32, {6, 4}));
+  auto rows = gathers[0]->input(1)->producer()->GetTensor("value");
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  EXPECT_EQ(rows->GetInt(0), 5);
+  EXPECT_EQ(rows->GetInt(1), 2);
+  EXPECT_EQ((*m)->main()->results()[0]->type(), T(ir::DType::kF32, {2, 4}));
+  // batch 0 row 2 -> 2; batch 1 row 0 -> 3 + 0 = 3.
+  auto per_batch = gathers[1]->input(1)->producer()->GetTensor("value");
+  ASSERT_TRUE(per_batch.ok()) << per_batch.status();
+  EXPECT_EQ(per_batch->GetInt(0), 2);
+  EXPECT_EQ(per_batch->GetInt(1), 3);
+  EXPECT_EQ((*m)->main()->results()[1]->type(), T(ir::DType::kF32, {2, 4}));
+}
+
 TEST(OpsetAdapterTest, CumSumOfRunTimeValuesIsAnError) {
   ModelBuilder b(/*opset=*/20);
   b.Input("x", F32, {int64_t{4}});

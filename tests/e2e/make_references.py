@@ -558,6 +558,54 @@ def case_hf_llama_logits():
     )
 
 
+def hf_padded_case(kind):
+    """Inference with an attention_mask input (dynamo only): the second row left-padded by 5,
+    so the masks transformers builds from it are run-time values; the padded positions'
+    logits zeroed."""
+    class Logits(nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask):
+            logits = self.m(input_ids=input_ids, attention_mask=attention_mask,
+                            use_cache=False).logits
+            # A padded query attends to nothing: its logits are undefined (torch's fused
+            # kernels, its ONNX decomposition and onnxruntime each give other values there).
+            # They are zeroed, as a user ignores them.
+            return torch.where(attention_mask[..., None] != 0, logits, 0.0)
+
+    model = Logits(make_hf(kind, 4242).m).eval()
+    gen = torch.Generator().manual_seed(8)
+    ids = torch.randint(0, 101, (2, 16), generator=gen)
+    mask = torch.ones(2, 16, dtype=torch.int64)
+    mask[1, :5] = 0
+    return dict(
+        name=f"hf_{kind}_padded",
+        description=f"transformers {HF_DYNAMO_VERSION} "
+                    f"{'GPT2LMHeadModel' if kind == 'gpt2' else 'LlamaForCausalLM'} logits with "
+                    "an attention_mask input (row 1 left-padded by 5)",
+        model=model,
+        inputs=[("input_ids", ids), ("attention_mask", mask)],
+        output_names=["logits"],
+        dynamic_axes={"input_ids": {0: "batch", 1: "seq"},
+                      "attention_mask": {0: "batch", 1: "seq"},
+                      "logits": {0: "batch", 1: "seq"}},
+        dims={"batch": 2, "seq": 16},
+        dynamo_opsets=(20, 23),
+    )
+
+
+def case_hf_gpt2_padded():
+    return hf_padded_case("gpt2")
+
+
+def case_hf_llama_padded():
+    # Opset 20 only: at 23 torch writes RotaryEmbedding tables [1, S, D/2], which onnxruntime
+    # rejects for a batch of 2 (hf_llama_dynamo_opset23 covers the op with a batch of 1).
+    return dict(hf_padded_case("llama"), dynamo_opsets=(20,))
+
+
 def case_hf_gpt2_loss():
     return dict(hf_case("gpt2"), also_optimized=True)
 
@@ -763,7 +811,7 @@ def main():
         else:
             makes += [case_hf_gpt2_loss, case_hf_llama_loss]
             if DYNAMO:
-                makes.append(case_hf_llama_logits)
+                makes += [case_hf_llama_logits, case_hf_gpt2_padded, case_hf_llama_padded]
     except ImportError:
         print(f"transformers not installed (pip install transformers=={hf_version}): hf_* "
               "cases left as they are")
