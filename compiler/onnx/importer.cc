@@ -2017,8 +2017,8 @@ absl::Status Importer::ConvertRotaryEmbedding(NodeCtx& c) {
 // Attention (opset 23-25): softmax(q k^T * scale + mask) v, with q [B, Hq, S, D] and k / v
 // [B, Hkv, L, D / Dv] (Hkv dividing Hq: grouped-query), or the 3-D [B, S, H*D] forms with
 // q_num_heads / kv_num_heads (read as [B, S, H, D]: ptc's layout "bthd"). attn_mask: bool
-// (true = attend, ptc's mask is its negation) or added to the scores; is_causal masks key j
-// of query i when j > i (the upper-left triangle). Past keys / values (ptc builds its own KV
+// (true = attend, ptc's mask is its negation; a row it empties attends to every key) or added
+// to the scores; is_causal masks key j of query i when j > i (the upper-left triangle). Past keys / values (ptc builds its own KV
 // cache: ptc generate), softcap and the qk_matmul_output output are not supported.
 absl::Status Importer::ConvertAttention(NodeCtx& c) {
   const auto& node = c.node();
@@ -2112,6 +2112,22 @@ absl::Status Importer::ConvertAttention(NodeCtx& c) {
       keep.insert(keep.end(), {fill64, fill, both});
       mask = both.get();
     }
+  }
+  if (mask != nullptr && mask->type.dtype == ir::DType::kBool) {
+    // A query row the mask empties (a padded position of an attention_mask) attends to every
+    // key instead, as transformers' _unmask_unattended does: its output is undefined (the
+    // ONNX reference gives NaN, onnxruntime a uniform average), and NaN would reach the valid
+    // positions through the next layer's keys and values (0 * NaN). Folds for constant masks.
+    PTC_ASSIGN_OR_RETURN(EntryPtr kept, Emit1(c, "not", {mask}, {}, ""));
+    PTC_ASSIGN_OR_RETURN(EntryPtr kept_f, Emit1(c, "cast", {kept.get()}, {{"to", ir::DType::kF32}}, ""));
+    PTC_ASSIGN_OR_RETURN(EntryPtr any, Emit1(c, "reduce_max", {kept_f.get()},
+                                             {{"axes", std::vector<int64_t>{mask->type.rank() - 1}},
+                                              {"keepdims", int64_t{1}}},
+                                             ""));
+    PTC_ASSIGN_OR_RETURN(EntryPtr has, Emit1(c, "cast", {any.get()}, {{"to", ir::DType::kBool}}, ""));
+    PTC_ASSIGN_OR_RETURN(EntryPtr row_mask, Emit1(c, "and", {mask, has.get()}, {}, ""));
+    keep.insert(keep.end(), {kept, kept_f, any, has, row_mask});
+    mask = row_mask.get();
   }
   std::vector<Entry*> ins = {q, k, v};
   if (mask != nullptr) ins.push_back(mask);

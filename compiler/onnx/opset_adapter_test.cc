@@ -516,6 +516,32 @@ TEST(OpsetAdapterTest, Opset23AttentionBoolMaskKeepsTrue) {
   EXPECT_EQ(Folded(**m, 0), (std::vector<double>{3}));
 }
 
+// A query row the mask empties (a padded position) attends to every key: finite, where NaN
+// would reach the valid positions through the next layer.
+TEST(OpsetAdapterTest, Opset23AttentionEmptiedRowAttendsToAll) {
+  ModelBuilder b(/*opset=*/23);
+  ConstF32(b, "q", {1, 1, 2, 1}, {1, 1});
+  ConstF32(b, "k", {1, 1, 2, 1}, {0, 1});
+  ConstF32(b, "v", {1, 1, 2, 1}, {1, 3});
+  auto* keep = b.Node("Constant", {}, {"keep"}, "keep_node");
+  auto* at = keep->add_attribute();
+  at->set_name("value");
+  at->set_type(onnx::AttributeProto::TENSOR);
+  at->mutable_t()->set_data_type(BOOL);
+  at->mutable_t()->add_dims(2);
+  at->mutable_t()->add_dims(2);
+  for (int x : {0, 0, 0, 1}) at->mutable_t()->add_int32_data(x);  // row 0 keeps nothing
+  AttrF(b.Node("Attention", {"q", "k", "v", "keep"}, {"y"}), "scale", 1.0f);
+  b.Output("y", F32, 4);
+  auto m = Import(b);
+  ASSERT_TRUE(m.ok()) << m.status();
+  const double p1 = std::exp(1.0) / (1.0 + std::exp(1.0));
+  std::vector<double> got = Folded(**m, 0);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_NEAR(got[0], (1 - p1) * 1 + p1 * 3, 1e-6);
+  EXPECT_NEAR(got[1], 3.0, 1e-6);
+}
+
 TEST(OpsetAdapterTest, Opset23AttentionPastKeysAreAnError) {
   ModelBuilder b(/*opset=*/23);
   for (const char* n : {"q", "k", "v", "pk", "pv"}) b.Input(n, F32, {int64_t{1}, int64_t{1}, int64_t{2}, int64_t{4}});
