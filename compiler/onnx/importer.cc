@@ -1017,7 +1017,9 @@ const std::vector<std::string>& OtherOps() {
       "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Expand", "Transpose", "Split", "Slice",
       "Concat", "Gather", "Trilu", "Constant", "ConstantOfShape", "Range", "Shape", "Size",
       "Dropout", "SoftmaxCrossEntropyLoss", "NegativeLogLikelihoodLoss", "If", "IsNaN",
-      "CumSum", "GatherND", "Pad", "CastLike", "SplitToSequence", "SequenceAt"};
+      "CumSum", "GatherND", "Pad", "CastLike", "SplitToSequence", "SequenceAt",
+      // added after opset 17 (opset_adapter.h): converted by ConvertNewerNode
+      "Gelu", "Swish", "Attention", "RMSNormalization", "RotaryEmbedding"};
   return *v;
 }
 
