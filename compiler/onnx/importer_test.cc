@@ -14,6 +14,7 @@
 
 #include "compiler/ir/printer.h"
 #include "compiler/ir/verifier.h"
+#include "compiler/onnx/import_test_util.h"
 #include "compiler/onnx/onnx_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -25,7 +26,11 @@ using ::ptc::onnx_import::testing::AttrF;
 using ::ptc::onnx_import::testing::AttrI;
 using ::ptc::onnx_import::testing::AttrInts;
 using ::ptc::onnx_import::testing::AttrS;
+using ::ptc::onnx_import::testing::Import;
 using ::ptc::onnx_import::testing::ModelBuilder;
+using ::ptc::onnx_import::testing::Nodes;
+using ::ptc::onnx_import::testing::ResultConstant;
+using ::ptc::onnx_import::testing::T;
 using ::testing::HasSubstr;
 
 constexpr int F32 = onnx::TensorProto::FLOAT;
@@ -33,45 +38,12 @@ constexpr int I64 = onnx::TensorProto::INT64;
 constexpr int BOOL = onnx::TensorProto::BOOL;
 constexpr int F16 = onnx::TensorProto::FLOAT16;
 
-absl::StatusOr<std::unique_ptr<ir::Module>> Import(const ModelBuilder& b,
-                                                   const ImportOptions& options = {}) {
-  auto m = ImportOnnxBytes(b.Bytes(), "", "test.onnx", options);
-  if (m.ok()) {
-    absl::Status v = ir::Verify(**m);
-    if (!v.ok()) return absl::InternalError(absl::StrCat("verifier: ", v.message()));
-  }
-  return m;
-}
-
-std::vector<const ir::Node*> Nodes(const ir::Module& m, const std::string& op = "") {
-  std::vector<const ir::Node*> out;
-  for (const auto& n : m.main()->nodes()) {
-    if (op.empty() || n->op() == op) out.push_back(n.get());
-  }
-  return out;
-}
-
 std::vector<int64_t> Ints(const ir::Node* n, const std::string& attr) {
   auto v = n->GetInts(attr);
   EXPECT_TRUE(v.ok()) << v.status();
   return v.ok() ? *v : std::vector<int64_t>{};
 }
 
-ir::TensorType T(ir::DType d, ir::Shape s) { return ir::TensorType{d, std::move(s)}; }
-
-// The constant value of result `i` (an inline constant node).
-std::vector<double> ResultConstant(const ir::Module& m, int i) {
-  const ir::Value* r = m.main()->results()[i];
-  EXPECT_NE(r->producer(), nullptr);
-  if (r->producer() == nullptr) return {};
-  EXPECT_EQ(r->producer()->op(), "constant");
-  auto t = r->producer()->GetTensor("value");
-  EXPECT_TRUE(t.ok()) << t.status();
-  if (!t.ok()) return {};
-  std::vector<double> v;
-  for (int64_t k = 0; k < t->num_elements(); ++k) v.push_back(t->GetDouble(k));
-  return v;
-}
 
 TEST(ImportTest, ShapeChainFoldsIntoOneReshape) {
   // Shape -> Gather(0) -> Unsqueeze -> Concat([-1]) -> Reshape: the pattern torch emits for
