@@ -19,9 +19,11 @@
 //   %p  = softmax(%m) {axis=3}
 //   %p' = where(not(equal(%p, %p)), 0, %p)   optional: torch's safe softmax (isnan(p) -> 0,
 //                                            as torch.export decomposes SDPA), which zeroes
-//                                            the rows a mask empties; taken without a mask or
+//                                            the rows a mask empties; taken without a mask,
 //                                            with a constant one that keeps a key in every
-//                                            row ("fused.safe-softmax"; else
+//                                            row, or with an additive where(c, a, b) of finite
+//                                            splats (no score becomes -inf: transformers'
+//                                            padding masks) ("fused.safe-softmax"; else
 //                                            "declined.safe-softmax"), where only non-finite
 //                                            scores (NaN / inf inputs) could tell them apart
 //   %o  = matmul(%p', %v)                    v [B,H,Tk,Dv] -> o [B,H,Tq,Dv]
@@ -137,6 +139,13 @@ bool NoRowFullyMasked(const ir::Module& module, const ir::Value* mask, bool bool
                       bool keep, int64_t tk) {
   if (mask == nullptr) return true;
   if (bool_mask) return EveryRowKeepsAKey(module, mask, keep, tk);
+  // where(c, a, b) of two finite splats (transformers' additive mask from a run-time padding
+  // mask: where(keep, 0, finfo.min)): every score stays finite, no row is emptied.
+  if (const ir::Node* w = mask->producer(); w != nullptr && w->op() == "where") {
+    std::optional<double> a = SplatValue(module, w->input(1));
+    std::optional<double> b = SplatValue(module, w->input(2));
+    if (a && b && std::isfinite(*a) && std::isfinite(*b)) return true;
+  }
   std::optional<ir::Tensor> t = ConstantTensor(module, mask);
   if (!t.has_value() || t->shape().empty() || t->shape().back() != tk || tk == 0) return false;
   for (int64_t row = 0; row < t->num_elements() / tk; ++row) {
