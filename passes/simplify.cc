@@ -20,8 +20,6 @@
 //                                                          e.g. the unit loss gradient's scale)
 //   gemm(a, b, c) {alpha=1, beta=1, trans_a=0}, c a bias ([N] or [1, N])
 //                                  -> add(matmul(a, b | transpose(b)), c)
-//   gemm(a, b) {alpha=1, trans_a=0} -> matmul(a, b | transpose(b)) (the same without a bias:
-//                                                          torch's optimizer drops zero ones)
 //                                                         (ONNX Gemm as torch exports addmm /
 //                                                          nn.Linear, e.g. transformers' GPT-2
 //                                                          Conv1D: the form the fusions take,
@@ -152,7 +150,7 @@ class SimplifyPass : public Pass {
         }
       }
     }
-    if (op == "gemm" && n.num_inputs() >= 2 && n.num_outputs() == 1) {
+    if (op == "gemm" && n.num_inputs() == 3 && n.num_outputs() == 1) {
       return GemmAsMatMulAdd(fn, n, erase);
     }
     if (op == "slice" && x->type() == n.output()->type()) {
@@ -251,13 +249,13 @@ class SimplifyPass : public Pass {
     PTC_ASSIGN_OR_RETURN(int64_t tb, n.GetInt("trans_b", 0));
     ir::Value* a = n.input(0);
     ir::Value* b = n.input(1);
-    ir::Value* c = n.num_inputs() > 2 ? n.input(2) : nullptr;  // none: a plain product
+    ir::Value* c = n.input(2);
     const ir::TensorType& y = n.output()->type();
-    const bool bias = c == nullptr || (y.rank() == 2 && (c->type().shape == ir::Shape{y.shape[1]} ||
-                                                         c->type().shape == ir::Shape{1, y.shape[1]}));
-    if (alpha != 1.0 || (c != nullptr && beta != 1.0) || ta != 0 || !bias ||
-        n.has_attr("dtype") || a->type().dtype != y.dtype || b->type().dtype != y.dtype ||
-        (c != nullptr && c->type().dtype != y.dtype) || b->type().rank() != 2) {
+    const bool bias = y.rank() == 2 && (c->type().shape == ir::Shape{y.shape[1]} ||
+                                        c->type().shape == ir::Shape{1, y.shape[1]});
+    if (alpha != 1.0 || beta != 1.0 || ta != 0 || !bias || n.has_attr("dtype") ||
+        a->type().dtype != y.dtype || b->type().dtype != y.dtype ||
+        c->type().dtype != y.dtype || b->type().rank() != 2) {
       return false;
     }
     if (tb != 0) {
@@ -294,23 +292,17 @@ class SimplifyPass : public Pass {
                              {{"shape", view}}, n.loc(), {a->name() + ".rows"}, at)
                       ->output();
     }
-    const char* counter = c != nullptr ? "gemm.as-matmul-add" : "gemm.as-matmul";
-    if (c == nullptr) {
-      at->set_op("matmul");
-      at->set_inputs({lhs, b});
-    } else {
-      ir::Value* product = fn.AddNode("matmul", {lhs, b}, {at->output()->type()}, {}, n.loc(),
-                                      {at->output()->name() + ".mm"}, at)
-                               ->output();
-      at->set_op("add");
-      at->set_inputs({product, c});
-    }
+    ir::Value* product = fn.AddNode("matmul", {lhs, b}, {at->output()->type()}, {}, n.loc(),
+                                    {at->output()->name() + ".mm"}, at)
+                             ->output();
+    at->set_op("add");
+    at->set_inputs({product, c});
     at->mutable_attrs().clear();
     if (unflatten != nullptr) {
-      erase.insert(&n);  // its only reader is the add (or the matmul) now
-      Count(absl::StrCat(counter, ".unflattened"));
+      erase.insert(&n);  // its only reader is the add now
+      Count("gemm.as-matmul-add.unflattened");
     }
-    Count(counter);
+    Count("gemm.as-matmul-add");
     return true;
   }
 
