@@ -25,6 +25,9 @@
 //                                                          Conv1D: the form the fusions take,
 //                                                          fuse-matmul-bias makes it one
 //                                                          fused_matmul with its bias)
+//   reshape(matmul(reshape(x), w)), 2-D operands, back to x's rows
+//                                  -> matmul(x, w)        (torch's mm on x.view(-1, K): the
+//                                                          importer's Gemm without a bias)
 //   slice(matmul(x, w)), w 2-D, the slice keeping every column and the product read only by
 //   it                             -> matmul(slice(x), w) (the rows are sliced before they are
 //                                                          computed: exact, fewer FLOPs; a
@@ -164,6 +167,9 @@ class SimplifyPass : public Pass {
     if (op == "slice" && p != nullptr && p->op() == "matmul" && !erase.count(p)) {
       return SliceBeforeMatMul(fn, n, *p, erase);
     }
+    if (op == "matmul" && n.num_inputs() == 2 && n.num_outputs() == 1 && MatMulUnflattened(fn, n, erase)) {
+      return true;
+    }
     if ((op == "split" || op == "concat") && n.num_outputs() == 1 && n.num_inputs() == 1) {
       return Forward(fn, n, x, erase, op == "split" ? "split.single" : "concat.single");
     }
@@ -236,6 +242,51 @@ class SimplifyPass : public Pass {
     return true;
   }
 
+  // A product n of a [M, K] by a weight ([K, N] after any transpose) whose only reader
+  // reshapes it to [L..., N] with prod(L) = M: that reader and the [L..., K] operand the product
+  // can be taken on instead (a's source when a flattens it, else a view of a, added before the
+  // reader). {nullptr, a} when n's output is not read so.
+  std::pair<ir::Node*, ir::Value*> Unflattened(ir::Function& fn, ir::Node& n,
+                                               const std::set<const ir::Node*>& erase) {
+    ir::Value* a = n.input(0);
+    const ir::TensorType& y = n.output()->type();
+    const auto readers = fn.ComputeUses()[n.output()];
+    ir::Node* r = readers.size() == 1 ? readers.front().first : nullptr;
+    if (r == nullptr || r->op() != "reshape" || erase.count(r) || y.rank() != 2 ||
+        r->output()->type().rank() <= 2 || r->output()->type().shape.back() != y.shape[1] ||
+        std::count(fn.results().begin(), fn.results().end(), n.output())) {
+      return {nullptr, a};
+    }
+    const ir::Node* flatten = a->producer();
+    ir::Value* src = flatten != nullptr && flatten->op() == "reshape" && !erase.count(flatten)
+                         ? flatten->input(0)
+                         : a;
+    ir::Shape view = r->output()->type().shape;
+    view.back() = a->type().shape[1];
+    ir::Value* lhs = src->type().shape == view
+                         ? src
+                         : fn.AddNode("reshape", {src}, {ir::TensorType{a->type().dtype, view}},
+                                      {{"shape", view}}, n.loc(), {a->name() + ".rows"}, r)
+                               ->output();
+    return {r, lhs};
+  }
+
+  // matmul(a, w) of 2-D operands read only by a reshape back to [L..., N] (the Gemm without a
+  // bias of torch's addmm / mm on x.view(-1, K), as the importer writes it): the reshape becomes
+  // matmul(x, w) on the [L..., K] rows (matmul.unflattened); the product then reads as a linear
+  // layer on the activations (fusions, the KV-cache decoder's per-position rules).
+  bool MatMulUnflattened(ir::Function& fn, ir::Node& n, std::set<const ir::Node*>& erase) {
+    if (n.input(0)->type().rank() != 2 || n.input(1)->type().rank() != 2) return false;
+    auto [unflatten, lhs] = Unflattened(fn, n, erase);
+    if (unflatten == nullptr) return false;
+    unflatten->set_op("matmul");
+    unflatten->set_inputs({lhs, n.input(1)});
+    unflatten->mutable_attrs().clear();
+    erase.insert(&n);
+    Count("matmul.unflattened");
+    return true;
+  }
+
   // gemm(a, b, c) with a bias c -> add(matmul(a, b'), c): the gemm node becomes the add (its
   // output keeps its name). When a is a flattening reshape of x [..., K] and the product's only
   // reader reshapes it back to [..., N] (torch's addmm on x.view(-1, K), as transformers'
@@ -265,33 +316,8 @@ class SimplifyPass : public Pass {
                      {b->name() + "_t"}, &n)
               ->output();
     }
-    // The flattened form: [M, K] -> gemm -> [M, N] -> [L..., N] with prod(L) = M: the product
-    // is taken on a [L..., K] view of a (of a's source when a is itself a reshape).
-    ir::Node* unflatten = nullptr;
-    {
-      const auto readers = fn.ComputeUses()[n.output()];
-      ir::Node* r = readers.size() == 1 ? readers.front().first : nullptr;
-      if (r != nullptr && r->op() == "reshape" && !erase.count(r) &&
-          r->output()->type().rank() > 2 && r->output()->type().shape.back() == y.shape[1] &&
-          !std::count(fn.results().begin(), fn.results().end(), n.output())) {
-        unflatten = r;
-      }
-    }
+    auto [unflatten, lhs] = Unflattened(fn, n, erase);
     ir::Node* at = unflatten != nullptr ? unflatten : &n;
-    ir::Value* lhs = a;
-    if (unflatten != nullptr) {
-      const ir::Node* flatten = a->producer();
-      ir::Value* src = flatten != nullptr && flatten->op() == "reshape" && !erase.count(flatten)
-                           ? flatten->input(0)
-                           : a;
-      ir::Shape view = unflatten->output()->type().shape;
-      view.back() = a->type().shape[1];
-      lhs = src->type().shape == view
-                ? src
-                : fn.AddNode("reshape", {src}, {ir::TensorType{a->type().dtype, view}},
-                             {{"shape", view}}, n.loc(), {a->name() + ".rows"}, at)
-                      ->output();
-    }
     ir::Value* product = fn.AddNode("matmul", {lhs, b}, {at->output()->type()}, {}, n.loc(),
                                     {at->output()->name() + ".mm"}, at)
                              ->output();

@@ -1359,6 +1359,16 @@ absl::Status Importer::ConvertNode(const onnx::NodeProto& node, int index) {
     PTC_ASSIGN_OR_RETURN(double beta, c.AttrFloat("beta", 1.0));
     PTC_ASSIGN_OR_RETURN(int64_t ta, c.AttrInt("transA", 0));
     PTC_ASSIGN_OR_RETURN(int64_t tb, c.AttrInt("transB", 0));
+    if (ins.size() == 2 && alpha == 1.0 && ta == 0) {
+      // A plain product (torch's mm, or addmm whose zero bias its ONNX optimizer dropped).
+      Entry* w = b;
+      EntryPtr t;
+      if (tb != 0) {
+        PTC_ASSIGN_OR_RETURN(t, Emit1(c, "transpose", {b}, {{"perm", std::vector<int64_t>{1, 0}}}, ""));
+        w = t.get();
+      }
+      return Emit1(c, "matmul", {a, w}, {}, out0()).status();
+    }
     ir::AttrMap attrs = {{"alpha", alpha}, {"beta", beta}, {"trans_a", int64_t{ta != 0}},
                          {"trans_b", int64_t{tb != 0}}};
     return Emit1(c, "gemm", ins, std::move(attrs), out0()).status();

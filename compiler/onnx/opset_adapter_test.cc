@@ -258,6 +258,25 @@ TEST(OpsetAdapterTest, GatherNdOfRunTimeDataIsAGather) {
   EXPECT_EQ((*m)->main()->results()[1]->type(), T(ir::DType::kF32, {2, 4}));
 }
 
+// torch's ONNX optimizer drops an addmm's zero bias: a Gemm without C is a matmul (transB a
+// transpose of the weight), which simplify then takes on the unflattened rows.
+TEST(OpsetAdapterTest, GemmWithoutABiasIsAMatMul) {
+  ModelBuilder b(/*opset=*/20);
+  b.Input("x", F32, {int64_t{6}, int64_t{8}});
+  b.InitF("w", {8, 5}, std::vector<float>(40, 0.5f));
+  b.InitF("wt", {5, 8}, std::vector<float>(40, 0.25f));
+  b.Node("Gemm", {"x", "w"}, {"y"});
+  AttrI(b.Node("Gemm", {"x", "wt"}, {"z"}), "transB", 1);
+  b.Output("y", F32, 2).Output("z", F32, 2);
+  auto m = Import(b);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_TRUE(Nodes(**m, "gemm").empty()) << ir::PrintModule(**m);
+  auto mm = Nodes(**m, "matmul");
+  ASSERT_EQ(mm.size(), 2u);
+  EXPECT_EQ(mm[1]->input(1)->producer()->op(), "transpose");
+  EXPECT_EQ((*m)->main()->results()[1]->type(), T(ir::DType::kF32, {6, 5}));
+}
+
 TEST(OpsetAdapterTest, CumSumOfRunTimeValuesIsAnError) {
   ModelBuilder b(/*opset=*/20);
   b.Input("x", F32, {int64_t{4}});

@@ -119,6 +119,25 @@ TEST(KvCacheTest, PytorchExportedGptDecodeMatchesFullWindow) {
   ExpectDecodeMatchesFullWindow(*full, 97, 3);
 }
 
+// Exports of torch 2.11's dynamo exporter (tests/e2e/README.md): ptc's GPT at opset 20 (SDPA
+// decomposed, its batched k^T) and transformers' Llama at opset 23 with the exporter's
+// optimizer (ONNX Attention, RMSNormalization, RotaryEmbedding, folded weight transposes).
+TEST(KvCacheTest, DynamoExportsDecodeMatchesFullWindow) {
+  for (const auto& [name, vocab] : {std::pair{"gpt_dynamo_opset20", 97},
+                                    std::pair{"hf_llama_dynamo_opset23", 101}}) {
+    SCOPED_TRACE(name);
+    driver::CompileOptions co;
+    co.dims = {{"batch", 1}, {"seq", 16}};
+    auto full = driver::CompileOnnxFile(
+        std::string(PTC_E2E_DATA_DIR) + "/" + name + "/model.onnx", co);
+    ASSERT_TRUE(full.ok()) << full.status();
+    int attention = 0;
+    for (const auto& n : full->module->main()->nodes()) attention += n->op() == "attention";
+    EXPECT_EQ(attention, 2) << "one fused attention per layer";
+    ExpectDecodeMatchesFullWindow(*full, vocab, 5);
+  }
+}
+
 TEST(KvCacheTest, GreedyTextIsTheSameWithAndWithoutTheCache) {
   for (const char* family : {"gpt2", "llama"}) {
     plan::Plan full = CompileFamily(family, {{"layers", "2"}}, 48);
