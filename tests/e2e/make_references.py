@@ -529,6 +529,48 @@ def hf_case(kind):
     )
 
 
+def hf_padded_loss_case(kind):
+    """Training on a right-padded batch (dynamo only): an attention_mask input (row 1's last 6
+    positions padding) and labels -100 there."""
+    class PaddedLoss(nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, labels):
+            return self.m(input_ids=input_ids, attention_mask=attention_mask, labels=labels,
+                          use_cache=False).loss
+
+    make = lambda: PaddedLoss(make_hf(kind, 4242).m).eval()
+    gen = torch.Generator().manual_seed(9)
+    ids = torch.randint(0, 101, (2, 16), generator=gen)
+    mask = torch.ones(2, 16, dtype=torch.int64)
+    mask[1, 10:] = 0
+    labels = ids.clone()
+    labels[1, 10:] = -100
+    return dict(
+        name=f"hf_{kind}_padded_loss",
+        description=f"transformers {HF_DYNAMO_VERSION} "
+                    f"{'GPT2LMHeadModel' if kind == 'gpt2' else 'LlamaForCausalLM'} with its "
+                    "shifted loss on a right-padded batch (attention_mask input, labels -100 on "
+                    "the padding); grads/ holds d loss / d param",
+        model=make(),
+        make_fresh=make,
+        inputs=[("input_ids", ids), ("attention_mask", mask), ("labels", labels)],
+        output_names=["loss"],
+        dynamic_axes={"input_ids": {0: "batch", 1: "seq"},
+                      "attention_mask": {0: "batch", 1: "seq"},
+                      "labels": {0: "batch", 1: "seq"}},
+        dims={"batch": 2, "seq": 16},
+        training=True,
+        dynamo_opsets=(20, 23),
+    )
+
+
+def case_hf_gpt2_padded_loss():
+    return hf_padded_loss_case("gpt2")
+
+
 def case_hf_llama_logits():
     """Inference: LlamaForCausalLM's logits, exported with the optimizer (dynamo only: at opset 23
     it writes RMSNormalization, RotaryEmbedding and Attention)."""
@@ -811,7 +853,8 @@ def main():
         else:
             makes += [case_hf_gpt2_loss, case_hf_llama_loss]
             if DYNAMO:
-                makes += [case_hf_llama_logits, case_hf_gpt2_padded, case_hf_llama_padded]
+                makes += [case_hf_llama_logits, case_hf_gpt2_padded, case_hf_llama_padded,
+                          case_hf_gpt2_padded_loss]
     except ImportError:
         print(f"transformers not installed (pip install transformers=={hf_version}): hf_* "
               "cases left as they are")
