@@ -651,7 +651,15 @@ int main(int argc, char** argv) {
       "  ptc compile gpt.onnx -o gpt-bf16.plan --target cuda --precision bf16 --dim batch=8 "
       "--dim seq=128\n"
       "  ptc compile gpt-loss.onnx -o train-fp16.plan --train --target cuda --precision fp16 "
-      "--dim batch=8 --dim seq=1024   # dynamic loss scaling\n");
+      "--dim batch=8 --dim seq=1024   # dynamic loss scaling\n"
+      "\n"
+      "Models from PyTorch (ONNX opsets 13-28; torch.onnx's dynamo exporter, the default since\n"
+      "torch 2.9, writes 18 and later): name the dims, and for training keep the exporter's\n"
+      "optimizer off (it folds weight transposes into constants, which cannot train):\n"
+      "  torch.onnx.export(model, (ids, labels), 'lm.onnx', dynamo=True, optimize=False,\n"
+      "      dynamic_axes={'input_ids': {0: 'batch', 1: 'seq'}, 'labels': {0: 'batch', 1: 'seq'}})\n"
+      "  ptc compile lm.onnx -o train.plan --train --target cuda --precision bf16 "
+      "--dim batch=16 --dim seq=1024\n");
 
   RunArgs ra;
   CLI::App* run = app.add_subcommand("run", "Run a compiled plan (inference)");
