@@ -24,6 +24,8 @@
 // transpose) read by nothing else, the rotation is applied before it and the transpose after
 // ("fused.before-transpose"; the tables transposed alike, constants folded): fuse-attention then
 // sees head transposes next to the attention and has it read the heads in place.
+// A rotary node made elsewhere (the importer's ONNX RotaryEmbedding, on x after the head
+// transpose) moves before such a transpose the same way ("moved.before-transpose").
 // Counters: "fused", "fused.full-tables"; declines "declined.<why>": "multi-use", "dtype",
 // "not-half-slice" (a slice that is not exactly one half of the last axis), "halves" (x1 / x2
 // in the wrong places: a sign or the halves swapped), "tables" (cos / sin differ between the
@@ -118,6 +120,21 @@ class MatchRotaryPass : public FunctionPass {
         Count("declined." + why);
       }
     }
+    // rotary nodes made elsewhere (the importer's RotaryEmbedding of opset 23, on x after the
+    // head transpose): the same move before the transpose.
+    for (ir::Node* rn : NodesWithOp(fn, "rotary")) {
+      if (rn->GetInt("inverse", 0).value_or(1) != 0) continue;
+      Found f;
+      f.x = rn->input(0);
+      f.cos = rn->input(1);
+      f.sin = rn->input(2);
+      f.chain = {rn};
+      std::optional<std::vector<int64_t>> perm = SinkableTranspose(m, f);
+      if (!perm) continue;
+      fn.ReplaceAllUsesWith(rn->output(), RotateBeforeTranspose(fn, rn, f, *perm)->output());
+      erase.insert(rn);
+      Count("moved.before-transpose");
+    }
     for (auto& [root, f] : found) {
       bool overlap = false;  // a node claimed by an earlier match (not expected)
       for (ir::Node* n : f.chain) overlap |= erase.count(n) > 0;
@@ -130,18 +147,7 @@ class MatchRotaryPass : public FunctionPass {
       }
       ir::Node* r = nullptr;
       if (std::optional<std::vector<int64_t>> perm = SinkableTranspose(m, f)) {
-        // Rotate the transpose's input (the tables transposed alike) and transpose the
-        // result: the transpose then meets the attention, which reads the heads in place.
-        ir::Value* x4 = f.x->producer()->input(0);
-        ir::Value* cos4 = AlignTable(fn, f.cos, *perm, x4->type().rank(), root);
-        ir::Value* sin4 = f.sin == f.cos ? cos4 : AlignTable(fn, f.sin, *perm,
-                                                             x4->type().rank(), root);
-        ir::TensorType t4 = x4->type();
-        t4.dtype = root->output()->type().dtype;
-        ir::Node* r4 = fn.AddNode("rotary", {x4, cos4, sin4}, {t4}, {}, root->loc(),
-                                  {root->output()->name() + ".rot"}, /*before=*/root);
-        r = fn.AddNode("transpose", {r4->output()}, {root->output()->type()}, {{"perm", *perm}},
-                       root->loc(), {root->output()->name()}, /*before=*/root);
+        r = RotateBeforeTranspose(fn, root, f, *perm);
         Count("fused.before-transpose");
       } else {
         r = fn.AddNode("rotary", {f.x, f.cos, f.sin}, {root->output()->type()}, {}, root->loc(),
@@ -154,6 +160,22 @@ class MatchRotaryPass : public FunctionPass {
     if (erase.empty()) return false;
     fn.EraseNodesIf([&](const ir::Node& n) { return erase.count(&n) > 0; });
     return true;
+  }
+
+  // Rotates the transpose's input (the tables transposed alike) and transposes the result: the
+  // transpose then meets the attention, which reads the heads in place. Returns the transpose
+  // (named as root's output, which it replaces).
+  static ir::Node* RotateBeforeTranspose(ir::Function& fn, ir::Node* root, const Found& f,
+                                         const std::vector<int64_t>& perm) {
+    ir::Value* x4 = f.x->producer()->input(0);
+    ir::Value* cos4 = AlignTable(fn, f.cos, perm, x4->type().rank(), root);
+    ir::Value* sin4 = f.sin == f.cos ? cos4 : AlignTable(fn, f.sin, perm, x4->type().rank(), root);
+    ir::TensorType t4 = x4->type();
+    t4.dtype = root->output()->type().dtype;
+    ir::Node* r4 = fn.AddNode("rotary", {x4, cos4, sin4}, {t4}, {}, root->loc(),
+                              {root->output()->name() + ".rot"}, /*before=*/root);
+    return fn.AddNode("transpose", {r4->output()}, {root->output()->type()}, {{"perm", perm}},
+                      root->loc(), {root->output()->name()}, /*before=*/root);
   }
 
   // perm when x = transpose(x4, perm) keeps the rotated last axis in place and is read only by

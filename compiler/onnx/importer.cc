@@ -189,6 +189,8 @@ class NodeCtx {
   std::string loc_;
 };
 
+struct TorchSignature;  // torch.export's graph signature (below)
+
 class Importer {
  public:
   Importer(std::string base_dir, std::string source, const ImportOptions& options)
@@ -213,6 +215,7 @@ class Importer {
   absl::Status Parse(google::protobuf::io::ZeroCopyInputStream* stream);
   absl::Status CheckOpsets();
   absl::Status LoadInitializers();
+  void RecoverTorchParameters(const TorchSignature& sig);
   absl::Status BindInputs();
   absl::Status BuildCheckModel();
   absl::Status CheckAndInfer();
@@ -447,6 +450,103 @@ bool IsTransposeOf(const ir::Tensor& x, const ir::Tensor& w) {
   return true;
 }
 
+// The module scopes torch.onnx records on a node (metadata "pkg.torch.onnx.name_scopes",
+// "['', 'm', 'm.model', ..., 'm.model.layers.0.self_attn.q_proj', 'linear']"; NodeProto's
+// metadata_props, field 9 since IR version 10, read from the unknown fields).
+std::vector<std::string> TorchNameScopes(const onnx::NodeProto& n) {
+  constexpr int kNodeMetadataPropsField = 9;
+  std::vector<std::string> scopes;
+  const google::protobuf::UnknownFieldSet& unknown = n.GetReflection()->GetUnknownFields(n);
+  for (int i = 0; i < unknown.field_count(); ++i) {
+    const google::protobuf::UnknownField& f = unknown.field(i);
+    if (f.number() != kNodeMetadataPropsField ||
+        f.type() != google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED) {
+      continue;
+    }
+    onnx::StringStringEntryProto prop;
+    if (!prop.ParseFromString(f.length_delimited()) ||
+        prop.key() != "pkg.torch.onnx.name_scopes") {
+      continue;
+    }
+    std::vector<absl::string_view> parts = absl::StrSplit(prop.value(), '\'');
+    for (size_t k = 1; k < parts.size(); k += 2) scopes.emplace_back(parts[k]);
+  }
+  return scopes;
+}
+
+// torch's ONNX optimizer (optimize=True) folds w.T of an nn.Linear into a new initializer and
+// drops w. Such a copy becomes transpose(parameter) again: the transpose of a parameter still
+// in the file (a tied LM head) as is; else the parameter the signature lists but the file
+// lacks, named by the module of the MatMul that reads the copy (its name scopes: "...q_proj"
+// -> "...q_proj.weight"), with the copy's transpose as its value. The model then trains, tied
+// weights tied, under its parameters' names. What stays unexplained (a missing parameter and
+// weight-shaped constants) is recorded as "torch.folded_parameters": training refuses it.
+void Importer::RecoverTorchParameters(const TorchSignature& sig) {
+  std::map<std::string, const ir::Tensor*> params;
+  for (const auto& [name, t] : initializers_) {
+    if (sig.parameters.count(name)) params[name] = &t;
+  }
+  std::set<std::string> missing;
+  for (const std::string& p : sig.parameters) {
+    if (!params.count(p)) missing.insert(p);
+  }
+  // The module scope of the MatMul reading each initializer as its right operand.
+  std::map<std::string, std::string> reader_scope;
+  for (const auto& n : model_.graph().node()) {
+    if (n.op_type() != "MatMul" || n.input_size() != 2) continue;
+    std::vector<std::string> scopes = TorchNameScopes(n);
+    if (scopes.size() >= 2) reader_scope[n.input(1)] = scopes[scopes.size() - 2];
+  }
+  std::vector<std::pair<std::string, ir::Tensor>> restored;
+  std::vector<std::string> derived;
+  for (const auto& [name, t] : initializers_) {
+    if (!constant_initializers_.count(name) || !ir::IsFloat(t.dtype()) || t.type().rank() < 2 ||
+        sig.buffers.count(name)) {
+      continue;
+    }
+    bool explained = false;
+    for (const auto& [pname, p] : params) {
+      if (t.type().rank() == 2 && IsTransposeOf(t, *p)) {
+        transposed_params_[name] = pname;
+        explained = true;
+        break;
+      }
+    }
+    auto scope = reader_scope.find(name);
+    if (!explained && t.type().rank() == 2 && scope != reader_scope.end() &&
+        missing.count(scope->second + ".weight")) {
+      const std::string pname = scope->second + ".weight";
+      const int64_t rows = t.shape()[0], cols = t.shape()[1];
+      const size_t es = ir::DTypeSize(t.dtype());
+      ir::Tensor w = ir::Tensor::Uninitialized(t.dtype(), {cols, rows});
+      const auto* src = static_cast<const char*>(t.data());
+      auto* dst = static_cast<char*>(w.mutable_data());
+      for (int64_t i = 0; i < rows; ++i) {
+        for (int64_t j = 0; j < cols; ++j) {
+          std::memcpy(dst + (j * rows + i) * es, src + (i * cols + j) * es, es);
+        }
+      }
+      restored.emplace_back(pname, std::move(w));
+      transposed_params_[name] = pname;
+      missing.erase(pname);
+      explained = true;
+    }
+    if (!explained) derived.push_back(absl::StrCat(name, " ", t.type().ToString()));
+  }
+  for (auto& r : restored) initializers_.push_back(std::move(r));
+  // What is still missing is a tied alias (one initializer per tensor) unless weight-shaped
+  // constants remain unexplained.
+  if (!missing.empty() && !derived.empty()) {
+    std::vector<std::string> m(missing.begin(), missing.end());
+    folded_params_ = absl::StrCat(
+        m.size(), " parameters of the signature are not in the file (",
+        absl::StrJoin(m.begin(), m.begin() + std::min<size_t>(3, m.size()), ", "),
+        m.size() > 3 ? ", ..." : "", ") and ", derived.size(), " weight-shaped constants are (",
+        absl::StrJoin(derived.begin(), derived.begin() + std::min<size_t>(3, derived.size()), ", "),
+        derived.size() > 3 ? ", ..." : "", ")");
+  }
+}
+
 absl::Status Importer::LoadInitializers() {
   const auto& g = model_.graph();
   if (g.sparse_initializer_size() > 0) {
@@ -470,50 +570,7 @@ absl::Status Importer::LoadInitializers() {
     }
     initializers_.emplace_back(proto.name(), *std::move(t));
   }
-  if (sig.present) {
-    // torch's optimizer folds w.T of an nn.Linear (or a tied LM head) into a new initializer.
-    // A copy that is the transpose of a parameter still in the file is that parameter's
-    // transpose again (a tied head stays tied, and trains); parameters folded away entirely
-    // are recorded (metadata "torch.folded_parameters"): training cannot update them.
-    std::map<std::string, const ir::Tensor*> params;
-    for (const auto& [name, t] : initializers_) {
-      if (sig.parameters.count(name)) params[name] = &t;
-    }
-    for (const auto& [name, t] : initializers_) {
-      if (!constant_initializers_.count(name) || !ir::IsFloat(t.dtype()) || t.type().rank() != 2) {
-        continue;
-      }
-      for (const auto& [pname, p] : params) {
-        if (IsTransposeOf(t, *p)) {
-          transposed_params_[name] = pname;
-          break;
-        }
-      }
-    }
-    // Parameters absent from the file are tied aliases (one initializer per tensor) or were
-    // folded away; float tensors of rank 2+ that are not parameters (nor their transposes)
-    // tell the second case.
-    std::vector<std::string> missing, derived;
-    for (const std::string& p : sig.parameters) {
-      if (!params.count(p)) missing.push_back(p);
-    }
-    for (const auto& [name, t] : initializers_) {
-      if (constant_initializers_.count(name) && ir::IsFloat(t.dtype()) && t.type().rank() >= 2 &&
-          !transposed_params_.count(name) && !sig.buffers.count(name)) {
-        derived.push_back(absl::StrCat(name, " ", t.type().ToString()));
-      }
-    }
-    if (!missing.empty() && !derived.empty()) {
-      folded_params_ = absl::StrCat(missing.size(), " parameters of the signature are not in the "
-                                    "file (", absl::StrJoin(missing.begin(),
-                                                             missing.begin() + std::min<size_t>(3, missing.size()), ", "),
-                                    missing.size() > 3 ? ", ..." : "", ") and ", derived.size(),
-                                    " weight-shaped constants are (",
-                                    absl::StrJoin(derived.begin(),
-                                                  derived.begin() + std::min<size_t>(3, derived.size()), ", "),
-                                    derived.size() > 3 ? ", ..." : "", ")");
-    }
-  }
+  if (sig.present) RecoverTorchParameters(sig);
   init_protos_.Clear();  // the data now lives in the tensors
   return absl::OkStatus();
 }

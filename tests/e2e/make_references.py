@@ -29,7 +29,8 @@ onnxruntime transformers==5.25.0, then /opt/t211/bin/python tests/e2e/make_refer
 Inference cases are exported as the exporter's defaults write them (optimize=True: its
 optimizer folds weight transposes into new initializers); training cases with optimize=False,
 which keeps every parameter an initializer under its own name (and tied weights tied), and
-hf_gpt2_loss also with optimize=True (its tied LM head folded to a transposed copy).
+hf_gpt2_loss (opset 20) and hf_llama_loss (opset 23) also with optimize=True (nn.Linear's
+weights and the tied LM head folded into transposed copies).
 """
 
 import argparse
@@ -649,11 +650,12 @@ def case_hf_llama_padded():
 
 
 def case_hf_gpt2_loss():
-    return dict(hf_case("gpt2"), also_optimized=True)
+    return dict(hf_case("gpt2"), also_optimized=(20,))
 
 
 def case_hf_llama_loss():
-    return hf_case("llama")
+    # At opset 23 the optimizer writes RMSNormalization and RotaryEmbedding too.
+    return dict(hf_case("llama"), also_optimized=(23,), ort_rotary_batch_issue=True)
 
 
 def case_seq2seq():
@@ -718,7 +720,7 @@ def check_with_ort(model_path, feeds, outputs, label):
         print(f"  {label}: ORT output {i} matches torch (max abs {a:.2e}, rel {r:.2e})")
 
 
-def training_reference(make_fresh, inputs, out_dir, initializer_names):
+def training_reference(make_fresh, inputs, out_dir, initializer_names, folded_ok=False):
     """Gradients of the loss w.r.t. every parameter, and the losses of a few AdamW steps."""
     model = make_fresh()  # fresh copy: the exported one must stay untouched
     model.train()  # no dropout in these models: train() == eval() numerically
@@ -735,7 +737,9 @@ def training_reference(make_fresh, inputs, out_dir, initializer_names):
         names_of.setdefault(id(p), []).append(name)
     for name, p in model.named_parameters():
         name = next((n for n in names_of[id(p)] if n in initializer_names), name)
-        if name not in initializer_names:
+        # folded_ok: torch's optimizer folded the weight into a transposed copy; ptc restores
+        # the parameter under this name.
+        if name not in initializer_names and not folded_ok:
             raise SystemExit(f"parameter {name} is not an initializer of the exported model "
                              f"(initializers: {sorted(initializer_names)})")
         fname = name + ".pb"
@@ -802,7 +806,12 @@ def export_case(case, opset, root, optimize=None):
         feeds[name] = t.numpy()
     for i, (name, o) in enumerate(zip(case["output_names"], outputs)):
         save_tensor(os.path.join(out_dir, f"output_{i}.pb"), o, name)
-    check_with_ort(model_path, feeds, outputs, label)
+    if DYNAMO and optimize and case.get("ort_rotary_batch_issue"):
+        # torch writes RotaryEmbedding tables [1, S, D/2], which onnxruntime takes only for a
+        # batch of 1 (the ONNX spec's [B, S, D/2]); ptc broadcasts them.
+        print(f"  {label}: ORT cross-check skipped (its RotaryEmbedding wants [B, S, D/2] tables)")
+    else:
+        check_with_ort(model_path, feeds, outputs, label)
 
     meta = {
         "name": case["name"],
@@ -822,7 +831,7 @@ def export_case(case, opset, root, optimize=None):
     if case.get("training"):
         initializer_names = {init.name for init in proto.graph.initializer}
         meta["training"] = training_reference(case["make_fresh"], case["inputs"], out_dir,
-                                              initializer_names)
+                                              initializer_names, folded_ok=DYNAMO and optimize)
     with open(os.path.join(out_dir, "meta.json"), "w") as f:
         json.dump(meta, f, indent=2, sort_keys=True)
         f.write("\n")
@@ -862,10 +871,10 @@ def main():
         case = make()
         for opset in case.get("dynamo_opsets", DYNAMO_OPSETS) if DYNAMO else case.get("opsets", OPSETS):
             export_case(case, opset, root)
-        if DYNAMO and case.get("also_optimized"):
-            # Training with the exporter's optimizer on: it folds the tied LM head's transpose
-            # into a new initializer, which ptc ties back to the embedding.
-            export_case(case, DYNAMO_OPSETS[0], root, optimize=True)
+        for opset in case.get("also_optimized", ()) if DYNAMO else ():
+            # Training with the exporter's optimizer on: it folds nn.Linear's w.T (GPT-2: the
+            # tied LM head's) into new initializers, which ptc turns back into the parameters.
+            export_case(case, opset, root, optimize=True)
     print(f"wrote {root}")
 
 

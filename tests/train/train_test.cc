@@ -270,8 +270,9 @@ TEST_P(TorchLossReference, DefaultPassesMatchNoPasses) {
 //     Llama and transformers 5.25's models: torch's SDPA decomposition with its safe softmax
 //     and a batched k^T through [B*H, T, D], a mask with the batch dim, whole-tensor slices,
 //     the labels shifted instead of the logits), at opset 23, where SDPA is one ONNX
-//     Attention op, and GPT-2 with the exporter's optimizer (the tied LM head's transpose
-//     folded into a copy, tied back by the importer).
+//     Attention op, and with the exporter's optimizer (nn.Linear's w.T and the tied LM head
+//     folded into copies, parameters again after the importer; the Llama at opset 23 with
+//     RMSNormalization and RotaryEmbedding).
 // A bias-free projection is a matmul in ptc's Llama ([in, out] weights) and a fused_matmul
 // {trans_b=1} in the exports' ([out, in]): counted as one. The shifted loss adds its slices
 // (the rows before the LM head, the labels) and the rows' slice_grad; reshapes are views and
@@ -370,7 +371,8 @@ INSTANTIATE_TEST_SUITE_P(
                       OwnModelCase{"hf_gpt2_loss_dynamo_opset20", "gpt2", true},
                       OwnModelCase{"hf_llama_loss_dynamo_opset23", "llama", true},
                       OwnModelCase{"hf_gpt2_loss_dynamo_opset23", "gpt2", true},
-                      OwnModelCase{"hf_gpt2_loss_dynamo_optimized_opset20", "gpt2", true}),
+                      OwnModelCase{"hf_gpt2_loss_dynamo_optimized_opset20", "gpt2", true},
+                      OwnModelCase{"hf_llama_loss_dynamo_optimized_opset23", "llama", true}),
     [](const ::testing::TestParamInfo<OwnModelCase>& info) {
       const std::string& r = info.param.reference;
       // hf_gpt2_loss_dynamo_opset23 -> hf_gpt2_loss_dynamo_23; opset 14 / 17 / 20 dropped.
@@ -441,7 +443,8 @@ INSTANTIATE_TEST_SUITE_P(E2e, TorchLossReference,
                                            "hf_llama_loss_dynamo_opset23",
                                            "hf_gpt2_loss_dynamo_optimized_opset20",
                                            "hf_gpt2_padded_loss_dynamo_opset20",
-                                           "hf_gpt2_padded_loss_dynamo_opset23"));
+                                           "hf_gpt2_padded_loss_dynamo_opset23",
+                                           "hf_llama_loss_dynamo_optimized_opset23"));
 
 // ---------------------------------------------------------------------------------------------
 // (c) Smoke: the seq2seq and llama builders with --loss train end to end.
