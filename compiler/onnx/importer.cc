@@ -399,23 +399,34 @@ struct TorchSignature {
   std::set<std::string> buffers;  // BUFFER and CONSTANT_TENSOR targets
 };
 
-// GraphProto.metadata_props is field 16 since IR version 10; the ONNX library of the build
-// machines predates it, so it is read from the unknown fields.
-TorchSignature ReadTorchSignature(const onnx::GraphProto& g) {
-  constexpr int kGraphMetadataPropsField = 16;
-  TorchSignature sig;
-  const google::protobuf::UnknownFieldSet& unknown = g.GetReflection()->GetUnknownFields(g);
+// The value of metadata_props entry `key` of `m`, a field the ONNX library of the build
+// machines predates (GraphProto: 16, NodeProto: 9, since IR version 10), read from the unknown
+// fields; nullopt when absent.
+std::optional<std::string> NewerMetadataProp(const google::protobuf::Message& m, int field,
+                                             absl::string_view key) {
+  const google::protobuf::UnknownFieldSet& unknown = m.GetReflection()->GetUnknownFields(m);
   for (int i = 0; i < unknown.field_count(); ++i) {
     const google::protobuf::UnknownField& f = unknown.field(i);
-    if (f.number() != kGraphMetadataPropsField ||
-        f.type() != google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED) {
+    if (f.number() != field || f.type() != google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED) {
       continue;
     }
     onnx::StringStringEntryProto prop;
-    if (!prop.ParseFromString(f.length_delimited())) continue;
-    if (prop.key() != "pkg.torch.export.ExportedProgram.graph_signature") continue;
+    if (prop.ParseFromString(f.length_delimited()) && prop.key() == key) return prop.value();
+  }
+  return std::nullopt;
+}
+constexpr int kGraphMetadataPropsField = 16;
+constexpr int kNodeMetadataPropsField = 9;
+
+// torch.export's graph signature, from the graph's metadata (see TorchSignature).
+TorchSignature ReadTorchSignature(const onnx::GraphProto& g) {
+  TorchSignature sig;
+  std::optional<std::string> value =
+      NewerMetadataProp(g, kGraphMetadataPropsField,
+                        "pkg.torch.export.ExportedProgram.graph_signature");
+  if (value) {
     sig.present = true;
-    for (absl::string_view line : absl::StrSplit(prop.value(), '\n')) {
+    for (absl::string_view line : absl::StrSplit(*value, '\n')) {
       const bool param = absl::StrContains(line, ": PARAMETER ");
       if (!param && !absl::StrContains(line, ": BUFFER ") &&
           !absl::StrContains(line, ": CONSTANT_TENSOR ")) {
@@ -451,26 +462,14 @@ bool IsTransposeOf(const ir::Tensor& x, const ir::Tensor& w) {
 }
 
 // The module scopes torch.onnx records on a node (metadata "pkg.torch.onnx.name_scopes",
-// "['', 'm', 'm.model', ..., 'm.model.layers.0.self_attn.q_proj', 'linear']"; NodeProto's
-// metadata_props, field 9 since IR version 10, read from the unknown fields).
+// "['', 'm', 'm.model', ..., 'm.model.layers.0.self_attn.q_proj', 'linear']").
 std::vector<std::string> TorchNameScopes(const onnx::NodeProto& n) {
-  constexpr int kNodeMetadataPropsField = 9;
   std::vector<std::string> scopes;
-  const google::protobuf::UnknownFieldSet& unknown = n.GetReflection()->GetUnknownFields(n);
-  for (int i = 0; i < unknown.field_count(); ++i) {
-    const google::protobuf::UnknownField& f = unknown.field(i);
-    if (f.number() != kNodeMetadataPropsField ||
-        f.type() != google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED) {
-      continue;
-    }
-    onnx::StringStringEntryProto prop;
-    if (!prop.ParseFromString(f.length_delimited()) ||
-        prop.key() != "pkg.torch.onnx.name_scopes") {
-      continue;
-    }
-    std::vector<absl::string_view> parts = absl::StrSplit(prop.value(), '\'');
-    for (size_t k = 1; k < parts.size(); k += 2) scopes.emplace_back(parts[k]);
-  }
+  std::optional<std::string> value =
+      NewerMetadataProp(n, kNodeMetadataPropsField, "pkg.torch.onnx.name_scopes");
+  if (!value) return scopes;
+  std::vector<absl::string_view> parts = absl::StrSplit(*value, '\'');
+  for (size_t k = 1; k < parts.size(); k += 2) scopes.emplace_back(parts[k]);
   return scopes;
 }
 
