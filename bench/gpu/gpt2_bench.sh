@@ -11,7 +11,8 @@
 # workspaces, arena), polled every 0.2 s for ptc and PyTorch alike; PyTorch's own
 # max_memory_allocated / reserved are in its JSON. MFU = (6 N + causal attention) FLOPs per
 # token x tokens/s over the bf16 matmul rate measured in the same run (8192^3, random data).
-# PEERS=0 skips PyTorch (a quick check of ptc alone); VARIANTS="a b,c" adds training runs with
+# PEERS=0 skips PyTorch (a quick check of ptc alone; PEER_EXPORT=0 only the training of the
+# peer's own model exported by torch.onnx); VARIANTS="a b,c" adds training runs with
 # PTC_CUDA_OPTIONS=a and =b,c (default: no_autotune, bgrad_reduce, linear_ce_f32_logits,
 # gelu_pass);
 # PROFILES="default a" lists the PTC_CUDA_OPTIONS of the per-op profiles. The main run autotunes (the default: the
@@ -115,6 +116,7 @@ summarize() {
       esac
       [ -n "$v" ] && echo "| ptc, $label (rc $vrc) | $vtok | $(mfu "$vtok") | | |"
     done
+    [ -e ptc-peer.rc ] && echo "| ptc on PyTorch's own model (torch_gpt2.py exported by torch.onnx, dynamo) (rc $(cat ptc-peer.rc)) | $(median_tok ptc-peer.jsonl) | $(mfu "$(median_tok ptc-peer.jsonl)") | $(peak ptc-peer) MiB | $(grep -o 'arena [0-9.]* [KMG]iB' compile-peer.log 2>/dev/null | head -1) |"
     echo "| PyTorch eager | $t_eager | $(mfu "$t_eager") | $(peak torch-train) MiB | $(mib "$(field torch-train.json peak_mem_bytes)") allocated, $(mib "$(field torch-train.json peak_reserved_bytes)") reserved |"
     echo "| torch.compile | $t_comp | $(mfu "$t_comp") | $(peak torch-compile) MiB | $(mib "$(field torch-compile.json peak_mem_bytes)") allocated, $(mib "$(field torch-compile.json peak_reserved_bytes)") reserved |"
     echo
@@ -167,6 +169,25 @@ watch torch-compile 300 $py "$here/torch_gpt2.py" train --batch "$B" --seq "$SEQ
   --compile > torch-compile.json 2> torch-compile.log || tail -3 torch-compile.log
 cat torch-compile.json
 fi  # PEERS
+
+# ptc on the peer's own model: torch_gpt2.py's GPT (the code PyTorch runs above) exported by
+# torch.onnx's dynamo exporter, compiled and trained as the main run. PEER_EXPORT=0 skips.
+if [ "${PEERS:-1}" = 1 ] && [ "${PEER_EXPORT:-1}" = 1 ]; then
+  echo "== ptc on the peer's own model (torch.onnx.export, dynamo=True): compile, train $STEPS steps"
+  {
+    timeout 120 $py "$here/torch_gpt2.py" export --out "$work/peer-loss.onnx" \
+      $([ "$PRESET" = tiny ] && echo --tiny) > peer-export.json 2> peer-export.log &&
+    ptc compile "$work/peer-loss.onnx" -o "$work/peer.plan" --train --target cuda \
+      --precision bf16 --dim batch="$B" --dim seq="$SEQ" --optimizer adamw --lr 3e-4 \
+      --weight-decay 0.1 > compile-peer.log 2>&1 &&
+    watch ptc-peer 120 ptc run "$work/peer.plan" --steps "$STEPS" --data "$corpus" \
+      --progress lines --log-json ptc-peer.jsonl > ptc-peer.log 2>&1
+  }
+  echo $? > ptc-peer.rc
+  cat peer-export.json 2>/dev/null || tail -3 peer-export.log
+  head -2 compile-peer.log
+  tail -2 ptc-peer.log 2>/dev/null
+fi
 
 echo "== inference: bf16 forward at batch 1 and 16 x $SEQ, ptc and PyTorch eager"
 for bi in 1 16; do

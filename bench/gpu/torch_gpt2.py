@@ -5,6 +5,8 @@
   python3 bench/gpu/torch_gpt2.py infer --batch 1 --seq 1024 [--compile]
   python3 bench/gpu/torch_gpt2.py generate --prompt-len 16 --tokens 256
   python3 bench/gpu/torch_gpt2.py matmul      # the bf16 matmul rate MFU is measured against
+  python3 bench/gpu/torch_gpt2.py export --out peer-loss.onnx   # this model, with its loss,
+      # through torch.onnx's dynamo exporter (opset 20, optimize=False), for ptc to train
 
 The architecture of ptc's `ptc model gpt2 --preset small` (nanoGPT layout: pre-norm, causal
 attention through F.scaled_dot_product_attention (flash), tanh GELU (GPT-2's gelu_new, ptc's
@@ -44,7 +46,9 @@ class Block(nn.Module):
                 v = torch.cat([cache[1], v], dim=2)
             cache[0], cache[1] = k, v
         if hasattr(F, "scaled_dot_product_attention"):
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=(t > 1))
+            # Without a cache always causal (the same for t == 1; a constant for torch.export).
+            causal = True if cache is None else t > 1
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
         else:  # torch < 2.0 (the script's CPU dry run on the build machine)
             att = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
             if t > 1:
@@ -97,7 +101,8 @@ def timed(fn, warmup, steps):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["train", "infer", "generate", "matmul"])
+    ap.add_argument("mode", choices=["train", "infer", "generate", "matmul", "export"])
+    ap.add_argument("--out", default="peer-loss.onnx", help="export: the ONNX file")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=12)
@@ -120,6 +125,17 @@ def main():
         print(json.dumps({"mode": "matmul", "n": n, "tflops": 2 * n**3 / s / 1e12}), flush=True)
         return
     dims = dict(layers=2, d=64, h=4) if a.tiny else {}
+    if a.mode == "export":  # on the CPU, f32: ptc's --precision bf16 makes the casts
+        model = GPT(seq=max(a.seq, 1024), **dims)
+        x = torch.randint(0, 50257, (2, 64))
+        names = {0: "batch", 1: "seq"}
+        t0 = time.perf_counter()
+        torch.onnx.export(model, (x, x.clone()), a.out, input_names=["idx", "labels"],
+                          output_names=["loss"], dynamic_axes={"idx": names, "labels": names},
+                          dynamo=True, optimize=False, opset_version=20)
+        print(json.dumps({"mode": "export", "out": a.out, "torch": torch.__version__,
+                          "seconds": time.perf_counter() - t0}), flush=True)
+        return
     model = GPT(seq=max(a.seq, 1024), **dims).to(dev)
     n_params = sum(p.numel() for p in model.parameters())
     fwd = torch.compile(model) if a.compile else model
