@@ -12,7 +12,10 @@
 // the low dtype, one launch and one pass over dW less.
 //
 // Matched: gemm(a, B) {trans_a=0|1, trans_b=0, alpha=1, no c} and reduce_sum(G) {keepdims=0,
-// axes = all but the last} where B is G, or a reshape of G to [rows, N]. Declines (counters):
+// axes = all but the last} where B is G, or a reshape of G to [rows, N]. Also the swapped
+// gemm(B, x) {trans_a=1}: dW = G^T x, an [out, in] weight's gradient (nn.Linear's, after
+// fold-gemm-transpose), which becomes gemm_bgrad(x, B) {trans_a=1} (dW^T and db) and a
+// transpose into dW's layout ("fused.swapped"). Declines (counters):
 // "declined.no-gemm" (no such gemm reads the reduced tensor), "declined.gemm-attrs"
 // (transposed B, alpha != 1, a c operand), "declined.axes". Run after autodiff and
 // mixed-precision, after cse (so that dW's and db's reshapes of dy are one value).
@@ -81,18 +84,28 @@ class FuseBiasGradPass : public FunctionPass {
         }
       }
       ir::Node* gemm = nullptr;
+      bool swapped = false;  // gemm(g, x) {trans_a=1}: dW = g^T x, nn.Linear's [out, in] weight
       bool bad_attrs = false;
       for (ir::Value* b : candidates) {
         if (b->type().rank() != 2) continue;
         for (ir::Node* u : m.Users(b)) {
-          if (u->op() != "gemm" || u->input(1) != b || erase.count(u) > 0) continue;
-          if (u->num_inputs() != 2 || u->GetInt("trans_b", 0).value_or(1) != 0 ||
-              u->GetFloat("alpha", 1.0).value_or(0.0) != 1.0) {
-            bad_attrs = true;
-            continue;
+          if (u->op() != "gemm" || erase.count(u) > 0) continue;
+          const bool plain = u->num_inputs() == 2 && u->GetInt("trans_b", 0).value_or(1) == 0 &&
+                             u->GetFloat("alpha", 1.0).value_or(0.0) == 1.0;
+          if (u->input(1) == b) {
+            if (!plain) {
+              bad_attrs = true;
+              continue;
+            }
+            gemm = u;
+            break;
           }
-          gemm = u;
-          break;
+          if (u->input(0) == b && u->input(1) != b && plain &&
+              u->GetInt("trans_a", 0).value_or(0) == 1) {
+            gemm = u;
+            swapped = true;
+            break;
+          }
         }
         if (gemm != nullptr) break;
       }
@@ -112,13 +125,29 @@ class FuseBiasGradPass : public FunctionPass {
       ir::Value* y_out = y_cast != nullptr ? y_cast->output() : gemm->output();
       ir::Value* db_out = db_cast != nullptr ? db_cast->output() : r->output();
       ir::AttrMap attrs;
-      if (gemm->GetInt("trans_a", 0).value_or(0) != 0) attrs["trans_a"] = int64_t{1};
+      if (swapped || gemm->GetInt("trans_a", 0).value_or(0) != 0) attrs["trans_a"] = int64_t{1};
       if (y_cast != nullptr) attrs["dtype"] = ir::DType::kF32;
       if (db_cast != nullptr) attrs["bias_dtype"] = ir::DType::kF32;
-      ir::Node* f = fn.AddNode("gemm_bgrad", {gemm->input(0), gemm->input(1)},
-                               {y_out->type(), db_out->type()}, std::move(attrs), gemm->loc(),
-                               {y_out->name(), db_out->name()}, /*before=*/gemm);
-      fn.ReplaceAllUsesWith(y_out, f->output(0));
+      // Swapped: x^T g = dW^T, with db summed over g's rows as in the plain form (cuBLASLt's
+      // BGRADB), then transposed into dW's layout (one pass over the weight-sized gradient
+      // instead of one over g for db).
+      ir::Value* x = gemm->input(swapped ? 1 : 0);
+      ir::Value* b = gemm->input(swapped ? 0 : 1);
+      ir::TensorType y_type = y_out->type();
+      if (swapped) std::swap(y_type.shape[0], y_type.shape[1]);
+      ir::Node* f = fn.AddNode("gemm_bgrad", {x, b}, {y_type, db_out->type()}, std::move(attrs),
+                               gemm->loc(),
+                               {swapped ? y_out->name() + ".t" : y_out->name(), db_out->name()},
+                               /*before=*/gemm);
+      ir::Value* y_new = f->output(0);
+      if (swapped) {
+        y_new = fn.AddNode("transpose", {y_new}, {y_out->type()},
+                           {{"perm", std::vector<int64_t>{1, 0}}}, gemm->loc(), {y_out->name()},
+                           /*before=*/gemm)
+                    ->output();
+        Count("fused.swapped");
+      }
+      fn.ReplaceAllUsesWith(y_out, y_new);
       fn.ReplaceAllUsesWith(db_out, f->output(1));
       for (ir::Node* dead : {gemm, r, y_cast, db_cast}) {
         if (dead != nullptr) erase.insert(dead);
