@@ -657,8 +657,10 @@ int main(int argc, char** argv) {
       "torch 2.9, writes 18 and later): name the dims. For training, optimize=False keeps every\n"
       "weight an initializer; with the exporter's optimizer on, ptc restores the weights it\n"
       "folds into transposed constants from the export's metadata, and says so if it cannot:\n"
+      "  from torch.export import Dim\n"
+      "  bt = {0: Dim('batch'), 1: Dim('seq', max=1024)}\n"
       "  torch.onnx.export(model, (ids, labels), 'lm.onnx', dynamo=True, optimize=False,\n"
-      "      dynamic_axes={'input_ids': {0: 'batch', 1: 'seq'}, 'labels': {0: 'batch', 1: 'seq'}})\n"
+      "      dynamic_shapes={'input_ids': bt, 'labels': bt})   # names: forward's arguments\n"
       "  ptc compile lm.onnx -o train.plan --train --target cuda --precision bf16 "
       "--dim batch=16 --dim seq=1024\n");
 
