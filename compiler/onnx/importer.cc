@@ -443,6 +443,16 @@ TorchSignature ReadTorchSignature(const onnx::GraphProto& g) {
   return sig;
 }
 
+// Whether every element of `t` has the same bits.
+bool AllEqual(const ir::Tensor& t) {
+  const size_t es = ir::DTypeSize(t.dtype());
+  const auto* b = static_cast<const char*>(t.data());
+  for (int64_t i = 1; i < t.num_elements(); ++i) {
+    if (std::memcmp(b + i * es, b, es) != 0) return false;
+  }
+  return true;
+}
+
 // Whether `x` is the transpose of the 2-D `w`, bit for bit.
 bool IsTransposeOf(const ir::Tensor& x, const ir::Tensor& w) {
   if (x.dtype() != w.dtype() || x.type().rank() != 2 || w.type().rank() != 2 ||
@@ -474,10 +484,11 @@ std::vector<std::string> TorchNameScopes(const onnx::NodeProto& n) {
 }
 
 // torch's ONNX optimizer (optimize=True) folds w.T of an nn.Linear into a new initializer and
-// drops w. Such a copy becomes transpose(parameter) again: the transpose of a parameter still
-// in the file (a tied LM head) as is; else the parameter the signature lists but the file
-// lacks, named by the module of the MatMul that reads the copy (its name scopes: "...q_proj"
-// -> "...q_proj.weight"), with the copy's transpose as its value. The model then trains, tied
+// drops w. Such a copy becomes transpose(parameter) again. The parameter is named by the
+// module of the MatMul that reads the copy (its name scopes: "...q_proj" -> "...q_proj.weight"):
+// one still in the file (a tied LM head) when the copy is its transpose, bit for bit; one the
+// signature lists but the file lacks, with the copy's transpose as its value. Without a
+// recorded module, a parameter the copy is the transpose of (not for a one-valued copy). The model then trains, tied
 // weights tied, under its parameters' names. What stays unexplained (a missing parameter and
 // weight-shaped constants) is recorded as "torch.folded_parameters": training refuses it.
 void Importer::RecoverTorchParameters(const TorchSignature& sig) {
@@ -504,17 +515,27 @@ void Importer::RecoverTorchParameters(const TorchSignature& sig) {
       continue;
     }
     bool explained = false;
-    for (const auto& [pname, p] : params) {
-      if (t.type().rank() == 2 && IsTransposeOf(t, *p)) {
-        transposed_params_[name] = pname;
+    auto scope = reader_scope.find(name);
+    const std::string scoped = scope != reader_scope.end() ? scope->second + ".weight" : "";
+    if (auto p = params.find(scoped); p != params.end()) {
+      // The reading module's own weight (a tied LM head named after it): by value.
+      if (IsTransposeOf(t, *p->second)) {
+        transposed_params_[name] = p->first;
         explained = true;
-        break;
+      }
+    } else if (scoped.empty() && !AllEqual(t)) {
+      // No module recorded: the parameter whose transpose it is, if one is (a tensor of one
+      // repeated value, e.g. zeros, would match any of its shape: left unexplained).
+      for (const auto& [pname, p] : params) {
+        if (t.type().rank() == 2 && IsTransposeOf(t, *p)) {
+          transposed_params_[name] = pname;
+          explained = true;
+          break;
+        }
       }
     }
-    auto scope = reader_scope.find(name);
-    if (!explained && t.type().rank() == 2 && scope != reader_scope.end() &&
-        missing.count(scope->second + ".weight")) {
-      const std::string pname = scope->second + ".weight";
+    if (!explained && t.type().rank() == 2 && missing.count(scoped)) {
+      const std::string pname = scoped;
       const int64_t rows = t.shape()[0], cols = t.shape()[1];
       const size_t es = ir::DTypeSize(t.dtype());
       ir::Tensor w = ir::Tensor::Uninitialized(t.dtype(), {cols, rows});

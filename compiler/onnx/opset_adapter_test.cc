@@ -388,14 +388,20 @@ TEST(OpsetAdapterTest, TorchExportBuffersAreConstantsNotWeights) {
 // non-parameter initializers are constants. Parameters folded away entirely are recorded for
 // the driver, which then refuses to train.
 TEST(OpsetAdapterTest, OptimizedExportsTieTransposedCopiesBack) {
-  auto build = [](bool fold_away) {
+  // fold_away 1: a folded head's transpose, the head gone; 2: the same, all zeros, beside a
+  // zero parameter of the transposed shape (which must not be taken for its source).
+  auto build = [](int fold_away) {
     ModelBuilder b(/*opset=*/20);
     b.model.set_ir_version(10);
     b.Input("x", F32, {int64_t{1}, int64_t{2}});
     b.Input("ids", I64, {int64_t{1}});
     b.InitF("emb.weight", {3, 2}, {1, 2, 3, 4, 5, 6});
-    if (fold_away) {
-      b.InitF("val_7", {2, 2}, {1, 0, 0, 1});  // a folded head's transpose, the head gone
+    if (fold_away == 1) {
+      b.InitF("val_7", {2, 2}, {1, 0, 0, 1});
+    } else if (fold_away == 2) {
+      b.InitF("val_7", {2, 3}, std::vector<float>(6, 0.0f));
+      b.InitF("zero.weight", {3, 2}, std::vector<float>(6, 0.0f));
+      b.Node("Gather", {"zero.weight", "ids"}, {"z"});
     } else {
       b.InitF("val_7", {2, 3}, {1, 3, 5, 2, 4, 6});  // emb.weight^T
     }
@@ -404,16 +410,18 @@ TEST(OpsetAdapterTest, OptimizedExportsTieTransposedCopiesBack) {
     b.Node("MatMul", {"x", "val_7"}, {"logits"});
     b.Node("Mul", {"logits", "val_scale"}, {"y"});
     b.Output("e", F32, 2).Output("y", F32, 2);
+    if (fold_away == 2) b.Output("z", F32, 2);
     onnx::StringStringEntryProto sig;
     sig.set_key("pkg.torch.export.ExportedProgram.graph_signature");
     sig.set_value(
         "\n# inputs\np_emb_weight: PARAMETER target='emb.weight'\n"
-        "p_head_weight: PARAMETER target='head.weight'\nx: USER_INPUT\nids: USER_INPUT\n");
+        "p_head_weight: PARAMETER target='head.weight'\n"
+        "p_zero_weight: PARAMETER target='zero.weight'\nx: USER_INPUT\nids: USER_INPUT\n");
     onnx::GraphProto* g = b.graph();
     g->GetReflection()->MutableUnknownFields(g)->AddLengthDelimited(16, sig.SerializeAsString());
     return b;
   };
-  auto m = Import(build(false));
+  auto m = Import(build(0));
   ASSERT_TRUE(m.ok()) << m.status();
   std::vector<std::string> params;
   for (const ir::Value* p : (*m)->main()->params()) params.push_back(p->name());
@@ -425,11 +433,14 @@ TEST(OpsetAdapterTest, OptimizedExportsTieTransposedCopiesBack) {
   EXPECT_EQ(Nodes(**m, "mul")[0]->input(1)->producer()->op(), "constant");
   EXPECT_EQ((*m)->metadata().count("torch.folded_parameters"), 0u);
 
-  auto folded = Import(build(true));
-  ASSERT_TRUE(folded.ok()) << folded.status();
-  ASSERT_EQ((*folded)->metadata().count("torch.folded_parameters"), 1u);
-  EXPECT_THAT((*folded)->metadata().at("torch.folded_parameters"), HasSubstr("head.weight"));
-  EXPECT_THAT((*folded)->metadata().at("torch.folded_parameters"), HasSubstr("val_7 f32[2,2]"));
+  for (int fold_away : {1, 2}) {
+    SCOPED_TRACE(fold_away);
+    auto folded = Import(build(fold_away));
+    ASSERT_TRUE(folded.ok()) << folded.status();
+    ASSERT_EQ((*folded)->metadata().count("torch.folded_parameters"), 1u);
+    EXPECT_THAT((*folded)->metadata().at("torch.folded_parameters"), HasSubstr("head.weight"));
+    EXPECT_THAT((*folded)->metadata().at("torch.folded_parameters"), HasSubstr("val_7 f32["));
+  }
 }
 
 }  // namespace
