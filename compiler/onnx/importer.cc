@@ -535,21 +535,18 @@ void Importer::RecoverTorchParameters(const TorchSignature& sig) {
       }
     }
     if (!explained && t.type().rank() == 2 && missing.count(scoped)) {
-      const std::string pname = scoped;
-      const int64_t rows = t.shape()[0], cols = t.shape()[1];
-      const size_t es = ir::DTypeSize(t.dtype());
-      ir::Tensor w = ir::Tensor::Uninitialized(t.dtype(), {cols, rows});
-      const auto* src = static_cast<const char*>(t.data());
-      auto* dst = static_cast<char*>(w.mutable_data());
-      for (int64_t i = 0; i < rows; ++i) {
-        for (int64_t j = 0; j < cols; ++j) {
-          std::memcpy(dst + (j * rows + i) * es, src + (i * cols + j) * es, es);
-        }
+      Entry copy;
+      copy.type = t.type();
+      copy.constant = t;
+      absl::StatusOr<std::vector<ir::Tensor>> w =
+          Fold("transpose", {&copy}, {{"perm", std::vector<int64_t>{1, 0}}},
+               {ir::TensorType{t.dtype(), {t.shape()[1], t.shape()[0]}}});
+      if (w.ok()) {
+        restored.emplace_back(scoped, std::move((*w)[0]));
+        transposed_params_[name] = scoped;
+        missing.erase(scoped);
+        explained = true;
       }
-      restored.emplace_back(pname, std::move(w));
-      transposed_params_[name] = pname;
-      missing.erase(pname);
-      explained = true;
     }
     if (!explained) derived.push_back(absl::StrCat(name, " ", t.type().ToString()));
   }
@@ -1094,9 +1091,7 @@ const std::vector<std::string>& OtherOps() {
       "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Expand", "Transpose", "Split", "Slice",
       "Concat", "Gather", "Trilu", "Constant", "ConstantOfShape", "Range", "Shape", "Size",
       "Dropout", "SoftmaxCrossEntropyLoss", "NegativeLogLikelihoodLoss", "If", "IsNaN",
-      "CumSum", "GatherND", "Pad", "CastLike", "SplitToSequence", "SequenceAt",
-      // added after opset 17 (opset_adapter.h): converted by ConvertNewerNode
-      "Gelu", "Swish", "Attention", "RMSNormalization", "RotaryEmbedding"};
+      "CumSum", "GatherND", "Pad", "CastLike", "SplitToSequence", "SequenceAt"};
   return *v;
 }
 
@@ -2357,6 +2352,7 @@ std::vector<std::string> SupportedOnnxOps() {
   for (const auto& [k, v] : UnaryOps()) ops.push_back(k);
   for (const auto& [k, v] : BinaryOps()) ops.push_back(k);
   for (const auto& k : OtherOps()) ops.push_back(k);
+  for (const auto& k : ConvertedNewerOps()) ops.push_back(k);
   std::sort(ops.begin(), ops.end());
   return ops;
 }

@@ -24,22 +24,25 @@ struct OpsetChange {
   const char* added_attrs;    // "name=default;...": i:N, f:X, s:TEXT, none (no default)
   const char* added_inputs;   // "name;..."
   const char* removed_attrs;  // "name;..."
+  int inputs_before;          // inputs of the version before (appended inputs start there)
+
+  // Reduce* of opset 18: the axes attribute became an input.
+  bool AxesBecameAnInput() const {
+    auto has = [](const char* list, absl::string_view name) {
+      for (absl::string_view x : absl::StrSplit(list, ';')) {
+        if (x == name) return true;
+      }
+      return false;
+    };
+    return has(removed_attrs, "axes") && has(added_inputs, "axes");
+  }
 };
 
 #include "compiler/onnx/opset_changes.inc"
 
-// New operators the importer converts (ConvertNewerNode), by the opset that introduced them.
-const std::set<std::string, std::less<>>& NewerOps() {
-  static const auto* s = new std::set<std::string, std::less<>>{
-      "Gelu", "Attention", "RMSNormalization", "RotaryEmbedding", "Swish"};
-  return *s;
-}
-
-const std::set<std::string, std::less<>>& ReduceOps() {
-  static const auto* s = new std::set<std::string, std::less<>>{
-      "ReduceL1",  "ReduceL2",  "ReduceLogSum", "ReduceLogSumExp", "ReduceMax",
-      "ReduceMean", "ReduceMin", "ReduceProd",   "ReduceSumSquare"};
-  return *s;
+bool IsConvertedNewerOp(absl::string_view op) {
+  const auto& ops = ConvertedNewerOps();
+  return std::find(ops.begin(), ops.end(), op) != ops.end();
 }
 
 class Adapter {
@@ -113,10 +116,10 @@ class Adapter {
     }
     if (changes.empty()) return absl::OkStatus();
     if (changes.front()->kind == OpsetChange::kNew) {
-      if (!NewerOps().count(op)) {
+      if (!IsConvertedNewerOp(op)) {
         return NodeError(*n, index, absl::StrCat(
             "operator ", op, " (new in opset ", changes.front()->version, ") is not supported; "
-            "ptc converts ", absl::StrJoin(NewerOps(), ", "), " of the operators added after "
+            "ptc converts ", absl::StrJoin(ConvertedNewerOps(), ", "), " of the operators added after "
             "opset 17. Export with an older opset (opset_version=17) if the exporter can "
             "write it without ", op));
       }
@@ -124,7 +127,8 @@ class Adapter {
       used_newer_domain_ = true;
       return absl::OkStatus();
     }
-    if (ReduceOps().count(op)) {
+    if (std::any_of(changes.begin(), changes.end(),
+                    [](const OpsetChange* ch) { return ch->AxesBecameAnInput(); })) {
       Reduce(n);
       return absl::OkStatus();
     }
@@ -166,8 +170,8 @@ class Adapter {
       // optional inputs past the opset-17 form must be absent.
       std::vector<absl::string_view> added = absl::StrSplit(ch->added_inputs, ';',
                                                             absl::SkipEmpty());
-      if (!added.empty() && !ReduceOps().count(op)) {
-        int first_added = LastInputsBefore(op, ch->version);
+      if (!added.empty()) {
+        const int first_added = ch->inputs_before;
         for (int k = first_added; k < n->input_size(); ++k) {
           if (!n->input(k).empty()) {
             return NodeError(*n, index, absl::StrCat(
@@ -179,15 +183,6 @@ class Adapter {
       }
     }
     return absl::OkStatus();
-  }
-
-  // The number of inputs of `op`'s schema before `version` (for the ops whose later versions
-  // append inputs).
-  static int LastInputsBefore(absl::string_view op, int version) {
-    if (op == "Pad") return 3;
-    if (op == "Attention") return version <= 24 ? 6 : 7;
-    if (op == "DFT") return 2;
-    return 0;
   }
 
   // Reduce* (18): noop_with_empty_axes without axes is Identity; with an axes input the node
@@ -217,6 +212,12 @@ class Adapter {
 }  // namespace
 
 int NewestAdaptableOpset() { return kNewestKnownOpset; }
+
+const std::vector<std::string>& ConvertedNewerOps() {
+  static const auto* ops = new std::vector<std::string>{
+      "Attention", "Gelu", "RMSNormalization", "RotaryEmbedding", "Swish"};
+  return *ops;
+}
 
 absl::Status AdaptToOpset17(onnx::ModelProto* model, int opset, absl::string_view source) {
   Adapter adapter(opset, source);

@@ -14,14 +14,15 @@
 // - other added attributes and inputs: dropped when the node leaves them at their defaults or
 //   absent, else an Unimplemented error naming them;
 // - Cast / CastLike's saturate and round_mode (float8 / float4 targets only) are dropped;
-// - new operators the importer converts itself (kNewerOps: Gelu, Attention, RMSNormalization,
-//   RotaryEmbedding, Swish) move to the domain kNewerOnnxDomain, which the checker and shape
-//   inference skip; other new operators are an Unimplemented error.
+// - new operators the importer converts itself (ConvertedNewerOps) move to the domain
+//   kNewerOnnxDomain, which the checker and shape inference skip; other new operators are an
+//   Unimplemented error.
 // The default domain's opset_import becomes 17, and the IR version at most the library's.
 #ifndef PTC_COMPILER_ONNX_OPSET_ADAPTER_H_
 #define PTC_COMPILER_ONNX_OPSET_ADAPTER_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -32,6 +33,10 @@ namespace ptc::onnx_import {
 // The opset the checker's schemas end at, and the newest opset the table knows.
 constexpr int kCheckerOpset = 17;
 int NewestAdaptableOpset();
+
+// The operators added after opset 17 that the importer converts (Attention, Gelu,
+// RMSNormalization, RotaryEmbedding, Swish).
+const std::vector<std::string>& ConvertedNewerOps();
 
 // Domain of the new operators the importer converts itself (their ONNX semantics, opset
 // `opset` of the model).
