@@ -9,7 +9,13 @@
 //
 // Preconditions / what it leaves alone:
 //   - impure ops (OpDef::pure == false, e.g. dropout: two draws differ) never merge;
-//   - attributes differing only in float bits (0.0 vs -0.0) do not merge.
+//   - attributes differing only in float bits (0.0 vs -0.0) do not merge;
+//   - a node whose output is a function result under another name than the earlier node's
+//     keeps that name: a result's name is part of the interface (ONNX output names; two
+//     weights with one gradient, as Phi's attention and MLP output biases, keep `grad.<w>`
+//     results of their own). It becomes identity(earlier output) ("merged.names-result"; an
+//     alias, free in the memory plan), or stays where it is an identity already or has
+//     several outputs ("kept.names-result").
 // Run dce afterwards? Not needed: merged nodes are erased here. Run after fold-constants and
 // simplify (they expose more identical nodes), before fusions.
 //
@@ -92,6 +98,23 @@ class CsePass : public Pass {
           bucket.push_back(n);
           continue;
         }
+        if (NamesOtherResult(*fn, *n, *same)) {
+          if (n->op() == "identity" || n->num_outputs() != 1) {
+            Count("kept.names-result");
+            continue;
+          }
+          // Other readers use the earlier output (their own merges cascade); the result
+          // stays n's, now an identity of it.
+          std::vector<ir::Value*> results = fn->results();
+          fn->ReplaceAllUsesWith(n->output(), same->output());
+          fn->set_results(std::move(results));
+          n->set_op("identity");
+          n->set_inputs({same->output()});
+          n->mutable_attrs().clear();
+          Count("merged.names-result");
+          changed = true;
+          continue;
+        }
         for (size_t i = 0; i < n->num_outputs(); ++i) {
           fn->ReplaceAllUsesWith(n->output(i), same->output(i));
         }
@@ -107,6 +130,18 @@ class CsePass : public Pass {
   }
 
  private:
+  // Whether an output of n is a result of fn named otherwise than same's output.
+  static bool NamesOtherResult(const ir::Function& fn, const ir::Node& n, const ir::Node& same) {
+    for (size_t i = 0; i < n.num_outputs(); ++i) {
+      const ir::Value* out = n.output(i);
+      if (out->name() == same.output(i)->name()) continue;
+      for (const ir::Value* r : fn.results()) {
+        if (r == out) return true;
+      }
+    }
+    return false;
+  }
+
   // A hash-like key; equal nodes have equal keys, Same() confirms.
   static std::string Key(const ir::Module& module, const ir::Node& n) {
     std::string key = n.op();

@@ -1,7 +1,8 @@
 // fold-grad-casts: a --precision plan's gradient that an op writes in the low dtype and that
 // the graph then casts up to f32 (the master weight's gradient, or the f32 residual stream's)
 // is written in f32 by the op itself, never rounded to bf16 / f16 on the way:
-//   - linear_ce_loss (3 outputs) whose dx_unit and dw_unit are each read only by a cast to f32
+//   - linear_ce_loss whose dx_unit and dw_unit (and a bias's db_unit) are each read only by a
+//     cast to f32
 //     gets {grad_dtype=f32}: its CUDA kernel writes dx from the GEMM in f32 and sums dw straight
 //     into the output instead of an f32 scratch that was cast down to be cast up again. For
 //     GPT-2's tied LM head that is the 50257 x 768 embedding gradient (four passes over 154 MB
@@ -39,29 +40,38 @@ class FoldGradCastsPass : public FunctionPass {
     std::set<const ir::Node*> erase;
     std::vector<ir::Node*> losses;
     for (const auto& n : fn.nodes()) {
-      if (n->op() == "linear_ce_loss" && n->num_outputs() == 3 && !n->has_attr("grad_dtype") &&
+      if (n->op() == "linear_ce_loss" && n->num_outputs() >= 3 && !n->has_attr("grad_dtype") &&
           ir::IsHalfFloat(n->input(0)->type().dtype)) {
         losses.push_back(n.get());
       }
     }
     for (ir::Node* n : losses) {
-      ir::Node* casts[2] = {m.SingleUser(n->output(1)), m.SingleUser(n->output(2))};
+      // Every gradient part (dx, dw and a bias's db) read only by its cast to f32.
+      std::vector<ir::Node*> casts;
       bool ok = true;
-      for (ir::Node* c : casts) {
+      for (size_t i = 1; i < n->num_outputs(); ++i) {
+        ir::Node* c = m.SingleUser(n->output(i));
         ok &= c != nullptr && c->op() == "cast" && c->output()->type().dtype == ir::DType::kF32;
+        casts.push_back(c);
       }
       if (!ok) continue;
       ir::AttrMap attrs = n->attrs();
       attrs["grad_dtype"] = ir::DType::kF32;
+      std::vector<ir::TensorType> types = {n->output(0)->type()};
+      std::vector<std::string> names = {n->output(0)->name()};
+      for (ir::Node* c : casts) {
+        types.push_back(c->output()->type());
+        names.push_back(c->output()->name());
+      }
       ir::Node* f = fn.AddNode(
           "linear_ce_loss", std::vector<ir::Value*>(n->inputs().begin(), n->inputs().end()),
-          {n->output(0)->type(), casts[0]->output()->type(), casts[1]->output()->type()},
-          std::move(attrs), n->loc(),
-          {n->output(0)->name(), casts[0]->output()->name(), casts[1]->output()->name()}, n);
+          types, std::move(attrs), n->loc(), names, n);
       fn.ReplaceAllUsesWith(n->output(0), f->output(0));
-      fn.ReplaceAllUsesWith(casts[0]->output(), f->output(1));
-      fn.ReplaceAllUsesWith(casts[1]->output(), f->output(2));
-      erase.insert({n, casts[0], casts[1]});
+      for (size_t i = 0; i < casts.size(); ++i) {
+        fn.ReplaceAllUsesWith(casts[i]->output(), f->output(i + 1));
+      }
+      erase.insert(n);
+      erase.insert(casts.begin(), casts.end());
       Count("folded.linear_ce");
     }
     // cast(gemm(a, b) f16 / bf16) to f32: the cast becomes the gemm (its output, maybe a

@@ -8,13 +8,16 @@
 // Matched:
 //   %wt = transpose(%w) {perm=[1, 0]}          optional (nn.Linear / a tied embedding)
 //   %l  = matmul(%x, %wt | %w)                 x [..., D], the weight 2-D, one use
-//   %r  = reshape(%l) to [N, V]                optional, one use
+//   %lb = add(%l, %b) | add(%b, %l)            optional (an LM head with a bias: Phi, GPT-J),
+//                                              b [V] (or [1, .., 1, V]), one use
+//   %r  = reshape(%lb | %l) to [N, V]          optional, one use
 //   %loss = softmax_ce_loss(%r, %labels) {reduction mean|sum, ignore_index?}
 //                                              f32, labels [N], no class weights, no log_prob
 //                                              output
 // x is reshaped to [N, D] when it has more dims (a view). Declines (counters):
 // "declined.weights" (class weights), "declined.reduction" (none), "declined.dtype",
-// "declined.shape", "declined.multi-use", "declined.no-matmul".
+// "declined.shape", "declined.multi-use", "declined.no-matmul"; "fused.bias" counts the heads
+// with a bias (linear_ce_loss's fourth input, reshaped to [V] where it has leading 1s).
 // Run before autodiff (the training pre-pipeline of compiler/driver/driver.cc, CPU target) so
 // that the gradient rule of linear_ce_loss replaces the three N x V backward nodes.
 //
@@ -70,6 +73,23 @@ class FuseLinearCePass : public FunctionPass {
         absorbed.push_back(r.node());
         cur = r.node()->input(0);
       }
+      // The head's bias: add(logits, b) with b broadcast along the rows.
+      ir::Value* bias = nullptr;
+      if (Match a = m.Def(cur).Op("add").SingleUse(); a) {
+        for (int side = 0; side < 2 && bias == nullptr; ++side) {
+          ir::Value* l = a.node()->input(side);
+          ir::Value* b = a.node()->input(1 - side);
+          const ir::Shape& bs = b->type().shape;
+          bool row = !bs.empty() && bs.back() == v && b->type().dtype == ir::DType::kF32 &&
+                     l->type() == a.node()->output()->type() && m.Def(l).Op("matmul");
+          for (size_t i = 0; row && i + 1 < bs.size(); ++i) row = bs[i] == 1;
+          if (row) {
+            absorbed.push_back(a.node());
+            bias = b;
+            cur = l;
+          }
+        }
+      }
       Match mm = m.Def(cur).Op("matmul");
       if (!mm) {
         Count("declined.no-matmul");
@@ -107,6 +127,12 @@ class FuseLinearCePass : public FunctionPass {
                        {x->name() + "_2d"}, /*before=*/ce)
                 ->output();
       }
+      if (bias != nullptr && bias->type().rank() != 1) {
+        bias = fn.AddNode("reshape", {bias}, {ir::TensorType{ir::DType::kF32, {v}}},
+                          {{"shape", std::vector<int64_t>{v}}}, mmn->loc(),
+                          {bias->name() + "_1d"}, /*before=*/ce)
+                   ->output();
+      }
       ir::AttrMap attrs;
       if (trans_b) attrs["trans_b"] = int64_t{1};
       attrs["reduction"] = red;
@@ -114,11 +140,16 @@ class FuseLinearCePass : public FunctionPass {
       // The loss node becomes the fused op in place: its output (often the function's result,
       // whose name the training-step builder may look up) keeps its name.
       ce->set_op("linear_ce_loss");
-      ce->set_inputs({x, w, labels});
+      if (bias != nullptr) {
+        ce->set_inputs({x, w, labels, bias});
+      } else {
+        ce->set_inputs({x, w, labels});
+      }
       ce->mutable_attrs() = std::move(attrs);
       erase.insert(absorbed.begin() + 1, absorbed.end());
       Count("fused");
       if (trans_b) Count("fused.transposed-weight");
+      if (bias != nullptr) Count("fused.bias");
     }
     if (erase.empty()) return false;
     fn.EraseNodesIf([&](const ir::Node& n) { return erase.count(&n) > 0; });

@@ -170,14 +170,14 @@ OpCost EstimateCost(const ir::Node& n) {
       c.flops = (op == "attention" ? 1.0 : 2.5) * 2.0 * scores * static_cast<double>(p->d + p->dv) +
                 5.0 * scores;
     }
-  } else if (op == "linear_ce_loss" && n.num_inputs() == 3) {
+  } else if (op == "linear_ce_loss" && n.num_inputs() >= 3) {
     // x [N, D] times the [D, V] weight; with the gradient outputs two more products.
     const ir::Shape& x = n.input(0)->type().shape;
     const ir::Shape& w = n.input(1)->type().shape;
     if (x.size() == 2 && w.size() == 2) {
       const double prod = 2.0 * static_cast<double>(x[0]) * static_cast<double>(w[0]) *
                           static_cast<double>(w[1]);
-      c.flops = prod * (n.num_outputs() == 3 ? 3.0 : 1.0) +
+      c.flops = prod * (n.num_outputs() >= 3 ? 3.0 : 1.0) +
                 8.0 * static_cast<double>(x[0]) * static_cast<double>(w[0] * w[1] / x[1]);
     }
   } else if ((op == "gemm" || op == "gemm_bgrad" || op == "gemm_gelu_grad") &&

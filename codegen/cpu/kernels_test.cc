@@ -1220,20 +1220,25 @@ TEST(KernelLossTest, SoftmaxCeLargeVocabMatchesDoubleAndPropagatesNaN) {
 
 // ---------------------------------------------------------------------------------------------
 // linear_ce_loss (LM head + softmax cross-entropy, blocks of rows) against float64: the loss,
-// and with 3 outputs the gradients for d loss = 1, over several row blocks (V large enough that
-// a block is smaller than N), both weight layouts, an ignored label.
+// and with 3 outputs (4 with a bias) the gradients for d loss = 1, over several row blocks (V
+// large enough that a block is smaller than N), both weight layouts, with and without the LM
+// head's bias, an ignored label.
 
 TEST(KernelLossTest, LinearCeLossMatchesDoubleOverRowBlocks) {
   const int64_t n = 150, d = 8, v = 40000;  // blocks of 8 MiB / (4 V) = 52 rows: 3 blocks
   std::mt19937 rng(11);
   std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> x(n * d), w(v * d);
+  std::vector<float> x(n * d), w(v * d), b(v);
   for (float& e : x) e = dist(rng);
   for (float& e : w) e = 0.5f * dist(rng);
+  for (float& e : b) e = dist(rng);
   std::vector<int64_t> labels(n);
   for (int64_t i = 0; i < n; ++i) labels[i] = (i * 7919) % v;
   labels[3] = -100;  // ignored
-  for (int trans_b = 0; trans_b < 2; ++trans_b) {
+  for (int variant = 0; variant < 4; ++variant) {
+    const int trans_b = variant & 1;
+    const bool with_bias = variant >= 2;
+    SCOPED_TRACE(absl::StrCat("trans_b ", trans_b, ", bias ", with_bias));
     // w as [V, D] (trans_b) or its transpose [D, V].
     std::vector<float> wl(v * d);
     for (int64_t j = 0; j < v; ++j) {
@@ -1246,23 +1251,30 @@ TEST(KernelLossTest, LinearCeLossMatchesDoubleOverRowBlocks) {
     ir::Value* xv = fn.AddParam("x", {DType::kF32, {n, d}});
     ir::Value* wv = fn.AddParam("w", {DType::kF32, wshape});
     ir::Value* lv = fn.AddParam("labels", {DType::kI64, {n}});
+    ir::Value* bv = fn.AddParam("b", {DType::kF32, {v}});
     ir::AttrMap attrs = {{"ignore_index", int64_t{-100}}};
     if (trans_b) attrs["trans_b"] = int64_t{1};
-    ir::Node* node = fn.AddNode("linear_ce_loss", {xv, wv, lv},
-                                {{DType::kF32, {}}, {DType::kF32, {n, d}}, {DType::kF32, wshape}},
-                                attrs);
+    std::vector<ir::Value*> node_in = {xv, wv, lv};
+    std::vector<ir::TensorType> node_out = {
+        {DType::kF32, {}}, {DType::kF32, {n, d}}, {DType::kF32, wshape}};
+    if (with_bias) {
+      node_in.push_back(bv);
+      node_out.push_back({DType::kF32, {v}});
+    }
+    ir::Node* node = fn.AddNode("linear_ce_loss", node_in, node_out, attrs);
     auto kernel = CreateKernel(*node);
     ASSERT_TRUE(kernel.ok()) << kernel.status();
     std::vector<char> ws((*kernel)->WorkspaceBytes() + 64);
     // Outputs start as NaN: the kernel must overwrite them, not accumulate into them.
-    std::vector<float> loss(1), dx(n * d, std::nanf("")), dw(v * d, std::nanf(""));
-    const void* ins[] = {x.data(), wl.data(), labels.data()};
-    void* outs[] = {loss.data(), dx.data(), dw.data()};
+    std::vector<float> loss(1), dx(n * d, std::nanf("")), dw(v * d, std::nanf("")),
+        db(v, std::nanf(""));
+    const void* ins[] = {x.data(), wl.data(), labels.data(), b.data()};
+    void* outs[] = {loss.data(), dx.data(), dw.data(), db.data()};
     ASSERT_TRUE((*kernel)->Run(ins, outs, ws.data()).ok());
     // float64 reference.
     double total = 0;
     int64_t count = 0;
-    std::vector<double> gx(n * d, 0.0), gw(v * d, 0.0), logits(v);
+    std::vector<double> gx(n * d, 0.0), gw(v * d, 0.0), gb(v, 0.0), logits(v);
     for (int64_t i = 0; i < n; ++i) {
       if (labels[i] == -100) continue;
       ++count;
@@ -1271,7 +1283,7 @@ TEST(KernelLossTest, LinearCeLossMatchesDoubleOverRowBlocks) {
       if (labels[i] == -100) continue;
       double mx = -1e300;
       for (int64_t j = 0; j < v; ++j) {
-        double s = 0;
+        double s = with_bias ? double(b[j]) : 0.0;
         for (int64_t k = 0; k < d; ++k) s += double(x[i * d + k]) * w[j * d + k];
         logits[j] = s;
         mx = std::max(mx, s);
@@ -1282,13 +1294,14 @@ TEST(KernelLossTest, LinearCeLossMatchesDoubleOverRowBlocks) {
       total += lse - logits[labels[i]];
       for (int64_t j = 0; j < v; ++j) {
         const double g = (std::exp(logits[j] - lse) - (j == labels[i] ? 1.0 : 0.0)) / count;
+        gb[j] += g;
         for (int64_t k = 0; k < d; ++k) {
           gx[i * d + k] += g * w[j * d + k];
           gw[j * d + k] += g * x[i * d + k];
         }
       }
     }
-    EXPECT_NEAR(loss[0], total / count, 1e-5 * total / count) << "trans_b " << trans_b;
+    EXPECT_NEAR(loss[0], total / count, 1e-5 * total / count);
     for (int64_t i = 0; i < n * d; ++i) {
       ASSERT_NEAR(dx[i], gx[i], 1e-6 + 1e-4 * std::abs(gx[i])) << "dx " << i;
     }
@@ -1299,8 +1312,16 @@ TEST(KernelLossTest, LinearCeLossMatchesDoubleOverRowBlocks) {
       }
     }
     for (int64_t k = 0; k < d; ++k) EXPECT_EQ(dx[3 * d + k], 0.0f);  // the ignored row
+    if (with_bias) {
+      for (int64_t j = 0; j < v; ++j) {
+        ASSERT_NEAR(db[j], gb[j], 1e-7 + 1e-4 * std::abs(gb[j])) << "db " << j;
+      }
+    } else {
+      EXPECT_TRUE(std::isnan(db[0]));  // no fourth output written
+    }
     // Loss only (1 output): the same loss.
-    ir::Node* node1 = fn.AddNode("linear_ce_loss", {xv, wv, lv}, {{DType::kF32, {}}}, attrs);
+    node_in.resize(with_bias ? 4 : 3);
+    ir::Node* node1 = fn.AddNode("linear_ce_loss", node_in, {{DType::kF32, {}}}, attrs);
     auto k1 = CreateKernel(*node1);
     ASSERT_TRUE(k1.ok()) << k1.status();
     std::vector<char> ws1((*k1)->WorkspaceBytes() + 64);

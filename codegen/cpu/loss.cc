@@ -154,18 +154,19 @@ class LossKernel : public Kernel {
   std::string where_;
 };
 
-// linear_ce_loss(x [N, D], w, labels) -> loss [, dx_unit, dw_unit] (ops_fused.cc). Blocks of
-// `rows_` rows: logits = x_blk op(w) into the workspace, then per row the log-sum-exp and the
-// label's logit; with the gradient outputs the block's logits become
-// G = (softmax - onehot) * norm in place and dx_unit_blk = G op(w)^T, dw_unit += (G^T x_blk or
-// x_blk^T G). Rows whose label is ignore_index add nothing.
+// linear_ce_loss(x [N, D], w, labels [, bias]) -> loss [, dx_unit, dw_unit [, db_unit]]
+// (ops_fused.cc). Blocks of `rows_` rows: logits = x_blk op(w) (+ bias) into the workspace,
+// then per row the log-sum-exp and the label's logit; with the gradient outputs the block's
+// logits become G = (softmax - onehot) * norm in place and dx_unit_blk = G op(w)^T,
+// dw_unit += (G^T x_blk or x_blk^T G), db_unit += the column sums of G (rows in order). Rows
+// whose label is ignore_index add nothing.
 template <typename L>
 class LinearCeKernel : public Kernel {
  public:
   LinearCeKernel(int64_t n, int64_t d, int64_t v, bool trans_b, bool mean,
-                 std::optional<int64_t> ignore, bool grads, std::string where)
+                 std::optional<int64_t> ignore, bool grads, bool bias, std::string where)
       : n_(n), d_(d), v_(v), trans_b_(trans_b), mean_(mean), ignore_(ignore), grads_(grads),
-        where_(std::move(where)) {
+        bias_(bias), where_(std::move(where)) {
     // ~8 MiB of logits per block (a few hundred rows for GPT vocabularies), at least 16 rows.
     rows_ = std::max<int64_t>(16, std::min<int64_t>(n_, (int64_t{8} << 20) / (4 * std::max<int64_t>(v_, 1))));
     rows_ = std::min(rows_, std::max<int64_t>(n_, 1));
@@ -181,6 +182,9 @@ class LinearCeKernel : public Kernel {
     float* loss = static_cast<float*>(outputs[0]);
     float* dx = grads_ ? static_cast<float*>(outputs[1]) : nullptr;
     float* dw = grads_ ? static_cast<float*>(outputs[2]) : nullptr;
+    const float* bias = bias_ ? static_cast<const float*>(inputs[3]) : nullptr;
+    float* db = grads_ && bias_ ? static_cast<float*>(outputs[3]) : nullptr;
+    if (db != nullptr) std::fill(db, db + v_, 0.0f);
     float* logits = static_cast<float*>(workspace);
     float* row_loss = logits + rows_ * v_;
     int64_t count = 0;
@@ -206,6 +210,14 @@ class LinearCeKernel : public Kernel {
       ParallelFor(rows, 1, [&](int64_t b, int64_t e) {
         for (int64_t r = b; r < e; ++r) {
           float* lr = logits + r * v_;
+          if (bias != nullptr) {
+            int64_t j = 0;
+            for (; j + 8 <= v_; j += 8) {
+              _mm256_storeu_ps(lr + j, _mm256_add_ps(_mm256_loadu_ps(lr + j),
+                                                     _mm256_loadu_ps(bias + j)));
+            }
+            for (; j < v_; ++j) lr[j] += bias[j];
+          }
           const int64_t lab = labels[r0 + r];
           const bool ignored = ignore_.has_value() && lab == *ignore_;
           const float label_logit = ignored ? 0.0f : lr[lab];
@@ -237,6 +249,14 @@ class LinearCeKernel : public Kernel {
       // dx_blk = G op(w)^T: op(w) is [D, V], so op(w)^T is w itself when trans_b (w [V, D]).
       ParallelSgemm(false, !trans_b_, rows, d_, v_, 1.0f, logits, v_, w, ldw, 0.0f,
                     dx + r0 * d_, d_);
+      if (db != nullptr) {  // db += the column sums of G, each column's rows in order
+        ParallelFor(v_, 256, [&](int64_t b, int64_t e) {
+          for (int64_t r = 0; r < rows; ++r) {
+            const float* gr = logits + r * v_;
+            for (int64_t j = b; j < e; ++j) db[j] += gr[j];
+          }
+        });
+      }
       const float beta = r0 == 0 ? 0.0f : 1.0f;  // the first block initializes dw
       if (trans_b_) {  // dw [V, D] += G^T x_blk
         ParallelSgemm(true, false, v_, d_, rows, 1.0f, logits, v_, xb, d_, beta, dw, d_);
@@ -252,7 +272,7 @@ class LinearCeKernel : public Kernel {
   int64_t n_, d_, v_, rows_;
   bool trans_b_, mean_;
   std::optional<int64_t> ignore_;
-  bool grads_;
+  bool grads_, bias_;
   std::string where_;
 };
 
@@ -329,34 +349,40 @@ KernelOr MakeSoftmaxCeLossKernel(const ir::Node& node) { return MakeLoss(node, t
 KernelOr MakeNllLossKernel(const ir::Node& node) { return MakeLoss(node, false); }
 
 KernelOr MakeLinearCeLossKernel(const ir::Node& node) {
-  PTC_RETURN_IF_ERROR(CheckArity(node, 3, 3, 1, 3));
+  PTC_RETURN_IF_ERROR(CheckArity(node, 3, 4, 1, 4));
   const ir::TensorType& x = node.input(0)->type();
   const ir::TensorType& w = node.input(1)->type();
   const ir::TensorType& lab = node.input(2)->type();
+  const bool bias = node.num_inputs() == 4;
+  const size_t grad_outputs = bias ? 4 : 3;
   PTC_ASSIGN_OR_RETURN(int64_t trans_b, node.GetInt("trans_b", 0));
   PTC_ASSIGN_OR_RETURN(std::string red, node.GetString("reduction", "mean"));
   if (x.dtype != DType::kF32 || w.dtype != DType::kF32 || x.rank() != 2 || w.rank() != 2 ||
-      (red != "mean" && red != "sum") || node.num_outputs() == 2) {
-    return Invalid(node, "expects f32 x [N, D], w, reduction mean or sum, 1 or 3 outputs");
+      (red != "mean" && red != "sum") ||
+      (node.num_outputs() != 1 && node.num_outputs() != grad_outputs)) {
+    return Invalid(node, absl::StrCat("expects f32 x [N, D], w, reduction mean or sum, 1 or ",
+                                      grad_outputs, " outputs"));
   }
   const int64_t n = x.shape[0], d = x.shape[1], v = trans_b ? w.shape[0] : w.shape[1];
-  if ((trans_b ? w.shape[1] : w.shape[0]) != d || lab.shape != ir::Shape{n}) {
+  if ((trans_b ? w.shape[1] : w.shape[0]) != d || lab.shape != ir::Shape{n} ||
+      (bias && node.input(3)->type() != ir::TensorType{DType::kF32, {v}})) {
     return Invalid(node, absl::StrCat("shapes do not match: ", x.ToString(), ", ", w.ToString(),
-                                      ", ", lab.ToString()));
+                                      ", ", lab.ToString(),
+                                      bias ? ", " + node.input(3)->type().ToString() : ""));
   }
   std::optional<int64_t> ignore;
   if (node.has_attr("ignore_index")) {
     PTC_ASSIGN_OR_RETURN(int64_t ii, node.GetInt("ignore_index"));
     ignore = ii;
   }
-  const bool grads = node.num_outputs() == 3;
+  const bool grads = node.num_outputs() > 1;
   if (lab.dtype == DType::kI64) {
     return KernelPtr(new LinearCeKernel<int64_t>(n, d, v, trans_b != 0, red == "mean", ignore,
-                                                 grads, node.Describe()));
+                                                 grads, bias, node.Describe()));
   }
   if (lab.dtype == DType::kI32) {
     return KernelPtr(new LinearCeKernel<int32_t>(n, d, v, trans_b != 0, red == "mean", ignore,
-                                                 grads, node.Describe()));
+                                                 grads, bias, node.Describe()));
   }
   return Invalid(node, "labels must be i32 or i64");
 }

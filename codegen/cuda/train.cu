@@ -105,6 +105,8 @@ __global__ void __launch_bounds__(kThreads)
 // G = (softmax - onehot(label)) * norm into g (type G, the same row stride: in place for f32,
 // the product dtype otherwise, so no separate cast pass). One read pass keeps a running max and
 // sum per thread (rescaled when the max grows); the gradient pass reads the row once more.
+// With a bias (the LM head's, type G: the inputs' dtype) each logit is read as x[j] + bias[j],
+// in f32.
 template <typename G>
 __device__ __forceinline__ G FromF32(float v) {
   if constexpr (std::is_same_v<G, __nv_bfloat16>) {
@@ -129,16 +131,20 @@ __device__ __forceinline__ float ToF32(X v) {
 
 template <typename X, typename G>
 __global__ void __launch_bounds__(kThreads)
-    LinearCeRowKernel(int64_t rows, int64_t v, int64_t ld, const X* x, G* g, const void* __restrict__ labels, bool li64,
+    LinearCeRowKernel(int64_t rows, int64_t v, int64_t ld, const X* x, G* g,
+                      const G* __restrict__ bias, const void* __restrict__ labels, bool li64,
                       bool has_ignore, int64_t ignore_index, const float* __restrict__ norm,
                       bool grads, float* __restrict__ row_loss, float* __restrict__ row_w,
                       int* err, int code) {
   __shared__ float shm[32];
+  auto logit = [&](const X* xr, int64_t j) {
+    return bias != nullptr ? ToF32(xr[j]) + ToF32(bias[j]) : ToF32(xr[j]);
+  };
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const X* xr = x + r * ld;
     float m = -INFINITY, sum = 0;
     for (int64_t j = threadIdx.x; j < v; j += blockDim.x) {
-      const float xj = ToF32(xr[j]);
+      const float xj = logit(xr, j);
       if (xj > m) {
         sum = sum * expf(m - xj) + 1.f;
         m = xj;
@@ -153,7 +159,7 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t lab = LoadLabel(labels, li64, r);
     const bool ignored = has_ignore && lab == ignore_index;
     const bool bad = !ignored && (lab < 0 || lab >= v);
-    const float x_lab = ignored || bad ? 0.f : ToF32(xr[lab]);
+    const float x_lab = ignored || bad ? 0.f : logit(xr, lab);
     if (threadIdx.x == 0) {
       if (bad) RaiseError(err, code);
       row_loss[r] = ignored || bad ? 0.f : lse - x_lab;
@@ -164,9 +170,39 @@ __global__ void __launch_bounds__(kThreads)
       const float nm = ignored || bad ? 0.f : norm[0];
       G* gr = g + r * ld;
       for (int64_t j = threadIdx.x; j < v; j += blockDim.x) {
-        const float p = expf(ToF32(xr[j]) - lse) * nm;
+        const float p = expf(logit(xr, j) - lse) * nm;
         gr[j] = FromF32<G>(j == lab ? p - nm : p);
       }
+    }
+    __syncthreads();
+  }
+}
+
+// linear_ce_loss's bias gradient: acc[j] += sum over r < rows of g[r * ld + j] (f32), the rows
+// of each column summed in a fixed order (deterministic). A block is 8 warps over 64 columns:
+// lane l of warp y reads columns 2l, 2l + 1 of rows y, y + 8, ... (128 coalesced bytes of a
+// bf16 row per warp), then the 8 partial sums of a column are added in warp order.
+template <typename G>
+__global__ void __launch_bounds__(256)
+    ColumnSumAccumulateKernel(int64_t rows, int64_t v, int64_t ld, const G* __restrict__ g,
+                              float* __restrict__ acc) {
+  __shared__ float part[8][64];
+  const int lane = threadIdx.x & 31, y = threadIdx.x >> 5;
+  for (int64_t c0 = int64_t{blockIdx.x} * 64; c0 < v; c0 += int64_t{gridDim.x} * 64) {
+    const int64_t j = c0 + 2 * lane;
+    float s0 = 0.f, s1 = 0.f;
+    for (int64_t r = y; r < rows; r += 8) {
+      const G* gr = g + r * ld;
+      if (j < v) s0 += ToF32(gr[j]);
+      if (j + 1 < v) s1 += ToF32(gr[j + 1]);
+    }
+    part[y][2 * lane] = s0;
+    part[y][2 * lane + 1] = s1;
+    __syncthreads();
+    if (threadIdx.x < 64 && c0 + threadIdx.x < v) {
+      float t = 0.f;
+      for (int k = 0; k < 8; ++k) t += part[k][threadIdx.x];
+      acc[c0 + threadIdx.x] += t;
     }
     __syncthreads();
   }
@@ -1013,18 +1049,20 @@ cudaError_t LaunchLossNorm(const LossDesc& d, const void* labels, bool labels_i6
 }
 
 cudaError_t LaunchLinearCeRows(int64_t rows, int64_t v, int64_t ld, DT logits_dt,
-                               const void* logits, DT g_dt, void* g, const void* labels,
-                               bool labels_i64, bool has_ignore, int64_t ignore_index,
-                               const float* norm, bool grads, float* row_loss, float* row_w,
-                               int* error_flag, int error_code, cudaStream_t stream) {
+                               const void* logits, DT g_dt, void* g, const void* bias,
+                               const void* labels, bool labels_i64, bool has_ignore,
+                               int64_t ignore_index, const float* norm, bool grads,
+                               float* row_loss, float* row_w, int* error_flag, int error_code,
+                               cudaStream_t stream) {
   if (rows <= 0) return cudaSuccess;
   const unsigned grid = RowGrid(rows);
   auto launch = [&](auto x, auto gt) {
     using X = std::remove_cv_t<std::remove_pointer_t<decltype(x)>>;
     using G = std::remove_pointer_t<decltype(gt)>;
     LinearCeRowKernel<X, G><<<grid, kThreads, 0, stream>>>(
-        rows, v, ld, static_cast<const X*>(logits), static_cast<G*>(g), labels, labels_i64,
-        has_ignore, ignore_index, norm, grads, row_loss, row_w, error_flag, error_code);
+        rows, v, ld, static_cast<const X*>(logits), static_cast<G*>(g),
+        static_cast<const G*>(bias), labels, labels_i64, has_ignore, ignore_index, norm, grads,
+        row_loss, row_w, error_flag, error_code);
   };
   // f32 logits with G in f32 / bf16 / f16, or logits and G of one low dtype (G in place).
   if (logits_dt == DT::kF32 && g_dt == DT::kF32) {
@@ -1046,6 +1084,30 @@ cudaError_t LaunchLinearCeRows(int64_t rows, int64_t v, int64_t ld, DT logits_dt
 cudaError_t LaunchLossReduce(int64_t rows, int reduction, const float* row_loss,
                              const float* row_w, float* out, cudaStream_t stream) {
   LossReduceKernel<DT::kF32><<<1, kThreads, 0, stream>>>(rows, reduction, row_loss, row_w, out);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchColumnSumAccumulate(int64_t rows, int64_t v, int64_t ld, DT g_dt,
+                                      const void* g, float* acc, cudaStream_t stream) {
+  if (rows <= 0 || v <= 0) return cudaSuccess;
+  const int64_t tiles = (v + 63) / 64;
+  const unsigned grid = static_cast<unsigned>(std::min<int64_t>(tiles, 65535));
+  switch (g_dt) {
+    case DT::kF32:
+      ColumnSumAccumulateKernel<float><<<grid, 256, 0, stream>>>(
+          rows, v, ld, static_cast<const float*>(g), acc);
+      break;
+    case DT::kBF16:
+      ColumnSumAccumulateKernel<__nv_bfloat16><<<grid, 256, 0, stream>>>(
+          rows, v, ld, static_cast<const __nv_bfloat16*>(g), acc);
+      break;
+    case DT::kF16:
+      ColumnSumAccumulateKernel<__half><<<grid, 256, 0, stream>>>(
+          rows, v, ld, static_cast<const __half*>(g), acc);
+      break;
+    default:
+      return cudaErrorInvalidValue;
+  }
   return cudaGetLastError();
 }
 

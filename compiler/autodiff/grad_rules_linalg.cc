@@ -152,16 +152,20 @@ absl::Status Attention(RuleContext& c) {
   return absl::OkStatus();
 }
 
-// linear_ce_loss computed the gradients for d loss = 1 in its forward (outputs 1 and 2): the
-// backward scales them by the incoming scalar gradient.
+// linear_ce_loss computed the gradients for d loss = 1 in its forward (outputs 1 and 2, and 3
+// for the bias): the backward scales them by the incoming scalar gradient.
 absl::Status LinearCeLoss(RuleContext& c) {
-  if (c.node.num_outputs() < 3) return absl::InternalError("linear_ce_loss without gradients");
+  const bool bias = c.node.num_inputs() == 4;
+  if (c.node.num_outputs() < (bias ? 4 : 3)) {
+    return absl::InternalError("linear_ce_loss without gradients");
+  }
   ir::Value* dy = c.dy[0];
   if (dy->type().dtype != c.out(1)->type().dtype) {  // bf16 / f16 inputs: the loss stays f32
     dy = c.b.Op("cast", {dy}, {{"to", c.out(1)->type().dtype}});
   }
   if (c.need[0]) c.dx[0] = c.b.Mul(c.out(1), dy);
   if (c.need[1]) c.dx[1] = c.b.Mul(c.out(2), dy);
+  if (bias && c.need[3]) c.dx[3] = c.b.Mul(c.out(3), dy);
   return absl::OkStatus();
 }
 

@@ -153,7 +153,8 @@ ir::Node* WithOutputs(ir::Function& f, ir::Node* node, size_t want,
     std::string suffix = i == 1 && node->op() == "layer_norm" ? ".mean"
                          : i == 2 && node->op() == "layer_norm" ? ".inv_std"
                          : node->op() == "dropout"               ? ".mask"
-                         : node->op() == "linear_ce_loss"        ? (i == 1 ? ".dx_unit" : ".dw_unit")
+                         : node->op() == "linear_ce_loss"
+                             ? (i == 1 ? ".dx_unit" : i == 2 ? ".dw_unit" : ".db_unit")
                                                                  : ".log_prob";
     names.push_back(absl::StrCat(node->output(0)->name(), suffix));
   }
@@ -195,8 +196,10 @@ absl::StatusOr<std::vector<ir::Value*>> AppendGradients(ir::Function& function, 
     }
   }
   for (ir::Node* n : to_widen) {
-    WithOutputs(function, n, n->op() == "layer_norm" || n->op() == "linear_ce_loss" ? 3 : 2,
-                replaced, status);
+    const int want = n->op() == "linear_ce_loss" ? (n->num_inputs() == 4 ? 4 : 3)
+                     : n->op() == "layer_norm"   ? 3
+                                                 : 2;
+    WithOutputs(function, n, want, replaced, status);
     PTC_RETURN_IF_ERROR(status);
   }
   auto remap = [&](ir::Value* v) {

@@ -65,16 +65,18 @@
 //       %o = attention(%q, %k, %v, %m) {causal=1, scale=0.125} : f32[2,4,128,64]
 //            (%q: f32[2,4,128,64], %k, %v: f32[2,2,128,64], %m: bool[1,1,128,128])
 //
-//   linear_ce_loss(x, w, labels) {trans_b=0|1, reduction="mean"|"sum", ignore_index?,
-//                                 grad_dtype?} -> loss f32[] [, dx_unit, dw_unit]
-//       Softmax cross-entropy of the logits x @ op(w) (x [N, D] f32 / bf16 / f16, w of x's dtype
-//       [D, V], or [V, D] with trans_b=1, labels i32/i64 [N]; the logits and the loss are f32
+//   linear_ce_loss(x, w, labels [, bias]) {trans_b=0|1, reduction="mean"|"sum", ignore_index?,
+//                                 grad_dtype?} -> loss f32[] [, dx_unit, dw_unit [, db_unit]]
+//       Softmax cross-entropy of the logits x @ op(w) (+ bias) (x [N, D] f32 / bf16 / f16, w of
+//       x's dtype [D, V], or [V, D] with trans_b=1, labels i32/i64 [N], bias of x's dtype [V]:
+//       an LM head with a bias, as Phi's and GPT-J's; the logits and the loss are f32
 //       whatever the inputs), made by passes/fuse_linear_ce.cc from an LM head and
 //       its loss. The CPU kernel works on blocks of rows: the N x V logits never exist at once.
-//       With 3 outputs (autodiff asks for them) the same pass also writes the gradients for
-//       d loss = 1: dx_unit (x's type) and dw_unit (w's type), so the backward is two scalings
-//       and nothing of size N x V is kept for it. grad_dtype=f32 (f16 / bf16 x and w;
-//       passes/fold_grad_casts.cc): both gradient parts in f32, never rounded to x's dtype.
+//       With 3 outputs (4 with a bias; autodiff asks for them) the same pass also writes the
+//       gradients for d loss = 1: dx_unit (x's type), dw_unit (w's type) and db_unit (the
+//       bias's: the column sums of softmax - onehot), so the backward is scalings and nothing
+//       of size N x V is kept for it. grad_dtype=f32 (f16 / bf16 x and w;
+//       passes/fold_grad_casts.cc): the gradient parts in f32, never rounded to x's dtype.
 //   Example (tied GPT-2 LM head, 1024 tokens, vocab 8192):
 //       %loss = linear_ce_loss(%h, %wte, %labels) {trans_b=1} : f32[]
 //            (%h: f32[1024,256], %wte: f32[8192,256], %labels: i64[1024])
@@ -326,9 +328,11 @@ absl::StatusOr<std::vector<TensorType>> InferAttention(const std::vector<TensorT
 
 absl::StatusOr<std::vector<TensorType>> InferLinearCeLoss(const std::vector<TensorType>& in,
                                                           const AttrMap& attrs, int num_outputs) {
-  if (num_outputs != 1 && num_outputs != 3) {
-    return absl::InvalidArgumentError("linear_ce_loss has 1 output (loss) or 3 (with the "
-                                      "gradient parts)");
+  const bool has_bias = in.size() == 4;
+  if (num_outputs != 1 && num_outputs != (has_bias ? 4 : 3)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "linear_ce_loss has 1 output (loss) or ", has_bias ? 4 : 3, " (with the gradient parts",
+        has_bias ? " of x, w and the bias)" : " of x and w)"));
   }
   PTC_ASSIGN_OR_RETURN(int64_t trans_b, GetIntAttr(attrs, "trans_b", 0));
   PTC_ASSIGN_OR_RETURN(std::string red, GetStringAttr(attrs, "reduction", "mean"));
@@ -357,12 +361,19 @@ absl::StatusOr<std::vector<TensorType>> InferLinearCeLoss(const std::vector<Tens
     return absl::InvalidArgumentError(absl::StrCat("labels must be i32 or i64 [", x.shape[0],
                                                    "], got ", labels.ToString()));
   }
+  const int64_t v = trans_b ? w.shape[0] : w.shape[1];
+  if (has_bias && (in[3].dtype != x.dtype || in[3].shape != Shape{v})) {
+    return absl::InvalidArgumentError(absl::StrCat("bias must be ",
+                                                   std::string(DTypeName(x.dtype)), "[", v,
+                                                   "], got ", in[3].ToString()));
+  }
   // grad_dtype: the gradient parts' dtype, x's or f32 for f16 / bf16 (fold-grad-casts).
   PTC_ASSIGN_OR_RETURN(DType g, SameOrF32DType(attrs, "grad_dtype", x.dtype));
   std::vector<TensorType> out = {TensorType{DType::kF32, {}}};
-  if (num_outputs == 3) {
+  if (num_outputs > 1) {
     out.push_back(TensorType{g, x.shape});
     out.push_back(TensorType{g, w.shape});
+    if (has_bias) out.push_back(TensorType{g, {v}});
   }
   return out;
 }
@@ -606,8 +617,8 @@ const std::vector<OpDef>& FusedOpDefs() {
        .max_outputs = 2, .infer = InferFusedMatMul},
       {.name = "attention", .min_inputs = 3, .max_inputs = 4, .min_outputs = 1, .max_outputs = 2,
        .infer = InferAttention},
-      {.name = "linear_ce_loss", .min_inputs = 3, .max_inputs = 3, .min_outputs = 1,
-       .max_outputs = 3, .infer = InferLinearCeLoss},
+      {.name = "linear_ce_loss", .min_inputs = 3, .max_inputs = 4, .min_outputs = 1,
+       .max_outputs = 4, .infer = InferLinearCeLoss},
       {.name = "gemm_bgrad", .min_inputs = 2, .max_inputs = 2, .min_outputs = 2,
        .max_outputs = 2, .infer = InferGemmBgrad},
       {.name = "gemm_gelu_grad", .min_inputs = 3, .max_inputs = 3, .infer = InferGemmGeluGrad},

@@ -1273,11 +1273,12 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateAttentionGrad(const ir::Node
 
 }  // namespace
 
-// linear_ce_loss(x [N, D], w, labels) -> loss [, dx_unit, dw_unit] (ops_fused.cc), f32: blocks
-// of rows_ rows; per block one cuBLASLt product for the logits into scratch, the row kernel of
-// train.cu (loss per row; with the gradient outputs G = (softmax - onehot) * norm, written in
-// the product dtype), then dx_blk = G op(w)^T and dw += the block's outer product (beta 1 after
-// one memset). The final loss is a fixed-order sum over the rows: deterministic. The scratch
+// linear_ce_loss(x [N, D], w, labels [, bias]) -> loss [, dx_unit, dw_unit [, db_unit]]
+// (ops_fused.cc): blocks of rows_ rows; per block one cuBLASLt product for the logits into
+// scratch, the row kernel of train.cu (the bias added as it reads the logits; loss per row;
+// with the gradient outputs G = (softmax - onehot) * norm, written in the product dtype), then
+// dx_blk = G op(w)^T, dw += the block's outer product (beta 1 after one memset) and db += G's
+// column sums (f32, LaunchColumnSumAccumulate). The final loss is a fixed-order sum over the rows: deterministic. The scratch
 // rows of logits and G are padded to ld_ (a multiple of 64 elements): with V = 50257 unpadded
 // rows are only 2-byte aligned, and cuBLASLt then falls back to slow kernels for all three
 // products.
@@ -1291,11 +1292,15 @@ class LinearCeKernel final : public DeviceKernel {
     PTC_ASSIGN_OR_RETURN(std::string red, node.GetString("reduction", "mean"));
     const bool float_ok = x.dtype == DType::kF32 || x.dtype == DType::kBF16 ||
                           x.dtype == DType::kF16;
+    bias_ = node.num_inputs() == 4;
+    const size_t grad_outputs = bias_ ? 4 : 3;
     if (!float_ok || w.dtype != x.dtype || x.rank() != 2 || w.rank() != 2 ||
-        (red != "mean" && red != "sum") || node.num_outputs() == 2 ||
+        (red != "mean" && red != "sum") ||
+        (node.num_outputs() != 1 && node.num_outputs() != grad_outputs) ||
         (lab.dtype != DType::kI64 && lab.dtype != DType::kI32)) {
-      return Invalid(node, "linear_ce_loss expects x [N, D] and w of one dtype (f32, bf16, "
-                           "f16), i32/i64 labels, reduction mean or sum, 1 or 3 outputs");
+      return Invalid(node, absl::StrCat("linear_ce_loss expects x [N, D] and w of one dtype "
+                                        "(f32, bf16, f16), i32/i64 labels, reduction mean or "
+                                        "sum, 1 or ", grad_outputs, " outputs"));
     }
     dt_ = x.dtype;
     low_ = dt_ != DType::kF32;
@@ -1304,12 +1309,13 @@ class LinearCeKernel final : public DeviceKernel {
     n_ = x.shape[0];
     d_ = x.shape[1];
     v_ = trans_b_ ? w.shape[0] : w.shape[1];
-    if ((trans_b_ ? w.shape[1] : w.shape[0]) != d_ || lab.shape != ir::Shape{n_}) {
-      return Invalid(node, "shapes of x, w and labels do not match");
+    if ((trans_b_ ? w.shape[1] : w.shape[0]) != d_ || lab.shape != ir::Shape{n_} ||
+        (bias_ && node.input(3)->type() != ir::TensorType{dt_, {v_}})) {
+      return Invalid(node, "shapes of x, w, labels and bias do not match");
     }
-    grads_ = node.num_outputs() == 3;
-    // {grad_dtype=f32} of f16 / bf16 inputs: dx and dw in f32 (dx's GEMM writes f32 D, dw is
-    // summed straight into the output: no f32 scratch, no cast).
+    grads_ = node.num_outputs() > 1;
+    // {grad_dtype=f32} of f16 / bf16 inputs: dx, dw (and db) in f32 (dx's GEMM writes f32 D,
+    // dw and db are summed straight into the outputs: no f32 scratch, no cast).
     grad32_ = grads_ && low_ && node.output(1)->type().dtype == DType::kF32 &&
               node.output(2)->type().dtype == DType::kF32;
     dx_elem_ = grad32_ ? sizeof(float) : elem_;
@@ -1376,12 +1382,15 @@ class LinearCeKernel final : public DeviceKernel {
     dw32_bytes_ = low_ && grads_ && !grad32_
                       ? AlignScratch(sizeof(float) * static_cast<size_t>(d_ * v_))
                       : 0;
+    db32_bytes_ = bias_ && low_ && grads_ && !grad32_
+                      ? AlignScratch(sizeof(float) * static_cast<size_t>(v_))
+                      : 0;
     rows_bytes_ = AlignScratch(sizeof(float) * static_cast<size_t>(n_));
     return absl::OkStatus();
   }
 
   size_t WorkspaceBytes() const override {
-    return logits_bytes_ + g_low_bytes_ + dw32_bytes_ + 2 * rows_bytes_ + 256;
+    return logits_bytes_ + g_low_bytes_ + dw32_bytes_ + db32_bytes_ + 2 * rows_bytes_ + 256;
   }
   int64_t rows() const { return rows_; }          // per block
   int64_t total_rows() const { return n_; }
@@ -1395,7 +1404,8 @@ class LinearCeKernel final : public DeviceKernel {
     void* logits = ws;
     void* g_low = ws + logits_bytes_;
     void* dw32 = ws + logits_bytes_ + g_low_bytes_;
-    char* rows_base = ws + logits_bytes_ + g_low_bytes_ + dw32_bytes_;
+    void* db32 = ws + logits_bytes_ + g_low_bytes_ + dw32_bytes_;
+    char* rows_base = ws + logits_bytes_ + g_low_bytes_ + dw32_bytes_ + db32_bytes_;
     float* row_loss = reinterpret_cast<float*>(rows_base);
     float* row_w = reinterpret_cast<float*>(rows_base + rows_bytes_);
     float* norm = reinterpret_cast<float*>(rows_base + 2 * rows_bytes_);
@@ -1403,12 +1413,19 @@ class LinearCeKernel final : public DeviceKernel {
     // dw accumulates over the blocks: in the output (f32) or in f32 scratch (low inputs
     // with a low-precision dw).
     void* dw = grads_ ? (low_ && !grad32_ ? dw32 : out[2]) : nullptr;
+    // db likewise (f32 sums of G's columns over the blocks).
+    float* db = grads_ && bias_ ? static_cast<float*>(low_ && !grad32_ ? db32 : out[3]) : nullptr;
+    const void* bias = bias_ ? in[3] : nullptr;
     cudaError_t e = kernels::LaunchLossNorm(desc_, labels, labels_i64_, norm, ctx.error_flag,
                                             ctx.error_code, ctx.stream);
     if (e != cudaSuccess) return CudaStatus(e, "LaunchLossNorm", __FILE__, __LINE__);
     if (grads_) {
       e = cudaMemsetAsync(dw, 0, sizeof(float) * static_cast<size_t>(d_ * v_), ctx.stream);  // f32
       if (e != cudaSuccess) return CudaStatus(e, "cudaMemsetAsync (dw)", __FILE__, __LINE__);
+    }
+    if (db != nullptr) {
+      e = cudaMemsetAsync(db, 0, sizeof(float) * static_cast<size_t>(v_), ctx.stream);
+      if (e != cudaSuccess) return CudaStatus(e, "cudaMemsetAsync (db)", __FILE__, __LINE__);
     }
     const size_t label_size = labels_i64_ ? 8 : 4;
     for (int64_t r0 = 0; r0 < n_; r0 += rows_) {
@@ -1419,7 +1436,7 @@ class LinearCeKernel final : public DeviceKernel {
       void* gm = low_ && !low_logits_ ? g_low : logits;  // G in place where the dtypes agree
       const kernels::DT g_dt = low_ ? LowDT() : kernels::DT::kF32;
       e = kernels::LaunchLinearCeRows(c, v_, ld_, low_logits_ ? g_dt : kernels::DT::kF32, logits,
-                                      g_dt, gm, labels + r0 * label_size, labels_i64_,
+                                      g_dt, gm, bias, labels + r0 * label_size, labels_i64_,
                                       desc_.has_ignore, desc_.ignore_index, norm, grads_,
                                       row_loss + r0, row_w + r0, ctx.error_flag, ctx.error_code,
                                       ctx.stream);
@@ -1431,10 +1448,18 @@ class LinearCeKernel final : public DeviceKernel {
       } else {
         PTC_RETURN_IF_ERROR(g.dw.RunOn(ctx, xb, gm, dw));
       }
+      if (db != nullptr) {
+        e = kernels::LaunchColumnSumAccumulate(c, v_, ld_, g_dt, gm, db, ctx.stream);
+        if (e != cudaSuccess) return CudaStatus(e, "LaunchColumnSumAccumulate", __FILE__, __LINE__);
+      }
     }
     if (grads_ && low_ && !grad32_) {
       e = kernels::LaunchCast(kernels::DT::kF32, LowDT(), d_ * v_, dw32, out[2], ctx.stream);
       if (e != cudaSuccess) return CudaStatus(e, "LaunchCast (dw)", __FILE__, __LINE__);
+      if (db != nullptr) {
+        e = kernels::LaunchCast(kernels::DT::kF32, LowDT(), v_, db, out[3], ctx.stream);
+        if (e != cudaSuccess) return CudaStatus(e, "LaunchCast (db)", __FILE__, __LINE__);
+      }
     }
     e = kernels::LaunchLossReduce(n_, desc_.reduction, row_loss, row_w,
                                   static_cast<float*>(out[0]), ctx.stream);
@@ -1451,10 +1476,11 @@ class LinearCeKernel final : public DeviceKernel {
   kernels::LossDesc desc_;
   int64_t n_ = 0, d_ = 0, v_ = 0, ld_ = 0, rows_ = 1;
   bool trans_b_ = false, grads_ = false, labels_i64_ = true, low_ = false, grad32_ = false;
+  bool bias_ = false;
   bool low_logits_ = false;  // the logits (and G, in place) in the low dtype
   DType dt_ = DType::kF32;
   size_t elem_ = 4, dx_elem_ = 4, logit_elem_ = 4;
-  size_t logits_bytes_ = 0, g_low_bytes_ = 0, dw32_bytes_ = 0, rows_bytes_ = 0;
+  size_t logits_bytes_ = 0, g_low_bytes_ = 0, dw32_bytes_ = 0, db32_bytes_ = 0, rows_bytes_ = 0;
 };
 
 // gemm_bgrad(a, b) {trans_a, dtype, bias_dtype} -> y, db: y = op(a) b (D in f32 for {dtype=f32})

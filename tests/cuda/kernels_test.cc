@@ -641,6 +641,20 @@ std::vector<Case> Cases() {
       m.index_range = 50;
       m.tolerance_scale = 20;
       add(m);
+      // An LM head with a bias (Phi, GPT-J): the bias added by the row kernel, its gradient
+      // (db_unit, the fourth output) summed over G's columns block by block.
+      for (Case b : {l, lb, lf, m}) {
+        b.name += "_bias";
+        const int64_t v = b.index_range;
+        b.inputs.push_back(T(b.inputs[0].dtype, {v}));
+        b.gens.push_back(Gen::kNormal);
+        if (b.num_outputs == 3) b.num_outputs = 4;
+        // bf16 logits: the bias widens them, and their 2^-9 relative rounding (the loss's error
+        // is the label logits' rounding averaged over the rows) measured up to 5e-4 of the loss
+        // on the emulation: twice the bound of the bias-free case.
+        if (b.name == "linear_ce_loss_bf16_bias") b.tolerance_scale = 40;
+        add(b);
+      }
     }
     grad("attention_grad_bhtd_causal", f32, {2, 3, 40, 16}, {2, 3, 40, 16}, {2, 3, 40, 16},
          {2, 3, 40, 16}, T(b, {1, 1, 40, 40}), {{"scale", 0.25}});

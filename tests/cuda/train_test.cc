@@ -359,7 +359,8 @@ INSTANTIATE_TEST_SUITE_P(E2e, CudaTorchExport,
                                          "hf_gpt2_loss_dynamo_optimized_opset20",
                                          "hf_gpt2_padded_loss_dynamo_opset20",
                                          "hf_gpt2_padded_loss_dynamo_opset23",
-                                         "hf_llama_loss_dynamo_optimized_opset23"));
+                                         "hf_llama_loss_dynamo_optimized_opset23",
+                                         "hf_gptj_loss_dynamo_opset20"));
 
 // Autotuning (on by default): the first run times each distinct GEMM problem's cuBLASLt
 // candidates (the accumulating ones from a snapshot of their output), later runs and the CUDA

@@ -498,6 +498,21 @@ def make_hf(kind, seed):
                                       n_positions=64, resid_pdrop=0.0, embd_pdrop=0.0,
                                       attn_pdrop=0.0)
         model = transformers.GPT2LMHeadModel(cfg)
+    elif kind == "phi":
+        # Phi-1.5 / Phi-2's shape: an LM head with a bias, rotary on half of each head
+        # (partial_rotary_factor), attention and MLP in parallel off one layer norm.
+        cfg = transformers.PhiConfig(vocab_size=101, hidden_size=32, intermediate_size=88,
+                                     num_hidden_layers=2, num_attention_heads=4,
+                                     partial_rotary_factor=0.5, max_position_embeddings=64,
+                                     resid_pdrop=0.0, embd_pdrop=0.0, attention_dropout=0.0)
+        model = transformers.PhiForCausalLM(cfg)
+    elif kind == "gptj":
+        # GPT-J's shape: an LM head with a bias, interleaved rotary on the first rotary_dim
+        # channels of each head, attention and MLP in parallel.
+        cfg = transformers.GPTJConfig(vocab_size=101, n_embd=32, n_layer=2, n_head=4,
+                                      rotary_dim=4, n_positions=64, resid_pdrop=0.0,
+                                      embd_pdrop=0.0, attn_pdrop=0.0)
+        model = transformers.GPTJForCausalLM(cfg)
     else:
         cfg = transformers.LlamaConfig(vocab_size=101, hidden_size=32, intermediate_size=88,
                                        num_hidden_layers=2, num_attention_heads=4,
@@ -511,12 +526,14 @@ def hf_case(kind):
     make = lambda: make_hf(kind, 4242)
     gen = torch.Generator().manual_seed(6)
     ids = torch.randint(0, 101, (2, 16), generator=gen)
+    cls = {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM", "phi": "PhiForCausalLM",
+           "gptj": "GPTJForCausalLM"}[kind]
+    extra = {"llama": ", 2 kv heads, ffn 88", "phi": ", ffn 88, rotary on half of each head",
+             "gptj": ", interleaved rotary on 4 of each head's 8 channels"}.get(kind, "")
     return dict(
         name=f"hf_{kind}_loss",
-        description=f"transformers {HF_DYNAMO_VERSION if DYNAMO else HF_VERSION} "
-                    f"{'GPT2LMHeadModel' if kind == 'gpt2' else 'LlamaForCausalLM'} "
-                    "(vocab 101, 2 layers, dim 32, 4 heads"
-                    f"{', 2 kv heads, ffn 88' if kind == 'llama' else ''}) with its own "
+        description=f"transformers {HF_DYNAMO_VERSION if DYNAMO else HF_VERSION} {cls} "
+                    f"(vocab 101, 2 layers, dim 32, 4 heads{extra}) with its own "
                     "shifted loss, labels = input_ids; grads/ holds d loss / d param",
         model=make(),
         make_fresh=make,
@@ -658,6 +675,17 @@ def case_hf_llama_loss():
     return dict(hf_case("llama"), also_optimized=(23,), ort_rotary_batch_issue=True)
 
 
+def case_hf_phi_loss():
+    # The LM head's bias (linear_ce_loss's fourth input); at opset 23 the optimizer writes the
+    # partial rotary as RotaryEmbedding on a slice of each head.
+    return dict(hf_case("phi"), dynamo_opsets=(20,), also_optimized=(23,),
+                ort_rotary_batch_issue=True)
+
+
+def case_hf_gptj_loss():
+    return dict(hf_case("gptj"), dynamo_opsets=(20,))
+
+
 def case_seq2seq():
     torch.manual_seed(4321)
     gen = torch.Generator().manual_seed(4322)
@@ -795,6 +823,15 @@ def export_case(case, opset, root, optimize=None):
             model, args, model_path, opset_version=opset, do_constant_folding=False,
             input_names=input_names, output_names=case["output_names"],
             dynamic_axes=case["dynamic_axes"], training=torch.onnx.TrainingMode.EVAL)
+    if DYNAMO:
+        # Each node's Python stack trace (paths of the machine that wrote it) is 40% of the
+        # file and changes with every regeneration; the module scopes the importer reads stay.
+        proto = onnx.load(model_path, load_external_data=False)
+        for node in proto.graph.node:
+            keep = [p for p in node.metadata_props if p.key != "pkg.torch.onnx.stack_trace"]
+            del node.metadata_props[:]
+            node.metadata_props.extend(keep)
+        onnx.save(proto, model_path)
     proto = onnx.load(model_path)
     onnx.checker.check_model(proto, full_check=True)
     op_types = sorted({n.op_type for n in proto.graph.node})
@@ -842,6 +879,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=os.path.join(here, "..", "data", "e2e"))
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help="only these cases (e.g. hf_phi_loss), the others left as they are")
     args = parser.parse_args()
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
@@ -863,11 +902,13 @@ def main():
             makes += [case_hf_gpt2_loss, case_hf_llama_loss]
             if DYNAMO:
                 makes += [case_hf_llama_logits, case_hf_gpt2_padded, case_hf_llama_padded,
-                          case_hf_gpt2_padded_loss]
+                          case_hf_gpt2_padded_loss, case_hf_phi_loss, case_hf_gptj_loss]
     except ImportError:
         print(f"transformers not installed (pip install transformers=={hf_version}): hf_* "
               "cases left as they are")
     for make in makes:
+        if args.only and make.__name__.removeprefix("case_") not in args.only:
+            continue
         case = make()
         for opset in case.get("dynamo_opsets", DYNAMO_OPSETS) if DYNAMO else case.get("opsets", OPSETS):
             export_case(case, opset, root)
