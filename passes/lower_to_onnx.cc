@@ -231,17 +231,34 @@ absl::StatusOr<std::vector<ir::Value*>> LowerGemmBgrad(Emitter& e, const ir::Nod
 // rotary -> the chain match-rotary takes: slices of x's halves, concat(x1 cos - x2 sin,
 // x2 cos + x1 sin); tables of another dtype (f32 with bf16 x) cast to x's, sin negated for
 // inverse=1.
+// (rotary_dim R < D: the rotation of x[..., :R], concatenated with x[..., R:]; interleaved: the
+// pairs are the even and odd elements (step-2 slices), put back side by side through
+// unsqueeze / concat / reshape.)
 absl::StatusOr<ir::Value*> LowerRotary(Emitter& e, const ir::Node& n) {
-  ir::Value* x = n.input(0);
-  const ir::Shape& shape = x->type().shape;
-  const int64_t r = static_cast<int64_t>(shape.size()), d = shape.back(), h = d / 2;
+  ir::Value* x_full = n.input(0);
+  const ir::Shape& full = x_full->type().shape;
+  const int64_t r = static_cast<int64_t>(full.size());
+  const int64_t rdim = n.GetInt("rotary_dim", full.back()).value_or(full.back());
+  const bool interleaved = n.GetInt("interleaved", 0).value_or(0) != 0;
+  auto last_slice = [&](ir::Value* v, int64_t start, int64_t end, int64_t step) {
+    std::vector<int64_t> starts(r, 0), ends = v->type().shape, steps(r, 1);
+    starts.back() = start;
+    ends.back() = end;
+    steps.back() = step;
+    return e.Op("slice", {v}, {{"starts", starts}, {"ends", ends}, {"steps", steps}});
+  };
+  ir::Value* x = x_full;
+  if (rdim != full.back()) {
+    PTC_ASSIGN_OR_RETURN(x, last_slice(x_full, 0, rdim, 1));
+  }
+  const int64_t h = rdim / 2;
   ir::Value* halves[2];
   for (int i = 0; i < 2; ++i) {
-    std::vector<int64_t> starts(r, 0), ends = shape, steps(r, 1);
-    starts.back() = i * h;
-    ends.back() = (i + 1) * h;
-    PTC_ASSIGN_OR_RETURN(halves[i], e.Op("slice", {x}, {{"starts", starts}, {"ends", ends},
-                                                        {"steps", steps}}));
+    if (interleaved) {
+      PTC_ASSIGN_OR_RETURN(halves[i], last_slice(x, i, rdim, 2));
+    } else {
+      PTC_ASSIGN_OR_RETURN(halves[i], last_slice(x, i * h, (i + 1) * h, 1));
+    }
   }
   ir::Value* c = n.input(1);
   ir::Value* s = n.input(2);
@@ -258,7 +275,21 @@ absl::StatusOr<ir::Value*> LowerRotary(Emitter& e, const ir::Node& n) {
   PTC_ASSIGN_OR_RETURN(ir::Value* p, e.Op("mul", {halves[1], c}));
   PTC_ASSIGN_OR_RETURN(ir::Value* q, e.Op("mul", {halves[0], s}));
   PTC_ASSIGN_OR_RETURN(ir::Value* o2, e.Op("add", {p, q}));
-  return e.Op("concat", {o1, o2}, {{"axis", r - 1}});
+  ir::Value* y = nullptr;
+  if (interleaved) {  // [..., h] x 2 -> [..., h, 2] -> [..., R]
+    ir::Shape col = o1->type().shape;
+    col.push_back(1);
+    PTC_ASSIGN_OR_RETURN(ir::Value* u1, e.Op("reshape", {o1}, {{"shape", col}}));
+    PTC_ASSIGN_OR_RETURN(ir::Value* u2, e.Op("reshape", {o2}, {{"shape", col}}));
+    PTC_ASSIGN_OR_RETURN(ir::Value* pairs, e.Op("concat", {u1, u2}, {{"axis", r}}));
+    ir::Shape shape = x->type().shape;
+    PTC_ASSIGN_OR_RETURN(y, e.Op("reshape", {pairs}, {{"shape", shape}}));
+  } else {
+    PTC_ASSIGN_OR_RETURN(y, e.Op("concat", {o1, o2}, {{"axis", r - 1}}));
+  }
+  if (rdim == full.back()) return y;
+  PTC_ASSIGN_OR_RETURN(ir::Value* pass, last_slice(x_full, rdim, full.back(), 1));
+  return e.Op("concat", {y, pass}, {{"axis", r - 1}});
 }
 
 // swiglu -> the chain match-swiglu takes: (g * sigmoid(g)) * u.

@@ -26,6 +26,11 @@
 // sees head transposes next to the attention and has it read the heads in place.
 // A rotary node made elsewhere (the importer's ONNX RotaryEmbedding, on x after the head
 // transpose) moves before such a transpose the same way ("moved.before-transpose").
+// Partial rotation (GPT-NeoX, Phi: rotary on the first R of each head's D channels, the rest
+// passed through): concat(rotary(slice(x)[..., :R]), slice(x)[..., R:]) on the last axis, after
+// the matches above (or the importer's RotaryEmbedding on such a slice), becomes one
+// rotary(x) {rotary_dim=R} ("fused.partial"), which then moves before x's head transpose as
+// above: the attention reads Phi's heads in place too.
 // Counters: "fused", "fused.full-tables"; declines "declined.<why>": "multi-use", "dtype",
 // "not-half-slice" (a slice that is not exactly one half of the last axis), "halves" (x1 / x2
 // in the wrong places: a sign or the halves swapped), "tables" (cos / sin differ between the
@@ -131,7 +136,8 @@ class MatchRotaryPass : public FunctionPass {
       f.chain = {rn};
       std::optional<std::vector<int64_t>> perm = SinkableTranspose(m, f);
       if (!perm) continue;
-      fn.ReplaceAllUsesWith(rn->output(), RotateBeforeTranspose(fn, rn, f, *perm)->output());
+      fn.ReplaceAllUsesWith(rn->output(),
+                            RotateBeforeTranspose(fn, rn, f, *perm, rn->attrs())->output());
       erase.insert(rn);
       Count("moved.before-transpose");
     }
@@ -157,22 +163,95 @@ class MatchRotaryPass : public FunctionPass {
       erase.insert(f.chain.begin(), f.chain.end());
       Count(f.full_tables ? "fused.full-tables" : "fused");
     }
+    const bool changed = !erase.empty();
+    if (changed) fn.EraseNodesIf([&](const ir::Node& n) { return erase.count(&n) > 0; });
+    return FoldPartial(module, fn) || changed;
+  }
+
+  // concat(rotary(slice(x)[..., :R]), slice(x)[..., R:]) -> rotary(x) {rotary_dim=R}.
+  bool FoldPartial(ir::Module& module, ir::Function& fn) {
+    Matcher m(module, fn);
+    std::set<const ir::Node*> erase;
+    for (ir::Node* c : NodesWithOp(fn, "concat")) {
+      if (c->num_inputs() != 2 || !LastAxis(*c)) continue;
+      ir::Node* rn = c->input(0)->producer();
+      if (rn == nullptr || rn->op() != "rotary" || rn->has_attr("rotary_dim") ||
+          rn->GetInt("inverse", 0).value_or(1) != 0 || erase.count(rn)) {
+        continue;
+      }
+      std::optional<std::pair<ir::Value*, int64_t>> lo = LastAxisSlice(rn->input(0));
+      std::optional<std::pair<ir::Value*, int64_t>> hi = LastAxisSlice(c->input(1));
+      if (!lo || !hi || lo->first != hi->first) continue;
+      ir::Value* x = lo->first;
+      const int64_t d = x->type().shape.back(), rdim = rn->input(0)->type().shape.back();
+      // lo is [0, R) and hi [R, D): LastAxisSlice gives each one's start.
+      if (lo->second != 0 || hi->second != rdim || c->input(1)->type().shape.back() != d - rdim ||
+          x->type().dtype != c->output()->type().dtype) {
+        continue;
+      }
+      const ir::Value* reads[] = {rn->input(0), rn->output(), c->input(1)};
+      bool single = true;
+      for (const ir::Value* v : reads) single &= m.NumUses(v) == 1 && !m.IsResult(v);
+      if (!single) {
+        Count("declined.multi-use");
+        continue;
+      }
+      ir::AttrMap attrs = rn->attrs();
+      attrs["rotary_dim"] = rdim;
+      Found f;
+      f.x = x;
+      f.cos = rn->input(1);
+      f.sin = rn->input(2);
+      f.chain = {c, rn, rn->input(0)->producer(), c->input(1)->producer()};
+      ir::Node* r = nullptr;
+      if (std::optional<std::vector<int64_t>> perm = SinkableTranspose(m, f)) {
+        r = RotateBeforeTranspose(fn, c, f, *perm, attrs);
+        Count("fused.before-transpose");
+      } else {
+        r = fn.AddNode("rotary", {x, f.cos, f.sin}, {c->output()->type()}, attrs, c->loc(),
+                       {c->output()->name()}, /*before=*/c);
+      }
+      fn.ReplaceAllUsesWith(c->output(), r->output());
+      erase.insert(f.chain.begin(), f.chain.end());
+      Count("fused.partial");
+    }
     if (erase.empty()) return false;
     fn.EraseNodesIf([&](const ir::Node& n) { return erase.count(&n) > 0; });
     return true;
+  }
+
+  // (x, start) when v = slice(x) of the last axis alone (every other axis whole, step 1).
+  static std::optional<std::pair<ir::Value*, int64_t>> LastAxisSlice(const ir::Value* v) {
+    const ir::Node* s = v->producer();
+    if (s == nullptr || s->op() != "slice" || s->num_inputs() != 1) return std::nullopt;
+    ir::Value* x = s->input(0);
+    const ir::Shape& shape = x->type().shape;
+    absl::StatusOr<std::vector<int64_t>> starts = s->GetInts("starts");
+    absl::StatusOr<std::vector<int64_t>> ends = s->GetInts("ends");
+    absl::StatusOr<std::vector<int64_t>> steps = s->GetInts("steps");
+    const size_t r = shape.size();
+    if (!starts.ok() || !ends.ok() || !steps.ok() || r == 0 || starts->size() != r ||
+        ends->size() != r || steps->size() != r || steps->back() != 1) {
+      return std::nullopt;
+    }
+    for (size_t i = 0; i + 1 < r; ++i) {
+      if ((*starts)[i] != 0 || (*ends)[i] != shape[i] || (*steps)[i] != 1) return std::nullopt;
+    }
+    return std::pair{x, starts->back()};
   }
 
   // Rotates the transpose's input (the tables transposed alike) and transposes the result: the
   // transpose then meets the attention, which reads the heads in place. Returns the transpose
   // (named as root's output, which it replaces).
   static ir::Node* RotateBeforeTranspose(ir::Function& fn, ir::Node* root, const Found& f,
-                                         const std::vector<int64_t>& perm) {
+                                         const std::vector<int64_t>& perm,
+                                         ir::AttrMap attrs = {}) {
     ir::Value* x4 = f.x->producer()->input(0);
     ir::Value* cos4 = AlignTable(fn, f.cos, perm, x4->type().rank(), root);
     ir::Value* sin4 = f.sin == f.cos ? cos4 : AlignTable(fn, f.sin, perm, x4->type().rank(), root);
     ir::TensorType t4 = x4->type();
     t4.dtype = root->output()->type().dtype;
-    ir::Node* r4 = fn.AddNode("rotary", {x4, cos4, sin4}, {t4}, {}, root->loc(),
+    ir::Node* r4 = fn.AddNode("rotary", {x4, cos4, sin4}, {t4}, std::move(attrs), root->loc(),
                               {root->output()->name() + ".rot"}, /*before=*/root);
     return fn.AddNode("transpose", {r4->output()}, {root->output()->type()}, {{"perm", perm}},
                       root->loc(), {root->output()->name()}, /*before=*/root);

@@ -316,18 +316,20 @@ std::vector<Ref> Reference(const std::string& op, const AttrMap& a, const std::v
   }
   if (op == "rotary") {  // the exported chain: concat(x1 cos - x2 sin, x2 cos + x1 sin)
     const Shape& s = in[0].shape;
-    const int64_t d = s.back(), h = d / 2;
+    const int64_t d = s.back(), rd = IntAttr(a, "rotary_dim", d), h = rd / 2;
+    const bool interleaved = IntAttr(a, "interleaved", 0) != 0;  // pairs (2i, 2i + 1)
     Shape half = s;
     half.back() = h;
     const double sign = IntAttr(a, "inverse", 0) ? -1 : 1;  // inverse: sin negated
-    Ref out{dt, s, std::vector<double>(in[0].v.size())};
+    Ref out{dt, s, in[0].v};  // x[..., rd:] passes through
     for (int64_t e = 0; e < Numel(half); ++e) {
       const int64_t t = BroadcastIndex(Unravel(e, half), in[1].shape);
       const double c = in[1].v[t], sn = sign * in[2].v[t];
       const int64_t row = e / h, i = e % h;
-      const double x1 = in[0].v[row * d + i], x2 = in[0].v[row * d + h + i];
-      out.v[row * d + i] = x1 * c - x2 * sn;
-      out.v[row * d + h + i] = x2 * c + x1 * sn;
+      const int64_t ia = row * d + (interleaved ? 2 * i : i), ib = ia + (interleaved ? 1 : h);
+      const double x1 = in[0].v[ia], x2 = in[0].v[ib];
+      out.v[ia] = x1 * c - x2 * sn;
+      out.v[ib] = x2 * c + x1 * sn;
     }
     return {out};
   }
@@ -702,6 +704,15 @@ std::vector<Case> AllCases() {
     cs.push_back({"rotary", {}, {In{DType::kBF16, {2, 6, 16}}, F32({6, 8}), F32({6, 8})}});
     cs.push_back({"rotary", inv,
                   {In{DType::kF16, {2, 6, 16}}, In{DType::kF16, {6, 8}}, In{DType::kF16, {6, 8}}}});
+    // Partial (rotary_dim < D: the rest passes through) and interleaved pairs (GPT-J).
+    const AttrMap part = {{"rotary_dim", int64_t{4}}};
+    const AttrMap inter = {{"interleaved", int64_t{1}}};
+    const AttrMap both = {{"rotary_dim", int64_t{6}}, {"interleaved", int64_t{1}},
+                          {"inverse", int64_t{1}}};
+    cs.push_back({"rotary", part, {F32({2, 3, 16, 8}), F32({16, 2}), F32({16, 2})}});
+    cs.push_back({"rotary", inter, {F32({2, 3, 16, 8}), F32({16, 4}), F32({16, 4})}});
+    cs.push_back({"rotary", both, {F64({3, 4, 10}), F32({4, 3}), F32({4, 3})}});
+    cs.push_back({"rotary", part, {In{DType::kBF16, {2, 6, 16}}, F32({6, 2}), F32({6, 2})}});
     Case odd{"rotary", {}, {F32({2, 3}), F32({2, 1}), F32({2, 1})}};
     odd.error = "D even";
     odd.out_types = {TensorType{DType::kF32, {2, 3}}};

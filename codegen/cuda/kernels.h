@@ -133,8 +133,10 @@ cudaError_t LaunchTrilu(int elem_bytes, int64_t batch, int64_t rows, int64_t col
 struct RotaryDesc {
   int32_t rank = 0;                     // leading dims, merged (<= kMaxRank)
   int32_t inverse = 0;                  // 1: sin negated
+  int32_t interleaved = 0;              // 1: pairs (2i, 2i + 1), else (i, half + i)
   int64_t rows = 0;
-  int64_t half = 0;
+  int64_t half = 0;                     // rotated pairs per row (rotary_dim / 2)
+  int64_t d = 0;                        // row length (elements past 2 half copied)
   int64_t lead_shape[kMaxRank] = {};
   int64_t lead_strides[kMaxRank] = {};  // the tables' strides (0: broadcast)
   int64_t pair_stride = 0;              // 0 or 1

@@ -188,7 +188,8 @@ absl::Status Rotary(RuleContext& c) {
         "which have no gradient rule (make them constants, or freeze what computes them)"));
   }
   const int64_t inverse = c.node.GetInt("inverse", 0).value_or(0);
-  ir::AttrMap attrs;
+  ir::AttrMap attrs = c.node.attrs();  // rotary_dim / interleaved: the same pairs
+  attrs.erase("inverse");
   if (inverse == 0) attrs["inverse"] = int64_t{1};
   c.dx[0] = c.b.Op("rotary", {c.dy[0], c.in(1), c.in(2)}, std::move(attrs));
   return absl::OkStatus();

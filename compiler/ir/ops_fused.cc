@@ -105,15 +105,19 @@
 //       %dh = gemm_gelu_grad(%dy, %w, %h) {approximate="tanh", trans_b=1} : bf16[16384,3072]
 //            (%dy: bf16[16384,768], %w: bf16[3072,768], %h: bf16[16384,3072])
 //
-//   rotary(x, cos, sin) {inverse=0|1}
+//   rotary(x, cos, sin) {inverse=0|1, rotary_dim?, interleaved=0|1}
 //       Rotary position embedding in the rotate-half form (Llama, GPT-NeoX): with
 //       x1 = x[..., :D/2] and x2 = x[..., D/2:],
 //         y = concat(x1 * cos - x2 * sin, x2 * cos + x1 * sin, axis=-1)
 //       made by passes/match_rotary.cc from the exported slice / mul / sub / add / concat chain.
 //       inverse=1 rotates by the opposite angle (sin negated): the transpose of the rotation,
-//       hence its gradient, dx = rotary(dy, cos, sin) {inverse=1}. x: [..., D] float, D even;
-//       cos, sin: one type, f32 or x's dtype, broadcasting (numpy) to x[..., :D/2]'s shape
-//       (typically [T, D/2] against [B, H, T, D]). Output: x's type; computed in f32 (f64 for
+//       hence its gradient, dx = rotary(dy, cos, sin) {inverse=1}. rotary_dim=R (even, 0 < R
+//       <= D; default D): only x[..., :R] rotates (in the same form, halves of R), x[..., R:]
+//       passes through (GPT-NeoX, Phi: partial_rotary_factor). interleaved=1: the rotated
+//       pairs are (x[2i], x[2i+1]) instead of (x[i], x[R/2+i]) (GPT-J, ONNX RotaryEmbedding's
+//       interleaved). x: [..., D] float, D even;
+//       cos, sin: one type, f32 or x's dtype, broadcasting (numpy) to x[..., :R/2]'s shape
+//       (typically [T, R/2] against [B, H, T, D]). Output: x's type; computed in f32 (f64 for
 //       f64 x) and rounded once. inverse defaults to 0. Kernels: codegen/cpu/rotary.cc,
 //       codegen/cuda/rotary.cu.
 //   Example (Llama attention, 4 heads of 64, positions 0..127):
@@ -458,6 +462,16 @@ absl::StatusOr<std::vector<TensorType>> InferRotary(const std::vector<TensorType
     return absl::InvalidArgumentError(absl::StrCat(
         "x must be a float tensor whose last dim (the head size) is even, got ", x.ToString()));
   }
+  PTC_ASSIGN_OR_RETURN(int64_t rdim, GetIntAttr(attrs, "rotary_dim", x.shape.back()));
+  if (rdim <= 0 || rdim % 2 != 0 || rdim > x.shape.back()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "attribute 'rotary_dim' must be even and in (0, ", x.shape.back(), "], got ", rdim));
+  }
+  PTC_ASSIGN_OR_RETURN(int64_t interleaved, GetIntAttr(attrs, "interleaved", 0));
+  if (interleaved != 0 && interleaved != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("attribute 'interleaved' must be 0 or 1, got ", interleaved));
+  }
   if (cos != sin) {
     return absl::InvalidArgumentError(absl::StrCat("cos and sin must have one type, got ",
                                                    cos.ToString(), " and ", sin.ToString()));
@@ -468,7 +482,7 @@ absl::StatusOr<std::vector<TensorType>> InferRotary(const std::vector<TensorType
                                                    cos.ToString()));
   }
   Shape half = x.shape;
-  half.back() /= 2;
+  half.back() = rdim / 2;
   absl::StatusOr<Shape> b = BroadcastShapes(half, cos.shape);
   if (!b.ok() || *b != half) {
     return absl::InvalidArgumentError(absl::StrCat(

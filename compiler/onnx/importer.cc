@@ -2039,9 +2039,10 @@ absl::Status Importer::ConvertNewerNode(NodeCtx& c) {
   return c.Unimplemented(absl::StrCat(op, " (added after opset 17) is not converted yet"));
 }
 
-// RotaryEmbedding (opset 23), the rotate-half form (interleaved=0) over the whole head:
-// x [B, H, S, D] (or [B, S, H*D] with num_heads), cos / sin [B, S, D/2], or [P, D/2] tables
-// gathered by position_ids [B, S]. ptc's rotary takes tables that broadcast to x's half.
+// RotaryEmbedding (opset 23): x [B, H, S, D] (or [B, S, H*D] with num_heads), cos / sin
+// [B, S, R/2], or [P, R/2] tables gathered by position_ids [B, S], R = rotary_embedding_dim (0:
+// D). ptc's rotary takes tables that broadcast to x[..., :R/2], and its rotary_dim /
+// interleaved attributes are the op's (partial rotation, pairs side by side).
 absl::Status Importer::ConvertRotaryEmbedding(NodeCtx& c) {
   const auto& node = c.node();
   const std::string out = node.output_size() > 0 ? node.output(0) : "";
@@ -2051,9 +2052,8 @@ absl::Status Importer::ConvertRotaryEmbedding(NodeCtx& c) {
   PTC_ASSIGN_OR_RETURN(int64_t interleaved, c.AttrInt("interleaved", 0));
   PTC_ASSIGN_OR_RETURN(int64_t rotary_dim, c.AttrInt("rotary_embedding_dim", 0));
   PTC_ASSIGN_OR_RETURN(int64_t num_heads, c.AttrInt("num_heads", 0));
-  if (interleaved != 0) {
-    return c.Unimplemented("interleaved=1 (rotated pairs side by side) is not supported; ptc "
-                           "rotates the two halves of the head (interleaved=0)");
+  if (interleaved != 0 && interleaved != 1) {
+    return c.Error(absl::StrCat("interleaved must be 0 or 1, got ", interleaved));
   }
   const int64_t r = x->type.rank();
   if (r != 3 && r != 4) return c.Error(absl::StrCat("x must be 3-D or 4-D, got ", x->type.ToString()));
@@ -2067,11 +2067,14 @@ absl::Status Importer::ConvertRotaryEmbedding(NodeCtx& c) {
     }
     d = xs[2] / num_heads;
   }
-  if (rotary_dim != 0 && rotary_dim != d) {
-    return c.Unimplemented(absl::StrCat("rotary_embedding_dim ", rotary_dim, " (a partial "
-                                        "rotation) is not supported; ptc rotates the whole head (",
-                                        d, ")"));
+  if (rotary_dim < 0 || rotary_dim > d || rotary_dim % 2 != 0) {
+    return c.Error(absl::StrCat("rotary_embedding_dim ", rotary_dim, " must be even and at most ",
+                                "the head size ", d));
   }
+  const int64_t rd = rotary_dim == 0 ? d : rotary_dim;
+  ir::AttrMap attrs;
+  if (rd != d) attrs["rotary_dim"] = rd;
+  if (interleaved) attrs["interleaved"] = int64_t{1};
   std::vector<Entry*> tables = {cos, sin};
   std::vector<EntryPtr> keep;
   if (Entry* pos = c.In(3)) {
@@ -2083,18 +2086,18 @@ absl::Status Importer::ConvertRotaryEmbedding(NodeCtx& c) {
   }
   for (Entry*& t : tables) {
     const ir::Shape& ts = t->type.shape;
-    if (ts.size() != 3 || (ts[0] != b && ts[0] != 1) || ts[1] != seq || ts[2] != d / 2) {
-      return c.Error(absl::StrCat("cos / sin must be [", b, " or 1, ", seq, ", ", d / 2,
+    if (ts.size() != 3 || (ts[0] != b && ts[0] != 1) || ts[1] != seq || ts[2] != rd / 2) {
+      return c.Error(absl::StrCat("cos / sin must be [", b, " or 1, ", seq, ", ", rd / 2,
                                   "] (or position-gathered to it), got ", t->type.ToString()));
     }
-    ir::Shape s4 = r == 4 ? ir::Shape{ts[0], 1, seq, d / 2} : ir::Shape{ts[0], seq, 1, d / 2};
+    ir::Shape s4 = r == 4 ? ir::Shape{ts[0], 1, seq, rd / 2} : ir::Shape{ts[0], seq, 1, rd / 2};
     PTC_ASSIGN_OR_RETURN(EntryPtr v, Emit1(c, "reshape", {t}, {{"shape", s4}}, ""));
     keep.push_back(v);
     t = v.get();
   }
-  if (r == 4) return Emit1(c, "rotary", {x, tables[0], tables[1]}, {}, out).status();
+  if (r == 4) return Emit1(c, "rotary", {x, tables[0], tables[1]}, attrs, out).status();
   PTC_ASSIGN_OR_RETURN(EntryPtr x4, Emit1(c, "reshape", {x}, {{"shape", ir::Shape{b, seq, num_heads, d}}}, ""));
-  PTC_ASSIGN_OR_RETURN(EntryPtr y4, Emit1(c, "rotary", {x4.get(), tables[0], tables[1]}, {}, ""));
+  PTC_ASSIGN_OR_RETURN(EntryPtr y4, Emit1(c, "rotary", {x4.get(), tables[0], tables[1]}, attrs, ""));
   return Emit1(c, "reshape", {y4.get()}, {{"shape", xs}}, out).status();
 }
 

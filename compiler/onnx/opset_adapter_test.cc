@@ -559,15 +559,26 @@ TEST(OpsetAdapterTest, Opset23RmsNormAndRotary) {
   EXPECT_EQ(ResultConstant(**m, 1), (std::vector<double>{-2, 1}));
 }
 
-TEST(OpsetAdapterTest, Opset23InterleavedRotaryIsAnError) {
+// RotaryEmbedding's interleaved pairs (GPT-J) and partial rotation (rotary_embedding_dim: the
+// channels past it pass through) become rotary's attributes.
+TEST(OpsetAdapterTest, Opset23InterleavedAndPartialRotary) {
   ModelBuilder b(/*opset=*/23);
-  b.Input("h", F32, {int64_t{1}, int64_t{1}, int64_t{1}, int64_t{2}});
-  ConstF32(b, "cos", {1, 1, 1}, {0});
-  ConstF32(b, "sin", {1, 1, 1}, {1});
-  AttrI(b.Node("RotaryEmbedding", {"h", "cos", "sin"}, {"r"}, "rope"), "interleaved", 1);
-  b.Output("r", F32, 4);
-  const std::string msg = ImportError(b);
-  EXPECT_THAT(msg, HasSubstr("interleaved"));
+  // x [B=1, H=1, S=1, D=6] = 1..6, rotary_embedding_dim 4, cos 0, sin 1 (a quarter turn):
+  // interleaved pairs (0, 1), (2, 3) -> [-2, 1, -4, 3, 5, 6]; halves (0, 2), (1, 3) ->
+  // [-3, -4, 1, 2, 5, 6].
+  ConstF32(b, "h", {1, 1, 1, 6}, {1, 2, 3, 4, 5, 6});
+  ConstF32(b, "cos", {1, 1, 2}, {0, 0});
+  ConstF32(b, "sin", {1, 1, 2}, {1, 1});
+  onnx::NodeProto* inter = b.Node("RotaryEmbedding", {"h", "cos", "sin"}, {"ri"}, "inter");
+  AttrI(inter, "interleaved", 1);
+  AttrI(inter, "rotary_embedding_dim", 4);
+  AttrI(b.Node("RotaryEmbedding", {"h", "cos", "sin"}, {"rh"}, "halves"), "rotary_embedding_dim",
+        4);
+  b.Output("ri", F32, 4).Output("rh", F32, 4);
+  auto m = Import(b);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(ResultConstant(**m, 0), (std::vector<double>{-2, 1, -4, 3, 5, 6}));
+  EXPECT_EQ(ResultConstant(**m, 1), (std::vector<double>{-3, -4, 1, 2, 5, 6}));
 }
 
 }  // namespace

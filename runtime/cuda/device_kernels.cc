@@ -844,8 +844,14 @@ KernelOr MakeRotary(const ir::Node& node) {
                                       "broadcasting to x's half, got ", x.ToString(), " and ",
                                       t.ToString()));
   }
+  PTC_ASSIGN_OR_RETURN(int64_t rdim, node.GetInt("rotary_dim", x.shape.back()));
+  PTC_ASSIGN_OR_RETURN(int64_t interleaved, node.GetInt("interleaved", 0));
+  if (rdim <= 0 || rdim % 2 != 0 || rdim > x.shape.back()) {
+    return Invalid(node, absl::StrCat("rotary_dim ", rdim, " must be even and in (0, ",
+                                      x.shape.back(), "]"));
+  }
   ir::Shape half = x.shape;
-  half.back() /= 2;
+  half.back() = rdim / 2;
   const std::vector<int64_t> strides = ir::BroadcastStrides(t.shape, half);
   ir::Shape lead(half.begin(), half.end() - 1);
   std::vector<int64_t> lead_strides(strides.begin(), strides.end() - 1);
@@ -856,8 +862,10 @@ KernelOr MakeRotary(const ir::Node& node) {
   k::RotaryDesc d;
   PTC_ASSIGN_OR_RETURN(int64_t inverse, node.GetInt("inverse", 0));
   d.inverse = inverse != 0;
+  d.interleaved = interleaved != 0;
   d.half = half.back();
-  d.rows = d.half == 0 ? 0 : ir::NumElements(half) / d.half;
+  d.d = x.shape.back();
+  d.rows = d.d == 0 ? 0 : x.num_elements() / d.d;
   d.pair_stride = strides.back();
   d.rank = static_cast<int32_t>(lead.size());
   for (size_t i = 0; i < lead.size(); ++i) {

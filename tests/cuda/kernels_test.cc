@@ -132,6 +132,20 @@ std::vector<Case> Cases() {
     cs.push_back({"rotary_f64_f32_tables", "rotary",
                   {T(f64, {4, 6}), T(f32, {4, 3}), T(f32, {4, 3})}, inv});
     cs.push_back({"rotary_f32_one_angle", "rotary", {T(f32, {7, 2}), T(f32, {1}), T(f32, {1})}});
+    // Partial rotation (Phi, GPT-NeoX: the channels past rotary_dim copied) and interleaved
+    // pairs (GPT-J), both directions.
+    const ir::AttrMap part = {{"rotary_dim", int64_t{32}}};
+    const ir::AttrMap part_inv = {{"rotary_dim", int64_t{32}}, {"inverse", int64_t{1}}};
+    const ir::AttrMap inter = {{"rotary_dim", int64_t{16}}, {"interleaved", int64_t{1}}};
+    const ir::AttrMap inter_inv = {{"interleaved", int64_t{1}}, {"inverse", int64_t{1}}};
+    cs.push_back({"rotary_bf16_partial", "rotary",
+                  {T(bf16, {2, 12, 4, 80}), T(f32, {1, 12, 1, 16}), T(f32, {1, 12, 1, 16})}, part});
+    cs.push_back({"rotary_f32_partial_inverse", "rotary",
+                  {T(f32, {2, 3, 5, 40}), T(f32, {5, 16}), T(f32, {5, 16})}, part_inv});
+    cs.push_back({"rotary_f32_interleaved_partial", "rotary",
+                  {T(f32, {2, 3, 5, 64}), T(f32, {5, 8}), T(f32, {5, 8})}, inter});
+    cs.push_back({"rotary_bf16_interleaved_inverse", "rotary",
+                  {T(bf16, {2, 4, 12, 64}), T(bf16, {12, 32}), T(bf16, {12, 32})}, inter_inv});
   }
   // where / cast / trilu.
   cs.push_back({"where_f32", "where", {T(b, {4, 1}), T(f32, {1, 5}), T(f32, {4, 5})}, {}, 1,

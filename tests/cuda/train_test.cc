@@ -331,6 +331,8 @@ TEST_P(CudaTorchExport, TrainsLikeTorch) {
       EXPECT_GT(ops["rotary"], 0);
       EXPECT_GT(ops["swiglu"], 0);
     }
+    // Phi's partial rotation: one rotary {rotary_dim} per q / k, before the head transposes.
+    if (GetParam().find("phi") != std::string::npos) EXPECT_GT(ops["rotary"], 0);
     for (const char* op : {"sigmoid", "softmax", "transpose", "expand", "sqrt", "cos"}) {
       EXPECT_EQ(ops[op], 0) << op << " left in the plan of the PyTorch export";
     }
@@ -360,6 +362,8 @@ INSTANTIATE_TEST_SUITE_P(E2e, CudaTorchExport,
                                          "hf_gpt2_padded_loss_dynamo_opset20",
                                          "hf_gpt2_padded_loss_dynamo_opset23",
                                          "hf_llama_loss_dynamo_optimized_opset23",
+                                         "hf_phi_loss_dynamo_opset20",
+                                         "hf_phi_loss_dynamo_optimized_opset23",
                                          "hf_gptj_loss_dynamo_opset20"));
 
 // Autotuning (on by default): the first run times each distinct GEMM problem's cuBLASLt
