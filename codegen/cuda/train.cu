@@ -181,7 +181,8 @@ __global__ void __launch_bounds__(kThreads)
 // linear_ce_loss's bias gradient: acc[j] += sum over r < rows of g[r * ld + j] (f32), the rows
 // of each column summed in a fixed order (deterministic). A block is 8 warps over 64 columns:
 // lane l of warp y reads columns 2l, 2l + 1 of rows y, y + 8, ... (128 coalesced bytes of a
-// bf16 row per warp), then the 8 partial sums of a column are added in warp order.
+// bf16 row per warp), then lane l of warp 0 adds the 8 partial sums of its two columns in warp
+// order (the partials stored as [warp][even | odd][lane]: no bank conflicts either way).
 template <typename G>
 __global__ void __launch_bounds__(256)
     ColumnSumAccumulateKernel(int64_t rows, int64_t v, int64_t ld, const G* __restrict__ g,
@@ -196,13 +197,17 @@ __global__ void __launch_bounds__(256)
       if (j < v) s0 += ToF32(gr[j]);
       if (j + 1 < v) s1 += ToF32(gr[j + 1]);
     }
-    part[y][2 * lane] = s0;
-    part[y][2 * lane + 1] = s1;
+    part[y][lane] = s0;
+    part[y][32 + lane] = s1;
     __syncthreads();
-    if (threadIdx.x < 64 && c0 + threadIdx.x < v) {
-      float t = 0.f;
-      for (int k = 0; k < 8; ++k) t += part[k][threadIdx.x];
-      acc[c0 + threadIdx.x] += t;
+    if (y == 0) {
+      float t0 = 0.f, t1 = 0.f;
+      for (int k = 0; k < 8; ++k) {
+        t0 += part[k][lane];
+        t1 += part[k][32 + lane];
+      }
+      if (j < v) acc[j] += t0;
+      if (j + 1 < v) acc[j + 1] += t1;
     }
     __syncthreads();
   }
