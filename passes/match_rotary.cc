@@ -11,6 +11,10 @@
 //        y = x * cos + concat(-x2, x1, axis=-1) * sin        (rotate_half(x) * sin)
 //      -> rotary(x, slice(cos)[..., :h], slice(sin)[..., :h]); the halves must be constants
 //      (their equality is checked element by element); fold-constants folds the new slices.
+//      Interleaved (GPT-J's rotate_every_two, tables repeat_interleave'd: equal pairs):
+//        y = x * cos + reshape(concat(reshape(-x[..., 1::2]), reshape(x[..., ::2]))) * sin
+//      (the two step-2 slices as [..., h, 1] side by side, back to [..., D])
+//      -> rotary(x, cos[..., ::2], sin[..., ::2]) {interleaved=1} ("fused.interleaved").
 // Every mul and add matches in either operand order; the chain's intermediates (the slices,
 // products, the sub / add / neg and rotate_half's concat) must each have one use (x1 and x2
 // two, both in the chain), so nothing computed is lost.
@@ -100,6 +104,7 @@ class MatchRotaryPass : public FunctionPass {
     ir::Value* cos = nullptr;
     ir::Value* sin = nullptr;
     bool full_tables = false;
+    bool interleaved = false;  // GPT-J's pairs (2i, 2i + 1)
     std::vector<ir::Node*> chain;
   };
 
@@ -146,22 +151,25 @@ class MatchRotaryPass : public FunctionPass {
       for (ir::Node* n : f.chain) overlap |= erase.count(n) > 0;
       if (overlap) continue;
       if (f.full_tables) {
-        // The first half of each table (equal to the second, checked): slices of constants,
-        // folded by the fold-constants after this pass.
-        f.cos = HalfTable(fn, f.cos, root);
-        f.sin = HalfTable(fn, f.sin, root);
+        // The first half of each table (equal to the second, checked), or every other entry
+        // (interleaved: equal pairs): slices of constants, folded by the fold-constants after
+        // this pass.
+        f.cos = HalfTable(fn, f.cos, root, f.interleaved);
+        f.sin = HalfTable(fn, f.sin, root, f.interleaved);
       }
+      ir::AttrMap attrs;
+      if (f.interleaved) attrs["interleaved"] = int64_t{1};
       ir::Node* r = nullptr;
       if (std::optional<std::vector<int64_t>> perm = SinkableTranspose(m, f)) {
-        r = RotateBeforeTranspose(fn, root, f, *perm);
+        r = RotateBeforeTranspose(fn, root, f, *perm, attrs);
         Count("fused.before-transpose");
       } else {
-        r = fn.AddNode("rotary", {f.x, f.cos, f.sin}, {root->output()->type()}, {}, root->loc(),
-                       {root->output()->name()}, /*before=*/root);
+        r = fn.AddNode("rotary", {f.x, f.cos, f.sin}, {root->output()->type()}, attrs,
+                       root->loc(), {root->output()->name()}, /*before=*/root);
       }
       fn.ReplaceAllUsesWith(root->output(), r->output());
       erase.insert(f.chain.begin(), f.chain.end());
-      Count(f.full_tables ? "fused.full-tables" : "fused");
+      Count(f.interleaved ? "fused.interleaved" : f.full_tables ? "fused.full-tables" : "fused");
     }
     const bool changed = !erase.empty();
     if (changed) fn.EraseNodesIf([&](const ir::Node& n) { return erase.count(&n) > 0; });
@@ -377,6 +385,10 @@ class MatchRotaryPass : public FunctionPass {
       }
       for (int j = 0; j < 2; ++j) {
         ir::Node* rot = rot_mul->input(j)->producer();
+        if (rot != nullptr && rot->op() == "reshape") {
+          if (std::optional<Found> f = MatchInterleaved(m, a, rot_mul, x_mul, j, why)) return f;
+          continue;
+        }
         if (rot == nullptr || rot->op() != "concat" || rot->num_inputs() != 2 || !LastAxis(*rot)) {
           continue;
         }
@@ -419,8 +431,96 @@ class MatchRotaryPass : public FunctionPass {
     return std::nullopt;
   }
 
-  // A table [..., D] whose last-axis halves are equal: a constant (checked) with an even last dim.
-  static bool EqualHalves(const Matcher& m, const ir::Value* t, std::string& why) {
+  // Form 2, interleaved, with rot_mul's operand j the rotation
+  //   reshape(concat(reshape(neg(x[..., 1::2])), reshape(x[..., ::2])) on a new last axis)
+  // (GPT-J's rotate_every_two: torch.stack((-x2, x1), -1).flatten(-2)).
+  static std::optional<Found> MatchInterleaved(const Matcher& m, ir::Node* a, ir::Node* rot_mul,
+                                               ir::Node* x_mul, int j, std::string& why) {
+    ir::Node* flat = rot_mul->input(j)->producer();
+    ir::Node* st = flat->input(0)->producer();
+    if (st == nullptr || st->op() != "concat" || st->num_inputs() != 2 || !LastAxis(*st) ||
+        st->output()->type().shape.size() < 2 || st->output()->type().shape.back() != 2) {
+      return std::nullopt;
+    }
+    ir::Node* u_neg = st->input(0)->producer();
+    ir::Node* u_even = st->input(1)->producer();
+    if (u_neg == nullptr || u_even == nullptr || u_neg->op() != "reshape" ||
+        u_even->op() != "reshape") {
+      return std::nullopt;
+    }
+    ir::Node* neg = u_neg->input(0)->producer();
+    if (neg == nullptr || neg->op() != "neg") return std::nullopt;
+    std::optional<Half> odd = StepHalfOf(neg->input(0));
+    std::optional<Half> even = StepHalfOf(u_even->input(0));
+    if (!odd || !even) return why = "not-half-slice", std::nullopt;
+    if (odd->which != 1 || even->which != 0 || odd->x != even->x) {
+      return why = "halves", std::nullopt;
+    }
+    ir::Value* x = even->x;
+    // [..., h] -> [..., h, 1] each, [..., h, 2] -> x's shape.
+    ir::Shape col = even->node->output()->type().shape;
+    col.push_back(1);
+    if (u_neg->output()->type().shape != col || u_even->output()->type().shape != col ||
+        flat->output()->type().shape != x->type().shape) {
+      return why = "halves", std::nullopt;
+    }
+    ir::Value* cos = Matcher::OtherOperand(*x_mul, x);
+    ir::Value* sin = rot_mul->input(1 - j);
+    if (cos == nullptr) return why = "halves", std::nullopt;
+    for (const ir::Value* v : {a->input(0), a->input(1), flat->output(), st->output(),
+                               u_neg->output(), u_even->output(), neg->output(),
+                               odd->node->output(), even->node->output()}) {
+      if (!m.Def(v).SingleUse()) return why = "multi-use", std::nullopt;
+    }
+    if (cos->type() != sin->type()) return why = "tables", std::nullopt;
+    std::string table_why;
+    if (!EqualHalves(m, cos, table_why, true) || !EqualHalves(m, sin, table_why, true)) {
+      return why = table_why, std::nullopt;
+    }
+    ir::TensorType half = cos->type();
+    half.shape.back() /= 2;
+    if (!Accepts(*a, x->type(), half, why)) return std::nullopt;
+    Found f;
+    f.x = x;
+    f.cos = cos;
+    f.sin = sin;
+    f.full_tables = true;
+    f.interleaved = true;
+    f.chain = {a, rot_mul, x_mul, flat, st, u_neg, u_even, neg, odd->node, even->node};
+    return f;
+  }
+
+  // A step-2 slice of x's last axis from 0 (which 0) or 1 (which 1) to its end, every other
+  // axis whole.
+  static std::optional<Half> StepHalfOf(const ir::Value* v) {
+    ir::Node* s = v->producer();
+    if (s == nullptr || s->op() != "slice" || s->num_inputs() != 1) return std::nullopt;
+    ir::Value* x = s->input(0);
+    const ir::Shape& shape = x->type().shape;
+    absl::StatusOr<std::vector<int64_t>> starts = s->GetInts("starts");
+    absl::StatusOr<std::vector<int64_t>> ends = s->GetInts("ends");
+    absl::StatusOr<std::vector<int64_t>> steps = s->GetInts("steps");
+    const size_t r = shape.size();
+    if (!starts.ok() || !ends.ok() || !steps.ok() || r == 0 || starts->size() != r ||
+        ends->size() != r || steps->size() != r) {
+      return std::nullopt;
+    }
+    for (size_t i = 0; i + 1 < r; ++i) {
+      if ((*starts)[i] != 0 || (*ends)[i] != shape[i] || (*steps)[i] != 1) return std::nullopt;
+    }
+    const int64_t d = shape.back();
+    if (d % 2 != 0 || d == 0 || steps->back() != 2 || ends->back() < d - 1 ||
+        (starts->back() != 0 && starts->back() != 1) ||
+        v->type().shape.back() != d / 2) {
+      return std::nullopt;
+    }
+    return Half{x, static_cast<int>(starts->back()), s};
+  }
+
+  // A table [..., D] whose last-axis halves (interleaved: pairs 2i, 2i + 1) are equal: a constant
+  // (checked) with an even last dim.
+  static bool EqualHalves(const Matcher& m, const ir::Value* t, std::string& why,
+                          bool pairs = false) {
     const ir::Shape& s = t->type().shape;
     if (s.empty() || s.back() % 2 != 0) return why = "tables", false;
     std::optional<ir::Tensor> c = ConstantTensor(m.module(), t);
@@ -428,7 +528,8 @@ class MatchRotaryPass : public FunctionPass {
     const int64_t d = s.back(), h = d / 2, rows = c->num_elements() / std::max<int64_t>(d, 1);
     for (int64_t r = 0; r < rows; ++r) {
       for (int64_t i = 0; i < h; ++i) {
-        if (c->GetDouble(r * d + i) != c->GetDouble(r * d + h + i)) {
+        const int64_t a = pairs ? 2 * i : i, b = pairs ? 2 * i + 1 : h + i;
+        if (c->GetDouble(r * d + a) != c->GetDouble(r * d + b)) {
           return why = "tables-halves-differ", false;
         }
       }
@@ -436,10 +537,16 @@ class MatchRotaryPass : public FunctionPass {
     return true;
   }
 
-  static ir::Value* HalfTable(ir::Function& fn, ir::Value* t, const ir::Node* before) {
+  // The first half of table t's last axis, or (interleaved) every other entry.
+  static ir::Value* HalfTable(ir::Function& fn, ir::Value* t, const ir::Node* before,
+                              bool interleaved) {
     const ir::Shape& s = t->type().shape;
     std::vector<int64_t> starts(s.size(), 0), ends = s, steps(s.size(), 1);
-    ends.back() = s.back() / 2;
+    if (interleaved) {
+      steps.back() = 2;
+    } else {
+      ends.back() = s.back() / 2;
+    }
     ir::TensorType half = t->type();
     half.shape.back() /= 2;
     return fn.AddNode("slice", {t}, {half},

@@ -331,8 +331,12 @@ TEST_P(CudaTorchExport, TrainsLikeTorch) {
       EXPECT_GT(ops["rotary"], 0);
       EXPECT_GT(ops["swiglu"], 0);
     }
-    // Phi's partial rotation: one rotary {rotary_dim} per q / k, before the head transposes.
-    if (GetParam().find("phi") != std::string::npos) EXPECT_GT(ops["rotary"], 0);
+    // Phi's partial rotation and GPT-J's interleaved one: one rotary per q / k (Phi's before
+    // the head transposes).
+    if (GetParam().find("phi") != std::string::npos || GetParam().find("gptj") != std::string::npos) {
+      EXPECT_GT(ops["rotary"], 0);
+      EXPECT_EQ(ops["neg"], 0) << "a rotation left as its slices and products";
+    }
     for (const char* op : {"sigmoid", "softmax", "transpose", "expand", "sqrt", "cos"}) {
       EXPECT_EQ(ops[op], 0) << op << " left in the plan of the PyTorch export";
     }
