@@ -36,6 +36,13 @@
 //                                                          writes it, then leaves the LM head
 //                                                          next to its loss for
 //                                                          fuse-linear-ce)
+//   split(transpose(x, perm)) {axis=a}, the transpose read only by the split
+//                                  -> transpose(split(x) {axis=perm[a]}, perm) per part
+//                                                         (GPT-NeoX's packed per-head q | k | v,
+//                                                          [B, T, H, 3D] transposed to heads
+//                                                          first: the same bytes moved, and the
+//                                                          head transposes then meet rotary and
+//                                                          attention, which read heads in place)
 //
 // Preconditions: none beyond valid IR; a value is never replaced by one of another type (the
 // pass checks, counter "declined.type-mismatch"). The inner node of a merged chain stays when
@@ -172,6 +179,10 @@ class SimplifyPass : public Pass {
     }
     if ((op == "split" || op == "concat") && n.num_outputs() == 1 && n.num_inputs() == 1) {
       return Forward(fn, n, x, erase, op == "split" ? "split.single" : "concat.single");
+    }
+    if (op == "split" && n.num_inputs() == 1 && p != nullptr && p->op() == "transpose" &&
+        !erase.count(p)) {
+      return SplitBeforeTranspose(fn, n, *p, erase);
     }
     if (op == "transpose") {
       PTC_ASSIGN_OR_RETURN(std::vector<int64_t> q, n.GetInts("perm"));
@@ -329,6 +340,43 @@ class SimplifyPass : public Pass {
       Count("gemm.as-matmul-add.unflattened");
     }
     Count("gemm.as-matmul-add");
+    return true;
+  }
+
+  // split(transpose(x, perm)) {axis=a} -> per part transpose(split(x) {axis=perm[a]}, perm):
+  // the parts keep their names (now the transposes'); the old split and, with no other reader,
+  // the transpose are erased.
+  absl::StatusOr<bool> SplitBeforeTranspose(ir::Function& fn, ir::Node& n, ir::Node& t,
+                                            std::set<const ir::Node*>& erase) {
+    PTC_ASSIGN_OR_RETURN(std::vector<int64_t> perm, t.GetInts("perm"));
+    PTC_ASSIGN_OR_RETURN(int64_t axis, n.GetInt("axis", 0));
+    const int64_t rank = t.output()->type().rank();
+    if (axis < 0) axis += rank;
+    if (axis < 0 || axis >= rank || static_cast<int64_t>(perm.size()) != rank) return false;
+    const auto readers = fn.ComputeUses()[t.output()];
+    const auto live = std::count_if(readers.begin(), readers.end(),
+                                    [&](const auto& use) { return !erase.count(use.first); });
+    if (live != 1 || std::count(fn.results().begin(), fn.results().end(), t.output())) {
+      return false;
+    }
+    ir::Value* x = t.input(0);
+    std::vector<ir::TensorType> parts;
+    for (const ir::Value* o : n.outputs()) {
+      ir::TensorType pt = x->type();
+      pt.shape[perm[axis]] = o->type().shape[axis];
+      parts.push_back(pt);
+    }
+    ir::AttrMap attrs = n.attrs();
+    attrs["axis"] = perm[axis];
+    ir::Node* split = fn.AddNode("split", {x}, parts, attrs, n.loc(), {}, &n);
+    for (size_t i = 0; i < n.num_outputs(); ++i) {
+      ir::Node* tp = fn.AddNode("transpose", {split->output(i)}, {n.output(i)->type()},
+                                {{"perm", perm}}, t.loc(), {n.output(i)->name() + ".t"}, &n);
+      fn.ReplaceAllUsesWith(n.output(i), tp->output());
+    }
+    erase.insert(&n);
+    erase.insert(&t);
+    Count("split.before-transpose");
     return true;
   }
 

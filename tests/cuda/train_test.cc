@@ -331,9 +331,10 @@ TEST_P(CudaTorchExport, TrainsLikeTorch) {
       EXPECT_GT(ops["rotary"], 0);
       EXPECT_GT(ops["swiglu"], 0);
     }
-    // Phi's partial rotation and GPT-J's interleaved one: one rotary per q / k (Phi's before
-    // the head transposes).
-    if (GetParam().find("phi") != std::string::npos || GetParam().find("gptj") != std::string::npos) {
+    // Phi's and GPT-NeoX's partial rotation and GPT-J's interleaved one: one rotary per q / k
+    // (Phi's and GPT-NeoX's before the head transposes).
+    if (GetParam().find("phi") != std::string::npos || GetParam().find("gptj") != std::string::npos ||
+        GetParam().find("neox") != std::string::npos) {
       EXPECT_GT(ops["rotary"], 0);
       EXPECT_EQ(ops["neg"], 0) << "a rotation left as its slices and products";
     }
@@ -368,7 +369,8 @@ INSTANTIATE_TEST_SUITE_P(E2e, CudaTorchExport,
                                          "hf_llama_loss_dynamo_optimized_opset23",
                                          "hf_phi_loss_dynamo_opset20",
                                          "hf_phi_loss_dynamo_optimized_opset23",
-                                         "hf_gptj_loss_dynamo_opset20"));
+                                         "hf_gptj_loss_dynamo_opset20",
+                                         "hf_neox_loss_dynamo_opset20"));
 
 // Autotuning (on by default): the first run times each distinct GEMM problem's cuBLASLt
 // candidates (the accumulating ones from a snapshot of their output), later runs and the CUDA

@@ -506,6 +506,15 @@ def make_hf(kind, seed):
                                      partial_rotary_factor=0.5, max_position_embeddings=64,
                                      resid_pdrop=0.0, embd_pdrop=0.0, attention_dropout=0.0)
         model = transformers.PhiForCausalLM(cfg)
+    elif kind == "neox":
+        # Pythia / GPT-NeoX's shape: q | k | v packed per head ([B, T, H, 3D]), rotary on part
+        # of each head (rotary_pct), attention and MLP in parallel off two layer norms.
+        cfg = transformers.GPTNeoXConfig(vocab_size=101, hidden_size=32, intermediate_size=88,
+                                         num_hidden_layers=2, num_attention_heads=4,
+                                         rotary_pct=0.5, max_position_embeddings=64,
+                                         use_parallel_residual=True, hidden_dropout=0.0,
+                                         attention_dropout=0.0)
+        model = transformers.GPTNeoXForCausalLM(cfg)
     elif kind == "gptj":
         # GPT-J's shape: an LM head with a bias, interleaved rotary on the first rotary_dim
         # channels of each head, attention and MLP in parallel.
@@ -527,9 +536,11 @@ def hf_case(kind):
     gen = torch.Generator().manual_seed(6)
     ids = torch.randint(0, 101, (2, 16), generator=gen)
     cls = {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM", "phi": "PhiForCausalLM",
-           "gptj": "GPTJForCausalLM"}[kind]
+           "gptj": "GPTJForCausalLM", "neox": "GPTNeoXForCausalLM"}[kind]
     extra = {"llama": ", 2 kv heads, ffn 88", "phi": ", ffn 88, rotary on half of each head",
-             "gptj": ", interleaved rotary on 4 of each head's 8 channels"}.get(kind, "")
+             "gptj": ", interleaved rotary on 4 of each head's 8 channels",
+             "neox": ", ffn 88, q | k | v packed per head, rotary on half of each head"}.get(
+                 kind, "")
     return dict(
         name=f"hf_{kind}_loss",
         description=f"transformers {HF_DYNAMO_VERSION if DYNAMO else HF_VERSION} {cls} "
@@ -684,6 +695,10 @@ def case_hf_phi_loss():
 
 def case_hf_gptj_loss():
     return dict(hf_case("gptj"), dynamo_opsets=(20,))
+
+
+def case_hf_neox_loss():
+    return dict(hf_case("neox"), dynamo_opsets=(20,))
 
 
 def case_seq2seq():
@@ -902,7 +917,8 @@ def main():
             makes += [case_hf_gpt2_loss, case_hf_llama_loss]
             if DYNAMO:
                 makes += [case_hf_llama_logits, case_hf_gpt2_padded, case_hf_llama_padded,
-                          case_hf_gpt2_padded_loss, case_hf_phi_loss, case_hf_gptj_loss]
+                          case_hf_gpt2_padded_loss, case_hf_phi_loss, case_hf_gptj_loss,
+                          case_hf_neox_loss]
     except ImportError:
         print(f"transformers not installed (pip install transformers=={hf_version}): hf_* "
               "cases left as they are")

@@ -447,7 +447,8 @@ INSTANTIATE_TEST_SUITE_P(E2e, TorchLossReference,
                                            "hf_llama_loss_dynamo_optimized_opset23",
                                            "hf_phi_loss_dynamo_opset20",
                                            "hf_phi_loss_dynamo_optimized_opset23",
-                                           "hf_gptj_loss_dynamo_opset20"));
+                                           "hf_gptj_loss_dynamo_opset20",
+                                           "hf_neox_loss_dynamo_opset20"));
 
 // ---------------------------------------------------------------------------------------------
 // (c) Smoke: the seq2seq and llama builders with --loss train end to end.
