@@ -342,6 +342,27 @@ absl::Status Importer::Parse(google::protobuf::io::ZeroCopyInputStream* stream) 
   return absl::OkStatus();
 }
 
+// A Constant of an empty list (value_ints = [], as torch's dynamo exporter writes an empty
+// shape for BLOOM's and Gemma 2's masks) becomes the same 1-D tensor of 0 elements as a `value`
+// attribute: onnx 1.12's checker rejects a list attribute without entries. Subgraphs too.
+static void EmptyListConstantsAsTensors(onnx::GraphProto* g) {
+  for (auto& n : *g->mutable_node()) {
+    for (auto& a : *n.mutable_attribute()) {
+      if (a.type() == onnx::AttributeProto::GRAPH) EmptyListConstantsAsTensors(a.mutable_g());
+    }
+    if (n.op_type() != "Constant" || n.attribute_size() != 1) continue;
+    onnx::AttributeProto* a = n.mutable_attribute(0);
+    int elem = 0;
+    if (a->name() == "value_ints" && a->ints_size() == 0) elem = onnx::TensorProto::INT64;
+    if (a->name() == "value_floats" && a->floats_size() == 0) elem = onnx::TensorProto::FLOAT;
+    if (elem == 0) continue;
+    a->Clear();
+    a->set_name("value");
+    a->set_type(onnx::AttributeProto::TENSOR);
+    a->mutable_t()->set_data_type(elem);
+    a->mutable_t()->add_dims(0);
+  }
+}
 absl::Status Importer::CheckOpsets() {
   opset_ = -1;
   for (const auto& imp : model_.opset_import()) {
@@ -381,6 +402,7 @@ absl::Status Importer::CheckOpsets() {
                               NewestAdaptableOpset(), " or older"));
   }
   if (opset_ > kMaxOpset) PTC_RETURN_IF_ERROR(AdaptToOpset17(&model_, opset_, source_));
+  EmptyListConstantsAsTensors(model_.mutable_graph());
   // The checker knows IR versions up to its own; newer ones (10: torch 2.x's exporter) add
   // only types and function features ptc rejects by name.
   if (model_.ir_version() > onnx::IR_VERSION) model_.set_ir_version(onnx::IR_VERSION);
@@ -1091,7 +1113,7 @@ const std::vector<std::string>& OtherOps() {
       "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Expand", "Transpose", "Split", "Slice",
       "Concat", "Gather", "Trilu", "Constant", "ConstantOfShape", "Range", "Shape", "Size",
       "Dropout", "SoftmaxCrossEntropyLoss", "NegativeLogLikelihoodLoss", "If", "IsNaN",
-      "CumSum", "GatherND", "Pad", "CastLike", "SplitToSequence", "SequenceAt"};
+      "CumSum", "GatherND", "Pad", "CastLike", "SplitToSequence", "SequenceAt", "Tile"};
   return *v;
 }
 
@@ -1627,6 +1649,28 @@ absl::Status Importer::ConvertNode(const onnx::NodeProto& node, int index) {
     }
     if (absl::Status s = CheckShape(*out, x->type.dtype); !s.ok()) return c.Error(s.message());
     return Emit1(c, "expand", {x}, {{"shape", *out}}, out0()).status();
+  }
+  if (op == "Tile") {
+    // y[i] = x[i mod d] per axis, with constant repeats r: x viewed as [1, d0, 1, d1, ...],
+    // expanded to [r0, d0, r1, d1, ...] and merged back to [r0 d0, r1 d1, ...] (torch's
+    // repeat: BLOOM's ALiBi slopes).
+    PTC_ASSIGN_OR_RETURN(Entry * x, c.Req(0));
+    PTC_ASSIGN_OR_RETURN(std::vector<int64_t> reps, c.ConstInts(1, "repeats"));
+    const ir::Shape& xs = x->type.shape;
+    if (reps.size() != xs.size()) {
+      return c.Error(absl::StrCat("repeats has ", reps.size(), " entries for ", x->type.ToString()));
+    }
+    ir::Shape view, big, out;
+    for (size_t i = 0; i < xs.size(); ++i) {
+      if (reps[i] < 0) return c.Error(absl::StrCat("repeats ", ir::ShapeToString(reps), " is negative"));
+      view.insert(view.end(), {1, xs[i]});
+      big.insert(big.end(), {reps[i], xs[i]});
+      out.push_back(reps[i] * xs[i]);
+    }
+    if (absl::Status st = CheckShape(out, x->type.dtype); !st.ok()) return c.Error(st.message());
+    PTC_ASSIGN_OR_RETURN(EntryPtr v, Emit1(c, "reshape", {x}, {{"shape", view}}, ""));
+    PTC_ASSIGN_OR_RETURN(EntryPtr e, Emit1(c, "expand", {v.get()}, {{"shape", big}}, ""));
+    return Emit1(c, "reshape", {e.get()}, {{"shape", out}}, out0()).status();
   }
   if (op == "Transpose") {
     PTC_ASSIGN_OR_RETURN(Entry * x, c.Req(0));

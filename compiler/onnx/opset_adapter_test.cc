@@ -581,5 +581,25 @@ TEST(OpsetAdapterTest, Opset23InterleavedAndPartialRotary) {
   EXPECT_EQ(ResultConstant(**m, 1), (std::vector<double>{-3, -4, 1, 2, 5, 6}));
 }
 
+// Tile (torch's repeat: BLOOM's ALiBi slopes) with constant repeats, and a Constant of an
+// empty list (value_ints = [], torch's empty shapes: BLOOM, Gemma 2), which onnx 1.12's checker
+// rejected: a 1-D tensor of 0 elements.
+TEST(OpsetAdapterTest, TileAndEmptyListConstant) {
+  ModelBuilder b(/*opset=*/20);
+  ConstF32(b, "x", {2, 2}, {1, 2, 3, 4});
+  b.ConstI64("reps", {1, 2});
+  b.Node("Tile", {"x", "reps"}, {"y"});
+  onnx::NodeProto* e = b.Node("Constant", {}, {"empty"});
+  onnx::AttributeProto* a = e->add_attribute();
+  a->set_name("value_ints");
+  a->set_type(onnx::AttributeProto::INTS);
+  b.Node("Shape", {"empty"}, {"n"});
+  b.Output("y", F32, 2).Output("n", I64, 1);
+  auto m = Import(b);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(ResultConstant(**m, 0), (std::vector<double>{1, 2, 1, 2, 3, 4, 3, 4}));
+  EXPECT_EQ(ResultConstant(**m, 1), (std::vector<double>{0}));
+}
+
 }  // namespace
 }  // namespace ptc::onnx_import
