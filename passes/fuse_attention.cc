@@ -453,7 +453,9 @@ class FuseAttentionPass : public FunctionPass {
   // reach attention when something stands between the transposes and the scores: a rotary
   // embedding sunk before the transpose (match-rotary), K / V of fewer heads once their
   // repeat_kv is folded (FoldRepeatKv above). Counted "fused.bthd-in-place"; the input
-  // transposes are left to dce.
+  // transposes are left to dce. A K or V of one head, [B, 1, T, D] (multi-query attention:
+  // GPT-BigCode / StarCoder's shared head), needs no transpose: it is the same memory as
+  // [B, T, 1, D], which a reshape gives the bthd attention ("fused.bthd-one-kv-head").
   bool ReadHeadsInPlace(const ir::Module& module, ir::Function& fn) {
     Matcher m(module, fn);
     const std::vector<int64_t> heads = {0, 2, 1, 3};
@@ -466,13 +468,30 @@ class FuseAttentionPass : public FunctionPass {
       }
       bool all = true;
       std::vector<ir::Value*> operands;
+      std::vector<int> one_head;  // k / v operands of one head, viewed as [B, T, 1, D]
       for (int i = 0; i < 3; ++i) {
         ir::Node* t = att->input(i)->producer();
-        all &= IsPerm(t, heads);
-        if (all) operands.push_back(t->input(0));
+        const ir::Shape& s = att->input(i)->type().shape;
+        if (IsPerm(t, heads)) {
+          operands.push_back(t->input(0));
+        } else if (i > 0 && s.size() == 4 && s[1] == 1) {
+          operands.push_back(att->input(i));
+          one_head.push_back(i);
+        } else {
+          all = false;
+          break;
+        }
       }
       ir::Node* out = m.SingleUser(att->output());
       if (!all || !IsPerm(out, heads)) continue;
+      for (int i : one_head) {
+        const ir::TensorType& t = att->input(i)->type();
+        ir::TensorType v{t.dtype, {t.shape[0], t.shape[2], 1, t.shape[3]}};
+        operands[i] = fn.AddNode("reshape", {att->input(i)}, {v}, {{"shape", v.shape}},
+                                 att->loc(), {att->input(i)->name() + ".bthd"}, /*before=*/att)
+                          ->output();
+      }
+      if (!one_head.empty()) Count("fused.bthd-one-kv-head");
       for (size_t i = 3; i < att->num_inputs(); ++i) operands.push_back(att->input(i));
       ir::AttrMap attrs = att->attrs();
       attrs["layout"] = std::string("bthd");
