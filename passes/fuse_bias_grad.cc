@@ -14,8 +14,8 @@
 // Matched: gemm(a, B) {trans_a=0|1, trans_b=0, alpha=1, no c} and reduce_sum(G) {keepdims=0,
 // axes = all but the last} where B is G, or a reshape of G to [rows, N]. Also the swapped
 // gemm(B, x) {trans_a=1}: dW = G^T x, an [out, in] weight's gradient (nn.Linear's, after
-// fold-gemm-transpose), which becomes gemm_bgrad(x, B) {trans_a=1} (dW^T and db) and a
-// transpose into dW's layout ("fused.swapped"). Declines (counters):
+// fold-gemm-transpose), which becomes gemm_bgrad(B, x) {trans_a=1, bias_of="a"}: dW as it
+// is, db the column sums of B (cuBLASLt's BGRADB) ("fused.swapped"). Declines (counters):
 // "declined.no-gemm" (no such gemm reads the reduced tensor), "declined.gemm-attrs"
 // (transposed B, alpha != 1, a c operand), "declined.axes". Run after autodiff and
 // mixed-precision, after cse (so that dW's and db's reshapes of dy are one value).
@@ -128,26 +128,15 @@ class FuseBiasGradPass : public FunctionPass {
       if (swapped || gemm->GetInt("trans_a", 0).value_or(0) != 0) attrs["trans_a"] = int64_t{1};
       if (y_cast != nullptr) attrs["dtype"] = ir::DType::kF32;
       if (db_cast != nullptr) attrs["bias_dtype"] = ir::DType::kF32;
-      // Swapped: x^T g = dW^T, with db summed over g's rows as in the plain form (cuBLASLt's
-      // BGRADB), then transposed into dW's layout (one pass over the weight-sized gradient
-      // instead of one over g for db).
-      ir::Value* x = gemm->input(swapped ? 1 : 0);
-      ir::Value* b = gemm->input(swapped ? 0 : 1);
-      ir::TensorType y_type = y_out->type();
-      if (swapped) std::swap(y_type.shape[0], y_type.shape[1]);
-      ir::Node* f = fn.AddNode("gemm_bgrad", {x, b}, {y_type, db_out->type()}, std::move(attrs),
-                               gemm->loc(),
-                               {swapped ? y_out->name() + ".t" : y_out->name(), db_out->name()},
-                               /*before=*/gemm);
-      ir::Value* y_new = f->output(0);
+      // Swapped: g^T x = dW with db the column sums of g, the gemm's first operand.
       if (swapped) {
-        y_new = fn.AddNode("transpose", {y_new}, {y_out->type()},
-                           {{"perm", std::vector<int64_t>{1, 0}}}, gemm->loc(), {y_out->name()},
-                           /*before=*/gemm)
-                    ->output();
+        attrs["bias_of"] = std::string("a");
         Count("fused.swapped");
       }
-      fn.ReplaceAllUsesWith(y_out, y_new);
+      ir::Node* f = fn.AddNode("gemm_bgrad", {gemm->input(0), gemm->input(1)},
+                               {y_out->type(), db_out->type()}, std::move(attrs), gemm->loc(),
+                               {y_out->name(), db_out->name()}, /*before=*/gemm);
+      fn.ReplaceAllUsesWith(y_out, f->output(0));
       fn.ReplaceAllUsesWith(db_out, f->output(1));
       for (ir::Node* dead : {gemm, r, y_cast, db_cast}) {
         if (dead != nullptr) erase.insert(dead);

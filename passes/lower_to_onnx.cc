@@ -210,8 +210,8 @@ absl::StatusOr<ir::Value*> LowerGemmGeluGrad(Emitter& e, const ir::Node& n) {
   return e.Op("gelu_grad", {g, n.input(2)}, {{"approximate", approx}});
 }
 
-// gemm_bgrad -> gemm (dW) and reduce_sum over b's rows (db), each cast to its {dtype} /
-// {bias_dtype} when that differs from the operands'.
+// gemm_bgrad -> gemm (dW) and reduce_sum over b's rows (db; a's with bias_of="a"), each cast to
+// its {dtype} / {bias_dtype} when that differs from the operands'.
 absl::StatusOr<std::vector<ir::Value*>> LowerGemmBgrad(Emitter& e, const ir::Node& n) {
   ir::AttrMap attrs;
   if (n.GetInt("trans_a", 0).value_or(0) != 0) attrs["trans_a"] = int64_t{1};
@@ -219,7 +219,8 @@ absl::StatusOr<std::vector<ir::Value*>> LowerGemmBgrad(Emitter& e, const ir::Nod
   if (y->type().dtype != n.output(0)->type().dtype) {
     PTC_ASSIGN_OR_RETURN(y, e.Op("cast", {y}, {{"to", n.output(0)->type().dtype}}));
   }
-  PTC_ASSIGN_OR_RETURN(ir::Value* db, e.Op("reduce_sum", {n.input(1)},
+  const int bias_src = n.GetString("bias_of", "b").value_or("b") == "a" ? 0 : 1;
+  PTC_ASSIGN_OR_RETURN(ir::Value* db, e.Op("reduce_sum", {n.input(bias_src)},
                                            {{"axes", std::vector<int64_t>{0}},
                                             {"keepdims", int64_t{0}}}));
   if (db->type().dtype != n.output(1)->type().dtype) {

@@ -191,7 +191,9 @@ OpCost EstimateCost(const ir::Node& n) {
       return static_cast<double>(std::max<int64_t>(0, v->type().num_elements()));
     };
     c.flops = 2.0 * elems(n.output(0)) * static_cast<double>(k);
-    if (op == "gemm_bgrad") c.flops += elems(n.input(1));
+    if (op == "gemm_bgrad") {
+      c.flops += elems(n.input(n.GetString("bias_of", "b").value_or("b") == "a" ? 0 : 1));
+    }
     if (op == "gemm_gelu_grad") c.flops += 8.0 * elems(n.output(0));
   } else if (op == "reshape" || op == "identity" || op == "transpose" || op == "concat" ||
              op == "split" || op == "slice" || op == "gather" || op == "expand" ||

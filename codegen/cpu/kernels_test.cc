@@ -353,9 +353,11 @@ std::vector<Ref> Reference(const std::string& op, const AttrMap& a, const std::v
   if (op == "gemm_bgrad") {  // the gemm and the reduce_sum it replaces, in their dtypes
     Ref y = Reference("gemm", {{"trans_a", int64_t{IntAttr(a, "trans_a", 0)}}}, {in[0], in[1]},
                       1)[0];
+    // db: b's column sums, or a's with bias_of="a".
+    const bool of_a = a.count("bias_of") && std::get<std::string>(a.at("bias_of")) == "a";
     Ref db = Reference("reduce_sum",
-                       {{"axes", std::vector<int64_t>{0}}, {"keepdims", int64_t{0}}}, {in[1]},
-                       1)[0];
+                       {{"axes", std::vector<int64_t>{0}}, {"keepdims", int64_t{0}}},
+                       {in[of_a ? 0 : 1]}, 1)[0];
     if (a.count("dtype")) y.dtype = std::get<DType>(a.at("dtype"));
     if (a.count("bias_dtype")) db.dtype = std::get<DType>(a.at("bias_dtype"));
     return {y, db};
@@ -836,6 +838,9 @@ std::vector<Case> AllCases() {
   // bf16 operands with the f32 bias gradient of a --precision plan.
   cs.push_back({"gemm_bgrad", {{"trans_a", int64_t{1}}}, {F32({37, 5}), F32({37, 300})}, 2});
   cs.push_back({"gemm_bgrad", {}, {F64({4, 6}), F64({6, 3})}, 2});
+  // nn.Linear's [out, in] weight: dW = dy^T x with db from dy, the first operand.
+  cs.push_back({"gemm_bgrad", {{"trans_a", int64_t{1}}, {"bias_of", std::string("a")}},
+                {F32({37, 5}), F32({37, 300})}, 2});
   cs.push_back({"gemm_bgrad", {{"trans_a", int64_t{1}}, {"bias_dtype", DType::kF32}},
                 {In{DType::kBF16, {16, 8}}, In{DType::kBF16, {16, 12}}}, 2, 1e-2, 1e-2});
   cs.push_back({"gemm_bgrad",

@@ -309,13 +309,15 @@ class GemmKernel : public Kernel {
   std::optional<BroadcastPlan> c_plan_;
 };
 
-// gemm_bgrad: y = op(a) @ b (TiledGemm) and db = the column sums of b [K, N], summed in T (f32
-// for the f16 / bf16 operands the half wrapper widens: bias_dtype=f32 then costs nothing).
+// gemm_bgrad: y = op(a) @ b (TiledGemm) and db = the column sums of b [K, N] (or, bias_of="a",
+// of a [K, M]), summed in T (f32 for the f16 / bf16 operands the half wrapper widens:
+// bias_dtype=f32 then costs nothing).
 // Columns are split over the pool; each column block is summed row by row in a fixed order.
 template <typename T>
 class GemmBgradKernel : public Kernel {
  public:
-  GemmBgradKernel(bool ta, int64_t m, int64_t n, int64_t k) : ta_(ta), m_(m), n_(n), k_(k) {}
+  GemmBgradKernel(bool ta, int64_t m, int64_t n, int64_t k, bool bias_of_a)
+      : ta_(ta), m_(m), n_(n), k_(k), bias_of_a_(bias_of_a) {}
 
   absl::Status Run(absl::Span<const void* const> inputs, absl::Span<void* const> outputs,
                    void*) override {
@@ -329,12 +331,14 @@ class GemmBgradKernel : public Kernel {
       TiledGemm<T>(ta_, false, m_, n_, k_, T(1), a, ta_ ? m_ : k_, b, n_, T(0), y, n_);
     }
     constexpr int64_t kCols = 256;
-    ParallelFor((n_ + kCols - 1) / kCols, 1, [&](int64_t c0, int64_t c1) {
+    const T* src = bias_of_a_ ? a : b;  // [K, cols]
+    const int64_t cols = bias_of_a_ ? m_ : n_;
+    ParallelFor((cols + kCols - 1) / kCols, 1, [&](int64_t c0, int64_t c1) {
       for (int64_t cb = c0; cb < c1; ++cb) {
-        const int64_t j0 = cb * kCols, j1 = std::min(n_, j0 + kCols);
+        const int64_t j0 = cb * kCols, j1 = std::min(cols, j0 + kCols);
         std::fill(db + j0, db + j1, T(0));
         for (int64_t r = 0; r < k_; ++r) {
-          const T* row = b + r * n_;
+          const T* row = src + r * cols;
           for (int64_t j = j0; j < j1; ++j) db[j] += row[j];
         }
       }
@@ -345,6 +349,7 @@ class GemmBgradKernel : public Kernel {
  private:
   bool ta_;
   int64_t m_, n_, k_;
+  bool bias_of_a_;
 };
 
 // fused_matmul: y = act(x @ op(w) + bias) [+ addend], the bias, activation and addend applied
@@ -627,14 +632,20 @@ KernelOr MakeGemmBgradKernel(const ir::Node& node) {
   }
   const int64_t m = ta ? at.shape[1] : at.shape[0], k = ta ? at.shape[0] : at.shape[1];
   const int64_t n = bt.shape[1];
-  if (bt.shape[0] != k || yt.shape != ir::Shape{m, n} || dbt.shape != ir::Shape{n}) {
+  PTC_ASSIGN_OR_RETURN(std::string of, node.GetString("bias_of", "b"));
+  const bool bias_of_a = of == "a";
+  if ((of != "a" && of != "b") || (bias_of_a && ta != 1)) {
+    return Invalid(node, "bias_of must be \"b\", or \"a\" with trans_a=1");
+  }
+  if (bt.shape[0] != k || yt.shape != ir::Shape{m, n} ||
+      dbt.shape != ir::Shape{bias_of_a ? m : n}) {
     return Invalid(node, absl::StrCat("shapes do not match: ", at.ToString(), " x ",
                                       bt.ToString(), " (trans_a=", ta, ") -> ", yt.ToString(),
                                       ", ", dbt.ToString()));
   }
   switch (at.dtype) {
-    case DType::kF32: return KernelPtr(new GemmBgradKernel<float>(ta != 0, m, n, k));
-    case DType::kF64: return KernelPtr(new GemmBgradKernel<double>(ta != 0, m, n, k));
+    case DType::kF32: return KernelPtr(new GemmBgradKernel<float>(ta != 0, m, n, k, bias_of_a));
+    case DType::kF64: return KernelPtr(new GemmBgradKernel<double>(ta != 0, m, n, k, bias_of_a));
     default:
       return Unsupported(node, absl::StrCat("dtype ", DTypeStr(at.dtype), " is not supported"));
   }

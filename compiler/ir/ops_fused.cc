@@ -81,7 +81,7 @@
 //       %loss = linear_ce_loss(%h, %wte, %labels) {trans_b=1} : f32[]
 //            (%h: f32[1024,256], %wte: f32[8192,256], %labels: i64[1024])
 //
-//   gemm_bgrad(a, b) {trans_a=0|1, dtype?, bias_dtype?} -> y, db
+//   gemm_bgrad(a, b) {trans_a=0|1, dtype?, bias_dtype?, bias_of="b"|"a"} -> y, db
 //       A weight gradient and its bias gradient in one node, made by passes/fuse_bias_grad.cc
 //       from gemm(x, dy) {trans_a=1} and the reduce_sum of the same dy over its rows:
 //       y = op(a) @ b (gemm with alpha 1, no c, b never transposed) and db[n] = sum over k of
@@ -90,6 +90,9 @@
 //       `bias_dtype` = f32 (db's): accumulated in f32 and never rounded to the low dtype (the
 //       casts a --precision plan puts on gradients bound for the f32 master weights, folded
 //       in). The CUDA kernel sums db in the cuBLASLt epilogue (BGRAD) while the GEMM reads dy.
+//       bias_of="a" (with trans_a=1): db[m] = sum over k of a[k, m], the column sums of a, db
+//       [M]: nn.Linear's [out, in] weight gradient dW = dy^T x as gemm_bgrad(dy, x) with its
+//       bias gradient from dy (cuBLASLt's BGRADB), no transpose of dW^T.
 //   Example (GPT-2 c_proj weight and bias gradients, 1024 tokens, bf16):
 //       %dw, %db = gemm_bgrad(%x, %dy) {bias_dtype=f32, dtype=f32, trans_a=1}
 //            : f32[768,768], f32[768]  (%x: bf16[1024,768], %dy: bf16[1024,768])
@@ -402,10 +405,16 @@ absl::StatusOr<std::vector<TensorType>> InferGemmBgrad(const std::vector<TensorT
     return absl::InvalidArgumentError(absl::StrCat("inner dimensions differ: ", a.ToString(),
                                                    " (trans_a=", ta, ") x ", b.ToString()));
   }
+  PTC_ASSIGN_OR_RETURN(std::string of, GetStringAttr(attrs, "bias_of", "b"));
+  if ((of != "a" && of != "b") || (of == "a" && ta != 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "attribute 'bias_of' must be \"b\", or \"a\" with trans_a=1, got \"", of, "\""));
+  }
   // y's and db's dtypes: the operands', or f32 for f16 / bf16 operands.
   PTC_ASSIGN_OR_RETURN(DType y, SameOrF32DType(attrs, "dtype", a.dtype));
   PTC_ASSIGN_OR_RETURN(DType bias, SameOrF32DType(attrs, "bias_dtype", a.dtype));
-  return std::vector<TensorType>{TensorType{y, {m, b.shape[1]}}, TensorType{bias, {b.shape[1]}}};
+  return std::vector<TensorType>{TensorType{y, {m, b.shape[1]}},
+                                 TensorType{bias, {of == "a" ? m : b.shape[1]}}};
 }
 
 absl::StatusOr<std::vector<TensorType>> InferGemmGeluGrad(const std::vector<TensorType>& in,

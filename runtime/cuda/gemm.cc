@@ -1483,9 +1483,10 @@ class LinearCeKernel final : public DeviceKernel {
   size_t logits_bytes_ = 0, g_low_bytes_ = 0, dw32_bytes_ = 0, db32_bytes_ = 0, rows_bytes_ = 0;
 };
 
-// gemm_bgrad(a, b) {trans_a, dtype, bias_dtype} -> y, db: y = op(a) b (D in f32 for {dtype=f32})
-// and db = the column sums of b.
-// cuBLASLt's A is our b (RowMajorProblem), so BGRADA sums it over k: one pass over b for both.
+// gemm_bgrad(a, b) {trans_a, dtype, bias_dtype, bias_of} -> y, db: y = op(a) b (D in f32 for
+// {dtype=f32}) and db = the column sums of b (bias_of="a", trans_a=1: of a).
+// cuBLASLt's A is our b (RowMajorProblem), so BGRADA sums it over k: one pass over b for both;
+// its B is op(a)^T, so BGRADB sums a's columns (nn.Linear's dW = dy^T x with db from dy).
 // BGRADA writes the bias gradient in D's dtype, so it is used when db and y share one (GPT-2's
 // {dtype=f32, bias_dtype=f32}). Otherwise, where cuBLASLt has no BGRADA algorithm for the
 // problem, or with KernelOptions::bgrad_reduce: the plain GEMM and a column reduction
@@ -1509,17 +1510,24 @@ class GemmBgradKernel final : public DeviceKernel {
     m_ = ta ? a.shape[1] : a.shape[0];
     k_ = b.shape[0];
     n_ = b.shape[1];
-    if ((ta ? a.shape[0] : a.shape[1]) != k_ || db.shape != ir::Shape{n_}) {
-      return Invalid(node, "shapes do not match");
-    }
+    if ((ta ? a.shape[0] : a.shape[1]) != k_) return Invalid(node, "shapes do not match");
     bias_dt_ = db.dtype;
     y_dt_ = node.output(0)->type().dtype;  // f32 for f16 / bf16 operands: D written in f32
+    PTC_ASSIGN_OR_RETURN(std::string of, node.GetString("bias_of", "b"));
+    of_a_ = of == "a";
+    if ((of != "a" && of != "b") || (of_a_ && ta != 1) ||
+        db.shape != ir::Shape{of_a_ ? m_ : n_}) {
+      return Invalid(node, "bias_of must be \"b\", or \"a\" with trans_a=1, db its columns");
+    }
+    cols_ = of_a_ ? m_ : n_;  // db's length: the columns of the summed operand [K, cols_]
     const Problem p = RowMajorProblem(m_, n_, k_, ta != 0, false);
     if (k_ == 0) return absl::OkStatus();  // Launch writes zeros
-    // BGRADA's bias gradient has D's dtype (Init declines another): db and y of one dtype.
+    // BGRADA's / BGRADB's bias gradient has D's dtype (Init declines another): db and y of one
+    // dtype.
     if (!options.bgrad_reduce && bias_dt_ == y_dt_) {
       epilogue_ = gemm_.Init(node, dt_, p, 1.0, 0.0, options, lt,
-                             CUBLASLT_EPILOGUE_BGRADA, y_dt_, bias_dt_)
+                             of_a_ ? CUBLASLT_EPILOGUE_BGRADB : CUBLASLT_EPILOGUE_BGRADA, y_dt_,
+                             bias_dt_)
                       .ok();
     }
     if (!epilogue_) {
@@ -1527,19 +1535,19 @@ class GemmBgradKernel final : public DeviceKernel {
                                      CUBLASLT_EPILOGUE_DEFAULT, y_dt_));
       reduce_.kept_rank = 1;
       reduce_.red_rank = 1;
-      reduce_.out_n = n_;
+      reduce_.out_n = cols_;
       reduce_.count = k_;
-      reduce_.kept_shape[0] = n_;
+      reduce_.kept_shape[0] = cols_;
       reduce_.kept_strides[0] = 1;
       reduce_.red_shape[0] = k_;
-      reduce_.red_strides[0] = n_;
+      reduce_.red_strides[0] = cols_;
       widen_ = ir::DTypeSize(bias_dt_) > ir::DTypeSize(dt_);
       sum_dt_ = widen_ ? bias_dt_ : dt_;
       reduce_ws_ = kernels::ReduceWorkspaceBytes(SumDT(), reduce_);
       if (widen_) {
-        scratch_bytes_ = AlignScratch(ir::DTypeSize(bias_dt_) * static_cast<size_t>(k_ * n_));
+        scratch_bytes_ = AlignScratch(ir::DTypeSize(bias_dt_) * static_cast<size_t>(k_ * cols_));
       } else if (bias_dt_ != dt_) {
-        scratch_bytes_ = AlignScratch(ir::DTypeSize(dt_) * static_cast<size_t>(n_));
+        scratch_bytes_ = AlignScratch(ir::DTypeSize(dt_) * static_cast<size_t>(cols_));
       }
     }
     return absl::OkStatus();
@@ -1556,7 +1564,7 @@ class GemmBgradKernel final : public DeviceKernel {
       PTC_RETURN_IF_ERROR(check(cudaMemsetAsync(out[0], 0, ir::DTypeSize(y_dt_) * m_ * n_,
                                                 ctx.stream),
                                 "cudaMemsetAsync"));
-      return check(cudaMemsetAsync(out[1], 0, ir::DTypeSize(bias_dt_) * n_, ctx.stream),
+      return check(cudaMemsetAsync(out[1], 0, ir::DTypeSize(bias_dt_) * cols_, ctx.stream),
                    "cudaMemsetAsync");
     }
     if (epilogue_) {
@@ -1567,8 +1575,9 @@ class GemmBgradKernel final : public DeviceKernel {
     char* ws = static_cast<char*>(workspace);
     void* reduce_ws = reduce_ws_ > 0 ? ws + scratch_bytes_ : nullptr;
     const kernels::DT bias_dt = static_cast<kernels::DT>(static_cast<int>(bias_dt_));
-    if (widen_) {  // b widened into scratch, summed into db
-      PTC_RETURN_IF_ERROR(check(kernels::LaunchCast(LowDT(), bias_dt, k_ * n_, in[1], ws,
+    const void* src = in[of_a_ ? 0 : 1];  // the summed operand, [K, cols_]
+    if (widen_) {  // the operand widened into scratch, summed into db
+      PTC_RETURN_IF_ERROR(check(kernels::LaunchCast(LowDT(), bias_dt, k_ * cols_, src, ws,
                                                     ctx.stream),
                                 "LaunchCast (gemm_bgrad)"));
       return check(kernels::LaunchReduce(SumDT(), kernels::ReduceKind::kSum, reduce_, ws, out[1],
@@ -1577,10 +1586,10 @@ class GemmBgradKernel final : public DeviceKernel {
     }
     void* sums = bias_dt_ != dt_ ? static_cast<void*>(ws) : out[1];
     PTC_RETURN_IF_ERROR(check(kernels::LaunchReduce(SumDT(), kernels::ReduceKind::kSum, reduce_,
-                                                    in[1], sums, reduce_ws, ctx.stream),
+                                                    src, sums, reduce_ws, ctx.stream),
                               "LaunchReduce (gemm_bgrad)"));
     if (bias_dt_ == dt_) return absl::OkStatus();
-    return check(kernels::LaunchCast(LowDT(), bias_dt, n_, sums, out[1], ctx.stream),
+    return check(kernels::LaunchCast(LowDT(), bias_dt, cols_, sums, out[1], ctx.stream),
                  "LaunchCast (gemm_bgrad)");
   }
   // Whether db comes from cuBLASLt's BGRAD epilogue (else the column reduction).
@@ -1590,9 +1599,9 @@ class GemmBgradKernel final : public DeviceKernel {
   kernels::DT LowDT() const { return static_cast<kernels::DT>(static_cast<int>(dt_)); }
   kernels::DT SumDT() const { return static_cast<kernels::DT>(static_cast<int>(sum_dt_)); }
   GemmKernel gemm_;
-  bool epilogue_ = false, widen_ = false;
+  bool epilogue_ = false, widen_ = false, of_a_ = false;
   DType dt_ = DType::kF32, y_dt_ = DType::kF32, bias_dt_ = DType::kF32, sum_dt_ = DType::kF32;
-  int64_t m_ = 0, n_ = 0, k_ = 0;
+  int64_t m_ = 0, n_ = 0, k_ = 0, cols_ = 0;
   kernels::ReduceDesc reduce_;
   size_t reduce_ws_ = 0, scratch_bytes_ = 0;
 };

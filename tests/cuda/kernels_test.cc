@@ -233,6 +233,17 @@ std::vector<Case> Cases() {
   bgrad("gemm_bgrad_bf16_f32_y_only", {T(bf16, {64, 40}), T(bf16, {64, 56})},
         {{"trans_a", int64_t{1}}, {"dtype", DType::kF32}}, 2);
   bgrad("gemm_bgrad_f16", {T(f16, {64, 32}), T(f16, {64, 24})}, {{"trans_a", int64_t{1}}}, 2);
+  // bias_of="a": nn.Linear's [out, in] dW = dy^T x with db the column sums of dy (BGRADB);
+  // the f32 grads of a bf16 step, the bias alone in f32 (the reduce fallback), f32.
+  const ir::AttrMap of_a = {{"trans_a", int64_t{1}}, {"bias_of", std::string("a")}};
+  ir::AttrMap of_a_f32 = of_a;
+  of_a_f32["dtype"] = DType::kF32;
+  of_a_f32["bias_dtype"] = DType::kF32;
+  ir::AttrMap of_a_bias32 = of_a;
+  of_a_bias32["bias_dtype"] = DType::kF32;
+  bgrad("gemm_bgrad_of_a_bf16_f32_grads", {T(bf16, {96, 80}), T(bf16, {96, 48})}, of_a_f32, 2);
+  bgrad("gemm_bgrad_of_a_bf16_f32_bias", {T(bf16, {64, 56}), T(bf16, {64, 40})}, of_a_bias32, 2);
+  bgrad("gemm_bgrad_of_a_f32", {T(f32, {40, 24}), T(f32, {40, 56})}, of_a, 10);
   // fuse-gelu-aux: fused_matmul also writing the GELU's input (cuBLASLt's GELU_AUX_BIAS for the
   // tanh form, with and without a bias; the erf form and an N that is no multiple of 8 through
   // the GEMM into output 1 and the gelu pass), and gemm_gelu_grad (DGELU for tanh, else the
