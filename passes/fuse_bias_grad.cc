@@ -12,7 +12,8 @@
 // the low dtype, one launch and one pass over dW less.
 //
 // Matched: gemm(a, B) {trans_a=0|1, trans_b=0, alpha=1, no c} and reduce_sum(G) {keepdims=0,
-// axes = all but the last} where B is G, or a reshape of G to [rows, N]. Also the swapped
+// axes = all but the last} where B is G, or a reshape of G to [rows, N] (or of what G is a
+// reshape of: the bias of a k / v projection whose dy is attention_grad's). Also the swapped
 // gemm(B, x) {trans_a=1}: dW = G^T x, an [out, in] weight's gradient (nn.Linear's, after
 // fold-gemm-transpose), which becomes gemm_bgrad(B, x) {trans_a=1, bias_of="a"}: dW as it
 // is, db the column sums of B (cuBLASLt's BGRADB) ("fused.swapped"). Declines (counters):
@@ -76,11 +77,21 @@ class FuseBiasGradPass : public FunctionPass {
       ir::Value* g = r->input(0);
       const int64_t n = g->type().shape.back();
       const ir::Shape rows_n{g->type().num_elements() / std::max<int64_t>(n, 1), n};
-      // The gemm whose right operand is g itself or its [rows, N] reshape.
+      // The gemm whose right operand is g itself or its [rows, N] reshape; when g is itself a
+      // reshape of some x (attention_grad's [B, T, H, D] dK / dV viewed as [B, T, C] for the
+      // bias of Qwen2's / Phi's k / v projections), x's [rows, N] reshapes too: every reshape
+      // keeps the elements' order.
       std::vector<ir::Value*> candidates = {g};
-      for (ir::Node* u : m.Users(g)) {
-        if (u->op() == "reshape" && u->output()->type().shape == rows_n) {
-          candidates.push_back(u->output());
+      std::vector<ir::Value*> sources = {g};
+      if (ir::Node* p = g->producer(); p != nullptr && p->op() == "reshape") {
+        sources.push_back(p->input(0));
+        if (p->input(0)->type().shape == rows_n) candidates.push_back(p->input(0));
+      }
+      for (ir::Value* s : sources) {
+        for (ir::Node* u : m.Users(s)) {
+          if (u->op() == "reshape" && u->output()->type().shape == rows_n) {
+            candidates.push_back(u->output());
+          }
         }
       }
       ir::Node* gemm = nullptr;
