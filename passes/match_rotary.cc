@@ -66,7 +66,15 @@ struct Half {
   ir::Node* node = nullptr;
 };
 
-std::optional<Half> HalfOf(const ir::Value* v) {
+// A slice of x's last axis alone (every other axis whole): x, the node and its last-axis
+// start, end and step.
+struct LastAxisSlice {
+  ir::Value* x = nullptr;
+  ir::Node* node = nullptr;
+  int64_t start = 0, end = 0, step = 1;
+};
+
+std::optional<LastAxisSlice> LastAxisSliceOf(const ir::Value* v) {
   ir::Node* s = v->producer();
   if (s == nullptr || s->op() != "slice" || s->num_inputs() != 1) return std::nullopt;
   ir::Value* x = s->input(0);
@@ -80,11 +88,30 @@ std::optional<Half> HalfOf(const ir::Value* v) {
   for (size_t i = 0; i + 1 < r; ++i) {
     if ((*starts)[i] != 0 || (*ends)[i] != shape[i] || (*steps)[i] != 1) return std::nullopt;
   }
-  const int64_t d = shape.back(), h = d / 2;
-  if (d % 2 != 0 || d == 0 || steps->back() != 1) return std::nullopt;
-  if (starts->back() == 0 && ends->back() == h) return Half{x, 0, s};
-  if (starts->back() == h && ends->back() == d) return Half{x, 1, s};
+  return LastAxisSlice{x, s, starts->back(), ends->back(), steps->back()};
+}
+
+// Exactly one half of x's last axis: [..., :h] (which 0) or [..., h:] (which 1), step 1.
+std::optional<Half> HalfOf(const ir::Value* v) {
+  std::optional<LastAxisSlice> s = LastAxisSliceOf(v);
+  if (!s) return std::nullopt;
+  const int64_t d = s->x->type().shape.back(), h = d / 2;
+  if (d % 2 != 0 || d == 0 || s->step != 1) return std::nullopt;
+  if (s->start == 0 && s->end == h) return Half{s->x, 0, s->node};
+  if (s->start == h && s->end == d) return Half{s->x, 1, s->node};
   return std::nullopt;
+}
+
+// Every other element of x's last axis from 0 (which 0) or 1 (which 1): GPT-J's pairs.
+std::optional<Half> StepHalfOf(const ir::Value* v) {
+  std::optional<LastAxisSlice> s = LastAxisSliceOf(v);
+  if (!s) return std::nullopt;
+  const int64_t d = s->x->type().shape.back();
+  if (d % 2 != 0 || d == 0 || s->step != 2 || s->end < d - 1 || (s->start != 0 && s->start != 1) ||
+      v->type().shape.back() != d / 2) {
+    return std::nullopt;
+  }
+  return Half{s->x, static_cast<int>(s->start), s->node};
 }
 
 bool LastAxis(const ir::Node& concat) {
@@ -187,13 +214,13 @@ class MatchRotaryPass : public FunctionPass {
           rn->GetInt("inverse", 0).value_or(1) != 0 || erase.count(rn)) {
         continue;
       }
-      std::optional<std::pair<ir::Value*, int64_t>> lo = LastAxisSlice(rn->input(0));
-      std::optional<std::pair<ir::Value*, int64_t>> hi = LastAxisSlice(c->input(1));
-      if (!lo || !hi || lo->first != hi->first) continue;
-      ir::Value* x = lo->first;
+      std::optional<LastAxisSlice> lo = LastAxisSliceOf(rn->input(0));
+      std::optional<LastAxisSlice> hi = LastAxisSliceOf(c->input(1));
+      if (!lo || !hi || lo->x != hi->x || lo->step != 1 || hi->step != 1) continue;
+      ir::Value* x = lo->x;
       const int64_t d = x->type().shape.back(), rdim = rn->input(0)->type().shape.back();
-      // lo is [0, R) and hi [R, D): LastAxisSlice gives each one's start.
-      if (lo->second != 0 || hi->second != rdim || c->input(1)->type().shape.back() != d - rdim ||
+      // lo is [0, R) and hi [R, D).
+      if (lo->start != 0 || hi->start != rdim || c->input(1)->type().shape.back() != d - rdim ||
           x->type().dtype != c->output()->type().dtype) {
         continue;
       }
@@ -226,26 +253,6 @@ class MatchRotaryPass : public FunctionPass {
     if (erase.empty()) return false;
     fn.EraseNodesIf([&](const ir::Node& n) { return erase.count(&n) > 0; });
     return true;
-  }
-
-  // (x, start) when v = slice(x) of the last axis alone (every other axis whole, step 1).
-  static std::optional<std::pair<ir::Value*, int64_t>> LastAxisSlice(const ir::Value* v) {
-    const ir::Node* s = v->producer();
-    if (s == nullptr || s->op() != "slice" || s->num_inputs() != 1) return std::nullopt;
-    ir::Value* x = s->input(0);
-    const ir::Shape& shape = x->type().shape;
-    absl::StatusOr<std::vector<int64_t>> starts = s->GetInts("starts");
-    absl::StatusOr<std::vector<int64_t>> ends = s->GetInts("ends");
-    absl::StatusOr<std::vector<int64_t>> steps = s->GetInts("steps");
-    const size_t r = shape.size();
-    if (!starts.ok() || !ends.ok() || !steps.ok() || r == 0 || starts->size() != r ||
-        ends->size() != r || steps->size() != r || steps->back() != 1) {
-      return std::nullopt;
-    }
-    for (size_t i = 0; i + 1 < r; ++i) {
-      if ((*starts)[i] != 0 || (*ends)[i] != shape[i] || (*steps)[i] != 1) return std::nullopt;
-    }
-    return std::pair{x, starts->back()};
   }
 
   // Rotates the transpose's input (the tables transposed alike) and transposes the result: the
@@ -406,26 +413,8 @@ class MatchRotaryPass : public FunctionPass {
         ir::Value* x = x1->x;
         ir::Value* cos = Matcher::OtherOperand(*x_mul, x);
         if (cos == nullptr) return why = "halves", std::nullopt;
-        for (const ir::Value* v : {a->input(0), a->input(1), rot->output(), neg->output(),
-                                   x1->node->output(), x2->node->output()}) {
-          if (!m.Def(v).SingleUse()) return why = "multi-use", std::nullopt;
-        }
-        if (cos->type() != sin->type()) return why = "tables", std::nullopt;
-        std::string table_why;
-        if (!EqualHalves(m, cos, table_why) || !EqualHalves(m, sin, table_why)) {
-          return why = table_why, std::nullopt;
-        }
-        // The half tables' type (the slices are made only once it matches).
-        ir::TensorType half = cos->type();
-        half.shape.back() /= 2;
-        if (!Accepts(*a, x->type(), half, why)) return std::nullopt;
-        Found f;
-        f.x = x;
-        f.cos = cos;
-        f.sin = sin;
-        f.full_tables = true;
-        f.chain = {a, rot_mul, x_mul, rot, neg, x1->node, x2->node};
-        return f;
+        return FullTables(m, *a, x, cos, sin, /*interleaved=*/false,
+                          {a, rot_mul, x_mul, rot, neg, x1->node, x2->node}, why);
       }
     }
     return std::nullopt;
@@ -467,54 +456,38 @@ class MatchRotaryPass : public FunctionPass {
     ir::Value* cos = Matcher::OtherOperand(*x_mul, x);
     ir::Value* sin = rot_mul->input(1 - j);
     if (cos == nullptr) return why = "halves", std::nullopt;
-    for (const ir::Value* v : {a->input(0), a->input(1), flat->output(), st->output(),
-                               u_neg->output(), u_even->output(), neg->output(),
-                               odd->node->output(), even->node->output()}) {
-      if (!m.Def(v).SingleUse()) return why = "multi-use", std::nullopt;
+    return FullTables(m, *a, x, cos, sin, /*interleaved=*/true,
+                      {a, rot_mul, x_mul, flat, st, u_neg, u_even, neg, odd->node, even->node},
+                      why);
+  }
+
+  // Form 2's checks once the chain is found (a, the add, its root): every value of the chain
+  // but a's output read once, tables of one type whose halves (interleaved: pairs) are equal
+  // constants, and rotary accepting x with the half tables.
+  static std::optional<Found> FullTables(const Matcher& m, const ir::Node& a, ir::Value* x,
+                                         ir::Value* cos, ir::Value* sin, bool interleaved,
+                                         std::vector<ir::Node*> chain, std::string& why) {
+    for (const ir::Node* n : chain) {
+      if (n != &a && !m.Def(n->output()).SingleUse()) return why = "multi-use", std::nullopt;
     }
     if (cos->type() != sin->type()) return why = "tables", std::nullopt;
     std::string table_why;
-    if (!EqualHalves(m, cos, table_why, true) || !EqualHalves(m, sin, table_why, true)) {
+    if (!EqualHalves(m, cos, table_why, interleaved) ||
+        !EqualHalves(m, sin, table_why, interleaved)) {
       return why = table_why, std::nullopt;
     }
+    // The half tables' type (the slices are made only once it matches).
     ir::TensorType half = cos->type();
     half.shape.back() /= 2;
-    if (!Accepts(*a, x->type(), half, why)) return std::nullopt;
+    if (!Accepts(a, x->type(), half, why)) return std::nullopt;
     Found f;
     f.x = x;
     f.cos = cos;
     f.sin = sin;
     f.full_tables = true;
-    f.interleaved = true;
-    f.chain = {a, rot_mul, x_mul, flat, st, u_neg, u_even, neg, odd->node, even->node};
+    f.interleaved = interleaved;
+    f.chain = std::move(chain);
     return f;
-  }
-
-  // A step-2 slice of x's last axis from 0 (which 0) or 1 (which 1) to its end, every other
-  // axis whole.
-  static std::optional<Half> StepHalfOf(const ir::Value* v) {
-    ir::Node* s = v->producer();
-    if (s == nullptr || s->op() != "slice" || s->num_inputs() != 1) return std::nullopt;
-    ir::Value* x = s->input(0);
-    const ir::Shape& shape = x->type().shape;
-    absl::StatusOr<std::vector<int64_t>> starts = s->GetInts("starts");
-    absl::StatusOr<std::vector<int64_t>> ends = s->GetInts("ends");
-    absl::StatusOr<std::vector<int64_t>> steps = s->GetInts("steps");
-    const size_t r = shape.size();
-    if (!starts.ok() || !ends.ok() || !steps.ok() || r == 0 || starts->size() != r ||
-        ends->size() != r || steps->size() != r) {
-      return std::nullopt;
-    }
-    for (size_t i = 0; i + 1 < r; ++i) {
-      if ((*starts)[i] != 0 || (*ends)[i] != shape[i] || (*steps)[i] != 1) return std::nullopt;
-    }
-    const int64_t d = shape.back();
-    if (d % 2 != 0 || d == 0 || steps->back() != 2 || ends->back() < d - 1 ||
-        (starts->back() != 0 && starts->back() != 1) ||
-        v->type().shape.back() != d / 2) {
-      return std::nullopt;
-    }
-    return Half{x, static_cast<int>(starts->back()), s};
   }
 
   // A table [..., D] whose last-axis halves (interleaved: pairs 2i, 2i + 1) are equal: a constant
