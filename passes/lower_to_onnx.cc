@@ -294,17 +294,34 @@ absl::StatusOr<ir::Value*> LowerRotary(Emitter& e, const ir::Node& n) {
 }
 
 // swiglu -> the chain match-swiglu takes: (g * sigmoid(g)) * u.
+// (GeGLU, activation gelu_tanh / gelu: mul(gelu(g), u), what match-swiglu takes back.)
 absl::StatusOr<ir::Value*> LowerSwiglu(Emitter& e, const ir::Node& n) {
   ir::Value* g = n.input(0);
+  const std::string act = n.GetString("activation", "silu").value_or("silu");
+  if (act != "silu") {
+    PTC_ASSIGN_OR_RETURN(ir::Value* a, e.Op("gelu", {g}, {{"approximate",
+                                                          std::string(act == "gelu_tanh" ? "tanh" : "none")}}));
+    return e.Op("mul", {a, n.input(1)});
+  }
   PTC_ASSIGN_OR_RETURN(ir::Value* s, e.Op("sigmoid", {g}));
   PTC_ASSIGN_OR_RETURN(ir::Value* m, e.Op("mul", {g, s}));
   return e.Op("mul", {m, n.input(1)});
 }
 
 // swiglu_grad -> s = sigmoid(g), du = dy * (g * s), dg = (dy * u) * s * (1 + g * (1 - s)).
+// (GeGLU: du = dy * gelu(g), dg = gelu_grad(dy * u, g).)
 absl::StatusOr<std::vector<ir::Value*>> LowerSwigluGrad(Emitter& e, const ir::Node& n) {
   ir::Value* dy = n.input(0);
   ir::Value* g = n.input(1);
+  const std::string act = n.GetString("activation", "silu").value_or("silu");
+  if (act != "silu") {
+    const std::string approx = act == "gelu_tanh" ? "tanh" : "none";
+    PTC_ASSIGN_OR_RETURN(ir::Value* a, e.Op("gelu", {g}, {{"approximate", approx}}));
+    PTC_ASSIGN_OR_RETURN(ir::Value* du, e.Op("mul", {dy, a}));
+    PTC_ASSIGN_OR_RETURN(ir::Value* dyu, e.Op("mul", {dy, n.input(2)}));
+    PTC_ASSIGN_OR_RETURN(ir::Value* dg, e.Op("gelu_grad", {dyu, g}, {{"approximate", approx}}));
+    return std::vector<ir::Value*>{dg, du};
+  }
   const ir::DType dt = g->type().dtype;
   ir::Value* one = e.Scalar(dt, 1.0);
   PTC_ASSIGN_OR_RETURN(ir::Value* s, e.Op("sigmoid", {g}));

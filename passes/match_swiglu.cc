@@ -21,6 +21,10 @@
 // something that is neither g nor a product with g ("other-x": the sigmoid of another value, a
 // gate that is not SiLU); silu(g) not multiplied by anything ("not-gated": plain SiLU).
 // A sigmoid not read by a mul is not a candidate (nothing counted).
+// GeGLU (Gemma's MLP: gelu(gate(h)) * up(h)): mul(gelu(g), u) in either order, the gelu read by
+// that mul alone, becomes swiglu(g, u) {activation="gelu_tanh" | "gelu"} (the gelu's
+// approximate attribute) ("geglu"; the same dtype / broadcast guards): the backward then keeps
+// g and u, not gelu(g).
 // Runs before autodiff (compiler/driver, after match-rotary) and in the default pipeline after
 // cse (inference plans), before fuse-elementwise, which would otherwise take the chain.
 //
@@ -61,7 +65,37 @@ class MatchSwigluPass : public FunctionPass {
       erase.insert(f.chain.begin(), f.chain.end());
       Count("swiglu");
     }
-    if (erase.empty()) return false;
+    bool changed = !erase.empty();
+    if (changed) fn.EraseNodesIf([&](const ir::Node& n) { return erase.count(&n) > 0; });
+    erase.clear();
+    Matcher mg(module, fn);  // the uses after the SwiGLU rewrites
+    for (ir::Node* gl : NodesWithOp(fn, "gelu")) {
+      ir::Node* mul = mg.SingleUser(gl->output());
+      if (mul == nullptr || !IsMul(mul) || mul->input(0) == mul->input(1) ||
+          mg.IsResult(gl->output()) || erase.count(mul)) {
+        continue;  // a plain GELU (GPT-2's MLP): not a gate
+      }
+      ir::Value* g = gl->input(0);
+      ir::Value* u = Matcher::OtherOperand(*mul, gl->output());
+      const ir::DType dt = g->type().dtype;
+      if (dt != ir::DType::kF32 && dt != ir::DType::kF64) {
+        Count("declined.dtype");
+        continue;
+      }
+      if (u->type() != g->type() || mul->output()->type() != g->type()) {
+        Count("declined.broadcast");
+        continue;
+      }
+      const bool tanh_form = gl->GetString("approximate", "none").value_or("none") == "tanh";
+      ir::Node* y = fn.AddNode(
+          "swiglu", {g, u}, {mul->output()->type()},
+          {{"activation", std::string(tanh_form ? "gelu_tanh" : "gelu")}}, mul->loc(),
+          {mul->output()->name()}, /*before=*/mul);
+      fn.ReplaceAllUsesWith(mul->output(), y->output());
+      erase.insert({gl, mul});
+      Count("geglu");
+    }
+    if (erase.empty()) return changed;
     fn.EraseNodesIf([&](const ir::Node& n) { return erase.count(&n) > 0; });
     return true;
   }

@@ -335,6 +335,36 @@ std::vector<Ref> Reference(const std::string& op, const AttrMap& a, const std::v
   }
   if (op == "swiglu" || op == "swiglu_grad") {  // g sigmoid(g) u and its two partials
     auto sig = [](double g) { return 1 / (1 + std::exp(-g)); };
+    const std::string act = a.count("activation") ? std::get<std::string>(a.at("activation"))
+                                                  : std::string("silu");
+    if (act != "silu") {  // GeGLU: gelu(g) u; du = dy gelu(g), dg = dy u gelu'(g)
+      const bool th = act == "gelu_tanh";
+      auto gelu = [th](double x) {
+        if (th) return 0.5 * x * (1 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+        return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0)));
+      };
+      auto dgelu = [th](double x) {
+        if (th) {
+          const double k0 = 0.7978845608028654, k1 = 0.044715;
+          const double t = std::tanh(k0 * (x + k1 * x * x * x));
+          return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k0 * (1 + 3 * k1 * x * x);
+        }
+        return 0.5 * (1 + std::erf(x / std::sqrt(2.0))) +
+               x * std::exp(-0.5 * x * x) / std::sqrt(2 * M_PI);
+      };
+      if (op == "swiglu") {
+        return {Elementwise(in, dt, [&](const std::vector<double>& x) {
+          return gelu(x[0]) * x[1];
+        })};
+      }
+      Ref dg = Elementwise(in, dt, [&](const std::vector<double>& x) {
+        return x[0] * x[2] * dgelu(x[1]);
+      });
+      Ref du = Elementwise(in, dt, [&](const std::vector<double>& x) {
+        return x[0] * gelu(x[1]);
+      });
+      return {dg, du};
+    }
     if (op == "swiglu") {
       return {Elementwise(in, dt, [&](const std::vector<double>& x) {
         return x[0] * sig(x[0]) * x[1];
@@ -727,6 +757,15 @@ std::vector<Case> AllCases() {
     cs.push_back({"swiglu", {}, {F64({3, 5, 7}), F64({3, 5, 7})}});
     cs.push_back({"swiglu", {}, {In{DType::kBF16, {4, 96}}, In{DType::kBF16, {4, 96}}}});
     cs.push_back({"swiglu", {}, {In{DType::kF16, {13}}, In{DType::kF16, {13}}}});
+    // GeGLU (Gemma): the tanh and the erf form, both ways.
+    for (const char* act : {"gelu_tanh", "gelu"}) {
+      const AttrMap aa = {{"activation", std::string(act)}};
+      cs.push_back({"swiglu", aa, {F32({8, 100}), F32({8, 100})}});
+      cs.push_back({"swiglu", aa, {F64({3, 7}), F64({3, 7})}});
+      cs.push_back({"swiglu", aa, {In{DType::kBF16, {4, 96}}, In{DType::kBF16, {4, 96}}}});
+      Case gg{"swiglu_grad", aa, {F32({8, 100}), F32({8, 100}), F32({8, 100})}, 2};
+      cs.push_back(gg);
+    }
     Case grad{"swiglu_grad", {}, {F32({64, 352}), F32({64, 352}), F32({64, 352})}, 2};
     cs.push_back(grad);
     grad.inputs = {F64({3, 5, 7}), F64({3, 5, 7}), F64({3, 5, 7})};

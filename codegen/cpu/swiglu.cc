@@ -1,27 +1,54 @@
 // swiglu(g, u) and swiglu_grad(dy, g, u) (compiler/ir/ops_fused.cc, ops_train.cc), per element
 // with s = sigmoid(g):
-//   y = g s u;   du = dy g s,   dg = dy u s (1 + g (1 - s)).
+//   y = g s u;   du = dy g s,   dg = dy u s (1 + g (1 - s));
+// {activation} gelu_tanh / gelu (GeGLU) with a(g) = gelu(g), the gelu op's own formula:
+//   y = a(g) u;  du = dy a(g),  dg = dy u a'(g)   (a' = kernel_util.h's GeluDerivative).
 // f32 / f64 (f16 / bf16 through the f32 kernel: kernel.cc's HalfWrapperKernel, each output
 // rounded once). The forward computes (g s) u in this order, as the exported mul chain does, so
 // that an f32 plan's forward keeps the unfused bits. Every output element is written by one
 // thread after it read that element of each input (the forward may write into g's or u's buffer:
 // plan-memory's reuse of elementwise inputs).
+#include <type_traits>
+
 #include "absl/strings/str_cat.h"
+#include "compiler/ir/ops_fused.h"
 #include "codegen/cpu/kernel_util.h"
 #include "codegen/cpu/train_kernels_internal.h"
 
 namespace ptc::cpu::internal {
 namespace {
 
+// gelu(x), as the gelu op's kernel computes it (elementwise.cc): the tanh form through
+// sigmoid(2u) for float.
+template <typename T>
+inline T GeluValue(T x, ir::GateActivation act) {
+  if (act == ir::GateActivation::kGelu) {
+    return T(0.5) * x * (T(1) + Erf(x * T(0.70710678118654752440)));
+  }
+  const T u = T(0.79788456080286535588) * (x + T(0.044715) * x * x * x);
+  if constexpr (std::is_same_v<T, float>) {
+    return x / (1.0f + FastExp(-2.0f * u));
+  } else {
+    return T(0.5) * x * (T(1) + std::tanh(u));
+  }
+}
+
 template <typename T>
 class SwigluKernel final : public Kernel {
  public:
-  explicit SwigluKernel(int64_t n) : n_(n) {}
+  SwigluKernel(int64_t n, ir::GateActivation act) : n_(n), act_(act) {}
   absl::Status Run(absl::Span<const void* const> inputs, absl::Span<void* const> outputs,
                    void*) override {
     const T* g = static_cast<const T*>(inputs[0]);
     const T* u = static_cast<const T*>(inputs[1]);
     T* y = static_cast<T*>(outputs[0]);
+    if (act_ != ir::GateActivation::kSilu) {
+      const ir::GateActivation act = act_;
+      ParallelFor(n_, kElementGrain, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) y[i] = GeluValue(g[i], act) * u[i];
+      });
+      return absl::OkStatus();
+    }
     ParallelFor(n_, kElementGrain, [&](int64_t b, int64_t e) {
 #pragma omp simd
       for (int64_t i = b; i < e; ++i) {
@@ -34,12 +61,13 @@ class SwigluKernel final : public Kernel {
 
  private:
   int64_t n_;
+  ir::GateActivation act_;
 };
 
 template <typename T>
 class SwigluGradKernel final : public Kernel {
  public:
-  explicit SwigluGradKernel(int64_t n) : n_(n) {}
+  SwigluGradKernel(int64_t n, ir::GateActivation act) : n_(n), act_(act) {}
   absl::Status Run(absl::Span<const void* const> inputs, absl::Span<void* const> outputs,
                    void*) override {
     const T* dy = static_cast<const T*>(inputs[0]);
@@ -47,6 +75,19 @@ class SwigluGradKernel final : public Kernel {
     const T* u = static_cast<const T*>(inputs[2]);
     T* dg = static_cast<T*>(outputs[0]);
     T* du = static_cast<T*>(outputs[1]);
+    if (act_ != ir::GateActivation::kSilu) {
+      const ir::GateActivation act = act_;
+      const bool tanh_form = act == ir::GateActivation::kGeluTanh;
+      ParallelFor(n_, kElementGrain, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) {
+          const T x = g[i], d = dy[i];
+          const T v = u[i];
+          dg[i] = d * v * GeluDerivative(x, tanh_form);
+          du[i] = d * GeluValue(x, act);
+        }
+      });
+      return absl::OkStatus();
+    }
     ParallelFor(n_, kElementGrain, [&](int64_t b, int64_t e) {
 #pragma omp simd
       for (int64_t i = b; i < e; ++i) {
@@ -61,6 +102,7 @@ class SwigluGradKernel final : public Kernel {
 
  private:
   int64_t n_;
+  ir::GateActivation act_;
 };
 
 // All operands of `node` of one float type (what the op's type inference guarantees).
@@ -87,8 +129,10 @@ KernelOr MakeSwigluKernel(const ir::Node& node) {
   PTC_RETURN_IF_ERROR(CheckArity(node, 2, 2, 1, 1));
   PTC_RETURN_IF_ERROR(SameType(node));
   const int64_t n = node.output(0)->type().num_elements();
+  absl::StatusOr<ir::GateActivation> act = ir::SwigluActivation(node.attrs());
+  if (!act.ok()) return Invalid(node, std::string(act.status().message()));
   return DispatchFloat(node, node.input(0)->type().dtype, [&](auto t) -> KernelOr {
-    return KernelPtr(new SwigluKernel<decltype(t)>(n));
+    return KernelPtr(new SwigluKernel<decltype(t)>(n, *act));
   });
 }
 
@@ -96,8 +140,10 @@ KernelOr MakeSwigluGradKernel(const ir::Node& node) {
   PTC_RETURN_IF_ERROR(CheckArity(node, 3, 3, 2, 2));
   PTC_RETURN_IF_ERROR(SameType(node));
   const int64_t n = node.input(1)->type().num_elements();
+  absl::StatusOr<ir::GateActivation> act = ir::SwigluActivation(node.attrs());
+  if (!act.ok()) return Invalid(node, std::string(act.status().message()));
   return DispatchFloat(node, node.input(1)->type().dtype, [&](auto t) -> KernelOr {
-    return KernelPtr(new SwigluGradKernel<decltype(t)>(n));
+    return KernelPtr(new SwigluGradKernel<decltype(t)>(n, *act));
   });
 }
 

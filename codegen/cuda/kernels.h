@@ -147,9 +147,10 @@ cudaError_t LaunchRotary(DT dt, DT table_dt, const RotaryDesc& d, const void* x,
 // swiglu / swiglu_grad (compiler/ir/ops_fused.cc, ops_train.cc) over n elements of dtype dt
 // (f32, f16, bf16, f64), every operand and output contiguous: y = g sigmoid(g) u; dg, du from
 // dy with sigmoid(g) recomputed. Computed in f32 (f64 for f64), each output rounded once.
-cudaError_t LaunchSwiglu(DT dt, int64_t n, const void* g, const void* u, void* y,
+// act: the gate's activation, 0 silu, 1 gelu_tanh, 2 gelu (ir::GateActivation).
+cudaError_t LaunchSwiglu(DT dt, int act, int64_t n, const void* g, const void* u, void* y,
                          cudaStream_t stream);
-cudaError_t LaunchSwigluGrad(DT dt, int64_t n, const void* dy, const void* g, const void* u,
+cudaError_t LaunchSwigluGrad(DT dt, int act, int64_t n, const void* dy, const void* g, const void* u,
                              void* dg, void* du, cudaStream_t stream);
 
 cudaError_t LaunchStridedCopy(int elem_bytes, const CopyDesc& d, const void* in, void* out,

@@ -1,6 +1,8 @@
 // swiglu(g, u) and swiglu_grad(dy, g, u) (compiler/ir/ops_fused.cc, ops_train.cc): one
 // elementwise kernel each way, with s = sigmoid(g) recomputed in the backward,
-//   y = (g s) u;   du = dy (g s),   dg = dy u s (1 + g (1 - s)).
+//   y = (g s) u;   du = dy (g s),   dg = dy u s (1 + g (1 - s));
+// with {activation} gelu_tanh / gelu (GeGLU: Gemma) a(g) = gelu(g) instead of g s:
+//   y = a(g) u;    du = dy a(g),    dg = dy u a'(g).
 // 16-bit values compute in f32, f64 in f64, each output rounded once. When every pointer is
 // aligned for 16-byte accesses (and n < 2^31) a thread takes kVec elements per access with a
 // 32-bit index (elementwise.cu's flat path); else one element per iteration. Both paths compute
@@ -25,50 +27,83 @@ __device__ __forceinline__ C SigmoidOf(C g) {
   return C(1) / (C(1) + exp(-g));
 }
 
+// The gate's activation a(g) and its derivative a'(g): act 0 silu (g sigmoid(g)), 1 gelu's
+// tanh form, 2 gelu (erf).
 template <typename C>
-__device__ __forceinline__ C SwigluValue(C g, C u) {
-  return (g * SigmoidOf(g)) * u;
+__device__ __forceinline__ C GateValue(int act, C g) {
+  if (act == 1) {
+    const C t = tanh(C(0.7978845608028654) * (g + C(0.044715) * g * g * g));
+    return C(0.5) * g * (C(1) + t);
+  }
+  if (act == 2) return C(0.5) * g * (C(1) + erf(g * C(0.7071067811865476)));
+  return g * SigmoidOf(g);
 }
 
 template <typename C>
-__device__ __forceinline__ void SwigluGradValue(C dy, C g, C u, C& dg, C& du) {
+__device__ __forceinline__ C GateDerivative(int act, C g) {
+  if (act == 1) {
+    const C k0 = C(0.7978845608028654), k1 = C(0.044715);
+    const C t = tanh(k0 * (g + k1 * g * g * g));
+    return C(0.5) * (C(1) + t) + C(0.5) * g * (C(1) - t * t) * k0 * (C(1) + C(3) * k1 * g * g);
+  }
+  if (act == 2) {
+    const C cdf = C(0.5) * (C(1) + erf(g * C(0.7071067811865476)));
+    return cdf + g * C(0.3989422804014327) * exp(C(-0.5) * g * g);
+  }
   const C s = SigmoidOf(g);
-  dg = dy * u * s * (C(1) + g * (C(1) - s));
-  du = dy * (g * s);
+  return s * (C(1) + g * (C(1) - s));
+}
+
+template <typename C>
+__device__ __forceinline__ C SwigluValue(int act, C g, C u) {
+  return GateValue(act, g) * u;
+}
+
+template <typename C>
+__device__ __forceinline__ void SwigluGradValue(int act, C dy, C g, C u, C& dg, C& du) {
+  if (act == 0) {  // the sigmoid once for both
+    const C s = SigmoidOf(g);
+    dg = dy * u * s * (C(1) + g * (C(1) - s));
+    du = dy * (g * s);
+    return;
+  }
+  dg = dy * u * GateDerivative(act, g);
+  du = dy * GateValue(act, g);
 }
 
 // The forward as a two-operand map (device_util.cuh's LaunchBinaryMap).
 struct SwigluOp {
+  int act;
   template <typename C>
   __device__ __forceinline__ C operator()(C g, C u) const {
-    return SwigluValue(g, u);
+    return SwigluValue(act, g, u);
   }
 };
 
 template <DT D>
-__device__ __forceinline__ void SwigluGradElement(const S<D>* dy, const S<D>* g, const S<D>* u,
-                                                  S<D>* dg, S<D>* du, int64_t i) {
+__device__ __forceinline__ void SwigluGradElement(int act, const S<D>* dy, const S<D>* g,
+                                                  const S<D>* u, S<D>* dg, S<D>* du, int64_t i) {
   typename Ty<D>::C a, b;
-  SwigluGradValue(Load<D>(dy, i), Load<D>(g, i), Load<D>(u, i), a, b);
+  SwigluGradValue(act, Load<D>(dy, i), Load<D>(g, i), Load<D>(u, i), a, b);
   Store<D>(dg, i, a);
   Store<D>(du, i, b);
 }
 
 template <DT D>
 __global__ void __launch_bounds__(kThreads)
-    SwigluGradKernel(int64_t n, const S<D>* dy, const S<D>* g, const S<D>* u, S<D>* dg,
+    SwigluGradKernel(int act, int64_t n, const S<D>* dy, const S<D>* g, const S<D>* u, S<D>* dg,
                      S<D>* du) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += stride) {
-    SwigluGradElement<D>(dy, g, u, dg, du, i);
+    SwigluGradElement<D>(act, dy, g, u, dg, du, i);
   }
 }
 
 template <DT D>
 __global__ void __launch_bounds__(kThreads)
-    SwigluGradVecKernel(uint32_t n, const S<D>* dy, const S<D>* g, const S<D>* u, S<D>* dg,
-                        S<D>* du) {
+    SwigluGradVecKernel(int act, uint32_t n, const S<D>* dy, const S<D>* g, const S<D>* u,
+                        S<D>* dg, S<D>* du) {
   constexpr int V = kVec<S<D>>;
   const uint32_t nv = n / V, stride = gridDim.x * blockDim.x;
   const uint32_t first = blockIdx.x * blockDim.x + threadIdx.x;
@@ -80,7 +115,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int j = 0; j < V; ++j) {
       typename Ty<D>::C x, z;
-      SwigluGradValue(Widen<D>(d[j]), Widen<D>(a[j]), Widen<D>(b[j]), x, z);
+      SwigluGradValue(act, Widen<D>(d[j]), Widen<D>(a[j]), Widen<D>(b[j]), x, z);
       og[j] = Narrow<D>(x);
       ou[j] = Narrow<D>(z);
     }
@@ -88,7 +123,7 @@ __global__ void __launch_bounds__(kThreads)
     StoreVec<S<D>, V>(du + i * V, ou);
   }
   const uint32_t t = nv * V + first;
-  if (t < n) SwigluGradElement<D>(dy, g, u, dg, du, t);
+  if (t < n) SwigluGradElement<D>(act, dy, g, u, dg, du, t);
 }
 
 int64_t BlocksFor(int64_t work) { return (work + kThreads - 1) / kThreads; }
@@ -104,14 +139,15 @@ bool VecPath(int64_t n, std::initializer_list<const void*> ptrs) {
 }
 
 template <DT D>
-void LaunchSwigluT(int64_t n, const void* g, const void* u, void* y, cudaStream_t stream) {
+void LaunchSwigluT(int act, int64_t n, const void* g, const void* u, void* y,
+                   cudaStream_t stream) {
   LaunchBinaryMap<D>(n, static_cast<const S<D>*>(g), static_cast<const S<D>*>(u),
-                     static_cast<S<D>*>(y), SwigluOp{}, stream);
+                     static_cast<S<D>*>(y), SwigluOp{act}, stream);
 }
 
 template <DT D>
-void LaunchSwigluGradT(int64_t n, const void* dyp, const void* gp, const void* up, void* dgp,
-                       void* dup, cudaStream_t stream) {
+void LaunchSwigluGradT(int act, int64_t n, const void* dyp, const void* gp, const void* up,
+                       void* dgp, void* dup, cudaStream_t stream) {
   const S<D>* dy = static_cast<const S<D>*>(dyp);
   const S<D>* g = static_cast<const S<D>*>(gp);
   const S<D>* u = static_cast<const S<D>*>(up);
@@ -120,37 +156,39 @@ void LaunchSwigluGradT(int64_t n, const void* dyp, const void* gp, const void* u
   if (VecPath<D>(n, {dyp, gp, up, dgp, dup})) {
     const unsigned grid =
         PersistentGrid(SwigluGradVecKernel<D>, kThreads, BlocksFor(n / kVec<S<D>> + 1));
-    SwigluGradVecKernel<D><<<grid, kThreads, 0, stream>>>(static_cast<uint32_t>(n), dy, g, u,
-                                                          dg, du);
+    SwigluGradVecKernel<D><<<grid, kThreads, 0, stream>>>(act, static_cast<uint32_t>(n), dy, g,
+                                                          u, dg, du);
   } else {
     const unsigned grid = PersistentGrid(SwigluGradKernel<D>, kThreads, BlocksFor(n));
-    SwigluGradKernel<D><<<grid, kThreads, 0, stream>>>(n, dy, g, u, dg, du);
+    SwigluGradKernel<D><<<grid, kThreads, 0, stream>>>(act, n, dy, g, u, dg, du);
   }
 }
 
 }  // namespace
 
-cudaError_t LaunchSwiglu(DT dt, int64_t n, const void* g, const void* u, void* y,
+cudaError_t LaunchSwiglu(DT dt, int act, int64_t n, const void* g, const void* u, void* y,
                          cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
+  if (act < 0 || act > 2) return cudaErrorInvalidValue;
   switch (dt) {
-    case DT::kF32: LaunchSwigluT<DT::kF32>(n, g, u, y, stream); break;
-    case DT::kF16: LaunchSwigluT<DT::kF16>(n, g, u, y, stream); break;
-    case DT::kBF16: LaunchSwigluT<DT::kBF16>(n, g, u, y, stream); break;
-    case DT::kF64: LaunchSwigluT<DT::kF64>(n, g, u, y, stream); break;
+    case DT::kF32: LaunchSwigluT<DT::kF32>(act, n, g, u, y, stream); break;
+    case DT::kF16: LaunchSwigluT<DT::kF16>(act, n, g, u, y, stream); break;
+    case DT::kBF16: LaunchSwigluT<DT::kBF16>(act, n, g, u, y, stream); break;
+    case DT::kF64: LaunchSwigluT<DT::kF64>(act, n, g, u, y, stream); break;
     default: return cudaErrorInvalidValue;
   }
   return cudaGetLastError();
 }
 
-cudaError_t LaunchSwigluGrad(DT dt, int64_t n, const void* dy, const void* g, const void* u,
-                             void* dg, void* du, cudaStream_t stream) {
+cudaError_t LaunchSwigluGrad(DT dt, int act, int64_t n, const void* dy, const void* g,
+                             const void* u, void* dg, void* du, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
+  if (act < 0 || act > 2) return cudaErrorInvalidValue;
   switch (dt) {
-    case DT::kF32: LaunchSwigluGradT<DT::kF32>(n, dy, g, u, dg, du, stream); break;
-    case DT::kF16: LaunchSwigluGradT<DT::kF16>(n, dy, g, u, dg, du, stream); break;
-    case DT::kBF16: LaunchSwigluGradT<DT::kBF16>(n, dy, g, u, dg, du, stream); break;
-    case DT::kF64: LaunchSwigluGradT<DT::kF64>(n, dy, g, u, dg, du, stream); break;
+    case DT::kF32: LaunchSwigluGradT<DT::kF32>(act, n, dy, g, u, dg, du, stream); break;
+    case DT::kF16: LaunchSwigluGradT<DT::kF16>(act, n, dy, g, u, dg, du, stream); break;
+    case DT::kBF16: LaunchSwigluGradT<DT::kBF16>(act, n, dy, g, u, dg, du, stream); break;
+    case DT::kF64: LaunchSwigluGradT<DT::kF64>(act, n, dy, g, u, dg, du, stream); break;
     default: return cudaErrorInvalidValue;
   }
   return cudaGetLastError();

@@ -196,9 +196,10 @@ absl::Status Rotary(RuleContext& c) {
 }
 
 // swiglu(g, u) -> swiglu_grad(dy, g, u): one kernel computes both gradients, recomputing
-// sigmoid(g), so the step keeps g and u only (not sigmoid(g) and g * sigmoid(g)).
+// sigmoid(g) (or gelu(g): the activation attribute carried over), so the step keeps g and u
+// only (not sigmoid(g) and g * sigmoid(g)).
 absl::Status Swiglu(RuleContext& c) {
-  auto outs = c.b.OpN("swiglu_grad", {c.dy[0], c.in(0), c.in(1)}, {}, 2);
+  auto outs = c.b.OpN("swiglu_grad", {c.dy[0], c.in(0), c.in(1)}, c.node.attrs(), 2);
   if (outs.size() != 2) return absl::OkStatus();  // the builder holds the error
   for (int i = 0; i < 2; ++i) {
     if (c.need[i]) c.dx[i] = outs[i];

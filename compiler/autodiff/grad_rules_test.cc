@@ -407,6 +407,15 @@ std::vector<Case> Cases() {
       {"swiglu_wide_g", [](GraphMaker& g) {
          return std::vector<Value*>{g.Op("swiglu", {g.P({3, 4}, -6, 6), g.P({3, 4})})};
        }},
+      // GeGLU: swiglu {activation=gelu_tanh | gelu}.
+      {"geglu_tanh", [](GraphMaker& g) {
+         return std::vector<Value*>{g.Op("swiglu", {g.P({3, 4}, -4, 4), g.P({3, 4})},
+                                         {{"activation", std::string("gelu_tanh")}})};
+       }},
+      {"geglu_erf", [](GraphMaker& g) {
+         return std::vector<Value*>{g.Op("swiglu", {g.P({3, 4}, -4, 4), g.P({3, 4})},
+                                         {{"activation", std::string("gelu")}})};
+       }},
       {"nll_loss_mean_weights", [](GraphMaker& g) {
          Value* labels = g.Ints({4}, {1, 7, 0, 2});
          Value* w = g.Const(ir::Tensor::FromVector(DType::kF64, {3}, std::vector<double>{0.5, 1, 2}));

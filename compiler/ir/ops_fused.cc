@@ -127,13 +127,15 @@
 //       %q.rot = rotary(%q, %cos, %sin) : bf16[8,4,128,64]
 //            (%q: bf16[8,4,128,64], %cos, %sin: f32[128,32])
 //
-//   swiglu(g, u)
+//   swiglu(g, u) {activation="silu"|"gelu_tanh"|"gelu"}
 //       The gated activation of Llama's MLP: y = silu(g) * u = g * sigmoid(g) * u, made by
 //       passes/match_swiglu.cc from the exported sigmoid / mul / mul. g, u: one float type
 //       (f32, f64, f16, bf16), no broadcasting; output of that type, computed in f32 (f64 for
 //       f64) and rounded once. Its gradient is swiglu_grad(dy, g, u) (ops_train.cc), which
 //       recomputes sigmoid(g): a training step keeps only g and u (the two projections), not
-//       sigmoid(g) and silu(g). Kernels: codegen/cpu/swiglu.cc, codegen/cuda/swiglu.cu.
+//       sigmoid(g) and silu(g). activation="gelu_tanh" / "gelu": GeGLU, y = gelu(g) * u (Gemma's
+//       MLP, gelu's tanh form / exact erf form; from mul(gelu(g), u)), its backward keeping g
+//       and u, not gelu(g). Kernels: codegen/cpu/swiglu.cc, codegen/cuda/swiglu.cu.
 //   Example (Llama's MLP, ffn 5632):
 //       %y = swiglu(%g, %u) : bf16[4,2048,5632]   (%g, %u: bf16[4,2048,5632])
 #include "compiler/ir/ops_fused.h"
@@ -502,7 +504,8 @@ absl::StatusOr<std::vector<TensorType>> InferRotary(const std::vector<TensorType
 }
 
 absl::StatusOr<std::vector<TensorType>> InferSwiglu(const std::vector<TensorType>& in,
-                                                    const AttrMap&, int) {
+                                                    const AttrMap& attrs, int) {
+  PTC_RETURN_IF_ERROR(SwigluActivation(attrs).status());
   if (!IsFloat(in[0].dtype)) {
     return absl::InvalidArgumentError(
         absl::StrCat("g must be a float tensor, got ", in[0].ToString()));
@@ -663,6 +666,15 @@ Value* FusedMatMulAddend(const Node& node) {
   if (node.num_inputs() == 4) return node.input(3);
   if (node.num_inputs() == 3 && node.input(2)->type().rank() != 1) return node.input(2);
   return nullptr;
+}
+
+absl::StatusOr<GateActivation> SwigluActivation(const AttrMap& attrs) {
+  PTC_ASSIGN_OR_RETURN(std::string act, GetStringAttr(attrs, "activation", "silu"));
+  if (act == "silu") return GateActivation::kSilu;
+  if (act == "gelu_tanh") return GateActivation::kGeluTanh;
+  if (act == "gelu") return GateActivation::kGelu;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "attribute 'activation' must be \"silu\", \"gelu_tanh\" or \"gelu\", got \"", act, "\""));
 }
 
 int FusedTokenArity(std::string_view t) {

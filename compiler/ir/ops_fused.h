@@ -53,6 +53,11 @@ absl::StatusOr<AttentionProblem> DescribeAttention(const Node& node, int first, 
 // -1 for anything else (operand / constant loads, unknown names).
 int FusedTokenArity(std::string_view token);
 
+// swiglu's / swiglu_grad's gate activation (attribute `activation`, default "silu"): 0 silu,
+// 1 gelu_tanh, 2 gelu (erf); an error for another name.
+enum class GateActivation { kSilu = 0, kGeluTanh = 1, kGelu = 2 };
+absl::StatusOr<GateActivation> SwigluActivation(const AttrMap& attrs);
+
 // fused_matmul's optional operands (ops_fused.cc): input 2 is the bias when it is rank 1 ([N]),
 // the addend when it has the output's rank (a linear layer without a bias: fuse-residual-add);
 // input 3, when present, is the addend. nullptr when absent.

@@ -22,9 +22,10 @@
 //       {rms=1}: the gradients of layer_norm {rms=1} (RMSNorm): no mean(dy * scale) term in
 //       dx; the mean operand is the forward's (zeros); dbias is sum(dy), which nothing reads.
 //   gelu_grad(dy, x) {approximate="none"|"tanh"}       dy * gelu'(x); type of x.
-//   swiglu_grad(dy, g, u) -> (dg, du)   the gradients of swiglu(g, u) (ops_fused.cc) with
-//       s = sigmoid(g) recomputed from g:  du = dy * g * s,
-//       dg = dy * u * s * (1 + g * (1 - s)). dy, g, u: one float type (that of dg and du);
+//   swiglu_grad(dy, g, u) {activation} -> (dg, du)   the gradients of swiglu(g, u) (ops_fused.cc)
+//       with s = sigmoid(g) recomputed from g:  du = dy * g * s,
+//       dg = dy * u * s * (1 + g * (1 - s)); with activation gelu_tanh / gelu, du = dy * gelu(g)
+//       and dg = dy * u * gelu'(g). dy, g, u: one float type (that of dg and du);
 //       computed in f32 (f64 for f64) and each output rounded once.
 //   attention_grad(dy, q, k, v[, mask]) {scale, layout} -> (dq, dk, dv)
 //       The gradients of attention(q, k, v[, mask]) (ops_fused.cc) for the output gradient dy,
@@ -56,6 +57,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "compiler/ir/op_util.h"
+#include "compiler/ir/ops_fused.h"
 #include "compiler/support/status.h"
 
 namespace ptc::ir {
@@ -195,7 +197,8 @@ InferResult InferGeluGrad(const Types& in, const AttrMap& attrs, int) {
   return t;
 }
 
-InferResult InferSwigluGrad(const Types& in, const AttrMap&, int) {
+InferResult InferSwigluGrad(const Types& in, const AttrMap& attrs, int) {
+  PTC_RETURN_IF_ERROR(SwigluActivation(attrs).status());
   PTC_RETURN_IF_ERROR(RequireFloat(in[1], "g"));
   if (in[0] != in[1] || in[2] != in[1]) {
     return Invalid(absl::StrCat("dy ", in[0].ToString(), ", g ", in[1].ToString(), " and u ",

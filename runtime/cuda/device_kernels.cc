@@ -12,6 +12,7 @@
 #include "codegen/cpu/kernel.h"
 #include "codegen/cuda/kernels.h"
 #include "compiler/ir/ops.h"
+#include "compiler/ir/ops_fused.h"
 #include "compiler/ir/strides.h"
 #include "compiler/support/status.h"
 #include "runtime/cuda/cuda_check.h"
@@ -877,15 +878,16 @@ KernelOr MakeRotary(const ir::Node& node) {
 
 class SwigluKernel final : public DeviceKernel {
  public:
-  SwigluKernel(k::DT dt, int64_t n) : dt_(dt), n_(n) {}
+  SwigluKernel(k::DT dt, int act, int64_t n) : dt_(dt), act_(act), n_(n) {}
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
                       absl::Span<void* const> out, void*) override {
-    return LaunchStatus(k::LaunchSwiglu(dt_, n_, in[0], in[1], out[0], ctx.stream),
+    return LaunchStatus(k::LaunchSwiglu(dt_, act_, n_, in[0], in[1], out[0], ctx.stream),
                         "LaunchSwiglu");
   }
 
  private:
   k::DT dt_;
+  int act_;
   int64_t n_;
 };
 
@@ -903,7 +905,10 @@ KernelOr MakeSwiglu(const ir::Node& node) {
                                       node.input(1)->type().ToString(), " -> ",
                                       node.output()->type().ToString()));
   }
-  return std::unique_ptr<DeviceKernel>(new SwigluKernel(ToDT(g.dtype), g.num_elements()));
+  absl::StatusOr<ir::GateActivation> act = ir::SwigluActivation(node.attrs());
+  if (!act.ok()) return Invalid(node, std::string(act.status().message()));
+  return std::unique_ptr<DeviceKernel>(
+      new SwigluKernel(ToDT(g.dtype), static_cast<int>(*act), g.num_elements()));
 }
 
 using Factory = KernelOr (*)(const ir::Node&);

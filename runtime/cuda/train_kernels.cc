@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "codegen/cuda/kernels.h"
+#include "compiler/ir/ops_fused.h"
 #include "compiler/support/status.h"
 #include "runtime/cuda/cuda_check.h"
 #include "runtime/cuda/device_kernels.h"
@@ -266,16 +267,17 @@ KernelOr MakeGeluGrad(const ir::Node& node) {
 // -------------------------------------------------------------------------------- swiglu_grad
 class SwigluGradKernel final : public DeviceKernel {
  public:
-  SwigluGradKernel(k::DT dt, int64_t n) : dt_(dt), n_(n) {}
+  SwigluGradKernel(k::DT dt, int act, int64_t n) : dt_(dt), act_(act), n_(n) {}
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
                       absl::Span<void* const> out, void*) override {
     return LaunchStatus(
-        k::LaunchSwigluGrad(dt_, n_, in[0], in[1], in[2], out[0], out[1], ctx.stream),
+        k::LaunchSwigluGrad(dt_, act_, n_, in[0], in[1], in[2], out[0], out[1], ctx.stream),
         "LaunchSwigluGrad");
   }
 
  private:
   k::DT dt_;
+  int act_;
   int64_t n_;
 };
 
@@ -290,7 +292,10 @@ KernelOr MakeSwigluGrad(const ir::Node& node) {
                                         ", got ", v->type().ToString()));
     }
   }
-  return std::unique_ptr<DeviceKernel>(new SwigluGradKernel(ToDT(g.dtype), g.num_elements()));
+  absl::StatusOr<ir::GateActivation> act = ir::SwigluActivation(node.attrs());
+  if (!act.ok()) return Invalid(node, std::string(act.status().message()));
+  return std::unique_ptr<DeviceKernel>(
+      new SwigluGradKernel(ToDT(g.dtype), static_cast<int>(*act), g.num_elements()));
 }
 
 // -------------------------------------------------------------------------------- gather_grad

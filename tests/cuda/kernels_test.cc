@@ -505,6 +505,14 @@ std::vector<Case> Cases() {
       add({absl::StrCat("swiglu_", dn, "_", size), "swiglu", {T(dt, shape), T(dt, shape)}});
       add({absl::StrCat("swiglu_grad_", dn, "_", size), "swiglu_grad",
            {T(dt, shape), T(dt, shape), T(dt, shape)}, {}, 2});
+      // GeGLU (Gemma: gelu(g) u), the tanh and the erf form.
+      for (const char* act : {"gelu_tanh", "gelu"}) {
+        const ir::AttrMap aa = {{"activation", std::string(act)}};
+        add({absl::StrCat("geglu_", act, "_", dn, "_", size), "swiglu",
+             {T(dt, shape), T(dt, shape)}, aa});
+        add({absl::StrCat("geglu_grad_", act, "_", dn, "_", size), "swiglu_grad",
+             {T(dt, shape), T(dt, shape), T(dt, shape)}, aa, 2});
+      }
     }
   }
   {
@@ -1728,17 +1736,22 @@ TEST(CudaFastPaths, ElementwiseFastAndGeneralPathsGiveTheSameBits) {
       Operands in;
       ASSERT_TRUE(in.Add(dt, n, rng) && in.Add(dt, n, rng) && in.Add(dt, n, rng));
       const size_t bytes = static_cast<size_t>(n) * Bytes(dt);
-      ExpectSameBits(absl::StrCat("swiglu ", static_cast<int>(dt), " ", n), bytes, Bytes(dt),
-                     [&](void* out) { return k::LaunchSwiglu(dt, n, in[0], in[1], out, nullptr); });
       DeviceBytes other(bytes);
       ASSERT_TRUE(other.ok());
-      for (int which = 0; which < 2; ++which) {
-        ExpectSameBits(absl::StrCat("swiglu_grad ", which, " ", static_cast<int>(dt), " ", n),
-                       bytes, Bytes(dt), [&](void* out) {
-                         void* dg = which == 0 ? out : static_cast<void*>(other.get());
-                         void* du = which == 1 ? out : static_cast<void*>(other.get());
-                         return k::LaunchSwigluGrad(dt, n, in[0], in[1], in[2], dg, du, nullptr);
+      for (int act : {0, 1, 2}) {  // silu, gelu_tanh, gelu (GeGLU)
+        ExpectSameBits(absl::StrCat("swiglu ", act, " ", static_cast<int>(dt), " ", n), bytes,
+                       Bytes(dt), [&](void* out) {
+                         return k::LaunchSwiglu(dt, act, n, in[0], in[1], out, nullptr);
                        });
+        for (int which = 0; which < 2; ++which) {
+          ExpectSameBits(
+              absl::StrCat("swiglu_grad ", act, " ", which, " ", static_cast<int>(dt), " ", n),
+              bytes, Bytes(dt), [&](void* out) {
+                void* dg = which == 0 ? out : static_cast<void*>(other.get());
+                void* du = which == 1 ? out : static_cast<void*>(other.get());
+                return k::LaunchSwigluGrad(dt, act, n, in[0], in[1], in[2], dg, du, nullptr);
+              });
+        }
       }
     }
     for (k::DT dt : {k::DT::kF32, k::DT::kBF16, k::DT::kF16}) {
