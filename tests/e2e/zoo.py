@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Which transformers causal LMs ptc takes, and how well: a tiny random instance of each
-architecture (vocab 101, 2 layers, dim 32, 4 heads), exported by torch.onnx's dynamo exporter
+architecture (vocab 256: bytes, 2 layers, dim 32, 4 heads), exported by torch.onnx's dynamo exporter
 (opset 20, optimize=False, the loss included), then with ptc:
 
   1. `ptc compile` (inference) and `ptc run` of the export: the loss against torch's;
   2. `ptc compile --train --target cuda --precision bf16`: the ops the training step keeps
      besides the ones every transformer needs (GEMMs, norms, attention, the fused loss, AdamW,
-     casts, shape ops) -- what is left unfused, per architecture.
+     casts, shape ops) -- what is left unfused, per architecture;
+  3. the logits exported alone, `ptc generate --temperature 0` with the KV-cache decoder and
+     with the full window (--no-kv-cache): the same greedy text, or what stopped the decoder.
 
 Not part of CI (it needs torch >= 2.9 and transformers 5.25; the exports take a minute):
 
@@ -29,7 +31,7 @@ import torch.nn as nn
 import transformers as T
 from onnx import TensorProto, numpy_helper
 
-COMMON = dict(vocab_size=101, num_hidden_layers=2, num_attention_heads=4,
+COMMON = dict(vocab_size=256, num_hidden_layers=2, num_attention_heads=4,
               max_position_embeddings=64)
 NO_DROPOUT = dict(resid_pdrop=0.0, embd_pdrop=0.0)
 
@@ -37,7 +39,7 @@ NO_DROPOUT = dict(resid_pdrop=0.0, embd_pdrop=0.0)
 def build(kind):
     """A tiny random model of architecture `kind`."""
     if kind == "gpt2":
-        return T.GPT2LMHeadModel(T.GPT2Config(vocab_size=101, n_embd=32, n_layer=2, n_head=4,
+        return T.GPT2LMHeadModel(T.GPT2Config(vocab_size=256, n_embd=32, n_layer=2, n_head=4,
                                               n_positions=64, attn_pdrop=0.0, **NO_DROPOUT))
     if kind == "llama":
         return T.LlamaForCausalLM(T.LlamaConfig(hidden_size=32, intermediate_size=88,
@@ -72,27 +74,27 @@ def build(kind):
                                                     rotary_pct=0.5, hidden_dropout=0.0,
                                                     attention_dropout=0.0, **COMMON))
     if kind == "gptj":
-        return T.GPTJForCausalLM(T.GPTJConfig(vocab_size=101, n_embd=32, n_layer=2, n_head=4,
+        return T.GPTJForCausalLM(T.GPTJConfig(vocab_size=256, n_embd=32, n_layer=2, n_head=4,
                                               rotary_dim=4, n_positions=64, attn_pdrop=0.0,
                                               **NO_DROPOUT))
     if kind == "opt":
-        return T.OPTForCausalLM(T.OPTConfig(vocab_size=101, hidden_size=32, num_hidden_layers=2,
+        return T.OPTForCausalLM(T.OPTConfig(vocab_size=256, hidden_size=32, num_hidden_layers=2,
                                             ffn_dim=88, num_attention_heads=4,
                                             max_position_embeddings=64, word_embed_proj_dim=32,
                                             dropout=0.0, attention_dropout=0.0))
     if kind == "bigcode":
-        return T.GPTBigCodeForCausalLM(T.GPTBigCodeConfig(vocab_size=101, n_embd=32, n_layer=2,
+        return T.GPTBigCodeForCausalLM(T.GPTBigCodeConfig(vocab_size=256, n_embd=32, n_layer=2,
                                                           n_head=4, n_positions=64,
                                                           multi_query=True, attn_pdrop=0.0,
                                                           **NO_DROPOUT))
     if kind == "falcon":
-        return T.FalconForCausalLM(T.FalconConfig(vocab_size=101, hidden_size=32,
+        return T.FalconForCausalLM(T.FalconConfig(vocab_size=256, hidden_size=32,
                                                   num_hidden_layers=2, num_attention_heads=4,
                                                   new_decoder_architecture=False,
                                                   multi_query=True, hidden_dropout=0.0,
                                                   attention_dropout=0.0))
     if kind == "bloom":
-        return T.BloomForCausalLM(T.BloomConfig(vocab_size=101, hidden_size=32, n_layer=2,
+        return T.BloomForCausalLM(T.BloomConfig(vocab_size=256, hidden_size=32, n_layer=2,
                                                 n_head=4, hidden_dropout=0.0,
                                                 attention_dropout=0.0))
     raise ValueError(kind)
@@ -117,6 +119,15 @@ class Loss(nn.Module):
         return self.m(input_ids=input_ids, labels=labels, use_cache=False).loss
 
 
+class Logits(nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, input_ids):
+        return self.m(input_ids=input_ids, use_cache=False).logits
+
+
 def run(cmd):
     p = subprocess.run(cmd, capture_output=True, text=True)
     return p.returncode, (p.stdout + p.stderr).strip()
@@ -133,7 +144,7 @@ def check(kind, ptc, out):
             elif p.dim() == 1:
                 p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
     w = Loss(model.eval()).eval()
-    ids = torch.randint(0, 101, (2, 16), generator=gen)
+    ids = torch.randint(0, 256, (2, 16), generator=gen)
     want = w(ids, ids.clone()).item()
     path = os.path.join(out, f"{kind}.onnx")
     b, s = torch.export.Dim("batch"), torch.export.Dim("seq")
@@ -152,10 +163,10 @@ def check(kind, ptc, out):
     plan = os.path.join(out, f"{kind}.plan")
     rc, msg = run([ptc, "compile", path, *dims, "-o", plan])
     if rc != 0:
-        return want, None, msg.splitlines()[-1][:160], ""
+        return want, None, msg.splitlines()[-1][:160], "", ""
     rc, msg = run([ptc, "run", plan, *feeds, "--output-dir", os.path.join(out, kind)])
     if rc != 0:
-        return want, None, msg.splitlines()[-1][:160], ""
+        return want, None, msg.splitlines()[-1][:160], "", ""
     t = TensorProto()
     with open(os.path.join(out, kind, "output_0.pb"), "rb") as fh:
         t.ParseFromString(fh.read())
@@ -164,7 +175,7 @@ def check(kind, ptc, out):
     rc, msg = run([ptc, "compile", path, "--train", "--target", "cuda", "--precision", "bf16",
                    *dims, "-o", train])
     if rc != 0:
-        return want, got, "", "training: " + msg.splitlines()[-1][:160]
+        return want, got, "", "training: " + msg.splitlines()[-1][:160], ""
     rc, dump = run([ptc, "dump", train])
     ops = {}
     in_main = False
@@ -177,7 +188,34 @@ def check(kind, ptc, out):
         if op.isidentifier() and op not in EXPECTED:
             ops[op] = ops.get(op, 0) + 1
     left = ", ".join(f"{k} {v}" for k, v in sorted(ops.items())) or "none"
-    return want, got, "", left
+    return want, got, "", left, decode(model, kind, ptc, out)
+
+
+def decode(model, kind, ptc, out):
+    """Greedy bytes from the logits export, with the KV-cache decoder and the full window."""
+    path = os.path.join(out, f"{kind}.logits.onnx")
+    ids = torch.randint(0, 256, (1, 32))
+    s = torch.export.Dim("seq")
+    with contextlib.redirect_stdout(sys.stderr):
+        torch.onnx.export(Logits(model.eval()).eval(), (ids,), path, opset_version=20,
+                          input_names=["input_ids"], output_names=["logits"],
+                          dynamic_shapes={"input_ids": {1: s}}, dynamo=True, optimize=False)
+    plan = os.path.join(out, f"{kind}.gen.plan")
+    rc, msg = run([ptc, "compile", path, "--dim", "batch=1", "--dim", "seq=32", "-o", plan])
+    if rc != 0:
+        return "compile: " + msg.splitlines()[-1][:120]
+    texts = []
+    for extra in ([], ["--no-kv-cache"]):
+        p = subprocess.run([ptc, "generate", plan, "--prompt", "The ", "--tokens", "24",
+                            "--temperature", "0", *extra], capture_output=True)
+        if p.returncode != 0:
+            return "generate: " + p.stderr.decode(errors="replace").strip().splitlines()[-1][:120]
+        err = p.stderr.decode(errors="replace")
+        if not extra and "no KV cache" in err:  # the decoder declined: its reason
+            return "no decoder: " + err.split("full window per token:", 1)[-1].strip()[:110]
+        texts.append(p.stdout)
+    return "same greedy text" if texts[0] == texts[1] else "texts differ"
+
 
 
 def main():
@@ -192,15 +230,15 @@ def main():
     print(f"transformers {T.__version__}, torch {torch.__version__}; files in {out}",
           file=sys.stderr)
     print("| architecture | torch loss | ptc loss | rel. diff | left unfused in the bf16 "
-          "training step |")
-    print("| --- | --- | --- | --- | --- |")
+          "training step | KV-cache decoding |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for kind in a.only or KINDS:
-        want, got, err, left = check(kind, a.ptc, out)
+        want, got, err, left, dec = check(kind, a.ptc, out)
         if got is None:
-            print(f"| {kind} | {want:.7f} | error: {err} | | |")
+            print(f"| {kind} | {want:.7f} | error: {err} | | | |")
             continue
         rel = abs(got - want) / abs(want)
-        print(f"| {kind} | {want:.7f} | {got:.7f} | {rel:.1e} | {left} |", flush=True)
+        print(f"| {kind} | {want:.7f} | {got:.7f} | {rel:.1e} | {left} | {dec} |", flush=True)
 
 
 if __name__ == "__main__":
