@@ -480,6 +480,18 @@ def hf_loss_wrapper(model):
     return CausalLmLoss(model)
 
 
+def hf_logits_wrapper(model):
+    class Logits(nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids):
+            return self.m(input_ids=input_ids, use_cache=False).logits
+
+    return Logits(model)
+
+
 def perturb_all(model, gen):
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -603,15 +615,7 @@ def case_hf_gpt2_padded_loss():
 def case_hf_llama_logits():
     """Inference: LlamaForCausalLM's logits, exported with the optimizer (dynamo only: at opset 23
     it writes RMSNormalization, RotaryEmbedding and Attention)."""
-    class Logits(nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, input_ids):
-            return self.m(input_ids=input_ids, use_cache=False).logits
-
-    model = Logits(make_hf("llama", 4242).m).eval()
+    model = hf_logits_wrapper(make_hf("llama", 4242).m).eval()
     gen = torch.Generator().manual_seed(7)
     # Batch 1: torch writes RotaryEmbedding's tables as [1, S, D/2], which onnxruntime reads
     # only when that is the batch (ptc broadcasts them).

@@ -27,9 +27,11 @@ import sys
 import tempfile
 
 import torch
-import torch.nn as nn
 import transformers as T
 from onnx import TensorProto, numpy_helper
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_references import hf_logits_wrapper, hf_loss_wrapper, perturb_all  # noqa: E402
 
 COMMON = dict(vocab_size=256, num_hidden_layers=2, num_attention_heads=4,
               max_position_embeddings=64)
@@ -110,24 +112,6 @@ EXPECTED = {"assign", "lr_schedule", "adamw_update", "gather", "gather_grad", "l
             "linear_ce_loss", "rotary", "swiglu", "swiglu_grad", "reshape", "constant"}
 
 
-class Loss(nn.Module):
-    def __init__(self, m):
-        super().__init__()
-        self.m = m
-
-    def forward(self, input_ids, labels):
-        return self.m(input_ids=input_ids, labels=labels, use_cache=False).loss
-
-
-class Logits(nn.Module):
-    def __init__(self, m):
-        super().__init__()
-        self.m = m
-
-    def forward(self, input_ids):
-        return self.m(input_ids=input_ids, use_cache=False).logits
-
-
 def run(cmd):
     p = subprocess.run(cmd, capture_output=True, text=True)
     return p.returncode, (p.stdout + p.stderr).strip()
@@ -137,13 +121,8 @@ def check(kind, ptc, out):
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(1)
     model = build(kind)
-    with torch.no_grad():  # biases and norm weights off their 0 / 1 init
-        for name, p in model.named_parameters():
-            if name.endswith("bias"):
-                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
-            elif p.dim() == 1:
-                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
-    w = Loss(model.eval()).eval()
+    perturb_all(model, gen)  # biases and norm weights off their 0 / 1 init
+    w = hf_loss_wrapper(model.eval()).eval()
     ids = torch.randint(0, 256, (2, 16), generator=gen)
     want = w(ids, ids.clone()).item()
     path = os.path.join(out, f"{kind}.onnx")
@@ -197,7 +176,7 @@ def decode(model, kind, ptc, out):
     ids = torch.randint(0, 256, (1, 32))
     s = torch.export.Dim("seq")
     with contextlib.redirect_stdout(sys.stderr):
-        torch.onnx.export(Logits(model.eval()).eval(), (ids,), path, opset_version=20,
+        torch.onnx.export(hf_logits_wrapper(model.eval()).eval(), (ids,), path, opset_version=20,
                           input_names=["input_ids"], output_names=["logits"],
                           dynamic_shapes={"input_ids": {1: s}}, dynamo=True, optimize=False)
     plan = os.path.join(out, f"{kind}.gen.plan")
