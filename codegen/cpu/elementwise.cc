@@ -306,15 +306,9 @@ inline T UnaryApply(T x) {
   } else if constexpr (K == UnaryKind::kSin) {
     return std::sin(x);
   } else if constexpr (K == UnaryKind::kGeluErf) {
-    return T(0.5) * x * (T(1) + Erf(x * T(0.70710678118654752440)));
+    return GeluValue(x, false);
   } else if constexpr (K == UnaryKind::kGeluTanh) {
-    // 0.5 x (1 + tanh(u)) == x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3).
-    T u = T(0.79788456080286535588) * (x + T(0.044715) * x * x * x);
-    if constexpr (std::is_same_v<T, float>) {
-      return x / (1.0f + FastExp(-2.0f * u));
-    } else {
-      return T(0.5) * x * (T(1) + std::tanh(u));
-    }
+    return GeluValue(x, true);
   } else {  // kNot
     return static_cast<T>(x == 0);
   }

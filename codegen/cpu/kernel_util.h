@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -283,6 +284,20 @@ inline float Erf(float x) { return FastErf(x); }
 inline double Erf(double x) { return std::erf(x); }
 inline float Sigmoid(float x) { return FastSigmoid(x); }
 inline double Sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+
+// gelu(x): the exact erf form, or the tanh form (approximate="tanh"), for float as
+// x * sigmoid(2u) == 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3). The gelu op's
+// kernel (elementwise.cc) and GeGLU's (swiglu.cc).
+template <typename T>
+inline T GeluValue(T x, bool tanh_approx) {
+  if (!tanh_approx) return T(0.5) * x * (T(1) + Erf(x * T(0.70710678118654752440)));
+  const T u = T(0.79788456080286535588) * (x + T(0.044715) * x * x * x);
+  if constexpr (std::is_same_v<T, float>) {
+    return x / (1.0f + FastExp(-2.0f * u));
+  } else {
+    return T(0.5) * x * (T(1) + std::tanh(u));
+  }
+}
 
 // gelu'(x): the tanh form's (approximate="tanh") or the exact erf form's derivative; gelu_grad
 // and gemm_gelu_grad multiply their incoming gradient by it.

@@ -1,15 +1,14 @@
 // swiglu(g, u) and swiglu_grad(dy, g, u) (compiler/ir/ops_fused.cc, ops_train.cc), per element
 // with s = sigmoid(g):
 //   y = g s u;   du = dy g s,   dg = dy u s (1 + g (1 - s));
-// {activation} gelu_tanh / gelu (GeGLU) with a(g) = gelu(g), the gelu op's own formula:
-//   y = a(g) u;  du = dy a(g),  dg = dy u a'(g)   (a' = kernel_util.h's GeluDerivative).
+// {activation} gelu_tanh / gelu (GeGLU) with a(g) = gelu(g) (kernel_util.h's GeluValue and
+// GeluDerivative, the gelu op's and gelu_grad's own):
+//   y = a(g) u;  du = dy a(g),  dg = dy u a'(g).
 // f32 / f64 (f16 / bf16 through the f32 kernel: kernel.cc's HalfWrapperKernel, each output
 // rounded once). The forward computes (g s) u in this order, as the exported mul chain does, so
 // that an f32 plan's forward keeps the unfused bits. Every output element is written by one
 // thread after it read that element of each input (the forward may write into g's or u's buffer:
 // plan-memory's reuse of elementwise inputs).
-#include <type_traits>
-
 #include "absl/strings/str_cat.h"
 #include "compiler/ir/ops_fused.h"
 #include "codegen/cpu/kernel_util.h"
@@ -17,21 +16,6 @@
 
 namespace ptc::cpu::internal {
 namespace {
-
-// gelu(x), as the gelu op's kernel computes it (elementwise.cc): the tanh form through
-// sigmoid(2u) for float.
-template <typename T>
-inline T GeluValue(T x, ir::GateActivation act) {
-  if (act == ir::GateActivation::kGelu) {
-    return T(0.5) * x * (T(1) + Erf(x * T(0.70710678118654752440)));
-  }
-  const T u = T(0.79788456080286535588) * (x + T(0.044715) * x * x * x);
-  if constexpr (std::is_same_v<T, float>) {
-    return x / (1.0f + FastExp(-2.0f * u));
-  } else {
-    return T(0.5) * x * (T(1) + std::tanh(u));
-  }
-}
 
 template <typename T>
 class SwigluKernel final : public Kernel {
@@ -43,9 +27,9 @@ class SwigluKernel final : public Kernel {
     const T* u = static_cast<const T*>(inputs[1]);
     T* y = static_cast<T*>(outputs[0]);
     if (act_ != ir::GateActivation::kSilu) {
-      const ir::GateActivation act = act_;
+      const bool tanh_form = act_ == ir::GateActivation::kGeluTanh;
       ParallelFor(n_, kElementGrain, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) y[i] = GeluValue(g[i], act) * u[i];
+        for (int64_t i = b; i < e; ++i) y[i] = GeluValue(g[i], tanh_form) * u[i];
       });
       return absl::OkStatus();
     }
@@ -76,14 +60,13 @@ class SwigluGradKernel final : public Kernel {
     T* dg = static_cast<T*>(outputs[0]);
     T* du = static_cast<T*>(outputs[1]);
     if (act_ != ir::GateActivation::kSilu) {
-      const ir::GateActivation act = act_;
-      const bool tanh_form = act == ir::GateActivation::kGeluTanh;
+      const bool tanh_form = act_ == ir::GateActivation::kGeluTanh;
       ParallelFor(n_, kElementGrain, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) {
           const T x = g[i], d = dy[i];
           const T v = u[i];
           dg[i] = d * v * GeluDerivative(x, tanh_form);
-          du[i] = d * GeluValue(x, act);
+          du[i] = d * GeluValue(x, tanh_form);
         }
       });
       return absl::OkStatus();

@@ -243,6 +243,29 @@ __device__ __forceinline__ int64_t GridStride() {
   return static_cast<int64_t>(gridDim.x) * blockDim.x;
 }
 
+// gelu(x) and gelu'(x) in the compute type C (f32 / f64): the tanh form (tanh_approx) or the
+// exact erf form. The gelu op (elementwise.cu), gelu_grad (train.cu) and GeGLU (swiglu.cu).
+template <typename C>
+__device__ __forceinline__ C GeluOf(C x, bool tanh_approx) {
+  if (tanh_approx) {
+    const C kAlpha = C(0.79788456080286535588);  // sqrt(2 / pi)
+    return C(0.5) * x * (C(1) + tanh(kAlpha * (x + C(0.044715) * x * x * x)));
+  }
+  return C(0.5) * x * (C(1) + erf(x * C(0.70710678118654752440)));
+}
+
+template <typename C>
+__device__ __forceinline__ C GeluDerivativeOf(C v, bool tanh_approx) {
+  if (tanh_approx) {
+    const C k0 = C(0.7978845608028654), k1 = C(0.044715);
+    const C t = tanh(k0 * (v + k1 * v * v * v));
+    return C(0.5) * (C(1) + t) + C(0.5) * v * (C(1) - t * t) * k0 * (C(1) + C(3) * k1 * v * v);
+  }
+  const C cdf = C(0.5) * (C(1) + erf(v * C(0.7071067811865476)));
+  const C pdf = C(0.3989422804014327) * exp(C(-0.5) * v * v);
+  return cdf + v * pdf;
+}
+
 // y[i] = f(a[i], b[i]) over n elements, f taking and giving Ty<D>::C values (16-bit values
 // widened, the result rounded once): elementwise ops of two operands that no fused program
 // covers (gelu_grad, swiglu). LaunchBinaryMap takes kVec elements per 16-byte access with a

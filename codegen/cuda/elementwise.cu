@@ -33,11 +33,8 @@ __device__ __forceinline__ C ApplyUnary(Op op, C x) {
       case Op::kCeil: return ceil(x);
       case Op::kCos: return cos(x);
       case Op::kSin: return sin(x);
-      case Op::kGelu: return C(0.5) * x * (C(1) + erf(x * C(0.70710678118654752440)));
-      case Op::kGeluTanh: {
-        const C kAlpha = C(0.79788456080286535588);  // sqrt(2 / pi)
-        return C(0.5) * x * (C(1) + tanh(kAlpha * (x + C(0.044715) * x * x * x)));
-      }
+      case Op::kGelu: return GeluOf(x, false);
+      case Op::kGeluTanh: return GeluOf(x, true);
       case Op::kNot: return x == C(0) ? C(1) : C(0);
       default: return x;  // identity
     }

@@ -29,27 +29,15 @@ __device__ __forceinline__ C SigmoidOf(C g) {
 
 // The gate's activation a(g) and its derivative a'(g): act 0 silu (g sigmoid(g)), 1 gelu's
 // tanh form, 2 gelu (erf).
+// (device_util.cuh's GeluOf / GeluDerivativeOf for the GELUs.)
 template <typename C>
 __device__ __forceinline__ C GateValue(int act, C g) {
-  if (act == 1) {
-    const C t = tanh(C(0.7978845608028654) * (g + C(0.044715) * g * g * g));
-    return C(0.5) * g * (C(1) + t);
-  }
-  if (act == 2) return C(0.5) * g * (C(1) + erf(g * C(0.7071067811865476)));
-  return g * SigmoidOf(g);
+  return act == 0 ? g * SigmoidOf(g) : GeluOf(g, act == 1);
 }
 
 template <typename C>
 __device__ __forceinline__ C GateDerivative(int act, C g) {
-  if (act == 1) {
-    const C k0 = C(0.7978845608028654), k1 = C(0.044715);
-    const C t = tanh(k0 * (g + k1 * g * g * g));
-    return C(0.5) * (C(1) + t) + C(0.5) * g * (C(1) - t * t) * k0 * (C(1) + C(3) * k1 * g * g);
-  }
-  if (act == 2) {
-    const C cdf = C(0.5) * (C(1) + erf(g * C(0.7071067811865476)));
-    return cdf + g * C(0.3989422804014327) * exp(C(-0.5) * g * g);
-  }
+  if (act != 0) return GeluDerivativeOf(g, act == 1);
   const C s = SigmoidOf(g);
   return s * (C(1) + g * (C(1) - s));
 }

@@ -567,18 +567,7 @@ template <DT D>
 __device__ __forceinline__ typename Ty<D>::C GeluGradValue(bool tanh_approx,
                                                            typename Ty<D>::C g,
                                                            typename Ty<D>::C v) {
-  using C = typename Ty<D>::C;
-  C dv;
-  if (tanh_approx) {
-    const C k0 = C(0.7978845608028654), k1 = C(0.044715);
-    const C t = tanh(k0 * (v + k1 * v * v * v));
-    dv = C(0.5) * (C(1) + t) + C(0.5) * v * (C(1) - t * t) * k0 * (C(1) + C(3) * k1 * v * v);
-  } else {
-    const C cdf = C(0.5) * (C(1) + erf(v * C(0.7071067811865476)));
-    const C pdf = C(0.3989422804014327) * exp(C(-0.5) * v * v);
-    dv = cdf + v * pdf;
-  }
-  return g * dv;
+  return g * GeluDerivativeOf(v, tanh_approx);
 }
 
 // gelu_grad as a two-operand map (device_util.cuh's LaunchBinaryMap: 16-byte accesses when the

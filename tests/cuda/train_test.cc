@@ -29,6 +29,7 @@
 #include "runtime/cuda/executor.h"
 #include "tests/cuda/cuda_test_util.h"
 #include "tests/e2e/tensor_proto_reader.h"
+#include "tests/e2e/torch_training_cases.h"
 
 #if PTC_HAVE_CUDA
 #include "runtime/cuda/autotune.h"  // ClearTuneCache
@@ -350,21 +351,9 @@ TEST_P(CudaTorchExport, TrainsLikeTorch) {
 }
 
 INSTANTIATE_TEST_SUITE_P(E2e, CudaTorchExport,
-                         testing::Values("gpt_loss_opset17", "llama_loss_opset17",
-                                         "hf_llama_loss_opset17",
-                                         "hf_gpt2_loss_opset17", "llama_loss_dynamo_opset20",
-                                         "hf_llama_loss_dynamo_opset20",
-                                         "hf_gpt2_loss_dynamo_opset20",
-                                         "hf_llama_loss_dynamo_opset23",
-                                         "hf_gpt2_loss_dynamo_opset23",
-                                         "hf_gpt2_loss_dynamo_optimized_opset20",
-                                         "hf_gpt2_padded_loss_dynamo_opset20",
-                                         "hf_gpt2_padded_loss_dynamo_opset23",
-                                         "hf_llama_loss_dynamo_optimized_opset23",
-                                         "hf_phi_loss_dynamo_opset20",
-                                         "hf_phi_loss_dynamo_optimized_opset23",
-                                         "hf_gptj_loss_dynamo_opset20",
-                                         "hf_neox_loss_dynamo_opset20"));
+                         testing::ValuesIn(e2e::WithDynamoTrainingCases(
+                             {"gpt_loss_opset17", "llama_loss_opset17", "hf_llama_loss_opset17",
+                              "hf_gpt2_loss_opset17"})));
 
 // Autotuning (on by default): the first run times each distinct GEMM problem's cuBLASLt
 // candidates (the accumulating ones from a snapshot of their output), later runs and the CUDA

@@ -30,6 +30,7 @@
 #include "runtime/cpu/executor.h"
 #include "runtime/plan/plan.h"
 #include "tests/e2e/tensor_proto_reader.h"
+#include "tests/e2e/torch_training_cases.h"
 
 namespace ptc {
 namespace {
@@ -431,24 +432,11 @@ TEST(TorchExportPlan, FoldedParametersRefuseToTrain) {
 }
 
 INSTANTIATE_TEST_SUITE_P(E2e, TorchLossReference,
-                         ::testing::Values("gpt_loss_opset17", "gpt_loss_opset14",
-                                           "llama_loss_opset17", "llama_loss_opset14",
-                                           "llama_shifted_loss_opset17",
-                                           "hf_gpt2_loss_opset17", "hf_llama_loss_opset17",
-                                           "gpt_loss_dynamo_opset20", "llama_loss_dynamo_opset20",
-                                           "llama_shifted_loss_dynamo_opset20",
-                                           "hf_gpt2_loss_dynamo_opset20",
-                                           "hf_llama_loss_dynamo_opset20",
-                                           "hf_gpt2_loss_dynamo_opset23",
-                                           "hf_llama_loss_dynamo_opset23",
-                                           "hf_gpt2_loss_dynamo_optimized_opset20",
-                                           "hf_gpt2_padded_loss_dynamo_opset20",
-                                           "hf_gpt2_padded_loss_dynamo_opset23",
-                                           "hf_llama_loss_dynamo_optimized_opset23",
-                                           "hf_phi_loss_dynamo_opset20",
-                                           "hf_phi_loss_dynamo_optimized_opset23",
-                                           "hf_gptj_loss_dynamo_opset20",
-                                           "hf_neox_loss_dynamo_opset20"));
+                         ::testing::ValuesIn(e2e::WithDynamoTrainingCases(
+                             {"gpt_loss_opset17", "gpt_loss_opset14", "llama_loss_opset17",
+                              "llama_loss_opset14", "llama_shifted_loss_opset17",
+                              "hf_gpt2_loss_opset17", "hf_llama_loss_opset17",
+                              "gpt_loss_dynamo_opset20", "llama_shifted_loss_dynamo_opset20"})));
 
 // ---------------------------------------------------------------------------------------------
 // (c) Smoke: the seq2seq and llama builders with --loss train end to end.
