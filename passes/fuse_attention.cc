@@ -8,6 +8,10 @@
 //                                            export of F.scaled_dot_product_attention
 //                                            scales q and k^T by sqrt(scale) each
 //   %sc = mul(%s, c) | div(%s, c)            optional; c a splat constant -> scale (else 1)
+//   %cp = mul(tanh(div(%sc, c)), c)          optional: Gemma 2's softcapping of the scaled
+//                                            scores (c a positive splat; the inner div may be
+//                                            mul(%sc, 1 / c), the outer mul either operand
+//                                            order) -> softcap=c ("fused.softcap")
 //   %m  = where(%mask, -inf, %sc)            optional; bool mask, true = masked out
 //       | where(%keep, %sc, -inf)            or true = kept (ptc's model builders): becomes
 //                                            attention's mask as not(%keep); a finite fill
@@ -251,6 +255,30 @@ class FuseAttentionPass : public FunctionPass {
     return f;
   }
 
+  // v = mul(tanh(div(x, c)), c) (the file comment's softcap chain), each node read once: the
+  // three nodes, x and c; nullopt for anything else.
+  struct Softcap {
+    std::vector<ir::Node*> nodes;
+    ir::Value* x = nullptr;
+    double cap = 0;
+  };
+  static std::optional<Softcap> SoftcapChain(const Matcher& m, const ir::Value* v) {
+    const Factor outer = ConstantFactor(m, v, "mul");
+    if (outer.node == nullptr || !outer.factor || !(*outer.factor > 0)) return std::nullopt;
+    ir::Node* th = SingleUseDef(m, outer.x, "tanh");
+    if (th == nullptr) return std::nullopt;
+    for (std::string_view op : {"div", "mul"}) {
+      const Factor inner = ConstantFactor(m, th->input(0), op);
+      // 1 / c and c as the graph's f32 constants: equal to f32 rounding.
+      if (inner.node == nullptr || !inner.factor ||
+          std::fabs(*inner.factor * *outer.factor - 1.0) > 1e-6) {
+        continue;
+      }
+      return Softcap{{outer.node, th, inner.node}, inner.x, *outer.factor};
+    }
+    return std::nullopt;
+  }
+
   absl::StatusOr<bool> RunOnFunction(ir::Module& module, ir::Function& fn) override {
     Matcher m(module, fn);
     const std::vector<ir::Node*> softmaxes = NodesWithOp(fn, "softmax");
@@ -347,6 +375,12 @@ class FuseAttentionPass : public FunctionPass {
         continue;
       }
       if (safe != nullptr) Count("fused.safe-softmax");
+      double softcap = 0.0;
+      if (std::optional<Softcap> cap = SoftcapChain(m, cur)) {
+        softcap = cap->cap;
+        cur = cap->x;
+        absorbed.insert(absorbed.end(), cap->nodes.begin(), cap->nodes.end());
+      }
       double scale = 1.0;
       for (std::string_view op : {"mul", "div"}) {
         const Factor f = ConstantFactor(m, cur, op);
@@ -432,6 +466,7 @@ class FuseAttentionPass : public FunctionPass {
       if (mask != nullptr) operands.push_back(mask);
       ir::AttrMap attrs;
       attrs["scale"] = scale;
+      if (softcap > 0) attrs["softcap"] = softcap;
       if (bthd) attrs["layout"] = std::string("bthd");
       ir::Node* att = fn.AddNode("attention", operands, {root->output()->type()},
                                  std::move(attrs), qk->loc(), {root->output()->name()},
@@ -440,6 +475,7 @@ class FuseAttentionPass : public FunctionPass {
       erase.insert(absorbed.begin(), absorbed.end());
       Count(bthd ? "fused.bthd" : "fused.bhtd");
       if (mask != nullptr) Count("fused.mask");
+      if (softcap > 0) Count("fused.softcap");
     }
     if (!erase.empty()) fn.EraseNodesIf([&](const ir::Node& n) { return erase.count(&n) > 0; });
     const bool gqa = FoldRepeatKv(module, fn);

@@ -386,6 +386,12 @@ absl::StatusOr<ir::Value*> LowerAttention(Emitter& e, const ir::Node& n) {
   PTC_ASSIGN_OR_RETURN(ir::Value* s, e.Op("matmul", {q, kt}));
   ir::DType dt = s->type().dtype;
   PTC_ASSIGN_OR_RETURN(s, e.Op("mul", {s, e.Scalar(dt, scale)}));
+  PTC_ASSIGN_OR_RETURN(double softcap, n.GetFloat("softcap", 0.0));
+  if (softcap > 0) {  // softcap * tanh(s / softcap), before the mask
+    PTC_ASSIGN_OR_RETURN(s, e.Op("div", {s, e.Scalar(dt, softcap)}));
+    PTC_ASSIGN_OR_RETURN(s, e.Op("tanh", {s}));
+    PTC_ASSIGN_OR_RETURN(s, e.Op("mul", {s, e.Scalar(dt, softcap)}));
+  }
   if (n.num_inputs() > 3) {
     ir::Value* mask = n.input(3);
     if (mask->type().dtype == ir::DType::kBool) {

@@ -26,11 +26,13 @@
 namespace ptc::passes {
 namespace {
 
-// The same layout and scale (both with their defaults).
+// The same layout, scale and softcap (each with its default).
 bool SameForm(const ir::Node& a, const ir::Node& b) {
   absl::StatusOr<std::string> la = a.GetString("layout", "bhtd"), lb = b.GetString("layout", "bhtd");
   absl::StatusOr<double> sa = a.GetFloat("scale", -1.0), sb = b.GetFloat("scale", -1.0);
-  return la.ok() && lb.ok() && sa.ok() && sb.ok() && *la == *lb && *sa == *sb;
+  absl::StatusOr<double> ca = a.GetFloat("softcap", 0.0), cb = b.GetFloat("softcap", 0.0);
+  return la.ok() && lb.ok() && sa.ok() && sb.ok() && ca.ok() && cb.ok() && *la == *lb &&
+         *sa == *sb && *ca == *cb;
 }
 
 class SaveAttentionStatsPass : public FunctionPass {

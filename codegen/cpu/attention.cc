@@ -1,5 +1,7 @@
-// attention(q, k, v[, mask]) {scale, layout}: softmax(q k^T * scale [masked]) v per batch and
-// head (op definition: compiler/ir/ops_fused.cc; made by passes/fuse_attention.cc).
+// attention(q, k, v[, mask]) {scale, softcap, layout}: softmax(q k^T * scale [capped]
+// [masked]) v per batch and head (op definition: compiler/ir/ops_fused.cc; made by
+// passes/fuse_attention.cc). softcap > 0 caps each scaled score s to softcap * tanh(s /
+// softcap) before the mask (Gemma 2); the backward multiplies dS by its derivative 1 - tanh^2.
 //
 // Float attention over at most kWholeRowKeys keys (training and decoding lengths): per (batch,
 // head) and block of kQueryBlock query rows, S = q k^T against every open key and O = P v as
@@ -208,6 +210,7 @@ class AttentionBase : public Kernel {
     int64_t hkv;  // k / v heads (h, or a divisor of h: grouped-query attention)
     bool bthd;
     T scale;
+    T softcap;                        // 0: none
     int mask_kind;                    // 0 none, 1 bool (true = masked out), 2 additive
     std::array<int64_t, 4> mask_str;  // element strides over [B, H, Tq, Tk], 0 = broadcast
   };
@@ -226,25 +229,44 @@ class AttentionBase : public Kernel {
     return p_.bthd ? (bi * t * p_.hkv + kh) * e : (bi * p_.hkv + kh) * t * e;
   }
 
+  // softcap > 0: the raw scores x[0, n) become softcap * tanh(x * scale / softcap) (the
+  // scale applied: MaskScale() is then 1), and deriv (when not null) their derivative with
+  // respect to the scaled score, 1 - tanh^2. Without softcap nothing happens.
+  void Cap(T* x, int64_t n, T* deriv = nullptr) const {
+    if (!(p_.softcap > T(0))) return;
+    const T in = p_.scale / p_.softcap;
+    for (int64_t j = 0; j < n; ++j) {
+      const T t = std::tanh(x[j] * in);
+      x[j] = p_.softcap * t;
+      if (deriv != nullptr) deriv[j] = T(1) - t * t;
+    }
+  }
+  // The factor the mask step multiplies the scores by: the scale, or 1 after Cap.
+  T MaskScale() const { return p_.softcap > T(0) ? T(1) : p_.scale; }
+
   // Scores -> probabilities in place: rows `rows` query rows from i0 of (bi, hi), row r at
-  // s + r * lds, over keys [0, n): scale, mask, softmax. A row whose keys are all masked
+  // s + r * lds, over keys [0, n): scale, cap, mask, softmax. A row whose keys are all masked
   // becomes NaN, as softmax gives (the forward's output), or zeros with `empty_rows_zero` (the
   // backward: such a row adds nothing to any gradient, as in the CUDA kernels). lse
-  // (optional): each row's log-sum-exp (-inf when masked).
+  // (optional): each row's log-sum-exp (-inf when masked). deriv (optional, with softcap; row
+  // r at deriv + r * lds): the cap's derivative per score (Cap).
   void Probs(T* s, int64_t lds, int64_t rows, int64_t n, const void* mask, int64_t bi,
-             int64_t hi, int64_t i0, float* lse = nullptr, bool empty_rows_zero = false) const {
+             int64_t hi, int64_t i0, float* lse = nullptr, bool empty_rows_zero = false,
+             T* deriv = nullptr) const {
     const T neg_inf = -std::numeric_limits<T>::infinity();
     const int64_t mask_base = bi * p_.mask_str[0] + hi * p_.mask_str[1];
+    const T scale = MaskScale();
     for (int64_t r = 0; r < rows; ++r) {
       T* sr = s + r * lds;
+      Cap(sr, n, deriv != nullptr ? deriv + r * lds : nullptr);
       if (p_.mask_kind == 1) {
         const bool* mr = static_cast<const bool*>(mask) + mask_base + (i0 + r) * p_.mask_str[2];
-        MaskScaleRow(sr, mr, p_.mask_str[3], n, p_.scale);
+        MaskScaleRow(sr, mr, p_.mask_str[3], n, scale);
       } else if (p_.mask_kind == 2) {
         const T* mr = static_cast<const T*>(mask) + mask_base + (i0 + r) * p_.mask_str[2];
-        for (int64_t j = 0; j < n; ++j) sr[j] = sr[j] * p_.scale + mr[j * p_.mask_str[3]];
+        for (int64_t j = 0; j < n; ++j) sr[j] = sr[j] * scale + mr[j * p_.mask_str[3]];
       } else {
-        ScaleRow(sr, n, p_.scale);
+        ScaleRow(sr, n, scale);
       }
       const T mx = RowMax(sr, n);
       const T sum = mx == neg_inf ? T(0) : ExpRowAndSum(sr, n, mx);
@@ -396,20 +418,22 @@ class AttentionKernel : public AttentionBase<T> {
         any_masked = open != rows * cols;
       }
       BlockGemm<T>(false, rows, cols, p_.d, qb, RowStride(p_.d), kt + j0, p_.tk, s, kKeyBlock);
+      const T scale = this->MaskScale();
       for (int64_t r = 0; r < rows; ++r) {
         T* sr = s + r * kKeyBlock;
+        this->Cap(sr, cols);
         if (p_.mask_kind == 1 && any_masked) {
           const bool* mr = static_cast<const bool*>(mask) + mask_base + (i0 + r) * p_.mask_str[2];
           const int64_t ms = p_.mask_str[3];
           for (int64_t j = 0; j < cols; ++j) {
-            sr[j] = mr[(j0 + j) * ms] ? neg_inf : sr[j] * p_.scale;
+            sr[j] = mr[(j0 + j) * ms] ? neg_inf : sr[j] * scale;
           }
         } else if (p_.mask_kind == 2) {
           const T* mr = static_cast<const T*>(mask) + mask_base + (i0 + r) * p_.mask_str[2];
           const int64_t ms = p_.mask_str[3];
-          for (int64_t j = 0; j < cols; ++j) sr[j] = sr[j] * p_.scale + mr[(j0 + j) * ms];
+          for (int64_t j = 0; j < cols; ++j) sr[j] = sr[j] * scale + mr[(j0 + j) * ms];
         } else {
-          ScaleRow(sr, cols, p_.scale);
+          ScaleRow(sr, cols, scale);
         }
         const T mx = std::max(row_max[r], RowMax(sr, cols));
         if (mx == neg_inf) {  // everything so far masked: contributes nothing
@@ -479,10 +503,12 @@ class AttentionGradKernel : public AttentionBase<T> {
       std::vector<T> kt(blas ? 0 : p_.d * tk), vt(blas ? 0 : p_.dv * tk);
       std::vector<T> st(blas ? 0 : tk * kQueryBlock);
       std::vector<T> s(kQueryBlock * tk), dp(kQueryBlock * tk);
+      std::vector<T> dcap(p_.softcap > T(0) ? kQueryBlock * tk : 0);  // the cap's derivative
       for (int64_t w = w0; w < w1; ++w) {
         for (int64_t g = 0; g < group; ++g) {  // query heads of kv head w % hkv, in order
           Pair(dy, q, k, v, mask, dq, dk, dv, w / p_.hkv, (w % p_.hkv) * group + g,
-               /*first=*/g == 0, kt.data(), vt.data(), s.data(), dp.data(), st.data());
+               /*first=*/g == 0, kt.data(), vt.data(), s.data(), dp.data(), st.data(),
+               dcap.empty() ? nullptr : dcap.data());
         }
       }
     });
@@ -505,7 +531,8 @@ class AttentionGradKernel : public AttentionBase<T> {
   // Query head hi's contributions: its dq, and added into its kv head's dk / dv (zeroed first
   // by the group's first head).
   void Pair(const T* dy, const T* q, const T* k, const T* v, const void* mask, T* dq, T* dk,
-            T* dv, int64_t bi, int64_t hi, bool first, T* kt, T* vt, T* s, T* dp, T* st) const {
+            T* dv, int64_t bi, int64_t hi, bool first, T* kt, T* vt, T* s, T* dp, T* st,
+            T* dcap) const {
     const int64_t tq = p_.tq, tk = p_.tk, d = p_.d, e = p_.dv;
     const int64_t ldd = RowStride(d), lde = RowStride(e);
     const int64_t kdd = KvRowStride(d), kde = KvRowStride(e);  // k / v / dk / dv rows
@@ -538,13 +565,19 @@ class AttentionGradKernel : public AttentionBase<T> {
         BlockGemm<T>(false, rows, tke, d, qb, ldd, kt, tk, s, tk);    // q k^T
         BlockGemm<T>(false, rows, tke, e, dyb, lde, vt, tk, dp, tk);  // dy v^T
       }
-      this->Probs(s, tk, rows, tke, mask, bi, hi, i0, nullptr, /*empty_rows_zero=*/true);  // P
+      this->Probs(s, tk, rows, tke, mask, bi, hi, i0, nullptr, /*empty_rows_zero=*/true,
+                  dcap);  // P
       for (int64_t r = 0; r < rows; ++r) {
-        // dS (scaled), overwriting dP; P stays in s.
+        // dS (scaled, and through the cap's derivative), overwriting dP; P stays in s.
         const T* sr = s + r * tk;
         T* pr = dp + r * tk;
         const T dsum = Dot(sr, pr, tke);
-        for (int64_t j = 0; j < tke; ++j) pr[j] = sr[j] * (pr[j] - dsum) * p_.scale;
+        if (dcap != nullptr) {
+          const T* cr = dcap + r * tk;
+          for (int64_t j = 0; j < tke; ++j) pr[j] = sr[j] * (pr[j] - dsum) * p_.scale * cr[j];
+        } else {
+          for (int64_t j = 0; j < tke; ++j) pr[j] = sr[j] * (pr[j] - dsum) * p_.scale;
+        }
       }
       // dq = dS k; dk += dS^T q; dv += P^T dy.
       if constexpr (std::is_same_v<T, float>) {
@@ -590,7 +623,8 @@ template <typename K>
 KernelOr MakeUnpacked(const ir::AttentionProblem& a) {
   using T = typename K::Value;
   return KernelPtr(new K(typename K::Plan{a.b, a.h, a.tq, a.tk, a.d, a.dv, a.hkv, a.bthd,
-                                          static_cast<T>(a.scale), a.mask_kind, a.mask_strides}));
+                                          static_cast<T>(a.scale), static_cast<T>(a.softcap),
+                                          a.mask_kind, a.mask_strides}));
 }
 
 // Layout bt3hd (q, k, v: slots of one packed [B, T, 3, H, D]): the slots are copied into bthd

@@ -229,6 +229,7 @@ std::vector<Ref> Reference(const std::string& op, const AttrMap& a, const std::v
     const int64_t b = qs[0], h = bthd ? qs[2] : qs[1], tq = bthd ? qs[1] : qs[2], d = qs[3];
     const int64_t tk = bthd ? in[1].shape[1] : in[1].shape[2], dv = in[2].shape[3];
     const double scale = FloatAttr(a, "scale", 1.0 / std::sqrt(static_cast<double>(d)));
+    const double softcap = FloatAttr(a, "softcap", 0.0);  // tanh capping before the mask
     // r's heads: h, or fewer for k / v (grouped-query: query head hi reads hi / (h / hr)).
     auto at = [&](const Ref& r, int64_t bi, int64_t hi, int64_t t, int64_t e, int64_t T,
                   int64_t E) {
@@ -247,6 +248,7 @@ std::vector<Ref> Reference(const std::string& op, const AttrMap& a, const std::v
             double dot = 0;
             for (int64_t e = 0; e < d; ++e) dot += at(in[0], bi, hi, i, e, tq, d) * at(in[1], bi, hi, j, e, tk, d);
             s[j] = dot * scale;
+            if (softcap > 0) s[j] = softcap * std::tanh(s[j] / softcap);
             if (in.size() == 4) {
               double mv = in[3].v[BroadcastIndex({bi, hi, i, j}, in[3].shape)];
               if (in[3].dtype == DType::kBool) {
@@ -866,6 +868,17 @@ std::vector<Case> AllCases() {
                 {F32({1, 33, 4, 8}), F32({1, 600, 2, 8}), F32({1, 600, 2, 8})}, 1, 1e-5, 1e-5});
   cs.push_back({"attention", {}, {F64({2, 4, 3, 2}), F64({2, 2, 5, 2}), F64({2, 2, 5, 3}),
                                   F64({2, 1, 3, 5})}});
+  // softcap (Gemma 2: scaled scores capped to softcap * tanh(s / softcap) before the mask),
+  // small enough to bend the scores here: whole rows with a bool mask, the flash path with an
+  // additive one, f64, grouped-query.
+  cs.push_back({"attention", {{"layout", std::string("bthd")}, {"scale", 0.5}, {"softcap", 0.75}},
+                {F32({2, 9, 2, 8}), F32({2, 9, 2, 8}), F32({2, 9, 2, 8}), Bool({1, 1, 9, 9})},
+                1, 1e-5, 1e-5});
+  cs.push_back({"attention", {{"scale", 0.5}, {"softcap", 1.0}},
+                {F32({1, 2, 37, 16}), F32({1, 2, 600, 16}), F32({1, 2, 600, 8}),
+                 F32({37, 600})}, 1, 1e-5, 1e-5});
+  cs.push_back({"attention", {{"softcap", 0.5}},
+                {F64({2, 4, 3, 2}), F64({2, 2, 5, 2}), F64({2, 2, 5, 3}), Bool({3, 5})}});
   cs.push_back({"matmul", {}, {In{DType::kF16, {2, 3}}, In{DType::kF16, {3, 4}}}, 1, 2e-3, 2e-3});
   cs.push_back({"gemm", {}, {F32({3, 4}), F32({4, 5})}});
   cs.push_back({"gemm", {{"trans_a", int64_t{1}}, {"trans_b", int64_t{1}}, {"alpha", 0.5},

@@ -15,7 +15,8 @@
 // Backward (FlashAttention-2 order): D_t = dO_t . O_t per query row; then one warp per
 // (batch, head, tile of 32 keys) with K, V, dK, dV of the tile in shared memory (lane j owns
 // key j: its dK / dV rows are written by that lane only), looping over every query row t:
-// p_j = exp(s_tj - lse_t), dp_j = dO_t . V_j, ds_j = p_j (dp_j - D_t); dV_j += p_j dO_t,
+// p_j = exp(s_tj - lse_t), dp_j = dO_t . V_j, ds_j = p_j (dp_j - D_t) (times 1 - tanh^2 of
+// the capped score with AttentionDesc::softcap); dV_j += p_j dO_t,
 // dK_j += scale ds_j q_t, and dq_t += scale sum_j ds_j K_j (f32 atomics across key tiles).
 //
 // Grouped-query attention (AttentionDesc::hkv < h): query head h reads K / V of kv head
@@ -58,12 +59,19 @@ __device__ __forceinline__ float WarpSum(float v) {
   return v;
 }
 
-// Scaled, masked score of (query t, key) given the dot product; -inf when masked out.
+// Scaled, capped (AttentionDesc::softcap), masked score of (query t, key) given the dot
+// product; -inf when masked out. dcap (the backward; may be null): the cap's derivative
+// 1 - tanh^2 (1 without softcap).
 template <DT D>
 __device__ __forceinline__ float MaskedScore(const AttentionDesc& a, float dot, int64_t b,
                                              int64_t h, int64_t t, int64_t key,
-                                             const void* mask) {
+                                             const void* mask, float* dcap = nullptr) {
   float s = dot * a.scale;
+  if (a.softcap > 0.f) {
+    const float th = tanhf(s / a.softcap);
+    s = a.softcap * th;
+    if (dcap != nullptr) *dcap = 1.f - th * th;
+  }
   if (a.mask_kind == kAttentionMaskCausal) {
     if (key > t + a.tk - a.tq) s = -INFINITY;
   } else if (a.mask_kind != 0) {
@@ -242,12 +250,14 @@ __global__ void __launch_bounds__(32)
       if (lane < nk) {
         float dot = 0.f;
         for (int c = 0; c < d; ++c) dot = fmaf(LoadF<D>(qr, c), krow[c], dot);  // q: broadcast
-        const float s = MaskedScore<D>(a, dot, b, h, t, k0 + lane, mask);
+        float dcap = 1.f;
+        const float s = MaskedScore<D>(a, dot, b, h, t, k0 + lane, mask, &dcap);
         const float lt = lse[row0 + t];
         p = (s == -INFINITY || !(lt > -INFINITY)) ? 0.f : __expf(s - lt);
         float dp = 0.f;
         for (int c = 0; c < dv; ++c) dp = fmaf(LoadF<D>(dor, c), vrow[c], dp);
-        ds = p == 0.f ? 0.f : p * (dp - dsum[row0 + t]);  // a row with every key masked: D NaN
+        // A row with every key masked: D NaN. softcap: dS through the cap's derivative.
+        ds = p == 0.f ? 0.f : p * (dp - dsum[row0 + t]) * dcap;
       }
       if (!__any_sync(0xffffffffu, p != 0.f)) continue;  // masked for every key of the tile
       if (lane < nk) {

@@ -85,6 +85,9 @@
 // group in registers, in head order, and still written once. P is recomputed once more than in a dq-by-atomics scheme (one extra
 // Q K^T product): the price of determinism.
 //
+// softcap (AttentionDesc::softcap, Gemma 2): each scaled score is capped (Cap) before the bias;
+// the backwards recompute the cap and multiply dS by its derivative.
+//
 // Rounding: P and dS are rounded to the input dtype for the tensor-core products (as
 // FlashAttention-2 does); sums, the softmax and lse are f32. Outputs are written in the input
 // dtype (the gradients too: no f32 scratch or cast pass).
@@ -111,6 +114,17 @@ using S = typename Ty<D>::S;
 // The kv head that query head h reads (grouped-query attention: AttentionDesc::hkv).
 __device__ __forceinline__ int64_t KvHead(const AttentionDesc& a, int64_t h) {
   return a.hkv > 0 ? h / (a.h / a.hkv) : h;
+}
+
+// AttentionDesc::softcap on a scaled score x: softcap * tanh(x / softcap), with dcap = 1 -
+// tanh^2 for the backward (x and dcap = 1 unchanged without softcap). tanh is the hardware's
+// approximation (__tanhf: tanh.approx.f32, about 2^-11 relative, below the f16 / bf16 inputs'
+// rounding; the SIMT kernels use tanhf).
+__device__ __forceinline__ float Cap(const AttentionDesc& a, float x, float& dcap) {
+  if (!(a.softcap > 0.f)) return x;
+  const float th = __tanhf(x * (1.f / a.softcap));
+  dcap = 1.f - th * th;
+  return a.softcap * th;
 }
 
 // Bool and additive masks are read as bias tiles; the causal kind is index arithmetic.
@@ -506,7 +520,8 @@ __device__ __forceinline__ void ForwardTile(const AttentionDesc& a, const uint32
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int row = wr + g + 8 * (e >> 1), key = 8 * j + 2 * qd + (e & 1);
-      float x = s[j][e] * a.scale;
+      float dcap = 1.f;  // unused: the forward needs no derivative
+      float x = Cap(a, s[j][e] * a.scale, dcap);
       if (bias != nullptr) x += ToF<D>(bias[row * kTileLd + key]);
       s[j][e] = key <= last[e >> 1] ? x : -INFINITY;
     }
@@ -657,7 +672,8 @@ __device__ __forceinline__ void KvGradTile(const AttentionDesc& a, const uint16_
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int key = wr + g + 8 * (e >> 1), qi = 16 * qc + 8 * jj + 2 * qd + (e & 1);
-        float x = st[jj][e] * a.scale;
+        float dcap = 1.f;
+        float x = Cap(a, st[jj][e] * a.scale, dcap);
         if (bias != nullptr) x += ToF<D>(bias[key * kTileLd + qi]);
         const float lt = lse_s[qi], ds = dsum_s[qi];  // read by every lane: no divergent loads
         const float p = (qi < first[e >> 1] || qi >= nq || x == -INFINITY || lt == -INFINITY)
@@ -666,7 +682,7 @@ __device__ __forceinline__ void KvGradTile(const AttentionDesc& a, const uint16_
         st[jj][e] = p;
         // p = 0 adds nothing, even where D is NaN (a query row with every key masked: its O,
         // and so D = dO . O, are NaN); as the CPU kernel and the SIMT backward.
-        dpt[jj][e] = p == 0.f ? 0.f : p * (dpt[jj][e] - ds);
+        dpt[jj][e] = p == 0.f ? 0.f : p * (dpt[jj][e] - ds) * dcap;
       }
     }
     // dV += P^T dO and dK += dS^T Q over this chunk's 16 queries (the k dim): B(k, n) =
@@ -851,11 +867,12 @@ __device__ __forceinline__ void QGradTile(const AttentionDesc& a, const uint32_t
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int i = e >> 1, row = wr + g + 8 * i, key = 16 * kc + 8 * jj + 2 * qd + (e & 1);
-        float x = s[jj][e] * a.scale;
+        float dcap = 1.f;
+        float x = Cap(a, s[jj][e] * a.scale, dcap);
         if (bias != nullptr) x += ToF<D>(bias[row * kTileLd + key]);
         const float p =
             (key > last[i] || x == -INFINITY || lt[i] == -INFINITY) ? 0.f : __expf(x - lt[i]);
-        s[jj][e] = p == 0.f ? 0.f : p * (dp[jj][e] - ds_row[i]);  // dS (0 where p = 0)
+        s[jj][e] = p == 0.f ? 0.f : p * (dp[jj][e] - ds_row[i]) * dcap;  // dS (0 where p = 0)
       }
     }
     const uint32_t da[4] = {Pack<D>(s[0][0], s[0][1]), Pack<D>(s[0][2], s[0][3]),

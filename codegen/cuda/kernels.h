@@ -298,7 +298,8 @@ cudaError_t LaunchSgd(DT dt, int64_t n, double momentum, double weight_decay, co
                       cudaStream_t stream);
 
 // --------------------------------------------------------------- attention (attention.cu)
-// Flash-style attention forward: O = softmax(scale Q K^T [+ mask]) V per (batch, head), online
+// Flash-style attention forward: O = softmax(cap(scale Q K^T) [+ mask]) V per (batch, head)
+// (cap: AttentionDesc::softcap), online
 // softmax over key tiles in shared memory, f32 accumulation, never materializes Tq x Tk.
 // Element strides of each operand over (b, h, t); the head dim is contiguous.
 constexpr int kFlashMaxHeadDim = 128;
@@ -308,6 +309,9 @@ struct AttentionDesc {
   // reads kv head i / (h / hkv) (k_strides / v_strides step over kv heads). 0: hkv = h.
   int64_t hkv = 0;
   float scale = 1.f;
+  // > 0: each scaled score s becomes softcap * tanh(s / softcap) before the mask (attention's
+  // softcap attribute, Gemma 2); the backwards multiply dS by 1 - tanh^2. 0: none.
+  float softcap = 0.f;
   int64_t q_strides[3] = {}, k_strides[3] = {}, v_strides[3] = {}, o_strides[3] = {};
   // 0 none, 1 bool (true: masked out), 2 additive (q's dtype), kAttentionMaskCausal: the
   // causal triangle by index (key j masked for query t iff j > t + tk - tq; the mask operand is

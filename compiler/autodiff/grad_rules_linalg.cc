@@ -141,7 +141,7 @@ absl::Status Attention(RuleContext& c) {
   std::vector<Value*> ins = {c.dy[0], c.in(0), c.in(1), c.in(2)};
   if (c.node.num_inputs() == 4) ins.push_back(c.in(3));
   ir::AttrMap attrs;
-  for (const char* k : {"scale", "layout"}) {
+  for (const char* k : {"scale", "softcap", "layout"}) {
     if (c.node.has_attr(k)) attrs[k] = c.node.attrs().at(k);
   }
   auto outs = c.b.OpN("attention_grad", ins, std::move(attrs), 3);

@@ -580,6 +580,11 @@ absl::StatusOr<AttentionProblem> DescribeAttention(const std::vector<TensorType>
   }
   PTC_ASSIGN_OR_RETURN(p.scale,
                        GetFloatAttr(attrs, "scale", 1.0 / std::sqrt(static_cast<double>(p.d))));
+  PTC_ASSIGN_OR_RETURN(p.softcap, GetFloatAttr(attrs, "softcap", 0.0));
+  if (!(p.softcap >= 0) || std::isinf(p.softcap)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "attribute 'softcap' must be finite and >= 0 (0: no capping), got ", p.softcap));
+  }
   PTC_ASSIGN_OR_RETURN(int64_t causal, GetIntAttr(attrs, "causal", 0));
   if (causal != 0 && causal != 1) {
     return absl::InvalidArgumentError(absl::StrCat("attribute 'causal' must be 0 or 1, got ",

@@ -31,6 +31,9 @@ struct AttentionProblem {
   // projection's output as is: slot 0 q, 1 k, 2 v); bthd is set too (the output is [B, T, H, D]).
   bool packed = false;
   double scale = 0;        // the attribute, else 1 / sqrt(d)
+  // Attribute softcap (default 0: none; Gemma 2's attn_logit_softcapping): each scaled score
+  // s becomes softcap * tanh(s / softcap) before the mask is applied.
+  double softcap = 0;
   bool causal = false;     // causal=1 (annotate-causal): the mask is the causal triangle
   DType dtype = DType::kF32;  // of q, k, v and the output
   int mask_kind = 0;       // 0: none, 1: bool (true = masked out), 2: added (q's dtype)

@@ -2150,7 +2150,8 @@ absl::Status Importer::ConvertRotaryEmbedding(NodeCtx& c) {
 // q_num_heads / kv_num_heads (read as [B, S, H, D]: ptc's layout "bthd"). attn_mask: bool
 // (true = attend, ptc's mask is its negation; a row it empties attends to every key) or added
 // to the scores; is_causal masks key j of query i when j > i (the upper-left triangle). Past keys / values (ptc builds its own KV
-// cache: ptc generate), softcap and the qk_matmul_output output are not supported.
+// cache: ptc generate) and the qk_matmul_output output are not supported. softcap > 0 (Gemma 2's
+// capping of the scaled scores, before the mask) is attention's softcap attribute.
 absl::Status Importer::ConvertAttention(NodeCtx& c) {
   const auto& node = c.node();
   for (int i = 4; i < node.input_size(); ++i) {
@@ -2167,7 +2168,6 @@ absl::Status Importer::ConvertAttention(NodeCtx& c) {
     }
   }
   PTC_ASSIGN_OR_RETURN(double softcap, c.AttrFloat("softcap", 0.0));
-  if (softcap != 0.0) return c.Unimplemented("softcap is not supported");
   PTC_ASSIGN_OR_RETURN(int64_t causal, c.AttrInt("is_causal", 0));
   PTC_ASSIGN_OR_RETURN(Entry * q, c.Req(0));
   PTC_ASSIGN_OR_RETURN(Entry * k, c.Req(1));
@@ -2208,6 +2208,7 @@ absl::Status Importer::ConvertAttention(NodeCtx& c) {
   } else {
     attrs["scale"] = 1.0 / std::sqrt(static_cast<double>(d));
   }
+  if (softcap > 0) attrs["softcap"] = softcap;  // <= 0: none (the operator's reference)
   // The mask ptc's attention takes: bool, true = masked out; or added to the scores.
   Entry* mask = nullptr;
   if (Entry* m = c.In(3)) {

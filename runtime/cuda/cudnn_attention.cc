@@ -283,6 +283,8 @@ absl::StatusOr<Problem> Describe(const ir::Node& node, int first, int trailing =
                                       " (cuDNN takes multiples of 8 up to 256)"));
   }
   if (!std::isfinite(a->scale)) return Decline(node, "bad scale attribute");
+  // Score capping would be a cuDNN score modifier (not wired): ptc's kernels cap.
+  if (a->softcap != 0) return Decline(node, "softcap (tanh capping of the scores)");
   p.scale = static_cast<float>(a->scale);
   const bool has_mask = a->mask_kind != 0;
   if (a->causal) {

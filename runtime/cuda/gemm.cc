@@ -931,6 +931,7 @@ absl::StatusOr<kernels::AttentionDesc> FlashDesc(const ir::Node& node, int first
   d.dv = p.dv;
   d.hkv = p.hkv == p.h ? 0 : p.hkv;  // grouped-query attention: k / v with fewer heads
   d.scale = static_cast<float>(p.scale);
+  d.softcap = static_cast<float>(p.softcap);
   // `rows`: 1, or 3 for the slots of a packed bt3hd row (q, k, v read in place); `heads`: the
   // operand's (q / o: h, k / v: hkv).
   auto strides = [&](int64_t t, int64_t hd, int64_t* st, int64_t rows, int64_t heads) {
@@ -1154,6 +1155,12 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateOwnAttention(const ir::Node&
         ", not KernelOptions::attention_two_gemm)"));
   }
   PTC_ASSIGN_OR_RETURN(double scale, node.GetFloat("scale", 1.0 / std::sqrt(double(d))));
+  PTC_ASSIGN_OR_RETURN(double softcap, node.GetFloat("softcap", 0.0));
+  if (softcap != 0.0) {
+    return absl::UnimplementedError(absl::StrCat(
+        node.Describe(), ": softcap needs the flash kernels (head dims up to ",
+        kernels::kFlashMaxHeadDim, ", not KernelOptions::attention_two_gemm)"));
+  }
   auto kernel = std::make_unique<AttentionKernel>();
   kernel->rows_ = b * h * tq;
   kernel->tq_ = tq;

@@ -36,6 +36,7 @@ struct FlashCase {
   int dtype;  // 0 f32, 1 f16, 2 bf16
   bool tc = false;  // the tensor-core kernels (gradients in the dtype) instead of the SIMT ones
   int64_t hkv = 0;  // grouped-query: k / v heads (a divisor of h); 0 = h
+  double softcap = 0;  // > 0: scaled scores capped to softcap * tanh(s / softcap) (Gemma 2)
   int64_t kv_heads() const { return hkv > 0 ? hkv : h; }
 };
 
@@ -61,8 +62,8 @@ struct Reference {
   std::vector<double> o, lse, dq, dk, dv;
 };
 
-// Naive f64: S = scale q k^T (+ mask), P = softmax(S), O = P v; dP = dO v^T,
-// dS = P (dP - rowsum(dO * O)), dq = scale dS k, dk = scale dS^T q, dv = P^T dO; with
+// Naive f64: S = cap(scale q k^T) (+ mask), P = softmax(S), O = P v; dP = dO v^T,
+// dS = P (dP - rowsum(dO * O)) cap', dq = scale dS k, dk = scale dS^T q, dv = P^T dO; with
 // grouped-query k / v, dk / dv of a kv head sum over the query heads that read it.
 Reference Naive(const FlashCase& c, double scale, const std::vector<double>& q,
                 const std::vector<double>& k, const std::vector<double>& v,
@@ -75,7 +76,7 @@ Reference Naive(const FlashCase& c, double scale, const std::vector<double>& q,
   r.dv.assign(v.size(), 0);
   for (int64_t b = 0; b < c.b; ++b) {
     for (int64_t h = 0; h < c.h; ++h) {
-      std::vector<double> p(c.tq * c.tk), ds(c.tq * c.tk);
+      std::vector<double> p(c.tq * c.tk), ds(c.tq * c.tk), dcap(c.tq * c.tk, 1.0);
       for (int64_t i = 0; i < c.tq; ++i) {
         double mx = -INFINITY;
         for (int64_t j = 0; j < c.tk; ++j) {
@@ -84,6 +85,11 @@ Reference Naive(const FlashCase& c, double scale, const std::vector<double>& q,
             s += q[At(c, c.tq, c.d, b, h, i, x)] * k[AtKv(c, c.tk, c.d, b, h, j, x)];
           }
           s *= scale;
+          if (c.softcap > 0) {
+            const double th = std::tanh(s / c.softcap);
+            s = c.softcap * th;
+            dcap[i * c.tk + j] = 1 - th * th;
+          }
           if ((c.mask == 1 || c.mask == 3) && j > i + c.tk - c.tq) s = -INFINITY;
           if (c.mask == 2) s += mask[(b * c.tq + i) * c.tk + j];
           p[i * c.tk + j] = s;
@@ -109,7 +115,7 @@ Reference Naive(const FlashCase& c, double scale, const std::vector<double>& q,
           for (int64_t x = 0; x < c.dv; ++x) {
             dp += d_o[At(c, c.tq, c.dv, b, h, i, x)] * v[AtKv(c, c.tk, c.dv, b, h, j, x)];
           }
-          ds[i * c.tk + j] = p[i * c.tk + j] * (dp - dsum);
+          ds[i * c.tk + j] = p[i * c.tk + j] * (dp - dsum) * dcap[i * c.tk + j];
         }
       }
       for (int64_t i = 0; i < c.tq; ++i) {
@@ -237,6 +243,7 @@ TEST_P(FlashAttention, ForwardAndBackwardMatchNaiveF64) {
   k::AttentionDesc d;
   d.b = c.b, d.h = c.h, d.tq = c.tq, d.tk = c.tk, d.d = c.d, d.dv = c.dv, d.hkv = c.hkv;
   d.scale = static_cast<float>(scale);
+  d.softcap = static_cast<float>(c.softcap);
   auto strides = [&](int64_t t, int64_t hd, int64_t* st, int64_t heads) {
     if (c.bthd) {
       st[0] = t * heads * hd, st[1] = hd, st[2] = heads * hd;
@@ -318,7 +325,11 @@ TEST_P(FlashAttention, ForwardAndBackwardMatchNaiveF64) {
   const double tol_o = c.dtype == 0 ? 1e-4 : c.dtype == 1 ? 4e-3 : 2.5e-2;
   const double tol_g = c.dtype == 0 ? 2e-4 : c.dtype == 1 ? (c.tc ? 1.5e-2 : 1e-2) : 6e-2;
   EXPECT_EQ(Close(got_o, ref.o, tol_o, tol_o), "") << c.name << " O";
-  EXPECT_EQ(Close(fetch_f32(lse, ref.lse.size()), ref.lse, 1e-4, 1e-4), "") << c.name << " lse";
+  // The tensor-core kernels' capped scores use tanh.approx.f32 (about 2^-11 relative: up to
+  // 5e-4 of a cap of 1 in each score, so in the log-sum-exp); the emulation's tanh is exact.
+  const double tol_lse = c.tc && c.softcap > 0 ? 1e-3 : 1e-4;
+  EXPECT_EQ(Close(fetch_f32(lse, ref.lse.size()), ref.lse, tol_lse, tol_lse), "")
+      << c.name << " lse";
   EXPECT_EQ(Close(fetch_grad(gq, ref.dq.size()), ref.dq, tol_g, tol_g), "") << c.name << " dq";
   EXPECT_EQ(Close(fetch_grad(gk, ref.dk.size()), ref.dk, tol_g, tol_g), "") << c.name << " dk";
   EXPECT_EQ(Close(fetch_grad(gv, ref.dv.size()), ref.dv, tol_g, tol_g), "") << c.name << " dv";
@@ -382,7 +393,23 @@ INSTANTIATE_TEST_SUITE_P(
                     FlashCase{"gqa_tc_bf16_bthd_additive", 1, 6, 40, 100, 64, 64, true, 2, 2,
                               true, 2},
                     FlashCase{"gqa_tc_f16_bhtd_no_mask_d128", 1, 3, 70, 70, 128, 128, false, 0, 1,
-                              true, 1}),
+                              true, 1},
+                    // softcap (Gemma 2's tanh capping of the scaled scores, before the mask;
+                    // the standard-normal inputs' scores have deviation 1, so a cap of 0.6-1
+                    // bends most of them): SIMT f32 / bf16, tensor cores f16 / bf16 with
+                    // causal bool / by index, additive and no mask, grouped-query.
+                    FlashCase{"softcap_f32_bhtd_causal", 2, 3, 37, 37, 16, 24, false, 1, 0,
+                              false, 0, 0.75},
+                    FlashCase{"softcap_bf16_bthd_additive_gqa", 1, 4, 20, 45, 32, 32, true, 2, 2,
+                              false, 2, 1.0},
+                    FlashCase{"softcap_tc_bf16_bhtd_causal_index_ragged", 1, 2, 130, 130, 64, 64,
+                              false, 3, 2, true, 0, 0.6},
+                    FlashCase{"softcap_tc_f16_bthd_causal_bool_gqa", 2, 4, 70, 70, 64, 64, true, 1,
+                              1, true, 2, 1.0},
+                    FlashCase{"softcap_tc_bf16_bthd_additive_d128", 1, 2, 40, 100, 128, 128, true,
+                              2, 2, true, 0, 0.8},
+                    FlashCase{"softcap_tc_f16_bhtd_no_mask", 1, 3, 70, 70, 64, 64, false, 0, 1,
+                              true, 0, 0.5}),
     [](const testing::TestParamInfo<FlashCase>& info) { return info.param.name; });
 
 }  // namespace

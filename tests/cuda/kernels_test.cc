@@ -695,6 +695,12 @@ std::vector<Case> Cases() {
          {2, 70, 2, 32}, T(b, {1, 1, 70, 70}), {{"layout", std::string("bthd")}});
     grad("attention_grad_additive_tq_lt_tk", f32, {1, 2, 9, 8}, {1, 2, 33, 8}, {1, 2, 33, 12},
          {1, 2, 9, 12}, T(f32, {1, 2, 9, 33}), {});
+    // softcap on the SIMT kernels (f32; head dim 16 is theirs alone).
+    att("attention_softcap_f32_bhtd_causal", f32, {2, 3, 40, 16}, {2, 3, 40, 16},
+        {2, 3, 40, 16}, T(b, {1, 1, 40, 40}), {{"scale", 0.5}, {"softcap", 0.8}}, false);
+    grad("attention_grad_softcap_f32_bthd_additive", f32, {1, 9, 2, 16}, {1, 33, 2, 16},
+         {1, 33, 2, 12}, {1, 9, 2, 12}, T(f32, {1, 2, 9, 33}),
+         {{"layout", std::string("bthd")}, {"scale", 0.5}, {"softcap", 0.8}});
     // Grouped-query attention (k / v with fewer heads than q; dk / dv summed over each kv
     // head's query heads) on the SIMT kernels, f32: both layouts, causal bool / additive masks.
     att("attention_gqa_f32_bthd_causal", f32, {2, 20, 4, 16}, {2, 20, 2, 16}, {2, 20, 2, 24},
@@ -778,6 +784,22 @@ std::vector<Case> Cases() {
        {1, 4, 70, 128}, T(b, {1, 4, 70, 70}), Gen::kBool, "", true);
     tc("attention_grad_tc_bf16_causal_attr_bthd_d128", bf16, {1, 100, 2, 128},
        {1, 100, 2, 128}, {1, 100, 2, 128}, T(b, {100, 100}), Gen::kCausal, "bthd", true, causal);
+    // softcap (Gemma 2: the scaled scores capped to softcap * tanh(s / softcap) before the
+    // mask; the backwards multiply dS by 1 - tanh^2): causal by index and ragged, an additive
+    // mask, grouped-query, both layouts; through the SIMT kernels too (TensorCoreAttention).
+    ir::AttrMap causal_cap = causal;
+    causal_cap["softcap"] = 1.0;
+    tc("attention_tc_bf16_softcap_causal_attr_ragged", bf16, {2, 2, 130, 64}, {2, 2, 130, 64},
+       {}, T(b, {1, 1, 130, 130}), Gen::kCausal, "", false, causal_cap);
+    tc("attention_grad_tc_bf16_softcap_causal_attr_ragged", bf16, {1, 2, 130, 64},
+       {1, 2, 130, 64}, {1, 2, 130, 64}, T(b, {1, 1, 130, 130}), Gen::kCausal, "", true,
+       causal_cap);
+    tc("attention_grad_tc_f16_softcap_bthd_additive_d128", f16, {1, 40, 2, 128},
+       {1, 100, 2, 128}, {1, 40, 2, 128}, T(f16, {1, 2, 40, 100}), Gen::kNormal, "bthd", true,
+       {{"softcap", 0.7}});
+    tc("attention_grad_tc_gqa_bf16_softcap_bthd_causal_attr", bf16, {1, 100, 4, 64},
+       {1, 100, 2, 64}, {1, 100, 4, 64}, T(b, {100, 100}), Gen::kCausal, "bthd", true,
+       causal_cap);
     // Rows with every key masked (Tq > Tk) add nothing to the gradients (P = 0, dS = 0 though
     // their D is NaN), on every backend: several key tiles (causal by index) and two query
     // tiles (bool mask tiles).
