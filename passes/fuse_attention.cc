@@ -9,9 +9,9 @@
 //                                            scales q and k^T by sqrt(scale) each
 //   %sc = mul(%s, c) | div(%s, c)            optional; c a splat constant -> scale (else 1)
 //   %cp = mul(tanh(div(%sc, c)), c)          optional: Gemma 2's softcapping of the scaled
-//                                            scores (c a positive splat; the inner div may be
-//                                            mul(%sc, 1 / c), the outer mul either operand
-//                                            order) -> softcap=c ("fused.softcap")
+//                                            scores -> softcap=c ("fused.softcap"); the forms
+//                                            of passes/matcher.h's MatchSoftcap: tanh alone
+//                                            (c = 1), a scale merged into the division
 //   %m  = where(%mask, -inf, %sc)            optional; bool mask, true = masked out
 //       | where(%keep, %sc, -inf)            or true = kept (ptc's model builders): becomes
 //                                            attention's mask as not(%keep); a finite fill
@@ -255,30 +255,6 @@ class FuseAttentionPass : public FunctionPass {
     return f;
   }
 
-  // v = mul(tanh(div(x, c)), c) (the file comment's softcap chain), each node read once: the
-  // three nodes, x and c; nullopt for anything else.
-  struct Softcap {
-    std::vector<ir::Node*> nodes;
-    ir::Value* x = nullptr;
-    double cap = 0;
-  };
-  static std::optional<Softcap> SoftcapChain(const Matcher& m, const ir::Value* v) {
-    const Factor outer = ConstantFactor(m, v, "mul");
-    if (outer.node == nullptr || !outer.factor || !(*outer.factor > 0)) return std::nullopt;
-    ir::Node* th = SingleUseDef(m, outer.x, "tanh");
-    if (th == nullptr) return std::nullopt;
-    for (std::string_view op : {"div", "mul"}) {
-      const Factor inner = ConstantFactor(m, th->input(0), op);
-      // 1 / c and c as the graph's f32 constants: equal to f32 rounding.
-      if (inner.node == nullptr || !inner.factor ||
-          std::fabs(*inner.factor * *outer.factor - 1.0) > 1e-6) {
-        continue;
-      }
-      return Softcap{{outer.node, th, inner.node}, inner.x, *outer.factor};
-    }
-    return std::nullopt;
-  }
-
   absl::StatusOr<bool> RunOnFunction(ir::Module& module, ir::Function& fn) override {
     Matcher m(module, fn);
     const std::vector<ir::Node*> softmaxes = NodesWithOp(fn, "softmax");
@@ -348,12 +324,13 @@ class FuseAttentionPass : public FunctionPass {
         absorbed.push_back(wn);
       } else if (Match a = m.Def(cur).Op("add"); a) {
         ir::Node* an = a.node();
-        // The scores operand is the one produced by the scale or the matmul.
+        // The scores operand is the one produced by the scale, the cap (a tanh alone when it
+        // is 1) or the matmul.
         int scores = -1;
         for (int i = 0; i < 2; ++i) {
           Match d = m.Def(an->input(i));
           if (d.node() != nullptr && (d.node()->op() == "mul" || d.node()->op() == "div" ||
-                                      d.node()->op() == "matmul") &&
+                                      d.node()->op() == "matmul" || d.node()->op() == "tanh") &&
               an->input(i)->type() == st) {
             scores = i;
           }
@@ -376,12 +353,13 @@ class FuseAttentionPass : public FunctionPass {
       }
       if (safe != nullptr) Count("fused.safe-softmax");
       double softcap = 0.0;
-      if (std::optional<Softcap> cap = SoftcapChain(m, cur)) {
+      double scale = 1.0;
+      if (std::optional<SoftcapMatch> cap = MatchSoftcap(m, cur)) {
         softcap = cap->cap;
+        scale = cap->factor;  // a scale merged into the cap's division, if any
         cur = cap->x;
         absorbed.insert(absorbed.end(), cap->nodes.begin(), cap->nodes.end());
       }
-      double scale = 1.0;
       for (std::string_view op : {"mul", "div"}) {
         const Factor f = ConstantFactor(m, cur, op);
         if (f.node == nullptr) continue;

@@ -10,7 +10,10 @@
 //   %l  = matmul(%x, %wt | %w)                 x [..., D], the weight 2-D, one use
 //   %lb = add(%l, %b) | add(%b, %l)            optional (an LM head with a bias: Phi, GPT-J),
 //                                              b [V] (or [1, .., 1, V]), one use
-//   %r  = reshape(%lb | %l) to [N, V]          optional, one use
+//   %c  = mul(tanh(div(%lb | %l, c)), c)       optional: Gemma 2's final logit softcapping
+//                                              (MatchSoftcap's forms) -> softcap=c
+//                                              ("fused.softcap")
+//   %r  = reshape(%c | %lb | %l) to [N, V]     optional, one use
 //   %loss = softmax_ce_loss(%r, %labels) {reduction mean|sum, ignore_index?}
 //                                              f32, labels [N], no class weights, no log_prob
 //                                              output
@@ -72,6 +75,13 @@ class FuseLinearCePass : public FunctionPass {
       if (Match r = m.Def(cur).Op("reshape").SingleUse(); r) {
         absorbed.push_back(r.node());
         cur = r.node()->input(0);
+      }
+      double softcap = 0.0;
+      // The capped logits themselves: no other factor (linear_ce_loss has no scale).
+      if (std::optional<SoftcapMatch> cap = MatchSoftcap(m, cur); cap && cap->factor == 1.0) {
+        softcap = cap->cap;
+        cur = cap->x;
+        absorbed.insert(absorbed.end(), cap->nodes.begin(), cap->nodes.end());
       }
       // The head's bias: add(logits, b) with b broadcast along the rows.
       ir::Value* bias = nullptr;
@@ -136,6 +146,7 @@ class FuseLinearCePass : public FunctionPass {
       ir::AttrMap attrs;
       if (trans_b) attrs["trans_b"] = int64_t{1};
       attrs["reduction"] = red;
+      if (softcap > 0) attrs["softcap"] = softcap;
       if (ce->has_attr("ignore_index")) attrs["ignore_index"] = ce->attrs().at("ignore_index");
       // The loss node becomes the fused op in place: its output (often the function's result,
       // whose name the training-step builder may look up) keeps its name.
@@ -150,6 +161,7 @@ class FuseLinearCePass : public FunctionPass {
       Count("fused");
       if (trans_b) Count("fused.transposed-weight");
       if (bias != nullptr) Count("fused.bias");
+      if (softcap > 0) Count("fused.softcap");
     }
     if (erase.empty()) return false;
     fn.EraseNodesIf([&](const ir::Node& n) { return erase.count(&n) > 0; });

@@ -138,6 +138,55 @@ std::vector<ir::Node*> NodesWithOp(const ir::Function& fn, std::string_view op) 
   return out;
 }
 
+std::optional<SoftcapMatch> MatchSoftcap(const Matcher& m, const ir::Value* v) {
+  // node = mul(a, c) | mul(c, a) | div(a, c) read once: the node, a and the factor (c or
+  // 1 / c, nonzero).
+  struct Scaled {
+    ir::Node* node;
+    ir::Value* a;
+    double factor;
+  };
+  auto scaled = [&](const ir::Value* x) -> std::optional<Scaled> {
+    for (std::string_view op : {"mul", "div"}) {
+      Match d = m.Def(x).Op(op).SingleUse();
+      if (!d) continue;
+      ir::Node* n = d.node();
+      for (int side : {1, 0}) {
+        if (side == 0 && op != "mul") break;
+        std::optional<double> c = m.Splat(n->input(side));
+        if (c && *c != 0.0 && !m.Splat(n->input(1 - side))) {
+          return Scaled{n, n->input(1 - side), op == "mul" ? *c : 1.0 / *c};
+        }
+      }
+    }
+    return std::nullopt;
+  };
+  SoftcapMatch r;
+  const ir::Value* t = v;
+  if (std::optional<Scaled> outer = scaled(v); outer && outer->node->op() == "mul") {
+    if (!(outer->factor > 0)) return std::nullopt;
+    r.nodes.push_back(outer->node);
+    r.cap = outer->factor;
+    t = outer->a;
+  } else {
+    r.cap = 1.0;
+  }
+  Match th = m.Def(t).Op("tanh").SingleUse();
+  if (!th) return std::nullopt;
+  r.nodes.push_back(th.node());
+  r.x = th.node()->input(0);
+  double f = 1.0;
+  if (std::optional<Scaled> inner = scaled(r.x)) {
+    r.nodes.push_back(inner->node);
+    r.x = inner->a;
+    f = inner->factor;
+  }
+  r.factor = f * r.cap;
+  // The graph's f32 constants: c * (1 / c) is 1 up to f32 rounding.
+  if (std::fabs(r.factor - 1.0) <= 1e-6) r.factor = 1.0;
+  return r;
+}
+
 ir::Value* F32Of(const Matcher& m, ir::Function& fn, ir::Value* v, const std::string& loc,
                  const ir::Node* before, bool* added) {
   *added = false;

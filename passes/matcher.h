@@ -96,6 +96,21 @@ class Matcher {
 // and erases nodes around them.
 std::vector<ir::Node*> NodesWithOp(const ir::Function& fn, std::string_view op);
 
+// Softcapping (Gemma 2's attention scores and logits): v = mul(tanh(u), c) (either operand
+// order; c a positive splat) or tanh(u) alone (c = 1: simplify drops a multiply by 1), with
+// u = mul(x, f) | mul(f, x) | div(x, 1 / f) (f a splat) or x itself (f = 1), each node read
+// once. Then v = cap * tanh(factor * x / cap) with cap = c and factor = f * c: 1 when the
+// inner division undoes the cap (the model's own form), else a scale folded into it (a
+// preceding scale multiply merged with the division by fold-constants / simplify). nullopt
+// for anything else.
+struct SoftcapMatch {
+  std::vector<ir::Node*> nodes;  // the tanh, and the outer / inner multiplies that are there
+  ir::Value* x = nullptr;
+  double cap = 0;
+  double factor = 1;
+};
+std::optional<SoftcapMatch> MatchSoftcap(const Matcher& m, const ir::Value* v);
+
 // `v` (f16 / bf16) in f32 for a node at `before`: the f32 value a cast made v from (a master
 // weight), else a new cast of v up named "<v>.f32" at `loc` (*added set then).
 ir::Value* F32Of(const Matcher& m, ir::Function& fn, ir::Value* v, const std::string& loc,

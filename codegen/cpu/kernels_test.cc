@@ -1290,7 +1290,7 @@ TEST(KernelLossTest, SoftmaxCeLargeVocabMatchesDoubleAndPropagatesNaN) {
 // linear_ce_loss (LM head + softmax cross-entropy, blocks of rows) against float64: the loss,
 // and with 3 outputs (4 with a bias) the gradients for d loss = 1, over several row blocks (V
 // large enough that a block is smaller than N), both weight layouts, with and without the LM
-// head's bias, an ignored label.
+// head's bias, an ignored label, softcap (Gemma 2's tanh capping of the logits).
 
 TEST(KernelLossTest, LinearCeLossMatchesDoubleOverRowBlocks) {
   const int64_t n = 150, d = 8, v = 40000;  // blocks of 8 MiB / (4 V) = 52 rows: 3 blocks
@@ -1303,10 +1303,11 @@ TEST(KernelLossTest, LinearCeLossMatchesDoubleOverRowBlocks) {
   std::vector<int64_t> labels(n);
   for (int64_t i = 0; i < n; ++i) labels[i] = (i * 7919) % v;
   labels[3] = -100;  // ignored
-  for (int variant = 0; variant < 4; ++variant) {
+  for (int variant = 0; variant < 6; ++variant) {
     const int trans_b = variant & 1;
     const bool with_bias = variant >= 2;
-    SCOPED_TRACE(absl::StrCat("trans_b ", trans_b, ", bias ", with_bias));
+    const double softcap = variant >= 4 ? 2.0 : 0.0;  // the logits' deviation is about 1.7
+    SCOPED_TRACE(absl::StrCat("trans_b ", trans_b, ", bias ", with_bias, ", softcap ", softcap));
     // w as [V, D] (trans_b) or its transpose [D, V].
     std::vector<float> wl(v * d);
     for (int64_t j = 0; j < v; ++j) {
@@ -1322,6 +1323,7 @@ TEST(KernelLossTest, LinearCeLossMatchesDoubleOverRowBlocks) {
     ir::Value* bv = fn.AddParam("b", {DType::kF32, {v}});
     ir::AttrMap attrs = {{"ignore_index", int64_t{-100}}};
     if (trans_b) attrs["trans_b"] = int64_t{1};
+    if (softcap > 0) attrs["softcap"] = softcap;
     std::vector<ir::Value*> node_in = {xv, wv, lv};
     std::vector<ir::TensorType> node_out = {
         {DType::kF32, {}}, {DType::kF32, {n, d}}, {DType::kF32, wshape}};
@@ -1342,7 +1344,7 @@ TEST(KernelLossTest, LinearCeLossMatchesDoubleOverRowBlocks) {
     // float64 reference.
     double total = 0;
     int64_t count = 0;
-    std::vector<double> gx(n * d, 0.0), gw(v * d, 0.0), gb(v, 0.0), logits(v);
+    std::vector<double> gx(n * d, 0.0), gw(v * d, 0.0), gb(v, 0.0), logits(v), dcap(v, 1.0);
     for (int64_t i = 0; i < n; ++i) {
       if (labels[i] == -100) continue;
       ++count;
@@ -1353,6 +1355,11 @@ TEST(KernelLossTest, LinearCeLossMatchesDoubleOverRowBlocks) {
       for (int64_t j = 0; j < v; ++j) {
         double s = with_bias ? double(b[j]) : 0.0;
         for (int64_t k = 0; k < d; ++k) s += double(x[i * d + k]) * w[j * d + k];
+        if (softcap > 0) {
+          const double t = std::tanh(s / softcap);
+          s = softcap * t;
+          dcap[j] = 1 - t * t;
+        }
         logits[j] = s;
         mx = std::max(mx, s);
       }
@@ -1361,7 +1368,8 @@ TEST(KernelLossTest, LinearCeLossMatchesDoubleOverRowBlocks) {
       const double lse = mx + std::log(sum);
       total += lse - logits[labels[i]];
       for (int64_t j = 0; j < v; ++j) {
-        const double g = (std::exp(logits[j] - lse) - (j == labels[i] ? 1.0 : 0.0)) / count;
+        const double g =
+            (std::exp(logits[j] - lse) - (j == labels[i] ? 1.0 : 0.0)) / count * dcap[j];
         gb[j] += g;
         for (int64_t k = 0; k < d; ++k) {
           gx[i * d + k] += g * w[j * d + k];

@@ -159,20 +159,23 @@ class LossKernel : public Kernel {
 // then per row the log-sum-exp and the label's logit; with the gradient outputs the block's
 // logits become G = (softmax - onehot) * norm in place and dx_unit_blk = G op(w)^T,
 // dw_unit += (G^T x_blk or x_blk^T G), db_unit += the column sums of G (rows in order). Rows
-// whose label is ignore_index add nothing.
+// whose label is ignore_index add nothing. softcap > 0 (Gemma 2): each logit z (bias added)
+// becomes softcap * tanh(z / softcap) before the softmax, and G is multiplied by the cap's
+// derivative 1 - tanh^2, kept per logit of the block in a second workspace block.
 template <typename L>
 class LinearCeKernel : public Kernel {
  public:
   LinearCeKernel(int64_t n, int64_t d, int64_t v, bool trans_b, bool mean,
-                 std::optional<int64_t> ignore, bool grads, bool bias, std::string where)
+                 std::optional<int64_t> ignore, bool grads, bool bias, float softcap,
+                 std::string where)
       : n_(n), d_(d), v_(v), trans_b_(trans_b), mean_(mean), ignore_(ignore), grads_(grads),
-        bias_(bias), where_(std::move(where)) {
+        bias_(bias), softcap_(softcap), where_(std::move(where)) {
     // ~8 MiB of logits per block (a few hundred rows for GPT vocabularies), at least 16 rows.
     rows_ = std::max<int64_t>(16, std::min<int64_t>(n_, (int64_t{8} << 20) / (4 * std::max<int64_t>(v_, 1))));
     rows_ = std::min(rows_, std::max<int64_t>(n_, 1));
   }
   size_t WorkspaceBytes() const override {
-    return static_cast<size_t>(rows_ * v_ + rows_) * sizeof(float);
+    return static_cast<size_t>(rows_ * v_ * (Derivs() ? 2 : 1) + rows_) * sizeof(float);
   }
   absl::Status Run(absl::Span<const void* const> inputs, absl::Span<void* const> outputs,
                    void* workspace) override {
@@ -187,6 +190,7 @@ class LinearCeKernel : public Kernel {
     if (db != nullptr) std::fill(db, db + v_, 0.0f);
     float* logits = static_cast<float*>(workspace);
     float* row_loss = logits + rows_ * v_;
+    float* derivs = Derivs() ? row_loss + rows_ : nullptr;  // [rows_, v_]: 1 - tanh^2
     int64_t count = 0;
     for (int64_t i = 0; i < n_; ++i) {
       const int64_t lab = labels[i];
@@ -218,6 +222,15 @@ class LinearCeKernel : public Kernel {
             }
             for (; j < v_; ++j) lr[j] += bias[j];
           }
+          if (softcap_ > 0) {
+            const float inv = 1.0f / softcap_;
+            float* dr = derivs != nullptr ? derivs + r * v_ : nullptr;
+            for (int64_t j = 0; j < v_; ++j) {
+              const float t = std::tanh(lr[j] * inv);
+              lr[j] = softcap_ * t;
+              if (dr != nullptr) dr[j] = 1.0f - t * t;
+            }
+          }
           const int64_t lab = labels[r0 + r];
           const bool ignored = ignore_.has_value() && lab == *ignore_;
           const float label_logit = ignored ? 0.0f : lr[lab];
@@ -242,6 +255,14 @@ class LinearCeKernel : public Kernel {
           for (; j + 8 <= v_; j += 8) _mm256_storeu_ps(lr + j, _mm256_mul_ps(_mm256_loadu_ps(lr + j), sv));
           for (; j < v_; ++j) lr[j] *= scale;
           lr[lab] -= norm;
+          if (derivs != nullptr) {  // through the cap: G * (1 - tanh^2)
+            const float* dr = derivs + r * v_;
+            for (j = 0; j + 8 <= v_; j += 8) {
+              _mm256_storeu_ps(lr + j, _mm256_mul_ps(_mm256_loadu_ps(lr + j),
+                                                     _mm256_loadu_ps(dr + j)));
+            }
+            for (; j < v_; ++j) lr[j] *= dr[j];
+          }
         }
       });
       for (int64_t r = 0; r < rows; ++r) total += row_loss[r];
@@ -269,10 +290,12 @@ class LinearCeKernel : public Kernel {
   }
 
  private:
+  bool Derivs() const { return grads_ && softcap_ > 0; }
   int64_t n_, d_, v_, rows_;
   bool trans_b_, mean_;
   std::optional<int64_t> ignore_;
   bool grads_, bias_;
+  float softcap_;
   std::string where_;
 };
 
@@ -376,13 +399,15 @@ KernelOr MakeLinearCeLossKernel(const ir::Node& node) {
     ignore = ii;
   }
   const bool grads = node.num_outputs() > 1;
+  PTC_ASSIGN_OR_RETURN(double softcap, node.GetFloat("softcap", 0.0));
+  const float cap = static_cast<float>(softcap);
   if (lab.dtype == DType::kI64) {
     return KernelPtr(new LinearCeKernel<int64_t>(n, d, v, trans_b != 0, red == "mean", ignore,
-                                                 grads, bias, node.Describe()));
+                                                 grads, bias, cap, node.Describe()));
   }
   if (lab.dtype == DType::kI32) {
     return KernelPtr(new LinearCeKernel<int32_t>(n, d, v, trans_b != 0, red == "mean", ignore,
-                                                 grads, bias, node.Describe()));
+                                                 grads, bias, cap, node.Describe()));
   }
   return Invalid(node, "labels must be i32 or i64");
 }

@@ -349,6 +349,13 @@ absl::StatusOr<std::vector<TensorType>> InferLinearCeLoss(const std::vector<Tens
     return absl::InvalidArgumentError(absl::StrCat(
         "attribute 'reduction' must be mean or sum, got '", red, "'"));
   }
+  // softcap (Gemma 2's final_logit_softcapping): each logit z becomes softcap * tanh(z /
+  // softcap) before the softmax; 0: none.
+  PTC_ASSIGN_OR_RETURN(double softcap, GetFloatAttr(attrs, "softcap", 0.0));
+  if (!(softcap >= 0) || std::isinf(softcap)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "attribute 'softcap' must be finite and >= 0 (0: no capping), got ", softcap));
+  }
   const TensorType& x = in[0];
   const TensorType& w = in[1];
   const TensorType& labels = in[2];

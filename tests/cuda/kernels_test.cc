@@ -688,6 +688,21 @@ std::vector<Case> Cases() {
         if (b.name == "linear_ce_loss_bf16_bias") b.tolerance_scale = 40;
         add(b);
       }
+      // softcap (Gemma 2's logits capped to softcap * tanh(z / softcap) in the row kernel, G
+      // times 1 - tanh^2): f32 tied with an ignored label, bf16 logits, f32 gradients, a bias.
+      for (Case c : {l, lb, lf}) {
+        c.name += "_softcap";
+        c.attrs["softcap"] = 3.0;
+        add(c);
+      }
+      {
+        Case c = m;
+        c.name = "linear_ce_loss_softcap_bias_sum";
+        c.attrs["softcap"] = 2.0;
+        c.inputs.push_back(T(f32, {c.index_range}));
+        c.gens.push_back(Gen::kNormal);
+        add(c);
+      }
     }
     grad("attention_grad_bhtd_causal", f32, {2, 3, 40, 16}, {2, 3, 40, 16}, {2, 3, 40, 16},
          {2, 3, 40, 16}, T(b, {1, 1, 40, 40}), {{"scale", 0.25}});

@@ -534,6 +534,19 @@ def make_hf(kind, seed):
                                       rotary_dim=4, n_positions=64, resid_pdrop=0.0,
                                       embd_pdrop=0.0, attn_pdrop=0.0)
         model = transformers.GPTJForCausalLM(cfg)
+    elif kind == "gemma2":
+        # Gemma 2's shape: softcapping of the attention scores and of the final logits (caps
+        # small enough, with weights drawn at 0.1, to bend them: the loss is 4.73 with them and
+        # 5.15 without; larger weights made torch's own f32 gradients stray from f64 by more
+        # than the tests' 1e-4), GeGLU, four norms per layer, a tied LM head, 2 kv heads, and
+        # a sliding window (8) shorter than the sequence on every other layer.
+        cfg = transformers.Gemma2Config(vocab_size=101, hidden_size=32, intermediate_size=88,
+                                        num_hidden_layers=2, num_attention_heads=4,
+                                        num_key_value_heads=2, head_dim=8,
+                                        max_position_embeddings=64, attn_logit_softcapping=0.3,
+                                        final_logit_softcapping=0.5, query_pre_attn_scalar=8,
+                                        sliding_window=8, initializer_range=0.1)
+        model = transformers.Gemma2ForCausalLM(cfg)
     else:
         cfg = transformers.LlamaConfig(vocab_size=101, hidden_size=32, intermediate_size=88,
                                        num_hidden_layers=2, num_attention_heads=4,
@@ -548,10 +561,13 @@ def hf_case(kind):
     gen = torch.Generator().manual_seed(6)
     ids = torch.randint(0, 101, (2, 16), generator=gen)
     cls = {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM", "phi": "PhiForCausalLM",
-           "gptj": "GPTJForCausalLM", "neox": "GPTNeoXForCausalLM"}[kind]
+           "gptj": "GPTJForCausalLM", "neox": "GPTNeoXForCausalLM",
+           "gemma2": "Gemma2ForCausalLM"}[kind]
     extra = {"llama": ", 2 kv heads, ffn 88", "phi": ", ffn 88, rotary on half of each head",
              "gptj": ", interleaved rotary on 4 of each head's 8 channels",
-             "neox": ", ffn 88, q | k | v packed per head, rotary on half of each head"}.get(
+             "neox": ", ffn 88, q | k | v packed per head, rotary on half of each head",
+             "gemma2": ", 2 kv heads, ffn 88, attention / logit softcaps 0.3 / 0.5, sliding "
+                       "window 8"}.get(
                  kind, "")
     return dict(
         name=f"hf_{kind}_loss",
@@ -703,6 +719,10 @@ def case_hf_gptj_loss():
 
 def case_hf_neox_loss():
     return dict(hf_case("neox"), dynamo_opsets=(20,))
+
+
+def case_hf_gemma2_loss():
+    return dict(hf_case("gemma2"), dynamo_opsets=(20,))
 
 
 def case_seq2seq():
@@ -922,7 +942,7 @@ def main():
             if DYNAMO:
                 makes += [case_hf_llama_logits, case_hf_gpt2_padded, case_hf_llama_padded,
                           case_hf_gpt2_padded_loss, case_hf_phi_loss, case_hf_gptj_loss,
-                          case_hf_neox_loss]
+                          case_hf_neox_loss, case_hf_gemma2_loss]
     except ImportError:
         print(f"transformers not installed (pip install transformers=={hf_version}): hf_* "
               "cases left as they are")

@@ -1,0 +1,1 @@
+ B1m.model.layers.0.pre_feedforward_layernorm.weightJÄ‰n;¿Ú+∫“î∫í<V<FH‡:St*;û˘5;Hﬂ®ªKÙÇº5gû<Œ,<ÔººÎ„ªd±õªÅã∫(æÏ:≠›ªbKãº‹B$ªuÖ}ªÊ.ªéÖÄ;⁄{^ªˆ¥><ıígºŒ‰∫ÌÜ;ß1[ª‰T];:è^;¥’<Ä§Wª
