@@ -22,6 +22,11 @@
 // square and the division ("other-x"); "axes" (not trailing, or keepdims=0); "epsilon" (not a
 // constant splat >= 0); "scale" (no scale multiply, or a scale that is not of the normalized
 // shape and x's dtype, e.g. a per-row factor).
+// Then a layer_norm (matched here or not) of transpose(x4, perm) that keeps the normalized
+// axes in place, the transpose read by nothing else, normalizes x4 and transposes the result
+// ("moved.before-transpose"): Gemma 3's per-head q / k norms come after the head transpose,
+// and with the norm before it match-rotary moves the rotary before it too, so the attention
+// reads the heads in place (as Qwen3's, normalized before the transpose).
 // Runs before autodiff (compiler/driver: with match-gelu) and in the default pipeline after cse
 // (inference plans), before fuse-elementwise, which would otherwise fuse the tail.
 //
@@ -73,7 +78,7 @@ class MatchRmsNormPass : public FunctionPass {
       changed = true;
     }
     if (!erase.empty()) fn.EraseNodesIf([&](const ir::Node& n) { return erase.count(&n) > 0; });
-    return changed;
+    return MoveBeforeTransposes(module, fn) || changed;
   }
 
  private:
@@ -84,6 +89,38 @@ class MatchRmsNormPass : public FunctionPass {
     int64_t axis = 0;
     double epsilon = 0;
   };
+
+  // The file comment's move of a layer_norm before the transpose it reads.
+  bool MoveBeforeTransposes(const ir::Module& module, ir::Function& fn) {
+    Matcher m(module, fn);
+    std::set<const ir::Node*> erase;
+    for (ir::Node* ln : NodesWithOp(fn, "layer_norm")) {
+      absl::StatusOr<int64_t> axis = ln->GetInt("axis", -1);
+      Match t = m.Def(ln->input(0)).Op("transpose").SingleUse();
+      if (!axis.ok() || ln->num_outputs() != 1 || !t) continue;
+      absl::StatusOr<std::vector<int64_t>> perm = t.node()->GetInts("perm");
+      const int64_t rank = ln->output()->type().rank();
+      const int64_t a = *axis < 0 ? *axis + rank : *axis;
+      bool keeps = perm.ok() && static_cast<int64_t>(perm->size()) == rank && a >= 0 && a < rank;
+      for (int64_t i = a; keeps && i < rank; ++i) keeps = (*perm)[i] == i;
+      if (!keeps) continue;
+      ir::Value* x4 = t.node()->input(0);
+      std::vector<ir::Value*> ins(ln->inputs().begin(), ln->inputs().end());
+      ins[0] = x4;
+      ir::Node* moved = fn.AddNode("layer_norm", ins, {{ln->output()->type().dtype,
+                                                        x4->type().shape}},
+                                   ln->attrs(), ln->loc(), {ln->output()->name() + ".n"}, ln);
+      ir::Node* tr = fn.AddNode("transpose", {moved->output()}, {ln->output()->type()},
+                                {{"perm", *perm}}, t.node()->loc(), {ln->output()->name()}, ln);
+      fn.ReplaceAllUsesWith(ln->output(), tr->output());
+      erase.insert(ln);
+      erase.insert(t.node());
+      Count("moved.before-transpose");
+    }
+    if (erase.empty()) return false;
+    fn.EraseNodesIf([&](const ir::Node& n) { return erase.count(&n) > 0; });
+    return true;
+  }
 
   // The match around `mean` (a reduce_mean); false with `why` set on a decline (empty `why`:
   // not an RMS norm at all, nothing counted).

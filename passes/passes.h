@@ -69,6 +69,10 @@ std::unique_ptr<Pass> CreateMatchRmsNormPass();
 // (match_rotary.cc).
 std::unique_ptr<Pass> CreateMatchRotaryPass();
 
+// Slices of one value cutting one axis into consecutive parts that cover it -> one split (its
+// gradient one concat instead of zero-padded slice_grads and their sum) (slices_as_split.cc).
+std::unique_ptr<Pass> CreateSlicesAsSplitPass();
+
 // sigmoid(g) * g * u (Llama's SwiGLU, any grouping and operand order) -> swiglu
 // (match_swiglu.cc).
 std::unique_ptr<Pass> CreateMatchSwigluPass();

@@ -167,6 +167,10 @@ const std::vector<PassInfo>& RegisteredPasses() {
       {"match-rotary",
        "x1*cos - x2*sin, x2*cos + x1*sin concatenated (or x*cos + rotate_half(x)*sin) -> rotary",
        [] { return CreateMatchRotaryPass(); }},
+      {"slices-as-split",
+       "slices cutting one axis into parts that cover it -> one split (Phi-3's q | k | v: the "
+       "gradient is one concat)",
+       [] { return CreateSlicesAsSplitPass(); }},
       {"match-swiglu", "g * sigmoid(g) * u (Llama's SwiGLU MLP gate) -> swiglu",
        [] { return CreateMatchSwigluPass(); }},
       {"fuse-matmul-bias", "matmul + transposed weight + bias + gelu/relu -> fused_matmul",

@@ -15,6 +15,8 @@
 //   split(x) with one output       -> x
 //   slice(x) to x's shape, steps 1 -> x
 //   concat(x) with one operand     -> x
+//   concat(..., e, ...), e with no elements
+//                                  -> concat of the others (then x when one is left)
 //   mul(x, 1), mul(1, x), div(x, 1) -> x                  (a constant of ones that does not
 //                                                          broadcast x: exact, NaN and -0 too;
 //                                                          e.g. the unit loss gradient's scale)
@@ -176,6 +178,20 @@ class SimplifyPass : public Pass {
     }
     if (op == "matmul" && n.num_inputs() == 2 && n.num_outputs() == 1 && MatMulUnflattened(fn, n, erase)) {
       return true;
+    }
+    // Zero-size parts of a concat add nothing (Phi-3's rotary on the whole head leaves the
+    // pass-through slice x[..., D:] empty): dropped, and a single part left forwards below.
+    if (op == "concat" && n.num_inputs() > 1 && n.output()->type().num_elements() > 0) {
+      std::vector<ir::Value*> parts;
+      for (ir::Value* in : n.inputs()) {
+        if (in->type().num_elements() > 0) parts.push_back(in);
+      }
+      if (parts.size() < n.num_inputs() && !parts.empty()) {
+        n.set_inputs(parts);
+        Count("concat.empty-part");
+        if (parts.size() > 1) return true;
+        x = parts[0];
+      }
     }
     if ((op == "split" || op == "concat") && n.num_outputs() == 1 && n.num_inputs() == 1) {
       return Forward(fn, n, x, erase, op == "split" ? "split.single" : "concat.single");

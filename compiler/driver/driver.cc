@@ -112,6 +112,10 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
     // gradients are stored (passes/fuse_linear_ce.cc); with --precision bf16 / fp16 its GEMMs
     // run in the low dtype, the softmax in f32.
     fusion(passes::CreateFuseLinearCePass());
+    // After the fusions (match-rotary reads a rotation's half slices as slices): slices that
+    // partition an axis as one split, whose gradient is one concat instead of a zero-padded
+    // slice_grad per part and their sum (Phi-3's q | k | v).
+    fusion(passes::CreateSlicesAsSplitPass());
     pre.Add(passes::CreateFoldConstantsPass());
     pre.Add(passes::CreateDcePass());
     PTC_RETURN_IF_ERROR(pre.Run(*module));

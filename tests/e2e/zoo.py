@@ -99,11 +99,41 @@ def build(kind):
         return T.BloomForCausalLM(T.BloomConfig(vocab_size=256, hidden_size=32, n_layer=2,
                                                 n_head=4, hidden_dropout=0.0,
                                                 attention_dropout=0.0))
+    if kind == "gemma3":
+        return T.Gemma3ForCausalLM(T.Gemma3TextConfig(hidden_size=32, intermediate_size=88,
+                                                      num_key_value_heads=2, head_dim=8,
+                                                      sliding_window=8, **COMMON))
+    if kind == "phi3":
+        return T.Phi3ForCausalLM(T.Phi3Config(hidden_size=32, intermediate_size=88,
+                                              num_key_value_heads=2, resid_pdrop=0.0,
+                                              embd_pdrop=0.0, attention_dropout=0.0,
+                                              pad_token_id=0, **COMMON))
+    if kind == "olmo2":
+        return T.Olmo2ForCausalLM(T.Olmo2Config(hidden_size=32, intermediate_size=88,
+                                                num_key_value_heads=2, pad_token_id=0,
+                                                **COMMON))
+    if kind == "starcoder2":
+        return T.Starcoder2ForCausalLM(T.Starcoder2Config(hidden_size=32, intermediate_size=88,
+                                                          num_key_value_heads=2,
+                                                          sliding_window=None, residual_dropout=0.0,
+                                                          embedding_dropout=0.0, **COMMON))
+    if kind == "granite":
+        return T.GraniteForCausalLM(T.GraniteConfig(hidden_size=32, intermediate_size=88,
+                                                    num_key_value_heads=2, **COMMON))
+    if kind == "cohere":
+        return T.CohereForCausalLM(T.CohereConfig(hidden_size=32, intermediate_size=88,
+                                                  num_key_value_heads=2, pad_token_id=0,
+                                                  **COMMON))
+    if kind == "mixtral":
+        return T.MixtralForCausalLM(T.MixtralConfig(hidden_size=32, intermediate_size=88,
+                                                    num_key_value_heads=2, num_local_experts=4,
+                                                    num_experts_per_tok=2, **COMMON))
     raise ValueError(kind)
 
 
 KINDS = ["gpt2", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi", "stablelm",
-         "neox", "gptj", "opt", "bigcode", "falcon", "bloom"]
+         "neox", "gptj", "opt", "bigcode", "falcon", "bloom", "gemma3", "phi3", "olmo2",
+         "starcoder2", "granite", "cohere", "mixtral"]
 
 # Ops every transformer's training step has; the table lists the others.
 EXPECTED = {"assign", "lr_schedule", "adamw_update", "gather", "gather_grad", "layer_norm",
