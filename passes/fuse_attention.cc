@@ -234,27 +234,6 @@ class FuseAttentionPass : public FunctionPass {
     return d ? d.node() : nullptr;
   }
 
-  // v = mul(x, c) | mul(c, x) | div(x, c), read once: the node (nullptr when v is no such
-  // op), x, and the factor c or 1 / c (nullopt unless c is a nonzero splat constant).
-  struct Factor {
-    ir::Node* node = nullptr;
-    ir::Value* x = nullptr;
-    std::optional<double> factor;
-  };
-  static Factor ConstantFactor(const Matcher& m, const ir::Value* v, std::string_view op) {
-    Factor f;
-    f.node = SingleUseDef(m, v, op);
-    if (f.node == nullptr) return f;
-    std::optional<double> c = m.Splat(f.node->input(1));
-    f.x = f.node->input(0);
-    if (!c && op == "mul") {
-      c = m.Splat(f.node->input(0));
-      f.x = f.node->input(1);
-    }
-    if (c && *c != 0.0) f.factor = op == "mul" ? *c : 1.0 / *c;
-    return f;
-  }
-
   absl::StatusOr<bool> RunOnFunction(ir::Module& module, ir::Function& fn) override {
     Matcher m(module, fn);
     const std::vector<ir::Node*> softmaxes = NodesWithOp(fn, "softmax");
@@ -361,7 +340,7 @@ class FuseAttentionPass : public FunctionPass {
         absorbed.insert(absorbed.end(), cap->nodes.begin(), cap->nodes.end());
       }
       for (std::string_view op : {"mul", "div"}) {
-        const Factor f = ConstantFactor(m, cur, op);
+        const ConstantFactor f = ConstantFactorOf(m, cur, op);
         if (f.node == nullptr) continue;
         if (!f.factor) {
           bad = true;
@@ -388,7 +367,7 @@ class FuseAttentionPass : public FunctionPass {
       // over both operands, for range), as do models that scale q alone.
       for (ir::Value** operand : {&q, &kt}) {
         for (std::string_view op : {"mul", "div"}) {
-          const Factor f = ConstantFactor(m, *operand, op);
+          const ConstantFactor f = ConstantFactorOf(m, *operand, op);
           if (!f.factor || f.x->type() != (*operand)->type()) continue;
           scale *= *f.factor;
           *operand = f.x;

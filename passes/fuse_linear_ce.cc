@@ -10,10 +10,15 @@
 //   %l  = matmul(%x, %wt | %w)                 x [..., D], the weight 2-D, one use
 //   %lb = add(%l, %b) | add(%b, %l)            optional (an LM head with a bias: Phi, GPT-J),
 //                                              b [V] (or [1, .., 1, V]), one use
-//   %c  = mul(tanh(div(%lb | %l, c)), c)       optional: Gemma 2's final logit softcapping
-//                                              (MatchSoftcap's forms) -> softcap=c
+//   %s  = mul(%lb | %l, c) | div(.., 1 / c)    optional: a logit scale (Cohere's logit_scale,
+//                                              Granite's logits_scaling), c a splat -> scale=c
+//                                              ("fused.scale")
+//   %c  = mul(tanh(div(%s | %lb | %l, c)), c)  optional: Gemma 2's final logit softcapping
+//                                              (MatchSoftcap's forms; a scale merged into its
+//                                              division joins scale) -> softcap=c
 //                                              ("fused.softcap")
-//   %r  = reshape(%c | %lb | %l) to [N, V]     optional, one use
+//   %r  = reshape(%c | %s | %lb | %l) to [N, V]
+//                                              optional, one use
 //   %loss = softmax_ce_loss(%r, %labels) {reduction mean|sum, ignore_index?}
 //                                              f32, labels [N], no class weights, no log_prob
 //                                              output
@@ -76,12 +81,20 @@ class FuseLinearCePass : public FunctionPass {
         absorbed.push_back(r.node());
         cur = r.node()->input(0);
       }
-      double softcap = 0.0;
-      // The capped logits themselves: no other factor (linear_ce_loss has no scale).
-      if (std::optional<SoftcapMatch> cap = MatchSoftcap(m, cur); cap && cap->factor == 1.0) {
+      double softcap = 0.0, scale = 1.0;
+      if (std::optional<SoftcapMatch> cap = MatchSoftcap(m, cur)) {
         softcap = cap->cap;
+        scale = cap->factor;
         cur = cap->x;
         absorbed.insert(absorbed.end(), cap->nodes.begin(), cap->nodes.end());
+      }
+      for (std::string_view op : {"mul", "div"}) {
+        const ConstantFactor f = ConstantFactorOf(m, cur, op);
+        if (f.node == nullptr || !f.factor || m.Splat(f.x)) continue;
+        scale *= *f.factor;
+        cur = f.x;
+        absorbed.push_back(f.node);
+        break;
       }
       // The head's bias: add(logits, b) with b broadcast along the rows.
       ir::Value* bias = nullptr;
@@ -147,6 +160,7 @@ class FuseLinearCePass : public FunctionPass {
       if (trans_b) attrs["trans_b"] = int64_t{1};
       attrs["reduction"] = red;
       if (softcap > 0) attrs["softcap"] = softcap;
+      if (scale != 1.0) attrs["scale"] = scale;
       if (ce->has_attr("ignore_index")) attrs["ignore_index"] = ce->attrs().at("ignore_index");
       // The loss node becomes the fused op in place: its output (often the function's result,
       // whose name the training-step builder may look up) keeps its name.
@@ -162,6 +176,7 @@ class FuseLinearCePass : public FunctionPass {
       if (trans_b) Count("fused.transposed-weight");
       if (bias != nullptr) Count("fused.bias");
       if (softcap > 0) Count("fused.softcap");
+      if (scale != 1.0) Count("fused.scale");
     }
     if (erase.empty()) return false;
     fn.EraseNodesIf([&](const ir::Node& n) { return erase.count(&n) > 0; });

@@ -22,6 +22,9 @@
 // square and the division ("other-x"); "axes" (not trailing, or keepdims=0); "epsilon" (not a
 // constant splat >= 0); "scale" (no scale multiply, or a scale that is not of the normalized
 // shape and x's dtype, e.g. a per-row factor).
+// An RMS norm of x - reduce_mean(x) over the same axes is a layer norm without a bias:
+// layer_norm(x, scale) {rms=0} ("centered"; Cohere's LayerNorm, written out as mean, variance of
+// the centered x and rsqrt), its backward one layer_norm_grad too.
 // Then a layer_norm (matched here or not) of transpose(x4, perm) that keeps the normalized
 // axes in place, the transpose read by nothing else, normalizes x4 and transposes the result
 // ("moved.before-transpose"): Gemma 3's per-head q / k norms come after the head transpose,
@@ -37,6 +40,7 @@
 //            %n = div(%x, %r) : f32[2,8,64]
 //            %y = mul(%w, %n) : f32[2,8,64]
 //   after:   %y = layer_norm(%x, %w) {axis=2, epsilon=1e-05, rms=1} : f32[2,8,64]
+#include <algorithm>
 #include <charconv>
 #include <cstdlib>
 #include <set>
@@ -78,6 +82,7 @@ class MatchRmsNormPass : public FunctionPass {
       changed = true;
     }
     if (!erase.empty()) fn.EraseNodesIf([&](const ir::Node& n) { return erase.count(&n) > 0; });
+    changed |= Centered(module, fn);
     return MoveBeforeTransposes(module, fn) || changed;
   }
 
@@ -89,6 +94,42 @@ class MatchRmsNormPass : public FunctionPass {
     int64_t axis = 0;
     double epsilon = 0;
   };
+
+  // layer_norm(sub(y, reduce_mean(y)), scale) {rms=1} -> layer_norm(y, scale) (the file
+  // comment's "centered").
+  bool Centered(const ir::Module& module, ir::Function& fn) {
+    Matcher m(module, fn);
+    std::set<const ir::Node*> erase;
+    for (ir::Node* ln : NodesWithOp(fn, "layer_norm")) {
+      absl::StatusOr<int64_t> axis = ln->GetInt("axis", -1);
+      if (!axis.ok() || ln->GetInt("rms", 0).value_or(0) != 1 || ln->num_inputs() != 2) continue;
+      Match sub = m.Def(ln->input(0)).Op("sub").SingleUse();
+      if (!sub) continue;
+      ir::Value* y = sub.node()->input(0);
+      Match mean = m.Def(sub.node()->input(1)).Op("reduce_mean").SingleUse();
+      if (!mean || mean.node()->input(0) != y) continue;
+      const int64_t rank = y->type().rank();
+      std::vector<int64_t> want;
+      for (int64_t a = *axis; a < rank; ++a) want.push_back(a);
+      absl::StatusOr<std::vector<int64_t>> axes = mean.node()->GetInts("axes");
+      if (!axes.ok() || mean.node()->GetInt("keepdims", 1).value_or(0) != 1) continue;
+      std::vector<int64_t> got = *axes;
+      for (int64_t& a : got) a = a < 0 ? a + rank : a;
+      std::sort(got.begin(), got.end());
+      if (got != want || y->type() != ln->input(0)->type()) {
+        Count("declined.centered-axes");
+        continue;
+      }
+      ln->set_input(0, y);
+      ln->mutable_attrs().erase("rms");
+      erase.insert(sub.node());
+      erase.insert(mean.node());
+      Count("centered");
+    }
+    if (erase.empty()) return false;
+    fn.EraseNodesIf([&](const ir::Node& n) { return erase.count(&n) > 0; });
+    return true;
+  }
 
   // The file comment's move of a layer_norm before the transpose it reads.
   bool MoveBeforeTransposes(const ir::Module& module, ir::Function& fn) {

@@ -138,36 +138,37 @@ std::vector<ir::Node*> NodesWithOp(const ir::Function& fn, std::string_view op) 
   return out;
 }
 
+ConstantFactor ConstantFactorOf(const Matcher& m, const ir::Value* v, std::string_view op) {
+  ConstantFactor f;
+  Match d = m.Def(v).Op(op).SingleUse();
+  if (!d || d.node()->num_inputs() != 2) return f;
+  f.node = d.node();
+  std::optional<double> c = m.Splat(f.node->input(1));
+  f.x = f.node->input(0);
+  if (!c && op == "mul") {
+    c = m.Splat(f.node->input(0));
+    f.x = f.node->input(1);
+  }
+  if (c && *c != 0.0) f.factor = op == "mul" ? *c : 1.0 / *c;
+  return f;
+}
+
 std::optional<SoftcapMatch> MatchSoftcap(const Matcher& m, const ir::Value* v) {
-  // node = mul(a, c) | mul(c, a) | div(a, c) read once: the node, a and the factor (c or
-  // 1 / c, nonzero).
-  struct Scaled {
-    ir::Node* node;
-    ir::Value* a;
-    double factor;
-  };
-  auto scaled = [&](const ir::Value* x) -> std::optional<Scaled> {
+  // mul / div by a splat, read once, of a non-constant operand.
+  auto scaled = [&](const ir::Value* x) -> ConstantFactor {
     for (std::string_view op : {"mul", "div"}) {
-      Match d = m.Def(x).Op(op).SingleUse();
-      if (!d) continue;
-      ir::Node* n = d.node();
-      for (int side : {1, 0}) {
-        if (side == 0 && op != "mul") break;
-        std::optional<double> c = m.Splat(n->input(side));
-        if (c && *c != 0.0 && !m.Splat(n->input(1 - side))) {
-          return Scaled{n, n->input(1 - side), op == "mul" ? *c : 1.0 / *c};
-        }
-      }
+      ConstantFactor f = ConstantFactorOf(m, x, op);
+      if (f.node != nullptr && f.factor && !m.Splat(f.x)) return f;
     }
-    return std::nullopt;
+    return {};
   };
   SoftcapMatch r;
   const ir::Value* t = v;
-  if (std::optional<Scaled> outer = scaled(v); outer && outer->node->op() == "mul") {
-    if (!(outer->factor > 0)) return std::nullopt;
-    r.nodes.push_back(outer->node);
-    r.cap = outer->factor;
-    t = outer->a;
+  if (ConstantFactor outer = scaled(v); outer.node != nullptr && outer.node->op() == "mul") {
+    if (!(*outer.factor > 0)) return std::nullopt;
+    r.nodes.push_back(outer.node);
+    r.cap = *outer.factor;
+    t = outer.x;
   } else {
     r.cap = 1.0;
   }
@@ -176,10 +177,10 @@ std::optional<SoftcapMatch> MatchSoftcap(const Matcher& m, const ir::Value* v) {
   r.nodes.push_back(th.node());
   r.x = th.node()->input(0);
   double f = 1.0;
-  if (std::optional<Scaled> inner = scaled(r.x)) {
-    r.nodes.push_back(inner->node);
-    r.x = inner->a;
-    f = inner->factor;
+  if (ConstantFactor inner = scaled(r.x); inner.node != nullptr) {
+    r.nodes.push_back(inner.node);
+    r.x = inner.x;
+    f = *inner.factor;
   }
   r.factor = f * r.cap;
   // The graph's f32 constants: c * (1 / c) is 1 up to f32 rounding.

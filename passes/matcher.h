@@ -96,6 +96,15 @@ class Matcher {
 // and erases nodes around them.
 std::vector<ir::Node*> NodesWithOp(const ir::Function& fn, std::string_view op);
 
+// v = mul(x, c) | mul(c, x) | div(x, c) (op "mul" or "div") read once: the node (nullptr when v
+// is no such op read once), x, and the factor c or 1 / c (nullopt unless c is a nonzero splat).
+struct ConstantFactor {
+  ir::Node* node = nullptr;
+  ir::Value* x = nullptr;
+  std::optional<double> factor;
+};
+ConstantFactor ConstantFactorOf(const Matcher& m, const ir::Value* v, std::string_view op);
+
 // Softcapping (Gemma 2's attention scores and logits): v = mul(tanh(u), c) (either operand
 // order; c a positive splat) or tanh(u) alone (c = 1: simplify drops a multiply by 1), with
 // u = mul(x, f) | mul(f, x) | div(x, 1 / f) (f a splat) or x itself (f = 1), each node read

@@ -1290,7 +1290,8 @@ TEST(KernelLossTest, SoftmaxCeLargeVocabMatchesDoubleAndPropagatesNaN) {
 // linear_ce_loss (LM head + softmax cross-entropy, blocks of rows) against float64: the loss,
 // and with 3 outputs (4 with a bias) the gradients for d loss = 1, over several row blocks (V
 // large enough that a block is smaller than N), both weight layouts, with and without the LM
-// head's bias, an ignored label, softcap (Gemma 2's tanh capping of the logits).
+// head's bias, an ignored label, softcap (Gemma 2's tanh capping of the logits), a logit
+// scale (Cohere's) alone and with softcap.
 
 TEST(KernelLossTest, LinearCeLossMatchesDoubleOverRowBlocks) {
   const int64_t n = 150, d = 8, v = 40000;  // blocks of 8 MiB / (4 V) = 52 rows: 3 blocks
@@ -1303,11 +1304,14 @@ TEST(KernelLossTest, LinearCeLossMatchesDoubleOverRowBlocks) {
   std::vector<int64_t> labels(n);
   for (int64_t i = 0; i < n; ++i) labels[i] = (i * 7919) % v;
   labels[3] = -100;  // ignored
-  for (int variant = 0; variant < 6; ++variant) {
+  for (int variant = 0; variant < 8; ++variant) {
     const int trans_b = variant & 1;
     const bool with_bias = variant >= 2;
-    const double softcap = variant >= 4 ? 2.0 : 0.0;  // the logits' deviation is about 1.7
-    SCOPED_TRACE(absl::StrCat("trans_b ", trans_b, ", bias ", with_bias, ", softcap ", softcap));
+    // The logits' deviation is about 1.7: a cap of 2 bends them.
+    const double softcap = variant == 4 || variant == 5 || variant == 7 ? 2.0 : 0.0;
+    const double scale = variant >= 6 ? 1.75 : 1.0;
+    SCOPED_TRACE(absl::StrCat("trans_b ", trans_b, ", bias ", with_bias, ", softcap ", softcap,
+                              ", scale ", scale));
     // w as [V, D] (trans_b) or its transpose [D, V].
     std::vector<float> wl(v * d);
     for (int64_t j = 0; j < v; ++j) {
@@ -1324,6 +1328,7 @@ TEST(KernelLossTest, LinearCeLossMatchesDoubleOverRowBlocks) {
     ir::AttrMap attrs = {{"ignore_index", int64_t{-100}}};
     if (trans_b) attrs["trans_b"] = int64_t{1};
     if (softcap > 0) attrs["softcap"] = softcap;
+    if (scale != 1.0) attrs["scale"] = scale;
     std::vector<ir::Value*> node_in = {xv, wv, lv};
     std::vector<ir::TensorType> node_out = {
         {DType::kF32, {}}, {DType::kF32, {n, d}}, {DType::kF32, wshape}};
@@ -1355,6 +1360,7 @@ TEST(KernelLossTest, LinearCeLossMatchesDoubleOverRowBlocks) {
       for (int64_t j = 0; j < v; ++j) {
         double s = with_bias ? double(b[j]) : 0.0;
         for (int64_t k = 0; k < d; ++k) s += double(x[i * d + k]) * w[j * d + k];
+        s *= scale;
         if (softcap > 0) {
           const double t = std::tanh(s / softcap);
           s = softcap * t;
@@ -1369,7 +1375,7 @@ TEST(KernelLossTest, LinearCeLossMatchesDoubleOverRowBlocks) {
       total += lse - logits[labels[i]];
       for (int64_t j = 0; j < v; ++j) {
         const double g =
-            (std::exp(logits[j] - lse) - (j == labels[i] ? 1.0 : 0.0)) / count * dcap[j];
+            (std::exp(logits[j] - lse) - (j == labels[i] ? 1.0 : 0.0)) / count * dcap[j] * scale;
         gb[j] += g;
         for (int64_t k = 0; k < d; ++k) {
           gx[i * d + k] += g * w[j * d + k];

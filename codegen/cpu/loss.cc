@@ -159,17 +159,18 @@ class LossKernel : public Kernel {
 // then per row the log-sum-exp and the label's logit; with the gradient outputs the block's
 // logits become G = (softmax - onehot) * norm in place and dx_unit_blk = G op(w)^T,
 // dw_unit += (G^T x_blk or x_blk^T G), db_unit += the column sums of G (rows in order). Rows
-// whose label is ignore_index add nothing. softcap > 0 (Gemma 2): each logit z (bias added)
-// becomes softcap * tanh(z / softcap) before the softmax, and G is multiplied by the cap's
-// derivative 1 - tanh^2, kept per logit of the block in a second workspace block.
+// whose label is ignore_index add nothing. scale (Cohere's logit scale): the logits (bias
+// added) times scale, and G times scale. softcap > 0 (Gemma 2): each logit z becomes softcap *
+// tanh(z / softcap) before the softmax, and G is multiplied by the cap's derivative
+// 1 - tanh^2, kept per logit of the block in a second workspace block.
 template <typename L>
 class LinearCeKernel : public Kernel {
  public:
   LinearCeKernel(int64_t n, int64_t d, int64_t v, bool trans_b, bool mean,
-                 std::optional<int64_t> ignore, bool grads, bool bias, float softcap,
-                 std::string where)
+                 std::optional<int64_t> ignore, bool grads, bool bias, float scale,
+                 float softcap, std::string where)
       : n_(n), d_(d), v_(v), trans_b_(trans_b), mean_(mean), ignore_(ignore), grads_(grads),
-        bias_(bias), softcap_(softcap), where_(std::move(where)) {
+        bias_(bias), scale_(scale), softcap_(softcap), where_(std::move(where)) {
     // ~8 MiB of logits per block (a few hundred rows for GPT vocabularies), at least 16 rows.
     rows_ = std::max<int64_t>(16, std::min<int64_t>(n_, (int64_t{8} << 20) / (4 * std::max<int64_t>(v_, 1))));
     rows_ = std::min(rows_, std::max<int64_t>(n_, 1));
@@ -222,6 +223,9 @@ class LinearCeKernel : public Kernel {
             }
             for (; j < v_; ++j) lr[j] += bias[j];
           }
+          if (scale_ != 1.0f) {
+            for (int64_t j = 0; j < v_; ++j) lr[j] *= scale_;
+          }
           if (softcap_ > 0) {
             const float inv = 1.0f / softcap_;
             float* dr = derivs != nullptr ? derivs + r * v_ : nullptr;
@@ -248,13 +252,14 @@ class LinearCeKernel : public Kernel {
             std::fill(lr, lr + v_, std::numeric_limits<float>::quiet_NaN());
             continue;
           }
-          // G = softmax * norm = exps * (norm / sum), then minus norm at the label.
-          const float scale = static_cast<float>(static_cast<double>(norm) / sum);
+          // G = softmax * norm = exps * (norm / sum), then minus norm at the label; times the
+          // logit scale (the chain rule through z * scale).
+          const float scale = static_cast<float>(static_cast<double>(norm) * scale_ / sum);
           int64_t j = 0;
           const __m256 sv = _mm256_set1_ps(scale);
           for (; j + 8 <= v_; j += 8) _mm256_storeu_ps(lr + j, _mm256_mul_ps(_mm256_loadu_ps(lr + j), sv));
           for (; j < v_; ++j) lr[j] *= scale;
-          lr[lab] -= norm;
+          lr[lab] -= norm * scale_;
           if (derivs != nullptr) {  // through the cap: G * (1 - tanh^2)
             const float* dr = derivs + r * v_;
             for (j = 0; j + 8 <= v_; j += 8) {
@@ -295,7 +300,7 @@ class LinearCeKernel : public Kernel {
   bool trans_b_, mean_;
   std::optional<int64_t> ignore_;
   bool grads_, bias_;
-  float softcap_;
+  float scale_, softcap_;
   std::string where_;
 };
 
@@ -400,14 +405,15 @@ KernelOr MakeLinearCeLossKernel(const ir::Node& node) {
   }
   const bool grads = node.num_outputs() > 1;
   PTC_ASSIGN_OR_RETURN(double softcap, node.GetFloat("softcap", 0.0));
-  const float cap = static_cast<float>(softcap);
+  PTC_ASSIGN_OR_RETURN(double scale, node.GetFloat("scale", 1.0));
+  const float cap = static_cast<float>(softcap), s = static_cast<float>(scale);
   if (lab.dtype == DType::kI64) {
     return KernelPtr(new LinearCeKernel<int64_t>(n, d, v, trans_b != 0, red == "mean", ignore,
-                                                 grads, bias, cap, node.Describe()));
+                                                 grads, bias, s, cap, node.Describe()));
   }
   if (lab.dtype == DType::kI32) {
     return KernelPtr(new LinearCeKernel<int32_t>(n, d, v, trans_b != 0, red == "mean", ignore,
-                                                 grads, bias, cap, node.Describe()));
+                                                 grads, bias, s, cap, node.Describe()));
   }
   return Invalid(node, "labels must be i32 or i64");
 }

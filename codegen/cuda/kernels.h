@@ -208,8 +208,9 @@ struct LossDesc {
 // rows). LaunchLossNorm: validates the labels of all d.n rows (d.c classes, d.d = 1) and stores
 // 1 / count ("mean", d.reduction 2) or 1 ("sum") into norm[0]. LaunchLinearCeRows: per row of a
 // block of logits [rows, v] (logits_dt f32, or bf16 / f16 with g_dt the same) with row stride
-// ld (labels of that block), each logit plus bias[j] when bias (g_dt, [v]) is not null and then,
-// with softcap > 0, capped to softcap * tanh(z / softcap) (G then times 1 - tanh^2):
+// ld (labels of that block), each logit plus bias[j] when bias (g_dt, [v]) is not null, times
+// scale (G too) and then, with softcap > 0, capped to softcap * tanh(z / softcap) (G then times
+// 1 - tanh^2):
 // row_loss = lse - x[label], row_w = 1 (0 when ignored), and with
 // grads G = (softmax - onehot) * norm[0] into g (g_dt f32, bf16 or f16; row stride ld; g may
 // be the logits themselves when the dtypes agree: each element is read before it is written).
@@ -222,8 +223,8 @@ cudaError_t LaunchLinearCeRows(int64_t rows, int64_t v, int64_t ld, DT logits_dt
                                const void* logits, DT g_dt, void* g, const void* bias,
                                const void* labels, bool labels_i64, bool has_ignore,
                                int64_t ignore_index, const float* norm, bool grads,
-                               float softcap, float* row_loss, float* row_w, int* error_flag,
-                               int error_code, cudaStream_t stream);
+                               float scale, float softcap, float* row_loss, float* row_w,
+                               int* error_flag, int error_code, cudaStream_t stream);
 cudaError_t LaunchColumnSumAccumulate(int64_t rows, int64_t v, int64_t ld, DT g_dt,
                                       const void* g, float* acc, cudaStream_t stream);
 cudaError_t LaunchLossReduce(int64_t rows, int reduction, const float* row_loss,

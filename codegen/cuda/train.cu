@@ -106,8 +106,9 @@ __global__ void __launch_bounds__(kThreads)
 // the product dtype otherwise, so no separate cast pass). One read pass keeps a running max and
 // sum per thread (rescaled when the max grows); the gradient pass reads the row once more.
 // With a bias (the LM head's, type G: the inputs' dtype) each logit is read as x[j] + bias[j],
-// in f32; with softcap > 0 (Gemma 2) then capped to softcap * tanh(z / softcap), and G is
-// multiplied by the cap's derivative 1 - tanh^2.
+// in f32, times `scale` (Cohere's logit scale; G times scale too); with softcap > 0 (Gemma 2)
+// then capped to softcap * tanh(z / softcap), and G is multiplied by the cap's derivative
+// 1 - tanh^2.
 template <typename G>
 __device__ __forceinline__ G FromF32(float v) {
   if constexpr (std::is_same_v<G, __nv_bfloat16>) {
@@ -135,11 +136,11 @@ __global__ void __launch_bounds__(kThreads)
     LinearCeRowKernel(int64_t rows, int64_t v, int64_t ld, const X* x, G* g,
                       const G* __restrict__ bias, const void* __restrict__ labels, bool li64,
                       bool has_ignore, int64_t ignore_index, const float* __restrict__ norm,
-                      bool grads, float softcap, float* __restrict__ row_loss,
+                      bool grads, float scale, float softcap, float* __restrict__ row_loss,
                       float* __restrict__ row_w, int* err, int code) {
   __shared__ float shm[32];
   auto logit = [&](const X* xr, int64_t j) {
-    const float z = bias != nullptr ? ToF32(xr[j]) + ToF32(bias[j]) : ToF32(xr[j]);
+    const float z = (bias != nullptr ? ToF32(xr[j]) + ToF32(bias[j]) : ToF32(xr[j])) * scale;
     return softcap > 0.f ? softcap * tanhf(z / softcap) : z;
   };
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
@@ -174,7 +175,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int64_t j = threadIdx.x; j < v; j += blockDim.x) {
         const float c = logit(xr, j);
         const float p = expf(c - lse) * nm;
-        float gj = j == lab ? p - nm : p;
+        float gj = (j == lab ? p - nm : p) * scale;
         if (softcap > 0.f) {
           const float t = c / softcap;
           gj *= 1.f - t * t;
@@ -1054,8 +1055,8 @@ cudaError_t LaunchLinearCeRows(int64_t rows, int64_t v, int64_t ld, DT logits_dt
                                const void* logits, DT g_dt, void* g, const void* bias,
                                const void* labels, bool labels_i64, bool has_ignore,
                                int64_t ignore_index, const float* norm, bool grads,
-                               float softcap, float* row_loss, float* row_w, int* error_flag,
-                               int error_code, cudaStream_t stream) {
+                               float scale, float softcap, float* row_loss, float* row_w,
+                               int* error_flag, int error_code, cudaStream_t stream) {
   if (rows <= 0) return cudaSuccess;
   const unsigned grid = RowGrid(rows);
   auto launch = [&](auto x, auto gt) {
@@ -1064,7 +1065,7 @@ cudaError_t LaunchLinearCeRows(int64_t rows, int64_t v, int64_t ld, DT logits_dt
     LinearCeRowKernel<X, G><<<grid, kThreads, 0, stream>>>(
         rows, v, ld, static_cast<const X*>(logits), static_cast<G*>(g),
         static_cast<const G*>(bias), labels, labels_i64, has_ignore, ignore_index, norm, grads,
-        softcap, row_loss, row_w, error_flag, error_code);
+        scale, softcap, row_loss, row_w, error_flag, error_code);
   };
   // f32 logits with G in f32 / bf16 / f16, or logits and G of one low dtype (G in place).
   if (logits_dt == DT::kF32 && g_dt == DT::kF32) {

@@ -349,8 +349,14 @@ absl::StatusOr<std::vector<TensorType>> InferLinearCeLoss(const std::vector<Tens
     return absl::InvalidArgumentError(absl::StrCat(
         "attribute 'reduction' must be mean or sum, got '", red, "'"));
   }
-  // softcap (Gemma 2's final_logit_softcapping): each logit z becomes softcap * tanh(z /
-  // softcap) before the softmax; 0: none.
+  // scale (Cohere's logit_scale, Granite's 1 / logits_scaling): the logits x w (+ bias) times
+  // scale; then softcap (Gemma 2's final_logit_softcapping): each logit z becomes softcap *
+  // tanh(z / softcap) before the softmax; 0: none.
+  PTC_ASSIGN_OR_RETURN(double scale, GetFloatAttr(attrs, "scale", 1.0));
+  if (!std::isfinite(scale) || scale == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "attribute 'scale' must be finite and nonzero, got ", scale));
+  }
   PTC_ASSIGN_OR_RETURN(double softcap, GetFloatAttr(attrs, "softcap", 0.0));
   if (!(softcap >= 0) || std::isinf(softcap)) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -1338,6 +1338,8 @@ class LinearCeKernel final : public DeviceKernel {
     ld_ = PaddedLd(v_);
     PTC_ASSIGN_OR_RETURN(double softcap, node.GetFloat("softcap", 0.0));
     softcap_ = static_cast<float>(softcap);  // Gemma 2's logit capping, in the row kernel
+    PTC_ASSIGN_OR_RETURN(double scale, node.GetFloat("scale", 1.0));
+    scale_ = static_cast<float>(scale);  // a logit scale (Cohere), in the row kernel too
     // f16 / bf16 inputs: the logits in that dtype, as autocast's (half the bytes written and
     // read twice by the row pass; G then overwrites them in place), unless
     // KernelOptions::linear_ce_f32_logits.
@@ -1447,7 +1449,7 @@ class LinearCeKernel final : public DeviceKernel {
       e = kernels::LaunchLinearCeRows(c, v_, ld_, low_logits_ ? g_dt : kernels::DT::kF32, logits,
                                       g_dt, gm, bias, labels + r0 * label_size, labels_i64_,
                                       desc_.has_ignore, desc_.ignore_index, norm, grads_,
-                                      softcap_, row_loss + r0, row_w + r0, ctx.error_flag,
+                                      scale_, softcap_, row_loss + r0, row_w + r0, ctx.error_flag,
                                       ctx.error_code, ctx.stream);
       if (e != cudaSuccess) return CudaStatus(e, "LaunchLinearCeRows", __FILE__, __LINE__);
       if (!grads_) continue;
@@ -1488,6 +1490,7 @@ class LinearCeKernel final : public DeviceKernel {
   bool bias_ = false;
   bool low_logits_ = false;  // the logits (and G, in place) in the low dtype
   float softcap_ = 0.f;      // > 0: the logits capped (linear_ce_loss {softcap})
+  float scale_ = 1.f;        // the logits' scale (linear_ce_loss {scale})
   DType dt_ = DType::kF32;
   size_t elem_ = 4, dx_elem_ = 4, logit_elem_ = 4;
   size_t logits_bytes_ = 0, g_low_bytes_ = 0, dw32_bytes_ = 0, db32_bytes_ = 0, rows_bytes_ = 0;

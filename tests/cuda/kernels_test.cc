@@ -695,6 +695,19 @@ std::vector<Case> Cases() {
         c.attrs["softcap"] = 3.0;
         add(c);
       }
+      // A logit scale (Cohere's logit_scale): the logits and G times it in the row kernel.
+      for (Case c : {l, lb}) {
+        c.name += "_scale";
+        c.attrs["scale"] = 0.4;
+        add(c);
+      }
+      {
+        Case c = lf;
+        c.name = "linear_ce_loss_bf16_f32_grads_scale_softcap";
+        c.attrs["scale"] = 1.5;
+        c.attrs["softcap"] = 3.0;
+        add(c);
+      }
       {
         Case c = m;
         c.name = "linear_ce_loss_softcap_bias_sum";

@@ -547,6 +547,15 @@ def make_hf(kind, seed):
                                         final_logit_softcapping=0.5, query_pre_attn_scalar=8,
                                         sliding_window=8, initializer_range=0.1)
         model = transformers.Gemma2ForCausalLM(cfg)
+    elif kind == "cohere":
+        # Cohere (Command-R)'s shape: a bias-free LayerNorm written out (mean, centered mean
+        # square, rsqrt), interleaved rotary, attention and MLP in parallel off one norm, a
+        # tied LM head whose logits are scaled by logit_scale.
+        cfg = transformers.CohereConfig(vocab_size=101, hidden_size=32, intermediate_size=88,
+                                        num_hidden_layers=2, num_attention_heads=4,
+                                        num_key_value_heads=2, max_position_embeddings=64,
+                                        logit_scale=0.5, pad_token_id=0)
+        model = transformers.CohereForCausalLM(cfg)
     else:
         cfg = transformers.LlamaConfig(vocab_size=101, hidden_size=32, intermediate_size=88,
                                        num_hidden_layers=2, num_attention_heads=4,
@@ -562,12 +571,14 @@ def hf_case(kind):
     ids = torch.randint(0, 101, (2, 16), generator=gen)
     cls = {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM", "phi": "PhiForCausalLM",
            "gptj": "GPTJForCausalLM", "neox": "GPTNeoXForCausalLM",
-           "gemma2": "Gemma2ForCausalLM"}[kind]
+           "gemma2": "Gemma2ForCausalLM", "cohere": "CohereForCausalLM"}[kind]
     extra = {"llama": ", 2 kv heads, ffn 88", "phi": ", ffn 88, rotary on half of each head",
              "gptj": ", interleaved rotary on 4 of each head's 8 channels",
              "neox": ", ffn 88, q | k | v packed per head, rotary on half of each head",
              "gemma2": ", 2 kv heads, ffn 88, attention / logit softcaps 0.3 / 0.5, sliding "
-                       "window 8"}.get(
+                       "window 8",
+             "cohere": ", 2 kv heads, ffn 88, bias-free LayerNorm, interleaved rotary, logit "
+                       "scale 0.5"}.get(
                  kind, "")
     return dict(
         name=f"hf_{kind}_loss",
@@ -723,6 +734,10 @@ def case_hf_neox_loss():
 
 def case_hf_gemma2_loss():
     return dict(hf_case("gemma2"), dynamo_opsets=(20,))
+
+
+def case_hf_cohere_loss():
+    return dict(hf_case("cohere"), dynamo_opsets=(20,))
 
 
 def case_seq2seq():
@@ -942,7 +957,7 @@ def main():
             if DYNAMO:
                 makes += [case_hf_llama_logits, case_hf_gpt2_padded, case_hf_llama_padded,
                           case_hf_gpt2_padded_loss, case_hf_phi_loss, case_hf_gptj_loss,
-                          case_hf_neox_loss, case_hf_gemma2_loss]
+                          case_hf_neox_loss, case_hf_gemma2_loss, case_hf_cohere_loss]
     except ImportError:
         print(f"transformers not installed (pip install transformers=={hf_version}): hf_* "
               "cases left as they are")
