@@ -556,6 +556,26 @@ def make_hf(kind, seed):
                                         num_key_value_heads=2, max_position_embeddings=64,
                                         logit_scale=0.5, pad_token_id=0)
         model = transformers.CohereForCausalLM(cfg)
+    elif kind == "phi3":
+        # Phi-3's shape: q | k | v from one projection (K / V narrower: 2 kv heads), sliced;
+        # gate | up from one projection, chunked; rotary on whole heads (the pass-through slice
+        # empty).
+        cfg = transformers.Phi3Config(vocab_size=101, hidden_size=32, intermediate_size=88,
+                                      num_hidden_layers=2, num_attention_heads=4,
+                                      num_key_value_heads=2, max_position_embeddings=64,
+                                      resid_pdrop=0.0, embd_pdrop=0.0, attention_dropout=0.0,
+                                      pad_token_id=0)
+        model = transformers.Phi3ForCausalLM(cfg)
+    elif kind == "gemma3":
+        # Gemma 3's shape: per-head RMS norms of q and k after the head transpose, GeGLU, four
+        # norms per layer, sliding-window layers (window 8) with their own rotary base. (With
+        # query_pre_attn_scalar 8 instead of the default 256, torch's own f32 gradients strayed
+        # from f64 by 1.5x the tests' bound; 0.16x with the default.)
+        cfg = transformers.Gemma3TextConfig(vocab_size=101, hidden_size=32, intermediate_size=88,
+                                            num_hidden_layers=2, num_attention_heads=4,
+                                            num_key_value_heads=2, head_dim=8,
+                                            max_position_embeddings=64, sliding_window=8)
+        model = transformers.Gemma3ForCausalLM(cfg)
     else:
         cfg = transformers.LlamaConfig(vocab_size=101, hidden_size=32, intermediate_size=88,
                                        num_hidden_layers=2, num_attention_heads=4,
@@ -571,14 +591,18 @@ def hf_case(kind):
     ids = torch.randint(0, 101, (2, 16), generator=gen)
     cls = {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM", "phi": "PhiForCausalLM",
            "gptj": "GPTJForCausalLM", "neox": "GPTNeoXForCausalLM",
-           "gemma2": "Gemma2ForCausalLM", "cohere": "CohereForCausalLM"}[kind]
+           "gemma2": "Gemma2ForCausalLM", "cohere": "CohereForCausalLM",
+           "phi3": "Phi3ForCausalLM", "gemma3": "Gemma3ForCausalLM"}[kind]
     extra = {"llama": ", 2 kv heads, ffn 88", "phi": ", ffn 88, rotary on half of each head",
              "gptj": ", interleaved rotary on 4 of each head's 8 channels",
              "neox": ", ffn 88, q | k | v packed per head, rotary on half of each head",
              "gemma2": ", 2 kv heads, ffn 88, attention / logit softcaps 0.3 / 0.5, sliding "
                        "window 8",
              "cohere": ", 2 kv heads, ffn 88, bias-free LayerNorm, interleaved rotary, logit "
-                       "scale 0.5"}.get(
+                       "scale 0.5",
+             "phi3": ", 2 kv heads, ffn 88, fused q | k | v and gate | up projections",
+             "gemma3": ", 2 kv heads, ffn 88, q / k norms after the head transpose, sliding "
+                       "window 8"}.get(
                  kind, "")
     return dict(
         name=f"hf_{kind}_loss",
@@ -738,6 +762,14 @@ def case_hf_gemma2_loss():
 
 def case_hf_cohere_loss():
     return dict(hf_case("cohere"), dynamo_opsets=(20,))
+
+
+def case_hf_phi3_loss():
+    return dict(hf_case("phi3"), dynamo_opsets=(20,))
+
+
+def case_hf_gemma3_loss():
+    return dict(hf_case("gemma3"), dynamo_opsets=(20,))
 
 
 def case_seq2seq():
@@ -957,7 +989,8 @@ def main():
             if DYNAMO:
                 makes += [case_hf_llama_logits, case_hf_gpt2_padded, case_hf_llama_padded,
                           case_hf_gpt2_padded_loss, case_hf_phi_loss, case_hf_gptj_loss,
-                          case_hf_neox_loss, case_hf_gemma2_loss, case_hf_cohere_loss]
+                          case_hf_neox_loss, case_hf_gemma2_loss, case_hf_cohere_loss,
+                          case_hf_phi3_loss, case_hf_gemma3_loss]
     except ImportError:
         print(f"transformers not installed (pip install transformers=={hf_version}): hf_* "
               "cases left as they are")

@@ -20,7 +20,8 @@ inline std::vector<std::string> WithDynamoTrainingCases(std::vector<std::string>
                         "hf_llama_loss_dynamo_optimized_opset23", "hf_phi_loss_dynamo_opset20",
                         "hf_phi_loss_dynamo_optimized_opset23", "hf_gptj_loss_dynamo_opset20",
                         "hf_neox_loss_dynamo_opset20", "hf_gemma2_loss_dynamo_opset20",
-                        "hf_cohere_loss_dynamo_opset20"}) {
+                        "hf_cohere_loss_dynamo_opset20", "hf_phi3_loss_dynamo_opset20",
+                        "hf_gemma3_loss_dynamo_opset20"}) {
     first.push_back(c);
   }
   return first;

@@ -1,0 +1,1 @@
+B(m.model.layers.0.self_attn.k_norm.weightJ ˜žŒ»ÿfÚ;¨¼œDóº`¬f¹„'¶º¿ÂŽ;H>º

@@ -1,0 +1,1 @@
+B(m.model.layers.0.self_attn.q_norm.weightJ d;»‡È„;ÈÅ¼!åºÔ$ôºÞë¿:”Qˆ;÷æ-º

@@ -1,0 +1,1 @@
+B(m.model.layers.1.self_attn.q_norm.weightJ Â?™ºªˆà¸ò„†¹õïº¦gâ:àq):FäM9,Â¹9

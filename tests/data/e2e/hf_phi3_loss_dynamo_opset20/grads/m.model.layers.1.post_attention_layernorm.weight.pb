@@ -1,0 +1,1 @@
+ B0m.model.layers.1.post_attention_layernorm.weightJ€–‚ü·FŠp¹2©¹ÒâV94fÍ¹Ž>È¹äùO¹¢ÃM9uE09x¥V¹YñC:Îœ(¹Ct4º2®09\–¦94³;¹|}ƒ¸2÷Ô9£ó¹rÉ¹ìË8q:+ìO¹Î¶©8cTÏ9çÆÛ8¸í7[Eµ9ð:S¥<:²€ºxÊë8
