@@ -94,6 +94,7 @@
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "codegen/cuda/device_util.cuh"
 
@@ -119,9 +120,12 @@ __device__ __forceinline__ int64_t KvHead(const AttentionDesc& a, int64_t h) {
 // AttentionDesc::softcap on a scaled score x: softcap * tanh(x / softcap), with dcap = 1 -
 // tanh^2 for the backward (x and dcap = 1 unchanged without softcap). tanh is the hardware's
 // approximation (__tanhf: tanh.approx.f32, about 2^-11 relative, below the f16 / bf16 inputs'
-// rounding; the SIMT kernels use tanhf).
+// rounding; the SIMT kernels use tanhf). kCap is a template parameter of every kernel below
+// (the launchers pick it from softcap > 0), so attention without softcap runs the same code as
+// before it existed.
+template <bool kCap>
 __device__ __forceinline__ float Cap(const AttentionDesc& a, float x, float& dcap) {
-  if (!(a.softcap > 0.f)) return x;
+  if constexpr (!kCap) return x;
   const float th = __tanhf(x * (1.f / a.softcap));
   dcap = 1.f - th * th;
   return a.softcap * th;
@@ -494,7 +498,7 @@ struct FwdState {
 // scale, mask (the bias tile when non-null; keys past last[i] for row i), online softmax,
 // O += P V. key_lim (warp-uniform, >= every last[i] of the warp): the key 8-blocks and 16-blocks
 // past it are masked for all 16 rows, and their products are skipped (a causal diagonal tile).
-template <DT D, int HD>
+template <DT D, int HD, bool kCap>
 __device__ __forceinline__ void ForwardTile(const AttentionDesc& a, const uint32_t (&qf)[HD / 16][4],
                                             const uint16_t* ks, const uint16_t* vs,
                                             const uint16_t* bias, const int (&last)[2],
@@ -521,7 +525,7 @@ __device__ __forceinline__ void ForwardTile(const AttentionDesc& a, const uint32
     for (int e = 0; e < 4; ++e) {
       const int row = wr + g + 8 * (e >> 1), key = 8 * j + 2 * qd + (e & 1);
       float dcap = 1.f;  // unused: the forward needs no derivative
-      float x = Cap(a, s[j][e] * a.scale, dcap);
+      float x = Cap<kCap>(a, s[j][e] * a.scale, dcap);
       if (bias != nullptr) x += ToF<D>(bias[row * kTileLd + key]);
       s[j][e] = key <= last[e >> 1] ? x : -INFINITY;
     }
@@ -577,7 +581,7 @@ __device__ __forceinline__ void ForwardTile(const AttentionDesc& a, const uint32
   }
 }
 
-template <DT D, int HD>
+template <DT D, int HD, bool kCap>
 __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
     TcForwardKernel(AttentionDesc a, const S<D>* __restrict__ q, const S<D>* __restrict__ k,
                     const S<D>* __restrict__ v, const void* __restrict__ mask, S<D>* __restrict__ o,
@@ -608,7 +612,7 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
   ForEachKeyTile<D, HD>(a, mask, b, h, t0, r_lo, wr, kb, vb, base,
                         [&](const uint16_t* ks, const uint16_t* vs, const uint16_t* bias,
                             const int(&last)[2], int key_lim) {
-                          ForwardTile<D, HD>(a, qf, ks, vs, bias, last, key_lim, wr, lane, st);
+                          ForwardTile<D, HD, kCap>(a, qf, ks, vs, bias, last, key_lim, wr, lane, st);
                         });
 
   S<D>* ob = o + b * a.o_strides[0] + h * a.o_strides[1];
@@ -632,7 +636,7 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
 // dV += P^T dO, dK += dS^T Q. Queries before first[i] (causal) or from nq on are P = 0;
 // q_lim (warp-uniform, <= every first[i] of the warp): 16-query chunks wholly before it, or
 // from nq on, are skipped.
-template <DT D, int HD>
+template <DT D, int HD, bool kCap>
 __device__ __forceinline__ void KvGradTile(const AttentionDesc& a, const uint16_t* ks,
                                            const uint16_t* vs, const uint16_t* qs,
                                            const uint16_t* dos, const float* lse_s,
@@ -673,7 +677,7 @@ __device__ __forceinline__ void KvGradTile(const AttentionDesc& a, const uint16_
       for (int e = 0; e < 4; ++e) {
         const int key = wr + g + 8 * (e >> 1), qi = 16 * qc + 8 * jj + 2 * qd + (e & 1);
         float dcap = 1.f;
-        float x = Cap(a, st[jj][e] * a.scale, dcap);
+        float x = Cap<kCap>(a, st[jj][e] * a.scale, dcap);
         if (bias != nullptr) x += ToF<D>(bias[key * kTileLd + qi]);
         const float lt = lse_s[qi], ds = dsum_s[qi];  // read by every lane: no divergent loads
         const float p = (qi < first[e >> 1] || qi >= nq || x == -INFINITY || lt == -INFINITY)
@@ -704,7 +708,7 @@ __device__ __forceinline__ void KvGradTile(const AttentionDesc& a, const uint16_
   }
 }
 
-template <DT D, int HD>
+template <DT D, int HD, bool kCap>
 __global__ void __launch_bounds__(kThreads, HD == 64 ? 3 : 1)
     TcBackwardKvKernel(AttentionDesc a, const S<D>* __restrict__ q, const S<D>* __restrict__ k,
                        const S<D>* __restrict__ v, const void* __restrict__ mask,
@@ -771,7 +775,7 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 3 : 1)
         }
         __syncthreads();
         const int first[2] = {0, 0};
-        KvGradTile<D, HD>(a, ks, vs, qbuf(0), dobuf(0), lsebuf(0), dsumbuf(0), bias, first, 0,
+        KvGradTile<D, HD, kCap>(a, ks, vs, qbuf(0), dobuf(0), lsebuf(0), dsumbuf(0), bias, first, 0,
                           tile_queries(t0), wr, lane, dka, dva);
       }
     }
@@ -809,7 +813,7 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 3 : 1)
       const int first[2] = {FirstOpenQuery(a, k0 + wr + g, t0),
                             FirstOpenQuery(a, k0 + wr + g + 8, t0)};
       const int q_lim = FirstOpenQuery(a, k0 + wr, t0);  // the warp's first key's
-      KvGradTile<D, HD>(a, ks, vs, qbuf(buf), dobuf(buf), lsebuf(buf), dsumbuf(buf), nullptr,
+      KvGradTile<D, HD, kCap>(a, ks, vs, qbuf(buf), dobuf(buf), lsebuf(buf), dsumbuf(buf), nullptr,
                         first, q_lim, tile_queries(t0), wr, lane, dka, dva);
     }
   }
@@ -834,7 +838,7 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 3 : 1)
 // One key tile for a warp's 16 rows: per 16-key chunk S = Q K^T, dP = dO V^T, dS = P (dP - D),
 // dQ += dS K; keys past last[i] of row i are P = 0, and 16-key chunks wholly past key_lim
 // (warp-uniform, >= every last[i] of the warp) are skipped.
-template <DT D, int HD>
+template <DT D, int HD, bool kCap>
 __device__ __forceinline__ void QGradTile(const AttentionDesc& a, const uint32_t (&qf)[HD / 16][4],
                                           const uint32_t (&of)[HD / 16][4], const uint16_t* ks,
                                           const uint16_t* vs, const uint16_t* bias,
@@ -868,7 +872,7 @@ __device__ __forceinline__ void QGradTile(const AttentionDesc& a, const uint32_t
       for (int e = 0; e < 4; ++e) {
         const int i = e >> 1, row = wr + g + 8 * i, key = 16 * kc + 8 * jj + 2 * qd + (e & 1);
         float dcap = 1.f;
-        float x = Cap(a, s[jj][e] * a.scale, dcap);
+        float x = Cap<kCap>(a, s[jj][e] * a.scale, dcap);
         if (bias != nullptr) x += ToF<D>(bias[row * kTileLd + key]);
         const float p =
             (key > last[i] || x == -INFINITY || lt[i] == -INFINITY) ? 0.f : __expf(x - lt[i]);
@@ -888,7 +892,7 @@ __device__ __forceinline__ void QGradTile(const AttentionDesc& a, const uint32_t
   }
 }
 
-template <DT D, int HD>
+template <DT D, int HD, bool kCap>
 __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
     TcBackwardQKernel(AttentionDesc a, const S<D>* __restrict__ q, const S<D>* __restrict__ k,
                       const S<D>* __restrict__ v, const void* __restrict__ mask,
@@ -927,7 +931,7 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
   ForEachKeyTile<D, HD>(a, mask, b, h, t0, r_lo, wr, kb, vb, base,
                         [&](const uint16_t* ks, const uint16_t* vs, const uint16_t* bias,
                             const int(&last)[2], int key_lim) {
-                          QGradTile<D, HD>(a, qf, of, ks, vs, bias, last, key_lim, lt, ds_row,
+                          QGradTile<D, HD, kCap>(a, qf, of, ks, vs, bias, last, key_lim, lt, ds_row,
                                            wr, lane, dqa);
                         });
 
@@ -954,20 +958,20 @@ cudaError_t SetSmem(Kernel kernel, size_t bytes) {
                               static_cast<int>(bytes));
 }
 
-template <DT D, int HD>
+template <DT D, int HD, bool kCap>
 cudaError_t Forward(const AttentionDesc& d, const void* q, const void* k, const void* v,
                     const void* mask, void* o, float* lse, cudaStream_t stream) {
   const size_t smem = ForwardSmem(HD);
-  cudaError_t e = SetSmem(TcForwardKernel<D, HD>, smem);
+  cudaError_t e = SetSmem(TcForwardKernel<D, HD, kCap>, smem);
   if (e != cudaSuccess) return e;
-  TcForwardKernel<D, HD>
+  TcForwardKernel<D, HD, kCap>
       <<<static_cast<unsigned>(d.b * d.h * Tiles(d.tq)), kThreads, smem, stream>>>(
           d, static_cast<const S<D>*>(q), static_cast<const S<D>*>(k), static_cast<const S<D>*>(v),
           mask, static_cast<S<D>*>(o), lse);
   return cudaGetLastError();
 }
 
-template <DT D, int HD>
+template <DT D, int HD, bool kCap>
 cudaError_t Backward(const AttentionDesc& d, const void* q, const void* k, const void* v,
                      const void* mask, const void* o, const void* d_o, const float* lse, void* dq,
                      void* dk, void* dv, float* dsum, cudaStream_t stream) {
@@ -976,9 +980,9 @@ cudaError_t Backward(const AttentionDesc& d, const void* q, const void* k, const
   const int64_t kv_blocks = d.b * AttentionKvHeads(d) * Tiles(d.tk);  // per kv head
   if (kv_blocks > 0) {
     const size_t smem = KvSmem(HD);
-    e = SetSmem(TcBackwardKvKernel<D, HD>, smem);
+    e = SetSmem(TcBackwardKvKernel<D, HD, kCap>, smem);
     if (e != cudaSuccess) return e;
-    TcBackwardKvKernel<D, HD><<<static_cast<unsigned>(kv_blocks), kThreads, smem, stream>>>(
+    TcBackwardKvKernel<D, HD, kCap><<<static_cast<unsigned>(kv_blocks), kThreads, smem, stream>>>(
         d, static_cast<const S<D>*>(q), static_cast<const S<D>*>(k), static_cast<const S<D>*>(v),
         mask, static_cast<const S<D>*>(d_o), lse, dsum, static_cast<S<D>*>(dk),
         static_cast<S<D>*>(dv));
@@ -986,9 +990,9 @@ cudaError_t Backward(const AttentionDesc& d, const void* q, const void* k, const
   const int64_t q_blocks = d.b * d.h * Tiles(d.tq);
   if (q_blocks > 0) {
     const size_t smem = QSmem(HD);
-    e = SetSmem(TcBackwardQKernel<D, HD>, smem);
+    e = SetSmem(TcBackwardQKernel<D, HD, kCap>, smem);
     if (e != cudaSuccess) return e;
-    TcBackwardQKernel<D, HD><<<static_cast<unsigned>(q_blocks), kThreads, smem, stream>>>(
+    TcBackwardQKernel<D, HD, kCap><<<static_cast<unsigned>(q_blocks), kThreads, smem, stream>>>(
         d, static_cast<const S<D>*>(q), static_cast<const S<D>*>(k), static_cast<const S<D>*>(v),
         mask, static_cast<const S<D>*>(d_o), lse, dsum, static_cast<S<D>*>(dq));
   }
@@ -1019,13 +1023,16 @@ cudaError_t LaunchFlashAttentionTc(DT dt, const AttentionDesc& d, const void* q,
     return cudaErrorMisalignedAddress;
   }
   if (d.b * d.h * d.tq == 0) return cudaSuccess;
-  const bool bf16 = dt == DT::kBF16;
-  if (d.d == 64) {
-    return bf16 ? Forward<DT::kBF16, 64>(d, q, k, v, mask, o, lse, stream)
-                : Forward<DT::kF16, 64>(d, q, k, v, mask, o, lse, stream);
-  }
-  return bf16 ? Forward<DT::kBF16, 128>(d, q, k, v, mask, o, lse, stream)
-              : Forward<DT::kF16, 128>(d, q, k, v, mask, o, lse, stream);
+  auto run = [&](auto cap) {
+    constexpr bool kCap = decltype(cap)::value;
+    if (d.d == 64) {
+      return dt == DT::kBF16 ? Forward<DT::kBF16, 64, kCap>(d, q, k, v, mask, o, lse, stream)
+                             : Forward<DT::kF16, 64, kCap>(d, q, k, v, mask, o, lse, stream);
+    }
+    return dt == DT::kBF16 ? Forward<DT::kBF16, 128, kCap>(d, q, k, v, mask, o, lse, stream)
+                           : Forward<DT::kF16, 128, kCap>(d, q, k, v, mask, o, lse, stream);
+  };
+  return d.softcap > 0.f ? run(std::true_type{}) : run(std::false_type{});
 }
 
 cudaError_t LaunchFlashAttentionTcBackward(DT dt, const AttentionDesc& d, const void* q,
@@ -1039,13 +1046,22 @@ cudaError_t LaunchFlashAttentionTcBackward(DT dt, const AttentionDesc& d, const 
     if (!Aligned16(p)) return cudaErrorMisalignedAddress;
   }
   float* dsum = static_cast<float*>(workspace);
-  const bool bf16 = dt == DT::kBF16;
-  if (d.d == 64) {
-    return bf16 ? Backward<DT::kBF16, 64>(d, q, k, v, mask, o, d_o, lse, dq, dk, dv, dsum, stream)
-                : Backward<DT::kF16, 64>(d, q, k, v, mask, o, d_o, lse, dq, dk, dv, dsum, stream);
-  }
-  return bf16 ? Backward<DT::kBF16, 128>(d, q, k, v, mask, o, d_o, lse, dq, dk, dv, dsum, stream)
-              : Backward<DT::kF16, 128>(d, q, k, v, mask, o, d_o, lse, dq, dk, dv, dsum, stream);
+  auto run = [&](auto cap) {
+    constexpr bool kCap = decltype(cap)::value;
+    if (d.d == 64) {
+      return dt == DT::kBF16
+                 ? Backward<DT::kBF16, 64, kCap>(d, q, k, v, mask, o, d_o, lse, dq, dk, dv, dsum,
+                                                 stream)
+                 : Backward<DT::kF16, 64, kCap>(d, q, k, v, mask, o, d_o, lse, dq, dk, dv, dsum,
+                                                stream);
+    }
+    return dt == DT::kBF16
+               ? Backward<DT::kBF16, 128, kCap>(d, q, k, v, mask, o, d_o, lse, dq, dk, dv, dsum,
+                                                stream)
+               : Backward<DT::kF16, 128, kCap>(d, q, k, v, mask, o, d_o, lse, dq, dk, dv, dsum,
+                                               stream);
+  };
+  return d.softcap > 0.f ? run(std::true_type{}) : run(std::false_type{});
 }
 
 }  // namespace ptc::cuda::kernels
