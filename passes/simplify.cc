@@ -38,6 +38,12 @@
 //                                                          writes it, then leaves the LM head
 //                                                          next to its loss for
 //                                                          fuse-linear-ce)
+//   reshape / transpose(mul(x, c)), c a one-element splat, the product read only by it
+//                                  -> mul(reshape / transpose(x), c)
+//                                                         (the scale moves toward its reader:
+//                                                          OPT's q scaling before the head view
+//                                                          and transpose, which fuse-attention
+//                                                          then takes into attention's scale)
 //   split(transpose(x, perm)) {axis=a}, the transpose read only by the split
 //                                  -> transpose(split(x) {axis=perm[a]}, perm) per part
 //                                                         (GPT-NeoX's packed per-head q | k | v,
@@ -149,6 +155,10 @@ class SimplifyPass : public Pass {
         return Forward(fn, n, p->input(0), erase, "reshape.noop");
       }
       return true;
+    }
+    if ((op == "reshape" || op == "transpose") && n.num_outputs() == 1 && p != nullptr &&
+        p->op() == "mul" && !erase.count(p)) {
+      return ScaleAfterShapeOp(fn, n, *p, erase);
     }
     if (op == "cast" && n.num_outputs() == 1 && x->type() == n.output()->type()) {
       return Forward(fn, n, x, erase, "cast.noop");
@@ -437,6 +447,41 @@ class SimplifyPass : public Pass {
     n.set_inputs({sliced->output(), w});
     n.mutable_attrs() = mm.attrs();
     Count("slice.before-matmul");
+    return true;
+  }
+
+  // reshape / transpose(mul(x, c)), c a scalar splat constant, the product read only by this
+  // node -> mul(reshape / transpose(x), c): the scale moves toward its reader (OPT's q scaling
+  // before the head view and transpose: fuse-attention then takes it into attention's scale).
+  bool ScaleAfterShapeOp(ir::Function& fn, ir::Node& n, ir::Node& mul,
+                         const std::set<const ir::Node*>& erase) {
+    if (mul.num_inputs() != 2) return false;
+    int k = -1;  // the scalar's operand index
+    for (int i = 0; i < 2; ++i) {
+      const ir::Value* c = mul.input(i);
+      if (c->type().num_elements() == 1 && SplatValue(*module_, c) &&
+          !SplatValue(*module_, mul.input(1 - i))) {
+        k = i;
+      }
+    }
+    if (k < 0 || mul.input(1 - k)->type() != mul.output()->type() ||
+        mul.input(k)->type().rank() > n.output()->type().rank()) {
+      return false;
+    }
+    const auto readers = fn.ComputeUses()[mul.output()];
+    const auto live = std::count_if(readers.begin(), readers.end(),
+                                    [&](const auto& use) { return !erase.count(use.first); });
+    if (live != 1 || std::count(fn.results().begin(), fn.results().end(), mul.output())) {
+      return false;
+    }
+    ir::Value* c = mul.input(k);
+    ir::TensorType shaped = n.output()->type();
+    ir::Node* moved = fn.AddNode(n.op(), {mul.input(1 - k)}, {shaped}, n.attrs(), n.loc(),
+                                 {n.output()->name() + ".unscaled"}, &n);
+    n.set_op("mul");
+    n.set_inputs({moved->output(), c});
+    n.mutable_attrs().clear();
+    Count("scale.after-shape-op");
     return true;
   }
 

@@ -138,10 +138,13 @@ absl::Status Sigmoid(RuleContext& c) {  // y (1 - y)
   return absl::OkStatus();
 }
 
+// dy where y > 0, read from the output (y > 0 exactly where x > 0, NaN neither): the step keeps
+// relu(x), which the next layer reads anyway, instead of x too, and x is free to stay inside
+// its GEMM's epilogue (fuse-matmul-bias's relu: OPT's MLP).
 absl::Status Relu(RuleContext& c) {
-  Value* x = c.in(0);
-  Value* pos = c.b.Op("greater", {x, c.b.Const(Dt(x), 0.0)});
-  c.dx[0] = c.b.Op("where", {pos, c.dy[0], c.b.Const(Dt(x), 0.0)});
+  Value* y = c.out();
+  Value* pos = c.b.Op("greater", {y, c.b.Const(Dt(y), 0.0)});
+  c.dx[0] = c.b.Op("where", {pos, c.dy[0], c.b.Const(Dt(y), 0.0)});
   return absl::OkStatus();
 }
 
