@@ -61,6 +61,7 @@
 //            %c = identity(%b) : f32[32]                              return %b
 //            return %c
 #include <algorithm>
+#include <functional>
 #include <set>
 
 #include "compiler/support/status.h"
@@ -451,8 +452,12 @@ class SimplifyPass : public Pass {
   }
 
   // reshape / transpose(mul(x, c)), c a scalar splat constant, the product read only by this
-  // node -> mul(reshape / transpose(x), c): the scale moves toward its reader (OPT's q scaling
+  // node, and n read (through more reshapes / transposes / scalar multiplies) by matmuls alone
+  // -> mul(reshape / transpose(x), c): the scale moves to the product it scales (OPT's q scaling
   // before the head view and transpose: fuse-attention then takes it into attention's scale).
+  // Not toward
+  // anything else: a softcap's or a logit scale's multiplies stay next to the ops fuse-linear-ce
+  // reads them with.
   bool ScaleAfterShapeOp(ir::Function& fn, ir::Node& n, ir::Node& mul,
                          const std::set<const ir::Node*>& erase) {
     if (mul.num_inputs() != 2) return false;
@@ -468,12 +473,33 @@ class SimplifyPass : public Pass {
         mul.input(k)->type().rank() > n.output()->type().rank()) {
       return false;
     }
-    const auto readers = fn.ComputeUses()[mul.output()];
+    const auto uses = fn.ComputeUses();
+    const auto& readers = uses.at(mul.output());
     const auto live = std::count_if(readers.begin(), readers.end(),
                                     [&](const auto& use) { return !erase.count(use.first); });
     if (live != 1 || std::count(fn.results().begin(), fn.results().end(), mul.output())) {
       return false;
     }
+    std::function<bool(const ir::Value*, int)> to_matmul = [&](const ir::Value* v, int depth) {
+      auto it = uses.find(v);
+      if (depth > 8 || it == uses.end() || it->second.empty() ||
+          std::count(fn.results().begin(), fn.results().end(), v)) {
+        return false;
+      }
+      for (const auto& [user, slot] : it->second) {
+        if (erase.count(user)) continue;
+        // Through shape ops and other scalar multiplies (torch's SDPA export scales q again).
+        const bool pass = user->op() == "reshape" || user->op() == "transpose" ||
+                          (user->op() == "mul" && user->num_inputs() == 2 &&
+                           SplatValue(*module_, user->input(1 - slot)) &&
+                           user->input(1 - slot)->type().num_elements() == 1);
+        if (!(user->op() == "matmul" || (pass && to_matmul(user->output(), depth + 1)))) {
+          return false;
+        }
+      }
+      return true;
+    };
+    if (!to_matmul(n.output(), 0)) return false;
     ir::Value* c = mul.input(k);
     ir::TensorType shaped = n.output()->type();
     ir::Node* moved = fn.AddNode(n.op(), {mul.input(1 - k)}, {shaped}, n.attrs(), n.loc(),
