@@ -17,8 +17,8 @@
 // 16 x 1024 in bf16: 2 x 151 MB per layer and step); the kernels now take the slots' strides.
 // Conditions: an equal three-way split of the last axis whose parts are each read by one
 // reshape to [B, T, H, D], those read only by bthd attention / attention_grad nodes as their
-// q, k, v (in that order), head dim at most 128 (the CUDA flash kernels' limit, so the packed
-// node never needs the two-GEMM fallback); every attention_grad's gradients each reshaped back
+// q, k, v (in that order), head dim at most 128 (the tensor-core kernels' largest, so a packed
+// bf16 node takes them); every attention_grad's gradients each reshaped back
 // to [B, T, C] and concatenated in order on the last axis, and nothing else reading them. All
 // or nothing per split. Forward-only functions (@eval, inference) qualify too. In the CUDA
 // pipeline (after save-attention-stats); the CPU kernels copy the slots (a reference, not a

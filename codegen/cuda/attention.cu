@@ -5,7 +5,9 @@
 // row, lane j scores key j of the tile (dot product over the head dim, K padded to avoid bank
 // conflicts), then the warp does the online softmax (running max m, sum l, accumulator
 // rescaled by exp(m_old - m_new)) and accumulates P V with lane c owning output columns
-// c, c + 32, ... (head dims up to 128). Scores never leave registers: no Tq x Tk buffer. A tile
+// c, c + 32, ... (head dims up to 256: the kernel is instantiated for head dims up to 128 and
+// up to 256, whose tiles take 82 KiB of dynamic shared memory; Gemma's 256 has no tensor-core
+// kernel). Scores never leave registers: no Tq x Tk buffer. A tile
 // whose keys are all masked for a row is skipped for that row (a bool causal mask skips half
 // the PV work; the QK dots of those tiles are still computed); with causal=1
 // (kAttentionMaskCausal) the tiles past the block's last open key are not visited at all, and
@@ -38,7 +40,13 @@ constexpr int kBc = 32;       // keys per tile
 constexpr int kWarps = 4;     // forward block: 4 warps, kBr / kWarps rows each
 constexpr int kRowsPerWarp = kBr / kWarps;
 constexpr int kMaxD = kFlashMaxHeadDim;
-constexpr int kCols = kMaxD / 32;  // output columns per lane
+// The forward's head-dim bound MD: 128 for head dims up to 128, else 256 (Gemma's). Q, K and V
+// tiles are in dynamic shared memory, [kBr][MD], [kBc][MD + 1], [kBc][MD] f32: 41,088 bytes
+// for 128 (under the 48 KiB default), 82,048 for 256 (opted in at launch).
+constexpr int kNarrowD = 128;
+__host__ __device__ constexpr size_t ForwardSmemBytes(int md) {
+  return sizeof(float) * (kBr * md + kBc * (md + 1) + kBc * md);
+}
 
 template <DT D>
 using S = typename Ty<D>::S;
@@ -86,14 +94,16 @@ __device__ __forceinline__ float MaskedScore(const AttentionDesc& a, float dot, 
   return s;
 }
 
-template <DT D>
+template <DT D, int MD>
 __global__ void __launch_bounds__(kWarps * 32)
     FlashForwardKernel(AttentionDesc a, const S<D>* __restrict__ q, const S<D>* __restrict__ k,
                        const S<D>* __restrict__ v, const void* __restrict__ mask,
                        S<D>* __restrict__ o, float* __restrict__ lse) {
-  __shared__ float qs[kBr][kMaxD];
-  __shared__ float ks[kBc][kMaxD + 1];
-  __shared__ float vs[kBc][kMaxD];
+  constexpr int kCols = MD / 32;  // output columns per lane
+  extern __shared__ float fwd_smem[];
+  float (*qs)[MD] = reinterpret_cast<float (*)[MD]>(fwd_smem);
+  float (*ks)[MD + 1] = reinterpret_cast<float (*)[MD + 1]>(fwd_smem + kBr * MD);
+  float (*vs)[MD] = reinterpret_cast<float (*)[MD]>(fwd_smem + kBr * MD + kBc * (MD + 1));
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t q_tiles = (a.tq + kBr - 1) / kBr;
   const int64_t bh = blockIdx.x / q_tiles, qt = blockIdx.x % q_tiles;
@@ -304,12 +314,27 @@ cudaError_t LaunchFlashAttention(DT dt, const AttentionDesc& d, const void* q, c
   if (!FlashAttentionSupported(dt, d)) return cudaErrorInvalidValue;
   const int64_t blocks = d.b * d.h * ((d.tq + kBr - 1) / kBr);
   if (blocks == 0 || d.dv == 0) return cudaSuccess;
+  const bool wide = d.d > kNarrowD || d.dv > kNarrowD;
 #define PTC_FLASH_CASE(DD)                                                                     \
-  case DD:                                                                                     \
-    FlashForwardKernel<DD><<<static_cast<unsigned>(blocks), kWarps * 32, 0, stream>>>(         \
-        d, static_cast<const S<DD>*>(q), static_cast<const S<DD>*>(k),                         \
-        static_cast<const S<DD>*>(v), mask, static_cast<S<DD>*>(o), lse);                      \
-    break;
+  case DD: {                                                                                   \
+    const size_t smem = ForwardSmemBytes(wide ? kMaxD : kNarrowD);                             \
+    if (wide) {                                                                                \
+      const cudaError_t e = cudaFuncSetAttribute(FlashForwardKernel<DD, kMaxD>,                \
+                                                 cudaFuncAttributeMaxDynamicSharedMemorySize,  \
+                                                 static_cast<int>(smem));                      \
+      if (e != cudaSuccess) return e;                                                          \
+      FlashForwardKernel<DD, kMaxD><<<static_cast<unsigned>(blocks), kWarps * 32, smem,        \
+                                      stream>>>(                                               \
+          d, static_cast<const S<DD>*>(q), static_cast<const S<DD>*>(k),                       \
+          static_cast<const S<DD>*>(v), mask, static_cast<S<DD>*>(o), lse);                    \
+    } else {                                                                                   \
+      FlashForwardKernel<DD, kNarrowD><<<static_cast<unsigned>(blocks), kWarps * 32, smem,     \
+                                         stream>>>(                                            \
+          d, static_cast<const S<DD>*>(q), static_cast<const S<DD>*>(k),                       \
+          static_cast<const S<DD>*>(v), mask, static_cast<S<DD>*>(o), lse);                    \
+    }                                                                                          \
+    break;                                                                                     \
+  }
   switch (dt) {
     PTC_FLASH_DTYPES(PTC_FLASH_CASE)
     default: return cudaErrorInvalidValue;

@@ -304,7 +304,8 @@ cudaError_t LaunchSgd(DT dt, int64_t n, double momentum, double weight_decay, co
 // (cap: AttentionDesc::softcap), online
 // softmax over key tiles in shared memory, f32 accumulation, never materializes Tq x Tk.
 // Element strides of each operand over (b, h, t); the head dim is contiguous.
-constexpr int kFlashMaxHeadDim = 128;
+// Head dims up to 256 (Gemma's): the SIMT kernels; the tensor-core ones take 64 and 128.
+constexpr int kFlashMaxHeadDim = 256;
 struct AttentionDesc {
   int64_t b = 0, h = 0, tq = 0, tk = 0, d = 0, dv = 0;
   // Grouped-query attention: k / v (and dk / dv) have hkv heads, a divisor of h; query head i

@@ -409,7 +409,14 @@ INSTANTIATE_TEST_SUITE_P(
                     FlashCase{"softcap_tc_bf16_bthd_additive_d128", 1, 2, 40, 100, 128, 128, true,
                               2, 2, true, 0, 0.8},
                     FlashCase{"softcap_tc_f16_bhtd_no_mask", 1, 3, 70, 70, 64, 64, false, 0, 1,
-                              true, 0, 0.5}),
+                              true, 0, 0.5},
+                    // Head dim 256 (Gemma 1 / 2 / 3's): the SIMT kernels' wide instantiation
+                    // (82 KiB of shared memory per forward block, 129 KiB per backward warp),
+                    // with softcap and grouped-query as Gemma 2 has them; 192 (not a power of 2).
+                    FlashCase{"head256_bf16_bthd_causal_gqa_softcap", 1, 4, 40, 40, 256, 256,
+                              true, 3, 2, false, 2, 1.0},
+                    FlashCase{"head256_f32_bhtd_additive", 1, 2, 20, 45, 256, 256, false, 2, 0},
+                    FlashCase{"head192_f16_bhtd_causal", 1, 2, 33, 33, 192, 192, false, 1, 1}),
     [](const testing::TestParamInfo<FlashCase>& info) { return info.param.name; });
 
 }  // namespace

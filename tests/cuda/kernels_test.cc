@@ -723,6 +723,11 @@ std::vector<Case> Cases() {
          {2, 70, 2, 32}, T(b, {1, 1, 70, 70}), {{"layout", std::string("bthd")}});
     grad("attention_grad_additive_tq_lt_tk", f32, {1, 2, 9, 8}, {1, 2, 33, 8}, {1, 2, 33, 12},
          {1, 2, 9, 12}, T(f32, {1, 2, 9, 33}), {});
+    // Head dim 256 (Gemma's): the SIMT kernels' wide instantiation, bf16 with GQA.
+    att("attention_head_dim_256_bf16_gqa", bf16, {1, 24, 4, 256}, {1, 24, 2, 256},
+        {1, 24, 2, 256}, T(b, {1, 1, 24, 24}), {{"layout", std::string("bthd")}}, true);
+    grad("attention_grad_head_dim_256_bf16", bf16, {1, 2, 24, 256}, {1, 2, 24, 256},
+         {1, 2, 24, 256}, {1, 2, 24, 256}, T(b, {1, 1, 24, 24}), {{"softcap", 1.5}});
     // softcap on the SIMT kernels (f32; head dim 16 is theirs alone).
     att("attention_softcap_f32_bhtd_causal", f32, {2, 3, 40, 16}, {2, 3, 40, 16},
         {2, 3, 40, 16}, T(b, {1, 1, 40, 40}), {{"scale", 0.5}, {"softcap", 0.8}}, false);
