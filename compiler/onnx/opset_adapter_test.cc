@@ -480,6 +480,25 @@ TEST(OpsetAdapterTest, Opset23AttentionCausalAndThreeD) {
   }
 }
 
+// softcap (Gemma 2's capping of the scaled scores, before the mask): scores 0 and 6 become 0
+// and 1.5 tanh(4).
+TEST(OpsetAdapterTest, Opset23AttentionSoftcap) {
+  ModelBuilder b(/*opset=*/23);
+  ConstF32(b, "q", {1, 1, 1, 1}, {2});
+  ConstF32(b, "k", {1, 1, 2, 1}, {0, 3});
+  ConstF32(b, "v", {1, 1, 2, 1}, {1, 3});
+  auto* a = b.Node("Attention", {"q", "k", "v"}, {"y"});
+  AttrF(a, "scale", 1.0f);
+  AttrF(a, "softcap", 1.5f);
+  b.Output("y", F32, 4);
+  auto m = Import(b);
+  ASSERT_TRUE(m.ok()) << m.status();
+  const double c1 = 1.5 * std::tanh(6.0 / 1.5), p1 = std::exp(c1) / (1.0 + std::exp(c1));
+  std::vector<double> got = ResultConstant(**m, 0);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_NEAR(got[0], (1 - p1) * 1 + p1 * 3, 1e-6);
+}
+
 TEST(OpsetAdapterTest, Opset23AttentionBoolMaskKeepsTrue) {
   ModelBuilder b(/*opset=*/23);
   ConstF32(b, "q", {1, 1, 1, 1}, {1});
