@@ -88,6 +88,10 @@ std::vector<std::string> DefaultPassList(std::string_view target);
 // The names a pass list drops with "-NAME" ("default,-match-rotary" -> {"match-rotary"}): the
 // driver's pre-autodiff fusions honor them too.
 std::set<std::string> DroppedPasses(std::string_view list);
+// The fusions compiler/driver runs before autodiff (training and --precision plans), in order.
+// "-NAME" may drop one of them even where the pipeline after autodiff does not list it
+// (fuse-linear-ce, slices-as-split).
+const std::vector<std::string>& PreAutodiffFusions();
 
 }  // namespace ptc::passes
 

@@ -259,6 +259,13 @@ std::vector<std::string> PassListEntries(std::string_view list) {
 
 }  // namespace
 
+const std::vector<std::string>& PreAutodiffFusions() {
+  static const std::vector<std::string>* names = new std::vector<std::string>{
+      "match-gelu", "match-rms-norm", "match-rotary", "match-swiglu",
+      "fuse-attention", "fuse-linear-ce", "slices-as-split"};
+  return *names;
+}
+
 std::set<std::string> DroppedPasses(std::string_view list) {
   std::set<std::string> dropped;
   for (const std::string& e : PassListEntries(list)) {
@@ -280,10 +287,12 @@ absl::StatusOr<std::vector<std::unique_ptr<Pass>>> CreatePasses(std::string_view
       const std::string drop = name.substr(1);
       const size_t before = names.size();
       names.erase(std::remove(names.begin(), names.end(), drop), names.end());
-      if (names.size() == before) {
+      const std::vector<std::string>& pre = PreAutodiffFusions();
+      if (names.size() == before && std::find(pre.begin(), pre.end(), drop) == pre.end()) {
         return absl::InvalidArgumentError(absl::StrCat(
             "'", name, "' in pass list '", std::string(list), "' drops a pass that is not in "
-            "the list before it (e.g. 'default,-fuse-elementwise')"));
+            "the list before it nor run before autodiff (e.g. 'default,-fuse-elementwise', "
+            "'default,-fuse-linear-ce')"));
       }
       continue;
     }

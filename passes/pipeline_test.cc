@@ -210,3 +210,27 @@ TEST(RegisteredPassesTest, NamesAreUniqueAndMatchTheirPasses) {
 
 }  // namespace
 }  // namespace ptc::passes
+
+namespace ptc::passes {
+namespace {
+
+// "-NAME" drops a pass listed before it, or one of the fusions the driver runs before autodiff
+// (registered passes, even where the pipeline after autodiff does not list them:
+// fuse-linear-ce); any other name is an error that says what "-NAME" takes.
+TEST(CreatePassesTest, DropsListedAndPreAutodiffPassesOnly) {
+  std::set<std::string> registered;
+  for (const PassInfo& info : RegisteredPasses()) registered.insert(std::string(info.name));
+  for (const std::string& n : PreAutodiffFusions()) {
+    EXPECT_TRUE(registered.count(n)) << n;
+    auto passes = CreatePasses("default,-" + n);
+    EXPECT_TRUE(passes.ok()) << n << ": " << passes.status();
+    EXPECT_TRUE(DroppedPasses("default,-" + n).count(n));
+  }
+  auto unknown = CreatePasses("default,-kv-cache");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("nor run before autodiff"), std::string::npos)
+      << unknown.status();
+}
+
+}  // namespace
+}  // namespace ptc::passes

@@ -84,8 +84,17 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
     // after autodiff does: a plan without one of them, for comparisons.
     const std::set<std::string> dropped = passes::DroppedPasses(options.passes);
     passes::Pipeline pre;
+    // Each one of passes::PreAutodiffFusions() (which lets "-NAME" name it), in its order.
+    size_t next_fusion = 0;
     auto fusion = [&](std::unique_ptr<passes::Pass> pass) {
+      const std::vector<std::string>& order = passes::PreAutodiffFusions();
+      if (next_fusion >= order.size() || order[next_fusion] != pass->name()) {
+        return absl::InternalError(absl::StrCat("pre-autodiff fusion ", std::string(pass->name()),
+                                                " is not passes::PreAutodiffFusions()'s next"));
+      }
+      ++next_fusion;
       if (!dropped.count(std::string(pass->name()))) pre.Add(std::move(pass));
+      return absl::OkStatus();
     };
     pre.Add(passes::CreateFoldConstantsPass());
     pre.Add(passes::CreateSimplifyPass());
@@ -93,29 +102,29 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
     pre.Add(passes::CreateDcePass());
     passes::FuseElementwiseOptions gelu_only;
     gelu_only.fuse_chains = false;
-    fusion(passes::CreateFuseElementwisePass(gelu_only));
+    PTC_RETURN_IF_ERROR(fusion(passes::CreateFuseElementwisePass(gelu_only)));
     // RMSNorm as one layer_norm {rms=1}: one kernel each way instead of six ops and their
     // kept intermediates (Llama's two norms per layer).
-    fusion(passes::CreateMatchRmsNormPass());
+    PTC_RETURN_IF_ERROR(fusion(passes::CreateMatchRmsNormPass()));
     // Rotary embeddings as one op: the backward is one inverse rotation per q / k instead of
     // slice_grad / concat / reduce chains (passes/match_rotary.cc).
-    fusion(passes::CreateMatchRotaryPass());
+    PTC_RETURN_IF_ERROR(fusion(passes::CreateMatchRotaryPass()));
     // SwiGLU as one op: its gradient recomputes sigmoid(g), so the step keeps only the gate and
     // up projections, not sigmoid(g) and silu(g) (passes/match_swiglu.cc).
-    fusion(passes::CreateMatchSwigluPass());
+    PTC_RETURN_IF_ERROR(fusion(passes::CreateMatchSwigluPass()));
     // Attention as one op before autodiff too: its gradient (attention_grad) recomputes the
     // softmax blockwise, so the step never keeps the B x H x T x T probabilities (GPT-2 small at
     // 16 x 1024: 9 GiB of the 26 GiB arena). fold-constants folds the not() that a keep-mask
     // (true = attend) gets.
-    fusion(passes::CreateFuseAttentionPass());
+    PTC_RETURN_IF_ERROR(fusion(passes::CreateFuseAttentionPass()));
     // The LM head and its loss as one op: neither the N x V logits nor their log-probs and
     // gradients are stored (passes/fuse_linear_ce.cc); with --precision bf16 / fp16 its GEMMs
     // run in the low dtype, the softmax in f32.
-    fusion(passes::CreateFuseLinearCePass());
+    PTC_RETURN_IF_ERROR(fusion(passes::CreateFuseLinearCePass()));
     // After the fusions (match-rotary reads a rotation's half slices as slices): slices that
     // partition an axis as one split, whose gradient is one concat instead of a zero-padded
     // slice_grad per part and their sum (Phi-3's q | k | v).
-    fusion(passes::CreateSlicesAsSplitPass());
+    PTC_RETURN_IF_ERROR(fusion(passes::CreateSlicesAsSplitPass()));
     pre.Add(passes::CreateFoldConstantsPass());
     pre.Add(passes::CreateDcePass());
     PTC_RETURN_IF_ERROR(pre.Run(*module));
