@@ -380,12 +380,7 @@ class SimplifyPass : public Pass {
     const int64_t rank = t.output()->type().rank();
     if (axis < 0) axis += rank;
     if (axis < 0 || axis >= rank || static_cast<int64_t>(perm.size()) != rank) return false;
-    const auto readers = fn.ComputeUses()[t.output()];
-    const auto live = std::count_if(readers.begin(), readers.end(),
-                                    [&](const auto& use) { return !erase.count(use.first); });
-    if (live != 1 || std::count(fn.results().begin(), fn.results().end(), t.output())) {
-      return false;
-    }
+    if (!ReadOnce(fn, fn.ComputeUses(), t.output(), erase)) return false;
     ir::Value* x = t.input(0);
     std::vector<ir::TensorType> parts;
     for (const ir::Value* o : n.outputs()) {
@@ -429,10 +424,7 @@ class SimplifyPass : public Pass {
     }
     // Readers this run already forwarded (a no-op cast in between, erased at the end) do not
     // count.
-    const auto readers = fn.ComputeUses()[mm.output()];
-    const auto live = std::count_if(readers.begin(), readers.end(),
-                                    [&](const auto& use) { return !erase.count(use.first); });
-    if (live != 1 || std::count(fn.results().begin(), fn.results().end(), mm.output())) {
+    if (!ReadOnce(fn, fn.ComputeUses(), mm.output(), erase)) {
       Count("declined.slice-multi-use");
       return false;
     }
@@ -474,12 +466,7 @@ class SimplifyPass : public Pass {
       return false;
     }
     const auto uses = fn.ComputeUses();
-    const auto& readers = uses.at(mul.output());
-    const auto live = std::count_if(readers.begin(), readers.end(),
-                                    [&](const auto& use) { return !erase.count(use.first); });
-    if (live != 1 || std::count(fn.results().begin(), fn.results().end(), mul.output())) {
-      return false;
-    }
+    if (!ReadOnce(fn, uses, mul.output(), erase)) return false;
     std::function<bool(const ir::Value*, int)> to_matmul = [&](const ir::Value* v, int depth) {
       auto it = uses.find(v);
       if (depth > 8 || it == uses.end() || it->second.empty() ||
@@ -509,6 +496,18 @@ class SimplifyPass : public Pass {
     n.mutable_attrs().clear();
     Count("scale.after-shape-op");
     return true;
+  }
+
+  // v is read by exactly one node this run has not erased (readers it already forwarded, a
+  // no-op cast in between, do not count) and is not a result.
+  template <typename Uses>
+  static bool ReadOnce(const ir::Function& fn, const Uses& uses, const ir::Value* v,
+                       const std::set<const ir::Node*>& erase) {
+    auto it = uses.find(v);
+    if (it == uses.end()) return false;
+    const auto live = std::count_if(it->second.begin(), it->second.end(),
+                                    [&](const auto& use) { return !erase.count(use.first); });
+    return live == 1 && !std::count(fn.results().begin(), fn.results().end(), v);
   }
 
   // A float constant whose every element is 1.

@@ -223,17 +223,16 @@ class LinearCeKernel : public Kernel {
             }
             for (; j < v_; ++j) lr[j] += bias[j];
           }
-          if (scale_ != 1.0f) {
-            for (int64_t j = 0; j < v_; ++j) lr[j] *= scale_;
-          }
-          if (softcap_ > 0) {
+          if (softcap_ > 0) {  // scale and cap in one pass
             const float inv = 1.0f / softcap_;
             float* dr = derivs != nullptr ? derivs + r * v_ : nullptr;
             for (int64_t j = 0; j < v_; ++j) {
-              const float t = std::tanh(lr[j] * inv);
+              const float t = std::tanh(lr[j] * scale_ * inv);
               lr[j] = softcap_ * t;
               if (dr != nullptr) dr[j] = 1.0f - t * t;
             }
+          } else if (scale_ != 1.0f) {
+            for (int64_t j = 0; j < v_; ++j) lr[j] *= scale_;
           }
           const int64_t lab = labels[r0 + r];
           const bool ignored = ignore_.has_value() && lab == *ignore_;

@@ -298,6 +298,24 @@ __global__ void __launch_bounds__(32)
   }
 }
 
+// The forward for head dims up to MD: its tiles' dynamic shared memory (opted in past 48 KiB).
+template <DT D, int MD>
+cudaError_t LaunchForward(const AttentionDesc& d, int64_t blocks, const void* q, const void* k,
+                          const void* v, const void* mask, void* o, float* lse,
+                          cudaStream_t stream) {
+  const size_t smem = ForwardSmemBytes(MD);
+  if (smem > 48 * 1024) {
+    const cudaError_t e = cudaFuncSetAttribute(
+        FlashForwardKernel<D, MD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        static_cast<int>(smem));
+    if (e != cudaSuccess) return e;
+  }
+  FlashForwardKernel<D, MD><<<static_cast<unsigned>(blocks), kWarps * 32, smem, stream>>>(
+      d, static_cast<const S<D>*>(q), static_cast<const S<D>*>(k), static_cast<const S<D>*>(v),
+      mask, static_cast<S<D>*>(o), lse);
+  return cudaGetLastError();
+}
+
 }  // namespace
 
 bool FlashAttentionSupported(DT dt, const AttentionDesc& d) {
@@ -316,31 +334,15 @@ cudaError_t LaunchFlashAttention(DT dt, const AttentionDesc& d, const void* q, c
   if (blocks == 0 || d.dv == 0) return cudaSuccess;
   const bool wide = d.d > kNarrowD || d.dv > kNarrowD;
 #define PTC_FLASH_CASE(DD)                                                                     \
-  case DD: {                                                                                   \
-    const size_t smem = ForwardSmemBytes(wide ? kMaxD : kNarrowD);                             \
-    if (wide) {                                                                                \
-      const cudaError_t e = cudaFuncSetAttribute(FlashForwardKernel<DD, kMaxD>,                \
-                                                 cudaFuncAttributeMaxDynamicSharedMemorySize,  \
-                                                 static_cast<int>(smem));                      \
-      if (e != cudaSuccess) return e;                                                          \
-      FlashForwardKernel<DD, kMaxD><<<static_cast<unsigned>(blocks), kWarps * 32, smem,        \
-                                      stream>>>(                                               \
-          d, static_cast<const S<DD>*>(q), static_cast<const S<DD>*>(k),                       \
-          static_cast<const S<DD>*>(v), mask, static_cast<S<DD>*>(o), lse);                    \
-    } else {                                                                                   \
-      FlashForwardKernel<DD, kNarrowD><<<static_cast<unsigned>(blocks), kWarps * 32, smem,     \
-                                         stream>>>(                                            \
-          d, static_cast<const S<DD>*>(q), static_cast<const S<DD>*>(k),                       \
-          static_cast<const S<DD>*>(v), mask, static_cast<S<DD>*>(o), lse);                    \
-    }                                                                                          \
-    break;                                                                                     \
-  }
+  case DD:                                                                                     \
+    return wide ? LaunchForward<DD, kMaxD>(d, blocks, q, k, v, mask, o, lse, stream)           \
+                : LaunchForward<DD, kNarrowD>(d, blocks, q, k, v, mask, o, lse, stream);
   switch (dt) {
     PTC_FLASH_DTYPES(PTC_FLASH_CASE)
-    default: return cudaErrorInvalidValue;
+    default: break;
   }
 #undef PTC_FLASH_CASE
-  return cudaGetLastError();
+  return cudaErrorInvalidValue;
 }
 
 cudaError_t LaunchAttentionRowDot(DT dt, const AttentionDesc& d, const void* o, const void* d_o,
