@@ -44,6 +44,16 @@ Setter BoolField(const char* key, bool* field) {
   };
 }
 
+Setter DoubleField(const char* key, double* field) {
+  return [key, field](const std::string& value) -> absl::Status {
+    if (!absl::SimpleAtod(value, field)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("model option ", key, "=", value, ": not a number"));
+    }
+    return absl::OkStatus();
+  };
+}
+
 // Taken as is: the config's Validate checks the value.
 Setter StringField(std::string* field) {
   return [field](const std::string& value) -> absl::Status {
@@ -82,7 +92,8 @@ absl::StatusOr<onnx::ModelProto> BuildModel(std::string_view family, std::string
                                         {"seq", IntField("seq", &c.seq)},
                                         {"seed", SeedField(&c.seed)},
                                         {"loss", BoolField("loss", &c.with_loss)},
-                                        {"gelu", StringField(&c.gelu)}},
+                                        {"gelu", StringField(&c.gelu)},
+                                        {"dropout", DoubleField("dropout", &c.dropout)}},
                                        overrides));
     return BuildGpt2(c);
   }
@@ -99,7 +110,8 @@ absl::StatusOr<onnx::ModelProto> BuildModel(std::string_view family, std::string
                         {"ffn", IntField("ffn", &c.ffn)},
                         {"seq", IntField("seq", &c.seq)},
                         {"seed", SeedField(&c.seed)},
-                        {"loss", BoolField("loss", &c.with_loss)}},
+                        {"loss", BoolField("loss", &c.with_loss)},
+                        {"dropout", DoubleField("dropout", &c.dropout)}},
                        overrides));
     return BuildSeq2Seq(c);
   }

@@ -61,6 +61,7 @@ absl::Status Validate(const Gpt2Config& c) {
         absl::StrCat("gpt2 config: gelu must be tanh or erf, got '", c.gelu,
                      "' (tanh: GPT-2's gelu_new, the default; erf: the exact GELU)"));
   }
+  PTC_RETURN_IF_ERROR(internal::CheckDropout("gpt2", c.dropout));
   return internal::CheckStd("gpt2", c.init_std);
 }
 
@@ -83,7 +84,8 @@ absl::StatusOr<onnx::ModelProto> BuildGpt2(const Gpt2Config& c) {
       {{"ptc.model", "gpt2"},
        {"ptc.config",
         absl::StrCat("vocab=", c.vocab, " layers=", c.layers, " dim=", c.dim, " heads=", c.heads,
-                     " seq=", c.seq, " loss=", c.with_loss, " seed=", c.seed, " gelu=", c.gelu)}});
+                     " seq=", c.seq, " loss=", c.with_loss, " seed=", c.seed, " gelu=", c.gelu,
+                     c.dropout > 0 ? absl::StrCat(" dropout=", c.dropout) : "")}});
   GraphBuilder b(model.mutable_graph(), c.seed);
   const int64_t d = c.dim, hd = c.dim / c.heads;
   const double proj_std = c.init_std / std::sqrt(2.0 * static_cast<double>(c.layers));
@@ -105,7 +107,7 @@ absl::StatusOr<onnx::ModelProto> BuildGpt2(const Gpt2Config& c) {
     const std::string tok = b.Op("Gather", {wte, "input_ids"}, {internal::AttrInt("axis", 0)});
     const std::string pos =
         b.Op("Gather", {wpe, b.Positions(dims)}, {internal::AttrInt("axis", 0)});
-    x = b.Op("Add", {tok, pos});  // [B, T, C]
+    x = b.Dropout(b.Op("Add", {tok, pos}), c.dropout);  // [B, T, C]
   }
   for (int64_t l = 0; l < c.layers; ++l) {
     const std::string p = absl::StrCat("h.", l, ".");
@@ -144,7 +146,7 @@ absl::StatusOr<onnx::ModelProto> BuildGpt2(const Gpt2Config& c) {
           b.Attention(q, kt, v, mask, static_cast<float>(1.0 / std::sqrt(double(hd))));
       const std::string merged = b.MergeHeads(y, dims, d);  // [B, T, C]
       GraphBuilder::Scope s2(&b, "c_proj");
-      h = b.Linear(merged, aproj_w, aproj_b);
+      h = b.Dropout(b.Linear(merged, aproj_w, aproj_b), c.dropout);
     }
     x = b.Op("Add", {x, h});
     {
@@ -159,7 +161,7 @@ absl::StatusOr<onnx::ModelProto> BuildGpt2(const Gpt2Config& c) {
       }
       h = c.gelu == "erf" ? b.Gelu(h) : b.GeluTanh(h);
       GraphBuilder::Scope s2(&b, "c_proj");
-      h = b.Linear(h, mproj_w, mproj_b);
+      h = b.Dropout(b.Linear(h, mproj_w, mproj_b), c.dropout);
     }
     x = b.Op("Add", {x, h});
   }

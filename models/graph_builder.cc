@@ -107,6 +107,14 @@ std::string GraphBuilder::ConstI64(const std::vector<int64_t>& values,
   return ConstTensor(std::move(t));
 }
 
+std::string GraphBuilder::Dropout(const std::string& x, double ratio) {
+  if (ratio == 0.0) return x;
+  onnx::TensorProto train;
+  train.set_data_type(onnx::TensorProto::BOOL);
+  train.set_raw_data(std::string(1, '\1'));
+  return Op("Dropout", {x, ScalarF32(static_cast<float>(ratio)), ConstTensor(std::move(train))});
+}
+
 std::string GraphBuilder::ScalarF32(float v) {
   onnx::TensorProto t;
   t.set_data_type(onnx::TensorProto::FLOAT);

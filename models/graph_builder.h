@@ -103,6 +103,9 @@ class GraphBuilder {
   // F.gelu(x, approximate='tanh') at opsets 9-17:
   // 0.5 * (x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * (x * (x * x)))))).
   std::string GeluTanh(const std::string& x);
+  // nn.Dropout(ratio) exported in training mode: Dropout(x, ratio, training_mode=true), which
+  // training steps apply and inference plans drop. x itself when ratio is 0.
+  std::string Dropout(const std::string& x, double ratio);
   std::string Unsqueeze(const std::string& x, const std::vector<int64_t>& axes) {
     return Op("Unsqueeze", {x, VectorI64(axes)});
   }

@@ -47,6 +47,11 @@ struct Gpt2Config {
   // "tanh": GPT-2's gelu_new, as torch.onnx exports F.gelu(x, approximate='tanh');
   // "erf": exact, as it exports F.gelu(x).
   std::string gelu = "tanh";
+  // GPT-2's resid_pdrop / embd_pdrop (0.1 in its config): dropout on the embeddings' sum and on
+  // each block's attention and MLP outputs before their residual adds, as nn.Dropout exported
+  // in training mode. Not on the attention probabilities (attn_pdrop): ptc's fused attention
+  // has no dropout. 0 (the default, as nanoGPT's pretraining): none.
+  double dropout = 0.0;
 };
 
 // Encoder-decoder, torch.nn.Transformer layout (post-norm: x = LN(x + sublayer(x)), final
@@ -68,6 +73,11 @@ struct Seq2SeqConfig {
   uint64_t seed = 0;
   double init_std = 0.02;
   float ln_eps = 1e-5f;
+  // nn.Transformer's dropout (0.1 there), at its places: each sublayer's output before its
+  // residual add, the FFN's hidden activation (the second linear's input), and here the
+  // embeddings' sum; not the attention probabilities (ptc's fused attention has none). Applied
+  // by training steps, dropped by inference plans. 0 (default): none.
+  double dropout = 0.0;
 };
 
 // Llama: pre-norm RMSNorm (Pow / ReduceMean / Add / Sqrt / Div / Mul), rotary position

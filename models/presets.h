@@ -73,6 +73,14 @@ inline absl::Status CheckStd(const char* family, double init_std) {
   return absl::OkStatus();
 }
 
+inline absl::Status CheckDropout(const char* family, double dropout) {
+  if (!(dropout >= 0.0 && dropout < 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(family, " config: dropout = ", dropout, " must be in [0, 1)"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace ptc::models::internal
 
 #endif  // PTC_MODELS_PRESETS_H_

@@ -58,7 +58,7 @@ class Seq2SeqBuilder {
   std::string Apply(const std::string& x, const Weights& w) { return b_.Linear(x, w.w, w.b); }
   std::string AddNorm(const std::string& x, const std::string& y, const Weights& norm,
                       const std::string& scope) {
-    const std::string sum = b_.Op("Add", {x, y});
+    const std::string sum = b_.Op("Add", {x, b_.Dropout(y, c_.dropout)});
     GraphBuilder::Scope s(&b_, scope);
     return b_.LayerNorm(sum, norm.w, norm.b, c_.ln_eps);
   }
@@ -99,7 +99,7 @@ class Seq2SeqBuilder {
     const Weights l1 = Linear(prefix + ".linear1", d_, c_.ffn);
     const Weights l2 = Linear(prefix + ".linear2", c_.ffn, d_);
     GraphBuilder::Scope s(&b_, "ffn");
-    return Apply(b_.Op("Relu", {Apply(x, l1)}), l2);
+    return Apply(b_.Dropout(b_.Op("Relu", {Apply(x, l1)}), c_.dropout), l2);
   }
 
  private:
@@ -127,6 +127,7 @@ absl::Status Validate(const Seq2SeqConfig& c) {
        Field{"dim", c.dim, internal::kMaxDim}, Field{"heads", c.heads, c.dim},
        Field{"ffn", c.ffn, 4 * internal::kMaxDim}, Field{"seq", c.seq, internal::kMaxSeq}}));
   PTC_RETURN_IF_ERROR(internal::CheckHeads("seq2seq", c.dim, c.heads));
+  PTC_RETURN_IF_ERROR(internal::CheckDropout("seq2seq", c.dropout));
   return internal::CheckStd("seq2seq", c.init_std);
 }
 
@@ -151,7 +152,8 @@ absl::StatusOr<onnx::ModelProto> BuildSeq2Seq(const Seq2SeqConfig& c) {
        {"ptc.config", absl::StrCat("src_vocab=", c.src_vocab, " tgt_vocab=", c.tgt_vocab,
                                    " encoder_layers=", c.encoder_layers, " decoder_layers=",
                                    c.decoder_layers, " dim=", d, " heads=", c.heads, " ffn=", c.ffn,
-                                   " seq=", c.seq, " loss=", c.with_loss, " seed=", c.seed)}});
+                                   " seq=", c.seq, " loss=", c.with_loss, " seed=", c.seed,
+                                   c.dropout > 0 ? absl::StrCat(" dropout=", c.dropout) : "")}});
   GraphBuilder b(model.mutable_graph(), c.seed);
   Seq2SeqBuilder s2s(&b, c);
 
@@ -171,8 +173,10 @@ absl::StatusOr<onnx::ModelProto> BuildSeq2Seq(const Seq2SeqConfig& c) {
     const auto gather = [&](const std::string& table, const std::string& ids) {
       return b.Op("Gather", {table, ids}, {AttrInt("axis", 0)});
     };
-    x = b.Op("Add", {gather(src_emb, "src_ids"), gather(pos_emb, b.Positions(sd))});  // [B,S,C]
-    y = b.Op("Add", {gather(tgt_emb, "tgt_ids"), gather(pos_emb, b.Positions(td))});  // [B,T,C]
+    x = b.Dropout(b.Op("Add", {gather(src_emb, "src_ids"), gather(pos_emb, b.Positions(sd))}),
+                  c.dropout);  // [B,S,C]
+    y = b.Dropout(b.Op("Add", {gather(tgt_emb, "tgt_ids"), gather(pos_emb, b.Positions(td))}),
+                  c.dropout);  // [B,T,C]
   }
   {
     GraphBuilder::Scope s(&b, "mask");

@@ -8,7 +8,8 @@
 // One forward sweep suffices: once a node's operands are canonical, so is its key.
 //
 // Preconditions / what it leaves alone:
-//   - impure ops (OpDef::pure == false, e.g. dropout: two draws differ) never merge;
+//   - impure ops (OpDef::pure == false: assign) never merge (two dropouts merge only with the
+//     same input, counter and seed: then they draw the same mask);
 //   - attributes differing only in float bits (0.0 vs -0.0) do not merge;
 //   - a node whose output is a function result under another name than the earlier node's
 //     keeps that name: a result's name is part of the interface (ONNX output names; two

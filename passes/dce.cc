@@ -5,8 +5,8 @@
 // Also drops Module::tensors() entries that only erased `constant {ref}` nodes referenced.
 //
 // Preconditions / what it leaves alone:
-//   - impure nodes (OpDef::pure == false, e.g. dropout) stay even when unused: removing one
-//     would change which random numbers later nodes draw (counter "kept.impure");
+//   - impure nodes (OpDef::pure == false: assign) stay even when unused (counter
+//     "kept.impure"); dropout is pure (its mask a function of seed, counter and index);
 //   - function parameters stay even when unused: they are the function's signature (weights
 //     included; pruning weights is a separate decision);
 //   - a tensor named like a parameter (a weight) is never dropped.

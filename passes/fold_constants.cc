@@ -9,7 +9,8 @@
 // The operand constants are left for dce.
 //
 // Preconditions / when it declines (counters):
-//   - impure ops (dropout) are never evaluated at compile time       "declined.impure"
+//   - impure ops (assign) are never evaluated at compile time        "declined.impure"
+//   - nor is dropout (each training step draws anew)                 "declined.dropout"
 //   - weights (params) are not constants: they may be trained or replaced; only `constant`
 //     ops count, and a {ref} constant only when its tensor is in the module (IR parsed from
 //     text carries no tensors, so its {ref} constants are opaque)      (not counted)
@@ -58,6 +59,10 @@ class FoldConstantsPass : public Pass {
         if (def == nullptr) continue;  // the verifier reports unknown ops
         if (!def->pure) {
           Count("declined.impure");
+          continue;
+        }
+        if (n->op() == "dropout") {  // a new draw each training step, not one folded mask
+          Count("declined.dropout");
           continue;
         }
         int64_t bytes = 0;

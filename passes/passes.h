@@ -73,6 +73,10 @@ std::unique_ptr<Pass> CreateMatchRotaryPass();
 // gradient one concat instead of zero-padded slice_grads and their sum) (slices_as_split.cc).
 std::unique_ptr<Pass> CreateSlicesAsSplitPass();
 
+// Evaluation mode: dropout -> identity (inference plans and a training step's @eval;
+// strip_dropout.cc).
+std::unique_ptr<Pass> CreateStripDropoutPass();
+
 // sigmoid(g) * g * u (Llama's SwiGLU, any grouping and operand order) -> swiglu
 // (match_swiglu.cc).
 std::unique_ptr<Pass> CreateMatchSwigluPass();

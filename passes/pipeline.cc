@@ -171,6 +171,9 @@ const std::vector<PassInfo>& RegisteredPasses() {
        "slices cutting one axis into parts that cover it -> one split (Phi-3's q | k | v: the "
        "gradient is one concat)",
        [] { return CreateSlicesAsSplitPass(); }},
+      {"strip-dropout",
+       "evaluation mode: dropout -> identity (the driver runs it on inference plans and @eval)",
+       [] { return CreateStripDropoutPass(); }},
       {"match-swiglu", "g * sigmoid(g) * u (Llama's SwiGLU MLP gate) -> swiglu",
        [] { return CreateMatchSwigluPass(); }},
       {"fuse-matmul-bias", "matmul + transposed weight + bias + gelu/relu -> fused_matmul",

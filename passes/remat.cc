@@ -7,8 +7,8 @@
 // such as masks or the encoder output of an encoder-decoder, count as "global" and are always
 // kept). Per segment there are three options:
 //   keep       every value the backward reads stays live (no remat);
-//   selective  outputs of matmul / gemm / fused_matmul (and of impure ops, e.g. dropout, which must never be
-//              recomputed) are kept, everything else the backward reads is recomputed from
+//   selective  outputs of matmul / gemm / fused_matmul (and of impure ops, which must never be
+//              recomputed; dropout is pure: its counter redraws the same mask) are kept, everything else the backward reads is recomputed from
 //              them (cheap elementwise / normalization / softmax work; Korthikanti et al.'s
 //              "selective recomputation", PyTorch's min-cut partitioner's preference);
 //   full       only the segment's input is kept and the segment is recomputed (Chen et al.).

@@ -11,7 +11,7 @@
 // that lengthens lifetimes, each gradient's by at most the window.
 //
 // Preconditions: the function verifies. The driver runs it before remat and plan-memory
-// (compiler/driver/driver.cc). Impure nodes (dropout, assign) never move; sinking leaves nodes
+// (compiler/driver/driver.cc). Impure nodes (assign) never move; sinking leaves nodes
 // producing function results in place.
 //
 //   %t = transpose(%w) : f32[256,768]      %a = exp(%x) : f32[4]

@@ -1227,6 +1227,43 @@ TEST(KernelDropoutTest, MaskScalesAndRate) {
   EXPECT_NEAR(static_cast<double>(kept) / n, 0.75, 0.01);
 }
 
+// The mask is a function of (seed, counter, index): the same counter draws the same mask (what
+// the gradient and a recomputation rely on), another counter or seed a different one, and an
+// i32 counter the i64 one's. Ratio 0 keeps everything.
+TEST(KernelDropoutTest, CounterDecidesTheMask) {
+  const int64_t n = 4096;
+  std::vector<float> xs(n, 1.0f);
+  auto draw = [&](int64_t seed, int64_t counter, DType counter_dt, double ratio = 0.5) {
+    ir::Function fn("t");
+    ir::Value* x = fn.AddParam("x", {DType::kF32, {n}});
+    ir::Value* c = fn.AddParam("c", {counter_dt, {}});
+    ir::Node* node = fn.AddNode("dropout", {x, c}, {{DType::kF32, {n}}, {DType::kBool, {n}}},
+                                {{"ratio", ratio}, {"seed", seed}});
+    ir::Tensor ct = counter_dt == DType::kI32
+                        ? ir::Tensor::FromVector<int32_t>(DType::kI32, {},
+                                                          {static_cast<int32_t>(counter)})
+                        : ir::Tensor::FromVector<int64_t>(DType::kI64, {}, {counter});
+    auto got = EvaluateNode(*node, {ir::Tensor::FromVector(DType::kF32, {n}, xs), ct});
+    EXPECT_TRUE(got.ok()) << got.status();
+    std::vector<uint8_t> mask(n);
+    for (int64_t i = 0; i < n; ++i) {
+      mask[i] = (*got)[1].data_as<uint8_t>()[i];
+      EXPECT_EQ((*got)[0].data_as<float>()[i], mask[i] ? 1.0f / (1.0f - static_cast<float>(ratio))
+                                                        : 0.0f);
+    }
+    return mask;
+  };
+  const std::vector<uint8_t> a = draw(3, 10, DType::kI64);
+  EXPECT_EQ(draw(3, 10, DType::kI64), a);
+  EXPECT_EQ(draw(3, 10, DType::kI32), a);
+  EXPECT_NE(draw(3, 11, DType::kI64), a);
+  EXPECT_NE(draw(4, 10, DType::kI64), a);
+  int64_t kept = 0;
+  for (uint8_t m : a) kept += m;
+  EXPECT_NEAR(static_cast<double>(kept) / n, 0.5, 0.05);
+  for (uint8_t m : draw(3, 10, DType::kI64, 0.0)) ASSERT_EQ(m, 1);
+}
+
 // ---------------------------------------------------------------------------------------------
 // softmax_ce_loss forward + softmax_ce_loss_grad on vocabulary-sized rows (the AVX2 paths)
 // against float64, and NaN / -inf scores handled as the scalar loops do.

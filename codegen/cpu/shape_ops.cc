@@ -1,11 +1,11 @@
 // Data-movement kernels (dtype-agnostic: they move elements by size): reshape / identity,
 // expand, transpose, split, slice, concat, gather, trilu, constant, dropout.
-#include <atomic>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "codegen/cpu/kernel_util.h"
+#include "compiler/ir/dropout.h"
 
 namespace ptc::cpu::internal {
 namespace {
@@ -336,25 +336,30 @@ class ConstantKernel : public Kernel {
   ir::Tensor t_;
 };
 
-// dropout(x) {ratio, seed} -> (y [, mask]). Counter-based hash RNG: mask bit of element i in
-// call c is a function of (seed, c, i), so results do not depend on the thread count.
+// dropout(x [, counter]) {ratio, seed} -> (y [, mask]) (compiler/ir/ops.h): element i is kept
+// where compiler/ir/dropout.h's hash of (seed, counter, i) passes the threshold, so results do
+// not depend on the thread count, and the CUDA kernel draws the same mask.
 template <typename T>
 class DropoutKernel : public Kernel {
  public:
-  DropoutKernel(int64_t n, double ratio, uint64_t seed) : n_(n), ratio_(ratio), seed_(seed) {}
+  DropoutKernel(int64_t n, double ratio, uint64_t seed, ir::DType counter)
+      : n_(n), ratio_(ratio), seed_(seed), counter_(counter) {}
   absl::Status Run(absl::Span<const void* const> inputs, absl::Span<void* const> outputs,
                    void*) override {
     const T* x = static_cast<const T*>(inputs[0]);
     T* y = static_cast<T*>(outputs[0]);
     uint8_t* mask = outputs.size() > 1 ? static_cast<uint8_t*>(outputs[1]) : nullptr;
-    const uint64_t call = calls_.fetch_add(1);
-    const uint64_t threshold = static_cast<uint64_t>(ratio_ * 18446744073709551616.0);
-    const T scale = ratio_ < 1.0 ? static_cast<T>(1.0 / (1.0 - ratio_)) : T(0);
-    const uint64_t key = Mix(seed_ ^ Mix(call + 0x9e3779b97f4a7c15ull));
+    int64_t counter = 0;
+    if (inputs.size() > 1) {
+      counter = counter_ == ir::DType::kI32 ? *static_cast<const int32_t*>(inputs[1])
+                                            : *static_cast<const int64_t*>(inputs[1]);
+    }
+    const uint64_t threshold = ir::DropoutThreshold(ratio_);
+    const T scale = static_cast<T>(ir::DropoutScale(ratio_));
+    const uint64_t key = ir::DropoutKey(seed_, counter);
     ParallelFor(n_, kElementGrain, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
-        bool keep = ratio_ <= 0.0 || Mix(key + static_cast<uint64_t>(i)) >= threshold;
-        if (ratio_ >= 1.0) keep = false;
+        const bool keep = ir::DropoutKeeps(key, static_cast<uint64_t>(i), threshold);
         y[i] = keep ? x[i] * scale : T(0);
         if (mask) mask[i] = keep;
       }
@@ -363,15 +368,10 @@ class DropoutKernel : public Kernel {
   }
 
  private:
-  static uint64_t Mix(uint64_t z) {  // splitmix64 finalizer
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
   int64_t n_;
   double ratio_;
   uint64_t seed_;
-  std::atomic<uint64_t> calls_{0};
+  ir::DType counter_;
 };
 
 }  // namespace
@@ -656,7 +656,7 @@ KernelOr MakeConstantKernel(const ir::Node& node) {
 }
 
 KernelOr MakeDropoutKernel(const ir::Node& node) {
-  PTC_RETURN_IF_ERROR(CheckArity(node, 1, 1, 1, 2));
+  PTC_RETURN_IF_ERROR(CheckArity(node, 1, 2, 1, 2));
   const ir::TensorType& in = node.input(0)->type();
   if (node.output(0)->type() != in) return Invalid(node, "output type must equal the input type");
   if (node.num_outputs() == 2 && node.output(1)->type() != ir::TensorType{DType::kBool, in.shape}) {
@@ -667,9 +667,15 @@ KernelOr MakeDropoutKernel(const ir::Node& node) {
   if (!(ratio >= 0.0 && ratio <= 1.0)) {
     return Invalid(node, absl::StrCat("ratio ", ratio, " must be in [0, 1]"));
   }
+  const DType counter = node.num_inputs() > 1 ? node.input(1)->type().dtype : DType::kI64;
+  if (counter != DType::kI32 && counter != DType::kI64) {
+    return Invalid(node, "the counter must be an i32 or i64 scalar");
+  }
   switch (in.dtype) {
-    case DType::kF32: return KernelPtr(new DropoutKernel<float>(in.num_elements(), ratio, seed));
-    case DType::kF64: return KernelPtr(new DropoutKernel<double>(in.num_elements(), ratio, seed));
+    case DType::kF32:
+      return KernelPtr(new DropoutKernel<float>(in.num_elements(), ratio, seed, counter));
+    case DType::kF64:
+      return KernelPtr(new DropoutKernel<double>(in.num_elements(), ratio, seed, counter));
     default: return Unsupported(node, absl::StrCat("dtype ", in.ToString(), " is not supported"));
   }
 }

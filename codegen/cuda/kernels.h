@@ -153,6 +153,12 @@ cudaError_t LaunchSwiglu(DT dt, int act, int64_t n, const void* g, const void* u
 cudaError_t LaunchSwigluGrad(DT dt, int act, int64_t n, const void* dy, const void* g, const void* u,
                              void* dg, void* du, cudaStream_t stream);
 
+// dropout (compiler/ir/ops.h, dropout.cu) over n contiguous elements of dtype dt (f32, f16,
+// bf16, f64): the CPU kernel's mask (compiler/ir/dropout.h) from `seed` and the counter read on
+// the device (an i32 / i64 scalar; nullptr: 0); mask (bool, may be nullptr) gets the kept bits.
+cudaError_t LaunchDropout(DT dt, int64_t n, const void* x, const void* counter, bool counter_i32,
+                          double ratio, uint64_t seed, void* y, void* mask, cudaStream_t stream);
+
 cudaError_t LaunchStridedCopy(int elem_bytes, const CopyDesc& d, const void* in, void* out,
                               cudaStream_t stream);
 // gather on data viewed as [outer, axis_dim, inner] with `num_indices` indices: out is

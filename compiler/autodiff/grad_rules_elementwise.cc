@@ -169,11 +169,12 @@ absl::Status Cast(RuleContext& c) {
   return absl::OkStatus();
 }
 
-absl::Status Dropout(RuleContext& c) {  // same mask, same scale
-  PTC_ASSIGN_OR_RETURN(double ratio, c.node.GetFloat("ratio", 0.5));
-  if (c.node.num_outputs() < 2) return absl::InternalError("dropout without its mask output");
-  Value* zero = c.b.Const(Dt(c.out()), 0.0);
-  c.dx[0] = c.b.Op("where", {c.out(1), c.b.Scale(c.dy[0], 1.0 / (1.0 - ratio)), zero});
+// The same dropout of dy: its mask is a function of (seed, counter, index) alone, so the
+// backward draws the forward's mask again instead of keeping it (no B x T x C bool per dropout).
+absl::Status Dropout(RuleContext& c) {
+  std::vector<Value*> ins = {c.dy[0]};
+  if (c.node.num_inputs() > 1) ins.push_back(c.in(1));
+  c.dx[0] = c.b.Op("dropout", ins, c.node.attrs());
   return absl::OkStatus();
 }
 

@@ -205,6 +205,10 @@ std::vector<Case> Cases() {
       {"dropout", [](GraphMaker& g) {
          return g.OpN("dropout", {g.P({4, 8})}, {{"ratio", 0.3}, {"seed", int64_t{5}}}, 1);
        }},
+      {"dropout_counter", [](GraphMaker& g) {  // the step's counter: the same mask both ways
+         Value* x = g.P({4, 8});
+         return g.OpN("dropout", {x, g.Ints({}, {7})}, {{"ratio", 0.3}, {"seed", int64_t{5}}}, 1);
+       }},
       {"matmul_batched_weight", [](GraphMaker& g) {
          return std::vector<Value*>{g.Op("matmul", {g.P({2, 3, 4}), g.P({4, 5})})};
        }},

@@ -4,7 +4,7 @@
 // rule); the training pipeline runs autodiff first and fuses the whole step afterwards.
 //
 // 1. Forward ops whose backward needs an extra forward output get it: layer_norm produces
-//    (y, mean, inv_std_dev), dropout (y, mask), softmax_ce_loss (loss, log_prob). The node is
+//    (y, mean, inv_std_dev), softmax_ce_loss (loss, log_prob). The node is
 //    replaced by one with more outputs at the same schedule position.
 // 2. requires-grad: float values reachable from `wrt` through float edges.
 // 3. Nodes are visited in reverse schedule order; each node with an output gradient applies
@@ -152,7 +152,6 @@ ir::Node* WithOutputs(ir::Function& f, ir::Node* node, size_t want,
   for (size_t i = node->num_outputs(); i < want; ++i) {
     std::string suffix = i == 1 && node->op() == "layer_norm" ? ".mean"
                          : i == 2 && node->op() == "layer_norm" ? ".inv_std"
-                         : node->op() == "dropout"               ? ".mask"
                          : node->op() == "linear_ce_loss"
                              ? (i == 1 ? ".dx_unit" : i == 2 ? ".dw_unit" : ".db_unit")
                                                                  : ".log_prob";
@@ -190,7 +189,7 @@ absl::StatusOr<std::vector<ir::Value*>> AppendGradients(ir::Function& function, 
           " is a fused op; autodiff must run before fusion passes (build the training step "
           "from the unfused forward graph, then run the pass pipeline)"));
     }
-    if (n->op() == "layer_norm" || n->op() == "dropout" || n->op() == "softmax_ce_loss" ||
+    if (n->op() == "layer_norm" || n->op() == "softmax_ce_loss" ||
         n->op() == "linear_ce_loss") {
       to_widen.push_back(n.get());
     }

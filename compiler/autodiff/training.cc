@@ -128,13 +128,6 @@ absl::Status BuildTrainingStep(ir::Module& module, const TrainOptions& o) {
   } catch (const std::regex_error& e) {
     return Invalid(absl::StrCat("frozen: invalid regex \"", o.frozen, "\": ", e.what()));
   }
-  // Dropout: a distinct, reproducible seed per node.
-  int64_t dropout_index = 0;
-  for (const auto& n : f->nodes()) {
-    if (n->op() == "dropout") {
-      n->set_attr("seed", static_cast<int64_t>(o.dropout_seed * 1000003ull + dropout_index++));
-    }
-  }
   std::vector<ir::Value*> data, candidates, frozen_weights;
   for (ir::Value* p : f->params()) {
     if (!p->is_param()) {
@@ -144,6 +137,26 @@ absl::Status BuildTrainingStep(ir::Module& module, const TrainOptions& o) {
     } else {
       frozen_weights.push_back(p);
     }
+  }
+  // Dropout: a distinct, reproducible seed per node, and the step's counter (the `rng.step`
+  // state, one more each step) as every dropout's counter: each step draws new masks, and the
+  // gradient (the same dropout of dy) and a recomputation draw the forward's.
+  int64_t dropout_index = 0;
+  ir::Value* rng_step = nullptr;
+  for (const auto& n : f->nodes()) {
+    if (n->op() != "dropout") continue;
+    n->set_attr("seed", static_cast<int64_t>(o.dropout_seed * 1000003ull + dropout_index++));
+    if (n->num_inputs() > 1) continue;  // a counter of the model's own
+    if (rng_step == nullptr) {
+      rng_step = f->AddParam("rng.step", {ir::DType::kI64, {}}, {"state"});
+    }
+    n->set_inputs({n->input(0), rng_step});
+  }
+  if (rng_step != nullptr) {
+    internal::GradBuilder b(*f, "rng", "");
+    ir::Value* next = b.Op("add", {rng_step, b.Const(ir::DType::kI64, 1.0)}, {}, "rng.step.new");
+    PTC_RETURN_IF_ERROR(b.status());
+    f->AddNode("assign", {rng_step, next}, {}, {}, "", {});
   }
   PTC_ASSIGN_OR_RETURN(ir::Value* loss, AppendLoss(*f, o));
   if (!o.loss.empty()) data.push_back(f->params().back());  // the labels
@@ -206,6 +219,7 @@ absl::Status BuildTrainingStep(ir::Module& module, const TrainOptions& o) {
   order.insert(order.end(), trainable.begin(), trainable.end());
   order.insert(order.end(), frozen_weights.begin(), frozen_weights.end());
   order.insert(order.end(), opt.state.begin(), opt.state.end());
+  if (rng_step != nullptr) order.push_back(rng_step);
   if (order.size() != f->params().size()) {
     return absl::InternalError("training step: parameter bookkeeping mismatch");
   }

@@ -73,6 +73,12 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
   // Pass timings and counters in the order the passes ran (--stats): the pre-autodiff clean-up,
   // mixed precision, then the pipeline.
   std::vector<passes::PassTiming> early_timings;
+  // Inference: evaluation mode, dropout as the identity, before any pass sees the graph (a
+  // dropout after a softmax would hide an attention from fuse-attention); with --passes none
+  // too: it is what the plan computes. A training step keeps its dropouts (its @eval does not).
+  if (!options.train) {
+    PTC_RETURN_IF_ERROR(passes::CreateStripDropoutPass()->Run(*module).status());
+  }
   if ((options.train || options.precision != "fp32") && options.passes != "none") {
     // Before autodiff: GELU as one op, so the backward keeps only its input (not the four
     // intermediates of x*0.5*(1+erf(x/sqrt2)), or the eight of the tanh form) and uses the
@@ -158,6 +164,7 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
     }
     // @eval (forward + loss) is copied before @main becomes the training step.
     std::unique_ptr<ir::Module> forward = module->Clone();
+    PTC_RETURN_IF_ERROR(passes::CreateStripDropoutPass()->Run(*forward).status());
     PTC_RETURN_IF_ERROR(autodiff::BuildTrainingStep(*module, options.train_options));
     PTC_RETURN_IF_ERROR(
         autodiff::AddEvalFunction(*module, *forward->main(), options.train_options));

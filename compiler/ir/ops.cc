@@ -545,6 +545,12 @@ InferResult InferDropout(const Types& in, const AttrMap& attrs, int num_outputs)
     return Invalid(absl::StrCat("attribute 'ratio' must be in [0, 1), got ", ratio));
   }
   PTC_RETURN_IF_ERROR(GetIntAttr(attrs, "seed", 0).status());
+  if (in.size() > 1) {  // the counter
+    PTC_RETURN_IF_ERROR(RequireIndex(in, 1));
+    if (!in[1].shape.empty()) {
+      return Invalid(absl::StrCat(InputStr(in, 1), " (the counter) must be a scalar"));
+    }
+  }
   Types out = {in[0]};
   if (num_outputs > 1) out.push_back({DType::kBool, in[0].shape});
   return out;
@@ -618,8 +624,8 @@ const std::vector<OpDef>& CoreOpDefs() {
       {.name = "softmax_ce_loss", .min_inputs = 2, .max_inputs = 3, .min_outputs = 1,
        .max_outputs = 2, .infer = InferSoftmaxCE},
       {.name = "nll_loss", .min_inputs = 2, .max_inputs = 3, .infer = InferNll},
-      {.name = "dropout", .min_inputs = 1, .max_inputs = 1, .min_outputs = 1, .max_outputs = 2,
-       .infer = InferDropout, .pure = false},
+      {.name = "dropout", .min_inputs = 1, .max_inputs = 2, .min_outputs = 1, .max_outputs = 2,
+       .infer = InferDropout},
   };
   return *defs;
 }

@@ -44,7 +44,11 @@
 //   softmax_ce_loss(scores, labels [, weights]) {reduction="mean"|"sum"|"none", ignore_index?}
 //       -> (loss [, log_prob])                ONNX SoftmaxCrossEntropyLoss semantics
 //   nll_loss(input, target [, weight]) {reduction, ignore_index?}   ONNX NegativeLogLikelihoodLoss
-//   dropout(x) {ratio, seed} -> (y [, mask: bool])   training only; inference imports identity
+//   dropout(x [, counter: i32/i64 scalar]) {ratio, seed} -> (y [, mask: bool])
+//       keeps x[i] / (1 - ratio) where hash(seed, counter, i) >= ratio * 2^64, else 0: a pure
+//       function of its inputs (a training step passes its `rng.step` state as the counter, so
+//       each step draws a new mask and a recomputation draws the same one; the gradient is the
+//       same dropout of dy). Training only: inference plans and @eval drop it (strip-dropout).
 //
 // Defaults where unspecified: epsilon=1e-5, keepdims=1, reduction="mean", ratio=0.5. A
 // `constant {ref=...}` takes its type from Module::tensors() (op_util.h InferNodeTypes).
@@ -80,7 +84,7 @@ struct OpDef {
   absl::StatusOr<std::vector<TensorType>> (*infer)(const std::vector<TensorType>& inputs,
                                                    const AttrMap& attrs, int num_outputs) = nullptr;
   bool elementwise = false;  // output[i] depends only on broadcast input[i] (fusion candidates)
-  bool pure = true;          // no side effects (dropout is not: it draws random numbers)
+  bool pure = true;          // no side effects: the same inputs give the same outputs
   // An input whose buffer the (single) output may take over when this node reads it last: the
   // kernel reads each element of it before writing the same output element (-1: none; every
   // same-typed input of an elementwise op qualifies anyway). plan-memory's

@@ -57,7 +57,8 @@ TEST(Ops, RegistryIsCompleteAndUnique) {
   for (auto n : AllOpNames()) EXPECT_TRUE(seen.insert(n).second) << "duplicate op " << n;
   EXPECT_EQ(AllOpNames().size(), spec.size() + FusedOpDefs().size() + TrainOpDefs().size() +
                                      DecodeOpDefs().size());
-  EXPECT_FALSE(FindOp("dropout")->pure);
+  EXPECT_TRUE(FindOp("dropout")->pure);  // counter-based: recomputable
+  EXPECT_FALSE(FindOp("assign")->pure);
   EXPECT_TRUE(FindOp("add")->elementwise);
   EXPECT_FALSE(FindOp("matmul")->elementwise);
 }
@@ -309,6 +310,10 @@ TEST(Ops, Dropout) {
             (std::vector{F32({2, 3}), Bool({2, 3})}));
   EXPECT_EQ(Infer("dropout", {F32({2, 3})}, {}), (std::vector{F32({2, 3})}));
   ExpectError("dropout", {F32({2})}, {{"ratio", 1.0}}, {"'ratio'", "[0, 1)"});
+  EXPECT_EQ(Infer("dropout", {F32({2, 3}), I64({})}, {{"ratio", 0.1}}),
+            (std::vector{F32({2, 3})}));
+  ExpectError("dropout", {F32({2}), I64({1})}, {}, {"counter", "scalar"});
+  ExpectError("dropout", {F32({2}), F32({})}, {}, {"i32 or i64"});
 }
 
 TEST(Ops, GemmBgrad) {

@@ -944,7 +944,9 @@ absl::StatusOr<std::vector<EntryPtr>> Importer::Emit(const NodeCtx& c, absl::str
   bool fold = std::all_of(inputs.begin(), inputs.end(),
                           [](Entry* e) { return e->constant && e->foldable; });
   const ir::OpDef* def = ir::FindOp(std::string(op));
-  if (def != nullptr && !def->pure) fold = false;
+  // A dropout of constants is still a new draw each training step (its counter comes with
+  // the step), not one mask folded in.
+  if ((def != nullptr && !def->pure) || op == "dropout") fold = false;
   int64_t bytes = 0;
   for (const auto& t : types) {
     int64_t b = t.byte_size();
@@ -1940,15 +1942,29 @@ absl::Status Importer::ConvertNode(const onnx::NodeProto& node, int index) {
       Entry* tm = c.In(2);
       if (!tm->constant) {
         return c.Unimplemented(
-            "training_mode is computed at run time; ptc imports inference graphs (Dropout "
-            "becomes identity) and adds training dropout itself: make training_mode a constant "
-            "false or drop it");
+            "training_mode is computed at run time; ptc needs it constant: true (a model "
+            "exported in training mode) keeps the dropout, which training steps apply and "
+            "inference plans drop; false or absent is the identity");
       }
       if (tm->constant->num_elements() != 1) return c.Error("training_mode must be a scalar");
       if (tm->constant->GetInt(0) != 0) {
-        return c.Unimplemented(
-            "training_mode is true; ptc imports inference graphs (Dropout becomes identity) "
-            "and adds training dropout itself: export the model in eval mode");
+        // Training mode: ptc's dropout (ratio from the `ratio` input, 0.5 when absent); the
+        // training step gives it a seed and its counter, inference plans strip it.
+        double ratio = 0.5;
+        if (Entry* r = c.In(1)) {
+          if (!r->constant || r->constant->num_elements() != 1) {
+            return c.Unimplemented("ratio must be a constant scalar");
+          }
+          ratio = r->constant->GetDouble(0);
+        }
+        if (!(ratio >= 0.0 && ratio < 1.0)) {
+          return c.Error(absl::StrCat("ratio ", ratio, " must be in [0, 1)"));
+        }
+        if (ratio > 0.0) {  // (ratio 0 is the identity below)
+          std::vector<std::string> names = {node.output(0)};
+          if (node.output_size() > 1 && !node.output(1).empty()) names.push_back(node.output(1));
+          return Emit(c, "dropout", {x}, {{"ratio", ratio}}, names).status();
+        }
       }
     }
     PTC_RETURN_IF_ERROR(CrossCheck(c, out0(), x->type));

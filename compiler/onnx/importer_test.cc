@@ -361,21 +361,42 @@ TEST(ImportTest, CastDropoutIdentity) {
   EXPECT_EQ(ResultConstant(**m, 2), std::vector<double>(6, 1.0));
 }
 
-TEST(ImportTest, DropoutInTrainingModeIsAnError) {
+// A model exported in training mode keeps its dropouts (the training step applies them,
+// inference plans strip them): ratio from the `ratio` input, 0.5 without it; ratio 0 is the
+// identity. A training_mode computed at run time is an error that names the node.
+TEST(ImportTest, DropoutInTrainingModeIsDropout) {
   ModelBuilder b;
-  b.Input("x", F32, {int64_t{2}});
+  b.Input("x", F32, {int64_t{2}, int64_t{3}});
   auto* t = b.Node("Constant", {}, {"train"});
   auto* a = t->add_attribute();
   a->set_name("value");
   a->set_type(onnx::AttributeProto::TENSOR);
   a->mutable_t()->set_data_type(BOOL);
   a->mutable_t()->add_int32_data(1);
-  b.Node("Dropout", {"x", "", "train"}, {"y"}, "drop");
-  b.Output("y", F32, 1);
+  AttrF(b.Node("Constant", {}, {"r"}), "value_float", 0.25f);
+  AttrF(b.Node("Constant", {}, {"r0"}), "value_float", 0.0f);
+  b.Node("Dropout", {"x", "r", "train"}, {"y", "mask"}, "drop");
+  b.Node("Dropout", {"y", "", "train"}, {"z"}, "drop_half");
+  b.Node("Dropout", {"z", "r0", "train"}, {"w"}, "drop_none");
+  b.Output("w", F32, 2).Output("mask", BOOL, 2);
   auto m = Import(b);
-  ASSERT_FALSE(m.ok());
-  EXPECT_THAT(std::string(m.status().message()), HasSubstr("training_mode"));
-  EXPECT_THAT(std::string(m.status().message()), HasSubstr("drop"));
+  ASSERT_TRUE(m.ok()) << m.status();
+  std::vector<const ir::Node*> drops = Nodes(**m, "dropout");
+  ASSERT_EQ(drops.size(), 2u);
+  EXPECT_DOUBLE_EQ(*drops[0]->GetFloat("ratio"), 0.25);
+  EXPECT_EQ(drops[0]->num_outputs(), 2u);
+  EXPECT_DOUBLE_EQ(*drops[1]->GetFloat("ratio"), 0.5);
+  EXPECT_EQ((*m)->main()->results()[0], drops[1]->output());  // ratio 0: the identity
+
+  ModelBuilder r;
+  r.Input("x", F32, {int64_t{2}});
+  r.Input("flag", BOOL, {});
+  r.Node("Dropout", {"x", "", "flag"}, {"y"}, "drop");
+  r.Output("y", F32, 1);
+  auto bad = Import(r);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("training_mode"));
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("drop"));
 }
 
 TEST(ImportTest, ConstantFormsShapeRangeConstantOfShape) {

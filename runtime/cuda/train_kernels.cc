@@ -579,6 +579,55 @@ KernelOr MakeSgd(const ir::Node& node) {
       new SgdKernel(ToDT(w.dtype), w.num_elements(), momentum, wd, has_mom));
 }
 
+// ------------------------------------------------------------------------------------ dropout
+class DropoutKernel final : public DeviceKernel {
+ public:
+  DropoutKernel(k::DT dt, int64_t n, bool counter_i32, double ratio, uint64_t seed)
+      : dt_(dt), n_(n), counter_i32_(counter_i32), ratio_(ratio), seed_(seed) {}
+  absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
+                      absl::Span<void* const> out, void*) override {
+    return LaunchStatus(
+        k::LaunchDropout(dt_, n_, in[0], in.size() > 1 ? in[1] : nullptr, counter_i32_, ratio_,
+                         seed_, out[0], out.size() > 1 ? out[1] : nullptr, ctx.stream),
+        "LaunchDropout");
+  }
+
+ private:
+  k::DT dt_;
+  int64_t n_;
+  bool counter_i32_;
+  double ratio_;
+  uint64_t seed_;
+};
+
+// dropout(x [, counter]) -> y [, mask]: x and y of one float type, the counter an i32 / i64
+// scalar read on the device, the mask bool.
+KernelOr MakeDropout(const ir::Node& node) {
+  PTC_RETURN_IF_ERROR(Arity(node, 1, 2, 1, 2));
+  const ir::TensorType& x = node.input(0)->type();
+  PTC_RETURN_IF_ERROR(RequireFloat(node, x, "x"));
+  if (node.output(0)->type() != x) return Invalid(node, "y must have x's type");
+  if (node.num_outputs() > 1 && node.output(1)->type() != ir::TensorType{DType::kBool, x.shape}) {
+    return Invalid(node, "the mask must be bool of x's shape");
+  }
+  bool counter_i32 = false;
+  if (node.num_inputs() > 1) {
+    const ir::TensorType& c = node.input(1)->type();
+    if ((c.dtype != DType::kI32 && c.dtype != DType::kI64) || !c.shape.empty()) {
+      return Invalid(node, absl::StrCat("the counter must be an i32 or i64 scalar, got ",
+                                        c.ToString()));
+    }
+    counter_i32 = c.dtype == DType::kI32;
+  }
+  PTC_ASSIGN_OR_RETURN(double ratio, node.GetFloat("ratio", 0.5));
+  PTC_ASSIGN_OR_RETURN(int64_t seed, node.GetInt("seed", 0));
+  if (!(ratio >= 0.0 && ratio <= 1.0)) {
+    return Invalid(node, absl::StrCat("ratio ", ratio, " must be in [0, 1]"));
+  }
+  return std::unique_ptr<DeviceKernel>(new DropoutKernel(
+      ToDT(x.dtype), x.num_elements(), counter_i32, ratio, static_cast<uint64_t>(seed)));
+}
+
 struct Entry {
   std::string_view op;
   KernelOr (*make)(const ir::Node&);
@@ -596,6 +645,7 @@ constexpr Entry kTrainOps[] = {
     {"lr_schedule", MakeLrSchedule},
     {"adamw_update", MakeAdamW},
     {"sgd_update", MakeSgd},
+    {"dropout", MakeDropout},
 };
 
 }  // namespace

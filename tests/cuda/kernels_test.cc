@@ -496,6 +496,23 @@ std::vector<Case> Cases() {
     f.ref_in_f32 = true;
     add(f);
   }
+  // dropout: the CPU kernel's mask bit for bit (compiler/ir/dropout.h) from the seed and the
+  // counter read on the device; every float dtype, the vector path and its tail, an i32
+  // counter, no counter (0), the mask output, ratio 0.
+  for (const auto& [dn, dt] : std::vector<std::pair<const char*, DType>>{
+           {"f32", f32}, {"bf16", bf16}, {"f16", f16}, {"f64", f64}}) {
+    for (const ir::Shape& shape : {ir::Shape{16, 64}, ir::Shape{3, 37}}) {
+      const std::string size = shape[1] == 64 ? "aligned" : "odd";
+      const ir::AttrMap da = {{"ratio", 0.3}, {"seed", int64_t{11}}};
+      add({absl::StrCat("dropout_", dn, "_", size), "dropout", {T(dt, shape), T(i64, {})}, da, 2,
+           {Gen::kNormal, Gen::kSmallInt}});
+    }
+  }
+  add({"dropout_f32_i32_counter", "dropout", {T(f32, {5, 40}), T(i32, {})},
+       {{"ratio", 0.5}, {"seed", int64_t{2}}}, 1, {Gen::kNormal, Gen::kSmallInt}});
+  add({"dropout_f32_no_counter", "dropout", {T(f32, {1000})}, {{"ratio", 0.1}}, 2});
+  add({"dropout_bf16_ratio_0", "dropout", {T(bf16, {8, 24}), T(i64, {})}, {{"ratio", 0.0}}, 2,
+       {Gen::kNormal, Gen::kSmallInt}});
   // swiglu / swiglu_grad: every float dtype, sizes a multiple of the 16-byte vector (the vector
   // path) and odd ones (its scalar tail); the CPU kernels compute half types in f32 too.
   for (const auto& [dn, dt] : std::vector<std::pair<const char*, DType>>{
@@ -1234,17 +1251,19 @@ TEST(CudaKernelErrors, GatherIndexOutOfRangeIsAnError) {
 
 TEST(CudaKernelErrors, UnsupportedOpNamesTheNode) {
   PTC_SKIP_WITHOUT_CUDA_DEVICE();
-  // dropout has no CUDA kernel (the compiler removes it from inference graphs; training with
-  // dropout is CPU-only so far). The host fallback is covered by CudaE2e (e2e_test.cc).
-  ASSERT_FALSE(HasDeviceKernel("dropout"));
-  Case c{"drop", "dropout", {T(DType::kF32, {4, 5})}, {{"ratio", 0.1}}};
+  // Every op of the registry has a CUDA kernel but assign, which the executor carries out
+  // itself (a copy into the parameter after the step). The host fallback is covered by
+  // CudaE2e (e2e_test.cc).
+  ASSERT_TRUE(HasDeviceKernel("dropout"));
+  ASSERT_FALSE(HasDeviceKernel("assign"));
+  Case c{"assign", "assign", {T(DType::kF32, {4, 5}), T(DType::kF32, {4, 5})}, {}, 0};
   auto built = Build(c);
   ASSERT_TRUE(built.ok()) << built.status();
-  std::vector<ir::Tensor> in = {ir::Tensor(DType::kF32, {4, 5})};
+  std::vector<ir::Tensor> in = {ir::Tensor(DType::kF32, {4, 5}), ir::Tensor(DType::kF32, {4, 5})};
   auto got = EvaluateNodeOnDevice(*built->node, in);
   ASSERT_FALSE(got.ok());
   EXPECT_EQ(got.status().code(), absl::StatusCode::kUnimplemented) << got.status();
-  EXPECT_NE(got.status().message().find("dropout"), std::string::npos) << got.status();
+  EXPECT_NE(got.status().message().find("assign"), std::string::npos) << got.status();
 }
 
 TEST(CudaKernelErrors, LossLabelOutOfRangeIsAnError) {

@@ -44,7 +44,8 @@ absl::StatusOr<plan::Plan> TinyGptTrainingPlan(const std::string& target,
                                                const std::string& precision = "fp32",
                                                bool keep_gradients = false,
                                                double grad_clip = 1.0, bool inplace = true,
-                                               const std::string& passes = "default") {
+                                               const std::string& passes = "default",
+                                               double dropout = 0.0) {
   auto config = models::Gpt2Preset("tiny");
   if (!config.ok()) return config.status();
   config->vocab = kVocab;
@@ -53,6 +54,7 @@ absl::StatusOr<plan::Plan> TinyGptTrainingPlan(const std::string& target,
   config->heads = 4;
   config->seq = kSeq;
   config->with_loss = true;
+  config->dropout = dropout;
   auto model = models::BuildGpt2(*config);
   if (!model.ok()) return model.status();
   onnx_import::ImportOptions io;
@@ -229,6 +231,40 @@ TEST(CudaTraining, TenStepsMatchCpu) {
     }
     EXPECT_LT(worst, 1e-2) << name;  // weights and moments after 10 steps
   }
+}
+
+// Dropout 0.1 (compiler/ir/dropout.h): the device draws the CPU's masks from the `rng.step`
+// counter it reads on the device, so CUDA-graph replays (every step after the second) draw a
+// new mask each step and the fp32 losses stay the CPU executor's (rtol 1e-4); the counter
+// state counts the steps.
+TEST(CudaTraining, DropoutStepsMatchCpu) {
+  PTC_SKIP_WITHOUT_CUDA_DEVICE();
+  auto cpu_plan = TinyGptTrainingPlan("cpu", "fp32", false, 1.0, true, "default", 0.1);
+  ASSERT_TRUE(cpu_plan.ok()) << cpu_plan.status();
+  auto gpu_plan = TinyGptTrainingPlan("cuda", "fp32", false, 1.0, true, "default", 0.1);
+  ASSERT_TRUE(gpu_plan.ok()) << gpu_plan.status();
+  int dropouts = 0;
+  for (const auto& n : gpu_plan->module->main()->nodes()) dropouts += n->op() == "dropout";
+  EXPECT_EQ(dropouts, 10) << "5 forward, 5 in the backward";
+  auto cpu = cpu::Executor::Create(*cpu_plan);
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  auto gpu = Executor::Create(*gpu_plan);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  EXPECT_TRUE((*gpu)->host_fallback_nodes().empty());
+  const int steps = 5;
+  for (int step = 0; step < steps; ++step) {
+    auto batch = FixedBatch(*cpu_plan, 300 + step);
+    auto c = (*cpu)->Run(batch);
+    ASSERT_TRUE(c.ok()) << c.status();
+    auto g = (*gpu)->Run(batch);
+    ASSERT_TRUE(g.ok()) << g.status();
+    const double lc = c->at(0).GetDouble(0), lg = g->at(0).GetDouble(0);
+    EXPECT_NEAR(lg, lc, 1e-4 * std::fabs(lc)) << "step " << step + 1;
+  }
+  auto gs = (*gpu)->State();
+  ASSERT_TRUE(gs.ok()) << gs.status();
+  ASSERT_TRUE(gs->count("rng.step"));
+  EXPECT_EQ(gs->at("rng.step").GetInt(0), steps);
 }
 
 // Grouped-query attention on the device: a tiny Llama with kv_heads 2 < heads 4 trains 3

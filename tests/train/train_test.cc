@@ -706,5 +706,148 @@ TEST(TrainSmoke, LlamaGroupedQueryAttentionMatchesUnfused) {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// (e) Dropout (compiler/ir/dropout.h): a tiny GPT-2 built with dropout 0.1 (`ptc model gpt2
+// --dropout 0.1`) trains with a new mask each step (its `rng.step` state as the counter), a
+// recomputation draws the forward's mask again, and @eval / inference plans have none.
+
+absl::StatusOr<onnx::ModelProto> TinyGpt2(double dropout, bool with_loss = true) {
+  PTC_ASSIGN_OR_RETURN(models::Gpt2Config c, models::Gpt2Preset("tiny"));
+  c.vocab = 64;
+  c.dim = 32;
+  c.heads = 4;
+  c.layers = 2;
+  c.seq = 16;
+  c.with_loss = with_loss;
+  c.dropout = dropout;
+  return models::BuildGpt2(c);
+}
+
+absl::StatusOr<onnx::ModelProto> TinySeq2Seq(double dropout) {
+  PTC_ASSIGN_OR_RETURN(models::Seq2SeqConfig c, models::Seq2SeqPreset("tiny"));
+  c.src_vocab = c.tgt_vocab = 64;
+  c.dim = 32;
+  c.heads = 4;
+  c.ffn = 64;
+  c.encoder_layers = c.decoder_layers = 1;
+  c.seq = 16;
+  c.with_loss = true;
+  c.dropout = dropout;
+  return models::BuildSeq2Seq(c);
+}
+
+const std::map<std::string, int64_t> kGpt2Dims = {{"batch", 4}, {"seq", 16}};
+const std::map<std::string, int64_t> kSeq2SeqDims = {{"batch", 4}, {"src_seq", 12},
+                                                     {"tgt_seq", 10}};
+
+absl::StatusOr<plan::Plan> CompileWith(const onnx::ModelProto& model,
+                                       const std::map<std::string, int64_t>& dims, bool train,
+                                       double lr, const std::string& remat) {
+  onnx_import::ImportOptions io;
+  io.dims = dims;
+  PTC_ASSIGN_OR_RETURN(auto module,
+                       onnx_import::ImportOnnxBytes(model.SerializeAsString(), "", "model", io));
+  driver::CompileOptions o;
+  o.train = train;
+  o.dims = dims;
+  o.remat = remat;
+  o.train_options.lr = lr;
+  return driver::CompileModule(std::move(module), o);
+}
+
+int CountOp(const ir::Function& f, const std::string& op) {
+  int n = 0;
+  for (const auto& node : f.nodes()) n += node->op() == op;
+  return n;
+}
+
+// With lr 0 the weights stay, so the losses of steps 1-3 on one batch differ only by their
+// masks: they differ with dropout and not without; the counter state counts the steps; the
+// backward is the same dropout of dy (no mask output is kept: no bool [B, T, C] in the step).
+TEST(TrainDropout, EachStepDrawsANewMask) {
+  auto with = TinyGpt2(0.1), without = TinyGpt2(0.0);
+  ASSERT_TRUE(with.ok() && without.ok());
+  auto a = CompileWith(*with, kGpt2Dims, true, 0.0, "none");
+  ASSERT_TRUE(a.ok()) << a.status();
+  auto b = CompileWith(*without, kGpt2Dims, true, 0.0, "none");
+  ASSERT_TRUE(b.ok()) << b.status();
+  const ir::Function& step = *a->module->main();
+  // The embeddings' dropout and two per layer, forward and backward.
+  EXPECT_EQ(CountOp(step, "dropout"), 2 * (1 + 2 * 2));
+  for (const auto& n : step.nodes()) {
+    if (n->op() != "dropout") continue;
+    EXPECT_EQ(n->num_outputs(), 1u) << n->Describe();
+    ASSERT_EQ(n->num_inputs(), 2u) << n->Describe();
+    EXPECT_EQ(n->input(1)->name(), "rng.step") << n->Describe();
+  }
+  EXPECT_EQ(CountOp(*b->module->main(), "dropout"), 0);
+  ASSERT_NE(a->module->FindFunction("eval"), nullptr);
+  EXPECT_EQ(CountOp(*a->module->FindFunction("eval"), "dropout"), 0) << "@eval: no dropout";
+  const auto batch = RandomBatch(*a, 64);
+  auto ra = TrainSteps(*a, batch, 3);
+  ASSERT_TRUE(ra.ok()) << ra.status();
+  auto rb = TrainSteps(*b, batch, 3);
+  ASSERT_TRUE(rb.ok()) << rb.status();
+  EXPECT_NE(ra->losses[0], ra->losses[1]);
+  EXPECT_NE(ra->losses[1], ra->losses[2]);
+  EXPECT_NE(ra->losses[0], rb->losses[0]);
+  EXPECT_EQ(rb->losses[0], rb->losses[1]);
+  // Dropout 0.1 changes the loss near ln(64) by little.
+  EXPECT_NEAR(ra->losses[0], rb->losses[0], 0.1);
+  ASSERT_TRUE(ra->final_state.count("rng.step"));
+  EXPECT_EQ(ra->final_state.at("rng.step").GetInt(0), 3);
+  EXPECT_EQ(rb->final_state.count("rng.step"), 0u);
+}
+
+// Remat recomputes dropouts (pure: a function of x and the counter) with the forward's masks:
+// the seq2seq model's FFN dropout feeds its second linear, whose weight gradient reads it, so
+// per-block recomputation redraws it in the backward, and that plan trains exactly as the plan
+// that keeps it; and a model with dropout still memorizes a batch.
+TEST(TrainDropout, RecomputedDropoutDrawsTheForwardsMask) {
+  auto with = TinySeq2Seq(0.1);
+  ASSERT_TRUE(with.ok());
+  auto kept = CompileWith(*with, kSeq2SeqDims, true, 3e-3, "none");
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  auto remat = CompileWith(*with, kSeq2SeqDims, true, 3e-3, "per-block");
+  ASSERT_TRUE(remat.ok()) << remat.status();
+  EXPECT_GT(CountOp(*remat->module->main(), "dropout"), CountOp(*kept->module->main(), "dropout"))
+      << "per-block remat recomputes dropouts";
+  const auto batch = RandomBatch(*kept, 64);
+  auto x = TrainSteps(*kept, batch, 4);
+  ASSERT_TRUE(x.ok()) << x.status();
+  auto y = TrainSteps(*remat, batch, 4);
+  ASSERT_TRUE(y.ok()) << y.status();
+  for (size_t s = 0; s < x->losses.size(); ++s) {
+    EXPECT_NEAR(x->losses[s], y->losses[s], 1e-6 * std::fabs(x->losses[s])) << "step " << s + 1;
+  }
+  ExpectLossFalls(*kept, 64, "seq2seq with dropout 0.1");
+}
+
+// Inference plans strip dropout: the logits of the model built with dropout are those of the
+// model built without (the same weights: dropout draws none at build time).
+TEST(TrainDropout, InferencePlansHaveNone) {
+  auto with = TinyGpt2(0.1, false), without = TinyGpt2(0.0, false);
+  ASSERT_TRUE(with.ok() && without.ok());
+  auto a = CompileWith(*with, kGpt2Dims, false, 0.0, "none");
+  ASSERT_TRUE(a.ok()) << a.status();
+  auto b = CompileWith(*without, kGpt2Dims, false, 0.0, "none");
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(CountOp(*a->module->main(), "dropout"), 0);
+  const auto batch = RandomBatch(*a, 64);
+  auto ea = cpu::Executor::Create(*a);
+  ASSERT_TRUE(ea.ok()) << ea.status();
+  auto eb = cpu::Executor::Create(*b);
+  ASSERT_TRUE(eb.ok()) << eb.status();
+  auto oa = (*ea)->Run(batch);
+  ASSERT_TRUE(oa.ok()) << oa.status();
+  auto ob = (*eb)->Run(batch);
+  ASSERT_TRUE(ob.ok()) << ob.status();
+  ASSERT_EQ(oa->size(), 1u);
+  ASSERT_EQ((*oa)[0].num_elements(), (*ob)[0].num_elements());
+  for (int64_t i = 0; i < (*oa)[0].num_elements(); ++i) {
+    ASSERT_EQ((*oa)[0].GetDouble(i), (*ob)[0].GetDouble(i)) << i;
+  }
+}
+
 }  // namespace
 }  // namespace ptc

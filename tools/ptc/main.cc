@@ -805,7 +805,8 @@ int main(int argc, char** argv) {
       ->required();
   model->add_option("--set", ma.sets,
                     "override a config field: vocab, layers, dim, heads, seq, kv_heads, ffn, "
-                    "src_vocab, tgt_vocab, encoder_layers, decoder_layers, seed, gelu (repeatable)");
+                    "src_vocab, tgt_vocab, encoder_layers, decoder_layers, seed, gelu, dropout "
+                    "(repeatable)");
   for (const char* key : {"vocab", "layers", "dim", "heads", "seq"}) {
     model->add_option_function<std::string>(
         absl::StrCat("--", key), [&ma, key](const std::string& v) { ma.overrides[key] = v; },
@@ -814,6 +815,11 @@ int main(int argc, char** argv) {
   model->add_option_function<std::string>(
       "--gelu", [&ma](const std::string& v) { ma.overrides["gelu"] = v; },
       "gpt2: GELU form: tanh (GPT-2's gelu_new, default) or erf (exact)");
+  model->add_option_function<std::string>(
+      "--dropout", [&ma](const std::string& v) { ma.overrides["dropout"] = v; },
+      "gpt2 / seq2seq: dropout ratio (GPT-2 and nn.Transformer: 0.1; default 0) on the "
+      "embeddings and each sublayer's output (seq2seq: also the FFN's hidden activation); "
+      "applied by training steps, dropped by inference plans");
   model->add_flag("--loss", ma.loss, "end the graph in the loss (adds a `labels` input)");
   model->add_option("--external-data-threshold", ma.external_threshold,
                     "initializers of at least this many bytes go to FILE.data (-1: inline)")
@@ -822,6 +828,7 @@ int main(int argc, char** argv) {
       "Examples:\n"
       "  ptc model gpt2 --preset tiny --loss -o tiny.onnx\n"
       "  ptc model gpt2 --preset small -o gpt2-124m.onnx\n"
+      "  ptc model gpt2 --preset small --dropout 0.1 --loss -o gpt2-124m-train.onnx\n"
       "  ptc model llama --preset tiny --layers 2 --dim 128 -o llama.onnx\n");
 
   try {

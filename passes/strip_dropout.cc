@@ -1,0 +1,59 @@
+// strip-dropout: evaluation mode. Every dropout becomes the identity: its output is replaced
+// by its input, and a used mask output by an all-true mask (expand of a bool constant).
+//
+// The driver runs it on inference plans before anything else (so that the fusions see the
+// graph without the dropouts between, say, a softmax and the matmul after it), and on the
+// forward that a training step's @eval function is built from (validation without dropout);
+// the training step itself keeps its dropouts (compiler/autodiff/training.cc gives them the
+// step's counter). Counter "stripped" = dropouts removed.
+//
+//   before:  %d = dropout(%x) {ratio=0.1, seed=3} : f32[4,8]     after:  %y = exp(%x)
+//            %y = exp(%d) : f32[4,8]
+#include "compiler/ir/ops.h"
+#include "passes/passes.h"
+
+namespace ptc::passes {
+namespace {
+
+class StripDropoutPass : public FunctionPass {
+ public:
+  std::string_view name() const override { return "strip-dropout"; }
+
+ private:
+  absl::StatusOr<bool> RunOnFunction(ir::Module&, ir::Function& fn) override {
+    std::vector<ir::Node*> dropouts;
+    for (const auto& n : fn.nodes()) {
+      if (n->op() == "dropout") dropouts.push_back(n.get());
+    }
+    if (dropouts.empty()) return false;
+    const auto uses = fn.ComputeUses();
+    auto used = [&](const ir::Value* v) {
+      if (uses.count(v) > 0) return true;
+      for (const ir::Value* r : fn.results()) {
+        if (r == v) return true;
+      }
+      return false;
+    };
+    for (ir::Node* n : dropouts) {
+      if (n->num_outputs() > 1 && used(n->output(1))) {
+        ir::Tensor t = ir::Tensor::FromVector<uint8_t>(ir::DType::kBool, {}, {uint8_t{1}});
+        ir::Node* one = fn.AddNode("constant", {}, {t.type()}, {{"value", t}}, n->loc(),
+                                   {n->output(1)->name() + ".all"}, n);
+        ir::Node* mask = fn.AddNode("expand", {one->output()}, {n->output(1)->type()},
+                                    {{"shape", n->output(1)->type().shape}}, n->loc(),
+                                    {n->output(1)->name() + ".all"}, n);
+        fn.ReplaceAllUsesWith(n->output(1), mask->output());
+      }
+      fn.ReplaceAllUsesWith(n->output(0), n->input(0));
+      Count("stripped");
+    }
+    fn.EraseNodesIf([](const ir::Node& n) { return n.op() == "dropout"; });
+    return true;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Pass> CreateStripDropoutPass() { return std::make_unique<StripDropoutPass>(); }
+
+}  // namespace ptc::passes
