@@ -93,7 +93,9 @@ absl::StatusOr<onnx::ModelProto> BuildModel(std::string_view family, std::string
                                         {"seed", SeedField(&c.seed)},
                                         {"loss", BoolField("loss", &c.with_loss)},
                                         {"gelu", StringField(&c.gelu)},
-                                        {"dropout", DoubleField("dropout", &c.dropout)}},
+                                        {"dropout", DoubleField("dropout", &c.dropout)},
+                                        {"attn_dropout",
+                                         DoubleField("attn_dropout", &c.attn_dropout)}},
                                        overrides));
     return BuildGpt2(c);
   }

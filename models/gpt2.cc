@@ -62,6 +62,7 @@ absl::Status Validate(const Gpt2Config& c) {
                      "' (tanh: GPT-2's gelu_new, the default; erf: the exact GELU)"));
   }
   PTC_RETURN_IF_ERROR(internal::CheckDropout("gpt2", c.dropout));
+  PTC_RETURN_IF_ERROR(internal::CheckDropout("gpt2", c.attn_dropout));
   return internal::CheckStd("gpt2", c.init_std);
 }
 
@@ -85,7 +86,8 @@ absl::StatusOr<onnx::ModelProto> BuildGpt2(const Gpt2Config& c) {
        {"ptc.config",
         absl::StrCat("vocab=", c.vocab, " layers=", c.layers, " dim=", c.dim, " heads=", c.heads,
                      " seq=", c.seq, " loss=", c.with_loss, " seed=", c.seed, " gelu=", c.gelu,
-                     c.dropout > 0 ? absl::StrCat(" dropout=", c.dropout) : "")}});
+                     c.dropout > 0 ? absl::StrCat(" dropout=", c.dropout) : "",
+                     c.attn_dropout > 0 ? absl::StrCat(" attn_dropout=", c.attn_dropout) : "")}});
   GraphBuilder b(model.mutable_graph(), c.seed);
   const int64_t d = c.dim, hd = c.dim / c.heads;
   const double proj_std = c.init_std / std::sqrt(2.0 * static_cast<double>(c.layers));
@@ -143,7 +145,8 @@ absl::StatusOr<onnx::ModelProto> BuildGpt2(const Gpt2Config& c) {
       const std::string kt = b.SplitHeads(parts[1], dims, c.heads, hd, {0, 2, 3, 1});  // [B,H,D,T]
       const std::string v = b.SplitHeads(parts[2], dims, c.heads, hd, {0, 2, 1, 3});   // [B,H,T,D]
       const std::string y =
-          b.Attention(q, kt, v, mask, static_cast<float>(1.0 / std::sqrt(double(hd))));
+          b.Attention(q, kt, v, mask, static_cast<float>(1.0 / std::sqrt(double(hd))),
+                      c.attn_dropout);
       const std::string merged = b.MergeHeads(y, dims, d);  // [B, T, C]
       GraphBuilder::Scope s2(&b, "c_proj");
       h = b.Dropout(b.Linear(merged, aproj_w, aproj_b), c.dropout);

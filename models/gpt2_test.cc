@@ -124,7 +124,7 @@ TEST(Gpt2Test, PresetsAndErrors) {
   EXPECT_EQ(by_name->graph().output(0).name(), "loss");
   auto bad_key = BuildModel("gpt2", "tiny", {{"kv_heads", "1"}});
   ASSERT_FALSE(bad_key.ok());
-  EXPECT_NE(bad_key.status().message().find("options: dim, dropout, gelu, heads, layers"), std::string::npos)
+  EXPECT_NE(bad_key.status().message().find("options: attn_dropout, dim, dropout, gelu, heads, layers"), std::string::npos)
       << bad_key.status();
   EXPECT_FALSE(BuildModel("gpt3", "tiny", {}).ok());
   EXPECT_FALSE(BuildModel("gpt2", "tiny", {{"dim", "abc"}}).ok());

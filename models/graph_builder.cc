@@ -317,12 +317,13 @@ std::string GraphBuilder::MergeHeads(const std::string& y, const SeqDims& dims, 
 }
 
 std::string GraphBuilder::Attention(const std::string& q, const std::string& kt,
-                                    const std::string& v, const std::string& mask, float scale) {
+                                    const std::string& v, const std::string& mask, float scale,
+                                    double probs_dropout) {
   std::string att = Op("Mul", {Op("MatMul", {q, kt}), ScalarF32(scale)});  // [B, H, T, S]
   if (!mask.empty()) {
     att = Op("Where", {mask, att, ScalarF32(-std::numeric_limits<float>::infinity())});
   }
-  att = Op("Softmax", {att}, {AttrInt("axis", -1)});
+  att = Dropout(Op("Softmax", {att}, {AttrInt("axis", -1)}), probs_dropout);
   return Op("MatMul", {att, v});  // [B, H, T, D]
 }
 

@@ -136,8 +136,10 @@ class GraphBuilder {
   std::string MergeHeads(const std::string& y, const SeqDims& dims, int64_t model_dim);
   // softmax(q @ kt * scale [masked]) @ v; q [B, H, T, D], kt [B, H, D, S], v [B, H, S, D];
   // mask "" or bool [T, S] (true = keep; masked scores are -inf, Where like masked_fill).
+  // probs_dropout > 0: Dropout on the probabilities (GPT-2's attn_pdrop), which keeps the
+  // attention unfused in training steps (ptc's fused attention has no dropout).
   std::string Attention(const std::string& q, const std::string& kt, const std::string& v,
-                        const std::string& mask, float scale);
+                        const std::string& mask, float scale, double probs_dropout = 0.0);
   // SoftmaxCrossEntropyLoss(mean, ignore_index=-100) of logits [B, T, V] viewed as [B*T, V]
   // against labels [B, T] viewed as [B*T].
   std::string CrossEntropy(const std::string& logits, const std::string& labels, int64_t vocab);

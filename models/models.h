@@ -49,9 +49,11 @@ struct Gpt2Config {
   std::string gelu = "tanh";
   // GPT-2's resid_pdrop / embd_pdrop (0.1 in its config): dropout on the embeddings' sum and on
   // each block's attention and MLP outputs before their residual adds, as nn.Dropout exported
-  // in training mode. Not on the attention probabilities (attn_pdrop): ptc's fused attention
-  // has no dropout. 0 (the default, as nanoGPT's pretraining): none.
+  // in training mode. 0 (the default, as nanoGPT's pretraining): none.
   double dropout = 0.0;
+  // GPT-2's attn_pdrop: dropout on the attention probabilities. ptc's fused attention has no
+  // dropout, so a training step keeps such attentions unfused (T x T probabilities stored).
+  double attn_dropout = 0.0;
 };
 
 // Encoder-decoder, torch.nn.Transformer layout (post-norm: x = LN(x + sublayer(x)), final

@@ -76,6 +76,9 @@ std::unique_ptr<Pass> CreateSlicesAsSplitPass();
 // Evaluation mode: dropout -> identity (inference plans and a training step's @eval;
 // strip_dropout.cc).
 std::unique_ptr<Pass> CreateStripDropoutPass();
+// `ptc compile --train --dropout R`: every dropout of the module gets ratio R (0 strips them);
+// returns how many there were.
+absl::StatusOr<int> SetDropoutRatio(ir::Module& module, double ratio);
 
 // sigmoid(g) * g * u (Llama's SwiGLU, any grouping and operand order) -> swiglu
 // (match_swiglu.cc).

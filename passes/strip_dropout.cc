@@ -9,7 +9,9 @@
 //
 //   before:  %d = dropout(%x) {ratio=0.1, seed=3} : f32[4,8]     after:  %y = exp(%x)
 //            %y = exp(%d) : f32[4,8]
+#include "absl/strings/str_cat.h"
 #include "compiler/ir/ops.h"
+#include "compiler/support/status.h"
 #include "passes/passes.h"
 
 namespace ptc::passes {
@@ -55,5 +57,22 @@ class StripDropoutPass : public FunctionPass {
 }  // namespace
 
 std::unique_ptr<Pass> CreateStripDropoutPass() { return std::make_unique<StripDropoutPass>(); }
+
+absl::StatusOr<int> SetDropoutRatio(ir::Module& module, double ratio) {
+  if (!(ratio >= 0.0 && ratio < 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dropout ratio ", ratio, " must be in [0, 1) (0 removes every dropout)"));
+  }
+  int n = 0;
+  for (const auto& fn : module.functions()) {
+    for (const auto& node : fn->nodes()) {
+      if (node->op() != "dropout") continue;
+      node->set_attr("ratio", ratio);
+      ++n;
+    }
+  }
+  if (ratio == 0.0) PTC_RETURN_IF_ERROR(CreateStripDropoutPass()->Run(module).status());
+  return n;
+}
 
 }  // namespace ptc::passes

@@ -78,6 +78,16 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
   // too: it is what the plan computes. A training step keeps its dropouts (its @eval does not).
   if (!options.train) {
     PTC_RETURN_IF_ERROR(passes::CreateStripDropoutPass()->Run(*module).status());
+  } else if (options.dropout >= 0) {
+    PTC_RETURN_IF_ERROR(passes::SetDropoutRatio(*module, options.dropout).status());
+  }
+  if (report && options.train) {
+    for (const auto& n : main->nodes()) {
+      if (n->op() != "dropout") continue;
+      ++report->dropouts;
+      const ir::Node* p = n->input(0)->producer();
+      report->dropouts_after_softmax += p != nullptr && p->op() == "softmax";
+    }
   }
   if ((options.train || options.precision != "fp32") && options.passes != "none") {
     // Before autodiff: GELU as one op, so the backward keeps only its input (not the four

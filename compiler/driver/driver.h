@@ -50,6 +50,9 @@ struct CompileOptions {
   // (passes/pack_qkv.cc); false keeps the split / concat (comparisons).
   bool pack_qkv = true;
   std::string nvrtc_library;
+  // Training: every dropout of the model gets this ratio (0 removes them all); < 0 keeps the
+  // model's own (`ptc model --dropout`, or Dropout nodes exported in training mode).
+  double dropout = -1;
 };
 
 struct CompileReport {
@@ -60,6 +63,10 @@ struct CompileReport {
   passes::RematResult remat;                // training steps
   std::vector<passes::SweepPoint> sweep;    // with CompileOptions::mem_sweep
   cuda::codegen::GenerateReport cuda_kernels;  // --target cuda
+  // Training steps: the forward's dropouts, and those on a softmax's output (attention
+  // probabilities: ptc's fused attention has no dropout, so those attentions stay unfused).
+  int64_t dropouts = 0;
+  int64_t dropouts_after_softmax = 0;
 };
 
 absl::StatusOr<plan::Plan> CompileOnnxFile(const std::string& model_path,

@@ -711,7 +711,8 @@ TEST(TrainSmoke, LlamaGroupedQueryAttentionMatchesUnfused) {
 // --dropout 0.1`) trains with a new mask each step (its `rng.step` state as the counter), a
 // recomputation draws the forward's mask again, and @eval / inference plans have none.
 
-absl::StatusOr<onnx::ModelProto> TinyGpt2(double dropout, bool with_loss = true) {
+absl::StatusOr<onnx::ModelProto> TinyGpt2(double dropout, bool with_loss = true,
+                                          double attn_dropout = 0.0) {
   PTC_ASSIGN_OR_RETURN(models::Gpt2Config c, models::Gpt2Preset("tiny"));
   c.vocab = 64;
   c.dim = 32;
@@ -720,6 +721,7 @@ absl::StatusOr<onnx::ModelProto> TinyGpt2(double dropout, bool with_loss = true)
   c.seq = 16;
   c.with_loss = with_loss;
   c.dropout = dropout;
+  c.attn_dropout = attn_dropout;
   return models::BuildGpt2(c);
 }
 
@@ -742,7 +744,9 @@ const std::map<std::string, int64_t> kSeq2SeqDims = {{"batch", 4}, {"src_seq", 1
 
 absl::StatusOr<plan::Plan> CompileWith(const onnx::ModelProto& model,
                                        const std::map<std::string, int64_t>& dims, bool train,
-                                       double lr, const std::string& remat) {
+                                       double lr, const std::string& remat,
+                                       double dropout = -1,
+                                       driver::CompileReport* report = nullptr) {
   onnx_import::ImportOptions io;
   io.dims = dims;
   PTC_ASSIGN_OR_RETURN(auto module,
@@ -751,8 +755,9 @@ absl::StatusOr<plan::Plan> CompileWith(const onnx::ModelProto& model,
   o.train = train;
   o.dims = dims;
   o.remat = remat;
+  o.dropout = dropout;
   o.train_options.lr = lr;
-  return driver::CompileModule(std::move(module), o);
+  return driver::CompileModule(std::move(module), o, report);
 }
 
 int CountOp(const ir::Function& f, const std::string& op) {
@@ -847,6 +852,39 @@ TEST(TrainDropout, InferencePlansHaveNone) {
   for (int64_t i = 0; i < (*oa)[0].num_elements(); ++i) {
     ASSERT_EQ((*oa)[0].GetDouble(i), (*ob)[0].GetDouble(i)) << i;
   }
+}
+
+// GPT-2's attn_pdrop (dropout on the attention probabilities) keeps both attentions unfused:
+// the compile report counts those dropouts (ptc compile prints a note). --dropout 0 removes
+// every dropout, and the attentions fuse again; --dropout R sets every ratio.
+TEST(TrainDropout, AttentionDropoutKeepsAttentionUnfusedUntilDropoutZero) {
+  auto model = TinyGpt2(0.1, true, 0.1);
+  ASSERT_TRUE(model.ok()) << model.status();
+  driver::CompileReport kept_report;
+  auto kept = CompileWith(*model, kGpt2Dims, true, 3e-3, "none", -1, &kept_report);
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_EQ(kept_report.dropouts, 1 + 3 * 2);
+  EXPECT_EQ(kept_report.dropouts_after_softmax, 2);
+  EXPECT_EQ(CountOp(*kept->module->main(), "attention"), 0);
+  EXPECT_EQ(CountOp(*kept->module->main(), "softmax"), 2);
+
+  driver::CompileReport none_report;
+  auto none = CompileWith(*model, kGpt2Dims, true, 3e-3, "none", 0.0, &none_report);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(none_report.dropouts, 0);
+  EXPECT_EQ(CountOp(*none->module->main(), "dropout"), 0);
+  EXPECT_EQ(CountOp(*none->module->main(), "attention"), 2);
+
+  auto other = CompileWith(*model, kGpt2Dims, true, 3e-3, "none", 0.25);
+  ASSERT_TRUE(other.ok()) << other.status();
+  int dropouts = 0;
+  for (const auto& n : other->module->main()->nodes()) {
+    if (n->op() != "dropout") continue;
+    ++dropouts;
+    EXPECT_DOUBLE_EQ(*n->GetFloat("ratio"), 0.25) << n->Describe();
+  }
+  EXPECT_EQ(dropouts, 2 * 7);
+  EXPECT_FALSE(CompileWith(*model, kGpt2Dims, true, 3e-3, "none", 1.0).ok());
 }
 
 }  // namespace

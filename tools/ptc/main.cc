@@ -93,11 +93,16 @@ struct CompileArgs {
   std::string cuda_arch = "sm_90";
   bool no_cuda_codegen = false;
   bool no_pack_qkv = false;
+  double dropout = -1;
 };
 
 int Compile(const CompileArgs& a) {
   auto dims = ParseDims(a.dims);
   if (!dims.ok()) return Fail(dims.status());
+  if (a.dropout >= 0 && !a.train) {
+    return Fail(absl::InvalidArgumentError(
+        "--dropout sets the dropout of a training step (--train); inference plans have none"));
+  }
   ptc::driver::CompileOptions opts;
   opts.target = a.target;
   opts.precision = a.precision;
@@ -124,6 +129,7 @@ int Compile(const CompileArgs& a) {
   opts.cuda_arch = a.cuda_arch;
   opts.cuda_codegen = !a.no_cuda_codegen;
   opts.pack_qkv = !a.no_pack_qkv;
+  opts.dropout = a.dropout;
   opts.print_sink = [](const std::string& pass, const std::string& ir) {
     std::fprintf(stderr, "// ----- IR after %s -----\n%s", pass.c_str(), ir.c_str());
   };
@@ -137,6 +143,18 @@ int Compile(const CompileArgs& a) {
                static_cast<long long>(report.nodes_after),
                HumanBytes(plan->memory.arena_bytes).c_str(),
                HumanBytes(plan->memory.lower_bound).c_str());
+  if (report.dropouts > 0) {
+    std::fprintf(stderr, "dropout: %lld in the forward, a new mask each step (rng.step)\n",
+                 static_cast<long long>(report.dropouts));
+  }
+  if (report.dropouts_after_softmax > 0) {
+    std::fprintf(stderr,
+                 "note: %lld dropouts on attention probabilities keep those attentions unfused "
+                 "(their B x H x T x T probabilities are stored): ptc's fused attention has no "
+                 "dropout; export with the attention dropout at 0 (transformers: attn_pdrop / "
+                 "attention_dropout = 0) or compile with --dropout 0 to fuse them\n",
+                 static_cast<long long>(report.dropouts_after_softmax));
+  }
   if (report.remat.changed) {
     const auto& r = report.remat;
     std::fprintf(stderr, "remat: %d of %d segments recomputed (%d nodes, +%.1f%% FLOPs), arena %s -> %s\n",
@@ -632,6 +650,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   compile->add_option("--min-lr-ratio", ca.t.min_lr_ratio, "cosine floor as a fraction of --lr")
       ->capture_default_str();
+  compile->add_option("--dropout", ca.dropout,
+                      "training: the ratio of every dropout in the model (0 removes them; "
+                      "default: the model's own, from `ptc model --dropout` or an export in "
+                      "training mode)");
   compile->add_option("--accumulate", ca.t.accumulate, "micro-batches per optimizer update")
       ->capture_default_str();
   compile->add_option("--loss-scale", ca.loss_scale,
@@ -805,8 +827,9 @@ int main(int argc, char** argv) {
       ->required();
   model->add_option("--set", ma.sets,
                     "override a config field: vocab, layers, dim, heads, seq, kv_heads, ffn, "
-                    "src_vocab, tgt_vocab, encoder_layers, decoder_layers, seed, gelu, dropout "
-                    "(repeatable)");
+                    "src_vocab, tgt_vocab, encoder_layers, decoder_layers, seed, gelu, dropout, "
+                    "attn_dropout (gpt2: on the attention probabilities; keeps attention "
+                    "unfused in training) (repeatable)");
   for (const char* key : {"vocab", "layers", "dim", "heads", "seq"}) {
     model->add_option_function<std::string>(
         absl::StrCat("--", key), [&ma, key](const std::string& v) { ma.overrides[key] = v; },
