@@ -16,8 +16,11 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include "absl/strings/str_cat.h"
 #include "compiler/driver/driver.h"
@@ -28,6 +31,8 @@
 #include "models/models.h"
 #include "nlohmann/json.hpp"
 #include "runtime/cpu/executor.h"
+#include "runtime/cpu/file_util.h"
+#include "runtime/cpu/trainer.h"
 #include "runtime/plan/plan.h"
 #include "tests/e2e/tensor_proto_reader.h"
 #include "tests/e2e/torch_training_cases.h"
@@ -885,6 +890,50 @@ TEST(TrainDropout, AttentionDropoutKeepsAttentionUnfusedUntilDropoutZero) {
   }
   EXPECT_EQ(dropouts, 2 * 7);
   EXPECT_FALSE(CompileWith(*model, kGpt2Dims, true, 3e-3, "none", 1.0).ok());
+}
+
+// A run with dropout resumed from a checkpoint is the uninterrupted run, bit for bit: the
+// `rng.step` counter is state, saved and restored with the weights, so the resumed steps draw
+// the masks the straight run drew.
+TEST(TrainDropout, ResumeIsBitExact) {
+  auto model = TinyGpt2(0.1);
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto plan = CompileWith(*model, kGpt2Dims, true, 3e-3, "none");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const std::string dir =
+      absl::StrCat(::testing::TempDir(), "/ptc_dropout_resume_", ::getpid());
+  (void)fileutil::RemoveTree(dir);
+  ASSERT_TRUE(fileutil::MakeDirs(dir).ok());
+  std::string text;
+  std::mt19937 rng(5);
+  for (int i = 0; i < 6000; ++i) text.push_back(static_cast<char>(32 + rng() % 32));  // < 64
+  std::ofstream(dir + "/text.txt") << text;
+  train::TrainerOptions o;
+  o.data = dir + "/text.txt";
+  o.progress_style = train::ProgressStyle::kNone;
+  o.seed = 3;
+  o.steps = 8;
+  o.vocab_size = 64;
+  std::ostringstream log;
+  auto straight = train::Train(*plan, o, log);
+  ASSERT_TRUE(straight.ok()) << straight.status();
+  ASSERT_EQ(straight->final_state.at("rng.step").GetInt(0), 8);
+  o.checkpoint_dir = dir + "/ckpt";
+  o.checkpoint_every = 2;
+  o.stop_after = 5;  // "killed" after step 5; the last checkpoint is step 4
+  ASSERT_TRUE(train::Train(*plan, o, log).ok());
+  o.stop_after = 0;
+  o.resume = true;
+  auto second = train::Train(*plan, o, log);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->first_step, 4);
+  for (size_t i = 0; i < second->losses.size(); ++i) {
+    EXPECT_EQ(second->losses[i], straight->losses[4 + i]) << "step " << 5 + i;
+  }
+  for (const auto& [name, t] : straight->final_state) {
+    EXPECT_TRUE(t.BitEquals(second->final_state.at(name))) << name;
+  }
+  (void)fileutil::RemoveTree(dir);
 }
 
 }  // namespace
