@@ -96,10 +96,11 @@ summarize() {
   ptc_rc=$(cat ptc-train.rc 2>/dev/null || echo n/a)
   ptc_tok=$(median_tok ptc-train.jsonl)
   ptc_gen=$(grep -o '[0-9.]* tokens/s' ptc-gen.log 2>/dev/null | head -1)
-  for v in ${VARIANTS-no_autotune bgrad_reduce linear_ce_f32_logits gelu_pass} nopack; do
+  for v in ${VARIANTS-no_autotune bgrad_reduce linear_ce_f32_logits gelu_pass} nopack dropout; do
     [ -e "ptc-train-$v.rc" ] || continue
     local label=$v
     [ "$v" = nopack ] && label=--no-pack-qkv
+    [ "$v" = dropout ] && label=--dropout
     variant_rows="$variant_rows$label $(cat "ptc-train-$v.rc") $(median_tok "ptc-train-$v.jsonl")\n"
   done
   {
@@ -111,6 +112,7 @@ summarize() {
     echo "| ptc (rc $ptc_rc) | $ptc_tok | $(mfu "$ptc_tok") | $(peak ptc-train) MiB | $(grep -o 'arena [0-9.]* [KMG]iB' compile-train.log 2>/dev/null | head -1) |"
     printf "$variant_rows" | while read -r v vrc vtok; do
       case "$v" in
+        --dropout) label="GPT-2's dropout 0.1 (ptc model gpt2 --dropout 0.1: embeddings, attention and MLP outputs)" ;;
         --*) label="compiled with $v" ;;
         *) label="PTC_CUDA_OPTIONS=$v" ;;
       esac
@@ -238,6 +240,20 @@ if [ "${NOPACK:-1}" = 1 ]; then
     --progress lines --log-json ptc-train-nopack.jsonl > ptc-train-nopack.log 2>&1
   echo $? > ptc-train-nopack.rc
   tail -2 ptc-train-nopack.log
+fi
+# The same model with GPT-2's dropout 0.1 (the dropout kernels, redrawn in the backward),
+# DROPOUT=0 skips.
+if [ "${DROPOUT:-1}" = 1 ]; then
+  echo "== ptc again, a model with dropout 0.1"
+  ptc model gpt2 --preset "$PRESET" --dropout 0.1 --loss -o "$work/gpt2-loss-dropout.onnx" \
+    > model-dropout.log 2>&1
+  ptc compile "$work/gpt2-loss-dropout.onnx" -o "$work/train-dropout.plan" --train --target cuda \
+    --precision bf16 --dim batch="$B" --dim seq="$SEQ" --optimizer adamw --lr 3e-4 \
+    --weight-decay 0.1 > compile-train-dropout.log 2>&1
+  timeout 90 ptc run "$work/train-dropout.plan" --steps "$STEPS" --data "$corpus" \
+    --progress lines --log-json ptc-train-dropout.jsonl > ptc-train-dropout.log 2>&1
+  echo $? > ptc-train-dropout.rc
+  tail -2 ptc-train-dropout.log
 fi
 
 for prof in ${PROFILES-default attention_cudnn}; do
