@@ -172,6 +172,24 @@ void ExpectSameLosses(const plan::Plan& a, const plan::Plan& b, int steps, uint6
   }
 }
 
+// Trains the CPU and the device executor `steps` steps on the same batches (FixedBatch(seed +
+// s)); the device's losses must be the CPU's to rtol 1e-4 (fp32, TF32 off), with no node on the
+// host.
+void ExpectDeviceLossesAreCpus(cpu::Executor& cpu, Executor& gpu, const plan::Plan& plan,
+                               int steps, uint64_t seed) {
+  EXPECT_TRUE(gpu.host_fallback_nodes().empty());
+  for (int step = 0; step < steps; ++step) {
+    auto batch = FixedBatch(plan, seed + step);
+    auto c = cpu.Run(batch);
+    ASSERT_TRUE(c.ok()) << c.status();
+    auto g = gpu.Run(batch);
+    ASSERT_TRUE(g.ok()) << g.status();
+    const double lc = c->at(0).GetDouble(0), lg = g->at(0).GetDouble(0);
+    EXPECT_NEAR(lg, lc, 1e-4 * std::fabs(lc)) << "step " << step + 1;
+    std::printf("step %d: loss cpu %.7f cuda %.7f\n", step + 1, lc, lg);
+  }
+}
+
 // Runs wherever ptc was built with CUDA: every node of the cuda training step (and of @eval)
 // has a CUDA kernel, so the GPU run needs no host fallback.
 TEST(CudaTraining, EveryNodeHasCudaKernel) {
@@ -201,17 +219,8 @@ TEST(CudaTraining, TenStepsMatchCpu) {
   auto gpu = Executor::Create(*gpu_plan);
   ASSERT_TRUE(gpu.ok()) << gpu.status();
   ASSERT_TRUE((*gpu)->is_training());
-  EXPECT_TRUE((*gpu)->host_fallback_nodes().empty());
-  for (int step = 0; step < 10; ++step) {
-    auto batch = FixedBatch(*cpu_plan, 100 + step);
-    auto c = (*cpu)->Run(batch);
-    ASSERT_TRUE(c.ok()) << c.status();
-    auto g = (*gpu)->Run(batch);
-    ASSERT_TRUE(g.ok()) << g.status();
-    const double lc = c->at(0).GetDouble(0), lg = g->at(0).GetDouble(0);
-    EXPECT_NEAR(lg, lc, 1e-4 * std::fabs(lc)) << "step " << step + 1;
-    std::printf("step %d: loss cpu %.7f cuda %.7f\n", step + 1, lc, lg);
-  }
+  ExpectDeviceLossesAreCpus(**cpu, **gpu, *cpu_plan, 10, 100);
+  if (HasFatalFailure()) return;
   auto cs = (*cpu)->State();
   auto gs = (*gpu)->State();
   ASSERT_TRUE(gs.ok()) << gs.status();
@@ -250,17 +259,9 @@ TEST(CudaTraining, DropoutStepsMatchCpu) {
   ASSERT_TRUE(cpu.ok()) << cpu.status();
   auto gpu = Executor::Create(*gpu_plan);
   ASSERT_TRUE(gpu.ok()) << gpu.status();
-  EXPECT_TRUE((*gpu)->host_fallback_nodes().empty());
   const int steps = 5;
-  for (int step = 0; step < steps; ++step) {
-    auto batch = FixedBatch(*cpu_plan, 300 + step);
-    auto c = (*cpu)->Run(batch);
-    ASSERT_TRUE(c.ok()) << c.status();
-    auto g = (*gpu)->Run(batch);
-    ASSERT_TRUE(g.ok()) << g.status();
-    const double lc = c->at(0).GetDouble(0), lg = g->at(0).GetDouble(0);
-    EXPECT_NEAR(lg, lc, 1e-4 * std::fabs(lc)) << "step " << step + 1;
-  }
+  ExpectDeviceLossesAreCpus(**cpu, **gpu, *cpu_plan, steps, 300);
+  if (HasFatalFailure()) return;
   auto gs = (*gpu)->State();
   ASSERT_TRUE(gs.ok()) << gs.status();
   ASSERT_TRUE(gs->count("rng.step"));
