@@ -110,7 +110,7 @@ summarize() {
     echo "| GPT-2 $PRESET, bf16, batch $B x $SEQ, AdamW | tokens/s | MFU | peak GPU memory (nvidia-smi) | allocator peak |"
     echo "| --- | --- | --- | --- | --- |"
     echo "| ptc (rc $ptc_rc) | $ptc_tok | $(mfu "$ptc_tok") | $(peak ptc-train) MiB | $(grep -o 'arena [0-9.]* [KMG]iB' compile-train.log 2>/dev/null | head -1) |"
-    printf "$variant_rows" | while read -r v vrc vtok; do
+    printf "%b" "$variant_rows" | while read -r v vrc vtok; do
       case "$v" in
         --dropout) label="GPT-2's dropout 0.1 (ptc model gpt2 --dropout 0.1: embeddings, attention and MLP outputs)" ;;
         --*) label="compiled with $v" ;;
