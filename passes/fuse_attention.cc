@@ -38,7 +38,11 @@
 // transposes are left to dce). Otherwise layout="bhtd", with k = kt's transpose source when kt
 // is transpose(k, [0,1,3,2]), else a new transpose node.
 //
-// Declines (counters): softmax not over the last axis of a rank-4 float "declined.shape";
+// Rank 3, heads merged into the batch ([B*H, Tq, Tk]: nn.MultiheadAttention as torch.onnx's
+// TorchScript exporter writes it), is taken as one batch of B*H heads: q, k^T and v get a
+// reshape to [1, B*H, ..] and the output one back ("fused.rank3"; a mask broadcasts as is).
+// Declines (counters): softmax not over the last axis of a rank-4 (or 3) float "declined.shape";
+// a dropout between the softmax and the matmul "declined.dropout" (the fused op has none);
 // an intermediate with other uses "declined.multi-use"; no matmul before/after the softmax
 // "declined.no-matmul"; a non-constant scale "declined.scale"; a where without a -inf branch
 // or with a non-bool condition "declined.mask".
@@ -242,11 +246,16 @@ class FuseAttentionPass : public FunctionPass {
     for (ir::Node* sm : softmaxes) {
       const ir::TensorType& st = sm->output()->type();
       absl::StatusOr<int64_t> axis = sm->GetInt("axis", -1);
-      if (st.rank() != 4 || !axis.ok() || (*axis != 3 && *axis != -1) ||
+      // Rank 3: heads merged into the batch, [B*H, Tq, Tk] (nn.MultiheadAttention's export),
+      // lifted to [1, B*H, ...] below.
+      const bool lifted = st.rank() == 3;
+      if ((st.rank() != 4 && !lifted) || !axis.ok() ||
+          (*axis != st.rank() - 1 && *axis != -1) ||
           (st.dtype != ir::DType::kF32 && st.dtype != ir::DType::kF64)) {
         Count("declined.shape");
         continue;
       }
+      const int64_t tk = st.shape.back();
       std::vector<ir::Node*> absorbed = {sm};
       // torch's safe softmax (its SDPA decomposition, as torch.export writes it):
       // where(isnan(p), 0, p), isnan imported as not(equal(p, p)).
@@ -260,7 +269,9 @@ class FuseAttentionPass : public FunctionPass {
       ir::Value* probs = safe != nullptr ? safe->output() : sm->output();
       ir::Node* pv = m.SingleUser(probs);
       if (pv == nullptr || pv->op() != "matmul" || pv->input(0) != probs) {
-        Count(pv == nullptr ? "declined.multi-use" : "declined.no-matmul");
+        Count(pv == nullptr              ? "declined.multi-use"
+              : pv->op() == "dropout"    ? "declined.dropout"
+                                         : "declined.no-matmul");
         continue;
       }
       absorbed.push_back(pv);
@@ -291,7 +302,7 @@ class FuseAttentionPass : public FunctionPass {
           Count("declined.mask");
           continue;
         }
-        if (finite_fill && !EveryRowKeepsAKey(module, wn->input(0), keep_form, st.shape[3])) {
+        if (finite_fill && !EveryRowKeepsAKey(module, wn->input(0), keep_form, tk)) {
           Count("declined.mask-finite-fill");
           continue;
         }
@@ -326,7 +337,7 @@ class FuseAttentionPass : public FunctionPass {
       // The safe softmax zeroes the rows a mask empties (NaN in softmax and in attention);
       // taken where no row can be emptied: no mask, or a constant one keeping a key per row.
       if (safe != nullptr && !NoRowFullyMasked(module, mask, where_node != nullptr, keep_mask,
-                                               st.shape[3])) {
+                                               tk)) {
         Count("declined.safe-softmax");
         continue;
       }
@@ -376,9 +387,20 @@ class FuseAttentionPass : public FunctionPass {
         }
       }
       ir::Value* v = pv->input(1);
-      if (q->type().rank() != 4 || kt->type().rank() != 4 || v->type().rank() != 4) {
+      const int rank = lifted ? 3 : 4;
+      if (q->type().rank() != rank || kt->type().rank() != rank || v->type().rank() != rank) {
         Count("declined.shape");
         continue;
+      }
+      if (lifted) {  // [N, T, D] -> [1, N, T, D]: N heads of one batch (a mask broadcasts)
+        for (ir::Value** x : {&q, &kt, &v}) {
+          ir::TensorType t = (*x)->type();
+          t.shape.insert(t.shape.begin(), 1);
+          *x = fn.AddNode("reshape", {*x}, {t}, {{"shape", t.shape}}, qk->loc(),
+                          {(*x)->name() + ".4d"}, /*before=*/x == &v ? pv : qk)
+                   ->output();
+        }
+        Count("fused.rank3");
       }
       ir::Node* qt = m.Def(q).node();
       ir::Node* ktt = m.Def(kt).node();
@@ -425,10 +447,18 @@ class FuseAttentionPass : public FunctionPass {
       attrs["scale"] = scale;
       if (softcap > 0) attrs["softcap"] = softcap;
       if (bthd) attrs["layout"] = std::string("bthd");
-      ir::Node* att = fn.AddNode("attention", operands, {root->output()->type()},
-                                 std::move(attrs), qk->loc(), {root->output()->name()},
-                                 /*before=*/root);
-      fn.ReplaceAllUsesWith(root->output(), att->output());
+      ir::TensorType out_type = root->output()->type();
+      if (lifted) out_type.shape.insert(out_type.shape.begin(), 1);
+      ir::Node* att = fn.AddNode("attention", operands, {out_type}, std::move(attrs), qk->loc(),
+                                 {root->output()->name()}, /*before=*/root);
+      ir::Value* out = att->output();
+      if (lifted) {  // back to [N, Tq, Dv]
+        out = fn.AddNode("reshape", {out}, {root->output()->type()},
+                         {{"shape", root->output()->type().shape}}, qk->loc(),
+                         {root->output()->name()}, /*before=*/root)
+                  ->output();
+      }
+      fn.ReplaceAllUsesWith(root->output(), out);
       erase.insert(absorbed.begin(), absorbed.end());
       Count(bthd ? "fused.bthd" : "fused.bhtd");
       if (mask != nullptr) Count("fused.mask");

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "compiler/driver/driver.h"
@@ -417,7 +419,9 @@ TEST(NvrtcCompile, CudaPlanStoresKernelsForEveryFusedNode) {
         EXPECT_TRUE(found) << key;
       }
     }
-    const std::string path = ::testing::TempDir() + "/nvrtc_codegen_test.plan";
+    // The process id: two test runs on one machine (ctest of two build trees) write apart.
+    const std::string path =
+        absl::StrCat(::testing::TempDir(), "/nvrtc_codegen_test_", ::getpid(), ".plan");
     ASSERT_TRUE(plan::SavePlan(*plan, path).ok());
     auto loaded = plan::LoadPlan(path);
     ASSERT_TRUE(loaded.ok()) << loaded.status();

@@ -147,14 +147,14 @@ class GptLoss(nn.Module):
 class Seq2Seq(nn.Module):
     """torch.nn.Transformer encoder-decoder with learned position embeddings."""
 
-    def __init__(self, src_vocab, tgt_vocab, dim, n_head, max_len):
+    def __init__(self, src_vocab, tgt_vocab, dim, n_head, max_len, dropout=0.0):
         super().__init__()
         self.src_emb = nn.Embedding(src_vocab, dim)
         self.tgt_emb = nn.Embedding(tgt_vocab, dim)
         self.pos_emb = nn.Embedding(max_len, dim)
         self.transformer = nn.Transformer(
             d_model=dim, nhead=n_head, num_encoder_layers=2, num_decoder_layers=2,
-            dim_feedforward=64, dropout=0.0, batch_first=True)
+            dim_feedforward=64, dropout=dropout, batch_first=True)
         self.out = nn.Linear(dim, tgt_vocab)
 
     def forward(self, src, tgt):
@@ -794,6 +794,34 @@ def case_seq2seq():
     )
 
 
+def case_seq2seq_train_mode():
+    # nn.Transformer's default dropout 0.1 (sublayer outputs, the FFN's hidden activation and
+    # the attention probabilities), exported in training mode: Dropout nodes with a constant
+    # training_mode true. The output is the eval-mode logits, what ptc's inference plans give
+    # (they strip dropout); the training steps' masks are ptc's own (tests/train checks them).
+    torch.manual_seed(4321)
+    gen = torch.Generator().manual_seed(4322)
+    model = Seq2Seq(src_vocab=53, tgt_vocab=47, dim=32, n_head=4, max_len=32, dropout=0.1)
+    perturb_norms(model, gen)
+    model.eval()
+    src = torch.randint(0, 53, (2, 12), generator=gen)
+    tgt = torch.randint(0, 47, (2, 10), generator=gen)
+    return dict(
+        name="seq2seq_train_mode",
+        description="the seq2seq case with nn.Transformer's dropout 0.1, exported in training "
+                    "mode (TrainingMode.TRAINING: Dropout with training_mode true); output: "
+                    "the eval-mode logits",
+        model=model,
+        inputs=[("src", src), ("tgt", tgt)],
+        output_names=["logits"],
+        dynamic_axes={"src": {0: "batch", 1: "src_seq"}, "tgt": {0: "batch", 1: "tgt_seq"},
+                      "logits": {0: "batch", 1: "tgt_seq"}},
+        dims={"batch": 2, "src_seq": 12, "tgt_seq": 10},
+        opsets=(17,),
+        export_training_mode=True,
+    )
+
+
 # ----------------------------------------------------------------------------------------------
 # Export and checks
 
@@ -908,7 +936,9 @@ def export_case(case, opset, root, optimize=None):
         torch.onnx.export(
             model, args, model_path, opset_version=opset, do_constant_folding=False,
             input_names=input_names, output_names=case["output_names"],
-            dynamic_axes=case["dynamic_axes"], training=torch.onnx.TrainingMode.EVAL)
+            dynamic_axes=case["dynamic_axes"],
+            training=torch.onnx.TrainingMode.TRAINING if case.get("export_training_mode")
+            else torch.onnx.TrainingMode.EVAL)
     if DYNAMO:
         # Each node's Python stack trace (paths of the machine that wrote it) is 40% of the
         # file and changes with every regeneration; the module scopes the importer reads stay.
@@ -929,7 +959,10 @@ def export_case(case, opset, root, optimize=None):
         feeds[name] = t.numpy()
     for i, (name, o) in enumerate(zip(case["output_names"], outputs)):
         save_tensor(os.path.join(out_dir, f"output_{i}.pb"), o, name)
-    if DYNAMO and optimize and case.get("ort_rotary_batch_issue"):
+    if case.get("export_training_mode"):
+        # onnxruntime runs training-mode Dropout with its own random masks.
+        print(f"  {label}: ORT cross-check skipped (Dropout in training mode draws at random)")
+    elif DYNAMO and optimize and case.get("ort_rotary_batch_issue"):
         # torch writes RotaryEmbedding tables [1, S, D/2], which onnxruntime takes only for a
         # batch of 1 (the ONNX spec's [B, S, D/2]); ptc broadcasts them.
         print(f"  {label}: ORT cross-check skipped (its RotaryEmbedding wants [B, S, D/2] tables)")
@@ -976,8 +1009,8 @@ def main():
         makes = [case_gpt, case_gpt_loss, case_llama_loss, case_llama_shifted_loss]
         hf_version = HF_DYNAMO_VERSION
     else:
-        makes = [case_gpt, case_gpt_loss, case_seq2seq, case_llama, case_llama_loss,
-                 case_llama_shifted_loss]
+        makes = [case_gpt, case_gpt_loss, case_seq2seq, case_seq2seq_train_mode, case_llama,
+                 case_llama_loss, case_llama_shifted_loss]
         hf_version = HF_VERSION
     try:
         import transformers

@@ -498,8 +498,8 @@ std::map<std::string, ir::Tensor> RandomBatch(const plan::Plan& plan, int64_t vo
 // Trains plans a and b `steps` AdamW steps on the same random batch; their losses must agree
 // to rtol 1e-5 (the fused and the exported forms of the same model). The runs in *ra / *rb.
 void SameLosses(const plan::Plan& a, const plan::Plan& b, int steps, std::optional<Run>* ra,
-                std::optional<Run>* rb) {
-  const auto batch = RandomBatch(a, 64);
+                std::optional<Run>* rb, int64_t vocab = 64) {
+  const auto batch = RandomBatch(a, vocab);
   auto x = TrainSteps(a, batch, steps);
   ASSERT_TRUE(x.ok()) << x.status();
   auto y = TrainSteps(b, batch, steps);
@@ -934,6 +934,52 @@ TEST(TrainDropout, ResumeIsBitExact) {
     EXPECT_TRUE(t.BitEquals(second->final_state.at(name))) << name;
   }
   (void)fileutil::RemoveTree(dir);
+}
+
+// torch.nn.Transformer (dropout 0.1) exported by torch 1.13 in training mode (the e2e case
+// seq2seq_train_mode_opset17, whose inference plans match torch's eval-mode logits): its 20
+// Dropout nodes train as ptc's dropouts; the 6 on attention probabilities (encoder, decoder
+// and cross attention) keep those attentions unfused, and --dropout 0 fuses all 6
+// (nn.MultiheadAttention's [B*H, T, D] heads, fuse-attention's "rank3" form), which then train
+// as the plan without fuse-attention does.
+TEST(TrainDropout, TorchTrainingModeExportTrains) {
+  const std::string dir = std::string(kDataDir) + "seq2seq_train_mode_opset17/";
+  driver::CompileOptions o;
+  o.train = true;
+  o.dims = {{"batch", 2}, {"src_seq", 12}, {"tgt_seq", 10}};
+  o.train_options.loss = "softmax-ce";
+  o.train_options.labels = "labels";
+  o.train_options.lr = 1e-3;
+  driver::CompileReport report;
+  auto plan = driver::CompileOnnxFile(dir + "model.onnx", o, &report);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(report.dropouts, 2 * 4 + 2 * 6);
+  EXPECT_EQ(report.dropouts_after_softmax, 2 + 2 * 2);
+  EXPECT_EQ(CountOp(*plan->module->main(), "attention"), 0);
+  o.dropout = 0;
+  auto fused = driver::CompileOnnxFile(dir + "model.onnx", o);
+  ASSERT_TRUE(fused.ok()) << fused.status();
+  EXPECT_EQ(CountOp(*fused->module->main(), "dropout"), 0);
+  EXPECT_EQ(CountOp(*fused->module->main(), "attention"), 6);
+  o.passes = "default,-fuse-attention";
+  auto unfused = driver::CompileOnnxFile(dir + "model.onnx", o);
+  ASSERT_TRUE(unfused.ok()) << unfused.status();
+  EXPECT_EQ(CountOp(*unfused->module->main(), "attention"), 0);
+  std::optional<::ptc::Run> f, u;
+  SameLosses(*fused, *unfused, 4, &f, &u, 47);
+  if (HasFatalFailure()) return;
+  const auto batch = RandomBatch(*plan, 47);
+  auto a = TrainSteps(*plan, batch, 3);
+  ASSERT_TRUE(a.ok()) << a.status();
+  auto b = TrainSteps(*fused, batch, 3);
+  ASSERT_TRUE(b.ok()) << b.status();
+  for (size_t s = 0; s < a->losses.size(); ++s) {
+    ASSERT_TRUE(std::isfinite(a->losses[s])) << "step " << s + 1;
+    // Dropout 0.1 moves the loss near ln(47) a little, not a lot.
+    EXPECT_NEAR(a->losses[s], b->losses[s], 0.05 * b->losses[s]) << "step " << s + 1;
+  }
+  EXPECT_NE(a->losses[0], b->losses[0]);
+  EXPECT_EQ(a->final_state.at("rng.step").GetInt(0), 3);
 }
 
 }  // namespace
