@@ -39,8 +39,11 @@
 // is transpose(k, [0,1,3,2]), else a new transpose node.
 //
 // Rank 3, heads merged into the batch ([B*H, Tq, Tk]: nn.MultiheadAttention as torch.onnx's
-// TorchScript exporter writes it), is taken as one batch of B*H heads: q, k^T and v get a
-// reshape to [1, B*H, ..] and the output one back ("fused.rank3"; a mask broadcasts as is).
+// TorchScript exporter writes it), is taken as one batch of N = B*H heads: q, k^T and v get a
+// reshape to [1, N, ..] and the output one back ("fused.rank3"; a mask broadcasts as is). When
+// q, v and the output are transpose(x, [1, 0, 2]) of [T, N, D] tensors and k^T is
+// transpose(k, [1, 2, 0]) (nn.MultiheadAttention's heads), those [T, N, D] tensors are the
+// bthd layout's [1, T, N, D]: read in place through reshapes (views), the transposes gone.
 // Declines (counters): softmax not over the last axis of a rank-4 (or 3) float "declined.shape";
 // a dropout between the softmax and the matmul "declined.dropout" (the fused op has none);
 // an intermediate with other uses "declined.multi-use"; no matmul before/after the softmax
@@ -392,29 +395,43 @@ class FuseAttentionPass : public FunctionPass {
         Count("declined.shape");
         continue;
       }
-      if (lifted) {  // [N, T, D] -> [1, N, T, D]: N heads of one batch (a mask broadcasts)
-        for (ir::Value** x : {&q, &kt, &v}) {
-          ir::TensorType t = (*x)->type();
-          t.shape.insert(t.shape.begin(), 1);
-          *x = fn.AddNode("reshape", {*x}, {t}, {{"shape", t.shape}}, qk->loc(),
-                          {(*x)->name() + ".4d"}, /*before=*/x == &v ? pv : qk)
-                   ->output();
-        }
-        Count("fused.rank3");
-      }
       ir::Node* qt = m.Def(q).node();
       ir::Node* ktt = m.Def(kt).node();
       ir::Node* vt = m.Def(v).node();
       ir::Node* out_t = m.SingleUser(pv->output());
-      const bool bthd = IsPerm(qt, {0, 2, 1, 3}) && IsPerm(ktt, {0, 2, 3, 1}) &&
-                        IsPerm(vt, {0, 2, 1, 3}) && IsPerm(out_t, {0, 2, 1, 3});
+      // Rank 3: [N, T, D] heads transposed from [T, N, D] tensors (nn.MultiheadAttention's
+      // q / k^T / v and its output's transpose back) are [1, T, N, D] in the bthd layout.
+      const bool bthd =
+          lifted ? IsPerm(qt, {1, 0, 2}) && IsPerm(ktt, {1, 2, 0}) && IsPerm(vt, {1, 0, 2}) &&
+                       IsPerm(out_t, {1, 0, 2})
+                 : IsPerm(qt, {0, 2, 1, 3}) && IsPerm(ktt, {0, 2, 3, 1}) &&
+                       IsPerm(vt, {0, 2, 1, 3}) && IsPerm(out_t, {0, 2, 1, 3});
+      // Rank 3 -> 4 with a leading 1 (one batch of N heads; a mask broadcasts as is): a
+      // reshape, which plan-memory makes a view.
+      auto lift = [&](ir::Value* x, const ir::Node* before) {
+        ir::TensorType t = x->type();
+        t.shape.insert(t.shape.begin(), 1);
+        return fn.AddNode("reshape", {x}, {t}, {{"shape", t.shape}}, qk->loc(),
+                          {x->name() + ".4d"}, before)
+            ->output();
+      };
+      if (lifted) Count("fused.rank3");
       ir::Node* root = pv;
       std::vector<ir::Value*> operands;
       if (bthd) {
         operands = {qt->input(0), ktt->input(0), vt->input(0)};
+        if (lifted) {
+          operands = {lift(operands[0], qk), lift(operands[1], qk), lift(operands[2], pv)};
+        }
         absorbed.push_back(out_t);
         root = out_t;
       } else {
+        if (lifted) {
+          q = lift(q, qk);
+          kt = lift(kt, qk);
+          v = lift(v, pv);
+          ktt = kt->producer();  // the reshape: k^T is transposed below
+        }
         ir::Value* k = nullptr;
         if (IsPerm(ktt, {0, 1, 3, 2})) {
           k = ktt->input(0);
