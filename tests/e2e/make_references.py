@@ -772,26 +772,32 @@ def case_hf_gemma3_loss():
     return dict(hf_case("gemma3"), dynamo_opsets=(20,))
 
 
-def case_seq2seq():
+def seq2seq_case(name, description, dropout=0.0, **extra):
     torch.manual_seed(4321)
     gen = torch.Generator().manual_seed(4322)
-    model = Seq2Seq(src_vocab=53, tgt_vocab=47, dim=32, n_head=4, max_len=32)
+    model = Seq2Seq(src_vocab=53, tgt_vocab=47, dim=32, n_head=4, max_len=32, dropout=dropout)
     perturb_norms(model, gen)
     model.eval()
     src = torch.randint(0, 53, (2, 12), generator=gen)
     tgt = torch.randint(0, 47, (2, 10), generator=gen)
     return dict(
-        name="seq2seq",
-        description="torch.nn.Transformer encoder-decoder (d_model 32, 4 heads, 2+2 layers, "
-                    "ffn 64, batch_first) with embeddings, causal tgt mask (triu) and output "
-                    "projection",
+        name=name,
+        description=description,
         model=model,
         inputs=[("src", src), ("tgt", tgt)],
         output_names=["logits"],
         dynamic_axes={"src": {0: "batch", 1: "src_seq"}, "tgt": {0: "batch", 1: "tgt_seq"},
                       "logits": {0: "batch", 1: "tgt_seq"}},
         dims={"batch": 2, "src_seq": 12, "tgt_seq": 10},
+        **extra,
     )
+
+
+def case_seq2seq():
+    return seq2seq_case(
+        "seq2seq",
+        "torch.nn.Transformer encoder-decoder (d_model 32, 4 heads, 2+2 layers, ffn 64, "
+        "batch_first) with embeddings, causal tgt mask (triu) and output projection")
 
 
 def case_seq2seq_train_mode():
@@ -799,27 +805,11 @@ def case_seq2seq_train_mode():
     # the attention probabilities), exported in training mode: Dropout nodes with a constant
     # training_mode true. The output is the eval-mode logits, what ptc's inference plans give
     # (they strip dropout); the training steps' masks are ptc's own (tests/train checks them).
-    torch.manual_seed(4321)
-    gen = torch.Generator().manual_seed(4322)
-    model = Seq2Seq(src_vocab=53, tgt_vocab=47, dim=32, n_head=4, max_len=32, dropout=0.1)
-    perturb_norms(model, gen)
-    model.eval()
-    src = torch.randint(0, 53, (2, 12), generator=gen)
-    tgt = torch.randint(0, 47, (2, 10), generator=gen)
-    return dict(
-        name="seq2seq_train_mode",
-        description="the seq2seq case with nn.Transformer's dropout 0.1, exported in training "
-                    "mode (TrainingMode.TRAINING: Dropout with training_mode true); output: "
-                    "the eval-mode logits",
-        model=model,
-        inputs=[("src", src), ("tgt", tgt)],
-        output_names=["logits"],
-        dynamic_axes={"src": {0: "batch", 1: "src_seq"}, "tgt": {0: "batch", 1: "tgt_seq"},
-                      "logits": {0: "batch", 1: "tgt_seq"}},
-        dims={"batch": 2, "src_seq": 12, "tgt_seq": 10},
-        opsets=(17,),
-        export_training_mode=True,
-    )
+    return seq2seq_case(
+        "seq2seq_train_mode",
+        "the seq2seq case with nn.Transformer's dropout 0.1, exported in training mode "
+        "(TrainingMode.TRAINING: Dropout with training_mode true); output: the eval-mode logits",
+        dropout=0.1, opsets=(17,), export_training_mode=True)
 
 
 # ----------------------------------------------------------------------------------------------
