@@ -10,7 +10,7 @@
 //
 // Preconditions / when it declines (counters):
 //   - impure ops (assign) are never evaluated at compile time        "declined.impure"
-//   - nor is dropout (each training step draws anew)                 "declined.dropout"
+//   - nor are ops with OpDef::fold false (dropout: each step draws anew) "declined.not-foldable"
 //   - weights (params) are not constants: they may be trained or replaced; only `constant`
 //     ops count, and a {ref} constant only when its tensor is in the module (IR parsed from
 //     text carries no tensors, so its {ref} constants are opaque)      (not counted)
@@ -61,8 +61,8 @@ class FoldConstantsPass : public Pass {
           Count("declined.impure");
           continue;
         }
-        if (n->op() == "dropout") {  // a new draw each training step, not one folded mask
-          Count("declined.dropout");
+        if (!def->fold) {  // dropout: a new draw each training step, not one folded mask
+          Count("declined.not-foldable");
           continue;
         }
         int64_t bytes = 0;

@@ -1,5 +1,5 @@
 // dropout's mask (compiler/ir/ops.h), one definition for the CPU kernel (codegen/cpu) and the
-// CUDA kernel (codegen/cuda/train.cu), which must draw the same bits: element i of a dropout
+// CUDA kernel (codegen/cuda/dropout.cu), which must draw the same bits: element i of a dropout
 // with attribute `seed` and counter c is kept where
 //   splitmix64(key + i) >= ratio * 2^64,   key = splitmix64(seed ^ splitmix64(c + golden))
 // (splitmix64's finalizer as the hash: a counter-based generator, so any element is drawn

@@ -625,7 +625,7 @@ const std::vector<OpDef>& CoreOpDefs() {
        .max_outputs = 2, .infer = InferSoftmaxCE},
       {.name = "nll_loss", .min_inputs = 2, .max_inputs = 3, .infer = InferNll},
       {.name = "dropout", .min_inputs = 1, .max_inputs = 2, .min_outputs = 1, .max_outputs = 2,
-       .infer = InferDropout},
+       .infer = InferDropout, .fold = false},
   };
   return *defs;
 }

@@ -85,6 +85,9 @@ struct OpDef {
                                                    const AttrMap& attrs, int num_outputs) = nullptr;
   bool elementwise = false;  // output[i] depends only on broadcast input[i] (fusion candidates)
   bool pure = true;          // no side effects: the same inputs give the same outputs
+  // Evaluated at compile time when its inputs are constants (the importer, fold-constants);
+  // dropout is not: a training step gives it a new counter, so each step draws a new mask.
+  bool fold = true;
   // An input whose buffer the (single) output may take over when this node reads it last: the
   // kernel reads each element of it before writing the same output element (-1: none; every
   // same-typed input of an elementwise op qualifies anyway). plan-memory's

@@ -944,9 +944,7 @@ absl::StatusOr<std::vector<EntryPtr>> Importer::Emit(const NodeCtx& c, absl::str
   bool fold = std::all_of(inputs.begin(), inputs.end(),
                           [](Entry* e) { return e->constant && e->foldable; });
   const ir::OpDef* def = ir::FindOp(std::string(op));
-  // A dropout of constants is still a new draw each training step (its counter comes with
-  // the step), not one mask folded in.
-  if ((def != nullptr && !def->pure) || op == "dropout") fold = false;
+  if (def != nullptr && (!def->pure || !def->fold)) fold = false;
   int64_t bytes = 0;
   for (const auto& t : types) {
     int64_t b = t.byte_size();
