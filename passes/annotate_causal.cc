@@ -12,6 +12,7 @@
 //                                                    false, false, false>} : bool[3,3]
 //            %o = attention(%q, %k, %v, %m) {layout="bthd"} : f32[1,3,2,4]
 //   after:   %o = attention(%q, %k, %v, %m) {causal=1, layout="bthd"} : f32[1,3,2,4]
+#include "compiler/ir/ops_fused.h"
 #include "compiler/support/status.h"
 #include "passes/matcher.h"
 #include "passes/passes.h"
@@ -43,15 +44,16 @@ class AnnotateCausalPass : public Pass {
       for (const auto& n : fn->nodes()) {
         const bool fwd = n->op() == "attention";
         if (!fwd && n->op() != "attention_grad") continue;
-        const size_t q = fwd ? 0 : 1;  // attention_grad(dy, q, k, v[, mask][, o, lse])
-        const size_t saved = !fwd && n->GetInt("saved_stats", 0).value_or(0) != 0 ? 2 : 0;
-        if (n->num_inputs() != q + 4 + saved || n->has_attr("causal")) continue;
+        const int q = fwd ? 0 : 1;  // attention_grad(dy, q, k, v[, mask][, counter][, o, lse])
+        const int saved = !fwd && n->GetInt("saved_stats", 0).value_or(0) != 0 ? 2 : 0;
+        const ir::Value* mask_operand = ir::AttentionMask(*n, q, saved);
+        if (mask_operand == nullptr || n->has_attr("causal")) continue;
         PTC_ASSIGN_OR_RETURN(std::string layout, n->GetString("layout", "bhtd"));
         const int t_axis = layout == "bthd" ? 1 : 2;
         const ir::TensorType& qt = n->input(q)->type();
         const ir::TensorType& kt = n->input(q + 1)->type();
         if (qt.rank() != 4 || kt.rank() != 4) continue;
-        std::optional<ir::Tensor> mask = ConstantTensor(module, n->input(q + 3));
+        std::optional<ir::Tensor> mask = ConstantTensor(module, mask_operand);
         if (!mask.has_value()) {
           Count("declined.not_constant");
           continue;

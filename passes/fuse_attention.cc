@@ -30,7 +30,8 @@
 //                                            padding masks) ("fused.safe-softmax"; else
 //                                            "declined.safe-softmax"), where only non-finite
 //                                            scores (NaN / inf inputs) could tell them apart
-//   %o  = matmul(%p', %v)                    v [B,H,Tk,Dv] -> o [B,H,Tq,Dv]
+//   %d  = dropout(%p' [, %ctr]) {ratio, seed} optional -> dropout=ratio, seed, counter %ctr
+//   %o  = matmul(%d, %v)                     v [B,H,Tk,Dv] -> o [B,H,Tq,Dv]
 // Every intermediate must have one use. The head transposes around it are absorbed too when
 // they are all there: q = transpose(q4, [0,2,1,3]), kt = transpose(k4, [0,2,3,1]),
 // v = transpose(v4, [0,2,1,3]) with q4/k4/v4 in [B,T,H,D] and o's only use a transpose
@@ -44,8 +45,12 @@
 // q, v and the output are transpose(x, [1, 0, 2]) of [T, N, D] tensors and k^T is
 // transpose(k, [1, 2, 0]) (nn.MultiheadAttention's heads), those [T, N, D] tensors are the
 // bthd layout's [1, T, N, D]: read in place through reshapes (views), the transposes gone.
+// A dropout between the softmax and the matmul (attention dropout, in a training step) joins
+// the op: attributes dropout = its ratio and seed, and its counter, if any, as the last
+// operand ("fused.dropout"; the op draws dropout's mask over the probabilities, so the fused
+// and unfused steps drop the same elements); not when its keep-mask output is read
+// ("declined.dropout-mask").
 // Declines (counters): softmax not over the last axis of a rank-4 (or 3) float "declined.shape";
-// a dropout between the softmax and the matmul "declined.dropout" (the fused op has none);
 // an intermediate with other uses "declined.multi-use"; no matmul before/after the softmax
 // "declined.no-matmul"; a non-constant scale "declined.scale"; a where without a -inf branch
 // or with a non-bool condition "declined.mask".
@@ -268,13 +273,24 @@ class FuseAttentionPass : public FunctionPass {
         absorbed.push_back(m.Def(safe->input(0)).node());                       // not
         absorbed.push_back(m.Def(m.Def(safe->input(0)).node()->input(0)).node());  // equal
       }
-      // After: matmul(p, v).
+      // After: an optional dropout (attention dropout: the op's dropout attribute), then
+      // matmul(p, v).
       ir::Value* probs = safe != nullptr ? safe->output() : sm->output();
+      ir::Node* drop = m.SingleUser(probs);
+      if (drop != nullptr && drop->op() == "dropout") {
+        if (drop->num_outputs() > 1 && (m.NumUses(drop->output(1)) > 0 ||
+                                        m.IsResult(drop->output(1)))) {
+          Count("declined.dropout-mask");  // its keep-mask is read: the fused op has none
+          continue;
+        }
+        probs = drop->output(0);
+        absorbed.push_back(drop);
+      } else {
+        drop = nullptr;
+      }
       ir::Node* pv = m.SingleUser(probs);
       if (pv == nullptr || pv->op() != "matmul" || pv->input(0) != probs) {
-        Count(pv == nullptr              ? "declined.multi-use"
-              : pv->op() == "dropout"    ? "declined.dropout"
-                                         : "declined.no-matmul");
+        Count(pv == nullptr ? "declined.multi-use" : "declined.no-matmul");
         continue;
       }
       absorbed.push_back(pv);
@@ -463,6 +479,12 @@ class FuseAttentionPass : public FunctionPass {
       ir::AttrMap attrs;
       attrs["scale"] = scale;
       if (softcap > 0) attrs["softcap"] = softcap;
+      if (drop != nullptr) {
+        attrs["dropout"] = drop->GetFloat("ratio", 0.5).value_or(0.5);
+        attrs["seed"] = drop->GetInt("seed", 0).value_or(0);
+        if (drop->num_inputs() > 1) operands.push_back(drop->input(1));  // the counter
+        Count("fused.dropout");
+      }
       if (bthd) attrs["layout"] = std::string("bthd");
       ir::TensorType out_type = root->output()->type();
       if (lifted) out_type.shape.insert(out_type.shape.begin(), 1);

@@ -245,10 +245,10 @@ absl::Status DecoderBuilder::Attention(const ir::Node& n) {
       return Error(&n, absl::StrCat("has operand ", i, " without the sequence on its T axis"));
     }
   }
-  if (n.num_inputs() < 4) {
+  ir::Value* const mask = ir::AttentionMask(n, 0);
+  if (mask == nullptr) {
     return Error(&n, "has no mask: a bidirectional attention reads later positions");
   }
-  const ir::Value* mask = n.input(3);
   if (InfoOf(mask).positional()) return Error(&n, "has a mask that depends on the tokens");
   const bool is_bool = mask->type().dtype == ir::DType::kBool;
   PTC_ASSIGN_OR_RETURN(bool causal, IsCausal(mask, 4, 2, 3, [is_bool](double x) {

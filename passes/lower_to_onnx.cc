@@ -392,8 +392,7 @@ absl::StatusOr<ir::Value*> LowerAttention(Emitter& e, const ir::Node& n) {
     PTC_ASSIGN_OR_RETURN(s, e.Op("tanh", {s}));
     PTC_ASSIGN_OR_RETURN(s, e.Op("mul", {s, e.Scalar(dt, softcap)}));
   }
-  if (n.num_inputs() > 3) {
-    ir::Value* mask = n.input(3);
+  if (ir::Value* mask = ir::AttentionMask(n, 0)) {
     if (mask->type().dtype == ir::DType::kBool) {
       ir::Value* ninf = e.Scalar(dt, -std::numeric_limits<double>::infinity());
       PTC_ASSIGN_OR_RETURN(s, e.Op("where", {mask, ninf, s}));
@@ -402,6 +401,13 @@ absl::StatusOr<ir::Value*> LowerAttention(Emitter& e, const ir::Node& n) {
     }
   }
   PTC_ASSIGN_OR_RETURN(ir::Value* p, e.Op("softmax", {s}, {{"axis", int64_t{3}}}));
+  PTC_ASSIGN_OR_RETURN(double dropout, n.GetFloat("dropout", 0.0));
+  if (dropout > 0) {  // the same mask: dropout's over the [B, H, Tq, Tk] probabilities
+    std::vector<ir::Value*> ins = {p};
+    if (ir::Value* counter = ir::AttentionCounter(n, 0)) ins.push_back(counter);
+    PTC_ASSIGN_OR_RETURN(int64_t seed, n.GetInt("seed", 0));
+    PTC_ASSIGN_OR_RETURN(p, e.Op("dropout", ins, {{"ratio", dropout}, {"seed", seed}}));
+  }
   PTC_ASSIGN_OR_RETURN(ir::Value* o, e.Op("matmul", {p, v}));
   if (layout == "bthd") {
     PTC_ASSIGN_OR_RETURN(o, e.Op("transpose", {o}, {{"perm", swap12}}));

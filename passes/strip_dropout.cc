@@ -5,12 +5,17 @@
 // graph without the dropouts between, say, a softmax and the matmul after it), and on the
 // forward that a training step's @eval function is built from (validation without dropout);
 // the training step itself keeps its dropouts (compiler/autodiff/training.cc gives them the
-// step's counter). Counter "stripped" = dropouts removed.
+// step's counter). Counter "stripped" = dropouts removed. An attention with a fused dropout
+// (attribute dropout > 0: fuse-attention's, compiler/ir/ops_fused.cc) loses it, its counter
+// operand and seed with it ("stripped.attention").
 //
 //   before:  %d = dropout(%x) {ratio=0.1, seed=3} : f32[4,8]     after:  %y = exp(%x)
 //            %y = exp(%d) : f32[4,8]
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "compiler/ir/ops.h"
+#include "compiler/ir/ops_fused.h"
 #include "compiler/support/status.h"
 #include "passes/passes.h"
 
@@ -24,10 +29,24 @@ class StripDropoutPass : public FunctionPass {
  private:
   absl::StatusOr<bool> RunOnFunction(ir::Module&, ir::Function& fn) override {
     std::vector<ir::Node*> dropouts;
+    bool changed = false;
     for (const auto& n : fn.nodes()) {
       if (n->op() == "dropout") dropouts.push_back(n.get());
+      if (n->op() != "attention" && n->op() != "attention_grad") continue;
+      if (!n->has_attr("dropout")) continue;
+      const int first = n->op() == "attention" ? 0 : 1;
+      const int trailing = n->GetInt("saved_stats", 0).value_or(0) != 0 ? 2 : 0;
+      if (ir::Value* counter = ir::AttentionCounter(*n, first, trailing)) {
+        std::vector<ir::Value*> ins = n->inputs();
+        ins.erase(std::find(ins.begin(), ins.end(), counter));
+        n->set_inputs(ins);
+      }
+      n->mutable_attrs().erase("dropout");
+      n->mutable_attrs().erase("seed");
+      Count("stripped.attention");
+      changed = true;
     }
-    if (dropouts.empty()) return false;
+    if (dropouts.empty()) return changed;
     const auto uses = fn.ComputeUses();
     auto used = [&](const ir::Value* v) {
       if (uses.count(v) > 0) return true;
@@ -66,8 +85,14 @@ absl::StatusOr<int> SetDropoutRatio(ir::Module& module, double ratio) {
   int n = 0;
   for (const auto& fn : module.functions()) {
     for (const auto& node : fn->nodes()) {
-      if (node->op() != "dropout") continue;
-      node->set_attr("ratio", ratio);
+      if (node->op() == "dropout") {
+        node->set_attr("ratio", ratio);
+      } else if ((node->op() == "attention" || node->op() == "attention_grad") &&
+                 node->has_attr("dropout")) {
+        node->set_attr("dropout", ratio);
+      } else {
+        continue;
+      }
       ++n;
     }
   }

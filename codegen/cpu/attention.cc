@@ -21,6 +21,11 @@
 // Grouped-query attention (k / v with hkv < h heads): query head hi reads kv head
 // hi / (h / hkv) in place; attention_grad sums each kv head's dk / dv over its group's query
 // heads in one work item, in head order (deterministic, no repeated K / V anywhere).
+// Attention dropout (attribute dropout > 0): the probabilities of each block are dropped
+// (compiler/ir/dropout.h's mask, element ((b H + h) Tq + t) Tk + j, drawn from the counter
+// operand) after the softmax's sums and before the product with v; attention_grad redraws the
+// mask: dP = (dy v^T) * keep / (1 - dropout), dS = P (dP - rowsum(P dP)), dv += P'^T dy with
+// P' the dropped probabilities.
 #include <immintrin.h>
 
 #include <array>
@@ -32,6 +37,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "codegen/cpu/kernel_util.h"
+#include "compiler/ir/dropout.h"
 #include "compiler/ir/ops_fused.h"
 
 namespace ptc::cpu::internal {
@@ -213,10 +219,36 @@ class AttentionBase : public Kernel {
     T softcap;                        // 0: none
     int mask_kind;                    // 0 none, 1 bool (true = masked out), 2 additive
     std::array<int64_t, 4> mask_str;  // element strides over [B, H, Tq, Tk], 0 = broadcast
+    double dropout;                   // 0: none
+    uint64_t seed;
+    int counter_at;                   // the counter's input index; -1: none (counter 0)
+    bool counter_i32;
   };
   explicit AttentionBase(Plan p) : p_(p) {}
 
  protected:
+  // The dropout mask's key for this run (its counter read from the inputs).
+  uint64_t DropoutKey(absl::Span<const void* const> inputs) const {
+    int64_t counter = 0;
+    if (p_.counter_at >= 0) {
+      const void* c = inputs[p_.counter_at];
+      counter = p_.counter_i32 ? *static_cast<const int32_t*>(c) : *static_cast<const int64_t*>(c);
+    }
+    return ir::DropoutKey(p_.seed, counter);
+  }
+  // Attention dropout on n probabilities of (bi, hi), query t, keys j0..: each times
+  // keep / (1 - dropout). Nothing without dropout.
+  void Drop(T* x, int64_t n, uint64_t key, int64_t bi, int64_t hi, int64_t t,
+            int64_t j0) const {
+    if (!(p_.dropout > 0)) return;
+    const uint64_t threshold = ir::DropoutThreshold(p_.dropout);
+    const T scale = static_cast<T>(ir::DropoutScale(p_.dropout));
+    const uint64_t base = static_cast<uint64_t>(((bi * p_.h + hi) * p_.tq + t) * p_.tk + j0);
+    for (int64_t j = 0; j < n; ++j) {
+      x[j] = ir::DropoutKeeps(key, base + j, threshold) ? x[j] * scale : T(0);
+    }
+  }
+
   // Row stride and (b, h) base offset of a [B,H,T,E] or [B,T,H,E] tensor.
   int64_t RowStride(int64_t e) const { return p_.bthd ? p_.h * e : e; }
   int64_t Base(int64_t bi, int64_t hi, int64_t t, int64_t e) const {
@@ -307,6 +339,7 @@ class AttentionKernel : public AttentionBase<T> {
     const void* mask = p_.mask_kind != 0 ? inputs[3] : nullptr;
     T* out = static_cast<T*>(outputs[0]);
     float* lse = outputs.size() > 1 ? static_cast<float*>(outputs[1]) : nullptr;  // [B, H, Tq]
+    const uint64_t key = this->DropoutKey(inputs);
     const int64_t pairs = p_.b * p_.h;
     const int64_t q_blocks = (p_.tq + kQueryBlock - 1) / kQueryBlock;
     int64_t chunks = 1;  // query-block chunks per pair
@@ -320,7 +353,7 @@ class AttentionKernel : public AttentionBase<T> {
           for (int64_t w = w0; w < w1; ++w) {
             const int64_t pair = w / q_blocks;
             WholeRows(q, k, v, mask, out, lse, pair / p_.h, pair % p_.h,
-                      (w % q_blocks) * kQueryBlock, s.data());
+                      (w % q_blocks) * kQueryBlock, s.data(), key);
           }
         });
         return absl::OkStatus();
@@ -342,7 +375,7 @@ class AttentionKernel : public AttentionBase<T> {
         const int64_t qb0 = q_blocks * chunk / chunks, qb1 = q_blocks * (chunk + 1) / chunks;
         for (int64_t qb = qb0; qb < qb1; ++qb) {
           QueryBlock(q, kt.data(), v, mask, out, lse, bi, hi, qb * kQueryBlock, s.data(),
-                     acc.data(), row_max.data(), row_sum.data());
+                     acc.data(), row_max.data(), row_sum.data(), key);
         }
       }
     });
@@ -375,9 +408,9 @@ class AttentionKernel : public AttentionBase<T> {
   }
 
   // Query rows [i0, i0 + kQueryBlock) of (bi, hi) on the whole-row path (float): S = q k^T
-  // over the open keys into s ([rows, Tk]), P = softmax in place, out = P v.
+  // over the open keys into s ([rows, Tk]), P = softmax in place (dropped), out = P v.
   void WholeRows(const float* q, const float* k, const float* v, const void* mask, float* out,
-                 float* lse, int64_t bi, int64_t hi, int64_t i0, float* s) const {
+                 float* lse, int64_t bi, int64_t hi, int64_t i0, float* s, uint64_t key) const {
     const int64_t rows = std::min(kQueryBlock, p_.tq - i0), tk = p_.tk;
     const int64_t ldd = RowStride(p_.d), lde = RowStride(p_.dv);
     const int64_t tke = this->KeyEnd(mask, bi, hi, i0, rows);
@@ -385,13 +418,14 @@ class AttentionKernel : public AttentionBase<T> {
                 k + KvBase(bi, hi, tk, p_.d), KvRowStride(p_.d), 0.0f, s, tk);
     this->Probs(s, tk, rows, tke, mask, bi, hi, i0,
                 lse != nullptr ? lse + (bi * p_.h + hi) * p_.tq + i0 : nullptr);
+    for (int64_t r = 0; r < rows; ++r) this->Drop(s + r * tk, tke, key, bi, hi, i0 + r, 0);
     SerialSgemm(false, false, rows, p_.dv, tke, 1.0f, s, tk, v + KvBase(bi, hi, tk, p_.dv),
                 KvRowStride(p_.dv), 0.0f, out + Base(bi, hi, p_.tq, p_.dv) + i0 * lde, lde);
   }
 
   void QueryBlock(const T* q, const T* kt, const T* v, const void* mask, T* out, float* lse,
                   int64_t bi, int64_t hi, int64_t i0, T* s, T* acc, T* row_max,
-                  T* row_sum) const {
+                  T* row_sum, uint64_t key) const {
     const int64_t rows = std::min(kQueryBlock, p_.tq - i0);
     const int64_t dv = p_.dv;
     const T* qb = q + Base(bi, hi, p_.tq, p_.d) + i0 * RowStride(p_.d);
@@ -448,6 +482,7 @@ class AttentionKernel : public AttentionBase<T> {
           T* ar = acc + r * dv;
           for (int64_t e = 0; e < dv; ++e) ar[e] *= alpha;
         }
+        this->Drop(sr, cols, key, bi, hi, i0 + r, j0);  // after the sum, before P v
       }
       BlockGemm<T>(true, rows, dv, cols, s, kKeyBlock, vb + j0 * KvRowStride(dv),
                    KvRowStride(dv), acc, dv);
@@ -493,6 +528,7 @@ class AttentionGradKernel : public AttentionBase<T> {
     T* dq = static_cast<T*>(outputs[0]);
     T* dk = static_cast<T*>(outputs[1]);
     T* dv = static_cast<T*>(outputs[2]);
+    const uint64_t key = this->DropoutKey(inputs);
     if constexpr (std::is_same_v<T, float>) SingleThreadedBlas();
     const int64_t pairs = p_.b * p_.hkv, group = p_.h / p_.hkv;
     ParallelFor(pairs, 1, [&](int64_t w0, int64_t w1) {
@@ -508,7 +544,7 @@ class AttentionGradKernel : public AttentionBase<T> {
         for (int64_t g = 0; g < group; ++g) {  // query heads of kv head w % hkv, in order
           Pair(dy, q, k, v, mask, dq, dk, dv, w / p_.hkv, (w % p_.hkv) * group + g,
                /*first=*/g == 0, kt.data(), vt.data(), s.data(), dp.data(), st.data(),
-               dcap.empty() ? nullptr : dcap.data());
+               dcap.empty() ? nullptr : dcap.data(), key);
         }
       }
     });
@@ -532,7 +568,7 @@ class AttentionGradKernel : public AttentionBase<T> {
   // by the group's first head).
   void Pair(const T* dy, const T* q, const T* k, const T* v, const void* mask, T* dq, T* dk,
             T* dv, int64_t bi, int64_t hi, bool first, T* kt, T* vt, T* s, T* dp, T* st,
-            T* dcap) const {
+            T* dcap, uint64_t key) const {
     const int64_t tq = p_.tq, tk = p_.tk, d = p_.d, e = p_.dv;
     const int64_t ldd = RowStride(d), lde = RowStride(e);
     const int64_t kdd = KvRowStride(d), kde = KvRowStride(e);  // k / v / dk / dv rows
@@ -568,9 +604,11 @@ class AttentionGradKernel : public AttentionBase<T> {
       this->Probs(s, tk, rows, tke, mask, bi, hi, i0, nullptr, /*empty_rows_zero=*/true,
                   dcap);  // P
       for (int64_t r = 0; r < rows; ++r) {
-        // dS (scaled, and through the cap's derivative), overwriting dP; P stays in s.
-        const T* sr = s + r * tk;
+        // dS (scaled, and through the cap's derivative), overwriting dP; P stays in s, then
+        // becomes the dropped P' that dv reads.
+        T* sr = s + r * tk;
         T* pr = dp + r * tk;
+        this->Drop(pr, tke, key, bi, hi, i0 + r, 0);  // dP through the dropout
         const T dsum = Dot(sr, pr, tke);
         if (dcap != nullptr) {
           const T* cr = dcap + r * tk;
@@ -578,6 +616,7 @@ class AttentionGradKernel : public AttentionBase<T> {
         } else {
           for (int64_t j = 0; j < tke; ++j) pr[j] = sr[j] * (pr[j] - dsum) * p_.scale;
         }
+        this->Drop(sr, tke, key, bi, hi, i0 + r, 0);
       }
       // dq = dS k; dk += dS^T q; dv += P^T dy.
       if constexpr (std::is_same_v<T, float>) {
@@ -601,8 +640,8 @@ class AttentionGradKernel : public AttentionBase<T> {
 
 namespace {
 
-// Attention's operands q, k, v[, mask] at inputs first.. of `node` (attention: 0;
-// attention_grad: 1, after dy; `trailing` inputs after the mask: attention_grad
+// Attention's operands q, k, v[, mask][, counter] at inputs first.. of `node` (attention: 0;
+// attention_grad: 1, after dy; `trailing` inputs after them: attention_grad
 // {saved_stats=1}'s forward output and log-sum-exp), checked against `out` (the attention
 // output's type) and the CPU kernels' dtypes.
 absl::StatusOr<ir::AttentionProblem> ParseAttention(const ir::Node& node, int first,
@@ -620,11 +659,13 @@ absl::StatusOr<ir::AttentionProblem> ParseAttention(const ir::Node& node, int fi
 }
 
 template <typename K>
-KernelOr MakeUnpacked(const ir::AttentionProblem& a) {
+KernelOr MakeUnpacked(const ir::AttentionProblem& a, int counter_at, bool counter_i32) {
   using T = typename K::Value;
   return KernelPtr(new K(typename K::Plan{a.b, a.h, a.tq, a.tk, a.d, a.dv, a.hkv, a.bthd,
                                           static_cast<T>(a.scale), static_cast<T>(a.softcap),
-                                          a.mask_kind, a.mask_strides}));
+                                          a.mask_kind, a.mask_strides, a.dropout,
+                                          static_cast<uint64_t>(a.seed), counter_at,
+                                          counter_i32}));
 }
 
 // Layout bt3hd (q, k, v: slots of one packed [B, T, 3, H, D]): the slots are copied into bthd
@@ -676,10 +717,16 @@ class PackedAttention final : public Kernel {
   size_t elem_;
 };
 
+// The kernel of `node` (its operands at first.., `trailing` inputs after them).
 template <typename K>
-KernelOr Make(const ir::AttentionProblem& a, bool grad) {
-  if (!a.packed) return MakeUnpacked<K>(a);
-  PTC_ASSIGN_OR_RETURN(KernelPtr inner, MakeUnpacked<K>(a));
+KernelOr Make(const ir::Node& node, const ir::AttentionProblem& a, int first, int trailing) {
+  const bool grad = first == 1;
+  // The dropout counter, when there is one, is the last operand.
+  const ir::Value* counter = ir::AttentionCounter(node, first, trailing);
+  const int counter_at = counter ? static_cast<int>(node.num_inputs()) - trailing - 1 : -1;
+  const bool counter_i32 = counter && counter->type().dtype == DType::kI32;
+  if (!a.packed) return MakeUnpacked<K>(a, counter_at, counter_i32);
+  PTC_ASSIGN_OR_RETURN(KernelPtr inner, MakeUnpacked<K>(a, counter_at, counter_i32));
   return KernelPtr(new PackedAttention(std::move(inner), grad, a.b * a.tq, a.h * a.d,
                                        sizeof(typename K::Value)));
 }
@@ -687,10 +734,10 @@ KernelOr Make(const ir::AttentionProblem& a, bool grad) {
 }  // namespace
 
 KernelOr MakeAttentionKernel(const ir::Node& node) {
-  PTC_RETURN_IF_ERROR(CheckArity(node, 3, 4, 1, 2));
+  PTC_RETURN_IF_ERROR(CheckArity(node, 3, 5, 1, 2));
   PTC_ASSIGN_OR_RETURN(ir::AttentionProblem a, ParseAttention(node, 0, node.output(0)->type()));
-  if (a.dtype == DType::kF32) return Make<AttentionKernel<float>>(a, false);
-  return Make<AttentionKernel<double>>(a, false);
+  if (a.dtype == DType::kF32) return Make<AttentionKernel<float>>(node, a, 0, 0);
+  return Make<AttentionKernel<double>>(node, a, 0, 0);
 }
 
 // {saved_stats=1}: the forward's output and log-sum-exp (the last two inputs) are not read:
@@ -701,15 +748,15 @@ KernelOr MakeAttentionGradKernel(const ir::Node& node) {
   PTC_ASSIGN_OR_RETURN(ir::AttentionProblem a,
                        ParseAttention(node, 1, node.input(0)->type(), trailing));
   const int grads = a.packed ? 1 : 3;  // bt3hd: one packed gradient
-  PTC_RETURN_IF_ERROR(CheckArity(node, 4 + trailing, 5 + trailing, grads, grads));
+  PTC_RETURN_IF_ERROR(CheckArity(node, 4 + trailing, 6 + trailing, grads, grads));
   for (int i = 0; i < grads; ++i) {
     if (node.output(i)->type() != node.input(i + 1)->type()) {
       return Invalid(node, absl::StrCat("gradient ", i, " must have the type of its operand ",
                                         node.input(i + 1)->type().ToString()));
     }
   }
-  if (a.dtype == DType::kF32) return Make<AttentionGradKernel<float>>(a, true);
-  return Make<AttentionGradKernel<double>>(a, true);
+  if (a.dtype == DType::kF32) return Make<AttentionGradKernel<float>>(node, a, 1, trailing);
+  return Make<AttentionGradKernel<double>>(node, a, 1, trailing);
 }
 
 }  // namespace ptc::cpu::internal

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "codegen/cpu/kernel.h"
+#include "compiler/ir/dropout.h"
 #include "compiler/ir/ir.h"
 #include "gtest/gtest.h"
 
@@ -230,6 +231,13 @@ std::vector<Ref> Reference(const std::string& op, const AttrMap& a, const std::v
     const int64_t tk = bthd ? in[1].shape[1] : in[1].shape[2], dv = in[2].shape[3];
     const double scale = FloatAttr(a, "scale", 1.0 / std::sqrt(static_cast<double>(d)));
     const double softcap = FloatAttr(a, "softcap", 0.0);  // tanh capping before the mask
+    // Attention dropout: dropout's mask over the [b, h, tq, tk] probabilities, the counter
+    // the last operand (an integer scalar) when there is one.
+    const double dropout = FloatAttr(a, "dropout", 0.0);
+    const bool counter = in.size() > 3 && in.back().shape.empty() && IsInt(in.back().dtype);
+    const bool has_mask = in.size() - (counter ? 1 : 0) == 4;
+    const uint64_t key = ir::DropoutKey(static_cast<uint64_t>(IntAttr(a, "seed", 0)),
+                                        counter ? static_cast<int64_t>(in.back().v[0]) : 0);
     // r's heads: h, or fewer for k / v (grouped-query: query head hi reads hi / (h / hr)).
     auto at = [&](const Ref& r, int64_t bi, int64_t hi, int64_t t, int64_t e, int64_t T,
                   int64_t E) {
@@ -249,7 +257,7 @@ std::vector<Ref> Reference(const std::string& op, const AttrMap& a, const std::v
             for (int64_t e = 0; e < d; ++e) dot += at(in[0], bi, hi, i, e, tq, d) * at(in[1], bi, hi, j, e, tk, d);
             s[j] = dot * scale;
             if (softcap > 0) s[j] = softcap * std::tanh(s[j] / softcap);
-            if (in.size() == 4) {
+            if (has_mask) {
               double mv = in[3].v[BroadcastIndex({bi, hi, i, j}, in[3].shape)];
               if (in[3].dtype == DType::kBool) {
                 if (mv != 0) s[j] = -INFINITY;
@@ -261,6 +269,12 @@ std::vector<Ref> Reference(const std::string& op, const AttrMap& a, const std::v
           }
           double sum = 0;
           for (int64_t j = 0; j < tk; ++j) sum += (s[j] = std::exp(s[j] - mx));
+          for (int64_t j = 0; j < tk && dropout > 0; ++j) {
+            const uint64_t idx = static_cast<uint64_t>(((bi * h + hi) * tq + i) * tk + j);
+            s[j] = ir::DropoutKeeps(key, idx, ir::DropoutThreshold(dropout))
+                       ? s[j] / (1 - dropout)
+                       : 0.0;
+          }
           for (int64_t e = 0; e < dv; ++e) {
             double o = 0;
             for (int64_t j = 0; j < tk; ++j) o += s[j] / sum * at(in[2], bi, hi, j, e, tk, dv);
@@ -879,6 +893,19 @@ std::vector<Case> AllCases() {
                  F32({37, 600})}, 1, 1e-5, 1e-5});
   cs.push_back({"attention", {{"softcap", 0.5}},
                 {F64({2, 4, 3, 2}), F64({2, 2, 5, 2}), F64({2, 2, 5, 3}), Bool({3, 5})}});
+  // Attention dropout (dropout's mask over the probabilities, from the counter operand): whole
+  // rows, the flash path (f32 past 512 keys, f64), grouped-query, no counter (0), an i32 one.
+  cs.push_back({"attention", {{"layout", std::string("bthd")}, {"dropout", 0.3}, {"seed", int64_t{7}}},
+                {F32({2, 9, 2, 8}), F32({2, 9, 2, 8}), F32({2, 9, 2, 8}), Bool({1, 1, 9, 9}),
+                 Range(DType::kI64, {}, 0, 1000)}, 1, 1e-5, 1e-5});
+  cs.push_back({"attention", {{"dropout", 0.2}, {"seed", int64_t{3}}},
+                {F32({1, 4, 20, 16}), F32({1, 2, 530, 16}), F32({1, 2, 530, 8}), Bool({20, 530}),
+                 Range(DType::kI32, {}, 0, 1000)}, 1, 1e-5, 1e-5});
+  cs.push_back({"attention", {{"dropout", 0.5}},
+                {F64({2, 4, 3, 2}), F64({2, 2, 5, 2}), F64({2, 2, 5, 3}), F64({2, 1, 3, 5})}});
+  cs.push_back({"attention", {{"dropout", 0.4}, {"seed", int64_t{11}}, {"softcap", 0.5}},
+                {F64({2, 4, 3, 2}), F64({2, 2, 5, 2}), F64({2, 2, 5, 3}),
+                 Range(DType::kI64, {}, 0, 1000)}});
   cs.push_back({"matmul", {}, {In{DType::kF16, {2, 3}}, In{DType::kF16, {3, 4}}}, 1, 2e-3, 2e-3});
   cs.push_back({"gemm", {}, {F32({3, 4}), F32({4, 5})}});
   cs.push_back({"gemm", {{"trans_a", int64_t{1}}, {"trans_b", int64_t{1}}, {"alpha", 0.5},

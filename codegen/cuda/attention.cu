@@ -21,6 +21,11 @@
 // the capped score with AttentionDesc::softcap); dV_j += p_j dO_t,
 // dK_j += scale ds_j q_t, and dq_t += scale sum_j ds_j K_j (f32 atomics across key tiles).
 //
+// Attention dropout (AttentionDesc::dropout_threshold): the forward accumulates the dropped
+// p_j * factor_j into O (l keeps the undropped sum); the backward redraws factor_j for
+// dp_j *= factor_j and dV_j += p_j factor_j dO_t (D_t = dO_t . O_t stays: O is the dropped
+// output).
+//
 // Grouped-query attention (AttentionDesc::hkv < h): query head h reads K / V of kv head
 // h / (h / hkv) in place (forward and dq); the backward's warps are per (batch, kv head, key
 // tile) and loop over the group's query heads in order, so each dK / dV row is still written
@@ -111,6 +116,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int64_t kh = a.hkv > 0 ? h / (a.h / a.hkv) : h;  // the kv head h reads
   const int64_t t0 = qt * kBr;
   const int d = static_cast<int>(a.d), dv = static_cast<int>(a.dv);
+  const bool drop = a.dropout_threshold != 0;  // AttentionDropout(a)
+  const AttentionDropper dropper(a);
   const S<D>* qb = q + b * a.q_strides[0] + h * a.q_strides[1];
   const S<D>* kb = k + b * a.k_strides[0] + kh * a.k_strides[1];
   const S<D>* vb = v + b * a.v_strides[0] + kh * a.v_strides[1];
@@ -160,10 +167,13 @@ __global__ void __launch_bounds__(kWarps * 32)
       const float p = s == -INFINITY ? 0.f : __expf(s - m_new);
       l[i] = l[i] * alpha + WarpSum(p);
       m[i] = m_new;
+      // O takes the dropped probabilities (l the undropped ones).
+      const float pd =
+          drop && p != 0.f ? p * dropper.Factor(AttentionProbIndex(a, b, h, t, k0 + lane)) : p;
 #pragma unroll
       for (int j = 0; j < kCols; ++j) acc[i][j] *= alpha;
       for (int jj = 0; jj < nk; ++jj) {
-        const float pj = __shfl_sync(0xffffffffu, p, jj);
+        const float pj = __shfl_sync(0xffffffffu, pd, jj);
 #pragma unroll
         for (int j = 0; j < kCols; ++j) {
           const int c = lane + 32 * j;
@@ -218,6 +228,8 @@ __global__ void __launch_bounds__(32)
   const int lane = threadIdx.x;
   const int d = static_cast<int>(a.d), dv = static_cast<int>(a.dv);
   const int pad = (d > dv ? d : dv) + 1;
+  const bool drop = a.dropout_threshold != 0;  // AttentionDropout(a)
+  const AttentionDropper dropper(a);
   float* ks = smem;
   float* vs = ks + kBc * pad;
   float* dks = vs + kBc * pad;
@@ -256,7 +268,7 @@ __global__ void __launch_bounds__(32)
     for (int64_t t = t_begin; t < a.tq; ++t) {
       const S<D>* qr = qb + t * a.q_strides[2];
       const S<D>* dor = dob + t * a.o_strides[2];
-      float p = 0.f, ds = 0.f;
+      float p = 0.f, pd = 0.f, ds = 0.f;  // pd: the dropped p (dV)
       if (lane < nk) {
         float dot = 0.f;
         for (int c = 0; c < d; ++c) dot = fmaf(LoadF<D>(qr, c), krow[c], dot);  // q: broadcast
@@ -266,12 +278,18 @@ __global__ void __launch_bounds__(32)
         p = (s == -INFINITY || !(lt > -INFINITY)) ? 0.f : __expf(s - lt);
         float dp = 0.f;
         for (int c = 0; c < dv; ++c) dp = fmaf(LoadF<D>(dor, c), vrow[c], dp);
+        pd = p;
+        if (drop && p != 0.f) {  // dropout: dP through the forward's mask
+          const float f = dropper.Factor(AttentionProbIndex(a, b, h, t, k0 + lane));
+          dp *= f;
+          pd = p * f;
+        }
         // A row with every key masked: D NaN. softcap: dS through the cap's derivative.
         ds = p == 0.f ? 0.f : p * (dp - dsum[row0 + t]) * dcap;
       }
       if (!__any_sync(0xffffffffu, p != 0.f)) continue;  // masked for every key of the tile
       if (lane < nk) {
-        for (int c = 0; c < dv; ++c) dvrow[c] = fmaf(p, LoadF<D>(dor, c), dvrow[c]);
+        for (int c = 0; c < dv; ++c) dvrow[c] = fmaf(pd, LoadF<D>(dor, c), dvrow[c]);
         const float sds = ds * a.scale;
         for (int c = 0; c < d; ++c) dkrow[c] = fmaf(sds, LoadF<D>(qr, c), dkrow[c]);
       }

@@ -88,6 +88,13 @@
 // softcap (AttentionDesc::softcap, Gemma 2): each scaled score is capped (Cap) before the bias;
 // the backwards recompute the cap and multiply dS by its derivative.
 //
+// Attention dropout (AttentionDesc::dropout_threshold; template parameter kDrop, so attention
+// without dropout runs the code it ran before): the forward multiplies each probability by its
+// factor (AttentionDropper: 0 or 1 / (1 - ratio), compiler/ir/dropout.h's hash of its element
+// index) after the row sums and before P V; the dK / dV and dQ passes redraw it: dP *= factor
+// before dS = P (dP - D), and dV takes the dropped P^T. Only nonzero probabilities are hashed
+// (masked keys and the causal upper triangle cost nothing).
+//
 // Rounding: P and dS are rounded to the input dtype for the tensor-core products (as
 // FlashAttention-2 does); sums, the softmax and lse are f32. Outputs are written in the input
 // dtype (the gradients too: no f32 scratch or cast pass).
@@ -433,8 +440,9 @@ size_t QSmem(int hd) {  // [K0][V0][K1 | bias][V1]
 // in the shared slots at `base` ([K0][V0][K1 | bias][V1]): with a bool / additive mask, plain
 // loads after the mask vote (tiles masked everywhere skipped; the bias tile in the second
 // buffer's K slot); otherwise double-buffered by cp.async (see the file comment), up to the
-// last open key (KeyEnd). tile(ks, vs, bias or null, last[2], key_lim) computes one tile for
-// the calling warp (rows r_lo and r_lo + 8 of it; key_lim: its last row's last open key).
+// last open key (KeyEnd). tile(ks, vs, bias or null, last[2], key_lim, k0) computes one tile for
+// the calling warp (rows r_lo and r_lo + 8 of it; key_lim: its last row's last open key; k0: the
+// tile's first key).
 // Whole block.
 template <DT D, int HD, typename Tile>
 __device__ __forceinline__ void ForEachKeyTile(const AttentionDesc& a, const void* mask,
@@ -462,7 +470,7 @@ __device__ __forceinline__ void ForEachKeyTile(const AttentionDesc& a, const voi
       __syncthreads();
       const int nk = tile_keys(k0);
       const int last[2] = {nk - 1, nk - 1};
-      tile(kbuf(0), vbuf(0), bias, last, nk - 1);
+      tile(kbuf(0), vbuf(0), bias, last, nk - 1, k0);
     }
     return;
   }
@@ -483,7 +491,7 @@ __device__ __forceinline__ void ForEachKeyTile(const AttentionDesc& a, const voi
     const int nk = tile_keys(k0);
     const int last[2] = {LastOpenKey(a, r_lo, k0, nk), LastOpenKey(a, r_lo + 8, k0, nk)};
     tile(kbuf(buf), vbuf(buf), static_cast<const uint16_t*>(nullptr), last,
-         LastOpenKey(a, t0 + wr + 15, k0, nk));
+         LastOpenKey(a, t0 + wr + 15, k0, nk), k0);
   }
 }
 
@@ -498,11 +506,14 @@ struct FwdState {
 // scale, mask (the bias tile when non-null; keys past last[i] for row i), online softmax,
 // O += P V. key_lim (warp-uniform, >= every last[i] of the warp): the key 8-blocks and 16-blocks
 // past it are masked for all 16 rows, and their products are skipped (a causal diagonal tile).
-template <DT D, int HD, bool kCap>
+// kDrop: probability (row, key) of the tile is element drop_base + row * tk + key.
+template <DT D, int HD, bool kCap, bool kDrop>
 __device__ __forceinline__ void ForwardTile(const AttentionDesc& a, const uint32_t (&qf)[HD / 16][4],
                                             const uint16_t* ks, const uint16_t* vs,
                                             const uint16_t* bias, const int (&last)[2],
-                                            int key_lim, int wr, int lane, FwdState<HD>& st) {
+                                            int key_lim, int wr, int lane, FwdState<HD>& st,
+                                            const AttentionDropper& dropper,
+                                            uint64_t drop_base) {
   constexpr int kLd = HD + kPad;
   const int g = lane >> 2, qd = lane & 3;
   // S = Q K^T: [16 rows] x [64 keys] per warp, n-tile j = keys 8j..8j+7.
@@ -557,6 +568,16 @@ __device__ __forceinline__ void ForwardTile(const AttentionDesc& a, const uint32
   }
 #pragma unroll
   for (int i = 0; i < 2; ++i) st.l[i] = st.l[i] * alpha[i] + QuadSum(rs[i]);
+  if constexpr (kDrop) {  // P V takes the dropped probabilities (l the undropped ones)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int row = wr + g + 8 * (e >> 1), key = 8 * j + 2 * qd + (e & 1);
+        if (s[j][e] != 0.f) s[j][e] *= dropper.Factor(drop_base + row * a.tk + key);
+      }
+    }
+  }
 #pragma unroll
   for (int n = 0; n < HD / 8; ++n) {
     st.acc[n][0] *= alpha[0];
@@ -581,7 +602,7 @@ __device__ __forceinline__ void ForwardTile(const AttentionDesc& a, const uint32
   }
 }
 
-template <DT D, int HD, bool kCap>
+template <DT D, int HD, bool kCap, bool kDrop>
 __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
     TcForwardKernel(AttentionDesc a, const S<D>* __restrict__ q, const S<D>* __restrict__ k,
                     const S<D>* __restrict__ v, const void* __restrict__ mask, S<D>* __restrict__ o,
@@ -609,10 +630,13 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
   st.m[0] = st.m[1] = -INFINITY;
   st.l[0] = st.l[1] = 0.f;
 
+  const AttentionDropper dropper(a);
   ForEachKeyTile<D, HD>(a, mask, b, h, t0, r_lo, wr, kb, vb, base,
                         [&](const uint16_t* ks, const uint16_t* vs, const uint16_t* bias,
-                            const int(&last)[2], int key_lim) {
-                          ForwardTile<D, HD, kCap>(a, qf, ks, vs, bias, last, key_lim, wr, lane, st);
+                            const int(&last)[2], int key_lim, int64_t k0) {
+                          ForwardTile<D, HD, kCap, kDrop>(a, qf, ks, vs, bias, last, key_lim, wr,
+                                                          lane, st, dropper,
+                                                          AttentionProbIndex(a, b, h, t0, k0));
                         });
 
   S<D>* ob = o + b * a.o_strides[0] + h * a.o_strides[1];
@@ -635,15 +659,17 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
 // S^T = K Q^T and dP^T = V dO^T, P^T = exp(scale S^T + bias - lse), dS^T = P^T (dP^T - D),
 // dV += P^T dO, dK += dS^T Q. Queries before first[i] (causal) or from nq on are P = 0;
 // q_lim (warp-uniform, <= every first[i] of the warp): 16-query chunks wholly before it, or
-// from nq on, are skipped.
-template <DT D, int HD, bool kCap>
+// from nq on, are skipped. kDrop: probability (query qi, key kj) of the tile is element
+// drop_base + qi * tk + kj.
+template <DT D, int HD, bool kCap, bool kDrop>
 __device__ __forceinline__ void KvGradTile(const AttentionDesc& a, const uint16_t* ks,
                                            const uint16_t* vs, const uint16_t* qs,
                                            const uint16_t* dos, const float* lse_s,
                                            const float* dsum_s, const uint16_t* bias,
                                            const int (&first)[2], int q_lim, int nq, int wr,
                                            int lane, float (&dka)[HD / 8][4],
-                                           float (&dva)[HD / 8][4]) {
+                                           float (&dva)[HD / 8][4],
+                                           const AttentionDropper& dropper, uint64_t drop_base) {
   constexpr int kLd = HD + kPad;
   const int g = lane >> 2, qd = lane & 3;
   // 16-query chunks: the score tiles stay at 2 x 4 registers each.
@@ -683,10 +709,18 @@ __device__ __forceinline__ void KvGradTile(const AttentionDesc& a, const uint16_
         const float p = (qi < first[e >> 1] || qi >= nq || x == -INFINITY || lt == -INFINITY)
                             ? 0.f
                             : __expf(x - lt);
-        st[jj][e] = p;
+        float dp = dpt[jj][e], pd = p;  // pd: the dropped P^T that dV takes
+        if constexpr (kDrop) {
+          if (p != 0.f) {
+            const float f = dropper.Factor(drop_base + qi * a.tk + key);
+            dp *= f;
+            pd = p * f;
+          }
+        }
+        st[jj][e] = pd;
         // p = 0 adds nothing, even where D is NaN (a query row with every key masked: its O,
         // and so D = dO . O, are NaN); as the CPU kernel and the SIMT backward.
-        dpt[jj][e] = p == 0.f ? 0.f : p * (dpt[jj][e] - ds) * dcap;
+        dpt[jj][e] = p == 0.f ? 0.f : p * (dp - ds) * dcap;
       }
     }
     // dV += P^T dO and dK += dS^T Q over this chunk's 16 queries (the k dim): B(k, n) =
@@ -708,7 +742,7 @@ __device__ __forceinline__ void KvGradTile(const AttentionDesc& a, const uint16_
   }
 }
 
-template <DT D, int HD, bool kCap>
+template <DT D, int HD, bool kCap, bool kDrop>
 __global__ void __launch_bounds__(kThreads, HD == 64 ? 3 : 1)
     TcBackwardKvKernel(AttentionDesc a, const S<D>* __restrict__ q, const S<D>* __restrict__ k,
                        const S<D>* __restrict__ v, const void* __restrict__ mask,
@@ -743,6 +777,7 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 3 : 1)
   auto row0 = [&](int64_t gi) { return (b * a.h + kh * group + gi) * a.tq; };
   const int wr = warp * 16;        // the warp's first key in the tile
   const int qd = lane & 3;
+  const AttentionDropper dropper(a);
 
   float dka[HD / 8][4], dva[HD / 8][4];
 #pragma unroll
@@ -775,8 +810,9 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 3 : 1)
         }
         __syncthreads();
         const int first[2] = {0, 0};
-        KvGradTile<D, HD, kCap>(a, ks, vs, qbuf(0), dobuf(0), lsebuf(0), dsumbuf(0), bias, first, 0,
-                          tile_queries(t0), wr, lane, dka, dva);
+        KvGradTile<D, HD, kCap, kDrop>(a, ks, vs, qbuf(0), dobuf(0), lsebuf(0), dsumbuf(0), bias,
+                                       first, 0, tile_queries(t0), wr, lane, dka, dva, dropper,
+                                       AttentionProbIndex(a, b, kh * group + gi, t0, k0));
       }
     }
   } else {
@@ -813,8 +849,10 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 3 : 1)
       const int first[2] = {FirstOpenQuery(a, k0 + wr + g, t0),
                             FirstOpenQuery(a, k0 + wr + g + 8, t0)};
       const int q_lim = FirstOpenQuery(a, k0 + wr, t0);  // the warp's first key's
-      KvGradTile<D, HD, kCap>(a, ks, vs, qbuf(buf), dobuf(buf), lsebuf(buf), dsumbuf(buf), nullptr,
-                        first, q_lim, tile_queries(t0), wr, lane, dka, dva);
+      KvGradTile<D, HD, kCap, kDrop>(a, ks, vs, qbuf(buf), dobuf(buf), lsebuf(buf), dsumbuf(buf),
+                                     nullptr, first, q_lim, tile_queries(t0), wr, lane, dka, dva,
+                                     dropper,
+                                     AttentionProbIndex(a, b, kh * group + n / tiles, t0, k0));
     }
   }
 
@@ -837,14 +875,16 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 3 : 1)
 // ---- dQ (see the file comment)
 // One key tile for a warp's 16 rows: per 16-key chunk S = Q K^T, dP = dO V^T, dS = P (dP - D),
 // dQ += dS K; keys past last[i] of row i are P = 0, and 16-key chunks wholly past key_lim
-// (warp-uniform, >= every last[i] of the warp) are skipped.
-template <DT D, int HD, bool kCap>
+// (warp-uniform, >= every last[i] of the warp) are skipped. kDrop: probability (row, key) of
+// the tile is element drop_base + row * tk + key.
+template <DT D, int HD, bool kCap, bool kDrop>
 __device__ __forceinline__ void QGradTile(const AttentionDesc& a, const uint32_t (&qf)[HD / 16][4],
                                           const uint32_t (&of)[HD / 16][4], const uint16_t* ks,
                                           const uint16_t* vs, const uint16_t* bias,
                                           const int (&last)[2], int key_lim,
                                           const float (&lt)[2], const float (&ds_row)[2], int wr,
-                                          int lane, float (&dqa)[HD / 8][4]) {
+                                          int lane, float (&dqa)[HD / 8][4],
+                                          const AttentionDropper& dropper, uint64_t drop_base) {
   constexpr int kLd = HD + kPad;
   const int g = lane >> 2, qd = lane & 3;
 #pragma unroll 1
@@ -876,7 +916,11 @@ __device__ __forceinline__ void QGradTile(const AttentionDesc& a, const uint32_t
         if (bias != nullptr) x += ToF<D>(bias[row * kTileLd + key]);
         const float p =
             (key > last[i] || x == -INFINITY || lt[i] == -INFINITY) ? 0.f : __expf(x - lt[i]);
-        s[jj][e] = p == 0.f ? 0.f : p * (dp[jj][e] - ds_row[i]) * dcap;  // dS (0 where p = 0)
+        float dpv = dp[jj][e];
+        if constexpr (kDrop) {
+          if (p != 0.f) dpv *= dropper.Factor(drop_base + row * a.tk + key);
+        }
+        s[jj][e] = p == 0.f ? 0.f : p * (dpv - ds_row[i]) * dcap;  // dS (0 where p = 0)
       }
     }
     const uint32_t da[4] = {Pack<D>(s[0][0], s[0][1]), Pack<D>(s[0][2], s[0][3]),
@@ -892,7 +936,7 @@ __device__ __forceinline__ void QGradTile(const AttentionDesc& a, const uint32_t
   }
 }
 
-template <DT D, int HD, bool kCap>
+template <DT D, int HD, bool kCap, bool kDrop>
 __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
     TcBackwardQKernel(AttentionDesc a, const S<D>* __restrict__ q, const S<D>* __restrict__ k,
                       const S<D>* __restrict__ v, const void* __restrict__ mask,
@@ -928,11 +972,13 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
 #pragma unroll
   for (int n = 0; n < HD / 8; ++n) dqa[n][0] = dqa[n][1] = dqa[n][2] = dqa[n][3] = 0.f;
 
+  const AttentionDropper dropper(a);
   ForEachKeyTile<D, HD>(a, mask, b, h, t0, r_lo, wr, kb, vb, base,
                         [&](const uint16_t* ks, const uint16_t* vs, const uint16_t* bias,
-                            const int(&last)[2], int key_lim) {
-                          QGradTile<D, HD, kCap>(a, qf, of, ks, vs, bias, last, key_lim, lt, ds_row,
-                                           wr, lane, dqa);
+                            const int(&last)[2], int key_lim, int64_t k0) {
+                          QGradTile<D, HD, kCap, kDrop>(a, qf, of, ks, vs, bias, last, key_lim, lt,
+                                                        ds_row, wr, lane, dqa, dropper,
+                                                        AttentionProbIndex(a, b, h, t0, k0));
                         });
 
   S<D>* dqb = dq + b * a.q_strides[0] + h * a.q_strides[1];
@@ -950,6 +996,16 @@ __global__ void __launch_bounds__(kThreads, HD == 64 ? 4 : 2)
 
 bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
+// run(cap, drop) with std::true_type / std::false_type for AttentionDesc::softcap > 0 and
+// AttentionDropout: the kernels' kCap and kDrop.
+template <typename Run>
+cudaError_t WithVariant(const AttentionDesc& d, Run&& run) {
+  auto with_drop = [&](auto cap) {
+    return AttentionDropout(d) ? run(cap, std::true_type{}) : run(cap, std::false_type{});
+  };
+  return d.softcap > 0.f ? with_drop(std::true_type{}) : with_drop(std::false_type{});
+}
+
 int64_t Tiles(int64_t n) { return (n + kTile - 1) / kTile; }
 
 template <typename Kernel>
@@ -958,20 +1014,20 @@ cudaError_t SetSmem(Kernel kernel, size_t bytes) {
                               static_cast<int>(bytes));
 }
 
-template <DT D, int HD, bool kCap>
+template <DT D, int HD, bool kCap, bool kDrop>
 cudaError_t Forward(const AttentionDesc& d, const void* q, const void* k, const void* v,
                     const void* mask, void* o, float* lse, cudaStream_t stream) {
   const size_t smem = ForwardSmem(HD);
-  cudaError_t e = SetSmem(TcForwardKernel<D, HD, kCap>, smem);
+  cudaError_t e = SetSmem(TcForwardKernel<D, HD, kCap, kDrop>, smem);
   if (e != cudaSuccess) return e;
-  TcForwardKernel<D, HD, kCap>
+  TcForwardKernel<D, HD, kCap, kDrop>
       <<<static_cast<unsigned>(d.b * d.h * Tiles(d.tq)), kThreads, smem, stream>>>(
           d, static_cast<const S<D>*>(q), static_cast<const S<D>*>(k), static_cast<const S<D>*>(v),
           mask, static_cast<S<D>*>(o), lse);
   return cudaGetLastError();
 }
 
-template <DT D, int HD, bool kCap>
+template <DT D, int HD, bool kCap, bool kDrop>
 cudaError_t Backward(const AttentionDesc& d, const void* q, const void* k, const void* v,
                      const void* mask, const void* o, const void* d_o, const float* lse, void* dq,
                      void* dk, void* dv, float* dsum, cudaStream_t stream) {
@@ -980,9 +1036,9 @@ cudaError_t Backward(const AttentionDesc& d, const void* q, const void* k, const
   const int64_t kv_blocks = d.b * AttentionKvHeads(d) * Tiles(d.tk);  // per kv head
   if (kv_blocks > 0) {
     const size_t smem = KvSmem(HD);
-    e = SetSmem(TcBackwardKvKernel<D, HD, kCap>, smem);
+    e = SetSmem(TcBackwardKvKernel<D, HD, kCap, kDrop>, smem);
     if (e != cudaSuccess) return e;
-    TcBackwardKvKernel<D, HD, kCap><<<static_cast<unsigned>(kv_blocks), kThreads, smem, stream>>>(
+    TcBackwardKvKernel<D, HD, kCap, kDrop><<<static_cast<unsigned>(kv_blocks), kThreads, smem, stream>>>(
         d, static_cast<const S<D>*>(q), static_cast<const S<D>*>(k), static_cast<const S<D>*>(v),
         mask, static_cast<const S<D>*>(d_o), lse, dsum, static_cast<S<D>*>(dk),
         static_cast<S<D>*>(dv));
@@ -990,9 +1046,9 @@ cudaError_t Backward(const AttentionDesc& d, const void* q, const void* k, const
   const int64_t q_blocks = d.b * d.h * Tiles(d.tq);
   if (q_blocks > 0) {
     const size_t smem = QSmem(HD);
-    e = SetSmem(TcBackwardQKernel<D, HD, kCap>, smem);
+    e = SetSmem(TcBackwardQKernel<D, HD, kCap, kDrop>, smem);
     if (e != cudaSuccess) return e;
-    TcBackwardQKernel<D, HD, kCap><<<static_cast<unsigned>(q_blocks), kThreads, smem, stream>>>(
+    TcBackwardQKernel<D, HD, kCap, kDrop><<<static_cast<unsigned>(q_blocks), kThreads, smem, stream>>>(
         d, static_cast<const S<D>*>(q), static_cast<const S<D>*>(k), static_cast<const S<D>*>(v),
         mask, static_cast<const S<D>*>(d_o), lse, dsum, static_cast<S<D>*>(dq));
   }
@@ -1023,16 +1079,17 @@ cudaError_t LaunchFlashAttentionTc(DT dt, const AttentionDesc& d, const void* q,
     return cudaErrorMisalignedAddress;
   }
   if (d.b * d.h * d.tq == 0) return cudaSuccess;
-  auto run = [&](auto cap) {
-    constexpr bool kCap = decltype(cap)::value;
+  return WithVariant(d, [&](auto cap, auto drop) {
+    constexpr bool kCap = decltype(cap)::value, kDrop = decltype(drop)::value;
     if (d.d == 64) {
-      return dt == DT::kBF16 ? Forward<DT::kBF16, 64, kCap>(d, q, k, v, mask, o, lse, stream)
-                             : Forward<DT::kF16, 64, kCap>(d, q, k, v, mask, o, lse, stream);
+      return dt == DT::kBF16
+                 ? Forward<DT::kBF16, 64, kCap, kDrop>(d, q, k, v, mask, o, lse, stream)
+                 : Forward<DT::kF16, 64, kCap, kDrop>(d, q, k, v, mask, o, lse, stream);
     }
-    return dt == DT::kBF16 ? Forward<DT::kBF16, 128, kCap>(d, q, k, v, mask, o, lse, stream)
-                           : Forward<DT::kF16, 128, kCap>(d, q, k, v, mask, o, lse, stream);
-  };
-  return d.softcap > 0.f ? run(std::true_type{}) : run(std::false_type{});
+    return dt == DT::kBF16
+               ? Forward<DT::kBF16, 128, kCap, kDrop>(d, q, k, v, mask, o, lse, stream)
+               : Forward<DT::kF16, 128, kCap, kDrop>(d, q, k, v, mask, o, lse, stream);
+  });
 }
 
 cudaError_t LaunchFlashAttentionTcBackward(DT dt, const AttentionDesc& d, const void* q,
@@ -1046,22 +1103,19 @@ cudaError_t LaunchFlashAttentionTcBackward(DT dt, const AttentionDesc& d, const 
     if (!Aligned16(p)) return cudaErrorMisalignedAddress;
   }
   float* dsum = static_cast<float*>(workspace);
-  auto run = [&](auto cap) {
-    constexpr bool kCap = decltype(cap)::value;
+  return WithVariant(d, [&](auto cap, auto drop) {
+    constexpr bool kCap = decltype(cap)::value, kDrop = decltype(drop)::value;
     if (d.d == 64) {
-      return dt == DT::kBF16
-                 ? Backward<DT::kBF16, 64, kCap>(d, q, k, v, mask, o, d_o, lse, dq, dk, dv, dsum,
-                                                 stream)
-                 : Backward<DT::kF16, 64, kCap>(d, q, k, v, mask, o, d_o, lse, dq, dk, dv, dsum,
-                                                stream);
+      return dt == DT::kBF16 ? Backward<DT::kBF16, 64, kCap, kDrop>(d, q, k, v, mask, o, d_o, lse,
+                                                                    dq, dk, dv, dsum, stream)
+                             : Backward<DT::kF16, 64, kCap, kDrop>(d, q, k, v, mask, o, d_o, lse,
+                                                                   dq, dk, dv, dsum, stream);
     }
-    return dt == DT::kBF16
-               ? Backward<DT::kBF16, 128, kCap>(d, q, k, v, mask, o, d_o, lse, dq, dk, dv, dsum,
-                                                stream)
-               : Backward<DT::kF16, 128, kCap>(d, q, k, v, mask, o, d_o, lse, dq, dk, dv, dsum,
-                                               stream);
-  };
-  return d.softcap > 0.f ? run(std::true_type{}) : run(std::false_type{});
+    return dt == DT::kBF16 ? Backward<DT::kBF16, 128, kCap, kDrop>(d, q, k, v, mask, o, d_o, lse,
+                                                                   dq, dk, dv, dsum, stream)
+                           : Backward<DT::kF16, 128, kCap, kDrop>(d, q, k, v, mask, o, d_o, lse,
+                                                                  dq, dk, dv, dsum, stream);
+  });
 }
 
 }  // namespace ptc::cuda::kernels

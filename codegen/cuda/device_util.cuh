@@ -15,6 +15,7 @@
 #include <type_traits>
 
 #include "codegen/cuda/kernels.h"
+#include "compiler/ir/dropout.h"
 
 namespace ptc::cuda::kernels {
 
@@ -341,6 +342,34 @@ template <> struct Bits<2> { using T = uint16_t; };
 template <> struct Bits<4> { using T = uint32_t; };
 template <> struct Bits<8> { using T = uint64_t; };
 template <> struct Bits<16> { using T = uint4; };  // 16-byte aligned: one 128-bit load / store
+
+// A dropout counter (dropout's and attention's counter operand: an i32 / i64 scalar on the
+// device; nullptr: 0).
+__device__ __forceinline__ int64_t ReadDropoutCounter(const void* counter, int counter_i32) {
+  if (counter == nullptr) return 0;
+  return counter_i32 ? static_cast<int64_t>(*static_cast<const int32_t*>(counter))
+                     : *static_cast<const int64_t*>(counter);
+}
+
+// Attention dropout (AttentionDesc::dropout_threshold) in a kernel: the launch's mask key, and
+// the factor of probability `index` of the [b, h, tq, tk] probabilities (dropout_scale or 0).
+struct AttentionDropper {
+  uint64_t key = 0, threshold = 0;
+  float scale = 1.f;
+  __device__ __forceinline__ explicit AttentionDropper(const AttentionDesc& a)
+      : key(ir::DropoutKey(a.dropout_seed,
+                           ReadDropoutCounter(a.dropout_counter, a.dropout_counter_i32))),
+        threshold(a.dropout_threshold),
+        scale(a.dropout_scale) {}
+  __device__ __forceinline__ float Factor(uint64_t index) const {
+    return ir::DropoutKeeps(key, index, threshold) ? scale : 0.f;
+  }
+};
+// Element index of (query t, key) of batch b, query head h in the probabilities.
+__device__ __forceinline__ uint64_t AttentionProbIndex(const AttentionDesc& a, int64_t b,
+                                                       int64_t h, int64_t t, int64_t key) {
+  return static_cast<uint64_t>(((b * a.h + h) * a.tq + t) * a.tk + key);
+}
 
 }  // namespace ptc::cuda::kernels
 

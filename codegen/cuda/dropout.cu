@@ -19,12 +19,6 @@ constexpr int64_t kMax32 = (int64_t{1} << 31) - 1;
 template <DT D>
 using S = typename Ty<D>::S;
 
-__device__ __forceinline__ int64_t ReadCounter(const void* counter, int counter_i32) {
-  if (counter == nullptr) return 0;
-  return counter_i32 ? static_cast<int64_t>(*static_cast<const int32_t*>(counter))
-                     : *static_cast<const int64_t*>(counter);
-}
-
 struct DropoutArgs {
   const void* counter;
   int counter_i32;
@@ -43,7 +37,7 @@ __device__ __forceinline__ S<D> DropoutElement(S<D> x, uint64_t key, uint64_t i,
 template <DT D>
 __global__ void __launch_bounds__(kThreads)
     DropoutKernel(int64_t n, const S<D>* x, S<D>* y, uint8_t* mask, DropoutArgs a) {
-  const uint64_t key = ir::DropoutKey(a.seed, ReadCounter(a.counter, a.counter_i32));
+  const uint64_t key = ir::DropoutKey(a.seed, ReadDropoutCounter(a.counter, a.counter_i32));
   const auto scale = static_cast<typename Ty<D>::C>(a.scale);
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
@@ -58,7 +52,7 @@ template <DT D>
 __global__ void __launch_bounds__(kThreads)
     DropoutVecKernel(uint32_t n, const S<D>* x, S<D>* y, uint8_t* mask, DropoutArgs a) {
   constexpr int V = kVec<S<D>>;
-  const uint64_t key = ir::DropoutKey(a.seed, ReadCounter(a.counter, a.counter_i32));
+  const uint64_t key = ir::DropoutKey(a.seed, ReadDropoutCounter(a.counter, a.counter_i32));
   const auto scale = static_cast<typename Ty<D>::C>(a.scale);
   const uint32_t nv = n / V, stride = gridDim.x * blockDim.x;
   const uint32_t first = blockIdx.x * blockDim.x + threadIdx.x;

@@ -327,7 +327,20 @@ struct AttentionDesc {
   // not read: the node's causal=1 attribute, set by annotate-causal, vouches for it).
   int32_t mask_kind = 0;
   int64_t mask_strides[4] = {};      // over [b, h, q, k]; 0 where broadcast
+  // Attention dropout (attention's dropout attribute r): the probabilities are dropped before
+  // the product with V by compiler/ir/dropout.h's mask, element ((b h + hi) tq + t) tk + key,
+  // kept ones times dropout_scale, with key DropoutKey(dropout_seed, *dropout_counter) (an i32 /
+  // i64 scalar read on the device, so a CUDA graph replays a new mask each step; nullptr: 0).
+  // dropout_threshold = DropoutThreshold(r) (0: no dropout), dropout_scale = DropoutScale(r),
+  // both from r on the host (the CPU kernel's numbers). The backwards redraw the mask.
+  uint64_t dropout_threshold = 0;
+  float dropout_scale = 1.f;
+  uint64_t dropout_seed = 0;
+  const void* dropout_counter = nullptr;
+  int32_t dropout_counter_i32 = 0;
 };
+// Whether a descriptor drops (AttentionDesc::dropout_threshold).
+inline bool AttentionDropout(const AttentionDesc& d) { return d.dropout_threshold != 0; }
 constexpr int32_t kAttentionMaskCausal = 3;
 // The k / v heads of a descriptor (see AttentionDesc::hkv).
 inline int64_t AttentionKvHeads(const AttentionDesc& d) { return d.hkv > 0 ? d.hkv : d.h; }

@@ -3,6 +3,7 @@
 // a weight [K, N] multiplied by activations [B, T, K] gets its gradient as one gemm over the
 // flattened B*T rows.
 #include "compiler/autodiff/grad_builder.h"
+#include "compiler/ir/ops_fused.h"
 #include "compiler/support/status.h"
 
 namespace ptc::autodiff::internal {
@@ -129,19 +130,20 @@ absl::Status LayerNorm(RuleContext& c) {
   return absl::OkStatus();
 }
 
-// attention(q, k, v[, mask]) -> attention_grad(dy, q, k, v[, mask]) with the same attributes:
-// the backward recomputes the softmax blockwise (flash-style), so training keeps only q, k, v
-// and the output of each attention instead of the B x H x T x T probabilities.
+// attention(q, k, v[, mask][, counter]) -> attention_grad(dy, q, k, v[, mask][, counter]) with
+// the same attributes: the backward recomputes the softmax (and the dropout mask) blockwise
+// (flash-style), so training keeps only q, k, v and the output of each attention instead of
+// the B x H x T x T probabilities.
 absl::Status Attention(RuleContext& c) {
-  if (c.node.num_inputs() == 4 && c.need[3]) {
+  if (ir::AttentionMask(c.node, 0) != nullptr && c.need[3]) {
     return absl::UnimplementedError(absl::StrCat(
         "autodiff: ", c.node.Describe(), ": the loss depends on the attention mask, which has "
         "no gradient rule (make the mask a constant)"));
   }
-  std::vector<Value*> ins = {c.dy[0], c.in(0), c.in(1), c.in(2)};
-  if (c.node.num_inputs() == 4) ins.push_back(c.in(3));
+  std::vector<Value*> ins = {c.dy[0]};
+  for (size_t i = 0; i < c.node.num_inputs(); ++i) ins.push_back(c.in(i));
   ir::AttrMap attrs;
-  for (const char* k : {"scale", "softcap", "layout"}) {
+  for (const char* k : {"scale", "softcap", "layout", "dropout", "seed"}) {
     if (c.node.has_attr(k)) attrs[k] = c.node.attrs().at(k);
   }
   auto outs = c.b.OpN("attention_grad", ins, std::move(attrs), 3);

@@ -297,6 +297,22 @@ std::vector<Case> Cases() {
                                          {{"layout", std::string("bthd")}, {"scale", 2.0},
                                           {"softcap", 0.5}})};
        }},
+      {"attention_dropout_bool_mask", [](GraphMaker& g) {  // the mask redrawn by the backward
+         std::vector<uint8_t> m;
+         for (int i = 0; i < 5; ++i) {
+           for (int j = 0; j < 6; ++j) m.push_back(j > i + 1);
+         }
+         return std::vector<Value*>{g.Op("attention", {g.P({2, 2, 5, 3}), g.P({2, 2, 6, 3}),
+                                                       g.P({2, 2, 6, 4}), g.Bools({5, 6}, m),
+                                                       g.Ints({}, {7})},
+                                         {{"scale", 0.7}, {"dropout", 0.3}, {"seed", int64_t{5}}})};
+       }},
+      {"attention_dropout_grouped_query_bthd", [](GraphMaker& g) {  // no counter: 0
+         return std::vector<Value*>{g.Op("attention", {g.P({2, 3, 4, 2}), g.P({2, 4, 2, 2}),
+                                                       g.P({2, 4, 2, 3})},
+                                         {{"layout", std::string("bthd")}, {"dropout", 0.5},
+                                          {"seed", int64_t{2}}})};
+       }},
       {"attention_two_query_blocks", [](GraphMaker& g) {  // Tq > the kernel's 32-row block
          return std::vector<Value*>{g.Op("attention", {g.P({1, 1, 35, 2}), g.P({1, 1, 7, 2}),
                                                        g.P({1, 1, 7, 3})})};

@@ -8,6 +8,7 @@
 #include "compiler/autodiff/grad_builder.h"
 #include "compiler/autodiff/optimizer.h"
 #include "compiler/autodiff/training.h"
+#include "compiler/ir/ops_fused.h"
 #include "compiler/support/status.h"
 
 namespace ptc::autodiff {
@@ -138,19 +139,24 @@ absl::Status BuildTrainingStep(ir::Module& module, const TrainOptions& o) {
       frozen_weights.push_back(p);
     }
   }
-  // Dropout: a distinct, reproducible seed per node, and the step's counter (the `rng.step`
-  // state, one more each step) as every dropout's counter: each step draws new masks, and the
-  // gradient (the same dropout of dy) and a recomputation draw the forward's.
+  // Dropout (dropout nodes, and attentions with a fused dropout): a distinct, reproducible seed
+  // per node, and the step's counter (the `rng.step` state, one more each step) as every
+  // one's counter: each step draws new masks, and the gradient (the same dropout of dy, or
+  // attention_grad's redraw) and a recomputation draw the forward's.
   int64_t dropout_index = 0;
   ir::Value* rng_step = nullptr;
   for (const auto& n : f->nodes()) {
-    if (n->op() != "dropout") continue;
+    const bool attention = n->op() == "attention" && n->GetFloat("dropout", 0.0).value_or(0) > 0;
+    if (n->op() != "dropout" && !attention) continue;
     n->set_attr("seed", static_cast<int64_t>(o.dropout_seed * 1000003ull + dropout_index++));
-    if (n->num_inputs() > 1) continue;  // a counter of the model's own
+    // A counter of the model's own stays.
+    if (attention ? ir::AttentionCounter(*n, 0) != nullptr : n->num_inputs() > 1) continue;
     if (rng_step == nullptr) {
       rng_step = f->AddParam("rng.step", {ir::DType::kI64, {}}, {"state"});
     }
-    n->set_inputs({n->input(0), rng_step});
+    std::vector<ir::Value*> ins = n->inputs();
+    ins.push_back(rng_step);  // the last operand of both
+    n->set_inputs(ins);
   }
   if (rng_step != nullptr) {
     internal::GradBuilder b(*f, "rng", "");

@@ -202,6 +202,10 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
     report->pass_timings = early_timings;
     for (const auto& t : pipeline.timings()) report->pass_timings.push_back(t);
     report->nodes_after = static_cast<int64_t>(main->nodes().size());
+    for (const auto& n : main->nodes()) {
+      report->attention_dropouts +=
+          n->op() == "attention" && n->GetFloat("dropout", 0.0).value_or(0) > 0;
+    }
   }
 
   const bool memory_passes = options.train || options.remat == "per-block" || options.mem_budget > 0;

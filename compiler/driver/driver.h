@@ -63,10 +63,12 @@ struct CompileReport {
   passes::RematResult remat;                // training steps
   std::vector<passes::SweepPoint> sweep;    // with CompileOptions::mem_sweep
   cuda::codegen::GenerateReport cuda_kernels;  // --target cuda
-  // Training steps: the forward's dropouts, and those on a softmax's output (attention
-  // probabilities: ptc's fused attention has no dropout, so those attentions stay unfused).
+  // Training steps: the forward's dropouts, those on a softmax's output (attention
+  // probabilities), and the attentions that fuse-attention made with such a dropout taken in
+  // (the others stay unfused, their B x H x T x T probabilities stored).
   int64_t dropouts = 0;
   int64_t dropouts_after_softmax = 0;
+  int64_t attention_dropouts = 0;
 };
 
 absl::StatusOr<plan::Plan> CompileOnnxFile(const std::string& model_path,

@@ -40,7 +40,7 @@
 //       %g, %h = fused_matmul(%x, %w, %b) {activation="gelu_tanh"} : bf16[16384,3072],
 //            bf16[16384,3072]
 //
-//   attention(q, k, v[, mask]) {scale=F, layout="bhtd"|"bthd"}
+//   attention(q, k, v[, mask][, counter]) {scale=F, layout="bhtd"|"bthd", dropout=0, seed=0}
 //       Scaled dot-product attention, softmax(q @ k^T * scale [masked]) @ v, per batch and
 //       head, made by passes/fuse_attention.cc (CPU kernel codegen/cpu/attention.cc: blocked
 //       online softmax, flash-style, never materializes Tq x Tk scores).
@@ -58,6 +58,12 @@
 //       masks the position out (its score is -inf: the where(mask, -inf, scores) that ONNX
 //       exports produce), or of q's dtype, added to the scaled scores. scale defaults to
 //       1/sqrt(D). A row whose keys are all masked gives NaN, as softmax of all -inf does.
+//       dropout > 0 (a training step's attention dropout, fused by fuse-attention): the
+//       probabilities go through dropout(p, counter) {ratio=dropout, seed} before the product
+//       with v, the mask of compiler/ir/dropout.h over the [B,H,Tq,Tk] probabilities (the
+//       unfused softmax output's element index, whatever the layout), drawn from the counter
+//       operand (i32 / i64 scalar, the step's `rng.step`; 0 when absent), so the fused and
+//       unfused graphs drop the same elements and the backward redraws the forward's mask.
 //   Example (GPT causal self-attention, 4 heads of 64):
 //       %o = attention(%q, %k, %v, %masked) {layout="bthd", scale=0.125} : f32[8,128,4,64]
 //            (%q, %k, %v: f32[8,128,4,64], %masked: bool[1,1,128,128])
@@ -533,12 +539,23 @@ absl::StatusOr<std::vector<TensorType>> InferSwiglu(const std::vector<TensorType
 
 }  // namespace
 
+namespace {
+
+// A dropout counter: an i32 / i64 scalar (dropout's second operand, attention's last).
+bool IsIndexCounter(const TensorType& t) {
+  return (t.dtype == DType::kI32 || t.dtype == DType::kI64) && t.shape.empty();
+}
+
+}  // namespace
+
 absl::StatusOr<AttentionProblem> DescribeAttention(const std::vector<TensorType>& operands,
                                                    const AttrMap& attrs) {
-  if (operands.size() != 3 && operands.size() != 4) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("attention takes q, k, v and an optional mask, got ", operands.size(),
-                     " operands"));
+  const bool counter = operands.size() > 3 && IsIndexCounter(operands.back());
+  const size_t masks = operands.size() - 3 - (counter ? 1 : 0);
+  if (operands.size() < 3 || masks > 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "attention takes q, k, v, an optional mask and an optional dropout counter (an i32 / "
+        "i64 scalar), got ", operands.size(), " operands"));
   }
   PTC_ASSIGN_OR_RETURN(std::string layout, GetStringAttr(attrs, "layout", "bhtd"));
   if (layout != "bhtd" && layout != "bthd" && layout != "bt3hd") {
@@ -604,7 +621,14 @@ absl::StatusOr<AttentionProblem> DescribeAttention(const std::vector<TensorType>
                                                    causal));
   }
   p.causal = causal == 1;
-  if (operands.size() == 4) {
+  p.counter = counter;
+  PTC_ASSIGN_OR_RETURN(p.dropout, GetFloatAttr(attrs, "dropout", 0.0));
+  if (!(p.dropout >= 0 && p.dropout < 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "attribute 'dropout' must be in [0, 1) (0: none), got ", p.dropout));
+  }
+  PTC_ASSIGN_OR_RETURN(p.seed, GetIntAttr(attrs, "seed", 0));
+  if (masks == 1) {
     const TensorType& m = operands[3];
     if (m.dtype != DType::kBool && m.dtype != q.dtype) {
       return absl::InvalidArgumentError(absl::StrCat("mask must be bool or ",
@@ -641,6 +665,28 @@ std::vector<TensorType> AttentionOperandTypes(const Node& node, int first, int t
   return operands;
 }
 
+namespace {
+
+// The operands' count at inputs first.. of `node` (AttentionOperandTypes), and whether the
+// last is the dropout counter.
+std::pair<int, bool> AttentionOperands(const Node& node, int first, int trailing) {
+  const int n = static_cast<int>(node.num_inputs()) - first - trailing;
+  const bool counter = n > 3 && IsIndexCounter(node.input(first + n - 1)->type());
+  return {n, counter};
+}
+
+}  // namespace
+
+Value* AttentionMask(const Node& node, int first, int trailing) {
+  const auto [n, counter] = AttentionOperands(node, first, trailing);
+  return n - (counter ? 1 : 0) == 4 ? node.input(first + 3) : nullptr;
+}
+
+Value* AttentionCounter(const Node& node, int first, int trailing) {
+  const auto [n, counter] = AttentionOperands(node, first, trailing);
+  return counter ? node.input(first + n - 1) : nullptr;
+}
+
 absl::StatusOr<AttentionProblem> DescribeAttention(const Node& node, int first, int trailing) {
   absl::StatusOr<AttentionProblem> p =
       DescribeAttention(AttentionOperandTypes(node, first, trailing), node.attrs());
@@ -659,7 +705,7 @@ const std::vector<OpDef>& FusedOpDefs() {
        .elementwise = true},
       {.name = "fused_matmul", .min_inputs = 2, .max_inputs = 4, .min_outputs = 1,
        .max_outputs = 2, .infer = InferFusedMatMul},
-      {.name = "attention", .min_inputs = 3, .max_inputs = 4, .min_outputs = 1, .max_outputs = 2,
+      {.name = "attention", .min_inputs = 3, .max_inputs = 5, .min_outputs = 1, .max_outputs = 2,
        .infer = InferAttention},
       {.name = "linear_ce_loss", .min_inputs = 3, .max_inputs = 4, .min_outputs = 1,
        .max_outputs = 4, .infer = InferLinearCeLoss},

@@ -41,6 +41,14 @@ struct AttentionProblem {
   // Element strides of the mask over the scores [B, H, Tq, Tk]; 0 where it broadcasts.
   std::array<int64_t, 4> mask_strides{};
   Shape out_shape;         // q's shape with v's head dim
+  // Attribute dropout (default 0; in [0, 1)) and seed: the probabilities go through
+  // dropout {ratio=dropout, seed} before the product with v, its mask over the [B, H, Tq, Tk]
+  // probabilities (element ((b H + h) Tq + t) Tk + j: the unfused softmax output's index), drawn
+  // by compiler/ir/dropout.h with the counter operand (an integer scalar after the mask; 0
+  // without one). The log-sum-exp output is the softmax's, before dropout.
+  double dropout = 0;
+  int64_t seed = 0;
+  bool counter = false;    // the operands end with the dropout counter
 };
 // From the operand types q, k, v[, mask] and the node's attributes.
 absl::StatusOr<AttentionProblem> DescribeAttention(const std::vector<TensorType>& operands,
@@ -51,6 +59,10 @@ absl::StatusOr<AttentionProblem> DescribeAttention(const std::vector<TensorType>
 std::vector<TensorType> AttentionOperandTypes(const Node& node, int first, int trailing = 0);
 // DescribeAttention of those operands and the node's attributes; the error names the node.
 absl::StatusOr<AttentionProblem> DescribeAttention(const Node& node, int first, int trailing = 0);
+// Attention's optional operands among those (same first / trailing): the mask and the dropout
+// counter; nullptr when absent.
+Value* AttentionMask(const Node& node, int first, int trailing = 0);
+Value* AttentionCounter(const Node& node, int first, int trailing = 0);
 
 // Stack pops of a fused_elementwise program token that names an op: 1 (unary), 2 (binary),
 // -1 for anything else (operand / constant loads, unknown names).

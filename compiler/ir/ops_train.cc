@@ -27,10 +27,11 @@
 //       dg = dy * u * s * (1 + g * (1 - s)); with activation gelu_tanh / gelu, du = dy * gelu(g)
 //       and dg = dy * u * gelu'(g). dy, g, u: one float type (that of dg and du);
 //       computed in f32 (f64 for f64) and each output rounded once.
-//   attention_grad(dy, q, k, v[, mask]) {scale, layout} -> (dq, dk, dv)
-//       The gradients of attention(q, k, v[, mask]) (ops_fused.cc) for the output gradient dy,
-//       same attributes; the softmax is recomputed from q and k (nothing T x T is kept from the
-//       forward). Not differentiable in the mask. dk / dv have k's / v's shapes: with
+//   attention_grad(dy, q, k, v[, mask][, counter]) {scale, layout, dropout, seed}
+//       -> (dq, dk, dv)
+//       The gradients of attention(q, k, v[, mask][, counter]) (ops_fused.cc) for the output
+//       gradient dy, same attributes; the softmax (and the dropout mask) is recomputed from q,
+//       k (and the counter): nothing T x T is kept from the forward. Not differentiable in the mask. dk / dv have k's / v's shapes: with
 //       grouped-query attention (fewer k / v heads than q heads) each kv head's gradient is the
 //       sum over the query heads of its group.
 //
@@ -213,9 +214,9 @@ InferResult InferAttentionGrad(const Types& in, const AttrMap& attrs, int) {
   // (attention's two outputs), so the backward does not recompute the forward.
   PTC_ASSIGN_OR_RETURN(int64_t saved, GetIntAttr(attrs, "saved_stats", 0));
   const size_t extra = saved ? 2 : 0;
-  if (in.size() < 4 + extra || in.size() > 5 + extra) {
-    return Invalid(absl::StrCat("attention_grad takes (dy, q, k, v[, mask]", saved ? ", o, lse" : "",
-                                "), got ", in.size(), " inputs"));
+  if (in.size() < 4 + extra || in.size() > 6 + extra) {
+    return Invalid(absl::StrCat("attention_grad takes (dy, q, k, v[, mask][, counter]",
+                                saved ? ", o, lse" : "", "), got ", in.size(), " inputs"));
   }
   Types fwd(in.begin() + 1, in.end() - extra);
   PTC_ASSIGN_OR_RETURN(Types o, InferTypes("attention", fwd, attrs, saved ? 2 : 1));
@@ -306,7 +307,7 @@ const std::vector<OpDef>& TrainOpDefs() {
        .elementwise = true},
       {.name = "swiglu_grad", .min_inputs = 3, .max_inputs = 3, .min_outputs = 2,
        .max_outputs = 2, .infer = InferSwigluGrad},
-      {.name = "attention_grad", .min_inputs = 4, .max_inputs = 7, .min_outputs = 1,
+      {.name = "attention_grad", .min_inputs = 4, .max_inputs = 8, .min_outputs = 1,
        .max_outputs = 3, .infer = InferAttentionGrad},
       {.name = "lr_schedule", .min_inputs = 1, .max_inputs = 1, .infer = InferLrSchedule},
       {.name = "adamw_update", .min_inputs = 6, .max_inputs = 7, .min_outputs = 3,

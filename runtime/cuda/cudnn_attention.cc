@@ -285,6 +285,9 @@ absl::StatusOr<Problem> Describe(const ir::Node& node, int first, int trailing =
   if (!std::isfinite(a->scale)) return Decline(node, "bad scale attribute");
   // Score capping would be a cuDNN score modifier (not wired): ptc's kernels cap.
   if (a->softcap != 0) return Decline(node, "softcap (tanh capping of the scores)");
+  // cuDNN's dropout draws its own (Philox) mask, not ptc's (compiler/ir/dropout.h), which the
+  // backward and the unfused graph must reproduce: ptc's kernels drop.
+  if (a->dropout > 0) return Decline(node, "attention dropout (ptc's counter-based mask)");
   p.scale = static_cast<float>(a->scale);
   const bool has_mask = a->mask_kind != 0;
   if (a->causal) {

@@ -23,6 +23,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "codegen/cuda/kernels.h"
+#include "compiler/ir/dropout.h"
 #include "compiler/ir/ops_fused.h"
 #include "compiler/ir/ops.h"
 #include "compiler/support/status.h"
@@ -840,8 +841,10 @@ class GemmGeluGradKernel final : public DeviceKernel {
   int64_t n_ = 0;
 };
 
-// attention(q, k, v[, mask]) {scale, layout}, the two-GEMM fallback: S = scale q k^T (cuBLASLt,
-// batched over heads) into f32 scratch, masked row softmax in place, O = P v (cuBLASLt).
+// attention(q, k, v[, mask][, counter]) {scale, layout, dropout}, the two-GEMM fallback: S =
+// scale q k^T (cuBLASLt, batched over heads) into f32 scratch, masked row softmax in place,
+// attention dropout by the dropout kernel on those [B, H, Tq, Tk] probabilities (the element
+// index the fused kernels and the unfused graph draw with), O = P v (cuBLASLt).
 // Materializes [Tq, Tk] per head; used for f32 nodes the flash kernel does not take (head dims
 // over 128) or with KernelOptions::attention_two_gemm.
 class AttentionKernel final : public DeviceKernel {
@@ -858,10 +861,16 @@ class AttentionKernel final : public DeviceKernel {
       PTC_RETURN_IF_ERROR(qk_.RunOn(ctx, q + i * q_outer_, k + i * k_outer_,
                                     s + i * s_outer_));
     }
-    const cudaError_t e = kernels::LaunchAttentionSoftmax(
-        rows_, tq_, heads_, tk_, s, in.size() > 3 ? in[3] : nullptr, mask_kind_, mask_strides_,
+    cudaError_t e = kernels::LaunchAttentionSoftmax(
+        rows_, tq_, heads_, tk_, s, mask_kind_ != 0 ? in[3] : nullptr, mask_kind_, mask_strides_,
         ctx.stream);
     if (e != cudaSuccess) return CudaStatus(e, "LaunchAttentionSoftmax", __FILE__, __LINE__);
+    if (dropout_ > 0) {
+      e = kernels::LaunchDropout(kernels::DT::kF32, rows_ * tk_, s,
+                                 counter_at_ >= 0 ? in[counter_at_] : nullptr, counter_i32_,
+                                 dropout_, seed_, s, nullptr, ctx.stream);
+      if (e != cudaSuccess) return CudaStatus(e, "LaunchDropout", __FILE__, __LINE__);
+    }
     for (int64_t i = 0; i < outer_; ++i) {
       PTC_RETURN_IF_ERROR(pv_.RunOn(ctx, s + i * s_outer_, v + i * v_outer_, o + i * o_outer_));
     }
@@ -874,7 +883,19 @@ class AttentionKernel final : public DeviceKernel {
   int64_t rows_ = 0, tq_ = 0, tk_ = 0, heads_ = 0;
   int mask_kind_ = 0;
   int64_t mask_strides_[4] = {0, 0, 0, 0};
+  double dropout_ = 0;  // attention dropout: ratio, seed, the counter's input (-1: none)
+  uint64_t seed_ = 0;
+  int counter_at_ = -1;
+  bool counter_i32_ = false;
 };
+
+// Where attention's dropout counter is among the inputs of `node` (its operands at first..,
+// `trailing` inputs after them): the last operand, or -1 without one.
+int CounterInput(const ir::Node& node, int first, int trailing, bool* i32) {
+  const ir::Value* c = ir::AttentionCounter(node, first, trailing);
+  *i32 = c != nullptr && c->type().dtype == DType::kI32;
+  return c != nullptr ? static_cast<int>(node.num_inputs()) - trailing - 1 : -1;
+}
 
 // attention through the flash-style kernels: tensor cores (codegen/cuda/attention_tc.cu: f16 /
 // bf16 with d == dv in {64, 128}, unless KernelOptions::attention_simt) or SIMT
@@ -884,11 +905,15 @@ class FlashAttentionKernel final : public DeviceKernel {
  public:
   // slot_bytes: layout bt3hd's distance between the q, k and v slots of a packed row (0: three
   // separate operands).
-  FlashAttentionKernel(kernels::DT dt, kernels::AttentionDesc d, bool tc, size_t slot_bytes)
-      : dt_(dt), d_(d), tc_(tc), slot_(slot_bytes) {}
+  // counter_at: the dropout counter's input (-1: none).
+  FlashAttentionKernel(kernels::DT dt, kernels::AttentionDesc d, bool tc, size_t slot_bytes,
+                       int counter_at)
+      : dt_(dt), d_(d), tc_(tc), slot_(slot_bytes), counter_at_(counter_at) {}
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
                       absl::Span<void* const> out, void*) override {
-    const void* mask = in.size() > 3 ? in[3] : nullptr;
+    const void* mask = d_.mask_kind != 0 ? in[3] : nullptr;
+    kernels::AttentionDesc d = d_;
+    if (counter_at_ >= 0) d.dropout_counter = in[counter_at_];
     const void* q = in[0];
     const void* k = static_cast<const char*>(in[1]) + slot_;
     const void* v = static_cast<const char*>(in[2]) + 2 * slot_;
@@ -896,12 +921,12 @@ class FlashAttentionKernel final : public DeviceKernel {
     float* lse = out.size() > 1 ? static_cast<float*>(out[1]) : nullptr;
     if (tc_) {
       const cudaError_t e =
-          kernels::LaunchFlashAttentionTc(dt_, d_, q, k, v, mask, out[0], lse, ctx.stream);
+          kernels::LaunchFlashAttentionTc(dt_, d, q, k, v, mask, out[0], lse, ctx.stream);
       if (e != cudaSuccess) return CudaStatus(e, "LaunchFlashAttentionTc", __FILE__, __LINE__);
       return absl::OkStatus();
     }
     const cudaError_t e =
-        kernels::LaunchFlashAttention(dt_, d_, q, k, v, mask, out[0], lse, ctx.stream);
+        kernels::LaunchFlashAttention(dt_, d, q, k, v, mask, out[0], lse, ctx.stream);
     if (e != cudaSuccess) return CudaStatus(e, "LaunchFlashAttention", __FILE__, __LINE__);
     return absl::OkStatus();
   }
@@ -911,6 +936,7 @@ class FlashAttentionKernel final : public DeviceKernel {
   kernels::AttentionDesc d_;
   bool tc_;
   size_t slot_;
+  int counter_at_;
 };
 
 // The flash kernel's descriptor, or an error status when the node is outside what it supports
@@ -948,6 +974,14 @@ absl::StatusOr<kernels::AttentionDesc> FlashDesc(const ir::Node& node, int first
   strides(d.tq, d.dv, d.o_strides, 1, p.h);
   d.mask_kind = p.mask_kind;
   for (int i = 0; i < 4; ++i) d.mask_strides[i] = p.mask_strides[i];
+  // Attention dropout: the threshold and factor from the ratio here (the CPU kernel's numbers);
+  // the counter's address is the launch's (dropout_counter).
+  d.dropout_threshold = ir::DropoutThreshold(p.dropout);
+  d.dropout_scale = static_cast<float>(ir::DropoutScale(p.dropout));
+  d.dropout_seed = static_cast<uint64_t>(p.seed);
+  if (const ir::Value* c = ir::AttentionCounter(node, first, trailing)) {
+    d.dropout_counter_i32 = c->type().dtype == DType::kI32;
+  }
   // causal=1 (annotate-causal: the mask operand is exactly the causal triangle): the kernels
   // mask by index and visit only the tiles below the diagonal; the mask is not read. Not for an
   // additive mask with Tq > Tk: its rows with every key at -1e4 or less are a uniform average,
@@ -981,8 +1015,10 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateFlashAttention(const ir::Nod
                                                                    const KernelOptions& options) {
   PTC_ASSIGN_OR_RETURN(kernels::AttentionDesc d, FlashDesc(node, 0));
   const auto dt = static_cast<kernels::DT>(static_cast<int>(node.input(0)->type().dtype));
+  bool i32 = false;
   return std::unique_ptr<DeviceKernel>(new FlashAttentionKernel(
-      dt, d, UseTensorCoreAttention(dt, d, options), SlotBytes(node, 0)));
+      dt, d, UseTensorCoreAttention(dt, d, options), SlotBytes(node, 0),
+      CounterInput(node, 0, 0, &i32)));
 }
 
 // attention_grad(dy, q, k, v[, mask]) -> dq, dk, dv: the flash forward is run again for O and
@@ -995,8 +1031,9 @@ class FlashAttentionGradKernel final : public DeviceKernel {
  public:
   // slot_bytes: as FlashAttentionKernel's; then the one output is the packed gradient.
   FlashAttentionGradKernel(kernels::DT dt, kernels::AttentionDesc d, size_t elem, bool tc,
-                           bool saved, size_t slot_bytes)
-      : dt_(dt), d_(d), elem_(elem), tc_(tc), saved_(saved), slot_(slot_bytes) {
+                           bool saved, size_t slot_bytes, int counter_at)
+      : dt_(dt), d_(d), elem_(elem), tc_(tc), saved_(saved), slot_(slot_bytes),
+        counter_at_(counter_at) {
     o_elems_ = d.b * d.h * d.tq * d.dv;
     rows_ = d.b * d.h * d.tq;
     n_[0] = d.b * d.h * d.tq * d.d;
@@ -1032,6 +1069,8 @@ class FlashAttentionGradKernel final : public DeviceKernel {
     float* lse = saved_ ? static_cast<float*>(const_cast<void*>(in[in.size() - 1]))
                         : reinterpret_cast<float*>(ws + lse_off_);
     const void* mask = d_.mask_kind != 0 ? in[4] : nullptr;
+    kernels::AttentionDesc d = d_;
+    if (counter_at_ >= 0) d.dropout_counter = in[counter_at_];
     const void* q = in[1];
     const void* k = static_cast<const char*>(in[2]) + slot_;
     const void* v = static_cast<const char*>(in[3]) + 2 * slot_;
@@ -1042,10 +1081,10 @@ class FlashAttentionGradKernel final : public DeviceKernel {
     if (tc_) {
       cudaError_t e = cudaSuccess;
       if (!saved_) {
-        e = kernels::LaunchFlashAttentionTc(dt_, d_, q, k, v, mask, o, lse, ctx.stream);
+        e = kernels::LaunchFlashAttentionTc(dt_, d, q, k, v, mask, o, lse, ctx.stream);
         if (e != cudaSuccess) return CudaStatus(e, "LaunchFlashAttentionTc", __FILE__, __LINE__);
       }
-      e = kernels::LaunchFlashAttentionTcBackward(dt_, d_, q, k, v, mask, o, in[0], lse, grad[0],
+      e = kernels::LaunchFlashAttentionTcBackward(dt_, d, q, k, v, mask, o, in[0], lse, grad[0],
                                                   grad[1], grad[2], ws + bwd_off_, ctx.stream);
       if (e != cudaSuccess) {
         return CudaStatus(e, "LaunchFlashAttentionTcBackward", __FILE__, __LINE__);
@@ -1054,7 +1093,7 @@ class FlashAttentionGradKernel final : public DeviceKernel {
     }
     cudaError_t e = cudaSuccess;
     if (!saved_) {
-      e = kernels::LaunchFlashAttention(dt_, d_, q, k, v, mask, o, lse, ctx.stream);
+      e = kernels::LaunchFlashAttention(dt_, d, q, k, v, mask, o, lse, ctx.stream);
       if (e != cudaSuccess) return CudaStatus(e, "LaunchFlashAttention", __FILE__, __LINE__);
     }
     const bool f32 = dt_ == kernels::DT::kF32;
@@ -1066,7 +1105,7 @@ class FlashAttentionGradKernel final : public DeviceKernel {
                  : slot_ > 0 ? reinterpret_cast<float*>(ws + f32_off_[0]) + i * (slot_ / elem_)
                              : reinterpret_cast<float*>(ws + f32_off_[i]);
     }
-    e = kernels::LaunchFlashAttentionBackward(dt_, d_, q, k, v, mask, o, in[0], lse, g[0], g[1],
+    e = kernels::LaunchFlashAttentionBackward(dt_, d, q, k, v, mask, o, in[0], lse, g[0], g[1],
                                               g[2], ws + bwd_off_, ctx.stream);
     if (e != cudaSuccess) return CudaStatus(e, "LaunchFlashAttentionBackward", __FILE__, __LINE__);
     if (!f32) {
@@ -1085,6 +1124,7 @@ class FlashAttentionGradKernel final : public DeviceKernel {
   size_t elem_;
   bool tc_, saved_;
   size_t slot_;
+  int counter_at_;
   int64_t o_elems_ = 0, rows_ = 0, n_[3] = {0, 0, 0};
   size_t o_off_ = 0, lse_off_ = 0, bwd_off_ = 0, f32_off_[3] = {0, 0, 0}, bytes_ = 0;
 };
@@ -1095,9 +1135,9 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateOwnAttentionGrad(const ir::N
   const size_t extra = saved ? 2 : 0;
   const size_t slot = SlotBytes(node, 1);
   const size_t grads = slot > 0 ? 1 : 3;  // bt3hd: the packed gradient
-  if (node.num_inputs() < 4 + extra || node.num_inputs() > 5 + extra ||
+  if (node.num_inputs() < 4 + extra || node.num_inputs() > 6 + extra ||
       node.num_outputs() != grads) {
-    return Invalid(node, absl::StrCat("attention_grad takes (dy, q, k, v [, mask]",
+    return Invalid(node, absl::StrCat("attention_grad takes (dy, q, k, v [, mask][, counter]",
                                       saved ? ", o, lse" : "", ") and returns ",
                                       slot > 0 ? "the packed dqkv" : "(dq, dk, dv)"));
   }
@@ -1111,15 +1151,20 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateOwnAttentionGrad(const ir::N
   const ir::DType dtype = node.input(1)->type().dtype;
   if (node.input(0)->type().dtype != dtype) return Invalid(node, "dy must have q's dtype");
   const auto dt = static_cast<kernels::DT>(static_cast<int>(dtype));
+  bool i32 = false;
+  const int counter_at = CounterInput(node, 1, static_cast<int>(extra), &i32);
   return std::unique_ptr<DeviceKernel>(new FlashAttentionGradKernel(
-      dt, d, ir::DTypeSize(dtype), UseTensorCoreAttention(dt, d, options), saved != 0, slot));
+      dt, d, ir::DTypeSize(dtype), UseTensorCoreAttention(dt, d, options), saved != 0, slot,
+      counter_at));
 }
 
 // The flash kernels (tensor-core or SIMT), or the two-GEMM fallback.
 absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateOwnAttention(const ir::Node& node,
                                                                  const KernelOptions& options,
                                                                  cublasLtHandle_t lt) {
-  if (node.num_inputs() < 3 || node.num_inputs() > 4) return Invalid(node, "attention takes (q, k, v [, mask])");
+  if (node.num_inputs() < 3 || node.num_inputs() > 5) {
+    return Invalid(node, "attention takes (q, k, v [, mask][, counter])");
+  }
   const ir::TensorType& q = node.input(0)->type();
   const ir::TensorType& kt = node.input(1)->type();
   const ir::TensorType& vt = node.input(2)->type();
@@ -1202,8 +1247,12 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateOwnAttention(const ir::Node&
   PTC_RETURN_IF_ERROR(kernel->pv_.Init(node, DType::kF32, pv, 1.0, 0.0, options, lt,
                                        CUBLASLT_EPILOGUE_DEFAULT, DType::kBool, DType::kBool,
                                        align));
-  if (node.num_inputs() == 4) {
-    const ir::TensorType& m = node.input(3)->type();
+  PTC_ASSIGN_OR_RETURN(kernel->dropout_, node.GetFloat("dropout", 0.0));
+  PTC_ASSIGN_OR_RETURN(int64_t seed, node.GetInt("seed", 0));
+  kernel->seed_ = static_cast<uint64_t>(seed);
+  kernel->counter_at_ = CounterInput(node, 0, 0, &kernel->counter_i32_);
+  if (const ir::Value* mask = ir::AttentionMask(node, 0)) {
+    const ir::TensorType& m = mask->type();
     if (m.dtype != DType::kBool && m.dtype != DType::kF32) return Invalid(node, "mask must be bool or f32");
     if (m.rank() > 4) return Invalid(node, "mask has more than 4 dims");
     kernel->mask_kind_ = m.dtype == DType::kBool ? 1 : 2;

@@ -618,11 +618,16 @@ std::vector<Case> Cases() {
   {
     auto att = [&](std::string name, DType dt, ir::Shape q, ir::Shape k, ir::Shape v,
                    std::optional<TensorType> mask, ir::AttrMap attrs, bool f32_ref) {
+      const bool counter = attrs.count("dropout") > 0;  // attention dropout: the counter last
       Case c{std::move(name), "attention", {T(dt, q), T(dt, k), T(dt, v)}, std::move(attrs)};
+      c.gens = {Gen::kNormal, Gen::kNormal, Gen::kNormal};
       if (mask) {
         c.inputs.push_back(*mask);
-        c.gens = {Gen::kNormal, Gen::kNormal, Gen::kNormal,
-                  mask->dtype == b ? Gen::kBool : Gen::kNormal};
+        c.gens.push_back(mask->dtype == b ? Gen::kBool : Gen::kNormal);
+      }
+      if (counter) {
+        c.inputs.push_back(T(i64, {}));
+        c.gens.push_back(Gen::kSmallInt);
       }
       c.tolerance_scale = f32_ref ? 2 : 10;
       c.ref_in_f32 = f32_ref;
@@ -641,12 +646,17 @@ std::vector<Case> Cases() {
     // attention_grad (flash forward recomputed + flash backward) against the CPU kernel.
     auto grad = [&](std::string name, DType dt, ir::Shape q, ir::Shape k, ir::Shape v,
                     ir::Shape o, std::optional<TensorType> mask, ir::AttrMap attrs) {
+      const bool counter = attrs.count("dropout") > 0;
       Case c{std::move(name), "attention_grad", {T(dt, o), T(dt, q), T(dt, k), T(dt, v)},
              std::move(attrs), 3};
       c.gens = {Gen::kNormal, Gen::kNormal, Gen::kNormal, Gen::kNormal};
       if (mask) {
         c.inputs.push_back(*mask);
         c.gens.push_back(mask->dtype == b ? Gen::kBool : Gen::kNormal);
+      }
+      if (counter) {
+        c.inputs.push_back(T(i64, {}));
+        c.gens.push_back(Gen::kSmallInt);
       }
       c.tolerance_scale = dt == f32 ? 20 : 4;
       c.ref_in_f32 = dt != f32;
@@ -751,6 +761,16 @@ std::vector<Case> Cases() {
     grad("attention_grad_softcap_f32_bthd_additive", f32, {1, 9, 2, 16}, {1, 33, 2, 16},
          {1, 33, 2, 12}, {1, 9, 2, 12}, T(f32, {1, 2, 9, 33}),
          {{"layout", std::string("bthd")}, {"scale", 0.5}, {"softcap", 0.8}});
+    // Attention dropout on the SIMT kernels (f32) and the two-GEMM fallback (the dropout
+    // kernel on its probabilities): the CPU kernel's mask from the counter operand.
+    const ir::AttrMap drop = {{"dropout", 0.3}, {"seed", int64_t{9}}};
+    att("attention_dropout_f32_long_tk", f32, {1, 2, 20, 16}, {1, 2, 100, 16}, {1, 2, 100, 24},
+        T(b, {1, 1, 20, 100}), drop, false);
+    att("attention_dropout_two_gemm_d160", f32, {1, 2, 9, 160}, {1, 2, 9, 160}, {1, 2, 9, 160},
+        std::nullopt, drop, false);
+    grad("attention_grad_dropout_f32_gqa_bthd", f32, {1, 9, 4, 8}, {1, 33, 2, 8},
+         {1, 33, 2, 12}, {1, 9, 4, 12}, T(b, {9, 33}),
+         {{"layout", std::string("bthd")}, {"dropout", 0.5}, {"seed", int64_t{4}}});
     // Grouped-query attention (k / v with fewer heads than q; dk / dv summed over each kv
     // head's query heads) on the SIMT kernels, f32: both layouts, causal bool / additive masks.
     att("attention_gqa_f32_bthd_causal", f32, {2, 20, 4, 16}, {2, 20, 2, 16}, {2, 20, 2, 24},
@@ -772,6 +792,7 @@ std::vector<Case> Cases() {
                   std::optional<TensorType> mask, Gen mask_gen, std::string layout, bool grad,
                   ir::AttrMap attrs = {}) {
       if (!layout.empty()) attrs["layout"] = layout;
+      const bool counter = attrs.count("dropout") > 0;  // attention dropout: the counter last
       Case c{std::move(name), grad ? "attention_grad" : "attention",
              {T(dt, q), T(dt, k), T(dt, k)}, std::move(attrs), grad ? 3 : 1};
       c.gens = {Gen::kNormal, Gen::kNormal, Gen::kNormal};
@@ -782,6 +803,10 @@ std::vector<Case> Cases() {
       if (mask) {
         c.inputs.push_back(*mask);
         c.gens.push_back(mask_gen);
+      }
+      if (counter) {
+        c.inputs.push_back(T(i64, {}));
+        c.gens.push_back(Gen::kSmallInt);
       }
       c.tolerance_scale = grad ? 4 : 2;
       c.ref_in_f32 = true;
@@ -850,6 +875,26 @@ std::vector<Case> Cases() {
     tc("attention_grad_tc_gqa_bf16_softcap_bthd_causal_attr", bf16, {1, 100, 4, 64},
        {1, 100, 2, 64}, {1, 100, 4, 64}, T(b, {100, 100}), Gen::kCausal, "bthd", true,
        causal_cap);
+    // Attention dropout (the CPU kernel's mask over [B, H, Tq, Tk], redrawn by the dK / dV and
+    // dQ passes): causal by index (the double-buffered loops) and ragged, bool masks (the bias
+    // tiles), grouped-query (the dK / dV pass over a group's heads), both layouts, head dims 64
+    // and 128; through the SIMT kernels too (TensorCoreAttention).
+    ir::AttrMap causal_drop = causal;
+    causal_drop["dropout"] = 0.2;
+    causal_drop["seed"] = int64_t{3};
+    const ir::AttrMap drop_only = {{"dropout", 0.4}, {"seed", int64_t{8}}};
+    tc("attention_tc_bf16_dropout_causal_attr_ragged", bf16, {2, 2, 130, 64}, {2, 2, 130, 64},
+       {}, T(b, {1, 1, 130, 130}), Gen::kCausal, "", false, causal_drop);
+    tc("attention_tc_f16_dropout_bthd_bool_d128", f16, {1, 70, 2, 128}, {1, 90, 2, 128}, {},
+       T(b, {1, 2, 70, 90}), Gen::kBool, "bthd", false, drop_only);
+    tc("attention_grad_tc_bf16_dropout_causal_attr_ragged", bf16, {1, 2, 130, 64},
+       {1, 2, 130, 64}, {1, 2, 130, 64}, T(b, {1, 1, 130, 130}), Gen::kCausal, "", true,
+       causal_drop);
+    tc("attention_grad_tc_f16_dropout_bool_tq_lt_tk_d128", f16, {1, 2, 40, 128},
+       {1, 2, 100, 128}, {1, 2, 40, 128}, T(b, {40, 100}), Gen::kBool, "", true, drop_only);
+    tc("attention_grad_tc_gqa_bf16_dropout_bthd_causal_attr", bf16, {1, 100, 4, 64},
+       {1, 100, 2, 64}, {1, 100, 4, 64}, T(b, {100, 100}), Gen::kCausal, "bthd", true,
+       causal_drop);
     // Rows with every key masked (Tq > Tk) add nothing to the gradients (P = 0, dS = 0 though
     // their D is NaN), on every backend: several key tiles (causal by index) and two query
     // tiles (bool mask tiles).

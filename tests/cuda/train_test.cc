@@ -55,6 +55,7 @@ absl::StatusOr<plan::Plan> TinyGptTrainingPlan(const std::string& target,
   config->seq = kSeq;
   config->with_loss = true;
   config->dropout = dropout;
+  config->attn_dropout = dropout;  // fused into the attentions
   auto model = models::BuildGpt2(*config);
   if (!model.ok()) return model.status();
   onnx_import::ImportOptions io;
@@ -242,19 +243,28 @@ TEST(CudaTraining, TenStepsMatchCpu) {
   }
 }
 
-// Dropout 0.1 (compiler/ir/dropout.h): the device draws the CPU's masks from the `rng.step`
-// counter it reads on the device, so CUDA-graph replays (every step after the second) draw a
-// new mask each step and the fp32 losses stay the CPU executor's (rtol 1e-4); the counter
-// state counts the steps.
+// Dropout 0.1 (compiler/ir/dropout.h), attention dropout too (fused into the attentions, whose
+// flash kernels and the backward's redraw take the counter as their last operand, before
+// save-attention-stats' O and log-sum-exp): the device draws the CPU's masks from the
+// `rng.step` counter it reads on the device, so CUDA-graph replays (every step after the
+// second) draw a new mask each step and the fp32 losses stay the CPU executor's (rtol 1e-4);
+// the counter state counts the steps.
 TEST(CudaTraining, DropoutStepsMatchCpu) {
   PTC_SKIP_WITHOUT_CUDA_DEVICE();
   auto cpu_plan = TinyGptTrainingPlan("cpu", "fp32", false, 1.0, true, "default", 0.1);
   ASSERT_TRUE(cpu_plan.ok()) << cpu_plan.status();
   auto gpu_plan = TinyGptTrainingPlan("cuda", "fp32", false, 1.0, true, "default", 0.1);
   ASSERT_TRUE(gpu_plan.ok()) << gpu_plan.status();
-  int dropouts = 0;
-  for (const auto& n : gpu_plan->module->main()->nodes()) dropouts += n->op() == "dropout";
+  int dropouts = 0, attention = 0;
+  for (const auto& n : gpu_plan->module->main()->nodes()) {
+    dropouts += n->op() == "dropout";
+    if (n->op() == "attention" || n->op() == "attention_grad") {
+      ++attention;
+      EXPECT_GT(n->GetFloat("dropout", 0.0).value_or(0), 0.0) << n->Describe();
+    }
+  }
   EXPECT_EQ(dropouts, 10) << "5 forward, 5 in the backward";
+  EXPECT_EQ(attention, 4) << "2 layers, forward and backward";
   auto cpu = cpu::Executor::Create(*cpu_plan);
   ASSERT_TRUE(cpu.ok()) << cpu.status();
   auto gpu = Executor::Create(*gpu_plan);

@@ -25,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "compiler/driver/driver.h"
 #include "compiler/ir/ir.h"
+#include "compiler/ir/ops_fused.h"
 #include "compiler/onnx/importer.h"
 #include "compiler/support/status.h"
 #include "gtest/gtest.h"
@@ -859,10 +860,12 @@ TEST(TrainDropout, InferencePlansHaveNone) {
   }
 }
 
-// GPT-2's attn_pdrop (dropout on the attention probabilities) keeps both attentions unfused:
-// the compile report counts those dropouts (ptc compile prints a note). --dropout 0 removes
-// every dropout, and the attentions fuse again; --dropout R sets every ratio.
-TEST(TrainDropout, AttentionDropoutKeepsAttentionUnfusedUntilDropoutZero) {
+// GPT-2's attn_pdrop (dropout on the attention probabilities) is fused into both attentions
+// (attribute dropout, the step's counter as the last operand): no softmax is left, and the
+// fused step trains as the unfused one (-fuse-attention, the B x H x T x T probabilities
+// stored), whose dropout nodes draw the same masks. --dropout 0 removes every dropout;
+// --dropout R sets every ratio, the fused ones too.
+TEST(TrainDropout, AttentionDropoutIsFused) {
   auto model = TinyGpt2(0.1, true, 0.1);
   ASSERT_TRUE(model.ok()) << model.status();
   driver::CompileReport kept_report;
@@ -870,8 +873,36 @@ TEST(TrainDropout, AttentionDropoutKeepsAttentionUnfusedUntilDropoutZero) {
   ASSERT_TRUE(kept.ok()) << kept.status();
   EXPECT_EQ(kept_report.dropouts, 1 + 3 * 2);
   EXPECT_EQ(kept_report.dropouts_after_softmax, 2);
-  EXPECT_EQ(CountOp(*kept->module->main(), "attention"), 0);
-  EXPECT_EQ(CountOp(*kept->module->main(), "softmax"), 2);
+  EXPECT_EQ(kept_report.attention_dropouts, 2);
+  EXPECT_EQ(CountOp(*kept->module->main(), "softmax"), 0);
+  int fused = 0;
+  for (const auto& n : kept->module->main()->nodes()) {
+    if (n->op() != "attention" && n->op() != "attention_grad") continue;
+    ++fused;
+    EXPECT_FLOAT_EQ(*n->GetFloat("dropout"), 0.1) << n->Describe();
+    EXPECT_NE(ir::AttentionCounter(*n, n->op() == "attention" ? 0 : 1,
+                                   n->GetInt("saved_stats", 0).value_or(0) ? 2 : 0),
+              nullptr)
+        << n->Describe();
+  }
+  EXPECT_EQ(fused, 2 * 2);
+  onnx_import::ImportOptions io;
+  io.dims = kGpt2Dims;
+  auto module = onnx_import::ImportOnnxBytes(model->SerializeAsString(), "", "model", io);
+  ASSERT_TRUE(module.ok()) << module.status();
+  driver::CompileOptions uo;
+  uo.train = true;
+  uo.dims = kGpt2Dims;
+  uo.remat = "none";
+  uo.train_options.lr = 3e-3;
+  uo.passes = "default,-fuse-attention";
+  auto unfused = driver::CompileModule(*std::move(module), uo);
+  ASSERT_TRUE(unfused.ok()) << unfused.status();
+  EXPECT_EQ(CountOp(*unfused->module->main(), "attention"), 0);
+  std::optional<::ptc::Run> a, b;
+  SameLosses(*kept, *unfused, 4, &a, &b);
+  if (HasFatalFailure()) return;
+  EXPECT_NE(a->losses[1], a->losses[0]);  // a new mask each step (lr 3e-3 moves little)
 
   driver::CompileReport none_report;
   auto none = CompileWith(*model, kGpt2Dims, true, 3e-3, "none", 0.0, &none_report);
@@ -884,11 +915,15 @@ TEST(TrainDropout, AttentionDropoutKeepsAttentionUnfusedUntilDropoutZero) {
   ASSERT_TRUE(other.ok()) << other.status();
   int dropouts = 0;
   for (const auto& n : other->module->main()->nodes()) {
+    if (n->op() == "attention") {
+      ++dropouts;
+      EXPECT_DOUBLE_EQ(*n->GetFloat("dropout"), 0.25) << n->Describe();
+    }
     if (n->op() != "dropout") continue;
     ++dropouts;
     EXPECT_DOUBLE_EQ(*n->GetFloat("ratio"), 0.25) << n->Describe();
   }
-  EXPECT_EQ(dropouts, 2 * 7);
+  EXPECT_EQ(dropouts, 2 * 5 + 2);  // 5 in the forward and their gradients; 2 attentions
   EXPECT_FALSE(CompileWith(*model, kGpt2Dims, true, 3e-3, "none", 1.0).ok());
 }
 
@@ -939,9 +974,9 @@ TEST(TrainDropout, ResumeIsBitExact) {
 // torch.nn.Transformer (dropout 0.1) exported by torch 1.13 in training mode (the e2e case
 // seq2seq_train_mode_opset17, whose inference plans match torch's eval-mode logits): its 20
 // Dropout nodes train as ptc's dropouts; the 6 on attention probabilities (encoder, decoder
-// and cross attention) keep those attentions unfused, and --dropout 0 fuses all 6
-// (nn.MultiheadAttention's [B*H, T, D] heads, fuse-attention's "rank3" form), which then train
-// as the plan without fuse-attention does.
+// and cross attention) are fused into those attentions (nn.MultiheadAttention's [B*H, T, D]
+// heads, fuse-attention's "rank3" form), which train as the plan without fuse-attention does,
+// with dropout and with --dropout 0.
 TEST(TrainDropout, TorchTrainingModeExportTrains) {
   const std::string dir = std::string(kDataDir) + "seq2seq_train_mode_opset17/";
   driver::CompileOptions o;
@@ -955,7 +990,18 @@ TEST(TrainDropout, TorchTrainingModeExportTrains) {
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_EQ(report.dropouts, 2 * 4 + 2 * 6);
   EXPECT_EQ(report.dropouts_after_softmax, 2 + 2 * 2);
-  EXPECT_EQ(CountOp(*plan->module->main(), "attention"), 0);
+  EXPECT_EQ(report.attention_dropouts, 6);
+  EXPECT_EQ(CountOp(*plan->module->main(), "attention"), 6);
+  {
+    driver::CompileOptions uo = o;
+    uo.passes = "default,-fuse-attention";
+    auto unfused_dropout = driver::CompileOnnxFile(dir + "model.onnx", uo);
+    ASSERT_TRUE(unfused_dropout.ok()) << unfused_dropout.status();
+    EXPECT_EQ(CountOp(*unfused_dropout->module->main(), "attention"), 0);
+    std::optional<::ptc::Run> f, u;
+    SameLosses(*plan, *unfused_dropout, 3, &f, &u, 47);
+    if (HasFatalFailure()) return;
+  }
   o.dropout = 0;
   auto fused = driver::CompileOnnxFile(dir + "model.onnx", o);
   ASSERT_TRUE(fused.ok()) << fused.status();

@@ -144,16 +144,19 @@ int Compile(const CompileArgs& a) {
                HumanBytes(plan->memory.arena_bytes).c_str(),
                HumanBytes(plan->memory.lower_bound).c_str());
   if (report.dropouts > 0) {
-    std::fprintf(stderr, "dropout: %lld in the forward, a new mask each step (rng.step)\n",
-                 static_cast<long long>(report.dropouts));
-  }
-  if (report.dropouts_after_softmax > 0) {
     std::fprintf(stderr,
-                 "note: %lld dropouts on attention probabilities keep those attentions unfused "
-                 "(their B x H x T x T probabilities are stored): ptc's fused attention has no "
-                 "dropout; export with the attention dropout at 0 (transformers: attn_pdrop / "
-                 "attention_dropout = 0) or compile with --dropout 0 to fuse them\n",
-                 static_cast<long long>(report.dropouts_after_softmax));
+                 "dropout: %lld in the forward (%lld fused into attention), a new mask each step "
+                 "(rng.step)\n",
+                 static_cast<long long>(report.dropouts),
+                 static_cast<long long>(report.attention_dropouts));
+  }
+  if (report.dropouts_after_softmax > report.attention_dropouts) {
+    std::fprintf(stderr,
+                 "note: %lld dropouts on attention probabilities were not fused: those attentions "
+                 "store their B x H x T x T probabilities (see --stats, fuse-attention's "
+                 "declined.* counters); --dropout 0 removes every dropout\n",
+                 static_cast<long long>(report.dropouts_after_softmax -
+                                        report.attention_dropouts));
   }
   if (report.remat.changed) {
     const auto& r = report.remat;
