@@ -92,8 +92,10 @@
 // without dropout runs the code it ran before): the forward multiplies each probability by its
 // factor (AttentionDropper: 0 or 1 / (1 - ratio), compiler/ir/dropout.h's hash of its element
 // index) after the row sums and before P V; the dK / dV and dQ passes redraw it: dP *= factor
-// before dS = P (dP - D), and dV takes the dropped P^T. Only nonzero probabilities are hashed
-// (masked keys and the causal upper triangle cost nothing).
+// before dS = P (dP - D), and dV takes the dropped P^T. The forward hashes its tile's nonzero
+// probabilities one at a time into keep bits (AttentionDropper::KeepBits: hashing the unrolled
+// tile at once spilled at head dim 64's 128 registers); dK / dV draws a 16-query chunk's bits
+// before its products, dQ per nonzero element. Chunks and tiles skipped as masked hash nothing.
 //
 // Rounding: P and dS are rounded to the input dtype for the tensor-core products (as
 // FlashAttention-2 does); sums, the softmax and lse are f32. Outputs are written in the input
@@ -569,12 +571,22 @@ __device__ __forceinline__ void ForwardTile(const AttentionDesc& a, const uint32
 #pragma unroll
   for (int i = 0; i < 2; ++i) st.l[i] = st.l[i] * alpha[i] + QuadSum(rs[i]);
   if constexpr (kDrop) {  // P V takes the dropped probabilities (l the undropped ones)
+    uint32_t nonzero = 0;  // bit 4j + e: s[j][e]
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) nonzero |= (s[j][e] != 0.f ? 1u : 0u) << (4 * j + e);
+    }
+    const uint64_t row_lo = drop_base + (wr + g) * a.tk + 2 * qd;  // (row lo, key 2qd)
+    const uint32_t keep = dropper.KeepBits(nonzero, [&](int i) {
+      const int j = i >> 2, e = i & 3;
+      return row_lo + ((e >> 1) * 8) * a.tk + 8 * j + (e & 1);
+    });
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int row = wr + g + 8 * (e >> 1), key = 8 * j + 2 * qd + (e & 1);
-        if (s[j][e] != 0.f) s[j][e] *= dropper.Factor(drop_base + row * a.tk + key);
+        s[j][e] = (keep >> (4 * j + e)) & 1u ? s[j][e] * dropper.scale() : 0.f;
       }
     }
   }
@@ -676,6 +688,16 @@ __device__ __forceinline__ void KvGradTile(const AttentionDesc& a, const uint16_
 #pragma unroll 1
   for (int qc = 0; qc < kTile / 16; ++qc) {
     if (16 * qc + 15 < q_lim || 16 * qc >= nq) continue;  // P = 0 for the whole chunk
+    // kDrop: the forward's mask of the chunk's 8 elements per thread (bit 4jj + e, below),
+    // drawn before the products (fewer registers live than after them).
+    uint32_t keep = ~0u;
+    if constexpr (kDrop) {
+      const uint64_t key_lo = drop_base + (16 * qc + 2 * qd) * a.tk + wr + g;
+      keep = dropper.KeepBits(0xffu, [&](int i) {
+        const int jj = i >> 2, e = i & 3;
+        return key_lo + (8 * jj + (e & 1)) * a.tk + 8 * (e >> 1);
+      });
+    }
     float st[2][4], dpt[2][4];  // [16 keys] x [16 queries]; n-tile jj = queries 8jj..
 #pragma unroll
     for (int jj = 0; jj < 2; ++jj) {
@@ -695,32 +717,38 @@ __device__ __forceinline__ void KvGradTile(const AttentionDesc& a, const uint16_
         Mma<D>(dpt[jj], va, Ld32(dos + off), Ld32(dos + off + 8));
       }
     }
-    // P^T and dS^T; element e of n-tile jj: key wr + g + 8 (e >> 1), query 16qc + 8jj +
-    // 2qd + (e & 1).
+    // P^T, then dS^T; element e of n-tile jj (bit 4jj + e): key wr + g + 8 (e >> 1), query
+    // 16qc + 8jj + 2qd + (e & 1).
+    float dcap[2][4];  // the cap's derivative (1 without softcap)
 #pragma unroll
     for (int jj = 0; jj < 2; ++jj) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int key = wr + g + 8 * (e >> 1), qi = 16 * qc + 8 * jj + 2 * qd + (e & 1);
-        float dcap = 1.f;
-        float x = Cap<kCap>(a, st[jj][e] * a.scale, dcap);
+        dcap[jj][e] = 1.f;
+        float x = Cap<kCap>(a, st[jj][e] * a.scale, dcap[jj][e]);
         if (bias != nullptr) x += ToF<D>(bias[key * kTileLd + qi]);
-        const float lt = lse_s[qi], ds = dsum_s[qi];  // read by every lane: no divergent loads
-        const float p = (qi < first[e >> 1] || qi >= nq || x == -INFINITY || lt == -INFINITY)
-                            ? 0.f
-                            : __expf(x - lt);
-        float dp = dpt[jj][e], pd = p;  // pd: the dropped P^T that dV takes
-        if constexpr (kDrop) {
-          if (p != 0.f) {
-            const float f = dropper.Factor(drop_base + qi * a.tk + key);
-            dp *= f;
-            pd = p * f;
-          }
+        const float lt = lse_s[qi];  // read by every lane: no divergent loads
+        st[jj][e] = (qi < first[e >> 1] || qi >= nq || x == -INFINITY || lt == -INFINITY)
+                        ? 0.f
+                        : __expf(x - lt);
+      }
+    }
+#pragma unroll
+    for (int jj = 0; jj < 2; ++jj) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int qi = 16 * qc + 8 * jj + 2 * qd + (e & 1);
+        const float p = st[jj][e], ds = dsum_s[qi];
+        float dp = dpt[jj][e];
+        if constexpr (kDrop) {  // dP through the mask; dV takes the dropped P^T
+          const float f = (keep >> (4 * jj + e)) & 1u ? dropper.scale() : 0.f;
+          dp *= f;
+          st[jj][e] = p * f;
         }
-        st[jj][e] = pd;
         // p = 0 adds nothing, even where D is NaN (a query row with every key masked: its O,
         // and so D = dO . O, are NaN); as the CPU kernel and the SIMT backward.
-        dpt[jj][e] = p == 0.f ? 0.f : p * (dp - ds) * dcap;
+        dpt[jj][e] = p == 0.f ? 0.f : p * (dp - ds) * dcap[jj][e];
       }
     }
     // dV += P^T dO and dK += dS^T Q over this chunk's 16 queries (the k dim): B(k, n) =

@@ -353,16 +353,33 @@ __device__ __forceinline__ int64_t ReadDropoutCounter(const void* counter, int c
 
 // Attention dropout (AttentionDesc::dropout_threshold) in a kernel: the launch's mask key, and
 // the factor of probability `index` of the [b, h, tq, tk] probabilities (dropout_scale or 0).
+// The threshold and scale are read from the descriptor (a kernel parameter: the constant
+// bank, no registers), only the key is held.
 struct AttentionDropper {
-  uint64_t key = 0, threshold = 0;
-  float scale = 1.f;
-  __device__ __forceinline__ explicit AttentionDropper(const AttentionDesc& a)
-      : key(ir::DropoutKey(a.dropout_seed,
-                           ReadDropoutCounter(a.dropout_counter, a.dropout_counter_i32))),
-        threshold(a.dropout_threshold),
-        scale(a.dropout_scale) {}
+  const AttentionDesc& a;
+  uint64_t key;
+  __device__ __forceinline__ explicit AttentionDropper(const AttentionDesc& desc)
+      : a(desc),
+        key(ir::DropoutKey(desc.dropout_seed,
+                           ReadDropoutCounter(desc.dropout_counter, desc.dropout_counter_i32))) {}
+  __device__ __forceinline__ float scale() const { return a.dropout_scale; }
   __device__ __forceinline__ float Factor(uint64_t index) const {
-    return ir::DropoutKeeps(key, index, threshold) ? scale : 0.f;
+    return ir::DropoutKeeps(key, index, a.dropout_threshold) ? a.dropout_scale : 0.f;
+  }
+  // The keep bits of up to 32 of a thread's probabilities: bit i set where bit i of `nonzero`
+  // is (a probability not 0) and element index(i) is kept. One hash at a time, in a rolled
+  // loop over the nonzero ones: few registers live beside a tile's accumulators (hashing a
+  // whole unrolled tile at once spills the tensor-core forward), nothing for masked keys.
+  template <typename Index>
+  __device__ __forceinline__ uint32_t KeepBits(uint32_t nonzero, Index&& index) const {
+    uint32_t bits = 0;
+#pragma unroll 1
+    while (nonzero != 0) {
+      const int i = __ffs(static_cast<int>(nonzero)) - 1;
+      nonzero &= nonzero - 1;
+      if (ir::DropoutKeeps(key, index(i), a.dropout_threshold)) bits |= 1u << i;
+    }
+    return bits;
   }
 };
 // Element index of (query t, key) of batch b, query head h in the probabilities.
