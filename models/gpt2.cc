@@ -62,7 +62,7 @@ absl::Status Validate(const Gpt2Config& c) {
                      "' (tanh: GPT-2's gelu_new, the default; erf: the exact GELU)"));
   }
   PTC_RETURN_IF_ERROR(internal::CheckDropout("gpt2", c.dropout));
-  PTC_RETURN_IF_ERROR(internal::CheckDropout("gpt2", c.attn_dropout));
+  if (c.attn_dropout >= 0) PTC_RETURN_IF_ERROR(internal::CheckDropout("gpt2", c.attn_dropout));
   return internal::CheckStd("gpt2", c.init_std);
 }
 
@@ -77,8 +77,10 @@ int64_t ParameterCount(const Gpt2Config& c) {
   return c.vocab * d + c.seq * d + c.layers * per_layer + 2 * d;  // wte, wpe, blocks, ln_f
 }
 
-absl::StatusOr<onnx::ModelProto> BuildGpt2(const Gpt2Config& c) {
-  PTC_RETURN_IF_ERROR(Validate(c));
+absl::StatusOr<onnx::ModelProto> BuildGpt2(const Gpt2Config& config) {
+  PTC_RETURN_IF_ERROR(Validate(config));
+  Gpt2Config c = config;
+  if (c.attn_dropout < 0) c.attn_dropout = c.dropout;  // GPT-2's attn_pdrop = resid_pdrop
   onnx::ModelProto model;
   internal::InitModel(
       &model, "gpt2",

@@ -51,9 +51,10 @@ struct Gpt2Config {
   // each block's attention and MLP outputs before their residual adds, as nn.Dropout exported
   // in training mode. 0 (the default, as nanoGPT's pretraining): none.
   double dropout = 0.0;
-  // GPT-2's attn_pdrop: dropout on the attention probabilities. ptc's fused attention has no
-  // dropout, so a training step keeps such attentions unfused (T x T probabilities stored).
-  double attn_dropout = 0.0;
+  // GPT-2's attn_pdrop (0.1 in its config too): dropout on the attention probabilities, which
+  // fuse-attention takes into the fused attention (nothing T x T stored). < 0 (the default):
+  // `dropout`'s ratio, as GPT-2's config has them.
+  double attn_dropout = -1.0;
 };
 
 // Encoder-decoder, torch.nn.Transformer layout (post-norm: x = LN(x + sublayer(x)), final
@@ -76,9 +77,9 @@ struct Seq2SeqConfig {
   double init_std = 0.02;
   float ln_eps = 1e-5f;
   // nn.Transformer's dropout (0.1 there), at its places: each sublayer's output before its
-  // residual add, the FFN's hidden activation (the second linear's input), and here the
-  // embeddings' sum; not the attention probabilities (ptc's fused attention has none). Applied
-  // by training steps, dropped by inference plans. 0 (default): none.
+  // residual add, the FFN's hidden activation (the second linear's input), the attention
+  // probabilities (nn.MultiheadAttention's, fused into the attentions), and here the
+  // embeddings' sum. Applied by training steps, dropped by inference plans. 0 (default): none.
   double dropout = 0.0;
 };
 

@@ -91,7 +91,8 @@ class Seq2SeqBuilder {
     const std::string kt = b_.SplitHeads(qkv[1], kd, c_.heads, hd, {0, 2, 3, 1});  // [B,H,D,S]
     const std::string v = b_.SplitHeads(qkv[2], kd, c_.heads, hd, {0, 2, 1, 3});   // [B,H,S,D]
     const std::string y =
-        b_.Attention(q, kt, v, mask, static_cast<float>(1.0 / std::sqrt(double(hd))));
+        b_.Attention(q, kt, v, mask, static_cast<float>(1.0 / std::sqrt(double(hd))),
+                     c_.dropout);  // nn.MultiheadAttention's dropout on the probabilities
     return Apply(b_.MergeHeads(y, xd, d_), out);  // [B, T, C]
   }
 

@@ -112,7 +112,7 @@ summarize() {
     echo "| ptc (rc $ptc_rc) | $ptc_tok | $(mfu "$ptc_tok") | $(peak ptc-train) MiB | $(grep -o 'arena [0-9.]* [KMG]iB' compile-train.log 2>/dev/null | head -1) |"
     printf "%b" "$variant_rows" | while read -r v vrc vtok; do
       case "$v" in
-        --dropout) label="GPT-2's dropout 0.1 (ptc model gpt2 --dropout 0.1: embeddings, attention and MLP outputs)" ;;
+        --dropout) label="GPT-2's dropout 0.1 (ptc model gpt2 --dropout 0.1: embeddings, attention and MLP outputs, attention probabilities in the flash kernels)" ;;
         --*) label="compiled with $v" ;;
         *) label="PTC_CUDA_OPTIONS=$v" ;;
       esac
@@ -241,8 +241,8 @@ if [ "${NOPACK:-1}" = 1 ]; then
   echo $? > ptc-train-nopack.rc
   tail -2 ptc-train-nopack.log
 fi
-# The same model with GPT-2's dropout 0.1 (the dropout kernels, redrawn in the backward),
-# DROPOUT=0 skips.
+# The same model with GPT-2's dropout 0.1 (the dropout kernels and attention dropout in the
+# flash kernels, redrawn in the backward), DROPOUT=0 skips.
 if [ "${DROPOUT:-1}" = 1 ]; then
   echo "== ptc again, a model with dropout 0.1"
   ptc model gpt2 --preset "$PRESET" --dropout 0.1 --loss -o "$work/gpt2-loss-dropout.onnx" \

@@ -831,8 +831,8 @@ int main(int argc, char** argv) {
   model->add_option("--set", ma.sets,
                     "override a config field: vocab, layers, dim, heads, seq, kv_heads, ffn, "
                     "src_vocab, tgt_vocab, encoder_layers, decoder_layers, seed, gelu, dropout, "
-                    "attn_dropout (gpt2: on the attention probabilities; keeps attention "
-                    "unfused in training) (repeatable)");
+                    "attn_dropout (gpt2: on the attention probabilities, fused into the "
+                    "attention; default: dropout's) (repeatable)");
   for (const char* key : {"vocab", "layers", "dim", "heads", "seq"}) {
     model->add_option_function<std::string>(
         absl::StrCat("--", key), [&ma, key](const std::string& v) { ma.overrides[key] = v; },
@@ -844,8 +844,8 @@ int main(int argc, char** argv) {
   model->add_option_function<std::string>(
       "--dropout", [&ma](const std::string& v) { ma.overrides["dropout"] = v; },
       "gpt2 / seq2seq: dropout ratio (GPT-2 and nn.Transformer: 0.1; default 0) on the "
-      "embeddings and each sublayer's output (seq2seq: also the FFN's hidden activation); "
-      "applied by training steps, dropped by inference plans");
+      "embeddings, each sublayer's output and the attention probabilities (seq2seq: also the "
+      "FFN's hidden activation); applied by training steps, dropped by inference plans");
   model->add_flag("--loss", ma.loss, "end the graph in the loss (adds a `labels` input)");
   model->add_option("--external-data-threshold", ma.external_threshold,
                     "initializers of at least this many bytes go to FILE.data (-1: inline)")
