@@ -85,7 +85,10 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
     for (const auto& n : main->nodes()) {
       if (n->op() != "dropout") continue;
       ++report->dropouts;
+      // Through casts (transformers' attn_weights.type(value.dtype), an f32 -> f32 cast
+      // until simplify removes it).
       const ir::Node* p = n->input(0)->producer();
+      while (p != nullptr && p->op() == "cast") p = p->input(0)->producer();
       report->dropouts_after_softmax += p != nullptr && p->op() == "softmax";
     }
   }

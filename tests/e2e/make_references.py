@@ -501,14 +501,15 @@ def perturb_all(model, gen):
                 p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
 
 
-def make_hf(kind, seed):
+def make_hf(kind, seed, pdrop=0.0):
+    """pdrop: GPT-2's resid_pdrop, embd_pdrop and attn_pdrop (gpt2 only)."""
     import transformers
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed + 1)
     if kind == "gpt2":
         cfg = transformers.GPT2Config(vocab_size=101, n_embd=32, n_layer=2, n_head=4,
-                                      n_positions=64, resid_pdrop=0.0, embd_pdrop=0.0,
-                                      attn_pdrop=0.0)
+                                      n_positions=64, resid_pdrop=pdrop, embd_pdrop=pdrop,
+                                      attn_pdrop=pdrop)
         model = transformers.GPT2LMHeadModel(cfg)
     elif kind == "phi":
         # Phi-1.5 / Phi-2's shape: an LM head with a bias, rotary on half of each head
@@ -734,6 +735,24 @@ def case_hf_llama_padded():
 
 def case_hf_gpt2_loss():
     return dict(hf_case("gpt2"), also_optimized=(20,))
+
+
+def case_hf_gpt2_train_mode():
+    # GPT-2's own dropout 0.1 (embd_pdrop, resid_pdrop and attn_pdrop on the attention
+    # probabilities), exported in training mode: Dropout nodes with a constant training_mode
+    # true. The output is the eval-mode loss, what ptc's inference plans give (they strip
+    # dropout); the training steps' masks are ptc's own (tests/train checks that its fused
+    # attention dropout trains as the unfused one).
+    make = lambda: make_hf("gpt2", 4242, pdrop=0.1)
+    case = dict(hf_case("gpt2"), name="hf_gpt2_train_mode", model=make(), make_fresh=make,
+                export_training_mode=True)
+    case["description"] = case["description"].replace(
+        "with its own shifted loss, labels = input_ids; grads/ holds d loss / d param",
+        "with GPT-2's dropout 0.1 (embeddings, residual branches, attention probabilities), "
+        "exported in training mode (TrainingMode.TRAINING: Dropout with training_mode true); "
+        "its own shifted loss, labels = input_ids; output: the eval-mode loss")
+    del case["training"]  # no gradient reference: the masks are the runtime's
+    return case
 
 
 def case_hf_llama_loss():
@@ -1009,6 +1028,8 @@ def main():
                   "left as they are")
         else:
             makes += [case_hf_gpt2_loss, case_hf_llama_loss]
+            if not DYNAMO:
+                makes += [case_hf_gpt2_train_mode]
             if DYNAMO:
                 makes += [case_hf_llama_logits, case_hf_gpt2_padded, case_hf_llama_padded,
                           case_hf_gpt2_padded_loss, case_hf_phi_loss, case_hf_gptj_loss,

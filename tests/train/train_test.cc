@@ -823,6 +823,9 @@ TEST(TrainDropout, RecomputedDropoutDrawsTheForwardsMask) {
   ASSERT_TRUE(remat.ok()) << remat.status();
   EXPECT_GT(CountOp(*remat->module->main(), "dropout"), CountOp(*kept->module->main(), "dropout"))
       << "per-block remat recomputes dropouts";
+  // and attentions with their fused dropout (nn.MultiheadAttention's), the counter read again.
+  EXPECT_GT(CountOp(*remat->module->main(), "attention"),
+            CountOp(*kept->module->main(), "attention"));
   const auto batch = RandomBatch(*kept, 64);
   auto x = TrainSteps(*kept, batch, 4);
   ASSERT_TRUE(x.ok()) << x.status();
@@ -1026,6 +1029,35 @@ TEST(TrainDropout, TorchTrainingModeExportTrains) {
   }
   EXPECT_NE(a->losses[0], b->losses[0]);
   EXPECT_EQ(a->final_state.at("rng.step").GetInt(0), 3);
+}
+
+// transformers' GPT2LMHeadModel with GPT-2's dropout 0.1 (embd_pdrop, resid_pdrop, attn_pdrop),
+// exported by torch 1.13 in training mode (the e2e case hf_gpt2_train_mode_opset17, whose
+// inference plans match torch's eval-mode loss): its 7 Dropout nodes train as ptc's dropouts,
+// the 2 on the attention probabilities (after HF's finfo.min causal fill) fused into the
+// attentions; the step trains as the one without fuse-attention (which keeps them as dropout
+// nodes and stores the probabilities), the same masks.
+TEST(TrainDropout, HfGpt2TrainingModeExportFusesAttentionDropout) {
+  const std::string dir = std::string(kDataDir) + "hf_gpt2_train_mode_opset17/";
+  driver::CompileOptions o;
+  o.train = true;
+  o.dims = {{"batch", 2}, {"seq", 16}};
+  o.train_options.lr = 1e-3;
+  driver::CompileReport report;
+  auto plan = driver::CompileOnnxFile(dir + "model.onnx", o, &report);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(report.dropouts, 1 + 2 * 3);
+  EXPECT_EQ(report.dropouts_after_softmax, 2);
+  EXPECT_EQ(report.attention_dropouts, 2);
+  EXPECT_EQ(CountOp(*plan->module->main(), "softmax"), 0);
+  o.passes = "default,-fuse-attention";
+  auto unfused = driver::CompileOnnxFile(dir + "model.onnx", o);
+  ASSERT_TRUE(unfused.ok()) << unfused.status();
+  EXPECT_EQ(CountOp(*unfused->module->main(), "attention"), 0);
+  std::optional<::ptc::Run> f, u;
+  SameLosses(*plan, *unfused, 4, &f, &u, 101);
+  if (HasFatalFailure()) return;
+  EXPECT_NE(f->losses[1], f->losses[0]);
 }
 
 }  // namespace
