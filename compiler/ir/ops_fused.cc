@@ -537,10 +537,6 @@ absl::StatusOr<std::vector<TensorType>> InferSwiglu(const std::vector<TensorType
   return std::vector<TensorType>{in[0]};
 }
 
-}  // namespace
-
-namespace {
-
 // A dropout counter: an i32 / i64 scalar (dropout's second operand, attention's last).
 bool IsIndexCounter(const TensorType& t) {
   return (t.dtype == DType::kI32 || t.dtype == DType::kI64) && t.shape.empty();
@@ -621,7 +617,6 @@ absl::StatusOr<AttentionProblem> DescribeAttention(const std::vector<TensorType>
                                                    causal));
   }
   p.causal = causal == 1;
-  p.counter = counter;
   PTC_ASSIGN_OR_RETURN(p.dropout, GetFloatAttr(attrs, "dropout", 0.0));
   if (!(p.dropout >= 0 && p.dropout < 1)) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -45,10 +45,9 @@ struct AttentionProblem {
   // dropout {ratio=dropout, seed} before the product with v, its mask over the [B, H, Tq, Tk]
   // probabilities (element ((b H + h) Tq + t) Tk + j: the unfused softmax output's index), drawn
   // by compiler/ir/dropout.h with the counter operand (an integer scalar after the mask; 0
-  // without one). The log-sum-exp output is the softmax's, before dropout.
+  // without one: AttentionCounter). The log-sum-exp output is the softmax's, before dropout.
   double dropout = 0;
   int64_t seed = 0;
-  bool counter = false;    // the operands end with the dropout counter
 };
 // From the operand types q, k, v[, mask] and the node's attributes.
 absl::StatusOr<AttentionProblem> DescribeAttention(const std::vector<TensorType>& operands,
