@@ -10,7 +10,11 @@
 // gemm_bgrad -> gemm + reduce_sum (+ casts to its dtype / bias_dtype); gemm_gelu_grad -> gemm
 // + gelu_grad; rotary -> slices, muls, sub, add and concat; swiglu -> sigmoid, mul, mul;
 // swiglu_grad -> its sigmoid / mul / sub / add expression; a fused_matmul's second output
-// (the activation's input) is the add (or matmul) before its activation.
+// (the activation's input) is the add (or matmul) before its activation; linear_ce_loss with
+// its one output (a forward's, e.g. a training plan's @eval) -> transpose (trans_b) + matmul
+// + add (bias) + cast to f32 + mul (scale) + its softcap + softmax_ce_loss (with its gradient
+// outputs it is a training op and stays); attention's dropout -> a dropout node after the
+// softmax.
 // Training ops (gather_grad, adamw_update, assign, ...) have no ONNX form and stay as they are.
 //
 // Preconditions: the module verifies. Runs only for export (it undoes the fusions, so the
@@ -415,6 +419,36 @@ absl::StatusOr<ir::Value*> LowerAttention(Emitter& e, const ir::Node& n) {
   return o;
 }
 
+absl::StatusOr<ir::Value*> LowerLinearCe(Emitter& e, const ir::Node& n) {
+  ir::Value* w = n.input(1);
+  PTC_ASSIGN_OR_RETURN(int64_t trans_b, n.GetInt("trans_b", 0));
+  if (trans_b) {
+    PTC_ASSIGN_OR_RETURN(w, e.Op("transpose", {w}, {{"perm", std::vector<int64_t>{1, 0}}}));
+  }
+  PTC_ASSIGN_OR_RETURN(ir::Value* z, e.Op("matmul", {n.input(0), w}));
+  if (n.num_inputs() == 4) {
+    PTC_ASSIGN_OR_RETURN(z, e.Op("add", {z, n.input(3)}));
+  }
+  if (z->type().dtype != ir::DType::kF32) {  // the logits are f32 whatever x's dtype
+    PTC_ASSIGN_OR_RETURN(z, e.Op("cast", {z}, {{"to", ir::DType::kF32}}));
+  }
+  PTC_ASSIGN_OR_RETURN(double scale, n.GetFloat("scale", 1.0));
+  if (scale != 1.0) {
+    PTC_ASSIGN_OR_RETURN(z, e.Op("mul", {z, e.Scalar(ir::DType::kF32, scale)}));
+  }
+  PTC_ASSIGN_OR_RETURN(double softcap, n.GetFloat("softcap", 0.0));
+  if (softcap > 0) {  // softcap * tanh(z / softcap)
+    PTC_ASSIGN_OR_RETURN(z, e.Op("div", {z, e.Scalar(ir::DType::kF32, softcap)}));
+    PTC_ASSIGN_OR_RETURN(z, e.Op("tanh", {z}));
+    PTC_ASSIGN_OR_RETURN(z, e.Op("mul", {z, e.Scalar(ir::DType::kF32, softcap)}));
+  }
+  ir::AttrMap attrs;
+  for (const char* k : {"reduction", "ignore_index"}) {
+    if (n.has_attr(k)) attrs[k] = n.attrs().at(k);
+  }
+  return e.Op("softmax_ce_loss", {z, n.input(2)}, std::move(attrs));
+}
+
 class LowerFusedPass final : public Pass {
  public:
   std::string_view name() const override { return "lower-fused"; }
@@ -443,7 +477,8 @@ class LowerFusedPass final : public Pass {
         const std::string& op = n->op();
         if (op == "gelu" || op == "fused_elementwise" || op == "fused_matmul" ||
             op == "attention" || op == "gemm_bgrad" || op == "gemm_gelu_grad" || op == "rotary" ||
-            op == "swiglu" || op == "swiglu_grad") {
+            op == "swiglu" || op == "swiglu_grad" ||
+            (op == "linear_ce_loss" && n->num_outputs() == 1)) {
           targets.push_back(n.get());
         }
       }
@@ -469,6 +504,8 @@ class LowerFusedPass final : public Pass {
           r = LowerRotary(e, *n);
         } else if (n->op() == "swiglu") {
           r = LowerSwiglu(e, *n);
+        } else if (n->op() == "linear_ce_loss") {
+          r = LowerLinearCe(e, *n);
         } else if (n->op() == "swiglu_grad") {
           PTC_ASSIGN_OR_RETURN(std::vector<ir::Value*> outs, LowerSwigluGrad(e, *n));
           f.ReplaceAllUsesWith(n->output(1), outs[1]);

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "codegen/cpu/kernel.h"
 #include "compiler/ir/verifier.h"
 #include "compiler/onnx/exporter.h"
@@ -298,8 +299,20 @@ absl::StatusOr<plan::Plan> CompileOnnxFile(const std::string& model_path,
   return CompileModule(std::move(module), options, report);
 }
 
-absl::StatusOr<std::string> ExportOnnx(const ir::Module& module) {
-  std::unique_ptr<ir::Module> copy = module.Clone();
+absl::StatusOr<std::string> ExportOnnx(const ir::Module& module, std::string_view function) {
+  const ir::Function* fn = function.empty() ? module.main() : module.FindFunction(function);
+  if (fn == nullptr) {
+    std::vector<std::string> names;
+    for (const auto& f : module.functions()) names.push_back(f->name());
+    return absl::NotFoundError(absl::StrCat("export: no function '", std::string(function),
+                                            "'; the module has: ", absl::StrJoin(names, ", ")));
+  }
+  // An ONNX model is one graph: a copy of the module with that function alone (a training
+  // plan's @eval is exported on its own with --function eval).
+  auto copy = std::make_unique<ir::Module>();
+  copy->tensors() = module.tensors();
+  copy->metadata() = module.metadata();
+  copy->CopyFunction(*fn, fn->name());
   passes::Pipeline pipeline;
   pipeline.Add(passes::CreateLowerFusedPass());
   pipeline.Add(passes::CreateDcePass());

@@ -79,10 +79,10 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
                                          const CompileOptions& options,
                                          CompileReport* report = nullptr);
 
-// The module as an ONNX model (opset 17) that ONNX Runtime and Netron open: fused ops are
-// expanded into standard ONNX ops first (passes lower-fused, dce); training ops keep the
-// "ai.ptc" domain.
-absl::StatusOr<std::string> ExportOnnx(const ir::Module& module);
+// One function of the module (`function`; empty: its main, a training plan's step) as an
+// ONNX model (opset 17) that ONNX Runtime and Netron open: fused ops are expanded into
+// standard ONNX ops first (passes lower-fused, dce); training ops keep the "ai.ptc" domain.
+absl::StatusOr<std::string> ExportOnnx(const ir::Module& module, std::string_view function = "");
 
 }  // namespace ptc::driver
 

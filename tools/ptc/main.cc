@@ -394,7 +394,7 @@ struct DumpArgs {
   bool cost = false;
   double peak_tflops = 732, bandwidth_gbs = 4800;
   bool kernels = false, verbose = false;
-  std::string input, format = "text";
+  std::string input, format = "text", function;
   std::vector<std::string> dims;
 };
 
@@ -470,7 +470,7 @@ int Dump(const DumpArgs& a) {
   } else if (a.format == "dot") {
     std::fputs(ptc::driver::DumpDot(*module).c_str(), stdout);
   } else if (a.format == "onnx") {
-    auto bytes = ptc::driver::ExportOnnx(*module);
+    auto bytes = ptc::driver::ExportOnnx(*module, a.function);
     if (!bytes.ok()) return Fail(bytes.status());
     std::fwrite(bytes->data(), 1, bytes->size(), stdout);
   } else {
@@ -747,6 +747,9 @@ int main(int argc, char** argv) {
                    "text | json | dot | onnx (the optimized graph as an ONNX model, to stdout)")
       ->capture_default_str();
   dump->add_option("--dim", da.dims, "bind a symbolic dim when dumping an ONNX model");
+  dump->add_option("--function", da.function,
+                   "with --format onnx: the function to export (default: main, a training "
+                   "plan's step; `eval` its evaluation forward)");
   dump->add_flag("--kernels", da.kernels,
                  "the generated CUDA kernels of a cuda plan: name, arch, CUBIN bytes, registers, "
                  "spills, nodes (-v: and the source)");
@@ -772,6 +775,7 @@ int main(int argc, char** argv) {
       "  ptc dump gpt.plan --format json | jq '.memory.arena_bytes'\n"
       "  ptc dump gpt.onnx --dim batch=1 --dim seq=16 --format dot | dot -Tsvg > g.svg\n"
       "  ptc dump gpt.plan --format onnx > gpt-optimized.onnx   # open in Netron / ONNX Runtime\n"
+      "  ptc dump train.plan --format onnx --function eval > eval.onnx\n"
       "  ptc dump gpu.plan --kernels -v              # generated CUDA kernels and their source\n");
 
   std::string ex_ckpt, ex_model, ex_out;
