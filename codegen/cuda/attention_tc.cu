@@ -717,38 +717,40 @@ __device__ __forceinline__ void KvGradTile(const AttentionDesc& a, const uint16_
         Mma<D>(dpt[jj], va, Ld32(dos + off), Ld32(dos + off + 8));
       }
     }
-    // P^T, then dS^T; element e of n-tile jj (bit 4jj + e): key wr + g + 8 (e >> 1), query
-    // 16qc + 8jj + 2qd + (e & 1).
-    float dcap[2][4];  // the cap's derivative (1 without softcap)
+    // P^T and dS^T; element e of n-tile jj (bit 4jj + e of keep): key wr + g + 8 (e >> 1),
+    // query 16qc + 8jj + 2qd + (e & 1). The lse and D of this thread's 4 queries are read
+    // first, each once (by every lane: no divergent loads).
+    float lse_q[2][2], dsum_q[2][2];  // [jj][e & 1]
 #pragma unroll
     for (int jj = 0; jj < 2; ++jj) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int key = wr + g + 8 * (e >> 1), qi = 16 * qc + 8 * jj + 2 * qd + (e & 1);
-        dcap[jj][e] = 1.f;
-        float x = Cap<kCap>(a, st[jj][e] * a.scale, dcap[jj][e]);
-        if (bias != nullptr) x += ToF<D>(bias[key * kTileLd + qi]);
-        const float lt = lse_s[qi];  // read by every lane: no divergent loads
-        st[jj][e] = (qi < first[e >> 1] || qi >= nq || x == -INFINITY || lt == -INFINITY)
-                        ? 0.f
-                        : __expf(x - lt);
+      for (int h = 0; h < 2; ++h) {
+        lse_q[jj][h] = lse_s[16 * qc + 8 * jj + 2 * qd + h];
+        dsum_q[jj][h] = dsum_s[16 * qc + 8 * jj + 2 * qd + h];
       }
     }
 #pragma unroll
     for (int jj = 0; jj < 2; ++jj) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int qi = 16 * qc + 8 * jj + 2 * qd + (e & 1);
-        const float p = st[jj][e], ds = dsum_s[qi];
-        float dp = dpt[jj][e];
-        if constexpr (kDrop) {  // dP through the mask; dV takes the dropped P^T
+        const int key = wr + g + 8 * (e >> 1), qi = 16 * qc + 8 * jj + 2 * qd + (e & 1);
+        float dcap = 1.f;
+        float x = Cap<kCap>(a, st[jj][e] * a.scale, dcap);
+        if (bias != nullptr) x += ToF<D>(bias[key * kTileLd + qi]);
+        const float lt = lse_q[jj][e & 1], ds = dsum_q[jj][e & 1];
+        const float p = (qi < first[e >> 1] || qi >= nq || x == -INFINITY || lt == -INFINITY)
+                            ? 0.f
+                            : __expf(x - lt);
+        float dp = dpt[jj][e], pd = p;  // pd: the dropped P^T that dV takes
+        if constexpr (kDrop) {  // dP through the forward's mask
           const float f = (keep >> (4 * jj + e)) & 1u ? dropper.scale() : 0.f;
           dp *= f;
-          st[jj][e] = p * f;
+          pd = p * f;
         }
+        st[jj][e] = pd;
         // p = 0 adds nothing, even where D is NaN (a query row with every key masked: its O,
         // and so D = dO . O, are NaN); as the CPU kernel and the SIMT backward.
-        dpt[jj][e] = p == 0.f ? 0.f : p * (dp - ds) * dcap[jj][e];
+        dpt[jj][e] = p == 0.f ? 0.f : p * (dp - ds) * dcap;
       }
     }
     // dV += P^T dO and dK += dS^T Q over this chunk's 16 queries (the k dim): B(k, n) =
