@@ -11,8 +11,6 @@
 //
 //   before:  %d = dropout(%x) {ratio=0.1, seed=3} : f32[4,8]     after:  %y = exp(%x)
 //            %y = exp(%d) : f32[4,8]
-#include <algorithm>
-
 #include "absl/strings/str_cat.h"
 #include "compiler/ir/ops.h"
 #include "compiler/ir/ops_fused.h"
@@ -36,9 +34,9 @@ class StripDropoutPass : public FunctionPass {
       if (!n->has_attr("dropout")) continue;
       const int first = n->op() == "attention" ? 0 : 1;
       const int trailing = n->GetInt("saved_stats", 0).value_or(0) != 0 ? 2 : 0;
-      if (ir::Value* counter = ir::AttentionCounter(*n, first, trailing)) {
+      if (const int at = ir::AttentionCounterInput(*n, first, trailing); at >= 0) {
         std::vector<ir::Value*> ins = n->inputs();
-        ins.erase(std::find(ins.begin(), ins.end(), counter));
+        ins.erase(ins.begin() + at);
         n->set_inputs(ins);
       }
       n->mutable_attrs().erase("dropout");

@@ -229,12 +229,9 @@ class AttentionBase : public Kernel {
  protected:
   // The dropout mask's key for this run (its counter read from the inputs).
   uint64_t DropoutKey(absl::Span<const void* const> inputs) const {
-    int64_t counter = 0;
-    if (p_.counter_at >= 0) {
-      const void* c = inputs[p_.counter_at];
-      counter = p_.counter_i32 ? *static_cast<const int32_t*>(c) : *static_cast<const int64_t*>(c);
-    }
-    return ir::DropoutKey(p_.seed, counter);
+    return ir::DropoutKey(p_.seed, ir::DropoutCounter(
+                                       p_.counter_at >= 0 ? inputs[p_.counter_at] : nullptr,
+                                       p_.counter_i32));
   }
   // Attention dropout on n probabilities of (bi, hi), query t, keys j0..: each times
   // keep / (1 - dropout). Nothing without dropout.
@@ -721,10 +718,8 @@ class PackedAttention final : public Kernel {
 template <typename K>
 KernelOr Make(const ir::Node& node, const ir::AttentionProblem& a, int first, int trailing) {
   const bool grad = first == 1;
-  // The dropout counter, when there is one, is the last operand.
-  const ir::Value* counter = ir::AttentionCounter(node, first, trailing);
-  const int counter_at = counter ? static_cast<int>(node.num_inputs()) - trailing - 1 : -1;
-  const bool counter_i32 = counter && counter->type().dtype == DType::kI32;
+  const int counter_at = ir::AttentionCounterInput(node, first, trailing);
+  const bool counter_i32 = counter_at >= 0 && node.input(counter_at)->type().dtype == DType::kI32;
   if (!a.packed) return MakeUnpacked<K>(a, counter_at, counter_i32);
   PTC_ASSIGN_OR_RETURN(KernelPtr inner, MakeUnpacked<K>(a, counter_at, counter_i32));
   return KernelPtr(new PackedAttention(std::move(inner), grad, a.b * a.tq, a.h * a.d,

@@ -349,11 +349,8 @@ class DropoutKernel : public Kernel {
     const T* x = static_cast<const T*>(inputs[0]);
     T* y = static_cast<T*>(outputs[0]);
     uint8_t* mask = outputs.size() > 1 ? static_cast<uint8_t*>(outputs[1]) : nullptr;
-    int64_t counter = 0;
-    if (inputs.size() > 1) {
-      counter = counter_ == ir::DType::kI32 ? *static_cast<const int32_t*>(inputs[1])
-                                            : *static_cast<const int64_t*>(inputs[1]);
-    }
+    const int64_t counter = ir::DropoutCounter(inputs.size() > 1 ? inputs[1] : nullptr,
+                                               counter_ == ir::DType::kI32);
     const uint64_t threshold = ir::DropoutThreshold(ratio_);
     const T scale = static_cast<T>(ir::DropoutScale(ratio_));
     const uint64_t key = ir::DropoutKey(seed_, counter);

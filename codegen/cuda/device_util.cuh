@@ -343,14 +343,6 @@ template <> struct Bits<4> { using T = uint32_t; };
 template <> struct Bits<8> { using T = uint64_t; };
 template <> struct Bits<16> { using T = uint4; };  // 16-byte aligned: one 128-bit load / store
 
-// A dropout counter (dropout's and attention's counter operand: an i32 / i64 scalar on the
-// device; nullptr: 0).
-__device__ __forceinline__ int64_t ReadDropoutCounter(const void* counter, int counter_i32) {
-  if (counter == nullptr) return 0;
-  return counter_i32 ? static_cast<int64_t>(*static_cast<const int32_t*>(counter))
-                     : *static_cast<const int64_t*>(counter);
-}
-
 // Attention dropout (AttentionDesc::dropout_threshold) in a kernel: the launch's mask key, and
 // the factor of probability `index` of the [b, h, tq, tk] probabilities (dropout_scale or 0).
 // The threshold and scale are read from the descriptor (a kernel parameter: the constant
@@ -361,7 +353,7 @@ struct AttentionDropper {
   __device__ __forceinline__ explicit AttentionDropper(const AttentionDesc& desc)
       : a(desc),
         key(ir::DropoutKey(desc.dropout_seed,
-                           ReadDropoutCounter(desc.dropout_counter, desc.dropout_counter_i32))) {}
+                           ir::DropoutCounter(desc.dropout_counter, desc.dropout_counter_i32))) {}
   __device__ __forceinline__ float scale() const { return a.dropout_scale; }
   __device__ __forceinline__ float Factor(uint64_t index) const {
     return ir::DropoutKeeps(key, index, a.dropout_threshold) ? a.dropout_scale : 0.f;

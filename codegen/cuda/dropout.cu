@@ -37,7 +37,7 @@ __device__ __forceinline__ S<D> DropoutElement(S<D> x, uint64_t key, uint64_t i,
 template <DT D>
 __global__ void __launch_bounds__(kThreads)
     DropoutKernel(int64_t n, const S<D>* x, S<D>* y, uint8_t* mask, DropoutArgs a) {
-  const uint64_t key = ir::DropoutKey(a.seed, ReadDropoutCounter(a.counter, a.counter_i32));
+  const uint64_t key = ir::DropoutKey(a.seed, ir::DropoutCounter(a.counter, a.counter_i32));
   const auto scale = static_cast<typename Ty<D>::C>(a.scale);
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
@@ -52,7 +52,7 @@ template <DT D>
 __global__ void __launch_bounds__(kThreads)
     DropoutVecKernel(uint32_t n, const S<D>* x, S<D>* y, uint8_t* mask, DropoutArgs a) {
   constexpr int V = kVec<S<D>>;
-  const uint64_t key = ir::DropoutKey(a.seed, ReadDropoutCounter(a.counter, a.counter_i32));
+  const uint64_t key = ir::DropoutKey(a.seed, ir::DropoutCounter(a.counter, a.counter_i32));
   const auto scale = static_cast<typename Ty<D>::C>(a.scale);
   const uint32_t nv = n / V, stride = gridDim.x * blockDim.x;
   const uint32_t first = blockIdx.x * blockDim.x + threadIdx.x;

@@ -24,6 +24,14 @@ PTC_DROPOUT_FN uint64_t DropoutMix(uint64_t z) {  // splitmix64's finalizer
   return z ^ (z >> 31);
 }
 
+// The counter operand's value (an i32 / i64 scalar; nullptr: 0), read where the kernel runs
+// (host memory for the CPU kernels, device memory for the CUDA ones).
+PTC_DROPOUT_FN int64_t DropoutCounter(const void* counter, bool i32) {
+  if (counter == nullptr) return 0;
+  return i32 ? static_cast<int64_t>(*static_cast<const int32_t*>(counter))
+             : *static_cast<const int64_t*>(counter);
+}
+
 PTC_DROPOUT_FN uint64_t DropoutKey(uint64_t seed, int64_t counter) {
   return DropoutMix(seed ^ DropoutMix(static_cast<uint64_t>(counter) + 0x9e3779b97f4a7c15ull));
 }

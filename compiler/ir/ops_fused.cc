@@ -677,9 +677,14 @@ Value* AttentionMask(const Node& node, int first, int trailing) {
   return n - (counter ? 1 : 0) == 4 ? node.input(first + 3) : nullptr;
 }
 
-Value* AttentionCounter(const Node& node, int first, int trailing) {
+int AttentionCounterInput(const Node& node, int first, int trailing) {
   const auto [n, counter] = AttentionOperands(node, first, trailing);
-  return counter ? node.input(first + n - 1) : nullptr;
+  return counter ? first + n - 1 : -1;
+}
+
+Value* AttentionCounter(const Node& node, int first, int trailing) {
+  const int at = AttentionCounterInput(node, first, trailing);
+  return at >= 0 ? node.input(at) : nullptr;
 }
 
 absl::StatusOr<AttentionProblem> DescribeAttention(const Node& node, int first, int trailing) {

@@ -59,9 +59,10 @@ std::vector<TensorType> AttentionOperandTypes(const Node& node, int first, int t
 // DescribeAttention of those operands and the node's attributes; the error names the node.
 absl::StatusOr<AttentionProblem> DescribeAttention(const Node& node, int first, int trailing = 0);
 // Attention's optional operands among those (same first / trailing): the mask and the dropout
-// counter; nullptr when absent.
+// counter; nullptr when absent. AttentionCounterInput: the counter's input index, -1 without.
 Value* AttentionMask(const Node& node, int first, int trailing = 0);
 Value* AttentionCounter(const Node& node, int first, int trailing = 0);
+int AttentionCounterInput(const Node& node, int first, int trailing = 0);
 
 // Stack pops of a fused_elementwise program token that names an op: 1 (unary), 2 (binary),
 // -1 for anything else (operand / constant loads, unknown names).

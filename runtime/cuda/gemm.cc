@@ -889,14 +889,6 @@ class AttentionKernel final : public DeviceKernel {
   bool counter_i32_ = false;
 };
 
-// Where attention's dropout counter is among the inputs of `node` (its operands at first..,
-// `trailing` inputs after them): the last operand, or -1 without one.
-int CounterInput(const ir::Node& node, int first, int trailing, bool* i32) {
-  const ir::Value* c = ir::AttentionCounter(node, first, trailing);
-  *i32 = c != nullptr && c->type().dtype == DType::kI32;
-  return c != nullptr ? static_cast<int>(node.num_inputs()) - trailing - 1 : -1;
-}
-
 // attention through the flash-style kernels: tensor cores (codegen/cuda/attention_tc.cu: f16 /
 // bf16 with d == dv in {64, 128}, unless KernelOptions::attention_simt) or SIMT
 // (codegen/cuda/attention.cu: f32 / f16 / bf16, head dims up to 128). No scratch, scores never
@@ -1015,10 +1007,9 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateFlashAttention(const ir::Nod
                                                                    const KernelOptions& options) {
   PTC_ASSIGN_OR_RETURN(kernels::AttentionDesc d, FlashDesc(node, 0));
   const auto dt = static_cast<kernels::DT>(static_cast<int>(node.input(0)->type().dtype));
-  bool i32 = false;
   return std::unique_ptr<DeviceKernel>(new FlashAttentionKernel(
       dt, d, UseTensorCoreAttention(dt, d, options), SlotBytes(node, 0),
-      CounterInput(node, 0, 0, &i32)));
+      ir::AttentionCounterInput(node, 0)));
 }
 
 // attention_grad(dy, q, k, v[, mask]) -> dq, dk, dv: the flash forward is run again for O and
@@ -1151,8 +1142,7 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateOwnAttentionGrad(const ir::N
   const ir::DType dtype = node.input(1)->type().dtype;
   if (node.input(0)->type().dtype != dtype) return Invalid(node, "dy must have q's dtype");
   const auto dt = static_cast<kernels::DT>(static_cast<int>(dtype));
-  bool i32 = false;
-  const int counter_at = CounterInput(node, 1, static_cast<int>(extra), &i32);
+  const int counter_at = ir::AttentionCounterInput(node, 1, static_cast<int>(extra));
   return std::unique_ptr<DeviceKernel>(new FlashAttentionGradKernel(
       dt, d, ir::DTypeSize(dtype), UseTensorCoreAttention(dt, d, options), saved != 0, slot,
       counter_at));
@@ -1250,7 +1240,9 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateOwnAttention(const ir::Node&
   PTC_ASSIGN_OR_RETURN(kernel->dropout_, node.GetFloat("dropout", 0.0));
   PTC_ASSIGN_OR_RETURN(int64_t seed, node.GetInt("seed", 0));
   kernel->seed_ = static_cast<uint64_t>(seed);
-  kernel->counter_at_ = CounterInput(node, 0, 0, &kernel->counter_i32_);
+  kernel->counter_at_ = ir::AttentionCounterInput(node, 0);
+  kernel->counter_i32_ = kernel->counter_at_ >= 0 &&
+                         node.input(kernel->counter_at_)->type().dtype == DType::kI32;
   if (const ir::Value* mask = ir::AttentionMask(node, 0)) {
     const ir::TensorType& m = mask->type();
     if (m.dtype != DType::kBool && m.dtype != DType::kF32) return Invalid(node, "mask must be bool or f32");
