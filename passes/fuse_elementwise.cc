@@ -19,7 +19,13 @@
 //    evaluates per tile: bias add + gelu, residual add chains, scale-shift... Splat constants
 //    become program constants; other leaves become operands. A single op stays as it is (its own
 //    kernel is as good), so the pattern-specific gelu from step 1 survives unless it sits in a
-//    chain.
+//    chain. A training step's dropout (without its mask output) is a token too, "dropoutK"
+//    with its ratio, seed and counter operand in the lists dropout_ratio / dropout_seed /
+//    dropout_counter: GPT-2's residual add of a dropped-out projection, x + dropout(h), is one
+//    pass over memory instead of two (the dropout's kernel, then the add), and the embeddings'
+//    dropout(wte[ids] + wpe[pos]) one instead of two. Its mask is over the output's element
+//    index, the absorbed dropout's own (intermediates have the output's shape), so fused and
+//    unfused steps drop the same elements.
 //
 // Preconditions / when it declines (counters):
 //   - intermediates used more than once, or returned, are not absorbed  "declined.multi-use"
@@ -69,6 +75,8 @@ std::optional<std::string> ProgramToken(const ir::Node& n) {
       "neg", "abs",  "sqrt", "reciprocal", "exp", "log", "erf", "tanh", "sigmoid", "relu",
       "floor", "ceil", "cos", "sin", "identity", "add", "sub", "mul", "div", "pow", "max", "min"};
   if (n.num_outputs() != 1) return std::nullopt;
+  // dropout(x[, counter]) without its mask output: "dropoutK" (EmitNode numbers it).
+  if (n.op() == "dropout") return std::string("dropout");
   if (n.op() == "gelu") {
     absl::StatusOr<std::string> approx = n.GetString("approximate", "none");
     if (!approx.ok()) return std::nullopt;
@@ -290,6 +298,9 @@ class FuseElementwisePass : public Pass {
     std::vector<ir::Value*> operands;      // fused op operands
     std::vector<double> constants;
     std::vector<std::string> program;
+    std::vector<double> dropout_ratio;    // per absorbed dropout: its ratio, seed and counter
+    std::vector<int64_t> dropout_seed;    // (the counter's operand index, -1: none)
+    std::vector<int64_t> dropout_counter;
   };
 
   bool Fusable(const ir::Node& n) const {
@@ -332,16 +343,37 @@ class FuseElementwisePass : public Pass {
       g.program.push_back(absl::StrCat("c", i));
       return;
     }
-    size_t i = 0;
-    while (i < g.operands.size() && g.operands[i] != v) ++i;
-    if (i == g.operands.size()) g.operands.push_back(v);
-    g.program.push_back(absl::StrCat("x", i));
+    g.program.push_back(absl::StrCat("x", OperandIndex(g, v)));
   }
 
   void EmitNode(const Matcher& m, Group& g, ir::Node& n, const std::set<const ir::Node*>& claimed) {
     g.nodes.push_back(&n);
+    if (n.op() == "dropout") {
+      // Its value, then the token; the counter is an operand that no token loads.
+      Emit(m, g, n.input(0), claimed);
+      int64_t counter = -1;
+      if (n.num_inputs() > 1) counter = OperandIndex(g, n.input(1));
+      g.dropout_ratio.push_back(*n.GetFloat("ratio", 0.5));
+      g.dropout_seed.push_back(*n.GetInt("seed", 0));
+      g.dropout_counter.push_back(counter);
+      g.program.push_back(absl::StrCat("dropout", g.dropout_ratio.size() - 1));
+      return;
+    }
     for (ir::Value* in : n.inputs()) Emit(m, g, in, claimed);
     if (n.op() != "cast") g.program.push_back(*ProgramToken(n));  // casts: widen / round only
+  }
+
+  // v's index among the group's operands (added if new).
+  static int64_t OperandIndex(Group& g, ir::Value* v) {
+    size_t i = 0;
+    while (i < g.operands.size() && g.operands[i] != v) ++i;
+    if (i == g.operands.size()) g.operands.push_back(v);
+    return static_cast<int64_t>(i);
+  }
+
+  // The inputs of n that the program reads as values (a dropout's counter is not one).
+  static size_t ValueInputs(const ir::Node& n) {
+    return n.op() == "dropout" ? 1 : n.num_inputs();
   }
 
   bool FuseChains(const ir::Module& module, ir::Function& fn) {
@@ -354,7 +386,9 @@ class FuseElementwisePass : public Pass {
       ir::Node* root = *it;
       if (claimed.count(root) || !FusableRoot(*root)) continue;
       bool inputs_ok = true;
-      for (const ir::Value* in : root->inputs()) inputs_ok &= FusableDType(in->type().dtype);
+      for (size_t i = 0; i < ValueInputs(*root); ++i) {
+        inputs_ok &= FusableDType(root->input(i)->type().dtype);
+      }
       if (!inputs_ok) {
         Count("declined.dtype");
         continue;
@@ -376,10 +410,21 @@ class FuseElementwisePass : public Pass {
       attrs["program"] = g.program;
       attrs["shape"] = root->output()->type().shape;
       if (!g.constants.empty()) attrs["constants"] = g.constants;
+      std::set<int64_t> counters(g.dropout_counter.begin(), g.dropout_counter.end());
+      if (!g.dropout_ratio.empty()) {
+        attrs["dropout_ratio"] = g.dropout_ratio;
+        attrs["dropout_seed"] = g.dropout_seed;
+        attrs["dropout_counter"] = g.dropout_counter;
+      }
       bool mixed = false;
-      for (const ir::Value* v : g.operands) mixed |= v->type().dtype != root->output()->type().dtype;
+      for (size_t i = 0; i < g.operands.size(); ++i) {
+        mixed |= !counters.count(static_cast<int64_t>(i)) &&
+                 g.operands[i]->type().dtype != root->output()->type().dtype;
+      }
       if (mixed) attrs["dtype"] = root->output()->type().dtype;
-      if (g.operands.empty()) continue;  // constants only: fold-constants' job
+      if (g.operands.size() == counters.size() - counters.count(-1)) {
+        continue;  // constants only: fold-constants' job
+      }
       ir::Node* f = fn.AddNode("fused_elementwise", g.operands, {root->output()->type()},
                                std::move(attrs), root->loc(), {root->output()->name()},
                                /*before=*/root);

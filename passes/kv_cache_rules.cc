@@ -53,6 +53,10 @@ absl::Status DecoderBuilder::MapNode(const ir::Node& n) {
   if (!Positional(n, 0)) return Copy(n);
   const std::string& op = n.op();
   const ir::OpDef* def = ir::FindOp(op);
+  if (op == "fused_elementwise" && n.has_attr("dropout_ratio")) {
+    // Its mask is over the full sequence's element index, which the decoder does not have.
+    return Error(&n, "has dropout (a training step's): decoders are built from inference plans");
+  }
   if (def != nullptr && def->elementwise) return Elementwise(n);
   if (op == "rotary") {
     // Per position like an elementwise op: the cos / sin tables (broadcasting to x's half) are

@@ -14,7 +14,7 @@
 // its one output (a forward's, e.g. a training plan's @eval) -> transpose (trans_b) + matmul
 // + add (bias) + cast to f32 + mul (scale) + its softcap + softmax_ce_loss (with its gradient
 // outputs it is a training op and stays); attention's dropout -> a dropout node after the
-// softmax.
+// softmax; a fused_elementwise's "dropoutK" token -> a dropout node.
 // Training ops (gather_grad, adamw_update, assign, ...) have no ONNX form and stay as they are.
 //
 // Preconditions: the module verifies. Runs only for export (it undoes the fusions, so the
@@ -29,7 +29,6 @@
 #include <limits>
 #include <set>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "compiler/ir/ops.h"
 #include "compiler/ir/ops_fused.h"
@@ -108,62 +107,56 @@ class Emitter {
 };
 
 absl::StatusOr<ir::Value*> LowerFusedElementwise(Emitter& e, const ir::Node& n) {
-  PTC_ASSIGN_OR_RETURN(std::vector<std::string> program, [&]() -> absl::StatusOr<std::vector<std::string>> {
-    auto it = n.attrs().find("program");
-    if (it == n.attrs().end()) return absl::InvalidArgumentError("fused_elementwise without program");
-    if (const auto* v = std::get_if<std::vector<std::string>>(&it->second)) return *v;
-    return absl::InvalidArgumentError("program must be a list of strings");
-  }());
-  std::vector<double> constants;
-  if (n.has_attr("constants")) {
-    PTC_ASSIGN_OR_RETURN(constants, n.GetFloats("constants"));
-  }
+  PTC_ASSIGN_OR_RETURN(ir::FusedProgram program, ir::ParseFusedProgram(n));
   // With `dtype` (mixed operand dtypes) the program runs in f32 (f64): operands cast up, the
   // result cast to the output dtype.
   const bool mixed = n.has_attr("dtype");
   const ir::DType out_dt = n.output()->type().dtype;
   const ir::DType dt = !mixed ? out_dt : out_dt == ir::DType::kF64 ? out_dt : ir::DType::kF32;
+  const ir::Shape& shape = n.output()->type().shape;
   std::vector<ir::Value*> stack;
-  for (const std::string& tok : program) {
-    int64_t idx = 0;
-    if ((tok[0] == 'x' || tok[0] == 'c') && absl::SimpleAtoi(tok.substr(1), &idx)) {
-      if (tok[0] == 'x') {
-        if (idx < 0 || idx >= static_cast<int64_t>(n.num_inputs())) {
-          return absl::InvalidArgumentError(absl::StrCat(n.Describe(), ": bad operand ", tok));
-        }
-        ir::Value* x = n.input(idx);
+  for (const ir::FusedToken& tok : program.tokens) {
+    switch (tok.kind) {
+      case ir::FusedToken::kOperand: {
+        ir::Value* x = n.input(tok.index);
         if (x->type().dtype != dt) {
           PTC_ASSIGN_OR_RETURN(x, e.Op("cast", {x}, {{"to", dt}}));
         }
         stack.push_back(x);
-      } else {
-        if (idx < 0 || idx >= static_cast<int64_t>(constants.size())) {
-          return absl::InvalidArgumentError(absl::StrCat(n.Describe(), ": bad constant ", tok));
-        }
-        stack.push_back(e.Scalar(dt, constants[idx]));
+        break;
       }
-      continue;
-    }
-    static const char* kBinary[] = {"add", "sub", "mul", "div", "pow", "max", "min"};
-    bool binary = false;
-    for (const char* b : kBinary) binary |= tok == b;
-    if (binary) {
-      if (stack.size() < 2) return absl::InvalidArgumentError("program stack underflow");
-      ir::Value* b = stack.back();
-      stack.pop_back();
-      ir::Value* a = stack.back();
-      stack.pop_back();
-      PTC_ASSIGN_OR_RETURN(ir::Value* r, e.Op(tok, {a, b}));
-      stack.push_back(r);
-    } else {
-      if (stack.empty()) return absl::InvalidArgumentError("program stack underflow");
-      PTC_ASSIGN_OR_RETURN(stack.back(), e.Unary(tok, stack.back()));
+      case ir::FusedToken::kConstant:
+        stack.push_back(e.Scalar(dt, program.constants[tok.index]));
+        break;
+      case ir::FusedToken::kDropout: {
+        // A dropout node over the output's elements (its mask's index): the value broadcast
+        // to the output's shape first.
+        const ir::FusedDropout& d = program.dropouts[tok.index];
+        ir::Value* x = stack.back();
+        if (x->type().shape != shape) {
+          PTC_ASSIGN_OR_RETURN(x, e.Op("expand", {x}, {{"shape", shape}}));
+        }
+        std::vector<ir::Value*> ins = {x};
+        if (d.counter >= 0) ins.push_back(n.input(d.counter));
+        PTC_ASSIGN_OR_RETURN(stack.back(),
+                             e.Op("dropout", ins,
+                                  {{"ratio", d.ratio}, {"seed", static_cast<int64_t>(d.seed)}}));
+        break;
+      }
+      case ir::FusedToken::kOp:
+        if (tok.arity == 2) {
+          ir::Value* b = stack.back();
+          stack.pop_back();
+          PTC_ASSIGN_OR_RETURN(stack.back(), e.Op(tok.op, {stack.back(), b}));
+        } else {
+          PTC_ASSIGN_OR_RETURN(stack.back(), e.Unary(tok.op, stack.back()));
+        }
+        break;
     }
   }
-  if (stack.size() != 1) return absl::InvalidArgumentError("program must leave one value");
   ir::Value* r = stack.back();
-  if (r->type().shape != n.output()->type().shape) {
-    PTC_ASSIGN_OR_RETURN(r, e.Op("expand", {r}, {{"shape", n.output()->type().shape}}));
+  if (r->type().shape != shape) {
+    PTC_ASSIGN_OR_RETURN(r, e.Op("expand", {r}, {{"shape", shape}}));
   }
   if (r->type().dtype != out_dt) {
     PTC_ASSIGN_OR_RETURN(r, e.Op("cast", {r}, {{"to", out_dt}}));

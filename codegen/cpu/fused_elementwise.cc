@@ -4,6 +4,10 @@
 // FastExp/FastErf/FastTanh), so the interpretation cost is paid once per tile, not per
 // element, and every intermediate stays in L1. Tiles are split across threads.
 //
+// A "dropoutK" token (fuse-elementwise's absorbed dropout) masks its tile by the output's
+// element indices (compiler/ir/dropout.h: the dropout kernel's bits); its counter operand is
+// read once per run.
+//
 // Operands are read in one of four ways, chosen at creation: full (same shape as the output:
 // read in place, no copy), scalar (one element, broadcast), suffix (broadcast over leading
 // dims only, e.g. a bias [C] against [B,T,C]: index = i mod n), and general (strided).
@@ -16,10 +20,11 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "codegen/cpu/fused_kernels.h"
 #include "codegen/cpu/kernel_util.h"
+#include "compiler/ir/dropout.h"
+#include "compiler/ir/ops_fused.h"
 
 namespace ptc::cpu {
 namespace {
@@ -36,6 +41,8 @@ enum class Op : uint8_t {
   kCos, kSin, kIdentity, kGelu, kGeluTanh,
   // binary
   kAdd, kSub, kMul, kDiv, kPow, kMax, kMin,
+  // unary, by element index: fused_elementwise's "dropoutK" (index = K)
+  kDropout,
 };
 
 struct TokenInfo {
@@ -54,7 +61,7 @@ constexpr TokenInfo kTokens[] = {
     {"min", Op::kMin},
 };
 
-bool IsBinary(Op op) { return op >= Op::kAdd; }
+bool IsBinary(Op op) { return op >= Op::kAdd && op <= Op::kMin; }
 
 struct Instr {
   Op op;
@@ -159,19 +166,44 @@ void BinaryLoop(Op op, T* d, const T* a, const T* b, int64_t n) {
 #undef PTC_BINARY_LOOP
 }
 
+// A "dropoutK" token's mask (compiler/ir/dropout.h) for the output elements [b, b + n).
+struct DropoutMask {
+  uint64_t key = 0, threshold = 0;
+  double scale = 1;
+};
+template <typename T>
+void DropoutLoop(const DropoutMask& m, T* d, const T* a, int64_t b, int64_t n) {
+  const T scale = static_cast<T>(m.scale);
+  for (int64_t j = 0; j < n; ++j) {
+    d[j] = ir::DropoutKeeps(m.key, static_cast<uint64_t>(b + j), m.threshold) ? a[j] * scale
+                                                                                : T(0);
+  }
+}
+
 template <typename T>
 class FusedElementwiseKernel : public Kernel {
  public:
   FusedElementwiseKernel(std::vector<Instr> program, std::vector<T> constants,
-                         std::vector<InputPlan> plans, ir::Shape shape, int max_depth)
+                         std::vector<InputPlan> plans, ir::Shape shape, int max_depth,
+                         std::vector<ir::FusedDropout> dropouts, std::vector<ir::DType> counters)
       : program_(std::move(program)), constants_(std::move(constants)),
-        plans_(std::move(plans)), shape_(std::move(shape)), max_depth_(max_depth) {
+        plans_(std::move(plans)), shape_(std::move(shape)), max_depth_(max_depth),
+        dropouts_(std::move(dropouts)), counter_dtypes_(std::move(counters)) {
     total_ = ir::NumElements(shape_);
   }
 
   absl::Status Run(absl::Span<const void* const> inputs, absl::Span<void* const> outputs,
                    void*) override {
     T* out = static_cast<T*>(outputs[0]);
+    // The dropouts' keys from their counters, read once per run.
+    std::vector<DropoutMask> masks(dropouts_.size());
+    for (size_t k = 0; k < dropouts_.size(); ++k) {
+      const ir::FusedDropout& d = dropouts_[k];
+      const void* c = d.counter >= 0 ? inputs[d.counter] : nullptr;
+      const bool i32 = d.counter >= 0 && counter_dtypes_[d.counter] == ir::DType::kI32;
+      masks[k] = {ir::DropoutKey(d.seed, ir::DropoutCounter(c, i32)),
+                  ir::DropoutThreshold(d.ratio), ir::DropoutScale(d.ratio)};
+    }
     const int64_t tiles = (total_ + kTile - 1) / kTile;
     internal::ParallelFor(tiles, std::max<int64_t>(1, internal::kElementGrain / kTile),
                           [&](int64_t tb, int64_t te) {
@@ -180,15 +212,15 @@ class FusedElementwiseKernel : public Kernel {
       std::vector<const T*> ptr(max_depth_);
       for (int64_t t = tb; t < te; ++t) {
         int64_t b = t * kTile, len = std::min(kTile, total_ - b);
-        RunTile(inputs, out + b, b, len, scratch.data(), ptr.data());
+        RunTile(inputs, masks.data(), out + b, b, len, scratch.data(), ptr.data());
       }
     });
     return absl::OkStatus();
   }
 
  private:
-  void RunTile(absl::Span<const void* const> inputs, T* out, int64_t b, int64_t len, T* scratch,
-               const T** ptr) const {
+  void RunTile(absl::Span<const void* const> inputs, const DropoutMask* masks, T* out, int64_t b,
+               int64_t len, T* scratch, const T** ptr) const {
     int sp = 0;  // stack depth
     const size_t last = program_.size() - 1;
     for (size_t k = 0; k < program_.size(); ++k) {
@@ -206,7 +238,11 @@ class FusedElementwiseKernel : public Kernel {
         --sp;
       } else {
         T* d = k == last ? out : scratch + static_cast<int64_t>(sp - 1) * kTile;
-        UnaryLoop<T>(in.op, d, ptr[sp - 1], len);
+        if (in.op == Op::kDropout) {
+          DropoutLoop<T>(masks[in.index], d, ptr[sp - 1], b, len);
+        } else {
+          UnaryLoop<T>(in.op, d, ptr[sp - 1], len);
+        }
         ptr[sp - 1] = d;
       }
     }
@@ -263,6 +299,8 @@ class FusedElementwiseKernel : public Kernel {
   std::vector<InputPlan> plans_;
   ir::Shape shape_;
   int max_depth_;
+  std::vector<ir::FusedDropout> dropouts_;
+  std::vector<ir::DType> counter_dtypes_;  // per operand
   int64_t total_ = 0;
 };
 
@@ -321,48 +359,38 @@ KernelOr MakeFusedElementwiseTyped(const ir::Node& node) {
   if (node.num_outputs() != 1 || node.output()->type().shape != shape) {
     return invalid("output type must be the 'shape' attribute");
   }
+  PTC_ASSIGN_OR_RETURN(ir::FusedProgram program, ir::ParseFusedProgram(node));
   std::vector<T> constants;
-  if (node.has_attr("constants")) {
-    const ir::AttrValue& a = node.attrs().at("constants");
-    if (const auto* c = std::get_if<std::vector<double>>(&a)) {
-      for (double v : *c) constants.push_back(static_cast<T>(v));
-    }
-  }
-  const auto* program = node.has_attr("program")
-                            ? std::get_if<std::vector<std::string>>(&node.attrs().at("program"))
-                            : nullptr;
-  if (program == nullptr || program->empty()) return invalid("missing attribute 'program'");
+  for (double v : program.constants) constants.push_back(static_cast<T>(v));
   std::vector<Instr> instrs;
-  int depth = 0, max_depth = 0;
-  for (const std::string& tok : *program) {
-    Instr in{Op::kIdentity, 0};
-    int pops = 0;
-    uint32_t idx = 0;
-    if (tok.size() >= 2 && (tok[0] == 'x' || tok[0] == 'c') &&
-        absl::SimpleAtoi(tok.substr(1), &idx)) {
-      size_t limit = tok[0] == 'x' ? node.num_inputs() : constants.size();
-      if (idx >= limit) return invalid(absl::StrCat("program token '", tok, "' out of range"));
-      in.op = tok[0] == 'x' ? Op::kInput : Op::kConst;
-      in.index = static_cast<int>(idx);
-    } else {
-      bool found = false;
-      for (const TokenInfo& t : kTokens) {
-        if (t.name == tok) {
-          in.op = t.op;
-          found = true;
+  for (const ir::FusedToken& tok : program.tokens) {
+    Instr in{Op::kIdentity, tok.index};
+    switch (tok.kind) {
+      case ir::FusedToken::kOperand: in.op = Op::kInput; break;
+      case ir::FusedToken::kConstant: in.op = Op::kConst; break;
+      case ir::FusedToken::kDropout: in.op = Op::kDropout; break;
+      case ir::FusedToken::kOp: {
+        bool found = false;
+        for (const TokenInfo& t : kTokens) {
+          if (t.name == tok.op) {
+            in.op = t.op;
+            found = true;
+          }
         }
+        if (!found) return invalid(absl::StrCat("no CPU kernel for program token '", tok.op, "'"));
+        break;
       }
-      if (!found) return invalid(absl::StrCat("unknown program token '", tok, "'"));
-      pops = IsBinary(in.op) ? 2 : 1;
     }
-    if (depth < pops) return invalid(absl::StrCat("program stack underflow at '", tok, "'"));
-    depth = depth - pops + 1;
-    max_depth = std::max(max_depth, depth);
     instrs.push_back(in);
   }
-  if (depth != 1) return invalid("program must leave exactly one value");
   std::vector<InputPlan> plans;
+  std::vector<ir::DType> dtypes;
   for (size_t i = 0; i < node.num_inputs(); ++i) {
+    dtypes.push_back(node.input(i)->type().dtype);
+    if (program.counter[i]) {
+      plans.emplace_back();  // read once, by Run
+      continue;
+    }
     if (node.input(i)->type().dtype != node.output()->type().dtype) {
       return invalid(absl::StrCat("operand ", i, " is ", node.input(i)->type().ToString(),
                                   ", output is ", node.output()->type().ToString()));
@@ -372,7 +400,8 @@ KernelOr MakeFusedElementwiseTyped(const ir::Node& node) {
     plans.push_back(*std::move(p));
   }
   return KernelPtr(new FusedElementwiseKernel<T>(std::move(instrs), std::move(constants),
-                                                 std::move(plans), shape, max_depth));
+                                                 std::move(plans), shape, program.max_depth,
+                                                 std::move(program.dropouts), std::move(dtypes)));
 }
 
 }  // namespace

@@ -1,10 +1,13 @@
 // Elementwise kernels: unary / binary ops with broadcasting, where, cast, trilu, and the
 // fused_elementwise interpreter. One kernel per dtype with a run-time op switch (uniform across
-// the grid, so no divergence) keeps nvcc's work small; fused chains get generated code (NVRTC)
-// in a later step (runtime/cuda/README.md).
+// the grid, so no divergence) keeps nvcc's work small; fused chains get generated code (NVRTC,
+// codegen/cuda/nvrtc_codegen.cc) where the plan has it for the device. The interpreter's
+// "dropoutK" tokens draw compiler/ir/dropout.h's mask over the output index, each block
+// computing the keys from the counters (read on the device) once.
 #include <cmath>
 
 #include "codegen/cuda/device_util.cuh"
+#include "compiler/ir/dropout.h"
 
 namespace ptc::cuda::kernels {
 
@@ -492,11 +495,18 @@ __global__ void __launch_bounds__(kThreads)
   using C = typename Ty<D>::C;
   // The descriptor (~3 KB) is read once per block into shared memory.
   __shared__ FusedDesc d;
+  __shared__ uint64_t keys[kMaxFusedDropouts];  // the dropouts' keys from their counters
   {
     const int words = sizeof(FusedDesc) / 4;
     const uint32_t* src = reinterpret_cast<const uint32_t*>(gdesc);
     uint32_t* dst = reinterpret_cast<uint32_t*>(&d);
     for (int w = threadIdx.x; w < words; w += blockDim.x) dst[w] = src[w];
+  }
+  __syncthreads();
+  if (threadIdx.x < d.num_dropouts) {
+    const int k = threadIdx.x, c = d.dropout_counter[k];
+    keys[k] = ir::DropoutKey(d.dropout_seed[k], ir::DropoutCounter(c >= 0 ? ops.ptr[c] : nullptr,
+                                                                   d.dropout_counter_i32[k]));
   }
   __syncthreads();
   for (int64_t i = GlobalThread(); i < n; i += GridStride()) {
@@ -517,6 +527,11 @@ __global__ void __launch_bounds__(kThreads)
                                 off[tok.index]);
       } else if (tok.kind == 1) {
         stack[sp++] = static_cast<C>(d.constants[tok.index]);
+      } else if (tok.kind == 3) {
+        const int k = tok.index;
+        stack[sp - 1] = ir::DropoutKeeps(keys[k], static_cast<uint64_t>(i), d.dropout_threshold[k])
+                            ? stack[sp - 1] * static_cast<C>(d.dropout_scale[k])
+                            : C(0);
       } else {
         const Op op = static_cast<Op>(tok.index);
         if (op <= Op::kMin) {

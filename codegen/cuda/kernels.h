@@ -78,9 +78,10 @@ enum class ReduceKind : int32_t { kSum, kMean, kMax, kMin };
 // fused_elementwise: an RPN program over operands and constants (compiler/ir/ops_fused.cc),
 // interpreted per element. Lives in device memory (uploaded once per node); the operand
 // pointers are passed by value at launch.
+inline constexpr int kMaxFusedDropouts = 8;
 struct FusedToken {
-  int16_t kind;   // 0 operand, 1 constant, 2 op
-  int16_t index;  // operand / constant index, or an Op
+  int16_t kind;   // 0 operand, 1 constant, 2 op, 3 dropout ("dropoutK")
+  int16_t index;  // operand / constant / dropout index, or an Op
 };
 struct FusedDesc {
   int32_t rank = 0;
@@ -94,6 +95,14 @@ struct FusedDesc {
   // Each operand's DT (fused_elementwise's `dtype`: f16 / bf16 / f32 operands of an f32 or
   // half result, all read into the compute type); the output's DT when they all match.
   int32_t operand_dt[kMaxFusedOperands] = {};
+  // The "dropoutK" tokens' masks (compiler/ir/dropout.h over the output's element index): the
+  // counter is operand dropout_counter[K] (an i32 / i64 scalar, read on the device; -1: 0).
+  int32_t num_dropouts = 0;
+  int32_t dropout_counter[kMaxFusedDropouts] = {};
+  int32_t dropout_counter_i32[kMaxFusedDropouts] = {};
+  uint64_t dropout_seed[kMaxFusedDropouts] = {};
+  uint64_t dropout_threshold[kMaxFusedDropouts] = {};
+  double dropout_scale[kMaxFusedDropouts] = {};
 };
 struct FusedOperands {
   const void* ptr[kMaxFusedOperands];

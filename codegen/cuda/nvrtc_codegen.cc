@@ -18,6 +18,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "compiler/ir/dropout.h"
 #include "compiler/ir/ops_fused.h"
 #include "compiler/ir/strides.h"
 #include "compiler/support/status.h"
@@ -31,11 +32,6 @@ absl::Status Invalid(const ir::Node& node, std::string_view what) {
 
 // ------------------------------------------------------------------------------ source text
 
-struct Token {
-  enum Kind { kOperand, kConstant, kOp } kind = kOp;
-  int index = 0;  // operand / constant
-  std::string op;
-};
 
 
 // Literal of compute type `f32` (float) or double that reads back as exactly `v`.
@@ -134,36 +130,10 @@ absl::StatusOr<FusedSource> GenerateFusedElementwise(const ir::Node& node) {
                             ? std::get_if<std::vector<std::string>>(&node.attrs().at("program"))
                             : nullptr;
   if (program == nullptr || program->empty()) return Invalid(node, "missing attribute 'program'");
-  std::vector<double> constants;
-  if (node.has_attr("constants")) {
-    if (const auto* c = std::get_if<std::vector<double>>(&node.attrs().at("constants"))) {
-      constants = *c;
-    }
-  }
-
   // Tokens, validated (a node from an untrusted plan must not make invalid source).
-  std::vector<Token> tokens;
-  int depth = 0;
-  for (const std::string& t : *program) {
-    Token tok;
-    uint32_t idx = 0;
-    if (t.size() >= 2 && (t[0] == 'x' || t[0] == 'c') && t[1] >= '0' && t[1] <= '9' &&
-        absl::SimpleAtoi(t.substr(1), &idx)) {
-      const size_t limit = t[0] == 'x' ? node.num_inputs() : constants.size();
-      if (idx >= limit) return Invalid(node, absl::StrCat("program token '", t, "' out of range"));
-      tok.kind = t[0] == 'x' ? Token::kOperand : Token::kConstant;
-      tok.index = static_cast<int>(idx);
-      ++depth;
-    } else {
-      const int arity = ir::FusedTokenArity(t);
-      if (arity < 0) return Invalid(node, absl::StrCat("unknown program token '", t, "'"));
-      if (depth < arity) return Invalid(node, absl::StrCat("program stack underflow at '", t, "'"));
-      depth -= arity - 1;
-      tok.op = t;
-    }
-    tokens.push_back(std::move(tok));
-  }
-  if (depth != 1) return Invalid(node, "program must leave exactly one value");
+  PTC_ASSIGN_OR_RETURN(ir::FusedProgram parsed, ir::ParseFusedProgram(node));
+  const std::vector<ir::FusedToken>& tokens = parsed.tokens;
+  const std::vector<double>& constants = parsed.constants;
 
   // Operand strides over the output dims, merged.
   const ir::Shape& out_shape = out_type.shape;
@@ -171,6 +141,8 @@ absl::StatusOr<FusedSource> GenerateFusedElementwise(const ir::Node& node) {
   std::vector<std::vector<int64_t>> strides(node.num_inputs());
   for (size_t i = 0; i < node.num_inputs(); ++i) {
     const ir::TensorType& t = node.input(i)->type();
+    strides[i].assign(r0, 0);
+    if (parsed.counter[i]) continue;  // a dropout counter: read once, not per element
     // Operands of their own dtype (fused_elementwise's `dtype`): f16 / bf16 / f32 read into
     // f32; f64 only with f64.
     if (t.dtype != dt && ((t.dtype == ir::DType::kF64) != (dt == ir::DType::kF64) ||
@@ -203,6 +175,8 @@ absl::StatusOr<FusedSource> GenerateFusedElementwise(const ir::Node& node) {
   const bool f32 = dt != ir::DType::kF64;
   const std::string ct = f32 ? "float" : "double";
   auto storage = [](ir::DType d) -> std::string {
+    if (d == ir::DType::kI64) return "long long";  // dropout counters
+    if (d == ir::DType::kI32) return "int";
     return d == ir::DType::kF32 ? "float" : d == ir::DType::kF64 ? "double" : "unsigned short";
   };
   const std::string st = storage(dt);
@@ -221,9 +195,9 @@ absl::StatusOr<FusedSource> GenerateFusedElementwise(const ir::Node& node) {
   }
 
   std::vector<bool> used_operand(node.num_inputs(), false), used_constant(constants.size(), false);
-  for (const Token& t : tokens) {
-    if (t.kind == Token::kOperand) used_operand[t.index] = true;
-    if (t.kind == Token::kConstant) used_constant[t.index] = true;
+  for (const ir::FusedToken& t : tokens) {
+    if (t.kind == ir::FusedToken::kOperand) used_operand[t.index] = true;
+    if (t.kind == ir::FusedToken::kConstant) used_constant[t.index] = true;
   }
   enum class Mode { kFull, kScalar, kSuffix, kGeneral };
   std::vector<Mode> modes(node.num_inputs(), Mode::kFull);
@@ -293,6 +267,26 @@ absl::StatusOr<FusedSource> GenerateFusedElementwise(const ir::Node& node) {
                     "  return static_cast<unsigned short>(u >> 16);\n"
                     "}\n");
   }
+  if (!parsed.dropouts.empty()) {
+    // compiler/ir/dropout.h's mask, spelled out for NVRTC (HostCompiledSourceMatchesCpu checks
+    // it against the CPU kernel's): splitmix64's finalizer, the key of (seed, counter), and
+    // keep(i) = threshold == 0 || mix(key + i) >= threshold.
+    absl::StrAppend(&src,
+                    "__device__ __forceinline__ unsigned long long ptc_mix(unsigned long long z) {\n"
+                    "  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;\n"
+                    "  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;\n"
+                    "  return z ^ (z >> 31);\n"
+                    "}\n"
+                    "__device__ __forceinline__ unsigned long long ptc_dropout_key(\n"
+                    "    unsigned long long seed, long long counter) {\n"
+                    "  return ptc_mix(seed ^ ptc_mix(static_cast<unsigned long long>(counter) +\n"
+                    "                                0x9e3779b97f4a7c15ull));\n"
+                    "}\n"
+                    "__device__ __forceinline__ bool ptc_keep(unsigned long long key,\n"
+                    "    unsigned long long i, unsigned long long threshold) {\n"
+                    "  return threshold == 0ull || ptc_mix(key + i) >= threshold;\n"
+                    "}\n");
+  }
   absl::StrAppend(&src, "extern \"C\" __global__ void __launch_bounds__(", kGeneratedThreads,
                   ")\n", kNamePlaceholder, "(");
   for (size_t i = 0; i < node.num_inputs(); ++i) {
@@ -304,6 +298,13 @@ absl::StatusOr<FusedSource> GenerateFusedElementwise(const ir::Node& node) {
     if (used_constant[c]) {
       absl::StrAppend(&src, "  const ", ct, " k", c, " = ", Literal(constants[c], f32), ";\n");
     }
+  }
+  for (size_t k = 0; k < parsed.dropouts.size(); ++k) {
+    const ir::FusedDropout& d = parsed.dropouts[k];
+    const std::string counter =
+        d.counter < 0 ? "0ll" : absl::StrCat("static_cast<long long>(__ldg(x", d.counter, "))");
+    absl::StrAppend(&src, "  const unsigned long long key", k, " = ptc_dropout_key(", d.seed,
+                    "ull, ", counter, ");\n");
   }
   for (size_t i = 0; i < node.num_inputs(); ++i) {
     if (used_operand[i] && modes[i] == Mode::kScalar) {
@@ -349,14 +350,23 @@ absl::StatusOr<FusedSource> GenerateFusedElementwise(const ir::Node& node) {
   }
   std::vector<std::string> stack;
   int temps = 0;
-  for (const Token& t : tokens) {
-    if (t.kind == Token::kOperand) {
+  for (const ir::FusedToken& t : tokens) {
+    if (t.kind == ir::FusedToken::kOperand) {
       stack.push_back(absl::StrCat("a", t.index));
-    } else if (t.kind == Token::kConstant) {
+    } else if (t.kind == ir::FusedToken::kConstant) {
       stack.push_back(absl::StrCat("k", t.index));
+    } else if (t.kind == ir::FusedToken::kDropout) {
+      const ir::FusedDropout& d = parsed.dropouts[t.index];
+      const std::string a = stack.back(), v = absl::StrCat("t", temps++);
+      stack.pop_back();
+      absl::StrAppend(&src, "    const ", ct, " ", v, " = ptc_keep(key", t.index,
+                      ", static_cast<unsigned long long>(i), ", ir::DropoutThreshold(d.ratio),
+                      "ull) ? ", a, " * ", Literal(ir::DropoutScale(d.ratio), f32), " : ",
+                      Literal(0.0, f32), ";\n");
+      stack.push_back(v);
     } else {
       std::string b;
-      if (ir::FusedTokenArity(t.op) == 2) {
+      if (t.arity == 2) {
         b = stack.back();
         stack.pop_back();
       }

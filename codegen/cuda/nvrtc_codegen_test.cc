@@ -176,7 +176,10 @@ TEST(FusedCodegen, RejectsWhatItCannotGenerate) {
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("unknown program token 'frobnicate'"), std::string::npos);
   bad.node->set_attr("program", std::vector<std::string>{"x0", "x3", "add"});
-  EXPECT_NE(GenerateFusedElementwise(*bad.node).status().message().find("out of range"),
+  EXPECT_NE(GenerateFusedElementwise(*bad.node).status().message().find("missing operand"),
+            std::string::npos);
+  bad.node->set_attr("program", std::vector<std::string>{"x0", "dropout0"});
+  EXPECT_NE(GenerateFusedElementwise(*bad.node).status().message().find("missing dropout"),
             std::string::npos);
 }
 

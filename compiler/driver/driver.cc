@@ -3,9 +3,11 @@
 #include <chrono>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "codegen/cpu/kernel.h"
+#include "compiler/ir/ops_fused.h"
 #include "compiler/ir/verifier.h"
 #include "compiler/onnx/exporter.h"
 #include "compiler/onnx/importer.h"
@@ -209,6 +211,13 @@ absl::StatusOr<plan::Plan> CompileModule(std::unique_ptr<ir::Module> module,
     for (const auto& n : main->nodes()) {
       report->attention_dropouts +=
           n->op() == "attention" && n->GetFloat("dropout", 0.0).value_or(0) > 0;
+      // The forward's (before remat, which runs below): the gradients' dropouts ("d." values,
+      // compiler/autodiff) draw the same masks again.
+      if (n->op() == "fused_elementwise" && n->has_attr("dropout_ratio") &&
+          !absl::StartsWith(n->output()->name(), "d.")) {
+        absl::StatusOr<ir::FusedProgram> p = ir::ParseFusedProgram(*n);
+        if (p.ok()) report->elementwise_dropouts += static_cast<int64_t>(p->dropouts.size());
+      }
     }
   }
 

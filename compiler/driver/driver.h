@@ -69,6 +69,9 @@ struct CompileReport {
   int64_t dropouts = 0;
   int64_t dropouts_after_softmax = 0;
   int64_t attention_dropouts = 0;
+  // ... and the dropouts that fuse-elementwise took into fused_elementwise chains ("dropoutK"
+  // tokens: GPT-2's residual adds), counted in the step's forward.
+  int64_t elementwise_dropouts = 0;
 };
 
 absl::StatusOr<plan::Plan> CompileOnnxFile(const std::string& model_path,

@@ -12,9 +12,21 @@
 //       a unary op (neg abs sqrt reciprocal exp log erf tanh sigmoid relu floor ceil identity
 //       gelu gelu_tanh) pops one value, a binary op (add sub mul div pow max min) pops b then a
 //       and pushes a OP b. The program leaves exactly one value. `constants` may be absent.
+//       "dropoutK" (passes/fuse_elementwise.cc absorbing a training step's dropout) pops a and
+//       pushes dropout(a) of the K-th entry of the lists dropout_ratio (floats in [0, 1)),
+//       dropout_seed and dropout_counter (ints; the counter's operand index, -1: counter 0):
+//       compiler/ir/dropout.h's mask over the output's element index i (the dropout's own
+//       index: what it absorbs has the output's shape), a * 1 / (1 - ratio) where kept, else 0.
+//       A counter operand is an i32 / i64 scalar that no "xI" token reads (ir::
+//       ParseFusedProgram checks all of it for every backend).
 //   Example (bias add + exact gelu):
 //       %y = fused_elementwise(%h, %b) {program=["x0", "x1", "add", "gelu"], shape=[8,1024]}
 //            : f32[8,1024]
+//   Example (a residual add of a dropped-out projection, GPT-2 training, bf16 in an f32 stream):
+//       %y = fused_elementwise(%x, %h, %rng.step) {dropout_counter=[2], dropout_ratio=[0.1],
+//              dropout_seed=[3], dtype=f32, program=["x0", "x1", "dropout0", "add"],
+//              shape=[16,1024,768]} : f32[16,1024,768]
+//            (%x: f32[16,1024,768], %h: bf16[16,1024,768], %rng.step: i64[])
 //
 //   fused_matmul(x, w[, bias[, addend]]) {trans_b=0|1, activation="none"|"gelu"|"gelu_tanh"|
 //                                         "relu", dtype}
@@ -146,6 +158,7 @@
 //       %y = swiglu(%g, %u) : bf16[4,2048,5632]   (%g, %u: bf16[4,2048,5632])
 #include "compiler/ir/ops_fused.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -168,10 +181,16 @@ absl::StatusOr<std::vector<TensorType>> InferFusedElementwise(
     return absl::InvalidArgumentError(
         absl::StrCat("attribute 'shape' ", ShapeToString(shape), " is not a valid shape"));
   }
+  PTC_ASSIGN_OR_RETURN(FusedProgram program, ParseFusedProgram(attrs, inputs));
   // Mixed dtypes (attribute `dtype`, the output's): f16 / bf16 / f32 operands computed in f32;
-  // f64 only with f64.
+  // f64 only with f64. Dropout counters (integer scalars) are no values of the program.
   const bool mixed = attrs.count("dtype") > 0;
-  DType out_dtype = inputs.empty() ? DType::kF32 : inputs[0].dtype;
+  int first = 0;
+  while (first < static_cast<int>(inputs.size()) && program.counter[first]) ++first;
+  if (first == static_cast<int>(inputs.size())) {
+    return absl::InvalidArgumentError("a fused_elementwise needs an operand besides counters");
+  }
+  DType out_dtype = inputs[first].dtype;
   if (mixed) {
     PTC_ASSIGN_OR_RETURN(out_dtype, GetDTypeAttr(attrs, "dtype"));
     if (!IsFloat(out_dtype)) {
@@ -180,10 +199,12 @@ absl::StatusOr<std::vector<TensorType>> InferFusedElementwise(
     }
   }
   for (size_t i = 0; i < inputs.size(); ++i) {
-    if (!mixed && inputs[i].dtype != inputs[0].dtype) {
+    if (program.counter[i]) continue;
+    if (!mixed && inputs[i].dtype != inputs[first].dtype) {
       return absl::InvalidArgumentError(absl::StrCat("operand ", i, " is ",
-                                                     inputs[i].ToString(), " but operand 0 is ",
-                                                     inputs[0].ToString(), "; dtypes must match"));
+                                                     inputs[i].ToString(), " but operand ", first,
+                                                     " is ", inputs[first].ToString(),
+                                                     "; dtypes must match"));
     }
     if (mixed && (!IsFloat(inputs[i].dtype) ||
                   (inputs[i].dtype == DType::kF64) != (out_dtype == DType::kF64))) {
@@ -198,55 +219,9 @@ absl::StatusOr<std::vector<TensorType>> InferFusedElementwise(
                                                      ShapeToString(shape)));
     }
   }
-  if (!inputs.empty() && !IsFloat(inputs[0].dtype)) {
+  if (!IsFloat(inputs[first].dtype)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("operands must be floating point, got ", inputs[0].ToString()));
-  }
-  size_t num_constants = 0;
-  if (auto it = attrs.find("constants"); it != attrs.end()) {
-    if (const auto* c = std::get_if<std::vector<double>>(&it->second)) {
-      num_constants = c->size();
-    } else if (const auto* e = std::get_if<std::vector<int64_t>>(&it->second); !e || !e->empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "attribute 'constants' must be a list of floats, got ", std::string(AttrKindName(it->second))));
-    }
-  }
-  auto it = attrs.find("program");
-  const auto* program =
-      it == attrs.end() ? nullptr : std::get_if<std::vector<std::string>>(&it->second);
-  if (program == nullptr || program->empty() || program->size() > kMaxFusedProgram) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "attribute 'program' must be a non-empty list of at most ", kMaxFusedProgram,
-        " strings"));
-  }
-  int depth = 0;
-  for (const std::string& t : *program) {
-    int pops = 0;
-    uint32_t idx = 0;
-    // "ceil" and "cos" start with 'c' too: only c / x followed by digits is a load.
-    if (t.size() >= 2 && (t[0] == 'x' || t[0] == 'c') && t[1] >= '0' && t[1] <= '9') {
-      if (!absl::SimpleAtoi(t.substr(1), &idx) ||
-          idx >= (t[0] == 'x' ? inputs.size() : num_constants)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "program token '", t, "' refers to a missing ",
-            t[0] == 'x' ? "operand" : "constant", " (", inputs.size(), " operands, ",
-            num_constants, " constants)"));
-      }
-    } else {
-      pops = FusedTokenArity(t);
-      if (pops < 0) {
-        return absl::InvalidArgumentError(absl::StrCat("unknown program token '", t, "'"));
-      }
-    }
-    if (depth < pops) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("program token '", t, "' pops ", pops, " values from a stack of ", depth));
-    }
-    depth = depth - pops + 1;
-  }
-  if (depth != 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("program leaves ", depth, " values on the stack; it must leave one"));
+        absl::StrCat("operands must be floating point, got ", inputs[first].ToString()));
   }
   return std::vector<TensorType>{TensorType{out_dtype, shape}};
 }
@@ -741,7 +716,24 @@ absl::StatusOr<GateActivation> SwigluActivation(const AttrMap& attrs) {
       "attribute 'activation' must be \"silu\", \"gelu_tanh\" or \"gelu\", got \"", act, "\""));
 }
 
+namespace {
+// "dropoutK" -> K (-1 for another token).
+int DropoutTokenIndex(std::string_view t) {
+  constexpr std::string_view kPrefix = "dropout";
+  if (t.size() <= kPrefix.size() || t.substr(0, kPrefix.size()) != kPrefix) return -1;
+  const std::string_view digits = t.substr(kPrefix.size());
+  if (digits.size() > 4) return -1;
+  int k = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '9') return -1;
+    k = 10 * k + (c - '0');
+  }
+  return k;
+}
+}  // namespace
+
 int FusedTokenArity(std::string_view t) {
+  if (DropoutTokenIndex(t) >= 0) return 1;
   for (std::string_view u : {"neg", "abs", "sqrt", "reciprocal", "exp", "log", "erf", "tanh",
                              "sigmoid", "relu", "floor", "ceil", "cos", "sin", "identity", "gelu",
                              "gelu_tanh"}) {
@@ -751,6 +743,129 @@ int FusedTokenArity(std::string_view t) {
     if (t == b) return 2;
   }
   return -1;
+}
+
+namespace {
+
+// A list attribute of numbers (integers are accepted for floats); absent: empty.
+absl::StatusOr<std::vector<double>> NumberList(const AttrMap& attrs, const char* name) {
+  auto it = attrs.find(name);
+  if (it == attrs.end()) return std::vector<double>{};
+  if (const auto* d = std::get_if<std::vector<double>>(&it->second)) return *d;
+  if (const auto* i = std::get_if<std::vector<int64_t>>(&it->second)) {
+    return std::vector<double>(i->begin(), i->end());
+  }
+  return absl::InvalidArgumentError(absl::StrCat("attribute '", name,
+                                                 "' must be a list of numbers, got ",
+                                                 std::string(AttrKindName(it->second))));
+}
+
+}  // namespace
+
+absl::StatusOr<FusedProgram> ParseFusedProgram(const AttrMap& attrs,
+                                               const std::vector<TensorType>& operands) {
+  FusedProgram p;
+  PTC_ASSIGN_OR_RETURN(p.constants, NumberList(attrs, "constants"));
+  // Dropouts: three lists of one length.
+  PTC_ASSIGN_OR_RETURN(std::vector<double> ratios, NumberList(attrs, "dropout_ratio"));
+  PTC_ASSIGN_OR_RETURN(std::vector<int64_t> seeds,
+                       GetIntsAttr(attrs, "dropout_seed", std::vector<int64_t>{}));
+  PTC_ASSIGN_OR_RETURN(std::vector<int64_t> counters,
+                       GetIntsAttr(attrs, "dropout_counter", std::vector<int64_t>{}));
+  if (seeds.size() != ratios.size() || counters.size() != ratios.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "attributes 'dropout_ratio', 'dropout_seed' and 'dropout_counter' must have one length, "
+        "got ", ratios.size(), ", ", seeds.size(), " and ", counters.size()));
+  }
+  p.counter.assign(operands.size(), false);
+  for (size_t k = 0; k < ratios.size(); ++k) {
+    FusedDropout d;
+    d.ratio = ratios[k];
+    d.seed = static_cast<uint64_t>(seeds[k]);
+    if (!(d.ratio >= 0 && d.ratio < 1)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("dropout_ratio[", k, "] must be in [0, 1), got ", d.ratio));
+    }
+    if (counters[k] < -1 || counters[k] >= static_cast<int64_t>(operands.size())) {
+      return absl::InvalidArgumentError(absl::StrCat("dropout_counter[", k, "] = ", counters[k],
+                                                     " is not an operand (or -1)"));
+    }
+    d.counter = static_cast<int>(counters[k]);
+    if (d.counter >= 0) {
+      const TensorType& c = operands[d.counter];
+      if ((c.dtype != DType::kI32 && c.dtype != DType::kI64) || !c.shape.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat("operand ", d.counter, " ", c.ToString(),
+                                                       " (dropout ", k, "'s counter) must be an "
+                                                       "i32 or i64 scalar"));
+      }
+      p.counter[d.counter] = true;
+    }
+    p.dropouts.push_back(d);
+  }
+  auto it = attrs.find("program");
+  const auto* program =
+      it == attrs.end() ? nullptr : std::get_if<std::vector<std::string>>(&it->second);
+  if (program == nullptr || program->empty() || program->size() > kMaxFusedProgram) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "attribute 'program' must be a non-empty list of at most ", kMaxFusedProgram,
+        " strings"));
+  }
+  int depth = 0;
+  for (const std::string& t : *program) {
+    FusedToken tok;
+    uint32_t idx = 0;
+    // "ceil" and "cos" start with 'c' too: only c / x followed by digits is a load.
+    if (t.size() >= 2 && (t[0] == 'x' || t[0] == 'c') && t[1] >= '0' && t[1] <= '9') {
+      const size_t limit = t[0] == 'x' ? operands.size() : p.constants.size();
+      if (!absl::SimpleAtoi(t.substr(1), &idx) || idx >= limit) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "program token '", t, "' refers to a missing ",
+            t[0] == 'x' ? "operand" : "constant", " (", operands.size(), " operands, ",
+            p.constants.size(), " constants)"));
+      }
+      if (t[0] == 'x' && p.counter[idx]) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "program token '", t, "' reads a dropout counter as a value"));
+      }
+      tok.kind = t[0] == 'x' ? FusedToken::kOperand : FusedToken::kConstant;
+      tok.index = static_cast<int>(idx);
+    } else if (const int k = DropoutTokenIndex(t); k >= 0) {
+      if (k >= static_cast<int>(p.dropouts.size())) {
+        return absl::InvalidArgumentError(absl::StrCat("program token '", t, "' refers to a "
+                                                       "missing dropout (", p.dropouts.size(),
+                                                       " in dropout_ratio)"));
+      }
+      tok.kind = FusedToken::kDropout;
+      tok.index = k;
+      tok.arity = 1;
+    } else {
+      tok.arity = FusedTokenArity(t);
+      if (tok.arity < 0) {
+        return absl::InvalidArgumentError(absl::StrCat("unknown program token '", t, "'"));
+      }
+      tok.op = t;
+    }
+    if (depth < tok.arity) {
+      return absl::InvalidArgumentError(absl::StrCat("program token '", t, "' pops ", tok.arity,
+                                                     " values from a stack of ", depth));
+    }
+    depth = depth - tok.arity + 1;
+    p.max_depth = std::max(p.max_depth, depth);
+    p.tokens.push_back(std::move(tok));
+  }
+  if (depth != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("program leaves ", depth, " values on the stack; it must leave one"));
+  }
+  return p;
+}
+
+absl::StatusOr<FusedProgram> ParseFusedProgram(const Node& node) {
+  absl::StatusOr<FusedProgram> p = ParseFusedProgram(node.attrs(), InputTypes(node));
+  if (!p.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": ", p.status().message()));
+  }
+  return p;
 }
 
 }  // namespace ptc::ir

@@ -8,6 +8,8 @@
 #define PTC_COMPILER_IR_OPS_FUSED_H_
 
 #include <array>
+#include <cstdint>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -64,9 +66,41 @@ Value* AttentionMask(const Node& node, int first, int trailing = 0);
 Value* AttentionCounter(const Node& node, int first, int trailing = 0);
 int AttentionCounterInput(const Node& node, int first, int trailing = 0);
 
-// Stack pops of a fused_elementwise program token that names an op: 1 (unary), 2 (binary),
-// -1 for anything else (operand / constant loads, unknown names).
+// Stack pops of a fused_elementwise program token that names an op: 1 (unary, and a dropout
+// token "dropoutK"), 2 (binary), -1 for anything else (operand / constant loads, unknown
+// names).
 int FusedTokenArity(std::string_view token);
+
+// A fused_elementwise program (ops.h), parsed and checked against its operand types once: the
+// type inference, the CPU kernel, the CUDA interpreter, the NVRTC generator and lower-fused all
+// read it from here.
+struct FusedDropout {
+  double ratio = 0;  // in [0, 1)
+  uint64_t seed = 0;
+  int counter = -1;  // the operand holding the counter (an i32 / i64 scalar); -1: counter 0
+};
+struct FusedToken {
+  enum Kind { kOperand, kConstant, kOp, kDropout };
+  Kind kind = kOp;
+  int index = 0;   // kOperand / kConstant / kDropout: which one
+  std::string op;  // kOp: the op's name (add, gelu_tanh, ...)
+  int arity = 0;   // values popped: 0 (loads), 1 (unary ops, dropout), 2 (binary ops)
+};
+struct FusedProgram {
+  std::vector<FusedToken> tokens;
+  std::vector<double> constants;
+  std::vector<FusedDropout> dropouts;
+  // Per operand: read only as a dropout counter (an integer scalar, never by an "xI" token).
+  std::vector<bool> counter;
+  int max_depth = 0;  // the deepest stack the program reaches
+};
+// The attributes program, constants, dropout_ratio / dropout_seed / dropout_counter of a
+// fused_elementwise over operands of the given types (the error says what is wrong, the caller
+// where).
+absl::StatusOr<FusedProgram> ParseFusedProgram(const AttrMap& attrs,
+                                               const std::vector<TensorType>& operands);
+// The same for a node; the error names the node.
+absl::StatusOr<FusedProgram> ParseFusedProgram(const Node& node);
 
 // swiglu's / swiglu_grad's gate activation (attribute `activation`, default "silu"): 0 silu,
 // 1 gelu_tanh, 2 gelu (erf); an error for another name.

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "codegen/cpu/kernel.h"
 #include "codegen/cuda/kernels.h"
+#include "compiler/ir/dropout.h"
 #include "compiler/ir/ops.h"
 #include "compiler/ir/ops_fused.h"
 #include "compiler/ir/strides.h"
@@ -671,20 +672,16 @@ KernelOr MakeFused(const ir::Node& node) {
   if (node.num_inputs() > static_cast<size_t>(k::kMaxFusedOperands)) {
     return Unsupported(node, absl::StrCat("more than ", k::kMaxFusedOperands, " operands"));
   }
-  PTC_ASSIGN_OR_RETURN(std::vector<std::string> program, [&]() -> absl::StatusOr<std::vector<std::string>> {
-    auto it = node.attrs().find("program");
-    if (it == node.attrs().end()) return Invalid(node, "missing attribute 'program'");
-    const auto* p = std::get_if<std::vector<std::string>>(&it->second);
-    if (p == nullptr) return Invalid(node, "attribute 'program' must be a list of strings");
-    return *p;
-  }());
-  std::vector<double> constants;
-  if (auto it = node.attrs().find("constants"); it != node.attrs().end()) {
-    if (const auto* c = std::get_if<std::vector<double>>(&it->second)) constants = *c;
+  PTC_ASSIGN_OR_RETURN(ir::FusedProgram program, ir::ParseFusedProgram(node));
+  if (program.constants.size() > static_cast<size_t>(k::kMaxFusedConstants) ||
+      program.tokens.size() > static_cast<size_t>(k::kMaxFusedProgram) ||
+      program.dropouts.size() > static_cast<size_t>(k::kMaxFusedDropouts)) {
+    return Unsupported(node, absl::StrCat("a program this long (more than ", k::kMaxFusedProgram,
+                                          " tokens, ", k::kMaxFusedConstants, " constants or ",
+                                          k::kMaxFusedDropouts, " dropouts)"));
   }
-  if (constants.size() > static_cast<size_t>(k::kMaxFusedConstants) ||
-      program.size() > static_cast<size_t>(k::kMaxFusedProgram)) {
-    return Unsupported(node, "a program this long (more than 256 tokens or 64 constants)");
+  if (program.max_depth > k::kMaxFusedStack) {
+    return Unsupported(node, absl::StrCat("a program deeper than ", k::kMaxFusedStack));
   }
   auto d = std::make_unique<k::FusedDesc>();
   const ir::Shape& out = node.output()->type().shape;
@@ -694,10 +691,11 @@ KernelOr MakeFused(const ir::Node& node) {
   std::vector<std::vector<int64_t>*> stp;
   for (size_t i = 0; i < node.num_inputs(); ++i) {
     const DType odt = node.input(i)->type().dtype;
+    d->operand_dt[i] = static_cast<int32_t>(ToDT(odt));
+    if (program.counter[i]) continue;  // a dropout counter: one integer, read by the kernel
     if (odt != dt && (!IsFloatType(odt) || (odt == DType::kF64) != (dt == DType::kF64))) {
       return Invalid(node, "operands must be f16 / bf16 / f32 (f64 only with an f64 result)");
     }
-    d->operand_dt[i] = static_cast<int32_t>(ToDT(odt));
     if (node.input(i)->type().rank() > static_cast<int>(out.size())) {
       return Invalid(node, "operand has more dims than the output");
     }
@@ -710,58 +708,49 @@ KernelOr MakeFused(const ir::Node& node) {
   d->n = ir::NumElements(out);
   for (size_t k = 0; k < shape.size(); ++k) {
     d->shape[k] = shape[k];
-    for (size_t i = 0; i < node.num_inputs(); ++i) d->strides[i][k] = st[i][k];
-  }
-  int depth = 0, max_depth = 0;
-  for (size_t t = 0; t < program.size(); ++t) {
-    const std::string& tok = program[t];
-    k::FusedToken ft{};
-    auto index_of = [&](size_t limit) -> absl::StatusOr<int16_t> {
-      int64_t v = 0;
-      if (tok.size() < 2 || tok.size() > 5) return Invalid(node, absl::StrCat("bad token ", tok));
-      for (size_t c = 1; c < tok.size(); ++c) {
-        if (tok[c] < '0' || tok[c] > '9') return Invalid(node, absl::StrCat("bad token ", tok));
-        v = v * 10 + (tok[c] - '0');
-      }
-      if (v >= static_cast<int64_t>(limit)) {
-        return Invalid(node, absl::StrCat("token ", tok, " is out of range"));
-      }
-      return static_cast<int16_t>(v);
-    };
-    if (tok[0] == 'x' && tok.size() > 1 && tok[1] >= '0' && tok[1] <= '9') {
-      ft.kind = 0;
-      PTC_ASSIGN_OR_RETURN(ft.index, index_of(node.num_inputs()));
-      ++depth;
-    } else if (tok[0] == 'c' && tok.size() > 1 && tok[1] >= '0' && tok[1] <= '9') {
-      ft.kind = 1;
-      PTC_ASSIGN_OR_RETURN(ft.index, index_of(constants.size()));
-      ++depth;
-    } else {
-      k::Op op;
-      if (tok == "gelu_tanh") {
-        op = k::Op::kGeluTanh;
-      } else {
-        auto it = ElementwiseOps().find(tok);
-        if (it == ElementwiseOps().end() || (it->second > k::Op::kMin && it->second < k::Op::kNeg)) {
-          return Invalid(node, absl::StrCat("unknown program token \"", tok, "\""));
-        }
-        op = it->second;
-      }
-      ft.kind = 2;
-      ft.index = static_cast<int16_t>(op);
-      const int arity = op <= k::Op::kMin ? 2 : 1;
-      if (depth < arity) return Invalid(node, "program underflows its stack");
-      depth -= arity - 1;
+    for (size_t i = 0; i < node.num_inputs(); ++i) {
+      d->strides[i][k] = program.counter[i] ? 0 : st[i][k];
     }
-    max_depth = std::max(max_depth, depth);
+  }
+  for (size_t t = 0; t < program.tokens.size(); ++t) {
+    const ir::FusedToken& tok = program.tokens[t];
+    k::FusedToken ft{};
+    ft.index = static_cast<int16_t>(tok.index);
+    switch (tok.kind) {
+      case ir::FusedToken::kOperand: ft.kind = 0; break;
+      case ir::FusedToken::kConstant: ft.kind = 1; break;
+      case ir::FusedToken::kDropout: ft.kind = 3; break;
+      case ir::FusedToken::kOp: {
+        k::Op op;
+        if (tok.op == "gelu_tanh") {
+          op = k::Op::kGeluTanh;
+        } else {
+          auto it = ElementwiseOps().find(tok.op);
+          if (it == ElementwiseOps().end() ||
+              (it->second > k::Op::kMin && it->second < k::Op::kNeg)) {
+            return Invalid(node, absl::StrCat("unknown program token \"", tok.op, "\""));
+          }
+          op = it->second;
+        }
+        ft.kind = 2;
+        ft.index = static_cast<int16_t>(op);
+        break;
+      }
+    }
     d->program[t] = ft;
   }
-  if (depth != 1) return Invalid(node, "program must leave exactly one value");
-  if (max_depth > k::kMaxFusedStack) {
-    return Unsupported(node, absl::StrCat("a program deeper than ", k::kMaxFusedStack));
+  d->program_size = static_cast<int32_t>(program.tokens.size());
+  for (size_t i = 0; i < program.constants.size(); ++i) d->constants[i] = program.constants[i];
+  d->num_dropouts = static_cast<int32_t>(program.dropouts.size());
+  for (size_t k = 0; k < program.dropouts.size(); ++k) {
+    const ir::FusedDropout& dr = program.dropouts[k];
+    d->dropout_counter[k] = dr.counter;
+    d->dropout_counter_i32[k] =
+        dr.counter >= 0 && node.input(dr.counter)->type().dtype == DType::kI32;
+    d->dropout_seed[k] = dr.seed;
+    d->dropout_threshold[k] = ir::DropoutThreshold(dr.ratio);
+    d->dropout_scale[k] = ir::DropoutScale(dr.ratio);
   }
-  d->program_size = static_cast<int32_t>(program.size());
-  for (size_t i = 0; i < constants.size(); ++i) d->constants[i] = constants[i];
   DeviceBuffer buf;
   PTC_RETURN_IF_ERROR(buf.Allocate(sizeof(k::FusedDesc), "a fused_elementwise descriptor"));
   PTC_CUDA_RETURN_IF_ERROR(cudaMemcpy(buf.get(), d.get(), sizeof(k::FusedDesc),

@@ -45,6 +45,10 @@ struct Case {
   ir::Shape shape;
   std::vector<bool> positive;  // per input: draw from [0.5, 2] (sqrt, log, pow bases ...)
   std::optional<DType> dtype;  // fused_elementwise's `dtype` (mixed operand dtypes)
+  // "dropoutK" tokens: their ratios, seeds and counter operands (integer inputs, each drawn as
+  // one small value).
+  std::vector<double> dropout_ratio = {};
+  std::vector<int64_t> dropout_seed = {}, dropout_counter = {};
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
@@ -84,10 +88,38 @@ std::vector<Case> Cases() {
                 {"x0", "x1", "add", "x2", "mul", "gelu"}, {}, {40, 96}, {}, DType::kBF16});
   cs.push_back({"mixed_residual_f32", {{DType::kF32, {40, 96}}, {DType::kBF16, {40, 96}}},
                 {"x0", "x1", "add"}, {}, {40, 96}, {}, DType::kF32});
+  // Dropout tokens (fuse-elementwise's absorbed dropouts): GPT-2's residual add of a
+  // dropped-out bf16 projection into the f32 stream, the embeddings' dropout over a broadcast
+  // operand, two dropouts (an i32 counter first among the operands, and none) in f64 and f16.
+  cs.push_back({"dropout_residual_bf16_into_f32",
+                {{DType::kF32, {40, 96}}, {DType::kBF16, {40, 96}}, {DType::kI64, {}}},
+                {"x0", "x1", "dropout0", "add"}, {}, {40, 96}, {}, DType::kF32, {0.1}, {3}, {2}});
+  cs.push_back({"dropout_embeddings_f32",
+                {{DType::kF32, {3, 50, 32}}, {DType::kF32, {50, 32}}, {DType::kI64, {}}},
+                {"x0", "x1", "add", "dropout0"}, {}, {3, 50, 32}, {}, std::nullopt, {0.25}, {0},
+                {2}});
+  for (DType d : {DType::kF64, DType::kF16}) {
+    cs.push_back({absl::StrCat("dropout_two_", std::string(ir::DTypeName(d))),
+                  {{DType::kI32, {}}, {d, {5, 37}}},
+                  {"x1", "dropout0", "x1", "dropout1", "mul"}, {}, {5, 37}, {}, std::nullopt,
+                  {0.5, 0.3}, {7, 12}, {0, -1}});
+  }
   return cs;
 }
 
 ir::Tensor Random(const TensorType& t, bool positive, std::mt19937_64& rng) {
+  if (t.dtype == DType::kI32 || t.dtype == DType::kI64) {  // a dropout counter
+    ir::Tensor c(t.dtype, t.shape);
+    for (int64_t i = 0; i < c.num_elements(); ++i) {
+      const int64_t v = static_cast<int64_t>(rng() % 1000);
+      if (t.dtype == DType::kI32) {
+        c.mutable_data_as<int32_t>()[i] = static_cast<int32_t>(v);
+      } else {
+        c.mutable_data_as<int64_t>()[i] = v;
+      }
+    }
+    return c;
+  }
   ir::Tensor f(t.dtype == DType::kF64 ? DType::kF64 : DType::kF32, t.shape);
   std::normal_distribution<double> normal(0.0, 1.0);
   std::uniform_real_distribution<double> pos(0.5, 2.0);
@@ -116,11 +148,18 @@ Built Build(const Case& c, std::optional<DType> all = std::nullopt) {
   std::vector<ir::Value*> params;
   std::vector<TensorType> types;
   for (size_t i = 0; i < c.inputs.size(); ++i) {
-    types.push_back({all.value_or(c.inputs[i].dtype), c.inputs[i].shape});
+    const bool counter = !ir::IsFloat(c.inputs[i].dtype);
+    types.push_back({counter ? c.inputs[i].dtype : all.value_or(c.inputs[i].dtype),
+                     c.inputs[i].shape});
     params.push_back(f->AddParam(absl::StrCat("x", i), types.back()));
   }
   ir::AttrMap attrs = {{"program", c.program}, {"shape", c.shape}};
   if (!c.constants.empty()) attrs["constants"] = c.constants;
+  if (!c.dropout_ratio.empty()) {
+    attrs["dropout_ratio"] = c.dropout_ratio;
+    attrs["dropout_seed"] = c.dropout_seed;
+    attrs["dropout_counter"] = c.dropout_counter;
+  }
   if (c.dtype.has_value()) attrs["dtype"] = *c.dtype;
   auto out = ir::InferTypes("fused_elementwise", types, attrs, 1);
   PTC_CHECK(out.ok());
@@ -134,14 +173,16 @@ Built Build(const Case& c, std::optional<DType> all = std::nullopt) {
 // `in` receives the inputs in the case's own dtypes.
 absl::StatusOr<ir::Tensor> CpuReference(const Case& c, uint64_t seed,
                                         std::vector<ir::Tensor>* in) {
-  const DType ref_dtype = c.inputs[0].dtype == DType::kF64 ? DType::kF64 : DType::kF32;
+  bool f64 = false;
+  for (const TensorType& t : c.inputs) f64 |= t.dtype == DType::kF64;
+  const DType ref_dtype = f64 ? DType::kF64 : DType::kF32;
   Built ref_node = Build(c, ref_dtype);
   std::mt19937_64 rng(std::hash<std::string>{}(c.name) + seed);
   std::vector<ir::Tensor> ref_in;
   in->clear();
   for (size_t i = 0; i < c.inputs.size(); ++i) {
     in->push_back(Random(c.inputs[i], i < c.positive.size() && c.positive[i], rng));
-    ref_in.push_back(CastTo(in->back(), ref_dtype));
+    ref_in.push_back(ir::IsFloat(c.inputs[i].dtype) ? CastTo(in->back(), ref_dtype) : in->back());
   }
   PTC_ASSIGN_OR_RETURN(std::vector<ir::Tensor> out, cpu::EvaluateNode(*ref_node.node, ref_in));
   return out[0];
@@ -266,6 +307,8 @@ const char* StorageType(DType d) {
   switch (d) {
     case DType::kF32: return "float";
     case DType::kF64: return "double";
+    case DType::kI64: return "long long";  // dropout counters
+    case DType::kI32: return "int";
     default: return "unsigned short";  // f16 / bf16 bits
   }
 }

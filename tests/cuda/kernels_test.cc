@@ -413,6 +413,42 @@ std::vector<Case> Cases() {
                                                       "c1", "max"}},
                  {"constants", std::vector<double>{0.5, -0.25}},
                  {"shape", std::vector<int64_t>{4, 5, 6}}}});
+  // fused_elementwise's "dropoutK" tokens (a training step's dropout absorbed by
+  // fuse-elementwise): the dropout op's mask over the output index, the counter read on the
+  // device. GPT-2's residual add of a dropped-out bf16 projection in the f32 stream, the
+  // embeddings' dropout(wte + wpe) over a broadcast operand, and two dropouts in one program
+  // (an i32 counter, and none: counter 0) in f64.
+  {
+    Case residual{"fused_dropout_residual_bf16_into_f32", "fused_elementwise",
+                  {T(f32, {16, 96}), T(bf16, {16, 96}), T(i64, {})},
+                  {{"program", std::vector<std::string>{"x0", "x1", "dropout0", "add"}},
+                   {"dtype", f32},
+                   {"dropout_ratio", std::vector<double>{0.1}},
+                   {"dropout_seed", std::vector<int64_t>{3}},
+                   {"dropout_counter", std::vector<int64_t>{2}},
+                   {"shape", std::vector<int64_t>{16, 96}}}};
+    residual.gens = {Gen::kNormal, Gen::kNormal, Gen::kSmallInt};
+    residual.ref_in_f32 = true;
+    cs.push_back(residual);
+    Case embed{"fused_dropout_embeddings_f32", "fused_elementwise",
+               {T(f32, {3, 50, 32}), T(f32, {50, 32}), T(i64, {})},
+               {{"program", std::vector<std::string>{"x0", "x1", "add", "dropout0"}},
+                {"dropout_ratio", std::vector<double>{0.25}},
+                {"dropout_seed", std::vector<int64_t>{0}},
+                {"dropout_counter", std::vector<int64_t>{2}},
+                {"shape", std::vector<int64_t>{3, 50, 32}}}};
+    embed.gens = {Gen::kNormal, Gen::kNormal, Gen::kSmallInt};
+    cs.push_back(embed);
+    Case two{"fused_dropout_two_f64_i32_and_no_counter", "fused_elementwise",
+             {T(i32, {}), T(f64, {5, 37})},
+             {{"program", std::vector<std::string>{"x1", "dropout0", "x1", "dropout1", "mul"}},
+              {"dropout_ratio", std::vector<double>{0.5, 0.3}},
+              {"dropout_seed", std::vector<int64_t>{7, 12}},
+              {"dropout_counter", std::vector<int64_t>{0, -1}},
+              {"shape", std::vector<int64_t>{5, 37}}}};
+    two.gens = {Gen::kSmallInt, Gen::kNormal};
+    cs.push_back(two);
+  }
   // Losses and training ops (ops_train.cc).
   auto add = [&](Case c) { cs.push_back(std::move(c)); };
   auto loss = [&](std::string name, std::string op, std::vector<TensorType> in, ir::AttrMap attrs,

@@ -19,6 +19,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "compiler/driver/driver.h"
+#include "compiler/ir/ops_fused.h"
 #include "compiler/onnx/importer.h"
 #include "gtest/gtest.h"
 #include "models/models.h"
@@ -248,22 +249,29 @@ TEST(CudaTraining, TenStepsMatchCpu) {
 // save-attention-stats' O and log-sum-exp): the device draws the CPU's masks from the
 // `rng.step` counter it reads on the device, so CUDA-graph replays (every step after the
 // second) draw a new mask each step and the fp32 losses stay the CPU executor's (rtol 1e-4);
-// the counter state counts the steps.
+// the counter state counts the steps. The forward's dropouts run in fused_elementwise chains
+// (the interpreter here; generated kernels on a GPU), the backward's as dropout kernels.
 TEST(CudaTraining, DropoutStepsMatchCpu) {
   PTC_SKIP_WITHOUT_CUDA_DEVICE();
   auto cpu_plan = TinyGptTrainingPlan("cpu", "fp32", false, 1.0, true, "default", 0.1);
   ASSERT_TRUE(cpu_plan.ok()) << cpu_plan.status();
   auto gpu_plan = TinyGptTrainingPlan("cuda", "fp32", false, 1.0, true, "default", 0.1);
   ASSERT_TRUE(gpu_plan.ok()) << gpu_plan.status();
-  int dropouts = 0, attention = 0;
+  int dropouts = 0, in_chains = 0, attention = 0;
   for (const auto& n : gpu_plan->module->main()->nodes()) {
     dropouts += n->op() == "dropout";
+    if (n->op() == "fused_elementwise") {  // fuse-elementwise's "dropoutK" tokens
+      auto p = ir::ParseFusedProgram(*n);
+      ASSERT_TRUE(p.ok()) << p.status();
+      in_chains += static_cast<int>(p->dropouts.size());
+    }
     if (n->op() == "attention" || n->op() == "attention_grad") {
       ++attention;
       EXPECT_GT(n->GetFloat("dropout", 0.0).value_or(0), 0.0) << n->Describe();
     }
   }
-  EXPECT_EQ(dropouts, 10) << "5 forward, 5 in the backward";
+  EXPECT_EQ(in_chains, 5) << "the forward's, in the residual adds and the embeddings' add";
+  EXPECT_EQ(dropouts, 5) << "the backward's";
   EXPECT_EQ(attention, 4) << "2 layers, forward and backward";
   auto cpu = cpu::Executor::Create(*cpu_plan);
   ASSERT_TRUE(cpu.ok()) << cpu.status();

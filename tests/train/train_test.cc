@@ -772,6 +772,32 @@ int CountOp(const ir::Function& f, const std::string& op) {
   return n;
 }
 
+// A step's dropouts wherever they are: dropout nodes and the dropout tokens of
+// fused_elementwise nodes (fuse-elementwise), each with its ratio and counter operand.
+struct StepDropout {
+  const ir::Node* node;
+  double ratio;
+  const ir::Value* counter;  // nullptr: none
+};
+std::vector<StepDropout> Dropouts(const ir::Function& f) {
+  std::vector<StepDropout> out;
+  for (const auto& n : f.nodes()) {
+    if (n->op() == "dropout") {
+      out.push_back({n.get(), *n->GetFloat("ratio", 0.5),
+                     n->num_inputs() > 1 ? n->input(1) : nullptr});
+    } else if (n->op() == "fused_elementwise") {
+      auto p = ir::ParseFusedProgram(*n);
+      EXPECT_TRUE(p.ok()) << p.status();
+      if (!p.ok()) continue;
+      for (const ir::FusedDropout& d : p->dropouts) {
+        out.push_back({n.get(), d.ratio, d.counter >= 0 ? n->input(d.counter) : nullptr});
+      }
+    }
+  }
+  return out;
+}
+int CountDropouts(const ir::Function& f) { return static_cast<int>(Dropouts(f).size()); }
+
 // With lr 0 the weights stay, so the losses of steps 1-3 on one batch differ only by their
 // masks: they differ with dropout and not without; the counter state counts the steps; the
 // backward is the same dropout of dy (no mask output is kept: no bool [B, T, C] in the step).
@@ -784,16 +810,15 @@ TEST(TrainDropout, EachStepDrawsANewMask) {
   ASSERT_TRUE(b.ok()) << b.status();
   const ir::Function& step = *a->module->main();
   // The embeddings' dropout and two per layer, forward and backward.
-  EXPECT_EQ(CountOp(step, "dropout"), 2 * (1 + 2 * 2));
-  for (const auto& n : step.nodes()) {
-    if (n->op() != "dropout") continue;
-    EXPECT_EQ(n->num_outputs(), 1u) << n->Describe();
-    ASSERT_EQ(n->num_inputs(), 2u) << n->Describe();
-    EXPECT_EQ(n->input(1)->name(), "rng.step") << n->Describe();
+  EXPECT_EQ(CountDropouts(step), 2 * (1 + 2 * 2));
+  for (const StepDropout& d : Dropouts(step)) {
+    EXPECT_EQ(d.node->num_outputs(), 1u) << d.node->Describe();
+    ASSERT_NE(d.counter, nullptr) << d.node->Describe();
+    EXPECT_EQ(d.counter->name(), "rng.step") << d.node->Describe();
   }
-  EXPECT_EQ(CountOp(*b->module->main(), "dropout"), 0);
+  EXPECT_EQ(CountDropouts(*b->module->main()), 0);
   ASSERT_NE(a->module->FindFunction("eval"), nullptr);
-  EXPECT_EQ(CountOp(*a->module->FindFunction("eval"), "dropout"), 0) << "@eval: no dropout";
+  EXPECT_EQ(CountDropouts(*a->module->FindFunction("eval")), 0) << "@eval: no dropout";
   const auto batch = RandomBatch(*a, 64);
   auto ra = TrainSteps(*a, batch, 3);
   ASSERT_TRUE(ra.ok()) << ra.status();
@@ -810,6 +835,40 @@ TEST(TrainDropout, EachStepDrawsANewMask) {
   EXPECT_EQ(rb->final_state.count("rng.step"), 0u);
 }
 
+// fuse-elementwise takes the forward's dropouts into the chains around them (GPT-2's residual
+// adds x + dropout(h), the embeddings' dropout(wte + wpe)) as "dropoutK" tokens drawing the
+// dropout's own mask: the step trains with the losses of the plan without that fusion.
+TEST(TrainDropout, ResidualDropoutIsFusedIntoTheAdd) {
+  auto model = TinyGpt2(0.1);
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto fused = CompileWith(*model, kGpt2Dims, true, 3e-3, "none");
+  ASSERT_TRUE(fused.ok()) << fused.status();
+  int in_chains = 0, residual_adds = 0;
+  for (const StepDropout& d : Dropouts(*fused->module->main())) {
+    if (d.node->op() != "fused_elementwise") continue;
+    ++in_chains;
+    const auto& program = std::get<std::vector<std::string>>(d.node->attrs().at("program"));
+    residual_adds += program.size() == 4 && program[2] == "dropout0" && program[3] == "add";
+  }
+  EXPECT_EQ(in_chains, 1 + 2 * 2) << "every forward dropout sits in a chain";
+  EXPECT_EQ(residual_adds, 2 * 2);
+  onnx_import::ImportOptions io;
+  io.dims = kGpt2Dims;
+  auto module = onnx_import::ImportOnnxBytes(model->SerializeAsString(), "", "model", io);
+  ASSERT_TRUE(module.ok()) << module.status();
+  driver::CompileOptions uo;
+  uo.train = true;
+  uo.train_options.lr = 3e-3;
+  uo.passes = "default,-fuse-elementwise";
+  auto unfused = driver::CompileModule(*std::move(module), uo);
+  ASSERT_TRUE(unfused.ok()) << unfused.status();
+  EXPECT_EQ(CountOp(*unfused->module->main(), "dropout"), 2 * (1 + 2 * 2));
+  std::optional<::ptc::Run> a, b;
+  SameLosses(*fused, *unfused, 4, &a, &b);
+  if (HasFatalFailure()) return;
+  EXPECT_NE(a->losses[1], a->losses[0]);
+}
+
 // Remat recomputes dropouts (pure: a function of x and the counter) with the forward's masks:
 // the seq2seq model's FFN dropout feeds its second linear, whose weight gradient reads it, so
 // per-block recomputation redraws it in the backward, and that plan trains exactly as the plan
@@ -821,7 +880,7 @@ TEST(TrainDropout, RecomputedDropoutDrawsTheForwardsMask) {
   ASSERT_TRUE(kept.ok()) << kept.status();
   auto remat = CompileWith(*with, kSeq2SeqDims, true, 3e-3, "per-block");
   ASSERT_TRUE(remat.ok()) << remat.status();
-  EXPECT_GT(CountOp(*remat->module->main(), "dropout"), CountOp(*kept->module->main(), "dropout"))
+  EXPECT_GT(CountDropouts(*remat->module->main()), CountDropouts(*kept->module->main()))
       << "per-block remat recomputes dropouts";
   // and attentions with their fused dropout (nn.MultiheadAttention's), the counter read again.
   EXPECT_GT(CountOp(*remat->module->main(), "attention"),
@@ -846,7 +905,7 @@ TEST(TrainDropout, InferencePlansHaveNone) {
   ASSERT_TRUE(a.ok()) << a.status();
   auto b = CompileWith(*without, kGpt2Dims, false, 0.0, "none");
   ASSERT_TRUE(b.ok()) << b.status();
-  EXPECT_EQ(CountOp(*a->module->main(), "dropout"), 0);
+  EXPECT_EQ(CountDropouts(*a->module->main()), 0);
   const auto batch = RandomBatch(*a, 64);
   auto ea = cpu::Executor::Create(*a);
   ASSERT_TRUE(ea.ok()) << ea.status();
@@ -911,7 +970,7 @@ TEST(TrainDropout, AttentionDropoutIsFused) {
   auto none = CompileWith(*model, kGpt2Dims, true, 3e-3, "none", 0.0, &none_report);
   ASSERT_TRUE(none.ok()) << none.status();
   EXPECT_EQ(none_report.dropouts, 0);
-  EXPECT_EQ(CountOp(*none->module->main(), "dropout"), 0);
+  EXPECT_EQ(CountDropouts(*none->module->main()), 0);
   EXPECT_EQ(CountOp(*none->module->main(), "attention"), 2);
 
   auto other = CompileWith(*model, kGpt2Dims, true, 3e-3, "none", 0.25);
@@ -922,9 +981,10 @@ TEST(TrainDropout, AttentionDropoutIsFused) {
       ++dropouts;
       EXPECT_DOUBLE_EQ(*n->GetFloat("dropout"), 0.25) << n->Describe();
     }
-    if (n->op() != "dropout") continue;
+  }
+  for (const StepDropout& d : Dropouts(*other->module->main())) {
     ++dropouts;
-    EXPECT_DOUBLE_EQ(*n->GetFloat("ratio"), 0.25) << n->Describe();
+    EXPECT_DOUBLE_EQ(d.ratio, 0.25) << d.node->Describe();
   }
   EXPECT_EQ(dropouts, 2 * 5 + 2);  // 5 in the forward and their gradients; 2 attentions
   EXPECT_FALSE(CompileWith(*model, kGpt2Dims, true, 3e-3, "none", 1.0).ok());
@@ -1008,7 +1068,7 @@ TEST(TrainDropout, TorchTrainingModeExportTrains) {
   o.dropout = 0;
   auto fused = driver::CompileOnnxFile(dir + "model.onnx", o);
   ASSERT_TRUE(fused.ok()) << fused.status();
-  EXPECT_EQ(CountOp(*fused->module->main(), "dropout"), 0);
+  EXPECT_EQ(CountDropouts(*fused->module->main()), 0);
   EXPECT_EQ(CountOp(*fused->module->main(), "attention"), 6);
   o.passes = "default,-fuse-attention";
   auto unfused = driver::CompileOnnxFile(dir + "model.onnx", o);

@@ -145,10 +145,11 @@ int Compile(const CompileArgs& a) {
                HumanBytes(plan->memory.lower_bound).c_str());
   if (report.dropouts > 0) {
     std::fprintf(stderr,
-                 "dropout: %lld in the forward (%lld fused into attention), a new mask each step "
-                 "(rng.step)\n",
+                 "dropout: %lld in the forward (%lld fused into attention, %lld into elementwise "
+                 "kernels), a new mask each step (rng.step)\n",
                  static_cast<long long>(report.dropouts),
-                 static_cast<long long>(report.attention_dropouts));
+                 static_cast<long long>(report.attention_dropouts),
+                 static_cast<long long>(report.elementwise_dropouts));
   }
   if (report.dropouts_after_softmax > report.attention_dropouts) {
     std::fprintf(stderr,
