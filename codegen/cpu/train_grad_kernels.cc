@@ -6,6 +6,8 @@
 #include <optional>
 
 #include "codegen/cpu/train_kernels_internal.h"
+#include "compiler/ir/dropout.h"
+#include "compiler/ir/ops_train.h"
 
 namespace ptc::cpu::internal {
 namespace {
@@ -176,8 +178,11 @@ class LossGradKernel : public Kernel {
 template <typename T>
 class LayerNormGradKernel : public Kernel {
  public:
-  LayerNormGradKernel(int64_t rows, int64_t d, bool addend, bool rms)
-      : rows_(rows), d_(d), addend_(addend), rms_(rms) {}
+  // addend / counter: their input indices (-1: none); low_ratio / low_seed: dx_low's dropout.
+  LayerNormGradKernel(int64_t rows, int64_t d, int addend, bool rms, int counter,
+                      ir::DType counter_dtype, double low_ratio, uint64_t low_seed)
+      : rows_(rows), d_(d), addend_(addend), rms_(rms), counter_(counter),
+        counter_dtype_(counter_dtype), low_ratio_(low_ratio), low_seed_(low_seed) {}
   absl::Status Run(absl::Span<const void* const> inputs, absl::Span<void* const> outputs,
                    void*) override {
     const T* dy = static_cast<const T*>(inputs[0]);
@@ -185,12 +190,18 @@ class LayerNormGradKernel : public Kernel {
     const T* scale = static_cast<const T*>(inputs[2]);
     const float* mean = static_cast<const float*>(inputs[3]);
     const float* istd = static_cast<const float*>(inputs[4]);
-    const T* add = addend_ ? static_cast<const T*>(inputs[5]) : nullptr;  // dx += add
+    const T* add = addend_ >= 0 ? static_cast<const T*>(inputs[addend_]) : nullptr;  // dx += add
     T* dx = static_cast<T*>(outputs[0]);
     T* dscale = static_cast<T*>(outputs[1]);
     T* dbias = static_cast<T*>(outputs[2]);
-    // dx_low: dx again (f32 here; HalfWrapperKernel rounds it to dy's dtype as a cast would).
+    // dx_low: dx again (f32 here; HalfWrapperKernel rounds it to dy's dtype as a cast would),
+    // through its dropout with low_dropout (compiler/ir/dropout.h over dx_low's index).
     T* dx2 = outputs.size() == 4 ? static_cast<T*>(outputs[3]) : nullptr;
+    const uint64_t key = ir::DropoutKey(
+        low_seed_, ir::DropoutCounter(counter_ >= 0 ? inputs[counter_] : nullptr,
+                                      counter_dtype_ == ir::DType::kI32));
+    const uint64_t threshold = ir::DropoutThreshold(low_ratio_);
+    const T low_scale = static_cast<T>(ir::DropoutScale(low_ratio_));
     const int64_t rows = rows_, d = d_;
     const int64_t grain = std::max<int64_t>(1, kElementGrain / std::max<int64_t>(d, 1));
     ParallelFor(rows, grain, [&](int64_t b, int64_t e) {
@@ -217,7 +228,13 @@ class LayerNormGradKernel : public Kernel {
 #pragma omp simd
           for (int64_t j = 0; j < d; ++j) o[j] = ar[j] + o[j];  // add(addend, dx)'s rounding
         }
-        if (dx2 != nullptr) std::copy(o, o + d, dx2 + r * d);
+        if (dx2 != nullptr && threshold == 0) std::copy(o, o + d, dx2 + r * d);
+        if (dx2 != nullptr && threshold != 0) {
+          for (int64_t j = 0; j < d; ++j) {
+            const uint64_t i = static_cast<uint64_t>(r * d + j);
+            dx2[r * d + j] = ir::DropoutKeeps(key, i, threshold) ? o[j] * low_scale : T(0);
+          }
+        }
       }
     });
     // Column sums: each thread owns a range of columns and walks every row in order.
@@ -243,8 +260,12 @@ class LayerNormGradKernel : public Kernel {
 
  private:
   int64_t rows_, d_;
-  bool addend_;
+  int addend_;
   bool rms_;  // layer_norm_grad {rms=1}
+  int counter_;
+  ir::DType counter_dtype_;
+  double low_ratio_;
+  uint64_t low_seed_;
 };
 
 // -------------------------------------------------------------------------------- gelu_grad
@@ -349,18 +370,28 @@ KernelOr MakeLossGradKernel(const ir::Node& node) {
 }
 
 KernelOr MakeLayerNormGradKernel(const ir::Node& node) {
-  PTC_RETURN_IF_ERROR(CheckArity(node, 5, 6, 3, 4));
+  PTC_RETURN_IF_ERROR(CheckArity(node, 5, 7, 3, 4));
   const ir::TensorType& x = node.input(1)->type();
   const int64_t d = node.input(2)->type().num_elements();
   const int64_t rows = d ? x.num_elements() / d : 0;
-  const bool addend = node.num_inputs() == 6;
-  if (addend && node.input(5)->type() != x) {
+  const ir::Value* addend = ir::LayerNormGradAddend(node);
+  const ir::Value* counter = ir::LayerNormGradCounter(node);
+  if (addend != nullptr && addend->type() != x) {
     return Invalid(node, "the addend must have x's type");
   }
   PTC_ASSIGN_OR_RETURN(int64_t rms, node.GetInt("rms", 0));
+  PTC_ASSIGN_OR_RETURN(double low_ratio, node.GetFloat("low_dropout", 0.0));
+  PTC_ASSIGN_OR_RETURN(int64_t low_seed, node.GetInt("low_seed", 0));
+  if (!(low_ratio >= 0 && low_ratio < 1) || (low_ratio > 0 && node.num_outputs() != 4)) {
+    return Invalid(node, "low_dropout must be in [0, 1), on a dx_low output");
+  }
+  const int counter_at = counter != nullptr ? static_cast<int>(node.num_inputs()) - 1 : -1;
+  const ir::DType counter_dtype = counter != nullptr ? counter->type().dtype : ir::DType::kI64;
   return DispatchFloat(node, x.dtype, [&](auto t) -> KernelOr {
     using T = decltype(t);
-    return KernelPtr(new LayerNormGradKernel<T>(rows, d, addend, rms != 0));
+    return KernelPtr(new LayerNormGradKernel<T>(rows, d, addend != nullptr ? 5 : -1, rms != 0,
+                                                counter_at, counter_dtype, low_ratio,
+                                                static_cast<uint64_t>(low_seed)));
   });
 }
 

@@ -257,6 +257,15 @@ cudaError_t LaunchLossGrad(DT dt, bool softmax, const LossDesc& d, const void* d
                            const void* x, const void* labels, bool labels_i64, const void* weight,
                            void* dx, void* workspace, int* error_flag, int error_code,
                            cudaStream_t stream);
+// layer_norm_grad {low_dropout}: the dropout of dx_low (compiler/ir/dropout.h over its element
+// index r * d + j): each kept value is dx times `scale`, rounded once to dx_low's dtype.
+// threshold == 0: none (the plain dx_low).
+struct LowDropout {
+  const void* counter = nullptr;  // i32 / i64 scalar on the device; nullptr: counter 0
+  int32_t counter_i32 = 0;
+  uint64_t seed = 0, threshold = 0;
+  float scale = 1.f;
+};
 // layer_norm_grad over rows of `d` elements: dx, dscale, dbias (column sums in a fixed order:
 // per-chunk partials in scratch, then one thread per column). dy is of dy_dt: dt, or f16 /
 // bf16 for an f32 layer norm (fold-norm-casts). addend (dt, x's shape; may be null) is added
@@ -268,7 +277,7 @@ cudaError_t LaunchLayerNormGrad(DT dt, DT dy_dt, int64_t rows, int64_t d, bool r
                                 const void* x, const void* scale, const float* mean,
                                 const float* inv_std_dev, const void* addend, void* dx,
                                 void* dscale, void* dbias, void* dx_low, void* workspace,
-                                cudaStream_t stream);
+                                cudaStream_t stream, const LowDropout& low_dropout = {});
 cudaError_t LaunchGeluGrad(DT dt, bool tanh_approx, int64_t n, const void* dy, const void* x,
                            void* dx, cudaStream_t stream);
 // gather_grad: dy [outer, num_indices, inner] scattered-added into out [outer, axis_dim, inner].

@@ -466,15 +466,30 @@ __global__ void __launch_bounds__(kThreads)
 
 // One block per row: dx = istd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * scale; `rms`
 // (RMSNorm, mean = 0): dx = istd * (g - xhat * mean(g * xhat)).
-template <DT D, DT G>
+// dx_low's value from the stored dx `o` (D is f32 when dx_low is set): its rounding to G, and
+// with kDrop the dropout of that (LowDropout): o times the scale where element i is kept, else
+// 0, rounded once (the CPU kernel's f32 value, rounded by its half wrapper).
+template <DT D, DT G, bool kDrop>
+__device__ __forceinline__ S<G> LowValue(S<D> o, uint64_t key, const LowDropout& ld, uint64_t i) {
+  if constexpr (!kDrop) {
+    return Narrow<G>(static_cast<float>(o));
+  } else {
+    return Narrow<G>(ir::DropoutKeeps(key, i, ld.threshold) ? static_cast<float>(o) * ld.scale
+                                                            : 0.f);
+  }
+}
+
+template <DT D, DT G, bool kDrop>
 __global__ void __launch_bounds__(kThreads)
     LnGradRowKernel(int64_t rows, int64_t d, bool rms, const S<G>* __restrict__ dy,
                     const S<D>* __restrict__ x, const S<D>* __restrict__ scale,
                     const float* __restrict__ mean, const float* __restrict__ istd,
                     const S<D>* __restrict__ addend, S<D>* __restrict__ dx,
-                    S<G>* __restrict__ dx_low) {
+                    S<G>* __restrict__ dx_low, LowDropout ld) {
   using A = Acc<D>;
   __shared__ A shm[32];
+  uint64_t key = 0;
+  if constexpr (kDrop) key = ir::DropoutKey(ld.seed, ir::DropoutCounter(ld.counter, ld.counter_i32));
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const A mu = mean[r], is = istd[r];
     const S<G>* gr = dy + r * d;
@@ -497,7 +512,10 @@ __global__ void __launch_bounds__(kThreads)
       if (addend != nullptr) v = static_cast<A>(Load<D>(addend + r * d, j)) + v;
       Store<D>(dx + r * d, j, v);
       // dx_low: the stored dx rounded to dy's dtype, as the cast kernel would (D is f32 here).
-      if (dx_low != nullptr) dx_low[r * d + j] = Narrow<G>(static_cast<float>(Narrow<D>(v)));
+      if (dx_low != nullptr) {
+        dx_low[r * d + j] =
+            LowValue<D, G, kDrop>(Narrow<D>(v), key, ld, static_cast<uint64_t>(r * d + j));
+      }
     }
   }
 }
@@ -509,13 +527,16 @@ __global__ void __launch_bounds__(kThreads)
 template <DT D>
 constexpr int kLnGradRegs = 64 / static_cast<int>(sizeof(S<D>));  // elements per thread
 
-template <DT D, DT G>
+template <DT D, DT G, bool kDrop>
 __global__ void __launch_bounds__(kMaxRowGroup, kRowMinBlocks)
     LnGradRowRegKernel(uint32_t rows, uint32_t d, int group, bool rms, const S<G>* __restrict__ dy,
                        const S<D>* __restrict__ x, const S<D>* __restrict__ scale,
                        const float* __restrict__ mean, const float* __restrict__ istd,
-                       const S<D>* __restrict__ addend, S<D>* dx, S<G>* __restrict__ dx_low) {
+                       const S<D>* __restrict__ addend, S<D>* dx, S<G>* __restrict__ dx_low,
+                       LowDropout ld) {
   constexpr int V = kVec<S<D>>;
+  uint64_t key = 0;
+  if constexpr (kDrop) key = ir::DropoutKey(ld.seed, ir::DropoutCounter(ld.counter, ld.counter_i32));
   constexpr int kSteps = kLnGradRegs<D> / V;
   __shared__ float shm[32];
   const uint32_t nv = d / V;
@@ -562,7 +583,9 @@ __global__ void __launch_bounds__(kMaxRowGroup, kRowMinBlocks)
           if (addend != nullptr) v = Widen<D>(ad[j]) + v;
           o[j] = Narrow<D>(v);
           // dx_low (D is f32 when it is set): no conversions when there is none.
-          if (dx_low != nullptr) lo[j] = Narrow<G>(static_cast<float>(o[j]));
+          if (dx_low != nullptr) {
+            lo[j] = LowValue<D, G, kDrop>(o[j], key, ld, static_cast<uint64_t>(base) + k * V + j);
+          }
         }
         StoreVec<S<D>, V>(dx + base + k * V, o);
         if (dx_low != nullptr) StoreVec<S<G>, V>(dx_low + base + k * V, lo);
@@ -894,11 +917,11 @@ void LaunchLossGradElements(const LossDesc& d, bool softmax, const S<D>* dloss, 
 // layer_norm_grad dx: rows in registers (LnGradRowRegKernel) for f32 / f16 / bf16 when every
 // pointer is aligned for 16-byte accesses, d is a multiple of the vector width and the row fits;
 // else the streaming LnGradRowKernel. dy of dtype G (see above).
-template <DT D, DT G>
+template <DT D, DT G, bool kDrop>
 void LaunchLnGradRows(int64_t rows, int64_t d, bool rms, const S<G>* dy, const S<D>* x,
                       const S<D>* scale,
                       const float* mean, const float* istd, const S<D>* addend, S<D>* dx,
-                      S<G>* dx_low, cudaStream_t stream) {
+                      S<G>* dx_low, const LowDropout& ld, cudaStream_t stream) {
   if constexpr (D == DT::kF32 || D == DT::kF16 || D == DT::kBF16) {
     constexpr int V = kVec<S<D>>;
     const int64_t vb = V * static_cast<int64_t>(sizeof(S<D>));
@@ -909,16 +932,16 @@ void LaunchLnGradRows(int64_t rows, int64_t d, bool rms, const S<G>* dy, const S
       const RowGroup g = PickRowGroup(d, V, kLnGradRegs<D>);
       if (g.group != 0) {
         const int64_t blocks = (rows + g.rows_per_block - 1) / g.rows_per_block;
-        LnGradRowRegKernel<D, G>
-            <<<PersistentGrid(LnGradRowRegKernel<D, G>, g.block, blocks), g.block, 0, stream>>>(
-                static_cast<uint32_t>(rows), static_cast<uint32_t>(d), g.group, rms, dy, x, scale,
-                mean, istd, addend, dx, dx_low);
+        LnGradRowRegKernel<D, G, kDrop>
+            <<<PersistentGrid(LnGradRowRegKernel<D, G, kDrop>, g.block, blocks), g.block, 0,
+               stream>>>(static_cast<uint32_t>(rows), static_cast<uint32_t>(d), g.group, rms, dy,
+                         x, scale, mean, istd, addend, dx, dx_low, ld);
         return;
       }
     }
   }
-  LnGradRowKernel<D, G><<<RowGrid(rows), kThreads, 0, stream>>>(rows, d, rms, dy, x, scale, mean,
-                                                                istd, addend, dx, dx_low);
+  LnGradRowKernel<D, G, kDrop><<<RowGrid(rows), kThreads, 0, stream>>>(
+      rows, d, rms, dy, x, scale, mean, istd, addend, dx, dx_low, ld);
 }
 
 // layer_norm_grad of dtype D with dy of dtype G: column partials and their sum (dscale, dbias)
@@ -927,7 +950,8 @@ template <DT D, DT G>
 void LaunchLnGrad(int64_t rows, int64_t d, bool rms, const void* dy, const void* x,
                   const void* scale,
                   const float* mean, const float* istd, const void* addend, void* dx,
-                  void* dscale, void* dbias, void* dx_low, void* workspace, cudaStream_t stream) {
+                  void* dscale, void* dbias, void* dx_low, void* workspace, cudaStream_t stream,
+                  const LowDropout& ld = {}) {
   using A = Acc<D>;
   const int64_t chunks = LnChunks(rows);
   const int64_t chunk_rows = rows > 0 ? (rows + chunks - 1) / chunks : 0;
@@ -959,11 +983,23 @@ void LaunchLnGrad(int64_t rows, int64_t d, bool rms, const void* dy, const void*
   LnGradColumnFinalKernel<D><<<GridFor(d, kThreads), kThreads, 0, stream>>>(
       d, chunks, ps, pb, static_cast<S<D>*>(dscale), static_cast<S<D>*>(dbias));
   if (rows > 0) {
-    LaunchLnGradRows<D, G>(rows, d, rms, static_cast<const S<G>*>(dy),
-                           static_cast<const S<D>*>(x),
-                           static_cast<const S<D>*>(scale), mean, istd,
-                           static_cast<const S<D>*>(addend), static_cast<S<D>*>(dx),
-                           static_cast<S<G>*>(dx_low), stream);
+    // dx_low's dropout only where there is a dx_low (an f32 norm with a 16-bit dy): the other
+    // instantiations never get one.
+    if constexpr (D == DT::kF32 && G != DT::kF32) {
+      if (dx_low != nullptr && ld.threshold != 0) {
+        LaunchLnGradRows<D, G, true>(rows, d, rms, static_cast<const S<G>*>(dy),
+                                     static_cast<const S<D>*>(x),
+                                     static_cast<const S<D>*>(scale), mean, istd,
+                                     static_cast<const S<D>*>(addend), static_cast<S<D>*>(dx),
+                                     static_cast<S<G>*>(dx_low), ld, stream);
+        return;
+      }
+    }
+    LaunchLnGradRows<D, G, false>(rows, d, rms, static_cast<const S<G>*>(dy),
+                                  static_cast<const S<D>*>(x),
+                                  static_cast<const S<D>*>(scale), mean, istd,
+                                  static_cast<const S<D>*>(addend), static_cast<S<D>*>(dx),
+                                  static_cast<S<G>*>(dx_low), ld, stream);
   }
 }
 
@@ -1122,18 +1158,19 @@ cudaError_t LaunchLayerNormGrad(DT dt, DT dy_dt, int64_t rows, int64_t d, bool r
                                 const void* x, const void* scale, const float* mean,
                                 const float* inv_std_dev, const void* addend, void* dx,
                                 void* dscale, void* dbias, void* dx_low, void* workspace,
-                                cudaStream_t stream) {
+                                cudaStream_t stream, const LowDropout& low_dropout) {
   if (d == 0) return cudaSuccess;
   if (dx_low != nullptr && (dt != DT::kF32 || dy_dt == dt)) return cudaErrorInvalidValue;
+  if (low_dropout.threshold != 0 && dx_low == nullptr) return cudaErrorInvalidValue;
   if ((d + kColTile - 1) / kColTile >= (int64_t{1} << 31)) return cudaErrorInvalidConfiguration;
   if (dy_dt != dt) {  // a low-precision dy of an f32 layer norm (fold-norm-casts)
     if (dt != DT::kF32) return cudaErrorInvalidValue;
     if (dy_dt == DT::kBF16) {
       LaunchLnGrad<DT::kF32, DT::kBF16>(rows, d, rms, dy, x, scale, mean, inv_std_dev, addend, dx,
-                                        dscale, dbias, dx_low, workspace, stream);
+                                        dscale, dbias, dx_low, workspace, stream, low_dropout);
     } else if (dy_dt == DT::kF16) {
       LaunchLnGrad<DT::kF32, DT::kF16>(rows, d, rms, dy, x, scale, mean, inv_std_dev, addend, dx,
-                                       dscale, dbias, dx_low, workspace, stream);
+                                       dscale, dbias, dx_low, workspace, stream, low_dropout);
     } else {
       return cudaErrorInvalidValue;
     }

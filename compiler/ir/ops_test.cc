@@ -5,6 +5,7 @@
 #include <cmath>
 #include <set>
 
+#include "absl/strings/str_cat.h"
 #include "compiler/ir/op_util.h"
 #include "compiler/ir/ops_decode.h"
 #include "compiler/ir/ops_fused.h"
@@ -414,6 +415,33 @@ TEST(Ops, LayerNormGradAddendAndLowDy) {
   four.push_back(low);
   EXPECT_EQ(Infer("layer_norm_grad", {low, x, p, st, st, x}, attrs, 4), four);
   ExpectError("layer_norm_grad", {x, x, p, st, st}, attrs, {"fourth output", "f16 / bf16 dy"}, 4);
+  // dx_low's dropout (fold-norm-casts): low_dropout / low_seed and the counter last, after the
+  // addend or without it; only with dx_low.
+  AttrMap drop = attrs;
+  drop["low_dropout"] = 0.1;
+  drop["low_seed"] = int64_t{3};
+  EXPECT_EQ(Infer("layer_norm_grad", {low, x, p, st, st, x, I64({})}, drop, 4), four);
+  EXPECT_EQ(Infer("layer_norm_grad", {low, x, p, st, st, T(DType::kI32, {})}, drop, 4), four);
+  EXPECT_EQ(Infer("layer_norm_grad", {low, x, p, st, st}, drop, 4), four);
+  ExpectError("layer_norm_grad", {low, x, p, st, st, I64({1})}, drop, {"counter", "scalar"}, 4);
+  ExpectError("layer_norm_grad", {low, x, p, st, st, I64({}), x}, drop, {"counter"}, 4);
+  ExpectError("layer_norm_grad", {low, x, p, st, st}, drop, {"dx_low"}, 3);
+  AttrMap bad = drop;
+  bad["low_dropout"] = 1.0;
+  ExpectError("layer_norm_grad", {low, x, p, st, st}, bad, {"low_dropout", "[0, 1)"}, 4);
+  // The helpers that tell the optional operands apart.
+  Module m;
+  Function* f = m.AddFunction("main");
+  std::vector<Value*> ins;
+  for (const TensorType& t : {low, x, p, st, st, x, I64({})}) {
+    ins.push_back(f->AddParam(absl::StrCat("a", ins.size()), t));
+  }
+  Node* n = f->AddNode("layer_norm_grad", ins, four, drop);
+  EXPECT_EQ(LayerNormGradAddend(*n), ins[5]);
+  EXPECT_EQ(LayerNormGradCounter(*n), ins[6]);
+  Node* plain = f->AddNode("layer_norm_grad", {ins[0], ins[1], ins[2], ins[3], ins[4]}, four, attrs);
+  EXPECT_EQ(LayerNormGradAddend(*plain), nullptr);
+  EXPECT_EQ(LayerNormGradCounter(*plain), nullptr);
 }
 
 // The one description of attention's operands that InferAttention and every kernel (CPU, the

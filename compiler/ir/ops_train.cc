@@ -13,12 +13,20 @@
 //       divided by sum(w) for reduction "mean"; dloss is f[] or f[N, d1...] for "none".
 //   nll_loss_grad(dloss, input, target [, weight]) {reduction, ignore_index?} -> dinput
 //       (type of input): -dloss * w[target] at the target class, 0 elsewhere ("mean": / sum w).
-//   layer_norm_grad(dy, x, scale, mean, inv_std_dev [, addend]) {axis} -> (dx, dscale, dbias
-//                                                                         [, dx_low])
+//   layer_norm_grad(dy, x, scale, mean, inv_std_dev [, addend] [, counter]) {axis, rms,
+//                   low_dropout, low_seed} -> (dx, dscale, dbias [, dx_low])
 //       scale has the normalized shape x.shape[axis:]; mean / inv_std_dev are the f32 outputs
 //       of the forward layer_norm; dscale and dbias have scale's type. dy has x's type, or is
 //       f16 / bf16 for an f32 x (widened exactly; dx is f32). With `addend` (x's type; made by
 //       fuse-norm-grad-add from the add of another gradient of the same value), dx includes it.
+//       dx_low (fold-norm-casts): dx rounded to dy's f16 / bf16 too (a cast of dx). With
+//       low_dropout=R > 0 (fold-norm-casts taking in the dropout of dx_low, a training step's
+//       gradient through GPT-2's residual dropout), dx_low is that dropout's result:
+//       dropout(dx_low, counter) {ratio=R, seed=low_seed}, compiler/ir/dropout.h's mask over
+//       dx_low's element index; each kept value is dx times 1 / (1 - R) rounded once to dy's
+//       dtype (the unfused cast and dropout round twice: at most one unit in the last place
+//       apart, as fused_elementwise's half ops computed in f32); counter: the dropout's
+//       (absent: 0).
 //       {rms=1}: the gradients of layer_norm {rms=1} (RMSNorm): no mean(dy * scale) term in
 //       dx; the mean operand is the forward's (zeros); dbias is sum(dy), which nothing reads.
 //   gelu_grad(dy, x) {approximate="none"|"tanh"}       dy * gelu'(x); type of x.
@@ -171,9 +179,28 @@ InferResult InferLayerNormGrad(const Types& in, const AttrMap& attrs, int num_ou
     return Invalid(absl::StrCat("mean ", in[3].ToString(), " and inv_std_dev ",
                                 in[4].ToString(), " must be ", stat_type.ToString()));
   }
-  if (in.size() == 6 && in[5] != in[1]) {
-    return Invalid(absl::StrCat("addend ", in[5].ToString(), " must have x's type ",
-                                in[1].ToString()));
+  // After them: the addend (x's type), then dx_low's dropout counter (an integer scalar).
+  size_t next = 5;
+  if (in.size() > next && IsFloat(in[next].dtype)) {
+    if (in[next] != in[1]) {
+      return Invalid(absl::StrCat("addend ", in[next].ToString(), " must have x's type ",
+                                  in[1].ToString()));
+    }
+    ++next;
+  }
+  const bool counter = in.size() > next;
+  if (counter) {
+    if ((in[next].dtype != DType::kI32 && in[next].dtype != DType::kI64) ||
+        !in[next].shape.empty() || in.size() > next + 1) {
+      return Invalid(absl::StrCat("input ", next, " ", in[next].ToString(),
+                                  " must be the addend (x's type) or, last, the counter of "
+                                  "dx_low's dropout (an i32 / i64 scalar)"));
+    }
+  }
+  PTC_ASSIGN_OR_RETURN(double low_dropout, GetFloatAttr(attrs, "low_dropout", 0.0));
+  PTC_RETURN_IF_ERROR(GetIntAttr(attrs, "low_seed", 0).status());
+  if (!(low_dropout >= 0 && low_dropout < 1)) {
+    return Invalid(absl::StrCat("attribute 'low_dropout' must be in [0, 1), got ", low_dropout));
   }
   // dx_low: dx (with the addend) rounded to dy's f16 / bf16 as well, the cast a --precision
   // plan's matmul gradient needs (fold-norm-casts folds it in).
@@ -184,6 +211,9 @@ InferResult InferLayerNormGrad(const Types& in, const AttrMap& attrs, int num_ou
                                   in[0].ToString()));
     }
     return Types{in[1], scale, scale, in[0]};
+  }
+  if (counter || low_dropout > 0) {
+    return Invalid("low_dropout and its counter apply to the fourth output (dx_low)");
   }
   return Types{in[1], scale, scale};
 }
@@ -301,7 +331,7 @@ const std::vector<OpDef>& TrainOpDefs() {
       {.name = "softmax_ce_loss_grad", .min_inputs = 3, .max_inputs = 4,
        .infer = InferSoftmaxCeGrad},
       {.name = "nll_loss_grad", .min_inputs = 3, .max_inputs = 4, .infer = InferNllGrad},
-      {.name = "layer_norm_grad", .min_inputs = 5, .max_inputs = 6, .min_outputs = 3,
+      {.name = "layer_norm_grad", .min_inputs = 5, .max_inputs = 7, .min_outputs = 3,
        .max_outputs = 4, .infer = InferLayerNormGrad},
       {.name = "gelu_grad", .min_inputs = 2, .max_inputs = 2, .infer = InferGeluGrad,
        .elementwise = true},
@@ -318,6 +348,17 @@ const std::vector<OpDef>& TrainOpDefs() {
        .infer = InferAssign, .pure = false},
   };
   return *defs;
+}
+
+Value* LayerNormGradAddend(const Node& node) {
+  if (node.op() != "layer_norm_grad" || node.num_inputs() < 6) return nullptr;
+  return IsFloat(node.input(5)->type().dtype) ? node.input(5) : nullptr;
+}
+
+Value* LayerNormGradCounter(const Node& node) {
+  if (node.op() != "layer_norm_grad" || node.num_inputs() < 6) return nullptr;
+  Value* last = node.input(node.num_inputs() - 1);
+  return IsFloat(last->type().dtype) ? nullptr : last;
 }
 
 }  // namespace ptc::ir

@@ -11,6 +11,11 @@ namespace ptc::ir {
 
 const std::vector<OpDef>& TrainOpDefs();
 
+// layer_norm_grad's optional operands after (dy, x, scale, mean, inv_std_dev): the addend
+// (x's type) and the counter of dx_low's dropout (an integer scalar, last); nullptr when absent.
+Value* LayerNormGradAddend(const Node& node);
+Value* LayerNormGradCounter(const Node& node);
+
 }  // namespace ptc::ir
 
 #endif  // PTC_COMPILER_IR_OPS_TRAIN_H_

@@ -9,7 +9,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "codegen/cuda/kernels.h"
+#include "compiler/ir/dropout.h"
 #include "compiler/ir/ops_fused.h"
+#include "compiler/ir/ops_train.h"
 #include "compiler/support/status.h"
 #include "runtime/cuda/cuda_check.h"
 #include "runtime/cuda/device_kernels.h"
@@ -178,18 +180,23 @@ KernelOr MakeLossGrad(const ir::Node& node) {
 // --------------------------------------------------------------------------- layer_norm_grad
 class LayerNormGradKernel final : public DeviceKernel {
  public:
-  LayerNormGradKernel(k::DT dt, k::DT dy_dt, int64_t rows, int64_t d, bool rms)
-      : dt_(dt), dy_dt_(dy_dt), rows_(rows), d_(d), rms_(rms) {}
+  // addend / counter: their input indices (-1: none); low: dx_low's dropout (threshold 0: none).
+  LayerNormGradKernel(k::DT dt, k::DT dy_dt, int64_t rows, int64_t d, bool rms, int addend,
+                      int counter, k::LowDropout low)
+      : dt_(dt), dy_dt_(dy_dt), rows_(rows), d_(d), rms_(rms), addend_(addend),
+        counter_(counter), low_(low) {}
   size_t WorkspaceBytes() const override {
     return k::LayerNormGradWorkspaceBytes(dt_, rows_, d_);
   }
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
                       absl::Span<void* const> out, void* workspace) override {
+    k::LowDropout low = low_;
+    low.counter = counter_ >= 0 ? in[counter_] : nullptr;  // read on the device
     return LaunchStatus(
         k::LaunchLayerNormGrad(dt_, dy_dt_, rows_, d_, rms_, in[0], in[1], in[2],
                                static_cast<const float*>(in[3]), static_cast<const float*>(in[4]),
-                               in.size() > 5 ? in[5] : nullptr, out[0], out[1], out[2],
-                               out.size() > 3 ? out[3] : nullptr, workspace, ctx.stream),
+                               addend_ >= 0 ? in[addend_] : nullptr, out[0], out[1], out[2],
+                               out.size() > 3 ? out[3] : nullptr, workspace, ctx.stream, low),
         "LaunchLayerNormGrad");
   }
 
@@ -197,14 +204,28 @@ class LayerNormGradKernel final : public DeviceKernel {
   k::DT dt_, dy_dt_;
   int64_t rows_, d_;
   bool rms_;
+  int addend_, counter_;
+  k::LowDropout low_;
 };
 
 KernelOr MakeLayerNormGrad(const ir::Node& node) {
-  PTC_RETURN_IF_ERROR(Arity(node, 5, 6, 3, 4));
+  PTC_RETURN_IF_ERROR(Arity(node, 5, 7, 3, 4));
   const ir::TensorType& x = node.input(1)->type();
-  if (node.num_inputs() == 6 && node.input(5)->type() != x) {
+  const ir::Value* addend = ir::LayerNormGradAddend(node);
+  const ir::Value* counter = ir::LayerNormGradCounter(node);
+  if (addend != nullptr && addend->type() != x) {
     return Invalid(node, "the addend must have x's type");
   }
+  PTC_ASSIGN_OR_RETURN(double low_ratio, node.GetFloat("low_dropout", 0.0));
+  PTC_ASSIGN_OR_RETURN(int64_t low_seed, node.GetInt("low_seed", 0));
+  if (!(low_ratio >= 0 && low_ratio < 1) || (low_ratio > 0 && node.num_outputs() != 4)) {
+    return Invalid(node, "low_dropout must be in [0, 1), on a dx_low output");
+  }
+  k::LowDropout low;
+  low.seed = static_cast<uint64_t>(low_seed);
+  low.threshold = ir::DropoutThreshold(low_ratio);
+  low.scale = static_cast<float>(ir::DropoutScale(low_ratio));
+  low.counter_i32 = counter != nullptr && counter->type().dtype == DType::kI32;
   if (node.num_outputs() == 4 &&
       (x.dtype != DType::kF32 || node.output(3)->type() != node.input(0)->type())) {
     return Invalid(node, "dx_low (the fourth output) needs an f32 x and has dy's type");
@@ -228,8 +249,9 @@ KernelOr MakeLayerNormGrad(const ir::Node& node) {
     }
   }
   PTC_ASSIGN_OR_RETURN(int64_t rms, node.GetInt("rms", 0));
-  return std::unique_ptr<DeviceKernel>(
-      new LayerNormGradKernel(ToDT(x.dtype), ToDT(dy.dtype), rows, d, rms != 0));
+  return std::unique_ptr<DeviceKernel>(new LayerNormGradKernel(
+      ToDT(x.dtype), ToDT(dy.dtype), rows, d, rms != 0, addend != nullptr ? 5 : -1,
+      counter != nullptr ? static_cast<int>(node.num_inputs()) - 1 : -1, low));
 }
 
 // ---------------------------------------------------------------------------------- gelu_grad

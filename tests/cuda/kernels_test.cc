@@ -1125,8 +1125,10 @@ std::vector<Case> Cases() {
                   {T(f32, {3, 1001}), T(f32, {1001}), T(f32, {1001})},
                   {{"axis", int64_t{1}}, {"dtype", DType::kF16}}, 3});
     // layer_norm_grad(dy, x, scale, mean, inv_std_dev[, addend]) over rows `x`, dy in `dy`.
+    // With low_dropout > 0: dx_low's dropout (fold-norm-casts), its counter last when
+    // `counter` is an integer type.
     auto norm_grad = [&](const char* name, DType dy, const ir::Shape& x, bool addend,
-                         int outputs) {
+                         int outputs, double low_dropout = 0, DType counter = DType::kF32) {
       const ir::Shape norm{x[1]}, stat{x[0], 1};
       Case g{name, "layer_norm_grad",
              {T(dy, x), T(f32, x), T(f32, norm), T(f32, stat), T(f32, stat)},
@@ -1135,6 +1137,14 @@ std::vector<Case> Cases() {
       if (addend) {
         g.inputs.push_back(T(f32, x));
         g.gens.push_back(Gen::kNormal);
+      }
+      if (low_dropout > 0) {
+        g.attrs["low_dropout"] = low_dropout;
+        g.attrs["low_seed"] = int64_t{21};
+      }
+      if (counter == i32 || counter == i64) {
+        g.inputs.push_back(T(counter, {}));
+        g.gens.push_back(Gen::kSmallInt);
       }
       g.tolerance_scale = 30;
       cs.push_back(g);
@@ -1149,6 +1159,13 @@ std::vector<Case> Cases() {
     // register (d = 768, with the addend) and streaming (d = 1001) kernels.
     norm_grad("layer_norm_grad_dx_low_bf16_rows", bf16, {1024, 768}, true, 4);
     norm_grad("layer_norm_grad_dx_low_f16_streaming_1001", f16, {5, 1001}, true, 4);
+    // dx_low's dropout (fold-norm-casts; GPT-2's residual dropout in the backward): the dropout
+    // op's mask over dx_low's index, dx scaled and rounded once; both kernels, an i64 / i32
+    // counter or none (0).
+    norm_grad("layer_norm_grad_dx_low_dropout_bf16_rows", bf16, {1024, 768}, true, 4, 0.1, i64);
+    norm_grad("layer_norm_grad_dx_low_dropout_bf16_rows_no_addend", bf16, {64, 768}, false, 4,
+              0.3, i32);
+    norm_grad("layer_norm_grad_dx_low_dropout_f16_streaming_1001", f16, {5, 1001}, true, 4, 0.5);
     for (DType dt : {f32, bf16, f16}) {
       Case c{absl::StrCat("gelu_grad_flat_tail_4099_", std::string(ir::DTypeName(dt))),
              "gelu_grad", {T(dt, {4099}), T(dt, {4099})}};

@@ -864,6 +864,35 @@ TEST(CudaTraining, GeluAuxFusionMatchesUnfusedStep) {
   }
 }
 
+// A bf16 step with dropout 0.1: the forward's dropouts in fused_elementwise chains
+// (fuse-elementwise) and the backward's in layer_norm_grad's dx_low (fold-norm-casts) train as
+// the plan with dropout kernels does (the same masks; fused values are rounded once instead of
+// after each op: bf16's tolerance).
+TEST(CudaTraining, Bf16DropoutFusionsMatchUnfusedStep) {
+  PTC_SKIP_WITHOUT_CUDA_DEVICE();
+  auto fused = TinyGptTrainingPlan("cuda", "bf16", false, 1.0, true, "default", 0.1);
+  ASSERT_TRUE(fused.ok()) << fused.status();
+  auto plain = TinyGptTrainingPlan("cuda", "bf16", false, 1.0, true,
+                                   "default,-fuse-elementwise,-fold-norm-casts", 0.1);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  int in_chains = 0, in_norms = 0, kernels = 0, plain_kernels = 0;
+  for (const auto& n : fused->module->main()->nodes()) {
+    kernels += n->op() == "dropout";
+    in_norms += n->op() == "layer_norm_grad" && n->GetFloat("low_dropout", 0.0).value_or(0) > 0;
+    if (n->op() == "fused_elementwise") {
+      auto p = ir::ParseFusedProgram(*n);
+      ASSERT_TRUE(p.ok()) << p.status();
+      in_chains += static_cast<int>(p->dropouts.size());
+    }
+  }
+  for (const auto& n : plain->module->main()->nodes()) plain_kernels += n->op() == "dropout";
+  EXPECT_EQ(in_chains, 5) << "the forward's: the embeddings' and two residual adds per layer";
+  EXPECT_EQ(in_norms, 3) << "the backward's through the layer norms' gradients";
+  EXPECT_EQ(kernels, 2) << "the final norm's gradient (f32 dy) and the embeddings'";
+  EXPECT_EQ(plain_kernels, 10);
+  ExpectSameLosses(*fused, *plain, 5, 50, 5e-3, "bf16 with dropout");
+}
+
 // A batch of a learnable stream: each sequence follows x -> (5x + 1) mod V with probability
 // 0.9 and jumps to a random token otherwise; labels are the inputs shifted by one. A model can
 // only learn the rule, not memorize the batches (every step draws new ones), so the loss falls
