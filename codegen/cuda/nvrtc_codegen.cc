@@ -293,7 +293,11 @@ absl::StatusOr<FusedSource> GenerateFusedElementwise(const ir::Node& node) {
     absl::StrAppend(&src, "const ", storage(node.input(i)->type().dtype), "* __restrict__ x", i,
                     ", ");
   }
-  absl::StrAppend(&src, st, "* __restrict__ out) {\n");
+  absl::StrAppend(&src, st, "* __restrict__ out");
+  for (size_t k = 0; k < parsed.dropouts.size(); ++k) {
+    absl::StrAppend(&src, ", unsigned long long seed", k);
+  }
+  absl::StrAppend(&src, ") {\n");
   for (size_t c = 0; c < constants.size(); ++c) {
     if (used_constant[c]) {
       absl::StrAppend(&src, "  const ", ct, " k", c, " = ", Literal(constants[c], f32), ";\n");
@@ -303,8 +307,8 @@ absl::StatusOr<FusedSource> GenerateFusedElementwise(const ir::Node& node) {
     const ir::FusedDropout& d = parsed.dropouts[k];
     const std::string counter =
         d.counter < 0 ? "0ll" : absl::StrCat("static_cast<long long>(__ldg(x", d.counter, "))");
-    absl::StrAppend(&src, "  const unsigned long long key", k, " = ptc_dropout_key(", d.seed,
-                    "ull, ", counter, ");\n");
+    absl::StrAppend(&src, "  const unsigned long long key", k, " = ptc_dropout_key(seed", k,
+                    ", ", counter, ");\n");
   }
   for (size_t i = 0; i < node.num_inputs(); ++i) {
     if (used_operand[i] && modes[i] == Mode::kScalar) {
@@ -388,6 +392,7 @@ absl::StatusOr<FusedSource> GenerateFusedElementwise(const ir::Node& node) {
   fs.source = absl::StrReplaceAll(src, {{kNamePlaceholder, fs.name}});
   fs.num_operands = static_cast<int>(node.num_inputs());
   fs.elements = n;
+  for (const ir::FusedDropout& d : parsed.dropouts) fs.seeds.push_back(d.seed);
   return fs;
 }
 

@@ -58,6 +58,10 @@ struct FusedSource {
   std::string source;  // one extern "C" __global__ kernel, no #include
   int num_operands = 0;  // parameters: x0 .. x{num_operands-1}, then out
   int64_t elements = 0;  // output elements (baked into the source)
+  // After out: one `unsigned long long seedK` parameter per "dropoutK" token, launched with
+  // these values (the dropouts' seeds: arguments, not text, so GPT-2's residual adds, which
+  // differ only in their seeds, share one kernel).
+  std::vector<uint64_t> seeds;
 };
 
 // The kernel source of a fused_elementwise node (f32 / f16 / bf16 / f64). Depends only on

@@ -37,7 +37,7 @@ struct Built {
 
 Built Fused(std::vector<TensorType> inputs, std::vector<std::string> program,
             std::vector<double> constants, ir::Shape shape, std::string fn = "main",
-            std::string out_name = "y") {
+            std::string out_name = "y", ir::AttrMap attrs = {}) {
   Built b;
   b.module = std::make_unique<ir::Module>();
   ir::Function* f = b.module->AddFunction(fn);
@@ -45,7 +45,8 @@ Built Fused(std::vector<TensorType> inputs, std::vector<std::string> program,
   for (size_t i = 0; i < inputs.size(); ++i) {
     params.push_back(f->AddParam(absl::StrCat("p", i), inputs[i]));
   }
-  ir::AttrMap attrs = {{"program", program}, {"shape", shape}};
+  attrs["program"] = program;
+  attrs["shape"] = shape;
   if (!constants.empty()) attrs["constants"] = constants;
   auto types = ir::InferTypes("fused_elementwise", inputs, attrs, 1);
   EXPECT_TRUE(types.ok()) << types.status();
@@ -165,6 +166,39 @@ TEST(FusedCodegen, SourceDependsOnWhatIsComputedNotOnNames) {
   EXPECT_NE(sa->name, sd->name);
   // Generating twice gives the same text.
   EXPECT_EQ(GenerateFusedElementwise(*a.node)->source, sa->source);
+}
+
+// Dropout tokens: the seed is a kernel argument (FusedSource::seeds), so GPT-2's residual adds,
+// which differ only in their dropouts' seeds, share one kernel; the ratio and the counter's
+// dtype are part of the text. The mask's hash is spelled out once, the key computed once per
+// thread from the counter read on the device.
+TEST(FusedCodegen, DropoutSeedsAreArguments) {
+  auto residual = [](int64_t seed, double ratio, DType counter) {
+    return Fused({{DType::kF32, {4, 8}}, {DType::kF32, {4, 8}}, {counter, {}}},
+                 {"x0", "x1", "dropout0", "add"}, {}, {4, 8}, "main", "y",
+                 {{"dropout_ratio", std::vector<double>{ratio}},
+                  {"dropout_seed", std::vector<int64_t>{seed}},
+                  {"dropout_counter", std::vector<int64_t>{2}}});
+  };
+  Built a = residual(3, 0.1, DType::kI64), b = residual(7, 0.1, DType::kI64);
+  Built c = residual(3, 0.2, DType::kI64), d = residual(3, 0.1, DType::kI32);
+  auto sa = GenerateFusedElementwise(*a.node), sb = GenerateFusedElementwise(*b.node);
+  auto sc = GenerateFusedElementwise(*c.node), sd = GenerateFusedElementwise(*d.node);
+  ASSERT_TRUE(sa.ok()) << sa.status();
+  ASSERT_TRUE(sb.ok() && sc.ok() && sd.ok());
+  EXPECT_EQ(sa->source, sb->source);
+  EXPECT_EQ(sa->seeds, std::vector<uint64_t>{3});
+  EXPECT_EQ(sb->seeds, std::vector<uint64_t>{7});
+  EXPECT_NE(sa->name, sc->name);
+  EXPECT_NE(sa->name, sd->name);
+  const std::string& t = sa->source;
+  EXPECT_NE(t.find("float* __restrict__ out, unsigned long long seed0)"), std::string::npos) << t;
+  EXPECT_NE(t.find("const long long* __restrict__ x2"), std::string::npos) << t;
+  EXPECT_NE(t.find("key0 = ptc_dropout_key(seed0, static_cast<long long>(__ldg(x2)));"),
+            std::string::npos)
+      << t;
+  EXPECT_NE(t.find("ptc_keep(key0, static_cast<unsigned long long>(i), "), std::string::npos) << t;
+  EXPECT_EQ(t.find("__ldg(x2 +"), std::string::npos) << "the counter is read once: " << t;
 }
 
 TEST(FusedCodegen, RejectsWhatItCannotGenerate) {

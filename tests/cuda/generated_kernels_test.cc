@@ -340,7 +340,9 @@ class HostKernel {
                       "*>(args[", i, "]), ");
     }
     absl::StrAppend(&launch, "static_cast<", StorageType(node.output(0)->type().dtype),
-                    "*>(args[", node.num_inputs(), "]));\n    }\n  }\n}\n");
+                    "*>(args[", node.num_inputs(), "])");
+    for (uint64_t seed : src.seeds) absl::StrAppend(&launch, ", ", seed, "ull");
+    absl::StrAppend(&launch, ");\n    }\n  }\n}\n");
     const std::string base = absl::StrCat(testing::TempDir(), "ptc_host_", tag, "_", getpid());
     {
       std::ofstream f(base + ".cc");
