@@ -112,7 +112,7 @@ summarize() {
     echo "| ptc (rc $ptc_rc) | $ptc_tok | $(mfu "$ptc_tok") | $(peak ptc-train) MiB | $(grep -o 'arena [0-9.]* [KMG]iB' compile-train.log 2>/dev/null | head -1) |"
     printf "%b" "$variant_rows" | while read -r v vrc vtok; do
       case "$v" in
-        --dropout) label="GPT-2's dropout 0.1 (ptc model gpt2 --dropout 0.1: embeddings, attention and MLP outputs, attention probabilities in the flash kernels)" ;;
+        --dropout) label="GPT-2's dropout 0.1 (ptc model gpt2 --dropout 0.1: embeddings, attention and MLP outputs in the elementwise / layer-norm-gradient kernels, attention probabilities in the flash kernels)" ;;
         --*) label="compiled with $v" ;;
         *) label="PTC_CUDA_OPTIONS=$v" ;;
       esac
