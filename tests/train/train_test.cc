@@ -752,7 +752,8 @@ absl::StatusOr<plan::Plan> CompileWith(const onnx::ModelProto& model,
                                        const std::map<std::string, int64_t>& dims, bool train,
                                        double lr, const std::string& remat,
                                        double dropout = -1,
-                                       driver::CompileReport* report = nullptr) {
+                                       driver::CompileReport* report = nullptr,
+                                       const std::string& passes = "default") {
   onnx_import::ImportOptions io;
   io.dims = dims;
   PTC_ASSIGN_OR_RETURN(auto module,
@@ -763,6 +764,7 @@ absl::StatusOr<plan::Plan> CompileWith(const onnx::ModelProto& model,
   o.remat = remat;
   o.dropout = dropout;
   o.train_options.lr = lr;
+  o.passes = passes;
   return driver::CompileModule(std::move(module), o, report);
 }
 
@@ -852,15 +854,8 @@ TEST(TrainDropout, ResidualDropoutIsFusedIntoTheAdd) {
   }
   EXPECT_EQ(in_chains, 1 + 2 * 2) << "every forward dropout sits in a chain";
   EXPECT_EQ(residual_adds, 2 * 2);
-  onnx_import::ImportOptions io;
-  io.dims = kGpt2Dims;
-  auto module = onnx_import::ImportOnnxBytes(model->SerializeAsString(), "", "model", io);
-  ASSERT_TRUE(module.ok()) << module.status();
-  driver::CompileOptions uo;
-  uo.train = true;
-  uo.train_options.lr = 3e-3;
-  uo.passes = "default,-fuse-elementwise";
-  auto unfused = driver::CompileModule(*std::move(module), uo);
+  auto unfused = CompileWith(*model, kGpt2Dims, true, 3e-3, "none", -1, nullptr,
+                             "default,-fuse-elementwise");
   ASSERT_TRUE(unfused.ok()) << unfused.status();
   EXPECT_EQ(CountOp(*unfused->module->main(), "dropout"), 2 * (1 + 2 * 2));
   std::optional<::ptc::Run> a, b;
@@ -948,17 +943,8 @@ TEST(TrainDropout, AttentionDropoutIsFused) {
         << n->Describe();
   }
   EXPECT_EQ(fused, 2 * 2);
-  onnx_import::ImportOptions io;
-  io.dims = kGpt2Dims;
-  auto module = onnx_import::ImportOnnxBytes(model->SerializeAsString(), "", "model", io);
-  ASSERT_TRUE(module.ok()) << module.status();
-  driver::CompileOptions uo;
-  uo.train = true;
-  uo.dims = kGpt2Dims;
-  uo.remat = "none";
-  uo.train_options.lr = 3e-3;
-  uo.passes = "default,-fuse-attention";
-  auto unfused = driver::CompileModule(*std::move(module), uo);
+  auto unfused = CompileWith(*model, kGpt2Dims, true, 3e-3, "none", -1, nullptr,
+                             "default,-fuse-attention");
   ASSERT_TRUE(unfused.ok()) << unfused.status();
   EXPECT_EQ(CountOp(*unfused->module->main(), "attention"), 0);
   std::optional<::ptc::Run> a, b;
