@@ -10,12 +10,17 @@
 //   - function parameters stay even when unused: they are the function's signature (weights
 //     included; pruning weights is a separate decision);
 //   - a tensor named like a parameter (a weight) is never dropped.
+// A live dropout whose keep-mask output nothing reads loses that output ("trimmed.dropout-mask"):
+// ONNX exports in training mode (torch's Dropout with training_mode=True) give every Dropout its
+// mask output, which the kernels would write (a byte per element) and which keeps the dropout
+// out of fuse-elementwise's chains.
 // Run after any rewrite pass (fold-constants, simplify, cse, fusions) to clean up.
 //
 //   before:  %a = exp(%x) : f32[4]            after:  %b = neg(%x) : f32[4]
 //            %b = neg(%x) : f32[4]                    return %b
 //            return %b
 #include <set>
+#include <vector>
 
 #include "compiler/ir/ops.h"
 #include "passes/matcher.h"
@@ -55,8 +60,25 @@ class DcePass : public Pass {
           }
         }
       }
+      // Dropouts whose mask is dead: the same dropout without it.
+      std::vector<ir::Node*> trim;
+      for (const auto& n : fn->nodes()) {
+        if (n->op() == "dropout" && n->num_outputs() == 2 && !dead.count(n.get()) &&
+            !live.count(n->output(1))) {
+          trim.push_back(n.get());
+        }
+      }
+      for (ir::Node* n : trim) {
+        ir::Node* y = fn->AddNode("dropout", std::vector<ir::Value*>(n->inputs().begin(),
+                                                                     n->inputs().end()),
+                                  {n->output(0)->type()}, n->attrs(), n->loc(),
+                                  {n->output(0)->name()}, /*before=*/n);
+        fn->ReplaceAllUsesWith(n->output(0), y->output());
+        dead.insert(n);
+        Count("trimmed.dropout-mask");
+      }
       if (dead.empty()) continue;
-      Count("removed", static_cast<int64_t>(dead.size()));
+      Count("removed", static_cast<int64_t>(dead.size() - trim.size()));
       fn->EraseNodesIf([&](const ir::Node& n) { return dead.count(&n) > 0; });
       changed = true;
     }
