@@ -19,13 +19,6 @@ constexpr int64_t kMax32 = (int64_t{1} << 31) - 1;
 template <DT D>
 using S = typename Ty<D>::S;
 
-struct DropoutArgs {
-  const void* counter;
-  int counter_i32;
-  uint64_t seed, threshold;
-  double scale;
-};
-
 template <DT D>
 __device__ __forceinline__ S<D> DropoutElement(S<D> x, uint64_t key, uint64_t i,
                                                uint64_t threshold, typename Ty<D>::C scale,
@@ -104,8 +97,7 @@ cudaError_t LaunchDropout(DT dt, int64_t n, const void* x, const void* counter, 
                           double ratio, uint64_t seed, void* y, void* mask, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   if (!(ratio >= 0.0 && ratio <= 1.0)) return cudaErrorInvalidValue;
-  const DropoutArgs a{counter, counter_i32 ? 1 : 0, seed, ir::DropoutThreshold(ratio),
-                      ir::DropoutScale(ratio)};
+  const DropoutArgs a = MakeDropoutArgs(ratio, seed, counter, counter_i32);
   uint8_t* m = static_cast<uint8_t*>(mask);
   switch (dt) {
     case DT::kF32: LaunchDropoutT<DT::kF32>(n, x, y, m, a, stream); break;

@@ -16,6 +16,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "compiler/ir/dropout.h"
+
 namespace ptc::cuda::kernels {
 
 constexpr int kMaxRank = 8;
@@ -257,27 +259,35 @@ cudaError_t LaunchLossGrad(DT dt, bool softmax, const LossDesc& d, const void* d
                            const void* x, const void* labels, bool labels_i64, const void* weight,
                            void* dx, void* workspace, int* error_flag, int error_code,
                            cudaStream_t stream);
-// layer_norm_grad {low_dropout}: the dropout of dx_low (compiler/ir/dropout.h over its element
-// index r * d + j): each kept value is dx times `scale`, rounded once to dx_low's dtype.
-// threshold == 0: none (the plain dx_low).
-struct LowDropout {
-  const void* counter = nullptr;  // i32 / i64 scalar on the device; nullptr: counter 0
+// A dropout's mask (compiler/ir/dropout.h) for the kernels that apply one (LaunchDropout,
+// layer_norm_grad's dx_low): the counter read on the device (nullptr: counter 0), threshold 0
+// keeps everything; kept values are multiplied by scale.
+struct DropoutArgs {
+  const void* counter = nullptr;
   int32_t counter_i32 = 0;
   uint64_t seed = 0, threshold = 0;
-  float scale = 1.f;
+  double scale = 1;
 };
+// The arguments of dropout {ratio, seed} (ratio in [0, 1]) with the given counter.
+inline DropoutArgs MakeDropoutArgs(double ratio, uint64_t seed, const void* counter = nullptr,
+                                   bool counter_i32 = false) {
+  return {counter, counter_i32 ? 1 : 0, seed, ir::DropoutThreshold(ratio),
+          ir::DropoutScale(ratio)};
+}
 // layer_norm_grad over rows of `d` elements: dx, dscale, dbias (column sums in a fixed order:
 // per-chunk partials in scratch, then one thread per column). dy is of dy_dt: dt, or f16 /
 // bf16 for an f32 layer norm (fold-norm-casts). addend (dt, x's shape; may be null) is added
 // to dx (fuse-norm-grad-add). dx_low (may be null; only for an f32 layer norm with an f16 /
 // bf16 dy): dx rounded to dy_dt as well, the bits of a cast of dx (fold-norm-casts). `rms`
 // (layer_norm_grad {rms=1}): no mean(dy * scale) term in dx (mean holds the forward's zeros).
+// low_dropout (layer_norm_grad {low_dropout}, needs dx_low): dx_low is that dropout of dx over
+// its element index r * d + j, dx times the scale where kept, rounded once.
 size_t LayerNormGradWorkspaceBytes(DT dt, int64_t rows, int64_t d);
 cudaError_t LaunchLayerNormGrad(DT dt, DT dy_dt, int64_t rows, int64_t d, bool rms, const void* dy,
                                 const void* x, const void* scale, const float* mean,
                                 const float* inv_std_dev, const void* addend, void* dx,
                                 void* dscale, void* dbias, void* dx_low, void* workspace,
-                                cudaStream_t stream, const LowDropout& low_dropout = {});
+                                cudaStream_t stream, const DropoutArgs& low_dropout = {});
 cudaError_t LaunchGeluGrad(DT dt, bool tanh_approx, int64_t n, const void* dy, const void* x,
                            void* dx, cudaStream_t stream);
 // gather_grad: dy [outer, num_indices, inner] scattered-added into out [outer, axis_dim, inner].

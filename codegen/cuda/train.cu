@@ -467,15 +467,15 @@ __global__ void __launch_bounds__(kThreads)
 // One block per row: dx = istd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * scale; `rms`
 // (RMSNorm, mean = 0): dx = istd * (g - xhat * mean(g * xhat)).
 // dx_low's value from the stored dx `o` (D is f32 when dx_low is set): its rounding to G, and
-// with kDrop the dropout of that (LowDropout): o times the scale where element i is kept, else
-// 0, rounded once (the CPU kernel's f32 value, rounded by its half wrapper).
+// with kDrop the dropout of that (kernels.h DropoutArgs): o times `scale` where element i is
+// kept, else 0, rounded once (the CPU kernel's f32 value, rounded by its half wrapper).
 template <DT D, DT G, bool kDrop>
-__device__ __forceinline__ S<G> LowValue(S<D> o, uint64_t key, const LowDropout& ld, uint64_t i) {
+__device__ __forceinline__ S<G> LowValue(S<D> o, uint64_t key, uint64_t threshold, float scale,
+                                         uint64_t i) {
   if constexpr (!kDrop) {
     return Narrow<G>(static_cast<float>(o));
   } else {
-    return Narrow<G>(ir::DropoutKeeps(key, i, ld.threshold) ? static_cast<float>(o) * ld.scale
-                                                            : 0.f);
+    return Narrow<G>(ir::DropoutKeeps(key, i, threshold) ? static_cast<float>(o) * scale : 0.f);
   }
 }
 
@@ -485,11 +485,12 @@ __global__ void __launch_bounds__(kThreads)
                     const S<D>* __restrict__ x, const S<D>* __restrict__ scale,
                     const float* __restrict__ mean, const float* __restrict__ istd,
                     const S<D>* __restrict__ addend, S<D>* __restrict__ dx,
-                    S<G>* __restrict__ dx_low, LowDropout ld) {
+                    S<G>* __restrict__ dx_low, DropoutArgs ld) {
   using A = Acc<D>;
   __shared__ A shm[32];
   uint64_t key = 0;
   if constexpr (kDrop) key = ir::DropoutKey(ld.seed, ir::DropoutCounter(ld.counter, ld.counter_i32));
+  const float low_scale = static_cast<float>(ld.scale);
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const A mu = mean[r], is = istd[r];
     const S<G>* gr = dy + r * d;
@@ -514,7 +515,8 @@ __global__ void __launch_bounds__(kThreads)
       // dx_low: the stored dx rounded to dy's dtype, as the cast kernel would (D is f32 here).
       if (dx_low != nullptr) {
         dx_low[r * d + j] =
-            LowValue<D, G, kDrop>(Narrow<D>(v), key, ld, static_cast<uint64_t>(r * d + j));
+            LowValue<D, G, kDrop>(Narrow<D>(v), key, ld.threshold, low_scale,
+                                  static_cast<uint64_t>(r * d + j));
       }
     }
   }
@@ -533,10 +535,11 @@ __global__ void __launch_bounds__(kMaxRowGroup, kRowMinBlocks)
                        const S<D>* __restrict__ x, const S<D>* __restrict__ scale,
                        const float* __restrict__ mean, const float* __restrict__ istd,
                        const S<D>* __restrict__ addend, S<D>* dx, S<G>* __restrict__ dx_low,
-                       LowDropout ld) {
+                       DropoutArgs ld) {
   constexpr int V = kVec<S<D>>;
   uint64_t key = 0;
   if constexpr (kDrop) key = ir::DropoutKey(ld.seed, ir::DropoutCounter(ld.counter, ld.counter_i32));
+  const float low_scale = static_cast<float>(ld.scale);
   constexpr int kSteps = kLnGradRegs<D> / V;
   __shared__ float shm[32];
   const uint32_t nv = d / V;
@@ -584,7 +587,8 @@ __global__ void __launch_bounds__(kMaxRowGroup, kRowMinBlocks)
           o[j] = Narrow<D>(v);
           // dx_low (D is f32 when it is set): no conversions when there is none.
           if (dx_low != nullptr) {
-            lo[j] = LowValue<D, G, kDrop>(o[j], key, ld, static_cast<uint64_t>(base) + k * V + j);
+            lo[j] = LowValue<D, G, kDrop>(o[j], key, ld.threshold, low_scale,
+                                          static_cast<uint64_t>(base) + k * V + j);
           }
         }
         StoreVec<S<D>, V>(dx + base + k * V, o);
@@ -921,7 +925,7 @@ template <DT D, DT G, bool kDrop>
 void LaunchLnGradRows(int64_t rows, int64_t d, bool rms, const S<G>* dy, const S<D>* x,
                       const S<D>* scale,
                       const float* mean, const float* istd, const S<D>* addend, S<D>* dx,
-                      S<G>* dx_low, const LowDropout& ld, cudaStream_t stream) {
+                      S<G>* dx_low, const DropoutArgs& ld, cudaStream_t stream) {
   if constexpr (D == DT::kF32 || D == DT::kF16 || D == DT::kBF16) {
     constexpr int V = kVec<S<D>>;
     const int64_t vb = V * static_cast<int64_t>(sizeof(S<D>));
@@ -951,7 +955,7 @@ void LaunchLnGrad(int64_t rows, int64_t d, bool rms, const void* dy, const void*
                   const void* scale,
                   const float* mean, const float* istd, const void* addend, void* dx,
                   void* dscale, void* dbias, void* dx_low, void* workspace, cudaStream_t stream,
-                  const LowDropout& ld = {}) {
+                  const DropoutArgs& ld = {}) {
   using A = Acc<D>;
   const int64_t chunks = LnChunks(rows);
   const int64_t chunk_rows = rows > 0 ? (rows + chunks - 1) / chunks : 0;
@@ -1158,7 +1162,7 @@ cudaError_t LaunchLayerNormGrad(DT dt, DT dy_dt, int64_t rows, int64_t d, bool r
                                 const void* x, const void* scale, const float* mean,
                                 const float* inv_std_dev, const void* addend, void* dx,
                                 void* dscale, void* dbias, void* dx_low, void* workspace,
-                                cudaStream_t stream, const LowDropout& low_dropout) {
+                                cudaStream_t stream, const DropoutArgs& low_dropout) {
   if (d == 0) return cudaSuccess;
   if (dx_low != nullptr && (dt != DT::kF32 || dy_dt == dt)) return cudaErrorInvalidValue;
   if (low_dropout.threshold != 0 && dx_low == nullptr) return cudaErrorInvalidValue;

@@ -9,7 +9,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "codegen/cuda/kernels.h"
-#include "compiler/ir/dropout.h"
 #include "compiler/ir/ops_fused.h"
 #include "compiler/ir/ops_train.h"
 #include "compiler/support/status.h"
@@ -182,7 +181,7 @@ class LayerNormGradKernel final : public DeviceKernel {
  public:
   // addend / counter: their input indices (-1: none); low: dx_low's dropout (threshold 0: none).
   LayerNormGradKernel(k::DT dt, k::DT dy_dt, int64_t rows, int64_t d, bool rms, int addend,
-                      int counter, k::LowDropout low)
+                      int counter, k::DropoutArgs low)
       : dt_(dt), dy_dt_(dy_dt), rows_(rows), d_(d), rms_(rms), addend_(addend),
         counter_(counter), low_(low) {}
   size_t WorkspaceBytes() const override {
@@ -190,7 +189,7 @@ class LayerNormGradKernel final : public DeviceKernel {
   }
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
                       absl::Span<void* const> out, void* workspace) override {
-    k::LowDropout low = low_;
+    k::DropoutArgs low = low_;
     low.counter = counter_ >= 0 ? in[counter_] : nullptr;  // read on the device
     return LaunchStatus(
         k::LaunchLayerNormGrad(dt_, dy_dt_, rows_, d_, rms_, in[0], in[1], in[2],
@@ -205,7 +204,7 @@ class LayerNormGradKernel final : public DeviceKernel {
   int64_t rows_, d_;
   bool rms_;
   int addend_, counter_;
-  k::LowDropout low_;
+  k::DropoutArgs low_;
 };
 
 KernelOr MakeLayerNormGrad(const ir::Node& node) {
@@ -221,11 +220,10 @@ KernelOr MakeLayerNormGrad(const ir::Node& node) {
   if (!(low_ratio >= 0 && low_ratio < 1) || (low_ratio > 0 && node.num_outputs() != 4)) {
     return Invalid(node, "low_dropout must be in [0, 1), on a dx_low output");
   }
-  k::LowDropout low;
-  low.seed = static_cast<uint64_t>(low_seed);
-  low.threshold = ir::DropoutThreshold(low_ratio);
-  low.scale = static_cast<float>(ir::DropoutScale(low_ratio));
-  low.counter_i32 = counter != nullptr && counter->type().dtype == DType::kI32;
+  // The counter's pointer is set per launch.
+  const k::DropoutArgs low = k::MakeDropoutArgs(
+      low_ratio, static_cast<uint64_t>(low_seed), nullptr,
+      counter != nullptr && counter->type().dtype == DType::kI32);
   if (node.num_outputs() == 4 &&
       (x.dtype != DType::kF32 || node.output(3)->type() != node.input(0)->type())) {
     return Invalid(node, "dx_low (the fourth output) needs an f32 x and has dy's type");

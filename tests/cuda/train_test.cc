@@ -244,6 +244,18 @@ TEST(CudaTraining, TenStepsMatchCpu) {
   }
 }
 
+// The "dropoutK" tokens of f's fused_elementwise nodes (fuse-elementwise's dropouts).
+int FusedDropouts(const ir::Function& f) {
+  int n = 0;
+  for (const auto& node : f.nodes()) {
+    if (node->op() != "fused_elementwise") continue;
+    auto p = ir::ParseFusedProgram(*node);
+    EXPECT_TRUE(p.ok()) << p.status();
+    if (p.ok()) n += static_cast<int>(p->dropouts.size());
+  }
+  return n;
+}
+
 // Dropout 0.1 (compiler/ir/dropout.h), attention dropout too (fused into the attentions, whose
 // flash kernels and the backward's redraw take the counter as their last operand, before
 // save-attention-stats' O and log-sum-exp): the device draws the CPU's masks from the
@@ -257,14 +269,10 @@ TEST(CudaTraining, DropoutStepsMatchCpu) {
   ASSERT_TRUE(cpu_plan.ok()) << cpu_plan.status();
   auto gpu_plan = TinyGptTrainingPlan("cuda", "fp32", false, 1.0, true, "default", 0.1);
   ASSERT_TRUE(gpu_plan.ok()) << gpu_plan.status();
-  int dropouts = 0, in_chains = 0, attention = 0;
+  int dropouts = 0, attention = 0;
+  const int in_chains = FusedDropouts(*gpu_plan->module->main());
   for (const auto& n : gpu_plan->module->main()->nodes()) {
     dropouts += n->op() == "dropout";
-    if (n->op() == "fused_elementwise") {  // fuse-elementwise's "dropoutK" tokens
-      auto p = ir::ParseFusedProgram(*n);
-      ASSERT_TRUE(p.ok()) << p.status();
-      in_chains += static_cast<int>(p->dropouts.size());
-    }
     if (n->op() == "attention" || n->op() == "attention_grad") {
       ++attention;
       EXPECT_GT(n->GetFloat("dropout", 0.0).value_or(0), 0.0) << n->Describe();
@@ -875,15 +883,11 @@ TEST(CudaTraining, Bf16DropoutFusionsMatchUnfusedStep) {
   auto plain = TinyGptTrainingPlan("cuda", "bf16", false, 1.0, true,
                                    "default,-fuse-elementwise,-fold-norm-casts", 0.1);
   ASSERT_TRUE(plain.ok()) << plain.status();
-  int in_chains = 0, in_norms = 0, kernels = 0, plain_kernels = 0;
+  const int in_chains = FusedDropouts(*fused->module->main());
+  int in_norms = 0, kernels = 0, plain_kernels = 0;
   for (const auto& n : fused->module->main()->nodes()) {
     kernels += n->op() == "dropout";
     in_norms += n->op() == "layer_norm_grad" && n->GetFloat("low_dropout", 0.0).value_or(0) > 0;
-    if (n->op() == "fused_elementwise") {
-      auto p = ir::ParseFusedProgram(*n);
-      ASSERT_TRUE(p.ok()) << p.status();
-      in_chains += static_cast<int>(p->dropouts.size());
-    }
   }
   for (const auto& n : plain->module->main()->nodes()) plain_kernels += n->op() == "dropout";
   EXPECT_EQ(in_chains, 5) << "the forward's: the embeddings' and two residual adds per layer";
