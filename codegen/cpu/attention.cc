@@ -238,12 +238,10 @@ class AttentionBase : public Kernel {
   void Drop(T* x, int64_t n, uint64_t key, int64_t bi, int64_t hi, int64_t t,
             int64_t j0) const {
     if (!(p_.dropout > 0)) return;
-    const uint64_t threshold = ir::DropoutThreshold(p_.dropout);
+    const uint32_t threshold = ir::DropoutThreshold(p_.dropout);
     const T scale = static_cast<T>(ir::DropoutScale(p_.dropout));
     const uint64_t base = static_cast<uint64_t>(((bi * p_.h + hi) * p_.tq + t) * p_.tk + j0);
-    for (int64_t j = 0; j < n; ++j) {
-      x[j] = ir::DropoutKeeps(key, base + j, threshold) ? x[j] * scale : T(0);
-    }
+    internal::DropoutApply(key, base, n, threshold, scale, x, x);
   }
 
   // Row stride and (b, h) base offset of a [B,H,T,E] or [B,T,H,E] tensor.

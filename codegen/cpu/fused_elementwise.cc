@@ -168,16 +168,14 @@ void BinaryLoop(Op op, T* d, const T* a, const T* b, int64_t n) {
 
 // A "dropoutK" token's mask (compiler/ir/dropout.h) for the output elements [b, b + n).
 struct DropoutMask {
-  uint64_t key = 0, threshold = 0;
+  uint64_t key = 0;
+  uint32_t threshold = 0;
   double scale = 1;
 };
 template <typename T>
 void DropoutLoop(const DropoutMask& m, T* d, const T* a, int64_t b, int64_t n) {
   const T scale = static_cast<T>(m.scale);
-  for (int64_t j = 0; j < n; ++j) {
-    d[j] = ir::DropoutKeeps(m.key, static_cast<uint64_t>(b + j), m.threshold) ? a[j] * scale
-                                                                                : T(0);
-  }
+  internal::DropoutApply(m.key, static_cast<uint64_t>(b), n, m.threshold, scale, a, d);
 }
 
 template <typename T>

@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "codegen/cpu/kernel.h"
+#include "compiler/ir/dropout.h"
 #include "compiler/ir/ir.h"
 #include "compiler/support/status.h"
 
@@ -357,6 +358,79 @@ KernelOr MakeConstantKernel(const ir::Node& node);
 KernelOr MakeDropoutKernel(const ir::Node& node);
 KernelOr MakeSoftmaxCeLossKernel(const ir::Node& node);
 KernelOr MakeNllLossKernel(const ir::Node& node);
+
+// ---------------------------------------------------------------------------------------------
+// Dropout (compiler/ir/dropout.h's mask) applied to a range of values, vectorized.
+
+// splitmix64's finalizer (ir::DropoutMix) on 4 lanes: 64-bit products from 32-bit ones.
+inline __m256i DropoutMul64(__m256i z, uint64_t c) {
+  const __m256i clo = _mm256_set1_epi64x(static_cast<int64_t>(c & 0xffffffffu));
+  const __m256i chi = _mm256_set1_epi64x(static_cast<int64_t>(c >> 32));
+  const __m256i cross = _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(z, 32), clo),
+                                         _mm256_mul_epu32(z, chi));
+  return _mm256_add_epi64(_mm256_mul_epu32(z, clo), _mm256_slli_epi64(cross, 32));
+}
+inline __m256i DropoutMix4(__m256i z) {
+  z = DropoutMul64(_mm256_xor_si256(z, _mm256_srli_epi64(z, 30)), 0xbf58476d1ce4e5b9ull);
+  z = DropoutMul64(_mm256_xor_si256(z, _mm256_srli_epi64(z, 27)), 0x94d049bb133111ebull);
+  return _mm256_xor_si256(z, _mm256_srli_epi64(z, 31));
+}
+// The keep masks of the 16 elements of block `block` (elements 16 block ..): its 4 group hashes
+// as one vector; 16-bit word 4q + f is field f of group q, so element k < 8 is word 2k and
+// element 8 + k word 2k + 1: the low / high halves of 32-bit lane k. lo: elements 0..7, hi:
+// 8..15, all ones where kept. threshold < 2^16.
+inline void DropoutBlockMasks(uint64_t key, uint64_t block, uint32_t threshold, __m256i& lo,
+                              __m256i& hi) {
+  const __m256i z = _mm256_add_epi64(_mm256_set1_epi64x(static_cast<int64_t>(key + 4 * block)),
+                                     _mm256_setr_epi64x(0, 1, 2, 3));
+  const __m256i h = DropoutMix4(z);
+  const __m256i t = _mm256_set1_epi16(static_cast<int16_t>(threshold));
+  const __m256i keep = _mm256_cmpeq_epi16(_mm256_max_epu16(h, t), h);  // h >= t, unsigned
+  lo = _mm256_srai_epi32(_mm256_slli_epi32(keep, 16), 16);
+  hi = _mm256_srai_epi32(keep, 16);
+}
+
+// d[j] = element start + j kept ? a[j] * scale : 0 for j in [0, n) (d may be a; a dropped NaN
+// is 0, as the scalar select). Whole 16-element blocks of f32 / f64 through DropoutBlockMasks,
+// the rest through ir::DropoutForEach: the same bits (DropoutApply in kernels_test.cc).
+template <typename T>
+void DropoutApply(uint64_t key, uint64_t start, int64_t n, uint32_t threshold, T scale,
+                  const T* a, T* d) {
+  int64_t j = 0;
+  auto scalar = [&](int64_t count) {
+    ir::DropoutForEach(key, start + static_cast<uint64_t>(j), count, threshold,
+                       [&](int64_t k, bool keep) { d[j + k] = keep ? a[j + k] * scale : T(0); });
+    j += count;
+  };
+  constexpr bool kVector = std::is_same_v<T, float> || std::is_same_v<T, double>;
+  if (!kVector || threshold == 0 || threshold >= ir::kDropoutDropAll || n < 16) {
+    scalar(n);
+    return;
+  }
+  scalar(std::min<int64_t>(n, (16 - static_cast<int64_t>(start & 15)) & 15));  // to a block
+  for (; j + 16 <= n; j += 16) {
+    __m256i lo, hi;
+    DropoutBlockMasks(key, (start + static_cast<uint64_t>(j)) >> 4, threshold, lo, hi);
+    if constexpr (std::is_same_v<T, float>) {
+      const __m256 s = _mm256_set1_ps(scale);
+      const __m256 x0 = _mm256_mul_ps(_mm256_loadu_ps(a + j), s);
+      const __m256 x1 = _mm256_mul_ps(_mm256_loadu_ps(a + j + 8), s);
+      _mm256_storeu_ps(d + j, _mm256_and_ps(_mm256_castsi256_ps(lo), x0));
+      _mm256_storeu_ps(d + j + 8, _mm256_and_ps(_mm256_castsi256_ps(hi), x1));
+    } else if constexpr (std::is_same_v<T, double>) {
+      const __m256d s = _mm256_set1_pd(scale);
+      const __m256i m[4] = {_mm256_cvtepi32_epi64(_mm256_castsi256_si128(lo)),
+                            _mm256_cvtepi32_epi64(_mm256_extracti128_si256(lo, 1)),
+                            _mm256_cvtepi32_epi64(_mm256_castsi256_si128(hi)),
+                            _mm256_cvtepi32_epi64(_mm256_extracti128_si256(hi, 1))};
+      for (int q = 0; q < 4; ++q) {
+        const __m256d x = _mm256_mul_pd(_mm256_loadu_pd(a + j + 4 * q), s);
+        _mm256_storeu_pd(d + j + 4 * q, _mm256_and_pd(_mm256_castsi256_pd(m[q]), x));
+      }
+    }
+  }
+  scalar(n - j);
+}
 
 }  // namespace ptc::cpu::internal
 

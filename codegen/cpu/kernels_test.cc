@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "codegen/cpu/kernel.h"
+#include "codegen/cpu/kernel_util.h"
 #include "compiler/ir/dropout.h"
 #include "compiler/ir/ir.h"
 #include "gtest/gtest.h"
@@ -1186,6 +1187,46 @@ void CheckUnaryAccuracy(const std::string& op, float lo, float hi, double max_re
 }
 
 double Sigmoid(double x) { return 1 / (1 + std::exp(-x)); }
+
+// internal::DropoutApply (the CPU kernels' dropout: AVX2 over whole 16-element blocks, the
+// rest element by element) against ir::DropoutKeeps, element by element: f32 and f64, ranges
+// starting anywhere in a block, in place, NaN dropped to 0, thresholds 0 and 2^16.
+template <typename T>
+void CheckDropoutApply() {
+  const uint64_t key = ir::DropoutKey(21, 5);
+  for (double ratio : {0.1, 0.5, 0.0, 1.0}) {
+    const uint32_t threshold = ir::DropoutThreshold(ratio);
+    const T scale = static_cast<T>(ir::DropoutScale(ratio));
+    for (uint64_t start : {0, 5, 16, 29}) {
+      for (int64_t n : {0, 7, 16, 40, 333}) {
+        std::vector<T> a(n), d(n, T(-7));
+        for (int64_t j = 0; j < n; ++j) a[j] = j % 13 == 0 ? T(NAN) : static_cast<T>(j) - T(100);
+        std::vector<T> in_place = a;
+        internal::DropoutApply(key, start, n, threshold, scale, a.data(), d.data());
+        internal::DropoutApply(key, start, n, threshold, scale, in_place.data(), in_place.data());
+        for (int64_t j = 0; j < n; ++j) {
+          const bool keep = ir::DropoutKeeps(key, start + j, threshold);
+          const std::string at = absl::StrCat("ratio ", ratio, " start ", start, " j ", j);
+          if (keep) {
+            if (std::isnan(a[j])) {
+              EXPECT_TRUE(std::isnan(d[j])) << at;
+            } else {
+              EXPECT_EQ(d[j], a[j] * scale) << at;
+            }
+          } else {
+            EXPECT_EQ(d[j], T(0)) << at;
+            EXPECT_FALSE(std::signbit(d[j])) << at;
+          }
+          EXPECT_TRUE(std::isnan(d[j]) ? std::isnan(in_place[j]) : in_place[j] == d[j]) << at;
+        }
+      }
+    }
+  }
+}
+TEST(CpuDropout, ApplyDrawsTheMask) {
+  CheckDropoutApply<float>();
+  CheckDropoutApply<double>();
+}
 
 TEST(KernelMathTest, ExpAccuracy) {
   CheckUnaryAccuracy("exp", -87.0f, 88.0f, 4e-7, 0, [](double x) { return std::exp(x); });

@@ -351,15 +351,20 @@ class DropoutKernel : public Kernel {
     uint8_t* mask = outputs.size() > 1 ? static_cast<uint8_t*>(outputs[1]) : nullptr;
     const int64_t counter = ir::DropoutCounter(inputs.size() > 1 ? inputs[1] : nullptr,
                                                counter_ == ir::DType::kI32);
-    const uint64_t threshold = ir::DropoutThreshold(ratio_);
+    const uint32_t threshold = ir::DropoutThreshold(ratio_);
     const T scale = static_cast<T>(ir::DropoutScale(ratio_));
     const uint64_t key = ir::DropoutKey(seed_, counter);
     ParallelFor(n_, kElementGrain, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        const bool keep = ir::DropoutKeeps(key, static_cast<uint64_t>(i), threshold);
-        y[i] = keep ? x[i] * scale : T(0);
-        if (mask) mask[i] = keep;
+      if (mask == nullptr) {
+        DropoutApply(key, static_cast<uint64_t>(b), e - b, threshold, scale, x + b, y + b);
+        return;
       }
+      ir::DropoutForEach(key, static_cast<uint64_t>(b), e - b, threshold,
+                         [&](int64_t j, bool keep) {
+                           const int64_t i = b + j;
+                           y[i] = keep ? x[i] * scale : T(0);
+                           mask[i] = keep;
+                         });
     });
     return absl::OkStatus();
   }

@@ -200,7 +200,7 @@ class LayerNormGradKernel : public Kernel {
     const uint64_t key = ir::DropoutKey(
         low_seed_, ir::DropoutCounter(counter_ >= 0 ? inputs[counter_] : nullptr,
                                       counter_dtype_ == ir::DType::kI32));
-    const uint64_t threshold = ir::DropoutThreshold(low_ratio_);
+    const uint32_t threshold = ir::DropoutThreshold(low_ratio_);
     const T low_scale = static_cast<T>(ir::DropoutScale(low_ratio_));
     const int64_t rows = rows_, d = d_;
     const int64_t grain = std::max<int64_t>(1, kElementGrain / std::max<int64_t>(d, 1));
@@ -230,10 +230,7 @@ class LayerNormGradKernel : public Kernel {
         }
         if (dx2 != nullptr && threshold == 0) std::copy(o, o + d, dx2 + r * d);
         if (dx2 != nullptr && threshold != 0) {
-          for (int64_t j = 0; j < d; ++j) {
-            const uint64_t i = static_cast<uint64_t>(r * d + j);
-            dx2[r * d + j] = ir::DropoutKeeps(key, i, threshold) ? o[j] * low_scale : T(0);
-          }
+          DropoutApply(key, static_cast<uint64_t>(r * d), d, threshold, low_scale, o, dx2 + r * d);
         }
       }
     });

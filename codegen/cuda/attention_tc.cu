@@ -92,10 +92,15 @@
 // without dropout runs the code it ran before): the forward multiplies each probability by its
 // factor (AttentionDropper: 0 or 1 / (1 - ratio), compiler/ir/dropout.h's hash of its element
 // index) after the row sums and before P V; the dK / dV and dQ passes redraw it: dP *= factor
-// before dS = P (dP - D), and dV takes the dropped P^T. The forward hashes its tile's nonzero
-// probabilities one at a time into keep bits (AttentionDropper::KeepBits: hashing the unrolled
-// tile at once spilled at head dim 64's 128 registers); dK / dV draws a 16-query chunk's bits
-// before its products, dQ per nonzero element. Chunks and tiles skipped as masked hash nothing.
+// before dS = P (dP - D), and dV takes the dropped P^T. The mask's hash groups (dropout.h) are
+// the four elements a thread holds of a row of a 16-key block, so with Tk a multiple of 16
+// (AttentionDropper::Grouped) each hash draws four probabilities: the forward hashes its
+// tile's groups with a nonzero probability one at a time, in a rolled loop (hashing the
+// unrolled tile at once spilled at head dim 64's 128 registers); dQ draws a 16-key chunk's two
+// groups per thread before its products; dK / dV, whose threads hold keys g and g + 8 of four
+// queries, hashes two groups per thread and swaps halves with the thread of key g ^ 1 (one
+// shuffle per hash). Other Tk draw element by element (KeepBits: a hash each). Chunks and
+// tiles skipped as masked hash nothing.
 //
 // Rounding: P and dS are rounded to the input dtype for the tensor-core products (as
 // FlashAttention-2 does); sums, the softmax and lse are f32. Outputs are written in the input
@@ -578,10 +583,24 @@ __device__ __forceinline__ void ForwardTile(const AttentionDesc& a, const uint32
       for (int e = 0; e < 4; ++e) nonzero |= (s[j][e] != 0.f ? 1u : 0u) << (4 * j + e);
     }
     const uint64_t row_lo = drop_base + (wr + g) * a.tk + 2 * qd;  // (row lo, key 2qd)
-    const uint32_t keep = dropper.KeepBits(nonzero, [&](int i) {
-      const int j = i >> 2, e = i & 3;
-      return row_lo + ((e >> 1) * 8) * a.tk + 8 * j + (e & 1);
-    });
+    uint32_t keep = 0;
+    if (dropper.Grouped()) {
+      // Row r (lo, hi) of 16-key block m: keys 16m + 2qd, +1, +8, +9 are one hash group, the
+      // elements s[2m + jj][2r + (e & 1)] at bits 8m + 2r + {0, 1, 4, 5}. Row hi is 8 rows
+      // on: 8 tk / 16 blocks of 4 groups. Groups without a nonzero probability hash nothing.
+      const uint64_t group_lo = ir::DropoutGroup(row_lo);
+#pragma unroll 1
+      for (int gi = 0; gi < 8; ++gi) {
+        const int r = gi & 1, m = gi >> 1, shift = 8 * m + 2 * r;
+        if (((nonzero >> shift) & 0x33u) == 0) continue;
+        keep |= dropper.PairBits(dropper.Hash(group_lo + r * 2 * a.tk + 4 * m)) << shift;
+      }
+    } else {
+      keep = dropper.KeepBits(nonzero, [&](int i) {
+        const int j = i >> 2, e = i & 3;
+        return row_lo + ((e >> 1) * 8) * a.tk + 8 * j + (e & 1);
+      });
+    }
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
 #pragma unroll
@@ -693,10 +712,32 @@ __device__ __forceinline__ void KvGradTile(const AttentionDesc& a, const uint16_
     uint32_t keep = ~0u;
     if constexpr (kDrop) {
       const uint64_t key_lo = drop_base + (16 * qc + 2 * qd) * a.tk + wr + g;
-      keep = dropper.KeepBits(0xffu, [&](int i) {
-        const int jj = i >> 2, e = i & 3;
-        return key_lo + (8 * jj + (e & 1)) * a.tk + 8 * (e >> 1);
-      });
+      if (dropper.Grouped()) {
+        // Query 16qc + 8jj + 2qd + h: keys wr + (g & ~1), +1, +8, +9 are one hash group, whose
+        // 32-bit half g & 1 holds this thread's keys g, g + 8 (fields 2 (g & 1) + (e >> 1)).
+        // The thread of lane ^ 4 (key g ^ 1) holds the same queries: each hashes the two
+        // queries of h = g & 1 and passes the other half over (one shuffle per hash, every
+        // lane: the chunk loop is warp-uniform).
+        const int odd = g & 1;
+        keep = 0;
+#pragma unroll 1
+        for (int jj = 0; jj < 2; ++jj) {  // rolled: one hash live beside the accumulators
+          const uint64_t hash = dropper.Hash(ir::DropoutGroup(key_lo + (8 * jj + odd) * a.tk));
+          const uint32_t lo = static_cast<uint32_t>(hash), hi = static_cast<uint32_t>(hash >> 32);
+          const uint32_t mine = odd ? hi : lo;
+          const uint32_t other = __shfl_xor_sync(0xffffffffu, odd ? lo : hi, 4);
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const uint32_t half = (e & 1) == odd ? mine : other;
+            keep |= (dropper.HalfKeeps(half, e >> 1) ? 1u : 0u) << (4 * jj + e);
+          }
+        }
+      } else {
+        keep = dropper.KeepBits(0xffu, [&](int i) {
+          const int jj = i >> 2, e = i & 3;
+          return key_lo + (8 * jj + (e & 1)) * a.tk + 8 * (e >> 1);
+        });
+      }
     }
     float st[2][4], dpt[2][4];  // [16 keys] x [16 queries]; n-tile jj = queries 8jj..
 #pragma unroll
@@ -920,6 +961,21 @@ __device__ __forceinline__ void QGradTile(const AttentionDesc& a, const uint32_t
 #pragma unroll 1
   for (int kc = 0; kc < kTile / 16; ++kc) {
     if (16 * kc > key_lim) break;  // P = 0 for the rest of the tile
+    // kDrop: the forward's mask of the chunk's 8 elements per thread (bit 4jj + e, below),
+    // drawn before the products: with Grouped(), one hash per row (keys 16kc + 2qd, +1, +8,
+    // +9), else one per element.
+    uint32_t keep = ~0u;
+    if constexpr (kDrop) {
+      const uint64_t row_lo = drop_base + (wr + g) * a.tk + 16 * kc + 2 * qd;
+      if (dropper.Grouped()) {
+        keep = 0;
+#pragma unroll 1
+        for (int r = 0; r < 2; ++r) {  // row hi: 8 rows on
+          keep |= dropper.PairBits(dropper.Hash(ir::DropoutGroup(row_lo + r * 8 * a.tk)))
+                  << (2 * r);
+        }
+      }
+    }
     float s[2][4], dp[2][4];  // [16 rows] x [16 keys]; n-tile jj = keys 16kc + 8jj..
 #pragma unroll
     for (int jj = 0; jj < 2; ++jj) {
@@ -948,7 +1004,11 @@ __device__ __forceinline__ void QGradTile(const AttentionDesc& a, const uint32_t
             (key > last[i] || x == -INFINITY || lt[i] == -INFINITY) ? 0.f : __expf(x - lt[i]);
         float dpv = dp[jj][e];
         if constexpr (kDrop) {
-          if (p != 0.f) dpv *= dropper.Factor(drop_base + row * a.tk + key);
+          if (dropper.Grouped()) {
+            dpv *= (keep >> (4 * jj + e)) & 1u ? dropper.scale() : 0.f;
+          } else if (p != 0.f) {
+            dpv *= dropper.Factor(drop_base + row * a.tk + key);
+          }
         }
         s[jj][e] = p == 0.f ? 0.f : p * (dpv - ds_row[i]) * dcap;  // dS (0 where p = 0)
       }

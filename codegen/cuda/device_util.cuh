@@ -346,7 +346,10 @@ template <> struct Bits<16> { using T = uint4; };  // 16-byte aligned: one 128-b
 // Attention dropout (AttentionDesc::dropout_threshold) in a kernel: the launch's mask key, and
 // the factor of probability `index` of the [b, h, tq, tk] probabilities (dropout_scale or 0).
 // The threshold and scale are read from the descriptor (a kernel parameter: the constant
-// bank, no registers), only the key is held.
+// bank, no registers), only the key is held. Grouped() (tk a multiple of 16: every row of the
+// probabilities starts a 16-element block of compiler/ir/dropout.h's mask) lets the
+// tensor-core kernels draw a row's four elements of a thread from one hash (Hash, PairBits,
+// HalfKeeps); else they draw element by element (Factor, KeepBits).
 struct AttentionDropper {
   const AttentionDesc& a;
   uint64_t key;
@@ -355,6 +358,25 @@ struct AttentionDropper {
         key(ir::DropoutKey(desc.dropout_seed,
                            ir::DropoutCounter(desc.dropout_counter, desc.dropout_counter_i32))) {}
   __device__ __forceinline__ float scale() const { return a.dropout_scale; }
+  __device__ __forceinline__ bool Grouped() const { return a.tk % 16 == 0; }
+  // The hash of mask group `group` (ir::DropoutGroup).
+  __device__ __forceinline__ uint64_t Hash(uint64_t group) const {
+    return ir::DropoutHash(key, group);
+  }
+  // The keep bits of a group's elements 2q, 2q + 1, 2q + 8, 2q + 9 (fields 0, 2, 1, 3) at bits
+  // 0, 1, 4, 5: a tensor-core accumulator's s[j][e] at bit 4j + e, for n-tiles j = 0, 1 and
+  // one row's e.
+  __device__ __forceinline__ uint32_t PairBits(uint64_t hash) const {
+    const uint32_t t = a.dropout_threshold;
+    return (ir::DropoutFieldKeeps(hash, 0, t) ? 0x01u : 0u) |
+           (ir::DropoutFieldKeeps(hash, 2, t) ? 0x02u : 0u) |
+           (ir::DropoutFieldKeeps(hash, 1, t) ? 0x10u : 0u) |
+           (ir::DropoutFieldKeeps(hash, 3, t) ? 0x20u : 0u);
+  }
+  // Whether 16-bit field `sub` of a hash's 32-bit half is kept (field 2 half + sub).
+  __device__ __forceinline__ bool HalfKeeps(uint32_t half, int sub) const {
+    return ((half >> (16 * sub)) & 0xffffu) >= a.dropout_threshold;
+  }
   __device__ __forceinline__ float Factor(uint64_t index) const {
     return ir::DropoutKeeps(key, index, a.dropout_threshold) ? a.dropout_scale : 0.f;
   }

@@ -4,8 +4,9 @@
 // (a training step's `rng.step` state), so a CUDA graph replays a new mask each step. 16-bit
 // values are multiplied in f32 (f64 in f64) and rounded once, as the CPU kernel's f32 widening.
 // When x, y (and the mask) are aligned for 16-byte accesses and n < 2^31, a thread takes kVec
-// elements per access with a 32-bit index; else one element per iteration; both through
-// DropoutElement's formula. Each element of x is read before y's is written (y may take over
+// elements per access with a 32-bit index, and draws their mask with kVec / 2 hashes
+// (ir::DropoutKeepRun: four elements per hash in a 16-element block, two in a run of 8 or
+// fewer); else one element (one hash) per iteration; both through DropoutElement's formula. Each element of x is read before y's is written (y may take over
 // x's buffer).
 #include "codegen/cuda/device_util.cuh"
 #include "compiler/ir/dropout.h"
@@ -20,10 +21,7 @@ template <DT D>
 using S = typename Ty<D>::S;
 
 template <DT D>
-__device__ __forceinline__ S<D> DropoutElement(S<D> x, uint64_t key, uint64_t i,
-                                               uint64_t threshold, typename Ty<D>::C scale,
-                                               bool& keep) {
-  keep = ir::DropoutKeeps(key, i, threshold);
+__device__ __forceinline__ S<D> DropoutElement(S<D> x, bool keep, typename Ty<D>::C scale) {
   return Narrow<D>(keep ? Widen<D>(x) * scale : typename Ty<D>::C(0));
 }
 
@@ -35,8 +33,8 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += stride) {
-    bool keep;
-    y[i] = DropoutElement<D>(x[i], key, static_cast<uint64_t>(i), a.threshold, scale, keep);
+    const bool keep = ir::DropoutKeeps(key, static_cast<uint64_t>(i), a.threshold);
+    y[i] = DropoutElement<D>(x[i], keep, scale);
     if (mask != nullptr) mask[i] = keep;
   }
 }
@@ -53,11 +51,11 @@ __global__ void __launch_bounds__(kThreads)
     S<D> in[V], out[V];
     uint8_t m[V];
     LoadVec<S<D>, V>(x + i * V, in);
+    const uint32_t keep = ir::DropoutKeepRun<V>(key, uint64_t{i} * V, a.threshold);
 #pragma unroll
     for (int j = 0; j < V; ++j) {
-      bool keep;
-      out[j] = DropoutElement<D>(in[j], key, uint64_t{i} * V + j, a.threshold, scale, keep);
-      m[j] = keep;
+      m[j] = (keep >> j) & 1u;
+      out[j] = DropoutElement<D>(in[j], m[j] != 0, scale);
     }
     StoreVec<S<D>, V>(y + i * V, out);
     if (mask != nullptr) {
@@ -67,8 +65,8 @@ __global__ void __launch_bounds__(kThreads)
   }
   const uint32_t t = nv * V + first;
   if (t < n) {
-    bool keep;
-    y[t] = DropoutElement<D>(x[t], key, t, a.threshold, scale, keep);
+    const bool keep = ir::DropoutKeeps(key, t, a.threshold);
+    y[t] = DropoutElement<D>(x[t], keep, scale);
     if (mask != nullptr) mask[t] = keep;
   }
 }

@@ -103,7 +103,7 @@ struct FusedDesc {
   int32_t dropout_counter[kMaxFusedDropouts] = {};
   int32_t dropout_counter_i32[kMaxFusedDropouts] = {};
   uint64_t dropout_seed[kMaxFusedDropouts] = {};
-  uint64_t dropout_threshold[kMaxFusedDropouts] = {};
+  uint32_t dropout_threshold[kMaxFusedDropouts] = {};
   double dropout_scale[kMaxFusedDropouts] = {};
 };
 struct FusedOperands {
@@ -265,7 +265,8 @@ cudaError_t LaunchLossGrad(DT dt, bool softmax, const LossDesc& d, const void* d
 struct DropoutArgs {
   const void* counter = nullptr;
   int32_t counter_i32 = 0;
-  uint64_t seed = 0, threshold = 0;
+  uint64_t seed = 0;
+  uint32_t threshold = 0;
   double scale = 1;
 };
 // The arguments of dropout {ratio, seed} (ratio in [0, 1]) with the given counter.
@@ -361,7 +362,7 @@ struct AttentionDesc {
   // i64 scalar read on the device, so a CUDA graph replays a new mask each step; nullptr: 0).
   // dropout_threshold = DropoutThreshold(r) (0: no dropout), dropout_scale = DropoutScale(r),
   // both from r on the host (the CPU kernel's numbers). The backwards redraw the mask.
-  uint64_t dropout_threshold = 0;
+  uint32_t dropout_threshold = 0;
   float dropout_scale = 1.f;
   uint64_t dropout_seed = 0;
   const void* dropout_counter = nullptr;

@@ -270,7 +270,7 @@ absl::StatusOr<FusedSource> GenerateFusedElementwise(const ir::Node& node) {
   if (!parsed.dropouts.empty()) {
     // compiler/ir/dropout.h's mask, spelled out for NVRTC (HostCompiledSourceMatchesCpu checks
     // it against the CPU kernel's): splitmix64's finalizer, the key of (seed, counter), and
-    // keep(i) = threshold == 0 || mix(key + i) >= threshold.
+    // keep(i) = threshold == 0 || field(i) of mix(key + group(i)) >= threshold.
     absl::StrAppend(&src,
                     "__device__ __forceinline__ unsigned long long ptc_mix(unsigned long long z) {\n"
                     "  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;\n"
@@ -283,8 +283,11 @@ absl::StatusOr<FusedSource> GenerateFusedElementwise(const ir::Node& node) {
                     "                                0x9e3779b97f4a7c15ull));\n"
                     "}\n"
                     "__device__ __forceinline__ bool ptc_keep(unsigned long long key,\n"
-                    "    unsigned long long i, unsigned long long threshold) {\n"
-                    "  return threshold == 0ull || ptc_mix(key + i) >= threshold;\n"
+                    "    unsigned long long i, unsigned threshold) {\n"
+                    "  if (threshold == 0u) return true;\n"
+                    "  const unsigned long long h = ptc_mix(key + (((i >> 4) << 2) | ((i >> 1) & 3ull)));\n"
+                    "  const unsigned field = static_cast<unsigned>(((i & 1ull) << 1) | ((i >> 3) & 1ull));\n"
+                    "  return static_cast<unsigned>((h >> (16u * field)) & 0xffffull) >= threshold;\n"
                     "}\n");
   }
   absl::StrAppend(&src, "extern \"C\" __global__ void __launch_bounds__(", kGeneratedThreads,
@@ -365,7 +368,7 @@ absl::StatusOr<FusedSource> GenerateFusedElementwise(const ir::Node& node) {
       stack.pop_back();
       absl::StrAppend(&src, "    const ", ct, " ", v, " = ptc_keep(key", t.index,
                       ", static_cast<unsigned long long>(i), ", ir::DropoutThreshold(d.ratio),
-                      "ull) ? ", a, " * ", Literal(ir::DropoutScale(d.ratio), f32), " : ",
+                      "u) ? ", a, " * ", Literal(ir::DropoutScale(d.ratio), f32), " : ",
                       Literal(0.0, f32), ";\n");
       stack.push_back(v);
     } else {

@@ -469,13 +469,13 @@ __global__ void __launch_bounds__(kThreads)
 // dx_low's value from the stored dx `o` (D is f32 when dx_low is set): its rounding to G, and
 // with kDrop the dropout of that (kernels.h DropoutArgs): o times `scale` where element i is
 // kept, else 0, rounded once (the CPU kernel's f32 value, rounded by its half wrapper).
+// `keep`: the element's mask bit (kDrop only).
 template <DT D, DT G, bool kDrop>
-__device__ __forceinline__ S<G> LowValue(S<D> o, uint64_t key, uint64_t threshold, float scale,
-                                         uint64_t i) {
+__device__ __forceinline__ S<G> LowValue(S<D> o, bool keep, float scale) {
   if constexpr (!kDrop) {
     return Narrow<G>(static_cast<float>(o));
   } else {
-    return Narrow<G>(ir::DropoutKeeps(key, i, threshold) ? static_cast<float>(o) * scale : 0.f);
+    return Narrow<G>(keep ? static_cast<float>(o) * scale : 0.f);
   }
 }
 
@@ -514,9 +514,9 @@ __global__ void __launch_bounds__(kThreads)
       Store<D>(dx + r * d, j, v);
       // dx_low: the stored dx rounded to dy's dtype, as the cast kernel would (D is f32 here).
       if (dx_low != nullptr) {
-        dx_low[r * d + j] =
-            LowValue<D, G, kDrop>(Narrow<D>(v), key, ld.threshold, low_scale,
-                                  static_cast<uint64_t>(r * d + j));
+        const bool keep =
+            kDrop && ir::DropoutKeeps(key, static_cast<uint64_t>(r * d + j), ld.threshold);
+        dx_low[r * d + j] = LowValue<D, G, kDrop>(Narrow<D>(v), keep, low_scale);
       }
     }
   }
@@ -578,6 +578,12 @@ __global__ void __launch_bounds__(kMaxRowGroup, kRowMinBlocks)
         S<G> lo[V];
         LoadVec<S<D>, V>(scale + k * V, sc);
         if (addend != nullptr) LoadVec<S<D>, V>(addend + base + k * V, ad);
+        // The V elements' mask bits: V / 2 hashes (ir::DropoutKeepRun; base + k V is a
+        // multiple of V).
+        uint32_t keep = 0;
+        if constexpr (kDrop) {
+          keep = ir::DropoutKeepRun<V>(key, static_cast<uint64_t>(base) + k * V, ld.threshold);
+        }
 #pragma unroll
         for (int j = 0; j < V; ++j) {
           const float g = Widen<G>(gv[s][j]) * Widen<D>(sc[j]);
@@ -587,8 +593,7 @@ __global__ void __launch_bounds__(kMaxRowGroup, kRowMinBlocks)
           o[j] = Narrow<D>(v);
           // dx_low (D is f32 when it is set): no conversions when there is none.
           if (dx_low != nullptr) {
-            lo[j] = LowValue<D, G, kDrop>(o[j], key, ld.threshold, low_scale,
-                                          static_cast<uint64_t>(base) + k * V + j);
+            lo[j] = LowValue<D, G, kDrop>(o[j], ((keep >> j) & 1u) != 0, low_scale);
           }
         }
         StoreVec<S<D>, V>(dx + base + k * V, o);

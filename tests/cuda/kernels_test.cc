@@ -931,6 +931,20 @@ std::vector<Case> Cases() {
     tc("attention_grad_tc_gqa_bf16_dropout_bthd_causal_attr", bf16, {1, 100, 4, 64},
        {1, 100, 2, 64}, {1, 100, 4, 64}, T(b, {100, 100}), Gen::kCausal, "bthd", true,
        causal_drop);
+    // The same with Tk a multiple of 16 (AttentionDropper::Grouped: a hash per four
+    // probabilities of a thread, halves swapped between threads in dK / dV), a partial last
+    // key tile (144 = 2 x 64 + 16).
+    tc("attention_tc_bf16_dropout_causal_attr_grouped", bf16, {2, 2, 144, 64}, {2, 2, 144, 64},
+       {}, T(b, {1, 1, 144, 144}), Gen::kCausal, "", false, causal_drop);
+    tc("attention_tc_f16_dropout_bthd_bool_d128_grouped", f16, {1, 70, 2, 128},
+       {1, 96, 2, 128}, {}, T(b, {1, 2, 70, 96}), Gen::kBool, "bthd", false, drop_only);
+    tc("attention_grad_tc_bf16_dropout_causal_attr_grouped", bf16, {1, 2, 144, 64},
+       {1, 2, 144, 64}, {1, 2, 144, 64}, T(b, {1, 1, 144, 144}), Gen::kCausal, "", true,
+       causal_drop);
+    tc("attention_grad_tc_f16_dropout_bool_tq_lt_tk_d128_grouped", f16, {1, 2, 40, 128},
+       {1, 2, 112, 128}, {1, 2, 40, 128}, T(b, {40, 112}), Gen::kBool, "", true, drop_only);
+    tc("attention_grad_tc_gqa_bf16_dropout_bthd_causal_attr_grouped", bf16, {1, 96, 4, 64},
+       {1, 96, 2, 64}, {1, 96, 4, 64}, T(b, {96, 96}), Gen::kCausal, "bthd", true, causal_drop);
     // Rows with every key masked (Tq > Tk) add nothing to the gradients (P = 0, dS = 0 though
     // their D is NaN), on every backend: several key tiles (causal by index) and two query
     // tiles (bool mask tiles).
