@@ -45,7 +45,8 @@
 //       -> (loss [, log_prob])                ONNX SoftmaxCrossEntropyLoss semantics
 //   nll_loss(input, target [, weight]) {reduction, ignore_index?}   ONNX NegativeLogLikelihoodLoss
 //   dropout(x [, counter: i32/i64 scalar]) {ratio, seed} -> (y [, mask: bool])
-//       keeps x[i] / (1 - ratio) where hash(seed, counter, i) >= ratio * 2^64, else 0: a pure
+//       keeps x[i] / (1 - ratio) where dropout.h's hash of (seed, counter, i) passes
+//       round(ratio * 2^16) (one hash per four elements), else 0: a pure
 //       function of its inputs (a training step passes its `rng.step` state as the counter, so
 //       each step draws a new mask and a recomputation draws the same one; the gradient is the
 //       same dropout of dy). Training only: inference plans and @eval drop it (strip-dropout).
