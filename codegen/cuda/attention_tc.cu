@@ -96,11 +96,11 @@
 // the four elements a thread holds of a row of a 16-key block, so with Tk a multiple of 16
 // (AttentionDropper::Grouped) each hash draws four probabilities: the forward hashes its
 // tile's groups with a nonzero probability one at a time, in a rolled loop (hashing the
-// unrolled tile at once spilled at head dim 64's 128 registers); dQ draws a 16-key chunk's two
-// groups per thread before its products; dK / dV, whose threads hold keys g and g + 8 of four
-// queries, hashes two groups per thread and swaps halves with the thread of key g ^ 1 (one
-// shuffle per hash). Other Tk draw element by element (KeepBits: a hash each). Chunks and
-// tiles skipped as masked hash nothing.
+// unrolled tile at once spilled at head dim 64's 128 registers); dQ draws a 16-key chunk's
+// two groups per thread before its products; dK / dV, whose threads hold keys g and g + 8 of
+// four queries, hashes two groups per thread and swaps halves with the thread of key g ^ 1
+// (one shuffle per hash). Other Tk draw element by element, a hash each (KeepBits; dQ per
+// nonzero probability). Chunks and tiles skipped as masked hash nothing.
 //
 // Rounding: P and dS are rounded to the input dtype for the tensor-core products (as
 // FlashAttention-2 does); sums, the softmax and lse are f32. Outputs are written in the input
@@ -961,9 +961,10 @@ __device__ __forceinline__ void QGradTile(const AttentionDesc& a, const uint32_t
 #pragma unroll 1
   for (int kc = 0; kc < kTile / 16; ++kc) {
     if (16 * kc > key_lim) break;  // P = 0 for the rest of the tile
-    // kDrop: the forward's mask of the chunk's 8 elements per thread (bit 4jj + e, below),
-    // drawn before the products: with Grouped(), one hash per row (keys 16kc + 2qd, +1, +8,
-    // +9), else one per element.
+    // kDrop with Grouped(): the forward's mask of the chunk's 8 elements per thread (bit
+    // 4jj + e, below), one hash per row (keys 16kc + 2qd, +1, +8, +9), drawn before the
+    // products. Other Tk: a hash per nonzero probability in the loop below (Factor; drawing
+    // those up front too spilled at head dim 64).
     uint32_t keep = ~0u;
     if constexpr (kDrop) {
       const uint64_t row_lo = drop_base + (wr + g) * a.tk + 16 * kc + 2 * qd;

@@ -4,10 +4,10 @@
 // (a training step's `rng.step` state), so a CUDA graph replays a new mask each step. 16-bit
 // values are multiplied in f32 (f64 in f64) and rounded once, as the CPU kernel's f32 widening.
 // When x, y (and the mask) are aligned for 16-byte accesses and n < 2^31, a thread takes kVec
-// elements per access with a 32-bit index, and draws their mask with kVec / 2 hashes
-// (ir::DropoutKeepRun: four elements per hash in a 16-element block, two in a run of 8 or
-// fewer); else one element (one hash) per iteration; both through DropoutElement's formula. Each element of x is read before y's is written (y may take over
-// x's buffer).
+// elements per access with a 32-bit index and draws their mask with kVec / 2 hashes
+// (ir::DropoutKeepRun: an aligned run of 2 to 8 elements takes two per hash); else one element
+// (one hash) per iteration; both through DropoutElement's formula. Each element of x is read
+// before y's is written (y may take over x's buffer).
 #include "codegen/cuda/device_util.cuh"
 #include "compiler/ir/dropout.h"
 
