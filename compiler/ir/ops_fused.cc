@@ -730,8 +730,10 @@ int DropoutTokenIndex(std::string_view t) {
   }
   return k;
 }
-}  // namespace
 
+// Stack pops of a fused_elementwise program token that names an op: 1 (unary, and a dropout
+// token "dropoutK"), 2 (binary), -1 for anything else (operand / constant loads, unknown
+// names).
 int FusedTokenArity(std::string_view t) {
   if (DropoutTokenIndex(t) >= 0) return 1;
   for (std::string_view u : {"neg", "abs", "sqrt", "reciprocal", "exp", "log", "erf", "tanh",
@@ -744,8 +746,6 @@ int FusedTokenArity(std::string_view t) {
   }
   return -1;
 }
-
-namespace {
 
 // A list attribute of numbers (integers are accepted for floats); absent: empty.
 absl::StatusOr<std::vector<double>> NumberList(const AttrMap& attrs, const char* name) {

@@ -66,11 +66,6 @@ Value* AttentionMask(const Node& node, int first, int trailing = 0);
 Value* AttentionCounter(const Node& node, int first, int trailing = 0);
 int AttentionCounterInput(const Node& node, int first, int trailing = 0);
 
-// Stack pops of a fused_elementwise program token that names an op: 1 (unary, and a dropout
-// token "dropoutK"), 2 (binary), -1 for anything else (operand / constant loads, unknown
-// names).
-int FusedTokenArity(std::string_view token);
-
 // A fused_elementwise program (ops.h), parsed and checked against its operand types once: the
 // type inference, the CPU kernel, the CUDA interpreter, the NVRTC generator and lower-fused all
 // read it from here.
