@@ -381,7 +381,8 @@ inline __m256i DropoutMix4(__m256i z) {
 // 8..15, all ones where kept. threshold < 2^16.
 inline void DropoutBlockMasks(uint64_t key, uint64_t block, uint32_t threshold, __m256i& lo,
                               __m256i& hi) {
-  const __m256i z = _mm256_add_epi64(_mm256_set1_epi64x(static_cast<int64_t>(key + 4 * block)),
+  const uint64_t g0 = ir::DropoutGroup(block << 4);  // the block's groups: g0 .. g0 + 3
+  const __m256i z = _mm256_add_epi64(_mm256_set1_epi64x(static_cast<int64_t>(key + g0)),
                                      _mm256_setr_epi64x(0, 1, 2, 3));
   const __m256i h = DropoutMix4(z);
   const __m256i t = _mm256_set1_epi16(static_cast<int16_t>(threshold));

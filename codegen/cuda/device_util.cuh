@@ -375,7 +375,7 @@ struct AttentionDropper {
   }
   // Whether 16-bit field `sub` of a hash's 32-bit half is kept (field 2 half + sub).
   __device__ __forceinline__ bool HalfKeeps(uint32_t half, int sub) const {
-    return ((half >> (16 * sub)) & 0xffffu) >= a.dropout_threshold;
+    return ir::DropoutFieldKeeps(half, sub, a.dropout_threshold);
   }
   __device__ __forceinline__ float Factor(uint64_t index) const {
     return ir::DropoutKeeps(key, index, a.dropout_threshold) ? a.dropout_scale : 0.f;

@@ -122,12 +122,6 @@ inline void DropoutForEach(uint64_t key, uint64_t start, int64_t n, uint32_t thr
   int64_t j = 0;
   while (j < n) {
     const uint64_t i = start + static_cast<uint64_t>(j);
-    if ((i & 15) == 0 && n - j >= 16) {  // a whole block: a fixed trip count
-      const uint32_t bits = DropoutKeepRun<16>(key, i, threshold);
-      for (int k = 0; k < 16; ++k) f(j + k, ((bits >> k) & 1u) != 0);
-      j += 16;
-      continue;
-    }
     const int from = static_cast<int>(i & 15);
     const int64_t count = 16 - from < n - j ? 16 - from : n - j;
     const uint32_t bits = DropoutKeepRun<16>(key, i - static_cast<uint64_t>(from), threshold);
