@@ -9,8 +9,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <mutex>
 
 #include "absl/strings/numbers.h"
@@ -18,6 +20,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "compiler/ir/dropout.h"
 #include "compiler/ir/ops_fused.h"
 #include "compiler/ir/strides.h"
@@ -224,6 +227,43 @@ absl::StatusOr<FusedSource> GenerateFusedElementwise(const ir::Node& node) {
     }
   }
 
+  // The vector loop (vector > 1): each thread takes `vector` consecutive elements, starting at
+  // a multiple of `vector`, read / written with one 4- to 16-byte access per operand (at most
+  // 16 bytes of the widest dtype). It needs the innermost merged dim to be a multiple of the
+  // vector (so a vector shares its outer coordinates: an operand broadcast along the innermost
+  // dim is one load, any other is `vector` consecutive elements, its outer strides multiples of
+  // the vector) and every pointer aligned to its access (checked at run time: a view at an
+  // odd offset takes the element loop).
+  int vector = 1;
+  {
+    size_t widest = ir::DTypeSize(dt);
+    int loaded = 0;
+    for (size_t i = 0; i < node.num_inputs(); ++i) {
+      if (!used_operand[i] || modes[i] == Mode::kScalar) continue;
+      widest = std::max(widest, ir::DTypeSize(node.input(i)->type().dtype));
+      ++loaded;
+    }
+    vector = rank == 0 ? 1 : static_cast<int>(16 / widest);  // rank 0: one element
+    auto fits = [&](int v) {
+      if (shape[rank - 1] % v != 0) return false;
+      if (v * (loaded + 1) > 64) return false;  // values held at once: keep the registers
+      for (size_t i = 0; i < node.num_inputs(); ++i) {
+        if (!used_operand[i] || modes[i] == Mode::kScalar) continue;
+        if (strides[i][rank - 1] == 0) continue;  // one load per vector
+        if (strides[i][rank - 1] != 1) return false;
+        for (int d = 0; d + 1 < rank; ++d) {
+          if (strides[i][d] % v != 0) return false;
+        }
+      }
+      return true;
+    };
+    while (vector > 1 && !fits(vector)) vector /= 2;
+  }
+  // Operand i's vector path: one value per vector (broadcast along the innermost dim) or one
+  // per element.
+  auto inner_broadcast = [&](size_t i) { return rank > 0 && strides[i][rank - 1] == 0; };
+  auto words_of = [&](ir::DType d) { return static_cast<int>(vector * ir::DTypeSize(d) / 4); };
+
   // Header comment: what the kernel computes (part of the hashed text, so no node names).
   std::string src;
   std::vector<std::string> operand_types;
@@ -239,7 +279,21 @@ absl::StatusOr<FusedSource> GenerateFusedElementwise(const ir::Node& node) {
   }
   absl::StrAppend(&src, "// operands: ", absl::StrJoin(operand_types, ", "), "\n");
   absl::StrAppend(&src, "// merged dims: ", ir::ShapeToString(shape), ", ", idx32 ? 32 : 64,
-                  "-bit indexing\n");
+                  "-bit indexing");
+  if (vector > 1) absl::StrAppend(&src, ", ", vector, " elements per thread");
+  absl::StrAppend(&src, "\n");
+  if (vector > 1) {
+    // Aligned words: one vector access of 4, 8 or 16 bytes.
+    std::set<int> words = {words_of(dt)};
+    for (size_t i = 0; i < node.num_inputs(); ++i) {
+      if (used_operand[i] && modes[i] != Mode::kScalar && !inner_broadcast(i)) {
+        words.insert(words_of(node.input(i)->type().dtype));
+      }
+    }
+    for (int w : words) {
+      absl::StrAppend(&src, "struct alignas(", 4 * w, ") ptc_w", w, " { unsigned w[", w, "]; };\n");
+    }
+  }
   if (any_f16) {
     absl::StrAppend(&src,
                     "__device__ __forceinline__ float ptc_h2f(unsigned short h) {\n"
@@ -325,23 +379,20 @@ absl::StatusOr<FusedSource> GenerateFusedElementwise(const ir::Node& node) {
   const std::string grid_stride =
       idx32 ? absl::StrCat("gridDim.x * ", kGeneratedThreads, "u")
             : absl::StrCat("static_cast<long long>(gridDim.x) * ", kGeneratedThreads);
-  absl::StrAppend(&src, "  for (", it, " i = ", first_index, "; i < ", lit(n), "; i += ",
-                  grid_stride, ") {\n");
-  if (need_coords) {
-    // Coordinates over the merged dims, innermost first (constant divisors).
-    absl::StrAppend(&src, "    ", it, " r = i;\n");
+  // Coordinates of element i over the merged dims, innermost first (constant divisors).
+  auto coords = [&](std::string* out) {
+    absl::StrAppend(out, "    ", it, " r = i;\n");
     for (int d = rank - 1; d >= 1; --d) {
-      absl::StrAppend(&src, "    const ", it, " c", d, " = r % ", lit(shape[d]), ";\n");
-      absl::StrAppend(&src, "    r /= ", lit(shape[d]), ";\n");
+      absl::StrAppend(out, "    const ", it, " c", d, " = r % ", lit(shape[d]), ";\n");
+      absl::StrAppend(out, "    r /= ", lit(shape[d]), ";\n");
     }
-    absl::StrAppend(&src, "    const ", it, " c0 = r;\n");
-  }
-  for (size_t i = 0; i < node.num_inputs(); ++i) {
-    if (!used_operand[i] || modes[i] == Mode::kScalar) continue;
-    std::string offset;
+    absl::StrAppend(out, "    const ", it, " c0 = r;\n");
+  };
+  // Operand i's offset at element i (the coordinates declared where general).
+  auto offset_of = [&](size_t i) -> std::string {
     switch (modes[i]) {
-      case Mode::kFull: offset = "i"; break;
-      case Mode::kSuffix: offset = absl::StrCat("i % ", lit(suffix_n[i])); break;
+      case Mode::kFull: return "i";
+      case Mode::kSuffix: return absl::StrCat("i % ", lit(suffix_n[i]));
       default: {
         std::vector<std::string> terms;
         for (int d = 0; d < rank; ++d) {
@@ -349,52 +400,185 @@ absl::StatusOr<FusedSource> GenerateFusedElementwise(const ir::Node& node) {
           terms.push_back(strides[i][d] == 1 ? absl::StrCat("c", d)
                                              : absl::StrCat("c", d, " * ", lit(strides[i][d])));
         }
-        offset = absl::StrJoin(terms, " + ");
+        return terms.empty() ? std::string("0") : absl::StrJoin(terms, " + ");
       }
     }
-    absl::StrAppend(&src, "    const ", ct, " a", i, " = ",
-                    load(i, absl::StrCat("x", i, " + ", offset)), ";\n");
-  }
-  std::vector<std::string> stack;
-  int temps = 0;
-  for (const ir::FusedToken& t : tokens) {
-    if (t.kind == ir::FusedToken::kOperand) {
-      stack.push_back(absl::StrCat("a", t.index));
-    } else if (t.kind == ir::FusedToken::kConstant) {
-      stack.push_back(absl::StrCat("k", t.index));
-    } else if (t.kind == ir::FusedToken::kDropout) {
-      const ir::FusedDropout& d = parsed.dropouts[t.index];
-      const std::string a = stack.back(), v = absl::StrCat("t", temps++);
-      stack.pop_back();
-      absl::StrAppend(&src, "    const ", ct, " ", v, " = ptc_keep(key", t.index,
-                      ", static_cast<unsigned long long>(i), ", ir::DropoutThreshold(d.ratio),
-                      "u) ? ", a, " * ", Literal(ir::DropoutScale(d.ratio), f32), " : ",
-                      Literal(0.0, f32), ";\n");
-      stack.push_back(v);
-    } else {
-      std::string b;
-      if (t.arity == 2) {
-        b = stack.back();
+  };
+  // The program as straight-line code: `operand(i)` names operand i's value, `keep(k)` the
+  // condition of dropout k; temporaries t<n><suffix>. Returns the result's name.
+  auto emit_program = [&](std::string* out, const std::string& suffix,
+                          const std::function<std::string(int)>& operand,
+                          const std::function<std::string(int)>& keep) {
+    std::vector<std::string> stack;
+    int temps = 0;
+    for (const ir::FusedToken& t : tokens) {
+      if (t.kind == ir::FusedToken::kOperand) {
+        stack.push_back(operand(t.index));
+      } else if (t.kind == ir::FusedToken::kConstant) {
+        stack.push_back(absl::StrCat("k", t.index));
+      } else if (t.kind == ir::FusedToken::kDropout) {
+        const ir::FusedDropout& d = parsed.dropouts[t.index];
+        const std::string a = stack.back(), v = absl::StrCat("t", temps++, suffix);
         stack.pop_back();
+        absl::StrAppend(out, "    const ", ct, " ", v, " = ", keep(t.index), " ? ", a, " * ",
+                        Literal(ir::DropoutScale(d.ratio), f32), " : ", Literal(0.0, f32),
+                        ";\n");
+        stack.push_back(v);
+      } else {
+        std::string b;
+        if (t.arity == 2) {
+          b = stack.back();
+          stack.pop_back();
+        }
+        const std::string a = stack.back();
+        stack.pop_back();
+        const std::string v = absl::StrCat("t", temps++, suffix);
+        absl::StrAppend(out, "    const ", ct, " ", v, " = ", Expr(t.op, a, b, f32), ";\n");
+        stack.push_back(v);
       }
-      const std::string a = stack.back();
-      stack.pop_back();
-      const std::string v = absl::StrCat("t", temps++);
-      absl::StrAppend(&src, "    const ", ct, " ", v, " = ", Expr(t.op, a, b, f32), ";\n");
-      stack.push_back(v);
     }
+    return stack.back();
+  };
+  auto store_conversion = [&](const std::string& v) {
+    return dt == ir::DType::kF16    ? absl::StrCat("ptc_f2h(", v, ")")
+           : dt == ir::DType::kBF16 ? absl::StrCat("ptc_f2bf(", v, ")")
+                                    : v;
+  };
+
+  if (vector > 1) {
+    std::vector<std::string> checks;
+    for (size_t i = 0; i < node.num_inputs(); ++i) {
+      if (!used_operand[i] || modes[i] == Mode::kScalar || inner_broadcast(i)) continue;
+      checks.push_back(absl::StrCat("(reinterpret_cast<unsigned long long>(x", i, ") & ",
+                                    words_of(node.input(i)->type().dtype) * 4 - 1, "ull)"));
+    }
+    checks.push_back(absl::StrCat("(reinterpret_cast<unsigned long long>(out) & ",
+                                  words_of(dt) * 4 - 1, "ull)"));
+    absl::StrAppend(&src, "  if ((", absl::StrJoin(checks, " |\n       "), ") == 0ull) {\n");
+    absl::StrAppend(&src, "    for (", it, " v = ", first_index, "; v < ", lit(n / vector),
+                    "; v += ", grid_stride, ") {\n");
+    std::string body;
+    absl::StrAppend(&body, "    const ", it, " i = v * ", lit(vector), ";\n");
+    bool vec_coords = false;
+    for (size_t i = 0; i < node.num_inputs(); ++i) {
+      vec_coords |= used_operand[i] && modes[i] == Mode::kGeneral;
+    }
+    if (vec_coords) coords(&body);
+    // Element j of a vector of dtype d whose words are w<i>.
+    auto element = [&](ir::DType d, const std::string& w, int j) -> std::string {
+      switch (d) {
+        case ir::DType::kF32: return absl::StrCat("__uint_as_float(", w, ".w[", j, "])");
+        case ir::DType::kF64:
+          return absl::StrCat("__longlong_as_double(static_cast<long long>((static_cast<unsigned "
+                              "long long>(", w, ".w[", 2 * j + 1, "]) << 32) | ", w, ".w[", 2 * j,
+                              "]))");
+        default: {
+          const std::string bits = absl::StrCat("static_cast<unsigned short>(", w, ".w[", j / 2,
+                                                "]", j % 2 ? " >> 16" : "", ")");
+          return absl::StrCat(d == ir::DType::kF16 ? "ptc_h2f(" : "ptc_bf2f(", bits, ")");
+        }
+      }
+    };
+    for (size_t i = 0; i < node.num_inputs(); ++i) {
+      if (!used_operand[i] || modes[i] == Mode::kScalar) continue;
+      const ir::DType d = node.input(i)->type().dtype;
+      if (inner_broadcast(i)) {
+        absl::StrAppend(&body, "    const ", ct, " a", i, " = ",
+                        load(i, absl::StrCat("x", i, " + ", offset_of(i))), ";\n");
+        continue;
+      }
+      const int w = words_of(d);
+      absl::StrAppend(&body, "    const ptc_w", w, " w", i, " = *reinterpret_cast<const ptc_w",
+                      w, "*>(x", i, " + ", offset_of(i), ");\n");
+      for (int j = 0; j < vector; ++j) {
+        absl::StrAppend(&body, "    const ", ct, " a", i, "_", j, " = ",
+                        element(d, absl::StrCat("w", i), j), ";\n");
+      }
+    }
+    // Dropout k's hashes: elements 2p and 2p + 1 of the vector share group
+    // ((i + 2p) >> 4) * 4 + ((i + 2p) >> 1) % 4, whose 16-bit fields 2 (j & 1) + ((i >> 3) & 1)
+    // they read (i is a multiple of the vector, at most 8: a vector lies in one 8-element half
+    // of a 16-element block).
+    std::vector<uint32_t> thresholds;
+    for (size_t k = 0; k < parsed.dropouts.size(); ++k) {
+      thresholds.push_back(ir::DropoutThreshold(parsed.dropouts[k].ratio));
+      if (thresholds[k] == 0) continue;
+      absl::StrAppend(&body, "    const unsigned s", k, " = static_cast<unsigned>((i >> 3) & ",
+                      lit(1), ") << 4;\n");
+      for (int p = 0; p < vector / 2; ++p) {
+        const std::string e =
+            p == 0 ? std::string("i") : absl::StrCat("(i + ", lit(2 * p), ")");
+        absl::StrAppend(&body, "    const unsigned long long h", k, "_", p, " = ptc_mix(key", k,
+                        " + static_cast<unsigned long long>(((", e, " >> 4) << 2) | ((", e,
+                        " >> 1) & ", lit(3), ")));\n");
+      }
+    }
+    std::vector<std::string> results;
+    for (int j = 0; j < vector; ++j) {
+      results.push_back(emit_program(
+          &body, absl::StrCat("_", j),
+          [&](int i) {
+            return modes[i] == Mode::kScalar || inner_broadcast(i) ? absl::StrCat("a", i)
+                                                                   : absl::StrCat("a", i, "_", j);
+          },
+          [&](int k) -> std::string {
+            if (thresholds[k] == 0) return "true";
+            const std::string shift =
+                j % 2 ? absl::StrCat("(s", k, " + 32u)") : absl::StrCat("s", k);
+            return absl::StrCat("static_cast<unsigned>((h", k, "_", j / 2, " >> ", shift,
+                                ") & 0xffffull) >= ", thresholds[k], "u");
+          }));
+    }
+    const int ow = words_of(dt);
+    absl::StrAppend(&body, "    ptc_w", ow, " o;\n");
+    for (int j = 0; j < vector; ++j) {
+      switch (dt) {
+        case ir::DType::kF32:
+          absl::StrAppend(&body, "    o.w[", j, "] = __float_as_uint(", results[j], ");\n");
+          break;
+        case ir::DType::kF64:
+          absl::StrAppend(&body, "    o.w[", 2 * j, "] = static_cast<unsigned>(__double_as_longlong(",
+                          results[j], "));\n    o.w[", 2 * j + 1,
+                          "] = static_cast<unsigned>(static_cast<unsigned long long>("
+                          "__double_as_longlong(", results[j], ")) >> 32);\n");
+          break;
+        default:
+          if (j % 2 == 1) {
+            absl::StrAppend(&body, "    o.w[", j / 2, "] = static_cast<unsigned>(",
+                            store_conversion(results[j - 1]), ") | (static_cast<unsigned>(",
+                            store_conversion(results[j]), ") << 16);\n");
+          }
+      }
+    }
+    absl::StrAppend(&body, "    *reinterpret_cast<ptc_w", ow, "*>(out + i) = o;\n");
+    for (absl::string_view line : absl::StrSplit(body, '\n', absl::SkipEmpty())) {
+      absl::StrAppend(&src, "  ", line, "\n");
+    }
+    absl::StrAppend(&src, "    }\n    return;\n  }\n");
   }
-  const std::string result = stack.back();
-  const std::string stored = dt == ir::DType::kF16    ? absl::StrCat("ptc_f2h(", result, ")")
-                             : dt == ir::DType::kBF16 ? absl::StrCat("ptc_f2bf(", result, ")")
-                                                      : result;
-  absl::StrAppend(&src, "    out[i] = ", stored, ";\n  }\n}\n");
+
+  absl::StrAppend(&src, "  for (", it, " i = ", first_index, "; i < ", lit(n), "; i += ",
+                  grid_stride, ") {\n");
+  if (need_coords) coords(&src);
+  for (size_t i = 0; i < node.num_inputs(); ++i) {
+    if (!used_operand[i] || modes[i] == Mode::kScalar) continue;
+    absl::StrAppend(&src, "    const ", ct, " a", i, " = ",
+                    load(i, absl::StrCat("x", i, " + ", offset_of(i))), ";\n");
+  }
+  const std::string result = emit_program(
+      &src, "", [](int i) { return absl::StrCat("a", i); },
+      [&](int k) {
+        return absl::StrCat("ptc_keep(key", k, ", static_cast<unsigned long long>(i), ",
+                            ir::DropoutThreshold(parsed.dropouts[k].ratio), "u)");
+      });
+  absl::StrAppend(&src, "    out[i] = ", store_conversion(result), ";\n  }\n}\n");
 
   FusedSource fs;
   fs.name = absl::StrFormat("ptc_fused_%016x", Fnv1a(src));
   fs.source = absl::StrReplaceAll(src, {{kNamePlaceholder, fs.name}});
   fs.num_operands = static_cast<int>(node.num_inputs());
   fs.elements = n;
+  fs.vector = vector;
   for (const ir::FusedDropout& d : parsed.dropouts) fs.seeds.push_back(d.seed);
   return fs;
 }

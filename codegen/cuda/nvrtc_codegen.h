@@ -23,6 +23,14 @@
 //     }
 //   }
 //
+// (That is the element loop. Where the innermost merged dim allows it, the kernel first runs a
+// vector loop: each thread takes `vector` consecutive elements, 16 bytes of the widest dtype
+// read or written (4 f32, 8 bf16 / f16, 2 f64; 4 for a bf16 chain with an f32 operand), one
+// 4- to 16-byte access per operand and for the output, an operand broadcast along the
+// innermost dim loaded once; a dropout draws two elements per hash (elements 2p, 2p + 1 of a
+// vector share a group of compiler/ir/dropout.h). It runs when every pointer is aligned to its
+// access, checked once per thread; a view at an odd offset takes the element loop.)
+//
 // Everything is baked in: the element count, merged broadcast dims and strides (constant
 // divisors become multiply-shifts), constants (exact round-trip literals). Indexing is 32-bit
 // when the element count is below 2^31. Operands are read as: full (same shape as the output,
@@ -58,6 +66,8 @@ struct FusedSource {
   std::string source;  // one extern "C" __global__ kernel, no #include
   int num_operands = 0;  // parameters: x0 .. x{num_operands-1}, then out
   int64_t elements = 0;  // output elements (baked into the source)
+  // Elements per thread of the kernel's vector loop (1: none): launch elements / vector threads.
+  int vector = 1;
   // After out: one `unsigned long long seedK` parameter per "dropoutK" token, launched with
   // these values (the dropouts' seeds: arguments, not text, so GPT-2's residual adds, which
   // differ only in their seeds, share one kernel).

@@ -60,6 +60,8 @@ std::string Normalized(const FusedSource& s) {
   return absl::StrReplaceAll(s.source, {{s.name, "NAME"}});
 }
 
+// The vector loop (4 f32 per thread, 16-byte accesses) when every pointer is aligned, the
+// element loop otherwise.
 TEST(FusedCodegen, GoldenBiasGeluF32) {
   Built b = Fused({{DType::kF32, {8, 1024}}, {DType::kF32, {1024}}}, {"x0", "x1", "add", "gelu"},
                   {}, {8, 1024});
@@ -72,9 +74,42 @@ TEST(FusedCodegen, GoldenBiasGeluF32) {
             R"(// ptc fused_elementwise -> f32[8,1024]
 // program: x0 x1 add gelu
 // operands: f32[8,1024], f32[1024]
-// merged dims: [8,1024], 32-bit indexing
+// merged dims: [8,1024], 32-bit indexing, 4 elements per thread
+struct alignas(16) ptc_w4 { unsigned w[4]; };
 extern "C" __global__ void __launch_bounds__(256)
 NAME(const float* __restrict__ x0, const float* __restrict__ x1, float* __restrict__ out) {
+  if (((reinterpret_cast<unsigned long long>(x0) & 15ull) |
+       (reinterpret_cast<unsigned long long>(x1) & 15ull) |
+       (reinterpret_cast<unsigned long long>(out) & 15ull)) == 0ull) {
+    for (unsigned v = blockIdx.x * 256u + threadIdx.x; v < 2048u; v += gridDim.x * 256u) {
+      const unsigned i = v * 4u;
+      const ptc_w4 w0 = *reinterpret_cast<const ptc_w4*>(x0 + i);
+      const float a0_0 = __uint_as_float(w0.w[0]);
+      const float a0_1 = __uint_as_float(w0.w[1]);
+      const float a0_2 = __uint_as_float(w0.w[2]);
+      const float a0_3 = __uint_as_float(w0.w[3]);
+      const ptc_w4 w1 = *reinterpret_cast<const ptc_w4*>(x1 + i % 1024u);
+      const float a1_0 = __uint_as_float(w1.w[0]);
+      const float a1_1 = __uint_as_float(w1.w[1]);
+      const float a1_2 = __uint_as_float(w1.w[2]);
+      const float a1_3 = __uint_as_float(w1.w[3]);
+      const float t0_0 = a0_0 + a1_0;
+      const float t1_0 = 0.5f * t0_0 * (1.0f + erff(t0_0 * 0.70710678118654752440f));
+      const float t0_1 = a0_1 + a1_1;
+      const float t1_1 = 0.5f * t0_1 * (1.0f + erff(t0_1 * 0.70710678118654752440f));
+      const float t0_2 = a0_2 + a1_2;
+      const float t1_2 = 0.5f * t0_2 * (1.0f + erff(t0_2 * 0.70710678118654752440f));
+      const float t0_3 = a0_3 + a1_3;
+      const float t1_3 = 0.5f * t0_3 * (1.0f + erff(t0_3 * 0.70710678118654752440f));
+      ptc_w4 o;
+      o.w[0] = __float_as_uint(t1_0);
+      o.w[1] = __float_as_uint(t1_1);
+      o.w[2] = __float_as_uint(t1_2);
+      o.w[3] = __float_as_uint(t1_3);
+      *reinterpret_cast<ptc_w4*>(out + i) = o;
+    }
+    return;
+  }
   for (unsigned i = blockIdx.x * 256u + threadIdx.x; i < 8192u; i += gridDim.x * 256u) {
     const float a0 = __ldg(x0 + i);
     const float a1 = __ldg(x1 + i % 1024u);
@@ -87,7 +122,8 @@ NAME(const float* __restrict__ x0, const float* __restrict__ x1, float* __restri
 }
 
 // bf16: f32 math, RNE store; a scalar operand hoisted out of the loop; an operand broadcast in
-// the middle ([4,1,6] against [4,5,6]) through coordinates; constants as exact literals.
+// the middle ([4,1,6] against [4,5,6]) through coordinates; constants as exact literals. The
+// innermost dim (6) allows 2 elements per thread, not 8.
 TEST(FusedCodegen, GoldenBf16ScalarAndGeneralBroadcast) {
   Built b = Fused({{DType::kBF16, {4, 1, 6}}, {DType::kBF16, {1}}, {DType::kBF16, {4, 5, 6}}},
                   {"x0", "x1", "mul", "c0", "max", "x2", "add"}, {0.1, -2.0}, {4, 5, 6});
@@ -98,7 +134,8 @@ TEST(FusedCodegen, GoldenBf16ScalarAndGeneralBroadcast) {
 // program: x0 x1 mul c0 max x2 add
 // constants: 0.10000000000000001, -2.0
 // operands: bf16[4,1,6], bf16[1], bf16[4,5,6]
-// merged dims: [4,5,6], 32-bit indexing
+// merged dims: [4,5,6], 32-bit indexing, 2 elements per thread
+struct alignas(4) ptc_w1 { unsigned w[1]; };
 __device__ __forceinline__ float ptc_bf2f(unsigned short h) {
   return __uint_as_float(static_cast<unsigned>(h) << 16);
 }
@@ -112,6 +149,35 @@ extern "C" __global__ void __launch_bounds__(256)
 NAME(const unsigned short* __restrict__ x0, const unsigned short* __restrict__ x1, const unsigned short* __restrict__ x2, unsigned short* __restrict__ out) {
   const float k0 = 0.100000001f;
   const float a1 = ptc_bf2f(__ldg(x1));
+  if (((reinterpret_cast<unsigned long long>(x0) & 3ull) |
+       (reinterpret_cast<unsigned long long>(x2) & 3ull) |
+       (reinterpret_cast<unsigned long long>(out) & 3ull)) == 0ull) {
+    for (unsigned v = blockIdx.x * 256u + threadIdx.x; v < 60u; v += gridDim.x * 256u) {
+      const unsigned i = v * 2u;
+      unsigned r = i;
+      const unsigned c2 = r % 6u;
+      r /= 6u;
+      const unsigned c1 = r % 5u;
+      r /= 5u;
+      const unsigned c0 = r;
+      const ptc_w1 w0 = *reinterpret_cast<const ptc_w1*>(x0 + c0 * 6u + c2);
+      const float a0_0 = ptc_bf2f(static_cast<unsigned short>(w0.w[0]));
+      const float a0_1 = ptc_bf2f(static_cast<unsigned short>(w0.w[0] >> 16));
+      const ptc_w1 w2 = *reinterpret_cast<const ptc_w1*>(x2 + i);
+      const float a2_0 = ptc_bf2f(static_cast<unsigned short>(w2.w[0]));
+      const float a2_1 = ptc_bf2f(static_cast<unsigned short>(w2.w[0] >> 16));
+      const float t0_0 = a0_0 * a1;
+      const float t1_0 = (t0_0 > k0 || t0_0 != t0_0) ? t0_0 : k0;
+      const float t2_0 = t1_0 + a2_0;
+      const float t0_1 = a0_1 * a1;
+      const float t1_1 = (t0_1 > k0 || t0_1 != t0_1) ? t0_1 : k0;
+      const float t2_1 = t1_1 + a2_1;
+      ptc_w1 o;
+      o.w[0] = static_cast<unsigned>(ptc_f2bf(t2_0)) | (static_cast<unsigned>(ptc_f2bf(t2_1)) << 16);
+      *reinterpret_cast<ptc_w1*>(out + i) = o;
+    }
+    return;
+  }
   for (unsigned i = blockIdx.x * 256u + threadIdx.x; i < 120u; i += gridDim.x * 256u) {
     unsigned r = i;
     const unsigned c2 = r % 6u;
@@ -143,6 +209,16 @@ TEST(FusedCodegen, SixtyFourBitIndexingAndRowBroadcast) {
       << src->source;
   EXPECT_NE(src->source.find("const double a1 = __ldg(x1 + c0);"), std::string::npos)
       << src->source;
+  // The vector loop: 2 f64 per thread, x1 (broadcast along the row) loaded once per vector.
+  EXPECT_EQ(src->vector, 2);
+  EXPECT_NE(src->source.find("for (long long v = static_cast<long long>(blockIdx.x) * 256 + "
+                             "threadIdx.x; v < 1073741824ll;"),
+            std::string::npos)
+      << src->source;
+  EXPECT_NE(src->source.find("const long long i = v * 2ll;"), std::string::npos);
+  EXPECT_NE(src->source.find("const ptc_w4 w0 = *reinterpret_cast<const ptc_w4*>(x0 + i);"),
+            std::string::npos);
+  EXPECT_NE(src->source.find("      const double a1 = __ldg(x1 + c0);"), std::string::npos);
   EXPECT_NE(src->source.find("const double t1 = exp(t0);"), std::string::npos) << src->source;
   // Just under 2^31: 32-bit.
   Built s = Fused({{DType::kF32, {(int64_t{1} << 31) - 1}}}, {"x0", "neg"}, {},
@@ -150,6 +226,48 @@ TEST(FusedCodegen, SixtyFourBitIndexingAndRowBroadcast) {
   auto s32 = GenerateFusedElementwise(*s.node);
   ASSERT_TRUE(s32.ok()) << s32.status();
   EXPECT_NE(s32->source.find("for (unsigned i ="), std::string::npos);
+  // An odd innermost dim: the element loop only.
+  EXPECT_EQ(s32->vector, 1);
+  EXPECT_EQ(s32->source.find("ptc_w"), std::string::npos) << s32->source;
+}
+
+// The vector loop's width: 16 bytes of the widest dtype read or written (bf16 8, with an f32
+// operand 4), halved until it divides the innermost dim; operands broadcast along the
+// innermost dim load once per vector; a dropout hashes once per two elements.
+TEST(FusedCodegen, VectorWidths) {
+  auto vector_of = [](std::vector<TensorType> in, ir::Shape shape, ir::AttrMap attrs = {}) {
+    Built b = Fused(std::move(in), {"x0", "x1", "add"}, {}, shape, "main", "y", attrs);
+    auto src = GenerateFusedElementwise(*b.node);
+    EXPECT_TRUE(src.ok()) << src.status();
+    return src.ok() ? src->vector : 0;
+  };
+  EXPECT_EQ(vector_of({{DType::kBF16, {4, 64}}, {DType::kBF16, {64}}}, {4, 64}), 8);
+  EXPECT_EQ(vector_of({{DType::kBF16, {4, 64}}, {DType::kF32, {64}}}, {4, 64},
+                      {{"dtype", DType::kBF16}}),
+            4);
+  EXPECT_EQ(vector_of({{DType::kF16, {4, 12}}, {DType::kF16, {4, 1}}}, {4, 12}), 4);
+  EXPECT_EQ(vector_of({{DType::kF64, {4, 12}}, {DType::kF64, {12}}}, {4, 12}), 2);
+  EXPECT_EQ(vector_of({{DType::kF32, {4, 6}}, {DType::kF32, {6}}}, {4, 6}), 2);
+  EXPECT_EQ(vector_of({{DType::kF32, {4, 7}}, {DType::kF32, {7}}}, {4, 7}), 1);
+  EXPECT_EQ(vector_of({{DType::kF32, {}}, {DType::kF32, {}}}, {}), 1);  // rank 0
+  // A scalar operand takes no part.
+  EXPECT_EQ(vector_of({{DType::kBF16, {2, 16}}, {DType::kF32, {1}}}, {2, 16},
+                      {{"dtype", DType::kBF16}}),
+            8);
+
+  Built d = Fused({{DType::kBF16, {4, 64}}}, {"x0", "dropout0"}, {}, {4, 64}, "main", "y",
+                  {{"dropout_ratio", std::vector<double>{0.1}},
+                   {"dropout_seed", std::vector<int64_t>{1}},
+                   {"dropout_counter", std::vector<int64_t>{-1}}});
+  auto src = GenerateFusedElementwise(*d.node);
+  ASSERT_TRUE(src.ok()) << src.status();
+  EXPECT_EQ(src->vector, 8);
+  const std::string& t = src->source;
+  EXPECT_NE(t.find("const unsigned long long h0_3 = ptc_mix(key0 + "), std::string::npos) << t;
+  EXPECT_EQ(t.find("h0_4"), std::string::npos) << "four hashes per 8 elements: " << t;
+  EXPECT_NE(t.find("static_cast<unsigned>((h0_3 >> (s0 + 32u)) & 0xffffull) >= 6554u"),
+            std::string::npos)
+      << t;
 }
 
 TEST(FusedCodegen, SourceDependsOnWhatIsComputedNotOnNames) {

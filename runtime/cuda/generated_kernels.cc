@@ -29,9 +29,9 @@ void ReportInterpreted(const ir::Node& node, const std::string& why) {
 class GeneratedFusedKernel final : public DeviceKernel {
  public:
   GeneratedFusedKernel(std::shared_ptr<const GeneratedKernels> owner, cudaKernel_t kernel,
-                       int num_operands, int64_t n, std::vector<uint64_t> seeds)
-      : owner_(std::move(owner)), kernel_(kernel), num_operands_(num_operands), n_(n),
-        seeds_(std::move(seeds)) {}
+                       int num_operands, int64_t threads, std::vector<uint64_t> seeds)
+      : owner_(std::move(owner)), kernel_(kernel), num_operands_(num_operands),
+        threads_(threads), seeds_(std::move(seeds)) {}
   absl::Status Launch(const LaunchContext& ctx, absl::Span<const void* const> in,
                       absl::Span<void* const> out, void*) override {
     if (static_cast<int>(in.size()) != num_operands_ || out.size() != 1) {
@@ -43,7 +43,7 @@ class GeneratedFusedKernel final : public DeviceKernel {
     for (int i = 0; i < num_operands_; ++i) args[i] = const_cast<const void**>(&in[i]);
     args[num_operands_] = const_cast<void**>(&out[0]);
     for (size_t k = 0; k < seeds_.size(); ++k) args[num_operands_ + 1 + k] = &seeds_[k];
-    const int64_t blocks = std::min<int64_t>((n_ + codegen::kGeneratedThreads - 1) /
+    const int64_t blocks = std::min<int64_t>((threads_ + codegen::kGeneratedThreads - 1) /
                                                  codegen::kGeneratedThreads,
                                              int64_t{1} << 20);
     PTC_CUDA_RETURN_IF_ERROR(cudaLaunchKernel(reinterpret_cast<const void*>(kernel_),
@@ -59,7 +59,7 @@ class GeneratedFusedKernel final : public DeviceKernel {
   std::shared_ptr<const GeneratedKernels> owner_;  // keeps the library loaded
   cudaKernel_t kernel_;
   int num_operands_;
-  int64_t n_;
+  int64_t threads_;  // one per element, or per vector (FusedSource::vector)
   std::vector<uint64_t> seeds_;  // the dropouts' seed arguments (FusedSource::seeds)
 };
 
@@ -158,8 +158,8 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateGeneratedFusedKernel(
   }
   ++g_generated_nodes;
   return std::unique_ptr<DeviceKernel>(
-      new GeneratedFusedKernel(options.generated, k, src->num_operands, src->elements,
-                               src->seeds));
+      new GeneratedFusedKernel(options.generated, k, src->num_operands,
+                               src->elements / src->vector, src->seeds));
 }
 
 }  // namespace ptc::cuda

@@ -82,6 +82,9 @@ std::vector<Case> Cases() {
   // More elements than one grid pass covers at once, and a single-operand program.
   cs.push_back({"large_f32", {{DType::kF32, {1 << 22}}}, {"x0", "sigmoid"}, {}, {1 << 22}, {}});
   cs.push_back({"copy_f32", {{DType::kF32, {5, 7}}}, {"x0"}, {}, {5, 7}, {}});
+  // A scalar (rank 0: the loss scale's update under --precision fp16).
+  cs.push_back({"scalar_f32", {{DType::kF32, {}}, {DType::kF32, {}}}, {"x0", "x1", "mul"}, {}, {},
+                {}});
   // Mixed dtypes (a --precision chain): bf16 / f16 operands read widened next to f32 ones,
   // rounded once to bf16, or an f32 result (the residual add).
   cs.push_back({"mixed_to_bf16", {{DType::kBF16, {40, 96}}, {DType::kF32, {96}}, {DType::kF16, {40, 1}}},
@@ -104,6 +107,19 @@ std::vector<Case> Cases() {
                   {"x1", "dropout0", "x1", "dropout1", "mul"}, {}, {5, 37}, {}, std::nullopt,
                   {0.5, 0.3}, {7, 12}, {0, -1}});
   }
+  // The vector loop (FusedSource::vector): bf16 8 per thread, two dropouts (one of threshold
+  // 0, kept without a hash) over both halves of a 16-element block; f64 2 per thread with a
+  // row-broadcast operand (one load per vector); f32 4 per thread with a dropout over a suffix
+  // operand.
+  cs.push_back({"dropout_vector8_bf16", {{DType::kBF16, {6, 64}}, {DType::kBF16, {64}}},
+                {"x0", "x1", "dropout0", "add", "dropout1"}, {}, {6, 64}, {}, std::nullopt,
+                {0.3, 1e-6}, {5, 9}, {-1, -1}});
+  cs.push_back({"dropout_vector2_f64", {{DType::kF64, {9, 10}}, {DType::kF64, {9, 1}}},
+                {"x0", "x1", "mul", "dropout0"}, {}, {9, 10}, {}, std::nullopt, {0.4}, {11},
+                {-1}});
+  cs.push_back({"dropout_vector4_f32", {{DType::kF32, {7, 24}}, {DType::kF32, {24}}},
+                {"x0", "dropout0", "x1", "sub"}, {}, {7, 24}, {}, std::nullopt, {0.6}, {2},
+                {-1}});
   return cs;
 }
 
@@ -264,6 +280,7 @@ TEST_P(GeneratedKernelCase, MatchesCpu) {
 
 constexpr char kHostShim[] = R"(// host shim (tests/cuda/generated_kernels_test.cc)
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #define __device__
 #define __forceinline__ inline
@@ -277,6 +294,15 @@ static inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); re
 static inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
 static inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
 static inline double __longlong_as_double(long long v) { double d; memcpy(&d, &v, 8); return d; }
+static inline long long __double_as_longlong(double d) { long long v; memcpy(&v, &d, 8); return v; }
+// The vector loop's accesses, checked for alignment and counted (ptc_host_vector_accesses).
+static unsigned long long ptc_host_vectors = 0;
+template <typename WP, typename T> static inline WP ptc_host_vec(T* p) {
+  if (reinterpret_cast<unsigned long long>(p) % alignof(decltype(*WP()))) abort();
+  ++ptc_host_vectors;
+  return reinterpret_cast<WP>(p);
+}
+extern "C" unsigned long long ptc_host_vector_accesses() { return ptc_host_vectors; }
 // IEEE binary16 <-> float, round to nearest even (as PTX cvt.f32.f16 / cvt.rn.f16.f32).
 static inline float ptc_host_h2f(unsigned short h) {
   const unsigned e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
@@ -322,7 +348,9 @@ class HostKernel {
     std::string body = absl::StrReplaceAll(
         src.source, {{R"(asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));)", "f = ptc_host_h2f(h);"},
                      {R"(asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));)",
-                      "h = ptc_host_f2h(f);"}});
+                      "h = ptc_host_f2h(f);"},
+                     {"reinterpret_cast<const ptc_w", "ptc_host_vec<const ptc_w"},
+                     {"reinterpret_cast<ptc_w", "ptc_host_vec<ptc_w"}});
     if (body.find("asm(") != std::string::npos) {
       return absl::InternalError("the generated source has PTX the host shim does not know:\n" +
                                  src.source);
@@ -362,7 +390,11 @@ class HostKernel {
     k.launch_ = reinterpret_cast<void (*)(void* const*, unsigned)>(
         dlsym(k.handle_, "ptc_host_launch"));
     if (k.launch_ == nullptr) return absl::InternalError(dlerror());
-    k.elements_ = src.elements;
+    k.vectors_ = reinterpret_cast<unsigned long long (*)()>(
+        dlsym(k.handle_, "ptc_host_vector_accesses"));
+    if (k.vectors_ == nullptr) return absl::InternalError(dlerror());
+    k.threads_ = src.elements / src.vector;
+    k.vector_ = src.vector;
     std::remove((base + ".cc").c_str());
     std::remove((base + ".log").c_str());
     std::remove((base + ".so").c_str());  // stays mapped
@@ -370,21 +402,38 @@ class HostKernel {
   }
 
   // Up to 3 blocks, one more than the elements need: the grid-stride loop wraps (more
-  // elements than a pass covers) and the bounds check masks a block past the end.
-  ir::Tensor Run(const ir::Node& node, const std::vector<ir::Tensor>& in) const {
+  // elements than a pass covers) and the bounds check masks a block past the end. The tensors'
+  // buffers are 64-byte aligned, so a vector kernel takes its vector loop; `off` moves argument
+  // `off` (an operand, or the output at in.size()) one element off its alignment.
+  ir::Tensor Run(const ir::Node& node, const std::vector<ir::Tensor>& in, int off = -1) const {
     ir::Tensor out(node.output(0)->type().dtype, node.output(0)->type().shape);
+    std::vector<char> moved;
+    auto place = [&](const ir::Tensor& t, int arg) -> void* {
+      if (arg != off) return const_cast<void*>(t.data());
+      moved.resize(t.nbytes() + 64);
+      char* p = moved.data();
+      p += (64 - reinterpret_cast<uintptr_t>(p) % 64) % 64 + ir::DTypeSize(t.dtype());
+      std::memcpy(p, t.data(), t.nbytes());
+      return p;
+    };
     std::vector<void*> args;
-    for (const ir::Tensor& t : in) args.push_back(const_cast<void*>(t.data()));
-    args.push_back(out.mutable_data());
-    const int64_t blocks = (elements_ + codegen::kGeneratedThreads - 1) / codegen::kGeneratedThreads;
+    for (size_t i = 0; i < in.size(); ++i) args.push_back(place(in[i], static_cast<int>(i)));
+    args.push_back(place(out, static_cast<int>(in.size())));
+    const int64_t blocks = (threads_ + codegen::kGeneratedThreads - 1) / codegen::kGeneratedThreads;
     launch_(args.data(), static_cast<unsigned>(std::min<int64_t>(3, blocks + 1)));
+    if (args.back() != out.data()) std::memcpy(out.mutable_data(), args.back(), out.nbytes());
     return out;
   }
+  int vector() const { return vector_; }
+  // Vector accesses (loads and stores) of the runs so far.
+  uint64_t vector_accesses() const { return vectors_(); }
 
  private:
   void* handle_ = nullptr;
   void (*launch_)(void* const*, unsigned) = nullptr;
-  int64_t elements_ = 0;
+  unsigned long long (*vectors_)() = nullptr;
+  int64_t threads_ = 0;  // one per element, or per vector (FusedSource::vector)
+  int vector_ = 1;
 };
 
 TEST_P(GeneratedKernelCase, HostCompiledSourceMatchesCpu) {
@@ -401,6 +450,25 @@ TEST_P(GeneratedKernelCase, HostCompiledSourceMatchesCpu) {
   const ir::Tensor got = kernel->Run(*node.node, in);
   const std::string err = Compare(got, CastTo(*ref, node.node->output(0)->type().dtype));
   EXPECT_TRUE(err.empty()) << c.name << ": " << err;
+  const uint64_t vectors = kernel->vector_accesses();
+  if (kernel->vector() == 1) {
+    EXPECT_EQ(vectors, 0u) << c.name;
+    return;
+  }
+  // Aligned buffers ran the vector loop: every output vector stored once.
+  EXPECT_GE(vectors, static_cast<uint64_t>(got.num_elements() / kernel->vector())) << c.name;
+  // The output one element off runs the element loop (no vector access), to the same bits;
+  // an operand off does too where its vector access would be misaligned (the shim aborts on
+  // one), else the vector loop.
+  const ir::Tensor element_loop = kernel->Run(*node.node, in, static_cast<int>(in.size()));
+  EXPECT_EQ(kernel->vector_accesses(), vectors) << c.name << ": a vector access";
+  EXPECT_EQ(std::memcmp(element_loop.data(), got.data(), got.nbytes()), 0)
+      << c.name << ": the vector and element loops differ";
+  for (size_t i = 0; i < in.size(); ++i) {
+    const ir::Tensor moved = kernel->Run(*node.node, in, static_cast<int>(i));
+    EXPECT_EQ(std::memcmp(moved.data(), got.data(), got.nbytes()), 0)
+        << c.name << ": operand " << i << " one element off";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Table, GeneratedKernelCase, testing::ValuesIn(Cases()),
