@@ -51,6 +51,8 @@ file(GLOB PTC_CUDA_CODEGEN_SRCS CONFIGURE_DEPENDS ${PTC_CUDA_DIR}/codegen/cuda/*
 list(FILTER PTC_CUDA_CODEGEN_SRCS EXCLUDE REGEX "_test\\.cc$")
 add_library(ptc_cuda_codegen STATIC ${PTC_CUDA_CODEGEN_SRCS})
 target_link_libraries(ptc_cuda_codegen PUBLIC ptc_ir ptc_plan ${CMAKE_DL_LIBS})
+# host_kernel.cc: generated kernels compiled for the host (tests, the CUDA emulation).
+target_compile_definitions(ptc_cuda_codegen PRIVATE PTC_HOST_CXX="${CMAKE_CXX_COMPILER}")
 if(PTC_CUDA_FOUND AND CUDA_nvrtc_LIBRARY)
   # The toolkit's NVRTC first; the loader's search path (libnvrtc.so.13 ...) after it.
   target_compile_definitions(ptc_cuda_codegen PRIVATE PTC_NVRTC_LIBRARY="${CUDA_nvrtc_LIBRARY}")

@@ -9,6 +9,9 @@
 #include "absl/strings/str_cat.h"
 #include "compiler/support/status.h"
 #include "runtime/cuda/cuda_check.h"
+#if defined(PTC_CUDA_EMU)
+#include "runtime/cuda/emu/emu.h"
+#endif
 
 namespace ptc::cuda {
 namespace {
@@ -98,8 +101,13 @@ absl::StatusOr<std::shared_ptr<const GeneratedKernels>> LoadGeneratedKernels(
     }
     GeneratedKernels::Entry e;
     e.source = k.source;
+#if defined(PTC_CUDA_EMU)
+    // The CUDA CPU emulation runs the kernel's source, compiled for the host (emu.h).
+    cudaError_t err = emu::LoadGeneratedKernel(&e.library, k.name, k.source);
+#else
     cudaError_t err = cudaLibraryLoadData(&e.library, k.cubin.data(), nullptr, nullptr, 0,
                                           nullptr, nullptr, 0);
+#endif
     if (err == cudaSuccess) {
       err = cudaLibraryGetKernel(&e.kernel, e.library, k.name.c_str());
       if (err != cudaSuccess) cudaLibraryUnload(e.library);

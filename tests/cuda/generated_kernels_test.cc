@@ -4,13 +4,11 @@
 // device, loaded from the CUBIN and launched, against the CPU kernel (f16 / bf16: the f32 CPU
 // node on the same widened inputs, rounded). Plus the interpreter fallback and the executor
 // using a plan's kernels. Without a GPU every test here skips.
-#include <dlfcn.h>
 #include <unistd.h>
 
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <optional>
 #include <random>
 #include <string>
@@ -20,6 +18,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 #include "codegen/cpu/kernel.h"
+#include "codegen/cuda/host_kernel.h"
 #include "codegen/cuda/nvrtc_codegen.h"
 #include "compiler/driver/driver.h"
 #include "compiler/ir/ops.h"
@@ -220,11 +219,15 @@ absl::StatusOr<KernelOptions> CompileForDevice(const ir::Node& node) {
   return o;
 }
 
+// Under the CUDA CPU emulation the plan's kernels run as their source compiled for the host
+// (runtime/cuda/emu/emu.h): that needs the host compiler too.
 #define PTC_SKIP_WITHOUT_DEVICE_AND_NVRTC()                                                 \
   PTC_SKIP_WITHOUT_CUDA_DEVICE();                                                          \
-  PTC_SKIP_UNDER_EMULATION("NVRTC's CUBINs run only on a GPU");                            \
   if (!codegen::GetNvrtc().available) {                                                    \
     GTEST_SKIP() << "SKIPPED: NVRTC not available (" << codegen::GetNvrtc().why << ")";    \
+  }                                                                                        \
+  if (access(codegen::DefaultHostCompiler().c_str(), X_OK) != 0) {                         \
+    PTC_SKIP_UNDER_EMULATION("generated kernels run compiled for the host: no compiler");  \
   }
 
 class GeneratedKernelCase : public testing::TestWithParam<Case> {};
@@ -268,140 +271,27 @@ TEST_P(GeneratedKernelCase, MatchesCpu) {
 
 // ------------------------------------------------------------------------- host emulation
 // Without a GPU the generated source itself is still checked: the same text, compiled for the
-// host by the C++ compiler that built ptc behind a shim (CUDA's qualifiers as nothing, __ldg
-// as a load, the bit casts through memcpy, blockIdx / threadIdx / gridDim as globals) and
-// "launched" block by block, thread by thread. That runs the generator's index arithmetic
-// (grid-stride loop, bounds, suffix / general broadcast, constant loads, 32/64-bit indexing),
-// its constants and every token against the CPU kernel on every CI run. What it cannot check
-// is the device itself: CUDA's libm (host libm here; the error bounds cover both), FMA
-// contraction, and the two PTX f16 conversions, replaced here by bit arithmetic with the same
-// IEEE rounding (to nearest even, as cvt.rn). Skips where the compiler that built the test is
-// not installed (the device machine may lack it).
+// host (codegen/cuda/host_kernel.h) and "launched" block by block, thread by thread. That runs
+// the generator's index arithmetic (grid-stride loops, bounds, the vector loop and its
+// alignment check, suffix / general broadcast, constant loads, 32/64-bit indexing), its
+// constants and every token against the CPU kernel on every CI run. What it cannot check is
+// the device itself: CUDA's libm (host libm here; the error bounds cover both), FMA
+// contraction, and the two PTX f16 conversions, replaced by bit arithmetic with the same IEEE
+// rounding (to nearest even, as cvt.rn). Skips where the compiler that built the test is not
+// installed (the device machine may lack it).
 
-constexpr char kHostShim[] = R"(// host shim (tests/cuda/generated_kernels_test.cc)
-#include <math.h>
-#include <stdlib.h>
-#include <string.h>
-#define __device__
-#define __forceinline__ inline
-#define __global__
-#define __launch_bounds__(n)
-#define __restrict__ __restrict
-struct PtcDim3 { unsigned x; };
-static PtcDim3 blockIdx, threadIdx, gridDim;
-template <typename T> static inline T __ldg(const T* p) { return *p; }
-static inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
-static inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
-static inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
-static inline double __longlong_as_double(long long v) { double d; memcpy(&d, &v, 8); return d; }
-static inline long long __double_as_longlong(double d) { long long v; memcpy(&v, &d, 8); return v; }
-// The vector loop's accesses, checked for alignment and counted (ptc_host_vector_accesses).
-static unsigned long long ptc_host_vectors = 0;
-template <typename WP, typename T> static inline WP ptc_host_vec(T* p) {
-  if (reinterpret_cast<unsigned long long>(p) % alignof(decltype(*WP()))) abort();
-  ++ptc_host_vectors;
-  return reinterpret_cast<WP>(p);
-}
-extern "C" unsigned long long ptc_host_vector_accesses() { return ptc_host_vectors; }
-// IEEE binary16 <-> float, round to nearest even (as PTX cvt.f32.f16 / cvt.rn.f16.f32).
-static inline float ptc_host_h2f(unsigned short h) {
-  const unsigned e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
-  const float f = e == 0    ? ldexpf(static_cast<float>(m), -24)
-                  : e == 31 ? (m != 0 ? NAN : INFINITY)
-                            : ldexpf(static_cast<float>(m | 0x400u), static_cast<int>(e) - 25);
-  return (h & 0x8000u) != 0 ? -f : f;
-}
-static inline unsigned short ptc_host_f2h(float f) {
-  unsigned u;
-  memcpy(&u, &f, 4);
-  const unsigned sign = (u >> 16) & 0x8000u;
-  u &= 0x7fffffffu;
-  if (u > 0x7f800000u) return static_cast<unsigned short>(sign | 0x7e00u);  // NaN
-  if (u >= 0x477ff000u) return static_cast<unsigned short>(sign | 0x7c00u);  // >= 65520: inf
-  if (u < 0x38800000u) {  // below 2^-14: a subnormal (or zero) in steps of 2^-24
-    float a;
-    memcpy(&a, &u, 4);
-    return static_cast<unsigned short>(sign | static_cast<unsigned>(nearbyintf(a * 16777216.0f)));
-  }
-  unsigned v = u - 0x38000000u;  // exponent bias 127 -> 15
-  v += 0xfffu + ((v >> 13) & 1u);
-  return static_cast<unsigned short>(sign | (v >> 13));
-}
-)";
-
-const char* StorageType(DType d) {
-  switch (d) {
-    case DType::kF32: return "float";
-    case DType::kF64: return "double";
-    case DType::kI64: return "long long";  // dropout counters
-    case DType::kI32: return "int";
-    default: return "unsigned short";  // f16 / bf16 bits
-  }
-}
-
-// A generated kernel built for the host: Launch runs it over `grid` blocks of
-// kGeneratedThreads threads.
+// A case's generated kernel built for the host.
 class HostKernel {
  public:
-  static absl::StatusOr<HostKernel> Build(const ir::Node& node, const std::string& tag) {
+  static absl::StatusOr<HostKernel> Build(const ir::Node& node) {
     PTC_ASSIGN_OR_RETURN(codegen::FusedSource src, codegen::GenerateFusedElementwise(node));
-    std::string body = absl::StrReplaceAll(
-        src.source, {{R"(asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));)", "f = ptc_host_h2f(h);"},
-                     {R"(asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));)",
-                      "h = ptc_host_f2h(f);"},
-                     {"reinterpret_cast<const ptc_w", "ptc_host_vec<const ptc_w"},
-                     {"reinterpret_cast<ptc_w", "ptc_host_vec<ptc_w"}});
-    if (body.find("asm(") != std::string::npos) {
-      return absl::InternalError("the generated source has PTX the host shim does not know:\n" +
-                                 src.source);
-    }
-    std::string launch = "extern \"C\" void ptc_host_launch(void* const* args, unsigned grid) {\n"
-                         "  gridDim.x = grid;\n"
-                         "  for (unsigned b = 0; b < grid; ++b) {\n"
-                         "    for (unsigned t = 0; t < " +
-                         std::to_string(codegen::kGeneratedThreads) +
-                         "u; ++t) {\n"
-                         "      blockIdx.x = b;\n"
-                         "      threadIdx.x = t;\n      " + src.name + "(";
-    for (size_t i = 0; i < node.num_inputs(); ++i) {
-      absl::StrAppend(&launch, "static_cast<const ", StorageType(node.input(i)->type().dtype),
-                      "*>(args[", i, "]), ");
-    }
-    absl::StrAppend(&launch, "static_cast<", StorageType(node.output(0)->type().dtype),
-                    "*>(args[", node.num_inputs(), "])");
-    for (uint64_t seed : src.seeds) absl::StrAppend(&launch, ", ", seed, "ull");
-    absl::StrAppend(&launch, ");\n    }\n  }\n}\n");
-    const std::string base = absl::StrCat(testing::TempDir(), "ptc_host_", tag, "_", getpid());
-    {
-      std::ofstream f(base + ".cc");
-      f << kHostShim << body << launch;
-    }
-    const std::string cmd = absl::StrCat(PTC_HOST_CXX, " -std=c++17 -O1 -shared -fPIC -o ",
-                                         base, ".so ", base, ".cc > ", base, ".log 2>&1");
-    if (std::system(cmd.c_str()) != 0) {
-      std::ifstream log(base + ".log");
-      std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
-      return absl::InternalError(absl::StrCat("host compile failed: ", cmd, "\n", text, "\n",
-                                              body));
-    }
     HostKernel k;
-    k.handle_ = dlopen((base + ".so").c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (k.handle_ == nullptr) return absl::InternalError(dlerror());
-    k.launch_ = reinterpret_cast<void (*)(void* const*, unsigned)>(
-        dlsym(k.handle_, "ptc_host_launch"));
-    if (k.launch_ == nullptr) return absl::InternalError(dlerror());
-    k.vectors_ = reinterpret_cast<unsigned long long (*)()>(
-        dlsym(k.handle_, "ptc_host_vector_accesses"));
-    if (k.vectors_ == nullptr) return absl::InternalError(dlerror());
-    k.threads_ = src.elements / src.vector;
-    k.vector_ = src.vector;
-    std::remove((base + ".cc").c_str());
-    std::remove((base + ".log").c_str());
-    std::remove((base + ".so").c_str());  // stays mapped
+    PTC_ASSIGN_OR_RETURN(k.kernel_, codegen::HostKernel::Compile(src.name, src.source));
+    k.src_ = src;
     return k;
   }
 
-  // Up to 3 blocks, one more than the elements need: the grid-stride loop wraps (more
+  // Up to 3 blocks, one more than the threads need: the grid-stride loop wraps (more
   // elements than a pass covers) and the bounds check masks a block past the end. The tensors'
   // buffers are 64-byte aligned, so a vector kernel takes its vector loop; `off` moves argument
   // `off` (an operand, or the output at in.size()) one element off its alignment.
@@ -416,33 +306,41 @@ class HostKernel {
       std::memcpy(p, t.data(), t.nbytes());
       return p;
     };
+    // Parameter values (pointers, then the seeds) and, as cudaLaunchKernel takes them, their
+    // addresses.
+    std::vector<void*> pointers;
+    for (size_t i = 0; i < in.size(); ++i) pointers.push_back(place(in[i], static_cast<int>(i)));
+    pointers.push_back(place(out, static_cast<int>(in.size())));
+    std::vector<uint64_t> seeds = src_.seeds;
     std::vector<void*> args;
-    for (size_t i = 0; i < in.size(); ++i) args.push_back(place(in[i], static_cast<int>(i)));
-    args.push_back(place(out, static_cast<int>(in.size())));
-    const int64_t blocks = (threads_ + codegen::kGeneratedThreads - 1) / codegen::kGeneratedThreads;
-    launch_(args.data(), static_cast<unsigned>(std::min<int64_t>(3, blocks + 1)));
-    if (args.back() != out.data()) std::memcpy(out.mutable_data(), args.back(), out.nbytes());
+    for (void*& p : pointers) args.push_back(&p);
+    for (uint64_t& s : seeds) args.push_back(&s);
+    EXPECT_EQ(kernel_->num_params(), static_cast<int>(args.size()));
+    const int64_t threads = src_.elements / src_.vector;
+    const int64_t blocks = (threads + codegen::kGeneratedThreads - 1) / codegen::kGeneratedThreads;
+    kernel_->Launch(args.data(), static_cast<unsigned>(std::min<int64_t>(3, blocks + 1)),
+                    codegen::kGeneratedThreads);
+    if (pointers.back() != out.data()) {
+      std::memcpy(out.mutable_data(), pointers.back(), out.nbytes());
+    }
     return out;
   }
-  int vector() const { return vector_; }
+  int vector() const { return src_.vector; }
   // Vector accesses (loads and stores) of the runs so far.
-  uint64_t vector_accesses() const { return vectors_(); }
+  uint64_t vector_accesses() const { return kernel_->vector_accesses(); }
 
  private:
-  void* handle_ = nullptr;
-  void (*launch_)(void* const*, unsigned) = nullptr;
-  unsigned long long (*vectors_)() = nullptr;
-  int64_t threads_ = 0;  // one per element, or per vector (FusedSource::vector)
-  int vector_ = 1;
+  codegen::FusedSource src_;
+  std::shared_ptr<codegen::HostKernel> kernel_;
 };
 
 TEST_P(GeneratedKernelCase, HostCompiledSourceMatchesCpu) {
-  if (access(PTC_HOST_CXX, X_OK) != 0) {
-    GTEST_SKIP() << "SKIPPED: no host C++ compiler at " << PTC_HOST_CXX;
+  if (access(codegen::DefaultHostCompiler().c_str(), X_OK) != 0) {
+    GTEST_SKIP() << "SKIPPED: no host C++ compiler at " << codegen::DefaultHostCompiler();
   }
   const Case& c = GetParam();
   Built node = Build(c);
-  auto kernel = HostKernel::Build(*node.node, c.name);
+  auto kernel = HostKernel::Build(*node.node);
   ASSERT_TRUE(kernel.ok()) << kernel.status();
   std::vector<ir::Tensor> in;
   auto ref = CpuReference(c, 1, &in);

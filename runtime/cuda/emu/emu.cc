@@ -14,11 +14,15 @@
 #include <memory>
 #include <mutex>
 #include <numeric>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include <cuda_fp16.h>
+
+#include "absl/strings/str_cat.h"
+#include "codegen/cuda/host_kernel.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define PTC_EMU_ASAN 1
@@ -26,6 +30,9 @@
 #if __has_feature(address_sanitizer)
 #define PTC_EMU_ASAN 1
 #endif
+#endif
+#ifndef PTC_EMU_ASAN
+#define PTC_EMU_ASAN 0
 #endif
 #if defined(PTC_CUDA_EMU_RACECHECK) && PTC_CUDA_EMU_RACECHECK
 #define PTC_EMU_RACECHECK 1
@@ -754,6 +761,56 @@ void CpAsyncWaitAll() {
   s.current->pending_copies.clear();
 }
 
+namespace {
+
+// The generated kernels loaded (LoadGeneratedKernel): a library is its one kernel.
+struct GeneratedLibrary {
+  std::string name;
+  std::shared_ptr<cuda::codegen::HostKernel> kernel;
+};
+std::mutex g_generated_mu;
+std::set<const void*>& GeneratedLibraries() {
+  static auto* s = new std::set<const void*>;
+  return *s;
+}
+const GeneratedLibrary* FindGenerated(const void* p) {
+  std::lock_guard<std::mutex> lock(g_generated_mu);
+  return GeneratedLibraries().count(p) > 0 ? static_cast<const GeneratedLibrary*>(p) : nullptr;
+}
+
+}  // namespace
+
+cudaError_t LoadGeneratedKernel(cudaLibrary_t* library, const std::string& name,
+                                const std::string& source) {
+  if (const char* e = std::getenv("PTC_CUDA_EMU_GENERATED"); e != nullptr && std::string(e) == "0") {
+    SetLastError(cudaErrorInvalidKernelImage);
+    return cudaErrorInvalidKernelImage;
+  }
+  cuda::codegen::HostKernelOptions options;
+  options.address_sanitizer = PTC_EMU_ASAN != 0;
+  if (const char* c = std::getenv("PTC_CUDA_EMU_KERNEL_CACHE"); c != nullptr && *c != '\0') {
+    options.cache_dir = c;
+  } else {
+    const char* tmp = std::getenv("TMPDIR");
+    options.cache_dir = absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp",
+                                     "/ptc-emu-kernels");
+  }
+  auto kernel = cuda::codegen::HostKernel::Compile(name, source, options);
+  if (!kernel.ok()) {
+    std::fprintf(stderr, "ptc cuda emulation: generated kernel %s not compiled for the host: %s\n",
+                 name.c_str(), std::string(kernel.status().message()).substr(0, 2000).c_str());
+    SetLastError(cudaErrorInvalidKernelImage);
+    return cudaErrorInvalidKernelImage;
+  }
+  auto* lib = new GeneratedLibrary{name, *std::move(kernel)};
+  {
+    std::lock_guard<std::mutex> lock(g_generated_mu);
+    GeneratedLibraries().insert(lib);
+  }
+  *library = reinterpret_cast<cudaLibrary_t>(lib);
+  return cudaSuccess;
+}
+
 }  // namespace ptc::emu
 
 // =============================================================================================
@@ -1124,18 +1181,49 @@ cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int* blocks, const voi
   return cudaSuccess;
 }
 
-// Generated (NVRTC) kernels are CUBINs: the emulation cannot run them, and the runtime falls back
-// to the fused_elementwise interpreter (as for a plan of another architecture).
+// Generated (NVRTC) kernels are CUBINs: the emulation cannot run them. The runtime hands it their
+// source instead (ptc::emu::LoadGeneratedKernel); these calls serve those libraries.
 cudaError_t cudaLibraryLoadData(cudaLibrary_t*, const void*, cudaJitOption*, void**, unsigned int,
                                 cudaLibraryOption*, void**, unsigned int) {
   return Fail(cudaErrorInvalidKernelImage);
 }
-cudaError_t cudaLibraryUnload(cudaLibrary_t) { return cudaSuccess; }
-cudaError_t cudaLibraryGetKernel(cudaKernel_t*, cudaLibrary_t, const char*) {
-  return Fail(cudaErrorInvalidKernelImage);
+cudaError_t cudaLibraryUnload(cudaLibrary_t library) {
+  std::unique_ptr<const ptc::emu::GeneratedLibrary> lib;
+  {
+    std::lock_guard<std::mutex> lock(ptc::emu::g_generated_mu);
+    if (ptc::emu::GeneratedLibraries().erase(library) == 0) return Fail(cudaErrorInvalidValue);
+    lib.reset(reinterpret_cast<const ptc::emu::GeneratedLibrary*>(library));
+  }
+  return cudaSuccess;
 }
-cudaError_t cudaLaunchKernel(const void*, dim3, dim3, void**, size_t, cudaStream_t) {
-  return Fail(cudaErrorNotSupported);
+cudaError_t cudaLibraryGetKernel(cudaKernel_t* kernel, cudaLibrary_t library, const char* name) {
+  const ptc::emu::GeneratedLibrary* lib = ptc::emu::FindGenerated(library);
+  if (lib == nullptr) return Fail(cudaErrorInvalidResourceHandle);
+  if (name == nullptr || lib->name != name) return Fail(cudaErrorSymbolNotFound);
+  *kernel = reinterpret_cast<cudaKernel_t>(library);
+  return cudaSuccess;
+}
+// Only generated kernels are launched this way (the others through device_shim.h's Launcher).
+cudaError_t cudaLaunchKernel(const void* func, dim3 grid, dim3 block, void** args,
+                             size_t dynamic_smem, cudaStream_t stream) {
+  const ptc::emu::GeneratedLibrary* lib = ptc::emu::FindGenerated(func);
+  if (lib == nullptr) return Fail(cudaErrorInvalidDeviceFunction);
+  if (block.x == 0 || block.x > 1024 || block.y != 1 || block.z != 1 || grid.x == 0 ||
+      grid.y != 1 || grid.z != 1 || dynamic_smem != 0) {
+    return Fail(cudaErrorInvalidConfiguration);
+  }
+  // The arguments' values now (every parameter is 8 bytes), as a launch copies them.
+  std::vector<uint64_t> values(static_cast<size_t>(lib->kernel->num_params()));
+  for (size_t i = 0; i < values.size(); ++i) std::memcpy(&values[i], args[i], 8);
+  std::shared_ptr<ptc::cuda::codegen::HostKernel> kernel = lib->kernel;
+  const unsigned g = grid.x, b = block.x;
+  const cudaError_t err = ptc::emu::Enqueue(stream, [kernel, values, g, b] {
+    std::vector<uint64_t> v = values;
+    std::vector<void*> a;
+    for (uint64_t& x : v) a.push_back(&x);
+    kernel->Launch(a.data(), g, b);
+  });
+  return err == cudaSuccess ? cudaSuccess : Fail(err);
 }
 
 }  // extern "C"

@@ -44,6 +44,17 @@ void SetLastError(cudaError_t error);
 cudaError_t LaunchKernel(const void* func, const char* name, dim3 grid, dim3 block,
                          size_t dynamic_smem, cudaStream_t stream, std::function<void()> thread);
 
+// A plan's generated kernel (codegen/cuda/nvrtc_codegen.h) for the emulation: its CUBIN cannot
+// run here, so the runtime hands over its source (runtime/cuda/generated_kernels.cc), compiled
+// for the host (codegen/cuda/host_kernel.h; with AddressSanitizer in the memcheck build) into a
+// library whose one kernel cudaLibraryGetKernel returns and cudaLaunchKernel runs (on the
+// stream, or recorded by a capture), thread by thread. Compiled kernels are kept in
+// $PTC_CUDA_EMU_KERNEL_CACHE (default $TMPDIR/ptc-emu-kernels) across processes.
+// PTC_CUDA_EMU_GENERATED=0 declines every kernel (cudaErrorInvalidKernelImage, as a CUBIN of
+// another architecture): the runtime then takes its fused_elementwise interpreter.
+cudaError_t LoadGeneratedKernel(cudaLibrary_t* library, const std::string& name,
+                                const std::string& source);
+
 // The emulated device's properties (cudaGetDeviceProperties reports them).
 constexpr int kMultiProcessors = 4;
 constexpr size_t kTotalMemory = size_t{16} << 30;
