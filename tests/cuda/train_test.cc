@@ -262,7 +262,8 @@ int FusedDropouts(const ir::Function& f) {
 // `rng.step` counter it reads on the device, so CUDA-graph replays (every step after the
 // second) draw a new mask each step and the fp32 losses stay the CPU executor's (rtol 1e-4);
 // the counter state counts the steps. The forward's dropouts run in fused_elementwise chains
-// (the interpreter here; generated kernels on a GPU), the backward's as dropout kernels.
+// (the plan's generated kernels where NVRTC compiled them, their seeds launch arguments; under
+// the emulation their source compiled for the host), the backward's as dropout kernels.
 TEST(CudaTraining, DropoutStepsMatchCpu) {
   PTC_SKIP_WITHOUT_CUDA_DEVICE();
   auto cpu_plan = TinyGptTrainingPlan("cpu", "fp32", false, 1.0, true, "default", 0.1);
@@ -281,10 +282,17 @@ TEST(CudaTraining, DropoutStepsMatchCpu) {
   EXPECT_EQ(in_chains, 5) << "the forward's, in the residual adds and the embeddings' add";
   EXPECT_EQ(dropouts, 5) << "the backward's";
   EXPECT_EQ(attention, 4) << "2 layers, forward and backward";
+  int fused = 0;
+  for (const auto& n : gpu_plan->module->main()->nodes()) fused += n->op() == "fused_elementwise";
   auto cpu = cpu::Executor::Create(*cpu_plan);
   ASSERT_TRUE(cpu.ok()) << cpu.status();
+  const GeneratedKernelStats before = GetGeneratedKernelStats();
   auto gpu = Executor::Create(*gpu_plan);
   ASSERT_TRUE(gpu.ok()) << gpu.status();
+  if (!gpu_plan->cuda_kernels.empty()) {
+    EXPECT_EQ(GetGeneratedKernelStats().generated_nodes, before.generated_nodes + fused)
+        << "every fused_elementwise on a generated kernel";
+  }
   const int steps = 5;
   ExpectDeviceLossesAreCpus(**cpu, **gpu, *cpu_plan, steps, 300);
   if (HasFatalFailure()) return;
