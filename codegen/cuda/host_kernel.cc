@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <mutex>
@@ -115,7 +116,11 @@ std::string ReadFile(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
 
-std::mutex g_launch_mu;  // the libraries' thread indices are globals (one copy per loaded file)
+// The libraries' thread indices are globals (one copy per loaded file): one launch at a time.
+std::mutex& LaunchMutex() {
+  static auto* mu = new std::mutex;
+  return *mu;
+}
 
 }  // namespace
 
@@ -158,7 +163,8 @@ absl::StatusOr<std::shared_ptr<HostKernel>> HostKernel::Compile(const std::strin
   std::string so;
   bool cached = false;
   if (!options.cache_dir.empty()) {
-    std::system(absl::StrCat("mkdir -p '", options.cache_dir, "'").c_str());
+    std::error_code ec;
+    std::filesystem::create_directories(options.cache_dir, ec);  // a failure shows at rename
     so = absl::StrFormat("%s/%s-%016x.so", options.cache_dir, name,
                          Fnv1a(absl::StrCat(compiler, "\n", flags, "\n", text)));
     cached = access(so.c_str(), R_OK) == 0;
@@ -172,8 +178,8 @@ absl::StatusOr<std::shared_ptr<HostKernel>> HostKernel::Compile(const std::strin
       f << text;
       if (!f) return absl::InternalError(absl::StrCat("cannot write ", base, ".cc"));
     }
-    const std::string cmd = absl::StrCat(compiler, " ", flags, " -o ", base, ".so ", base,
-                                         ".cc > ", base, ".log 2>&1");
+    const std::string cmd = absl::StrCat("'", compiler, "' ", flags, " -o '", base, ".so' '",
+                                         base, ".cc' > '", base, ".log' 2>&1");
     const int rc = std::system(cmd.c_str());
     const std::string log = ReadFile(base + ".log");
     std::remove((base + ".cc").c_str());
@@ -212,12 +218,12 @@ HostKernel::~HostKernel() {
 }
 
 void HostKernel::Launch(void* const* args, unsigned grid, unsigned block) const {
-  std::lock_guard<std::mutex> lock(g_launch_mu);
+  std::lock_guard<std::mutex> lock(LaunchMutex());
   launch_(args, grid, block);
 }
 
 uint64_t HostKernel::vector_accesses() const {
-  std::lock_guard<std::mutex> lock(g_launch_mu);
+  std::lock_guard<std::mutex> lock(LaunchMutex());
   return vectors_();
 }
 

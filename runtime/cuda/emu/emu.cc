@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -797,8 +798,11 @@ cudaError_t LoadGeneratedKernel(cudaLibrary_t* library, const std::string& name,
   }
   auto kernel = cuda::codegen::HostKernel::Compile(name, source, options);
   if (!kernel.ok()) {
-    std::fprintf(stderr, "ptc cuda emulation: generated kernel %s not compiled for the host: %s\n",
-                 name.c_str(), std::string(kernel.status().message()).substr(0, 2000).c_str());
+    static std::atomic<bool> reported{false};
+    if (!reported.exchange(true)) {  // the first failure only (the runtime says the fallback)
+      std::fprintf(stderr, "ptc cuda emulation: generated kernel %s not compiled for the host: %s\n",
+                   name.c_str(), std::string(kernel.status().message()).substr(0, 2000).c_str());
+    }
     SetLastError(cudaErrorInvalidKernelImage);
     return cudaErrorInvalidKernelImage;
   }
