@@ -96,6 +96,7 @@ std::string CudaArch(const DeviceInfo& device);
 struct GeneratedKernelStats {
   int64_t generated_nodes = 0;    // through a generated kernel
   int64_t interpreted_nodes = 0;  // through the interpreter
+  int64_t compiled_at_load = 0;   // kernels a plan lacked, compiled with NVRTC at load
 };
 GeneratedKernelStats GetGeneratedKernelStats();
 

@@ -18,6 +18,7 @@ namespace {
 
 std::atomic<int64_t> g_generated_nodes{0};
 std::atomic<int64_t> g_interpreted_nodes{0};
+std::atomic<int64_t> g_compiled_at_load{0};
 std::atomic<bool> g_reported{false};
 
 // Prints the first reason a plan's generated kernels could not serve a fused_elementwise node.
@@ -68,14 +69,91 @@ class GeneratedFusedKernel final : public DeviceKernel {
 
 }  // namespace
 
+namespace {
+
+// Loads kernel `name` of `source` from its CUBIN into *e; the CUDA CPU emulation, which runs no
+// CUBIN, takes the source (compiled for the host, emu.h).
+cudaError_t LoadEntry(const std::string& name, const std::string& source, const std::string& cubin,
+                      cudaLibrary_t* library, cudaKernel_t* kernel) {
+#if defined(PTC_CUDA_EMU)
+  (void)cubin;
+  cudaError_t err = emu::LoadGeneratedKernel(library, name, source);
+#else
+  (void)source;
+  cudaError_t err =
+      cudaLibraryLoadData(library, cubin.data(), nullptr, nullptr, 0, nullptr, nullptr, 0);
+#endif
+  if (err == cudaSuccess) {
+    err = cudaLibraryGetKernel(kernel, *library, name.c_str());
+    if (err != cudaSuccess) cudaLibraryUnload(*library);
+  }
+  if (err != cudaSuccess) cudaGetLastError();  // not sticky; keep later calls clean
+  return err;
+}
+
+}  // namespace
+
 GeneratedKernels::~GeneratedKernels() {
   for (auto& [name, e] : kernels_) cudaLibraryUnload(e.library);
+  for (auto& [name, e] : compiled_) cudaLibraryUnload(e.library);
 }
 
 cudaKernel_t GeneratedKernels::Find(const codegen::FusedSource& src) const {
   auto it = kernels_.find(src.name);
   if (it == kernels_.end() || it->second.source != src.source) return nullptr;
   return it->second.kernel;
+}
+
+cudaKernel_t GeneratedKernels::FindOrCompile(const codegen::FusedSource& src,
+                                             std::string* why) const {
+  if (cudaKernel_t k = Find(src); k != nullptr) return k;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = compiled_.find(src.name);
+  if (it != compiled_.end() && it->second.source == src.source) return it->second.kernel;
+  if (compile_error_.empty()) {
+    const codegen::NvrtcInfo& nvrtc = codegen::GetNvrtc();
+    if (!nvrtc.available) {
+      compile_error_ = absl::StrCat("NVRTC is not available to compile it at load: ", nvrtc.why);
+    } else {
+      absl::StatusOr<codegen::CompiledCubin> bin =
+          codegen::CompileToCubin(src.name, src.source, arch_);
+      Entry e;
+      e.source = src.source;
+      if (!bin.ok()) {
+        compile_error_ = absl::StrCat("compiling ", src.name, " at load failed: ",
+                                      bin.status().message());
+      } else if (const cudaError_t err = LoadEntry(src.name, src.source, bin->cubin, &e.library,
+                                                   &e.kernel);
+                 err != cudaSuccess) {
+        compile_error_ = absl::StrCat("loading ", src.name, " compiled at load failed: ",
+                                      cudaGetErrorName(err), " (", cudaGetErrorString(err), ")");
+      } else {
+        compile_seconds_ += bin->seconds;
+        if (compiled_.empty()) {
+          std::string reason = note_.empty() ? "the plan has none for these nodes" : note_;
+          if (reason.find("--cuda-arch") == std::string::npos) {
+            absl::StrAppend(&reason, "; `ptc compile --target cuda --cuda-arch ", arch_,
+                            "` stores them in the plan");
+          }
+          std::fprintf(stderr,
+                       "ptc-cuda: note: compiling fused_elementwise kernels with NVRTC at load "
+                       "for %s (%s)\n",
+                       arch_.c_str(), reason.c_str());
+        }
+        cudaKernel_t k = e.kernel;
+        compiled_[src.name] = std::move(e);
+        ++g_compiled_at_load;
+        return k;
+      }
+    }
+  }
+  *why = note_.empty() ? compile_error_ : absl::StrCat(note_, "; ", compile_error_);
+  return nullptr;
+}
+
+double GeneratedKernels::compile_seconds() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return compile_seconds_;
 }
 
 std::string CudaArch(const DeviceInfo& d) {
@@ -85,6 +163,7 @@ std::string CudaArch(const DeviceInfo& d) {
 absl::StatusOr<std::shared_ptr<const GeneratedKernels>> LoadGeneratedKernels(
     const std::vector<plan::CudaKernel>& kernels, const DeviceInfo& device) {
   std::shared_ptr<GeneratedKernels> g(new GeneratedKernels);
+  g->arch_ = CudaArch(device);
   if (kernels.empty()) {
     g->note_ = "the plan carries no generated kernels: compiled with --no-cuda-codegen, where "
                "NVRTC was not available, or by an older ptc";
@@ -101,19 +180,8 @@ absl::StatusOr<std::shared_ptr<const GeneratedKernels>> LoadGeneratedKernels(
     }
     GeneratedKernels::Entry e;
     e.source = k.source;
-#if defined(PTC_CUDA_EMU)
-    // The CUDA CPU emulation runs the kernel's source, compiled for the host (emu.h).
-    cudaError_t err = emu::LoadGeneratedKernel(&e.library, k.name, k.source);
-#else
-    cudaError_t err = cudaLibraryLoadData(&e.library, k.cubin.data(), nullptr, nullptr, 0,
-                                          nullptr, nullptr, 0);
-#endif
-    if (err == cudaSuccess) {
-      err = cudaLibraryGetKernel(&e.kernel, e.library, k.name.c_str());
-      if (err != cudaSuccess) cudaLibraryUnload(e.library);
-    }
+    const cudaError_t err = LoadEntry(k.name, k.source, k.cubin, &e.library, &e.kernel);
     if (err != cudaSuccess) {
-      cudaGetLastError();  // not sticky; keep later calls clean
       if (load_error.empty()) {
         load_error = absl::StrCat("loading ", k.name, " failed: ", cudaGetErrorName(err), " (",
                                   cudaGetErrorString(err), ")");
@@ -137,6 +205,7 @@ GeneratedKernelStats GetGeneratedKernelStats() {
   GeneratedKernelStats s;
   s.generated_nodes = g_generated_nodes.load();
   s.interpreted_nodes = g_interpreted_nodes.load();
+  s.compiled_at_load = g_compiled_at_load.load();
   return s;
 }
 
@@ -157,12 +226,12 @@ absl::StatusOr<std::unique_ptr<DeviceKernel>> CreateGeneratedFusedKernel(
       GeneratedFusedKernel::kMaxArgs) {
     return interpreted("too many operands for one launch");
   }
-  cudaKernel_t k = options.generated->Find(*src);
+  std::string why;
+  cudaKernel_t k = options.generated->FindOrCompile(*src, &why);
   if (k == nullptr) {
-    const std::string& note = options.generated->note();
-    return interpreted(!note.empty() ? note
-                                     : absl::StrCat("the plan has no kernel ", src->name,
-                                                    " with this node's source"));
+    return interpreted(!why.empty() ? why
+                                    : absl::StrCat("the plan has no kernel ", src->name,
+                                                   " with this node's source"));
   }
   ++g_generated_nodes;
   return std::unique_ptr<DeviceKernel>(

@@ -4,7 +4,10 @@
 // no link against libcuda, so ptc-cuda still starts without a driver) and launched with
 // cudaLaunchKernel. A node uses a kernel only if the source it regenerates now is the stored
 // text byte for byte: a stale or edited plan can never launch a kernel with other parameters
-// than the node's. Everything else runs on the interpreter (codegen/cuda/elementwise.cu).
+// than the node's. A node the plan has no kernel for on this device (a plan compiled for
+// another architecture, without NVRTC, or with --no-cuda-codegen) gets one compiled at load
+// with NVRTC for the device's architecture where NVRTC loads (a note on stderr says so, once);
+// everything else runs on the interpreter (codegen/cuda/elementwise.cu).
 // Internal to runtime/cuda.
 #ifndef PTC_RUNTIME_CUDA_GENERATED_KERNELS_H_
 #define PTC_RUNTIME_CUDA_GENERATED_KERNELS_H_
@@ -13,6 +16,7 @@
 
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -31,9 +35,14 @@ class GeneratedKernels {
 
   // The kernel named `src.name` whose stored source is `src.source`, or null.
   cudaKernel_t Find(const codegen::FusedSource& src) const;
+  // Find, else `src` compiled now with NVRTC for the device and loaded (kept for later nodes of
+  // the same source); null with the reason in *why where that cannot be done.
+  cudaKernel_t FindOrCompile(const codegen::FusedSource& src, std::string* why) const;
   // Why kernels of the plan were not loaded ("" when all were, or the plan had none).
   const std::string& note() const { return note_; }
   int loaded() const { return static_cast<int>(kernels_.size()); }
+  // NVRTC's seconds for the kernels compiled at load (FindOrCompile) so far.
+  double compile_seconds() const;
 
  private:
   friend absl::StatusOr<std::shared_ptr<const GeneratedKernels>> LoadGeneratedKernels(
@@ -46,6 +55,11 @@ class GeneratedKernels {
   };
   std::map<std::string, Entry> kernels_;
   std::string note_;
+  std::string arch_;  // the device's, sm_XY
+  mutable std::mutex mu_;
+  mutable std::map<std::string, Entry> compiled_;  // FindOrCompile's, by name
+  mutable std::string compile_error_;  // the first failure: later nodes do not try again
+  mutable double compile_seconds_ = 0;
 };
 
 // fused_elementwise through its generated kernel in options.generated; null (not an error)

@@ -603,8 +603,9 @@ int main(int argc, char** argv) {
                       "interpreter)")
       ->capture_default_str();
   compile->add_flag("--no-cuda-codegen", ca.no_cuda_codegen,
-                    "--target cuda: store no generated kernels (fused_elementwise runs on the "
-                    "interpreter)");
+                    "--target cuda: store no generated kernels (ptc-cuda compiles them at "
+                    "load where NVRTC is available; PTC_CUDA_OPTIONS=fused_interpreter runs "
+                    "the interpreter)");
   compile->add_flag("--no-pack-qkv", ca.no_pack_qkv,
                     "--target cuda: keep the split / concat around attention instead "
                     "of reading q, k, v as slots of the QKV projection's output (comparisons)");
