@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
+#include "compiler/support/hash.h"
 
 namespace ptc::cuda::codegen {
 namespace {
@@ -101,15 +102,6 @@ extern "C" void ptc_host_launch(void* const* args, unsigned grid, unsigned block
   }
 }
 )";
-
-uint64_t Fnv1a(std::string_view s) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
 
 std::string ReadFile(const std::string& path) {
   std::ifstream f(path);

@@ -24,6 +24,7 @@
 #include "compiler/ir/dropout.h"
 #include "compiler/ir/ops_fused.h"
 #include "compiler/ir/strides.h"
+#include "compiler/support/hash.h"
 #include "compiler/support/status.h"
 
 namespace ptc::cuda::codegen {
@@ -97,15 +98,6 @@ std::string Expr(const std::string& op, const std::string& a, const std::string&
   if (op == "max") return absl::StrCat("(", a, " > ", b, " || ", a, " != ", a, ") ? ", a, " : ", b);
   if (op == "min") return absl::StrCat("(", a, " < ", b, " || ", a, " != ", a, ") ? ", a, " : ", b);
   return a;  // unreachable: tokens are validated first
-}
-
-uint64_t Fnv1a(std::string_view s) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  return h;
 }
 
 constexpr char kNamePlaceholder[] = "@KERNEL@";

@@ -67,10 +67,6 @@ class GeneratedFusedKernel final : public DeviceKernel {
   std::vector<uint64_t> seeds_;  // the dropouts' seed arguments (FusedSource::seeds)
 };
 
-}  // namespace
-
-namespace {
-
 // Loads kernel `name` of `source` from its CUBIN into *e; the CUDA CPU emulation, which runs no
 // CUBIN, takes the source (compiled for the host, emu.h).
 cudaError_t LoadEntry(const std::string& name, const std::string& source, const std::string& cubin,
@@ -110,50 +106,42 @@ cudaKernel_t GeneratedKernels::FindOrCompile(const codegen::FusedSource& src,
   std::lock_guard<std::mutex> lock(mu_);
   auto it = compiled_.find(src.name);
   if (it != compiled_.end() && it->second.source == src.source) return it->second.kernel;
-  if (compile_error_.empty()) {
-    const codegen::NvrtcInfo& nvrtc = codegen::GetNvrtc();
-    if (!nvrtc.available) {
-      compile_error_ = absl::StrCat("NVRTC is not available to compile it at load: ", nvrtc.why);
+  std::string error;
+  const codegen::NvrtcInfo& nvrtc = codegen::GetNvrtc();
+  if (!nvrtc.available) {
+    error = absl::StrCat("NVRTC is not available to compile it at load: ", nvrtc.why);
+  } else {
+    absl::StatusOr<codegen::CompiledCubin> bin =
+        codegen::CompileToCubin(src.name, src.source, arch_);
+    Entry e;
+    e.source = src.source;
+    if (!bin.ok()) {
+      error = absl::StrCat("compiling ", src.name, " at load failed: ", bin.status().message());
+    } else if (const cudaError_t err =
+                   LoadEntry(src.name, src.source, bin->cubin, &e.library, &e.kernel);
+               err != cudaSuccess) {
+      error = absl::StrCat("loading ", src.name, " compiled at load failed: ",
+                           cudaGetErrorName(err), " (", cudaGetErrorString(err), ")");
     } else {
-      absl::StatusOr<codegen::CompiledCubin> bin =
-          codegen::CompileToCubin(src.name, src.source, arch_);
-      Entry e;
-      e.source = src.source;
-      if (!bin.ok()) {
-        compile_error_ = absl::StrCat("compiling ", src.name, " at load failed: ",
-                                      bin.status().message());
-      } else if (const cudaError_t err = LoadEntry(src.name, src.source, bin->cubin, &e.library,
-                                                   &e.kernel);
-                 err != cudaSuccess) {
-        compile_error_ = absl::StrCat("loading ", src.name, " compiled at load failed: ",
-                                      cudaGetErrorName(err), " (", cudaGetErrorString(err), ")");
-      } else {
-        compile_seconds_ += bin->seconds;
-        if (compiled_.empty()) {
-          std::string reason = note_.empty() ? "the plan has none for these nodes" : note_;
-          if (reason.find("--cuda-arch") == std::string::npos) {
-            absl::StrAppend(&reason, "; `ptc compile --target cuda --cuda-arch ", arch_,
-                            "` stores them in the plan");
-          }
-          std::fprintf(stderr,
-                       "ptc-cuda: note: compiling fused_elementwise kernels with NVRTC at load "
-                       "for %s (%s)\n",
-                       arch_.c_str(), reason.c_str());
+      if (compiled_.empty()) {
+        std::string reason = note_.empty() ? "the plan has none for these nodes" : note_;
+        if (reason.find("--cuda-arch") == std::string::npos) {
+          absl::StrAppend(&reason, "; `ptc compile --target cuda --cuda-arch ", arch_,
+                          "` stores them in the plan");
         }
-        cudaKernel_t k = e.kernel;
-        compiled_[src.name] = std::move(e);
-        ++g_compiled_at_load;
-        return k;
+        std::fprintf(stderr,
+                     "ptc-cuda: note: compiling fused_elementwise kernels with NVRTC at load for "
+                     "%s (%s)\n",
+                     arch_.c_str(), reason.c_str());
       }
+      cudaKernel_t k = e.kernel;
+      compiled_[src.name] = std::move(e);
+      ++g_compiled_at_load;
+      return k;
     }
   }
-  *why = note_.empty() ? compile_error_ : absl::StrCat(note_, "; ", compile_error_);
+  *why = note_.empty() ? error : absl::StrCat(note_, "; ", error);
   return nullptr;
-}
-
-double GeneratedKernels::compile_seconds() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return compile_seconds_;
 }
 
 std::string CudaArch(const DeviceInfo& d) {

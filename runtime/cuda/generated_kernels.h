@@ -41,8 +41,6 @@ class GeneratedKernels {
   // Why kernels of the plan were not loaded ("" when all were, or the plan had none).
   const std::string& note() const { return note_; }
   int loaded() const { return static_cast<int>(kernels_.size()); }
-  // NVRTC's seconds for the kernels compiled at load (FindOrCompile) so far.
-  double compile_seconds() const;
 
  private:
   friend absl::StatusOr<std::shared_ptr<const GeneratedKernels>> LoadGeneratedKernels(
@@ -58,8 +56,6 @@ class GeneratedKernels {
   std::string arch_;  // the device's, sm_XY
   mutable std::mutex mu_;
   mutable std::map<std::string, Entry> compiled_;  // FindOrCompile's, by name
-  mutable std::string compile_error_;  // the first failure: later nodes do not try again
-  mutable double compile_seconds_ = 0;
 };
 
 // fused_elementwise through its generated kernel in options.generated; null (not an error)

@@ -769,13 +769,16 @@ struct GeneratedLibrary {
   std::string name;
   std::shared_ptr<cuda::codegen::HostKernel> kernel;
 };
-std::mutex g_generated_mu;
+std::mutex& GeneratedMutex() {
+  static auto* mu = new std::mutex;
+  return *mu;
+}
 std::set<const void*>& GeneratedLibraries() {
   static auto* s = new std::set<const void*>;
   return *s;
 }
 const GeneratedLibrary* FindGenerated(const void* p) {
-  std::lock_guard<std::mutex> lock(g_generated_mu);
+  std::lock_guard<std::mutex> lock(GeneratedMutex());
   return GeneratedLibraries().count(p) > 0 ? static_cast<const GeneratedLibrary*>(p) : nullptr;
 }
 
@@ -808,7 +811,7 @@ cudaError_t LoadGeneratedKernel(cudaLibrary_t* library, const std::string& name,
   }
   auto* lib = new GeneratedLibrary{name, *std::move(kernel)};
   {
-    std::lock_guard<std::mutex> lock(g_generated_mu);
+    std::lock_guard<std::mutex> lock(GeneratedMutex());
     GeneratedLibraries().insert(lib);
   }
   *library = reinterpret_cast<cudaLibrary_t>(lib);
@@ -1194,7 +1197,7 @@ cudaError_t cudaLibraryLoadData(cudaLibrary_t*, const void*, cudaJitOption*, voi
 cudaError_t cudaLibraryUnload(cudaLibrary_t library) {
   std::unique_ptr<const ptc::emu::GeneratedLibrary> lib;
   {
-    std::lock_guard<std::mutex> lock(ptc::emu::g_generated_mu);
+    std::lock_guard<std::mutex> lock(ptc::emu::GeneratedMutex());
     if (ptc::emu::GeneratedLibraries().erase(library) == 0) return Fail(cudaErrorInvalidValue);
     lib.reset(reinterpret_cast<const ptc::emu::GeneratedLibrary*>(library));
   }
