@@ -153,7 +153,7 @@ absl::StatusOr<std::shared_ptr<HostKernel>> HostKernel::Compile(const std::strin
   static std::atomic<int> counter{0};
   const std::string unique = absl::StrCat(getpid(), "_", counter++);
   std::string so;
-  bool cached = false;
+  bool cached = false, private_file = options.cache_dir.empty();
   if (!options.cache_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(options.cache_dir, ec);  // a failure shows at rename
@@ -162,9 +162,9 @@ absl::StatusOr<std::shared_ptr<HostKernel>> HostKernel::Compile(const std::strin
     cached = access(so.c_str(), R_OK) == 0;
   }
   if (!cached) {
-    const char* tmp = std::getenv("TMPDIR");
-    const std::string base =
-        absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp", "/ptc_host_", name, "_", unique);
+    std::error_code ec;
+    const std::string base = absl::StrCat(std::filesystem::temp_directory_path(ec).string(),
+                                          "/ptc_host_", name, "_", unique);
     {
       std::ofstream f(base + ".cc");
       f << text;
@@ -181,17 +181,14 @@ absl::StatusOr<std::shared_ptr<HostKernel>> HostKernel::Compile(const std::strin
       return absl::InternalError(absl::StrCat("host compile of ", name, " failed: ", cmd, "\n",
                                               log, "\n", body));
     }
-    if (so.empty()) {
-      so = base + ".so";
-    } else if (std::rename((base + ".so").c_str(), so.c_str()) != 0) {  // atomic: same folder
-      so = base + ".so";  // no cache (another file system): this process's copy
+    if (private_file || std::rename((base + ".so").c_str(), so.c_str()) != 0) {
+      so = base + ".so";  // no cache (or another file system: this process's copy)
+      private_file = true;
     }
   }
   std::shared_ptr<HostKernel> k(new HostKernel);
   k->handle_ = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (options.cache_dir.empty() || so.find(unique) != std::string::npos) {
-    std::remove(so.c_str());  // stays mapped
-  }
+  if (private_file) std::remove(so.c_str());  // stays mapped
   if (k->handle_ == nullptr) return absl::InternalError(absl::StrCat("dlopen: ", dlerror()));
   k->launch_ = reinterpret_cast<void (*)(void* const*, unsigned, unsigned)>(
       dlsym(k->handle_, "ptc_host_launch"));

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -22,7 +23,6 @@
 
 #include <cuda_fp16.h>
 
-#include "absl/strings/str_cat.h"
 #include "codegen/cuda/host_kernel.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -795,9 +795,8 @@ cudaError_t LoadGeneratedKernel(cudaLibrary_t* library, const std::string& name,
   if (const char* c = std::getenv("PTC_CUDA_EMU_KERNEL_CACHE"); c != nullptr && *c != '\0') {
     options.cache_dir = c;
   } else {
-    const char* tmp = std::getenv("TMPDIR");
-    options.cache_dir = absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp",
-                                     "/ptc-emu-kernels");
+    std::error_code ec;
+    options.cache_dir = (std::filesystem::temp_directory_path(ec) / "ptc-emu-kernels").string();
   }
   auto kernel = cuda::codegen::HostKernel::Compile(name, source, options);
   if (!kernel.ok()) {
